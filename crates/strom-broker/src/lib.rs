@@ -1,1 +1,15 @@
-//! strom-broker.
+//! The Strom broker: the listener and its connections, one handler module per Kafka API,
+//! the replica manager that hosts partition logs, and the broker's view of metadata.
+//! It knows the network and the coordinators; bytes on disk belong to `strom-storage`.
+
+pub mod broker;
+pub mod config;
+mod connection;
+pub mod errors;
+mod handlers;
+pub mod replica_manager;
+pub mod server;
+
+pub use broker::Broker;
+pub use handlers::supported_apis;
+pub use server::{run, ServerError};

@@ -1,1 +1,22 @@
-//! strom-metadata.
+//! Strom's cluster metadata: records appended to a metadata log, replayed into an immutable
+//! [`MetadataImage`]; the [`Controller`] that turns admin requests into records; the topic and
+//! broker config catalogues. The Raft quorum (openraft) will replicate the same records later.
+
+pub mod broker_config;
+pub mod broker_config_defs;
+pub mod config_defs;
+mod config_describe;
+pub mod controller;
+pub mod error;
+pub mod image;
+pub mod log;
+mod properties;
+pub mod records;
+
+pub use broker_config::{BrokerConfig, BrokerConfigError, Listener};
+pub use config_defs::{ConfigSource, ConfigType, DescribedConfig};
+pub use controller::Controller;
+pub use error::{ControllerError, MetadataLogError};
+pub use image::{is_internal, MetadataImage, PartitionImage, TopicImage};
+pub use log::MetadataLog;
+pub use records::{ConfigResource, MetadataRecord};

@@ -1,0 +1,239 @@
+//! The broker's shared state: its configuration, the controller (single node: this process
+//! is broker and controller at once, like Kafka's KRaft combined mode), the current metadata
+//! image, and the replica manager. Handlers reach the engines only through this type.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use strom_metadata::{Controller, ControllerError, CreateTopicRequest, MetadataImage};
+use strom_storage::{Clock, LogConfig, SystemClock, TimestampType};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerConfig;
+use crate::replica_manager::ReplicaManager;
+use crate::server::ServerError;
+
+/// Producer ids handed out by this broker, taken from blocks the controller allocates.
+#[derive(Debug, Default)]
+struct ProducerIdBlock {
+    next: i64,
+    end: i64,
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    controller: Mutex<Controller>,
+    image: RwLock<Arc<MetadataImage>>,
+    replicas: ReplicaManager,
+    producer_ids: Mutex<ProducerIdBlock>,
+}
+
+impl Broker {
+    /// Opens the metadata log and every partition log under `log.dirs` (recovering them).
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, ServerError> {
+        let root = config.log_dir();
+        std::fs::create_dir_all(&root).map_err(|e| {
+            ServerError::Startup(format!("cannot create log.dirs {}: {e}", root.display()))
+        })?;
+        let controller = Controller::open(&root, &config)
+            .map_err(|e| ServerError::Startup(format!("cannot open the metadata log: {e}")))?;
+        let image = controller.image();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let broker = Arc::new(Broker {
+            replicas: ReplicaManager::new(root, clock),
+            config,
+            controller: Mutex::new(controller),
+            image: RwLock::new(image),
+            producer_ids: Mutex::new(ProducerIdBlock::default()),
+        });
+        broker
+            .sync_replicas()
+            .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
+        Ok(broker)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id()
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().clone()
+    }
+
+    pub fn replicas(&self) -> &ReplicaManager {
+        &self.replicas
+    }
+
+    /// Runs a controller operation, then publishes the new image and follows it with the
+    /// hosted logs. Operations validate against the image and append records (STYLE.md #7).
+    pub fn with_controller<R>(&self, op: impl FnOnce(&mut Controller) -> R) -> R {
+        let mut controller = self.controller.lock();
+        let result = op(&mut controller);
+        let image = controller.image();
+        *self.image.write() = image;
+        drop(controller);
+        if let Err(e) = self.sync_replicas() {
+            tracing::error!(error = %e, "could not apply metadata to partition logs");
+        }
+        result
+    }
+
+    fn sync_replicas(&self) -> Result<(), strom_storage::LogError> {
+        let image = self.image();
+        self.replicas
+            .sync(&image, |topic| self.log_config(&image, topic))
+    }
+
+    /// The effective log configuration of a topic: its overrides over the broker defaults.
+    pub fn log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
+        let overrides = image.topic_config_overrides(topic);
+        let effective: BTreeMap<String, String> =
+            strom_metadata::config_defs::describe_topic_configs(&overrides, &self.config)
+                .into_iter()
+                .filter_map(|c| c.value.map(|v| (c.name, v)))
+                .collect();
+        log_config_from(&effective)
+    }
+
+    /// Creates the topics among `names` that do not exist, with the default partition count
+    /// and replication factor (`auto.create.topics.enable`). Invalid names are skipped.
+    pub fn auto_create_topics(&self, names: &[&str]) {
+        let image = self.image();
+        let missing: Vec<CreateTopicRequest> = names
+            .iter()
+            .filter(|name| image.topic(name).is_none())
+            .filter(|name| strom_metadata::validate_topic_name(name).is_ok())
+            .map(|name| CreateTopicRequest::with_defaults(name))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        for result in self.with_controller(|c| c.create_topics(missing, false)) {
+            match result {
+                Ok(created) => tracing::info!(topic = %created.name, "auto-created topic"),
+                Err(e) => tracing::debug!(error = %e, "auto-create refused"),
+            }
+        }
+    }
+
+    /// Hands out the next producer id, asking the controller for a new block when needed.
+    pub fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
+        let mut ids = self.producer_ids.lock();
+        if ids.next >= ids.end {
+            let node_id = self.node_id();
+            let (start, size) =
+                self.with_controller(|c| c.allocate_producer_id_block(node_id))?;
+            ids.next = start;
+            ids.end = start + size;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Periodic work: retention (log.retention.check.interval.ms).
+    pub(crate) fn start_background_tasks(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let interval = Duration::from_millis(self.config.log_retention_check_interval_ms().max(10) as u64);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                let broker = self.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.enforce_retention()).await;
+            }
+        })
+    }
+
+    fn enforce_retention(&self) {
+        for partition in self.replicas.all() {
+            match partition.log.enforce_retention() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(topic = %partition.topic, partition = partition.index, segments = n, "retention deleted segments"),
+                Err(e) => tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed"),
+            }
+        }
+    }
+
+    /// Closes every log with a clean-shutdown marker.
+    pub fn shutdown(&self) {
+        self.replicas.close_all();
+    }
+}
+
+/// Builds the storage configuration from effective topic config values (Kafka's names).
+fn log_config_from(values: &BTreeMap<String, String>) -> LogConfig {
+    let mut config = LogConfig::default();
+    let num = |key: &str| values.get(key).and_then(|v| v.parse::<i64>().ok());
+    if let Some(v) = num("segment.bytes") {
+        config.segment_bytes = v.max(1) as u64;
+    }
+    if let Some(v) = num("segment.ms") {
+        config.segment_ms = v;
+    }
+    if let Some(v) = num("segment.index.bytes") {
+        config.segment_index_bytes = v.max(8) as u64;
+    }
+    if let Some(v) = num("index.interval.bytes") {
+        config.index_interval_bytes = v.max(0) as u64;
+    }
+    if let Some(v) = num("max.message.bytes") {
+        config.max_message_bytes = v.clamp(0, i64::from(u32::MAX)) as u32;
+    }
+    if let Some(v) = num("retention.ms") {
+        config.retention_ms = v;
+    }
+    if let Some(v) = num("retention.bytes") {
+        config.retention_bytes = v;
+    }
+    if let Some(v) = num("flush.messages") {
+        config.flush_messages = v.max(1) as u64;
+    }
+    if let Some(v) = num("flush.ms") {
+        config.flush_ms = v;
+    }
+    if let Some(v) = values.get("message.timestamp.type") {
+        config.timestamp_type = if v == "LogAppendTime" {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        };
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_config_reads_kafka_names() {
+        let values: BTreeMap<String, String> = [
+            ("segment.bytes", "1048576"),
+            ("retention.ms", "-1"),
+            ("flush.messages", "1"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = log_config_from(&values);
+        assert_eq!(c.segment_bytes, 1_048_576);
+        assert_eq!(c.retention_ms, -1);
+        assert_eq!(c.flush_messages, 1);
+        assert!(matches!(c.timestamp_type, TimestampType::LogAppendTime));
+    }
+}

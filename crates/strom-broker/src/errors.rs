@@ -1,0 +1,61 @@
+//! The one place where engine errors become Kafka error codes (STYLE.md #3). Every match is
+//! exhaustive, so a new error variant forces a decision here.
+
+use strom_metadata::{ConfigResource, ControllerError};
+use strom_protocol::ErrorCode;
+use strom_storage::LogError;
+
+use crate::broker::Broker;
+
+/// The Kafka error code for a partition-log failure.
+pub fn log_error_code(error: &LogError) -> ErrorCode {
+    match error {
+        LogError::CorruptMessage { .. } => ErrorCode::CorruptMessage,
+        LogError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
+        LogError::UnsupportedForMessageFormat { .. } => ErrorCode::UnsupportedForMessageFormat,
+        LogError::UnsupportedCompressionType { .. } => ErrorCode::UnsupportedCompressionType,
+        LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+        LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        LogError::Closed => ErrorCode::NotLeaderOrFollower,
+        LogError::Io { .. } => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// The Kafka error code for a refused or failed controller operation.
+pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
+    match error {
+        ControllerError::TopicAlreadyExists { .. } => ErrorCode::TopicAlreadyExists,
+        ControllerError::UnknownTopicOrPartition { .. } => ErrorCode::UnknownTopicOrPartition,
+        ControllerError::InvalidTopic { .. } => ErrorCode::InvalidTopicException,
+        ControllerError::InvalidPartitions { .. } => ErrorCode::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+        ControllerError::InvalidReplicaAssignment { .. } => ErrorCode::InvalidReplicaAssignment,
+        ControllerError::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+        ControllerError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+        ControllerError::BrokerNotRegistered { .. } => ErrorCode::BrokerIdNotRegistered,
+        ControllerError::ClusterIdMismatch { .. } => ErrorCode::InconsistentClusterId,
+        ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// Resolves a config resource of an Alter*Configs request (2 = topic, 4 = broker).
+pub(crate) fn config_resource(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+) -> Result<ConfigResource, ControllerError> {
+    match resource_type {
+        2 => Ok(ConfigResource::Topic(name.to_owned())),
+        4 if name.is_empty() || name == broker.node_id().to_string() => {
+            Ok(ConfigResource::Broker(broker.node_id()))
+        }
+        4 => Err(ControllerError::InvalidRequest {
+            reason: format!("broker '{name}' is not this broker"),
+        }),
+        other => Err(ControllerError::InvalidRequest {
+            reason: format!("config resource type {other} is not supported"),
+        }),
+    }
+}

@@ -1,0 +1,58 @@
+//! ApiVersions (key 18), v0–4: the versions of every API in the handler table. A request of
+//! a version Strom does not know gets the v0-format reply with UNSUPPORTED_VERSION and the
+//! list, so the client can pick a version it shares with us (KIP-511).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use strom_protocol::header::{encode_response_with_header_version, RequestHeader};
+use strom_protocol::ErrorCode;
+
+use super::{decode, respond, supported_apis, ApiSpec, HandlerError, HandlerResult};
+use crate::broker::Broker;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::ApiVersions, 0, 4);
+
+pub(super) async fn handle(_broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let _request: ApiVersionsRequest = decode(&SPEC, header, body)?;
+    respond(&SPEC, header, &response(0))
+}
+
+fn response(error_code: i16) -> ApiVersionsResponse {
+    let mut response = ApiVersionsResponse::default();
+    response.error_code = error_code;
+    response.api_keys = supported_apis()
+        .into_iter()
+        .map(|spec| {
+            let mut v = ApiVersion::default();
+            v.api_key = spec.key as i16;
+            v.min_version = spec.min_version;
+            v.max_version = spec.max_version;
+            v
+        })
+        .collect();
+    response
+}
+
+/// The answer to a request whose version is outside `spec`'s range: for ApiVersions the
+/// v0-format fallback; other APIs close the connection, as Kafka does.
+pub(super) fn unsupported_version(spec: &ApiSpec, header: &RequestHeader) -> HandlerResult {
+    if spec.key != ApiKey::ApiVersions {
+        return Err(HandlerError::UnsupportedVersion {
+            api: spec.key,
+            version: header.api_version,
+            min: spec.min_version,
+            max: spec.max_version,
+        });
+    }
+    let body = response(ErrorCode::UnsupportedVersion.code());
+    Ok(Some(encode_response_with_header_version(
+        ApiKey::ApiVersions,
+        0,
+        0,
+        header.correlation_id,
+        &body,
+    )?))
+}

@@ -1,0 +1,45 @@
+//! CreatePartitions (key 37), v0–3: raises a topic's partition count (never lowers it),
+//! with optional explicit assignments for the new partitions.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use strom_protocol::header::RequestHeader;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::errors::controller_error_code;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::CreatePartitions, 0, 3);
+
+pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let request: CreatePartitionsRequest = decode(&SPEC, header, body)?;
+    let validate_only = request.validate_only;
+    let mut response = CreatePartitionsResponse::default();
+    response.results = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let assignments: Vec<Vec<i32>> = t
+                .assignments
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
+                .collect();
+            let name = t.name.0.to_string();
+            let result = broker
+                .with_controller(|c| c.create_partitions(&name, t.count, assignments, validate_only));
+            let mut r = CreatePartitionsTopicResult::default();
+            r.name = t.name;
+            if let Err(e) = result {
+                r.error_code = controller_error_code(&e).code();
+                r.error_message = Some(StrBytes::from_string(e.to_string()));
+            }
+            r
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}

@@ -1,0 +1,82 @@
+//! DeleteTopics (key 20), v1–6: by name, or by topic id from v6. The controller removes the
+//! topic records; the replica manager then deletes the partition logs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strom_metadata::ControllerError;
+use strom_protocol::header::RequestHeader;
+use strom_protocol::ErrorCode;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::errors::controller_error_code;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
+
+pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let request: DeleteTopicsRequest = decode(&SPEC, header, body)?;
+    let version = header.api_version;
+    let image = broker.image();
+    // (name as given, id as given, resolved name)
+    let wanted: Vec<(Option<String>, uuid::Uuid, Option<String>)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.map(|n| n.0.to_string());
+                let resolved = match &name {
+                    Some(n) => Some(n.clone()),
+                    None => image.topic_by_id(t.topic_id).map(|t| t.name.clone()),
+                };
+                (name, t.topic_id, resolved)
+            })
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| {
+                let n = n.0.to_string();
+                (Some(n.clone()), uuid::Uuid::nil(), Some(n))
+            })
+            .collect()
+    };
+    let to_delete: Vec<String> = wanted.iter().filter_map(|w| w.2.clone()).collect();
+    let mut results = broker.with_controller(|c| c.delete_topics(to_delete)).into_iter();
+    let mut response = DeleteTopicsResponse::default();
+    response.responses = wanted
+        .into_iter()
+        .map(|(name, id, resolved)| {
+            let mut r = DeletableTopicResult::default();
+            let result = match resolved {
+                Some(_) => results.next().unwrap_or(Err(ControllerError::InvalidRequest {
+                    reason: "missing result".to_owned(),
+                })),
+                None => {
+                    r.error_code = ErrorCode::UnknownTopicId.code();
+                    Ok(uuid::Uuid::nil())
+                }
+            };
+            match result {
+                Ok(deleted_id) => {
+                    if version >= 6 {
+                        r.topic_id = if deleted_id.is_nil() { id } else { deleted_id };
+                    }
+                }
+                Err(e) => {
+                    r.error_code = controller_error_code(&e).code();
+                    if version >= 5 {
+                        r.error_message = Some(StrBytes::from_string(e.to_string()));
+                    }
+                }
+            }
+            r.name = name.map(|n| TopicName(StrBytes::from_string(n)));
+            r
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}

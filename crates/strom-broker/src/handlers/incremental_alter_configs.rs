@@ -1,0 +1,46 @@
+//! IncrementalAlterConfigs (key 44), v0–1 (KIP-339): SET, DELETE (revert to default),
+//! APPEND and SUBTRACT (list configs) on single keys of a topic's overrides.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use strom_protocol::header::RequestHeader;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::errors::{config_resource, controller_error_code};
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::IncrementalAlterConfigs, 0, 1);
+
+pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let request: IncrementalAlterConfigsRequest = decode(&SPEC, header, body)?;
+    let validate_only = request.validate_only;
+    let mut response = IncrementalAlterConfigsResponse::default();
+    response.responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let mut r = AlterConfigsResourceResponse::default();
+            let result = config_resource(broker, resource.resource_type, resource.resource_name.as_str())
+                .and_then(|target| {
+                    let ops = resource
+                        .configs
+                        .into_iter()
+                        .map(|c| (c.name.to_string(), c.config_operation, c.value.map(|v| v.to_string())))
+                        .collect();
+                    broker.with_controller(|c| c.incremental_alter_configs(target, ops, validate_only))
+                });
+            if let Err(e) = result {
+                r.error_code = controller_error_code(&e).code();
+                r.error_message = Some(StrBytes::from_string(e.to_string()));
+            }
+            r.resource_type = resource.resource_type;
+            r.resource_name = resource.resource_name;
+            r
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}

@@ -1,0 +1,98 @@
+//! ListOffsets (key 2), v1–9: earliest (-2), latest (-1), max timestamp (-3, KIP-734),
+//! earliest local (-4) and latest tiered (-5) which equal earliest/latest without tiered
+//! storage, and the first offset whose timestamp is at or after a given time.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+use strom_protocol::header::RequestHeader;
+use strom_protocol::ErrorCode;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::errors::log_error_code;
+use crate::replica_manager::Partition;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 9);
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let request: ListOffsetsRequest = decode(&SPEC, header, body)?;
+    let version = header.api_version;
+    let image = broker.image();
+    let mut response = ListOffsetsResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut out = ListOffsetsTopicResponse::default();
+            out.partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut r = ListOffsetsPartitionResponse::default();
+                    r.partition_index = p.partition_index;
+                    r.timestamp = -1;
+                    r.offset = -1;
+                    match broker.replicas().partition(topic.name.0.as_str(), p.partition_index) {
+                        None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                        Some(partition) => {
+                            let epoch = partition.leader_epoch(&image);
+                            if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
+                                r.error_code = if p.current_leader_epoch > epoch {
+                                    ErrorCode::UnknownLeaderEpoch.code()
+                                } else {
+                                    ErrorCode::FencedLeaderEpoch.code()
+                                };
+                                return r;
+                            }
+                            match lookup(&partition, p.timestamp) {
+                                Ok((timestamp, offset)) => {
+                                    r.timestamp = timestamp;
+                                    r.offset = offset;
+                                    if version >= 4 {
+                                        r.leader_epoch = epoch;
+                                    }
+                                }
+                                Err(code) => r.error_code = code.code(),
+                            }
+                        }
+                    }
+                    r
+                })
+                .collect();
+            out.name = topic.name;
+            out
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}
+
+/// (timestamp, offset) for one query; -1/-1 when no record matches a timestamp query.
+fn lookup(partition: &Partition, query: i64) -> Result<(i64, i64), ErrorCode> {
+    let log = &partition.log;
+    match query {
+        LATEST | LATEST_TIERED => Ok((-1, partition.high_watermark())),
+        EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
+        MAX_TIMESTAMP => match log.max_timestamp_offset() {
+            Ok(Some(found)) => Ok((found.timestamp, found.offset)),
+            Ok(None) => Ok((-1, -1)),
+            Err(e) => Err(log_error_code(&e)),
+        },
+        t if t < 0 => Err(ErrorCode::InvalidRequest),
+        t => match log.offset_for_timestamp(t) {
+            Ok(Some(found)) => Ok((found.timestamp, found.offset)),
+            Ok(None) => Ok((-1, -1)),
+            Err(e) => Err(log_error_code(&e)),
+        },
+    }
+}

@@ -1,0 +1,124 @@
+//! Metadata (key 3), v0–12: brokers (the advertised listener, never the bind address), the
+//! controller, and topics with partition leaders, epochs and ids. Unknown topics are created
+//! here when both the request and `auto.create.topics.enable` allow it, as in Kafka.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strom_metadata::{MetadataImage, TopicImage};
+use strom_protocol::header::RequestHeader;
+use strom_protocol::ErrorCode;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 12);
+
+pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let request: MetadataRequest = decode(&SPEC, header, body)?;
+    let version = header.api_version;
+    // v0: an empty list means every topic; v1+: null means every topic.
+    let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .into_iter()
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    let auto_create = (version < 4 || request.allow_auto_topic_creation)
+        && broker.config().auto_create_topics_enable();
+    if let (Some(requested), true) = (&requested, auto_create) {
+        let names: Vec<&str> = requested.iter().filter_map(|(n, _)| n.as_deref()).collect();
+        broker.auto_create_topics(&names);
+    }
+    let image = broker.image();
+    let mut response = MetadataResponse::default();
+    response.brokers = brokers(&image);
+    response.cluster_id = Some(StrBytes::from_string(image.cluster_id().to_owned()));
+    response.controller_id = BrokerId(broker.node_id());
+    response.topics = match requested {
+        None => image
+            .topics()
+            .filter(|t| version >= 1 || !strom_metadata::is_internal(&t.name))
+            .map(|t| topic_metadata(t, version))
+            .collect(),
+        Some(requested) => requested
+            .iter()
+            .map(|(name, id)| requested_topic(&image, name.as_deref(), *id, version))
+            .collect(),
+    };
+    respond(&SPEC, header, &response)
+}
+
+fn requested_topic(
+    image: &MetadataImage,
+    name: Option<&str>,
+    id: uuid::Uuid,
+    version: i16,
+) -> MetadataResponseTopic {
+    let found = match name {
+        Some(name) => image.topic(name),
+        None => image.topic_by_id(id),
+    };
+    if let Some(topic) = found {
+        return topic_metadata(topic, version);
+    }
+    let mut t = MetadataResponseTopic::default();
+    t.name = name.map(|n| TopicName(StrBytes::from_string(n.to_owned())));
+    t.error_code = match name {
+        Some(n) if strom_metadata::validate_topic_name(n).is_err() => ErrorCode::InvalidTopicException.code(),
+        Some(_) => ErrorCode::UnknownTopicOrPartition.code(),
+        None => ErrorCode::UnknownTopicId.code(),
+    };
+    if version >= 10 {
+        t.topic_id = id;
+    }
+    t
+}
+
+fn topic_metadata(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
+    if version >= 10 {
+        t.topic_id = topic.topic_id;
+    }
+    t.is_internal = strom_metadata::is_internal(&topic.name);
+    t.partitions = topic
+        .partitions
+        .iter()
+        .map(|(index, p)| {
+            let mut m = MetadataResponsePartition::default();
+            m.partition_index = *index;
+            m.leader_id = BrokerId(p.leader);
+            if version >= 7 {
+                m.leader_epoch = p.leader_epoch;
+            }
+            m.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
+            m.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
+            m
+        })
+        .collect();
+    t
+}
+
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers()
+        .map(|b| {
+            let mut m = MetadataResponseBroker::default();
+            m.node_id = BrokerId(b.broker_id);
+            m.host = StrBytes::from_string(b.host.clone());
+            m.port = i32::from(b.port);
+            m.rack = b.rack.clone().map(StrBytes::from_string);
+            m
+        })
+        .collect()
+}

@@ -1,0 +1,147 @@
+//! The one list of Kafka APIs Strom serves (STYLE.md #1). Each module states its API key
+//! and version range next to its code; ApiVersions is computed from this list, so what is
+//! advertised cannot drift from what is handled.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use strom_protocol::header::{encode_response, EncodeError, RequestHeader};
+use thiserror::Error;
+
+use crate::broker::Broker;
+
+mod alter_configs;
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod fetch;
+mod incremental_alter_configs;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+/// An API and the versions Strom advertises for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSpec {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+impl ApiSpec {
+    pub const fn new(key: ApiKey, min_version: i16, max_version: i16) -> Self {
+        Self {
+            key,
+            min_version,
+            max_version,
+        }
+    }
+
+    fn supports(&self, version: i16) -> bool {
+        (self.min_version..=self.max_version).contains(&version)
+    }
+}
+
+/// Why a request could not be answered; the connection is closed with a log line.
+#[derive(Debug, Error)]
+pub enum HandlerError {
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("{api:?} v{version} is not supported (advertised {min}..={max})")]
+    UnsupportedVersion {
+        api: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("api {api:?} is not supported")]
+    UnsupportedApi { api: ApiKey },
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// What a handler returns: an encoded response frame, or nothing (acks=0 produce).
+pub type HandlerResult = Result<Option<BytesMut>, HandlerError>;
+
+macro_rules! handlers {
+    ($($module:ident),* $(,)?) => {
+        /// Every API Strom serves with its advertised versions, in api-key order.
+        pub fn supported_apis() -> Vec<ApiSpec> {
+            let mut apis = vec![$($module::SPEC),*];
+            apis.sort_by_key(|s| s.key as i16);
+            apis
+        }
+
+        /// Routes a request to its handler after checking the version against the table.
+        pub(crate) async fn dispatch(
+            broker: &Arc<Broker>,
+            header: &RequestHeader,
+            body: Bytes,
+        ) -> HandlerResult {
+            let api = ApiKey::try_from(header.api_key)
+                .map_err(|_| HandlerError::UnsupportedApi { api: ApiKey::ApiVersions })?;
+            $(
+                if api == $module::SPEC.key {
+                    if !$module::SPEC.supports(header.api_version) {
+                        return api_versions::unsupported_version(&$module::SPEC, header);
+                    }
+                    return $module::handle(broker, header, body).await;
+                }
+            )*
+            Err(HandlerError::UnsupportedApi { api })
+        }
+    };
+}
+
+handlers!(
+    produce,
+    fetch,
+    list_offsets,
+    metadata,
+    api_versions,
+    create_topics,
+    delete_topics,
+    delete_records,
+    init_producer_id,
+    offset_for_leader_epoch,
+    describe_configs,
+    alter_configs,
+    create_partitions,
+    incremental_alter_configs,
+    describe_cluster,
+);
+
+/// Decodes a request body of the header's version.
+pub(crate) fn decode<R: Decodable>(spec: &ApiSpec, header: &RequestHeader, mut body: Bytes) -> Result<R, HandlerError> {
+    R::decode(&mut body, header.api_version).map_err(|e| HandlerError::Malformed {
+        api: spec.key,
+        version: header.api_version,
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes a response of the request's version, with the request's correlation id.
+pub(crate) fn respond<R: Encodable + HeaderVersion>(
+    spec: &ApiSpec,
+    header: &RequestHeader,
+    response: &R,
+) -> HandlerResult {
+    Ok(Some(encode_response(
+        spec.key,
+        header.api_version,
+        header.correlation_id,
+        response,
+    )?))
+}

@@ -1,0 +1,132 @@
+//! Produce (key 0): advertised v0–11 but served v3–11 (KAFKA-18659: librdkafka disables
+//! compressed produce if the minimum is not 0). Batches are appended as they arrived; the log
+//! assigns offsets and checks idempotent-producer sequences. acks=0 gets no response.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use strom_protocol::header::RequestHeader;
+use strom_protocol::ErrorCode;
+
+use super::{decode, respond, ApiSpec, HandlerError, HandlerResult};
+use crate::broker::Broker;
+use crate::errors::log_error_code;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Produce, 0, 11);
+/// Produce v0–2 were removed in Kafka 4 (KIP-896) and are not served.
+const MIN_SERVED_VERSION: i16 = 3;
+
+pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    if header.api_version < MIN_SERVED_VERSION {
+        return Err(HandlerError::UnsupportedVersion {
+            api: SPEC.key,
+            version: header.api_version,
+            min: MIN_SERVED_VERSION,
+            max: SPEC.max_version,
+        });
+    }
+    let request: ProduceRequest = decode(&SPEC, header, body)?;
+    let acks = request.acks;
+    if broker.config().auto_create_topics_enable() {
+        let names: Vec<&str> = request.topic_data.iter().map(|t| t.name.0.as_str()).collect();
+        let image = broker.image();
+        if names.iter().any(|n| image.topic(n).is_none()) {
+            broker.auto_create_topics(&names);
+        }
+    }
+    let responses = tokio::task::block_in_place(|| append_all(broker, request, header.api_version));
+    if acks == 0 {
+        return Ok(None);
+    }
+    let mut response = ProduceResponse::default();
+    response.responses = responses;
+    respond(&SPEC, header, &response)
+}
+
+fn append_all(broker: &Broker, request: ProduceRequest, version: i16) -> Vec<TopicProduceResponse> {
+    let acks = request.acks;
+    let image = broker.image();
+    request
+        .topic_data
+        .into_iter()
+        .map(|topic| {
+            let mut out = TopicProduceResponse::default();
+            let name = topic.name.0.as_str().to_owned();
+            out.partition_responses = topic
+                .partition_data
+                .into_iter()
+                .map(|p| {
+                    let mut r = PartitionProduceResponse::default();
+                    r.index = p.index;
+                    r.base_offset = -1;
+                    r.log_append_time_ms = -1;
+                    r.log_start_offset = -1;
+                    let outcome = append_one(broker, &image, &name, p.index, acks, p.records);
+                    match outcome {
+                        Ok(info) => {
+                            r.base_offset = info.base_offset;
+                            r.log_append_time_ms = info.log_append_time;
+                            if version >= 5 {
+                                r.log_start_offset = info.log_start_offset;
+                            }
+                        }
+                        Err((code, message)) => {
+                            r.error_code = code.code();
+                            if version >= 8 {
+                                r.error_message = message.map(StrBytes::from_string);
+                            }
+                        }
+                    }
+                    r
+                })
+                .collect();
+            out.name = topic.name;
+            out
+        })
+        .collect()
+}
+
+type PartitionError = (ErrorCode, Option<String>);
+
+fn append_one(
+    broker: &Broker,
+    image: &strom_metadata::MetadataImage,
+    topic: &str,
+    index: i32,
+    acks: i16,
+    records: Option<Bytes>,
+) -> Result<strom_storage::AppendInfo, PartitionError> {
+    if !matches!(acks, -1..=1) {
+        return Err((ErrorCode::InvalidRequiredAcks, None));
+    }
+    let Some(partition) = broker.replicas().partition(topic, index) else {
+        return Err((ErrorCode::UnknownTopicOrPartition, None));
+    };
+    if acks == -1 {
+        let min_isr = broker.min_insync_replicas(image, topic);
+        let isr = image
+            .topic(topic)
+            .and_then(|t| t.partitions.get(&index))
+            .map_or(0, |p| p.isr.len());
+        if (isr as i64) < min_isr {
+            return Err((
+                ErrorCode::NotEnoughReplicas,
+                Some(format!("ISR has {isr} replicas, min.insync.replicas is {min_isr}")),
+            ));
+        }
+    }
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err((ErrorCode::InvalidRecord, Some("no record batch".to_owned())));
+    };
+    let info = partition
+        .log
+        .append(BytesMut::from(&records[..]))
+        .map_err(|e| (log_error_code(&e), Some(e.to_string())))?;
+    if !info.duplicate {
+        partition.notify_appended();
+    }
+    Ok(info)
+}

@@ -1,0 +1,68 @@
+//! `strom server`: loads the configuration, opens the broker, binds the listener and serves
+//! until SIGINT or SIGTERM, then shuts down cleanly (logs closed with a clean marker).
+
+use anyhow::{Context, Result};
+use strom_broker::config::BrokerConfig;
+use strom_broker::Broker;
+use tracing_subscriber::EnvFilter;
+
+use crate::{read_file, ServerArgs};
+
+pub(crate) fn run(args: ServerArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("STROM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let text = match &args.config {
+        Some(path) => Some(read_file(path)?),
+        None => None,
+    };
+    let (config, warnings) = BrokerConfig::parse(text.as_deref(), &args.overrides)
+        .context("invalid configuration")?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strom")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: BrokerConfig) -> Result<()> {
+    let bind = config.listener_bind_address();
+    // Open (and recover) the logs before accepting clients, so the first answer is a real one.
+    let broker = tokio::task::block_in_place(|| Broker::open(config))?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    strom_broker::run(broker, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received");
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

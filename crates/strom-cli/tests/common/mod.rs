@@ -1,0 +1,238 @@
+//! Test harness: starts the real `strom` binary on a free port with a temporary data
+//! directory, and builds librdkafka clients (the reference client) pointed at it.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A running `strom server` process; killed when dropped.
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data: PathBuf,
+    extra: Vec<(String, String)>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Server {
+    /// Starts a server with a fresh data directory and `extra` settings (Kafka names).
+    pub fn start(extra: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = tmp.path().join("data");
+        let extra = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = Server {
+            child: None,
+            port: free_port(),
+            data,
+            extra,
+            _tmp: Some(tmp),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
+        cmd.arg("server")
+            .arg("--set")
+            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
+            .arg("--set")
+            .arg(format!("log.dirs={}", self.data.display()))
+            .env("STROM_LOG", std::env::var("STROM_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.extra {
+            cmd.arg("--set").arg(format!("{k}={v}"));
+        }
+        self.child = Some(cmd.spawn().expect("start strom"));
+        wait_for_port(self.port, Duration::from_secs(30));
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("strom did not listen on {port} within {timeout:?}");
+}
+
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("socket.timeout.ms", "10000");
+    c
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client_config(bootstrap).create().expect("admin client")
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = client_config(bootstrap);
+    c.set("message.timeout.ms", "20000").set("linger.ms", "5");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("producer")
+}
+
+/// A consumer without a group, reading by `assign()`.
+pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut c = client_config(bootstrap);
+    c.set("group.id", "strom-test-unused")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("consumer")
+}
+
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin = admin(bootstrap);
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let results = admin
+        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+/// An owned copy of a consumed record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+pub fn to_record(m: &BorrowedMessage<'_>) -> Record {
+    use rdkafka::message::Headers;
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| v.to_vec()))).collect())
+        .unwrap_or_default();
+    Record {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(|k| k.to_vec()),
+        value: m.payload().map(|v| v.to_vec()),
+        timestamp: m.timestamp().to_millis(),
+        headers,
+    }
+}
+
+/// Reads `count` records from the given partitions starting at `offset`, or panics after
+/// `timeout` with what it got.
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    offset: Offset,
+    count: usize,
+    timeout: Duration,
+    extra: &[(&str, &str)],
+) -> Vec<Record> {
+    let consumer = consumer(bootstrap, extra);
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, offset).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::with_capacity(count);
+    let deadline = Instant::now() + timeout;
+    while out.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "consumed {} of {count} records from {topic} before the timeout",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(to_record(&m)),
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,218 @@
+//! Produce and consume through the real `strom` binary with librdkafka (the rdkafka crate):
+//! acks 0/1/all, every compression codec, keys/headers/null values/timestamps, ordering,
+//! large messages, size limits, offsets by timestamp, seek, and a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{consume, create_topic, producer, Record, Server};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn send(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(i32, i64), KafkaError> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    p.send(record, Duration::from_secs(20))
+        .await
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| e)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_compression_round_trip() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "codecs", 1, &[]).await;
+    let mut expected = Vec::new();
+    for acks in ["0", "1", "all"] {
+        for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+            let p = producer(&b, &[("acks", acks), ("compression.type", codec)]);
+            for i in 0..20 {
+                let value = format!("{acks}-{codec}-{i}-{}", "x".repeat(200));
+                let result = send(&p, "codecs", 0, Some(b"k"), Some(value.as_bytes())).await;
+                let (_, offset) = result.unwrap_or_else(|e| panic!("acks={acks} codec={codec}: {e}"));
+                if acks != "0" {
+                    assert!(offset >= 0, "acks={acks} must report the assigned offset");
+                }
+                expected.push(value);
+            }
+            rdkafka::producer::Producer::flush(&p, Duration::from_secs(10)).unwrap();
+        }
+    }
+    let got = consume(&b, "codecs", &[0], Offset::Beginning, expected.len(), TIMEOUT, &[]);
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    assert_eq!(values, expected);
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..expected.len() as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_headers_nulls_and_timestamps_are_preserved() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "fields", 1, &[]).await;
+    let p = producer(&b, &[("acks", "all")]);
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "h1", value: Some("v1") })
+        .insert(Header { key: "empty", value: None::<&[u8]> });
+    let record: FutureRecord<'_, str, str> = FutureRecord::to("fields")
+        .partition(0)
+        .key("the-key")
+        .payload("the-value")
+        .timestamp(1_600_000_000_123)
+        .headers(headers);
+    p.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    send(&p, "fields", 0, Some(b"tombstone"), None).await.unwrap();
+    send(&p, "fields", 0, None, Some(b"no-key")).await.unwrap();
+    let got = consume(&b, "fields", &[0], Offset::Beginning, 3, TIMEOUT, &[]);
+    assert_eq!(got[0].key.as_deref(), Some(&b"the-key"[..]));
+    assert_eq!(got[0].value.as_deref(), Some(&b"the-value"[..]));
+    assert_eq!(got[0].timestamp, Some(1_600_000_000_123));
+    assert_eq!(
+        got[0].headers,
+        vec![("h1".to_owned(), Some(b"v1".to_vec())), ("empty".to_owned(), None)]
+    );
+    assert_eq!(got[1].key.as_deref(), Some(&b"tombstone"[..]));
+    assert_eq!(got[1].value, None);
+    assert_eq!(got[2].key, None);
+    assert_eq!(got[2].value.as_deref(), Some(&b"no-key"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_keep_their_order_across_partitions() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "ordered", 3, &[]).await;
+    let p = producer(&b, &[("acks", "1"), ("enable.idempotence", "true")]);
+    let mut futures = Vec::new();
+    for i in 0..10_000u32 {
+        let partition = (i % 3) as i32;
+        let value = i.to_be_bytes().to_vec();
+        let p = p.clone();
+        futures.push(tokio::spawn(async move {
+            let record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to("ordered").partition(partition).payload(&value);
+            p.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e.to_string())
+        }));
+    }
+    for f in futures {
+        f.await.unwrap().unwrap();
+    }
+    let got = consume(&b, "ordered", &[0, 1, 2], Offset::Beginning, 10_000, TIMEOUT, &[]);
+    for partition in 0..3 {
+        let seq: Vec<u32> = got
+            .iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| u32::from_be_bytes(r.value.clone().unwrap().try_into().unwrap()))
+            .collect();
+        let mut sorted = seq.clone();
+        sorted.sort_unstable();
+        assert_eq!(seq, sorted, "partition {partition} out of order");
+        assert!(seq.iter().all(|v| v % 3 == partition as u32));
+        assert_eq!(seq.len(), (0..10_000u32).filter(|v| v % 3 == partition as u32).count());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_message_and_message_too_large() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "big", 1, &[]).await;
+    let p = producer(&b, &[("acks", "all"), ("message.max.bytes", "5000000")]);
+    let big = vec![7u8; 900 * 1024];
+    send(&p, "big", 0, None, Some(&big)).await.unwrap();
+    // 2 MB is over the broker's max.message.bytes (1 MiB default): the broker refuses it.
+    let too_big = vec![1u8; 2 * 1024 * 1024];
+    let err = send(&p, "big", 0, None, Some(&too_big)).await.unwrap_err();
+    assert_eq!(
+        err.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge),
+        "got {err:?}"
+    );
+    let got = consume(&b, "big", &[0], Offset::Beginning, 1, TIMEOUT, &[("fetch.message.max.bytes", "2000000")]);
+    assert_eq!(got[0].value.as_deref(), Some(&big[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_for_times_and_seek() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "times", 1, &[]).await;
+    let p = producer(&b, &[("acks", "1")]);
+    for i in 0..10i64 {
+        let record: FutureRecord<'_, str, str> = FutureRecord::to("times")
+            .partition(0)
+            .payload("v")
+            .timestamp(1_000_000 + i * 1000);
+        p.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    }
+    let consumer = common::consumer(&b, &[]);
+    let mut query = TopicPartitionList::new();
+    query.add_partition_offset("times", 0, Offset::Offset(1_004_500)).unwrap();
+    let found = consumer.offsets_for_times(query, Duration::from_secs(10)).unwrap();
+    assert_eq!(found.find_partition("times", 0).unwrap().offset(), Offset::Offset(5));
+    let mut late = TopicPartitionList::new();
+    late.add_partition_offset("times", 0, Offset::Offset(9_999_999)).unwrap();
+    let found = consumer.offsets_for_times(late, Duration::from_secs(10)).unwrap();
+    assert_eq!(found.find_partition("times", 0).unwrap().offset(), Offset::End);
+    let (low, high) = consumer.fetch_watermarks("times", 0, Duration::from_secs(10)).unwrap();
+    assert_eq!((low, high), (0, 10));
+
+    let got = consume(&b, "times", &[0], Offset::Offset(7), 3, TIMEOUT, &[]);
+    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![7, 8, 9]);
+    let got: Vec<Record> = consume(&b, "times", &[0], Offset::OffsetTail(2), 2, TIMEOUT, &[]);
+    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![8, 9]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_reads_everything_back() {
+    let mut server = Server::start(&[("log.segment.bytes", "65536")]);
+    let b = server.bootstrap();
+    create_topic(&b, "durable", 2, &[("retention.ms", "-1")]).await;
+    let p = producer(&b, &[("acks", "all")]);
+    for i in 0..2000u32 {
+        send(&p, "durable", (i % 2) as i32, None, Some(format!("m{i}").as_bytes()))
+            .await
+            .unwrap();
+    }
+    drop(p);
+    assert!(server.stop(), "clean shutdown on SIGTERM");
+    server.restart();
+    let got = consume(&b, "durable", &[0, 1], Offset::Beginning, 2000, TIMEOUT, &[]);
+    let mut values: Vec<String> = got.iter().map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap()).collect();
+    values.sort();
+    let mut expected: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(values, expected);
+    // The topic config override survived the restart too.
+    let admin = common::admin(&b);
+    let configs = admin
+        .describe_configs(
+            &[rdkafka::admin::ResourceSpecifier::Topic("durable")],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let config = configs.into_iter().next().unwrap().unwrap();
+    assert_eq!(config.get("retention.ms").and_then(|e| e.value.clone()).as_deref(), Some("-1"));
+}

@@ -1,0 +1,516 @@
+//! `BrokerConfig`: the broker's settings read from a Kafka-style `server.properties` plus
+//! `--set key=value` overrides, with Kafka's names, defaults and precedence rules.
+//! Unknown keys are warnings for the caller to log; invalid values are errors naming the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::broker_config_defs::{broker_config_def, is_dynamic_broker_config};
+use crate::config_defs::{split_list, validate_value, ConfigSource};
+use crate::properties::parse_properties;
+
+/// Why a broker configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}, line {line}: {reason}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("invalid value '{value}' for config '{key}': {expected}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("inconsistent configuration: {reason}")]
+    Conflict { reason: String },
+}
+
+/// A listener `NAME://host:port`. An empty host means every interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Upper-cased listener name (PLAINTEXT, CONTROLLER, ...).
+    pub name: String,
+    /// Host or IP as written (IPv6 without brackets); empty = all interfaces.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Listener {
+    /// Parses `NAME://host:port`, `NAME://:port` or `NAME://[::1]:port`.
+    pub fn parse(s: &str) -> Result<Listener, String> {
+        let (name, rest) = s
+            .trim()
+            .split_once("://")
+            .ok_or_else(|| format!("listener '{s}' is not of the form NAME://host:port"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("listener '{s}' has an invalid name '{name}'"));
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("listener '{s}' has an unclosed '['"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| format!("listener '{s}' has no port"))?;
+            (host, port)
+        } else {
+            rest.rsplit_once(':')
+                .ok_or_else(|| format!("listener '{s}' has no port"))?
+        };
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("listener '{s}' has an invalid port '{port}'"))?;
+        Ok(Listener {
+            name: name.to_ascii_uppercase(),
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// The address to bind: `host:port`, `0.0.0.0:port` for an empty host, brackets for IPv6.
+    pub fn bind_address(&self) -> String {
+        match self.host.as_str() {
+            "" => format!("0.0.0.0:{}", self.port),
+            h if h.contains(':') => format!("[{h}]:{}", self.port),
+            h => format!("{h}:{}", self.port),
+        }
+    }
+}
+
+/// One voter of a static controller quorum (`id@host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A role of this node (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRole {
+    Broker,
+    Controller,
+}
+
+/// The resolved broker configuration. Fields are typed values of the Kafka keys they are named
+/// after; the raw maps keep what was set so DescribeConfigs can report value and source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub process_roles: Vec<ProcessRole>,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dirs: Vec<PathBuf>,
+    pub metadata_log_dir: PathBuf,
+    pub cluster_id: Option<String>,
+    pub broker_rack: Option<String>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i32,
+    pub auto_create_topics_enable: bool,
+    pub delete_topic_enable: bool,
+    pub message_max_bytes: i32,
+    /// From log.retention.ms > .minutes > .hours; negative means unlimited (-1).
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_segment_bytes: i32,
+    /// From log.roll.ms > log.roll.hours.
+    pub log_roll_ms: i64,
+    pub log_roll_jitter_ms: i64,
+    pub log_retention_check_interval_ms: i64,
+    pub log_flush_interval_messages: i64,
+    /// `None`: unset (Kafka then never flushes on time).
+    pub log_flush_interval_ms: Option<i64>,
+    pub log_index_interval_bytes: i32,
+    pub log_index_size_max_bytes: i32,
+    pub log_cleanup_policy: Vec<String>,
+    pub log_message_timestamp_type: String,
+    pub log_cleaner_enable: bool,
+    pub socket_request_max_bytes: i32,
+    pub max_connections: i32,
+    pub num_io_threads: i32,
+    pub num_network_threads: i32,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_replication_factor: i16,
+    pub offsets_topic_segment_bytes: i32,
+    pub offsets_retention_minutes: i32,
+    pub transaction_state_log_num_partitions: i32,
+    pub transaction_state_log_replication_factor: i16,
+    pub transaction_max_timeout_ms: i32,
+    pub transactional_id_expiration_ms: i32,
+    pub producer_id_expiration_ms: i32,
+    pub group_initial_rebalance_delay_ms: i32,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_max_size: i32,
+    pub min_insync_replicas: i32,
+    pub compression_type: String,
+    pub unclean_leader_election_enable: bool,
+    pub controller_quorum_voters: Vec<QuorumVoter>,
+    pub controller_listener_names: Vec<String>,
+    /// Known keys set in the file or by overrides (STATIC_BROKER_CONFIG).
+    static_values: BTreeMap<String, String>,
+    /// Dynamic overrides from the metadata image (DYNAMIC_BROKER_CONFIG).
+    dynamic_values: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig::from_values(BTreeMap::new(), BTreeMap::new())
+            .expect("the built-in defaults are a valid configuration")
+    }
+}
+
+/// Splits a `--set key=value` argument.
+pub fn parse_override(arg: &str) -> Result<(String, String), BrokerConfigError> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(BrokerConfigError::Syntax {
+            origin: "command line".into(),
+            line: 1,
+            reason: format!("override '{arg}' is not of the form key=value"),
+        }),
+    }
+}
+
+impl BrokerConfig {
+    /// Reads `path` (if any), then applies `overrides` (later wins). Returns the config and
+    /// warnings (unknown keys) for the caller to log.
+    pub fn load(
+        path: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<(BrokerConfig, Vec<String>), BrokerConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| BrokerConfigError::Io {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = path.map_or_else(|| "properties".into(), |p| p.display().to_string());
+        Self::parse_with_origin(&text, &origin, overrides)
+    }
+
+    /// Like [`BrokerConfig::load`] from properties text.
+    pub fn parse(
+        text: &str,
+        overrides: &[(String, String)],
+    ) -> Result<(BrokerConfig, Vec<String>), BrokerConfigError> {
+        Self::parse_with_origin(text, "properties", overrides)
+    }
+
+    fn parse_with_origin(
+        text: &str,
+        origin: &str,
+        overrides: &[(String, String)],
+    ) -> Result<(BrokerConfig, Vec<String>), BrokerConfigError> {
+        let entries = parse_properties(text).map_err(|e| BrokerConfigError::Syntax {
+            origin: origin.to_string(),
+            line: e.line,
+            reason: e.reason,
+        })?;
+        let mut warnings = Vec::new();
+        let mut values = BTreeMap::new();
+        let file = entries.into_iter().map(|(line, k, v)| (format!("{origin}:{line}"), k, v));
+        let cli = overrides.iter().map(|(k, v)| ("--set".to_string(), k.clone(), v.clone()));
+        for (place, key, value) in file.chain(cli) {
+            if broker_config_def(&key).is_some() {
+                values.insert(key, value);
+            } else {
+                warnings.push(format!("{place}: unknown config '{key}' is ignored"));
+            }
+        }
+        Ok((Self::from_values(values, BTreeMap::new())?, warnings))
+    }
+
+    /// This config with dynamic broker overrides (from the metadata image) on top.
+    pub fn with_dynamic_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, BrokerConfigError> {
+        Self::from_values(self.static_values.clone(), overrides.clone())
+    }
+
+    /// Value of `key` as set statically (file or command line), if it was.
+    pub fn static_value(&self, key: &str) -> Option<&str> {
+        self.static_values.get(key).map(String::as_str)
+    }
+
+    /// Value of `key` set dynamically, if it was.
+    pub fn dynamic_value(&self, key: &str) -> Option<&str> {
+        self.dynamic_values.get(key).map(String::as_str)
+    }
+
+    /// The effective value of a known key and where it comes from (`None` value: no default).
+    pub fn value_and_source(&self, key: &str) -> (Option<&str>, ConfigSource) {
+        if let Some(v) = self.dynamic_value(key) {
+            (Some(v), ConfigSource::DynamicBroker)
+        } else if let Some(v) = self.static_value(key) {
+            (Some(v), ConfigSource::StaticBroker)
+        } else {
+            (broker_config_def(key).and_then(|d| d.default), ConfigSource::Default)
+        }
+    }
+
+    /// Default values of every topic config as this broker config makes them.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        crate::config_describe::topic_defaults(self)
+    }
+
+    /// Whether broker config `key` may be changed by AlterConfigs at runtime.
+    pub fn is_dynamic(key: &str) -> bool {
+        is_dynamic_broker_config(key)
+    }
+
+    fn from_values(
+        static_values: BTreeMap<String, String>,
+        dynamic_values: BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, BrokerConfigError> {
+        for (key, value) in static_values.iter().chain(dynamic_values.iter()) {
+            let def = broker_config_def(key).ok_or_else(|| BrokerConfigError::InvalidValue {
+                key: key.clone(),
+                value: value.clone(),
+                expected: "a known broker config name".into(),
+            })?;
+            validate_value(def, value).map_err(|expected| BrokerConfigError::InvalidValue {
+                key: key.clone(),
+                value: value.clone(),
+                expected,
+            })?;
+        }
+        let config = resolve(&Lookup {
+            static_values: &static_values,
+            dynamic_values: &dynamic_values,
+        })?;
+        Ok(BrokerConfig {
+            static_values,
+            dynamic_values,
+            ..config
+        })
+    }
+}
+
+/// Reads typed values: dynamic override, else static value, else the catalogue default.
+struct Lookup<'a> {
+    static_values: &'a BTreeMap<String, String>,
+    dynamic_values: &'a BTreeMap<String, String>,
+}
+
+impl Lookup<'_> {
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.dynamic_values
+            .get(key)
+            .or_else(|| self.static_values.get(key))
+            .map(|v| v.trim())
+            .or_else(|| broker_config_def(key).and_then(|d| d.default))
+    }
+
+    fn opt<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, BrokerConfigError> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| BrokerConfigError::InvalidValue {
+                key: key.to_string(),
+                value: v.to_string(),
+                expected: "a value of the config's type".into(),
+            }),
+        }
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str) -> Result<T, BrokerConfigError> {
+        self.opt(key)?.ok_or_else(|| BrokerConfigError::Conflict {
+            reason: format!("config '{key}' has no value and no default"),
+        })
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, BrokerConfigError> {
+        Ok(self.raw(key).is_some_and(|v| v.eq_ignore_ascii_case("true")))
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        self.raw(key).filter(|v| !v.is_empty()).map(str::to_string)
+    }
+
+    fn list(&self, key: &str) -> Vec<String> {
+        self.raw(key)
+            .map(|v| split_list(v).into_iter().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kafka's `ms > minutes > hours` (or `ms > hours`) precedence, in milliseconds.
+    fn millis(&self, ms: &str, minutes: Option<&str>, hours: &str) -> Result<i64, BrokerConfigError> {
+        if let Some(v) = self.opt::<i64>(ms)? {
+            return Ok(v);
+        }
+        if let Some(m) = minutes {
+            if let Some(v) = self.opt::<i64>(m)? {
+                return Ok(v.saturating_mul(60_000));
+            }
+        }
+        Ok(self.get::<i64>(hours)?.saturating_mul(3_600_000))
+    }
+}
+
+fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
+    let listeners = parse_listeners(l.raw("listeners").unwrap_or_default())
+        .map_err(|e| invalid(l, "listeners", e))?;
+    let advertised_listeners = match l.string("advertised.listeners") {
+        Some(v) => parse_listeners(&v).map_err(|e| invalid(l, "advertised.listeners", e))?,
+        None => listeners.clone(),
+    };
+    if let Some(a) = advertised_listeners.iter().find(|a| !listeners.iter().any(|x| x.name == a.name)) {
+        return Err(BrokerConfigError::Conflict {
+            reason: format!("advertised listener {} is not among listeners", a.name),
+        });
+    }
+    let node_id: i32 = l.get("node.id")?;
+    let broker_id: i32 = l.get("broker.id")?;
+    let node_id_set = l.static_values.contains_key("node.id");
+    let node_id = match (broker_id, node_id_set) {
+        (-1, _) => node_id,
+        (b, false) => b,
+        (b, true) if b == node_id => node_id,
+        (b, true) => {
+            return Err(BrokerConfigError::Conflict {
+                reason: format!("broker.id {b} differs from node.id {node_id}"),
+            })
+        }
+    };
+    let log_dirs: Vec<PathBuf> = match l.string("log.dirs") {
+        Some(v) => split_list(&v).into_iter().map(PathBuf::from).collect(),
+        None => vec![PathBuf::from(l.raw("log.dir").unwrap_or("./strom-data"))],
+    };
+    if log_dirs.is_empty() {
+        return Err(invalid(l, "log.dirs", "at least one directory".into()));
+    }
+    let metadata_log_dir = l.string("metadata.log.dir").map_or_else(|| log_dirs[0].clone(), PathBuf::from);
+    let roles = l.list("process.roles");
+    let process_roles = roles
+        .iter()
+        .map(|r| if r == "broker" { ProcessRole::Broker } else { ProcessRole::Controller })
+        .collect();
+    let retention_ms = l.millis("log.retention.ms", Some("log.retention.minutes"), "log.retention.hours")?;
+    let voters = l.list("controller.quorum.voters");
+    Ok(BrokerConfig {
+        node_id,
+        process_roles,
+        listeners,
+        advertised_listeners,
+        log_dirs,
+        metadata_log_dir,
+        cluster_id: l.string("cluster.id"),
+        broker_rack: l.string("broker.rack"),
+        num_partitions: l.get("num.partitions")?,
+        default_replication_factor: l.get("default.replication.factor")?,
+        auto_create_topics_enable: l.bool("auto.create.topics.enable")?,
+        delete_topic_enable: l.bool("delete.topic.enable")?,
+        message_max_bytes: l.get("message.max.bytes")?,
+        log_retention_ms: if retention_ms < 0 { -1 } else { retention_ms },
+        log_retention_bytes: l.get("log.retention.bytes")?,
+        log_segment_bytes: l.get("log.segment.bytes")?,
+        log_roll_ms: l.millis("log.roll.ms", None, "log.roll.hours")?,
+        log_roll_jitter_ms: l.millis("log.roll.jitter.ms", None, "log.roll.jitter.hours")?,
+        log_retention_check_interval_ms: l.get("log.retention.check.interval.ms")?,
+        log_flush_interval_messages: l.get("log.flush.interval.messages")?,
+        log_flush_interval_ms: l.opt("log.flush.interval.ms")?,
+        log_index_interval_bytes: l.get("log.index.interval.bytes")?,
+        log_index_size_max_bytes: l.get("log.index.size.max.bytes")?,
+        log_cleanup_policy: l.list("log.cleanup.policy"),
+        log_message_timestamp_type: l.get("log.message.timestamp.type")?,
+        log_cleaner_enable: l.bool("log.cleaner.enable")?,
+        socket_request_max_bytes: l.get("socket.request.max.bytes")?,
+        max_connections: l.get("max.connections")?,
+        num_io_threads: l.get("num.io.threads")?,
+        num_network_threads: l.get("num.network.threads")?,
+        offsets_topic_num_partitions: l.get("offsets.topic.num.partitions")?,
+        offsets_topic_replication_factor: l.get("offsets.topic.replication.factor")?,
+        offsets_topic_segment_bytes: l.get("offsets.topic.segment.bytes")?,
+        offsets_retention_minutes: l.get("offsets.retention.minutes")?,
+        transaction_state_log_num_partitions: l.get("transaction.state.log.num.partitions")?,
+        transaction_state_log_replication_factor: l.get("transaction.state.log.replication.factor")?,
+        transaction_max_timeout_ms: l.get("transaction.max.timeout.ms")?,
+        transactional_id_expiration_ms: l.get("transactional.id.expiration.ms")?,
+        producer_id_expiration_ms: l.get("producer.id.expiration.ms")?,
+        group_initial_rebalance_delay_ms: l.get("group.initial.rebalance.delay.ms")?,
+        group_min_session_timeout_ms: l.get("group.min.session.timeout.ms")?,
+        group_max_session_timeout_ms: l.get("group.max.session.timeout.ms")?,
+        group_max_size: l.get("group.max.size")?,
+        min_insync_replicas: l.get("min.insync.replicas")?,
+        compression_type: l.get("compression.type")?,
+        unclean_leader_election_enable: l.bool("unclean.leader.election.enable")?,
+        controller_quorum_voters: voters.iter().map(|v| parse_voter(v)).collect::<Result<_, _>>().map_err(|e| invalid(l, "controller.quorum.voters", e))?,
+        controller_listener_names: l.list("controller.listener.names"),
+        static_values: BTreeMap::new(),
+        dynamic_values: BTreeMap::new(),
+    })
+}
+
+fn invalid(l: &Lookup<'_>, key: &str, expected: String) -> BrokerConfigError {
+    BrokerConfigError::InvalidValue {
+        key: key.to_string(),
+        value: l.raw(key).unwrap_or_default().to_string(),
+        expected,
+    }
+}
+
+fn parse_listeners(value: &str) -> Result<Vec<Listener>, String> {
+    let listeners = split_list(value)
+        .into_iter()
+        .map(Listener::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, a) in listeners.iter().enumerate() {
+        for b in &listeners[..i] {
+            if a.name == b.name {
+                return Err(format!("listener name {} appears twice", a.name));
+            }
+            if a.port != 0 && a.port == b.port && a.host == b.host {
+                return Err(format!("listeners {} and {} use the same port {}", b.name, a.name, a.port));
+            }
+        }
+    }
+    Ok(listeners)
+}
+
+/// Validator for `listeners` / `advertised.listeners`.
+pub(crate) fn validate_listeners(value: &str) -> Result<(), String> {
+    parse_listeners(value).map(|_| ())
+}
+
+fn parse_voter(v: &str) -> Result<QuorumVoter, String> {
+    let (id, endpoint) = v
+        .split_once('@')
+        .ok_or_else(|| format!("voter '{v}' is not of the form id@host:port"))?;
+    let node_id = id.parse().map_err(|_| format!("voter '{v}' has an invalid id"))?;
+    let listener = Listener::parse(&format!("VOTER://{endpoint}"))?;
+    Ok(QuorumVoter {
+        node_id,
+        host: listener.host,
+        port: listener.port,
+    })
+}
+
+/// Validator for `controller.quorum.voters`.
+pub(crate) fn validate_voters(value: &str) -> Result<(), String> {
+    split_list(value).into_iter().try_for_each(|v| parse_voter(v).map(|_| ()))
+}
+
+/// Validator for `cluster.id`: 22 characters of base64url, as Kafka's Uuid string.
+pub(crate) fn validate_cluster_id(value: &str) -> Result<(), String> {
+    let ok = value.len() == 22
+        && value.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err("a 22-character base64url cluster id (like `kafka-storage random-uuid` prints)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests;

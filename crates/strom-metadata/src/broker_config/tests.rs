@@ -1,0 +1,159 @@
+use super::*;
+
+fn parse(text: &str) -> BrokerConfig {
+    BrokerConfig::parse(text, &[]).unwrap().0
+}
+
+fn kv(k: &str, v: &str) -> (String, String) {
+    (k.to_string(), v.to_string())
+}
+
+#[test]
+fn defaults_without_a_file() {
+    let c = BrokerConfig::default();
+    assert_eq!(c.node_id, 1);
+    assert_eq!(c.listeners, vec![Listener::parse("PLAINTEXT://127.0.0.1:9092").unwrap()]);
+    assert_eq!(c.advertised_listeners, c.listeners);
+    assert_eq!(c.log_dirs, vec![PathBuf::from("./strom-data")]);
+    assert_eq!(c.metadata_log_dir, PathBuf::from("./strom-data"));
+    assert_eq!(c.process_roles, vec![ProcessRole::Broker, ProcessRole::Controller]);
+    assert_eq!(c.num_partitions, 1);
+    assert_eq!(c.default_replication_factor, 1);
+    assert!(c.auto_create_topics_enable);
+    assert_eq!(c.message_max_bytes, 1_048_588);
+    assert_eq!(c.log_retention_ms, 168 * 3_600_000);
+    assert_eq!(c.log_retention_bytes, -1);
+    assert_eq!(c.log_segment_bytes, 1 << 30);
+    assert_eq!(c.log_roll_ms, 168 * 3_600_000);
+    assert_eq!(c.log_retention_check_interval_ms, 300_000);
+    assert_eq!(c.log_flush_interval_messages, i64::MAX);
+    assert_eq!(c.log_flush_interval_ms, None);
+    assert_eq!(c.socket_request_max_bytes, 104_857_600);
+    assert_eq!(c.max_connections, i32::MAX);
+    assert_eq!(c.offsets_topic_num_partitions, 50);
+    assert_eq!(c.transaction_state_log_num_partitions, 50);
+    assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+    assert_eq!(c.group_min_session_timeout_ms, 6000);
+    assert_eq!(c.group_max_session_timeout_ms, 1_800_000);
+    assert_eq!(c.offsets_retention_minutes, 10080);
+    assert_eq!(c.transaction_max_timeout_ms, 900_000);
+    assert_eq!(c.min_insync_replicas, 1);
+    assert_eq!(c.compression_type, "producer");
+    assert_eq!(c.log_cleanup_policy, vec!["delete".to_string()]);
+    assert_eq!(c.cluster_id, None);
+}
+
+#[test]
+fn file_then_overrides_with_warnings_for_unknown_keys() {
+    let text = "\
+# Kafka-style file
+node.id=3
+process.roles=broker,controller
+listeners=PLAINTEXT://:9092,CONTROLLER://[::1]:9093
+advertised.listeners=PLAINTEXT://broker.example:9092
+controller.listener.names=CONTROLLER
+controller.quorum.voters=3@localhost:9093
+log.dirs=/data/a, /data/b
+num.partitions : 4
+some.plugin.setting=x
+";
+    let overrides = [kv("num.partitions", "6"), kv("another.unknown", "1")];
+    let (c, warnings) = BrokerConfig::parse(text, &overrides).unwrap();
+    assert_eq!(c.node_id, 3);
+    assert_eq!(c.num_partitions, 6);
+    assert_eq!(c.listeners[0].bind_address(), "0.0.0.0:9092");
+    assert_eq!(c.listeners[1].host, "::1");
+    assert_eq!(c.listeners[1].bind_address(), "[::1]:9093");
+    assert_eq!(c.advertised_listeners[0].host, "broker.example");
+    assert_eq!(c.log_dirs, vec![PathBuf::from("/data/a"), PathBuf::from("/data/b")]);
+    assert_eq!(c.metadata_log_dir, PathBuf::from("/data/a"));
+    assert_eq!(c.controller_listener_names, vec!["CONTROLLER".to_string()]);
+    assert_eq!(c.controller_quorum_voters[0].node_id, 3);
+    assert_eq!(c.static_value("num.partitions"), Some("6"));
+    assert_eq!(c.static_value("log.segment.bytes"), None);
+    assert_eq!(warnings.len(), 2);
+    assert!(warnings[0].contains("some.plugin.setting") && warnings[0].contains(":10"));
+    assert!(warnings[1].contains("--set") && warnings[1].contains("another.unknown"));
+}
+
+#[test]
+fn retention_precedence_ms_over_minutes_over_hours() {
+    assert_eq!(parse("log.retention.hours=1").log_retention_ms, 3_600_000);
+    let c = parse("log.retention.hours=1\nlog.retention.minutes=2");
+    assert_eq!(c.log_retention_ms, 120_000);
+    let c = parse("log.retention.hours=1\nlog.retention.minutes=2\nlog.retention.ms=5");
+    assert_eq!(c.log_retention_ms, 5);
+    assert_eq!(c.topic_defaults()["retention.ms"], "5");
+    assert_eq!(parse("log.retention.ms=-5").log_retention_ms, -1);
+    assert_eq!(parse("log.roll.hours=2").log_roll_ms, 7_200_000);
+    assert_eq!(parse("log.roll.hours=2\nlog.roll.ms=9").log_roll_ms, 9);
+}
+
+#[test]
+fn invalid_values_name_key_value_and_expectation() {
+    let cases = [
+        ("num.partitions=zero", "num.partitions"),
+        ("num.partitions=0", "num.partitions"),
+        ("auto.create.topics.enable=yes", "auto.create.topics.enable"),
+        ("listeners=localhost:9092", "listeners"),
+        ("listeners=PLAINTEXT://:99999", "listeners"),
+        ("listeners=A://:1,A://:2", "listeners"),
+        ("compression.type=brotli", "compression.type"),
+        ("log.cleanup.policy=keep", "log.cleanup.policy"),
+        ("process.roles=worker", "process.roles"),
+        ("cluster.id=short", "cluster.id"),
+        ("controller.quorum.voters=localhost:9093", "controller.quorum.voters"),
+        ("log.segment.bytes=1000", "log.segment.bytes"),
+    ];
+    for (text, key) in cases {
+        match BrokerConfig::parse(text, &[]) {
+            Err(e @ BrokerConfigError::InvalidValue { .. }) => {
+                let msg = e.to_string();
+                let value = text.split_once('=').unwrap().1;
+                assert!(msg.contains(key) && msg.contains(value), "{text}: {msg}");
+            }
+            other => panic!("{text}: expected InvalidValue, got {other:?}"),
+        }
+    }
+    let err = BrokerConfig::parse("listeners=PLAINTEXT://:1\nadvertised.listeners=SSL://h:2", &[]);
+    assert!(matches!(err, Err(BrokerConfigError::Conflict { .. })));
+    let err = BrokerConfig::parse("node.id=1\nbroker.id=2", &[]);
+    assert!(matches!(err, Err(BrokerConfigError::Conflict { .. })));
+    assert_eq!(parse("broker.id=7").node_id, 7);
+    let err = BrokerConfig::parse("a=\\uZZZZ", &[]).unwrap_err();
+    assert!(matches!(err, BrokerConfigError::Syntax { line: 1, .. }));
+}
+
+#[test]
+fn overrides_and_files_from_disk() {
+    assert_eq!(parse_override("a.b = c=d").unwrap(), kv("a.b", "c=d"));
+    assert!(parse_override("novalue").is_err());
+    assert!(parse_override("=x").is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.properties");
+    std::fs::write(&path, "num.partitions=2\n").unwrap();
+    let (c, _) = BrokerConfig::load(Some(&path), &[kv("node.id", "9")]).unwrap();
+    assert_eq!((c.num_partitions, c.node_id), (2, 9));
+    let missing = BrokerConfig::load(Some(&dir.path().join("nope")), &[]);
+    assert!(matches!(missing, Err(BrokerConfigError::Io { .. })));
+}
+
+#[test]
+fn listener_forms() {
+    let l = Listener::parse("plaintext://:0").unwrap();
+    assert_eq!((l.name.as_str(), l.host.as_str(), l.port), ("PLAINTEXT", "", 0));
+    assert_eq!(Listener::parse("SSL://10.0.0.1:9093").unwrap().bind_address(), "10.0.0.1:9093");
+    assert!(Listener::parse("SSL://[::1:9093").is_err());
+    assert!(Listener::parse("://h:1").is_err());
+}
+
+#[test]
+fn dynamic_overrides_are_validated() {
+    let base = BrokerConfig::default();
+    let bad = BTreeMap::from([kv("log.retention.ms", "soon")]);
+    assert!(base.with_dynamic_overrides(&bad).is_err());
+    let good = BTreeMap::from([kv("log.retention.ms", "10")]);
+    assert_eq!(base.with_dynamic_overrides(&good).unwrap().log_retention_ms, 10);
+    assert!(BrokerConfig::is_dynamic("log.retention.ms"));
+    assert!(!BrokerConfig::is_dynamic("listeners"));
+}

@@ -1,0 +1,123 @@
+//! The catalogue of broker configs Strom reads from `server.properties`, with Kafka's names,
+//! types and defaults (Strom's single-node defaults where noted). Keys outside it are warned.
+
+use crate::config_defs::{ConfigDef, ConfigType, Validator, CLEANUP_POLICIES, COMPRESSION_TYPES, TIMESTAMP_TYPES};
+
+const fn b(
+    name: &'static str,
+    config_type: ConfigType,
+    default: Option<&'static str>,
+    validator: Validator,
+    documentation: &'static str,
+) -> ConfigDef {
+    ConfigDef { name, config_type, default, validator, documentation, synonyms: &[] }
+}
+
+use ConfigType as T;
+use Validator as V;
+const LONG_MAX: &str = "9223372036854775807";
+const INT_MAX: &str = "2147483647";
+
+/// Every broker config Strom knows, sorted by name.
+#[rustfmt::skip]
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    b("advertised.listeners", T::String, None, V::Custom(crate::broker_config::validate_listeners), "Listeners published to clients; defaults to listeners."),
+    b("auto.create.topics.enable", T::Boolean, Some("true"), V::Any, "Create a topic when a client asks for metadata of an unknown one."),
+    b("auto.leader.rebalance.enable", T::Boolean, Some("true"), V::Any, "Move leadership back to preferred replicas periodically."),
+    b("broker.id", T::Int, Some("-1"), V::AtLeast(-1), "Legacy alias of node.id."),
+    b("broker.rack", T::String, None, V::Any, "Rack of this broker."),
+    b("cluster.id", T::String, None, V::Custom(crate::broker_config::validate_cluster_id), "Expected cluster id (22-character base64url); Strom generates one when unset."),
+    b("compression.gzip.level", T::Int, Some("-1"), V::Between(-1, 9), "Default gzip level for topics."),
+    b("compression.lz4.level", T::Int, Some("9"), V::Between(1, 17), "Default lz4 level for topics."),
+    b("compression.type", T::String, Some("producer"), V::OneOf(COMPRESSION_TYPES), "Default compression.type for topics."),
+    b("compression.zstd.level", T::Int, Some("3"), V::Between(-131072, 22), "Default zstd level for topics."),
+    b("controller.listener.names", T::String, None, V::Any, "Listener names used by the controller."),
+    b("controller.quorum.bootstrap.servers", T::List, Some(""), V::Any, "host:port of controllers to bootstrap from (KIP-853)."),
+    b("controller.quorum.voters", T::List, Some(""), V::Custom(crate::broker_config::validate_voters), "Static quorum: id@host:port,..."),
+    b("default.replication.factor", T::Int, Some("1"), V::AtLeast(1), "Replication factor of topics created with -1."),
+    b("delete.topic.enable", T::Boolean, Some("true"), V::Any, "Allow DeleteTopics."),
+    b("group.initial.rebalance.delay.ms", T::Int, Some("3000"), V::AtLeast(0), "Delay of the first rebalance of an empty group."),
+    b("group.max.session.timeout.ms", T::Int, Some("1800000"), V::AtLeast(0), "Largest session timeout a consumer may ask for."),
+    b("group.max.size", T::Int, Some(INT_MAX), V::AtLeast(1), "Largest number of members of a group."),
+    b("group.min.session.timeout.ms", T::Int, Some("6000"), V::AtLeast(0), "Smallest session timeout a consumer may ask for."),
+    b("inter.broker.listener.name", T::String, None, V::Any, "Listener brokers use to talk to each other."),
+    b("listener.security.protocol.map", T::String, Some("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), V::Any, "Listener name to security protocol."),
+    b("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), V::Custom(crate::broker_config::validate_listeners), "NAME://host:port the broker binds; empty host = all interfaces."),
+    b("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), V::AtLeast(0), "Default delete.retention.ms."),
+    b("log.cleaner.enable", T::Boolean, Some("true"), V::Any, "Run the log cleaner (compaction)."),
+    b("log.cleaner.max.compaction.lag.ms", T::Long, Some(LONG_MAX), V::AtLeast(1), "Default max.compaction.lag.ms."),
+    b("log.cleaner.min.cleanable.ratio", T::Double, Some("0.5"), V::BetweenF(0.0, 1.0), "Default min.cleanable.dirty.ratio."),
+    b("log.cleaner.min.compaction.lag.ms", T::Long, Some("0"), V::AtLeast(0), "Default min.compaction.lag.ms."),
+    b("log.cleaner.threads", T::Int, Some("1"), V::AtLeast(0), "Number of cleaner threads."),
+    b("log.cleanup.policy", T::List, Some("delete"), V::ListOf(CLEANUP_POLICIES), "Default cleanup.policy."),
+    b("log.dir", T::String, Some("./strom-data"), V::Any, "Data directory, used when log.dirs is unset."),
+    b("log.dirs", T::String, None, V::Any, "Comma-separated data directories."),
+    b("log.flush.interval.messages", T::Long, Some(LONG_MAX), V::AtLeast(1), "Default flush.messages."),
+    b("log.flush.interval.ms", T::Long, None, V::AtLeast(0), "Default flush.ms."),
+    b("log.index.interval.bytes", T::Int, Some("4096"), V::AtLeast(0), "Default index.interval.bytes."),
+    b("log.index.size.max.bytes", T::Int, Some("10485760"), V::AtLeast(4), "Default segment.index.bytes."),
+    b("log.local.retention.bytes", T::Long, Some("-2"), V::AtLeast(-2), "Default local.retention.bytes."),
+    b("log.local.retention.ms", T::Long, Some("-2"), V::AtLeast(-2), "Default local.retention.ms."),
+    b("log.message.timestamp.after.max.ms", T::Long, Some("3600000"), V::AtLeast(0), "Default message.timestamp.after.max.ms."),
+    b("log.message.timestamp.before.max.ms", T::Long, Some(LONG_MAX), V::AtLeast(0), "Default message.timestamp.before.max.ms."),
+    b("log.message.timestamp.type", T::String, Some("CreateTime"), V::OneOf(TIMESTAMP_TYPES), "Default message.timestamp.type."),
+    b("log.preallocate", T::Boolean, Some("false"), V::Any, "Default preallocate."),
+    b("log.retention.bytes", T::Long, Some("-1"), V::Any, "Default retention.bytes."),
+    b("log.retention.check.interval.ms", T::Long, Some("300000"), V::AtLeast(1), "How often retention is checked."),
+    b("log.retention.hours", T::Int, Some("168"), V::Any, "Default retention in hours (lowest precedence)."),
+    b("log.retention.minutes", T::Int, None, V::Any, "Default retention in minutes (over hours)."),
+    b("log.retention.ms", T::Long, None, V::Any, "Default retention.ms (over minutes and hours)."),
+    b("log.roll.hours", T::Int, Some("168"), V::AtLeast(1), "Default segment.ms in hours."),
+    b("log.roll.jitter.hours", T::Int, Some("0"), V::AtLeast(0), "Default segment.jitter.ms in hours."),
+    b("log.roll.jitter.ms", T::Long, None, V::AtLeast(0), "Default segment.jitter.ms (over hours)."),
+    b("log.roll.ms", T::Long, None, V::AtLeast(1), "Default segment.ms (over log.roll.hours)."),
+    b("log.segment.bytes", T::Int, Some("1073741824"), V::AtLeast(1024 * 1024), "Default segment.bytes."),
+    b("log.segment.delete.delay.ms", T::Long, Some("60000"), V::AtLeast(0), "Default file.delete.delay.ms."),
+    b("max.connections", T::Int, Some(INT_MAX), V::AtLeast(0), "Most client connections at once."),
+    b("message.max.bytes", T::Int, Some("1048588"), V::AtLeast(0), "Default max.message.bytes."),
+    b("metadata.log.dir", T::String, None, V::Any, "Directory of the metadata log; defaults to the first log dir."),
+    b("min.insync.replicas", T::Int, Some("1"), V::AtLeast(1), "Default min.insync.replicas."),
+    b("node.id", T::Int, Some("1"), V::AtLeast(0), "This node's id (Strom defaults to 1)."),
+    b("num.io.threads", T::Int, Some("8"), V::AtLeast(1), "Request handler threads (informational)."),
+    b("num.network.threads", T::Int, Some("3"), V::AtLeast(1), "Network threads (informational)."),
+    b("num.partitions", T::Int, Some("1"), V::AtLeast(1), "Partitions of topics created with -1."),
+    b("num.recovery.threads.per.data.dir", T::Int, Some("2"), V::AtLeast(1), "Threads recovering logs at startup."),
+    b("offsets.retention.check.interval.ms", T::Long, Some("600000"), V::AtLeast(1), "How often stale offsets are removed."),
+    b("offsets.retention.minutes", T::Int, Some("10080"), V::AtLeast(1), "How long committed offsets of empty groups are kept."),
+    b("offsets.topic.num.partitions", T::Int, Some("50"), V::AtLeast(1), "Partitions of __consumer_offsets."),
+    b("offsets.topic.replication.factor", T::Short, Some("1"), V::AtLeast(1), "Replication factor of __consumer_offsets (Kafka: 3; Strom: 1 for single node)."),
+    b("offsets.topic.segment.bytes", T::Int, Some("104857600"), V::AtLeast(1), "segment.bytes of __consumer_offsets."),
+    b("process.roles", T::List, Some("broker,controller"), V::ListOf(&["broker", "controller"]), "Roles of this node."),
+    b("producer.id.expiration.ms", T::Int, Some("86400000"), V::AtLeast(1), "Idle time after which a producer id's state expires."),
+    b("replica.fetch.max.bytes", T::Int, Some("1048576"), V::AtLeast(0), "Bytes a follower fetches per partition."),
+    b("replica.fetch.wait.max.ms", T::Int, Some("500"), V::AtLeast(0), "Longest wait of a follower fetch."),
+    b("replica.lag.time.max.ms", T::Long, Some("30000"), V::AtLeast(0), "Lag after which a follower leaves the ISR."),
+    b("socket.receive.buffer.bytes", T::Int, Some("102400"), V::AtLeast(-1), "SO_RCVBUF (-1 = OS default)."),
+    b("socket.request.max.bytes", T::Int, Some("104857600"), V::AtLeast(1), "Largest request size accepted."),
+    b("socket.send.buffer.bytes", T::Int, Some("102400"), V::AtLeast(-1), "SO_SNDBUF (-1 = OS default)."),
+    b("transaction.max.timeout.ms", T::Int, Some("900000"), V::AtLeast(1), "Largest transaction timeout a producer may ask for."),
+    b("transaction.state.log.min.isr", T::Int, Some("1"), V::AtLeast(1), "min.insync.replicas of __transaction_state (Kafka: 2)."),
+    b("transaction.state.log.num.partitions", T::Int, Some("50"), V::AtLeast(1), "Partitions of __transaction_state."),
+    b("transaction.state.log.replication.factor", T::Short, Some("1"), V::AtLeast(1), "Replication factor of __transaction_state (Kafka: 3; Strom: 1)."),
+    b("transaction.state.log.segment.bytes", T::Int, Some("104857600"), V::AtLeast(1), "segment.bytes of __transaction_state."),
+    b("transactional.id.expiration.ms", T::Int, Some("604800000"), V::AtLeast(1), "Idle time after which a transactional id expires."),
+    b("unclean.leader.election.enable", T::Boolean, Some("false"), V::Any, "Default unclean.leader.election.enable."),
+];
+
+/// Broker configs that are not topic-config synonyms but may still be altered at runtime.
+pub const EXTRA_DYNAMIC_BROKER_CONFIGS: &[&str] =
+    &["max.connections", "num.io.threads", "num.network.threads", "log.cleaner.threads"];
+
+/// The definition of broker config `name`.
+pub fn broker_config_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Whether broker config `name` may be altered at runtime (Kafka's dynamic broker configs):
+/// the defaults of topic configs, and a few capacity knobs.
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    EXTRA_DYNAMIC_BROKER_CONFIGS.contains(&name)
+        || crate::config_defs::TOPIC_CONFIGS
+            .iter()
+            .any(|t| t.synonyms.iter().any(|s| s.name == name))
+}

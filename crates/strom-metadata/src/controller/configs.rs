@@ -1,0 +1,226 @@
+//! AlterConfigs (replace every override of a resource) and IncrementalAlterConfigs (SET, DELETE,
+//! APPEND, SUBTRACT per key, KIP-339) for topics and brokers.
+
+use std::collections::BTreeMap;
+
+use super::Controller;
+use crate::broker_config_defs::{broker_config_def, is_dynamic_broker_config};
+use crate::config_defs::{split_list, topic_config_def, validate_topic_config, validate_value, ConfigType};
+use crate::error::ControllerError;
+use crate::records::{ConfigResource, MetadataRecord};
+
+/// An IncrementalAlterConfigs operation (the protocol's `config_operation` numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum AlterConfigOp {
+    Set = 0,
+    Delete = 1,
+    Append = 2,
+    Subtract = 3,
+}
+
+impl TryFrom<i8> for AlterConfigOp {
+    type Error = ControllerError;
+
+    fn try_from(op: i8) -> Result<Self, ControllerError> {
+        match op {
+            0 => Ok(AlterConfigOp::Set),
+            1 => Ok(AlterConfigOp::Delete),
+            2 => Ok(AlterConfigOp::Append),
+            3 => Ok(AlterConfigOp::Subtract),
+            _ => Err(ControllerError::InvalidRequest {
+                reason: format!("unknown config operation {op}"),
+            }),
+        }
+    }
+}
+
+impl Controller {
+    /// Legacy AlterConfigs: the given set becomes the resource's complete set of overrides;
+    /// overrides not named are removed. `None` values are treated as absent.
+    pub fn alter_configs(
+        &mut self,
+        resource: ConfigResource,
+        configs: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        let current = self.current_overrides(&resource)?;
+        let mut wanted = BTreeMap::new();
+        for (key, value) in configs {
+            check_duplicate(wanted.contains_key(&key), &key)?;
+            if let Some(value) = value {
+                self.validate(&resource, &key, &value)?;
+                wanted.insert(key, value);
+            }
+        }
+        self.finish(resource, &current, wanted, validate_only)
+    }
+
+    /// IncrementalAlterConfigs: applies each `(key, op, value)` to the current overrides.
+    /// DELETE reverts to the default; APPEND/SUBTRACT work on LIST configs, starting from the
+    /// value in force (override or default).
+    pub fn incremental_alter_configs(
+        &mut self,
+        resource: ConfigResource,
+        ops: Vec<(String, AlterConfigOp, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        let current = self.current_overrides(&resource)?;
+        let mut wanted = current.clone();
+        for (i, (key, op, value)) in ops.iter().enumerate() {
+            check_duplicate(ops[..i].iter().any(|(k, _, _)| k == key), key)?;
+            let config_type = self.config_type(&resource, key)?;
+            let value = value.as_deref();
+            match op {
+                AlterConfigOp::Delete => {
+                    wanted.remove(key);
+                    continue;
+                }
+                AlterConfigOp::Set => {
+                    let value = value.ok_or_else(|| null_value(key))?;
+                    wanted.insert(key.clone(), value.trim().to_string());
+                }
+                AlterConfigOp::Append | AlterConfigOp::Subtract => {
+                    if config_type != ConfigType::List {
+                        return Err(ControllerError::InvalidConfig {
+                            key: key.clone(),
+                            reason: format!("Can't {op:?} to key {key} because its type is not LIST."),
+                        });
+                    }
+                    let in_force = match wanted.get(key) {
+                        Some(v) => v.clone(),
+                        None => self.default_value(&resource, key),
+                    };
+                    let mut items: Vec<String> =
+                        split_list(&in_force).into_iter().map(str::to_string).collect();
+                    for item in split_list(value.unwrap_or_default()) {
+                        let present = items.iter().any(|i| i == item);
+                        if *op == AlterConfigOp::Append && !present {
+                            items.push(item.to_string());
+                        } else if *op == AlterConfigOp::Subtract {
+                            items.retain(|i| i != item);
+                        }
+                    }
+                    wanted.insert(key.clone(), items.join(","));
+                }
+            }
+            self.validate(&resource, key, &wanted[key])?;
+        }
+        self.finish(resource, &current, wanted, validate_only)
+    }
+
+    /// Overrides of an existing resource; unknown topic or unregistered broker is an error.
+    fn current_overrides(
+        &self,
+        resource: &ConfigResource,
+    ) -> Result<BTreeMap<String, String>, ControllerError> {
+        match resource {
+            ConfigResource::Topic(name) => self
+                .image
+                .topic_config_overrides(name)
+                .cloned()
+                .ok_or_else(|| ControllerError::UnknownTopicOrPartition { name: name.clone() }),
+            ConfigResource::Broker(id) if self.image.broker(*id).is_none() => {
+                Err(ControllerError::BrokerNotRegistered { broker_id: *id })
+            }
+            ConfigResource::Broker(id) => Ok(self.image.broker_config_overrides(*id)),
+        }
+    }
+
+    fn config_type(&self, resource: &ConfigResource, key: &str) -> Result<ConfigType, ControllerError> {
+        let def = match resource {
+            ConfigResource::Topic(_) => topic_config_def(key),
+            ConfigResource::Broker(_) => broker_config_def(key),
+        };
+        def.map(|d| d.config_type).ok_or_else(|| ControllerError::InvalidConfig {
+            key: key.to_string(),
+            reason: format!("Unknown config name: {key}"),
+        })
+    }
+
+    /// The value a key has with no override of its own on this resource.
+    fn default_value(&self, resource: &ConfigResource, key: &str) -> String {
+        match resource {
+            ConfigResource::Topic(_) => self.effective_broker_config().topic_defaults().remove(key),
+            ConfigResource::Broker(_) => {
+                let (value, _) = self.config.value_and_source(key);
+                value.map(str::to_string)
+            }
+        }
+        .unwrap_or_default()
+    }
+
+    fn validate(&self, resource: &ConfigResource, key: &str, value: &str) -> Result<(), ControllerError> {
+        match resource {
+            ConfigResource::Topic(_) => validate_topic_config(key, value),
+            ConfigResource::Broker(_) => {
+                let def = broker_config_def(key).ok_or_else(|| ControllerError::InvalidConfig {
+                    key: key.to_string(),
+                    reason: format!("Unknown broker config name: {key}"),
+                })?;
+                if !is_dynamic_broker_config(key) {
+                    return Err(ControllerError::InvalidRequest {
+                        reason: format!("Cannot update broker config {key} dynamically"),
+                    });
+                }
+                validate_value(def, value).map_err(|reason| ControllerError::InvalidConfig {
+                    key: key.to_string(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Checks the broker-level result as a whole, then commits the difference as records.
+    fn finish(
+        &mut self,
+        resource: ConfigResource,
+        current: &BTreeMap<String, String>,
+        wanted: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ControllerError> {
+        if let ConfigResource::Broker(_) = resource {
+            self.config
+                .with_dynamic_overrides(&wanted)
+                .map_err(|e| ControllerError::InvalidRequest {
+                    reason: e.to_string(),
+                })?;
+        }
+        let removed = current
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .map(|k| (k.clone(), None));
+        let changed = wanted
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), Some(v.clone())));
+        let records: Vec<_> = removed
+            .chain(changed)
+            .map(|(name, value)| MetadataRecord::Config {
+                resource: resource.clone(),
+                name,
+                value,
+            })
+            .collect();
+        if validate_only {
+            return Ok(());
+        }
+        self.commit(records)
+    }
+}
+
+fn check_duplicate(duplicate: bool, key: &str) -> Result<(), ControllerError> {
+    if duplicate {
+        return Err(ControllerError::InvalidRequest {
+            reason: format!("Error due to duplicate config keys: {key}"),
+        });
+    }
+    Ok(())
+}
+
+fn null_value(key: &str) -> ControllerError {
+    ControllerError::InvalidConfig {
+        key: key.to_string(),
+        reason: format!("Null value not supported for: {key}"),
+    }
+}

@@ -1,0 +1,363 @@
+//! The metadata image: an immutable snapshot of cluster state built only by replaying committed
+//! records (STYLE.md #7). Shared as `Arc<MetadataImage>`; a change builds a new image.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::records::{ConfigResource, MetadataRecord};
+
+/// Topics whose state belongs to Strom's coordinators (Kafka's internal topics).
+pub const INTERNAL_TOPICS: [&str; 2] = ["__consumer_offsets", "__transaction_state"];
+
+/// Whether `name` is one of Kafka's internal topics.
+pub fn is_internal(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
+/// A registered broker and its advertised endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// One partition's replica set and leadership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// A topic: its id, partitions by index, and its dynamic config overrides (never defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: BTreeMap<i32, PartitionImage>,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    pub fn is_internal(&self) -> bool {
+        is_internal(&self.name)
+    }
+
+    /// Replication factor, taken from partition 0 (all partitions share it at creation).
+    pub fn replication_factor(&self) -> i16 {
+        self.partitions
+            .values()
+            .next()
+            .map_or(0, |p| p.replicas.len() as i16)
+    }
+}
+
+/// The cluster state at one point of the metadata log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerRegistration>,
+    topics_by_id: BTreeMap<Uuid, Arc<TopicImage>>,
+    topic_ids_by_name: BTreeMap<String, Uuid>,
+    broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    next_producer_id_block_start: i64,
+    /// Number of records replayed into this image (the next metadata offset).
+    records_applied: u64,
+}
+
+impl MetadataImage {
+    /// The image of an empty log.
+    pub fn empty() -> MetadataImage {
+        MetadataImage::default()
+    }
+
+    /// Replays `records` from the empty image.
+    pub fn replay<'a>(records: impl IntoIterator<Item = &'a MetadataRecord>) -> MetadataImage {
+        MetadataImage::empty().apply_all(records)
+    }
+
+    /// The image after one more committed record.
+    pub fn apply(&self, record: &MetadataRecord) -> MetadataImage {
+        self.apply_all(std::iter::once(record))
+    }
+
+    /// The image after a batch of committed records (one copy of the maps for the whole batch;
+    /// topics are behind `Arc`, so untouched topics are shared, not copied).
+    pub fn apply_all<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a MetadataRecord>,
+    ) -> MetadataImage {
+        let mut next = self.clone();
+        for record in records {
+            next.replay_one(record);
+        }
+        next
+    }
+
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    pub fn brokers(&self) -> &BTreeMap<i32, BrokerRegistration> {
+        &self.brokers
+    }
+
+    pub fn broker(&self, broker_id: i32) -> Option<&BrokerRegistration> {
+        self.brokers.get(&broker_id)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.topic_ids_by_name
+            .get(name)
+            .and_then(|id| self.topics_by_id.get(id))
+    }
+
+    pub fn topic_by_id(&self, topic_id: Uuid) -> Option<&Arc<TopicImage>> {
+        self.topics_by_id.get(&topic_id)
+    }
+
+    /// All topics, in name order.
+    pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> + '_ {
+        self.topic_ids_by_name
+            .values()
+            .filter_map(|id| self.topics_by_id.get(id))
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.topics_by_id.len()
+    }
+
+    /// Dynamic overrides of a topic (`None` if the topic does not exist).
+    pub fn topic_config_overrides(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.topic(name).map(|t| &t.configs)
+    }
+
+    /// Dynamic overrides of a broker (empty if none were set).
+    pub fn broker_config_overrides(&self, broker_id: i32) -> BTreeMap<String, String> {
+        self.broker_configs
+            .get(&broker_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Overrides of any config resource (empty if none; `None` for an unknown topic).
+    pub fn config_overrides(&self, resource: &ConfigResource) -> Option<BTreeMap<String, String>> {
+        match resource {
+            ConfigResource::Topic(name) => self.topic_config_overrides(name).cloned(),
+            ConfigResource::Broker(id) => Some(self.broker_config_overrides(*id)),
+        }
+    }
+
+    /// First producer id of the next block the controller will hand out.
+    pub fn next_producer_id_block_start(&self) -> i64 {
+        self.next_producer_id_block_start
+    }
+
+    /// Number of records replayed into this image.
+    pub fn records_applied(&self) -> u64 {
+        self.records_applied
+    }
+
+    fn replay_one(&mut self, record: &MetadataRecord) {
+        self.records_applied += 1;
+        match record {
+            MetadataRecord::Cluster { cluster_id } => self.cluster_id = Some(cluster_id.clone()),
+            MetadataRecord::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack,
+            } => {
+                let registration = BrokerRegistration {
+                    broker_id: *broker_id,
+                    host: host.clone(),
+                    port: *port,
+                    rack: rack.clone(),
+                };
+                self.brokers.insert(*broker_id, registration);
+            }
+            MetadataRecord::Topic { name, topic_id } => {
+                let topic = TopicImage {
+                    name: name.clone(),
+                    topic_id: *topic_id,
+                    partitions: BTreeMap::new(),
+                    configs: BTreeMap::new(),
+                };
+                self.topic_ids_by_name.insert(name.clone(), *topic_id);
+                self.topics_by_id.insert(*topic_id, Arc::new(topic));
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let Some(topic) = self.topics_by_id.get_mut(topic_id) else {
+                    tracing::warn!(%topic_id, partition, "partition record for unknown topic id; skipped");
+                    return;
+                };
+                let image = PartitionImage {
+                    partition: *partition,
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                };
+                Arc::make_mut(topic).partitions.insert(*partition, image);
+            }
+            MetadataRecord::Config {
+                resource,
+                name,
+                value,
+            } => self.replay_config(resource, name, value.as_deref()),
+            MetadataRecord::RemoveTopic { topic_id } => {
+                if let Some(topic) = self.topics_by_id.remove(topic_id) {
+                    self.topic_ids_by_name.remove(&topic.name);
+                } else {
+                    tracing::warn!(%topic_id, "remove record for unknown topic id; skipped");
+                }
+            }
+            MetadataRecord::ProducerIds {
+                next_block_start, ..
+            } => self.next_producer_id_block_start = *next_block_start,
+        }
+    }
+
+    fn replay_config(&mut self, resource: &ConfigResource, name: &str, value: Option<&str>) {
+        let configs = match resource {
+            ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
+            ConfigResource::Topic(topic) => {
+                let topic_id = self.topic_ids_by_name.get(topic);
+                match topic_id.and_then(|id| self.topics_by_id.get_mut(id)) {
+                    Some(t) => &mut Arc::make_mut(t).configs,
+                    None => {
+                        tracing::warn!(topic, name, "config record for unknown topic; skipped");
+                        return;
+                    }
+                }
+            }
+        };
+        match value {
+            Some(v) => {
+                configs.insert(name.to_string(), v.to_string());
+            }
+            None => {
+                configs.remove(name);
+            }
+        }
+        if let ConfigResource::Broker(id) = resource {
+            if self.broker_configs.get(id).is_some_and(BTreeMap::is_empty) {
+                self.broker_configs.remove(id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_records() -> Vec<MetadataRecord> {
+        let id = Uuid::from_u128(7);
+        vec![
+            MetadataRecord::Cluster {
+                cluster_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+            MetadataRecord::RegisterBroker {
+                broker_id: 1,
+                host: "localhost".into(),
+                port: 9092,
+                rack: None,
+            },
+            MetadataRecord::Topic {
+                name: "orders".into(),
+                topic_id: id,
+            },
+            MetadataRecord::Partition {
+                topic_id: id,
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            },
+            MetadataRecord::Config {
+                resource: ConfigResource::Topic("orders".into()),
+                name: "retention.ms".into(),
+                value: Some("1000".into()),
+            },
+            MetadataRecord::ProducerIds {
+                broker_id: 1,
+                next_block_start: 1000,
+                block_size: 1000,
+            },
+        ]
+    }
+
+    #[test]
+    fn replay_is_deterministic_and_equals_stepwise_apply() {
+        let records = sample_records();
+        let a = MetadataImage::replay(&records);
+        let b = MetadataImage::replay(&records);
+        assert_eq!(a, b);
+        let stepwise = records
+            .iter()
+            .fold(MetadataImage::empty(), |img, r| img.apply(r));
+        assert_eq!(a, stepwise);
+        assert_eq!(a.records_applied(), records.len() as u64);
+    }
+
+    #[test]
+    fn lookups_by_name_and_id() {
+        let image = MetadataImage::replay(&sample_records());
+        let t = image.topic("orders").unwrap();
+        assert_eq!(image.topic_by_id(t.topic_id).unwrap().name, "orders");
+        assert_eq!(t.partitions[&0].leader, 1);
+        assert_eq!(t.replication_factor(), 1);
+        assert_eq!(
+            image.topic_config_overrides("orders").unwrap()["retention.ms"],
+            "1000"
+        );
+        assert_eq!(image.next_producer_id_block_start(), 1000);
+        assert_eq!(image.cluster_id(), Some("AAAAAAAAAAAAAAAAAAAAAA"));
+        assert_eq!(image.topics().count(), 1);
+        assert!(is_internal("__consumer_offsets") && !t.is_internal());
+    }
+
+    #[test]
+    fn config_delete_and_topic_removal() {
+        let records = sample_records();
+        let image = MetadataImage::replay(&records);
+        let image = image.apply(&MetadataRecord::Config {
+            resource: ConfigResource::Topic("orders".into()),
+            name: "retention.ms".into(),
+            value: None,
+        });
+        assert!(image.topic_config_overrides("orders").unwrap().is_empty());
+        let id = image.topic("orders").unwrap().topic_id;
+        let before = image.clone();
+        let image = image.apply(&MetadataRecord::RemoveTopic { topic_id: id });
+        assert!(image.topic("orders").is_none());
+        assert!(image.topic_by_id(id).is_none());
+        // The earlier image is untouched: images are immutable snapshots.
+        assert!(before.topic("orders").is_some());
+        let image = image.apply(&MetadataRecord::Config {
+            resource: ConfigResource::Broker(1),
+            name: "log.retention.ms".into(),
+            value: Some("5".into()),
+        });
+        assert_eq!(image.broker_config_overrides(1)["log.retention.ms"], "5");
+    }
+}

@@ -1,0 +1,56 @@
+//! The metadata records: every change to cluster state is one of these, appended to the metadata
+//! log and replayed into the [`crate::image::MetadataImage`] (STYLE.md #7).
+//! They are serialized as JSON; a later Raft quorum replicates exactly these values.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The resource a [`MetadataRecord::Config`] applies to (Kafka's ConfigResource, TOPIC / BROKER).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(String),
+    Broker(i32),
+}
+
+/// One change to the cluster state. Records are applied in log order, and only once committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// The cluster's id: 22-character base64url of a random UUID, written once at bootstrap.
+    Cluster { cluster_id: String },
+    /// A broker announced itself (its advertised endpoint and rack).
+    RegisterBroker {
+        broker_id: i32,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    /// A topic was created; its partitions follow as [`MetadataRecord::Partition`] records.
+    Topic { name: String, topic_id: Uuid },
+    /// A partition's full state (creation, or a later change of replicas, ISR or leader).
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    /// A dynamic config override was set (`Some`) or removed (`None`, back to the default).
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
+    /// A topic and its partitions and config overrides were deleted.
+    RemoveTopic { topic_id: Uuid },
+    /// A block of producer ids was handed to `broker_id` (KIP-730). As in Kafka's
+    /// ProducerIdsRecord, `next_block_start` is the first id of the *next* block, so the block
+    /// handed out is `next_block_start - block_size .. next_block_start`.
+    ProducerIds {
+        broker_id: i32,
+        next_block_start: i64,
+        block_size: i64,
+    },
+}

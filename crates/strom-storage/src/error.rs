@@ -1,0 +1,69 @@
+//! The storage crate's error type. Variants are domain facts the broker maps to Kafka error
+//! codes in one place; I/O failures carry the operation and path that failed.
+
+use std::io;
+use std::path::PathBuf;
+
+use strom_protocol::record_batch::{BatchError, Corruption, InvalidRecordReason};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("corrupt message: {reason:?}")]
+    CorruptMessage { reason: Corruption },
+    #[error("invalid record: {reason:?}")]
+    InvalidRecord { reason: InvalidRecordReason },
+    #[error("record batch magic {magic} is not supported (only magic 2)")]
+    UnsupportedForMessageFormat { magic: i8 },
+    #[error("compression codec {codec} is not supported")]
+    UnsupportedCompressionType { codec: u8 },
+    #[error("message of {size} bytes is larger than the limit of {max} bytes")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("offset {requested} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        requested: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("producer {producer_id}: expected sequence {expected}, got {received}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        received: i32,
+    },
+    #[error("producer {producer_id}: epoch {received} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        received: i16,
+    },
+    #[error("the log is closed")]
+    Closed,
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl From<BatchError> for LogError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::CorruptMessage { reason } => LogError::CorruptMessage { reason },
+            BatchError::InvalidRecord { reason } => LogError::InvalidRecord { reason },
+            BatchError::UnsupportedMagic { magic } => LogError::UnsupportedForMessageFormat { magic },
+            BatchError::UnsupportedCompression { codec } => {
+                LogError::UnsupportedCompressionType { codec }
+            }
+            BatchError::BatchTooLarge { size, max } => LogError::MessageTooLarge { size, max },
+        }
+    }
+}
+
+/// Builds a closure that wraps an `io::Error` with the operation and path.
+pub(crate) fn io_err(op: &'static str, path: &std::path::Path) -> impl FnOnce(io::Error) -> LogError {
+    let path = path.to_path_buf();
+    move |source| LogError::Io { op, path, source }
+}

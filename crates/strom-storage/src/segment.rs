@@ -1,0 +1,317 @@
+//! One log segment: `<base offset>.log` plus its `.index` and `.timeindex`. Appends go to the
+//! end; `size` is the committed length readers may see. Finding batches by offset or position
+//! uses the sparse index, then a short header walk with pread.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use strom_protocol::record_batch::{RecordBatchHeader, NO_TIMESTAMP};
+
+use crate::batch_reader::header_at;
+use crate::error::{io_err, LogError};
+use crate::index::{Index, OffsetEntry, TimeEntry};
+
+pub(crate) const LOG_EXT: &str = "log";
+pub(crate) const INDEX_EXT: &str = "index";
+pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
+
+/// `00000000000000000042.log` style names (20-digit zero-padded base offset).
+pub(crate) fn file_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// Parses `<20 digits>.<ext>` into the offset.
+pub(crate) fn parse_file_name(name: &str, ext: &str) -> Option<i64> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// fsyncs a directory so creations, deletions and renames in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// What the appender tracks about a segment besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentMeta {
+    /// Offset after the last batch (= base offset while empty).
+    pub next_offset: i64,
+    /// Largest batch `maxTimestamp` in the segment, `NO_TIMESTAMP` if none.
+    pub max_timestamp: i64,
+    /// Base offset of the batch that holds `max_timestamp`.
+    pub offset_of_max_timestamp: i64,
+    pub bytes_since_index: u64,
+    /// Timestamp of the last `.timeindex` entry.
+    pub last_time_entry_ts: i64,
+    /// Clock time of the first append (for `segment.ms`).
+    pub first_append_ms: Option<i64>,
+}
+
+impl SegmentMeta {
+    pub fn empty(base_offset: i64) -> Self {
+        Self {
+            next_offset: base_offset,
+            max_timestamp: NO_TIMESTAMP,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_index: 0,
+            last_time_entry_ts: NO_TIMESTAMP,
+            first_append_ms: None,
+        }
+    }
+
+    /// Index bookkeeping for one batch at `position` (shared by append and rebuild; follows
+    /// Kafka: an offset entry once more than `interval` bytes were written since the last one).
+    pub fn track_batch(
+        &mut self,
+        base: i64,
+        header: &RecordBatchHeader<'_>,
+        position: u64,
+        interval: u64,
+        offsets: &mut Vec<OffsetEntry>,
+        times: &mut Vec<TimeEntry>,
+    ) {
+        let batch_base = header.base_offset();
+        if header.max_timestamp() > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp();
+            self.offset_of_max_timestamp = batch_base;
+        }
+        if self.bytes_since_index > interval {
+            offsets.push(OffsetEntry {
+                relative_offset: (batch_base - base) as u32,
+                position: position as u32,
+            });
+            self.push_time_entry(base, times);
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.total_size() as u64;
+        self.next_offset = header.last_offset() + 1;
+    }
+
+    /// Adds a time entry if the max timestamp grew since the last one.
+    pub fn push_time_entry(&mut self, base: i64, times: &mut Vec<TimeEntry>) {
+        if self.max_timestamp > self.last_time_entry_ts {
+            times.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: (self.offset_of_max_timestamp - base) as u32,
+            });
+            self.last_time_entry_ts = self.max_timestamp;
+        }
+    }
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub log_path: PathBuf,
+    pub log: Arc<File>,
+    size: AtomicU64,
+    pub offset_index: Index<OffsetEntry>,
+    pub time_index: Index<TimeEntry>,
+    meta: Mutex<SegmentMeta>,
+}
+
+pub(crate) fn open_log_file(path: &Path, create: bool) -> Result<File, LogError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err("open segment", path))
+}
+
+impl Segment {
+    /// A new empty active segment (the caller fsyncs the directory).
+    pub fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
+        let log_path = file_path(dir, base_offset, LOG_EXT);
+        let log = open_log_file(&log_path, true)?;
+        log.set_len(0).map_err(io_err("truncate segment", &log_path))?;
+        Ok(Self {
+            base_offset,
+            log: Arc::new(log),
+            size: AtomicU64::new(0),
+            offset_index: Index::create(&file_path(dir, base_offset, INDEX_EXT), Vec::new(), true)?,
+            time_index: Index::create(&file_path(dir, base_offset, TIME_INDEX_EXT), Vec::new(), true)?,
+            meta: Mutex::new(SegmentMeta::empty(base_offset)),
+            log_path,
+        })
+    }
+
+    /// Assembles a segment from parts validated or rebuilt by recovery.
+    pub fn from_parts(
+        base_offset: i64,
+        log_path: PathBuf,
+        log: File,
+        size: u64,
+        offset_index: Index<OffsetEntry>,
+        time_index: Index<TimeEntry>,
+        meta: SegmentMeta,
+    ) -> Self {
+        Self {
+            base_offset,
+            log_path,
+            log: Arc::new(log),
+            size: AtomicU64::new(size),
+            offset_index,
+            time_index,
+            meta: Mutex::new(meta),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn meta(&self) -> SegmentMeta {
+        *self.meta.lock()
+    }
+
+    pub fn set_meta(&self, meta: SegmentMeta) {
+        *self.meta.lock() = meta;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size() == 0
+    }
+
+    /// Writes already-validated batches (with final offsets) at the end and indexes them.
+    pub fn append(&self, bytes: &[u8], batches: &[(usize, RecordBatchHeader<'_>)], interval: u64, now_ms: i64) -> Result<(), LogError> {
+        let start = self.size();
+        self.log
+            .write_all_at(bytes, start)
+            .map_err(io_err("write segment", &self.log_path))?;
+        let mut meta = self.meta.lock();
+        meta.first_append_ms.get_or_insert(now_ms);
+        let (mut offsets, mut times) = (Vec::new(), Vec::new());
+        for (pos, header) in batches {
+            meta.track_batch(self.base_offset, header, start + *pos as u64, interval, &mut offsets, &mut times);
+        }
+        offsets.into_iter().for_each(|e| self.offset_index.push(e));
+        times.into_iter().for_each(|e| self.time_index.push(e));
+        self.size.store(start + bytes.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// Before the segment stops being active: final time entry, indexes written.
+    pub fn finalize(&self) -> Result<(), LogError> {
+        let mut times = Vec::new();
+        self.meta.lock().push_time_entry(self.base_offset, &mut times);
+        times.into_iter().for_each(|e| self.time_index.push(e));
+        self.offset_index.persist()?;
+        self.time_index.persist()
+    }
+
+    /// fsyncs the log (data only).
+    pub fn sync_log(&self) -> Result<(), LogError> {
+        self.log.sync_data().map_err(io_err("fsync segment", &self.log_path))
+    }
+
+    /// Roll: finalize, fsync everything, drop in-memory indexes.
+    pub fn close_for_roll(&self) -> Result<(), LogError> {
+        self.finalize()?;
+        self.sync_log()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()?;
+        self.offset_index.close_in_memory();
+        self.time_index.close_in_memory();
+        Ok(())
+    }
+
+    /// Truncates the log file to `size` bytes and installs rebuilt indexes and meta.
+    pub fn truncate_with(&self, size: u64, offsets: Vec<OffsetEntry>, times: Vec<TimeEntry>, meta: SegmentMeta) -> Result<(), LogError> {
+        self.size.store(size.min(self.size()), Ordering::Release);
+        self.log.set_len(size).map_err(io_err("truncate segment", &self.log_path))?;
+        self.sync_log()?;
+        self.offset_index.reset(offsets)?;
+        self.time_index.reset(times)?;
+        self.set_meta(meta);
+        Ok(())
+    }
+
+    pub fn delete_files(&self) -> Result<(), LogError> {
+        for path in [&self.log_path, self.offset_index.path(), self.time_index.path()] {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err("delete segment file", path)(e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// First batch (position, header) with `last_offset >= target`, within `[0, size)`.
+    pub fn find_batch(&self, target: i64, size: u64) -> Option<(u64, RecordBatchOwned)> {
+        let rel = (target - self.base_offset).clamp(0, i64::from(u32::MAX));
+        let mut pos = self
+            .offset_index
+            .floor(rel, |e| i64::from(e.relative_offset))
+            .map_or(0, |e| u64::from(e.position));
+        while let Some(h) = header_at(&self.log, pos, size) {
+            let header = RecordBatchOwned(h);
+            if header.view().last_offset() >= target {
+                return Some((pos, header));
+            }
+            pos += header.view().total_size() as u64;
+        }
+        None
+    }
+
+    /// End of the last whole batch that ends at or before `limit`, walking from a batch
+    /// boundary `from` (<= limit) and stopping before any batch with base offset >= `max_offset`.
+    pub fn boundary_before(&self, from: u64, limit: u64, max_offset: i64) -> u64 {
+        let start = self
+            .offset_index
+            .floor(limit as i64, |e| i64::from(e.position))
+            .map_or(0, |e| u64::from(e.position))
+            .max(from);
+        let mut pos = start;
+        while let Some(h) = header_at(&self.log, pos, limit) {
+            let header = RecordBatchOwned(h);
+            if header.view().base_offset() >= max_offset {
+                break;
+            }
+            pos += header.view().total_size() as u64;
+        }
+        pos
+    }
+
+    /// Reads the whole batch at `position` (header says how long).
+    pub fn read_batch(&self, position: u64, header: &RecordBatchOwned) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; header.view().total_size()];
+        self.log.read_exact_at(&mut buf, position).ok()?;
+        Some(buf)
+    }
+}
+
+/// A header copied out of a file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordBatchOwned(pub [u8; strom_protocol::record_batch::HEADER_SIZE]);
+
+impl RecordBatchOwned {
+    pub fn view(&self) -> RecordBatchHeader<'_> {
+        RecordBatchHeader::parse(&self.0).expect("a header array is HEADER_SIZE long")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let p = file_path(Path::new("/x"), 42, LOG_EXT);
+        assert_eq!(p, Path::new("/x/00000000000000000042.log"));
+        assert_eq!(parse_file_name("00000000000000000042.log", LOG_EXT), Some(42));
+        assert_eq!(parse_file_name("00000000000000000042.index", LOG_EXT), None);
+        assert_eq!(parse_file_name("42.log", LOG_EXT), None);
+    }
+}
