@@ -34,12 +34,34 @@ pub struct Broker {
 impl Broker {
     /// Opens the metadata log and every partition log under `log.dirs` (recovering them).
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, ServerError> {
-        let root = config.log_dir();
+        let root = config.log_dir().to_path_buf();
         std::fs::create_dir_all(&root).map_err(|e| {
             ServerError::Startup(format!("cannot create log.dirs {}: {e}", root.display()))
         })?;
-        let controller = Controller::open(&root, &config)
+        let mut controller = Controller::open(config.metadata_log_dir(), &config)
             .map_err(|e| ServerError::Startup(format!("cannot open the metadata log: {e}")))?;
+        let advertised = config
+            .advertised_listeners()
+            .first()
+            .cloned()
+            .ok_or_else(|| {
+                ServerError::Startup(
+                    "no listener configured (listeners=PLAINTEXT://host:port)".into(),
+                )
+            })?;
+        let host = if advertised.host.is_empty() {
+            "127.0.0.1".to_owned()
+        } else {
+            advertised.host.clone()
+        };
+        controller
+            .register_broker(
+                config.node_id(),
+                &host,
+                advertised.port,
+                config.broker_rack(),
+            )
+            .map_err(|e| ServerError::Startup(format!("cannot register broker: {e}")))?;
         let image = controller.image();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let broker = Arc::new(Broker {
@@ -93,13 +115,28 @@ impl Broker {
 
     /// The effective log configuration of a topic: its overrides over the broker defaults.
     pub fn log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
-        let overrides = image.topic_config_overrides(topic);
-        let effective: BTreeMap<String, String> =
-            strom_metadata::config_defs::describe_topic_configs(&overrides, &self.config)
-                .into_iter()
-                .filter_map(|c| c.value.map(|v| (c.name, v)))
-                .collect();
-        log_config_from(&effective)
+        log_config_from(&self.effective_topic_configs(image, topic))
+    }
+
+    /// Every topic config in force for `topic`: overrides over the broker's defaults.
+    pub fn effective_topic_configs(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+    ) -> BTreeMap<String, String> {
+        let overrides = image
+            .topic_config_overrides(topic)
+            .cloned()
+            .unwrap_or_default();
+        strom_metadata::config_defs::effective_topic_configs(&overrides, &self.config)
+    }
+
+    /// `min.insync.replicas` in force for `topic`.
+    pub fn min_insync_replicas(&self, image: &MetadataImage, topic: &str) -> i64 {
+        self.effective_topic_configs(image, topic)
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
     }
 
     /// Creates the topics among `names` that do not exist, with the default partition count
@@ -110,7 +147,7 @@ impl Broker {
             .iter()
             .filter(|name| image.topic(name).is_none())
             .filter(|name| strom_metadata::validate_topic_name(name).is_ok())
-            .map(|name| CreateTopicRequest::with_defaults(name))
+            .map(|name| CreateTopicRequest::with_defaults(*name))
             .collect();
         if missing.is_empty() {
             return;
@@ -128,8 +165,7 @@ impl Broker {
         let mut ids = self.producer_ids.lock();
         if ids.next >= ids.end {
             let node_id = self.node_id();
-            let (start, size) =
-                self.with_controller(|c| c.allocate_producer_id_block(node_id))?;
+            let (start, size) = self.with_controller(|c| c.allocate_producer_id_block(node_id))?;
             ids.next = start;
             ids.end = start + size;
         }
@@ -143,7 +179,8 @@ impl Broker {
         self: Arc<Self>,
         mut stop: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
-        let interval = Duration::from_millis(self.config.log_retention_check_interval_ms().max(10) as u64);
+        let interval =
+            Duration::from_millis(self.config.log_retention_check_interval_ms().max(10) as u64);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.tick().await;
@@ -162,8 +199,12 @@ impl Broker {
         for partition in self.replicas.all() {
             match partition.log.enforce_retention() {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(topic = %partition.topic, partition = partition.index, segments = n, "retention deleted segments"),
-                Err(e) => tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed"),
+                Ok(n) => {
+                    tracing::info!(topic = %partition.topic, partition = partition.index, segments = n, "retention deleted segments")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "retention failed")
+                }
             }
         }
     }

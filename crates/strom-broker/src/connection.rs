@@ -31,7 +31,7 @@ pub(crate) async fn serve(
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<BytesMut>(MAX_QUEUED_RESPONSES);
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
-    let max_frame = broker.config().socket_request_max_bytes();
+    let max_frame = broker.config().socket_request_max_bytes().max(0) as usize;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     'conn: loop {
         // Handle every complete frame already buffered before reading more.

@@ -36,6 +36,7 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
         ControllerError::BrokerNotRegistered { .. } => ErrorCode::BrokerIdNotRegistered,
         ControllerError::ClusterIdMismatch { .. } => ErrorCode::InconsistentClusterId,
+        ControllerError::TopicDeletionDisabled => ErrorCode::TopicDeletionDisabled,
         ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
     }
 }

@@ -11,5 +11,5 @@ pub mod replica_manager;
 pub mod server;
 
 pub use broker::Broker;
-pub use handlers::supported_apis;
+pub use handlers::{supported_apis, ApiSpec};
 pub use server::{run, ServerError};

@@ -74,7 +74,10 @@ impl ReplicaManager {
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        self.partitions.read().get(&(topic.to_owned(), index)).cloned()
+        self.partitions
+            .read()
+            .get(&(topic.to_owned(), index))
+            .cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {

@@ -35,7 +35,9 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?local, "strom broker listening");
-    let limit = Arc::new(Semaphore::new(broker.config().max_connections()));
+    let limit = Arc::new(Semaphore::new(
+        broker.config().max_connections().max(1) as usize
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let background = broker.clone().start_background_tasks(stop_rx.clone());
@@ -68,7 +70,10 @@ pub async fn run(
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("connections did not finish within 10 s; closing them");
         connections.abort_all();
     }

@@ -3,13 +3,21 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 mod server;
 
+/// Keeps a malformed request's huge declared array from aborting the process (see strom-alloc).
+#[global_allocator]
+static ALLOCATOR: strom_alloc::Guard = strom_alloc::Guard;
+
 #[derive(Debug, Parser)]
-#[command(name = "strom", version, about = "Strom: a Kafka-compatible event-streaming platform")]
+#[command(
+    name = "strom",
+    version,
+    about = "Strom: a Kafka-compatible event-streaming platform"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,9 +62,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// Reads a server.properties file into its raw text, with a clear error.
-pub(crate) fn read_file(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }

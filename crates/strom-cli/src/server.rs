@@ -6,7 +6,7 @@ use strom_broker::config::BrokerConfig;
 use strom_broker::Broker;
 use tracing_subscriber::EnvFilter;
 
-use crate::{read_file, ServerArgs};
+use crate::ServerArgs;
 
 pub(crate) fn run(args: ServerArgs) -> Result<()> {
     tracing_subscriber::fmt()
@@ -14,12 +14,9 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
             EnvFilter::try_from_env("STROM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let text = match &args.config {
-        Some(path) => Some(read_file(path)?),
-        None => None,
-    };
-    let (config, warnings) = BrokerConfig::parse(text.as_deref(), &args.overrides)
+    let (config, warnings) = BrokerConfig::load(args.config.as_deref(), &args.overrides)
         .context("invalid configuration")?;
     for warning in warnings {
         tracing::warn!("{warning}");
@@ -33,7 +30,11 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
 }
 
 async fn serve(config: BrokerConfig) -> Result<()> {
-    let bind = config.listener_bind_address();
+    let bind = config
+        .listeners()
+        .first()
+        .map(|l| l.bind_address())
+        .context("no listener configured (listeners=PLAINTEXT://host:port)")?;
     // Open (and recover) the logs before accepting clients, so the first answer is a real one.
     let broker = tokio::task::block_in_place(|| Broker::open(config))?;
     let listener = tokio::net::TcpListener::bind(&bind)
@@ -47,14 +48,15 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

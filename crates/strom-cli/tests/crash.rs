@@ -13,12 +13,20 @@ use rdkafka::Offset;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_kill_9() {
-    let mut server = Server::start(&[("log.flush.interval.messages", "1"), ("log.segment.bytes", "262144")]);
+    let mut server = Server::start(&[
+        ("log.flush.interval.messages", "1"),
+        ("log.segment.bytes", "1048576"),
+    ]);
     let b = server.bootstrap();
     create_topic(&b, "crash", 2, &[]).await;
     let p = producer(
         &b,
-        &[("acks", "all"), ("message.timeout.ms", "3000"), ("retries", "0"), ("enable.idempotence", "false")],
+        &[
+            ("acks", "all"),
+            ("message.timeout.ms", "3000"),
+            ("retries", "0"),
+            ("enable.idempotence", "false"),
+        ],
     );
     let acked: Arc<Mutex<HashSet<u32>>> = Arc::default();
     let mut tasks = Vec::new();
@@ -30,8 +38,9 @@ async fn acknowledged_messages_survive_kill_9() {
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(6) {
                 let value = format!("{i:010}-{}", "p".repeat(300));
-                let record: FutureRecord<'_, str, str> =
-                    FutureRecord::to("crash").partition((i % 2) as i32).payload(&value);
+                let record: FutureRecord<'_, str, str> = FutureRecord::to("crash")
+                    .partition((i % 2) as i32)
+                    .payload(&value);
                 match p.send(record, Duration::from_secs(3)).await {
                     Ok(_) => {
                         acked.lock().unwrap().insert(i);
@@ -49,7 +58,11 @@ async fn acknowledged_messages_survive_kill_9() {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "the load ran before the crash ({} acked)", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the load ran before the crash ({} acked)",
+        acked.len()
+    );
     server.restart();
     let consumer = common::consumer(&b, &[]);
     let mut total = 0;
@@ -63,8 +76,20 @@ async fn acknowledged_messages_survive_kill_9() {
         .unwrap();
         total += high as usize;
     }
-    assert!(total >= acked.len(), "log end offsets {total} < {} acknowledged", acked.len());
-    let got = consume(&b, "crash", &[0, 1], Offset::Beginning, total, Duration::from_secs(30), &[]);
+    assert!(
+        total >= acked.len(),
+        "log end offsets {total} < {} acknowledged",
+        acked.len()
+    );
+    let got = consume(
+        &b,
+        "crash",
+        &[0, 1],
+        Offset::Beginning,
+        total,
+        Duration::from_secs(30),
+        &[],
+    );
     let present: HashSet<u32> = got
         .iter()
         .map(|r| {
@@ -73,9 +98,18 @@ async fn acknowledged_messages_survive_kill_9() {
         })
         .collect();
     let missing: Vec<&u32> = acked.iter().filter(|i| !present.contains(i)).collect();
-    assert!(missing.is_empty(), "{} acknowledged messages lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     // And the log takes appends again after recovery.
     let p = producer(&b, &[("acks", "all")]);
-    let record: FutureRecord<'_, str, str> = FutureRecord::to("crash").partition(0).payload("after");
-    p.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    let record: FutureRecord<'_, str, str> =
+        FutureRecord::to("crash").partition(0).payload("after");
+    p.send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }

@@ -47,7 +47,8 @@ async fn acks_and_compression_round_trip() {
             for i in 0..20 {
                 let value = format!("{acks}-{codec}-{i}-{}", "x".repeat(200));
                 let result = send(&p, "codecs", 0, Some(b"k"), Some(value.as_bytes())).await;
-                let (_, offset) = result.unwrap_or_else(|e| panic!("acks={acks} codec={codec}: {e}"));
+                let (_, offset) =
+                    result.unwrap_or_else(|e| panic!("acks={acks} codec={codec}: {e}"));
                 if acks != "0" {
                     assert!(offset >= 0, "acks={acks} must report the assigned offset");
                 }
@@ -56,7 +57,15 @@ async fn acks_and_compression_round_trip() {
             rdkafka::producer::Producer::flush(&p, Duration::from_secs(10)).unwrap();
         }
     }
-    let got = consume(&b, "codecs", &[0], Offset::Beginning, expected.len(), TIMEOUT, &[]);
+    let got = consume(
+        &b,
+        "codecs",
+        &[0],
+        Offset::Beginning,
+        expected.len(),
+        TIMEOUT,
+        &[],
+    );
     let values: Vec<String> = got
         .iter()
         .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
@@ -73,16 +82,27 @@ async fn keys_headers_nulls_and_timestamps_are_preserved() {
     create_topic(&b, "fields", 1, &[]).await;
     let p = producer(&b, &[("acks", "all")]);
     let headers = OwnedHeaders::new()
-        .insert(Header { key: "h1", value: Some("v1") })
-        .insert(Header { key: "empty", value: None::<&[u8]> });
+        .insert(Header {
+            key: "h1",
+            value: Some("v1"),
+        })
+        .insert(Header {
+            key: "empty",
+            value: None::<&[u8]>,
+        });
     let record: FutureRecord<'_, str, str> = FutureRecord::to("fields")
         .partition(0)
         .key("the-key")
         .payload("the-value")
         .timestamp(1_600_000_000_123)
         .headers(headers);
-    p.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
-    send(&p, "fields", 0, Some(b"tombstone"), None).await.unwrap();
+    p.send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    send(&p, "fields", 0, Some(b"tombstone"), None)
+        .await
+        .unwrap();
     send(&p, "fields", 0, None, Some(b"no-key")).await.unwrap();
     let got = consume(&b, "fields", &[0], Offset::Beginning, 3, TIMEOUT, &[]);
     assert_eq!(got[0].key.as_deref(), Some(&b"the-key"[..]));
@@ -90,7 +110,10 @@ async fn keys_headers_nulls_and_timestamps_are_preserved() {
     assert_eq!(got[0].timestamp, Some(1_600_000_000_123));
     assert_eq!(
         got[0].headers,
-        vec![("h1".to_owned(), Some(b"v1".to_vec())), ("empty".to_owned(), None)]
+        vec![
+            ("h1".to_owned(), Some(b"v1".to_vec())),
+            ("empty".to_owned(), None)
+        ]
     );
     assert_eq!(got[1].key.as_deref(), Some(&b"tombstone"[..]));
     assert_eq!(got[1].value, None);
@@ -103,33 +126,42 @@ async fn ten_thousand_messages_keep_their_order_across_partitions() {
     let server = Server::start(&[]);
     let b = server.bootstrap();
     create_topic(&b, "ordered", 3, &[]).await;
-    let p = producer(&b, &[("acks", "1"), ("enable.idempotence", "true")]);
-    let mut futures = Vec::new();
+    let p = producer(&b, &[("acks", "all"), ("enable.idempotence", "true")]);
+    // Enqueue in order (send_result does not wait), then wait for every delivery.
+    let mut deliveries = Vec::new();
     for i in 0..10_000u32 {
         let partition = (i % 3) as i32;
-        let value = i.to_be_bytes().to_vec();
-        let p = p.clone();
-        futures.push(tokio::spawn(async move {
-            let record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to("ordered").partition(partition).payload(&value);
-            p.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e.to_string())
-        }));
+        let value = i.to_be_bytes();
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("ordered")
+            .partition(partition)
+            .payload(&value);
+        deliveries.push(p.send_result(record).map_err(|(e, _)| e).unwrap());
     }
-    for f in futures {
-        f.await.unwrap().unwrap();
+    for d in deliveries {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
-    let got = consume(&b, "ordered", &[0, 1, 2], Offset::Beginning, 10_000, TIMEOUT, &[]);
+    let got = consume(
+        &b,
+        "ordered",
+        &[0, 1, 2],
+        Offset::Beginning,
+        10_000,
+        TIMEOUT,
+        &[],
+    );
     for partition in 0..3 {
         let seq: Vec<u32> = got
             .iter()
             .filter(|r| r.partition == partition)
             .map(|r| u32::from_be_bytes(r.value.clone().unwrap().try_into().unwrap()))
             .collect();
-        let mut sorted = seq.clone();
-        sorted.sort_unstable();
-        assert_eq!(seq, sorted, "partition {partition} out of order");
+        let first_disorder = seq.windows(2).position(|w| w[0] > w[1]);
+        assert_eq!(first_disorder, None, "partition {partition} out of order");
         assert!(seq.iter().all(|v| v % 3 == partition as u32));
-        assert_eq!(seq.len(), (0..10_000u32).filter(|v| v % 3 == partition as u32).count());
+        assert_eq!(
+            seq.len(),
+            (0..10_000u32).filter(|v| v % 3 == partition as u32).count()
+        );
     }
 }
 
@@ -149,7 +181,15 @@ async fn large_message_and_message_too_large() {
         Some(RDKafkaErrorCode::MessageSizeTooLarge),
         "got {err:?}"
     );
-    let got = consume(&b, "big", &[0], Offset::Beginning, 1, TIMEOUT, &[("fetch.message.max.bytes", "2000000")]);
+    let got = consume(
+        &b,
+        "big",
+        &[0],
+        Offset::Beginning,
+        1,
+        TIMEOUT,
+        &[("fetch.message.max.bytes", "2000000")],
+    );
     assert_eq!(got[0].value.as_deref(), Some(&big[..]));
 }
 
@@ -164,44 +204,79 @@ async fn offsets_for_times_and_seek() {
             .partition(0)
             .payload("v")
             .timestamp(1_000_000 + i * 1000);
-        p.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+        p.send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
     let consumer = common::consumer(&b, &[]);
     let mut query = TopicPartitionList::new();
-    query.add_partition_offset("times", 0, Offset::Offset(1_004_500)).unwrap();
-    let found = consumer.offsets_for_times(query, Duration::from_secs(10)).unwrap();
-    assert_eq!(found.find_partition("times", 0).unwrap().offset(), Offset::Offset(5));
+    query
+        .add_partition_offset("times", 0, Offset::Offset(1_004_500))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(query, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        found.find_partition("times", 0).unwrap().offset(),
+        Offset::Offset(5)
+    );
     let mut late = TopicPartitionList::new();
-    late.add_partition_offset("times", 0, Offset::Offset(9_999_999)).unwrap();
-    let found = consumer.offsets_for_times(late, Duration::from_secs(10)).unwrap();
-    assert_eq!(found.find_partition("times", 0).unwrap().offset(), Offset::End);
-    let (low, high) = consumer.fetch_watermarks("times", 0, Duration::from_secs(10)).unwrap();
+    late.add_partition_offset("times", 0, Offset::Offset(9_999_999))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(late, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        found.find_partition("times", 0).unwrap().offset(),
+        Offset::End
+    );
+    let (low, high) = consumer
+        .fetch_watermarks("times", 0, Duration::from_secs(10))
+        .unwrap();
     assert_eq!((low, high), (0, 10));
 
     let got = consume(&b, "times", &[0], Offset::Offset(7), 3, TIMEOUT, &[]);
-    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![7, 8, 9]);
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
     let got: Vec<Record> = consume(&b, "times", &[0], Offset::OffsetTail(2), 2, TIMEOUT, &[]);
     assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![8, 9]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_reads_everything_back() {
-    let mut server = Server::start(&[("log.segment.bytes", "65536")]);
+    let mut server = Server::start(&[("log.segment.bytes", "1048576")]);
     let b = server.bootstrap();
     create_topic(&b, "durable", 2, &[("retention.ms", "-1")]).await;
     let p = producer(&b, &[("acks", "all")]);
     for i in 0..2000u32 {
-        send(&p, "durable", (i % 2) as i32, None, Some(format!("m{i}").as_bytes()))
+        let value = format!("m{i}-{}", "d".repeat(1500));
+        send(&p, "durable", (i % 2) as i32, None, Some(value.as_bytes()))
             .await
             .unwrap();
     }
     drop(p);
     assert!(server.stop(), "clean shutdown on SIGTERM");
     server.restart();
-    let got = consume(&b, "durable", &[0, 1], Offset::Beginning, 2000, TIMEOUT, &[]);
-    let mut values: Vec<String> = got.iter().map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap()).collect();
+    let got = consume(
+        &b,
+        "durable",
+        &[0, 1],
+        Offset::Beginning,
+        2000,
+        TIMEOUT,
+        &[],
+    );
+    let mut values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
     values.sort();
-    let mut expected: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+    let mut expected: Vec<String> = (0..2000)
+        .map(|i| format!("m{i}-{}", "d".repeat(1500)))
+        .collect();
     expected.sort();
     assert_eq!(values, expected);
     // The topic config override survived the restart too.
@@ -214,5 +289,11 @@ async fn restart_reads_everything_back() {
         .await
         .unwrap();
     let config = configs.into_iter().next().unwrap().unwrap();
-    assert_eq!(config.get("retention.ms").and_then(|e| e.value.clone()).as_deref(), Some("-1"));
+    assert_eq!(
+        config
+            .get("retention.ms")
+            .and_then(|e| e.value.clone())
+            .as_deref(),
+        Some("-1")
+    );
 }

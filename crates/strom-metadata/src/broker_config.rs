@@ -9,6 +9,13 @@ use crate::broker_config_defs::{broker_config_def, is_dynamic_broker_config};
 use crate::config_defs::{split_list, validate_value, ConfigSource};
 use crate::properties::parse_properties;
 
+mod endpoints;
+
+use endpoints::{parse_listeners, parse_voter};
+pub use endpoints::{
+    validate_cluster_id, validate_listeners, validate_voters, Listener, QuorumVoter,
+};
+
 /// Why a broker configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerConfigError {
@@ -34,66 +41,6 @@ pub enum BrokerConfigError {
     Conflict { reason: String },
 }
 
-/// A listener `NAME://host:port`. An empty host means every interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    /// Upper-cased listener name (PLAINTEXT, CONTROLLER, ...).
-    pub name: String,
-    /// Host or IP as written (IPv6 without brackets); empty = all interfaces.
-    pub host: String,
-    pub port: u16,
-}
-
-impl Listener {
-    /// Parses `NAME://host:port`, `NAME://:port` or `NAME://[::1]:port`.
-    pub fn parse(s: &str) -> Result<Listener, String> {
-        let (name, rest) = s
-            .trim()
-            .split_once("://")
-            .ok_or_else(|| format!("listener '{s}' is not of the form NAME://host:port"))?;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("listener '{s}' has an invalid name '{name}'"));
-        }
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("listener '{s}' has an unclosed '['"))?;
-            let port = after
-                .strip_prefix(':')
-                .ok_or_else(|| format!("listener '{s}' has no port"))?;
-            (host, port)
-        } else {
-            rest.rsplit_once(':')
-                .ok_or_else(|| format!("listener '{s}' has no port"))?
-        };
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| format!("listener '{s}' has an invalid port '{port}'"))?;
-        Ok(Listener {
-            name: name.to_ascii_uppercase(),
-            host: host.to_string(),
-            port,
-        })
-    }
-
-    /// The address to bind: `host:port`, `0.0.0.0:port` for an empty host, brackets for IPv6.
-    pub fn bind_address(&self) -> String {
-        match self.host.as_str() {
-            "" => format!("0.0.0.0:{}", self.port),
-            h if h.contains(':') => format!("[{h}]:{}", self.port),
-            h => format!("{h}:{}", self.port),
-        }
-    }
-}
-
-/// One voter of a static controller quorum (`id@host:port`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuorumVoter {
-    pub node_id: i32,
-    pub host: String,
-    pub port: u16,
-}
-
 /// A role of this node (`process.roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessRole {
@@ -101,65 +48,156 @@ pub enum ProcessRole {
     Controller,
 }
 
-/// The resolved broker configuration. Fields are typed values of the Kafka keys they are named
-/// after; the raw maps keep what was set so DescribeConfigs can report value and source.
+/// The resolved broker configuration. Accessors return typed values of the Kafka keys they are
+/// named after; the raw maps keep what was set so DescribeConfigs can report value and source.
+/// Fields are private so the typed values cannot drift from what DescribeConfigs reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
-    pub node_id: i32,
-    pub process_roles: Vec<ProcessRole>,
-    pub listeners: Vec<Listener>,
-    pub advertised_listeners: Vec<Listener>,
-    pub log_dirs: Vec<PathBuf>,
-    pub metadata_log_dir: PathBuf,
-    pub cluster_id: Option<String>,
-    pub broker_rack: Option<String>,
-    pub num_partitions: i32,
-    pub default_replication_factor: i32,
-    pub auto_create_topics_enable: bool,
-    pub delete_topic_enable: bool,
-    pub message_max_bytes: i32,
+    node_id: i32,
+    process_roles: Vec<ProcessRole>,
+    listeners: Vec<Listener>,
+    advertised_listeners: Vec<Listener>,
+    log_dirs: Vec<PathBuf>,
+    metadata_log_dir: PathBuf,
+    cluster_id: Option<String>,
+    broker_rack: Option<String>,
+    num_partitions: i32,
+    default_replication_factor: i32,
+    auto_create_topics_enable: bool,
+    delete_topic_enable: bool,
+    message_max_bytes: i32,
     /// From log.retention.ms > .minutes > .hours; negative means unlimited (-1).
-    pub log_retention_ms: i64,
-    pub log_retention_bytes: i64,
-    pub log_segment_bytes: i32,
+    log_retention_ms: i64,
+    log_retention_bytes: i64,
+    log_segment_bytes: i32,
     /// From log.roll.ms > log.roll.hours.
-    pub log_roll_ms: i64,
-    pub log_roll_jitter_ms: i64,
-    pub log_retention_check_interval_ms: i64,
-    pub log_flush_interval_messages: i64,
+    log_roll_ms: i64,
+    log_roll_jitter_ms: i64,
+    log_retention_check_interval_ms: i64,
+    log_flush_interval_messages: i64,
     /// `None`: unset (Kafka then never flushes on time).
-    pub log_flush_interval_ms: Option<i64>,
-    pub log_index_interval_bytes: i32,
-    pub log_index_size_max_bytes: i32,
-    pub log_cleanup_policy: Vec<String>,
-    pub log_message_timestamp_type: String,
-    pub log_cleaner_enable: bool,
-    pub socket_request_max_bytes: i32,
-    pub max_connections: i32,
-    pub num_io_threads: i32,
-    pub num_network_threads: i32,
-    pub offsets_topic_num_partitions: i32,
-    pub offsets_topic_replication_factor: i16,
-    pub offsets_topic_segment_bytes: i32,
-    pub offsets_retention_minutes: i32,
-    pub transaction_state_log_num_partitions: i32,
-    pub transaction_state_log_replication_factor: i16,
-    pub transaction_max_timeout_ms: i32,
-    pub transactional_id_expiration_ms: i32,
-    pub producer_id_expiration_ms: i32,
-    pub group_initial_rebalance_delay_ms: i32,
-    pub group_min_session_timeout_ms: i32,
-    pub group_max_session_timeout_ms: i32,
-    pub group_max_size: i32,
-    pub min_insync_replicas: i32,
-    pub compression_type: String,
-    pub unclean_leader_election_enable: bool,
-    pub controller_quorum_voters: Vec<QuorumVoter>,
-    pub controller_listener_names: Vec<String>,
+    log_flush_interval_ms: Option<i64>,
+    log_index_interval_bytes: i32,
+    log_index_size_max_bytes: i32,
+    log_cleanup_policy: Vec<String>,
+    log_message_timestamp_type: String,
+    log_cleaner_enable: bool,
+    socket_request_max_bytes: i32,
+    max_connections: i32,
+    num_io_threads: i32,
+    num_network_threads: i32,
+    offsets_topic_num_partitions: i32,
+    offsets_topic_replication_factor: i16,
+    offsets_topic_segment_bytes: i32,
+    offsets_retention_minutes: i32,
+    transaction_state_log_num_partitions: i32,
+    transaction_state_log_replication_factor: i16,
+    transaction_max_timeout_ms: i32,
+    transactional_id_expiration_ms: i32,
+    producer_id_expiration_ms: i32,
+    group_initial_rebalance_delay_ms: i32,
+    group_min_session_timeout_ms: i32,
+    group_max_session_timeout_ms: i32,
+    group_max_size: i32,
+    min_insync_replicas: i32,
+    compression_type: String,
+    unclean_leader_election_enable: bool,
+    controller_quorum_voters: Vec<QuorumVoter>,
+    controller_listener_names: Vec<String>,
     /// Known keys set in the file or by overrides (STATIC_BROKER_CONFIG).
     static_values: BTreeMap<String, String>,
     /// Dynamic overrides from the metadata image (DYNAMIC_BROKER_CONFIG).
     dynamic_values: BTreeMap<String, String>,
+}
+
+/// Generates by-value accessors for the `Copy` fields.
+macro_rules! copy_accessors {
+    ($($field:ident: $ty:ty,)*) => {
+        impl BrokerConfig {
+            $(pub fn $field(&self) -> $ty { self.$field })*
+        }
+    };
+}
+
+copy_accessors! {
+    node_id: i32,
+    num_partitions: i32,
+    default_replication_factor: i32,
+    auto_create_topics_enable: bool,
+    delete_topic_enable: bool,
+    message_max_bytes: i32,
+    log_retention_ms: i64,
+    log_retention_bytes: i64,
+    log_segment_bytes: i32,
+    log_roll_ms: i64,
+    log_roll_jitter_ms: i64,
+    log_retention_check_interval_ms: i64,
+    log_flush_interval_messages: i64,
+    log_flush_interval_ms: Option<i64>,
+    log_index_interval_bytes: i32,
+    log_index_size_max_bytes: i32,
+    log_cleaner_enable: bool,
+    socket_request_max_bytes: i32,
+    max_connections: i32,
+    num_io_threads: i32,
+    num_network_threads: i32,
+    offsets_topic_num_partitions: i32,
+    offsets_topic_replication_factor: i16,
+    offsets_topic_segment_bytes: i32,
+    offsets_retention_minutes: i32,
+    transaction_state_log_num_partitions: i32,
+    transaction_state_log_replication_factor: i16,
+    transaction_max_timeout_ms: i32,
+    transactional_id_expiration_ms: i32,
+    producer_id_expiration_ms: i32,
+    group_initial_rebalance_delay_ms: i32,
+    group_min_session_timeout_ms: i32,
+    group_max_session_timeout_ms: i32,
+    group_max_size: i32,
+    min_insync_replicas: i32,
+    unclean_leader_election_enable: bool,
+}
+
+impl BrokerConfig {
+    pub fn process_roles(&self) -> &[ProcessRole] {
+        &self.process_roles
+    }
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+    /// What Metadata responses carry; `listeners` unless `advertised.listeners` is set.
+    pub fn advertised_listeners(&self) -> &[Listener] {
+        &self.advertised_listeners
+    }
+    pub fn log_dirs(&self) -> &[PathBuf] {
+        &self.log_dirs
+    }
+    /// Parent directory of `__cluster_metadata-0` (`metadata.log.dir`, else the first log dir).
+    pub fn metadata_log_dir(&self) -> &Path {
+        &self.metadata_log_dir
+    }
+    /// The configured `cluster.id`, if any.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+    pub fn broker_rack(&self) -> Option<&str> {
+        self.broker_rack.as_deref()
+    }
+    pub fn log_cleanup_policy(&self) -> &[String] {
+        &self.log_cleanup_policy
+    }
+    pub fn log_message_timestamp_type(&self) -> &str {
+        &self.log_message_timestamp_type
+    }
+    pub fn compression_type(&self) -> &str {
+        &self.compression_type
+    }
+    pub fn controller_quorum_voters(&self) -> &[QuorumVoter] {
+        &self.controller_quorum_voters
+    }
+    pub fn controller_listener_names(&self) -> &[String] {
+        &self.controller_listener_names
+    }
 }
 
 impl Default for BrokerConfig {
@@ -219,8 +257,12 @@ impl BrokerConfig {
         })?;
         let mut warnings = Vec::new();
         let mut values = BTreeMap::new();
-        let file = entries.into_iter().map(|(line, k, v)| (format!("{origin}:{line}"), k, v));
-        let cli = overrides.iter().map(|(k, v)| ("--set".to_string(), k.clone(), v.clone()));
+        let file = entries
+            .into_iter()
+            .map(|(line, k, v)| (format!("{origin}:{line}"), k, v));
+        let cli = overrides
+            .iter()
+            .map(|(k, v)| ("--set".to_string(), k.clone(), v.clone()));
         for (place, key, value) in file.chain(cli) {
             if broker_config_def(&key).is_some() {
                 values.insert(key, value);
@@ -256,13 +298,21 @@ impl BrokerConfig {
         } else if let Some(v) = self.static_value(key) {
             (Some(v), ConfigSource::StaticBroker)
         } else {
-            (broker_config_def(key).and_then(|d| d.default), ConfigSource::Default)
+            (
+                broker_config_def(key).and_then(|d| d.default),
+                ConfigSource::Default,
+            )
         }
     }
 
     /// Default values of every topic config as this broker config makes them.
     pub fn topic_defaults(&self) -> BTreeMap<String, String> {
         crate::config_describe::topic_defaults(self)
+    }
+
+    /// The first data directory (`log.dirs[0]`, or `log.dir`).
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dirs[0]
     }
 
     /// Whether broker config `key` may be changed by AlterConfigs at runtime.
@@ -316,11 +366,14 @@ impl Lookup<'_> {
     fn opt<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, BrokerConfigError> {
         match self.raw(key) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| BrokerConfigError::InvalidValue {
-                key: key.to_string(),
-                value: v.to_string(),
-                expected: "a value of the config's type".into(),
-            }),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| BrokerConfigError::InvalidValue {
+                    key: key.to_string(),
+                    value: v.to_string(),
+                    expected: "a value of the config's type".into(),
+                }),
         }
     }
 
@@ -331,7 +384,9 @@ impl Lookup<'_> {
     }
 
     fn bool(&self, key: &str) -> Result<bool, BrokerConfigError> {
-        Ok(self.raw(key).is_some_and(|v| v.eq_ignore_ascii_case("true")))
+        Ok(self
+            .raw(key)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")))
     }
 
     fn string(&self, key: &str) -> Option<String> {
@@ -345,7 +400,12 @@ impl Lookup<'_> {
     }
 
     /// Kafka's `ms > minutes > hours` (or `ms > hours`) precedence, in milliseconds.
-    fn millis(&self, ms: &str, minutes: Option<&str>, hours: &str) -> Result<i64, BrokerConfigError> {
+    fn millis(
+        &self,
+        ms: &str,
+        minutes: Option<&str>,
+        hours: &str,
+    ) -> Result<i64, BrokerConfigError> {
         if let Some(v) = self.opt::<i64>(ms)? {
             return Ok(v);
         }
@@ -365,7 +425,10 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         Some(v) => parse_listeners(&v).map_err(|e| invalid(l, "advertised.listeners", e))?,
         None => listeners.clone(),
     };
-    if let Some(a) = advertised_listeners.iter().find(|a| !listeners.iter().any(|x| x.name == a.name)) {
+    if let Some(a) = advertised_listeners
+        .iter()
+        .find(|a| !listeners.iter().any(|x| x.name == a.name))
+    {
         return Err(BrokerConfigError::Conflict {
             reason: format!("advertised listener {} is not among listeners", a.name),
         });
@@ -390,13 +453,25 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
     if log_dirs.is_empty() {
         return Err(invalid(l, "log.dirs", "at least one directory".into()));
     }
-    let metadata_log_dir = l.string("metadata.log.dir").map_or_else(|| log_dirs[0].clone(), PathBuf::from);
+    let metadata_log_dir = l
+        .string("metadata.log.dir")
+        .map_or_else(|| log_dirs[0].clone(), PathBuf::from);
     let roles = l.list("process.roles");
     let process_roles = roles
         .iter()
-        .map(|r| if r == "broker" { ProcessRole::Broker } else { ProcessRole::Controller })
+        .map(|r| {
+            if r == "broker" {
+                ProcessRole::Broker
+            } else {
+                ProcessRole::Controller
+            }
+        })
         .collect();
-    let retention_ms = l.millis("log.retention.ms", Some("log.retention.minutes"), "log.retention.hours")?;
+    let retention_ms = l.millis(
+        "log.retention.ms",
+        Some("log.retention.minutes"),
+        "log.retention.hours",
+    )?;
     let voters = l.list("controller.quorum.voters");
     Ok(BrokerConfig {
         node_id,
@@ -434,7 +509,8 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         offsets_topic_segment_bytes: l.get("offsets.topic.segment.bytes")?,
         offsets_retention_minutes: l.get("offsets.retention.minutes")?,
         transaction_state_log_num_partitions: l.get("transaction.state.log.num.partitions")?,
-        transaction_state_log_replication_factor: l.get("transaction.state.log.replication.factor")?,
+        transaction_state_log_replication_factor: l
+            .get("transaction.state.log.replication.factor")?,
         transaction_max_timeout_ms: l.get("transaction.max.timeout.ms")?,
         transactional_id_expiration_ms: l.get("transactional.id.expiration.ms")?,
         producer_id_expiration_ms: l.get("producer.id.expiration.ms")?,
@@ -445,7 +521,11 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         min_insync_replicas: l.get("min.insync.replicas")?,
         compression_type: l.get("compression.type")?,
         unclean_leader_election_enable: l.bool("unclean.leader.election.enable")?,
-        controller_quorum_voters: voters.iter().map(|v| parse_voter(v)).collect::<Result<_, _>>().map_err(|e| invalid(l, "controller.quorum.voters", e))?,
+        controller_quorum_voters: voters
+            .iter()
+            .map(|v| parse_voter(v))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(l, "controller.quorum.voters", e))?,
         controller_listener_names: l.list("controller.listener.names"),
         static_values: BTreeMap::new(),
         dynamic_values: BTreeMap::new(),
@@ -457,58 +537,6 @@ fn invalid(l: &Lookup<'_>, key: &str, expected: String) -> BrokerConfigError {
         key: key.to_string(),
         value: l.raw(key).unwrap_or_default().to_string(),
         expected,
-    }
-}
-
-fn parse_listeners(value: &str) -> Result<Vec<Listener>, String> {
-    let listeners = split_list(value)
-        .into_iter()
-        .map(Listener::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    for (i, a) in listeners.iter().enumerate() {
-        for b in &listeners[..i] {
-            if a.name == b.name {
-                return Err(format!("listener name {} appears twice", a.name));
-            }
-            if a.port != 0 && a.port == b.port && a.host == b.host {
-                return Err(format!("listeners {} and {} use the same port {}", b.name, a.name, a.port));
-            }
-        }
-    }
-    Ok(listeners)
-}
-
-/// Validator for `listeners` / `advertised.listeners`.
-pub(crate) fn validate_listeners(value: &str) -> Result<(), String> {
-    parse_listeners(value).map(|_| ())
-}
-
-fn parse_voter(v: &str) -> Result<QuorumVoter, String> {
-    let (id, endpoint) = v
-        .split_once('@')
-        .ok_or_else(|| format!("voter '{v}' is not of the form id@host:port"))?;
-    let node_id = id.parse().map_err(|_| format!("voter '{v}' has an invalid id"))?;
-    let listener = Listener::parse(&format!("VOTER://{endpoint}"))?;
-    Ok(QuorumVoter {
-        node_id,
-        host: listener.host,
-        port: listener.port,
-    })
-}
-
-/// Validator for `controller.quorum.voters`.
-pub(crate) fn validate_voters(value: &str) -> Result<(), String> {
-    split_list(value).into_iter().try_for_each(|v| parse_voter(v).map(|_| ()))
-}
-
-/// Validator for `cluster.id`: 22 characters of base64url, as Kafka's Uuid string.
-pub(crate) fn validate_cluster_id(value: &str) -> Result<(), String> {
-    let ok = value.len() == 22
-        && value.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err("a 22-character base64url cluster id (like `kafka-storage random-uuid` prints)".into())
     }
 }
 

@@ -1,7 +1,9 @@
 //! The catalogue of broker configs Strom reads from `server.properties`, with Kafka's names,
 //! types and defaults (Strom's single-node defaults where noted). Keys outside it are warned.
 
-use crate::config_defs::{ConfigDef, ConfigType, Validator, CLEANUP_POLICIES, COMPRESSION_TYPES, TIMESTAMP_TYPES};
+use crate::config_defs::{
+    ConfigDef, ConfigType, Validator, CLEANUP_POLICIES, COMPRESSION_TYPES, TIMESTAMP_TYPES,
+};
 
 const fn b(
     name: &'static str,
@@ -10,7 +12,14 @@ const fn b(
     validator: Validator,
     documentation: &'static str,
 ) -> ConfigDef {
-    ConfigDef { name, config_type, default, validator, documentation, synonyms: &[] }
+    ConfigDef {
+        name,
+        config_type,
+        default,
+        validator,
+        documentation,
+        synonyms: &[],
+    }
 }
 
 use ConfigType as T;
@@ -105,8 +114,12 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
 ];
 
 /// Broker configs that are not topic-config synonyms but may still be altered at runtime.
-pub const EXTRA_DYNAMIC_BROKER_CONFIGS: &[&str] =
-    &["max.connections", "num.io.threads", "num.network.threads", "log.cleaner.threads"];
+pub const EXTRA_DYNAMIC_BROKER_CONFIGS: &[&str] = &[
+    "max.connections",
+    "num.io.threads",
+    "num.network.threads",
+    "log.cleaner.threads",
+];
 
 /// The definition of broker config `name`.
 pub fn broker_config_def(name: &str) -> Option<&'static ConfigDef> {

@@ -5,7 +5,8 @@
 use crate::error::ControllerError;
 
 pub use crate::config_describe::{
-    describe_broker_configs, describe_topic_configs, ConfigSynonym, DescribedConfig,
+    describe_broker_configs, describe_topic_configs, effective_topic_configs, ConfigSynonym,
+    DescribedConfig,
 };
 
 /// DescribeConfigs v3+ `config_type` numbers.
@@ -114,6 +115,7 @@ use ConfigType as T;
 use Validator as V;
 
 /// Every topic config of Kafka 4.1, sorted by name.
+#[rustfmt::skip]
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("cleanup.policy", T::List, "delete", V::ListOf(CLEANUP_POLICIES), &[same("log.cleanup.policy")],
         "Retention policy for old segments: \"delete\", \"compact\", or both."),
@@ -183,15 +185,18 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "Allow out-of-sync replicas to become leader as a last resort (data loss)."),
 ];
 
+#[rustfmt::skip]
 const RETENTION_SYNONYMS: &[Synonym] = &[
     same("log.retention.ms"),
     Synonym { name: "log.retention.minutes", unit: SynonymUnit::MinutesToMs },
     Synonym { name: "log.retention.hours", unit: SynonymUnit::HoursToMs },
 ];
+#[rustfmt::skip]
 const ROLL_SYNONYMS: &[Synonym] = &[
     same("log.roll.ms"),
     Synonym { name: "log.roll.hours", unit: SynonymUnit::HoursToMs },
 ];
+#[rustfmt::skip]
 const ROLL_JITTER_SYNONYMS: &[Synonym] = &[
     same("log.roll.jitter.ms"),
     Synonym { name: "log.roll.jitter.hours", unit: SynonymUnit::HoursToMs },
@@ -226,7 +231,9 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<(), String> {
     let number = match def.config_type {
         T::Boolean => {
             if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
-                return Err(format!("value '{value}' is not a boolean (expected true or false)"));
+                return Err(format!(
+                    "value '{value}' is not a boolean (expected true or false)"
+                ));
             }
             None
         }
@@ -258,7 +265,10 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<(), String> {
         (V::ListOf(allowed), _) => {
             let items = split_list(v);
             if items.is_empty() {
-                return Err(format!("value must be a non-empty list of: {}", allowed.join(", ")));
+                return Err(format!(
+                    "value must be a non-empty list of: {}",
+                    allowed.join(", ")
+                ));
             }
             match items.iter().find(|i| !allowed.contains(i)) {
                 Some(bad) => Err(format!(
@@ -315,7 +325,12 @@ mod tests {
     #[test]
     fn catalogue_is_sorted_unique_and_defaults_are_valid() {
         for pair in TOPIC_CONFIGS.windows(2) {
-            assert!(pair[0].name < pair[1].name, "{} !< {}", pair[0].name, pair[1].name);
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} !< {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
         for def in TOPIC_CONFIGS {
             let default = def.default.expect("topic configs all have defaults");
@@ -348,6 +363,8 @@ mod tests {
         assert!(validate_topic_config("leader.replication.throttled.replicas", "*").is_ok());
         assert!(validate_topic_config("leader.replication.throttled.replicas", "x").is_err());
         let err = validate_topic_config("no.such.config", "1").unwrap_err();
-        assert!(matches!(err, ControllerError::InvalidConfig { key, .. } if key == "no.such.config"));
+        assert!(
+            matches!(err, ControllerError::InvalidConfig { key, .. } if key == "no.such.config")
+        );
     }
 }

@@ -79,7 +79,11 @@ pub fn describe_broker_configs(broker: &BrokerConfig) -> Vec<DescribedConfig> {
             let (value, source) = broker.value_and_source(def.name);
             DescribedConfig {
                 name: def.name.to_string(),
-                value: if sensitive { None } else { value.map(str::to_string) },
+                value: if sensitive {
+                    None
+                } else {
+                    value.map(str::to_string)
+                },
                 source,
                 read_only: !is_dynamic_broker_config(def.name),
                 is_sensitive: sensitive,
@@ -91,12 +95,21 @@ pub fn describe_broker_configs(broker: &BrokerConfig) -> Vec<DescribedConfig> {
         .collect()
 }
 
-/// Default values of every topic config as `broker` makes them (no topic overrides).
-pub(crate) fn topic_defaults(broker: &BrokerConfig) -> BTreeMap<String, String> {
-    describe_topic_configs(&BTreeMap::new(), broker)
+/// The value in force of every topic config for a topic with `overrides` (what the log and
+/// the replica manager should use).
+pub fn effective_topic_configs(
+    overrides: &BTreeMap<String, String>,
+    broker: &BrokerConfig,
+) -> BTreeMap<String, String> {
+    describe_topic_configs(overrides, broker)
         .into_iter()
         .filter_map(|c| c.value.map(|v| (c.name, v)))
         .collect()
+}
+
+/// Default values of every topic config as `broker` makes them (no topic overrides).
+pub(crate) fn topic_defaults(broker: &BrokerConfig) -> BTreeMap<String, String> {
+    effective_topic_configs(&BTreeMap::new(), broker)
 }
 
 /// The broker-level synonyms of a topic config, each synonym's dynamic, static and default
@@ -168,16 +181,17 @@ mod tests {
         assert!(remote.synonyms.is_empty());
         let flush = find(&configs, "flush.ms");
         assert_eq!(flush.value.as_deref(), Some("9223372036854775807"));
-        assert_eq!(find(&configs, "cleanup.policy").config_type, ConfigType::List);
+        assert_eq!(
+            find(&configs, "cleanup.policy").config_type,
+            ConfigType::List
+        );
     }
 
     #[test]
     fn override_beats_static_broker_which_beats_default() {
-        let (broker, _) = BrokerConfig::parse(
-            "log.retention.minutes=10\nlog.segment.bytes=2097152\n",
-            &[],
-        )
-        .unwrap();
+        let (broker, _) =
+            BrokerConfig::parse("log.retention.minutes=10\nlog.segment.bytes=2097152\n", &[])
+                .unwrap();
         let overrides = BTreeMap::from([("segment.bytes".to_string(), "3145728".to_string())]);
         let configs = describe_topic_configs(&overrides, &broker);
         let retention = find(&configs, "retention.ms");
@@ -187,7 +201,11 @@ mod tests {
         let segment = find(&configs, "segment.bytes");
         assert_eq!(segment.value.as_deref(), Some("3145728"));
         assert_eq!(segment.source, ConfigSource::DynamicTopic);
-        let names: Vec<_> = segment.synonyms.iter().map(|s| (s.name.as_str(), s.source)).collect();
+        let names: Vec<_> = segment
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.source))
+            .collect();
         assert_eq!(
             names,
             [
@@ -197,6 +215,9 @@ mod tests {
             ]
         );
         assert_eq!(broker.topic_defaults()["segment.bytes"], "2097152");
+        let effective = effective_topic_configs(&overrides, &broker);
+        assert_eq!(effective.len(), TOPIC_CONFIGS.len());
+        assert_eq!(effective["segment.bytes"], "3145728");
         assert_eq!(broker.topic_defaults()["retention.ms"], "600000");
     }
 
@@ -204,7 +225,7 @@ mod tests {
     fn unlimited_retention_in_hours_is_minus_one() {
         let (broker, _) = BrokerConfig::parse("log.retention.hours=-1", &[]).unwrap();
         assert_eq!(broker.topic_defaults()["retention.ms"], "-1");
-        assert_eq!(broker.log_retention_ms, -1);
+        assert_eq!(broker.log_retention_ms(), -1);
     }
 
     #[test]
@@ -215,17 +236,26 @@ mod tests {
         let configs = describe_broker_configs(&broker);
         assert_eq!(configs.len(), BROKER_CONFIGS.len());
         let partitions = find(&configs, "num.partitions");
-        assert_eq!((partitions.value.as_deref(), partitions.source), (Some("3"), ConfigSource::StaticBroker));
+        assert_eq!(
+            (partitions.value.as_deref(), partitions.source),
+            (Some("3"), ConfigSource::StaticBroker)
+        );
         assert!(partitions.read_only);
         let retention = find(&configs, "log.retention.ms");
         assert_eq!(retention.source, ConfigSource::DynamicBroker);
         assert!(!retention.read_only);
         let listeners = find(&configs, "listeners");
         assert_eq!(listeners.source, ConfigSource::Default);
-        assert_eq!(listeners.value.as_deref(), Some("PLAINTEXT://127.0.0.1:9092"));
+        assert_eq!(
+            listeners.value.as_deref(),
+            Some("PLAINTEXT://127.0.0.1:9092")
+        );
         // A dynamic broker default flows into topic defaults.
         assert_eq!(broker.topic_defaults()["retention.ms"], "1000");
         let topic = describe_topic_configs(&BTreeMap::new(), &broker);
-        assert_eq!(find(&topic, "retention.ms").source, ConfigSource::DynamicBroker);
+        assert_eq!(
+            find(&topic, "retention.ms").source,
+            ConfigSource::DynamicBroker
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! Single node: append + fsync is the commit; a Raft quorum will take that place later.
 
 mod configs;
-mod topics;
+pub mod topics;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::broker_config::BrokerConfig;
@@ -29,10 +30,11 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Opens the metadata log in `config.metadata_log_dir`, replays it, and bootstraps the
-    /// cluster id on first start (`cluster.id` if configured, else a random one).
-    pub fn open(config: &BrokerConfig) -> Result<Controller, ControllerError> {
-        let (log, records) = MetadataLog::open(&config.metadata_log_dir)?;
+    /// Opens the metadata log under `dir` (normally `config.metadata_log_dir()`; the log lives
+    /// in its `__cluster_metadata-0`), replays it, and bootstraps the cluster id on first start
+    /// (`cluster.id` if configured, else a random one).
+    pub fn open(dir: &Path, config: &BrokerConfig) -> Result<Controller, ControllerError> {
+        let (log, records) = MetadataLog::open(dir)?;
         let image = MetadataImage::replay(&records);
         tracing::info!(
             records = records.len(),
@@ -44,16 +46,16 @@ impl Controller {
             image: Arc::new(image),
             config: config.clone(),
         };
-        match (controller.image.cluster_id(), &config.cluster_id) {
+        match (controller.image.cluster_id(), config.cluster_id()) {
             (Some(stored), Some(configured)) if stored != configured => {
                 return Err(ControllerError::ClusterIdMismatch {
-                    configured: configured.clone(),
+                    configured: configured.to_string(),
                     stored: stored.to_string(),
                 });
             }
             (Some(_), _) => {}
             (None, configured) => {
-                let cluster_id = configured.clone().unwrap_or_else(random_cluster_id);
+                let cluster_id = configured.map_or_else(random_cluster_id, str::to_string);
                 tracing::info!(%cluster_id, "bootstrapping a new cluster");
                 controller.commit(vec![MetadataRecord::Cluster { cluster_id }])?;
             }
@@ -74,7 +76,7 @@ impl Controller {
     /// The broker config with this node's dynamic overrides from the image on top: what topic
     /// defaults and DescribeConfigs use.
     pub fn effective_broker_config(&self) -> BrokerConfig {
-        let overrides = self.image.broker_config_overrides(self.config.node_id);
+        let overrides = self.image.broker_config_overrides(self.config.node_id());
         if overrides.is_empty() {
             return self.config.clone();
         }
@@ -107,9 +109,10 @@ impl Controller {
                 reason: format!("broker id {broker_id} is negative"),
             });
         }
-        let unchanged = self.image.broker(broker_id).is_some_and(|b| {
-            b.host == host && b.port == port && b.rack.as_deref() == rack
-        });
+        let unchanged = self
+            .image
+            .broker(broker_id)
+            .is_some_and(|b| b.host == host && b.port == port && b.rack.as_deref() == rack);
         if unchanged {
             return Ok(());
         }
@@ -168,11 +171,14 @@ pub fn random_cluster_id() -> String {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);

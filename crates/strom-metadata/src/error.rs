@@ -38,7 +38,9 @@ pub enum ControllerError {
     #[error("broker {broker_id} is not registered")]
     BrokerNotRegistered { broker_id: i32 },
     /// The configured `cluster.id` differs from the one stored in the metadata log.
-    #[error("configured cluster.id '{configured}' does not match '{stored}' stored in the metadata log")]
+    #[error(
+        "configured cluster.id '{configured}' does not match '{stored}' stored in the metadata log"
+    )]
     ClusterIdMismatch { configured: String, stored: String },
     /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
     #[error("metadata log: {reason}")]
@@ -65,7 +67,9 @@ pub enum MetadataLogError {
     },
     /// A frame whose checksum is valid but whose payload is not a batch this version understands.
     /// Not a torn write, so it is not truncated away: a newer Strom may have written it.
-    #[error("{path}: frame at position {position} has a valid checksum but cannot be decoded: {reason}")]
+    #[error(
+        "{path}: frame at position {position} has a valid checksum but cannot be decoded: {reason}"
+    )]
     UndecodableBatch {
         path: PathBuf,
         position: u64,

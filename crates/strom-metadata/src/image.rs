@@ -105,8 +105,9 @@ impl MetadataImage {
         self.cluster_id.as_deref()
     }
 
-    pub fn brokers(&self) -> &BTreeMap<i32, BrokerRegistration> {
-        &self.brokers
+    /// Registered brokers, in id order.
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerRegistration> + '_ {
+        self.brokers.values()
     }
 
     pub fn broker(&self, broker_id: i32) -> Option<&BrokerRegistration> {

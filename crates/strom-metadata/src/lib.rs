@@ -15,8 +15,9 @@ pub mod records;
 
 pub use broker_config::{BrokerConfig, BrokerConfigError, Listener};
 pub use config_defs::{ConfigSource, ConfigType, DescribedConfig};
-pub use controller::Controller;
+pub use controller::topics::validate_topic_name;
+pub use controller::{AlterConfigOp, Controller, CreateTopicRequest, CreatedTopic};
 pub use error::{ControllerError, MetadataLogError};
-pub use image::{is_internal, MetadataImage, PartitionImage, TopicImage};
+pub use image::{is_internal, BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
 pub use log::MetadataLog;
 pub use records::{ConfigResource, MetadataRecord};

@@ -38,6 +38,7 @@ impl MetadataLog {
     /// A torn or corrupt tail is truncated, with a warning naming how many bytes were dropped.
     pub fn open(dir: &Path) -> Result<(MetadataLog, Vec<MetadataRecord>), MetadataLogError> {
         let log_dir = dir.join(METADATA_LOG_DIR_NAME);
+        let dir_existed = log_dir.is_dir();
         std::fs::create_dir_all(&log_dir).map_err(|source| MetadataLogError::Io {
             op: "create directory",
             path: log_dir.clone(),
@@ -58,6 +59,9 @@ impl MetadataLog {
             .map_err(io("open"))?;
         if !existed {
             sync_dir(&log_dir)?;
+        }
+        if !dir_existed {
+            sync_dir(dir)?;
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
@@ -149,7 +153,10 @@ impl MetadataLog {
 
 /// Decodes frames from the start of `bytes`; returns the records of every valid frame and the
 /// length of the valid prefix. Stops at the first short, oversized or checksum-failing frame.
-fn decode_frames(path: &Path, bytes: &[u8]) -> Result<(Vec<MetadataRecord>, u64), MetadataLogError> {
+fn decode_frames(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(Vec<MetadataRecord>, u64), MetadataLogError> {
     let mut records = Vec::new();
     let mut pos = 0usize;
     while bytes.len() - pos >= FRAME_HEADER_BYTES {
@@ -212,7 +219,9 @@ mod tests {
         let (log, records) = MetadataLog::open(dir.path()).unwrap();
         assert_eq!(records, [a, b].concat());
         assert_eq!(log.next_offset(), 3);
-        assert!(log.path().starts_with(dir.path().join(METADATA_LOG_DIR_NAME)));
+        assert!(log
+            .path()
+            .starts_with(dir.path().join(METADATA_LOG_DIR_NAME)));
     }
 
     #[test]
@@ -270,7 +279,10 @@ mod tests {
         bytes.extend_from_slice(payload);
         std::fs::write(&path, &bytes).unwrap();
         let err = MetadataLog::open(dir.path()).unwrap_err();
-        assert!(matches!(err, MetadataLogError::UndecodableBatch { position: 0, .. }));
+        assert!(matches!(
+            err,
+            MetadataLogError::UndecodableBatch { position: 0, .. }
+        ));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes.len() as u64);
     }
 }

@@ -115,7 +115,13 @@ mod tests {
     #[test]
     fn separators_comments_and_blank_lines() {
         let text = "# comment\n! also comment\n\n  a=1\nb : 2\nc 3\nd=\ne = x = y \n";
-        let expected = [("a", "1"), ("b", "2"), ("c", "3"), ("d", ""), ("e", "x = y")];
+        let expected = [
+            ("a", "1"),
+            ("b", "2"),
+            ("c", "3"),
+            ("d", ""),
+            ("e", "x = y"),
+        ];
         let expected: Vec<_> = expected
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

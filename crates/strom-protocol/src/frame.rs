@@ -41,7 +41,10 @@ mod tests {
     fn needs_prefix_and_body() {
         assert_eq!(complete_frame_len(&[0, 0], 100), Ok(None));
         assert_eq!(complete_frame_len(&[0, 0, 0, 3, 1, 2], 100), Ok(None));
-        assert_eq!(complete_frame_len(&[0, 0, 0, 3, 1, 2, 3, 9], 100), Ok(Some(3)));
+        assert_eq!(
+            complete_frame_len(&[0, 0, 0, 3, 1, 2, 3, 9], 100),
+            Ok(Some(3))
+        );
         assert_eq!(complete_frame_len(&[0, 0, 0, 0], 100), Ok(Some(0)));
     }
 
@@ -53,7 +56,10 @@ mod tests {
         );
         assert_eq!(
             complete_frame_len(&[0, 0, 1, 0], 100),
-            Err(FrameError::TooLarge { size: 256, max: 100 })
+            Err(FrameError::TooLarge {
+                size: 256,
+                max: 100
+            })
         );
     }
 

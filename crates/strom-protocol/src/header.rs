@@ -207,7 +207,10 @@ mod tests {
         f.put_i16(4);
         f.put_i32(1);
         f.put_i16(100); // client id longer than the frame
-        assert_eq!(decode_request_header(f.freeze()), Err(HeaderError::Truncated));
+        assert_eq!(
+            decode_request_header(f.freeze()),
+            Err(HeaderError::Truncated)
+        );
     }
 
     #[test]

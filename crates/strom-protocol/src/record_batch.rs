@@ -86,13 +86,22 @@ pub enum InvalidRecordReason {
     /// `lastOffsetDelta` is negative.
     NegativeOffsetDelta { last_offset_delta: i32 },
     /// More records than offsets the batch spans.
-    CountExceedsOffsetSpan { records_count: i32, last_offset_delta: i32 },
+    CountExceedsOffsetSpan {
+        records_count: i32,
+        last_offset_delta: i32,
+    },
     /// A freshly produced batch must span exactly `recordsCount` offsets.
-    CountMismatch { records_count: i32, last_offset_delta: i32 },
+    CountMismatch {
+        records_count: i32,
+        last_offset_delta: i32,
+    },
     /// The records section does not parse as `recordsCount` varint-framed records.
     MalformedRecords { record_index: u32 },
     /// Record offset deltas are not in order (or not 0..n-1 for a fresh batch).
-    OffsetDeltaOutOfOrder { record_index: u32, offset_delta: i32 },
+    OffsetDeltaOutOfOrder {
+        record_index: u32,
+        offset_delta: i32,
+    },
 }
 
 /// Every way a batch can be refused. The broker maps each variant to a Kafka error code.
@@ -301,7 +310,9 @@ pub fn validate_batch(buf: &[u8], mode: Validation) -> Result<RecordBatchHeader<
         return Err(invalid(InvalidRecordReason::NoRecords { records_count }));
     }
     if last_offset_delta < 0 {
-        return Err(invalid(InvalidRecordReason::NegativeOffsetDelta { last_offset_delta }));
+        return Err(invalid(InvalidRecordReason::NegativeOffsetDelta {
+            last_offset_delta,
+        }));
     }
     let span = i64::from(last_offset_delta) + 1;
     match mode {
@@ -324,7 +335,10 @@ pub fn validate_batch(buf: &[u8], mode: Validation) -> Result<RecordBatchHeader<
 /// Parses every record of an uncompressed, already `validate_batch`ed batch and checks the
 /// framing and offset deltas (0..n-1 for `Produce`, increasing and within the span for `Stored`).
 /// Compressed batches are not inspected (no decompression on the produce path).
-pub fn validate_records(header: &RecordBatchHeader<'_>, mode: Validation) -> Result<(), BatchError> {
+pub fn validate_records(
+    header: &RecordBatchHeader<'_>,
+    mode: Validation,
+) -> Result<(), BatchError> {
     if header.compression()? != Compression::None {
         return Ok(());
     }
@@ -348,7 +362,9 @@ pub fn validate_records(header: &RecordBatchHeader<'_>, mode: Validation) -> Res
         index += 1;
     }
     if !records.remainder().is_empty() {
-        return Err(invalid(InvalidRecordReason::MalformedRecords { record_index: index }));
+        return Err(invalid(InvalidRecordReason::MalformedRecords {
+            record_index: index,
+        }));
     }
     Ok(())
 }
@@ -487,7 +503,10 @@ mod tests {
     fn two_records() -> bytes::BytesMut {
         build_batch(
             0,
-            &[(Some(b"k1"), Some(b"v1"), 1_000), (None, Some(b"v2"), 1_005)],
+            &[
+                (Some(b"k1"), Some(b"v1"), 1_000),
+                (None, Some(b"v2"), 1_005),
+            ],
             Some((7, 1, 40)),
         )
     }
@@ -595,7 +614,10 @@ mod tests {
         assert!(parts[1].is_err());
 
         let too_big = BatchSplitter::new(&all, 20).next().unwrap();
-        assert!(matches!(too_big, Err(BatchError::BatchTooLarge { max: 20, .. })));
+        assert!(matches!(
+            too_big,
+            Err(BatchError::BatchTooLarge { max: 20, .. })
+        ));
     }
 
     #[test]

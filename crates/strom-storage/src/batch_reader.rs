@@ -13,10 +13,20 @@ const CHUNK: usize = 4 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WalkStop {
     /// Fewer bytes than the header or `batchLength` promises.
-    Truncated { position: u64, needed: u64, available: u64 },
+    Truncated {
+        position: u64,
+        needed: u64,
+        available: u64,
+    },
     /// `batchLength` too small to be a v2 batch.
-    BadLength { position: u64, batch_length: i32 },
-    Io { position: u64, error: String },
+    BadLength {
+        position: u64,
+        batch_length: i32,
+    },
+    Io {
+        position: u64,
+        error: String,
+    },
 }
 
 /// Reads the 61-byte header at `position` if a whole batch of that size fits before `end`.
@@ -27,7 +37,9 @@ pub(crate) fn header_at(file: &File, position: u64, end: u64) -> Option<[u8; HEA
     let mut h = [0u8; HEADER_SIZE];
     file.read_exact_at(&mut h, position).ok()?;
     let total = RecordBatchHeader::parse(&h).ok()?.batch_length();
-    if total < (HEADER_SIZE - LOG_OVERHEAD) as i32 || position + LOG_OVERHEAD as u64 + total as u64 > end {
+    if total < (HEADER_SIZE - LOG_OVERHEAD) as i32
+        || position + LOG_OVERHEAD as u64 + total as u64 > end
+    {
         return None;
     }
     Some(h)
@@ -138,7 +150,10 @@ mod tests {
         assert_eq!((p, bytes), (0, &a[..]));
         let (p, bytes) = r.next_batch(false).unwrap().unwrap();
         assert_eq!((p, bytes.len()), (a.len() as u64, HEADER_SIZE));
-        assert!(matches!(r.next_batch(true), Err(WalkStop::Truncated { .. })));
+        assert!(matches!(
+            r.next_batch(true),
+            Err(WalkStop::Truncated { .. })
+        ));
         assert!(header_at(&f, 0, end).is_some());
         assert!(header_at(&f, (a.len() + b.len()) as u64, end).is_none());
     }

@@ -53,7 +53,9 @@ impl From<BatchError> for LogError {
         match e {
             BatchError::CorruptMessage { reason } => LogError::CorruptMessage { reason },
             BatchError::InvalidRecord { reason } => LogError::InvalidRecord { reason },
-            BatchError::UnsupportedMagic { magic } => LogError::UnsupportedForMessageFormat { magic },
+            BatchError::UnsupportedMagic { magic } => {
+                LogError::UnsupportedForMessageFormat { magic }
+            }
             BatchError::UnsupportedCompression { codec } => {
                 LogError::UnsupportedCompressionType { codec }
             }
@@ -63,7 +65,10 @@ impl From<BatchError> for LogError {
 }
 
 /// Builds a closure that wraps an `io::Error` with the operation and path.
-pub(crate) fn io_err(op: &'static str, path: &std::path::Path) -> impl FnOnce(io::Error) -> LogError {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(io::Error) -> LogError {
     let path = path.to_path_buf();
     move |source| LogError::Io { op, path, source }
 }

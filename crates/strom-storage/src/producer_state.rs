@@ -68,7 +68,10 @@ fn next_seq(seq: i32) -> i32 {
 }
 
 /// Checks `b` against `entry` (None = unknown producer: any sequence is accepted).
-pub(crate) fn check(entry: Option<&ProducerEntry>, b: &ProducerBatch) -> Result<SequenceCheck, LogError> {
+pub(crate) fn check(
+    entry: Option<&ProducerEntry>,
+    b: &ProducerBatch,
+) -> Result<SequenceCheck, LogError> {
     let Some(entry) = entry else {
         return Ok(SequenceCheck::Accept);
     };
@@ -110,7 +113,12 @@ pub(crate) fn check(entry: Option<&ProducerEntry>, b: &ProducerBatch) -> Result<
 }
 
 /// Records an appended batch at `[first_offset, last_offset]` (no checks: also used for replay).
-pub(crate) fn apply(entry: &mut Option<ProducerEntry>, b: &ProducerBatch, first_offset: i64, last_offset: i64) {
+pub(crate) fn apply(
+    entry: &mut Option<ProducerEntry>,
+    b: &ProducerBatch,
+    first_offset: i64,
+    last_offset: i64,
+) {
     let e = entry.get_or_insert_with(|| ProducerEntry {
         epoch: b.epoch,
         batches: VecDeque::new(),
@@ -155,7 +163,8 @@ impl ProducerState {
 
     /// Forgets producers whose every batch is below `log_start_offset`.
     pub fn remove_expired(&mut self, log_start_offset: i64) {
-        self.producers.retain(|_, e| e.last_offset >= log_start_offset);
+        self.producers
+            .retain(|_, e| e.last_offset >= log_start_offset);
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -208,7 +217,14 @@ impl ProducerState {
                     last_offset: i64::from_be_bytes(r.take()?),
                 });
             }
-            producers.insert(id, ProducerEntry { epoch, batches, last_offset });
+            producers.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_offset,
+                },
+            );
         }
         r.0.is_empty().then_some(Self { producers })
     }
@@ -260,16 +276,41 @@ mod tests {
     #[test]
     fn sequence_rules() {
         let mut e = None;
-        assert_eq!(check(e.as_ref(), &pb(0, 17, 17)).unwrap(), SequenceCheck::Accept);
+        assert_eq!(
+            check(e.as_ref(), &pb(0, 17, 17)).unwrap(),
+            SequenceCheck::Accept
+        );
         apply(&mut e, &pb(0, 0, 4), 100, 104);
-        assert!(matches!(check(e.as_ref(), &pb(0, 6, 6)), Err(LogError::OutOfOrderSequence { expected: 5, .. })));
-        assert_eq!(check(e.as_ref(), &pb(0, 5, 9)).unwrap(), SequenceCheck::Accept);
+        assert!(matches!(
+            check(e.as_ref(), &pb(0, 6, 6)),
+            Err(LogError::OutOfOrderSequence { expected: 5, .. })
+        ));
+        assert_eq!(
+            check(e.as_ref(), &pb(0, 5, 9)).unwrap(),
+            SequenceCheck::Accept
+        );
         let dup = check(e.as_ref(), &pb(0, 0, 4)).unwrap();
-        assert!(matches!(dup, SequenceCheck::Duplicate(BatchMeta { first_offset: 100, last_offset: 104, .. })));
-        assert!(matches!(check(e.as_ref(), &pb(1, 3, 3)), Err(LogError::OutOfOrderSequence { expected: 0, .. })));
-        assert_eq!(check(e.as_ref(), &pb(1, 0, 0)).unwrap(), SequenceCheck::Accept);
+        assert!(matches!(
+            dup,
+            SequenceCheck::Duplicate(BatchMeta {
+                first_offset: 100,
+                last_offset: 104,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(e.as_ref(), &pb(1, 3, 3)),
+            Err(LogError::OutOfOrderSequence { expected: 0, .. })
+        ));
+        assert_eq!(
+            check(e.as_ref(), &pb(1, 0, 0)).unwrap(),
+            SequenceCheck::Accept
+        );
         apply(&mut e, &pb(1, 0, 0), 105, 105);
-        assert!(matches!(check(e.as_ref(), &pb(0, 1, 1)), Err(LogError::InvalidProducerEpoch { current: 1, .. })));
+        assert!(matches!(
+            check(e.as_ref(), &pb(0, 1, 1)),
+            Err(LogError::InvalidProducerEpoch { current: 1, .. })
+        ));
     }
 
     #[test]
@@ -282,7 +323,10 @@ mod tests {
         assert_eq!(entry.batches.len(), BATCHES_PER_PRODUCER);
         assert_eq!(entry.batches[0].first_seq, 2);
         apply(&mut e, &pb(0, i32::MAX - 1, i32::MAX), 8, 9);
-        assert_eq!(check(e.as_ref(), &pb(0, 0, 3)).unwrap(), SequenceCheck::Accept);
+        assert_eq!(
+            check(e.as_ref(), &pb(0, 0, 3)).unwrap(),
+            SequenceCheck::Accept
+        );
     }
 
     #[test]

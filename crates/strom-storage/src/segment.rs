@@ -133,13 +133,18 @@ impl Segment {
     pub fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let log_path = file_path(dir, base_offset, LOG_EXT);
         let log = open_log_file(&log_path, true)?;
-        log.set_len(0).map_err(io_err("truncate segment", &log_path))?;
+        log.set_len(0)
+            .map_err(io_err("truncate segment", &log_path))?;
         Ok(Self {
             base_offset,
             log: Arc::new(log),
             size: AtomicU64::new(0),
             offset_index: Index::create(&file_path(dir, base_offset, INDEX_EXT), Vec::new(), true)?,
-            time_index: Index::create(&file_path(dir, base_offset, TIME_INDEX_EXT), Vec::new(), true)?,
+            time_index: Index::create(
+                &file_path(dir, base_offset, TIME_INDEX_EXT),
+                Vec::new(),
+                true,
+            )?,
             meta: Mutex::new(SegmentMeta::empty(base_offset)),
             log_path,
         })
@@ -183,7 +188,13 @@ impl Segment {
     }
 
     /// Writes already-validated batches (with final offsets) at the end and indexes them.
-    pub fn append(&self, bytes: &[u8], batches: &[(usize, RecordBatchHeader<'_>)], interval: u64, now_ms: i64) -> Result<(), LogError> {
+    pub fn append(
+        &self,
+        bytes: &[u8],
+        batches: &[(usize, RecordBatchHeader<'_>)],
+        interval: u64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let start = self.size();
         self.log
             .write_all_at(bytes, start)
@@ -192,18 +203,28 @@ impl Segment {
         meta.first_append_ms.get_or_insert(now_ms);
         let (mut offsets, mut times) = (Vec::new(), Vec::new());
         for (pos, header) in batches {
-            meta.track_batch(self.base_offset, header, start + *pos as u64, interval, &mut offsets, &mut times);
+            meta.track_batch(
+                self.base_offset,
+                header,
+                start + *pos as u64,
+                interval,
+                &mut offsets,
+                &mut times,
+            );
         }
         offsets.into_iter().for_each(|e| self.offset_index.push(e));
         times.into_iter().for_each(|e| self.time_index.push(e));
-        self.size.store(start + bytes.len() as u64, Ordering::Release);
+        self.size
+            .store(start + bytes.len() as u64, Ordering::Release);
         Ok(())
     }
 
     /// Before the segment stops being active: final time entry, indexes written.
     pub fn finalize(&self) -> Result<(), LogError> {
         let mut times = Vec::new();
-        self.meta.lock().push_time_entry(self.base_offset, &mut times);
+        self.meta
+            .lock()
+            .push_time_entry(self.base_offset, &mut times);
         times.into_iter().for_each(|e| self.time_index.push(e));
         self.offset_index.persist()?;
         self.time_index.persist()
@@ -211,7 +232,9 @@ impl Segment {
 
     /// fsyncs the log (data only).
     pub fn sync_log(&self) -> Result<(), LogError> {
-        self.log.sync_data().map_err(io_err("fsync segment", &self.log_path))
+        self.log
+            .sync_data()
+            .map_err(io_err("fsync segment", &self.log_path))
     }
 
     /// Roll: finalize, fsync everything, drop in-memory indexes.
@@ -226,9 +249,17 @@ impl Segment {
     }
 
     /// Truncates the log file to `size` bytes and installs rebuilt indexes and meta.
-    pub fn truncate_with(&self, size: u64, offsets: Vec<OffsetEntry>, times: Vec<TimeEntry>, meta: SegmentMeta) -> Result<(), LogError> {
+    pub fn truncate_with(
+        &self,
+        size: u64,
+        offsets: Vec<OffsetEntry>,
+        times: Vec<TimeEntry>,
+        meta: SegmentMeta,
+    ) -> Result<(), LogError> {
         self.size.store(size.min(self.size()), Ordering::Release);
-        self.log.set_len(size).map_err(io_err("truncate segment", &self.log_path))?;
+        self.log
+            .set_len(size)
+            .map_err(io_err("truncate segment", &self.log_path))?;
         self.sync_log()?;
         self.offset_index.reset(offsets)?;
         self.time_index.reset(times)?;
@@ -237,7 +268,11 @@ impl Segment {
     }
 
     pub fn delete_files(&self) -> Result<(), LogError> {
-        for path in [&self.log_path, self.offset_index.path(), self.time_index.path()] {
+        for path in [
+            &self.log_path,
+            self.offset_index.path(),
+            self.time_index.path(),
+        ] {
             match std::fs::remove_file(path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(io_err("delete segment file", path)(e))
@@ -310,7 +345,10 @@ mod tests {
     fn names_round_trip() {
         let p = file_path(Path::new("/x"), 42, LOG_EXT);
         assert_eq!(p, Path::new("/x/00000000000000000042.log"));
-        assert_eq!(parse_file_name("00000000000000000042.log", LOG_EXT), Some(42));
+        assert_eq!(
+            parse_file_name("00000000000000000042.log", LOG_EXT),
+            Some(42)
+        );
         assert_eq!(parse_file_name("00000000000000000042.index", LOG_EXT), None);
         assert_eq!(parse_file_name("42.log", LOG_EXT), None);
     }

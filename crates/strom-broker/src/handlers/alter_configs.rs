@@ -15,7 +15,11 @@ use crate::errors::{config_resource, controller_error_code};
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::AlterConfigs, 0, 2);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: AlterConfigsRequest = decode(&SPEC, header, body)?;
     let validate_only = request.validate_only;
     let mut response = AlterConfigsResponse::default();
@@ -24,15 +28,19 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
         .into_iter()
         .map(|resource| {
             let mut r = AlterConfigsResourceResponse::default();
-            let result = config_resource(broker, resource.resource_type, resource.resource_name.as_str())
-                .and_then(|target| {
-                    let configs: Vec<(String, Option<String>)> = resource
-                        .configs
-                        .into_iter()
-                        .map(|c| (c.name.to_string(), c.value.map(|v| v.to_string())))
-                        .collect();
-                    broker.with_controller(|c| c.alter_configs(target, configs, validate_only))
-                });
+            let result = config_resource(
+                broker,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+            )
+            .and_then(|target| {
+                let configs: Vec<(String, Option<String>)> = resource
+                    .configs
+                    .into_iter()
+                    .map(|c| (c.name.to_string(), c.value.map(|v| v.to_string())))
+                    .collect();
+                broker.with_controller(|c| c.alter_configs(target, configs, validate_only))
+            });
             if let Err(e) = result {
                 r.error_code = controller_error_code(&e).code();
                 r.error_message = Some(StrBytes::from_string(e.to_string()));

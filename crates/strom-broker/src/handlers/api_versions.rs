@@ -15,7 +15,11 @@ use crate::broker::Broker;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::ApiVersions, 0, 4);
 
-pub(super) async fn handle(_broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    _broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let _request: ApiVersionsRequest = decode(&SPEC, header, body)?;
     respond(&SPEC, header, &response(0))
 }

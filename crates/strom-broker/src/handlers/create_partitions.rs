@@ -15,7 +15,11 @@ use crate::errors::controller_error_code;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::CreatePartitions, 0, 3);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: CreatePartitionsRequest = decode(&SPEC, header, body)?;
     let validate_only = request.validate_only;
     let mut response = CreatePartitionsResponse::default();
@@ -30,8 +34,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
                 .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
                 .collect();
             let name = t.name.0.to_string();
-            let result = broker
-                .with_controller(|c| c.create_partitions(&name, t.count, assignments, validate_only));
+            let result = broker.with_controller(|c| {
+                c.create_partitions(&name, t.count, assignments, validate_only)
+            });
             let mut r = CreatePartitionsTopicResult::default();
             r.name = t.name;
             if let Err(e) = result {

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::CreateTopicRequest;
@@ -17,7 +19,11 @@ use crate::errors::controller_error_code;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: CreateTopicsRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
     let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
@@ -31,7 +37,12 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
             assignments: t
                 .assignments
                 .into_iter()
-                .map(|a| (a.partition_index, a.broker_ids.into_iter().map(|b| b.0).collect()))
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.into_iter().map(|b| b.0).collect(),
+                    )
+                })
                 .collect(),
             configs: t
                 .configs

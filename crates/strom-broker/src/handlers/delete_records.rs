@@ -17,7 +17,11 @@ use crate::errors::log_error_code;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteRecords, 0, 2);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: DeleteRecordsRequest = decode(&SPEC, header, body)?;
     let mut response = DeleteRecordsResponse::default();
     response.topics = tokio::task::block_in_place(|| {
@@ -33,7 +37,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
                         let mut r = DeleteRecordsPartitionResult::default();
                         r.partition_index = p.partition_index;
                         r.low_watermark = -1;
-                        match broker.replicas().partition(topic.name.0.as_str(), p.partition_index) {
+                        match broker
+                            .replicas()
+                            .partition(topic.name.0.as_str(), p.partition_index)
+                        {
                             None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                             Some(partition) => {
                                 let hw = partition.high_watermark();

@@ -17,7 +17,11 @@ use crate::errors::controller_error_code;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: DeleteTopicsRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
     let image = broker.image();
@@ -46,16 +50,20 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
             .collect()
     };
     let to_delete: Vec<String> = wanted.iter().filter_map(|w| w.2.clone()).collect();
-    let mut results = broker.with_controller(|c| c.delete_topics(to_delete)).into_iter();
+    let mut results = broker
+        .with_controller(|c| c.delete_topics(to_delete))
+        .into_iter();
     let mut response = DeleteTopicsResponse::default();
     response.responses = wanted
         .into_iter()
         .map(|(name, id, resolved)| {
             let mut r = DeletableTopicResult::default();
             let result = match resolved {
-                Some(_) => results.next().unwrap_or(Err(ControllerError::InvalidRequest {
-                    reason: "missing result".to_owned(),
-                })),
+                Some(_) => results
+                    .next()
+                    .unwrap_or(Err(ControllerError::InvalidRequest {
+                        reason: "missing result".to_owned(),
+                    })),
                 None => {
                     r.error_code = ErrorCode::UnknownTopicId.code();
                     Ok(uuid::Uuid::nil())

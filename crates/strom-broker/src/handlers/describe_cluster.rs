@@ -16,7 +16,11 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeCluster, 0, 1);
 /// DescribeCluster v1 endpoint_type: 1 = brokers, 2 = controllers (KIP-919).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: DescribeClusterRequest = decode(&SPEC, header, body)?;
     let image = broker.image();
     let mut response = DescribeClusterResponse::default();
@@ -32,7 +36,6 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
     response.controller_id = BrokerId(broker.node_id());
     response.brokers = image
         .brokers()
-        .values()
         .map(|b| {
             let mut d = DescribeClusterBroker::default();
             d.broker_id = BrokerId(b.broker_id);

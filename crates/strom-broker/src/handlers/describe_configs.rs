@@ -10,7 +10,9 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
-use strom_metadata::config_defs::{describe_broker_configs, describe_topic_configs, DescribedConfig};
+use strom_metadata::config_defs::{
+    describe_broker_configs, describe_topic_configs, DescribedConfig,
+};
 use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 
@@ -21,7 +23,11 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeConfigs, 1, 4);
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
 pub(crate) const RESOURCE_BROKER: i8 = 4;
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: DescribeConfigsRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
     let image = broker.image();
@@ -34,30 +40,50 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
             result.resource_type = resource.resource_type;
             result.resource_name = resource.resource_name.clone();
             let name = resource.resource_name.as_str();
-            let described: Result<Vec<DescribedConfig>, (ErrorCode, String)> = match resource.resource_type {
-                RESOURCE_TOPIC => match image.topic(name) {
-                    Some(_) => {
-                        let overrides = image.topic_config_overrides(name).cloned().unwrap_or_default();
-                        Ok(describe_topic_configs(&overrides, broker.config()))
+            let described: Result<Vec<DescribedConfig>, (ErrorCode, String)> =
+                match resource.resource_type {
+                    RESOURCE_TOPIC => match image.topic(name) {
+                        Some(_) => {
+                            let overrides = image
+                                .topic_config_overrides(name)
+                                .cloned()
+                                .unwrap_or_default();
+                            Ok(describe_topic_configs(&overrides, broker.config()))
+                        }
+                        None => Err((
+                            ErrorCode::UnknownTopicOrPartition,
+                            format!("topic '{name}' does not exist"),
+                        )),
+                    },
+                    RESOURCE_BROKER => {
+                        if name.is_empty() || name == broker.node_id().to_string() {
+                            Ok(describe_broker_configs(broker.config()))
+                        } else {
+                            Err((
+                                ErrorCode::InvalidRequest,
+                                format!("broker '{name}' is not this broker"),
+                            ))
+                        }
                     }
-                    None => Err((ErrorCode::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
-                },
-                RESOURCE_BROKER => {
-                    if name.is_empty() || name == broker.node_id().to_string() {
-                        Ok(describe_broker_configs(broker.config()))
-                    } else {
-                        Err((ErrorCode::InvalidRequest, format!("broker '{name}' is not this broker")))
-                    }
-                }
-                other => Err((ErrorCode::InvalidRequest, format!("resource type {other} is not supported"))),
-            };
+                    other => Err((
+                        ErrorCode::InvalidRequest,
+                        format!("resource type {other} is not supported"),
+                    )),
+                };
             match described {
                 Ok(configs) => {
                     let keys = resource.configuration_keys.as_ref();
                     result.configs = configs
                         .into_iter()
                         .filter(|c| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == c.name)))
-                        .map(|c| to_wire(c, version, request.include_synonyms, request.include_documentation))
+                        .map(|c| {
+                            to_wire(
+                                c,
+                                version,
+                                request.include_synonyms,
+                                request.include_documentation,
+                            )
+                        })
                         .collect();
                 }
                 Err((code, message)) => {
@@ -79,7 +105,11 @@ fn to_wire(
 ) -> DescribeConfigsResourceResult {
     let mut out = DescribeConfigsResourceResult::default();
     out.name = StrBytes::from_string(c.name);
-    out.value = if c.is_sensitive { None } else { c.value.map(StrBytes::from_string) };
+    out.value = if c.is_sensitive {
+        None
+    } else {
+        c.value.map(StrBytes::from_string)
+    };
     out.read_only = c.read_only;
     out.config_source = c.source as i8;
     out.is_sensitive = c.is_sensitive;
@@ -99,7 +129,7 @@ fn to_wire(
     if version >= 3 {
         out.config_type = c.config_type as i8;
         if include_documentation {
-            out.documentation = c.documentation.map(|d| StrBytes::from_string(d.to_owned()));
+            out.documentation = Some(StrBytes::from_static_str(c.documentation));
         }
     }
     out

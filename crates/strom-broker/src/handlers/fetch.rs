@@ -26,7 +26,11 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 /// The session epoch that means "no session / close the session".
 const FINAL_EPOCH: i32 = -1;
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: FetchRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
     let mut response = FetchResponse::default();
@@ -43,21 +47,28 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
         register_waiter(broker, &image, &request, version, &waiter);
         let (topics, bytes, has_error) =
             tokio::task::block_in_place(|| read_all(broker, &image, &request, version));
-        let done = bytes >= request.min_bytes.max(0) as usize
-            || has_error
-            || Instant::now() >= deadline;
+        let done =
+            bytes >= request.min_bytes.max(0) as usize || has_error || Instant::now() >= deadline;
         if done {
             response.responses = topics;
             return respond(&SPEC, header, &response);
         }
-        if tokio::time::timeout_at(deadline, waiter.notified()).await.is_err() {
+        if tokio::time::timeout_at(deadline, waiter.notified())
+            .await
+            .is_err()
+        {
             // Deadline passed: answer with whatever is there now.
             continue;
         }
     }
 }
 
-fn topic_name<'a>(image: &'a MetadataImage, name: &'a TopicName, id: uuid::Uuid, version: i16) -> Option<&'a str> {
+fn topic_name<'a>(
+    image: &'a MetadataImage,
+    name: &'a TopicName,
+    id: uuid::Uuid,
+    version: i16,
+) -> Option<&'a str> {
     if version >= 13 {
         image.topic_by_id(id).map(|t| t.name.as_str())
     } else {
@@ -120,7 +131,8 @@ fn read_all(
                         has_error = true;
                         return data;
                     };
-                    let limit = (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
+                    let limit =
+                        (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
                     match read_partition(broker, image, name, p, limit, total == 0) {
                         Ok((records, hw, log_start)) => {
                             total += records.len();

@@ -5,8 +5,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::{ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::messages::{
+    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
 use kafka_protocol::protocol::StrBytes;
+use strom_metadata::controller::AlterConfigOp;
+use strom_metadata::ControllerError;
 use strom_protocol::header::RequestHeader;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
@@ -15,7 +19,11 @@ use crate::errors::{config_resource, controller_error_code};
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::IncrementalAlterConfigs, 0, 1);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: IncrementalAlterConfigsRequest = decode(&SPEC, header, body)?;
     let validate_only = request.validate_only;
     let mut response = IncrementalAlterConfigsResponse::default();
@@ -24,15 +32,22 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
         .into_iter()
         .map(|resource| {
             let mut r = AlterConfigsResourceResponse::default();
-            let result = config_resource(broker, resource.resource_type, resource.resource_name.as_str())
-                .and_then(|target| {
-                    let ops = resource
-                        .configs
-                        .into_iter()
-                        .map(|c| (c.name.to_string(), c.config_operation, c.value.map(|v| v.to_string())))
-                        .collect();
-                    broker.with_controller(|c| c.incremental_alter_configs(target, ops, validate_only))
-                });
+            let result = config_resource(
+                broker,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+            )
+            .and_then(|target| {
+                let ops = resource
+                    .configs
+                    .into_iter()
+                    .map(|c| {
+                        let op = AlterConfigOp::try_from(c.config_operation)?;
+                        Ok((c.name.to_string(), op, c.value.map(|v| v.to_string())))
+                    })
+                    .collect::<Result<Vec<_>, ControllerError>>()?;
+                broker.with_controller(|c| c.incremental_alter_configs(target, ops, validate_only))
+            });
             if let Err(e) = result {
                 r.error_code = controller_error_code(&e).code();
                 r.error_message = Some(StrBytes::from_string(e.to_string()));

@@ -16,7 +16,11 @@ use crate::errors::controller_error_code;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: InitProducerIdRequest = decode(&SPEC, header, body)?;
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);

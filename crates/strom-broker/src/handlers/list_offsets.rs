@@ -25,7 +25,11 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: ListOffsetsRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
     let image = broker.image();
@@ -43,7 +47,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
                     r.partition_index = p.partition_index;
                     r.timestamp = -1;
                     r.offset = -1;
-                    match broker.replicas().partition(topic.name.0.as_str(), p.partition_index) {
+                    match broker
+                        .replicas()
+                        .partition(topic.name.0.as_str(), p.partition_index)
+                    {
                         None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                         Some(partition) => {
                             let epoch = partition.leader_epoch(&image);

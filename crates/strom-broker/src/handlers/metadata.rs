@@ -19,7 +19,11 @@ use crate::broker::Broker;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 12);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: MetadataRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
     // v0: an empty list means every topic; v1+: null means every topic.
@@ -42,7 +46,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
     let image = broker.image();
     let mut response = MetadataResponse::default();
     response.brokers = brokers(&image);
-    response.cluster_id = Some(StrBytes::from_string(image.cluster_id().to_owned()));
+    response.cluster_id = image
+        .cluster_id()
+        .map(|id| StrBytes::from_string(id.to_owned()));
     response.controller_id = BrokerId(broker.node_id());
     response.topics = match requested {
         None => image
@@ -74,7 +80,9 @@ fn requested_topic(
     let mut t = MetadataResponseTopic::default();
     t.name = name.map(|n| TopicName(StrBytes::from_string(n.to_owned())));
     t.error_code = match name {
-        Some(n) if strom_metadata::validate_topic_name(n).is_err() => ErrorCode::InvalidTopicException.code(),
+        Some(n) if strom_metadata::validate_topic_name(n).is_err() => {
+            ErrorCode::InvalidTopicException.code()
+        }
         Some(_) => ErrorCode::UnknownTopicOrPartition.code(),
         None => ErrorCode::UnknownTopicId.code(),
     };

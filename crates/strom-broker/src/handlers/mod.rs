@@ -124,7 +124,11 @@ handlers!(
 );
 
 /// Decodes a request body of the header's version.
-pub(crate) fn decode<R: Decodable>(spec: &ApiSpec, header: &RequestHeader, mut body: Bytes) -> Result<R, HandlerError> {
+pub(crate) fn decode<R: Decodable>(
+    spec: &ApiSpec,
+    header: &RequestHeader,
+    mut body: Bytes,
+) -> Result<R, HandlerError> {
     R::decode(&mut body, header.api_version).map_err(|e| HandlerError::Malformed {
         api: spec.key,
         version: header.api_version,

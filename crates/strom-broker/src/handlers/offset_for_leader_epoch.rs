@@ -17,7 +17,11 @@ use crate::broker::Broker;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetForLeaderEpoch, 2, 4);
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     let request: OffsetForLeaderEpochRequest = decode(&SPEC, header, body)?;
     let image = broker.image();
     let mut response = OffsetForLeaderEpochResponse::default();
@@ -34,7 +38,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
                     r.partition = p.partition;
                     r.leader_epoch = -1;
                     r.end_offset = -1;
-                    let Some(partition) = broker.replicas().partition(topic.topic.0.as_str(), p.partition) else {
+                    let Some(partition) = broker
+                        .replicas()
+                        .partition(topic.topic.0.as_str(), p.partition)
+                    else {
                         r.error_code = ErrorCode::UnknownTopicOrPartition.code();
                         return r;
                     };

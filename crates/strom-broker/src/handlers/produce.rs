@@ -19,7 +19,11 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Produce, 0, 11);
 /// Produce v0–2 were removed in Kafka 4 (KIP-896) and are not served.
 const MIN_SERVED_VERSION: i16 = 3;
 
-pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    body: Bytes,
+) -> HandlerResult {
     if header.api_version < MIN_SERVED_VERSION {
         return Err(HandlerError::UnsupportedVersion {
             api: SPEC.key,
@@ -31,7 +35,11 @@ pub(super) async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: B
     let request: ProduceRequest = decode(&SPEC, header, body)?;
     let acks = request.acks;
     if broker.config().auto_create_topics_enable() {
-        let names: Vec<&str> = request.topic_data.iter().map(|t| t.name.0.as_str()).collect();
+        let names: Vec<&str> = request
+            .topic_data
+            .iter()
+            .map(|t| t.name.0.as_str())
+            .collect();
         let image = broker.image();
         if names.iter().any(|n| image.topic(n).is_none()) {
             broker.auto_create_topics(&names);
@@ -114,7 +122,9 @@ fn append_one(
         if (isr as i64) < min_isr {
             return Err((
                 ErrorCode::NotEnoughReplicas,
-                Some(format!("ISR has {isr} replicas, min.insync.replicas is {min_isr}")),
+                Some(format!(
+                    "ISR has {isr} replicas, min.insync.replicas is {min_isr}"
+                )),
             ));
         }
     }

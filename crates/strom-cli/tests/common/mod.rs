@@ -37,7 +37,10 @@ impl Server {
     pub fn start(extra: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().join("data");
-        let extra = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let extra = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut server = Server {
             child: None,
             port: free_port(),
@@ -60,14 +63,29 @@ impl Server {
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
             .arg("--set")
             .arg(format!("log.dirs={}", self.data.display()))
-            .env("STROM_LOG", std::env::var("STROM_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "STROM_LOG",
+                std::env::var("STROM_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &self.extra {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
-        self.child = Some(cmd.spawn().expect("start strom"));
-        wait_for_port(self.port, Duration::from_secs(30));
+        let mut child = cmd.spawn().expect("start strom");
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("strom exited before listening: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strom did not listen on {addr} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
     }
 
     /// SIGKILL, as a crash would.
@@ -83,7 +101,10 @@ impl Server {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -112,18 +133,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-pub fn wait_for_port(port: u16, timeout: Duration) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("strom did not listen on {port} within {timeout:?}");
 }
 
 pub fn client_config(bootstrap: &str) -> ClientConfig {
@@ -168,7 +177,10 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs:
         topic = topic.set(k, v);
     }
     let results = admin
-        .create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .expect("create_topics request");
     for r in results {
@@ -191,7 +203,11 @@ pub fn to_record(m: &BorrowedMessage<'_>) -> Record {
     use rdkafka::message::Headers;
     let headers = m
         .headers()
-        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(|v| v.to_vec()))).collect())
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(|v| v.to_vec())))
+                .collect()
+        })
         .unwrap_or_default();
     Record {
         partition: m.partition(),

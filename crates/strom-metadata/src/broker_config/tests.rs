@@ -1,3 +1,5 @@
+//! BrokerConfig tests: defaults, file + overrides, warnings, precedence and error messages.
+
 use super::*;
 
 fn parse(text: &str) -> BrokerConfig {
@@ -12,11 +14,17 @@ fn kv(k: &str, v: &str) -> (String, String) {
 fn defaults_without_a_file() {
     let c = BrokerConfig::default();
     assert_eq!(c.node_id, 1);
-    assert_eq!(c.listeners, vec![Listener::parse("PLAINTEXT://127.0.0.1:9092").unwrap()]);
+    assert_eq!(
+        c.listeners,
+        vec![Listener::parse("PLAINTEXT://127.0.0.1:9092").unwrap()]
+    );
     assert_eq!(c.advertised_listeners, c.listeners);
     assert_eq!(c.log_dirs, vec![PathBuf::from("./strom-data")]);
     assert_eq!(c.metadata_log_dir, PathBuf::from("./strom-data"));
-    assert_eq!(c.process_roles, vec![ProcessRole::Broker, ProcessRole::Controller]);
+    assert_eq!(
+        c.process_roles,
+        vec![ProcessRole::Broker, ProcessRole::Controller]
+    );
     assert_eq!(c.num_partitions, 1);
     assert_eq!(c.default_replication_factor, 1);
     assert!(c.auto_create_topics_enable);
@@ -65,7 +73,10 @@ some.plugin.setting=x
     assert_eq!(c.listeners[1].host, "::1");
     assert_eq!(c.listeners[1].bind_address(), "[::1]:9093");
     assert_eq!(c.advertised_listeners[0].host, "broker.example");
-    assert_eq!(c.log_dirs, vec![PathBuf::from("/data/a"), PathBuf::from("/data/b")]);
+    assert_eq!(
+        c.log_dirs,
+        vec![PathBuf::from("/data/a"), PathBuf::from("/data/b")]
+    );
     assert_eq!(c.metadata_log_dir, PathBuf::from("/data/a"));
     assert_eq!(c.controller_listener_names, vec!["CONTROLLER".to_string()]);
     assert_eq!(c.controller_quorum_voters[0].node_id, 3);
@@ -102,7 +113,10 @@ fn invalid_values_name_key_value_and_expectation() {
         ("log.cleanup.policy=keep", "log.cleanup.policy"),
         ("process.roles=worker", "process.roles"),
         ("cluster.id=short", "cluster.id"),
-        ("controller.quorum.voters=localhost:9093", "controller.quorum.voters"),
+        (
+            "controller.quorum.voters=localhost:9093",
+            "controller.quorum.voters",
+        ),
         ("log.segment.bytes=1000", "log.segment.bytes"),
     ];
     for (text, key) in cases {
@@ -115,7 +129,10 @@ fn invalid_values_name_key_value_and_expectation() {
             other => panic!("{text}: expected InvalidValue, got {other:?}"),
         }
     }
-    let err = BrokerConfig::parse("listeners=PLAINTEXT://:1\nadvertised.listeners=SSL://h:2", &[]);
+    let err = BrokerConfig::parse(
+        "listeners=PLAINTEXT://:1\nadvertised.listeners=SSL://h:2",
+        &[],
+    );
     assert!(matches!(err, Err(BrokerConfigError::Conflict { .. })));
     let err = BrokerConfig::parse("node.id=1\nbroker.id=2", &[]);
     assert!(matches!(err, Err(BrokerConfigError::Conflict { .. })));
@@ -141,8 +158,16 @@ fn overrides_and_files_from_disk() {
 #[test]
 fn listener_forms() {
     let l = Listener::parse("plaintext://:0").unwrap();
-    assert_eq!((l.name.as_str(), l.host.as_str(), l.port), ("PLAINTEXT", "", 0));
-    assert_eq!(Listener::parse("SSL://10.0.0.1:9093").unwrap().bind_address(), "10.0.0.1:9093");
+    assert_eq!(
+        (l.name.as_str(), l.host.as_str(), l.port),
+        ("PLAINTEXT", "", 0)
+    );
+    assert_eq!(
+        Listener::parse("SSL://10.0.0.1:9093")
+            .unwrap()
+            .bind_address(),
+        "10.0.0.1:9093"
+    );
     assert!(Listener::parse("SSL://[::1:9093").is_err());
     assert!(Listener::parse("://h:1").is_err());
 }
@@ -153,7 +178,10 @@ fn dynamic_overrides_are_validated() {
     let bad = BTreeMap::from([kv("log.retention.ms", "soon")]);
     assert!(base.with_dynamic_overrides(&bad).is_err());
     let good = BTreeMap::from([kv("log.retention.ms", "10")]);
-    assert_eq!(base.with_dynamic_overrides(&good).unwrap().log_retention_ms, 10);
+    assert_eq!(
+        base.with_dynamic_overrides(&good).unwrap().log_retention_ms,
+        10
+    );
     assert!(BrokerConfig::is_dynamic("log.retention.ms"));
     assert!(!BrokerConfig::is_dynamic("listeners"));
 }

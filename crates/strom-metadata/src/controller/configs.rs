@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use super::Controller;
 use crate::broker_config_defs::{broker_config_def, is_dynamic_broker_config};
-use crate::config_defs::{split_list, topic_config_def, validate_topic_config, validate_value, ConfigType};
+use crate::config_defs::{
+    split_list, topic_config_def, validate_topic_config, validate_value, ConfigType,
+};
 use crate::error::ControllerError;
 use crate::records::{ConfigResource, MetadataRecord};
 
@@ -84,15 +86,19 @@ impl Controller {
                     if config_type != ConfigType::List {
                         return Err(ControllerError::InvalidConfig {
                             key: key.clone(),
-                            reason: format!("Can't {op:?} to key {key} because its type is not LIST."),
+                            reason: format!(
+                                "Can't {op:?} to key {key} because its type is not LIST."
+                            ),
                         });
                     }
                     let in_force = match wanted.get(key) {
                         Some(v) => v.clone(),
                         None => self.default_value(&resource, key),
                     };
-                    let mut items: Vec<String> =
-                        split_list(&in_force).into_iter().map(str::to_string).collect();
+                    let mut items: Vec<String> = split_list(&in_force)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect();
                     for item in split_list(value.unwrap_or_default()) {
                         let present = items.iter().any(|i| i == item);
                         if *op == AlterConfigOp::Append && !present {
@@ -127,15 +133,20 @@ impl Controller {
         }
     }
 
-    fn config_type(&self, resource: &ConfigResource, key: &str) -> Result<ConfigType, ControllerError> {
+    fn config_type(
+        &self,
+        resource: &ConfigResource,
+        key: &str,
+    ) -> Result<ConfigType, ControllerError> {
         let def = match resource {
             ConfigResource::Topic(_) => topic_config_def(key),
             ConfigResource::Broker(_) => broker_config_def(key),
         };
-        def.map(|d| d.config_type).ok_or_else(|| ControllerError::InvalidConfig {
-            key: key.to_string(),
-            reason: format!("Unknown config name: {key}"),
-        })
+        def.map(|d| d.config_type)
+            .ok_or_else(|| ControllerError::InvalidConfig {
+                key: key.to_string(),
+                reason: format!("Unknown config name: {key}"),
+            })
     }
 
     /// The value a key has with no override of its own on this resource.
@@ -150,7 +161,12 @@ impl Controller {
         .unwrap_or_default()
     }
 
-    fn validate(&self, resource: &ConfigResource, key: &str, value: &str) -> Result<(), ControllerError> {
+    fn validate(
+        &self,
+        resource: &ConfigResource,
+        key: &str,
+        value: &str,
+    ) -> Result<(), ControllerError> {
         match resource {
             ConfigResource::Topic(_) => validate_topic_config(key, value),
             ConfigResource::Broker(_) => {
@@ -180,11 +196,11 @@ impl Controller {
         validate_only: bool,
     ) -> Result<(), ControllerError> {
         if let ConfigResource::Broker(_) = resource {
-            self.config
-                .with_dynamic_overrides(&wanted)
-                .map_err(|e| ControllerError::InvalidRequest {
+            self.config.with_dynamic_overrides(&wanted).map_err(|e| {
+                ControllerError::InvalidRequest {
                     reason: e.to_string(),
-                })?;
+                }
+            })?;
         }
         let removed = current
             .keys()

@@ -1,1 +1,522 @@
+//! Controller tests: every CreateTopics rule, config alteration semantics, producer id blocks,
+//! and that what the controller committed replays to the same image after a reopen.
 
+use std::path::Path;
+
+use super::*;
+use crate::config_defs::{ConfigSource, TOPIC_CONFIGS};
+use crate::records::ConfigResource;
+use crate::ControllerError as E;
+
+fn config(dir: &Path, extra: &str) -> BrokerConfig {
+    let text = format!("log.dirs={}\n{extra}", dir.display());
+    BrokerConfig::parse(&text, &[]).unwrap().0
+}
+
+fn open(dir: &Path, extra: &str, brokers: &[i32]) -> Controller {
+    let mut c = Controller::open(dir, &config(dir, extra)).unwrap();
+    for &id in brokers {
+        c.register_broker(id, "localhost", 9092 + id as u16, None)
+            .unwrap();
+    }
+    c
+}
+
+fn req(name: &str, num_partitions: i32, replication_factor: i16) -> CreateTopicRequest {
+    CreateTopicRequest {
+        name: name.to_string(),
+        num_partitions,
+        replication_factor,
+        assignments: vec![],
+        configs: vec![],
+    }
+}
+
+fn create(c: &mut Controller, r: CreateTopicRequest) -> Result<CreatedTopic, ControllerError> {
+    c.create_topics(vec![r], false).pop().unwrap()
+}
+
+fn topic_res(name: &str) -> ConfigResource {
+    ConfigResource::Topic(name.to_string())
+}
+
+fn set(key: &str, value: &str) -> (String, Option<String>) {
+    (key.to_string(), Some(value.to_string()))
+}
+
+fn op(
+    key: &str,
+    op: AlterConfigOp,
+    value: Option<&str>,
+) -> (String, AlterConfigOp, Option<String>) {
+    (key.to_string(), op, value.map(str::to_string))
+}
+
+#[test]
+fn open_bootstraps_a_cluster_id_that_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = open(dir.path(), "", &[]).cluster_id().to_string();
+    assert_eq!(id.len(), 22);
+    assert!(crate::broker_config::validate_cluster_id(&id).is_ok());
+    assert_eq!(open(dir.path(), "", &[]).cluster_id(), id);
+    let other = random_cluster_id();
+    let configured = config(dir.path(), &format!("cluster.id={other}"));
+    let err = Controller::open(dir.path(), &configured).unwrap_err();
+    assert!(matches!(err, E::ClusterIdMismatch { .. }));
+    let fresh = tempfile::tempdir().unwrap();
+    assert_eq!(
+        open(fresh.path(), &format!("cluster.id={other}"), &[]).cluster_id(),
+        other
+    );
+}
+
+#[test]
+fn base64url_matches_known_vectors() {
+    assert_eq!(base64url(&[0; 16]), "AAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(base64url(&[0xfb, 0xff, 0xfe]), "-__-");
+    assert_eq!(base64url(b"f"), "Zg");
+}
+
+#[test]
+fn create_topic_with_defaults_and_reopen_gives_the_same_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "num.partitions=3", &[1]);
+    let created = create(&mut c, req("orders", -1, -1)).unwrap();
+    assert_eq!((created.num_partitions, created.replication_factor), (3, 1));
+    assert_eq!(created.configs.len(), TOPIC_CONFIGS.len());
+    let image = c.image();
+    let topic = image.topic("orders").unwrap();
+    assert_eq!(topic.topic_id, created.topic_id);
+    assert_eq!(topic.partitions.len(), 3);
+    assert!(topic
+        .partitions
+        .values()
+        .all(|p| p.leader == 1 && p.isr == vec![1]));
+    drop(c);
+    assert_eq!(*open(dir.path(), "", &[]).image(), *image);
+}
+
+#[test]
+fn topic_name_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let long = "x".repeat(250);
+    for bad in ["", ".", "..", long.as_str(), "a b", "tøpic", "a/b"] {
+        let err = create(&mut c, req(bad, 1, 1)).unwrap_err();
+        assert!(matches!(err, E::InvalidTopic { .. }), "{bad:?}: {err:?}");
+    }
+    create(&mut c, req(&"y".repeat(249), 1, 1)).unwrap();
+    create(&mut c, req("a-b.c_D9", 1, 1)).unwrap();
+    assert!(matches!(
+        create(&mut c, req("a-b.c_D9", 1, 1)),
+        Err(E::TopicAlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn colliding_and_duplicate_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    create(&mut c, req("metrics.cpu", 1, 1)).unwrap();
+    let err = create(&mut c, req("metrics_cpu", 1, 1)).unwrap_err();
+    assert!(matches!(err, E::InvalidTopic { ref reason } if reason.contains("collides")));
+    let results = c.create_topics(vec![req("x.y", 1, 1), req("x_y", 1, 1)], false);
+    assert!(results[0].is_ok());
+    assert!(matches!(results[1], Err(E::InvalidTopic { .. })));
+    let results = c.create_topics(vec![req("dup", 1, 1), req("dup", 1, 1)], false);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Err(E::InvalidRequest { .. }))));
+    assert!(c.image().topic("dup").is_none());
+}
+
+#[test]
+fn partition_and_replication_factor_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    for n in [0, -2] {
+        assert!(matches!(
+            create(&mut c, req("t", n, 1)),
+            Err(E::InvalidPartitions { .. })
+        ));
+    }
+    assert!(matches!(
+        create(&mut c, req("t", 1, 0)),
+        Err(E::InvalidReplicationFactor { .. })
+    ));
+    let err = create(&mut c, req("t", 1, 2)).unwrap_err();
+    assert!(
+        matches!(err, E::InvalidReplicationFactor { ref reason } if reason.contains("only 1 broker"))
+    );
+    assert!(matches!(
+        create(&mut c, req("t", 100_001, 1)),
+        Err(E::InvalidPartitions { .. })
+    ));
+    c.register_broker(2, "localhost", 9094, None).unwrap();
+    let created = create(&mut c, req("t", 4, 2)).unwrap();
+    assert_eq!(created.replication_factor, 2);
+    let image = c.image();
+    let leaders: Vec<i32> = image
+        .topic("t")
+        .unwrap()
+        .partitions
+        .values()
+        .map(|p| p.leader)
+        .collect();
+    assert!(
+        leaders.contains(&1) && leaders.contains(&2),
+        "leaders spread: {leaders:?}"
+    );
+}
+
+#[test]
+fn manual_assignment_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1, 2]);
+    let with = |assignments: Vec<(i32, Vec<i32>)>| CreateTopicRequest {
+        assignments,
+        ..req("m", -1, -1)
+    };
+    let bad = [
+        vec![(0, vec![1]), (2, vec![2])],
+        vec![(0, vec![1]), (0, vec![2])],
+        vec![(0, vec![3])],
+        vec![(0, vec![1, 1])],
+        vec![(0, vec![])],
+        vec![(0, vec![1, 2]), (1, vec![2])],
+    ];
+    for assignments in bad {
+        let err = create(&mut c, with(assignments.clone())).unwrap_err();
+        assert!(
+            matches!(err, E::InvalidReplicaAssignment { .. }),
+            "{assignments:?}: {err:?}"
+        );
+    }
+    let mixed = CreateTopicRequest {
+        num_partitions: 2,
+        ..with(vec![(0, vec![1])])
+    };
+    assert!(matches!(
+        create(&mut c, mixed),
+        Err(E::InvalidPartitions { .. })
+    ));
+    let mixed = CreateTopicRequest {
+        replication_factor: 1,
+        ..with(vec![(0, vec![1])])
+    };
+    assert!(matches!(
+        create(&mut c, mixed),
+        Err(E::InvalidReplicationFactor { .. })
+    ));
+    let created = create(&mut c, with(vec![(1, vec![1, 2]), (0, vec![2, 1])])).unwrap();
+    assert_eq!((created.num_partitions, created.replication_factor), (2, 2));
+    assert_eq!(c.image().topic("m").unwrap().partitions[&0].leader, 2);
+}
+
+#[test]
+fn create_configs_are_validated_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let with = |configs: Vec<(String, Option<String>)>| CreateTopicRequest {
+        configs,
+        ..req("c", 1, 1)
+    };
+    for configs in [
+        vec![set("no.such.key", "1")],
+        vec![set("retention.ms", "soon")],
+        vec![("retention.ms".to_string(), None)],
+    ] {
+        assert!(matches!(
+            create(&mut c, with(configs)),
+            Err(E::InvalidConfig { .. })
+        ));
+    }
+    let dup = with(vec![set("retention.ms", "1"), set("retention.ms", "2")]);
+    assert!(matches!(create(&mut c, dup), Err(E::InvalidRequest { .. })));
+    let created = create(&mut c, with(vec![set("cleanup.policy", "compact")])).unwrap();
+    let policy = created
+        .configs
+        .iter()
+        .find(|d| d.name == "cleanup.policy")
+        .unwrap();
+    assert_eq!(
+        (policy.value.as_deref(), policy.source),
+        (Some("compact"), ConfigSource::DynamicTopic)
+    );
+    assert_eq!(
+        c.image().topic_config_overrides("c").unwrap()["cleanup.policy"],
+        "compact"
+    );
+}
+
+#[test]
+fn validate_only_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let before = c.image();
+    let results = c.create_topics(vec![req("v", 2, 1)], true);
+    assert_eq!(results[0].as_ref().unwrap().num_partitions, 2);
+    assert_eq!(*c.image(), *before);
+    create(&mut c, req("w", 1, 1)).unwrap();
+    let before = c.image();
+    c.create_partitions("w", 3, vec![], true).unwrap();
+    c.alter_configs(topic_res("w"), vec![set("retention.ms", "5")], true)
+        .unwrap();
+    let ops = vec![op("retention.ms", AlterConfigOp::Set, Some("5"))];
+    c.incremental_alter_configs(topic_res("w"), ops, true)
+        .unwrap();
+    assert_eq!(*c.image(), *before);
+    drop(c);
+    assert_eq!(*open(dir.path(), "", &[]).image(), *before);
+}
+
+#[test]
+fn delete_topics_and_recreate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let first = CreateTopicRequest {
+        configs: vec![set("retention.ms", "5")],
+        ..req("d", 1, 1)
+    };
+    let first = create(&mut c, first).unwrap().topic_id;
+    let results = c.delete_topics(vec!["d".into(), "missing".into()]);
+    assert_eq!(results[0], Ok(first));
+    assert!(matches!(results[1], Err(E::UnknownTopicOrPartition { .. })));
+    assert!(c.image().topic("d").is_none() && c.image().topic_by_id(first).is_none());
+    let second = create(&mut c, req("d", 1, 1)).unwrap().topic_id;
+    assert_ne!(first, second);
+    assert!(c.image().topic_config_overrides("d").unwrap().is_empty());
+    let results = c.delete_topics(vec!["d".into(), "d".into()]);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Err(E::InvalidRequest { .. }))));
+    let mut c = open(
+        tempfile::tempdir().unwrap().path(),
+        "delete.topic.enable=false",
+        &[1],
+    );
+    create(&mut c, req("keep", 1, 1)).unwrap();
+    assert_eq!(
+        c.delete_topics(vec!["keep".into()])[0],
+        Err(E::TopicDeletionDisabled)
+    );
+}
+
+#[test]
+fn create_partitions_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1, 2]);
+    create(&mut c, req("p", 2, 1)).unwrap();
+    assert!(matches!(
+        c.create_partitions("nope", 3, vec![], false),
+        Err(E::UnknownTopicOrPartition { .. })
+    ));
+    assert!(matches!(
+        c.create_partitions("p", 1, vec![], false),
+        Err(E::InvalidPartitions { .. })
+    ));
+    assert!(matches!(
+        c.create_partitions("p", 2, vec![], false),
+        Err(E::InvalidPartitions { .. })
+    ));
+    let err = c
+        .create_partitions("p", 4, vec![vec![1]], false)
+        .unwrap_err();
+    assert!(matches!(err, E::InvalidReplicaAssignment { .. }));
+    let err = c
+        .create_partitions("p", 3, vec![vec![1, 2]], false)
+        .unwrap_err();
+    assert!(matches!(err, E::InvalidReplicaAssignment { .. }));
+    let err = c
+        .create_partitions("p", 3, vec![vec![9]], false)
+        .unwrap_err();
+    assert!(matches!(err, E::InvalidReplicaAssignment { .. }));
+    c.create_partitions("p", 3, vec![vec![2]], false).unwrap();
+    c.create_partitions("p", 5, vec![], false).unwrap();
+    let image = c.image();
+    let topic = image.topic("p").unwrap();
+    assert_eq!(
+        topic.partitions.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert_eq!(topic.partitions[&2].replicas, vec![2]);
+}
+
+#[test]
+fn alter_configs_replaces_every_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let t = CreateTopicRequest {
+        configs: vec![set("retention.ms", "5"), set("segment.ms", "10")],
+        ..req("a", 1, 1)
+    };
+    create(&mut c, t).unwrap();
+    c.alter_configs(
+        topic_res("a"),
+        vec![set("segment.ms", "20"), set("flush.ms", "7")],
+        false,
+    )
+    .unwrap();
+    let overrides = c.image().topic_config_overrides("a").unwrap().clone();
+    assert_eq!(overrides.len(), 2);
+    assert_eq!(
+        (
+            overrides["segment.ms"].as_str(),
+            overrides["flush.ms"].as_str()
+        ),
+        ("20", "7")
+    );
+    let err = c
+        .alter_configs(topic_res("a"), vec![set("flush.ms", "-7")], false)
+        .unwrap_err();
+    assert!(matches!(err, E::InvalidConfig { .. }));
+    assert_eq!(c.image().topic_config_overrides("a").unwrap(), &overrides);
+    let err = c.alter_configs(topic_res("zz"), vec![], false).unwrap_err();
+    assert!(matches!(err, E::UnknownTopicOrPartition { .. }));
+    c.alter_configs(topic_res("a"), vec![], false).unwrap();
+    assert!(c.image().topic_config_overrides("a").unwrap().is_empty());
+}
+
+#[test]
+fn incremental_alter_set_delete_append_subtract() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    create(&mut c, req("i", 1, 1)).unwrap();
+    let mut alter = |ops| c.incremental_alter_configs(topic_res("i"), ops, false);
+    alter(vec![op("retention.ms", AlterConfigOp::Set, Some("1000"))]).unwrap();
+    alter(vec![op(
+        "cleanup.policy",
+        AlterConfigOp::Append,
+        Some("compact"),
+    )])
+    .unwrap();
+    alter(vec![op(
+        "cleanup.policy",
+        AlterConfigOp::Append,
+        Some("compact,delete"),
+    )])
+    .unwrap();
+    let overrides = c.image().topic_config_overrides("i").unwrap().clone();
+    assert_eq!(overrides["cleanup.policy"], "delete,compact");
+    assert_eq!(overrides["retention.ms"], "1000");
+    let mut alter = |ops| c.incremental_alter_configs(topic_res("i"), ops, false);
+    alter(vec![op(
+        "cleanup.policy",
+        AlterConfigOp::Subtract,
+        Some("delete"),
+    )])
+    .unwrap();
+    let err = alter(vec![op(
+        "cleanup.policy",
+        AlterConfigOp::Subtract,
+        Some("compact"),
+    )])
+    .unwrap_err();
+    assert!(
+        matches!(err, E::InvalidConfig { .. }),
+        "an empty cleanup.policy is refused"
+    );
+    let err = alter(vec![op("retention.ms", AlterConfigOp::Append, Some("1"))]).unwrap_err();
+    assert!(matches!(err, E::InvalidConfig { .. }));
+    let err = alter(vec![op("retention.ms", AlterConfigOp::Set, None)]).unwrap_err();
+    assert!(matches!(err, E::InvalidConfig { .. }));
+    let dup = vec![
+        op("retention.ms", AlterConfigOp::Delete, None),
+        op("retention.ms", AlterConfigOp::Set, Some("1")),
+    ];
+    assert!(matches!(alter(dup), Err(E::InvalidRequest { .. })));
+    alter(vec![
+        op("retention.ms", AlterConfigOp::Delete, None),
+        op("segment.ms", AlterConfigOp::Delete, None),
+    ])
+    .unwrap();
+    let overrides = c.image().topic_config_overrides("i").unwrap().clone();
+    assert_eq!(overrides.keys().collect::<Vec<_>>(), ["cleanup.policy"]);
+    assert_eq!(overrides["cleanup.policy"], "compact");
+    let described = crate::config_defs::describe_topic_configs(&overrides, c.broker_config());
+    let retention = described.iter().find(|d| d.name == "retention.ms").unwrap();
+    assert_eq!(
+        (retention.value.as_deref(), retention.source),
+        (Some("604800000"), ConfigSource::Default)
+    );
+    assert_eq!(AlterConfigOp::try_from(3), Ok(AlterConfigOp::Subtract));
+    assert!(matches!(
+        AlterConfigOp::try_from(4),
+        Err(E::InvalidRequest { .. })
+    ));
+}
+
+#[test]
+fn broker_config_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let ops = vec![op("log.retention.ms", AlterConfigOp::Set, Some("60000"))];
+    c.incremental_alter_configs(ConfigResource::Broker(1), ops, false)
+        .unwrap();
+    assert_eq!(c.effective_broker_config().log_retention_ms(), 60000);
+    assert_eq!(
+        c.effective_broker_config().topic_defaults()["retention.ms"],
+        "60000"
+    );
+    let err = c.alter_configs(
+        ConfigResource::Broker(1),
+        vec![set("listeners", "PLAINTEXT://:1")],
+        false,
+    );
+    assert!(matches!(err, Err(E::InvalidRequest { .. })));
+    let err = c.alter_configs(
+        ConfigResource::Broker(1),
+        vec![set("log.retention.ms", "x")],
+        false,
+    );
+    assert!(matches!(err, Err(E::InvalidConfig { .. })));
+    let err = c.alter_configs(ConfigResource::Broker(7), vec![], false);
+    assert!(matches!(err, Err(E::BrokerNotRegistered { broker_id: 7 })));
+    c.alter_configs(ConfigResource::Broker(1), vec![], false)
+        .unwrap();
+    assert_eq!(
+        c.effective_broker_config().log_retention_ms(),
+        168 * 3_600_000
+    );
+}
+
+#[test]
+fn producer_id_blocks_are_never_reused_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    assert_eq!(
+        c.allocate_producer_id_block(1),
+        Ok((0, PRODUCER_ID_BLOCK_SIZE))
+    );
+    assert_eq!(
+        c.allocate_producer_id_block(1),
+        Ok((1000, PRODUCER_ID_BLOCK_SIZE))
+    );
+    assert_eq!(
+        c.allocate_producer_id_block(5),
+        Err(E::BrokerNotRegistered { broker_id: 5 })
+    );
+    drop(c);
+    let mut c = open(dir.path(), "", &[]);
+    assert_eq!(
+        c.allocate_producer_id_block(1),
+        Ok((2000, PRODUCER_ID_BLOCK_SIZE))
+    );
+}
+
+#[test]
+fn register_broker_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let applied = c.image().records_applied();
+    c.register_broker(1, "localhost", 9093, None).unwrap();
+    assert_eq!(c.image().records_applied(), applied);
+    c.register_broker(1, "otherhost", 9093, Some("r1")).unwrap();
+    assert_eq!(c.image().broker(1).unwrap().rack.as_deref(), Some("r1"));
+    assert!(matches!(
+        c.register_broker(-1, "h", 1, None),
+        Err(E::InvalidRequest { .. })
+    ));
+}
+
+mod replay_property;

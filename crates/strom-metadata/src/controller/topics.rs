@@ -34,11 +34,26 @@ pub struct CreateTopicRequest {
 /// The result of creating one topic (what CreateTopics v5+ returns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedTopic {
+    pub name: String,
     pub topic_id: Uuid,
     pub num_partitions: i32,
     pub replication_factor: i16,
     /// Every topic config with its value and source.
     pub configs: Vec<DescribedConfig>,
+}
+
+impl CreateTopicRequest {
+    /// A request for `name` with the broker's defaults: `num.partitions`,
+    /// `default.replication.factor`, controller placement and no config overrides.
+    pub fn with_defaults(name: impl Into<String>) -> CreateTopicRequest {
+        CreateTopicRequest {
+            name: name.into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![],
+            configs: vec![],
+        }
+    }
 }
 
 impl Controller {
@@ -86,7 +101,7 @@ impl Controller {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                if !self.config.delete_topic_enable {
+                if !self.config.delete_topic_enable() {
                     return Err(ControllerError::TopicDeletionDisabled);
                 }
                 if names.iter().enumerate().any(|(j, n)| n == name && j != i) {
@@ -176,7 +191,10 @@ impl Controller {
         }
         if let Some(other) = image.topics().find(|t| collides(&t.name, name)) {
             return Err(ControllerError::InvalidTopic {
-                reason: format!("Topic '{name}' collides with existing topic: {}", other.name),
+                reason: format!(
+                    "Topic '{name}' collides with existing topic: {}",
+                    other.name
+                ),
             });
         }
         let replica_sets = self.plan_replicas(image, request)?;
@@ -200,6 +218,7 @@ impl Controller {
             value: Some(value.clone()),
         }));
         let created = CreatedTopic {
+            name: name.to_string(),
             topic_id,
             num_partitions,
             replication_factor,
@@ -228,7 +247,7 @@ impl Controller {
             return manual_assignment(image, &request.assignments);
         }
         let num_partitions = match request.num_partitions {
-            -1 => self.config.num_partitions,
+            -1 => self.config.num_partitions(),
             n if n <= 0 => {
                 return Err(invalid_partitions(
                     "Number of partitions was set to an invalid non-positive value.".into(),
@@ -240,7 +259,7 @@ impl Controller {
             return Err(too_many_partitions(num_partitions));
         }
         let rf = match request.replication_factor {
-            -1 => i16::try_from(self.config.default_replication_factor).unwrap_or(i16::MAX),
+            -1 => i16::try_from(self.config.default_replication_factor()).unwrap_or(i16::MAX),
             rf if rf <= 0 => {
                 return Err(ControllerError::InvalidReplicationFactor {
                     reason: "Replication factor must be larger than 0.".into(),
@@ -283,13 +302,13 @@ fn manual_assignment(
     if assignments.len() as i32 > MAX_PARTITIONS_PER_OPERATION {
         return Err(too_many_partitions(assignments.len() as i32));
     }
-    let by_partition: BTreeMap<i32, &Vec<i32>> =
-        assignments.iter().map(|(p, r)| (*p, r)).collect();
+    let by_partition: BTreeMap<i32, &Vec<i32>> = assignments.iter().map(|(p, r)| (*p, r)).collect();
     let consecutive = by_partition.len() == assignments.len()
         && by_partition.keys().copied().eq(0..assignments.len() as i32);
     if !consecutive {
         return Err(invalid_assignment(
-            "The partition indexes of the manual assignment must be unique and consecutive from 0.".into(),
+            "The partition indexes of the manual assignment must be unique and consecutive from 0."
+                .into(),
         ));
     }
     let first_len = by_partition[&0].len();
@@ -344,7 +363,7 @@ fn place_replicas(
     count: i32,
     rf: i16,
 ) -> Result<Vec<Vec<i32>>, ControllerError> {
-    let brokers: Vec<i32> = image.brokers().keys().copied().collect();
+    let brokers: Vec<i32> = image.brokers().map(|b| b.broker_id).collect();
     if rf as usize > brokers.len() {
         return Err(ControllerError::InvalidReplicationFactor {
             reason: format!(
@@ -369,10 +388,12 @@ fn check_create_configs(
 ) -> Result<BTreeMap<String, String>, ControllerError> {
     let mut overrides = BTreeMap::new();
     for (key, value) in configs {
-        let value = value.as_ref().ok_or_else(|| ControllerError::InvalidConfig {
-            key: key.clone(),
-            reason: format!("Null value not supported for topic configs: {key}"),
-        })?;
+        let value = value
+            .as_ref()
+            .ok_or_else(|| ControllerError::InvalidConfig {
+                key: key.clone(),
+                reason: format!("Null value not supported for topic configs: {key}"),
+            })?;
         validate_topic_config(key, value)?;
         if overrides.insert(key.clone(), value.clone()).is_some() {
             return Err(ControllerError::InvalidRequest {

@@ -6,6 +6,10 @@ use bytes::{BufMut, BytesMut};
 use super::records::put_varlong;
 use super::{HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2, NO_PRODUCER_ID, NO_SEQUENCE};
 
+/// `(key, value, timestamp_ms)` of one record to build.
+pub type RecordSpec<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+type OwnedRecord = (Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
 /// A batch under construction. Fields are public so tests can shape odd batches.
 #[derive(Debug, Clone, Default)]
 pub struct BatchBuilder {
@@ -19,7 +23,7 @@ pub struct BatchBuilder {
     pub offset_deltas: Option<Vec<i32>>,
     /// Headers added to every record.
     pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    records: Vec<(Option<Vec<u8>>, Option<Vec<u8>>, i64)>,
+    records: Vec<OwnedRecord>,
 }
 
 impl BatchBuilder {
@@ -30,15 +34,26 @@ impl BatchBuilder {
         }
     }
 
-    pub fn push(&mut self, key: Option<&[u8]>, value: Option<&[u8]>, timestamp_ms: i64) -> &mut Self {
-        self.records
-            .push((key.map(<[u8]>::to_vec), value.map(<[u8]>::to_vec), timestamp_ms));
+    pub fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp_ms: i64,
+    ) -> &mut Self {
+        self.records.push((
+            key.map(<[u8]>::to_vec),
+            value.map(<[u8]>::to_vec),
+            timestamp_ms,
+        ));
         self
     }
 
     /// Encodes the batch with a correct CRC32C. Panics if no record was pushed (a test bug).
     pub fn build(&self) -> BytesMut {
-        assert!(!self.records.is_empty(), "a record batch needs at least one record");
+        assert!(
+            !self.records.is_empty(),
+            "a record batch needs at least one record"
+        );
         let base_ts = self.records[0].2;
         let max_ts = self.records.iter().map(|r| r.2).max().unwrap_or(base_ts);
         let deltas: Vec<i32> = match &self.offset_deltas {
@@ -99,7 +114,7 @@ fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 /// `(producer id, epoch, base sequence)` for an idempotent batch.
 pub fn build_batch(
     base_offset: i64,
-    records: &[(Option<&[u8]>, Option<&[u8]>, i64)],
+    records: &[RecordSpec<'_>],
     producer: Option<(i64, i16, i32)>,
 ) -> BytesMut {
     let mut b = BatchBuilder::new(base_offset);

@@ -230,7 +230,19 @@ mod tests {
 
     #[test]
     fn varint_round_trip() {
-        for v in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varlong(&mut out, v);
             let mut c = Cursor { buf: &out };
@@ -254,7 +266,13 @@ mod tests {
         assert_eq!(recs[0].key, Some(&b"key"[..]));
         assert_eq!(recs[0].value, None);
         let hs: Vec<_> = recs[1].headers().map(|h| h.unwrap()).collect();
-        assert_eq!(hs, vec![RecordHeader { key: b"h", value: Some(b"hv") }]);
+        assert_eq!(
+            hs,
+            vec![RecordHeader {
+                key: b"h",
+                value: Some(b"hv")
+            }]
+        );
     }
 
     #[test]

@@ -1,0 +1,364 @@
+//! `PartitionLog`: one partition's segments behind one mutex. Append validates, checks producer
+//! sequences, assigns offsets and writes; flushing follows flush.messages / flush.ms and the
+//! fsync itself runs outside the lock. Reads live in `read.rs`, retention in `retention.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use strom_protocol::record_batch::{
+    set_base_offset, set_log_append_time, validate_batch, validate_records, BatchSplitter,
+    InvalidRecordReason, RecordBatchHeader, TimestampType, Validation, NO_TIMESTAMP,
+};
+use tracing::debug;
+
+use crate::config::{Clock, LogConfig};
+use crate::error::{io_err, LogError};
+use crate::producer_state::{self, ProducerBatch, ProducerEntry, ProducerState, SequenceCheck};
+use crate::recovery::{self, CLEAN_SHUTDOWN_FILE};
+use crate::segment::{sync_dir, Segment};
+
+/// Result of a successful append (or of a retried duplicate batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker time written into the batches, -1 unless LogAppendTime.
+    pub log_append_time: i64,
+    pub max_timestamp: i64,
+    pub record_count: u32,
+    /// The batch was a retry of one already in the log; nothing was written.
+    pub duplicate: bool,
+    pub log_start_offset: i64,
+}
+
+/// State guarded by the partition mutex.
+pub(crate) struct Inner {
+    pub config: LogConfig,
+    /// Keyed by base offset; the last one is the active segment. Never empty.
+    pub segments: BTreeMap<i64, Arc<Segment>>,
+    pub log_start_offset: i64,
+    pub producers: ProducerState,
+    /// Everything below this offset is known to be on disk.
+    pub flushed_offset: i64,
+    pub unflushed_messages: u64,
+    pub last_flush_ms: i64,
+    pub closed: bool,
+}
+
+impl Inner {
+    pub fn check_open(&self) -> Result<(), LogError> {
+        if self.closed {
+            Err(LogError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn active(&self) -> &Arc<Segment> {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a partition log always has an active segment")
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().meta().next_offset
+    }
+
+    /// Closes the active segment and starts a new one at the log end offset (no-op if empty).
+    pub fn roll(&mut self, dir: &Path) -> Result<(), LogError> {
+        let old = Arc::clone(self.active());
+        if old.is_empty() {
+            return Ok(());
+        }
+        let base = old.meta().next_offset;
+        old.close_for_roll()?;
+        let segment = Segment::create(dir, base)?;
+        sync_dir(dir)?;
+        self.segments.insert(base, Arc::new(segment));
+        self.flushed_offset = self.flushed_offset.max(base);
+        self.producers.write_snapshot(dir, base)?;
+        debug!(dir = %dir.display(), base, "rolled segment");
+        Ok(())
+    }
+
+    fn should_roll(&self, append_len: u64, last_offset: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        let meta = active.meta();
+        let c = &self.config;
+        !active.is_empty()
+            && (active.size() + append_len > c.effective_segment_bytes()
+                || meta
+                    .first_append_ms
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= c.segment_ms)
+                || active.offset_index.len() as u64 >= c.segment_index_bytes / 8
+                || active.time_index.len() as u64 >= c.segment_index_bytes / 12
+                || last_offset - active.base_offset > i64::from(i32::MAX))
+    }
+}
+
+/// One partition's log. All methods take `&self`; see the module doc for the locking.
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+/// A validated batch of an append request: where it is in the buffer and its final offsets.
+struct Planned {
+    pos: usize,
+    len: usize,
+    base_offset: i64,
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) and recovers the log in `dir`.
+    pub fn open(dir: PathBuf, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self, LogError> {
+        let now = clock.now_ms();
+        let (segments, log_start_offset) =
+            recovery::open_segments(&dir, config.index_interval_bytes, now)?;
+        let log_end = segments
+            .values()
+            .next_back()
+            .map_or(0, |s| s.meta().next_offset);
+        let producers = recovery::load_producer_state(&dir, &segments, log_start_offset, log_end)?;
+        debug!(dir = %dir.display(), log_start_offset, log_end, "opened partition log");
+        Ok(Self {
+            dir,
+            clock,
+            inner: Mutex::new(Inner {
+                config,
+                segments,
+                log_start_offset,
+                producers,
+                flushed_offset: log_end,
+                unflushed_messages: 0,
+                last_flush_ms: now,
+                closed: false,
+            }),
+        })
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.inner.lock().config = config;
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.lock().config.clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends one or more magic-2 batches as sent by a producer; see the crate doc.
+    pub fn append(&self, mut records: BytesMut) -> Result<AppendInfo, LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_open()?;
+        let now = self.clock.now_ms();
+        let max_batch = inner.config.max_message_bytes as usize;
+        let mut planned = Vec::new();
+        let mut splitter = BatchSplitter::new(&records, max_batch);
+        for batch in splitter.by_ref() {
+            let header = validate_batch(batch?, Validation::Produce)?;
+            validate_records(&header, Validation::Produce)?;
+            planned.push(Planned {
+                pos: 0,
+                len: header.total_size(),
+                base_offset: 0,
+            });
+        }
+        if planned.is_empty() {
+            return Err(LogError::InvalidRecord {
+                reason: InvalidRecordReason::NoBatches,
+            });
+        }
+        let segment_bytes = inner.config.effective_segment_bytes();
+        if records.len() as u64 > segment_bytes {
+            return Err(LogError::MessageTooLarge {
+                size: records.len(),
+                max: segment_bytes as usize,
+            });
+        }
+
+        // Sequence checks on a staged copy of the touched producers; offsets assigned in order.
+        let mut next = inner.log_end_offset();
+        let mut staged: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
+        let mut pos = 0;
+        let mut record_count: u32 = 0;
+        for p in &mut planned {
+            let header = RecordBatchHeader::parse(&records[pos..pos + p.len])?;
+            let last = next + i64::from(header.last_offset_delta());
+            if let Some(b) = ProducerBatch::of(&header) {
+                let entry = staged
+                    .entry(b.producer_id)
+                    .or_insert_with(|| inner.producers.producers.get(&b.producer_id).cloned());
+                match producer_state::check(entry.as_ref(), &b)? {
+                    SequenceCheck::Duplicate(m) => {
+                        return Ok(duplicate_info(
+                            m.first_offset,
+                            m.last_offset,
+                            &header,
+                            &inner,
+                        ))
+                    }
+                    SequenceCheck::Accept => producer_state::apply(entry, &b, next, last),
+                }
+            }
+            record_count += header.records_count() as u32;
+            (p.pos, p.base_offset) = (pos, next);
+            pos += p.len;
+            next = last + 1;
+        }
+
+        let append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut max_timestamp = NO_TIMESTAMP;
+        for p in &planned {
+            let bytes = &mut records[p.pos..p.pos + p.len];
+            set_base_offset(bytes, p.base_offset)?;
+            if append_time {
+                set_log_append_time(bytes, now)?;
+            }
+            max_timestamp = max_timestamp.max(RecordBatchHeader::parse(bytes)?.max_timestamp());
+        }
+
+        if inner.should_roll(records.len() as u64, next - 1, now) {
+            inner.roll(&self.dir)?;
+        }
+        let headers = planned
+            .iter()
+            .map(|p| {
+                Ok((
+                    p.pos,
+                    RecordBatchHeader::parse(&records[p.pos..p.pos + p.len])?,
+                ))
+            })
+            .collect::<Result<Vec<_>, LogError>>()?;
+        let interval = inner.config.index_interval_bytes;
+        inner.active().append(&records, &headers, interval, now)?;
+        for (id, entry) in staged {
+            if let Some(e) = entry {
+                inner.producers.producers.insert(id, e);
+            }
+        }
+        inner.unflushed_messages += u64::from(record_count);
+        let flush = inner.unflushed_messages >= inner.config.flush_messages;
+        let info = AppendInfo {
+            base_offset: planned[0].base_offset,
+            last_offset: next - 1,
+            log_append_time: if append_time { now } else { -1 },
+            max_timestamp,
+            record_count,
+            duplicate: false,
+            log_start_offset: inner.log_start_offset,
+        };
+        drop(inner);
+        if flush {
+            self.flush_to(info.last_offset + 1)?;
+        }
+        Ok(info)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.lock().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.lock().log_end_offset()
+    }
+
+    /// Bytes in all segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.lock().segments.values().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.inner.lock().segments.len()
+    }
+
+    /// fsyncs everything appended so far.
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.flush_to(i64::MAX)
+    }
+
+    /// fsyncs at least up to `offset` (exclusive). The fsync runs without holding the lock.
+    pub fn flush_to(&self, offset: i64) -> Result<(), LogError> {
+        let (segment, target) = {
+            let inner = self.inner.lock();
+            inner.check_open()?;
+            let target = offset.min(inner.log_end_offset());
+            if inner.flushed_offset >= target {
+                return Ok(());
+            }
+            (Arc::clone(inner.active()), inner.log_end_offset())
+        };
+        // Segments before the active one were fsynced when they were rolled.
+        segment.sync_log()?;
+        let mut inner = self.inner.lock();
+        if target > inner.flushed_offset {
+            inner.flushed_offset = target;
+            inner.unflushed_messages = 0;
+        }
+        inner.last_flush_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    /// Flushes, writes indexes, a producer-state snapshot and the clean-shutdown marker.
+    pub fn close(&self) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_open()?;
+        let active = Arc::clone(inner.active());
+        active.finalize()?;
+        active.sync_log()?;
+        active.offset_index.sync()?;
+        active.time_index.sync()?;
+        inner
+            .producers
+            .write_snapshot(&self.dir, inner.log_end_offset())?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        producer_state::write_durably(&marker, b"")?;
+        sync_dir(&self.dir)?;
+        inner.closed = true;
+        Ok(())
+    }
+
+    /// Closes the log (if open) and removes its directory (topic deletion).
+    pub fn delete(&self) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        std::fs::remove_dir_all(&self.dir).map_err(io_err("delete log directory", &self.dir))?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+fn duplicate_info(
+    first: i64,
+    last: i64,
+    header: &RecordBatchHeader<'_>,
+    inner: &Inner,
+) -> AppendInfo {
+    AppendInfo {
+        base_offset: first,
+        last_offset: last,
+        log_append_time: -1,
+        max_timestamp: header.max_timestamp(),
+        record_count: header.records_count().max(0) as u32,
+        duplicate: true,
+        log_start_offset: inner.log_start_offset,
+    }
+}

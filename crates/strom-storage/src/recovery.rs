@@ -1,0 +1,363 @@
+//! Opening a partition directory: after a clean shutdown the files are trusted (with a tail
+//! check), otherwise the active segment is scanned batch by batch (CRC32C), a torn tail is cut
+//! at the last valid batch, indexes are rebuilt and producer state is replayed from a snapshot.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use strom_protocol::record_batch::{validate_batch, RecordBatchHeader, Validation};
+use tracing::{info, warn};
+
+use crate::batch_reader::{header_at, BatchReader};
+use crate::error::{io_err, LogError};
+use crate::index::{offset_entries_valid, time_entries_valid, Index, OffsetEntry, TimeEntry};
+use crate::producer_state::{ProducerState, SNAPSHOT_EXT};
+use crate::segment::{
+    file_path, open_log_file, parse_file_name, sync_dir, RecordBatchOwned, Segment, SegmentMeta,
+    INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
+};
+
+/// Written by `close`, removed by `open`: its presence means the files are complete.
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Log start offset moved by `delete_records` (inside the first segment).
+pub(crate) const LOG_START_FILE: &str = "log-start-offset";
+
+/// Result of walking a segment from position 0.
+pub(crate) struct ScanOutcome {
+    pub valid_len: u64,
+    pub offsets: Vec<OffsetEntry>,
+    pub times: Vec<TimeEntry>,
+    pub meta: SegmentMeta,
+    /// Why the walk ended before `len`, if it did.
+    pub stop: Option<String>,
+}
+
+/// Walks a segment's batches, rebuilding index entries. With `verify` every batch is fully
+/// validated (CRC); the walk stops at the first bad batch, at offsets going backwards, or
+/// before the first batch whose last offset is >= `stop_before`.
+pub(crate) fn scan_segment(
+    file: &File,
+    base: i64,
+    len: u64,
+    interval: u64,
+    verify: bool,
+    stop_before: Option<i64>,
+) -> ScanOutcome {
+    let mut out = ScanOutcome {
+        valid_len: 0,
+        offsets: Vec::new(),
+        times: Vec::new(),
+        meta: SegmentMeta::empty(base),
+        stop: None,
+    };
+    let mut reader = BatchReader::new(file, 0, len);
+    loop {
+        let (pos, bytes) = match reader.next_batch(verify) {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(stop) => {
+                out.stop = Some(format!("{stop:?}"));
+                break;
+            }
+        };
+        let header = if verify {
+            match validate_batch(bytes, Validation::Stored) {
+                Ok(h) => h,
+                Err(e) => {
+                    out.stop = Some(format!("batch at position {pos}: {e}"));
+                    break;
+                }
+            }
+        } else {
+            RecordBatchHeader::parse(bytes).expect("the reader returns at least a header")
+        };
+        if header.base_offset() < out.meta.next_offset
+            || header.last_offset() - base > i64::from(u32::MAX)
+        {
+            out.stop = Some(format!(
+                "batch at position {pos} has out-of-order base offset {}",
+                header.base_offset()
+            ));
+            break;
+        }
+        if stop_before.is_some_and(|o| header.last_offset() >= o) {
+            break;
+        }
+        out.meta.track_batch(
+            base,
+            &header,
+            pos,
+            interval,
+            &mut out.offsets,
+            &mut out.times,
+        );
+        out.valid_len = reader.position();
+    }
+    out
+}
+
+/// Opens every segment of `dir`, recovering as needed. Returns segments and the log start offset.
+pub(crate) fn open_segments(
+    dir: &Path,
+    interval: u64,
+    now_ms: i64,
+) -> Result<(BTreeMap<i64, Arc<Segment>>, i64), LogError> {
+    std::fs::create_dir_all(dir).map_err(io_err("create log directory", dir))?;
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
+        let entry = entry.map_err(io_err("list log directory", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(base) = parse_file_name(&name, LOG_EXT) {
+            bases.push(base);
+        } else if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    bases.sort_unstable();
+    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean = marker.exists();
+    if clean {
+        std::fs::remove_file(&marker).map_err(io_err("remove clean-shutdown marker", &marker))?;
+        sync_dir(dir)?;
+    }
+    let checkpoint = std::fs::read_to_string(dir.join(LOG_START_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    let mut segments = BTreeMap::new();
+    if bases.is_empty() {
+        let base = checkpoint.unwrap_or(0).max(0);
+        segments.insert(base, Arc::new(Segment::create(dir, base)?));
+        sync_dir(dir)?;
+        return Ok((segments, base));
+    }
+    let mut i = 0;
+    while i < bases.len() {
+        let active = i + 1 == bases.len();
+        let (segment, truncated) =
+            open_segment(dir, bases[i], active, clean || !active, interval, now_ms)?;
+        if truncated && !active {
+            // A closed segment was torn: everything after it is unreachable. Drop it and reopen
+            // this one as the active segment.
+            warn!(dir = %dir.display(), base = bases[i], "closed segment was corrupt; deleting later segments");
+            for &later in &bases[i + 1..] {
+                for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                    let _ = std::fs::remove_file(file_path(dir, later, ext));
+                }
+            }
+            bases.truncate(i + 1);
+            sync_dir(dir)?;
+            continue;
+        }
+        segments.insert(bases[i], Arc::new(segment));
+        i += 1;
+    }
+    let first = bases[0];
+    let leo = segments
+        .values()
+        .next_back()
+        .map_or(first, |s| s.meta().next_offset);
+    let log_start = checkpoint.unwrap_or(first).max(first).min(leo);
+    Ok((segments, log_start))
+}
+
+/// Opens one segment; `trust` skips the full CRC scan when the index and tail look sound.
+/// Returns whether bytes were cut off.
+fn open_segment(
+    dir: &Path,
+    base: i64,
+    active: bool,
+    trust: bool,
+    interval: u64,
+    now_ms: i64,
+) -> Result<(Segment, bool), LogError> {
+    let log_path = file_path(dir, base, LOG_EXT);
+    let log = open_log_file(&log_path, false)?;
+    let len = log
+        .metadata()
+        .map_err(io_err("stat segment", &log_path))?
+        .len();
+    let (index_path, time_path) = (
+        file_path(dir, base, INDEX_EXT),
+        file_path(dir, base, TIME_INDEX_EXT),
+    );
+    if trust {
+        if let Some(meta) = check_trusted(&log, base, len, &index_path, &time_path, active, now_ms)
+        {
+            let (offsets, times) = meta.1;
+            let segment = Segment::from_parts(
+                base,
+                log_path,
+                log,
+                len,
+                Index::open(&index_path, offsets, active)?,
+                Index::open(&time_path, times, active)?,
+                meta.0,
+            );
+            return Ok((segment, false));
+        }
+        info!(dir = %dir.display(), base, "segment indexes or tail inconsistent; rebuilding");
+    }
+    let scan = scan_segment(&log, base, len, interval, true, None);
+    let truncated = scan.valid_len < len;
+    if truncated {
+        warn!(
+            dir = %dir.display(),
+            base,
+            dropped_bytes = len - scan.valid_len,
+            reason = scan.stop.as_deref().unwrap_or("unknown"),
+            "truncating torn or corrupt segment tail"
+        );
+        log.set_len(scan.valid_len)
+            .map_err(io_err("truncate segment", &log_path))?;
+    }
+    log.sync_data()
+        .map_err(io_err("fsync segment", &log_path))?;
+    let mut meta = scan.meta;
+    let mut times = scan.times;
+    if !active {
+        meta.push_time_entry(base, &mut times);
+    }
+    meta.first_append_ms = (scan.valid_len > 0).then_some(now_ms);
+    let offset_index = Index::create(&index_path, scan.offsets, active)?;
+    let time_index = Index::create(&time_path, times, active)?;
+    if !active {
+        offset_index.sync()?;
+        time_index.sync()?;
+    }
+    let segment = Segment::from_parts(
+        base,
+        log_path,
+        log,
+        scan.valid_len,
+        offset_index,
+        time_index,
+        meta,
+    );
+    Ok((segment, truncated))
+}
+
+type Entries = (Vec<OffsetEntry>, Vec<TimeEntry>);
+
+/// Validates indexes and the tail of a segment without reading all of it. `None` = rebuild.
+fn check_trusted(
+    log: &File,
+    base: i64,
+    len: u64,
+    index_path: &Path,
+    time_path: &Path,
+    active: bool,
+    now_ms: i64,
+) -> Option<(SegmentMeta, Entries)> {
+    let offsets = Index::<OffsetEntry>::read_entries(index_path)?;
+    let times = Index::<TimeEntry>::read_entries(time_path)?;
+    if !offset_entries_valid(&offsets, len) || (len > 0 && times.is_empty()) {
+        return None;
+    }
+    let start = offsets.last().map_or(0, |e| u64::from(e.position));
+    let mut pos = start;
+    let mut last: Option<(u64, RecordBatchOwned)> = None;
+    while pos < len {
+        let h = RecordBatchOwned(header_at(log, pos, len)?);
+        if h.view().base_offset() < base
+            || last.is_some_and(|(_, l)| h.view().base_offset() <= l.view().last_offset())
+        {
+            return None;
+        }
+        let next = pos + h.view().total_size() as u64;
+        last = Some((pos, h));
+        pos = next;
+    }
+    let mut meta = SegmentMeta::empty(base);
+    if let Some((pos, h)) = last {
+        let first = offsets
+            .last()
+            .map_or(base, |e| base + i64::from(e.relative_offset));
+        if pos == start && h.view().base_offset() != first {
+            return None;
+        }
+        if active {
+            // The last batch of the active segment must be intact (CRC).
+            let mut bytes = vec![0u8; h.view().total_size()];
+            std::os::unix::fs::FileExt::read_exact_at(log, &mut bytes, pos).ok()?;
+            validate_batch(&bytes, Validation::Stored).ok()?;
+        }
+        meta.next_offset = h.view().last_offset() + 1;
+        meta.bytes_since_index = len - start;
+        meta.first_append_ms = Some(now_ms);
+    }
+    if !time_entries_valid(&times, (meta.next_offset - 1 - base).max(0) as u32) {
+        return None;
+    }
+    if let Some(t) = times.last() {
+        meta.max_timestamp = t.timestamp;
+        meta.offset_of_max_timestamp = base + i64::from(t.relative_offset);
+        meta.last_time_entry_ts = t.timestamp;
+    }
+    Some((meta, (offsets, times)))
+}
+
+/// Loads the newest valid snapshot at or below `log_end`, deleting those above it, and replays
+/// batches from there to the end of the log.
+pub(crate) fn load_producer_state(
+    dir: &Path,
+    segments: &BTreeMap<i64, Arc<Segment>>,
+    log_start: i64,
+    log_end: i64,
+) -> Result<ProducerState, LogError> {
+    let mut snapshots = list_snapshots(dir)?;
+    snapshots.sort_unstable();
+    let mut state = None;
+    let mut from = log_start;
+    while let Some(offset) = snapshots.pop() {
+        let path = file_path(dir, offset, SNAPSHOT_EXT);
+        if offset > log_end {
+            std::fs::remove_file(&path).map_err(io_err("delete snapshot", &path))?;
+            continue;
+        }
+        if let Some(s) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| ProducerState::decode(&b))
+        {
+            state = Some(s);
+            from = offset.max(log_start);
+            break;
+        }
+        warn!(path = %path.display(), "ignoring unreadable producer-state snapshot");
+    }
+    let mut state = state.unwrap_or_default();
+    replay(segments, from, &mut state);
+    state.remove_expired(log_start);
+    Ok(state)
+}
+
+pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
+        let entry = entry.map_err(io_err("list log directory", dir))?;
+        if let Some(o) = parse_file_name(&entry.file_name().to_string_lossy(), SNAPSHOT_EXT) {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// Applies every batch with base offset >= `from` to `state`.
+pub(crate) fn replay(segments: &BTreeMap<i64, Arc<Segment>>, from: i64, state: &mut ProducerState) {
+    let first = segments
+        .range(..=from)
+        .next_back()
+        .map_or(i64::MIN, |(b, _)| *b);
+    for segment in segments.range(first..).map(|(_, s)| s) {
+        let size = segment.size();
+        let start = segment.find_batch(from, size).map_or(size, |(p, _)| p);
+        let mut reader = BatchReader::new(&segment.log, start, size);
+        while let Ok(Some((_, bytes))) = reader.next_batch(false) {
+            let h = RecordBatchHeader::parse(bytes).expect("the reader returns at least a header");
+            if h.base_offset() >= from {
+                state.replay(&h);
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Removing data: retention by time, size and log start offset (whole segments, oldest first,
+//! never the active one without rolling it first), DeleteRecords, and truncation for replication.
+//! Also the periodic duties the broker drives: roll by segment.ms, flush by flush.ms.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use tracing::info;
+
+use crate::error::{io_err, LogError};
+use crate::log::{Inner, PartitionLog};
+use crate::producer_state::{write_durably, ProducerState, SNAPSHOT_EXT};
+use crate::recovery::{list_snapshots, load_producer_state, scan_segment, LOG_START_FILE};
+use crate::segment::{file_path, sync_dir, Segment, LOG_EXT};
+
+impl PartitionLog {
+    /// DeleteRecords: moves the log start offset to `offset` (-1 = log end offset) and deletes
+    /// segments entirely below it. Returns the new log start offset.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_open()?;
+        let end = inner.log_end_offset();
+        let offset = if offset == -1 { end } else { offset };
+        if offset < 0 || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: inner.log_start_offset,
+                log_end: end,
+            });
+        }
+        if offset > inner.log_start_offset {
+            inner.log_start_offset = offset;
+            write_log_start(&self.dir, offset)?;
+            let n = inner
+                .segments
+                .keys()
+                .skip(1)
+                .take_while(|&&next_base| next_base <= offset)
+                .count();
+            delete_oldest(&mut inner, &self.dir, n)?;
+        }
+        Ok(inner.log_start_offset)
+    }
+
+    /// Periodic duty: roll by segment.ms, delete segments by retention.ms / retention.bytes /
+    /// log start offset, flush by flush.ms. Returns the number of segments deleted.
+    pub fn enforce_retention(&self) -> Result<u64, LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_open()?;
+        let now = self.clock.now_ms();
+        let segment_ms = inner.config.segment_ms;
+        if inner
+            .active()
+            .meta()
+            .first_append_ms
+            .is_some_and(|t| now.saturating_sub(t) >= segment_ms)
+        {
+            inner.roll(&self.dir)?;
+        }
+        let mut n = deletable_prefix(&inner, now);
+        if n == inner.segments.len() {
+            // Everything is expired, the active segment included: roll it so it can go too.
+            inner.roll(&self.dir)?;
+            n = inner.segments.len() - 1;
+        }
+        let n = n.min(inner.segments.len() - 1);
+        delete_oldest(&mut inner, &self.dir, n)?;
+        let flush_due = now.saturating_sub(inner.last_flush_ms) >= inner.config.flush_ms
+            && inner.flushed_offset < inner.log_end_offset();
+        drop(inner);
+        if flush_due {
+            self.flush()?;
+        }
+        Ok(n as u64)
+    }
+
+    /// Removes every batch at or after `offset` (the whole batch containing it), as a follower
+    /// does after a leader change. Producer state is rebuilt for the new log end.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_open()?;
+        if offset >= inner.log_end_offset() {
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let first_base = *inner.segments.keys().next().expect("never empty");
+        if offset <= inner.log_start_offset || offset <= first_base {
+            let start = offset.max(0);
+            for s in std::mem::take(&mut inner.segments).into_values() {
+                s.delete_files()?;
+            }
+            for o in list_snapshots(&self.dir)? {
+                remove_snapshot(&self.dir, o)?;
+            }
+            inner
+                .segments
+                .insert(start, Arc::new(Segment::create(&self.dir, start)?));
+            inner.log_start_offset = start;
+            write_log_start(&self.dir, start)?;
+            sync_dir(&self.dir)?;
+            inner.producers = ProducerState::default();
+        } else {
+            let doomed: Vec<i64> = inner.segments.range(offset..).map(|(b, _)| *b).collect();
+            for base in doomed {
+                if let Some(s) = inner.segments.remove(&base) {
+                    s.delete_files()?;
+                }
+            }
+            let segment = Arc::clone(inner.active());
+            let interval = inner.config.index_interval_bytes;
+            let scan = scan_segment(
+                &segment.log,
+                segment.base_offset,
+                segment.size(),
+                interval,
+                false,
+                Some(offset),
+            );
+            let mut meta = scan.meta;
+            meta.first_append_ms = (scan.valid_len > 0).then_some(now);
+            segment.truncate_with(scan.valid_len, scan.offsets, scan.times, meta)?;
+            sync_dir(&self.dir)?;
+            let end = inner.log_end_offset();
+            if end < inner.log_start_offset {
+                // The batch holding the log start offset was cut: the log starts at its end now.
+                inner.log_start_offset = end;
+                write_log_start(&self.dir, end)?;
+            }
+            inner.producers =
+                load_producer_state(&self.dir, &inner.segments, inner.log_start_offset, end)?;
+        }
+        let end = inner.log_end_offset();
+        inner.flushed_offset = inner.flushed_offset.min(end);
+        info!(dir = %self.dir.display(), offset, log_end = end, "truncated log");
+        Ok(())
+    }
+}
+
+/// How many of the oldest segments retention would delete (possibly all of them).
+fn deletable_prefix(inner: &Inner, now_ms: i64) -> usize {
+    let c = &inner.config;
+    let total: u64 = inner.segments.values().map(|s| s.size()).sum();
+    let mut excess = if c.retention_bytes >= 0 {
+        total as i64 - c.retention_bytes
+    } else {
+        i64::MIN
+    };
+    let segments: Vec<&Arc<Segment>> = inner.segments.values().collect();
+    let mut n = 0;
+    for (i, s) in segments.iter().enumerate() {
+        let next_base = segments.get(i + 1).map(|n| n.base_offset);
+        if next_base.is_none() && s.is_empty() {
+            break;
+        }
+        let by_start = next_base.is_some_and(|b| b <= inner.log_start_offset);
+        let by_time =
+            c.retention_ms >= 0 && largest_timestamp(s) < now_ms.saturating_sub(c.retention_ms);
+        let by_size = c.retention_bytes >= 0 && excess - s.size() as i64 >= 0;
+        if !(by_start || by_time || by_size) {
+            break;
+        }
+        excess = excess.saturating_sub(s.size() as i64);
+        n += 1;
+    }
+    n
+}
+
+/// Largest timestamp in a segment, or its file's mtime if its batches carry none.
+fn largest_timestamp(s: &Segment) -> i64 {
+    let ts = s.meta().max_timestamp;
+    if ts >= 0 {
+        return ts;
+    }
+    s.log
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(i64::MAX, |d| d.as_millis() as i64)
+}
+
+/// Deletes the `n` oldest segments (never the active one) and what only they needed.
+fn delete_oldest(inner: &mut Inner, dir: &Path, n: usize) -> Result<(), LogError> {
+    let n = n.min(inner.segments.len() - 1);
+    if n == 0 {
+        return Ok(());
+    }
+    let bases: Vec<i64> = inner.segments.keys().take(n).copied().collect();
+    for base in bases {
+        if let Some(s) = inner.segments.remove(&base) {
+            // Open FileSlices keep their Arc<File>; unlinking does not disturb them.
+            s.delete_files()?;
+        }
+    }
+    sync_dir(dir)?;
+    let first = *inner
+        .segments
+        .keys()
+        .next()
+        .expect("the active segment remains");
+    inner.log_start_offset = inner.log_start_offset.max(first);
+    for o in list_snapshots(dir)? {
+        if o < first {
+            remove_snapshot(dir, o)?;
+        }
+    }
+    inner.producers.remove_expired(inner.log_start_offset);
+    info!(dir = %dir.display(), deleted = n, log_start_offset = inner.log_start_offset, "deleted old segments");
+    debug_assert!(
+        file_path(dir, first, LOG_EXT).exists(),
+        "active segment file missing after retention"
+    );
+    Ok(())
+}
+
+fn remove_snapshot(dir: &Path, offset: i64) -> Result<(), LogError> {
+    let path = file_path(dir, offset, SNAPSHOT_EXT);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_err("delete snapshot", &path)(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Persists a log start offset that lies inside the first segment.
+fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
+    let path = dir.join(LOG_START_FILE);
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    write_durably(&tmp, offset.to_string().as_bytes())?;
+    std::fs::rename(&tmp, &path).map_err(io_err("rename log start offset", &path))?;
+    sync_dir(dir)
+}
