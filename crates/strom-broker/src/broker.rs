@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
+use crate::group::{GroupConfig, GroupCoordinator};
 use crate::replica_manager::ReplicaManager;
 use crate::server::ServerError;
 
@@ -29,6 +30,7 @@ pub struct Broker {
     image: RwLock<Arc<MetadataImage>>,
     replicas: ReplicaManager,
     producer_ids: Mutex<ProducerIdBlock>,
+    groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -65,6 +67,7 @@ impl Broker {
         let image = controller.image();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let broker = Arc::new(Broker {
+            groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone()),
             replicas: ReplicaManager::new(root, clock),
             config,
             controller: Mutex::new(controller),
@@ -72,8 +75,12 @@ impl Broker {
             producer_ids: Mutex::new(ProducerIdBlock::default()),
         });
         broker
-            .sync_replicas()
+            .sync_replicas(&broker.image())
             .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
+        broker
+            .groups
+            .load(broker.as_ref())
+            .map_err(|e| ServerError::Startup(format!("cannot load consumer groups: {e}")))?;
         Ok(broker)
     }
 
@@ -93,24 +100,28 @@ impl Broker {
         &self.replicas
     }
 
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
     /// Runs a controller operation, then publishes the new image and follows it with the
     /// hosted logs. Operations validate against the image and append records (STYLE.md #7).
     pub fn with_controller<R>(&self, op: impl FnOnce(&mut Controller) -> R) -> R {
+        // Held until the logs follow the new image, so concurrent operations cannot race to
+        // open the same new partition, and a published topic always has its logs.
         let mut controller = self.controller.lock();
         let result = op(&mut controller);
         let image = controller.image();
-        *self.image.write() = image;
-        drop(controller);
-        if let Err(e) = self.sync_replicas() {
+        if let Err(e) = self.sync_replicas(&image) {
             tracing::error!(error = %e, "could not apply metadata to partition logs");
         }
+        *self.image.write() = image;
         result
     }
 
-    fn sync_replicas(&self) -> Result<(), strom_storage::LogError> {
-        let image = self.image();
+    fn sync_replicas(&self, image: &MetadataImage) -> Result<(), strom_storage::LogError> {
         self.replicas
-            .sync(&image, |topic| self.log_config(&image, topic))
+            .sync(image, |topic| self.log_config(image, topic))
     }
 
     /// The effective log configuration of a topic: its overrides over the broker defaults.
@@ -181,6 +192,16 @@ impl Broker {
     ) -> JoinHandle<()> {
         let interval =
             Duration::from_millis(self.config.log_retention_check_interval_ms().max(10) as u64);
+        let broker = self.clone();
+        let groups_stop = stop.clone();
+        let offsets_check_ms = crate::group::coordinator::retention_check_interval_ms(&self.config);
+        // Session/rebalance timeouts and offset expiry; ends (releasing waiters) on stop.
+        tokio::spawn(async move {
+            broker
+                .groups
+                .run_timers(broker.as_ref(), offsets_check_ms, groups_stop)
+                .await;
+        });
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.tick().await;

@@ -53,7 +53,8 @@ pub(crate) async fn serve(
                     break 'conn;
                 }
             };
-            match handlers::dispatch(&broker, &header, body).await {
+            let request = handlers::RequestContext { header, peer };
+            match handlers::dispatch(&broker, &request, body).await {
                 Ok(Some(response)) => {
                     if tx.send(response).await.is_err() {
                         break 'conn;
@@ -63,9 +64,9 @@ pub(crate) async fn serve(
                 Err(e) => {
                     tracing::warn!(
                         %peer,
-                        api_key = header.api_key,
-                        api_version = header.api_version,
-                        client_id = header.client_id.as_deref().unwrap_or(""),
+                        api_key = request.api_key,
+                        api_version = request.api_version,
+                        client_id = request.client_id.as_deref().unwrap_or(""),
                         error = %e,
                         "closing connection"
                     );

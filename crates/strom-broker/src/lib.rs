@@ -6,6 +6,7 @@ pub mod broker;
 pub mod config;
 mod connection;
 pub mod errors;
+pub mod group;
 mod handlers;
 pub mod replica_manager;
 pub mod server;

@@ -10,3 +10,4 @@ pub use kafka_protocol::error::ResponseError as ErrorCode;
 
 pub mod record_batch;
 pub use record_batch::{BatchError, BatchSplitter, RecordBatchHeader, TimestampType};
+pub mod compression;

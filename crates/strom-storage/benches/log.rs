@@ -62,7 +62,10 @@ fn append_loop(log: &PartitionLog, batch: &BytesMut, iters: u64, flush_every: us
 
 fn bench_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
-    group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     for size in [1024usize, 16 * 1024] {
         let batch = batch_of(size);
         group.throughput(Throughput::Bytes(batch.len() as u64));
@@ -75,12 +78,30 @@ fn bench_append(c: &mut Criterion) {
             log.delete().unwrap();
         }
     }
+    // 64 batches of 1 KiB handed over in one call: what a broker gets by coalescing produce
+    // requests for one partition (one pwrite instead of 64).
+    let mut many = BytesMut::new();
+    for _ in 0..64 {
+        many.extend_from_slice(&batch_of(1024));
+    }
+    group.throughput(Throughput::Bytes(many.len() as u64));
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), config());
+    group.bench_with_input(
+        BenchmarkId::new("no_fsync_64_per_call", 1024),
+        &many,
+        |b, many| b.iter_custom(|iters| append_loop(&log, many, iters, 0)),
+    );
+    log.delete().unwrap();
     group.finish();
 }
 
 fn bench_read(c: &mut Criterion) {
     let mut group = c.benchmark_group("read");
-    group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     for size in [1024usize, 16 * 1024] {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), config());
@@ -88,6 +109,8 @@ fn bench_read(c: &mut Criterion) {
         while log.size_bytes() < 512 << 20 {
             log.append(batch.clone()).unwrap();
         }
+        // Write the setup data back now so background writeback does not compete with reads.
+        log.flush().unwrap();
         let end = log.log_end_offset();
         group.throughput(Throughput::Bytes(MIB as u64));
         let mut offset = 0;
@@ -100,7 +123,10 @@ fn bench_read(c: &mut Criterion) {
                     .last()
                     .unwrap()
                     .unwrap();
-                let next = strom_protocol::record_batch::RecordBatchHeader::parse(last).unwrap().last_offset() + 1;
+                let next = strom_protocol::record_batch::RecordBatchHeader::parse(last)
+                    .unwrap()
+                    .last_offset()
+                    + 1;
                 offset = if next >= end { 0 } else { next };
                 black_box(bytes.len())
             })
@@ -112,7 +138,10 @@ fn bench_read(c: &mut Criterion) {
 
 fn bench_recovery(c: &mut Criterion) {
     let mut group = c.benchmark_group("recovery");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
     for size in [1024usize, 16 * 1024] {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {

@@ -89,7 +89,8 @@ fn open_rw(path: &Path, truncate: bool) -> Result<File, LogError> {
 impl<E: IndexEntry> Index<E> {
     /// Writes `entries` as the whole file (a new or rebuilt index).
     pub fn create(path: &Path, entries: Vec<E>, active: bool) -> Result<Self, LogError> {
-        let file = open_rw(path, true)?;
+        crate::segment::remove_if_exists(path)?;
+        let file = open_rw(path, false)?;
         let index = Self {
             path: path.to_path_buf(),
             file,

@@ -1,9 +1,6 @@
-//! strom-storage: the partition log. Segments (`.log`, `.index`, `.timeindex`), append with
-//! idempotent-producer checks, reads by offset and time, recovery after a crash, retention and
-//! truncation. Knows bytes and offsets, not the network; runs no threads of its own.
-//!
-//! The broker drives the periodic work: call [`PartitionLog::enforce_retention`] (which also
-//! rolls by `segment.ms` and flushes by `flush.ms`) on a timer for every partition.
+//! strom-storage: the partition log (segments, sparse indexes, idempotent-producer state, recovery,
+//! retention, truncation). Knows bytes and offsets, not the network; runs no threads: the broker
+//! calls [`PartitionLog::enforce_retention`] (also rolls by segment.ms, flushes by flush.ms) on a timer.
 
 mod batch_reader;
 mod config;

@@ -43,6 +43,11 @@ pub(crate) struct Inner {
     pub producers: ProducerState,
     /// Everything below this offset is known to be on disk.
     pub flushed_offset: i64,
+    /// Rolled segments not fsynced yet (the next flush does it).
+    pub unflushed_segments: Vec<Arc<Segment>>,
+    /// Every segment with a smaller base offset is fully on disk; persisted in
+    /// `recovery-point` so an unclean open scans only the segments at or above it.
+    pub recovery_point: i64,
     pub unflushed_messages: u64,
     pub last_flush_ms: i64,
     pub closed: bool,
@@ -75,14 +80,22 @@ impl Inner {
             return Ok(());
         }
         let base = old.meta().next_offset;
-        old.close_for_roll()?;
+        old.seal()?;
         let segment = Segment::create(dir, base)?;
         sync_dir(dir)?;
         self.segments.insert(base, Arc::new(segment));
-        self.flushed_offset = self.flushed_offset.max(base);
+        self.unflushed_segments.push(old);
         self.producers.write_snapshot(dir, base)?;
         debug!(dir = %dir.display(), base, "rolled segment");
         Ok(())
+    }
+
+    /// Drops deleted segments from the to-be-fsynced list, closing their files: an unlinked
+    /// file held open keeps its dirty pages, which the kernel would then write back for nothing.
+    pub fn forget_deleted_unflushed(&mut self) {
+        let live = &self.segments;
+        self.unflushed_segments
+            .retain(|s| live.get(&s.base_offset).is_some_and(|l| Arc::ptr_eq(l, s)));
     }
 
     fn should_roll(&self, append_len: u64, last_offset: i64, now_ms: i64) -> bool {
@@ -105,6 +118,8 @@ pub struct PartitionLog {
     pub(crate) dir: PathBuf,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) inner: Mutex<Inner>,
+    /// Serializes flushes; taken before `inner` and held across the fsyncs.
+    pub(crate) flush_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -126,7 +141,7 @@ impl PartitionLog {
     /// Opens (creating if missing) and recovers the log in `dir`.
     pub fn open(dir: PathBuf, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self, LogError> {
         let now = clock.now_ms();
-        let (segments, log_start_offset) =
+        let (segments, log_start_offset, recovery_point) =
             recovery::open_segments(&dir, config.index_interval_bytes, now)?;
         let log_end = segments
             .values()
@@ -137,12 +152,15 @@ impl PartitionLog {
         Ok(Self {
             dir,
             clock,
+            flush_lock: Mutex::new(()),
             inner: Mutex::new(Inner {
                 config,
                 segments,
                 log_start_offset,
                 producers,
                 flushed_offset: log_end,
+                unflushed_segments: Vec::new(),
+                recovery_point,
                 unflushed_messages: 0,
                 last_flush_ms: now,
                 closed: false,
@@ -293,25 +311,38 @@ impl PartitionLog {
         self.flush_to(i64::MAX)
     }
 
-    /// fsyncs at least up to `offset` (exclusive). The fsync runs without holding the lock.
+    /// fsyncs at least up to `offset` (exclusive): rolled segments not synced yet, then the
+    /// active one. The fsyncs run without the partition lock (appends and reads go on);
+    /// `flush_lock` keeps concurrent flushes from claiming data another flush is still syncing.
     pub fn flush_to(&self, offset: i64) -> Result<(), LogError> {
-        let (segment, target) = {
-            let inner = self.inner.lock();
+        let _flushing = self.flush_lock.lock();
+        let (rolled, active, target) = {
+            let mut inner = self.inner.lock();
             inner.check_open()?;
-            let target = offset.min(inner.log_end_offset());
-            if inner.flushed_offset >= target {
+            let end = inner.log_end_offset();
+            if inner.flushed_offset >= offset.min(end) {
                 return Ok(());
             }
-            (Arc::clone(inner.active()), inner.log_end_offset())
+            let rolled = std::mem::take(&mut inner.unflushed_segments);
+            (rolled, Arc::clone(inner.active()), end)
         };
-        // Segments before the active one were fsynced when they were rolled.
-        segment.sync_log()?;
+        if let Err(e) = rolled.iter().try_for_each(|s| s.sync_all()) {
+            self.inner.lock().unflushed_segments.extend(rolled);
+            return Err(e);
+        }
+        active.sync_log()?;
         let mut inner = self.inner.lock();
         if target > inner.flushed_offset {
             inner.flushed_offset = target;
             inner.unflushed_messages = 0;
         }
         inner.last_flush_ms = self.clock.now_ms();
+        if active.base_offset > inner.recovery_point
+            && inner.segments.contains_key(&active.base_offset)
+        {
+            inner.recovery_point = active.base_offset;
+            recovery::write_recovery_point(&self.dir, active.base_offset)?;
+        }
         Ok(())
     }
 
@@ -321,9 +352,14 @@ impl PartitionLog {
         inner.check_open()?;
         let active = Arc::clone(inner.active());
         active.finalize()?;
-        active.sync_log()?;
-        active.offset_index.sync()?;
-        active.time_index.sync()?;
+        for s in std::mem::take(&mut inner.unflushed_segments) {
+            s.sync_all()?;
+        }
+        active.sync_all()?;
+        if inner.recovery_point != active.base_offset {
+            inner.recovery_point = active.base_offset;
+            recovery::write_recovery_point(&self.dir, active.base_offset)?;
+        }
         inner
             .producers
             .write_snapshot(&self.dir, inner.log_end_offset())?;

@@ -23,6 +23,30 @@ use crate::segment::{
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// Log start offset moved by `delete_records` (inside the first segment).
 pub(crate) const LOG_START_FILE: &str = "log-start-offset";
+/// Base offset below which every segment is known to be fsynced (see `Inner::recovery_point`).
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+fn read_offset_file(dir: &Path, name: &str) -> Option<i64> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+}
+
+/// Persists a small offset file atomically (temp file, fsync, rename, fsync dir).
+pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> Result<(), LogError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    crate::producer_state::write_durably(&tmp, offset.to_string().as_bytes())?;
+    std::fs::rename(&tmp, &path).map_err(io_err("rename offset file", &path))?;
+    sync_dir(dir)
+}
+
+pub(crate) fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), LogError> {
+    write_offset_file(dir, RECOVERY_POINT_FILE, offset)
+}
+
+/// A partition's segments by base offset; the last one is active.
+pub(crate) type Segments = BTreeMap<i64, Arc<Segment>>;
 
 /// Result of walking a segment from position 0.
 pub(crate) struct ScanOutcome {
@@ -99,11 +123,12 @@ pub(crate) fn scan_segment(
 }
 
 /// Opens every segment of `dir`, recovering as needed. Returns segments and the log start offset.
+/// Returns the segments, the log start offset and the recovery point.
 pub(crate) fn open_segments(
     dir: &Path,
     interval: u64,
     now_ms: i64,
-) -> Result<(BTreeMap<i64, Arc<Segment>>, i64), LogError> {
+) -> Result<(Segments, i64, i64), LogError> {
     std::fs::create_dir_all(dir).map_err(io_err("create log directory", dir))?;
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
@@ -122,21 +147,27 @@ pub(crate) fn open_segments(
         std::fs::remove_file(&marker).map_err(io_err("remove clean-shutdown marker", &marker))?;
         sync_dir(dir)?;
     }
-    let checkpoint = std::fs::read_to_string(dir.join(LOG_START_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
+    let checkpoint = read_offset_file(dir, LOG_START_FILE);
+    let recovery_point = read_offset_file(dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN);
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         let base = checkpoint.unwrap_or(0).max(0);
         segments.insert(base, Arc::new(Segment::create(dir, base)?));
         sync_dir(dir)?;
-        return Ok((segments, base));
+        write_recovery_point(dir, base)?;
+        return Ok((segments, base, base));
     }
     let mut i = 0;
     while i < bases.len() {
         let active = i + 1 == bases.len();
-        let (segment, truncated) =
-            open_segment(dir, bases[i], active, clean || !active, interval, now_ms)?;
+        let (segment, truncated) = open_segment(
+            dir,
+            bases[i],
+            active,
+            clean || (!active && bases[i] < recovery_point),
+            interval,
+            now_ms,
+        )?;
         if truncated && !active {
             // A closed segment was torn: everything after it is unreachable. Drop it and reopen
             // this one as the active segment.
@@ -159,7 +190,12 @@ pub(crate) fn open_segments(
         .next_back()
         .map_or(first, |s| s.meta().next_offset);
     let log_start = checkpoint.unwrap_or(first).max(first).min(leo);
-    Ok((segments, log_start))
+    // Every segment below the active one is now trusted-and-synced or was scanned and synced.
+    let active_base = *segments.keys().next_back().expect("at least one segment");
+    if recovery_point != active_base {
+        write_recovery_point(dir, active_base)?;
+    }
+    Ok((segments, log_start, active_base))
 }
 
 /// Opens one segment; `trust` skips the full CRC scan when the index and tail look sound.

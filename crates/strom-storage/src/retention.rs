@@ -8,11 +8,14 @@ use std::time::UNIX_EPOCH;
 
 use tracing::info;
 
-use crate::error::{io_err, LogError};
+use crate::error::LogError;
 use crate::log::{Inner, PartitionLog};
-use crate::producer_state::{write_durably, ProducerState, SNAPSHOT_EXT};
-use crate::recovery::{list_snapshots, load_producer_state, scan_segment, LOG_START_FILE};
-use crate::segment::{file_path, sync_dir, Segment, LOG_EXT};
+use crate::producer_state::{ProducerState, SNAPSHOT_EXT};
+use crate::recovery::{
+    list_snapshots, load_producer_state, scan_segment, write_offset_file, write_recovery_point,
+    LOG_START_FILE,
+};
+use crate::segment::{file_path, remove_if_exists, sync_dir, Segment, LOG_EXT};
 
 impl PartitionLog {
     /// DeleteRecords: moves the log start offset to `offset` (-1 = log end offset) and deletes
@@ -130,8 +133,15 @@ impl PartitionLog {
             inner.producers =
                 load_producer_state(&self.dir, &inner.segments, inner.log_start_offset, end)?;
         }
+        inner.forget_deleted_unflushed();
         let end = inner.log_end_offset();
         inner.flushed_offset = inner.flushed_offset.min(end);
+        let active_base = inner.active().base_offset;
+        if inner.recovery_point > active_base {
+            // Segments created after this point are new: they have not been fsynced.
+            inner.recovery_point = active_base;
+            write_recovery_point(&self.dir, active_base)?;
+        }
         info!(dir = %self.dir.display(), offset, log_end = end, "truncated log");
         Ok(())
     }
@@ -194,6 +204,7 @@ fn delete_oldest(inner: &mut Inner, dir: &Path, n: usize) -> Result<(), LogError
         }
     }
     sync_dir(dir)?;
+    inner.forget_deleted_unflushed();
     let first = *inner
         .segments
         .keys()
@@ -215,20 +226,10 @@ fn delete_oldest(inner: &mut Inner, dir: &Path, n: usize) -> Result<(), LogError
 }
 
 fn remove_snapshot(dir: &Path, offset: i64) -> Result<(), LogError> {
-    let path = file_path(dir, offset, SNAPSHOT_EXT);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(io_err("delete snapshot", &path)(e))
-        }
-        _ => Ok(()),
-    }
+    remove_if_exists(&file_path(dir, offset, SNAPSHOT_EXT))
 }
 
 /// Persists a log start offset that lies inside the first segment.
 fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
-    let path = dir.join(LOG_START_FILE);
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    write_durably(&tmp, offset.to_string().as_bytes())?;
-    std::fs::rename(&tmp, &path).map_err(io_err("rename log start offset", &path))?;
-    sync_dir(dir)
+    write_offset_file(dir, LOG_START_FILE, offset)
 }

@@ -33,6 +33,14 @@ pub(crate) fn parse_file_name(name: &str, ext: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// Deletes a file; a missing file is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("delete file", path)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// fsyncs a directory so creations, deletions and renames in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     File::open(dir)
@@ -132,9 +140,10 @@ impl Segment {
     /// A new empty active segment (the caller fsyncs the directory).
     pub fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let log_path = file_path(dir, base_offset, LOG_EXT);
+        // A fresh inode rather than truncating an old one: ext4 (auto_da_alloc) forces
+        // writeback when a truncated-to-zero file is closed.
+        remove_if_exists(&log_path)?;
         let log = open_log_file(&log_path, true)?;
-        log.set_len(0)
-            .map_err(io_err("truncate segment", &log_path))?;
         Ok(Self {
             base_offset,
             log: Arc::new(log),
@@ -237,15 +246,20 @@ impl Segment {
             .map_err(io_err("fsync segment", &self.log_path))
     }
 
-    /// Roll: finalize, fsync everything, drop in-memory indexes.
-    pub fn close_for_roll(&self) -> Result<(), LogError> {
+    /// Roll: final time entry, indexes written, in-memory copies dropped. The fsync is left to
+    /// the next flush (Kafka flushes a rolled segment asynchronously too).
+    pub fn seal(&self) -> Result<(), LogError> {
         self.finalize()?;
-        self.sync_log()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()?;
         self.offset_index.close_in_memory();
         self.time_index.close_in_memory();
         Ok(())
+    }
+
+    /// fsyncs the log and both indexes.
+    pub fn sync_all(&self) -> Result<(), LogError> {
+        self.sync_log()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
     }
 
     /// Truncates the log file to `size` bytes and installs rebuilt indexes and meta.
@@ -268,19 +282,9 @@ impl Segment {
     }
 
     pub fn delete_files(&self) -> Result<(), LogError> {
-        for path in [
-            &self.log_path,
-            self.offset_index.path(),
-            self.time_index.path(),
-        ] {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(io_err("delete segment file", path)(e))
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_if_exists(&self.log_path)?;
+        remove_if_exists(self.offset_index.path())?;
+        remove_if_exists(self.time_index.path())
     }
 
     /// First batch (position, header) with `last_offset >= target`, within `[0, size)`.

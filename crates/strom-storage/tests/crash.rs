@@ -37,7 +37,9 @@ fn batch_for(offset: i64, value_len: usize) -> bytes::BytesMut {
 /// The child side. Does nothing unless the parent set `STROM_CRASH_DIR`.
 #[test]
 fn crash_child_process_entry() {
-    let Ok(dir) = std::env::var(DIR_ENV) else { return };
+    let Ok(dir) = std::env::var(DIR_ENV) else {
+        return;
+    };
     let durable = std::env::var(MODE_ENV).as_deref() == Ok("durable");
     let mut config = config();
     if durable {
@@ -47,7 +49,9 @@ fn crash_child_process_entry() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(log.log_end_offset() as u64);
     loop {
         let offset = log.log_end_offset();
-        let info = log.append(batch_for(offset, rng.random_range(0..20_000))).unwrap();
+        let info = log
+            .append(batch_for(offset, rng.random_range(0..20_000)))
+            .unwrap();
         assert_eq!(info.base_offset, offset);
         if !durable && rng.random_range(0..4) == 0 {
             log.flush().unwrap();
@@ -64,7 +68,13 @@ fn crash_child_process_entry() {
 fn verify_log(log: &PartitionLog) {
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
-        let bytes = log.read(offset, 1 << 20, None).unwrap().slice.unwrap().read_to_bytes().unwrap();
+        let bytes = log
+            .read(offset, 1 << 20, None)
+            .unwrap()
+            .slice
+            .unwrap()
+            .read_to_bytes()
+            .unwrap();
         for b in BatchSplitter::new(&bytes, usize::MAX) {
             let h = validate_batch(b.unwrap(), Validation::Stored).unwrap();
             assert_eq!(h.base_offset(), offset, "offsets must be contiguous");
@@ -75,9 +85,19 @@ fn verify_log(log: &PartitionLog) {
     }
 }
 
-fn run_child_and_kill(dir: &Path, durable: bool, acks_before_kill: usize, extra_sleep_ms: u64) -> Option<i64> {
+fn run_child_and_kill(
+    dir: &Path,
+    durable: bool,
+    acks_before_kill: usize,
+    extra_sleep_ms: u64,
+) -> Option<i64> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_ENV, dir)
         .env(MODE_ENV, if durable { "durable" } else { "flush" })
         .stdout(Stdio::piped())
@@ -111,9 +131,13 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
         let target = (acked_total + 1) as usize + rng.random_range(5..120);
         let acked = run_child_and_kill(dir.path(), durable, target, rng.random_range(0..5));
         let acked = acked.expect("the child acknowledged nothing: it died early");
-        assert!(acked as usize >= target, "the child stopped at {acked} before {target}");
+        assert!(
+            acked as usize >= target,
+            "the child stopped at {acked} before {target}"
+        );
         acked_total = acked;
-        let log = PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
+        let log =
+            PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
         assert!(
             log.log_end_offset() > acked_total,
             "round {round}: log end {} but offset {acked_total} was acknowledged",
@@ -125,7 +149,10 @@ fn sigkill_during_appends_loses_nothing_acknowledged() {
         log.flush().unwrap();
         acked_total = next;
     }
-    assert!(std::fs::read_dir(dir.path()).unwrap().count() > 3, "the child should have rolled segments");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() > 3,
+        "the child should have rolled segments"
+    );
 }
 
 fn write_batches(dir: &Path, n: i64) -> PartitionLog {
@@ -148,7 +175,8 @@ fn torn_tail_is_cut_at_the_last_valid_batch() {
     let len = std::fs::metadata(&path).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(len - 100).unwrap(); // mid last batch
-    let log = PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
+    let log =
+        PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
     assert_eq!(log.log_end_offset(), 9);
     assert!(std::fs::metadata(&path).unwrap().len() < len - 100);
     verify_log(&log);
@@ -163,15 +191,23 @@ fn flipped_bytes_drop_the_bad_batch_and_everything_after() {
         let log = write_batches(dir.path(), 10);
         let slice = log.read(victim, 1, None).unwrap().slice.unwrap();
         drop(log);
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(segment0(dir.path(), "log")).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(segment0(dir.path(), "log"))
+            .unwrap();
         let at = slice.position + slice.len as u64 - 7;
         let mut b = [0u8; 1];
         file.read_exact_at(&mut b, at).unwrap();
         file.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
-        let log = PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
+        let log =
+            PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
         assert_eq!(log.log_end_offset(), expected_end, "victim {victim}");
         verify_log(&log);
-        assert_eq!(log.append(batch_for(expected_end, 5)).unwrap().base_offset, expected_end);
+        assert_eq!(
+            log.append(batch_for(expected_end, 5)).unwrap().base_offset,
+            expected_end
+        );
     }
 }
 
@@ -192,14 +228,29 @@ fn damaged_or_missing_indexes_are_rebuilt() {
         .max()
         .unwrap();
     std::fs::remove_file(second).unwrap(); // the active segment's index
-    let log = PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
+    let log =
+        PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
     assert_eq!(log.log_end_offset(), 2_000);
     verify_log(&log);
     for o in [0i64, 1, 517, 1_999] {
-        let bytes = log.read(o, 1, None).unwrap().slice.unwrap().read_to_bytes().unwrap();
-        assert_eq!(validate_batch(&bytes, Validation::Stored).unwrap().base_offset(), o);
+        let bytes = log
+            .read(o, 1, None)
+            .unwrap()
+            .slice
+            .unwrap()
+            .read_to_bytes()
+            .unwrap();
+        assert_eq!(
+            validate_batch(&bytes, Validation::Stored)
+                .unwrap()
+                .base_offset(),
+            o
+        );
     }
-    assert_eq!(log.offset_for_timestamp(1_500).unwrap().unwrap().offset, 1_500);
+    assert_eq!(
+        log.offset_for_timestamp(1_500).unwrap().unwrap().offset,
+        1_500
+    );
 }
 
 proptest::proptest! {

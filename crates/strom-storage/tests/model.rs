@@ -15,16 +15,34 @@ const PRODUCER_ID: i64 = 77;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, value_len: usize },
-    Produce { records: usize },
+    Append {
+        records: usize,
+        value_len: usize,
+    },
+    Produce {
+        records: usize,
+    },
     RetryLastProduce,
-    Read { at: u16, max_bytes: usize },
+    Read {
+        at: u16,
+        max_bytes: usize,
+    },
     ReadOutOfRange,
-    Truncate { at: u16 },
-    DeleteRecords { at: u16 },
-    Retention { advance_ms: i64, retention_ms: i64, retention_bytes: i64 },
+    Truncate {
+        at: u16,
+    },
+    DeleteRecords {
+        at: u16,
+    },
+    Retention {
+        advance_ms: i64,
+        retention_ms: i64,
+        retention_bytes: i64,
+    },
     Flush,
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -67,7 +85,11 @@ impl Model {
         self.log_start + (u64::from(at) % span) as i64
     }
     fn next_seq(&self) -> i32 {
-        self.batches.iter().rev().find_map(|b| b.seq).map_or(0, |(_, last)| last + 1)
+        self.batches
+            .iter()
+            .rev()
+            .find_map(|b| b.seq)
+            .map_or(0, |(_, last)| last + 1)
     }
 }
 
@@ -88,7 +110,11 @@ fn build(records: usize, value_len: usize, ts: i64, producer: Option<i32>) -> By
     b.producer = producer.map(|seq| (PRODUCER_ID, 0, seq));
     let value = vec![b'm'; value_len];
     for i in 0..records {
-        b.push(Some(format!("k{i}").as_bytes()), Some(&value), ts + i as i64);
+        b.push(
+            Some(format!("k{i}").as_bytes()),
+            Some(&value),
+            ts + i as i64,
+        );
     }
     b.build()
 }
@@ -100,26 +126,51 @@ impl Harness {
         assert_eq!(info.base_offset, self.model.log_end);
         let mut bytes = sent.to_vec();
         set_base_offset(&mut bytes, info.base_offset).unwrap();
-        self.model.batches.push(ModelBatch { base: info.base_offset, last: info.last_offset, bytes, seq, sent: sent.to_vec() });
+        self.model.batches.push(ModelBatch {
+            base: info.base_offset,
+            last: info.last_offset,
+            bytes,
+            seq,
+            sent: sent.to_vec(),
+        });
         self.model.log_end = info.last_offset + 1;
     }
 
     fn check_read(&self, offset: i64, max_bytes: usize) {
         let r = self.log.read(offset, max_bytes, None).unwrap();
-        assert_eq!((r.log_start_offset, r.log_end_offset), (self.model.log_start, self.model.log_end));
+        assert_eq!(
+            (r.log_start_offset, r.log_end_offset),
+            (self.model.log_start, self.model.log_end)
+        );
         let Some(slice) = r.slice else {
-            assert_eq!(offset, self.model.log_end, "no data returned below the log end");
+            assert_eq!(
+                offset, self.model.log_end,
+                "no data returned below the log end"
+            );
             return;
         };
         let bytes = slice.read_to_bytes().unwrap();
-        let first = self.model.batches.iter().position(|b| b.last >= offset).expect("model has the batch");
+        let first = self
+            .model
+            .batches
+            .iter()
+            .position(|b| b.last >= offset)
+            .expect("model has the batch");
         let mut n = 0;
         for (i, got) in BatchSplitter::new(&bytes, usize::MAX).enumerate() {
-            assert_eq!(got.unwrap(), &self.model.batches[first + i].bytes[..], "batch {i} of read at {offset}");
+            assert_eq!(
+                got.unwrap(),
+                &self.model.batches[first + i].bytes[..],
+                "batch {i} of read at {offset}"
+            );
             n += 1;
         }
         assert!(n >= 1);
-        assert!(n == 1 || bytes.len() <= max_bytes, "read {} bytes for max {max_bytes}", bytes.len());
+        assert!(
+            n == 1 || bytes.len() <= max_bytes,
+            "read {} bytes for max {max_bytes}",
+            bytes.len()
+        );
     }
 
     fn check_all(&self) {
@@ -130,7 +181,10 @@ impl Harness {
             self.check_read(offset, 4096);
             let r = self.log.read(offset, 4096, None).unwrap();
             let bytes = r.slice.unwrap().read_to_bytes().unwrap();
-            let last = BatchSplitter::new(&bytes, usize::MAX).last().unwrap().unwrap();
+            let last = BatchSplitter::new(&bytes, usize::MAX)
+                .last()
+                .unwrap()
+                .unwrap();
             offset = RecordBatchHeader::parse(last).unwrap().last_offset() + 1;
         }
     }
@@ -148,10 +202,20 @@ impl Harness {
                 self.append(sent, Some((seq, seq + records as i32 - 1)));
             }
             Op::RetryLastProduce => {
-                let recent: Vec<&ModelBatch> = m.batches.iter().filter(|b| b.seq.is_some()).rev().take(5).collect();
+                let recent: Vec<&ModelBatch> = m
+                    .batches
+                    .iter()
+                    .filter(|b| b.seq.is_some())
+                    .rev()
+                    .take(5)
+                    .collect();
                 if let Some(b) = recent.first().filter(|b| b.base >= m.log_start) {
                     let info = self.log.append(BytesMut::from(&b.sent[..])).unwrap();
-                    assert!(info.duplicate, "retry of [{}, {}] was not recognised", b.base, b.last);
+                    assert!(
+                        info.duplicate,
+                        "retry of [{}, {}] was not recognised",
+                        b.base, b.last
+                    );
                     assert_eq!((info.base_offset, info.last_offset), (b.base, b.last));
                 }
             }
@@ -175,8 +239,14 @@ impl Harness {
                         m.log_start = offset;
                         m.log_end = offset;
                     } else {
+                        // The whole batch holding `offset` goes; the log ends where it began.
+                        let cut = m
+                            .batches
+                            .iter()
+                            .find(|b| b.last >= offset)
+                            .expect("offset < log end");
+                        m.log_end = cut.base;
                         m.batches.retain(|b| b.last < offset);
-                        m.log_end = m.batches.last().map_or(m.log_start, |b| b.last + 1);
                         m.log_start = m.log_start.min(m.log_end);
                     }
                 }
@@ -187,15 +257,28 @@ impl Harness {
                 m.log_start = m.log_start.max(offset);
                 assert_eq!(start, m.log_start);
             }
-            Op::Retention { advance_ms, retention_ms, retention_bytes } => {
+            Op::Retention {
+                advance_ms,
+                retention_ms,
+                retention_bytes,
+            } => {
                 self.clock.advance(advance_ms);
-                let config = LogConfig { retention_ms, retention_bytes, ..self.config.clone() };
+                let config = LogConfig {
+                    retention_ms,
+                    retention_bytes,
+                    ..self.config.clone()
+                };
                 self.log.set_config(config);
                 self.log.enforce_retention().unwrap();
                 self.log.set_config(self.config.clone());
                 let start = self.log.log_start_offset();
                 assert!(start >= m.log_start && start <= m.log_end);
-                assert!(start == m.log_start || start == m.log_end || m.batches.iter().any(|b| b.base == start), "log start {start} is not a batch boundary");
+                assert!(
+                    start == m.log_start
+                        || start == m.log_end
+                        || m.batches.iter().any(|b| b.base == start),
+                    "log start {start} is not a batch boundary"
+                );
                 m.log_start = start;
                 if retention_bytes >= 0 {
                     let active_and_one = self.config.segment_bytes * 2;

@@ -9,12 +9,20 @@ use strom_protocol::ErrorCode;
 
 use super::records::{GroupRecord, OffsetCommitValue};
 use super::state::{
-    Effects, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Outcome, SyncRequest, SyncResult, Ticket,
-    CONSUMER_PROTOCOL_TYPE,
+    Effects, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Outcome, SyncRequest,
+    SyncResult, Ticket, CONSUMER_PROTOCOL_TYPE,
 };
 
 /// The only group type the classic protocol has (ListGroups v5 `group_type`).
 pub const CLASSIC_GROUP_TYPE: &str = "classic";
+
+/// The longest group id a `__consumer_offsets` key can hold (an int16-length string).
+const MAX_GROUP_ID_BYTES: usize = i16::MAX as usize;
+
+/// Kafka's `isValidGroupId`, bounded by what the records can store.
+fn valid_group_id(group_id: &str) -> bool {
+    !group_id.is_empty() && group_id.len() <= MAX_GROUP_ID_BYTES
+}
 
 /// A (topic, partition) pair.
 pub type TopicPartition = (String, i32);
@@ -90,20 +98,28 @@ impl GroupManager {
     }
 
     /// JoinGroup: group id and session timeout checks, then the group's state machine.
-    pub fn join(&mut self, req: &JoinRequest, now_ms: i64, fx: &mut Effects) -> Outcome<JoinResult> {
+    pub fn join(
+        &mut self,
+        req: &JoinRequest,
+        now_ms: i64,
+        fx: &mut Effects,
+    ) -> Outcome<JoinResult> {
         let fail = |e| Outcome::Done(JoinResult::error(&req.member_id, e));
-        if req.group_id.is_empty() {
+        if !valid_group_id(&req.group_id) {
             return fail(ErrorCode::InvalidGroupId);
         }
         let cfg = &self.config;
-        if req.session_timeout_ms < cfg.min_session_timeout_ms || req.session_timeout_ms > cfg.max_session_timeout_ms {
+        if req.session_timeout_ms < cfg.min_session_timeout_ms
+            || req.session_timeout_ms > cfg.max_session_timeout_ms
+        {
             return fail(ErrorCode::InvalidSessionTimeout);
         }
         if !self.groups.contains_key(&req.group_id) {
             if !req.member_id.is_empty() {
                 return fail(ErrorCode::UnknownMemberId);
             }
-            self.groups.insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
+            self.groups
+                .insert(req.group_id.clone(), Group::new(&req.group_id, now_ms));
         }
         let ticket = self.ticket();
         let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
@@ -117,14 +133,22 @@ impl GroupManager {
     /// A group created by a join that failed holds nothing; Kafka would expire it later.
     fn forget_if_unused(&mut self, group_id: &str) {
         let unused = self.groups.get(group_id).is_some_and(|g| {
-            g.state() == GroupState::Empty && g.generation_id() == 0 && g.offsets.is_empty() && g.is_idle()
+            g.state() == GroupState::Empty
+                && g.generation_id() == 0
+                && g.offsets.is_empty()
+                && g.is_idle()
         });
         if unused {
             self.groups.remove(group_id);
         }
     }
 
-    pub fn sync(&mut self, req: &SyncRequest, now_ms: i64, fx: &mut Effects) -> Outcome<SyncResult> {
+    pub fn sync(
+        &mut self,
+        req: &SyncRequest,
+        now_ms: i64,
+        fx: &mut Effects,
+    ) -> Outcome<SyncResult> {
         let ticket = self.ticket();
         match self.groups.get_mut(&req.group_id) {
             None => Outcome::Done(SyncResult::error(ErrorCode::UnknownMemberId)),
@@ -155,20 +179,30 @@ impl GroupManager {
         fx: &mut Effects,
     ) -> Result<Vec<Result<String, ErrorCode>>, ErrorCode> {
         let Some(group) = self.groups.get_mut(group_id) else {
-            return Ok(leaving.iter().map(|_| Err(ErrorCode::UnknownMemberId)).collect());
+            return Ok(leaving
+                .iter()
+                .map(|_| Err(ErrorCode::UnknownMemberId))
+                .collect());
         };
         if group.state() == GroupState::Dead {
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
         Ok(leaving
             .iter()
-            .map(|(member, instance)| group.leave(member, instance.as_deref(), &self.config, now_ms, fx))
+            .map(|(member, instance)| {
+                group.leave(member, instance.as_deref(), &self.config, now_ms, fx)
+            })
             .collect())
     }
 
     /// Kafka's checks before an OffsetCommit is written; counts as the member's heartbeat.
-    pub fn validate_commit(&mut self, group_id: &str, auth: &CommitAuth, now_ms: i64) -> Result<(), ErrorCode> {
-        if group_id.is_empty() {
+    pub fn validate_commit(
+        &mut self,
+        group_id: &str,
+        auth: &CommitAuth,
+        now_ms: i64,
+    ) -> Result<(), ErrorCode> {
+        if !valid_group_id(group_id) {
             return Err(ErrorCode::InvalidGroupId);
         }
         let Some(group) = self.groups.get_mut(group_id) else {
@@ -196,7 +230,12 @@ impl GroupManager {
     }
 
     /// Applies offsets already validated and written; creates a simple group if needed.
-    pub fn apply_commit(&mut self, group_id: &str, offsets: Vec<(TopicPartition, OffsetCommitValue)>, now_ms: i64) {
+    pub fn apply_commit(
+        &mut self,
+        group_id: &str,
+        offsets: Vec<(TopicPartition, OffsetCommitValue)>,
+        now_ms: i64,
+    ) {
         let group = self
             .groups
             .entry(group_id.to_owned())
@@ -217,14 +256,22 @@ impl GroupManager {
                 .map(|tp| (tp.clone(), group.and_then(|g| g.offsets.get(tp)).cloned()))
                 .collect(),
             None => group
-                .map(|g| g.offsets.iter().map(|(tp, v)| (tp.clone(), Some(v.clone()))).collect())
+                .map(|g| {
+                    g.offsets
+                        .iter()
+                        .map(|(tp, v)| (tp.clone(), Some(v.clone())))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
 
     /// ListGroups; empty filters match everything. Type filters compare case-insensitively.
     pub fn list(&self, states: &[GroupState], types: &[String]) -> Vec<GroupListing> {
-        let type_ok = types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(CLASSIC_GROUP_TYPE));
+        let type_ok = types.is_empty()
+            || types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(CLASSIC_GROUP_TYPE));
         let mut out: Vec<GroupListing> = self
             .groups
             .values()
@@ -256,7 +303,11 @@ impl GroupManager {
         GroupDescription {
             state: g.state(),
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
-            protocol_name: if stable { protocol.clone() } else { String::new() },
+            protocol_name: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
             members: g
                 .members()
                 .map(|m| MemberDescription {
@@ -264,50 +315,82 @@ impl GroupManager {
                     group_instance_id: m.group_instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    metadata: if stable { member_metadata(m, &protocol) } else { Bytes::new() },
-                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                    metadata: if stable {
+                        member_metadata(m, &protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
                 })
                 .collect(),
         }
     }
 
-    /// DeleteGroups for one group: only an Empty group can go; its offsets go with it.
-    pub fn delete_group(&mut self, group_id: &str, now_ms: i64, fx: &mut Effects) -> Result<(), ErrorCode> {
+    /// The tombstones DeleteGroups would write for one group, without deleting it: only an
+    /// Empty group can go, and its offsets go with it.
+    pub fn plan_delete_group(&self, group_id: &str) -> Result<Vec<GroupRecord>, ErrorCode> {
         if group_id.is_empty() {
             return Err(ErrorCode::InvalidGroupId);
         }
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return Err(ErrorCode::GroupIdNotFound);
-        };
+        let group = self
+            .groups
+            .get(group_id)
+            .ok_or(ErrorCode::GroupIdNotFound)?;
         match group.state() {
             GroupState::Dead => Err(ErrorCode::GroupIdNotFound),
             GroupState::Empty => {
-                group.mark_dead(now_ms);
-                let group = self.groups.remove(group_id).expect("present above");
-                fx.records.extend(offset_tombstones(group_id, group.offsets.keys()));
-                fx.records.push(GroupRecord::Group {
+                let mut records: Vec<GroupRecord> =
+                    offset_tombstones(group_id, group.offsets.keys()).collect();
+                records.push(GroupRecord::Group {
                     group_id: group_id.to_owned(),
                     value: None,
                 });
-                Ok(())
+                Ok(records)
             }
             _ => Err(ErrorCode::NonEmptyGroup),
         }
     }
 
-    /// OffsetDelete: per-partition results, or a group-level error.
-    pub fn delete_offsets(
+    /// DeleteGroups for one group (see `plan_delete_group`).
+    pub fn delete_group(
         &mut self,
         group_id: &str,
-        partitions: &[TopicPartition],
+        now_ms: i64,
         fx: &mut Effects,
-    ) -> Result<Vec<(TopicPartition, Option<ErrorCode>)>, ErrorCode> {
+    ) -> Result<(), ErrorCode> {
+        let records = self.plan_delete_group(group_id)?;
+        if let Some(mut group) = self.groups.remove(group_id) {
+            group.mark_dead(now_ms);
+        }
+        fx.records.extend(records);
+        Ok(())
+    }
+
+    /// OffsetDelete without deleting: per-partition results and the partitions whose
+    /// offsets would go, or a group-level error.
+    #[allow(clippy::type_complexity)]
+    pub fn plan_delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<
+        (
+            Vec<(TopicPartition, Option<ErrorCode>)>,
+            Vec<TopicPartition>,
+        ),
+        ErrorCode,
+    > {
         if group_id.is_empty() {
             return Err(ErrorCode::InvalidGroupId);
         }
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return Err(ErrorCode::GroupIdNotFound);
-        };
+        let group = self
+            .groups
+            .get(group_id)
+            .ok_or(ErrorCode::GroupIdNotFound)?;
         let consumer = group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
         let guarded = match group.state() {
             GroupState::Dead => return Err(ErrorCode::GroupIdNotFound),
@@ -322,12 +405,37 @@ impl GroupManager {
                 results.push((tp.clone(), Some(ErrorCode::GroupSubscribedToTopic)));
                 continue;
             }
-            if group.offsets.remove(tp).is_some() {
+            if group.offsets.contains_key(tp) && !deleted.contains(tp) {
                 deleted.push(tp.clone());
             }
             results.push((tp.clone(), None));
         }
-        fx.records.extend(offset_tombstones(group_id, deleted.iter()));
+        Ok((results, deleted))
+    }
+
+    /// Removes offsets already tombstoned; returns the tombstones for them.
+    pub fn remove_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Vec<GroupRecord> {
+        if let Some(group) = self.groups.get_mut(group_id) {
+            for tp in partitions {
+                group.offsets.remove(tp);
+            }
+        }
+        offset_tombstones(group_id, partitions.iter()).collect()
+    }
+
+    /// OffsetDelete (see `plan_delete_offsets`).
+    pub fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+        fx: &mut Effects,
+    ) -> Result<Vec<(TopicPartition, Option<ErrorCode>)>, ErrorCode> {
+        let (results, deleted) = self.plan_delete_offsets(group_id, partitions)?;
+        fx.records.extend(self.remove_offsets(group_id, &deleted));
         Ok(results)
     }
 
@@ -355,7 +463,8 @@ impl GroupManager {
             if !expired.is_empty() {
                 tracing::info!(group = %group_id, partitions = expired.len(), "expired committed offsets");
             }
-            fx.records.extend(offset_tombstones(group_id, expired.iter()));
+            fx.records
+                .extend(offset_tombstones(group_id, expired.iter()));
             if group.state() == GroupState::Empty && group.offsets.is_empty() && group.is_idle() {
                 group.mark_dead(now_ms);
                 dead.push(group_id.clone());
@@ -363,7 +472,10 @@ impl GroupManager {
         }
         for group_id in dead {
             self.groups.remove(&group_id);
-            fx.records.push(GroupRecord::Group { group_id, value: None });
+            fx.records.push(GroupRecord::Group {
+                group_id,
+                value: None,
+            });
         }
     }
 
@@ -415,7 +527,10 @@ fn member_metadata(m: &super::state::Member, protocol: &str) -> Bytes {
         .unwrap_or_default()
 }
 
-fn offset_tombstones<'a>(group_id: &'a str, tps: impl Iterator<Item = &'a TopicPartition> + 'a) -> impl Iterator<Item = GroupRecord> + 'a {
+fn offset_tombstones<'a>(
+    group_id: &'a str,
+    tps: impl Iterator<Item = &'a TopicPartition> + 'a,
+) -> impl Iterator<Item = GroupRecord> + 'a {
     tps.map(move |(topic, partition)| GroupRecord::Offset {
         group_id: group_id.to_owned(),
         topic: topic.clone(),

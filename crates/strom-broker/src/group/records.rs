@@ -94,10 +94,13 @@ pub enum RecordError {
 /// Kafka's `Utils.abs(groupId.hashCode()) % partitions`: the `__consumer_offsets` partition
 /// (and so the coordinator) of a group. `hashCode` is Java's over UTF-16 code units.
 pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
-    assert!(partitions > 0, "__consumer_offsets must have at least one partition");
-    let hash = group_id
-        .encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)));
+    assert!(
+        partitions > 0,
+        "__consumer_offsets must have at least one partition"
+    );
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
     // Utils.abs maps i32::MIN to 0 rather than overflowing.
     let abs = if hash == i32::MIN { 0 } else { hash.abs() };
     abs % partitions
@@ -240,12 +243,20 @@ fn decode_group_value(bytes: &[u8]) -> Result<GroupMetadataValue, RecordError> {
     let mut members = Vec::with_capacity(count.min(1024));
     for _ in 0..count {
         let member_id = r.string()?;
-        let group_instance_id = if version >= 3 { r.nullable_string()? } else { None };
+        let group_instance_id = if version >= 3 {
+            r.nullable_string()?
+        } else {
+            None
+        };
         let client_id = r.string()?;
         let client_host = r.string()?;
         let rebalance_timeout_ms = if version >= 1 { r.i32()? } else { -1 };
         let session_timeout_ms = r.i32()?;
-        let rebalance_timeout_ms = if version >= 1 { rebalance_timeout_ms } else { session_timeout_ms };
+        let rebalance_timeout_ms = if version >= 1 {
+            rebalance_timeout_ms
+        } else {
+            session_timeout_ms
+        };
         let subscription = Bytes::copy_from_slice(r.bytes()?);
         let assignment = Bytes::copy_from_slice(r.bytes()?);
         members.push(MemberMetadataValue {
@@ -456,7 +467,10 @@ mod tests {
             assert!(decode(Some(&k), Some(&v[..cut])).is_err(), "cut at {cut}");
         }
         for cut in 0..k.len() {
-            assert!(decode(Some(&k[..cut]), Some(&v)).is_err(), "key cut at {cut}");
+            assert!(
+                decode(Some(&k[..cut]), Some(&v)).is_err(),
+                "key cut at {cut}"
+            );
         }
         assert_eq!(
             decode(Some(&[0, 9]), None),
@@ -467,7 +481,9 @@ mod tests {
         );
         assert_eq!(decode(None, None), Err(RecordError::NoKey));
         // A member count far beyond the bytes present fails without allocating it.
-        let mut bad = vec![0, 3, 0, 0, 0, 0, 0, 1, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut bad = vec![
+            0, 3, 0, 0, 0, 0, 0, 1, 255, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         bad.extend_from_slice(&i32::MAX.to_be_bytes());
         assert!(decode(Some(&k), None).is_ok());
         let (gk, _) = encode(&GroupRecord::Group {

@@ -135,7 +135,9 @@ impl Member {
     /// Whether the session timeout has passed. Members waiting in a barrier are kept alive:
     /// the barrier has its own (rebalance) timeout.
     fn session_expired(&self, now_ms: i64) -> bool {
-        self.awaiting_join.is_none() && self.awaiting_sync.is_none() && now_ms >= self.heartbeat_deadline_ms
+        self.awaiting_join.is_none()
+            && self.awaiting_sync.is_none()
+            && now_ms >= self.heartbeat_deadline_ms
     }
 }
 
@@ -358,7 +360,10 @@ impl Group {
 
     /// Protocols every member supports, in the order the first member prefers them.
     fn candidate_protocols(&self, except: Option<&str>) -> Vec<String> {
-        let mut others = self.members.values().filter(|m| Some(m.member_id.as_str()) != except);
+        let mut others = self
+            .members
+            .values()
+            .filter(|m| Some(m.member_id.as_str()) != except);
         let Some(first) = others.next() else {
             return Vec::new();
         };
@@ -371,8 +376,17 @@ impl Group {
 
     /// Kafka's `supportsProtocols`: a new group needs a type and a protocol; otherwise the
     /// type must match and one protocol must be common to every other member.
-    fn supports_protocols(&self, member_id: &str, protocol_type: &str, protocols: &[Protocol]) -> bool {
-        let others = self.members.keys().filter(|id| id.as_str() != member_id).count();
+    fn supports_protocols(
+        &self,
+        member_id: &str,
+        protocol_type: &str,
+        protocols: &[Protocol],
+    ) -> bool {
+        let others = self
+            .members
+            .keys()
+            .filter(|id| id.as_str() != member_id)
+            .count();
         if others == 0 {
             return !protocol_type.is_empty() && !protocols.is_empty();
         }
@@ -423,7 +437,9 @@ impl Group {
 
     /// Kafka's `isSubscribedToTopic`: unknown subscriptions count as subscribed.
     pub(super) fn is_subscribed_to(&self, topic: &str) -> bool {
-        self.subscribed_topics.as_ref().is_none_or(|t| t.contains(topic))
+        self.subscribed_topics
+            .as_ref()
+            .is_none_or(|t| t.contains(topic))
     }
 
     fn rebalance_timeout_ms(&self) -> i64 {
@@ -480,7 +496,8 @@ impl Group {
         for m in value.members {
             let protocol = self.protocol_name.clone().unwrap_or_default();
             if let Some(instance) = &m.group_instance_id {
-                self.static_members.insert(instance.clone(), m.member_id.clone());
+                self.static_members
+                    .insert(instance.clone(), m.member_id.clone());
             }
             let mut member = Member {
                 member_id: m.member_id.clone(),
@@ -537,7 +554,9 @@ impl Group {
             .filter(|((topic, _), _)| spared.is_none_or(|s| !s.contains(topic)))
             .filter(|(_, v)| match v.expire_timestamp_ms {
                 Some(expire) => now_ms >= expire,
-                None => now_ms.saturating_sub(v.commit_timestamp_ms.max(since_empty)) >= retention_ms,
+                None => {
+                    now_ms.saturating_sub(v.commit_timestamp_ms.max(since_empty)) >= retention_ms
+                }
             })
             .map(|(tp, _)| tp.clone())
             .collect()
@@ -564,7 +583,11 @@ impl Group {
             protocol_name: self.protocol_name.clone(),
             leader_id: self.leader_id.clone().unwrap_or_default(),
             member_id: member_id.to_owned(),
-            members: if with_members { self.joined_members() } else { Vec::new() },
+            members: if with_members {
+                self.joined_members()
+            } else {
+                Vec::new()
+            },
             skip_assignment: false,
         }
     }

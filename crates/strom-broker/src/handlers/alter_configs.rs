@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
 use kafka_protocol::protocol::StrBytes;
-use strom_protocol::header::RequestHeader;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
@@ -17,7 +17,7 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::AlterConfigs, 0, 2);
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: AlterConfigsRequest = decode(&SPEC, header, body)?;

@@ -7,17 +7,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
-use strom_protocol::header::{encode_response_with_header_version, RequestHeader};
+use strom_protocol::header::encode_response_with_header_version;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, supported_apis, ApiSpec, HandlerError, HandlerResult};
+use super::{
+    decode, respond, supported_apis, ApiSpec, HandlerError, HandlerResult, RequestContext,
+};
 use crate::broker::Broker;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::ApiVersions, 0, 4);
 
 pub(super) async fn handle(
     _broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let _request: ApiVersionsRequest = decode(&SPEC, header, body)?;
@@ -42,7 +44,7 @@ fn response(error_code: i16) -> ApiVersionsResponse {
 
 /// The answer to a request whose version is outside `spec`'s range: for ApiVersions the
 /// v0-format fallback; other APIs close the connection, as Kafka does.
-pub(super) fn unsupported_version(spec: &ApiSpec, header: &RequestHeader) -> HandlerResult {
+pub(super) fn unsupported_version(spec: &ApiSpec, header: &RequestContext) -> HandlerResult {
     if spec.key != ApiKey::ApiVersions {
         return Err(HandlerError::UnsupportedVersion {
             api: spec.key,

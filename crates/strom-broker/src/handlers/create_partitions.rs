@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
-use strom_protocol::header::RequestHeader;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
@@ -17,7 +17,7 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::CreatePartitions, 0, 3);
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: CreatePartitionsRequest = decode(&SPEC, header, body)?;

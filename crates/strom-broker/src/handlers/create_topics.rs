@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -11,7 +12,6 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::CreateTopicRequest;
-use strom_protocol::header::RequestHeader;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
@@ -21,7 +21,7 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7);
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: CreateTopicsRequest = decode(&SPEC, header, body)?;

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::ControllerError;
-use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
@@ -19,7 +19,7 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: DeleteTopicsRequest = decode(&SPEC, header, body)?;

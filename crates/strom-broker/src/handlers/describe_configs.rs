@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -13,7 +14,6 @@ use kafka_protocol::protocol::StrBytes;
 use strom_metadata::config_defs::{
     describe_broker_configs, describe_topic_configs, DescribedConfig,
 };
-use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
@@ -25,7 +25,7 @@ pub(crate) const RESOURCE_BROKER: i8 = 4;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: DescribeConfigsRequest = decode(&SPEC, header, body)?;

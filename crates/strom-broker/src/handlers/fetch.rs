@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
 use strom_metadata::MetadataImage;
-use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ const FINAL_EPOCH: i32 = -1;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: FetchRequest = decode(&SPEC, header, body)?;

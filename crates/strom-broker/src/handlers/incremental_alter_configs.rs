@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
@@ -11,7 +12,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::controller::AlterConfigOp;
 use strom_metadata::ControllerError;
-use strom_protocol::header::RequestHeader;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
@@ -21,7 +21,7 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::IncrementalAlterConfigs, 0
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: IncrementalAlterConfigsRequest = decode(&SPEC, header, body)?;

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
@@ -18,7 +18,7 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: InitProducerIdRequest = decode(&SPEC, header, body)?;

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
-use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
@@ -27,7 +27,7 @@ const LATEST_TIERED: i64 = -5;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: ListOffsetsRequest = decode(&SPEC, header, body)?;

@@ -2,6 +2,7 @@
 //! and version range next to its code; ApiVersions is computed from this list, so what is
 //! advertised cannot drift from what is handled.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,17 +17,28 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 /// An API and the versions Strom advertises for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +59,21 @@ impl ApiSpec {
 
     fn supports(&self, version: i16) -> bool {
         (self.min_version..=self.max_version).contains(&version)
+    }
+}
+
+/// A request's header plus what the connection knows about its sender.
+#[derive(Debug)]
+pub(crate) struct RequestContext {
+    pub header: RequestHeader,
+    /// The client's address (Kafka shows it as a group member's `client_host`).
+    pub peer: SocketAddr,
+}
+
+impl std::ops::Deref for RequestContext {
+    type Target = RequestHeader;
+    fn deref(&self) -> &RequestHeader {
+        &self.header
     }
 }
 
@@ -87,7 +114,7 @@ macro_rules! handlers {
         /// Routes a request to its handler after checking the version against the table.
         pub(crate) async fn dispatch(
             broker: &Arc<Broker>,
-            header: &RequestHeader,
+            header: &RequestContext,
             body: Bytes,
         ) -> HandlerResult {
             let api = ApiKey::try_from(header.api_key)
@@ -121,6 +148,17 @@ handlers!(
     create_partitions,
     incremental_alter_configs,
     describe_cluster,
+    find_coordinator,
+    join_group,
+    sync_group,
+    heartbeat,
+    leave_group,
+    offset_commit,
+    offset_fetch,
+    list_groups,
+    describe_groups,
+    delete_groups,
+    offset_delete,
 );
 
 /// Decodes a request body of the header's version.

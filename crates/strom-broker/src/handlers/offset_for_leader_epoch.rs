@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
@@ -19,7 +19,7 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetForLeaderEpoch, 2, 4
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     let request: OffsetForLeaderEpochRequest = decode(&SPEC, header, body)?;

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use super::RequestContext;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use strom_protocol::header::RequestHeader;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerError, HandlerResult};
@@ -21,7 +21,7 @@ const MIN_SERVED_VERSION: i16 = 3;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
-    header: &RequestHeader,
+    header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
     if header.api_version < MIN_SERVED_VERSION {

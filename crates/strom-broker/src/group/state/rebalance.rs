@@ -8,8 +8,8 @@ use bytes::Bytes;
 use strom_protocol::ErrorCode;
 
 use super::{
-    Effects, Group, GroupConfig, GroupState, InitialDelay, JoinBarrier, JoinRequest, JoinResult, Member,
-    Outcome, Reply, SyncResult, Ticket, CONSUMER_PROTOCOL_TYPE,
+    Effects, Group, GroupConfig, GroupState, InitialDelay, JoinBarrier, JoinRequest, JoinResult,
+    Member, Outcome, Reply, SyncResult, Ticket, CONSUMER_PROTOCOL_TYPE,
 };
 use crate::group::subscription::subscribed_topics;
 
@@ -65,8 +65,15 @@ impl Group {
         match self.state {
             GroupState::Empty | GroupState::Dead => true,
             GroupState::PreparingRebalance => {
-                let awaiting = self.members.values().filter(|m| m.awaiting_join.is_some()).count();
-                self.members.get(member_id).is_some_and(|m| m.awaiting_join.is_some()) || awaiting < max_size
+                let awaiting = self
+                    .members
+                    .values()
+                    .filter(|m| m.awaiting_join.is_some())
+                    .count();
+                self.members
+                    .get(member_id)
+                    .is_some_and(|m| m.awaiting_join.is_some())
+                    || awaiting < max_size
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 self.members.contains_key(member_id) || self.members.len() < max_size
@@ -121,7 +128,9 @@ impl Group {
         };
         let is_leader = self.is_leader(&id);
         match self.state {
-            GroupState::PreparingRebalance => self.update_member_and_rebalance(req, cfg, now_ms, ticket, fx),
+            GroupState::PreparingRebalance => {
+                self.update_member_and_rebalance(req, cfg, now_ms, ticket, fx)
+            }
             // The member missed its JoinGroup response: send it again.
             GroupState::CompletingRebalance if same_protocols => {
                 self.touch_member(&id, now_ms);
@@ -169,7 +178,8 @@ impl Group {
         };
         member.touch(now_ms);
         if let Some(instance) = &req.group_instance_id {
-            self.static_members.insert(instance.clone(), member_id.clone());
+            self.static_members
+                .insert(instance.clone(), member_id.clone());
         }
         if self.leader_id.is_none() {
             self.leader_id = Some(member_id.clone());
@@ -228,10 +238,16 @@ impl Group {
             .shift_remove(old_id)
             .expect("static_members maps instance ids to current members");
         if let Some(t) = member.awaiting_join.take() {
-            fx.replies.push(Reply::Join(t, JoinResult::error(old_id, ErrorCode::FencedInstanceId)));
+            fx.replies.push(Reply::Join(
+                t,
+                JoinResult::error(old_id, ErrorCode::FencedInstanceId),
+            ));
         }
         if let Some(t) = member.awaiting_sync.take() {
-            fx.replies.push(Reply::Sync(t, SyncResult::error(ErrorCode::FencedInstanceId)));
+            fx.replies.push(Reply::Sync(
+                t,
+                SyncResult::error(ErrorCode::FencedInstanceId),
+            ));
         }
         let old_leader = self.leader_id.clone().unwrap_or_default();
         let protocol = self.protocol_name.clone().unwrap_or_default();
@@ -256,11 +272,17 @@ impl Group {
         self.members.insert(new_id.clone(), member);
         match self.state {
             GroupState::Stable => {
-                let same_protocol = self.protocol_name.as_deref() == Some(self.select_protocol().as_str());
-                let same_topics = self.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) || old_topics == new_topics;
+                let same_protocol =
+                    self.protocol_name.as_deref() == Some(self.select_protocol().as_str());
+                let same_topics = self.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE)
+                    || old_topics == new_topics;
                 if same_protocol && same_topics {
                     fx.records.push(self.metadata_record());
-                    return Outcome::Done(self.static_rejoin_result(&new_id, old_leader, req.supports_skip_assignment));
+                    return Outcome::Done(self.static_rejoin_result(
+                        &new_id,
+                        old_leader,
+                        req.supports_skip_assignment,
+                    ));
                 }
                 self.await_join(&new_id, ticket);
                 self.rebalance(cfg, now_ms, fx);
@@ -271,7 +293,10 @@ impl Group {
                 self.rebalance(cfg, now_ms, fx);
             }
             GroupState::Empty | GroupState::Dead => {
-                panic!("group {}: a static member in state {:?}", self.group_id, self.state)
+                panic!(
+                    "group {}: a static member in state {:?}",
+                    self.group_id, self.state
+                )
             }
         }
         Outcome::Pending(ticket)
@@ -280,7 +305,12 @@ impl Group {
     /// The JoinGroup answer of a static member replaced in a Stable group (KIP-814). A
     /// leader that cannot be told to skip assignment (JoinGroup < v9) is given the old leader
     /// id so it does not assign: a Stable group would not pass the assignment on.
-    fn static_rejoin_result(&self, new_id: &str, old_leader: String, supports_skip: bool) -> JoinResult {
+    fn static_rejoin_result(
+        &self,
+        new_id: &str,
+        old_leader: String,
+        supports_skip: bool,
+    ) -> JoinResult {
         let mut result = self.join_result(new_id, false);
         if self.is_leader(new_id) {
             if supports_skip {
@@ -315,7 +345,10 @@ impl Group {
             // Assignments of the abandoned generation are void; waiting syncs must rejoin.
             for m in self.members.values_mut() {
                 if let Some(t) = m.awaiting_sync.take() {
-                    fx.replies.push(Reply::Sync(t, SyncResult::error(ErrorCode::RebalanceInProgress)));
+                    fx.replies.push(Reply::Sync(
+                        t,
+                        SyncResult::error(ErrorCode::RebalanceInProgress),
+                    ));
                 }
                 m.assignment = Bytes::new();
             }
@@ -348,7 +381,8 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        let all_joined = self.pending_members.is_empty() && self.members.values().all(|m| m.awaiting_join.is_some());
+        let all_joined = self.pending_members.is_empty()
+            && self.members.values().all(|m| m.awaiting_join.is_some());
         let barrier = self
             .join_barrier
             .as_mut()
@@ -407,8 +441,11 @@ impl Group {
         self.transition(GroupState::CompletingRebalance, now_ms);
         let leader = self.leader_id.clone().unwrap_or_default();
         let all = self.joined_members();
-        let (generation, protocol_type, protocol_name) =
-            (self.generation_id, self.protocol_type.clone(), self.protocol_name.clone());
+        let (generation, protocol_type, protocol_name) = (
+            self.generation_id,
+            self.protocol_type.clone(),
+            self.protocol_name.clone(),
+        );
         for m in self.members.values_mut() {
             if let Some(t) = m.awaiting_join.take() {
                 let is_leader = m.member_id == leader;
@@ -437,7 +474,11 @@ impl Group {
         let Some(leader) = self.leader_id.clone() else {
             return false;
         };
-        if self.members.get(&leader).is_some_and(|m| m.awaiting_join.is_some()) {
+        if self
+            .members
+            .get(&leader)
+            .is_some_and(|m| m.awaiting_join.is_some())
+        {
             return true;
         }
         match self.members.values().find(|m| m.awaiting_join.is_some()) {
@@ -455,13 +496,23 @@ impl Group {
             return;
         };
         if let Some(t) = member.awaiting_join {
-            fx.replies.push(Reply::Join(t, JoinResult::error("", ErrorCode::UnknownMemberId)));
+            fx.replies.push(Reply::Join(
+                t,
+                JoinResult::error("", ErrorCode::UnknownMemberId),
+            ));
         }
         if let Some(t) = member.awaiting_sync {
-            fx.replies.push(Reply::Sync(t, SyncResult::error(ErrorCode::UnknownMemberId)));
+            fx.replies.push(Reply::Sync(
+                t,
+                SyncResult::error(ErrorCode::UnknownMemberId),
+            ));
         }
         if let Some(instance) = &member.group_instance_id {
-            if self.static_members.get(instance).is_some_and(|id| id == member_id) {
+            if self
+                .static_members
+                .get(instance)
+                .is_some_and(|id| id == member_id)
+            {
                 self.static_members.remove(instance);
             }
         }
@@ -472,7 +523,13 @@ impl Group {
     }
 
     /// Kafka's `removeMemberAndUpdateGroup`: a member left or expired.
-    pub(crate) fn remove_member(&mut self, member_id: &str, cfg: &GroupConfig, now_ms: i64, fx: &mut Effects) {
+    pub(crate) fn remove_member(
+        &mut self,
+        member_id: &str,
+        cfg: &GroupConfig,
+        now_ms: i64,
+        fx: &mut Effects,
+    ) {
         self.drop_member(member_id, fx);
         match self.state {
             GroupState::Dead | GroupState::Empty => {}
@@ -483,12 +540,22 @@ impl Group {
 
     /// SyncGroup: followers wait for the leader; the leader's assignment is stored and
     /// handed to every member, and the group becomes Stable.
-    pub fn sync(&mut self, req: &SyncRequest, now_ms: i64, ticket: Ticket, fx: &mut Effects) -> Outcome<SyncResult> {
+    pub fn sync(
+        &mut self,
+        req: &SyncRequest,
+        now_ms: i64,
+        ticket: Ticket,
+        fx: &mut Effects,
+    ) -> Outcome<SyncResult> {
         let fail = |e| Outcome::Done(SyncResult::error(e));
         if self.state == GroupState::Dead {
             return fail(ErrorCode::CoordinatorNotAvailable);
         }
-        if let Err(e) = self.validate_member(&req.member_id, req.group_instance_id.as_deref(), req.generation_id) {
+        if let Err(e) = self.validate_member(
+            &req.member_id,
+            req.group_instance_id.as_deref(),
+            req.generation_id,
+        ) {
             return fail(e);
         }
         let type_differs = req.protocol_type.is_some() && req.protocol_type != self.protocol_type;
@@ -500,17 +567,26 @@ impl Group {
             GroupState::Empty | GroupState::Dead => fail(ErrorCode::UnknownMemberId),
             GroupState::PreparingRebalance => fail(ErrorCode::RebalanceInProgress),
             GroupState::Stable => {
-                let member = self.members.get_mut(&req.member_id).expect("validated member");
+                let member = self
+                    .members
+                    .get_mut(&req.member_id)
+                    .expect("validated member");
                 member.touch(now_ms);
                 let assignment = member.assignment.clone();
                 self.synced(&req.member_id);
                 Outcome::Done(self.sync_ok(assignment))
             }
             GroupState::CompletingRebalance => {
-                let member = self.members.get_mut(&req.member_id).expect("validated member");
+                let member = self
+                    .members
+                    .get_mut(&req.member_id)
+                    .expect("validated member");
                 member.touch(now_ms);
                 if let Some(old) = member.awaiting_sync.replace(ticket) {
-                    fx.replies.push(Reply::Sync(old, SyncResult::error(ErrorCode::RebalanceInProgress)));
+                    fx.replies.push(Reply::Sync(
+                        old,
+                        SyncResult::error(ErrorCode::RebalanceInProgress),
+                    ));
                 }
                 self.synced(&req.member_id);
                 if self.is_leader(&req.member_id) {
@@ -538,9 +614,13 @@ impl Group {
     }
 
     fn complete_sync(&mut self, assignments: &[(String, Bytes)], now_ms: i64, fx: &mut Effects) {
-        let by_member: HashMap<&str, &Bytes> = assignments.iter().map(|(id, a)| (id.as_str(), a)).collect();
+        let by_member: HashMap<&str, &Bytes> =
+            assignments.iter().map(|(id, a)| (id.as_str(), a)).collect();
         for m in self.members.values_mut() {
-            m.assignment = by_member.get(m.member_id.as_str()).map(|a| (*a).clone()).unwrap_or_default();
+            m.assignment = by_member
+                .get(m.member_id.as_str())
+                .map(|a| (*a).clone())
+                .unwrap_or_default();
         }
         self.transition(GroupState::Stable, now_ms);
         fx.records.push(self.metadata_record());
@@ -624,7 +704,8 @@ impl Group {
     /// Expires pending member ids, sessions, and the join and sync barriers due at `now_ms`.
     pub fn tick(&mut self, cfg: &GroupConfig, now_ms: i64, fx: &mut Effects) {
         let before = self.pending_members.len();
-        self.pending_members.retain(|_, deadline| *deadline > now_ms);
+        self.pending_members
+            .retain(|_, deadline| *deadline > now_ms);
         let expired: Vec<String> = self
             .members
             .values()
@@ -640,7 +721,12 @@ impl Group {
         }
         self.maybe_complete_join(now_ms, fx);
         let sync_expired = self.sync_deadline_ms.is_some_and(|d| now_ms >= d);
-        if sync_expired && matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable) {
+        if sync_expired
+            && matches!(
+                self.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            )
+        {
             let late: Vec<String> = self.pending_sync.drain().collect();
             for id in &late {
                 tracing::info!(group = %self.group_id, member = %id, "no SyncGroup within the rebalance timeout: removing member");
@@ -663,7 +749,9 @@ impl Group {
         let join = (self.state == GroupState::PreparingRebalance)
             .then(|| self.join_barrier.as_ref().map(|b| b.deadline_ms))
             .flatten();
-        let sync = self.sync_deadline_ms.filter(|_| !self.pending_sync.is_empty());
+        let sync = self
+            .sync_deadline_ms
+            .filter(|_| !self.pending_sync.is_empty());
         sessions
             .chain(self.pending_members.values().copied())
             .chain(join)
@@ -675,7 +763,8 @@ impl Group {
     pub fn fail_waiting(&mut self, error: ErrorCode, fx: &mut Effects) {
         for m in self.members.values_mut() {
             if let Some(t) = m.awaiting_join.take() {
-                fx.replies.push(Reply::Join(t, JoinResult::error(&m.member_id, error)));
+                fx.replies
+                    .push(Reply::Join(t, JoinResult::error(&m.member_id, error)));
             }
             if let Some(t) = m.awaiting_sync.take() {
                 fx.replies.push(Reply::Sync(t, SyncResult::error(error)));

@@ -37,7 +37,10 @@ fn protocol_is_chosen_by_member_votes_among_common_ones() {
         g.members.insert(id.to_owned(), member(id, protocols));
     }
     // "sticky" is not common; two of three prefer roundrobin.
-    assert_eq!(g.candidate_protocols(None), vec!["range".to_owned(), "roundrobin".to_owned()]);
+    assert_eq!(
+        g.candidate_protocols(None),
+        vec!["range".to_owned(), "roundrobin".to_owned()]
+    );
     assert_eq!(g.select_protocol(), "roundrobin");
     // A tie goes to the first member's preference.
     g.members.shift_remove("c");

@@ -1,0 +1,411 @@
+//! The group coordinator's async face: requests wait on the join and sync barriers through
+//! oneshot channels, a timer task drives session/rebalance timeouts and offset expiry, and
+//! every record is appended to `__consumer_offsets` before the answer that depends on it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use strom_metadata::broker_config::BrokerConfig;
+use strom_protocol::ErrorCode;
+use strom_storage::Clock;
+use tokio::sync::{oneshot, watch, Notify};
+
+use super::log::{batch_of, records_of, OffsetsLog};
+use super::manager::{CommitAuth, GroupDescription, GroupListing, GroupManager, TopicPartition};
+use super::records::{partition_for, GroupRecord, OffsetCommitValue};
+use super::state::{
+    Effects, GroupConfig, GroupState, JoinRequest, JoinResult, Outcome, Reply, SyncRequest,
+    SyncResult, Ticket,
+};
+
+/// Kafka's `offset.metadata.max.bytes` default (not yet a Strom broker setting).
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+/// The timer task re-checks at least this often, whatever the deadlines say.
+const MAX_TIMER_SLEEP_MS: i64 = 1_000;
+
+impl GroupConfig {
+    /// The group settings of a broker configuration (Kafka's keys).
+    pub fn from_broker(config: &BrokerConfig) -> GroupConfig {
+        GroupConfig {
+            initial_rebalance_delay_ms: i64::from(config.group_initial_rebalance_delay_ms()),
+            min_session_timeout_ms: config.group_min_session_timeout_ms(),
+            max_session_timeout_ms: config.group_max_session_timeout_ms(),
+            max_size: usize::try_from(config.group_max_size()).unwrap_or(1).max(1),
+            offsets_retention_ms: i64::from(config.offsets_retention_minutes()) * 60_000,
+            offset_metadata_max_bytes: OFFSET_METADATA_MAX_BYTES,
+        }
+    }
+}
+
+/// `offsets.retention.check.interval.ms`: how often expired offsets are removed.
+pub fn retention_check_interval_ms(config: &BrokerConfig) -> i64 {
+    config
+        .value_and_source("offsets.retention.check.interval.ms")
+        .0
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600_000)
+}
+
+/// One offset of an OffsetCommit request.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+struct Inner {
+    groups: GroupManager,
+    joins: HashMap<Ticket, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<Ticket, oneshot::Sender<SyncResult>>,
+}
+
+/// The coordinator of every group (single node: every `__consumer_offsets` partition is led
+/// here). Lock order: only `inner`; appends happen under it so records keep request order.
+pub struct GroupCoordinator {
+    inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
+    /// Wakes the timer task when a request may have moved a deadline earlier.
+    wake: Notify,
+    /// Serializes the creation of `__consumer_offsets`, so that no request sees the topic
+    /// before its partition logs are open.
+    pub(crate) topic_creation: Mutex<()>,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: GroupConfig, clock: Arc<dyn Clock>) -> GroupCoordinator {
+        let ids = Box::new(|| uuid::Uuid::new_v4().to_string());
+        GroupCoordinator {
+            inner: Mutex::new(Inner {
+                groups: GroupManager::new(config, ids),
+                joins: HashMap::new(),
+                syncs: HashMap::new(),
+            }),
+            clock,
+            wake: Notify::new(),
+            topic_creation: Mutex::new(()),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Rebuilds groups and offsets by replaying `__consumer_offsets` (start-up).
+    pub fn load(&self, log: &dyn OffsetsLog) -> Result<usize, String> {
+        let now = self.now_ms();
+        let mut inner = self.inner.lock();
+        let mut count = 0usize;
+        log.read_batches(&mut |_, batches| {
+            records_of(&batches, |record| {
+                count += 1;
+                inner.groups.replay(record, now);
+            })
+        })?;
+        let groups = inner.groups.list(&[], &[]).len();
+        if count > 0 {
+            tracing::info!(
+                records = count,
+                groups,
+                "loaded consumer groups from __consumer_offsets"
+            );
+        }
+        Ok(groups)
+    }
+
+    /// Appends the records of `fx` (grouped per partition), then answers waiting requests.
+    fn apply(&self, inner: &mut Inner, log: &dyn OffsetsLog, fx: Effects) {
+        if !fx.records.is_empty() {
+            if let Err(e) = self.append(log, &fx.records) {
+                tracing::error!(error = ?e, "could not write group metadata to __consumer_offsets");
+            }
+        }
+        for reply in fx.replies {
+            match reply {
+                Reply::Join(t, r) => {
+                    if let Some(tx) = inner.joins.remove(&t) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Reply::Sync(t, r) => {
+                    if let Some(tx) = inner.syncs.remove(&t) {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+        }
+    }
+
+    fn append(&self, log: &dyn OffsetsLog, records: &[GroupRecord]) -> Result<(), ErrorCode> {
+        let partitions = log.offsets_partitions()?;
+        let mut by_partition: BTreeMap<i32, Vec<GroupRecord>> = BTreeMap::new();
+        for r in records {
+            by_partition
+                .entry(partition_for(r.group_id(), partitions))
+                .or_default()
+                .push(r.clone());
+        }
+        let now = self.now_ms();
+        for (partition, records) in by_partition {
+            log.append_batch(partition, batch_of(&records, now))?;
+        }
+        Ok(())
+    }
+
+    /// JoinGroup; waits for the join barrier when the group rebalances.
+    pub async fn join(&self, log: &dyn OffsetsLog, req: JoinRequest) -> JoinResult {
+        if let Err(e) = log.offsets_partitions() {
+            return JoinResult::error(&req.member_id, e);
+        }
+        let rx = {
+            let mut inner = self.inner.lock();
+            let mut fx = Effects::default();
+            let outcome = inner.groups.join(&req, self.now_ms(), &mut fx);
+            let rx = match outcome {
+                Outcome::Done(result) => {
+                    self.apply(&mut inner, log, fx);
+                    return result;
+                }
+                Outcome::Pending(ticket) => {
+                    let (tx, rx) = oneshot::channel();
+                    inner.joins.insert(ticket, tx);
+                    rx
+                }
+            };
+            self.apply(&mut inner, log, fx);
+            rx
+        };
+        // A new barrier or member may bring the next deadline forward.
+        self.wake.notify_one();
+        rx.await
+            .unwrap_or_else(|_| JoinResult::error(&req.member_id, ErrorCode::NotCoordinator))
+    }
+
+    /// SyncGroup; followers wait for the leader's assignment.
+    pub async fn sync(&self, log: &dyn OffsetsLog, req: SyncRequest) -> SyncResult {
+        if let Err(e) = log.offsets_partitions() {
+            return SyncResult::error(e);
+        }
+        let rx = {
+            let mut inner = self.inner.lock();
+            let mut fx = Effects::default();
+            let rx = match inner.groups.sync(&req, self.now_ms(), &mut fx) {
+                Outcome::Done(result) => {
+                    self.apply(&mut inner, log, fx);
+                    return result;
+                }
+                Outcome::Pending(ticket) => {
+                    let (tx, rx) = oneshot::channel();
+                    inner.syncs.insert(ticket, tx);
+                    rx
+                }
+            };
+            self.apply(&mut inner, log, fx);
+            rx
+        };
+        self.wake.notify_one();
+        rx.await
+            .unwrap_or_else(|_| SyncResult::error(ErrorCode::NotCoordinator))
+    }
+
+    pub fn heartbeat(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), ErrorCode> {
+        log.offsets_partitions()?;
+        let now = self.now_ms();
+        self.inner
+            .lock()
+            .groups
+            .heartbeat(group_id, member_id, instance_id, generation_id, now)
+    }
+
+    /// LeaveGroup: per-member results (member id that left), or a group-level error.
+    pub fn leave(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<String, ErrorCode>>, ErrorCode> {
+        log.offsets_partitions()?;
+        let mut inner = self.inner.lock();
+        let mut fx = Effects::default();
+        let result = inner
+            .groups
+            .leave(group_id, members, self.now_ms(), &mut fx);
+        self.apply(&mut inner, log, fx);
+        self.wake.notify_one();
+        result
+    }
+
+    /// OffsetCommit: validates the committer, writes the offsets, then makes them visible.
+    /// `retention_ms` is OffsetCommit v2–4's explicit retention (-1: the broker's).
+    pub fn commit(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        auth: &CommitAuth,
+        retention_ms: i64,
+        offsets: Vec<(TopicPartition, OffsetCommit)>,
+    ) -> Result<Vec<(TopicPartition, Option<ErrorCode>)>, ErrorCode> {
+        log.offsets_partitions()?;
+        let now = self.now_ms();
+        let mut inner = self.inner.lock();
+        inner.groups.validate_commit(group_id, auth, now)?;
+        let max_metadata = inner.groups.config().offset_metadata_max_bytes;
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::new();
+        for (tp, commit) in offsets {
+            let metadata = commit.metadata.unwrap_or_default();
+            if metadata.len() > max_metadata {
+                results.push((tp, Some(ErrorCode::OffsetMetadataTooLarge)));
+                continue;
+            }
+            let value = OffsetCommitValue {
+                offset: commit.offset,
+                leader_epoch: commit.leader_epoch,
+                metadata,
+                commit_timestamp_ms: now,
+                expire_timestamp_ms: (retention_ms >= 0).then(|| now.saturating_add(retention_ms)),
+            };
+            accepted.push((tp.clone(), value));
+            results.push((tp, None));
+        }
+        if !accepted.is_empty() {
+            let records: Vec<GroupRecord> = accepted
+                .iter()
+                .map(|((topic, partition), v)| GroupRecord::Offset {
+                    group_id: group_id.to_owned(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    value: Some(v.clone()),
+                })
+                .collect();
+            self.append(log, &records)?;
+            inner.groups.apply_commit(group_id, accepted, now);
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch of one group (`None`: every partition with a committed offset).
+    pub fn fetch(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<(TopicPartition, Option<OffsetCommitValue>)>, ErrorCode> {
+        log.offsets_partitions()?;
+        Ok(self.inner.lock().groups.fetch_offsets(group_id, partitions))
+    }
+
+    pub fn list(&self, states: &[GroupState], types: &[String]) -> Vec<GroupListing> {
+        self.inner.lock().groups.list(states, types)
+    }
+
+    pub fn describe(&self, group_id: &str) -> GroupDescription {
+        self.inner.lock().groups.describe(group_id)
+    }
+
+    /// DeleteGroups for one group: tombstones are written before the group is forgotten.
+    pub fn delete_group(&self, log: &dyn OffsetsLog, group_id: &str) -> Result<(), ErrorCode> {
+        log.offsets_partitions()?;
+        let mut inner = self.inner.lock();
+        let records = inner.groups.plan_delete_group(group_id)?;
+        self.append(log, &records)?;
+        inner
+            .groups
+            .delete_group(group_id, self.now_ms(), &mut Effects::default())
+    }
+
+    /// OffsetDelete: tombstones are written before the offsets are forgotten.
+    pub fn delete_offsets(
+        &self,
+        log: &dyn OffsetsLog,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<ErrorCode>)>, ErrorCode> {
+        log.offsets_partitions()?;
+        let mut inner = self.inner.lock();
+        let (results, deleted) = inner.groups.plan_delete_offsets(group_id, partitions)?;
+        if !deleted.is_empty() {
+            let tombstones: Vec<GroupRecord> = deleted
+                .iter()
+                .map(|(topic, partition)| GroupRecord::Offset {
+                    group_id: group_id.to_owned(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    value: None,
+                })
+                .collect();
+            self.append(log, &tombstones)?;
+            inner.groups.remove_offsets(group_id, &deleted);
+        }
+        Ok(results)
+    }
+
+    /// Expires sessions and barriers due now; returns the next deadline.
+    pub fn tick(&self, log: &dyn OffsetsLog) -> Option<i64> {
+        let mut inner = self.inner.lock();
+        let mut fx = Effects::default();
+        inner.groups.tick(self.now_ms(), &mut fx);
+        self.apply(&mut inner, log, fx);
+        inner.groups.next_deadline()
+    }
+
+    /// Removes offsets past retention and groups left with nothing (`offsets.retention.*`).
+    pub fn expire_offsets(&self, log: &dyn OffsetsLog) {
+        let mut inner = self.inner.lock();
+        let mut fx = Effects::default();
+        inner.groups.expire_offsets(self.now_ms(), &mut fx);
+        self.apply(&mut inner, log, fx);
+    }
+
+    /// Answers every waiting JoinGroup/SyncGroup with NOT_COORDINATOR (shutdown).
+    pub fn fail_waiting(&self, log: &dyn OffsetsLog) {
+        let mut inner = self.inner.lock();
+        let mut fx = Effects::default();
+        inner
+            .groups
+            .fail_waiting(ErrorCode::NotCoordinator, &mut fx);
+        self.apply(&mut inner, log, fx);
+    }
+
+    /// The timer task: runs until `stop` flips, then releases every waiting request.
+    pub async fn run_timers(
+        &self,
+        log: &dyn OffsetsLog,
+        retention_check_interval_ms: i64,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let interval = retention_check_interval_ms.max(1);
+        let mut next_expiry = self.now_ms().saturating_add(interval);
+        loop {
+            let next = self.tick(log);
+            let now = self.now_ms();
+            if now >= next_expiry {
+                self.expire_offsets(log);
+                next_expiry = now.saturating_add(interval);
+            }
+            let until = next.unwrap_or(i64::MAX).min(next_expiry);
+            let sleep_ms = until.saturating_sub(now).clamp(0, MAX_TIMER_SLEEP_MS);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        self.fail_waiting(log);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,40 @@
+//! DeleteGroups (key 42), v0–2: deletes Empty groups with their committed offsets
+//! (tombstones in `__consumer_offsets`); NON_EMPTY_GROUP while members remain.
+
+use std::sync::Arc;
+
+use super::RequestContext;
+use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::group::code;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteGroups, 0, 2);
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    body: Bytes,
+) -> HandlerResult {
+    let request: DeleteGroupsRequest = decode(&SPEC, header, body)?;
+    let mut response = DeleteGroupsResponse::default();
+    response.results = request
+        .groups_names
+        .into_iter()
+        .map(|group_id| {
+            let mut r = DeletableGroupResult::default();
+            r.error_code = code(
+                broker
+                    .groups()
+                    .delete_group(broker.as_ref(), &group_id.0)
+                    .err(),
+            );
+            r.group_id = group_id;
+            r
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}

@@ -1,0 +1,61 @@
+//! DescribeGroups (key 15), v0–5: state, protocol and members of each group; metadata and
+//! assignments only for a Stable group, as Kafka's group summary. Unknown groups are "Dead".
+
+use std::sync::Arc;
+
+use super::RequestContext;
+use bytes::Bytes;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeGroups, 0, 5);
+
+/// No ACLs yet: READ (3), DELETE (6) and DESCRIBE (8), Kafka's operations on a group.
+const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    body: Bytes,
+) -> HandlerResult {
+    let request: DescribeGroupsRequest = decode(&SPEC, header, body)?;
+    let version = header.api_version;
+    let mut response = DescribeGroupsResponse::default();
+    response.groups = request
+        .groups
+        .into_iter()
+        .map(|group_id| {
+            let d = broker.groups().describe(&group_id.0);
+            let mut out = DescribedGroup::default();
+            out.group_state = StrBytes::from_static_str(d.state.name());
+            out.protocol_type = StrBytes::from_string(d.protocol_type);
+            out.protocol_data = StrBytes::from_string(d.protocol_name);
+            out.members = d
+                .members
+                .into_iter()
+                .map(|m| {
+                    let mut dm = DescribedGroupMember::default();
+                    dm.member_id = StrBytes::from_string(m.member_id);
+                    if version >= 4 {
+                        dm.group_instance_id = m.group_instance_id.map(StrBytes::from_string);
+                    }
+                    dm.client_id = StrBytes::from_string(m.client_id);
+                    dm.client_host = StrBytes::from_string(m.client_host);
+                    dm.member_metadata = m.metadata;
+                    dm.member_assignment = m.assignment;
+                    dm
+                })
+                .collect();
+            if version >= 3 && request.include_authorized_operations {
+                out.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+            }
+            out.group_id = group_id;
+            out
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}

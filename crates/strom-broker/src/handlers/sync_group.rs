@@ -1,0 +1,46 @@
+//! SyncGroup (key 14), v0–5: followers wait for the leader's assignment, which the
+//! coordinator stores in `__consumer_offsets` and hands to every member. v3+ carries static
+//! member ids, v5 the protocol type and name (checked against the group's).
+
+use std::sync::Arc;
+
+use super::RequestContext;
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::group::{code, SyncRequest};
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::SyncGroup, 0, 5);
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    body: Bytes,
+) -> HandlerResult {
+    let request: SyncGroupRequest = decode(&SPEC, header, body)?;
+    let sync = SyncRequest {
+        group_id: request.group_id.0.to_string(),
+        generation_id: request.generation_id,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.map(|i| i.to_string()),
+        protocol_type: request.protocol_type.map(|t| t.to_string()),
+        protocol_name: request.protocol_name.map(|n| n.to_string()),
+        assignments: request
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect(),
+    };
+    let result = broker.groups().sync(broker.as_ref(), sync).await;
+    let mut response = SyncGroupResponse::default();
+    response.error_code = code(result.error);
+    if header.api_version >= 5 {
+        response.protocol_type = result.protocol_type.map(StrBytes::from_string);
+        response.protocol_name = result.protocol_name.map(StrBytes::from_string);
+    }
+    response.assignment = result.assignment;
+    respond(&SPEC, header, &response)
+}
