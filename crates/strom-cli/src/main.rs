@@ -1,12 +1,20 @@
 //! The `strom` command: `strom server` runs a broker (broker and controller in one process,
-//! like Kafka's KRaft combined mode). Thin by design: it parses arguments and calls the crates.
+//! like Kafka's KRaft combined mode); `topic`, `produce`, `consume`, `group`, `config` and
+//! `perf` are clients on strom-client. Thin by design: it parses arguments and calls the crates.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+mod config_cmd;
+mod consume;
+mod group;
+mod output;
+mod perf;
+mod produce;
 mod server;
+mod topic;
 
 /// Keeps a malformed request's huge declared array from aborting the process (see strom-alloc).
 #[global_allocator]
@@ -27,6 +35,18 @@ struct Cli {
 enum Command {
     /// Start a single-node broker (data in ./strom-data, clients on 127.0.0.1:9092 by default).
     Server(ServerArgs),
+    /// Create, list, describe, delete and alter topics.
+    Topic(topic::TopicArgs),
+    /// Write lines from stdin or a file as records.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic.
+    Consume(consume::ConsumeArgs),
+    /// List, describe (lag), delete consumer groups and reset their offsets.
+    Group(group::GroupArgs),
+    /// Show and change topic or broker configs.
+    Config(config_cmd::ConfigArgs),
+    /// Producer and consumer benchmarks (like kafka-*-perf-test).
+    Perf(perf::PerfArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +74,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Topic(args) => topic::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Group(args) => group::run(args),
+        Command::Config(args) => config_cmd::run(args),
+        Command::Perf(args) => perf::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -21,6 +21,12 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
+    // Every segment keeps its files open: raise the soft limit on open files to the hard one,
+    // as Kafka's operators are told to, so thousands of partitions fit.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")

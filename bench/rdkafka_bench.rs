@@ -1,0 +1,403 @@
+//! The comparison harness: drives one workload with librdkafka (the `rdkafka` crate, an
+//! independent client) against several Kafka-protocol brokers, alternating A B A B per round,
+//! and prints each target's median with its ratio to the first target. Built as an example
+//! of strom-cli so it shares the workspace's rdkafka build:
+//!
+//!   cargo run --release -p strom-cli --example rdkafka-bench -- \
+//!     --target strom=127.0.0.1:9092 --target kafka=127.0.0.1:19092 --suite standard
+//!
+//! Producer settings follow ../shared/peers/side_by_side.py (linger.ms=5, batch.size=1 MiB,
+//! idempotence off); each run writes a fresh 3-partition topic.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+/// One measured workload.
+#[derive(Debug, Clone)]
+struct Workload {
+    name: String,
+    records: u64,
+    size: usize,
+    acks: String,
+    compression: String,
+    /// Target records/s (None = as fast as possible).
+    rate: Option<u64>,
+    /// Read the topic back after producing it.
+    consume: bool,
+}
+
+fn standard_suite() -> Vec<Workload> {
+    let mut out = Vec::new();
+    for (records, size) in [(1_000_000u64, 100usize), (200_000, 1024)] {
+        for acks in ["1", "all"] {
+            for compression in ["none", "lz4"] {
+                out.push(Workload {
+                    name: format!("produce {records} x {size} B acks={acks} {compression}"),
+                    records,
+                    size,
+                    acks: acks.into(),
+                    compression: compression.into(),
+                    rate: None,
+                    consume: acks == "1" && compression == "none",
+                });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Default, Clone)]
+struct Outcome {
+    produce_rps: f64,
+    produce_mbps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    consume_rps: Option<f64>,
+    peak_rss_mb: Option<f64>,
+}
+
+struct Timing {
+    hist: Mutex<Histogram<u64>>,
+    errors: Mutex<u64>,
+}
+
+struct Ctx(Arc<Timing>);
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = Box<Instant>;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        if result.is_err() {
+            *self.0.errors.lock().unwrap() += 1;
+            return;
+        }
+        let us = sent.elapsed().as_micros().max(1) as u64;
+        self.0.hist.lock().unwrap().saturating_record(us);
+    }
+}
+
+fn config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4");
+    c
+}
+
+fn create_topic(bootstrap: &str, topic: &str, rt: &tokio::runtime::Runtime) {
+    let admin: AdminClient<DefaultClientContext> = config(bootstrap).create().expect("admin");
+    let t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let res = rt
+        .block_on(admin.create_topics(&[t], &opts))
+        .expect("create topic");
+    for r in res {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+    // Wait until metadata shows all partitions with leaders.
+    for _ in 0..100 {
+        if let Ok(md) = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+        {
+            if md.topics().first().is_some_and(|t| {
+                t.partitions().len() == 3 && t.partitions().iter().all(|p| p.leader() >= 0)
+            }) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{topic} never got 3 partitions with leaders");
+}
+
+fn produce(bootstrap: &str, topic: &str, w: &Workload) -> (f64, Histogram<u64>, u64) {
+    let timing = Arc::new(Timing {
+        hist: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")),
+        errors: Mutex::new(0),
+    });
+    let producer: BaseProducer<Ctx> = config(bootstrap)
+        .set("acks", &w.acks)
+        .set("compression.codec", &w.compression)
+        .set("linger.ms", "5")
+        .set("batch.size", "1048576")
+        .set("batch.num.messages", "100000")
+        .set("enable.idempotence", "false")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create_with_context(Ctx(timing.clone()))
+        .expect("producer");
+    let payload = vec![b'a'; w.size];
+    let start = Instant::now();
+    for i in 0..w.records {
+        if let Some(rate) = w.rate {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            let now = Instant::now();
+            if due > now {
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(due - now);
+            }
+        }
+        let mut rec: BaseRecord<'_, (), [u8], Box<Instant>> =
+            BaseRecord::with_opaque_to(topic, Box::new(Instant::now())).payload(&payload[..]);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    let secs = start.elapsed().as_secs_f64();
+    let hist = timing.hist.lock().unwrap().clone();
+    let errors = *timing.errors.lock().unwrap();
+    (secs, hist, errors)
+}
+
+fn consume(bootstrap: &str, topic: &str, records: u64) -> f64 {
+    let consumer: BaseConsumer = config(bootstrap)
+        .set("group.id", "rdkafka-bench")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let start = Instant::now();
+    let mut got = 0u64;
+    let deadline = start + Duration::from_secs(300);
+    while got < records {
+        assert!(Instant::now() < deadline, "consumed {got} of {records}");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => {}
+        }
+    }
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<f64>()
+        .ok()
+        .map(|kb| kb / 1024.0)
+}
+
+/// Samples a process's RSS every 50 ms while `f` runs; returns the peak.
+fn with_rss<T>(pid: Option<u32>, f: impl FnOnce() -> T) -> (T, Option<f64>) {
+    let Some(pid) = pid else { return (f(), None) };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = Arc::new(Mutex::new(0f64));
+    let (s, p) = (stop.clone(), peak.clone());
+    let sampler = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(mb) = rss_mb(pid) {
+                let mut m = p.lock().unwrap();
+                *m = m.max(mb);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    let mb = *peak.lock().unwrap();
+    (out, Some(mb))
+}
+
+fn run_once(
+    bootstrap: &str,
+    pid: Option<u32>,
+    w: &Workload,
+    rt: &tokio::runtime::Runtime,
+) -> Outcome {
+    let topic = format!("bench-{}-{}", w.size, uuid_ish());
+    create_topic(bootstrap, &topic, rt);
+    let ((secs, h, errors), peak) = with_rss(pid, || produce(bootstrap, &topic, w));
+    assert_eq!(errors, 0, "{} delivery errors", errors);
+    let ms = |us: u64| us as f64 / 1000.0;
+    let consume_rps = w.consume.then(|| consume(bootstrap, &topic, w.records));
+    Outcome {
+        produce_rps: w.records as f64 / secs,
+        produce_mbps: (w.records as f64 * w.size as f64) / secs / 1_048_576.0,
+        p50_ms: ms(h.value_at_quantile(0.5)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        consume_rps,
+        peak_rss_mb: peak,
+    }
+}
+
+fn uuid_ish() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos & 0xffff_ffff_ffff)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Args {
+    targets: Vec<(String, String, Option<u32>)>,
+    rounds: usize,
+    suite: Vec<Workload>,
+    json: bool,
+}
+
+const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[@PID] ... [--rounds N] \
+[--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--json]";
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        targets: Vec::new(),
+        rounds: 3,
+        suite: Vec::new(),
+        json: false,
+    };
+    let mut consume_too = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--target" => {
+                let v = value();
+                let (name, rest) = v.split_once('=').unwrap_or_else(|| panic!("{USAGE}"));
+                let (addr, pid) = match rest.split_once('@') {
+                    Some((a, p)) => (a.to_owned(), Some(p.parse().expect("pid"))),
+                    None => (rest.to_owned(), None),
+                };
+                a.targets.push((name.to_owned(), addr, pid));
+            }
+            "--rounds" => a.rounds = value().parse().expect("rounds"),
+            "--suite" => {
+                assert_eq!(value(), "standard", "{USAGE}");
+                a.suite.extend(standard_suite());
+            }
+            "--produce" => {
+                let v = value();
+                let f: Vec<&str> = v.split(',').collect();
+                assert!(f.len() >= 4, "{USAGE}");
+                a.suite.push(Workload {
+                    name: format!(
+                        "produce {} x {} B acks={} {}{}",
+                        f[0],
+                        f[1],
+                        f[2],
+                        f[3],
+                        f.get(4).map(|r| format!(" at {r}/s")).unwrap_or_default()
+                    ),
+                    records: f[0].parse().expect("records"),
+                    size: f[1].parse().expect("size"),
+                    acks: f[2].to_owned(),
+                    compression: f[3].to_owned(),
+                    rate: f.get(4).map(|r| r.parse().expect("rate")),
+                    consume: false,
+                });
+            }
+            "--consume" => consume_too = true,
+            "--json" => a.json = true,
+            _ => panic!("unknown flag {flag}\n{USAGE}"),
+        }
+    }
+    if consume_too {
+        for w in &mut a.suite {
+            w.consume = true;
+        }
+    }
+    assert!(!a.targets.is_empty() && !a.suite.is_empty(), "{USAGE}");
+    a
+}
+
+fn main() {
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for w in &args.suite {
+        let mut results: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+        for _ in 0..args.rounds {
+            for (name, addr, pid) in &args.targets {
+                results
+                    .entry(name.clone())
+                    .or_default()
+                    .push(run_once(addr, *pid, w, &rt));
+            }
+        }
+        let first = &args.targets[0].0;
+        let base_rps = median(results[first].iter().map(|o| o.produce_rps).collect());
+        let base_consume = results[first]
+            .iter()
+            .filter_map(|o| o.consume_rps)
+            .collect::<Vec<_>>();
+        for (name, _, _) in &args.targets {
+            let rs = &results[name];
+            let rps = median(rs.iter().map(|o| o.produce_rps).collect());
+            let mbps = median(rs.iter().map(|o| o.produce_mbps).collect());
+            let p50 = median(rs.iter().map(|o| o.p50_ms).collect());
+            let p99 = median(rs.iter().map(|o| o.p99_ms).collect());
+            let p999 = median(rs.iter().map(|o| o.p999_ms).collect());
+            let max = median(rs.iter().map(|o| o.max_ms).collect());
+            let consume: Vec<f64> = rs.iter().filter_map(|o| o.consume_rps).collect();
+            let consume_med = (!consume.is_empty()).then(|| median(consume.clone()));
+            let rss: Vec<f64> = rs.iter().filter_map(|o| o.peak_rss_mb).collect();
+            let rss_max = rss
+                .iter()
+                .cloned()
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+            let ratio = rps / base_rps;
+            let consume_ratio = consume_med
+                .filter(|_| !base_consume.is_empty())
+                .map(|c| c / median(base_consume.clone()));
+            if args.json {
+                println!(
+                    "{{\"workload\":\"{}\",\"target\":\"{name}\",\"produce_rps\":{rps:.0},\"produce_mbps\":{mbps:.1},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"p999_ms\":{p999:.2},\"max_ms\":{max:.2},\"consume_rps\":{},\"peak_rss_mb\":{},\"ratio_to_{first}\":{ratio:.2}}}",
+                    w.name,
+                    consume_med.map_or("null".into(), |c| format!("{c:.0}")),
+                    rss_max.map_or("null".into(), |r| format!("{r:.0}")),
+                );
+            } else {
+                println!(
+                    "{:<44} {name:<8} {rps:>10.0} rec/s {mbps:>7.1} MB/s  p50 {p50:>7.2} p99 {p99:>8.2} p99.9 {p999:>8.2} max {max:>8.2} ms  x{ratio:.2}{}{}",
+                    w.name,
+                    consume_med.map_or(String::new(), |c| format!("  consume {c:.0} rec/s{}", consume_ratio.map_or(String::new(), |r| format!(" x{r:.2}")))),
+                    rss_max.map_or(String::new(), |r| format!("  peak RSS {r:.0} MB")),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! strom-client consumer groups against the real broker's coordinator: two members split a
+//! topic with the range and the cooperative-sticky assignors, rebalance callbacks fire,
+//! auto-commit stores positions, and a member leaving hands its partitions over.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{create_topic, Server};
+use strom_client::consumer::RebalanceListener;
+use strom_client::{
+    Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+};
+
+#[derive(Default, Clone)]
+struct Log(Arc<Mutex<Vec<String>>>);
+
+impl RebalanceListener for Log {
+    fn on_partitions_revoked(&mut self, p: &[TopicPartition]) {
+        self.0.lock().unwrap().push(format!("revoked {}", p.len()));
+    }
+    fn on_partitions_assigned(&mut self, p: &[TopicPartition]) {
+        self.0.lock().unwrap().push(format!("assigned {}", p.len()));
+    }
+}
+
+fn config(b: &str, group: &str, strategy: &str) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(b);
+    for (k, v) in [
+        ("group.id", group),
+        ("partition.assignment.strategy", strategy),
+        ("auto.offset.reset", "earliest"),
+        ("fetch.max.wait.ms", "100"),
+        ("heartbeat.interval.ms", "200"),
+        ("session.timeout.ms", "6000"),
+        ("auto.commit.interval.ms", "100"),
+    ] {
+        c.set(k, v).unwrap();
+    }
+    c
+}
+
+async fn produce(b: &str, topic: &str, n: usize) {
+    let p = Producer::new(ProducerConfig::new(b)).await.unwrap();
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let rec = ProducerRecord::new(topic)
+            .key(format!("k{i}"))
+            .value(format!("v{i}"));
+        acks.push(p.send(rec).await.unwrap());
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    p.close().await;
+}
+
+type Seen = Arc<Mutex<std::collections::HashSet<(i32, i64)>>>;
+
+/// Polls a consumer in its own task (a member blocked in JoinGroup must not stall the other)
+/// until `stop` is set; returns it.
+fn spawn_member(
+    mut c: Consumer,
+    seen: Seen,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    owned: Arc<Mutex<usize>>,
+) -> tokio::task::JoinHandle<Consumer> {
+    tokio::spawn(async move {
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            for r in c.poll(Duration::from_millis(100)).await.unwrap() {
+                seen.lock().unwrap().insert((r.partition, r.offset));
+            }
+            *owned.lock().unwrap() = c.assignment().len();
+        }
+        c
+    })
+}
+
+/// Runs both members until together they read `n` records and own two partitions each.
+async fn run_pair(a: Consumer, b: Consumer, n: usize) -> (Consumer, Consumer, usize) {
+    let seen: Seen = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (oa, ob) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+    let ha = spawn_member(a, seen.clone(), stop.clone(), oa.clone());
+    let hb = spawn_member(b, seen.clone(), stop.clone(), ob.clone());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (read, na, nb) = (
+            seen.lock().unwrap().len(),
+            *oa.lock().unwrap(),
+            *ob.lock().unwrap(),
+        );
+        if read >= n && na == 2 && nb == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group stuck: {read} records, {na} + {nb} partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let read = seen.lock().unwrap().len();
+    (ha.await.unwrap(), hb.await.unwrap(), read)
+}
+
+async fn two_members(strategy: &str) {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    let topic = format!("grp-{strategy}");
+    create_topic(&b, &topic, 4, &[]).await;
+    produce(&b, &topic, 400).await;
+    let group = format!("g-{strategy}");
+    let (log_a, log_b) = (Log::default(), Log::default());
+    let mut a = Consumer::new(config(&b, &group, strategy)).await.unwrap();
+    a.subscribe(&[topic.as_str()], Some(Box::new(log_a.clone())))
+        .unwrap();
+    // a alone gets all four partitions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.assignment().len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "first member never got its partitions"
+        );
+        a.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    let mut bm = Consumer::new(config(&b, &group, strategy)).await.unwrap();
+    bm.subscribe(&[topic.as_str()], Some(Box::new(log_b.clone())))
+        .unwrap();
+    let (mut a, mut bm, read) = run_pair(a, bm, 400).await;
+    assert_eq!(read, 400);
+    assert_eq!(
+        a.assignment().len() + bm.assignment().len(),
+        4,
+        "{:?} {:?}",
+        a.assignment(),
+        bm.assignment()
+    );
+    assert_eq!(a.assignment().len(), 2);
+    assert!(log_a
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e.starts_with("revoked")));
+    assert!(log_b.0.lock().unwrap().iter().any(|e| e == "assigned 2"));
+    a.commit().await.unwrap();
+    bm.commit().await.unwrap();
+    // b leaves: a takes everything back; committed offsets cover all 400 records.
+    bm.close().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.assignment().len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "partitions not handed back after leave"
+        );
+        a.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    let all: Vec<TopicPartition> = (0..4)
+        .map(|p| TopicPartition::new(topic.clone(), p))
+        .collect();
+    let committed = a.committed(&all).await.unwrap();
+    assert_eq!(committed.values().sum::<i64>(), 400, "{committed:?}");
+    a.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_group_splits_and_rebalances() {
+    two_members("range").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_group_splits_and_rebalances() {
+    two_members("cooperative-sticky").await;
+}

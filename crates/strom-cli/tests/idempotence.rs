@@ -1,0 +1,167 @@
+//! Idempotent-producer rules on the wire, against the real binary: a retried batch is answered
+//! with its original offset and not written twice; a gap in sequence numbers gets
+//! OUT_OF_ORDER_SEQUENCE_NUMBER; an older producer epoch gets INVALID_PRODUCER_EPOCH; and the
+//! producer state survives a restart.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::{create_topic, Server};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use strom_protocol::record_batch::builder::BatchBuilder;
+
+const PRODUCE_VERSION: i16 = 9;
+
+struct Wire {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Wire {
+    fn connect(server: &Server) -> Wire {
+        let stream = TcpStream::connect(server.bootstrap()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Wire {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        self.correlation += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, key.request_header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        self.stream
+            .write_all(&(body.len() as i32).to_be_bytes())
+            .unwrap();
+        self.stream.write_all(&body).unwrap();
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).unwrap();
+        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut frame).unwrap();
+        let mut frame = Bytes::from(frame);
+        let header_len = if key.response_header_version(version) >= 1 {
+            5
+        } else {
+            4
+        };
+        assert_eq!(&frame[..4], &self.correlation.to_be_bytes());
+        let _ = frame.split_to(header_len);
+        Resp::decode(&mut frame, version).unwrap()
+    }
+
+    fn init_producer_id(&mut self) -> (i64, i16) {
+        let r: InitProducerIdResponse = self.call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        );
+        assert_eq!(r.error_code, 0);
+        (r.producer_id.0, r.producer_epoch)
+    }
+
+    /// Produces one batch of `count` records; returns (error code, base offset).
+    fn produce(&mut self, producer: (i64, i16), base_sequence: i32, count: usize) -> (i16, i64) {
+        let mut batch = BatchBuilder::new(0);
+        batch.producer = Some((producer.0, producer.1, base_sequence));
+        for i in 0..count {
+            let value = format!("seq-{}", base_sequence + i as i32);
+            batch.push(None, Some(value.as_bytes()), 1_700_000_000_000);
+        }
+        let partition = PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(batch.build().freeze()));
+        let topic = TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("idem")))
+            .with_partition_data(vec![partition]);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![topic]);
+        let r: ProduceResponse = self.call(ApiKey::Produce, PRODUCE_VERSION, &req);
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+}
+
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_gaps_and_stale_epochs() {
+    let mut server = Server::start(&[]);
+    create_topic(&server.bootstrap(), "idem", 1, &[]).await;
+    let mut wire = Wire::connect(&server);
+    let producer = wire.init_producer_id();
+    assert!(producer.0 >= 0);
+
+    assert_eq!(wire.produce(producer, 0, 3), (0, 0));
+    assert_eq!(wire.produce(producer, 3, 2), (0, 3));
+    // A retry of the last batch (same sequence range) gets the original offset.
+    assert_eq!(wire.produce(producer, 3, 2), (0, 3));
+    // So does a retry of an earlier one among the last five.
+    assert_eq!(wire.produce(producer, 0, 3), (0, 0));
+    // A gap: sequence 7 when 5 is expected.
+    assert_eq!(wire.produce(producer, 7, 1).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    // A newer epoch must start at sequence 0; after it, the old epoch is fenced.
+    let bumped = (producer.0, producer.1 + 1);
+    assert_eq!(wire.produce(bumped, 0, 1), (0, 5));
+    assert_eq!(wire.produce(producer, 5, 1).0, INVALID_PRODUCER_EPOCH);
+
+    // Nothing was written twice: six records in all.
+    let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(
+        &common::consumer(&server.bootstrap(), &[]),
+        "idem",
+        0,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(high, 6);
+
+    // The producer state survives a clean restart and a crash alike.
+    assert!(server.stop());
+    server.restart();
+    let mut wire = Wire::connect(&server);
+    assert_eq!(
+        wire.produce(bumped, 0, 1),
+        (0, 5),
+        "duplicate detected after restart"
+    );
+    assert_eq!(wire.produce(bumped, 1, 1), (0, 6));
+    server.kill9();
+    server.restart();
+    let mut wire = Wire::connect(&server);
+    assert_eq!(
+        wire.produce(bumped, 1, 1),
+        (0, 6),
+        "duplicate detected after kill -9"
+    );
+    assert_eq!(wire.produce(bumped, 3, 1).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    // A fresh producer id is never one handed out before the restart.
+    assert!(wire.init_producer_id().0 > producer.0);
+}

@@ -1,0 +1,48 @@
+//! `strom-client`: a pure-Rust async Kafka client (producer, consumer with groups, admin) on
+//! tokio and the `kafka-protocol` codecs via `strom-protocol`. It speaks to any Kafka-protocol
+//! broker: every API version is negotiated through ApiVersions.
+
+mod client;
+mod config;
+mod connection;
+mod error;
+mod ops;
+mod util;
+mod versions;
+
+pub mod admin;
+pub mod consumer;
+pub mod partitioner;
+pub mod producer;
+
+pub use admin::{Admin, NewTopic};
+pub use client::{BrokerInfo, Client, ClusterMetadata, PartitionInfo, TopicInfo};
+pub use config::ClientConfig;
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
+pub use ops::{CommittedOffset, EARLIEST, LATEST};
+
+pub use error::{kafka_error_name, Error, KafkaCode, Result};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use strom_protocol::record_batch::Compression;
+
+/// A topic and a partition index (Kafka's `TopicPartition`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
