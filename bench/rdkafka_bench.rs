@@ -34,6 +34,8 @@ struct Workload {
     rate: Option<u64>,
     /// Read the topic back after producing it.
     consume: bool,
+    /// librdkafka linger.ms.
+    linger_ms: u64,
 }
 
 fn standard_suite() -> Vec<Workload> {
@@ -49,6 +51,7 @@ fn standard_suite() -> Vec<Workload> {
                     compression: compression.into(),
                     rate: None,
                     consume: acks == "1" && compression == "none",
+                    linger_ms: 5,
                 });
             }
         }
@@ -66,6 +69,8 @@ struct Outcome {
     max_ms: f64,
     consume_rps: Option<f64>,
     peak_rss_mb: Option<f64>,
+    /// Broker CPU (user + system) spent during the produce run.
+    broker_cpu_ms: Option<f64>,
 }
 
 struct Timing {
@@ -131,7 +136,7 @@ fn produce(bootstrap: &str, topic: &str, w: &Workload) -> (f64, Histogram<u64>, 
     let producer: BaseProducer<Ctx> = config(bootstrap)
         .set("acks", &w.acks)
         .set("compression.codec", &w.compression)
-        .set("linger.ms", "5")
+        .set("linger.ms", w.linger_ms.to_string())
         .set("batch.size", "1048576")
         .set("batch.num.messages", "100000")
         .set("enable.idempotence", "false")
@@ -177,6 +182,7 @@ fn consume(bootstrap: &str, topic: &str, records: u64) -> f64 {
     let consumer: BaseConsumer = config(bootstrap)
         .set("group.id", "rdkafka-bench")
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
@@ -197,6 +203,26 @@ fn consume(bootstrap: &str, topic: &str, records: u64) -> f64 {
         }
     }
     records as f64 / start.elapsed().as_secs_f64()
+}
+
+/// User + system CPU of a process so far, in ms (from /proc/PID/stat, clock ticks of 10 ms).
+fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that ends the command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 1000.0 / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn rss_mb(pid: u32) -> Option<f64> {
@@ -239,7 +265,9 @@ fn run_once(
 ) -> Outcome {
     let topic = format!("bench-{}-{}", w.size, uuid_ish());
     create_topic(bootstrap, &topic, rt);
+    let cpu_before = pid.and_then(cpu_ms);
     let ((secs, h, errors), peak) = with_rss(pid, || produce(bootstrap, &topic, w));
+    let broker_cpu_ms = cpu_before.zip(pid.and_then(cpu_ms)).map(|(a, b)| b - a);
     assert_eq!(errors, 0, "{} delivery errors", errors);
     let ms = |us: u64| us as f64 / 1000.0;
     let consume_rps = w.consume.then(|| consume(bootstrap, &topic, w.records));
@@ -252,6 +280,7 @@ fn run_once(
         max_ms: ms(h.max()),
         consume_rps,
         peak_rss_mb: peak,
+        broker_cpu_ms,
     }
 }
 
@@ -276,7 +305,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[@PID] ... [--rounds N] \
-[--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--json]";
+[--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]";
 
 fn parse_args() -> Args {
     let mut a = Args {
@@ -286,6 +315,7 @@ fn parse_args() -> Args {
         json: false,
     };
     let mut consume_too = false;
+    let mut linger = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -326,16 +356,20 @@ fn parse_args() -> Args {
                     compression: f[3].to_owned(),
                     rate: f.get(4).map(|r| r.parse().expect("rate")),
                     consume: false,
+                    linger_ms: 5,
                 });
             }
             "--consume" => consume_too = true,
+            "--linger-ms" => linger = Some(value().parse().expect("linger.ms")),
             "--json" => a.json = true,
             _ => panic!("unknown flag {flag}\n{USAGE}"),
         }
     }
-    if consume_too {
-        for w in &mut a.suite {
-            w.consume = true;
+    for w in &mut a.suite {
+        w.consume |= consume_too;
+        if let Some(l) = linger {
+            w.linger_ms = l;
+            w.name.push_str(&format!(" linger {l}"));
         }
     }
     assert!(!a.targets.is_empty() && !a.suite.is_empty(), "{USAGE}");
@@ -379,21 +413,25 @@ fn main() {
                 .iter()
                 .cloned()
                 .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+            let cpu: Vec<f64> = rs.iter().filter_map(|o| o.broker_cpu_ms).collect();
+            let cpu_med = (!cpu.is_empty()).then(|| median(cpu));
             let ratio = rps / base_rps;
             let consume_ratio = consume_med
                 .filter(|_| !base_consume.is_empty())
                 .map(|c| c / median(base_consume.clone()));
             if args.json {
                 println!(
-                    "{{\"workload\":\"{}\",\"target\":\"{name}\",\"produce_rps\":{rps:.0},\"produce_mbps\":{mbps:.1},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"p999_ms\":{p999:.2},\"max_ms\":{max:.2},\"consume_rps\":{},\"peak_rss_mb\":{},\"ratio_to_{first}\":{ratio:.2}}}",
+                    "{{\"workload\":\"{}\",\"target\":\"{name}\",\"produce_rps\":{rps:.0},\"produce_mbps\":{mbps:.1},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2},\"p999_ms\":{p999:.2},\"max_ms\":{max:.2},\"consume_rps\":{},\"peak_rss_mb\":{},\"broker_cpu_ms\":{},\"ratio_to_{first}\":{ratio:.2}}}",
                     w.name,
                     consume_med.map_or("null".into(), |c| format!("{c:.0}")),
                     rss_max.map_or("null".into(), |r| format!("{r:.0}")),
+                    cpu_med.map_or("null".into(), |c| format!("{c:.0}")),
                 );
             } else {
                 println!(
-                    "{:<44} {name:<8} {rps:>10.0} rec/s {mbps:>7.1} MB/s  p50 {p50:>7.2} p99 {p99:>8.2} p99.9 {p999:>8.2} max {max:>8.2} ms  x{ratio:.2}{}{}",
+                    "{:<44} {name:<8} {rps:>10.0} rec/s {mbps:>7.1} MB/s  p50 {p50:>7.2} p99 {p99:>8.2} p99.9 {p999:>8.2} max {max:>8.2} ms  x{ratio:.2}{}{}{}",
                     w.name,
+                    cpu_med.map_or(String::new(), |c| format!("  broker CPU {c:.0} ms")),
                     consume_med.map_or(String::new(), |c| format!("  consume {c:.0} rec/s{}", consume_ratio.map_or(String::new(), |r| format!(" x{r:.2}")))),
                     rss_max.map_or(String::new(), |r| format!("  peak RSS {r:.0} MB")),
                 );

@@ -16,6 +16,7 @@ use crate::config::BrokerConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::replica_manager::ReplicaManager;
 use crate::server::ServerError;
+use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Producer ids handed out by this broker, taken from blocks the controller allocates.
 #[derive(Debug, Default)]
@@ -31,6 +32,7 @@ pub struct Broker {
     replicas: ReplicaManager,
     producer_ids: Mutex<ProducerIdBlock>,
     groups: GroupCoordinator,
+    txns: TxnCoordinator,
 }
 
 impl Broker {
@@ -68,6 +70,7 @@ impl Broker {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let broker = Arc::new(Broker {
             groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone()),
+            txns: TxnCoordinator::new(TxnConfig::from_broker(&config), clock.clone()),
             replicas: ReplicaManager::new(root, clock),
             config,
             controller: Mutex::new(controller),
@@ -81,6 +84,11 @@ impl Broker {
             .groups
             .load(broker.as_ref())
             .map_err(|e| ServerError::Startup(format!("cannot load consumer groups: {e}")))?;
+        // After the groups: completing a transaction may apply staged offsets.
+        broker
+            .txns
+            .load(broker.as_ref())
+            .map_err(|e| ServerError::Startup(format!("cannot load transactions: {e}")))?;
         Ok(broker)
     }
 
@@ -102,6 +110,10 @@ impl Broker {
 
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+
+    pub fn txns(&self) -> &TxnCoordinator {
+        &self.txns
     }
 
     /// Runs a controller operation, then publishes the new image and follows it with the
@@ -202,6 +214,18 @@ impl Broker {
                 .run_timers(broker.as_ref(), offsets_check_ms, groups_stop)
                 .await;
         });
+        let txn_broker = self.clone();
+        let txn_stop = stop.clone();
+        let txn_check_ms = crate::txn::coordinator::abort_check_interval_ms(&self.config);
+        // Aborts timed-out transactions (transaction.abort.timed.out.transaction.cleanup.interval.ms).
+        tokio::spawn(async move {
+            txn_broker
+                .txns
+                .run_timers(txn_broker.as_ref(), txn_check_ms, txn_stop)
+                .await;
+        });
+        // Compaction (log.cleaner.enable, log.cleaner.backoff.ms).
+        crate::log_cleaner::spawn(self.clone(), stop.clone());
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.tick().await;
@@ -267,6 +291,22 @@ fn log_config_from(values: &BTreeMap<String, String>) -> LogConfig {
     if let Some(v) = num("flush.ms") {
         config.flush_ms = v;
     }
+    if let Some(v) = values.get("cleanup.policy") {
+        config.cleanup_policy = strom_storage::CleanupPolicy::parse(v);
+    }
+    let ratio = values.get("min.cleanable.dirty.ratio");
+    if let Some(v) = ratio.and_then(|v| v.parse().ok()) {
+        config.min_cleanable_dirty_ratio = v;
+    }
+    if let Some(v) = num("min.compaction.lag.ms") {
+        config.min_compaction_lag_ms = v;
+    }
+    if let Some(v) = num("max.compaction.lag.ms") {
+        config.max_compaction_lag_ms = v;
+    }
+    if let Some(v) = num("delete.retention.ms") {
+        config.delete_retention_ms = v;
+    }
     if let Some(v) = values.get("message.timestamp.type") {
         config.timestamp_type = if v == "LogAppendTime" {
             TimestampType::LogAppendTime
@@ -288,6 +328,11 @@ mod tests {
             ("retention.ms", "-1"),
             ("flush.messages", "1"),
             ("message.timestamp.type", "LogAppendTime"),
+            ("cleanup.policy", "compact,delete"),
+            ("min.cleanable.dirty.ratio", "0.25"),
+            ("min.compaction.lag.ms", "7"),
+            ("max.compaction.lag.ms", "8"),
+            ("delete.retention.ms", "9"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -297,5 +342,10 @@ mod tests {
         assert_eq!(c.retention_ms, -1);
         assert_eq!(c.flush_messages, 1);
         assert!(matches!(c.timestamp_type, TimestampType::LogAppendTime));
+        assert!(c.cleanup_policy.compact && c.cleanup_policy.delete);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(c.min_compaction_lag_ms, 7);
+        assert_eq!(c.max_compaction_lag_ms, 8);
+        assert_eq!(c.delete_retention_ms, 9);
     }
 }

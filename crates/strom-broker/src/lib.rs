@@ -8,8 +8,11 @@ mod connection;
 pub mod errors;
 pub mod group;
 mod handlers;
+mod internal_topic;
+mod log_cleaner;
 pub mod replica_manager;
 pub mod server;
+pub mod txn;
 
 pub use broker::Broker;
 pub use handlers::{supported_apis, ApiSpec};

@@ -47,6 +47,15 @@ impl Partition {
         self.log.log_end_offset()
     }
 
+    /// The last stable offset: the first offset of the earliest open transaction, capped by
+    /// the high watermark (KIP-98). read_committed consumers read only below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.log
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
     /// Current leader epoch of this partition (from the metadata image).
     pub fn leader_epoch(&self, image: &MetadataImage) -> i32 {
         image

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::{create_topic, Server};
 use rdkafka::producer::FutureRecord;
-use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use strom_client::{
+    Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
+};
 
 fn config(bootstrap: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
     let mut c = ConsumerConfig::new(bootstrap);
@@ -154,4 +157,56 @@ async fn out_of_range_position_resets() {
     let got = read(&mut c, 10).await;
     assert_eq!(got[0].offset, 0, "OFFSET_OUT_OF_RANGE resets to earliest");
     c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strom_producer_to_strom_consumer_every_codec_read_committed() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("s2s-{codec}");
+        create_topic(&b, &topic, 2, &[]).await;
+        let mut pc = ProducerConfig::new(&b);
+        pc.set("compression.type", codec).unwrap();
+        let p = Producer::new(pc).await.unwrap();
+        let mut acks = Vec::new();
+        for i in 0..400 {
+            let rec = ProducerRecord::new(topic.clone())
+                .key(format!("k{i}"))
+                .value(format!("{codec}-{i}"))
+                .header("n", Some(format!("{i}").into()));
+            acks.push(p.send(rec).await.unwrap());
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+        p.close().await;
+        let mut c = Consumer::new(config(
+            &b,
+            &[
+                ("auto.offset.reset", "earliest"),
+                ("isolation.level", "read_committed"),
+            ],
+        ))
+        .await
+        .unwrap();
+        c.assign(&[
+            TopicPartition::new(topic.clone(), 0),
+            TopicPartition::new(topic.clone(), 1),
+        ]);
+        let mut got = read(&mut c, 400).await;
+        got.sort_by_key(|r| r.value.clone());
+        let mut values: Vec<String> = got
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+            .collect();
+        values.sort();
+        let mut expected: Vec<String> = (0..400).map(|i| format!("{codec}-{i}")).collect();
+        expected.sort();
+        assert_eq!(values, expected);
+        assert!(got
+            .iter()
+            .all(|r| r.headers.len() == 1 && r.headers[0].0 == "n"));
+        c.close().await.unwrap();
+    }
 }

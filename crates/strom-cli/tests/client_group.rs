@@ -174,3 +174,55 @@ async fn range_group_splits_and_rebalances() {
 async fn cooperative_sticky_group_splits_and_rebalances() {
     two_members("cooperative-sticky").await;
 }
+
+/// A strom-client member and a librdkafka member share one group: each decodes the other's
+/// ConsumerProtocol subscription and assignment, whoever leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strom_and_librdkafka_members_share_a_group() {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "mixed", 4, &[]).await;
+    produce(&b, "mixed", 200).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rd_owned = Arc::new(Mutex::new(0usize));
+    let rd_thread = {
+        let (b, stop, owned) = (b.clone(), stop.clone(), rd_owned.clone());
+        std::thread::spawn(move || {
+            let rd: BaseConsumer = common::client_config(&b)
+                .set("group.id", "mixed-group")
+                .set("partition.assignment.strategy", "range")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "200")
+                .create()
+                .unwrap();
+            rd.subscribe(&["mixed"]).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let _ = rd.poll(Duration::from_millis(50));
+                *owned.lock().unwrap() = rd.assignment().map(|a| a.count()).unwrap_or(0);
+            }
+            rd.unsubscribe();
+        })
+    };
+    let mut ours = Consumer::new(config(&b, "mixed-group", "range"))
+        .await
+        .unwrap();
+    ours.subscribe(&["mixed"], None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        ours.poll(Duration::from_millis(100)).await.unwrap();
+        let theirs = *rd_owned.lock().unwrap();
+        if ours.assignment().len() == 2 && theirs == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mixed group never split: strom {:?}, librdkafka {theirs}",
+            ours.assignment()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    rd_thread.join().unwrap();
+    ours.close().await.unwrap();
+}

@@ -304,7 +304,7 @@ mod raw {
 }
 
 #[test]
-fn find_coordinator_names_this_broker_for_groups_only() {
+fn find_coordinator_names_this_broker_for_groups_and_transactions() {
     let server = start_server();
     let mut stream = TcpStream::connect(server.bootstrap()).expect("connect");
     // v0: a group key; the answer is this broker's advertised endpoint.
@@ -316,11 +316,11 @@ fn find_coordinator_names_this_broker_for_groups_only() {
     assert_eq!(raw::read_str(&r, &mut at), "127.0.0.1");
     let port = i32::from_be_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]]);
     assert_eq!(port, i32::from(server.port));
-    // v1 with key type 1 (transactions): not available yet.
+    // v1 with key type 1 (transactions): this broker too (issue 6).
     body.push(1);
     let r = raw::call(&mut stream, 10, 1, &body);
     let error = i16::from_be_bytes([r[4], r[5]]);
-    assert_eq!(error, 15, "COORDINATOR_NOT_AVAILABLE");
+    assert_eq!(error, 0, "transaction coordinator error code");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! in-place rewrites a broker does (base offset, leader epoch, LogAppendTime). No I/O.
 
 pub mod builder;
+pub mod control;
 pub mod records;
 
 use thiserror::Error;
@@ -102,6 +103,9 @@ pub enum InvalidRecordReason {
         record_index: u32,
         offset_delta: i32,
     },
+    /// A record without a key sent to a compacted topic (Kafka: "Compacted topic cannot
+    /// accept message without key").
+    MissingKeyInCompactedTopic { record_index: u32 },
 }
 
 /// Every way a batch can be refused. The broker maps each variant to a Kafka error code.

@@ -4,6 +4,7 @@
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,36 @@ fn append_loop(log: &PartitionLog, batch: &BytesMut, iters: u64, flush_every: us
     elapsed
 }
 
+/// Appends on this thread while another one fsyncs every MiB; time until all is durable.
+fn append_with_flusher(log: &PartitionLog, batch: &BytesMut, iters: u64) -> Duration {
+    let appended = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut flushed = 0;
+            while !done.load(Ordering::Acquire) {
+                let now = appended.load(Ordering::Acquire);
+                if now - flushed >= MIB as u64 {
+                    log.flush().unwrap();
+                    flushed = now;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        for _ in 0..iters {
+            black_box(log.append(batch.clone()).unwrap());
+            appended.fetch_add(batch.len() as u64, Ordering::Release);
+        }
+        done.store(true, Ordering::Release);
+    });
+    log.flush().unwrap();
+    let elapsed = start.elapsed();
+    log.delete_records(-1).unwrap();
+    elapsed
+}
+
 fn bench_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     group
@@ -77,6 +108,20 @@ fn bench_append(c: &mut Criterion) {
             });
             log.delete().unwrap();
         }
+    }
+    // Durable throughput when the fsync overlaps appends, as in the broker: a flusher thread
+    // calls `flush()` whenever 1 MiB is unflushed (the fsync runs outside the partition lock).
+    for size in [1024usize, 16 * 1024] {
+        let batch = batch_of(size);
+        group.throughput(Throughput::Bytes(batch.len() as u64));
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), config());
+        group.bench_with_input(
+            BenchmarkId::new("flush_per_mib_concurrent", size),
+            &batch,
+            |b, batch| b.iter_custom(|iters| append_with_flusher(&log, batch, iters)),
+        );
+        log.delete().unwrap();
     }
     // 64 batches of 1 KiB handed over in one call: what a broker gets by coalescing produce
     // requests for one partition (one pwrite instead of 64).

@@ -6,8 +6,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use strom_protocol::record_batch::TimestampType;
 
+/// `cleanup.policy`: `delete`, `compact`, or both (`compact,delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention by `retention.ms` / `retention.bytes` deletes old segments.
+    pub delete: bool,
+    /// The cleaner keeps the latest record per key; appends need a key.
+    pub compact: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        Self {
+            delete: true,
+            compact: false,
+        }
+    }
+}
+
+impl CleanupPolicy {
+    /// Parses Kafka's list form (`"compact, delete"`); unknown words are ignored.
+    pub fn parse(list: &str) -> Self {
+        let words: Vec<&str> = list.split(',').map(str::trim).collect();
+        Self {
+            delete: words.contains(&"delete"),
+            compact: words.contains(&"compact"),
+        }
+    }
+}
+
 /// Kafka topic-level log settings. `Default` gives Kafka's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`
     pub segment_bytes: u64,
@@ -29,6 +58,16 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `message.timestamp.type`
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy`
+    pub cleanup_policy: CleanupPolicy,
+    /// `min.cleanable.dirty.ratio`: clean when dirty bytes / all bytes reach this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty records older than this force a clean.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone outlives the clean that first kept it.
+    pub delete_retention_ms: i64,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -46,6 +85,11 @@ impl Default for LogConfig {
             flush_messages: u64::MAX,
             flush_ms: i64::MAX,
             timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::default(),
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: DAY_MS,
         }
     }
 }

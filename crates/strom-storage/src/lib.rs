@@ -1,8 +1,10 @@
 //! strom-storage: the partition log (segments, sparse indexes, idempotent-producer state, recovery,
-//! retention, truncation). Knows bytes and offsets, not the network; runs no threads: the broker
-//! calls [`PartitionLog::enforce_retention`] (also rolls by segment.ms, flushes by flush.ms) on a timer.
+//! retention, truncation, compaction). Knows bytes and offsets, not the network; runs no threads:
+//! the broker calls [`PartitionLog::enforce_retention`] (also rolls by segment.ms, flushes by
+//! flush.ms) and [`PartitionLog::clean`] (compaction) on timers.
 
 mod batch_reader;
+mod cleaner;
 mod config;
 mod error;
 mod file_slice;
@@ -13,9 +15,12 @@ mod read;
 mod recovery;
 mod retention;
 mod segment;
+mod txn_index;
 
-pub use config::{Clock, LogConfig, ManualClock, SystemClock, TimestampType};
+pub use cleaner::{CleanStats, CleanerOptions, SwapStep};
+pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
 pub use error::LogError;
 pub use file_slice::FileSlice;
 pub use log::{AppendInfo, PartitionLog};
 pub use read::{ReadResult, TimestampOffset};
+pub use txn_index::{AbortedTxn, ActiveProducer};

@@ -19,6 +19,7 @@ use crate::error::{io_err, LogError};
 use crate::producer_state::{self, ProducerBatch, ProducerEntry, ProducerState, SequenceCheck};
 use crate::recovery::{self, CLEAN_SHUTDOWN_FILE};
 use crate::segment::{sync_dir, Segment};
+use crate::txn_index::TxnIndex;
 
 /// Result of a successful append (or of a retried duplicate batch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub(crate) struct Inner {
     pub segments: BTreeMap<i64, Arc<Segment>>,
     pub log_start_offset: i64,
     pub producers: ProducerState,
+    /// Aborted transactions per segment (`.txnindex`, see `txn_index.rs`).
+    pub txn_index: TxnIndex,
     /// Everything below this offset is known to be on disk.
     pub flushed_offset: i64,
     /// Rolled segments not fsynced yet (the next flush does it).
@@ -120,6 +123,8 @@ pub struct PartitionLog {
     pub(crate) inner: Mutex<Inner>,
     /// Serializes flushes; taken before `inner` and held across the fsyncs.
     pub(crate) flush_lock: Mutex<()>,
+    /// Log-cleaner bookkeeping; taken before `inner`, held for a whole clean.
+    pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -147,17 +152,21 @@ impl PartitionLog {
             .values()
             .next_back()
             .map_or(0, |s| s.meta().next_offset);
-        let producers = recovery::load_producer_state(&dir, &segments, log_start_offset, log_end)?;
+        let mut producers =
+            recovery::load_producer_state(&dir, &segments, log_start_offset, log_end)?;
+        let txn_index = crate::txn_index::open(&dir, &segments, log_end, &mut producers)?;
         debug!(dir = %dir.display(), log_start_offset, log_end, "opened partition log");
         Ok(Self {
             dir,
             clock,
             flush_lock: Mutex::new(()),
+            cleaner: Mutex::default(),
             inner: Mutex::new(Inner {
                 config,
                 segments,
                 log_start_offset,
                 producers,
+                txn_index,
                 flushed_offset: log_end,
                 unflushed_segments: Vec::new(),
                 recovery_point,
@@ -191,6 +200,9 @@ impl PartitionLog {
         for batch in splitter.by_ref() {
             let header = validate_batch(batch?, Validation::Produce)?;
             validate_records(&header, Validation::Produce)?;
+            if inner.config.cleanup_policy.compact {
+                crate::cleaner::check_keys(&header)?;
+            }
             planned.push(Planned {
                 pos: 0,
                 len: header.total_size(),
@@ -215,6 +227,7 @@ impl PartitionLog {
         let mut staged: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
         let mut pos = 0;
         let mut record_count: u32 = 0;
+        let mut completed = Vec::new();
         for p in &mut planned {
             let header = RecordBatchHeader::parse(&records[pos..pos + p.len])?;
             let last = next + i64::from(header.last_offset_delta());
@@ -231,7 +244,9 @@ impl PartitionLog {
                             &inner,
                         ))
                     }
-                    SequenceCheck::Accept => producer_state::apply(entry, &b, next, last),
+                    SequenceCheck::Accept => {
+                        completed.extend(producer_state::apply(entry, &b, next, last))
+                    }
                 }
             }
             record_count += header.records_count() as u32;
@@ -270,6 +285,7 @@ impl PartitionLog {
                 inner.producers.producers.insert(id, e);
             }
         }
+        crate::txn_index::record_completed(&mut inner, &self.dir, &completed)?;
         inner.unflushed_messages += u64::from(record_count);
         let flush = inner.unflushed_messages >= inner.config.flush_messages;
         let info = AppendInfo {

@@ -1,19 +1,23 @@
 //! Idempotent-producer state of one partition (KIP-98): per producer id the epoch and the last
-//! five batches' sequence/offset ranges, used to reject gaps and answer retried batches with
-//! their original offsets. Persisted as `<offset>.snapshot` files.
+//! five batches' sequence/offset ranges (to reject gaps and answer retries) and the first
+//! offset of its open transaction (for the LSO). Persisted as `<offset>.snapshot` files.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
+use strom_protocol::record_batch::control::{control_record_type, ControlRecordType};
 use strom_protocol::record_batch::{RecordBatchHeader, NO_SEQUENCE};
 
 use crate::error::{io_err, LogError};
 use crate::segment::sync_dir;
+use crate::txn_index::AbortedTxn;
 
 /// Batches remembered per producer for duplicate detection (Kafka: 5 in-flight requests).
 pub(crate) const BATCHES_PER_PRODUCER: usize = 5;
 pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMPS01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMPS02";
+/// Snapshots written before transactions (no open-transaction offset); still read.
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"STRMPS01";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchMeta {
@@ -30,6 +34,8 @@ pub(crate) struct ProducerEntry {
     pub batches: VecDeque<BatchMeta>,
     /// Last offset written by this producer (to drop it once retention removed it all).
     pub last_offset: i64,
+    /// First offset of the producer's open transaction (KIP-98), if one is open.
+    pub current_txn_first_offset: Option<i64>,
 }
 
 /// Outcome of checking one batch against the producer's state.
@@ -46,15 +52,31 @@ pub(crate) struct ProducerBatch {
     pub epoch: i16,
     pub first_seq: i32,
     pub last_seq: i32,
+    pub transactional: bool,
+    /// A control batch ends the producer's transaction; `Some(Commit)` only for a commit
+    /// marker (an unreadable marker counts as an abort: its data stays hidden).
+    pub control: Option<Option<ControlRecordType>>,
+}
+
+/// A transaction a marker ended: `[first_offset, marker_offset]` of `producer_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub marker_offset: i64,
+    pub aborted: bool,
 }
 
 impl ProducerBatch {
+    /// `h` must hold the whole batch for a control batch (its record says commit or abort).
     pub fn of(h: &RecordBatchHeader<'_>) -> Option<Self> {
         (h.producer_id() >= 0).then(|| Self {
             producer_id: h.producer_id(),
             epoch: h.producer_epoch(),
             first_seq: h.base_sequence(),
             last_seq: h.last_sequence(),
+            transactional: h.is_transactional(),
+            control: h.is_control().then(|| control_record_type(h)),
         })
     }
 }
@@ -112,25 +134,39 @@ pub(crate) fn check(
     }
 }
 
-/// Records an appended batch at `[first_offset, last_offset]` (no checks: also used for replay).
+/// Records an appended batch at `[first_offset, last_offset]` (no checks: also used for
+/// replay). Returns the transaction a marker batch ended, if one was open.
 pub(crate) fn apply(
     entry: &mut Option<ProducerEntry>,
     b: &ProducerBatch,
     first_offset: i64,
     last_offset: i64,
-) {
+) -> Option<CompletedTxn> {
     let e = entry.get_or_insert_with(|| ProducerEntry {
         epoch: b.epoch,
         batches: VecDeque::new(),
         last_offset,
+        current_txn_first_offset: None,
     });
     if b.epoch != e.epoch {
+        // A bumped epoch keeps the open transaction: its (abort) marker still ends it.
         e.epoch = b.epoch;
         e.batches.clear();
     }
     e.last_offset = last_offset;
+    if let Some(kind) = b.control {
+        return e.current_txn_first_offset.take().map(|first| CompletedTxn {
+            producer_id: b.producer_id,
+            first_offset: first,
+            marker_offset: first_offset,
+            aborted: kind != Some(ControlRecordType::Commit),
+        });
+    }
+    if b.transactional && e.current_txn_first_offset.is_none() {
+        e.current_txn_first_offset = Some(first_offset);
+    }
     if b.first_seq == NO_SEQUENCE {
-        return;
+        return None;
     }
     if e.batches.len() == BATCHES_PER_PRODUCER {
         e.batches.pop_front();
@@ -141,24 +177,51 @@ pub(crate) fn apply(
         first_offset,
         last_offset,
     });
+    None
 }
 
 /// All producers of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerState {
     pub producers: HashMap<i64, ProducerEntry>,
+    /// Aborted transactions met by `replay` since the state was loaded (not persisted: the
+    /// opener moves them into the transaction index).
+    pub replayed_aborts: Vec<AbortedTxn>,
 }
 
 impl ProducerState {
-    /// Replays a stored batch header.
+    /// Replays a stored batch (the whole batch for control batches).
     pub fn replay(&mut self, h: &RecordBatchHeader<'_>) {
         if let Some(b) = ProducerBatch::of(h) {
             let mut entry = self.producers.remove(&b.producer_id);
-            apply(&mut entry, &b, h.base_offset(), h.last_offset());
+            let completed = apply(&mut entry, &b, h.base_offset(), h.last_offset());
             if let Some(e) = entry {
                 self.producers.insert(b.producer_id, e);
             }
+            if let Some(c) = completed.filter(|c| c.aborted) {
+                let aborted = self.aborted(&c);
+                self.replayed_aborts.push(aborted);
+            }
         }
+    }
+
+    /// The index entry of an aborted transaction, with the LSO right after its marker
+    /// (call once the transaction is no longer open).
+    pub fn aborted(&self, c: &CompletedTxn) -> AbortedTxn {
+        AbortedTxn {
+            producer_id: c.producer_id,
+            first_offset: c.first_offset,
+            last_offset: c.marker_offset,
+            last_stable_offset: self.first_unstable_offset().unwrap_or(c.marker_offset + 1),
+        }
+    }
+
+    /// The first offset of the earliest open transaction (the LSO when there is one).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.current_txn_first_offset)
+            .min()
     }
 
     /// Forgets producers whose every batch is below `log_start_offset`.
@@ -178,6 +241,8 @@ impl ProducerState {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_offset.to_be_bytes());
+            let open = e.current_txn_first_offset.unwrap_or(-1);
+            out.extend_from_slice(&open.to_be_bytes());
             out.push(e.batches.len() as u8);
             for m in &e.batches {
                 out.extend_from_slice(&m.first_seq.to_be_bytes());
@@ -194,7 +259,9 @@ impl ProducerState {
     /// `None` if the bytes are not a complete, CRC-valid snapshot.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
-        if crc32c::crc32c(body).to_be_bytes() != crc || !body.starts_with(SNAPSHOT_MAGIC) {
+        let v2 = body.starts_with(SNAPSHOT_MAGIC);
+        if crc32c::crc32c(body).to_be_bytes() != crc || !(v2 || body.starts_with(SNAPSHOT_MAGIC_V1))
+        {
             return None;
         }
         let mut r = Reader(&body[SNAPSHOT_MAGIC.len()..]);
@@ -204,6 +271,11 @@ impl ProducerState {
             let id = i64::from_be_bytes(r.take()?);
             let epoch = i16::from_be_bytes(r.take()?);
             let last_offset = i64::from_be_bytes(r.take()?);
+            let open = if v2 {
+                i64::from_be_bytes(r.take()?)
+            } else {
+                -1
+            };
             let n = r.take::<1>()?[0] as usize;
             if n > BATCHES_PER_PRODUCER {
                 return None;
@@ -223,10 +295,14 @@ impl ProducerState {
                     epoch,
                     batches,
                     last_offset,
+                    current_txn_first_offset: (open >= 0).then_some(open),
                 },
             );
         }
-        r.0.is_empty().then_some(Self { producers })
+        r.0.is_empty().then_some(Self {
+            producers,
+            replayed_aborts: Vec::new(),
+        })
     }
 
     /// Writes `<offset>.snapshot` atomically (temp file, fsync, rename, fsync dir).
@@ -270,7 +346,55 @@ mod tests {
             epoch,
             first_seq: first,
             last_seq: last,
+            transactional: false,
+            control: None,
         }
+    }
+
+    #[test]
+    fn transactions_open_and_end_with_markers() {
+        let mut s = ProducerState::default();
+        let txn = |first| ProducerBatch {
+            transactional: true,
+            ..pb(0, first, first)
+        };
+        let marker = |epoch, kind| ProducerBatch {
+            transactional: true,
+            control: Some(Some(kind)),
+            ..pb(epoch, NO_SEQUENCE, NO_SEQUENCE)
+        };
+        let mut e = None;
+        assert_eq!(apply(&mut e, &txn(0), 10, 10), None);
+        assert_eq!(apply(&mut e, &txn(1), 12, 12), None);
+        s.producers.insert(9, e.clone().unwrap());
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        // The open transaction survives a snapshot.
+        assert_eq!(ProducerState::decode(&s.encode()), Some(s.clone()));
+        // An abort marker with a bumped epoch still ends it.
+        let done = apply(&mut e, &marker(1, ControlRecordType::Abort), 13, 13).unwrap();
+        assert_eq!(
+            (done.first_offset, done.marker_offset, done.aborted),
+            (10, 13, true)
+        );
+        s.producers.insert(9, e.clone().unwrap());
+        assert_eq!(s.first_unstable_offset(), None);
+        assert_eq!(s.aborted(&done).last_stable_offset, 14);
+        // A marker with nothing open completes nothing; a commit is not an abort.
+        assert_eq!(
+            apply(&mut e, &marker(1, ControlRecordType::Commit), 14, 14),
+            None
+        );
+        apply(
+            &mut e,
+            &ProducerBatch {
+                transactional: true,
+                ..pb(1, 0, 0)
+            },
+            15,
+            15,
+        );
+        let done = apply(&mut e, &marker(1, ControlRecordType::Commit), 16, 16).unwrap();
+        assert!(!done.aborted);
     }
 
     #[test]

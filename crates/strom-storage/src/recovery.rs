@@ -130,6 +130,7 @@ pub(crate) fn open_segments(
     now_ms: i64,
 ) -> Result<(Segments, i64, i64), LogError> {
     std::fs::create_dir_all(dir).map_err(io_err("create log directory", dir))?;
+    crate::cleaner::recover_swaps(dir)?;
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
         let entry = entry.map_err(io_err("list log directory", dir))?;
@@ -389,7 +390,8 @@ pub(crate) fn replay(segments: &BTreeMap<i64, Arc<Segment>>, from: i64, state: &
         let size = segment.size();
         let start = segment.find_batch(from, size).map_or(size, |(p, _)| p);
         let mut reader = BatchReader::new(&segment.log, start, size);
-        while let Ok(Some((_, bytes))) = reader.next_batch(false) {
+        // Whole batches: a control batch's record says commit or abort.
+        while let Ok(Some((_, bytes))) = reader.next_batch(true) {
             let h = RecordBatchHeader::parse(bytes).expect("the reader returns at least a header");
             if h.base_offset() >= from {
                 state.replay(&h);

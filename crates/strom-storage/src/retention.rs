@@ -103,6 +103,7 @@ impl PartitionLog {
             write_log_start(&self.dir, start)?;
             sync_dir(&self.dir)?;
             inner.producers = ProducerState::default();
+            inner.txn_index = crate::txn_index::TxnIndex::default();
         } else {
             let doomed: Vec<i64> = inner.segments.range(offset..).map(|(b, _)| *b).collect();
             for base in doomed {
@@ -132,6 +133,7 @@ impl PartitionLog {
             }
             inner.producers =
                 load_producer_state(&self.dir, &inner.segments, inner.log_start_offset, end)?;
+            crate::txn_index::after_truncation(&mut inner, &self.dir)?;
         }
         inner.forget_deleted_unflushed();
         let end = inner.log_end_offset();
@@ -164,9 +166,12 @@ fn deletable_prefix(inner: &Inner, now_ms: i64) -> usize {
             break;
         }
         let by_start = next_base.is_some_and(|b| b <= inner.log_start_offset);
-        let by_time =
-            c.retention_ms >= 0 && largest_timestamp(s) < now_ms.saturating_sub(c.retention_ms);
-        let by_size = c.retention_bytes >= 0 && excess - s.size() as i64 >= 0;
+        // cleanup.policy=compact alone keeps everything the cleaner keeps (Kafka).
+        let delete = c.cleanup_policy.delete;
+        let by_time = delete
+            && c.retention_ms >= 0
+            && largest_timestamp(s) < now_ms.saturating_sub(c.retention_ms);
+        let by_size = delete && c.retention_bytes >= 0 && excess - s.size() as i64 >= 0;
         if !(by_start || by_time || by_size) {
             break;
         }

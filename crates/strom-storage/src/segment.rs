@@ -283,6 +283,7 @@ impl Segment {
 
     pub fn delete_files(&self) -> Result<(), LogError> {
         remove_if_exists(&self.log_path)?;
+        remove_if_exists(&crate::txn_index::path_of(&self.log_path))?;
         remove_if_exists(self.offset_index.path())?;
         remove_if_exists(self.time_index.path())
     }

@@ -212,6 +212,33 @@ fn flipped_bytes_drop_the_bad_batch_and_everything_after() {
 }
 
 #[test]
+fn rolled_but_unflushed_segments_are_scanned_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_batches(dir.path(), 2_000); // rolls; never flushed
+    assert!(log.segment_count() > 2);
+    drop(log);
+    // Damage the middle of the first (closed) segment, as a power loss could.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(segment0(dir.path(), "log"))
+        .unwrap();
+    let at = file.metadata().unwrap().len() / 2;
+    file.write_all_at(&[0xde, 0xad, 0xbe, 0xef], at).unwrap();
+    let log =
+        PartitionLog::open(dir.path().to_path_buf(), config(), Arc::new(SystemClock)).unwrap();
+    assert!(log.log_end_offset() < 2_000 && log.log_end_offset() > 0);
+    assert_eq!(
+        log.segment_count(),
+        1,
+        "segments after the damage are unreachable"
+    );
+    verify_log(&log);
+    let end = log.log_end_offset();
+    assert_eq!(log.append(batch_for(end, 5)).unwrap().base_offset, end);
+}
+
+#[test]
 fn damaged_or_missing_indexes_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let log = write_batches(dir.path(), 2_000); // several segments

@@ -12,13 +12,14 @@ use strom_protocol::ErrorCode;
 use strom_storage::Clock;
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::log::{batch_of, records_of, OffsetsLog};
+use super::log::{batch_of, OffsetsLog};
 use super::manager::{CommitAuth, GroupDescription, GroupListing, GroupManager, TopicPartition};
 use super::records::{partition_for, GroupRecord, OffsetCommitValue};
 use super::state::{
     Effects, GroupConfig, GroupState, JoinRequest, JoinResult, Outcome, Reply, SyncRequest,
     SyncResult, Ticket,
 };
+use super::txn_offsets::{replay_batches, PendingTxnOffsets};
 
 /// Kafka's `offset.metadata.max.bytes` default (not yet a Strom broker setting).
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
@@ -72,6 +73,8 @@ pub struct GroupCoordinator {
     /// Serializes the creation of `__consumer_offsets`, so that no request sees the topic
     /// before its partition logs are open.
     pub(crate) topic_creation: Mutex<()>,
+    /// Offsets of open transactions (`txn_offsets.rs`); never held with `inner`.
+    txn_offsets: Mutex<PendingTxnOffsets>,
 }
 
 impl GroupCoordinator {
@@ -86,6 +89,7 @@ impl GroupCoordinator {
             clock,
             wake: Notify::new(),
             topic_creation: Mutex::new(()),
+            txn_offsets: Mutex::new(PendingTxnOffsets::default()),
         }
     }
 
@@ -93,17 +97,33 @@ impl GroupCoordinator {
         self.clock.now_ms()
     }
 
+    pub(super) fn clock_ms(&self) -> i64 {
+        self.now_ms()
+    }
+
+    /// Runs `f` on the group manager under the coordinator's lock.
+    pub(super) fn with_manager<R>(&self, f: impl FnOnce(&mut GroupManager) -> R) -> R {
+        f(&mut self.inner.lock().groups)
+    }
+
+    pub(super) fn pending_txn_offsets(&self) -> &Mutex<PendingTxnOffsets> {
+        &self.txn_offsets
+    }
+
     /// Rebuilds groups and offsets by replaying `__consumer_offsets` (start-up).
     pub fn load(&self, log: &dyn OffsetsLog) -> Result<usize, String> {
         let now = self.now_ms();
         let mut inner = self.inner.lock();
         let mut count = 0usize;
-        log.read_batches(&mut |_, batches| {
-            records_of(&batches, |record| {
+        // Transactional offsets wait for their marker; those still open stay staged.
+        let mut pending = PendingTxnOffsets::default();
+        log.read_batches(&mut |partition, batches| {
+            replay_batches(&mut pending, partition, &batches, |record| {
                 count += 1;
                 inner.groups.replay(record, now);
             })
         })?;
+        self.txn_offsets.lock().absorb(pending);
         let groups = inner.groups.list(&[], &[]).len();
         if count > 0 {
             tracing::info!(

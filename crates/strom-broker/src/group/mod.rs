@@ -8,6 +8,7 @@ pub mod manager;
 pub mod records;
 pub mod state;
 mod subscription;
+pub mod txn_offsets;
 
 pub use coordinator::{GroupCoordinator, OffsetCommit};
 pub use log::{OffsetsLog, OFFSETS_TOPIC};

@@ -1,16 +1,16 @@
-//! Fetch (key 1), v4–16: whole batches from the log up to the high watermark, bounded by
-//! `max_bytes` and `partition_max_bytes` (the first batch always goes out, KIP-74), with
-//! long polling on `min_bytes`/`max_wait_ms` driven by append notifications, never a sleep
-//! loop. Fetch sessions (KIP-227) are answered sessionless (session id 0), which clients
-//! accept by sending full fetch requests.
+//! Fetch (key 1), v4–16: whole batches up to the high watermark (read_committed: up to the
+//! LSO, with the aborted transactions of the range), bounded by the byte limits (KIP-74),
+//! long-polling on append notifications; sessionless (session id 0, KIP-227).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::RequestContext;
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId, TopicName};
 use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
 use tokio::sync::Notify;
@@ -19,12 +19,15 @@ use tokio::time::Instant;
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
+use crate::internal_topic::next_offset;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 16);
 /// Upper bound on how long one fetch may wait, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 /// The session epoch that means "no session / close the session".
 const FINAL_EPOCH: i32 = -1;
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -133,13 +136,15 @@ fn read_all(
                     };
                     let limit =
                         (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
-                    match read_partition(broker, image, name, p, limit, total == 0) {
-                        Ok((records, hw, log_start)) => {
-                            total += records.len();
-                            data.high_watermark = hw;
-                            data.last_stable_offset = hw;
-                            data.log_start_offset = log_start;
-                            data.records = Some(records);
+                    let committed = request.isolation_level == READ_COMMITTED;
+                    match read_partition(broker, image, name, p, limit, total == 0, committed) {
+                        Ok(read) => {
+                            total += read.records.len();
+                            data.high_watermark = read.hw;
+                            data.last_stable_offset = read.lso;
+                            data.log_start_offset = read.log_start;
+                            data.aborted_transactions = read.aborted;
+                            data.records = Some(read.records);
                         }
                         Err((code, hw, log_start)) => {
                             has_error = true;
@@ -160,6 +165,16 @@ fn read_all(
 
 type ReadError = (ErrorCode, i64, i64);
 
+/// One partition's answer.
+struct PartitionRead {
+    records: Bytes,
+    hw: i64,
+    lso: i64,
+    log_start: i64,
+    /// read_committed: the aborted transactions overlapping `records`.
+    aborted: Option<Vec<AbortedTransaction>>,
+}
+
 fn read_partition(
     broker: &Broker,
     image: &MetadataImage,
@@ -167,11 +182,13 @@ fn read_partition(
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
     limit: usize,
     first: bool,
-) -> Result<(Bytes, i64, i64), ReadError> {
+    read_committed: bool,
+) -> Result<PartitionRead, ReadError> {
     let Some(partition) = broker.replicas().partition(topic, p.partition) else {
         return Err((ErrorCode::UnknownTopicOrPartition, -1, -1));
     };
     let hw = partition.high_watermark();
+    let lso = partition.last_stable_offset();
     let log_start = partition.log.log_start_offset();
     let epoch = partition.leader_epoch(image);
     if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
@@ -185,18 +202,46 @@ fn read_partition(
     if p.fetch_offset < log_start || p.fetch_offset > hw {
         return Err((ErrorCode::OffsetOutOfRange, hw, log_start));
     }
+    let empty = |log_start| PartitionRead {
+        records: Bytes::new(),
+        hw,
+        lso,
+        log_start,
+        aborted: read_committed.then(Vec::new),
+    };
     if limit == 0 && !first {
-        return Ok((Bytes::new(), hw, log_start));
+        return Ok(empty(log_start));
     }
+    let max_offset = if read_committed { lso } else { hw };
     let read = partition
         .log
-        .read(p.fetch_offset, limit, Some(hw))
+        .read(p.fetch_offset, limit, Some(max_offset))
         .map_err(|e| (log_error_code(&e), hw, log_start))?;
     let records = match read.slice {
         Some(slice) => slice
             .read_to_bytes()
             .map_err(|_| (ErrorCode::KafkaStorageError, hw, log_start))?,
-        None => Bytes::new(),
+        None => return Ok(empty(read.log_start_offset)),
     };
-    Ok((records, hw, read.log_start_offset))
+    let aborted = read_committed.then(|| {
+        let upper = next_offset(&records).unwrap_or(p.fetch_offset);
+        partition
+            .log
+            .aborted_transactions(p.fetch_offset, upper)
+            .into_iter()
+            .map(|t| {
+                let mut a = AbortedTransaction::default();
+                a.producer_id = ProducerId(t.producer_id);
+                a.first_offset = t.first_offset;
+                a
+            })
+            .collect()
+    });
+    Ok(PartitionRead {
+        records,
+        hw,
+        lso,
+        log_start: read.log_start_offset,
+        aborted,
+    })
 }

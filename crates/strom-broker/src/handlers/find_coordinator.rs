@@ -1,6 +1,6 @@
 //! FindCoordinator (key 10), v0–6: one key (v0–3) or a batch of `coordinator_keys` (v4+,
-//! KIP-699). Groups (key type 0) are coordinated here, the leader of every
-//! `__consumer_offsets` partition; transactions (key type 1) are not served yet.
+//! KIP-699). Groups (key type 0) and transactional ids (key type 1) are coordinated here,
+//! the leader of every `__consumer_offsets` and `__transaction_state` partition.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use strom_protocol::ErrorCode;
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
 use crate::group::{code, OffsetsLog};
+use crate::txn::TxnLog;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 
@@ -73,19 +74,19 @@ fn find(broker: &Broker, key_type: i8) -> Found {
         host: String::new(),
         port: -1,
     };
+    // The coordinator exists once its topic does (created here on first use, as Kafka does).
     match key_type {
-        KEY_TYPE_GROUP => {}
+        KEY_TYPE_GROUP => {
+            if let Err(e) = broker.offsets_partitions() {
+                return refused(e, "__consumer_offsets is not available");
+            }
+        }
         KEY_TYPE_TRANSACTION => {
-            return refused(
-                ErrorCode::CoordinatorNotAvailable,
-                "the transaction coordinator is not available yet",
-            )
+            if let Err(e) = broker.txn_partitions() {
+                return refused(e, "__transaction_state is not available");
+            }
         }
         _ => return refused(ErrorCode::InvalidRequest, "unknown coordinator key type"),
-    }
-    // The coordinator exists once its topic does (created here on first use, as Kafka does).
-    if let Err(e) = broker.offsets_partitions() {
-        return refused(e, "__consumer_offsets is not available");
     }
     let node_id = broker.node_id();
     let image = broker.image();

@@ -1,20 +1,21 @@
-//! InitProducerId (key 22), v0–5, for idempotent producers: a fresh producer id with epoch 0
-//! from a block the controller allocated (ids are never reused across restarts). As in
-//! Kafka, a non-transactional producer that re-initialises (KIP-360) simply gets a new id.
-//! Transactional ids arrive with the transaction coordinator.
+//! InitProducerId (key 22), v0–5. Without a transactional id: a fresh producer id with epoch
+//! 0 from a block the controller allocated (a re-initialising idempotent producer, KIP-360,
+//! simply gets a new id, as in Kafka). With one: the transaction coordinator bumps the epoch.
 
 use std::sync::Arc;
 
 use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
 use crate::errors::controller_error_code;
+use crate::txn::fenced_for_version;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
+/// PRODUCER_FENCED exists from v4 (KIP-588); older versions get INVALID_PRODUCER_EPOCH.
+const FENCED_SINCE: i16 = 4;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -25,17 +26,37 @@ pub(super) async fn handle(
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
-    if request.transactional_id.is_some() {
-        // Without a transaction coordinator a transactional producer cannot be served.
-        response.error_code = ErrorCode::CoordinatorNotAvailable.code();
-        return respond(&SPEC, header, &response);
-    }
-    match tokio::task::block_in_place(|| broker.allocate_producer_id()) {
-        Ok(id) => {
-            response.producer_id = ProducerId(id);
-            response.producer_epoch = 0;
+    let mut allocate = || {
+        broker
+            .allocate_producer_id()
+            .map_err(|e| controller_error_code(&e))
+    };
+    // An empty transactional id is INVALID_REQUEST (the state machine says so), as in Kafka.
+    let result = match request.transactional_id.as_ref() {
+        None => tokio::task::block_in_place(|| allocate().map(|id| (id, 0))),
+        Some(transactional_id) => {
+            // v3+ (KIP-360): a producer recovering its own id and epoch.
+            let expected = (request.producer_id.0 >= 0)
+                .then_some((request.producer_id.0, request.producer_epoch));
+            tokio::task::block_in_place(|| {
+                broker.txns().init_producer_id(
+                    broker.as_ref(),
+                    transactional_id,
+                    request.transaction_timeout_ms,
+                    expected,
+                    &mut allocate,
+                )
+            })
         }
-        Err(e) => response.error_code = controller_error_code(&e).code(),
+    };
+    match result {
+        Ok((id, epoch)) => {
+            response.producer_id = ProducerId(id);
+            response.producer_epoch = epoch;
+        }
+        Err(e) => {
+            response.error_code = fenced_for_version(e, header.api_version, FENCED_SINCE).code()
+        }
     }
     respond(&SPEC, header, &response)
 }

@@ -1,6 +1,7 @@
 //! ListOffsets (key 2), v1–9: earliest (-2), latest (-1), max timestamp (-3, KIP-734),
 //! earliest local (-4) and latest tiered (-5) which equal earliest/latest without tiered
-//! storage, and the first offset whose timestamp is at or after a given time.
+//! storage, and the first offset whose timestamp is at or after a given time. Under
+//! read_committed (v2+) latest is the last stable offset.
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -32,6 +35,7 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: ListOffsetsRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
+    let read_committed = version >= 2 && request.isolation_level == READ_COMMITTED;
     let image = broker.image();
     let mut response = ListOffsetsResponse::default();
     response.topics = request
@@ -62,7 +66,7 @@ pub(super) async fn handle(
                                 };
                                 return r;
                             }
-                            match lookup(&partition, p.timestamp) {
+                            match lookup(&partition, p.timestamp, read_committed) {
                                 Ok((timestamp, offset)) => {
                                     r.timestamp = timestamp;
                                     r.offset = offset;
@@ -85,9 +89,14 @@ pub(super) async fn handle(
 }
 
 /// (timestamp, offset) for one query; -1/-1 when no record matches a timestamp query.
-fn lookup(partition: &Partition, query: i64) -> Result<(i64, i64), ErrorCode> {
+fn lookup(
+    partition: &Partition,
+    query: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), ErrorCode> {
     let log = &partition.log;
     match query {
+        LATEST | LATEST_TIERED if read_committed => Ok((-1, partition.last_stable_offset())),
         LATEST | LATEST_TIERED => Ok((-1, partition.high_watermark())),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
         MAX_TIMESTAMP => match log.max_timestamp_offset() {
@@ -97,6 +106,10 @@ fn lookup(partition: &Partition, query: i64) -> Result<(i64, i64), ErrorCode> {
         },
         t if t < 0 => Err(ErrorCode::InvalidRequest),
         t => match log.offset_for_timestamp(t) {
+            // read_committed: an offset at or past the LSO is not fetchable yet (as Kafka).
+            Ok(Some(found)) if read_committed && found.offset >= partition.last_stable_offset() => {
+                Ok((-1, -1))
+            }
             Ok(Some(found)) => Ok((found.timestamp, found.offset)),
             Ok(None) => Ok((-1, -1)),
             Err(e) => Err(log_error_code(&e)),

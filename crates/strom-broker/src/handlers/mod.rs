@@ -13,6 +13,8 @@ use thiserror::Error;
 
 use crate::broker::Broker;
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
 mod create_partitions;
@@ -23,6 +25,9 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_producers;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -32,6 +37,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -39,6 +45,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 /// An API and the versions Strom advertises for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +166,13 @@ handlers!(
     describe_groups,
     delete_groups,
     offset_delete,
+    add_partitions_to_txn,
+    add_offsets_to_txn,
+    end_txn,
+    txn_offset_commit,
+    describe_transactions,
+    list_transactions,
+    describe_producers,
 );
 
 /// Decodes a request body of the header's version.

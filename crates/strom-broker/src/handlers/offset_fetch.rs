@@ -1,6 +1,7 @@
 //! OffsetFetch (key 9), v1–9: committed offsets of one group (v1–7) or several (v8+,
 //! KIP-709), for listed partitions or, with null topics (v2+), every committed partition.
-//! A partition without a committed offset reads as offset -1 with no error, as on Kafka.
+//! No committed offset reads as -1 with no error; with `require_stable` (v7+, KIP-447) a
+//! partition with offsets staged by an open transaction gets UNSTABLE_OFFSET_COMMIT.
 
 use std::sync::Arc;
 
@@ -21,8 +22,11 @@ use crate::group::TopicPartition;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetFetch, 1, 9);
 
-/// One topic's answer: (partition, committed offset if any).
-type TopicOffsets = (String, Vec<(i32, Option<OffsetCommitValue>)>);
+/// One topic's answer: (partition, committed offset if any, partition error).
+type TopicOffsets = (
+    String,
+    Vec<(i32, Option<OffsetCommitValue>, Option<ErrorCode>)>,
+);
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -31,6 +35,7 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: OffsetFetchRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
+    let require_stable = version >= 7 && request.require_stable;
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
         response.groups = request
@@ -43,7 +48,7 @@ pub(super) async fn handle(
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default();
-                match fetch(broker, &g.group_id.0, wanted) {
+                match fetch(broker, &g.group_id.0, wanted, require_stable) {
                     Ok(topics) => out.topics = topics.into_iter().map(topic_v8).collect(),
                     Err(e) => out.error_code = e.code(),
                 }
@@ -58,7 +63,7 @@ pub(super) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch(broker, &request.group_id.0, wanted.clone()) {
+    match fetch(broker, &request.group_id.0, wanted.clone(), require_stable) {
         Ok(topics) => {
             response.topics = topics
                 .into_iter()
@@ -71,7 +76,10 @@ pub(super) async fn handle(
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(name, partitions)| {
-                    (name, partitions.into_iter().map(|p| (p, None)).collect())
+                    (
+                        name,
+                        partitions.into_iter().map(|p| (p, None, None)).collect(),
+                    )
                 });
             response.topics = listed.map(|t| topic_v1(t, version, Some(e))).collect();
         }
@@ -85,6 +93,7 @@ fn fetch(
     broker: &Broker,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Vec<TopicOffsets>, ErrorCode> {
     if group_id.is_empty() {
         return Err(ErrorCode::InvalidGroupId);
@@ -99,9 +108,18 @@ fn fetch(
         .fetch(broker, group_id, partitions.as_deref())?;
     let mut topics: Vec<TopicOffsets> = Vec::new();
     for ((topic, partition), value) in offsets {
+        let unstable = require_stable
+            && broker
+                .groups()
+                .has_pending_txn_offset(group_id, &(topic.clone(), partition));
+        let entry = if unstable {
+            (partition, None, Some(ErrorCode::UnstableOffsetCommit))
+        } else {
+            (partition, value, None)
+        };
         match topics.iter_mut().find(|(name, _)| *name == topic) {
-            Some((_, ps)) => ps.push((partition, value)),
-            None => topics.push((topic, vec![(partition, value)])),
+            Some((_, ps)) => ps.push(entry),
+            None => topics.push((topic, vec![entry])),
         }
     }
     Ok(topics)
@@ -116,7 +134,7 @@ fn topic_v1(
     out.name = TopicName(StrBytes::from_string(name));
     out.partitions = partitions
         .into_iter()
-        .map(|(index, value)| {
+        .map(|(index, value, partition_error)| {
             let mut p = OffsetFetchResponsePartition::default();
             p.partition_index = index;
             p.committed_offset = value.as_ref().map_or(-1, |v| v.offset);
@@ -126,7 +144,7 @@ fn topic_v1(
             p.metadata = Some(StrBytes::from_string(
                 value.map(|v| v.metadata).unwrap_or_default(),
             ));
-            p.error_code = error.map_or(0, |e| e.code());
+            p.error_code = error.or(partition_error).map_or(0, |e| e.code());
             p
         })
         .collect();
@@ -138,8 +156,9 @@ fn topic_v8((name, partitions): TopicOffsets) -> OffsetFetchResponseTopics {
     out.name = TopicName(StrBytes::from_string(name));
     out.partitions = partitions
         .into_iter()
-        .map(|(index, value)| {
+        .map(|(index, value, partition_error)| {
             let mut p = OffsetFetchResponsePartitions::default();
+            p.error_code = partition_error.map_or(0, |e| e.code());
             p.partition_index = index;
             p.committed_offset = value.as_ref().map_or(-1, |v| v.offset);
             p.committed_leader_epoch = value.as_ref().map_or(-1, |v| v.leader_epoch);

@@ -1,6 +1,6 @@
 //! Produce (key 0): advertised v0–11 but served v3–11 (KAFKA-18659: librdkafka disables
-//! compressed produce if the minimum is not 0). Batches are appended as they arrived; the log
-//! assigns offsets and checks idempotent-producer sequences. acks=0 gets no response.
+//! compressed produce if the minimum is not 0). Batches are appended as they arrived (the log
+//! checks sequences, the transaction coordinator vets transactional ones); acks=0: no response.
 
 use std::sync::Arc;
 
@@ -131,6 +131,7 @@ fn append_one(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err((ErrorCode::InvalidRecord, Some("no record batch".to_owned())));
     };
+    verify_transactional(broker, topic, index, &records)?;
     let info = partition
         .log
         .append(BytesMut::from(&records[..]))
@@ -139,4 +140,35 @@ fn append_one(
         partition.notify_appended();
     }
     Ok(info)
+}
+
+/// A transactional batch is accepted only from the current epoch of its producer and for a
+/// partition added to its ongoing transaction (Kafka: INVALID_PRODUCER_EPOCH / INVALID_TXN_STATE).
+fn verify_transactional(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: &[u8],
+) -> Result<(), PartitionError> {
+    let Ok(header) = strom_protocol::RecordBatchHeader::parse(records) else {
+        return Ok(()); // the log refuses it with the precise reason
+    };
+    if !header.is_transactional() || header.is_control() {
+        return Ok(());
+    }
+    let partition = (topic.to_owned(), index);
+    broker
+        .txns()
+        .verify_partition(header.producer_id(), header.producer_epoch(), &partition)
+        .map_err(|e| {
+            let code = match e {
+                ErrorCode::InvalidProducerEpoch => ErrorCode::InvalidProducerEpoch,
+                _ => ErrorCode::InvalidTxnState,
+            };
+            let reason = format!(
+                "transactional batch of producer {} refused: {e:?}",
+                header.producer_id()
+            );
+            (code, Some(reason))
+        })
 }

@@ -399,6 +399,18 @@ impl Consumer {
             return Ok(());
         }
         let owned: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
+        let fenced = group.current().generation_id < 0;
+        if fenced && !owned.is_empty() {
+            // The coordinator dropped this member: its partitions may already be elsewhere,
+            // so they are lost, not revoked (no commit).
+            if let Some(l) = self.listener.as_mut() {
+                l.on_partitions_lost(&owned);
+            }
+            self.reset_fetches();
+            self.assigned.clear();
+        }
+        let owned: Vec<TopicPartition> = self.assigned.keys().cloned().collect();
+        let group = self.group.as_mut().expect("checked above");
         let cooperative = group.cooperative() && group.current().generation_id >= 0;
         if !cooperative && !owned.is_empty() {
             // Eager protocol: give everything up before joining.

@@ -97,7 +97,10 @@ impl Accumulator {
         batch_size: usize,
         reply: Reply,
     ) -> bool {
-        let q = self.queues.entry(tp.clone()).or_default();
+        if !self.queues.contains_key(tp) {
+            self.queues.insert(tp.clone(), PartitionQueue::default());
+        }
+        let q = self.queues.get_mut(tp).expect("inserted above");
         let full = q.open.as_ref().is_some_and(|b| {
             b.writer.size_in_bytes() + rec.permits > batch_size && !b.writer.is_empty()
         });

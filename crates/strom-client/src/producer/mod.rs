@@ -246,17 +246,16 @@ impl Producer {
         size: usize,
     ) -> Result<TopicPartition> {
         let s = &self.shared;
-        let topic = tokio::time::timeout(
-            s.config.max_block,
-            s.client
-                .retry("metadata", || s.client.topic_metadata(&record.topic, true)),
-        )
-        .await
-        .map_err(|_| Error::Timeout {
-            what: format!("metadata for topic '{}'", record.topic),
-            ms: s.config.max_block.as_millis() as u64,
-        })??;
-        let n = topic.partitions.len() as i32;
+        // Fast path: the cached partition count (no copy of the topic's metadata).
+        let cached = s
+            .client
+            .metadata()
+            .topic(&record.topic)
+            .map(|t| t.partitions.len());
+        let n = match cached {
+            Some(n) if n > 0 => n as i32,
+            _ => self.partition_count(&record.topic).await?,
+        };
         if n == 0 {
             return Err(Error::kafka(
                 strom_protocol::ErrorCode::UnknownTopicOrPartition,
@@ -277,6 +276,32 @@ impl Producer {
                 .partition(&record.topic, n, size, s.config.batch_size),
         };
         Ok(TopicPartition::new(record.topic.clone(), partition))
+    }
+
+    /// Partition count from fresh metadata (auto-creating the topic if the broker allows),
+    /// retrying for up to `max.block.ms`; then the last error, e.g. UNKNOWN_TOPIC_OR_PARTITION.
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
+        let s = &self.shared;
+        let deadline = std::time::Instant::now() + s.config.max_block;
+        let mut attempt = 0;
+        loop {
+            let err = match s.client.topic_metadata(topic, true).await {
+                Ok(info) if !info.partitions.is_empty() => return Ok(info.partitions.len() as i32),
+                Ok(_) => Error::kafka(
+                    strom_protocol::ErrorCode::LeaderNotAvailable,
+                    format!("topic '{topic}' has no partitions yet"),
+                ),
+                Err(e) => e,
+            };
+            let now = std::time::Instant::now();
+            if !err.is_retriable() || now >= deadline {
+                return Err(err);
+            }
+            s.client.invalidate_metadata();
+            let pause = s.client.config().backoff(attempt).min(deadline - now);
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
     }
 
     /// Sends everything queued now, ignoring linger, and waits until all of it completed.

@@ -1,0 +1,85 @@
+//! AddPartitionsToTxn (key 24), v0–3: adds partitions to the producer's transaction before it
+//! writes to them. Unknown partitions fail the request: they get UNKNOWN_TOPIC_OR_PARTITION and
+//! the others OPERATION_NOT_ATTEMPTED, as in Kafka. v4+ (KIP-890 batching) is not served.
+
+use std::sync::Arc;
+
+use super::RequestContext;
+use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
+use strom_protocol::ErrorCode;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::txn::fenced_for_version;
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::AddPartitionsToTxn, 0, 3);
+/// PRODUCER_FENCED exists from v2 (KIP-588); older versions get INVALID_PRODUCER_EPOCH.
+const FENCED_SINCE: i16 = 2;
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    body: Bytes,
+) -> HandlerResult {
+    let request: AddPartitionsToTxnRequest = decode(&SPEC, header, body)?;
+    let image = broker.image();
+    let known = |topic: &str, p: i32| {
+        image
+            .topic(topic)
+            .is_some_and(|t| t.partitions.contains_key(&p))
+    };
+    let mut partitions = Vec::new();
+    let mut any_unknown = false;
+    for topic in &request.v3_and_below_topics {
+        for p in &topic.partitions {
+            any_unknown |= !known(&topic.name.0, *p);
+            partitions.push((topic.name.0.to_string(), *p));
+        }
+    }
+    let error = if any_unknown {
+        None
+    } else {
+        tokio::task::block_in_place(|| {
+            broker.txns().add_partitions(
+                broker.as_ref(),
+                &request.v3_and_below_transactional_id,
+                request.v3_and_below_producer_id.0,
+                request.v3_and_below_producer_epoch,
+                &partitions,
+            )
+        })
+        .err()
+        .map(|e| fenced_for_version(e, header.api_version, FENCED_SINCE))
+    };
+    let mut response = AddPartitionsToTxnResponse::default();
+    response.results_by_topic_v3_and_below = request
+        .v3_and_below_topics
+        .iter()
+        .map(|topic| {
+            let mut out = AddPartitionsToTxnTopicResult::default();
+            out.name = topic.name.clone();
+            out.results_by_partition = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = match (any_unknown, known(&topic.name.0, *p), error) {
+                        (true, false, _) => ErrorCode::UnknownTopicOrPartition.code(),
+                        (true, true, _) => ErrorCode::OperationNotAttempted.code(),
+                        (false, _, Some(e)) => e.code(),
+                        (false, _, None) => 0,
+                    };
+                    let mut r = AddPartitionsToTxnPartitionResult::default();
+                    r.partition_index = *p;
+                    r.partition_error_code = code;
+                    r
+                })
+                .collect();
+            out
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}

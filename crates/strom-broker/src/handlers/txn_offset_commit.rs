@@ -1,0 +1,126 @@
+//! TxnOffsetCommit (key 28), v0–4: offsets committed inside a transaction. They are written
+//! to `__consumer_offsets` as transactional records and become visible to the group exactly
+//! when the transaction commits (dropped on abort). v3+ carry the member's generation (KIP-447).
+
+use std::sync::Arc;
+
+use super::RequestContext;
+use bytes::Bytes;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use strom_protocol::ErrorCode;
+
+use super::{decode, respond, ApiSpec, HandlerResult};
+use crate::broker::Broker;
+use crate::group::records::partition_for;
+use crate::group::{CommitAuth, OffsetCommit, OffsetsLog, TopicPartition, OFFSETS_TOPIC};
+
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 4);
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    body: Bytes,
+) -> HandlerResult {
+    let request: TxnOffsetCommitRequest = decode(&SPEC, header, body)?;
+    let version = header.api_version;
+    let image = broker.image();
+    let mut unknown: Vec<TopicPartition> = Vec::new();
+    let mut commits = Vec::new();
+    for topic in &request.topics {
+        let known = image.topic(&topic.name.0);
+        for p in &topic.partitions {
+            let tp = (topic.name.0.to_string(), p.partition_index);
+            if known.is_some_and(|t| t.partitions.contains_key(&p.partition_index)) {
+                let commit = OffsetCommit {
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 2 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                };
+                commits.push((tp, commit));
+            } else {
+                unknown.push(tp);
+            }
+        }
+    }
+    let auth = CommitAuth {
+        generation_id: if version >= 3 {
+            request.generation_id
+        } else {
+            -1
+        },
+        member_id: if version >= 3 {
+            request.member_id.to_string()
+        } else {
+            String::new()
+        },
+        group_instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
+        version_9_or_later: false,
+    };
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let outcome = if commits.is_empty() {
+        Ok(Vec::new())
+    } else {
+        tokio::task::block_in_place(|| {
+            let partitions = broker.offsets_partitions()?;
+            let partition = (
+                OFFSETS_TOPIC.to_owned(),
+                partition_for(&request.group_id, partitions),
+            );
+            broker.txns().verify_offsets(
+                &request.transactional_id,
+                producer.0,
+                producer.1,
+                &partition,
+            )?;
+            broker
+                .groups()
+                .txn_commit(broker.as_ref(), &request.group_id, &auth, producer, commits)
+        })
+    };
+    // TxnOffsetCommit has no PRODUCER_FENCED: a fenced producer gets INVALID_PRODUCER_EPOCH.
+    let (results, group_error) = match outcome {
+        Ok(results) => (results, None),
+        Err(ErrorCode::ProducerFenced) => (Vec::new(), Some(ErrorCode::InvalidProducerEpoch)),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let mut response = TxnOffsetCommitResponse::default();
+    response.topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let mut out = TxnOffsetCommitResponseTopic::default();
+            out.partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let tp = (topic.name.0.to_string(), p.partition_index);
+                    let code = if unknown.contains(&tp) {
+                        ErrorCode::UnknownTopicOrPartition.code()
+                    } else if let Some(e) = group_error {
+                        e.code()
+                    } else {
+                        results
+                            .iter()
+                            .find(|(t, _)| *t == tp)
+                            .and_then(|(_, e)| *e)
+                            .map_or(0, |e| e.code())
+                    };
+                    let mut r = TxnOffsetCommitResponsePartition::default();
+                    r.partition_index = p.partition_index;
+                    r.error_code = code;
+                    r
+                })
+                .collect();
+            out.name = topic.name;
+            out
+        })
+        .collect();
+    respond(&SPEC, header, &response)
+}
