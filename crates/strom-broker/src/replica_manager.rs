@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use strom_metadata::MetadataImage;
+use strom_protocol::ErrorCode;
 use strom_storage::{Clock, LogConfig, LogError, PartitionLog};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -54,6 +55,21 @@ impl Partition {
         self.log
             .first_unstable_offset()
             .map_or(hw, |first| first.min(hw))
+    }
+
+    /// KIP-320 fencing: a request that names a leader epoch (>= 0) must name the current one.
+    /// Returns the current epoch, or FENCED_LEADER_EPOCH (older) / UNKNOWN_LEADER_EPOCH (newer).
+    pub fn check_leader_epoch(
+        &self,
+        image: &MetadataImage,
+        requested: i32,
+    ) -> Result<i32, ErrorCode> {
+        let epoch = self.leader_epoch(image);
+        match requested {
+            r if r < 0 || r == epoch => Ok(epoch),
+            r if r > epoch => Err(ErrorCode::UnknownLeaderEpoch),
+            _ => Err(ErrorCode::FencedLeaderEpoch),
+        }
     }
 
     /// Current leader epoch of this partition (from the metadata image).
@@ -204,5 +220,45 @@ mod tests {
         assert_eq!(parse_partition_dir("nodash"), None);
         assert_eq!(parse_partition_dir("-1"), None);
         assert_eq!(parse_partition_dir("t-x"), None);
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use std::sync::Arc;
+
+    use strom_metadata::{MetadataImage, MetadataRecord};
+    use strom_protocol::ErrorCode;
+    use strom_storage::{LogConfig, SystemClock};
+    use uuid::Uuid;
+
+    use super::ReplicaManager;
+
+    #[test]
+    fn leader_epoch_fencing_follows_kip_320() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::new_v4();
+        let image = MetadataImage::replay(&[
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            },
+            MetadataRecord::Partition {
+                topic_id,
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 3,
+                partition_epoch: 0,
+            },
+        ]);
+        let replicas = ReplicaManager::new(dir.path().to_path_buf(), Arc::new(SystemClock));
+        replicas.sync(&image, |_| LogConfig::default()).unwrap();
+        let p = replicas.partition("t", 0).unwrap();
+        assert_eq!(p.check_leader_epoch(&image, -1), Ok(3), "no epoch named: no check");
+        assert_eq!(p.check_leader_epoch(&image, 3), Ok(3));
+        assert_eq!(p.check_leader_epoch(&image, 2), Err(ErrorCode::FencedLeaderEpoch));
+        assert_eq!(p.check_leader_epoch(&image, 4), Err(ErrorCode::UnknownLeaderEpoch));
     }
 }

@@ -5,74 +5,27 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use common::wire::Wire;
 use common::{create_topic, Server};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, TopicName,
+    TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use strom_protocol::record_batch::builder::BatchBuilder;
 
 const PRODUCE_VERSION: i16 = 9;
 
-struct Wire {
-    stream: TcpStream,
-    correlation: i32,
+/// Idempotent-producer calls over the shared bare wire client.
+trait Idempotent {
+    fn init_producer_id(&mut self) -> (i64, i16);
+    fn produce(&mut self, producer: (i64, i16), base_sequence: i32, count: usize) -> (i16, i64);
 }
 
-impl Wire {
-    fn connect(server: &Server) -> Wire {
-        let stream = TcpStream::connect(server.bootstrap()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        Wire {
-            stream,
-            correlation: 0,
-        }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        self.correlation += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = key as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation;
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        self.stream
-            .write_all(&(body.len() as i32).to_be_bytes())
-            .unwrap();
-        self.stream.write_all(&body).unwrap();
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).unwrap();
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut frame).unwrap();
-        let mut frame = Bytes::from(frame);
-        let header_len = if key.response_header_version(version) >= 1 {
-            5
-        } else {
-            4
-        };
-        assert_eq!(&frame[..4], &self.correlation.to_be_bytes());
-        let _ = frame.split_to(header_len);
-        Resp::decode(&mut frame, version).unwrap()
-    }
-
+impl Idempotent for Wire {
     fn init_producer_id(&mut self) -> (i64, i16) {
         let r: InitProducerIdResponse = self.call(
             ApiKey::InitProducerId,
@@ -116,7 +69,7 @@ const INVALID_PRODUCER_EPOCH: i16 = 47;
 async fn duplicates_gaps_and_stale_epochs() {
     let mut server = Server::start(&[]);
     create_topic(&server.bootstrap(), "idem", 1, &[]).await;
-    let mut wire = Wire::connect(&server);
+    let mut wire = Wire::connect(&server.bootstrap());
     let producer = wire.init_producer_id();
     assert!(producer.0 >= 0);
 
@@ -146,7 +99,7 @@ async fn duplicates_gaps_and_stale_epochs() {
     // The producer state survives a clean restart and a crash alike.
     assert!(server.stop());
     server.restart();
-    let mut wire = Wire::connect(&server);
+    let mut wire = Wire::connect(&server.bootstrap());
     assert_eq!(
         wire.produce(bumped, 0, 1),
         (0, 5),
@@ -155,7 +108,7 @@ async fn duplicates_gaps_and_stale_epochs() {
     assert_eq!(wire.produce(bumped, 1, 1), (0, 6));
     server.kill9();
     server.restart();
-    let mut wire = Wire::connect(&server);
+    let mut wire = Wire::connect(&server.bootstrap());
     assert_eq!(
         wire.produce(bumped, 1, 1),
         (0, 6),

@@ -190,13 +190,7 @@ fn read_partition(
     let hw = partition.high_watermark();
     let lso = partition.last_stable_offset();
     let log_start = partition.log.log_start_offset();
-    let epoch = partition.leader_epoch(image);
-    if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
-        let code = if p.current_leader_epoch > epoch {
-            ErrorCode::UnknownLeaderEpoch
-        } else {
-            ErrorCode::FencedLeaderEpoch
-        };
+    if let Err(code) = partition.check_leader_epoch(image, p.current_leader_epoch) {
         return Err((code, hw, log_start));
     }
     if p.fetch_offset < log_start || p.fetch_offset > hw {

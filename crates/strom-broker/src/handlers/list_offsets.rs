@@ -57,15 +57,15 @@ pub(super) async fn handle(
                     {
                         None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                         Some(partition) => {
-                            let epoch = partition.leader_epoch(&image);
-                            if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
-                                r.error_code = if p.current_leader_epoch > epoch {
-                                    ErrorCode::UnknownLeaderEpoch.code()
-                                } else {
-                                    ErrorCode::FencedLeaderEpoch.code()
-                                };
-                                return r;
-                            }
+                            let epoch = match partition
+                                .check_leader_epoch(&image, p.current_leader_epoch)
+                            {
+                                Ok(epoch) => epoch,
+                                Err(code) => {
+                                    r.error_code = code.code();
+                                    return r;
+                                }
+                            };
                             match lookup(&partition, p.timestamp, read_committed) {
                                 Ok((timestamp, offset)) => {
                                     r.timestamp = timestamp;

@@ -45,15 +45,13 @@ pub(super) async fn handle(
                         r.error_code = ErrorCode::UnknownTopicOrPartition.code();
                         return r;
                     };
-                    let epoch = partition.leader_epoch(&image);
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
-                        r.error_code = if p.current_leader_epoch > epoch {
-                            ErrorCode::UnknownLeaderEpoch.code()
-                        } else {
-                            ErrorCode::FencedLeaderEpoch.code()
-                        };
-                        return r;
-                    }
+                    let epoch = match partition.check_leader_epoch(&image, p.current_leader_epoch) {
+                        Ok(epoch) => epoch,
+                        Err(code) => {
+                            r.error_code = code.code();
+                            return r;
+                        }
+                    };
                     if p.leader_epoch > epoch {
                         // An epoch this log has not seen: Kafka answers UNDEFINED epoch/offset.
                         return r;
