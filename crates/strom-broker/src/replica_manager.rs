@@ -256,9 +256,19 @@ mod epoch_tests {
         let replicas = ReplicaManager::new(dir.path().to_path_buf(), Arc::new(SystemClock));
         replicas.sync(&image, |_| LogConfig::default()).unwrap();
         let p = replicas.partition("t", 0).unwrap();
-        assert_eq!(p.check_leader_epoch(&image, -1), Ok(3), "no epoch named: no check");
+        assert_eq!(
+            p.check_leader_epoch(&image, -1),
+            Ok(3),
+            "no epoch named: no check"
+        );
         assert_eq!(p.check_leader_epoch(&image, 3), Ok(3));
-        assert_eq!(p.check_leader_epoch(&image, 2), Err(ErrorCode::FencedLeaderEpoch));
-        assert_eq!(p.check_leader_epoch(&image, 4), Err(ErrorCode::UnknownLeaderEpoch));
+        assert_eq!(
+            p.check_leader_epoch(&image, 2),
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            p.check_leader_epoch(&image, 4),
+            Err(ErrorCode::UnknownLeaderEpoch)
+        );
     }
 }
