@@ -2,6 +2,8 @@
 //! kafka-consumer-perf-test, on strom-client: fixed-size records at a target rate (or as
 //! fast as possible), throughput and send-to-ack latency percentiles from an HdrHistogram.
 
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,13 +133,15 @@ async fn produce(conn: &ConnArgs, o: ProduceOpts) -> Result<()> {
     let rate = (o.throughput > 0).then(|| o.throughput as f64 / o.producers as f64);
     let payload = bytes::Bytes::from(vec![b'x'; o.record_size]);
     let started = Instant::now();
+    let sent = Arc::new(AtomicU64::new(0));
+    let progress = spawn_progress(sent.clone(), "sent");
     let mut tasks = Vec::new();
     for i in 0..o.producers {
         let count = per_producer + u64::from((i as u64) < o.num_records % o.producers as u64);
         let producer = Arc::new(Producer::new(config.clone()).await?);
-        let (topic, payload) = (o.topic.clone(), payload.clone());
+        let (topic, payload, counter) = (o.topic.clone(), payload.clone(), sent.clone());
         tasks.push(tokio::spawn(run_producer(
-            producer, topic, payload, count, deadline, rate,
+            producer, topic, payload, count, deadline, rate, counter,
         )));
     }
     let mut total = Stats {
@@ -154,11 +158,34 @@ async fn produce(conn: &ConnArgs, o: ProduceOpts) -> Result<()> {
         total.latency_us.add(&s.latency_us)?;
     }
     let secs = started.elapsed().as_secs_f64();
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
     report_produce(conn.output, &o, &total, secs);
     if total.errors > 0 {
         bail!("{} records failed", total.errors);
     }
     Ok(())
+}
+
+/// Prints "N records <verb>" on stderr once a second when stderr is a terminal.
+fn spawn_progress(
+    count: Arc<AtomicU64>,
+    verb: &'static str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let n = count.load(Ordering::Relaxed);
+            let rate = n as f64 / started.elapsed().as_secs_f64();
+            eprint!("\r{n} records {verb} ({rate:.0} records/sec)   ");
+        }
+    }))
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -172,6 +199,7 @@ async fn run_producer(
     count: u64,
     deadline: Option<Instant>,
     rate: Option<f64>,
+    progress: Arc<AtomicU64>,
 ) -> Result<Stats> {
     // Acks are awaited in send order by a second task, which records each latency.
     let (tx, mut rx) = mpsc::channel::<(Instant, strom_client::DeliveryFuture)>(100_000);
@@ -219,6 +247,7 @@ async fn run_producer(
             break;
         }
         sent += 1;
+        progress.fetch_add(1, Ordering::Relaxed);
     }
     drop(tx);
     producer.flush().await;
@@ -296,6 +325,8 @@ async fn consume(conn: &ConnArgs, o: ConsumeOpts) -> Result<()> {
         consumer.seek_to_beginning().await?;
     }
     let started = Instant::now();
+    let read = Arc::new(AtomicU64::new(0));
+    let progress = spawn_progress(read.clone(), "read");
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut last = Instant::now();
     while records < o.messages {
@@ -306,13 +337,19 @@ async fn consume(conn: &ConnArgs, o: ConsumeOpts) -> Result<()> {
         if !batch.is_empty() {
             last = Instant::now();
         }
-        for r in &batch {
+        let wanted = (o.messages - records) as usize;
+        for r in batch.iter().take(wanted) {
             records += 1;
             bytes += r.value.as_ref().map_or(0, |v| v.len() as u64)
                 + r.key.as_ref().map_or(0, |k| k.len() as u64);
         }
+        read.store(records, Ordering::Relaxed);
     }
     let secs = started.elapsed().as_secs_f64();
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
     consumer.close().await?;
     let fields = json!({
         "records": records, "seconds": (secs * 1000.0).round() / 1000.0,

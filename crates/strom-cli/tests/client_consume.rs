@@ -210,3 +210,32 @@ async fn strom_producer_to_strom_consumer_every_codec_read_committed() {
         c.close().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_commit_stores_positions_while_polling() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "auto", 1, &[]).await;
+    rd_produce(&b, "auto", "none", 30).await;
+    let mut c = Consumer::new(config(
+        &b,
+        &[
+            ("group.id", "auto-group"),
+            ("auto.offset.reset", "earliest"),
+            ("auto.commit.interval.ms", "100"),
+        ],
+    ))
+    .await
+    .unwrap();
+    c.subscribe(&["auto"], None).unwrap();
+    read(&mut c, 30).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    c.poll(Duration::from_millis(50)).await.unwrap();
+    // Checked from a second client while the member is still alive.
+    let admin = strom_client::Admin::new(strom_client::ClientConfig::new(&b))
+        .await
+        .unwrap();
+    let committed = admin.list_group_offsets("auto-group").await.unwrap();
+    assert_eq!(committed[&TopicPartition::new("auto", 0)].offset, 30);
+    c.close().await.unwrap();
+}

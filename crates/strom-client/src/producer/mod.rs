@@ -211,13 +211,20 @@ impl Producer {
             });
         }
         let tp = self.choose_partition(&record, size).await?;
-        let permit = tokio::time::timeout(s.config.max_block, s.memory.acquire_many(size as u32))
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "waiting for buffer.memory".into(),
-                ms: s.config.max_block.as_millis() as u64,
-            })?
-            .map_err(|_| Error::Closed("producer"))?;
+        // Fast path without a timer; block (up to max.block.ms) only when memory is short.
+        let permit = match s.memory.try_acquire_many(size as u32) {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed("producer")),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                tokio::time::timeout(s.config.max_block, s.memory.acquire_many(size as u32))
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        what: "waiting for buffer.memory".into(),
+                        ms: s.config.max_block.as_millis() as u64,
+                    })?
+                    .map_err(|_| Error::Closed("producer"))?
+            }
+        };
         permit.forget();
         let (tx, rx) = oneshot::channel();
         let headers: Vec<(&[u8], Option<&[u8]>)> = record
