@@ -48,8 +48,7 @@ pub(super) async fn handle(
     loop {
         let image = broker.image();
         register_waiter(broker, &image, &request, version, &waiter);
-        let (topics, bytes, has_error) =
-            tokio::task::block_in_place(|| read_all(broker, &image, &request, version));
+        let (topics, bytes, has_error) = read_all(broker, &image, &request, version);
         let done =
             bytes >= request.min_bytes.max(0) as usize || has_error || Instant::now() >= deadline;
         if done {

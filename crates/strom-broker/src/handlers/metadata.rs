@@ -41,7 +41,7 @@ pub(super) async fn handle(
         && broker.config().auto_create_topics_enable();
     if let (Some(requested), true) = (&requested, auto_create) {
         let names: Vec<&str> = requested.iter().filter_map(|(n, _)| n.as_deref()).collect();
-        broker.auto_create_topics(&names);
+        tokio::task::block_in_place(|| broker.auto_create_topics(&names));
     }
     let image = broker.image();
     let mut response = MetadataResponse::default();

@@ -42,16 +42,36 @@ pub(super) async fn handle(
             .collect();
         let image = broker.image();
         if names.iter().any(|n| image.topic(n).is_none()) {
-            broker.auto_create_topics(&names);
+            tokio::task::block_in_place(|| broker.auto_create_topics(&names));
         }
     }
-    let responses = tokio::task::block_in_place(|| append_all(broker, request, header.api_version));
+    // Appends to the page cache take microseconds: do them on this task. Only when a log may
+    // fsync on append (flush.messages set) is the thread handed to blocking work.
+    let responses = if may_fsync(broker, &request) {
+        tokio::task::block_in_place(|| append_all(broker, request, header.api_version))
+    } else {
+        append_all(broker, request, header.api_version)
+    };
     if acks == 0 {
         return Ok(None);
     }
     let mut response = ProduceResponse::default();
     response.responses = responses;
     respond(&SPEC, header, &response)
+}
+
+/// Flush intervals at or above this are Kafka's "never" (Long.MAX_VALUE).
+const NEVER_FLUSH: u64 = i64::MAX as u64;
+
+fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
+    request.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|p| {
+            broker
+                .replicas()
+                .partition(t.name.0.as_str(), p.index)
+                .is_some_and(|partition| partition.log.config().flush_messages < NEVER_FLUSH)
+        })
+    })
 }
 
 fn append_all(broker: &Broker, request: ProduceRequest, version: i16) -> Vec<TopicProduceResponse> {
