@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -670,20 +669,5 @@ fn auto_offset_reset_earliest_latest_and_none() {
 #[test]
 fn kafka_python_group_scenario() {
     let server = start_server();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/kafka_python_groups.py"
-    );
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(server.bootstrap())
-        .output()
-        .expect("python3 runs (scripts/test installs kafka-python)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "kafka-python groups failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("kafka-python groups OK"), "{stdout}");
+    common::run_python_client(&server, "kafka_python_groups.py", "kafka-python groups OK");
 }

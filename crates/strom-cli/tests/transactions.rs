@@ -360,20 +360,9 @@ fn timed_out_transactions_are_aborted_also_across_a_restart() {
 #[test]
 fn kafka_python_commit_and_abort() {
     let server = start_server();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/kafka_python_transactions.py"
+    common::run_python_client(
+        &server,
+        "kafka_python_transactions.py",
+        "kafka-python transactions OK",
     );
-    let output = std::process::Command::new("python3")
-        .arg(script)
-        .arg(server.bootstrap())
-        .output()
-        .expect("python3 runs (scripts/test installs kafka-python)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "kafka-python transactions failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("kafka-python transactions OK"), "{stdout}");
 }

@@ -16,7 +16,7 @@ use strom_protocol::ErrorCode;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, ApiSpec, HandlerResult, READ_COMMITTED};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::internal_topic::next_offset;
@@ -26,8 +26,6 @@ pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 16);
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 /// The session epoch that means "no session / close the session".
 const FINAL_EPOCH: i32 = -1;
-/// `isolation_level` of a read_committed consumer.
-const READ_COMMITTED: i8 = 1;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,

@@ -13,7 +13,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, ApiSpec, HandlerResult, READ_COMMITTED};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::replica_manager::Partition;
@@ -25,8 +25,6 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
-/// `isolation_level` of a read_committed consumer.
-const READ_COMMITTED: i8 = 1;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,

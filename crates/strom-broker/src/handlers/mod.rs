@@ -47,6 +47,9 @@ mod produce;
 mod sync_group;
 mod txn_offset_commit;
 
+/// `isolation_level` of a read_committed consumer (Fetch, ListOffsets).
+pub(crate) const READ_COMMITTED: i8 = 1;
+
 /// An API and the versions Strom advertises for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiSpec {

@@ -254,3 +254,21 @@ pub fn consume(
     }
     out
 }
+
+/// Runs `tests/python/<script>` (a kafka-python client; `scripts/test` installs kafka-python)
+/// against `server` and asserts it exits 0 and prints `<ok_marker>`.
+pub fn run_python_client(server: &Server, script: &str, ok_marker: &str) {
+    let path = format!("{}/../../tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("python3")
+        .arg(&path)
+        .arg(server.bootstrap())
+        .output()
+        .expect("python3 runs (scripts/test installs kafka-python)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(ok_marker), "{stdout}");
+}
