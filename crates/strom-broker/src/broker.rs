@@ -33,6 +33,8 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdBlock>,
     groups: GroupCoordinator,
     txns: TxnCoordinator,
+    /// Held for the broker's lifetime: one process per data directory, as Kafka's `.lock`.
+    _dir_lock: std::fs::File,
 }
 
 impl Broker {
@@ -42,6 +44,7 @@ impl Broker {
         std::fs::create_dir_all(&root).map_err(|e| {
             ServerError::Startup(format!("cannot create log.dirs {}: {e}", root.display()))
         })?;
+        let dir_lock = lock_data_dir(&root)?;
         let mut controller = Controller::open(config.metadata_log_dir(), &config)
             .map_err(|e| ServerError::Startup(format!("cannot open the metadata log: {e}")))?;
         let advertised = config
@@ -70,6 +73,7 @@ impl Broker {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let broker = Arc::new(Broker {
             groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone()),
+            _dir_lock: dir_lock,
             txns: TxnCoordinator::new(TxnConfig::from_broker(&config), clock.clone()),
             replicas: ReplicaManager::new(root, clock),
             config,
@@ -257,6 +261,29 @@ impl Broker {
     /// Closes every log with a clean-shutdown marker.
     pub fn shutdown(&self) {
         self.replicas.close_all();
+    }
+}
+
+/// Takes the exclusive lock on `<log.dirs>/.lock`, so a second process cannot open (and
+/// recover) logs that a running broker is writing.
+fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    let path = root.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ServerError::Startup(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Startup(format!(
+            "log.dirs {} is in use by another strom process",
+            root.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(ServerError::Startup(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -99,3 +99,28 @@ fn bad_frames_close_only_their_connection() {
     let mut fresh = connect(&server);
     assert_eq!(&api_versions(&mut fresh, 2)[4..6], &0i16.to_be_bytes());
 }
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let server = Server::start(&[]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .arg("server")
+        .arg("--set")
+        .arg(format!("log.dirs={}", server.data_dir().display()))
+        .arg("--set")
+        .arg(format!(
+            "listeners=PLAINTEXT://127.0.0.1:{}",
+            common::free_port()
+        ))
+        .output()
+        .expect("run strom");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("in use by another strom process"),
+        "{stderr}"
+    );
+    // The running broker is unaffected.
+    let mut s = connect(&server);
+    assert_eq!(&api_versions(&mut s, 3)[4..6], &0i16.to_be_bytes());
+}
