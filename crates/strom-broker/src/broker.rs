@@ -18,6 +18,10 @@ use crate::replica_manager::ReplicaManager;
 use crate::server::ServerError;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
+/// Threads closing logs at shutdown when `num.recovery.threads.per.data.dir` is not set:
+/// above Kafka's default of 2 because closing is fsync-bound, not CPU-bound.
+const SHUTDOWN_THREADS: usize = 8;
+
 /// Producer ids handed out by this broker, taken from blocks the controller allocates.
 #[derive(Debug, Default)]
 struct ProducerIdBlock {
@@ -260,7 +264,13 @@ impl Broker {
 
     /// Closes every log with a clean-shutdown marker.
     pub fn shutdown(&self) {
-        self.replicas.close_all();
+        // Kafka's num.recovery.threads.per.data.dir sizes both recovery and shutdown work.
+        let threads = self
+            .config
+            .static_value("num.recovery.threads.per.data.dir")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(SHUTDOWN_THREADS);
+        self.replicas.close_all(threads);
     }
 }
 

@@ -188,13 +188,22 @@ impl ReplicaManager {
         }
     }
 
-    /// Closes every log with a clean-shutdown marker.
-    pub fn close_all(&self) {
-        for partition in self.all() {
-            if let Err(e) = partition.log.close() {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "close failed");
+    /// Closes every log with a clean-shutdown marker, on `threads` threads (each close
+    /// fsyncs several files, so thousands of partitions close far faster in parallel).
+    pub fn close_all(&self, threads: usize) {
+        let partitions = self.all();
+        let chunk = partitions.len().div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|scope| {
+            for group in partitions.chunks(chunk) {
+                scope.spawn(move || {
+                    for partition in group {
+                        if let Err(e) = partition.log.close() {
+                            tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "close failed");
+                        }
+                    }
+                });
             }
-        }
+        });
     }
 
     pub fn root(&self) -> &Path {
