@@ -414,13 +414,20 @@ impl Client {
 
     /// The group coordinator's node id (FindCoordinator, cached until invalidated).
     pub(crate) async fn coordinator(&self, group: &str) -> Result<i32> {
-        if let Some(id) = self.lock_coordinators().get(group) {
+        self.find_coordinator(KEY_GROUP, group).await
+    }
+
+    /// The node coordinating `key` of `key_type` (0 group, 1 transactional id).
+    pub(crate) async fn find_coordinator(&self, key_type: i8, key: &str) -> Result<i32> {
+        let group = key;
+        let cache_key = coordinator_cache_key(key_type, key);
+        if let Some(id) = self.lock_coordinators().get(&cache_key) {
             return Ok(*id);
         }
         let conn = self.any_connection().await?;
         let version = conn.version(ApiKey::FindCoordinator)?;
         let mut req = FindCoordinatorRequest::default();
-        req.key_type = 0;
+        req.key_type = key_type;
         if version >= 4 {
             req.coordinator_keys = vec![sb(group)];
         } else {
@@ -441,14 +448,21 @@ impl Client {
                 resp.port,
             )
         };
-        Error::check(code, || format!("coordinator of group '{group}'"))?;
+        Error::check(code, || {
+            format!("coordinator of '{group}' (key type {key_type})")
+        })?;
         self.note_broker(node, host, port);
-        self.lock_coordinators().insert(group.to_owned(), node);
+        self.lock_coordinators().insert(cache_key, node);
         Ok(node)
     }
 
     pub(crate) fn invalidate_coordinator(&self, group: &str) {
-        self.lock_coordinators().remove(group);
+        self.invalidate_coordinator_of(KEY_GROUP, group);
+    }
+
+    pub(crate) fn invalidate_coordinator_of(&self, key_type: i8, key: &str) {
+        self.lock_coordinators()
+            .remove(&coordinator_cache_key(key_type, key));
     }
 
     fn lock_coordinators(&self) -> std::sync::MutexGuard<'_, HashMap<String, i32>> {
@@ -490,4 +504,13 @@ impl Client {
             c.close("client closed");
         }
     }
+}
+
+/// FindCoordinator key types.
+pub(crate) const KEY_GROUP: i8 = 0;
+pub(crate) const KEY_TRANSACTION: i8 = 1;
+
+/// Group ids and transactional ids share one cache; the key type keeps them apart.
+fn coordinator_cache_key(key_type: i8, key: &str) -> String {
+    format!("{key_type}\u{0}{key}")
 }

@@ -37,6 +37,16 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0} is closed")]
     Closed(&'static str),
+    /// Another producer with the same `transactional.id` (a newer epoch) took over; this
+    /// producer can only be closed (Java's `ProducerFencedException`).
+    #[error("PRODUCER_FENCED: {0}")]
+    ProducerFenced(String),
+    /// A transactional call out of order (e.g. send before `begin_transaction`).
+    #[error("illegal transaction state: {0}")]
+    TransactionState(String),
+    /// A record of the ongoing transaction failed: only `abort_transaction` is possible.
+    #[error("transaction must be aborted: {0}")]
+    TransactionAborted(String),
 }
 
 impl Error {
@@ -58,7 +68,11 @@ impl Error {
     /// Kafka's retriable codes plus transport failures and timeouts.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Kafka { code, .. } => code.is_retriable(),
+            // Java treats CONCURRENT_TRANSACTIONS as retriable too (the coordinator is
+            // still completing the previous transaction).
+            Error::Kafka { code, .. } => {
+                code.is_retriable() || *code == ErrorCode::ConcurrentTransactions
+            }
             Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout { .. } => true,
             _ => false,
         }

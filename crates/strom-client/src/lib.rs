@@ -1,6 +1,7 @@
 //! `strom-client`: a pure-Rust async Kafka client (producer, consumer with groups, admin) on
-//! tokio and the `kafka-protocol` codecs via `strom-protocol`. It speaks to any Kafka-protocol
-//! broker: every API version is negotiated through ApiVersions.
+//! tokio and the `kafka-protocol` codecs via `strom-protocol`, with idempotence (KIP-98/360)
+//! and transactions. It speaks to any Kafka-protocol broker: every API version is negotiated
+//! through ApiVersions.
 
 mod client;
 mod config;
@@ -22,7 +23,9 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
 pub use ops::{CommittedOffset, EARLIEST, LATEST};
 
 pub use error::{kafka_error_name, Error, KafkaCode, Result};
-pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use producer::{
+    ConsumerGroupMetadata, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
 pub use strom_protocol::record_batch::Compression;
 
 /// A topic and a partition index (Kafka's `TopicPartition`).

@@ -161,7 +161,7 @@ async fn fetch_one(
                     Err(e)
                 }
                 Ok(()) => {
-                    let aborted: HashMap<i64, i64> = p
+                    let aborted: Vec<(i64, i64)> = p
                         .aborted_transactions
                         .iter()
                         .flatten()

@@ -484,6 +484,25 @@ impl Consumer {
         self.commit_offsets(&offsets).await
     }
 
+    /// This member's group identity for `Producer::send_offsets_to_transaction` (KIP-447);
+    /// `None` without `group.id`.
+    pub fn group_metadata(&self) -> Option<crate::ConsumerGroupMetadata> {
+        let group_id = self.config.group_id.clone()?;
+        let (generation_id, member_id) = match &self.group {
+            Some(m) => {
+                let g = m.current();
+                (g.generation_id, g.member_id)
+            }
+            None => (-1, String::new()),
+        };
+        Some(crate::ConsumerGroupMetadata {
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id: self.config.group_instance_id.clone(),
+        })
+    }
+
     /// Commits the given offsets (the next offset to read, as in Kafka).
     pub async fn commit_offsets(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
         let Some(group) = self.config.group_id.clone() else {

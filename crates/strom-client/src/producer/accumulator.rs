@@ -71,6 +71,10 @@ struct PartitionQueue {
     ready: VecDeque<Batch>,
     in_flight: usize,
     next_sequence: i32,
+    /// The sequence after the last acknowledged batch: an OUT_OF_ORDER_SEQUENCE_NUMBER for a
+    /// batch starting here means the broker lost this producer's state (KIP-360), otherwise
+    /// an earlier batch failed and this one is retried after it.
+    acked_next: i32,
 }
 
 /// All partitions' queues. Guarded by one mutex in the producer.
@@ -211,6 +215,44 @@ impl Accumulator {
         }
     }
 
+    /// A batch was acknowledged: the partition's sequence moves past it.
+    pub(crate) fn acked(&mut self, batch: &Batch) {
+        if let (Some(q), Some(seq)) = (self.queues.get_mut(&batch.tp), batch.base_sequence) {
+            q.acked_next = seq.wrapping_add(batch.record_count() as i32) & i32::MAX;
+        }
+    }
+
+    /// Whether `batch` is the first unacknowledged one of its partition (see `acked_next`).
+    pub(crate) fn is_first_unacked(&self, batch: &Batch) -> bool {
+        self.queues
+            .get(&batch.tp)
+            .is_some_and(|q| batch.base_sequence == Some(q.acked_next))
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.queues.values().map(|q| q.in_flight).sum()
+    }
+
+    /// After a new producer id or epoch (KIP-360): sequences restart at 0 and batches built
+    /// for a retry get the new identity and fresh sequences in their header. Only call with
+    /// nothing in flight.
+    pub(crate) fn reset_sequences(&mut self, params: &BatchParams) {
+        for q in self.queues.values_mut() {
+            assert_eq!(q.in_flight, 0, "sequences reset with requests in flight");
+            q.next_sequence = 0;
+            q.acked_next = 0;
+            for b in q.ready.iter_mut() {
+                let Some(bytes) = b.built.take() else {
+                    continue;
+                };
+                let seq = q.next_sequence;
+                q.next_sequence = seq.wrapping_add(b.record_count() as i32) & i32::MAX;
+                b.base_sequence = Some(seq);
+                b.built = Some(restamp(&bytes, params, seq));
+            }
+        }
+    }
+
     /// Puts a batch back for another attempt, in sequence order ahead of newer batches.
     pub(crate) fn requeue(&mut self, mut batch: Batch) {
         batch.attempts += 1;
@@ -263,16 +305,56 @@ impl Accumulator {
 /// whether some partition had no known leader.
 pub(crate) type Drained = (HashMap<i32, Vec<Batch>>, Vec<(Batch, Error)>, bool);
 
+/// A built batch with a new producer id, epoch and base sequence (and so a new CRC32C over
+/// attributes..end). Offsets in Kafka's v2 batch header: CRC 17, producer id 43, epoch 51,
+/// base sequence 53.
+fn restamp(bytes: &Bytes, params: &BatchParams, base_sequence: i32) -> Bytes {
+    let mut out = bytes.to_vec();
+    out[43..51].copy_from_slice(&params.producer_id.to_be_bytes());
+    out[51..53].copy_from_slice(&params.producer_epoch.to_be_bytes());
+    out[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(out)
+}
+
 /// Header fields of every batch of one producer session.
 pub(crate) fn batch_params(
     producer_id: i64,
     producer_epoch: i16,
     compression: Compression,
+    transactional: bool,
 ) -> BatchParams {
     BatchParams {
         producer_id,
         producer_epoch,
         compression,
+        transactional,
         ..BatchParams::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_protocol::record_batch::RecordBatchHeader;
+
+    #[test]
+    fn restamped_batches_carry_the_new_identity_and_a_valid_crc() {
+        let mut w = BatchWriter::default();
+        w.append(1, None, Some(b"v"), &[]);
+        w.append(2, None, Some(b"w"), &[]);
+        let mut old = batch_params(5, 0, Compression::None, true);
+        old.base_sequence = 9;
+        let bytes = w.finish(&old).unwrap().freeze();
+        let fresh = batch_params(6, 1, Compression::None, true);
+        let out = restamp(&bytes, &fresh, 3);
+        let h = RecordBatchHeader::parse(&out).unwrap();
+        assert_eq!(
+            (h.producer_id(), h.producer_epoch(), h.base_sequence()),
+            (6, 1, 3)
+        );
+        assert!(h.is_transactional());
+        assert_eq!(h.compute_crc(), h.crc());
     }
 }

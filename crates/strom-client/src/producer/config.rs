@@ -27,6 +27,11 @@ pub struct ProducerConfig {
     pub max_request_size: usize,
     /// Produce request timeout sent to the broker (`request.timeout.ms`).
     pub request_timeout_ms: i32,
+    /// `transactional.id`: makes the producer transactional (and idempotent).
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms` (Java's default 60 s): the coordinator aborts a transaction
+    /// open longer than this.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -44,6 +49,8 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             max_request_size: 1_048_576,
             request_timeout_ms: 30_000,
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
         }
     }
 }
@@ -88,6 +95,10 @@ impl ProducerConfig {
                 self.max_in_flight = parse_num::<usize>(key, value)?.max(1)
             }
             "max.request.size" => self.max_request_size = parse_num(key, value)?,
+            "transactional.id" => {
+                self.transactional_id = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "transaction.timeout.ms" => self.transaction_timeout = parse_ms(key, value)?,
             _ => return Err(Error::Config(format!("unknown producer setting '{key}'"))),
         }
         Ok(self)
@@ -95,6 +106,20 @@ impl ProducerConfig {
 
     /// Whether the producer is idempotent, after Kafka's rules; errors on contradictions.
     pub(crate) fn idempotent(&self) -> Result<bool> {
+        if self.transactional_id.is_some() {
+            return match self.enable_idempotence {
+                Some(false) => Err(Error::Config(
+                    "transactional.id requires enable.idempotence=true".into(),
+                )),
+                _ if self.acks != -1 => {
+                    Err(Error::Config("transactional.id requires acks=all".into()))
+                }
+                _ if self.max_in_flight > 5 => Err(Error::Config(
+                    "transactional.id requires max.in.flight.requests.per.connection <= 5".into(),
+                )),
+                _ => Ok(true),
+            };
+        }
         match self.enable_idempotence {
             None => Ok(self.acks == -1 && self.max_in_flight <= 5),
             Some(false) => Ok(false),

@@ -1,20 +1,22 @@
 //! The producer: `send` partitions a record (Kafka's default partitioner unless a partition is
 //! given), appends it to that partition's batch and returns a delivery future. A background
 //! sender drains ready batches to partition leaders, with idempotent sequences (KIP-98),
-//! at most `max.in.flight` requests per partition and retries of retriable errors.
+//! at most `max.in.flight` requests per partition, retries of retriable errors and KIP-360
+//! recovery; with `transactional.id`, Java's transaction API (the protocol is in `txn.rs`).
 
 mod accumulator;
 mod config;
 mod sender;
+mod txn;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use strom_protocol::kafka_protocol::messages::{ApiKey, InitProducerIdRequest};
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 pub use config::ProducerConfig;
+pub use txn::ConsumerGroupMetadata;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -22,6 +24,7 @@ use crate::partitioner::{partition_for_key, StickyPartitioner};
 use crate::util::now_ms;
 use crate::TopicPartition;
 use accumulator::{Accumulator, Append};
+use txn::{Phase, Txn};
 
 /// A record to send. `partition: None` lets the partitioner choose.
 #[derive(Debug, Clone, Default)]
@@ -107,8 +110,13 @@ pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) config: ProducerConfig,
     pub(crate) idempotent: bool,
-    pub(crate) producer_id: i64,
-    pub(crate) producer_epoch: i16,
+    /// Producer id and epoch; replaced on re-initialisation (KIP-360).
+    ids: Mutex<(i64, i16)>,
+    /// Set when sequences are broken (OUT_OF_ORDER_SEQUENCE_NUMBER at the first unacked
+    /// batch, UNKNOWN_PRODUCER_ID, a delivery timeout with a batch in flight): the sender
+    /// re-initialises once nothing is in flight (a transactional producer on abort).
+    pub(crate) reset: AtomicBool,
+    pub(crate) txn: Option<Txn>,
     pub(crate) accum: Mutex<Accumulator>,
     pub(crate) wake: Notify,
     pub(crate) idle: Notify,
@@ -122,6 +130,34 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
         self.accum.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn ids(&self) -> (i64, i16) {
+        *self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// InitProducerId with the current id and epoch, then sequences from 0. Call with
+    /// nothing in flight.
+    pub(crate) async fn reinitialize(&self) -> Result<()> {
+        let (id, epoch) = init_producer_id_for(self, Some(self.ids())).await?;
+        tracing::info!(id, epoch, "producer re-initialised (KIP-360)");
+        *self.ids.lock().unwrap_or_else(|e| e.into_inner()) = (id, epoch);
+        let params = self.batch_params();
+        self.lock().reset_sequences(&params);
+        self.reset.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) fn batch_params(&self) -> strom_protocol::record_batch::builder::BatchParams {
+        let (id, epoch) = self.ids();
+        accumulator::batch_params(id, epoch, self.config.compression, self.txn.is_some())
+    }
+
+    /// A record failed for good: a transaction can no longer commit.
+    pub(crate) fn note_failure(&self, err: &Error) {
+        if let Some(t) = &self.txn {
+            t.note_failure(err);
+        }
     }
 
     /// Gives back memory and wakes flushers once `records` finished.
@@ -142,7 +178,7 @@ pub struct Producer {
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
-            .field("producer_id", &self.shared.producer_id)
+            .field("ids", &self.shared.ids())
             .finish()
     }
 }
@@ -157,8 +193,13 @@ impl Producer {
             ));
         }
         let client = Client::connect(config.client.clone()).await?;
-        let (producer_id, producer_epoch) = if idempotent {
-            init_producer_id(&client).await?
+        let txn = config
+            .transactional_id
+            .clone()
+            .map(|id| Txn::new(id, config.transaction_timeout.as_millis() as i32));
+        // A transactional producer gets its id in init_transactions.
+        let ids = if idempotent && txn.is_none() {
+            txn::init_producer_id(&client, None, None).await?
         } else {
             (-1, -1)
         };
@@ -166,8 +207,9 @@ impl Producer {
         let shared = Arc::new(Shared {
             client,
             idempotent,
-            producer_id,
-            producer_epoch,
+            ids: Mutex::new(ids),
+            reset: AtomicBool::new(false),
+            txn,
             accum: Mutex::new(Accumulator::default()),
             wake: Notify::new(),
             idle: Notify::new(),
@@ -191,7 +233,7 @@ impl Producer {
 
     /// The producer id and epoch (-1 when not idempotent).
     pub fn producer_id(&self) -> (i64, i16) {
-        (self.shared.producer_id, self.shared.producer_epoch)
+        self.shared.ids()
     }
 
     /// Queues a record. Waits (up to `max.block.ms`) for metadata and buffer memory; the
@@ -210,7 +252,13 @@ impl Producer {
                 setting: "max.request.size / buffer.memory",
             });
         }
+        if let Some(t) = &s.txn {
+            t.check_open()?;
+        }
         let tp = self.choose_partition(&record, size).await?;
+        if let Some(t) = &s.txn {
+            self.add_to_transaction(t, &tp).await?;
+        }
         // Fast path without a timer; block (up to max.block.ms) only when memory is short.
         let permit = match s.memory.try_acquire_many(size as u32) {
             Ok(p) => p,
@@ -326,6 +374,151 @@ impl Producer {
         s.flushing.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// AddPartitionsToTxn the first time the ongoing transaction sees `tp`.
+    async fn add_to_transaction(&self, t: &Txn, tp: &TopicPartition) -> Result<()> {
+        if t.lock().partitions.contains(tp) {
+            return Ok(());
+        }
+        let r = txn::add_partitions(
+            &self.shared.client,
+            t,
+            self.shared.ids(),
+            std::slice::from_ref(tp),
+        )
+        .await;
+        match r {
+            Ok(()) => {
+                t.lock().partitions.insert(tp.clone());
+                Ok(())
+            }
+            Err(e) => {
+                t.note_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn txn(&self) -> Result<&Txn> {
+        self.shared
+            .txn
+            .as_ref()
+            .ok_or_else(|| Error::TransactionState("transactional.id is not set".into()))
+    }
+
+    /// Obtains the producer id and epoch for `transactional.id`, fencing earlier producers
+    /// with the same id and aborting their open transaction (Java's `initTransactions`).
+    pub async fn init_transactions(&self) -> Result<()> {
+        let t = self.txn()?;
+        if t.lock().phase != Phase::Uninitialized {
+            return Err(Error::TransactionState(
+                "init_transactions called twice".into(),
+            ));
+        }
+        let ids = init_producer_id_for(&self.shared, None).await?;
+        *self.shared.ids.lock().unwrap_or_else(|e| e.into_inner()) = ids;
+        t.lock().phase = Phase::Ready;
+        Ok(())
+    }
+
+    pub fn begin_transaction(&self) -> Result<()> {
+        let t = self.txn()?;
+        let mut g = t.lock();
+        if let Some(e) = &g.fatal {
+            return Err(e.clone());
+        }
+        if g.phase != Phase::Ready {
+            return Err(Error::TransactionState(format!(
+                "begin_transaction in state {:?}",
+                g.phase
+            )));
+        }
+        g.phase = Phase::InTransaction;
+        g.partitions.clear();
+        g.offsets_added = false;
+        g.abortable = None;
+        Ok(())
+    }
+
+    /// Commits consumed offsets as part of the transaction (AddOffsetsToTxn, then
+    /// TxnOffsetCommit at the group coordinator): they become visible only if it commits.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &std::collections::BTreeMap<TopicPartition, i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let t = self.txn()?;
+        t.check_open()?;
+        let r = txn::send_offsets(&self.shared.client, t, self.shared.ids(), offsets, group).await;
+        match &r {
+            Ok(()) => t.lock().offsets_added = true,
+            Err(e) => t.note_failure(e),
+        }
+        r
+    }
+
+    /// Flushes the transaction's records, then EndTxn(commit). If a record failed, the
+    /// transaction cannot commit: the error says so and `abort_transaction` is the way out.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        let t = self.txn()?;
+        t.check_open()?;
+        self.flush().await;
+        t.check_open()?;
+        self.end_transaction(t, true).await
+    }
+
+    /// Drops the transaction's unsent records' chance to commit: flushes (so every record
+    /// is settled), then EndTxn(abort); re-initialises the id if sequences broke (KIP-360).
+    pub async fn abort_transaction(&self) -> Result<()> {
+        let t = self.txn()?;
+        {
+            let g = t.lock();
+            if let Some(e) = &g.fatal {
+                return Err(e.clone());
+            }
+            if g.phase != Phase::InTransaction {
+                return Err(Error::TransactionState(format!(
+                    "abort_transaction in state {:?}",
+                    g.phase
+                )));
+            }
+        }
+        self.flush().await;
+        self.end_transaction(t, false).await?;
+        if self.shared.reset.load(Ordering::Acquire) {
+            self.shared.reinitialize().await?;
+        }
+        Ok(())
+    }
+
+    async fn end_transaction(&self, t: &Txn, commit: bool) -> Result<()> {
+        // A transaction that touched nothing has nothing to end at the coordinator (as Java,
+        // which never told the coordinator it started).
+        let empty = {
+            let g = t.lock();
+            g.partitions.is_empty() && !g.offsets_added
+        };
+        let r = if empty {
+            Ok(())
+        } else {
+            txn::end_txn(&self.shared.client, t, self.shared.ids(), commit).await
+        };
+        let mut g = t.lock();
+        match &r {
+            Ok(()) => {
+                g.phase = Phase::Ready;
+                g.partitions.clear();
+                g.offsets_added = false;
+                g.abortable = None;
+            }
+            Err(e @ Error::ProducerFenced(_)) => {
+                g.phase = Phase::Fatal;
+                g.fatal = Some(e.clone());
+            }
+            Err(_) => {}
+        }
+        r
+    }
+
     /// Flushes, then stops the sender and closes connections.
     pub async fn close(&self) {
         self.flush().await;
@@ -346,21 +539,7 @@ impl Drop for Producer {
     }
 }
 
-async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
-    client
-        .retry("InitProducerId", || async {
-            let resp = client
-                .send(None, ApiKey::InitProducerId, |_| {
-                    let mut req = InitProducerIdRequest::default();
-                    req.transactional_id = None;
-                    req.transaction_timeout_ms = 60_000;
-                    req.producer_id = (-1).into();
-                    req.producer_epoch = -1;
-                    req
-                })
-                .await?;
-            Error::check(resp.error_code, || "InitProducerId".into())?;
-            Ok((resp.producer_id.0, resp.producer_epoch))
-        })
-        .await
+/// InitProducerId for this producer (at its transaction coordinator when transactional).
+async fn init_producer_id_for(s: &Shared, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
+    txn::init_producer_id(&s.client, s.txn.as_ref(), current).await
 }

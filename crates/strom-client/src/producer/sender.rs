@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use strom_protocol::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
-use strom_protocol::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use strom_protocol::kafka_protocol::messages::{
+    ApiKey, ProduceRequest, ProduceResponse, TransactionalId,
+};
 use strom_protocol::ErrorCode;
 
-use super::accumulator::{batch_params, Batch};
+use super::accumulator::Batch;
 use super::Shared;
 use crate::error::Error;
 use crate::util::topic_name;
@@ -21,8 +23,31 @@ use crate::util::topic_name;
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 pub(super) async fn run(s: Arc<Shared>) {
-    let params = batch_params(s.producer_id, s.producer_epoch, s.config.compression);
     loop {
+        // KIP-360: once nothing is in flight, a non-transactional producer takes a new
+        // identity; until then nothing new is drained (its sequences would be wrong).
+        let resetting = s.reset.load(Ordering::Acquire) && s.txn.is_none();
+        if resetting && s.lock().in_flight() == 0 {
+            if let Err(e) = s.reinitialize().await {
+                tracing::warn!(%e, "producer re-initialisation failed; retrying");
+                let _ =
+                    tokio::time::timeout(s.client.config().retry_backoff, s.wake.notified()).await;
+            }
+            continue;
+        }
+        if s.reset.load(Ordering::Acquire) && s.txn.is_some() {
+            // In a transaction the sequences stay broken until abort_transaction
+            // re-initialises: what is queued can only fail (the transaction is abortable).
+            let queued = s.lock().take_all();
+            for batch in queued {
+                let err = Error::TransactionAborted(format!(
+                    "{}: an earlier batch lost this producer's sequence state",
+                    batch.tp
+                ));
+                settle_failed(&s, batch, err);
+            }
+        }
+        let params = s.batch_params();
         let closing = s.closing.load(Ordering::Acquire);
         let force = closing || s.flushing.load(Ordering::Acquire) > 0;
         let md = s.client.metadata();
@@ -30,12 +55,16 @@ pub(super) async fn run(s: Arc<Shared>) {
             let mut acc = s.lock();
             let next_due = acc.close_due(s.config.linger, force);
             let expired = acc.expire(s.config.delivery_timeout);
-            let (by_node, failed, missing) = acc.drain(
-                |tp| md.leader(tp),
-                s.config.max_in_flight,
-                params,
-                s.idempotent,
-            );
+            let (by_node, failed, missing) = if resetting {
+                Default::default()
+            } else {
+                acc.drain(
+                    |tp| md.leader(tp),
+                    s.config.max_in_flight,
+                    params,
+                    s.idempotent,
+                )
+            };
             (by_node, failed, missing, expired, next_due)
         };
         for (batch, err) in failed {
@@ -75,6 +104,7 @@ pub(super) async fn run(s: Arc<Shared>) {
 }
 
 fn settle_failed(s: &Shared, batch: Batch, err: Error) {
+    s.note_failure(&err);
     let n = batch.record_count();
     let permits = batch.fail(err);
     s.finished(n, permits);
@@ -91,7 +121,10 @@ async fn send_to_node(s: &Arc<Shared>, node: i32, batches: Vec<Batch>) {
         by_topic.entry(b.tp.topic.as_str()).or_default().push(p);
     }
     let mut req = ProduceRequest::default();
-    req.transactional_id = None;
+    req.transactional_id = s
+        .txn
+        .as_ref()
+        .map(|t| TransactionalId(crate::util::sb(&t.id)));
     req.acks = s.config.acks;
     req.timeout_ms = s.config.request_timeout_ms;
     req.topic_data = by_topic
@@ -189,13 +222,29 @@ fn settle_response(s: &Shared, batches: Vec<Batch>, resp: ProduceResponse) {
 /// Completes, retries or fails one batch.
 fn settle(s: &Shared, batch: Batch, outcome: Result<(i64, i64), Error>) {
     s.lock().done(&batch.tp);
+    let outcome = outcome.map_err(|e| match e.code() {
+        Some(ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch) if s.txn.is_some() => {
+            Error::ProducerFenced(format!("{}: {e}", batch.tp))
+        }
+        _ => e,
+    });
     match outcome {
+        Err(e) if s.idempotent && sequence_broken(s, &batch, &e) => {
+            tracing::warn!(tp = %batch.tp, %e, "produce: sequence state lost; re-initialising");
+            s.reset.store(true, Ordering::Release);
+            settle_failed(s, batch, e);
+        }
         Ok((base, log_append_time)) => {
+            s.lock().acked(&batch);
             let n = batch.record_count();
             let permits = batch.complete(base, log_append_time);
             s.finished(n, permits);
         }
-        Err(e) if retriable(&e) && batch.created.elapsed() < s.config.delivery_timeout => {
+        Err(e)
+            if retriable(&e)
+                && batch.created.elapsed() < s.config.delivery_timeout
+                && !(s.txn.is_some() && s.reset.load(Ordering::Acquire)) =>
+        {
             tracing::debug!(tp = %batch.tp, %e, "produce: retrying batch");
             if e.invalidates_metadata() {
                 s.client.invalidate_metadata();
@@ -203,6 +252,21 @@ fn settle(s: &Shared, batch: Batch, outcome: Result<(i64, i64), Error>) {
             s.lock().requeue(batch);
         }
         Err(e) => settle_failed(s, batch, e),
+    }
+}
+
+/// Whether `e` leaves this producer's sequence numbers unusable (KIP-360): the broker lost
+/// the producer (UNKNOWN_PRODUCER_ID), has a gap before the first unacknowledged batch, or a
+/// sent batch timed out so whether it was written is unknown.
+fn sequence_broken(s: &Shared, batch: &Batch, e: &Error) -> bool {
+    match e.code() {
+        Some(ErrorCode::UnknownProducerId) => true,
+        Some(ErrorCode::OutOfOrderSequenceNumber) => s.lock().is_first_unacked(batch),
+        _ => {
+            batch.base_sequence.is_some()
+                && e.is_retriable()
+                && batch.created.elapsed() >= s.config.delivery_timeout
+        }
     }
 }
 
