@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
+use crate::group::consumer::ConsumerGroupConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::replica_manager::ReplicaManager;
 use crate::server::ServerError;
@@ -76,7 +77,8 @@ impl Broker {
         let image = controller.image();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let broker = Arc::new(Broker {
-            groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone()),
+            groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone())
+                .with_consumer_config(ConsumerGroupConfig::from_broker(&config)),
             _dir_lock: dir_lock,
             txns: TxnCoordinator::new(TxnConfig::from_broker(&config), clock.clone()),
             replicas: ReplicaManager::new(root, clock),

@@ -12,6 +12,7 @@ use strom_protocol::ErrorCode;
 use strom_storage::Clock;
 use tokio::sync::{oneshot, watch, Notify};
 
+use super::consumer::ConsumerGroups;
 use super::log::{batch_of, OffsetsLog};
 use super::manager::{CommitAuth, GroupDescription, GroupListing, GroupManager, TopicPartition};
 use super::records::{partition_for, GroupRecord, OffsetCommitValue};
@@ -61,6 +62,8 @@ struct Inner {
     groups: GroupManager,
     joins: HashMap<Ticket, oneshot::Sender<JoinResult>>,
     syncs: HashMap<Ticket, oneshot::Sender<SyncResult>>,
+    /// KIP-848 groups (`coordinator/consumer.rs`); their offsets live in `groups`.
+    consumer: ConsumerGroups,
 }
 
 /// The coordinator of every group (single node: every `__consumer_offsets` partition is led
@@ -85,6 +88,7 @@ impl GroupCoordinator {
                 groups: GroupManager::new(config, ids),
                 joins: HashMap::new(),
                 syncs: HashMap::new(),
+                consumer: ConsumerGroups::default(),
             }),
             clock,
             wake: Notify::new(),
@@ -120,7 +124,12 @@ impl GroupCoordinator {
         log.read_batches(&mut |partition, batches| {
             replay_batches(&mut pending, partition, &batches, |record| {
                 count += 1;
-                inner.groups.replay(record, now);
+                match record {
+                    GroupRecord::ConsumerGroup { group_id, value } => {
+                        inner.consumer.replay(group_id, value.as_deref(), now)
+                    }
+                    record => inner.groups.replay(record, now),
+                }
             })
         })?;
         self.txn_offsets.lock().absorb(pending);
@@ -181,7 +190,14 @@ impl GroupCoordinator {
         }
         let rx = {
             let mut inner = self.inner.lock();
+            // A group id is classic or consumer (KIP-848); an empty consumer group yields.
+            if inner.consumer.has_members(&req.group_id) {
+                return JoinResult::error(&req.member_id, ErrorCode::InconsistentGroupProtocol);
+            }
             let mut fx = Effects::default();
+            if inner.consumer.remove_if_empty(&req.group_id) {
+                fx.records.push(inner.consumer.record(&req.group_id));
+            }
             let outcome = inner.groups.join(&req, self.now_ms(), &mut fx);
             let rx = match outcome {
                 Outcome::Done(result) => {
@@ -277,7 +293,14 @@ impl GroupCoordinator {
         log.offsets_partitions()?;
         let now = self.now_ms();
         let mut inner = self.inner.lock();
-        inner.groups.validate_commit(group_id, auth, now)?;
+        // OffsetCommit v9 of a consumer group carries the member epoch (KIP-848).
+        let consumer =
+            inner
+                .consumer
+                .validate_commit(group_id, &auth.member_id, auth.generation_id)?;
+        if !consumer {
+            inner.groups.validate_commit(group_id, auth, now)?;
+        }
         let max_metadata = inner.groups.config().offset_metadata_max_bytes;
         let mut results = Vec::with_capacity(offsets.len());
         let mut accepted = Vec::new();
@@ -324,8 +347,12 @@ impl GroupCoordinator {
         Ok(self.inner.lock().groups.fetch_offsets(group_id, partitions))
     }
 
+    /// Classic groups only; `list_consumer` lists the KIP-848 ones.
     pub fn list(&self, states: &[GroupState], types: &[String]) -> Vec<GroupListing> {
-        self.inner.lock().groups.list(states, types)
+        let inner = self.inner.lock();
+        let mut listing = inner.groups.list(states, types);
+        listing.retain(|g| inner.consumer.group(&g.group_id).is_none());
+        listing
     }
 
     pub fn describe(&self, group_id: &str) -> GroupDescription {
@@ -336,6 +363,15 @@ impl GroupCoordinator {
     pub fn delete_group(&self, log: &dyn OffsetsLog, group_id: &str) -> Result<(), ErrorCode> {
         log.offsets_partitions()?;
         let mut inner = self.inner.lock();
+        if inner.consumer.has_members(group_id) {
+            return Err(ErrorCode::NonEmptyGroup);
+        }
+        if inner.consumer.remove_if_empty(group_id) {
+            self.append(log, &[inner.consumer.record(group_id)])?;
+            if inner.groups.group(group_id).is_none() {
+                return Ok(());
+            }
+        }
         let records = inner.groups.plan_delete_group(group_id)?;
         self.append(log, &records)?;
         inner
@@ -373,16 +409,32 @@ impl GroupCoordinator {
     pub fn tick(&self, log: &dyn OffsetsLog) -> Option<i64> {
         let mut inner = self.inner.lock();
         let mut fx = Effects::default();
-        inner.groups.tick(self.now_ms(), &mut fx);
+        let now = self.now_ms();
+        inner.groups.tick(now, &mut fx);
+        for group_id in inner.consumer.tick(now) {
+            fx.records.push(inner.consumer.record(&group_id));
+        }
         self.apply(&mut inner, log, fx);
-        inner.groups.next_deadline()
+        let consumer = inner.consumer.next_deadline();
+        match (inner.groups.next_deadline(), consumer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes offsets past retention and groups left with nothing (`offsets.retention.*`).
     pub fn expire_offsets(&self, log: &dyn OffsetsLog) {
         let mut inner = self.inner.lock();
         let mut fx = Effects::default();
-        inner.groups.expire_offsets(self.now_ms(), &mut fx);
+        {
+            let inner = &mut *inner;
+            let consumer = &inner.consumer;
+            inner
+                .groups
+                .expire_offsets_except(self.now_ms(), &mut fx, &|group_id| {
+                    consumer.has_members(group_id)
+                });
+        }
         self.apply(&mut inner, log, fx);
     }
 
@@ -427,5 +479,6 @@ impl GroupCoordinator {
     }
 }
 
+mod consumer;
 #[cfg(test)]
 mod tests;

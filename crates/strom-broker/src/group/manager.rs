@@ -453,9 +453,23 @@ impl GroupManager {
     /// Removes offsets past `offsets.retention.minutes` (KIP-211 rules), then Empty groups
     /// with no offsets left, writing tombstones for both.
     pub fn expire_offsets(&mut self, now_ms: i64, fx: &mut Effects) {
+        self.expire_offsets_except(now_ms, fx, &|_| false);
+    }
+
+    /// `expire_offsets`, skipping groups for which `active` holds (KIP-848 consumer groups
+    /// with members: their offsets do not expire while the group is in use).
+    pub fn expire_offsets_except(
+        &mut self,
+        now_ms: i64,
+        fx: &mut Effects,
+        active: &dyn Fn(&str) -> bool,
+    ) {
         let retention_ms = self.config.offsets_retention_ms;
         let mut dead = Vec::new();
         for (group_id, group) in &mut self.groups {
+            if active(group_id) {
+                continue;
+            }
             let expired = group.expired_offsets(now_ms, retention_ms);
             for tp in &expired {
                 group.offsets.remove(tp);
@@ -508,6 +522,8 @@ impl GroupManager {
                     self.groups.remove(&group_id);
                 }
             },
+            // KIP-848 groups are replayed by the coordinator's `ConsumerGroups`.
+            GroupRecord::ConsumerGroup { .. } => {}
         }
     }
 

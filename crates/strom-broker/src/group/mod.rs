@@ -1,7 +1,9 @@
-//! The group coordinator for Kafka's classic consumer-group protocol: the group state machine,
-//! committed offsets, and their records in `__consumer_offsets`. Assignors run in the clients.
+//! The group coordinator: Kafka's classic consumer-group protocol (assignors run in the
+//! clients), KIP-848 consumer groups (`consumer/`, assignment on the broker), committed
+//! offsets, and their records in `__consumer_offsets`.
 
 mod broker_log;
+pub mod consumer;
 pub mod coordinator;
 pub mod log;
 pub mod manager;

@@ -8,6 +8,9 @@ use thiserror::Error;
 /// Key version 0/1: an offset commit; key version 2: group metadata.
 const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 const GROUP_METADATA_KEY_VERSION: i16 = 2;
+/// Strom's own KIP-848 group snapshot (`consumer/snapshot.rs`), far above Kafka's record
+/// types so that no Kafka tool mistakes it for one of its own.
+const CONSUMER_GROUP_KEY_VERSION: i16 = 1000;
 /// Value version with the leader epoch (KIP-320) and without an expire timestamp.
 const OFFSET_VALUE_VERSION: i16 = 3;
 /// The only value version with an explicit expire timestamp (OffsetCommit v2–4 retention).
@@ -66,12 +69,19 @@ pub enum GroupRecord {
         group_id: String,
         value: Option<GroupMetadataValue>,
     },
+    /// A KIP-848 consumer group's snapshot, as opaque bytes (`consumer/snapshot.rs`).
+    ConsumerGroup {
+        group_id: String,
+        value: Option<Vec<u8>>,
+    },
 }
 
 impl GroupRecord {
     pub fn group_id(&self) -> &str {
         match self {
-            GroupRecord::Offset { group_id, .. } | GroupRecord::Group { group_id, .. } => group_id,
+            GroupRecord::Offset { group_id, .. }
+            | GroupRecord::Group { group_id, .. }
+            | GroupRecord::ConsumerGroup { group_id, .. } => group_id,
         }
     }
 }
@@ -127,6 +137,12 @@ pub fn encode(record: &GroupRecord) -> (Vec<u8>, Option<Vec<u8>>) {
             put_i16(&mut key, GROUP_METADATA_KEY_VERSION);
             put_str(&mut key, group_id);
             (key, value.as_ref().map(encode_group_value))
+        }
+        GroupRecord::ConsumerGroup { group_id, value } => {
+            let mut key = Vec::new();
+            put_i16(&mut key, CONSUMER_GROUP_KEY_VERSION);
+            put_str(&mut key, group_id);
+            (key, value.clone())
         }
     }
 }
@@ -194,6 +210,11 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<GroupRecord, R
             let group_id = k.string()?;
             let value = value.map(decode_group_value).transpose()?;
             Ok(GroupRecord::Group { group_id, value })
+        }
+        CONSUMER_GROUP_KEY_VERSION => {
+            let group_id = k.string()?;
+            let value = value.map(<[u8]>::to_vec);
+            Ok(GroupRecord::ConsumerGroup { group_id, value })
         }
         version => Err(RecordError::UnknownVersion {
             what: "key",

@@ -36,8 +36,11 @@ impl GroupCoordinator {
         let partitions = log.offsets_partitions()?;
         let partition = partition_for(group_id, partitions);
         let now = self.clock_ms();
+        let consumer = self.check_consumer_txn_commit(group_id, auth)?;
         let (results, accepted) = self.with_manager(|groups| {
-            groups.validate_commit(group_id, auth, now)?;
+            if !consumer {
+                groups.validate_commit(group_id, auth, now)?;
+            }
             let max_metadata = groups.config().offset_metadata_max_bytes;
             let mut results = Vec::with_capacity(offsets.len());
             let mut accepted: StagedOffsets = Vec::new();

@@ -29,8 +29,14 @@ pub(super) async fn handle(
         .groups
         .into_iter()
         .map(|group_id| {
-            let d = broker.groups().describe(&group_id.0);
             let mut out = DescribedGroup::default();
+            // KIP-848: DescribeGroups does not describe consumer groups.
+            if broker.groups().is_consumer_group(&group_id.0) {
+                out.error_code = strom_protocol::ErrorCode::GroupIdNotFound.code();
+                out.group_id = group_id;
+                return out;
+            }
+            let d = broker.groups().describe(&group_id.0);
             out.group_state = StrBytes::from_static_str(d.state.name());
             out.protocol_type = StrBytes::from_string(d.protocol_type);
             out.protocol_data = StrBytes::from_string(d.protocol_name);

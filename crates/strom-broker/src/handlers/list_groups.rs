@@ -1,5 +1,5 @@
 //! ListGroups (key 16), v0–5: every group this coordinator owns, with its state (v4+,
-//! filterable, KIP-518) and type (v5+, filterable; all of Strom's groups are "classic").
+//! filterable, KIP-518) and type (v5+, filterable, KIP-848: "classic" or "consumer").
 
 use std::sync::Arc;
 
@@ -13,6 +13,9 @@ use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
 use crate::group::manager::CLASSIC_GROUP_TYPE;
 use crate::group::GroupState;
+
+/// The group type (and protocol type) of KIP-848 groups.
+const CONSUMER_GROUP_TYPE: &str = "consumer";
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListGroups, 0, 5);
 
@@ -30,11 +33,12 @@ pub(super) async fn handle(
         .collect();
     let types: Vec<String> = request.types_filter.iter().map(|t| t.to_string()).collect();
     let mut response = ListGroupsResponse::default();
-    // A filter naming only states that do not exist matches nothing.
+    response.groups = consumer_groups(broker, &request, version);
+    // A filter naming only states that do not exist matches no classic group.
     if states.is_empty() && !request.states_filter.is_empty() {
         return respond(&SPEC, header, &response);
     }
-    response.groups = broker
+    let classic: Vec<ListedGroup> = broker
         .groups()
         .list(&states, &types)
         .into_iter()
@@ -51,5 +55,46 @@ pub(super) async fn handle(
             out
         })
         .collect();
+    response.groups.extend(classic);
+    response
+        .groups
+        .sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));
     respond(&SPEC, header, &response)
+}
+
+/// KIP-848 groups, listed as Kafka does: protocol type and group type "consumer", and the
+/// consumer-group states (Empty, Assigning, Reconciling, Stable) for the state filter.
+fn consumer_groups(broker: &Broker, request: &ListGroupsRequest, version: i16) -> Vec<ListedGroup> {
+    let type_ok = request.types_filter.is_empty()
+        || request
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(CONSUMER_GROUP_TYPE));
+    if !type_ok {
+        return Vec::new();
+    }
+    broker
+        .groups()
+        .list_consumer()
+        .into_iter()
+        .filter(|(_, state)| {
+            request.states_filter.is_empty()
+                || request
+                    .states_filter
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(state))
+        })
+        .map(|(group_id, state)| {
+            let mut out = ListedGroup::default();
+            out.group_id = GroupId(StrBytes::from_string(group_id));
+            out.protocol_type = StrBytes::from_static_str(CONSUMER_GROUP_TYPE);
+            if version >= 4 {
+                out.group_state = StrBytes::from_static_str(state);
+            }
+            if version >= 5 {
+                out.group_type = StrBytes::from_static_str(CONSUMER_GROUP_TYPE);
+            }
+            out
+        })
+        .collect()
 }

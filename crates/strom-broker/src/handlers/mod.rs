@@ -17,6 +17,8 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -176,6 +178,8 @@ handlers!(
     describe_transactions,
     list_transactions,
     describe_producers,
+    consumer_group_heartbeat,
+    consumer_group_describe,
 );
 
 /// Decodes a request body of the header's version.

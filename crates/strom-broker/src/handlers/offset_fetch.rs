@@ -48,7 +48,16 @@ pub(super) async fn handle(
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default();
-                match fetch(broker, &g.group_id.0, wanted, require_stable) {
+                // v9 (KIP-848): a member of a consumer group sends its id and epoch.
+                let member = match &g.member_id {
+                    Some(id) if version >= 9 => {
+                        broker
+                            .groups()
+                            .check_consumer_member(&g.group_id.0, id, g.member_epoch)
+                    }
+                    _ => Ok(()),
+                };
+                match member.and_then(|()| fetch(broker, &g.group_id.0, wanted, require_stable)) {
                     Ok(topics) => out.topics = topics.into_iter().map(topic_v8).collect(),
                     Err(e) => out.error_code = e.code(),
                 }

@@ -1,0 +1,294 @@
+//! KIP-848 consumer groups (`group.protocol=consumer`) through the real `strom` binary with
+//! librdkafka: server-side assignment across three members, takeover after a leave, eviction
+//! of a silent member, commit and resume, offsets across a restart; and ListGroups/DescribeGroups/ConsumerGroupDescribe
+//! as Kafka answers them for such a group.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::wire::Wire;
+use common::{client_config, create_topic, Server};
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupId, ListGroupsRequest, ListGroupsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+/// The broker's `group.consumer.session.timeout.ms` in these tests.
+const SESSION_MS: u64 = 6_000;
+/// GROUP_ID_NOT_FOUND.
+const GROUP_ID_NOT_FOUND: i16 = 69;
+
+fn start_server() -> Server {
+    Server::start(&[
+        ("group.consumer.session.timeout.ms", "6000"),
+        ("group.consumer.heartbeat.interval.ms", "300"),
+    ])
+}
+
+fn make_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(create_topic(bootstrap, topic, partitions, &[]));
+}
+
+/// Produces the values `range`, value `i` to partition `i % partitions`.
+fn produce(bootstrap: &str, topic: &str, partitions: i32, range: std::ops::Range<i32>) {
+    let producer: BaseProducer = client_config(bootstrap).create().expect("producer");
+    for i in range {
+        let value = i.to_string();
+        let record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
+            .partition(i % partitions)
+            .payload(&value);
+        producer
+            .send(record)
+            .unwrap_or_else(|(e, _)| panic!("send {i}: {e}"));
+    }
+    producer.flush(Duration::from_secs(20)).expect("flush");
+}
+
+/// A member of the KIP-848 protocol (librdkafka refuses the classic session settings here).
+fn member(bootstrap: &str, group: &str, topic: &str, client_id: &str) -> BaseConsumer {
+    let c: BaseConsumer = client_config(bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("client.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
+
+fn assigned(c: &BaseConsumer) -> BTreeSet<i32> {
+    c.assignment()
+        .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+/// Polls every consumer, committing each record, until `done` holds; returns the values.
+fn poll_until(
+    consumers: &[BaseConsumer],
+    seen: &mut Vec<i32>,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&[BaseConsumer], &[i32]) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done(consumers, seen) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: assignments {:?}, {} records",
+            consumers.iter().map(assigned).collect::<Vec<_>>(),
+            seen.len()
+        );
+        for (i, c) in consumers.iter().enumerate() {
+            match c.poll(Duration::from_millis(20)) {
+                Some(Ok(m)) => {
+                    let value = m
+                        .payload_view::<str>()
+                        .and_then(Result::ok)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(-1);
+                    seen.push(value);
+                    c.commit_message(&m, CommitMode::Sync).expect("commit");
+                }
+                Some(Err(e)) => panic!("consumer {i}: {e}"),
+                None => {}
+            }
+        }
+    }
+}
+
+fn spread(consumers: &[BaseConsumer], sizes: &[usize], partitions: i32) -> bool {
+    let owned: Vec<BTreeSet<i32>> = consumers.iter().map(assigned).collect();
+    let mut counts: Vec<usize> = owned.iter().map(BTreeSet::len).collect();
+    counts.sort_unstable();
+    let total: usize = counts.iter().sum();
+    let all: BTreeSet<i32> = owned.into_iter().flatten().collect();
+    counts == sizes && total == all.len() && all == (0..partitions).collect()
+}
+
+fn sorted(mut v: Vec<i32>) -> Vec<i32> {
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn three_members_get_two_partitions_each_and_two_cover_six_after_a_leave() {
+    let server = start_server();
+    let b = server.bootstrap();
+    make_topic(&b, "kip848", 6);
+    let mut consumers: Vec<BaseConsumer> = (0..3)
+        .map(|i| member(&b, "next-gen", "kip848", &format!("member-{i}")))
+        .collect();
+    let mut seen = Vec::new();
+    poll_until(
+        &consumers,
+        &mut seen,
+        Duration::from_secs(40),
+        "2+2+2",
+        |cs, _| spread(cs, &[2, 2, 2], 6),
+    );
+    produce(&b, "kip848", 6, 0..600);
+    poll_until(
+        &consumers,
+        &mut seen,
+        Duration::from_secs(30),
+        "600",
+        |_, s| s.len() >= 600,
+    );
+    // The group as admin tools see it (KIP-848): listed as type "consumer", not described
+    // by DescribeGroups, described by ConsumerGroupDescribe.
+    let mut wire = Wire::connect(&b);
+    let mut list = ListGroupsRequest::default();
+    list.types_filter = vec![StrBytes::from_static_str("consumer")];
+    let listed: ListGroupsResponse = wire.call(ApiKey::ListGroups, 5, &list);
+    let row = listed
+        .groups
+        .iter()
+        .find(|g| g.group_id.0.as_str() == "next-gen")
+        .expect("group listed");
+    assert_eq!(row.group_type.as_str(), "consumer");
+    assert_eq!(row.group_state.as_str(), "Stable");
+    let mut describe = DescribeGroupsRequest::default();
+    describe.groups = vec![GroupId(StrBytes::from_static_str("next-gen"))];
+    let d: DescribeGroupsResponse = wire.call(ApiKey::DescribeGroups, 5, &describe);
+    assert_eq!(d.groups[0].error_code, GROUP_ID_NOT_FOUND);
+    let mut cgd = ConsumerGroupDescribeRequest::default();
+    cgd.group_ids = vec![GroupId(StrBytes::from_static_str("next-gen"))];
+    let d: ConsumerGroupDescribeResponse = wire.call(ApiKey::ConsumerGroupDescribe, 1, &cgd);
+    let g = &d.groups[0];
+    assert_eq!(g.error_code, 0);
+    assert_eq!(g.members.len(), 3);
+    assert_eq!(g.assignor_name.as_str(), "uniform");
+    assert!(g
+        .members
+        .iter()
+        .all(|m| m.member_epoch == g.assignment_epoch));
+
+    // A clean close leaves with epoch -1: the others take over before any session expires.
+    drop(consumers.pop());
+    let left = Instant::now();
+    poll_until(
+        &consumers,
+        &mut seen,
+        Duration::from_secs(20),
+        "3+3",
+        |cs, _| spread(cs, &[3, 3], 6),
+    );
+    assert!(
+        left.elapsed() < Duration::from_millis(SESSION_MS),
+        "takeover took {:?}",
+        left.elapsed()
+    );
+    produce(&b, "kip848", 6, 600..660);
+    poll_until(
+        &consumers,
+        &mut seen,
+        Duration::from_secs(20),
+        "660",
+        |_, s| s.len() >= 660,
+    );
+    assert_eq!(
+        sorted(seen),
+        (0..660).collect::<Vec<_>>(),
+        "each record once"
+    );
+}
+
+#[test]
+fn committed_offsets_are_resumed_by_a_new_member_and_survive_a_restart() {
+    let mut server = start_server();
+    let b = server.bootstrap();
+    make_topic(&b, "resume848", 2);
+    produce(&b, "resume848", 2, 0..40);
+    let mut seen = Vec::new();
+    {
+        let first = vec![member(&b, "resumers", "resume848", "first")];
+        poll_until(&first, &mut seen, Duration::from_secs(30), "20", |_, s| {
+            s.len() >= 20
+        });
+    }
+    // The next member of the group starts where the first committed.
+    {
+        let second = vec![member(&b, "resumers", "resume848", "second")];
+        poll_until(&second, &mut seen, Duration::from_secs(30), "40", |_, s| {
+            s.len() >= 40
+        });
+        assert_eq!(sorted(seen.clone()), (0..40).collect::<Vec<_>>());
+    }
+    assert!(server.stop(), "clean stop");
+    server.restart();
+    // The group itself was reloaded from `__consumer_offsets`: still a consumer group.
+    let listed: ListGroupsResponse =
+        Wire::connect(&b).call(ApiKey::ListGroups, 5, &ListGroupsRequest::default());
+    let row = listed
+        .groups
+        .iter()
+        .find(|g| g.group_id.0.as_str() == "resumers")
+        .expect("group listed after the restart");
+    assert_eq!(row.group_type.as_str(), "consumer");
+    assert_eq!(row.group_state.as_str(), "Empty");
+    produce(&b, "resume848", 2, 40..50);
+    let third = vec![member(&b, "resumers", "resume848", "third")];
+    poll_until(&third, &mut seen, Duration::from_secs(30), "50", |_, s| {
+        s.len() >= 50
+    });
+    // Nothing read twice: the restart kept every committed offset.
+    assert_eq!(sorted(seen), (0..50).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_member_that_stops_heartbeating_is_fenced_after_the_session_timeout() {
+    let server = start_server();
+    let b = server.bootstrap();
+    make_topic(&b, "silent848", 6);
+    // A member on the wire that joins once and then goes silent (no leave).
+    let mut wire = Wire::connect(&b);
+    let mut join = ConsumerGroupHeartbeatRequest::default();
+    join.group_id = GroupId(StrBytes::from_static_str("silence"));
+    join.member_id = StrBytes::from_static_str("silent-member-id-0000");
+    join.rebalance_timeout_ms = 30_000;
+    join.subscribed_topic_names = Some(vec![TopicName(StrBytes::from_static_str("silent848"))]);
+    join.topic_partitions = Some(Vec::new());
+    let joined: ConsumerGroupHeartbeatResponse =
+        wire.call(ApiKey::ConsumerGroupHeartbeat, 1, &join);
+    assert_eq!(joined.error_code, 0);
+    assert!(joined.member_epoch > 0);
+    let got: usize = joined
+        .assignment
+        .map(|a| a.topic_partitions.iter().map(|t| t.partitions.len()).sum())
+        .unwrap_or_default();
+    assert_eq!(got, 6, "alone in the group");
+
+    // librdkafka joins: it gets half once the silent member would have revoked, which it
+    // never does, so it waits; after the session timeout the silent member is fenced.
+    let started = Instant::now();
+    let live = vec![member(&b, "silence", "silent848", "live")];
+    let mut seen = Vec::new();
+    poll_until(
+        &live,
+        &mut seen,
+        Duration::from_secs(30),
+        "all six",
+        |cs, _| assigned(&cs[0]).len() == 6,
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(SESSION_MS - 1_000),
+        "partitions moved after {:?}, before the silent member's session ended",
+        started.elapsed()
+    );
+    let mut beat = join.clone();
+    beat.member_epoch = joined.member_epoch;
+    let fenced: ConsumerGroupHeartbeatResponse =
+        wire.call(ApiKey::ConsumerGroupHeartbeat, 1, &beat);
+    assert_eq!(fenced.error_code, 25, "UNKNOWN_MEMBER_ID once fenced");
+}
