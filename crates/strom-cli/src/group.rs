@@ -90,16 +90,24 @@ pub(crate) fn run(args: GroupArgs) -> Result<()> {
 }
 
 async fn describe(admin: &Admin, group: &str) -> Result<Table> {
-    let desc = admin.describe_groups(&[group.to_owned()]).await?;
-    let Some(d) = desc.into_iter().next() else {
-        bail!("GROUP_ID_NOT_FOUND: group '{group}'");
+    // DescribeGroups answers GROUP_ID_NOT_FOUND for KIP-848 consumer groups: their offsets and
+    // lag are still shown, without member columns.
+    let members = match admin.describe_groups(&[group.to_owned()]).await {
+        Ok(desc) => {
+            let Some(d) = desc.into_iter().next() else {
+                bail!("GROUP_ID_NOT_FOUND: group '{group}'");
+            };
+            (d.state != "Dead").then_some(d.members)
+        }
+        Err(e) if e.code() == Some(strom_client::KafkaCode::GroupIdNotFound) => None,
+        Err(e) => return Err(e.into()),
     };
     let committed = admin.list_group_offsets(group).await?;
-    if d.state == "Dead" && committed.is_empty() {
+    if members.is_none() && committed.is_empty() {
         bail!("GROUP_ID_NOT_FOUND: group '{group}' does not exist");
     }
     let mut owners: BTreeMap<TopicPartition, (String, String, String)> = BTreeMap::new();
-    for m in &d.members {
+    for m in members.iter().flatten() {
         for tp in &m.assignment {
             owners.insert(
                 tp.clone(),

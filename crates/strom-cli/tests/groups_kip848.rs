@@ -237,6 +237,32 @@ fn committed_offsets_are_resumed_by_a_new_member_and_survive_a_restart() {
         .expect("group listed after the restart");
     assert_eq!(row.group_type.as_str(), "consumer");
     assert_eq!(row.group_state.as_str(), "Empty");
+    // `strom group describe` shows a consumer-protocol group's offsets and lag too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args([
+            "group", "describe", "resumers", "-b", &b, "--output", "json",
+        ])
+        .output()
+        .expect("run strom group describe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lag: i64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["lag"].as_i64().unwrap())
+        .sum();
+    let committed: i64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["current_offset"].as_i64().unwrap())
+        .sum();
+    assert_eq!((committed, lag), (40, 0), "{rows}");
     produce(&b, "resume848", 2, 40..50);
     let third = vec![member(&b, "resumers", "resume848", "third")];
     poll_until(&third, &mut seen, Duration::from_secs(30), "50", |_, s| {
