@@ -301,25 +301,9 @@ impl GroupCoordinator {
         if !consumer {
             inner.groups.validate_commit(group_id, auth, now)?;
         }
+        let expire = (retention_ms >= 0).then(|| now.saturating_add(retention_ms));
         let max_metadata = inner.groups.config().offset_metadata_max_bytes;
-        let mut results = Vec::with_capacity(offsets.len());
-        let mut accepted = Vec::new();
-        for (tp, commit) in offsets {
-            let metadata = commit.metadata.unwrap_or_default();
-            if metadata.len() > max_metadata {
-                results.push((tp, Some(ErrorCode::OffsetMetadataTooLarge)));
-                continue;
-            }
-            let value = OffsetCommitValue {
-                offset: commit.offset,
-                leader_epoch: commit.leader_epoch,
-                metadata,
-                commit_timestamp_ms: now,
-                expire_timestamp_ms: (retention_ms >= 0).then(|| now.saturating_add(retention_ms)),
-            };
-            accepted.push((tp.clone(), value));
-            results.push((tp, None));
-        }
+        let (results, accepted) = commit_values(offsets, max_metadata, now, expire);
         if !accepted.is_empty() {
             let records: Vec<GroupRecord> = accepted
                 .iter()
@@ -480,5 +464,39 @@ impl GroupCoordinator {
 }
 
 mod consumer;
+
+/// Per-partition outcome of a commit: `None` when accepted.
+pub(super) type CommitResults = Vec<(TopicPartition, Option<ErrorCode>)>;
+
+/// Splits commits into per-partition results and the values to store: a commit whose metadata
+/// is longer than `offset.metadata.max.bytes` gets OFFSET_METADATA_TOO_LARGE, the rest are kept.
+/// Shared by OffsetCommit and TxnOffsetCommit.
+pub(super) fn commit_values(
+    offsets: Vec<(TopicPartition, OffsetCommit)>,
+    max_metadata: usize,
+    now: i64,
+    expire_timestamp_ms: Option<i64>,
+) -> (CommitResults, Vec<(TopicPartition, OffsetCommitValue)>) {
+    let mut results = Vec::with_capacity(offsets.len());
+    let mut accepted = Vec::new();
+    for (tp, commit) in offsets {
+        let metadata = commit.metadata.unwrap_or_default();
+        if metadata.len() > max_metadata {
+            results.push((tp, Some(ErrorCode::OffsetMetadataTooLarge)));
+            continue;
+        }
+        let value = OffsetCommitValue {
+            offset: commit.offset,
+            leader_epoch: commit.leader_epoch,
+            metadata,
+            commit_timestamp_ms: now,
+            expire_timestamp_ms,
+        };
+        accepted.push((tp.clone(), value));
+        results.push((tp, None));
+    }
+    (results, accepted)
+}
+
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use strom_protocol::record_batch::builder::BatchBuilder;
 use strom_protocol::record_batch::control::{control_record_type, ControlRecordType};
 use strom_protocol::ErrorCode;
 
-use super::coordinator::{GroupCoordinator, OffsetCommit};
+use super::coordinator::{commit_values, GroupCoordinator, OffsetCommit};
 use super::log::{OffsetsLog, OFFSETS_TOPIC};
 use super::manager::{CommitAuth, TopicPartition};
 use super::records::{decode, encode, partition_for, GroupRecord, OffsetCommitValue};
@@ -42,24 +42,11 @@ impl GroupCoordinator {
                 groups.validate_commit(group_id, auth, now)?;
             }
             let max_metadata = groups.config().offset_metadata_max_bytes;
-            let mut results = Vec::with_capacity(offsets.len());
-            let mut accepted: StagedOffsets = Vec::new();
-            for (tp, commit) in offsets {
-                let metadata = commit.metadata.unwrap_or_default();
-                if metadata.len() > max_metadata {
-                    results.push((tp, Some(ErrorCode::OffsetMetadataTooLarge)));
-                    continue;
-                }
-                let value = OffsetCommitValue {
-                    offset: commit.offset,
-                    leader_epoch: commit.leader_epoch,
-                    metadata,
-                    commit_timestamp_ms: now,
-                    expire_timestamp_ms: None,
-                };
-                accepted.push((group_id.to_owned(), tp.clone(), value));
-                results.push((tp, None));
-            }
+            let (results, accepted) = commit_values(offsets, max_metadata, now, None);
+            let accepted: StagedOffsets = accepted
+                .into_iter()
+                .map(|(tp, value)| (group_id.to_owned(), tp, value))
+                .collect();
             Ok::<_, ErrorCode>((results, accepted))
         })?;
         if accepted.is_empty() {
