@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client_config, create_topic, Server};
+use common::groups::{assigned, make_topic, produce};
+use common::{client_config, Server};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientContext;
 
 /// Session timeout of every member: the broker's default minimum.
@@ -25,26 +25,6 @@ const SESSION_MS: u64 = 6_000;
 
 fn start_server() -> Server {
     Server::start(&[("group.initial.rebalance.delay.ms", "0")])
-}
-
-fn make_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(create_topic(bootstrap, topic, partitions, &[]));
-}
-
-/// Produces the values `range` as strings, value `i` to partition `i % partitions`.
-fn produce(bootstrap: &str, topic: &str, partitions: i32, range: std::ops::Range<i32>) {
-    let producer: BaseProducer = client_config(bootstrap).create().expect("producer");
-    for i in range {
-        let value = i.to_string();
-        let record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
-            .partition(i % partitions)
-            .payload(&value);
-        producer
-            .send(record)
-            .unwrap_or_else(|(e, _)| panic!("send {i}: {e}"));
-    }
-    producer.flush(Duration::from_secs(20)).expect("flush");
 }
 
 fn member_config(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ClientConfig {
@@ -68,12 +48,6 @@ fn member(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> 
         .expect("consumer");
     c.subscribe(&[topic]).expect("subscribe");
     c
-}
-
-fn assigned<C: ConsumerContext>(c: &BaseConsumer<C>) -> BTreeSet<i32> {
-    c.assignment()
-        .map(|a| a.elements().iter().map(|e| e.partition()).collect())
-        .unwrap_or_default()
 }
 
 /// A consumed record: (consumer index, partition, offset, value).

@@ -8,8 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::groups::{assigned, make_topic, produce};
 use common::wire::Wire;
-use common::{client_config, create_topic, Server};
+use common::{client_config, Server};
 use kafka_protocol::messages::{
     ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
@@ -18,7 +19,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 /// The broker's `group.consumer.session.timeout.ms` in these tests.
 const SESSION_MS: u64 = 6_000;
@@ -30,26 +30,6 @@ fn start_server() -> Server {
         ("group.consumer.session.timeout.ms", "6000"),
         ("group.consumer.heartbeat.interval.ms", "300"),
     ])
-}
-
-fn make_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(create_topic(bootstrap, topic, partitions, &[]));
-}
-
-/// Produces the values `range`, value `i` to partition `i % partitions`.
-fn produce(bootstrap: &str, topic: &str, partitions: i32, range: std::ops::Range<i32>) {
-    let producer: BaseProducer = client_config(bootstrap).create().expect("producer");
-    for i in range {
-        let value = i.to_string();
-        let record: BaseRecord<'_, (), str> = BaseRecord::to(topic)
-            .partition(i % partitions)
-            .payload(&value);
-        producer
-            .send(record)
-            .unwrap_or_else(|(e, _)| panic!("send {i}: {e}"));
-    }
-    producer.flush(Duration::from_secs(20)).expect("flush");
 }
 
 /// A member of the KIP-848 protocol (librdkafka refuses the classic session settings here).
@@ -65,12 +45,6 @@ fn member(bootstrap: &str, group: &str, topic: &str, client_id: &str) -> BaseCon
         .expect("consumer");
     c.subscribe(&[topic]).expect("subscribe");
     c
-}
-
-fn assigned(c: &BaseConsumer) -> BTreeSet<i32> {
-    c.assignment()
-        .map(|a| a.elements().iter().map(|e| e.partition()).collect())
-        .unwrap_or_default()
 }
 
 /// Polls every consumer, committing each record, until `done` holds; returns the values.

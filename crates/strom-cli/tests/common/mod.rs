@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod groups;
 pub mod wire;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
