@@ -88,6 +88,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("log.roll.ms", T::Long, None, V::AtLeast(1), "Default segment.ms (over log.roll.hours)."),
     b("log.segment.bytes", T::Int, Some("1073741824"), V::AtLeast(1024 * 1024), "Default segment.bytes."),
     b("log.segment.delete.delay.ms", T::Long, Some("60000"), V::AtLeast(0), "Default file.delete.delay.ms."),
+    b("max.broker.partitions", T::Int, Some("100000"), V::AtLeast(1), "Most partition replicas one broker may host (KIP-578); CreateTopics and CreatePartitions beyond it get INVALID_PARTITIONS."),
     b("max.connections", T::Int, Some(INT_MAX), V::AtLeast(0), "Most client connections at once."),
     b("message.max.bytes", T::Int, Some("1048588"), V::AtLeast(0), "Default max.message.bytes."),
     b("metadata.log.dir", T::String, None, V::Any, "Directory of the metadata log; defaults to the first log dir."),

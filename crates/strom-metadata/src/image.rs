@@ -16,6 +16,10 @@ pub fn is_internal(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
+/// The metadata log's own name (Kafka's `__cluster_metadata`): never a topic clients may
+/// create, write or see, so no partition directory can ever be `__cluster_metadata-0`.
+pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
+
 /// A registered broker and its advertised endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRegistration {

@@ -18,6 +18,9 @@ pub use config_defs::{ConfigSource, ConfigType, DescribedConfig};
 pub use controller::topics::validate_topic_name;
 pub use controller::{AlterConfigOp, Controller, CreateTopicRequest, CreatedTopic};
 pub use error::{ControllerError, MetadataLogError};
-pub use image::{is_internal, BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
+pub use image::{
+    is_internal, BrokerRegistration, MetadataImage, PartitionImage, TopicImage,
+    CLUSTER_METADATA_TOPIC,
+};
 pub use log::MetadataLog;
 pub use records::{ConfigResource, MetadataRecord};

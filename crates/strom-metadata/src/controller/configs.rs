@@ -9,6 +9,7 @@ use crate::config_defs::{
     split_list, topic_config_def, validate_topic_config, validate_value, ConfigType,
 };
 use crate::error::ControllerError;
+use crate::image::is_internal;
 use crate::records::{ConfigResource, MetadataRecord};
 
 /// An IncrementalAlterConfigs operation (the protocol's `config_operation` numbers).
@@ -195,6 +196,18 @@ impl Controller {
         wanted: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
+        if let ConfigResource::Topic(name) = &resource {
+            let policy = |m: &BTreeMap<String, String>| m.get("cleanup.policy").cloned();
+            if is_internal(name) && policy(current) != policy(&wanted) {
+                return Err(ControllerError::InvalidConfig {
+                    key: "cleanup.policy".to_string(),
+                    reason: format!(
+                        "cleanup.policy of internal topic {name} cannot be changed: its \
+                         coordinator relies on compaction"
+                    ),
+                });
+            }
+        }
         if let ConfigResource::Broker(_) = resource {
             self.config.with_dynamic_overrides(&wanted).map_err(|e| {
                 ControllerError::InvalidRequest {

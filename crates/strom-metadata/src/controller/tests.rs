@@ -520,3 +520,91 @@ fn register_broker_is_idempotent() {
 }
 
 mod replay_property;
+
+#[test]
+fn the_metadata_log_name_is_never_a_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let e = create(&mut c, req(crate::CLUSTER_METADATA_TOPIC, 1, 1)).unwrap_err();
+    assert!(
+        matches!(&e, E::InvalidRequest { reason } if reason.contains("prohibited")),
+        "{e}"
+    );
+    assert!(c.image().topic(crate::CLUSTER_METADATA_TOPIC).is_none());
+    // Other '__' names keep Kafka's rules: tools create topics of their own like these.
+    create(&mut c, req("__my_tool_state", 1, 1)).unwrap();
+    create(&mut c, req("__cluster_metadata2", 1, 1)).unwrap();
+}
+
+#[test]
+fn internal_topics_cannot_be_deleted_or_lose_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let mut offsets = req("__consumer_offsets", 2, 1);
+    offsets.configs = vec![set("cleanup.policy", "compact")];
+    create(&mut c, offsets).unwrap();
+    let deleted = c
+        .delete_topics(vec!["__consumer_offsets".into()])
+        .pop()
+        .unwrap();
+    assert!(
+        matches!(deleted, Err(E::InvalidTopic { .. })),
+        "{deleted:?}"
+    );
+    assert!(c.image().topic("__consumer_offsets").is_some());
+
+    let res = topic_res("__consumer_offsets");
+    for ops in [
+        vec![op("cleanup.policy", AlterConfigOp::Set, Some("delete"))],
+        vec![op("cleanup.policy", AlterConfigOp::Delete, None)],
+        vec![op("cleanup.policy", AlterConfigOp::Append, Some("delete"))],
+    ] {
+        let e = c
+            .incremental_alter_configs(res.clone(), ops, false)
+            .unwrap_err();
+        assert!(
+            matches!(&e, E::InvalidConfig { key, .. } if key == "cleanup.policy"),
+            "{e}"
+        );
+    }
+    let e = c
+        .alter_configs(res.clone(), vec![set("retention.ms", "1000")], false)
+        .unwrap_err();
+    assert!(
+        matches!(&e, E::InvalidConfig { key, .. } if key == "cleanup.policy"),
+        "{e}"
+    );
+    // Other configs of an internal topic may change.
+    c.incremental_alter_configs(
+        res,
+        vec![op("retention.ms", AlterConfigOp::Set, Some("1000"))],
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        c.image()
+            .topic_config_overrides("__consumer_offsets")
+            .unwrap()["cleanup.policy"],
+        "compact"
+    );
+}
+
+#[test]
+fn max_broker_partitions_bounds_create_topics_and_create_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "max.broker.partitions=10", &[1]);
+    create(&mut c, req("a", 6, 1)).unwrap();
+    let e = create(&mut c, req("b", 5, 1)).unwrap_err();
+    assert!(
+        matches!(&e, E::InvalidPartitions { reason } if reason.contains("max.broker.partitions=10")),
+        "{e}"
+    );
+    // Several topics in one request count together.
+    let results = c.create_topics(vec![req("c", 2, 1), req("d", 3, 1)], false);
+    assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
+    assert!(c.image().topic("d").is_none());
+    let e = c.create_partitions("a", 9, vec![], false).unwrap_err();
+    assert!(matches!(e, E::InvalidPartitions { .. }), "{e}");
+    c.create_partitions("a", 8, vec![], false).unwrap();
+    assert_eq!(c.image().topic("a").unwrap().partitions.len(), 8);
+}

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::Controller;
 use crate::config_defs::{describe_topic_configs, validate_topic_config, DescribedConfig};
 use crate::error::ControllerError;
-use crate::image::MetadataImage;
+use crate::image::{is_internal, MetadataImage, CLUSTER_METADATA_TOPIC};
 use crate::records::{ConfigResource, MetadataRecord};
 
 /// Kafka's longest legal topic name.
@@ -16,6 +16,8 @@ pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 /// Most partitions one operation may create (bounds the records of one batch, as Kafka's
 /// controller bounds records per user operation).
 pub const MAX_PARTITIONS_PER_OPERATION: i32 = 10_000;
+/// `max.broker.partitions` (KIP-578's name): most partition replicas one broker may host.
+const MAX_BROKER_PARTITIONS: &str = "max.broker.partitions";
 
 /// One topic of a CreateTopics request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +112,11 @@ impl Controller {
                     });
                 }
                 let topic = self.image.topic(name).ok_or_else(|| unknown_topic(name))?;
+                if is_internal(name) {
+                    return Err(ControllerError::InvalidTopic {
+                        reason: format!("Cannot delete internal topic {name}"),
+                    });
+                }
                 records.push(MetadataRecord::RemoveTopic {
                     topic_id: topic.topic_id,
                 });
@@ -164,6 +171,7 @@ impl Controller {
             }
             assignments
         };
+        self.check_broker_partitions(&self.image, &replica_sets)?;
         let topic_id = topic.topic_id;
         let records = replica_sets
             .into_iter()
@@ -183,6 +191,13 @@ impl Controller {
         request: &CreateTopicRequest,
     ) -> Result<(Vec<MetadataRecord>, CreatedTopic), ControllerError> {
         let name = request.name.as_str();
+        if name == CLUSTER_METADATA_TOPIC {
+            return Err(ControllerError::InvalidRequest {
+                reason: format!(
+                    "Creation of internal topic {CLUSTER_METADATA_TOPIC} is prohibited."
+                ),
+            });
+        }
         validate_topic_name(name)?;
         if image.topic(name).is_some() {
             return Err(ControllerError::TopicAlreadyExists {
@@ -198,6 +213,7 @@ impl Controller {
             });
         }
         let replica_sets = self.plan_replicas(image, request)?;
+        self.check_broker_partitions(image, &replica_sets)?;
         let overrides = check_create_configs(&request.configs)?;
         let topic_id = Uuid::new_v4();
         let num_partitions = replica_sets.len() as i32;
@@ -225,6 +241,40 @@ impl Controller {
             configs: describe_topic_configs(&overrides, &self.effective_broker_config()),
         };
         Ok((records, created))
+    }
+
+    /// Refuses an operation that would put more than `max.broker.partitions` partition
+    /// replicas on one broker: each costs open files and memory, and a typo in a partition
+    /// count must not take the broker down.
+    fn check_broker_partitions(
+        &self,
+        image: &MetadataImage,
+        new_replica_sets: &[Vec<i32>],
+    ) -> Result<(), ControllerError> {
+        let limit: usize = self
+            .config
+            .value_and_source(MAX_BROKER_PARTITIONS)
+            .0
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX);
+        let mut added: BTreeMap<i32, usize> = BTreeMap::new();
+        for broker in new_replica_sets.iter().flatten() {
+            *added.entry(*broker).or_default() += 1;
+        }
+        for (broker, new) in added {
+            let hosted = image
+                .topics()
+                .flat_map(|t| t.partitions.values())
+                .filter(|p| p.replicas.contains(&broker))
+                .count();
+            if hosted + new > limit {
+                return Err(invalid_partitions(format!(
+                    "Broker {broker} hosts {hosted} partitions; {new} more would exceed \
+                     {MAX_BROKER_PARTITIONS}={limit}."
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The replica list of each partition, from the manual assignment or by placement.
