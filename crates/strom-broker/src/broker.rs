@@ -87,6 +87,7 @@ impl Broker {
             image: RwLock::new(image),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
         });
+        check_metadata_knows_data(&broker.image(), &broker.replicas)?;
         broker
             .sync_replicas(&broker.image())
             .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
@@ -128,7 +129,13 @@ impl Broker {
 
     /// Runs a controller operation, then publishes the new image and follows it with the
     /// hosted logs. Operations validate against the image and append records (STYLE.md #7).
+    /// The controller's commit fsyncs the metadata log and following the image opens logs:
+    /// blocking work, so it runs off the async runtime's worker threads ([`off_runtime`]).
     pub fn with_controller<R>(&self, op: impl FnOnce(&mut Controller) -> R) -> R {
+        off_runtime(|| self.with_controller_blocking(op))
+    }
+
+    fn with_controller_blocking<R>(&self, op: impl FnOnce(&mut Controller) -> R) -> R {
         // Held until the logs follow the new image, so concurrent operations cannot race to
         // open the same new partition, and a published topic always has its logs.
         let mut controller = self.controller.lock();
@@ -274,6 +281,49 @@ impl Broker {
             .unwrap_or(SHUTDOWN_THREADS);
         self.replicas.close_all(threads);
     }
+}
+
+/// Runs blocking work (fsyncs, creating files) without stalling an async worker thread: on
+/// the multi-thread runtime the worker first hands its other tasks to a fresh thread
+/// (`block_in_place`); outside a runtime (start-up, unit tests) the work simply runs.
+pub(crate) fn off_runtime<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// A metadata image with no topics over a data directory full of partition logs means the
+/// metadata log was lost, damaged or is another cluster's: a fault to report, never a reason
+/// to set every log aside. The broker refuses to start until an operator decides.
+fn check_metadata_knows_data(
+    image: &MetadataImage,
+    replicas: &ReplicaManager,
+) -> Result<(), ServerError> {
+    if image.topic_count() > 0 {
+        return Ok(());
+    }
+    let dirs = replicas.partition_dirs_on_disk();
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = dirs.iter().take(5).map(String::as_str).collect();
+    Err(ServerError::Startup(format!(
+        "the metadata log names no topics, but {} holds {} partition directories ({}{}); \
+         refusing to start rather than treat them as strays. Restore the metadata log, or move \
+         the directories away if they are not this cluster's",
+        replicas.root().display(),
+        dirs.len(),
+        shown.join(", "),
+        if dirs.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        }
+    )))
 }
 
 /// Takes the exclusive lock on `<log.dirs>/.lock`, so a second process cannot open (and

@@ -88,7 +88,13 @@ pub(crate) fn append(
         .replicas()
         .partition(topic, partition)
         .ok_or(ErrorCode::NotLeaderOrFollower)?;
-    log.log.append(batch).map_err(|e| log_error_code(&e))?;
+    // Coordinator writes to a log that fsyncs on append (flush.messages) leave the runtime.
+    let append = || log.log.append(batch).map_err(|e| log_error_code(&e));
+    if log.log.config().flush_messages < crate::handlers::NEVER_FLUSH {
+        crate::broker::off_runtime(append)?;
+    } else {
+        append()?;
+    }
     log.notify_appended();
     Ok(())
 }

@@ -13,8 +13,11 @@ use strom_storage::{Clock, LogConfig, LogError, PartitionLog};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// Directory names under log.dirs that are not partition logs of user topics.
-const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+use strom_metadata::log::METADATA_LOG_DIR_NAME;
+
+/// Suffix of a partition directory the metadata does not name (Kafka's `-stray`): renamed,
+/// logged and kept, never deleted, so a damaged or foreign metadata log cannot destroy data.
+const STRAY_SUFFIX: &str = "-stray";
 
 /// A partition hosted here. Invariant: `log` lives in `<log.dirs>/<topic>-<index>`.
 pub struct Partition {
@@ -128,7 +131,7 @@ impl ReplicaManager {
                         continue;
                     }
                     // Same name, new topic id: the old topic was deleted and recreated.
-                    self.remove(&key)?;
+                    self.remove(image, &key)?;
                 }
                 let dir = self.root.join(format!("{}-{}", topic.name, index));
                 let log = PartitionLog::open(dir, log_config.clone(), self.clock.clone())?;
@@ -150,40 +153,62 @@ impl ReplicaManager {
             .cloned()
             .collect();
         for key in stale {
-            self.remove(&key)?;
+            self.remove(image, &key)?;
         }
-        self.remove_orphan_dirs(&wanted);
+        self.mark_stray_dirs(&wanted);
         Ok(())
     }
 
-    fn remove(&self, key: &(String, i32)) -> Result<(), LogError> {
+    /// Stops hosting `key`. Its log is deleted only when a committed RemoveTopic record deleted
+    /// its topic; a partition that vanished from the image any other way is a fault: its log is
+    /// closed and its directory kept as stray.
+    fn remove(&self, image: &MetadataImage, key: &(String, i32)) -> Result<(), LogError> {
         let removed = self.partitions.write().remove(key);
-        if let Some(partition) = removed {
+        let Some(partition) = removed else {
+            return Ok(());
+        };
+        partition.notify_appended();
+        if image.was_removed(partition.topic_id) {
             tracing::info!(topic = %key.0, partition = key.1, "deleting partition log");
-            partition.log.delete()?;
-            partition.notify_appended();
+            return partition.log.delete();
         }
+        tracing::error!(
+            topic = %key.0,
+            partition = key.1,
+            topic_id = %partition.topic_id,
+            "partition vanished from the metadata without a deletion; keeping its log as stray"
+        );
+        if let Err(e) = partition.log.close() {
+            tracing::warn!(topic = %key.0, partition = key.1, error = %e, "close failed");
+        }
+        rename_stray(&self.root, &format!("{}-{}", key.0, key.1));
         Ok(())
     }
 
-    /// Deletes partition directories whose topic was deleted while the broker was down.
-    fn remove_orphan_dirs(&self, wanted: &HashSet<(String, i32)>) {
+    /// Partition directories under the data directory (the metadata log's excepted).
+    pub fn partition_dirs_on_disk(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
+            return Vec::new();
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == METADATA_LOG_DIR || !entry.path().is_dir() {
-                continue;
-            }
+        let mut dirs: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != METADATA_LOG_DIR_NAME && parse_partition_dir(name).is_some())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
+    /// Renames partition directories the metadata does not name (a topic deleted while the
+    /// broker was down, or data the metadata does not know) with the stray suffix.
+    fn mark_stray_dirs(&self, wanted: &HashSet<(String, i32)>) {
+        for name in self.partition_dirs_on_disk() {
             let Some((topic, index)) = parse_partition_dir(&name) else {
                 continue;
             };
             if !wanted.contains(&(topic.to_owned(), index)) {
-                tracing::info!(dir = %name, "removing log directory of a deleted topic");
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    tracing::warn!(dir = %name, error = %e, "could not remove directory");
-                }
+                rename_stray(&self.root, &name);
             }
         }
     }
@@ -208,6 +233,23 @@ impl ReplicaManager {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// Renames `<root>/<name>` to `<name>.<uuid>-stray` (as Kafka names stray logs) and logs it.
+fn rename_stray(root: &Path, name: &str) {
+    let from = root.join(name);
+    let to = root.join(format!("{name}.{}{STRAY_SUFFIX}", Uuid::new_v4().simple()));
+    match std::fs::rename(&from, &to) {
+        Ok(()) => {
+            tracing::warn!(dir = %from.display(), renamed = %to.display(), "partition directory unknown to the metadata kept as stray");
+            if let Err(e) = std::fs::File::open(root).and_then(|d| d.sync_all()) {
+                tracing::warn!(dir = %root.display(), error = %e, "cannot fsync the data directory");
+            }
+        }
+        Err(e) => {
+            tracing::error!(dir = %from.display(), error = %e, "cannot rename stray partition directory")
+        }
     }
 }
 

@@ -270,7 +270,59 @@ impl BrokerConfig {
                 warnings.push(format!("{place}: unknown config '{key}' is ignored"));
             }
         }
-        Ok((Self::from_values(values, BTreeMap::new())?, warnings))
+        let config = Self::from_values(values, BTreeMap::new())?;
+        warnings.extend(config.single_node_warnings());
+        Ok((config, warnings))
+    }
+
+    /// Multi-node settings this single-node build accepts but does not act on yet: each is
+    /// reported, never silently ignored (the cluster work gives them their meaning).
+    fn single_node_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let not_yet =
+            "Strom runs this node as a single-node cluster until multi-node support lands";
+        if let [_, rest @ ..] = self.listeners.as_slice() {
+            for l in rest {
+                out.push(format!(
+                    "listener {}://{}:{} is not served: only the first listener is bound ({not_yet})",
+                    l.name, l.host, l.port
+                ));
+            }
+        }
+        if self.process_roles.len() != 2 {
+            out.push(format!(
+                "process.roles={} is not honoured: this node is broker and controller ({not_yet})",
+                self.static_value("process.roles").unwrap_or_default()
+            ));
+        }
+        let others: Vec<_> = self
+            .controller_quorum_voters
+            .iter()
+            .filter(|v| v.node_id != self.node_id)
+            .collect();
+        if !others.is_empty() {
+            out.push(format!(
+                "controller.quorum.voters names {} other node(s); they are not contacted ({not_yet})",
+                others.len()
+            ));
+        }
+        for key in [
+            "controller.quorum.bootstrap.servers",
+            "controller.listener.names",
+            "inter.broker.listener.name",
+        ] {
+            if let Some(v) = self.static_value(key).filter(|v| !v.trim().is_empty()) {
+                out.push(format!("{key}={v} is not used ({not_yet})"));
+            }
+        }
+        if self.log_dirs.len() > 1 {
+            out.push(format!(
+                "log.dirs names {} directories; only the first ({}) holds partitions for now",
+                self.log_dirs.len(),
+                self.log_dirs[0].display()
+            ));
+        }
+        out
     }
 
     /// This config with dynamic broker overrides (from the metadata image) on top.
@@ -433,6 +485,7 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             reason: format!("advertised listener {} is not among listeners", a.name),
         });
     }
+    check_security_protocols(l, &listeners)?;
     let node_id: i32 = l.get("node.id")?;
     let broker_id: i32 = l.get("broker.id")?;
     let node_id_set = l.static_values.contains_key("node.id");
@@ -530,6 +583,62 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         static_values: BTreeMap::new(),
         dynamic_values: BTreeMap::new(),
     })
+}
+
+/// Every listener must map to a security protocol (`listener.security.protocol.map`, as in
+/// Kafka), and only PLAINTEXT is served until the security work lands: a listener named or
+/// mapped to SSL or SASL is refused at start-up rather than served in clear text.
+fn check_security_protocols(
+    l: &Lookup<'_>,
+    listeners: &[Listener],
+) -> Result<(), BrokerConfigError> {
+    let map_value = l.raw("listener.security.protocol.map").unwrap_or_default();
+    let mut map = BTreeMap::new();
+    for entry in split_list(map_value) {
+        let (name, protocol) = entry.split_once(':').ok_or_else(|| {
+            invalid(
+                l,
+                "listener.security.protocol.map",
+                "NAME:PROTOCOL,...".into(),
+            )
+        })?;
+        map.insert(
+            name.trim().to_ascii_uppercase(),
+            protocol.trim().to_ascii_uppercase(),
+        );
+    }
+    for listener in listeners {
+        let protocol = map
+            .get(&listener.name)
+            .ok_or_else(|| BrokerConfigError::Conflict {
+                reason: format!(
+                "no security protocol is defined for listener {} (listener.security.protocol.map)",
+                listener.name
+            ),
+            })?;
+        match protocol.as_str() {
+            "PLAINTEXT" => {}
+            "SSL" | "SASL_PLAINTEXT" | "SASL_SSL" => {
+                return Err(BrokerConfigError::Conflict {
+                    reason: format!(
+                        "listener {} uses security protocol {protocol}, which this Strom does not \
+                         serve yet (TLS and SASL arrive with the security work); use a \
+                         PLAINTEXT listener",
+                        listener.name
+                    ),
+                })
+            }
+            other => {
+                return Err(BrokerConfigError::Conflict {
+                    reason: format!(
+                        "listener {} maps to unknown security protocol {other}",
+                        listener.name
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn invalid(l: &Lookup<'_>, key: &str, expected: String) -> BrokerConfigError {

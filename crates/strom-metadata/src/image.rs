@@ -72,6 +72,9 @@ pub struct MetadataImage {
     topic_ids_by_name: BTreeMap<String, Uuid>,
     broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     next_producer_id_block_start: i64,
+    /// Ids of topics a RemoveTopic record deleted: the only topics whose logs a broker may
+    /// delete. A topic that vanishes from the image any other way is a fault, not an order.
+    removed_topic_ids: std::collections::BTreeSet<Uuid>,
     /// Number of records replayed into this image (the next metadata offset).
     records_applied: u64,
 }
@@ -126,6 +129,11 @@ impl MetadataImage {
 
     pub fn topic_by_id(&self, topic_id: Uuid) -> Option<&Arc<TopicImage>> {
         self.topics_by_id.get(&topic_id)
+    }
+
+    /// Whether a committed RemoveTopic record deleted the topic `topic_id`.
+    pub fn was_removed(&self, topic_id: Uuid) -> bool {
+        self.removed_topic_ids.contains(&topic_id)
     }
 
     /// All topics, in name order.
@@ -229,6 +237,7 @@ impl MetadataImage {
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(topic) = self.topics_by_id.remove(topic_id) {
                     self.topic_ids_by_name.remove(&topic.name);
+                    self.removed_topic_ids.insert(*topic_id);
                 } else {
                     tracing::warn!(%topic_id, "remove record for unknown topic id; skipped");
                 }
@@ -356,6 +365,8 @@ mod tests {
         let image = image.apply(&MetadataRecord::RemoveTopic { topic_id: id });
         assert!(image.topic("orders").is_none());
         assert!(image.topic_by_id(id).is_none());
+        assert!(image.was_removed(id));
+        assert!(!before.was_removed(id));
         // The earlier image is untouched: images are immutable snapshots.
         assert!(before.topic("orders").is_some());
         let image = image.apply(&MetadataRecord::Config {

@@ -1,5 +1,6 @@
 //! DeleteRecords (key 21), v0–2: advances a partition's log start offset; whole segments
-//! below it are deleted. Offset -1 means "up to the high watermark", as in Kafka.
+//! below it are deleted. Offset -1 means "up to the high watermark", as in Kafka. Internal
+//! topics refuse it (INVALID_TOPIC_EXCEPTION).
 
 use std::sync::Arc;
 
@@ -37,10 +38,12 @@ pub(super) async fn handle(
                         let mut r = DeleteRecordsPartitionResult::default();
                         r.partition_index = p.partition_index;
                         r.low_watermark = -1;
-                        match broker
-                            .replicas()
-                            .partition(topic.name.0.as_str(), p.partition_index)
-                        {
+                        let name = topic.name.0.as_str();
+                        match broker.replicas().partition(name, p.partition_index) {
+                            // The coordinators' state: records are removed only by compaction.
+                            Some(_) if strom_metadata::is_internal(name) => {
+                                r.error_code = ErrorCode::InvalidTopicException.code()
+                            }
                             None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                             Some(partition) => {
                                 let hw = partition.high_watermark();

@@ -80,6 +80,8 @@ fn requested_topic(
     let mut t = MetadataResponseTopic::default();
     t.name = name.map(|n| TopicName(StrBytes::from_string(n.to_owned())));
     t.error_code = match name {
+        // The metadata log is no topic: a permanent error, so a producer fails at once.
+        Some(strom_metadata::CLUSTER_METADATA_TOPIC) => ErrorCode::InvalidTopicException.code(),
         Some(n) if strom_metadata::validate_topic_name(n).is_err() => {
             ErrorCode::InvalidTopicException.code()
         }

@@ -49,6 +49,9 @@ mod produce;
 mod sync_group;
 mod txn_offset_commit;
 
+/// Flush intervals at or above this are Kafka's "never" (Long.MAX_VALUE).
+pub(crate) const NEVER_FLUSH: u64 = i64::MAX as u64;
+
 /// `isolation_level` of a read_committed consumer (Fetch, ListOffsets).
 pub(crate) const READ_COMMITTED: i8 = 1;
 

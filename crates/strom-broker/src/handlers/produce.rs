@@ -1,6 +1,7 @@
 //! Produce (key 0): advertised v0–11 but served v3–11 (KAFKA-18659: librdkafka disables
 //! compressed produce if the minimum is not 0). Batches are appended as they arrived (the log
 //! checks sequences, the transaction coordinator vets transactional ones); acks=0: no response.
+//! Produce never creates topics; internal topics and control batches are refused, as in Kafka.
 
 use std::sync::Arc;
 
@@ -34,21 +35,12 @@ pub(super) async fn handle(
     }
     let request: ProduceRequest = decode(&SPEC, header, body)?;
     let acks = request.acks;
-    if broker.config().auto_create_topics_enable() {
-        let names: Vec<&str> = request
-            .topic_data
-            .iter()
-            .map(|t| t.name.0.as_str())
-            .collect();
-        let image = broker.image();
-        if names.iter().any(|n| image.topic(n).is_none()) {
-            tokio::task::block_in_place(|| broker.auto_create_topics(&names));
-        }
-    }
+    // Produce never creates topics (as in Kafka): only Metadata with allow_auto_topic_creation
+    // does. An unknown topic gets UNKNOWN_TOPIC_OR_PARTITION below.
     // Appends to the page cache take microseconds: do them on this task. Only when a log may
     // fsync on append (flush.messages set) is the thread handed to blocking work.
     let responses = if may_fsync(broker, &request) {
-        tokio::task::block_in_place(|| append_all(broker, request, header.api_version))
+        crate::broker::off_runtime(|| append_all(broker, request, header.api_version))
     } else {
         append_all(broker, request, header.api_version)
     };
@@ -60,16 +52,13 @@ pub(super) async fn handle(
     respond(&SPEC, header, &response)
 }
 
-/// Flush intervals at or above this are Kafka's "never" (Long.MAX_VALUE).
-const NEVER_FLUSH: u64 = i64::MAX as u64;
-
 fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
     request.topic_data.iter().any(|t| {
         t.partition_data.iter().any(|p| {
             broker
                 .replicas()
                 .partition(t.name.0.as_str(), p.index)
-                .is_some_and(|partition| partition.log.config().flush_messages < NEVER_FLUSH)
+                .is_some_and(|partition| partition.log.config().flush_messages < super::NEVER_FLUSH)
         })
     })
 }
@@ -130,6 +119,12 @@ fn append_one(
     if !matches!(acks, -1..=1) {
         return Err((ErrorCode::InvalidRequiredAcks, None));
     }
+    if strom_metadata::is_internal(topic) {
+        return Err((
+            ErrorCode::InvalidTopicException,
+            Some(format!("Cannot append to internal topic {topic}")),
+        ));
+    }
     let Some(partition) = broker.replicas().partition(topic, index) else {
         return Err((ErrorCode::UnknownTopicOrPartition, None));
     };
@@ -151,7 +146,7 @@ fn append_one(
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return Err((ErrorCode::InvalidRecord, Some("no record batch".to_owned())));
     };
-    verify_transactional(broker, topic, index, &records)?;
+    check_client_batches(broker, topic, index, &records)?;
     let info = partition
         .log
         .append(BytesMut::from(&records[..]))
@@ -162,20 +157,62 @@ fn append_one(
     Ok(info)
 }
 
+/// What a client may send, beyond what the log checks of every append (framing, CRC, sizes,
+/// sequences): no control batches (only the coordinator writes markers); a producer id with a
+/// real sequence; exactly one batch per partition from an idempotent or transactional producer
+/// (its sequence bookkeeping is per batch); and every transactional batch from the current
+/// epoch of its producer, for a partition added to its ongoing transaction.
+fn check_client_batches(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: &[u8],
+) -> Result<(), PartitionError> {
+    let invalid = |reason: String| (ErrorCode::InvalidRecord, Some(reason));
+    let mut batches = 0usize;
+    let mut idempotent = false;
+    for batch in strom_protocol::BatchSplitter::new(records, usize::MAX) {
+        // A batch that does not frame is refused by the log with the precise reason.
+        let Ok(header) = batch.and_then(strom_protocol::RecordBatchHeader::parse) else {
+            return Ok(());
+        };
+        batches += 1;
+        if header.is_control() {
+            return Err(invalid(
+                "clients may not write control records (transaction markers)".to_owned(),
+            ));
+        }
+        if header.producer_id() >= 0 {
+            idempotent = true;
+            if header.base_sequence() < 0 {
+                return Err(invalid(format!(
+                    "invalid sequence number {} in a batch of producer {}",
+                    header.base_sequence(),
+                    header.producer_id()
+                )));
+            }
+        }
+        if header.is_transactional() {
+            verify_transactional(broker, topic, index, &header)?;
+        }
+    }
+    if idempotent && batches > 1 {
+        return Err(invalid(format!(
+            "an idempotent or transactional producer must send exactly one batch per \
+             partition, got {batches}"
+        )));
+    }
+    Ok(())
+}
+
 /// A transactional batch is accepted only from the current epoch of its producer and for a
 /// partition added to its ongoing transaction (Kafka: INVALID_PRODUCER_EPOCH / INVALID_TXN_STATE).
 fn verify_transactional(
     broker: &Broker,
     topic: &str,
     index: i32,
-    records: &[u8],
+    header: &strom_protocol::RecordBatchHeader<'_>,
 ) -> Result<(), PartitionError> {
-    let Ok(header) = strom_protocol::RecordBatchHeader::parse(records) else {
-        return Ok(()); // the log refuses it with the precise reason
-    };
-    if !header.is_transactional() || header.is_control() {
-        return Ok(());
-    }
     let partition = (topic.to_owned(), index);
     broker
         .txns()

@@ -82,9 +82,48 @@ some.plugin.setting=x
     assert_eq!(c.controller_quorum_voters[0].node_id, 3);
     assert_eq!(c.static_value("num.partitions"), Some("6"));
     assert_eq!(c.static_value("log.segment.bytes"), None);
-    assert_eq!(warnings.len(), 2);
+    assert_eq!(warnings.len(), 5, "{warnings:#?}");
     assert!(warnings[0].contains("some.plugin.setting") && warnings[0].contains(":10"));
     assert!(warnings[1].contains("--set") && warnings[1].contains("another.unknown"));
+    // Multi-node settings are accepted but reported until the cluster work serves them.
+    assert!(warnings[2].contains("CONTROLLER://::1:9093") && warnings[2].contains("not served"));
+    assert!(warnings[3].contains("controller.listener.names=CONTROLLER"));
+    assert!(warnings[4].contains("log.dirs names 2 directories"));
+}
+
+#[test]
+fn tls_and_sasl_listeners_are_refused_until_served() {
+    for text in [
+        "listeners=SSL://:9093",
+        "listeners=SASL_PLAINTEXT://:9093",
+        "listeners=PLAINTEXT://:9092,SASL_SSL://:9093",
+        "listeners=CLIENT://:9092\nlistener.security.protocol.map=CLIENT:SSL",
+    ] {
+        let e = BrokerConfig::parse(text, &[]).unwrap_err().to_string();
+        assert!(e.contains("does not serve yet"), "{text}: {e}");
+    }
+    let e = BrokerConfig::parse("listeners=CLIENT://:9092", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no security protocol is defined for listener CLIENT"),
+        "{e}"
+    );
+    let (c, warnings) = BrokerConfig::parse(
+        "listeners=CLIENT://:9092\nlistener.security.protocol.map=CLIENT:PLAINTEXT",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.listeners[0].name, "CLIENT");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let (_, warnings) = BrokerConfig::parse(
+        "node.id=1\ncontroller.quorum.voters=1@h:9093,2@h2:9093,3@h3:9093\nprocess.roles=broker",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("2 other node(s)")));
+    assert!(warnings.iter().any(|w| w.contains("process.roles=broker")));
 }
 
 #[test]
