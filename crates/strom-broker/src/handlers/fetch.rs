@@ -1,5 +1,6 @@
 //! Fetch (key 1), v4–16: whole batches up to the high watermark (read_committed: up to the
-//! LSO, with the aborted transactions of the range), bounded by the byte limits (KIP-74),
+//! LSO, with the aborted transactions of the range), bounded by the byte limits (KIP-74,
+//! with the broker's `fetch.max.bytes` over the request's `max_bytes`),
 //! long-polling on append notifications; sessionless (session id 0, KIP-227).
 
 use std::sync::Arc;
@@ -103,7 +104,12 @@ fn read_all(
     request: &FetchRequest,
     version: i16,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let budget = request.max_bytes.max(0) as usize;
+    // KIP-74: the response holds at most min(request max_bytes, fetch.max.bytes) of records,
+    // except that the first batch of the first non-empty partition is always returned.
+    let budget = request
+        .max_bytes
+        .min(broker.config().fetch_max_bytes())
+        .max(0) as usize;
     let mut total = 0usize;
     let mut has_error = false;
     let topics = request
