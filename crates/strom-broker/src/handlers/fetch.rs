@@ -215,6 +215,9 @@ fn read_partition(
         .read(p.fetch_offset, limit, Some(max_offset))
         .map_err(|e| (log_error_code(&e), hw, log_start))?;
     let records = match read.slice {
+        // The log always returns a first whole batch; past the response's first non-empty
+        // partition one that does not fit the budget is left for the next fetch (KIP-74).
+        Some(slice) if !first && slice.len > limit => return Ok(empty(read.log_start_offset)),
         Some(slice) => slice
             .read_to_bytes()
             .map_err(|_| (ErrorCode::KafkaStorageError, hw, log_start))?,
