@@ -5,8 +5,10 @@
 //! Memory per connection is bounded: a frame larger than the read buffer is read only once
 //! the global request budget (`queued.max.request.bytes`) grants its size, and the next
 //! request is handled only while less than `QUEUED_RESPONSE_BYTES` of responses wait to be
-//! written (so at most that plus one response). While either waits, the socket is not read:
-//! the client feels TCP back-pressure, as with Kafka's muted channels.
+//! written (so at most that plus one response). Fetched records are not in those bytes: they
+//! stay in the segment files and are read 64 KiB at a time as they are written. While either
+//! waits, the socket is not read: the client feels TCP back-pressure, as with Kafka's muted
+//! channels.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +27,11 @@ use crate::broker::Broker;
 use crate::handlers;
 use crate::limits::{RequestBudget, RequestPermit};
 use crate::metrics::BrokerMetrics;
+use crate::response::{Response, ResponsePart};
+use std::os::unix::fs::FileExt;
 
+/// Piece of a segment file read at a time when writing fetched records.
+const FILE_CHUNK_BYTES: usize = 64 * 1024;
 /// Responses encoded but not yet written, per connection (a count bound for small ones).
 const MAX_QUEUED_RESPONSES: usize = 64;
 /// The next request is handled only while fewer bytes than this wait to be written.
@@ -47,7 +53,7 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<BytesMut>(MAX_QUEUED_RESPONSES);
+    let (tx, rx) = mpsc::channel::<Response>(MAX_QUEUED_RESPONSES);
     let queued = Arc::new(watch::Sender::new(0usize));
     let idle = broker
         .config()
@@ -88,7 +94,7 @@ struct Connection {
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
     budget: Arc<RequestBudget>,
-    tx: mpsc::Sender<BytesMut>,
+    tx: mpsc::Sender<Response>,
     /// Bytes of responses handed to the writer and not yet written.
     queued: Arc<watch::Sender<usize>>,
     idle: Option<Duration>,
@@ -201,7 +207,7 @@ impl Connection {
         let request = handlers::RequestContext { header, peer };
         match handlers::dispatch(&self.broker, &request, body).await {
             Ok(Some(response)) => {
-                let len = response.len();
+                let len = response.buffered_len();
                 self.queued.send_modify(|q| *q += len);
                 self.broker.metrics().response_bytes_queued.add(len as i64);
                 self.tx.send(response).await.map_err(|_| Closed)
@@ -226,21 +232,21 @@ impl Connection {
 /// `connections.max.idle.ms` (the client stopped reading) closes the connection.
 async fn write_responses(
     mut writer: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<BytesMut>,
+    mut rx: mpsc::Receiver<Response>,
     peer: SocketAddr,
     queued: Arc<watch::Sender<usize>>,
     metrics: Arc<BrokerMetrics>,
     idle: Option<Duration>,
 ) {
     while let Some(response) = rx.recv().await {
-        let len = response.len();
+        let len = response.buffered_len();
+        let write = write_response(&mut writer, response);
         let written = match idle {
-            Some(limit) => tokio::time::timeout(limit, writer.write_all(&response))
+            Some(limit) => tokio::time::timeout(limit, write)
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
-            None => writer.write_all(&response).await,
+            None => write.await,
         };
-        drop(response);
         if let Err(e) = written {
             tracing::debug!(%peer, error = %e, "write failed");
             return;
@@ -249,4 +255,29 @@ async fn write_responses(
         metrics.response_bytes_queued.sub(len as i64);
     }
     let _ = writer.shutdown().await;
+}
+
+/// Writes one response; file ranges are read in `FILE_CHUNK_BYTES` pieces.
+async fn write_response(writer: &mut OwnedWriteHalf, response: Response) -> std::io::Result<()> {
+    let mut chunk = Vec::new();
+    for part in response.into_parts() {
+        match part {
+            ResponsePart::Bytes(bytes) => writer.write_all(&bytes).await?,
+            ResponsePart::File(slice) => {
+                chunk.resize(FILE_CHUNK_BYTES, 0);
+                let mut done = 0;
+                while done < slice.len {
+                    let n = (slice.len - done).min(FILE_CHUNK_BYTES);
+                    // A positioned read of page-cached segment data: short enough to run
+                    // on the async worker (the fetch path read whole ranges there before).
+                    slice
+                        .file()
+                        .read_exact_at(&mut chunk[..n], slice.position + done as u64)?;
+                    writer.write_all(&chunk[..n]).await?;
+                    done += n;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ mod limits;
 mod log_cleaner;
 pub mod metrics;
 pub mod replica_manager;
+mod response;
 pub mod server;
 pub mod txn;
 
