@@ -21,11 +21,12 @@ pub(crate) enum Refused {
     MaxConnectionsPerIp,
 }
 
-/// Open connections, in total and per client IP.
+/// Open connections, in total and per client IP (and in the `connection-count` gauge).
 #[derive(Debug)]
 pub(crate) struct ConnectionLimits {
     max_connections: usize,
     open: Mutex<OpenConnections>,
+    metrics: Arc<BrokerMetrics>,
 }
 
 #[derive(Debug, Default)]
@@ -42,10 +43,11 @@ pub(crate) struct ConnectionSlot {
 }
 
 impl ConnectionLimits {
-    pub(crate) fn new(max_connections: usize) -> Arc<Self> {
+    pub(crate) fn new(max_connections: usize, metrics: Arc<BrokerMetrics>) -> Arc<Self> {
         Arc::new(Self {
             max_connections,
             open: Mutex::new(OpenConnections::default()),
+            metrics,
         })
     }
 
@@ -65,6 +67,7 @@ impl ConnectionLimits {
         }
         open.total += 1;
         open.per_ip.insert(ip, from_ip + 1);
+        self.metrics.connection_count.add(1);
         Ok(ConnectionSlot {
             limits: Arc::clone(self),
             ip,
@@ -89,6 +92,7 @@ impl Drop for ConnectionSlot {
         if *from_ip == 0 {
             open.per_ip.remove(&self.ip);
         }
+        self.limits.metrics.connection_count.sub(1);
     }
 }
 
@@ -215,7 +219,8 @@ mod tests {
 
     #[test]
     fn per_ip_limit_counts_each_address_and_frees_on_drop() {
-        let limits = ConnectionLimits::new(10);
+        let metrics = Arc::new(BrokerMetrics::default());
+        let limits = ConnectionLimits::new(10, metrics.clone());
         let a = limits.admit(ip("10.0.0.1"), 2).unwrap();
         let _b = limits.admit(ip("10.0.0.1"), 2).unwrap();
         assert_eq!(
@@ -223,14 +228,16 @@ mod tests {
             Refused::MaxConnectionsPerIp
         );
         let _other = limits.admit(ip("10.0.0.2"), 2).unwrap();
+        assert_eq!(metrics.connection_count.get(), 3);
         drop(a);
         assert_eq!(limits.open_from(ip("10.0.0.1")), 1);
+        assert_eq!(metrics.connection_count.get(), 2);
         let _c = limits.admit(ip("10.0.0.1"), 2).unwrap();
     }
 
     #[test]
     fn total_limit_applies_across_addresses() {
-        let limits = ConnectionLimits::new(2);
+        let limits = ConnectionLimits::new(2, Arc::default());
         let _a = limits.admit(ip("10.0.0.1"), 100).unwrap();
         let b = limits.admit(ip("10.0.0.2"), 100).unwrap();
         assert_eq!(

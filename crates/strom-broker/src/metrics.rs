@@ -55,6 +55,7 @@ pub struct BrokerMetrics {
     pub request_budget_waits_total: Counter,
     /// `MemoryPoolUsed`: request bytes read (or reserved for reading) and not yet handled.
     pub request_bytes_in_flight: Gauge,
-    /// Bytes of encoded responses waiting to be written, over all connections.
+    /// Bytes of encoded responses held in memory waiting to be written, over all
+    /// connections (fetched records sent from segment files are not held, not counted).
     pub response_bytes_queued: Gauge,
 }

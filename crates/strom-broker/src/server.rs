@@ -44,7 +44,10 @@ pub async fn run(
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?local, "strom broker listening");
     let acceptor = Acceptor {
-        limits: ConnectionLimits::new(broker.config().max_connections().max(0) as usize),
+        limits: ConnectionLimits::new(
+            broker.config().max_connections().max(0) as usize,
+            broker.metrics().clone(),
+        ),
         budget: RequestBudget::new(
             broker.config().queued_max_request_bytes(),
             broker.metrics().clone(),
@@ -137,13 +140,11 @@ impl Acceptor {
             }
         };
         metrics.connection_creation_total.inc();
-        metrics.connection_count.add(1);
         let broker = self.broker.clone();
         let budget = self.budget.clone();
         let stop = stop.clone();
         connections.spawn(async move {
-            connection::serve(broker.clone(), stream, peer, stop, budget).await;
-            broker.metrics().connection_count.sub(1);
+            connection::serve(broker, stream, peer, stop, budget).await;
             drop(slot);
         });
     }
