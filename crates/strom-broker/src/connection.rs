@@ -11,6 +11,7 @@
 //! channels.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,6 @@ use crate::handlers;
 use crate::limits::{RequestBudget, RequestPermit};
 use crate::metrics::BrokerMetrics;
 use crate::response::{Response, ResponsePart};
-use std::os::unix::fs::FileExt;
 
 /// Piece of a segment file read at a time when writing fetched records.
 const FILE_CHUNK_BYTES: usize = 64 * 1024;
