@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::BrokerConfig;
 use crate::group::consumer::ConsumerGroupConfig;
 use crate::group::{GroupConfig, GroupCoordinator};
+use crate::metrics::BrokerMetrics;
 use crate::replica_manager::ReplicaManager;
 use crate::server::ServerError;
 use crate::txn::{TxnConfig, TxnCoordinator};
@@ -38,6 +39,7 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdBlock>,
     groups: GroupCoordinator,
     txns: TxnCoordinator,
+    metrics: Arc<BrokerMetrics>,
     /// Held for the broker's lifetime: one process per data directory, as Kafka's `.lock`.
     _dir_lock: std::fs::File,
 }
@@ -86,6 +88,7 @@ impl Broker {
             controller: Mutex::new(controller),
             image: RwLock::new(image),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
+            metrics: Arc::default(),
         });
         check_metadata_knows_data(&broker.image(), &broker.replicas)?;
         broker
@@ -125,6 +128,11 @@ impl Broker {
 
     pub fn txns(&self) -> &TxnCoordinator {
         &self.txns
+    }
+
+    /// Network-path counters and gauges (connections, request and response bytes).
+    pub fn metrics(&self) -> &Arc<BrokerMetrics> {
+        &self.metrics
     }
 
     /// Runs a controller operation, then publishes the new image and follows it with the

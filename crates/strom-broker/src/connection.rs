@@ -1,9 +1,19 @@
 //! One client connection: reads length-prefixed frames, handles requests one at a time in
 //! arrival order (Kafka clients rely on in-order responses), and hands encoded responses to
 //! a writer task so that writing one response overlaps handling the next.
+//!
+//! Memory per connection is bounded: a frame larger than the read buffer is read only once
+//! the global request budget (`queued.max.request.bytes`) grants its size, and the next
+//! request is handled only while less than `QUEUED_RESPONSE_BYTES` of responses wait to be
+//! written (so at most that plus one response). Fetched records are not in those bytes: they
+//! stay in the segment files and are read 64 KiB at a time as they are written. While either
+//! waits, the socket is not read: the client feels TCP back-pressure, as with Kafka's muted
+//! channels.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use strom_protocol::frame::{complete_frame_len, FRAME_HEADER_LEN};
@@ -12,100 +22,262 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::handlers;
+use crate::limits::{RequestBudget, RequestPermit};
+use crate::metrics::BrokerMetrics;
+use crate::response::{Response, ResponsePart};
 
-/// Responses encoded but not yet written, per connection.
+/// Piece of a segment file read at a time when writing fetched records.
+const FILE_CHUNK_BYTES: usize = 64 * 1024;
+/// Responses encoded but not yet written, per connection (a count bound for small ones).
 const MAX_QUEUED_RESPONSES: usize = 64;
-/// Initial read buffer; grows to the largest frame seen (bounded by socket.request.max.bytes).
+/// The next request is handled only while fewer bytes than this wait to be written.
+const QUEUED_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Read buffer; frames that fit in it are read without asking the request budget (this
+/// much per connection is outside `queued.max.request.bytes`, like Kafka's socket buffers).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The connection is to be closed (peer gone, shutdown, bad frame, failed handler); the
+/// reason has been logged where it was found.
+struct Closed;
 
 pub(crate) async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    budget: Arc<RequestBudget>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<BytesMut>(MAX_QUEUED_RESPONSES);
-    let writer_task = tokio::spawn(write_responses(writer, rx, peer));
-    let max_frame = broker.config().socket_request_max_bytes().max(0) as usize;
-    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    'conn: loop {
-        // Handle every complete frame already buffered before reading more.
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Response>(MAX_QUEUED_RESPONSES);
+    let queued = Arc::new(watch::Sender::new(0usize));
+    let idle = broker
+        .config()
+        .connections_max_idle_ms()
+        .map(Duration::from_millis);
+    let metrics = broker.metrics().clone();
+    let writer_task = tokio::spawn(write_responses(
+        writer,
+        rx,
+        peer,
+        queued.clone(),
+        metrics.clone(),
+        idle,
+    ));
+    let mut conn = Connection {
+        max_frame: broker.config().socket_request_max_bytes().max(0) as usize,
+        broker,
+        reader,
+        peer,
+        stop,
+        budget,
+        tx,
+        queued: queued.clone(),
+        idle,
+        buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
+        reserved: None,
+    };
+    let _ = conn.run().await;
+    drop(conn);
+    let _ = writer_task.await;
+    // What the writer did not write leaves the global gauge with the connection.
+    metrics.response_bytes_queued.sub(*queued.borrow() as i64);
+}
+
+struct Connection {
+    broker: Arc<Broker>,
+    reader: tokio::net::tcp::OwnedReadHalf,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+    budget: Arc<RequestBudget>,
+    tx: mpsc::Sender<Response>,
+    /// Bytes of responses handed to the writer and not yet written.
+    queued: Arc<watch::Sender<usize>>,
+    idle: Option<Duration>,
+    max_frame: usize,
+    buf: BytesMut,
+    /// Request budget taken for the frame being read, when it is larger than the buffer.
+    reserved: Option<RequestPermit>,
+}
+
+impl Connection {
+    async fn run(&mut self) -> Result<(), Closed> {
+        let mut last_request = Instant::now();
         loop {
-            let len = match complete_frame_len(&buf, max_frame) {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "closing connection: bad frame");
-                    break 'conn;
+            // Handle every complete frame already buffered before reading more.
+            while let Some(len) = self.complete_frame()? {
+                self.buf.advance(FRAME_HEADER_LEN);
+                let frame = self.buf.split_to(len).freeze();
+                let permit = self.reserved.take();
+                self.wait_for_writer().await?;
+                self.handle(frame).await?;
+                drop(permit);
+                last_request = Instant::now();
+            }
+            if *self.stop.borrow() {
+                return Ok(());
+            }
+            self.reserve_budget().await?;
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(READ_BUFFER_BYTES);
+            }
+            let idle_deadline = self.idle.map(|d| last_request + d);
+            let idle_timer = async move {
+                match idle_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
             };
-            buf.advance(FRAME_HEADER_LEN);
-            let frame = buf.split_to(len).freeze();
-            let (header, body) = match decode_request_header(frame) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "closing connection: bad request header");
-                    break 'conn;
-                }
-            };
-            let request = handlers::RequestContext { header, peer };
-            match handlers::dispatch(&broker, &request, body).await {
-                Ok(Some(response)) => {
-                    if tx.send(response).await.is_err() {
-                        break 'conn;
+            tokio::select! {
+                read = self.reader.read_buf(&mut self.buf) => match read {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer, error = %e, "read failed");
+                        return Ok(());
                     }
-                }
-                Ok(None) => {} // acks=0 produce: no response
-                Err(e) => {
-                    tracing::warn!(
-                        %peer,
-                        api_key = request.api_key,
-                        api_version = request.api_version,
-                        client_id = request.client_id.as_deref().unwrap_or(""),
-                        error = %e,
-                        "closing connection"
-                    );
-                    break 'conn;
+                },
+                _ = self.stop.changed() => return Ok(()),
+                _ = idle_timer => {
+                    self.broker.metrics().idle_connections_closed_total.inc();
+                    tracing::debug!(peer = %self.peer, "closing connection idle for connections.max.idle.ms");
+                    return Ok(());
                 }
             }
         }
-        if *stop.borrow() {
-            break;
+    }
+
+    /// The length of the first buffered frame once it is complete.
+    fn complete_frame(&self) -> Result<Option<usize>, Closed> {
+        complete_frame_len(&self.buf, self.max_frame).map_err(|e| {
+            tracing::warn!(peer = %self.peer, error = %e, "closing connection: bad frame");
+            Closed
+        })
+    }
+
+    /// Before reading the body of a frame that does not fit the read buffer, takes its size
+    /// from the global request budget (waiting, without reading, while there is none), then
+    /// grows the buffer to hold it.
+    async fn reserve_budget(&mut self) -> Result<(), Closed> {
+        if self.reserved.is_some() || self.buf.len() < FRAME_HEADER_LEN {
+            return Ok(());
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_BUFFER_BYTES);
+        // The prefix was checked against socket.request.max.bytes by complete_frame.
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        let total = FRAME_HEADER_LEN + len as usize;
+        if total <= READ_BUFFER_BYTES {
+            return Ok(());
         }
-        tokio::select! {
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "read failed");
-                    break;
+        let permit = match self.budget.try_acquire(total) {
+            Some(permit) => permit,
+            None => {
+                self.broker.metrics().request_budget_waits_total.inc();
+                tracing::debug!(peer = %self.peer, bytes = total, "waiting for queued.max.request.bytes budget");
+                tokio::select! {
+                    permit = self.budget.acquire(total) => permit,
+                    _ = self.stop.changed() => return Err(Closed),
                 }
-            },
-            _ = stop.changed() => break,
+            }
+        };
+        self.reserved = Some(permit);
+        self.buf.reserve(total - self.buf.len());
+        Ok(())
+    }
+
+    /// Waits until the responses queued for writing are below `QUEUED_RESPONSE_BYTES`.
+    async fn wait_for_writer(&mut self) -> Result<(), Closed> {
+        let mut queued = self.queued.subscribe();
+        tokio::select! {
+            _ = queued.wait_for(|q| *q < QUEUED_RESPONSE_BYTES) => Ok(()),
+            _ = self.tx.closed() => Err(Closed),
+            _ = self.stop.changed() => Err(Closed),
         }
     }
-    drop(tx);
-    let _ = writer_task.await;
+
+    async fn handle(&mut self, frame: bytes::Bytes) -> Result<(), Closed> {
+        let peer = self.peer;
+        let (header, body) = decode_request_header(frame).map_err(|e| {
+            tracing::warn!(%peer, error = %e, "closing connection: bad request header");
+            Closed
+        })?;
+        let request = handlers::RequestContext { header, peer };
+        match handlers::dispatch(&self.broker, &request, body).await {
+            Ok(Some(response)) => {
+                let len = response.buffered_len();
+                self.queued.send_modify(|q| *q += len);
+                self.broker.metrics().response_bytes_queued.add(len as i64);
+                self.tx.send(response).await.map_err(|_| Closed)
+            }
+            Ok(None) => Ok(()), // acks=0 produce: no response
+            Err(e) => {
+                tracing::warn!(
+                    %peer,
+                    api_key = request.api_key,
+                    api_version = request.api_version,
+                    client_id = request.client_id.as_deref().unwrap_or(""),
+                    error = %e,
+                    "closing connection"
+                );
+                Err(Closed)
+            }
+        }
+    }
 }
 
+/// Writes responses in order. A response that cannot be written within
+/// `connections.max.idle.ms` (the client stopped reading) closes the connection.
 async fn write_responses(
     mut writer: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<BytesMut>,
+    mut rx: mpsc::Receiver<Response>,
     peer: SocketAddr,
+    queued: Arc<watch::Sender<usize>>,
+    metrics: Arc<BrokerMetrics>,
+    idle: Option<Duration>,
 ) {
     while let Some(response) = rx.recv().await {
-        if let Err(e) = writer.write_all(&response).await {
+        let len = response.buffered_len();
+        let write = write_response(&mut writer, response);
+        let written = match idle {
+            Some(limit) => tokio::time::timeout(limit, write)
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+            None => write.await,
+        };
+        if let Err(e) = written {
             tracing::debug!(%peer, error = %e, "write failed");
             return;
         }
+        queued.send_modify(|q| *q -= len);
+        metrics.response_bytes_queued.sub(len as i64);
     }
     let _ = writer.shutdown().await;
+}
+
+/// Writes one response; file ranges are read in `FILE_CHUNK_BYTES` pieces.
+async fn write_response(writer: &mut OwnedWriteHalf, response: Response) -> std::io::Result<()> {
+    let mut chunk = Vec::new();
+    for part in response.into_parts() {
+        match part {
+            ResponsePart::Bytes(bytes) => writer.write_all(&bytes).await?,
+            ResponsePart::File(slice) => {
+                chunk.resize(FILE_CHUNK_BYTES, 0);
+                let mut done = 0;
+                while done < slice.len {
+                    let n = (slice.len - done).min(FILE_CHUNK_BYTES);
+                    // A positioned read of page-cached segment data: short enough to run
+                    // on the async worker (the fetch path read whole ranges there before).
+                    slice
+                        .file()
+                        .read_exact_at(&mut chunk[..n], slice.position + done as u64)?;
+                    writer.write_all(&chunk[..n]).await?;
+                    done += n;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -9,11 +9,15 @@ pub mod errors;
 pub mod group;
 mod handlers;
 mod internal_topic;
+mod limits;
 mod log_cleaner;
+pub mod metrics;
 pub mod replica_manager;
+mod response;
 pub mod server;
 pub mod txn;
 
 pub use broker::Broker;
 pub use handlers::{supported_apis, ApiSpec};
+pub use metrics::BrokerMetrics;
 pub use server::{run, ServerError};

@@ -1,5 +1,6 @@
-//! The listener: binds, admits connections up to `max.connections`, and stops when the
-//! shutdown future resolves (STYLE.md #10), letting connections finish their request.
+//! The listener: binds, admits connections up to `max.connections` and
+//! `max.connections.per.ip`, and stops when the shutdown future resolves (STYLE.md #10),
+//! letting connections finish their request. Accept errors (EMFILE) back off, never spin.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,12 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 use crate::connection;
+use crate::limits::{ConnectionLimits, LogLimiter, Refused, RequestBudget};
+
+/// First pause after a failed accept; doubles on each further failure up to the maximum.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per this interval for refused connections and accept errors.
+const LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why the server could not start or run.
 #[derive(Debug, Error)]
@@ -35,12 +43,23 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let local: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?local, "strom broker listening");
-    let limit = Arc::new(Semaphore::new(
-        broker.config().max_connections().max(1) as usize
-    ));
+    let acceptor = Acceptor {
+        limits: ConnectionLimits::new(
+            broker.config().max_connections().max(0) as usize,
+            broker.metrics().clone(),
+        ),
+        budget: RequestBudget::new(
+            broker.config().queued_max_request_bytes(),
+            broker.metrics().clone(),
+        ),
+        refused_log: LogLimiter::new(LOG_INTERVAL),
+        error_log: LogLimiter::new(LOG_INTERVAL),
+        broker: broker.clone(),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let background = broker.clone().start_background_tasks(stop_rx.clone());
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -48,21 +67,18 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "max.connections reached; refusing connection");
-                        continue;
-                    };
-                    let broker = broker.clone();
-                    let stop = stop_rx.clone();
-                    connections.spawn(async move {
-                        connection::serve(broker, stream, peer, stop).await;
-                        drop(permit);
-                    });
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    acceptor.admit(stream, peer, &mut connections, &stop_rx);
                 }
                 Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and similar: the pending connection stays in
+                    // the backlog; back off instead of spinning on it.
+                    acceptor.accept_failed(&e, backoff);
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
         }
@@ -81,4 +97,62 @@ pub async fn run(
     broker.shutdown();
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// What the accept loop needs to admit or refuse a connection.
+struct Acceptor {
+    broker: Arc<Broker>,
+    limits: Arc<ConnectionLimits>,
+    budget: Arc<RequestBudget>,
+    refused_log: LogLimiter,
+    error_log: LogLimiter,
+}
+
+impl Acceptor {
+    /// Starts serving `stream` if the connection limits allow it; otherwise closes it now.
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        connections: &mut JoinSet<()>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let metrics = self.broker.metrics();
+        let per_ip = self.broker.config().max_connections_per_ip(peer.ip());
+        let slot = match self.limits.admit(peer.ip(), per_ip.max(0) as usize) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                let config = match reason {
+                    Refused::MaxConnections => {
+                        metrics.connections_rejected_max_connections.inc();
+                        "max.connections"
+                    }
+                    Refused::MaxConnectionsPerIp => {
+                        metrics.connections_rejected_max_connections_per_ip.inc();
+                        "max.connections.per.ip"
+                    }
+                };
+                if let Some(suppressed) = self.refused_log.check() {
+                    tracing::warn!(%peer, suppressed, "{config} reached; closing new connection");
+                }
+                drop(stream);
+                return;
+            }
+        };
+        metrics.connection_creation_total.inc();
+        let broker = self.broker.clone();
+        let budget = self.budget.clone();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            connection::serve(broker, stream, peer, stop, budget).await;
+            drop(slot);
+        });
+    }
+
+    fn accept_failed(&self, error: &std::io::Error, backoff: Duration) {
+        self.broker.metrics().accept_errors_total.inc();
+        if let Some(suppressed) = self.error_log.check() {
+            tracing::warn!(%error, suppressed, backoff_ms = backoff.as_millis() as u64, "accept failed (out of file descriptors?); backing off");
+        }
+    }
 }

@@ -24,7 +24,10 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
     // Every segment keeps its files open: raise the soft limit on open files to the hard one,
     // as Kafka's operators are told to, so thousands of partitions fit.
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Ok(limit) => {
+            tracing::debug!(limit, "open files limit");
+            warn_if_fds_short(&config, limit);
+        }
         Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -33,6 +36,23 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config))
+}
+
+/// File descriptors kept for log segments, indexes and the metadata log when judging
+/// whether `max.connections` fits the open-files limit.
+const FDS_FOR_LOGS: u64 = 1024;
+
+/// Warns when `max.connections` could exhaust the open-files limit: accept would then fail
+/// with EMFILE (handled, but clients see refused connections instead of a clear limit).
+fn warn_if_fds_short(config: &BrokerConfig, limit: u64) {
+    let max_connections = config.max_connections().max(0) as u64;
+    if max_connections.saturating_add(FDS_FOR_LOGS) > limit {
+        tracing::warn!(
+            max_connections,
+            open_files_limit = limit,
+            "max.connections plus {FDS_FOR_LOGS} descriptors for logs exceeds the open files limit (RLIMIT_NOFILE); raise it (ulimit -n) or lower max.connections"
+        );
+    }
 }
 
 async fn serve(config: BrokerConfig) -> Result<()> {

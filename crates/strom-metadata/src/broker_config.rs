@@ -10,11 +10,13 @@ use crate::config_defs::{split_list, validate_value, ConfigSource};
 use crate::properties::parse_properties;
 
 mod endpoints;
+mod network;
 
 use endpoints::{parse_listeners, parse_voter};
 pub use endpoints::{
     validate_cluster_id, validate_listeners, validate_voters, Listener, QuorumVoter,
 };
+pub use network::validate_per_ip_overrides;
 
 /// Why a broker configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,7 @@ pub struct BrokerConfig {
     unclean_leader_election_enable: bool,
     controller_quorum_voters: Vec<QuorumVoter>,
     controller_listener_names: Vec<String>,
+    network: network::NetworkLimits,
     /// Known keys set in the file or by overrides (STATIC_BROKER_CONFIG).
     static_values: BTreeMap<String, String>,
     /// Dynamic overrides from the metadata image (DYNAMIC_BROKER_CONFIG).
@@ -580,6 +583,7 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             .collect::<Result<_, _>>()
             .map_err(|e| invalid(l, "controller.quorum.voters", e))?,
         controller_listener_names: l.list("controller.listener.names"),
+        network: network::resolve(l)?,
         static_values: BTreeMap::new(),
         dynamic_values: BTreeMap::new(),
     })

@@ -54,11 +54,14 @@ pub(super) fn unsupported_version(spec: &ApiSpec, header: &RequestContext) -> Ha
         });
     }
     let body = response(ErrorCode::UnsupportedVersion.code());
-    Ok(Some(encode_response_with_header_version(
-        ApiKey::ApiVersions,
-        0,
-        0,
-        header.correlation_id,
-        &body,
-    )?))
+    Ok(Some(
+        encode_response_with_header_version(
+            ApiKey::ApiVersions,
+            0,
+            0,
+            header.correlation_id,
+            &body,
+        )?
+        .into(),
+    ))
 }

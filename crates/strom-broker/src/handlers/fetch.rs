@@ -1,5 +1,6 @@
 //! Fetch (key 1), v4–16: whole batches up to the high watermark (read_committed: up to the
-//! LSO, with the aborted transactions of the range), bounded by the byte limits (KIP-74),
+//! LSO, with the aborted transactions of the range), bounded by the byte limits (KIP-74,
+//! with the broker's `fetch.max.bytes` over the request's `max_bytes`),
 //! long-polling on append notifications; sessionless (session id 0, KIP-227).
 
 use std::sync::Arc;
@@ -20,12 +21,20 @@ use super::{decode, respond, ApiSpec, HandlerResult, READ_COMMITTED};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::internal_topic::next_offset;
+use crate::response::Response;
+use strom_protocol::header::encode_response;
+use strom_storage::FileSlice;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 16);
 /// Upper bound on how long one fetch may wait, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 /// The session epoch that means "no session / close the session".
 const FINAL_EPOCH: i32 = -1;
+/// Fetch v12 is the first flexible version (records are COMPACT_RECORDS).
+const FIRST_FLEXIBLE_VERSION: i16 = 12;
+/// Record bytes of one response whatever fetch.max.bytes says, so the frame fits its i32
+/// size with the KIP-74 first batch on top.
+const MAX_RESPONSE_RECORD_BYTES: usize = 1 << 30;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -46,12 +55,13 @@ pub(super) async fn handle(
     loop {
         let image = broker.image();
         register_waiter(broker, &image, &request, version, &waiter);
-        let (topics, bytes, has_error) = read_all(broker, &image, &request, version);
-        let done =
-            bytes >= request.min_bytes.max(0) as usize || has_error || Instant::now() >= deadline;
+        let read = read_all(broker, &image, &request, version);
+        let done = read.bytes >= request.min_bytes.max(0) as usize
+            || read.has_error
+            || Instant::now() >= deadline;
         if done {
-            response.responses = topics;
-            return respond(&SPEC, header, &response);
+            response.responses = read.topics;
+            return respond_with_files(header, response, read.files);
         }
         if tokio::time::timeout_at(deadline, waiter.notified())
             .await
@@ -61,6 +71,30 @@ pub(super) async fn handle(
             continue;
         }
     }
+}
+
+/// Encodes the response with the records of `files` spliced in from their segment files,
+/// so they are not copied into the response buffer (see `Response::splice_records`).
+fn respond_with_files(
+    header: &RequestContext,
+    mut response: FetchResponse,
+    files: FileRecords,
+) -> HandlerResult {
+    if files.is_empty() {
+        return respond(&SPEC, header, &response);
+    }
+    let encode =
+        |r: &FetchResponse| encode_response(SPEC.key, header.api_version, header.correlation_id, r);
+    let with_empty = encode(&response)?;
+    for ((t, p), _) in &files {
+        response.responses[*t].partitions[*p].records = None;
+    }
+    let with_null = encode(&response)?;
+    let flexible = header.api_version >= FIRST_FLEXIBLE_VERSION;
+    let files = files.into_iter().map(|(_, f)| f).collect();
+    Ok(Some(Response::splice_records(
+        with_empty, &with_null, flexible, files,
+    )))
 }
 
 fn topic_name<'a>(
@@ -95,21 +129,43 @@ fn register_waiter(
     }
 }
 
-/// Reads every requested partition once; returns the topics, the bytes read, and whether
-/// any partition has an error (which answers the fetch at once, as in Kafka).
+/// Records sent from segment files: (topic index, partition index) in the response, and
+/// the file range holding that partition's records.
+type FileRecords = Vec<((usize, usize), FileSlice)>;
+
+/// One read of every requested partition.
+struct FetchRead {
+    /// Partitions whose records come from `files` hold empty records here.
+    topics: Vec<FetchableTopicResponse>,
+    files: FileRecords,
+    /// Record bytes in the response.
+    bytes: usize,
+    /// Some partition has an error, which answers the fetch at once, as in Kafka.
+    has_error: bool,
+}
+
+/// Reads every requested partition once.
 fn read_all(
     broker: &Broker,
     image: &MetadataImage,
     request: &FetchRequest,
     version: i16,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
-    let budget = request.max_bytes.max(0) as usize;
+) -> FetchRead {
+    // KIP-74: the response holds at most min(request max_bytes, fetch.max.bytes) of records,
+    // except that the first batch of the first non-empty partition is always returned.
+    let budget = request
+        .max_bytes
+        .min(broker.config().fetch_max_bytes())
+        .max(0) as usize;
+    let budget = budget.min(MAX_RESPONSE_RECORD_BYTES);
     let mut total = 0usize;
     let mut has_error = false;
+    let mut files = Vec::new();
     let topics = request
         .topics
         .iter()
-        .map(|topic| {
+        .enumerate()
+        .map(|(t, topic)| {
             let mut out = FetchableTopicResponse::default();
             if version >= 13 {
                 out.topic_id = topic.topic_id;
@@ -120,7 +176,8 @@ fn read_all(
             out.partitions = topic
                 .partitions
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(i, p)| {
                     let mut data = PartitionData::default();
                     data.partition_index = p.partition;
                     data.high_watermark = -1;
@@ -136,12 +193,21 @@ fn read_all(
                     let committed = request.isolation_level == READ_COMMITTED;
                     match read_partition(broker, image, name, p, limit, total == 0, committed) {
                         Ok(read) => {
-                            total += read.records.len();
                             data.high_watermark = read.hw;
                             data.last_stable_offset = read.lso;
                             data.log_start_offset = read.log_start;
                             data.aborted_transactions = read.aborted;
-                            data.records = Some(read.records);
+                            data.records = Some(match read.records {
+                                Records::Memory(bytes) => {
+                                    total += bytes.len();
+                                    bytes
+                                }
+                                Records::File(slice) => {
+                                    total += slice.len;
+                                    files.push(((t, i), slice));
+                                    Bytes::new()
+                                }
+                            });
                         }
                         Err((code, hw, log_start)) => {
                             has_error = true;
@@ -157,14 +223,25 @@ fn read_all(
             out
         })
         .collect();
-    (topics, total, has_error)
+    FetchRead {
+        topics,
+        files,
+        bytes: total,
+        has_error,
+    }
 }
 
 type ReadError = (ErrorCode, i64, i64);
 
+/// A partition's records: in memory, or a range of a segment file sent as stored.
+enum Records {
+    Memory(Bytes),
+    File(FileSlice),
+}
+
 /// One partition's answer.
 struct PartitionRead {
-    records: Bytes,
+    records: Records,
     hw: i64,
     lso: i64,
     log_start: i64,
@@ -194,7 +271,7 @@ fn read_partition(
         return Err((ErrorCode::OffsetOutOfRange, hw, log_start));
     }
     let empty = |log_start| PartitionRead {
-        records: Bytes::new(),
+        records: Records::Memory(Bytes::new()),
         hw,
         lso,
         log_start,
@@ -208,12 +285,26 @@ fn read_partition(
         .log
         .read(p.fetch_offset, limit, Some(max_offset))
         .map_err(|e| (log_error_code(&e), hw, log_start))?;
-    let records = match read.slice {
-        Some(slice) => slice
-            .read_to_bytes()
-            .map_err(|_| (ErrorCode::KafkaStorageError, hw, log_start))?,
+    let slice = match read.slice {
+        // The log always returns a first whole batch; past the response's first non-empty
+        // partition one that does not fit the budget is left for the next fetch (KIP-74).
+        Some(slice) if !first && slice.len > limit => return Ok(empty(read.log_start_offset)),
+        Some(slice) => slice,
         None => return Ok(empty(read.log_start_offset)),
     };
+    if !read_committed {
+        return Ok(PartitionRead {
+            records: Records::File(slice),
+            hw,
+            lso,
+            log_start: read.log_start_offset,
+            aborted: None,
+        });
+    }
+    // read_committed needs the batches' offsets to find the aborted transactions.
+    let records = slice
+        .read_to_bytes()
+        .map_err(|_| (ErrorCode::KafkaStorageError, hw, log_start))?;
     let aborted = read_committed.then(|| {
         let upper = next_offset(&records).unwrap_or(p.fetch_offset);
         partition
@@ -229,10 +320,91 @@ fn read_partition(
             .collect()
     });
     Ok(PartitionRead {
-        records,
+        records: Records::Memory(records),
         hw,
         lso,
         log_start: read.log_start_offset,
         aborted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use strom_protocol::header::RequestHeader;
+    use strom_protocol::record_batch::builder::BatchBuilder;
+    use strom_storage::{LogConfig, PartitionLog, SystemClock};
+
+    fn batch(records: usize) -> BytesMut {
+        let mut b = BatchBuilder::new(0);
+        for i in 0..records {
+            b.push(
+                None,
+                Some(format!("value-{i}").as_bytes()),
+                1_700_000_000_000,
+            );
+        }
+        b.build()
+    }
+
+    /// A response with file records at (0,0), (0,2) and (1,1), in-memory records at (1,0)
+    /// and an error partition (no records) at (0,1).
+    fn response_and_files(log: &PartitionLog) -> (FetchResponse, FileRecords) {
+        let slice = |offset| log.read(offset, 1 << 20, None).unwrap().slice.unwrap();
+        let files = vec![((0, 0), slice(0)), ((0, 2), slice(3)), ((1, 1), slice(5))];
+        let mut response = FetchResponse::default();
+        for t in 0..2 {
+            let mut topic = FetchableTopicResponse::default();
+            topic.topic = TopicName(format!("topic-{t}").into());
+            topic.topic_id = uuid::Uuid::from_u128(t as u128 + 1);
+            for p in 0..3 {
+                let mut data = PartitionData::default();
+                data.partition_index = p;
+                data.high_watermark = 9;
+                data.records = Some(Bytes::new());
+                topic.partitions.push(data);
+            }
+            response.responses.push(topic);
+        }
+        response.responses[0].partitions[1].records = None;
+        response.responses[0].partitions[1].error_code = 1;
+        response.responses[1].partitions[0].records = Some(Bytes::from_static(b"in memory"));
+        (response, files)
+    }
+
+    #[test]
+    fn spliced_file_records_encode_exactly_as_in_memory_records_for_every_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn strom_storage::Clock> = Arc::new(SystemClock);
+        let log = PartitionLog::open(dir.path().join("t-0"), LogConfig::default(), clock).unwrap();
+        log.append(batch(3)).unwrap();
+        log.append(batch(2)).unwrap();
+        log.append(batch(200)).unwrap(); // > 127 bytes: a two-byte varint length
+        for version in SPEC.min_version..=SPEC.max_version {
+            let header = RequestContext {
+                header: RequestHeader {
+                    api_key: SPEC.key as i16,
+                    api_version: version,
+                    correlation_id: 42,
+                    client_id: None,
+                },
+                peer: "127.0.0.1:1".parse().unwrap(),
+            };
+            let (response, files) = response_and_files(&log);
+            let mut in_memory = response.clone();
+            for ((t, p), f) in &files {
+                in_memory.responses[*t].partitions[*p].records = Some(f.read_to_bytes().unwrap());
+            }
+            let expected = encode_response(SPEC.key, version, 42, &in_memory).unwrap();
+            let spliced = respond_with_files(&header, response, files)
+                .unwrap()
+                .unwrap();
+            assert_eq!(spliced.to_vec(), expected.to_vec(), "Fetch v{version}");
+            assert!(
+                spliced.buffered_len() < expected.len(),
+                "records not buffered"
+            );
+        }
+    }
 }

@@ -5,13 +5,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use strom_protocol::header::{encode_response, EncodeError, RequestHeader};
 use thiserror::Error;
 
 use crate::broker::Broker;
+use crate::response::Response;
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
@@ -115,7 +116,7 @@ pub enum HandlerError {
 }
 
 /// What a handler returns: an encoded response frame, or nothing (acks=0 produce).
-pub type HandlerResult = Result<Option<BytesMut>, HandlerError>;
+pub(crate) type HandlerResult = Result<Option<Response>, HandlerError>;
 
 macro_rules! handlers {
     ($($module:ident),* $(,)?) => {
@@ -204,10 +205,13 @@ pub(crate) fn respond<R: Encodable + HeaderVersion>(
     header: &RequestHeader,
     response: &R,
 ) -> HandlerResult {
-    Ok(Some(encode_response(
-        spec.key,
-        header.api_version,
-        header.correlation_id,
-        response,
-    )?))
+    Ok(Some(
+        encode_response(
+            spec.key,
+            header.api_version,
+            header.correlation_id,
+            response,
+        )?
+        .into(),
+    ))
 }

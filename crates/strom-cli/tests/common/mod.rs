@@ -25,7 +25,19 @@ pub struct Server {
     pub port: u16,
     pub data: PathBuf,
     extra: Vec<(String, String)>,
+    options: Options,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// How to run the process, beyond its settings.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// RLIMIT_NOFILE (soft and hard) of the server, set with `prlimit`.
+    pub nofile: Option<u64>,
+    /// STROM_LOG filter for this server (default: the test's STROM_LOG, else `warn`).
+    pub log_filter: Option<String>,
+    /// Write the server's log to a file readable with [`Server::log`] instead of stderr.
+    pub capture_log: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -38,6 +50,11 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts a server with a fresh data directory and `extra` settings (Kafka names).
     pub fn start(extra: &[(&str, &str)]) -> Server {
+        Self::start_with(extra, Options::default())
+    }
+
+    /// Like [`Server::start`], run as `options` say.
+    pub fn start_with(extra: &[(&str, &str)], options: Options) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().join("data");
         let extra = extra
@@ -49,6 +66,7 @@ impl Server {
             port: free_port(),
             data,
             extra,
+            options,
             _tmp: Some(tmp),
         };
         server.spawn();
@@ -60,7 +78,18 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
+        let mut cmd = match self.options.nofile {
+            // prlimit execs the binary, so the child's pid is the server's.
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_strom"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_strom")),
+        };
+        let log_filter = self.options.log_filter.clone();
         cmd.arg("server")
             .arg("--set")
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
@@ -68,10 +97,20 @@ impl Server {
             .arg(format!("log.dirs={}", self.data.display()))
             .env(
                 "STROM_LOG",
-                std::env::var("STROM_LOG").unwrap_or_else(|_| "warn".into()),
+                log_filter
+                    .or_else(|| std::env::var("STROM_LOG").ok())
+                    .unwrap_or_else(|| "warn".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        if self.options.capture_log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())
+                .expect("server log file");
+            cmd.stderr(file);
+        }
         for (k, v) in &self.extra {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
@@ -129,6 +168,20 @@ impl Server {
 
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data.with_file_name("server.log")
+    }
+
+    /// The server's log so far (with `Options::capture_log`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running server").id()
     }
 }
 

@@ -1,5 +1,6 @@
 //! A bare Kafka wire client for tests that need exact request versions and error codes:
 //! one connection, one request at a time, messages from the `kafka-protocol` crate.
+//! `request_frame` and `read_response` serve tests that pipeline by hand.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,31 +35,52 @@ impl Wire {
         req: &Req,
     ) -> Resp {
         self.correlation += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = key as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation;
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        self.stream
-            .write_all(&(body.len() as i32).to_be_bytes())
-            .unwrap();
-        self.stream.write_all(&body).unwrap();
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).unwrap();
-        let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut frame).unwrap();
-        let mut frame = Bytes::from(frame);
-        let header_len = if key.response_header_version(version) >= 1 {
-            5
-        } else {
-            4
-        };
-        assert_eq!(&frame[..4], &self.correlation.to_be_bytes());
-        let _ = frame.split_to(header_len);
-        Resp::decode(&mut frame, version).unwrap()
+        let frame = request_frame(key, version, self.correlation, req);
+        self.stream.write_all(&frame).unwrap();
+        let (correlation, resp) = read_response(&mut self.stream, key, version);
+        assert_eq!(correlation, self.correlation);
+        resp
     }
+}
+
+/// `req` as `key` v`version` with `correlation`, as one frame with its length prefix.
+pub fn request_frame<Req: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+    req: &Req,
+) -> Vec<u8> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation;
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, key.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Reads one response frame of `key` v`version`: its correlation id and decoded body.
+pub fn read_response<Resp: Decodable>(
+    stream: &mut impl Read,
+    key: ApiKey,
+    version: i16,
+) -> (i32, Resp) {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut frame).unwrap();
+    let mut frame = Bytes::from(frame);
+    let header_len = if key.response_header_version(version) >= 1 {
+        5
+    } else {
+        4
+    };
+    let correlation = i32::from_be_bytes(frame[..4].try_into().unwrap());
+    let _ = frame.split_to(header_len);
+    (correlation, Resp::decode(&mut frame, version).unwrap())
 }

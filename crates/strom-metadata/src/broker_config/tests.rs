@@ -37,7 +37,7 @@ fn defaults_without_a_file() {
     assert_eq!(c.log_flush_interval_messages, i64::MAX);
     assert_eq!(c.log_flush_interval_ms, None);
     assert_eq!(c.socket_request_max_bytes, 104_857_600);
-    assert_eq!(c.max_connections, i32::MAX);
+    assert_eq!(c.max_connections, 10_000);
     assert_eq!(c.offsets_topic_num_partitions, 50);
     assert_eq!(c.transaction_state_log_num_partitions, 50);
     assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
