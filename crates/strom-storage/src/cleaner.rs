@@ -11,7 +11,8 @@ mod swap;
 use std::path::Path;
 use std::sync::Arc;
 
-use strom_protocol::record_batch::{InvalidRecordReason, RecordBatchHeader};
+use strom_protocol::compression::{decompress_batch_bounded, CompressionError};
+use strom_protocol::record_batch::{Compression, InvalidRecordReason, RecordBatchHeader};
 use tracing::{debug, info};
 
 use crate::batch_reader::header_at;
@@ -105,7 +106,9 @@ impl PartitionLog {
             return Ok(None);
         };
         let dirty = &plan.candidates[plan.dirty_from..];
-        let (map, covered) = OffsetMap::build(dirty, &plan.aborted, options.dedupe_buffer_bytes);
+        let max_plain = plan.config.max_decompressed_bytes();
+        let (map, covered) =
+            OffsetMap::build(dirty, &plan.aborted, options.dedupe_buffer_bytes, max_plain);
         let upper = plan
             .candidates
             .get(plan.dirty_from + covered)
@@ -122,6 +125,7 @@ impl PartitionLog {
             now_ms: now,
             delete_retention_ms: plan.config.delete_retention_ms,
             keep_whole_from: plan.keep_whole_from,
+            max_decompressed_bytes: max_plain,
         };
         let mut stats = CleanStats {
             segments_before: to_clean.len(),
@@ -396,15 +400,25 @@ fn read_checkpoint(dir: &Path) -> Option<i64> {
 }
 
 /// Append-time rule of compacted topics: every record needs a key (Kafka refuses the batch
-/// with INVALID_RECORD). Compressed batches are decompressed for the check.
-pub(crate) fn check_keys(header: &RecordBatchHeader<'_>) -> Result<(), LogError> {
+/// with INVALID_RECORD). Compressed batches are decompressed for the check, refusing any that
+/// inflate past `max_plain` bytes (a decompression bomb) before allocating that much.
+pub(crate) fn check_keys(header: &RecordBatchHeader<'_>, max_plain: usize) -> Result<(), LogError> {
     if header.is_control() {
         return Ok(());
     }
-    let malformed = LogError::InvalidRecord {
-        reason: InvalidRecordReason::MalformedRecords { record_index: 0 },
+    let plain = match header.compression() {
+        Ok(Compression::None) => std::borrow::Cow::Borrowed(header.bytes()),
+        _ => std::borrow::Cow::Owned(decompress_batch_bounded(header.bytes(), max_plain).map_err(
+            |e| match e {
+                CompressionError::TooLarge { max, .. } => LogError::InvalidRecord {
+                    reason: InvalidRecordReason::DecompressedTooLarge { max },
+                },
+                CompressionError::Malformed { .. } => LogError::InvalidRecord {
+                    reason: InvalidRecordReason::MalformedRecords { record_index: 0 },
+                },
+            },
+        )?),
     };
-    let plain = rewrite::plain_batch(header.bytes()).ok_or(malformed)?;
     let plain_header = RecordBatchHeader::parse(&plain)?;
     for (i, record) in plain_header.records().enumerate() {
         if record?.key.is_none() {

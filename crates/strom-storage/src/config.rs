@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use strom_protocol::compression::MAX_DECOMPRESSED_BYTES;
+
 pub use strom_protocol::record_batch::TimestampType;
 
 /// `cleanup.policy`: `delete`, `compact`, or both (`compact,delete`).
@@ -71,6 +73,9 @@ pub struct LogConfig {
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// See [`LogConfig::max_decompressed_bytes`].
+const DECOMPRESSED_PER_MESSAGE_BYTE: usize = 64;
+const MIN_DECOMPRESSED_BYTES: usize = 16 << 20;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -95,6 +100,16 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// Largest size a compressed batch may inflate to when the log decompresses it (key check
+    /// of compacted topics, the cleaner): 64 × `max.message.bytes` (generous for real data,
+    /// whose ratios rarely pass 10-20×), at least 16 MiB so small limits do not refuse normal
+    /// batches, at most `MAX_DECOMPRESSED_BYTES` (256 MiB). A zip bomb is refused instead.
+    pub fn max_decompressed_bytes(&self) -> usize {
+        (self.max_message_bytes as usize)
+            .saturating_mul(DECOMPRESSED_PER_MESSAGE_BYTE)
+            .clamp(MIN_DECOMPRESSED_BYTES, MAX_DECOMPRESSED_BYTES)
+    }
+
     /// Segment size cap actually used: positions in the index are u32 (Kafka caps at i32::MAX).
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes.clamp(1, i32::MAX as u64)

@@ -201,7 +201,7 @@ impl PartitionLog {
             let header = validate_batch(batch?, Validation::Produce)?;
             validate_records(&header, Validation::Produce)?;
             if inner.config.cleanup_policy.compact {
-                crate::cleaner::check_keys(&header)?;
+                crate::cleaner::check_keys(&header, inner.config.max_decompressed_bytes())?;
             }
             planned.push(Planned {
                 pos: 0,
