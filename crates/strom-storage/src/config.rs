@@ -70,6 +70,9 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// `delete.retention.ms`: how long a tombstone outlives the clean that first kept it.
     pub delete_retention_ms: i64,
+    /// `producer.id.expiration.ms` (a broker config in Kafka): how long after its last batch
+    /// an idempotent producer with no open transaction is forgotten.
+    pub producer_id_expiration_ms: i64,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -95,6 +98,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: DAY_MS,
+            producer_id_expiration_ms: DAY_MS,
         }
     }
 }

@@ -152,8 +152,14 @@ impl PartitionLog {
             .values()
             .next_back()
             .map_or(0, |s| s.meta().next_offset);
-        let mut producers =
-            recovery::load_producer_state(&dir, &segments, log_start_offset, log_end)?;
+        let mut producers = recovery::load_producer_state(
+            &dir,
+            &segments,
+            log_start_offset,
+            log_end,
+            now,
+            config.producer_id_expiration_ms,
+        )?;
         let txn_index = crate::txn_index::open(&dir, &segments, log_end, &mut producers)?;
         debug!(dir = %dir.display(), log_start_offset, log_end, "opened partition log");
         Ok(Self {
@@ -228,10 +234,14 @@ impl PartitionLog {
         let mut pos = 0;
         let mut record_count: u32 = 0;
         let mut completed = Vec::new();
+        let append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
         for p in &mut planned {
             let header = RecordBatchHeader::parse(&records[pos..pos + p.len])?;
             let last = next + i64::from(header.last_offset_delta());
-            if let Some(b) = ProducerBatch::of(&header) {
+            if let Some(mut b) = ProducerBatch::of(&header) {
+                if append_time {
+                    b.max_timestamp = now;
+                }
                 let entry = staged
                     .entry(b.producer_id)
                     .or_insert_with(|| inner.producers.producers.get(&b.producer_id).cloned());
@@ -255,7 +265,6 @@ impl PartitionLog {
             next = last + 1;
         }
 
-        let append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
         let mut max_timestamp = NO_TIMESTAMP;
         for p in &planned {
             let bytes = &mut records[p.pos..p.pos + p.len];

@@ -336,12 +336,14 @@ fn check_trusted(
 }
 
 /// Loads the newest valid snapshot at or below `log_end`, deleting those above it, and replays
-/// batches from there to the end of the log.
+/// batches from there to the end of the log, then drops idle producers.
 pub(crate) fn load_producer_state(
     dir: &Path,
     segments: &BTreeMap<i64, Arc<Segment>>,
     log_start: i64,
     log_end: i64,
+    now_ms: i64,
+    producer_id_expiration_ms: i64,
 ) -> Result<ProducerState, LogError> {
     let mut snapshots = list_snapshots(dir)?;
     snapshots.sort_unstable();
@@ -364,8 +366,12 @@ pub(crate) fn load_producer_state(
         warn!(path = %path.display(), "ignoring unreadable producer-state snapshot");
     }
     let mut state = state.unwrap_or_default();
+    state.stamp_unknown_timestamps(now_ms);
     replay(segments, from, &mut state);
     state.remove_expired(log_start);
+    // Replayed batches recreate producers that had expired before the restart (Kafka too
+    // drops expired entries while loading).
+    state.expire_idle(now_ms, producer_id_expiration_ms);
     Ok(state)
 }
 

@@ -46,8 +46,20 @@ impl PartitionLog {
         Ok(inner.log_start_offset)
     }
 
+    /// `producer.id.expiration.ms`: forgets idempotent producers with no open transaction
+    /// whose last batch is that old (also done by `enforce_retention`). Returns how many.
+    pub fn expire_producers(&self) -> Result<usize, LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_open()?;
+        let expiration_ms = inner.config.producer_id_expiration_ms;
+        Ok(inner
+            .producers
+            .expire_idle(self.clock.now_ms(), expiration_ms))
+    }
+
     /// Periodic duty: roll by segment.ms, delete segments by retention.ms / retention.bytes /
-    /// log start offset, flush by flush.ms. Returns the number of segments deleted.
+    /// log start offset, expire idle producers (`producer.id.expiration.ms`), flush by
+    /// flush.ms. Returns the number of segments deleted.
     pub fn enforce_retention(&self) -> Result<u64, LogError> {
         let mut inner = self.inner.lock();
         inner.check_open()?;
@@ -69,6 +81,8 @@ impl PartitionLog {
         }
         let n = n.min(inner.segments.len() - 1);
         delete_oldest(&mut inner, &self.dir, n)?;
+        let expiration_ms = inner.config.producer_id_expiration_ms;
+        inner.producers.expire_idle(now, expiration_ms);
         let flush_due = now.saturating_sub(inner.last_flush_ms) >= inner.config.flush_ms
             && inner.flushed_offset < inner.log_end_offset();
         drop(inner);
@@ -131,8 +145,14 @@ impl PartitionLog {
                 inner.log_start_offset = end;
                 write_log_start(&self.dir, end)?;
             }
-            inner.producers =
-                load_producer_state(&self.dir, &inner.segments, inner.log_start_offset, end)?;
+            inner.producers = load_producer_state(
+                &self.dir,
+                &inner.segments,
+                inner.log_start_offset,
+                end,
+                now,
+                inner.config.producer_id_expiration_ms,
+            )?;
             crate::txn_index::after_truncation(&mut inner, &self.dir)?;
         }
         inner.forget_deleted_unflushed();
