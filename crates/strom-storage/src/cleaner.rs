@@ -18,9 +18,10 @@ use tracing::{debug, info};
 use crate::batch_reader::header_at;
 use crate::config::LogConfig;
 use crate::error::LogError;
+use crate::fs::Fs;
 use crate::index::Index;
 use crate::log::PartitionLog;
-use crate::recovery::write_offset_file;
+use crate::recovery::{read_offset_file, write_offset_file};
 use crate::segment::{
     file_path, open_log_file, sync_dir, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
 };
@@ -99,9 +100,9 @@ impl PartitionLog {
     pub fn clean(&self, options: &CleanerOptions) -> Result<Option<CleanStats>, LogError> {
         let mut state = self.cleaner.lock();
         let now = self.clock.now_ms();
-        let first_dirty = *state
-            .first_dirty
-            .get_or_insert_with(|| read_checkpoint(&self.dir).unwrap_or(i64::MIN));
+        let first_dirty = *state.first_dirty.get_or_insert_with(|| {
+            read_offset_file(&*self.fs, &self.dir, CHECKPOINT_FILE).unwrap_or(i64::MIN)
+        });
         let Some(plan) = self.plan(first_dirty, state.delete_horizon, now)? else {
             return Ok(None);
         };
@@ -134,8 +135,14 @@ impl PartitionLog {
         };
         let mut horizon: Option<i64> = None;
         for (group, end) in groups(&to_clean, upper, plan.config.effective_segment_bytes()) {
-            let c =
-                swap::write_cleaned(&self.dir, group, end, &cx, plan.config.index_interval_bytes)?;
+            let c = swap::write_cleaned(
+                &*self.fs,
+                &self.dir,
+                group,
+                end,
+                &cx,
+                plan.config.index_interval_bytes,
+            )?;
             horizon = min_opt(horizon, c.horizon);
             stats.bytes_before += c.stats.bytes_before;
             let swapped = if c.changed || group.len() > 1 {
@@ -153,7 +160,7 @@ impl PartitionLog {
                     }
                 }
                 None => {
-                    swap::discard(&self.dir, &c)?;
+                    swap::discard(&*self.fs, &self.dir, &c)?;
                     stats.bytes_after += c.stats.bytes_before;
                     stats.segments_after += group.len();
                 }
@@ -161,7 +168,7 @@ impl PartitionLog {
         }
         if covered > 0 {
             state.first_dirty = Some(upper);
-            write_offset_file(&self.dir, CHECKPOINT_FILE, upper)?;
+            write_offset_file(&*self.fs, &self.dir, CHECKPOINT_FILE, upper)?;
         }
         state.delete_horizon = horizon;
         stats.first_dirty_offset = state.first_dirty.unwrap_or(upper);
@@ -296,18 +303,24 @@ impl PartitionLog {
             // half-way leaves a valid log.
             for s in group {
                 inner.segments.remove(&s.base_offset);
-                s.delete_files()?;
+                s.delete_files(&*self.fs)?;
             }
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.fs, &self.dir)?;
             inner.forget_deleted_unflushed();
-            swap::discard(&self.dir, c)?;
+            swap::discard(&*self.fs, &self.dir, c)?;
             return Ok(Some(0));
         }
-        let result = swap::commit(&self.dir, c, group, stop_after.unwrap_or(SwapStep::Done))
-            .and_then(|()| match stop_after {
-                Some(_) => Ok(None),
-                None => open_cleaned(&self.dir, c, group).map(Some),
-            });
+        let result = swap::commit(
+            &*self.fs,
+            &self.dir,
+            c,
+            group,
+            stop_after.unwrap_or(SwapStep::Done),
+        )
+        .and_then(|()| match stop_after {
+            Some(_) => Ok(None),
+            None => open_cleaned(&*self.fs, &self.dir, c, group).map(Some),
+        });
         match result {
             Ok(Some(segment)) => {
                 for s in group {
@@ -317,7 +330,9 @@ impl PartitionLog {
                 inner.forget_deleted_unflushed();
                 let bases: Vec<i64> = inner.segments.keys().copied().collect();
                 let end = inner.log_end_offset();
-                inner.txn_index.reconcile(&self.dir, &bases, end, &moved)?;
+                inner
+                    .txn_index
+                    .reconcile(&*self.fs, &self.dir, &bases, end, &moved)?;
                 Ok(Some(1))
             }
             Ok(None) => {
@@ -335,12 +350,13 @@ impl PartitionLog {
 
 /// The swapped-in segment, opened under its final names.
 fn open_cleaned(
+    fs: &dyn Fs,
     dir: &Path,
     c: &CleanedSegment,
     group: &[Arc<Segment>],
 ) -> Result<Segment, LogError> {
     let log_path = file_path(dir, c.base, LOG_EXT);
-    let log = open_log_file(&log_path, false)?;
+    let log = open_log_file(fs, &log_path, false)?;
     let mut meta = c.meta;
     meta.first_append_ms = group[0].meta().first_append_ms;
     Ok(Segment::from_parts(
@@ -348,8 +364,14 @@ fn open_cleaned(
         log_path,
         log,
         c.size,
-        Index::open(&file_path(dir, c.base, INDEX_EXT), c.offsets.clone(), false)?,
         Index::open(
+            fs,
+            &file_path(dir, c.base, INDEX_EXT),
+            c.offsets.clone(),
+            false,
+        )?,
+        Index::open(
+            fs,
             &file_path(dir, c.base, TIME_INDEX_EXT),
             c.times.clone(),
             false,
@@ -388,15 +410,9 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 fn first_batch_timestamp(s: &Segment) -> Option<i64> {
-    let h = header_at(&s.log, 0, s.size())?;
+    let h = header_at(&*s.log, 0, s.size())?;
     let ts = RecordBatchHeader::parse(&h).ok()?.max_timestamp();
     (ts >= 0).then_some(ts)
-}
-
-fn read_checkpoint(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
 }
 
 /// Append-time rule of compacted topics: every record needs a key (Kafka refuses the batch

@@ -9,6 +9,7 @@ use strom_protocol::record_batch::control::{control_record_type, ControlRecordTy
 use strom_protocol::record_batch::{RecordBatchHeader, NO_SEQUENCE};
 
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, OpenMode};
 use crate::segment::sync_dir;
 use crate::txn_index::AbortedTxn;
 
@@ -348,20 +349,34 @@ impl ProducerState {
     }
 
     /// Writes `<offset>.snapshot` atomically (temp file, fsync, rename, fsync dir).
-    pub fn write_snapshot(&self, dir: &Path, offset: i64) -> Result<(), LogError> {
-        let path = crate::segment::file_path(dir, offset, SNAPSHOT_EXT);
-        let tmp = path.with_extension("snapshot.tmp");
-        write_durably(&tmp, &self.encode())?;
-        std::fs::rename(&tmp, &path).map_err(io_err("rename snapshot", &path))?;
-        sync_dir(dir)
+    pub fn write_snapshot(&self, fs: &dyn Fs, dir: &Path, offset: i64) -> Result<(), LogError> {
+        write_snapshot_bytes(fs, dir, offset, &self.encode())?;
+        sync_dir(fs, dir)
     }
 }
 
-/// Writes a file and fsyncs it.
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(io_err("create file", path))?;
-    f.write_all(bytes).map_err(io_err("write file", path))?;
+/// Writes encoded state as `<offset>.snapshot` (temp file, fsync, rename); the caller fsyncs
+/// the directory.
+pub(crate) fn write_snapshot_bytes(
+    fs: &dyn Fs,
+    dir: &Path,
+    offset: i64,
+    bytes: &[u8],
+) -> Result<(), LogError> {
+    let path = crate::segment::file_path(dir, offset, SNAPSHOT_EXT);
+    let tmp = path.with_extension("snapshot.tmp");
+    write_durably(fs, &tmp, bytes)?;
+    fs.rename(&tmp, &path)
+        .map_err(io_err("rename snapshot", &path))
+}
+
+/// Writes a file (replacing its contents) and fsyncs it.
+pub(crate) fn write_durably(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    let f = fs
+        .open(path, OpenMode::Truncate)
+        .map_err(io_err("create file", path))?;
+    f.write_all_at(bytes, 0)
+        .map_err(io_err("write file", path))?;
     f.sync_all().map_err(io_err("fsync file", path))
 }
 
