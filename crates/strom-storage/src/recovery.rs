@@ -219,7 +219,23 @@ pub(crate) fn open_segments(
         .values()
         .next_back()
         .map_or(first, |s| s.meta().next_offset);
-    let log_start = checkpoint.unwrap_or(first).max(first).min(leo);
+    if let Some(start) = checkpoint.filter(|c| *c > leo) {
+        // DeleteRecords persisted a log start offset above data a crash then lost. Offsets
+        // below it were handed out and deleted: the log restarts there (as Kafka's loader
+        // does) rather than reuse them, which a later open would hide behind the checkpoint.
+        warn!(dir = %dir.display(), log_start = start, log_end = leo, "log start offset past the recovered log end; restarting the log at it");
+        for s in segments.values() {
+            s.delete_files(fs)?;
+        }
+        for o in list_snapshots(fs, dir)? {
+            crate::segment::remove_if_exists(fs, &file_path(dir, o, SNAPSHOT_EXT))?;
+        }
+        let segments = BTreeMap::from([(start, Arc::new(Segment::create(fs, dir, start)?))]);
+        sync_dir(fs, dir)?;
+        write_recovery_point(fs, dir, start)?;
+        return Ok((segments, start, start));
+    }
+    let log_start = checkpoint.unwrap_or(first).max(first);
     // Every segment below the active one is now trusted-and-synced or was scanned and synced.
     let active_base = *segments.keys().next_back().expect("at least one segment");
     if recovery_point != active_base {
