@@ -99,6 +99,8 @@ impl PartitionLog {
     /// reads go on meanwhile; the lock is taken to plan and to swap each cleaned group.
     pub fn clean(&self, options: &CleanerOptions) -> Result<Option<CleanStats>, LogError> {
         let mut state = self.cleaner.lock();
+        // Sync what rolled, so that every closed segment is below the recovery point.
+        self.flush_rolled()?;
         let now = self.clock.now_ms();
         let first_dirty = *state.first_dirty.get_or_insert_with(|| {
             read_offset_file(&*self.fs, &self.dir, CHECKPOINT_FILE).unwrap_or(i64::MIN)
@@ -190,9 +192,11 @@ impl PartitionLog {
                 return Ok(None);
             }
             let active_base = inner.active().base_offset;
+            // Only segments below the recovery point (fsynced): recovery tells a gap the
+            // cleaner left from a tail a crash cut by that point.
             let closed: Vec<Arc<Segment>> = inner
                 .segments
-                .range(..active_base)
+                .range(..active_base.min(inner.recovery_point))
                 .map(|(_, s)| Arc::clone(s))
                 .collect();
             // The batch holding the last offset is kept whole: a gap at the end of the log

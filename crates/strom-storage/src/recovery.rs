@@ -198,7 +198,11 @@ pub(crate) fn open_segments(
             stats.bytes_scanned += segment.size();
         }
         stats.segments_truncated += usize::from(truncated);
-        if truncated && !active {
+        // A scanned closed segment that ends before the next one starts lost its tail in a
+        // crash (its data was not synced, the next segment's name was). Below the recovery
+        // point such gaps are legitimate: the cleaner's work (it only cleans synced segments).
+        let ends_early = !trust && !active && segment.meta().next_offset < bases[i + 1];
+        if (truncated || ends_early) && !active {
             // A closed segment was torn: everything after it is unreachable. Drop it and reopen
             // this one as the active segment.
             warn!(dir = %dir.display(), base = bases[i], "closed segment was corrupt; deleting later segments");
