@@ -228,8 +228,10 @@ impl State {
             } else {
                 &inode.durable
             };
-            let avail = src.len().clamp(start, end);
-            out[start..avail].copy_from_slice(&src[start..avail]);
+            if src.len() > start {
+                let avail = src.len().min(end);
+                out[start..avail].copy_from_slice(&src[start..avail]);
+            }
         }
         out
     }
