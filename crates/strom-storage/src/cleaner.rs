@@ -345,8 +345,7 @@ impl PartitionLog {
             }
             Err(e) => {
                 // The files are between two states only recovery sorts out: stop serving.
-                inner.closed = true;
-                Err(e)
+                Err(inner.go_offline(&self.dir, "cleaner swap", &e))
             }
         }
     }

@@ -94,11 +94,17 @@ impl PartitionLog {
 
     /// Removes every batch at or after `offset` (the whole batch containing it), as a follower
     /// does after a leader change. Producer state is rebuilt for the new log end.
+    /// A failure part-way leaves files only recovery can judge: the log goes offline.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         // No flush may be between taking its work and persisting the recovery point.
         let _flushing = self.flush_lock.lock();
         let mut inner = self.inner.lock();
         inner.check_open()?;
+        self.truncate_locked(&mut inner, offset)
+            .map_err(|e| inner.go_offline(&self.dir, "truncate", &e))
+    }
+
+    fn truncate_locked(&self, inner: &mut Inner, offset: i64) -> Result<(), LogError> {
         let fs = &*self.fs;
         if offset >= inner.log_end_offset() {
             return Ok(());
@@ -157,7 +163,7 @@ impl PartitionLog {
                 now,
                 inner.config.producer_id_expiration_ms,
             )?;
-            crate::txn_index::after_truncation(&mut inner, fs, &self.dir)?;
+            crate::txn_index::after_truncation(inner, fs, &self.dir)?;
         }
         inner.forget_deleted_unflushed();
         let end = inner.log_end_offset();
