@@ -404,11 +404,13 @@ pub(crate) fn load_producer_state(
     snapshots.sort_unstable();
     let mut state = None;
     let mut from = log_start;
+    let mut removed = false;
     while let Some(offset) = snapshots.pop() {
         let path = file_path(dir, offset, SNAPSHOT_EXT);
         if offset > log_end {
             fs.remove_file(&path)
                 .map_err(io_err("delete snapshot", &path))?;
+            removed = true;
             continue;
         }
         if let Some(s) = fs.read(&path).ok().and_then(|b| ProducerState::decode(&b)) {
@@ -417,6 +419,12 @@ pub(crate) fn load_producer_state(
             break;
         }
         warn!(path = %path.display(), "ignoring unreadable producer-state snapshot");
+    }
+    if removed {
+        // A snapshot past the end describes a history that was cut (truncation, lost tail).
+        // Were its unlink undone by a crash once the log grew past it again, it would be
+        // loaded as the state of the new history.
+        sync_dir(fs, dir)?;
     }
     let mut state = state.unwrap_or_default();
     state.stamp_unknown_timestamps(now_ms);
