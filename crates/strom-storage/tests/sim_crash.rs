@@ -1,6 +1,6 @@
 //! Crash consistency on the simulated disk: random sequences of appends (plain and
-//! idempotent), flushes, background flushes of rolled segments, DeleteRecords, clean closes
-//! and crashes, with segments small enough to roll every few appends. A crash drops all
+//! idempotent), flushes, background flushes of rolled segments, DeleteRecords, retention,
+//! truncation, clean closes and crashes, with segments small enough to roll every few appends. A crash drops all
 //! that was not fsynced (file data, optionally torn at sector boundaries, and directory
 //! entries). After every crash and reopen: each batch acknowledged as durable (below the
 //! flushed offset the log reported, which in durable mode is every acknowledged append) is
@@ -21,11 +21,26 @@ const PRODUCER_ID: i64 = 42;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, value_len: usize },
-    Produce { records: usize },
+    Append {
+        records: usize,
+        value_len: usize,
+    },
+    Produce {
+        records: usize,
+    },
     Flush,
     FlushRolled,
-    DeleteRecords { at: u16 },
+    DeleteRecords {
+        at: u16,
+    },
+    /// Retention by size (`retention.bytes`), deleting whole old segments.
+    Retention {
+        retention_bytes: i64,
+    },
+    /// A follower's truncation after a leader change.
+    Truncate {
+        at: u16,
+    },
     Close,
     Crash,
 }
@@ -37,6 +52,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Flush),
         2 => Just(Op::FlushRolled),
         1 => any::<u16>().prop_map(|at| Op::DeleteRecords { at }),
+        1 => (1_000i64..6_000).prop_map(|retention_bytes| Op::Retention { retention_bytes }),
+        1 => any::<u16>().prop_map(|at| Op::Truncate { at }),
         1 => Just(Op::Close),
         3 => Just(Op::Crash),
     ]
@@ -174,6 +191,38 @@ impl Harness {
                 let at = self.log_start + (u64::from(at) % span) as i64;
                 let start = self.log.delete_records(at).expect("delete_records");
                 self.log_start = start;
+            }
+            Op::Retention { retention_bytes } => {
+                let mut config = self.config.clone();
+                config.retention_bytes = retention_bytes;
+                self.log.set_config(config);
+                self.log.enforce_retention().expect("retention");
+                self.log.set_config(self.config.clone());
+                self.log_start = self.log.log_start_offset();
+            }
+            Op::Truncate { at } => {
+                let span = (self.log_end - self.log_start + 1) as u64;
+                let at = self.log_start + (u64::from(at) % span) as i64;
+                self.log.truncate_to(at).expect("truncate_to");
+                let old_end = std::mem::replace(&mut self.log_end, self.log.log_end_offset());
+                if at >= old_end {
+                    assert_eq!(
+                        self.log_end, old_end,
+                        "nothing at or past the end to remove"
+                    );
+                } else if at <= self.log_start {
+                    // Nothing readable is left: the log restarts empty at `at`.
+                    assert_eq!(self.log_end, at);
+                    self.batches.clear();
+                } else {
+                    // The whole batch holding `at` goes, and everything after it.
+                    self.batches.retain(|_, b| b.last < at);
+                    if let Some((_, b)) = self.batches.iter().next_back() {
+                        assert_eq!(self.log_end, b.last + 1);
+                    }
+                }
+                self.log_start = self.log.log_start_offset();
+                self.durable_end = self.durable_end.min(self.log_end);
             }
             Op::Close => {
                 self.log.close().expect("close");
