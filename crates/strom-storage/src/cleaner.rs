@@ -185,18 +185,19 @@ impl PartitionLog {
         delete_horizon: Option<i64>,
         now: i64,
     ) -> Result<Option<Plan>, LogError> {
-        let (config, active_base, closed, keep_whole_from, txn) = {
+        let (config, clean_end, closed, keep_whole_from, txn) = {
             let inner = self.inner.lock();
             inner.check_open()?;
             if !inner.config.cleanup_policy.compact {
                 return Ok(None);
             }
-            let active_base = inner.active().base_offset;
-            // Only segments below the recovery point (fsynced): recovery tells a gap the
-            // cleaner left from a tail a crash cut by that point.
+            // Closed segments below the recovery point (fsynced) only: recovery can then tell
+            // a gap the cleaner left from a tail a crash cut. Unless something rolled since
+            // `clean` ran `flush_rolled`, that is every closed segment.
+            let clean_end = inner.active().base_offset.min(inner.recovery_point);
             let closed: Vec<Arc<Segment>> = inner
                 .segments
-                .range(..active_base.min(inner.recovery_point))
+                .range(..clean_end)
                 .map(|(_, s)| Arc::clone(s))
                 .collect();
             // The batch holding the last offset is kept whole: a gap at the end of the log
@@ -214,7 +215,7 @@ impl PartitionLog {
             let txn = (first_unstable, aborted);
             (
                 inner.config.clone(),
-                active_base,
+                clean_end,
                 closed,
                 keep_whole_from,
                 txn,
@@ -231,7 +232,7 @@ impl PartitionLog {
         let first_uncleanable = closed[dirty_from..]
             .iter()
             .find(|s| config.min_compaction_lag_ms > 0 && s.meta().max_timestamp > young_after)
-            .map_or(active_base, |s| s.base_offset);
+            .map_or(clean_end, |s| s.base_offset);
         let first_uncleanable = match first_unstable {
             Some(fuo) => closed
                 .iter()
