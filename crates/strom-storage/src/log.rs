@@ -535,11 +535,18 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Flushes, writes indexes, a producer-state snapshot and the clean-shutdown marker.
+    /// Flushes, writes indexes, a producer-state snapshot and the clean-shutdown marker. A
+    /// failure (an fsync's above all) takes the log offline: no marker, so the next open
+    /// recovers.
     pub fn close(&self) -> Result<(), LogError> {
         let _flushing = self.flush_lock.lock();
         let mut inner = self.inner.lock();
         inner.check_open()?;
+        self.close_locked(&mut inner)
+            .map_err(|e| inner.go_offline(&self.dir, "close", &e))
+    }
+
+    fn close_locked(&self, inner: &mut Inner) -> Result<(), LogError> {
         let fs = &*self.fs;
         let active = Arc::clone(inner.active());
         active.finalize()?;
