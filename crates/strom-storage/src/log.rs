@@ -517,7 +517,7 @@ impl PartitionLog {
     fn sync_files(&self, work: &FlushWork) -> Result<(), LogError> {
         let fs = &*self.fs;
         for s in &work.rolled {
-            s.sync_all()?;
+            s.sync_all(fs)?;
         }
         if let Some(active) = &work.active {
             active.sync_log()?;
@@ -551,9 +551,9 @@ impl PartitionLog {
         let active = Arc::clone(inner.active());
         active.finalize()?;
         for s in std::mem::take(&mut inner.unflushed_segments) {
-            s.sync_all()?;
+            s.sync_all(fs)?;
         }
-        active.sync_all()?;
+        active.sync_all(fs)?;
         // The snapshot at the log end below supersedes those the rolls took.
         inner.pending_snapshots.clear();
         sync_dir(fs, &self.dir)?;

@@ -261,11 +261,20 @@ impl Segment {
         Ok(())
     }
 
-    /// fsyncs the log and both indexes.
-    pub fn sync_all(&self) -> Result<(), LogError> {
+    /// fsyncs the log, both indexes and the aborted-transaction index if there is one (once
+    /// the segment is below the recovery point, no replay would rebuild its entries).
+    pub fn sync_all(&self, fs: &dyn Fs) -> Result<(), LogError> {
         self.sync_log()?;
         self.offset_index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        let txn = crate::txn_index::path_of(&self.log_path);
+        match fs.open(&txn, OpenMode::Existing) {
+            Ok(f) => f
+                .sync_data()
+                .map_err(io_err("fsync transaction index", &txn)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("open transaction index", &txn)(e)),
+        }
     }
 
     /// Truncates the log file to `size` bytes and installs rebuilt indexes and meta.

@@ -237,6 +237,8 @@ pub(crate) fn record_completed(
     for c in completed.iter().filter(|c| c.aborted) {
         let entry = inner.producers.aborted(c);
         inner.txn_index.push(fs, dir, base, entry)?;
+        // The segment's first abort creates its `.txnindex`: the next flush syncs the name.
+        inner.dir_dirty = true;
     }
     Ok(())
 }
