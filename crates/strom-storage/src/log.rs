@@ -220,6 +220,13 @@ impl PartitionLog {
             config.producer_id_expiration_ms,
         )?;
         let txn_index = crate::txn_index::open(&*fs, &dir, &segments, log_end, &mut producers)?;
+        // A snapshot at the recovered end (all of it durable now): snapshots of rolls before
+        // an unclean restart were still pending and are lost, and the cleaner may remove
+        // batches below the active segment that a replay from an older snapshot would need.
+        let snapshot = crate::segment::file_path(&dir, log_end, producer_state::SNAPSHOT_EXT);
+        if !fs.exists(&snapshot) {
+            producers.write_snapshot(&*fs, &dir, log_end)?;
+        }
         debug!(dir = %dir.display(), log_start_offset, log_end, ?recovery_stats, "opened partition log");
         Ok(Self {
             dir,
