@@ -459,20 +459,11 @@ impl PartitionLog {
     /// and persists the recovery point, so an unclean restart scans only the active segment.
     /// Never holds the partition lock across an fsync; cheap when nothing rolled.
     pub fn flush_rolled(&self) -> Result<(), LogError> {
-        {
-            let inner = self.inner.lock();
-            inner.check_open()?;
-            if inner.unflushed_segments.is_empty()
-                && !inner.dir_dirty
-                && inner.pending_snapshots.is_empty()
-            {
-                return Ok(());
-            }
-        }
         self.sync(None)
     }
 
-    /// The flush behind `flush_to` (`Some(offset)`: the active segment too) and `flush_rolled`.
+    /// The flush behind `flush_to` (`Some(offset)`: the active segment too, if not flushed
+    /// that far) and `flush_rolled`. Returns at once when there is nothing to sync.
     fn sync(&self, offset: Option<i64>) -> Result<(), LogError> {
         let _flushing = self.flush_lock.lock();
         let work = {
@@ -482,7 +473,10 @@ impl PartitionLog {
             let active = offset
                 .filter(|o| inner.flushed_offset < (*o).min(end))
                 .map(|_| Arc::clone(inner.active()));
-            if active.is_none() && offset.is_some() {
+            let rolled_work = !inner.unflushed_segments.is_empty()
+                || inner.dir_dirty
+                || !inner.pending_snapshots.is_empty();
+            if active.is_none() && !rolled_work {
                 return Ok(());
             }
             FlushWork {
