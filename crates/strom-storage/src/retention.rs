@@ -119,6 +119,8 @@ impl PartitionLog {
             for o in list_snapshots(fs, &self.dir)? {
                 remove_snapshot(fs, &self.dir, o)?;
             }
+            // Those not written yet describe the history just dropped too.
+            inner.pending_snapshots.clear();
             inner
                 .segments
                 .insert(start, Arc::new(Segment::create(fs, &self.dir, start)?));
