@@ -20,6 +20,7 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         LogError::Closed => ErrorCode::NotLeaderOrFollower,
         LogError::Io { .. } => ErrorCode::KafkaStorageError,
+        LogError::Offline { .. } => ErrorCode::KafkaStorageError,
     }
 }
 

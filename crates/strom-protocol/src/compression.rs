@@ -98,50 +98,63 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CompressionE
 
 /// Decompresses a batch's records section, refusing output above `MAX_DECOMPRESSED_BYTES`.
 pub fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    decompress_bounded(codec, data, MAX_DECOMPRESSED_BYTES)
+}
+
+/// Decompresses a batch's records section, refusing (before allocating it) output above `max`
+/// bytes (capped at `MAX_DECOMPRESSED_BYTES`): a few KiB of zstd or gzip can expand to GiBs.
+pub fn decompress_bounded(
+    codec: Compression,
+    data: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, CompressionError> {
+    let max = max.min(MAX_DECOMPRESSED_BYTES);
     match codec {
+        Compression::None if data.len() > max => Err(too_large(codec, max)),
         Compression::None => Ok(data.to_vec()),
-        Compression::Gzip => read_bounded(codec, flate2::read::MultiGzDecoder::new(data)),
-        Compression::Snappy if data.starts_with(&XERIAL_MAGIC) => decompress_xerial(data),
+        Compression::Gzip => read_bounded(codec, flate2::read::MultiGzDecoder::new(data), max),
+        Compression::Snappy if data.starts_with(&XERIAL_MAGIC) => decompress_xerial(data, max),
         Compression::Snappy => {
             let len = snap::raw::decompress_len(data).map_err(|e| malformed(codec, e))?;
-            if len > MAX_DECOMPRESSED_BYTES {
-                return Err(too_large(codec));
+            if len > max {
+                return Err(too_large(codec, max));
             }
             snap::raw::Decoder::new()
                 .decompress_vec(data)
                 .map_err(|e| malformed(codec, e))
         }
-        Compression::Lz4 => read_bounded(codec, lz4_flex::frame::FrameDecoder::new(data)),
+        Compression::Lz4 => read_bounded(codec, lz4_flex::frame::FrameDecoder::new(data), max),
         Compression::Zstd => read_bounded(
             codec,
             zstd::stream::read::Decoder::new(data).map_err(|e| malformed(codec, e))?,
+            max,
         ),
     }
 }
 
-fn too_large(codec: Compression) -> CompressionError {
-    CompressionError::TooLarge {
-        codec,
-        max: MAX_DECOMPRESSED_BYTES,
-    }
+fn too_large(codec: Compression, max: usize) -> CompressionError {
+    CompressionError::TooLarge { codec, max }
 }
 
-fn read_bounded(codec: Compression, reader: impl Read) -> Result<Vec<u8>, CompressionError> {
+fn read_bounded(
+    codec: Compression,
+    reader: impl Read,
+    max: usize,
+) -> Result<Vec<u8>, CompressionError> {
     let mut out = Vec::new();
-    let limit = MAX_DECOMPRESSED_BYTES as u64 + 1;
     reader
-        .take(limit)
+        .take(max as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| malformed(codec, e))?;
-    if out.len() > MAX_DECOMPRESSED_BYTES {
-        return Err(too_large(codec));
+    if out.len() > max {
+        return Err(too_large(codec, max));
     }
     Ok(out)
 }
 
 /// snappy-java's stream: 16-byte header, then blocks of a 4-byte big-endian length and
 /// that many bytes of raw snappy.
-fn decompress_xerial(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
+fn decompress_xerial(data: &[u8], max: usize) -> Result<Vec<u8>, CompressionError> {
     let codec = Compression::Snappy;
     let mut rest = data
         .get(XERIAL_HEADER_LEN..)
@@ -157,8 +170,8 @@ fn decompress_xerial(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
             .get(4..4 + len)
             .ok_or_else(|| malformed(codec, "truncated xerial block"))?;
         let block_len = snap::raw::decompress_len(block).map_err(|e| malformed(codec, e))?;
-        if out.len() + block_len > MAX_DECOMPRESSED_BYTES {
-            return Err(too_large(codec));
+        if out.len() + block_len > max {
+            return Err(too_large(codec, max));
         }
         out.extend_from_slice(
             &decoder
@@ -174,6 +187,11 @@ fn decompress_xerial(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
 /// `RecordBatchHeader::records()` can iterate it. The CRC is left as stored (the caller has
 /// already checked it on the compressed bytes). Uncompressed batches are copied as they are.
 pub fn decompress_batch(batch: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    decompress_batch_bounded(batch, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`decompress_batch`] refusing a records section that decompresses to more than `max` bytes.
+pub fn decompress_batch_bounded(batch: &[u8], max: usize) -> Result<Vec<u8>, CompressionError> {
     use crate::record_batch::{RecordBatchHeader, HEADER_SIZE, LOG_OVERHEAD};
     let header = RecordBatchHeader::parse(batch).map_err(|e| malformed(Compression::None, e))?;
     let codec = header
@@ -183,7 +201,7 @@ pub fn decompress_batch(batch: &[u8]) -> Result<Vec<u8>, CompressionError> {
     if codec == Compression::None {
         return Ok(batch[..end].to_vec());
     }
-    let plain = decompress(codec, &batch[HEADER_SIZE..end])?;
+    let plain = decompress_bounded(codec, &batch[HEADER_SIZE..end], max)?;
     let mut out = Vec::with_capacity(HEADER_SIZE + plain.len());
     out.extend_from_slice(&batch[..HEADER_SIZE]);
     out.extend_from_slice(&plain);
@@ -244,6 +262,26 @@ mod tests {
         );
         framed.truncate(framed.len() - 1);
         assert!(decompress(Compression::Snappy, &framed).is_err());
+    }
+
+    #[test]
+    fn bounded_decompression_refuses_a_bomb() {
+        let zeros = vec![0u8; 8 << 20];
+        for codec in &ALL[1..] {
+            let bomb = compress(*codec, &zeros).unwrap();
+            assert!(bomb.len() < 1 << 20, "{codec:?}");
+            assert!(
+                matches!(
+                    decompress_bounded(*codec, &bomb, 1 << 20),
+                    Err(CompressionError::TooLarge { max, .. }) if max == 1 << 20
+                ),
+                "{codec:?}"
+            );
+            assert_eq!(
+                decompress_bounded(*codec, &bomb, 8 << 20).unwrap().len(),
+                8 << 20
+            );
+        }
     }
 
     #[test]

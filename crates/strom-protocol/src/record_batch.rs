@@ -106,6 +106,9 @@ pub enum InvalidRecordReason {
     /// A record without a key sent to a compacted topic (Kafka: "Compacted topic cannot
     /// accept message without key").
     MissingKeyInCompactedTopic { record_index: u32 },
+    /// The records section decompresses to more than `max` bytes (a decompression bomb, or
+    /// a batch far larger than `max.message.bytes` allows once inflated).
+    DecompressedTooLarge { max: usize },
 }
 
 /// Every way a batch can be refused. The broker maps each variant to a Kafka error code.

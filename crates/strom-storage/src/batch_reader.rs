@@ -2,10 +2,9 @@
 //! producer-state replay) or single-header preads (read path). Never trusts a length without
 //! checking it against the bytes that remain.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use strom_protocol::record_batch::{RecordBatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+
+use crate::fs::FsFile;
 
 const CHUNK: usize = 4 << 20;
 
@@ -30,7 +29,7 @@ pub(crate) enum WalkStop {
 }
 
 /// Reads the 61-byte header at `position` if a whole batch of that size fits before `end`.
-pub(crate) fn header_at(file: &File, position: u64, end: u64) -> Option<[u8; HEADER_SIZE]> {
+pub(crate) fn header_at(file: &dyn FsFile, position: u64, end: u64) -> Option<[u8; HEADER_SIZE]> {
     if position + HEADER_SIZE as u64 > end {
         return None;
     }
@@ -47,7 +46,7 @@ pub(crate) fn header_at(file: &File, position: u64, end: u64) -> Option<[u8; HEA
 
 /// Sequential batch reader over `[start, end)` of a file.
 pub(crate) struct BatchReader<'f> {
-    file: &'f File,
+    file: &'f dyn FsFile,
     pos: u64,
     end: u64,
     buf: Vec<u8>,
@@ -55,7 +54,7 @@ pub(crate) struct BatchReader<'f> {
 }
 
 impl<'f> BatchReader<'f> {
-    pub fn new(file: &'f File, start: u64, end: u64) -> Self {
+    pub fn new(file: &'f dyn FsFile, start: u64, end: u64) -> Self {
         Self {
             file,
             pos: start,
@@ -133,19 +132,24 @@ impl<'f> BatchReader<'f> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use crate::fs::{Fs, OpenMode, SimFs};
+    use std::path::Path;
     use strom_protocol::record_batch::builder::build_batch;
 
     #[test]
     fn walks_and_reports_torn_tail() {
-        let mut f = tempfile::tempfile().unwrap();
+        let fs = SimFs::new(0);
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let f = fs.open(Path::new("/d/f"), OpenMode::Create).unwrap();
+        let f = &*f;
         let a = build_batch(0, &[(None, Some(b"aaaa"), 1)], None);
         let b = build_batch(1, &[(None, Some(&[7u8; 5000]), 2)], None);
-        f.write_all(&a).unwrap();
-        f.write_all(&b).unwrap();
-        f.write_all(&b[..30]).unwrap();
+        f.write_all_at(&a, 0).unwrap();
+        f.write_all_at(&b, a.len() as u64).unwrap();
+        f.write_all_at(&b[..30], (a.len() + b.len()) as u64)
+            .unwrap();
         let end = (a.len() + b.len() + 30) as u64;
-        let mut r = BatchReader::new(&f, 0, end);
+        let mut r = BatchReader::new(f, 0, end);
         let (p, bytes) = r.next_batch(true).unwrap().unwrap();
         assert_eq!((p, bytes), (0, &a[..]));
         let (p, bytes) = r.next_batch(false).unwrap().unwrap();
@@ -154,7 +158,7 @@ mod tests {
             r.next_batch(true),
             Err(WalkStop::Truncated { .. })
         ));
-        assert!(header_at(&f, 0, end).is_some());
-        assert!(header_at(&f, (a.len() + b.len()) as u64, end).is_none());
+        assert!(header_at(f, 0, end).is_some());
+        assert!(header_at(f, (a.len() + b.len()) as u64, end).is_none());
     }
 }

@@ -11,15 +11,17 @@ mod swap;
 use std::path::Path;
 use std::sync::Arc;
 
-use strom_protocol::record_batch::{InvalidRecordReason, RecordBatchHeader};
+use strom_protocol::compression::{decompress_batch_bounded, CompressionError};
+use strom_protocol::record_batch::{Compression, InvalidRecordReason, RecordBatchHeader};
 use tracing::{debug, info};
 
 use crate::batch_reader::header_at;
 use crate::config::LogConfig;
 use crate::error::LogError;
+use crate::fs::Fs;
 use crate::index::Index;
 use crate::log::PartitionLog;
-use crate::recovery::write_offset_file;
+use crate::recovery::{read_offset_file, write_offset_file};
 use crate::segment::{
     file_path, open_log_file, sync_dir, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
 };
@@ -97,15 +99,19 @@ impl PartitionLog {
     /// reads go on meanwhile; the lock is taken to plan and to swap each cleaned group.
     pub fn clean(&self, options: &CleanerOptions) -> Result<Option<CleanStats>, LogError> {
         let mut state = self.cleaner.lock();
+        // Sync what rolled, so that every closed segment is below the recovery point.
+        self.flush_rolled()?;
         let now = self.clock.now_ms();
-        let first_dirty = *state
-            .first_dirty
-            .get_or_insert_with(|| read_checkpoint(&self.dir).unwrap_or(i64::MIN));
+        let first_dirty = *state.first_dirty.get_or_insert_with(|| {
+            read_offset_file(&*self.fs, &self.dir, CHECKPOINT_FILE).unwrap_or(i64::MIN)
+        });
         let Some(plan) = self.plan(first_dirty, state.delete_horizon, now)? else {
             return Ok(None);
         };
         let dirty = &plan.candidates[plan.dirty_from..];
-        let (map, covered) = OffsetMap::build(dirty, &plan.aborted, options.dedupe_buffer_bytes);
+        let max_plain = plan.config.max_decompressed_bytes();
+        let (map, covered) =
+            OffsetMap::build(dirty, &plan.aborted, options.dedupe_buffer_bytes, max_plain);
         let upper = plan
             .candidates
             .get(plan.dirty_from + covered)
@@ -122,6 +128,7 @@ impl PartitionLog {
             now_ms: now,
             delete_retention_ms: plan.config.delete_retention_ms,
             keep_whole_from: plan.keep_whole_from,
+            max_decompressed_bytes: max_plain,
         };
         let mut stats = CleanStats {
             segments_before: to_clean.len(),
@@ -130,8 +137,14 @@ impl PartitionLog {
         };
         let mut horizon: Option<i64> = None;
         for (group, end) in groups(&to_clean, upper, plan.config.effective_segment_bytes()) {
-            let c =
-                swap::write_cleaned(&self.dir, group, end, &cx, plan.config.index_interval_bytes)?;
+            let c = swap::write_cleaned(
+                &*self.fs,
+                &self.dir,
+                group,
+                end,
+                &cx,
+                plan.config.index_interval_bytes,
+            )?;
             horizon = min_opt(horizon, c.horizon);
             stats.bytes_before += c.stats.bytes_before;
             let swapped = if c.changed || group.len() > 1 {
@@ -149,7 +162,7 @@ impl PartitionLog {
                     }
                 }
                 None => {
-                    swap::discard(&self.dir, &c)?;
+                    swap::discard(&*self.fs, &self.dir, &c)?;
                     stats.bytes_after += c.stats.bytes_before;
                     stats.segments_after += group.len();
                 }
@@ -157,7 +170,7 @@ impl PartitionLog {
         }
         if covered > 0 {
             state.first_dirty = Some(upper);
-            write_offset_file(&self.dir, CHECKPOINT_FILE, upper)?;
+            write_offset_file(&*self.fs, &self.dir, CHECKPOINT_FILE, upper)?;
         }
         state.delete_horizon = horizon;
         stats.first_dirty_offset = state.first_dirty.unwrap_or(upper);
@@ -172,16 +185,19 @@ impl PartitionLog {
         delete_horizon: Option<i64>,
         now: i64,
     ) -> Result<Option<Plan>, LogError> {
-        let (config, active_base, closed, keep_whole_from, txn) = {
+        let (config, clean_end, closed, keep_whole_from, txn) = {
             let inner = self.inner.lock();
             inner.check_open()?;
             if !inner.config.cleanup_policy.compact {
                 return Ok(None);
             }
-            let active_base = inner.active().base_offset;
+            // Closed segments below the recovery point (fsynced) only: recovery can then tell
+            // a gap the cleaner left from a tail a crash cut. Unless something rolled since
+            // `clean` ran `flush_rolled`, that is every closed segment.
+            let clean_end = inner.active().base_offset.min(inner.recovery_point);
             let closed: Vec<Arc<Segment>> = inner
                 .segments
-                .range(..active_base)
+                .range(..clean_end)
                 .map(|(_, s)| Arc::clone(s))
                 .collect();
             // The batch holding the last offset is kept whole: a gap at the end of the log
@@ -199,7 +215,7 @@ impl PartitionLog {
             let txn = (first_unstable, aborted);
             (
                 inner.config.clone(),
-                active_base,
+                clean_end,
                 closed,
                 keep_whole_from,
                 txn,
@@ -216,7 +232,7 @@ impl PartitionLog {
         let first_uncleanable = closed[dirty_from..]
             .iter()
             .find(|s| config.min_compaction_lag_ms > 0 && s.meta().max_timestamp > young_after)
-            .map_or(active_base, |s| s.base_offset);
+            .map_or(clean_end, |s| s.base_offset);
         let first_uncleanable = match first_unstable {
             Some(fuo) => closed
                 .iter()
@@ -292,18 +308,24 @@ impl PartitionLog {
             // half-way leaves a valid log.
             for s in group {
                 inner.segments.remove(&s.base_offset);
-                s.delete_files()?;
+                s.delete_files(&*self.fs)?;
             }
-            sync_dir(&self.dir)?;
+            sync_dir(&*self.fs, &self.dir)?;
             inner.forget_deleted_unflushed();
-            swap::discard(&self.dir, c)?;
+            swap::discard(&*self.fs, &self.dir, c)?;
             return Ok(Some(0));
         }
-        let result = swap::commit(&self.dir, c, group, stop_after.unwrap_or(SwapStep::Done))
-            .and_then(|()| match stop_after {
-                Some(_) => Ok(None),
-                None => open_cleaned(&self.dir, c, group).map(Some),
-            });
+        let result = swap::commit(
+            &*self.fs,
+            &self.dir,
+            c,
+            group,
+            stop_after.unwrap_or(SwapStep::Done),
+        )
+        .and_then(|()| match stop_after {
+            Some(_) => Ok(None),
+            None => open_cleaned(&*self.fs, &self.dir, c, group).map(Some),
+        });
         match result {
             Ok(Some(segment)) => {
                 for s in group {
@@ -313,7 +335,9 @@ impl PartitionLog {
                 inner.forget_deleted_unflushed();
                 let bases: Vec<i64> = inner.segments.keys().copied().collect();
                 let end = inner.log_end_offset();
-                inner.txn_index.reconcile(&self.dir, &bases, end, &moved)?;
+                inner
+                    .txn_index
+                    .reconcile(&*self.fs, &self.dir, &bases, end, &moved)?;
                 Ok(Some(1))
             }
             Ok(None) => {
@@ -322,8 +346,7 @@ impl PartitionLog {
             }
             Err(e) => {
                 // The files are between two states only recovery sorts out: stop serving.
-                inner.closed = true;
-                Err(e)
+                Err(inner.go_offline(&self.dir, "cleaner swap", &e))
             }
         }
     }
@@ -331,12 +354,13 @@ impl PartitionLog {
 
 /// The swapped-in segment, opened under its final names.
 fn open_cleaned(
+    fs: &dyn Fs,
     dir: &Path,
     c: &CleanedSegment,
     group: &[Arc<Segment>],
 ) -> Result<Segment, LogError> {
     let log_path = file_path(dir, c.base, LOG_EXT);
-    let log = open_log_file(&log_path, false)?;
+    let log = open_log_file(fs, &log_path, false)?;
     let mut meta = c.meta;
     meta.first_append_ms = group[0].meta().first_append_ms;
     Ok(Segment::from_parts(
@@ -344,8 +368,14 @@ fn open_cleaned(
         log_path,
         log,
         c.size,
-        Index::open(&file_path(dir, c.base, INDEX_EXT), c.offsets.clone(), false)?,
         Index::open(
+            fs,
+            &file_path(dir, c.base, INDEX_EXT),
+            c.offsets.clone(),
+            false,
+        )?,
+        Index::open(
+            fs,
             &file_path(dir, c.base, TIME_INDEX_EXT),
             c.times.clone(),
             false,
@@ -384,27 +414,31 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 fn first_batch_timestamp(s: &Segment) -> Option<i64> {
-    let h = header_at(&s.log, 0, s.size())?;
+    let h = header_at(&*s.log, 0, s.size())?;
     let ts = RecordBatchHeader::parse(&h).ok()?.max_timestamp();
     (ts >= 0).then_some(ts)
 }
 
-fn read_checkpoint(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-}
-
 /// Append-time rule of compacted topics: every record needs a key (Kafka refuses the batch
-/// with INVALID_RECORD). Compressed batches are decompressed for the check.
-pub(crate) fn check_keys(header: &RecordBatchHeader<'_>) -> Result<(), LogError> {
+/// with INVALID_RECORD). Compressed batches are decompressed for the check, refusing any that
+/// inflate past `max_plain` bytes (a decompression bomb) before allocating that much.
+pub(crate) fn check_keys(header: &RecordBatchHeader<'_>, max_plain: usize) -> Result<(), LogError> {
     if header.is_control() {
         return Ok(());
     }
-    let malformed = LogError::InvalidRecord {
-        reason: InvalidRecordReason::MalformedRecords { record_index: 0 },
+    let plain = match header.compression() {
+        Ok(Compression::None) => std::borrow::Cow::Borrowed(header.bytes()),
+        _ => std::borrow::Cow::Owned(decompress_batch_bounded(header.bytes(), max_plain).map_err(
+            |e| match e {
+                CompressionError::TooLarge { max, .. } => LogError::InvalidRecord {
+                    reason: InvalidRecordReason::DecompressedTooLarge { max },
+                },
+                CompressionError::Malformed { .. } => LogError::InvalidRecord {
+                    reason: InvalidRecordReason::MalformedRecords { record_index: 0 },
+                },
+            },
+        )?),
     };
-    let plain = rewrite::plain_batch(header.bytes()).ok_or(malformed)?;
     let plain_header = RecordBatchHeader::parse(&plain)?;
     for (i, record) in plain_header.records().enumerate() {
         if record?.key.is_none() {

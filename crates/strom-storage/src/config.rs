@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use strom_protocol::compression::MAX_DECOMPRESSED_BYTES;
+
 pub use strom_protocol::record_batch::TimestampType;
 
 /// `cleanup.policy`: `delete`, `compact`, or both (`compact,delete`).
@@ -68,9 +70,15 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// `delete.retention.ms`: how long a tombstone outlives the clean that first kept it.
     pub delete_retention_ms: i64,
+    /// `producer.id.expiration.ms` (a broker config in Kafka): how long after its last batch
+    /// an idempotent producer with no open transaction is forgotten.
+    pub producer_id_expiration_ms: i64,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// See [`LogConfig::max_decompressed_bytes`].
+const DECOMPRESSED_PER_MESSAGE_BYTE: usize = 64;
+const MIN_DECOMPRESSED_BYTES: usize = 16 << 20;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -90,11 +98,22 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: DAY_MS,
+            producer_id_expiration_ms: DAY_MS,
         }
     }
 }
 
 impl LogConfig {
+    /// Largest size a compressed batch may inflate to when the log decompresses it (key check
+    /// of compacted topics, the cleaner): 64 × `max.message.bytes` (generous for real data,
+    /// whose ratios rarely pass 10-20×), at least 16 MiB so small limits do not refuse normal
+    /// batches, at most `MAX_DECOMPRESSED_BYTES` (256 MiB). A zip bomb is refused instead.
+    pub fn max_decompressed_bytes(&self) -> usize {
+        (self.max_message_bytes as usize)
+            .saturating_mul(DECOMPRESSED_PER_MESSAGE_BYTE)
+            .clamp(MIN_DECOMPRESSED_BYTES, MAX_DECOMPRESSED_BYTES)
+    }
+
     /// Segment size cap actually used: positions in the index are u32 (Kafka caps at i32::MAX).
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes.clamp(1, i32::MAX as u64)

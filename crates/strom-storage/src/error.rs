@@ -39,6 +39,10 @@ pub enum LogError {
     },
     #[error("the log is closed")]
     Closed,
+    /// A failed fsync, or a failed write whose rollback failed, left the files in a state
+    /// only recovery can judge: every operation fails until the log is reopened.
+    #[error("the log is offline after a failed {op}; reopen it to recover")]
+    Offline { op: &'static str },
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,

@@ -1,22 +1,23 @@
-//! A byte range of a segment file handed to the fetch path. It owns an `Arc<File>`, so the
+//! A byte range of a segment file handed to the fetch path. It owns the open file, so the
 //! bytes stay readable even if retention unlinks the segment meanwhile (fine on Unix).
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::fs::FsFile;
+
 /// `len` bytes at `position` of a segment's `.log` file: whole batches only.
 #[derive(Debug, Clone)]
 pub struct FileSlice {
-    file: Arc<File>,
+    file: Arc<dyn FsFile>,
     pub position: u64,
     pub len: usize,
 }
 
 impl FileSlice {
-    pub(crate) fn new(file: Arc<File>, position: u64, len: usize) -> Self {
+    pub(crate) fn new(file: Arc<dyn FsFile>, position: u64, len: usize) -> Self {
         Self {
             file,
             position,
@@ -24,9 +25,9 @@ impl FileSlice {
         }
     }
 
-    /// The segment file, for `sendfile`-style zero-copy transfer.
-    pub fn file(&self) -> &File {
-        &self.file
+    /// The segment file, for `sendfile`-style zero-copy transfer (`None` on a simulated disk).
+    pub fn file(&self) -> Option<&File> {
+        self.file.as_std()
     }
 
     /// Copies the slice into memory with positioned reads (no shared file cursor).

@@ -2,13 +2,13 @@
 //! (timestamp i64, relative offset u32), big-endian fixed-size entries searched by binary
 //! search. The active segment keeps entries in memory; closed segments search the file with pread.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, FsFile, OpenMode};
 
 /// A fixed-size index entry.
 pub(crate) trait IndexEntry: Copy + std::fmt::Debug + Send + Sync {
@@ -72,25 +72,25 @@ enum State<E> {
 /// One index file. Invariant: entries are strictly increasing in their key(s).
 pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn FsFile>,
     state: RwLock<State<E>>,
 }
 
-fn open_rw(path: &Path, truncate: bool) -> Result<File, LogError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .open(path)
+fn open_rw(fs: &dyn Fs, path: &Path) -> Result<Arc<dyn FsFile>, LogError> {
+    fs.open(path, OpenMode::Create)
         .map_err(io_err("open index", path))
 }
 
 impl<E: IndexEntry> Index<E> {
     /// Writes `entries` as the whole file (a new or rebuilt index).
-    pub fn create(path: &Path, entries: Vec<E>, active: bool) -> Result<Self, LogError> {
-        crate::segment::remove_if_exists(path)?;
-        let file = open_rw(path, false)?;
+    pub fn create(
+        fs: &dyn Fs,
+        path: &Path,
+        entries: Vec<E>,
+        active: bool,
+    ) -> Result<Self, LogError> {
+        crate::segment::remove_if_exists(fs, path)?;
+        let file = open_rw(fs, path)?;
         let index = Self {
             path: path.to_path_buf(),
             file,
@@ -107,8 +107,8 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Reads the whole file; `None` if it is missing or its size is not a whole number of entries.
-    pub fn read_entries(path: &Path) -> Option<Vec<E>> {
-        let bytes = std::fs::read(path).ok()?;
+    pub fn read_entries(fs: &dyn Fs, path: &Path) -> Option<Vec<E>> {
+        let bytes = fs.read(path).ok()?;
         if bytes.len() % E::SIZE != 0 {
             return None;
         }
@@ -116,8 +116,8 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Opens an existing index whose entries the caller has already validated.
-    pub fn open(path: &Path, entries: Vec<E>, active: bool) -> Result<Self, LogError> {
-        let file = open_rw(path, false)?;
+    pub fn open(fs: &dyn Fs, path: &Path, entries: Vec<E>, active: bool) -> Result<Self, LogError> {
+        let file = open_rw(fs, path)?;
         let len = entries.len();
         let state = if active {
             State::Active {
@@ -272,11 +272,12 @@ mod tests {
 
     #[test]
     fn floor_in_memory_and_on_disk() {
+        let fs = crate::fs::StdFs;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let entries: Vec<_> = (0..100u32).map(|i| oe(i * 10, i * 1000)).collect();
         for active in [true, false] {
-            let idx = Index::create(&path, entries.clone(), active).unwrap();
+            let idx = Index::create(&fs, &path, entries.clone(), active).unwrap();
             let key = |e: &OffsetEntry| i64::from(e.relative_offset);
             assert_eq!(idx.floor(-1, key), None);
             assert_eq!(idx.floor(0, key), Some(oe(0, 0)));
@@ -285,14 +286,18 @@ mod tests {
             assert_eq!(idx.floor(i64::MAX, key), Some(oe(990, 99_000)));
             assert_eq!(idx.len(), 100);
         }
-        assert_eq!(Index::<OffsetEntry>::read_entries(&path).unwrap(), entries);
+        assert_eq!(
+            Index::<OffsetEntry>::read_entries(&fs, &path).unwrap(),
+            entries
+        );
     }
 
     #[test]
     fn push_persist_reload() {
+        let fs = crate::fs::StdFs;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
-        let idx = Index::<TimeEntry>::create(&path, Vec::new(), true).unwrap();
+        let idx = Index::<TimeEntry>::create(&fs, &path, Vec::new(), true).unwrap();
         idx.push(TimeEntry {
             timestamp: 5,
             relative_offset: 0,
@@ -303,12 +308,12 @@ mod tests {
             relative_offset: 3,
         });
         idx.persist().unwrap();
-        let back = Index::<TimeEntry>::read_entries(&path).unwrap();
+        let back = Index::<TimeEntry>::read_entries(&fs, &path).unwrap();
         assert_eq!(back.len(), 2);
         assert!(time_entries_valid(&back, 3));
         assert!(!time_entries_valid(&back, 2));
         std::fs::write(&path, [0u8; 13]).unwrap();
-        assert!(Index::<TimeEntry>::read_entries(&path).is_none());
+        assert!(Index::<TimeEntry>::read_entries(&fs, &path).is_none());
     }
 
     #[test]

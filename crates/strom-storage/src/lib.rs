@@ -1,13 +1,17 @@
 //! strom-storage: the partition log (segments, sparse indexes, idempotent-producer state, recovery,
 //! retention, truncation, compaction). Knows bytes and offsets, not the network; runs no threads:
-//! the broker calls [`PartitionLog::enforce_retention`] (also rolls by segment.ms, flushes by
-//! flush.ms) and [`PartitionLog::clean`] (compaction) on timers.
+//! the broker calls [`PartitionLog::enforce_retention`] (also rolls by segment.ms, expires idle
+//! producers, flushes by flush.ms), [`PartitionLog::flush_rolled`] (fsyncs rolled segments,
+//! moves the recovery point) and [`PartitionLog::clean`] (compaction) on timers. All file I/O
+//! goes through [`Fs`]: [`StdFs`] in production, [`SimFs`] (a disk that forgets what was not
+//! fsynced at a crash, and injects faults) in tests.
 
 mod batch_reader;
 mod cleaner;
 mod config;
 mod error;
 mod file_slice;
+mod fs;
 mod index;
 mod log;
 mod producer_state;
@@ -21,6 +25,8 @@ pub use cleaner::{CleanStats, CleanerOptions, SwapStep};
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
 pub use error::LogError;
 pub use file_slice::FileSlice;
+pub use fs::{Fault, FaultOp, Fs, FsFile, OpenMode, SimFs, StdFs};
 pub use log::{AppendInfo, PartitionLog};
 pub use read::{ReadResult, TimestampOffset};
+pub use recovery::RecoveryStats;
 pub use txn_index::{AbortedTxn, ActiveProducer};

@@ -1,6 +1,9 @@
 //! `PartitionLog`: one partition's segments behind one mutex. Append validates, checks producer
-//! sequences, assigns offsets and writes; flushing follows flush.messages / flush.ms and the
-//! fsync itself runs outside the lock. Reads live in `read.rs`, retention in `retention.rs`.
+//! sequences, assigns offsets and writes; flushing follows flush.messages / flush.ms, and no
+//! fsync runs under the mutex on the append path (a roll defers its directory sync and
+//! producer snapshot to the next flush). A failed write is rolled back; a failure whose effect
+//! on disk is unknown (fsync, rollback) takes the log offline until it is reopened. Reads live
+//! in `read.rs`, retention in `retention.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,8 +19,9 @@ use tracing::debug;
 
 use crate::config::{Clock, LogConfig};
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, StdFs};
 use crate::producer_state::{self, ProducerBatch, ProducerEntry, ProducerState, SequenceCheck};
-use crate::recovery::{self, CLEAN_SHUTDOWN_FILE};
+use crate::recovery::{self, RecoveryStats, CLEAN_SHUTDOWN_FILE};
 use crate::segment::{sync_dir, Segment};
 use crate::txn_index::TxnIndex;
 
@@ -54,15 +58,31 @@ pub(crate) struct Inner {
     pub unflushed_messages: u64,
     pub last_flush_ms: i64,
     pub closed: bool,
+    /// Directory entries changed (a roll created files) and the directory is not fsynced yet.
+    pub dir_dirty: bool,
+    /// Producer-state snapshots taken at rolls (offset, encoded state), written by the next
+    /// flush: recovery never needs one (it replays from an older snapshot or the log start).
+    pub pending_snapshots: Vec<(i64, Vec<u8>)>,
+    /// Set when an operation failed with an unknown effect on disk: the operation that failed.
+    pub offline: Option<&'static str>,
 }
 
 impl Inner {
     pub fn check_open(&self) -> Result<(), LogError> {
-        if self.closed {
+        if let Some(op) = self.offline {
+            Err(LogError::Offline { op })
+        } else if self.closed {
             Err(LogError::Closed)
         } else {
             Ok(())
         }
+    }
+
+    /// Takes the log offline after `error` left the files in a state only recovery may judge.
+    pub fn go_offline(&mut self, dir: &Path, op: &'static str, error: &LogError) -> LogError {
+        tracing::error!(dir = %dir.display(), op, %error, "partition log offline until reopened");
+        self.offline.get_or_insert(op);
+        LogError::Offline { op }
     }
 
     pub fn active(&self) -> &Arc<Segment> {
@@ -77,18 +97,37 @@ impl Inner {
     }
 
     /// Closes the active segment and starts a new one at the log end offset (no-op if empty).
-    pub fn roll(&mut self, dir: &Path) -> Result<(), LogError> {
+    /// Nothing is fsynced here: the new files' directory entries, the old segment and a
+    /// producer snapshot are made durable by the next flush (`flush_rolled` in the
+    /// background). On failure the old segment stays active and usable.
+    pub fn roll(&mut self, fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
         let old = Arc::clone(self.active());
         if old.is_empty() {
             return Ok(());
         }
         let base = old.meta().next_offset;
-        old.seal()?;
-        let segment = Segment::create(dir, base)?;
-        sync_dir(dir)?;
+        let created = Segment::create(fs, dir, base);
+        // Sealing fails only before it closes the in-memory indexes: the old segment stays
+        // appendable either way.
+        let result = created.and_then(|segment| old.seal().map(|()| segment));
+        let segment = match result {
+            Ok(segment) => segment,
+            Err(e) => {
+                // A leftover file at the log end would, after a restart, hide what the old
+                // segment takes next: it must go.
+                self.dir_dirty = true;
+                return match Segment::remove_files_of(fs, dir, base) {
+                    Ok(()) => Err(e),
+                    Err(cleanup) => {
+                        Err(self.go_offline(dir, "remove a half-created segment", &cleanup))
+                    }
+                };
+            }
+        };
         self.segments.insert(base, Arc::new(segment));
         self.unflushed_segments.push(old);
-        self.producers.write_snapshot(dir, base)?;
+        self.dir_dirty = true;
+        self.pending_snapshots.push((base, self.producers.encode()));
         debug!(dir = %dir.display(), base, "rolled segment");
         Ok(())
     }
@@ -119,9 +158,12 @@ impl Inner {
 /// One partition's log. All methods take `&self`; see the module doc for the locking.
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
+    pub(crate) fs: Arc<dyn Fs>,
     pub(crate) clock: Arc<dyn Clock>,
+    recovery_stats: RecoveryStats,
     pub(crate) inner: Mutex<Inner>,
-    /// Serializes flushes; taken before `inner` and held across the fsyncs.
+    /// Serializes flushes (and truncations, which must not interleave with one); taken before
+    /// `inner` and held across the fsyncs.
     pub(crate) flush_lock: Mutex<()>,
     /// Log-cleaner bookkeeping; taken before `inner`, held for a whole clean.
     pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
@@ -145,20 +187,52 @@ struct Planned {
 impl PartitionLog {
     /// Opens (creating if missing) and recovers the log in `dir`.
     pub fn open(dir: PathBuf, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self, LogError> {
+        Self::open_with_fs(dir, config, clock, Arc::new(StdFs))
+    }
+
+    /// [`PartitionLog::open`] on a given file system (a [`crate::SimFs`] in crash tests).
+    pub fn open_with_fs(
+        dir: PathBuf,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        fs: Arc<dyn Fs>,
+    ) -> Result<Self, LogError> {
         let now = clock.now_ms();
-        let (segments, log_start_offset, recovery_point) =
-            recovery::open_segments(&dir, config.index_interval_bytes, now)?;
+        let mut recovery_stats = RecoveryStats::default();
+        let (segments, log_start_offset, recovery_point) = recovery::open_segments(
+            &*fs,
+            &dir,
+            config.index_interval_bytes,
+            now,
+            &mut recovery_stats,
+        )?;
         let log_end = segments
             .values()
             .next_back()
             .map_or(0, |s| s.meta().next_offset);
-        let mut producers =
-            recovery::load_producer_state(&dir, &segments, log_start_offset, log_end)?;
-        let txn_index = crate::txn_index::open(&dir, &segments, log_end, &mut producers)?;
-        debug!(dir = %dir.display(), log_start_offset, log_end, "opened partition log");
+        let mut producers = recovery::load_producer_state(
+            &*fs,
+            &dir,
+            &segments,
+            log_start_offset,
+            log_end,
+            now,
+            config.producer_id_expiration_ms,
+        )?;
+        let txn_index = crate::txn_index::open(&*fs, &dir, &segments, log_end, &mut producers)?;
+        // A snapshot at the recovered end (all of it durable now): snapshots of rolls before
+        // an unclean restart were still pending and are lost, and the cleaner may remove
+        // batches below the active segment that a replay from an older snapshot would need.
+        let snapshot = crate::segment::file_path(&dir, log_end, producer_state::SNAPSHOT_EXT);
+        if !fs.exists(&snapshot) {
+            producers.write_snapshot(&*fs, &dir, log_end)?;
+        }
+        debug!(dir = %dir.display(), log_start_offset, log_end, ?recovery_stats, "opened partition log");
         Ok(Self {
             dir,
+            fs,
             clock,
+            recovery_stats,
             flush_lock: Mutex::new(()),
             cleaner: Mutex::default(),
             inner: Mutex::new(Inner {
@@ -173,6 +247,9 @@ impl PartitionLog {
                 unflushed_messages: 0,
                 last_flush_ms: now,
                 closed: false,
+                dir_dirty: false,
+                pending_snapshots: Vec::new(),
+                offline: None,
             }),
         })
     }
@@ -189,6 +266,17 @@ impl PartitionLog {
         &self.dir
     }
 
+    /// What the open that created this log found and did (recovery work, clean shutdown).
+    pub fn recovery_stats(&self) -> &RecoveryStats {
+        &self.recovery_stats
+    }
+
+    /// Whether a failed fsync or an I/O error with unknown effect took the log offline; every
+    /// operation then fails with [`LogError::Offline`] until the log is reopened (recovery).
+    pub fn is_offline(&self) -> bool {
+        self.inner.lock().offline.is_some()
+    }
+
     /// Appends one or more magic-2 batches as sent by a producer; see the crate doc.
     pub fn append(&self, mut records: BytesMut) -> Result<AppendInfo, LogError> {
         let mut inner = self.inner.lock();
@@ -201,7 +289,7 @@ impl PartitionLog {
             let header = validate_batch(batch?, Validation::Produce)?;
             validate_records(&header, Validation::Produce)?;
             if inner.config.cleanup_policy.compact {
-                crate::cleaner::check_keys(&header)?;
+                crate::cleaner::check_keys(&header, inner.config.max_decompressed_bytes())?;
             }
             planned.push(Planned {
                 pos: 0,
@@ -228,10 +316,14 @@ impl PartitionLog {
         let mut pos = 0;
         let mut record_count: u32 = 0;
         let mut completed = Vec::new();
+        let append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
         for p in &mut planned {
             let header = RecordBatchHeader::parse(&records[pos..pos + p.len])?;
             let last = next + i64::from(header.last_offset_delta());
-            if let Some(b) = ProducerBatch::of(&header) {
+            if let Some(mut b) = ProducerBatch::of(&header) {
+                if append_time {
+                    b.max_timestamp = now;
+                }
                 let entry = staged
                     .entry(b.producer_id)
                     .or_insert_with(|| inner.producers.producers.get(&b.producer_id).cloned());
@@ -255,7 +347,6 @@ impl PartitionLog {
             next = last + 1;
         }
 
-        let append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
         let mut max_timestamp = NO_TIMESTAMP;
         for p in &planned {
             let bytes = &mut records[p.pos..p.pos + p.len];
@@ -267,7 +358,7 @@ impl PartitionLog {
         }
 
         if inner.should_roll(records.len() as u64, next - 1, now) {
-            inner.roll(&self.dir)?;
+            inner.roll(&*self.fs, &self.dir)?;
         }
         let headers = planned
             .iter()
@@ -279,13 +370,25 @@ impl PartitionLog {
             })
             .collect::<Result<Vec<_>, LogError>>()?;
         let interval = inner.config.index_interval_bytes;
-        inner.active().append(&records, &headers, interval, now)?;
+        let active = Arc::clone(inner.active());
+        if let Err(e) = active.append(&records, &headers, interval, now) {
+            // Nothing was published (size, indexes, producer state): cut what the failed
+            // write may have left so no torn batch stays mid-log.
+            return Err(match active.truncate_file(active.size()) {
+                Ok(()) => e,
+                Err(cut) => inner.go_offline(&self.dir, "roll back a failed write", &cut),
+            });
+        }
         for (id, entry) in staged {
             if let Some(e) = entry {
                 inner.producers.producers.insert(id, e);
             }
         }
-        crate::txn_index::record_completed(&mut inner, &self.dir, &completed)?;
+        if let Err(e) =
+            crate::txn_index::record_completed(&mut inner, &*self.fs, &self.dir, &completed)
+        {
+            return Err(inner.go_offline(&self.dir, "write transaction index", &e));
+        }
         inner.unflushed_messages += u64::from(record_count);
         let flush = inner.unflushed_messages >= inner.config.flush_messages;
         let info = AppendInfo {
@@ -322,6 +425,23 @@ impl PartitionLog {
         self.inner.lock().segments.len()
     }
 
+    /// The offset consumers may read up to (exclusive; the broker's high watermark on a single
+    /// replica): in durable mode (`flush.messages=1`) the flushed offset, since nothing may be
+    /// visible before it is fsynced; otherwise the log end offset.
+    pub fn visible_end_offset(&self) -> i64 {
+        let inner = self.inner.lock();
+        if inner.config.flush_messages == 1 {
+            inner.flushed_offset
+        } else {
+            inner.log_end_offset()
+        }
+    }
+
+    /// Everything below this offset is fsynced.
+    pub fn flushed_offset(&self) -> i64 {
+        self.inner.lock().flushed_offset
+    }
+
     /// fsyncs everything appended so far.
     pub fn flush(&self) -> Result<(), LogError> {
         self.flush_to(i64::MAX)
@@ -331,57 +451,123 @@ impl PartitionLog {
     /// active one. The fsyncs run without the partition lock (appends and reads go on);
     /// `flush_lock` keeps concurrent flushes from claiming data another flush is still syncing.
     pub fn flush_to(&self, offset: i64) -> Result<(), LogError> {
+        self.sync(Some(offset))
+    }
+
+    /// Background duty: fsyncs rolled segments that are not synced yet (with their indexes,
+    /// the directory entries of the roll and the producer snapshot taken at it), then advances
+    /// and persists the recovery point, so an unclean restart scans only the active segment.
+    /// Never holds the partition lock across an fsync; cheap when nothing rolled.
+    pub fn flush_rolled(&self) -> Result<(), LogError> {
+        self.sync(None)
+    }
+
+    /// The flush behind `flush_to` (`Some(offset)`: the active segment too, if not flushed
+    /// that far) and `flush_rolled`. Returns at once when there is nothing to sync.
+    fn sync(&self, offset: Option<i64>) -> Result<(), LogError> {
         let _flushing = self.flush_lock.lock();
-        let (rolled, active, target) = {
+        let work = {
             let mut inner = self.inner.lock();
             inner.check_open()?;
             let end = inner.log_end_offset();
-            if inner.flushed_offset >= offset.min(end) {
+            let active = offset
+                .filter(|o| inner.flushed_offset < (*o).min(end))
+                .map(|_| Arc::clone(inner.active()));
+            let rolled_work = !inner.unflushed_segments.is_empty()
+                || inner.dir_dirty
+                || !inner.pending_snapshots.is_empty();
+            if active.is_none() && !rolled_work {
                 return Ok(());
             }
-            let rolled = std::mem::take(&mut inner.unflushed_segments);
-            (rolled, Arc::clone(inner.active()), end)
+            FlushWork {
+                rolled: std::mem::take(&mut inner.unflushed_segments),
+                target: if active.is_some() {
+                    end
+                } else {
+                    inner.active().base_offset
+                },
+                active,
+                dir: std::mem::take(&mut inner.dir_dirty),
+                snapshots: std::mem::take(&mut inner.pending_snapshots),
+                recovery_point: inner.recovery_point,
+            }
         };
-        if let Err(e) = rolled.iter().try_for_each(|s| s.sync_all()) {
-            self.inner.lock().unflushed_segments.extend(rolled);
-            return Err(e);
-        }
-        active.sync_log()?;
+        let result = self.sync_files(&work);
         let mut inner = self.inner.lock();
-        if target > inner.flushed_offset {
-            inner.flushed_offset = target;
-            inner.unflushed_messages = 0;
+        if let Err(e) = result {
+            // The kernel may have dropped the dirty pages it failed to write: what is on disk
+            // is unknown until recovery reads it.
+            return Err(inner.go_offline(&self.dir, "fsync", &e));
         }
-        inner.last_flush_ms = self.clock.now_ms();
-        if active.base_offset > inner.recovery_point
-            && inner.segments.contains_key(&active.base_offset)
-        {
-            inner.recovery_point = active.base_offset;
-            recovery::write_recovery_point(&self.dir, active.base_offset)?;
+        if work.target > inner.flushed_offset {
+            inner.flushed_offset = work.target;
+        }
+        if work.active.is_some() {
+            inner.unflushed_messages = 0;
+            inner.last_flush_ms = self.clock.now_ms();
+        }
+        let point = work.point();
+        if point > inner.recovery_point {
+            inner.recovery_point = point;
         }
         Ok(())
     }
 
-    /// Flushes, writes indexes, a producer-state snapshot and the clean-shutdown marker.
+    /// The fsyncs of one flush, in an order that keeps recovery sound: segment data and
+    /// indexes, then the directory (their names), then the recovery point that trusts them.
+    fn sync_files(&self, work: &FlushWork) -> Result<(), LogError> {
+        let fs = &*self.fs;
+        for s in &work.rolled {
+            s.sync_all(fs)?;
+        }
+        if let Some(active) = &work.active {
+            active.sync_log()?;
+        }
+        for (offset, bytes) in &work.snapshots {
+            producer_state::write_snapshot_bytes(fs, &self.dir, *offset, bytes)?;
+        }
+        if work.dir || !work.snapshots.is_empty() {
+            sync_dir(fs, &self.dir)?;
+        }
+        let point = work.point();
+        if point > work.recovery_point && self.inner.lock().segments.contains_key(&point) {
+            recovery::write_recovery_point(fs, &self.dir, point)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, writes indexes, a producer-state snapshot and the clean-shutdown marker. A
+    /// failure (an fsync's above all) takes the log offline: no marker, so the next open
+    /// recovers.
     pub fn close(&self) -> Result<(), LogError> {
+        let _flushing = self.flush_lock.lock();
         let mut inner = self.inner.lock();
         inner.check_open()?;
+        self.close_locked(&mut inner)
+            .map_err(|e| inner.go_offline(&self.dir, "close", &e))
+    }
+
+    fn close_locked(&self, inner: &mut Inner) -> Result<(), LogError> {
+        let fs = &*self.fs;
         let active = Arc::clone(inner.active());
         active.finalize()?;
         for s in std::mem::take(&mut inner.unflushed_segments) {
-            s.sync_all()?;
+            s.sync_all(fs)?;
         }
-        active.sync_all()?;
+        active.sync_all(fs)?;
+        // The snapshot at the log end below supersedes those the rolls took.
+        inner.pending_snapshots.clear();
+        sync_dir(fs, &self.dir)?;
         if inner.recovery_point != active.base_offset {
             inner.recovery_point = active.base_offset;
-            recovery::write_recovery_point(&self.dir, active.base_offset)?;
+            recovery::write_recovery_point(fs, &self.dir, active.base_offset)?;
         }
         inner
             .producers
-            .write_snapshot(&self.dir, inner.log_end_offset())?;
+            .write_snapshot(fs, &self.dir, inner.log_end_offset())?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        producer_state::write_durably(&marker, b"")?;
-        sync_dir(&self.dir)?;
+        producer_state::write_durably(fs, &marker, b"")?;
+        sync_dir(fs, &self.dir)?;
         inner.closed = true;
         Ok(())
     }
@@ -390,11 +576,39 @@ impl PartitionLog {
     pub fn delete(&self) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
         inner.closed = true;
-        std::fs::remove_dir_all(&self.dir).map_err(io_err("delete log directory", &self.dir))?;
+        self.fs
+            .remove_dir_all(&self.dir)
+            .map_err(io_err("delete log directory", &self.dir))?;
         if let Some(parent) = self.dir.parent() {
-            sync_dir(parent)?;
+            sync_dir(&*self.fs, parent)?;
         }
         Ok(())
+    }
+}
+
+/// What one flush makes durable, taken from `Inner` under the lock.
+struct FlushWork {
+    /// Rolled segments not fsynced yet (all below `target` when `active` is `None`).
+    rolled: Vec<Arc<Segment>>,
+    /// The active segment, when the flush covers it.
+    active: Option<Arc<Segment>>,
+    /// Everything below this is durable once the work is done.
+    target: i64,
+    /// The directory needs an fsync.
+    dir: bool,
+    snapshots: Vec<(i64, Vec<u8>)>,
+    /// The recovery point when the work was taken.
+    recovery_point: i64,
+}
+
+impl FlushWork {
+    /// The recovery point once the work is done: the base of the segment holding `target`
+    /// (every segment below it is fully synced).
+    fn point(&self) -> i64 {
+        match &self.active {
+            Some(a) => a.base_offset,
+            None => self.target,
+        }
     }
 }
 

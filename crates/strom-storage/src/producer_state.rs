@@ -9,15 +9,21 @@ use strom_protocol::record_batch::control::{control_record_type, ControlRecordTy
 use strom_protocol::record_batch::{RecordBatchHeader, NO_SEQUENCE};
 
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, OpenMode};
 use crate::segment::sync_dir;
 use crate::txn_index::AbortedTxn;
 
 /// Batches remembered per producer for duplicate detection (Kafka: 5 in-flight requests).
 pub(crate) const BATCHES_PER_PRODUCER: usize = 5;
 pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMPS02";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMPS03";
+/// Snapshots written before producer expiration (no last timestamp); still read.
+const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"STRMPS02";
 /// Snapshots written before transactions (no open-transaction offset); still read.
 const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"STRMPS01";
+/// `last_timestamp` of an entry read from a snapshot older than v3: the opener replaces it
+/// with the time of the open, so such producers expire a full expiration period later.
+pub(crate) const UNKNOWN_TIMESTAMP: i64 = i64::MIN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BatchMeta {
@@ -36,6 +42,9 @@ pub(crate) struct ProducerEntry {
     pub last_offset: i64,
     /// First offset of the producer's open transaction (KIP-98), if one is open.
     pub current_txn_first_offset: Option<i64>,
+    /// Max timestamp of the producer's last batch (as stored); `producer.id.expiration.ms`
+    /// counts from here, as in Kafka.
+    pub last_timestamp: i64,
 }
 
 /// Outcome of checking one batch against the producer's state.
@@ -56,6 +65,8 @@ pub(crate) struct ProducerBatch {
     /// A control batch ends the producer's transaction; `Some(Commit)` only for a commit
     /// marker (an unreadable marker counts as an abort: its data stays hidden).
     pub control: Option<Option<ControlRecordType>>,
+    /// The batch's max timestamp as it is stored (the append time under LogAppendTime).
+    pub max_timestamp: i64,
 }
 
 /// A transaction a marker ended: `[first_offset, marker_offset]` of `producer_id`.
@@ -77,6 +88,7 @@ impl ProducerBatch {
             last_seq: h.last_sequence(),
             transactional: h.is_transactional(),
             control: h.is_control().then(|| control_record_type(h)),
+            max_timestamp: h.max_timestamp(),
         })
     }
 }
@@ -147,6 +159,7 @@ pub(crate) fn apply(
         batches: VecDeque::new(),
         last_offset,
         current_txn_first_offset: None,
+        last_timestamp: b.max_timestamp,
     });
     if b.epoch != e.epoch {
         // A bumped epoch keeps the open transaction: its (abort) marker still ends it.
@@ -154,6 +167,7 @@ pub(crate) fn apply(
         e.batches.clear();
     }
     e.last_offset = last_offset;
+    e.last_timestamp = b.max_timestamp;
     if let Some(kind) = b.control {
         return e.current_txn_first_offset.take().map(|first| CompletedTxn {
             producer_id: b.producer_id,
@@ -224,6 +238,27 @@ impl ProducerState {
             .min()
     }
 
+    /// `producer.id.expiration.ms`: forgets producers with no open transaction whose last
+    /// batch is at least `expiration_ms` older than `now_ms` (Kafka's rule). Their next batch
+    /// is accepted with any sequence, as for a new producer. Returns how many went.
+    pub fn expire_idle(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
+    /// Gives entries loaded from pre-v3 snapshots a last timestamp of `now_ms`.
+    pub fn stamp_unknown_timestamps(&mut self, now_ms: i64) {
+        for e in self.producers.values_mut() {
+            if e.last_timestamp == UNKNOWN_TIMESTAMP {
+                e.last_timestamp = now_ms;
+            }
+        }
+    }
+
     /// Forgets producers whose every batch is below `log_start_offset`.
     pub fn remove_expired(&mut self, log_start_offset: i64) {
         self.producers
@@ -243,6 +278,7 @@ impl ProducerState {
             out.extend_from_slice(&e.last_offset.to_be_bytes());
             let open = e.current_txn_first_offset.unwrap_or(-1);
             out.extend_from_slice(&open.to_be_bytes());
+            out.extend_from_slice(&e.last_timestamp.to_be_bytes());
             out.push(e.batches.len() as u8);
             for m in &e.batches {
                 out.extend_from_slice(&m.first_seq.to_be_bytes());
@@ -259,7 +295,8 @@ impl ProducerState {
     /// `None` if the bytes are not a complete, CRC-valid snapshot.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
-        let v2 = body.starts_with(SNAPSHOT_MAGIC);
+        let v3 = body.starts_with(SNAPSHOT_MAGIC);
+        let v2 = v3 || body.starts_with(SNAPSHOT_MAGIC_V2);
         if crc32c::crc32c(body).to_be_bytes() != crc || !(v2 || body.starts_with(SNAPSHOT_MAGIC_V1))
         {
             return None;
@@ -275,6 +312,11 @@ impl ProducerState {
                 i64::from_be_bytes(r.take()?)
             } else {
                 -1
+            };
+            let last_timestamp = if v3 {
+                i64::from_be_bytes(r.take()?)
+            } else {
+                UNKNOWN_TIMESTAMP
             };
             let n = r.take::<1>()?[0] as usize;
             if n > BATCHES_PER_PRODUCER {
@@ -296,6 +338,7 @@ impl ProducerState {
                     batches,
                     last_offset,
                     current_txn_first_offset: (open >= 0).then_some(open),
+                    last_timestamp,
                 },
             );
         }
@@ -306,20 +349,34 @@ impl ProducerState {
     }
 
     /// Writes `<offset>.snapshot` atomically (temp file, fsync, rename, fsync dir).
-    pub fn write_snapshot(&self, dir: &Path, offset: i64) -> Result<(), LogError> {
-        let path = crate::segment::file_path(dir, offset, SNAPSHOT_EXT);
-        let tmp = path.with_extension("snapshot.tmp");
-        write_durably(&tmp, &self.encode())?;
-        std::fs::rename(&tmp, &path).map_err(io_err("rename snapshot", &path))?;
-        sync_dir(dir)
+    pub fn write_snapshot(&self, fs: &dyn Fs, dir: &Path, offset: i64) -> Result<(), LogError> {
+        write_snapshot_bytes(fs, dir, offset, &self.encode())?;
+        sync_dir(fs, dir)
     }
 }
 
-/// Writes a file and fsyncs it.
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(io_err("create file", path))?;
-    f.write_all(bytes).map_err(io_err("write file", path))?;
+/// Writes encoded state as `<offset>.snapshot` (temp file, fsync, rename); the caller fsyncs
+/// the directory.
+pub(crate) fn write_snapshot_bytes(
+    fs: &dyn Fs,
+    dir: &Path,
+    offset: i64,
+    bytes: &[u8],
+) -> Result<(), LogError> {
+    let path = crate::segment::file_path(dir, offset, SNAPSHOT_EXT);
+    let tmp = path.with_extension("snapshot.tmp");
+    write_durably(fs, &tmp, bytes)?;
+    fs.rename(&tmp, &path)
+        .map_err(io_err("rename snapshot", &path))
+}
+
+/// Writes a file (replacing its contents) and fsyncs it.
+pub(crate) fn write_durably(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    let f = fs
+        .open(path, OpenMode::Truncate)
+        .map_err(io_err("create file", path))?;
+    f.write_all_at(bytes, 0)
+        .map_err(io_err("write file", path))?;
     f.sync_all().map_err(io_err("fsync file", path))
 }
 
@@ -348,6 +405,7 @@ mod tests {
             last_seq: last,
             transactional: false,
             control: None,
+            max_timestamp: 1_000,
         }
     }
 
@@ -467,5 +525,30 @@ mod tests {
         assert_eq!(ProducerState::decode(&bytes[..5]), None);
         s.remove_expired(10);
         assert!(s.producers.is_empty());
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_a_transaction_is_open() {
+        let mut s = ProducerState::default();
+        for (id, ts, txn) in [(1, 1_000, false), (2, 5_000, false), (3, 1_000, true)] {
+            let mut e = None;
+            let b = ProducerBatch {
+                producer_id: id,
+                transactional: txn,
+                max_timestamp: ts,
+                ..pb(0, 0, 0)
+            };
+            apply(&mut e, &b, id, id);
+            s.producers.insert(id, e.unwrap());
+        }
+        // Round trip keeps the timestamps.
+        assert_eq!(ProducerState::decode(&s.encode()), Some(s.clone()));
+        assert_eq!(s.expire_idle(5_999, 5_000), 0);
+        assert_eq!(s.expire_idle(6_000, 5_000), 1);
+        let mut left: Vec<i64> = s.producers.keys().copied().collect();
+        left.sort_unstable();
+        assert_eq!(left, [2, 3]);
+        assert_eq!(s.expire_idle(i64::MAX, 5_000), 1);
+        assert_eq!(s.producers.keys().copied().collect::<Vec<_>>(), [3]);
     }
 }

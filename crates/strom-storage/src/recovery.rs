@@ -3,7 +3,6 @@
 //! at the last valid batch, indexes are rebuilt and producer state is replayed from a snapshot.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::batch_reader::{header_at, BatchReader};
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, FsFile};
 use crate::index::{offset_entries_valid, time_entries_valid, Index, OffsetEntry, TimeEntry};
 use crate::producer_state::{ProducerState, SNAPSHOT_EXT};
 use crate::segment::{
@@ -26,23 +26,45 @@ pub(crate) const LOG_START_FILE: &str = "log-start-offset";
 /// Base offset below which every segment is known to be fsynced (see `Inner::recovery_point`).
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 
-fn read_offset_file(dir: &Path, name: &str) -> Option<i64> {
-    std::fs::read_to_string(dir.join(name))
+pub(crate) fn read_offset_file(fs: &dyn Fs, dir: &Path, name: &str) -> Option<i64> {
+    fs.read(&dir.join(name))
         .ok()
+        .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.trim().parse::<i64>().ok())
 }
 
 /// Persists a small offset file atomically (temp file, fsync, rename, fsync dir).
-pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> Result<(), LogError> {
+pub(crate) fn write_offset_file(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    offset: i64,
+) -> Result<(), LogError> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    crate::producer_state::write_durably(&tmp, offset.to_string().as_bytes())?;
-    std::fs::rename(&tmp, &path).map_err(io_err("rename offset file", &path))?;
-    sync_dir(dir)
+    crate::producer_state::write_durably(fs, &tmp, offset.to_string().as_bytes())?;
+    fs.rename(&tmp, &path)
+        .map_err(io_err("rename offset file", &path))?;
+    sync_dir(fs, dir)
 }
 
-pub(crate) fn write_recovery_point(dir: &Path, offset: i64) -> Result<(), LogError> {
-    write_offset_file(dir, RECOVERY_POINT_FILE, offset)
+pub(crate) fn write_recovery_point(fs: &dyn Fs, dir: &Path, offset: i64) -> Result<(), LogError> {
+    write_offset_file(fs, dir, RECOVERY_POINT_FILE, offset)
+}
+
+/// What opening a log found and did, for tests and metrics ([`crate::PartitionLog::recovery_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// The clean-shutdown marker was there: every segment was trusted (tail-checked only).
+    pub clean_shutdown: bool,
+    /// The persisted recovery point (`i64::MIN` if there was none).
+    pub recovery_point: i64,
+    /// Segments read batch by batch with CRC checks (those at or above the recovery point).
+    pub segments_scanned: usize,
+    /// Bytes of those segments that proved valid.
+    pub bytes_scanned: u64,
+    /// Segments whose torn or corrupt tail was cut.
+    pub segments_truncated: usize,
 }
 
 /// A partition's segments by base offset; the last one is active.
@@ -62,7 +84,7 @@ pub(crate) struct ScanOutcome {
 /// validated (CRC); the walk stops at the first bad batch, at offsets going backwards, or
 /// before the first batch whose last offset is >= `stop_before`.
 pub(crate) fn scan_segment(
-    file: &File,
+    file: &dyn FsFile,
     base: i64,
     len: u64,
     interval: u64,
@@ -125,61 +147,72 @@ pub(crate) fn scan_segment(
 /// Opens every segment of `dir`, recovering as needed. Returns segments and the log start offset.
 /// Returns the segments, the log start offset and the recovery point.
 pub(crate) fn open_segments(
+    fs: &dyn Fs,
     dir: &Path,
     interval: u64,
     now_ms: i64,
+    stats: &mut RecoveryStats,
 ) -> Result<(Segments, i64, i64), LogError> {
-    std::fs::create_dir_all(dir).map_err(io_err("create log directory", dir))?;
-    crate::cleaner::recover_swaps(dir)?;
+    fs.create_dir_all(dir)
+        .map_err(io_err("create log directory", dir))?;
+    crate::cleaner::recover_swaps(fs, dir)?;
     let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
-        let entry = entry.map_err(io_err("list log directory", dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in fs
+        .read_dir(dir)
+        .map_err(io_err("list log directory", dir))?
+    {
         if let Some(base) = parse_file_name(&name, LOG_EXT) {
             bases.push(base);
         } else if name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = fs.remove_file(&dir.join(&name));
         }
     }
     bases.sort_unstable();
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-    let clean = marker.exists();
+    let clean = fs.exists(&marker);
+    stats.clean_shutdown = clean;
     if clean {
-        std::fs::remove_file(&marker).map_err(io_err("remove clean-shutdown marker", &marker))?;
-        sync_dir(dir)?;
+        fs.remove_file(&marker)
+            .map_err(io_err("remove clean-shutdown marker", &marker))?;
+        sync_dir(fs, dir)?;
     }
-    let checkpoint = read_offset_file(dir, LOG_START_FILE);
-    let recovery_point = read_offset_file(dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN);
+    let checkpoint = read_offset_file(fs, dir, LOG_START_FILE);
+    let recovery_point = read_offset_file(fs, dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN);
+    stats.recovery_point = recovery_point;
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         let base = checkpoint.unwrap_or(0).max(0);
-        segments.insert(base, Arc::new(Segment::create(dir, base)?));
-        sync_dir(dir)?;
-        write_recovery_point(dir, base)?;
+        segments.insert(base, Arc::new(Segment::create(fs, dir, base)?));
+        sync_dir(fs, dir)?;
+        write_recovery_point(fs, dir, base)?;
         return Ok((segments, base, base));
     }
     let mut i = 0;
     while i < bases.len() {
         let active = i + 1 == bases.len();
-        let (segment, truncated) = open_segment(
-            dir,
-            bases[i],
-            active,
-            clean || (!active && bases[i] < recovery_point),
-            interval,
-            now_ms,
-        )?;
-        if truncated && !active {
+        let trust = clean || (!active && bases[i] < recovery_point);
+        let (segment, truncated) =
+            open_segment(fs, dir, bases[i], active, trust, interval, now_ms)?;
+        if !trust {
+            stats.segments_scanned += 1;
+            stats.bytes_scanned += segment.size();
+        }
+        stats.segments_truncated += usize::from(truncated);
+        // A scanned closed segment that ends before the next one starts lost its tail in a
+        // crash (its data was not synced, the next segment's name was). Below the recovery
+        // point such gaps are legitimate: the cleaner's work (it only cleans synced segments).
+        let ends_early = !trust && !active && segment.meta().next_offset < bases[i + 1];
+        if (truncated || ends_early) && !active {
             // A closed segment was torn: everything after it is unreachable. Drop it and reopen
             // this one as the active segment.
             warn!(dir = %dir.display(), base = bases[i], "closed segment was corrupt; deleting later segments");
             for &later in &bases[i + 1..] {
                 for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-                    let _ = std::fs::remove_file(file_path(dir, later, ext));
+                    let _ = fs.remove_file(&file_path(dir, later, ext));
                 }
             }
             bases.truncate(i + 1);
-            sync_dir(dir)?;
+            sync_dir(fs, dir)?;
             continue;
         }
         segments.insert(bases[i], Arc::new(segment));
@@ -190,11 +223,27 @@ pub(crate) fn open_segments(
         .values()
         .next_back()
         .map_or(first, |s| s.meta().next_offset);
-    let log_start = checkpoint.unwrap_or(first).max(first).min(leo);
+    if let Some(start) = checkpoint.filter(|c| *c > leo) {
+        // DeleteRecords persisted a log start offset above data a crash then lost. Offsets
+        // below it were handed out and deleted: the log restarts there (as Kafka's loader
+        // does) rather than reuse them, which a later open would hide behind the checkpoint.
+        warn!(dir = %dir.display(), log_start = start, log_end = leo, "log start offset past the recovered log end; restarting the log at it");
+        for s in segments.values() {
+            s.delete_files(fs)?;
+        }
+        for o in list_snapshots(fs, dir)? {
+            crate::segment::remove_if_exists(fs, &file_path(dir, o, SNAPSHOT_EXT))?;
+        }
+        let segments = BTreeMap::from([(start, Arc::new(Segment::create(fs, dir, start)?))]);
+        sync_dir(fs, dir)?;
+        write_recovery_point(fs, dir, start)?;
+        return Ok((segments, start, start));
+    }
+    let log_start = checkpoint.unwrap_or(first).max(first);
     // Every segment below the active one is now trusted-and-synced or was scanned and synced.
     let active_base = *segments.keys().next_back().expect("at least one segment");
     if recovery_point != active_base {
-        write_recovery_point(dir, active_base)?;
+        write_recovery_point(fs, dir, active_base)?;
     }
     Ok((segments, log_start, active_base))
 }
@@ -202,6 +251,7 @@ pub(crate) fn open_segments(
 /// Opens one segment; `trust` skips the full CRC scan when the index and tail look sound.
 /// Returns whether bytes were cut off.
 fn open_segment(
+    fs: &dyn Fs,
     dir: &Path,
     base: i64,
     active: bool,
@@ -210,33 +260,37 @@ fn open_segment(
     now_ms: i64,
 ) -> Result<(Segment, bool), LogError> {
     let log_path = file_path(dir, base, LOG_EXT);
-    let log = open_log_file(&log_path, false)?;
-    let len = log
-        .metadata()
-        .map_err(io_err("stat segment", &log_path))?
-        .len();
+    let log = open_log_file(fs, &log_path, false)?;
+    let len = log.size().map_err(io_err("stat segment", &log_path))?;
     let (index_path, time_path) = (
         file_path(dir, base, INDEX_EXT),
         file_path(dir, base, TIME_INDEX_EXT),
     );
     if trust {
-        if let Some(meta) = check_trusted(&log, base, len, &index_path, &time_path, active, now_ms)
-        {
+        if let Some(meta) = check_trusted(
+            fs,
+            &*log,
+            base,
+            len,
+            (&index_path, &time_path),
+            active,
+            now_ms,
+        ) {
             let (offsets, times) = meta.1;
             let segment = Segment::from_parts(
                 base,
                 log_path,
                 log,
                 len,
-                Index::open(&index_path, offsets, active)?,
-                Index::open(&time_path, times, active)?,
+                Index::open(fs, &index_path, offsets, active)?,
+                Index::open(fs, &time_path, times, active)?,
                 meta.0,
             );
             return Ok((segment, false));
         }
         info!(dir = %dir.display(), base, "segment indexes or tail inconsistent; rebuilding");
     }
-    let scan = scan_segment(&log, base, len, interval, true, None);
+    let scan = scan_segment(&*log, base, len, interval, true, None);
     let truncated = scan.valid_len < len;
     if truncated {
         warn!(
@@ -257,8 +311,8 @@ fn open_segment(
         meta.push_time_entry(base, &mut times);
     }
     meta.first_append_ms = (scan.valid_len > 0).then_some(now_ms);
-    let offset_index = Index::create(&index_path, scan.offsets, active)?;
-    let time_index = Index::create(&time_path, times, active)?;
+    let offset_index = Index::create(fs, &index_path, scan.offsets, active)?;
+    let time_index = Index::create(fs, &time_path, times, active)?;
     if !active {
         offset_index.sync()?;
         time_index.sync()?;
@@ -279,16 +333,16 @@ type Entries = (Vec<OffsetEntry>, Vec<TimeEntry>);
 
 /// Validates indexes and the tail of a segment without reading all of it. `None` = rebuild.
 fn check_trusted(
-    log: &File,
+    fs: &dyn Fs,
+    log: &dyn FsFile,
     base: i64,
     len: u64,
-    index_path: &Path,
-    time_path: &Path,
+    (index_path, time_path): (&Path, &Path),
     active: bool,
     now_ms: i64,
 ) -> Option<(SegmentMeta, Entries)> {
-    let offsets = Index::<OffsetEntry>::read_entries(index_path)?;
-    let times = Index::<TimeEntry>::read_entries(time_path)?;
+    let offsets = Index::<OffsetEntry>::read_entries(fs, index_path)?;
+    let times = Index::<TimeEntry>::read_entries(fs, time_path)?;
     if !offset_entries_valid(&offsets, len) || (len > 0 && times.is_empty()) {
         return None;
     }
@@ -317,7 +371,7 @@ fn check_trusted(
         if active {
             // The last batch of the active segment must be intact (CRC).
             let mut bytes = vec![0u8; h.view().total_size()];
-            std::os::unix::fs::FileExt::read_exact_at(log, &mut bytes, pos).ok()?;
+            log.read_exact_at(&mut bytes, pos).ok()?;
             validate_batch(&bytes, Validation::Stored).ok()?;
         }
         meta.next_offset = h.view().last_offset() + 1;
@@ -336,48 +390,60 @@ fn check_trusted(
 }
 
 /// Loads the newest valid snapshot at or below `log_end`, deleting those above it, and replays
-/// batches from there to the end of the log.
+/// batches from there to the end of the log, then drops idle producers.
 pub(crate) fn load_producer_state(
+    fs: &dyn Fs,
     dir: &Path,
     segments: &BTreeMap<i64, Arc<Segment>>,
     log_start: i64,
     log_end: i64,
+    now_ms: i64,
+    producer_id_expiration_ms: i64,
 ) -> Result<ProducerState, LogError> {
-    let mut snapshots = list_snapshots(dir)?;
+    let mut snapshots = list_snapshots(fs, dir)?;
     snapshots.sort_unstable();
     let mut state = None;
     let mut from = log_start;
+    let mut removed = false;
     while let Some(offset) = snapshots.pop() {
         let path = file_path(dir, offset, SNAPSHOT_EXT);
         if offset > log_end {
-            std::fs::remove_file(&path).map_err(io_err("delete snapshot", &path))?;
+            fs.remove_file(&path)
+                .map_err(io_err("delete snapshot", &path))?;
+            removed = true;
             continue;
         }
-        if let Some(s) = std::fs::read(&path)
-            .ok()
-            .and_then(|b| ProducerState::decode(&b))
-        {
+        if let Some(s) = fs.read(&path).ok().and_then(|b| ProducerState::decode(&b)) {
             state = Some(s);
             from = offset.max(log_start);
             break;
         }
         warn!(path = %path.display(), "ignoring unreadable producer-state snapshot");
     }
+    if removed {
+        // A snapshot past the end describes a history that was cut (truncation, lost tail).
+        // Were its unlink undone by a crash once the log grew past it again, it would be
+        // loaded as the state of the new history.
+        sync_dir(fs, dir)?;
+    }
     let mut state = state.unwrap_or_default();
+    state.stamp_unknown_timestamps(now_ms);
     replay(segments, from, &mut state);
     state.remove_expired(log_start);
+    // Replayed batches recreate producers that had expired before the restart (Kafka too
+    // drops expired entries while loading).
+    state.expire_idle(now_ms, producer_id_expiration_ms);
     Ok(state)
 }
 
-pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>, LogError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
-        let entry = entry.map_err(io_err("list log directory", dir))?;
-        if let Some(o) = parse_file_name(&entry.file_name().to_string_lossy(), SNAPSHOT_EXT) {
-            out.push(o);
-        }
-    }
-    Ok(out)
+pub(crate) fn list_snapshots(fs: &dyn Fs, dir: &Path) -> Result<Vec<i64>, LogError> {
+    let names = fs
+        .read_dir(dir)
+        .map_err(io_err("list log directory", dir))?;
+    Ok(names
+        .iter()
+        .filter_map(|n| parse_file_name(n, SNAPSHOT_EXT))
+        .collect())
 }
 
 /// Applies every batch with base offset >= `from` to `state`.
@@ -389,7 +455,7 @@ pub(crate) fn replay(segments: &BTreeMap<i64, Arc<Segment>>, from: i64, state: &
     for segment in segments.range(first..).map(|(_, s)| s) {
         let size = segment.size();
         let start = segment.find_batch(from, size).map_or(size, |(p, _)| p);
-        let mut reader = BatchReader::new(&segment.log, start, size);
+        let mut reader = BatchReader::new(&*segment.log, start, size);
         // Whole batches: a control batch's record says commit or abort.
         while let Ok(Some((_, bytes))) = reader.next_batch(true) {
             let h = RecordBatchHeader::parse(bytes).expect("the reader returns at least a header");

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use tracing::info;
 
 use crate::error::LogError;
+use crate::fs::Fs;
 use crate::log::{Inner, PartitionLog};
 use crate::producer_state::{ProducerState, SNAPSHOT_EXT};
 use crate::recovery::{
@@ -34,20 +34,32 @@ impl PartitionLog {
         }
         if offset > inner.log_start_offset {
             inner.log_start_offset = offset;
-            write_log_start(&self.dir, offset)?;
+            write_log_start(&*self.fs, &self.dir, offset)?;
             let n = inner
                 .segments
                 .keys()
                 .skip(1)
                 .take_while(|&&next_base| next_base <= offset)
                 .count();
-            delete_oldest(&mut inner, &self.dir, n)?;
+            delete_oldest(&mut inner, &*self.fs, &self.dir, n)?;
         }
         Ok(inner.log_start_offset)
     }
 
+    /// `producer.id.expiration.ms`: forgets idempotent producers with no open transaction
+    /// whose last batch is that old (also done by `enforce_retention`). Returns how many.
+    pub fn expire_producers(&self) -> Result<usize, LogError> {
+        let mut inner = self.inner.lock();
+        inner.check_open()?;
+        let expiration_ms = inner.config.producer_id_expiration_ms;
+        Ok(inner
+            .producers
+            .expire_idle(self.clock.now_ms(), expiration_ms))
+    }
+
     /// Periodic duty: roll by segment.ms, delete segments by retention.ms / retention.bytes /
-    /// log start offset, flush by flush.ms. Returns the number of segments deleted.
+    /// log start offset, expire idle producers (`producer.id.expiration.ms`), flush by
+    /// flush.ms. Returns the number of segments deleted.
     pub fn enforce_retention(&self) -> Result<u64, LogError> {
         let mut inner = self.inner.lock();
         inner.check_open()?;
@@ -59,16 +71,18 @@ impl PartitionLog {
             .first_append_ms
             .is_some_and(|t| now.saturating_sub(t) >= segment_ms)
         {
-            inner.roll(&self.dir)?;
+            inner.roll(&*self.fs, &self.dir)?;
         }
         let mut n = deletable_prefix(&inner, now);
         if n == inner.segments.len() {
             // Everything is expired, the active segment included: roll it so it can go too.
-            inner.roll(&self.dir)?;
+            inner.roll(&*self.fs, &self.dir)?;
             n = inner.segments.len() - 1;
         }
         let n = n.min(inner.segments.len() - 1);
-        delete_oldest(&mut inner, &self.dir, n)?;
+        delete_oldest(&mut inner, &*self.fs, &self.dir, n)?;
+        let expiration_ms = inner.config.producer_id_expiration_ms;
+        inner.producers.expire_idle(now, expiration_ms);
         let flush_due = now.saturating_sub(inner.last_flush_ms) >= inner.config.flush_ms
             && inner.flushed_offset < inner.log_end_offset();
         drop(inner);
@@ -80,9 +94,18 @@ impl PartitionLog {
 
     /// Removes every batch at or after `offset` (the whole batch containing it), as a follower
     /// does after a leader change. Producer state is rebuilt for the new log end.
+    /// A failure part-way leaves files only recovery can judge: the log goes offline.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        // No flush may be between taking its work and persisting the recovery point.
+        let _flushing = self.flush_lock.lock();
         let mut inner = self.inner.lock();
         inner.check_open()?;
+        self.truncate_locked(&mut inner, offset)
+            .map_err(|e| inner.go_offline(&self.dir, "truncate", &e))
+    }
+
+    fn truncate_locked(&self, inner: &mut Inner, offset: i64) -> Result<(), LogError> {
+        let fs = &*self.fs;
         if offset >= inner.log_end_offset() {
             return Ok(());
         }
@@ -91,30 +114,32 @@ impl PartitionLog {
         if offset <= inner.log_start_offset || offset <= first_base {
             let start = offset.max(0);
             for s in std::mem::take(&mut inner.segments).into_values() {
-                s.delete_files()?;
+                s.delete_files(fs)?;
             }
-            for o in list_snapshots(&self.dir)? {
-                remove_snapshot(&self.dir, o)?;
+            for o in list_snapshots(fs, &self.dir)? {
+                remove_snapshot(fs, &self.dir, o)?;
             }
+            // Those not written yet describe the history just dropped too.
+            inner.pending_snapshots.clear();
             inner
                 .segments
-                .insert(start, Arc::new(Segment::create(&self.dir, start)?));
+                .insert(start, Arc::new(Segment::create(fs, &self.dir, start)?));
             inner.log_start_offset = start;
-            write_log_start(&self.dir, start)?;
-            sync_dir(&self.dir)?;
+            write_log_start(fs, &self.dir, start)?;
+            sync_dir(fs, &self.dir)?;
             inner.producers = ProducerState::default();
             inner.txn_index = crate::txn_index::TxnIndex::default();
         } else {
             let doomed: Vec<i64> = inner.segments.range(offset..).map(|(b, _)| *b).collect();
             for base in doomed {
                 if let Some(s) = inner.segments.remove(&base) {
-                    s.delete_files()?;
+                    s.delete_files(fs)?;
                 }
             }
             let segment = Arc::clone(inner.active());
             let interval = inner.config.index_interval_bytes;
             let scan = scan_segment(
-                &segment.log,
+                &*segment.log,
                 segment.base_offset,
                 segment.size(),
                 interval,
@@ -124,25 +149,34 @@ impl PartitionLog {
             let mut meta = scan.meta;
             meta.first_append_ms = (scan.valid_len > 0).then_some(now);
             segment.truncate_with(scan.valid_len, scan.offsets, scan.times, meta)?;
-            sync_dir(&self.dir)?;
+            sync_dir(fs, &self.dir)?;
             let end = inner.log_end_offset();
             if end < inner.log_start_offset {
                 // The batch holding the log start offset was cut: the log starts at its end now.
                 inner.log_start_offset = end;
-                write_log_start(&self.dir, end)?;
+                write_log_start(fs, &self.dir, end)?;
             }
-            inner.producers =
-                load_producer_state(&self.dir, &inner.segments, inner.log_start_offset, end)?;
-            crate::txn_index::after_truncation(&mut inner, &self.dir)?;
+            inner.producers = load_producer_state(
+                fs,
+                &self.dir,
+                &inner.segments,
+                inner.log_start_offset,
+                end,
+                now,
+                inner.config.producer_id_expiration_ms,
+            )?;
+            crate::txn_index::after_truncation(inner, fs, &self.dir)?;
         }
         inner.forget_deleted_unflushed();
         let end = inner.log_end_offset();
+        // Snapshots taken at rolls past the new end describe a history that is gone.
+        inner.pending_snapshots.retain(|(o, _)| *o <= end);
         inner.flushed_offset = inner.flushed_offset.min(end);
         let active_base = inner.active().base_offset;
         if inner.recovery_point > active_base {
             // Segments created after this point are new: they have not been fsynced.
             inner.recovery_point = active_base;
-            write_recovery_point(&self.dir, active_base)?;
+            write_recovery_point(fs, &self.dir, active_base)?;
         }
         info!(dir = %self.dir.display(), offset, log_end = end, "truncated log");
         Ok(())
@@ -187,16 +221,11 @@ fn largest_timestamp(s: &Segment) -> i64 {
     if ts >= 0 {
         return ts;
     }
-    s.log
-        .metadata()
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(i64::MAX, |d| d.as_millis() as i64)
+    s.log.modified_ms().unwrap_or(i64::MAX)
 }
 
 /// Deletes the `n` oldest segments (never the active one) and what only they needed.
-fn delete_oldest(inner: &mut Inner, dir: &Path, n: usize) -> Result<(), LogError> {
+fn delete_oldest(inner: &mut Inner, fs: &dyn Fs, dir: &Path, n: usize) -> Result<(), LogError> {
     let n = n.min(inner.segments.len() - 1);
     if n == 0 {
         return Ok(());
@@ -204,11 +233,11 @@ fn delete_oldest(inner: &mut Inner, dir: &Path, n: usize) -> Result<(), LogError
     let bases: Vec<i64> = inner.segments.keys().take(n).copied().collect();
     for base in bases {
         if let Some(s) = inner.segments.remove(&base) {
-            // Open FileSlices keep their Arc<File>; unlinking does not disturb them.
-            s.delete_files()?;
+            // Open FileSlices keep their file open; unlinking does not disturb them.
+            s.delete_files(fs)?;
         }
     }
-    sync_dir(dir)?;
+    sync_dir(fs, dir)?;
     inner.forget_deleted_unflushed();
     let first = *inner
         .segments
@@ -216,25 +245,26 @@ fn delete_oldest(inner: &mut Inner, dir: &Path, n: usize) -> Result<(), LogError
         .next()
         .expect("the active segment remains");
     inner.log_start_offset = inner.log_start_offset.max(first);
-    for o in list_snapshots(dir)? {
+    for o in list_snapshots(fs, dir)? {
         if o < first {
-            remove_snapshot(dir, o)?;
+            remove_snapshot(fs, dir, o)?;
         }
     }
+    inner.pending_snapshots.retain(|(o, _)| *o >= first);
     inner.producers.remove_expired(inner.log_start_offset);
     info!(dir = %dir.display(), deleted = n, log_start_offset = inner.log_start_offset, "deleted old segments");
     debug_assert!(
-        file_path(dir, first, LOG_EXT).exists(),
+        fs.exists(&file_path(dir, first, LOG_EXT)),
         "active segment file missing after retention"
     );
     Ok(())
 }
 
-fn remove_snapshot(dir: &Path, offset: i64) -> Result<(), LogError> {
-    remove_if_exists(&file_path(dir, offset, SNAPSHOT_EXT))
+fn remove_snapshot(fs: &dyn Fs, dir: &Path, offset: i64) -> Result<(), LogError> {
+    remove_if_exists(fs, &file_path(dir, offset, SNAPSHOT_EXT))
 }
 
 /// Persists a log start offset that lies inside the first segment.
-fn write_log_start(dir: &Path, offset: i64) -> Result<(), LogError> {
-    write_offset_file(dir, LOG_START_FILE, offset)
+fn write_log_start(fs: &dyn Fs, dir: &Path, offset: i64) -> Result<(), LogError> {
+    write_offset_file(fs, dir, LOG_START_FILE, offset)
 }

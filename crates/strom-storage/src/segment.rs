@@ -2,8 +2,6 @@
 //! end; `size` is the committed length readers may see. Finding batches by offset or position
 //! uses the sparse index, then a short header walk with pread.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +11,7 @@ use strom_protocol::record_batch::{RecordBatchHeader, NO_TIMESTAMP};
 
 use crate::batch_reader::header_at;
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, FsFile, OpenMode};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 
 pub(crate) const LOG_EXT: &str = "log";
@@ -34,18 +33,16 @@ pub(crate) fn parse_file_name(name: &str, ext: &str) -> Option<i64> {
 }
 
 /// Deletes a file; a missing file is fine.
-pub(crate) fn remove_if_exists(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
+pub(crate) fn remove_if_exists(fs: &dyn Fs, path: &Path) -> Result<(), LogError> {
+    match fs.remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("delete file", path)(e)),
         _ => Ok(()),
     }
 }
 
 /// fsyncs a directory so creations, deletions and renames in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+pub(crate) fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
+    fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
 /// What the appender tracks about a segment besides its bytes.
@@ -119,37 +116,46 @@ impl SegmentMeta {
 pub(crate) struct Segment {
     pub base_offset: i64,
     pub log_path: PathBuf,
-    pub log: Arc<File>,
+    pub log: Arc<dyn FsFile>,
     size: AtomicU64,
     pub offset_index: Index<OffsetEntry>,
     pub time_index: Index<TimeEntry>,
     meta: Mutex<SegmentMeta>,
 }
 
-pub(crate) fn open_log_file(path: &Path, create: bool) -> Result<File, LogError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .open(path)
-        .map_err(io_err("open segment", path))
+pub(crate) fn open_log_file(
+    fs: &dyn Fs,
+    path: &Path,
+    create: bool,
+) -> Result<Arc<dyn FsFile>, LogError> {
+    let mode = if create {
+        OpenMode::Create
+    } else {
+        OpenMode::Existing
+    };
+    fs.open(path, mode).map_err(io_err("open segment", path))
 }
 
 impl Segment {
     /// A new empty active segment (the caller fsyncs the directory).
-    pub fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
+    pub fn create(fs: &dyn Fs, dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let log_path = file_path(dir, base_offset, LOG_EXT);
         // A fresh inode rather than truncating an old one: ext4 (auto_da_alloc) forces
         // writeback when a truncated-to-zero file is closed.
-        remove_if_exists(&log_path)?;
-        let log = open_log_file(&log_path, true)?;
+        remove_if_exists(fs, &log_path)?;
+        let log = open_log_file(fs, &log_path, true)?;
         Ok(Self {
             base_offset,
-            log: Arc::new(log),
+            log,
             size: AtomicU64::new(0),
-            offset_index: Index::create(&file_path(dir, base_offset, INDEX_EXT), Vec::new(), true)?,
+            offset_index: Index::create(
+                fs,
+                &file_path(dir, base_offset, INDEX_EXT),
+                Vec::new(),
+                true,
+            )?,
             time_index: Index::create(
+                fs,
                 &file_path(dir, base_offset, TIME_INDEX_EXT),
                 Vec::new(),
                 true,
@@ -163,7 +169,7 @@ impl Segment {
     pub fn from_parts(
         base_offset: i64,
         log_path: PathBuf,
-        log: File,
+        log: Arc<dyn FsFile>,
         size: u64,
         offset_index: Index<OffsetEntry>,
         time_index: Index<TimeEntry>,
@@ -172,7 +178,7 @@ impl Segment {
         Self {
             base_offset,
             log_path,
-            log: Arc::new(log),
+            log,
             size: AtomicU64::new(size),
             offset_index,
             time_index,
@@ -255,11 +261,20 @@ impl Segment {
         Ok(())
     }
 
-    /// fsyncs the log and both indexes.
-    pub fn sync_all(&self) -> Result<(), LogError> {
+    /// fsyncs the log, both indexes and the aborted-transaction index if there is one (once
+    /// the segment is below the recovery point, no replay would rebuild its entries).
+    pub fn sync_all(&self, fs: &dyn Fs) -> Result<(), LogError> {
         self.sync_log()?;
         self.offset_index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        let txn = crate::txn_index::path_of(&self.log_path);
+        match fs.open(&txn, OpenMode::Existing) {
+            Ok(f) => f
+                .sync_data()
+                .map_err(io_err("fsync transaction index", &txn)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("open transaction index", &txn)(e)),
+        }
     }
 
     /// Truncates the log file to `size` bytes and installs rebuilt indexes and meta.
@@ -281,11 +296,26 @@ impl Segment {
         Ok(())
     }
 
-    pub fn delete_files(&self) -> Result<(), LogError> {
-        remove_if_exists(&self.log_path)?;
-        remove_if_exists(&crate::txn_index::path_of(&self.log_path))?;
-        remove_if_exists(self.offset_index.path())?;
-        remove_if_exists(self.time_index.path())
+    /// Removes whatever exists of the files of segment `base` (a roll that failed half-way).
+    pub fn remove_files_of(fs: &dyn Fs, dir: &Path, base: i64) -> Result<(), LogError> {
+        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+            remove_if_exists(fs, &file_path(dir, base, ext))?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the log file back to `size` bytes (undoing a failed write past the committed size).
+    pub fn truncate_file(&self, size: u64) -> Result<(), LogError> {
+        self.log
+            .set_len(size)
+            .map_err(io_err("truncate segment", &self.log_path))
+    }
+
+    pub fn delete_files(&self, fs: &dyn Fs) -> Result<(), LogError> {
+        remove_if_exists(fs, &self.log_path)?;
+        remove_if_exists(fs, &crate::txn_index::path_of(&self.log_path))?;
+        remove_if_exists(fs, self.offset_index.path())?;
+        remove_if_exists(fs, self.time_index.path())
     }
 
     /// First batch (position, header) with `last_offset >= target`, within `[0, size)`.
@@ -295,7 +325,7 @@ impl Segment {
             .offset_index
             .floor(rel, |e| i64::from(e.relative_offset))
             .map_or(0, |e| u64::from(e.position));
-        while let Some(h) = header_at(&self.log, pos, size) {
+        while let Some(h) = header_at(&*self.log, pos, size) {
             let header = RecordBatchOwned(h);
             if header.view().last_offset() >= target {
                 return Some((pos, header));
@@ -314,7 +344,7 @@ impl Segment {
             .map_or(0, |e| u64::from(e.position))
             .max(from);
         let mut pos = start;
-        while let Some(h) = header_at(&self.log, pos, limit) {
+        while let Some(h) = header_at(&*self.log, pos, limit) {
             let header = RecordBatchOwned(h);
             if header.view().base_offset() >= max_offset {
                 break;

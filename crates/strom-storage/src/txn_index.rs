@@ -3,10 +3,10 @@
 //! layout, kept in memory too so read_committed fetches can list the aborted transactions.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, OpenMode};
 use crate::log::{Inner, PartitionLog};
 use crate::producer_state::{CompletedTxn, ProducerState};
 use crate::recovery::Segments;
@@ -68,10 +68,10 @@ pub(crate) struct TxnIndex {
 
 impl TxnIndex {
     /// Reads the `.txnindex` of each segment base (missing or torn files give what they hold).
-    pub fn load(dir: &Path, bases: impl Iterator<Item = i64>) -> TxnIndex {
+    pub fn load(fs: &dyn Fs, dir: &Path, bases: impl Iterator<Item = i64>) -> TxnIndex {
         let mut by_segment = BTreeMap::new();
         for base in bases {
-            let Ok(bytes) = std::fs::read(file_path(dir, base, TXN_INDEX_EXT)) else {
+            let Ok(bytes) = fs.read(&file_path(dir, base, TXN_INDEX_EXT)) else {
                 continue;
             };
             let entries: Vec<AbortedTxn> = bytes
@@ -86,14 +86,21 @@ impl TxnIndex {
     }
 
     /// Records an abort whose marker is in segment `base` (appended to its file).
-    pub fn push(&mut self, dir: &Path, base: i64, txn: AbortedTxn) -> Result<(), LogError> {
+    pub fn push(
+        &mut self,
+        fs: &dyn Fs,
+        dir: &Path,
+        base: i64,
+        txn: AbortedTxn,
+    ) -> Result<(), LogError> {
         let path = file_path(dir, base, TXN_INDEX_EXT);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        let f = fs
+            .open(&path, OpenMode::Create)
             .map_err(io_err("open transaction index", &path))?;
-        f.write_all(&txn.encode())
+        // Whole entries only: a torn one left by a crash is overwritten.
+        let len = f.size().map_err(io_err("stat transaction index", &path))?;
+        let end = len - len % ENTRY_SIZE as u64;
+        f.write_all_at(&txn.encode(), end)
             .map_err(io_err("write transaction index", &path))?;
         self.by_segment.entry(base).or_default().push(txn);
         Ok(())
@@ -104,6 +111,7 @@ impl TxnIndex {
     /// producer-state replay found (each once), rewriting the files that changed.
     pub fn reconcile(
         &mut self,
+        fs: &dyn Fs,
         dir: &Path,
         bases: &[i64],
         log_end: i64,
@@ -143,11 +151,11 @@ impl TxnIndex {
             let path = file_path(dir, base, TXN_INDEX_EXT);
             let entries = self.by_segment.get(&base).map(Vec::as_slice).unwrap_or(&[]);
             if entries.is_empty() {
-                remove_if_exists(&path)?;
+                remove_if_exists(fs, &path)?;
                 continue;
             }
             let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
-            crate::producer_state::write_durably(&path, &bytes)?;
+            crate::producer_state::write_durably(fs, &path, &bytes)?;
         }
         Ok(())
     }
@@ -197,36 +205,40 @@ pub struct ActiveProducer {
 
 /// Loads the index of an opened log and adds what the producer-state replay found.
 pub(crate) fn open(
+    fs: &dyn Fs,
     dir: &Path,
     segments: &Segments,
     log_end: i64,
     producers: &mut ProducerState,
 ) -> Result<TxnIndex, LogError> {
     let bases: Vec<i64> = segments.keys().copied().collect();
-    let mut index = TxnIndex::load(dir, bases.iter().copied());
+    let mut index = TxnIndex::load(fs, dir, bases.iter().copied());
     let replayed = std::mem::take(&mut producers.replayed_aborts);
-    index.reconcile(dir, &bases, log_end, &replayed)?;
+    index.reconcile(fs, dir, &bases, log_end, &replayed)?;
     Ok(index)
 }
 
 /// After `truncate_to` reloaded the producer state: the index follows the shorter log.
-pub(crate) fn after_truncation(inner: &mut Inner, dir: &Path) -> Result<(), LogError> {
+pub(crate) fn after_truncation(inner: &mut Inner, fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
     let bases: Vec<i64> = inner.segments.keys().copied().collect();
     let end = inner.log_end_offset();
     let replayed = std::mem::take(&mut inner.producers.replayed_aborts);
-    inner.txn_index.reconcile(dir, &bases, end, &replayed)
+    inner.txn_index.reconcile(fs, dir, &bases, end, &replayed)
 }
 
 /// Indexes the aborts among transactions just ended by markers appended to the active segment.
 pub(crate) fn record_completed(
     inner: &mut Inner,
+    fs: &dyn Fs,
     dir: &Path,
     completed: &[CompletedTxn],
 ) -> Result<(), LogError> {
     let base = inner.active().base_offset;
     for c in completed.iter().filter(|c| c.aborted) {
         let entry = inner.producers.aborted(c);
-        inner.txn_index.push(dir, base, entry)?;
+        inner.txn_index.push(fs, dir, base, entry)?;
+        // The segment's first abort creates its `.txnindex`: the next flush syncs the name.
+        inner.dir_dirty = true;
     }
     Ok(())
 }
@@ -282,20 +294,21 @@ mod tests {
 
     #[test]
     fn push_load_reconcile_collect() {
+        let fs = crate::fs::StdFs;
         let dir = tempfile::tempdir().unwrap();
         let mut index = TxnIndex::default();
-        index.push(dir.path(), 0, t(1, 2, 5)).unwrap();
-        index.push(dir.path(), 10, t(2, 8, 12)).unwrap();
-        let mut loaded = TxnIndex::load(dir.path(), [0, 10].into_iter());
+        index.push(&fs, dir.path(), 0, t(1, 2, 5)).unwrap();
+        index.push(&fs, dir.path(), 10, t(2, 8, 12)).unwrap();
+        let mut loaded = TxnIndex::load(&fs, dir.path(), [0, 10].into_iter());
         assert_eq!(loaded.collect(0, i64::MAX), vec![t(1, 2, 5), t(2, 8, 12)]);
         assert_eq!(loaded.collect(6, 8), Vec::<AbortedTxn>::new());
         assert_eq!(loaded.collect(6, 9), vec![t(2, 8, 12)]);
         // The tail past offset 11 was truncated; a replay found another abort at 7.
         loaded
-            .reconcile(dir.path(), &[0, 10], 11, &[t(3, 6, 7), t(1, 2, 5)])
+            .reconcile(&fs, dir.path(), &[0, 10], 11, &[t(3, 6, 7), t(1, 2, 5)])
             .unwrap();
         assert_eq!(loaded.collect(0, i64::MAX), vec![t(1, 2, 5), t(3, 6, 7)]);
-        let reread = TxnIndex::load(dir.path(), [0, 10].into_iter());
+        let reread = TxnIndex::load(&fs, dir.path(), [0, 10].into_iter());
         assert_eq!(reread.collect(0, i64::MAX), vec![t(1, 2, 5), t(3, 6, 7)]);
         assert!(!file_path(dir.path(), 10, TXN_INDEX_EXT).exists());
     }

@@ -483,3 +483,85 @@ fn an_open_transaction_stops_the_cleaner_until_it_ends() {
     clean(&log).unwrap();
     assert_eq!(offsets(&log), [2, 3, 4, 5]);
 }
+
+/// `records` records keyed "bomb" whose values are `value_len` zero bytes each: a few KiB
+/// compressed, `records × value_len` once inflated.
+fn bomb(codec: Compression, records: usize, value_len: usize) -> BytesMut {
+    let zeros = vec![0u8; value_len];
+    let mut b = BatchBuilder::new(0);
+    for _ in 0..records {
+        b.push(Some(b"bomb"), Some(&zeros), T0);
+    }
+    b.build_compressed(codec).unwrap()
+}
+
+#[test]
+fn decompression_bombs_are_refused_on_append_and_kept_whole_by_the_cleaner() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        max_message_bytes: 100_000,
+        ..compact_config()
+    };
+    // 64 × 100 000 is below the 16 MiB floor.
+    let limit = config.max_decompressed_bytes();
+    assert_eq!(limit, 16 << 20);
+    let log = open(dir.path(), config.clone(), &clock);
+    for codec in [Compression::Gzip, Compression::Zstd] {
+        let b = bomb(codec, 20, 1 << 20);
+        assert!(b.len() < 100_000, "{codec:?} bomb is {} bytes", b.len());
+        let err = log.append(b).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::InvalidRecord {
+                    reason: InvalidRecordReason::DecompressedTooLarge { max }
+                } if max == limit
+            ),
+            "{codec:?}: {err:?}"
+        );
+    }
+    assert_eq!(log.log_end_offset(), 0, "a refused bomb writes nothing");
+    // Below the limit a highly compressible batch is fine.
+    log.append(bomb(Compression::Zstd, 4, 1 << 20)).unwrap();
+
+    // A bomb stored while the topic was delete-only: the cleaner neither expands nor drops it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut delete_only = config.clone();
+    delete_only.cleanup_policy = strom_storage::CleanupPolicy::default();
+    let log = open(dir.path(), delete_only, &clock);
+    let stored = log
+        .append(bomb(Compression::Zstd, 20, 1 << 20))
+        .unwrap()
+        .base_offset;
+    let before = log
+        .read(stored, 1 << 20, None)
+        .unwrap()
+        .slice
+        .unwrap()
+        .read_to_bytes()
+        .unwrap();
+    for round in 0..3 {
+        put(&log, "k", Some(&format!("v{round}")), T0);
+    }
+    log.set_config(config);
+    roll(&log, &clock);
+    let stats = clean(&log).unwrap();
+    assert_eq!(
+        stats.records_removed, 2,
+        "the older values of k go: {stats:?}"
+    );
+    let after = log
+        .read(stored, 1 << 20, None)
+        .unwrap()
+        .slice
+        .unwrap()
+        .read_to_bytes()
+        .unwrap();
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the bomb batch is kept whole"
+    );
+}

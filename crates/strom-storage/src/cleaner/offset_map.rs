@@ -78,6 +78,7 @@ impl OffsetMap {
         dirty: &[Arc<Segment>],
         aborted: &AbortedSet,
         budget_bytes: usize,
+        max_decompressed_bytes: usize,
     ) -> (OffsetMap, usize) {
         let mut map = OffsetMap::default();
         let mut covered = 0;
@@ -87,7 +88,7 @@ impl OffsetMap {
             if covered > 0 && map.bytes + segment.size() as usize > budget_bytes {
                 break;
             }
-            map.add_segment(segment, aborted);
+            map.add_segment(segment, aborted, max_decompressed_bytes);
             covered += 1;
         }
         (map, covered)
@@ -95,9 +96,9 @@ impl OffsetMap {
 
     /// Records every keyed record of the segment's data batches, except those of aborted
     /// transactions (an aborted value must not hide an older committed one).
-    fn add_segment(&mut self, segment: &Segment, aborted: &AbortedSet) {
+    fn add_segment(&mut self, segment: &Segment, aborted: &AbortedSet, max_plain: usize) {
         let size = segment.size();
-        let mut reader = BatchReader::new(&segment.log, 0, size);
+        let mut reader = BatchReader::new(&*segment.log, 0, size);
         loop {
             let bytes = match reader.next_batch(true) {
                 Ok(Some((_, bytes))) => bytes,
@@ -116,7 +117,7 @@ impl OffsetMap {
             {
                 continue;
             }
-            let Some(plain) = plain_batch(bytes) else {
+            let Some(plain) = plain_batch(bytes, max_plain) else {
                 continue;
             };
             let Ok(plain_header) = RecordBatchHeader::parse(&plain) else {

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use bytes::BufMut;
-use strom_protocol::compression::{compress, decompress_batch};
+use strom_protocol::compression::{compress, decompress_batch_bounded};
 use strom_protocol::record_batch::{
     Compression, Record, RecordBatchHeader, TimestampType, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2,
 };
@@ -17,12 +17,13 @@ use super::offset_map::{AbortedSet, OffsetMap};
 const DELETE_HORIZON_BIT: i16 = 0x40;
 
 /// The batch's records section uncompressed (borrowed when it already is). `None` if the
-/// codec is unknown or the data does not decompress.
-pub(crate) fn plain_batch(bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
+/// codec is unknown, the data does not decompress, or it would inflate past `max` bytes
+/// (`LogConfig::max_decompressed_bytes`): such a batch is kept whole, never expanded.
+pub(crate) fn plain_batch(bytes: &[u8], max: usize) -> Option<Cow<'_, [u8]>> {
     let header = RecordBatchHeader::parse(bytes).ok()?;
     match header.compression() {
         Ok(Compression::None) => Some(Cow::Borrowed(bytes)),
-        Ok(_) => match decompress_batch(bytes) {
+        Ok(_) => match decompress_batch_bounded(bytes, max) {
             Ok(plain) => Some(Cow::Owned(plain)),
             Err(e) => {
                 warn!(base_offset = header.base_offset(), error = %e, "cleaner: batch does not decompress; kept whole");
@@ -53,6 +54,8 @@ pub(crate) struct FilterContext<'a> {
     pub delete_retention_ms: i64,
     /// Batches whose last offset is at or above this are kept whole.
     pub keep_whole_from: i64,
+    /// Batches that inflate past this are kept whole (see `plain_batch`).
+    pub max_decompressed_bytes: usize,
 }
 
 /// The verdict for one stored batch, and the delete horizon of the tombstones it keeps.
@@ -79,7 +82,7 @@ pub(crate) fn filter_batch(bytes: &[u8], cx: &FilterContext<'_>) -> (Verdict, Op
         let removed = header.records_count().max(0) as u32;
         return (Verdict::Drop { removed }, None);
     }
-    let Some(plain) = plain_batch(bytes) else {
+    let Some(plain) = plain_batch(bytes, cx.max_decompressed_bytes) else {
         return (Verdict::Keep, None);
     };
     let Ok(plain_header) = RecordBatchHeader::parse(&plain) else {
@@ -231,6 +234,7 @@ mod tests {
             now_ms: 1_000,
             delete_retention_ms: 500,
             keep_whole_from: i64::MAX,
+            max_decompressed_bytes: usize::MAX,
         }
     }
 
@@ -266,7 +270,7 @@ mod tests {
             assert!(h.has_delete_horizon());
             assert_eq!(h.base_timestamp(), 1_500);
             assert_eq!(h.max_timestamp(), 102);
-            let plain = plain_batch(&bytes).unwrap();
+            let plain = plain_batch(&bytes, usize::MAX).unwrap();
             let ph = RecordBatchHeader::parse(&plain).unwrap();
             validate_records(&ph, Validation::Stored).unwrap();
             let recs: Vec<_> = ph.records().map(|r| r.unwrap()).collect();

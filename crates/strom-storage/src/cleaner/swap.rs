@@ -4,8 +4,6 @@
 //! the swap files renamed to their final names. `recover_swaps` finishes a committed swap
 //! and removes uncommitted leftovers when a log is opened.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +13,7 @@ use tracing::info;
 use super::rewrite::{filter_batch, FilterContext, Verdict};
 use crate::batch_reader::BatchReader;
 use crate::error::{io_err, LogError};
+use crate::fs::{Fs, OpenMode};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 use crate::segment::{
     file_path, remove_if_exists, sync_dir, Segment, SegmentMeta, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
@@ -74,6 +73,7 @@ pub(crate) struct CleanedSegment {
 
 /// Rewrites `group` (consecutive closed segments ending before `end`) into `.cleaned` files.
 pub(crate) fn write_cleaned(
+    fs: &dyn Fs,
     dir: &Path,
     group: &[Arc<Segment>],
     end: i64,
@@ -82,9 +82,12 @@ pub(crate) fn write_cleaned(
 ) -> Result<CleanedSegment, LogError> {
     let base = group[0].base_offset;
     let path = log_path(dir, base, end, CLEANED);
-    remove_if_exists(&path)?;
-    let file = File::create(&path).map_err(io_err("create cleaned segment", &path))?;
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+    remove_if_exists(fs, &path)?;
+    let file = fs
+        .open(&path, OpenMode::Truncate)
+        .map_err(io_err("create cleaned segment", &path))?;
+    let mut out = Vec::with_capacity(WRITE_BUFFER_BYTES);
+    let mut written = 0u64;
     let mut c = CleanedSegment {
         base,
         end,
@@ -99,13 +102,13 @@ pub(crate) fn write_cleaned(
     for segment in group {
         let size = segment.size();
         c.stats.bytes_before += size;
-        let mut reader = BatchReader::new(&segment.log, 0, size);
+        let mut reader = BatchReader::new(&*segment.log, 0, size);
         loop {
             let bytes = match reader.next_batch(true) {
                 Ok(Some((_, bytes))) => bytes,
                 Ok(None) => break,
                 Err(stop) => {
-                    let _ = std::fs::remove_file(&path);
+                    let _ = fs.remove_file(&path);
                     return Err(io_err("read segment to clean", &segment.log_path)(
                         std::io::Error::other(format!("{stop:?}")),
                     ));
@@ -139,37 +142,41 @@ pub(crate) fn write_cleaned(
                 &mut c.offsets,
                 &mut c.times,
             );
-            out.write_all(kept)
-                .map_err(io_err("write cleaned segment", &path))?;
+            out.extend_from_slice(kept);
             c.size += kept.len() as u64;
+            if out.len() >= WRITE_BUFFER_BYTES {
+                file.write_all_at(&out, written)
+                    .map_err(io_err("write cleaned segment", &path))?;
+                written += out.len() as u64;
+                out.clear();
+            }
         }
     }
     c.meta.push_time_entry(base, &mut c.times);
-    let file = out
-        .into_inner()
-        .map_err(|e| io_err("write cleaned segment", &path)(e.into_error()))?;
+    file.write_all_at(&out, written)
+        .map_err(io_err("write cleaned segment", &path))?;
     file.sync_all()
         .map_err(io_err("fsync cleaned segment", &path))?;
     for (ext, entries) in [(INDEX_EXT, None), (TIME_INDEX_EXT, Some(&c.times))] {
         let p = index_path(dir, base, ext, CLEANED);
         match entries {
-            None => Index::create(&p, c.offsets.clone(), false)?.sync()?,
-            Some(times) => Index::create(&p, times.clone(), false)?.sync()?,
+            None => Index::create(fs, &p, c.offsets.clone(), false)?.sync()?,
+            Some(times) => Index::create(fs, &p, times.clone(), false)?.sync()?,
         }
     }
-    write_txn_index(dir, group)?;
-    sync_dir(dir)?;
+    write_txn_index(fs, dir, group)?;
+    sync_dir(fs, dir)?;
     Ok(c)
 }
 
 /// The group's aborted-transaction entries in one `B.txnindex.cleaned`: the files are runs of
 /// fixed-size entries ordered by marker offset, so concatenating them in segment order is the
 /// merged index (every marker is kept, so every entry stays valid). No file if none has any.
-fn write_txn_index(dir: &Path, group: &[Arc<Segment>]) -> Result<(), LogError> {
+fn write_txn_index(fs: &dyn Fs, dir: &Path, group: &[Arc<Segment>]) -> Result<(), LogError> {
     let mut merged = Vec::new();
     for s in group {
         let path = file_path(dir, s.base_offset, TXN_INDEX_EXT);
-        match std::fs::read(&path) {
+        match fs.read(&path) {
             Ok(bytes) => merged.extend_from_slice(&bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("read transaction index", &path)(e)),
@@ -179,20 +186,21 @@ fn write_txn_index(dir: &Path, group: &[Arc<Segment>]) -> Result<(), LogError> {
         return Ok(());
     }
     let path = index_path(dir, group[0].base_offset, TXN_INDEX_EXT, CLEANED);
-    crate::producer_state::write_durably(&path, &merged)
+    crate::producer_state::write_durably(fs, &path, &merged)
 }
 
 /// Deletes a cleaned copy that will not be swapped in.
-pub(crate) fn discard(dir: &Path, c: &CleanedSegment) -> Result<(), LogError> {
-    remove_if_exists(&log_path(dir, c.base, c.end, CLEANED))?;
+pub(crate) fn discard(fs: &dyn Fs, dir: &Path, c: &CleanedSegment) -> Result<(), LogError> {
+    remove_if_exists(fs, &log_path(dir, c.base, c.end, CLEANED))?;
     for ext in SIDE_EXTS {
-        remove_if_exists(&index_path(dir, c.base, ext, CLEANED))?;
+        remove_if_exists(fs, &index_path(dir, c.base, ext, CLEANED))?;
     }
     Ok(())
 }
 
-fn rename(from: &Path, to: &Path) -> Result<(), LogError> {
-    std::fs::rename(from, to).map_err(io_err("rename cleaned segment", from))
+fn rename(fs: &dyn Fs, from: &Path, to: &Path) -> Result<(), LogError> {
+    fs.rename(from, to)
+        .map_err(io_err("rename cleaned segment", from))
 }
 
 /// The steps of a swap, in order; tests stop after any of them to imitate a crash.
@@ -215,6 +223,7 @@ pub enum SwapStep {
 /// Runs the on-disk swap of `c` up to and including `stop_after`. The caller holds the
 /// partition lock and has checked that `[c.base, c.end)` is still the cleaned group.
 pub(crate) fn commit(
+    fs: &dyn Fs,
     dir: &Path,
     c: &CleanedSegment,
     replaced: &[Arc<Segment>],
@@ -225,58 +234,60 @@ pub(crate) fn commit(
     }
     for ext in SIDE_EXTS {
         let cleaned = index_path(dir, c.base, ext, CLEANED);
-        if ext != TXN_INDEX_EXT || cleaned.exists() {
-            rename(&cleaned, &index_path(dir, c.base, ext, SWAP))?;
+        if ext != TXN_INDEX_EXT || fs.exists(&cleaned) {
+            rename(fs, &cleaned, &index_path(dir, c.base, ext, SWAP))?;
         }
     }
     if stop_after == SwapStep::IndexesStaged {
         return Ok(());
     }
     rename(
+        fs,
         &log_path(dir, c.base, c.end, CLEANED),
         &log_path(dir, c.base, c.end, SWAP),
     )?;
-    sync_dir(dir)?;
+    sync_dir(fs, dir)?;
     if stop_after == SwapStep::Committed {
         return Ok(());
     }
     for s in replaced.iter().filter(|s| s.base_offset != c.base) {
-        s.delete_files()?;
+        s.delete_files(fs)?;
     }
     if stop_after == SwapStep::OldDeleted {
         return Ok(());
     }
-    finish_indexes(dir, c.base)?;
+    finish_indexes(fs, dir, c.base)?;
     if stop_after == SwapStep::IndexesInPlace {
         return Ok(());
     }
-    finish_log(dir, c.base, c.end)
+    finish_log(fs, dir, c.base, c.end)
 }
 
 /// Final renames of a committed swap: indexes first, the log last (its `.swap` name is what
 /// tells recovery the swap is unfinished).
-fn finish_indexes(dir: &Path, base: i64) -> Result<(), LogError> {
+fn finish_indexes(fs: &dyn Fs, dir: &Path, base: i64) -> Result<(), LogError> {
     for ext in SIDE_EXTS {
         let staged = index_path(dir, base, ext, SWAP);
-        if staged.exists() {
-            rename(&staged, &file_path(dir, base, ext))?;
+        if fs.exists(&staged) {
+            rename(fs, &staged, &file_path(dir, base, ext))?;
         }
     }
     Ok(())
 }
 
-fn finish_log(dir: &Path, base: i64, end: i64) -> Result<(), LogError> {
+fn finish_log(fs: &dyn Fs, dir: &Path, base: i64, end: i64) -> Result<(), LogError> {
     rename(
+        fs,
         &log_path(dir, base, end, SWAP),
         &file_path(dir, base, LOG_EXT),
     )?;
-    sync_dir(dir)
+    sync_dir(fs, dir)
 }
 
 /// On open: completes every committed swap (`B-E.log.swap` present: delete segments in
 /// `(B, E)`, rename into place), then deletes uncommitted `.cleaned` / `.swap` leftovers.
-pub(crate) fn recover_swaps(dir: &Path) -> Result<(), LogError> {
-    let names = list(dir)?;
+pub(crate) fn recover_swaps(fs: &dyn Fs, dir: &Path) -> Result<(), LogError> {
+    let names = list(fs, dir)?;
     let mut touched = false;
     for (base, end) in names.iter().filter_map(|n| parse_swap_log(n)) {
         for other in names
@@ -285,34 +296,32 @@ pub(crate) fn recover_swaps(dir: &Path) -> Result<(), LogError> {
         {
             if other > base && other < end {
                 for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
-                    remove_if_exists(&file_path(dir, other, ext))?;
+                    remove_if_exists(fs, &file_path(dir, other, ext))?;
                 }
             }
         }
-        finish_indexes(dir, base)?;
-        finish_log(dir, base, end)?;
+        finish_indexes(fs, dir, base)?;
+        finish_log(fs, dir, base, end)?;
         info!(dir = %dir.display(), base, end, "completed an interrupted cleaner swap");
         touched = true;
     }
-    for name in list(dir)? {
+    for name in list(fs, dir)? {
         if name.ends_with(&format!(".{CLEANED}")) || name.ends_with(&format!(".{SWAP}")) {
-            remove_if_exists(&dir.join(&name))?;
+            remove_if_exists(fs, &dir.join(&name))?;
             info!(dir = %dir.display(), file = %name, "removed an uncommitted cleaner file");
             touched = true;
         }
     }
     if touched {
-        sync_dir(dir)?;
+        sync_dir(fs, dir)?;
     }
     Ok(())
 }
 
-fn list(dir: &Path) -> Result<Vec<String>, LogError> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("list log directory", dir))? {
-        let entry = entry.map_err(io_err("list log directory", dir))?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
+fn list(fs: &dyn Fs, dir: &Path) -> Result<Vec<String>, LogError> {
+    let mut names = fs
+        .read_dir(dir)
+        .map_err(io_err("list log directory", dir))?;
     names.sort();
     Ok(names)
 }
