@@ -11,7 +11,6 @@
 //! channels.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -270,9 +269,7 @@ async fn write_response(writer: &mut OwnedWriteHalf, response: Response) -> std:
                     let n = (slice.len - done).min(FILE_CHUNK_BYTES);
                     // A positioned read of page-cached segment data: short enough to run
                     // on the async worker (the fetch path read whole ranges there before).
-                    slice
-                        .file()
-                        .read_exact_at(&mut chunk[..n], slice.position + done as u64)?;
+                    slice.read_exact_at(&mut chunk[..n], done as u64)?;
                     writer.write_all(&chunk[..n]).await?;
                     done += n;
                 }

@@ -30,6 +30,18 @@ impl FileSlice {
         self.file.as_std()
     }
 
+    /// Reads `buf.len()` bytes starting `from` bytes into the slice (a positioned read, so a
+    /// caller can stream a large slice in pieces).
+    pub fn read_exact_at(&self, buf: &mut [u8], from: u64) -> std::io::Result<()> {
+        if from + buf.len() as u64 > self.len as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "read past the end of the file slice",
+            ));
+        }
+        self.file.read_exact_at(buf, self.position + from)
+    }
+
     /// Copies the slice into memory with positioned reads (no shared file cursor).
     pub fn read_to_bytes(&self) -> std::io::Result<Bytes> {
         let mut buf = BytesMut::zeroed(self.len);
