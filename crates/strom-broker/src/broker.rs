@@ -24,6 +24,9 @@ use crate::txn::{TxnConfig, TxnCoordinator};
 /// above Kafka's default of 2 because closing is fsync-bound, not CPU-bound.
 const SHUTDOWN_THREADS: usize = 8;
 
+/// How often rolled segments are checked for a pending fsync (cheap when nothing rolled).
+const ROLLED_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Producer ids handed out by this broker, taken from blocks the controller allocates.
 #[derive(Debug, Default)]
 struct ProducerIdBlock {
@@ -163,7 +166,11 @@ impl Broker {
 
     /// The effective log configuration of a topic: its overrides over the broker defaults.
     pub fn log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
-        log_config_from(&self.effective_topic_configs(image, topic))
+        LogConfig {
+            // A broker config in Kafka, applied by each partition's producer state.
+            producer_id_expiration_ms: i64::from(self.config.producer_id_expiration_ms()),
+            ..log_config_from(&self.effective_topic_configs(image, topic))
+        }
     }
 
     /// Every topic config in force for `topic`: overrides over the broker's defaults.
@@ -251,6 +258,21 @@ impl Broker {
         });
         // Compaction (log.cleaner.enable, log.cleaner.backoff.ms).
         crate::log_cleaner::spawn(self.clone(), stop.clone());
+        // Rolled segments are fsynced soon after the roll (Kafka schedules that flush at the
+        // roll), so the recovery point advances and an unclean restart rescans only the tail.
+        let flusher = self.clone();
+        let mut flush_stop = stop.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(ROLLED_FLUSH_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = flush_stop.changed() => return,
+                }
+                let broker = flusher.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.flush_rolled_segments()).await;
+            }
+        });
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.tick().await;
@@ -263,6 +285,14 @@ impl Broker {
                 let _ = tokio::task::spawn_blocking(move || broker.enforce_retention()).await;
             }
         })
+    }
+
+    fn flush_rolled_segments(&self) {
+        for partition in self.replicas.all() {
+            if let Err(e) = partition.log.flush_rolled() {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "flushing rolled segments failed");
+            }
+        }
     }
 
     fn enforce_retention(&self) {

@@ -48,7 +48,8 @@ impl Partition {
 
     /// The high watermark. Single node: every appended record is on the whole ISR.
     pub fn high_watermark(&self) -> i64 {
-        self.log.log_end_offset()
+        // Durable mode (flush.messages=1): only what is fsynced is visible.
+        self.log.visible_end_offset()
     }
 
     /// The last stable offset: the first offset of the earliest open transaction, capped by
