@@ -494,10 +494,21 @@ impl PartitionLog {
         };
         let result = self.sync_files(&work);
         let mut inner = self.inner.lock();
-        if let Err(e) = result {
+        match result {
+            Ok(()) => {}
+            // A new snapshot or checkpoint file could not be written (a full disk, say): only
+            // a temporary file is affected, never trusted by recovery, so the work is put back
+            // for the next flush and the recovery point stays where it was.
+            Err(SyncFailure::Retry(e)) => {
+                let mut snapshots = work.snapshots;
+                snapshots.append(&mut inner.pending_snapshots);
+                inner.pending_snapshots = snapshots;
+                inner.dir_dirty |= work.dir;
+                return Err(e);
+            }
             // The kernel may have dropped the dirty pages it failed to write: what is on disk
             // is unknown until recovery reads it.
-            return Err(inner.go_offline(&self.dir, "fsync", &e));
+            Err(SyncFailure::Fsync(e)) => return Err(inner.go_offline(&self.dir, "fsync", &e)),
         }
         if work.target > inner.flushed_offset {
             inner.flushed_offset = work.target;
@@ -515,23 +526,24 @@ impl PartitionLog {
 
     /// The fsyncs of one flush, in an order that keeps recovery sound: segment data and
     /// indexes, then the directory (their names), then the recovery point that trusts them.
-    fn sync_files(&self, work: &FlushWork) -> Result<(), LogError> {
+    fn sync_files(&self, work: &FlushWork) -> Result<(), SyncFailure> {
         let fs = &*self.fs;
         for s in &work.rolled {
-            s.sync_all(fs)?;
+            s.sync_all(fs).map_err(SyncFailure::Fsync)?;
         }
         if let Some(active) = &work.active {
-            active.sync_log()?;
+            active.sync_log().map_err(SyncFailure::Fsync)?;
         }
         for (offset, bytes) in &work.snapshots {
-            producer_state::write_snapshot_bytes(fs, &self.dir, *offset, bytes)?;
+            producer_state::write_snapshot_bytes(fs, &self.dir, *offset, bytes)
+                .map_err(SyncFailure::Retry)?;
         }
         if work.dir || !work.snapshots.is_empty() {
-            sync_dir(fs, &self.dir)?;
+            sync_dir(fs, &self.dir).map_err(SyncFailure::Fsync)?;
         }
         let point = work.point();
         if point > work.recovery_point && self.inner.lock().segments.contains_key(&point) {
-            recovery::write_recovery_point(fs, &self.dir, point)?;
+            recovery::write_recovery_point(fs, &self.dir, point).map_err(SyncFailure::Retry)?;
         }
         Ok(())
     }
@@ -587,6 +599,13 @@ impl PartitionLog {
 }
 
 /// What one flush makes durable, taken from `Inner` under the lock.
+/// Why a flush failed: an fsync of data whose state on disk is now unknown (the log goes
+/// offline), or writing a new snapshot or checkpoint through a temporary file (retried).
+enum SyncFailure {
+    Fsync(LogError),
+    Retry(LogError),
+}
+
 struct FlushWork {
     /// Rolled segments not fsynced yet (all below `target` when `active` is `None`).
     rolled: Vec<Arc<Segment>>,

@@ -353,3 +353,43 @@ fn a_full_real_disk_refuses_appends_keeps_what_it_acknowledged_and_recovers() {
     let log = PartitionLog::open(dir, config, Arc::new(SystemClock)).unwrap();
     acked.check(&log);
 }
+
+/// The background flush of rolled segments writes producer snapshots and the recovery point
+/// through temporary files. On a full disk that write fails with a known effect (a temporary
+/// file nobody trusts), so the log stays online, keeps taking appends where space allows, and
+/// the next flush after space returns finishes the job.
+#[test]
+fn a_full_disk_during_a_background_flush_is_retried_not_fatal() {
+    let fs = Arc::new(SimFs::new(7));
+    let log = open_sim(&fs, &config());
+    let mut acked = Acked { batches: vec![] };
+    // An idempotent producer, so each roll leaves a producer snapshot to write.
+    for seq in 0..40 {
+        let mut b = BatchBuilder::new(0);
+        b.producer = Some((5, 0, seq));
+        b.push(Some(b"k"), Some(&[seq as u8; 300]), 1_000);
+        acked.append(&log, b.build()).unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    for path in [".snapshot.tmp", "recovery-point.tmp"] {
+        fs.inject(Fault::new(FaultOp::Write, ENOSPC).path(path).times(1));
+        let err = log.flush_rolled().unwrap_err();
+        assert_eq!(errno(&err), Some(ENOSPC), "{path}: {err:?}");
+        assert!(
+            !log.is_offline(),
+            "{path}: a failed snapshot write is no fsync failure"
+        );
+        acked.check(&log);
+    }
+    log.flush_rolled().unwrap();
+    let durable = log.flushed_offset();
+    assert!(durable > 0, "the rolled segments are durable");
+    // Everything the flush covers survives a power loss, and an unclean restart scans only
+    // the active segment (whose unsynced tail may be lost: it was never flushed).
+    fs.crash();
+    let log = open_sim(&fs, &config());
+    assert_eq!(log.recovery_stats().segments_scanned, 1);
+    assert!(log.log_end_offset() >= durable);
+    acked.batches.truncate(log.log_end_offset() as usize);
+    acked.check(&log);
+}
