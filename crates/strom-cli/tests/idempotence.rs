@@ -44,7 +44,9 @@ impl Idempotent for Wire {
         batch.producer = Some((producer.0, producer.1, base_sequence));
         for i in 0..count {
             let value = format!("seq-{}", base_sequence + i as i32);
-            batch.push(None, Some(value.as_bytes()), 1_700_000_000_000);
+            // Current timestamps: producer state expires producer.id.expiration.ms after the
+            // last batch's timestamp (as in Kafka), so a 2023 timestamp would expire at load.
+            batch.push(None, Some(value.as_bytes()), now_ms());
         }
         let partition = PartitionProduceData::default()
             .with_index(0)
@@ -60,6 +62,13 @@ impl Idempotent for Wire {
         let p = &r.responses[0].partition_responses[0];
         (p.error_code, p.base_offset)
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
