@@ -11,6 +11,7 @@ pub mod error;
 pub mod image;
 pub mod log;
 mod properties;
+pub mod quorum;
 pub mod records;
 
 pub use broker_config::{BrokerConfig, BrokerConfigError, Listener};
