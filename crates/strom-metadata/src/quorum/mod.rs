@@ -68,18 +68,16 @@ impl MetadataPublisher for NoPublisher {
     fn on_snapshot(&self, _: MetadataOffset, _: LeaderEpoch, _: &Arc<MetadataImage>) {}
 }
 
-/// Why a proposal was not committed. Values, not panics: the controller maps them to Kafka's
-/// NOT_CONTROLLER / retriable errors.
+/// Why `propose` did not return an offset. Values, not panics: the controller maps them to
+/// Kafka's NOT_CONTROLLER and retriable errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuorumError {
-    /// This node is not the leader; `leader` is the one it knows of, if any (forward there).
+    /// The batch is not committed and never will be: this node is not the leader, or its entry
+    /// was overwritten by a new leader's log. `leader` is the leader it knows of (forward there).
     #[error("not the metadata quorum leader (leader: {leader:?})")]
     NotLeader { leader: Option<QuorumNodeId> },
-    /// The outcome is unknown: leadership changed or the node stopped while the batch was in
-    /// flight. It may still commit; the caller must re-read the image before retrying.
-    #[error("outcome of the metadata proposal is unknown: {reason}")]
-    Uncertain { reason: String },
-    /// The quorum on this node has stopped (shutdown or a storage failure).
+    /// The quorum on this node stopped (shutdown or a storage failure). A batch in flight may
+    /// still commit: the caller must re-read the image before it retries.
     #[error("metadata quorum stopped: {reason}")]
     Stopped { reason: String },
 }

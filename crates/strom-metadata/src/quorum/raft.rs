@@ -139,9 +139,7 @@ impl MetadataQuorum for OpenraftQuorum {
                 })
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(QuorumError::Uncertain {
-                    reason: e.to_string(),
-                })
+                unreachable!("a metadata batch is not a membership change, yet: {e}")
             }
             Err(RaftError::Fatal(e)) => Err(QuorumError::Stopped {
                 reason: e.to_string(),
