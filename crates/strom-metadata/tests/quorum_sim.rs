@@ -17,7 +17,7 @@ use strom_metadata::quorum::raft::OpenraftQuorum;
 use strom_metadata::quorum::runtime::{seed_thread_rng, SplitMix64};
 use strom_metadata::quorum::sim_transport::{NetworkFaults, SimTransport};
 use strom_metadata::quorum::{
-    CommittedBatch, LeaderEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum,
+    CommittedBatch, LeaderEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, QuorumError,
 };
 use strom_metadata::{ConfigResource, MetadataImage, MetadataRecord};
 
@@ -56,6 +56,8 @@ struct Checker {
     images: BTreeMap<MetadataOffset, Arc<MetadataImage>>,
     /// offset -> records acknowledged to a proposer.
     acked: BTreeMap<MetadataOffset, Vec<MetadataRecord>>,
+    /// Names of proposals answered NotLeader: they must never commit.
+    rejected: BTreeSet<String>,
     violations: Vec<String>,
     /// FNV-1a over the event sequence: equal digests for equal runs.
     digest: u64,
@@ -66,6 +68,7 @@ struct Checker {
 #[derive(Debug, Default, Clone, Copy)]
 struct Stats {
     acked: usize,
+    rejected: usize,
     snapshots_loaded: usize,
     crashes: usize,
     max_term: u64,
@@ -75,6 +78,7 @@ struct Stats {
 impl std::ops::AddAssign for Stats {
     fn add_assign(&mut self, o: Stats) {
         self.acked += o.acked;
+        self.rejected += o.rejected;
         self.snapshots_loaded += o.snapshots_loaded;
         self.crashes += o.crashes;
         self.max_term = self.max_term.max(o.max_term);
@@ -324,8 +328,12 @@ impl Sim {
         ];
         let checker = Arc::clone(&self.checker);
         tokio::spawn(async move {
-            if let Ok(offset) = q.propose(records.clone()).await {
-                checker.lock().unwrap().acknowledge(offset, records);
+            match q.propose(records.clone()).await {
+                Ok(offset) => checker.lock().unwrap().acknowledge(offset, records),
+                Err(QuorumError::NotLeader { .. }) => {
+                    checker.lock().unwrap().rejected.insert(format!("p{id}"));
+                }
+                Err(QuorumError::Stopped { .. }) => {}
             }
         });
     }
@@ -448,6 +456,17 @@ impl Sim {
                 ));
             }
         }
+        // A proposal answered NotLeader never commits.
+        for name in &c.rejected {
+            let b = name[1..].parse::<i32>().unwrap() % 3;
+            if image.broker_config_overrides(b).contains_key(name) {
+                let name = name.clone();
+                drop(c);
+                self.fail(&format!(
+                    "proposal {name} was answered NotLeader but committed"
+                ));
+            }
+        }
         // Every acknowledged proposal is in the final image: nothing committed was lost.
         for records in c.acked.values() {
             for r in records {
@@ -522,6 +541,7 @@ fn run_seed(seed: u64, n: u64) -> (u64, Stats) {
         sim.stop().await;
         let mut c = sim.checker.lock().unwrap();
         c.stats.acked = c.acked.len();
+        c.stats.rejected = c.rejected.len();
         c.stats.committed = c.committed.keys().next_back().copied().unwrap_or(0);
         (c.digest, c.stats)
     })
