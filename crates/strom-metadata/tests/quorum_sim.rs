@@ -379,7 +379,11 @@ impl Sim {
                     .filter(|_| self.rng.next_u64().is_multiple_of(2))
                     .collect();
                 self.transport.heal();
-                self.transport.partition(&side, &self.ids);
+                if self.rng.next_u64().is_multiple_of(3) {
+                    self.transport.partition_one_way(&side, &self.ids);
+                } else {
+                    self.transport.partition(&side, &self.ids);
+                }
             }
             91..=95 => self.transport.heal(),
             _ => {

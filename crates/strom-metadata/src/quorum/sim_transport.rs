@@ -91,6 +91,17 @@ impl SimTransport {
         }
     }
 
+    /// Cuts the links from `side` to the other nodes of `all` only: `side` still hears them
+    /// (an asymmetric partition, such as a half-broken NIC or firewall rule).
+    pub fn partition_one_way(&self, side: &BTreeSet<QuorumNodeId>, all: &BTreeSet<QuorumNodeId>) {
+        let mut net = self.net();
+        for a in side {
+            for b in all.difference(side) {
+                net.cut.insert((*a, *b));
+            }
+        }
+    }
+
     /// Restores every link.
     pub fn heal(&self) {
         self.net().cut.clear();
