@@ -5,12 +5,13 @@
 //! Files in the quorum directory:
 //! - `raft.log`: the 8-byte magic `STRMRLG1`, then frames
 //!   `[body_len u32 BE][crc32c(body) u32 BE][body]`, where body is
-//!   `[kind u8][index u64 BE][term u64 BE][leader node u64 BE][payload]`. Kinds: 0 = purge
+//!   `[kind u8][index u64 BE][term u64 BE][payload]`. Kinds: 0 = purge
 //!   marker (the last purged log id; only ever the first frame), 1 = blank, 2 = records (JSON
 //!   array of `MetadataRecord`), 3 = membership (JSON). Indexes are consecutive. A frame that is
 //!   cut short or fails its checksum is a torn write: it and everything after it are truncated
 //!   on open. A frame with a valid checksum that does not decode is an error, never truncated.
-//! - `vote`: `STRMVOT1`, term u64, node u64, committed u8, crc32c of the preceding 25 bytes;
+//! - `vote`: `STRMVOT1`, term u64, has-voted-for u8, voted-for node u64, committed u8, and the
+//!   crc32c of the preceding 26 bytes;
 //!   replaced atomically (temporary file, fsync, rename, fsync of the directory).
 //!
 //! Every append, truncation and vote is fsynced before openraft is told it is durable.
@@ -25,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, CommittedLeaderId, Entry, EntryPayload, LogId, LogState, Membership, RaftLogReader,
-    StorageError, StorageIOError, Vote,
+    AnyError, CommittedLeaderId, Entry, EntryPayload, LeaderId, LogId, LogState, Membership,
+    RaftLogReader, StorageError, StorageIOError, Vote,
 };
 
 use super::raft::{MetadataBatch, MetadataRaftConfig};
@@ -38,10 +39,10 @@ const LOG_MAGIC: &[u8; 8] = b"STRMRLG1";
 const VOTE_MAGIC: &[u8; 8] = b"STRMVOT1";
 const LOG_FILE: &str = "raft.log";
 const VOTE_FILE: &str = "vote";
-/// Magic, term, node, committed flag, crc.
-const VOTE_FILE_LEN: usize = 8 + 8 + 8 + 1 + 4;
+/// Magic, term, has-voted-for flag, voted-for node, committed flag, crc.
+const VOTE_FILE_LEN: usize = 8 + 8 + 1 + 8 + 1 + 4;
 const FRAME_HEADER: usize = 8;
-const BODY_HEADER: usize = 25;
+const BODY_HEADER: usize = 17;
 /// Largest frame body accepted on read: a length above it is a torn or corrupt header.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
@@ -180,7 +181,8 @@ fn decode_frames(bytes: &[u8]) -> std::io::Result<Decoded> {
 
 fn split_body(body: &[u8]) -> (u8, LogId<QuorumNodeId>, &[u8]) {
     let u64_at = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
-    let log_id = LogId::new(CommittedLeaderId::new(u64_at(9), u64_at(17)), u64_at(1));
+    // One leader per term (openraft's `single-term-leader`): a term names its leader.
+    let log_id = LogId::new(CommittedLeaderId::new(u64_at(9), 0), u64_at(1));
     (body[0], log_id, &body[BODY_HEADER..])
 }
 
@@ -203,7 +205,6 @@ fn encode_frame(out: &mut Vec<u8>, kind: u8, log_id: &LogId<QuorumNodeId>, paylo
     body.push(kind);
     body.extend_from_slice(&log_id.index.to_be_bytes());
     body.extend_from_slice(&log_id.leader_id.term.to_be_bytes());
-    body.extend_from_slice(&log_id.leader_id.node_id.to_be_bytes());
     body.extend_from_slice(payload);
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
@@ -235,23 +236,27 @@ fn read_vote(dir: &Path) -> std::io::Result<Option<Vote<QuorumNodeId>>> {
     if bytes.len() != VOTE_FILE_LEN || &bytes[..8] != VOTE_MAGIC {
         return Err(invalid("vote file has the wrong size or magic".into()));
     }
-    let crc = u32::from_be_bytes(bytes[25..29].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&bytes[..25]) != crc {
+    let crc = u32::from_be_bytes(bytes[26..30].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&bytes[..26]) != crc {
         return Err(invalid("vote file fails its checksum".into()));
     }
     let term = u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    let node = u64::from_be_bytes(bytes[16..24].try_into().expect("8 bytes"));
-    let vote = match bytes[24] {
-        0 => Vote::new(term, node),
-        _ => Vote::new_committed(term, node),
-    };
-    Ok(Some(vote))
+    let node = u64::from_be_bytes(bytes[17..25].try_into().expect("8 bytes"));
+    Ok(Some(Vote {
+        leader_id: LeaderId {
+            term,
+            voted_for: (bytes[16] != 0).then_some(node),
+        },
+        committed: bytes[25] != 0,
+    }))
 }
 
 fn write_vote(dir: &Path, vote: &Vote<QuorumNodeId>) -> std::io::Result<()> {
     let mut bytes = VOTE_MAGIC.to_vec();
     bytes.extend_from_slice(&vote.leader_id.term.to_be_bytes());
-    bytes.extend_from_slice(&vote.leader_id.voted_for().unwrap_or(0).to_be_bytes());
+    let voted_for = vote.leader_id.voted_for();
+    bytes.push(u8::from(voted_for.is_some()));
+    bytes.extend_from_slice(&voted_for.unwrap_or(0).to_be_bytes());
     bytes.push(u8::from(vote.committed));
     bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
     replace_file(dir, VOTE_FILE, &bytes)
@@ -536,6 +541,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_vote(dir.path(), &Vote::new(4, 2)).unwrap();
         assert_eq!(read_vote(dir.path()).unwrap(), Some(Vote::new(4, 2)));
+        write_vote(dir.path(), &Vote::default()).unwrap();
+        assert_eq!(read_vote(dir.path()).unwrap(), Some(Vote::default()));
+        write_vote(dir.path(), &Vote::new(4, 2)).unwrap();
         let mut bytes = std::fs::read(dir.path().join(VOTE_FILE)).unwrap();
         bytes[10] ^= 1;
         std::fs::write(dir.path().join(VOTE_FILE), &bytes).unwrap();

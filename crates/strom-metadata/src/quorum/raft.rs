@@ -2,10 +2,12 @@
 //!
 //! Why openraft `=0.9.25`: 0.9 is its stable line (0.10 is still alpha, with changing traits);
 //! it lets us own the log storage, state machine, network and even the async runtime, which is
-//! what a seeded simulation needs. Features: `storage-v2` (the split log / state-machine
-//! traits), `generic-snapshot-data` (a snapshot is our own bytes, sent whole, no chunking
-//! protocol), `serde` (membership is stored as JSON in the log). Pinned exactly: 0.9 point
-//! releases have changed trait details.
+//! what a seeded simulation needs. Features: `single-term-leader` (standard Raft: one leader
+//! per term; openraft's default lets several candidates lead the same term, which breaks
+//! KRaft's rule that a leader epoch names one leader), `storage-v2` (the split log /
+//! state-machine traits), `generic-snapshot-data` (a snapshot is our own bytes, sent whole, no
+//! chunking protocol), `serde` (membership is stored as JSON in the log). Pinned exactly: 0.9
+//! point releases have changed trait details.
 
 use std::collections::BTreeMap;
 use std::path::Path;
