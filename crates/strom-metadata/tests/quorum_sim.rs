@@ -201,10 +201,13 @@ struct Sim {
 
 impl Sim {
     async fn start(seed: u64, n: u64, root: &Path) -> Sim {
+        // openraft 0.9 draws a node's election timeout once, at start, and checks it on a tick
+        // of 1.5 heartbeats: the range must span many ticks or nodes that drew the same tick
+        // split every vote forever (5 nodes, seed 929, with 50 ms heartbeats and 150..300 ms).
         let config = Config {
-            heartbeat_interval: 50,
-            election_timeout_min: 150,
-            election_timeout_max: 300,
+            heartbeat_interval: 25,
+            election_timeout_min: 200,
+            election_timeout_max: 500,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(8),
             max_in_snapshot_log_to_keep: 2,
             purge_batch_size: 1,
@@ -224,6 +227,7 @@ impl Sim {
             next_proposal: 0,
         };
         for id in 1..=n {
+            sim.stagger().await;
             sim.restart(id).await;
         }
         let voters: BTreeMap<u64, BasicNode> = (1..=n)
@@ -231,6 +235,12 @@ impl Sim {
             .collect();
         sim.node(1).unwrap().bootstrap(voters).await.unwrap();
         sim
+    }
+
+    /// Real processes never start in the same microsecond: wait 0..10 ms between starts.
+    async fn stagger(&mut self) {
+        let us = self.rng.next_u64() % 10_000;
+        tokio::time::sleep(Duration::from_micros(us)).await;
     }
 
     fn node(&self, id: u64) -> Option<Arc<OpenraftQuorum>> {
@@ -404,6 +414,7 @@ impl Sim {
         self.transport.heal();
         self.transport.set_faults(NetworkFaults::RELIABLE);
         for id in self.down() {
+            self.stagger().await;
             self.restart(id).await;
         }
         let mut committed = None;
@@ -430,7 +441,10 @@ impl Sim {
             }
         }
         let Some(offset) = committed else {
-            self.fail("liveness: no proposal committed within 30 s after healing");
+            self.fail(&format!(
+                "liveness: no proposal committed within 30 s after healing; {}",
+                self.describe()
+            ));
         };
         for _ in 0..300 {
             let behind = self
@@ -492,6 +506,26 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Each live node's Raft state, for failure messages.
+    fn describe(&self) -> String {
+        let mut out = Vec::new();
+        for (id, q) in self.nodes.iter() {
+            let Some(q) = q else { continue };
+            let m = q.raft().metrics().borrow().clone();
+            out.push(format!(
+                "node {id}: {:?} term {} vote {} leader {:?} last log {:?} applied {:?} purged {:?}",
+                m.state,
+                m.current_term,
+                m.vote,
+                m.current_leader,
+                m.last_log_index,
+                m.last_applied.map(|l| l.index),
+                m.purged.map(|l| l.index)
+            ));
+        }
+        out.join("; ")
     }
 
     fn fail(&self, msg: &str) -> ! {
