@@ -343,7 +343,7 @@ impl Sim {
                 Err(QuorumError::NotLeader { .. }) => {
                     checker.lock().unwrap().rejected.insert(format!("p{id}"));
                 }
-                Err(QuorumError::Stopped { .. }) => {}
+                Err(QuorumError::LeadershipLost { .. } | QuorumError::Stopped { .. }) => {}
             }
         });
     }

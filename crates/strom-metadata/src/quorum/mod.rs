@@ -72,10 +72,16 @@ impl MetadataPublisher for NoPublisher {
 /// Kafka's NOT_CONTROLLER and retriable errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuorumError {
-    /// The batch is not committed and never will be: this node is not the leader, or its entry
-    /// was overwritten by a new leader's log. `leader` is the leader it knows of (forward there).
+    /// This node is not the leader, so the batch was never appended and never commits.
+    /// `leader` is the leader it knows of (forward there).
     #[error("not the metadata quorum leader (leader: {leader:?})")]
     NotLeader { leader: Option<QuorumNodeId> },
+    /// The batch was appended while this node led, then leadership moved and this node dropped
+    /// it. Another replica may still hold it and commit it: the outcome is unknown, so the
+    /// caller must re-read the image before it retries (the simulation found such a batch
+    /// committing: 3 nodes, seed 411).
+    #[error("metadata quorum leadership moved while the batch was pending (leader: {leader:?})")]
+    LeadershipLost { leader: Option<QuorumNodeId> },
     /// The quorum on this node stopped (shutdown or a storage failure). A batch in flight may
     /// still commit: the caller must re-read the image before it retries.
     #[error("metadata quorum stopped: {reason}")]

@@ -133,10 +133,17 @@ impl OpenraftQuorum {
 
 impl MetadataQuorum for OpenraftQuorum {
     async fn propose(&self, records: Vec<MetadataRecord>) -> Result<MetadataOffset, QuorumError> {
+        // openraft answers ForwardToLeader both when it refuses a write up front and when a new
+        // leader truncated the pending entry here (which another replica may still commit), so
+        // a refusal we can promise is final is decided here, before anything is appended.
+        let leader = self.leader().leader;
+        if leader != Some(self.raft.metrics().borrow().id) {
+            return Err(QuorumError::NotLeader { leader });
+        }
         match self.raft.client_write(MetadataBatch(records)).await {
             Ok(response) => Ok(response.log_id.index),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(QuorumError::NotLeader {
+                Err(QuorumError::LeadershipLost {
                     leader: f.leader_id,
                 })
             }
