@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::records::{ConfigResource, MetadataRecord};
@@ -21,7 +22,7 @@ pub fn is_internal(name: &str) -> bool {
 pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
 
 /// A registered broker and its advertised endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub broker_id: i32,
     pub host: String,
@@ -30,7 +31,7 @@ pub struct BrokerRegistration {
 }
 
 /// One partition's replica set and leadership.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     pub partition: i32,
     pub replicas: Vec<i32>,
@@ -41,7 +42,7 @@ pub struct PartitionImage {
 }
 
 /// A topic: its id, partitions by index, and its dynamic config overrides (never defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub topic_id: Uuid,
@@ -64,7 +65,8 @@ impl TopicImage {
 }
 
 /// The cluster state at one point of the metadata log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serializable so a Raft snapshot of the metadata log is this image (`quorum::state_machine`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     cluster_id: Option<String>,
     brokers: BTreeMap<i32, BrokerRegistration>,

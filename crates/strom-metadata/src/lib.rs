@@ -1,6 +1,7 @@
 //! Strom's cluster metadata: records appended to a metadata log, replayed into an immutable
 //! [`MetadataImage`]; the [`Controller`] that turns admin requests into records; the topic and
-//! broker config catalogues. The Raft quorum (openraft) will replicate the same records later.
+//! broker config catalogues; the [`quorum`] that replicates the records with Raft (openraft), not
+//! yet wired into the controller.
 
 pub mod broker_config;
 pub mod broker_config_defs;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod image;
 pub mod log;
 mod properties;
+pub mod quorum;
 pub mod records;
 
 pub use broker_config::{BrokerConfig, BrokerConfigError, Listener};

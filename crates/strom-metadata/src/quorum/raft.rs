@@ -1,0 +1,171 @@
+//! [`MetadataQuorum`] on openraft.
+//!
+//! Why openraft `=0.9.25`: 0.9 is its stable line (0.10 is still alpha, with changing traits);
+//! it lets us own the log storage, state machine, network and even the async runtime, which is
+//! what a seeded simulation needs. Features: `single-term-leader` (standard Raft: one leader
+//! per term; openraft's default lets several candidates lead the same term, which breaks
+//! KRaft's rule that a leader epoch names one leader), `storage-v2` (the split log /
+//! state-machine traits), `generic-snapshot-data` (a snapshot is our own bytes, sent whole, no
+//! chunking protocol), `serde` (membership is stored as JSON in the log). Pinned exactly: 0.9
+//! point releases have changed trait details.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, Raft};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::log_store::QuorumLogStore;
+use super::runtime::StromRuntime;
+use super::state_machine::{Applied, ImageStateMachine};
+use super::transport::{Network, QuorumTransport};
+use super::{
+    LeaderAndEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, QuorumError, QuorumNodeId,
+};
+use crate::image::MetadataImage;
+use crate::records::MetadataRecord;
+
+/// The application data of one Raft entry: a batch of records, applied atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataBatch(pub Vec<MetadataRecord>);
+
+impl std::fmt::Display for MetadataBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MetadataBatch({} records)", self.0.len())
+    }
+}
+
+openraft::declare_raft_types!(
+    /// openraft's types for the metadata quorum.
+    pub MetadataRaftConfig:
+        D = MetadataBatch,
+        R = (),
+        NodeId = QuorumNodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<MetadataRaftConfig>,
+        SnapshotData = Vec<u8>,
+        Responder = openraft::impls::OneshotResponder<MetadataRaftConfig>,
+        AsyncRuntime = StromRuntime,
+);
+
+/// Why a quorum node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumStartError {
+    #[error("metadata quorum storage in {dir}: {source}")]
+    Storage {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata quorum could not start: {reason}")]
+    Raft { reason: String },
+}
+
+/// A controller's replica of the metadata quorum, on openraft.
+pub struct OpenraftQuorum {
+    raft: Raft<MetadataRaftConfig>,
+    applied: watch::Receiver<Applied>,
+}
+
+impl std::fmt::Debug for OpenraftQuorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenraftQuorum").finish_non_exhaustive()
+    }
+}
+
+impl OpenraftQuorum {
+    /// Opens node `node_id`'s log, vote and snapshot in `dir` and starts its Raft node, which
+    /// talks to the others over `transport`. `publisher` sees every entry this node applies.
+    pub async fn open<T: QuorumTransport>(
+        node_id: QuorumNodeId,
+        dir: &Path,
+        config: Arc<Config>,
+        transport: Arc<T>,
+        publisher: Arc<dyn MetadataPublisher>,
+    ) -> Result<OpenraftQuorum, QuorumStartError> {
+        let storage = |source| QuorumStartError::Storage {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let log = QuorumLogStore::open(dir).map_err(storage)?;
+        let (sm, applied) = ImageStateMachine::open(dir, publisher).map_err(storage)?;
+        let network = Network {
+            from: node_id,
+            transport,
+        };
+        let raft = Raft::new(node_id, config, network, log, sm)
+            .await
+            .map_err(|e| QuorumStartError::Raft {
+                reason: e.to_string(),
+            })?;
+        Ok(OpenraftQuorum { raft, applied })
+    }
+
+    /// Forms the quorum of `voters` the first time; a node that already has a log or vote
+    /// ignores it (so every voter may call it at every start).
+    pub async fn bootstrap(
+        &self,
+        voters: BTreeMap<QuorumNodeId, BasicNode>,
+    ) -> Result<(), QuorumError> {
+        match self.raft.initialize(voters).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(QuorumError::Stopped {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The openraft node, for a transport's receiving end ([`super::transport::serve`]).
+    pub fn raft(&self) -> &Raft<MetadataRaftConfig> {
+        &self.raft
+    }
+
+    /// Stops the Raft node; storage is closed when the last handle drops.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "metadata quorum shut down with an error");
+        }
+    }
+}
+
+impl MetadataQuorum for OpenraftQuorum {
+    async fn propose(&self, records: Vec<MetadataRecord>) -> Result<MetadataOffset, QuorumError> {
+        // openraft answers ForwardToLeader both when it refuses a write up front and when a new
+        // leader truncated the pending entry here (which another replica may still commit), so
+        // a refusal we can promise is final is decided here, before anything is appended.
+        let leader = self.leader().leader;
+        if leader != Some(self.raft.metrics().borrow().id) {
+            return Err(QuorumError::NotLeader { leader });
+        }
+        match self.raft.client_write(MetadataBatch(records)).await {
+            Ok(response) => Ok(response.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::LeadershipLost {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                unreachable!("a metadata batch is not a membership change, yet: {e}")
+            }
+            Err(RaftError::Fatal(e)) => Err(QuorumError::Stopped {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn leader(&self) -> LeaderAndEpoch {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        LeaderAndEpoch {
+            leader: m.current_leader,
+            epoch: m.current_term,
+        }
+    }
+
+    fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
+        self.applied.borrow().clone()
+    }
+}

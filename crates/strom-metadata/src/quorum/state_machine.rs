@@ -1,0 +1,278 @@
+//! The replicated state machine: committed entries replayed into a [`MetadataImage`]
+//! (openraft's `RaftStateMachine`). A snapshot is the image serialized, with the log id and
+//! membership it covers, kept in the quorum directory as `snapshot` so a restart starts from it
+//! and a lagging node is sent it instead of the purged log.
+//!
+//! Snapshot file: `STRMSNP1`, body length u32 BE, crc32c(body) u32 BE, body = JSON of
+//! `{ last_log_id, last_membership, snapshot_id, image }`. The bytes sent to a lagging node are
+//! the file's bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::log_store::replace_file;
+use super::raft::MetadataRaftConfig;
+use super::{CommittedBatch, MetadataOffset, MetadataPublisher, QuorumNodeId};
+use crate::image::MetadataImage;
+
+type C = MetadataRaftConfig;
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMSNP1";
+const SNAPSHOT_FILE: &str = "snapshot";
+
+/// The latest snapshot (its meta and file bytes), shared with snapshot builders.
+type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<QuorumNodeId, BasicNode>, Vec<u8>)>>>;
+
+/// What the local replica has applied: the offset and the image at it.
+pub type Applied = (Option<MetadataOffset>, Arc<MetadataImage>);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotBody {
+    last_log_id: Option<LogId<QuorumNodeId>>,
+    last_membership: StoredMembership<QuorumNodeId, BasicNode>,
+    snapshot_id: String,
+    image: Arc<MetadataImage>,
+}
+
+fn encode_snapshot(body: &SnapshotBody) -> Vec<u8> {
+    let json = serde_json::to_vec(body).expect("metadata image serializes");
+    let mut bytes = SNAPSHOT_MAGIC.to_vec();
+    bytes.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&json).to_be_bytes());
+    bytes.extend_from_slice(&json);
+    bytes
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotBody, String> {
+    if bytes.len() < 16 || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err("not a Strom metadata snapshot".into());
+    }
+    let len = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_be_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    let json = &bytes[16..];
+    if json.len() != len || crc32c::crc32c(json) != crc {
+        return Err("snapshot is truncated or fails its checksum".into());
+    }
+    serde_json::from_slice(json).map_err(|e| e.to_string())
+}
+
+fn snapshot_err(e: impl std::fmt::Display) -> StorageError<QuorumNodeId> {
+    StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
+}
+
+/// The state machine handed to openraft.
+pub struct ImageStateMachine {
+    dir: PathBuf,
+    last_applied: Option<LogId<QuorumNodeId>>,
+    membership: StoredMembership<QuorumNodeId, BasicNode>,
+    image: Arc<MetadataImage>,
+    publisher: Arc<dyn MetadataPublisher>,
+    applied: watch::Sender<Applied>,
+    /// The latest snapshot (file bytes and meta), shared with snapshot builders.
+    current: CurrentSnapshot,
+    snapshots_built: Arc<Mutex<u64>>,
+}
+
+impl std::fmt::Debug for ImageStateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageStateMachine")
+            .field("dir", &self.dir)
+            .field("last_applied", &self.last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImageStateMachine {
+    /// Opens the state machine in `dir`, starting from its snapshot if there is one.
+    pub fn open(
+        dir: &Path,
+        publisher: Arc<dyn MetadataPublisher>,
+    ) -> std::io::Result<(ImageStateMachine, watch::Receiver<Applied>)> {
+        std::fs::create_dir_all(dir)?;
+        let (tx, rx) = watch::channel((None, Arc::new(MetadataImage::empty())));
+        let mut sm = ImageStateMachine {
+            dir: dir.to_path_buf(),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            image: Arc::new(MetadataImage::empty()),
+            publisher,
+            applied: tx,
+            current: Arc::new(Mutex::new(None)),
+            snapshots_built: Arc::new(Mutex::new(0)),
+        };
+        match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+            Ok(bytes) => {
+                let body = decode_snapshot(&bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                sm.load(body, bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok((sm, rx))
+    }
+
+    /// Replaces the state with a snapshot and tells the publisher.
+    fn load(&mut self, body: SnapshotBody, bytes: Vec<u8>) {
+        let meta = SnapshotMeta {
+            last_log_id: body.last_log_id,
+            last_membership: body.last_membership.clone(),
+            snapshot_id: body.snapshot_id,
+        };
+        self.last_applied = body.last_log_id;
+        self.membership = body.last_membership;
+        self.image = body.image;
+        if let Some(log_id) = self.last_applied {
+            self.publisher
+                .on_snapshot(log_id.index, log_id.leader_id.term, &self.image);
+        }
+        self.applied
+            .send_replace((self.last_applied.map(|l| l.index), Arc::clone(&self.image)));
+        *self.current.lock().expect("snapshot mutex poisoned") = Some((meta, bytes));
+    }
+}
+
+/// Builds a snapshot of the state as it was when openraft asked for the builder.
+#[derive(Debug)]
+pub struct ImageSnapshotBuilder {
+    dir: PathBuf,
+    last_applied: Option<LogId<QuorumNodeId>>,
+    membership: StoredMembership<QuorumNodeId, BasicNode>,
+    image: Arc<MetadataImage>,
+    current: CurrentSnapshot,
+    snapshots_built: Arc<Mutex<u64>>,
+}
+
+impl RaftSnapshotBuilder<C> for ImageSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<QuorumNodeId>> {
+        let n = {
+            let mut built = self.snapshots_built.lock().expect("counter mutex poisoned");
+            *built += 1;
+            *built
+        };
+        let snapshot_id = match self.last_applied {
+            Some(l) => format!("{}-{}-{n}", l.leader_id.term, l.index),
+            None => format!("0-0-{n}"),
+        };
+        let body = SnapshotBody {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: snapshot_id.clone(),
+            image: Arc::clone(&self.image),
+        };
+        let bytes = encode_snapshot(&body);
+        // Durable before openraft may purge the log it covers.
+        replace_file(&self.dir, SNAPSHOT_FILE, &bytes).map_err(snapshot_err)?;
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        *self.current.lock().expect("snapshot mutex poisoned") =
+            Some((meta.clone(), bytes.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(bytes),
+        })
+    }
+}
+
+impl RaftStateMachine<C> for ImageStateMachine {
+    type SnapshotBuilder = ImageSnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<QuorumNodeId>>,
+            StoredMembership<QuorumNodeId, BasicNode>,
+        ),
+        StorageError<QuorumNodeId>,
+    > {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<QuorumNodeId>>
+    where
+        I: IntoIterator<Item = openraft::Entry<C>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut responses = Vec::new();
+        for entry in entries {
+            let records: &[_] = match &entry.payload {
+                EntryPayload::Blank => &[],
+                EntryPayload::Normal(batch) => {
+                    self.image = Arc::new(self.image.apply_all(&batch.0));
+                    &batch.0
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                    &[]
+                }
+            };
+            self.last_applied = Some(entry.log_id);
+            self.publisher.on_batch(CommittedBatch {
+                offset: entry.log_id.index,
+                epoch: entry.log_id.leader_id.term,
+                records,
+                image: &self.image,
+            });
+            responses.push(());
+        }
+        self.applied
+            .send_replace((self.last_applied.map(|l| l.index), Arc::clone(&self.image)));
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        ImageSnapshotBuilder {
+            dir: self.dir.clone(),
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            image: Arc::clone(&self.image),
+            current: Arc::clone(&self.current),
+            snapshots_built: Arc::clone(&self.snapshots_built),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Vec<u8>>, StorageError<QuorumNodeId>> {
+        Ok(Box::default())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<QuorumNodeId, BasicNode>,
+        snapshot: Box<Vec<u8>>,
+    ) -> Result<(), StorageError<QuorumNodeId>> {
+        let body = decode_snapshot(&snapshot).map_err(snapshot_err)?;
+        if body.last_log_id != meta.last_log_id {
+            return Err(snapshot_err(format!(
+                "snapshot covers {:?} but its meta says {:?}",
+                body.last_log_id, meta.last_log_id
+            )));
+        }
+        replace_file(&self.dir, SNAPSHOT_FILE, &snapshot).map_err(snapshot_err)?;
+        self.load(body, *snapshot);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<C>>, StorageError<QuorumNodeId>> {
+        let current = self.current.lock().expect("snapshot mutex poisoned");
+        Ok(current.as_ref().map(|(meta, bytes)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(bytes.clone()),
+        }))
+    }
+}

@@ -1,0 +1,195 @@
+//! How quorum nodes reach each other: [`QuorumTransport`] is ours (an in-memory simulation
+//! today, TCP later); [`serve`] is the receiving side any transport calls; the adapter below
+//! makes a transport openraft's network.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft, Snapshot, SnapshotMeta, Vote};
+
+use super::raft::MetadataRaftConfig;
+use super::QuorumNodeId;
+
+type C = MetadataRaftConfig;
+
+/// A Raft message between quorum nodes.
+#[derive(Debug, Clone)]
+pub enum QuorumRpc {
+    AppendEntries(AppendEntriesRequest<C>),
+    Vote(VoteRequest<QuorumNodeId>),
+    /// A whole snapshot (the bytes of a snapshot file) for a node behind the purged log.
+    Snapshot {
+        vote: Vote<QuorumNodeId>,
+        meta: SnapshotMeta<QuorumNodeId, BasicNode>,
+        data: Vec<u8>,
+    },
+}
+
+/// The answer to a [`QuorumRpc`] of the same kind.
+#[derive(Debug)]
+pub enum QuorumReply {
+    AppendEntries(AppendEntriesResponse<QuorumNodeId>),
+    Vote(VoteResponse<QuorumNodeId>),
+    Snapshot(SnapshotResponse<QuorumNodeId>),
+}
+
+/// Why a message got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// Not delivered, or delivered with the answer lost: the sender cannot tell which.
+    #[error("node {target} is unreachable")]
+    Unreachable { target: QuorumNodeId },
+    /// The receiver's Raft refused the message (it is shutting down).
+    #[error("node {target} failed the request: {reason}")]
+    Remote {
+        target: QuorumNodeId,
+        reason: String,
+    },
+}
+
+/// Carries [`QuorumRpc`]s from one node to another and brings back the reply.
+pub trait QuorumTransport: Send + Sync + 'static {
+    fn send(
+        &self,
+        from: QuorumNodeId,
+        to: QuorumNodeId,
+        rpc: QuorumRpc,
+    ) -> impl Future<Output = Result<QuorumReply, TransportError>> + Send;
+}
+
+/// Delivers `rpc` to the local Raft node `raft` (the receiving end of any transport).
+pub async fn serve(raft: &Raft<C>, rpc: QuorumRpc) -> Result<QuorumReply, String> {
+    match rpc {
+        QuorumRpc::AppendEntries(req) => raft
+            .append_entries(req)
+            .await
+            .map(QuorumReply::AppendEntries)
+            .map_err(|e| e.to_string()),
+        QuorumRpc::Vote(req) => raft
+            .vote(req)
+            .await
+            .map(QuorumReply::Vote)
+            .map_err(|e| e.to_string()),
+        QuorumRpc::Snapshot { vote, meta, data } => {
+            let snapshot = Snapshot {
+                meta,
+                snapshot: Box::new(data),
+            };
+            raft.install_full_snapshot(vote, snapshot)
+                .await
+                .map(QuorumReply::Snapshot)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// openraft's network factory over a [`QuorumTransport`].
+pub struct Network<T> {
+    pub(crate) from: QuorumNodeId,
+    pub(crate) transport: Arc<T>,
+}
+
+/// One node's connection to `target`.
+pub struct Connection<T> {
+    from: QuorumNodeId,
+    target: QuorumNodeId,
+    transport: Arc<T>,
+}
+
+impl<T: QuorumTransport> RaftNetworkFactory<C> for Network<T> {
+    type Network = Connection<T>;
+
+    async fn new_client(&mut self, target: QuorumNodeId, _node: &BasicNode) -> Connection<T> {
+        Connection {
+            from: self.from,
+            target,
+            transport: Arc::clone(&self.transport),
+        }
+    }
+}
+
+impl<T: QuorumTransport> Connection<T> {
+    async fn call(&self, rpc: QuorumRpc) -> Result<QuorumReply, TransportError> {
+        self.transport.send(self.from, self.target, rpc).await
+    }
+}
+
+fn rpc_error<E: std::error::Error>(
+    e: TransportError,
+) -> RPCError<QuorumNodeId, BasicNode, RaftError<QuorumNodeId, E>> {
+    match e {
+        TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+        TransportError::Remote { .. } => RPCError::Network(NetworkError::new(&e)),
+    }
+}
+
+fn wrong_reply(target: QuorumNodeId) -> TransportError {
+    TransportError::Remote {
+        target,
+        reason: "reply of the wrong kind".into(),
+    }
+}
+
+impl<T: QuorumTransport> RaftNetwork<C> for Connection<T> {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        _option: RPCOption,
+    ) -> Result<
+        AppendEntriesResponse<QuorumNodeId>,
+        RPCError<QuorumNodeId, BasicNode, RaftError<QuorumNodeId>>,
+    > {
+        match self.call(QuorumRpc::AppendEntries(rpc)).await {
+            Ok(QuorumReply::AppendEntries(r)) => Ok(r),
+            Ok(_) => Err(rpc_error(wrong_reply(self.target))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<QuorumNodeId>,
+        _option: RPCOption,
+    ) -> Result<
+        VoteResponse<QuorumNodeId>,
+        RPCError<QuorumNodeId, BasicNode, RaftError<QuorumNodeId>>,
+    > {
+        match self.call(QuorumRpc::Vote(rpc)).await {
+            Ok(QuorumReply::Vote(r)) => Ok(r),
+            Ok(_) => Err(rpc_error(wrong_reply(self.target))),
+            Err(e) => Err(rpc_error(e)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<QuorumNodeId>,
+        snapshot: Snapshot<C>,
+        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<QuorumNodeId>, StreamingError<C, Fatal<QuorumNodeId>>> {
+        let rpc = QuorumRpc::Snapshot {
+            vote,
+            meta: snapshot.meta,
+            data: *snapshot.snapshot,
+        };
+        let err = match self.call(rpc).await {
+            Ok(QuorumReply::Snapshot(r)) => return Ok(r),
+            Ok(_) => wrong_reply(self.target),
+            Err(e) => e,
+        };
+        Err(match err {
+            TransportError::Unreachable { .. } => {
+                StreamingError::Unreachable(Unreachable::new(&err))
+            }
+            TransportError::Remote { .. } => StreamingError::Network(NetworkError::new(&err)),
+        })
+    }
+}
