@@ -1,4 +1,4 @@
-//! The broker's network metrics: plain atomic counters and gauges, read with `get()`.
+//! The broker's network and storage-fault metrics: plain atomic counters and gauges, read with `get()`.
 //! Names in the doc comments follow Kafka's (`kafka.server:type=socket-server-metrics` and
 //! friends) so a later Prometheus exporter can publish them; this module does not export.
 
@@ -58,4 +58,7 @@ pub struct BrokerMetrics {
     /// Bytes of encoded responses held in memory waiting to be written, over all
     /// connections (fetched records sent from segment files are not held, not counted).
     pub response_bytes_queued: Gauge,
+    /// Produce appends refused with KAFKA_STORAGE_ERROR (a full disk, an I/O error, an offline
+    /// log); Kafka counts them among `FailedProduceRequestsPerSec`.
+    pub produce_storage_errors_total: Counter,
 }

@@ -157,3 +157,86 @@ async fn a_frame_over_the_request_budget_waits_and_is_accounted() {
     assert_eq!(m.response_bytes_queued.get(), 0);
     running.shutdown().await;
 }
+
+/// Produce appends refused on a full disk are counted in `produce_storage_errors_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_refused_on_a_full_disk_are_counted() {
+    use bytes::{Buf, BytesMut};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mount.path());
+    let data = mount.path().join("data").display().to_string();
+    let running = start(&[("log.dirs", &data)]).await;
+    let created = tokio::task::block_in_place(|| {
+        running.broker.with_controller(|c| {
+            c.create_topics(
+                vec![strom_metadata::CreateTopicRequest::with_defaults("full")],
+                false,
+            )
+        })
+    });
+    assert!(created[0].is_ok(), "{created:?}");
+
+    let mut stream = TcpStream::connect(running.addr).await.unwrap();
+    let mut last_code = 0;
+    for correlation in 0..200 {
+        let mut batch = strom_protocol::record_batch::builder::BatchBuilder::new(0);
+        batch.push(None, Some(&vec![7u8; 64 * 1024]), 1_700_000_000_000);
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(StrBytes::from_static_str("full").into())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.build().freeze()))])]);
+        let mut frame = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(9)
+            .with_correlation_id(correlation)
+            .encode(&mut frame, ApiKey::Produce.request_header_version(9))
+            .unwrap();
+        request.encode(&mut frame, 9).unwrap();
+        stream
+            .write_all(&(frame.len() as i32).to_be_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&frame).await.unwrap();
+        let len = with_timeout(stream.read_i32()).await.unwrap().unwrap();
+        let mut body = vec![0u8; len as usize];
+        stream.read_exact(&mut body).await.unwrap();
+        let mut body = bytes::Bytes::from(body);
+        body.advance(5); // correlation id and the empty tagged fields of header v1
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        last_code = response.responses[0].partition_responses[0].error_code;
+        if last_code != 0 {
+            break;
+        }
+    }
+    assert_eq!(last_code, 56, "KAFKA_STORAGE_ERROR once 3 MiB are full");
+    assert!(running.metrics().produce_storage_errors_total.get() >= 1);
+    drop(stream);
+    running.shutdown().await;
+}

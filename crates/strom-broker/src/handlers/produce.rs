@@ -108,6 +108,10 @@ fn append_all(broker: &Broker, request: ProduceRequest, version: i16) -> Vec<Top
 
 type PartitionError = (ErrorCode, Option<String>);
 
+/// Appends failing on a full or failing disk are logged at most once a second.
+static STORAGE_ERROR_LOG: std::sync::LazyLock<crate::limits::LogLimiter> =
+    std::sync::LazyLock::new(|| crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)));
+
 fn append_one(
     broker: &Broker,
     image: &strom_metadata::MetadataImage,
@@ -150,7 +154,16 @@ fn append_one(
     let info = partition
         .log
         .append(BytesMut::from(&records[..]))
-        .map_err(|e| (log_error_code(&e), Some(e.to_string())))?;
+        .map_err(|e| {
+            let code = log_error_code(&e);
+            if code == ErrorCode::KafkaStorageError {
+                broker.metrics().produce_storage_errors_total.inc();
+                if let Some(suppressed) = STORAGE_ERROR_LOG.check() {
+                    tracing::warn!(topic, partition = index, error = %e, suppressed, "append failed");
+                }
+            }
+            (code, Some(e.to_string()))
+        })?;
     if !info.duplicate {
         partition.notify_appended();
     }
