@@ -25,8 +25,8 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::producer::FutureRecord;
@@ -110,18 +110,6 @@ fn latest_offset(wire: &mut Wire, topic: &str, partition: i32) -> i64 {
     let p = &r.topics[0].partitions[0];
     assert_eq!(p.error_code, 0, "ListOffsets {topic}-{partition}");
     p.offset
-}
-
-fn init_producer_id(wire: &mut Wire) -> (i64, i16) {
-    let r: InitProducerIdResponse = wire.call(
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000),
-    );
-    assert_eq!(r.error_code, 0);
-    (r.producer_id.0, r.producer_epoch)
 }
 
 /// Produces `values` to partition 0 of `topic` with librdkafka and waits for every ack.
@@ -320,7 +308,7 @@ async fn produce_refuses_batches_only_the_broker_may_write() {
     let good = values("good", 3);
     produce_acked(&server, "strict", &good).await;
     let mut wire = Wire::connect(&server.bootstrap());
-    let (pid, epoch) = init_producer_id(&mut wire);
+    let (pid, epoch) = wire.init_producer_id();
 
     let marker = marker_batch(pid, epoch, ControlRecordType::Commit, 0, 1_700_000_000_000);
     let (code, message) = produce(&mut wire, "strict", 0, marker.freeze());

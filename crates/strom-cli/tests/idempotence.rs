@@ -10,10 +10,7 @@ use std::time::Duration;
 use common::wire::Wire;
 use common::{create_topic, Server};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
-    TopicName,
-};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::record_batch::builder::BatchBuilder;
 
@@ -21,23 +18,10 @@ const PRODUCE_VERSION: i16 = 9;
 
 /// Idempotent-producer calls over the shared bare wire client.
 trait Idempotent {
-    fn init_producer_id(&mut self) -> (i64, i16);
     fn produce(&mut self, producer: (i64, i16), base_sequence: i32, count: usize) -> (i16, i64);
 }
 
 impl Idempotent for Wire {
-    fn init_producer_id(&mut self) -> (i64, i16) {
-        let r: InitProducerIdResponse = self.call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(60_000),
-        );
-        assert_eq!(r.error_code, 0);
-        (r.producer_id.0, r.producer_epoch)
-    }
-
     /// Produces one batch of `count` records; returns (error code, base offset).
     fn produce(&mut self, producer: (i64, i16), base_sequence: i32, count: usize) -> (i16, i64) {
         let mut batch = BatchBuilder::new(0);

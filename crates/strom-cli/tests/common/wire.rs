@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, RequestHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 pub struct Wire {
@@ -16,6 +18,19 @@ pub struct Wire {
 }
 
 impl Wire {
+    /// InitProducerId v4 for an idempotent (non-transactional) producer: (id, epoch).
+    pub fn init_producer_id(&mut self) -> (i64, i16) {
+        let r: InitProducerIdResponse = self.call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        );
+        assert_eq!(r.error_code, 0, "InitProducerId");
+        (r.producer_id.0, r.producer_epoch)
+    }
+
     pub fn connect(bootstrap: &str) -> Wire {
         let stream = TcpStream::connect(bootstrap).expect("connect");
         stream
