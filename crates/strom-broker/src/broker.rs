@@ -43,6 +43,9 @@ pub struct Broker {
     groups: GroupCoordinator,
     txns: TxnCoordinator,
     metrics: Arc<BrokerMetrics>,
+    /// The hosted logs could not follow the last image (a full disk, no file descriptors):
+    /// a background task retries until they do.
+    logs_behind_image: std::sync::atomic::AtomicBool,
     /// Held for the broker's lifetime: one process per data directory, as Kafka's `.lock`.
     _dir_lock: std::fs::File,
 }
@@ -92,6 +95,7 @@ impl Broker {
             image: RwLock::new(image),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             metrics: Arc::default(),
+            logs_behind_image: Default::default(),
         });
         check_metadata_knows_data(&broker.image(), &broker.replicas)?;
         broker
@@ -152,11 +156,37 @@ impl Broker {
         let mut controller = self.controller.lock();
         let result = op(&mut controller);
         let image = controller.image();
-        if let Err(e) = self.sync_replicas(&image) {
-            tracing::error!(error = %e, "could not apply metadata to partition logs");
-        }
+        self.follow_image(&image);
         *self.image.write() = image;
         result
+    }
+
+    /// Brings the hosted logs in line with `image` (the controller lock held), remembering a
+    /// failure for the background retry.
+    fn follow_image(&self, image: &MetadataImage) {
+        use std::sync::atomic::Ordering;
+        match self.sync_replicas(image) {
+            Ok(()) => {
+                if self.logs_behind_image.swap(false, Ordering::Relaxed) {
+                    tracing::info!("partition logs follow the metadata again");
+                }
+            }
+            Err(e) => {
+                self.logs_behind_image.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "could not apply metadata to partition logs; retrying in the background");
+            }
+        }
+    }
+
+    /// Retries following the image after a failure (background task).
+    fn retry_follow_image(&self) {
+        if self
+            .logs_behind_image
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let controller = self.controller.lock();
+            self.follow_image(&controller.image());
+        }
     }
 
     fn sync_replicas(&self, image: &MetadataImage) -> Result<(), strom_storage::LogError> {
@@ -259,7 +289,8 @@ impl Broker {
         // Compaction (log.cleaner.enable, log.cleaner.backoff.ms).
         crate::log_cleaner::spawn(self.clone(), stop.clone());
         // Rolled segments are fsynced soon after the roll (Kafka schedules that flush at the
-        // roll), so the recovery point advances and an unclean restart rescans only the tail.
+        // roll), so the recovery point advances and an unclean restart rescans only the tail;
+        // logs that could not follow the metadata (a full disk) are retried on the same tick.
         let flusher = self.clone();
         let mut flush_stop = stop.clone();
         tokio::spawn(async move {
@@ -270,7 +301,11 @@ impl Broker {
                     _ = flush_stop.changed() => return,
                 }
                 let broker = flusher.clone();
-                let _ = tokio::task::spawn_blocking(move || broker.flush_rolled_segments()).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    broker.retry_follow_image();
+                    broker.flush_rolled_segments();
+                })
+                .await;
             }
         });
         tokio::spawn(async move {

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::wire::Wire;
 use common::{consume, create_topic, Server};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, ProduceRequest, ProduceResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::Offset;
 use strom_protocol::record_batch::builder::BatchBuilder;
@@ -21,6 +24,7 @@ use strom_protocol::record_batch::builder::BatchBuilder;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 const TOPIC: &str = "fills-the-disk";
 const VALUE_BYTES: usize = 64 * 1024;
+const LATE: &str = "created-while-full";
 
 /// A tmpfs mounted on a temporary directory for the test's lifetime (the tests run as root,
 /// as CI does); unmounted when dropped.
@@ -66,19 +70,35 @@ fn value(index: usize) -> Vec<u8> {
 }
 
 fn produce(wire: &mut Wire, index: usize) -> i16 {
+    produce_to(wire, TOPIC, 0, index)
+}
+
+fn produce_to(wire: &mut Wire, topic: &str, partition: i32, index: usize) -> i16 {
     let mut batch = BatchBuilder::new(0);
     batch.push(None, Some(&value(index)), 1_700_000_000_000);
     let data = PartitionProduceData::default()
-        .with_index(0)
+        .with_index(partition)
         .with_records(Some(Bytes::from(batch.build())));
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(10_000)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
             .with_partition_data(vec![data])]);
     let r: ProduceResponse = wire.call(ApiKey::Produce, 9, &req);
     r.responses[0].partition_responses[0].error_code
+}
+
+/// CreateTopics v7 of one topic; its error code.
+fn create(wire: &mut Wire, topic: &str, partitions: i32) -> i16 {
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let r: CreateTopicsResponse = wire.call(ApiKey::CreateTopics, 7, &req);
+    r.topics[0].error_code
 }
 
 fn read_all(server: &Server, count: usize) {
@@ -130,6 +150,8 @@ async fn disk_full_refuses_writes_keeps_reads_and_recovers_without_restart() {
     // Still full: still refused, and the broker is alive and serving reads.
     assert_eq!(produce(&mut wire, acked), KAFKA_STORAGE_ERROR);
     read_all(&server, acked);
+    // A topic created now may be refused, or committed with logs that cannot be opened yet.
+    let while_full = create(&mut wire, LATE, 4);
 
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -149,6 +171,19 @@ async fn disk_full_refuses_writes_keeps_reads_and_recovers_without_restart() {
         acked += 1;
     }
     read_all(&server, acked);
+
+    // Either way, once space is back the topic becomes usable without a restart: created now
+    // if it was refused, or (no other metadata change needed) its logs opened by the broker's
+    // background retry.
+    let created_now = (while_full != 0).then(|| create(&mut wire, LATE, 4));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (0..4).any(|p| produce_to(&mut wire, LATE, p, 0) != 0) {
+        assert!(
+            Instant::now() < deadline,
+            "{LATE} unusable after space returned (created while full: {while_full}, after: {created_now:?})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(wire);
 
     assert!(server.stop(), "clean shutdown after a full disk");
