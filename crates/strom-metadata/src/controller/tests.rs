@@ -1,6 +1,7 @@
 //! Controller tests: every CreateTopics rule, config alteration semantics, producer id blocks,
 //! and that what the controller committed replays to the same image after a reopen.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::*;
@@ -607,4 +608,61 @@ fn max_broker_partitions_bounds_create_topics_and_create_partitions() {
     assert!(matches!(e, E::InvalidPartitions { .. }), "{e}");
     c.create_partitions("a", 8, vec![], false).unwrap();
     assert_eq!(c.image().topic("a").unwrap().partitions.len(), 8);
+}
+
+/// Striped, rack-aware placement: with 6 brokers in 3 racks and RF 3, every partition has one
+/// replica per rack, and leaders and replicas are spread exactly evenly.
+#[test]
+fn placement_spreads_leaders_and_replicas_evenly_across_racks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[]);
+    for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
+        c.register_broker(id, "localhost", 9092 + id as u16, Some(rack))
+            .unwrap();
+    }
+    create(&mut c, req("striped", 60, 3)).unwrap();
+    let image = c.image();
+    let rack_of = |id: i32| image.broker(id).unwrap().rack.clone().unwrap();
+    let mut leaders = BTreeMap::new();
+    let mut replicas = BTreeMap::new();
+    for p in image.topic("striped").unwrap().partitions.values() {
+        let racks: BTreeSet<String> = p.replicas.iter().map(|id| rack_of(*id)).collect();
+        assert_eq!(racks.len(), 3, "one replica per rack: {:?}", p.replicas);
+        assert_eq!(p.leader, p.replicas[0]);
+        *leaders.entry(p.leader).or_insert(0) += 1;
+        for id in &p.replicas {
+            *replicas.entry(*id).or_insert(0) += 1;
+        }
+    }
+    assert!(leaders.values().all(|n| *n == 10), "leaders: {leaders:?}");
+    assert!(
+        replicas.values().all(|n| *n == 30),
+        "replicas: {replicas:?}"
+    );
+
+    // More replicas than racks: racks repeat only once every rack is used.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[]);
+    for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b")] {
+        c.register_broker(id, "localhost", 9092 + id as u16, Some(rack))
+            .unwrap();
+    }
+    create(&mut c, req("two-racks", 8, 3)).unwrap();
+    let image = c.image();
+    for p in image.topic("two-racks").unwrap().partitions.values() {
+        let in_a = p.replicas.iter().filter(|id| **id <= 2).count();
+        assert!((1..=2).contains(&in_a), "{:?}", p.replicas);
+    }
+
+    // No racks: every broker is its own failure domain; still even.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1, 2, 3, 4]);
+    create(&mut c, req("plain", 8, 2)).unwrap();
+    let image = c.image();
+    let mut leaders = BTreeMap::new();
+    for p in image.topic("plain").unwrap().partitions.values() {
+        assert_ne!(p.replicas[0], p.replicas[1]);
+        *leaders.entry(p.leader).or_insert(0) += 1;
+    }
+    assert!(leaders.values().all(|n| *n == 2), "leaders: {leaders:?}");
 }

@@ -405,15 +405,20 @@ fn check_replica_set(
     }
 }
 
-/// Round-robin placement over the registered brokers (sorted by id), partition `p` starting at
-/// broker `(p + topics) % n` so leaders spread across topics. Deterministic given the image.
+/// Rack-aware, striped placement over the registered brokers. The brokers are ordered so that
+/// racks alternate (rack A's first broker, rack B's first, ..., rack A's second, ...; a broker
+/// without a rack is a rack of its own), partition `p`'s leader is the broker at `(p + topics)`
+/// in that order, and each follower is the next broker in the order whose rack the partition
+/// does not use yet (any next broker once every rack is used). Leaders and replicas spread
+/// evenly, no two replicas share a rack while racks allow it, and the result is deterministic
+/// given the image.
 fn place_replicas(
     image: &MetadataImage,
     first_partition: i32,
     count: i32,
     rf: i16,
 ) -> Result<Vec<Vec<i32>>, ControllerError> {
-    let brokers: Vec<i32> = image.brokers().map(|b| b.broker_id).collect();
+    let brokers = rack_alternating_brokers(image);
     if rf as usize > brokers.len() {
         return Err(ControllerError::InvalidReplicationFactor {
             reason: format!(
@@ -422,14 +427,51 @@ fn place_replicas(
             ),
         });
     }
+    let n = brokers.len();
+    let racks: BTreeSet<&str> = brokers.iter().map(|(_, rack)| rack.as_str()).collect();
     let offset = image.topic_count();
     Ok((first_partition..first_partition + count)
         .map(|p| {
-            (0..rf as usize)
-                .map(|j| brokers[(p as usize + offset + j) % brokers.len()])
-                .collect()
+            let start = (p as usize + offset) % n;
+            let mut chosen: Vec<usize> = vec![start];
+            let mut used_racks: BTreeSet<&str> = BTreeSet::from([brokers[start].1.as_str()]);
+            while chosen.len() < rf as usize {
+                let all_racks_used = used_racks.len() == racks.len();
+                let next = (1..n)
+                    .map(|step| (start + step) % n)
+                    .find(|i| {
+                        !chosen.contains(i)
+                            && (all_racks_used || !used_racks.contains(brokers[*i].1.as_str()))
+                    })
+                    .expect("rf <= broker count leaves a broker to choose");
+                used_racks.insert(brokers[next].1.as_str());
+                chosen.push(next);
+            }
+            chosen.into_iter().map(|i| brokers[i].0).collect()
         })
         .collect())
+}
+
+/// The registered brokers as (id, rack) with racks alternating; within a rack by broker id.
+fn rack_alternating_brokers(image: &MetadataImage) -> Vec<(i32, String)> {
+    let mut by_rack: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for b in image.brokers() {
+        let rack = b
+            .rack
+            .clone()
+            .unwrap_or_else(|| format!("\0broker-{}", b.broker_id));
+        by_rack.entry(rack).or_default().push(b.broker_id);
+    }
+    let mut out = Vec::new();
+    let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    for round in 0..deepest {
+        for (rack, ids) in &by_rack {
+            if let Some(id) = ids.get(round) {
+                out.push((*id, rack.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Checks CreateTopics configs and returns them as the overrides map.
