@@ -10,6 +10,7 @@ pub mod raft;
 pub mod runtime;
 pub mod sim_transport;
 pub mod state_machine;
+pub mod tcp_codec;
 pub mod transport;
 
 use std::future::Future;
