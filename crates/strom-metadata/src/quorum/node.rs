@@ -41,16 +41,18 @@ impl std::fmt::Debug for QuorumNodeOptions {
 }
 
 impl Default for QuorumNodeOptions {
-    /// Timing close to KRaft's defaults: a leader that stops is replaced after about 1-2 s
-    /// (`controller.quorum.election.timeout.ms=1000` plus a random backoff); heartbeats every
-    /// 100 ms so a follower never mistakes a live leader for a dead one.
+    /// Timing close to KRaft's defaults. openraft 0.9 has a follower that heard a committed
+    /// leader wait `leader_lease` (= `election_timeout_max`) plus a random election timeout
+    /// before it campaigns, so with 500-1000 ms a stopped leader is replaced after 1.5-2 s, as
+    /// with Kafka's `controller.quorum.fetch.timeout.ms=2000`. Heartbeats every 100 ms keep a
+    /// live leader from looking dead on a busy machine.
     fn default() -> Self {
         QuorumNodeOptions {
             raft: Config {
                 cluster_name: "strom-metadata".into(),
                 heartbeat_interval: 100,
-                election_timeout_min: 1000,
-                election_timeout_max: 2000,
+                election_timeout_min: 500,
+                election_timeout_max: 1000,
                 ..Config::default()
             },
             transport: TcpTransportConfig::default(),
