@@ -6,12 +6,17 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use openraft::SnapshotPolicy;
 
 use strom_metadata::broker_config::QuorumVoter;
 use strom_metadata::quorum::node::{QuorumNode, QuorumNodeOptions};
-use strom_metadata::quorum::{MetadataOffset, MetadataQuorum};
-use strom_metadata::MetadataRecord;
+use strom_metadata::quorum::{
+    CommittedBatch, LeaderEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum,
+};
+use strom_metadata::{MetadataImage, MetadataRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -27,10 +32,26 @@ fn broker(id: i32) -> MetadataRecord {
     }
 }
 
+/// The snapshots a node's publisher was handed (its own on restart, or one sent to it).
+#[derive(Default)]
+struct Snapshots(Mutex<Vec<MetadataOffset>>);
+
+impl MetadataPublisher for Snapshots {
+    fn on_batch(&self, _: CommittedBatch<'_>) {}
+
+    fn on_snapshot(&self, offset: MetadataOffset, _: LeaderEpoch, _: &Arc<MetadataImage>) {
+        self.0.lock().unwrap().push(offset);
+    }
+}
+
 struct Cluster {
     root: tempfile::TempDir,
     addrs: BTreeMap<u64, SocketAddr>,
     nodes: BTreeMap<u64, QuorumNode>,
+    snapshots: BTreeMap<u64, Arc<Snapshots>>,
+    /// Snapshot after every few entries and purge the log behind it, so a node that was away
+    /// can only catch up from a snapshot sent over the wire.
+    eager_snapshots: bool,
 }
 
 impl Cluster {
@@ -49,7 +70,7 @@ impl Cluster {
         self.root.path().join(format!("node-{id}"))
     }
 
-    async fn start(size: u64) -> Cluster {
+    async fn start(size: u64, eager_snapshots: bool) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let mut listeners = BTreeMap::new();
         for id in 1..=size {
@@ -64,6 +85,8 @@ impl Cluster {
             root,
             addrs,
             nodes: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            eager_snapshots,
         };
         for (id, listener) in listeners {
             cluster.start_node(id, listener).await;
@@ -72,15 +95,20 @@ impl Cluster {
     }
 
     async fn start_node(&mut self, id: u64, listener: TcpListener) {
-        let node = QuorumNode::start_tcp(
-            id,
-            &self.voters(),
-            &self.dir(id),
-            listener,
-            QuorumNodeOptions::default(),
-        )
-        .await
-        .unwrap();
+        let snapshots = Arc::new(Snapshots::default());
+        let mut options = QuorumNodeOptions {
+            publisher: Arc::clone(&snapshots) as Arc<dyn MetadataPublisher>,
+            ..QuorumNodeOptions::default()
+        };
+        if self.eager_snapshots {
+            options.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(3);
+            options.raft.max_in_snapshot_log_to_keep = 0;
+            options.raft.purge_batch_size = 1;
+        }
+        self.snapshots.insert(id, snapshots);
+        let node = QuorumNode::start_tcp(id, &self.voters(), &self.dir(id), listener, options)
+            .await
+            .unwrap();
         assert_eq!(node.local_addr(), self.addrs[&id]);
         self.nodes.insert(id, node);
     }
@@ -170,7 +198,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_a_quorum_and_commit_on_every_node() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3, false).await;
     let leader = cluster.leader(None).await;
     let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
 
@@ -206,7 +234,7 @@ async fn three_nodes_form_a_quorum_and_commit_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_stops_a_new_one_commits_and_the_old_one_catches_up() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3, true).await;
     let mut acked: Vec<i32> = Vec::new();
     let mut next_broker = 0;
     let mut elections = Vec::new();
@@ -221,6 +249,7 @@ async fn leader_stops_a_new_one_commits_and_the_old_one_catches_up() {
             next_broker += 1;
         }
 
+        let stopped_offset = cluster.nodes[&old].image().0.unwrap();
         let stopping = Instant::now();
         cluster.stop(old).await;
         let stopped = Instant::now();
@@ -228,12 +257,16 @@ async fn leader_stops_a_new_one_commits_and_the_old_one_catches_up() {
         elections.push((stopped - stopping, stopped.elapsed()));
         assert_ne!(new, old);
 
-        let offset = cluster.nodes[&new]
-            .propose(vec![broker(next_broker)])
-            .await
-            .unwrap();
-        acked.push(next_broker);
-        next_broker += 1;
+        // Enough entries that the new leader snapshots past the old node's log and purges it.
+        let mut offset = 0;
+        for _ in 0..5 {
+            offset = cluster.nodes[&new]
+                .propose(vec![broker(next_broker)])
+                .await
+                .unwrap();
+            acked.push(next_broker);
+            next_broker += 1;
+        }
         cluster.all_applied(offset).await;
         for (id, node) in &cluster.nodes {
             let image = node.image().1;
@@ -254,6 +287,13 @@ async fn leader_stops_a_new_one_commits_and_the_old_one_catches_up() {
             "round {round}: restarted node"
         );
         assert_eq!(image.brokers().count(), acked.len());
+        // Besides its own snapshot reloaded at restart, it was sent a newer one over TCP.
+        let snapshots = cluster.snapshots[&old].0.lock().unwrap().clone();
+        assert!(
+            snapshots.iter().any(|o| *o > stopped_offset),
+            "round {round}: node {old} caught up without a snapshot from the leader: \
+             {snapshots:?} (stopped at {stopped_offset})"
+        );
     }
     eprintln!("leader stop (shutdown took, then new leader agreed after): {elections:?}");
     cluster.shutdown().await;
@@ -275,7 +315,7 @@ async fn expect_disconnect(addr: SocketAddr, bytes: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_oversized_frames_are_disconnected_and_the_quorum_keeps_working() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3, false).await;
     let leader = cluster.leader(None).await;
     let before = cluster.nodes[&leader]
         .propose(vec![broker(1)])
