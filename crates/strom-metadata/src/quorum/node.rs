@@ -84,7 +84,12 @@ fn voter_addrs(voters: &[QuorumVoter]) -> Result<BTreeMap<QuorumNodeId, String>,
         let id = QuorumNodeId::try_from(v.node_id).map_err(|_| QuorumStartError::Voters {
             reason: format!("voter id {} is negative", v.node_id),
         })?;
-        let addr = format!("{}:{}", v.host, v.port);
+        // The parsed host of `[::1]:9093` is `::1`: brackets go back on to dial it.
+        let addr = if v.host.contains(':') {
+            format!("[{}]:{}", v.host, v.port)
+        } else {
+            format!("{}:{}", v.host, v.port)
+        };
         if addrs.insert(id, addr).is_some() {
             return Err(QuorumStartError::Voters {
                 reason: format!("voter {id} is listed twice"),
@@ -210,5 +215,33 @@ impl MetadataQuorum for QuorumNode {
 
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
         self.quorum.image()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voter(node_id: i32, host: &str) -> QuorumVoter {
+        QuorumVoter {
+            node_id,
+            host: host.into(),
+            port: 9093,
+        }
+    }
+
+    #[test]
+    fn voters_become_dialable_addresses() {
+        let addrs = voter_addrs(&[voter(1, "c1.example"), voter(2, "::1")]).unwrap();
+        assert_eq!(addrs[&1], "c1.example:9093");
+        assert_eq!(addrs[&2], "[::1]:9093");
+    }
+
+    #[test]
+    fn negative_or_repeated_voter_ids_are_refused() {
+        let err = voter_addrs(&[voter(-1, "h")]).unwrap_err();
+        assert!(err.to_string().contains("negative"), "{err}");
+        let err = voter_addrs(&[voter(1, "h"), voter(1, "h2")]).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
     }
 }
