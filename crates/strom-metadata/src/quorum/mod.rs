@@ -1,15 +1,19 @@
 //! The metadata quorum: the controllers replicate the metadata log with Raft. [`MetadataQuorum`]
 //! is the only face the controller sees; [`raft`] implements it on openraft with our own log
-//! storage, state machine and transport. Not wired into the broker yet (single-node controller).
+//! storage, state machine and transport (simulated, or TCP with [`node::QuorumNode`] as the
+//! entry point). Not wired into the broker yet (single-node controller).
 //!
 //! Offsets here are Raft log indexes: one index per *batch* of records (an entry), not per
 //! record. The leader's own blank and membership entries take indexes too and carry no records.
 
 pub mod log_store;
+pub mod node;
 pub mod raft;
 pub mod runtime;
 pub mod sim_transport;
 pub mod state_machine;
+pub mod tcp_codec;
+pub mod tcp_transport;
 pub mod transport;
 
 use std::future::Future;

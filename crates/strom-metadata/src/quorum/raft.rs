@@ -62,6 +62,9 @@ pub enum QuorumStartError {
     },
     #[error("metadata quorum could not start: {reason}")]
     Raft { reason: String },
+    /// `controller.quorum.voters` does not describe a quorum this node can join.
+    #[error("controller.quorum.voters: {reason}")]
+    Voters { reason: String },
 }
 
 /// A controller's replica of the metadata quorum, on openraft.

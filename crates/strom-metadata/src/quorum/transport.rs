@@ -1,18 +1,21 @@
-//! How quorum nodes reach each other: [`QuorumTransport`] is ours (an in-memory simulation
-//! today, TCP later); [`serve`] is the receiving side any transport calls; the adapter below
+//! How quorum nodes reach each other: [`QuorumTransport`] is ours (an in-memory simulation, or
+//! TCP in [`super::tcp_transport`]); [`serve`] is the receiving side any transport calls; the adapter below
 //! makes a transport openraft's network.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft, Snapshot, SnapshotMeta, Vote};
+use openraft::{BasicNode, RPCTypes, Raft, Snapshot, SnapshotMeta, Vote};
 
 use super::raft::MetadataRaftConfig;
 use super::QuorumNodeId;
@@ -46,6 +49,12 @@ pub enum TransportError {
     /// Not delivered, or delivered with the answer lost: the sender cannot tell which.
     #[error("node {target} is unreachable")]
     Unreachable { target: QuorumNodeId },
+    /// Sent, but no answer came within `after`: the receiver may or may not have acted on it.
+    #[error("node {target} did not answer within {after:?}")]
+    Timeout {
+        target: QuorumNodeId,
+        after: Duration,
+    },
     /// The receiver's Raft refused the message (it is shutting down).
     #[error("node {target} failed the request: {reason}")]
     Remote {
@@ -123,9 +132,17 @@ impl<T: QuorumTransport> Connection<T> {
 
 fn rpc_error<E: std::error::Error>(
     e: TransportError,
+    from: QuorumNodeId,
+    action: RPCTypes,
 ) -> RPCError<QuorumNodeId, BasicNode, RaftError<QuorumNodeId, E>> {
     match e {
         TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+        TransportError::Timeout { target, after } => RPCError::Timeout(Timeout {
+            action,
+            id: from,
+            target,
+            timeout: after,
+        }),
         TransportError::Remote { .. } => RPCError::Network(NetworkError::new(&e)),
     }
 }
@@ -148,9 +165,10 @@ impl<T: QuorumTransport> RaftNetwork<C> for Connection<T> {
     > {
         match self.call(QuorumRpc::AppendEntries(rpc)).await {
             Ok(QuorumReply::AppendEntries(r)) => Ok(r),
-            Ok(_) => Err(rpc_error(wrong_reply(self.target))),
-            Err(e) => Err(rpc_error(e)),
+            Ok(_) => Err(wrong_reply(self.target)),
+            Err(e) => Err(e),
         }
+        .map_err(|e| rpc_error(e, self.from, RPCTypes::AppendEntries))
     }
 
     async fn vote(
@@ -163,9 +181,10 @@ impl<T: QuorumTransport> RaftNetwork<C> for Connection<T> {
     > {
         match self.call(QuorumRpc::Vote(rpc)).await {
             Ok(QuorumReply::Vote(r)) => Ok(r),
-            Ok(_) => Err(rpc_error(wrong_reply(self.target))),
-            Err(e) => Err(rpc_error(e)),
+            Ok(_) => Err(wrong_reply(self.target)),
+            Err(e) => Err(e),
         }
+        .map_err(|e| rpc_error(e, self.from, RPCTypes::Vote))
     }
 
     async fn full_snapshot(
@@ -189,6 +208,12 @@ impl<T: QuorumTransport> RaftNetwork<C> for Connection<T> {
             TransportError::Unreachable { .. } => {
                 StreamingError::Unreachable(Unreachable::new(&err))
             }
+            TransportError::Timeout { target, after } => StreamingError::Timeout(Timeout {
+                action: RPCTypes::InstallSnapshot,
+                id: self.from,
+                target,
+                timeout: after,
+            }),
             TransportError::Remote { .. } => StreamingError::Network(NetworkError::new(&err)),
         })
     }

@@ -1,0 +1,247 @@
+//! A controller's quorum node over TCP, started from Kafka's KRaft settings (`node.id`,
+//! `controller.quorum.voters`, `metadata.log.dir`, the bound CONTROLLER listener). Not called by
+//! the broker yet: `strom server` still runs the single-node controller.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::raft::{OpenraftQuorum, QuorumStartError};
+use super::tcp_transport::{serve_tcp, TcpTransport, TcpTransportConfig};
+use super::{
+    LeaderAndEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, NoPublisher, QuorumError,
+    QuorumNodeId,
+};
+use crate::broker_config::QuorumVoter;
+use crate::image::MetadataImage;
+use crate::records::MetadataRecord;
+
+/// How a [`QuorumNode`] runs: Raft timing, transport limits, who hears the committed log.
+#[derive(Clone)]
+pub struct QuorumNodeOptions {
+    pub raft: Config,
+    pub transport: TcpTransportConfig,
+    pub publisher: Arc<dyn MetadataPublisher>,
+}
+
+impl std::fmt::Debug for QuorumNodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumNodeOptions")
+            .field("raft", &self.raft)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for QuorumNodeOptions {
+    /// Timing close to KRaft's defaults. openraft 0.9 has a follower that heard a committed
+    /// leader wait `leader_lease` (= `election_timeout_max`) plus a random election timeout
+    /// before it campaigns, so with 500-1000 ms a stopped leader is replaced after 1.5-2 s, as
+    /// with Kafka's `controller.quorum.fetch.timeout.ms=2000`. Heartbeats every 100 ms keep a
+    /// live leader from looking dead on a busy machine.
+    fn default() -> Self {
+        QuorumNodeOptions {
+            raft: Config {
+                cluster_name: "strom-metadata".into(),
+                heartbeat_interval: 100,
+                election_timeout_min: 500,
+                election_timeout_max: 1000,
+                ..Config::default()
+            },
+            transport: TcpTransportConfig::default(),
+            publisher: Arc::new(NoPublisher),
+        }
+    }
+}
+
+/// A running controller quorum node: its Raft replica and the server on its listener.
+pub struct QuorumNode {
+    quorum: OpenraftQuorum,
+    local_addr: SocketAddr,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for QuorumNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumNode")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The voters of `controller.quorum.voters` as node id -> `host:port`.
+fn voter_addrs(voters: &[QuorumVoter]) -> Result<BTreeMap<QuorumNodeId, String>, QuorumStartError> {
+    let mut addrs = BTreeMap::new();
+    for v in voters {
+        let id = QuorumNodeId::try_from(v.node_id).map_err(|_| QuorumStartError::Voters {
+            reason: format!("voter id {} is negative", v.node_id),
+        })?;
+        // The parsed host of `[::1]:9093` is `::1`: brackets go back on to dial it.
+        let addr = if v.host.contains(':') {
+            format!("[{}]:{}", v.host, v.port)
+        } else {
+            format!("{}:{}", v.host, v.port)
+        };
+        if addrs.insert(id, addr).is_some() {
+            return Err(QuorumStartError::Voters {
+                reason: format!("voter {id} is listed twice"),
+            });
+        }
+    }
+    Ok(addrs)
+}
+
+impl QuorumNode {
+    /// Starts node `node_id` of the static quorum `voters` (`controller.quorum.voters`): opens
+    /// or creates its log in `data_dir`, serves the other voters on `listener` (the bound
+    /// CONTROLLER listener) and forms the quorum on first start. Every voter may call this at
+    /// every start; a node with existing state rejoins with it.
+    pub async fn start_tcp(
+        node_id: QuorumNodeId,
+        voters: &[QuorumVoter],
+        data_dir: &Path,
+        listener: TcpListener,
+        options: QuorumNodeOptions,
+    ) -> Result<QuorumNode, QuorumStartError> {
+        let addrs = voter_addrs(voters)?;
+        if !addrs.contains_key(&node_id) {
+            return Err(QuorumStartError::Voters {
+                reason: format!("node {node_id} is not among the voters {addrs:?}"),
+            });
+        }
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| QuorumStartError::Storage {
+                dir: data_dir.to_path_buf(),
+                source,
+            })?;
+        let raft_config = options
+            .raft
+            .validate()
+            .map_err(|e| QuorumStartError::Raft {
+                reason: e.to_string(),
+            })?;
+        let peers: BTreeMap<_, _> = addrs
+            .iter()
+            .filter(|(id, _)| **id != node_id)
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect();
+        let transport = Arc::new(TcpTransport::new(peers, options.transport.clone()));
+        let quorum = OpenraftQuorum::open(
+            node_id,
+            data_dir,
+            Arc::new(raft_config),
+            transport,
+            options.publisher,
+        )
+        .await?;
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve_tcp(
+            listener,
+            quorum.raft().clone(),
+            options.transport,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let members = addrs
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        let node = QuorumNode {
+            quorum,
+            local_addr,
+            stop_server: Some(stop_server),
+            server,
+        };
+        if let Err(e) = node.quorum.bootstrap(members).await {
+            node.shutdown().await;
+            return Err(QuorumStartError::Raft {
+                reason: e.to_string(),
+            });
+        }
+        Ok(node)
+    }
+
+    /// The address the CONTROLLER listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The Raft replica (for metrics and tests).
+    pub fn quorum(&self) -> &OpenraftQuorum {
+        &self.quorum
+    }
+
+    /// Closes the listener and every connection, then stops the Raft node.
+    pub async fn shutdown(mut self) {
+        /// The server stops at its next poll; this only bounds a wedged task.
+        const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(SERVER_STOP_WAIT, &mut self.server)
+            .await
+            .is_err()
+        {
+            self.server.abort();
+        }
+        self.quorum.shutdown().await;
+    }
+}
+
+impl Drop for QuorumNode {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl MetadataQuorum for QuorumNode {
+    async fn propose(&self, records: Vec<MetadataRecord>) -> Result<MetadataOffset, QuorumError> {
+        self.quorum.propose(records).await
+    }
+
+    fn leader(&self) -> LeaderAndEpoch {
+        self.quorum.leader()
+    }
+
+    fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
+        self.quorum.image()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voter(node_id: i32, host: &str) -> QuorumVoter {
+        QuorumVoter {
+            node_id,
+            host: host.into(),
+            port: 9093,
+        }
+    }
+
+    #[test]
+    fn voters_become_dialable_addresses() {
+        let addrs = voter_addrs(&[voter(1, "c1.example"), voter(2, "::1")]).unwrap();
+        assert_eq!(addrs[&1], "c1.example:9093");
+        assert_eq!(addrs[&2], "[::1]:9093");
+    }
+
+    #[test]
+    fn negative_or_repeated_voter_ids_are_refused() {
+        let err = voter_addrs(&[voter(-1, "h")]).unwrap_err();
+        assert!(err.to_string().contains("negative"), "{err}");
+        let err = voter_addrs(&[voter(1, "h"), voter(1, "h2")]).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+}
