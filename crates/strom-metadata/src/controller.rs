@@ -2,6 +2,7 @@
 //! metadata records, commits them to the log and only then applies them (STYLE.md #7).
 //! Single node: append + fsync is the commit; a Raft quorum will take that place later.
 
+mod brokers;
 mod configs;
 pub mod topics;
 
@@ -27,6 +28,8 @@ pub struct Controller {
     log: MetadataLog,
     image: Arc<MetadataImage>,
     config: BrokerConfig,
+    /// When each broker was last heard from (ms); soft state, rebuilt by heartbeats.
+    last_contact: std::collections::BTreeMap<i32, i64>,
 }
 
 impl Controller {
@@ -45,6 +48,7 @@ impl Controller {
             log,
             image: Arc::new(image),
             config: config.clone(),
+            last_contact: Default::default(),
         };
         match (controller.image.cluster_id(), config.cluster_id()) {
             (Some(stored), Some(configured)) if stored != configured => {
@@ -109,19 +113,24 @@ impl Controller {
                 reason: format!("broker id {broker_id} is negative"),
             });
         }
-        let unchanged = self
-            .image
-            .broker(broker_id)
-            .is_some_and(|b| b.host == host && b.port == port && b.rack.as_deref() == rack);
-        if unchanged {
-            return Ok(());
+        let existing = self.image.broker(broker_id);
+        let unchanged =
+            existing.is_some_and(|b| b.host == host && b.port == port && b.rack.as_deref() == rack);
+        let fenced = existing.is_some_and(|b| b.fenced);
+        let mut records = Vec::new();
+        if !unchanged {
+            records.push(MetadataRecord::RegisterBroker {
+                broker_id,
+                host: host.to_string(),
+                port,
+                rack: rack.map(str::to_string),
+            });
         }
-        self.commit(vec![MetadataRecord::RegisterBroker {
-            broker_id,
-            host: host.to_string(),
-            port,
-            rack: rack.map(str::to_string),
-        }])
+        // A fenced broker registering again (a restart) is back: as a heartbeat would.
+        if fenced {
+            records.extend(brokers::unfence_records(&self.image, broker_id));
+        }
+        self.commit(records)
     }
 
     /// Hands `broker_id` the next block of producer ids: returns `(first id, block size)`.

@@ -28,6 +28,9 @@ pub struct BrokerRegistration {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Fenced for missing heartbeats: not a leader, not in an ISR, not given new replicas.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// One partition's replica set and leadership.
@@ -119,6 +122,11 @@ impl MetadataImage {
         self.brokers.values()
     }
 
+    /// Registered brokers that are not fenced: those clients see and placement uses.
+    pub fn unfenced_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> + '_ {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
     pub fn broker(&self, broker_id: i32) -> Option<&BrokerRegistration> {
         self.brokers.get(&broker_id)
     }
@@ -195,8 +203,19 @@ impl MetadataImage {
                     host: host.clone(),
                     port: *port,
                     rack: rack.clone(),
+                    fenced: false,
                 };
                 self.brokers.insert(*broker_id, registration);
+            }
+            MetadataRecord::FenceBroker { broker_id }
+            | MetadataRecord::UnfenceBroker { broker_id } => {
+                let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+                match self.brokers.get_mut(broker_id) {
+                    Some(b) => b.fenced = fenced,
+                    None => {
+                        tracing::warn!(broker_id, "fencing record for an unknown broker; skipped")
+                    }
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 let topic = TopicImage {

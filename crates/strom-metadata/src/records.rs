@@ -25,6 +25,11 @@ pub enum MetadataRecord {
         port: u16,
         rack: Option<String>,
     },
+    /// The controller fenced a broker that missed heartbeats for `broker.session.timeout.ms`:
+    /// it leads nothing and sits in no ISR (the same batch carries those partition changes).
+    FenceBroker { broker_id: i32 },
+    /// A fenced broker heartbeats again and may lead and be placed on again.
+    UnfenceBroker { broker_id: i32 },
     /// A topic was created; its partitions follow as [`MetadataRecord::Partition`] records.
     Topic { name: String, topic_id: Uuid },
     /// A partition's full state (creation, or a later change of replicas, ISR or leader).

@@ -35,7 +35,7 @@ pub(super) async fn handle(
     response.cluster_id = StrBytes::from_string(image.cluster_id().unwrap_or_default().to_owned());
     response.controller_id = BrokerId(broker.node_id());
     response.brokers = image
-        .brokers()
+        .unfenced_brokers()
         .map(|b| {
             let mut d = DescribeClusterBroker::default();
             d.broker_id = BrokerId(b.broker_id);

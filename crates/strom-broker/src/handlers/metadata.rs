@@ -121,7 +121,7 @@ fn topic_metadata(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
 
 fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
     image
-        .brokers()
+        .unfenced_brokers()
         .map(|b| {
             let mut m = MetadataResponseBroker::default();
             m.node_id = BrokerId(b.broker_id);

@@ -666,3 +666,96 @@ fn placement_spreads_leaders_and_replicas_evenly_across_racks() {
     }
     assert!(leaders.values().all(|n| *n == 2), "leaders: {leaders:?}");
 }
+
+/// A broker silent for longer than the session timeout is fenced: it leads nothing and is in
+/// no ISR, leaders move to in-sync replicas with a new leader epoch, new topics avoid it; a
+/// heartbeat unfences it; a partition whose whole ISR was fenced waits for its last in-sync
+/// replica (no unclean election). The committed image replays identically after a reopen.
+#[test]
+fn silent_brokers_are_fenced_and_their_leaderships_move_to_in_sync_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1, 2, 3]);
+    create(&mut c, req("t", 6, 3)).unwrap();
+    let timeout = 1_000;
+    assert!(c.fence_stale_brokers(0, timeout).unwrap().is_empty());
+    for id in [2, 3] {
+        c.broker_heartbeat(id, 900).unwrap();
+    }
+    assert_eq!(c.fence_stale_brokers(1_500, timeout).unwrap(), vec![1]);
+    let image = c.image();
+    assert!(image.broker(1).unwrap().fenced);
+    let before = image.topic("t").unwrap().clone();
+    for p in before.partitions.values() {
+        assert_ne!(p.leader, 1, "{p:?}");
+        assert!(!p.isr.contains(&1), "{p:?}");
+        assert!(p.replicas.contains(&1), "replicas stay: {p:?}");
+    }
+    let moved = before
+        .partitions
+        .values()
+        .filter(|p| p.leader_epoch == 1)
+        .count();
+    assert_eq!(
+        moved, 2,
+        "the two partitions broker 1 led got a new leader epoch"
+    );
+    // New topics avoid the fenced broker.
+    create(&mut c, req("after", 4, 2)).unwrap();
+    let image = c.image();
+    assert!(image
+        .topic("after")
+        .unwrap()
+        .partitions
+        .values()
+        .all(|p| !p.replicas.contains(&1)));
+    let e = create(&mut c, req("too-wide", 1, 3)).unwrap_err();
+    assert!(matches!(e, E::InvalidReplicationFactor { .. }), "{e}");
+
+    // Everyone else goes silent too: the last in-sync replica stays in the ISR, no leader.
+    assert_eq!(c.fence_stale_brokers(3_000, timeout).unwrap(), vec![2, 3]);
+    let image = c.image();
+    for p in image.topic("t").unwrap().partitions.values() {
+        assert_eq!(p.leader, -1, "{p:?}");
+        assert_eq!(p.isr.len(), 1, "{p:?}");
+    }
+    // Broker 1 is back but was not in sync when fenced: it leads nothing.
+    c.broker_heartbeat(1, 3_100).unwrap();
+    assert!(!c.image().broker(1).unwrap().fenced);
+    assert!(c
+        .image()
+        .topic("t")
+        .unwrap()
+        .partitions
+        .values()
+        .all(|p| p.leader == -1));
+    // The last in-sync replica of each partition comes back and leads again.
+    let last_isr: Vec<i32> = c
+        .image()
+        .topic("t")
+        .unwrap()
+        .partitions
+        .values()
+        .map(|p| p.isr[0])
+        .collect();
+    for id in [2, 3] {
+        c.broker_heartbeat(id, 3_200).unwrap();
+    }
+    let image = c.image();
+    for (p, last) in image.topic("t").unwrap().partitions.values().zip(last_isr) {
+        assert_eq!(p.leader, last, "{p:?}");
+    }
+    // Restarting a fenced broker's registration unfences it too.
+    c.fence_stale_brokers(10_000, timeout).unwrap();
+    assert!(c.image().broker(2).unwrap().fenced);
+    c.register_broker(2, "localhost", 9094, None).unwrap();
+    assert!(!c.image().broker(2).unwrap().fenced);
+
+    let image = c.image();
+    drop(c);
+    let reopened = open(dir.path(), "", &[]);
+    assert_eq!(
+        *reopened.image(),
+        *image,
+        "fencing replays to the same image"
+    );
+}

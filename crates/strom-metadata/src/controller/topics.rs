@@ -405,7 +405,7 @@ fn check_replica_set(
     }
 }
 
-/// Rack-aware, striped placement over the registered brokers. The brokers are ordered so that
+/// Rack-aware, striped placement over the registered, unfenced brokers. The brokers are ordered so that
 /// racks alternate (rack A's first broker, rack B's first, ..., rack A's second, ...; a broker
 /// without a rack is a rack of its own), partition `p`'s leader is the broker at `(p + topics)`
 /// in that order, and each follower is the next broker in the order whose rack the partition
@@ -455,7 +455,7 @@ fn place_replicas(
 /// The registered brokers as (id, rack) with racks alternating; within a rack by broker id.
 fn rack_alternating_brokers(image: &MetadataImage) -> Vec<(i32, String)> {
     let mut by_rack: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for b in image.brokers() {
+    for b in image.unfenced_brokers() {
         let rack = b
             .rack
             .clone()
