@@ -20,8 +20,11 @@ use strom_metadata::{MetadataImage, MetadataRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Anything that should happen on loopback within a few election timeouts.
-const DEADLINE: Duration = Duration::from_secs(30);
+/// Anything that should happen on loopback within a few election timeouts, with room for one
+/// snapshot RPC that hangs until its 30 s timeout and is retried: once on a heavily loaded
+/// 2-core machine a restarted node had not caught up within 30 s (not reproduced since in 10
+/// runs, under load too; the cause is not known yet).
+const DEADLINE: Duration = Duration::from_secs(75);
 
 fn broker(id: i32) -> MetadataRecord {
     MetadataRecord::RegisterBroker {
