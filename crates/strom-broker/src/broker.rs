@@ -101,6 +101,7 @@ impl Broker {
         broker
             .sync_replicas(&broker.image())
             .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
+        broker.replicas.mark_stray_dirs();
         broker
             .groups
             .load(broker.as_ref())

@@ -114,7 +114,7 @@ impl ReplicaManager {
     }
 
     /// Brings the hosted logs in line with `image`: opens logs of new partitions, applies
-    /// config changes, deletes logs of topics that no longer exist (also on disk at start-up).
+    /// config changes, deletes logs of topics a committed deletion removed.
     pub fn sync(
         &self,
         image: &MetadataImage,
@@ -156,7 +156,6 @@ impl ReplicaManager {
         for key in stale {
             self.remove(image, &key)?;
         }
-        self.mark_stray_dirs(&wanted);
         Ok(())
     }
 
@@ -201,14 +200,17 @@ impl ReplicaManager {
         dirs
     }
 
-    /// Renames partition directories the metadata does not name (a topic deleted while the
-    /// broker was down, or data the metadata does not know) with the stray suffix.
-    fn mark_stray_dirs(&self, wanted: &HashSet<(String, i32)>) {
+    /// At start-up, after the first `sync`: renames partition directories of no hosted
+    /// partition (a topic deleted while the broker was down, or data the metadata does not
+    /// know) with the stray suffix. Once running, the logs change only through `sync`, so the
+    /// data directory is not listed again on every metadata change.
+    pub fn mark_stray_dirs(&self) {
+        let hosted = self.partitions.read();
         for name in self.partition_dirs_on_disk() {
             let Some((topic, index)) = parse_partition_dir(&name) else {
                 continue;
             };
-            if !wanted.contains(&(topic.to_owned(), index)) {
+            if !hosted.contains_key(&(topic.to_owned(), index)) {
                 rename_stray(&self.root, &name);
             }
         }
