@@ -68,6 +68,28 @@ fn snapshot_err(e: impl std::fmt::Display) -> StorageError<QuorumNodeId> {
     StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
 }
 
+/// Makes `bytes` the snapshot file and the current snapshot, unless the current one already
+/// covers as much of the log. Builders run in their own tasks while a snapshot sent by the
+/// leader may be installed, so writes are serialized by the lock (they share one temporary
+/// file) and an older snapshot finishing late never replaces a newer one.
+fn store_snapshot(
+    current: &CurrentSnapshot,
+    dir: &Path,
+    meta: &SnapshotMeta<QuorumNodeId, BasicNode>,
+    bytes: &[u8],
+) -> Result<(), StorageError<QuorumNodeId>> {
+    let mut current = current.lock().expect("snapshot mutex poisoned");
+    if let Some((have, _)) = current.as_ref() {
+        if have.last_log_id >= meta.last_log_id {
+            return Ok(());
+        }
+    }
+    // Durable before openraft may purge the log it covers.
+    replace_file(dir, SNAPSHOT_FILE, bytes).map_err(snapshot_err)?;
+    *current = Some((meta.clone(), bytes.to_vec()));
+    Ok(())
+}
+
 /// The state machine handed to openraft.
 pub struct ImageStateMachine {
     dir: PathBuf,
@@ -136,7 +158,13 @@ impl ImageStateMachine {
         }
         self.applied
             .send_replace((self.last_applied.map(|l| l.index), Arc::clone(&self.image)));
-        *self.current.lock().expect("snapshot mutex poisoned") = Some((meta, bytes));
+        let mut current = self.current.lock().expect("snapshot mutex poisoned");
+        if current
+            .as_ref()
+            .is_none_or(|(have, _)| have.last_log_id <= meta.last_log_id)
+        {
+            *current = Some((meta, bytes));
+        }
     }
 }
 
@@ -169,15 +197,12 @@ impl RaftSnapshotBuilder<C> for ImageSnapshotBuilder {
             image: Arc::clone(&self.image),
         };
         let bytes = encode_snapshot(&body);
-        // Durable before openraft may purge the log it covers.
-        replace_file(&self.dir, SNAPSHOT_FILE, &bytes).map_err(snapshot_err)?;
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
             snapshot_id,
         };
-        *self.current.lock().expect("snapshot mutex poisoned") =
-            Some((meta.clone(), bytes.clone()));
+        store_snapshot(&self.current, &self.dir, &meta, &bytes)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(bytes),
@@ -261,7 +286,7 @@ impl RaftStateMachine<C> for ImageStateMachine {
                 body.last_log_id, meta.last_log_id
             )));
         }
-        replace_file(&self.dir, SNAPSHOT_FILE, &snapshot).map_err(snapshot_err)?;
+        store_snapshot(&self.current, &self.dir, meta, &snapshot)?;
         self.load(body, *snapshot);
         Ok(())
     }
@@ -274,5 +299,81 @@ impl RaftStateMachine<C> for ImageStateMachine {
             meta: meta.clone(),
             snapshot: Box::new(bytes.clone()),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Entry, Membership};
+
+    struct Quiet;
+    impl MetadataPublisher for Quiet {
+        fn on_batch(&self, _: CommittedBatch<'_>) {}
+        fn on_snapshot(
+            &self,
+            _: MetadataOffset,
+            _: crate::quorum::LeaderEpoch,
+            _: &Arc<MetadataImage>,
+        ) {
+        }
+    }
+
+    fn entry(term: u64, index: u64) -> Entry<C> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn snapshot_on_disk(dir: &Path) -> Option<LogId<QuorumNodeId>> {
+        let bytes = std::fs::read(dir.join(SNAPSHOT_FILE)).unwrap();
+        decode_snapshot(&bytes).unwrap().last_log_id
+    }
+
+    /// A snapshot built from older state that finishes after a newer one was installed (the
+    /// race that stopped a restarted node over TCP: both wrote one temporary file) leaves the
+    /// newer snapshot in place, on disk and in memory.
+    #[tokio::test]
+    async fn an_older_snapshot_finishing_late_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _) = ImageStateMachine::open(dir.path(), Arc::new(Quiet)).unwrap();
+        sm.apply((1..=23).map(|i| entry(1, i))).await.unwrap();
+        let mut late_builder = sm.get_snapshot_builder().await;
+
+        // A newer snapshot arrives from the leader, as `install_full_snapshot` hands it over.
+        let (mut leader, _leader_dir) = {
+            let other = tempfile::tempdir().unwrap();
+            let (mut sm2, rx) = ImageStateMachine::open(other.path(), Arc::new(Quiet)).unwrap();
+            sm2.membership = StoredMembership::new(
+                Some(LogId::new(CommittedLeaderId::new(0, 0), 0)),
+                Membership::new(vec![[1].into_iter().collect()], None),
+            );
+            sm2.apply((1..=26).map(|i| entry(1, i))).await.unwrap();
+            (sm2, (rx, other))
+        };
+        let newer = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        sm.install_snapshot(&newer.meta, newer.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(snapshot_on_disk(dir.path()).unwrap().index, 26);
+
+        let older = late_builder.build_snapshot().await.unwrap();
+        assert_eq!(older.meta.last_log_id.unwrap().index, 23);
+        assert_eq!(snapshot_on_disk(dir.path()).unwrap().index, 26);
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.last_log_id.unwrap().index, 26);
+        assert_eq!(sm.applied_state().await.unwrap().0.unwrap().index, 26);
+
+        // A restart starts from the newer snapshot.
+        drop(sm);
+        let (sm, rx) = ImageStateMachine::open(dir.path(), Arc::new(Quiet)).unwrap();
+        assert_eq!(sm.last_applied.unwrap().index, 26);
+        assert_eq!(rx.borrow().0, Some(26));
     }
 }
