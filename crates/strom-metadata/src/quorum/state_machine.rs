@@ -77,7 +77,7 @@ fn store_snapshot(
     dir: &Path,
     meta: &SnapshotMeta<QuorumNodeId, BasicNode>,
     bytes: &[u8],
-) -> Result<(), StorageError<QuorumNodeId>> {
+) -> std::io::Result<()> {
     let mut current = current.lock().expect("snapshot mutex poisoned");
     if let Some((have, _)) = current.as_ref() {
         if have.last_log_id >= meta.last_log_id {
@@ -85,7 +85,7 @@ fn store_snapshot(
         }
     }
     // Durable before openraft may purge the log it covers.
-    replace_file(dir, SNAPSHOT_FILE, bytes).map_err(snapshot_err)?;
+    replace_file(dir, SNAPSHOT_FILE, bytes)?;
     *current = Some((meta.clone(), bytes.to_vec()));
     Ok(())
 }
@@ -202,7 +202,7 @@ impl RaftSnapshotBuilder<C> for ImageSnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id,
         };
-        store_snapshot(&self.current, &self.dir, &meta, &bytes)?;
+        store_snapshot(&self.current, &self.dir, &meta, &bytes).map_err(snapshot_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(bytes),
@@ -286,7 +286,7 @@ impl RaftStateMachine<C> for ImageStateMachine {
                 body.last_log_id, meta.last_log_id
             )));
         }
-        store_snapshot(&self.current, &self.dir, meta, &snapshot)?;
+        store_snapshot(&self.current, &self.dir, meta, &snapshot).map_err(snapshot_err)?;
         self.load(body, *snapshot);
         Ok(())
     }
