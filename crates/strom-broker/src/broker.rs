@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use strom_metadata::{Controller, ControllerError, CreateTopicRequest, MetadataImage};
+use strom_metadata::quorum::service::QuorumService;
+use strom_metadata::{
+    Controller, ControllerError, ControllerOp, ControllerOpResult, CreateTopicRequest,
+    MetadataImage,
+};
 use strom_storage::{Clock, LogConfig, SystemClock, TimestampType};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -37,12 +41,16 @@ struct ProducerIdBlock {
 pub struct Broker {
     config: BrokerConfig,
     controller: Mutex<Controller>,
+    /// The metadata quorum the controller proposes to (a clone, read without the lock).
+    quorum: Arc<QuorumService>,
     image: RwLock<Arc<MetadataImage>>,
     replicas: ReplicaManager,
     producer_ids: Mutex<ProducerIdBlock>,
     groups: GroupCoordinator,
     txns: TxnCoordinator,
     metrics: Arc<BrokerMetrics>,
+    /// Set when controlled shutdown starts: heartbeats stop, so the broker stays fenced.
+    stopping: std::sync::atomic::AtomicBool,
     /// The hosted logs could not follow the last image (a full disk, no file descriptors):
     /// a background task retries until they do.
     logs_behind_image: std::sync::atomic::AtomicBool,
@@ -58,15 +66,14 @@ impl Broker {
             ServerError::Startup(format!("cannot create log.dirs {}: {e}", root.display()))
         })?;
         let dir_lock = lock_data_dir(&root)?;
-        let mut controller = Controller::open(config.metadata_log_dir(), &config)
-            .map_err(|e| ServerError::Startup(format!("cannot open the metadata log: {e}")))?;
+        let mut controller = crate::cluster::open_controller(&config)?;
+        let quorum = Arc::clone(controller.quorum());
         let advertised = config
-            .advertised_listeners()
-            .first()
+            .advertised_client_listener()
             .cloned()
             .ok_or_else(|| {
                 ServerError::Startup(
-                    "no listener configured (listeners=PLAINTEXT://host:port)".into(),
+                    "no client listener configured (listeners=PLAINTEXT://host:port)".into(),
                 )
             })?;
         let host = if advertised.host.is_empty() {
@@ -74,14 +81,16 @@ impl Broker {
         } else {
             advertised.host.clone()
         };
-        controller
-            .register_broker(
-                config.node_id(),
-                &host,
-                advertised.port,
-                config.broker_rack(),
-            )
-            .map_err(|e| ServerError::Startup(format!("cannot register broker: {e}")))?;
+        if !config.is_quorum_over_network() {
+            controller
+                .register_broker(
+                    config.node_id(),
+                    &host,
+                    advertised.port,
+                    config.broker_rack(),
+                )
+                .map_err(|e| ServerError::Startup(format!("cannot register broker: {e}")))?;
+        }
         let image = controller.image();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let broker = Arc::new(Broker {
@@ -89,14 +98,35 @@ impl Broker {
                 .with_consumer_config(ConsumerGroupConfig::from_broker(&config)),
             _dir_lock: dir_lock,
             txns: TxnCoordinator::new(TxnConfig::from_broker(&config), clock.clone()),
-            replicas: ReplicaManager::new(root, clock),
+            replicas: if config.is_quorum_over_network() {
+                ReplicaManager::new(root, clock).hosting_replicas_of(config.node_id())
+            } else {
+                ReplicaManager::new(root, clock)
+            },
             config,
             controller: Mutex::new(controller),
+            quorum,
             image: RwLock::new(image),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             metrics: Arc::default(),
             logs_behind_image: Default::default(),
+            stopping: Default::default(),
         });
+        if broker.config.is_quorum_over_network() {
+            broker
+                .quorum
+                .set_controller(Arc::new(crate::cluster::ForwardedOps {
+                    broker: Arc::downgrade(&broker),
+                }));
+            crate::cluster::register(
+                &broker.quorum,
+                &broker.config,
+                &host,
+                advertised.port,
+                |op| broker.execute_locally(op),
+            )?;
+            broker.follow_latest();
+        }
         check_metadata_knows_data(&broker.image(), &broker.replicas)?;
         broker
             .sync_replicas(&broker.image())
@@ -143,6 +173,162 @@ impl Broker {
         &self.metrics
     }
 
+    /// One heartbeat to the active controller; re-registers if the controller lost track of
+    /// this broker. Blocking.
+    fn heartbeat(&self) {
+        use std::sync::atomic::Ordering;
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let broker_id = self.node_id();
+        let result = self
+            .controller_op(ControllerOp::BrokerHeartbeat { broker_id })
+            .into_done();
+        match result {
+            Ok(()) => {}
+            Err(ControllerError::BrokerNotRegistered { .. }) => {
+                tracing::warn!(
+                    "the active controller does not know this broker; registering again"
+                );
+                if let Some(l) = self.config.advertised_client_listener().cloned() {
+                    let host = if l.host.is_empty() {
+                        "127.0.0.1".to_owned()
+                    } else {
+                        l.host
+                    };
+                    let op = ControllerOp::RegisterBroker {
+                        broker_id,
+                        host,
+                        port: l.port,
+                        rack: self.config.broker_rack().map(str::to_string),
+                    };
+                    if let Err(e) = self.controller_op(op).into_done() {
+                        tracing::warn!(error = %e, "registering again failed");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat not accepted"),
+        }
+    }
+
+    /// Controlled shutdown: stops heartbeating and asks the active controller to move this
+    /// broker's leaderships away (cluster mode; a single node has nowhere to move them).
+    pub fn controlled_shutdown(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.config.is_quorum_over_network() {
+            return;
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+        let broker_id = self.node_id();
+        match self
+            .controller_op(ControllerOp::ControlledShutdown { broker_id })
+            .into_done()
+        {
+            Ok(()) => tracing::info!("controlled shutdown: leaderships moved away"),
+            Err(e) => tracing::warn!(error = %e, "controlled shutdown failed; stopping anyway"),
+        }
+    }
+
+    /// Cluster-mode background work: heartbeats, fencing silent brokers (while this node is
+    /// the active controller) and following metadata committed by other nodes.
+    fn start_cluster_tasks(self: &Arc<Self>, stop: &watch::Receiver<bool>) {
+        let interval =
+            Duration::from_millis(self.config.broker_heartbeat_interval_ms().max(1) as u64);
+        let session_timeout_ms = i64::from(self.config.broker_session_timeout_ms());
+        let broker = Arc::clone(self);
+        let mut hb_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hb_stop.changed() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                let b = Arc::clone(&broker);
+                let _ = tokio::task::spawn_blocking(move || b.heartbeat()).await;
+            }
+        });
+        // Checked at half the heartbeat interval: a broker is fenced within
+        // session timeout + interval/2 of its last heartbeat.
+        let broker = Arc::clone(self);
+        let mut fence_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = fence_stop.changed() => break,
+                    () = tokio::time::sleep(interval / 2) => {}
+                }
+                let b = Arc::clone(&broker);
+                let _ = tokio::task::spawn_blocking(move || {
+                    let fenced = crate::cluster::fence_stale(&b.controller, session_timeout_ms);
+                    if !fenced.is_empty() {
+                        b.follow_latest();
+                    }
+                })
+                .await;
+            }
+        });
+        let broker = Arc::clone(self);
+        let mut follow_stop = stop.clone();
+        let mut applied = self.quorum.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = follow_stop.changed() => break,
+                    changed = applied.changed() => if changed.is_err() { break },
+                }
+                let b = Arc::clone(&broker);
+                let _ = tokio::task::spawn_blocking(move || b.follow_latest()).await;
+            }
+        });
+    }
+
+    /// The broker config with this node's dynamic overrides on top.
+    pub fn effective_broker_config(&self) -> BrokerConfig {
+        self.controller.lock().effective_broker_config()
+    }
+
+    /// The metadata quorum this node is part of.
+    pub fn quorum(&self) -> &Arc<QuorumService> {
+        &self.quorum
+    }
+
+    /// The node id of the active controller, if known (this node in single-node mode).
+    pub fn active_controller(&self) -> Option<i32> {
+        self.quorum
+            .leader()
+            .leader
+            .and_then(|l| i32::try_from(l).ok())
+    }
+
+    /// Runs a controller operation on the active controller, here or forwarded there, and
+    /// returns once it is committed and this node's image shows it (bounded wait).
+    pub fn controller_op(&self, op: ControllerOp) -> ControllerOpResult {
+        off_runtime(|| {
+            let answer = crate::cluster::run_op(&self.quorum, op, |op| self.execute_locally(op));
+            self.follow_latest();
+            answer.result
+        })
+    }
+
+    /// Runs `op` on this node's controller (which must be the active one to commit).
+    pub(crate) fn execute_locally(&self, op: ControllerOp) -> ControllerOpResult {
+        self.with_controller(|c| c.execute(op))
+    }
+
+    /// Brings the published image and the hosted logs up to the quorum's latest applied image
+    /// (changes committed by another node's controller).
+    pub(crate) fn follow_latest(&self) {
+        off_runtime(|| {
+            let _controller = self.controller.lock();
+            let image = self.quorum.image().1;
+            if Arc::ptr_eq(&image, &self.image()) {
+                return;
+            }
+            self.follow_image(&image);
+            *self.image.write() = image;
+        });
+    }
+
     /// Runs a controller operation, then publishes the new image and follows it with the
     /// hosted logs. Operations validate against the image and append records (STYLE.md #7).
     /// The controller's commit fsyncs the metadata log and following the image opens logs:
@@ -155,6 +341,10 @@ impl Broker {
         // Held until the logs follow the new image, so concurrent operations cannot race to
         // open the same new partition, and a published topic always has its logs.
         let mut controller = self.controller.lock();
+        if let Err(e) = controller.refresh() {
+            // The operation's own commit reports it (NOT_CONTROLLER, or a stopped quorum).
+            tracing::debug!(error = %e, "metadata image not refreshed");
+        }
         let result = op(&mut controller);
         let image = controller.image();
         self.follow_image(&image);
@@ -238,7 +428,12 @@ impl Broker {
         if missing.is_empty() {
             return;
         }
-        for result in self.with_controller(|c| c.create_topics(missing, false)) {
+        let n = missing.len();
+        let op = ControllerOp::CreateTopics {
+            topics: missing,
+            validate_only: false,
+        };
+        for result in self.controller_op(op).into_create_topics(n) {
             match result {
                 Ok(created) => tracing::info!(topic = %created.name, "auto-created topic"),
                 Err(e) => tracing::debug!(error = %e, "auto-create refused"),
@@ -251,7 +446,8 @@ impl Broker {
         let mut ids = self.producer_ids.lock();
         if ids.next >= ids.end {
             let node_id = self.node_id();
-            let (start, size) = self.with_controller(|c| c.allocate_producer_id_block(node_id))?;
+            let op = ControllerOp::AllocateProducerIds { broker_id: node_id };
+            let (start, size) = self.controller_op(op).into_producer_ids()?;
             ids.next = start;
             ids.end = start + size;
         }
@@ -267,6 +463,9 @@ impl Broker {
     ) -> JoinHandle<()> {
         let interval =
             Duration::from_millis(self.config.log_retention_check_interval_ms().max(10) as u64);
+        if self.config.is_quorum_over_network() {
+            self.start_cluster_tasks(&stop);
+        }
         let broker = self.clone();
         let groups_stop = stop.clone();
         let offsets_check_ms = crate::group::coordinator::retention_check_interval_ms(&self.config);
@@ -354,6 +553,7 @@ impl Broker {
             .and_then(|v| v.parse().ok())
             .unwrap_or(SHUTDOWN_THREADS);
         self.replicas.close_all(threads);
+        self.quorum.shutdown();
     }
 }
 

@@ -38,6 +38,7 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::BrokerNotRegistered { .. } => ErrorCode::BrokerIdNotRegistered,
         ControllerError::ClusterIdMismatch { .. } => ErrorCode::InconsistentClusterId,
         ControllerError::TopicDeletionDisabled => ErrorCode::TopicDeletionDisabled,
+        ControllerError::NotController { .. } => ErrorCode::NotController,
         ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
     }
 }

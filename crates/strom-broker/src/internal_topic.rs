@@ -55,7 +55,12 @@ impl InternalTopic<'_> {
                 ),
             ],
         };
-        let result = broker.with_controller(|c| c.create_topics(vec![request], false));
+        let result = broker
+            .controller_op(strom_metadata::ControllerOp::CreateTopics {
+                topics: vec![request],
+                validate_only: false,
+            })
+            .into_create_topics(1);
         match result.into_iter().next() {
             Some(Ok(created)) => {
                 tracing::info!(partitions = created.num_partitions, "created {name}");

@@ -3,6 +3,7 @@
 //! It knows the network and the coordinators; bytes on disk belong to `strom-storage`.
 
 pub mod broker;
+mod cluster;
 pub mod config;
 mod connection;
 pub mod errors;

@@ -91,6 +91,9 @@ pub struct ReplicaManager {
     root: PathBuf,
     clock: Arc<dyn Clock>,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// In a cluster, only partitions with this broker among their replicas are hosted; a
+    /// single node hosts every partition of the image.
+    replicas_of: Option<i32>,
 }
 
 impl ReplicaManager {
@@ -99,7 +102,14 @@ impl ReplicaManager {
             root,
             clock,
             partitions: RwLock::new(HashMap::new()),
+            replicas_of: None,
         }
+    }
+
+    /// Hosts only the partitions whose replicas include `broker_id` (cluster mode).
+    pub fn hosting_replicas_of(mut self, broker_id: i32) -> Self {
+        self.replicas_of = Some(broker_id);
+        self
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -123,7 +133,10 @@ impl ReplicaManager {
         let mut wanted: HashSet<(String, i32)> = HashSet::new();
         for topic in image.topics() {
             let log_config = config_for(&topic.name);
-            for index in topic.partitions.keys() {
+            for (index, p) in &topic.partitions {
+                if self.replicas_of.is_some_and(|id| !p.replicas.contains(&id)) {
+                    continue;
+                }
                 let key = (topic.name.clone(), *index);
                 wanted.insert(key.clone());
                 if let Some(existing) = self.partition(&topic.name, *index) {

@@ -84,6 +84,16 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: finishing in-flight requests");
+    // First move this broker's leaderships away (cluster mode), bounded: clients then get
+    // NOT_LEADER_OR_FOLLOWER and move on instead of timing out.
+    let b = broker.clone();
+    let moved = tokio::task::spawn_blocking(move || b.controlled_shutdown());
+    if tokio::time::timeout(Duration::from_secs(10), moved)
+        .await
+        .is_err()
+    {
+        tracing::warn!("controlled shutdown did not finish within 10 s");
+    }
     let _ = stop_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)

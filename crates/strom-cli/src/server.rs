@@ -57,10 +57,9 @@ fn warn_if_fds_short(config: &BrokerConfig, limit: u64) {
 
 async fn serve(config: BrokerConfig) -> Result<()> {
     let bind = config
-        .listeners()
-        .first()
+        .client_listener()
         .map(|l| l.bind_address())
-        .context("no listener configured (listeners=PLAINTEXT://host:port)")?;
+        .context("no client listener configured (listeners=PLAINTEXT://host:port)")?;
     // Open (and recover) the logs before accepting clients, so the first answer is a real one.
     let broker = tokio::task::block_in_place(|| Broker::open(config))?;
     let listener = tokio::net::TcpListener::bind(&bind)

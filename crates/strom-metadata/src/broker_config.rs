@@ -106,6 +106,8 @@ pub struct BrokerConfig {
     unclean_leader_election_enable: bool,
     controller_quorum_voters: Vec<QuorumVoter>,
     controller_listener_names: Vec<String>,
+    broker_heartbeat_interval_ms: i32,
+    broker_session_timeout_ms: i32,
     network: network::NetworkLimits,
     /// Known keys set in the file or by overrides (STATIC_BROKER_CONFIG).
     static_values: BTreeMap<String, String>,
@@ -201,6 +203,51 @@ impl BrokerConfig {
     pub fn controller_listener_names(&self) -> &[String] {
         &self.controller_listener_names
     }
+    pub fn broker_heartbeat_interval_ms(&self) -> i32 {
+        self.broker_heartbeat_interval_ms
+    }
+    pub fn broker_session_timeout_ms(&self) -> i32 {
+        self.broker_session_timeout_ms
+    }
+
+    fn is_controller_listener(&self, l: &Listener) -> bool {
+        self.controller_listener_names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&l.name))
+    }
+
+    /// The listener clients connect to: the first one not named in
+    /// `controller.listener.names`.
+    pub fn client_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| !self.is_controller_listener(l))
+    }
+
+    /// The advertised form of [`BrokerConfig::client_listener`] (what Metadata and broker
+    /// registration carry).
+    pub fn advertised_client_listener(&self) -> Option<&Listener> {
+        self.advertised_listeners
+            .iter()
+            .find(|l| !self.is_controller_listener(l))
+    }
+
+    /// The CONTROLLER listener (the first listener named in `controller.listener.names`).
+    pub fn controller_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| self.is_controller_listener(l))
+    }
+
+    /// Whether this node is one of a Raft quorum of controllers over the network
+    /// (`controller.quorum.voters` set), rather than the single-node quorum of one.
+    pub fn is_quorum_over_network(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
+    }
+
+    pub fn has_role(&self, role: ProcessRole) -> bool {
+        self.process_roles.is_empty() || self.process_roles.contains(&role)
+    }
 }
 
 impl Default for BrokerConfig {
@@ -278,45 +325,45 @@ impl BrokerConfig {
         Ok((config, warnings))
     }
 
-    /// Multi-node settings this single-node build accepts but does not act on yet: each is
-    /// reported, never silently ignored (the cluster work gives them their meaning).
+    /// Settings this build accepts but does not act on yet: each is reported, never silently
+    /// ignored.
     fn single_node_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let not_yet =
-            "Strom runs this node as a single-node cluster until multi-node support lands";
-        if let [_, rest @ ..] = self.listeners.as_slice() {
-            for l in rest {
+        let controller_listener = self.controller_listener().map(|l| l.name.clone());
+        let client_listener = self.client_listener().map(|l| l.name.clone());
+        for l in &self.listeners {
+            if Some(&l.name) != controller_listener.as_ref()
+                && Some(&l.name) != client_listener.as_ref()
+            {
                 out.push(format!(
-                    "listener {}://{}:{} is not served: only the first listener is bound ({not_yet})",
+                    "listener {}://{}:{} is not served: one client listener and one CONTROLLER listener are bound",
                     l.name, l.host, l.port
                 ));
             }
         }
-        if self.process_roles.len() != 2 {
-            out.push(format!(
-                "process.roles={} is not honoured: this node is broker and controller ({not_yet})",
-                self.static_value("process.roles").unwrap_or_default()
-            ));
-        }
-        let others: Vec<_> = self
-            .controller_quorum_voters
-            .iter()
-            .filter(|v| v.node_id != self.node_id)
-            .collect();
-        if !others.is_empty() {
-            out.push(format!(
-                "controller.quorum.voters names {} other node(s); they are not contacted ({not_yet})",
-                others.len()
-            ));
-        }
-        for key in [
-            "controller.quorum.bootstrap.servers",
-            "controller.listener.names",
-            "inter.broker.listener.name",
-        ] {
-            if let Some(v) = self.static_value(key).filter(|v| !v.trim().is_empty()) {
-                out.push(format!("{key}={v} is not used ({not_yet})"));
+        if !self.is_quorum_over_network() {
+            if let Some(l) = self.controller_listener() {
+                out.push(format!(
+                    "listener {}://{}:{} is not served: without controller.quorum.voters this node is a single-node cluster (a quorum of one needs no listener)",
+                    l.name, l.host, l.port
+                ));
             }
+            if let Some(v) = self
+                .static_value("controller.quorum.bootstrap.servers")
+                .filter(|v| !v.trim().is_empty())
+            {
+                out.push(format!(
+                    "controller.quorum.bootstrap.servers={v} is not used: dynamic quorums (KIP-853) are not supported; set controller.quorum.voters for a multi-node quorum"
+                ));
+            }
+        }
+        if let Some(v) = self
+            .static_value("inter.broker.listener.name")
+            .filter(|v| !v.trim().is_empty())
+        {
+            out.push(format!(
+                "inter.broker.listener.name={v} is not used yet: brokers do not talk to each other until replication lands"
+            ));
         }
         if self.log_dirs.len() > 1 {
             out.push(format!(
@@ -583,6 +630,8 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             .collect::<Result<_, _>>()
             .map_err(|e| invalid(l, "controller.quorum.voters", e))?,
         controller_listener_names: l.list("controller.listener.names"),
+        broker_heartbeat_interval_ms: l.get("broker.heartbeat.interval.ms")?,
+        broker_session_timeout_ms: l.get("broker.session.timeout.ms")?,
         network: network::resolve(l)?,
         static_values: BTreeMap::new(),
         dynamic_values: BTreeMap::new(),

@@ -1,9 +1,11 @@
 //! The controller: validates admin operations against the current image, turns them into
-//! metadata records, commits them to the log and only then applies them (STYLE.md #7).
-//! Single node: append + fsync is the commit; a Raft quorum will take that place later.
+//! metadata records, commits them through the metadata quorum and only then sees them in the
+//! image (STYLE.md #7). Single node: a quorum of one (commit = its fsync). Cluster: the Raft
+//! leader's controller is the active one; elsewhere proposals fail with `NotController`.
 
 mod brokers;
 mod configs;
+pub mod ops;
 pub mod topics;
 
 use std::path::Path;
@@ -12,59 +14,126 @@ use std::sync::Arc;
 use crate::broker_config::BrokerConfig;
 use crate::error::ControllerError;
 use crate::image::MetadataImage;
-use crate::log::MetadataLog;
+use crate::log::{MetadataLog, MAX_BATCH_BYTES, METADATA_LOG_DIR_NAME, METADATA_LOG_FILE_NAME};
+use crate::quorum::node::QuorumNodeOptions;
+use crate::quorum::service::QuorumService;
+use crate::quorum::QuorumError;
 use crate::records::MetadataRecord;
 
 pub use configs::AlterConfigOp;
+pub use ops::{ControllerAnswer, ControllerHandler, ControllerOp, ControllerOpResult};
 pub use topics::{CreateTopicRequest, CreatedTopic};
 
 /// Producer ids handed to a broker per allocation (KIP-730 blocks, as Kafka).
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
-/// Owns the metadata log and the image built from it. Every operation either commits all of
-/// its records or none, and the image only ever reflects committed records.
+/// Proposes records to the metadata quorum and reads the image it commits. Every operation
+/// either commits all of its records or none, and the image only ever reflects committed
+/// records.
 #[derive(Debug)]
 pub struct Controller {
-    log: MetadataLog,
+    quorum: Arc<QuorumService>,
+    /// The committed image as of the last [`Controller::refresh`] or commit.
     image: Arc<MetadataImage>,
     config: BrokerConfig,
     /// When each broker was last heard from (ms); soft state, rebuilt by heartbeats.
     last_contact: std::collections::BTreeMap<i32, i64>,
+    /// The leader term in which this controller last caught up with the committed log.
+    caught_up_term: Option<u64>,
 }
 
 impl Controller {
-    /// Opens the metadata log under `dir` (normally `config.metadata_log_dir()`; the log lives
-    /// in its `__cluster_metadata-0`), replays it, and bootstraps the cluster id on first start
-    /// (`cluster.id` if configured, else a random one).
+    /// Single-node mode: opens a quorum of one in `dir`'s `__cluster_metadata-0` (normally
+    /// `dir` is `config.metadata_log_dir()`), moves a metadata log written before the quorum
+    /// into it on first start, and bootstraps the cluster id (`cluster.id` if configured, else a
+    /// random one).
     pub fn open(dir: &Path, config: &BrokerConfig) -> Result<Controller, ControllerError> {
-        let (log, records) = MetadataLog::open(dir)?;
-        let image = MetadataImage::replay(&records);
-        tracing::info!(
-            records = records.len(),
-            topics = image.topic_count(),
-            "metadata log replayed"
-        );
+        let quorum_dir = dir.join(METADATA_LOG_DIR_NAME);
+        let node_id =
+            u64::try_from(config.node_id()).map_err(|_| ControllerError::InvalidRequest {
+                reason: format!("node.id {} is negative", config.node_id()),
+            })?;
+        let quorum = QuorumService::start_local(node_id, &quorum_dir, QuorumNodeOptions::default())
+            .map_err(|e| ControllerError::Storage {
+                reason: e.to_string(),
+            })?;
+        // A quorum of one elects itself at once; this bounds a wedged start.
+        let known = quorum.wait_for_leader(std::time::Duration::from_secs(30));
+        if known.leader != Some(node_id) {
+            return Err(ControllerError::Storage {
+                reason: format!("the metadata quorum of one did not elect itself: {known:?}"),
+            });
+        }
+        migrate_pre_quorum_log(dir, &quorum)?;
+        Controller::with_quorum(Arc::new(quorum), config)
+    }
+
+    /// A controller over a running quorum. On the leader, a cluster with no id yet gets one
+    /// now; elsewhere the first leader's commit brings it.
+    pub fn with_quorum(
+        quorum: Arc<QuorumService>,
+        config: &BrokerConfig,
+    ) -> Result<Controller, ControllerError> {
+        let image = quorum.image().1;
         let mut controller = Controller {
-            log,
-            image: Arc::new(image),
+            quorum,
+            image,
             config: config.clone(),
             last_contact: Default::default(),
+            caught_up_term: None,
         };
-        match (controller.image.cluster_id(), config.cluster_id()) {
-            (Some(stored), Some(configured)) if stored != configured => {
-                return Err(ControllerError::ClusterIdMismatch {
-                    configured: configured.to_string(),
-                    stored: stored.to_string(),
-                });
-            }
-            (Some(_), _) => {}
-            (None, configured) => {
-                let cluster_id = configured.map_or_else(random_cluster_id, str::to_string);
-                tracing::info!(%cluster_id, "bootstrapping a new cluster");
-                controller.commit(vec![MetadataRecord::Cluster { cluster_id }])?;
+        match controller.refresh() {
+            // In a cluster the leader may change under us at start: the image is what it is.
+            Err(ControllerError::NotController { .. }) => {}
+            other => other?,
+        }
+        tracing::info!(
+            offset = controller.quorum.image().0,
+            topics = controller.image.topic_count(),
+            "metadata image loaded"
+        );
+        if controller.image.cluster_id().is_none() && controller.quorum.is_leader() {
+            match controller.commit(Vec::new()) {
+                Err(ControllerError::NotController { .. }) => {}
+                other => other?,
             }
         }
+        controller.check_cluster_id()?;
         Ok(controller)
+    }
+
+    /// The configured `cluster.id` must be the stored one, once there is one.
+    pub fn check_cluster_id(&self) -> Result<(), ControllerError> {
+        match (self.image.cluster_id(), self.config.cluster_id()) {
+            (Some(stored), Some(configured)) if stored != configured => {
+                Err(ControllerError::ClusterIdMismatch {
+                    configured: configured.to_string(),
+                    stored: stored.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The quorum this controller proposes to.
+    pub fn quorum(&self) -> &Arc<QuorumService> {
+        &self.quorum
+    }
+
+    /// Reads the latest committed image. On the leader it first waits until everything
+    /// committed before (by an earlier leader, or before a restart: openraft learns what was
+    /// committed only when it commits again) is applied, so an operation never validates
+    /// against a stale image.
+    pub fn refresh(&mut self) -> Result<(), ControllerError> {
+        // Once per term: after the leader applied its own first entry of the term, everything
+        // committed before is applied too, and only it commits from then on.
+        let known = self.quorum.leader();
+        if known.leader == Some(self.quorum.node_id()) && self.caught_up_term != Some(known.epoch) {
+            self.quorum.catch_up_as_leader()?;
+            self.caught_up_term = Some(known.epoch);
+        }
+        self.image = self.quorum.image().1;
+        Ok(())
     }
 
     /// The current image (committed state).
@@ -93,11 +162,10 @@ impl Controller {
             })
     }
 
-    /// The cluster id (always set once `open` returned).
+    /// The cluster id (always set in single-node mode once `open` returned; in a cluster, from
+    /// the first leader's first commit).
     pub fn cluster_id(&self) -> &str {
-        self.image
-            .cluster_id()
-            .expect("open() commits a cluster id before returning")
+        self.image.cluster_id().unwrap_or("")
     }
 
     /// Registers (or re-registers with a new endpoint) a broker. Idempotent.
@@ -157,15 +225,84 @@ impl Controller {
         Ok((start, PRODUCER_ID_BLOCK_SIZE))
     }
 
-    /// Appends `records` as one batch (the commit) and then applies them to the image.
-    fn commit(&mut self, records: Vec<MetadataRecord>) -> Result<(), ControllerError> {
+    /// Proposes `records` as one batch and waits until the quorum committed it; the image then
+    /// includes it. The first commit of a cluster also records its id.
+    fn commit(&mut self, mut records: Vec<MetadataRecord>) -> Result<(), ControllerError> {
+        if self.image.cluster_id().is_none() {
+            let cluster_id = self
+                .config
+                .cluster_id()
+                .map_or_else(random_cluster_id, str::to_string);
+            tracing::info!(%cluster_id, "bootstrapping a new cluster");
+            records.insert(0, MetadataRecord::Cluster { cluster_id });
+        }
         if records.is_empty() {
             return Ok(());
         }
-        self.log.append(&records)?;
-        self.image = Arc::new(self.image.apply_all(&records));
-        Ok(())
+        let bytes = serde_json::to_vec(&records)
+            .map_err(|e| ControllerError::Storage {
+                reason: e.to_string(),
+            })?
+            .len();
+        if bytes > MAX_BATCH_BYTES {
+            return Err(ControllerError::InvalidRequest {
+                reason: format!(
+                    "the metadata records of this request take {bytes} bytes, over the limit of {MAX_BATCH_BYTES}"
+                ),
+            });
+        }
+        let result = self.quorum.propose(records);
+        // Even a failed proposal may have committed (leadership moved): read what is there.
+        self.image = self.quorum.image().1;
+        result.map(|_| ()).map_err(ControllerError::from)
     }
+}
+
+impl From<QuorumError> for ControllerError {
+    fn from(e: QuorumError) -> Self {
+        match e {
+            QuorumError::NotLeader { leader } | QuorumError::LeadershipLost { leader } => {
+                ControllerError::NotController {
+                    leader: leader.and_then(|l| i32::try_from(l).ok()),
+                }
+            }
+            QuorumError::Stopped { reason } => ControllerError::Storage { reason },
+        }
+    }
+}
+
+/// Moves a metadata log written before the quorum existed (JSON frames in
+/// `__cluster_metadata-0/00000000000000000000.log`) into the quorum as one batch, then renames
+/// it `.migrated` (kept, not deleted). A crash before the rename is safe: a quorum that already
+/// has records is never written again, the old file is only renamed.
+fn migrate_pre_quorum_log(dir: &Path, quorum: &QuorumService) -> Result<(), ControllerError> {
+    let log_dir = dir.join(METADATA_LOG_DIR_NAME);
+    let old = log_dir.join(METADATA_LOG_FILE_NAME);
+    if !old.exists() {
+        return Ok(());
+    }
+    let (_log, records) = MetadataLog::open(dir)?;
+    let (_, image) = quorum.image();
+    if *image == MetadataImage::empty() && !records.is_empty() {
+        tracing::info!(
+            records = records.len(),
+            "moving the metadata log written before the quorum into it"
+        );
+        quorum.propose(records)?;
+    }
+    let storage = |e: std::io::Error| ControllerError::Storage {
+        reason: format!(
+            "cannot set aside the migrated metadata log {}: {e}",
+            old.display()
+        ),
+    };
+    std::fs::rename(
+        &old,
+        log_dir.join(format!("{METADATA_LOG_FILE_NAME}.migrated")),
+    )
+    .map_err(storage)?;
+    crate::quorum::log_store::sync_dir(&log_dir).map_err(storage)?;
+    Ok(())
 }
 
 /// A random cluster id as Kafka prints it: base64url (no padding) of a random UUID, 22

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Why a controller operation was refused or could not be committed. Each variant is a fact the
 /// broker maps to one Kafka error code (STYLE.md #3); `reason` strings go to `error_message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ControllerError {
     /// TOPIC_ALREADY_EXISTS.
     #[error("topic '{name}' already exists")]
@@ -42,6 +42,11 @@ pub enum ControllerError {
         "configured cluster.id '{configured}' does not match '{stored}' stored in the metadata log"
     )]
     ClusterIdMismatch { configured: String, stored: String },
+    /// NOT_CONTROLLER: this node's controller is not the active one (the quorum leader is
+    /// `leader`, if known), or leadership moved while the records were pending, so they may or
+    /// may not have committed. Retriable: the client re-reads metadata and retries.
+    #[error("this node is not the active controller (active: {leader:?})")]
+    NotController { leader: Option<i32> },
     /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
     #[error("metadata log: {reason}")]
     Storage { reason: String },

@@ -6,7 +6,7 @@
 pub mod broker_config;
 pub mod broker_config_defs;
 pub mod config_defs;
-mod config_describe;
+pub mod config_describe;
 pub mod controller;
 pub mod error;
 pub mod image;
@@ -18,7 +18,10 @@ pub mod records;
 pub use broker_config::{BrokerConfig, BrokerConfigError, Listener};
 pub use config_defs::{ConfigSource, ConfigType, DescribedConfig};
 pub use controller::topics::validate_topic_name;
-pub use controller::{AlterConfigOp, Controller, CreateTopicRequest, CreatedTopic};
+pub use controller::{
+    AlterConfigOp, Controller, ControllerAnswer, ControllerHandler, ControllerOp,
+    ControllerOpResult, CreateTopicRequest, CreatedTopic,
+};
 pub use error::{ControllerError, MetadataLogError};
 pub use image::{
     is_internal, BrokerRegistration, MetadataImage, PartitionImage, TopicImage,

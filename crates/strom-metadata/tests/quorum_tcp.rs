@@ -110,7 +110,7 @@ impl Cluster {
         let node = QuorumNode::start_tcp(id, &self.voters(), &self.dir(id), listener, options)
             .await
             .unwrap();
-        assert_eq!(node.local_addr(), self.addrs[&id]);
+        assert_eq!(node.local_addr(), Some(self.addrs[&id]));
         self.nodes.insert(id, node);
     }
 

@@ -2,6 +2,7 @@
 //! left out revert to their defaults), as Kafka's legacy AlterConfigs does.
 
 use std::sync::Arc;
+use strom_metadata::ControllerOp;
 
 use super::RequestContext;
 use bytes::Bytes;
@@ -39,7 +40,13 @@ pub(super) async fn handle(
                     .into_iter()
                     .map(|c| (c.name.to_string(), c.value.map(|v| v.to_string())))
                     .collect();
-                broker.with_controller(|c| c.alter_configs(target, configs, validate_only))
+                broker
+                    .controller_op(ControllerOp::AlterConfigs {
+                        resource: target,
+                        configs,
+                        validate_only,
+                    })
+                    .into_done()
             });
             if let Err(e) = result {
                 r.error_code = controller_error_code(&e).code();

@@ -2,6 +2,7 @@
 //! with optional explicit assignments for the new partitions.
 
 use std::sync::Arc;
+use strom_metadata::ControllerOp;
 
 use super::RequestContext;
 use bytes::Bytes;
@@ -34,9 +35,14 @@ pub(super) async fn handle(
                 .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
                 .collect();
             let name = t.name.0.to_string();
-            let result = broker.with_controller(|c| {
-                c.create_partitions(&name, t.count, assignments, validate_only)
-            });
+            let result = broker
+                .controller_op(ControllerOp::CreatePartitions {
+                    topic: name,
+                    new_total_count: t.count,
+                    assignments,
+                    validate_only,
+                })
+                .into_done();
             let mut r = CreatePartitionsTopicResult::default();
             r.name = t.name;
             if let Err(e) = result {

@@ -2,7 +2,9 @@
 //! counts, replication factor against live brokers, explicit assignments, configs) and
 //! commits topic records through the controller. `validate_only` commits nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use strom_metadata::ControllerOp;
 
 use super::RequestContext;
 use bytes::Bytes;
@@ -52,7 +54,32 @@ pub(super) async fn handle(
         })
         .collect();
     let validate_only = request.validate_only;
-    let results = broker.with_controller(|c| c.create_topics(specs, validate_only));
+    let overrides: Vec<BTreeMap<String, String>> = specs
+        .iter()
+        .map(|t| {
+            t.configs
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+                .collect()
+        })
+        .collect();
+    let n = specs.len();
+    let op = ControllerOp::CreateTopics {
+        topics: specs,
+        validate_only,
+    };
+    let mut results = broker.controller_op(op).into_create_topics(n);
+    // A forwarded result carries no configs: describe them here, as the controller did.
+    for (result, overrides) in results.iter_mut().zip(&overrides) {
+        if let Ok(created) = result {
+            if created.configs.is_empty() {
+                created.configs = strom_metadata::config_describe::describe_topic_configs(
+                    overrides,
+                    &broker.effective_broker_config(),
+                );
+            }
+        }
+    }
     let mut response = CreateTopicsResponse::default();
     response.topics = names
         .into_iter()

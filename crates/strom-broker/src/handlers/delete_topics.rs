@@ -2,6 +2,7 @@
 //! topic records; the replica manager then deletes the partition logs.
 
 use std::sync::Arc;
+use strom_metadata::ControllerOp;
 
 use super::RequestContext;
 use bytes::Bytes;
@@ -50,8 +51,10 @@ pub(super) async fn handle(
             .collect()
     };
     let to_delete: Vec<String> = wanted.iter().filter_map(|w| w.2.clone()).collect();
+    let n = to_delete.len();
     let mut results = broker
-        .with_controller(|c| c.delete_topics(to_delete))
+        .controller_op(ControllerOp::DeleteTopics { names: to_delete })
+        .into_delete_topics(n)
         .into_iter();
     let mut response = DeleteTopicsResponse::default();
     response.responses = wanted

@@ -92,7 +92,7 @@ fn find(broker: &Broker, key_type: i8) -> Found {
     let image = broker.image();
     let (host, port) = match image.broker(node_id) {
         Some(b) => (b.host.clone(), i32::from(b.port)),
-        None => match broker.config().advertised_listeners().first() {
+        None => match broker.config().advertised_client_listener() {
             Some(l) => (l.host.clone(), i32::from(l.port)),
             None => return refused(ErrorCode::CoordinatorNotAvailable, "no advertised listener"),
         },

@@ -2,6 +2,7 @@
 //! APPEND and SUBTRACT (list configs) on single keys of a topic's overrides.
 
 use std::sync::Arc;
+use strom_metadata::ControllerOp;
 
 use super::RequestContext;
 use bytes::Bytes;
@@ -46,7 +47,13 @@ pub(super) async fn handle(
                         Ok((c.name.to_string(), op, c.value.map(|v| v.to_string())))
                     })
                     .collect::<Result<Vec<_>, ControllerError>>()?;
-                broker.with_controller(|c| c.incremental_alter_configs(target, ops, validate_only))
+                broker
+                    .controller_op(ControllerOp::IncrementalAlterConfigs {
+                        resource: target,
+                        ops,
+                        validate_only,
+                    })
+                    .into_done()
             });
             if let Err(e) = result {
                 r.error_code = controller_error_code(&e).code();

@@ -55,6 +55,28 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// Controlled shutdown (Kafka's BrokerHeartbeat with `wantShutDown`): the broker is fenced
+    /// now, so its leaderships move to in-sync replicas before it stops serving; it is
+    /// unfenced when it registers again.
+    pub fn controlled_shutdown(&mut self, broker_id: i32) -> Result<(), ControllerError> {
+        let broker = self
+            .image
+            .broker(broker_id)
+            .ok_or(ControllerError::BrokerNotRegistered { broker_id })?;
+        self.last_contact.remove(&broker_id);
+        if broker.fenced {
+            return Ok(());
+        }
+        self.commit(fence_records(&self.image, broker_id))?;
+        tracing::info!(
+            broker_id,
+            "controlled shutdown: broker fenced, leaderships moved"
+        );
+        Ok(())
+    }
+}
+
 /// FenceBroker plus every partition change it implies: out of each ISR, and each leadership
 /// to the first in-sync replica (in replica order) that is not fenced. The last member of an
 /// ISR stays in it, so the partition can only be led again by a replica with all its data

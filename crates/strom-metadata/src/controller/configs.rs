@@ -13,7 +13,7 @@ use crate::image::is_internal;
 use crate::records::{ConfigResource, MetadataRecord};
 
 /// An IncrementalAlterConfigs operation (the protocol's `config_operation` numbers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(i8)]
 pub enum AlterConfigOp {
     Set = 0,

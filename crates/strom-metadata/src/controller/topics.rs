@@ -20,7 +20,7 @@ pub const MAX_PARTITIONS_PER_OPERATION: i32 = 10_000;
 const MAX_BROKER_PARTITIONS: &str = "max.broker.partitions";
 
 /// One topic of a CreateTopics request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopicRequest {
     pub name: String,
     /// -1: use `num.partitions` (or the manual assignment).
@@ -34,13 +34,15 @@ pub struct CreateTopicRequest {
 }
 
 /// The result of creating one topic (what CreateTopics v5+ returns).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreatedTopic {
     pub name: String,
     pub topic_id: Uuid,
     pub num_partitions: i32,
     pub replication_factor: i16,
-    /// Every topic config with its value and source.
+    /// Every topic config with its value and source. Not sent when the request was forwarded:
+    /// the forwarding node describes them itself ([`crate::describe_topic_configs`]).
+    #[serde(skip)]
     pub configs: Vec<DescribedConfig>,
 }
 

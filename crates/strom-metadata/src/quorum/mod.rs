@@ -10,6 +10,7 @@ pub mod log_store;
 pub mod node;
 pub mod raft;
 pub mod runtime;
+pub mod service;
 pub mod sim_transport;
 pub mod state_machine;
 pub mod tcp_codec;

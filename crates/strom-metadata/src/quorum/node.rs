@@ -15,11 +15,13 @@ use tokio::task::JoinHandle;
 
 use super::raft::{OpenraftQuorum, QuorumStartError};
 use super::tcp_transport::{serve_tcp, TcpTransport, TcpTransportConfig};
+use super::transport::{ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, TransportError};
 use super::{
     LeaderAndEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, NoPublisher, QuorumError,
     QuorumNodeId,
 };
 use crate::broker_config::QuorumVoter;
+use crate::controller::{ControllerAnswer, ControllerHandler, ControllerOp};
 use crate::image::MetadataImage;
 use crate::records::MetadataRecord;
 
@@ -64,9 +66,14 @@ impl Default for QuorumNodeOptions {
 /// A running controller quorum node: its Raft replica and the server on its listener.
 pub struct QuorumNode {
     quorum: OpenraftQuorum,
-    local_addr: SocketAddr,
-    stop_server: Option<oneshot::Sender<()>>,
-    server: JoinHandle<()>,
+    /// The CONTROLLER listener's address; `None` for a quorum of one with no listener.
+    local_addr: Option<SocketAddr>,
+    stop_server: parking_lot::Mutex<Option<oneshot::Sender<()>>>,
+    server: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    /// How this node reaches the other voters (Raft, and forwarded controller operations).
+    transport: Arc<TcpTransport>,
+    /// Where the local controller plugs in to serve forwarded operations.
+    controller: ControllerSlot,
 }
 
 impl std::fmt::Debug for QuorumNode {
@@ -139,14 +146,16 @@ impl QuorumNode {
             node_id,
             data_dir,
             Arc::new(raft_config),
-            transport,
+            Arc::clone(&transport),
             options.publisher,
         )
         .await?;
+        let controller = ControllerSlot::default();
         let (stop_server, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve_tcp(
             listener,
             quorum.raft().clone(),
+            Arc::clone(&controller),
             options.transport,
             async move {
                 let _ = stopped.await;
@@ -158,9 +167,11 @@ impl QuorumNode {
             .collect();
         let node = QuorumNode {
             quorum,
-            local_addr,
-            stop_server: Some(stop_server),
-            server,
+            local_addr: Some(local_addr),
+            stop_server: parking_lot::Mutex::new(Some(stop_server)),
+            server: parking_lot::Mutex::new(Some(server)),
+            transport,
+            controller,
         };
         if let Err(e) = node.quorum.bootstrap(members).await {
             node.shutdown().await;
@@ -171,9 +182,85 @@ impl QuorumNode {
         Ok(node)
     }
 
-    /// The address the CONTROLLER listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// A quorum of one with no listener (single-node mode: `strom server` with no
+    /// `controller.quorum.voters`). It elects itself at once instead of waiting out an election
+    /// timeout, so start-up is not slowed down.
+    pub async fn start_local(
+        node_id: QuorumNodeId,
+        data_dir: &Path,
+        options: QuorumNodeOptions,
+    ) -> Result<QuorumNode, QuorumStartError> {
+        let raft_config = options
+            .raft
+            .validate()
+            .map_err(|e| QuorumStartError::Raft {
+                reason: e.to_string(),
+            })?;
+        let transport = Arc::new(TcpTransport::new(BTreeMap::new(), options.transport));
+        let quorum = OpenraftQuorum::open(
+            node_id,
+            data_dir,
+            Arc::new(raft_config),
+            Arc::clone(&transport),
+            options.publisher,
+        )
+        .await?;
+        let node = QuorumNode {
+            quorum,
+            local_addr: None,
+            stop_server: parking_lot::Mutex::new(None),
+            server: parking_lot::Mutex::new(None),
+            transport,
+            controller: ControllerSlot::default(),
+        };
+        let members = [(node_id, BasicNode::default())].into_iter().collect();
+        let started = async {
+            node.quorum.bootstrap(members).await?;
+            node.quorum.elect_now().await
+        };
+        if let Err(e) = started.await {
+            node.shutdown().await;
+            return Err(QuorumStartError::Raft {
+                reason: e.to_string(),
+            });
+        }
+        Ok(node)
+    }
+
+    /// The address the CONTROLLER listener is bound to (`None` without a listener).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// Plugs in the controller that serves operations forwarded to this node. Once only.
+    pub fn set_controller(&self, handler: Arc<dyn ControllerHandler>) {
+        if self.controller.set(handler).is_err() {
+            tracing::warn!("a controller handler was already set; keeping the first");
+        }
+    }
+
+    /// Sends `op` to the controller of node `to` (the active controller) and returns its
+    /// answer.
+    pub async fn forward(
+        &self,
+        to: QuorumNodeId,
+        op: ControllerOp,
+    ) -> Result<ControllerAnswer, TransportError> {
+        match self
+            .transport
+            .send(self.node_id(), to, QuorumRpc::Controller(op))
+            .await?
+        {
+            QuorumReply::Controller(result) => Ok(result),
+            _ => Err(TransportError::Remote {
+                target: to,
+                reason: "reply of the wrong kind".into(),
+            }),
+        }
+    }
+
+    fn node_id(&self) -> QuorumNodeId {
+        self.quorum.raft().metrics().borrow().id
     }
 
     /// The Raft replica (for metrics and tests).
@@ -182,17 +269,20 @@ impl QuorumNode {
     }
 
     /// Closes the listener and every connection, then stops the Raft node.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(&self) {
         /// The server stops at its next poll; this only bounds a wedged task.
         const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
-        if let Some(stop) = self.stop_server.take() {
+        if let Some(stop) = self.stop_server.lock().take() {
             let _ = stop.send(());
         }
-        if tokio::time::timeout(SERVER_STOP_WAIT, &mut self.server)
-            .await
-            .is_err()
-        {
-            self.server.abort();
+        let server = self.server.lock().take();
+        if let Some(mut server) = server {
+            if tokio::time::timeout(SERVER_STOP_WAIT, &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
         }
         self.quorum.shutdown().await;
     }
@@ -200,7 +290,9 @@ impl QuorumNode {
 
 impl Drop for QuorumNode {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = self.server.lock().take() {
+            server.abort();
+        }
     }
 }
 

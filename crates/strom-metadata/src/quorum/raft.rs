@@ -113,11 +113,62 @@ impl OpenraftQuorum {
         &self,
         voters: BTreeMap<QuorumNodeId, BasicNode>,
     ) -> Result<(), QuorumError> {
+        // openraft logs an error for initializing twice; a restart is not one.
+        if self.raft.is_initialized().await.unwrap_or(false) {
+            return Ok(());
+        }
         match self.raft.initialize(voters).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(QuorumError::Stopped {
                 reason: e.to_string(),
             }),
+        }
+    }
+
+    /// Starts an election now rather than after an election timeout (a quorum of one at start).
+    pub async fn elect_now(&self) -> Result<(), QuorumError> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| QuorumError::Stopped {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Waits until this node, as leader, has confirmed its leadership with a quorum and applied
+    /// everything committed before: an image read afterwards is not stale (openraft's
+    /// `ensure_linearizable`). Fails with `NotLeader` on a follower.
+    pub async fn catch_up_as_leader(&self) -> Result<(), QuorumError> {
+        use openraft::error::CheckIsLeaderError;
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(QuorumError::LeadershipLost { leader: None })
+                    .inspect_err(|_| tracing::debug!(error = %e, "leadership not confirmed"))
+            }
+            Err(RaftError::Fatal(e)) => Err(QuorumError::Stopped {
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The applied offset and image as they change (a broker follows this).
+    pub fn subscribe(&self) -> watch::Receiver<Applied> {
+        self.applied.clone()
+    }
+
+    /// Why the Raft core stopped, if it did (a storage failure): the node is then dead and
+    /// must not pretend otherwise.
+    pub fn fatal(&self) -> Option<String> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
         }
     }
 

@@ -10,7 +10,9 @@ use openraft::Raft;
 
 use super::raft::MetadataRaftConfig;
 use super::runtime::SplitMix64;
-use super::transport::{serve, QuorumReply, QuorumRpc, QuorumTransport, TransportError};
+use super::transport::{
+    serve, ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, TransportError,
+};
 use super::QuorumNodeId;
 
 /// How unreliable the simulated network is. Probabilities are per mille, per message leg.
@@ -138,11 +140,13 @@ impl QuorumTransport for SimTransport {
         let Some(raft) = self.net().nodes.get(&to).cloned() else {
             return Err(unreachable);
         };
+        // The simulation has no controllers: forwarded operations are answered NOT_CONTROLLER.
+        let no_controller = ControllerSlot::default();
         if duplicate {
             // The receiver sees the message twice; the sender gets the second answer.
-            let _ = serve(&raft, rpc.clone()).await;
+            let _ = serve(&raft, &no_controller, rpc.clone()).await;
         }
-        let reply = serve(&raft, rpc)
+        let reply = serve(&raft, &no_controller, rpc)
             .await
             .map_err(|reason| TransportError::Remote { target: to, reason })?;
         let Some((delay, _)) = self.leg(to, from) else {

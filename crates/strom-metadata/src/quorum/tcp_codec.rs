@@ -33,9 +33,11 @@ const HEADER_BYTES: usize = 1 + 1 + 8;
 const KIND_APPEND_ENTRIES: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
+const KIND_CONTROLLER: u8 = 4;
 const KIND_APPEND_ENTRIES_REPLY: u8 = 0x81;
 const KIND_VOTE_REPLY: u8 = 0x82;
 const KIND_SNAPSHOT_REPLY: u8 = 0x83;
+const KIND_CONTROLLER_REPLY: u8 = 0x84;
 const KIND_ERROR: u8 = 0xFF;
 
 /// What one frame carries.
@@ -120,9 +122,11 @@ fn kind_of(body: &Body) -> u8 {
         Body::Request(QuorumRpc::AppendEntries(_)) => KIND_APPEND_ENTRIES,
         Body::Request(QuorumRpc::Vote(_)) => KIND_VOTE,
         Body::Request(QuorumRpc::Snapshot { .. }) => KIND_SNAPSHOT,
+        Body::Request(QuorumRpc::Controller(_)) => KIND_CONTROLLER,
         Body::Reply(QuorumReply::AppendEntries(_)) => KIND_APPEND_ENTRIES_REPLY,
         Body::Reply(QuorumReply::Vote(_)) => KIND_VOTE_REPLY,
         Body::Reply(QuorumReply::Snapshot(_)) => KIND_SNAPSHOT_REPLY,
+        Body::Reply(QuorumReply::Controller(_)) => KIND_CONTROLLER_REPLY,
         Body::Error(_) => KIND_ERROR,
     }
 }
@@ -144,6 +148,8 @@ fn write_body(out: &mut Vec<u8>, body: &Body) -> serde_json::Result<()> {
         Body::Reply(QuorumReply::AppendEntries(r)) => serde_json::to_writer(out, r),
         Body::Reply(QuorumReply::Vote(r)) => serde_json::to_writer(out, r),
         Body::Reply(QuorumReply::Snapshot(r)) => serde_json::to_writer(out, r),
+        Body::Request(QuorumRpc::Controller(op)) => serde_json::to_writer(out, op),
+        Body::Reply(QuorumReply::Controller(r)) => serde_json::to_writer(out, r),
         Body::Error(reason) => serde_json::to_writer(out, reason),
     }
 }
@@ -179,6 +185,12 @@ pub fn decode(payload: &[u8]) -> Result<Envelope, CodecError> {
         )),
         KIND_SNAPSHOT_REPLY => Body::Reply(QuorumReply::Snapshot(
             serde_json::from_slice::<SnapshotResponse<QuorumNodeId>>(body).map_err(json)?,
+        )),
+        KIND_CONTROLLER => Body::Request(QuorumRpc::Controller(
+            serde_json::from_slice(body).map_err(json)?,
+        )),
+        KIND_CONTROLLER_REPLY => Body::Reply(QuorumReply::Controller(
+            serde_json::from_slice(body).map_err(json)?,
         )),
         KIND_ERROR => Body::Error(serde_json::from_slice(body).map_err(json)?),
         kind => return Err(CodecError::UnknownKind { kind }),

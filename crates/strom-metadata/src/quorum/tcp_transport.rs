@@ -20,7 +20,9 @@ use tokio::time::Instant;
 
 use super::raft::MetadataRaftConfig;
 use super::tcp_codec::{decode, encode, frame_len, Body, Envelope, LENGTH_PREFIX_BYTES};
-use super::transport::{serve, QuorumReply, QuorumRpc, QuorumTransport, TransportError};
+use super::transport::{
+    serve, ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, TransportError,
+};
 use super::QuorumNodeId;
 
 /// Limits and timeouts of the TCP transport, client and server side. Names follow Kafka's
@@ -35,6 +37,9 @@ pub struct TcpTransportConfig {
     pub request_timeout: Duration,
     /// How long a whole-snapshot RPC waits for its reply.
     pub snapshot_timeout: Duration,
+    /// How long a forwarded controller operation waits (it commits through the quorum;
+    /// Kafka's `request.timeout.ms`).
+    pub controller_timeout: Duration,
     /// First wait before re-dialling a peer that could not be reached (`reconnect.backoff.ms`).
     pub reconnect_backoff: Duration,
     /// The wait doubles per failure up to this (`reconnect.backoff.max.ms`).
@@ -52,6 +57,7 @@ impl Default for TcpTransportConfig {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
             snapshot_timeout: Duration::from_secs(30),
+            controller_timeout: Duration::from_secs(30),
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(1),
             max_in_flight_per_connection: 128,
@@ -243,6 +249,7 @@ impl QuorumTransport for TcpTransport {
     ) -> Result<QuorumReply, TransportError> {
         let after = match rpc {
             QuorumRpc::Snapshot { .. } => self.config.snapshot_timeout,
+            QuorumRpc::Controller(_) => self.config.controller_timeout,
             QuorumRpc::AppendEntries(_) | QuorumRpc::Vote(_) => self.config.request_timeout,
         };
         let conn = self.connection(to).await?;
@@ -377,6 +384,7 @@ async fn read_replies(
 pub async fn serve_tcp(
     listener: TcpListener,
     raft: Raft<MetadataRaftConfig>,
+    controller: ControllerSlot,
     config: TcpTransportConfig,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -395,9 +403,10 @@ pub async fn serve_tcp(
                         continue;
                     };
                     let raft = raft.clone();
+                    let controller = Arc::clone(&controller);
                     let config = config.clone();
                     connections.spawn(async move {
-                        serve_connection(stream, addr, raft, &config).await;
+                        serve_connection(stream, addr, raft, controller, &config).await;
                         drop(permit);
                     });
                 }
@@ -418,6 +427,7 @@ async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
     raft: Raft<MetadataRaftConfig>,
+    controller: ControllerSlot,
     config: &TcpTransportConfig,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
@@ -455,10 +465,11 @@ async fn serve_connection(
             break;
         };
         let raft = raft.clone();
+        let controller = Arc::clone(&controller);
         let replies = replies.clone();
         let max_frame_bytes = config.max_frame_bytes;
         handlers.spawn(async move {
-            let body = match serve(&raft, rpc).await {
+            let body = match serve(&raft, &controller, rpc).await {
                 Ok(reply) => Body::Reply(reply),
                 Err(reason) => Body::Error(reason),
             };

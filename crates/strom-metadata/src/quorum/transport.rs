@@ -19,6 +19,8 @@ use openraft::{BasicNode, RPCTypes, Raft, Snapshot, SnapshotMeta, Vote};
 
 use super::raft::MetadataRaftConfig;
 use super::QuorumNodeId;
+use crate::controller::{ControllerAnswer, ControllerHandler, ControllerOp};
+use crate::error::ControllerError;
 
 type C = MetadataRaftConfig;
 
@@ -33,6 +35,9 @@ pub enum QuorumRpc {
         meta: SnapshotMeta<QuorumNodeId, BasicNode>,
         data: Vec<u8>,
     },
+    /// A controller operation forwarded to the active controller (not a Raft message: it
+    /// travels over the same CONTROLLER listener).
+    Controller(ControllerOp),
 }
 
 /// The answer to a [`QuorumRpc`] of the same kind.
@@ -41,7 +46,12 @@ pub enum QuorumReply {
     AppendEntries(AppendEntriesResponse<QuorumNodeId>),
     Vote(VoteResponse<QuorumNodeId>),
     Snapshot(SnapshotResponse<QuorumNodeId>),
+    Controller(ControllerAnswer),
 }
+
+/// Where a node's controller is plugged in once it exists (it is created after the quorum
+/// node starts); until then forwarded operations are answered NOT_CONTROLLER.
+pub type ControllerSlot = Arc<std::sync::OnceLock<Arc<dyn ControllerHandler>>>;
 
 /// Why a message got no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,9 +83,28 @@ pub trait QuorumTransport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<QuorumReply, TransportError>> + Send;
 }
 
-/// Delivers `rpc` to the local Raft node `raft` (the receiving end of any transport).
-pub async fn serve(raft: &Raft<C>, rpc: QuorumRpc) -> Result<QuorumReply, String> {
+/// Delivers `rpc` to the local Raft node `raft`, or a controller operation to the controller
+/// in `controller` (the receiving end of any transport).
+pub async fn serve(
+    raft: &Raft<C>,
+    controller: &ControllerSlot,
+    rpc: QuorumRpc,
+) -> Result<QuorumReply, String> {
     match rpc {
+        QuorumRpc::Controller(op) => {
+            let Some(handler) = controller.get().cloned() else {
+                let not_ready = ControllerError::NotController { leader: None };
+                return Ok(QuorumReply::Controller(ControllerAnswer {
+                    result: op.failed(not_ready),
+                    offset: None,
+                }));
+            };
+            // It blocks until the quorum commits: off the runtime's workers.
+            tokio::task::spawn_blocking(move || handler.handle(op))
+                .await
+                .map(QuorumReply::Controller)
+                .map_err(|e| format!("controller operation failed: {e}"))
+        }
         QuorumRpc::AppendEntries(req) => raft
             .append_entries(req)
             .await

@@ -120,7 +120,5 @@ proptest! {
         drop(c);
         let reopened = open(dir.path(), "", &[]);
         prop_assert_eq!(&*reopened.image(), &*image);
-        let (_, records) = crate::log::MetadataLog::open(dir.path()).unwrap();
-        prop_assert_eq!(&crate::image::MetadataImage::replay(&records), &*image);
     }
 }

@@ -1,0 +1,225 @@
+//! The broker's side of the metadata quorum: which quorum this node runs (a quorum of one, or
+//! a voter of `controller.quorum.voters` on its CONTROLLER listener), running controller
+//! operations on the active controller (here, or forwarded there as Kafka's ForwardingManager
+//! does), registration, heartbeats, and fencing brokers that stop heartbeating.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use strom_metadata::controller::ops::now_ms;
+use strom_metadata::quorum::node::QuorumNodeOptions;
+use strom_metadata::quorum::service::QuorumService;
+use strom_metadata::{
+    BrokerConfig, Controller, ControllerAnswer, ControllerError, ControllerHandler, ControllerOp,
+    ControllerOpResult, MetadataImage,
+};
+
+use crate::server::ServerError;
+
+/// How long a forwarding node waits to apply the metadata offset the active controller
+/// committed an operation at, before answering anyway (the client then sees the change a
+/// moment later, as with any Kafka broker's metadata cache).
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// How long start-up waits for a quorum to register this broker before giving up (the other
+/// voters must be started meanwhile).
+const REGISTRATION_WAIT: Duration = Duration::from_secs(120);
+
+/// Opens this node's quorum and controller from the configuration: a quorum of one in
+/// single-node mode (no `controller.quorum.voters`), else a voter on the CONTROLLER listener.
+pub(crate) fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError> {
+    let startup =
+        |what: &str, e: &dyn std::fmt::Display| ServerError::Startup(format!("{what}: {e}"));
+    if !config.is_quorum_over_network() {
+        return Controller::open(config.metadata_log_dir(), config)
+            .map_err(|e| startup("cannot open the metadata log", &e));
+    }
+    let node_id = u64::try_from(config.node_id())
+        .map_err(|_| ServerError::Startup(format!("node.id {} is negative", config.node_id())))?;
+    if !config.has_role(strom_metadata::broker_config::ProcessRole::Controller)
+        || !config.has_role(strom_metadata::broker_config::ProcessRole::Broker)
+    {
+        return Err(ServerError::Startup(
+            "process.roles must be broker,controller: dedicated controller and broker nodes are not supported yet (every node of controller.quorum.voters runs both roles)".into(),
+        ));
+    }
+    let listener = config.controller_listener().ok_or_else(|| {
+        ServerError::Startup(
+            "controller.quorum.voters is set but no listener is named in controller.listener.names (e.g. listeners=PLAINTEXT://:9092,CONTROLLER://:9093 and controller.listener.names=CONTROLLER)".into(),
+        )
+    })?;
+    let bind = listener.bind_address();
+    let socket = std::net::TcpListener::bind(&bind).map_err(|e| {
+        startup(
+            &format!("cannot listen on the CONTROLLER listener {bind}"),
+            &e,
+        )
+    })?;
+    let dir = config
+        .metadata_log_dir()
+        .join(strom_metadata::log::METADATA_LOG_DIR_NAME);
+    let quorum = QuorumService::start_tcp(
+        node_id,
+        config.controller_quorum_voters(),
+        &dir,
+        socket,
+        QuorumNodeOptions::default(),
+    )
+    .map_err(|e| startup("cannot start the metadata quorum", &e))?;
+    tracing::info!(
+        node_id,
+        controller_listener = %bind,
+        voters = config.controller_quorum_voters().len(),
+        "metadata quorum started"
+    );
+    Controller::with_quorum(Arc::new(quorum), config)
+        .map_err(|e| startup("cannot open the metadata image", &e))
+}
+
+/// Runs `op` on the active controller: here if this node leads the quorum, else forwarded to
+/// the leader. `local` runs it here (with the broker's follow-up, e.g. opening logs).
+/// Blocking.
+pub(crate) fn run_op(
+    quorum: &QuorumService,
+    op: ControllerOp,
+    local: impl FnOnce(ControllerOp) -> ControllerOpResult,
+) -> ControllerAnswer {
+    let leader = quorum.leader().leader;
+    if leader == Some(quorum.node_id()) || quorum.local_addr().is_none() {
+        let result = local(op);
+        return ControllerAnswer {
+            result,
+            offset: quorum.image().0,
+        };
+    }
+    let not_controller = |leader: Option<u64>| ControllerError::NotController {
+        leader: leader.and_then(|l| i32::try_from(l).ok()),
+    };
+    let Some(leader) = leader else {
+        return ControllerAnswer {
+            result: op.failed(not_controller(None)),
+            offset: None,
+        };
+    };
+    let failed = op.failed(not_controller(Some(leader)));
+    match quorum.forward(leader, op) {
+        Ok(answer) => {
+            wait_applied(quorum, answer.offset);
+            answer
+        }
+        Err(e) => {
+            tracing::debug!(leader, error = %e, "forwarding to the active controller failed");
+            ControllerAnswer {
+                result: failed,
+                offset: None,
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until the local replica applied `offset`.
+fn wait_applied(quorum: &QuorumService, offset: Option<u64>) {
+    let Some(offset) = offset else { return };
+    let start = Instant::now();
+    while quorum.image().0.is_none_or(|o| o < offset) && start.elapsed() < APPLY_WAIT {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Registers this broker with the active controller, retrying until a quorum answers, and
+/// waits until the local image shows the registration (so this node has caught up with the
+/// metadata log before it serves clients).
+pub(crate) fn register(
+    quorum: &QuorumService,
+    config: &BrokerConfig,
+    host: &str,
+    port: u16,
+    local: impl Fn(ControllerOp) -> ControllerOpResult,
+) -> Result<Arc<MetadataImage>, ServerError> {
+    let broker_id = config.node_id();
+    let op = ControllerOp::RegisterBroker {
+        broker_id,
+        host: host.to_string(),
+        port,
+        rack: config.broker_rack().map(str::to_string),
+    };
+    let start = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        let answer = run_op(quorum, op.clone(), &local);
+        match answer.result.into_done() {
+            Ok(()) => {
+                let image = quorum.image().1;
+                let registered = image.broker(broker_id).is_some_and(|b| {
+                    b.host == host && b.port == port && b.rack.as_deref() == config.broker_rack()
+                });
+                if registered {
+                    tracing::info!(broker_id, "registered with the active controller");
+                    return Ok(image);
+                }
+            }
+            Err(ControllerError::ClusterIdMismatch { configured, stored }) => {
+                return Err(ServerError::Startup(format!(
+                    "configured cluster.id {configured} does not match {stored} of the metadata quorum"
+                )));
+            }
+            Err(e) if start.elapsed() >= REGISTRATION_WAIT => {
+                return Err(ServerError::Startup(format!(
+                    "could not register with the metadata quorum within {REGISTRATION_WAIT:?} (is a majority of controller.quorum.voters running?): {e}"
+                )));
+            }
+            Err(e) => {
+                if last_log.elapsed() >= Duration::from_secs(5) {
+                    tracing::info!(error = %e, "waiting for the metadata quorum to register this broker");
+                    last_log = Instant::now();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Serves operations other nodes forward to this node's controller.
+pub(crate) struct ForwardedOps {
+    pub(crate) broker: std::sync::Weak<crate::broker::Broker>,
+}
+
+impl ControllerHandler for ForwardedOps {
+    fn handle(&self, op: ControllerOp) -> ControllerAnswer {
+        match self.broker.upgrade() {
+            Some(broker) => {
+                let result = broker.execute_locally(op);
+                ControllerAnswer {
+                    result,
+                    offset: broker.quorum().image().0,
+                }
+            }
+            None => ControllerAnswer {
+                result: op.failed(ControllerError::NotController { leader: None }),
+                offset: None,
+            },
+        }
+    }
+}
+
+/// The active controller's fencing timer: brokers silent for `broker.session.timeout.ms` are
+/// fenced (their leaderships move to in-sync replicas). Runs on every controller; acts only
+/// while this node leads.
+pub(crate) fn fence_stale(controller: &Mutex<Controller>, session_timeout_ms: i64) -> Vec<i32> {
+    let mut c = controller.lock();
+    if !c.quorum().is_leader() {
+        return Vec::new();
+    }
+    if let Err(e) = c.refresh() {
+        tracing::debug!(error = %e, "fencing check skipped");
+        return Vec::new();
+    }
+    match c.fence_stale_brokers(now_ms(), session_timeout_ms) {
+        Ok(fenced) => fenced,
+        Err(e) => {
+            tracing::warn!(error = %e, "fencing stale brokers failed");
+            Vec::new()
+        }
+    }
+}

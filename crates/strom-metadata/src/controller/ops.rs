@@ -1,0 +1,198 @@
+//! Controller operations as values, so a node that is not the active controller can forward
+//! them (as Kafka's ForwardingManager forwards admin requests) and the active controller runs
+//! them: the same code path for a local and a forwarded request.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{AlterConfigOp, Controller, CreateTopicRequest, CreatedTopic};
+use crate::error::ControllerError;
+use crate::records::ConfigResource;
+
+/// One controller operation, as the broker asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerOp {
+    CreateTopics {
+        topics: Vec<CreateTopicRequest>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topic: String,
+        new_total_count: i32,
+        assignments: Vec<Vec<i32>>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        resource: ConfigResource,
+        configs: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    },
+    IncrementalAlterConfigs {
+        resource: ConfigResource,
+        ops: Vec<(String, AlterConfigOp, Option<String>)>,
+        validate_only: bool,
+    },
+    AllocateProducerIds {
+        broker_id: i32,
+    },
+    /// Kafka's BrokerRegistration: the broker's client endpoint and rack.
+    RegisterBroker {
+        broker_id: i32,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    /// Kafka's BrokerHeartbeat; the controller times it with its own clock.
+    BrokerHeartbeat {
+        broker_id: i32,
+    },
+    /// A broker stopping on SIGTERM asks for its leaderships to move first.
+    ControlledShutdown {
+        broker_id: i32,
+    },
+}
+
+impl ControllerOp {
+    /// The answer every part of this operation gets when it could not run at all.
+    pub fn failed(&self, error: ControllerError) -> ControllerOpResult {
+        match self {
+            ControllerOp::CreateTopics { topics, .. } => ControllerOpResult::CreateTopics(
+                topics.iter().map(|_| Err(error.clone())).collect(),
+            ),
+            ControllerOp::DeleteTopics { names } => {
+                ControllerOpResult::DeleteTopics(names.iter().map(|_| Err(error.clone())).collect())
+            }
+            ControllerOp::AllocateProducerIds { .. } => ControllerOpResult::ProducerIds(Err(error)),
+            _ => ControllerOpResult::Done(Err(error)),
+        }
+    }
+}
+
+/// The outcome of a [`ControllerOp`], shaped as the matching `Controller` method returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerOpResult {
+    CreateTopics(Vec<Result<CreatedTopic, ControllerError>>),
+    DeleteTopics(Vec<Result<Uuid, ControllerError>>),
+    ProducerIds(Result<(i64, i64), ControllerError>),
+    Done(Result<(), ControllerError>),
+}
+
+impl ControllerOpResult {
+    fn mismatch() -> ControllerError {
+        ControllerError::Storage {
+            reason: "the controller answered a different operation".into(),
+        }
+    }
+
+    pub fn into_create_topics(self, n: usize) -> Vec<Result<CreatedTopic, ControllerError>> {
+        match self {
+            ControllerOpResult::CreateTopics(r) if r.len() == n => r,
+            _ => (0..n).map(|_| Err(Self::mismatch())).collect(),
+        }
+    }
+
+    pub fn into_delete_topics(self, n: usize) -> Vec<Result<Uuid, ControllerError>> {
+        match self {
+            ControllerOpResult::DeleteTopics(r) if r.len() == n => r,
+            _ => (0..n).map(|_| Err(Self::mismatch())).collect(),
+        }
+    }
+
+    pub fn into_producer_ids(self) -> Result<(i64, i64), ControllerError> {
+        match self {
+            ControllerOpResult::ProducerIds(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_done(self) -> Result<(), ControllerError> {
+        match self {
+            ControllerOpResult::Done(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+}
+
+impl Controller {
+    /// Runs `op` here (this node must be the active controller for anything to commit).
+    pub fn execute(&mut self, op: ControllerOp) -> ControllerOpResult {
+        match op {
+            ControllerOp::CreateTopics {
+                topics,
+                validate_only,
+            } => ControllerOpResult::CreateTopics(self.create_topics(topics, validate_only)),
+            ControllerOp::DeleteTopics { names } => {
+                ControllerOpResult::DeleteTopics(self.delete_topics(names))
+            }
+            ControllerOp::CreatePartitions {
+                topic,
+                new_total_count,
+                assignments,
+                validate_only,
+            } => ControllerOpResult::Done(self.create_partitions(
+                &topic,
+                new_total_count,
+                assignments,
+                validate_only,
+            )),
+            ControllerOp::AlterConfigs {
+                resource,
+                configs,
+                validate_only,
+            } => ControllerOpResult::Done(self.alter_configs(resource, configs, validate_only)),
+            ControllerOp::IncrementalAlterConfigs {
+                resource,
+                ops,
+                validate_only,
+            } => ControllerOpResult::Done(self.incremental_alter_configs(
+                resource,
+                ops,
+                validate_only,
+            )),
+            ControllerOp::AllocateProducerIds { broker_id } => {
+                ControllerOpResult::ProducerIds(self.allocate_producer_id_block(broker_id))
+            }
+            ControllerOp::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack,
+            } => ControllerOpResult::Done(self.register_broker(
+                broker_id,
+                &host,
+                port,
+                rack.as_deref(),
+            )),
+            ControllerOp::BrokerHeartbeat { broker_id } => {
+                ControllerOpResult::Done(self.broker_heartbeat(broker_id, now_ms()))
+            }
+            ControllerOp::ControlledShutdown { broker_id } => {
+                ControllerOpResult::Done(self.controlled_shutdown(broker_id))
+            }
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the epoch (heartbeat and fencing times).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What the active controller answers a forwarded operation: its result, and the metadata
+/// offset the forwarding node must have applied to see its effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerAnswer {
+    pub result: ControllerOpResult,
+    pub offset: Option<crate::quorum::MetadataOffset>,
+}
+
+/// Runs controller operations arriving over the CONTROLLER listener (forwarded by other
+/// nodes). Blocking: it proposes to the quorum and waits for the commit.
+pub trait ControllerHandler: Send + Sync + 'static {
+    fn handle(&self, op: ControllerOp) -> ControllerAnswer;
+}
