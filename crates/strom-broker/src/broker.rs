@@ -267,6 +267,23 @@ impl Broker {
                 .await;
             }
         });
+        // A node whose Raft core stopped (a storage failure, an openraft panic) must not look
+        // alive: it would keep answering clients from a frozen image. It exits so a
+        // supervisor restarts it, and the quorum carries on without it meanwhile.
+        let broker = Arc::clone(self);
+        let mut watchdog_stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = watchdog_stop.changed() => break,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                if let Some(reason) = broker.quorum.fatal() {
+                    tracing::error!(%reason, "the metadata quorum stopped on this node; exiting");
+                    std::process::exit(70);
+                }
+            }
+        });
         let broker = Arc::clone(self);
         let mut follow_stop = stop.clone();
         let mut applied = self.quorum.subscribe();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod config_cmd;
 mod consume;
 mod group;
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Start a single-node broker (data in ./strom-data, clients on 127.0.0.1:9092 by default).
     Server(ServerArgs),
+    /// Run a local multi-node cluster for development: `strom cluster start -n 3`.
+    Cluster(cluster::ClusterArgs),
     /// Create, list, describe, delete and alter topics.
     Topic(topic::TopicArgs),
     /// Write lines from stdin or a file as records.
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

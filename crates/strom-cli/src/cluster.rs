@@ -1,0 +1,175 @@
+//! `strom cluster start`: a local multi-node cluster for development and tests, one `strom
+//! server` process per node on loopback (as Redpanda's `rpk container start -n 3`, without
+//! containers). Each node gets a Kafka-style `server.properties` in `DIR/node-N/` that an
+//! operator could copy to a real machine; Ctrl-C stops every node with a controlled shutdown.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ClusterCommand {
+    /// Start N combined broker+controller nodes on 127.0.0.1 and run until Ctrl-C.
+    Start(StartArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StartArgs {
+    /// Number of nodes (each a broker and a controller voter).
+    #[arg(long, short = 'n', default_value_t = 3)]
+    nodes: u16,
+    /// Where the nodes keep their properties, data and logs (reused on the next start).
+    #[arg(long, default_value = "./strom-cluster")]
+    dir: PathBuf,
+    /// Client port of node 1; node N listens on BASE + 100*(N-1), its CONTROLLER listener
+    /// one above.
+    #[arg(long, default_value_t = 9092)]
+    base_port: u16,
+}
+
+pub(crate) fn run(args: ClusterArgs) -> Result<()> {
+    match args.command {
+        ClusterCommand::Start(args) => start(args),
+    }
+}
+
+fn ports(base: u16, node: u16) -> Result<(u16, u16)> {
+    let client = u32::from(base) + 100 * u32::from(node - 1);
+    if client + 1 > u32::from(u16::MAX) {
+        bail!("--base-port {base} leaves no room for {node} nodes");
+    }
+    Ok((client as u16, client as u16 + 1))
+}
+
+/// The properties of node `id` of `n`, as an operator would write them for Kafka 4.1.
+fn properties(dir: &Path, id: u16, n: u16, base: u16) -> Result<String> {
+    let voters = (1..=n)
+        .map(|i| ports(base, i).map(|(_, c)| format!("{i}@127.0.0.1:{c}")))
+        .collect::<Result<Vec<_>>>()?
+        .join(",");
+    let (client, controller) = ports(base, id)?;
+    Ok(format!(
+        "# Written by `strom cluster start`; edit freely, it is reused on the next start.\n\
+         process.roles=broker,controller\n\
+         node.id={id}\n\
+         controller.quorum.voters={voters}\n\
+         listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}\n\
+         controller.listener.names=CONTROLLER\n\
+         listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+         log.dirs={data}\n\
+         default.replication.factor={rf}\n",
+        data = dir.join("data").display(),
+        rf = n.min(3),
+    ))
+}
+
+fn start(args: StartArgs) -> Result<()> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let exe = std::env::current_exe().context("cannot find the strom binary")?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let root = args.dir.canonicalize()?;
+    let mut children: Vec<(u16, Child)> = Vec::new();
+    let mut bootstrap = Vec::new();
+    for id in 1..=args.nodes {
+        let node_dir = root.join(format!("node-{id}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let props = node_dir.join("server.properties");
+        if !props.exists() {
+            std::fs::write(
+                &props,
+                properties(&node_dir, id, args.nodes, args.base_port)?,
+            )?;
+        }
+        let log = std::fs::File::create(node_dir.join("server.log"))?;
+        let child = Command::new(&exe)
+            .arg("server")
+            .arg("--config")
+            .arg(&props)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start node {id}"))?;
+        children.push((id, child));
+        bootstrap.push(format!("127.0.0.1:{}", ports(args.base_port, id)?.0));
+    }
+    // A node listens for clients once the quorum registered it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for i in 0..children.len() {
+        let id = children[i].0;
+        while std::net::TcpStream::connect(&bootstrap[i]).is_err() {
+            if let Some(status) = children[i].1.try_wait()? {
+                stop_all(&mut children);
+                bail!(
+                    "node {id} exited ({status}); see {}",
+                    root.join(format!("node-{id}/server.log")).display()
+                );
+            }
+            if Instant::now() > deadline {
+                stop_all(&mut children);
+                bail!("node {id} did not start within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    println!(
+        "{} nodes up; bootstrap servers: {}\nnode directories (properties, data, server.log) under {}\nCtrl-C stops them all.",
+        args.nodes,
+        bootstrap.join(","),
+        root.display()
+    );
+    wait_for_ctrl_c();
+    println!("stopping {} nodes (controlled shutdown)...", children.len());
+    stop_all(&mut children);
+    Ok(())
+}
+
+fn wait_for_ctrl_c() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a signal runtime");
+    runtime.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    });
+}
+
+/// SIGTERM to every node (a controlled shutdown each), then waits; SIGKILL after 30 s.
+fn stop_all(children: &mut [(u16, Child)]) {
+    for (_, child) in children.iter() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (id, child) in children.iter_mut() {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > deadline => {
+                    eprintln!("node {id} did not stop within 30 s; killing it");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

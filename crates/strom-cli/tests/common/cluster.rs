@@ -1,0 +1,323 @@
+//! Multi-process cluster harness: N real `strom server` processes on loopback, each started
+//! from a Kafka-style `server.properties` (process.roles, node.id, controller.quorum.voters,
+//! a CONTROLLER listener), with fault injection (SIGKILL, SIGTERM, SIGSTOP/SIGCONT, restart,
+//! wiped data directory). Every process is killed when the cluster is dropped, paused ones
+//! included, so a failing test leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+
+use super::free_port;
+use super::wire::Wire;
+
+/// One node's process and where it lives.
+pub struct Node {
+    pub id: i32,
+    pub client_port: u16,
+    pub controller_port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Node {
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    fn properties(&self) -> PathBuf {
+        self.dir.join("server.properties")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A cluster of combined (broker + controller) nodes `1..=n`.
+pub struct Cluster {
+    pub nodes: BTreeMap<i32, Node>,
+    /// Kept (not deleted) when the test fails, so the node logs can be read.
+    tmp: Option<tempfile::TempDir>,
+}
+
+/// A partition as Metadata describes it: (leader, replicas, ISR).
+pub type PartitionView = (i32, Vec<i32>, Vec<i32>);
+
+/// What a node's Metadata response says about the cluster.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub controller: i32,
+    pub brokers: Vec<i32>,
+    /// topic -> partition -> (leader, replicas, isr)
+    pub topics: BTreeMap<String, BTreeMap<i32, PartitionView>>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes with `extra` lines appended to every node's properties, and waits
+    /// until each listens for clients (which it does once registered with the quorum).
+    pub fn start(n: i32, extra: &[(&str, &str)]) -> Cluster {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut nodes = BTreeMap::new();
+        for id in 1..=n {
+            let dir = tmp.path().join(format!("node-{id}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            nodes.insert(
+                id,
+                Node {
+                    id,
+                    client_port: free_port(),
+                    controller_port: free_port(),
+                    dir,
+                    child: None,
+                    paused: false,
+                },
+            );
+        }
+        let voters: Vec<String> = nodes
+            .values()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect();
+        for node in nodes.values() {
+            // What an operator writes for a 3-node Kafka 4.1 KRaft cluster, unchanged.
+            let mut text = format!(
+                "process.roles=broker,controller\n\
+                 node.id={id}\n\
+                 controller.quorum.voters={voters}\n\
+                 listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{client}\n\
+                 controller.listener.names=CONTROLLER\n\
+                 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+                 log.dirs={data}\n\
+                 num.partitions=1\n\
+                 offsets.topic.replication.factor=1\n\
+                 transaction.state.log.replication.factor=1\n",
+                id = node.id,
+                voters = voters.join(","),
+                client = node.client_port,
+                controller = node.controller_port,
+                data = node.dir.join("data").display(),
+            );
+            for (k, v) in extra {
+                text.push_str(&format!("{k}={v}\n"));
+            }
+            std::fs::write(node.properties(), text).unwrap();
+        }
+        let mut cluster = Cluster {
+            nodes,
+            tmp: Some(tmp),
+        };
+        let ids: Vec<i32> = cluster.nodes.keys().copied().collect();
+        for id in &ids {
+            cluster.spawn(*id);
+        }
+        for id in &ids {
+            cluster.wait_listening(*id);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, id: i32) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.log_path())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .arg("server")
+            .arg("--config")
+            .arg(node.properties())
+            .env(
+                "STROM_LOG",
+                std::env::var("STROM_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start strom");
+        node.child = Some(child);
+        node.paused = false;
+    }
+
+    /// Waits until node `id` accepts client connections.
+    pub fn wait_listening(&mut self, id: i32) {
+        let addr: SocketAddr = self.nodes[&id].bootstrap().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            let node = self.nodes.get_mut(&id).unwrap();
+            if let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "node {id} exited before listening: {status}\n{}",
+                    self.log(id)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not listen within 60 s\n{}",
+                self.log(id)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every running node's client address, comma-separated (a client's bootstrap list).
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .values()
+            .filter(|n| n.is_running() && !n.paused)
+            .map(Node::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn log(&self, id: i32) -> String {
+        std::fs::read_to_string(self.nodes[&id].log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(&mut self, id: i32) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        node.paused = false;
+    }
+
+    /// SIGTERM, waiting for the exit; returns whether it exited cleanly.
+    pub fn stop(&mut self, id: i32) -> bool {
+        let node = self.nodes.get_mut(&id).unwrap();
+        let Some(mut child) = node.child.take() else {
+            return false;
+        };
+        signal(child.id(), "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGSTOP: the process hangs (a GC pause, a stuck disk) with its sockets open.
+    pub fn pause(&mut self, id: i32) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        signal(node.child.as_ref().expect("running").id(), "-STOP");
+        node.paused = true;
+    }
+
+    /// SIGCONT after [`Cluster::pause`].
+    pub fn resume(&mut self, id: i32) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        signal(node.child.as_ref().expect("running").id(), "-CONT");
+        node.paused = false;
+    }
+
+    /// Starts a stopped or killed node again from its properties and data directory.
+    pub fn restart(&mut self, id: i32) {
+        assert!(!self.nodes[&id].is_running(), "node {id} is running");
+        self.spawn(id);
+        self.wait_listening(id);
+    }
+
+    /// Deletes a stopped node's data directory (a replaced disk).
+    pub fn wipe(&mut self, id: i32) {
+        assert!(!self.nodes[&id].is_running(), "node {id} is running");
+        let _ = std::fs::remove_dir_all(self.nodes[&id].dir.join("data"));
+    }
+
+    /// Metadata (v12, all topics) as node `id` answers it.
+    pub fn view(&self, id: i32) -> View {
+        let mut wire = Wire::connect(&self.nodes[&id].bootstrap());
+        let r: MetadataResponse = wire.call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        );
+        let mut topics = BTreeMap::new();
+        for t in r.topics {
+            let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        (
+                            p.leader_id.0,
+                            p.replica_nodes.into_iter().map(|b| b.0).collect(),
+                            p.isr_nodes.into_iter().map(|b| b.0).collect(),
+                        ),
+                    )
+                })
+                .collect();
+            topics.insert(name, parts);
+        }
+        let mut brokers: Vec<i32> = r.brokers.into_iter().map(|b| b.node_id.0).collect();
+        brokers.sort();
+        View {
+            controller: r.controller_id.0,
+            brokers,
+            topics,
+        }
+    }
+
+    /// Polls node `id`'s view until `ok` holds; returns it and how long that took.
+    pub fn wait_view(
+        &self,
+        id: i32,
+        timeout: Duration,
+        what: &str,
+        ok: impl Fn(&View) -> bool,
+    ) -> (View, Duration) {
+        let start = Instant::now();
+        loop {
+            let view = self.view(id);
+            if ok(&view) {
+                return (view, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "node {id}: {what} not seen within {timeout:?}; last view: {view:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<i32> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if self.nodes[&id].paused {
+                self.resume(id);
+            }
+            self.kill9(id);
+        }
+        if std::thread::panicking() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("node directories and logs kept in {}", tmp.keep().display());
+            }
+        }
+    }
+}
