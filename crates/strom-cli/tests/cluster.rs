@@ -101,6 +101,8 @@ fn three_nodes_form_a_cluster_place_evenly_forward_and_serve_clients() {
         assert_eq!(distinct.len(), 3, "partition {p}: replicas on 3 brokers");
         assert_eq!(isr.len(), 3);
     }
+    describe_apis(&cluster, follower, view.controller);
+
     // RF above the broker count is refused with INVALID_REPLICATION_FACTOR.
     let admin = common::admin(&cluster.bootstrap());
     let too_many = NewTopic::new("too-many", 1, TopicReplication::Fixed(4));
@@ -151,6 +153,89 @@ fn three_nodes_form_a_cluster_place_evenly_forward_and_serve_clients() {
         .count();
     let duplicated = seen.values().filter(|n| **n > 1).count();
     assert_eq!((lost, duplicated), (0, 0), "lost and duplicated records");
+}
+
+/// DescribeQuorum (forwarded from a follower), DescribeTopicPartitions with paging, and
+/// DescribeLogDirs, as Kafka's tools send them.
+fn describe_apis(cluster: &Cluster, follower: i32, controller: i32) {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let mut wire = common::wire::Wire::connect(&cluster.nodes[&follower].bootstrap());
+    let mut partition = PartitionData::default();
+    partition.partition_index = 0;
+    let mut topic = TopicData::default();
+    topic.topic_name = TopicName(StrBytes::from_static_str("__cluster_metadata"));
+    topic.partitions = vec![partition];
+    let q: DescribeQuorumResponse = wire.call(
+        ApiKey::DescribeQuorum,
+        2,
+        &DescribeQuorumRequest::default().with_topics(vec![topic]),
+    );
+    let p = &q.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{q:?}");
+    assert_eq!(p.leader_id.0, controller);
+    assert!(p.leader_epoch > 0 && p.high_watermark > 0, "{p:?}");
+    let voters: Vec<i32> = p.current_voters.iter().map(|v| v.replica_id.0).collect();
+    assert_eq!(voters, [1, 2, 3]);
+    for v in &p.current_voters {
+        assert!(v.log_end_offset > 0, "voter {v:?} holds entries");
+    }
+    assert_eq!(
+        q.nodes.len(),
+        3,
+        "v2 lists the voters' CONTROLLER endpoints"
+    );
+
+    // Six partitions, two per page: three pages with a cursor between them.
+    let mut cursor = None;
+    let mut seen = Vec::new();
+    for page in 0.. {
+        assert!(page < 5, "paging must end");
+        let mut req = DescribeTopicPartitionsRequest::default();
+        let mut t = TopicRequest::default();
+        t.name = TopicName(StrBytes::from_static_str("even"));
+        req.topics = vec![t];
+        req.response_partition_limit = 2;
+        req.cursor = cursor.take();
+        let r: DescribeTopicPartitionsResponse =
+            wire.call(ApiKey::DescribeTopicPartitions, 0, &req);
+        for t in &r.topics {
+            assert_eq!(t.error_code, 0);
+            for p in &t.partitions {
+                assert_eq!(p.replica_nodes.len(), 3);
+                assert!(p.offline_replicas.is_empty());
+                seen.push(p.partition_index);
+            }
+        }
+        match r.next_cursor {
+            Some(c) => {
+                let mut next = describe_topic_partitions_request::Cursor::default();
+                next.topic_name = c.topic_name;
+                next.partition_index = c.partition_index;
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
+
+    // Each broker reports its own log dir and the partitions it hosts (all six: RF 3 of 3).
+    let mut dir_topic = DescribableLogDirTopic::default();
+    dir_topic.topic = TopicName(StrBytes::from_static_str("even"));
+    dir_topic.partitions = (0..6).collect();
+    let d: DescribeLogDirsResponse = wire.call(
+        ApiKey::DescribeLogDirs,
+        4,
+        &DescribeLogDirsRequest::default().with_topics(Some(vec![dir_topic])),
+    );
+    assert_eq!(d.results.len(), 1);
+    let dir = &d.results[0];
+    assert!(dir.log_dir.ends_with("data"), "{dir:?}");
+    assert_eq!(dir.topics[0].partitions.len(), 6);
 }
 
 #[test]
@@ -289,4 +374,34 @@ fn sigterm_moves_leaderships_first_and_a_wiped_node_rejoins() {
     cluster.wait_view(watcher, WAIT, "topic after-wipe", |v| {
         v.topics.contains_key("after-wipe")
     });
+}
+
+/// Dedicated broker or controller nodes are not served yet: `strom server` says so and exits
+/// instead of running half a node.
+#[test]
+fn dedicated_roles_are_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for roles in ["broker", "controller"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .arg("server")
+            .args(["--set", &format!("process.roles={roles}")])
+            .args(["--set", "node.id=1"])
+            .args([
+                "--set",
+                "controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
+            ])
+            .args([
+                "--set",
+                &format!("listeners=PLAINTEXT://127.0.0.1:{}", common::free_port()),
+            ])
+            .args(["--set", &format!("log.dirs={}", dir.path().display())])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{roles}: {stderr}");
+        assert!(
+            stderr.contains("process.roles must be broker,controller"),
+            "{roles}: {stderr}"
+        );
+    }
 }

@@ -282,6 +282,9 @@ fn migrate_pre_quorum_log(dir: &Path, quorum: &QuorumService) -> Result<(), Cont
         return Ok(());
     }
     let (_log, records) = MetadataLog::open(dir)?;
+    // What the quorum committed before a restart is applied only once the leader commits in
+    // its new term: without this wait an already migrated log would look empty here.
+    quorum.catch_up_as_leader()?;
     let (_, image) = quorum.image();
     if *image == MetadataImage::empty() && !records.is_empty() {
         tracing::info!(

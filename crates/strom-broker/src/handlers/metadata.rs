@@ -54,7 +54,7 @@ pub(super) async fn handle(
         None => image
             .topics()
             .filter(|t| version >= 1 || !strom_metadata::is_internal(&t.name))
-            .map(|t| topic_metadata(t, version))
+            .map(|t| topic_metadata(&image, t, version))
             .collect(),
         Some(requested) => requested
             .iter()
@@ -75,7 +75,7 @@ fn requested_topic(
         None => image.topic_by_id(id),
     };
     if let Some(topic) = found {
-        return topic_metadata(topic, version);
+        return topic_metadata(image, topic, version);
     }
     let mut t = MetadataResponseTopic::default();
     t.name = name.map(|n| TopicName(StrBytes::from_string(n.to_owned())));
@@ -94,7 +94,11 @@ fn requested_topic(
     t
 }
 
-fn topic_metadata(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
+fn topic_metadata(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    version: i16,
+) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
     if version >= 10 {
@@ -113,6 +117,10 @@ fn topic_metadata(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
             }
             m.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
             m.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
+            if version >= 5 {
+                m.offline_replicas =
+                    super::describe_topic_partitions::offline_replicas(image, &p.replicas);
+            }
             m
         })
         .collect();

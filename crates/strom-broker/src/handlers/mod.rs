@@ -28,7 +28,10 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_producers;
+mod describe_quorum;
+mod describe_topic_partitions;
 mod describe_transactions;
 mod end_txn;
 mod fetch;
@@ -164,6 +167,9 @@ handlers!(
     create_partitions,
     incremental_alter_configs,
     describe_cluster,
+    describe_log_dirs,
+    describe_quorum,
+    describe_topic_partitions,
     find_coordinator,
     join_group,
     sync_group,

@@ -82,13 +82,18 @@ some.plugin.setting=x
     assert_eq!(c.controller_quorum_voters[0].node_id, 3);
     assert_eq!(c.static_value("num.partitions"), Some("6"));
     assert_eq!(c.static_value("log.segment.bytes"), None);
-    assert_eq!(warnings.len(), 5, "{warnings:#?}");
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
     assert!(warnings[0].contains("some.plugin.setting") && warnings[0].contains(":10"));
     assert!(warnings[1].contains("--set") && warnings[1].contains("another.unknown"));
-    // Multi-node settings are accepted but reported until the cluster work serves them.
-    assert!(warnings[2].contains("CONTROLLER://::1:9093") && warnings[2].contains("not served"));
-    assert!(warnings[3].contains("controller.listener.names=CONTROLLER"));
-    assert!(warnings[4].contains("log.dirs names 2 directories"));
+    // The quorum settings are served now (a voter on the CONTROLLER listener); more than one
+    // log dir is not yet.
+    assert!(warnings[2].contains("log.dirs names 2 directories"));
+    assert_eq!(c.client_listener().unwrap().bind_address(), "0.0.0.0:9092");
+    assert_eq!(
+        c.controller_listener().unwrap().bind_address(),
+        "[::1]:9093"
+    );
+    assert!(c.is_quorum_over_network());
 }
 
 #[test]
@@ -121,9 +126,18 @@ fn tls_and_sasl_listeners_are_refused_until_served() {
         &[],
     )
     .unwrap();
+    // Accepted here; `strom server` refuses dedicated roles at start-up with a clear message
+    // (tests/cluster.rs).
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // Without voters, a CONTROLLER listener is not served (a quorum of one needs none).
+    let (_, warnings) = BrokerConfig::parse(
+        "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\ncontroller.quorum.bootstrap.servers=localhost:9093",
+        &[],
+    )
+    .unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.contains("2 other node(s)")));
-    assert!(warnings.iter().any(|w| w.contains("process.roles=broker")));
+    assert!(warnings[0].contains("CONTROLLER") && warnings[0].contains("single-node"));
+    assert!(warnings[1].contains("KIP-853"));
 }
 
 #[test]

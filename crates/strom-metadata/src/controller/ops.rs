@@ -53,6 +53,8 @@ pub enum ControllerOp {
     ControlledShutdown {
         broker_id: i32,
     },
+    /// DescribeQuorum: answered by the leader from its replication state.
+    DescribeQuorum,
 }
 
 impl ControllerOp {
@@ -66,6 +68,7 @@ impl ControllerOp {
                 ControllerOpResult::DeleteTopics(names.iter().map(|_| Err(error.clone())).collect())
             }
             ControllerOp::AllocateProducerIds { .. } => ControllerOpResult::ProducerIds(Err(error)),
+            ControllerOp::DescribeQuorum => ControllerOpResult::Quorum(Err(error)),
             _ => ControllerOpResult::Done(Err(error)),
         }
     }
@@ -78,6 +81,7 @@ pub enum ControllerOpResult {
     DeleteTopics(Vec<Result<Uuid, ControllerError>>),
     ProducerIds(Result<(i64, i64), ControllerError>),
     Done(Result<(), ControllerError>),
+    Quorum(Result<crate::quorum::QuorumDescription, ControllerError>),
 }
 
 impl ControllerOpResult {
@@ -104,6 +108,13 @@ impl ControllerOpResult {
     pub fn into_producer_ids(self) -> Result<(i64, i64), ControllerError> {
         match self {
             ControllerOpResult::ProducerIds(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_quorum(self) -> Result<crate::quorum::QuorumDescription, ControllerError> {
+        match self {
+            ControllerOpResult::Quorum(r) => r,
             _ => Err(Self::mismatch()),
         }
     }
@@ -171,6 +182,17 @@ impl Controller {
             }
             ControllerOp::ControlledShutdown { broker_id } => {
                 ControllerOpResult::Done(self.controlled_shutdown(broker_id))
+            }
+            ControllerOp::DescribeQuorum => {
+                ControllerOpResult::Quorum(self.quorum().describe().ok_or_else(|| {
+                    ControllerError::NotController {
+                        leader: self
+                            .quorum()
+                            .leader()
+                            .leader
+                            .and_then(|l| i32::try_from(l).ok()),
+                    }
+                }))
             }
         }
     }

@@ -41,6 +41,27 @@ pub struct LeaderAndEpoch {
     pub epoch: LeaderEpoch,
 }
 
+/// The quorum as its leader sees it (DescribeQuorum): offsets are Raft indexes, exclusive
+/// ends as Kafka reports them (a log end offset is the next index to write).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuorumDescription {
+    pub leader: QuorumNodeId,
+    pub epoch: LeaderEpoch,
+    /// One past the last committed (applied on the leader) entry.
+    pub high_watermark: u64,
+    pub voters: Vec<VoterState>,
+    /// Milliseconds since a majority last acknowledged the leader.
+    pub millis_since_quorum_ack: Option<u64>,
+}
+
+/// One voter's replication state as the leader knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VoterState {
+    pub node_id: QuorumNodeId,
+    /// One past the last entry the leader knows this voter holds (`None`: nothing yet).
+    pub log_end_offset: Option<u64>,
+}
+
 /// One committed entry as it is applied, handed to a [`MetadataPublisher`] in log order.
 #[derive(Debug, Clone)]
 pub struct CommittedBatch<'a> {

@@ -158,6 +158,40 @@ impl OpenraftQuorum {
         }
     }
 
+    /// The quorum's replication state, on the leader (`None` elsewhere).
+    pub fn describe(&self) -> Option<super::QuorumDescription> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let replication = m.replication.as_ref()?;
+        if m.current_leader != Some(m.id) {
+            return None;
+        }
+        let mut voters: Vec<super::VoterState> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let log_end_offset = if id == m.id {
+                    m.last_log_index.map(|i| i + 1)
+                } else {
+                    replication.get(&id).copied().flatten().map(|l| l.index + 1)
+                };
+                super::VoterState {
+                    node_id: id,
+                    log_end_offset,
+                }
+            })
+            .collect();
+        voters.sort_by_key(|v| v.node_id);
+        Some(super::QuorumDescription {
+            leader: m.id,
+            epoch: m.current_term,
+            high_watermark: m.last_applied.map_or(0, |l| l.index + 1),
+            voters,
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+        })
+    }
+
     /// The applied offset and image as they change (a broker follows this).
     pub fn subscribe(&self) -> watch::Receiver<Applied> {
         self.applied.clone()

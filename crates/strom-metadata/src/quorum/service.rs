@@ -212,6 +212,11 @@ impl QuorumService {
             .unwrap_or(Err(TransportError::Unreachable { target: to }))
     }
 
+    /// The quorum's replication state if this node leads it.
+    pub fn describe(&self) -> Option<super::QuorumDescription> {
+        self.node.quorum().describe()
+    }
+
     /// Why the Raft core stopped, if it did.
     pub fn fatal(&self) -> Option<String> {
         self.node.quorum().fatal()
