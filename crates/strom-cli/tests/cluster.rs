@@ -208,6 +208,9 @@ fn describe_apis(cluster: &Cluster, follower: i32, controller: i32) {
             for p in &t.partitions {
                 assert_eq!(p.replica_nodes.len(), 3);
                 assert!(p.offline_replicas.is_empty());
+                // Never null: the Java admin client dereferences them.
+                assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+                assert_eq!(p.last_known_elr.as_deref(), Some(&[][..]));
                 seen.push(p.partition_index);
             }
         }

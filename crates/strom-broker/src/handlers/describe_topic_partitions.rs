@@ -115,9 +115,11 @@ fn describe(
         out.leader_epoch = p.leader_epoch;
         out.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
         out.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
-        // KIP-966 eligible leader replicas are not tracked yet: null, as with ELR disabled.
-        out.eligible_leader_replicas = None;
-        out.last_known_elr = None;
+        // KIP-966 eligible leader replicas are not tracked yet: empty, as Kafka sends with ELR
+        // disabled (the Java admin client dereferences them: null made kafka-topics.sh
+        // --describe fail with a NullPointerException).
+        out.eligible_leader_replicas = Some(Vec::new());
+        out.last_known_elr = Some(Vec::new());
         out.offline_replicas = offline_replicas(image, &p.replicas);
         t.partitions.push(out);
     }
