@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use strom_metadata::quorum::service::QuorumService;
+use strom_metadata::quorum::service::MetadataNode;
 use strom_metadata::{
     Controller, ControllerError, ControllerOp, ControllerOpResult, CreateTopicRequest,
     MetadataImage,
@@ -40,9 +40,13 @@ struct ProducerIdBlock {
 
 pub struct Broker {
     config: BrokerConfig,
-    controller: Mutex<Controller>,
-    /// The metadata quorum the controller proposes to (a clone, read without the lock).
-    quorum: Arc<QuorumService>,
+    /// This node's controller (every node with the controller role; none on a broker-only
+    /// node, which forwards every operation).
+    controller: Option<Mutex<Controller>>,
+    /// The metadata quorum as this node sees it: a voter, or an observer.
+    metadata: Arc<dyn MetadataNode>,
+    /// Serializes following images (opening and deleting logs).
+    follow_lock: Mutex<()>,
     image: RwLock<Arc<MetadataImage>>,
     replicas: ReplicaManager,
     producer_ids: Mutex<ProducerIdBlock>,
@@ -66,8 +70,7 @@ impl Broker {
             ServerError::Startup(format!("cannot create log.dirs {}: {e}", root.display()))
         })?;
         let dir_lock = lock_data_dir(&root)?;
-        let mut controller = crate::cluster::open_controller(&config)?;
-        let quorum = Arc::clone(controller.quorum());
+        let (mut controller, metadata) = crate::cluster::open_metadata(&config)?;
         let advertised = config
             .advertised_client_listener()
             .cloned()
@@ -81,7 +84,7 @@ impl Broker {
         } else {
             advertised.host.clone()
         };
-        if !config.is_quorum_over_network() {
+        if let (false, Some(controller)) = (config.is_quorum_over_network(), controller.as_mut()) {
             controller
                 .register_broker(
                     config.node_id(),
@@ -91,7 +94,8 @@ impl Broker {
                 )
                 .map_err(|e| ServerError::Startup(format!("cannot register broker: {e}")))?;
         }
-        let image = controller.image();
+        let image = metadata.image().1;
+        let voter = controller.as_ref().map(|c| Arc::clone(c.quorum()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let broker = Arc::new(Broker {
             groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone())
@@ -104,8 +108,9 @@ impl Broker {
                 ReplicaManager::new(root, clock)
             },
             config,
-            controller: Mutex::new(controller),
-            quorum,
+            controller: controller.map(Mutex::new),
+            metadata,
+            follow_lock: Mutex::new(()),
             image: RwLock::new(image),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             metrics: Arc::default(),
@@ -113,16 +118,17 @@ impl Broker {
             stopping: Default::default(),
         });
         if broker.config.is_quorum_over_network() {
-            broker
-                .quorum
-                .set_controller(Arc::new(crate::cluster::ForwardedOps {
+            if let Some(voter) = voter {
+                voter.set_controller(Arc::new(crate::cluster::ForwardedOps {
                     broker: Arc::downgrade(&broker),
                 }));
+            }
             crate::cluster::register(
-                &broker.quorum,
+                broker.metadata.as_ref(),
                 &broker.config,
                 &host,
                 advertised.port,
+                broker.controller.is_some(),
                 |op| broker.execute_locally(op),
             )?;
             broker.follow_latest();
@@ -259,7 +265,10 @@ impl Broker {
                 }
                 let b = Arc::clone(&broker);
                 let _ = tokio::task::spawn_blocking(move || {
-                    let fenced = crate::cluster::fence_stale(&b.controller, session_timeout_ms);
+                    let Some(controller) = &b.controller else {
+                        return;
+                    };
+                    let fenced = crate::cluster::fence_stale(controller, session_timeout_ms);
                     if !fenced.is_empty() {
                         b.follow_latest();
                     }
@@ -278,7 +287,7 @@ impl Broker {
                     _ = watchdog_stop.changed() => break,
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
-                if let Some(reason) = broker.quorum.fatal() {
+                if let Some(reason) = broker.metadata.fatal() {
                     tracing::error!(%reason, "the metadata quorum stopped on this node; exiting");
                     std::process::exit(70);
                 }
@@ -286,7 +295,7 @@ impl Broker {
         });
         let broker = Arc::clone(self);
         let mut follow_stop = stop.clone();
-        let mut applied = self.quorum.subscribe();
+        let mut applied = self.metadata.subscribe();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -301,27 +310,42 @@ impl Broker {
 
     /// The broker config with this node's dynamic overrides on top.
     pub fn effective_broker_config(&self) -> BrokerConfig {
-        self.controller.lock().effective_broker_config()
+        strom_metadata::controller::effective_broker_config(&self.config, &self.image())
     }
 
-    /// The metadata quorum this node is part of.
-    pub fn quorum(&self) -> &Arc<QuorumService> {
-        &self.quorum
+    /// The metadata quorum as this node sees it.
+    pub fn metadata(&self) -> &Arc<dyn MetadataNode> {
+        &self.metadata
     }
 
     /// The node id of the active controller, if known (this node in single-node mode).
     pub fn active_controller(&self) -> Option<i32> {
-        self.quorum
+        self.metadata
             .leader()
             .leader
             .and_then(|l| i32::try_from(l).ok())
+    }
+
+    /// The controller id Metadata and DescribeCluster give clients: the active controller when
+    /// it is a live broker, else this broker (it forwards). Clients send admin requests to that
+    /// id, so it must be a broker they can reach: with dedicated controllers (no client
+    /// listener) Kafka names a broker too.
+    pub fn controller_id_for_clients(&self) -> i32 {
+        let image = self.image();
+        match self.active_controller() {
+            Some(id) if image.broker(id).is_some_and(|b| !b.fenced) => id,
+            _ => self.node_id(),
+        }
     }
 
     /// Runs a controller operation on the active controller, here or forwarded there, and
     /// returns once it is committed and this node's image shows it (bounded wait).
     pub fn controller_op(&self, op: ControllerOp) -> ControllerOpResult {
         off_runtime(|| {
-            let answer = crate::cluster::run_op(&self.quorum, op, |op| self.execute_locally(op));
+            let local = self.controller.is_some();
+            let answer = crate::cluster::run_op(self.metadata.as_ref(), local, op, |op| {
+                self.execute_locally(op)
+            });
             self.follow_latest();
             answer.result
         })
@@ -336,8 +360,8 @@ impl Broker {
     /// (changes committed by another node's controller).
     pub(crate) fn follow_latest(&self) {
         off_runtime(|| {
-            let _controller = self.controller.lock();
-            let image = self.quorum.image().1;
+            let _following = self.follow_lock.lock();
+            let image = self.metadata.image().1;
             if Arc::ptr_eq(&image, &self.image()) {
                 return;
             }
@@ -350,6 +374,7 @@ impl Broker {
     /// hosted logs. Operations validate against the image and append records (STYLE.md #7).
     /// The controller's commit fsyncs the metadata log and following the image opens logs:
     /// blocking work, so it runs off the async runtime's worker threads ([`off_runtime`]).
+    /// Only on a node with the controller role (callers check).
     pub fn with_controller<R>(&self, op: impl FnOnce(&mut Controller) -> R) -> R {
         off_runtime(|| self.with_controller_blocking(op))
     }
@@ -357,13 +382,18 @@ impl Broker {
     fn with_controller_blocking<R>(&self, op: impl FnOnce(&mut Controller) -> R) -> R {
         // Held until the logs follow the new image, so concurrent operations cannot race to
         // open the same new partition, and a published topic always has its logs.
-        let mut controller = self.controller.lock();
+        let mut controller = self
+            .controller
+            .as_ref()
+            .expect("controller operations run locally only on controllers")
+            .lock();
         if let Err(e) = controller.refresh() {
             // The operation's own commit reports it (NOT_CONTROLLER, or a stopped quorum).
             tracing::debug!(error = %e, "metadata image not refreshed");
         }
         let result = op(&mut controller);
         let image = controller.image();
+        let _following = self.follow_lock.lock();
         self.follow_image(&image);
         *self.image.write() = image;
         result
@@ -392,8 +422,8 @@ impl Broker {
             .logs_behind_image
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            let controller = self.controller.lock();
-            self.follow_image(&controller.image());
+            let _following = self.follow_lock.lock();
+            self.follow_image(&self.image());
         }
     }
 
@@ -570,7 +600,7 @@ impl Broker {
             .and_then(|v| v.parse().ok())
             .unwrap_or(SHUTDOWN_THREADS);
         self.replicas.close_all(threads);
-        self.quorum.shutdown();
+        self.metadata.shutdown();
     }
 }
 

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use strom_metadata::controller::ops::now_ms;
 use strom_metadata::quorum::node::QuorumNodeOptions;
-use strom_metadata::quorum::service::QuorumService;
+use strom_metadata::quorum::observer::MetadataObserver;
+use strom_metadata::quorum::service::{MetadataNode, QuorumService};
+use strom_metadata::quorum::tcp_transport::TcpTransportConfig;
 use strom_metadata::{
     BrokerConfig, Controller, ControllerAnswer, ControllerError, ControllerHandler, ControllerOp,
     ControllerOpResult, MetadataImage,
@@ -26,9 +28,38 @@ const APPLY_WAIT: Duration = Duration::from_secs(5);
 /// voters must be started meanwhile).
 const REGISTRATION_WAIT: Duration = Duration::from_secs(120);
 
+/// This node's view of the metadata and, on controllers, its controller: a quorum of one in
+/// single-node mode (no `controller.quorum.voters`); a voter on the CONTROLLER listener with
+/// `process.roles` containing `controller`; an observer of the voters on a broker-only node.
+pub(crate) fn open_metadata(
+    config: &BrokerConfig,
+) -> Result<(Option<Controller>, Arc<dyn MetadataNode>), ServerError> {
+    use strom_metadata::broker_config::ProcessRole;
+    if config.is_quorum_over_network() && !config.has_role(ProcessRole::Controller) {
+        let node_id = u64::try_from(config.node_id()).map_err(|_| {
+            ServerError::Startup(format!("node.id {} is negative", config.node_id()))
+        })?;
+        let observer = MetadataObserver::start(
+            node_id,
+            config.controller_quorum_voters(),
+            TcpTransportConfig::default(),
+        )
+        .map_err(|e| ServerError::Startup(format!("cannot follow the metadata quorum: {e}")))?;
+        tracing::info!(
+            node_id,
+            voters = config.controller_quorum_voters().len(),
+            "broker-only node: following the metadata quorum"
+        );
+        return Ok((None, Arc::new(observer)));
+    }
+    let controller = open_controller(config)?;
+    let metadata: Arc<dyn MetadataNode> = Arc::clone(controller.quorum()) as _;
+    Ok((Some(controller), metadata))
+}
+
 /// Opens this node's quorum and controller from the configuration: a quorum of one in
 /// single-node mode (no `controller.quorum.voters`), else a voter on the CONTROLLER listener.
-pub(crate) fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError> {
+pub fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError> {
     let startup =
         |what: &str, e: &dyn std::fmt::Display| ServerError::Startup(format!("{what}: {e}"));
     if !config.is_quorum_over_network() {
@@ -37,13 +68,6 @@ pub(crate) fn open_controller(config: &BrokerConfig) -> Result<Controller, Serve
     }
     let node_id = u64::try_from(config.node_id())
         .map_err(|_| ServerError::Startup(format!("node.id {} is negative", config.node_id())))?;
-    if !config.has_role(strom_metadata::broker_config::ProcessRole::Controller)
-        || !config.has_role(strom_metadata::broker_config::ProcessRole::Broker)
-    {
-        return Err(ServerError::Startup(
-            "process.roles must be broker,controller: dedicated controller and broker nodes are not supported yet (every node of controller.quorum.voters runs both roles)".into(),
-        ));
-    }
     let listener = config.controller_listener().ok_or_else(|| {
         ServerError::Startup(
             "controller.quorum.voters is set but no listener is named in controller.listener.names (e.g. listeners=PLAINTEXT://:9092,CONTROLLER://:9093 and controller.listener.names=CONTROLLER)".into(),
@@ -81,12 +105,13 @@ pub(crate) fn open_controller(config: &BrokerConfig) -> Result<Controller, Serve
 /// the leader. `local` runs it here (with the broker's follow-up, e.g. opening logs).
 /// Blocking.
 pub(crate) fn run_op(
-    quorum: &QuorumService,
+    quorum: &dyn MetadataNode,
+    has_controller: bool,
     op: ControllerOp,
     local: impl FnOnce(ControllerOp) -> ControllerOpResult,
 ) -> ControllerAnswer {
     let leader = quorum.leader().leader;
-    if leader == Some(quorum.node_id()) || quorum.local_addr().is_none() {
+    if has_controller && leader == Some(quorum.node_id()) {
         let result = local(op);
         return ControllerAnswer {
             result,
@@ -119,7 +144,7 @@ pub(crate) fn run_op(
 }
 
 /// Waits (bounded) until the local replica applied `offset`.
-fn wait_applied(quorum: &QuorumService, offset: Option<u64>) {
+fn wait_applied(quorum: &dyn MetadataNode, offset: Option<u64>) {
     let Some(offset) = offset else { return };
     let start = Instant::now();
     while quorum.image().0.is_none_or(|o| o < offset) && start.elapsed() < APPLY_WAIT {
@@ -131,10 +156,11 @@ fn wait_applied(quorum: &QuorumService, offset: Option<u64>) {
 /// waits until the local image shows the registration (so this node has caught up with the
 /// metadata log before it serves clients).
 pub(crate) fn register(
-    quorum: &QuorumService,
+    quorum: &dyn MetadataNode,
     config: &BrokerConfig,
     host: &str,
     port: u16,
+    has_controller: bool,
     local: impl Fn(ControllerOp) -> ControllerOpResult,
 ) -> Result<Arc<MetadataImage>, ServerError> {
     let broker_id = config.node_id();
@@ -147,7 +173,7 @@ pub(crate) fn register(
     let start = Instant::now();
     let mut last_log = Instant::now();
     loop {
-        let answer = run_op(quorum, op.clone(), &local);
+        let answer = run_op(quorum, has_controller, op.clone(), &local);
         match answer.result.into_done() {
             Ok(()) => {
                 let image = quorum.image().1;
@@ -192,7 +218,7 @@ impl ControllerHandler for ForwardedOps {
                 let result = broker.execute_locally(op);
                 ControllerAnswer {
                     result,
-                    offset: broker.quorum().image().0,
+                    offset: broker.metadata().image().0,
                 }
             }
             None => ControllerAnswer {

@@ -6,6 +6,7 @@ pub mod broker;
 mod cluster;
 pub mod config;
 mod connection;
+pub mod controller_node;
 pub mod errors;
 pub mod group;
 mod handlers;

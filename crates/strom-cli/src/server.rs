@@ -56,6 +56,11 @@ fn warn_if_fds_short(config: &BrokerConfig, limit: u64) {
 }
 
 async fn serve(config: BrokerConfig) -> Result<()> {
+    use strom_broker::config::ProcessRole;
+    if !config.has_role(ProcessRole::Broker) {
+        strom_broker::controller_node::run(config, shutdown_signal()).await?;
+        return Ok(());
+    }
     let bind = config
         .client_listener()
         .map(|l| l.bind_address())

@@ -379,32 +379,83 @@ fn sigterm_moves_leaderships_first_and_a_wiped_node_rejoins() {
     });
 }
 
-/// Dedicated broker or controller nodes are not served yet: `strom server` says so and exits
-/// instead of running half a node.
+/// The other layout: three dedicated controllers (no client listener) and two broker-only
+/// nodes that follow the quorum as observers and forward metadata operations to it. The active
+/// controller is killed and another takes over; a killed broker is fenced; both come back.
 #[test]
-fn dedicated_roles_are_refused_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    for roles in ["broker", "controller"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
-            .arg("server")
-            .args(["--set", &format!("process.roles={roles}")])
-            .args(["--set", "node.id=1"])
-            .args([
-                "--set",
-                "controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
-            ])
-            .args([
-                "--set",
-                &format!("listeners=PLAINTEXT://127.0.0.1:{}", common::free_port()),
-            ])
-            .args(["--set", &format!("log.dirs={}", dir.path().display())])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{roles}: {stderr}");
-        assert!(
-            stderr.contains("process.roles must be broker,controller"),
-            "{roles}: {stderr}"
-        );
+fn dedicated_controllers_and_brokers_form_a_cluster_and_survive_failures() {
+    let mut cluster = Cluster::start_layout(3, 2, FAST);
+    // Metadata names a broker as controller (clients send admin requests there and it
+    // forwards); DescribeQuorum names the dedicated active controller.
+    cluster.wait_view(4, WAIT, "two brokers", |v| {
+        v.brokers == [4, 5] && [4, 5].contains(&v.controller)
+    });
+    let old = cluster.quorum_leader(4);
+    assert!((1..=3).contains(&old), "active controller {old}");
+    create_topic(&cluster.nodes[&5].bootstrap(), "split", 4, 2);
+    let (view2, _) = cluster.wait_view(4, WAIT, "topic split", |v| v.topics.contains_key("split"));
+    let (leaders, replicas) = spread(&view2, "split");
+    assert_eq!(leaders, BTreeMap::from([(4, 2), (5, 2)]), "{view2:?}");
+    assert_eq!(replicas, BTreeMap::from([(4, 4), (5, 4)]));
+    let producer = common::producer(&cluster.bootstrap(), &[("acks", "all")]);
+    tokio_block(async {
+        for i in 0..40 {
+            let key = format!("k{i}");
+            producer
+                .send(
+                    FutureRecord::to("split").key(&key).payload("v"),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("acknowledged");
+        }
+    });
+
+    // The active controller dies: the brokers follow the new one and keep creating topics.
+    cluster.kill9(old);
+    let started = Instant::now();
+    while cluster.quorum_leader(4) == old || cluster.quorum_leader(4) <= 0 {
+        assert!(started.elapsed() < WAIT, "no new controller");
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let took = started.elapsed();
+    eprintln!("dedicated layout: new controller seen by a broker {took:?} after SIGKILL of {old}");
+    create_topic(&cluster.nodes[&4].bootstrap(), "after-failover", 2, 2);
+    cluster.wait_view(5, WAIT, "topic after-failover", |v| {
+        v.topics.contains_key("after-failover")
+    });
+    cluster.restart(old);
+
+    // A broker dies: fenced, its leaderships moved to the other; back after a restart.
+    cluster.kill9(4);
+    let (fenced, took) = cluster.wait_view(5, WAIT, "broker 4 fenced", |v| v.brokers == [5]);
+    eprintln!("dedicated layout: broker 4 fenced {took:?} after SIGKILL");
+    for (p, (leader, _, _)) in &fenced.topics["split"] {
+        assert_eq!(*leader, 5, "partition {p}");
+    }
+    cluster.restart(4);
+    cluster.wait_view(5, WAIT, "broker 4 back", |v| v.brokers == [4, 5]);
+    let (restarted, _) = cluster.wait_view(4, WAIT, "broker 4 caught up", |v| {
+        v.topics.contains_key("after-failover")
+    });
+    assert!(restarted.topics.contains_key("split"));
+}
+
+/// A dedicated controller needs a quorum to be part of: without `controller.quorum.voters`
+/// it refuses to start, with a message saying why.
+#[test]
+fn a_dedicated_controller_without_voters_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .arg("server")
+        .args(["--set", "process.roles=controller"])
+        .args(["--set", &format!("log.dirs={}", dir.path().display())])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("needs controller.quorum.voters"),
+        "{stderr}"
+    );
 }

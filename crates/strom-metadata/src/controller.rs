@@ -149,17 +149,7 @@ impl Controller {
     /// The broker config with this node's dynamic overrides from the image on top: what topic
     /// defaults and DescribeConfigs use.
     pub fn effective_broker_config(&self) -> BrokerConfig {
-        let overrides = self.image.broker_config_overrides(self.config.node_id());
-        if overrides.is_empty() {
-            return self.config.clone();
-        }
-        // Validated before commit; a static config changed since then can still conflict.
-        self.config
-            .with_dynamic_overrides(&overrides)
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "ignoring dynamic broker configs that no longer apply");
-                self.config.clone()
-            })
+        effective_broker_config(&self.config, &self.image)
     }
 
     /// The cluster id (always set in single-node mode once `open` returned; in a cluster, from
@@ -306,6 +296,21 @@ fn migrate_pre_quorum_log(dir: &Path, quorum: &QuorumService) -> Result<(), Cont
     .map_err(storage)?;
     crate::quorum::log_store::sync_dir(&log_dir).map_err(storage)?;
     Ok(())
+}
+
+/// `config` with node `config.node_id()`'s dynamic overrides from `image` on top.
+pub fn effective_broker_config(config: &BrokerConfig, image: &MetadataImage) -> BrokerConfig {
+    let overrides = image.broker_config_overrides(config.node_id());
+    if overrides.is_empty() {
+        return config.clone();
+    }
+    // Validated before commit; a static config changed since then can still conflict.
+    config
+        .with_dynamic_overrides(&overrides)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring dynamic broker configs that no longer apply");
+            config.clone()
+        })
 }
 
 /// A random cluster id as Kafka prints it: base64url (no padding) of a random UUID, 22

@@ -33,7 +33,7 @@ pub(super) async fn handle(
         return respond(&SPEC, header, &response);
     }
     response.cluster_id = StrBytes::from_string(image.cluster_id().unwrap_or_default().to_owned());
-    response.controller_id = BrokerId(broker.active_controller().unwrap_or(-1));
+    response.controller_id = BrokerId(broker.controller_id_for_clients());
     response.brokers = image
         .unfenced_brokers()
         .map(|b| {

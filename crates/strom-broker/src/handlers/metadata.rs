@@ -49,7 +49,7 @@ pub(super) async fn handle(
     response.cluster_id = image
         .cluster_id()
         .map(|id| StrBytes::from_string(id.to_owned()));
-    response.controller_id = BrokerId(broker.active_controller().unwrap_or(-1));
+    response.controller_id = BrokerId(broker.controller_id_for_clients());
     response.topics = match requested {
         None => image
             .topics()

@@ -18,6 +18,8 @@ use super::wire::Wire;
 /// One node's process and where it lives.
 pub struct Node {
     pub id: i32,
+    /// `broker,controller`, `controller` or `broker`.
+    pub roles: &'static str,
     pub client_port: u16,
     pub controller_port: u16,
     pub dir: PathBuf,
@@ -40,6 +42,10 @@ impl Node {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    pub fn is_broker(&self) -> bool {
+        self.roles.contains("broker")
     }
 }
 
@@ -66,15 +72,28 @@ impl Cluster {
     /// Starts `n` nodes with `extra` lines appended to every node's properties, and waits
     /// until each listens for clients (which it does once registered with the quorum).
     pub fn start(n: i32, extra: &[(&str, &str)]) -> Cluster {
+        Self::start_layout(n, 0, extra)
+    }
+
+    /// `controllers` dedicated controllers (ids 1..) and `brokers` broker-only nodes after
+    /// them; with `brokers == 0`, `controllers` combined nodes.
+    pub fn start_layout(controllers: i32, brokers: i32, extra: &[(&str, &str)]) -> Cluster {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut nodes = BTreeMap::new();
+        let n = controllers + brokers;
         for id in 1..=n {
+            let roles = match (brokers, id <= controllers) {
+                (0, _) => "broker,controller",
+                (_, true) => "controller",
+                (_, false) => "broker",
+            };
             let dir = tmp.path().join(format!("node-{id}"));
             std::fs::create_dir_all(&dir).unwrap();
             nodes.insert(
                 id,
                 Node {
                     id,
+                    roles,
                     client_port: free_port(),
                     controller_port: free_port(),
                     dir,
@@ -85,26 +104,33 @@ impl Cluster {
         }
         let voters: Vec<String> = nodes
             .values()
+            .filter(|n| n.roles.contains("controller"))
             .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
             .collect();
         for node in nodes.values() {
-            // What an operator writes for a 3-node Kafka 4.1 KRaft cluster, unchanged.
+            // What an operator writes for a Kafka 4.1 KRaft cluster, unchanged.
+            let listeners = match node.roles {
+                "controller" => format!("CONTROLLER://127.0.0.1:{}", node.controller_port),
+                "broker" => format!("PLAINTEXT://127.0.0.1:{}", node.client_port),
+                _ => format!(
+                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    node.client_port, node.controller_port
+                ),
+            };
             let mut text = format!(
-                "process.roles=broker,controller\n\
+                "process.roles={roles}\n\
                  node.id={id}\n\
                  controller.quorum.voters={voters}\n\
-                 listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}\n\
-                 advertised.listeners=PLAINTEXT://127.0.0.1:{client}\n\
+                 listeners={listeners}\n\
                  controller.listener.names=CONTROLLER\n\
                  listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
                  log.dirs={data}\n\
                  num.partitions=1\n\
                  offsets.topic.replication.factor=1\n\
                  transaction.state.log.replication.factor=1\n",
+                roles = node.roles,
                 id = node.id,
                 voters = voters.join(","),
-                client = node.client_port,
-                controller = node.controller_port,
                 data = node.dir.join("data").display(),
             );
             for (k, v) in extra {
@@ -121,7 +147,9 @@ impl Cluster {
             cluster.spawn(*id);
         }
         for id in &ids {
-            cluster.wait_listening(*id);
+            if cluster.nodes[id].is_broker() {
+                cluster.wait_listening(*id);
+            }
         }
         cluster
     }
@@ -174,7 +202,7 @@ impl Cluster {
     pub fn bootstrap(&self) -> String {
         self.nodes
             .values()
-            .filter(|n| n.is_running() && !n.paused)
+            .filter(|n| n.is_running() && !n.paused && n.is_broker())
             .map(Node::bootstrap)
             .collect::<Vec<_>>()
             .join(",")
@@ -233,7 +261,9 @@ impl Cluster {
     pub fn restart(&mut self, id: i32) {
         assert!(!self.nodes[&id].is_running(), "node {id} is running");
         self.spawn(id);
-        self.wait_listening(id);
+        if self.nodes[&id].is_broker() {
+            self.wait_listening(id);
+        }
     }
 
     /// Deletes a stopped node's data directory (a replaced disk).
@@ -275,6 +305,30 @@ impl Cluster {
             controller: r.controller_id.0,
             brokers,
             topics,
+        }
+    }
+
+    /// The active controller as DescribeQuorum through node `id` names it (-1 if unknown).
+    pub fn quorum_leader(&self, id: i32) -> i32 {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let mut partition = PartitionData::default();
+        partition.partition_index = 0;
+        let mut topic = TopicData::default();
+        topic.topic_name = TopicName(StrBytes::from_static_str("__cluster_metadata"));
+        topic.partitions = vec![partition];
+        let mut wire = Wire::connect(&self.nodes[&id].bootstrap());
+        let r: DescribeQuorumResponse = wire.call(
+            ApiKey::DescribeQuorum,
+            1,
+            &DescribeQuorumRequest::default().with_topics(vec![topic]),
+        );
+        let p = &r.topics[0].partitions[0];
+        if p.error_code == 0 {
+            p.leader_id.0
+        } else {
+            -1
         }
     }
 

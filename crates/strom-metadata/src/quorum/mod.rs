@@ -8,6 +8,7 @@
 
 pub mod log_store;
 pub mod node;
+pub mod observer;
 pub mod raft;
 pub mod runtime;
 pub mod service;

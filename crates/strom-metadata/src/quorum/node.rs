@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::raft::{OpenraftQuorum, QuorumStartError};
 use super::tcp_transport::{serve_tcp, TcpTransport, TcpTransportConfig};
-use super::transport::{ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, TransportError};
+use super::transport::{
+    ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, Receiver, TransportError,
+};
 use super::{
     LeaderAndEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, NoPublisher, QuorumError,
     QuorumNodeId,
@@ -152,10 +154,14 @@ impl QuorumNode {
         .await?;
         let controller = ControllerSlot::default();
         let (stop_server, stopped) = oneshot::channel::<()>();
+        let receiver = Receiver {
+            raft: quorum.raft().clone(),
+            controller: Arc::clone(&controller),
+            applied: Some(quorum.subscribe()),
+        };
         let server = tokio::spawn(serve_tcp(
             listener,
-            quorum.raft().clone(),
-            Arc::clone(&controller),
+            receiver,
             options.transport,
             async move {
                 let _ = stopped.await;

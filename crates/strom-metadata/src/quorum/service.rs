@@ -23,6 +23,62 @@ use crate::controller::{ControllerAnswer, ControllerHandler, ControllerOp};
 use crate::image::MetadataImage;
 use crate::records::MetadataRecord;
 
+/// What a node of the cluster knows of the metadata quorum, for synchronous callers: a voter
+/// ([`QuorumService`]) or a broker-only observer ([`super::observer::MetadataObserver`]).
+pub trait MetadataNode: Send + Sync + std::fmt::Debug {
+    /// This node's id.
+    fn node_id(&self) -> QuorumNodeId;
+    /// The leader (active controller) and epoch this node knows.
+    fn leader(&self) -> LeaderAndEpoch;
+    /// The latest committed image this node has, and its offset.
+    fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>);
+    /// The image as it changes.
+    fn subscribe(&self) -> watch::Receiver<Applied>;
+    /// Sends `op` to node `to`'s controller and blocks for its answer.
+    fn forward(
+        &self,
+        to: QuorumNodeId,
+        op: ControllerOp,
+    ) -> Result<ControllerAnswer, TransportError>;
+    /// Why this node's metadata stopped for good, if it did.
+    fn fatal(&self) -> Option<String>;
+    /// Whether this node is a voter (runs a controller).
+    fn is_voter(&self) -> bool;
+    /// Stops it.
+    fn shutdown(&self);
+}
+
+impl MetadataNode for QuorumService {
+    fn node_id(&self) -> QuorumNodeId {
+        QuorumService::node_id(self)
+    }
+    fn leader(&self) -> LeaderAndEpoch {
+        QuorumService::leader(self)
+    }
+    fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
+        QuorumService::image(self)
+    }
+    fn subscribe(&self) -> watch::Receiver<Applied> {
+        QuorumService::subscribe(self)
+    }
+    fn forward(
+        &self,
+        to: QuorumNodeId,
+        op: ControllerOp,
+    ) -> Result<ControllerAnswer, TransportError> {
+        QuorumService::forward(self, to, op)
+    }
+    fn fatal(&self) -> Option<String> {
+        QuorumService::fatal(self)
+    }
+    fn is_voter(&self) -> bool {
+        true
+    }
+    fn shutdown(&self) {
+        QuorumService::shutdown(self);
+    }
+}
+
 /// A running quorum node and the runtime it runs on.
 pub struct QuorumService {
     node_id: QuorumNodeId,
@@ -43,7 +99,7 @@ impl std::fmt::Debug for QuorumService {
 /// light; two keep a heartbeat going while the other thread fsyncs.
 const QUORUM_THREADS: usize = 2;
 
-fn quorum_runtime() -> Result<tokio::runtime::Runtime, QuorumStartError> {
+pub(crate) fn quorum_runtime() -> Result<tokio::runtime::Runtime, QuorumStartError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(QUORUM_THREADS)
         .thread_name("strom-metadata")
@@ -57,7 +113,7 @@ fn quorum_runtime() -> Result<tokio::runtime::Runtime, QuorumStartError> {
 /// Runs `work` on `runtime` and blocks the calling thread until it finishes. Works from any
 /// thread, including a worker of another runtime (which it blocks, so callers there use
 /// `block_in_place`).
-fn run_on<R: Send + 'static>(
+pub(crate) fn run_on<R: Send + 'static>(
     runtime: &tokio::runtime::Handle,
     work: impl Future<Output = R> + Send + 'static,
 ) -> Option<R> {

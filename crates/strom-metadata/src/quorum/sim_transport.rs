@@ -11,7 +11,7 @@ use openraft::Raft;
 use super::raft::MetadataRaftConfig;
 use super::runtime::SplitMix64;
 use super::transport::{
-    serve, ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, TransportError,
+    serve, ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, Receiver, TransportError,
 };
 use super::QuorumNodeId;
 
@@ -141,12 +141,16 @@ impl QuorumTransport for SimTransport {
             return Err(unreachable);
         };
         // The simulation has no controllers: forwarded operations are answered NOT_CONTROLLER.
-        let no_controller = ControllerSlot::default();
+        let receiver = Receiver {
+            raft,
+            controller: ControllerSlot::default(),
+            applied: None,
+        };
         if duplicate {
             // The receiver sees the message twice; the sender gets the second answer.
-            let _ = serve(&raft, &no_controller, rpc.clone()).await;
+            let _ = serve(&receiver, rpc.clone()).await;
         }
-        let reply = serve(&raft, &no_controller, rpc)
+        let reply = serve(&receiver, rpc)
             .await
             .map_err(|reason| TransportError::Remote { target: to, reason })?;
         let Some((delay, _)) = self.leg(to, from) else {

@@ -34,10 +34,12 @@ const KIND_APPEND_ENTRIES: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
 const KIND_CONTROLLER: u8 = 4;
+const KIND_FETCH_METADATA: u8 = 5;
 const KIND_APPEND_ENTRIES_REPLY: u8 = 0x81;
 const KIND_VOTE_REPLY: u8 = 0x82;
 const KIND_SNAPSHOT_REPLY: u8 = 0x83;
 const KIND_CONTROLLER_REPLY: u8 = 0x84;
+const KIND_METADATA_REPLY: u8 = 0x85;
 const KIND_ERROR: u8 = 0xFF;
 
 /// What one frame carries.
@@ -123,6 +125,8 @@ fn kind_of(body: &Body) -> u8 {
         Body::Request(QuorumRpc::Vote(_)) => KIND_VOTE,
         Body::Request(QuorumRpc::Snapshot { .. }) => KIND_SNAPSHOT,
         Body::Request(QuorumRpc::Controller(_)) => KIND_CONTROLLER,
+        Body::Request(QuorumRpc::FetchMetadata { .. }) => KIND_FETCH_METADATA,
+        Body::Reply(QuorumReply::Metadata(_)) => KIND_METADATA_REPLY,
         Body::Reply(QuorumReply::AppendEntries(_)) => KIND_APPEND_ENTRIES_REPLY,
         Body::Reply(QuorumReply::Vote(_)) => KIND_VOTE_REPLY,
         Body::Reply(QuorumReply::Snapshot(_)) => KIND_SNAPSHOT_REPLY,
@@ -150,6 +154,10 @@ fn write_body(out: &mut Vec<u8>, body: &Body) -> serde_json::Result<()> {
         Body::Reply(QuorumReply::Snapshot(r)) => serde_json::to_writer(out, r),
         Body::Request(QuorumRpc::Controller(op)) => serde_json::to_writer(out, op),
         Body::Reply(QuorumReply::Controller(r)) => serde_json::to_writer(out, r),
+        Body::Request(QuorumRpc::FetchMetadata { after, max_wait_ms }) => {
+            serde_json::to_writer(out, &(after, max_wait_ms))
+        }
+        Body::Reply(QuorumReply::Metadata(r)) => serde_json::to_writer(out, r),
         Body::Error(reason) => serde_json::to_writer(out, reason),
     }
 }
@@ -187,6 +195,13 @@ pub fn decode(payload: &[u8]) -> Result<Envelope, CodecError> {
             serde_json::from_slice::<SnapshotResponse<QuorumNodeId>>(body).map_err(json)?,
         )),
         KIND_CONTROLLER => Body::Request(QuorumRpc::Controller(
+            serde_json::from_slice(body).map_err(json)?,
+        )),
+        KIND_FETCH_METADATA => {
+            let (after, max_wait_ms) = serde_json::from_slice(body).map_err(json)?;
+            Body::Request(QuorumRpc::FetchMetadata { after, max_wait_ms })
+        }
+        KIND_METADATA_REPLY => Body::Reply(QuorumReply::Metadata(
             serde_json::from_slice(body).map_err(json)?,
         )),
         KIND_CONTROLLER_REPLY => Body::Reply(QuorumReply::Controller(

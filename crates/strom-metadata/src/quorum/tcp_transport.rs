@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::Raft;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,11 +17,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::raft::MetadataRaftConfig;
 use super::tcp_codec::{decode, encode, frame_len, Body, Envelope, LENGTH_PREFIX_BYTES};
-use super::transport::{
-    serve, ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, TransportError,
-};
+use super::transport::{serve, QuorumReply, QuorumRpc, QuorumTransport, Receiver, TransportError};
 use super::QuorumNodeId;
 
 /// Limits and timeouts of the TCP transport, client and server side. Names follow Kafka's
@@ -250,6 +246,9 @@ impl QuorumTransport for TcpTransport {
         let after = match rpc {
             QuorumRpc::Snapshot { .. } => self.config.snapshot_timeout,
             QuorumRpc::Controller(_) => self.config.controller_timeout,
+            QuorumRpc::FetchMetadata { max_wait_ms, .. } => {
+                self.config.request_timeout + Duration::from_millis(u64::from(max_wait_ms))
+            }
             QuorumRpc::AppendEntries(_) | QuorumRpc::Vote(_) => self.config.request_timeout,
         };
         let conn = self.connection(to).await?;
@@ -383,8 +382,7 @@ async fn read_replies(
 /// `shutdown` resolves; then the listener and every connection are closed.
 pub async fn serve_tcp(
     listener: TcpListener,
-    raft: Raft<MetadataRaftConfig>,
-    controller: ControllerSlot,
+    receiver: Receiver,
     config: TcpTransportConfig,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -402,11 +400,10 @@ pub async fn serve_tcp(
                         tracing::warn!(%addr, limit = config.max_connections, "quorum connection refused: too many");
                         continue;
                     };
-                    let raft = raft.clone();
-                    let controller = Arc::clone(&controller);
+                    let receiver = receiver.clone();
                     let config = config.clone();
                     connections.spawn(async move {
-                        serve_connection(stream, addr, raft, controller, &config).await;
+                        serve_connection(stream, addr, receiver, &config).await;
                         drop(permit);
                     });
                 }
@@ -426,8 +423,7 @@ pub async fn serve_tcp(
 async fn serve_connection(
     stream: TcpStream,
     addr: SocketAddr,
-    raft: Raft<MetadataRaftConfig>,
-    controller: ControllerSlot,
+    receiver: Receiver,
     config: &TcpTransportConfig,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
@@ -464,12 +460,11 @@ async fn serve_connection(
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
-        let raft = raft.clone();
-        let controller = Arc::clone(&controller);
+        let receiver = receiver.clone();
         let replies = replies.clone();
         let max_frame_bytes = config.max_frame_bytes;
         handlers.spawn(async move {
-            let body = match serve(&raft, &controller, rpc).await {
+            let body = match serve(&receiver, rpc).await {
                 Ok(reply) => Body::Reply(reply),
                 Err(reason) => Body::Error(reason),
             };

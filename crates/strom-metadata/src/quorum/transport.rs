@@ -38,6 +38,12 @@ pub enum QuorumRpc {
     /// A controller operation forwarded to the active controller (not a Raft message: it
     /// travels over the same CONTROLLER listener).
     Controller(ControllerOp),
+    /// A broker-only node (an observer) asks any voter for the committed image newer than
+    /// `after`, waiting up to `max_wait_ms` for one.
+    FetchMetadata {
+        after: Option<u64>,
+        max_wait_ms: u32,
+    },
 }
 
 /// The answer to a [`QuorumRpc`] of the same kind.
@@ -47,6 +53,26 @@ pub enum QuorumReply {
     Vote(VoteResponse<QuorumNodeId>),
     Snapshot(SnapshotResponse<QuorumNodeId>),
     Controller(ControllerAnswer),
+    Metadata(MetadataUpdate),
+}
+
+/// A voter's answer to [`QuorumRpc::FetchMetadata`]: who leads, and its committed image if it
+/// is newer than what the observer has (`None`: nothing newer within the wait).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MetadataUpdate {
+    pub leader: Option<QuorumNodeId>,
+    pub epoch: u64,
+    pub offset: Option<u64>,
+    pub image: Option<Arc<crate::image::MetadataImage>>,
+}
+
+/// What the receiving end of a transport serves: the local Raft node, the controller plugged
+/// in for forwarded operations, and the applied image for observers.
+#[derive(Clone)]
+pub struct Receiver {
+    pub raft: Raft<C>,
+    pub controller: ControllerSlot,
+    pub applied: Option<tokio::sync::watch::Receiver<super::state_machine::Applied>>,
 }
 
 /// Where a node's controller is plugged in once it exists (it is created after the quorum
@@ -85,12 +111,26 @@ pub trait QuorumTransport: Send + Sync + 'static {
 
 /// Delivers `rpc` to the local Raft node `raft`, or a controller operation to the controller
 /// in `controller` (the receiving end of any transport).
-pub async fn serve(
-    raft: &Raft<C>,
-    controller: &ControllerSlot,
-    rpc: QuorumRpc,
-) -> Result<QuorumReply, String> {
+pub async fn serve(receiver: &Receiver, rpc: QuorumRpc) -> Result<QuorumReply, String> {
+    let raft = &receiver.raft;
+    let controller = &receiver.controller;
     match rpc {
+        QuorumRpc::FetchMetadata { after, max_wait_ms } => {
+            let Some(mut applied) = receiver.applied.clone() else {
+                return Err("this node serves no metadata".into());
+            };
+            let newer = |a: &super::state_machine::Applied| a.0.is_some() && a.0 > after;
+            let wait = std::time::Duration::from_millis(u64::from(max_wait_ms.min(30_000)));
+            let _ = tokio::time::timeout(wait, applied.wait_for(newer)).await;
+            let (offset, image) = applied.borrow().clone();
+            let known = raft.metrics().borrow().clone();
+            Ok(QuorumReply::Metadata(MetadataUpdate {
+                leader: known.current_leader,
+                epoch: known.current_term,
+                offset,
+                image: (offset.is_some() && offset > after).then_some(image),
+            }))
+        }
         QuorumRpc::Controller(op) => {
             let Some(handler) = controller.get().cloned() else {
                 let not_ready = ControllerError::NotController { leader: None };

@@ -1,0 +1,210 @@
+//! A broker-only node's view of the metadata (`process.roles=broker`): an observer, as in
+//! KRaft, that is not a voter. It long-polls the voters for the committed image
+//! ([`QuorumRpc::FetchMetadata`]), learns the active controller from their answers, and
+//! forwards controller operations to it, all over the voters' CONTROLLER listeners.
+//!
+//! Each answer carries the whole image when it changed (not a delta): simple and correct, and
+//! a cost that grows with the cluster's size per change; deltas come with the publisher ring
+//! the replication work needs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::raft::QuorumStartError;
+use super::service::{quorum_runtime, run_on, MetadataNode};
+use super::state_machine::Applied;
+use super::tcp_transport::{TcpTransport, TcpTransportConfig};
+use super::transport::{QuorumReply, QuorumRpc, QuorumTransport, TransportError};
+use super::{LeaderAndEpoch, MetadataOffset, QuorumNodeId};
+use crate::broker_config::QuorumVoter;
+use crate::controller::{ControllerAnswer, ControllerOp};
+use crate::image::MetadataImage;
+
+/// How long a voter holds a fetch open when nothing new was committed.
+const FETCH_WAIT_MS: u32 = 1000;
+
+/// The observer: a fetch loop on a small runtime of its own, and what it learned.
+pub struct MetadataObserver {
+    node_id: QuorumNodeId,
+    transport: Arc<TcpTransport>,
+    applied: watch::Sender<Applied>,
+    leader: Arc<Mutex<LeaderAndEpoch>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for MetadataObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataObserver")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetadataObserver {
+    /// Starts following the quorum of `voters` as node `node_id`.
+    pub fn start(
+        node_id: QuorumNodeId,
+        voters: &[QuorumVoter],
+        transport: TcpTransportConfig,
+    ) -> Result<MetadataObserver, QuorumStartError> {
+        let mut addrs = BTreeMap::new();
+        for v in voters {
+            let id = QuorumNodeId::try_from(v.node_id).map_err(|_| QuorumStartError::Voters {
+                reason: format!("voter id {} is negative", v.node_id),
+            })?;
+            let addr = if v.host.contains(':') {
+                format!("[{}]:{}", v.host, v.port)
+            } else {
+                format!("{}:{}", v.host, v.port)
+            };
+            addrs.insert(id, addr);
+        }
+        if addrs.contains_key(&node_id) {
+            return Err(QuorumStartError::Voters {
+                reason: format!(
+                    "node {node_id} is a voter but process.roles has no controller role"
+                ),
+            });
+        }
+        let voter_ids: Vec<QuorumNodeId> = addrs.keys().copied().collect();
+        let transport = Arc::new(TcpTransport::new(addrs, transport));
+        let (applied, _) = watch::channel((None, Arc::new(MetadataImage::empty())));
+        let leader = Arc::new(Mutex::new(LeaderAndEpoch {
+            leader: None,
+            epoch: 0,
+        }));
+        let runtime = quorum_runtime()?;
+        runtime.spawn(fetch_loop(
+            node_id,
+            voter_ids,
+            Arc::clone(&transport),
+            applied.clone(),
+            Arc::clone(&leader),
+        ));
+        Ok(MetadataObserver {
+            node_id,
+            transport,
+            applied,
+            leader,
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the observer")
+            .handle()
+    }
+}
+
+/// Fetches from the leader when known, else from each voter in turn; never gives up.
+async fn fetch_loop(
+    node_id: QuorumNodeId,
+    voters: Vec<QuorumNodeId>,
+    transport: Arc<TcpTransport>,
+    applied: watch::Sender<Applied>,
+    leader: Arc<Mutex<LeaderAndEpoch>>,
+) {
+    let mut next = 0;
+    loop {
+        let known = leader.lock().leader;
+        let target = match known {
+            Some(l) => l,
+            None => {
+                next = (next + 1) % voters.len();
+                voters[next]
+            }
+        };
+        let after = applied.borrow().0;
+        let rpc = QuorumRpc::FetchMetadata {
+            after,
+            max_wait_ms: FETCH_WAIT_MS,
+        };
+        match transport.send(node_id, target, rpc).await {
+            Ok(QuorumReply::Metadata(update)) => {
+                {
+                    let mut l = leader.lock();
+                    if update.epoch >= l.epoch {
+                        *l = LeaderAndEpoch {
+                            leader: update.leader,
+                            epoch: update.epoch,
+                        };
+                    }
+                }
+                if let Some(image) = update.image {
+                    if update.offset > applied.borrow().0 {
+                        applied.send_replace((update.offset, image));
+                    }
+                }
+                if update.leader.is_none() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Ok(_) | Err(_) => {
+                // The target is down or no longer leads: forget it and try the others.
+                leader.lock().leader = None;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+impl MetadataNode for MetadataObserver {
+    fn node_id(&self) -> QuorumNodeId {
+        self.node_id
+    }
+
+    fn leader(&self) -> LeaderAndEpoch {
+        *self.leader.lock()
+    }
+
+    fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
+        self.applied.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Applied> {
+        self.applied.subscribe()
+    }
+
+    fn forward(
+        &self,
+        to: QuorumNodeId,
+        op: ControllerOp,
+    ) -> Result<ControllerAnswer, TransportError> {
+        let transport = Arc::clone(&self.transport);
+        let from = self.node_id;
+        run_on(self.handle(), async move {
+            match transport.send(from, to, QuorumRpc::Controller(op)).await? {
+                QuorumReply::Controller(answer) => Ok(answer),
+                _ => Err(TransportError::Remote {
+                    target: to,
+                    reason: "reply of the wrong kind".into(),
+                }),
+            }
+        })
+        .unwrap_or(Err(TransportError::Unreachable { target: to }))
+    }
+
+    fn fatal(&self) -> Option<String> {
+        None
+    }
+
+    fn is_voter(&self) -> bool {
+        false
+    }
+
+    fn shutdown(&self) {}
+}
+
+impl Drop for MetadataObserver {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
