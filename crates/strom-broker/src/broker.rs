@@ -59,17 +59,20 @@ pub struct Broker {
     /// a background task retries until they do.
     logs_behind_image: std::sync::atomic::AtomicBool,
     /// Held for the broker's lifetime: one process per data directory, as Kafka's `.lock`.
-    _dir_lock: std::fs::File,
+    _dir_locks: Vec<std::fs::File>,
 }
 
 impl Broker {
     /// Opens the metadata log and every partition log under `log.dirs` (recovering them).
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, ServerError> {
-        let root = config.log_dir().to_path_buf();
-        std::fs::create_dir_all(&root).map_err(|e| {
-            ServerError::Startup(format!("cannot create log.dirs {}: {e}", root.display()))
-        })?;
-        let dir_lock = lock_data_dir(&root)?;
+        let roots = config.log_dirs().to_vec();
+        let mut dir_locks = Vec::new();
+        for root in &roots {
+            std::fs::create_dir_all(root).map_err(|e| {
+                ServerError::Startup(format!("cannot create log.dirs {}: {e}", root.display()))
+            })?;
+            dir_locks.push(lock_data_dir(root)?);
+        }
         let (mut controller, metadata) = crate::cluster::open_metadata(&config)?;
         let advertised = config
             .advertised_client_listener()
@@ -100,12 +103,12 @@ impl Broker {
         let broker = Arc::new(Broker {
             groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone())
                 .with_consumer_config(ConsumerGroupConfig::from_broker(&config)),
-            _dir_lock: dir_lock,
+            _dir_locks: dir_locks,
             txns: TxnCoordinator::new(TxnConfig::from_broker(&config), clock.clone()),
             replicas: if config.is_quorum_over_network() {
-                ReplicaManager::new(root, clock).hosting_replicas_of(config.node_id())
+                ReplicaManager::with_log_dirs(roots, clock).hosting_replicas_of(config.node_id())
             } else {
-                ReplicaManager::new(root, clock)
+                ReplicaManager::with_log_dirs(roots, clock)
             },
             config,
             controller: controller.map(Mutex::new),
@@ -631,12 +634,17 @@ fn check_metadata_knows_data(
     if dirs.is_empty() {
         return Ok(());
     }
-    let shown: Vec<&str> = dirs.iter().take(5).map(String::as_str).collect();
+    let shown: Vec<&str> = dirs.iter().take(5).map(|(_, d)| d.as_str()).collect();
     Err(ServerError::Startup(format!(
-        "the metadata log names no topics, but {} holds {} partition directories ({}{}); \
+        "the metadata log names no topics, but {} hold {} partition directories ({}{}); \
          refusing to start rather than treat them as strays. Restore the metadata log, or move \
          the directories away if they are not this cluster's",
-        replicas.root().display(),
+        replicas
+            .roots()
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         dirs.len(),
         shown.join(", "),
         if dirs.len() > shown.len() {

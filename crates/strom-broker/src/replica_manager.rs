@@ -88,7 +88,9 @@ impl Partition {
 
 /// The partitions of this broker, keyed by (topic name, partition index).
 pub struct ReplicaManager {
-    root: PathBuf,
+    /// `log.dirs`: a new partition goes to the one holding the fewest partitions, as Kafka
+    /// places them; an existing one is found wherever it is.
+    roots: Vec<PathBuf>,
     clock: Arc<dyn Clock>,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
     /// In a cluster, only partitions with this broker among their replicas are hosted; a
@@ -98,8 +100,14 @@ pub struct ReplicaManager {
 
 impl ReplicaManager {
     pub fn new(root: PathBuf, clock: Arc<dyn Clock>) -> Self {
+        Self::with_log_dirs(vec![root], clock)
+    }
+
+    /// Partitions spread over `roots` (Kafka's `log.dirs`; at least one).
+    pub fn with_log_dirs(roots: Vec<PathBuf>, clock: Arc<dyn Clock>) -> Self {
+        assert!(!roots.is_empty(), "at least one log dir");
         Self {
-            root,
+            roots,
             clock,
             partitions: RwLock::new(HashMap::new()),
             replicas_of: None,
@@ -147,7 +155,7 @@ impl ReplicaManager {
                     // Same name, new topic id: the old topic was deleted and recreated.
                     self.remove(image, &key)?;
                 }
-                let dir = self.root.join(format!("{}-{}", topic.name, index));
+                let dir = self.dir_for(&format!("{}-{}", topic.name, index));
                 let log = PartitionLog::open(dir, log_config.clone(), self.clock.clone())?;
                 let partition = Arc::new(Partition {
                     topic: topic.name.clone(),
@@ -194,21 +202,59 @@ impl ReplicaManager {
         if let Err(e) = partition.log.close() {
             tracing::warn!(topic = %key.0, partition = key.1, error = %e, "close failed");
         }
-        rename_stray(&self.root, &format!("{}-{}", key.0, key.1));
+        let root = partition.log.dir().parent().unwrap_or(&self.roots[0]);
+        rename_stray(root, &format!("{}-{}", key.0, key.1));
         Ok(())
     }
 
-    /// Partition directories under the data directory (the metadata log's excepted).
-    pub fn partition_dirs_on_disk(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return Vec::new();
-        };
-        let mut dirs: Vec<String> = entries
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|name| name != METADATA_LOG_DIR_NAME && parse_partition_dir(name).is_some())
+    /// Where partition directory `name` lives: the log dir that already has it, else the one
+    /// hosting the fewest partitions (ties: the first listed).
+    fn dir_for(&self, name: &str) -> PathBuf {
+        let existing: Vec<&PathBuf> = self
+            .roots
+            .iter()
+            .filter(|r| r.join(name).is_dir())
             .collect();
+        if let Some(first) = existing.first() {
+            if existing.len() > 1 {
+                tracing::error!(partition = name, dirs = ?existing, "a partition directory exists in several log dirs; using the first");
+            }
+            return first.join(name);
+        }
+        let hosted = self.partitions.read();
+        let count = |root: &PathBuf| {
+            hosted
+                .values()
+                .filter(|p| p.log.dir().parent() == Some(root.as_path()))
+                .count()
+        };
+        let root = self
+            .roots
+            .iter()
+            .min_by_key(|r| count(r))
+            .expect("at least one log dir");
+        root.join(name)
+    }
+
+    /// Partition directories under the log dirs (the metadata log's excepted), with the log
+    /// dir holding each.
+    pub fn partition_dirs_on_disk(&self) -> Vec<(PathBuf, String)> {
+        let mut dirs = Vec::new();
+        for root in &self.roots {
+            let Ok(entries) = std::fs::read_dir(root) else {
+                continue;
+            };
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| {
+                        name != METADATA_LOG_DIR_NAME && parse_partition_dir(name).is_some()
+                    })
+                    .map(|name| (root.clone(), name)),
+            );
+        }
         dirs.sort();
         dirs
     }
@@ -219,12 +265,15 @@ impl ReplicaManager {
     /// data directory is not listed again on every metadata change.
     pub fn mark_stray_dirs(&self) {
         let hosted = self.partitions.read();
-        for name in self.partition_dirs_on_disk() {
+        for (root, name) in self.partition_dirs_on_disk() {
             let Some((topic, index)) = parse_partition_dir(&name) else {
                 continue;
             };
-            if !hosted.contains_key(&(topic.to_owned(), index)) {
-                rename_stray(&self.root, &name);
+            let here = hosted
+                .get(&(topic.to_owned(), index))
+                .is_some_and(|p| p.log.dir().parent() == Some(root.as_path()));
+            if !here {
+                rename_stray(&root, &name);
             }
         }
     }
@@ -247,8 +296,14 @@ impl ReplicaManager {
         });
     }
 
+    /// The first log dir.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.roots[0]
+    }
+
+    /// Every log dir.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
     }
 }
 

@@ -365,13 +365,6 @@ impl BrokerConfig {
                 "inter.broker.listener.name={v} is not used yet: brokers do not talk to each other until replication lands"
             ));
         }
-        if self.log_dirs.len() > 1 {
-            out.push(format!(
-                "log.dirs names {} directories; only the first ({}) holds partitions for now",
-                self.log_dirs.len(),
-                self.log_dirs[0].display()
-            ));
-        }
         out
     }
 

@@ -31,7 +31,14 @@ pub(super) async fn handle(
             .map(|t| (t.topic.0.to_string(), t.partitions))
             .collect()
     });
-    let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+    // log dir -> topic -> partitions
+    let mut by_dir: BTreeMap<std::path::PathBuf, BTreeMap<String, Vec<DescribeLogDirsPartition>>> =
+        broker
+            .replicas()
+            .roots()
+            .iter()
+            .map(|r| (r.clone(), BTreeMap::new()))
+            .collect();
     for partition in broker.replicas().all() {
         if let Some(wanted) = &wanted {
             let named = wanted
@@ -47,24 +54,40 @@ pub(super) async fn handle(
         // No replica moves between log dirs yet (no future replicas).
         p.offset_lag = 0;
         p.is_future_key = false;
-        by_topic.entry(partition.topic.clone()).or_default().push(p);
+        let root = partition
+            .log
+            .dir()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        by_dir
+            .entry(root)
+            .or_default()
+            .entry(partition.topic.clone())
+            .or_default()
+            .push(p);
     }
-    let mut result = DescribeLogDirsResult::default();
-    result.log_dir = StrBytes::from_string(broker.replicas().root().display().to_string());
-    result.topics = by_topic
+    let mut response = DescribeLogDirsResponse::default();
+    response.results = by_dir
         .into_iter()
-        .map(|(name, mut partitions)| {
-            partitions.sort_by_key(|p| p.partition_index);
-            let mut t = DescribeLogDirsTopic::default();
-            t.name = TopicName(StrBytes::from_string(name));
-            t.partitions = partitions;
-            t
+        .map(|(root, by_topic)| {
+            let mut result = DescribeLogDirsResult::default();
+            result.log_dir = StrBytes::from_string(root.display().to_string());
+            result.topics = by_topic
+                .into_iter()
+                .map(|(name, mut partitions)| {
+                    partitions.sort_by_key(|p| p.partition_index);
+                    let mut t = DescribeLogDirsTopic::default();
+                    t.name = TopicName(StrBytes::from_string(name));
+                    t.partitions = partitions;
+                    t
+                })
+                .collect();
+            // Disk capacity is not measured yet: -1 is Kafka's "unknown".
+            result.total_bytes = -1;
+            result.usable_bytes = -1;
+            result
         })
         .collect();
-    // Disk capacity is not measured yet: -1 is Kafka's "unknown".
-    result.total_bytes = -1;
-    result.usable_bytes = -1;
-    let mut response = DescribeLogDirsResponse::default();
-    response.results = vec![result];
     respond(&SPEC, header, &response)
 }

@@ -82,12 +82,10 @@ some.plugin.setting=x
     assert_eq!(c.controller_quorum_voters[0].node_id, 3);
     assert_eq!(c.static_value("num.partitions"), Some("6"));
     assert_eq!(c.static_value("log.segment.bytes"), None);
-    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
     assert!(warnings[0].contains("some.plugin.setting") && warnings[0].contains(":10"));
     assert!(warnings[1].contains("--set") && warnings[1].contains("another.unknown"));
-    // The quorum settings are served now (a voter on the CONTROLLER listener); more than one
-    // log dir is not yet.
-    assert!(warnings[2].contains("log.dirs names 2 directories"));
+    // The quorum settings and several log dirs are served: nothing more to warn about.
     assert_eq!(c.client_listener().unwrap().bind_address(), "0.0.0.0:9092");
     assert_eq!(
         c.controller_listener().unwrap().bind_address(),

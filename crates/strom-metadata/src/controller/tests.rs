@@ -587,6 +587,7 @@ fn register_broker_is_idempotent() {
     ));
 }
 
+mod membership_property;
 mod replay_property;
 
 #[test]
