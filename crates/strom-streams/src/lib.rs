@@ -1,0 +1,38 @@
+//! `strom-streams`: stream processing in the model of Kafka Streams, as a Rust library on
+//! `strom-client`. A [`StreamsBuilder`] describes a topology with the DSL (streams, tables,
+//! grouping, aggregation, windows, suppression); [`KafkaStreams`] runs it: the application
+//! id is a consumer group, each input partition is a task, state lives in stores backed by
+//! compacted changelog topics, and `exactly_once_v2` commits each thread's output, state
+//! changes and offsets in one transaction.
+
+mod builder;
+mod config;
+mod context;
+mod error;
+mod grouped;
+mod internal_topics;
+mod kstream;
+mod ktable;
+mod node;
+mod query;
+mod runtime;
+mod serde;
+mod source;
+mod store;
+mod task;
+mod topology;
+mod util;
+
+pub use builder::{Materialized, StreamsBuilder};
+pub use config::{ProcessingGuarantee, StreamsConfig};
+pub use context::{Ctx, DeserializationHandler, Record, StoreHandle, TaskId};
+pub use error::{Result, SerdeError, StreamsError};
+pub use grouped::{KGroupedStream, TimeWindowedKStream, TimeWindows};
+pub use kstream::{KStream, Partitioner};
+pub use ktable::{Change, KTable};
+pub use query::ReadOnlyStore;
+pub use runtime::{KafkaStreams, Metrics};
+pub use serde::{Json, Serde, Windowed};
+pub use source::TimestampExtractor;
+pub use store::{KvBackend, MemoryStore, PersistentStore, StoreKind};
+pub use topology::{StoreDef, Subtopology, Topology};
