@@ -1,0 +1,285 @@
+//! Grouping and aggregation against a real broker: counts and sums through a repartition
+//! topic equal a reference over random inputs; windowed counts with grace and
+//! suppression over out-of-order timestamps equal a reference exactly; interactive
+//! queries read the same values.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use proptest::prelude::*;
+use strom_streams::{KafkaStreams, Materialized, StreamsBuilder, TimeWindows, Windowed};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn group_case(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    case: usize,
+    input: Vec<(String, String, i64)>,
+) {
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    let (topic, counts, sums) = (
+        format!("g-in-{case}"),
+        format!("g-count-{case}"),
+        format!("g-sum-{case}"),
+    );
+    rt.block_on(async {
+        create_topic(&b, &topic, 3).await;
+        create_topic(&b, &counts, 2).await;
+        create_topic(&b, &sums, 2).await;
+        // Keyed by the first field; grouped by the second (a repartition).
+        let recs: Vec<In> = input
+            .iter()
+            .enumerate()
+            .map(|(i, (k, g, v))| {
+                (
+                    Some(k.as_bytes().to_vec()),
+                    Some(format!("{g}:{v}").into_bytes()),
+                    10 + i as i64,
+                    None,
+                )
+            })
+            .collect();
+        produce(&b, &topic, &recs).await;
+        let sb = StreamsBuilder::new();
+        let s = sb.stream::<String, String>(&topic);
+        let parsed = s.flat_map_values(|_, v: String| {
+            v.split_once(':')
+                .and_then(|(g, n)| Some((g.to_owned(), n.parse::<i64>().ok()?)))
+        });
+        let grouped = parsed.group_by(|_, (g, _)| g.clone());
+        grouped
+            .count(Materialized::in_memory("counts"))
+            .unwrap()
+            .to_stream()
+            .to(&counts);
+        grouped
+            .aggregate(|| 0i64, |_, (_, n), acc| acc + n, "sums")
+            .unwrap()
+            .to_stream()
+            .to(&sums);
+        let mut app = KafkaStreams::new(
+            sb.build().unwrap(),
+            config(&b, &format!("g-app-{case}"), state.path()),
+        );
+        app.start().await.unwrap();
+        let mut want_count: BTreeMap<String, i64> = BTreeMap::new();
+        let mut want_sum: BTreeMap<String, i64> = BTreeMap::new();
+        for (_, g, v) in &input {
+            *want_count.entry(g.clone()).or_default() += 1;
+            *want_sum.entry(g.clone()).or_default() += v;
+        }
+        let n = input.len();
+        let got = read_until(&b, &counts, false, Duration::from_secs(30), |r| {
+            r.len() >= n
+        })
+        .await;
+        assert_eq!(latest(&got, i64v), want_count);
+        let got = read_until(&b, &sums, false, Duration::from_secs(30), |r| r.len() >= n).await;
+        assert_eq!(latest(&got, i64v), want_sum);
+        // Interactive queries see the same values.
+        let store = app.store("sums").unwrap();
+        for (g, v) in &want_sum {
+            assert_eq!(store.get::<String, i64>(g).unwrap(), Some(*v), "key {g}");
+        }
+        let all: BTreeMap<String, i64> = app
+            .store("counts")
+            .unwrap()
+            .all()
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(all, want_count);
+        assert!(app.error().is_none(), "{:?}", app.error());
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn group_by_count_and_aggregate_match_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 4,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &proptest::collection::vec(("[a-e]", "[p-s]", -50i64..50), 1..80),
+            |input| {
+                group_case(&rt, &server, case.fetch_add(1, Ordering::Relaxed), input);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// Reference for windowed counts: per record in order, stream time advances to the max
+/// timestamp seen; a window accepts a record while stream time < end + grace.
+fn window_reference(
+    input: &[(String, i64)],
+    w: TimeWindows,
+) -> (BTreeMap<(String, i64), i64>, i64) {
+    let mut st = -1;
+    let mut counts = BTreeMap::new();
+    for (k, ts) in input {
+        st = st.max(*ts);
+        for start in w.windows_for(*ts) {
+            if start + w.size_ms + w.grace_ms <= st {
+                continue;
+            }
+            *counts.entry((k.clone(), start)).or_insert(0) += 1;
+        }
+    }
+    (counts, st)
+}
+
+fn windowed(r: &strom_client::ConsumerRecord) -> (String, i64) {
+    use strom_streams::Serde;
+    let w = Windowed::<String>::from_bytes(r.key.as_deref().unwrap()).unwrap();
+    (w.key, w.start)
+}
+
+fn window_case(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    case: usize,
+    hopping: bool,
+    input: Vec<(String, i64)>,
+) {
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    let (topic, all, fin) = (
+        format!("w-in-{case}"),
+        format!("w-all-{case}"),
+        format!("w-final-{case}"),
+    );
+    let mut w = TimeWindows::of_size(500).grace(200);
+    if hopping {
+        w = w.advance_by(250);
+    }
+    // A last record far ahead closes every window of the input.
+    let mut input = input;
+    let max = input.iter().map(|(_, t)| *t).max().unwrap_or(0);
+    input.push(("zz".into(), max + 10_000));
+    rt.block_on(async {
+        create_topic(&b, &topic, 1).await;
+        create_topic(&b, &all, 1).await;
+        create_topic(&b, &fin, 1).await;
+        let recs: Vec<In> = input.iter().map(|(k, ts)| kv(k, "x", *ts)).collect();
+        produce(&b, &topic, &recs).await;
+        let sb = StreamsBuilder::new();
+        let table = sb
+            .stream::<String, String>(&topic)
+            .group_by_key()
+            .windowed_by(w)
+            .count(Materialized::persistent("wcounts"))
+            .unwrap();
+        table.to_stream().to(&all);
+        table
+            .suppress_until_window_closes("wbuffer")
+            .unwrap()
+            .to_stream()
+            .to(&fin);
+        let mut app = KafkaStreams::new(
+            sb.build().unwrap(),
+            config(&b, &format!("w-app-{case}"), state.path()),
+        );
+        app.start().await.unwrap();
+        let (counts, _) = window_reference(&input, w);
+        let finals: BTreeMap<(String, i64), i64> = counts
+            .iter()
+            .filter(|((k, _), _)| k != "zz")
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let updates: i64 = counts.values().sum();
+        let got = read_until(&b, &all, false, Duration::from_secs(30), |r| {
+            r.len() as i64 >= updates
+        })
+        .await;
+        let latest: BTreeMap<(String, i64), i64> =
+            got.iter().map(|r| (windowed(r), i64v(&r.value))).collect();
+        assert_eq!(latest, counts, "every update of every window");
+        assert_eq!(got.len() as i64, updates);
+        let got = read_until(&b, &fin, false, Duration::from_secs(30), |r| {
+            r.len() >= finals.len()
+        })
+        .await;
+        // Give a duplicate emission a moment to show up.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let more = read_until(&b, &fin, false, Duration::from_secs(1), |_| false).await;
+        let emitted: BTreeMap<(String, i64), i64> =
+            got.iter().map(|r| (windowed(r), i64v(&r.value))).collect();
+        assert_eq!(emitted, finals, "one final result per closed window");
+        assert_eq!(more.len(), finals.len(), "no window emitted twice");
+        let dropped = app.metrics().dropped_late.load(Ordering::Relaxed);
+        let expected_dropped: usize = input
+            .iter()
+            .scan(-1i64, |st, (_, ts)| {
+                *st = (*st).max(*ts);
+                Some(
+                    w.windows_for(*ts)
+                        .iter()
+                        .filter(|s| *s + w.size_ms + w.grace_ms <= *st)
+                        .count(),
+                )
+            })
+            .sum();
+        assert_eq!(dropped as usize, expected_dropped);
+        // Interactive query of the window store (windows still retained).
+        let store = app.store("wcounts").unwrap();
+        let zz = store
+            .fetch_windows::<String, i64>(&"zz".to_string(), 0, i64::MAX / 2, w.size_ms)
+            .unwrap();
+        assert!(!zz.is_empty() && zz.iter().all(|(_, c)| *c == 1), "{zz:?}");
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
+
+fn out_of_order() -> impl Strategy<Value = Vec<(String, i64)>> {
+    proptest::collection::vec(("[a-c]", -400i64..400), 1..60).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (k, jitter))| (k, (i as i64 * 100 + jitter).max(0)))
+            .collect()
+    })
+}
+
+#[test]
+fn windowed_counts_with_grace_and_suppression_match_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 6,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&(out_of_order(), any::<bool>()), |(input, hopping)| {
+            window_case(
+                &rt,
+                &server,
+                case.fetch_add(1, Ordering::Relaxed),
+                hopping,
+                input,
+            );
+            Ok(())
+        })
+        .unwrap();
+}
