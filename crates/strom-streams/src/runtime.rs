@@ -18,7 +18,7 @@ use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::context::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::query::StoreRegistry;
-use crate::store::{self, SharedStore};
+use crate::store::{self, SharedStore, StoreKind};
 use crate::task::{self, Task};
 use crate::topology::Topology;
 
@@ -624,7 +624,12 @@ impl StreamThread {
             let Some(changelog) = &s.changelog else {
                 continue;
             };
-            let from = checkpoint.get(&s.name).copied().unwrap_or(0);
+            // An in-memory store starts empty whatever the checkpoint says.
+            let persistent = self.shared.topology.stores[&s.name].kind == StoreKind::Persistent;
+            let from = match checkpoint.get(&s.name) {
+                Some(&o) if persistent => o,
+                _ => 0,
+            };
             let tp = TopicPartition::new(changelog.clone(), id.partition);
             let n = self.restore_store(&tp, from, &s.store).await?;
             self.shared
