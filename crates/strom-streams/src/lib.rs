@@ -11,6 +11,7 @@ mod context;
 mod error;
 mod grouped;
 mod internal_topics;
+mod join;
 mod kstream;
 mod ktable;
 mod node;

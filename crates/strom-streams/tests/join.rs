@@ -1,0 +1,305 @@
+//! Joins against a real broker over random inputs: stream-table (inner, left) and
+//! table-table (inner, left, outer, with deletes) equal a reference computed here.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use proptest::prelude::*;
+use strom_streams::{Change, KafkaStreams, Materialized, Serde, StreamsBuilder};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+type Table = BTreeMap<String, String>;
+
+fn stream_table_case(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    case: usize,
+    table: Table,
+    orders: Vec<(String, i64)>,
+) {
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    let (t, o, inner, left) = (
+        format!("st-customers-{case}"),
+        format!("st-orders-{case}"),
+        format!("st-inner-{case}"),
+        format!("st-left-{case}"),
+    );
+    rt.block_on(async {
+        for (name, n) in [(&t, 2), (&o, 2), (&inner, 1), (&left, 1)] {
+            create_topic(&b, name, n).await;
+        }
+        let recs: Vec<In> = table.iter().map(|(k, v)| kv(k, v, 1)).collect();
+        produce(&b, &t, &recs).await;
+        let sb = StreamsBuilder::new();
+        let customers = sb
+            .table::<String, String>(&t, Materialized::persistent("customers"))
+            .unwrap();
+        let orders_stream = sb.stream::<String, i64>(&o);
+        orders_stream
+            .join(&customers, |amount, name| format!("{name}:{amount}"))
+            .unwrap()
+            .to(&inner);
+        orders_stream
+            .left_join(&customers, |amount, name| {
+                format!("{}:{amount}", name.map_or("?", |n| n.as_str()))
+            })
+            .unwrap()
+            .to(&left);
+        let mut app = KafkaStreams::new(
+            sb.build().unwrap(),
+            config(&b, &format!("st-app-{case}"), state.path()),
+        );
+        app.start().await.unwrap();
+        wait_for("the table", Duration::from_secs(30), || {
+            app.store("customers")
+                .map(|s| s.all::<String, String>().unwrap_or_default().len() == table.len())
+                .unwrap_or(false)
+        })
+        .await;
+        let recs: Vec<In> = orders
+            .iter()
+            .enumerate()
+            .map(|(i, (k, a))| {
+                (
+                    Some(k.as_bytes().to_vec()),
+                    Some(a.to_be_bytes().to_vec()),
+                    10 + i as i64,
+                    None,
+                )
+            })
+            .collect();
+        produce(&b, &o, &recs).await;
+        let mut want_inner = Vec::new();
+        let mut want_left = Vec::new();
+        for (k, a) in &orders {
+            match table.get(k) {
+                Some(n) => {
+                    want_inner.push((k.clone(), format!("{n}:{a}")));
+                    want_left.push((k.clone(), format!("{n}:{a}")));
+                }
+                None => want_left.push((k.clone(), format!("?:{a}"))),
+            }
+        }
+        want_inner.sort();
+        want_left.sort();
+        for (topic, want) in [(&inner, want_inner), (&left, want_left)] {
+            let got = read_until(&b, topic, false, Duration::from_secs(30), |r| {
+                r.len() >= want.len()
+            })
+            .await;
+            let mut got: Vec<(String, String)> =
+                got.iter().map(|r| (s(&r.key), s(&r.value))).collect();
+            got.sort();
+            assert_eq!(got, want, "{topic}");
+        }
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn stream_table_joins_match_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 3,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &(
+                proptest::collection::btree_map("[a-h]", "[A-Z]{1,3}", 0..6),
+                proptest::collection::vec(("[a-h]", 0i64..100), 1..40),
+            ),
+            |(table, orders)| {
+                stream_table_case(
+                    &rt,
+                    &server,
+                    case.fetch_add(1, Ordering::Relaxed),
+                    table,
+                    orders,
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// Updates of a table: key and value (`None` deletes).
+type Updates = Vec<(String, Option<String>)>;
+
+fn apply(updates: &Updates) -> Table {
+    let mut t = Table::new();
+    for (k, v) in updates {
+        match v {
+            Some(v) => t.insert(k.clone(), v.clone()),
+            None => t.remove(k),
+        };
+    }
+    t
+}
+
+fn table_table_case(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    case: usize,
+    lu: Updates,
+    ru: Updates,
+) {
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    let (l, r) = (format!("tt-l-{case}"), format!("tt-r-{case}"));
+    let outs = [
+        format!("tt-inner-{case}"),
+        format!("tt-left-{case}"),
+        format!("tt-outer-{case}"),
+    ];
+    rt.block_on(async {
+        for name in [&l, &r] {
+            create_topic(&b, name, 2).await;
+        }
+        for name in &outs {
+            create_topic(&b, name, 1).await;
+        }
+        let sb = StreamsBuilder::new();
+        let lt = sb
+            .table::<String, String>(&l, Materialized::in_memory("left"))
+            .unwrap();
+        let rt_ = sb
+            .table::<String, String>(&r, Materialized::persistent("right"))
+            .unwrap();
+        lt.join(&rt_, |a, b| format!("{a}+{b}"))
+            .unwrap()
+            .to_change_stream()
+            .to(&outs[0]);
+        lt.left_join(&rt_, |a, b| {
+            format!("{a}+{}", b.map_or("-", |b| b.as_str()))
+        })
+        .unwrap()
+        .to_change_stream()
+        .to(&outs[1]);
+        lt.outer_join(&rt_, |a, b| {
+            format!(
+                "{}+{}",
+                a.map_or("-", |a| a.as_str()),
+                b.map_or("-", |b| b.as_str())
+            )
+        })
+        .unwrap()
+        .to_change_stream()
+        .to(&outs[2]);
+        let mut app = KafkaStreams::new(
+            sb.build().unwrap(),
+            config(&b, &format!("tt-app-{case}"), state.path()),
+        );
+        app.start().await.unwrap();
+        let as_in = |u: &Updates| -> Vec<In> {
+            u.iter()
+                .enumerate()
+                .map(|(i, (k, v))| {
+                    (
+                        Some(k.as_bytes().to_vec()),
+                        v.as_ref().map(|v| v.as_bytes().to_vec()),
+                        1 + i as i64,
+                        None,
+                    )
+                })
+                .collect()
+        };
+        produce(&b, &l, &as_in(&lu)).await;
+        produce(&b, &r, &as_in(&ru)).await;
+        let (fl, fr) = (apply(&lu), apply(&ru));
+        let keys: std::collections::BTreeSet<&String> = fl.keys().chain(fr.keys()).collect();
+        let mut want: [Table; 3] = Default::default();
+        for k in keys {
+            let (a, b) = (fl.get(k), fr.get(k));
+            if let (Some(a), Some(b)) = (a, b) {
+                want[0].insert(k.clone(), format!("{a}+{b}"));
+            }
+            if let Some(a) = a {
+                want[1].insert(k.clone(), format!("{a}+{}", b.map_or("-", |b| b.as_str())));
+            }
+            want[2].insert(
+                k.clone(),
+                format!(
+                    "{}+{}",
+                    a.map_or("-", |a| a.as_str()),
+                    b.map_or("-", |b| b.as_str())
+                ),
+            );
+        }
+        let total = lu.len() + ru.len();
+        wait_for("all updates", Duration::from_secs(30), || {
+            app.metrics().processed.load(Ordering::Relaxed) >= total as u64
+        })
+        .await;
+        for (topic, want) in outs.iter().zip(want.iter()) {
+            let got = read_until(&b, topic, false, Duration::from_secs(30), |recs| {
+                final_rows(recs) == *want
+            })
+            .await;
+            assert_eq!(&final_rows(&got), want, "{topic}");
+        }
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
+
+/// The rows a change stream leaves: the latest new value per key, deletes removed.
+fn final_rows(recs: &[strom_client::ConsumerRecord]) -> Table {
+    let mut t = Table::new();
+    for r in recs {
+        let c = Change::<String>::from_bytes(r.value.as_deref().unwrap_or_default()).unwrap();
+        match c.new {
+            Some(v) => t.insert(s(&r.key), v),
+            None => t.remove(&s(&r.key)),
+        };
+    }
+    t
+}
+
+#[test]
+fn table_table_joins_match_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let updates = || {
+        proptest::collection::vec(
+            ("[a-f]", proptest::option::weighted(0.75, "[a-z]{1,2}")),
+            0..30,
+        )
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 3,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&(updates(), updates()), |(lu, ru)| {
+            table_table_case(&rt, &server, case.fetch_add(1, Ordering::Relaxed), lu, ru);
+            Ok(())
+        })
+        .unwrap();
+}
