@@ -44,6 +44,16 @@ impl<K: Serde, V: Serde> KStream<K, V> {
 }
 
 impl<K: Serde, V: Serde> KGroupedStream<K, V> {
+    pub(crate) fn clone_grouped(&self) -> KGroupedStream<K, V> {
+        KGroupedStream {
+            stream: self.stream.clone(),
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &KStream<K, V> {
+        &self.stream
+    }
+
     fn aggregate_with<A: Serde>(
         &self,
         m: Materialized,

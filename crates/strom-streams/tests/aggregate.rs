@@ -283,3 +283,121 @@ fn windowed_counts_with_grace_and_suppression_match_a_reference() {
         })
         .unwrap();
 }
+
+/// Reference sessions: per record in order, the sessions of its key within the gap merge
+/// with it (closed sessions, end + gap + grace <= stream time, are final and take no more
+/// records), unless the merged session is itself closed: then the record is late.
+fn session_reference(
+    input: &[(String, i64)],
+    gap: i64,
+    grace: i64,
+) -> BTreeMap<(String, i64, i64), i64> {
+    let mut st = -1;
+    let mut sessions: Vec<(String, i64, i64, i64)> = Vec::new();
+    for (k, ts) in input {
+        st = st.max(*ts);
+        let (mut start, mut end, mut count) = (*ts, *ts, 1);
+        let overlapping: Vec<usize> = sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                &s.0 == k && s.2 >= ts - gap && s.1 <= ts + gap && s.2 + gap + grace > st
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &overlapping {
+            start = start.min(sessions[i].1);
+            end = end.max(sessions[i].2);
+            count += sessions[i].3;
+        }
+        if end + gap + grace <= st {
+            continue;
+        }
+        for i in overlapping.into_iter().rev() {
+            sessions.remove(i);
+        }
+        sessions.push((k.clone(), start, end, count));
+    }
+    sessions
+        .into_iter()
+        .map(|(k, s, e, c)| ((k, s, e), c))
+        .collect()
+}
+
+fn session_case(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    case: usize,
+    input: Vec<(String, i64)>,
+) {
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    let (topic, fin) = (format!("sw-in-{case}"), format!("sw-final-{case}"));
+    let (gap, grace) = (300, 200);
+    let mut input = input;
+    let max = input.iter().map(|(_, t)| *t).max().unwrap_or(0);
+    input.push(("zz".into(), max + 10_000));
+    rt.block_on(async {
+        create_topic(&b, &topic, 1).await;
+        create_topic(&b, &fin, 1).await;
+        let recs: Vec<In> = input.iter().map(|(k, ts)| kv(k, "x", *ts)).collect();
+        produce(&b, &topic, &recs).await;
+        let sb = StreamsBuilder::new();
+        sb.stream::<String, String>(&topic)
+            .group_by_key()
+            .windowed_by_session(
+                strom_streams::SessionWindows::with_inactivity_gap(gap).grace(grace),
+            )
+            .count("sessions")
+            .unwrap()
+            .suppress_until_window_closes("sbuffer")
+            .unwrap()
+            .to_stream()
+            .to(&fin);
+        let mut app = KafkaStreams::new(
+            sb.build().unwrap(),
+            config(&b, &format!("sw-app-{case}"), state.path()),
+        );
+        app.start().await.unwrap();
+        let want: BTreeMap<(String, i64, i64), i64> = session_reference(&input, gap, grace)
+            .into_iter()
+            .filter(|((k, _, _), _)| k != "zz")
+            .collect();
+        let got = read_until(&b, &fin, false, Duration::from_secs(30), |r| {
+            r.len() >= want.len()
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let more = read_until(&b, &fin, false, Duration::from_secs(1), |_| false).await;
+        use strom_streams::Serde;
+        let emitted: BTreeMap<(String, i64, i64), i64> = got
+            .iter()
+            .map(|r| {
+                let w = Windowed::<String>::from_bytes(r.key.as_deref().unwrap()).unwrap();
+                ((w.key, w.start, w.end), i64v(&r.value))
+            })
+            .collect();
+        assert_eq!(emitted, want);
+        assert_eq!(more.len(), want.len(), "each final session once");
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn session_windows_with_suppression_match_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 5,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&out_of_order(), |input| {
+            session_case(&rt, &server, case.fetch_add(1, Ordering::Relaxed), input);
+            Ok(())
+        })
+        .unwrap();
+}
