@@ -6,7 +6,9 @@ use strom_streams::{KafkaStreams, SessionWindows, StreamsBuilder, StreamsConfig}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bootstrap = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
     let builder = StreamsBuilder::new();
     builder
         .stream::<String, i64>("payments")
@@ -23,7 +25,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         })
         .to("fraud-alerts");
-    let mut app = KafkaStreams::new(builder.build()?, StreamsConfig::new("fraud-alert", &bootstrap));
+    let mut app = KafkaStreams::new(
+        builder.build()?,
+        StreamsConfig::new("fraud-alert", &bootstrap),
+    );
     app.start().await?;
     tokio::signal::ctrl_c().await?;
     tokio::task::spawn_blocking(move || app.close()).await?;

@@ -25,7 +25,9 @@ struct EnrichedOrder {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bootstrap = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
     let builder = StreamsBuilder::new();
     let customers = builder.table::<String, Json<Customer>>("customers", "customers-store")?;
     builder

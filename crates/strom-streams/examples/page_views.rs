@@ -6,7 +6,9 @@ use strom_streams::{KafkaStreams, StreamsBuilder, StreamsConfig, TimeWindows};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bootstrap = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
     let builder = StreamsBuilder::new();
     builder
         .stream::<String, String>("page-views")
@@ -17,7 +19,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .to_stream()
         .map(|w, n| (format!("{}@{}", w.key, w.start), n.to_string()))
         .to("page-view-counts");
-    let mut app = KafkaStreams::new(builder.build()?, StreamsConfig::new("page-views", &bootstrap));
+    let mut app = KafkaStreams::new(
+        builder.build()?,
+        StreamsConfig::new("page-views", &bootstrap),
+    );
     app.start().await?;
     tokio::signal::ctrl_c().await?;
     tokio::task::spawn_blocking(move || app.close()).await?;

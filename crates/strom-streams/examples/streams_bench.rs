@@ -21,7 +21,10 @@ type Error = Box<dyn std::error::Error>;
 
 async fn topics(b: &str, names: &[&str], partitions: i32) -> Result<(), Error> {
     let admin = Admin::new(ClientConfig::new(b)).await?;
-    let new: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(*n, partitions, 1)).collect();
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(*n, partitions, 1))
+        .collect();
     for (_, r) in admin.create_topics(&new, false).await? {
         if let Err(e) = r {
             if e.code() != Some(strom_client::KafkaCode::TopicAlreadyExists) {
@@ -92,11 +95,18 @@ async fn main() -> Result<(), Error> {
     let n: u64 = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
     let dir = std::env::temp_dir().join(format!("streams-bench-{}", std::process::id()));
     let run = std::process::id();
-    let (input, out1, out2) = (format!("bench-in-{run}"), format!("bench-stateless-{run}"), format!("bench-windowed-{run}"));
+    let (input, out1, out2) = (
+        format!("bench-in-{run}"),
+        format!("bench-stateless-{run}"),
+        format!("bench-windowed-{run}"),
+    );
     topics(&b, &[&input, &out1, &out2], 4).await?;
     let t = Instant::now();
     produce(&b, &input, n, 10_000).await?;
-    println!("produced {n} records of 100 B in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "produced {n} records of 100 B in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Stateless: filter + mapValues + to.
     let sb = StreamsBuilder::new();
@@ -107,7 +117,10 @@ async fn main() -> Result<(), Error> {
             v
         })
         .to(&out1);
-    let app = KafkaStreams::new(sb.build()?, config(&b, &format!("bench-stateless-{run}"), &dir)?);
+    let app = KafkaStreams::new(
+        sb.build()?,
+        config(&b, &format!("bench-stateless-{run}"), &dir)?,
+    );
     let (rate, app) = throughput(app, n).await?;
     println!("stateless (filter, mapValues, to): {rate:.0} records/s");
     tokio::task::spawn_blocking(move || app.close()).await?;
@@ -120,7 +133,10 @@ async fn main() -> Result<(), Error> {
         .count(Materialized::persistent("bench-windows"))?
         .to_stream()
         .to(&out2);
-    let app = KafkaStreams::new(sb.build()?, config(&b, &format!("bench-windowed-{run}"), &dir)?);
+    let app = KafkaStreams::new(
+        sb.build()?,
+        config(&b, &format!("bench-windowed-{run}"), &dir)?,
+    );
     let (rate, app) = throughput(app, n).await?;
     println!("windowed count (1 s tumbling, persistent store, changelog): {rate:.0} records/s");
     tokio::task::spawn_blocking(move || app.close()).await?;
@@ -161,7 +177,9 @@ async fn main() -> Result<(), Error> {
     let (lin, lout) = (format!("lat-in-{run}"), format!("lat-out-{run}"));
     topics(&b, &[&lin, &lout], 4).await?;
     let sb = StreamsBuilder::new();
-    sb.stream::<String, Vec<u8>>(&lin).map_values(|_, v: Vec<u8>| v).to(&lout);
+    sb.stream::<String, Vec<u8>>(&lin)
+        .map_values(|_, v: Vec<u8>| v)
+        .to(&lout);
     let mut c = config(&b, &format!("bench-latency-{run}"), &dir)?;
     c.set("producer.linger.ms", "0")?;
     c.set("consumer.fetch.max.wait.ms", "100")?;
@@ -170,7 +188,11 @@ async fn main() -> Result<(), Error> {
     let mut cc = ConsumerConfig::new(&b);
     cc.set("fetch.max.wait.ms", "100")?;
     let mut consumer = Consumer::new(cc).await?;
-    consumer.assign(&(0..4).map(|p| TopicPartition::new(lout.clone(), p)).collect::<Vec<_>>());
+    consumer.assign(
+        &(0..4)
+            .map(|p| TopicPartition::new(lout.clone(), p))
+            .collect::<Vec<_>>(),
+    );
     consumer.seek_to_end().await?;
     tokio::time::sleep(Duration::from_secs(3)).await; // group joined
     let bp = b.clone();

@@ -10,7 +10,9 @@ use strom_streams::{KafkaStreams, StreamsBuilder, StreamsConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bootstrap = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
     let builder = StreamsBuilder::new();
     builder
         .stream::<String, String>("text-lines")
