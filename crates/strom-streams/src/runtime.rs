@@ -97,6 +97,10 @@ impl KafkaStreams {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = tasks;
         self.shared.running.store(true, Ordering::Release);
+        if !self.shared.topology.globals.is_empty() {
+            let g = start_global(&self.shared).await?;
+            self.threads.push(g);
+        }
         for idx in 0..c.num_stream_threads {
             let shared = self.shared.clone();
             let name = format!("{}-StreamThread-{}", c.application_id, idx + 1);
@@ -155,6 +159,51 @@ impl Drop for KafkaStreams {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+impl Shared {
+    pub(crate) fn crashed(&self) -> bool {
+        self.crash.load(Ordering::Acquire)
+    }
+}
+
+/// Starts the global thread and waits until it has read every global topic to its end.
+async fn start_global(shared: &Arc<Shared>) -> Result<std::thread::JoinHandle<()>> {
+    let done = Arc::new(AtomicBool::new(false));
+    let (s, d) = (shared.clone(), done.clone());
+    let handle = std::thread::Builder::new()
+        .name(format!(
+            "{}-GlobalStreamThread",
+            shared.config.application_id
+        ))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    return record_error(&s, StreamsError::Config(format!("tokio runtime: {e}")))
+                }
+            };
+            if let Err(e) = rt.block_on(crate::global::run_global(s.clone(), d)) {
+                tracing::error!("global thread stopped: {e}");
+                record_error(&s, e);
+            }
+        })
+        .map_err(|e| StreamsError::Config(format!("cannot start a thread: {e}")))?;
+    while !done.load(Ordering::Acquire) {
+        if handle.is_finished() {
+            let e = shared
+                .error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Err(e.unwrap_or(StreamsError::NotRunning));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(handle)
 }
 
 fn thread_main(shared: Arc<Shared>, idx: usize) {
@@ -309,7 +358,7 @@ impl StreamThread {
     }
 
     fn crashed(&self) -> bool {
-        self.shared.crash.load(Ordering::Acquire)
+        self.shared.crashed()
     }
 
     async fn run(mut self) -> Result<()> {

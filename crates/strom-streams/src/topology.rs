@@ -45,10 +45,18 @@ pub(crate) trait Punctuate {
 pub(crate) struct BuildCtx<'a> {
     pub(crate) app_id: &'a str,
     pub(crate) stores: &'a BTreeMap<String, StoreHandle>,
+    pub(crate) globals: &'a BTreeMap<String, GlobalDef>,
     pub(crate) punctuators: Vec<Rc<dyn Punctuate>>,
 }
 
 impl BuildCtx<'_> {
+    pub(crate) fn global(&self, name: &str) -> Result<SharedStore> {
+        self.globals
+            .get(name)
+            .map(|g| g.store.clone())
+            .ok_or_else(|| StreamsError::Topology(format!("no global table store '{name}'")))
+    }
+
     pub(crate) fn store(&self, name: &str) -> Result<StoreHandle> {
         self.stores.get(name).cloned().ok_or_else(|| {
             StreamsError::Topology(format!("store '{name}' is not connected to this node"))
@@ -86,10 +94,18 @@ impl StoreDef {
     }
 }
 
+/// A global table: every instance reads all partitions of `topic` into `store`
+/// (in memory, rebuilt from the topic at each start, the topic being its changelog).
+pub(crate) struct GlobalDef {
+    pub(crate) topic: String,
+    pub(crate) store: SharedStore,
+}
+
 #[derive(Default)]
 pub(crate) struct Graph {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: BTreeMap<String, StoreDef>,
+    pub(crate) globals: BTreeMap<String, GlobalDef>,
     pub(crate) counter: usize,
 }
 
@@ -138,6 +154,7 @@ pub struct Subtopology {
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: BTreeMap<String, StoreDef>,
+    pub(crate) globals: BTreeMap<String, GlobalDef>,
     pub(crate) subtopologies: Vec<Subtopology>,
 }
 
@@ -225,6 +242,7 @@ impl Topology {
         Ok(Topology {
             nodes: graph.nodes,
             stores: graph.stores,
+            globals: graph.globals,
             subtopologies,
         })
     }
@@ -286,6 +304,7 @@ pub(crate) fn build_task(
     let mut ctx = BuildCtx {
         app_id,
         stores,
+        globals: &topology.globals,
         punctuators: Vec::new(),
     };
     let mut built: BTreeMap<usize, AnyNode> = BTreeMap::new();

@@ -303,3 +303,72 @@ fn table_table_joins_match_a_reference() {
         })
         .unwrap();
 }
+
+/// Stream-globaltable join: the table's topic has other partitions than the stream (no
+/// co-partitioning), the join key comes from the value; `start` returns once the global
+/// table is loaded, so every order sees it.
+#[test]
+fn stream_global_table_join_with_a_key_mapper() {
+    let rt = runtime();
+    let server = Server::start();
+    let b = server.bootstrap();
+    rt.block_on(async {
+        create_topic(&b, "gt-customers", 3).await;
+        create_topic(&b, "gt-orders", 2).await;
+        create_topic(&b, "gt-inner", 1).await;
+        create_topic(&b, "gt-left", 1).await;
+        let customers: Vec<In> = (0..20)
+            .map(|i| kv(&format!("c{i}"), &format!("name{i}"), 1))
+            .collect();
+        produce(&b, "gt-customers", &customers).await;
+        let sb = StreamsBuilder::new();
+        let table = sb
+            .global_table::<String, String>("gt-customers", "customers-global")
+            .unwrap();
+        let orders = sb.stream::<String, String>("gt-orders");
+        let customer_of =
+            |_: &String, v: &String| v.split(':').next().unwrap_or_default().to_string();
+        orders
+            .join_global(&table, customer_of, |v, name| format!("{v}/{name}"))
+            .to("gt-inner");
+        orders
+            .left_join_global(&table, customer_of, |v, name| {
+                format!("{v}/{}", name.map_or("?", |n| n.as_str()))
+            })
+            .to("gt-left");
+        let state = tempfile::tempdir().unwrap();
+        let mut app = KafkaStreams::new(sb.build().unwrap(), config(&b, "gt-app", state.path()));
+        app.start().await.unwrap();
+        let orders: Vec<In> = (0..40)
+            .map(|i| kv(&format!("o{i}"), &format!("c{}:{i}", i % 25), 10 + i))
+            .collect();
+        produce(&b, "gt-orders", &orders).await;
+        let mut want_inner = Vec::new();
+        let mut want_left = Vec::new();
+        for i in 0..40 {
+            let c = i % 25;
+            let v = format!("c{c}:{i}");
+            if c < 20 {
+                want_inner.push((format!("o{i}"), format!("{v}/name{c}")));
+                want_left.push((format!("o{i}"), format!("{v}/name{c}")));
+            } else {
+                want_left.push((format!("o{i}"), format!("{v}/?")));
+            }
+        }
+        want_inner.sort();
+        want_left.sort();
+        for (topic, want) in [("gt-inner", want_inner), ("gt-left", want_left)] {
+            let got = read_until(&b, topic, false, Duration::from_secs(30), |r| {
+                r.len() >= want.len()
+            })
+            .await;
+            let mut got: Vec<(String, String)> =
+                got.iter().map(|r| (s(&r.key), s(&r.value))).collect();
+            got.sort();
+            assert_eq!(got, want, "{topic}");
+        }
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
