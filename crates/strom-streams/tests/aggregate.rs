@@ -401,3 +401,117 @@ fn session_windows_with_suppression_match_a_reference() {
         })
         .unwrap();
 }
+
+/// `KTable::group_by` + count/aggregate: users (key: user, value: "region:score") updated
+/// and deleted at random; per region, the count of users and the sum of scores equal the
+/// reference over the final table.
+#[test]
+fn table_group_by_with_subtraction_matches_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 3,
+        ..ProptestConfig::default()
+    });
+    let updates = proptest::collection::vec(
+        (
+            "[a-h]",
+            proptest::option::weighted(0.8, ("[x-z]", 0i64..100)),
+        ),
+        1..50,
+    );
+    runner
+        .run(&updates, |updates| {
+            let n = case.fetch_add(1, Ordering::Relaxed);
+            let b = server.bootstrap();
+            let state = tempfile::tempdir().unwrap();
+            let (users, counts, sums) = (
+                format!("tg-users-{n}"),
+                format!("tg-count-{n}"),
+                format!("tg-sum-{n}"),
+            );
+            rt.block_on(async {
+                create_topic(&b, &users, 2).await;
+                create_topic(&b, &counts, 1).await;
+                create_topic(&b, &sums, 1).await;
+                let sb = StreamsBuilder::new();
+                let table = sb.table::<String, String>(&users, "users").unwrap();
+                let by_region = table.group_by(|_, v| {
+                    let (r, s) = v.split_once(':').unwrap_or(("?", "0"));
+                    (r.to_string(), s.parse::<i64>().unwrap_or(0))
+                });
+                by_region
+                    .count("region-counts")
+                    .unwrap()
+                    .to_stream()
+                    .to(&counts);
+                by_region
+                    .aggregate(|| 0i64, |_, v, a| a + v, |_, v, a| a - v, "region-sums")
+                    .unwrap()
+                    .to_stream()
+                    .to(&sums);
+                let mut app = KafkaStreams::new(
+                    sb.build().unwrap(),
+                    config(&b, &format!("tg-app-{n}"), state.path()),
+                );
+                app.start().await.unwrap();
+                let recs: Vec<In> = updates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (u, v))| {
+                        (
+                            Some(u.as_bytes().to_vec()),
+                            v.as_ref().map(|(r, s)| format!("{r}:{s}").into_bytes()),
+                            1 + i as i64,
+                            None,
+                        )
+                    })
+                    .collect();
+                produce(&b, &users, &recs).await;
+                let mut fin: BTreeMap<String, (String, i64)> = BTreeMap::new();
+                for (u, v) in &updates {
+                    match v {
+                        Some(v) => fin.insert(u.clone(), v.clone()),
+                        None => fin.remove(u),
+                    };
+                }
+                let (mut want_c, mut want_s): (BTreeMap<String, i64>, BTreeMap<String, i64>) =
+                    Default::default();
+                for (r, sc) in fin.values() {
+                    *want_c.entry(r.clone()).or_default() += 1;
+                    *want_s.entry(r.clone()).or_default() += sc;
+                }
+                // Regions emptied by deletes end at 0.
+                let dropped_to_zero =
+                    |want: &BTreeMap<String, i64>, got: &BTreeMap<String, i64>| -> bool {
+                        got.iter()
+                            .all(|(k, v)| want.get(k).copied().unwrap_or(0) == *v)
+                            && want.iter().all(|(k, v)| got.get(k) == Some(v))
+                    };
+                let got = read_until(&b, &counts, false, Duration::from_secs(30), |r| {
+                    dropped_to_zero(&want_c, &latest(r, i64v))
+                })
+                .await;
+                assert!(
+                    dropped_to_zero(&want_c, &latest(&got, i64v)),
+                    "{:?} vs {want_c:?}",
+                    latest(&got, i64v)
+                );
+                let got = read_until(&b, &sums, false, Duration::from_secs(30), |r| {
+                    dropped_to_zero(&want_s, &latest(r, i64v))
+                })
+                .await;
+                assert!(
+                    dropped_to_zero(&want_s, &latest(&got, i64v)),
+                    "{:?} vs {want_s:?}",
+                    latest(&got, i64v)
+                );
+                tokio::task::spawn_blocking(move || app.close())
+                    .await
+                    .unwrap();
+            });
+            Ok(())
+        })
+        .unwrap();
+}
