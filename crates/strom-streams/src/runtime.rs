@@ -408,12 +408,18 @@ impl StreamThread {
                 self.send_output().await?;
             }
             if self.last_commit.elapsed() >= self.shared.config.commit_interval {
-                if let Err(e) = self.commit().await {
-                    if !self.eos {
-                        return Err(e);
+                match self.commit().await {
+                    Ok(()) => {}
+                    // At-least-once: the offsets stay uncommitted and the next commit (at
+                    // the latest, the one before a rejoin) tries again.
+                    Err(StreamsError::Client(e)) if !self.eos => {
+                        tracing::warn!("commit failed, retrying at the next one: {e}");
                     }
-                    tracing::warn!("exactly-once commit failed, aborting: {e}");
-                    self.reset_after_failure().await?;
+                    Err(e) if !self.eos => return Err(e),
+                    Err(e) => {
+                        tracing::warn!("exactly-once commit failed, aborting: {e}");
+                        self.reset_after_failure().await?;
+                    }
                 }
             }
         }
