@@ -166,7 +166,7 @@ pub(crate) async fn run_global(
     for g in shared.topology.globals.values() {
         let md = consumer
             .client()
-            .refresh_metadata(Some(&[g.topic.clone()]), false)
+            .refresh_metadata(Some(std::slice::from_ref(&g.topic)), false)
             .await?;
         let n = md.topic(&g.topic).map_or(0, |t| t.partitions.len());
         if n == 0 {

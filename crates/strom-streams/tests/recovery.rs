@@ -240,8 +240,8 @@ fn exactly_once_under_a_crash_loop() {
         let topo = || count_topology("x-in", "x-out", Materialized::persistent("counts"));
         let mut steady = KafkaStreams::new(topo(), eos_config(&b, dirs[0].path()));
         steady.start().await.unwrap();
-        for round in 1..=3 {
-            let mut victim = KafkaStreams::new(topo(), eos_config(&b, dirs[round].path()));
+        for dir in &dirs[1..4] {
+            let mut victim = KafkaStreams::new(topo(), eos_config(&b, dir.path()));
             victim.start().await.unwrap();
             wait_for("the victim to own tasks", Duration::from_secs(40), || {
                 victim.metrics().processed.load(Ordering::Relaxed) > 0
