@@ -515,3 +515,75 @@ fn table_group_by_with_subtraction_matches_a_reference() {
         })
         .unwrap();
 }
+
+/// Sliding windows (difference 300, inclusive ends): the windows are every record's left
+/// window [t - 300, t] and every non-empty right window [t + 1, t + 301]; the latest count
+/// of each equals the records in it (grace large enough that nothing is late).
+#[test]
+fn sliding_window_counts_match_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 4,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&out_of_order(), |input| {
+            let n = case.fetch_add(1, Ordering::Relaxed);
+            let b = server.bootstrap();
+            let state = tempfile::tempdir().unwrap();
+            let (topic, out) = (format!("sl-in-{n}"), format!("sl-out-{n}"));
+            let d = 300;
+            rt.block_on(async {
+                create_topic(&b, &topic, 1).await;
+                create_topic(&b, &out, 1).await;
+                let sb = StreamsBuilder::new();
+                sb.stream::<String, String>(&topic)
+                    .group_by_key()
+                    .windowed_by_sliding(
+                        strom_streams::SlidingWindows::of_time_difference_and_grace(d, 5_000),
+                    )
+                    .count("sliding")
+                    .unwrap()
+                    .to_stream()
+                    .to(&out);
+                let mut app = KafkaStreams::new(
+                    sb.build().unwrap(),
+                    config(&b, &format!("sl-app-{n}"), state.path()),
+                );
+                app.start().await.unwrap();
+                let recs: Vec<In> = input.iter().map(|(k, ts)| kv(k, "x", *ts)).collect();
+                produce(&b, &topic, &recs).await;
+                let mut want: BTreeMap<(String, i64), i64> = BTreeMap::new();
+                let count = |k: &String, s: i64| {
+                    input
+                        .iter()
+                        .filter(|(k2, t)| k2 == k && *t >= s && *t <= s + d)
+                        .count() as i64
+                };
+                for (k, t) in &input {
+                    want.insert((k.clone(), t - d), count(k, t - d));
+                    let right = count(k, t + 1);
+                    if right > 0 {
+                        want.insert((k.clone(), t + 1), right);
+                    }
+                }
+                let got = read_until(&b, &out, false, Duration::from_secs(30), |r| {
+                    r.iter()
+                        .map(|r| (windowed(r), i64v(&r.value)))
+                        .collect::<BTreeMap<_, _>>()
+                        == want
+                })
+                .await;
+                let latest: BTreeMap<(String, i64), i64> =
+                    got.iter().map(|r| (windowed(r), i64v(&r.value))).collect();
+                assert_eq!(latest, want);
+                tokio::task::spawn_blocking(move || app.close())
+                    .await
+                    .unwrap();
+            });
+            Ok(())
+        })
+        .unwrap();
+}
