@@ -32,6 +32,9 @@ pub struct StreamsConfig {
     /// Settings passed to the consumers (`consumer.` prefix stripped) and producers.
     pub consumer_overrides: Vec<(String, String)>,
     pub producer_overrides: Vec<(String, String)>,
+    /// `application.server`: where this instance answers interactive queries (host:port),
+    /// published with its tasks so any instance can tell where a key lives.
+    pub application_server: Option<String>,
 }
 
 impl StreamsConfig {
@@ -48,6 +51,7 @@ impl StreamsConfig {
             punctuate_interval: Duration::from_secs(1),
             consumer_overrides: Vec::new(),
             producer_overrides: Vec::new(),
+            application_server: None,
         }
     }
 
@@ -77,6 +81,9 @@ impl StreamsConfig {
                 self.commit_interval = Duration::from_millis(value.parse().map_err(|_| bad())?)
             }
             "state.dir" => self.state_dir = PathBuf::from(value),
+            "application.server" => {
+                self.application_server = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
             "replication.factor" => self.replication_factor = value.parse().map_err(|_| bad())?,
             "default.deserialization.exception.handler" => {
                 self.deserialization_handler = match value {

@@ -15,6 +15,12 @@ use crate::topology::{TopicRef, Topology};
 /// `windowstore.changelog.additional.retention.ms`).
 const WINDOW_CHANGELOG_EXTRA_RETENTION_MS: i64 = 86_400_000;
 
+/// The compacted topic where each stream thread publishes its `application.server` and
+/// tasks (what Kafka carries in the group assignment's user data).
+pub(crate) fn instances_topic(app_id: &str) -> String {
+    format!("{app_id}-instances")
+}
+
 /// Tasks per sub-topology.
 pub(crate) async fn prepare(
     topology: &Topology,
@@ -116,6 +122,11 @@ pub(crate) async fn prepare(
             wanted.push(t);
         }
     }
+    let mut members = NewTopic::new(instances_topic(app_id), 1, replication_factor);
+    members
+        .configs
+        .push(("cleanup.policy".into(), "compact".into()));
+    wanted.push(members);
     if !wanted.is_empty() {
         for (name, r) in admin.create_topics(&wanted, false).await? {
             match r {

@@ -173,3 +173,63 @@ impl KafkaStreams {
         Ok((p, shared.stores.snapshot(name).contains_key(&p)))
     }
 }
+
+impl KafkaStreams {
+    /// The `application.server` of the instance that holds `key` in store `name` now
+    /// (Kafka's `queryMetadataForKey(...).activeHost()`), from what every stream thread
+    /// publishes to `<application.id>-instances`; `None` if no instance claims its task.
+    pub async fn metadata_for_key<K: Serde>(&self, name: &str, key: &K) -> Result<Option<String>> {
+        let shared = self.shared();
+        let sub = shared
+            .topology
+            .subtopologies
+            .iter()
+            .find(|s| s.stores.iter().any(|n| n == name))
+            .ok_or_else(|| StreamsError::Topology(format!("no store named '{name}'")))?
+            .id;
+        let (partition, _) = self.partition_for_key(name, key)?;
+        let task = crate::TaskId {
+            subtopology: sub,
+            partition,
+        }
+        .to_string();
+        let c = &shared.config;
+        let mut cc = strom_client::ConsumerConfig::new(&c.bootstrap_servers);
+        cc.set("fetch.max.wait.ms", "50")?;
+        if c.processing_guarantee == crate::ProcessingGuarantee::ExactlyOnceV2 {
+            cc.set("isolation.level", "read_committed")?;
+        }
+        let mut consumer = strom_client::Consumer::new(cc).await?;
+        let tp = strom_client::TopicPartition::new(
+            crate::internal_topics::instances_topic(&c.application_id),
+            0,
+        );
+        consumer.assign(std::slice::from_ref(&tp));
+        consumer.seek_to_end().await?;
+        let end = consumer.position(&tp).unwrap_or(0);
+        consumer.seek(&tp, 0)?;
+        // The latest record of each thread; the most recent claim of the task wins.
+        let mut latest: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = BTreeMap::new();
+        while consumer.position(&tp).unwrap_or(end) < end {
+            for r in consumer.poll(std::time::Duration::from_millis(200)).await? {
+                if let Some(k) = r.key {
+                    latest.insert(k.to_vec(), (r.offset, r.value.map(|v| v.to_vec())));
+                }
+            }
+        }
+        consumer.close().await?;
+        let mut best: Option<(i64, String)> = None;
+        for (offset, value) in latest.into_values() {
+            let Some(v) = value else { continue };
+            let text = String::from_utf8_lossy(&v);
+            let Some((server, tasks)) = text.split_once('\n') else {
+                continue;
+            };
+            if tasks.split(',').any(|t| t == task) && best.as_ref().is_none_or(|(o, _)| offset > *o)
+            {
+                best = Some((offset, server.to_owned()));
+            }
+        }
+        Ok(best.map(|(_, s)| s))
+    }
+}

@@ -282,6 +282,9 @@ struct StreamThread {
     pending: Vec<DeliveryFuture>,
     /// Processed something since the last commit.
     dirty: bool,
+    /// The tasks last published to the instances topic, under `member_key`.
+    published: Option<BTreeSet<TaskId>>,
+    member_key: String,
     last_commit: Instant,
     last_punctuate: Instant,
 }
@@ -340,6 +343,7 @@ impl StreamThread {
         if eos {
             producer.init_transactions().await?;
         }
+        let member_key = format!("{}-{idx}", shared.process_id);
         Ok(StreamThread {
             shared,
             app_id,
@@ -352,6 +356,8 @@ impl StreamThread {
             events,
             pending: Vec::new(),
             dirty: false,
+            published: None,
+            member_key,
             last_commit: Instant::now(),
             last_punctuate: Instant::now(),
         })
@@ -376,6 +382,7 @@ impl StreamThread {
             }
             let records = self.consumer.poll(poll_timeout).await?;
             self.handle_events().await?;
+            self.publish_tasks(false).await?;
             for r in records {
                 let Some(sub) = self.shared.topology.subtopology_of(&self.app_id, &r.topic) else {
                     continue;
@@ -430,6 +437,7 @@ impl StreamThread {
     }
 
     async fn shutdown(mut self) -> Result<()> {
+        let _ = self.publish_tasks(true).await;
         let r = self.commit().await;
         if r.is_err() {
             self.abort_and_close_dirty().await;
@@ -442,6 +450,41 @@ impl StreamThread {
         self.consumer.close().await?;
         self.restore.close().await?;
         r
+    }
+
+    /// Publishes this thread's tasks and `application.server` when they changed (`gone`:
+    /// a tombstone, on shutdown). Under exactly-once the record is part of the transaction.
+    async fn publish_tasks(&mut self, gone: bool) -> Result<()> {
+        let now: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
+        if !gone && self.published.as_ref() == Some(&now) {
+            return Ok(());
+        }
+        let value = (!gone).then(|| {
+            let tasks: Vec<String> = now.iter().map(ToString::to_string).collect();
+            let server = self
+                .shared
+                .config
+                .application_server
+                .clone()
+                .unwrap_or_default();
+            format!("{server}\n{}", tasks.join(","))
+        });
+        if self.eos && !self.txn_open {
+            self.producer.begin_transaction()?;
+            self.txn_open = true;
+        }
+        let rec = ProducerRecord {
+            topic: crate::internal_topics::instances_topic(&self.app_id),
+            partition: Some(0),
+            key: Some(self.member_key.clone().into_bytes().into()),
+            value: value.map(|v| v.into_bytes().into()),
+            headers: Vec::new(),
+            timestamp: None,
+        };
+        self.pending.push(self.producer.send(rec).await?);
+        self.published = Some(now);
+        self.dirty = true;
+        Ok(())
     }
 
     /// Runs every task over its buffered records, sending output as it goes.

@@ -273,3 +273,73 @@ fn exactly_once_under_a_crash_loop() {
             .unwrap();
     });
 }
+
+/// Interactive queries across instances: each instance answers for the keys it holds, and
+/// `metadata_for_key` names the `application.server` of the instance holding any key.
+#[test]
+fn any_instance_tells_which_instance_holds_a_key() {
+    let rt = runtime();
+    let server = Server::start();
+    let b = server.bootstrap();
+    rt.block_on(async {
+        create_topic(&b, "q-in", 4).await;
+        create_topic(&b, "q-out", 4).await;
+        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let make = |i: usize| {
+            let mut c = config(&b, "q-app", dirs[i].path());
+            c.set("application.server", &format!("host-{i}:808{i}"))
+                .unwrap();
+            KafkaStreams::new(
+                count_topology("q-in", "q-out", Materialized::in_memory("counts")),
+                c,
+            )
+        };
+        let (mut a, mut bb) = (make(0), make(1));
+        a.start().await.unwrap();
+        bb.start().await.unwrap();
+        produce(&b, "q-in", &keyed(400, 0, 40)).await;
+        let want = reference(400, 40);
+        wait_for("2/2 and all counted", Duration::from_secs(30), || {
+            owned(&a) == 2 && owned(&bb) == 2 && {
+                let mut m = BTreeMap::new();
+                for app in [&a, &bb] {
+                    m.extend(app.store("counts").unwrap().all::<String, i64>().unwrap());
+                }
+                m == want
+            }
+        })
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        'retry: loop {
+            assert!(
+                Instant::now() < deadline,
+                "metadata never matched the stores"
+            );
+            for k in want.keys() {
+                let holder = if a
+                    .store("counts")
+                    .unwrap()
+                    .get::<String, i64>(k)
+                    .unwrap()
+                    .is_some()
+                {
+                    "host-0:8080"
+                } else {
+                    "host-1:8081"
+                };
+                for app in [&a, &bb] {
+                    if app.metadata_for_key("counts", k).await.unwrap().as_deref() != Some(holder) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue 'retry;
+                    }
+                }
+            }
+            break;
+        }
+        for app in [a, bb] {
+            tokio::task::spawn_blocking(move || app.close())
+                .await
+                .unwrap();
+        }
+    });
+}
