@@ -304,7 +304,7 @@ async fn deferred_rejoin_lets_a_member_commit_before_revocation() {
         }
     };
     let tp = joiner.assignment()[0].clone();
-    let committed = joiner.committed(&[tp.clone()]).await.unwrap();
+    let committed = joiner.committed(std::slice::from_ref(&tp)).await.unwrap();
     assert_eq!(committed.get(&tp).copied(), positions[&tp]);
     a.close().await.unwrap();
 }
