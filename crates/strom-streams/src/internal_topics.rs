@@ -49,6 +49,21 @@ pub(crate) async fn prepare(
             info.partitions.len() as i32,
         );
     }
+    // A repartition topic read together with user topics must be co-partitioned with
+    // them (e.g. a foreign-key join's subscriptions meet the other table's partitions).
+    for s in &topology.subtopologies {
+        let user = s.sources.iter().find_map(|t| match t {
+            TopicRef::User(_) => counts.get(t).copied(),
+            TopicRef::Repartition(_) => None,
+        });
+        if let Some(n) = user {
+            for t in &s.sources {
+                if matches!(t, TopicRef::Repartition(_)) {
+                    counts.insert(t.clone(), n);
+                }
+            }
+        }
+    }
     let mut tasks: BTreeMap<usize, i32> = BTreeMap::new();
     loop {
         let mut changed = false;

@@ -9,6 +9,7 @@ mod builder;
 mod config;
 mod context;
 mod error;
+mod fk_join;
 mod global;
 mod grouped;
 mod grouped_table;

@@ -372,3 +372,117 @@ fn stream_global_table_join_with_a_key_mapper() {
             .unwrap();
     });
 }
+
+/// Foreign-key join: orders (key: order, value: "customer:amount", 2 partitions) joined
+/// with customers (key: customer, 3 partitions) by the customer in the value; updates,
+/// customer changes and deletes on both sides at random, in two rounds; the final rows
+/// equal the join of the final tables.
+#[test]
+fn foreign_key_joins_match_a_reference() {
+    let rt = runtime();
+    let server = Server::start();
+    let case = AtomicUsize::new(0);
+    let orders = || {
+        proptest::collection::vec(
+            (
+                "o[0-9]",
+                proptest::option::weighted(0.8, ("c[0-4]", 0i64..100)),
+            ),
+            0..25,
+        )
+    };
+    let customers = || {
+        proptest::collection::vec(
+            ("c[0-4]", proptest::option::weighted(0.8, "[A-Z]{2}")),
+            0..12,
+        )
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 3,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&(customers(), orders(), customers()), |(c1, o, c2)| {
+            let n = case.fetch_add(1, Ordering::Relaxed);
+            let b = server.bootstrap();
+            let state = tempfile::tempdir().unwrap();
+            let (ot, ct, inner, left) = (
+                format!("fk-o-{n}"),
+                format!("fk-c-{n}"),
+                format!("fk-inner-{n}"),
+                format!("fk-left-{n}"),
+            );
+            rt.block_on(async {
+                create_topic(&b, &ot, 2).await;
+                create_topic(&b, &ct, 3).await;
+                create_topic(&b, &inner, 1).await;
+                create_topic(&b, &left, 1).await;
+                let sb = StreamsBuilder::new();
+                let orders_t = sb.table::<String, String>(&ot, "fk-orders").unwrap();
+                let customers_t = sb.table::<String, String>(&ct, "fk-customers").unwrap();
+                let cust = |v: &String| v.split(':').next().unwrap_or_default().to_string();
+                orders_t
+                    .join_on_foreign_key(&customers_t, cust, |o, c| format!("{o}/{c}"), "fk1")
+                    .unwrap()
+                    .to_change_stream()
+                    .to(&inner);
+                orders_t
+                    .left_join_on_foreign_key(
+                        &customers_t,
+                        cust,
+                        |o, c| format!("{o}/{}", c.map_or("?", |c| c.as_str())),
+                        "fk2",
+                    )
+                    .unwrap()
+                    .to_change_stream()
+                    .to(&left);
+                let mut app = KafkaStreams::new(
+                    sb.build().unwrap(),
+                    config(&b, &format!("fk-app-{n}"), state.path()),
+                );
+                app.start().await.unwrap();
+                let as_in = |u: &Updates| -> Vec<In> {
+                    u.iter()
+                        .map(|(k, v)| {
+                            (
+                                Some(k.as_bytes().to_vec()),
+                                v.as_ref().map(|v| v.as_bytes().to_vec()),
+                                1,
+                                None,
+                            )
+                        })
+                        .collect()
+                };
+                let o: Updates = o
+                    .into_iter()
+                    .map(|(k, v)| (k, v.map(|(c, a)| format!("{c}:{a}"))))
+                    .collect();
+                produce(&b, &ct, &as_in(&c1)).await;
+                produce(&b, &ot, &as_in(&o)).await;
+                produce(&b, &ct, &as_in(&c2)).await;
+                let mut all_c = c1.clone();
+                all_c.extend(c2.clone());
+                let (fo, fc) = (apply(&o), apply(&all_c));
+                let mut want: [Table; 2] = Default::default();
+                for (k, v) in &fo {
+                    let c = fc.get(&cust(v));
+                    if let Some(c) = c {
+                        want[0].insert(k.clone(), format!("{v}/{c}"));
+                    }
+                    want[1].insert(k.clone(), format!("{v}/{}", c.map_or("?", |c| c.as_str())));
+                }
+                for (topic, want) in [&inner, &left].into_iter().zip(want.iter()) {
+                    let got = read_until(&b, topic, false, Duration::from_secs(30), |r| {
+                        final_rows(r) == *want
+                    })
+                    .await;
+                    assert_eq!(&final_rows(&got), want, "{topic}");
+                }
+                tokio::task::spawn_blocking(move || app.close())
+                    .await
+                    .unwrap();
+            });
+            Ok(())
+        })
+        .unwrap();
+}
