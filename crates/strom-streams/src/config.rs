@@ -35,6 +35,9 @@ pub struct StreamsConfig {
     /// `application.server`: where this instance answers interactive queries (host:port),
     /// published with its tasks so any instance can tell where a key lives.
     pub application_server: Option<String>,
+    /// `num.standby.replicas`: warm copies of each task's persistent stores on that many
+    /// other instances.
+    pub num_standby_replicas: usize,
 }
 
 impl StreamsConfig {
@@ -52,6 +55,7 @@ impl StreamsConfig {
             consumer_overrides: Vec::new(),
             producer_overrides: Vec::new(),
             application_server: None,
+            num_standby_replicas: 0,
         }
     }
 
@@ -81,6 +85,9 @@ impl StreamsConfig {
                 self.commit_interval = Duration::from_millis(value.parse().map_err(|_| bad())?)
             }
             "state.dir" => self.state_dir = PathBuf::from(value),
+            "num.standby.replicas" => {
+                self.num_standby_replicas = value.parse().map_err(|_| bad())?
+            }
             "application.server" => {
                 self.application_server = Some(value.to_owned()).filter(|v| !v.is_empty())
             }

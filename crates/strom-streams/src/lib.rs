@@ -25,6 +25,7 @@ mod serde;
 mod session;
 mod sliding;
 mod source;
+mod standby;
 mod store;
 mod stream_join;
 mod task;

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub commits: AtomicU64,
     pub restored_records: AtomicU64,
     pub restore_ms: AtomicU64,
+    /// Changelog records applied to standby replicas.
+    pub standby_applied: AtomicU64,
     pub tasks_created: AtomicU64,
 }
 
@@ -46,7 +48,11 @@ pub(crate) struct Shared {
     pub(crate) stores: StoreRegistry,
     pub(crate) tasks_per_subtopology: Mutex<BTreeMap<usize, i32>>,
     error: Mutex<Option<StreamsError>>,
-    process_id: String,
+    pub(crate) process_id: String,
+    /// Standby tasks of this instance (see `standby.rs`).
+    pub(crate) standbys: Mutex<BTreeMap<TaskId, crate::standby::StandbyTask>>,
+    /// Tasks active on this instance's threads.
+    active: Mutex<BTreeSet<TaskId>>,
 }
 
 /// A running Streams application (Kafka's `KafkaStreams`).
@@ -76,6 +82,8 @@ impl KafkaStreams {
                 tasks_per_subtopology: Mutex::new(BTreeMap::new()),
                 error: Mutex::new(None),
                 process_id: uuid::Uuid::new_v4().to_string(),
+                standbys: Mutex::new(BTreeMap::new()),
+                active: Mutex::new(BTreeSet::new()),
             }),
             threads: Vec::new(),
         }
@@ -100,6 +108,31 @@ impl KafkaStreams {
         if !self.shared.topology.globals.is_empty() {
             let g = start_global(&self.shared).await?;
             self.threads.push(g);
+        }
+        if c.num_standby_replicas > 0 {
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-StandbyThread", c.application_id))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            return record_error(
+                                &shared,
+                                StreamsError::Config(format!("tokio runtime: {e}")),
+                            )
+                        }
+                    };
+                    if let Err(e) = rt.block_on(crate::standby::run_standby(shared.clone())) {
+                        tracing::error!("standby thread stopped: {e}");
+                        record_error(&shared, e);
+                    }
+                })
+                .map_err(|e| StreamsError::Config(format!("cannot start a thread: {e}")))?;
+            self.threads.push(handle);
         }
         for idx in 0..c.num_stream_threads {
             let shared = self.shared.clone();
@@ -164,6 +197,34 @@ impl Drop for KafkaStreams {
 impl Shared {
     pub(crate) fn crashed(&self) -> bool {
         self.crash.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn active_here(&self, id: TaskId) -> bool {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    /// Marks a task active here and hands over its standby stores, if any (flushed and
+    /// checkpointed, so the task's restore resumes where the standby was).
+    fn activate(&self, id: TaskId) {
+        // Lock order: standbys, then active (as the standby thread does).
+        let mut standbys = self.standbys.lock().unwrap_or_else(|e| e.into_inner());
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        if let Some(s) = standbys.remove(&id) {
+            s.release();
+        }
+    }
+
+    fn deactivate(&self, id: TaskId) {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 }
 
@@ -701,6 +762,7 @@ impl StreamThread {
     /// Opens a task: local stores kept only where a checkpoint vouches for them, then
     /// each changelog replayed from the checkpoint (or from the start).
     async fn create_task(&mut self, id: TaskId) -> Result<()> {
+        self.shared.activate(id);
         let dir = self.task_dir(id);
         let checkpoint = task::read_checkpoint(&dir);
         task::remove_checkpoint(&dir);
@@ -792,6 +854,7 @@ impl StreamThread {
         let Some(mut task) = self.tasks.remove(&id) else {
             return Ok(());
         };
+
         task.clear_buffers();
         for s in task.stores.values() {
             self.shared
@@ -799,8 +862,18 @@ impl StreamThread {
                 .unregister(&s.name, id.partition, &s.store);
         }
         if !clean {
+            drop(task);
+            self.shared.deactivate(id);
             return Ok(());
         }
+        let r = self.checkpoint_task(id, &task).await;
+        // Only once its stores are closed may a standby open them.
+        drop(task);
+        self.shared.deactivate(id);
+        r
+    }
+
+    async fn checkpoint_task(&mut self, id: TaskId, task: &Task) -> Result<()> {
         task.flush_stores(true)?;
         let mut offsets = BTreeMap::new();
         for s in task.stores.values() {

@@ -343,3 +343,46 @@ fn any_instance_tells_which_instance_holds_a_key() {
         }
     });
 }
+
+/// Standby replicas: with `num.standby.replicas=1` each instance keeps the other's
+/// persistent stores warm; when one is killed, the survivor takes its tasks over and
+/// restores only what its standby had not applied yet, not the whole changelog.
+#[test]
+fn a_standby_replica_makes_failover_restore_short() {
+    let rt = runtime();
+    let server = Server::start();
+    let b = server.bootstrap();
+    rt.block_on(async {
+        create_topic(&b, "sb-in", 2).await;
+        create_topic(&b, "sb-out", 2).await;
+        let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let make = |i: usize| {
+            let mut c = config(&b, "sb-app", dirs[i].path());
+            c.set("num.standby.replicas", "1").unwrap();
+            KafkaStreams::new(count_topology("sb-in", "sb-out", Materialized::persistent("counts")), c)
+        };
+        let (mut a, mut bb) = (make(0), make(1));
+        a.start().await.unwrap();
+        bb.start().await.unwrap();
+        wait_for("1/1", Duration::from_secs(30), || owned(&a) == 1 && owned(&bb) == 1).await;
+        let n = 10_000;
+        produce(&b, "sb-in", &keyed(n, 0, 200)).await;
+        let total = |f: &dyn Fn(&strom_streams::Metrics) -> u64| f(a.metrics()) + f(bb.metrics());
+        wait_for("processing and both standbys", Duration::from_secs(60), || {
+            total(&|m| m.processed.load(Ordering::Relaxed)) >= n as u64
+                && total(&|m| m.standby_applied.load(Ordering::Relaxed)) >= n as u64
+        })
+        .await;
+        let before = bb.metrics().restored_records.load(Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || a.kill()).await.unwrap();
+        wait_for("b takes both tasks", Duration::from_secs(40), || owned(&bb) == 2).await;
+        let restored = bb.metrics().restored_records.load(Ordering::Relaxed) - before;
+        println!("failover restored {restored} changelog records (the changelog of the moved task has about {})", n / 2);
+        assert!(restored < (n / 10) as u64, "restored {restored}: the standby was not used");
+        let want = reference(n, 200);
+        let store = bb.store("counts").unwrap();
+        let all: BTreeMap<String, i64> = store.all::<String, i64>().unwrap().into_iter().collect();
+        assert_eq!(all, want);
+        tokio::task::spawn_blocking(move || bb.close()).await.unwrap();
+    });
+}
