@@ -34,6 +34,7 @@ pub(crate) struct OutRecord {
     pub(crate) key: Option<Vec<u8>>,
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) timestamp: i64,
+    pub(crate) headers: Vec<(String, Option<bytes::Bytes>)>,
 }
 
 /// What to do with a record whose key or value cannot be deserialized
@@ -53,6 +54,8 @@ pub struct Ctx {
     pub(crate) partition: i32,
     pub(crate) offset: i64,
     pub(crate) timestamp: i64,
+    /// Headers of the input record being processed; sinks pass them on, as Kafka does.
+    pub(crate) headers: Vec<(String, Option<bytes::Bytes>)>,
     pub(crate) stream_time: i64,
     pub(crate) out: Vec<OutRecord>,
     pub(crate) on_bad_record: DeserializationHandler,
@@ -68,6 +71,7 @@ impl Ctx {
             partition: task.partition,
             offset: -1,
             timestamp: -1,
+            headers: Vec::new(),
             stream_time: -1,
             out: Vec::new(),
             on_bad_record,
@@ -94,6 +98,11 @@ impl Ctx {
         self.stream_time
     }
 
+    /// Headers of the input record being processed.
+    pub fn headers(&self) -> &[(String, Option<bytes::Bytes>)] {
+        &self.headers
+    }
+
     /// Sends a record to a topic (partitioned by key when `partition` is `None`).
     pub fn send(
         &mut self,
@@ -109,6 +118,7 @@ impl Ctx {
             key,
             value,
             timestamp,
+            headers: Vec::new(),
         });
     }
 }

@@ -81,6 +81,12 @@ impl<K: Serde, V: Serde> Node<K, V> for SinkNode<K, V> {
             Some(rec.value.to_bytes()),
             rec.timestamp,
         );
+        if !ctx.headers.is_empty() {
+            let headers = ctx.headers.clone();
+            if let Some(o) = ctx.out.last_mut() {
+                o.headers = headers;
+            }
+        }
         Ok(())
     }
 }

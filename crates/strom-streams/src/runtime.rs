@@ -595,7 +595,7 @@ impl StreamThread {
                     partition: o.partition,
                     key: o.key.map(Into::into),
                     value: o.value.map(Into::into),
-                    headers: Vec::new(),
+                    headers: o.headers,
                     timestamp: Some(o.timestamp),
                 };
                 self.pending.push(self.producer.send(rec).await?);

@@ -80,6 +80,7 @@ impl Task {
         self.ctx.topic.clone_from(&rec.topic);
         self.ctx.partition = rec.partition;
         self.ctx.offset = rec.offset;
+        self.ctx.headers.clone_from(&rec.headers);
         let before = self.ctx.stream_time;
         if let Some(source) = self.built.sources.get(&rec.topic).cloned() {
             source.process(&mut self.ctx, &rec)?;

@@ -223,3 +223,46 @@ fn bad_records_are_skipped_or_stop_the_app() {
             .unwrap();
     });
 }
+
+/// Record headers pass through the topology to the output, as in Kafka Streams.
+#[test]
+fn headers_pass_through() {
+    let rt = runtime();
+    let server = Server::start();
+    let b = server.bootstrap();
+    rt.block_on(async {
+        create_topic(&b, "h-in", 1).await;
+        create_topic(&b, "h-out", 1).await;
+        let p = strom_client::Producer::new(strom_client::ProducerConfig::new(&b))
+            .await
+            .unwrap();
+        let rec = strom_client::ProducerRecord::new("h-in")
+            .key("k")
+            .value("v")
+            .header("trace-id", Some(bytes::Bytes::from_static(b"abc")));
+        p.send(rec).await.unwrap().await.unwrap();
+        p.close().await;
+        let sb = StreamsBuilder::new();
+        sb.stream::<String, String>("h-in")
+            .map_values(|_, v: String| v.to_uppercase())
+            .to("h-out");
+        let state = tempfile::tempdir().unwrap();
+        let mut app = KafkaStreams::new(sb.build().unwrap(), config(&b, "h-app", state.path()));
+        app.start().await.unwrap();
+        let got = read_until(&b, "h-out", false, Duration::from_secs(20), |r| {
+            !r.is_empty()
+        })
+        .await;
+        assert_eq!(s(&got[0].value), "V");
+        assert_eq!(
+            got[0].headers,
+            vec![(
+                "trace-id".to_string(),
+                Some(bytes::Bytes::from_static(b"abc"))
+            )]
+        );
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
