@@ -226,3 +226,85 @@ async fn strom_and_librdkafka_members_share_a_group() {
     rd_thread.join().unwrap();
     ours.close().await.unwrap();
 }
+
+/// With `set_defer_rejoin`, a member that owns partitions learns of a rebalance from
+/// `rebalance_pending`, gets no records until it calls `rejoin`, commits first, and only
+/// then gives partitions up: the second member starts exactly at that commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_rejoin_lets_a_member_commit_before_revocation() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    let topic = "grp-deferred";
+    create_topic(&b, topic, 2, &[]).await;
+    produce(&b, topic, 100).await;
+    let mut cfg = config(&b, "g-deferred", "range");
+    cfg.set("enable.auto.commit", "false").unwrap();
+    let log_a = Log::default();
+    let mut a = Consumer::new(cfg.clone()).await.unwrap();
+    a.set_defer_rejoin(true);
+    a.subscribe(&[topic], Some(Box::new(log_a.clone())))
+        .unwrap();
+    let mut read = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read < 100 {
+        assert!(Instant::now() < deadline, "a read only {read}");
+        read += a.poll(Duration::from_millis(100)).await.unwrap().len();
+    }
+    assert_eq!(a.assignment().len(), 2);
+    let mut second = Consumer::new(cfg).await.unwrap();
+    second.subscribe(&[topic], None).unwrap();
+    let joiner = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while second.assignment().is_empty() {
+            assert!(Instant::now() < deadline, "second member never joined");
+            second.poll(Duration::from_millis(100)).await.unwrap();
+        }
+        second
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.rebalance_pending() {
+        assert!(Instant::now() < deadline, "no rebalance seen");
+        assert!(a.poll(Duration::from_millis(100)).await.unwrap().is_empty());
+    }
+    // Still the owner: poll returns nothing and did not revoke.
+    assert!(a.poll(Duration::from_millis(50)).await.unwrap().is_empty());
+    assert_eq!(a.assignment().len(), 2);
+    assert!(log_a
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|e| !e.starts_with("revoked")));
+    let positions: std::collections::BTreeMap<TopicPartition, Option<i64>> = a
+        .assignment()
+        .into_iter()
+        .map(|tp| {
+            let p = a.position(&tp);
+            (tp, p)
+        })
+        .collect();
+    a.commit().await.unwrap();
+    a.rejoin().await.unwrap();
+    assert!(log_a
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e.starts_with("revoked")));
+    let joiner = {
+        // a keeps polling so the join round it started can finish.
+        let mut h = joiner;
+        loop {
+            tokio::select! {
+                r = &mut h => break r.unwrap(),
+                _ = a.poll(Duration::from_millis(100)) => {
+                    if a.rebalance_pending() { a.rejoin().await.unwrap(); }
+                }
+            }
+        }
+    };
+    let tp = joiner.assignment()[0].clone();
+    let committed = joiner.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed.get(&tp).copied(), positions[&tp]);
+    a.close().await.unwrap();
+}

@@ -56,6 +56,8 @@ pub struct Consumer {
     group: Option<Membership>,
     listener: Option<Box<dyn RebalanceListener>>,
     last_commit: Instant,
+    /// `poll` leaves a pending rebalance to the caller's `rejoin` (see `set_defer_rejoin`).
+    defer_rejoin: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -81,6 +83,7 @@ impl Consumer {
             group,
             listener: None,
             last_commit: Instant::now(),
+            defer_rejoin: false,
         })
     }
 
@@ -111,6 +114,30 @@ impl Consumer {
         self.topics = topics.iter().map(|t| t.to_string()).collect();
         self.listener = listener;
         Ok(())
+    }
+
+    /// With `on`, `poll` does not rejoin a rebalancing group while this member owns
+    /// partitions: it returns no records, `rebalance_pending` turns true, and the caller
+    /// finishes its work on the owned partitions (commits offsets, a transaction, state)
+    /// before calling `rejoin`. This is how an application does asynchronous work before its
+    /// partitions are revoked (what Java's consumer does inside a synchronous
+    /// `onPartitionsRevoked`), e.g. Streams committing a task's transaction.
+    pub fn set_defer_rejoin(&mut self, on: bool) {
+        self.defer_rejoin = on;
+    }
+
+    /// The group asked this member to rejoin (a rebalance started, or it was fenced).
+    pub fn rebalance_pending(&self) -> bool {
+        !self.topics.is_empty()
+            && self
+                .group
+                .as_ref()
+                .is_some_and(|g| g.rejoin.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Rejoins the group now if a rebalance is pending, running the rebalance callbacks.
+    pub async fn rejoin(&mut self) -> Result<()> {
+        self.ensure_group().await
     }
 
     /// Partitions currently assigned.
@@ -227,6 +254,9 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         self.maybe_auto_commit().await?;
         loop {
+            if self.defer_rejoin && !self.assigned.is_empty() && self.rebalance_pending() {
+                return Ok(Vec::new());
+            }
             self.ensure_group().await?;
             self.ensure_positions().await?;
             if !self.buffer.is_empty() {
