@@ -1,0 +1,1 @@
+//! Serdes (placeholder until written).
