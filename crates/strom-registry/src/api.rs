@@ -21,6 +21,8 @@ use crate::service::{Registry, SchemaRequest, VersionId};
 
 /// Largest request body accepted (schemas are JSON text; Confluent's default is similar).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// How long a forwarded write waits for an unreachable primary to be replaced.
+const FORWARD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct App {
     pub registry: Registry,
@@ -281,22 +283,35 @@ async fn subject_mode(
 /// `Some(response)` when this instance is not the primary: the request went to the primary
 /// and its answer is relayed as is.
 async fn forwarded(app: &App, method: &Method, uri: &Uri, body: &Bytes) -> Option<Response> {
-    let url = match app.election.primary().await {
-        Ok(Primary::Me) => return None,
-        Ok(Primary::Other(url)) => url,
-        Err(e) => return Some(e.into_response()),
-    };
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    match http_client::request(&url, method.clone(), path, Some(body.clone())).await {
-        Ok((status, body)) => {
-            let mut resp = (status, body).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-            Some(resp)
-        }
-        Err(e) => {
-            app.election.forget_primary();
-            Some(RegistryError::Forward(format!("{url}: {e}")).into_response())
+    let deadline = std::time::Instant::now() + FORWARD_WAIT;
+    loop {
+        let url = match app.election.primary().await {
+            Ok(Primary::Me) => return None,
+            Ok(Primary::Other(url)) => url,
+            Err(e) => return Some(e.into_response()),
+        };
+        match http_client::request(&url, method.clone(), path, Some(body.clone())).await {
+            Ok((status, body)) => {
+                let mut resp = (status, body).into_response();
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+                return Some(resp);
+            }
+            // Nothing was sent: the primary just died and the group has not moved the role
+            // yet (it does after the session timeout). Ask again.
+            Err(e)
+                if e.starts_with(http_client::CONNECT_FAILED)
+                    && std::time::Instant::now() < deadline =>
+            {
+                app.election.forget_primary();
+                tracing::debug!(%url, error = %e, "primary unreachable; waiting for the group");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                app.election.forget_primary();
+                return Some(RegistryError::Forward(format!("{url}: {e}")).into_response());
+            }
         }
     }
 }

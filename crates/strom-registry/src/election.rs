@@ -54,7 +54,7 @@ impl Election {
             ("group.id", group),
             ("client.id", my_url),
             ("enable.auto.commit", "false"),
-            ("session.timeout.ms", "10000"),
+            ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "1000"),
             ("auto.offset.reset", "latest"),
         ] {

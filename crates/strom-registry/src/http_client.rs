@@ -13,6 +13,9 @@ use hyper_util::rt::TokioIo;
 /// The content type of Confluent's REST API.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// How a failed connect attempt's error starts (nothing was sent; a retry is safe).
+pub const CONNECT_FAILED: &str = "cannot connect to";
+
 /// Bounds a request end to end.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body read.
@@ -62,7 +65,7 @@ async fn request_inner(
     let (authority, base) = split_url(base_url)?;
     let stream = tokio::net::TcpStream::connect(&authority)
         .await
-        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        .map_err(|e| format!("{CONNECT_FAILED} {authority}: {e}"))?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

@@ -547,7 +547,14 @@ impl Registry {
         let (record, number) = {
             let st = self.state();
             Self::writable(&st, Some(subject))?;
-            let v = pick(&st, subject, version, permanent)?;
+            // A number may name a soft-deleted version (to delete it for good, or to say it
+            // already is); `latest` is the newest live one.
+            let v = pick(
+                &st,
+                subject,
+                version,
+                matches!(version, VersionId::Number(_)),
+            )?;
             if !st.referenced_by(subject, v.version).is_empty() {
                 return Err(RegistryError::ReferenceExists {
                     subject: subject.to_owned(),

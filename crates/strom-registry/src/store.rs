@@ -21,6 +21,10 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Store {
     topic: String,
+    /// The topic id seen at start: a deleted (or deleted and re-created) topic is refused
+    /// for writes, so nothing registered is lost or renumbered behind the registry's back.
+    topic_id: String,
+    admin: Admin,
     producer: Producer,
     /// The next offset the reader will apply (all offsets below it are in the state).
     applied: watch::Receiver<i64>,
@@ -41,7 +45,11 @@ impl Store {
     /// Creates the topic if it is missing (compacted, one partition, replication up to 3),
     /// starts tailing it into `state` and returns once everything already in it is applied.
     pub async fn open(bootstrap: &str, topic: &str, state: Arc<RwLock<State>>) -> Result<Store> {
-        ensure_topic(bootstrap, topic).await?;
+        let admin = Admin::new(ClientConfig::new(bootstrap))
+            .await
+            .map_err(|e| storage(format!("cannot reach the cluster at {bootstrap}: {e}")))?;
+        ensure_topic(&admin, topic).await?;
+        let topic_id = current_topic_id(&admin, topic).await?;
         let mut pc = ProducerConfig::new(bootstrap);
         pc.set("acks", "all").map_err(storage)?;
         pc.set("linger.ms", "0").map_err(storage)?;
@@ -58,6 +66,8 @@ impl Store {
         let reader = tokio::spawn(tail(consumer, state, tx));
         let store = Store {
             topic: topic.to_owned(),
+            topic_id,
+            admin,
             producer,
             applied,
             reader,
@@ -73,6 +83,13 @@ impl Store {
     /// Waits until every record now in the topic is applied (what a new primary does before
     /// it hands out ids).
     pub async fn read_to_end(&self) -> Result<()> {
+        let now = current_topic_id(&self.admin, &self.topic).await?;
+        if now != self.topic_id {
+            return Err(storage(format!(
+                "the storage topic {} was deleted and re-created (topic id {} is now {now}); writes are refused so that no schema is lost or renumbered: restore the topic or restart the registry on a cluster that has it",
+                self.topic, self.topic_id
+            )));
+        }
         let tp = TopicPartition::new(&self.topic, 0);
         let ends = self
             .producer
@@ -116,10 +133,24 @@ impl Store {
     }
 }
 
-async fn ensure_topic(bootstrap: &str, topic: &str) -> Result<()> {
-    let admin = Admin::new(ClientConfig::new(bootstrap))
+/// The id of the storage topic now; an error naming the topic when it is gone.
+async fn current_topic_id(admin: &Admin, topic: &str) -> Result<String> {
+    let topics = admin
+        .describe_topics(&[topic.to_owned()])
         .await
-        .map_err(|e| storage(format!("cannot reach the cluster at {bootstrap}: {e}")))?;
+        .map_err(|e| {
+            storage(format!(
+                "the storage topic {topic} cannot be described (was it deleted?): {e}"
+            ))
+        })?;
+    topics
+        .into_iter()
+        .find(|t| t.error.is_none() && !t.partitions.is_empty())
+        .map(|t| t.topic_id)
+        .ok_or_else(|| storage(format!("the storage topic {topic} is missing")))
+}
+
+async fn ensure_topic(admin: &Admin, topic: &str) -> Result<()> {
     match admin.describe_topics(&[topic.to_owned()]).await {
         Ok(existing)
             if existing
