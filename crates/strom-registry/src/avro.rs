@@ -14,6 +14,8 @@ use apache_avro::Schema;
 /// A parsed Avro schema with the named types its references define.
 pub struct ParsedAvro {
     pub schema: Schema,
+    /// The referenced schemas, parsed (encoding and decoding need them to resolve names).
+    pub schemata: Vec<Schema>,
     pub named: HashMap<String, Schema>,
 }
 
@@ -32,7 +34,11 @@ pub fn parse(text: &str, references: &[String]) -> Result<ParsedAvro, String> {
     for s in schemata.iter().chain(std::iter::once(&schema)) {
         collect_named(s, &mut named);
     }
-    Ok(ParsedAvro { schema, named })
+    Ok(ParsedAvro {
+        schema,
+        schemata,
+        named,
+    })
 }
 
 fn collect_named(schema: &Schema, out: &mut HashMap<String, Schema>) {
