@@ -581,3 +581,191 @@ fn lost_storage_topic_is_a_clear_error_and_loses_nothing_served() {
     assert_eq!(get(u, "/subjects/keep/versions/1").1["id"], id);
     assert_eq!(get(u, &format!("/schemas/ids/{id}")).0, 200);
 }
+
+fn run_with_stdin(cmd: &mut Command, stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn strom_cli_avro_and_confluent_python_read_each_other() {
+    let (server, url) = server_with_registry();
+    let bootstrap = server.bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("payment.avsc");
+    std::fs::write(
+        &schema,
+        r#"{"type":"record","name":"Payment","namespace":"shop","fields":[
+            {"name":"id","type":"long"},{"name":"amount","type":"double"},
+            {"name":"memo","type":["null","string"],"default":null},
+            {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["CARD","CASH"]}}]}"#,
+    )
+    .unwrap();
+    let lines = [
+        r#"{"amount":9.5,"id":1,"kind":"CARD","memo":"hi"}"#,
+        r#"{"amount":1.25,"id":2,"kind":"CASH","memo":null}"#,
+        r#"{"amount":0.0,"id":3,"kind":"CARD","memo":"three"}"#,
+    ];
+    let input = lines.join("\n") + "\n";
+    let python = format!(
+        "{}/../../tests/python/schema_registry_cli_interop.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let strom = env!("CARGO_BIN_EXE_strom");
+
+    // strom produce (Rust serializer) -> Python AvroDeserializer.
+    run_with_stdin(
+        Command::new(strom)
+            .args([
+                "produce",
+                "pay-cli",
+                "-b",
+                &bootstrap,
+                "--value-format",
+                "avro",
+                "--schema-registry",
+                &url,
+                "--value-schema",
+            ])
+            .arg(&schema),
+        &input,
+    );
+    let read = run_with_stdin(
+        Command::new("python3").args([&python, &bootstrap, &url, "read", "pay-cli", "3"]),
+        "",
+    );
+    assert_eq!(read.lines().collect::<Vec<_>>(), lines);
+
+    // Python AvroSerializer -> strom consume (Rust deserializer).
+    run_with_stdin(
+        Command::new("python3")
+            .arg(&python)
+            .args([&bootstrap, &url, "write", "pay-py"])
+            .arg(&schema),
+        &input,
+    );
+    let consumed = run_with_stdin(
+        Command::new(strom).args([
+            "consume",
+            "pay-py",
+            "-b",
+            &bootstrap,
+            "--from-beginning",
+            "-n",
+            "3",
+            "--value-format",
+            "avro",
+            "--schema-registry",
+            &url,
+        ]),
+        "",
+    );
+    assert_eq!(consumed.lines().collect::<Vec<_>>(), lines);
+    // Both wrote with the same schema: one id, under two subjects.
+    let (_, a) = get(&url, "/subjects/pay-cli-value/versions/1");
+    let (_, b) = get(&url, "/subjects/pay-py-value/versions/1");
+    assert_eq!(a["id"], b["id"]);
+
+    // A line that does not fit the schema is a clear error, not a panic.
+    let out = Command::new(strom)
+        .args([
+            "produce",
+            "pay-cli",
+            "-b",
+            &bootstrap,
+            "--value-format",
+            "avro",
+            "--schema-registry",
+            &url,
+            "--value-schema",
+        ])
+        .arg(&schema)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"{\"id\":\"x\"}\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot encode"));
+}
+
+#[test]
+fn strom_schema_commands() {
+    let (_server, url) = server_with_registry();
+    let strom = env!("CARGO_BIN_EXE_strom");
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("v1.avsc");
+    let bad = dir.path().join("bad.avsc");
+    std::fs::write(
+        &v1,
+        r#"{"type":"record","name":"C","fields":[{"name":"a","type":"int"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"type":"record","name":"C","fields":[{"name":"b","type":"int"}]}"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(strom)
+            .args(["schema", "-r", &url])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["register", "cfg", "-f", v1.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(id["id"].as_i64().is_some());
+    let out = run(&["get", "cfg"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["version"], 1);
+    let out = run(&["list"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        json!(["cfg"])
+    );
+    let out = run(&["check", "cfg", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success(), "incompatible must fail");
+    let out = run(&["config", "cfg", "--set", "none"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(run(&["check", "cfg", "-f", bad.to_str().unwrap()])
+        .status
+        .success());
+    let out = run(&["get", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("40401")
+            || String::from_utf8_lossy(&out.stderr).contains("not found")
+    );
+    let out = run(&["delete", "cfg"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&run(&["list"]).stdout).unwrap(),
+        json!([])
+    );
+}

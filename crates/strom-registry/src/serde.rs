@@ -64,10 +64,9 @@ pub enum SubjectNameStrategy {
 impl SubjectNameStrategy {
     pub fn subject(self, topic: &str, is_key: bool, schema: &Schema) -> Result<String> {
         let record_name = || {
-            schema
-                .name()
-                .map(|n| n.fullname(None))
-                .ok_or_else(|| SerdeError::Config("RecordName strategies need a named schema".into()))
+            schema.name().map(|n| n.fullname(None)).ok_or_else(|| {
+                SerdeError::Config("RecordName strategies need a named schema".into())
+            })
         };
         Ok(match self {
             SubjectNameStrategy::TopicName => {
@@ -126,7 +125,9 @@ impl RegistryClient {
         if !status.is_success() {
             return Err(SerdeError::Registry {
                 status: status.as_u16(),
-                code: value["error_code"].as_i64().unwrap_or(status.as_u16() as i64),
+                code: value["error_code"]
+                    .as_i64()
+                    .unwrap_or(status.as_u16() as i64),
                 message: value["message"].as_str().unwrap_or("").to_owned(),
             });
         }
@@ -148,8 +149,12 @@ impl RegistryClient {
             .await?;
         let id = v["id"]
             .as_i64()
-            .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))? as i32;
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(key, id);
+            .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))?
+            as i32;
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, id);
         Ok(id)
     }
 
@@ -168,19 +173,32 @@ impl RegistryClient {
             .await?;
         let id = v["id"]
             .as_i64()
-            .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))? as i32;
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).insert(key, id);
+            .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))?
+            as i32;
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, id);
         Ok(id)
     }
 
     /// The subject's latest version; cached for the life of the client (as Confluent's
     /// serializers do unless a TTL is set).
     pub async fn latest(&self, subject: &str) -> Result<Arc<FetchedSchema>> {
-        if let Some(s) = self.latest.lock().unwrap_or_else(|p| p.into_inner()).get(subject) {
+        if let Some(s) = self
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(subject)
+        {
             return Ok(s.clone());
         }
         let v = self
-            .call(Method::GET, &format!("/subjects/{}/versions/latest", seg(subject)), None)
+            .call(
+                Method::GET,
+                &format!("/subjects/{}/versions/latest", seg(subject)),
+                None,
+            )
             .await?;
         let id = v["id"].as_i64().unwrap_or(-1) as i32;
         let fetched = self.schema_by_id(id).await?;
@@ -193,11 +211,21 @@ impl RegistryClient {
 
     /// The schema with `id`, with its references resolved; cached.
     pub async fn schema_by_id(&self, id: i32) -> Result<Arc<FetchedSchema>> {
-        if let Some(s) = self.by_id.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        if let Some(s) = self
+            .by_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
             return Ok(s.clone());
         }
-        let v = self.call(Method::GET, &format!("/schemas/ids/{id}"), None).await?;
-        if v.get("schemaType").and_then(Value::as_str).is_some_and(|t| t != "AVRO") {
+        let v = self
+            .call(Method::GET, &format!("/schemas/ids/{id}"), None)
+            .await?;
+        if v.get("schemaType")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "AVRO")
+        {
             return Err(SerdeError::Schema(format!("schema {id} is not Avro")));
         }
         let text = v["schema"].as_str().unwrap_or("").to_owned();
@@ -289,7 +317,10 @@ impl AvroSerializer {
         config: SerializerConfig,
     ) -> Result<AvroSerializer> {
         let schema = match schema {
-            Some(text) => Some((text.to_owned(), avro::parse(text, &[]).map_err(SerdeError::Schema)?)),
+            Some(text) => Some((
+                text.to_owned(),
+                avro::parse(text, &[]).map_err(SerdeError::Schema)?,
+            )),
             None if config.use_latest_version => None,
             None => {
                 return Err(SerdeError::Config(
@@ -307,25 +338,42 @@ impl AvroSerializer {
 
     /// The schema id for `topic`, asking the registry the first time only.
     async fn id_for(&self, topic: &str) -> Result<(i32, Option<Arc<FetchedSchema>>)> {
-        if let Some(r) = self.resolved.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
+        if let Some(r) = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
             return Ok(r.clone());
         }
         let resolved = match (&self.schema, self.config.use_latest_version) {
             (Some((text, parsed)), false) => {
-                let subject = self.config.strategy.subject(topic, self.config.is_key, &parsed.schema)?;
+                let subject =
+                    self.config
+                        .strategy
+                        .subject(topic, self.config.is_key, &parsed.schema)?;
                 let id = if self.config.auto_register {
-                    self.client.register(&subject, text, self.config.normalize).await?
+                    self.client
+                        .register(&subject, text, self.config.normalize)
+                        .await?
                 } else {
-                    self.client.lookup(&subject, text, self.config.normalize).await?
+                    self.client
+                        .lookup(&subject, text, self.config.normalize)
+                        .await?
                 };
                 (id, None)
             }
             (given, _) => {
                 let subject = match (self.config.strategy, given) {
                     (SubjectNameStrategy::TopicName, _) => {
-                        format!("{topic}-{}", if self.config.is_key { "key" } else { "value" })
+                        format!(
+                            "{topic}-{}",
+                            if self.config.is_key { "key" } else { "value" }
+                        )
                     }
-                    (s, Some((_, parsed))) => s.subject(topic, self.config.is_key, &parsed.schema)?,
+                    (s, Some((_, parsed))) => {
+                        s.subject(topic, self.config.is_key, &parsed.schema)?
+                    }
                     (_, None) => {
                         return Err(SerdeError::Config(
                             "RecordName strategies need a schema to name the subject".into(),
@@ -357,8 +405,10 @@ impl AvroSerializer {
     /// Encodes a JSON value (plain JSON: objects for records, strings for enums, the bare
     /// value for unions) for `topic`.
     pub async fn serialize_json(&self, topic: &str, value: &Value) -> Result<Vec<u8>> {
-        let avro_value = AvroValue::try_from(value.clone())
-            .map_err(|e| SerdeError::Encode { id: -1, reason: e.to_string() })?;
+        let avro_value = AvroValue::try_from(value.clone()).map_err(|e| SerdeError::Encode {
+            id: -1,
+            reason: e.to_string(),
+        })?;
         self.serialize(topic, avro_value).await
     }
 }
@@ -368,12 +418,18 @@ pub fn encode(id: i32, parsed: &ParsedAvro, value: AvroValue) -> Result<Vec<u8>>
     let schemata: Vec<&Schema> = parsed.schemata.iter().collect();
     let resolved = value
         .resolve_schemata(&parsed.schema, schemata.clone())
-        .map_err(|e| SerdeError::Encode { id, reason: e.to_string() })?;
+        .map_err(|e| SerdeError::Encode {
+            id,
+            reason: e.to_string(),
+        })?;
     let body = GenericDatumWriter::builder(&parsed.schema)
         .schemata(schemata)
         .and_then(|b| b.build())
         .and_then(|w| w.write_value_to_vec(resolved))
-        .map_err(|e| SerdeError::Encode { id, reason: e.to_string() })?;
+        .map_err(|e| SerdeError::Encode {
+            id,
+            reason: e.to_string(),
+        })?;
     let mut out = Vec::with_capacity(5 + body.len());
     out.push(MAGIC);
     out.extend_from_slice(&id.to_be_bytes());
