@@ -258,58 +258,86 @@ pub(crate) struct ValueFormatArgs {
     schema_registry: String,
 }
 
-fn check_format(args: &ValueFormatArgs) -> Result<bool> {
+/// The value formats produce and consume handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    String,
+    Avro,
+    JsonSchema,
+}
+
+fn check_format(args: &ValueFormatArgs) -> Result<Format> {
     match args.value_format.as_str() {
-        "string" => Ok(false),
-        "avro" => Ok(true),
-        "json-schema" | "protobuf" => bail!(
-            "--value-format {} is not supported yet: the registry serves Avro only",
-            args.value_format
-        ),
+        "string" => Ok(Format::String),
+        "avro" => Ok(Format::Avro),
+        "json-schema" | "json" => Ok(Format::JsonSchema),
+        "protobuf" => bail!("--value-format protobuf is not supported yet: the registry serves Avro and JSON Schema"),
         other => bail!("unknown --value-format '{other}' (string, avro, json-schema, protobuf)"),
     }
 }
 
-/// Encodes JSON lines as Avro values through the registry (produce).
-pub(crate) struct ValueEncoder(strom_registry::serde::AvroSerializer);
+/// Encodes JSON lines through the registry (produce).
+pub(crate) enum ValueEncoder {
+    Avro(strom_registry::serde::AvroSerializer),
+    Json(strom_registry::serde::JsonSchemaSerializer),
+}
 
 impl ValueEncoder {
     pub(crate) fn new(args: &ValueFormatArgs) -> Result<Option<ValueEncoder>> {
-        if !check_format(args)? {
+        let format = check_format(args)?;
+        if format == Format::String {
             return Ok(None);
         }
-        let path = args
-            .value_schema
-            .as_ref()
-            .context("--value-format avro needs --value-schema FILE")?;
+        let path = args.value_schema.as_ref().with_context(|| {
+            format!(
+                "--value-format {} needs --value-schema FILE",
+                args.value_format
+            )
+        })?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let client = strom_registry::serde::RegistryClient::new(&args.schema_registry);
-        let ser =
-            strom_registry::serde::AvroSerializer::new(client, Some(&text), Default::default())
-                .with_context(|| format!("{}", path.display()))?;
-        Ok(Some(ValueEncoder(ser)))
+        let encoder = match format {
+            Format::Avro => ValueEncoder::Avro(
+                strom_registry::serde::AvroSerializer::new(client, Some(&text), Default::default())
+                    .with_context(|| format!("{}", path.display()))?,
+            ),
+            _ => ValueEncoder::Json(
+                strom_registry::serde::JsonSchemaSerializer::new(client, &text, Default::default())
+                    .with_context(|| format!("{}", path.display()))?,
+            ),
+        };
+        Ok(Some(encoder))
     }
 
     pub(crate) async fn encode(&self, topic: &str, line: &str) -> Result<Vec<u8>> {
         let json: Value =
             serde_json::from_str(line).with_context(|| format!("input is not JSON: {line}"))?;
-        Ok(self.0.serialize_json(topic, &json).await?)
+        Ok(match self {
+            ValueEncoder::Avro(s) => s.serialize_json(topic, &json).await?,
+            ValueEncoder::Json(s) => s.serialize_json(topic, &json).await?,
+        })
     }
 }
 
-/// Decodes Confluent-framed Avro values to JSON text (consume).
-pub(crate) struct ValueDecoder(strom_registry::serde::AvroDeserializer);
+/// Decodes Confluent-framed values to JSON text (consume).
+pub(crate) enum ValueDecoder {
+    Avro(strom_registry::serde::AvroDeserializer),
+    Json(strom_registry::serde::JsonSchemaDeserializer),
+}
 
 impl ValueDecoder {
     pub(crate) fn new(args: &ValueFormatArgs) -> Result<Option<ValueDecoder>> {
-        if !check_format(args)? {
-            return Ok(None);
-        }
         let client = strom_registry::serde::RegistryClient::new(&args.schema_registry);
-        Ok(Some(ValueDecoder(
-            strom_registry::serde::AvroDeserializer::new(client),
-        )))
+        Ok(match check_format(args)? {
+            Format::String => None,
+            Format::Avro => Some(ValueDecoder::Avro(
+                strom_registry::serde::AvroDeserializer::new(client),
+            )),
+            Format::JsonSchema => Some(ValueDecoder::Json(
+                strom_registry::serde::JsonSchemaDeserializer::new(client),
+            )),
+        })
     }
 
     /// The record with its value replaced by the decoded JSON.
@@ -319,11 +347,11 @@ impl ValueDecoder {
     ) -> Result<strom_client::ConsumerRecord> {
         let mut out = r.clone();
         if let Some(v) = &r.value {
-            let json = self
-                .0
-                .deserialize_json(v)
-                .await
-                .with_context(|| format!("record {}-{}@{}", r.topic, r.partition, r.offset))?;
+            let json = match self {
+                ValueDecoder::Avro(d) => d.deserialize_json(v).await,
+                ValueDecoder::Json(d) => d.deserialize_json(v).await,
+            }
+            .with_context(|| format!("record {}-{}@{}", r.topic, r.partition, r.offset))?;
             out.value = Some(Bytes::from(json.to_string()));
         }
         Ok(out)

@@ -113,7 +113,7 @@ fn rest_api_status_and_error_codes() {
         json!([{"name": "name", "type": "string"}, {"name": "age", "type": "int"}]),
     );
 
-    assert_eq!(get(u, "/schemas/types"), (200, json!(["AVRO"])));
+    assert_eq!(get(u, "/schemas/types"), (200, json!(["JSON", "AVRO"])));
     assert_eq!(get(u, "/subjects"), (200, json!([])));
     assert_error(get(u, "/schemas/ids/12345"), 404, 40403);
     assert_error(get(u, "/schemas/ids/abc"), 404, 40403);
@@ -182,6 +182,14 @@ fn rest_api_status_and_error_codes() {
         422,
         42201,
     );
+    // Protobuf is not served yet: refused with a message saying so.
+    let (s, v) = post(
+        u,
+        "/subjects/pb/versions",
+        json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}),
+    );
+    assert_eq!((s, v["error_code"].clone()), (422, json!(42201)), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("PROTOBUF"), "{v}");
     assert_error(
         http(u, Method::POST, "/subjects/users/versions", None),
         400,
@@ -767,5 +775,98 @@ fn strom_schema_commands() {
     assert_eq!(
         serde_json::from_slice::<Value>(&run(&["list"]).stdout).unwrap(),
         json!([])
+    );
+}
+
+#[test]
+fn json_schema_with_confluent_python_serdes_and_strom_consume() {
+    let (server, url) = server_with_registry();
+    let bootstrap = server.bootstrap();
+    let python = format!(
+        "{}/../../tests/python/schema_registry_json.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = run_with_stdin(
+        Command::new("python3").args([&python, &bootstrap, &url, "readings"]),
+        "",
+    );
+    assert!(out.contains("schema registry json OK"), "{out}");
+    // strom consume decodes what the Python JSONSerializer wrote.
+    let strom = env!("CARGO_BIN_EXE_strom");
+    let consumed = run_with_stdin(
+        Command::new(strom).args([
+            "consume",
+            "readings",
+            "-b",
+            &bootstrap,
+            "--from-beginning",
+            "-n",
+            "3",
+            "--value-format",
+            "json-schema",
+            "--schema-registry",
+            &url,
+        ]),
+        "",
+    );
+    let values: Vec<Value> = consumed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(values[1], json!({"sensor": "s1", "value": 1.5}));
+    assert_eq!(values.len(), 3);
+    // strom produce --value-format json-schema registers a JSON schema and frames values.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("reading.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","properties":{"sensor":{"type":"string"}}}"#,
+    )
+    .unwrap();
+    run_with_stdin(
+        Command::new(strom)
+            .args([
+                "produce",
+                "readings-cli",
+                "-b",
+                &bootstrap,
+                "--value-format",
+                "json-schema",
+                "--schema-registry",
+                &url,
+                "--value-schema",
+            ])
+            .arg(&schema),
+        "{\"sensor\":\"cli\"}\n",
+    );
+    let (s, v) = get(&url, "/subjects/readings-cli-value/versions/1");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["schemaType"], "JSON");
+    let consumed = run_with_stdin(
+        Command::new(strom).args([
+            "consume",
+            "readings-cli",
+            "-b",
+            &bootstrap,
+            "--from-beginning",
+            "-n",
+            "1",
+            "--value-format",
+            "json-schema",
+            "--schema-registry",
+            &url,
+        ]),
+        "",
+    );
+    assert_eq!(consumed.trim(), r#"{"sensor":"cli"}"#);
+    // An invalid JSON Schema is refused with 42201.
+    assert_error(
+        post(
+            &url,
+            "/subjects/j/versions",
+            json!({"schema": "{\"type\": \"strin\"}", "schemaType": "JSON"}),
+        ),
+        422,
+        42201,
     );
 }

@@ -120,7 +120,7 @@ pub fn router(app: Shared) -> Router {
 }
 
 async fn schema_types() -> Response {
-    reply(StatusCode::OK, json!(["AVRO"]))
+    reply(StatusCode::OK, json!(["JSON", "AVRO"]))
 }
 
 async fn schema_by_id(State(app): State<Shared>, Path(id): Path<String>) -> Response {

@@ -7,6 +7,7 @@ pub mod avro;
 pub mod election;
 pub mod error;
 pub mod http_client;
+pub mod json_schema;
 pub mod model;
 pub mod schemas;
 pub mod serde;

@@ -1,14 +1,16 @@
 //! Type-specific schema handling behind one interface: validate a schema text (with the
 //! texts of the schemas it references), give it a stable identity, and check compatibility
-//! between two versions. Avro is complete; JSON Schema and Protobuf are refused for now.
+//! between two versions. Avro and JSON Schema are served; Protobuf is refused for now.
 
 use crate::avro;
 use crate::error::{RegistryError, Result};
+use crate::json_schema;
 use crate::model::SchemaType;
 
 /// A schema that passed validation.
 pub enum Parsed {
     Avro(avro::ParsedAvro),
+    Json(json_schema::ParsedJson),
 }
 
 /// Validates `text` of `schema_type`; `references` are the referenced schema texts,
@@ -18,7 +20,10 @@ pub fn parse(schema_type: SchemaType, text: &str, references: &[String]) -> Resu
         SchemaType::Avro => avro::parse(text, references)
             .map(Parsed::Avro)
             .map_err(|e| RegistryError::InvalidSchema(format!("{text}, details: {e}"))),
-        SchemaType::Json | SchemaType::Protobuf => Err(RegistryError::UnsupportedSchemaType(
+        SchemaType::Json => json_schema::parse(text)
+            .map(Parsed::Json)
+            .map_err(|e| RegistryError::InvalidSchema(format!("{text}, details: {e}"))),
+        SchemaType::Protobuf => Err(RegistryError::UnsupportedSchemaType(
             schema_type.name().to_owned(),
         )),
     }
@@ -72,6 +77,11 @@ fn minify_json(text: &str) -> String {
 pub fn incompatibilities(writer: &Parsed, reader: &Parsed) -> Vec<String> {
     match (writer, reader) {
         (Parsed::Avro(w), Parsed::Avro(r)) => avro::incompatibilities(w, r),
+        (Parsed::Json(w), Parsed::Json(r)) => json_schema::incompatibilities(w, r),
+        _ => vec![
+            "{errorType:'TYPE_MISMATCH', description:'the schema type changed', location:'/'}"
+                .into(),
+        ],
     }
 }
 

@@ -136,6 +136,18 @@ impl RegistryClient {
 
     /// Registers (or finds) `schema` under `subject`; cached.
     pub async fn register(&self, subject: &str, schema: &str, normalize: bool) -> Result<i32> {
+        self.register_typed(subject, schema, "AVRO", normalize)
+            .await
+    }
+
+    /// Like [`RegistryClient::register`] for a schema of `schema_type` (AVRO, JSON).
+    pub async fn register_typed(
+        &self,
+        subject: &str,
+        schema: &str,
+        schema_type: &str,
+        normalize: bool,
+    ) -> Result<i32> {
         let key = (subject.to_owned(), schema.to_owned());
         if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(*id);
@@ -144,7 +156,7 @@ impl RegistryClient {
             .call(
                 Method::POST,
                 &format!("/subjects/{}/versions?normalize={normalize}", seg(subject)),
-                Some(json!({ "schema": schema })),
+                Some(json!({ "schema": schema, "schemaType": schema_type })),
             )
             .await?;
         let id = v["id"]
@@ -160,6 +172,17 @@ impl RegistryClient {
 
     /// The id `schema` has under `subject`, without registering it; cached.
     pub async fn lookup(&self, subject: &str, schema: &str, normalize: bool) -> Result<i32> {
+        self.lookup_typed(subject, schema, "AVRO", normalize).await
+    }
+
+    /// Like [`RegistryClient::lookup`] for a schema of `schema_type`.
+    pub async fn lookup_typed(
+        &self,
+        subject: &str,
+        schema: &str,
+        schema_type: &str,
+        normalize: bool,
+    ) -> Result<i32> {
         let key = (subject.to_owned(), schema.to_owned());
         if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(*id);
@@ -168,7 +191,7 @@ impl RegistryClient {
             .call(
                 Method::POST,
                 &format!("/subjects/{}?normalize={normalize}", seg(subject)),
-                Some(json!({ "schema": schema })),
+                Some(json!({ "schema": schema, "schemaType": schema_type })),
             )
             .await?;
         let id = v["id"]
@@ -207,6 +230,19 @@ impl RegistryClient {
             .unwrap_or_else(|p| p.into_inner())
             .insert(subject.to_owned(), fetched.clone());
         Ok(fetched)
+    }
+
+    /// The type (AVRO, JSON, ...) and text of schema `id`, uncached.
+    pub async fn schema_text_by_id(&self, id: i32) -> Result<(String, String)> {
+        let v = self
+            .call(Method::GET, &format!("/schemas/ids/{id}"), None)
+            .await?;
+        let schema_type = v
+            .get("schemaType")
+            .and_then(Value::as_str)
+            .unwrap_or("AVRO")
+            .to_owned();
+        Ok((schema_type, v["schema"].as_str().unwrap_or("").to_owned()))
     }
 
     /// The schema with `id`, with its references resolved; cached.
@@ -424,7 +460,8 @@ pub fn encode(id: i32, parsed: &ParsedAvro, value: AvroValue) -> Result<Vec<u8>>
         })?;
     let body = GenericDatumWriter::builder(&parsed.schema)
         .schemata(schemata)
-        .and_then(|b| b.build())
+        // `resolve_schemata` above has validated the value against the schema.
+        .and_then(|b| b.validate(false).build())
         .and_then(|w| w.write_value_to_vec(resolved))
         .map_err(|e| SerdeError::Encode {
             id,
@@ -480,6 +517,121 @@ pub fn decode(parsed: &ParsedAvro, payload: &mut &[u8]) -> Result<AvroValue> {
         .and_then(|b| b.build())
         .and_then(|r| r.read_value(payload))
         .map_err(|e| SerdeError::Decode(e.to_string()))
+}
+
+/// JSON Schema values in Confluent's framing: magic byte, schema id, the JSON document.
+/// Values are not validated against the schema here (the Confluent serializer does that
+/// with a JSON Schema validator; this crate has none).
+pub struct JsonSchemaSerializer {
+    client: Arc<RegistryClient>,
+    schema: String,
+    config: SerializerConfig,
+    ids: Mutex<HashMap<String, i32>>,
+}
+
+impl JsonSchemaSerializer {
+    pub fn new(
+        client: Arc<RegistryClient>,
+        schema: &str,
+        config: SerializerConfig,
+    ) -> Result<JsonSchemaSerializer> {
+        crate::json_schema::parse(schema).map_err(SerdeError::Schema)?;
+        if config.strategy != SubjectNameStrategy::TopicName || config.use_latest_version {
+            return Err(SerdeError::Config(
+                "the JSON Schema serializer supports the TopicName strategy with a given schema"
+                    .into(),
+            ));
+        }
+        Ok(JsonSchemaSerializer {
+            client,
+            schema: schema.to_owned(),
+            config,
+            ids: Mutex::default(),
+        })
+    }
+
+    pub async fn serialize_json(&self, topic: &str, value: &Value) -> Result<Vec<u8>> {
+        let cached = self
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+            .copied();
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                let subject = format!(
+                    "{topic}-{}",
+                    if self.config.is_key { "key" } else { "value" }
+                );
+                let id = if self.config.auto_register {
+                    self.client
+                        .register_typed(&subject, &self.schema, "JSON", self.config.normalize)
+                        .await?
+                } else {
+                    self.client
+                        .lookup_typed(&subject, &self.schema, "JSON", self.config.normalize)
+                        .await?
+                };
+                self.ids
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(topic.to_owned(), id);
+                id
+            }
+        };
+        let mut out = vec![MAGIC];
+        out.extend_from_slice(&id.to_be_bytes());
+        serde_json::to_writer(&mut out, value).map_err(|e| SerdeError::Encode {
+            id,
+            reason: e.to_string(),
+        })?;
+        Ok(out)
+    }
+}
+
+/// Reads JSON Schema framed values: checks the id names a JSON schema (once per id) and
+/// returns the document.
+pub struct JsonSchemaDeserializer {
+    client: Arc<RegistryClient>,
+    known: Mutex<HashMap<i32, bool>>,
+}
+
+impl JsonSchemaDeserializer {
+    pub fn new(client: Arc<RegistryClient>) -> JsonSchemaDeserializer {
+        JsonSchemaDeserializer {
+            client,
+            known: Mutex::default(),
+        }
+    }
+
+    pub async fn deserialize_json(&self, bytes: &[u8]) -> Result<Value> {
+        let (id, payload) = split_frame(bytes)?;
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        let is_json = match known {
+            Some(k) => k,
+            None => {
+                let (schema_type, _) = self.client.schema_text_by_id(id).await?;
+                let is_json = schema_type == "JSON";
+                self.known
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, is_json);
+                is_json
+            }
+        };
+        if !is_json {
+            return Err(SerdeError::Decode(format!(
+                "schema {id} is not a JSON Schema"
+            )));
+        }
+        serde_json::from_slice(payload).map_err(|e| SerdeError::Decode(e.to_string()))
+    }
 }
 
 #[cfg(test)]
