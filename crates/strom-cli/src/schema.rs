@@ -278,7 +278,7 @@ fn check_format(args: &ValueFormatArgs) -> Result<Format> {
 
 /// Encodes JSON lines through the registry (produce).
 pub(crate) enum ValueEncoder {
-    Avro(strom_registry::serde::AvroSerializer),
+    Avro(Box<strom_registry::serde::AvroSerializer>),
     Json(strom_registry::serde::JsonSchemaSerializer),
 }
 
@@ -298,10 +298,10 @@ impl ValueEncoder {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let client = strom_registry::serde::RegistryClient::new(&args.schema_registry);
         let encoder = match format {
-            Format::Avro => ValueEncoder::Avro(
+            Format::Avro => ValueEncoder::Avro(Box::new(
                 strom_registry::serde::AvroSerializer::new(client, Some(&text), Default::default())
                     .with_context(|| format!("{}", path.display()))?,
-            ),
+            )),
             _ => ValueEncoder::Json(
                 strom_registry::serde::JsonSchemaSerializer::new(client, &text, Default::default())
                     .with_context(|| format!("{}", path.display()))?,

@@ -250,26 +250,22 @@ impl Checker<'_> {
     }
 
     fn same_kind(&mut self, writer: &Schema, reader: &Schema, k: Kind, path: &str) {
-        match k {
-            Kind::Record | Kind::Enum | Kind::Fixed => {
-                if !Self::names_match(writer, reader) {
-                    let (w, r) = (
-                        named(writer).map(|n| n.0.fullname(None)),
-                        named(reader).map(|n| n.0.fullname(None)),
-                    );
-                    self.fail(
-                        "NAME_MISMATCH",
-                        &format!("{path}name"),
-                        format!(
-                            "The name of the schema has changed (path '{path}name'): expected {}, found {}",
-                            w.unwrap_or_default(),
-                            r.unwrap_or_default()
-                        ),
-                    );
-                    return;
-                }
-            }
-            _ => {}
+        let named_kind = matches!(k, Kind::Record | Kind::Enum | Kind::Fixed);
+        if named_kind && !Self::names_match(writer, reader) {
+            let (w, r) = (
+                named(writer).map(|n| n.0.fullname(None)),
+                named(reader).map(|n| n.0.fullname(None)),
+            );
+            self.fail(
+                "NAME_MISMATCH",
+                &format!("{path}name"),
+                format!(
+                    "The name of the schema has changed (path '{path}name'): expected {}, found {}",
+                    w.unwrap_or_default(),
+                    r.unwrap_or_default()
+                ),
+            );
+            return;
         }
         match (writer, reader) {
             (Schema::Array(w), Schema::Array(r)) => {

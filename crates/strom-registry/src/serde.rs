@@ -335,6 +335,9 @@ impl Default for SerializerConfig {
     }
 }
 
+/// A topic's schema id, and the schema itself when it came from the registry (latest).
+type Resolved = (i32, Option<Arc<FetchedSchema>>);
+
 /// Encodes values with one Avro schema (or the subject's latest) into Confluent framing.
 pub struct AvroSerializer {
     client: Arc<RegistryClient>,
@@ -343,7 +346,7 @@ pub struct AvroSerializer {
     schema: Option<(String, ParsedAvro)>,
     config: SerializerConfig,
     /// Per topic: the subject's id and schema once resolved.
-    resolved: Mutex<HashMap<String, (i32, Option<Arc<FetchedSchema>>)>>,
+    resolved: Mutex<HashMap<String, Resolved>>,
 }
 
 impl AvroSerializer {
@@ -373,7 +376,7 @@ impl AvroSerializer {
     }
 
     /// The schema id for `topic`, asking the registry the first time only.
-    async fn id_for(&self, topic: &str) -> Result<(i32, Option<Arc<FetchedSchema>>)> {
+    async fn id_for(&self, topic: &str) -> Result<Resolved> {
         if let Some(r) = self
             .resolved
             .lock()
