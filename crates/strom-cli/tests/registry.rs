@@ -870,3 +870,54 @@ fn json_schema_with_confluent_python_serdes_and_strom_consume() {
         42201,
     );
 }
+
+#[test]
+fn a_fenced_former_primary_cannot_write() {
+    use std::sync::{Arc, RwLock};
+    use strom_registry::model::{SchemaType, SchemaValue, StoreRecord};
+    use strom_registry::state::State;
+    use strom_registry::store::Store;
+
+    let server = common::Server::start(&[]);
+    let bootstrap = server.bootstrap();
+    let record = |subject: &str, id: i32| StoreRecord::Schema {
+        subject: subject.into(),
+        version: 1,
+        value: Some(SchemaValue {
+            subject: subject.into(),
+            version: 1,
+            id,
+            schema_type: SchemaType::Avro,
+            references: vec![],
+            schema: "\"long\"".into(),
+            deleted: false,
+        }),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let state_a = Arc::new(RwLock::new(State::default()));
+        let state_b = Arc::new(RwLock::new(State::default()));
+        let a = Store::open(&bootstrap, "_schemas", "sr-primary", state_a.clone())
+            .await
+            .unwrap();
+        a.append(record("first", 1)).await.unwrap();
+        // B becomes the writer: its InitProducerId fences A.
+        let b = Store::open(&bootstrap, "_schemas", "sr-primary", state_b.clone())
+            .await
+            .unwrap();
+        b.append(record("second", 2)).await.unwrap();
+        let err = a.append(record("zombie", 2)).await.unwrap_err();
+        assert!(err.to_string().contains("_schemas"), "{err}");
+        b.read_to_end().await.unwrap();
+        a.read_to_end().await.unwrap();
+        for st in [&state_a, &state_b] {
+            let st = st.read().unwrap();
+            let subjects: Vec<&String> = st.subjects(false).collect();
+            assert_eq!(
+                subjects,
+                ["first", "second"],
+                "the zombie's write is not visible"
+            );
+        }
+    });
+}

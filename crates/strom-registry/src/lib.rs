@@ -63,7 +63,14 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| config.listener.trim_end_matches('/').to_owned());
     let state = Arc::new(RwLock::new(state::State::default()));
-    let store = store::Store::open(&config.bootstrap, &config.topic, state.clone()).await?;
+    let transactional_id = format!("{}-primary", config.group_id);
+    let store = store::Store::open(
+        &config.bootstrap,
+        &config.topic,
+        &transactional_id,
+        state.clone(),
+    )
+    .await?;
     let election = election::Election::start(
         &config.bootstrap,
         &config.topic,

@@ -1,7 +1,13 @@
 //! The `_schemas` topic as the registry's log: one compacted partition, written by the
-//! primary with an idempotent acks=all producer and tailed by every instance, which applies
-//! each record to its [`State`]. A write completes once this instance has read it back, so a
-//! request that wrote sees its own write.
+//! primary and tailed (read_committed) by every instance, which applies each record to its
+//! [`State`]. A write completes once this instance has read it back, so a request that wrote
+//! sees its own write.
+//!
+//! The primary writes through a transactional producer whose `transactional.id` is the same
+//! for every instance of the registry group: a new primary's InitProducerId fences the old
+//! one, so a primary that lost its role but does not know it yet (a zombie) cannot append
+//! another id behind the new primary's back; its open transaction is aborted, and readers
+//! never see it.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -25,7 +31,10 @@ pub struct Store {
     /// for writes, so nothing registered is lost or renumbered behind the registry's back.
     topic_id: String,
     admin: Admin,
-    producer: Producer,
+    bootstrap: String,
+    transactional_id: String,
+    /// The primary's transactional producer, made on its first write; dropped when fenced.
+    writer: tokio::sync::Mutex<Option<Producer>>,
     /// The next offset the reader will apply (all offsets below it are in the state).
     applied: watch::Receiver<i64>,
     reader: tokio::task::JoinHandle<()>,
@@ -44,20 +53,22 @@ fn storage(e: impl std::fmt::Display) -> RegistryError {
 impl Store {
     /// Creates the topic if it is missing (compacted, one partition, replication up to 3),
     /// starts tailing it into `state` and returns once everything already in it is applied.
-    pub async fn open(bootstrap: &str, topic: &str, state: Arc<RwLock<State>>) -> Result<Store> {
+    pub async fn open(
+        bootstrap: &str,
+        topic: &str,
+        transactional_id: &str,
+        state: Arc<RwLock<State>>,
+    ) -> Result<Store> {
         let admin = Admin::new(ClientConfig::new(bootstrap))
             .await
             .map_err(|e| storage(format!("cannot reach the cluster at {bootstrap}: {e}")))?;
         ensure_topic(&admin, topic).await?;
         let topic_id = current_topic_id(&admin, topic).await?;
-        let mut pc = ProducerConfig::new(bootstrap);
-        pc.set("acks", "all").map_err(storage)?;
-        pc.set("linger.ms", "0").map_err(storage)?;
-        pc.set("client.id", "schema-registry").map_err(storage)?;
-        let producer = Producer::new(pc).await.map_err(storage)?;
         let mut cc = ConsumerConfig::new(bootstrap);
         cc.set("auto.offset.reset", "earliest").map_err(storage)?;
         cc.set("fetch.max.wait.ms", "100").map_err(storage)?;
+        cc.set("isolation.level", "read_committed")
+            .map_err(storage)?;
         cc.set("client.id", "schema-registry-reader")
             .map_err(storage)?;
         let mut consumer = Consumer::new(cc).await.map_err(storage)?;
@@ -68,7 +79,9 @@ impl Store {
             topic: topic.to_owned(),
             topic_id,
             admin,
-            producer,
+            bootstrap: bootstrap.to_owned(),
+            transactional_id: transactional_id.to_owned(),
+            writer: tokio::sync::Mutex::new(None),
             applied,
             reader,
         };
@@ -91,10 +104,12 @@ impl Store {
             )));
         }
         let tp = TopicPartition::new(&self.topic, 0);
+        // The last stable offset: a zombie's open transaction holds it back until the
+        // coordinator aborts it, and nothing past it is readable anyway.
         let ends = self
-            .producer
+            .admin
             .client()
-            .list_offsets(&[(tp.clone(), LATEST)], 0)
+            .list_offsets(&[(tp.clone(), LATEST)], 1)
             .await
             .map_err(|e| storage(format!("cannot read the end of {}: {e}", self.topic)))?;
         let end = ends.get(&tp).map(|(o, _)| *o).unwrap_or(0);
@@ -116,21 +131,60 @@ impl Store {
         Ok(())
     }
 
-    /// Appends `record` and waits until this instance has applied it.
+    /// Appends `record` in a transaction of its own and waits until this instance has
+    /// applied it.
     pub async fn append(&self, record: StoreRecord) -> Result<()> {
         let (key, value) = record.encode();
         let mut rec = ProducerRecord::new(&self.topic).partition(0).key(key);
         rec.value = value.map(Into::into);
-        let delivery = self
-            .producer
-            .send(rec)
-            .await
-            .map_err(|e| storage(format!("cannot write to {}: {e}", self.topic)))?;
-        let meta = delivery
-            .await
-            .map_err(|e| storage(format!("cannot write to {}: {e}", self.topic)))?;
-        self.wait_applied(meta.offset + 1).await
+        let mut writer = self.writer.lock().await;
+        if writer.is_none() {
+            *writer = Some(self.new_writer().await?);
+        }
+        let Some(producer) = writer.as_ref() else {
+            unreachable!("the writer was just set");
+        };
+        match write_one(producer, rec).await {
+            Ok(offset) => {
+                drop(writer);
+                self.wait_applied(offset + 1).await
+            }
+            Err(e) => {
+                // Fenced (another instance is primary now) or broken: start over next time.
+                if let Some(p) = writer.take() {
+                    let _ = p.abort_transaction().await;
+                    p.close().await;
+                }
+                Err(storage(format!("cannot write to {}: {e}", self.topic)))
+            }
+        }
     }
+
+    async fn new_writer(&self) -> Result<Producer> {
+        let mut pc = ProducerConfig::new(&self.bootstrap);
+        for (k, v) in [
+            ("acks", "all"),
+            ("linger.ms", "0"),
+            ("client.id", "schema-registry"),
+            ("transactional.id", self.transactional_id.as_str()),
+        ] {
+            pc.set(k, v).map_err(storage)?;
+        }
+        let producer = Producer::new(pc).await.map_err(storage)?;
+        producer
+            .init_transactions()
+            .await
+            .map_err(|e| storage(format!("cannot become the writer of {}: {e}", self.topic)))?;
+        Ok(producer)
+    }
+}
+
+/// One record in one transaction; its offset once committed.
+async fn write_one(producer: &Producer, rec: ProducerRecord) -> strom_client::Result<i64> {
+    producer.begin_transaction()?;
+    let delivery = producer.send(rec).await?;
+    producer.commit_transaction().await?;
+    Ok(delivery.await?.offset)
 }
 
 /// The id of the storage topic now; an error naming the topic when it is gone.
