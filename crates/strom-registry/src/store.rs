@@ -22,6 +22,10 @@ use crate::error::{RegistryError, Result};
 use crate::model::StoreRecord;
 use crate::state::State;
 
+/// How long one poll of the tail waits: short, because a write waits for the tail to pass
+/// its record (under read_committed a poll can end empty when only the commit marker came).
+const TAIL_POLL: Duration = Duration::from_millis(20);
+
 /// How long a write or a read-to-end waits for this instance to catch up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -243,7 +247,7 @@ async fn ensure_topic(admin: &Admin, topic: &str) -> Result<()> {
 async fn tail(mut consumer: Consumer, state: Arc<RwLock<State>>, applied: watch::Sender<i64>) {
     let tp = consumer.assignment().into_iter().next();
     loop {
-        match consumer.poll(Duration::from_millis(500)).await {
+        match consumer.poll(TAIL_POLL).await {
             Ok(records) => {
                 if !records.is_empty() {
                     let mut st = state.write().unwrap_or_else(|p| p.into_inner());
