@@ -921,3 +921,44 @@ fn a_fenced_former_primary_cannot_write() {
         }
     });
 }
+
+#[test]
+fn import_mode_keeps_given_ids_and_versions() {
+    let (_server, url) = server_with_registry();
+    let u = url.as_str();
+    let mut schema = record("Imported", json!([{"name": "a", "type": "int"}]));
+    schema["id"] = json!(1000);
+    schema["version"] = json!(5);
+    // Not in IMPORT mode: choosing the id is refused.
+    assert_error(
+        post(u, "/subjects/imp/versions", schema.clone()),
+        422,
+        42205,
+    );
+    assert_eq!(
+        put(u, "/mode/imp", json!({"mode": "IMPORT"})),
+        (200, json!({"mode": "IMPORT"}))
+    );
+    assert_eq!(
+        post(u, "/subjects/imp/versions", schema.clone()),
+        (200, json!({"id": 1000}))
+    );
+    assert_eq!(get(u, "/subjects/imp/versions/5").1["id"], json!(1000));
+    assert_eq!(get(u, "/schemas/ids/1000").0, 200);
+    // Another schema may not take an imported id.
+    let mut clash = record("Other", json!([]));
+    clash["id"] = json!(1000);
+    assert_error(post(u, "/subjects/imp/versions", clash), 422, 42205);
+    // Ids handed out afterwards continue above the imported one.
+    assert_eq!(delete(u, "/mode/imp").0, 200);
+    let (_, v) = post(
+        u,
+        "/subjects/after-import/versions",
+        record("After", json!([])),
+    );
+    assert_eq!(v["id"], json!(1001));
+    // The registry-wide switch to IMPORT needs an empty registry unless forced.
+    assert_error(put(u, "/mode", json!({"mode": "IMPORT"})), 422, 42205);
+    assert_eq!(put(u, "/mode?force=true", json!({"mode": "IMPORT"})).0, 200);
+    assert_eq!(get(u, "/mode").1, json!({"mode": "IMPORT"}));
+}
