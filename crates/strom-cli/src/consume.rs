@@ -46,6 +46,8 @@ pub(crate) struct ConsumeArgs {
     /// %h headers, \n and \t; e.g. --format '%p:%o %k=%v\n'.
     #[arg(long)]
     format: Option<String>,
+    #[command(flatten)]
+    value_format: crate::schema::ValueFormatArgs,
 }
 
 pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
@@ -62,6 +64,7 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
         for (k, v) in args.conn.pairs()? {
             config.set(&k, &v)?;
         }
+        let decoder = crate::schema::ValueDecoder::new(&args.value_format)?;
         let mut consumer = Consumer::new(config).await?;
         match &args.group {
             Some(_) => consumer.subscribe(&[args.topic.as_str()], None)?,
@@ -91,6 +94,14 @@ pub(crate) fn run(args: ConsumeArgs) -> Result<()> {
                     consumer.seek(&tp, r.offset)?;
                     continue;
                 }
+                let decoded;
+                let r = match &decoder {
+                    Some(d) => {
+                        decoded = d.decode(r).await?;
+                        &decoded
+                    }
+                    None => r,
+                };
                 if write_record(&mut out, r, &args).is_err() {
                     break 'poll; // stdout closed (e.g. piped into head)
                 }

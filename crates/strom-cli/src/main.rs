@@ -14,6 +14,8 @@ mod group;
 mod output;
 mod perf;
 mod produce;
+mod registry;
+mod schema;
 mod server;
 mod topic;
 
@@ -50,6 +52,10 @@ enum Command {
     Config(config_cmd::ConfigArgs),
     /// Producer and consumer benchmarks (like kafka-*-perf-test).
     Perf(perf::PerfArgs),
+    /// Run a Confluent-compatible Schema Registry against a cluster.
+    Registry(registry::RegistryArgs),
+    /// Register, show, list, delete and check schemas in a Schema Registry.
+    Schema(schema::SchemaArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -84,6 +90,8 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => group::run(args),
         Command::Config(args) => config_cmd::run(args),
         Command::Perf(args) => perf::run(args),
+        Command::Registry(args) => registry::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

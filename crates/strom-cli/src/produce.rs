@@ -36,6 +36,8 @@ pub(crate) struct ProduceArgs {
     /// Compression codec: none, gzip, snappy, lz4, zstd.
     #[arg(long = "compression", default_value = "none")]
     compression: String,
+    #[command(flatten)]
+    format: crate::schema::ValueFormatArgs,
 }
 
 pub(crate) fn run(args: ProduceArgs) -> Result<()> {
@@ -60,6 +62,7 @@ pub(crate) fn run(args: ProduceArgs) -> Result<()> {
             )),
             None => Box::new(std::io::BufReader::new(std::io::stdin())),
         };
+        let encoder = crate::schema::ValueEncoder::new(&args.format)?;
         let producer = Producer::new(config).await?;
         let progress = std::io::stderr().is_terminal();
         let started = Instant::now();
@@ -76,6 +79,10 @@ pub(crate) fn run(args: ProduceArgs) -> Result<()> {
             {
                 Some((k, v)) => rec = rec.key(k.to_owned()).value(v.to_owned()),
                 None => rec = rec.value(line),
+            }
+            if let (Some(enc), Some(v)) = (&encoder, &rec.value) {
+                let text = String::from_utf8_lossy(v).into_owned();
+                rec.value = Some(enc.encode(&args.topic, &text).await?.into());
             }
             rec.partition = args.partition;
             rec.headers = headers.clone();

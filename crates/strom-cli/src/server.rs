@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::ServerArgs;
 
-pub(crate) fn run(args: ServerArgs) -> Result<()> {
+pub(crate) fn run(mut args: ServerArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("STROM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -16,9 +16,14 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let registry = crate::registry::embedded_config(&mut args)?;
     let (config, warnings) = BrokerConfig::load(args.config.as_deref(), &args.overrides)
         .context("invalid configuration")?;
-    for warning in warnings {
+    // schema.registry.* keys are the embedded registry's (read above), not unknown.
+    for warning in warnings
+        .into_iter()
+        .filter(|w| !w.contains("'schema.registry."))
+    {
         tracing::warn!("{warning}");
     }
     // Every segment keeps its files open: raise the soft limit on open files to the hard one,
@@ -35,7 +40,7 @@ pub(crate) fn run(args: ServerArgs) -> Result<()> {
         .thread_name("strom")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, registry))
 }
 
 /// File descriptors kept for log segments, indexes and the metadata log when judging
@@ -55,7 +60,7 @@ fn warn_if_fds_short(config: &BrokerConfig, limit: u64) {
     }
 }
 
-async fn serve(config: BrokerConfig) -> Result<()> {
+async fn serve(config: BrokerConfig, registry: Option<(String, Option<String>)>) -> Result<()> {
     use strom_broker::config::ProcessRole;
     if !config.has_role(ProcessRole::Broker) {
         strom_broker::controller_node::run(config, shutdown_signal()).await?;
@@ -70,11 +75,12 @@ async fn serve(config: BrokerConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
+    crate::registry::spawn_embedded(registry, &bind);
     strom_broker::run(broker, listener, shutdown_signal()).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
