@@ -21,7 +21,7 @@ use strom_metadata::quorum::{
 };
 use strom_metadata::{ConfigResource, MetadataImage, MetadataRecord};
 
-const DEFAULT_SEEDS: u64 = 120;
+const DEFAULT_SEEDS: u64 = 1000;
 const STEPS: usize = 300;
 
 thread_local! {
