@@ -87,7 +87,9 @@ impl std::fmt::Debug for QuorumNode {
 }
 
 /// The voters of `controller.quorum.voters` as node id -> `host:port`.
-fn voter_addrs(voters: &[QuorumVoter]) -> Result<BTreeMap<QuorumNodeId, String>, QuorumStartError> {
+pub(crate) fn voter_addrs(
+    voters: &[QuorumVoter],
+) -> Result<BTreeMap<QuorumNodeId, String>, QuorumStartError> {
     let mut addrs = BTreeMap::new();
     for v in voters {
         let id = QuorumNodeId::try_from(v.node_id).map_err(|_| QuorumStartError::Voters {

@@ -7,7 +7,6 @@
 //! a cost that grows with the cluster's size per change; deltas come with the publisher ring
 //! the replication work needs.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,18 +50,7 @@ impl MetadataObserver {
         voters: &[QuorumVoter],
         transport: TcpTransportConfig,
     ) -> Result<MetadataObserver, QuorumStartError> {
-        let mut addrs = BTreeMap::new();
-        for v in voters {
-            let id = QuorumNodeId::try_from(v.node_id).map_err(|_| QuorumStartError::Voters {
-                reason: format!("voter id {} is negative", v.node_id),
-            })?;
-            let addr = if v.host.contains(':') {
-                format!("[{}]:{}", v.host, v.port)
-            } else {
-                format!("{}:{}", v.host, v.port)
-            };
-            addrs.insert(id, addr);
-        }
+        let addrs = super::node::voter_addrs(voters)?;
         if addrs.contains_key(&node_id) {
             return Err(QuorumStartError::Voters {
                 reason: format!(
