@@ -148,26 +148,8 @@ impl RegistryClient {
         schema_type: &str,
         normalize: bool,
     ) -> Result<i32> {
-        let key = (subject.to_owned(), schema.to_owned());
-        if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(*id);
-        }
-        let v = self
-            .call(
-                Method::POST,
-                &format!("/subjects/{}/versions?normalize={normalize}", seg(subject)),
-                Some(json!({ "schema": schema, "schemaType": schema_type })),
-            )
-            .await?;
-        let id = v["id"]
-            .as_i64()
-            .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))?
-            as i32;
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, id);
-        Ok(id)
+        let path = format!("/subjects/{}/versions?normalize={normalize}", seg(subject));
+        self.cached_id(&path, subject, schema, schema_type).await
     }
 
     /// The id `schema` has under `subject`, without registering it; cached.
@@ -183,6 +165,19 @@ impl RegistryClient {
         schema_type: &str,
         normalize: bool,
     ) -> Result<i32> {
+        let path = format!("/subjects/{}?normalize={normalize}", seg(subject));
+        self.cached_id(&path, subject, schema, schema_type).await
+    }
+
+    /// The id of `schema` under `subject` from the cache, else from POSTing it to `path`
+    /// (register and lookup answer with the same `{"id": ...}`).
+    async fn cached_id(
+        &self,
+        path: &str,
+        subject: &str,
+        schema: &str,
+        schema_type: &str,
+    ) -> Result<i32> {
         let key = (subject.to_owned(), schema.to_owned());
         if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(*id);
@@ -190,7 +185,7 @@ impl RegistryClient {
         let v = self
             .call(
                 Method::POST,
-                &format!("/subjects/{}?normalize={normalize}", seg(subject)),
+                path,
                 Some(json!({ "schema": schema, "schemaType": schema_type })),
             )
             .await?;
