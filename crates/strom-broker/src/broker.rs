@@ -74,27 +74,14 @@ impl Broker {
             dir_locks.push(lock_data_dir(root)?);
         }
         let (mut controller, metadata) = crate::cluster::open_metadata(&config)?;
-        let advertised = config
-            .advertised_client_listener()
-            .cloned()
-            .ok_or_else(|| {
-                ServerError::Startup(
-                    "no client listener configured (listeners=PLAINTEXT://host:port)".into(),
-                )
-            })?;
-        let host = if advertised.host.is_empty() {
-            "127.0.0.1".to_owned()
-        } else {
-            advertised.host.clone()
-        };
+        let (host, port) = crate::cluster::registration_endpoint(&config).ok_or_else(|| {
+            ServerError::Startup(
+                "no client listener configured (listeners=PLAINTEXT://host:port)".into(),
+            )
+        })?;
         if let (false, Some(controller)) = (config.is_quorum_over_network(), controller.as_mut()) {
             controller
-                .register_broker(
-                    config.node_id(),
-                    &host,
-                    advertised.port,
-                    config.broker_rack(),
-                )
+                .register_broker(config.node_id(), &host, port, config.broker_rack())
                 .map_err(|e| ServerError::Startup(format!("cannot register broker: {e}")))?;
         }
         let image = metadata.image().1;
@@ -130,7 +117,7 @@ impl Broker {
                 broker.metadata.as_ref(),
                 &broker.config,
                 &host,
-                advertised.port,
+                port,
                 broker.controller.is_some(),
                 |op| broker.execute_locally(op),
             )?;
@@ -199,18 +186,8 @@ impl Broker {
                 tracing::warn!(
                     "the active controller does not know this broker; registering again"
                 );
-                if let Some(l) = self.config.advertised_client_listener().cloned() {
-                    let host = if l.host.is_empty() {
-                        "127.0.0.1".to_owned()
-                    } else {
-                        l.host
-                    };
-                    let op = ControllerOp::RegisterBroker {
-                        broker_id,
-                        host,
-                        port: l.port,
-                        rack: self.config.broker_rack().map(str::to_string),
-                    };
+                if let Some((host, port)) = crate::cluster::registration_endpoint(&self.config) {
+                    let op = crate::cluster::register_op(&self.config, &host, port);
                     if let Err(e) = self.controller_op(op).into_done() {
                         tracing::warn!(error = %e, "registering again failed");
                     }

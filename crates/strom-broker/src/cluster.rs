@@ -152,6 +152,28 @@ fn wait_applied(quorum: &dyn MetadataNode, offset: Option<u64>) {
     }
 }
 
+/// The client endpoint this broker registers: its advertised client listener, with an empty
+/// (all interfaces) host advertised as 127.0.0.1.
+pub(crate) fn registration_endpoint(config: &BrokerConfig) -> Option<(String, u16)> {
+    let l = config.advertised_client_listener()?;
+    let host = if l.host.is_empty() {
+        "127.0.0.1".to_owned()
+    } else {
+        l.host.clone()
+    };
+    Some((host, l.port))
+}
+
+/// BrokerRegistration of this broker at `host:port`, with its rack.
+pub(crate) fn register_op(config: &BrokerConfig, host: &str, port: u16) -> ControllerOp {
+    ControllerOp::RegisterBroker {
+        broker_id: config.node_id(),
+        host: host.to_string(),
+        port,
+        rack: config.broker_rack().map(str::to_string),
+    }
+}
+
 /// Registers this broker with the active controller, retrying until a quorum answers, and
 /// waits until the local image shows the registration (so this node has caught up with the
 /// metadata log before it serves clients).
@@ -164,12 +186,7 @@ pub(crate) fn register(
     local: impl Fn(ControllerOp) -> ControllerOpResult,
 ) -> Result<Arc<MetadataImage>, ServerError> {
     let broker_id = config.node_id();
-    let op = ControllerOp::RegisterBroker {
-        broker_id,
-        host: host.to_string(),
-        port,
-        rack: config.broker_rack().map(str::to_string),
-    };
+    let op = register_op(config, host, port);
     let start = Instant::now();
     let mut last_log = Instant::now();
     loop {

@@ -134,19 +134,13 @@ fn start(args: StartArgs) -> Result<()> {
     Ok(())
 }
 
+/// Blocks until Ctrl-C or SIGTERM, as `strom server` waits for them.
 fn wait_for_ctrl_c() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a signal runtime");
-    runtime.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-    });
+        .expect("a signal runtime")
+        .block_on(crate::server::shutdown_signal());
 }
 
 /// SIGTERM to every node (a controlled shutdown each), then waits; SIGKILL after 30 s.

@@ -224,22 +224,9 @@ impl Cluster {
 
     /// SIGTERM, waiting for the exit; returns whether it exited cleanly.
     pub fn stop(&mut self, id: i32) -> bool {
-        let node = self.nodes.get_mut(&id).unwrap();
-        let Some(mut child) = node.child.take() else {
-            return false;
-        };
-        signal(child.id(), "-TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.nodes.get_mut(&id).unwrap().child.take() {
+            Some(child) => super::terminate(child, Duration::from_secs(30)),
+            None => false,
         }
     }
 

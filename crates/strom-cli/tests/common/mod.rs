@@ -141,24 +141,9 @@ impl Server {
 
     /// SIGTERM and wait for a clean exit; returns the exit status success.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return false;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match self.child.take() {
+            Some(child) => terminate(child, Duration::from_secs(20)),
+            None => false,
         }
     }
 
@@ -183,6 +168,27 @@ impl Server {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("a running server").id()
+    }
+}
+
+/// SIGTERM to `child`, then waits up to `timeout` for it to exit (SIGKILL after that);
+/// returns whether it exited successfully.
+pub fn terminate(mut child: Child, timeout: Duration) -> bool {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
