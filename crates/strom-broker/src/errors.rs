@@ -19,6 +19,8 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
         LogError::Closed => ErrorCode::NotLeaderOrFollower,
+        // Only a follower's append meets it: replication out of step, not a client's fault.
+        LogError::OffsetsOutOfOrder { .. } => ErrorCode::UnknownServerError,
         LogError::Io { .. } => ErrorCode::KafkaStorageError,
         LogError::Offline { .. } => ErrorCode::KafkaStorageError,
     }

@@ -37,6 +37,12 @@ pub enum LogError {
         current: i16,
         received: i16,
     },
+    /// A follower was sent a batch below its log end offset (replication out of step).
+    #[error("batch at offset {base_offset} is below the log end offset {expected_at_least}")]
+    OffsetsOutOfOrder {
+        base_offset: i64,
+        expected_at_least: i64,
+    },
     #[error("the log is closed")]
     Closed,
     /// A failed fsync, or a failed write whose rollback failed, left the files in a state

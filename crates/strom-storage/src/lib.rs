@@ -9,6 +9,7 @@
 mod batch_reader;
 mod cleaner;
 mod config;
+mod epoch_cache;
 mod error;
 mod file_slice;
 mod fs;
@@ -17,12 +18,14 @@ mod log;
 mod producer_state;
 mod read;
 mod recovery;
+mod replica;
 mod retention;
 mod segment;
 mod txn_index;
 
 pub use cleaner::{CleanStats, CleanerOptions, SwapStep};
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
+pub use epoch_cache::{UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use error::LogError;
 pub use file_slice::FileSlice;
 pub use fs::{Fault, FaultOp, Fs, FsFile, OpenMode, SimFs, StdFs};

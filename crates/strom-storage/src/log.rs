@@ -12,12 +12,14 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use strom_protocol::record_batch::{
-    set_base_offset, set_log_append_time, validate_batch, validate_records, BatchSplitter,
-    InvalidRecordReason, RecordBatchHeader, TimestampType, Validation, NO_TIMESTAMP,
+    set_base_offset, set_log_append_time, set_partition_leader_epoch, validate_batch,
+    validate_records, BatchSplitter, InvalidRecordReason, RecordBatchHeader, TimestampType,
+    Validation, NO_TIMESTAMP,
 };
 use tracing::debug;
 
 use crate::config::{Clock, LogConfig};
+use crate::epoch_cache::EpochCache;
 use crate::error::{io_err, LogError};
 use crate::fs::{Fs, StdFs};
 use crate::producer_state::{self, ProducerBatch, ProducerEntry, ProducerState, SequenceCheck};
@@ -65,6 +67,11 @@ pub(crate) struct Inner {
     pub pending_snapshots: Vec<(i64, Vec<u8>)>,
     /// Set when an operation failed with an unknown effect on disk: the operation that failed.
     pub offline: Option<&'static str>,
+    /// Where each leader epoch starts (`leader-epoch-checkpoint`).
+    pub epochs: EpochCache,
+    /// The epoch this replica leads in: stamped into every batch `append` writes. `None` on a
+    /// follower (its batches come with the leader's stamps).
+    pub leader_epoch: Option<i32>,
 }
 
 impl Inner {
@@ -140,7 +147,7 @@ impl Inner {
             .retain(|s| live.get(&s.base_offset).is_some_and(|l| Arc::ptr_eq(l, s)));
     }
 
-    fn should_roll(&self, append_len: u64, last_offset: i64, now_ms: i64) -> bool {
+    pub(crate) fn should_roll(&self, append_len: u64, last_offset: i64, now_ms: i64) -> bool {
         let active = self.active();
         let meta = active.meta();
         let c = &self.config;
@@ -227,6 +234,11 @@ impl PartitionLog {
         if !fs.exists(&snapshot) {
             producers.write_snapshot(&*fs, &dir, log_end)?;
         }
+        let mut epochs = EpochCache::load(&*fs, &dir);
+        // Recovery may have cut a torn tail: epochs that started in it never happened.
+        if epochs.truncate_from_end(log_end) {
+            epochs.persist(&*fs, &dir)?;
+        }
         debug!(dir = %dir.display(), log_start_offset, log_end, ?recovery_stats, "opened partition log");
         Ok(Self {
             dir,
@@ -250,6 +262,8 @@ impl PartitionLog {
                 dir_dirty: false,
                 pending_snapshots: Vec::new(),
                 offline: None,
+                epochs,
+                leader_epoch: None,
             }),
         })
     }
@@ -351,6 +365,9 @@ impl PartitionLog {
         for p in &planned {
             let bytes = &mut records[p.pos..p.pos + p.len];
             set_base_offset(bytes, p.base_offset)?;
+            if let Some(epoch) = inner.leader_epoch {
+                set_partition_leader_epoch(bytes, epoch)?;
+            }
             if append_time {
                 set_log_append_time(bytes, now)?;
             }

@@ -112,23 +112,8 @@ impl PartitionLog {
         let now = self.clock.now_ms();
         let first_base = *inner.segments.keys().next().expect("never empty");
         if offset <= inner.log_start_offset || offset <= first_base {
-            let start = offset.max(0);
-            for s in std::mem::take(&mut inner.segments).into_values() {
-                s.delete_files(fs)?;
-            }
-            for o in list_snapshots(fs, &self.dir)? {
-                remove_snapshot(fs, &self.dir, o)?;
-            }
-            // Those not written yet describe the history just dropped too.
-            inner.pending_snapshots.clear();
-            inner
-                .segments
-                .insert(start, Arc::new(Segment::create(fs, &self.dir, start)?));
-            inner.log_start_offset = start;
-            write_log_start(fs, &self.dir, start)?;
-            sync_dir(fs, &self.dir)?;
-            inner.producers = ProducerState::default();
-            inner.txn_index = crate::txn_index::TxnIndex::default();
+            self.reset_locked(inner, offset.max(0))?;
+            return Ok(());
         } else {
             let doomed: Vec<i64> = inner.segments.range(offset..).map(|(b, _)| *b).collect();
             for base in doomed {
@@ -169,6 +154,9 @@ impl PartitionLog {
         }
         inner.forget_deleted_unflushed();
         let end = inner.log_end_offset();
+        if inner.epochs.truncate_from_end(end) {
+            inner.epochs.persist(fs, &self.dir)?;
+        }
         // Snapshots taken at rolls past the new end describe a history that is gone.
         inner.pending_snapshots.retain(|(o, _)| *o <= end);
         inner.flushed_offset = inner.flushed_offset.min(end);
@@ -179,6 +167,38 @@ impl PartitionLog {
             write_recovery_point(fs, &self.dir, active_base)?;
         }
         info!(dir = %self.dir.display(), offset, log_end = end, "truncated log");
+        Ok(())
+    }
+
+    /// Drops every segment and starts an empty log at `start` (truncation below the first
+    /// segment, or a follower reset to its leader's log start).
+    pub(crate) fn reset_locked(&self, inner: &mut Inner, start: i64) -> Result<(), LogError> {
+        let fs = &*self.fs;
+        for s in std::mem::take(&mut inner.segments).into_values() {
+            s.delete_files(fs)?;
+        }
+        for o in list_snapshots(fs, &self.dir)? {
+            remove_snapshot(fs, &self.dir, o)?;
+        }
+        // Those not written yet describe the history just dropped too.
+        inner.pending_snapshots.clear();
+        inner
+            .segments
+            .insert(start, Arc::new(Segment::create(fs, &self.dir, start)?));
+        inner.log_start_offset = start;
+        write_log_start(fs, &self.dir, start)?;
+        sync_dir(fs, &self.dir)?;
+        inner.producers = ProducerState::default();
+        inner.txn_index = crate::txn_index::TxnIndex::default();
+        if inner.epochs.clear() {
+            inner.epochs.persist(fs, &self.dir)?;
+        }
+        inner.forget_deleted_unflushed();
+        inner.flushed_offset = start;
+        inner.unflushed_messages = 0;
+        inner.recovery_point = start;
+        write_recovery_point(fs, &self.dir, start)?;
+        info!(dir = %self.dir.display(), start, "log reset: empty from {start}");
         Ok(())
     }
 }
