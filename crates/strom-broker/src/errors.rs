@@ -41,6 +41,10 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::ClusterIdMismatch { .. } => ErrorCode::InconsistentClusterId,
         ControllerError::TopicDeletionDisabled => ErrorCode::TopicDeletionDisabled,
         ControllerError::NotController { .. } => ErrorCode::NotController,
+        ControllerError::NotLeader { .. } => ErrorCode::NotLeaderOrFollower,
+        ControllerError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        ControllerError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
+        ControllerError::IneligibleReplica { .. } => ErrorCode::IneligibleReplica,
         ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
     }
 }

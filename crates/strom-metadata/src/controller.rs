@@ -6,6 +6,7 @@
 mod brokers;
 mod configs;
 pub mod ops;
+mod partitions;
 pub mod topics;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ use crate::records::MetadataRecord;
 
 pub use configs::AlterConfigOp;
 pub use ops::{ControllerAnswer, ControllerHandler, ControllerOp, ControllerOpResult};
+pub use partitions::AlteredPartition;
 pub use topics::{CreateTopicRequest, CreatedTopic};
 
 /// Producer ids handed to a broker per allocation (KIP-730 blocks, as Kafka).

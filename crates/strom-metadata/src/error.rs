@@ -47,6 +47,18 @@ pub enum ControllerError {
     /// may not have committed. Retriable: the client re-reads metadata and retries.
     #[error("this node is not the active controller (active: {leader:?})")]
     NotController { leader: Option<i32> },
+    /// NOT_LEADER_OR_FOLLOWER: an ISR change from a broker that does not lead the partition.
+    #[error("broker {broker_id} is not the leader (the leader is {leader})")]
+    NotLeader { broker_id: i32, leader: i32 },
+    /// FENCED_LEADER_EPOCH: a request from an older leader epoch.
+    #[error("leader epoch {requested} is fenced (current {current})")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    /// INVALID_UPDATE_VERSION: the partition changed since the requester last saw it.
+    #[error("partition epoch {requested} is stale (current {current})")]
+    InvalidUpdateVersion { requested: i32, current: i32 },
+    /// INELIGIBLE_REPLICA: a proposed ISR member cannot be in the ISR.
+    #[error("replica {replica} is not eligible for the ISR: {reason}")]
+    IneligibleReplica { replica: i32, reason: String },
     /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
     #[error("metadata log: {reason}")]
     Storage { reason: String },

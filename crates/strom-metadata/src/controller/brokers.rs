@@ -6,7 +6,7 @@
 
 use super::Controller;
 use crate::error::ControllerError;
-use crate::image::MetadataImage;
+use crate::image::{MetadataImage, TopicImage};
 use crate::records::MetadataRecord;
 
 impl Controller {
@@ -44,7 +44,7 @@ impl Controller {
             })
             .collect();
         for &broker_id in &stale {
-            let records = fence_records(&self.image, broker_id);
+            let records = fence_records(&self.image, broker_id, &self.unclean_election());
             self.commit(records)?;
             tracing::warn!(
                 broker_id,
@@ -68,7 +68,8 @@ impl Controller {
         if broker.fenced {
             return Ok(());
         }
-        self.commit(fence_records(&self.image, broker_id))?;
+        let unclean = self.unclean_election();
+        self.commit(fence_records(&self.image, broker_id, &unclean))?;
         tracing::info!(
             broker_id,
             "controlled shutdown: broker fenced, leaderships moved"
@@ -77,11 +78,29 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// Whether a topic allows unclean leader election (`unclean.leader.election.enable`, the
+    /// topic's override over the broker default).
+    fn unclean_election(&self) -> impl Fn(&TopicImage) -> bool {
+        let broker = self.effective_broker_config();
+        move |topic: &TopicImage| {
+            crate::config_defs::effective_topic_configs(&topic.configs, &broker)
+                .get("unclean.leader.election.enable")
+                .is_some_and(|v| v == "true")
+        }
+    }
+}
+
 /// FenceBroker plus every partition change it implies: out of each ISR, and each leadership
 /// to the first in-sync replica (in replica order) that is not fenced. The last member of an
-/// ISR stays in it, so the partition can only be led again by a replica with all its data
-/// (no unclean election); until then its leader is -1.
-fn fence_records(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+/// ISR stays in it, so the partition can only be led again by a replica with all its data;
+/// until then its leader is -1 — unless the topic allows unclean election, which then picks
+/// the first unfenced replica and makes it the whole ISR (acknowledged data may be lost).
+fn fence_records(
+    image: &MetadataImage,
+    broker_id: i32,
+    unclean: &dyn Fn(&TopicImage) -> bool,
+) -> Vec<MetadataRecord> {
     let usable = |id: &i32| *id != broker_id && image.broker(*id).is_some_and(|b| !b.fenced);
     let mut records = vec![MetadataRecord::FenceBroker { broker_id }];
     for topic in image.topics() {
@@ -97,6 +116,18 @@ fn fence_records(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
                     .iter()
                     .copied()
                     .find(|r| isr.contains(r) && usable(r));
+                let next = match next {
+                    Some(r) => Some(r),
+                    None if unclean(topic) => {
+                        let r = p.replicas.iter().copied().find(|r| usable(r));
+                        if let Some(r) = r {
+                            tracing::warn!(topic = %topic.name, partition = p.partition, leader = r, "unclean leader election: a replica outside the ISR leads; data may be lost");
+                            isr = vec![r];
+                        }
+                        r
+                    }
+                    None => None,
+                };
                 (next.unwrap_or(-1), p.leader_epoch + 1)
             } else {
                 (p.leader, p.leader_epoch)

@@ -55,6 +55,15 @@ pub enum ControllerOp {
     },
     /// DescribeQuorum: answered by the leader from its replication state.
     DescribeQuorum,
+    /// AlterPartition: a partition leader changes its ISR.
+    AlterPartition {
+        broker_id: i32,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    },
 }
 
 impl ControllerOp {
@@ -69,6 +78,7 @@ impl ControllerOp {
             }
             ControllerOp::AllocateProducerIds { .. } => ControllerOpResult::ProducerIds(Err(error)),
             ControllerOp::DescribeQuorum => ControllerOpResult::Quorum(Err(error)),
+            ControllerOp::AlterPartition { .. } => ControllerOpResult::Partition(Err(error)),
             _ => ControllerOpResult::Done(Err(error)),
         }
     }
@@ -82,6 +92,7 @@ pub enum ControllerOpResult {
     ProducerIds(Result<(i64, i64), ControllerError>),
     Done(Result<(), ControllerError>),
     Quorum(Result<crate::quorum::QuorumDescription, ControllerError>),
+    Partition(Result<super::AlteredPartition, ControllerError>),
 }
 
 impl ControllerOpResult {
@@ -115,6 +126,13 @@ impl ControllerOpResult {
     pub fn into_quorum(self) -> Result<crate::quorum::QuorumDescription, ControllerError> {
         match self {
             ControllerOpResult::Quorum(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_partition(self) -> Result<super::AlteredPartition, ControllerError> {
+        match self {
+            ControllerOpResult::Partition(r) => r,
             _ => Err(Self::mismatch()),
         }
     }
@@ -183,6 +201,21 @@ impl Controller {
             ControllerOp::ControlledShutdown { broker_id } => {
                 ControllerOpResult::Done(self.controlled_shutdown(broker_id))
             }
+            ControllerOp::AlterPartition {
+                broker_id,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => ControllerOpResult::Partition(self.alter_partition(
+                broker_id,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            )),
             ControllerOp::DescribeQuorum => {
                 ControllerOpResult::Quorum(self.quorum().describe().ok_or_else(|| {
                     ControllerError::NotController {

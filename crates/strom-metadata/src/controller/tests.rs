@@ -827,3 +827,167 @@ fn silent_brokers_are_fenced_and_their_leaderships_move_to_in_sync_replicas() {
         "fencing replays to the same image"
     );
 }
+
+/// AlterPartition accepts an ISR change only from the current leader in its current epoch who
+/// saw the current partition epoch, and only with unfenced replicas; each accepted change
+/// bumps the partition epoch, and a repeated one is a no-op.
+#[test]
+fn alter_partition_is_fenced_by_leader_and_partition_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1, 2, 3]);
+    create(&mut c, req("t", 1, 3)).unwrap();
+    let topic = c.image().topic("t").unwrap().clone();
+    let p = topic.partitions[&0].clone();
+    let (id, leader) = (topic.topic_id, p.leader);
+    let follower = *p.replicas.iter().find(|r| **r != leader).unwrap();
+    let shrunk: Vec<i32> = p.isr.iter().copied().filter(|r| *r != follower).collect();
+
+    let e = c
+        .alter_partition(
+            follower,
+            id,
+            0,
+            p.leader_epoch,
+            p.partition_epoch,
+            shrunk.clone(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, E::NotLeader { .. }), "{e}");
+    let e = c
+        .alter_partition(
+            leader,
+            id,
+            0,
+            p.leader_epoch + 1,
+            p.partition_epoch,
+            shrunk.clone(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, E::FencedLeaderEpoch { .. }), "{e}");
+    let e = c
+        .alter_partition(
+            leader,
+            id,
+            0,
+            p.leader_epoch,
+            p.partition_epoch + 1,
+            shrunk.clone(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, E::InvalidUpdateVersion { .. }), "{e}");
+    let e = c
+        .alter_partition(
+            leader,
+            id,
+            0,
+            p.leader_epoch,
+            p.partition_epoch,
+            vec![follower],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, E::IneligibleReplica { .. }),
+        "the leader stays: {e}"
+    );
+
+    let altered = c
+        .alter_partition(
+            leader,
+            id,
+            0,
+            p.leader_epoch,
+            p.partition_epoch,
+            shrunk.clone(),
+        )
+        .unwrap();
+    assert_eq!(altered.isr, shrunk);
+    assert_eq!(altered.partition_epoch, p.partition_epoch + 1);
+    assert_eq!(c.image().topic("t").unwrap().partitions[&0].isr, shrunk);
+
+    // The stale partition epoch of the request just served is refused now.
+    let e = c
+        .alter_partition(
+            leader,
+            id,
+            0,
+            p.leader_epoch,
+            p.partition_epoch,
+            p.isr.clone(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, E::InvalidUpdateVersion { .. }), "{e}");
+
+    // A fenced broker cannot rejoin the ISR.
+    c.broker_heartbeat(leader, 0).unwrap();
+    let other = *p
+        .replicas
+        .iter()
+        .find(|r| **r != leader && **r != follower)
+        .unwrap();
+    c.broker_heartbeat(other, 0).unwrap();
+    c.fence_stale_brokers(0, 1_000).unwrap();
+    c.fence_stale_brokers(5_000, 10_000).unwrap();
+    c.controlled_shutdown(follower).unwrap();
+    let now = c.image().topic("t").unwrap().partitions[&0].clone();
+    let e = c
+        .alter_partition(
+            leader,
+            id,
+            0,
+            now.leader_epoch,
+            now.partition_epoch,
+            p.isr.clone(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, E::IneligibleReplica { replica, .. } if replica == follower),
+        "{e}"
+    );
+}
+
+/// With `unclean.leader.election.enable=true` on the topic, a partition whose last in-sync
+/// replica is fenced is led by an out-of-sync replica; without it, it stays leaderless.
+#[test]
+fn unclean_election_only_where_the_topic_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1, 2]);
+    // Both led by broker 1, replicated on broker 2.
+    let placed = |name: &str| CreateTopicRequest {
+        assignments: vec![(0, vec![1, 2])],
+        ..req(name, -1, -1)
+    };
+    let mut unclean = placed("unclean");
+    unclean.configs = vec![set("unclean.leader.election.enable", "true")];
+    create(&mut c, unclean).unwrap();
+    create(&mut c, placed("clean")).unwrap();
+    for name in ["unclean", "clean"] {
+        let t = c.image().topic(name).unwrap().clone();
+        let p = &t.partitions[&0];
+        // Shrink each ISR to its leader alone, then fence that leader.
+        c.alter_partition(
+            p.leader,
+            t.topic_id,
+            0,
+            p.leader_epoch,
+            p.partition_epoch,
+            vec![p.leader],
+        )
+        .unwrap();
+    }
+    let lead = |c: &Controller, name: &str| c.image().topic(name).unwrap().partitions[&0].clone();
+    let (u, k) = (lead(&c, "unclean"), lead(&c, "clean"));
+    assert_eq!((u.leader, k.leader), (1, 1));
+    c.controlled_shutdown(1).unwrap();
+    let (u2, k2) = (lead(&c, "unclean"), lead(&c, "clean"));
+    assert_eq!(
+        u2.leader, 2,
+        "unclean election picks the other replica: {u2:?}"
+    );
+    assert_eq!(u2.isr, vec![2]);
+    assert_eq!(k2.leader, -1, "no unclean election: {k2:?}");
+    assert_eq!(
+        k2.isr,
+        vec![k.leader],
+        "the last in-sync replica is remembered"
+    );
+}
