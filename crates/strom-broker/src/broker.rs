@@ -60,6 +60,10 @@ pub struct Broker {
     logs_behind_image: std::sync::atomic::AtomicBool,
     /// Held for the broker's lifetime: one process per data directory, as Kafka's `.lock`.
     _dir_locks: Vec<std::fs::File>,
+    /// Follower replication: one fetcher per leader this broker follows partitions on.
+    fetchers: crate::replica_fetcher::ReplicaFetchers,
+    /// Wakes the ISR check (a follower caught up and may join an ISR).
+    isr_wake: tokio::sync::Notify,
 }
 
 impl Broker {
@@ -93,9 +97,10 @@ impl Broker {
             _dir_locks: dir_locks,
             txns: TxnCoordinator::new(TxnConfig::from_broker(&config), clock.clone()),
             replicas: if config.is_quorum_over_network() {
-                ReplicaManager::with_log_dirs(roots, clock).hosting_replicas_of(config.node_id())
+                ReplicaManager::with_log_dirs(roots, clock, config.node_id())
+                    .hosting_only_own_replicas()
             } else {
-                ReplicaManager::with_log_dirs(roots, clock)
+                ReplicaManager::with_log_dirs(roots, clock, config.node_id())
             },
             config,
             controller: controller.map(Mutex::new),
@@ -106,6 +111,8 @@ impl Broker {
             metrics: Arc::default(),
             logs_behind_image: Default::default(),
             stopping: Default::default(),
+            fetchers: Default::default(),
+            isr_wake: tokio::sync::Notify::new(),
         });
         if broker.config.is_quorum_over_network() {
             if let Some(voter) = voter {
@@ -273,6 +280,32 @@ impl Broker {
                 }
             }
         });
+        // Followers fetch from their leaders.
+        let weak = Arc::downgrade(self);
+        let mut fetch_stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = fetch_stop.changed() => {}
+                () = crate::replica_fetcher::ReplicaFetchers::run(weak) => {}
+            }
+        });
+        // Leaders keep their ISRs current: every half lag time, and when a follower catches up.
+        let broker = Arc::clone(self);
+        let mut isr_stop = stop.clone();
+        let isr_interval = Duration::from_millis(
+            (self.config.replica_lag_time_max_ms() / 2).clamp(100, 5_000) as u64,
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = isr_stop.changed() => break,
+                    () = tokio::time::sleep(isr_interval) => {}
+                    () = broker.isr_wake.notified() => {}
+                }
+                let b = Arc::clone(&broker);
+                let _ = tokio::task::spawn_blocking(move || b.check_isrs()).await;
+            }
+        });
         let broker = Arc::clone(self);
         let mut follow_stop = stop.clone();
         let mut applied = self.metadata.subscribe();
@@ -408,8 +441,54 @@ impl Broker {
     }
 
     fn sync_replicas(&self, image: &MetadataImage) -> Result<(), strom_storage::LogError> {
-        self.replicas
-            .sync(image, |topic| self.log_config(image, topic))
+        let changes = self
+            .replicas
+            .sync(image, |topic| self.log_config(image, topic))?;
+        if !changes.is_empty() {
+            self.fetchers.replan.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The follower fetchers.
+    pub(crate) fn fetchers(&self) -> &crate::replica_fetcher::ReplicaFetchers {
+        &self.fetchers
+    }
+
+    /// A follower caught up: check the ISRs now rather than at the next tick.
+    pub(crate) fn isr_check_due(&self) {
+        self.isr_wake.notify_one();
+    }
+
+    /// Leader duty (Kafka's ISR expiration and expansion): asks the controller to drop ISR
+    /// members that fell behind for `replica.lag.time.max.ms` and to add caught-up replicas.
+    /// Blocking (controller round trips).
+    fn check_isrs(&self) {
+        let now = crate::partition::now_ms();
+        let lag_ms = self.config.replica_lag_time_max_ms();
+        for partition in self.replicas.all() {
+            let Some((role, new_isr)) = partition.isr_change_due(now, lag_ms) else {
+                continue;
+            };
+            let op = ControllerOp::AlterPartition {
+                broker_id: self.node_id(),
+                topic_id: partition.topic_id,
+                partition: partition.index,
+                leader_epoch: role.leader_epoch,
+                partition_epoch: role.partition_epoch,
+                new_isr: new_isr.clone(),
+            };
+            match self.controller_op(op).into_partition() {
+                Ok(altered) => {
+                    tracing::info!(topic = %partition.topic, partition = partition.index, from = ?role.isr, to = ?altered.isr, "ISR change committed");
+                    self.follow_latest();
+                }
+                Err(e) => {
+                    tracing::info!(topic = %partition.topic, partition = partition.index, error = %e, "ISR change refused");
+                    partition.isr_change_failed();
+                }
+            }
+        }
     }
 
     /// The effective log configuration of a topic: its overrides over the broker defaults.

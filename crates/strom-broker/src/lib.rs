@@ -14,6 +14,8 @@ mod internal_topic;
 mod limits;
 mod log_cleaner;
 pub mod metrics;
+pub mod partition;
+pub mod replica_fetcher;
 pub mod replica_manager;
 mod response;
 pub mod server;

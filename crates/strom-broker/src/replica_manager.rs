@@ -1,90 +1,23 @@
-//! The replica manager: the partitions hosted on this broker, each a partition log plus the
-//! waiters of long-polling fetches. It follows the metadata image: logs are opened for new
-//! partitions and removed for deleted topics. (Leader/follower roles arrive with replication.)
+//! The replica manager: the partitions hosted on this broker. It follows the metadata image:
+//! logs are opened for new partitions and removed for deleted topics, and each partition takes
+//! the role (leader or follower) the committed metadata gives it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use strom_metadata::MetadataImage;
-use strom_protocol::ErrorCode;
 use strom_storage::{Clock, LogConfig, LogError, PartitionLog};
-use tokio::sync::Notify;
 use uuid::Uuid;
+
+pub use crate::partition::{Partition, Role, RoleChange};
 
 use strom_metadata::log::METADATA_LOG_DIR_NAME;
 
 /// Suffix of a partition directory the metadata does not name (Kafka's `-stray`): renamed,
 /// logged and kept, never deleted, so a damaged or foreign metadata log cannot destroy data.
 const STRAY_SUFFIX: &str = "-stray";
-
-/// A partition hosted here. Invariant: `log` lives in `<log.dirs>/<topic>-<index>`.
-pub struct Partition {
-    pub topic: String,
-    pub topic_id: Uuid,
-    pub index: i32,
-    pub log: PartitionLog,
-    waiters: Mutex<Vec<Arc<Notify>>>,
-}
-
-impl Partition {
-    /// Registers a fetch waiting for data; woken by the next append.
-    pub fn register_waiter(&self, waiter: &Arc<Notify>) {
-        let mut waiters = self.waiters.lock();
-        // Drop registrations of fetches that have already answered.
-        waiters.retain(|w| Arc::strong_count(w) > 1);
-        if !waiters.iter().any(|w| Arc::ptr_eq(w, waiter)) {
-            waiters.push(waiter.clone());
-        }
-    }
-
-    /// Wakes every fetch waiting on this partition.
-    pub fn notify_appended(&self) {
-        for waiter in self.waiters.lock().drain(..) {
-            waiter.notify_one();
-        }
-    }
-
-    /// The high watermark. Single node: every appended record is on the whole ISR.
-    pub fn high_watermark(&self) -> i64 {
-        // Durable mode (flush.messages=1): only what is fsynced is visible.
-        self.log.visible_end_offset()
-    }
-
-    /// The last stable offset: the first offset of the earliest open transaction, capped by
-    /// the high watermark (KIP-98). read_committed consumers read only below it.
-    pub fn last_stable_offset(&self) -> i64 {
-        let hw = self.high_watermark();
-        self.log
-            .first_unstable_offset()
-            .map_or(hw, |first| first.min(hw))
-    }
-
-    /// KIP-320 fencing: a request that names a leader epoch (>= 0) must name the current one.
-    /// Returns the current epoch, or FENCED_LEADER_EPOCH (older) / UNKNOWN_LEADER_EPOCH (newer).
-    pub fn check_leader_epoch(
-        &self,
-        image: &MetadataImage,
-        requested: i32,
-    ) -> Result<i32, ErrorCode> {
-        let epoch = self.leader_epoch(image);
-        match requested {
-            r if r < 0 || r == epoch => Ok(epoch),
-            r if r > epoch => Err(ErrorCode::UnknownLeaderEpoch),
-            _ => Err(ErrorCode::FencedLeaderEpoch),
-        }
-    }
-
-    /// Current leader epoch of this partition (from the metadata image).
-    pub fn leader_epoch(&self, image: &MetadataImage) -> i32 {
-        image
-            .topic(&self.topic)
-            .and_then(|t| t.partitions.get(&self.index))
-            .map(|p| p.leader_epoch)
-            .unwrap_or(0)
-    }
-}
 
 /// The partitions of this broker, keyed by (topic name, partition index).
 pub struct ReplicaManager {
@@ -93,30 +26,33 @@ pub struct ReplicaManager {
     roots: Vec<PathBuf>,
     clock: Arc<dyn Clock>,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// This broker's id: a partition whose leader it is, it leads.
+    local_id: i32,
     /// In a cluster, only partitions with this broker among their replicas are hosted; a
     /// single node hosts every partition of the image.
-    replicas_of: Option<i32>,
+    only_own_replicas: bool,
 }
 
 impl ReplicaManager {
-    pub fn new(root: PathBuf, clock: Arc<dyn Clock>) -> Self {
-        Self::with_log_dirs(vec![root], clock)
+    pub fn new(root: PathBuf, clock: Arc<dyn Clock>, local_id: i32) -> Self {
+        Self::with_log_dirs(vec![root], clock, local_id)
     }
 
     /// Partitions spread over `roots` (Kafka's `log.dirs`; at least one).
-    pub fn with_log_dirs(roots: Vec<PathBuf>, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_log_dirs(roots: Vec<PathBuf>, clock: Arc<dyn Clock>, local_id: i32) -> Self {
         assert!(!roots.is_empty(), "at least one log dir");
         Self {
             roots,
             clock,
             partitions: RwLock::new(HashMap::new()),
-            replicas_of: None,
+            local_id,
+            only_own_replicas: false,
         }
     }
 
-    /// Hosts only the partitions whose replicas include `broker_id` (cluster mode).
-    pub fn hosting_replicas_of(mut self, broker_id: i32) -> Self {
-        self.replicas_of = Some(broker_id);
+    /// Hosts only the partitions whose replicas include this broker (cluster mode).
+    pub fn hosting_only_own_replicas(mut self) -> Self {
+        self.only_own_replicas = true;
         self
     }
 
@@ -132,39 +68,52 @@ impl ReplicaManager {
     }
 
     /// Brings the hosted logs in line with `image`: opens logs of new partitions, applies
-    /// config changes, deletes logs of topics a committed deletion removed.
+    /// config changes and roles, deletes logs of topics a committed deletion removed.
+    /// Returns the partitions whose role changed, and how.
     pub fn sync(
         &self,
         image: &MetadataImage,
         config_for: impl Fn(&str) -> LogConfig,
-    ) -> Result<(), LogError> {
+    ) -> Result<Vec<(Arc<Partition>, RoleChange)>, LogError> {
         let mut wanted: HashSet<(String, i32)> = HashSet::new();
+        let mut changes = Vec::new();
+        let now = self.clock.now_ms();
         for topic in image.topics() {
             let log_config = config_for(&topic.name);
             for (index, p) in &topic.partitions {
-                if self.replicas_of.is_some_and(|id| !p.replicas.contains(&id)) {
+                if self.only_own_replicas && !p.replicas.contains(&self.local_id) {
                     continue;
                 }
                 let key = (topic.name.clone(), *index);
                 wanted.insert(key.clone());
-                if let Some(existing) = self.partition(&topic.name, *index) {
-                    if existing.topic_id == topic.topic_id {
+                let partition = match self.partition(&topic.name, *index) {
+                    Some(existing) if existing.topic_id == topic.topic_id => {
                         existing.log.set_config(log_config.clone());
-                        continue;
+                        existing
                     }
-                    // Same name, new topic id: the old topic was deleted and recreated.
-                    self.remove(image, &key)?;
+                    existing => {
+                        if existing.is_some() {
+                            // Same name, new topic id: the old topic was deleted and recreated.
+                            self.remove(image, &key)?;
+                        }
+                        let dir = self.dir_for(&format!("{}-{}", topic.name, index));
+                        let log = PartitionLog::open(dir, log_config.clone(), self.clock.clone())?;
+                        let partition = Arc::new(Partition::new(
+                            topic.name.clone(),
+                            topic.topic_id,
+                            *index,
+                            log,
+                            self.local_id,
+                            0,
+                        ));
+                        self.partitions.write().insert(key, partition.clone());
+                        partition
+                    }
+                };
+                let change = partition.apply_role(Role::of(p), now);
+                if change != RoleChange::None {
+                    changes.push((partition, change));
                 }
-                let dir = self.dir_for(&format!("{}-{}", topic.name, index));
-                let log = PartitionLog::open(dir, log_config.clone(), self.clock.clone())?;
-                let partition = Arc::new(Partition {
-                    topic: topic.name.clone(),
-                    topic_id: topic.topic_id,
-                    index: *index,
-                    log,
-                    waiters: Mutex::new(Vec::new()),
-                });
-                self.partitions.write().insert(key, partition);
             }
         }
         let stale: Vec<(String, i32)> = self
@@ -177,7 +126,7 @@ impl ReplicaManager {
         for key in stale {
             self.remove(image, &key)?;
         }
-        Ok(())
+        Ok(changes)
     }
 
     /// Stops hosting `key`. Its log is deleted only when a committed RemoveTopic record deleted
@@ -375,7 +324,7 @@ mod epoch_tests {
                 partition_epoch: 0,
             },
         ]);
-        let replicas = ReplicaManager::new(dir.path().to_path_buf(), Arc::new(SystemClock));
+        let replicas = ReplicaManager::new(dir.path().to_path_buf(), Arc::new(SystemClock), 1);
         replicas.sync(&image, |_| LogConfig::default()).unwrap();
         let p = replicas.partition("t", 0).unwrap();
         assert_eq!(

@@ -104,6 +104,9 @@ pub struct BrokerConfig {
     min_insync_replicas: i32,
     compression_type: String,
     unclean_leader_election_enable: bool,
+    replica_lag_time_max_ms: i64,
+    replica_fetch_max_bytes: i32,
+    replica_fetch_wait_max_ms: i32,
     controller_quorum_voters: Vec<QuorumVoter>,
     controller_listener_names: Vec<String>,
     broker_heartbeat_interval_ms: i32,
@@ -161,6 +164,9 @@ copy_accessors! {
     group_max_size: i32,
     min_insync_replicas: i32,
     unclean_leader_election_enable: bool,
+    replica_lag_time_max_ms: i64,
+    replica_fetch_max_bytes: i32,
+    replica_fetch_wait_max_ms: i32,
 }
 
 impl BrokerConfig {
@@ -617,6 +623,9 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         min_insync_replicas: l.get("min.insync.replicas")?,
         compression_type: l.get("compression.type")?,
         unclean_leader_election_enable: l.bool("unclean.leader.election.enable")?,
+        replica_lag_time_max_ms: l.get("replica.lag.time.max.ms")?,
+        replica_fetch_max_bytes: l.get("replica.fetch.max.bytes")?,
+        replica_fetch_wait_max_ms: l.get("replica.fetch.wait.max.ms")?,
         controller_quorum_voters: voters
             .iter()
             .map(|v| parse_voter(v))

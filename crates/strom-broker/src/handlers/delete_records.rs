@@ -45,6 +45,10 @@ pub(super) async fn handle(
                                 r.error_code = ErrorCode::InvalidTopicException.code()
                             }
                             None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                            // Followers follow the leader's log start (replica fetcher).
+                            Some(partition) if !partition.is_leader() => {
+                                r.error_code = ErrorCode::NotLeaderOrFollower.code()
+                            }
                             Some(partition) => {
                                 let hw = partition.high_watermark();
                                 let target = if p.offset == -1 { hw } else { p.offset };

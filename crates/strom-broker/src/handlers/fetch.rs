@@ -11,7 +11,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ProducerId, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName,
+};
 use strom_metadata::MetadataImage;
 use strom_protocol::ErrorCode;
 use tokio::sync::Notify;
@@ -21,6 +23,7 @@ use super::{decode, respond, ApiSpec, HandlerResult, READ_COMMITTED};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::internal_topic::next_offset;
+use crate::partition::Partition;
 use crate::response::Response;
 use strom_protocol::header::encode_response;
 use strom_storage::FileSlice;
@@ -61,6 +64,9 @@ pub(super) async fn handle(
             || Instant::now() >= deadline;
         if done {
             response.responses = read.topics;
+            if version >= 16 {
+                response.node_endpoints = node_endpoints(&image, &read.leaders);
+            }
             return respond_with_files(header, response, read.files);
         }
         if tokio::time::timeout_at(deadline, waiter.notified())
@@ -142,6 +148,8 @@ struct FetchRead {
     bytes: usize,
     /// Some partition has an error, which answers the fetch at once, as in Kafka.
     has_error: bool,
+    /// Leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951 node endpoints).
+    leaders: std::collections::BTreeSet<i32>,
 }
 
 /// Reads every requested partition once.
@@ -161,6 +169,7 @@ fn read_all(
     let mut total = 0usize;
     let mut has_error = false;
     let mut files = Vec::new();
+    let mut leaders = std::collections::BTreeSet::new();
     let topics = request
         .topics
         .iter()
@@ -190,9 +199,20 @@ fn read_all(
                     };
                     let limit =
                         (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
-                    let committed = request.isolation_level == READ_COMMITTED;
-                    match read_partition(broker, image, name, p, limit, total == 0, committed) {
+                    let kind = match replica_id(request, version) {
+                        Some(replica) => FetchKind::Replica(replica),
+                        None => FetchKind::Consumer {
+                            read_committed: request.isolation_level == READ_COMMITTED,
+                        },
+                    };
+                    match read_partition(broker, image, name, p, limit, total == 0, kind) {
                         Ok(read) => {
+                            if let Some((epoch, end_offset)) = read.diverging {
+                                data.diverging_epoch.epoch = epoch;
+                                data.diverging_epoch.end_offset = end_offset;
+                                // The follower truncates before it fetches again: answer now.
+                                has_error = true;
+                            }
                             data.high_watermark = read.hw;
                             data.last_stable_offset = read.lso;
                             data.log_start_offset = read.log_start;
@@ -212,6 +232,17 @@ fn read_all(
                         Err((code, hw, log_start)) => {
                             has_error = true;
                             data.error_code = code.code();
+                            if code == ErrorCode::NotLeaderOrFollower && version >= 12 {
+                                // KIP-951: where the leader is, so the client need not ask.
+                                if let Some(pi) = image
+                                    .topic(name)
+                                    .and_then(|t| t.partitions.get(&p.partition))
+                                {
+                                    data.current_leader.leader_id = BrokerId(pi.leader);
+                                    data.current_leader.leader_epoch = pi.leader_epoch;
+                                    leaders.insert(pi.leader);
+                                }
+                            }
                             data.high_watermark = hw;
                             data.last_stable_offset = hw;
                             data.log_start_offset = log_start;
@@ -228,7 +259,27 @@ fn read_all(
         files,
         bytes: total,
         has_error,
+        leaders,
     }
+}
+
+/// The replica id of a follower's fetch (ReplicaState from v15, replica_id before), or
+/// `None` for a consumer.
+fn replica_id(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
+/// Who fetches: a consumer (up to the high watermark, or the LSO for read_committed) or a
+/// follower replica (up to the log end; its fetch offset is its progress).
+#[derive(Debug, Clone, Copy)]
+enum FetchKind {
+    Consumer { read_committed: bool },
+    Replica(i32),
 }
 
 type ReadError = (ErrorCode, i64, i64);
@@ -247,6 +298,8 @@ struct PartitionRead {
     log_start: i64,
     /// read_committed: the aborted transactions overlapping `records`.
     aborted: Option<Vec<AbortedTransaction>>,
+    /// A follower's log diverges: (epoch, end offset) it must truncate to.
+    diverging: Option<(i32, i64)>,
 }
 
 fn read_partition(
@@ -256,7 +309,7 @@ fn read_partition(
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
     limit: usize,
     first: bool,
-    read_committed: bool,
+    kind: FetchKind,
 ) -> Result<PartitionRead, ReadError> {
     let Some(partition) = broker.replicas().partition(topic, p.partition) else {
         return Err((ErrorCode::UnknownTopicOrPartition, -1, -1));
@@ -264,18 +317,32 @@ fn read_partition(
     let hw = partition.high_watermark();
     let lso = partition.last_stable_offset();
     let log_start = partition.log.log_start_offset();
+    if !partition.is_leader() {
+        return Err((ErrorCode::NotLeaderOrFollower, hw, log_start));
+    }
     if let Err(code) = partition.check_leader_epoch(image, p.current_leader_epoch) {
         return Err((code, hw, log_start));
     }
-    if p.fetch_offset < log_start || p.fetch_offset > hw {
+    let log_end = partition.log.log_end_offset();
+    // Between the high watermark and the log end there is data not committed yet: an empty
+    // answer, not an error (a consumer that read up to an old leader's high watermark may be
+    // ahead of a new leader's for a moment).
+    if p.fetch_offset < log_start || p.fetch_offset > log_end {
         return Err((ErrorCode::OffsetOutOfRange, hw, log_start));
     }
+    let read_committed = match kind {
+        FetchKind::Consumer { read_committed } => read_committed,
+        FetchKind::Replica(replica) => {
+            return read_for_follower(broker, &partition, p, limit, first, replica, hw)
+        }
+    };
     let empty = |log_start| PartitionRead {
         records: Records::Memory(Bytes::new()),
         hw,
         lso,
         log_start,
         aborted: read_committed.then(Vec::new),
+        diverging: None,
     };
     if limit == 0 && !first {
         return Ok(empty(log_start));
@@ -299,6 +366,7 @@ fn read_partition(
             lso,
             log_start: read.log_start_offset,
             aborted: None,
+            diverging: None,
         });
     }
     // read_committed needs the batches' offsets to find the aborted transactions.
@@ -325,7 +393,82 @@ fn read_partition(
         lso,
         log_start: read.log_start_offset,
         aborted,
+        diverging: None,
     })
+}
+
+/// A follower's fetch: first the divergence check (the follower's last epoch must end, on
+/// this leader, at or after its fetch offset; otherwise it is told where that epoch ends and
+/// truncates), then its progress is recorded (moving the high watermark and maybe the ISR),
+/// then records up to the log end.
+fn read_for_follower(
+    broker: &Broker,
+    partition: &Partition,
+    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+    limit: usize,
+    first: bool,
+    replica: i32,
+    hw: i64,
+) -> Result<PartitionRead, ReadError> {
+    let log_start = partition.log.log_start_offset();
+    let answer = |records, hw, diverging| PartitionRead {
+        records,
+        hw,
+        lso: hw,
+        log_start,
+        aborted: None,
+        diverging,
+    };
+    if p.last_fetched_epoch >= 0 {
+        let (epoch, end) = partition.log.end_offset_for_epoch(p.last_fetched_epoch);
+        if epoch >= 0 && (epoch < p.last_fetched_epoch || end < p.fetch_offset) {
+            return Ok(answer(
+                Records::Memory(Bytes::new()),
+                hw,
+                Some((epoch, end)),
+            ));
+        }
+    }
+    let joins = partition
+        .record_follower_fetch(replica, p.fetch_offset, crate::partition::now_ms())
+        .map_err(|code| (code, hw, log_start))?;
+    if joins {
+        broker.isr_check_due();
+    }
+    let hw = partition.high_watermark();
+    if limit == 0 && !first {
+        return Ok(answer(Records::Memory(Bytes::new()), hw, None));
+    }
+    let read = partition
+        .log
+        .read(p.fetch_offset, limit, None)
+        .map_err(|e| (log_error_code(&e), hw, log_start))?;
+    match read.slice {
+        Some(slice) if first || slice.len <= limit => Ok(answer(Records::File(slice), hw, None)),
+        _ => Ok(answer(Records::Memory(Bytes::new()), hw, None)),
+    }
+}
+
+/// KIP-951: the endpoints of the leaders a response names.
+fn node_endpoints(
+    image: &MetadataImage,
+    leaders: &std::collections::BTreeSet<i32>,
+) -> Vec<kafka_protocol::messages::fetch_response::NodeEndpoint> {
+    leaders
+        .iter()
+        .filter_map(|id| image.broker(*id))
+        .map(|b| {
+            let mut e = kafka_protocol::messages::fetch_response::NodeEndpoint::default();
+            e.node_id = BrokerId(b.broker_id);
+            e.host = kafka_protocol::protocol::StrBytes::from_string(b.host.clone());
+            e.port = i32::from(b.port);
+            e.rack = b
+                .rack
+                .clone()
+                .map(kafka_protocol::protocol::StrBytes::from_string);
+            e
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub(super) async fn handle(
                         .partition(topic.name.0.as_str(), p.partition_index)
                     {
                         None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                        Some(partition) if !partition.is_leader() => {
+                            r.error_code = ErrorCode::NotLeaderOrFollower.code()
+                        }
                         Some(partition) => {
                             let epoch = match partition
                                 .check_leader_epoch(&image, p.current_leader_epoch)

@@ -1,6 +1,6 @@
-//! OffsetForLeaderEpoch (key 23), v2–4 (KIP-320): the end offset of a leader epoch, which
-//! consumers use to detect log truncation after a leader change. Until replication brings
-//! epoch changes, every partition has had a single epoch, so its end offset is the LEO.
+//! OffsetForLeaderEpoch (key 23), v2–4 (KIP-320): the end offset of a leader epoch, from the
+//! leader's epoch cache, which consumers use to detect log truncation after a leader change.
+//! Answered by the leader only.
 
 use std::sync::Arc;
 
@@ -45,19 +45,18 @@ pub(super) async fn handle(
                         r.error_code = ErrorCode::UnknownTopicOrPartition.code();
                         return r;
                     };
-                    let epoch = match partition.check_leader_epoch(&image, p.current_leader_epoch) {
-                        Ok(epoch) => epoch,
-                        Err(code) => {
-                            r.error_code = code.code();
-                            return r;
-                        }
-                    };
-                    if p.leader_epoch > epoch {
-                        // An epoch this log has not seen: Kafka answers UNDEFINED epoch/offset.
+                    if !partition.is_leader() {
+                        r.error_code = ErrorCode::NotLeaderOrFollower.code();
                         return r;
                     }
-                    r.leader_epoch = epoch;
-                    r.end_offset = partition.log.log_end_offset();
+                    if let Err(code) = partition.check_leader_epoch(&image, p.current_leader_epoch)
+                    {
+                        r.error_code = code.code();
+                        return r;
+                    }
+                    // An epoch newer than any this log has seen: UNDEFINED epoch and offset.
+                    (r.leader_epoch, r.end_offset) =
+                        partition.log.end_offset_for_epoch(p.leader_epoch);
                     r
                 })
                 .collect();

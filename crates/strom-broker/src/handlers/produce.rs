@@ -1,20 +1,27 @@
 //! Produce (key 0): advertised v0–11 but served v3–11 (KAFKA-18659: librdkafka disables
-//! compressed produce if the minimum is not 0). Batches are appended as they arrived (the log
-//! checks sequences, the transaction coordinator vets transactional ones); acks=0: no response.
+//! compressed produce if the minimum is not 0). Only the partition leader appends; batches are
+//! appended as they arrived (the log checks sequences, the transaction coordinator vets
+//! transactional ones); acks=0: no response; acks=1: answered after the leader's append;
+//! acks=all: answered once the ISR has the records (`wait_for_isr`).
 //! Produce never creates topics; internal topics and control batches are refused, as in Kafka.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::RequestContext;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerError, HandlerResult};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
+use crate::partition::Partition;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Produce, 0, 11);
 /// Produce v0–2 were removed in Kafka 4 (KIP-896) and are not served.
@@ -35,11 +42,12 @@ pub(super) async fn handle(
     }
     let request: ProduceRequest = decode(&SPEC, header, body)?;
     let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     // Produce never creates topics (as in Kafka): only Metadata with allow_auto_topic_creation
     // does. An unknown topic gets UNKNOWN_TOPIC_OR_PARTITION below.
     // Appends to the page cache take microseconds: do them on this task. Only when a log may
     // fsync on append (flush.messages set) is the thread handed to blocking work.
-    let responses = if may_fsync(broker, &request) {
+    let (mut responses, pending) = if may_fsync(broker, &request) {
         crate::broker::off_runtime(|| append_all(broker, request, header.api_version))
     } else {
         append_all(broker, request, header.api_version)
@@ -47,9 +55,140 @@ pub(super) async fn handle(
     if acks == 0 {
         return Ok(None);
     }
+    // acks=all: each append waits until the ISR has it (the high watermark passes it).
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut leaders = BTreeSet::new();
+    for wait in pending {
+        let r = &mut responses[wait.topic].partition_responses[wait.partition];
+        if let Err((code, message)) = wait_for_isr(&wait, deadline).await {
+            r.error_code = code.code();
+            r.base_offset = -1;
+            if header.api_version >= 8 {
+                r.error_message = message.map(StrBytes::from_string);
+            }
+            if code == ErrorCode::NotLeaderOrFollower {
+                set_current_leader(
+                    broker,
+                    &wait.partition_ref.topic,
+                    r,
+                    &mut leaders,
+                    header.api_version,
+                );
+            }
+        }
+    }
+    for topic in responses.iter_mut() {
+        for r in &mut topic.partition_responses {
+            if r.error_code == ErrorCode::NotLeaderOrFollower.code()
+                && r.current_leader.leader_id.0 < 0
+            {
+                set_current_leader(
+                    broker,
+                    topic.name.0.as_str(),
+                    r,
+                    &mut leaders,
+                    header.api_version,
+                );
+            }
+        }
+    }
     let mut response = ProduceResponse::default();
     response.responses = responses;
+    if header.api_version >= 10 {
+        response.node_endpoints = node_endpoints(broker, &leaders);
+    }
     respond(&SPEC, header, &response)
+}
+
+/// An append that answers once the ISR has it (acks=all).
+struct PendingAck {
+    topic: usize,
+    partition: usize,
+    partition_ref: Arc<Partition>,
+    /// The high watermark that covers the append (its last offset + 1).
+    required: i64,
+    leader_epoch: i32,
+    min_isr: i64,
+}
+
+/// Kafka's produce purgatory for one partition: woken by every high-watermark or role change,
+/// done when the high watermark passes the append; NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR
+/// shrank below `min.insync.replicas` meanwhile; NOT_LEADER_OR_FOLLOWER if leadership moved
+/// (the client retries, and an idempotent producer's retry is deduplicated); REQUEST_TIMED_OUT
+/// at the request's timeout.
+async fn wait_for_isr(
+    wait: &PendingAck,
+    deadline: tokio::time::Instant,
+) -> Result<(), PartitionError> {
+    let p = &wait.partition_ref;
+    loop {
+        let mut changes = p.subscribe();
+        if p.leader_epoch_if_leader() != Some(wait.leader_epoch) {
+            return Err((
+                ErrorCode::NotLeaderOrFollower,
+                Some("leadership moved before the ISR had the records".into()),
+            ));
+        }
+        if p.high_watermark() >= wait.required {
+            let isr = p.role().isr.len() as i64;
+            if isr < wait.min_isr {
+                return Err((
+                    ErrorCode::NotEnoughReplicasAfterAppend,
+                    Some(format!(
+                        "written, but the ISR has {isr} replicas, min.insync.replicas is {}",
+                        wait.min_isr
+                    )),
+                ));
+            }
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return Err((
+                ErrorCode::RequestTimedOut,
+                Some("the ISR did not acknowledge the records in time".into()),
+            ));
+        }
+    }
+}
+
+/// KIP-951: a NOT_LEADER_OR_FOLLOWER answer names the current leader (Produce v10+).
+fn set_current_leader(
+    broker: &Broker,
+    topic: &str,
+    r: &mut PartitionProduceResponse,
+    leaders: &mut BTreeSet<i32>,
+    version: i16,
+) {
+    if version < 10 {
+        return;
+    }
+    let image = broker.image();
+    if let Some(p) = image.topic(topic).and_then(|t| t.partitions.get(&r.index)) {
+        r.current_leader.leader_id = BrokerId(p.leader);
+        r.current_leader.leader_epoch = p.leader_epoch;
+        if p.leader >= 0 {
+            leaders.insert(p.leader);
+        }
+    }
+}
+
+fn node_endpoints(broker: &Broker, leaders: &BTreeSet<i32>) -> Vec<NodeEndpoint> {
+    let image = broker.image();
+    leaders
+        .iter()
+        .filter_map(|id| image.broker(*id))
+        .map(|b| {
+            let mut e = NodeEndpoint::default();
+            e.node_id = BrokerId(b.broker_id);
+            e.host = StrBytes::from_string(b.host.clone());
+            e.port = i32::from(b.port);
+            e.rack = b.rack.clone().map(StrBytes::from_string);
+            e
+        })
+        .collect()
 }
 
 fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
@@ -63,19 +202,26 @@ fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
     })
 }
 
-fn append_all(broker: &Broker, request: ProduceRequest, version: i16) -> Vec<TopicProduceResponse> {
+fn append_all(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+) -> (Vec<TopicProduceResponse>, Vec<PendingAck>) {
     let acks = request.acks;
     let image = broker.image();
-    request
+    let mut pending = Vec::new();
+    let responses = request
         .topic_data
         .into_iter()
-        .map(|topic| {
+        .enumerate()
+        .map(|(t, topic)| {
             let mut out = TopicProduceResponse::default();
             let name = topic.name.0.as_str().to_owned();
             out.partition_responses = topic
                 .partition_data
                 .into_iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(i, p)| {
                     let mut r = PartitionProduceResponse::default();
                     r.index = p.index;
                     r.base_offset = -1;
@@ -83,7 +229,17 @@ fn append_all(broker: &Broker, request: ProduceRequest, version: i16) -> Vec<Top
                     r.log_start_offset = -1;
                     let outcome = append_one(broker, &image, &name, p.index, acks, p.records);
                     match outcome {
-                        Ok(info) => {
+                        Ok((info, partition, leader_epoch)) => {
+                            if acks == -1 {
+                                pending.push(PendingAck {
+                                    topic: t,
+                                    partition: i,
+                                    partition_ref: partition,
+                                    required: info.last_offset + 1,
+                                    leader_epoch,
+                                    min_isr: broker.min_insync_replicas(&image, &name),
+                                });
+                            }
                             r.base_offset = info.base_offset;
                             r.log_append_time_ms = info.log_append_time;
                             if version >= 5 {
@@ -103,7 +259,8 @@ fn append_all(broker: &Broker, request: ProduceRequest, version: i16) -> Vec<Top
             out.name = topic.name;
             out
         })
-        .collect()
+        .collect();
+    (responses, pending)
 }
 
 type PartitionError = (ErrorCode, Option<String>);
@@ -119,7 +276,7 @@ fn append_one(
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<strom_storage::AppendInfo, PartitionError> {
+) -> Result<(strom_storage::AppendInfo, Arc<Partition>, i32), PartitionError> {
     if !matches!(acks, -1..=1) {
         return Err((ErrorCode::InvalidRequiredAcks, None));
     }
@@ -131,6 +288,9 @@ fn append_one(
     }
     let Some(partition) = broker.replicas().partition(topic, index) else {
         return Err((ErrorCode::UnknownTopicOrPartition, None));
+    };
+    let Some(leader_epoch) = partition.leader_epoch_if_leader() else {
+        return Err((ErrorCode::NotLeaderOrFollower, None));
     };
     if acks == -1 {
         let min_isr = broker.min_insync_replicas(image, topic);
@@ -167,7 +327,7 @@ fn append_one(
     if !info.duplicate {
         partition.notify_appended();
     }
-    Ok(info)
+    Ok((info, partition, leader_epoch))
 }
 
 /// What a client may send, beyond what the log checks of every append (framing, CRC, sizes,

@@ -1,0 +1,356 @@
+//! Followers replicate by fetching from their leaders with Kafka's own Fetch request (replica
+//! id in ReplicaState, KIP-903), one fetcher task per leader broker for all the partitions
+//! this broker follows there. Each response's batches are appended as the leader wrote them;
+//! a diverging epoch in the response (KIP-320/KIP-595 style truncation) cuts the local tail
+//! where it differs from the leader's log, and the leader's high watermark is taken, capped
+//! by the local log end. The fetch offset of the next request tells the leader how far this
+//! replica has come, which is what moves the high watermark and the ISR.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use parking_lot::Mutex;
+use strom_protocol::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+
+/// The Fetch version followers send (topic ids, diverging epochs, ReplicaState).
+const REPLICA_FETCH_VERSION: i16 = 15;
+/// Pause after a failed connection or request before trying again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Largest response frame a follower accepts.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The fetcher tasks of this broker, one per leader it follows partitions on.
+#[derive(Default)]
+pub struct ReplicaFetchers {
+    fetchers: Mutex<HashMap<i32, Fetcher>>,
+    /// Woken when roles change, so the manager re-plans at once.
+    pub(crate) replan: Notify,
+}
+
+struct Fetcher {
+    partitions: Arc<Mutex<Vec<Arc<Partition>>>>,
+    wake: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ReplicaFetchers {
+    /// Runs until the broker is gone: every role change (and every second, as a safety net)
+    /// moves each followed partition to the fetcher of its current leader.
+    pub async fn run(broker: Weak<Broker>) {
+        loop {
+            let Some(b) = broker.upgrade() else { return };
+            {
+                let notified = b.fetchers().replan.notified();
+                b.fetchers().plan(&b, &broker);
+                let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+            }
+            drop(b);
+        }
+    }
+
+    fn plan(&self, broker: &Broker, weak: &Weak<Broker>) {
+        let mut by_leader: HashMap<i32, Vec<Arc<Partition>>> = HashMap::new();
+        for p in broker.replicas().all() {
+            let role = p.role();
+            if role.leader >= 0 && role.leader != broker.node_id() {
+                by_leader.entry(role.leader).or_default().push(p);
+            }
+        }
+        let mut fetchers = self.fetchers.lock();
+        fetchers.retain(|leader, _| by_leader.contains_key(leader));
+        for (leader, partitions) in by_leader {
+            let fetcher = fetchers.entry(leader).or_insert_with(|| {
+                let set = Arc::new(Mutex::new(Vec::new()));
+                let wake = Arc::new(Notify::new());
+                let task =
+                    tokio::spawn(fetch_loop(weak.clone(), leader, set.clone(), wake.clone()));
+                Fetcher {
+                    partitions: set,
+                    wake,
+                    task,
+                }
+            });
+            let mut current = fetcher.partitions.lock();
+            let same = current.len() == partitions.len()
+                && current
+                    .iter()
+                    .zip(&partitions)
+                    .all(|(a, b)| Arc::ptr_eq(a, b));
+            if !same {
+                *current = partitions;
+                fetcher.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// Fetches from `leader` for the partitions in `set` until the task is aborted.
+async fn fetch_loop(
+    broker: Weak<Broker>,
+    leader: i32,
+    set: Arc<Mutex<Vec<Arc<Partition>>>>,
+    wake: Arc<Notify>,
+) {
+    let mut conn: Option<TcpStream> = None;
+    let mut correlation_id = 0i32;
+    loop {
+        let partitions: Vec<Arc<Partition>> = set.lock().clone();
+        if partitions.is_empty() {
+            wake.notified().await;
+            continue;
+        }
+        let Some(b) = broker.upgrade() else { return };
+        let (node_id, wait_ms, max_bytes) = (
+            b.node_id(),
+            b.config().replica_fetch_wait_max_ms(),
+            b.config().replica_fetch_max_bytes(),
+        );
+        let endpoint = b
+            .image()
+            .broker(leader)
+            .map(|r| format!("{}:{}", r.host, r.port));
+        drop(b);
+        let Some(endpoint) = endpoint else {
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            continue;
+        };
+        if conn.is_none() {
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&endpoint)).await
+            {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    conn = Some(s);
+                }
+                _ => {
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let request = fetch_request(node_id, &partitions, wait_ms, max_bytes);
+        correlation_id = correlation_id.wrapping_add(1);
+        let timeout = Duration::from_millis(wait_ms.max(0) as u64) + Duration::from_secs(10);
+        let stream = conn.as_mut().expect("connected above");
+        let response = tokio::time::timeout(
+            timeout,
+            roundtrip(stream, correlation_id, node_id, &request),
+        )
+        .await;
+        match response {
+            Ok(Ok(response)) => {
+                let applied = tokio::task::spawn_blocking({
+                    let partitions = partitions.clone();
+                    move || apply_response(&partitions, response)
+                })
+                .await
+                .unwrap_or(true);
+                if applied {
+                    continue;
+                }
+                // Errors the next metadata should resolve: do not spin on them.
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_BACKOFF) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
+                conn = None;
+                tokio::time::sleep(RETRY_BACKOFF).await;
+            }
+            Err(_) => {
+                tracing::debug!(leader, "replica fetch timed out; reconnecting");
+                conn = None;
+            }
+        }
+    }
+}
+
+fn fetch_request(
+    node_id: i32,
+    partitions: &[Arc<Partition>],
+    wait_ms: i32,
+    max_bytes: i32,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for p in partitions {
+        let role = p.role();
+        let mut fp = FetchPartition::default();
+        fp.partition = p.index;
+        fp.current_leader_epoch = role.leader_epoch;
+        fp.fetch_offset = p.log.log_end_offset();
+        fp.last_fetched_epoch = p.log.latest_epoch();
+        fp.log_start_offset = p.log.log_start_offset();
+        fp.partition_max_bytes = max_bytes;
+        match topics.iter_mut().find(|t| t.topic_id == p.topic_id) {
+            Some(t) => t.partitions.push(fp),
+            None => {
+                let mut t = FetchTopic::default();
+                t.topic_id = p.topic_id;
+                t.partitions.push(fp);
+                topics.push(t);
+            }
+        }
+    }
+    let mut state = ReplicaState::default();
+    state.replica_id = BrokerId(node_id);
+    state.replica_epoch = -1;
+    let mut request = FetchRequest::default();
+    request.replica_state = state;
+    request.max_wait_ms = wait_ms;
+    request.min_bytes = 1;
+    request.max_bytes = i32::MAX;
+    request.isolation_level = 0;
+    request.session_id = 0;
+    request.session_epoch = -1;
+    request.topics = topics;
+    request
+}
+
+/// Applies one fetch response. Returns false when some partition got an error the fetcher
+/// should back off on (not leader, fenced epoch: the metadata will tell who leads now).
+fn apply_response(partitions: &[Arc<Partition>], response: FetchResponse) -> bool {
+    if response.error_code != 0 {
+        tracing::debug!(
+            error = response.error_code,
+            "replica fetch refused as a whole"
+        );
+        return false;
+    }
+    let mut ok = true;
+    for topic in response.responses {
+        for data in topic.partitions {
+            let Some(p) = partitions
+                .iter()
+                .find(|p| p.topic_id == topic.topic_id && p.index == data.partition_index)
+            else {
+                continue;
+            };
+            if let Err(reason) = apply_partition(p, data) {
+                ok = false;
+                tracing::debug!(topic = %p.topic, partition = p.index, reason, "replica fetch: partition not advanced");
+            }
+        }
+    }
+    ok
+}
+
+fn apply_partition(
+    p: &Partition,
+    data: kafka_protocol::messages::fetch_response::PartitionData,
+) -> Result<(), String> {
+    match ErrorCode::try_from_code(data.error_code) {
+        None => {}
+        Some(ErrorCode::OffsetOutOfRange) => {
+            let leo = p.log.log_end_offset();
+            let result = if leo < data.log_start_offset {
+                // What this replica lacks no longer exists on the leader.
+                p.log.reset_to(data.log_start_offset)
+            } else {
+                // Above the leader's end: only what the leader has committed is shared.
+                p.log.truncate_to(data.high_watermark.max(0))
+            };
+            return result
+                .map_err(|e| format!("out of range and could not realign: {e}"))
+                .and(Err("offset out of range; realigned with the leader".into()));
+        }
+        Some(code) => return Err(format!("{code:?}")),
+    }
+    let diverging = &data.diverging_epoch;
+    if diverging.epoch >= 0 && diverging.end_offset >= 0 {
+        let (own_epoch, own_end) = p.log.end_offset_for_epoch(diverging.epoch);
+        let cap = if own_epoch >= 0 && own_end >= 0 {
+            own_end
+        } else {
+            p.log.log_end_offset()
+        };
+        let to = diverging.end_offset.min(cap);
+        tracing::info!(topic = %p.topic, partition = p.index, to, leader_epoch = diverging.epoch, "log diverges from the leader's: truncating");
+        p.log
+            .truncate_to(to)
+            .map_err(|e| format!("truncation failed: {e}"))?;
+        p.set_follower_high_watermark(data.high_watermark);
+        return Ok(());
+    }
+    if let Some(records) = data.records.filter(|r| !r.is_empty()) {
+        p.log
+            .append_as_follower(BytesMut::from(&records[..]))
+            .map_err(|e| format!("append failed: {e}"))?;
+    }
+    if data.log_start_offset > p.log.log_start_offset()
+        && data.log_start_offset <= p.log.log_end_offset()
+    {
+        if let Err(e) = p.log.delete_records(data.log_start_offset) {
+            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "could not follow the leader's log start");
+        }
+    }
+    p.set_follower_high_watermark(data.high_watermark);
+    Ok(())
+}
+
+/// One request and its response on a dedicated connection (a fetcher has one in flight).
+async fn roundtrip(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    node_id: i32,
+    request: &FetchRequest,
+) -> std::io::Result<FetchResponse> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let version = REPLICA_FETCH_VERSION;
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::Fetch as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_string(format!("strom-replica-{node_id}")));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, FetchRequest::header_version(version))
+        .map_err(|e| invalid(e.to_string()))?;
+    request
+        .encode(&mut body, version)
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut frame = BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await?;
+    let len = stream.read_i32().await?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| *l <= MAX_RESPONSE_BYTES)
+        .ok_or_else(|| invalid(format!("response frame of {len} bytes")))?;
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    let mut buf = Bytes::from(buf);
+    let header = ResponseHeader::decode(&mut buf, FetchResponse::header_version(version))
+        .map_err(|e| invalid(e.to_string()))?;
+    if header.correlation_id != correlation_id {
+        return Err(invalid(format!(
+            "correlation id {} for request {correlation_id}",
+            header.correlation_id
+        )));
+    }
+    let response = FetchResponse::decode(&mut buf, version).map_err(|e| invalid(e.to_string()))?;
+    if buf.has_remaining() {
+        tracing::trace!(extra = buf.remaining(), "bytes after the fetch response");
+    }
+    Ok(response)
+}
