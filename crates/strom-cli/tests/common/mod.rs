@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod checker;
 pub mod cluster;
 pub mod groups;
 pub mod wire;

@@ -1,0 +1,403 @@
+//! Partition replication across real `strom` processes, driven with librdkafka: with
+//! replication factor 3 and acks=all, killing a leader loses no acknowledged record (a
+//! Jepsen-style checker counts lost, duplicated, reordered and unexpected records); a killed
+//! follower leaves the ISR, comes back, catches up and holds a byte-identical log; with two
+//! of three replicas down acks=all is refused with NOT_ENOUGH_REPLICAS. Times printed are
+//! measurements on this machine, not assertions.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::checker::History;
+use common::cluster::Cluster;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const CLUSTER: &[(&str, &str)] = &[
+    ("broker.heartbeat.interval.ms", "300"),
+    ("broker.session.timeout.ms", "3000"),
+    ("replica.lag.time.max.ms", "2000"),
+    ("replica.fetch.wait.max.ms", "200"),
+];
+const WAIT: Duration = Duration::from_secs(60);
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn create_topic(bootstrap: &str, name: &str, configs: &[(&str, &str)]) {
+    let admin = common::admin(bootstrap);
+    let mut topic = NewTopic::new(name, 1, TopicReplication::Fixed(3));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in block(admin.create_topics([&topic], &opts)).expect("create_topics") {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// (leader, isr) of partition 0 of `topic` as node `via` sees it.
+fn partition_state(cluster: &Cluster, via: i32, topic: &str) -> (i32, Vec<i32>) {
+    let view = cluster.view(via);
+    let (leader, _, isr) = view
+        .topics
+        .get(topic)
+        .and_then(|t| t.get(&0))
+        .cloned()
+        .unwrap_or((-1, vec![], vec![]));
+    (leader, isr)
+}
+
+fn wait_partition(
+    cluster: &Cluster,
+    via: i32,
+    topic: &str,
+    what: &str,
+    ok: impl Fn(i32, &[i32]) -> bool,
+) -> Duration {
+    let (_, took) = cluster.wait_view(via, WAIT, what, |v| {
+        v.topics
+            .get(topic)
+            .and_then(|t| t.get(&0))
+            .is_some_and(|(leader, _, isr)| ok(*leader, isr))
+    });
+    took
+}
+
+/// Every value of partition 0, read from the beginning up to the high watermark.
+fn read_all(bootstrap: &str, topic: &str) -> Vec<String> {
+    let consumer = common::consumer(bootstrap, &[]);
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(20))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let mut next = 0;
+    while next < high {
+        assert!(Instant::now() < deadline, "read {next} of {high} offsets");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            next = m.offset() + 1;
+            out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+/// An idempotent acks=all producer sending `v-000000`, `v-000001`, ... with a few in flight,
+/// until `stop`; records what it sent and what was acknowledged, and when.
+struct Load {
+    history: Arc<Mutex<History>>,
+    acked: Arc<AtomicUsize>,
+    ack_times: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(bootstrap: String, topic: &'static str) -> Load {
+        let history = Arc::new(Mutex::new(History::default()));
+        let acked = Arc::new(AtomicUsize::new(0));
+        let ack_times = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, a, t, s) = (
+            history.clone(),
+            acked.clone(),
+            ack_times.clone(),
+            stop.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let producer = common::producer(
+                &bootstrap,
+                &[
+                    ("enable.idempotence", "true"),
+                    ("acks", "all"),
+                    ("message.timeout.ms", "60000"),
+                    ("retry.backoff.ms", "50"),
+                    ("metadata.max.age.ms", "1000"),
+                ],
+            );
+            block(async {
+                let mut i = 0u64;
+                let mut in_flight = tokio::task::JoinSet::new();
+                let done = |value: String, ok: bool| {
+                    if ok {
+                        h.lock().unwrap().acked.insert(value);
+                        a.fetch_add(1, Ordering::Relaxed);
+                        t.lock().unwrap().push(Instant::now());
+                    }
+                };
+                while !s.load(Ordering::Relaxed) {
+                    while in_flight.len() < 8 {
+                        let value = format!("v-{i:06}");
+                        i += 1;
+                        h.lock().unwrap().sent.push(value.clone());
+                        let producer = producer.clone();
+                        in_flight.spawn(async move {
+                            let record = FutureRecord::<(), _>::to(topic)
+                                .payload(&value)
+                                .partition(0);
+                            let r = producer.send(record, Duration::from_secs(60)).await;
+                            (value, r.is_ok())
+                        });
+                    }
+                    if let Some(Ok((value, ok))) = in_flight.join_next().await {
+                        done(value, ok);
+                    }
+                }
+                while let Some(Ok((value, ok))) = in_flight.join_next().await {
+                    done(value, ok);
+                }
+            });
+        });
+        Load {
+            history,
+            acked,
+            ack_times,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn wait_acked(&self, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.acked.load(Ordering::Relaxed) < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} acknowledged",
+                self.acked.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(mut self) -> History {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("producer thread");
+        std::mem::take(&mut *self.history.lock().unwrap())
+    }
+
+    /// The longest gap between consecutive acknowledgements after `from`.
+    fn longest_stall_after(&self, from: Instant) -> Duration {
+        let times = self.ack_times.lock().unwrap();
+        let mut prev = from;
+        let mut worst = Duration::ZERO;
+        for t in times.iter().filter(|t| **t >= from) {
+            worst = worst.max(*t - prev);
+            prev = *t;
+        }
+        worst
+    }
+}
+
+/// The partition's log bytes on a node: every segment file in offset order.
+fn log_bytes(data: &Path, topic: &str) -> Vec<u8> {
+    let dir = data.join(format!("{topic}-0"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect()
+}
+
+#[test]
+fn killing_the_leader_under_acks_all_load_loses_nothing() {
+    let mut cluster = Cluster::start(3, CLUSTER);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    let topic = "jepsen";
+    create_topic(&cluster.bootstrap(), topic, &[("min.insync.replicas", "2")]);
+    wait_partition(&cluster, 1, topic, "a full ISR", |l, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let load = Load::start(cluster.bootstrap(), topic);
+    load.wait_acked(300);
+    let (leader, _) = partition_state(&cluster, 1, topic);
+    let killed_at = Instant::now();
+    cluster.kill9(leader);
+    let survivor = if leader == 1 { 2 } else { 1 };
+    let elected = wait_partition(&cluster, survivor, topic, "a new leader", |l, _| {
+        l > 0 && l != leader
+    });
+    let before = load.acked.load(Ordering::Relaxed);
+    load.wait_acked(before + 300);
+    let stall = load.longest_stall_after(killed_at);
+    let history = load.finish();
+    let read = read_all(&cluster.nodes[&survivor].bootstrap(), topic);
+    let report = history.check(&read);
+    println!(
+        "leader {leader} killed: new leader after {elected:?}, produce stalled {stall:?}; \
+         acked {}, read {}, lost {}, duplicated {}, reordered {}, unexpected {}",
+        report.acked,
+        report.read,
+        report.lost.len(),
+        report.duplicated.len(),
+        report.reordered.len(),
+        report.unexpected.len()
+    );
+    assert!(report.acked >= 600, "{report:?}");
+    assert!(report.is_clean(), "{report:?}");
+
+    // The old leader comes back, truncates whatever only it had, and rejoins the ISR.
+    cluster.restart(leader);
+    wait_partition(
+        &cluster,
+        survivor,
+        topic,
+        "the old leader back in the ISR",
+        |_, isr| isr.len() == 3,
+    );
+    let (new_leader, _) = partition_state(&cluster, survivor, topic);
+    let reference = log_bytes(&cluster.nodes[&new_leader].dir.join("data"), topic);
+    let deadline = Instant::now() + WAIT;
+    for id in [1, 2, 3] {
+        loop {
+            let copy = log_bytes(&cluster.nodes[&id].dir.join("data"), topic);
+            if copy == reference {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}'s log differs from the leader's ({} vs {} bytes)",
+                copy.len(),
+                reference.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_follower_leaves_the_isr_when_dead_and_rejoins_byte_identical() {
+    let mut cluster = Cluster::start(3, CLUSTER);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    let topic = "follow";
+    create_topic(&cluster.bootstrap(), topic, &[("min.insync.replicas", "2")]);
+    wait_partition(&cluster, 1, topic, "a full ISR", |l, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let (leader, _) = partition_state(&cluster, 1, topic);
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let load = Load::start(cluster.nodes[&leader].bootstrap(), topic);
+    load.wait_acked(100);
+    cluster.kill9(follower);
+    let shrunk = wait_partition(
+        &cluster,
+        leader,
+        topic,
+        "the ISR without the dead follower",
+        |_, isr| isr.len() == 2 && !isr.contains(&follower),
+    );
+    let before = load.acked.load(Ordering::Relaxed);
+    load.wait_acked(before + 200);
+    cluster.restart(follower);
+    let rejoined = wait_partition(
+        &cluster,
+        leader,
+        topic,
+        "the follower back in the ISR",
+        |_, isr| isr.len() == 3,
+    );
+    let history = load.finish();
+    println!("ISR shrank {shrunk:?} after the kill; rejoined {rejoined:?} after the restart");
+    let report = history.check(&read_all(&cluster.nodes[&leader].bootstrap(), topic));
+    assert!(report.is_clean(), "{report:?}");
+    let reference = log_bytes(&cluster.nodes[&leader].dir.join("data"), topic);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let copy = log_bytes(&cluster.nodes[&follower].dir.join("data"), topic);
+        if copy == reference {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower's log differs ({} vs {} bytes)",
+            copy.len(),
+            reference.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn with_two_of_three_replicas_down_acks_all_is_refused_and_nothing_is_lost() {
+    // Three controllers (4.. are brokers), so stopping brokers never costs the quorum.
+    let mut cluster = Cluster::start_layout(3, 3, CLUSTER);
+    let brokers = [4, 5, 6];
+    cluster.wait_view(4, WAIT, "three brokers", |v| v.brokers == brokers);
+    let topic = "minisr";
+    create_topic(&cluster.bootstrap(), topic, &[("min.insync.replicas", "2")]);
+    wait_partition(&cluster, 4, topic, "a full ISR", |l, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let (leader, _) = partition_state(&cluster, 4, topic);
+    let bootstrap = cluster.nodes[&leader].bootstrap();
+    // NOT_ENOUGH_REPLICAS is retriable: without retries the error reaches the application.
+    let producer = common::producer(
+        &bootstrap,
+        &[
+            ("acks", "all"),
+            ("message.timeout.ms", "5000"),
+            ("retries", "0"),
+        ],
+    );
+    let send = |v: &str| {
+        block(producer.send(
+            FutureRecord::<(), _>::to(topic).payload(v).partition(0),
+            Duration::from_secs(10),
+        ))
+    };
+    send("before").expect("acks=all with a full ISR");
+    let followers: Vec<i32> = brokers.into_iter().filter(|id| *id != leader).collect();
+    cluster.kill9(followers[0]);
+    cluster.pause(followers[1]);
+    wait_partition(
+        &cluster,
+        leader,
+        topic,
+        "an ISR of the leader alone",
+        |_, isr| isr == [leader],
+    );
+    let code = send("refused")
+        .expect_err("acks=all below min.insync.replicas")
+        .0;
+    println!("acks=all with an ISR of 1: {code:?}");
+    use rdkafka::error::KafkaError::MessageProduction;
+    use rdkafka::types::RDKafkaErrorCode as C;
+    assert!(
+        matches!(code, MessageProduction(C::NotEnoughReplicas)),
+        "{code:?}"
+    );
+    cluster.resume(followers[1]);
+    cluster.restart(followers[0]);
+    wait_partition(&cluster, leader, topic, "a full ISR again", |_, isr| {
+        isr.len() == 3
+    });
+    send("after").expect("acks=all once the ISR is back");
+    let read = read_all(&bootstrap, topic);
+    assert_eq!(
+        read,
+        ["before", "after"],
+        "the refused record was never written"
+    );
+}
