@@ -601,15 +601,22 @@ impl Broker {
         let mut flush_stop = stop.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(ROLLED_FLUSH_INTERVAL);
+            let mut ticks = 0u64;
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
                     _ = flush_stop.changed() => return,
                 }
                 let broker = flusher.clone();
+                ticks += 1;
+                // Kafka's replica.high.watermark.checkpoint.interval.ms default: 5 s.
+                let checkpoint = ticks % 5 == 0;
                 let _ = tokio::task::spawn_blocking(move || {
                     broker.retry_follow_image();
                     broker.flush_rolled_segments();
+                    if checkpoint {
+                        broker.replicas.checkpoint_high_watermarks();
+                    }
                 })
                 .await;
             }
@@ -658,6 +665,7 @@ impl Broker {
             .static_value("num.recovery.threads.per.data.dir")
             .and_then(|v| v.parse().ok())
             .unwrap_or(SHUTDOWN_THREADS);
+        self.replicas.checkpoint_high_watermarks();
         self.replicas.close_all(threads);
         self.metadata.shutdown();
     }

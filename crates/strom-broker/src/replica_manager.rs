@@ -15,6 +15,10 @@ pub use crate::partition::{Partition, Role, RoleChange};
 
 use strom_metadata::log::METADATA_LOG_DIR_NAME;
 
+/// Each log dir's high watermarks (Kafka's file name and text layout: a version line, a count
+/// line, then `topic partition offset` lines), so a restarted follower knows what was committed.
+const HW_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
+
 /// Suffix of a partition directory the metadata does not name (Kafka's `-stray`): renamed,
 /// logged and kept, never deleted, so a damaged or foreign metadata log cannot destroy data.
 const STRAY_SUFFIX: &str = "-stray";
@@ -31,6 +35,15 @@ pub struct ReplicaManager {
     /// In a cluster, only partitions with this broker among their replicas are hosted; a
     /// single node hosts every partition of the image.
     only_own_replicas: bool,
+    /// High watermarks read from each log dir's checkpoint at start-up, used as partitions
+    /// open; and the text last written per log dir (unchanged files are not rewritten).
+    checkpoints: parking_lot::Mutex<Checkpoints>,
+}
+
+#[derive(Default)]
+struct Checkpoints {
+    loaded: HashMap<PathBuf, HashMap<(String, i32), i64>>,
+    written: HashMap<PathBuf, String>,
 }
 
 impl ReplicaManager {
@@ -47,6 +60,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             local_id,
             only_own_replicas: false,
+            checkpoints: Default::default(),
         }
     }
 
@@ -97,6 +111,7 @@ impl ReplicaManager {
                             self.remove(image, &key)?;
                         }
                         let dir = self.dir_for(&format!("{}-{}", topic.name, index));
+                        let hw = self.saved_high_watermark(&dir, &topic.name, *index);
                         let log = PartitionLog::open(dir, log_config.clone(), self.clock.clone())?;
                         let partition = Arc::new(Partition::new(
                             topic.name.clone(),
@@ -104,7 +119,7 @@ impl ReplicaManager {
                             *index,
                             log,
                             self.local_id,
-                            0,
+                            hw,
                         ));
                         self.partitions.write().insert(key, partition.clone());
                         partition
@@ -245,6 +260,52 @@ impl ReplicaManager {
         });
     }
 
+    /// The high watermark the checkpoint of `dir`'s log dir holds for a partition (0 if none).
+    fn saved_high_watermark(&self, dir: &Path, topic: &str, index: i32) -> i64 {
+        let Some(root) = dir.parent() else { return 0 };
+        let mut checkpoints = self.checkpoints.lock();
+        let saved = checkpoints
+            .loaded
+            .entry(root.to_path_buf())
+            .or_insert_with(|| read_hw_checkpoint(root));
+        saved.get(&(topic.to_owned(), index)).copied().unwrap_or(0)
+    }
+
+    /// Writes every log dir's `replication-offset-checkpoint` with its partitions' high
+    /// watermarks (Kafka: every `replica.high.watermark.checkpoint.interval.ms`, and at
+    /// shutdown). A log dir whose content did not change is not rewritten.
+    pub fn checkpoint_high_watermarks(&self) {
+        let mut by_root: HashMap<PathBuf, Vec<(String, i32, i64)>> = HashMap::new();
+        for p in self.all() {
+            if let Some(root) = p.log.dir().parent() {
+                by_root.entry(root.to_path_buf()).or_default().push((
+                    p.topic.clone(),
+                    p.index,
+                    p.high_watermark(),
+                ));
+            }
+        }
+        for root in &self.roots {
+            let mut entries = by_root.remove(root).unwrap_or_default();
+            entries.sort();
+            let mut text = format!("0\n{}\n", entries.len());
+            for (topic, index, hw) in &entries {
+                text.push_str(&format!("{topic} {index} {hw}\n"));
+            }
+            if self.checkpoints.lock().written.get(root) == Some(&text) {
+                continue;
+            }
+            match write_durably(root, HW_CHECKPOINT_FILE, text.as_bytes()) {
+                Ok(()) => {
+                    self.checkpoints.lock().written.insert(root.clone(), text);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %root.display(), error = %e, "cannot write the high-watermark checkpoint")
+                }
+            }
+        }
+    }
+
     /// The first log dir.
     pub fn root(&self) -> &Path {
         &self.roots[0]
@@ -273,6 +334,43 @@ fn rename_stray(root: &Path, name: &str) {
     }
 }
 
+/// Reads a log dir's high-watermark checkpoint; a missing or unreadable one is empty.
+fn read_hw_checkpoint(root: &Path) -> HashMap<(String, i32), i64> {
+    let path = root.join(HW_CHECKPOINT_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return HashMap::new();
+    };
+    let parse = || -> Option<HashMap<(String, i32), i64>> {
+        let mut lines = text.lines();
+        if lines.next()?.trim() != "0" {
+            return None;
+        }
+        let count: usize = lines.next()?.trim().parse().ok()?;
+        let mut out = HashMap::new();
+        for line in lines.take(count) {
+            let mut parts = line.split(' ');
+            let (topic, index, hw) = (parts.next()?, parts.next()?, parts.next()?);
+            out.insert((topic.to_owned(), index.parse().ok()?), hw.parse().ok()?);
+        }
+        (out.len() == count).then_some(out)
+    };
+    parse().unwrap_or_else(|| {
+        tracing::warn!(path = %path.display(), "unreadable high-watermark checkpoint ignored");
+        HashMap::new()
+    })
+}
+
+/// Replaces `root/name` with `bytes` through a temporary file, fsynced, then the directory.
+fn write_durably(root: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = root.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, root.join(name))?;
+    std::fs::File::open(root)?.sync_all()
+}
+
 /// `topic-3` → ("topic", 3); topic names may themselves contain '-'.
 fn parse_partition_dir(name: &str) -> Option<(&str, i32)> {
     let (topic, index) = name.rsplit_once('-')?;
@@ -283,6 +381,21 @@ fn parse_partition_dir(name: &str) -> Option<(&str, i32)> {
 #[cfg(test)]
 mod tests {
     use super::parse_partition_dir;
+
+    #[test]
+    fn high_watermark_checkpoint_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "0\n2\nmy-topic 0 42\nother 3 7\n";
+        std::fs::write(dir.path().join(super::HW_CHECKPOINT_FILE), text).unwrap();
+        let read = super::read_hw_checkpoint(dir.path());
+        assert_eq!(read.get(&("my-topic".to_string(), 0)), Some(&42));
+        assert_eq!(read.get(&("other".to_string(), 3)), Some(&7));
+        std::fs::write(dir.path().join(super::HW_CHECKPOINT_FILE), "0\n3\nt 0 1\n").unwrap();
+        assert!(
+            super::read_hw_checkpoint(dir.path()).is_empty(),
+            "short file ignored"
+        );
+    }
 
     #[test]
     fn partition_dir_names() {

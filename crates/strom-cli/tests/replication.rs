@@ -401,3 +401,104 @@ fn with_two_of_three_replicas_down_acks_all_is_refused_and_nothing_is_lost() {
         "the refused record was never written"
     );
 }
+
+/// KIP-392: with the rack-aware selector, the leader sends a consumer that names its rack to
+/// the in-sync replica in that rack, which serves it up to its own high watermark; librdkafka
+/// with `client.rack` follows the hint and reads everything.
+#[test]
+fn consumers_read_from_an_in_sync_replica_in_their_rack() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+    use kafka_protocol::protocol::StrBytes;
+
+    let mut extra = CLUSTER.to_vec();
+    extra.push(("broker.rack", "rack-{id}"));
+    extra.push((
+        "replica.selector.class",
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector",
+    ));
+    let cluster = Cluster::start(3, &extra);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    let topic = "racks";
+    create_topic(&cluster.bootstrap(), topic, &[]);
+    wait_partition(&cluster, 1, topic, "a full ISR", |l, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let (leader, _) = partition_state(&cluster, 1, topic);
+    let follower = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    let producer = common::producer(&cluster.bootstrap(), &[("acks", "all")]);
+    for i in 0..50 {
+        let v = format!("r-{i}");
+        block(producer.send(
+            FutureRecord::<(), _>::to(topic).payload(&v).partition(0),
+            Duration::from_secs(10),
+        ))
+        .expect("produce");
+    }
+    let topic_id = cluster.view(1).topic_ids[topic];
+    let fetch = |rack: &str| {
+        let mut p = FetchPartition::default();
+        p.partition = 0;
+        p.fetch_offset = 0;
+        p.partition_max_bytes = 1 << 20;
+        let mut t = FetchTopic::default();
+        t.topic_id = topic_id;
+        t.partitions = vec![p];
+        let mut r = FetchRequest::default();
+        r.replica_id = kafka_protocol::messages::BrokerId(-1);
+        r.max_wait_ms = 100;
+        r.max_bytes = 1 << 20;
+        r.session_epoch = -1;
+        r.rack_id = StrBytes::from_string(rack.to_string());
+        r.topics = vec![t];
+        r
+    };
+    let mut to_leader = common::wire::Wire::connect(&cluster.nodes[&leader].bootstrap());
+    let answer: FetchResponse =
+        to_leader.call(ApiKey::Fetch, 13, &fetch(&format!("rack-{follower}")));
+    let data = &answer.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0);
+    assert_eq!(
+        data.preferred_read_replica.0, follower,
+        "the leader redirects to the rack's replica"
+    );
+    let own: FetchResponse = to_leader.call(ApiKey::Fetch, 13, &fetch(&format!("rack-{leader}")));
+    assert_eq!(
+        own.responses[0].partitions[0].preferred_read_replica.0, -1,
+        "the leader's own rack reads from it"
+    );
+    // The follower serves the consumer, up to its own high watermark.
+    let mut to_follower = common::wire::Wire::connect(&cluster.nodes[&follower].bootstrap());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let served: FetchResponse = to_follower.call(ApiKey::Fetch, 13, &fetch(""));
+        let data = &served.responses[0].partitions[0];
+        assert_eq!(data.error_code, 0, "{data:?}");
+        if data.high_watermark == 50 && data.records.as_ref().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never served the records: {data:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // librdkafka follows the hint end to end.
+    let records = common::consume(
+        &cluster.bootstrap(),
+        topic,
+        &[0],
+        Offset::Beginning,
+        50,
+        WAIT,
+        &[("client.rack", &format!("rack-{follower}"))],
+    );
+    let values: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        (0..50).map(|i| format!("r-{i}")).collect::<Vec<_>>()
+    );
+}

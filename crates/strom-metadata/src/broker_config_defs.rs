@@ -115,6 +115,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("replica.fetch.max.bytes", T::Int, Some("1048576"), V::AtLeast(0), "Bytes a follower fetches per partition."),
     b("replica.fetch.wait.max.ms", T::Int, Some("500"), V::AtLeast(0), "Longest wait of a follower fetch."),
     b("replica.lag.time.max.ms", T::Long, Some("30000"), V::AtLeast(0), "Lag after which a follower leaves the ISR."),
+    b("replica.selector.class", T::String, None, V::Any, "KIP-392 replica selector for consumers; RackAwareReplicaSelector sends a consumer with client.rack to an in-sync replica in its rack."),
     b("socket.receive.buffer.bytes", T::Int, Some("102400"), V::AtLeast(-1), "SO_RCVBUF (-1 = OS default)."),
     b("socket.request.max.bytes", T::Int, Some("104857600"), V::AtLeast(1), "Largest request size accepted."),
     b("socket.send.buffer.bytes", T::Int, Some("102400"), V::AtLeast(-1), "SO_SNDBUF (-1 = OS default)."),

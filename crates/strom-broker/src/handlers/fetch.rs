@@ -203,6 +203,11 @@ fn read_all(
                         Some(replica) => FetchKind::Replica(replica),
                         None => FetchKind::Consumer {
                             read_committed: request.isolation_level == READ_COMMITTED,
+                            // KIP-392: from v11 consumers may read from followers, and say
+                            // where they are.
+                            from_follower: version >= 11,
+                            rack: (version >= 11 && !request.rack_id.is_empty())
+                                .then(|| request.rack_id.as_str()),
                         },
                     };
                     match read_partition(broker, image, name, p, limit, total == 0, kind) {
@@ -212,6 +217,9 @@ fn read_all(
                                 data.diverging_epoch.end_offset = end_offset;
                                 // The follower truncates before it fetches again: answer now.
                                 has_error = true;
+                            }
+                            if let Some(replica) = read.preferred_read_replica {
+                                data.preferred_read_replica = BrokerId(replica);
                             }
                             data.high_watermark = read.hw;
                             data.last_stable_offset = read.lso;
@@ -277,8 +285,14 @@ fn replica_id(request: &FetchRequest, version: i16) -> Option<i32> {
 /// Who fetches: a consumer (up to the high watermark, or the LSO for read_committed) or a
 /// follower replica (up to the log end; its fetch offset is its progress).
 #[derive(Debug, Clone, Copy)]
-enum FetchKind {
-    Consumer { read_committed: bool },
+enum FetchKind<'a> {
+    Consumer {
+        read_committed: bool,
+        /// The client may be served by a follower (Fetch v11+, KIP-392).
+        from_follower: bool,
+        /// The client's `client.rack`, for a rack-aware replica selector.
+        rack: Option<&'a str>,
+    },
     Replica(i32),
 }
 
@@ -300,6 +314,37 @@ struct PartitionRead {
     aborted: Option<Vec<AbortedTransaction>>,
     /// A follower's log diverges: (epoch, end offset) it must truncate to.
     diverging: Option<(i32, i64)>,
+    /// KIP-392: the replica the consumer should fetch from instead.
+    preferred_read_replica: Option<i32>,
+}
+
+/// KIP-392's rack-aware selector (`replica.selector.class` naming
+/// `RackAwareReplicaSelector`): a consumer that names its rack reads from an in-sync replica
+/// in that rack, if the leader is not in it. Otherwise (and by default) from the leader.
+fn preferred_read_replica(
+    broker: &Broker,
+    image: &MetadataImage,
+    partition: &Partition,
+    rack: Option<&str>,
+) -> Option<i32> {
+    let rack = rack?;
+    let selector = broker.config().static_value("replica.selector.class")?;
+    if !selector.ends_with("RackAwareReplicaSelector") {
+        return None;
+    }
+    let in_rack = |id: i32| {
+        image
+            .broker(id)
+            .is_some_and(|b| !b.fenced && b.rack.as_deref() == Some(rack))
+    };
+    if in_rack(broker.node_id()) {
+        return None;
+    }
+    let role = partition.role();
+    role.isr
+        .iter()
+        .copied()
+        .find(|id| *id != broker.node_id() && in_rack(*id))
 }
 
 fn read_partition(
@@ -309,7 +354,7 @@ fn read_partition(
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
     limit: usize,
     first: bool,
-    kind: FetchKind,
+    kind: FetchKind<'_>,
 ) -> Result<PartitionRead, ReadError> {
     let Some(partition) = broker.replicas().partition(topic, p.partition) else {
         return Err((ErrorCode::UnknownTopicOrPartition, -1, -1));
@@ -317,7 +362,15 @@ fn read_partition(
     let hw = partition.high_watermark();
     let lso = partition.last_stable_offset();
     let log_start = partition.log.log_start_offset();
-    if !partition.is_leader() {
+    let leads = partition.is_leader();
+    let follower_may_serve = matches!(
+        kind,
+        FetchKind::Consumer {
+            from_follower: true,
+            ..
+        }
+    ) && partition.role().leader >= 0;
+    if !leads && !follower_may_serve {
         return Err((ErrorCode::NotLeaderOrFollower, hw, log_start));
     }
     if let Err(code) = partition.check_leader_epoch(image, p.current_leader_epoch) {
@@ -331,7 +384,26 @@ fn read_partition(
         return Err((ErrorCode::OffsetOutOfRange, hw, log_start));
     }
     let read_committed = match kind {
-        FetchKind::Consumer { read_committed } => read_committed,
+        FetchKind::Consumer {
+            read_committed,
+            rack,
+            ..
+        } => {
+            if leads {
+                if let Some(replica) = preferred_read_replica(broker, image, &partition, rack) {
+                    return Ok(PartitionRead {
+                        records: Records::Memory(Bytes::new()),
+                        hw,
+                        lso,
+                        log_start,
+                        aborted: read_committed.then(Vec::new),
+                        diverging: None,
+                        preferred_read_replica: Some(replica),
+                    });
+                }
+            }
+            read_committed
+        }
         FetchKind::Replica(replica) => {
             return read_for_follower(broker, &partition, p, limit, first, replica, hw)
         }
@@ -343,6 +415,7 @@ fn read_partition(
         log_start,
         aborted: read_committed.then(Vec::new),
         diverging: None,
+        preferred_read_replica: None,
     };
     if limit == 0 && !first {
         return Ok(empty(log_start));
@@ -367,6 +440,7 @@ fn read_partition(
             log_start: read.log_start_offset,
             aborted: None,
             diverging: None,
+            preferred_read_replica: None,
         });
     }
     // read_committed needs the batches' offsets to find the aborted transactions.
@@ -394,6 +468,7 @@ fn read_partition(
         log_start: read.log_start_offset,
         aborted,
         diverging: None,
+        preferred_read_replica: None,
     })
 }
 
@@ -418,6 +493,7 @@ fn read_for_follower(
         log_start,
         aborted: None,
         diverging,
+        preferred_read_replica: None,
     };
     if p.last_fetched_epoch >= 0 {
         let (epoch, end) = partition.log.end_offset_for_epoch(p.last_fetched_epoch);

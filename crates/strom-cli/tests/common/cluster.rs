@@ -66,6 +66,7 @@ pub struct View {
     pub brokers: Vec<i32>,
     /// topic -> partition -> (leader, replicas, isr)
     pub topics: BTreeMap<String, BTreeMap<i32, PartitionView>>,
+    pub topic_ids: BTreeMap<String, uuid::Uuid>,
 }
 
 impl Cluster {
@@ -133,7 +134,9 @@ impl Cluster {
                 voters = voters.join(","),
                 data = node.dir.join("data").display(),
             );
+            // `{id}` in a value is the node's id (per-node settings such as `broker.rack`).
             for (k, v) in extra {
+                let v = v.replace("{id}", &node.id.to_string());
                 text.push_str(&format!("{k}={v}\n"));
             }
             std::fs::write(node.properties(), text).unwrap();
@@ -268,8 +271,10 @@ impl Cluster {
             &MetadataRequest::default().with_topics(None),
         );
         let mut topics = BTreeMap::new();
+        let mut topic_ids = BTreeMap::new();
         for t in r.topics {
             let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
+            topic_ids.insert(name.clone(), t.topic_id);
             let parts = t
                 .partitions
                 .into_iter()
@@ -292,6 +297,7 @@ impl Cluster {
             controller: r.controller_id.0,
             brokers,
             topics,
+            topic_ids,
         }
     }
 
