@@ -610,7 +610,7 @@ impl Broker {
                 let broker = flusher.clone();
                 ticks += 1;
                 // Kafka's replica.high.watermark.checkpoint.interval.ms default: 5 s.
-                let checkpoint = ticks % 5 == 0;
+                let checkpoint = ticks.is_multiple_of(5);
                 let _ = tokio::task::spawn_blocking(move || {
                     broker.retry_follow_image();
                     broker.flush_rolled_segments();
