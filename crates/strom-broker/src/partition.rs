@@ -79,6 +79,18 @@ pub enum RoleChange {
     Updated,
 }
 
+/// A leader's answer to a follower's fetch.
+#[derive(Debug)]
+pub struct FollowerFetch {
+    /// The follower's log diverges: (epoch, end offset) it must truncate to; no records.
+    pub diverging: Option<(i32, i64)>,
+    pub slice: Option<strom_storage::FileSlice>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// The follower caught up and may join the ISR.
+    pub joins_isr: bool,
+}
+
 /// A hosted partition. Invariant: `log` lives in `<log.dirs>/<topic>-<index>`.
 pub struct Partition {
     pub topic: String,
@@ -350,6 +362,142 @@ impl Partition {
         let role = role.clone();
         state.isr_change_sent_ms = Some(now_ms);
         Some((role, isr))
+    }
+
+    /// Leader: answers a follower's fetch (Kafka's replica fetch path). First the divergence
+    /// check: the follower's last epoch must end here at or after its fetch offset, otherwise
+    /// it is told where that epoch ends and must truncate. Then its progress is recorded
+    /// (moving the high watermark, maybe making it eligible for the ISR), then records from
+    /// `fetch_offset` up to the log end, at most `max_bytes` (at least one batch if `first`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn serve_follower_fetch(
+        &self,
+        replica: i32,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        max_bytes: usize,
+        first: bool,
+        now_ms: i64,
+    ) -> Result<FollowerFetch, ErrorCode> {
+        let epoch = self
+            .leader_epoch_if_leader()
+            .ok_or(ErrorCode::NotLeaderOrFollower)?;
+        if current_leader_epoch >= 0 && current_leader_epoch != epoch {
+            return Err(if current_leader_epoch > epoch {
+                ErrorCode::UnknownLeaderEpoch
+            } else {
+                ErrorCode::FencedLeaderEpoch
+            });
+        }
+        if fetch_offset < self.log.log_start_offset() || fetch_offset > self.log.log_end_offset() {
+            return Err(ErrorCode::OffsetOutOfRange);
+        }
+        if last_fetched_epoch >= 0 {
+            let (epoch, end) = self.log.end_offset_for_epoch(last_fetched_epoch);
+            if epoch >= 0 && (epoch < last_fetched_epoch || end < fetch_offset) {
+                return Ok(FollowerFetch {
+                    diverging: Some((epoch, end)),
+                    slice: None,
+                    high_watermark: self.high_watermark(),
+                    log_start_offset: self.log.log_start_offset(),
+                    joins_isr: false,
+                });
+            }
+        }
+        let joins_isr = self.record_follower_fetch(replica, fetch_offset, now_ms)?;
+        let high_watermark = self.high_watermark();
+        let slice = if max_bytes == 0 && !first {
+            None
+        } else {
+            let read = self
+                .log
+                .read(fetch_offset, max_bytes, None)
+                .map_err(|e| crate::errors::log_error_code(&e))?;
+            read.slice.filter(|s| first || s.len <= max_bytes)
+        };
+        Ok(FollowerFetch {
+            diverging: None,
+            slice,
+            high_watermark,
+            log_start_offset: self.log.log_start_offset(),
+            joins_isr,
+        })
+    }
+
+    /// Follower: applies the leader's answer to a fetch — truncation at a diverging epoch, or
+    /// the records (appended as the leader wrote them), then the leader's log start and high
+    /// watermark. An error says why the partition did not advance.
+    pub fn apply_fetched(
+        &self,
+        fetched_in_epoch: i32,
+        diverging: Option<(i32, i64)>,
+        records: Option<&[u8]>,
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+    ) -> Result<(), String> {
+        // The answer to a fetch sent in another leader epoch (or before this replica became
+        // leader itself) describes a log that may no longer be the leader's: dropped.
+        {
+            let state = self.state.lock();
+            if state.role.leader == self.local_id || state.role.leader_epoch != fetched_in_epoch {
+                return Err("the leader epoch changed since the fetch was sent".into());
+            }
+        }
+        if let Some((epoch, end_offset)) = diverging {
+            // Kafka's rule: cut at the smaller of the leader's end for that epoch and this
+            // replica's own end for it (its whole log if it knows no such epoch).
+            let (own_epoch, own_end) = self.log.end_offset_for_epoch(epoch);
+            let cap = if own_epoch >= 0 && own_end >= 0 {
+                own_end
+            } else {
+                self.log.log_end_offset()
+            };
+            let to = end_offset.min(cap);
+            tracing::info!(topic = %self.topic, partition = self.index, to, leader_epoch = epoch, "log diverges from the leader's: truncating");
+            self.log
+                .truncate_to(to)
+                .map_err(|e| format!("truncation failed: {e}"))?;
+            self.set_follower_high_watermark(leader_high_watermark);
+            return Ok(());
+        }
+        if let Some(records) = records.filter(|r| !r.is_empty()) {
+            self.log
+                .append_as_follower(bytes::BytesMut::from(records))
+                .map_err(|e| format!("append failed: {e}"))?;
+        }
+        if leader_log_start > self.log.log_start_offset()
+            && leader_log_start <= self.log.log_end_offset()
+        {
+            if let Err(e) = self.log.delete_records(leader_log_start) {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "could not follow the leader's log start");
+            }
+        }
+        self.set_follower_high_watermark(leader_high_watermark);
+        Ok(())
+    }
+
+    /// Follower: the leader answered OFFSET_OUT_OF_RANGE. Behind the leader's log start, what
+    /// is missing exists nowhere any more: restart empty from it. Otherwise this log is ahead
+    /// of the leader's: keep only what the leader committed.
+    pub fn realign_out_of_range(
+        &self,
+        fetched_in_epoch: i32,
+        leader_high_watermark: i64,
+        leader_log_start: i64,
+    ) -> Result<(), String> {
+        {
+            let state = self.state.lock();
+            if state.role.leader == self.local_id || state.role.leader_epoch != fetched_in_epoch {
+                return Err("the leader epoch changed since the fetch was sent".into());
+            }
+        }
+        let result = if self.log.log_end_offset() < leader_log_start {
+            self.log.reset_to(leader_log_start)
+        } else {
+            self.log.truncate_to(leader_high_watermark.max(0))
+        };
+        result.map_err(|e| format!("out of range and could not realign: {e}"))
     }
 
     /// The controller refused an ISR change: the next check may send another.

@@ -146,7 +146,10 @@ async fn fetch_loop(
                 }
             }
         }
-        let request = fetch_request(node_id, &partitions, wait_ms, max_bytes);
+        // Each partition's leader epoch as the request states it: the answer applies only if
+        // it is still the epoch when the answer arrives.
+        let epochs: Vec<i32> = partitions.iter().map(|p| p.role().leader_epoch).collect();
+        let request = fetch_request(node_id, &partitions, &epochs, wait_ms, max_bytes);
         correlation_id = correlation_id.wrapping_add(1);
         let timeout = Duration::from_millis(wait_ms.max(0) as u64) + Duration::from_secs(10);
         let stream = conn.as_mut().expect("connected above");
@@ -159,7 +162,7 @@ async fn fetch_loop(
             Ok(Ok(response)) => {
                 let applied = tokio::task::spawn_blocking({
                     let partitions = partitions.clone();
-                    move || apply_response(&partitions, response)
+                    move || apply_response(&partitions, &epochs, response)
                 })
                 .await
                 .unwrap_or(true);
@@ -188,15 +191,15 @@ async fn fetch_loop(
 fn fetch_request(
     node_id: i32,
     partitions: &[Arc<Partition>],
+    epochs: &[i32],
     wait_ms: i32,
     max_bytes: i32,
 ) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for p in partitions {
-        let role = p.role();
+    for (p, epoch) in partitions.iter().zip(epochs) {
         let mut fp = FetchPartition::default();
         fp.partition = p.index;
-        fp.current_leader_epoch = role.leader_epoch;
+        fp.current_leader_epoch = *epoch;
         fp.fetch_offset = p.log.log_end_offset();
         fp.last_fetched_epoch = p.log.latest_epoch();
         fp.log_start_offset = p.log.log_start_offset();
@@ -228,7 +231,7 @@ fn fetch_request(
 
 /// Applies one fetch response. Returns false when some partition got an error the fetcher
 /// should back off on (not leader, fenced epoch: the metadata will tell who leads now).
-fn apply_response(partitions: &[Arc<Partition>], response: FetchResponse) -> bool {
+fn apply_response(partitions: &[Arc<Partition>], epochs: &[i32], response: FetchResponse) -> bool {
     if response.error_code != 0 {
         tracing::debug!(
             error = response.error_code,
@@ -239,13 +242,14 @@ fn apply_response(partitions: &[Arc<Partition>], response: FetchResponse) -> boo
     let mut ok = true;
     for topic in response.responses {
         for data in topic.partitions {
-            let Some(p) = partitions
+            let Some((p, epoch)) = partitions
                 .iter()
-                .find(|p| p.topic_id == topic.topic_id && p.index == data.partition_index)
+                .zip(epochs)
+                .find(|(p, _)| p.topic_id == topic.topic_id && p.index == data.partition_index)
             else {
                 continue;
             };
-            if let Err(reason) = apply_partition(p, data) {
+            if let Err(reason) = apply_partition(p, *epoch, data) {
                 ok = false;
                 tracing::debug!(topic = %p.topic, partition = p.index, reason, "replica fetch: partition not advanced");
             }
@@ -256,55 +260,26 @@ fn apply_response(partitions: &[Arc<Partition>], response: FetchResponse) -> boo
 
 fn apply_partition(
     p: &Partition,
+    fetched_in_epoch: i32,
     data: kafka_protocol::messages::fetch_response::PartitionData,
 ) -> Result<(), String> {
     match ErrorCode::try_from_code(data.error_code) {
         None => {}
         Some(ErrorCode::OffsetOutOfRange) => {
-            let leo = p.log.log_end_offset();
-            let result = if leo < data.log_start_offset {
-                // What this replica lacks no longer exists on the leader.
-                p.log.reset_to(data.log_start_offset)
-            } else {
-                // Above the leader's end: only what the leader has committed is shared.
-                p.log.truncate_to(data.high_watermark.max(0))
-            };
-            return result
-                .map_err(|e| format!("out of range and could not realign: {e}"))
-                .and(Err("offset out of range; realigned with the leader".into()));
+            p.realign_out_of_range(fetched_in_epoch, data.high_watermark, data.log_start_offset)?;
+            return Err("offset out of range; realigned with the leader".into());
         }
         Some(code) => return Err(format!("{code:?}")),
     }
-    let diverging = &data.diverging_epoch;
-    if diverging.epoch >= 0 && diverging.end_offset >= 0 {
-        let (own_epoch, own_end) = p.log.end_offset_for_epoch(diverging.epoch);
-        let cap = if own_epoch >= 0 && own_end >= 0 {
-            own_end
-        } else {
-            p.log.log_end_offset()
-        };
-        let to = diverging.end_offset.min(cap);
-        tracing::info!(topic = %p.topic, partition = p.index, to, leader_epoch = diverging.epoch, "log diverges from the leader's: truncating");
-        p.log
-            .truncate_to(to)
-            .map_err(|e| format!("truncation failed: {e}"))?;
-        p.set_follower_high_watermark(data.high_watermark);
-        return Ok(());
-    }
-    if let Some(records) = data.records.filter(|r| !r.is_empty()) {
-        p.log
-            .append_as_follower(BytesMut::from(&records[..]))
-            .map_err(|e| format!("append failed: {e}"))?;
-    }
-    if data.log_start_offset > p.log.log_start_offset()
-        && data.log_start_offset <= p.log.log_end_offset()
-    {
-        if let Err(e) = p.log.delete_records(data.log_start_offset) {
-            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "could not follow the leader's log start");
-        }
-    }
-    p.set_follower_high_watermark(data.high_watermark);
-    Ok(())
+    let diverging = (data.diverging_epoch.epoch >= 0 && data.diverging_epoch.end_offset >= 0)
+        .then_some((data.diverging_epoch.epoch, data.diverging_epoch.end_offset));
+    p.apply_fetched(
+        fetched_in_epoch,
+        diverging,
+        data.records.as_deref(),
+        data.high_watermark,
+        data.log_start_offset,
+    )
 }
 
 /// One request and its response on a dedicated connection (a fetcher has one in flight).

@@ -472,10 +472,7 @@ fn read_partition(
     })
 }
 
-/// A follower's fetch: first the divergence check (the follower's last epoch must end, on
-/// this leader, at or after its fetch offset; otherwise it is told where that epoch ends and
-/// truncates), then its progress is recorded (moving the high watermark and maybe the ISR),
-/// then records up to the log end.
+/// A follower's fetch, answered by the partition (`Partition::serve_follower_fetch`).
 fn read_for_follower(
     broker: &Broker,
     partition: &Partition,
@@ -486,43 +483,32 @@ fn read_for_follower(
     hw: i64,
 ) -> Result<PartitionRead, ReadError> {
     let log_start = partition.log.log_start_offset();
-    let answer = |records, hw, diverging| PartitionRead {
-        records,
-        hw,
-        lso: hw,
-        log_start,
-        aborted: None,
-        diverging,
-        preferred_read_replica: None,
-    };
-    if p.last_fetched_epoch >= 0 {
-        let (epoch, end) = partition.log.end_offset_for_epoch(p.last_fetched_epoch);
-        if epoch >= 0 && (epoch < p.last_fetched_epoch || end < p.fetch_offset) {
-            return Ok(answer(
-                Records::Memory(Bytes::new()),
-                hw,
-                Some((epoch, end)),
-            ));
-        }
-    }
-    let joins = partition
-        .record_follower_fetch(replica, p.fetch_offset, crate::partition::now_ms())
+    let answer = partition
+        .serve_follower_fetch(
+            replica,
+            p.current_leader_epoch,
+            p.fetch_offset,
+            p.last_fetched_epoch,
+            limit,
+            first,
+            crate::partition::now_ms(),
+        )
         .map_err(|code| (code, hw, log_start))?;
-    if joins {
+    if answer.joins_isr {
         broker.isr_check_due();
     }
-    let hw = partition.high_watermark();
-    if limit == 0 && !first {
-        return Ok(answer(Records::Memory(Bytes::new()), hw, None));
-    }
-    let read = partition
-        .log
-        .read(p.fetch_offset, limit, None)
-        .map_err(|e| (log_error_code(&e), hw, log_start))?;
-    match read.slice {
-        Some(slice) if first || slice.len <= limit => Ok(answer(Records::File(slice), hw, None)),
-        _ => Ok(answer(Records::Memory(Bytes::new()), hw, None)),
-    }
+    Ok(PartitionRead {
+        records: match answer.slice {
+            Some(slice) => Records::File(slice),
+            None => Records::Memory(Bytes::new()),
+        },
+        hw: answer.high_watermark,
+        lso: answer.high_watermark,
+        log_start: answer.log_start_offset,
+        aborted: None,
+        diverging: answer.diverging,
+        preferred_read_replica: None,
+    })
 }
 
 /// KIP-951: the endpoints of the leaders a response names.

@@ -56,6 +56,33 @@ impl Controller {
 }
 
 impl Controller {
+    /// A broker process starting (Kafka's BrokerRegistration of a new incarnation). If the
+    /// broker is still registered and unfenced (it restarted within its session), it is
+    /// fenced and unfenced again in one batch: its leaderships move to other in-sync replicas
+    /// with a new leader epoch and it leaves every ISR, so a restarted process never resumes
+    /// an epoch it led before (its log may have lost unflushed data) and rejoins ISRs only by
+    /// catching up. Then it is registered as [`Controller::register_broker`] does.
+    pub fn register_broker_incarnation(
+        &mut self,
+        broker_id: i32,
+        host: &str,
+        port: u16,
+        rack: Option<&str>,
+    ) -> Result<(), ControllerError> {
+        if self.image.broker(broker_id).is_some_and(|b| !b.fenced) {
+            let unclean = self.unclean_election();
+            let mut records = fence_records(&self.image, broker_id, &unclean);
+            let fenced = self.image.apply_all(&records);
+            records.extend(unfence_records(&fenced, broker_id));
+            self.commit(records)?;
+            tracing::info!(
+                broker_id,
+                "broker restarted: leaderships moved, out of every ISR"
+            );
+        }
+        self.register_broker(broker_id, host, port, rack)
+    }
+
     /// Controlled shutdown (Kafka's BrokerHeartbeat with `wantShutDown`): the broker is fenced
     /// now, so its leaderships move to in-sync replicas before it stops serving; it is
     /// unfenced when it registers again.

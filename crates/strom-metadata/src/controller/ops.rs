@@ -189,7 +189,7 @@ impl Controller {
                 host,
                 port,
                 rack,
-            } => ControllerOpResult::Done(self.register_broker(
+            } => ControllerOpResult::Done(self.register_broker_incarnation(
                 broker_id,
                 &host,
                 port,
