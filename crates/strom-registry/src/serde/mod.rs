@@ -1,5 +1,6 @@
-//! Avro serdes in Confluent's wire format (magic byte 0, 4-byte big-endian schema id, Avro
-//! binary), with a registry client that caches ids and schemas so the registry is asked once
+//! Avro and JSON Schema serdes in Confluent's wire format (magic byte 0, 4-byte big-endian
+//! schema id, the payload; Protobuf's, with message indexes, are in [`protobuf`]), with a
+//! registry client that caches ids and schemas so the registry is asked once
 //! per schema, not per record. Subject name strategies, auto-registration and
 //! use-latest-version follow the Confluent serializers' settings of the same names.
 //!
@@ -19,6 +20,10 @@ use serde_json::{json, Value};
 use crate::avro::{self, ParsedAvro};
 use crate::http_client::{self, Method};
 use crate::model::SchemaReference;
+use crate::schemas::NamedText;
+
+mod protobuf;
+pub use protobuf::{ProtobufDeserializer, ProtobufSerializer};
 
 /// The magic byte that starts every Confluent-framed value.
 pub const MAGIC: u8 = 0;
@@ -63,8 +68,15 @@ pub enum SubjectNameStrategy {
 
 impl SubjectNameStrategy {
     pub fn subject(self, topic: &str, is_key: bool, schema: &Schema) -> Result<String> {
+        let name = schema.name().map(|n| n.fullname(None));
+        self.subject_for(topic, is_key, name.as_deref())
+    }
+
+    /// The subject for a record of full name `record_name` (an Avro record, a Protobuf
+    /// message); the RecordName strategies need one.
+    pub fn subject_for(self, topic: &str, is_key: bool, record_name: Option<&str>) -> Result<String> {
         let record_name = || {
-            schema.name().map(|n| n.fullname(None)).ok_or_else(|| {
+            record_name.map(str::to_owned).ok_or_else(|| {
                 SerdeError::Config("RecordName strategies need a named schema".into())
             })
         };
@@ -260,11 +272,8 @@ impl RegistryClient {
             return Err(SerdeError::Schema(format!("schema {id} is not Avro")));
         }
         let text = v["schema"].as_str().unwrap_or("").to_owned();
-        let references: Vec<SchemaReference> =
-            serde_json::from_value(v.get("references").cloned().unwrap_or(json!([])))
-                .map_err(|e| SerdeError::Schema(e.to_string()))?;
-        let mut ref_texts = Vec::new();
-        self.reference_texts(&references, &mut ref_texts, 0).await?;
+        let references = self.references_of(&v).await?;
+        let ref_texts: Vec<String> = references.into_iter().map(|(_, t)| t).collect();
         let parsed = avro::parse(&text, &ref_texts).map_err(SerdeError::Schema)?;
         let fetched = Arc::new(FetchedSchema { id, text, parsed });
         self.by_id
@@ -274,10 +283,35 @@ impl RegistryClient {
         Ok(fetched)
     }
 
+    /// The schemas a registry answer's `references` name, and theirs, dependencies first.
+    async fn references_of(&self, answer: &Value) -> Result<Vec<NamedText>> {
+        let references: Vec<SchemaReference> =
+            serde_json::from_value(answer.get("references").cloned().unwrap_or(json!([])))
+                .map_err(|e| SerdeError::Schema(e.to_string()))?;
+        let mut out = Vec::new();
+        self.reference_texts(&references, &mut out, 0).await?;
+        Ok(out)
+    }
+
+    /// Schema `id` as (type, text, referenced schemas), uncached.
+    pub async fn schema_with_references(&self, id: i32) -> Result<(String, String, Vec<NamedText>)> {
+        let v = self
+            .call(Method::GET, &format!("/schemas/ids/{id}"), None)
+            .await?;
+        let schema_type = v
+            .get("schemaType")
+            .and_then(Value::as_str)
+            .unwrap_or("AVRO")
+            .to_owned();
+        let text = v["schema"].as_str().unwrap_or("").to_owned();
+        let references = self.references_of(&v).await?;
+        Ok((schema_type, text, references))
+    }
+
     async fn reference_texts(
         &self,
         references: &[SchemaReference],
-        out: &mut Vec<String>,
+        out: &mut Vec<NamedText>,
         depth: usize,
     ) -> Result<()> {
         if depth > MAX_REFERENCE_DEPTH {
@@ -295,9 +329,9 @@ impl RegistryClient {
                 serde_json::from_value(v.get("references").cloned().unwrap_or(json!([])))
                     .map_err(|e| SerdeError::Schema(e.to_string()))?;
             Box::pin(self.reference_texts(&nested, out, depth + 1)).await?;
-            let text = v["schema"].as_str().unwrap_or("").to_owned();
-            if !out.contains(&text) {
-                out.push(text);
+            let named = (r.name.clone(), v["schema"].as_str().unwrap_or("").to_owned());
+            if !out.contains(&named) {
+                out.push(named);
             }
         }
         Ok(())
