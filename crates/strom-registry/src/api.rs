@@ -157,8 +157,10 @@ async fn schema_by_id(
     Query(q): Params,
 ) -> Response {
     let format = q.get("format").map(String::as_str);
-    ok(parse_id(&id)
-        .and_then(|id| app.registry.schema_by_id(id, format, flag(&q, "fetchMaxId"))))
+    ok(parse_id(&id).and_then(|id| {
+        app.registry
+            .schema_by_id(id, format, flag(&q, "fetchMaxId"))
+    }))
 }
 
 async fn schema_text_by_id(State(app): State<Shared>, Path(id): Path<String>) -> Response {
@@ -216,8 +218,10 @@ async fn version(
     Query(q): Params,
 ) -> Response {
     let format = q.get("format").map(String::as_str);
-    ok(VersionId::parse(&version)
-        .and_then(|v| app.registry.version(&subject, v, flag(&q, "deleted"), format)))
+    ok(VersionId::parse(&version).and_then(|v| {
+        app.registry
+            .version(&subject, v, flag(&q, "deleted"), format)
+    }))
 }
 
 async fn version_schema(

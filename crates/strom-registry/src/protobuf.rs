@@ -100,7 +100,9 @@ pub fn message_at(file: &FileDescriptor, indexes: &[i32]) -> Result<MessageDescr
     for &i in indexes {
         let found = match &current {
             None => usize::try_from(i).ok().and_then(|i| file.messages().nth(i)),
-            Some(m) => usize::try_from(i).ok().and_then(|i| m.child_messages().nth(i)),
+            Some(m) => usize::try_from(i)
+                .ok()
+                .and_then(|i| m.child_messages().nth(i)),
         };
         current = Some(found.ok_or_else(|| {
             format!("message index {i} (of path {indexes:?}) is not in the schema")
@@ -244,9 +246,11 @@ impl Diff {
         for name in names {
             let sub = format!("{path}/{name}");
             match (o.get(name), u.get(name)) {
-                (Some(_), None) => {
-                    self.fail("MESSAGE_REMOVED", &sub, format!("message '{name}' was removed"))
-                }
+                (Some(_), None) => self.fail(
+                    "MESSAGE_REMOVED",
+                    &sub,
+                    format!("message '{name}' was removed"),
+                ),
                 (Some(om), Some(um)) => {
                     self.message(om, um, &sub);
                 }
@@ -333,7 +337,11 @@ impl Diff {
                     None if !u_all.contains_key(&of.number()) => self.fail(
                         "ONEOF_FIELD_REMOVED",
                         &sub,
-                        format!("field {} was removed from oneof '{}'", of.number(), oo.name()),
+                        format!(
+                            "field {} was removed from oneof '{}'",
+                            of.number(),
+                            oo.name()
+                        ),
                     ),
                     None => {}
                 }

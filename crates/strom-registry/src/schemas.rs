@@ -22,15 +22,18 @@ pub type NamedText = (String, String);
 /// Validates `text` of `schema_type`; `references` are the referenced schemas (and theirs),
 /// dependencies first.
 pub fn parse(schema_type: SchemaType, text: &str, references: &[NamedText]) -> Result<Parsed> {
-    let texts = || references.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+    let texts = || {
+        references
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect::<Vec<_>>()
+    };
     let invalid = |e: String| RegistryError::InvalidSchema(format!("{text}, details: {e}"));
     match schema_type {
         SchemaType::Avro => avro::parse(text, &texts())
             .map(Parsed::Avro)
             .map_err(invalid),
-        SchemaType::Json => json_schema::parse(text)
-            .map(Parsed::Json)
-            .map_err(invalid),
+        SchemaType::Json => json_schema::parse(text).map(Parsed::Json).map_err(invalid),
         SchemaType::Protobuf => protobuf::parse(text, references)
             .map(Parsed::Protobuf)
             .map_err(invalid),

@@ -151,8 +151,10 @@ impl Registry {
             let Some(versions) = st.versions(subject) else {
                 continue;
             };
-            let mut listed: Vec<&Version> =
-                versions.values().filter(|v| deleted || !v.deleted).collect();
+            let mut listed: Vec<&Version> = versions
+                .values()
+                .filter(|v| deleted || !v.deleted)
+                .collect();
             if latest_only {
                 listed = listed.into_iter().last().into_iter().collect();
             }

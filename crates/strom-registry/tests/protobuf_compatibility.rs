@@ -32,20 +32,104 @@ fn verdict(old: &str, new: &str) -> (bool, bool, Vec<String>) {
 fn protobuf_evolution_table() {
     let m = |fields: &str| p3(&format!("message Order {{ {fields} }}"));
     let cases: Vec<(&str, String, String, bool, bool)> = vec![
-        ("identical", m("int64 id = 1;"), m("int64 id = 1;"), true, true),
-        ("add a field", m("int64 id = 1;"), m("int64 id = 1; string note = 2;"), true, true),
-        ("remove a field", m("int64 id = 1; string note = 2;"), m("int64 id = 1;"), true, true),
-        ("rename a field", m("int64 id = 1;"), m("int64 order_id = 1;"), true, true),
-        ("renumber a field (removed + added)", m("int64 id = 1;"), m("int64 id = 2;"), true, true),
-        ("int32 to int64", m("int32 n = 1;"), m("int64 n = 1;"), true, true),
-        ("uint64 to bool", m("uint64 n = 1;"), m("bool n = 1;"), true, true),
-        ("int32 to sint32", m("int32 n = 1;"), m("sint32 n = 1;"), false, false),
-        ("sint32 to sint64", m("sint32 n = 1;"), m("sint64 n = 1;"), true, true),
-        ("int32 to string", m("int32 n = 1;"), m("string n = 1;"), false, false),
-        ("string to bytes", m("string s = 1;"), m("bytes s = 1;"), true, true),
-        ("fixed32 to sfixed32", m("fixed32 n = 1;"), m("sfixed32 n = 1;"), true, true),
-        ("fixed32 to fixed64", m("fixed32 n = 1;"), m("fixed64 n = 1;"), false, false),
-        ("float to double", m("float x = 1;"), m("double x = 1;"), false, false),
+        (
+            "identical",
+            m("int64 id = 1;"),
+            m("int64 id = 1;"),
+            true,
+            true,
+        ),
+        (
+            "add a field",
+            m("int64 id = 1;"),
+            m("int64 id = 1; string note = 2;"),
+            true,
+            true,
+        ),
+        (
+            "remove a field",
+            m("int64 id = 1; string note = 2;"),
+            m("int64 id = 1;"),
+            true,
+            true,
+        ),
+        (
+            "rename a field",
+            m("int64 id = 1;"),
+            m("int64 order_id = 1;"),
+            true,
+            true,
+        ),
+        (
+            "renumber a field (removed + added)",
+            m("int64 id = 1;"),
+            m("int64 id = 2;"),
+            true,
+            true,
+        ),
+        (
+            "int32 to int64",
+            m("int32 n = 1;"),
+            m("int64 n = 1;"),
+            true,
+            true,
+        ),
+        (
+            "uint64 to bool",
+            m("uint64 n = 1;"),
+            m("bool n = 1;"),
+            true,
+            true,
+        ),
+        (
+            "int32 to sint32",
+            m("int32 n = 1;"),
+            m("sint32 n = 1;"),
+            false,
+            false,
+        ),
+        (
+            "sint32 to sint64",
+            m("sint32 n = 1;"),
+            m("sint64 n = 1;"),
+            true,
+            true,
+        ),
+        (
+            "int32 to string",
+            m("int32 n = 1;"),
+            m("string n = 1;"),
+            false,
+            false,
+        ),
+        (
+            "string to bytes",
+            m("string s = 1;"),
+            m("bytes s = 1;"),
+            true,
+            true,
+        ),
+        (
+            "fixed32 to sfixed32",
+            m("fixed32 n = 1;"),
+            m("sfixed32 n = 1;"),
+            true,
+            true,
+        ),
+        (
+            "fixed32 to fixed64",
+            m("fixed32 n = 1;"),
+            m("fixed64 n = 1;"),
+            false,
+            false,
+        ),
+        (
+            "float to double",
+            m("float x = 1;"),
+            m("double x = 1;"),
+            false,
+            false,
+        ),
         (
             "int32 to an enum",
             m("int32 s = 1;"),
@@ -258,7 +342,9 @@ fn protobuf_evolution_table() {
             println!("    {m}");
         }
         if (b, f) != (*backward, *forward) {
-            wrong.push(format!("{name}: got ({b}, {f}), want ({backward}, {forward})"));
+            wrong.push(format!(
+                "{name}: got ({b}, {f}), want ({backward}, {forward})"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

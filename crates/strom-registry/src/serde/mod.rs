@@ -74,7 +74,12 @@ impl SubjectNameStrategy {
 
     /// The subject for a record of full name `record_name` (an Avro record, a Protobuf
     /// message); the RecordName strategies need one.
-    pub fn subject_for(self, topic: &str, is_key: bool, record_name: Option<&str>) -> Result<String> {
+    pub fn subject_for(
+        self,
+        topic: &str,
+        is_key: bool,
+        record_name: Option<&str>,
+    ) -> Result<String> {
         let record_name = || {
             record_name.map(str::to_owned).ok_or_else(|| {
                 SerdeError::Config("RecordName strategies need a named schema".into())
@@ -294,7 +299,10 @@ impl RegistryClient {
     }
 
     /// Schema `id` as (type, text, referenced schemas), uncached.
-    pub async fn schema_with_references(&self, id: i32) -> Result<(String, String, Vec<NamedText>)> {
+    pub async fn schema_with_references(
+        &self,
+        id: i32,
+    ) -> Result<(String, String, Vec<NamedText>)> {
         let v = self
             .call(Method::GET, &format!("/schemas/ids/{id}"), None)
             .await?;
@@ -329,7 +337,10 @@ impl RegistryClient {
                 serde_json::from_value(v.get("references").cloned().unwrap_or(json!([])))
                     .map_err(|e| SerdeError::Schema(e.to_string()))?;
             Box::pin(self.reference_texts(&nested, out, depth + 1)).await?;
-            let named = (r.name.clone(), v["schema"].as_str().unwrap_or("").to_owned());
+            let named = (
+                r.name.clone(),
+                v["schema"].as_str().unwrap_or("").to_owned(),
+            );
             if !out.contains(&named) {
                 out.push(named);
             }

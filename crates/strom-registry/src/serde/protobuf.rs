@@ -104,12 +104,10 @@ impl ProtobufSerializer {
         let mut out = vec![MAGIC];
         out.extend_from_slice(&id.to_be_bytes());
         write_indexes(&mut out, &self.indexes);
-        message
-            .encode(&mut out)
-            .map_err(|e| SerdeError::Encode {
-                id,
-                reason: e.to_string(),
-            })?;
+        message.encode(&mut out).map_err(|e| SerdeError::Encode {
+            id,
+            reason: e.to_string(),
+        })?;
         Ok(out)
     }
 
