@@ -315,15 +315,19 @@ impl ValueEncoder {
             Format::Protobuf => ValueEncoder::Protobuf(
                 strom_registry::serde::ProtobufSerializer::new(
                     client,
-                    &text,
+                    Some(&text),
                     args.value_message.as_deref(),
                     Default::default(),
                 )
                 .with_context(|| format!("{}", path.display()))?,
             ),
             Format::JsonSchema | Format::String => ValueEncoder::Json(
-                strom_registry::serde::JsonSchemaSerializer::new(client, &text, Default::default())
-                    .with_context(|| format!("{}", path.display()))?,
+                strom_registry::serde::JsonSchemaSerializer::new(
+                    client,
+                    Some(&text),
+                    Default::default(),
+                )
+                .with_context(|| format!("{}", path.display()))?,
             ),
         };
         Ok(Some(encoder))

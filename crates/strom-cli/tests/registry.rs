@@ -1267,3 +1267,128 @@ fn protobuf_confluent_python_serdes_and_strom_cli_read_each_other() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pay.Nope"));
 }
+
+#[test]
+fn serializers_name_subjects_by_strategy_and_use_the_latest_version() {
+    use strom_registry::serde::{
+        JsonSchemaSerializer, ProtobufDeserializer, ProtobufSerializer, RegistryClient,
+        SerializerConfig, SubjectNameStrategy,
+    };
+    let (_server, url) = server_with_registry();
+    let u = url.as_str();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = RegistryClient::new(u);
+    let config = |strategy, use_latest_version| SerializerConfig {
+        strategy,
+        use_latest_version,
+        ..SerializerConfig::default()
+    };
+    let frame_id = |b: &[u8]| i32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+
+    // JSON Schema: the record name is the schema's title.
+    let reading = r#"{"title":"Reading","type":"object","properties":{"v":{"type":"number"}}}"#;
+    let ser = JsonSchemaSerializer::new(
+        client.clone(),
+        Some(reading),
+        config(SubjectNameStrategy::TopicRecordName, false),
+    )
+    .unwrap();
+    let framed = rt
+        .block_on(ser.serialize_json("t", &json!({"v": 1})))
+        .unwrap();
+    let (_, v) = get(u, "/subjects/t-Reading/versions/1");
+    assert_eq!(frame_id(&framed) as i64, v["id"].as_i64().unwrap(), "{v}");
+    // use.latest.version: the subject's latest id, no schema given.
+    let latest = JsonSchemaSerializer::new(
+        client.clone(),
+        None,
+        config(SubjectNameStrategy::TopicName, true),
+    )
+    .unwrap();
+    assert!(rt
+        .block_on(latest.serialize_json("nothing", &json!({})))
+        .is_err());
+    post(
+        u,
+        "/subjects/lat-value/versions",
+        json!({"schema": reading, "schemaType": "JSON"}),
+    );
+    let framed = rt
+        .block_on(latest.serialize_json("lat", &json!({"v": 2})))
+        .unwrap();
+    assert_eq!(
+        frame_id(&framed) as i64,
+        get(u, "/subjects/lat-value/versions/1").1["id"]
+            .as_i64()
+            .unwrap()
+    );
+    // A latest schema of another type is refused.
+    post(
+        u,
+        "/subjects/avro-value/versions",
+        json!({"schema": "\"string\""}),
+    );
+    let err = rt
+        .block_on(latest.serialize_json("avro", &json!("x")))
+        .unwrap_err();
+    assert!(err.to_string().contains("AVRO"), "{err}");
+    assert!(JsonSchemaSerializer::new(client.clone(), None, SerializerConfig::default()).is_err());
+
+    // Protobuf: RecordName names the subject after the message's full name.
+    let proto = "syntax = \"proto3\";\npackage p;\nmessage A { string s = 1; }\nmessage B { int64 n = 1; }\n";
+    let ser = ProtobufSerializer::new(
+        client.clone(),
+        Some(proto),
+        Some("B"),
+        config(SubjectNameStrategy::RecordName, false),
+    )
+    .unwrap();
+    let framed = rt
+        .block_on(ser.serialize_json("any", &json!({"n": "5"})))
+        .unwrap();
+    assert_eq!(
+        frame_id(&framed) as i64,
+        get(u, "/subjects/p.B/versions/1").1["id"].as_i64().unwrap()
+    );
+    assert_eq!(framed[5..7], [2, 2], "message index [1]");
+    // use.latest.version with a message name and no schema.
+    post(
+        u,
+        "/subjects/pl-value/versions",
+        json!({"schema": proto, "schemaType": "PROTOBUF"}),
+    );
+    let latest = ProtobufSerializer::new(
+        client.clone(),
+        None,
+        Some("p.B"),
+        config(SubjectNameStrategy::TopicName, true),
+    )
+    .unwrap();
+    let framed = rt
+        .block_on(latest.serialize_json("pl", &json!({"n": 9})))
+        .unwrap();
+    assert_eq!(
+        frame_id(&framed) as i64,
+        get(u, "/subjects/pl-value/versions/1").1["id"]
+            .as_i64()
+            .unwrap()
+    );
+    let back = rt
+        .block_on(ProtobufDeserializer::new(client.clone()).deserialize_json(&framed))
+        .unwrap();
+    assert_eq!(back, json!({"n": "9"}));
+    // A value that is not the message is a clear error.
+    let err = rt
+        .block_on(latest.serialize_json("pl", &json!({"nope": 1})))
+        .unwrap_err();
+    assert!(err.to_string().contains("p.B"), "{err}");
+    // A framed value naming a message the schema lacks is a decode error, not a panic.
+    let mut bad = framed.clone();
+    bad.splice(5..7, [2, 20]);
+    assert!(rt
+        .block_on(ProtobufDeserializer::new(client).deserialize(&bad))
+        .is_err());
+}

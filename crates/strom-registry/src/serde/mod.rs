@@ -22,7 +22,9 @@ use crate::http_client::{self, Method};
 use crate::model::SchemaReference;
 use crate::schemas::NamedText;
 
+mod json_schema;
 mod protobuf;
+pub use json_schema::{JsonSchemaDeserializer, JsonSchemaSerializer};
 pub use protobuf::{ProtobufDeserializer, ProtobufSerializer};
 
 /// The magic byte that starts every Confluent-framed value.
@@ -298,6 +300,28 @@ impl RegistryClient {
         Ok(out)
     }
 
+    /// The subject's latest version as (id, type), uncached (serializers keep what they
+    /// resolve).
+    pub async fn latest_id(&self, subject: &str) -> Result<(i32, String)> {
+        let v = self
+            .call(
+                Method::GET,
+                &format!("/subjects/{}/versions/latest", seg(subject)),
+                None,
+            )
+            .await?;
+        let id = v["id"]
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))?;
+        let schema_type = v
+            .get("schemaType")
+            .and_then(Value::as_str)
+            .unwrap_or("AVRO")
+            .to_owned();
+        Ok((id, schema_type))
+    }
+
     /// Schema `id` as (type, text, referenced schemas), uncached.
     pub async fn schema_with_references(
         &self,
@@ -560,121 +584,6 @@ pub fn decode(parsed: &ParsedAvro, payload: &mut &[u8]) -> Result<AvroValue> {
         .and_then(|b| b.build())
         .and_then(|r| r.read_value(payload))
         .map_err(|e| SerdeError::Decode(e.to_string()))
-}
-
-/// JSON Schema values in Confluent's framing: magic byte, schema id, the JSON document.
-/// Values are not validated against the schema here (the Confluent serializer does that
-/// with a JSON Schema validator; this crate has none).
-pub struct JsonSchemaSerializer {
-    client: Arc<RegistryClient>,
-    schema: String,
-    config: SerializerConfig,
-    ids: Mutex<HashMap<String, i32>>,
-}
-
-impl JsonSchemaSerializer {
-    pub fn new(
-        client: Arc<RegistryClient>,
-        schema: &str,
-        config: SerializerConfig,
-    ) -> Result<JsonSchemaSerializer> {
-        crate::json_schema::parse(schema).map_err(SerdeError::Schema)?;
-        if config.strategy != SubjectNameStrategy::TopicName || config.use_latest_version {
-            return Err(SerdeError::Config(
-                "the JSON Schema serializer supports the TopicName strategy with a given schema"
-                    .into(),
-            ));
-        }
-        Ok(JsonSchemaSerializer {
-            client,
-            schema: schema.to_owned(),
-            config,
-            ids: Mutex::default(),
-        })
-    }
-
-    pub async fn serialize_json(&self, topic: &str, value: &Value) -> Result<Vec<u8>> {
-        let cached = self
-            .ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-            .copied();
-        let id = match cached {
-            Some(id) => id,
-            None => {
-                let subject = format!(
-                    "{topic}-{}",
-                    if self.config.is_key { "key" } else { "value" }
-                );
-                let id = if self.config.auto_register {
-                    self.client
-                        .register_typed(&subject, &self.schema, "JSON", self.config.normalize)
-                        .await?
-                } else {
-                    self.client
-                        .lookup_typed(&subject, &self.schema, "JSON", self.config.normalize)
-                        .await?
-                };
-                self.ids
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(topic.to_owned(), id);
-                id
-            }
-        };
-        let mut out = vec![MAGIC];
-        out.extend_from_slice(&id.to_be_bytes());
-        serde_json::to_writer(&mut out, value).map_err(|e| SerdeError::Encode {
-            id,
-            reason: e.to_string(),
-        })?;
-        Ok(out)
-    }
-}
-
-/// Reads JSON Schema framed values: checks the id names a JSON schema (once per id) and
-/// returns the document.
-pub struct JsonSchemaDeserializer {
-    client: Arc<RegistryClient>,
-    known: Mutex<HashMap<i32, bool>>,
-}
-
-impl JsonSchemaDeserializer {
-    pub fn new(client: Arc<RegistryClient>) -> JsonSchemaDeserializer {
-        JsonSchemaDeserializer {
-            client,
-            known: Mutex::default(),
-        }
-    }
-
-    pub async fn deserialize_json(&self, bytes: &[u8]) -> Result<Value> {
-        let (id, payload) = split_frame(bytes)?;
-        let known = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .copied();
-        let is_json = match known {
-            Some(k) => k,
-            None => {
-                let (schema_type, _) = self.client.schema_text_by_id(id).await?;
-                let is_json = schema_type == "JSON";
-                self.known
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, is_json);
-                is_json
-            }
-        };
-        if !is_json {
-            return Err(SerdeError::Decode(format!(
-                "schema {id} is not a JSON Schema"
-            )));
-        }
-        serde_json::from_slice(payload).map_err(|e| SerdeError::Decode(e.to_string()))
-    }
 }
 
 #[cfg(test)]

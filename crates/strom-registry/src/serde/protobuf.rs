@@ -13,99 +13,142 @@ use serde_json::Value;
 use super::{split_frame, RegistryClient, Result, SerdeError, SerializerConfig, MAGIC};
 use crate::protobuf::{self, ParsedProto, MAX_MESSAGE_INDEXES};
 
-/// Encodes messages of one type of a `.proto` schema into Confluent framing, registering (or
-/// looking up) the schema once per topic.
+/// Encodes messages of one type into Confluent framing: of a given `.proto` schema,
+/// registered (or looked up) once per topic, or of the subject's latest version
+/// (`use_latest_version`).
 pub struct ProtobufSerializer {
     client: Arc<RegistryClient>,
-    schema: String,
+    /// The given schema's text and its message type (`None` with use_latest_version and no
+    /// schema).
+    schema: Option<(String, MessageDescriptor)>,
+    /// The message type's full name (`None`: the first message of the latest schema).
+    message_name: Option<String>,
+    config: SerializerConfig,
+    resolved: Mutex<HashMap<String, Resolved>>,
+}
+
+/// What a topic's values are written as: the schema id and the message type in it.
+#[derive(Clone)]
+struct Resolved {
+    id: i32,
     message: MessageDescriptor,
     indexes: Vec<i32>,
-    config: SerializerConfig,
-    ids: Mutex<HashMap<String, i32>>,
 }
 
 impl ProtobufSerializer {
     /// `schema` is `.proto` text (it may import the well-known `google/protobuf` files);
     /// `message` names the type values are (full name or relative to the package), the
-    /// file's first message when `None`.
+    /// file's first message when `None`. `schema` may be `None` only with
+    /// use_latest_version.
     pub fn new(
         client: Arc<RegistryClient>,
-        schema: &str,
+        schema: Option<&str>,
         message: Option<&str>,
         config: SerializerConfig,
     ) -> Result<ProtobufSerializer> {
-        if config.use_latest_version {
-            return Err(SerdeError::Config(
-                "the Protobuf serializer writes with the schema it is given (no use.latest.version)"
-                    .into(),
-            ));
-        }
-        let parsed = protobuf::parse(schema, &[]).map_err(SerdeError::Schema)?;
-        let message = protobuf::find_message(&parsed, message).map_err(SerdeError::Schema)?;
+        let (schema, message_name) = match schema {
+            Some(text) => {
+                let parsed = protobuf::parse(text, &[]).map_err(SerdeError::Schema)?;
+                let m = protobuf::find_message(&parsed, message).map_err(SerdeError::Schema)?;
+                let name = m.full_name().to_owned();
+                (Some((text.to_owned(), m)), Some(name))
+            }
+            None if config.use_latest_version => (None, message.map(str::to_owned)),
+            None => {
+                return Err(SerdeError::Config(
+                    "a schema is needed unless use.latest.version is set".into(),
+                ))
+            }
+        };
         Ok(ProtobufSerializer {
             client,
-            schema: schema.to_owned(),
-            indexes: protobuf::indexes_of(&message),
-            message,
+            schema,
+            message_name,
             config,
-            ids: Mutex::default(),
+            resolved: Mutex::default(),
         })
     }
 
-    /// The message type values are encoded as.
-    pub fn message(&self) -> &MessageDescriptor {
-        &self.message
+    /// The message type of the given schema (`None` when writing with the latest version).
+    pub fn message(&self) -> Option<&MessageDescriptor> {
+        self.schema.as_ref().map(|(_, m)| m)
     }
 
-    async fn id_for(&self, topic: &str) -> Result<i32> {
-        let cached = self
-            .ids
+    async fn resolve(&self, topic: &str) -> Result<Resolved> {
+        if let Some(r) = self
+            .resolved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
-            .copied();
-        if let Some(id) = cached {
-            return Ok(id);
+        {
+            return Ok(r.clone());
         }
         let subject = self.config.strategy.subject_for(
             topic,
             self.config.is_key,
-            Some(self.message.full_name()),
+            self.message_name.as_deref(),
         )?;
-        let id = if self.config.auto_register {
-            self.client
-                .register_typed(&subject, &self.schema, "PROTOBUF", self.config.normalize)
-                .await?
-        } else {
-            self.client
-                .lookup_typed(&subject, &self.schema, "PROTOBUF", self.config.normalize)
-                .await?
+        let resolved = match (&self.schema, self.config.use_latest_version) {
+            (Some((text, message)), false) => {
+                let id = if self.config.auto_register {
+                    self.client
+                        .register_typed(&subject, text, "PROTOBUF", self.config.normalize)
+                        .await?
+                } else {
+                    self.client
+                        .lookup_typed(&subject, text, "PROTOBUF", self.config.normalize)
+                        .await?
+                };
+                Resolved {
+                    id,
+                    indexes: protobuf::indexes_of(message),
+                    message: message.clone(),
+                }
+            }
+            _ => {
+                let (id, _) = self.client.latest_id(&subject).await?;
+                let (schema_type, text, references) =
+                    self.client.schema_with_references(id).await?;
+                if schema_type != "PROTOBUF" {
+                    return Err(SerdeError::Schema(format!(
+                        "the latest schema of {subject} (id {id}) is {schema_type}, not PROTOBUF"
+                    )));
+                }
+                let parsed = protobuf::parse(&text, &references).map_err(SerdeError::Schema)?;
+                let message = protobuf::find_message(&parsed, self.message_name.as_deref())
+                    .map_err(SerdeError::Schema)?;
+                Resolved {
+                    id,
+                    indexes: protobuf::indexes_of(&message),
+                    message,
+                }
+            }
         };
-        self.ids
+        self.resolved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.to_owned(), id);
-        Ok(id)
+            .insert(topic.to_owned(), resolved.clone());
+        Ok(resolved)
     }
 
-    /// Encodes a message of the serializer's type for `topic`.
+    /// Encodes a message for `topic`; it must be of the type the topic's schema names.
     pub async fn serialize(&self, topic: &str, message: &DynamicMessage) -> Result<Vec<u8>> {
-        if message.descriptor() != self.message {
+        let resolved = self.resolve(topic).await?;
+        if message.descriptor().full_name() != resolved.message.full_name() {
             return Err(SerdeError::Encode {
-                id: -1,
+                id: resolved.id,
                 reason: format!(
-                    "the message is a {}, the serializer writes {}",
+                    "the message is a {}, the schema's type is {}",
                     message.descriptor().full_name(),
-                    self.message.full_name()
+                    resolved.message.full_name()
                 ),
             });
         }
-        let id = self.id_for(topic).await?;
         let mut out = vec![MAGIC];
-        out.extend_from_slice(&id.to_be_bytes());
-        write_indexes(&mut out, &self.indexes);
+        out.extend_from_slice(&resolved.id.to_be_bytes());
+        write_indexes(&mut out, &resolved.indexes);
         message.encode(&mut out).map_err(|e| SerdeError::Encode {
-            id,
+            id: resolved.id,
             reason: e.to_string(),
         })?;
         Ok(out)
@@ -113,12 +156,14 @@ impl ProtobufSerializer {
 
     /// Encodes a value given as protobuf JSON (field names or their JSON names).
     pub async fn serialize_json(&self, topic: &str, value: &Value) -> Result<Vec<u8>> {
-        let message = DynamicMessage::deserialize(self.message.clone(), value).map_err(|e| {
-            SerdeError::Encode {
-                id: -1,
-                reason: format!("{}: {e}", self.message.full_name()),
-            }
-        })?;
+        let resolved = self.resolve(topic).await?;
+        let message =
+            DynamicMessage::deserialize(resolved.message.clone(), value).map_err(|e| {
+                SerdeError::Encode {
+                    id: resolved.id,
+                    reason: format!("{}: {e}", resolved.message.full_name()),
+                }
+            })?;
         self.serialize(topic, &message).await
     }
 }
