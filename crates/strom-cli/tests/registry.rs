@@ -1027,6 +1027,18 @@ fn protobuf_rest_api_references_compatibility_and_formats() {
     assert_eq!(parsed.file.package_name(), "shop");
     let (_, v) = get(u, "/subjects/orders-value/versions/1?format=serialized");
     assert_eq!(v["schema"], json!(serialized));
+    // A schema registered as a descriptor is served as .proto text, as Confluent does.
+    let (s, v) = post(u, "/subjects/desc/versions", with_refs(&serialized));
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = get(u, &format!("/schemas/ids/{}", v["id"]));
+    let text = v["schema"].as_str().unwrap();
+    assert!(
+        text.starts_with("syntax = \"proto3\";\npackage shop;\nimport \"common/money.proto\";"),
+        "{text}"
+    );
+    assert!(text.contains("  .common.Money total = 3;"), "{text}");
+    assert_eq!(delete(u, "/subjects/desc").0, 200);
+    assert_eq!(delete(u, "/subjects/desc?permanent=true").0, 200);
     // The descriptor form is the same schema to the compatibility check and registers as a
     // new text of it (no change, so compatible).
     let (_, v) = post(
@@ -1164,6 +1176,11 @@ fn protobuf_confluent_python_serdes_and_strom_cli_read_each_other() {
     );
     let written = as_json(&written);
     assert_eq!(written.len(), 3);
+    // The serializer registered descriptors; they read back as .proto text.
+    let (_, v) = get(&url, "/subjects/orders-pb-value/versions/1");
+    let text = v["schema"].as_str().unwrap();
+    assert!(text.contains("message Order {"), "{text}");
+    assert!(text.contains("import \"common/money.proto\";"), "{text}");
     let consumed = run_with_stdin(
         Command::new(strom).args([
             "consume",

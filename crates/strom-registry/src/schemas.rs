@@ -42,11 +42,27 @@ pub fn parse(schema_type: SchemaType, text: &str, references: &[NamedText]) -> R
 
 /// The text a schema is stored and served as: the submitted JSON without insignificant
 /// whitespace (key order kept). With `normalize`, keys are also sorted, so schemas that
-/// differ only in layout or key order are the same schema. Protobuf text is kept as given;
-/// normalized, it becomes its compiled descriptor (base64), free of layout and comments.
-pub fn canonical_text(parsed: &Parsed, text: &str, normalize: bool) -> Result<String> {
+/// differ only in layout or key order are the same schema. Protobuf `.proto` text is kept as
+/// given; a descriptor (base64) and, with `normalize`, any Protobuf schema become the
+/// compiled file printed back as `.proto` text (layout and comments gone), as Confluent
+/// serves them, or the base64 descriptor when the printed text would not compile back to
+/// the same descriptor.
+pub fn canonical_text(
+    parsed: &Parsed,
+    text: &str,
+    normalize: bool,
+    references: &[NamedText],
+) -> Result<String> {
     match parsed {
-        Parsed::Protobuf(p) if normalize => Ok(protobuf::serialized(p)),
+        Parsed::Protobuf(p) if normalize || protobuf::is_descriptor(text) => {
+            Ok(protobuf::proto_text(p, references).unwrap_or_else(|| {
+                if normalize {
+                    protobuf::serialized(p)
+                } else {
+                    text.to_owned()
+                }
+            }))
+        }
         Parsed::Protobuf(_) => Ok(text.to_owned()),
         Parsed::Avro(_) | Parsed::Json(_) => {
             let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {

@@ -352,7 +352,7 @@ impl Registry {
         let parsed = schemas::parse(schema_type, text, &ref_texts)?;
         let content = SchemaContent {
             schema_type,
-            schema: schemas::canonical_text(&parsed, text, normalize)?,
+            schema: schemas::canonical_text(&parsed, text, normalize, &ref_texts)?,
             references,
         };
         Ok((content, parsed))

@@ -20,6 +20,8 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
+mod print;
+
 /// The name the schema being parsed gets among its imports.
 pub const MAIN_FILE: &str = "schema.proto";
 /// Bound on message-index nesting read from a framed value.
@@ -84,6 +86,41 @@ fn decode_descriptor(text: &str) -> Option<prost_types::FileDescriptorProto> {
     }
     let bytes = BASE64.decode(t).ok()?;
     prost_types::FileDescriptorProto::decode(bytes.as_slice()).ok()
+}
+
+/// Whether `text` is a base64 `FileDescriptorProto` rather than `.proto` source.
+pub fn is_descriptor(text: &str) -> bool {
+    decode_descriptor(text).is_some()
+}
+
+/// The schema as `.proto` text, when it prints and the text compiles back (with the same
+/// `references`) to the same descriptor; `None` otherwise.
+pub fn proto_text(parsed: &ParsedProto, references: &[(String, String)]) -> Option<String> {
+    let text = print::to_proto_text(&parsed.file)?;
+    let again = parse(&text, references).ok()?;
+    (comparable(&parsed.file) == comparable(&again.file)).then_some(text)
+}
+
+/// A descriptor without what printing does not keep: source info, the file name, derived
+/// JSON names, an explicit "proto2".
+fn comparable(file: &FileDescriptor) -> prost_types::FileDescriptorProto {
+    fn strip(m: &mut prost_types::DescriptorProto) {
+        for f in m.field.iter_mut().chain(m.extension.iter_mut()) {
+            f.json_name = None;
+        }
+        m.nested_type.iter_mut().for_each(strip);
+    }
+    let mut p = file.file_descriptor_proto().clone();
+    p.source_code_info = None;
+    p.name = None;
+    if p.syntax.as_deref() == Some("proto2") {
+        p.syntax = None;
+    }
+    p.message_type.iter_mut().for_each(strip);
+    for x in &mut p.extension {
+        x.json_name = None;
+    }
+    p
 }
 
 /// The schema as a base64 `FileDescriptorProto` without source info: what Confluent serves
@@ -481,5 +518,70 @@ mod tests {
         assert_eq!(find_message(&again, None).unwrap().full_name(), "a.b.X");
         assert!(parse("message {", &[]).is_err());
         assert!(parse("syntax = \"proto3\"; import \"missing.proto\";", &[]).is_err());
+    }
+    #[test]
+    fn descriptors_print_back_to_the_same_file() {
+        let proto3 = r#"syntax = "proto3";
+package shop.v1;
+import "google/protobuf/timestamp.proto";
+option java_package = "com.example.shop";
+option optimize_for = SPEED;
+// An order.
+message Order {
+  option deprecated = true;
+  message Line { string sku = 1; int32 qty = 2; }
+  map<string, int64> counts = 1;
+  enum Status { option allow_alias = true; NEW = 0; OPEN = 0; PAID = 1 [deprecated = true]; reserved 5 to 9; reserved "OLD"; }
+  repeated Line lines = 2 [deprecated = true];
+  message Note { string text = 1; }
+  map<int32, Note> notes = 3;
+  optional string memo = 4 [json_name = "m"];
+  oneof pay { string card = 5; bytes token = 6; }
+  google.protobuf.Timestamp at = 7;
+  Status status = 8;
+  repeated int32 packed = 9 [packed = false];
+  reserved 20, 30 to 40;
+  reserved "gone";
+}
+service Orders { rpc Get (Order) returns (stream Order); rpc Put (stream Order) returns (Order) { option deprecated = true; } }
+"#;
+        let proto2 = r#"syntax = "proto2";
+package legacy;
+message M {
+  required int64 id = 1;
+  optional string name = 2 [default = "a \"q\"\n"];
+  optional bytes raw = 3 [default = "\001x"];
+  optional E e = 4 [default = B];
+  optional double d = 5 [default = inf];
+  extensions 100 to 199, 1000 to max;
+  enum E { A = 1; B = 2; }
+}
+extend M { optional int32 extra = 100; repeated string more = 101; }
+"#;
+        for text in [proto3, proto2] {
+            let parsed = parse(text, &[]).unwrap();
+            let printed = proto_text(&parsed, &[]).unwrap_or_else(|| {
+                panic!(
+                    "did not round-trip:\n{}",
+                    print::to_proto_text(&parsed.file).unwrap_or_default()
+                )
+            });
+            assert!(!printed.contains("//"), "{printed}");
+            // From the descriptor form too.
+            let again = parse(&serialized(&parsed), &[]).unwrap();
+            assert_eq!(proto_text(&again, &[]).as_deref(), Some(printed.as_str()));
+        }
+        let parsed = parse(proto3, &[]).unwrap();
+        let printed = proto_text(&parsed, &[]).unwrap();
+        for part in [
+            "map<string, int64> counts = 1;",
+            "optional string memo = 4 [json_name = \"m\"];",
+            "oneof pay {",
+            "rpc Put (stream .shop.v1.Order) returns (.shop.v1.Order) {",
+            "option java_package = \"com.example.shop\";",
+            "reserved 30 to 40;",
+        ] {
+            assert!(printed.contains(part), "{part} not in\n{printed}");
+        }
     }
 }
