@@ -303,20 +303,19 @@ impl<'r> Diff<'r> {
             return;
         }
         let (so, su) = (shape(o), shape(u));
-        match (&so, &su) {
-            (Shape::Combined(..), Shape::Combined(..)) => {}
+        // A plain schema and a combined one: a compatible singleton, or a branch of an
+        // anyOf/oneOf, is enough.
+        let fits = match (&so, &su) {
+            (Shape::Combined(..), Shape::Combined(..)) => false,
             (_, Shape::Combined(c, subs)) => {
-                let fits = |d: &Self| subs.iter().any(|s| d.compatible(o, s));
-                if (subs.len() == 1 || *c != Criterion::All) && fits(self) {
-                    return;
-                }
+                (subs.len() == 1 || *c != Criterion::All)
+                    && subs.iter().any(|s| self.compatible(o, s))
             }
-            (Shape::Combined(_, subs), _) => {
-                if subs.len() == 1 && self.compatible(&subs[0], u) {
-                    return;
-                }
-            }
-            _ => {}
+            (Shape::Combined(_, subs), _) => subs.len() == 1 && self.compatible(&subs[0], u),
+            _ => false,
+        };
+        if fits {
+            return;
         }
         if so.class() != su.class() {
             if !matches!(so, Shape::False) && !matches!(su, Shape::Empty) {
@@ -327,16 +326,12 @@ impl<'r> Diff<'r> {
         match (so, su) {
             (Shape::String(a), Shape::String(b)) => self.strings(a, b, path),
             (Shape::Number(a, ai), Shape::Number(b, bi)) => self.numbers(a, ai, b, bi, path),
-            (Shape::Enum(a), Shape::Enum(b)) => {
-                if a != b && !a.iter().all(|x| b.contains(x)) {
-                    self.fail("ENUM_ARRAY_NARROWED", &format!("{path}/enum"));
-                }
+            (Shape::Enum(a), Shape::Enum(b)) if !a.iter().all(|x| b.contains(x)) => {
+                self.fail("ENUM_ARRAY_NARROWED", &format!("{path}/enum"));
             }
             (Shape::Combined(ca, a), Shape::Combined(cb, b)) => self.combined(ca, &a, cb, &b, path),
-            (Shape::Not(a), Shape::Not(b)) => {
-                if !self.compatible(b, a) {
-                    self.fail("NOT_TYPE_EXTENDED", &format!("{path}/not"));
-                }
+            (Shape::Not(a), Shape::Not(b)) if !self.compatible(b, a) => {
+                self.fail("NOT_TYPE_EXTENDED", &format!("{path}/not"));
             }
             (Shape::Object(a), Shape::Object(b)) => self.objects(a, b, path),
             (Shape::Array(a), Shape::Array(b)) => self.arrays(a, b, path),
