@@ -357,3 +357,31 @@ fn invalid_json_schemas_are_refused() {
         assert!(json_schema::parse(bad).is_err(), "accepted {bad}");
     }
 }
+
+#[test]
+fn pathological_schemas_end_quickly() {
+    // Nested anyOfs compare every branch with every branch at each level; the check is
+    // bounded and calls a change it cannot finish comparing incompatible.
+    let mut a = json!({"type": "string"});
+    let mut b = json!({"type": "integer"});
+    for _ in 0..7 {
+        a = json!({"anyOf": [a.clone(), a.clone(), {"type": "null"}, a]});
+        b = json!({"anyOf": [b.clone(), b.clone(), {"type": "boolean"}, b]});
+    }
+    let started = std::time::Instant::now();
+    let (backward, forward) = verdict(&a, &b);
+    assert!(!backward && !forward);
+    // (Unbounded, this took minutes; bounded, a few seconds in a debug build.)
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // A schema past the size bound is refused when registered, not compared for minutes.
+    let mut big = json!({"type": "string"});
+    for _ in 0..10 {
+        big = json!({"anyOf": [big.clone(), big.clone(), big]});
+    }
+    let err = json_schema::parse(&big.to_string()).err().unwrap();
+    assert!(err.contains("50000"), "{err}");
+    // A $ref cycle ends too.
+    let cyclic = json!({"definitions": {"n": {"$ref": "#/definitions/n"}},
+                        "properties": {"x": {"$ref": "#/definitions/n"}}});
+    let _ = verdict(&cyclic, &cyclic);
+}

@@ -390,3 +390,52 @@ fn invalid_protos_are_refused() {
         assert!(protobuf::parse(bad, &[]).is_err(), "accepted {bad:?}");
     }
 }
+
+#[test]
+fn truncated_and_bogus_schemas_are_errors_not_panics() {
+    let text = "syntax = \"proto3\";\npackage a;\nimport \"google/protobuf/timestamp.proto\";\n\
+                message M { map<string, int32> m = 1; oneof o { string s = 2; } \
+                google.protobuf.Timestamp t = 3; message N { repeated N n = 1; } }\n\
+                service S { rpc R (M) returns (stream M); }\n";
+    for end in 0..text.len() {
+        let _ = protobuf::parse(&text[..end], &[]);
+    }
+    // Descriptors that decode but make no sense.
+    use base64::Engine;
+    use prost::Message;
+    let field =
+        |name: &str, number: i32, type_name: Option<&str>| prost_types::FieldDescriptorProto {
+            name: Some(name.into()),
+            number: Some(number),
+            r#type: Some(if type_name.is_some() { 11 } else { 9 }),
+            type_name: type_name.map(str::to_owned),
+            label: Some(1),
+            ..Default::default()
+        };
+    let bogus = [
+        vec![field("a", 1, Some(".nowhere.T"))],
+        vec![field("a", 1, None), field("b", 1, None)],
+        vec![field("a", 0, None)],
+    ];
+    for fields in bogus {
+        let file = prost_types::FileDescriptorProto {
+            name: Some("x.proto".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![prost_types::DescriptorProto {
+                name: Some("M".into()),
+                field: fields.clone(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(file.encode_to_vec());
+        assert!(protobuf::parse(&b64, &[]).is_err(), "accepted {fields:?}");
+    }
+    let missing_import = prost_types::FileDescriptorProto {
+        name: Some("x.proto".into()),
+        dependency: vec!["other.proto".into()],
+        ..Default::default()
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(missing_import.encode_to_vec());
+    assert!(protobuf::parse(&b64, &[]).is_err());
+}

@@ -25,11 +25,17 @@
 //! schema may only narrow.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use serde_json::{Map, Value};
 
 /// Bound on nesting while comparing (a `$ref` cycle, a pathological document).
 const MAX_DEPTH: usize = 64;
+/// Bound on the schema pairs one check compares (combinators compare every branch with
+/// every other, so nested ones multiply); past it the change is reported incompatible.
+const MAX_COMPARISONS: usize = 20_000;
+/// Branches larger than this (JSON values) are not checked for duplicates.
+const SMALL_BRANCH: usize = 256;
 
 /// Keywords that say nothing about what a document must be.
 const ANNOTATIONS: [&str; 12] = [
@@ -226,6 +232,7 @@ pub fn incompatibilities(original: &Value, update: &Value) -> Vec<String> {
         roots: (original, update),
         out: Vec::new(),
         depth: 0,
+        budget: &Cell::new(MAX_COMPARISONS),
     };
     d.compare(Some(original), Some(update), "#");
     d.out
@@ -235,6 +242,8 @@ struct Diff<'r> {
     roots: (&'r Value, &'r Value),
     out: Vec<String>,
     depth: usize,
+    /// Comparisons left, shared with sub-comparisons.
+    budget: &'r Cell<usize>,
 }
 
 fn num(o: &Map<String, Value>, k: &str) -> Option<f64> {
@@ -255,6 +264,7 @@ impl<'r> Diff<'r> {
             roots: self.roots,
             out: Vec::new(),
             depth: self.depth,
+            budget: self.budget,
         };
         sub.compare(Some(o), Some(u), "#");
         sub.out.is_empty()
@@ -282,6 +292,10 @@ impl<'r> Diff<'r> {
             (Some(_), None) => return,
             (Some(o), Some(u)) => (o, u),
         };
+        if self.budget.get() == 0 {
+            return self.fail("SCHEMA_TOO_COMPLEX_TO_COMPARE", path);
+        }
+        self.budget.set(self.budget.get() - 1);
         if self.depth >= MAX_DEPTH {
             if o != u {
                 self.fail("SCHEMA_TOO_DEEP", path);
@@ -444,10 +458,17 @@ impl<'r> Diff<'r> {
         if !criterion_ok {
             return self.fail("COMBINED_TYPE_CHANGED", path);
         }
-        let dedup = |v: &[Cow<'_, Value>]| -> Vec<Value> {
+        // Duplicate branches collapse (compared only when small: equality is a deep walk).
+        let pairs = a.len() * a.len() + b.len() * b.len();
+        if pairs > self.budget.get() {
+            return self.fail("SCHEMA_TOO_COMPLEX_TO_COMPARE", path);
+        }
+        self.budget.set(self.budget.get() - pairs);
+        let dedup = |v: &'_ [Cow<'_, Value>]| -> Vec<Value> {
             let mut out: Vec<Value> = Vec::new();
             for x in v {
-                if !out.contains(x) {
+                let small = super::count_nodes(x, SMALL_BRANCH + 1) <= SMALL_BRANCH;
+                if !(small && out.contains(x)) {
                     out.push(x.as_ref().clone());
                 }
             }

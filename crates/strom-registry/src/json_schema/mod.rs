@@ -17,8 +17,36 @@ const TYPES: [&str; 7] = [
 /// Parses and checks the document's shape.
 pub fn parse(text: &str) -> Result<ParsedJson, String> {
     let root: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let nodes = count_nodes(&root, MAX_SCHEMA_NODES + 1);
+    if nodes > MAX_SCHEMA_NODES {
+        return Err(format!(
+            "the schema has more than {MAX_SCHEMA_NODES} JSON values; this registry compares \
+             schemas up to that size"
+        ));
+    }
     check_shape(&root, "#")?;
     Ok(ParsedJson { root })
+}
+
+/// Bound on a JSON schema's size (JSON values), which bounds the compatibility check's work.
+pub const MAX_SCHEMA_NODES: usize = 50_000;
+
+/// The number of JSON values in `v`, counting no further than `limit`.
+pub(crate) fn count_nodes(v: &Value, limit: usize) -> usize {
+    let mut count = 0;
+    let mut stack = vec![v];
+    while let Some(x) = stack.pop() {
+        count += 1;
+        if count >= limit {
+            return count;
+        }
+        match x {
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    count
 }
 
 fn check_shape(schema: &Value, path: &str) -> Result<(), String> {
