@@ -1141,6 +1141,14 @@ fn protobuf_rest_api_references_compatibility_and_formats() {
     assert_eq!(paged.as_array().unwrap(), &all.as_array().unwrap()[1..3]);
     assert_error(get(u, "/schemas?limit=many"), 400, 400);
     assert_eq!(get(u, "/subjects?offset=1&limit=1").1, json!(["norm"]));
+    assert_eq!(
+        get(u, "/subjects/orders-value/versions?offset=1").1,
+        json!([2])
+    );
+    assert_eq!(
+        get(u, &format!("/schemas/ids/{money_id}/versions?limit=1")).1,
+        json!([{"subject": "common/money.proto", "version": 1}])
+    );
     // fetchMaxId.
     let (_, v) = get(u, &format!("/schemas/ids/{money_id}?fetchMaxId=true"));
     let max = all

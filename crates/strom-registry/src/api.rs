@@ -138,6 +138,21 @@ fn paging(q: &HashMap<String, String>) -> Result<(usize, i64)> {
     Ok((usize::try_from(offset).unwrap_or(0), number("limit", -1)?))
 }
 
+/// A list answer paged by `offset` and `limit`.
+fn paged(v: Value, q: &HashMap<String, String>) -> Result<Value> {
+    let (offset, limit) = paging(q)?;
+    Ok(match v {
+        Value::Array(items) => {
+            let rest = items.into_iter().skip(offset);
+            match usize::try_from(limit) {
+                Ok(n) => Value::Array(rest.take(n).collect()),
+                Err(_) => Value::Array(rest.collect()),
+            }
+        }
+        other => other,
+    })
+}
+
 async fn list_schemas(State(app): State<Shared>, Query(q): Params) -> Response {
     let prefix = q.get("subjectPrefix").map(String::as_str).unwrap_or("");
     ok(paging(&q).map(|(offset, limit)| {
@@ -183,7 +198,9 @@ async fn subjects_of_id(
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Response {
-    ok(parse_id(&id).and_then(|id| app.registry.subjects_of_id(id, flag(&q, "deleted"))))
+    ok(parse_id(&id)
+        .and_then(|id| app.registry.subjects_of_id(id, flag(&q, "deleted")))
+        .and_then(|v| paged(v, &q)))
 }
 
 async fn versions_of_id(
@@ -191,7 +208,9 @@ async fn versions_of_id(
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Response {
-    ok(parse_id(&id).and_then(|id| app.registry.versions_of_id(id, flag(&q, "deleted"))))
+    ok(parse_id(&id)
+        .and_then(|id| app.registry.versions_of_id(id, flag(&q, "deleted")))
+        .and_then(|v| paged(v, &q)))
 }
 
 async fn subjects(State(app): State<Shared>, Query(q): Params) -> Response {
@@ -209,7 +228,10 @@ async fn versions(
     Path(subject): Path<String>,
     Query(q): Params,
 ) -> Response {
-    ok(app.registry.versions(&subject, flag(&q, "deleted")))
+    ok(app
+        .registry
+        .versions(&subject, flag(&q, "deleted"))
+        .and_then(|v| paged(v, &q)))
 }
 
 async fn version(
