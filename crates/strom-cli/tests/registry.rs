@@ -774,6 +774,21 @@ fn strom_schema_commands() {
         String::from_utf8_lossy(&out.stderr).contains("40401")
             || String::from_utf8_lossy(&out.stderr).contains("not found")
     );
+    // A .proto file with --type protobuf.
+    let proto = dir.path().join("p.proto");
+    std::fs::write(&proto, "syntax = \"proto3\";\nmessage P { int32 a = 1; }\n").unwrap();
+    let out = run(&[
+        "register",
+        "pb",
+        "-f",
+        proto.to_str().unwrap(),
+        "--type",
+        "protobuf",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&run(&["get", "pb"]).stdout).unwrap();
+    assert_eq!(v["schemaType"], "PROTOBUF");
+    assert!(run(&["delete", "pb"]).status.success());
     let out = run(&["delete", "cfg"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
