@@ -28,7 +28,7 @@ enum SchemaCommand {
     /// Register a schema file under a subject; prints its id.
     Register {
         subject: String,
-        /// The schema file (Avro JSON).
+        /// The schema file (Avro JSON, JSON Schema or `.proto`).
         #[arg(long, short = 'f')]
         file: PathBuf,
         /// AVRO (default), JSON or PROTOBUF.
@@ -250,9 +250,14 @@ pub(crate) struct ValueFormatArgs {
     /// the Schema Registry), json-schema or protobuf.
     #[arg(long = "value-format", default_value = "string")]
     value_format: String,
-    /// The Avro schema file values are written with (produce).
+    /// The schema file values are written with (produce): Avro JSON, a JSON Schema or a
+    /// `.proto` file.
     #[arg(long = "value-schema", value_name = "FILE")]
     value_schema: Option<PathBuf>,
+    /// With protobuf: the message type of the values (full name, or relative to the file's
+    /// package); the file's first message by default (produce).
+    #[arg(long = "value-message", value_name = "NAME")]
+    value_message: Option<String>,
     /// The Schema Registry's URL.
     #[arg(long = "schema-registry", default_value = "http://127.0.0.1:8081")]
     schema_registry: String,
@@ -264,6 +269,7 @@ enum Format {
     String,
     Avro,
     JsonSchema,
+    Protobuf,
 }
 
 fn check_format(args: &ValueFormatArgs) -> Result<Format> {
@@ -271,7 +277,7 @@ fn check_format(args: &ValueFormatArgs) -> Result<Format> {
         "string" => Ok(Format::String),
         "avro" => Ok(Format::Avro),
         "json-schema" | "json" => Ok(Format::JsonSchema),
-        "protobuf" => bail!("--value-format protobuf is not supported yet: the registry serves Avro and JSON Schema"),
+        "protobuf" => Ok(Format::Protobuf),
         other => bail!("unknown --value-format '{other}' (string, avro, json-schema, protobuf)"),
     }
 }
@@ -280,6 +286,7 @@ fn check_format(args: &ValueFormatArgs) -> Result<Format> {
 pub(crate) enum ValueEncoder {
     Avro(Box<strom_registry::serde::AvroSerializer>),
     Json(strom_registry::serde::JsonSchemaSerializer),
+    Protobuf(strom_registry::serde::ProtobufSerializer),
 }
 
 impl ValueEncoder {
@@ -287,6 +294,9 @@ impl ValueEncoder {
         let format = check_format(args)?;
         if format == Format::String {
             return Ok(None);
+        }
+        if args.value_message.is_some() && format != Format::Protobuf {
+            bail!("--value-message goes with --value-format protobuf");
         }
         let path = args.value_schema.as_ref().with_context(|| {
             format!(
@@ -302,9 +312,22 @@ impl ValueEncoder {
                 strom_registry::serde::AvroSerializer::new(client, Some(&text), Default::default())
                     .with_context(|| format!("{}", path.display()))?,
             )),
-            _ => ValueEncoder::Json(
-                strom_registry::serde::JsonSchemaSerializer::new(client, &text, Default::default())
-                    .with_context(|| format!("{}", path.display()))?,
+            Format::Protobuf => ValueEncoder::Protobuf(
+                strom_registry::serde::ProtobufSerializer::new(
+                    client,
+                    Some(&text),
+                    args.value_message.as_deref(),
+                    Default::default(),
+                )
+                .with_context(|| format!("{}", path.display()))?,
+            ),
+            Format::JsonSchema | Format::String => ValueEncoder::Json(
+                strom_registry::serde::JsonSchemaSerializer::new(
+                    client,
+                    Some(&text),
+                    Default::default(),
+                )
+                .with_context(|| format!("{}", path.display()))?,
             ),
         };
         Ok(Some(encoder))
@@ -316,6 +339,7 @@ impl ValueEncoder {
         Ok(match self {
             ValueEncoder::Avro(s) => s.serialize_json(topic, &json).await?,
             ValueEncoder::Json(s) => s.serialize_json(topic, &json).await?,
+            ValueEncoder::Protobuf(s) => s.serialize_json(topic, &json).await?,
         })
     }
 }
@@ -324,6 +348,7 @@ impl ValueEncoder {
 pub(crate) enum ValueDecoder {
     Avro(strom_registry::serde::AvroDeserializer),
     Json(strom_registry::serde::JsonSchemaDeserializer),
+    Protobuf(strom_registry::serde::ProtobufDeserializer),
 }
 
 impl ValueDecoder {
@@ -336,6 +361,9 @@ impl ValueDecoder {
             )),
             Format::JsonSchema => Some(ValueDecoder::Json(
                 strom_registry::serde::JsonSchemaDeserializer::new(client),
+            )),
+            Format::Protobuf => Some(ValueDecoder::Protobuf(
+                strom_registry::serde::ProtobufDeserializer::new(client),
             )),
         })
     }
@@ -350,6 +378,7 @@ impl ValueDecoder {
             let json = match self {
                 ValueDecoder::Avro(d) => d.deserialize_json(v).await,
                 ValueDecoder::Json(d) => d.deserialize_json(v).await,
+                ValueDecoder::Protobuf(d) => d.deserialize_json(v).await,
             }
             .with_context(|| format!("record {}-{}@{}", r.topic, r.partition, r.offset))?;
             out.value = Some(Bytes::from(json.to_string()));

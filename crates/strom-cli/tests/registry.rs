@@ -1,5 +1,6 @@
 //! The Schema Registry (issue 13) against the real binary: confluent-kafka's Python
-//! SchemaRegistryClient and Avro serdes producing through Strom and consuming back, raw HTTP
+//! SchemaRegistryClient and Avro, JSON Schema and Protobuf serdes producing through Strom and
+//! consuming back (and reading what `strom produce` wrote), raw HTTP
 //! for exact status and error codes, ids stable across restarts, two instances over one
 //! broker with primary failover, and a registry whose storage topic was deleted.
 
@@ -113,7 +114,10 @@ fn rest_api_status_and_error_codes() {
         json!([{"name": "name", "type": "string"}, {"name": "age", "type": "int"}]),
     );
 
-    assert_eq!(get(u, "/schemas/types"), (200, json!(["JSON", "AVRO"])));
+    assert_eq!(
+        get(u, "/schemas/types"),
+        (200, json!(["JSON", "PROTOBUF", "AVRO"]))
+    );
     assert_eq!(get(u, "/subjects"), (200, json!([])));
     assert_error(get(u, "/schemas/ids/12345"), 404, 40403);
     assert_error(get(u, "/schemas/ids/abc"), 404, 40403);
@@ -182,14 +186,14 @@ fn rest_api_status_and_error_codes() {
         422,
         42201,
     );
-    // Protobuf is not served yet: refused with a message saying so.
+    // An invalid .proto is refused with the compiler's message.
     let (s, v) = post(
         u,
         "/subjects/pb/versions",
-        json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}),
+        json!({"schema": "syntax = \"proto3\"; message A { int32 a = 1; int32 b = 1; }", "schemaType": "PROTOBUF"}),
     );
     assert_eq!((s, v["error_code"].clone()), (422, json!(42201)), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("PROTOBUF"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("number"), "{v}");
     assert_error(
         http(u, Method::POST, "/subjects/users/versions", None),
         400,
@@ -770,6 +774,21 @@ fn strom_schema_commands() {
         String::from_utf8_lossy(&out.stderr).contains("40401")
             || String::from_utf8_lossy(&out.stderr).contains("not found")
     );
+    // A .proto file with --type protobuf.
+    let proto = dir.path().join("p.proto");
+    std::fs::write(&proto, "syntax = \"proto3\";\nmessage P { int32 a = 1; }\n").unwrap();
+    let out = run(&[
+        "register",
+        "pb",
+        "-f",
+        proto.to_str().unwrap(),
+        "--type",
+        "protobuf",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&run(&["get", "pb"]).stdout).unwrap();
+    assert_eq!(v["schemaType"], "PROTOBUF");
+    assert!(run(&["delete", "pb"]).status.success());
     let out = run(&["delete", "cfg"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
@@ -961,4 +980,455 @@ fn import_mode_keeps_given_ids_and_versions() {
     assert_error(put(u, "/mode", json!({"mode": "IMPORT"})), 422, 42205);
     assert_eq!(put(u, "/mode?force=true", json!({"mode": "IMPORT"})).0, 200);
     assert_eq!(get(u, "/mode").1, json!({"mode": "IMPORT"}));
+}
+
+const MONEY_PROTO: &str = "syntax = \"proto3\";\npackage common;\n\n// Money in minor units.\nmessage Money {\n  string currency = 1;\n  int64 units = 2;\n}\n";
+
+fn order_proto(customer_type: &str) -> String {
+    format!(
+        "syntax = \"proto3\";\npackage shop;\nimport \"common/money.proto\";\nimport \"google/protobuf/timestamp.proto\";\n\nmessage Order {{\n  int64 id = 1;\n  {customer_type} customer = 2;\n  common.Money total = 3;\n  google.protobuf.Timestamp placed_at = 4;\n}}\n"
+    )
+}
+
+#[test]
+fn protobuf_rest_api_references_compatibility_and_formats() {
+    let (_server, url) = server_with_registry();
+    let u = url.as_str();
+    let pb = |text: &str| json!({"schema": text, "schemaType": "PROTOBUF"});
+    let money_ref =
+        json!([{"name": "common/money.proto", "subject": "common/money.proto", "version": 1}]);
+    let with_refs = |text: &str| json!({"schema": text, "schemaType": "PROTOBUF", "references": money_ref.clone()});
+
+    // The import target first, under a subject holding a '/'.
+    let (s, v) = post(
+        u,
+        "/subjects/common%2Fmoney.proto/versions",
+        pb(MONEY_PROTO),
+    );
+    assert_eq!(s, 200, "{v}");
+    let money_id = v["id"].as_i64().unwrap();
+    // Without the reference, the import is unknown: 42201 naming it.
+    let (s, v) = post(
+        u,
+        "/subjects/orders-value/versions",
+        pb(&order_proto("string")),
+    );
+    assert_eq!((s, v["error_code"].clone()), (422, json!(42201)), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("common/money.proto"),
+        "{v}"
+    );
+    let (s, v) = post(
+        u,
+        "/subjects/orders-value/versions",
+        with_refs(&order_proto("string")),
+    );
+    assert_eq!(s, 200, "{v}");
+    let order_id = v["id"].as_i64().unwrap();
+
+    // Served as text, with its type and references; as a descriptor with format=serialized.
+    let (_, v) = get(u, &format!("/schemas/ids/{order_id}"));
+    assert_eq!(v["schemaType"], "PROTOBUF");
+    assert_eq!(v["schema"], json!(order_proto("string")));
+    assert_eq!(v["references"], money_ref);
+    let (_, v) = get(u, &format!("/schemas/ids/{order_id}?format=serialized"));
+    let serialized = v["schema"].as_str().unwrap().to_owned();
+    assert!(!serialized.contains("syntax"), "{serialized}");
+    let refs = vec![("common/money.proto".to_owned(), MONEY_PROTO.to_owned())];
+    let parsed = strom_registry::protobuf::parse(&serialized, &refs).unwrap();
+    assert_eq!(parsed.file.package_name(), "shop");
+    let (_, v) = get(u, "/subjects/orders-value/versions/1?format=serialized");
+    assert_eq!(v["schema"], json!(serialized));
+    // A schema registered as a descriptor is served as .proto text, as Confluent does.
+    let (s, v) = post(u, "/subjects/desc/versions", with_refs(&serialized));
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = get(u, &format!("/schemas/ids/{}", v["id"]));
+    let text = v["schema"].as_str().unwrap();
+    assert!(
+        text.starts_with("syntax = \"proto3\";\npackage shop;\nimport \"common/money.proto\";"),
+        "{text}"
+    );
+    assert!(text.contains("  .common.Money total = 3;"), "{text}");
+    assert_eq!(delete(u, "/subjects/desc").0, 200);
+    assert_eq!(delete(u, "/subjects/desc?permanent=true").0, 200);
+    // The descriptor form is the same schema to the compatibility check and registers as a
+    // new text of it (no change, so compatible).
+    let (_, v) = post(
+        u,
+        "/compatibility/subjects/orders-value/versions/latest",
+        with_refs(&serialized),
+    );
+    assert_eq!(v, json!({"is_compatible": true}));
+
+    // Lookup by schema.
+    let (s, v) = post(
+        u,
+        "/subjects/orders-value",
+        with_refs(&order_proto("string")),
+    );
+    assert_eq!((s, v["id"].clone()), (200, json!(order_id)), "{v}");
+
+    // An incompatible change: refused with Confluent's difference type in the messages.
+    let (_, v) = post(
+        u,
+        "/compatibility/subjects/orders-value/versions/latest?verbose=true",
+        with_refs(&order_proto("int64")),
+    );
+    assert_eq!(v["is_compatible"], false, "{v}");
+    assert!(
+        v["messages"]
+            .to_string()
+            .contains("FIELD_SCALAR_KIND_CHANGED"),
+        "{v}"
+    );
+    assert_error(
+        post(
+            u,
+            "/subjects/orders-value/versions",
+            with_refs(&order_proto("int64")),
+        ),
+        409,
+        409,
+    );
+    // string -> bytes is wire compatible.
+    let (s, v) = post(
+        u,
+        "/subjects/orders-value/versions",
+        with_refs(&order_proto("bytes")),
+    );
+    assert_eq!(s, 200, "{v}");
+    // The referenced version cannot go while referenced.
+    assert_error(
+        delete(u, "/subjects/common%2Fmoney.proto/versions/1"),
+        422,
+        42206,
+    );
+    assert_eq!(
+        get(u, "/subjects/common%2Fmoney.proto/versions/1/referencedby").1,
+        json!([order_id, v["id"].as_i64().unwrap()])
+    );
+
+    // normalize: layout and comments do not make another schema.
+    let (_, a) = post(u, "/subjects/norm/versions?normalize=true", pb(MONEY_PROTO));
+    let squashed = MONEY_PROTO
+        .replace("// Money in minor units.\n", "")
+        .replace("\n  ", " ");
+    let (_, b) = post(u, "/subjects/norm/versions?normalize=true", pb(&squashed));
+    assert_eq!(a["id"], b["id"]);
+    assert_ne!(
+        a["id"],
+        json!(money_id),
+        "the normalized text is stored, not the given one"
+    );
+    assert_eq!(get(u, "/subjects/norm/versions").1, json!([1]));
+
+    // GET /schemas: every version, by subject then version; latestOnly; prefix; paging.
+    let (s, all) = get(u, "/schemas");
+    assert_eq!(s, 200, "{all}");
+    let listed: Vec<(String, i64)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["subject"].as_str().unwrap().to_owned(),
+                v["version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("common/money.proto".to_owned(), 1),
+            ("norm".to_owned(), 1),
+            ("orders-value".to_owned(), 1),
+            ("orders-value".to_owned(), 2)
+        ]
+    );
+    assert_eq!(all[2]["schemaType"], "PROTOBUF");
+    let (_, latest) = get(u, "/schemas?latestOnly=true&subjectPrefix=orders");
+    assert_eq!(latest.as_array().unwrap().len(), 1);
+    assert_eq!(latest[0]["version"], 2);
+    let (_, paged) = get(u, "/schemas?offset=1&limit=2");
+    assert_eq!(paged.as_array().unwrap(), &all.as_array().unwrap()[1..3]);
+    assert_error(get(u, "/schemas?limit=many"), 400, 400);
+    assert_eq!(get(u, "/subjects?offset=1&limit=1").1, json!(["norm"]));
+    assert_eq!(
+        get(u, "/subjects/orders-value/versions?offset=1").1,
+        json!([2])
+    );
+    assert_eq!(
+        get(u, &format!("/schemas/ids/{money_id}/versions?limit=1")).1,
+        json!([{"subject": "common/money.proto", "version": 1}])
+    );
+    // fetchMaxId.
+    let (_, v) = get(u, &format!("/schemas/ids/{money_id}?fetchMaxId=true"));
+    let max = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(v["maxId"], json!(max), "{v}");
+}
+
+#[test]
+fn protobuf_confluent_python_serdes_and_strom_cli_read_each_other() {
+    let (server, url) = server_with_registry();
+    let bootstrap = server.bootstrap();
+    let python = format!(
+        "{}/../../tests/python/schema_registry_protobuf.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let strom = env!("CARGO_BIN_EXE_strom");
+    let as_json = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    };
+
+    // Python ProtobufSerializer (an Order, a Refund, an Order.Line: message indexes [0], [1],
+    // [0, 0]) -> strom consume (Rust ProtobufDeserializer).
+    let written = run_with_stdin(
+        Command::new("python3").args([&python, &bootstrap, &url, "write", "orders-pb"]),
+        "",
+    );
+    let written = as_json(&written);
+    assert_eq!(written.len(), 3);
+    // The serializer registered descriptors; they read back as .proto text.
+    let (_, v) = get(&url, "/subjects/orders-pb-value/versions/1");
+    let text = v["schema"].as_str().unwrap();
+    assert!(text.contains("message Order {"), "{text}");
+    assert!(text.contains("import \"common/money.proto\";"), "{text}");
+    let consumed = run_with_stdin(
+        Command::new(strom).args([
+            "consume",
+            "orders-pb",
+            "-b",
+            &bootstrap,
+            "--from-beginning",
+            "-n",
+            "3",
+            "--value-format",
+            "protobuf",
+            "--schema-registry",
+            &url,
+        ]),
+        "",
+    );
+    assert_eq!(as_json(&consumed), written);
+    assert_eq!(written[1], json!({"orderId": "7", "reason": "damaged"}));
+
+    // strom produce (Rust ProtobufSerializer, from .proto text) -> Python ProtobufDeserializer.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("payment.proto");
+    std::fs::write(
+        &schema,
+        "syntax = \"proto3\";\npackage pay;\nimport \"google/protobuf/timestamp.proto\";\n\
+         message Payment {\n  int64 id = 1;\n  double amount = 2;\n  string memo = 3;\n  \
+         google.protobuf.Timestamp at = 4;\n  Kind kind = 5;\n  repeated string tags = 6;\n  \
+         enum Kind { CARD = 0; CASH = 1; }\n}\n",
+    )
+    .unwrap();
+    let lines = [
+        r#"{"amount":9.5,"at":"2026-12-03T10:00:00Z","id":"1","kind":"CASH","memo":"hi","tags":["a","b"]}"#,
+        r#"{"amount":1.25,"id":"2","memo":"two"}"#,
+    ];
+    let produce = |input: &str| {
+        Command::new(strom)
+            .args([
+                "produce",
+                "pay-pb",
+                "-b",
+                &bootstrap,
+                "--value-format",
+                "protobuf",
+                "--schema-registry",
+                &url,
+                "--value-message",
+                "pay.Payment",
+                "--value-schema",
+            ])
+            .arg(&schema)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(input.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap()
+    };
+    let out = produce(&(lines.join("\n") + "\n"));
+    assert!(out.status.success(), "{out:?}");
+    let read = run_with_stdin(
+        Command::new("python3").args([&python, &bootstrap, &url, "read", "pay-pb", "2"]),
+        "",
+    );
+    assert_eq!(as_json(&read), as_json(&lines.join("\n")));
+    let (_, v) = get(&url, "/subjects/pay-pb-value/versions/1");
+    assert_eq!(v["schemaType"], "PROTOBUF", "{v}");
+
+    // A line that does not fit the message is a clear error, not a panic.
+    let out = produce("{\"id\":\"x\"}\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot encode") && stderr.contains("pay.Payment"),
+        "{stderr}"
+    );
+    // So is a message the schema does not define.
+    let out = Command::new(strom)
+        .args([
+            "produce",
+            "pay-pb",
+            "-b",
+            &bootstrap,
+            "--value-format",
+            "protobuf",
+        ])
+        .args([
+            "--schema-registry",
+            &url,
+            "--value-message",
+            "pay.Nope",
+            "--value-schema",
+        ])
+        .arg(&schema)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pay.Nope"));
+}
+
+#[test]
+fn serializers_name_subjects_by_strategy_and_use_the_latest_version() {
+    use strom_registry::serde::{
+        JsonSchemaSerializer, ProtobufDeserializer, ProtobufSerializer, RegistryClient,
+        SerializerConfig, SubjectNameStrategy,
+    };
+    let (_server, url) = server_with_registry();
+    let u = url.as_str();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = RegistryClient::new(u);
+    let config = |strategy, use_latest_version| SerializerConfig {
+        strategy,
+        use_latest_version,
+        ..SerializerConfig::default()
+    };
+    let frame_id = |b: &[u8]| i32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+
+    // JSON Schema: the record name is the schema's title.
+    let reading = r#"{"title":"Reading","type":"object","properties":{"v":{"type":"number"}}}"#;
+    let ser = JsonSchemaSerializer::new(
+        client.clone(),
+        Some(reading),
+        config(SubjectNameStrategy::TopicRecordName, false),
+    )
+    .unwrap();
+    let framed = rt
+        .block_on(ser.serialize_json("t", &json!({"v": 1})))
+        .unwrap();
+    let (_, v) = get(u, "/subjects/t-Reading/versions/1");
+    assert_eq!(frame_id(&framed) as i64, v["id"].as_i64().unwrap(), "{v}");
+    // use.latest.version: the subject's latest id, no schema given.
+    let latest = JsonSchemaSerializer::new(
+        client.clone(),
+        None,
+        config(SubjectNameStrategy::TopicName, true),
+    )
+    .unwrap();
+    assert!(rt
+        .block_on(latest.serialize_json("nothing", &json!({})))
+        .is_err());
+    post(
+        u,
+        "/subjects/lat-value/versions",
+        json!({"schema": reading, "schemaType": "JSON"}),
+    );
+    let framed = rt
+        .block_on(latest.serialize_json("lat", &json!({"v": 2})))
+        .unwrap();
+    assert_eq!(
+        frame_id(&framed) as i64,
+        get(u, "/subjects/lat-value/versions/1").1["id"]
+            .as_i64()
+            .unwrap()
+    );
+    // A latest schema of another type is refused.
+    post(
+        u,
+        "/subjects/avro-value/versions",
+        json!({"schema": "\"string\""}),
+    );
+    let err = rt
+        .block_on(latest.serialize_json("avro", &json!("x")))
+        .unwrap_err();
+    assert!(err.to_string().contains("AVRO"), "{err}");
+    assert!(JsonSchemaSerializer::new(client.clone(), None, SerializerConfig::default()).is_err());
+
+    // Protobuf: RecordName names the subject after the message's full name.
+    let proto = "syntax = \"proto3\";\npackage p;\nmessage A { string s = 1; }\nmessage B { int64 n = 1; }\n";
+    let ser = ProtobufSerializer::new(
+        client.clone(),
+        Some(proto),
+        Some("B"),
+        config(SubjectNameStrategy::RecordName, false),
+    )
+    .unwrap();
+    let framed = rt
+        .block_on(ser.serialize_json("any", &json!({"n": "5"})))
+        .unwrap();
+    assert_eq!(
+        frame_id(&framed) as i64,
+        get(u, "/subjects/p.B/versions/1").1["id"].as_i64().unwrap()
+    );
+    assert_eq!(framed[5..7], [2, 2], "message index [1]");
+    // use.latest.version with a message name and no schema.
+    post(
+        u,
+        "/subjects/pl-value/versions",
+        json!({"schema": proto, "schemaType": "PROTOBUF"}),
+    );
+    let latest = ProtobufSerializer::new(
+        client.clone(),
+        None,
+        Some("p.B"),
+        config(SubjectNameStrategy::TopicName, true),
+    )
+    .unwrap();
+    let framed = rt
+        .block_on(latest.serialize_json("pl", &json!({"n": 9})))
+        .unwrap();
+    assert_eq!(
+        frame_id(&framed) as i64,
+        get(u, "/subjects/pl-value/versions/1").1["id"]
+            .as_i64()
+            .unwrap()
+    );
+    let back = rt
+        .block_on(ProtobufDeserializer::new(client.clone()).deserialize_json(&framed))
+        .unwrap();
+    assert_eq!(back, json!({"n": "9"}));
+    // A value that is not the message is a clear error.
+    let err = rt
+        .block_on(latest.serialize_json("pl", &json!({"nope": 1})))
+        .unwrap_err();
+    assert!(err.to_string().contains("p.B"), "{err}");
+    // A framed value naming a message the schema lacks is a decode error, not a panic.
+    let mut bad = framed.clone();
+    bad.splice(5..7, [2, 20]);
+    assert!(rt
+        .block_on(ProtobufDeserializer::new(client).deserialize(&bad))
+        .is_err());
 }

@@ -1,7 +1,7 @@
 //! Registry figures: lookups by id per second and their latency (from the in-memory state,
 //! over HTTP keep-alive on loopback), registrations per second (each one a write to
-//! `_schemas` with acks=all, read back before the answer), and the Avro serializer's and
-//! deserializer's cost per record once the schema id is cached.
+//! `_schemas` with acks=all, read back before the answer), and the Avro and Protobuf
+//! serializers' and deserializers' cost per record once the schema id is cached.
 //!
 //! Usage: cargo run --release -p strom-registry --example registry_bench -- BOOTSTRAP
 //! (a running broker, e.g. `strom server`); the registry runs in this process.
@@ -14,7 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use strom_registry::serde::{AvroDeserializer, AvroSerializer, RegistryClient};
+use strom_registry::serde::{
+    AvroDeserializer, AvroSerializer, ProtobufDeserializer, ProtobufSerializer, RegistryClient,
+};
 use strom_registry::RegistryConfig;
 
 const REGISTRATIONS: usize = 500;
@@ -195,7 +197,7 @@ async fn main() {
     // Serializer and deserializer cost per record, schema id cached.
     let client = RegistryClient::new(&url);
     let ser = AvroSerializer::new(client.clone(), Some(&schema(0)), Default::default()).unwrap();
-    let deser = AvroDeserializer::new(client);
+    let deser = AvroDeserializer::new(client.clone());
     let record = json!({"id": 12345, "name": "a bench record", "amount": 12.5,
                         "tags": ["x", "y"], "note": "hello"});
     let plain = record.to_string().into_bytes();
@@ -230,5 +232,35 @@ async fn main() {
         "serdes ({SERDE_RECORDS} records, {} B Avro framed vs {} B JSON): plain bytes copy {plain_ns:.0} ns/record, Avro serialize {ser_ns:.0} ns/record, Avro deserialize {de_ns:.0} ns/record (checksum {total})",
         framed.len(),
         plain.len()
+    );
+
+    // The same record as a Protobuf message.
+    let proto = "syntax = \"proto3\"; package bench; message Bench { int64 id = 1; \
+                 string name = 2; double amount = 3; repeated string tags = 4; \
+                 optional string note = 5; }";
+    let pser =
+        ProtobufSerializer::new(client.clone(), Some(proto), None, Default::default()).unwrap();
+    let pdeser = ProtobufDeserializer::new(client);
+    let message =
+        prost_reflect::DynamicMessage::deserialize(pser.message().unwrap().clone(), &record)
+            .unwrap();
+    let pframed = pser.serialize("bench-pb", &message).await.unwrap();
+    let _ = pdeser.deserialize(&pframed).await.unwrap();
+    let t = Instant::now();
+    for _ in 0..SERDE_RECORDS {
+        total += pser.serialize("bench-pb", &message).await.unwrap().len();
+    }
+    let pser_ns = t.elapsed().as_nanos() as f64 / SERDE_RECORDS as f64;
+    let t = Instant::now();
+    for _ in 0..SERDE_RECORDS {
+        total += pdeser
+            .deserialize(std::hint::black_box(&pframed))
+            .await
+            .is_ok() as usize;
+    }
+    let pde_ns = t.elapsed().as_nanos() as f64 / SERDE_RECORDS as f64;
+    println!(
+        "protobuf serdes ({} B framed): serialize {pser_ns:.0} ns/record, deserialize {pde_ns:.0} ns/record (checksum {total})",
+        pframed.len()
     );
 }

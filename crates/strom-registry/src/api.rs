@@ -73,6 +73,7 @@ fn parse_id(s: &str) -> Result<i32> {
 pub fn router(app: Shared) -> Router {
     Router::new()
         .route("/", get(|| async { reply(StatusCode::OK, json!({})) }))
+        .route("/schemas", get(list_schemas))
         .route("/schemas/types", get(schema_types))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(schema_text_by_id))
@@ -120,11 +121,61 @@ pub fn router(app: Shared) -> Router {
 }
 
 async fn schema_types() -> Response {
-    reply(StatusCode::OK, json!(["JSON", "AVRO"]))
+    reply(StatusCode::OK, json!(["JSON", "PROTOBUF", "AVRO"]))
 }
 
-async fn schema_by_id(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    ok(parse_id(&id).and_then(|id| app.registry.schema_by_id(id)))
+/// `offset` (default 0) and `limit` (default -1: all) of Confluent's listing endpoints.
+fn paging(q: &HashMap<String, String>) -> Result<(usize, i64)> {
+    let number = |name: &str, default: i64| -> Result<i64> {
+        match q.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                RegistryError::MalformedRequest(format!("'{name}' must be a number, not '{v}'"))
+            }),
+        }
+    };
+    let offset = number("offset", 0)?;
+    Ok((usize::try_from(offset).unwrap_or(0), number("limit", -1)?))
+}
+
+/// A list answer paged by `offset` and `limit`.
+fn paged(v: Value, q: &HashMap<String, String>) -> Result<Value> {
+    let (offset, limit) = paging(q)?;
+    Ok(match v {
+        Value::Array(items) => {
+            let rest = items.into_iter().skip(offset);
+            match usize::try_from(limit) {
+                Ok(n) => Value::Array(rest.take(n).collect()),
+                Err(_) => Value::Array(rest.collect()),
+            }
+        }
+        other => other,
+    })
+}
+
+async fn list_schemas(State(app): State<Shared>, Query(q): Params) -> Response {
+    let prefix = q.get("subjectPrefix").map(String::as_str).unwrap_or("");
+    ok(paging(&q).map(|(offset, limit)| {
+        app.registry.list_schemas(
+            prefix,
+            flag(&q, "deleted"),
+            flag(&q, "latestOnly"),
+            offset,
+            limit,
+        )
+    }))
+}
+
+async fn schema_by_id(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Response {
+    let format = q.get("format").map(String::as_str);
+    ok(parse_id(&id).and_then(|id| {
+        app.registry
+            .schema_by_id(id, format, flag(&q, "fetchMaxId"))
+    }))
 }
 
 async fn schema_text_by_id(State(app): State<Shared>, Path(id): Path<String>) -> Response {
@@ -147,7 +198,9 @@ async fn subjects_of_id(
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Response {
-    ok(parse_id(&id).and_then(|id| app.registry.subjects_of_id(id, flag(&q, "deleted"))))
+    ok(parse_id(&id)
+        .and_then(|id| app.registry.subjects_of_id(id, flag(&q, "deleted")))
+        .and_then(|v| paged(v, &q)))
 }
 
 async fn versions_of_id(
@@ -155,16 +208,19 @@ async fn versions_of_id(
     Path(id): Path<String>,
     Query(q): Params,
 ) -> Response {
-    ok(parse_id(&id).and_then(|id| app.registry.versions_of_id(id, flag(&q, "deleted"))))
+    ok(parse_id(&id)
+        .and_then(|id| app.registry.versions_of_id(id, flag(&q, "deleted")))
+        .and_then(|v| paged(v, &q)))
 }
 
 async fn subjects(State(app): State<Shared>, Query(q): Params) -> Response {
     let prefix = q.get("subjectPrefix").map(String::as_str).unwrap_or("");
-    ok(Ok(app.registry.subjects(
-        prefix,
-        flag(&q, "deleted"),
-        flag(&q, "deletedOnly"),
-    )))
+    // confluent-kafka's Python client spells it `deleted_only`.
+    let deleted_only = flag(&q, "deletedOnly") || flag(&q, "deleted_only");
+    ok(paging(&q).map(|(offset, limit)| {
+        app.registry
+            .subjects(prefix, flag(&q, "deleted"), deleted_only, offset, limit)
+    }))
 }
 
 async fn versions(
@@ -172,7 +228,10 @@ async fn versions(
     Path(subject): Path<String>,
     Query(q): Params,
 ) -> Response {
-    ok(app.registry.versions(&subject, flag(&q, "deleted")))
+    ok(app
+        .registry
+        .versions(&subject, flag(&q, "deleted"))
+        .and_then(|v| paged(v, &q)))
 }
 
 async fn version(
@@ -180,8 +239,11 @@ async fn version(
     Path((subject, version)): Path<(String, String)>,
     Query(q): Params,
 ) -> Response {
-    ok(VersionId::parse(&version)
-        .and_then(|v| app.registry.version(&subject, v, flag(&q, "deleted"))))
+    let format = q.get("format").map(String::as_str);
+    ok(VersionId::parse(&version).and_then(|v| {
+        app.registry
+            .version(&subject, v, flag(&q, "deleted"), format)
+    }))
 }
 
 async fn version_schema(

@@ -43,8 +43,6 @@ pub enum RegistryError {
     OperationNotPermitted(String),
     #[error("One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={subject},version={version}}}.")]
     ReferenceExists { subject: String, version: i32 },
-    #[error("Schema type {0} is not supported by this registry")]
-    UnsupportedSchemaType(String),
     /// The request body is not the JSON the endpoint takes.
     #[error("{0}")]
     MalformedRequest(String),
@@ -77,7 +75,6 @@ impl RegistryError {
             SubjectModeNotConfigured(_) => (StatusCode::NOT_FOUND, 40409),
             Incompatible { .. } => (StatusCode::CONFLICT, 409),
             InvalidSchema(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42201),
-            UnsupportedSchemaType(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42201),
             InvalidVersion(_) => (StatusCode::UNPROCESSABLE_ENTITY, 42202),
             InvalidCompatibilityLevel => (StatusCode::UNPROCESSABLE_ENTITY, 42203),
             InvalidMode => (StatusCode::UNPROCESSABLE_ENTITY, 42204),

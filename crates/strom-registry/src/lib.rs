@@ -9,6 +9,7 @@ pub mod error;
 pub mod http_client;
 pub mod json_schema;
 pub mod model;
+pub mod protobuf;
 pub mod schemas;
 pub mod serde;
 pub mod service;

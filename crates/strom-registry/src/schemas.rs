@@ -1,40 +1,70 @@
 //! Type-specific schema handling behind one interface: validate a schema text (with the
 //! texts of the schemas it references), give it a stable identity, and check compatibility
-//! between two versions. Avro and JSON Schema are served; Protobuf is refused for now.
+//! between two versions, for Avro, JSON Schema and Protobuf.
 
 use crate::avro;
 use crate::error::{RegistryError, Result};
 use crate::json_schema;
 use crate::model::SchemaType;
+use crate::protobuf;
 
 /// A schema that passed validation.
 pub enum Parsed {
     Avro(avro::ParsedAvro),
     Json(json_schema::ParsedJson),
+    Protobuf(protobuf::ParsedProto),
 }
 
-/// Validates `text` of `schema_type`; `references` are the referenced schema texts,
+/// A referenced schema: the name the referring schema uses for it (an Avro full name, a JSON
+/// `$ref`, a `.proto` import path) and its text.
+pub type NamedText = (String, String);
+
+/// Validates `text` of `schema_type`; `references` are the referenced schemas (and theirs),
 /// dependencies first.
-pub fn parse(schema_type: SchemaType, text: &str, references: &[String]) -> Result<Parsed> {
+pub fn parse(schema_type: SchemaType, text: &str, references: &[NamedText]) -> Result<Parsed> {
+    let texts = || {
+        references
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect::<Vec<_>>()
+    };
+    let invalid = |e: String| RegistryError::InvalidSchema(format!("{text}, details: {e}"));
     match schema_type {
-        SchemaType::Avro => avro::parse(text, references)
+        SchemaType::Avro => avro::parse(text, &texts())
             .map(Parsed::Avro)
-            .map_err(|e| RegistryError::InvalidSchema(format!("{text}, details: {e}"))),
-        SchemaType::Json => json_schema::parse(text)
-            .map(Parsed::Json)
-            .map_err(|e| RegistryError::InvalidSchema(format!("{text}, details: {e}"))),
-        SchemaType::Protobuf => Err(RegistryError::UnsupportedSchemaType(
-            schema_type.name().to_owned(),
-        )),
+            .map_err(invalid),
+        SchemaType::Json => json_schema::parse(text).map(Parsed::Json).map_err(invalid),
+        SchemaType::Protobuf => protobuf::parse(text, references)
+            .map(Parsed::Protobuf)
+            .map_err(invalid),
     }
 }
 
 /// The text a schema is stored and served as: the submitted JSON without insignificant
 /// whitespace (key order kept). With `normalize`, keys are also sorted, so schemas that
-/// differ only in layout or key order are the same schema.
-pub fn canonical_text(schema_type: SchemaType, text: &str, normalize: bool) -> Result<String> {
-    match schema_type {
-        SchemaType::Avro | SchemaType::Json => {
+/// differ only in layout or key order are the same schema. Protobuf `.proto` text is kept as
+/// given; a descriptor (base64) and, with `normalize`, any Protobuf schema become the
+/// compiled file printed back as `.proto` text (layout and comments gone), as Confluent
+/// serves them, or the base64 descriptor when the printed text would not compile back to
+/// the same descriptor.
+pub fn canonical_text(
+    parsed: &Parsed,
+    text: &str,
+    normalize: bool,
+    references: &[NamedText],
+) -> Result<String> {
+    match parsed {
+        Parsed::Protobuf(p) if normalize || protobuf::is_descriptor(text) => {
+            Ok(protobuf::proto_text(p, references).unwrap_or_else(|| {
+                if normalize {
+                    protobuf::serialized(p)
+                } else {
+                    text.to_owned()
+                }
+            }))
+        }
+        Parsed::Protobuf(_) => Ok(text.to_owned()),
+        Parsed::Avro(_) | Parsed::Json(_) => {
             let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
                 RegistryError::InvalidSchema(format!("{text}, details: not JSON: {e}"))
             })?;
@@ -44,7 +74,6 @@ pub fn canonical_text(schema_type: SchemaType, text: &str, normalize: bool) -> R
                 Ok(minify_json(text))
             }
         }
-        SchemaType::Protobuf => Ok(text.to_owned()),
     }
 }
 
@@ -78,6 +107,7 @@ pub fn incompatibilities(writer: &Parsed, reader: &Parsed) -> Vec<String> {
     match (writer, reader) {
         (Parsed::Avro(w), Parsed::Avro(r)) => avro::incompatibilities(w, r),
         (Parsed::Json(w), Parsed::Json(r)) => json_schema::incompatibilities(w, r),
+        (Parsed::Protobuf(w), Parsed::Protobuf(r)) => protobuf::incompatibilities(w, r),
         _ => vec![
             "{errorType:'TYPE_MISMATCH', description:'the schema type changed', location:'/'}"
                 .into(),

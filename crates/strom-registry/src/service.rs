@@ -12,7 +12,7 @@ use crate::model::{
     CompatibilityLevel, ConfigValue, DeleteSubjectValue, Mode, ModeValue, SchemaReference,
     SchemaType, SchemaValue, StoreRecord,
 };
-use crate::schemas;
+use crate::schemas::{self, NamedText};
 use crate::state::{SchemaContent, State, Version};
 use crate::store::Store;
 
@@ -119,14 +119,48 @@ impl Registry {
 
     // ---- reads ----
 
-    pub fn schema_by_id(&self, id: i32) -> Result<Value> {
+    /// GET /schemas/ids/{id}: the schema in `format`; with `fetch_max_id`, also the largest
+    /// id registered (`maxId`, as Confluent answers).
+    pub fn schema_by_id(&self, id: i32, format: Option<&str>, fetch_max_id: bool) -> Result<Value> {
         let st = self.state();
         let c = st
             .schema_by_id(id)
             .ok_or_else(|| RegistryError::SchemaNotFound(id.to_string()))?;
-        let mut out = json!({ "schema": c.schema });
+        let mut out = json!({ "schema": formatted(&st, c, format)? });
         add_type_and_refs(&mut out, c);
+        if fetch_max_id {
+            out["maxId"] = json!(st.max_id());
+        }
         Ok(out)
+    }
+
+    /// GET /schemas: every version of every subject (soft-deleted ones with `deleted`), or
+    /// only each subject's latest with `latest_only`, by subject then version; `offset` and
+    /// `limit` (negative: no limit) page the list.
+    pub fn list_schemas(
+        &self,
+        prefix: &str,
+        deleted: bool,
+        latest_only: bool,
+        offset: usize,
+        limit: i64,
+    ) -> Value {
+        let st = self.state();
+        let mut out = Vec::new();
+        for subject in st.subjects(deleted).filter(|s| s.starts_with(prefix)) {
+            let Some(versions) = st.versions(subject) else {
+                continue;
+            };
+            let mut listed: Vec<&Version> = versions
+                .values()
+                .filter(|v| deleted || !v.deleted)
+                .collect();
+            if latest_only {
+                listed = listed.into_iter().last().into_iter().collect();
+            }
+            out.extend(listed.into_iter().map(|v| version_json(subject, v)));
+        }
+        json!(page(out, offset, limit))
     }
 
     pub fn schema_text_by_id(&self, id: i32) -> Result<String> {
@@ -157,7 +191,14 @@ impl Registry {
         Ok(json!(out))
     }
 
-    pub fn subjects(&self, prefix: &str, deleted: bool, deleted_only: bool) -> Value {
+    pub fn subjects(
+        &self,
+        prefix: &str,
+        deleted: bool,
+        deleted_only: bool,
+        offset: usize,
+        limit: i64,
+    ) -> Value {
         let st = self.state();
         let live: std::collections::BTreeSet<&String> = st.subjects(false).collect();
         let out: Vec<&String> = st
@@ -165,7 +206,7 @@ impl Registry {
             .filter(|s| s.starts_with(prefix))
             .filter(|s| !deleted_only || !live.contains(s))
             .collect();
-        json!(out)
+        json!(page(out, offset, limit))
     }
 
     pub fn versions(&self, subject: &str, deleted: bool) -> Result<Value> {
@@ -185,9 +226,18 @@ impl Registry {
         Ok(json!(out))
     }
 
-    pub fn version(&self, subject: &str, version: VersionId, deleted: bool) -> Result<Value> {
+    pub fn version(
+        &self,
+        subject: &str,
+        version: VersionId,
+        deleted: bool,
+        format: Option<&str>,
+    ) -> Result<Value> {
         let st = self.state();
-        Ok(version_json(subject, pick(&st, subject, version, deleted)?))
+        let v = pick(&st, subject, version, deleted)?;
+        let mut out = version_json(subject, v);
+        out["schema"] = json!(formatted(&st, &v.content, format)?);
+        Ok(out)
     }
 
     pub fn version_schema_text(&self, subject: &str, version: VersionId) -> Result<String> {
@@ -302,7 +352,7 @@ impl Registry {
         let parsed = schemas::parse(schema_type, text, &ref_texts)?;
         let content = SchemaContent {
             schema_type,
-            schema: schemas::canonical_text(schema_type, text, normalize)?,
+            schema: schemas::canonical_text(&parsed, text, normalize, &ref_texts)?,
             references,
         };
         Ok((content, parsed))
@@ -342,8 +392,33 @@ impl Registry {
     }
 }
 
-/// The texts of the schemas `references` name, and of theirs, dependencies first.
-fn resolve_references(st: &State, references: &[SchemaReference]) -> Result<Vec<String>> {
+/// `items[offset..]`, at most `limit` of them (all when `limit` is negative), as Confluent
+/// pages its lists.
+fn page<T>(items: Vec<T>, offset: usize, limit: i64) -> Vec<T> {
+    let rest = items.into_iter().skip(offset);
+    match usize::try_from(limit) {
+        Ok(n) => rest.take(n).collect(),
+        Err(_) => rest.collect(),
+    }
+}
+
+/// A schema's text in the `format` asked for. `serialized` gives a Protobuf schema as its
+/// compiled, base64 `FileDescriptorProto` (what confluent-kafka's Protobuf serdes ask for);
+/// other formats, and other schema types, get the stored text (as Confluent does for formats
+/// a type does not define).
+fn formatted(st: &State, c: &SchemaContent, format: Option<&str>) -> Result<String> {
+    if c.schema_type != SchemaType::Protobuf || format != Some("serialized") {
+        return Ok(c.schema.clone());
+    }
+    let refs = resolve_references(st, &c.references)?;
+    match schemas::parse(c.schema_type, &c.schema, &refs)? {
+        schemas::Parsed::Protobuf(p) => Ok(crate::protobuf::serialized(&p)),
+        _ => unreachable!("a PROTOBUF schema parses as Protobuf"),
+    }
+}
+
+/// The schemas `references` name, and theirs, dependencies first: (name, text).
+fn resolve_references(st: &State, references: &[SchemaReference]) -> Result<Vec<NamedText>> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     collect_references(st, references, &mut out, &mut seen, 0)?;
@@ -356,7 +431,7 @@ const MAX_REFERENCE_DEPTH: usize = 32;
 fn collect_references(
     st: &State,
     references: &[SchemaReference],
-    out: &mut Vec<String>,
+    out: &mut Vec<NamedText>,
     seen: &mut std::collections::HashSet<(String, i32)>,
     depth: usize,
 ) -> Result<()> {
@@ -381,7 +456,7 @@ fn collect_references(
             continue;
         }
         collect_references(st, &v.content.references, out, seen, depth + 1)?;
-        out.push(v.content.schema.clone());
+        out.push((r.name.clone(), v.content.schema.clone()));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
-//! JSON Schema evolutions with their verdicts: BACKWARD holds when the new schema accepts
-//! every document the old one accepted, FORWARD when the old accepts every document the new
-//! one does (Confluent's reading of its levels for JSON Schema, with open and closed content
-//! models).
+//! JSON Schema evolutions with the verdicts of Confluent's JSON Schema rules (its structural
+//! diff, old → new for BACKWARD and new → old for FORWARD): open, closed and partially open
+//! content models, required properties with and without defaults, bounds, multipleOf,
+//! patterns (`format` is not compared), enums, combinators, `not`, `$ref`, tuples.
 
 use serde_json::{json, Value};
 use strom_registry::json_schema;
@@ -156,6 +156,171 @@ fn json_schema_evolution_table() {
             true,
         ),
         (
+            "make a property required, with a default",
+            obj(json!({"a": {"type": "string", "default": "x"}}), &[], false),
+            obj(
+                json!({"a": {"type": "string", "default": "x"}}),
+                &["a"],
+                false,
+            ),
+            true,
+            true,
+        ),
+        (
+            "closed model: add a required property with a default",
+            obj(a.clone(), &[], true),
+            obj(
+                json!({"a": {"type": "string"}, "b": {"type": "integer", "default": 0}}),
+                &["b"],
+                true,
+            ),
+            true,
+            false,
+        ),
+        (
+            "closed model: add a required property without a default",
+            obj(a.clone(), &[], true),
+            obj(ab.clone(), &["b"], true),
+            false,
+            false,
+        ),
+        (
+            "open model closed (additionalProperties: false)",
+            obj(a.clone(), &[], false),
+            obj(a.clone(), &[], true),
+            false,
+            true,
+        ),
+        (
+            "open model: add a property with an empty schema",
+            obj(a.clone(), &[], false),
+            obj(json!({"a": {"type": "string"}, "b": {}}), &[], false),
+            true,
+            true,
+        ),
+        (
+            "partially open model: add a property its schema covers",
+            json!({"type": "object", "properties": {"a": {"type": "string"}},
+                   "additionalProperties": {"type": "string"}}),
+            json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                   "additionalProperties": {"type": "string"}}),
+            true,
+            true,
+        ),
+        (
+            "partially open model: add a property its schema does not cover",
+            json!({"type": "object", "properties": {"a": {"type": "string"}},
+                   "additionalProperties": {"type": "string"}}),
+            json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
+                   "additionalProperties": {"type": "string"}}),
+            false,
+            false,
+        ),
+        (
+            "patternProperties cover an added property",
+            json!({"type": "object", "properties": {}, "additionalProperties": false,
+                   "patternProperties": {"^s_": {"type": "string"}}}),
+            json!({"type": "object", "properties": {"s_name": {"type": "string"}},
+                   "additionalProperties": false, "patternProperties": {"^s_": {"type": "string"}}}),
+            true,
+            true,
+        ),
+        (
+            "add a format (not compared)",
+            json!({"type": "string"}),
+            json!({"type": "string", "format": "email"}),
+            true,
+            true,
+        ),
+        (
+            "multipleOf 10 to 5",
+            json!({"type": "integer", "multipleOf": 10}),
+            json!({"type": "integer", "multipleOf": 5}),
+            true,
+            false,
+        ),
+        (
+            "add multipleOf",
+            json!({"type": "integer"}),
+            json!({"type": "integer", "multipleOf": 2}),
+            false,
+            true,
+        ),
+        (
+            "add uniqueItems",
+            json!({"type": "array", "items": {"type": "string"}}),
+            json!({"type": "array", "items": {"type": "string"}, "uniqueItems": true}),
+            false,
+            true,
+        ),
+        (
+            "closed tuple: add an item",
+            json!({"type": "array", "items": [{"type": "string"}], "additionalItems": false}),
+            json!({"type": "array", "items": [{"type": "string"}, {"type": "integer"}],
+                   "additionalItems": false}),
+            true,
+            false,
+        ),
+        (
+            "anyOf: add a branch",
+            json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+            json!({"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}),
+            true,
+            false,
+        ),
+        (
+            "anyOf: a branch changed",
+            json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+            json!({"anyOf": [{"type": "string"}, {"type": "boolean"}]}),
+            false,
+            false,
+        ),
+        (
+            "allOf: add a part",
+            json!({"allOf": [{"type": "object"}]}),
+            json!({"allOf": [{"type": "object"}, {"required": ["a"]}]}),
+            false,
+            true,
+        ),
+        (
+            "oneOf to anyOf",
+            json!({"oneOf": [{"type": "string"}, {"type": "integer"}]}),
+            json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+            true,
+            false,
+        ),
+        (
+            "not: the negated schema narrowed",
+            json!({"not": {"type": ["string", "null"]}}),
+            json!({"not": {"type": "string"}}),
+            true,
+            false,
+        ),
+        (
+            "$ref target widened integer to number",
+            json!({"definitions": {"n": {"type": "integer"}}, "type": "object",
+                   "properties": {"x": {"$ref": "#/definitions/n"}}}),
+            json!({"definitions": {"n": {"type": "number"}}, "type": "object",
+                   "properties": {"x": {"$ref": "#/definitions/n"}}}),
+            true,
+            false,
+        ),
+        (
+            "dependencies: add one",
+            json!({"type": "object", "properties": {"a": {}, "b": {}}}),
+            json!({"type": "object", "properties": {"a": {}, "b": {}},
+                   "dependencies": {"a": ["b"]}}),
+            false,
+            true,
+        ),
+        (
+            "title and description changed",
+            json!({"type": "string", "title": "A"}),
+            json!({"type": "string", "title": "B", "description": "d"}),
+            true,
+            true,
+        ),
+        (
             "anything to an object schema",
             json!(true),
             json!({"type": "object"}),
@@ -191,4 +356,32 @@ fn invalid_json_schemas_are_refused() {
     ] {
         assert!(json_schema::parse(bad).is_err(), "accepted {bad}");
     }
+}
+
+#[test]
+fn pathological_schemas_end_quickly() {
+    // Nested anyOfs compare every branch with every branch at each level; the check is
+    // bounded and calls a change it cannot finish comparing incompatible.
+    let mut a = json!({"type": "string"});
+    let mut b = json!({"type": "integer"});
+    for _ in 0..7 {
+        a = json!({"anyOf": [a.clone(), a.clone(), {"type": "null"}, a]});
+        b = json!({"anyOf": [b.clone(), b.clone(), {"type": "boolean"}, b]});
+    }
+    let started = std::time::Instant::now();
+    let (backward, forward) = verdict(&a, &b);
+    assert!(!backward && !forward);
+    // (Unbounded, this took minutes; bounded, a few seconds in a debug build.)
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // A schema past the size bound is refused when registered, not compared for minutes.
+    let mut big = json!({"type": "string"});
+    for _ in 0..10 {
+        big = json!({"anyOf": [big.clone(), big.clone(), big]});
+    }
+    let err = json_schema::parse(&big.to_string()).err().unwrap();
+    assert!(err.contains("50000"), "{err}");
+    // A $ref cycle ends too.
+    let cyclic = json!({"definitions": {"n": {"$ref": "#/definitions/n"}},
+                        "properties": {"x": {"$ref": "#/definitions/n"}}});
+    let _ = verdict(&cyclic, &cyclic);
 }

@@ -1,5 +1,6 @@
-//! Avro serdes in Confluent's wire format (magic byte 0, 4-byte big-endian schema id, Avro
-//! binary), with a registry client that caches ids and schemas so the registry is asked once
+//! Avro and JSON Schema serdes in Confluent's wire format (magic byte 0, 4-byte big-endian
+//! schema id, the payload; Protobuf's, with message indexes, are in [`protobuf`]), with a
+//! registry client that caches ids and schemas so the registry is asked once
 //! per schema, not per record. Subject name strategies, auto-registration and
 //! use-latest-version follow the Confluent serializers' settings of the same names.
 //!
@@ -19,6 +20,12 @@ use serde_json::{json, Value};
 use crate::avro::{self, ParsedAvro};
 use crate::http_client::{self, Method};
 use crate::model::SchemaReference;
+use crate::schemas::NamedText;
+
+mod json_schema;
+mod protobuf;
+pub use json_schema::{JsonSchemaDeserializer, JsonSchemaSerializer};
+pub use protobuf::{ProtobufDeserializer, ProtobufSerializer};
 
 /// The magic byte that starts every Confluent-framed value.
 pub const MAGIC: u8 = 0;
@@ -63,8 +70,20 @@ pub enum SubjectNameStrategy {
 
 impl SubjectNameStrategy {
     pub fn subject(self, topic: &str, is_key: bool, schema: &Schema) -> Result<String> {
+        let name = schema.name().map(|n| n.fullname(None));
+        self.subject_for(topic, is_key, name.as_deref())
+    }
+
+    /// The subject for a record of full name `record_name` (an Avro record, a Protobuf
+    /// message); the RecordName strategies need one.
+    pub fn subject_for(
+        self,
+        topic: &str,
+        is_key: bool,
+        record_name: Option<&str>,
+    ) -> Result<String> {
         let record_name = || {
-            schema.name().map(|n| n.fullname(None)).ok_or_else(|| {
+            record_name.map(str::to_owned).ok_or_else(|| {
                 SerdeError::Config("RecordName strategies need a named schema".into())
             })
         };
@@ -260,11 +279,8 @@ impl RegistryClient {
             return Err(SerdeError::Schema(format!("schema {id} is not Avro")));
         }
         let text = v["schema"].as_str().unwrap_or("").to_owned();
-        let references: Vec<SchemaReference> =
-            serde_json::from_value(v.get("references").cloned().unwrap_or(json!([])))
-                .map_err(|e| SerdeError::Schema(e.to_string()))?;
-        let mut ref_texts = Vec::new();
-        self.reference_texts(&references, &mut ref_texts, 0).await?;
+        let references = self.references_of(&v).await?;
+        let ref_texts: Vec<String> = references.into_iter().map(|(_, t)| t).collect();
         let parsed = avro::parse(&text, &ref_texts).map_err(SerdeError::Schema)?;
         let fetched = Arc::new(FetchedSchema { id, text, parsed });
         self.by_id
@@ -274,10 +290,60 @@ impl RegistryClient {
         Ok(fetched)
     }
 
+    /// The schemas a registry answer's `references` name, and theirs, dependencies first.
+    async fn references_of(&self, answer: &Value) -> Result<Vec<NamedText>> {
+        let references: Vec<SchemaReference> =
+            serde_json::from_value(answer.get("references").cloned().unwrap_or(json!([])))
+                .map_err(|e| SerdeError::Schema(e.to_string()))?;
+        let mut out = Vec::new();
+        self.reference_texts(&references, &mut out, 0).await?;
+        Ok(out)
+    }
+
+    /// The subject's latest version as (id, type), uncached (serializers keep what they
+    /// resolve).
+    pub async fn latest_id(&self, subject: &str) -> Result<(i32, String)> {
+        let v = self
+            .call(
+                Method::GET,
+                &format!("/subjects/{}/versions/latest", seg(subject)),
+                None,
+            )
+            .await?;
+        let id = v["id"]
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))?;
+        let schema_type = v
+            .get("schemaType")
+            .and_then(Value::as_str)
+            .unwrap_or("AVRO")
+            .to_owned();
+        Ok((id, schema_type))
+    }
+
+    /// Schema `id` as (type, text, referenced schemas), uncached.
+    pub async fn schema_with_references(
+        &self,
+        id: i32,
+    ) -> Result<(String, String, Vec<NamedText>)> {
+        let v = self
+            .call(Method::GET, &format!("/schemas/ids/{id}"), None)
+            .await?;
+        let schema_type = v
+            .get("schemaType")
+            .and_then(Value::as_str)
+            .unwrap_or("AVRO")
+            .to_owned();
+        let text = v["schema"].as_str().unwrap_or("").to_owned();
+        let references = self.references_of(&v).await?;
+        Ok((schema_type, text, references))
+    }
+
     async fn reference_texts(
         &self,
         references: &[SchemaReference],
-        out: &mut Vec<String>,
+        out: &mut Vec<NamedText>,
         depth: usize,
     ) -> Result<()> {
         if depth > MAX_REFERENCE_DEPTH {
@@ -295,9 +361,12 @@ impl RegistryClient {
                 serde_json::from_value(v.get("references").cloned().unwrap_or(json!([])))
                     .map_err(|e| SerdeError::Schema(e.to_string()))?;
             Box::pin(self.reference_texts(&nested, out, depth + 1)).await?;
-            let text = v["schema"].as_str().unwrap_or("").to_owned();
-            if !out.contains(&text) {
-                out.push(text);
+            let named = (
+                r.name.clone(),
+                v["schema"].as_str().unwrap_or("").to_owned(),
+            );
+            if !out.contains(&named) {
+                out.push(named);
             }
         }
         Ok(())
@@ -515,121 +584,6 @@ pub fn decode(parsed: &ParsedAvro, payload: &mut &[u8]) -> Result<AvroValue> {
         .and_then(|b| b.build())
         .and_then(|r| r.read_value(payload))
         .map_err(|e| SerdeError::Decode(e.to_string()))
-}
-
-/// JSON Schema values in Confluent's framing: magic byte, schema id, the JSON document.
-/// Values are not validated against the schema here (the Confluent serializer does that
-/// with a JSON Schema validator; this crate has none).
-pub struct JsonSchemaSerializer {
-    client: Arc<RegistryClient>,
-    schema: String,
-    config: SerializerConfig,
-    ids: Mutex<HashMap<String, i32>>,
-}
-
-impl JsonSchemaSerializer {
-    pub fn new(
-        client: Arc<RegistryClient>,
-        schema: &str,
-        config: SerializerConfig,
-    ) -> Result<JsonSchemaSerializer> {
-        crate::json_schema::parse(schema).map_err(SerdeError::Schema)?;
-        if config.strategy != SubjectNameStrategy::TopicName || config.use_latest_version {
-            return Err(SerdeError::Config(
-                "the JSON Schema serializer supports the TopicName strategy with a given schema"
-                    .into(),
-            ));
-        }
-        Ok(JsonSchemaSerializer {
-            client,
-            schema: schema.to_owned(),
-            config,
-            ids: Mutex::default(),
-        })
-    }
-
-    pub async fn serialize_json(&self, topic: &str, value: &Value) -> Result<Vec<u8>> {
-        let cached = self
-            .ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-            .copied();
-        let id = match cached {
-            Some(id) => id,
-            None => {
-                let subject = format!(
-                    "{topic}-{}",
-                    if self.config.is_key { "key" } else { "value" }
-                );
-                let id = if self.config.auto_register {
-                    self.client
-                        .register_typed(&subject, &self.schema, "JSON", self.config.normalize)
-                        .await?
-                } else {
-                    self.client
-                        .lookup_typed(&subject, &self.schema, "JSON", self.config.normalize)
-                        .await?
-                };
-                self.ids
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(topic.to_owned(), id);
-                id
-            }
-        };
-        let mut out = vec![MAGIC];
-        out.extend_from_slice(&id.to_be_bytes());
-        serde_json::to_writer(&mut out, value).map_err(|e| SerdeError::Encode {
-            id,
-            reason: e.to_string(),
-        })?;
-        Ok(out)
-    }
-}
-
-/// Reads JSON Schema framed values: checks the id names a JSON schema (once per id) and
-/// returns the document.
-pub struct JsonSchemaDeserializer {
-    client: Arc<RegistryClient>,
-    known: Mutex<HashMap<i32, bool>>,
-}
-
-impl JsonSchemaDeserializer {
-    pub fn new(client: Arc<RegistryClient>) -> JsonSchemaDeserializer {
-        JsonSchemaDeserializer {
-            client,
-            known: Mutex::default(),
-        }
-    }
-
-    pub async fn deserialize_json(&self, bytes: &[u8]) -> Result<Value> {
-        let (id, payload) = split_frame(bytes)?;
-        let known = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .copied();
-        let is_json = match known {
-            Some(k) => k,
-            None => {
-                let (schema_type, _) = self.client.schema_text_by_id(id).await?;
-                let is_json = schema_type == "JSON";
-                self.known
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, is_json);
-                is_json
-            }
-        };
-        if !is_json {
-            return Err(SerdeError::Decode(format!(
-                "schema {id} is not a JSON Schema"
-            )));
-        }
-        serde_json::from_slice(payload).map_err(|e| SerdeError::Decode(e.to_string()))
-    }
 }
 
 #[cfg(test)]
