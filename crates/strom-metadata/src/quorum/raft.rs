@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft};
+use openraft::{Config, Raft};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -24,6 +25,7 @@ use super::state_machine::{Applied, ImageStateMachine};
 use super::transport::{Network, QuorumTransport};
 use super::{
     LeaderAndEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, QuorumError, QuorumNodeId,
+    VoterChange, VoterChangeError,
 };
 use crate::image::MetadataImage;
 use crate::records::MetadataRecord;
@@ -38,13 +40,45 @@ impl std::fmt::Display for MetadataBatch {
     }
 }
 
+/// A voter's (or observer's) entry in the quorum's membership, stored in the log with every
+/// membership change (KIP-853's VotersRecord: id, directory id, endpoint). JSON-compatible with
+/// openraft's `BasicNode` (`{"addr": ...}`), which logs written before dynamic quorums hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterEndpoint {
+    /// `host:port` of the node's CONTROLLER listener (empty for a quorum of one).
+    pub addr: String,
+    /// The node's metadata log directory id (`directory.id` of its meta.properties), when its
+    /// directory was formatted for a dynamic quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<String>,
+}
+
+impl VoterEndpoint {
+    /// An endpoint with no directory id (static `controller.quorum.voters`).
+    pub fn new(addr: impl Into<String>) -> VoterEndpoint {
+        VoterEndpoint {
+            addr: addr.into(),
+            directory_id: None,
+        }
+    }
+}
+
+impl std::fmt::Display for VoterEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.directory_id {
+            Some(dir) => write!(f, "{} ({dir})", self.addr),
+            None => f.write_str(&self.addr),
+        }
+    }
+}
+
 openraft::declare_raft_types!(
     /// openraft's types for the metadata quorum.
     pub MetadataRaftConfig:
         D = MetadataBatch,
         R = (),
         NodeId = QuorumNodeId,
-        Node = BasicNode,
+        Node = VoterEndpoint,
         Entry = openraft::Entry<MetadataRaftConfig>,
         SnapshotData = Vec<u8>,
         Responder = openraft::impls::OneshotResponder<MetadataRaftConfig>,
@@ -111,7 +145,7 @@ impl OpenraftQuorum {
     /// ignores it (so every voter may call it at every start).
     pub async fn bootstrap(
         &self,
-        voters: BTreeMap<QuorumNodeId, BasicNode>,
+        voters: BTreeMap<QuorumNodeId, VoterEndpoint>,
     ) -> Result<(), QuorumError> {
         // openraft logs an error for initializing twice; a restart is not one.
         if self.raft.is_initialized().await.unwrap_or(false) {
@@ -166,30 +200,38 @@ impl OpenraftQuorum {
         if m.current_leader != Some(m.id) {
             return None;
         }
-        let mut voters: Vec<super::VoterState> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                let log_end_offset = if id == m.id {
-                    m.last_log_index.map(|i| i + 1)
-                } else {
-                    replication.get(&id).copied().flatten().map(|l| l.index + 1)
-                };
-                super::VoterState {
-                    node_id: id,
-                    log_end_offset,
-                }
-            })
-            .collect();
+        let membership = m.membership_config.membership();
+        let state = |id: QuorumNodeId| {
+            let log_end_offset = if id == m.id {
+                m.last_log_index.map(|i| i + 1)
+            } else {
+                replication.get(&id).copied().flatten().map(|l| l.index + 1)
+            };
+            let node = membership.get_node(&id);
+            super::VoterState {
+                node_id: id,
+                log_end_offset,
+                directory_id: node.and_then(|n| n.directory_id.clone()),
+                endpoint: node.map(|n| n.addr.clone()).unwrap_or_default(),
+            }
+        };
+        let mut voters: Vec<super::VoterState> = membership.voter_ids().map(state).collect();
         voters.sort_by_key(|v| v.node_id);
+        let mut observers: Vec<super::VoterState> = membership.learner_ids().map(state).collect();
+        observers.sort_by_key(|v| v.node_id);
         Some(super::QuorumDescription {
             leader: m.id,
             epoch: m.current_term,
             high_watermark: m.last_applied.map_or(0, |l| l.index + 1),
             voters,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            observers,
         })
+    }
+
+    /// Applies `change` to the voter set if this node leads (see [`change_voters`]).
+    pub async fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        change_voters(&self.raft, change).await
     }
 
     /// The applied offset and image as they change (a broker follows this).
@@ -236,7 +278,7 @@ impl MetadataQuorum for OpenraftQuorum {
                 })
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                unreachable!("a metadata batch is not a membership change, yet: {e}")
+                unreachable!("a metadata batch is not a membership change: {e}")
             }
             Err(RaftError::Fatal(e)) => Err(QuorumError::Stopped {
                 reason: e.to_string(),
@@ -255,5 +297,197 @@ impl MetadataQuorum for OpenraftQuorum {
 
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
         self.applied.borrow().clone()
+    }
+}
+
+/// The longest a voter change may wait (a new voter catching up, the joint configuration
+/// committing). Below the transport's 30 s for forwarded requests, so a forwarded change
+/// answers before its sender gives up.
+const MAX_VOTER_CHANGE_WAIT: Duration = Duration::from_secs(25);
+
+/// Runs `change` on `raft` if it leads the quorum: KIP-853's AddRaftVoter (learner, catch up,
+/// then voter), RemoveRaftVoter and UpdateRaftVoter as openraft membership changes, one at a
+/// time (openraft refuses a change while a joint configuration is pending).
+pub(crate) async fn change_voters(
+    raft: &Raft<MetadataRaftConfig>,
+    change: VoterChange,
+) -> Result<(), VoterChangeError> {
+    use openraft::ChangeMembers;
+    let (me, leader, membership) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        (
+            m.id,
+            m.current_leader,
+            m.membership_config.membership().clone(),
+        )
+    };
+    if leader != Some(me) {
+        return Err(VoterChangeError::NotLeader { leader });
+    }
+    if membership.get_joint_config().len() > 1 {
+        return Err(VoterChangeError::TimedOut {
+            reason: "another voter change is still committing; retry".into(),
+        });
+    }
+    let is_voter = |id: QuorumNodeId| membership.voter_ids().any(|v| v == id);
+    match change {
+        VoterChange::Add {
+            node_id,
+            directory_id,
+            endpoint,
+            timeout_ms,
+        } => {
+            if is_voter(node_id) {
+                return Err(VoterChangeError::DuplicateVoter { node_id });
+            }
+            check_endpoint(&endpoint)?;
+            let wait = Duration::from_millis(timeout_ms).min(MAX_VOTER_CHANGE_WAIT);
+            let node = VoterEndpoint {
+                addr: endpoint,
+                directory_id,
+            };
+            let known = membership.get_node(&node_id);
+            let learner = async {
+                if known.is_some_and(|k| *k != node) {
+                    // A learner re-formatted or moved since it was first added.
+                    let set = ChangeMembers::SetNodes([(node_id, node.clone())].into());
+                    raft.change_membership(set, true).await?;
+                }
+                // Blocks until the learner has caught up with the leader's log.
+                raft.add_learner(node_id, node, true).await
+            };
+            match tokio::time::timeout(wait, learner).await {
+                Ok(r) => r.map_err(membership_error)?,
+                Err(_) => {
+                    return Err(VoterChangeError::TimedOut {
+                        reason: format!(
+                            "node {node_id} did not catch up within {wait:?} (is it running, formatted for this cluster, and reachable at its CONTROLLER listener?); it stays an observer"
+                        ),
+                    })
+                }
+            };
+            let promote = ChangeMembers::AddVoterIds([node_id].into());
+            commit_within(raft.change_membership(promote, true)).await
+        }
+        VoterChange::Remove {
+            node_id,
+            directory_id,
+        } => {
+            if !is_voter(node_id) {
+                return Err(VoterChangeError::VoterNotFound {
+                    node_id,
+                    detail: String::new(),
+                });
+            }
+            let stored = membership
+                .get_node(&node_id)
+                .and_then(|n| n.directory_id.clone());
+            if let (Some(asked), Some(stored)) = (&directory_id, &stored) {
+                if asked != stored {
+                    return Err(VoterChangeError::VoterNotFound {
+                        node_id,
+                        detail: format!(" with directory id {asked} (its directory id is {stored})"),
+                    });
+                }
+            }
+            if membership.voter_ids().count() == 1 {
+                return Err(VoterChangeError::InvalidRequest {
+                    reason: format!("node {node_id} is the only voter; add another first"),
+                });
+            }
+            let remove = ChangeMembers::RemoveVoters([node_id].into());
+            commit_within(raft.change_membership(remove, false)).await
+        }
+        VoterChange::Update {
+            node_id,
+            directory_id,
+            endpoint,
+        } => {
+            if !is_voter(node_id) {
+                return Err(VoterChangeError::VoterNotFound {
+                    node_id,
+                    detail: String::new(),
+                });
+            }
+            check_endpoint(&endpoint)?;
+            let stored = membership.get_node(&node_id).cloned().unwrap_or_default();
+            if let (Some(asked), Some(have)) = (&directory_id, &stored.directory_id) {
+                if asked != have {
+                    return Err(VoterChangeError::VoterNotFound {
+                        node_id,
+                        detail: format!(" with directory id {asked} (its directory id is {have})"),
+                    });
+                }
+            }
+            let node = VoterEndpoint {
+                addr: endpoint,
+                directory_id: directory_id.or(stored.directory_id),
+            };
+            let set = ChangeMembers::SetNodes([(node_id, node)].into());
+            commit_within(raft.change_membership(set, true)).await
+        }
+    }
+}
+
+/// A voter endpoint must be `host:port` with a numeric port.
+fn check_endpoint(endpoint: &str) -> Result<(), VoterChangeError> {
+    let ok = endpoint
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(VoterChangeError::InvalidRequest {
+            reason: format!("endpoint '{endpoint}' is not host:port"),
+        })
+    }
+}
+
+type MembershipResult = Result<
+    openraft::raft::ClientWriteResponse<MetadataRaftConfig>,
+    RaftError<QuorumNodeId, ClientWriteError<QuorumNodeId, VoterEndpoint>>,
+>;
+
+async fn commit_within(
+    change: impl std::future::Future<Output = MembershipResult>,
+) -> Result<(), VoterChangeError> {
+    match tokio::time::timeout(MAX_VOTER_CHANGE_WAIT, change).await {
+        Ok(r) => r.map(|_| ()).map_err(membership_error),
+        Err(_) => Err(VoterChangeError::TimedOut {
+            reason: format!(
+                "the new voter set did not commit within {MAX_VOTER_CHANGE_WAIT:?} (is a majority of it running?)"
+            ),
+        }),
+    }
+}
+
+fn membership_error(
+    e: RaftError<QuorumNodeId, ClientWriteError<QuorumNodeId, VoterEndpoint>>,
+) -> VoterChangeError {
+    use openraft::error::ChangeMembershipError;
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => VoterChangeError::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(p),
+        )) => VoterChangeError::TimedOut {
+            reason: format!("another voter change is still committing ({p}); retry"),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            VoterChangeError::InvalidRequest {
+                reason: e.to_string(),
+            }
+        }
+        RaftError::Fatal(e) => VoterChangeError::NotLeader { leader: None }
+            .inspect_fatal(&e.to_string()),
+    }
+}
+
+impl VoterChangeError {
+    fn inspect_fatal(self, reason: &str) -> VoterChangeError {
+        tracing::warn!(%reason, "voter change failed: the metadata quorum stopped");
+        self
     }
 }

@@ -17,7 +17,11 @@ use super::node::{QuorumNode, QuorumNodeOptions};
 use super::raft::QuorumStartError;
 use super::state_machine::Applied;
 use super::transport::TransportError;
-use super::{LeaderAndEpoch, MetadataOffset, MetadataQuorum, QuorumError, QuorumNodeId};
+use super::raft::VoterEndpoint;
+use super::{
+    LeaderAndEpoch, MetadataOffset, MetadataQuorum, QuorumError, QuorumNodeId, VoterChange,
+    VoterChangeError,
+};
 use crate::broker_config::QuorumVoter;
 use crate::controller::{ControllerAnswer, ControllerHandler, ControllerOp};
 use crate::image::MetadataImage;
@@ -44,6 +48,9 @@ pub trait MetadataNode: Send + Sync + std::fmt::Debug {
     fn fatal(&self) -> Option<String>;
     /// Whether this node is a voter (runs a controller).
     fn is_voter(&self) -> bool;
+    /// Runs a voter change (AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter) on the quorum
+    /// leader and blocks for its outcome.
+    fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError>;
     /// Stops it.
     fn shutdown(&self);
 }
@@ -73,6 +80,9 @@ impl MetadataNode for QuorumService {
     }
     fn is_voter(&self) -> bool {
         true
+    }
+    fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        QuorumService::change_voters(self, change)
     }
     fn shutdown(&self) {
         QuorumService::shutdown(self);
@@ -179,6 +189,45 @@ impl QuorumService {
             node: Arc::new(node),
             runtime: Some(runtime),
         })
+    }
+
+    /// Node `node_id` of a dynamic quorum (KIP-853) formed from `initial_voters` on first
+    /// start, or waiting to be added when that is empty (see [`QuorumNode::start_dynamic`]).
+    pub fn start_dynamic(
+        node_id: QuorumNodeId,
+        initial_voters: std::collections::BTreeMap<QuorumNodeId, VoterEndpoint>,
+        dir: &Path,
+        listener: std::net::TcpListener,
+        options: QuorumNodeOptions,
+    ) -> Result<QuorumService, QuorumStartError> {
+        let runtime = quorum_runtime()?;
+        let dir = dir.to_path_buf();
+        let node = run_on(runtime.handle(), async move {
+            let storage = |source| QuorumStartError::Storage {
+                dir: dir.clone(),
+                source,
+            };
+            listener.set_nonblocking(true).map_err(storage)?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(storage)?;
+            QuorumNode::start_dynamic(node_id, initial_voters, &dir, listener, options).await
+        })
+        .unwrap_or_else(|| {
+            Err(QuorumStartError::Raft {
+                reason: "the metadata runtime stopped during start-up".into(),
+            })
+        })?;
+        Ok(QuorumService {
+            node_id,
+            node: Arc::new(node),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs a voter change on the leader (here or forwarded) and blocks for its outcome.
+    pub fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        let node = Arc::clone(&self.node);
+        run_on(self.handle(), async move { node.change_voters(change).await })
+            .unwrap_or(Err(VoterChangeError::NotLeader { leader: None }))
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {
