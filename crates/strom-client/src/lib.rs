@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod error;
 mod ops;
+mod quorum_admin;
 mod util;
 mod versions;
 
@@ -17,6 +18,7 @@ pub mod partitioner;
 pub mod producer;
 
 pub use admin::{Admin, NewTopic};
+pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
 pub use client::{BrokerInfo, Client, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+pub use uuid::Uuid;
 
 use crate::broker_config::{validate_cluster_id, BrokerConfig, Listener, ProcessRole};
 use crate::log::METADATA_LOG_DIR_NAME;
@@ -459,6 +460,56 @@ fn read_bootstrap_voters(
             Ok((id, node))
         })
         .collect()
+}
+
+/// A Kafka Uuid (cluster, topic and directory ids) as Kafka prints it: 22 characters of
+/// base64url without padding.
+pub fn uuid_to_kafka_string(uuid: &uuid::Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits: u32 = 0;
+    let mut held = 0;
+    let mut out = String::with_capacity(22);
+    for byte in uuid.as_bytes() {
+        bits = (bits << 8) | u32::from(*byte);
+        held += 8;
+        while held >= 6 {
+            held -= 6;
+            out.push(ALPHABET[((bits >> held) & 63) as usize] as char);
+        }
+    }
+    if held > 0 {
+        out.push(ALPHABET[((bits << (6 - held)) & 63) as usize] as char);
+    }
+    out
+}
+
+/// Parses a Kafka Uuid string (22 characters of base64url); `None` if it is not one.
+pub fn uuid_from_kafka_string(s: &str) -> Option<uuid::Uuid> {
+    if s.len() != 22 {
+        return None;
+    }
+    let mut bits: u32 = 0;
+    let mut held = 0;
+    let mut bytes = Vec::with_capacity(17);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            bytes.push((bits >> held) as u8);
+        }
+    }
+    // 22 characters carry 132 bits; the last 4 are ignored, as Java's decoder does (Kafka's
+    // documented example cluster id has them set).
+    uuid::Uuid::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]

@@ -115,6 +115,13 @@ pub enum VoterChangeError {
     },
     #[error("invalid voter change: {reason}")]
     InvalidRequest { reason: String },
+    /// The request names another cluster.
+    #[error("cluster id {requested} is not this cluster's ({actual})")]
+    InconsistentClusterId { requested: String, actual: String },
+    /// Voters are fixed by `controller.quorum.voters` (Kafka's kraft.version 0), or this is
+    /// single-node mode.
+    #[error("the controller quorum is static ({reason}); voters change only in a dynamic quorum (controller.quorum.bootstrap.servers, formatted with strom storage format)")]
+    StaticQuorum { reason: String },
     /// Another membership change is still committing, or the new voter did not catch up in
     /// time; nothing or only the learner step happened (retriable).
     #[error("voter change did not complete: {reason}")]

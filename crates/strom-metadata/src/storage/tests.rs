@@ -169,3 +169,21 @@ fn an_unformatted_or_foreign_directory_is_refused_at_start_up() {
     let err = read_formatted(&c).unwrap_err().to_string();
     assert!(err.contains("node.id is not a number"), "{err}");
 }
+
+#[test]
+fn kafka_uuid_strings_round_trip() {
+    let zero = uuid::Uuid::nil();
+    assert_eq!(uuid_to_kafka_string(&zero), "AAAAAAAAAAAAAAAAAAAAAA");
+    for s in [DIR_1, DIR_2] {
+        let uuid = uuid_from_kafka_string(s).unwrap();
+        assert_eq!(uuid_to_kafka_string(&uuid), s);
+    }
+    for _ in 0..100 {
+        let uuid = uuid::Uuid::new_v4();
+        assert_eq!(uuid_from_kafka_string(&uuid_to_kafka_string(&uuid)), Some(uuid));
+    }
+    assert_eq!(uuid_from_kafka_string("short"), None);
+    assert_eq!(uuid_from_kafka_string("AAAAAAAAAAAAAAAAAAAAA!"), None);
+    // Trailing bits past the 128 are ignored, as Java's decoder ignores them.
+    assert!(uuid_from_kafka_string(CLUSTER).is_some());
+}
