@@ -62,9 +62,9 @@ pub(super) async fn handle(
                             out.leader_epoch = q.epoch as i32;
                             out.high_watermark = q.high_watermark as i64;
                             out.current_voters =
-                                q.voters.iter().map(|v| replica_state(q, v, now)).collect();
+                                q.voters.iter().map(|v| replica_state(q, v, now, version)).collect();
                             out.observers =
-                                q.observers.iter().map(|v| replica_state(q, v, now)).collect();
+                                q.observers.iter().map(|v| replica_state(q, v, now, version)).collect();
                         }
                         Err(e) => {
                             out.error_code = controller_error_code(e).code();
@@ -108,14 +108,16 @@ pub(super) async fn handle(
 
 /// One replica's state. openraft 0.9 keeps no per-follower fetch times: a replica at the high
 /// watermark was heard from within the last quorum acknowledgement; others are unknown (-1).
-fn replica_state(q: &QuorumDescription, v: &VoterState, now: i64) -> ReplicaState {
+fn replica_state(q: &QuorumDescription, v: &VoterState, now: i64, version: i16) -> ReplicaState {
     let mut r = ReplicaState::default();
     r.replica_id = BrokerId(v.node_id as i32);
-    r.replica_directory_id = v
-        .directory_id
-        .as_deref()
-        .and_then(strom_metadata::storage::uuid_from_kafka_string)
-        .unwrap_or_default();
+    if version >= 2 {
+        r.replica_directory_id = v
+            .directory_id
+            .as_deref()
+            .and_then(strom_metadata::storage::uuid_from_kafka_string)
+            .unwrap_or_default();
+    }
     r.log_end_offset = v.log_end_offset.map_or(-1, |o| o as i64);
     let caught_up =
         v.node_id == q.leader || v.log_end_offset.is_some_and(|o| o >= q.high_watermark);

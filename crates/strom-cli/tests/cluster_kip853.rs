@@ -1,0 +1,300 @@
+//! Dynamic controller quorums (KIP-853) with real `strom` processes: properties with only
+//! `controller.quorum.bootstrap.servers`, directories prepared with `strom storage format`
+//! (`--initial-controllers`, `--standalone`, `--no-initial-controllers`), controllers added and
+//! removed at runtime with AddRaftVoter / RemoveRaftVoter through `strom cluster
+//! add-controller` / `remove-controller`, and the quorum surviving a SIGKILL of its first
+//! controller. Times printed are measurements on this machine, not assertions.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{strom, Cluster, Quorum};
+use common::wire::Wire;
+use kafka_protocol::messages::add_raft_voter_request::Listener;
+use kafka_protocol::messages::{
+    AddRaftVoterRequest, AddRaftVoterResponse, ApiKey, RemoveRaftVoterRequest,
+    RemoveRaftVoterResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use strom_protocol::ErrorCode;
+
+const FAST: &[(&str, &str)] = &[
+    ("broker.heartbeat.interval.ms", "300"),
+    ("broker.session.timeout.ms", "3000"),
+];
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn tokio_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
+    let admin = common::admin(bootstrap);
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = tokio_block(admin.create_topics([&topic], &opts)).expect("create_topics");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// Waits until DescribeQuorum through `via` names a leader other than `not`.
+fn wait_new_leader(cluster: &Cluster, via: i32, not: i32) -> (i32, Duration) {
+    let started = Instant::now();
+    loop {
+        let leader = cluster.quorum_leader(via);
+        if leader > 0 && leader != not {
+            return (leader, started.elapsed());
+        }
+        assert!(started.elapsed() < WAIT, "no new quorum leader after {not}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (a) Three combined nodes whose properties name only bootstrap servers, formatted with
+/// `--initial-controllers`: they form a quorum, serve librdkafka, report the voter set with
+/// its directory ids, and survive a SIGKILL of the active controller.
+#[test]
+fn initial_controllers_form_a_quorum_from_bootstrap_servers_and_serve_clients() {
+    let mut cluster = Cluster::start_quorum(3, 0, Quorum::InitialControllers, FAST);
+    let (view, _) = cluster.wait_view(1, WAIT, "three brokers and a controller", |v| {
+        v.brokers == [1, 2, 3] && v.controller > 0
+    });
+
+    // The voter set comes from the log, seeded by --initial-controllers: directory ids as in
+    // each node's meta.properties, endpoints its CONTROLLER listener.
+    let q = cluster.describe_quorum(2);
+    assert_eq!(q.error_code, 0, "{q:?}");
+    assert_eq!(q.voter_ids(), [1, 2, 3], "{q:?}");
+    for (id, dir) in &q.voters {
+        assert_eq!(*dir, cluster.directory_id(*id), "voter {id}: {q:?}");
+        let port = cluster.nodes[id].controller_port;
+        assert_eq!(q.endpoints[id], format!("127.0.0.1:{port}"), "{q:?}");
+    }
+    assert!(q.observers.is_empty(), "{q:?}");
+
+    // Metadata and data through any node; librdkafka reads back what it wrote.
+    let follower = [1, 2, 3].into_iter().find(|id| *id != view.controller).unwrap();
+    create_topic(&cluster.nodes[&follower].bootstrap(), "dyn", 3, 3);
+    cluster.wait_view(3, WAIT, "topic dyn", |v| v.topics.contains_key("dyn"));
+    let producer = common::producer(&cluster.bootstrap(), &[("acks", "all")]);
+    tokio_block(async {
+        for i in 0..60 {
+            let key = format!("k{i}");
+            producer
+                .send(
+                    FutureRecord::to("dyn").key(&key).payload("v"),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("acknowledged");
+        }
+    });
+    let consumer = common::consumer(&cluster.bootstrap(), &[]);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("dyn", p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut read = 0;
+    let deadline = Instant::now() + WAIT;
+    while read < 60 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            assert_eq!(m.payload(), Some(&b"v"[..]));
+            read += 1;
+        }
+    }
+    assert_eq!(read, 60, "every acknowledged record read back");
+
+    // SIGKILL of the active controller: another takes over and metadata keeps committing.
+    let old = cluster.quorum_leader(follower);
+    assert!((1..=3).contains(&old), "leader {old}");
+    cluster.kill9(old);
+    let survivor = [1, 2, 3].into_iter().find(|id| *id != old).unwrap();
+    let (new, took) = wait_new_leader(&cluster, survivor, old);
+    eprintln!("dynamic quorum: controller {new} took over {took:?} after SIGKILL of {old}");
+    create_topic(&cluster.nodes[&survivor].bootstrap(), "after-kill", 1, 2);
+    // The killed node restarts from its formatted directory (the voter set is in its log, the
+    // initial set is not applied again) and catches up.
+    cluster.restart(old);
+    let (back, _) = cluster.wait_view(old, WAIT, "the restarted node caught up", |v| {
+        v.topics.contains_key("after-kill") && v.brokers == [1, 2, 3]
+    });
+    assert!(back.topics.contains_key("dyn"));
+    assert_eq!(cluster.describe_quorum(old).voter_ids(), [1, 2, 3]);
+}
+
+/// (b) and (c): one `--standalone` controller, two more added with AddRaftVoter (`strom
+/// cluster add-controller`), the first killed while the quorum carries on, then removed with
+/// RemoveRaftVoter (`strom cluster remove-controller`). Bad requests get Kafka error codes.
+#[test]
+fn controllers_are_added_the_first_is_killed_and_removed() {
+    let mut cluster = Cluster::start_quorum(3, 1, Quorum::Standalone, FAST);
+    let broker = 4;
+    cluster.wait_view(broker, WAIT, "broker 4 registered", |v| v.brokers == [4]);
+    let q = cluster.describe_quorum(broker);
+    assert_eq!((q.leader, q.voter_ids()), (1, vec![1]), "{q:?}");
+
+    for id in [2, 3] {
+        let started = Instant::now();
+        let props = cluster.properties_path(id);
+        let (ok, out) = cluster.cli(
+            broker,
+            &["cluster", "add-controller", "--command-config", &props],
+        );
+        assert!(ok, "add-controller {id}: {out}\n{}", cluster.log(id));
+        eprintln!("controller {id} added in {:?}", started.elapsed());
+    }
+    let q = cluster.describe_quorum(broker);
+    assert_eq!(q.voter_ids(), [1, 2, 3], "{q:?}");
+    for (id, dir) in &q.voters {
+        assert_eq!(*dir, cluster.directory_id(*id), "voter {id}");
+    }
+    let (ok, out) = cluster.cli(broker, &["cluster", "describe-quorum"]);
+    assert!(ok && out.contains("Voter: 3"), "{out}");
+
+    // Adding a voter twice, or removing one under another directory id, is refused.
+    let props = cluster.properties_path(3);
+    let (ok, out) = cluster.cli(
+        broker,
+        &["cluster", "add-controller", "--command-config", &props],
+    );
+    assert!(!ok && out.contains("DUPLICATE_VOTER"), "{out}");
+    let other_dir = strom(&["storage", "random-uuid"]);
+    let (ok, out) = cluster.cli(
+        broker,
+        &[
+            "cluster",
+            "remove-controller",
+            "--controller-id",
+            "2",
+            "--controller-directory-id",
+            other_dir.trim(),
+        ],
+    );
+    assert!(!ok && out.contains("VOTER_NOT_FOUND"), "{out}");
+
+    // The first controller dies: the two added ones elect a leader and keep committing.
+    create_topic(&cluster.nodes[&broker].bootstrap(), "before", 1, 1);
+    cluster.kill9(1);
+    let (new, took) = wait_new_leader(&cluster, broker, 1);
+    assert!([2, 3].contains(&new));
+    eprintln!("standalone-grown quorum: controller {new} took over {took:?} after SIGKILL of 1");
+    create_topic(&cluster.nodes[&broker].bootstrap(), "after", 2, 1);
+    let (view, _) = cluster.wait_view(broker, WAIT, "both topics", |v| {
+        v.topics.contains_key("before") && v.topics.contains_key("after")
+    });
+    assert_eq!(view.topics["after"].len(), 2);
+
+    // (c) The dead controller is removed: two voters remain, and they still commit.
+    let dir_1 = cluster.directory_id(1);
+    let (ok, out) = cluster.cli(
+        broker,
+        &[
+            "cluster",
+            "remove-controller",
+            "--controller-id",
+            "1",
+            "--controller-directory-id",
+            &dir_1,
+        ],
+    );
+    assert!(ok, "remove-controller 1: {out}");
+    let q = cluster.describe_quorum(broker);
+    assert_eq!(q.voter_ids(), [2, 3], "{q:?}");
+    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", "1"]);
+    assert!(!ok && out.contains("VOTER_NOT_FOUND"), "{out}");
+    create_topic(&cluster.nodes[&broker].bootstrap(), "after-removal", 1, 1);
+    cluster.wait_view(broker, WAIT, "topic after-removal", |v| {
+        v.topics.contains_key("after-removal")
+    });
+
+    // A live voter is removed too: the last one leads alone, and cannot be removed.
+    let leader = cluster.quorum_leader(broker);
+    let follower = if leader == 2 { 3 } else { 2 };
+    let id = follower.to_string();
+    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", &id]);
+    assert!(ok, "remove-controller {follower}: {out}");
+    let q = cluster.describe_quorum(broker);
+    assert_eq!(q.voter_ids(), [leader], "{q:?}");
+    create_topic(&cluster.nodes[&broker].bootstrap(), "single-voter", 1, 1);
+    let id = leader.to_string();
+    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", &id]);
+    assert!(!ok && out.contains("INVALID_REQUEST") && out.contains("only voter"), "{out}");
+}
+
+/// A dynamic-quorum node refuses to start from an unformatted directory, naming the command
+/// to run; a bad --initial-controllers is a clear error; a single-node broker answers the
+/// voter APIs with UNSUPPORTED_VERSION (its quorum is not dynamic) and bad requests with
+/// INVALID_REQUEST, never by dropping the connection.
+#[test]
+fn unformatted_storage_bad_flags_and_static_quorums_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let props = dir.path().join("c.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "process.roles=controller\nnode.id=1\ncontroller.quorum.bootstrap.servers=127.0.0.1:{p}\nlisteners=CONTROLLER://127.0.0.1:{p}\ncontroller.listener.names=CONTROLLER\nlistener.security.protocol.map=CONTROLLER:PLAINTEXT\nlog.dirs={d}\n",
+            p = common::free_port(),
+            d = dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let config = props.display().to_string();
+    let (ok, err) = run(&["server", "--config", &config]);
+    assert!(!ok && err.contains("is not formatted") && err.contains("strom storage format"), "{err}");
+    let id = strom(&["storage", "random-uuid"]);
+    let (ok, err) = run(&[
+        "storage", "format", "--config", &config, "--cluster-id", id.trim(),
+        "--initial-controllers", "1@127.0.0.1:9093",
+    ]);
+    assert!(!ok && err.contains("is not a directory id"), "{err}");
+    let (ok, err) = run(&[
+        "storage", "format", "--config", &config, "--cluster-id", id.trim(), "--standalone",
+        "--no-initial-controllers",
+    ]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    let (ok, err) = run(&["storage", "format", "--config", &config, "--cluster-id", "x", "-s"]);
+    assert!(!ok && err.contains("invalid cluster id 'x'"), "{err}");
+
+    let server = common::Server::start(&[]);
+    let mut wire = Wire::connect(&server.bootstrap());
+    let mut listener = Listener::default();
+    listener.name = StrBytes::from_static_str("CONTROLLER");
+    listener.host = StrBytes::from_static_str("127.0.0.1");
+    listener.port = 9093;
+    let add = AddRaftVoterRequest::default()
+        .with_voter_id(2)
+        .with_voter_directory_id(strom_metadata::storage::Uuid::new_v4())
+        .with_listeners(vec![listener])
+        .with_timeout_ms(1000);
+    let r: AddRaftVoterResponse = wire.call(ApiKey::AddRaftVoter, 0, &add);
+    assert_eq!(r.error_code, ErrorCode::UnsupportedVersion.code(), "{r:?}");
+    assert!(r.error_message.unwrap().contains("single-node"));
+    let bad = AddRaftVoterRequest::default().with_voter_id(-5);
+    let r: AddRaftVoterResponse = wire.call(ApiKey::AddRaftVoter, 0, &bad);
+    assert_eq!(r.error_code, ErrorCode::InvalidRequest.code(), "{r:?}");
+    let r: RemoveRaftVoterResponse = wire.call(
+        ApiKey::RemoveRaftVoter,
+        0,
+        &RemoveRaftVoterRequest::default().with_voter_id(1),
+    );
+    assert_eq!(r.error_code, ErrorCode::UnsupportedVersion.code(), "{r:?}");
+}
