@@ -328,7 +328,8 @@ pub(crate) async fn change_voters(
             reason: "controller.quorum.voters is set".into(),
         });
     }
-    if let Some(requested) = cluster_id {
+    // An empty cluster id (the default of UpdateRaftVoter's non-nullable field) is not given.
+    if let Some(requested) = cluster_id.filter(|c| !c.is_empty()) {
         let image = broker.metadata().image().1;
         let actual = image.cluster_id().unwrap_or_default();
         if requested != actual {

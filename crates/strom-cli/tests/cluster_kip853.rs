@@ -14,7 +14,7 @@ use common::wire::Wire;
 use kafka_protocol::messages::add_raft_voter_request::Listener;
 use kafka_protocol::messages::{
     AddRaftVoterRequest, AddRaftVoterResponse, ApiKey, RemoveRaftVoterRequest,
-    RemoveRaftVoterResponse,
+    RemoveRaftVoterResponse, UpdateRaftVoterRequest, UpdateRaftVoterResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
@@ -163,6 +163,26 @@ fn controllers_are_added_the_first_is_killed_and_removed() {
     let (ok, out) = cluster.cli(broker, &["cluster", "describe-quorum"]);
     assert!(ok && out.contains("Voter: 3"), "{out}");
 
+    // UpdateRaftVoter: a voter's endpoint re-stated is accepted; an unknown voter is not.
+    let port = cluster.nodes[&2].controller_port;
+    let dir_2 = strom_metadata::storage::uuid_from_kafka_string(&cluster.directory_id(2)).unwrap();
+    let update = |voter_id: i32| {
+        let mut l = kafka_protocol::messages::update_raft_voter_request::Listener::default();
+        l.name = StrBytes::from_static_str("CONTROLLER");
+        l.host = StrBytes::from_static_str("127.0.0.1");
+        l.port = port;
+        UpdateRaftVoterRequest::default()
+            .with_voter_id(voter_id)
+            .with_voter_directory_id(dir_2)
+            .with_listeners(vec![l])
+    };
+    let mut wire = Wire::connect(&cluster.nodes[&broker].bootstrap());
+    let r: UpdateRaftVoterResponse = wire.call(ApiKey::UpdateRaftVoter, 0, &update(2));
+    assert_eq!(r.error_code, 0, "{r:?}");
+    let r: UpdateRaftVoterResponse = wire.call(ApiKey::UpdateRaftVoter, 0, &update(9));
+    assert_eq!(r.error_code, ErrorCode::VoterNotFound.code(), "{r:?}");
+    assert_eq!(cluster.describe_quorum(broker).endpoints[&2], format!("127.0.0.1:{port}"));
+
     // Adding a voter twice, or removing one under another directory id, is refused.
     let props = cluster.properties_path(3);
     let (ok, out) = cluster.cli(
@@ -219,18 +239,41 @@ fn controllers_are_added_the_first_is_killed_and_removed() {
         v.topics.contains_key("after-removal")
     });
 
-    // A live voter is removed too: the last one leads alone, and cannot be removed.
+    // The active controller itself is removed: it steps down once the new voter set commits,
+    // the other elects itself, and the last voter cannot be removed.
     let leader = cluster.quorum_leader(broker);
-    let follower = if leader == 2 { 3 } else { 2 };
-    let id = follower.to_string();
-    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", &id]);
-    assert!(ok, "remove-controller {follower}: {out}");
-    let q = cluster.describe_quorum(broker);
-    assert_eq!(q.voter_ids(), [leader], "{q:?}");
-    create_topic(&cluster.nodes[&broker].bootstrap(), "single-voter", 1, 1);
+    let other = if leader == 2 { 3 } else { 2 };
     let id = leader.to_string();
     let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", &id]);
+    assert!(ok, "remove-controller {leader} (the leader): {out}");
+    let (new, took) = wait_new_leader(&cluster, broker, leader);
+    assert_eq!(new, other);
+    eprintln!("removed leader {leader}: {other} leads alone {took:?} later");
+    assert_eq!(cluster.describe_quorum(broker).voter_ids(), [other]);
+    create_topic(&cluster.nodes[&broker].bootstrap(), "single-voter", 1, 1);
+    let id = other.to_string();
+    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", &id]);
     assert!(!ok && out.contains("INVALID_REQUEST") && out.contains("only voter"), "{out}");
+}
+
+/// The combined layout grown from one node: node 1 formatted `--standalone`, nodes 2 and 3
+/// (broker and controller each) `--no-initial-controllers`. Their brokers serve clients once
+/// add-controller made them members; then every node is a voter and a broker.
+#[test]
+fn combined_nodes_join_a_standalone_quorum() {
+    let mut cluster = Cluster::start_quorum(3, 0, Quorum::Standalone, FAST);
+    cluster.wait_view(1, WAIT, "node 1 alone", |v| v.brokers == [1]);
+    for id in [2, 3] {
+        let props = cluster.properties_path(id);
+        let (ok, out) =
+            cluster.cli(1, &["cluster", "add-controller", "--command-config", &props]);
+        assert!(ok, "add-controller {id}: {out}\n{}", cluster.log(id));
+        cluster.wait_listening(id);
+    }
+    cluster.wait_view(3, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    assert_eq!(cluster.describe_quorum(2).voter_ids(), [1, 2, 3]);
+    create_topic(&cluster.nodes[&3].bootstrap(), "grown", 3, 3);
+    cluster.wait_view(2, WAIT, "topic grown", |v| v.topics.contains_key("grown"));
 }
 
 /// A dynamic-quorum node refuses to start from an unformatted directory, naming the command

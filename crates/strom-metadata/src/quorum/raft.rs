@@ -197,7 +197,7 @@ impl OpenraftQuorum {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let replication = m.replication.as_ref()?;
-        if m.current_leader != Some(m.id) {
+        if known_leader(&m) != Some(m.id) {
             return None;
         }
         let membership = m.membership_config.membership();
@@ -290,13 +290,25 @@ impl MetadataQuorum for OpenraftQuorum {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         LeaderAndEpoch {
-            leader: m.current_leader,
+            leader: known_leader(&m),
             epoch: m.current_term,
         }
     }
 
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
         self.applied.borrow().clone()
+    }
+}
+
+/// The leader `m` reports, except that a node only names itself while it really leads:
+/// openraft keeps reporting a leader removed from the voters (it steps down) as the leader of
+/// its term, since nobody contacts it any more; observers asking it would follow it forever.
+pub(crate) fn known_leader(
+    m: &openraft::RaftMetrics<QuorumNodeId, VoterEndpoint>,
+) -> Option<QuorumNodeId> {
+    match m.current_leader {
+        Some(l) if l == m.id && m.state != openraft::ServerState::Leader => None,
+        other => other,
     }
 }
 
@@ -318,7 +330,7 @@ pub(crate) async fn change_voters(
         let m = metrics.borrow();
         (
             m.id,
-            m.current_leader,
+            known_leader(&m),
             m.membership_config.membership().clone(),
         )
     };

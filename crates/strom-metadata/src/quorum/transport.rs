@@ -145,7 +145,7 @@ pub async fn serve(receiver: &Receiver, rpc: QuorumRpc) -> Result<QuorumReply, S
                 .map(|(id, n)| (*id, n.addr.clone()))
                 .collect();
             Ok(QuorumReply::Metadata(MetadataUpdate {
-                leader: known.current_leader,
+                leader: super::raft::known_leader(&known),
                 epoch: known.current_term,
                 offset,
                 image: (offset.is_some() && offset > after).then_some(image),
