@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use strom_metadata::controller::ops::now_ms;
 use strom_metadata::quorum::node::QuorumNodeOptions;
-use strom_metadata::quorum::{VoterChange, VoterChangeError};
 use strom_metadata::quorum::observer::MetadataObserver;
 use strom_metadata::quorum::service::{MetadataNode, QuorumService};
 use strom_metadata::quorum::tcp_transport::TcpTransportConfig;
+use strom_metadata::quorum::{VoterChange, VoterChangeError};
 use strom_metadata::{
     BrokerConfig, Controller, ControllerAnswer, ControllerError, ControllerHandler, ControllerOp,
     ControllerOpResult, MetadataImage,

@@ -34,7 +34,11 @@ enum ClusterCommand {
 #[derive(Debug, clap::Args)]
 struct QuorumConnArgs {
     /// A broker to send the request to (it forwards to the quorum leader).
-    #[arg(long = "bootstrap-server", short = 'b', default_value = "127.0.0.1:9092")]
+    #[arg(
+        long = "bootstrap-server",
+        short = 'b',
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap: String,
 }
 
@@ -43,7 +47,12 @@ struct AddControllerArgs {
     #[command(flatten)]
     conn: QuorumConnArgs,
     /// The new controller's server.properties (kafka-metadata-quorum's --command-config).
-    #[arg(long = "command-config", alias = "config", short = 'c', value_name = "FILE")]
+    #[arg(
+        long = "command-config",
+        alias = "config",
+        short = 'c',
+        value_name = "FILE"
+    )]
     config: PathBuf,
     /// How long the new controller may take to catch up.
     #[arg(long = "timeout-ms", default_value_t = 30_000)]

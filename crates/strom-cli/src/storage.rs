@@ -76,9 +76,9 @@ fn format(args: FormatArgs) -> Result<()> {
     let initial_controllers = if args.standalone {
         Some(InitialControllers::Standalone)
     } else if let Some(list) = &args.initial_controllers {
-        Some(InitialControllers::Voters(storage::parse_initial_controllers(
-            list,
-        )?))
+        Some(InitialControllers::Voters(
+            storage::parse_initial_controllers(list)?,
+        ))
     } else if args.no_initial_controllers {
         Some(InitialControllers::None)
     } else {

@@ -84,7 +84,10 @@ fn initial_controllers_form_a_quorum_from_bootstrap_servers_and_serve_clients() 
     assert!(q.observers.is_empty(), "{q:?}");
 
     // Metadata and data through any node; librdkafka reads back what it wrote.
-    let follower = [1, 2, 3].into_iter().find(|id| *id != view.controller).unwrap();
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|id| *id != view.controller)
+        .unwrap();
     create_topic(&cluster.nodes[&follower].bootstrap(), "dyn", 3, 3);
     cluster.wait_view(3, WAIT, "topic dyn", |v| v.topics.contains_key("dyn"));
     let producer = common::producer(&cluster.bootstrap(), &[("acks", "all")]);
@@ -103,7 +106,8 @@ fn initial_controllers_form_a_quorum_from_bootstrap_servers_and_serve_clients() 
     let consumer = common::consumer(&cluster.bootstrap(), &[]);
     let mut tpl = TopicPartitionList::new();
     for p in 0..3 {
-        tpl.add_partition_offset("dyn", p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset("dyn", p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut read = 0;
@@ -181,7 +185,10 @@ fn controllers_are_added_the_first_is_killed_and_removed() {
     assert_eq!(r.error_code, 0, "{r:?}");
     let r: UpdateRaftVoterResponse = wire.call(ApiKey::UpdateRaftVoter, 0, &update(9));
     assert_eq!(r.error_code, ErrorCode::VoterNotFound.code(), "{r:?}");
-    assert_eq!(cluster.describe_quorum(broker).endpoints[&2], format!("127.0.0.1:{port}"));
+    assert_eq!(
+        cluster.describe_quorum(broker).endpoints[&2],
+        format!("127.0.0.1:{port}")
+    );
 
     // Adding a voter twice, or removing one under another directory id, is refused.
     let props = cluster.properties_path(3);
@@ -232,7 +239,10 @@ fn controllers_are_added_the_first_is_killed_and_removed() {
     assert!(ok, "remove-controller 1: {out}");
     let q = cluster.describe_quorum(broker);
     assert_eq!(q.voter_ids(), [2, 3], "{q:?}");
-    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", "1"]);
+    let (ok, out) = cluster.cli(
+        broker,
+        &["cluster", "remove-controller", "--controller-id", "1"],
+    );
     assert!(!ok && out.contains("VOTER_NOT_FOUND"), "{out}");
     create_topic(&cluster.nodes[&broker].bootstrap(), "after-removal", 1, 1);
     cluster.wait_view(broker, WAIT, "topic after-removal", |v| {
@@ -244,7 +254,10 @@ fn controllers_are_added_the_first_is_killed_and_removed() {
     let leader = cluster.quorum_leader(broker);
     let other = if leader == 2 { 3 } else { 2 };
     let id = leader.to_string();
-    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", &id]);
+    let (ok, out) = cluster.cli(
+        broker,
+        &["cluster", "remove-controller", "--controller-id", &id],
+    );
     assert!(ok, "remove-controller {leader} (the leader): {out}");
     let (new, took) = wait_new_leader(&cluster, broker, leader);
     assert_eq!(new, other);
@@ -252,8 +265,14 @@ fn controllers_are_added_the_first_is_killed_and_removed() {
     assert_eq!(cluster.describe_quorum(broker).voter_ids(), [other]);
     create_topic(&cluster.nodes[&broker].bootstrap(), "single-voter", 1, 1);
     let id = other.to_string();
-    let (ok, out) = cluster.cli(broker, &["cluster", "remove-controller", "--controller-id", &id]);
-    assert!(!ok && out.contains("INVALID_REQUEST") && out.contains("only voter"), "{out}");
+    let (ok, out) = cluster.cli(
+        broker,
+        &["cluster", "remove-controller", "--controller-id", &id],
+    );
+    assert!(
+        !ok && out.contains("INVALID_REQUEST") && out.contains("only voter"),
+        "{out}"
+    );
 }
 
 /// The combined layout grown from one node: node 1 formatted `--standalone`, nodes 2 and 3
@@ -265,8 +284,10 @@ fn combined_nodes_join_a_standalone_quorum() {
     cluster.wait_view(1, WAIT, "node 1 alone", |v| v.brokers == [1]);
     for id in [2, 3] {
         let props = cluster.properties_path(id);
-        let (ok, out) =
-            cluster.cli(1, &["cluster", "add-controller", "--command-config", &props]);
+        let (ok, out) = cluster.cli(
+            1,
+            &["cluster", "add-controller", "--command-config", &props],
+        );
         assert!(ok, "add-controller {id}: {out}\n{}", cluster.log(id));
         cluster.wait_listening(id);
     }
@@ -298,23 +319,49 @@ fn unformatted_storage_bad_flags_and_static_quorums_are_clear_errors() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let config = props.display().to_string();
     let (ok, err) = run(&["server", "--config", &config]);
-    assert!(!ok && err.contains("is not formatted") && err.contains("strom storage format"), "{err}");
+    assert!(
+        !ok && err.contains("is not formatted") && err.contains("strom storage format"),
+        "{err}"
+    );
     let id = strom(&["storage", "random-uuid"]);
     let (ok, err) = run(&[
-        "storage", "format", "--config", &config, "--cluster-id", id.trim(),
-        "--initial-controllers", "1@127.0.0.1:9093",
+        "storage",
+        "format",
+        "--config",
+        &config,
+        "--cluster-id",
+        id.trim(),
+        "--initial-controllers",
+        "1@127.0.0.1:9093",
     ]);
     assert!(!ok && err.contains("is not a directory id"), "{err}");
     let (ok, err) = run(&[
-        "storage", "format", "--config", &config, "--cluster-id", id.trim(), "--standalone",
+        "storage",
+        "format",
+        "--config",
+        &config,
+        "--cluster-id",
+        id.trim(),
+        "--standalone",
         "--no-initial-controllers",
     ]);
     assert!(!ok && err.contains("cannot be used with"), "{err}");
-    let (ok, err) = run(&["storage", "format", "--config", &config, "--cluster-id", "x", "-s"]);
+    let (ok, err) = run(&[
+        "storage",
+        "format",
+        "--config",
+        &config,
+        "--cluster-id",
+        "x",
+        "-s",
+    ]);
     assert!(!ok && err.contains("invalid cluster id 'x'"), "{err}");
 
     let server = common::Server::start(&[]);

@@ -18,11 +18,11 @@ pub mod partitioner;
 pub mod producer;
 
 pub use admin::{Admin, NewTopic};
-pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
 pub use client::{BrokerInfo, Client, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
 pub use ops::{CommittedOffset, EARLIEST, LATEST};
+pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
 
 pub use error::{kafka_error_name, Error, KafkaCode, Result};
 pub use producer::{

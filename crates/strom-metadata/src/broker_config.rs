@@ -14,8 +14,8 @@ mod network;
 
 use endpoints::{parse_bootstrap_server, parse_listeners, parse_voter};
 pub use endpoints::{
-    validate_bootstrap_servers, validate_cluster_id, validate_listeners, validate_voters,
-    Listener, QuorumVoter,
+    validate_bootstrap_servers, validate_cluster_id, validate_listeners, validate_voters, Listener,
+    QuorumVoter,
 };
 pub use network::validate_per_ip_overrides;
 

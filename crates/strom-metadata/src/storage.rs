@@ -36,7 +36,10 @@ pub enum StorageError {
         source: std::io::Error,
     },
     #[error("invalid cluster id '{cluster_id}': {expected}")]
-    InvalidClusterId { cluster_id: String, expected: String },
+    InvalidClusterId {
+        cluster_id: String,
+        expected: String,
+    },
     #[error("invalid --initial-controllers entry '{entry}': {reason}")]
     InvalidInitialControllers { entry: String, reason: String },
     /// The flags do not fit this node's configuration.
@@ -138,7 +141,10 @@ pub fn parse_initial_controllers(value: &str) -> Result<Vec<BootstrapVoter>, Sto
         let listener = Listener::parse(&format!("VOTER://{endpoint}"))
             .map_err(|_| bad(entry, format!("'{endpoint}' is not HOST:PORT")))?;
         if listener.host.is_empty() || listener.port == 0 {
-            return Err(bad(entry, "a voter needs a host and a non-zero port".into()));
+            return Err(bad(
+                entry,
+                "a voter needs a host and a non-zero port".into(),
+            ));
         }
         if voters.iter().any(|v| v.node_id == node_id) {
             return Err(bad(entry, format!("node {node_id} is listed twice")));
@@ -273,7 +279,10 @@ fn plan(
 
 /// Formats this node's directories (`strom storage format`). Checks everything before
 /// writing anything; returns the directories it formatted.
-pub fn format(config: &BrokerConfig, request: &FormatRequest) -> Result<Vec<PathBuf>, StorageError> {
+pub fn format(
+    config: &BrokerConfig,
+    request: &FormatRequest,
+) -> Result<Vec<PathBuf>, StorageError> {
     let (voters, metadata_dir_id) = plan(config, request)?;
     let mut todo = Vec::new();
     for dir in all_dirs(config) {
@@ -375,7 +384,8 @@ pub fn read_formatted(config: &BrokerConfig) -> Result<Formatted, StorageError> 
     let mut metadata_meta = None;
     let mut cluster: Option<(PathBuf, String)> = None;
     for dir in all_dirs(config) {
-        let meta = read_meta_properties(&dir)?.ok_or(StorageError::NotFormatted { dir: dir.clone() })?;
+        let meta =
+            read_meta_properties(&dir)?.ok_or(StorageError::NotFormatted { dir: dir.clone() })?;
         let file = dir.join(META_PROPERTIES);
         if meta.node_id != config.node_id() {
             return Err(StorageError::Mismatch {

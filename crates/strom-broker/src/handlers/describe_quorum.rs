@@ -61,10 +61,16 @@ pub(super) async fn handle(
                             out.leader_id = BrokerId(q.leader as i32);
                             out.leader_epoch = q.epoch as i32;
                             out.high_watermark = q.high_watermark as i64;
-                            out.current_voters =
-                                q.voters.iter().map(|v| replica_state(q, v, now, version)).collect();
-                            out.observers =
-                                q.observers.iter().map(|v| replica_state(q, v, now, version)).collect();
+                            out.current_voters = q
+                                .voters
+                                .iter()
+                                .map(|v| replica_state(q, v, now, version))
+                                .collect();
+                            out.observers = q
+                                .observers
+                                .iter()
+                                .map(|v| replica_state(q, v, now, version))
+                                .collect();
                         }
                         Err(e) => {
                             out.error_code = controller_error_code(e).code();

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, UpdateRaftVoterRequest, UpdateRaftVoterResponse,
-};
+use kafka_protocol::messages::{ApiKey, BrokerId, UpdateRaftVoterRequest, UpdateRaftVoterResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::quorum::{VoterChange, VoterChangeError};
 

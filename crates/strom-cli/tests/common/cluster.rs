@@ -236,12 +236,17 @@ impl Cluster {
         let initial = initial.join(",");
         for node in self.nodes.values() {
             let config = node.properties().display().to_string();
-            let mut args = vec!["storage", "format", "--config", &config, "--cluster-id", cluster_id];
+            let mut args = vec![
+                "storage",
+                "format",
+                "--config",
+                &config,
+                "--cluster-id",
+                cluster_id,
+            ];
             if node.roles.contains("controller") {
                 match quorum {
-                    Quorum::InitialControllers => {
-                        args.extend(["--initial-controllers", &initial])
-                    }
+                    Quorum::InitialControllers => args.extend(["--initial-controllers", &initial]),
                     Quorum::Standalone if node.id == 1 => args.push("--standalone"),
                     _ => args.push("--no-initial-controllers"),
                 }
@@ -430,11 +435,17 @@ impl Cluster {
             &DescribeQuorumRequest::default().with_topics(vec![topic]),
         );
         let p = &r.topics[0].partitions[0];
-        let replicas = |list: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
-            list.iter()
-                .map(|s| (s.replica_id.0, kafka_uuid(s.replica_directory_id.as_bytes())))
-                .collect()
-        };
+        let replicas =
+            |list: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+                list.iter()
+                    .map(|s| {
+                        (
+                            s.replica_id.0,
+                            kafka_uuid(s.replica_directory_id.as_bytes()),
+                        )
+                    })
+                    .collect()
+            };
         QuorumView {
             error_code: p.error_code,
             leader: p.leader_id.0,

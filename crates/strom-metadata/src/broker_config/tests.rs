@@ -147,7 +147,10 @@ fn bootstrap_servers_make_a_dynamic_quorum() {
     .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(c.is_quorum_over_network() && c.is_dynamic_quorum());
-    assert_eq!(c.controller_quorum_bootstrap_servers(), ["c1:9093", "[::1]:9094"]);
+    assert_eq!(
+        c.controller_quorum_bootstrap_servers(),
+        ["c1:9093", "[::1]:9094"]
+    );
     // Static voters take precedence, with a warning naming both keys.
     let (c, warnings) = BrokerConfig::parse(
         "controller.quorum.voters=1@c1:9093\ncontroller.quorum.bootstrap.servers=c1:9093",
@@ -156,9 +159,14 @@ fn bootstrap_servers_make_a_dynamic_quorum() {
     .unwrap();
     assert!(c.is_quorum_over_network() && !c.is_dynamic_quorum());
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("controller.quorum.voters is set"), "{warnings:?}");
+    assert!(
+        warnings[0].contains("controller.quorum.voters is set"),
+        "{warnings:?}"
+    );
     // cluster.id from meta.properties is applied as a static value.
-    let c = c.with_static_value("cluster.id", "MkU3OEVBNTcwNTJENDM2Qk").unwrap();
+    let c = c
+        .with_static_value("cluster.id", "MkU3OEVBNTcwNTJENDM2Qk")
+        .unwrap();
     assert_eq!(c.cluster_id(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
     assert!(c.with_static_value("cluster.id", "short").is_err());
 }

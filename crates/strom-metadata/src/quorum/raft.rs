@@ -399,7 +399,9 @@ pub(crate) async fn change_voters(
                 if asked != stored {
                     return Err(VoterChangeError::VoterNotFound {
                         node_id,
-                        detail: format!(" with directory id {asked} (its directory id is {stored})"),
+                        detail: format!(
+                            " with directory id {asked} (its directory id is {stored})"
+                        ),
                     });
                 }
             }
@@ -492,8 +494,9 @@ fn membership_error(
                 reason: e.to_string(),
             }
         }
-        RaftError::Fatal(e) => VoterChangeError::NotLeader { leader: None }
-            .inspect_fatal(&e.to_string()),
+        RaftError::Fatal(e) => {
+            VoterChangeError::NotLeader { leader: None }.inspect_fatal(&e.to_string())
+        }
     }
 }
 

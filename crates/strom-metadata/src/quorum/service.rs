@@ -15,9 +15,9 @@ use tokio::sync::watch;
 
 use super::node::{QuorumNode, QuorumNodeOptions};
 use super::raft::QuorumStartError;
+use super::raft::VoterEndpoint;
 use super::state_machine::Applied;
 use super::transport::TransportError;
-use super::raft::VoterEndpoint;
 use super::{
     LeaderAndEpoch, MetadataOffset, MetadataQuorum, QuorumError, QuorumNodeId, VoterChange,
     VoterChangeError,
@@ -226,8 +226,11 @@ impl QuorumService {
     /// Runs a voter change on the leader (here or forwarded) and blocks for its outcome.
     pub fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
         let node = Arc::clone(&self.node);
-        run_on(self.handle(), async move { node.change_voters(change).await })
-            .unwrap_or(Err(VoterChangeError::NotLeader { leader: None }))
+        run_on(
+            self.handle(),
+            async move { node.change_voters(change).await },
+        )
+        .unwrap_or(Err(VoterChangeError::NotLeader { leader: None }))
     }
 
     fn handle(&self) -> &tokio::runtime::Handle {

@@ -18,8 +18,8 @@ use openraft::raft::{AppendEntriesResponse, SnapshotResponse, VoteResponse};
 use openraft::{SnapshotMeta, Vote};
 use serde::{Deserialize, Serialize};
 
-use super::transport::{QuorumReply, QuorumRpc};
 use super::raft::VoterEndpoint;
+use super::transport::{QuorumReply, QuorumRpc};
 use super::QuorumNodeId;
 
 /// The only envelope version this build speaks.

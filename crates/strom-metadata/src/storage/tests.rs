@@ -43,7 +43,10 @@ fn standalone_writes_meta_properties_everywhere_and_itself_as_the_only_voter() {
         assert_eq!((m.node_id, m.cluster_id.as_str()), (1, CLUSTER));
         assert_eq!(validate_cluster_id(&m.directory_id), Ok(()));
     }
-    assert_ne!(metas[0].directory_id, metas[1].directory_id, "one id per dir");
+    assert_ne!(
+        metas[0].directory_id, metas[1].directory_id,
+        "one id per dir"
+    );
     let text = std::fs::read_to_string(tmp.path().join("meta").join(META_PROPERTIES)).unwrap();
     assert!(text.contains("version=1"), "{text}");
     let read = read_formatted(&c).unwrap();
@@ -51,7 +54,10 @@ fn standalone_writes_meta_properties_everywhere_and_itself_as_the_only_voter() {
     let voters = read.initial_voters.unwrap();
     assert_eq!(voters.len(), 1);
     assert_eq!(voters[&1].addr, "127.0.0.1:9093");
-    assert_eq!(voters[&1].directory_id.as_deref(), Some(metas[2].directory_id.as_str()));
+    assert_eq!(
+        voters[&1].directory_id.as_deref(),
+        Some(metas[2].directory_id.as_str())
+    );
 }
 
 #[test]
@@ -75,7 +81,10 @@ fn no_initial_controllers_and_brokers() {
     let tmp = tempfile::tempdir().unwrap();
     let c = config(tmp.path(), "controller", DYNAMIC);
     format(&c, &request(Some(InitialControllers::None))).unwrap();
-    assert_eq!(read_formatted(&c).unwrap().initial_voters, Some(BTreeMap::new()));
+    assert_eq!(
+        read_formatted(&c).unwrap().initial_voters,
+        Some(BTreeMap::new())
+    );
     // A broker-only node formats without a voter set and reads none.
     let tmp = tempfile::tempdir().unwrap();
     let b = config(tmp.path(), "broker", DYNAMIC);
@@ -90,21 +99,35 @@ fn formatting_twice_is_refused_unless_ignored() {
     format(&c, &request(Some(InitialControllers::Standalone))).unwrap();
     let before = read_meta_properties(&tmp.path().join("meta")).unwrap();
     let err = format(&c, &request(Some(InitialControllers::Standalone))).unwrap_err();
-    assert!(matches!(err, StorageError::AlreadyFormatted { .. }), "{err}");
+    assert!(
+        matches!(err, StorageError::AlreadyFormatted { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("--ignore-formatted"), "{err}");
     let mut again = request(Some(InitialControllers::Standalone));
     again.ignore_formatted = true;
     assert!(format(&c, &again).unwrap().is_empty());
-    assert_eq!(read_meta_properties(&tmp.path().join("meta")).unwrap(), before);
+    assert_eq!(
+        read_meta_properties(&tmp.path().join("meta")).unwrap(),
+        before
+    );
 }
 
 #[test]
 fn flags_that_do_not_fit_the_configuration_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
-        (config(tmp.path(), "controller", DYNAMIC), None, "pass one of --standalone"),
         (
-            config(tmp.path(), "controller", "controller.quorum.voters=1@127.0.0.1:9093"),
+            config(tmp.path(), "controller", DYNAMIC),
+            None,
+            "pass one of --standalone",
+        ),
+        (
+            config(
+                tmp.path(),
+                "controller",
+                "controller.quorum.voters=1@127.0.0.1:9093",
+            ),
             Some(InitialControllers::Standalone),
             "static quorum",
         ),
@@ -131,7 +154,9 @@ fn flags_that_do_not_fit_the_configuration_are_clear_errors() {
     let err = format(&c, &bad_id).unwrap_err().to_string();
     assert!(err.contains("invalid cluster id 'not-a-uuid'"), "{err}");
     // Nothing was written by any refused attempt.
-    assert!(read_meta_properties(&tmp.path().join("meta")).unwrap().is_none());
+    assert!(read_meta_properties(&tmp.path().join("meta"))
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -140,13 +165,25 @@ fn bad_initial_controllers_name_the_entry() {
         ("", "no controllers listed"),
         ("1@h:9093", "is not a directory id"),
         (&format!("x@h:9093:{DIR_1}") as &str, "'x' is not a node id"),
-        (&format!("1h:9093:{DIR_1}"), "expected ID@HOST:PORT:DIRECTORY_ID"),
+        (
+            &format!("1h:9093:{DIR_1}"),
+            "expected ID@HOST:PORT:DIRECTORY_ID",
+        ),
         (&format!("1@h:{DIR_1}"), "is not HOST:PORT"),
-        (&format!("1@h:9093:{DIR_1},1@g:9093:{DIR_2}"), "node 1 is listed twice"),
-        (&format!("1@h:9093:{DIR_1},2@g:9093:{DIR_1}"), "listed twice"),
+        (
+            &format!("1@h:9093:{DIR_1},1@g:9093:{DIR_2}"),
+            "node 1 is listed twice",
+        ),
+        (
+            &format!("1@h:9093:{DIR_1},2@g:9093:{DIR_1}"),
+            "listed twice",
+        ),
     ] {
         let err = parse_initial_controllers(value).unwrap_err().to_string();
-        assert!(err.contains(expected), "{value}: expected '{expected}' in: {err}");
+        assert!(
+            err.contains(expected),
+            "{value}: expected '{expected}' in: {err}"
+        );
     }
 }
 
@@ -155,12 +192,18 @@ fn an_unformatted_or_foreign_directory_is_refused_at_start_up() {
     let tmp = tempfile::tempdir().unwrap();
     let c = config(tmp.path(), "controller", DYNAMIC);
     let err = read_formatted(&c).unwrap_err().to_string();
-    assert!(err.contains("is not formatted") && err.contains("strom storage format"), "{err}");
+    assert!(
+        err.contains("is not formatted") && err.contains("strom storage format"),
+        "{err}"
+    );
     format(&c, &request(Some(InitialControllers::Standalone))).unwrap();
     // The same directories under another node.id.
     let other = c.with_static_value("node.id", "2").unwrap();
     let err = read_formatted(&other).unwrap_err().to_string();
-    assert!(err.contains("node.id=1") && err.contains("configuration says 2"), "{err}");
+    assert!(
+        err.contains("node.id=1") && err.contains("configuration says 2"),
+        "{err}"
+    );
     let other = c.with_static_value("cluster.id", DIR_2).unwrap();
     let err = read_formatted(&other).unwrap_err().to_string();
     assert!(err.contains("cluster.id"), "{err}");
@@ -180,7 +223,10 @@ fn kafka_uuid_strings_round_trip() {
     }
     for _ in 0..100 {
         let uuid = uuid::Uuid::new_v4();
-        assert_eq!(uuid_from_kafka_string(&uuid_to_kafka_string(&uuid)), Some(uuid));
+        assert_eq!(
+            uuid_from_kafka_string(&uuid_to_kafka_string(&uuid)),
+            Some(uuid)
+        );
     }
     assert_eq!(uuid_from_kafka_string("short"), None);
     assert_eq!(uuid_from_kafka_string("AAAAAAAAAAAAAAAAAAAAA!"), None);
