@@ -388,3 +388,62 @@ fn unformatted_storage_bad_flags_and_static_quorums_are_clear_errors() {
     );
     assert_eq!(r.error_code, ErrorCode::UnsupportedVersion.code(), "{r:?}");
 }
+
+/// Kafka 4.1's own `kafka-metadata-quorum.sh` against a dynamic Strom quorum: describe
+/// --status / --replication, add-controller (from the new controller's properties and
+/// meta.properties) and remove-controller. Needs the Kafka distribution (`KAFKA_HOME`, or the
+/// peers script's download under ~/.cache/strom-peers).
+#[test]
+#[ignore = "needs Kafka 4.1's tools: KAFKA_HOME or ~/.cache/strom-peers/kafka/kafka_2.13-4.1.0"]
+fn kafka_metadata_quorum_tool_adds_and_removes_controllers() {
+    let home = std::env::var("KAFKA_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/strom-peers/kafka/kafka_2.13-4.1.0",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let tool = format!("{home}/bin/kafka-metadata-quorum.sh");
+    assert!(
+        std::path::Path::new(&tool).exists(),
+        "{tool} not found: set KAFKA_HOME to a Kafka 4.1 distribution"
+    );
+    let cluster = Cluster::start_quorum(3, 1, Quorum::Standalone, FAST);
+    let broker = 4;
+    cluster.wait_view(broker, WAIT, "broker 4 registered", |v| v.brokers == [4]);
+    let bootstrap = cluster.nodes[&broker].bootstrap();
+    let kafka = |args: &[&str]| {
+        let out = std::process::Command::new(&tool)
+            .args(["--bootstrap-server", &bootstrap])
+            .args(args)
+            .output()
+            .expect("run kafka-metadata-quorum.sh");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, out) = kafka(&["describe", "--status"]);
+    let dir_1 = cluster.directory_id(1);
+    assert!(ok && out.contains("LeaderId:               1"), "{out}");
+    assert!(
+        out.contains(&format!("\"directoryId\": \"{dir_1}\"")),
+        "{out}"
+    );
+    let props = cluster.properties_path(2);
+    let (ok, out) = kafka(&["--command-config", &props, "add-controller"]);
+    assert!(ok && out.contains("Added controller 2"), "{out}");
+    let (ok, out) = kafka(&["describe", "--replication"]);
+    assert!(ok && out.contains(&cluster.directory_id(2)), "{out}");
+    let dir_2 = cluster.directory_id(2);
+    let (ok, out) = kafka(&[
+        "remove-controller",
+        "--controller-id",
+        "2",
+        "--controller-directory-id",
+        &dir_2,
+    ]);
+    assert!(ok && out.contains("Removed"), "{out}");
+    assert_eq!(cluster.describe_quorum(broker).voter_ids(), [1]);
+}
