@@ -360,27 +360,37 @@ pub(crate) async fn change_voters(
                 directory_id,
             };
             let known = membership.get_node(&node_id);
-            let learner = async {
-                if known.is_some_and(|k| *k != node) {
-                    // A learner re-formatted or moved since it was first added.
-                    let set = ChangeMembers::SetNodes([(node_id, node.clone())].into());
-                    raft.change_membership(set, true).await?;
-                }
-                // Blocks until the learner has caught up with the leader's log.
-                raft.add_learner(node_id, node, true).await
-            };
-            match tokio::time::timeout(wait, learner).await {
-                Ok(r) => r.map_err(membership_error)?,
-                Err(_) => {
-                    return Err(VoterChangeError::TimedOut {
-                        reason: format!(
-                            "node {node_id} did not catch up within {wait:?} (is it running, formatted for this cluster, and reachable at its CONTROLLER listener?); it stays an observer"
-                        ),
-                    })
-                }
-            };
+            if known.is_some_and(|k| *k != node) {
+                // A learner re-formatted or moved since it was first added.
+                let set = ChangeMembers::SetNodes([(node_id, node.clone())].into());
+                commit_within(raft.change_membership(set, true)).await?;
+            }
+            let added = commit_within(raft.add_learner(node_id, node, false)).await?;
+            // openraft's own blocking add_learner gives up quietly after a short wait; a voter
+            // that has not caught up must not be promoted (Kafka answers REQUEST_TIMED_OUT).
+            let caught_up = raft
+                .wait(Some(wait))
+                .metrics(
+                    |m| {
+                        m.replication
+                            .as_ref()
+                            .and_then(|r| r.get(&node_id).copied().flatten())
+                            .is_some_and(|matched| matched.index >= added)
+                    },
+                    "the new voter caught up",
+                )
+                .await;
+            if caught_up.is_err() {
+                return Err(VoterChangeError::TimedOut {
+                    reason: format!(
+                        "node {node_id} did not catch up within {wait:?} (is it running, formatted for this cluster, and reachable at its CONTROLLER listener?); it stays an observer"
+                    ),
+                });
+            }
             let promote = ChangeMembers::AddVoterIds([node_id].into());
-            commit_within(raft.change_membership(promote, true)).await
+            commit_within(raft.change_membership(promote, true))
+                .await
+                .map(|_| ())
         }
         VoterChange::Remove {
             node_id,
@@ -411,7 +421,9 @@ pub(crate) async fn change_voters(
                 });
             }
             let remove = ChangeMembers::RemoveVoters([node_id].into());
-            commit_within(raft.change_membership(remove, false)).await
+            commit_within(raft.change_membership(remove, false))
+                .await
+                .map(|_| ())
         }
         VoterChange::Update {
             node_id,
@@ -439,7 +451,9 @@ pub(crate) async fn change_voters(
                 directory_id: directory_id.or(stored.directory_id),
             };
             let set = ChangeMembers::SetNodes([(node_id, node)].into());
-            commit_within(raft.change_membership(set, true)).await
+            commit_within(raft.change_membership(set, true))
+                .await
+                .map(|_| ())
         }
     }
 }
@@ -463,11 +477,12 @@ type MembershipResult = Result<
     RaftError<QuorumNodeId, ClientWriteError<QuorumNodeId, VoterEndpoint>>,
 >;
 
+/// Waits (bounded) for a membership change to commit; returns its log index.
 async fn commit_within(
     change: impl std::future::Future<Output = MembershipResult>,
-) -> Result<(), VoterChangeError> {
+) -> Result<u64, VoterChangeError> {
     match tokio::time::timeout(MAX_VOTER_CHANGE_WAIT, change).await {
-        Ok(r) => r.map(|_| ()).map_err(membership_error),
+        Ok(r) => r.map(|r| r.log_id.index).map_err(membership_error),
         Err(_) => Err(VoterChangeError::TimedOut {
             reason: format!(
                 "the new voter set did not commit within {MAX_VOTER_CHANGE_WAIT:?} (is a majority of it running?)"
