@@ -251,7 +251,7 @@ pub(crate) fn register(
             }
             Err(e) if start.elapsed() >= REGISTRATION_WAIT => {
                 return Err(ServerError::Startup(format!(
-                    "could not register with the metadata quorum within {REGISTRATION_WAIT:?} (is a majority of controller.quorum.voters running?): {e}"
+                    "could not register with the metadata quorum within {REGISTRATION_WAIT:?} (is a majority of the controller quorum running, and, in a dynamic quorum, was this controller added with add-controller?): {e}"
                 )));
             }
             Err(e) => {

@@ -295,6 +295,15 @@ fn combined_nodes_join_a_standalone_quorum() {
     assert_eq!(cluster.describe_quorum(2).voter_ids(), [1, 2, 3]);
     create_topic(&cluster.nodes[&3].bootstrap(), "grown", 3, 3);
     cluster.wait_view(2, WAIT, "topic grown", |v| v.topics.contains_key("grown"));
+    // A controller that joined later restarts from its own log: it is still a voter (the
+    // voter set is in the log, not in its formatted --no-initial-controllers state).
+    cluster.kill9(3);
+    create_topic(&cluster.nodes[&1].bootstrap(), "while-3-down", 1, 2);
+    cluster.restart(3);
+    cluster.wait_view(3, WAIT, "node 3 caught up", |v| {
+        v.topics.contains_key("while-3-down") && v.brokers == [1, 2, 3]
+    });
+    assert_eq!(cluster.describe_quorum(3).voter_ids(), [1, 2, 3]);
 }
 
 /// A dynamic-quorum node refuses to start from an unformatted directory, naming the command

@@ -373,7 +373,7 @@ impl BrokerConfig {
         if !self.is_quorum_over_network() {
             if let Some(l) = self.controller_listener() {
                 out.push(format!(
-                    "listener {}://{}:{} is not served: without controller.quorum.voters this node is a single-node cluster (a quorum of one needs no listener)",
+                    "listener {}://{}:{} is not served: without controller.quorum.voters or controller.quorum.bootstrap.servers this node is a single-node cluster (a quorum of one needs no listener)",
                     l.name, l.host, l.port
                 ));
             }
