@@ -17,6 +17,7 @@ pub mod state_machine;
 pub mod tcp_codec;
 pub mod tcp_transport;
 pub mod transport;
+pub mod voters;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, Raft};
@@ -229,9 +228,10 @@ impl OpenraftQuorum {
         })
     }
 
-    /// Applies `change` to the voter set if this node leads (see [`change_voters`]).
+    /// Applies `change` to the voter set if this node leads (see
+    /// [`super::voters::change_voters`]).
     pub async fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
-        change_voters(&self.raft, change).await
+        super::voters::change_voters(&self.raft, change).await
     }
 
     /// The applied offset and image as they change (a broker follows this).
@@ -309,215 +309,5 @@ pub(crate) fn known_leader(
     match m.current_leader {
         Some(l) if l == m.id && m.state != openraft::ServerState::Leader => None,
         other => other,
-    }
-}
-
-/// The longest a voter change may wait (a new voter catching up, the joint configuration
-/// committing). Below the transport's 30 s for forwarded requests, so a forwarded change
-/// answers before its sender gives up.
-const MAX_VOTER_CHANGE_WAIT: Duration = Duration::from_secs(25);
-
-/// Runs `change` on `raft` if it leads the quorum: KIP-853's AddRaftVoter (learner, catch up,
-/// then voter), RemoveRaftVoter and UpdateRaftVoter as openraft membership changes, one at a
-/// time (openraft refuses a change while a joint configuration is pending).
-pub(crate) async fn change_voters(
-    raft: &Raft<MetadataRaftConfig>,
-    change: VoterChange,
-) -> Result<(), VoterChangeError> {
-    use openraft::ChangeMembers;
-    let (me, leader, membership) = {
-        let metrics = raft.metrics();
-        let m = metrics.borrow();
-        (
-            m.id,
-            known_leader(&m),
-            m.membership_config.membership().clone(),
-        )
-    };
-    if leader != Some(me) {
-        return Err(VoterChangeError::NotLeader { leader });
-    }
-    if membership.get_joint_config().len() > 1 {
-        return Err(VoterChangeError::TimedOut {
-            reason: "another voter change is still committing; retry".into(),
-        });
-    }
-    let is_voter = |id: QuorumNodeId| membership.voter_ids().any(|v| v == id);
-    match change {
-        VoterChange::Add {
-            node_id,
-            directory_id,
-            endpoint,
-            timeout_ms,
-        } => {
-            if is_voter(node_id) {
-                return Err(VoterChangeError::DuplicateVoter { node_id });
-            }
-            check_endpoint(&endpoint)?;
-            let wait = Duration::from_millis(timeout_ms).min(MAX_VOTER_CHANGE_WAIT);
-            let node = VoterEndpoint {
-                addr: endpoint,
-                directory_id,
-            };
-            let known = membership.get_node(&node_id);
-            if known.is_some_and(|k| *k != node) {
-                // A learner re-formatted or moved since it was first added.
-                let set = ChangeMembers::SetNodes([(node_id, node.clone())].into());
-                commit_within(raft.change_membership(set, true)).await?;
-            }
-            let added = commit_within(raft.add_learner(node_id, node, false)).await?;
-            // openraft's own blocking add_learner gives up quietly after a short wait; a voter
-            // that has not caught up must not be promoted (Kafka answers REQUEST_TIMED_OUT).
-            let caught_up = raft
-                .wait(Some(wait))
-                .metrics(
-                    |m| {
-                        m.replication
-                            .as_ref()
-                            .and_then(|r| r.get(&node_id).copied().flatten())
-                            .is_some_and(|matched| matched.index >= added)
-                    },
-                    "the new voter caught up",
-                )
-                .await;
-            if caught_up.is_err() {
-                return Err(VoterChangeError::TimedOut {
-                    reason: format!(
-                        "node {node_id} did not catch up within {wait:?} (is it running, formatted for this cluster, and reachable at its CONTROLLER listener?); it stays an observer"
-                    ),
-                });
-            }
-            let promote = ChangeMembers::AddVoterIds([node_id].into());
-            commit_within(raft.change_membership(promote, true))
-                .await
-                .map(|_| ())
-        }
-        VoterChange::Remove {
-            node_id,
-            directory_id,
-        } => {
-            if !is_voter(node_id) {
-                return Err(VoterChangeError::VoterNotFound {
-                    node_id,
-                    detail: String::new(),
-                });
-            }
-            let stored = membership
-                .get_node(&node_id)
-                .and_then(|n| n.directory_id.clone());
-            if let (Some(asked), Some(stored)) = (&directory_id, &stored) {
-                if asked != stored {
-                    return Err(VoterChangeError::VoterNotFound {
-                        node_id,
-                        detail: format!(
-                            " with directory id {asked} (its directory id is {stored})"
-                        ),
-                    });
-                }
-            }
-            if membership.voter_ids().count() == 1 {
-                return Err(VoterChangeError::InvalidRequest {
-                    reason: format!("node {node_id} is the only voter; add another first"),
-                });
-            }
-            let remove = ChangeMembers::RemoveVoters([node_id].into());
-            commit_within(raft.change_membership(remove, false))
-                .await
-                .map(|_| ())
-        }
-        VoterChange::Update {
-            node_id,
-            directory_id,
-            endpoint,
-        } => {
-            if !is_voter(node_id) {
-                return Err(VoterChangeError::VoterNotFound {
-                    node_id,
-                    detail: String::new(),
-                });
-            }
-            check_endpoint(&endpoint)?;
-            let stored = membership.get_node(&node_id).cloned().unwrap_or_default();
-            if let (Some(asked), Some(have)) = (&directory_id, &stored.directory_id) {
-                if asked != have {
-                    return Err(VoterChangeError::VoterNotFound {
-                        node_id,
-                        detail: format!(" with directory id {asked} (its directory id is {have})"),
-                    });
-                }
-            }
-            let node = VoterEndpoint {
-                addr: endpoint,
-                directory_id: directory_id.or(stored.directory_id),
-            };
-            let set = ChangeMembers::SetNodes([(node_id, node)].into());
-            commit_within(raft.change_membership(set, true))
-                .await
-                .map(|_| ())
-        }
-    }
-}
-
-/// A voter endpoint must be `host:port` with a numeric port.
-fn check_endpoint(endpoint: &str) -> Result<(), VoterChangeError> {
-    let ok = endpoint
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if ok {
-        Ok(())
-    } else {
-        Err(VoterChangeError::InvalidRequest {
-            reason: format!("endpoint '{endpoint}' is not host:port"),
-        })
-    }
-}
-
-type MembershipResult = Result<
-    openraft::raft::ClientWriteResponse<MetadataRaftConfig>,
-    RaftError<QuorumNodeId, ClientWriteError<QuorumNodeId, VoterEndpoint>>,
->;
-
-/// Waits (bounded) for a membership change to commit; returns its log index.
-async fn commit_within(
-    change: impl std::future::Future<Output = MembershipResult>,
-) -> Result<u64, VoterChangeError> {
-    match tokio::time::timeout(MAX_VOTER_CHANGE_WAIT, change).await {
-        Ok(r) => r.map(|r| r.log_id.index).map_err(membership_error),
-        Err(_) => Err(VoterChangeError::TimedOut {
-            reason: format!(
-                "the new voter set did not commit within {MAX_VOTER_CHANGE_WAIT:?} (is a majority of it running?)"
-            ),
-        }),
-    }
-}
-
-fn membership_error(
-    e: RaftError<QuorumNodeId, ClientWriteError<QuorumNodeId, VoterEndpoint>>,
-) -> VoterChangeError {
-    use openraft::error::ChangeMembershipError;
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => VoterChangeError::NotLeader {
-            leader: f.leader_id,
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(
-            ChangeMembershipError::InProgress(p),
-        )) => VoterChangeError::TimedOut {
-            reason: format!("another voter change is still committing ({p}); retry"),
-        },
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            VoterChangeError::InvalidRequest {
-                reason: e.to_string(),
-            }
-        }
-        RaftError::Fatal(e) => {
-            VoterChangeError::NotLeader { leader: None }.inspect_fatal(&e.to_string())
-        }
-    }
-}
-
-impl VoterChangeError {
-    fn inspect_fatal(self, reason: &str) -> VoterChangeError {
-        tracing::warn!(%reason, "voter change failed: the metadata quorum stopped");
-        self
     }
 }

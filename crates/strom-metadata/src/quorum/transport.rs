@@ -153,7 +153,7 @@ pub async fn serve(receiver: &Receiver, rpc: QuorumRpc) -> Result<QuorumReply, S
             }))
         }
         QuorumRpc::ChangeVoters(change) => Ok(QuorumReply::VotersChanged(
-            super::raft::change_voters(raft, change).await,
+            super::voters::change_voters(raft, change).await,
         )),
         QuorumRpc::Controller(op) => {
             let Some(handler) = controller.get().cloned() else {
