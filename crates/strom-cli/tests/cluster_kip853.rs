@@ -138,6 +138,30 @@ fn initial_controllers_form_a_quorum_from_bootstrap_servers_and_serve_clients() 
     assert_eq!(cluster.describe_quorum(old).voter_ids(), [1, 2, 3]);
 }
 
+/// (a) in the other layout: three dedicated controllers formatted with
+/// `--initial-controllers` and a broker-only node that finds them through
+/// `controller.quorum.bootstrap.servers`; the broker follows a new active controller after a
+/// SIGKILL.
+#[test]
+fn dedicated_initial_controllers_serve_a_broker_through_bootstrap_servers() {
+    let mut cluster = Cluster::start_quorum(3, 1, Quorum::InitialControllers, FAST);
+    let broker = 4;
+    cluster.wait_view(broker, WAIT, "broker 4 registered", |v| v.brokers == [4]);
+    let q = cluster.describe_quorum(broker);
+    assert_eq!(q.voter_ids(), [1, 2, 3], "{q:?}");
+    create_topic(&cluster.nodes[&broker].bootstrap(), "dedicated", 2, 1);
+    let old = q.leader;
+    cluster.kill9(old);
+    let (new, took) = wait_new_leader(&cluster, broker, old);
+    eprintln!(
+        "dedicated dynamic quorum: controller {new} took over {took:?} after SIGKILL of {old}"
+    );
+    create_topic(&cluster.nodes[&broker].bootstrap(), "after-kill", 1, 1);
+    cluster.wait_view(broker, WAIT, "both topics", |v| {
+        v.topics.contains_key("dedicated") && v.topics.contains_key("after-kill")
+    });
+}
+
 /// (b) and (c): one `--standalone` controller, two more added with AddRaftVoter (`strom
 /// cluster add-controller`), the first killed while the quorum carries on, then removed with
 /// RemoveRaftVoter (`strom cluster remove-controller`). Bad requests get Kafka error codes.
