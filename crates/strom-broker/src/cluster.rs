@@ -103,7 +103,24 @@ pub fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError>
             bootstrap_servers = ?config.controller_quorum_bootstrap_servers(),
             "starting a dynamic metadata quorum (KIP-853)"
         );
-        QuorumService::start_dynamic(node_id, initial, &dir, socket, QuorumNodeOptions::default())
+        let me = match strom_metadata::storage::controller_endpoint(config) {
+            Ok(addr) => Some(strom_metadata::quorum::raft::VoterEndpoint {
+                addr,
+                directory_id: Some(formatted.meta.directory_id.clone()),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "this controller's entry in the voter set is not kept up to date");
+                None
+            }
+        };
+        QuorumService::start_dynamic(
+            node_id,
+            me,
+            initial,
+            &dir,
+            socket,
+            QuorumNodeOptions::default(),
+        )
     } else {
         tracing::info!(
             node_id,

@@ -330,6 +330,35 @@ fn combined_nodes_join_a_standalone_quorum() {
     assert_eq!(cluster.describe_quorum(3).voter_ids(), [1, 2, 3]);
 }
 
+/// A voter whose CONTROLLER listener moved corrects its own entry in the log's voter set at
+/// start-up (Kafka's voters send UpdateRaftVoter for this), so the others can reach it.
+#[test]
+fn a_controller_whose_listener_moved_updates_its_own_entry() {
+    let mut cluster = Cluster::start_quorum(1, 0, Quorum::Standalone, FAST);
+    cluster.wait_view(1, WAIT, "node 1", |v| v.brokers == [1]);
+    let old = cluster.nodes[&1].controller_port;
+    assert_eq!(cluster.describe_quorum(1).endpoints[&1], format!("127.0.0.1:{old}"));
+    assert!(cluster.stop(1));
+    let new = common::free_port();
+    let path = cluster.properties_path(1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(&format!(":{old}"), &format!(":{new}"))).unwrap();
+    cluster.nodes.get_mut(&1).unwrap().controller_port = new;
+    cluster.restart(1);
+    let started = Instant::now();
+    let want = format!("127.0.0.1:{new}");
+    while cluster.describe_quorum(1).endpoints.get(&1) != Some(&want) {
+        assert!(
+            started.elapsed() < WAIT,
+            "endpoint not updated: {:?}\n{}",
+            cluster.describe_quorum(1),
+            cluster.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("own endpoint updated {:?} after the restart", started.elapsed());
+}
+
 /// A dynamic-quorum node refuses to start from an unformatted directory, naming the command
 /// to run; a bad --initial-controllers is a clear error; a single-node broker answers the
 /// voter APIs with UNSUPPORTED_VERSION (its quorum is not dynamic) and bad requests with
