@@ -337,7 +337,10 @@ fn a_controller_whose_listener_moved_updates_its_own_entry() {
     let mut cluster = Cluster::start_quorum(1, 0, Quorum::Standalone, FAST);
     cluster.wait_view(1, WAIT, "node 1", |v| v.brokers == [1]);
     let old = cluster.nodes[&1].controller_port;
-    assert_eq!(cluster.describe_quorum(1).endpoints[&1], format!("127.0.0.1:{old}"));
+    assert_eq!(
+        cluster.describe_quorum(1).endpoints[&1],
+        format!("127.0.0.1:{old}")
+    );
     assert!(cluster.stop(1));
     let new = common::free_port();
     let path = cluster.properties_path(1);
@@ -356,7 +359,10 @@ fn a_controller_whose_listener_moved_updates_its_own_entry() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("own endpoint updated {:?} after the restart", started.elapsed());
+    eprintln!(
+        "own endpoint updated {:?} after the restart",
+        started.elapsed()
+    );
 }
 
 /// A dynamic-quorum node refuses to start from an unformatted directory, naming the command
