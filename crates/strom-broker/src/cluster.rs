@@ -12,6 +12,7 @@ use strom_metadata::quorum::node::QuorumNodeOptions;
 use strom_metadata::quorum::observer::MetadataObserver;
 use strom_metadata::quorum::service::{MetadataNode, QuorumService};
 use strom_metadata::quorum::tcp_transport::TcpTransportConfig;
+use strom_metadata::quorum::{VoterChange, VoterChangeError};
 use strom_metadata::{
     BrokerConfig, Controller, ControllerAnswer, ControllerError, ControllerHandler, ControllerOp,
     ControllerOpResult, MetadataImage,
@@ -39,11 +40,19 @@ pub(crate) fn open_metadata(
         let node_id = u64::try_from(config.node_id()).map_err(|_| {
             ServerError::Startup(format!("node.id {} is negative", config.node_id()))
         })?;
-        let observer = MetadataObserver::start(
-            node_id,
-            config.controller_quorum_voters(),
-            TcpTransportConfig::default(),
-        )
+        let observer = if config.is_dynamic_quorum() {
+            MetadataObserver::start_bootstrap(
+                node_id,
+                config.controller_quorum_bootstrap_servers(),
+                TcpTransportConfig::default(),
+            )
+        } else {
+            MetadataObserver::start(
+                node_id,
+                config.controller_quorum_voters(),
+                TcpTransportConfig::default(),
+            )
+        }
         .map_err(|e| ServerError::Startup(format!("cannot follow the metadata quorum: {e}")))?;
         tracing::info!(
             node_id,
@@ -70,7 +79,7 @@ pub fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError>
         .map_err(|_| ServerError::Startup(format!("node.id {} is negative", config.node_id())))?;
     let listener = config.controller_listener().ok_or_else(|| {
         ServerError::Startup(
-            "controller.quorum.voters is set but no listener is named in controller.listener.names (e.g. listeners=PLAINTEXT://:9092,CONTROLLER://:9093 and controller.listener.names=CONTROLLER)".into(),
+            "a controller of a multi-node quorum needs a listener named in controller.listener.names (e.g. listeners=PLAINTEXT://:9092,CONTROLLER://:9093 and controller.listener.names=CONTROLLER)".into(),
         )
     })?;
     let bind = listener.bind_address();
@@ -83,22 +92,72 @@ pub fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError>
     let dir = config
         .metadata_log_dir()
         .join(strom_metadata::log::METADATA_LOG_DIR_NAME);
-    let quorum = QuorumService::start_tcp(
-        node_id,
-        config.controller_quorum_voters(),
-        &dir,
-        socket,
-        QuorumNodeOptions::default(),
-    )
+    let quorum = if config.is_dynamic_quorum() {
+        let formatted = strom_metadata::storage::read_formatted(config)
+            .map_err(|e| ServerError::Startup(e.to_string()))?;
+        let initial = formatted.initial_voters.unwrap_or_default();
+        tracing::info!(
+            node_id,
+            controller_listener = %bind,
+            initial_voters = initial.len(),
+            bootstrap_servers = ?config.controller_quorum_bootstrap_servers(),
+            "starting a dynamic metadata quorum (KIP-853)"
+        );
+        let me = match strom_metadata::storage::controller_endpoint(config) {
+            Ok(addr) => Some(strom_metadata::quorum::raft::VoterEndpoint {
+                addr,
+                directory_id: Some(formatted.meta.directory_id.clone()),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "this controller's entry in the voter set is not kept up to date");
+                None
+            }
+        };
+        QuorumService::start_dynamic(
+            node_id,
+            me,
+            initial,
+            &dir,
+            socket,
+            QuorumNodeOptions::default(),
+        )
+    } else {
+        tracing::info!(
+            node_id,
+            controller_listener = %bind,
+            voters = config.controller_quorum_voters().len(),
+            "starting a static metadata quorum"
+        );
+        QuorumService::start_tcp(
+            node_id,
+            config.controller_quorum_voters(),
+            &dir,
+            socket,
+            QuorumNodeOptions::default(),
+        )
+    }
     .map_err(|e| startup("cannot start the metadata quorum", &e))?;
-    tracing::info!(
-        node_id,
-        controller_listener = %bind,
-        voters = config.controller_quorum_voters().len(),
-        "metadata quorum started"
-    );
     Controller::with_quorum(Arc::new(quorum), config)
         .map_err(|e| startup("cannot open the metadata image", &e))
+}
+
+/// A dynamic quorum (KIP-853, `controller.quorum.bootstrap.servers` without
+/// `controller.quorum.voters`) starts only from storage `strom storage format` prepared, as
+/// Kafka refuses unformatted directories: this checks it and takes `cluster.id` from
+/// meta.properties. Single-node mode and static quorums are returned unchanged.
+pub fn apply_formatted_storage(config: BrokerConfig) -> Result<BrokerConfig, ServerError> {
+    if !config.is_dynamic_quorum() {
+        return Ok(config);
+    }
+    let formatted = strom_metadata::storage::read_formatted(&config)
+        .map_err(|e| ServerError::Startup(e.to_string()))?;
+    if config.cluster_id().is_some() {
+        // read_formatted checked that it matches meta.properties.
+        return Ok(config);
+    }
+    config
+        .with_static_value("cluster.id", &formatted.meta.cluster_id)
+        .map_err(|e| ServerError::Startup(format!("meta.properties: {e}")))
 }
 
 /// Runs `op` on the active controller: here if this node leads the quorum, else forwarded to
@@ -209,7 +268,7 @@ pub(crate) fn register(
             }
             Err(e) if start.elapsed() >= REGISTRATION_WAIT => {
                 return Err(ServerError::Startup(format!(
-                    "could not register with the metadata quorum within {REGISTRATION_WAIT:?} (is a majority of controller.quorum.voters running?): {e}"
+                    "could not register with the metadata quorum within {REGISTRATION_WAIT:?} (is a majority of the controller quorum running, and, in a dynamic quorum, was this controller added with add-controller?): {e}"
                 )));
             }
             Err(e) => {
@@ -265,4 +324,77 @@ pub(crate) fn fence_stale(controller: &Mutex<Controller>, session_timeout_ms: i6
             Vec::new()
         }
     }
+}
+
+/// Runs a voter change (AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter) on the quorum leader
+/// for a request to this node, after checking the request's cluster id and that the quorum is
+/// dynamic.
+pub(crate) async fn change_voters(
+    broker: &Arc<crate::broker::Broker>,
+    cluster_id: Option<&str>,
+    change: VoterChange,
+) -> Result<(), VoterChangeError> {
+    let config = broker.config();
+    if !config.is_quorum_over_network() {
+        return Err(VoterChangeError::StaticQuorum {
+            reason: "single-node mode, a quorum of one without a CONTROLLER listener".into(),
+        });
+    }
+    if !config.is_dynamic_quorum() {
+        return Err(VoterChangeError::StaticQuorum {
+            reason: "controller.quorum.voters is set".into(),
+        });
+    }
+    // An empty cluster id (the default of UpdateRaftVoter's non-nullable field) is not given.
+    if let Some(requested) = cluster_id.filter(|c| !c.is_empty()) {
+        let image = broker.metadata().image().1;
+        let actual = image.cluster_id().unwrap_or_default();
+        if requested != actual {
+            return Err(VoterChangeError::InconsistentClusterId {
+                requested: requested.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+    }
+    let metadata = Arc::clone(broker.metadata());
+    tokio::task::spawn_blocking(move || metadata.change_voters(change))
+        .await
+        .unwrap_or(Err(VoterChangeError::NotLeader { leader: None }))
+}
+
+/// The directory id of a voter request (`None` for Kafka's zero Uuid: not given).
+pub(crate) fn directory_id(uuid: &uuid::Uuid) -> Option<String> {
+    (!uuid.is_nil()).then(|| strom_metadata::storage::uuid_to_kafka_string(uuid))
+}
+
+/// The `host:port` of a voter from the listeners of an AddRaftVoter or UpdateRaftVoter
+/// request: the one named like this cluster's CONTROLLER listener, else the only one.
+pub(crate) fn voter_endpoint<'a>(
+    config: &BrokerConfig,
+    listeners: impl Iterator<Item = (&'a str, &'a str, u16)>,
+) -> Result<String, VoterChangeError> {
+    let name = config
+        .controller_listener_names()
+        .first()
+        .map_or("CONTROLLER", String::as_str);
+    let all: Vec<_> = listeners.collect();
+    let chosen = all
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .or(if all.len() == 1 { all.first() } else { None });
+    let Some((_, host, port)) = chosen else {
+        return Err(VoterChangeError::InvalidRequest {
+            reason: format!("no endpoint for the {name} listener among the voter's listeners"),
+        });
+    };
+    if host.is_empty() || *port == 0 {
+        return Err(VoterChangeError::InvalidRequest {
+            reason: format!("the {name} endpoint needs a host and a non-zero port"),
+        });
+    }
+    Ok(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }

@@ -40,7 +40,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     if !config.is_quorum_over_network() {
         return Err(ServerError::Startup(
-            "process.roles=controller needs controller.quorum.voters (a dedicated controller of a multi-node quorum)".into(),
+            "process.roles=controller needs controller.quorum.voters or controller.quorum.bootstrap.servers (a dedicated controller of a multi-node quorum)".into(),
         ));
     }
     let controller = tokio::task::block_in_place(|| crate::cluster::open_controller(&config))?;

@@ -1,6 +1,7 @@
 //! The one place where engine errors become Kafka error codes (STYLE.md #3). Every match is
 //! exhaustive, so a new error variant forces a decision here.
 
+use strom_metadata::quorum::VoterChangeError;
 use strom_metadata::{ConfigResource, ControllerError};
 use strom_protocol::ErrorCode;
 use strom_storage::LogError;
@@ -46,6 +47,19 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
         ControllerError::IneligibleReplica { .. } => ErrorCode::IneligibleReplica,
         ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// The Kafka error code for a refused or unfinished voter change (KIP-853).
+pub fn voter_change_error_code(error: &VoterChangeError) -> ErrorCode {
+    match error {
+        VoterChangeError::NotLeader { .. } => ErrorCode::NotController,
+        VoterChangeError::DuplicateVoter { .. } => ErrorCode::DuplicateVoter,
+        VoterChangeError::VoterNotFound { .. } => ErrorCode::VoterNotFound,
+        VoterChangeError::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+        VoterChangeError::TimedOut { .. } => ErrorCode::RequestTimedOut,
+        VoterChangeError::InconsistentClusterId { .. } => ErrorCode::InconsistentClusterId,
+        VoterChangeError::StaticQuorum { .. } => ErrorCode::UnsupportedVersion,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod server;
 pub mod txn;
 
 pub use broker::Broker;
+pub use cluster::apply_formatted_storage;
 pub use handlers::{supported_apis, ApiSpec};
 pub use metrics::BrokerMetrics;
 pub use server::{run, ServerError};

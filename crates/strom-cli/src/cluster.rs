@@ -2,6 +2,8 @@
 //! server` process per node on loopback (as Redpanda's `rpk container start -n 3`, without
 //! containers). Each node gets a Kafka-style `server.properties` in `DIR/node-N/` that an
 //! operator could copy to a real machine; Ctrl-C stops every node with a controlled shutdown.
+//! Also the dynamic quorum's administration (KIP-853, as `kafka-metadata-quorum.sh`):
+//! `add-controller`, `remove-controller` and `describe-quorum`, sent to any broker.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,54 @@ pub(crate) struct ClusterArgs {
 enum ClusterCommand {
     /// Start N combined broker+controller nodes on 127.0.0.1 and run until Ctrl-C.
     Start(StartArgs),
+    /// Make a running controller (formatted with --no-initial-controllers) a voter of the
+    /// dynamic quorum (AddRaftVoter), reading its id, directory id and endpoint from its
+    /// properties and meta.properties.
+    AddController(AddControllerArgs),
+    /// Remove a voter from the dynamic quorum (RemoveRaftVoter).
+    RemoveController(RemoveControllerArgs),
+    /// Print the quorum's leader, epoch, voters and observers (DescribeQuorum).
+    DescribeQuorum(QuorumConnArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct QuorumConnArgs {
+    /// A broker to send the request to (it forwards to the quorum leader).
+    #[arg(
+        long = "bootstrap-server",
+        short = 'b',
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct AddControllerArgs {
+    #[command(flatten)]
+    conn: QuorumConnArgs,
+    /// The new controller's server.properties (kafka-metadata-quorum's --command-config).
+    #[arg(
+        long = "command-config",
+        alias = "config",
+        short = 'c',
+        value_name = "FILE"
+    )]
+    config: PathBuf,
+    /// How long the new controller may take to catch up.
+    #[arg(long = "timeout-ms", default_value_t = 30_000)]
+    timeout_ms: i32,
+}
+
+#[derive(Debug, clap::Args)]
+struct RemoveControllerArgs {
+    #[command(flatten)]
+    conn: QuorumConnArgs,
+    /// The voter's node.id.
+    #[arg(long = "controller-id", short = 'i')]
+    controller_id: i32,
+    /// Its metadata directory id (checked against the voter's when given).
+    #[arg(long = "controller-directory-id", short = 'd')]
+    controller_directory_id: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +88,104 @@ struct StartArgs {
 pub(crate) fn run(args: ClusterArgs) -> Result<()> {
     match args.command {
         ClusterCommand::Start(args) => start(args),
+        ClusterCommand::AddController(args) => add_controller(args),
+        ClusterCommand::RemoveController(args) => remove_controller(args),
+        ClusterCommand::DescribeQuorum(args) => describe_quorum(args),
     }
+}
+
+async fn admin(conn: &QuorumConnArgs) -> Result<strom_client::Admin> {
+    let mut config = strom_client::ClientConfig::new(&conn.bootstrap);
+    config.client_id = "strom-cli".into();
+    // A voter change waits for the new voter to catch up and the quorum to commit.
+    config.request_timeout = Duration::from_secs(60);
+    Ok(strom_client::Admin::new(config).await?)
+}
+
+fn add_controller(args: AddControllerArgs) -> Result<()> {
+    use strom_metadata::storage;
+    let (config, _) = strom_broker::config::BrokerConfig::load(Some(&args.config), &[])
+        .context("invalid configuration")?;
+    let dir = config.metadata_log_dir();
+    let meta = storage::read_meta_properties(dir)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} is not formatted: format the new controller with `strom storage format --config {} --cluster-id ID --no-initial-controllers` and start it first",
+            dir.display(),
+            args.config.display()
+        )
+    })?;
+    let directory_id = storage::uuid_from_kafka_string(&meta.directory_id)
+        .with_context(|| format!("directory.id {} in meta.properties", meta.directory_id))?;
+    let endpoint = storage::controller_endpoint(&config)?;
+    let (host, port) = endpoint
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+        .context("controller endpoint")?;
+    let listener = config
+        .controller_listener()
+        .map_or_else(|| "CONTROLLER".to_string(), |l| l.name.clone());
+    let voter = strom_client::NewVoter {
+        node_id: config.node_id(),
+        directory_id: *directory_id.as_bytes(),
+        listener,
+        host,
+        port,
+    };
+    crate::output::block_on(async {
+        let admin = admin(&args.conn).await?;
+        admin
+            .add_raft_voter(Some(&meta.cluster_id), &voter, args.timeout_ms)
+            .await?;
+        println!(
+            "Added controller {} ({endpoint}, directory id {}) as a voter",
+            voter.node_id, meta.directory_id
+        );
+        Ok(())
+    })
+}
+
+fn remove_controller(args: RemoveControllerArgs) -> Result<()> {
+    let directory_id = match &args.controller_directory_id {
+        Some(d) => *strom_metadata::storage::uuid_from_kafka_string(d)
+            .with_context(|| format!("--controller-directory-id {d} is not a Kafka Uuid (22 characters of base64url)"))?
+            .as_bytes(),
+        None => [0; 16],
+    };
+    crate::output::block_on(async {
+        let admin = admin(&args.conn).await?;
+        admin
+            .remove_raft_voter(None, args.controller_id, directory_id)
+            .await?;
+        println!("Removed controller {} from the voters", args.controller_id);
+        Ok(())
+    })
+}
+
+fn describe_quorum(args: QuorumConnArgs) -> Result<()> {
+    crate::output::block_on(async {
+        let admin = admin(&args).await?;
+        let q = admin.describe_quorum().await?;
+        println!(
+            "LeaderId: {}\nLeaderEpoch: {}\nHighWatermark: {}",
+            q.leader_id, q.leader_epoch, q.high_watermark
+        );
+        for (kind, replicas) in [("Voter", &q.voters), ("Observer", &q.observers)] {
+            for r in replicas {
+                println!(
+                    "{kind}: {} directory={} endpoint={} logEndOffset={}",
+                    r.node_id,
+                    strom_metadata::storage::uuid_to_kafka_string(&uuid_bytes(r.directory_id)),
+                    r.endpoint.as_deref().unwrap_or("-"),
+                    r.log_end_offset
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+fn uuid_bytes(bytes: [u8; 16]) -> strom_metadata::storage::Uuid {
+    strom_metadata::storage::Uuid::from_bytes(bytes)
 }
 
 fn ports(base: u16, node: u16) -> Result<(u16, u16)> {

@@ -17,6 +17,7 @@ mod produce;
 mod registry;
 mod schema;
 mod server;
+mod storage;
 mod topic;
 
 /// Keeps a malformed request's huge declared array from aborting the process (see strom-alloc).
@@ -38,8 +39,11 @@ struct Cli {
 enum Command {
     /// Start a single-node broker (data in ./strom-data, clients on 127.0.0.1:9092 by default).
     Server(ServerArgs),
-    /// Run a local multi-node cluster for development: `strom cluster start -n 3`.
+    /// Run a local multi-node cluster for development: `strom cluster start -n 3`; add and
+    /// remove controllers of a dynamic quorum; describe the quorum.
     Cluster(cluster::ClusterArgs),
+    /// Format log directories for a dynamic controller quorum (as kafka-storage.sh).
+    Storage(storage::StorageArgs),
     /// Create, list, describe, delete and alter topics.
     Topic(topic::TopicArgs),
     /// Write lines from stdin or a file as records.
@@ -84,6 +88,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Storage(args) => storage::run(args),
         Command::Topic(args) => topic::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

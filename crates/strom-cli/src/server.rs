@@ -19,6 +19,8 @@ pub(crate) fn run(mut args: ServerArgs) -> Result<()> {
     let registry = crate::registry::embedded_config(&mut args)?;
     let (config, warnings) = BrokerConfig::load(args.config.as_deref(), &args.overrides)
         .context("invalid configuration")?;
+    // A dynamic quorum starts only from formatted storage, as Kafka; it carries cluster.id.
+    let config = strom_broker::apply_formatted_storage(config)?;
     // schema.registry.* keys are the embedded registry's (read above), not unknown.
     for warning in warnings
         .into_iter()

@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod error;
 mod ops;
+mod quorum_admin;
 mod util;
 mod versions;
 
@@ -21,6 +22,7 @@ pub use client::{BrokerInfo, Client, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
 pub use ops::{CommittedOffset, EARLIEST, LATEST};
+pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
 
 pub use error::{kafka_error_name, Error, KafkaCode, Result};
 pub use producer::{

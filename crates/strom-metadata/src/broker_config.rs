@@ -12,9 +12,10 @@ use crate::properties::parse_properties;
 mod endpoints;
 mod network;
 
-use endpoints::{parse_listeners, parse_voter};
+use endpoints::{parse_bootstrap_server, parse_listeners, parse_voter};
 pub use endpoints::{
-    validate_cluster_id, validate_listeners, validate_voters, Listener, QuorumVoter,
+    validate_bootstrap_servers, validate_cluster_id, validate_listeners, validate_voters, Listener,
+    QuorumVoter,
 };
 pub use network::validate_per_ip_overrides;
 
@@ -108,6 +109,8 @@ pub struct BrokerConfig {
     replica_fetch_max_bytes: i32,
     replica_fetch_wait_max_ms: i32,
     controller_quorum_voters: Vec<QuorumVoter>,
+    /// `host:port` of controllers (KIP-853), dialable form (IPv6 in brackets).
+    controller_quorum_bootstrap_servers: Vec<String>,
     controller_listener_names: Vec<String>,
     broker_heartbeat_interval_ms: i32,
     broker_session_timeout_ms: i32,
@@ -206,6 +209,10 @@ impl BrokerConfig {
     pub fn controller_quorum_voters(&self) -> &[QuorumVoter] {
         &self.controller_quorum_voters
     }
+    /// `controller.quorum.bootstrap.servers` as dialable `host:port` strings.
+    pub fn controller_quorum_bootstrap_servers(&self) -> &[String] {
+        &self.controller_quorum_bootstrap_servers
+    }
     pub fn controller_listener_names(&self) -> &[String] {
         &self.controller_listener_names
     }
@@ -246,9 +253,31 @@ impl BrokerConfig {
     }
 
     /// Whether this node is one of a Raft quorum of controllers over the network
-    /// (`controller.quorum.voters` set), rather than the single-node quorum of one.
+    /// (`controller.quorum.voters` or `controller.quorum.bootstrap.servers` set), rather than
+    /// the single-node quorum of one.
     pub fn is_quorum_over_network(&self) -> bool {
         !self.controller_quorum_voters.is_empty()
+            || !self.controller_quorum_bootstrap_servers.is_empty()
+    }
+
+    /// Whether the quorum is dynamic (KIP-853): `controller.quorum.bootstrap.servers` without
+    /// `controller.quorum.voters`. Its voters live in the metadata log, seeded by
+    /// `strom storage format`.
+    pub fn is_dynamic_quorum(&self) -> bool {
+        self.controller_quorum_voters.is_empty()
+            && !self.controller_quorum_bootstrap_servers.is_empty()
+    }
+
+    /// This config with `key` set statically to `value` (as if the file said so): how
+    /// `cluster.id` from a formatted directory's meta.properties reaches the controller.
+    pub fn with_static_value(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<BrokerConfig, BrokerConfigError> {
+        let mut values = self.static_values.clone();
+        values.insert(key.to_string(), value.to_string());
+        Self::from_values(values, self.dynamic_values.clone())
     }
 
     pub fn has_role(&self, role: ProcessRole) -> bool {
@@ -350,18 +379,17 @@ impl BrokerConfig {
         if !self.is_quorum_over_network() {
             if let Some(l) = self.controller_listener() {
                 out.push(format!(
-                    "listener {}://{}:{} is not served: without controller.quorum.voters this node is a single-node cluster (a quorum of one needs no listener)",
+                    "listener {}://{}:{} is not served: without controller.quorum.voters or controller.quorum.bootstrap.servers this node is a single-node cluster (a quorum of one needs no listener)",
                     l.name, l.host, l.port
                 ));
             }
-            if let Some(v) = self
-                .static_value("controller.quorum.bootstrap.servers")
-                .filter(|v| !v.trim().is_empty())
-            {
-                out.push(format!(
-                    "controller.quorum.bootstrap.servers={v} is not used: dynamic quorums (KIP-853) are not supported; set controller.quorum.voters for a multi-node quorum"
-                ));
-            }
+        }
+        if !self.controller_quorum_voters.is_empty()
+            && !self.controller_quorum_bootstrap_servers.is_empty()
+        {
+            out.push(
+                "controller.quorum.bootstrap.servers is not used: controller.quorum.voters is set, so the quorum is static (remove controller.quorum.voters for a dynamic quorum, KIP-853)".into(),
+            );
         }
         if let Some(v) = self
             .static_value("inter.broker.listener.name")
@@ -631,6 +659,12 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             .map(|v| parse_voter(v))
             .collect::<Result<_, _>>()
             .map_err(|e| invalid(l, "controller.quorum.voters", e))?,
+        controller_quorum_bootstrap_servers: l
+            .list("controller.quorum.bootstrap.servers")
+            .iter()
+            .map(|v| parse_bootstrap_server(v))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(l, "controller.quorum.bootstrap.servers", e))?,
         controller_listener_names: l.list("controller.listener.names"),
         broker_heartbeat_interval_ms: l.get("broker.heartbeat.interval.ms")?,
         broker_session_timeout_ms: l.get("broker.session.timeout.ms")?,

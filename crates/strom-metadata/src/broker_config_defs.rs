@@ -44,7 +44,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("compression.zstd.level", T::Int, Some("3"), V::Between(-131072, 22), "Default zstd level for topics."),
     b("connections.max.idle.ms", T::Long, Some("600000"), V::Any, "Close a client connection after this long without a request (<= 0: never)."),
     b("controller.listener.names", T::String, None, V::Any, "Listener names used by the controller."),
-    b("controller.quorum.bootstrap.servers", T::List, Some(""), V::Any, "host:port of controllers to bootstrap from (KIP-853)."),
+    b("controller.quorum.bootstrap.servers", T::List, Some(""), V::Custom(crate::broker_config::validate_bootstrap_servers), "Dynamic quorum (KIP-853): host:port of controllers to find the quorum through."),
     b("controller.quorum.voters", T::List, Some(""), V::Custom(crate::broker_config::validate_voters), "Static quorum: id@host:port,..."),
     b("default.replication.factor", T::Int, Some("1"), V::AtLeast(1), "Replication factor of topics created with -1."),
     b("delete.topic.enable", T::Boolean, Some("true"), V::Any, "Allow DeleteTopics."),

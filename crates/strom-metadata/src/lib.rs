@@ -14,6 +14,7 @@ pub mod log;
 mod properties;
 pub mod quorum;
 pub mod records;
+pub mod storage;
 
 pub use broker_config::{BrokerConfig, BrokerConfigError, Listener};
 pub use config_defs::{ConfigSource, ConfigType, DescribedConfig};

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::{BasicNode, Config, SnapshotPolicy};
-use strom_metadata::quorum::raft::OpenraftQuorum;
+use openraft::{Config, SnapshotPolicy};
+use strom_metadata::quorum::raft::{OpenraftQuorum, VoterEndpoint};
 use strom_metadata::quorum::runtime::seed_thread_rng;
 use strom_metadata::quorum::sim_transport::SimTransport;
 use strom_metadata::quorum::{
@@ -93,8 +93,8 @@ async fn leader_commits_followers_redirect_and_restart_keeps_state() {
         nodes.insert(id, q);
         recorders.insert(id, recorder);
     }
-    let voters: BTreeMap<u64, BasicNode> = (1..=3)
-        .map(|i| (i, BasicNode::new(format!("node-{i}"))))
+    let voters: BTreeMap<u64, VoterEndpoint> = (1..=3)
+        .map(|i| (i, VoterEndpoint::new(format!("node-{i}"))))
         .collect();
     nodes[&1].bootstrap(voters.clone()).await.unwrap();
     // Bootstrapping again (every voter does at every start) is harmless.

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
-use strom_metadata::quorum::raft::OpenraftQuorum;
+use openraft::{Config, ServerState, SnapshotPolicy};
+use strom_metadata::quorum::raft::{OpenraftQuorum, VoterEndpoint};
 use strom_metadata::quorum::runtime::{seed_thread_rng, SplitMix64};
 use strom_metadata::quorum::sim_transport::{NetworkFaults, SimTransport};
 use strom_metadata::quorum::{
@@ -230,8 +230,8 @@ impl Sim {
             sim.stagger().await;
             sim.restart(id).await;
         }
-        let voters: BTreeMap<u64, BasicNode> = (1..=n)
-            .map(|i| (i, BasicNode::new(format!("node-{i}"))))
+        let voters: BTreeMap<u64, VoterEndpoint> = (1..=n)
+            .map(|i| (i, VoterEndpoint::new(format!("node-{i}"))))
             .collect();
         sim.node(1).unwrap().bootstrap(voters).await.unwrap();
         sim

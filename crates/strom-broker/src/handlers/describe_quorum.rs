@@ -1,6 +1,8 @@
 //! DescribeQuorum (key 55), v0–2: the metadata quorum's leader, epoch, high watermark and each
 //! voter's log end offset (`kafka-metadata-quorum.sh describe --status / --replication`). Any
-//! node answers; the state comes from the active controller, forwarded there when needed.
+//! node answers; the state comes from the active controller, forwarded there when needed. The
+//! voter set is the one in the log (it changes in a dynamic quorum, KIP-853): v2 carries each
+//! voter's directory id and CONTROLLER endpoint, and observers that joined the membership.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use kafka_protocol::messages::describe_quorum_response::{
 };
 use kafka_protocol::messages::{ApiKey, BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
 use kafka_protocol::protocol::StrBytes;
+use strom_metadata::quorum::{QuorumDescription, VoterState};
 use strom_metadata::ControllerOp;
 use strom_protocol::ErrorCode;
 
@@ -61,21 +64,12 @@ pub(super) async fn handle(
                             out.current_voters = q
                                 .voters
                                 .iter()
-                                .map(|v| {
-                                    let mut r = ReplicaState::default();
-                                    r.replica_id = BrokerId(v.node_id as i32);
-                                    r.log_end_offset = v.log_end_offset.map_or(-1, |o| o as i64);
-                                    // openraft 0.9 keeps no per-follower fetch times: a voter
-                                    // at the high watermark was heard from within the last
-                                    // quorum acknowledgement; others are unknown (-1).
-                                    let caught_up = v.node_id == q.leader
-                                        || v.log_end_offset.is_some_and(|o| o >= q.high_watermark);
-                                    let ack = q.millis_since_quorum_ack.unwrap_or(0) as i64;
-                                    let seen = if caught_up { now - ack } else { -1 };
-                                    r.last_fetch_timestamp = seen;
-                                    r.last_caught_up_timestamp = seen;
-                                    r
-                                })
+                                .map(|v| replica_state(q, v, now, version))
+                                .collect();
+                            out.observers = q
+                                .observers
+                                .iter()
+                                .map(|v| replica_state(q, v, now, version))
                                 .collect();
                         }
                         Err(e) => {
@@ -97,23 +91,65 @@ pub(super) async fn handle(
             .config()
             .controller_listener()
             .map_or_else(|| "CONTROLLER".to_owned(), |l| l.name.clone());
-        response.nodes = broker
-            .config()
-            .controller_quorum_voters()
-            .iter()
-            .map(|v| {
-                let mut listener = Listener::default();
-                listener.name = StrBytes::from_string(name.clone());
-                listener.host = StrBytes::from_string(v.host.clone());
-                listener.port = v.port;
-                let mut node = Node::default();
-                node.node_id = BrokerId(v.node_id);
-                node.listeners = vec![listener];
-                node
-            })
-            .collect();
+        response.nodes = match &described {
+            Ok(q) => q
+                .voters
+                .iter()
+                .chain(&q.observers)
+                .filter_map(|v| {
+                    let (host, port) = split_endpoint(&v.endpoint)?;
+                    Some(node(v.node_id as i32, &name, host, port))
+                })
+                .collect(),
+            Err(_) => broker
+                .config()
+                .controller_quorum_voters()
+                .iter()
+                .map(|v| node(v.node_id, &name, &v.host, v.port))
+                .collect(),
+        };
     }
     respond(&SPEC, header, &response)
+}
+
+/// One replica's state. openraft 0.9 keeps no per-follower fetch times: a replica at the high
+/// watermark was heard from within the last quorum acknowledgement; others are unknown (-1).
+fn replica_state(q: &QuorumDescription, v: &VoterState, now: i64, version: i16) -> ReplicaState {
+    let mut r = ReplicaState::default();
+    r.replica_id = BrokerId(v.node_id as i32);
+    if version >= 2 {
+        r.replica_directory_id = v
+            .directory_id
+            .as_deref()
+            .and_then(strom_metadata::storage::uuid_from_kafka_string)
+            .unwrap_or_default();
+    }
+    r.log_end_offset = v.log_end_offset.map_or(-1, |o| o as i64);
+    let caught_up =
+        v.node_id == q.leader || v.log_end_offset.is_some_and(|o| o >= q.high_watermark);
+    let ack = q.millis_since_quorum_ack.unwrap_or(0) as i64;
+    let seen = if caught_up { now - ack } else { -1 };
+    r.last_fetch_timestamp = seen;
+    r.last_caught_up_timestamp = seen;
+    r
+}
+
+/// `host:port` (IPv6 in brackets) as host and port.
+fn split_endpoint(endpoint: &str) -> Option<(&str, u16)> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host, port.parse().ok()?))
+}
+
+fn node(node_id: i32, listener_name: &str, host: &str, port: u16) -> Node {
+    let mut listener = Listener::default();
+    listener.name = StrBytes::from_string(listener_name.to_owned());
+    listener.host = StrBytes::from_string(host.to_owned());
+    listener.port = port;
+    let mut node = Node::default();
+    node.node_id = BrokerId(node_id);
+    node.listeners = vec![listener];
+    node
 }
 
 fn now_ms() -> i64 {

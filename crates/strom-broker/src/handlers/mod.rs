@@ -16,6 +16,7 @@ use crate::response::Response;
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod add_raft_voter;
 mod alter_configs;
 mod api_versions;
 mod consumer_group_describe;
@@ -50,8 +51,10 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod remove_raft_voter;
 mod sync_group;
 mod txn_offset_commit;
+mod update_raft_voter;
 
 /// Flush intervals at or above this are Kafka's "never" (Long.MAX_VALUE).
 pub(crate) const NEVER_FLUSH: u64 = i64::MAX as u64;
@@ -190,6 +193,9 @@ handlers!(
     describe_producers,
     consumer_group_heartbeat,
     consumer_group_describe,
+    add_raft_voter,
+    remove_raft_voter,
+    update_raft_voter,
 );
 
 /// Decodes a request body of the header's version.

@@ -1,6 +1,7 @@
 //! Multi-process cluster harness: N real `strom server` processes on loopback, each started
-//! from a Kafka-style `server.properties` (process.roles, node.id, controller.quorum.voters,
-//! a CONTROLLER listener), with fault injection (SIGKILL, SIGTERM, SIGSTOP/SIGCONT, restart,
+//! from a Kafka-style `server.properties` (process.roles, node.id, controller.quorum.voters or,
+//! for a dynamic quorum, controller.quorum.bootstrap.servers after `strom storage format`, a
+//! CONTROLLER listener), with fault injection (SIGKILL, SIGTERM, SIGSTOP/SIGCONT, restart,
 //! wiped data directory). Every process is killed when the cluster is dropped, paused ones
 //! included, so a failing test leaves nothing behind.
 
@@ -49,11 +50,48 @@ impl Node {
     }
 }
 
+/// How the controllers find each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// `controller.quorum.voters` (no format step).
+    Static,
+    /// `controller.quorum.bootstrap.servers`; every controller formatted with
+    /// `--initial-controllers` naming all of them (KIP-853).
+    InitialControllers,
+    /// `controller.quorum.bootstrap.servers`; controller 1 formatted `--standalone`, the
+    /// others `--no-initial-controllers` (they wait to be added).
+    Standalone,
+}
+
 /// A cluster of combined (broker + controller) nodes `1..=n`.
 pub struct Cluster {
     pub nodes: BTreeMap<i32, Node>,
     /// Kept (not deleted) when the test fails, so the node logs can be read.
     tmp: Option<tempfile::TempDir>,
+}
+
+/// What DescribeQuorum v2 says.
+#[derive(Debug, Clone)]
+pub struct QuorumView {
+    pub error_code: i16,
+    pub leader: i32,
+    /// (node id, directory id as Kafka prints it)
+    pub voters: Vec<(i32, String)>,
+    pub observers: Vec<(i32, String)>,
+    /// node id -> host:port of its controller endpoint
+    pub endpoints: BTreeMap<i32, String>,
+}
+
+impl QuorumView {
+    pub fn voter_ids(&self) -> Vec<i32> {
+        self.voters.iter().map(|(id, _)| *id).collect()
+    }
+}
+
+/// 16 bytes as Kafka prints a Uuid (base64url, no padding).
+fn kafka_uuid(bytes: &[u8; 16]) -> String {
+    use strom_metadata::storage::{uuid_to_kafka_string, Uuid};
+    uuid_to_kafka_string(&Uuid::from_bytes(*bytes))
 }
 
 /// A partition as Metadata describes it: (leader, replicas, ISR).
@@ -79,6 +117,17 @@ impl Cluster {
     /// `controllers` dedicated controllers (ids 1..) and `brokers` broker-only nodes after
     /// them; with `brokers == 0`, `controllers` combined nodes.
     pub fn start_layout(controllers: i32, brokers: i32, extra: &[(&str, &str)]) -> Cluster {
+        Self::start_quorum(controllers, brokers, Quorum::Static, extra)
+    }
+
+    /// As [`Cluster::start_layout`], with the controllers' quorum formed as `quorum` says.
+    /// Waits for every broker except combined nodes that wait to be added as voters.
+    pub fn start_quorum(
+        controllers: i32,
+        brokers: i32,
+        quorum: Quorum,
+        extra: &[(&str, &str)],
+    ) -> Cluster {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut nodes = BTreeMap::new();
         let n = controllers + brokers;
@@ -108,6 +157,17 @@ impl Cluster {
             .filter(|n| n.roles.contains("controller"))
             .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
             .collect();
+        let quorum_line = match quorum {
+            Quorum::Static => format!("controller.quorum.voters={}", voters.join(",")),
+            Quorum::InitialControllers | Quorum::Standalone => {
+                let servers: Vec<String> = nodes
+                    .values()
+                    .filter(|n| n.roles.contains("controller"))
+                    .map(|n| format!("127.0.0.1:{}", n.controller_port))
+                    .collect();
+                format!("controller.quorum.bootstrap.servers={}", servers.join(","))
+            }
+        };
         for node in nodes.values() {
             // What an operator writes for a Kafka 4.1 KRaft cluster, unchanged.
             let listeners = match node.roles {
@@ -121,7 +181,7 @@ impl Cluster {
             let mut text = format!(
                 "process.roles={roles}\n\
                  node.id={id}\n\
-                 controller.quorum.voters={voters}\n\
+                 {quorum_line}\n\
                  listeners={listeners}\n\
                  controller.listener.names=CONTROLLER\n\
                  listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
@@ -131,7 +191,6 @@ impl Cluster {
                  transaction.state.log.replication.factor=1\n",
                 roles = node.roles,
                 id = node.id,
-                voters = voters.join(","),
                 data = node.dir.join("data").display(),
             );
             // `{id}` in a value is the node's id (per-node settings such as `broker.rack`).
@@ -145,16 +204,79 @@ impl Cluster {
             nodes,
             tmp: Some(tmp),
         };
+        cluster.format(quorum);
         let ids: Vec<i32> = cluster.nodes.keys().copied().collect();
         for id in &ids {
             cluster.spawn(*id);
         }
         for id in &ids {
-            if cluster.nodes[id].is_broker() {
+            let waits_to_be_added = quorum == Quorum::Standalone
+                && *id != 1
+                && cluster.nodes[id].roles.contains("controller");
+            if cluster.nodes[id].is_broker() && !waits_to_be_added {
                 cluster.wait_listening(*id);
             }
         }
         cluster
+    }
+
+    /// Runs `strom storage format` on every node as `quorum` needs (nothing for a static one).
+    fn format(&self, quorum: Quorum) {
+        if quorum == Quorum::Static {
+            return;
+        }
+        let cluster_id = strom(&["storage", "random-uuid"]);
+        let cluster_id = cluster_id.trim();
+        let initial: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.roles.contains("controller"))
+            .map(|n| {
+                let dir_id = strom(&["storage", "random-uuid"]);
+                format!("{}@127.0.0.1:{}:{}", n.id, n.controller_port, dir_id.trim())
+            })
+            .collect();
+        let initial = initial.join(",");
+        for node in self.nodes.values() {
+            let config = node.properties().display().to_string();
+            let mut args = vec![
+                "storage",
+                "format",
+                "--config",
+                &config,
+                "--cluster-id",
+                cluster_id,
+            ];
+            if node.roles.contains("controller") {
+                match quorum {
+                    Quorum::InitialControllers => args.extend(["--initial-controllers", &initial]),
+                    Quorum::Standalone if node.id == 1 => args.push("--standalone"),
+                    _ => args.push("--no-initial-controllers"),
+                }
+            }
+            strom(&args);
+        }
+    }
+
+    /// Runs the `strom` CLI with `args` against node `id`'s client listener
+    /// (`--bootstrap-server` appended); returns (success, stdout + stderr).
+    pub fn cli(&self, id: i32, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(args)
+            .args(["--bootstrap-server", &self.nodes[&id].bootstrap()])
+            .output()
+            .expect("run strom");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// The path of node `id`'s server.properties.
+    pub fn properties_path(&self, id: i32) -> String {
+        self.nodes[&id].properties().display().to_string()
     }
 
     fn spawn(&mut self, id: i32) {
@@ -301,6 +423,62 @@ impl Cluster {
         }
     }
 
+    /// DescribeQuorum v2 through node `id`: the leader, voters and observers as
+    /// (node id, directory id in Kafka's string form), and each voter's endpoint.
+    pub fn describe_quorum(&self, id: i32) -> QuorumView {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let mut partition = PartitionData::default();
+        partition.partition_index = 0;
+        let mut topic = TopicData::default();
+        topic.topic_name = TopicName(StrBytes::from_static_str("__cluster_metadata"));
+        topic.partitions = vec![partition];
+        let mut wire = Wire::connect(&self.nodes[&id].bootstrap());
+        let r: DescribeQuorumResponse = wire.call(
+            ApiKey::DescribeQuorum,
+            2,
+            &DescribeQuorumRequest::default().with_topics(vec![topic]),
+        );
+        let p = &r.topics[0].partitions[0];
+        let replicas =
+            |list: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+                list.iter()
+                    .map(|s| {
+                        (
+                            s.replica_id.0,
+                            kafka_uuid(s.replica_directory_id.as_bytes()),
+                        )
+                    })
+                    .collect()
+            };
+        QuorumView {
+            error_code: p.error_code,
+            leader: p.leader_id.0,
+            voters: replicas(&p.current_voters),
+            observers: replicas(&p.observers),
+            endpoints: r
+                .nodes
+                .iter()
+                .map(|n| {
+                    let l = &n.listeners[0];
+                    (n.node_id.0, format!("{}:{}", l.host, l.port))
+                })
+                .collect(),
+        }
+    }
+
+    /// `directory.id` of node `id`'s metadata directory (its `log.dirs`).
+    pub fn directory_id(&self, id: i32) -> String {
+        let text =
+            std::fs::read_to_string(self.nodes[&id].dir.join("data").join("meta.properties"))
+                .expect("meta.properties");
+        text.lines()
+            .find_map(|l| l.strip_prefix("directory.id="))
+            .expect("directory.id")
+            .to_string()
+    }
+
     /// The active controller as DescribeQuorum through node `id` names it (-1 if unknown).
     pub fn quorum_leader(&self, id: i32) -> i32 {
         use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
@@ -346,6 +524,21 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Runs the `strom` CLI and returns its stdout; panics with its output if it fails.
+pub fn strom(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(args)
+        .output()
+        .expect("run strom");
+    assert!(
+        out.status.success(),
+        "strom {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn signal(pid: u32, sig: &str) {

@@ -111,6 +111,33 @@ pub fn validate_voters(value: &str) -> Result<(), String> {
         .try_for_each(|v| parse_voter(v).map(|_| ()))
 }
 
+/// One `controller.quorum.bootstrap.servers` entry (`host:port`, IPv6 in brackets) in the
+/// form a socket dials.
+pub(crate) fn parse_bootstrap_server(v: &str) -> Result<String, String> {
+    if v.contains('@') {
+        return Err(format!(
+            "'{v}' is host:port, without an id (id@host:port belongs in controller.quorum.voters)"
+        ));
+    }
+    let listener = Listener::parse(&format!("BOOTSTRAP://{v}"))
+        .map_err(|_| format!("'{v}' is not of the form host:port"))?;
+    if listener.host.is_empty() || listener.port == 0 {
+        return Err(format!("'{v}' needs a host and a non-zero port"));
+    }
+    Ok(if listener.host.contains(':') {
+        format!("[{}]:{}", listener.host, listener.port)
+    } else {
+        format!("{}:{}", listener.host, listener.port)
+    })
+}
+
+/// Validator for `controller.quorum.bootstrap.servers`.
+pub fn validate_bootstrap_servers(value: &str) -> Result<(), String> {
+    split_list(value)
+        .into_iter()
+        .try_for_each(|v| parse_bootstrap_server(v).map(|_| ()))
+}
+
 /// Validator for `cluster.id`: 22 characters of base64url, as Kafka's Uuid string.
 pub fn validate_cluster_id(value: &str) -> Result<(), String> {
     let ok = value.len() == 22

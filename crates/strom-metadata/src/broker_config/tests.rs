@@ -127,15 +127,67 @@ fn tls_and_sasl_listeners_are_refused_until_served() {
     // Accepted here; `strom server` refuses dedicated roles at start-up with a clear message
     // (tests/cluster.rs).
     assert!(warnings.is_empty(), "{warnings:?}");
-    // Without voters, a CONTROLLER listener is not served (a quorum of one needs none).
+    // Without voters or bootstrap servers, a CONTROLLER listener is not served (a quorum of
+    // one needs none).
     let (_, warnings) = BrokerConfig::parse(
-        "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\ncontroller.quorum.bootstrap.servers=localhost:9093",
+        "listeners=PLAINTEXT://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER",
         &[],
     )
     .unwrap();
-    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("CONTROLLER") && warnings[0].contains("single-node"));
-    assert!(warnings[1].contains("KIP-853"));
+}
+
+#[test]
+fn bootstrap_servers_make_a_dynamic_quorum() {
+    let (c, warnings) = BrokerConfig::parse(
+        "process.roles=controller\nnode.id=1\nlisteners=CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\ncontroller.quorum.bootstrap.servers=c1:9093, [::1]:9094",
+        &[],
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(c.is_quorum_over_network() && c.is_dynamic_quorum());
+    assert_eq!(
+        c.controller_quorum_bootstrap_servers(),
+        ["c1:9093", "[::1]:9094"]
+    );
+    // Static voters take precedence, with a warning naming both keys.
+    let (c, warnings) = BrokerConfig::parse(
+        "controller.quorum.voters=1@c1:9093\ncontroller.quorum.bootstrap.servers=c1:9093",
+        &[],
+    )
+    .unwrap();
+    assert!(c.is_quorum_over_network() && !c.is_dynamic_quorum());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("controller.quorum.voters is set"),
+        "{warnings:?}"
+    );
+    // cluster.id from meta.properties is applied as a static value.
+    let c = c
+        .with_static_value("cluster.id", "MkU3OEVBNTcwNTJENDM2Qk")
+        .unwrap();
+    assert_eq!(c.cluster_id(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+    assert!(c.with_static_value("cluster.id", "short").is_err());
+}
+
+#[test]
+fn bad_bootstrap_servers_are_clear_errors() {
+    for (value, expected) in [
+        ("1@c1:9093", "without an id"),
+        ("c1", "host:port"),
+        (":9093", "needs a host"),
+        ("c1:0", "non-zero port"),
+        ("c1:99999", "host:port"),
+    ] {
+        let err = BrokerConfig::parse(&format!("controller.quorum.bootstrap.servers={value}"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("controller.quorum.bootstrap.servers") && err.contains(expected),
+            "{value}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod state_machine;
 pub mod tcp_codec;
 pub mod tcp_transport;
 pub mod transport;
+pub mod voters;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub struct QuorumDescription {
     pub voters: Vec<VoterState>,
     /// Milliseconds since a majority last acknowledged the leader.
     pub millis_since_quorum_ack: Option<u64>,
+    /// Members that replicate the log without voting (openraft learners: KRaft's observers
+    /// that joined the membership, e.g. a controller being added).
+    #[serde(default)]
+    pub observers: Vec<VoterState>,
 }
 
 /// One voter's replication state as the leader knows it.
@@ -61,6 +66,67 @@ pub struct VoterState {
     pub node_id: QuorumNodeId,
     /// One past the last entry the leader knows this voter holds (`None`: nothing yet).
     pub log_end_offset: Option<u64>,
+    /// The voter's metadata directory id (dynamic quorums, KIP-853).
+    #[serde(default)]
+    pub directory_id: Option<String>,
+    /// `host:port` of its CONTROLLER listener as the membership records it (empty for a
+    /// quorum of one).
+    #[serde(default)]
+    pub endpoint: String,
+}
+
+/// A change of the voter set, as KIP-853's AddRaftVoter, RemoveRaftVoter and UpdateRaftVoter
+/// ask for it. Runs on the quorum leader as openraft membership changes (an added voter first
+/// joins as a learner, KRaft's observer, and is promoted once it has caught up).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum VoterChange {
+    Add {
+        node_id: QuorumNodeId,
+        directory_id: Option<String>,
+        /// `host:port` of the new voter's CONTROLLER listener.
+        endpoint: String,
+        /// How long the new voter may take to catch up before the request fails.
+        timeout_ms: u64,
+    },
+    Remove {
+        node_id: QuorumNodeId,
+        /// When set, it must match the voter's (a voter re-formatted since is another voter).
+        directory_id: Option<String>,
+    },
+    Update {
+        node_id: QuorumNodeId,
+        directory_id: Option<String>,
+        endpoint: String,
+    },
+}
+
+/// Why a [`VoterChange`] was refused or did not finish. Mapped to Kafka error codes in the
+/// broker's error table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum VoterChangeError {
+    /// No leader is known, or it could not be reached (retriable).
+    #[error("no reachable metadata quorum leader (leader: {leader:?})")]
+    NotLeader { leader: Option<QuorumNodeId> },
+    #[error("node {node_id} is already a voter")]
+    DuplicateVoter { node_id: QuorumNodeId },
+    #[error("node {node_id} is not a voter{detail}")]
+    VoterNotFound {
+        node_id: QuorumNodeId,
+        detail: String,
+    },
+    #[error("invalid voter change: {reason}")]
+    InvalidRequest { reason: String },
+    /// The request names another cluster.
+    #[error("cluster id {requested} is not this cluster's ({actual})")]
+    InconsistentClusterId { requested: String, actual: String },
+    /// Voters are fixed by `controller.quorum.voters` (Kafka's kraft.version 0), or this is
+    /// single-node mode.
+    #[error("the controller quorum is static ({reason}); voters change only in a dynamic quorum (controller.quorum.bootstrap.servers, formatted with strom storage format)")]
+    StaticQuorum { reason: String },
+    /// Another membership change is still committing, or the new voter did not catch up in
+    /// time; nothing or only the learner step happened (retriable).
+    #[error("voter change did not complete: {reason}")]
+    TimedOut { reason: String },
 }
 
 /// One committed entry as it is applied, handed to a [`MetadataPublisher`] in log order.

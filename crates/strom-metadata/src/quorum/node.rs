@@ -8,19 +8,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{BasicNode, Config};
+use openraft::Config;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::raft::{OpenraftQuorum, QuorumStartError};
+use super::raft::{OpenraftQuorum, QuorumStartError, VoterEndpoint};
 use super::tcp_transport::{serve_tcp, TcpTransport, TcpTransportConfig};
 use super::transport::{
     ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, Receiver, TransportError,
 };
 use super::{
     LeaderAndEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, NoPublisher, QuorumError,
-    QuorumNodeId,
+    QuorumNodeId, VoterChange, VoterChangeError,
 };
 use crate::broker_config::QuorumVoter;
 use crate::controller::{ControllerAnswer, ControllerHandler, ControllerOp};
@@ -128,6 +128,44 @@ impl QuorumNode {
                 reason: format!("node {node_id} is not among the voters {addrs:?}"),
             });
         }
+        let members = addrs
+            .into_iter()
+            .map(|(id, addr)| (id, VoterEndpoint::new(addr)))
+            .collect();
+        Self::start_listening(node_id, members, data_dir, listener, options).await
+    }
+
+    /// Starts node `node_id` of a dynamic quorum (KIP-853, `controller.quorum.bootstrap.servers`)
+    /// from what `strom storage format` wrote: on first start it forms the quorum of
+    /// `initial_voters` (`--standalone` or `--initial-controllers`); with no initial voters
+    /// (`--no-initial-controllers`) it waits, serving its listener, until the leader adds it
+    /// (AddRaftVoter). Afterwards the voter set lives in the log, not in any configuration.
+    pub async fn start_dynamic(
+        node_id: QuorumNodeId,
+        initial_voters: BTreeMap<QuorumNodeId, VoterEndpoint>,
+        data_dir: &Path,
+        listener: TcpListener,
+        options: QuorumNodeOptions,
+    ) -> Result<QuorumNode, QuorumStartError> {
+        if !initial_voters.is_empty() && !initial_voters.contains_key(&node_id) {
+            return Err(QuorumStartError::Voters {
+                reason: format!(
+                    "node {node_id} is not among the initial controllers it was formatted with"
+                ),
+            });
+        }
+        Self::start_listening(node_id, initial_voters, data_dir, listener, options).await
+    }
+
+    /// Opens the replica, serves `listener`, and forms the quorum of `members` unless this
+    /// node already has state (or `members` is empty: it waits to be added).
+    async fn start_listening(
+        node_id: QuorumNodeId,
+        members: BTreeMap<QuorumNodeId, VoterEndpoint>,
+        data_dir: &Path,
+        listener: TcpListener,
+        options: QuorumNodeOptions,
+    ) -> Result<QuorumNode, QuorumStartError> {
         let local_addr = listener
             .local_addr()
             .map_err(|source| QuorumStartError::Storage {
@@ -140,10 +178,10 @@ impl QuorumNode {
             .map_err(|e| QuorumStartError::Raft {
                 reason: e.to_string(),
             })?;
-        let peers: BTreeMap<_, _> = addrs
+        let peers: BTreeMap<_, _> = members
             .iter()
             .filter(|(id, _)| **id != node_id)
-            .map(|(id, addr)| (*id, addr.clone()))
+            .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
         let transport = Arc::new(TcpTransport::new(peers, options.transport.clone()));
         let quorum = OpenraftQuorum::open(
@@ -169,10 +207,6 @@ impl QuorumNode {
                 let _ = stopped.await;
             },
         ));
-        let members = addrs
-            .into_iter()
-            .map(|(id, addr)| (id, BasicNode::new(addr)))
-            .collect();
         let node = QuorumNode {
             quorum,
             local_addr: Some(local_addr),
@@ -181,6 +215,13 @@ impl QuorumNode {
             transport,
             controller,
         };
+        if members.is_empty() {
+            tracing::info!(
+                node_id,
+                "metadata quorum: no initial voters; waiting to be added (AddRaftVoter)"
+            );
+            return Ok(node);
+        }
         if let Err(e) = node.quorum.bootstrap(members).await {
             node.shutdown().await;
             return Err(QuorumStartError::Raft {
@@ -221,7 +262,7 @@ impl QuorumNode {
             transport,
             controller: ControllerSlot::default(),
         };
-        let members = [(node_id, BasicNode::default())].into_iter().collect();
+        let members = [(node_id, VoterEndpoint::default())].into_iter().collect();
         let started = async {
             node.quorum.bootstrap(members).await?;
             node.quorum.elect_now().await
@@ -254,6 +295,7 @@ impl QuorumNode {
         to: QuorumNodeId,
         op: ControllerOp,
     ) -> Result<ControllerAnswer, TransportError> {
+        self.learn_members();
         match self
             .transport
             .send(self.node_id(), to, QuorumRpc::Controller(op))
@@ -269,6 +311,36 @@ impl QuorumNode {
 
     fn node_id(&self) -> QuorumNodeId {
         self.quorum.raft().metrics().borrow().id
+    }
+
+    /// Points the transport at every member's endpoint in the current membership, so a
+    /// follower can reach a leader it never dialled (a dynamic quorum's members are known only
+    /// from the log).
+    fn learn_members(&self) {
+        let metrics = self.quorum.raft().metrics();
+        let m = metrics.borrow();
+        for (id, node) in m.membership_config.membership().nodes() {
+            if *id != m.id {
+                self.transport.set_peer(*id, &node.addr);
+            }
+        }
+    }
+
+    /// Runs `change` on the quorum leader: here, or forwarded to it.
+    pub async fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        let me = self.node_id();
+        match self.quorum.leader().leader {
+            Some(leader) if leader == me => self.quorum.change_voters(change).await,
+            Some(leader) => {
+                self.learn_members();
+                let sent = self
+                    .transport
+                    .send(me, leader, QuorumRpc::ChangeVoters(change))
+                    .await;
+                voters_changed(leader, sent)
+            }
+            None => Err(VoterChangeError::NotLeader { leader: None }),
+        }
     }
 
     /// The Raft replica (for metrics and tests).
@@ -293,6 +365,24 @@ impl QuorumNode {
             }
         }
         self.quorum.shutdown().await;
+    }
+}
+
+/// The outcome of a voter change sent to the leader `leader`.
+pub(crate) fn voters_changed(
+    leader: QuorumNodeId,
+    sent: Result<QuorumReply, TransportError>,
+) -> Result<(), VoterChangeError> {
+    match sent {
+        Ok(QuorumReply::VotersChanged(result)) => result,
+        Ok(_) | Err(TransportError::Unreachable { .. }) | Err(TransportError::Remote { .. }) => {
+            Err(VoterChangeError::NotLeader {
+                leader: Some(leader),
+            })
+        }
+        Err(TransportError::Timeout { after, .. }) => Err(VoterChangeError::TimedOut {
+            reason: format!("the quorum leader {leader} did not answer within {after:?}"),
+        }),
     }
 }
 

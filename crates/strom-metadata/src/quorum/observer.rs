@@ -18,7 +18,7 @@ use super::service::{quorum_runtime, run_on, MetadataNode};
 use super::state_machine::Applied;
 use super::tcp_transport::{TcpTransport, TcpTransportConfig};
 use super::transport::{QuorumReply, QuorumRpc, QuorumTransport, TransportError};
-use super::{LeaderAndEpoch, MetadataOffset, QuorumNodeId};
+use super::{LeaderAndEpoch, MetadataOffset, QuorumNodeId, VoterChange, VoterChangeError};
 use crate::broker_config::QuorumVoter;
 use crate::controller::{ControllerAnswer, ControllerOp};
 use crate::image::MetadataImage;
@@ -43,6 +43,11 @@ impl std::fmt::Debug for MetadataObserver {
     }
 }
 
+/// Ids the observer gives the addresses of `controller.quorum.bootstrap.servers` until it
+/// learns the voters' real ids: counted down from the top of the id space, which no
+/// `node.id` (an i32) reaches.
+const BOOTSTRAP_ID_BASE: QuorumNodeId = u64::MAX;
+
 impl MetadataObserver {
     /// Starts following the quorum of `voters` as node `node_id`.
     pub fn start(
@@ -58,7 +63,36 @@ impl MetadataObserver {
                 ),
             });
         }
-        let voter_ids: Vec<QuorumNodeId> = addrs.keys().copied().collect();
+        Self::start_with(node_id, addrs, transport)
+    }
+
+    /// Starts following a dynamic quorum (KIP-853) found through
+    /// `controller.quorum.bootstrap.servers` (`host:port` of some controllers): any of them
+    /// answers with the leader and every member's endpoint, which the observer then uses.
+    pub fn start_bootstrap(
+        node_id: QuorumNodeId,
+        bootstrap_servers: &[String],
+        transport: TcpTransportConfig,
+    ) -> Result<MetadataObserver, QuorumStartError> {
+        if bootstrap_servers.is_empty() {
+            return Err(QuorumStartError::Voters {
+                reason: "controller.quorum.bootstrap.servers is empty".into(),
+            });
+        }
+        let addrs = bootstrap_servers
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| (BOOTSTRAP_ID_BASE - i as u64, addr.clone()))
+            .collect();
+        Self::start_with(node_id, addrs, transport)
+    }
+
+    fn start_with(
+        node_id: QuorumNodeId,
+        addrs: std::collections::BTreeMap<QuorumNodeId, String>,
+        transport: TcpTransportConfig,
+    ) -> Result<MetadataObserver, QuorumStartError> {
+        let targets: Vec<QuorumNodeId> = addrs.keys().copied().collect();
         let transport = Arc::new(TcpTransport::new(addrs, transport));
         let (applied, _) = watch::channel((None, Arc::new(MetadataImage::empty())));
         let leader = Arc::new(Mutex::new(LeaderAndEpoch {
@@ -68,7 +102,7 @@ impl MetadataObserver {
         let runtime = quorum_runtime()?;
         runtime.spawn(fetch_loop(
             node_id,
-            voter_ids,
+            targets,
             Arc::clone(&transport),
             applied.clone(),
             Arc::clone(&leader),
@@ -90,22 +124,24 @@ impl MetadataObserver {
     }
 }
 
-/// Fetches from the leader when known, else from each voter in turn; never gives up.
+/// Fetches from the leader when known, else from each known voter (and bootstrap server) in
+/// turn; never gives up. Members' endpoints from the answers extend the list.
 async fn fetch_loop(
     node_id: QuorumNodeId,
-    voters: Vec<QuorumNodeId>,
+    initial: Vec<QuorumNodeId>,
     transport: Arc<TcpTransport>,
     applied: watch::Sender<Applied>,
     leader: Arc<Mutex<LeaderAndEpoch>>,
 ) {
+    let mut targets = initial.clone();
     let mut next = 0;
     loop {
         let known = leader.lock().leader;
         let target = match known {
             Some(l) => l,
             None => {
-                next = (next + 1) % voters.len();
-                voters[next]
+                next = (next + 1) % targets.len();
+                targets[next]
             }
         };
         let after = applied.borrow().0;
@@ -115,6 +151,13 @@ async fn fetch_loop(
         };
         match transport.send(node_id, target, rpc).await {
             Ok(QuorumReply::Metadata(update)) => {
+                if !update.members.is_empty() {
+                    for (id, addr) in &update.members {
+                        transport.set_peer(*id, addr);
+                    }
+                    targets = update.members.keys().copied().collect();
+                    targets.extend(initial.iter().filter(|id| !update.members.contains_key(id)));
+                }
                 {
                     let mut l = leader.lock();
                     if update.epoch >= l.epoch {
@@ -184,6 +227,21 @@ impl MetadataNode for MetadataObserver {
 
     fn is_voter(&self) -> bool {
         false
+    }
+
+    fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        let Some(to) = self.leader.lock().leader else {
+            return Err(VoterChangeError::NotLeader { leader: None });
+        };
+        let transport = Arc::clone(&self.transport);
+        let from = self.node_id;
+        run_on(self.handle(), async move {
+            let sent = transport
+                .send(from, to, QuorumRpc::ChangeVoters(change))
+                .await;
+            super::node::voters_changed(to, sent)
+        })
+        .unwrap_or(Err(VoterChangeError::NotLeader { leader: Some(to) }))
     }
 
     fn shutdown(&self) {}

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft};
+use openraft::{Config, Raft};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -24,6 +24,7 @@ use super::state_machine::{Applied, ImageStateMachine};
 use super::transport::{Network, QuorumTransport};
 use super::{
     LeaderAndEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, QuorumError, QuorumNodeId,
+    VoterChange, VoterChangeError,
 };
 use crate::image::MetadataImage;
 use crate::records::MetadataRecord;
@@ -38,13 +39,45 @@ impl std::fmt::Display for MetadataBatch {
     }
 }
 
+/// A voter's (or observer's) entry in the quorum's membership, stored in the log with every
+/// membership change (KIP-853's VotersRecord: id, directory id, endpoint). JSON-compatible with
+/// openraft's `BasicNode` (`{"addr": ...}`), which logs written before dynamic quorums hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterEndpoint {
+    /// `host:port` of the node's CONTROLLER listener (empty for a quorum of one).
+    pub addr: String,
+    /// The node's metadata log directory id (`directory.id` of its meta.properties), when its
+    /// directory was formatted for a dynamic quorum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<String>,
+}
+
+impl VoterEndpoint {
+    /// An endpoint with no directory id (static `controller.quorum.voters`).
+    pub fn new(addr: impl Into<String>) -> VoterEndpoint {
+        VoterEndpoint {
+            addr: addr.into(),
+            directory_id: None,
+        }
+    }
+}
+
+impl std::fmt::Display for VoterEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.directory_id {
+            Some(dir) => write!(f, "{} ({dir})", self.addr),
+            None => f.write_str(&self.addr),
+        }
+    }
+}
+
 openraft::declare_raft_types!(
     /// openraft's types for the metadata quorum.
     pub MetadataRaftConfig:
         D = MetadataBatch,
         R = (),
         NodeId = QuorumNodeId,
-        Node = BasicNode,
+        Node = VoterEndpoint,
         Entry = openraft::Entry<MetadataRaftConfig>,
         SnapshotData = Vec<u8>,
         Responder = openraft::impls::OneshotResponder<MetadataRaftConfig>,
@@ -111,7 +144,7 @@ impl OpenraftQuorum {
     /// ignores it (so every voter may call it at every start).
     pub async fn bootstrap(
         &self,
-        voters: BTreeMap<QuorumNodeId, BasicNode>,
+        voters: BTreeMap<QuorumNodeId, VoterEndpoint>,
     ) -> Result<(), QuorumError> {
         // openraft logs an error for initializing twice; a restart is not one.
         if self.raft.is_initialized().await.unwrap_or(false) {
@@ -163,33 +196,42 @@ impl OpenraftQuorum {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         let replication = m.replication.as_ref()?;
-        if m.current_leader != Some(m.id) {
+        if known_leader(&m) != Some(m.id) {
             return None;
         }
-        let mut voters: Vec<super::VoterState> = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                let log_end_offset = if id == m.id {
-                    m.last_log_index.map(|i| i + 1)
-                } else {
-                    replication.get(&id).copied().flatten().map(|l| l.index + 1)
-                };
-                super::VoterState {
-                    node_id: id,
-                    log_end_offset,
-                }
-            })
-            .collect();
+        let membership = m.membership_config.membership();
+        let state = |id: QuorumNodeId| {
+            let log_end_offset = if id == m.id {
+                m.last_log_index.map(|i| i + 1)
+            } else {
+                replication.get(&id).copied().flatten().map(|l| l.index + 1)
+            };
+            let node = membership.get_node(&id);
+            super::VoterState {
+                node_id: id,
+                log_end_offset,
+                directory_id: node.and_then(|n| n.directory_id.clone()),
+                endpoint: node.map(|n| n.addr.clone()).unwrap_or_default(),
+            }
+        };
+        let mut voters: Vec<super::VoterState> = membership.voter_ids().map(state).collect();
         voters.sort_by_key(|v| v.node_id);
+        let mut observers: Vec<super::VoterState> = membership.learner_ids().map(state).collect();
+        observers.sort_by_key(|v| v.node_id);
         Some(super::QuorumDescription {
             leader: m.id,
             epoch: m.current_term,
             high_watermark: m.last_applied.map_or(0, |l| l.index + 1),
             voters,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            observers,
         })
+    }
+
+    /// Applies `change` to the voter set if this node leads (see
+    /// [`super::voters::change_voters`]).
+    pub async fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        super::voters::change_voters(&self.raft, change).await
     }
 
     /// The applied offset and image as they change (a broker follows this).
@@ -236,7 +278,7 @@ impl MetadataQuorum for OpenraftQuorum {
                 })
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                unreachable!("a metadata batch is not a membership change, yet: {e}")
+                unreachable!("a metadata batch is not a membership change: {e}")
             }
             Err(RaftError::Fatal(e)) => Err(QuorumError::Stopped {
                 reason: e.to_string(),
@@ -248,12 +290,24 @@ impl MetadataQuorum for OpenraftQuorum {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         LeaderAndEpoch {
-            leader: m.current_leader,
+            leader: known_leader(&m),
             epoch: m.current_term,
         }
     }
 
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
         self.applied.borrow().clone()
+    }
+}
+
+/// The leader `m` reports, except that a node only names itself while it really leads:
+/// openraft keeps reporting a leader removed from the voters (it steps down) as the leader of
+/// its term, since nobody contacts it any more; observers asking it would follow it forever.
+pub(crate) fn known_leader(
+    m: &openraft::RaftMetrics<QuorumNodeId, VoterEndpoint>,
+) -> Option<QuorumNodeId> {
+    match m.current_leader {
+        Some(l) if l == m.id && m.state != openraft::ServerState::Leader => None,
+        other => other,
     }
 }

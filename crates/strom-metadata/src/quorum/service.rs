@@ -15,9 +15,13 @@ use tokio::sync::watch;
 
 use super::node::{QuorumNode, QuorumNodeOptions};
 use super::raft::QuorumStartError;
+use super::raft::VoterEndpoint;
 use super::state_machine::Applied;
 use super::transport::TransportError;
-use super::{LeaderAndEpoch, MetadataOffset, MetadataQuorum, QuorumError, QuorumNodeId};
+use super::{
+    LeaderAndEpoch, MetadataOffset, MetadataQuorum, QuorumError, QuorumNodeId, VoterChange,
+    VoterChangeError,
+};
 use crate::broker_config::QuorumVoter;
 use crate::controller::{ControllerAnswer, ControllerHandler, ControllerOp};
 use crate::image::MetadataImage;
@@ -44,6 +48,9 @@ pub trait MetadataNode: Send + Sync + std::fmt::Debug {
     fn fatal(&self) -> Option<String>;
     /// Whether this node is a voter (runs a controller).
     fn is_voter(&self) -> bool;
+    /// Runs a voter change (AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter) on the quorum
+    /// leader and blocks for its outcome.
+    fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError>;
     /// Stops it.
     fn shutdown(&self);
 }
@@ -73,6 +80,9 @@ impl MetadataNode for QuorumService {
     }
     fn is_voter(&self) -> bool {
         true
+    }
+    fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        QuorumService::change_voters(self, change)
     }
     fn shutdown(&self) {
         QuorumService::shutdown(self);
@@ -181,6 +191,57 @@ impl QuorumService {
         })
     }
 
+    /// Node `node_id` of a dynamic quorum (KIP-853) formed from `initial_voters` on first
+    /// start, or waiting to be added when that is empty (see [`QuorumNode::start_dynamic`]).
+    /// `me` is this node's endpoint and directory id now: when the voter set in the log says
+    /// otherwise (its listener moved, or a quorum of one from single-node mode now has a
+    /// CONTROLLER listener), the node updates its own entry, as a Kafka voter sends
+    /// UpdateRaftVoter at start-up.
+    pub fn start_dynamic(
+        node_id: QuorumNodeId,
+        me: Option<VoterEndpoint>,
+        initial_voters: std::collections::BTreeMap<QuorumNodeId, VoterEndpoint>,
+        dir: &Path,
+        listener: std::net::TcpListener,
+        options: QuorumNodeOptions,
+    ) -> Result<QuorumService, QuorumStartError> {
+        let runtime = quorum_runtime()?;
+        let dir = dir.to_path_buf();
+        let node = run_on(runtime.handle(), async move {
+            let storage = |source| QuorumStartError::Storage {
+                dir: dir.clone(),
+                source,
+            };
+            listener.set_nonblocking(true).map_err(storage)?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(storage)?;
+            QuorumNode::start_dynamic(node_id, initial_voters, &dir, listener, options).await
+        })
+        .unwrap_or_else(|| {
+            Err(QuorumStartError::Raft {
+                reason: "the metadata runtime stopped during start-up".into(),
+            })
+        })?;
+        let node = Arc::new(node);
+        if let Some(me) = me {
+            runtime.spawn(keep_own_endpoint(Arc::downgrade(&node), node_id, me));
+        }
+        Ok(QuorumService {
+            node_id,
+            node,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs a voter change on the leader (here or forwarded) and blocks for its outcome.
+    pub fn change_voters(&self, change: VoterChange) -> Result<(), VoterChangeError> {
+        let node = Arc::clone(&self.node);
+        run_on(
+            self.handle(),
+            async move { node.change_voters(change).await },
+        )
+        .unwrap_or(Err(VoterChangeError::NotLeader { leader: None }))
+    }
+
     fn handle(&self) -> &tokio::runtime::Handle {
         self.runtime
             .as_ref()
@@ -282,6 +343,49 @@ impl QuorumService {
     pub fn shutdown(&self) {
         let node = Arc::clone(&self.node);
         let _ = run_on(self.handle(), async move { node.shutdown().await });
+    }
+}
+
+/// How long a voter keeps trying to correct its own entry in the voter set (a quorum may take
+/// a while to form at start-up).
+const OWN_ENDPOINT_ATTEMPTS: u32 = 120;
+
+/// Once this node is a voter, makes its entry in the log's voter set match `me` (UpdateRaftVoter
+/// to the leader, here or forwarded). Gives up quietly if it never becomes a voter in time
+/// (an added controller gets its entry from AddRaftVoter anyway).
+async fn keep_own_endpoint(
+    node: std::sync::Weak<QuorumNode>,
+    node_id: QuorumNodeId,
+    me: VoterEndpoint,
+) {
+    for _ in 0..OWN_ENDPOINT_ATTEMPTS {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(node) = node.upgrade() else { return };
+        let stored = {
+            let metrics = node.quorum().raft().metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            let is_voter = membership.voter_ids().any(|v| v == node_id);
+            is_voter.then(|| membership.get_node(&node_id).cloned().unwrap_or_default())
+        };
+        let Some(stored) = stored else { continue };
+        if stored.addr == me.addr
+            && (me.directory_id.is_none() || stored.directory_id == me.directory_id)
+        {
+            return;
+        }
+        let update = VoterChange::Update {
+            node_id,
+            directory_id: me.directory_id.clone(),
+            endpoint: me.addr.clone(),
+        };
+        match node.change_voters(update).await {
+            Ok(()) => {
+                tracing::info!(node_id, endpoint = %me, was = %stored, "updated this voter's endpoint in the voter set");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "updating this voter's endpoint; will retry"),
+        }
     }
 }
 

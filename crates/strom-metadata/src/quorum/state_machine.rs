@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    AnyError, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::log_store::replace_file;
-use super::raft::MetadataRaftConfig;
+use super::raft::{MetadataRaftConfig, VoterEndpoint};
 use super::{CommittedBatch, MetadataOffset, MetadataPublisher, QuorumNodeId};
 use crate::image::MetadataImage;
 
@@ -29,7 +29,7 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMSNP1";
 const SNAPSHOT_FILE: &str = "snapshot";
 
 /// The latest snapshot (its meta and file bytes), shared with snapshot builders.
-type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<QuorumNodeId, BasicNode>, Vec<u8>)>>>;
+type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<QuorumNodeId, VoterEndpoint>, Vec<u8>)>>>;
 
 /// What the local replica has applied: the offset and the image at it.
 pub type Applied = (Option<MetadataOffset>, Arc<MetadataImage>);
@@ -37,7 +37,7 @@ pub type Applied = (Option<MetadataOffset>, Arc<MetadataImage>);
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotBody {
     last_log_id: Option<LogId<QuorumNodeId>>,
-    last_membership: StoredMembership<QuorumNodeId, BasicNode>,
+    last_membership: StoredMembership<QuorumNodeId, VoterEndpoint>,
     snapshot_id: String,
     image: Arc<MetadataImage>,
 }
@@ -75,7 +75,7 @@ fn snapshot_err(e: impl std::fmt::Display) -> StorageError<QuorumNodeId> {
 fn store_snapshot(
     current: &CurrentSnapshot,
     dir: &Path,
-    meta: &SnapshotMeta<QuorumNodeId, BasicNode>,
+    meta: &SnapshotMeta<QuorumNodeId, VoterEndpoint>,
     bytes: &[u8],
 ) -> std::io::Result<()> {
     let mut current = current.lock().expect("snapshot mutex poisoned");
@@ -94,7 +94,7 @@ fn store_snapshot(
 pub struct ImageStateMachine {
     dir: PathBuf,
     last_applied: Option<LogId<QuorumNodeId>>,
-    membership: StoredMembership<QuorumNodeId, BasicNode>,
+    membership: StoredMembership<QuorumNodeId, VoterEndpoint>,
     image: Arc<MetadataImage>,
     publisher: Arc<dyn MetadataPublisher>,
     applied: watch::Sender<Applied>,
@@ -173,7 +173,7 @@ impl ImageStateMachine {
 pub struct ImageSnapshotBuilder {
     dir: PathBuf,
     last_applied: Option<LogId<QuorumNodeId>>,
-    membership: StoredMembership<QuorumNodeId, BasicNode>,
+    membership: StoredMembership<QuorumNodeId, VoterEndpoint>,
     image: Arc<MetadataImage>,
     current: CurrentSnapshot,
     snapshots_built: Arc<Mutex<u64>>,
@@ -218,7 +218,7 @@ impl RaftStateMachine<C> for ImageStateMachine {
     ) -> Result<
         (
             Option<LogId<QuorumNodeId>>,
-            StoredMembership<QuorumNodeId, BasicNode>,
+            StoredMembership<QuorumNodeId, VoterEndpoint>,
         ),
         StorageError<QuorumNodeId>,
     > {
@@ -276,7 +276,7 @@ impl RaftStateMachine<C> for ImageStateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<QuorumNodeId, BasicNode>,
+        meta: &SnapshotMeta<QuorumNodeId, VoterEndpoint>,
         snapshot: Box<Vec<u8>>,
     ) -> Result<(), StorageError<QuorumNodeId>> {
         let body = decode_snapshot(&snapshot).map_err(snapshot_err)?;

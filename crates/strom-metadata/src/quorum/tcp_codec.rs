@@ -15,9 +15,10 @@
 //! 0xFF for an error the receiver reports instead of a reply.
 
 use openraft::raft::{AppendEntriesResponse, SnapshotResponse, VoteResponse};
-use openraft::{BasicNode, SnapshotMeta, Vote};
+use openraft::{SnapshotMeta, Vote};
 use serde::{Deserialize, Serialize};
 
+use super::raft::VoterEndpoint;
 use super::transport::{QuorumReply, QuorumRpc};
 use super::QuorumNodeId;
 
@@ -35,11 +36,13 @@ const KIND_VOTE: u8 = 2;
 const KIND_SNAPSHOT: u8 = 3;
 const KIND_CONTROLLER: u8 = 4;
 const KIND_FETCH_METADATA: u8 = 5;
+const KIND_CHANGE_VOTERS: u8 = 6;
 const KIND_APPEND_ENTRIES_REPLY: u8 = 0x81;
 const KIND_VOTE_REPLY: u8 = 0x82;
 const KIND_SNAPSHOT_REPLY: u8 = 0x83;
 const KIND_CONTROLLER_REPLY: u8 = 0x84;
 const KIND_METADATA_REPLY: u8 = 0x85;
+const KIND_VOTERS_CHANGED_REPLY: u8 = 0x86;
 const KIND_ERROR: u8 = 0xFF;
 
 /// What one frame carries.
@@ -77,7 +80,7 @@ pub enum CodecError {
 #[derive(Serialize, Deserialize)]
 struct SnapshotHeader {
     vote: Vote<QuorumNodeId>,
-    meta: SnapshotMeta<QuorumNodeId, BasicNode>,
+    meta: SnapshotMeta<QuorumNodeId, VoterEndpoint>,
 }
 
 /// The payload length announced by a length prefix, if it is within `max_frame_bytes`.
@@ -126,6 +129,8 @@ fn kind_of(body: &Body) -> u8 {
         Body::Request(QuorumRpc::Snapshot { .. }) => KIND_SNAPSHOT,
         Body::Request(QuorumRpc::Controller(_)) => KIND_CONTROLLER,
         Body::Request(QuorumRpc::FetchMetadata { .. }) => KIND_FETCH_METADATA,
+        Body::Request(QuorumRpc::ChangeVoters(_)) => KIND_CHANGE_VOTERS,
+        Body::Reply(QuorumReply::VotersChanged(_)) => KIND_VOTERS_CHANGED_REPLY,
         Body::Reply(QuorumReply::Metadata(_)) => KIND_METADATA_REPLY,
         Body::Reply(QuorumReply::AppendEntries(_)) => KIND_APPEND_ENTRIES_REPLY,
         Body::Reply(QuorumReply::Vote(_)) => KIND_VOTE_REPLY,
@@ -158,6 +163,8 @@ fn write_body(out: &mut Vec<u8>, body: &Body) -> serde_json::Result<()> {
             serde_json::to_writer(out, &(after, max_wait_ms))
         }
         Body::Reply(QuorumReply::Metadata(r)) => serde_json::to_writer(out, r),
+        Body::Request(QuorumRpc::ChangeVoters(c)) => serde_json::to_writer(out, c),
+        Body::Reply(QuorumReply::VotersChanged(r)) => serde_json::to_writer(out, r),
         Body::Error(reason) => serde_json::to_writer(out, reason),
     }
 }
@@ -205,6 +212,12 @@ pub fn decode(payload: &[u8]) -> Result<Envelope, CodecError> {
             serde_json::from_slice(body).map_err(json)?,
         )),
         KIND_CONTROLLER_REPLY => Body::Reply(QuorumReply::Controller(
+            serde_json::from_slice(body).map_err(json)?,
+        )),
+        KIND_CHANGE_VOTERS => Body::Request(QuorumRpc::ChangeVoters(
+            serde_json::from_slice(body).map_err(json)?,
+        )),
+        KIND_VOTERS_CHANGED_REPLY => Body::Reply(QuorumReply::VotersChanged(
             serde_json::from_slice(body).map_err(json)?,
         )),
         KIND_ERROR => Body::Error(serde_json::from_slice(body).map_err(json)?),
@@ -312,6 +325,17 @@ mod tests {
         ))));
         round_trip(Body::Reply(QuorumReply::Snapshot(SnapshotResponse::new(
             Vote::new_committed(3, 1),
+        ))));
+        round_trip(Body::Request(QuorumRpc::ChangeVoters(
+            crate::quorum::VoterChange::Add {
+                node_id: 4,
+                directory_id: Some("pT4rQbWzQx2Yc0m1vJ8bAg".into()),
+                endpoint: "c4.example:9093".into(),
+                timeout_ms: 30_000,
+            },
+        )));
+        round_trip(Body::Reply(QuorumReply::VotersChanged(Err(
+            crate::quorum::VoterChangeError::DuplicateVoter { node_id: 4 },
         ))));
         round_trip(Body::Error("shutting down".into()));
     }

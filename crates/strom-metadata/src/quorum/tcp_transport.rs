@@ -168,15 +168,22 @@ struct Peer {
     state: tokio::sync::Mutex<PeerState>,
 }
 
-/// The TCP transport of one quorum node: how to reach each voter.
+/// The TCP transport of one quorum node: how to reach each voter. The address book changes at
+/// runtime in a dynamic quorum (KIP-853): Raft hands over each member's endpoint as it learns
+/// it from the membership, and an observer learns the leader's from the voters' answers.
 pub struct TcpTransport {
     config: TcpTransportConfig,
-    peers: BTreeMap<QuorumNodeId, Peer>,
+    peers: parking_lot::RwLock<BTreeMap<QuorumNodeId, Arc<Peer>>>,
 }
 
 impl std::fmt::Debug for TcpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let addrs: BTreeMap<_, _> = self.peers.iter().map(|(id, p)| (id, &p.addr)).collect();
+        let addrs: BTreeMap<_, _> = self
+            .peers
+            .read()
+            .iter()
+            .map(|(id, p)| (*id, p.addr.clone()))
+            .collect();
         f.debug_struct("TcpTransport")
             .field("peers", &addrs)
             .finish()
@@ -190,16 +197,50 @@ impl TcpTransport {
             .into_iter()
             .map(|(id, addr)| {
                 let state = tokio::sync::Mutex::new(PeerState::default());
-                (id, Peer { addr, state })
+                (id, Arc::new(Peer { addr, state }))
             })
             .collect();
-        TcpTransport { config, peers }
+        TcpTransport {
+            config,
+            peers: parking_lot::RwLock::new(peers),
+        }
+    }
+
+    /// Reaches node `id` at `addr` from now on. A changed address drops the old connection
+    /// (its RPCs in flight fail as unreachable); an unchanged one keeps it.
+    pub fn set_peer(&self, id: QuorumNodeId, addr: &str) {
+        if addr.is_empty() {
+            return;
+        }
+        let mut peers = self.peers.write();
+        if peers.get(&id).is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        tracing::debug!(peer = id, addr, "quorum peer address learned");
+        let state = tokio::sync::Mutex::new(PeerState::default());
+        peers.insert(
+            id,
+            Arc::new(Peer {
+                addr: addr.to_string(),
+                state,
+            }),
+        );
+    }
+
+    /// The address this transport dials for `id`, if it knows one.
+    pub fn peer_addr(&self, id: QuorumNodeId) -> Option<String> {
+        self.peers.read().get(&id).map(|p| p.addr.clone())
     }
 
     /// The open connection to `to`, dialling it unless a recent failure says to wait.
     async fn connection(&self, to: QuorumNodeId) -> Result<Arc<ClientConn>, TransportError> {
         let unreachable = TransportError::Unreachable { target: to };
-        let peer = self.peers.get(&to).ok_or(unreachable.clone())?;
+        let peer = self
+            .peers
+            .read()
+            .get(&to)
+            .cloned()
+            .ok_or(unreachable.clone())?;
         let mut state = peer.state.lock().await;
         if let Some(conn) = &state.conn {
             if conn.pending.is_open() {
@@ -237,6 +278,10 @@ impl TcpTransport {
 }
 
 impl QuorumTransport for TcpTransport {
+    fn learn_addr(&self, to: QuorumNodeId, addr: &str) {
+        self.set_peer(to, addr);
+    }
+
     async fn send(
         &self,
         _from: QuorumNodeId,
@@ -245,7 +290,7 @@ impl QuorumTransport for TcpTransport {
     ) -> Result<QuorumReply, TransportError> {
         let after = match rpc {
             QuorumRpc::Snapshot { .. } => self.config.snapshot_timeout,
-            QuorumRpc::Controller(_) => self.config.controller_timeout,
+            QuorumRpc::Controller(_) | QuorumRpc::ChangeVoters(_) => self.config.controller_timeout,
             QuorumRpc::FetchMetadata { max_wait_ms, .. } => {
                 self.config.request_timeout + Duration::from_millis(u64::from(max_wait_ms))
             }

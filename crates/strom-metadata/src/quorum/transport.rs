@@ -15,9 +15,9 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RPCTypes, Raft, Snapshot, SnapshotMeta, Vote};
+use openraft::{RPCTypes, Raft, Snapshot, SnapshotMeta, Vote};
 
-use super::raft::MetadataRaftConfig;
+use super::raft::{MetadataRaftConfig, VoterEndpoint};
 use super::QuorumNodeId;
 use crate::controller::{ControllerAnswer, ControllerHandler, ControllerOp};
 use crate::error::ControllerError;
@@ -32,7 +32,7 @@ pub enum QuorumRpc {
     /// A whole snapshot (the bytes of a snapshot file) for a node behind the purged log.
     Snapshot {
         vote: Vote<QuorumNodeId>,
-        meta: SnapshotMeta<QuorumNodeId, BasicNode>,
+        meta: SnapshotMeta<QuorumNodeId, VoterEndpoint>,
         data: Vec<u8>,
     },
     /// A controller operation forwarded to the active controller (not a Raft message: it
@@ -44,6 +44,9 @@ pub enum QuorumRpc {
         after: Option<u64>,
         max_wait_ms: u32,
     },
+    /// A voter change (AddRaftVoter / RemoveRaftVoter / UpdateRaftVoter) forwarded to the
+    /// quorum leader.
+    ChangeVoters(super::VoterChange),
 }
 
 /// The answer to a [`QuorumRpc`] of the same kind.
@@ -54,6 +57,7 @@ pub enum QuorumReply {
     Snapshot(SnapshotResponse<QuorumNodeId>),
     Controller(ControllerAnswer),
     Metadata(MetadataUpdate),
+    VotersChanged(Result<(), super::VoterChangeError>),
 }
 
 /// A voter's answer to [`QuorumRpc::FetchMetadata`]: who leads, and its committed image if it
@@ -64,6 +68,11 @@ pub struct MetadataUpdate {
     pub epoch: u64,
     pub offset: Option<u64>,
     pub image: Option<Arc<crate::image::MetadataImage>>,
+    /// Every member of the quorum (voters and learners) with its CONTROLLER endpoint, so an
+    /// observer that found the quorum through `controller.quorum.bootstrap.servers` can reach
+    /// the leader by id.
+    #[serde(default)]
+    pub members: std::collections::BTreeMap<QuorumNodeId, String>,
 }
 
 /// What the receiving end of a transport serves: the local Raft node, the controller plugged
@@ -107,6 +116,10 @@ pub trait QuorumTransport: Send + Sync + 'static {
         to: QuorumNodeId,
         rpc: QuorumRpc,
     ) -> impl Future<Output = Result<QuorumReply, TransportError>> + Send;
+
+    /// Node `to` is reached at `addr` (its endpoint in the quorum's membership). Transports
+    /// with a fixed address book ignore it.
+    fn learn_addr(&self, _to: QuorumNodeId, _addr: &str) {}
 }
 
 /// Delivers `rpc` to the local Raft node `raft`, or a controller operation to the controller
@@ -124,13 +137,24 @@ pub async fn serve(receiver: &Receiver, rpc: QuorumRpc) -> Result<QuorumReply, S
             let _ = tokio::time::timeout(wait, applied.wait_for(newer)).await;
             let (offset, image) = applied.borrow().clone();
             let known = raft.metrics().borrow().clone();
+            let members = known
+                .membership_config
+                .membership()
+                .nodes()
+                .filter(|(_, n)| !n.addr.is_empty())
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect();
             Ok(QuorumReply::Metadata(MetadataUpdate {
-                leader: known.current_leader,
+                leader: super::raft::known_leader(&known),
                 epoch: known.current_term,
                 offset,
                 image: (offset.is_some() && offset > after).then_some(image),
+                members,
             }))
         }
+        QuorumRpc::ChangeVoters(change) => Ok(QuorumReply::VotersChanged(
+            super::voters::change_voters(raft, change).await,
+        )),
         QuorumRpc::Controller(op) => {
             let Some(handler) = controller.get().cloned() else {
                 let not_ready = ControllerError::NotController { leader: None };
@@ -184,7 +208,8 @@ pub struct Connection<T> {
 impl<T: QuorumTransport> RaftNetworkFactory<C> for Network<T> {
     type Network = Connection<T>;
 
-    async fn new_client(&mut self, target: QuorumNodeId, _node: &BasicNode) -> Connection<T> {
+    async fn new_client(&mut self, target: QuorumNodeId, node: &VoterEndpoint) -> Connection<T> {
+        self.transport.learn_addr(target, &node.addr);
         Connection {
             from: self.from,
             target,
@@ -203,7 +228,7 @@ fn rpc_error<E: std::error::Error>(
     e: TransportError,
     from: QuorumNodeId,
     action: RPCTypes,
-) -> RPCError<QuorumNodeId, BasicNode, RaftError<QuorumNodeId, E>> {
+) -> RPCError<QuorumNodeId, VoterEndpoint, RaftError<QuorumNodeId, E>> {
     match e {
         TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
         TransportError::Timeout { target, after } => RPCError::Timeout(Timeout {
@@ -230,7 +255,7 @@ impl<T: QuorumTransport> RaftNetwork<C> for Connection<T> {
         _option: RPCOption,
     ) -> Result<
         AppendEntriesResponse<QuorumNodeId>,
-        RPCError<QuorumNodeId, BasicNode, RaftError<QuorumNodeId>>,
+        RPCError<QuorumNodeId, VoterEndpoint, RaftError<QuorumNodeId>>,
     > {
         match self.call(QuorumRpc::AppendEntries(rpc)).await {
             Ok(QuorumReply::AppendEntries(r)) => Ok(r),
@@ -246,7 +271,7 @@ impl<T: QuorumTransport> RaftNetwork<C> for Connection<T> {
         _option: RPCOption,
     ) -> Result<
         VoteResponse<QuorumNodeId>,
-        RPCError<QuorumNodeId, BasicNode, RaftError<QuorumNodeId>>,
+        RPCError<QuorumNodeId, VoterEndpoint, RaftError<QuorumNodeId>>,
     > {
         match self.call(QuorumRpc::Vote(rpc)).await {
             Ok(QuorumReply::Vote(r)) => Ok(r),
