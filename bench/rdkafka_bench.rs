@@ -94,6 +94,9 @@ impl ProducerContext for Ctx {
     }
 }
 
+/// Replication factor of the benchmark topics (`--replication-factor`, default 1).
+static REPLICATION_FACTOR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+
 fn config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
@@ -103,7 +106,8 @@ fn config(bootstrap: &str) -> ClientConfig {
 
 fn create_topic(bootstrap: &str, topic: &str, rt: &tokio::runtime::Runtime) {
     let admin: AdminClient<DefaultClientContext> = config(bootstrap).create().expect("admin");
-    let t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
+    let rf = REPLICATION_FACTOR.load(std::sync::atomic::Ordering::Relaxed);
+    let t = NewTopic::new(topic, 3, TopicReplication::Fixed(rf));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let res = rt
         .block_on(admin.create_topics(&[t], &opts))
@@ -235,15 +239,25 @@ fn rss_mb(pid: u32) -> Option<f64> {
         .map(|kb| kb / 1024.0)
 }
 
-/// Samples a process's RSS every 50 ms while `f` runs; returns the peak.
-fn with_rss<T>(pid: Option<u32>, f: impl FnOnce() -> T) -> (T, Option<f64>) {
-    let Some(pid) = pid else { return (f(), None) };
+/// User + system CPU of several processes (a cluster's brokers), summed.
+fn cpu_ms_all(pids: &[u32]) -> Option<f64> {
+    (!pids.is_empty())
+        .then(|| pids.iter().map(|p| cpu_ms(*p)).sum::<Option<f64>>())
+        .flatten()
+}
+
+/// Samples the processes' summed RSS every 50 ms while `f` runs; returns the peak.
+fn with_rss<T>(pids: &[u32], f: impl FnOnce() -> T) -> (T, Option<f64>) {
+    if pids.is_empty() {
+        return (f(), None);
+    }
+    let pids = pids.to_vec();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let peak = Arc::new(Mutex::new(0f64));
     let (s, p) = (stop.clone(), peak.clone());
     let sampler = std::thread::spawn(move || {
         while !s.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Some(mb) = rss_mb(pid) {
+            if let Some(mb) = pids.iter().map(|p| rss_mb(*p)).sum::<Option<f64>>() {
                 let mut m = p.lock().unwrap();
                 *m = m.max(mb);
             }
@@ -259,15 +273,15 @@ fn with_rss<T>(pid: Option<u32>, f: impl FnOnce() -> T) -> (T, Option<f64>) {
 
 fn run_once(
     bootstrap: &str,
-    pid: Option<u32>,
+    pids: &[u32],
     w: &Workload,
     rt: &tokio::runtime::Runtime,
 ) -> Outcome {
     let topic = format!("bench-{}-{}", w.size, uuid_ish());
     create_topic(bootstrap, &topic, rt);
-    let cpu_before = pid.and_then(cpu_ms);
-    let ((secs, h, errors), peak) = with_rss(pid, || produce(bootstrap, &topic, w));
-    let broker_cpu_ms = cpu_before.zip(pid.and_then(cpu_ms)).map(|(a, b)| b - a);
+    let cpu_before = cpu_ms_all(pids);
+    let ((secs, h, errors), peak) = with_rss(pids, || produce(bootstrap, &topic, w));
+    let broker_cpu_ms = cpu_before.zip(cpu_ms_all(pids)).map(|(a, b)| b - a);
     assert_eq!(errors, 0, "{} delivery errors", errors);
     let ms = |us: u64| us as f64 / 1000.0;
     let consume_rps = w.consume.then(|| consume(bootstrap, &topic, w.records));
@@ -298,14 +312,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 struct Args {
-    targets: Vec<(String, String, Option<u32>)>,
+    targets: Vec<(String, String, Vec<u32>)>,
     rounds: usize,
     suite: Vec<Workload>,
     json: bool,
 }
 
-const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[@PID] ... [--rounds N] \
-[--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]";
+const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[,HOST:PORT...][@PID[+PID...]] ... \
+[--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]";
 
 fn parse_args() -> Args {
     let mut a = Args {
@@ -327,12 +341,19 @@ fn parse_args() -> Args {
                 let v = value();
                 let (name, rest) = v.split_once('=').unwrap_or_else(|| panic!("{USAGE}"));
                 let (addr, pid) = match rest.split_once('@') {
-                    Some((a, p)) => (a.to_owned(), Some(p.parse().expect("pid"))),
-                    None => (rest.to_owned(), None),
+                    Some((a, p)) => (
+                        a.to_owned(),
+                        p.split('+').map(|p| p.parse().expect("pid")).collect(),
+                    ),
+                    None => (rest.to_owned(), Vec::new()),
                 };
                 a.targets.push((name.to_owned(), addr, pid));
             }
             "--rounds" => a.rounds = value().parse().expect("rounds"),
+            "--replication-factor" => REPLICATION_FACTOR.store(
+                value().parse().expect("replication factor"),
+                std::sync::atomic::Ordering::Relaxed,
+            ),
             "--suite" => {
                 assert_eq!(value(), "standard", "{USAGE}");
                 a.suite.extend(standard_suite());
@@ -389,7 +410,7 @@ fn main() {
                 results
                     .entry(name.clone())
                     .or_default()
-                    .push(run_once(addr, *pid, w, &rt));
+                    .push(run_once(addr, pid, w, &rt));
             }
         }
         let first = &args.targets[0].0;
