@@ -115,6 +115,10 @@ impl Broker {
             isr_wake: tokio::sync::Notify::new(),
         });
         if broker.config.is_quorum_over_network() {
+            // Coordinators serve the internal partitions this broker leads, loaded as it
+            // becomes their leader (`internal_topic::on_role_changes`).
+            broker.groups.owned.serve_led_partitions_only();
+            broker.txns.owned.serve_led_partitions_only();
             if let Some(voter) = voter {
                 voter.set_controller(Arc::new(crate::cluster::ForwardedOps {
                     broker: Arc::downgrade(&broker),
@@ -135,15 +139,17 @@ impl Broker {
             .sync_replicas(&broker.image())
             .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
         broker.replicas.mark_stray_dirs();
-        broker
-            .groups
-            .load(broker.as_ref())
-            .map_err(|e| ServerError::Startup(format!("cannot load consumer groups: {e}")))?;
-        // After the groups: completing a transaction may apply staged offsets.
-        broker
-            .txns
-            .load(broker.as_ref())
-            .map_err(|e| ServerError::Startup(format!("cannot load transactions: {e}")))?;
+        if broker.groups.owned.serves_all() {
+            broker
+                .groups
+                .load(broker.as_ref())
+                .map_err(|e| ServerError::Startup(format!("cannot load consumer groups: {e}")))?;
+            // After the groups: completing a transaction may apply staged offsets.
+            broker
+                .txns
+                .load(broker.as_ref())
+                .map_err(|e| ServerError::Startup(format!("cannot load transactions: {e}")))?;
+        }
         Ok(broker)
     }
 
@@ -446,6 +452,9 @@ impl Broker {
             .sync(image, |topic| self.log_config(image, topic))?;
         if !changes.is_empty() {
             self.fetchers.replan.notify_one();
+            if self.config.is_quorum_over_network() {
+                crate::internal_topic::on_role_changes(self, image, &changes);
+            }
         }
         Ok(())
     }

@@ -39,6 +39,18 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Waits until the ISR has what this request wrote to `transactional_id`'s partition
+    /// (cluster mode; see `internal_topic::wait_for_isr`).
+    pub(crate) async fn txn_write_replicated(
+        &self,
+        transactional_id: &str,
+    ) -> Result<(), ErrorCode> {
+        let partition = super::records::partition_for(transactional_id, self.txn_partitions()?);
+        internal_topic::wait_for_isr(self, TXN_STATE_TOPIC, partition).await
+    }
+}
+
 impl TxnLog for Broker {
     fn txn_partitions(&self) -> Result<i32, ErrorCode> {
         self.txn_state_topic().ensure(self)
@@ -49,7 +61,15 @@ impl TxnLog for Broker {
     }
 
     fn read_txn_batches(&self, visit: &mut dyn FnMut(i32, Bytes)) -> Result<(), String> {
-        internal_topic::read_batches(self, TXN_STATE_TOPIC, visit)
+        internal_topic::read_batches(self, TXN_STATE_TOPIC, None, visit)
+    }
+
+    fn read_txn_partition_batches(
+        &self,
+        partition: i32,
+        visit: &mut dyn FnMut(Bytes),
+    ) -> Result<(), String> {
+        internal_topic::read_batches(self, TXN_STATE_TOPIC, Some(partition), &mut |_, b| visit(b))
     }
 
     fn write_markers(&self, c: &Completion, coordinator_epoch: i32) -> Result<(), ErrorCode> {
