@@ -52,6 +52,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 /// Flush intervals at or above this are Kafka's "never" (Long.MAX_VALUE).
 pub(crate) const NEVER_FLUSH: u64 = i64::MAX as u64;
@@ -190,6 +191,7 @@ handlers!(
     describe_producers,
     consumer_group_heartbeat,
     consumer_group_describe,
+    write_txn_markers,
 );
 
 /// Decodes a request body of the header's version.

@@ -291,9 +291,13 @@ impl TxnCoordinator {
         producer_epoch: i16,
         partition: &TopicPartition,
     ) -> Result<(), ErrorCode> {
-        self.inner
-            .lock()
-            .verify_partition(producer_id, producer_epoch, partition)
+        let inner = self.inner.lock();
+        // In a cluster the producer's coordinator may be another broker: only a producer
+        // this coordinator knows can be verified here (KIP-890 would ask the coordinator).
+        if !self.owned.serves_all() && !inner.knows_producer(producer_id) {
+            return Ok(());
+        }
+        inner.verify_partition(producer_id, producer_epoch, partition)
     }
 
     /// Whether `transactional_id` is (`producer_id`, `producer_epoch`) with `partition` in
