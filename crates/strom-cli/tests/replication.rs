@@ -366,6 +366,7 @@ fn with_two_of_three_replicas_down_acks_all_is_refused_and_nothing_is_lost() {
             FutureRecord::<(), _>::to(topic).payload(v).partition(0),
             Duration::from_secs(10),
         ))
+        .map_err(|(e, _)| e)
     };
     send("before").expect("acks=all with a full ISR");
     let followers: Vec<i32> = brokers.into_iter().filter(|id| *id != leader).collect();
@@ -378,9 +379,7 @@ fn with_two_of_three_replicas_down_acks_all_is_refused_and_nothing_is_lost() {
         "an ISR of the leader alone",
         |_, isr| isr == [leader],
     );
-    let code = send("refused")
-        .expect_err("acks=all below min.insync.replicas")
-        .0;
+    let code = send("refused").expect_err("acks=all below min.insync.replicas");
     println!("acks=all with an ISR of 1: {code:?}");
     use rdkafka::error::KafkaError::MessageProduction;
     use rdkafka::types::RDKafkaErrorCode as C;
