@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::wire::Wire;
-use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -91,6 +93,20 @@ fn find_coordinator(cluster: &Cluster, via: i32, group: &str) -> (i16, i32) {
     let r: FindCoordinatorResponse = wire.call(ApiKey::FindCoordinator, 4, &request);
     let c = &r.coordinators[0];
     (c.error_code, c.node_id.0)
+}
+
+/// Kafka's NOT_COORDINATOR.
+const NOT_COORDINATOR: i16 = 16;
+
+/// A Heartbeat for `group` sent to node `via`: its error code.
+fn heartbeat_error(cluster: &Cluster, via: i32, group: &str) -> i16 {
+    let mut wire = Wire::connect(&cluster.nodes[&via].bootstrap());
+    let request = HeartbeatRequest::default()
+        .with_group_id(StrBytes::from_string(group.to_owned()).into())
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("someone"));
+    let r: HeartbeatResponse = wire.call(ApiKey::Heartbeat, 4, &request);
+    r.error_code
 }
 
 /// The leader of `__consumer_offsets`-0 once its ISR holds all three replicas.
@@ -195,6 +211,15 @@ fn group_moves_to_the_new_coordinator_and_keeps_its_commits() {
             }
         }
     }
+
+    assert_eq!(
+        heartbeat_error(
+            &cluster,
+            (1..=3).find(|id| *id != old && *id != new).unwrap(),
+            group
+        ),
+        NOT_COORDINATOR
+    );
 
     // The same member carries on against the new coordinator and commits again.
     delivered.extend(consume(&a, 200, &mut positions, deadline));
