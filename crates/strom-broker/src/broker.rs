@@ -64,6 +64,8 @@ pub struct Broker {
     fetchers: crate::replica_fetcher::ReplicaFetchers,
     /// Wakes the ISR check (a follower caught up and may join an ISR).
     isr_wake: tokio::sync::Notify,
+    /// Coordinator loads and unloads waiting for their task (cluster mode).
+    coordinator_events: crate::internal_topic::CoordinatorEvents,
 }
 
 impl Broker {
@@ -113,6 +115,7 @@ impl Broker {
             stopping: Default::default(),
             fetchers: Default::default(),
             isr_wake: tokio::sync::Notify::new(),
+            coordinator_events: Default::default(),
         });
         if broker.config.is_quorum_over_network() {
             // Coordinators serve the internal partitions this broker leads, loaded as it
@@ -286,6 +289,11 @@ impl Broker {
                 }
             }
         });
+        // Coordinators load and unload internal partitions as leadership moves.
+        tokio::spawn(crate::internal_topic::run_coordinator_events(
+            Arc::clone(self),
+            stop.clone(),
+        ));
         // Followers fetch from their leaders.
         let weak = Arc::downgrade(self);
         let mut fetch_stop = stop.clone();
@@ -457,6 +465,10 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    pub(crate) fn coordinator_events(&self) -> &crate::internal_topic::CoordinatorEvents {
+        &self.coordinator_events
     }
 
     /// The follower fetchers.

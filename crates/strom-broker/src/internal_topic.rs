@@ -5,7 +5,7 @@
 //! loading and unloading them as leadership moves (`on_role_changes`), and its writes are
 //! answered once the ISR has them (`wait_for_isr`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use strom_metadata::{ControllerError, CreateTopicRequest};
 use strom_protocol::ErrorCode;
+use tokio::sync::{watch, Notify};
 
 use crate::broker::Broker;
 use crate::errors::log_error_code;
@@ -87,9 +88,31 @@ impl OwnedPartitions {
     }
 }
 
-/// Loads and unloads coordinator partitions after a metadata change (cluster mode only: a
-/// single node leads every partition and loads everything at start-up). Runs where the
-/// replica roles change, so a load and the next unload of a partition cannot interleave.
+/// One load or unload of a coordinator partition, waiting for the coordinator task.
+#[derive(Debug, Clone, Copy)]
+struct CoordinatorEvent {
+    offsets: bool,
+    partition: i32,
+    /// The topic's partition count (to tell which keys are the partition's).
+    partitions: i32,
+    /// `Some(epoch)`: load as leader of `epoch`; `None`: unload.
+    load: Option<i32>,
+}
+
+/// Loads and unloads queued by role changes, applied in order by `run_coordinator_events`:
+/// a load takes the coordinator's lock, which a coordinator may hold while it waits for a
+/// controller operation (a producer id block), itself waiting for the follow lock held where
+/// roles change. Which partitions are served changes at once; only the replay waits.
+#[derive(Debug, Default)]
+pub(crate) struct CoordinatorEvents {
+    queue: Mutex<VecDeque<CoordinatorEvent>>,
+    wake: Notify,
+}
+
+/// Queues the coordinator loads and unloads of a metadata change (cluster mode only: a
+/// single node leads every partition and loads everything at start-up). Requests see the
+/// change at once: NOT_COORDINATOR after an unload, COORDINATOR_LOAD_IN_PROGRESS until the
+/// queued load is done.
 pub(crate) fn on_role_changes(
     broker: &Broker,
     image: &strom_metadata::MetadataImage,
@@ -102,27 +125,70 @@ pub(crate) fn on_role_changes(
         if topic != OFFSETS_TOPIC && topic != TXN_STATE_TOPIC {
             continue;
         }
-        let count = image.topic(topic).map_or(0, |t| t.partitions.len() as i32);
+        let offsets = topic == OFFSETS_TOPIC;
+        let owned = if offsets {
+            &broker.groups().owned
+        } else {
+            &broker.txns().owned
+        };
         let index = partition.index;
-        match (change, partition.leader_epoch_if_leader()) {
+        let load = match (change, partition.leader_epoch_if_leader()) {
             (RoleChange::BecameLeader, Some(epoch)) => {
-                if topic == OFFSETS_TOPIC {
-                    broker.groups().unload_partition(index, count);
-                    broker.groups().load_partition(broker, index, epoch);
-                } else {
-                    broker.txns().unload_partition(index, count);
-                    broker.txns().load_partition(broker, index, epoch);
-                }
+                owned.begin_load(index, epoch);
+                Some(epoch)
             }
             (RoleChange::BecameFollower, _) => {
-                if topic == OFFSETS_TOPIC {
-                    broker.groups().unload_partition(index, count);
-                } else {
-                    broker.txns().unload_partition(index, count);
-                }
+                owned.unload(index);
+                None
             }
-            _ => {}
+            _ => continue,
+        };
+        let partitions = image.topic(topic).map_or(0, |t| t.partitions.len() as i32);
+        let events = broker.coordinator_events();
+        events.queue.lock().push_back(CoordinatorEvent {
+            offsets,
+            partition: index,
+            partitions,
+            load,
+        });
+        events.wake.notify_one();
+    }
+}
+
+/// The coordinator task (cluster mode): applies queued loads and unloads in order until
+/// `stop` flips.
+pub(crate) async fn run_coordinator_events(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let events: Vec<CoordinatorEvent> =
+            broker.coordinator_events().queue.lock().drain(..).collect();
+        if events.is_empty() {
+            tokio::select! {
+                () = broker.coordinator_events().wake.notified() => continue,
+                _ = stop.changed() => return,
+            }
         }
+        let b = Arc::clone(&broker);
+        let _ = tokio::task::spawn_blocking(move || {
+            for e in events {
+                apply_event(&b, e);
+            }
+        })
+        .await;
+    }
+}
+
+fn apply_event(broker: &Broker, e: CoordinatorEvent) {
+    match (e.offsets, e.load) {
+        (true, Some(epoch)) => {
+            broker.groups().unload_partition(e.partition, e.partitions);
+            broker.groups().load_partition(broker, e.partition, epoch);
+        }
+        (true, None) => broker.groups().unload_partition(e.partition, e.partitions),
+        (false, Some(epoch)) => {
+            broker.txns().unload_partition(e.partition, e.partitions);
+            broker.txns().load_partition(broker, e.partition, epoch);
+        }
+        (false, None) => broker.txns().unload_partition(e.partition, e.partitions),
     }
 }
 

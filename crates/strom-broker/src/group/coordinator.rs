@@ -111,9 +111,9 @@ impl GroupCoordinator {
     }
 
     /// Takes over one `__consumer_offsets` partition (this broker became its leader at
-    /// `epoch`): replays it, then serves its groups. Requests meanwhile are told to retry.
+    /// `epoch`, and `owned` marked it loading): replays it, then serves its groups unless
+    /// leadership moved meanwhile. Requests meanwhile are told to retry.
     pub fn load_partition(&self, log: &dyn OffsetsLog, partition: i32, epoch: i32) {
-        self.owned.begin_load(partition, epoch);
         let now = self.now_ms();
         let mut pending = PendingTxnOffsets::default();
         let mut count = 0usize;
@@ -147,10 +147,10 @@ impl GroupCoordinator {
         self.wake.notify_one();
     }
 
-    /// Gives up one `__consumer_offsets` partition (of `partitions`): its groups are dropped
-    /// and their waiting JoinGroup/SyncGroup requests answered NOT_COORDINATOR.
+    /// Gives up one `__consumer_offsets` partition (of `partitions`; `owned` no longer
+    /// serves it): its groups are dropped and their waiting JoinGroup/SyncGroup requests
+    /// answered NOT_COORDINATOR.
     pub fn unload_partition(&self, partition: i32, partitions: i32) {
-        self.owned.unload(partition);
         if partitions <= 0 {
             return;
         }

@@ -104,14 +104,21 @@ impl TxnLog for Broker {
                         .push((topic.clone(), *partition));
                 }
                 // Local (or a deleted topic, which `append_marker` skips).
-                _ => append_marker(
-                    self,
-                    topic,
-                    *partition,
-                    (c.producer_id, c.producer_epoch),
-                    c.commit,
-                    coordinator_epoch,
-                )?,
+                _ => {
+                    append_marker(
+                        self,
+                        topic,
+                        *partition,
+                        (c.producer_id, c.producer_epoch),
+                        c.commit,
+                        coordinator_epoch,
+                    )?;
+                    if cluster {
+                        // Complete* is written only once the ISR has the marker: a marker
+                        // lost with this leader would leave the transaction hanging.
+                        wait_replicated(self, topic, *partition)?;
+                    }
+                }
             }
         }
         for (leader, partitions) in remote {
@@ -150,6 +157,20 @@ pub(crate) fn append_marker(
         broker.groups().complete_txn(producer.0, partition, commit);
     }
     Ok(())
+}
+
+/// Blocks until the ISR has what is in `topic`-`partition`'s log now (the marker just
+/// appended). Markers are written from blocking contexts (`block_in_place`, the timer's).
+fn wait_replicated(broker: &Broker, topic: &str, partition: i32) -> Result<(), ErrorCode> {
+    if broker.image().topic(topic).is_none() {
+        return Ok(());
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Ok(());
+    };
+    tokio::task::block_in_place(|| {
+        runtime.block_on(internal_topic::wait_for_isr(broker, topic, partition))
+    })
 }
 
 /// How long one WriteTxnMarkers round trip to a partition leader may take.

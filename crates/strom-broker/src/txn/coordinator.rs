@@ -77,7 +77,6 @@ impl TxnCoordinator {
     /// `epoch`): replays it, serves its transactional ids, and finishes the transactions its
     /// previous coordinator left between Prepare* and Complete*.
     pub fn load_partition(&self, log: &dyn TxnLog, partition: i32, epoch: i32) {
-        self.owned.begin_load(partition, epoch);
         let mut latest: BTreeMap<String, Option<TxnMetadata>> = BTreeMap::new();
         let read = log.read_txn_partition_batches(partition, &mut |batches| {
             metadata_of(&batches, |id, md| {
@@ -110,7 +109,6 @@ impl TxnCoordinator {
     /// Gives up one `__transaction_state` partition (of `partitions`): its transactional ids
     /// are forgotten here; the new coordinator loads them.
     pub fn unload_partition(&self, partition: i32, partitions: i32) {
-        self.owned.unload(partition);
         if partitions <= 0 {
             return;
         }

@@ -124,12 +124,18 @@ fn a_new_coordinator_loads_its_partition_and_finishes_prepared_transactions() {
         c.end_txn(&log, "t", pid, epoch, true),
         Err(ErrorCode::NotCoordinator)
     );
+    c.owned.begin_load(p, 4);
+    assert_eq!(
+        c.check_coordinator(&log, "t"),
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    );
     c.load_partition(&log, p, 4);
     assert_eq!(c.check_coordinator(&log, "t"), Ok(4));
     assert_eq!(state(&c), TxnState::PrepareCommit);
     c.tick(&log);
     assert_eq!(state(&c), TxnState::CompleteCommit);
     assert_eq!(*log.marker_epochs.lock(), vec![4]);
+    c.owned.unload(p);
     c.unload_partition(p, 3);
     assert!(c.describe("t").is_none());
     assert_eq!(

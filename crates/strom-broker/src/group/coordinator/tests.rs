@@ -298,6 +298,7 @@ async fn only_loaded_partitions_are_served_and_unloading_releases_waiters() {
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiting.is_finished(), "the loaded member has not rejoined");
+    c.owned.unload(p);
     c.unload_partition(p, 50);
     assert_eq!(
         waiting.await.expect("task").error,
