@@ -68,7 +68,15 @@ impl TxnLog for Broker {
     }
 
     fn append_txn_batch(&self, partition: i32, batch: BytesMut) -> Result<(), ErrorCode> {
-        internal_topic::append(self, TXN_STATE_TOPIC, partition, batch).map_err(coordinator_error)
+        internal_topic::append(self, TXN_STATE_TOPIC, partition, batch)
+            .map_err(coordinator_error)?;
+        if self.config().is_quorum_over_network() {
+            // A state change is applied (and Prepare* followed by markers) only once the ISR
+            // has it: markers sent for a PrepareCommit lost with this leader would commit
+            // data the next coordinator then aborts.
+            wait_replicated(self, TXN_STATE_TOPIC, partition)?;
+        }
+        Ok(())
     }
 
     fn read_txn_batches(&self, visit: &mut dyn FnMut(i32, Bytes)) -> Result<(), String> {
