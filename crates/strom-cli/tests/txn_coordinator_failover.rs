@@ -151,6 +151,15 @@ fn a_transaction_commits_after_its_coordinator_dies() {
 
     // Transaction 4 is open when its coordinator dies.
     let old = txn_state_leader(&cluster, 1);
+    // Markers must cross brokers: some partition of the data topic is led elsewhere.
+    let leaders: Vec<i32> = cluster.view(1).topics[TOPIC]
+        .values()
+        .map(|(leader, _, _)| *leader)
+        .collect();
+    assert!(
+        leaders.iter().any(|l| *l != old),
+        "every partition led by the coordinator {old}: {leaders:?}"
+    );
     p.begin_transaction().unwrap();
     send_txn(&p, 4).unwrap();
     cluster.kill9(old);
