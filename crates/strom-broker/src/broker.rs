@@ -64,6 +64,8 @@ pub struct Broker {
     fetchers: crate::replica_fetcher::ReplicaFetchers,
     /// Wakes the ISR check (a follower caught up and may join an ISR).
     isr_wake: tokio::sync::Notify,
+    /// Coordinator loads and unloads waiting for their task (cluster mode).
+    coordinator_events: crate::internal_topic::CoordinatorEvents,
 }
 
 impl Broker {
@@ -113,8 +115,13 @@ impl Broker {
             stopping: Default::default(),
             fetchers: Default::default(),
             isr_wake: tokio::sync::Notify::new(),
+            coordinator_events: Default::default(),
         });
         if broker.config.is_quorum_over_network() {
+            // Coordinators serve the internal partitions this broker leads, loaded as it
+            // becomes their leader (`internal_topic::on_role_changes`).
+            broker.groups.owned.serve_led_partitions_only();
+            broker.txns.owned.serve_led_partitions_only();
             if let Some(voter) = voter {
                 voter.set_controller(Arc::new(crate::cluster::ForwardedOps {
                     broker: Arc::downgrade(&broker),
@@ -135,15 +142,17 @@ impl Broker {
             .sync_replicas(&broker.image())
             .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
         broker.replicas.mark_stray_dirs();
-        broker
-            .groups
-            .load(broker.as_ref())
-            .map_err(|e| ServerError::Startup(format!("cannot load consumer groups: {e}")))?;
-        // After the groups: completing a transaction may apply staged offsets.
-        broker
-            .txns
-            .load(broker.as_ref())
-            .map_err(|e| ServerError::Startup(format!("cannot load transactions: {e}")))?;
+        if broker.groups.owned.serves_all() {
+            broker
+                .groups
+                .load(broker.as_ref())
+                .map_err(|e| ServerError::Startup(format!("cannot load consumer groups: {e}")))?;
+            // After the groups: completing a transaction may apply staged offsets.
+            broker
+                .txns
+                .load(broker.as_ref())
+                .map_err(|e| ServerError::Startup(format!("cannot load transactions: {e}")))?;
+        }
         Ok(broker)
     }
 
@@ -280,6 +289,11 @@ impl Broker {
                 }
             }
         });
+        // Coordinators load and unload internal partitions as leadership moves.
+        tokio::spawn(crate::internal_topic::run_coordinator_events(
+            Arc::clone(self),
+            stop.clone(),
+        ));
         // Followers fetch from their leaders.
         let weak = Arc::downgrade(self);
         let mut fetch_stop = stop.clone();
@@ -446,8 +460,15 @@ impl Broker {
             .sync(image, |topic| self.log_config(image, topic))?;
         if !changes.is_empty() {
             self.fetchers.replan.notify_one();
+            if self.config.is_quorum_over_network() {
+                crate::internal_topic::on_role_changes(self, image, &changes);
+            }
         }
         Ok(())
+    }
+
+    pub(crate) fn coordinator_events(&self) -> &crate::internal_topic::CoordinatorEvents {
+        &self.coordinator_events
     }
 
     /// The follower fetchers.

@@ -10,6 +10,7 @@ pub mod controller_node;
 pub mod errors;
 pub mod group;
 mod handlers;
+mod inter_broker;
 mod internal_topic;
 mod limits;
 mod log_cleaner;

@@ -36,6 +36,15 @@ pub(crate) fn coordinator_error(code: ErrorCode) -> ErrorCode {
     }
 }
 
+impl Broker {
+    /// Waits until the ISR has what this request wrote to `group_id`'s partition (cluster
+    /// mode; see `internal_topic::wait_for_isr`).
+    pub(crate) async fn group_write_replicated(&self, group_id: &str) -> Result<(), ErrorCode> {
+        let partition = super::records::partition_for(group_id, self.offsets_partitions()?);
+        internal_topic::wait_for_isr(self, OFFSETS_TOPIC, partition).await
+    }
+}
+
 impl OffsetsLog for Broker {
     fn offsets_partitions(&self) -> Result<i32, ErrorCode> {
         self.offsets_topic().ensure(self)
@@ -46,6 +55,14 @@ impl OffsetsLog for Broker {
     }
 
     fn read_batches(&self, visit: &mut dyn FnMut(i32, Bytes)) -> Result<(), String> {
-        internal_topic::read_batches(self, OFFSETS_TOPIC, visit)
+        internal_topic::read_batches(self, OFFSETS_TOPIC, None, visit)
+    }
+
+    fn read_partition_batches(
+        &self,
+        partition: i32,
+        visit: &mut dyn FnMut(Bytes),
+    ) -> Result<(), String> {
+        internal_topic::read_batches(self, OFFSETS_TOPIC, Some(partition), &mut |_, b| visit(b))
     }
 }

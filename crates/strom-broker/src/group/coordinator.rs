@@ -21,6 +21,7 @@ use super::state::{
     SyncResult, Ticket,
 };
 use super::txn_offsets::{replay_batches, PendingTxnOffsets};
+use crate::internal_topic::OwnedPartitions;
 
 /// Kafka's `offset.metadata.max.bytes` default (not yet a Strom broker setting).
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
@@ -78,6 +79,8 @@ pub struct GroupCoordinator {
     pub(crate) topic_creation: Mutex<()>,
     /// Offsets of open transactions (`txn_offsets.rs`); never held with `inner`.
     txn_offsets: Mutex<PendingTxnOffsets>,
+    /// The `__consumer_offsets` partitions whose groups are served here.
+    pub(crate) owned: OwnedPartitions,
 }
 
 impl GroupCoordinator {
@@ -94,6 +97,90 @@ impl GroupCoordinator {
             wake: Notify::new(),
             topic_creation: Mutex::new(()),
             txn_offsets: Mutex::new(PendingTxnOffsets::default()),
+            owned: OwnedPartitions::default(),
+        }
+    }
+
+    /// Whether `group_id` is coordinated here: NOT_COORDINATOR when its partition is led
+    /// elsewhere, COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
+    pub fn check_coordinator(&self, log: &dyn OffsetsLog, group_id: &str) -> Result<(), ErrorCode> {
+        let partitions = log.offsets_partitions()?;
+        self.owned
+            .status(partition_for(group_id, partitions))
+            .map(|_| ())
+    }
+
+    /// Takes over one `__consumer_offsets` partition (this broker became its leader at
+    /// `epoch`, and `owned` marked it loading): replays it, then serves its groups unless
+    /// leadership moved meanwhile. Requests meanwhile are told to retry.
+    pub fn load_partition(&self, log: &dyn OffsetsLog, partition: i32, epoch: i32) {
+        let now = self.now_ms();
+        let mut pending = PendingTxnOffsets::default();
+        let mut count = 0usize;
+        let result = {
+            let mut inner = self.inner.lock();
+            log.read_partition_batches(partition, &mut |batches| {
+                replay_batches(&mut pending, partition, &batches, |record| {
+                    count += 1;
+                    match record {
+                        GroupRecord::ConsumerGroup { group_id, value } => {
+                            inner.consumer.replay(group_id, value.as_deref(), now)
+                        }
+                        record => inner.groups.replay(record, now),
+                    }
+                })
+            })
+        };
+        if let Err(e) = result {
+            // Stays loading: clients retry, and the next leadership change tries again.
+            tracing::error!(partition, error = %e, "cannot load a partition of __consumer_offsets");
+            return;
+        }
+        self.txn_offsets.lock().absorb(pending);
+        self.owned.finish_load(partition, epoch);
+        tracing::info!(
+            partition,
+            epoch,
+            records = count,
+            "loaded __consumer_offsets partition"
+        );
+        self.wake.notify_one();
+    }
+
+    /// Gives up one `__consumer_offsets` partition (of `partitions`; `owned` no longer
+    /// serves it): its groups are dropped and their waiting JoinGroup/SyncGroup requests
+    /// answered NOT_COORDINATOR.
+    pub fn unload_partition(&self, partition: i32, partitions: i32) {
+        if partitions <= 0 {
+            return;
+        }
+        let here = |group_id: &str| partition_for(group_id, partitions) == partition;
+        let mut inner = self.inner.lock();
+        let mut fx = Effects::default();
+        let dropped = inner.groups.unload(&here, &mut fx);
+        inner.consumer.unload(&here);
+        for reply in fx.replies {
+            match reply {
+                Reply::Join(t, r) => {
+                    if let Some(tx) = inner.joins.remove(&t) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Reply::Sync(t, r) => {
+                    if let Some(tx) = inner.syncs.remove(&t) {
+                        let _ = tx.send(r);
+                    }
+                }
+            }
+        }
+        drop(inner);
+        self.txn_offsets.lock().unload(partition);
+        if dropped > 0 {
+            tracing::info!(
+                partition,
+                groups = dropped,
+                "unloaded __consumer_offsets partition"
+            );
         }
     }
 
@@ -185,7 +272,7 @@ impl GroupCoordinator {
 
     /// JoinGroup; waits for the join barrier when the group rebalances.
     pub async fn join(&self, log: &dyn OffsetsLog, req: JoinRequest) -> JoinResult {
-        if let Err(e) = log.offsets_partitions() {
+        if let Err(e) = self.check_coordinator(log, &req.group_id) {
             return JoinResult::error(&req.member_id, e);
         }
         let rx = {
@@ -221,7 +308,7 @@ impl GroupCoordinator {
 
     /// SyncGroup; followers wait for the leader's assignment.
     pub async fn sync(&self, log: &dyn OffsetsLog, req: SyncRequest) -> SyncResult {
-        if let Err(e) = log.offsets_partitions() {
+        if let Err(e) = self.check_coordinator(log, &req.group_id) {
             return SyncResult::error(e);
         }
         let rx = {
@@ -254,7 +341,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation_id: i32,
     ) -> Result<(), ErrorCode> {
-        log.offsets_partitions()?;
+        self.check_coordinator(log, group_id)?;
         let now = self.now_ms();
         self.inner
             .lock()
@@ -269,7 +356,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<String, ErrorCode>>, ErrorCode> {
-        log.offsets_partitions()?;
+        self.check_coordinator(log, group_id)?;
         let mut inner = self.inner.lock();
         let mut fx = Effects::default();
         let result = inner
@@ -290,7 +377,7 @@ impl GroupCoordinator {
         retention_ms: i64,
         offsets: Vec<(TopicPartition, OffsetCommit)>,
     ) -> Result<Vec<(TopicPartition, Option<ErrorCode>)>, ErrorCode> {
-        log.offsets_partitions()?;
+        self.check_coordinator(log, group_id)?;
         let now = self.now_ms();
         let mut inner = self.inner.lock();
         // OffsetCommit v9 of a consumer group carries the member epoch (KIP-848).
@@ -327,7 +414,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
     ) -> Result<Vec<(TopicPartition, Option<OffsetCommitValue>)>, ErrorCode> {
-        log.offsets_partitions()?;
+        self.check_coordinator(log, group_id)?;
         Ok(self.inner.lock().groups.fetch_offsets(group_id, partitions))
     }
 
@@ -345,7 +432,7 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: tombstones are written before the group is forgotten.
     pub fn delete_group(&self, log: &dyn OffsetsLog, group_id: &str) -> Result<(), ErrorCode> {
-        log.offsets_partitions()?;
+        self.check_coordinator(log, group_id)?;
         let mut inner = self.inner.lock();
         if inner.consumer.has_members(group_id) {
             return Err(ErrorCode::NonEmptyGroup);
@@ -370,7 +457,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, Option<ErrorCode>)>, ErrorCode> {
-        log.offsets_partitions()?;
+        self.check_coordinator(log, group_id)?;
         let mut inner = self.inner.lock();
         let (results, deleted) = inner.groups.plan_delete_offsets(group_id, partitions)?;
         if !deleted.is_empty() {

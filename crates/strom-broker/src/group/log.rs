@@ -20,6 +20,18 @@ pub trait OffsetsLog: Send + Sync {
     fn append_batch(&self, partition: i32, batch: BytesMut) -> Result<(), ErrorCode>;
     /// The stored batches of every partition, in offset order; empty if there is no topic.
     fn read_batches(&self, visit: &mut dyn FnMut(i32, Bytes)) -> Result<(), String>;
+    /// The stored batches of one partition, in offset order (a coordinator taking it over).
+    fn read_partition_batches(
+        &self,
+        partition: i32,
+        visit: &mut dyn FnMut(Bytes),
+    ) -> Result<(), String> {
+        self.read_batches(&mut |p, batches| {
+            if p == partition {
+                visit(batches)
+            }
+        })
+    }
 }
 
 /// One batch holding `records`, timestamped `now_ms`. `records` must not be empty.

@@ -527,6 +527,21 @@ impl GroupManager {
         }
     }
 
+    /// Drops the groups for which `here` holds (their partition moved to another
+    /// coordinator), answering their waiting requests NOT_COORDINATOR. Returns how many.
+    pub fn unload(&mut self, here: &dyn Fn(&str) -> bool, fx: &mut Effects) -> usize {
+        let before = self.groups.len();
+        self.groups.retain(|group_id, group| {
+            if here(group_id) {
+                group.fail_waiting(ErrorCode::NotCoordinator, fx);
+                false
+            } else {
+                true
+            }
+        });
+        before - self.groups.len()
+    }
+
     /// Answers every waiting request with `error` (shutdown).
     pub fn fail_waiting(&mut self, error: ErrorCode, fx: &mut Effects) {
         for group in self.groups.values_mut() {

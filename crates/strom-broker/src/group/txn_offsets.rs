@@ -35,6 +35,7 @@ impl GroupCoordinator {
     ) -> Result<Vec<(TopicPartition, Option<ErrorCode>)>, ErrorCode> {
         let partitions = log.offsets_partitions()?;
         let partition = partition_for(group_id, partitions);
+        self.owned.status(partition)?;
         let now = self.clock_ms();
         let consumer = self.check_consumer_txn_commit(group_id, auth)?;
         let (results, accepted) = self.with_manager(|groups| {
@@ -155,6 +156,11 @@ pub(crate) fn replay_batches(
 }
 
 impl PendingTxnOffsets {
+    /// Drops what is staged on `partition` (given up to another coordinator).
+    pub(crate) fn unload(&mut self, partition: i32) {
+        self.staged.retain(|(_, p), _| *p != partition);
+    }
+
     /// Adds what a replay left staged (transactions still open at start-up).
     pub(crate) fn absorb(&mut self, other: PendingTxnOffsets) {
         for (k, v) in other.staged {

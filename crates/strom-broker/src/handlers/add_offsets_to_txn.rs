@@ -34,6 +34,10 @@ pub(super) async fn handle(
             &[(OFFSETS_TOPIC.to_owned(), partition)],
         )
     });
+    let result = match result {
+        Ok(()) => broker.txn_write_replicated(&request.transactional_id).await,
+        e => e,
+    };
     let mut response = AddOffsetsToTxnResponse::default();
     if let Err(e) = result {
         response.error_code = fenced_for_version(e, header.api_version, FENCED_SINCE).code();

@@ -43,7 +43,7 @@ pub(super) async fn handle(
     let error = if any_unknown {
         None
     } else {
-        tokio::task::block_in_place(|| {
+        let added = tokio::task::block_in_place(|| {
             broker.txns().add_partitions(
                 broker.as_ref(),
                 &request.v3_and_below_transactional_id,
@@ -51,9 +51,18 @@ pub(super) async fn handle(
                 request.v3_and_below_producer_epoch,
                 &partitions,
             )
-        })
-        .err()
-        .map(|e| fenced_for_version(e, header.api_version, FENCED_SINCE))
+        });
+        let added = match added {
+            Ok(()) => {
+                broker
+                    .txn_write_replicated(&request.v3_and_below_transactional_id)
+                    .await
+            }
+            e => e,
+        };
+        added
+            .err()
+            .map(|e| fenced_for_version(e, header.api_version, FENCED_SINCE))
     };
     let mut response = AddPartitionsToTxnResponse::default();
     response.results_by_topic_v3_and_below = request

@@ -38,7 +38,11 @@ pub(super) async fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
-            match broker.groups().consumer_describe(&group_id.0) {
+            let described = broker
+                .groups()
+                .check_coordinator(broker.as_ref(), &group_id.0)
+                .and_then(|()| broker.groups().consumer_describe(&group_id.0));
+            match described {
                 Ok(g) => {
                     out.group_state = StrBytes::from_static_str(g.state().name());
                     out.group_epoch = g.group_epoch;

@@ -71,10 +71,15 @@ pub(super) async fn handle(
         .topics()
         .map(|t| (t.name.clone(), (t.topic_id, t.partitions.len() as i32)))
         .collect();
-    match broker
+    let mut beat = broker
         .groups()
-        .consumer_heartbeat(broker.as_ref(), &req, &topics)
-    {
+        .consumer_heartbeat(broker.as_ref(), &req, &topics);
+    if beat.is_ok() {
+        if let Err(e) = broker.group_write_replicated(&req.group_id).await {
+            beat = Err(e);
+        }
+    }
+    match beat {
         Ok(r) => {
             response.member_id = Some(StrBytes::from_string(r.member_id));
             response.member_epoch = r.member_epoch;

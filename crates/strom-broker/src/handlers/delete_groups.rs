@@ -21,20 +21,16 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: DeleteGroupsRequest = decode(&SPEC, header, body)?;
     let mut response = DeleteGroupsResponse::default();
-    response.results = request
-        .groups_names
-        .into_iter()
-        .map(|group_id| {
-            let mut r = DeletableGroupResult::default();
-            r.error_code = code(
-                broker
-                    .groups()
-                    .delete_group(broker.as_ref(), &group_id.0)
-                    .err(),
-            );
-            r.group_id = group_id;
-            r
-        })
-        .collect();
+    for group_id in request.groups_names {
+        let mut r = DeletableGroupResult::default();
+        let mut deleted = broker.groups().delete_group(broker.as_ref(), &group_id.0);
+        if deleted.is_ok() {
+            // The tombstones are acknowledged once the ISR has them.
+            deleted = broker.group_write_replicated(&group_id.0).await;
+        }
+        r.error_code = code(deleted.err());
+        r.group_id = group_id;
+        response.results.push(r);
+    }
     respond(&SPEC, header, &response)
 }

@@ -30,6 +30,15 @@ pub(super) async fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
+            // Described only by its coordinator (NOT_COORDINATOR elsewhere).
+            if let Err(e) = broker
+                .groups()
+                .check_coordinator(broker.as_ref(), &group_id.0)
+            {
+                out.error_code = e.code();
+                out.group_id = group_id;
+                return out;
+            }
             // KIP-848: DescribeGroups does not describe consumer groups.
             if broker.groups().is_consumer_group(&group_id.0) {
                 out.error_code = strom_protocol::ErrorCode::GroupIdNotFound.code();

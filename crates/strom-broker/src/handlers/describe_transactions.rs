@@ -38,8 +38,13 @@ pub(super) async fn handle(
             let found = match &available {
                 Ok(_) => broker
                     .txns()
-                    .describe(&id)
-                    .ok_or(ErrorCode::TransactionalIdNotFound),
+                    .check_coordinator(broker.as_ref(), &id)
+                    .and_then(|_| {
+                        broker
+                            .txns()
+                            .describe(&id)
+                            .ok_or(ErrorCode::TransactionalIdNotFound)
+                    }),
                 Err(e) => Err(*e),
             };
             match found {

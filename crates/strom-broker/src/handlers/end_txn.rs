@@ -30,6 +30,10 @@ pub(super) async fn handle(
             request.committed,
         )
     });
+    let result = match result {
+        Ok(()) => broker.txn_write_replicated(&request.transactional_id).await,
+        e => e,
+    };
     let mut response = EndTxnResponse::default();
     // v5 (KIP-890) would return the new id and epoch; v0–4 have no such fields.
     response.producer_id = ProducerId(-1);

@@ -1,6 +1,7 @@
 //! FindCoordinator (key 10), v0–6: one key (v0–3) or a batch of `coordinator_keys` (v4+,
-//! KIP-699). Groups (key type 0) and transactional ids (key type 1) are coordinated here,
-//! the leader of every `__consumer_offsets` and `__transaction_state` partition.
+//! KIP-699). A group (key type 0) or transactional id (key type 1) is coordinated by the
+//! leader of its `__consumer_offsets` / `__transaction_state` partition (hash of the key);
+//! COORDINATOR_NOT_AVAILABLE while that partition has no live leader.
 
 use std::sync::Arc;
 
@@ -13,8 +14,8 @@ use strom_protocol::ErrorCode;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
-use crate::group::{code, OffsetsLog};
-use crate::txn::TxnLog;
+use crate::group::{code, OffsetsLog, OFFSETS_TOPIC};
+use crate::txn::{TxnLog, TXN_STATE_TOPIC};
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 
@@ -42,7 +43,7 @@ pub(super) async fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let found = find(broker, request.key_type);
+                let found = find(broker, request.key_type, &key);
                 let mut c = Coordinator::default();
                 c.key = key;
                 c.node_id = BrokerId(found.node_id);
@@ -54,7 +55,7 @@ pub(super) async fn handle(
             })
             .collect();
     } else {
-        let found = find(broker, request.key_type);
+        let found = find(broker, request.key_type, &request.key);
         response.error_code = code(found.error);
         if header.api_version >= 1 {
             response.error_message = found.message.map(StrBytes::from_static_str);
@@ -66,7 +67,7 @@ pub(super) async fn handle(
     respond(&SPEC, header, &response)
 }
 
-fn find(broker: &Broker, key_type: i8) -> Found {
+fn find(broker: &Broker, key_type: i8, key: &str) -> Found {
     let refused = |error, message| Found {
         error: Some(error),
         message: Some(message),
@@ -75,32 +76,46 @@ fn find(broker: &Broker, key_type: i8) -> Found {
         port: -1,
     };
     // The coordinator exists once its topic does (created here on first use, as Kafka does).
-    match key_type {
-        KEY_TYPE_GROUP => {
-            if let Err(e) = broker.offsets_partitions() {
-                return refused(e, "__consumer_offsets is not available");
-            }
-        }
-        KEY_TYPE_TRANSACTION => {
-            if let Err(e) = broker.txn_partitions() {
-                return refused(e, "__transaction_state is not available");
-            }
-        }
+    let (topic, partition) = match key_type {
+        KEY_TYPE_GROUP => match broker.offsets_partitions() {
+            Ok(n) => (OFFSETS_TOPIC, crate::group::records::partition_for(key, n)),
+            Err(e) => return refused(e, "__consumer_offsets is not available"),
+        },
+        KEY_TYPE_TRANSACTION => match broker.txn_partitions() {
+            Ok(n) => (TXN_STATE_TOPIC, crate::txn::records::partition_for(key, n)),
+            Err(e) => return refused(e, "__transaction_state is not available"),
+        },
         _ => return refused(ErrorCode::InvalidRequest, "unknown coordinator key type"),
-    }
-    let node_id = broker.node_id();
+    };
     let image = broker.image();
-    let (host, port) = match image.broker(node_id) {
-        Some(b) => (b.host.clone(), i32::from(b.port)),
-        None => match broker.config().advertised_client_listener() {
+    let leader = image
+        .topic(topic)
+        .and_then(|t| t.partitions.get(&partition))
+        .map_or(-1, |p| p.leader);
+    if leader < 0 {
+        return refused(
+            ErrorCode::CoordinatorNotAvailable,
+            "the coordinator's partition has no leader",
+        );
+    }
+    let (host, port) = match image.broker(leader) {
+        Some(b) if !b.fenced || leader == broker.node_id() => (b.host.clone(), i32::from(b.port)),
+        // This broker without a registered endpoint answers with its listener.
+        None if leader == broker.node_id() => match broker.config().advertised_client_listener() {
             Some(l) => (l.host.clone(), i32::from(l.port)),
             None => return refused(ErrorCode::CoordinatorNotAvailable, "no advertised listener"),
         },
+        _ => {
+            return refused(
+                ErrorCode::CoordinatorNotAvailable,
+                "the coordinator's broker is not available",
+            )
+        }
     };
     Found {
         error: None,
         message: None,
-        node_id,
+        node_id: leader,
         host,
         port,
     }

@@ -38,7 +38,7 @@ pub(super) async fn handle(
             // v3+ (KIP-360): a producer recovering its own id and epoch.
             let expected = (request.producer_id.0 >= 0)
                 .then_some((request.producer_id.0, request.producer_epoch));
-            tokio::task::block_in_place(|| {
+            let initialized = tokio::task::block_in_place(|| {
                 broker.txns().init_producer_id(
                     broker.as_ref(),
                     transactional_id,
@@ -46,7 +46,14 @@ pub(super) async fn handle(
                     expected,
                     &mut allocate,
                 )
-            })
+            });
+            match initialized {
+                Ok(ids) => broker
+                    .txn_write_replicated(transactional_id)
+                    .await
+                    .map(|()| ids),
+                e => e,
+            }
         }
     };
     match result {

@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
-use crate::group::{code, JoinRequest, Protocol};
+use crate::group::{code, JoinRequest, JoinResult, Protocol};
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::JoinGroup, 0, 9);
 
@@ -52,7 +52,13 @@ pub(super) async fn handle(
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let result = broker.groups().join(broker.as_ref(), join).await;
+    let group_id = join.group_id.clone();
+    let mut result = broker.groups().join(broker.as_ref(), join).await;
+    if result.error.is_none() {
+        if let Err(e) = broker.group_write_replicated(&group_id).await {
+            result = JoinResult::error(&result.member_id, e);
+        }
+    }
     let mut response = JoinGroupResponse::default();
     response.error_code = code(result.error);
     response.generation_id = result.generation_id;

@@ -35,10 +35,15 @@ pub(super) async fn handle(
         .map(|(m, i)| (m.to_string(), i.as_ref().map(|i| i.to_string())))
         .collect();
     let mut response = LeaveGroupResponse::default();
-    match broker
+    let mut left = broker
         .groups()
-        .leave(broker.as_ref(), &request.group_id.0, &leaving)
-    {
+        .leave(broker.as_ref(), &request.group_id.0, &leaving);
+    if left.is_ok() {
+        if let Err(e) = broker.group_write_replicated(&request.group_id.0).await {
+            left = Err(e);
+        }
+    }
+    match left {
         Err(e) => response.error_code = e.code(),
         Ok(results) if !batched => {
             response.error_code = code(results.into_iter().next().and_then(Result::err))

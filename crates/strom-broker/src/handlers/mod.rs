@@ -55,6 +55,7 @@ mod remove_raft_voter;
 mod sync_group;
 mod txn_offset_commit;
 mod update_raft_voter;
+mod write_txn_markers;
 
 /// Flush intervals at or above this are Kafka's "never" (Long.MAX_VALUE).
 pub(crate) const NEVER_FLUSH: u64 = i64::MAX as u64;
@@ -196,6 +197,7 @@ handlers!(
     add_raft_voter,
     remove_raft_voter,
     update_raft_voter,
+    write_txn_markers,
 );
 
 /// Decodes a request body of the header's version.

@@ -64,17 +64,22 @@ pub(super) async fn handle(
     let group_error = if commits.is_empty() {
         None
     } else {
-        match broker.groups().commit(
+        let committed = broker.groups().commit(
             broker.as_ref(),
             &request.group_id.0,
             &auth,
             retention_ms,
             commits,
-        ) {
-            Ok(results) => {
-                errors.extend(results);
-                None
-            }
+        );
+        match committed {
+            // Acknowledged once the ISR has the offsets.
+            Ok(results) => match broker.group_write_replicated(&request.group_id.0).await {
+                Ok(()) => {
+                    errors.extend(results);
+                    None
+                }
+                Err(e) => Some(e),
+            },
             Err(e) => Some(e),
         }
     };

@@ -35,10 +35,17 @@ pub(super) async fn handle(
         }
     }
     let mut response = OffsetDeleteResponse::default();
-    let results = match broker
+    let deleted = broker
         .groups()
-        .delete_offsets(broker.as_ref(), &request.group_id.0, &known)
-    {
+        .delete_offsets(broker.as_ref(), &request.group_id.0, &known);
+    let deleted = match deleted {
+        Ok(results) => broker
+            .group_write_replicated(&request.group_id.0)
+            .await
+            .map(|()| results),
+        e => e,
+    };
+    let results = match deleted {
         Ok(results) => results,
         Err(e) => {
             response.error_code = e.code();

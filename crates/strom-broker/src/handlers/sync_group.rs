@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{decode, respond, ApiSpec, HandlerResult};
 use crate::broker::Broker;
-use crate::group::{code, SyncRequest};
+use crate::group::{code, SyncRequest, SyncResult};
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::SyncGroup, 0, 5);
 
@@ -34,7 +34,13 @@ pub(super) async fn handle(
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let result = broker.groups().sync(broker.as_ref(), sync).await;
+    let group_id = sync.group_id.clone();
+    let mut result = broker.groups().sync(broker.as_ref(), sync).await;
+    if result.error.is_none() {
+        if let Err(e) = broker.group_write_replicated(&group_id).await {
+            result = SyncResult::error(e);
+        }
+    }
     let mut response = SyncGroupResponse::default();
     response.error_code = code(result.error);
     if header.api_version >= 5 {

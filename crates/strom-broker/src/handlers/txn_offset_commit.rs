@@ -84,6 +84,13 @@ pub(super) async fn handle(
                 .txn_commit(broker.as_ref(), &request.group_id, &auth, producer, commits)
         })
     };
+    let outcome = match outcome {
+        Ok(results) if !results.is_empty() => broker
+            .group_write_replicated(&request.group_id)
+            .await
+            .map(|()| results),
+        other => other,
+    };
     // TxnOffsetCommit has no PRODUCER_FENCED: a fenced producer gets INVALID_PRODUCER_EPOCH.
     let (results, group_error) = match outcome {
         Ok(results) => (results, None),

@@ -15,9 +15,7 @@ use tokio::sync::watch;
 use super::log::{metadata_batch, metadata_of, tombstone_batch, TxnLog};
 use super::records::partition_for;
 use super::state::{InitPlan, TopicPartition, TxnConfig, TxnManager, TxnMetadata};
-
-/// Single node: the coordinator epoch written into markers never changes.
-const COORDINATOR_EPOCH: i32 = 0;
+use crate::internal_topic::OwnedPartitions;
 
 impl TxnConfig {
     pub fn from_broker(config: &BrokerConfig) -> TxnConfig {
@@ -45,6 +43,11 @@ pub struct TxnCoordinator {
     clock: Arc<dyn Clock>,
     /// Serializes the creation of `__transaction_state`.
     pub(crate) topic_creation: Mutex<()>,
+    /// The `__transaction_state` partitions whose transactional ids are served here, with
+    /// their coordinator epochs (single node: all, epoch 0).
+    pub(crate) owned: OwnedPartitions,
+    /// Wakes the timer task (a partition was loaded: its pending completions are due).
+    wake: tokio::sync::Notify,
 }
 
 impl TxnCoordinator {
@@ -53,6 +56,77 @@ impl TxnCoordinator {
             inner: Mutex::new(TxnManager::new(config)),
             clock,
             topic_creation: Mutex::new(()),
+            owned: OwnedPartitions::default(),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The coordinator epoch of `transactional_id` if it is coordinated here; else
+    /// NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its partition is loaded.
+    pub fn check_coordinator(
+        &self,
+        log: &dyn TxnLog,
+        transactional_id: &str,
+    ) -> Result<i32, ErrorCode> {
+        let partitions = log.txn_partitions()?;
+        self.owned
+            .status(partition_for(transactional_id, partitions))
+    }
+
+    /// Takes over one `__transaction_state` partition (this broker became its leader at
+    /// `epoch`): replays it, serves its transactional ids, and finishes the transactions its
+    /// previous coordinator left between Prepare* and Complete*.
+    pub fn load_partition(&self, log: &dyn TxnLog, partition: i32, epoch: i32) {
+        let mut latest: BTreeMap<String, Option<TxnMetadata>> = BTreeMap::new();
+        let read = log.read_txn_partition_batches(partition, &mut |batches| {
+            metadata_of(&batches, |id, md| {
+                latest.insert(id, md);
+            })
+        });
+        if let Err(e) = read {
+            tracing::error!(partition, error = %e, "cannot load a partition of __transaction_state");
+            return;
+        }
+        let mut inner = self.inner.lock();
+        let mut count = 0;
+        for md in latest.into_values().flatten() {
+            inner.apply(md);
+            count += 1;
+        }
+        drop(inner);
+        self.owned.finish_load(partition, epoch);
+        tracing::info!(
+            partition,
+            epoch,
+            transactional_ids = count,
+            "loaded __transaction_state partition"
+        );
+        // The timer task finishes the transactions left between Prepare* and Complete*
+        // (markers may need the network; this runs where leadership changes).
+        self.wake.notify_one();
+    }
+
+    /// Gives up one `__transaction_state` partition (of `partitions`): its transactional ids
+    /// are forgotten here; the new coordinator loads them.
+    pub fn unload_partition(&self, partition: i32, partitions: i32) {
+        if partitions <= 0 {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        let gone: Vec<String> = inner
+            .all()
+            .filter(|m| partition_for(&m.transactional_id, partitions) == partition)
+            .map(|m| m.transactional_id.clone())
+            .collect();
+        for id in &gone {
+            inner.remove(id);
+        }
+        if !gone.is_empty() {
+            tracing::info!(
+                partition,
+                transactional_ids = gone.len(),
+                "unloaded __transaction_state partition"
+            );
         }
     }
 
@@ -107,7 +181,11 @@ impl TxnCoordinator {
         let Some(completion) = inner.get(transactional_id).and_then(TxnManager::completion) else {
             return;
         };
-        if let Err(e) = log.write_markers(&completion, COORDINATOR_EPOCH) {
+        // Only the coordinator of the id writes its markers, with its coordinator epoch.
+        let Ok(coordinator_epoch) = self.check_coordinator(log, transactional_id) else {
+            return;
+        };
+        if let Err(e) = log.write_markers(&completion, coordinator_epoch) {
             tracing::warn!(transactional_id, error = ?e, "could not write transaction markers; will retry");
             return;
         }
@@ -138,7 +216,7 @@ impl TxnCoordinator {
         expected: Option<(i64, i16)>,
         allocate: &mut dyn FnMut() -> Result<i64, ErrorCode>,
     ) -> Result<(i64, i16), ErrorCode> {
-        log.txn_partitions()?;
+        self.check_coordinator(log, transactional_id)?;
         let mut inner = self.inner.lock();
         // At most twice: an open transaction of the previous epoch is aborted first.
         for _ in 0..2 {
@@ -167,7 +245,7 @@ impl TxnCoordinator {
         producer_epoch: i16,
         partitions: &[TopicPartition],
     ) -> Result<(), ErrorCode> {
-        log.txn_partitions()?;
+        self.check_coordinator(log, transactional_id)?;
         let mut inner = self.inner.lock();
         let now = self.now_ms();
         match inner.plan_add_partitions(
@@ -191,7 +269,7 @@ impl TxnCoordinator {
         producer_epoch: i16,
         commit: bool,
     ) -> Result<(), ErrorCode> {
-        log.txn_partitions()?;
+        self.check_coordinator(log, transactional_id)?;
         let mut inner = self.inner.lock();
         let now = self.now_ms();
         if let Some(md) =
@@ -211,9 +289,13 @@ impl TxnCoordinator {
         producer_epoch: i16,
         partition: &TopicPartition,
     ) -> Result<(), ErrorCode> {
-        self.inner
-            .lock()
-            .verify_partition(producer_id, producer_epoch, partition)
+        let inner = self.inner.lock();
+        // In a cluster the producer's coordinator may be another broker: only a producer
+        // this coordinator knows can be verified here (KIP-890 would ask the coordinator).
+        if !self.owned.serves_all() && !inner.knows_producer(producer_id) {
+            return Ok(());
+        }
+        inner.verify_partition(producer_id, producer_epoch, partition)
     }
 
     /// Whether `transactional_id` is (`producer_id`, `producer_epoch`) with `partition` in
@@ -281,6 +363,7 @@ impl TxnCoordinator {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = self.wake.notified() => {}
                 _ = stop.changed() => break,
             }
             if *stop.borrow() {

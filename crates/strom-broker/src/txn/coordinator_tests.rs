@@ -15,6 +15,8 @@ use crate::txn::state::{Completion, TxnState};
 struct MemoryTxnLog {
     batches: PlMutex<Vec<(i32, Bytes)>>,
     markers: PlMutex<Vec<Completion>>,
+    /// The coordinator epoch each marker was written with.
+    marker_epochs: PlMutex<Vec<i32>>,
     fail_markers: AtomicBool,
 }
 
@@ -32,11 +34,12 @@ impl TxnLog for MemoryTxnLog {
         }
         Ok(())
     }
-    fn write_markers(&self, c: &Completion, _: i32) -> Result<(), ErrorCode> {
+    fn write_markers(&self, c: &Completion, epoch: i32) -> Result<(), ErrorCode> {
         if self.fail_markers.load(Ordering::SeqCst) {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         self.markers.lock().push(c.clone());
+        self.marker_epochs.lock().push(epoch);
         Ok(())
     }
 }
@@ -89,6 +92,56 @@ fn unfinished_completions_are_retried_and_survive_a_restart() {
     // The next restart finds it complete: no marker is written again.
     coordinator(&clock).load(&log).unwrap();
     assert_eq!(log.markers.lock().len(), 1);
+}
+
+/// Cluster mode: the new coordinator of a partition serves its ids only once loaded, finishes
+/// a transaction its predecessor left in PrepareCommit with its own coordinator epoch, and
+/// forgets the ids when the partition moves on.
+#[test]
+fn a_new_coordinator_loads_its_partition_and_finishes_prepared_transactions() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let log = MemoryTxnLog::default();
+    let mut allocate = || Ok(9);
+    let old = coordinator(&clock);
+    let (pid, epoch) = old
+        .init_producer_id(&log, "t", 10_000, None, &mut allocate)
+        .unwrap();
+    let tp = ("a".to_owned(), 0);
+    old.add_partitions(&log, "t", pid, epoch, std::slice::from_ref(&tp))
+        .unwrap();
+    log.fail_markers.store(true, Ordering::SeqCst);
+    old.end_txn(&log, "t", pid, epoch, true).unwrap();
+    log.fail_markers.store(false, Ordering::SeqCst);
+
+    let c = coordinator(&clock);
+    c.owned.serve_led_partitions_only();
+    let p = partition_for("t", 3);
+    assert_eq!(
+        c.check_coordinator(&log, "t"),
+        Err(ErrorCode::NotCoordinator)
+    );
+    assert_eq!(
+        c.end_txn(&log, "t", pid, epoch, true),
+        Err(ErrorCode::NotCoordinator)
+    );
+    c.owned.begin_load(p, 4);
+    assert_eq!(
+        c.check_coordinator(&log, "t"),
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    );
+    c.load_partition(&log, p, 4);
+    assert_eq!(c.check_coordinator(&log, "t"), Ok(4));
+    assert_eq!(state(&c), TxnState::PrepareCommit);
+    c.tick(&log);
+    assert_eq!(state(&c), TxnState::CompleteCommit);
+    assert_eq!(*log.marker_epochs.lock(), vec![4]);
+    c.owned.unload(p);
+    c.unload_partition(p, 3);
+    assert!(c.describe("t").is_none());
+    assert_eq!(
+        c.check_coordinator(&log, "t"),
+        Err(ErrorCode::NotCoordinator)
+    );
 }
 
 #[test]

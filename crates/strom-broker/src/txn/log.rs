@@ -20,6 +20,18 @@ pub trait TxnLog: Send + Sync {
     fn append_txn_batch(&self, partition: i32, batch: BytesMut) -> Result<(), ErrorCode>;
     /// Every stored batch of `__transaction_state`, in offset order per partition.
     fn read_txn_batches(&self, visit: &mut dyn FnMut(i32, Bytes)) -> Result<(), String>;
+    /// The stored batches of one partition, in offset order (a coordinator taking it over).
+    fn read_txn_partition_batches(
+        &self,
+        partition: i32,
+        visit: &mut dyn FnMut(Bytes),
+    ) -> Result<(), String> {
+        self.read_txn_batches(&mut |p, batches| {
+            if p == partition {
+                visit(batches)
+            }
+        })
+    }
     /// Writes the commit/abort marker of `completion` to each of its partitions (single
     /// node: straight into the partition logs; a cluster would send WriteTxnMarkers).
     fn write_markers(

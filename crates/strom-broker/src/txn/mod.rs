@@ -2,7 +2,7 @@
 //! epochs and fencing, the transaction state machine over `__transaction_state`, and the
 //! commit/abort markers. Transaction protocol v2 (KIP-890) is not implemented.
 
-mod broker_log;
+pub(crate) mod broker_log;
 pub mod coordinator;
 pub mod log;
 pub mod records;

@@ -286,6 +286,11 @@ impl TxnManager {
 
     /// Whether a transactional write by (`producer_id`, `epoch`) to `partition` is allowed:
     /// the producer is current and the partition is in its ongoing transaction.
+    /// Whether a transactional id of this coordinator uses `producer_id`.
+    pub fn knows_producer(&self, producer_id: i64) -> bool {
+        self.by_producer.contains_key(&producer_id)
+    }
+
     pub fn verify_partition(
         &self,
         producer_id: i64,

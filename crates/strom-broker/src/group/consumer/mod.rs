@@ -113,6 +113,11 @@ impl ConsumerGroups {
         }
     }
 
+    /// Drops the groups for which `here` holds (their partition moved to another coordinator).
+    pub fn unload(&mut self, here: &dyn Fn(&str) -> bool) {
+        self.groups.retain(|group_id, _| !here(group_id));
+    }
+
     pub fn groups(&self) -> impl Iterator<Item = &ConsumerGroup> + '_ {
         self.groups.values()
     }

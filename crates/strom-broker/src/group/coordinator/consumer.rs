@@ -70,7 +70,7 @@ impl GroupCoordinator {
         req: &HeartbeatRequest,
         topics: &TopicsView,
     ) -> Result<HeartbeatResponse, ErrorCode> {
-        log.offsets_partitions()?;
+        self.check_coordinator(log, &req.group_id)?;
         let now = self.now_ms();
         let result = {
             let mut inner = self.inner.lock();

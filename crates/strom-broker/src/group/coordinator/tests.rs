@@ -250,3 +250,60 @@ async fn the_timer_task_evicts_silent_members_and_shutdown_releases_waiters() {
     timers.await.expect("timer task ends");
     timers2.await.expect("timer task ends");
 }
+
+/// Cluster mode: a coordinator serves only the partitions it loaded; loading replays one
+/// partition, unloading drops its groups and releases their waiting joins.
+#[tokio::test]
+async fn only_loaded_partitions_are_served_and_unloading_releases_waiters() {
+    let log = Arc::new(MemoryLog::new(50));
+    let p = crate::group::records::partition_for("g", 50);
+    // A first coordinator (single-node mode) commits an offset and keeps a member.
+    let old = coordinator();
+    let first = join_new(&old, &log, 10_000).await;
+    old.sync(&*log, sync_request(&first.member_id, 1, Vec::new()))
+        .await;
+    old.commit(
+        &*log,
+        "g",
+        &member_auth(&first.member_id, 1),
+        -1,
+        vec![(("t".into(), 0), commit_of(7))],
+    )
+    .expect("commit");
+
+    // A coordinator of a cluster serves nothing until it loads the partition.
+    let c = coordinator();
+    c.owned.serve_led_partitions_only();
+    let fetch = |c: &GroupCoordinator| c.fetch(&*log, "g", None);
+    assert_eq!(fetch(&c).unwrap_err(), ErrorCode::NotCoordinator);
+    c.owned.begin_load(p, 3);
+    assert_eq!(fetch(&c).unwrap_err(), ErrorCode::CoordinatorLoadInProgress);
+    c.load_partition(&*log, p, 3);
+    let offsets = fetch(&c).expect("served once loaded");
+    assert_eq!(offsets[0].1.as_ref().map(|v| v.offset), Some(7));
+    // Another partition's key is still someone else's.
+    let other = (0..100)
+        .map(|i| format!("other-{i}"))
+        .find(|g| crate::group::records::partition_for(g, 50) != p)
+        .unwrap();
+    assert_eq!(
+        c.fetch(&*log, &other, None).unwrap_err(),
+        ErrorCode::NotCoordinator
+    );
+
+    // A join waiting at the barrier is answered NOT_COORDINATOR when the partition moves.
+    let waiting = {
+        let (c, log) = (c.clone(), log.clone());
+        tokio::spawn(async move { join_new(&c, &log, 10_000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "the loaded member has not rejoined");
+    c.owned.unload(p);
+    c.unload_partition(p, 50);
+    assert_eq!(
+        waiting.await.expect("task").error,
+        Some(ErrorCode::NotCoordinator)
+    );
+    assert_eq!(fetch(&c).unwrap_err(), ErrorCode::NotCoordinator);
+    assert!(c.list(&[], &[]).is_empty(), "the group was dropped");
+}
