@@ -271,12 +271,7 @@ fn with_rss<T>(pids: &[u32], f: impl FnOnce() -> T) -> (T, Option<f64>) {
     (out, Some(mb))
 }
 
-fn run_once(
-    bootstrap: &str,
-    pids: &[u32],
-    w: &Workload,
-    rt: &tokio::runtime::Runtime,
-) -> Outcome {
+fn run_once(bootstrap: &str, pids: &[u32], w: &Workload, rt: &tokio::runtime::Runtime) -> Outcome {
     let topic = format!("bench-{}-{}", w.size, uuid_ish());
     create_topic(bootstrap, &topic, rt);
     let cpu_before = cpu_ms_all(pids);
