@@ -29,7 +29,6 @@ where
     Req: Encodable + HeaderVersion,
     Resp: Decodable + HeaderVersion,
 {
-    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let addr = (host, port)
         .to_socket_addrs()?
         .next()
@@ -39,11 +38,33 @@ where
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
     let correlation_id = 1;
+    let client_id = format!("strom-broker-{node_id}");
+    let frame = encode_request(api, version, correlation_id, &client_id, request)?;
+    stream.write_all(&frame)?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let mut buf = vec![0u8; response_len(i32::from_be_bytes(len), MAX_RESPONSE_BYTES)?];
+    stream.read_exact(&mut buf)?;
+    decode_response(Bytes::from(buf), version, correlation_id)
+}
+
+fn invalid(e: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+/// A request frame: size, header (of the version `Req` needs) and body.
+pub(crate) fn encode_request<Req: Encodable + HeaderVersion>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    request: &Req,
+) -> std::io::Result<BytesMut> {
     let mut header = RequestHeader::default();
     header.request_api_key = api as i16;
     header.request_api_version = version;
     header.correlation_id = correlation_id;
-    header.client_id = Some(StrBytes::from_string(format!("strom-broker-{node_id}")));
+    header.client_id = Some(StrBytes::from_string(client_id.to_owned()));
     let mut body = BytesMut::new();
     header
         .encode(&mut body, Req::header_version(version))
@@ -54,17 +75,24 @@ where
     let mut frame = BytesMut::with_capacity(body.len() + 4);
     frame.put_i32(body.len() as i32);
     frame.extend_from_slice(&body);
-    stream.write_all(&frame)?;
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let len = i32::from_be_bytes(len);
-    let len = usize::try_from(len)
+    Ok(frame)
+}
+
+/// The size prefix of a response frame, checked against `max`.
+pub(crate) fn response_len(len: i32, max: usize) -> std::io::Result<usize> {
+    usize::try_from(len)
         .ok()
-        .filter(|l| *l <= MAX_RESPONSE_BYTES)
-        .ok_or_else(|| invalid(format!("response frame of {len} bytes")))?;
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf)?;
-    let mut buf = Bytes::from(buf);
+        .filter(|l| *l <= max)
+        .ok_or_else(|| invalid(format!("response frame of {len} bytes")))
+}
+
+/// A response frame (without its size prefix): header checked against `correlation_id`, then
+/// the body.
+pub(crate) fn decode_response<Resp: Decodable + HeaderVersion>(
+    mut buf: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> std::io::Result<Resp> {
     let header = ResponseHeader::decode(&mut buf, Resp::header_version(version))
         .map_err(|e| invalid(e.to_string()))?;
     if header.correlation_id != correlation_id {

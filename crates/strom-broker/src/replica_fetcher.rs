@@ -10,12 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use parking_lot::Mutex;
 use strom_protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::broker::Broker;
+use crate::inter_broker;
 use crate::partition::Partition;
 
 /// The Fetch version followers send (topic ids, diverging epochs, ReplicaState).
@@ -289,43 +287,13 @@ async fn roundtrip(
     node_id: i32,
     request: &FetchRequest,
 ) -> std::io::Result<FetchResponse> {
-    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let version = REPLICA_FETCH_VERSION;
-    let mut header = RequestHeader::default();
-    header.request_api_key = ApiKey::Fetch as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation_id;
-    header.client_id = Some(StrBytes::from_string(format!("strom-replica-{node_id}")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, FetchRequest::header_version(version))
-        .map_err(|e| invalid(e.to_string()))?;
-    request
-        .encode(&mut body, version)
-        .map_err(|e| invalid(e.to_string()))?;
-    let mut frame = BytesMut::with_capacity(body.len() + 4);
-    frame.put_i32(body.len() as i32);
-    frame.extend_from_slice(&body);
+    let client_id = format!("strom-replica-{node_id}");
+    let frame =
+        inter_broker::encode_request(ApiKey::Fetch, version, correlation_id, &client_id, request)?;
     stream.write_all(&frame).await?;
-    let len = stream.read_i32().await?;
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|l| *l <= MAX_RESPONSE_BYTES)
-        .ok_or_else(|| invalid(format!("response frame of {len} bytes")))?;
+    let len = inter_broker::response_len(stream.read_i32().await?, MAX_RESPONSE_BYTES)?;
     let mut buf = vec![0u8; len];
     stream.read_exact(&mut buf).await?;
-    let mut buf = Bytes::from(buf);
-    let header = ResponseHeader::decode(&mut buf, FetchResponse::header_version(version))
-        .map_err(|e| invalid(e.to_string()))?;
-    if header.correlation_id != correlation_id {
-        return Err(invalid(format!(
-            "correlation id {} for request {correlation_id}",
-            header.correlation_id
-        )));
-    }
-    let response = FetchResponse::decode(&mut buf, version).map_err(|e| invalid(e.to_string()))?;
-    if buf.has_remaining() {
-        tracing::trace!(extra = buf.remaining(), "bytes after the fetch response");
-    }
-    Ok(response)
+    inter_broker::decode_response(Bytes::from(buf), version, correlation_id)
 }

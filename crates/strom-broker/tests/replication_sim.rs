@@ -332,17 +332,30 @@ impl Sim {
         if !self.reachable(f.follower, f.leader) || self.rng.chance(5) {
             return; // lost
         }
+        let lose_answer = self.rng.chance(5);
+        self.exchange(&f, &follower, &leader, 4096, lose_answer);
+    }
+
+    /// The leader serves `f`; unless the answer is lost, the follower applies it.
+    fn exchange(
+        &self,
+        f: &InFlight,
+        follower: &Partition,
+        leader: &Partition,
+        max_bytes: usize,
+        lose_answer: bool,
+    ) {
         let answer = leader.serve_follower_fetch(
             f.follower,
             f.epoch,
             f.fetch_offset,
             f.last_fetched_epoch,
-            4096,
+            max_bytes,
             true,
             self.now,
         );
-        if self.rng.chance(5) {
-            return; // the answer is lost
+        if lose_answer {
+            return;
         }
         match answer {
             Ok(a) => {
@@ -506,34 +519,7 @@ impl Sim {
         let (Some(follower), Some(leader)) = (self.alive(f.follower), self.alive(f.leader)) else {
             return;
         };
-        match leader.serve_follower_fetch(
-            f.follower,
-            f.epoch,
-            f.fetch_offset,
-            f.last_fetched_epoch,
-            1 << 20,
-            true,
-            self.now,
-        ) {
-            Ok(a) => {
-                let records = a.slice.map(|s| s.read_to_bytes().unwrap());
-                let _ = follower.apply_fetched(
-                    f.epoch,
-                    a.diverging,
-                    records.as_deref(),
-                    a.high_watermark,
-                    a.log_start_offset,
-                );
-            }
-            Err(strom_protocol::ErrorCode::OffsetOutOfRange) => {
-                let _ = follower.realign_out_of_range(
-                    f.epoch,
-                    leader.high_watermark(),
-                    leader.log.log_start_offset(),
-                );
-            }
-            Err(_) => {}
-        }
+        self.exchange(&f, &follower, &leader, 1 << 20, false);
     }
 }
 
