@@ -80,14 +80,20 @@ impl Broker {
             dir_locks.push(lock_data_dir(root)?);
         }
         let (mut controller, metadata) = crate::cluster::open_metadata(&config)?;
-        let (host, port) = crate::cluster::registration_endpoint(&config).ok_or_else(|| {
+        let registration = crate::cluster::Registration::of(&config).ok_or_else(|| {
             ServerError::Startup(
                 "no client listener configured (listeners=PLAINTEXT://host:port)".into(),
             )
         })?;
         if let (false, Some(controller)) = (config.is_quorum_over_network(), controller.as_mut()) {
             controller
-                .register_broker(config.node_id(), &host, port, config.broker_rack())
+                .register_broker_with_listeners(
+                    config.node_id(),
+                    &registration.host,
+                    registration.port,
+                    config.broker_rack(),
+                    &registration.listeners,
+                )
                 .map_err(|e| ServerError::Startup(format!("cannot register broker: {e}")))?;
         }
         let image = metadata.image().1;
@@ -130,8 +136,7 @@ impl Broker {
             crate::cluster::register(
                 broker.metadata.as_ref(),
                 &broker.config,
-                &host,
-                port,
+                &registration,
                 broker.controller.is_some(),
                 |op| broker.execute_locally(op),
             )?;
@@ -168,6 +173,15 @@ impl Broker {
         self.image.read().clone()
     }
 
+    /// Where this broker reaches broker `id`: its endpoint on this broker's
+    /// `inter.broker.listener.name` (replica fetching, transaction markers).
+    pub fn inter_broker_endpoint(&self, id: i32) -> Option<(String, u16)> {
+        let name = self.config.inter_broker_listener()?.name.clone();
+        let image = self.image();
+        let (host, port) = image.broker(id)?.endpoint(&name)?;
+        Some((host.to_owned(), port))
+    }
+
     pub fn replicas(&self) -> &ReplicaManager {
         &self.replicas
     }
@@ -202,8 +216,8 @@ impl Broker {
                 tracing::warn!(
                     "the active controller does not know this broker; registering again"
                 );
-                if let Some((host, port)) = crate::cluster::registration_endpoint(&self.config) {
-                    let op = crate::cluster::register_op(&self.config, &host, port);
+                if let Some(registration) = crate::cluster::Registration::of(&self.config) {
+                    let op = registration.op(&self.config);
                     if let Err(e) = self.controller_op(op).into_done() {
                         tracing::warn!(error = %e, "registering again failed");
                     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use strom_metadata::controller::ops::now_ms;
+use strom_metadata::image::{BrokerEndpoint, BrokerRegistration};
 use strom_metadata::quorum::node::QuorumNodeOptions;
 use strom_metadata::quorum::observer::MetadataObserver;
 use strom_metadata::quorum::service::{MetadataNode, QuorumService};
@@ -211,25 +212,55 @@ fn wait_applied(quorum: &dyn MetadataNode, offset: Option<u64>) {
     }
 }
 
-/// The client endpoint this broker registers: its advertised client listener, with an empty
-/// (all interfaces) host advertised as 127.0.0.1.
-pub(crate) fn registration_endpoint(config: &BrokerConfig) -> Option<(String, u16)> {
-    let l = config.advertised_client_listener()?;
-    let host = if l.host.is_empty() {
-        "127.0.0.1".to_owned()
-    } else {
-        l.host.clone()
-    };
-    Some((host, l.port))
+/// What this broker registers: every advertised broker listener (an empty, all-interfaces
+/// host advertised as 127.0.0.1), and, as its primary endpoint, the inter-broker one.
+pub(crate) struct Registration {
+    pub host: String,
+    pub port: u16,
+    pub listeners: Vec<BrokerEndpoint>,
 }
 
-/// BrokerRegistration of this broker at `host:port`, with its rack.
-pub(crate) fn register_op(config: &BrokerConfig, host: &str, port: u16) -> ControllerOp {
-    ControllerOp::RegisterBroker {
-        broker_id: config.node_id(),
-        host: host.to_string(),
-        port,
-        rack: config.broker_rack().map(str::to_string),
+impl Registration {
+    pub(crate) fn of(config: &BrokerConfig) -> Option<Registration> {
+        let listeners: Vec<BrokerEndpoint> = config
+            .advertised_broker_listeners()
+            .into_iter()
+            .map(|l| BrokerEndpoint {
+                name: l.name.clone(),
+                host: if l.host.is_empty() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    l.host.clone()
+                },
+                port: l.port,
+            })
+            .collect();
+        let inter_broker = config.inter_broker_listener()?;
+        let primary = listeners.iter().find(|l| l.name == inter_broker.name)?;
+        Some(Registration {
+            host: primary.host.clone(),
+            port: primary.port,
+            listeners,
+        })
+    }
+
+    /// Kafka's BrokerRegistration for this broker, with its rack.
+    pub(crate) fn op(&self, config: &BrokerConfig) -> ControllerOp {
+        ControllerOp::RegisterBroker {
+            broker_id: config.node_id(),
+            host: self.host.clone(),
+            port: self.port,
+            rack: config.broker_rack().map(str::to_string),
+            listeners: self.listeners.clone(),
+        }
+    }
+
+    /// Whether `b` is this registration.
+    fn is(&self, b: &BrokerRegistration, config: &BrokerConfig) -> bool {
+        b.host == self.host
+            && b.port == self.port
+            && b.listeners == self.listeners
+            && b.rack.as_deref() == config.broker_rack()
     }
 }
 
@@ -239,13 +270,12 @@ pub(crate) fn register_op(config: &BrokerConfig, host: &str, port: u16) -> Contr
 pub(crate) fn register(
     quorum: &dyn MetadataNode,
     config: &BrokerConfig,
-    host: &str,
-    port: u16,
+    registration: &Registration,
     has_controller: bool,
     local: impl Fn(ControllerOp) -> ControllerOpResult,
 ) -> Result<Arc<MetadataImage>, ServerError> {
     let broker_id = config.node_id();
-    let op = register_op(config, host, port);
+    let op = registration.op(config);
     let start = Instant::now();
     let mut last_log = Instant::now();
     loop {
@@ -253,9 +283,9 @@ pub(crate) fn register(
         match answer.result.into_done() {
             Ok(()) => {
                 let image = quorum.image().1;
-                let registered = image.broker(broker_id).is_some_and(|b| {
-                    b.host == host && b.port == port && b.rack.as_deref() == config.broker_rack()
-                });
+                let registered = image
+                    .broker(broker_id)
+                    .is_some_and(|b| registration.is(b, config));
                 if registered {
                     tracing::info!(broker_id, "registered with the active controller");
                     return Ok(image);

@@ -47,6 +47,7 @@ pub(crate) async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     stop: watch::Receiver<bool>,
     budget: Arc<RequestBudget>,
 ) {
@@ -72,6 +73,7 @@ pub(crate) async fn serve(
         broker,
         reader,
         peer,
+        listener,
         stop,
         budget,
         tx,
@@ -91,6 +93,8 @@ struct Connection {
     broker: Arc<Broker>,
     reader: tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
+    /// The name of the listener this connection came in on.
+    listener: Arc<str>,
     stop: watch::Receiver<bool>,
     budget: Arc<RequestBudget>,
     tx: mpsc::Sender<Response>,
@@ -203,7 +207,11 @@ impl Connection {
             tracing::warn!(%peer, error = %e, "closing connection: bad request header");
             Closed
         })?;
-        let request = handlers::RequestContext { header, peer };
+        let request = handlers::RequestContext {
+            header,
+            peer,
+            listener: self.listener.clone(),
+        };
         match handlers::dispatch(&self.broker, &request, body).await {
             Ok(Some(response)) => {
                 let len = response.buffered_len();

@@ -26,4 +26,4 @@ pub use broker::Broker;
 pub use cluster::apply_formatted_storage;
 pub use handlers::{supported_apis, ApiSpec};
 pub use metrics::BrokerMetrics;
-pub use server::{run, ServerError};
+pub use server::{run, run_listeners, ServerError};

@@ -122,10 +122,12 @@ async fn fetch_loop(
             b.config().replica_fetch_wait_max_ms(),
             b.config().replica_fetch_max_bytes(),
         );
-        let endpoint = b
-            .image()
-            .broker(leader)
-            .map(|r| format!("{}:{}", r.host, r.port));
+        let endpoint =
+            b.inter_broker_endpoint(leader)
+                .map(|(host, port)| match host.contains(':') {
+                    true => format!("[{host}]:{port}"),
+                    false => format!("{host}:{port}"),
+                });
         drop(b);
         let Some(endpoint) = endpoint else {
             tokio::time::sleep(RETRY_BACKOFF).await;

@@ -34,16 +34,33 @@ pub enum ServerError {
     Startup(String),
 }
 
-/// Serves Kafka clients on `listener` until `shutdown` resolves, then closes every
-/// connection after its current request and closes the logs with a clean marker.
+/// Serves Kafka clients on `listener` (the config's first broker listener) until `shutdown`
+/// resolves, then closes every connection after its current request and closes the logs
+/// with a clean marker.
 pub async fn run(
     broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(?local, "strom broker listening");
-    let acceptor = Acceptor {
+    let name = broker
+        .config()
+        .client_listener()
+        .map_or_else(|| "PLAINTEXT".to_owned(), |l| l.name.clone());
+    run_listeners(broker, vec![(name, listener)], shutdown).await
+}
+
+/// A connection accepted on a listener, handed to the serving loop.
+type Accepted = (TcpStream, SocketAddr, Arc<str>);
+
+/// Serves Kafka clients on every named listener (`listeners` minus the controller ones),
+/// until `shutdown` resolves; each connection knows its listener's name, which decides
+/// the endpoints its Metadata answers carry.
+pub async fn run_listeners(
+    broker: Arc<Broker>,
+    listeners: Vec<(String, TcpListener)>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let acceptor = Arc::new(Acceptor {
         limits: ConnectionLimits::new(
             broker.config().max_connections().max(0) as usize,
             broker.metrics().clone(),
@@ -55,34 +72,34 @@ pub async fn run(
         refused_log: LogLimiter::new(LOG_INTERVAL),
         error_log: LogLimiter::new(LOG_INTERVAL),
         broker: broker.clone(),
-    };
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let background = broker.clone().start_background_tasks(stop_rx.clone());
-    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel::<Accepted>(64);
+    let mut accept_loops = JoinSet::new();
+    for (name, listener) in listeners {
+        let local: Option<SocketAddr> = listener.local_addr().ok();
+        tracing::info!(?local, listener = %name, "strom broker listening");
+        accept_loops.spawn(accept_loop(
+            listener,
+            Arc::from(name),
+            acceptor.clone(),
+            accepted_tx.clone(),
+        ));
+    }
+    drop(accepted_tx);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    backoff = ACCEPT_BACKOFF_MIN;
-                    acceptor.admit(stream, peer, &mut connections, &stop_rx);
-                }
-                Err(e) => {
-                    // Out of file descriptors and similar: the pending connection stays in
-                    // the backlog; back off instead of spinning on it.
-                    acceptor.accept_failed(&e, backoff);
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                }
+            Some((stream, peer, name)) = accepted_rx.recv() => {
+                acceptor.admit(stream, peer, name, &mut connections, &stop_rx);
             }
         }
     }
+    accept_loops.abort_all();
     tracing::info!("shutting down: finishing in-flight requests");
     // First move this broker's leaderships away (cluster mode), bounded: clients then get
     // NOT_LEADER_OR_FOLLOWER and move on instead of timing out.
@@ -109,6 +126,33 @@ pub async fn run(
     Ok(())
 }
 
+/// Accepts connections on one listener and hands them to the serving loop. Accept errors
+/// (out of file descriptors and similar) leave the pending connection in the backlog and
+/// back off instead of spinning on it.
+async fn accept_loop(
+    listener: TcpListener,
+    name: Arc<str>,
+    acceptor: Arc<Acceptor>,
+    accepted: tokio::sync::mpsc::Sender<Accepted>,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                if accepted.send((stream, peer, name.clone())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                acceptor.accept_failed(&e, backoff);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
 /// What the accept loop needs to admit or refuse a connection.
 struct Acceptor {
     broker: Arc<Broker>,
@@ -124,6 +168,7 @@ impl Acceptor {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
+        listener: Arc<str>,
         connections: &mut JoinSet<()>,
         stop: &watch::Receiver<bool>,
     ) {
@@ -154,7 +199,7 @@ impl Acceptor {
         let budget = self.budget.clone();
         let stop = stop.clone();
         connections.spawn(async move {
-            connection::serve(broker, stream, peer, stop, budget).await;
+            connection::serve(broker, stream, peer, listener, stop, budget).await;
             drop(slot);
         });
     }

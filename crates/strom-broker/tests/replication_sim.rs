@@ -176,7 +176,7 @@ impl Sim {
         // A restarted broker registers a new incarnation (its leaderships move, it leaves the
         // ISRs) and reads the metadata.
         self.controller
-            .register_broker_incarnation(id, "127.0.0.1", 9000 + id as u16, None)
+            .register_broker_incarnation(id, "127.0.0.1", 9000 + id as u16, None, &[])
             .unwrap();
         self.learn_metadata(id);
     }

@@ -68,17 +68,24 @@ async fn serve(config: BrokerConfig, registry: Option<(String, Option<String>)>)
         strom_broker::controller_node::run(config, shutdown_signal()).await?;
         return Ok(());
     }
-    let bind = config
-        .client_listener()
-        .map(|l| l.bind_address())
-        .context("no client listener configured (listeners=PLAINTEXT://host:port)")?;
+    let wanted: Vec<(String, String)> = config
+        .broker_listeners()
+        .map(|l| (l.name.clone(), l.bind_address()))
+        .collect();
+    let Some((_, client_bind)) = wanted.first().cloned() else {
+        anyhow::bail!("no client listener configured (listeners=PLAINTEXT://host:port)");
+    };
     // Open (and recover) the logs before accepting clients, so the first answer is a real one.
     let broker = tokio::task::block_in_place(|| Broker::open(config))?;
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
-    crate::registry::spawn_embedded(registry, &bind);
-    strom_broker::run(broker, listener, shutdown_signal()).await?;
+    let mut listeners = Vec::with_capacity(wanted.len());
+    for (name, bind) in wanted {
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} (listener {name})"))?;
+        listeners.push((name, listener));
+    }
+    crate::registry::spawn_embedded(registry, &client_bind);
+    strom_broker::run_listeners(broker, listeners, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -502,3 +502,147 @@ fn consumers_read_from_an_in_sync_replica_in_their_rack() {
         (0..50).map(|i| format!("r-{i}")).collect::<Vec<_>>()
     );
 }
+
+/// Broker ids and ports of a Metadata answer from `addr` (any listener of a broker).
+fn metadata_endpoints(addr: &str) -> Vec<(i32, i32)> {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    let mut wire = common::wire::Wire::connect(addr);
+    let answer: MetadataResponse = wire.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    let mut brokers: Vec<(i32, i32)> = answer
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, b.port))
+        .collect();
+    brokers.sort();
+    brokers
+}
+
+/// A network partition isolates the leader from the other two nodes while clients still
+/// reach all three (the links between nodes go through the harness's fault-injecting proxies,
+/// configured with Kafka's own listener settings: one inter-broker listener per peer). The
+/// isolated leader acknowledges no acks=all write (it can neither replicate nor shrink its
+/// ISR without the controller), the majority elects a new leader and carries on, and after
+/// healing the old leader truncates the acks=1 records only it had and holds a
+/// byte-identical log: one history, no split brain.
+#[test]
+fn an_isolated_leader_stops_acknowledging_and_the_majority_carries_on() {
+    let cluster = Cluster::start_partitionable(3, CLUSTER);
+    let net = cluster.net.as_ref().unwrap();
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    // Every listener answers with its own endpoints (inter.broker.listener.name at work).
+    let client_ports: Vec<(i32, i32)> = (1..=3)
+        .map(|id| (id, i32::from(cluster.nodes[&id].client_port)))
+        .collect();
+    assert_eq!(
+        metadata_endpoints(&cluster.nodes[&1].bootstrap()),
+        client_ports
+    );
+    let r1_ports: Vec<(i32, i32)> = (1..=3)
+        .map(|id| (id, i32::from(net.advertised_replication_port(id, 1))))
+        .collect();
+    let node2_r1 = format!("127.0.0.1:{}", net.replication_port(2, 1));
+    assert_eq!(metadata_endpoints(&node2_r1), r1_ports);
+
+    let topic = "split";
+    create_topic(&cluster.bootstrap(), topic, &[("min.insync.replicas", "2")]);
+    wait_partition(&cluster, 1, topic, "a full ISR", |l, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let load = Load::start(cluster.bootstrap(), topic);
+    load.wait_acked(300);
+    let (leader, _) = partition_state(&cluster, 1, topic);
+    let majority: Vec<i32> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    let controller = cluster.quorum_leader(majority[0]);
+    let isolated_at = Instant::now();
+    net.isolate(leader);
+
+    // A client that only knows the isolated leader writes with acks=1: the old leader takes
+    // these alone (Kafka's acks=1 trade-off); they must not survive the healing.
+    let lonely = common::producer(
+        &cluster.nodes[&leader].bootstrap(),
+        &[("acks", "1"), ("message.timeout.ms", "5000")],
+    );
+    let mut lonely_acked = 0;
+    for i in 0..20 {
+        let sent = block(
+            lonely.send(
+                FutureRecord::<(), _>::to(topic)
+                    .payload(&format!("lonely-{i}"))
+                    .partition(0),
+                Duration::from_secs(10),
+            ),
+        );
+        if sent.is_ok() {
+            lonely_acked += 1;
+        }
+    }
+
+    let elected = wait_partition(
+        &cluster,
+        majority[0],
+        topic,
+        "a leader in the majority",
+        |l, _| majority.contains(&l),
+    );
+    let before = load.acked.load(Ordering::Relaxed);
+    load.wait_acked(before + 300);
+    let stall = load.longest_stall_after(isolated_at);
+    // The isolated node still believes it leads, but it cannot have acknowledged acks=all
+    // writes the majority lacks: the checker below finds any such write lost.
+    net.heal();
+    wait_partition(
+        &cluster,
+        majority[0],
+        topic,
+        "the old leader back in the ISR",
+        |_, isr| isr.len() == 3,
+    );
+    let history = load.finish();
+    let (new_leader, _) = partition_state(&cluster, majority[0], topic);
+    let read = read_all(&cluster.nodes[&new_leader].bootstrap(), topic);
+    let lonely_kept = read.iter().filter(|v| v.starts_with("lonely-")).count();
+    let ours: Vec<String> = read
+        .into_iter()
+        .filter(|v| !v.starts_with("lonely-"))
+        .collect();
+    let report = history.check(&ours);
+    println!(
+        "leader {leader} isolated (active controller {controller}): new leader after {elected:?}, \
+         acks=all produce stalled {stall:?}; acks=1 records the isolated leader took: \
+         {lonely_acked}, kept after healing: {lonely_kept}; acked {}, read {}, lost {}, \
+         duplicated {}, reordered {}, unexpected {}",
+        report.acked,
+        report.read,
+        report.lost.len(),
+        report.duplicated.len(),
+        report.reordered.len(),
+        report.unexpected.len()
+    );
+    assert!(report.acked >= 600, "{report:?}");
+    assert!(report.is_clean(), "{report:?}");
+    assert!(
+        lonely_acked > 0,
+        "the isolated leader took no acks=1 write: the test proved nothing about truncation"
+    );
+    assert_eq!(
+        lonely_kept, 0,
+        "acks=1 records of the isolated leader survived"
+    );
+    let reference = log_bytes(&cluster.nodes[&new_leader].dir.join("data"), topic);
+    let deadline = Instant::now() + WAIT;
+    for id in [1, 2, 3] {
+        loop {
+            let copy = log_bytes(&cluster.nodes[&id].dir.join("data"), topic);
+            if copy == reference {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}'s log differs from the leader's ({} vs {} bytes)",
+                copy.len(),
+                reference.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -112,6 +112,9 @@ pub struct BrokerConfig {
     /// `host:port` of controllers (KIP-853), dialable form (IPv6 in brackets).
     controller_quorum_bootstrap_servers: Vec<String>,
     controller_listener_names: Vec<String>,
+    /// `inter.broker.listener.name`, upper-cased; `None` = PLAINTEXT if there is such a
+    /// listener, else the first broker listener.
+    inter_broker_listener_name: Option<String>,
     broker_heartbeat_interval_ms: i32,
     broker_session_timeout_ms: i32,
     network: network::NetworkLimits,
@@ -232,17 +235,50 @@ impl BrokerConfig {
     /// The listener clients connect to: the first one not named in
     /// `controller.listener.names`.
     pub fn client_listener(&self) -> Option<&Listener> {
-        self.listeners
-            .iter()
-            .find(|l| !self.is_controller_listener(l))
+        self.broker_listeners().next()
     }
 
-    /// The advertised form of [`BrokerConfig::client_listener`] (what Metadata and broker
-    /// registration carry).
-    pub fn advertised_client_listener(&self) -> Option<&Listener> {
-        self.advertised_listeners
+    /// Every listener this node serves Kafka clients (and other brokers) on: all but the
+    /// controller listeners, in the order written.
+    pub fn broker_listeners(&self) -> impl Iterator<Item = &Listener> + '_ {
+        self.listeners
             .iter()
-            .find(|l| !self.is_controller_listener(l))
+            .filter(|l| !self.is_controller_listener(l))
+    }
+
+    /// What this broker registers for each of its [`BrokerConfig::broker_listeners`]: the
+    /// entry of `advertised.listeners` with the same name, else the listener itself (Kafka
+    /// takes unadvertised listeners from `listeners`).
+    pub fn advertised_broker_listeners(&self) -> Vec<&Listener> {
+        self.broker_listeners()
+            .map(|l| {
+                self.advertised_listeners
+                    .iter()
+                    .find(|a| a.name == l.name)
+                    .unwrap_or(l)
+            })
+            .collect()
+    }
+
+    /// The advertised form of [`BrokerConfig::client_listener`].
+    pub fn advertised_client_listener(&self) -> Option<&Listener> {
+        self.advertised_broker_listeners().into_iter().next()
+    }
+
+    /// The listener other brokers reach this one on, and this one reaches them on
+    /// (`inter.broker.listener.name`): replica fetching and transaction markers use the
+    /// endpoint of this name in the other broker's registration. Unset, it is the listener
+    /// named PLAINTEXT if there is one (Kafka's default `security.inter.broker.protocol`),
+    /// else the first broker listener.
+    pub fn inter_broker_listener(&self) -> Option<&Listener> {
+        let mut broker = self.broker_listeners();
+        match &self.inter_broker_listener_name {
+            Some(name) => broker.find(|l| &l.name == name),
+            None => {
+                let first = self.client_listener();
+                broker.find(|l| l.name == "PLAINTEXT").or(first)
+            }
+        }
     }
 
     /// The CONTROLLER listener (the first listener named in `controller.listener.names`).
@@ -364,18 +400,6 @@ impl BrokerConfig {
     /// ignored.
     fn single_node_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let controller_listener = self.controller_listener().map(|l| l.name.clone());
-        let client_listener = self.client_listener().map(|l| l.name.clone());
-        for l in &self.listeners {
-            if Some(&l.name) != controller_listener.as_ref()
-                && Some(&l.name) != client_listener.as_ref()
-            {
-                out.push(format!(
-                    "listener {}://{}:{} is not served: one client listener and one CONTROLLER listener are bound",
-                    l.name, l.host, l.port
-                ));
-            }
-        }
         if !self.is_quorum_over_network() {
             if let Some(l) = self.controller_listener() {
                 out.push(format!(
@@ -390,14 +414,6 @@ impl BrokerConfig {
             out.push(
                 "controller.quorum.bootstrap.servers is not used: controller.quorum.voters is set, so the quorum is static (remove controller.quorum.voters for a dynamic quorum, KIP-853)".into(),
             );
-        }
-        if let Some(v) = self
-            .static_value("inter.broker.listener.name")
-            .filter(|v| !v.trim().is_empty())
-        {
-            out.push(format!(
-                "inter.broker.listener.name={v} is not used yet: brokers do not talk to each other until replication lands"
-            ));
         }
         out
     }
@@ -563,6 +579,24 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         });
     }
     check_security_protocols(l, &listeners)?;
+    let controller_names = l.list("controller.listener.names");
+    let inter_broker_listener_name = l
+        .string("inter.broker.listener.name")
+        .map(|v| v.trim().to_ascii_uppercase())
+        .filter(|v| !v.is_empty());
+    if let Some(name) = &inter_broker_listener_name {
+        let is_broker_listener = listeners.iter().any(|x| &x.name == name)
+            && !controller_names
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name));
+        if !is_broker_listener {
+            return Err(invalid(
+                l,
+                "inter.broker.listener.name",
+                format!("{name} is not one of the non-controller listeners in listeners"),
+            ));
+        }
+    }
     let node_id: i32 = l.get("node.id")?;
     let broker_id: i32 = l.get("broker.id")?;
     let node_id_set = l.static_values.contains_key("node.id");
@@ -666,6 +700,7 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             .collect::<Result<_, _>>()
             .map_err(|e| invalid(l, "controller.quorum.bootstrap.servers", e))?,
         controller_listener_names: l.list("controller.listener.names"),
+        inter_broker_listener_name,
         broker_heartbeat_interval_ms: l.get("broker.heartbeat.interval.ms")?,
         broker_session_timeout_ms: l.get("broker.session.timeout.ms")?,
         network: network::resolve(l)?,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::broker_config::BrokerConfig;
 use crate::error::ControllerError;
-use crate::image::MetadataImage;
+use crate::image::{BrokerEndpoint, MetadataImage};
 use crate::log::{MetadataLog, MAX_BATCH_BYTES, METADATA_LOG_DIR_NAME, METADATA_LOG_FILE_NAME};
 use crate::quorum::node::QuorumNodeOptions;
 use crate::quorum::service::QuorumService;
@@ -160,7 +160,8 @@ impl Controller {
         self.image.cluster_id().unwrap_or("")
     }
 
-    /// Registers (or re-registers with a new endpoint) a broker. Idempotent.
+    /// Registers (or re-registers with a new endpoint) a broker with one endpoint.
+    /// Idempotent.
     pub fn register_broker(
         &mut self,
         broker_id: i32,
@@ -168,14 +169,31 @@ impl Controller {
         port: u16,
         rack: Option<&str>,
     ) -> Result<(), ControllerError> {
+        self.register_broker_with_listeners(broker_id, host, port, rack, &[])
+    }
+
+    /// Registers (or re-registers with new endpoints) a broker: `host:port` is its
+    /// inter-broker endpoint, `listeners` every advertised listener. Idempotent.
+    pub fn register_broker_with_listeners(
+        &mut self,
+        broker_id: i32,
+        host: &str,
+        port: u16,
+        rack: Option<&str>,
+        listeners: &[BrokerEndpoint],
+    ) -> Result<(), ControllerError> {
         if broker_id < 0 {
             return Err(ControllerError::InvalidRequest {
                 reason: format!("broker id {broker_id} is negative"),
             });
         }
         let existing = self.image.broker(broker_id);
-        let unchanged =
-            existing.is_some_and(|b| b.host == host && b.port == port && b.rack.as_deref() == rack);
+        let unchanged = existing.is_some_and(|b| {
+            b.host == host
+                && b.port == port
+                && b.rack.as_deref() == rack
+                && b.listeners == listeners
+        });
         let fenced = existing.is_some_and(|b| b.fenced);
         let mut records = Vec::new();
         if !unchanged {
@@ -184,6 +202,7 @@ impl Controller {
                 host: host.to_string(),
                 port,
                 rack: rack.map(str::to_string),
+                listeners: listeners.to_vec(),
             });
         }
         // A fenced broker registering again (a restart) is back: as a heartbeat would.

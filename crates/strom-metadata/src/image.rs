@@ -21,16 +21,46 @@ pub fn is_internal(name: &str) -> bool {
 /// create, write or see, so no partition directory can ever be `__cluster_metadata-0`.
 pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
 
-/// A registered broker and its advertised endpoint.
+/// One advertised listener of a broker (Kafka's BrokerEndpoint): clients get the endpoint
+/// of the listener they connected on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    /// Upper-cased listener name.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A registered broker and its advertised endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub broker_id: i32,
+    /// The inter-broker endpoint (`inter.broker.listener.name`).
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Every advertised broker listener; empty in registrations from before several
+    /// listeners were served, where `host:port` is the only endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<BrokerEndpoint>,
     /// Fenced for missing heartbeats: not a leader, not in an ISR, not given new replicas.
     #[serde(default)]
     pub fenced: bool,
+}
+
+impl BrokerRegistration {
+    /// The endpoint of listener `name` (as Kafka answers Metadata with the endpoints of the
+    /// listener the request came in on); `None` if this broker has no such listener. A
+    /// registration without listener names has one endpoint, which serves every name.
+    pub fn endpoint(&self, name: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name.eq_ignore_ascii_case(name))
+            .map(|l| (l.host.as_str(), l.port))
+    }
 }
 
 /// One partition's replica set and leadership.
@@ -197,12 +227,14 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                listeners,
             } => {
                 let registration = BrokerRegistration {
                     broker_id: *broker_id,
                     host: host.clone(),
                     port: *port,
                     rack: rack.clone(),
+                    listeners: listeners.clone(),
                     fenced: false,
                 };
                 self.brokers.insert(*broker_id, registration);
@@ -314,6 +346,7 @@ mod tests {
                 host: "localhost".into(),
                 port: 9092,
                 rack: None,
+                listeners: vec![],
             },
             MetadataRecord::Topic {
                 name: "orders".into(),

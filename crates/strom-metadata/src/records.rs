@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::image::BrokerEndpoint;
+
 /// The resource a [`MetadataRecord::Config`] applies to (Kafka's ConfigResource, TOPIC / BROKER).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ConfigResource {
@@ -18,12 +20,16 @@ pub enum ConfigResource {
 pub enum MetadataRecord {
     /// The cluster's id: 22-character base64url of a random UUID, written once at bootstrap.
     Cluster { cluster_id: String },
-    /// A broker announced itself (its advertised endpoint and rack).
+    /// A broker announced itself: `host:port` is its inter-broker endpoint, `listeners` every
+    /// advertised broker listener by name (absent in records written before several
+    /// listeners were served: then `host:port` is the only one), and its rack.
     RegisterBroker {
         broker_id: i32,
         host: String,
         port: u16,
         rack: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listeners: Vec<BrokerEndpoint>,
     },
     /// The controller fenced a broker that missed heartbeats for `broker.session.timeout.ms`:
     /// it leads nothing and sits in no ISR (the same batch carries those partition changes).

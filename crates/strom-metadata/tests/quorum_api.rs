@@ -39,6 +39,7 @@ fn broker(id: i32) -> MetadataRecord {
         host: format!("host-{id}"),
         port: 9092,
         rack: None,
+        listeners: vec![],
     }
 }
 

@@ -36,11 +36,12 @@ pub(super) async fn handle(
     response.controller_id = BrokerId(broker.controller_id_for_clients());
     response.brokers = image
         .unfenced_brokers()
-        .map(|b| {
+        .filter_map(|b| Some((b, b.endpoint(&header.listener)?)))
+        .map(|(b, (host, port))| {
             let mut d = DescribeClusterBroker::default();
             d.broker_id = BrokerId(b.broker_id);
-            d.host = StrBytes::from_string(b.host.clone());
-            d.port = i32::from(b.port);
+            d.host = StrBytes::from_string(host.to_owned());
+            d.port = i32::from(port);
             d.rack = b.rack.clone().map(StrBytes::from_string);
             d
         })

@@ -65,7 +65,7 @@ pub(super) async fn handle(
         if done {
             response.responses = read.topics;
             if version >= 16 {
-                response.node_endpoints = node_endpoints(&image, &read.leaders);
+                response.node_endpoints = node_endpoints(&image, &read.leaders, &header.listener);
             }
             return respond_with_files(header, response, read.files);
         }
@@ -515,15 +515,17 @@ fn read_for_follower(
 fn node_endpoints(
     image: &MetadataImage,
     leaders: &std::collections::BTreeSet<i32>,
+    listener: &str,
 ) -> Vec<kafka_protocol::messages::fetch_response::NodeEndpoint> {
     leaders
         .iter()
         .filter_map(|id| image.broker(*id))
-        .map(|b| {
+        .filter_map(|b| Some((b, b.endpoint(listener)?)))
+        .map(|(b, (host, port))| {
             let mut e = kafka_protocol::messages::fetch_response::NodeEndpoint::default();
             e.node_id = BrokerId(b.broker_id);
-            e.host = kafka_protocol::protocol::StrBytes::from_string(b.host.clone());
-            e.port = i32::from(b.port);
+            e.host = kafka_protocol::protocol::StrBytes::from_string(host.to_owned());
+            e.port = i32::from(port);
             e.rack = b
                 .rack
                 .clone()
@@ -595,6 +597,7 @@ mod tests {
                     client_id: None,
                 },
                 peer: "127.0.0.1:1".parse().unwrap(),
+                listener: "PLAINTEXT".into(),
             };
             let (response, files) = response_and_files(&log);
             let mut in_memory = response.clone();

@@ -43,7 +43,7 @@ pub(super) async fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let found = find(broker, request.key_type, &key);
+                let found = find(broker, request.key_type, &key, &header.listener);
                 let mut c = Coordinator::default();
                 c.key = key;
                 c.node_id = BrokerId(found.node_id);
@@ -55,7 +55,7 @@ pub(super) async fn handle(
             })
             .collect();
     } else {
-        let found = find(broker, request.key_type, &request.key);
+        let found = find(broker, request.key_type, &request.key, &header.listener);
         response.error_code = code(found.error);
         if header.api_version >= 1 {
             response.error_message = found.message.map(StrBytes::from_static_str);
@@ -67,7 +67,7 @@ pub(super) async fn handle(
     respond(&SPEC, header, &response)
 }
 
-fn find(broker: &Broker, key_type: i8, key: &str) -> Found {
+fn find(broker: &Broker, key_type: i8, key: &str, listener: &str) -> Found {
     let refused = |error, message| Found {
         error: Some(error),
         message: Some(message),
@@ -98,8 +98,20 @@ fn find(broker: &Broker, key_type: i8, key: &str) -> Found {
             "the coordinator's partition has no leader",
         );
     }
+    let endpoint = |b: &strom_metadata::image::BrokerRegistration| {
+        b.endpoint(listener)
+            .map(|(host, port)| (host.to_owned(), i32::from(port)))
+    };
     let (host, port) = match image.broker(leader) {
-        Some(b) if !b.fenced || leader == broker.node_id() => (b.host.clone(), i32::from(b.port)),
+        Some(b) if !b.fenced || leader == broker.node_id() => match endpoint(b) {
+            Some(e) => e,
+            None => {
+                return refused(
+                    ErrorCode::CoordinatorNotAvailable,
+                    "the coordinator's broker has no endpoint on this listener",
+                )
+            }
+        },
         // This broker without a registered endpoint answers with its listener.
         None if leader == broker.node_id() => match broker.config().advertised_client_listener() {
             Some(l) => (l.host.clone(), i32::from(l.port)),

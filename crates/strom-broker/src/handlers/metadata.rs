@@ -45,7 +45,7 @@ pub(super) async fn handle(
     }
     let image = broker.image();
     let mut response = MetadataResponse::default();
-    response.brokers = brokers(&image);
+    response.brokers = brokers(&image, &header.listener);
     response.cluster_id = image
         .cluster_id()
         .map(|id| StrBytes::from_string(id.to_owned()));
@@ -127,14 +127,17 @@ fn topic_metadata(
     t
 }
 
-fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+/// The live brokers with their endpoint on `listener` (a broker without that listener is
+/// left out, as Kafka does).
+fn brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
         .unfenced_brokers()
-        .map(|b| {
+        .filter_map(|b| Some((b, b.endpoint(listener)?)))
+        .map(|(b, (host, port))| {
             let mut m = MetadataResponseBroker::default();
             m.node_id = BrokerId(b.broker_id);
-            m.host = StrBytes::from_string(b.host.clone());
-            m.port = i32::from(b.port);
+            m.host = StrBytes::from_string(host.to_owned());
+            m.port = i32::from(port);
             m.rack = b.rack.clone().map(StrBytes::from_string);
             m
         })

@@ -91,6 +91,9 @@ pub(crate) struct RequestContext {
     pub header: RequestHeader,
     /// The client's address (Kafka shows it as a group member's `client_host`).
     pub peer: SocketAddr,
+    /// The listener the request came in on: Metadata, FindCoordinator and leader hints
+    /// answer with the endpoints of this listener, as Kafka does.
+    pub listener: std::sync::Arc<str>,
 }
 
 impl std::ops::Deref for RequestContext {

@@ -95,7 +95,7 @@ pub(super) async fn handle(
     let mut response = ProduceResponse::default();
     response.responses = responses;
     if header.api_version >= 10 {
-        response.node_endpoints = node_endpoints(broker, &leaders);
+        response.node_endpoints = node_endpoints(broker, &leaders, &header.listener);
     }
     respond(&SPEC, header, &response)
 }
@@ -175,16 +175,17 @@ fn set_current_leader(
     }
 }
 
-fn node_endpoints(broker: &Broker, leaders: &BTreeSet<i32>) -> Vec<NodeEndpoint> {
+fn node_endpoints(broker: &Broker, leaders: &BTreeSet<i32>, listener: &str) -> Vec<NodeEndpoint> {
     let image = broker.image();
     leaders
         .iter()
         .filter_map(|id| image.broker(*id))
-        .map(|b| {
+        .filter_map(|b| Some((b, b.endpoint(listener)?)))
+        .map(|(b, (host, port))| {
             let mut e = NodeEndpoint::default();
             e.node_id = BrokerId(b.broker_id);
-            e.host = StrBytes::from_string(b.host.clone());
-            e.port = i32::from(b.port);
+            e.host = StrBytes::from_string(host.to_owned());
+            e.port = i32::from(port);
             e.rack = b.rack.clone().map(StrBytes::from_string);
             e
         })

@@ -194,8 +194,7 @@ fn send_markers(
     coordinator_epoch: i32,
     partitions: &[(String, i32)],
 ) -> Result<(), ErrorCode> {
-    let image = broker.image();
-    let Some(endpoint) = image.broker(leader) else {
+    let Some((host, port)) = broker.inter_broker_endpoint(leader) else {
         return Err(ErrorCode::NotLeaderOrFollower);
     };
     let mut marker = WritableTxnMarker::default();
@@ -219,8 +218,8 @@ fn send_markers(
     let mut request = WriteTxnMarkersRequest::default();
     request.markers = vec![marker];
     let response: WriteTxnMarkersResponse = crate::inter_broker::call(
-        &endpoint.host,
-        endpoint.port,
+        &host,
+        port,
         ApiKey::WriteTxnMarkers,
         1,
         broker.node_id(),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
+use super::faultnet::FaultNet;
 use super::free_port;
 use super::wire::Wire;
 
@@ -66,6 +67,8 @@ pub enum Quorum {
 /// A cluster of combined (broker + controller) nodes `1..=n`.
 pub struct Cluster {
     pub nodes: BTreeMap<i32, Node>,
+    /// The proxies between nodes, for a cluster started with [`Cluster::start_partitionable`].
+    pub net: Option<FaultNet>,
     /// Kept (not deleted) when the test fails, so the node logs can be read.
     tmp: Option<tempfile::TempDir>,
 }
@@ -128,6 +131,23 @@ impl Cluster {
         quorum: Quorum,
         extra: &[(&str, &str)],
     ) -> Cluster {
+        Self::start_inner(controllers, brokers, quorum, extra, false)
+    }
+
+    /// `n` combined nodes (static quorum) whose traffic to each other goes through a
+    /// [`FaultNet`] (`cluster.net`), so links between nodes can be cut while clients still
+    /// reach every node.
+    pub fn start_partitionable(n: i32, extra: &[(&str, &str)]) -> Cluster {
+        Self::start_inner(n, 0, Quorum::Static, extra, true)
+    }
+
+    fn start_inner(
+        controllers: i32,
+        brokers: i32,
+        quorum: Quorum,
+        extra: &[(&str, &str)],
+        partitionable: bool,
+    ) -> Cluster {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut nodes = BTreeMap::new();
         let n = controllers + brokers;
@@ -168,6 +188,8 @@ impl Cluster {
                 format!("controller.quorum.bootstrap.servers={}", servers.join(","))
             }
         };
+        let net = partitionable
+            .then(|| FaultNet::new(nodes.values().map(|n| (n.id, n.controller_port)).collect()));
         for node in nodes.values() {
             // What an operator writes for a Kafka 4.1 KRaft cluster, unchanged.
             let listeners = match node.roles {
@@ -178,13 +200,19 @@ impl Cluster {
                     node.client_port, node.controller_port
                 ),
             };
+            let network = match &net {
+                Some(net) => net.node_lines(node.id, node.client_port),
+                None => format!(
+                    "{quorum_line}\n\
+                     listeners={listeners}\n\
+                     listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+                ),
+            };
             let mut text = format!(
                 "process.roles={roles}\n\
                  node.id={id}\n\
-                 {quorum_line}\n\
-                 listeners={listeners}\n\
+                 {network}\
                  controller.listener.names=CONTROLLER\n\
-                 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
                  log.dirs={data}\n\
                  num.partitions=1\n\
                  offsets.topic.replication.factor=1\n\
@@ -202,6 +230,7 @@ impl Cluster {
         }
         let mut cluster = Cluster {
             nodes,
+            net,
             tmp: Some(tmp),
         };
         cluster.format(quorum);

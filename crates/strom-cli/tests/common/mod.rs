@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod faultnet;
 pub mod groups;
 pub mod wire;
 

@@ -288,3 +288,54 @@ fn dynamic_overrides_are_validated() {
     assert!(BrokerConfig::is_dynamic("log.retention.ms"));
     assert!(!BrokerConfig::is_dynamic("listeners"));
 }
+
+#[test]
+fn several_broker_listeners_and_the_inter_broker_one() {
+    let base = "listeners=EXTERNAL://0.0.0.0:9092,INTERNAL://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093\n\
+                listener.security.protocol.map=EXTERNAL:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                controller.listener.names=CONTROLLER\n\
+                advertised.listeners=EXTERNAL://broker1.example.com:9092\n";
+    let c = parse(&format!("{base}inter.broker.listener.name=internal\n"));
+    let names: Vec<&str> = c.broker_listeners().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["EXTERNAL", "INTERNAL"]);
+    // Advertised where advertised.listeners names the listener, else the listener itself.
+    let advertised: Vec<String> = c
+        .advertised_broker_listeners()
+        .iter()
+        .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
+        .collect();
+    assert_eq!(
+        advertised,
+        [
+            "EXTERNAL://broker1.example.com:9092",
+            "INTERNAL://127.0.0.1:9094"
+        ]
+    );
+    assert_eq!(c.inter_broker_listener().unwrap().name, "INTERNAL");
+    // Unset: the first broker listener when none is called PLAINTEXT.
+    assert_eq!(
+        parse(base).inter_broker_listener().unwrap().name,
+        "EXTERNAL"
+    );
+    // Unset with a PLAINTEXT listener: PLAINTEXT, Kafka's default.
+    let c = parse(
+        "listeners=SASL://:9092,PLAINTEXT://:9094\n\
+         listener.security.protocol.map=SASL:PLAINTEXT,PLAINTEXT:PLAINTEXT\n",
+    );
+    assert_eq!(c.inter_broker_listener().unwrap().name, "PLAINTEXT");
+}
+
+#[test]
+fn inter_broker_listener_must_be_a_broker_listener() {
+    let base = "listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+                controller.listener.names=CONTROLLER\n";
+    for bad in ["CONTROLLER", "REPLICATION"] {
+        let err = BrokerConfig::parse(&format!("{base}inter.broker.listener.name={bad}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inter.broker.listener.name") && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+}

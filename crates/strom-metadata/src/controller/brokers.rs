@@ -6,7 +6,7 @@
 
 use super::Controller;
 use crate::error::ControllerError;
-use crate::image::{MetadataImage, TopicImage};
+use crate::image::{BrokerEndpoint, MetadataImage, TopicImage};
 use crate::records::MetadataRecord;
 
 impl Controller {
@@ -68,6 +68,7 @@ impl Controller {
         host: &str,
         port: u16,
         rack: Option<&str>,
+        listeners: &[BrokerEndpoint],
     ) -> Result<(), ControllerError> {
         if self.image.broker(broker_id).is_some_and(|b| !b.fenced) {
             let unclean = self.unclean_election();
@@ -80,7 +81,7 @@ impl Controller {
                 "broker restarted: leaderships moved, out of every ISR"
             );
         }
-        self.register_broker(broker_id, host, port, rack)
+        self.register_broker_with_listeners(broker_id, host, port, rack, listeners)
     }
 
     /// Controlled shutdown (Kafka's BrokerHeartbeat with `wantShutDown`): the broker is fenced

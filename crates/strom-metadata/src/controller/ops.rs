@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{AlterConfigOp, Controller, CreateTopicRequest, CreatedTopic};
 use crate::error::ControllerError;
+use crate::image::BrokerEndpoint;
 use crate::records::ConfigResource;
 
 /// One controller operation, as the broker asks for it.
@@ -38,12 +39,15 @@ pub enum ControllerOp {
     AllocateProducerIds {
         broker_id: i32,
     },
-    /// Kafka's BrokerRegistration: the broker's client endpoint and rack.
+    /// Kafka's BrokerRegistration: the broker's inter-broker endpoint, every advertised
+    /// listener, and its rack.
     RegisterBroker {
         broker_id: i32,
         host: String,
         port: u16,
         rack: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listeners: Vec<BrokerEndpoint>,
     },
     /// Kafka's BrokerHeartbeat; the controller times it with its own clock.
     BrokerHeartbeat {
@@ -189,11 +193,13 @@ impl Controller {
                 host,
                 port,
                 rack,
+                listeners,
             } => ControllerOpResult::Done(self.register_broker_incarnation(
                 broker_id,
                 &host,
                 port,
                 rack.as_deref(),
+                &listeners,
             )),
             ControllerOp::BrokerHeartbeat { broker_id } => {
                 ControllerOpResult::Done(self.broker_heartbeat(broker_id, now_ms()))

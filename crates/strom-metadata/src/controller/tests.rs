@@ -88,6 +88,7 @@ fn a_pre_quorum_metadata_log_is_migrated_once_without_loss() {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            listeners: vec![],
         },
         MetadataRecord::Topic {
             name: "orders".into(),

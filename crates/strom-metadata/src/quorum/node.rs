@@ -132,7 +132,7 @@ impl QuorumNode {
             .into_iter()
             .map(|(id, addr)| (id, VoterEndpoint::new(addr)))
             .collect();
-        Self::start_listening(node_id, members, data_dir, listener, options).await
+        Self::start_listening(node_id, members, data_dir, listener, options, true).await
     }
 
     /// Starts node `node_id` of a dynamic quorum (KIP-853, `controller.quorum.bootstrap.servers`)
@@ -154,17 +154,20 @@ impl QuorumNode {
                 ),
             });
         }
-        Self::start_listening(node_id, initial_voters, data_dir, listener, options).await
+        Self::start_listening(node_id, initial_voters, data_dir, listener, options, false).await
     }
 
     /// Opens the replica, serves `listener`, and forms the quorum of `members` unless this
-    /// node already has state (or `members` is empty: it waits to be added).
+    /// node already has state (or `members` is empty: it waits to be added). With
+    /// `static_voters`, the members' addresses are this node's to keep (see
+    /// [`TcpTransport::with_pinned_peers`]).
     async fn start_listening(
         node_id: QuorumNodeId,
         members: BTreeMap<QuorumNodeId, VoterEndpoint>,
         data_dir: &Path,
         listener: TcpListener,
         options: QuorumNodeOptions,
+        static_voters: bool,
     ) -> Result<QuorumNode, QuorumStartError> {
         let local_addr = listener
             .local_addr()
@@ -183,7 +186,11 @@ impl QuorumNode {
             .filter(|(id, _)| **id != node_id)
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
-        let transport = Arc::new(TcpTransport::new(peers, options.transport.clone()));
+        let mut transport = TcpTransport::new(peers, options.transport.clone());
+        if static_voters {
+            transport = transport.with_pinned_peers();
+        }
+        let transport = Arc::new(transport);
         let quorum = OpenraftQuorum::open(
             node_id,
             data_dir,

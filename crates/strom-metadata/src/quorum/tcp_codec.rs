@@ -290,6 +290,7 @@ mod tests {
             host: "h".into(),
             port: 9092,
             rack: Some("r1".into()),
+            listeners: vec![],
         };
         round_trip(Body::Request(QuorumRpc::AppendEntries(
             AppendEntriesRequest {

@@ -174,6 +174,10 @@ struct Peer {
 pub struct TcpTransport {
     config: TcpTransportConfig,
     peers: parking_lot::RwLock<BTreeMap<QuorumNodeId, Arc<Peer>>>,
+    /// A static quorum's addresses come from this node's `controller.quorum.voters` and
+    /// stay: as in Kafka, each node dials the voters where its own configuration says (which
+    /// may differ per node, e.g. through a proxy or NAT), whatever the membership records.
+    pinned: bool,
 }
 
 impl std::fmt::Debug for TcpTransport {
@@ -203,7 +207,15 @@ impl TcpTransport {
         TcpTransport {
             config,
             peers: parking_lot::RwLock::new(peers),
+            pinned: false,
         }
+    }
+
+    /// This transport with the addresses it was built with fixed: later learned addresses
+    /// apply only to nodes it has none for.
+    pub fn with_pinned_peers(mut self) -> TcpTransport {
+        self.pinned = true;
+        self
     }
 
     /// Reaches node `id` at `addr` from now on. A changed address drops the old connection
@@ -213,7 +225,10 @@ impl TcpTransport {
             return;
         }
         let mut peers = self.peers.write();
-        if peers.get(&id).is_some_and(|p| p.addr == addr) {
+        if peers
+            .get(&id)
+            .is_some_and(|p| p.addr == addr || self.pinned)
+        {
             return;
         }
         tracing::debug!(peer = id, addr, "quorum peer address learned");
