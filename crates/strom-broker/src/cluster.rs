@@ -335,9 +335,11 @@ impl ControllerHandler for ForwardedOps {
     }
 }
 
-/// The active controller's fencing timer: brokers silent for `broker.session.timeout.ms` are
-/// fenced (their leaderships move to in-sync replicas). Runs on every controller; acts only
-/// while this node leads.
+/// The active controller's timer: brokers silent for `broker.session.timeout.ms` are fenced
+/// (their leaderships move to in-sync replicas), and, every
+/// `leader.imbalance.check.interval.seconds`, leaderships go back to preferred replicas
+/// (`auto.leader.rebalance.enable`). Runs on every controller; acts only while this node
+/// leads. Returns the brokers fenced.
 pub(crate) fn fence_stale(controller: &Mutex<Controller>, session_timeout_ms: i64) -> Vec<i32> {
     let mut c = controller.lock();
     if !c.quorum().is_leader() {
@@ -347,13 +349,17 @@ pub(crate) fn fence_stale(controller: &Mutex<Controller>, session_timeout_ms: i6
         tracing::debug!(error = %e, "fencing check skipped");
         return Vec::new();
     }
-    match c.fence_stale_brokers(now_ms(), session_timeout_ms) {
+    let fenced = match c.fence_stale_brokers(now_ms(), session_timeout_ms) {
         Ok(fenced) => fenced,
         Err(e) => {
             tracing::warn!(error = %e, "fencing stale brokers failed");
             Vec::new()
         }
+    };
+    if let Err(e) = c.maybe_rebalance_leaders(now_ms()) {
+        tracing::warn!(error = %e, "automatic leader rebalance failed");
     }
+    fenced
 }
 
 /// Runs a voter change (AddRaftVoter, RemoveRaftVoter, UpdateRaftVoter) on the quorum leader

@@ -46,6 +46,13 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
         ControllerError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
         ControllerError::IneligibleReplica { .. } => ErrorCode::IneligibleReplica,
+        ControllerError::ElectionNotNeeded { .. } => ErrorCode::ElectionNotNeeded,
+        ControllerError::PreferredLeaderNotAvailable { .. } => {
+            ErrorCode::PreferredLeaderNotAvailable
+        }
+        ControllerError::EligibleLeadersNotAvailable { .. } => {
+            ErrorCode::EligibleLeadersNotAvailable
+        }
         ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
     }
 }

@@ -459,3 +459,86 @@ fn a_dedicated_controller_without_voters_is_refused() {
         "{stderr}"
     );
 }
+
+/// Whether every partition of `topic` is led by its first replica.
+fn preferred_leaders(view: &View, topic: &str) -> bool {
+    view.topics
+        .get(topic)
+        .is_some_and(|t| !t.is_empty() && t.values().all(|(l, r, _)| Some(l) == r.first()))
+}
+
+/// After a restart, a broker's preferred leaderships come back: by Kafka's ElectLeaders (what
+/// `kafka-leader-election.sh --election-type preferred --all-topic-partitions` sends), or by
+/// the controller itself with `auto.leader.rebalance.enable`.
+#[test]
+fn leaderships_return_to_preferred_replicas_by_election_or_automatically() {
+    use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse};
+
+    for auto in [false, true] {
+        let mut extra = FAST.to_vec();
+        extra.push((
+            "auto.leader.rebalance.enable",
+            if auto { "true" } else { "false" },
+        ));
+        extra.push(("leader.imbalance.check.interval.seconds", "1"));
+        extra.push(("replica.lag.time.max.ms", "2000"));
+        let mut cluster = Cluster::start(3, &extra);
+        cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+        let topic = "prefer";
+        create_topic(&cluster.bootstrap(), topic, 6, 3);
+        cluster.wait_view(1, WAIT, "preferred leaders", |v| {
+            preferred_leaders(v, topic)
+        });
+        cluster.stop(1);
+        cluster.restart(1);
+        let all_in_sync = |v: &View| {
+            v.topics
+                .get(topic)
+                .is_some_and(|t| t.values().all(|(_, _, isr)| isr.len() == 3))
+        };
+        let (_, took) = cluster.wait_view(2, WAIT, "broker 1 back in every ISR", all_in_sync);
+        if auto {
+            let (_, back) = cluster.wait_view(2, WAIT, "leaders rebalanced", |v| {
+                preferred_leaders(v, topic)
+            });
+            println!("automatic rebalance: ISR full after {took:?}, leaders back {back:?} later");
+            continue;
+        }
+        // Switched off, the imbalance stays until asked.
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(!preferred_leaders(&cluster.view(2), topic));
+        let mut wire = common::wire::Wire::connect(&cluster.nodes[&3].bootstrap());
+        let mut all = ElectLeadersRequest::default();
+        all.election_type = 0;
+        all.topic_partitions = None;
+        all.timeout_ms = 30_000;
+        let answer: ElectLeadersResponse = wire.call(ApiKey::ElectLeaders, 2, &all);
+        assert_eq!(answer.error_code, 0);
+        let elected: usize = answer
+            .replica_election_results
+            .iter()
+            .flat_map(|t| &t.partition_result)
+            .inspect(|p| assert_eq!(p.error_code, 0, "{p:?}"))
+            .count();
+        assert_eq!(
+            elected, 2,
+            "broker 1 prefers two of six partitions: {answer:?}"
+        );
+        cluster.wait_view(2, WAIT, "preferred leaders", |v| {
+            preferred_leaders(v, topic)
+        });
+        // Nothing left: an explicit partition is answered ELECTION_NOT_NEEDED (84).
+        let mut one = all.clone();
+        let mut tp = kafka_protocol::messages::elect_leaders_request::TopicPartitions::default();
+        tp.topic = kafka_protocol::messages::TopicName(
+            kafka_protocol::protocol::StrBytes::from_static_str(topic),
+        );
+        tp.partitions = vec![0];
+        one.topic_partitions = Some(vec![tp]);
+        let answer: ElectLeadersResponse = wire.call(ApiKey::ElectLeaders, 2, &one);
+        assert_eq!(
+            answer.replica_election_results[0].partition_result[0].error_code,
+            84
+        );
+    }
+}

@@ -58,6 +58,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("group.max.size", T::Int, Some(INT_MAX), V::AtLeast(1), "Largest number of members of a group."),
     b("group.min.session.timeout.ms", T::Int, Some("6000"), V::AtLeast(0), "Smallest session timeout a consumer may ask for."),
     b("inter.broker.listener.name", T::String, None, V::Any, "Listener brokers use to talk to each other."),
+    b("leader.imbalance.check.interval.seconds", T::Long, Some("300"), V::AtLeast(1), "How often the active controller checks leader balance (auto.leader.rebalance.enable)."),
+    b("leader.imbalance.per.broker.percentage", T::Int, Some("10"), V::Between(0, 100), "A broker leading fewer of its preferred partitions than this share allows triggers preferred elections."),
     b("listener.security.protocol.map", T::String, Some("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), V::Any, "Listener name to security protocol."),
     b("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), V::Custom(crate::broker_config::validate_listeners), "NAME://host:port the broker binds; empty host = all interfaces."),
     b("log.cleaner.backoff.ms", T::Long, Some("15000"), V::AtLeast(0), "Sleep between cleaner rounds when no log needs cleaning."),

@@ -5,6 +5,7 @@
 
 mod brokers;
 mod configs;
+pub mod elections;
 pub mod ops;
 mod partitions;
 pub mod topics;
@@ -40,6 +41,9 @@ pub struct Controller {
     config: BrokerConfig,
     /// When each broker was last heard from (ms); soft state, rebuilt by heartbeats.
     last_contact: std::collections::BTreeMap<i32, i64>,
+    /// When the automatic leader rebalance runs next (ms; 0 = one interval from the first
+    /// check, so a starting cluster settles first).
+    next_leader_rebalance_ms: i64,
     /// The leader term in which this controller last caught up with the committed log.
     caught_up_term: Option<u64>,
 }
@@ -82,6 +86,7 @@ impl Controller {
             image,
             config: config.clone(),
             last_contact: Default::default(),
+            next_leader_rebalance_ms: 0,
             caught_up_term: None,
         };
         match controller.refresh() {

@@ -60,6 +60,18 @@ pub enum ControllerError {
     #[error("replica {replica} is not eligible for the ISR: {reason}")]
     IneligibleReplica { replica: i32, reason: String },
     /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
+    /// ELECTION_NOT_NEEDED: the partition already has the leader the election would pick.
+    #[error("leader election not needed: {reason}")]
+    ElectionNotNeeded { reason: String },
+
+    /// PREFERRED_LEADER_NOT_AVAILABLE: the preferred replica is fenced or out of the ISR.
+    #[error("the preferred leader {replica} is not available: {reason}")]
+    PreferredLeaderNotAvailable { replica: i32, reason: String },
+
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE: no replica may lead (unclean election found none alive).
+    #[error("no eligible leader: {reason}")]
+    EligibleLeadersNotAvailable { reason: String },
+
     #[error("metadata log: {reason}")]
     Storage { reason: String },
 }

@@ -34,6 +34,7 @@ mod describe_producers;
 mod describe_quorum;
 mod describe_topic_partitions;
 mod describe_transactions;
+mod elect_leaders;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -201,6 +202,7 @@ handlers!(
     remove_raft_voter,
     update_raft_voter,
     write_txn_markers,
+    elect_leaders,
 );
 
 /// Decodes a request body of the header's version.

@@ -59,6 +59,11 @@ pub enum ControllerOp {
     },
     /// DescribeQuorum: answered by the leader from its replication state.
     DescribeQuorum,
+    /// ElectLeaders (`kafka-leader-election.sh`): `None` = every partition.
+    ElectLeaders {
+        election: super::elections::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// AlterPartition: a partition leader changes its ISR.
     AlterPartition {
         broker_id: i32,
@@ -83,6 +88,7 @@ impl ControllerOp {
             ControllerOp::AllocateProducerIds { .. } => ControllerOpResult::ProducerIds(Err(error)),
             ControllerOp::DescribeQuorum => ControllerOpResult::Quorum(Err(error)),
             ControllerOp::AlterPartition { .. } => ControllerOpResult::Partition(Err(error)),
+            ControllerOp::ElectLeaders { .. } => ControllerOpResult::Elections(Err(error)),
             _ => ControllerOpResult::Done(Err(error)),
         }
     }
@@ -97,6 +103,7 @@ pub enum ControllerOpResult {
     Done(Result<(), ControllerError>),
     Quorum(Result<crate::quorum::QuorumDescription, ControllerError>),
     Partition(Result<super::AlteredPartition, ControllerError>),
+    Elections(Result<Vec<super::elections::ElectionResult>, ControllerError>),
 }
 
 impl ControllerOpResult {
@@ -123,6 +130,13 @@ impl ControllerOpResult {
     pub fn into_producer_ids(self) -> Result<(i64, i64), ControllerError> {
         match self {
             ControllerOpResult::ProducerIds(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_elections(self) -> Result<Vec<super::elections::ElectionResult>, ControllerError> {
+        match self {
+            ControllerOpResult::Elections(r) => r,
             _ => Err(Self::mismatch()),
         }
     }
@@ -222,6 +236,10 @@ impl Controller {
                 partition_epoch,
                 new_isr,
             )),
+            ControllerOp::ElectLeaders {
+                election,
+                partitions,
+            } => ControllerOpResult::Elections(self.elect_leaders(election, partitions)),
             ControllerOp::DescribeQuorum => {
                 ControllerOpResult::Quorum(self.quorum().describe().ok_or_else(|| {
                     ControllerError::NotController {

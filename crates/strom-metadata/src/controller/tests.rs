@@ -8,6 +8,7 @@ use super::*;
 use crate::config_defs::{ConfigSource, TOPIC_CONFIGS};
 use crate::records::ConfigResource;
 use crate::ControllerError as E;
+use elections::ElectionType;
 
 fn config(dir: &Path, extra: &str) -> BrokerConfig {
     let text = format!("log.dirs={}\n{extra}", dir.display());
@@ -991,4 +992,185 @@ fn unclean_election_only_where_the_topic_allows_it() {
         vec![k.leader],
         "the last in-sync replica is remembered"
     );
+}
+
+/// Broker 1 shut down and came back: it leads nothing and sits in no ISR until it catches up.
+/// Returns the controller and the partitions broker 1 prefers to lead.
+fn leaderships_moved_off_broker_1(dir: &Path, extra: &str) -> (Controller, Vec<i32>) {
+    let mut c = open(dir, extra, &[1, 2, 3]);
+    create(&mut c, req("t", 6, 3)).unwrap();
+    let preferred_by_1: Vec<i32> = c
+        .image()
+        .topic("t")
+        .unwrap()
+        .partitions
+        .values()
+        .filter(|p| p.replicas[0] == 1)
+        .map(|p| p.partition)
+        .collect();
+    assert_eq!(preferred_by_1.len(), 2);
+    c.controlled_shutdown(1).unwrap();
+    c.broker_heartbeat(1, 0).unwrap();
+    assert!(!c.image().broker(1).unwrap().fenced);
+    (c, preferred_by_1)
+}
+
+/// Broker 1 caught up on every partition: its leaders put it back into their ISRs.
+fn broker_1_back_in_every_isr(c: &mut Controller) {
+    let topic = c.image().topic("t").unwrap().clone();
+    for p in topic.partitions.values() {
+        let mut isr = p.isr.clone();
+        isr.push(1);
+        c.alter_partition(
+            p.leader,
+            topic.topic_id,
+            p.partition,
+            p.leader_epoch,
+            p.partition_epoch,
+            isr,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn preferred_elections_move_leadership_back_to_the_first_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, preferred_by_1) = leaderships_moved_off_broker_1(dir.path(), "");
+    let tp = |p: i32| ("t".to_string(), p);
+    // Out of the ISR, broker 1 may not lead yet.
+    let results = c
+        .elect_leaders(ElectionType::Preferred, Some(vec![tp(preferred_by_1[0])]))
+        .unwrap();
+    assert!(
+        matches!(
+            results[0].1,
+            Err(E::PreferredLeaderNotAvailable { replica: 1, .. })
+        ),
+        "{results:?}"
+    );
+    broker_1_back_in_every_isr(&mut c);
+    let before = c.image().topic("t").unwrap().clone();
+    // Every partition: only the two that need it are answered, both elected.
+    let results = c.elect_leaders(ElectionType::Preferred, None).unwrap();
+    let mut elected: Vec<i32> = results
+        .iter()
+        .map(|((_, p), r)| {
+            assert!(r.is_ok(), "{r:?}");
+            *p
+        })
+        .collect();
+    elected.sort();
+    assert_eq!(elected, preferred_by_1);
+    let after = c.image().topic("t").unwrap().clone();
+    for p in after.partitions.values() {
+        assert_eq!(p.leader, p.replicas[0], "{p:?}");
+        let old = &before.partitions[&p.partition];
+        let moved = preferred_by_1.contains(&p.partition);
+        assert_eq!(p.leader_epoch, old.leader_epoch + i32::from(moved), "{p:?}");
+        assert_eq!(p.isr, old.isr, "an election leaves the ISR alone");
+    }
+    // Nothing left to do; an explicit partition says so, an unknown one is unknown.
+    assert!(c
+        .elect_leaders(ElectionType::Preferred, None)
+        .unwrap()
+        .is_empty());
+    let results = c
+        .elect_leaders(ElectionType::Preferred, Some(vec![tp(0), tp(99)]))
+        .unwrap();
+    assert!(
+        matches!(results[0].1, Err(E::ElectionNotNeeded { .. })),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[1].1, Err(E::UnknownTopicOrPartition { .. })),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn the_automatic_rebalance_runs_on_its_interval_above_the_imbalance_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, preferred_by_1) =
+        leaderships_moved_off_broker_1(dir.path(), "leader.imbalance.check.interval.seconds=10\n");
+    broker_1_back_in_every_isr(&mut c);
+    let led_by_1 = |c: &Controller| {
+        c.image()
+            .topic("t")
+            .unwrap()
+            .partitions
+            .values()
+            .filter(|p| p.leader == 1)
+            .count()
+    };
+    assert_eq!(led_by_1(&c), 0);
+    // The first check only starts the clock; the next one before the interval does nothing.
+    assert_eq!(c.maybe_rebalance_leaders(1_000).unwrap(), 0);
+    assert_eq!(c.maybe_rebalance_leaders(10_999).unwrap(), 0);
+    assert_eq!(
+        c.maybe_rebalance_leaders(11_000).unwrap(),
+        preferred_by_1.len()
+    );
+    assert_eq!(led_by_1(&c), 2);
+    // Balanced: nothing moves at the next interval.
+    assert_eq!(c.maybe_rebalance_leaders(21_000).unwrap(), 0);
+
+    // Switched off: the imbalance stays.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, _) = leaderships_moved_off_broker_1(
+        dir.path(),
+        "auto.leader.rebalance.enable=false\nleader.imbalance.check.interval.seconds=1\n",
+    );
+    broker_1_back_in_every_isr(&mut c);
+    assert_eq!(c.maybe_rebalance_leaders(0).unwrap(), 0);
+    assert_eq!(c.maybe_rebalance_leaders(60_000).unwrap(), 0);
+    assert_eq!(led_by_1(&c), 0);
+    // A threshold of 100% never triggers (at most every preferred partition is not led).
+    assert_eq!(c.rebalance_leaders(100).unwrap(), 0);
+}
+
+#[test]
+fn unclean_elections_give_leaderless_partitions_a_live_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1, 2, 3]);
+    create(&mut c, req("t", 3, 3)).unwrap();
+    let tp = |p: i32| ("t".to_string(), p);
+    // A partition with a leader needs no unclean election.
+    let results = c
+        .elect_leaders(ElectionType::Unclean, Some(vec![tp(0)]))
+        .unwrap();
+    assert!(
+        matches!(results[0].1, Err(E::ElectionNotNeeded { .. })),
+        "{results:?}"
+    );
+    // Broker 1 is fenced first (out of every ISR), then 2 and 3: no partition has a leader,
+    // each ISR keeps its last member.
+    for id in [2, 3] {
+        c.broker_heartbeat(id, 900).unwrap();
+    }
+    c.fence_stale_brokers(0, 1_000).unwrap();
+    c.fence_stale_brokers(1_500, 1_000).unwrap();
+    c.fence_stale_brokers(3_000, 1_000).unwrap();
+    assert!(c
+        .image()
+        .topic("t")
+        .unwrap()
+        .partitions
+        .values()
+        .all(|p| p.leader == -1));
+    // With nobody alive there is no one to elect.
+    let results = c
+        .elect_leaders(ElectionType::Unclean, Some(vec![tp(0)]))
+        .unwrap();
+    assert!(
+        matches!(results[0].1, Err(E::EligibleLeadersNotAvailable { .. })),
+        "{results:?}"
+    );
+    // Broker 1, never in sync since, comes back: an unclean election makes it lead alone.
+    c.broker_heartbeat(1, 3_100).unwrap();
+    let results = c.elect_leaders(ElectionType::Unclean, None).unwrap();
+    assert_eq!(results.len(), 3, "{results:?}");
+    for p in c.image().topic("t").unwrap().partitions.values() {
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1]), "{p:?}");
+    }
 }
