@@ -29,6 +29,9 @@ enum ClusterCommand {
     RemoveController(RemoveControllerArgs),
     /// Print the quorum's leader, epoch, voters and observers (DescribeQuorum).
     DescribeQuorum(QuorumConnArgs),
+    /// Brokers, racks, controller, quorum, replicas and leaders per broker, and the
+    /// under-replicated and offline partitions (`--output json` for scripts).
+    Status(crate::output::ConnArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +94,7 @@ pub(crate) fn run(args: ClusterArgs) -> Result<()> {
         ClusterCommand::AddController(args) => add_controller(args),
         ClusterCommand::RemoveController(args) => remove_controller(args),
         ClusterCommand::DescribeQuorum(args) => describe_quorum(args),
+        ClusterCommand::Status(args) => status(args),
     }
 }
 
@@ -179,6 +183,150 @@ fn describe_quorum(args: QuorumConnArgs) -> Result<()> {
                     r.log_end_offset
                 );
             }
+        }
+        Ok(())
+    })
+}
+
+/// `strom cluster status`: what an operator checks first, from DescribeCluster,
+/// DescribeQuorum and Metadata of every topic (internal ones included).
+fn status(args: crate::output::ConnArgs) -> Result<()> {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    crate::output::block_on(async move {
+        let admin = strom_client::Admin::new(args.client_config()?).await?;
+        let cluster = admin.describe_cluster().await?;
+        // A single node without a quorum listener still answers; an error is shown, not fatal.
+        let quorum = admin.describe_quorum().await;
+        let topics = admin.list_topics(true).await?;
+        // broker -> (replicas, leaders)
+        let mut load: BTreeMap<i32, (usize, usize)> = BTreeMap::new();
+        let mut under_replicated = Vec::new();
+        let mut offline = Vec::new();
+        let mut partitions = 0usize;
+        for t in &topics {
+            for p in &t.partitions {
+                partitions += 1;
+                for r in &p.replicas {
+                    load.entry(*r).or_default().0 += 1;
+                }
+                if p.leader >= 0 {
+                    load.entry(p.leader).or_default().1 += 1;
+                }
+                let name = format!("{}-{}", t.name, p.partition);
+                let state = json!({"partition": name, "leader": p.leader, "replicas": p.replicas, "isr": p.isr});
+                if p.leader < 0 {
+                    offline.push(state);
+                } else if p.isr.len() < p.replicas.len() {
+                    under_replicated.push(state);
+                }
+            }
+        }
+        let live: BTreeMap<i32, &strom_client::BrokerInfo> =
+            cluster.brokers.iter().map(|b| (b.node_id, b)).collect();
+        let mut ids: Vec<i32> = live.keys().chain(load.keys()).copied().collect();
+        ids.sort();
+        ids.dedup();
+        let brokers: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                let (replicas, leaders) = load.get(id).copied().unwrap_or_default();
+                let b = live.get(id);
+                json!({
+                    "id": id,
+                    "endpoint": b.map(|b| format!("{}:{}", b.host, b.port)),
+                    "rack": b.and_then(|b| b.rack.clone()),
+                    "state": if b.is_some() { "live" } else { "fenced or offline" },
+                    "controller": *id == cluster.controller_id,
+                    "replicas": replicas,
+                    "leaders": leaders,
+                })
+            })
+            .collect();
+        let quorum_json = match &quorum {
+            Ok(q) => json!({
+                "leader": q.leader_id,
+                "epoch": q.leader_epoch,
+                "high_watermark": q.high_watermark,
+                "voters": q.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(),
+                "observers": q.observers.iter().map(|v| v.node_id).collect::<Vec<_>>(),
+            }),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        if args.output == crate::output::Format::Json {
+            let all = json!({
+                "cluster_id": cluster.cluster_id,
+                "controller": cluster.controller_id,
+                "quorum": quorum_json,
+                "topics": topics.len(),
+                "partitions": partitions,
+                "brokers": brokers,
+                "under_replicated": under_replicated,
+                "offline": offline,
+            });
+            println!("{all}");
+            return Ok(());
+        }
+        println!("Cluster: {}", cluster.cluster_id);
+        println!("Controller: {}", cluster.controller_id);
+        match &quorum {
+            Ok(q) => println!(
+                "Quorum: leader {} epoch {} high watermark {} voters {:?} observers {:?}",
+                q.leader_id,
+                q.leader_epoch,
+                q.high_watermark,
+                q.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(),
+                q.observers.iter().map(|v| v.node_id).collect::<Vec<_>>()
+            ),
+            Err(e) => println!("Quorum: unavailable ({e})"),
+        }
+        println!(
+            "Topics: {}  Partitions: {}  Under-replicated: {}  Offline: {}\n",
+            topics.len(),
+            partitions,
+            under_replicated.len(),
+            offline.len()
+        );
+        let mut table = crate::output::Table::new(&[
+            "BROKER", "ENDPOINT", "RACK", "STATE", "REPLICAS", "LEADERS",
+        ]);
+        for b in &brokers {
+            let id = b["id"].clone();
+            let shown = if b["controller"] == json!(true) {
+                json!(format!("{id} (controller)"))
+            } else {
+                id
+            };
+            table.row(vec![
+                shown,
+                b["endpoint"].clone(),
+                b["rack"].clone(),
+                b["state"].clone(),
+                b["replicas"].clone(),
+                b["leaders"].clone(),
+            ]);
+        }
+        table.print(crate::output::Format::Table);
+        for (title, list) in [
+            ("Under-replicated", &under_replicated),
+            ("Offline", &offline),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            println!("\n{title} partitions:");
+            let mut t = crate::output::Table::new(&["PARTITION", "LEADER", "REPLICAS", "ISR"]);
+            for p in list {
+                t.row(vec![
+                    p["partition"].clone(),
+                    p["leader"].clone(),
+                    p["replicas"].clone(),
+                    p["isr"].clone(),
+                ]);
+            }
+            t.print(crate::output::Format::Table);
         }
         Ok(())
     })

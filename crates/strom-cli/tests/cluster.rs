@@ -280,6 +280,44 @@ fn controller_and_broker_failures_elect_fence_and_unfence() {
             "partition {p}: dead broker left the ISR"
         );
     }
+    // `strom cluster status` shows it: fenced, leading nothing, its partitions
+    // under-replicated.
+    let (ok, out) = cluster.cli(survivor, &["cluster", "status", "--output", "json"]);
+    assert!(ok, "{out}");
+    let status: serde_json::Value = serde_json::from_str(out.trim()).expect(&out);
+    let dead = status["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == old)
+        .unwrap_or_else(|| panic!("broker {old} missing: {status}"));
+    assert_eq!(dead["state"], "fenced or offline", "{status}");
+    assert_eq!(dead["leaders"], 0, "{status}");
+    let before_partitions = fenced.topics["before"].len();
+    let under: Vec<&str> = status["under_replicated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["partition"].as_str())
+        .filter(|p| p.starts_with("before-"))
+        .collect();
+    assert_eq!(under.len(), before_partitions, "{status}");
+    let offline_before = status["offline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["partition"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("before-"))
+        })
+        .count();
+    assert_eq!(offline_before, 0, "{status}");
+    let (ok, table) = cluster.cli(survivor, &["cluster", "status"]);
+    assert!(
+        ok && table.contains("Under-replicated partitions:"),
+        "{table}"
+    );
     // Metadata operations keep working through any survivor (forwarded when needed).
     for id in cluster
         .nodes

@@ -14,12 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
-
-use super::free_port;
 
 /// How often a stalled pump looks again, and how long a read waits before it does.
 const POLL: Duration = Duration::from_millis(20);
@@ -49,7 +47,7 @@ impl FaultNet {
         let mut replication_ports = BTreeMap::new();
         for &node in &ids {
             for &peer in &ids {
-                replication_ports.insert((node, peer), free_port());
+                replication_ports.insert((node, peer), low_port().1);
             }
         }
         let mut links = BTreeMap::new();
@@ -170,10 +168,31 @@ impl Drop for FaultNet {
     }
 }
 
+/// First port below Linux's ephemeral range (32768+) handed out here; each process starts
+/// elsewhere in 20000..32000 and counts up, so neither outgoing connections nor
+/// `free_port()` (both ephemeral) nor another test thread takes a port this module chose.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A bound listener on a port of its own below the ephemeral range, and its port.
+fn low_port() -> (TcpListener, u16) {
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 1_000) as u16 * 12,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT_PORT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "out of low ports");
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return (l, port);
+        }
+    }
+}
+
 /// A proxy to `127.0.0.1:upstream` on a fresh port, carrying bytes only while not `cut`.
 fn proxy(upstream: u16, cut: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a proxy");
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = low_port();
     listener.set_nonblocking(true).unwrap();
     thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
