@@ -223,13 +223,20 @@ pub(crate) fn registration_endpoint(config: &BrokerConfig) -> Option<(String, u1
     Some((host, l.port))
 }
 
-/// BrokerRegistration of this broker at `host:port`, with its rack.
-pub(crate) fn register_op(config: &BrokerConfig, host: &str, port: u16) -> ControllerOp {
+/// BrokerRegistration of this broker at `host:port`, with its rack, saying whether its
+/// previous process stopped cleanly (KIP-966: otherwise it leaves every ELR).
+pub(crate) fn register_op(
+    config: &BrokerConfig,
+    host: &str,
+    port: u16,
+    clean_shutdown: bool,
+) -> ControllerOp {
     ControllerOp::RegisterBroker {
         broker_id: config.node_id(),
         host: host.to_string(),
         port,
         rack: config.broker_rack().map(str::to_string),
+        clean_shutdown,
     }
 }
 
@@ -242,10 +249,11 @@ pub(crate) fn register(
     host: &str,
     port: u16,
     has_controller: bool,
+    clean_shutdown: bool,
     local: impl Fn(ControllerOp) -> ControllerOpResult,
 ) -> Result<Arc<MetadataImage>, ServerError> {
     let broker_id = config.node_id();
-    let op = register_op(config, host, port);
+    let op = register_op(config, host, port, clean_shutdown);
     let start = Instant::now();
     let mut last_log = Instant::now();
     loop {

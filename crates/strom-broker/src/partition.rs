@@ -21,16 +21,20 @@ pub struct Role {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub partition_epoch: i32,
+    /// The topic's `min.insync.replicas`: a leader whose ISR is smaller does not advance the
+    /// high watermark (KIP-966's strict min ISR, which makes ELR members safe leaders).
+    pub min_isr: i32,
 }
 
 impl Role {
-    pub fn of(p: &PartitionImage) -> Role {
+    pub fn of(p: &PartitionImage, min_isr: i32) -> Role {
         Role {
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             replicas: p.replicas.clone(),
             isr: p.isr.clone(),
             partition_epoch: p.partition_epoch,
+            min_isr,
         }
     }
 }
@@ -130,6 +134,7 @@ impl Partition {
                     replicas: Vec::new(),
                     isr: Vec::new(),
                     partition_epoch: -1,
+                    min_isr: 1,
                 },
                 followers: HashMap::new(),
                 high_watermark,
@@ -243,8 +248,13 @@ impl Partition {
     }
 
     /// Leader: the smallest log end offset over the ISR (this replica's counted as what may
-    /// be visible: in durable mode only what is fsynced). Never moves back.
+    /// be visible: in durable mode only what is fsynced). Never moves back, and stands still
+    /// while the ISR is smaller than `min.insync.replicas` (KIP-966: so every replica that
+    /// left the ISR then, an ELR member, has everything below the high watermark).
     fn advance_high_watermark(&self, state: &mut ReplicaState) -> bool {
+        if (state.role.isr.len() as i64) < i64::from(state.role.min_isr) {
+            return false;
+        }
         let mut hw = self.log.visible_end_offset();
         for id in state.role.isr.iter().filter(|id| **id != self.local_id) {
             let leo = state.followers.get(id).map_or(-1, |f| f.log_end_offset);

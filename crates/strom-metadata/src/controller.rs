@@ -188,7 +188,11 @@ impl Controller {
         }
         // A fenced broker registering again (a restart) is back: as a heartbeat would.
         if fenced {
-            records.extend(brokers::unfence_records(&self.image, broker_id));
+            records.extend(brokers::unfence_records(
+                &self.image,
+                broker_id,
+                &self.topic_policy(),
+            ));
         }
         self.commit(records)
     }
@@ -345,3 +349,5 @@ fn base64url(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod elr_tests;

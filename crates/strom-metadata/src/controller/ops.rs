@@ -44,6 +44,10 @@ pub enum ControllerOp {
         host: String,
         port: u16,
         rack: Option<String>,
+        /// The broker stopped cleanly last time (it found its clean-shutdown marker); absent
+        /// (from an older node) counts as unclean, the safe side.
+        #[serde(default)]
+        clean_shutdown: bool,
     },
     /// Kafka's BrokerHeartbeat; the controller times it with its own clock.
     BrokerHeartbeat {
@@ -189,11 +193,13 @@ impl Controller {
                 host,
                 port,
                 rack,
+                clean_shutdown,
             } => ControllerOpResult::Done(self.register_broker_incarnation(
                 broker_id,
                 &host,
                 port,
                 rack.as_deref(),
+                clean_shutdown,
             )),
             ControllerOp::BrokerHeartbeat { broker_id } => {
                 ControllerOpResult::Done(self.broker_heartbeat(broker_id, now_ms()))
