@@ -400,9 +400,13 @@ impl Partition {
                 ErrorCode::FencedLeaderEpoch
             });
         }
-        if fetch_offset < self.log.log_start_offset() || fetch_offset > self.log.log_end_offset() {
+        if fetch_offset < self.log.log_start_offset() {
             return Err(ErrorCode::OffsetOutOfRange);
         }
+        // The divergence check comes before the log-end check, as in Kafka: a follower ahead of
+        // this leader (an ELR member with an unacknowledged tail the new leader never got) is
+        // told where its epoch ends here and truncates to that, not to the high watermark,
+        // which on a leader below min.insync.replicas may stand well below what is committed.
         if last_fetched_epoch >= 0 {
             let (epoch, end) = self.log.end_offset_for_epoch(last_fetched_epoch);
             if epoch >= 0 && (epoch < last_fetched_epoch || end < fetch_offset) {
@@ -414,6 +418,9 @@ impl Partition {
                     joins_isr: false,
                 });
             }
+        }
+        if fetch_offset > self.log.log_end_offset() {
+            return Err(ErrorCode::OffsetOutOfRange);
         }
         let joins_isr = self.record_follower_fetch(replica, fetch_offset, now_ms)?;
         let high_watermark = self.high_watermark();
