@@ -460,15 +460,11 @@ impl Broker {
     }
 
     fn sync_replicas(&self, image: &MetadataImage) -> Result<(), strom_storage::LogError> {
-        let changes = self
-            .replicas
-            .sync(
-                image,
-                |topic| self.log_config(image, topic),
-                |topic| {
-                    i32::try_from(self.min_insync_replicas(image, topic)).unwrap_or(i32::MAX)
-                },
-            )?;
+        let changes = self.replicas.sync(
+            image,
+            |topic| self.log_config(image, topic),
+            |topic| i32::try_from(self.min_insync_replicas(image, topic)).unwrap_or(i32::MAX),
+        )?;
         if !changes.is_empty() {
             self.fetchers.replan.notify_one();
             if self.config.is_quorum_over_network() {
@@ -783,8 +779,8 @@ fn take_clean_shutdown_markers(roots: &[std::path::PathBuf]) -> bool {
             clean = false;
             continue;
         }
-        let removed = std::fs::remove_file(&path)
-            .and_then(|()| std::fs::File::open(root)?.sync_all());
+        let removed =
+            std::fs::remove_file(&path).and_then(|()| std::fs::File::open(root)?.sync_all());
         if let Err(e) = removed {
             // A marker that stays could make a later crash look clean: refuse to trust it.
             tracing::warn!(path = %path.display(), error = %e, "cannot remove the clean-shutdown marker");

@@ -129,10 +129,7 @@ impl Sim {
                     num_partitions: -1,
                     replication_factor: -1,
                     assignments: vec![(0, NODES.to_vec())],
-                    configs: vec![(
-                        "min.insync.replicas".into(),
-                        Some(MIN_ISR.to_string()),
-                    )],
+                    configs: vec![("min.insync.replicas".into(), Some(MIN_ISR.to_string()))],
                 }],
                 false,
             )
@@ -456,12 +453,16 @@ impl Sim {
         }
         let elr = self.eligible_leader_replicas();
         if let Some(both) = elr.iter().find(|id| role.isr.contains(id)) {
-            return Err(format!("{both} is in both the ISR and the ELR: {role:?}, {elr:?}"));
+            return Err(format!(
+                "{both} is in both the ISR and the ELR: {role:?}, {elr:?}"
+            ));
         }
         if role.leader >= 0 && !role.isr.contains(&role.leader) {
             return Err(format!("the leader is not in the ISR: {role:?}"));
         }
-        if role.leader >= 0 && role.leader != self.last_seen.0 && self.last_seen.1.contains(&role.leader)
+        if role.leader >= 0
+            && role.leader != self.last_seen.0
+            && self.last_seen.1.contains(&role.leader)
         {
             self.elr_elections += 1;
         }
@@ -625,7 +626,13 @@ fn run(seed: u64, steps: usize) -> Result<(usize, usize, usize), String> {
             .iter()
             .map(|id| {
                 let p = sim.alive(*id).unwrap();
-                (*id, p.log.log_end_offset(), p.log.latest_epoch(), p.high_watermark(), p.role().leader_epoch)
+                (
+                    *id,
+                    p.log.log_end_offset(),
+                    p.log.latest_epoch(),
+                    p.high_watermark(),
+                    p.role().leader_epoch,
+                )
             })
             .collect();
         return Err(format!(

@@ -561,22 +561,46 @@ fn a_clean_elr_member_leads_after_the_whole_isr_is_lost_and_nothing_acknowledged
     load.wait_acked(200);
 
     // One follower stops: the ISR is still at min.insync.replicas, no ELR.
-    assert!(cluster.stop(first), "clean stop of {first}");
-    wait_partition(&cluster, leader, topic, "the ISR without the first follower", |_, isr| {
-        isr.len() == 2 && !isr.contains(&first)
-    });
+    if !cluster.stop(first) {
+        let log = cluster.log(first);
+        panic!(
+            "{first} did not stop cleanly: {}",
+            &log[log.len().saturating_sub(3000)..]
+        );
+    }
+    wait_partition(
+        &cluster,
+        leader,
+        topic,
+        "the ISR without the first follower",
+        |_, isr| isr.len() == 2 && !isr.contains(&first),
+    );
     assert!(describe_elr(&cluster, leader, topic).1.is_empty());
     let before = load.acked.load(Ordering::Relaxed);
     load.wait_acked(before + 200);
 
     // The other stops: the ISR falls below 2, and the follower joins the ELR.
-    assert!(cluster.stop(eligible), "clean stop of {eligible}");
-    wait_partition(&cluster, leader, topic, "an ISR of the leader alone", |_, isr| {
-        isr == [leader]
-    });
+    if !cluster.stop(eligible) {
+        let log = cluster.log(eligible);
+        panic!(
+            "{eligible} did not stop cleanly: {}",
+            &log[log.len().saturating_sub(3000)..]
+        );
+    }
+    wait_partition(
+        &cluster,
+        leader,
+        topic,
+        "an ISR of the leader alone",
+        |_, isr| isr == [leader],
+    );
     let (isr, elr, _) = describe_elr(&cluster, leader, topic);
     println!("ISR below min.insync.replicas: ISR {isr:?}, ELR {elr:?}");
-    assert_eq!(elr, vec![eligible], "the follower that left last is eligible");
+    assert_eq!(
+        elr,
+        vec![eligible],
+        "the follower that left last is eligible"
+    );
     let acked_before_kill = load.acked.load(Ordering::Relaxed);
 
     // The leader crashes: no ISR member is left. The ELR member restarts (it stopped
@@ -584,26 +608,41 @@ fn a_clean_elr_member_leads_after_the_whole_isr_is_lost_and_nothing_acknowledged
     cluster.kill9(leader);
     std::thread::sleep(Duration::from_millis(4_000)); // the session timeout fences the leader
     cluster.restart(eligible);
-    let elected = wait_partition(&cluster, eligible, topic, "the ELR member leading", |l, _| {
-        l == eligible
-    });
+    let elected = wait_partition(
+        &cluster,
+        eligible,
+        topic,
+        "the ELR member leading",
+        |l, _| l == eligible,
+    );
     let (isr, elr, last_known) = describe_elr(&cluster, eligible, topic);
     println!(
         "elected from the ELR {elected:?} after its restart: ISR {isr:?}, ELR {elr:?}, last known ELR {last_known:?}"
     );
     assert_eq!(isr, vec![eligible]);
-    assert_eq!(elr, vec![leader], "the crashed leader left the ISR last: eligible");
+    assert_eq!(
+        elr,
+        vec![leader],
+        "the crashed leader left the ISR last: eligible"
+    );
 
     // The other follower comes back; acks=all resumes once the ISR is at 2 again.
     cluster.restart(first);
-    wait_partition(&cluster, eligible, topic, "an ISR of two", |_, isr| isr.len() >= 2);
+    wait_partition(&cluster, eligible, topic, "an ISR of two", |_, isr| {
+        isr.len() >= 2
+    });
     let (_, elr, _) = describe_elr(&cluster, eligible, topic);
-    assert!(elr.is_empty(), "the ISR is back at min ISR: no ELR, {elr:?}");
+    assert!(
+        elr.is_empty(),
+        "the ISR is back at min ISR: no ELR, {elr:?}"
+    );
     load.wait_acked(acked_before_kill + 100);
     let history = load.finish();
     // The crashed old leader restarts (unclean) and truncates to the new leader's log.
     cluster.restart(leader);
-    wait_partition(&cluster, eligible, topic, "a full ISR", |_, isr| isr.len() == 3);
+    wait_partition(&cluster, eligible, topic, "a full ISR", |_, isr| {
+        isr.len() == 3
+    });
     let read = read_all(&cluster.nodes[&eligible].bootstrap(), topic);
     let report = history.check(&read);
     println!(

@@ -251,7 +251,11 @@ fn write_txn_markers_from_an_older_coordinator_epoch_are_fenced() {
         TRANSACTION_COORDINATOR_FENCED,
         "a marker from an older coordinator"
     );
-    assert_eq!(write_marker(&mut w, producer, 5, false), 0, "same epoch: a retry");
+    assert_eq!(
+        write_marker(&mut w, producer, 5, false),
+        0,
+        "same epoch: a retry"
+    );
     drop(w);
 
     // A crash: producer state comes back from its snapshot and the log.
@@ -264,6 +268,10 @@ fn write_txn_markers_from_an_older_coordinator_epoch_are_fenced() {
         TRANSACTION_COORDINATOR_FENCED,
         "still fenced after a restart"
     );
-    assert_eq!(write_marker(&mut w, producer, 6, false), 0, "a newer coordinator");
+    assert_eq!(
+        write_marker(&mut w, producer, 6, false),
+        0,
+        "a newer coordinator"
+    );
     assert_eq!(described_coordinator_epoch(&mut w, pid), 6);
 }

@@ -348,6 +348,6 @@ fn base64url(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod elr_tests;
+#[cfg(test)]
+mod tests;

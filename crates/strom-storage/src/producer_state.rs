@@ -451,7 +451,10 @@ mod tests {
             ..pb(0, NO_SEQUENCE, NO_SEQUENCE)
         };
         let mut e = None;
-        assert_eq!(check(e.as_ref(), &marker(5)).unwrap(), SequenceCheck::Accept);
+        assert_eq!(
+            check(e.as_ref(), &marker(5)).unwrap(),
+            SequenceCheck::Accept
+        );
         apply(&mut e, &marker(5), 10, 10);
         assert_eq!(e.as_ref().unwrap().coordinator_epoch, 5);
         let fenced = check(e.as_ref(), &marker(4)).unwrap_err();
@@ -466,8 +469,14 @@ mod tests {
             ),
             "{fenced}"
         );
-        assert_eq!(check(e.as_ref(), &marker(5)).unwrap(), SequenceCheck::Accept);
-        assert_eq!(check(e.as_ref(), &marker(6)).unwrap(), SequenceCheck::Accept);
+        assert_eq!(
+            check(e.as_ref(), &marker(5)).unwrap(),
+            SequenceCheck::Accept
+        );
+        assert_eq!(
+            check(e.as_ref(), &marker(6)).unwrap(),
+            SequenceCheck::Accept
+        );
         // Data batches do not carry a coordinator epoch and are never fenced by it.
         assert!(check(e.as_ref(), &pb(0, 0, 0)).is_ok());
 

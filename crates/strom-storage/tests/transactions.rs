@@ -139,7 +139,10 @@ fn markers_from_a_deposed_coordinator_are_fenced_across_restart_and_replication(
         .unwrap();
     let end = log.log_end_offset();
     let stale = || marker_batch(1, 0, ControlRecordType::Abort, 6, 1_000);
-    assert!(fenced(log.append(stale())), "an older coordinator is fenced");
+    assert!(
+        fenced(log.append(stale())),
+        "an older coordinator is fenced"
+    );
     assert_eq!(log.log_end_offset(), end, "nothing written");
     // The same or a newer coordinator epoch is accepted.
     log.append(marker_batch(1, 0, ControlRecordType::Commit, 7, 1_000))

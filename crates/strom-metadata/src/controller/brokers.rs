@@ -193,7 +193,8 @@ fn unclean_shutdown_records(
                 continue;
             }
             let isr = p.isr.clone();
-            if let Some(next) = change_partition(p, isr, policy(topic), &unfenced, Some(broker_id)) {
+            if let Some(next) = change_partition(p, isr, policy(topic), &unfenced, Some(broker_id))
+            {
                 records.push(next.to_record(topic.topic_id));
             }
         }

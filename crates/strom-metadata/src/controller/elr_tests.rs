@@ -192,7 +192,11 @@ fn changing_min_insync_replicas_clears_the_elr() {
     let p = part(&c, "t");
     assert!(p.eligible_leader_replicas.is_empty(), "{p:?}");
     assert_eq!(p.partition_epoch, before + 1);
-    assert_eq!(part(&c, "u").eligible_leader_replicas, vec![2], "other topics keep theirs");
+    assert_eq!(
+        part(&c, "u").eligible_leader_replicas,
+        vec![2],
+        "other topics keep theirs"
+    );
     // Another config leaves the ELR alone.
     c.alter_configs(
         ConfigResource::Topic("u".into()),
@@ -214,7 +218,11 @@ fn changing_min_insync_replicas_clears_the_elr() {
     assert!(part(&c, "u").eligible_leader_replicas.is_empty());
     let image = c.image();
     drop(c);
-    assert_eq!(*open(dir.path(), &[]).image(), *image, "ELR changes replay identically");
+    assert_eq!(
+        *open(dir.path(), &[]).image(),
+        *image,
+        "ELR changes replay identically"
+    );
 }
 
 #[test]

@@ -996,5 +996,8 @@ fn unclean_election_only_where_the_topic_allows_it() {
         vec![k.leader],
         "the last in-sync replica is an eligible leader replica"
     );
-    assert!(u2.eligible_leader_replicas.is_empty(), "unclean: no ELR {u2:?}");
+    assert!(
+        u2.eligible_leader_replicas.is_empty(),
+        "unclean: no ELR {u2:?}"
+    );
 }
