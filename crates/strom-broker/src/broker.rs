@@ -79,6 +79,9 @@ impl Broker {
             })?;
             dir_locks.push(lock_data_dir(root)?);
         }
+        // Taken now: from here on a crash is an unclean shutdown.
+        let clean_shutdown = take_clean_shutdown_markers(&roots);
+        tracing::info!(clean_shutdown, "previous shutdown");
         let (mut controller, metadata) = crate::cluster::open_metadata(&config)?;
         let registration = crate::cluster::Registration::of(&config).ok_or_else(|| {
             ServerError::Startup(
@@ -138,6 +141,7 @@ impl Broker {
                 &broker.config,
                 &registration,
                 broker.controller.is_some(),
+                clean_shutdown,
                 |op| broker.execute_locally(op),
             )?;
             broker.follow_latest();
@@ -217,7 +221,8 @@ impl Broker {
                     "the active controller does not know this broker; registering again"
                 );
                 if let Some(registration) = crate::cluster::Registration::of(&self.config) {
-                    let op = registration.op(&self.config);
+                    // This process lost nothing: a clean registration.
+                    let op = registration.op(&self.config, true);
                     if let Err(e) = self.controller_op(op).into_done() {
                         tracing::warn!(error = %e, "registering again failed");
                     }
@@ -469,9 +474,11 @@ impl Broker {
     }
 
     fn sync_replicas(&self, image: &MetadataImage) -> Result<(), strom_storage::LogError> {
-        let changes = self
-            .replicas
-            .sync(image, |topic| self.log_config(image, topic))?;
+        let changes = self.replicas.sync(
+            image,
+            |topic| self.log_config(image, topic),
+            |topic| i32::try_from(self.min_insync_replicas(image, topic)).unwrap_or(i32::MAX),
+        )?;
         if !changes.is_empty() {
             self.fetchers.replan.notify_one();
             if self.config.is_quorum_over_network() {
@@ -701,8 +708,11 @@ impl Broker {
             .and_then(|v| v.parse().ok())
             .unwrap_or(SHUTDOWN_THREADS);
         self.replicas.checkpoint_high_watermarks();
-        self.replicas.close_all(threads);
+        let closed = self.replicas.close_all(threads);
         self.metadata.shutdown();
+        if closed {
+            write_clean_shutdown_markers(self.config.log_dirs());
+        }
     }
 }
 
@@ -756,6 +766,44 @@ fn check_metadata_knows_data(
 
 /// Takes the exclusive lock on `<log.dirs>/.lock`, so a second process cannot open (and
 /// recover) logs that a running broker is writing.
+/// Written in every log dir once every partition log closed cleanly (flushed, snapshots and
+/// recovery points written); taken at the next start. A broker that finds it in every log dir
+/// registers as having shut down cleanly (Kafka compares broker epochs from its own
+/// clean-shutdown file; Strom has no broker epochs, the marker alone says it).
+pub const CLEAN_SHUTDOWN_MARKER: &str = ".strom_cleanshutdown";
+
+fn write_clean_shutdown_markers(roots: &[std::path::PathBuf]) {
+    for root in roots {
+        let path = root.join(CLEAN_SHUTDOWN_MARKER);
+        let written = std::fs::File::create(&path)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::File::open(root)?.sync_all());
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the clean-shutdown marker");
+        }
+    }
+}
+
+/// Whether every log dir holds the clean-shutdown marker; removes them (durably) either way.
+fn take_clean_shutdown_markers(roots: &[std::path::PathBuf]) -> bool {
+    let mut clean = !roots.is_empty();
+    for root in roots {
+        let path = root.join(CLEAN_SHUTDOWN_MARKER);
+        if !path.exists() {
+            clean = false;
+            continue;
+        }
+        let removed =
+            std::fs::remove_file(&path).and_then(|()| std::fs::File::open(root)?.sync_all());
+        if let Err(e) = removed {
+            // A marker that stays could make a later crash look clean: refuse to trust it.
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the clean-shutdown marker");
+            clean = false;
+        }
+    }
+    clean
+}
+
 fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, ServerError> {
     let path = root.join(".lock");
     let file = std::fs::OpenOptions::new()

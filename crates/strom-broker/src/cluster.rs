@@ -244,14 +244,16 @@ impl Registration {
         })
     }
 
-    /// Kafka's BrokerRegistration for this broker, with its rack.
-    pub(crate) fn op(&self, config: &BrokerConfig) -> ControllerOp {
+    /// Kafka's BrokerRegistration for this broker, with its rack, saying whether its
+    /// previous process stopped cleanly (KIP-966: otherwise it leaves every ELR).
+    pub(crate) fn op(&self, config: &BrokerConfig, clean_shutdown: bool) -> ControllerOp {
         ControllerOp::RegisterBroker {
             broker_id: config.node_id(),
             host: self.host.clone(),
             port: self.port,
             rack: config.broker_rack().map(str::to_string),
             listeners: self.listeners.clone(),
+            clean_shutdown,
         }
     }
 
@@ -272,10 +274,11 @@ pub(crate) fn register(
     config: &BrokerConfig,
     registration: &Registration,
     has_controller: bool,
+    clean_shutdown: bool,
     local: impl Fn(ControllerOp) -> ControllerOpResult,
 ) -> Result<Arc<MetadataImage>, ServerError> {
     let broker_id = config.node_id();
-    let op = registration.op(config);
+    let op = registration.op(config, clean_shutdown);
     let start = Instant::now();
     let mut last_log = Instant::now();
     loop {

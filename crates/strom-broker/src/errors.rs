@@ -19,6 +19,7 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        LogError::TransactionCoordinatorFenced { .. } => ErrorCode::TransactionCoordinatorFenced,
         LogError::Closed => ErrorCode::NotLeaderOrFollower,
         // Only a follower's append meets it: replication out of step, not a client's fault.
         LogError::OffsetsOutOfOrder { .. } => ErrorCode::UnknownServerError,

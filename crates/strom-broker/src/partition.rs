@@ -21,16 +21,20 @@ pub struct Role {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub partition_epoch: i32,
+    /// The topic's `min.insync.replicas`: a leader whose ISR is smaller does not advance the
+    /// high watermark (KIP-966's strict min ISR, which makes ELR members safe leaders).
+    pub min_isr: i32,
 }
 
 impl Role {
-    pub fn of(p: &PartitionImage) -> Role {
+    pub fn of(p: &PartitionImage, min_isr: i32) -> Role {
         Role {
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             replicas: p.replicas.clone(),
             isr: p.isr.clone(),
             partition_epoch: p.partition_epoch,
+            min_isr,
         }
     }
 }
@@ -130,6 +134,7 @@ impl Partition {
                     replicas: Vec::new(),
                     isr: Vec::new(),
                     partition_epoch: -1,
+                    min_isr: 1,
                 },
                 followers: HashMap::new(),
                 high_watermark,
@@ -243,8 +248,13 @@ impl Partition {
     }
 
     /// Leader: the smallest log end offset over the ISR (this replica's counted as what may
-    /// be visible: in durable mode only what is fsynced). Never moves back.
+    /// be visible: in durable mode only what is fsynced). Never moves back, and stands still
+    /// while the ISR is smaller than `min.insync.replicas` (KIP-966: so every replica that
+    /// left the ISR then, an ELR member, has everything below the high watermark).
     fn advance_high_watermark(&self, state: &mut ReplicaState) -> bool {
+        if (state.role.isr.len() as i64) < i64::from(state.role.min_isr) {
+            return false;
+        }
         let mut hw = self.log.visible_end_offset();
         for id in state.role.isr.iter().filter(|id| **id != self.local_id) {
             let leo = state.followers.get(id).map_or(-1, |f| f.log_end_offset);
@@ -390,9 +400,13 @@ impl Partition {
                 ErrorCode::FencedLeaderEpoch
             });
         }
-        if fetch_offset < self.log.log_start_offset() || fetch_offset > self.log.log_end_offset() {
+        if fetch_offset < self.log.log_start_offset() {
             return Err(ErrorCode::OffsetOutOfRange);
         }
+        // The divergence check comes before the log-end check, as in Kafka: a follower ahead of
+        // this leader (an ELR member with an unacknowledged tail the new leader never got) is
+        // told where its epoch ends here and truncates to that, not to the high watermark,
+        // which on a leader below min.insync.replicas may stand well below what is committed.
         if last_fetched_epoch >= 0 {
             let (epoch, end) = self.log.end_offset_for_epoch(last_fetched_epoch);
             if epoch >= 0 && (epoch < last_fetched_epoch || end < fetch_offset) {
@@ -404,6 +418,9 @@ impl Partition {
                     joins_isr: false,
                 });
             }
+        }
+        if fetch_offset > self.log.log_end_offset() {
+            return Err(ErrorCode::OffsetOutOfRange);
         }
         let joins_isr = self.record_follower_fetch(replica, fetch_offset, now_ms)?;
         let high_watermark = self.high_watermark();

@@ -82,18 +82,20 @@ impl ReplicaManager {
     }
 
     /// Brings the hosted logs in line with `image`: opens logs of new partitions, applies
-    /// config changes and roles, deletes logs of topics a committed deletion removed.
+    /// config changes and roles (with each topic's `min.insync.replicas`), deletes logs of topics a committed deletion removed.
     /// Returns the partitions whose role changed, and how.
     pub fn sync(
         &self,
         image: &MetadataImage,
         config_for: impl Fn(&str) -> LogConfig,
+        min_isr_for: impl Fn(&str) -> i32,
     ) -> Result<Vec<(Arc<Partition>, RoleChange)>, LogError> {
         let mut wanted: HashSet<(String, i32)> = HashSet::new();
         let mut changes = Vec::new();
         let now = self.clock.now_ms();
         for topic in image.topics() {
             let log_config = config_for(&topic.name);
+            let min_isr = min_isr_for(&topic.name);
             for (index, p) in &topic.partitions {
                 if self.only_own_replicas && !p.replicas.contains(&self.local_id) {
                     continue;
@@ -125,7 +127,7 @@ impl ReplicaManager {
                         partition
                     }
                 };
-                let change = partition.apply_role(Role::of(p), now);
+                let change = partition.apply_role(Role::of(p, min_isr), now);
                 if change != RoleChange::None {
                     changes.push((partition, change));
                 }
@@ -243,21 +245,26 @@ impl ReplicaManager {
     }
 
     /// Closes every log with a clean-shutdown marker, on `threads` threads (each close
-    /// fsyncs several files, so thousands of partitions close far faster in parallel).
-    pub fn close_all(&self, threads: usize) {
+    /// fsyncs several files, so thousands of partitions close far faster in parallel). Whether
+    /// every log closed.
+    pub fn close_all(&self, threads: usize) -> bool {
         let partitions = self.all();
         let chunk = partitions.len().div_ceil(threads.max(1)).max(1);
+        let failed = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             for group in partitions.chunks(chunk) {
+                let failed = &failed;
                 scope.spawn(move || {
                     for partition in group {
                         if let Err(e) = partition.log.close() {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
                             tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "close failed");
                         }
                     }
                 });
             }
         });
+        !failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The high watermark the checkpoint of `dir`'s log dir holds for a partition (0 if none).
@@ -435,10 +442,14 @@ mod epoch_tests {
                 leader: 1,
                 leader_epoch: 3,
                 partition_epoch: 0,
+                eligible_leader_replicas: vec![],
+                last_known_elr: vec![],
             },
         ]);
         let replicas = ReplicaManager::new(dir.path().to_path_buf(), Arc::new(SystemClock), 1);
-        replicas.sync(&image, |_| LogConfig::default()).unwrap();
+        replicas
+            .sync(&image, |_| LogConfig::default(), |_| 1)
+            .unwrap();
         let p = replicas.partition("t", 0).unwrap();
         assert_eq!(
             p.check_leader_epoch(&image, -1),

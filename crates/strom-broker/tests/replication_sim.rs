@@ -8,7 +8,12 @@
 //! - a leader's high watermark never goes back within its epoch;
 //! - every ISR member's log equals the leader's below the high watermark;
 //! - no acks=all write is ever lost: every acknowledged batch is in every ISR member's log,
-//!   at its offset, byte for byte.
+//!   and in every eligible leader replica's (KIP-966), at its offset, byte for byte;
+//! - the ELR and the ISR never overlap, and a partition with a leader has it in its ISR.
+//!
+//! Stops are crashes (an unclean shutdown: the restarted broker leaves every ELR) or, half the
+//! time, controlled shutdowns (clean: it stays eligible). The topic has
+//! `min.insync.replicas=2`, so a leader whose ISR is smaller holds its high watermark.
 //!
 //! `REPLICATION_SIM_SEEDS` sets the number of seeds (default 1500); a failure prints its seed,
 //! and `REPLICATION_SIM_SEED=<n>` replays that one.
@@ -65,6 +70,8 @@ struct Node {
     isolated: bool,
     /// One fetch at a time per follower, as on one connection.
     fetching: bool,
+    /// The last stop was a controlled shutdown (the next start registers as clean).
+    stopped_cleanly: bool,
 }
 
 /// An acks=all append waiting for the ISR.
@@ -91,6 +98,9 @@ struct Sim {
     /// (node, epoch) -> highest high watermark seen while it led in that epoch.
     hw_seen: HashMap<(i32, i32), i64>,
     next_value: u64,
+    /// The (leader, ELR) the last check saw, and how many leaders came from an ELR.
+    last_seen: (i32, Vec<i32>),
+    elr_elections: usize,
     _tmp: tempfile::TempDir,
 }
 
@@ -119,7 +129,7 @@ impl Sim {
                     num_partitions: -1,
                     replication_factor: -1,
                     assignments: vec![(0, NODES.to_vec())],
-                    configs: vec![],
+                    configs: vec![("min.insync.replicas".into(), Some(MIN_ISR.to_string()))],
                 }],
                 false,
             )
@@ -138,6 +148,7 @@ impl Sim {
                     partition: None,
                     isolated: false,
                     fetching: false,
+                    stopped_cleanly: false,
                 },
             );
         }
@@ -153,6 +164,8 @@ impl Sim {
             acked: Vec::new(),
             hw_seen: HashMap::new(),
             next_value: 0,
+            last_seen: (-1, Vec::new()),
+            elr_elections: 0,
             _tmp: tmp,
         };
         for id in NODES {
@@ -163,7 +176,17 @@ impl Sim {
 
     fn role(&self) -> Role {
         let image = self.controller.image();
-        Role::of(&image.topic_by_id(self.topic_id).unwrap().partitions[&0])
+        Role::of(
+            &image.topic_by_id(self.topic_id).unwrap().partitions[&0],
+            MIN_ISR as i32,
+        )
+    }
+
+    fn eligible_leader_replicas(&self) -> Vec<i32> {
+        let image = self.controller.image();
+        image.topic_by_id(self.topic_id).unwrap().partitions[&0]
+            .eligible_leader_replicas
+            .clone()
     }
 
     fn start(&mut self, id: i32) {
@@ -173,10 +196,11 @@ impl Sim {
         let partition = Arc::new(Partition::new("t".into(), self.topic_id, 0, log, id, 0));
         node.partition = Some(partition);
         node.fetching = false;
+        let clean = std::mem::take(&mut node.stopped_cleanly);
         // A restarted broker registers a new incarnation (its leaderships move, it leaves the
-        // ISRs) and reads the metadata.
+        // ISRs, and every ELR unless it stopped cleanly) and reads the metadata.
         self.controller
-            .register_broker_incarnation(id, "127.0.0.1", 9000 + id as u16, None, &[])
+            .register_broker_incarnation(id, "127.0.0.1", 9000 + id as u16, None, &[], clean)
             .unwrap();
         self.learn_metadata(id);
     }
@@ -213,7 +237,15 @@ impl Sim {
             94..=95 => {
                 let id = NODES[self.rng.below(3) as usize];
                 if self.alive(id).is_some() && self.alive_count() > 1 {
-                    self.nodes.get_mut(&id).unwrap().partition = None;
+                    // Half the stops are controlled shutdowns (reaching the controller unless
+                    // isolated; its log is closed either way, so the stop is clean).
+                    let clean = self.rng.chance(50);
+                    if clean && !self.nodes[&id].isolated {
+                        self.controller.controlled_shutdown(id).unwrap();
+                    }
+                    let node = self.nodes.get_mut(&id).unwrap();
+                    node.partition = None;
+                    node.stopped_cleanly = clean;
                 } else if self.alive(id).is_none() {
                     self.start(id);
                 }
@@ -419,21 +451,37 @@ impl Sim {
                 *seen = hw;
             }
         }
-        // Every acknowledged batch is on every ISR member (running or not: a crash keeps what
-        // was written, so only running ones are read).
-        for id in &role.isr {
+        let elr = self.eligible_leader_replicas();
+        if let Some(both) = elr.iter().find(|id| role.isr.contains(id)) {
+            return Err(format!(
+                "{both} is in both the ISR and the ELR: {role:?}, {elr:?}"
+            ));
+        }
+        if role.leader >= 0 && !role.isr.contains(&role.leader) {
+            return Err(format!("the leader is not in the ISR: {role:?}"));
+        }
+        if role.leader >= 0
+            && role.leader != self.last_seen.0
+            && self.last_seen.1.contains(&role.leader)
+        {
+            self.elr_elections += 1;
+        }
+        self.last_seen = (role.leader, elr.clone());
+        // Every acknowledged batch is on every ISR and ELR member (running or not: a crash
+        // keeps what was written, so only running ones are read).
+        for id in role.isr.iter().chain(&elr) {
             let Some(p) = self.alive(*id) else { continue };
             for (offset, bytes) in &self.acked {
                 if *offset >= p.log.log_end_offset() {
                     return Err(format!(
-                        "ISR member {id} lacks acknowledged offset {offset} (log end {})",
+                        "ISR/ELR member {id} lacks acknowledged offset {offset} (log end {})",
                         p.log.log_end_offset()
                     ));
                 }
                 let have = read_batch(&p, *offset);
                 if !same_batch(&have, bytes) {
                     return Err(format!(
-                        "ISR member {id} has another batch at acknowledged offset {offset}"
+                        "ISR/ELR member {id} has another batch at acknowledged offset {offset}"
                     ));
                 }
             }
@@ -562,7 +610,7 @@ fn log_bytes(p: &Partition, upto: i64) -> Vec<u8> {
     out
 }
 
-fn run(seed: u64, steps: usize) -> Result<(usize, usize), String> {
+fn run(seed: u64, steps: usize) -> Result<(usize, usize, usize), String> {
     let mut sim = Sim::new(seed);
     for step in 0..steps {
         sim.step();
@@ -574,9 +622,25 @@ fn run(seed: u64, steps: usize) -> Result<(usize, usize), String> {
         .map_err(|e| format!("seed {seed}, after healing: {e}"))?;
     let role = sim.role();
     if role.isr.len() != NODES.len() {
-        return Err(format!("seed {seed}: the ISR did not heal: {role:?}"));
+        let logs: Vec<_> = NODES
+            .iter()
+            .map(|id| {
+                let p = sim.alive(*id).unwrap();
+                (
+                    *id,
+                    p.log.log_end_offset(),
+                    p.log.latest_epoch(),
+                    p.high_watermark(),
+                    p.role().leader_epoch,
+                )
+            })
+            .collect();
+        return Err(format!(
+            "seed {seed}: the ISR did not heal: {role:?}, elr {:?}, logs (id, leo, epoch, hw, role epoch) {logs:?}",
+            sim.eligible_leader_replicas()
+        ));
     }
-    Ok((sim.acked.len(), sim.next_value as usize))
+    Ok((sim.acked.len(), sim.next_value as usize, sim.elr_elections))
 }
 
 #[test]
@@ -590,15 +654,16 @@ fn replication_keeps_every_acknowledged_write_under_crashes_losses_and_isolation
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1500);
-    let (mut acked, mut sent) = (0, 0);
+    let (mut acked, mut sent, mut elr_elections) = (0, 0, 0);
     let started = std::time::Instant::now();
     for seed in 0..seeds {
-        let (a, s) = run(seed, 400).unwrap_or_else(|e| panic!("{e}"));
+        let (a, s, e) = run(seed, 400).unwrap_or_else(|e| panic!("{e}"));
         acked += a;
         sent += s;
+        elr_elections += e;
     }
     println!(
-        "{seeds} seeds in {:?}: {acked} of {sent} batches acknowledged, none lost",
+        "{seeds} seeds in {:?}: {acked} of {sent} batches acknowledged, none lost; {elr_elections} leaders elected from an ELR",
         started.elapsed()
     );
     assert!(

@@ -646,3 +646,158 @@ fn an_isolated_leader_stops_acknowledging_and_the_majority_carries_on() {
         }
     }
 }
+
+/// (ISR, eligible leader replicas, last known ELR) of partition 0 of `topic` from
+/// DescribeTopicPartitions v0 on broker `via` (Metadata has no ELR fields).
+fn describe_elr(cluster: &Cluster, via: i32, topic: &str) -> (Vec<i32>, Vec<i32>, Vec<i32>) {
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+    use kafka_protocol::messages::{
+        ApiKey, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let mut wire = common::wire::Wire::connect(&cluster.nodes[&via].bootstrap());
+    let mut t = TopicRequest::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_owned()));
+    let mut req = DescribeTopicPartitionsRequest::default();
+    req.topics = vec![t];
+    req.response_partition_limit = 10;
+    let r: DescribeTopicPartitionsResponse = wire.call(ApiKey::DescribeTopicPartitions, 0, &req);
+    let p = r
+        .topics
+        .iter()
+        .find(|t| t.error_code == 0)
+        .and_then(|t| t.partitions.iter().find(|p| p.partition_index == 0))
+        .unwrap_or_else(|| panic!("{topic}-0 not described: {r:?}"));
+    let ids = |v: &Option<Vec<kafka_protocol::messages::BrokerId>>| -> Vec<i32> {
+        v.as_deref()
+            .expect("ELR fields are never null")
+            .iter()
+            .map(|b| b.0)
+            .collect()
+    };
+    (
+        p.isr_nodes.iter().map(|b| b.0).collect(),
+        ids(&p.eligible_leader_replicas),
+        ids(&p.last_known_elr),
+    )
+}
+
+/// KIP-966 across real processes: RF 3, min.insync.replicas=2. Both followers stop cleanly
+/// (SIGTERM); the ISR shrinks below 2 and the follower that left it last becomes an eligible
+/// leader replica (DescribeTopicPartitions shows it). The leader is then SIGKILLed, leaving no
+/// ISR; the ELR member restarts and is elected leader from the ELR (no unclean election is
+/// allowed), and once the other follower is back no acknowledged record is lost.
+#[test]
+fn a_clean_elr_member_leads_after_the_whole_isr_is_lost_and_nothing_acknowledged_is_lost() {
+    // Three controllers (4.. are brokers), so stopping every broker never costs the quorum.
+    let mut cluster = Cluster::start_layout(3, 3, CLUSTER);
+    let brokers = [4, 5, 6];
+    cluster.wait_view(4, WAIT, "three brokers", |v| v.brokers == brokers);
+    let topic = "elr";
+    create_topic(&cluster.bootstrap(), topic, &[("min.insync.replicas", "2")]);
+    wait_partition(&cluster, 4, topic, "a full ISR", |l, isr| {
+        l > 0 && isr.len() == 3
+    });
+    let (leader, _) = partition_state(&cluster, 4, topic);
+    let followers: Vec<i32> = brokers.into_iter().filter(|id| *id != leader).collect();
+    let (first, eligible) = (followers[0], followers[1]);
+    let load = Load::start(cluster.bootstrap(), topic);
+    load.wait_acked(200);
+
+    // One follower stops: the ISR is still at min.insync.replicas, no ELR.
+    if !cluster.stop(first) {
+        let log = cluster.log(first);
+        panic!(
+            "{first} did not stop cleanly: {}",
+            &log[log.len().saturating_sub(3000)..]
+        );
+    }
+    wait_partition(
+        &cluster,
+        leader,
+        topic,
+        "the ISR without the first follower",
+        |_, isr| isr.len() == 2 && !isr.contains(&first),
+    );
+    assert!(describe_elr(&cluster, leader, topic).1.is_empty());
+    let before = load.acked.load(Ordering::Relaxed);
+    load.wait_acked(before + 200);
+
+    // The other stops: the ISR falls below 2, and the follower joins the ELR.
+    if !cluster.stop(eligible) {
+        let log = cluster.log(eligible);
+        panic!(
+            "{eligible} did not stop cleanly: {}",
+            &log[log.len().saturating_sub(3000)..]
+        );
+    }
+    wait_partition(
+        &cluster,
+        leader,
+        topic,
+        "an ISR of the leader alone",
+        |_, isr| isr == [leader],
+    );
+    let (isr, elr, _) = describe_elr(&cluster, leader, topic);
+    println!("ISR below min.insync.replicas: ISR {isr:?}, ELR {elr:?}");
+    assert_eq!(
+        elr,
+        vec![eligible],
+        "the follower that left last is eligible"
+    );
+    let acked_before_kill = load.acked.load(Ordering::Relaxed);
+
+    // The leader crashes: no ISR member is left. The ELR member restarts (it stopped
+    // cleanly) and leads; unclean election is off, so only the ELR can explain it.
+    cluster.kill9(leader);
+    std::thread::sleep(Duration::from_millis(4_000)); // the session timeout fences the leader
+    cluster.restart(eligible);
+    let elected = wait_partition(
+        &cluster,
+        eligible,
+        topic,
+        "the ELR member leading",
+        |l, _| l == eligible,
+    );
+    let (isr, elr, last_known) = describe_elr(&cluster, eligible, topic);
+    println!(
+        "elected from the ELR {elected:?} after its restart: ISR {isr:?}, ELR {elr:?}, last known ELR {last_known:?}"
+    );
+    assert_eq!(isr, vec![eligible]);
+    assert_eq!(
+        elr,
+        vec![leader],
+        "the crashed leader left the ISR last: eligible"
+    );
+
+    // The other follower comes back; acks=all resumes once the ISR is at 2 again.
+    cluster.restart(first);
+    wait_partition(&cluster, eligible, topic, "an ISR of two", |_, isr| {
+        isr.len() >= 2
+    });
+    let (_, elr, _) = describe_elr(&cluster, eligible, topic);
+    assert!(
+        elr.is_empty(),
+        "the ISR is back at min ISR: no ELR, {elr:?}"
+    );
+    load.wait_acked(acked_before_kill + 100);
+    let history = load.finish();
+    // The crashed old leader restarts (unclean) and truncates to the new leader's log.
+    cluster.restart(leader);
+    wait_partition(&cluster, eligible, topic, "a full ISR", |_, isr| {
+        isr.len() == 3
+    });
+    let read = read_all(&cluster.nodes[&eligible].bootstrap(), topic);
+    let report = history.check(&read);
+    println!(
+        "acked {} ({acked_before_kill} before the leader crashed), read {}, lost {}, duplicated {}, reordered {}, unexpected {}",
+        report.acked,
+        report.read,
+        report.lost.len(),
+        report.duplicated.len(),
+        report.reordered.len(),
+        report.unexpected.len()
+    );
+    assert!(acked_before_kill >= 400, "{report:?}");
+    assert!(report.is_clean(), "{report:?}");
+}

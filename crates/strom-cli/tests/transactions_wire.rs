@@ -183,3 +183,95 @@ fn transaction_apis_answer_with_kafkas_codes() {
     // Nothing is open for the new epoch: EndTxn has nothing to end.
     assert_eq!(end(&mut w, 3, (pid, 2), true), INVALID_TXN_STATE);
 }
+
+const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
+
+/// WriteTxnMarkers v1 for `producer`'s transaction on `wire`-0 from a coordinator in
+/// `coordinator_epoch`: the partition's error code.
+fn write_marker(w: &mut Wire, producer: (i64, i16), coordinator_epoch: i32, commit: bool) -> i16 {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    let topic = WritableTxnMarkerTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("wire")))
+        .with_partition_indexes(vec![0]);
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_transaction_result(commit)
+        .with_topics(vec![topic])
+        .with_coordinator_epoch(coordinator_epoch);
+    let r: WriteTxnMarkersResponse = w.call(
+        ApiKey::WriteTxnMarkers,
+        1,
+        &WriteTxnMarkersRequest::default().with_markers(vec![marker]),
+    );
+    r.markers[0].topics[0].partitions[0].error_code
+}
+
+/// The coordinator epoch DescribeProducers reports for `producer` on `wire`-0.
+fn described_coordinator_epoch(w: &mut Wire, producer: i64) -> i32 {
+    let topic = TopicRequest::default()
+        .with_name(TopicName(StrBytes::from_static_str("wire")))
+        .with_partition_indexes(vec![0]);
+    let r: DescribeProducersResponse = w.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![topic]),
+    );
+    r.topics[0].partitions[0]
+        .active_producers
+        .iter()
+        .find(|p| p.producer_id.0 == producer)
+        .map_or(-2, |p| p.coordinator_epoch)
+}
+
+/// A partition leader remembers, per producer, the highest coordinator epoch whose marker it
+/// wrote and refuses a marker from an older coordinator with TRANSACTION_COORDINATOR_FENCED
+/// (a deposed coordinator must not end a transaction its successor owns); the same epoch or a
+/// newer one is written. The rule survives a restart (producer state from snapshot and log).
+#[test]
+fn write_txn_markers_from_an_older_coordinator_epoch_are_fenced() {
+    let mut server = Server::start(&[("transaction.max.timeout.ms", "600000")]);
+    let b = server.bootstrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(create_topic(&b, "wire", 1, &[]));
+    let mut w = Wire::connect(&b);
+    let (code, pid, epoch) = init(&mut w, 600_000);
+    assert_eq!(code, 0);
+    let producer = (pid, epoch);
+    assert_eq!(add_partitions(&mut w, 3, producer, &["wire"]), vec![0]);
+    assert_eq!(produce_txn(&mut w, producer, 0), 0);
+
+    assert_eq!(write_marker(&mut w, producer, 5, false), 0, "first marker");
+    assert_eq!(described_coordinator_epoch(&mut w, pid), 5);
+    assert_eq!(
+        write_marker(&mut w, producer, 4, true),
+        TRANSACTION_COORDINATOR_FENCED,
+        "a marker from an older coordinator"
+    );
+    assert_eq!(
+        write_marker(&mut w, producer, 5, false),
+        0,
+        "same epoch: a retry"
+    );
+    drop(w);
+
+    // A crash: producer state comes back from its snapshot and the log.
+    server.kill9();
+    server.restart();
+    let mut w = Wire::connect(&server.bootstrap());
+    assert_eq!(described_coordinator_epoch(&mut w, pid), 5);
+    assert_eq!(
+        write_marker(&mut w, producer, 4, true),
+        TRANSACTION_COORDINATOR_FENCED,
+        "still fenced after a restart"
+    );
+    assert_eq!(
+        write_marker(&mut w, producer, 6, false),
+        0,
+        "a newer coordinator"
+    );
+    assert_eq!(described_coordinator_epoch(&mut w, pid), 6);
+}

@@ -212,7 +212,11 @@ impl Controller {
         }
         // A fenced broker registering again (a restart) is back: as a heartbeat would.
         if fenced {
-            records.extend(brokers::unfence_records(&self.image, broker_id));
+            records.extend(brokers::unfence_records(
+                &self.image,
+                broker_id,
+                &self.topic_policy(),
+            ));
         }
         self.commit(records)
     }
@@ -367,5 +371,7 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
+#[cfg(test)]
+mod elr_tests;
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,29 @@ pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// KIP-966 eligible leader replicas (see [`MetadataRecord::Partition`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eligible_leader_replicas: Vec<i32>,
+    /// KIP-966 last known ELR (see [`MetadataRecord::Partition`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_known_elr: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// The record that states this partition in full.
+    pub fn to_record(&self, topic_id: Uuid) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition: self.partition,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            eligible_leader_replicas: self.eligible_leader_replicas.clone(),
+            last_known_elr: self.last_known_elr.clone(),
+        }
+    }
 }
 
 /// A topic: its id, partitions by index, and its dynamic config overrides (never defaults).
@@ -267,6 +290,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                eligible_leader_replicas,
+                last_known_elr,
             } => {
                 let Some(topic) = self.topics_by_id.get_mut(topic_id) else {
                     tracing::warn!(%topic_id, partition, "partition record for unknown topic id; skipped");
@@ -279,6 +304,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    eligible_leader_replicas: eligible_leader_replicas.clone(),
+                    last_known_elr: last_known_elr.clone(),
                 };
                 Arc::make_mut(topic).partitions.insert(*partition, image);
             }
@@ -360,6 +387,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                eligible_leader_replicas: vec![],
+                last_known_elr: vec![],
             },
             MetadataRecord::Config {
                 resource: ConfigResource::Topic("orders".into()),

@@ -47,6 +47,15 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         partition_epoch: i32,
+        /// KIP-966 eligible leader replicas: replicas out of the ISR that still have every
+        /// committed record (they left it while it was below `min.insync.replicas`, when the
+        /// high watermark stands still). Absent in logs written before ELR: empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        eligible_leader_replicas: Vec<i32>,
+        /// KIP-966 last known ELR; as Kafka 4.1 keeps it, the last leader of a partition whose
+        /// ISR became empty (elected, as an unclean election, if no ISR or ELR member is left).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        last_known_elr: Vec<i32>,
     },
     /// A dynamic config override was set (`Some`) or removed (`None`, back to the default).
     Config {

@@ -37,6 +37,16 @@ pub enum LogError {
         current: i16,
         received: i16,
     },
+    /// A transaction marker from a coordinator older than the one whose marker this producer
+    /// last got (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    #[error(
+        "producer {producer_id}: marker from coordinator epoch {received}, older than {current}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        current: i32,
+        received: i32,
+    },
     /// A follower was sent a batch below its log end offset (replication out of step).
     #[error("batch at offset {base_offset} is below the log end offset {expected_at_least}")]
     OffsetsOutOfOrder {

@@ -1,11 +1,15 @@
 //! Idempotent-producer state of one partition (KIP-98): per producer id the epoch and the last
 //! five batches' sequence/offset ranges (to reject gaps and answer retries) and the first
-//! offset of its open transaction (for the LSO). Persisted as `<offset>.snapshot` files.
+//! offset of its open transaction (for the LSO), and the highest coordinator epoch whose
+//! transaction marker it wrote (a marker from an older coordinator is fenced, as in Kafka).
+//! Persisted as `<offset>.snapshot` files.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
-use strom_protocol::record_batch::control::{control_record_type, ControlRecordType};
+use strom_protocol::record_batch::control::{
+    control_record_type, marker_coordinator_epoch, ControlRecordType,
+};
 use strom_protocol::record_batch::{RecordBatchHeader, NO_SEQUENCE};
 
 use crate::error::{io_err, LogError};
@@ -16,7 +20,9 @@ use crate::txn_index::AbortedTxn;
 /// Batches remembered per producer for duplicate detection (Kafka: 5 in-flight requests).
 pub(crate) const BATCHES_PER_PRODUCER: usize = 5;
 pub(crate) const SNAPSHOT_EXT: &str = "snapshot";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMPS03";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMPS04";
+/// Snapshots written before coordinator epochs (no coordinator epoch); still read.
+const SNAPSHOT_MAGIC_V3: &[u8; 8] = b"STRMPS03";
 /// Snapshots written before producer expiration (no last timestamp); still read.
 const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"STRMPS02";
 /// Snapshots written before transactions (no open-transaction offset); still read.
@@ -45,6 +51,9 @@ pub(crate) struct ProducerEntry {
     /// Max timestamp of the producer's last batch (as stored); `producer.id.expiration.ms`
     /// counts from here, as in Kafka.
     pub last_timestamp: i64,
+    /// Coordinator epoch of the last transaction marker written for this producer (-1: none
+    /// yet). A marker with an older one comes from a deposed coordinator.
+    pub coordinator_epoch: i32,
 }
 
 /// Outcome of checking one batch against the producer's state.
@@ -65,6 +74,8 @@ pub(crate) struct ProducerBatch {
     /// A control batch ends the producer's transaction; `Some(Commit)` only for a commit
     /// marker (an unreadable marker counts as an abort: its data stays hidden).
     pub control: Option<Option<ControlRecordType>>,
+    /// A marker's coordinator epoch (-1 if unreadable; unused for other batches).
+    pub coordinator_epoch: i32,
     /// The batch's max timestamp as it is stored (the append time under LogAppendTime).
     pub max_timestamp: i64,
 }
@@ -88,6 +99,7 @@ impl ProducerBatch {
             last_seq: h.last_sequence(),
             transactional: h.is_transactional(),
             control: h.is_control().then(|| control_record_type(h)),
+            coordinator_epoch: marker_coordinator_epoch(h).unwrap_or(-1),
             max_timestamp: h.max_timestamp(),
         })
     }
@@ -114,6 +126,13 @@ pub(crate) fn check(
             producer_id: b.producer_id,
             current: entry.epoch,
             received: b.epoch,
+        });
+    }
+    if b.control.is_some() && b.coordinator_epoch < entry.coordinator_epoch {
+        return Err(LogError::TransactionCoordinatorFenced {
+            producer_id: b.producer_id,
+            current: entry.coordinator_epoch,
+            received: b.coordinator_epoch,
         });
     }
     if b.first_seq == NO_SEQUENCE {
@@ -160,6 +179,7 @@ pub(crate) fn apply(
         last_offset,
         current_txn_first_offset: None,
         last_timestamp: b.max_timestamp,
+        coordinator_epoch: -1,
     });
     if b.epoch != e.epoch {
         // A bumped epoch keeps the open transaction: its (abort) marker still ends it.
@@ -169,6 +189,7 @@ pub(crate) fn apply(
     e.last_offset = last_offset;
     e.last_timestamp = b.max_timestamp;
     if let Some(kind) = b.control {
+        e.coordinator_epoch = b.coordinator_epoch;
         return e.current_txn_first_offset.take().map(|first| CompletedTxn {
             producer_id: b.producer_id,
             first_offset: first,
@@ -279,6 +300,7 @@ impl ProducerState {
             let open = e.current_txn_first_offset.unwrap_or(-1);
             out.extend_from_slice(&open.to_be_bytes());
             out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            out.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
             out.push(e.batches.len() as u8);
             for m in &e.batches {
                 out.extend_from_slice(&m.first_seq.to_be_bytes());
@@ -295,7 +317,8 @@ impl ProducerState {
     /// `None` if the bytes are not a complete, CRC-valid snapshot.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let (body, crc) = bytes.split_at(bytes.len().checked_sub(4)?);
-        let v3 = body.starts_with(SNAPSHOT_MAGIC);
+        let v4 = body.starts_with(SNAPSHOT_MAGIC);
+        let v3 = v4 || body.starts_with(SNAPSHOT_MAGIC_V3);
         let v2 = v3 || body.starts_with(SNAPSHOT_MAGIC_V2);
         if crc32c::crc32c(body).to_be_bytes() != crc || !(v2 || body.starts_with(SNAPSHOT_MAGIC_V1))
         {
@@ -318,6 +341,11 @@ impl ProducerState {
             } else {
                 UNKNOWN_TIMESTAMP
             };
+            let coordinator_epoch = if v4 {
+                i32::from_be_bytes(r.take()?)
+            } else {
+                -1
+            };
             let n = r.take::<1>()?[0] as usize;
             if n > BATCHES_PER_PRODUCER {
                 return None;
@@ -339,6 +367,7 @@ impl ProducerState {
                     last_offset,
                     current_txn_first_offset: (open >= 0).then_some(open),
                     last_timestamp,
+                    coordinator_epoch,
                 },
             );
         }
@@ -405,8 +434,68 @@ mod tests {
             last_seq: last,
             transactional: false,
             control: None,
+            coordinator_epoch: -1,
             max_timestamp: 1_000,
         }
+    }
+
+    /// Kafka's rule: a marker whose coordinator epoch is older than the last marker's for the
+    /// producer is fenced; equal or newer is written and remembered, also through a snapshot
+    /// (and a v3 snapshot, from before coordinator epochs, reads as "none yet").
+    #[test]
+    fn markers_from_an_older_coordinator_epoch_are_fenced() {
+        let marker = |coordinator_epoch| ProducerBatch {
+            transactional: true,
+            control: Some(Some(ControlRecordType::Commit)),
+            coordinator_epoch,
+            ..pb(0, NO_SEQUENCE, NO_SEQUENCE)
+        };
+        let mut e = None;
+        assert_eq!(
+            check(e.as_ref(), &marker(5)).unwrap(),
+            SequenceCheck::Accept
+        );
+        apply(&mut e, &marker(5), 10, 10);
+        assert_eq!(e.as_ref().unwrap().coordinator_epoch, 5);
+        let fenced = check(e.as_ref(), &marker(4)).unwrap_err();
+        assert!(
+            matches!(
+                fenced,
+                LogError::TransactionCoordinatorFenced {
+                    producer_id: 9,
+                    current: 5,
+                    received: 4
+                }
+            ),
+            "{fenced}"
+        );
+        assert_eq!(
+            check(e.as_ref(), &marker(5)).unwrap(),
+            SequenceCheck::Accept
+        );
+        assert_eq!(
+            check(e.as_ref(), &marker(6)).unwrap(),
+            SequenceCheck::Accept
+        );
+        // Data batches do not carry a coordinator epoch and are never fenced by it.
+        assert!(check(e.as_ref(), &pb(0, 0, 0)).is_ok());
+
+        let mut s = ProducerState::default();
+        s.producers.insert(9, e.clone().unwrap());
+        let back = ProducerState::decode(&s.encode()).unwrap();
+        assert_eq!(back.producers[&9].coordinator_epoch, 5);
+        assert!(check(back.producers.get(&9), &marker(4)).is_err());
+        // A v3 snapshot: the same layout without the coordinator epoch.
+        let mut v3 = s.clone();
+        v3.producers.get_mut(&9).unwrap().coordinator_epoch = -1;
+        let mut bytes = v3.encode();
+        bytes.truncate(bytes.len() - 4);
+        let at = SNAPSHOT_MAGIC.len() + 4 + 8 + 2 + 8 + 8 + 8;
+        bytes.drain(at..at + 4);
+        bytes[..8].copy_from_slice(SNAPSHOT_MAGIC_V3);
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(ProducerState::decode(&bytes), Some(v3));
     }
 
     #[test]

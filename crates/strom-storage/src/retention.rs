@@ -107,6 +107,14 @@ impl PartitionLog {
     fn truncate_locked(&self, inner: &mut Inner, offset: i64) -> Result<(), LogError> {
         let fs = &*self.fs;
         if offset >= inner.log_end_offset() {
+            // Nothing to cut, but an epoch this replica started as leader without appending
+            // to it (its entry starts at the log end) is not the leader's history: dropped, as
+            // Kafka does, or the follower would keep fetching with that epoch and diverge
+            // forever.
+            let end = inner.log_end_offset();
+            if inner.epochs.truncate_from_end(end) {
+                inner.epochs.persist(fs, &self.dir)?;
+            }
             return Ok(());
         }
         let now = self.clock.now_ms();

@@ -201,6 +201,8 @@ pub struct ActiveProducer {
     pub last_sequence: i32,
     /// -1 when no transaction is open.
     pub current_txn_start_offset: i64,
+    /// Coordinator epoch of the producer's last transaction marker (-1: none).
+    pub coordinator_epoch: i32,
 }
 
 /// Loads the index of an opened log and adds what the producer-state replay found.
@@ -272,6 +274,7 @@ impl PartitionLog {
                 producer_epoch: e.epoch,
                 last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
                 current_txn_start_offset: e.current_txn_first_offset.unwrap_or(-1),
+                coordinator_epoch: e.coordinator_epoch,
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);

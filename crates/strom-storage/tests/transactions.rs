@@ -114,3 +114,58 @@ fn an_abort_in_a_rolled_segment_survives_a_power_loss_after_flush_rolled() {
     assert_eq!(log.recovery_stats().segments_scanned, 1);
     assert_eq!(log.aborted_transactions(0, 3), aborted);
 }
+
+/// Coordinator-epoch fencing of transaction markers lives in producer state: a marker older
+/// than the last one written for the producer is refused (TRANSACTION_COORDINATOR_FENCED),
+/// after a crash (rebuilt from the log, with every snapshot lost), and on a replica that
+/// copied the log as a follower and then leads.
+#[test]
+fn markers_from_a_deposed_coordinator_are_fenced_across_restart_and_replication() {
+    use strom_storage::LogError;
+    let fenced = |r: Result<strom_storage::AppendInfo, LogError>| {
+        matches!(
+            r,
+            Err(LogError::TransactionCoordinatorFenced {
+                current: 7,
+                received: 6,
+                ..
+            })
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append(txn_batch(1, 0, 2)).unwrap();
+    log.append(marker_batch(1, 0, ControlRecordType::Commit, 7, 1_000))
+        .unwrap();
+    let end = log.log_end_offset();
+    let stale = || marker_batch(1, 0, ControlRecordType::Abort, 6, 1_000);
+    assert!(
+        fenced(log.append(stale())),
+        "an older coordinator is fenced"
+    );
+    assert_eq!(log.log_end_offset(), end, "nothing written");
+    // The same or a newer coordinator epoch is accepted.
+    log.append(marker_batch(1, 0, ControlRecordType::Commit, 7, 1_000))
+        .unwrap();
+    // Crash: no close, and every producer snapshot gone: rebuilt from the markers in the log.
+    drop(log);
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "snapshot") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let log = open(dir.path());
+    assert!(fenced(log.append(stale())), "fenced after the rebuild");
+
+    // A follower copying the log rebuilds the same state and fences as the next leader.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = open(copy_dir.path());
+    let read = log.read(0, 1 << 20, None).unwrap();
+    let bytes = read.slice.unwrap().read_to_bytes().unwrap();
+    copy.append_as_follower(BytesMut::from(&bytes[..])).unwrap();
+    copy.become_leader(1).unwrap();
+    assert!(fenced(copy.append(stale())), "fenced on the new leader");
+    copy.append(marker_batch(1, 0, ControlRecordType::Abort, 8, 1_000))
+        .unwrap();
+}

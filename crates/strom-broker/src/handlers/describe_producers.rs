@@ -49,7 +49,7 @@ pub(super) async fn handle(
                                     s.producer_epoch = i32::from(p.producer_epoch);
                                     s.last_sequence = p.last_sequence;
                                     s.last_timestamp = -1;
-                                    s.coordinator_epoch = -1;
+                                    s.coordinator_epoch = p.coordinator_epoch;
                                     s.current_txn_start_offset = p.current_txn_start_offset;
                                     s
                                 })

@@ -115,11 +115,15 @@ fn describe(
         out.leader_epoch = p.leader_epoch;
         out.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
         out.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
-        // KIP-966 eligible leader replicas are not tracked yet: empty, as Kafka sends with ELR
-        // disabled (the Java admin client dereferences them: null made kafka-topics.sh
-        // --describe fail with a NullPointerException).
-        out.eligible_leader_replicas = Some(Vec::new());
-        out.last_known_elr = Some(Vec::new());
+        // KIP-966: the eligible leader replicas and the last known ELR, as committed.
+        out.eligible_leader_replicas = Some(
+            p.eligible_leader_replicas
+                .iter()
+                .copied()
+                .map(BrokerId)
+                .collect(),
+        );
+        out.last_known_elr = Some(p.last_known_elr.iter().copied().map(BrokerId).collect());
         out.offline_replicas = offline_replicas(image, &p.replicas);
         t.partitions.push(out);
     }

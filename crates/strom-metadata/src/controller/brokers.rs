@@ -4,6 +4,7 @@
 //! broker's leaderships to in-sync replicas and takes it out of every ISR in the same batch, so
 //! no committed image ever shows a fenced leader.
 
+use super::partitions::{change_partition, TopicPolicy};
 use super::Controller;
 use crate::error::ControllerError;
 use crate::image::{BrokerEndpoint, MetadataImage, TopicImage};
@@ -19,7 +20,7 @@ impl Controller {
             .ok_or(ControllerError::BrokerNotRegistered { broker_id })?;
         self.last_contact.insert(broker_id, now_ms);
         if broker.fenced {
-            let records = unfence_records(&self.image, broker_id);
+            let records = unfence_records(&self.image, broker_id, &self.topic_policy());
             self.commit(records)?;
             tracing::info!(broker_id, "broker unfenced");
         }
@@ -44,7 +45,7 @@ impl Controller {
             })
             .collect();
         for &broker_id in &stale {
-            let records = fence_records(&self.image, broker_id, &self.unclean_election());
+            let records = fence_records(&self.image, broker_id, &self.topic_policy());
             self.commit(records)?;
             tracing::warn!(
                 broker_id,
@@ -61,7 +62,10 @@ impl Controller {
     /// fenced and unfenced again in one batch: its leaderships move to other in-sync replicas
     /// with a new leader epoch and it leaves every ISR, so a restarted process never resumes
     /// an epoch it led before (its log may have lost unflushed data) and rejoins ISRs only by
-    /// catching up. Then it is registered as [`Controller::register_broker`] does.
+    /// catching up. After an unclean shutdown (`clean_shutdown` false: the broker found no
+    /// clean-shutdown marker in its log directories) it also leaves every ELR (KIP-966), since
+    /// its log may have lost its unflushed tail. Then it is registered as
+    /// [`Controller::register_broker`] does.
     pub fn register_broker_incarnation(
         &mut self,
         broker_id: i32,
@@ -69,16 +73,32 @@ impl Controller {
         port: u16,
         rack: Option<&str>,
         listeners: &[BrokerEndpoint],
+        clean_shutdown: bool,
     ) -> Result<(), ControllerError> {
-        if self.image.broker(broker_id).is_some_and(|b| !b.fenced) {
-            let unclean = self.unclean_election();
-            let mut records = fence_records(&self.image, broker_id, &unclean);
-            let fenced = self.image.apply_all(&records);
-            records.extend(unfence_records(&fenced, broker_id));
+        let policy = self.topic_policy();
+        let mut records = Vec::new();
+        let mut image = (*self.image).clone();
+        let restarted_in_session = image.broker(broker_id).is_some_and(|b| !b.fenced);
+        if restarted_in_session {
+            let fenced = fence_records(&image, broker_id, &policy);
+            image = image.apply_all(&fenced);
+            records.extend(fenced);
+        }
+        if !clean_shutdown {
+            let out = unclean_shutdown_records(&image, broker_id, &policy);
+            image = image.apply_all(&out);
+            records.extend(out);
+        }
+        if restarted_in_session {
+            records.extend(unfence_records(&image, broker_id, &policy));
+        }
+        if !records.is_empty() {
             self.commit(records)?;
             tracing::info!(
                 broker_id,
-                "broker restarted: leaderships moved, out of every ISR"
+                clean_shutdown,
+                restarted_in_session,
+                "broker restarted: leaderships moved, out of every ISR (and every ELR after an unclean shutdown)"
             );
         }
         self.register_broker_with_listeners(broker_id, host, port, rack, listeners)
@@ -96,8 +116,8 @@ impl Controller {
         if broker.fenced {
             return Ok(());
         }
-        let unclean = self.unclean_election();
-        self.commit(fence_records(&self.image, broker_id, &unclean))?;
+        let policy = self.topic_policy();
+        self.commit(fence_records(&self.image, broker_id, &policy))?;
         tracing::info!(
             broker_id,
             "controlled shutdown: broker fenced, leaderships moved"
@@ -106,92 +126,77 @@ impl Controller {
     }
 }
 
-impl Controller {
-    /// Whether a topic allows unclean leader election (`unclean.leader.election.enable`, the
-    /// topic's override over the broker default).
-    fn unclean_election(&self) -> impl Fn(&TopicImage) -> bool {
-        let broker = self.effective_broker_config();
-        move |topic: &TopicImage| {
-            crate::config_defs::effective_topic_configs(&topic.configs, &broker)
-                .get("unclean.leader.election.enable")
-                .is_some_and(|v| v == "true")
-        }
-    }
-}
-
-/// FenceBroker plus every partition change it implies: out of each ISR, and each leadership
-/// to the first in-sync replica (in replica order) that is not fenced. The last member of an
-/// ISR stays in it, so the partition can only be led again by a replica with all its data;
-/// until then its leader is -1 — unless the topic allows unclean election, which then picks
-/// the first unfenced replica and makes it the whole ISR (acknowledged data may be lost).
+/// FenceBroker plus every partition change it implies: the broker leaves each ISR (joining
+/// the ELR where the ISR falls below `min.insync.replicas`), and each partition it led gets a
+/// new leader by [`change_partition`]'s rules (an ISR member, else an ELR member, else the
+/// last known leader, else an unclean choice where the topic allows it), or none.
 fn fence_records(
     image: &MetadataImage,
     broker_id: i32,
-    unclean: &dyn Fn(&TopicImage) -> bool,
+    policy: &dyn Fn(&TopicImage) -> TopicPolicy,
 ) -> Vec<MetadataRecord> {
-    let usable = |id: &i32| *id != broker_id && image.broker(*id).is_some_and(|b| !b.fenced);
-    let mut records = vec![MetadataRecord::FenceBroker { broker_id }];
+    let fence = MetadataRecord::FenceBroker { broker_id };
+    let fenced = image.apply(&fence);
+    let unfenced = |id: i32| fenced.broker(id).is_some_and(|b| !b.fenced);
+    let mut records = vec![fence];
     for topic in image.topics() {
         for p in topic.partitions.values() {
-            let leads = p.leader == broker_id;
-            if !leads && !p.isr.contains(&broker_id) {
+            if p.leader != broker_id && !p.isr.contains(&broker_id) {
                 continue;
             }
-            let mut isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != broker_id).collect();
-            let (leader, leader_epoch) = if leads {
-                let next = p
-                    .replicas
-                    .iter()
-                    .copied()
-                    .find(|r| isr.contains(r) && usable(r));
-                let next = match next {
-                    Some(r) => Some(r),
-                    None if unclean(topic) => {
-                        let r = p.replicas.iter().copied().find(|r| usable(r));
-                        if let Some(r) = r {
-                            tracing::warn!(topic = %topic.name, partition = p.partition, leader = r, "unclean leader election: a replica outside the ISR leads; data may be lost");
-                            isr = vec![r];
-                        }
-                        r
-                    }
-                    None => None,
-                };
-                (next.unwrap_or(-1), p.leader_epoch + 1)
-            } else {
-                (p.leader, p.leader_epoch)
-            };
-            if isr.is_empty() {
-                isr.push(broker_id);
+            let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != broker_id).collect();
+            if let Some(next) = change_partition(p, isr, policy(topic), &unfenced, None) {
+                if next.leader >= 0 && !p.isr.contains(&next.leader) {
+                    tracing::warn!(topic = %topic.name, partition = p.partition, leader = next.leader, elr = p.eligible_leader_replicas.contains(&next.leader), "leader elected from outside the ISR");
+                }
+                records.push(next.to_record(topic.topic_id));
             }
-            records.push(MetadataRecord::Partition {
-                topic_id: topic.topic_id,
-                partition: p.partition,
-                replicas: p.replicas.clone(),
-                isr,
-                leader,
-                leader_epoch,
-                partition_epoch: p.partition_epoch + 1,
-            });
         }
     }
     records
 }
 
-/// UnfenceBroker plus leadership of every leaderless partition whose ISR names the broker.
-pub(super) fn unfence_records(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
-    let mut records = vec![MetadataRecord::UnfenceBroker { broker_id }];
+/// UnfenceBroker plus a leader for every leaderless partition the broker may now lead.
+pub(super) fn unfence_records(
+    image: &MetadataImage,
+    broker_id: i32,
+    policy: &dyn Fn(&TopicImage) -> TopicPolicy,
+) -> Vec<MetadataRecord> {
+    let unfence = MetadataRecord::UnfenceBroker { broker_id };
+    let back = image.apply(&unfence);
+    let unfenced = |id: i32| back.broker(id).is_some_and(|b| !b.fenced);
+    let mut records = vec![unfence];
     for topic in image.topics() {
         for p in topic.partitions.values() {
-            if p.leader == -1 && p.isr.contains(&broker_id) {
-                records.push(MetadataRecord::Partition {
-                    topic_id: topic.topic_id,
-                    partition: p.partition,
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
-                    leader: broker_id,
-                    leader_epoch: p.leader_epoch + 1,
-                    partition_epoch: p.partition_epoch + 1,
-                });
+            if p.leader != -1 || !p.replicas.contains(&broker_id) {
+                continue;
+            }
+            if let Some(next) = change_partition(p, p.isr.clone(), policy(topic), &unfenced, None) {
+                records.push(next.to_record(topic.topic_id));
+            }
+        }
+    }
+    records
+}
+
+/// A broker restarted after an unclean shutdown (KIP-966): its log may have lost its unflushed
+/// tail, so it leaves every ELR (and so is never elected from one).
+fn unclean_shutdown_records(
+    image: &MetadataImage,
+    broker_id: i32,
+    policy: &dyn Fn(&TopicImage) -> TopicPolicy,
+) -> Vec<MetadataRecord> {
+    let unfenced = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for p in topic.partitions.values() {
+            if !p.eligible_leader_replicas.contains(&broker_id) {
+                continue;
+            }
+            let isr = p.isr.clone();
+            if let Some(next) = change_partition(p, isr, policy(topic), &unfenced, Some(broker_id))
+            {
+                records.push(next.to_record(topic.topic_id));
             }
         }
     }

@@ -234,7 +234,39 @@ impl Controller {
         if validate_only {
             return Ok(());
         }
+        let mut records = records;
+        let min_isr = |m: &BTreeMap<String, String>| m.get("min.insync.replicas").cloned();
+        if min_isr(current) != min_isr(&wanted) {
+            records.extend(self.clear_elr_records(&resource));
+        }
         self.commit(records)
+    }
+
+    /// KIP-966: when `min.insync.replicas` changes on a topic its partitions' ELRs (and last
+    /// known ELRs) are cleared; when it changes at the broker level, every partition's (Kafka's
+    /// ClearElrRecord). Each cleared partition gets a new partition epoch.
+    fn clear_elr_records(&self, resource: &ConfigResource) -> Vec<MetadataRecord> {
+        let topic = match resource {
+            ConfigResource::Topic(name) => Some(name.as_str()),
+            ConfigResource::Broker(_) => None,
+        };
+        let mut records = Vec::new();
+        for t in self.image.topics() {
+            if topic.is_some_and(|name| name != t.name) {
+                continue;
+            }
+            for p in t.partitions.values() {
+                if p.eligible_leader_replicas.is_empty() && p.last_known_elr.is_empty() {
+                    continue;
+                }
+                let mut next = p.clone();
+                next.eligible_leader_replicas.clear();
+                next.last_known_elr.clear();
+                next.partition_epoch += 1;
+                records.push(next.to_record(t.topic_id));
+            }
+        }
+        records
     }
 }
 

@@ -5,8 +5,9 @@
 //!   that replica is unfenced and in the ISR: after failures and restarts leaderships pile up
 //!   on the survivors, and this spreads them as placement intended.
 //! - An *unclean* election gives a leaderless partition a leader: an in-sync replica if one
-//!   is alive, otherwise any live replica, which becomes the whole ISR (acknowledged data may
-//!   be lost, which is what the operator asked for).
+//!   is alive, else an eligible leader replica (KIP-966: it has every committed record and
+//!   leads alone), otherwise any live replica, which becomes the whole ISR and clears the ELR
+//!   (acknowledged data may be lost, which is what the operator asked for).
 //!
 //! The automatic rebalance is Kafka's: per broker, the share of partitions it should lead
 //! (first replica) but does not; above `leader.imbalance.per.broker.percentage`, preferred
@@ -152,7 +153,7 @@ fn elect(
     election: ElectionType,
 ) -> Result<MetadataRecord, ControllerError> {
     let alive = |id: &i32| image.broker(*id).is_some_and(|b| !b.fenced);
-    let (leader, isr) = match election {
+    let (leader, isr, eligible_leader_replicas, last_known_elr) = match election {
         ElectionType::Preferred => {
             let preferred = *p.replicas.first().ok_or_else(|| {
                 ControllerError::EligibleLeadersNotAvailable {
@@ -176,7 +177,12 @@ fn elect(
                     reason: "not in the ISR".into(),
                 });
             }
-            (preferred, p.isr.clone())
+            (
+                preferred,
+                p.isr.clone(),
+                p.eligible_leader_replicas.clone(),
+                p.last_known_elr.clone(),
+            )
         }
         ElectionType::Unclean => {
             if p.leader >= 0 && alive(&p.leader) {
@@ -184,21 +190,32 @@ fn elect(
                     reason: format!("replica {} leads", p.leader),
                 });
             }
-            match p
+            let elr = &p.eligible_leader_replicas;
+            let in_sync = p
                 .replicas
                 .iter()
                 .copied()
-                .find(|r| p.isr.contains(r) && alive(r))
-            {
-                Some(r) => (r, p.isr.clone()),
-                None => {
+                .find(|r| p.isr.contains(r) && alive(r));
+            // KIP-966: an eligible leader replica has every committed record; it leads alone.
+            let eligible = p
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| elr.contains(r) && alive(r));
+            match (in_sync, eligible) {
+                (Some(r), _) => (r, p.isr.clone(), elr.clone(), Vec::new()),
+                (None, Some(r)) => {
+                    let rest = elr.iter().copied().filter(|e| *e != r).collect();
+                    (r, vec![r], rest, Vec::new())
+                }
+                (None, None) => {
                     let r = p.replicas.iter().copied().find(alive).ok_or_else(|| {
                         ControllerError::EligibleLeadersNotAvailable {
                             reason: "no replica is alive".into(),
                         }
                     })?;
                     tracing::warn!(topic_id = %topic_id, partition = p.partition, leader = r, "unclean leader election: a replica outside the ISR leads; data may be lost");
-                    (r, vec![r])
+                    (r, vec![r], Vec::new(), Vec::new())
                 }
             }
         }
@@ -211,5 +228,7 @@ fn elect(
         leader,
         leader_epoch: p.leader_epoch + 1,
         partition_epoch: p.partition_epoch + 1,
+        eligible_leader_replicas,
+        last_known_elr,
     })
 }

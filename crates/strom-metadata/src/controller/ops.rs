@@ -48,6 +48,10 @@ pub enum ControllerOp {
         rack: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         listeners: Vec<BrokerEndpoint>,
+        /// The broker stopped cleanly last time (it found its clean-shutdown marker); absent
+        /// (from an older node) counts as unclean, the safe side.
+        #[serde(default)]
+        clean_shutdown: bool,
     },
     /// Kafka's BrokerHeartbeat; the controller times it with its own clock.
     BrokerHeartbeat {
@@ -208,12 +212,14 @@ impl Controller {
                 port,
                 rack,
                 listeners,
+                clean_shutdown,
             } => ControllerOpResult::Done(self.register_broker_incarnation(
                 broker_id,
                 &host,
                 port,
                 rack.as_deref(),
                 &listeners,
+                clean_shutdown,
             )),
             ControllerOp::BrokerHeartbeat { broker_id } => {
                 ControllerOpResult::Done(self.broker_heartbeat(broker_id, now_ms()))

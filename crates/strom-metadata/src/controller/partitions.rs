@@ -3,13 +3,15 @@
 //! controller checks the request against the committed state, so a stale leader or a stale
 //! view can never change an ISR: the leader and its epoch must be current, the partition
 //! epoch must match the one the leader saw, and every new member must be a registered,
-//! unfenced replica.
+//! unfenced replica. Every partition change (here, on fencing and unfencing, on an unclean
+//! restart) goes through [`change_partition`], which also keeps KIP-966's eligible leader
+//! replicas.
 
 use uuid::Uuid;
 
 use super::Controller;
 use crate::error::ControllerError;
-use crate::records::MetadataRecord;
+use crate::image::{PartitionImage, TopicImage};
 
 /// The partition as committed after an accepted change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,7 +22,35 @@ pub struct AlteredPartition {
     pub partition_epoch: i32,
 }
 
+impl AlteredPartition {
+    fn of(p: &PartitionImage) -> AlteredPartition {
+        AlteredPartition {
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            isr: p.isr.clone(),
+            partition_epoch: p.partition_epoch,
+        }
+    }
+}
+
 impl Controller {
+    /// The [`TopicPolicy`] of each topic (its overrides over the broker defaults).
+    pub(super) fn topic_policy(&self) -> impl Fn(&TopicImage) -> TopicPolicy {
+        let broker = self.effective_broker_config();
+        move |topic: &TopicImage| {
+            let configs = crate::config_defs::effective_topic_configs(&topic.configs, &broker);
+            TopicPolicy {
+                min_isr: configs
+                    .get("min.insync.replicas")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                unclean: configs
+                    .get("unclean.leader.election.enable")
+                    .is_some_and(|v| v == "true"),
+            }
+        }
+    }
+
     /// Replaces the ISR of `topic_id`/`partition` with `new_isr`, on behalf of its leader
     /// `broker_id` in `leader_epoch`, who saw `partition_epoch`.
     pub fn alter_partition(
@@ -82,32 +112,119 @@ impl Controller {
                 reason: "the leader must stay in the ISR".into(),
             });
         }
-        // Replica order, so equal ISRs compare equal.
-        isr.sort_by_key(|id| p.replicas.iter().position(|r| r == id));
-        if isr == p.isr {
-            return Ok(AlteredPartition {
-                leader: p.leader,
-                leader_epoch: p.leader_epoch,
-                isr,
-                partition_epoch: p.partition_epoch,
-            });
-        }
-        let altered = AlteredPartition {
-            leader: p.leader,
-            leader_epoch: p.leader_epoch,
-            isr: isr.clone(),
-            partition_epoch: p.partition_epoch + 1,
+        let policy = self.topic_policy()(topic);
+        let unfenced = |id: i32| image.broker(id).is_some_and(|b| !b.fenced);
+        let Some(next) = change_partition(p, isr, policy, &unfenced, None) else {
+            return Ok(AlteredPartition::of(p));
         };
-        self.commit(vec![MetadataRecord::Partition {
-            topic_id,
-            partition,
-            replicas: p.replicas.clone(),
-            isr,
-            leader: p.leader,
-            leader_epoch: p.leader_epoch,
-            partition_epoch: p.partition_epoch + 1,
-        }])?;
+        let altered = AlteredPartition::of(&next);
+        self.commit(vec![next.to_record(topic_id)])?;
         tracing::info!(topic = %topic.name, partition, isr = ?altered.isr, "ISR changed");
         Ok(altered)
     }
+}
+
+/// What the controller knows of a topic when it changes one of its partitions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TopicPolicy {
+    /// `min.insync.replicas` in force (topic override over the broker default).
+    pub min_isr: usize,
+    /// `unclean.leader.election.enable` in force.
+    pub unclean: bool,
+}
+
+/// One partition change, as Kafka's PartitionChangeBuilder makes it with
+/// `eligible.leader.replicas.version=1` (KIP-966): the target ISR, then
+/// - the ELR: cleared (with the last known ELR) when the ISR has at least `min.insync.replicas`
+///   members; otherwise the replicas leaving the ISR join it (ELR ∪ old ISR − new ISR), less
+///   any replica that restarted after an unclean shutdown;
+/// - the leader: the current one if still an unfenced ISR member; else the first unfenced ISR
+///   member in replica order; with an empty ISR the first unfenced ELR member, which becomes
+///   the ISR alone; with neither, the last known leader if unfenced (as an unclean election,
+///   Kafka 4.1's fallback); else, if the topic allows it, any unfenced replica (unclean:
+///   it becomes the ISR alone and the ELR is cleared); else none;
+/// - the last known ELR: the leader the partition had when its ISR became empty, cleared once
+///   it has a leader again.
+///
+/// Returns the changed partition (epochs bumped: the leader epoch on a new leader, the
+/// partition epoch on any change), or `None` if nothing changes.
+pub(super) fn change_partition(
+    p: &PartitionImage,
+    target_isr: Vec<i32>,
+    policy: TopicPolicy,
+    unfenced: &dyn Fn(i32) -> bool,
+    unclean_shutdown: Option<i32>,
+) -> Option<PartitionImage> {
+    let order = |ids: &mut Vec<i32>| {
+        ids.sort_by_key(|id| p.replicas.iter().position(|r| r == id));
+        ids.dedup();
+    };
+    let mut isr = target_isr;
+    order(&mut isr);
+    let mut elr = p.eligible_leader_replicas.clone();
+    if isr.len() >= policy.min_isr {
+        elr.clear();
+    } else {
+        elr.extend(p.isr.iter().copied());
+        elr.retain(|r| !isr.contains(r) && Some(*r) != unclean_shutdown);
+        order(&mut elr);
+    }
+
+    let valid = |r: i32| (isr.contains(&r) || (isr.is_empty() && elr.contains(&r))) && unfenced(r);
+    let mut unclean = false;
+    let leader = if p.leader >= 0 && valid(p.leader) {
+        p.leader
+    } else if let Some(r) = p.replicas.iter().copied().find(|r| valid(*r)) {
+        r
+    } else if isr.is_empty()
+        && elr.is_empty()
+        && p.last_known_elr.len() == 1
+        && unfenced(p.last_known_elr[0])
+    {
+        unclean = true;
+        p.last_known_elr[0]
+    } else if let Some(r) = p
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| policy.unclean && unfenced(*r))
+    {
+        unclean = true;
+        r
+    } else {
+        -1
+    };
+    if leader != p.leader && leader >= 0 {
+        if elr.contains(&leader) {
+            isr = vec![leader];
+            elr.retain(|r| *r != leader);
+        } else if unclean {
+            // Data the ISR acknowledged may be lost: the new leader is the whole ISR.
+            isr = vec![leader];
+            elr.clear();
+        }
+    }
+    let mut last_known_elr = p.last_known_elr.clone();
+    if unclean && leader != p.leader {
+        last_known_elr.clear();
+    }
+    if isr.is_empty() && !p.isr.is_empty() && p.leader >= 0 && p.last_known_elr != [p.leader] {
+        last_known_elr = vec![p.leader];
+    } else if leader >= 0 {
+        last_known_elr.clear();
+    }
+
+    let mut next = p.clone();
+    next.isr = isr;
+    next.eligible_leader_replicas = elr;
+    next.last_known_elr = last_known_elr;
+    if leader != p.leader {
+        next.leader = leader;
+        next.leader_epoch = p.leader_epoch + 1;
+    }
+    if next == *p {
+        return None;
+    }
+    next.partition_epoch = p.partition_epoch + 1;
+    Some(next)
 }

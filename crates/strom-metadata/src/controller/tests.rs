@@ -103,6 +103,8 @@ fn a_pre_quorum_metadata_log_is_migrated_once_without_loss() {
             leader: 1,
             leader_epoch: 0,
             partition_epoch: 0,
+            eligible_leader_replicas: vec![],
+            last_known_elr: vec![],
         },
     ];
     {
@@ -781,12 +783,15 @@ fn silent_brokers_are_fenced_and_their_leaderships_move_to_in_sync_replicas() {
     let e = create(&mut c, req("too-wide", 1, 3)).unwrap_err();
     assert!(matches!(e, E::InvalidReplicationFactor { .. }), "{e}");
 
-    // Everyone else goes silent too: the last in-sync replica stays in the ISR, no leader.
+    // Everyone else goes silent too: the ISR empties, its last members become eligible
+    // leader replicas (KIP-966, min.insync.replicas 1), no leader.
     assert_eq!(c.fence_stale_brokers(3_000, timeout).unwrap(), vec![2, 3]);
     let image = c.image();
     for p in image.topic("t").unwrap().partitions.values() {
         assert_eq!(p.leader, -1, "{p:?}");
-        assert_eq!(p.isr.len(), 1, "{p:?}");
+        assert!(p.isr.is_empty(), "{p:?}");
+        assert_eq!(p.eligible_leader_replicas.len(), 1, "{p:?}");
+        assert!(!p.eligible_leader_replicas.contains(&1), "{p:?}");
     }
     // Broker 1 is back but was not in sync when fenced: it leads nothing.
     c.broker_heartbeat(1, 3_100).unwrap();
@@ -805,7 +810,7 @@ fn silent_brokers_are_fenced_and_their_leaderships_move_to_in_sync_replicas() {
         .unwrap()
         .partitions
         .values()
-        .map(|p| p.isr[0])
+        .map(|p| p.eligible_leader_replicas[0])
         .collect();
     for id in [2, 3] {
         c.broker_heartbeat(id, 3_200).unwrap();
@@ -987,10 +992,15 @@ fn unclean_election_only_where_the_topic_allows_it() {
     );
     assert_eq!(u2.isr, vec![2]);
     assert_eq!(k2.leader, -1, "no unclean election: {k2:?}");
+    assert!(k2.isr.is_empty(), "{k2:?}");
     assert_eq!(
-        k2.isr,
+        k2.eligible_leader_replicas,
         vec![k.leader],
-        "the last in-sync replica is remembered"
+        "the last in-sync replica is an eligible leader replica"
+    );
+    assert!(
+        u2.eligible_leader_replicas.is_empty(),
+        "unclean: no ELR {u2:?}"
     );
 }
 

@@ -507,6 +507,8 @@ fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metad
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
+        eligible_leader_replicas: vec![],
+        last_known_elr: vec![],
     }
 }
 

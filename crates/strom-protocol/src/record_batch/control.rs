@@ -40,6 +40,18 @@ pub fn control_record_type(header: &RecordBatchHeader<'_>) -> Option<ControlReco
     }
 }
 
+/// The coordinator epoch a transaction marker carries (its value: version 0, then the epoch;
+/// `None`: not a control batch or malformed). The view must hold the whole batch.
+pub fn marker_coordinator_epoch(header: &RecordBatchHeader<'_>) -> Option<i32> {
+    if !header.is_control() {
+        return None;
+    }
+    let record = header.records().next()?.ok()?;
+    let value = record.value?;
+    let epoch = value.get(2..6)?;
+    Some(i32::from_be_bytes([epoch[0], epoch[1], epoch[2], epoch[3]]))
+}
+
 /// A marker batch ending `producer_id`'s transaction (sequence -1, one record).
 pub fn marker_batch(
     producer_id: i64,
@@ -77,9 +89,11 @@ mod tests {
             assert_eq!((header.producer_id(), header.producer_epoch()), (7, 3));
             assert_eq!(header.base_sequence(), -1);
             assert_eq!(control_record_type(&header), Some(kind));
+            assert_eq!(marker_coordinator_epoch(&header), Some(5));
         }
         let plain = build_batch(0, &[(Some(&[0, 0, 0, 1][..]), None, 1)], Some((7, 3, 0)));
         let header = RecordBatchHeader::parse(&plain).unwrap();
         assert_eq!(control_record_type(&header), None);
+        assert_eq!(marker_coordinator_epoch(&header), None);
     }
 }
