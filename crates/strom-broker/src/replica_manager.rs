@@ -618,7 +618,11 @@ mod delta_tests {
         (parts, dirs)
     }
 
-    fn random_batch(rng: &mut Rng, image: &MetadataImage, next_id: &mut u128) -> Vec<MetadataRecord> {
+    fn random_batch(
+        rng: &mut Rng,
+        image: &MetadataImage,
+        next_id: &mut u128,
+    ) -> Vec<MetadataRecord> {
         let names = ["a", "b", "c"];
         let name = names[rng.below(3) as usize];
         let existing = image.topic(name).cloned();
@@ -689,7 +693,8 @@ mod delta_tests {
     fn applying_deltas_matches_a_full_sync_at_every_step() {
         let (mut role_changes, mut deletions, mut config_changes) = (0, 0, 0);
         for seed in 0..8 {
-            let (full_dir, delta_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (full_dir, delta_dir) =
+                (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
             let (full, by_delta) = (manager(full_dir.path()), manager(delta_dir.path()));
             let mut rng = Rng(seed);
             let mut image = MetadataImage::empty();
@@ -698,7 +703,9 @@ mod delta_tests {
                 let batch = random_batch(&mut rng, &image, &mut next_id);
                 let (next, delta) = image.apply_with_delta(&batch);
                 let changes_full = full.sync(&next, config_for(&next)).unwrap();
-                let changes_delta = by_delta.apply_delta(&next, &delta, config_for(&next)).unwrap();
+                let changes_delta = by_delta
+                    .apply_delta(&next, &delta, config_for(&next))
+                    .unwrap();
                 let key = |c: &Vec<(Arc<super::Partition>, RoleChange)>| {
                     let mut v: Vec<_> = c
                         .iter()
@@ -707,8 +714,16 @@ mod delta_tests {
                     v.sort();
                     v
                 };
-                assert_eq!(key(&changes_full), key(&changes_delta), "seed {seed} step {step}: role changes");
-                assert_eq!(hosted(&full), hosted(&by_delta), "seed {seed} step {step}: {batch:?}");
+                assert_eq!(
+                    key(&changes_full),
+                    key(&changes_delta),
+                    "seed {seed} step {step}: role changes"
+                );
+                assert_eq!(
+                    hosted(&full),
+                    hosted(&by_delta),
+                    "seed {seed} step {step}: {batch:?}"
+                );
                 role_changes += changes_delta.len();
                 deletions += delta.deleted_topics.len();
                 config_changes += delta.changed_topic_configs.len();
@@ -765,7 +780,14 @@ mod delta_tests {
         };
         let frame = |update: MetadataUpdate| {
             let body = Body::Reply(QuorumReply::Metadata(update));
-            encode(&Envelope { correlation_id: 1, body }, u32::MAX).unwrap()
+            encode(
+                &Envelope {
+                    correlation_id: 1,
+                    body,
+                },
+                u32::MAX,
+            )
+            .unwrap()
         };
         let update = |offset, image, entries| MetadataUpdate {
             leader: Some(1),
@@ -799,7 +821,9 @@ mod delta_tests {
             let next = apply_update(&current, &u).unwrap().unwrap();
             let delta = next.delta.clone().unwrap();
             assert_eq!(delta.partition_count(), 1);
-            let changes = rm.apply_delta(&next.image, &delta, config_for(&next.image)).unwrap();
+            let changes = rm
+                .apply_delta(&next.image, &delta, config_for(&next.image))
+                .unwrap();
             after += t.elapsed();
             assert_eq!(changes.len(), 1, "one role change");
             // Before: the whole image on the wire, decoded, and a full sync.

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use openraft::{Config, ServerState, SnapshotPolicy};
+use strom_metadata::quorum::observer::apply_update;
 use strom_metadata::quorum::raft::{OpenraftQuorum, VoterEndpoint};
 use strom_metadata::quorum::runtime::{seed_thread_rng, SplitMix64};
 use strom_metadata::quorum::sim_transport::{NetworkFaults, SimTransport};
-use strom_metadata::quorum::observer::apply_update;
 use strom_metadata::quorum::state_machine::Applied;
 use strom_metadata::quorum::transport::{QuorumReply, QuorumRpc, QuorumTransport};
 use strom_metadata::quorum::{

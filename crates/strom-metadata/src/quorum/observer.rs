@@ -19,10 +19,10 @@ use super::service::{quorum_runtime, run_on, MetadataNode};
 use super::state_machine::Applied;
 use super::tcp_transport::{TcpTransport, TcpTransportConfig};
 use super::transport::{MetadataUpdate, QuorumReply, QuorumRpc, QuorumTransport, TransportError};
-use crate::delta::Touched;
 use super::{LeaderAndEpoch, MetadataOffset, QuorumNodeId, VoterChange, VoterChangeError};
 use crate::broker_config::QuorumVoter;
 use crate::controller::{ControllerAnswer, ControllerOp};
+use crate::delta::Touched;
 use crate::image::MetadataImage;
 
 /// How long a voter holds a fetch open when nothing new was committed.

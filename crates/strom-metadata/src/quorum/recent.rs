@@ -131,7 +131,10 @@ mod tests {
             ring.push(entry(o, 2));
         }
         let all = ring.after(None, 4, 100).unwrap();
-        assert_eq!(all.iter().map(|e| e.offset).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(
+            all.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
         let tail = ring.after(Some(2), 4, 100).unwrap();
         assert_eq!(tail.iter().map(|e| e.offset).collect::<Vec<_>>(), [3, 4]);
         // Bounded by `upto` (what the published image covers) and by records.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use super::raft::{MetadataRaftConfig, OpenraftQuorum};
 use super::recent::RecentEntries;
-use super::state_machine::Applied;
 use super::runtime::SplitMix64;
+use super::state_machine::Applied;
 use super::transport::{
     serve, ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, Receiver, TransportError,
 };

@@ -20,8 +20,8 @@ use tokio::sync::watch;
 
 use super::log_store::replace_file;
 use super::raft::{MetadataRaftConfig, VoterEndpoint};
-use super::{CommittedBatch, MetadataOffset, MetadataPublisher, QuorumNodeId};
 use super::recent::{CommittedEntry, RecentEntries};
+use super::{CommittedBatch, MetadataOffset, MetadataPublisher, QuorumNodeId};
 use crate::delta::{MetadataDelta, Touched};
 use crate::image::MetadataImage;
 

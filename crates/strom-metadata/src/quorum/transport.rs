@@ -153,11 +153,9 @@ pub async fn serve(receiver: &Receiver, rpc: QuorumRpc) -> Result<QuorumReply, S
             let (mut offset, image) = applied.borrow().pair();
             let mut image = (offset.is_some() && offset > after).then_some(image);
             let mut sent = Vec::new();
-            if let (true, Some(upto), Some(recent)) = (
-                entries && image.is_some(),
-                offset,
-                receiver.recent.as_ref(),
-            ) {
+            if let (true, Some(upto), Some(recent)) =
+                (entries && image.is_some(), offset, receiver.recent.as_ref())
+            {
                 let tail = recent.after(after, upto, super::recent::MAX_RECORDS_PER_FETCH);
                 if let Some(last) = tail.as_ref().and_then(|t| t.last()) {
                     offset = Some(last.offset);
