@@ -141,6 +141,8 @@ async fn fetch_loop(
     // earlier build closes the connection on kind 7), or after an answer that did not follow
     // on from this node's offset.
     let mut whole_next = false;
+    // Whether the last answer that moved this node carried entries (for the log).
+    let mut following_entries = false;
     loop {
         let known = leader.lock().leader;
         let target = match known {
@@ -179,6 +181,16 @@ async fn fetch_loop(
                 let current = applied.borrow().clone();
                 match apply_update(&current, &update) {
                     Ok(Some(next)) => {
+                        let as_entries = !update.entries.is_empty();
+                        if as_entries != following_entries {
+                            following_entries = as_entries;
+                            if as_entries {
+                                tracing::info!(target, offset = ?next.offset, "following committed metadata entries");
+                            }
+                        }
+                        if !as_entries {
+                            tracing::info!(target, offset = ?next.offset, asked_whole, "received the whole metadata image");
+                        }
                         applied.send_replace(next);
                     }
                     Ok(None) => {}
