@@ -800,6 +800,7 @@ mod delta_tests {
         const ROUNDS: i32 = 20;
         let (mut before_bytes, mut after_bytes) = (0, 0);
         let (mut before, mut after) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let (mut before_decode, mut after_decode) = (before, after);
         let mut current = Applied::whole(Some(0), Arc::clone(&image));
         for i in 0..ROUNDS {
             let record = change(i);
@@ -819,6 +820,7 @@ mod delta_tests {
                 panic!()
             };
             let next = apply_update(&current, &u).unwrap().unwrap();
+            after_decode += t.elapsed();
             let delta = next.delta.clone().unwrap();
             assert_eq!(delta.partition_count(), 1);
             let changes = rm
@@ -834,6 +836,7 @@ mod delta_tests {
                 panic!()
             };
             let whole = apply_update(&current, &u).unwrap().unwrap();
+            before_decode += t.elapsed();
             rm.sync(&whole.image, config_for(&whole.image)).unwrap();
             before += t.elapsed();
             assert_eq!(*next.image, *whole.image);
@@ -841,11 +844,13 @@ mod delta_tests {
         }
         let n = ROUNDS as u32;
         println!(
-            "10,000 partitions, {hosted} hosted; per single-partition change over {ROUNDS} changes:\n  before (whole image): {} bytes to the observer, {:?} broker CPU (decode + resync)\n  after (entries + delta): {} bytes, {:?} broker CPU (decode + replay + delta)",
+            "10,000 partitions, {hosted} hosted; per single-partition change over {ROUNDS} changes:\n  before (whole image): {} bytes to the observer, {:?} broker CPU (decode + resync), of which decode {:?}\n  after (entries + delta): {} bytes, {:?} broker CPU (decode + replay + delta), of which decode + replay {:?} (the rest is the role change itself)",
             before_bytes / ROUNDS as usize,
             before / n,
+            before_decode / n,
             after_bytes / ROUNDS as usize,
-            after / n
+            after / n,
+            after_decode / n
         );
         assert!(after_bytes * 100 < before_bytes);
     }
