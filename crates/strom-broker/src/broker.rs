@@ -45,8 +45,10 @@ pub struct Broker {
     controller: Option<Mutex<Controller>>,
     /// The metadata quorum as this node sees it: a voter, or an observer.
     metadata: Arc<dyn MetadataNode>,
-    /// Serializes following images (opening and deleting logs).
-    follow_lock: Mutex<()>,
+    /// Serializes following images (opening and deleting logs). Holds the metadata offset of
+    /// `image` once the hosted logs went through a full resync (`None` before: the next image
+    /// is applied whole, not as a delta).
+    follow_lock: Mutex<Option<Option<u64>>>,
     image: RwLock<Arc<MetadataImage>>,
     replicas: ReplicaManager,
     producer_ids: Mutex<ProducerIdBlock>,
@@ -116,7 +118,7 @@ impl Broker {
             config,
             controller: controller.map(Mutex::new),
             metadata,
-            follow_lock: Mutex::new(()),
+            follow_lock: Mutex::new(None),
             image: RwLock::new(image),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             metrics: Arc::default(),
@@ -147,9 +149,18 @@ impl Broker {
             broker.follow_latest();
         }
         check_metadata_knows_data(&broker.image(), &broker.replicas)?;
-        broker
-            .sync_replicas(&broker.image())
-            .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
+        {
+            // The first image: a full resync; the images after it are followed as deltas.
+            let mut followed = broker.follow_lock.lock();
+            let latest = broker.metadata.applied();
+            let image = broker.image();
+            broker
+                .sync_replicas(&image, None)
+                .map_err(|e| ServerError::Startup(format!("cannot open partition logs: {e}")))?;
+            if Arc::ptr_eq(&latest.image, &image) {
+                *followed = Some(latest.offset);
+            }
+        }
         broker.replicas.mark_stray_dirs();
         if broker.groups.owned.serves_all() {
             broker
@@ -406,14 +417,46 @@ impl Broker {
     /// (changes committed by another node's controller).
     pub(crate) fn follow_latest(&self) {
         off_runtime(|| {
-            let _following = self.follow_lock.lock();
-            let image = self.metadata.image().1;
-            if Arc::ptr_eq(&image, &self.image()) {
-                return;
-            }
-            self.follow_image(&image);
-            *self.image.write() = image;
+            let mut followed = self.follow_lock.lock();
+            self.follow_applied(&mut followed, &self.metadata.applied());
         });
+    }
+
+    /// Publishes `applied` and brings the hosted logs in line with it (the follow lock held,
+    /// `followed` the offset the logs follow): with its delta when it starts where the logs
+    /// are, else with the delta of the two images; a full resync for the first image, after
+    /// a snapshot, and after a failure.
+    fn follow_applied(
+        &self,
+        followed: &mut Option<Option<u64>>,
+        applied: &strom_metadata::quorum::state_machine::Applied,
+    ) {
+        use std::borrow::Cow;
+        let old = self.image();
+        if followed.is_some_and(|at| at > applied.offset) {
+            return;
+        }
+        if Arc::ptr_eq(&applied.image, &old) {
+            if followed.is_some() {
+                *followed = Some(applied.offset);
+            }
+            return;
+        }
+        let behind = self
+            .logs_behind_image
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let delta = match (*followed, &applied.delta) {
+            (Some(at), Some(delta)) if !behind && at == applied.base => {
+                Some(Cow::Borrowed(delta.as_ref()))
+            }
+            (Some(_), Some(_)) if !behind => Some(Cow::Owned(
+                strom_metadata::MetadataDelta::between(&old, &applied.image),
+            )),
+            _ => None,
+        };
+        self.follow_image(&applied.image, delta.as_deref());
+        *self.image.write() = Arc::clone(&applied.image);
+        *followed = Some(applied.offset);
     }
 
     /// Runs a controller operation, then publishes the new image and follows it with the
@@ -438,18 +481,17 @@ impl Broker {
             tracing::debug!(error = %e, "metadata image not refreshed");
         }
         let result = op(&mut controller);
-        let image = controller.image();
-        let _following = self.follow_lock.lock();
-        self.follow_image(&image);
-        *self.image.write() = image;
+        // The quorum's applied state is at least as new as the controller's image.
+        let mut followed = self.follow_lock.lock();
+        self.follow_applied(&mut followed, &self.metadata.applied());
         result
     }
 
     /// Brings the hosted logs in line with `image` (the controller lock held), remembering a
     /// failure for the background retry.
-    fn follow_image(&self, image: &MetadataImage) {
+    fn follow_image(&self, image: &MetadataImage, delta: Option<&strom_metadata::MetadataDelta>) {
         use std::sync::atomic::Ordering;
-        match self.sync_replicas(image) {
+        match self.sync_replicas(image, delta) {
             Ok(()) => {
                 if self.logs_behind_image.swap(false, Ordering::Relaxed) {
                     tracing::info!("partition logs follow the metadata again");
@@ -469,16 +511,29 @@ impl Broker {
             .load(std::sync::atomic::Ordering::Relaxed)
         {
             let _following = self.follow_lock.lock();
-            self.follow_image(&self.image());
+            self.follow_image(&self.image(), None);
         }
     }
 
-    fn sync_replicas(&self, image: &MetadataImage) -> Result<(), strom_storage::LogError> {
-        let changes = self.replicas.sync(
-            image,
-            |topic| self.log_config(image, topic),
-            |topic| i32::try_from(self.min_insync_replicas(image, topic)).unwrap_or(i32::MAX),
-        )?;
+    /// Brings the hosted logs in line with `image`: only what `delta` names, or everything
+    /// (`None`).
+    fn sync_replicas(
+        &self,
+        image: &MetadataImage,
+        delta: Option<&strom_metadata::MetadataDelta>,
+    ) -> Result<(), strom_storage::LogError> {
+        let config_for = |topic: &str| self.log_config(image, topic);
+        let min_isr_for =
+            |topic: &str| i32::try_from(self.min_insync_replicas(image, topic)).unwrap_or(i32::MAX);
+        // A broker-level config change can move every topic's `min.insync.replicas` default:
+        // a full sync then, as for the first image.
+        let delta = delta.filter(|d| d.changed_broker_configs.is_empty());
+        let changes = match delta {
+            Some(delta) => self
+                .replicas
+                .apply_delta(image, delta, config_for, min_isr_for)?,
+            None => self.replicas.sync(image, config_for, min_isr_for)?,
+        };
         if !changes.is_empty() {
             self.fetchers.replan.notify_one();
             if self.config.is_quorum_over_network() {
@@ -826,7 +881,7 @@ fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, ServerError> {
 }
 
 /// Builds the storage configuration from effective topic config values (Kafka's names).
-fn log_config_from(values: &BTreeMap<String, String>) -> LogConfig {
+pub(crate) fn log_config_from(values: &BTreeMap<String, String>) -> LogConfig {
     let mut config = LogConfig::default();
     let num = |key: &str| values.get(key).and_then(|v| v.parse::<i64>().ok());
     if let Some(v) = num("segment.bytes") {

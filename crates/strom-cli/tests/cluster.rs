@@ -477,6 +477,14 @@ fn dedicated_controllers_and_brokers_form_a_cluster_and_survive_failures() {
         v.topics.contains_key("after-failover")
     });
     assert!(restarted.topics.contains_key("split"));
+    // Broker-only nodes follow the committed entries, not whole images.
+    for broker in [4, 5] {
+        let log = cluster.log(broker);
+        assert!(
+            log.contains("following committed metadata entries"),
+            "broker {broker} never fetched entries:\n{log}"
+        );
+    }
 }
 
 /// A dedicated controller needs a quorum to be part of: without `controller.quorum.voters`

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::delta::Touched;
 use crate::records::{ConfigResource, MetadataRecord};
 
 /// Topics whose state belongs to Strom's coordinators (Kafka's internal topics).
@@ -159,11 +160,35 @@ impl MetadataImage {
         &self,
         records: impl IntoIterator<Item = &'a MetadataRecord>,
     ) -> MetadataImage {
+        self.apply_tracked(records, &mut Touched::default())
+    }
+
+    /// [`MetadataImage::apply_all`], noting in `touched` what the records touched.
+    pub fn apply_tracked<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a MetadataRecord>,
+        touched: &mut Touched,
+    ) -> MetadataImage {
         let mut next = self.clone();
         for record in records {
-            next.replay_one(record);
+            next.replay_one(record, touched);
         }
         next
+    }
+
+    /// Every topic, in id order.
+    pub fn topics_by_id(&self) -> impl Iterator<Item = &Arc<TopicImage>> + '_ {
+        self.topics_by_id.values()
+    }
+
+    /// Ids of brokers with dynamic config overrides.
+    pub fn broker_config_ids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.broker_configs.keys().copied()
+    }
+
+    /// Dynamic overrides of a broker, if it has any (no copy).
+    pub fn broker_configs_ref(&self, broker_id: i32) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&broker_id)
     }
 
     pub fn cluster_id(&self) -> Option<&str> {
@@ -241,10 +266,13 @@ impl MetadataImage {
         self.records_applied
     }
 
-    fn replay_one(&mut self, record: &MetadataRecord) {
+    fn replay_one(&mut self, record: &MetadataRecord, touched: &mut Touched) {
         self.records_applied += 1;
         match record {
-            MetadataRecord::Cluster { cluster_id } => self.cluster_id = Some(cluster_id.clone()),
+            MetadataRecord::Cluster { cluster_id } => {
+                touched.other();
+                self.cluster_id = Some(cluster_id.clone())
+            }
             MetadataRecord::RegisterBroker {
                 broker_id,
                 host,
@@ -260,11 +288,13 @@ impl MetadataImage {
                     listeners: listeners.clone(),
                     fenced: false,
                 };
+                touched.broker(*broker_id);
                 self.brokers.insert(*broker_id, registration);
             }
             MetadataRecord::FenceBroker { broker_id }
             | MetadataRecord::UnfenceBroker { broker_id } => {
                 let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+                touched.broker(*broker_id);
                 match self.brokers.get_mut(broker_id) {
                     Some(b) => b.fenced = fenced,
                     None => {
@@ -279,6 +309,15 @@ impl MetadataImage {
                     partitions: BTreeMap::new(),
                     configs: BTreeMap::new(),
                 };
+                touched.topic(*topic_id);
+                if let Some(old) = self.topic_ids_by_name.get(name) {
+                    touched.topic(*old);
+                }
+                if let Some(old) = self.topics_by_id.get(topic_id) {
+                    for p in old.partitions.keys() {
+                        touched.partition(*topic_id, *p);
+                    }
+                }
                 self.topic_ids_by_name.insert(name.clone(), *topic_id);
                 self.topics_by_id.insert(*topic_id, Arc::new(topic));
             }
@@ -307,14 +346,16 @@ impl MetadataImage {
                     eligible_leader_replicas: eligible_leader_replicas.clone(),
                     last_known_elr: last_known_elr.clone(),
                 };
+                touched.partition(*topic_id, *partition);
                 Arc::make_mut(topic).partitions.insert(*partition, image);
             }
             MetadataRecord::Config {
                 resource,
                 name,
                 value,
-            } => self.replay_config(resource, name, value.as_deref()),
+            } => self.replay_config(resource, name, value.as_deref(), touched),
             MetadataRecord::RemoveTopic { topic_id } => {
+                touched.topic(*topic_id);
                 if let Some(topic) = self.topics_by_id.remove(topic_id) {
                     self.topic_ids_by_name.remove(&topic.name);
                     self.removed_topic_ids.insert(*topic_id);
@@ -324,17 +365,32 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIds {
                 next_block_start, ..
-            } => self.next_producer_id_block_start = *next_block_start,
+            } => {
+                touched.other();
+                self.next_producer_id_block_start = *next_block_start
+            }
         }
     }
 
-    fn replay_config(&mut self, resource: &ConfigResource, name: &str, value: Option<&str>) {
+    fn replay_config(
+        &mut self,
+        resource: &ConfigResource,
+        name: &str,
+        value: Option<&str>,
+        touched: &mut Touched,
+    ) {
         let configs = match resource {
-            ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
+            ConfigResource::Broker(id) => {
+                touched.broker_config(*id);
+                self.broker_configs.entry(*id).or_default()
+            }
             ConfigResource::Topic(topic) => {
                 let topic_id = self.topic_ids_by_name.get(topic);
                 match topic_id.and_then(|id| self.topics_by_id.get_mut(id)) {
-                    Some(t) => &mut Arc::make_mut(t).configs,
+                    Some(t) => {
+                        touched.topic(t.topic_id);
+                        &mut Arc::make_mut(t).configs
+                    }
                     None => {
                         tracing::warn!(topic, name, "config record for unknown topic; skipped");
                         return;

@@ -8,6 +8,7 @@ pub mod broker_config_defs;
 pub mod config_defs;
 pub mod config_describe;
 pub mod controller;
+pub mod delta;
 pub mod error;
 pub mod image;
 pub mod log;
@@ -23,6 +24,7 @@ pub use controller::{
     AlterConfigOp, Controller, ControllerAnswer, ControllerHandler, ControllerOp,
     ControllerOpResult, CreateTopicRequest, CreatedTopic,
 };
+pub use delta::MetadataDelta;
 pub use error::{ControllerError, MetadataLogError};
 pub use image::{
     is_internal, BrokerRegistration, MetadataImage, PartitionImage, TopicImage,

@@ -13,9 +13,12 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use openraft::{Config, ServerState, SnapshotPolicy};
+use strom_metadata::quorum::observer::apply_update;
 use strom_metadata::quorum::raft::{OpenraftQuorum, VoterEndpoint};
 use strom_metadata::quorum::runtime::{seed_thread_rng, SplitMix64};
 use strom_metadata::quorum::sim_transport::{NetworkFaults, SimTransport};
+use strom_metadata::quorum::state_machine::Applied;
+use strom_metadata::quorum::transport::{QuorumReply, QuorumRpc, QuorumTransport};
 use strom_metadata::quorum::{
     CommittedBatch, LeaderEpoch, MetadataOffset, MetadataPublisher, MetadataQuorum, QuorumError,
 };
@@ -73,6 +76,9 @@ struct Stats {
     crashes: usize,
     max_term: u64,
     committed: u64,
+    /// Observer fetches answered with entries, and with the whole image (the fallback).
+    observer_entries: usize,
+    observer_images: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -83,6 +89,8 @@ impl std::ops::AddAssign for Stats {
         self.crashes += o.crashes;
         self.max_term = self.max_term.max(o.max_term);
         self.committed += o.committed;
+        self.observer_entries += o.observer_entries;
+        self.observer_images += o.observer_images;
     }
 }
 
@@ -197,6 +205,73 @@ struct Sim {
     config: Arc<Config>,
     checker: Arc<Mutex<Checker>>,
     next_proposal: u64,
+    /// What the observer (a broker-only node fetching from the voters) applied.
+    observed: Arc<Mutex<Applied>>,
+    observer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The observer's node id (not a voter).
+const OBSERVER: u64 = 100;
+
+/// A broker-only node: fetches the committed entries after its offset from a random voter (the
+/// image when the voter no longer holds them, or every seventh fetch as an observer of an
+/// earlier build would), replays them with [`apply_update`], and reports each image to the
+/// checker, so its images must equal the voters' at equal offsets.
+async fn observe(
+    ids: Vec<u64>,
+    seed: u64,
+    transport: Arc<SimTransport>,
+    observed: Arc<Mutex<Applied>>,
+    checker: Arc<Mutex<Checker>>,
+) {
+    let mut rng = SplitMix64(seed ^ 0x0B5E);
+    let mut whole_next = false;
+    loop {
+        let target = ids[(rng.next_u64() % ids.len() as u64) as usize];
+        let after = observed.lock().unwrap().offset;
+        let rpc = QuorumRpc::FetchMetadata {
+            after,
+            max_wait_ms: 50,
+            entries: !whole_next && !rng.next_u64().is_multiple_of(7),
+        };
+        whole_next = false;
+        match transport.send(OBSERVER, target, rpc).await {
+            Ok(QuorumReply::Metadata(update)) => {
+                let current = observed.lock().unwrap().clone();
+                match apply_update(&current, &update) {
+                    Ok(Some(next)) => {
+                        let mut c = checker.lock().unwrap();
+                        if !update.entries.is_empty() {
+                            c.stats.observer_entries += 1;
+                        } else {
+                            c.stats.observer_images += 1;
+                        }
+                        if next.offset <= current.offset {
+                            c.violations.push(format!(
+                                "observer went from {:?} to {:?}",
+                                current.offset, next.offset
+                            ));
+                        }
+                        if let Some(o) = next.offset {
+                            c.image_at(OBSERVER, o, &next.image);
+                        }
+                        drop(c);
+                        *observed.lock().unwrap() = next;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        checker
+                            .lock()
+                            .unwrap()
+                            .violations
+                            .push(format!("observer got entries that do not follow: {e}"));
+                        whole_next = true;
+                    }
+                }
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
 
 impl Sim {
@@ -225,6 +300,11 @@ impl Sim {
             config: Arc::new(config.validate().expect("valid raft config")),
             checker: Arc::default(),
             next_proposal: 0,
+            observed: Arc::new(Mutex::new(Applied::whole(
+                None,
+                Arc::new(MetadataImage::empty()),
+            ))),
+            observer: None,
         };
         for id in 1..=n {
             sim.stagger().await;
@@ -234,6 +314,13 @@ impl Sim {
             .map(|i| (i, VoterEndpoint::new(format!("node-{i}"))))
             .collect();
         sim.node(1).unwrap().bootstrap(voters).await.unwrap();
+        sim.observer = Some(tokio::spawn(observe(
+            (1..=n).collect(),
+            seed,
+            Arc::clone(&sim.transport),
+            Arc::clone(&sim.observed),
+            Arc::clone(&sim.checker),
+        )));
         sim
     }
 
@@ -282,7 +369,7 @@ impl Sim {
         )
         .await
         .unwrap_or_else(|e| panic!("seed {}: node {id} failed to open: {e}", self.seed));
-        self.transport.register(id, q.raft().clone());
+        self.transport.register_serving(id, &q);
         self.nodes.insert(id, Some(Arc::new(q)));
     }
 
@@ -457,6 +544,25 @@ impl Sim {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The observer catches up and holds the voters' image at the same offset.
+        let (node_offset, node_image) = self.node(1).unwrap().image();
+        for _ in 0..300 {
+            if self.observed.lock().unwrap().offset >= node_offset {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let observed = self.observed.lock().unwrap().clone();
+        if observed.offset < node_offset
+            || (observed.offset == node_offset && *observed.image != *node_image)
+        {
+            self.fail(&format!(
+                "observer at {:?} with {} records applied; node 1 at {node_offset:?} with {}",
+                observed.offset,
+                observed.image.records_applied(),
+                node_image.records_applied()
+            ));
+        }
         let c = self.checker.lock().unwrap();
         let (_, image) = self.node(1).unwrap().image();
         for (id, q) in self.nodes.iter() {
@@ -551,6 +657,9 @@ impl Sim {
     }
 
     async fn stop(&mut self) {
+        if let Some(observer) = self.observer.take() {
+            observer.abort();
+        }
         for id in self.live() {
             self.crash(id).await;
         }

@@ -10,6 +10,7 @@ pub mod log_store;
 pub mod node;
 pub mod observer;
 pub mod raft;
+pub mod recent;
 pub mod runtime;
 pub mod service;
 pub mod sim_transport;

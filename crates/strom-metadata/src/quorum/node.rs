@@ -205,6 +205,7 @@ impl QuorumNode {
             raft: quorum.raft().clone(),
             controller: Arc::clone(&controller),
             applied: Some(quorum.subscribe()),
+            recent: Some(quorum.recent()),
         };
         let server = tokio::spawn(serve_tcp(
             listener,

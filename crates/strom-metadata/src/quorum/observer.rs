@@ -3,9 +3,10 @@
 //! ([`QuorumRpc::FetchMetadata`]), learns the active controller from their answers, and
 //! forwards controller operations to it, all over the voters' CONTROLLER listeners.
 //!
-//! Each answer carries the whole image when it changed (not a delta): simple and correct, and
-//! a cost that grows with the cluster's size per change; deltas come with the publisher ring
-//! the replication work needs.
+//! It fetches the committed entries after its applied offset (as KRaft observers fetch the
+//! metadata log) and replays them into its image, publishing the image with the delta they
+//! made; a voter that no longer holds those entries answers with its whole image instead
+//! (KRaft's snapshot fallback), which the observer publishes for a full resync.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +18,11 @@ use super::raft::QuorumStartError;
 use super::service::{quorum_runtime, run_on, MetadataNode};
 use super::state_machine::Applied;
 use super::tcp_transport::{TcpTransport, TcpTransportConfig};
-use super::transport::{QuorumReply, QuorumRpc, QuorumTransport, TransportError};
+use super::transport::{MetadataUpdate, QuorumReply, QuorumRpc, QuorumTransport, TransportError};
 use super::{LeaderAndEpoch, MetadataOffset, QuorumNodeId, VoterChange, VoterChangeError};
 use crate::broker_config::QuorumVoter;
 use crate::controller::{ControllerAnswer, ControllerOp};
+use crate::delta::Touched;
 use crate::image::MetadataImage;
 
 /// How long a voter holds a fetch open when nothing new was committed.
@@ -94,7 +96,7 @@ impl MetadataObserver {
     ) -> Result<MetadataObserver, QuorumStartError> {
         let targets: Vec<QuorumNodeId> = addrs.keys().copied().collect();
         let transport = Arc::new(TcpTransport::new(addrs, transport));
-        let (applied, _) = watch::channel((None, Arc::new(MetadataImage::empty())));
+        let (applied, _) = watch::channel(Applied::whole(None, Arc::new(MetadataImage::empty())));
         let leader = Arc::new(Mutex::new(LeaderAndEpoch {
             leader: None,
             epoch: 0,
@@ -135,6 +137,12 @@ async fn fetch_loop(
 ) {
     let mut targets = initial.clone();
     let mut next = 0;
+    // Ask for the whole image (wire kind 5) next: after a failed entries fetch (a voter of an
+    // earlier build closes the connection on kind 7), or after an answer that did not follow
+    // on from this node's offset.
+    let mut whole_next = false;
+    // Whether the last answer that moved this node carried entries (for the log).
+    let mut following_entries = false;
     loop {
         let known = leader.lock().leader;
         let target = match known {
@@ -144,13 +152,16 @@ async fn fetch_loop(
                 targets[next]
             }
         };
-        let after = applied.borrow().0;
+        let after = applied.borrow().offset;
         let rpc = QuorumRpc::FetchMetadata {
             after,
             max_wait_ms: FETCH_WAIT_MS,
+            entries: !whole_next,
         };
+        let asked_whole = whole_next;
         match transport.send(node_id, target, rpc).await {
             Ok(QuorumReply::Metadata(update)) => {
+                whole_next = false;
                 if !update.members.is_empty() {
                     for (id, addr) in &update.members {
                         transport.set_peer(*id, addr);
@@ -167,9 +178,25 @@ async fn fetch_loop(
                         };
                     }
                 }
-                if let Some(image) = update.image {
-                    if update.offset > applied.borrow().0 {
-                        applied.send_replace((update.offset, image));
+                let current = applied.borrow().clone();
+                match apply_update(&current, &update) {
+                    Ok(Some(next)) => {
+                        let as_entries = !update.entries.is_empty();
+                        if as_entries != following_entries {
+                            following_entries = as_entries;
+                            if as_entries {
+                                tracing::info!(target, offset = ?next.offset, "following committed metadata entries");
+                            }
+                        }
+                        if !as_entries {
+                            tracing::info!(target, offset = ?next.offset, asked_whole, "received the whole metadata image");
+                        }
+                        applied.send_replace(next);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(target, error = %e, "metadata entries do not follow this node's offset; fetching the image");
+                        whole_next = true;
                     }
                 }
                 if update.leader.is_none() {
@@ -178,10 +205,51 @@ async fn fetch_loop(
             }
             Ok(_) | Err(_) => {
                 // The target is down or no longer leads: forget it and try the others.
+                whole_next = !asked_whole;
                 leader.lock().leader = None;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// What an observer's state becomes after a fetch answer: `Ok(Some)` when it moved (the
+/// entries replayed, with their delta from the current offset; or a whole image, with no
+/// delta), `Ok(None)` when the answer holds nothing newer, `Err` when its entries do not follow
+/// on from the current offset (the observer then asks for the image).
+pub fn apply_update(current: &Applied, update: &MetadataUpdate) -> Result<Option<Applied>, String> {
+    if let Some(first) = update.entries.first() {
+        let expected = current.offset.map_or(0, |o| o + 1);
+        if first.offset != expected {
+            return Err(format!(
+                "entries start at offset {}, this node needs {expected}",
+                first.offset
+            ));
+        }
+        if update
+            .entries
+            .windows(2)
+            .any(|w| w[0].offset + 1 != w[1].offset)
+        {
+            return Err("entries with a gap".into());
+        }
+        let last = update.entries.last().map(|e| e.offset);
+        let mut touched = Touched::default();
+        let records = update.entries.iter().flat_map(|e| e.records.iter());
+        let image = current.image.apply_tracked(records, &mut touched);
+        let delta = touched.finish(&current.image, &image);
+        return Ok(Some(Applied {
+            offset: last,
+            image: Arc::new(image),
+            delta: Some(Arc::new(delta)),
+            base: current.offset,
+        }));
+    }
+    match &update.image {
+        Some(image) if update.offset.is_some() && update.offset > current.offset => {
+            Ok(Some(Applied::whole(update.offset, Arc::clone(image))))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -195,6 +263,10 @@ impl MetadataNode for MetadataObserver {
     }
 
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
+        self.applied.borrow().pair()
+    }
+
+    fn applied(&self) -> Applied {
         self.applied.borrow().clone()
     }
 

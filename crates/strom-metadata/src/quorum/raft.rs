@@ -104,6 +104,7 @@ pub enum QuorumStartError {
 pub struct OpenraftQuorum {
     raft: Raft<MetadataRaftConfig>,
     applied: watch::Receiver<Applied>,
+    recent: Arc<super::recent::RecentEntries>,
 }
 
 impl std::fmt::Debug for OpenraftQuorum {
@@ -128,6 +129,7 @@ impl OpenraftQuorum {
         };
         let log = QuorumLogStore::open(dir).map_err(storage)?;
         let (sm, applied) = ImageStateMachine::open(dir, publisher).map_err(storage)?;
+        let recent = sm.recent();
         let network = Network {
             from: node_id,
             transport,
@@ -137,7 +139,11 @@ impl OpenraftQuorum {
             .map_err(|e| QuorumStartError::Raft {
                 reason: e.to_string(),
             })?;
-        Ok(OpenraftQuorum { raft, applied })
+        Ok(OpenraftQuorum {
+            raft,
+            applied,
+            recent,
+        })
     }
 
     /// Forms the quorum of `voters` the first time; a node that already has a log or vote
@@ -239,6 +245,16 @@ impl OpenraftQuorum {
         self.applied.clone()
     }
 
+    /// The latest applied offset, image and delta.
+    pub fn applied(&self) -> Applied {
+        self.applied.borrow().clone()
+    }
+
+    /// The recent committed entries observers fetch ([`super::transport::serve`]).
+    pub fn recent(&self) -> Arc<super::recent::RecentEntries> {
+        Arc::clone(&self.recent)
+    }
+
     /// Why the Raft core stopped, if it did (a storage failure): the node is then dead and
     /// must not pretend otherwise.
     pub fn fatal(&self) -> Option<String> {
@@ -296,7 +312,7 @@ impl MetadataQuorum for OpenraftQuorum {
     }
 
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
-        self.applied.borrow().clone()
+        self.applied.borrow().pair()
     }
 }
 

@@ -36,6 +36,8 @@ pub trait MetadataNode: Send + Sync + std::fmt::Debug {
     fn leader(&self) -> LeaderAndEpoch;
     /// The latest committed image this node has, and its offset.
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>);
+    /// The latest committed image with its offset and the delta that led to it.
+    fn applied(&self) -> Applied;
     /// The image as it changes.
     fn subscribe(&self) -> watch::Receiver<Applied>;
     /// Sends `op` to node `to`'s controller and blocks for its answer.
@@ -64,6 +66,9 @@ impl MetadataNode for QuorumService {
     }
     fn image(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
         QuorumService::image(self)
+    }
+    fn applied(&self) -> Applied {
+        self.node.quorum().applied()
     }
     fn subscribe(&self) -> watch::Receiver<Applied> {
         QuorumService::subscribe(self)

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use openraft::Raft;
 
-use super::raft::MetadataRaftConfig;
+use std::sync::Arc;
+
+use super::raft::{MetadataRaftConfig, OpenraftQuorum};
+use super::recent::RecentEntries;
 use super::runtime::SplitMix64;
+use super::state_machine::Applied;
 use super::transport::{
     serve, ControllerSlot, QuorumReply, QuorumRpc, QuorumTransport, Receiver, TransportError,
 };
@@ -33,8 +37,15 @@ impl NetworkFaults {
     };
 }
 
+/// What a node serves: its Raft node and, for observers' fetches, what it applied.
+type Served = (
+    Raft<MetadataRaftConfig>,
+    Option<tokio::sync::watch::Receiver<Applied>>,
+    Option<Arc<RecentEntries>>,
+);
+
 struct SimNet {
-    nodes: BTreeMap<QuorumNodeId, Raft<MetadataRaftConfig>>,
+    nodes: BTreeMap<QuorumNodeId, Served>,
     /// Directed links that deliver nothing (a partition).
     cut: BTreeSet<(QuorumNodeId, QuorumNodeId)>,
     faults: NetworkFaults,
@@ -70,7 +81,17 @@ impl SimTransport {
 
     /// Makes `node` reachable (started or restarted).
     pub fn register(&self, node: QuorumNodeId, raft: Raft<MetadataRaftConfig>) {
-        self.net().nodes.insert(node, raft);
+        self.net().nodes.insert(node, (raft, None, None));
+    }
+
+    /// Makes `node` reachable, also serving observers' metadata fetches from what it applied.
+    pub fn register_serving(&self, node: QuorumNodeId, quorum: &OpenraftQuorum) {
+        let served = (
+            quorum.raft().clone(),
+            Some(quorum.subscribe()),
+            Some(quorum.recent()),
+        );
+        self.net().nodes.insert(node, served);
     }
 
     /// Makes `node` unreachable (crashed).
@@ -137,14 +158,15 @@ impl QuorumTransport for SimTransport {
             return Err(unreachable);
         };
         tokio::time::sleep(delay).await;
-        let Some(raft) = self.net().nodes.get(&to).cloned() else {
+        let Some((raft, applied, recent)) = self.net().nodes.get(&to).cloned() else {
             return Err(unreachable);
         };
         // The simulation has no controllers: forwarded operations are answered NOT_CONTROLLER.
         let receiver = Receiver {
             raft,
             controller: ControllerSlot::default(),
-            applied: None,
+            applied,
+            recent,
         };
         if duplicate {
             // The receiver sees the message twice; the sender gets the second answer.

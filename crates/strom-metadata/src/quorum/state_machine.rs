@@ -20,7 +20,9 @@ use tokio::sync::watch;
 
 use super::log_store::replace_file;
 use super::raft::{MetadataRaftConfig, VoterEndpoint};
+use super::recent::{CommittedEntry, RecentEntries};
 use super::{CommittedBatch, MetadataOffset, MetadataPublisher, QuorumNodeId};
+use crate::delta::{MetadataDelta, Touched};
 use crate::image::MetadataImage;
 
 type C = MetadataRaftConfig;
@@ -31,8 +33,35 @@ const SNAPSHOT_FILE: &str = "snapshot";
 /// The latest snapshot (its meta and file bytes), shared with snapshot builders.
 type CurrentSnapshot = Arc<Mutex<Option<(SnapshotMeta<QuorumNodeId, VoterEndpoint>, Vec<u8>)>>>;
 
-/// What the local replica has applied: the offset and the image at it.
-pub type Applied = (Option<MetadataOffset>, Arc<MetadataImage>);
+/// What the local replica has applied, as published to the broker: the offset, the image at
+/// it, and what changed since the image last published (so a broker applies the delta).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub offset: Option<MetadataOffset>,
+    pub image: Arc<MetadataImage>,
+    /// What changed since the image at `base`. `None`: the state was replaced wholesale (the
+    /// first image, a snapshot loaded or fetched): followers resync from the whole image.
+    pub delta: Option<Arc<MetadataDelta>>,
+    /// The offset `delta` starts from.
+    pub base: Option<MetadataOffset>,
+}
+
+impl Applied {
+    /// An image replacing whatever was there before (no delta).
+    pub fn whole(offset: Option<MetadataOffset>, image: Arc<MetadataImage>) -> Applied {
+        Applied {
+            offset,
+            image,
+            delta: None,
+            base: None,
+        }
+    }
+
+    /// The offset and image.
+    pub fn pair(&self) -> (Option<MetadataOffset>, Arc<MetadataImage>) {
+        (self.offset, Arc::clone(&self.image))
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotBody {
@@ -98,6 +127,8 @@ pub struct ImageStateMachine {
     image: Arc<MetadataImage>,
     publisher: Arc<dyn MetadataPublisher>,
     applied: watch::Sender<Applied>,
+    /// The recent committed entries observers fetch.
+    recent: Arc<RecentEntries>,
     /// The latest snapshot (file bytes and meta), shared with snapshot builders.
     current: CurrentSnapshot,
     snapshots_built: Arc<Mutex<u64>>,
@@ -119,7 +150,7 @@ impl ImageStateMachine {
         publisher: Arc<dyn MetadataPublisher>,
     ) -> std::io::Result<(ImageStateMachine, watch::Receiver<Applied>)> {
         std::fs::create_dir_all(dir)?;
-        let (tx, rx) = watch::channel((None, Arc::new(MetadataImage::empty())));
+        let (tx, rx) = watch::channel(Applied::whole(None, Arc::new(MetadataImage::empty())));
         let mut sm = ImageStateMachine {
             dir: dir.to_path_buf(),
             last_applied: None,
@@ -127,6 +158,7 @@ impl ImageStateMachine {
             image: Arc::new(MetadataImage::empty()),
             publisher,
             applied: tx,
+            recent: Arc::default(),
             current: Arc::new(Mutex::new(None)),
             snapshots_built: Arc::new(Mutex::new(0)),
         };
@@ -140,6 +172,11 @@ impl ImageStateMachine {
             Err(e) => return Err(e),
         }
         Ok((sm, rx))
+    }
+
+    /// The recent committed entries this state machine keeps for observers.
+    pub fn recent(&self) -> Arc<RecentEntries> {
+        Arc::clone(&self.recent)
     }
 
     /// Replaces the state with a snapshot and tells the publisher.
@@ -156,8 +193,11 @@ impl ImageStateMachine {
             self.publisher
                 .on_snapshot(log_id.index, log_id.leader_id.term, &self.image);
         }
-        self.applied
-            .send_replace((self.last_applied.map(|l| l.index), Arc::clone(&self.image)));
+        self.recent.clear();
+        self.applied.send_replace(Applied::whole(
+            self.last_applied.map(|l| l.index),
+            Arc::clone(&self.image),
+        ));
         let mut current = self.current.lock().expect("snapshot mutex poisoned");
         if current
             .as_ref()
@@ -231,11 +271,14 @@ impl RaftStateMachine<C> for ImageStateMachine {
         I::IntoIter: Send,
     {
         let mut responses = Vec::new();
+        let base = self.last_applied.map(|l| l.index);
+        let base_image = Arc::clone(&self.image);
+        let mut touched = Touched::default();
         for entry in entries {
             let records: &[_] = match &entry.payload {
                 EntryPayload::Blank => &[],
                 EntryPayload::Normal(batch) => {
-                    self.image = Arc::new(self.image.apply_all(&batch.0));
+                    self.image = Arc::new(self.image.apply_tracked(&batch.0, &mut touched));
                     &batch.0
                 }
                 EntryPayload::Membership(m) => {
@@ -250,10 +293,20 @@ impl RaftStateMachine<C> for ImageStateMachine {
                 records,
                 image: &self.image,
             });
+            self.recent.push(CommittedEntry {
+                offset: entry.log_id.index,
+                epoch: entry.log_id.leader_id.term,
+                records: Arc::new(records.to_vec()),
+            });
             responses.push(());
         }
-        self.applied
-            .send_replace((self.last_applied.map(|l| l.index), Arc::clone(&self.image)));
+        let delta = touched.finish(&base_image, &self.image);
+        self.applied.send_replace(Applied {
+            offset: self.last_applied.map(|l| l.index),
+            image: Arc::clone(&self.image),
+            delta: Some(Arc::new(delta)),
+            base,
+        });
         Ok(responses)
     }
 
@@ -374,6 +427,6 @@ mod tests {
         drop(sm);
         let (sm, rx) = ImageStateMachine::open(dir.path(), Arc::new(Quiet)).unwrap();
         assert_eq!(sm.last_applied.unwrap().index, 26);
-        assert_eq!(rx.borrow().0, Some(26));
+        assert_eq!(rx.borrow().offset, Some(26));
     }
 }

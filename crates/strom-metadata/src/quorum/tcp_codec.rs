@@ -37,6 +37,10 @@ const KIND_SNAPSHOT: u8 = 3;
 const KIND_CONTROLLER: u8 = 4;
 const KIND_FETCH_METADATA: u8 = 5;
 const KIND_CHANGE_VOTERS: u8 = 6;
+/// FetchMetadata answered with committed entries when the voter holds them (kind 5 always
+/// gets the whole image: observers of earlier builds send it; voters of earlier builds close
+/// the connection on kind 7, and the observer then falls back to kind 5).
+const KIND_FETCH_METADATA_ENTRIES: u8 = 7;
 const KIND_APPEND_ENTRIES_REPLY: u8 = 0x81;
 const KIND_VOTE_REPLY: u8 = 0x82;
 const KIND_SNAPSHOT_REPLY: u8 = 0x83;
@@ -128,7 +132,10 @@ fn kind_of(body: &Body) -> u8 {
         Body::Request(QuorumRpc::Vote(_)) => KIND_VOTE,
         Body::Request(QuorumRpc::Snapshot { .. }) => KIND_SNAPSHOT,
         Body::Request(QuorumRpc::Controller(_)) => KIND_CONTROLLER,
-        Body::Request(QuorumRpc::FetchMetadata { .. }) => KIND_FETCH_METADATA,
+        Body::Request(QuorumRpc::FetchMetadata { entries: false, .. }) => KIND_FETCH_METADATA,
+        Body::Request(QuorumRpc::FetchMetadata { entries: true, .. }) => {
+            KIND_FETCH_METADATA_ENTRIES
+        }
         Body::Request(QuorumRpc::ChangeVoters(_)) => KIND_CHANGE_VOTERS,
         Body::Reply(QuorumReply::VotersChanged(_)) => KIND_VOTERS_CHANGED_REPLY,
         Body::Reply(QuorumReply::Metadata(_)) => KIND_METADATA_REPLY,
@@ -159,9 +166,9 @@ fn write_body(out: &mut Vec<u8>, body: &Body) -> serde_json::Result<()> {
         Body::Reply(QuorumReply::Snapshot(r)) => serde_json::to_writer(out, r),
         Body::Request(QuorumRpc::Controller(op)) => serde_json::to_writer(out, op),
         Body::Reply(QuorumReply::Controller(r)) => serde_json::to_writer(out, r),
-        Body::Request(QuorumRpc::FetchMetadata { after, max_wait_ms }) => {
-            serde_json::to_writer(out, &(after, max_wait_ms))
-        }
+        Body::Request(QuorumRpc::FetchMetadata {
+            after, max_wait_ms, ..
+        }) => serde_json::to_writer(out, &(after, max_wait_ms)),
         Body::Reply(QuorumReply::Metadata(r)) => serde_json::to_writer(out, r),
         Body::Request(QuorumRpc::ChangeVoters(c)) => serde_json::to_writer(out, c),
         Body::Reply(QuorumReply::VotersChanged(r)) => serde_json::to_writer(out, r),
@@ -204,9 +211,13 @@ pub fn decode(payload: &[u8]) -> Result<Envelope, CodecError> {
         KIND_CONTROLLER => Body::Request(QuorumRpc::Controller(
             serde_json::from_slice(body).map_err(json)?,
         )),
-        KIND_FETCH_METADATA => {
+        KIND_FETCH_METADATA | KIND_FETCH_METADATA_ENTRIES => {
             let (after, max_wait_ms) = serde_json::from_slice(body).map_err(json)?;
-            Body::Request(QuorumRpc::FetchMetadata { after, max_wait_ms })
+            Body::Request(QuorumRpc::FetchMetadata {
+                after,
+                max_wait_ms,
+                entries: kind == KIND_FETCH_METADATA_ENTRIES,
+            })
         }
         KIND_METADATA_REPLY => Body::Reply(QuorumReply::Metadata(
             serde_json::from_slice(body).map_err(json)?,
@@ -339,6 +350,64 @@ mod tests {
             crate::quorum::VoterChangeError::DuplicateVoter { node_id: 4 },
         ))));
         round_trip(Body::Error("shutting down".into()));
+    }
+
+    /// Kind 5 (whole image, as earlier builds send and expect) and kind 7 (entries) carry the
+    /// same body; a reply with entries decodes, and a reply without the field (an earlier
+    /// voter's) decodes with none.
+    #[test]
+    fn fetch_metadata_kinds_stay_compatible() {
+        for entries in [false, true] {
+            let rpc = QuorumRpc::FetchMetadata {
+                after: Some(41),
+                max_wait_ms: 1000,
+                entries,
+            };
+            let body = Body::Request(rpc);
+            let frame = encode(
+                &Envelope {
+                    correlation_id: 1,
+                    body,
+                },
+                MAX,
+            )
+            .unwrap();
+            let kind = if entries {
+                KIND_FETCH_METADATA_ENTRIES
+            } else {
+                KIND_FETCH_METADATA
+            };
+            assert_eq!(frame[5], kind);
+            assert_eq!(&frame[14..], b"[41,1000]", "the body earlier builds read");
+            round_trip(Body::Request(QuorumRpc::FetchMetadata {
+                after: Some(41),
+                max_wait_ms: 1000,
+                entries,
+            }));
+        }
+        let update = crate::quorum::transport::MetadataUpdate {
+            leader: Some(1),
+            epoch: 3,
+            offset: Some(43),
+            image: None,
+            entries: vec![crate::quorum::recent::CommittedEntry {
+                offset: 43,
+                epoch: 3,
+                records: std::sync::Arc::new(vec![MetadataRecord::FenceBroker { broker_id: 2 }]),
+            }],
+            members: Default::default(),
+        };
+        round_trip(Body::Reply(QuorumReply::Metadata(update)));
+        let earlier = br#"{"leader":1,"epoch":3,"offset":43,"image":null}"#;
+        let mut payload = vec![WIRE_VERSION, KIND_METADATA_REPLY, 0, 0, 0, 0, 0, 0, 0, 1];
+        payload.extend_from_slice(earlier);
+        match decode(&payload).unwrap().body {
+            Body::Reply(QuorumReply::Metadata(u)) => {
+                assert!(u.entries.is_empty() && u.image.is_none());
+                assert_eq!(u.offset, Some(43));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -38,11 +38,15 @@ pub enum QuorumRpc {
     /// A controller operation forwarded to the active controller (not a Raft message: it
     /// travels over the same CONTROLLER listener).
     Controller(ControllerOp),
-    /// A broker-only node (an observer) asks any voter for the committed image newer than
-    /// `after`, waiting up to `max_wait_ms` for one.
+    /// A broker-only node (an observer) asks any voter for what was committed after `after`,
+    /// waiting up to `max_wait_ms` for something. With `entries` (wire kind 7) the voter
+    /// answers with the committed entries after `after` when it still holds them, else with
+    /// its image (KRaft's snapshot fallback); without (kind 5, observers of earlier builds)
+    /// always with the whole image.
     FetchMetadata {
         after: Option<u64>,
         max_wait_ms: u32,
+        entries: bool,
     },
     /// A voter change (AddRaftVoter / RemoveRaftVoter / UpdateRaftVoter) forwarded to the
     /// quorum leader.
@@ -60,14 +64,19 @@ pub enum QuorumReply {
     VotersChanged(Result<(), super::VoterChangeError>),
 }
 
-/// A voter's answer to [`QuorumRpc::FetchMetadata`]: who leads, and its committed image if it
-/// is newer than what the observer has (`None`: nothing newer within the wait).
+/// A voter's answer to [`QuorumRpc::FetchMetadata`]: who leads, and what was committed after
+/// the observer's offset: the entries (`entries`, contiguous from the observer's offset + 1 to
+/// `offset`), or the whole image at `offset` (`image`); neither when nothing newer was
+/// committed within the wait.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MetadataUpdate {
     pub leader: Option<QuorumNodeId>,
     pub epoch: u64,
     pub offset: Option<u64>,
     pub image: Option<Arc<crate::image::MetadataImage>>,
+    /// Committed entries after the observer's offset (fetches with `entries` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<super::recent::CommittedEntry>,
     /// Every member of the quorum (voters and learners) with its CONTROLLER endpoint, so an
     /// observer that found the quorum through `controller.quorum.bootstrap.servers` can reach
     /// the leader by id.
@@ -82,6 +91,8 @@ pub struct Receiver {
     pub raft: Raft<C>,
     pub controller: ControllerSlot,
     pub applied: Option<tokio::sync::watch::Receiver<super::state_machine::Applied>>,
+    /// The recent committed entries observers fetch (`None`: always the image).
+    pub recent: Option<Arc<super::recent::RecentEntries>>,
 }
 
 /// Where a node's controller is plugged in once it exists (it is created after the quorum
@@ -128,14 +139,30 @@ pub async fn serve(receiver: &Receiver, rpc: QuorumRpc) -> Result<QuorumReply, S
     let raft = &receiver.raft;
     let controller = &receiver.controller;
     match rpc {
-        QuorumRpc::FetchMetadata { after, max_wait_ms } => {
+        QuorumRpc::FetchMetadata {
+            after,
+            max_wait_ms,
+            entries,
+        } => {
             let Some(mut applied) = receiver.applied.clone() else {
                 return Err("this node serves no metadata".into());
             };
-            let newer = |a: &super::state_machine::Applied| a.0.is_some() && a.0 > after;
+            let newer = |a: &super::state_machine::Applied| a.offset.is_some() && a.offset > after;
             let wait = std::time::Duration::from_millis(u64::from(max_wait_ms.min(30_000)));
             let _ = tokio::time::timeout(wait, applied.wait_for(newer)).await;
-            let (offset, image) = applied.borrow().clone();
+            let (mut offset, image) = applied.borrow().pair();
+            let mut image = (offset.is_some() && offset > after).then_some(image);
+            let mut sent = Vec::new();
+            if let (true, Some(upto), Some(recent)) =
+                (entries && image.is_some(), offset, receiver.recent.as_ref())
+            {
+                let tail = recent.after(after, upto, super::recent::MAX_RECORDS_PER_FETCH);
+                if let Some(last) = tail.as_ref().and_then(|t| t.last()) {
+                    offset = Some(last.offset);
+                    image = None;
+                    sent = tail.unwrap_or_default();
+                }
+            }
             let known = raft.metrics().borrow().clone();
             let members = known
                 .membership_config
@@ -148,7 +175,8 @@ pub async fn serve(receiver: &Receiver, rpc: QuorumRpc) -> Result<QuorumReply, S
                 leader: super::raft::known_leader(&known),
                 epoch: known.current_term,
                 offset,
-                image: (offset.is_some() && offset > after).then_some(image),
+                image,
+                entries: sent,
                 members,
             }))
         }
