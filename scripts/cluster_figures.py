@@ -258,7 +258,10 @@ def failover(args, nodes):
     controller = quorum_leader(nodes[0]["port"])
     parts = partitions_of(admin, topic)
     admin.close()
-    partition, (leader, _) = next((p, v) for p, v in sorted(parts.items()) if v[0] != controller)
+    # Prefer a partition whose leader is not the active controller (a data-plane failover
+    # only); if the controller leads all three, take partition 0 and say so in the output.
+    partition, (leader, _) = next(((p, v) for p, v in sorted(parts.items()) if v[0] != controller),
+                                  (0, parts[0]))
     probe = subprocess.Popen([args.bench, "--failover-probe", bootstrap, topic, str(partition)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
