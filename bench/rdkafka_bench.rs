@@ -306,6 +306,52 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `--failover-probe BOOTSTRAP TOPIC PARTITION`: one acks=all producer (librdkafka defaults
+/// otherwise) that, for each line read on stdin, sends one record to TOPIC/PARTITION, waits
+/// for its delivery report and prints `ok UNIX_NANOS` (when the acknowledgement arrived) or
+/// `err UNIX_NANOS MESSAGE`. A driver SIGKILLs the partition's leader, then writes a line:
+/// the record is sent after the kill, so its acknowledgement comes from the new leader.
+fn failover_probe(bootstrap: &str, topic: &str, partition: i32) {
+    use rdkafka::producer::FutureProducer;
+    use rdkafka::producer::FutureRecord;
+    use std::io::{BufRead, Write};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let producer: FutureProducer = config(bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("producer");
+    let unix_nanos = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    };
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for (i, line) in stdin.lock().lines().enumerate() {
+        if line.is_err() {
+            break;
+        }
+        let value = format!("probe-{i}");
+        let record = FutureRecord::<(), _>::to(topic)
+            .payload(&value)
+            .partition(partition);
+        let r = rt.block_on(producer.send(record, Duration::from_secs(120)));
+        let now = unix_nanos();
+        match r {
+            Ok(_) => writeln!(out, "ok {now}"),
+            Err((e, _)) => writeln!(out, "err {now} {e}"),
+        }
+        .and_then(|()| out.flush())
+        .expect("stdout");
+    }
+}
+
 struct Args {
     targets: Vec<(String, String, Vec<u32>)>,
     rounds: usize,
@@ -314,7 +360,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[,HOST:PORT...][@PID[+PID...]] ... \
-[--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]";
+[--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]\n\
+       rdkafka-bench --failover-probe HOST:PORT[,HOST:PORT...] TOPIC PARTITION";
 
 fn parse_args() -> Args {
     let mut a = Args {
@@ -393,6 +440,13 @@ fn parse_args() -> Args {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--failover-probe") {
+        assert_eq!(argv.len(), 5, "{USAGE}");
+        let partition = argv[4].parse().expect("partition");
+        failover_probe(&argv[2], &argv[3], partition);
+        return;
+    }
     let args = parse_args();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

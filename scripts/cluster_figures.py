@@ -10,6 +10,22 @@ same server.properties files (only the binary changes):
 Usage:
   scripts/cluster_figures.py strom [--binary target/release/strom]
   scripts/cluster_figures.py kafka [--kafka-home ~/.cache/strom-peers/kafka/kafka_2.13-4.1.0]
+  scripts/cluster_figures.py bench [--binary ...] [--bench target/release/examples/rdkafka-bench]
+                                   [--kafka-home ...] [--rounds 3] [--latency-rate auto]
+
+`bench` runs both clusters at once (3 Strom nodes and 3 Kafka nodes, every node a combined
+broker+controller, same properties) and drives them with the release `rdkafka-bench`
+(librdkafka), rounds alternating Strom and Kafka, RF 3 topics of 3 partitions, after one
+discarded warm-up round each (Kafka's JIT):
+
+- produce throughput with acks=all, 1,000,000 x 100 B and 200,000 x 1 KiB: records/s, MB/s
+  and the three brokers' summed user+system CPU per record;
+- latency percentiles with acks=all at a fixed rate below both peaks (by default half of the
+  lower of the two 100 B peaks just measured, rounded down to 10,000 records/s, for 15 s);
+- failover: a 3-partition RF 3 topic; the leader of a partition that is not the active
+  controller is SIGKILLed, then one acks=all record is sent to that partition through an
+  already-connected librdkafka producer (`rdkafka-bench --failover-probe`); the figure is
+  the time from the kill to that record's acknowledgement, i.e. the new leader's.
 
 Kafka comes from ../shared/peers (kafka-assemble.sh). Needs kafka-python. Prints one JSON line.
 This is a measurement on a noisy 2-core machine, not a test.
@@ -196,14 +212,139 @@ def stop(nodes):
             n["proc"].wait()
 
 
+def run_bench(args, targets, *workloads):
+    """rdkafka-bench --json over `targets` (name -> nodes) for `workloads` (its --produce
+    values); returns {(workload name, target): result}."""
+    cmd = [args.bench, "--json", "--rounds", str(args.rounds), "--replication-factor", "3"]
+    for name, nodes in targets.items():
+        bootstrap = ",".join(f"127.0.0.1:{n['port']}" for n in nodes)
+        pids = "+".join(str(n["proc"].pid) for n in nodes)
+        cmd += ["--target", f"{name}={bootstrap}@{pids}"]
+    for w in workloads:
+        cmd += ["--produce", w]
+    print("+", " ".join(cmd), file=sys.stderr, flush=True)
+    out = subprocess.check_output(cmd, text=True)
+    results = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            r = json.loads(line)
+            results[(r["workload"], r["target"])] = r
+    return results
+
+
+def partitions_of(admin, topic):
+    """partition -> (leader, isr) as the cluster describes `topic`."""
+    def field(d, *names):  # kafka-python's key names changed across versions
+        return next(d[n] for n in names if n in d)
+    for t in admin.describe_topics([topic]):
+        if field(t, "topic", "name") == topic:
+            return {field(p, "partition", "partition_index"):
+                    (field(p, "leader", "leader_id"), sorted(field(p, "isr", "isr_nodes")))
+                    for p in t["partitions"]}
+    return {}
+
+
+def failover(args, nodes):
+    """Seconds from SIGKILL of a partition leader (not the active controller) to the
+    acknowledgement of an acks=all record sent to that partition after the kill."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    bootstrap = ",".join(f"127.0.0.1:{n['port']}" for n in nodes)
+    topic = f"failover-{uuid.uuid4().hex[:6]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin.create_topics([NewTopic(topic, 3, 3)])
+    wait(lambda: (ps := partitions_of(admin, topic)) and len(ps) == 3
+         and all(l >= 0 and len(isr) == 3 for l, isr in ps.values()), 60, "full ISRs")
+    controller = quorum_leader(nodes[0]["port"])
+    parts = partitions_of(admin, topic)
+    admin.close()
+    # Prefer a partition whose leader is not the active controller (a data-plane failover
+    # only); if the controller leads all three, take partition 0 and say so in the output.
+    partition, (leader, _) = next(((p, v) for p, v in sorted(parts.items()) if v[0] != controller),
+                                  (0, parts[0]))
+    probe = subprocess.Popen([args.bench, "--failover-probe", bootstrap, topic, str(partition)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        def send():
+            probe.stdin.write("send\n")
+            probe.stdin.flush()
+            return probe.stdout.readline().split(maxsplit=2)
+        for _ in range(20):  # warm: connections and metadata in place, all acknowledged
+            r = send()
+            assert r and r[0] == "ok", f"warm-up produce failed: {r}"
+        victim = next(n for n in nodes if n["id"] == leader)
+        killed_ns = time.time_ns()
+        os.killpg(victim["proc"].pid, signal.SIGKILL)
+        victim["proc"].wait()
+        r = send()
+        assert r and r[0] == "ok", f"produce after the kill failed: {r}"
+        return {"partition": partition, "killed_leader": leader, "active_controller": controller,
+                "failover_s": round((int(r[1]) - killed_ns) / 1e9, 3)}
+    finally:
+        probe.stdin.close()
+        probe.wait()
+
+
+def bench(args):
+    root = tempfile.mkdtemp(prefix="figures-bench-")
+    clusters = {}
+    load_before = open("/proc/loadavg").read().split()[:3]
+    try:
+        for kind in ("strom", "kafka"):
+            os.makedirs(os.path.join(root, kind))
+            clusters[kind], _ = start(kind, args, os.path.join(root, kind))
+        time.sleep(5)  # let both settle (the internal topics)
+        # One discarded round each, so Kafka's JVM is past its JIT warm-up when measured.
+        run_bench(argparse.Namespace(**{**vars(args), "rounds": 1}), clusters,
+                  "300000,100,all,none", "50000,1024,all,none")
+        throughput = ["1000000,100,all,none", "200000,1024,all,none"]
+        res = run_bench(args, clusters, *throughput)
+        peak = {}
+        rows = []
+        for (workload, target), r in sorted(res.items()):
+            records, size = (int(x) for x in workload.split()[1:4:2])
+            cpu_us = r["broker_cpu_ms"] * 1000 / records if r["broker_cpu_ms"] is not None else None
+            rows.append({"workload": workload, "target": target, "records_per_s": r["produce_rps"],
+                         "mb_per_s": r["produce_mbps"], "broker_cpu_ms": r["broker_cpu_ms"],
+                         "broker_cpu_us_per_record": cpu_us and round(cpu_us, 3),
+                         "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]})
+            peak.setdefault(size, {})[target] = r["produce_rps"]
+        if args.latency_rate == "auto":
+            rate = max(10000, int(min(peak[100].values()) / 2) // 10000 * 10000)
+        else:
+            rate = int(args.latency_rate)
+        below = all(rate < v for v in peak[100].values())
+        lat = run_bench(args, clusters, f"{rate * args.latency_seconds},100,all,none,{rate}")
+        latency = [{"workload": w, "target": t, "rate": rate, "below_both_peaks": below,
+                    "achieved_records_per_s": r["produce_rps"], "p50_ms": r["p50_ms"],
+                    "p99_ms": r["p99_ms"], "p999_ms": r["p999_ms"], "max_ms": r["max_ms"]}
+                   for (w, t), r in sorted(lat.items())]
+        fail = {kind: failover(args, nodes) for kind, nodes in clusters.items()}
+        load_after = open("/proc/loadavg").read().split()[:3]
+        print(json.dumps({"throughput": rows, "latency": latency, "failover": fail,
+                          "loadavg_before": load_before, "loadavg_after": load_after},
+                         indent=1))
+    finally:
+        for nodes in clusters.values():
+            stop(nodes)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["strom", "kafka"])
+    p.add_argument("kind", choices=["strom", "kafka", "bench"])
     p.add_argument("--binary", default="target/release/strom")
     p.add_argument("--kafka-home",
                    default=os.path.expanduser("~/.cache/strom-peers/kafka/kafka_2.13-4.1.0"))
     p.add_argument("--topics", type=int, default=20)
+    p.add_argument("--bench", default="target/release/examples/rdkafka-bench")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--latency-rate", default="auto",
+                   help="records/s for the latency run, or auto (half the lower 100 B peak)")
+    p.add_argument("--latency-seconds", type=int, default=15)
     args = p.parse_args()
+    if args.kind == "bench":
+        return bench(args)
     from kafka.admin import KafkaAdminClient, NewTopic
 
     root = tempfile.mkdtemp(prefix=f"figures-{args.kind}-")

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::checker::History;
-use common::cluster::Cluster;
+use common::cluster::{Cluster, View};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
@@ -36,8 +36,12 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn create_topic(bootstrap: &str, name: &str, configs: &[(&str, &str)]) {
+    create_topic_with(bootstrap, name, 1, configs)
+}
+
+fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let admin = common::admin(bootstrap);
-    let mut topic = NewTopic::new(name, 1, TopicReplication::Fixed(3));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }
@@ -77,19 +81,27 @@ fn wait_partition(
 
 /// Every value of partition 0, read from the beginning up to the high watermark.
 fn read_all(bootstrap: &str, topic: &str) -> Vec<String> {
+    read_partition(bootstrap, topic, 0)
+}
+
+/// Every value of `partition`, read from the beginning up to the high watermark.
+fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<String> {
     let consumer = common::consumer(bootstrap, &[]);
     let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(20))
+        .fetch_watermarks(topic, partition, Duration::from_secs(20))
         .expect("watermarks");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .unwrap();
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
     let deadline = Instant::now() + WAIT;
     let mut next = 0;
     while next < high {
-        assert!(Instant::now() < deadline, "read {next} of {high} offsets");
+        assert!(
+            Instant::now() < deadline,
+            "partition {partition}: read {next} of {high} offsets"
+        );
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.expect("consume");
             next = m.offset() + 1;
@@ -100,25 +112,38 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<String> {
 }
 
 /// An idempotent acks=all producer sending `v-000000`, `v-000001`, ... with a few in flight,
-/// until `stop`; records what it sent and what was acknowledged, and when.
+/// round-robin over `partitions` partitions (value `i` to partition `i % partitions`), until
+/// `stop`; records per partition what it sent and what was acknowledged, when, and every
+/// delivery error that reached the application.
 struct Load {
-    history: Arc<Mutex<History>>,
+    histories: Arc<Vec<Mutex<History>>>,
     acked: Arc<AtomicUsize>,
     ack_times: Arc<Mutex<Vec<Instant>>>,
+    errors: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
     fn start(bootstrap: String, topic: &'static str) -> Load {
-        let history = Arc::new(Mutex::new(History::default()));
+        Self::start_partitions(bootstrap, topic, 1)
+    }
+
+    fn start_partitions(bootstrap: String, topic: &'static str, partitions: i32) -> Load {
+        let histories: Arc<Vec<Mutex<History>>> = Arc::new(
+            (0..partitions)
+                .map(|_| Mutex::new(History::default()))
+                .collect(),
+        );
         let acked = Arc::new(AtomicUsize::new(0));
         let ack_times = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, a, t, s) = (
-            history.clone(),
+        let (h, a, t, e, s) = (
+            histories.clone(),
             acked.clone(),
             ack_times.clone(),
+            errors.clone(),
             stop.clone(),
         );
         let thread = std::thread::spawn(move || {
@@ -135,40 +160,51 @@ impl Load {
             block(async {
                 let mut i = 0u64;
                 let mut in_flight = tokio::task::JoinSet::new();
-                let done = |value: String, ok: bool| {
-                    if ok {
-                        h.lock().unwrap().acked.insert(value);
+                let done = |partition: i32, value: String, r: Result<(), String>| match r {
+                    Ok(()) => {
+                        h[partition as usize].lock().unwrap().acked.insert(value);
                         a.fetch_add(1, Ordering::Relaxed);
                         t.lock().unwrap().push(Instant::now());
                     }
+                    Err(err) => e.lock().unwrap().push(format!("{value}: {err}")),
                 };
                 while !s.load(Ordering::Relaxed) {
                     while in_flight.len() < 8 {
                         let value = format!("v-{i:06}");
+                        let partition = (i % partitions as u64) as i32;
                         i += 1;
-                        h.lock().unwrap().sent.push(value.clone());
+                        h[partition as usize]
+                            .lock()
+                            .unwrap()
+                            .sent
+                            .push(value.clone());
                         let producer = producer.clone();
                         in_flight.spawn(async move {
                             let record = FutureRecord::<(), _>::to(topic)
                                 .payload(&value)
-                                .partition(0);
+                                .partition(partition);
                             let r = producer.send(record, Duration::from_secs(60)).await;
-                            (value, r.is_ok())
+                            (
+                                partition,
+                                value,
+                                r.map(|_| ()).map_err(|(e, _)| e.to_string()),
+                            )
                         });
                     }
-                    if let Some(Ok((value, ok))) = in_flight.join_next().await {
-                        done(value, ok);
+                    if let Some(Ok((partition, value, r))) = in_flight.join_next().await {
+                        done(partition, value, r);
                     }
                 }
-                while let Some(Ok((value, ok))) = in_flight.join_next().await {
-                    done(value, ok);
+                while let Some(Ok((partition, value, r))) = in_flight.join_next().await {
+                    done(partition, value, r);
                 }
             });
         });
         Load {
-            history,
+            histories,
             acked,
             ack_times,
+            errors,
             stop,
             thread: Some(thread),
         }
@@ -186,10 +222,36 @@ impl Load {
         }
     }
 
-    fn finish(mut self) -> History {
+    /// Stops the producer; partition 0's history.
+    fn finish(self) -> History {
+        let (mut histories, _) = self.finish_all();
+        histories.swap_remove(0)
+    }
+
+    /// Stops the producer; every partition's history and the delivery errors seen.
+    fn finish_all(mut self) -> (Vec<History>, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().expect("producer thread");
-        std::mem::take(&mut *self.history.lock().unwrap())
+        let histories = self
+            .histories
+            .iter()
+            .map(|h| std::mem::take(&mut *h.lock().unwrap()))
+            .collect();
+        let errors = std::mem::take(&mut *self.errors.lock().unwrap());
+        (histories, errors)
+    }
+
+    /// The longest gap between consecutive acknowledgements in `[from, to]`, counting the
+    /// gap from `from` to the first one and from the last one to `to`.
+    fn longest_stall_between(&self, from: Instant, to: Instant) -> Duration {
+        let times = self.ack_times.lock().unwrap();
+        let mut prev = from;
+        let mut worst = Duration::ZERO;
+        for t in times.iter().filter(|t| **t >= from && **t <= to) {
+            worst = worst.max(*t - prev);
+            prev = *t;
+        }
+        worst.max(to.saturating_duration_since(prev))
     }
 
     /// The longest gap between consecutive acknowledgements after `from`.
@@ -337,6 +399,99 @@ fn a_follower_leaves_the_isr_when_dead_and_rejoins_byte_identical() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A rolling restart under acks=all idempotent load: each broker in turn stops on SIGTERM (a
+/// controlled shutdown, which moves its leaderships away before it exits), starts again and
+/// rejoins every ISR before the next one goes. Nothing acknowledged is lost, duplicated or
+/// reordered, and no delivery error reaches the producer.
+#[test]
+fn a_rolling_restart_under_acks_all_load_loses_nothing() {
+    const PARTITIONS: i32 = 6;
+    let mut cluster = Cluster::start(3, CLUSTER);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    let topic = "rolling";
+    create_topic_with(
+        &cluster.bootstrap(),
+        topic,
+        PARTITIONS,
+        &[("min.insync.replicas", "2")],
+    );
+    let all_in_sync = |v: &View| {
+        v.topics.get(topic).is_some_and(|t| {
+            t.len() == PARTITIONS as usize && t.values().all(|(l, _, isr)| *l > 0 && isr.len() == 3)
+        })
+    };
+    cluster.wait_view(1, WAIT, "every ISR full", all_in_sync);
+    let load = Load::start_partitions(cluster.bootstrap(), topic, PARTITIONS);
+    load.wait_acked(300);
+    let mut figures = Vec::new();
+    for id in [1, 2, 3] {
+        let via = if id == 1 { 2 } else { 1 };
+        let leaders = |v: &View| {
+            v.topics[topic]
+                .values()
+                .filter(|(l, _, _)| *l == id)
+                .count()
+        };
+        let led = leaders(&cluster.view(via));
+        let stopping = Instant::now();
+        assert!(
+            cluster.stop(id),
+            "node {id} did not shut down cleanly on SIGTERM\n{}",
+            cluster.log(id)
+        );
+        let shutdown = stopping.elapsed();
+        let led_after_exit = leaders(&cluster.view(via));
+        // The controller takes a stopped broker out of every ISR; only then does "back in
+        // every ISR" measure a rejoin.
+        let in_isr = |v: &View| {
+            v.topics[topic]
+                .values()
+                .filter(|(_, _, isr)| isr.contains(&id))
+                .count()
+        };
+        let in_isr_after_exit = in_isr(&cluster.view(via));
+        cluster.wait_view(via, WAIT, &format!("node {id} out of every ISR"), |v| {
+            in_isr(v) == 0
+        });
+        let restarting = Instant::now();
+        cluster.restart(id);
+        cluster.wait_view(
+            via,
+            WAIT,
+            &format!("node {id} back in every ISR"),
+            all_in_sync,
+        );
+        let rejoin = restarting.elapsed();
+        let before = load.acked.load(Ordering::Relaxed);
+        load.wait_acked(before + 200);
+        let stall = load.longest_stall_between(stopping, Instant::now());
+        println!(
+            "node {id}: led {led} of {PARTITIONS} partitions, {led_after_exit} still named \
+             leader and {in_isr_after_exit} ISRs still holding it right after its exit; SIGTERM to exit {shutdown:?}; restart to back in \
+             every ISR {rejoin:?}; longest produce stall {stall:?}"
+        );
+        figures.push((id, stall, rejoin));
+    }
+    let (histories, errors) = load.finish_all();
+    let bootstrap = cluster.bootstrap();
+    let mut total = common::checker::Report::default();
+    for (partition, history) in histories.iter().enumerate() {
+        let report = history.check(&read_partition(&bootstrap, topic, partition as i32));
+        assert!(report.is_clean(), "partition {partition}: {report:?}");
+        total.acked += report.acked;
+        total.read += report.read;
+    }
+    println!(
+        "rolling restart: acked {}, read {}, lost 0, duplicated 0, reordered 0, unexpected 0, \
+         delivery errors {}; per node (stall, rejoin): {figures:?}",
+        total.acked,
+        total.read,
+        errors.len()
+    );
+    assert!(errors.is_empty(), "delivery errors: {errors:?}");
+    assert!(total.acked >= 900, "{total:?}");
 }
 
 #[test]
