@@ -148,7 +148,13 @@ impl Broker {
             )?;
             broker.follow_latest();
         }
-        check_metadata_knows_data(&broker.image(), &broker.replicas)?;
+        if let Err(e) = check_metadata_knows_data(&broker.image(), &broker.replicas) {
+            // Refused before touching any log: the previous shutdown stays as clean as it was.
+            if clean_shutdown {
+                write_clean_shutdown_markers(broker.config.log_dirs());
+            }
+            return Err(e);
+        }
         {
             // The first image: a full resync; the images after it are followed as deltas.
             let mut followed = broker.follow_lock.lock();
