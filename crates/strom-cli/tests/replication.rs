@@ -283,6 +283,27 @@ fn log_bytes(data: &Path, topic: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Waits until the partition log of each of `nodes` equals `leader`'s byte for byte.
+fn wait_logs_equal_leader(cluster: &Cluster, topic: &str, leader: i32, nodes: &[i32]) {
+    let reference = log_bytes(&cluster.nodes[&leader].dir.join("data"), topic);
+    let deadline = Instant::now() + WAIT;
+    for id in nodes {
+        loop {
+            let copy = log_bytes(&cluster.nodes[id].dir.join("data"), topic);
+            if copy == reference {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id}'s log differs from leader {leader}'s ({} vs {} bytes)",
+                copy.len(),
+                reference.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 #[test]
 fn killing_the_leader_under_acks_all_load_loses_nothing() {
     let mut cluster = Cluster::start(3, CLUSTER);
@@ -330,23 +351,7 @@ fn killing_the_leader_under_acks_all_load_loses_nothing() {
         |_, isr| isr.len() == 3,
     );
     let (new_leader, _) = partition_state(&cluster, survivor, topic);
-    let reference = log_bytes(&cluster.nodes[&new_leader].dir.join("data"), topic);
-    let deadline = Instant::now() + WAIT;
-    for id in [1, 2, 3] {
-        loop {
-            let copy = log_bytes(&cluster.nodes[&id].dir.join("data"), topic);
-            if copy == reference {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id}'s log differs from the leader's ({} vs {} bytes)",
-                copy.len(),
-                reference.len()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_logs_equal_leader(&cluster, topic, new_leader, &[1, 2, 3]);
 }
 
 #[test]
@@ -384,21 +389,7 @@ fn a_follower_leaves_the_isr_when_dead_and_rejoins_byte_identical() {
     println!("ISR shrank {shrunk:?} after the kill; rejoined {rejoined:?} after the restart");
     let report = history.check(&read_all(&cluster.nodes[&leader].bootstrap(), topic));
     assert!(report.is_clean(), "{report:?}");
-    let reference = log_bytes(&cluster.nodes[&leader].dir.join("data"), topic);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let copy = log_bytes(&cluster.nodes[&follower].dir.join("data"), topic);
-        if copy == reference {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the follower's log differs ({} vs {} bytes)",
-            copy.len(),
-            reference.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_logs_equal_leader(&cluster, topic, leader, &[follower]);
 }
 
 /// A rolling restart under acks=all idempotent load: each broker in turn stops on SIGTERM (a
@@ -783,23 +774,7 @@ fn an_isolated_leader_stops_acknowledging_and_the_majority_carries_on() {
         lonely_kept, 0,
         "acks=1 records of the isolated leader survived"
     );
-    let reference = log_bytes(&cluster.nodes[&new_leader].dir.join("data"), topic);
-    let deadline = Instant::now() + WAIT;
-    for id in [1, 2, 3] {
-        loop {
-            let copy = log_bytes(&cluster.nodes[&id].dir.join("data"), topic);
-            if copy == reference {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id}'s log differs from the leader's ({} vs {} bytes)",
-                copy.len(),
-                reference.len()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_logs_equal_leader(&cluster, topic, new_leader, &[1, 2, 3]);
 }
 
 /// (ISR, eligible leader replicas, last known ELR) of partition 0 of `topic` from
