@@ -244,9 +244,10 @@ impl ReplicaManager {
         Ok(changes)
     }
 
-    /// Stops hosting `key`. Its log is deleted only when a committed RemoveTopic record deleted
-    /// its topic; a partition that vanished from the image any other way is a fault: its log is
-    /// closed and its directory kept as stray.
+    /// Stops hosting `key`. Its log is deleted only on a committed order: a RemoveTopic record
+    /// deleted its topic, or a partition record of the same topic moved the partition's
+    /// replicas off this broker (a completed reassignment). A partition that vanished from the
+    /// image any other way is a fault: its log is closed and its directory kept as stray.
     fn remove(&self, image: &MetadataImage, key: &(String, i32)) -> Result<(), LogError> {
         let removed = self.partitions.write().remove(key);
         let Some(partition) = removed else {
@@ -255,6 +256,14 @@ impl ReplicaManager {
         partition.notify_appended();
         if image.was_removed(partition.topic_id) {
             tracing::info!(topic = %key.0, partition = key.1, "deleting partition log");
+            return partition.log.delete();
+        }
+        let moved_away = image
+            .topic_by_id(partition.topic_id)
+            .and_then(|t| t.partitions.get(&key.1))
+            .is_some_and(|p| !p.replicas.contains(&self.local_id));
+        if moved_away {
+            tracing::info!(topic = %key.0, partition = key.1, "partition reassigned away; deleting its log");
             return partition.log.delete();
         }
         tracing::error!(
@@ -542,6 +551,8 @@ mod epoch_tests {
                 partition_epoch: 0,
                 eligible_leader_replicas: vec![],
                 last_known_elr: vec![],
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
         ]);
         let replicas = ReplicaManager::new(dir.path().to_path_buf(), Arc::new(SystemClock), 1);
@@ -682,6 +693,8 @@ mod delta_tests {
                         partition_epoch: old.partition_epoch + 1,
                         eligible_leader_replicas: vec![],
                         last_known_elr: vec![],
+                        adding_replicas: vec![],
+                        removing_replicas: vec![],
                     }
                 })
                 .collect(),
@@ -704,6 +717,8 @@ mod delta_tests {
                         partition_epoch: 0,
                         eligible_leader_replicas: vec![],
                         last_known_elr: vec![],
+                        adding_replicas: vec![],
+                        removing_replicas: vec![],
                     });
                 }
                 records
@@ -791,6 +806,8 @@ mod delta_tests {
                     partition_epoch: 0,
                     eligible_leader_replicas: vec![],
                     last_known_elr: vec![],
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
                 });
             }
         }
@@ -809,6 +826,8 @@ mod delta_tests {
             partition_epoch: i + 1,
             eligible_leader_replicas: vec![],
             last_known_elr: vec![],
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         };
         let frame = |update: MetadataUpdate| {
             let body = Body::Reply(QuorumReply::Metadata(update));

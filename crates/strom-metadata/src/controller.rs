@@ -8,6 +8,7 @@ mod configs;
 pub mod elections;
 pub mod ops;
 mod partitions;
+pub mod reassignments;
 pub mod topics;
 
 use std::path::Path;
@@ -373,5 +374,7 @@ fn base64url(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod elr_tests;
+#[cfg(test)]
+mod reassignment_tests;
 #[cfg(test)]
 mod tests;

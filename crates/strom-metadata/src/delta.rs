@@ -222,6 +222,8 @@ mod tests {
                         partition_epoch: pe,
                         eligible_leader_replicas: vec![],
                         last_known_elr: vec![],
+                        adding_replicas: vec![],
+                        removing_replicas: vec![],
                     }
                 }),
             1 => id.clone().prop_map(|topic_id| MetadataRecord::RemoveTopic { topic_id }),
@@ -360,6 +362,8 @@ mod tests {
             partition_epoch: epoch,
             eligible_leader_replicas: vec![],
             last_known_elr: vec![],
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         };
         records.extend((0..1000).map(|p| partition(p, 1, 0)));
         let image = MetadataImage::replay(&records);

@@ -59,7 +59,6 @@ pub enum ControllerError {
     /// INELIGIBLE_REPLICA: a proposed ISR member cannot be in the ISR.
     #[error("replica {replica} is not eligible for the ISR: {reason}")]
     IneligibleReplica { replica: i32, reason: String },
-    /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
     /// ELECTION_NOT_NEEDED: the partition already has the leader the election would pick.
     #[error("leader election not needed: {reason}")]
     ElectionNotNeeded { reason: String },
@@ -72,6 +71,11 @@ pub enum ControllerError {
     #[error("no eligible leader: {reason}")]
     EligibleLeadersNotAvailable { reason: String },
 
+    /// NO_REASSIGNMENT_IN_PROGRESS: a cancellation for a partition that is not being moved.
+    #[error("no reassignment is in progress for {partition}")]
+    NoReassignmentInProgress { partition: String },
+
+    /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
     #[error("metadata log: {reason}")]
     Storage { reason: String },
 }

@@ -79,6 +79,11 @@ pub struct PartitionImage {
     /// KIP-966 last known ELR (see [`MetadataRecord::Partition`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_known_elr: Vec<i32>,
+    /// Reassignment in flight (see [`MetadataRecord::Partition`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionImage {
@@ -94,6 +99,8 @@ impl PartitionImage {
             partition_epoch: self.partition_epoch,
             eligible_leader_replicas: self.eligible_leader_replicas.clone(),
             last_known_elr: self.last_known_elr.clone(),
+            adding_replicas: self.adding_replicas.clone(),
+            removing_replicas: self.removing_replicas.clone(),
         }
     }
 }
@@ -331,6 +338,8 @@ impl MetadataImage {
                 partition_epoch,
                 eligible_leader_replicas,
                 last_known_elr,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let Some(topic) = self.topics_by_id.get_mut(topic_id) else {
                     tracing::warn!(%topic_id, partition, "partition record for unknown topic id; skipped");
@@ -345,6 +354,8 @@ impl MetadataImage {
                     partition_epoch: *partition_epoch,
                     eligible_leader_replicas: eligible_leader_replicas.clone(),
                     last_known_elr: last_known_elr.clone(),
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                 };
                 touched.partition(*topic_id, *partition);
                 Arc::make_mut(topic).partitions.insert(*partition, image);
@@ -445,6 +456,8 @@ mod tests {
                 partition_epoch: 0,
                 eligible_leader_replicas: vec![],
                 last_known_elr: vec![],
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
             MetadataRecord::Config {
                 resource: ConfigResource::Topic("orders".into()),

@@ -56,6 +56,13 @@ pub enum MetadataRecord {
         /// ISR became empty (elected, as an unclean election, if no ISR or ELR member is left).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         last_known_elr: Vec<i32>,
+        /// KIP-455 reassignment in flight: replicas being added (in `replicas`, not yet caught
+        /// up) and being removed (in `replicas` until the reassignment completes). Both empty
+        /// when no reassignment is in progress; absent in logs written before reassignment.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     /// A dynamic config override was set (`Some`) or removed (`None`, back to the default).
     Config {

@@ -18,6 +18,7 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod add_raft_voter;
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -45,6 +46,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod list_transactions;
 mod metadata;
 mod offset_commit;
@@ -203,6 +205,8 @@ handlers!(
     update_raft_voter,
     write_txn_markers,
     elect_leaders,
+    alter_partition_reassignments,
+    list_partition_reassignments,
 );
 
 /// Decodes a request body of the header's version.

@@ -230,5 +230,7 @@ fn elect(
         partition_epoch: p.partition_epoch + 1,
         eligible_leader_replicas,
         last_known_elr,
+        adding_replicas: p.adding_replicas.clone(),
+        removing_replicas: p.removing_replicas.clone(),
     })
 }

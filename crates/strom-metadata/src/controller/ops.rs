@@ -68,6 +68,10 @@ pub enum ControllerOp {
         election: super::elections::ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// AlterPartitionReassignments: a target replica list per partition, `None` to cancel.
+    AlterPartitionReassignments {
+        partitions: Vec<((String, i32), Option<Vec<i32>>)>,
+    },
     /// AlterPartition: a partition leader changes its ISR.
     AlterPartition {
         broker_id: i32,
@@ -93,6 +97,9 @@ impl ControllerOp {
             ControllerOp::DescribeQuorum => ControllerOpResult::Quorum(Err(error)),
             ControllerOp::AlterPartition { .. } => ControllerOpResult::Partition(Err(error)),
             ControllerOp::ElectLeaders { .. } => ControllerOpResult::Elections(Err(error)),
+            ControllerOp::AlterPartitionReassignments { .. } => {
+                ControllerOpResult::Reassignments(Err(error))
+            }
             _ => ControllerOpResult::Done(Err(error)),
         }
     }
@@ -108,6 +115,7 @@ pub enum ControllerOpResult {
     Quorum(Result<crate::quorum::QuorumDescription, ControllerError>),
     Partition(Result<super::AlteredPartition, ControllerError>),
     Elections(Result<Vec<super::elections::ElectionResult>, ControllerError>),
+    Reassignments(Result<Vec<super::reassignments::ReassignmentResult>, ControllerError>),
 }
 
 impl ControllerOpResult {
@@ -141,6 +149,15 @@ impl ControllerOpResult {
     pub fn into_elections(self) -> Result<Vec<super::elections::ElectionResult>, ControllerError> {
         match self {
             ControllerOpResult::Elections(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_reassignments(
+        self,
+    ) -> Result<Vec<super::reassignments::ReassignmentResult>, ControllerError> {
+        match self {
+            ControllerOpResult::Reassignments(r) => r,
             _ => Err(Self::mismatch()),
         }
     }
@@ -246,6 +263,9 @@ impl Controller {
                 election,
                 partitions,
             } => ControllerOpResult::Elections(self.elect_leaders(election, partitions)),
+            ControllerOp::AlterPartitionReassignments { partitions } => {
+                ControllerOpResult::Reassignments(self.alter_partition_reassignments(partitions))
+            }
             ControllerOp::DescribeQuorum => {
                 ControllerOpResult::Quorum(self.quorum().describe().ok_or_else(|| {
                     ControllerError::NotController {

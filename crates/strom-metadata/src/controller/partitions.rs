@@ -134,7 +134,8 @@ pub(super) struct TopicPolicy {
 }
 
 /// One partition change, as Kafka's PartitionChangeBuilder makes it with
-/// `eligible.leader.replicas.version=1` (KIP-966): the target ISR, then
+/// `eligible.leader.replicas.version=1` (KIP-966): the target ISR (completing a reassignment
+/// in flight when every target replica is in it, see `reassignments`), then
 /// - the ELR: cleared (with the last known ELR) when the ISR has at least `min.insync.replicas`
 ///   members; otherwise the replicas leaving the ISR join it (ELR ∪ old ISR − new ISR), less
 ///   any replica that restarted after an unclean shutdown;
@@ -155,18 +156,32 @@ pub(super) fn change_partition(
     unfenced: &dyn Fn(i32) -> bool,
     unclean_shutdown: Option<i32>,
 ) -> Option<PartitionImage> {
+    let mut isr = target_isr;
+    // A reassignment completes once every target replica is in sync: the replicas being
+    // removed leave the replica set and the ISR (a removed leader hands over below).
+    let mut replicas = p.replicas.clone();
+    let mut adding = p.adding_replicas.clone();
+    let mut removing = p.removing_replicas.clone();
+    if p.is_reassigning() {
+        let target = p.target_replicas();
+        if target.iter().all(|r| isr.contains(r)) {
+            replicas = target;
+            adding.clear();
+            removing.clear();
+            isr.retain(|r| replicas.contains(r));
+        }
+    }
     let order = |ids: &mut Vec<i32>| {
-        ids.sort_by_key(|id| p.replicas.iter().position(|r| r == id));
+        ids.sort_by_key(|id| replicas.iter().position(|r| r == id));
         ids.dedup();
     };
-    let mut isr = target_isr;
     order(&mut isr);
     let mut elr = p.eligible_leader_replicas.clone();
     if isr.len() >= policy.min_isr {
         elr.clear();
     } else {
         elr.extend(p.isr.iter().copied());
-        elr.retain(|r| !isr.contains(r) && Some(*r) != unclean_shutdown);
+        elr.retain(|r| !isr.contains(r) && replicas.contains(r) && Some(*r) != unclean_shutdown);
         order(&mut elr);
     }
 
@@ -174,7 +189,7 @@ pub(super) fn change_partition(
     let mut unclean = false;
     let leader = if p.leader >= 0 && valid(p.leader) {
         p.leader
-    } else if let Some(r) = p.replicas.iter().copied().find(|r| valid(*r)) {
+    } else if let Some(r) = replicas.iter().copied().find(|r| valid(*r)) {
         r
     } else if isr.is_empty()
         && elr.is_empty()
@@ -183,8 +198,7 @@ pub(super) fn change_partition(
     {
         unclean = true;
         p.last_known_elr[0]
-    } else if let Some(r) = p
-        .replicas
+    } else if let Some(r) = replicas
         .iter()
         .copied()
         .find(|r| policy.unclean && unfenced(*r))
@@ -215,6 +229,9 @@ pub(super) fn change_partition(
     }
 
     let mut next = p.clone();
+    next.replicas = replicas;
+    next.adding_replicas = adding;
+    next.removing_replicas = removing;
     next.isr = isr;
     next.eligible_leader_replicas = elr;
     next.last_known_elr = last_known_elr;

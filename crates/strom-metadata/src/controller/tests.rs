@@ -105,6 +105,8 @@ fn a_pre_quorum_metadata_log_is_migrated_once_without_loss() {
             partition_epoch: 0,
             eligible_leader_replicas: vec![],
             last_known_elr: vec![],
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         },
     ];
     {

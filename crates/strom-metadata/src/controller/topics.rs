@@ -509,6 +509,8 @@ fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metad
         partition_epoch: 0,
         eligible_leader_replicas: vec![],
         last_known_elr: vec![],
+        adding_replicas: vec![],
+        removing_replicas: vec![],
     }
 }
 

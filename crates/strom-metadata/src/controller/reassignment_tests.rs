@@ -1,0 +1,252 @@
+//! Partition reassignment (KIP-455) rule by rule: the replica set widens while moving, the
+//! added replicas join the ISR before the removed ones leave, a removed leader hands over on
+//! completion, cancellation reverts, bad targets are refused per partition, and the records
+//! replay to the same image.
+
+use std::path::Path;
+
+use super::reassignments::ongoing_reassignments;
+use super::*;
+use crate::image::PartitionImage;
+
+fn open(dir: &Path, brokers: &[i32]) -> Controller {
+    let text = format!("log.dirs={}\n", dir.display());
+    let config = BrokerConfig::parse(&text, &[]).unwrap().0;
+    let mut c = Controller::open(dir, &config).unwrap();
+    for &id in brokers {
+        c.register_broker(id, "localhost", 9092 + id as u16, None)
+            .unwrap();
+    }
+    c
+}
+
+fn create(c: &mut Controller, name: &str, replicas: Vec<i32>, min_isr: &str) {
+    let request = CreateTopicRequest {
+        name: name.into(),
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: vec![(0, replicas)],
+        configs: vec![("min.insync.replicas".into(), Some(min_isr.into()))],
+    };
+    c.create_topics(vec![request], false)
+        .pop()
+        .unwrap()
+        .unwrap();
+}
+
+fn part(c: &Controller, name: &str) -> PartitionImage {
+    c.image().topic(name).unwrap().partitions[&0].clone()
+}
+
+/// The leader asks for ISR `isr`.
+fn alter(c: &mut Controller, name: &str, isr: &[i32]) -> PartitionImage {
+    let p = part(c, name);
+    let id = c.image().topic(name).unwrap().topic_id;
+    c.alter_partition(
+        p.leader,
+        id,
+        0,
+        p.leader_epoch,
+        p.partition_epoch,
+        isr.to_vec(),
+    )
+    .unwrap();
+    part(c, name)
+}
+
+fn reassign(
+    c: &mut Controller,
+    name: &str,
+    target: Option<Vec<i32>>,
+) -> Result<(), ControllerError> {
+    let mut results = c
+        .alter_partition_reassignments(vec![((name.into(), 0), target)])
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    results.pop().unwrap().1
+}
+
+#[test]
+fn a_move_widens_the_replicas_waits_for_the_new_ones_in_sync_then_drops_the_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3, 4]);
+    create(&mut c, "t", vec![1, 2, 3], "2");
+    let before = part(&c, "t");
+    reassign(&mut c, "t", Some(vec![4, 2, 3])).unwrap();
+    let p = part(&c, "t");
+    assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+    assert_eq!(p.adding_replicas, vec![4]);
+    assert_eq!(p.removing_replicas, vec![1]);
+    assert_eq!(
+        p.isr,
+        vec![2, 3, 1],
+        "the ISR keeps every old member while moving"
+    );
+    assert_eq!(p.leader, 1, "the leader stays until the move completes");
+    assert_eq!(p.leader_epoch, before.leader_epoch);
+    assert_eq!(p.partition_epoch, before.partition_epoch + 1);
+    let listed = ongoing_reassignments(&c.image(), None);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].adding.clone(), listed[0].removing.clone()),
+        (vec![4], vec![1])
+    );
+
+    // The new replica catches up and joins the ISR: the move completes in that change, the
+    // removed leader hands over to the first target replica in sync.
+    let p = alter(&mut c, "t", &[1, 2, 3, 4]);
+    assert_eq!(p.replicas, vec![4, 2, 3]);
+    assert!(
+        p.adding_replicas.is_empty() && p.removing_replicas.is_empty(),
+        "{p:?}"
+    );
+    assert_eq!(p.isr, vec![4, 2, 3]);
+    assert_eq!(p.leader, 4);
+    assert_eq!(p.leader_epoch, before.leader_epoch + 1);
+    assert!(ongoing_reassignments(&c.image(), None).is_empty());
+
+    drop(c);
+    let c = open(dir.path(), &[]);
+    assert_eq!(
+        part(&c, "t"),
+        p,
+        "reassignment records replay to the same partition"
+    );
+}
+
+#[test]
+fn an_old_replica_leaving_the_isr_mid_move_does_not_complete_it_before_the_new_one_is_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3, 4, 5]);
+    create(&mut c, "t", vec![1, 2, 3], "2");
+    reassign(&mut c, "t", Some(vec![1, 4, 5])).unwrap();
+    // 2 falls behind: out of the ISR, but the move is not complete (4 and 5 are not in).
+    let p = alter(&mut c, "t", &[1, 3]);
+    assert_eq!(p.replicas, vec![1, 4, 5, 2, 3]);
+    assert_eq!(p.isr, vec![1, 3]);
+    // 4 joins: still not complete.
+    let p = alter(&mut c, "t", &[1, 3, 4]);
+    assert!(p.is_reassigning());
+    assert!(
+        p.isr.len() >= 2,
+        "never below min.insync.replicas on account of the move"
+    );
+    // 5 joins: complete; 3 leaves the ISR and the replica set, 1 keeps leading.
+    let p = alter(&mut c, "t", &[1, 3, 4, 5]);
+    assert_eq!(p.replicas, vec![1, 4, 5]);
+    assert_eq!(p.isr, vec![1, 4, 5]);
+    assert_eq!(p.leader, 1);
+    assert!(!p.is_reassigning());
+}
+
+#[test]
+fn shrinking_to_replicas_already_in_sync_completes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3]);
+    create(&mut c, "t", vec![1, 2, 3], "1");
+    reassign(&mut c, "t", Some(vec![2, 3])).unwrap();
+    let p = part(&c, "t");
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![2, 3], vec![2, 3], 2)
+    );
+    assert!(!p.is_reassigning());
+    // Reordering the same replicas changes the preferred leader only.
+    reassign(&mut c, "t", Some(vec![3, 2])).unwrap();
+    let p = part(&c, "t");
+    assert_eq!((p.replicas.clone(), p.leader), (vec![3, 2], 2));
+    assert!(!p.is_reassigning());
+}
+
+#[test]
+fn cancelling_reverts_to_the_original_replicas_and_a_second_move_replaces_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3, 4, 5]);
+    create(&mut c, "t", vec![1, 2, 3], "2");
+    let original = part(&c, "t");
+    assert!(matches!(
+        reassign(&mut c, "t", None),
+        Err(ControllerError::NoReassignmentInProgress { .. })
+    ));
+    reassign(&mut c, "t", Some(vec![4, 5, 3])).unwrap();
+    // A new target replaces the one in flight (computed from the original replicas).
+    reassign(&mut c, "t", Some(vec![1, 2, 5])).unwrap();
+    let p = part(&c, "t");
+    assert_eq!(p.replicas, vec![1, 2, 5, 3]);
+    assert_eq!(
+        (p.adding_replicas.clone(), p.removing_replicas.clone()),
+        (vec![5], vec![3])
+    );
+    reassign(&mut c, "t", None).unwrap();
+    let p = part(&c, "t");
+    assert_eq!(p.replicas, original.replicas);
+    assert_eq!(p.isr, original.isr);
+    assert_eq!(p.leader, original.leader);
+    assert!(!p.is_reassigning());
+}
+
+#[test]
+fn bad_targets_are_refused_per_partition_and_good_ones_in_the_same_request_proceed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3]);
+    create(&mut c, "t", vec![1, 2], "1");
+    create(&mut c, "u", vec![1, 2], "1");
+    let results = c
+        .alter_partition_reassignments(vec![
+            (("t".into(), 0), Some(vec![])),
+            (("t".into(), 0), Some(vec![2, 2])),
+            (("t".into(), 0), Some(vec![2, 9])),
+            (("t".into(), 7), Some(vec![2, 3])),
+            (("nope".into(), 0), Some(vec![2, 3])),
+            (("u".into(), 0), Some(vec![2, 3])),
+        ])
+        .unwrap();
+    let errors: Vec<_> = results.iter().map(|(_, r)| r.clone()).collect();
+    assert!(matches!(
+        errors[0],
+        Err(ControllerError::InvalidReplicaAssignment { .. })
+    ));
+    assert!(matches!(
+        errors[1],
+        Err(ControllerError::InvalidReplicaAssignment { .. })
+    ));
+    assert!(matches!(
+        errors[2],
+        Err(ControllerError::InvalidReplicaAssignment { .. })
+    ));
+    assert!(matches!(
+        errors[3],
+        Err(ControllerError::UnknownTopicOrPartition { .. })
+    ));
+    assert!(matches!(
+        errors[4],
+        Err(ControllerError::UnknownTopicOrPartition { .. })
+    ));
+    assert_eq!(errors[5], Ok(()));
+    assert_eq!(
+        part(&c, "t").replicas,
+        vec![1, 2],
+        "refused targets change nothing"
+    );
+    assert_eq!(part(&c, "u").replicas, vec![2, 3, 1]);
+}
+
+#[test]
+fn a_fenced_removed_replica_does_not_block_completion_and_the_elr_stays_within_the_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3, 4]);
+    create(&mut c, "t", vec![1, 2, 3], "3");
+    reassign(&mut c, "t", Some(vec![1, 2, 4])).unwrap();
+    // The ISR shrinks below min ISR: 3 joins the ELR.
+    let p = alter(&mut c, "t", &[1, 2]);
+    assert_eq!(p.eligible_leader_replicas, vec![3]);
+    // 4 catches up: complete; 3 was being removed, so it leaves the ELR too.
+    let p = alter(&mut c, "t", &[1, 2, 4]);
+    assert_eq!(p.replicas, vec![1, 2, 4]);
+    assert!(
+        p.eligible_leader_replicas
+            .iter()
+            .all(|r| p.replicas.contains(r)),
+        "{p:?}"
+    );
+}
