@@ -64,6 +64,9 @@ pub struct Broker {
     _dir_locks: Vec<std::fs::File>,
     /// Follower replication: one fetcher per leader this broker follows partitions on.
     fetchers: crate::replica_fetcher::ReplicaFetchers,
+    /// Replication throttles (`leader.` / `follower.replication.throttled.rate`).
+    leader_throttle: crate::throttle::Throttle,
+    follower_throttle: crate::throttle::Throttle,
     /// Wakes the ISR check (a follower caught up and may join an ISR).
     isr_wake: tokio::sync::Notify,
     /// Coordinator loads and unloads waiting for their task (cluster mode).
@@ -125,6 +128,8 @@ impl Broker {
             logs_behind_image: Default::default(),
             stopping: Default::default(),
             fetchers: Default::default(),
+            leader_throttle: Default::default(),
+            follower_throttle: Default::default(),
             isr_wake: tokio::sync::Notify::new(),
             coordinator_events: Default::default(),
         });
@@ -369,6 +374,22 @@ impl Broker {
                 let _ = tokio::task::spawn_blocking(move || b.follow_latest()).await;
             }
         });
+    }
+
+    /// The leader-side replication throttle and its rate now.
+    pub fn leader_throttle(&self) -> (&crate::throttle::Throttle, i64) {
+        let rate = self
+            .effective_broker_config()
+            .leader_replication_throttled_rate();
+        (&self.leader_throttle, rate)
+    }
+
+    /// The follower-side replication throttle and its rate now.
+    pub fn follower_throttle(&self) -> (&crate::throttle::Throttle, i64) {
+        let rate = self
+            .effective_broker_config()
+            .follower_replication_throttled_rate();
+        (&self.follower_throttle, rate)
     }
 
     /// The broker config with this node's dynamic overrides on top.

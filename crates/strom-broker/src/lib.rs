@@ -20,6 +20,7 @@ pub mod replica_fetcher;
 pub mod replica_manager;
 mod response;
 pub mod server;
+pub mod throttle;
 pub mod txn;
 
 pub use broker::Broker;

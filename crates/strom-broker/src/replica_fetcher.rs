@@ -122,6 +122,48 @@ async fn fetch_loop(
             b.config().replica_fetch_wait_max_ms(),
             b.config().replica_fetch_max_bytes(),
         );
+        // Partitions listed in `follower.replication.throttled.replicas` for this broker are
+        // fetched only while the follower throttle has room, and for no more than it has.
+        let image = b.image();
+        let throttled: Vec<bool> = partitions
+            .iter()
+            .map(|p| {
+                crate::throttle::is_throttled(
+                    &image,
+                    &p.topic,
+                    p.index,
+                    node_id,
+                    "follower.replication.throttled.replicas",
+                )
+            })
+            .collect();
+        drop(image);
+        let (mut partitions, mut throttled) = (partitions, throttled);
+        let mut throttled_max = usize::MAX;
+        let mut throttle_rate = crate::throttle::UNLIMITED;
+        if throttled.iter().any(|t| *t) {
+            let (throttle, rate) = b.follower_throttle();
+            throttle_rate = rate;
+            throttled_max = throttle.available(rate);
+            if throttled_max == 0 {
+                let keep: Vec<bool> = throttled.iter().map(|t| !t).collect();
+                partitions = partitions
+                    .into_iter()
+                    .zip(&keep)
+                    .filter_map(|(p, k)| k.then_some(p))
+                    .collect();
+                throttled = vec![false; partitions.len()];
+                if partitions.is_empty() {
+                    let wait = throttle.wait(rate).max(Duration::from_millis(10));
+                    drop(b);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = wake.notified() => {}
+                    }
+                    continue;
+                }
+            }
+        }
         let endpoint =
             b.inter_broker_endpoint(leader)
                 .map(|(host, port)| match host.contains(':') {
@@ -149,7 +191,21 @@ async fn fetch_loop(
         // Each partition's leader epoch as the request states it: the answer applies only if
         // it is still the epoch when the answer arrives.
         let epochs: Vec<i32> = partitions.iter().map(|p| p.role().leader_epoch).collect();
-        let request = fetch_request(node_id, &partitions, &epochs, wait_ms, max_bytes);
+        let mut request = fetch_request(node_id, &partitions, &epochs, wait_ms, max_bytes);
+        if throttled_max != usize::MAX {
+            let cap = i32::try_from(throttled_max).unwrap_or(i32::MAX);
+            for t in &mut request.topics {
+                for fp in &mut t.partitions {
+                    let listed = partitions
+                        .iter()
+                        .zip(&throttled)
+                        .any(|(p, th)| *th && p.topic_id == t.topic_id && p.index == fp.partition);
+                    if listed {
+                        fp.partition_max_bytes = fp.partition_max_bytes.min(cap);
+                    }
+                }
+            }
+        }
         correlation_id = correlation_id.wrapping_add(1);
         let timeout = Duration::from_millis(wait_ms.max(0) as u64) + Duration::from_secs(10);
         let stream = conn.as_mut().expect("connected above");
@@ -160,6 +216,12 @@ async fn fetch_loop(
         .await;
         match response {
             Ok(Ok(response)) => {
+                if throttle_rate != crate::throttle::UNLIMITED {
+                    let moved = throttled_bytes(&partitions, &throttled, &response);
+                    if let Some(b) = broker.upgrade() {
+                        b.follower_throttle().0.record(throttle_rate, moved);
+                    }
+                }
                 let applied = tokio::task::spawn_blocking({
                     let partitions = partitions.clone();
                     move || apply_response(&partitions, &epochs, response)
@@ -186,6 +248,26 @@ async fn fetch_loop(
             }
         }
     }
+}
+
+/// Record bytes a response carries for the throttled partitions.
+fn throttled_bytes(
+    partitions: &[Arc<Partition>],
+    throttled: &[bool],
+    response: &FetchResponse,
+) -> usize {
+    let mut moved = 0;
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            let listed = partitions.iter().zip(throttled).any(|(p, th)| {
+                *th && p.topic_id == topic.topic_id && p.index == data.partition_index
+            });
+            if listed {
+                moved += data.records.as_ref().map_or(0, |r| r.len());
+            }
+        }
+    }
+    moved
 }
 
 fn fetch_request(

@@ -163,6 +163,10 @@ impl Admin {
     }
 
     /// Admin requests go to the controller when metadata names one (Kafka forwards anyway).
+    pub(crate) fn controller_id(&self) -> Option<i32> {
+        self.controller()
+    }
+
     fn controller(&self) -> Option<i32> {
         let md = self.client.metadata();
         md.brokers

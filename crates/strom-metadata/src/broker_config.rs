@@ -111,6 +111,11 @@ pub struct BrokerConfig {
     replica_lag_time_max_ms: i64,
     replica_fetch_max_bytes: i32,
     replica_fetch_wait_max_ms: i32,
+    leader_replication_throttled_rate: i64,
+    follower_replication_throttled_rate: i64,
+    balancer_enable: bool,
+    balancer_check_interval_seconds: i64,
+    balancer_max_concurrent_moves: i32,
     controller_quorum_voters: Vec<QuorumVoter>,
     /// `host:port` of controllers (KIP-853), dialable form (IPv6 in brackets).
     controller_quorum_bootstrap_servers: Vec<String>,
@@ -179,6 +184,11 @@ copy_accessors! {
     replica_lag_time_max_ms: i64,
     replica_fetch_max_bytes: i32,
     replica_fetch_wait_max_ms: i32,
+    leader_replication_throttled_rate: i64,
+    follower_replication_throttled_rate: i64,
+    balancer_enable: bool,
+    balancer_check_interval_seconds: i64,
+    balancer_max_concurrent_moves: i32,
 }
 
 impl BrokerConfig {
@@ -698,6 +708,11 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         replica_lag_time_max_ms: l.get("replica.lag.time.max.ms")?,
         replica_fetch_max_bytes: l.get("replica.fetch.max.bytes")?,
         replica_fetch_wait_max_ms: l.get("replica.fetch.wait.max.ms")?,
+        leader_replication_throttled_rate: l.get("leader.replication.throttled.rate")?,
+        follower_replication_throttled_rate: l.get("follower.replication.throttled.rate")?,
+        balancer_enable: l.bool("balancer.enable")?,
+        balancer_check_interval_seconds: l.get("balancer.check.interval.seconds")?,
+        balancer_max_concurrent_moves: l.get("balancer.max.concurrent.moves")?,
         controller_quorum_voters: voters
             .iter()
             .map(|v| parse_voter(v))

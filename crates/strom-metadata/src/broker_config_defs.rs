@@ -33,6 +33,9 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("advertised.listeners", T::String, None, V::Custom(crate::broker_config::validate_listeners), "Listeners published to clients; defaults to listeners."),
     b("auto.create.topics.enable", T::Boolean, Some("true"), V::Any, "Create a topic when a client asks for metadata of an unknown one."),
     b("auto.leader.rebalance.enable", T::Boolean, Some("true"), V::Any, "Move leadership back to preferred replicas periodically."),
+    b("balancer.check.interval.seconds", T::Long, Some("60"), V::AtLeast(1), "How often the active controller's balancer (balancer.enable) checks replica and leader balance."),
+    b("balancer.enable", T::Boolean, Some("false"), V::Any, "Continuous balancing: the active controller moves replicas (by reassignment) so every broker holds its fair share of replicas and preferred leaderships, rack-aware; a new broker fills up without a plan."),
+    b("balancer.max.concurrent.moves", T::Int, Some("4"), V::AtLeast(1), "Most partition reassignments the balancer keeps in flight at once."),
     b("broker.heartbeat.interval.ms", T::Int, Some("2000"), V::AtLeast(1), "How often a broker heartbeats to the active controller."),
     b("broker.id", T::Int, Some("-1"), V::AtLeast(-1), "Legacy alias of node.id."),
     b("broker.rack", T::String, None, V::Any, "Rack of this broker."),
@@ -49,6 +52,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("default.replication.factor", T::Int, Some("1"), V::AtLeast(1), "Replication factor of topics created with -1."),
     b("delete.topic.enable", T::Boolean, Some("true"), V::Any, "Allow DeleteTopics."),
     b("fetch.max.bytes", T::Int, Some("57671680"), V::AtLeast(1024), "Most record bytes in one Fetch response (KIP-74: the first batch is returned even if larger)."),
+    b("follower.replication.throttled.rate", T::Long, Some(LONG_MAX), V::AtLeast(1), "Bytes per second a follower may fetch for the replicas its topics list in follower.replication.throttled.replicas (a reassignment's --throttle)."),
     b("group.consumer.assignors", T::List, Some("uniform,range"), V::Any, "Server-side assignors of consumer groups (KIP-848); the first is the default."),
     b("group.consumer.heartbeat.interval.ms", T::Int, Some("5000"), V::AtLeast(1), "Heartbeat interval given to consumer-group members (KIP-848)."),
     b("group.consumer.max.size", T::Int, Some(INT_MAX), V::AtLeast(1), "Largest number of members of a consumer group (KIP-848)."),
@@ -60,6 +64,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("inter.broker.listener.name", T::String, None, V::Any, "Listener brokers use to talk to each other."),
     b("leader.imbalance.check.interval.seconds", T::Long, Some("300"), V::AtLeast(1), "How often the active controller checks leader balance (auto.leader.rebalance.enable)."),
     b("leader.imbalance.per.broker.percentage", T::Int, Some("10"), V::Between(0, 100), "A broker leading fewer of its preferred partitions than this share allows triggers preferred elections."),
+    b("leader.replication.throttled.rate", T::Long, Some(LONG_MAX), V::AtLeast(1), "Bytes per second a leader may send to followers for the replicas its topics list in leader.replication.throttled.replicas (a reassignment's --throttle)."),
     b("listener.security.protocol.map", T::String, Some("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"), V::Any, "Listener name to security protocol."),
     b("listeners", T::String, Some("PLAINTEXT://127.0.0.1:9092"), V::Custom(crate::broker_config::validate_listeners), "NAME://host:port the broker binds; empty host = all interfaces."),
     b("log.cleaner.backoff.ms", T::Long, Some("15000"), V::AtLeast(0), "Sleep between cleaner rounds when no log needs cleaning."),
@@ -137,6 +142,11 @@ pub const EXTRA_DYNAMIC_BROKER_CONFIGS: &[&str] = &[
     "num.io.threads",
     "num.network.threads",
     "log.cleaner.threads",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "balancer.enable",
+    "balancer.check.interval.seconds",
+    "balancer.max.concurrent.moves",
 ];
 
 /// The definition of broker config `name`.

@@ -405,7 +405,7 @@ fn read_partition(
             read_committed
         }
         FetchKind::Replica(replica) => {
-            return read_for_follower(broker, &partition, p, limit, first, replica, hw)
+            return read_for_follower(broker, image, &partition, p, limit, first, replica, hw)
         }
     };
     let empty = |log_start| PartitionRead {
@@ -472,17 +472,39 @@ fn read_partition(
     })
 }
 
-/// A follower's fetch, answered by the partition (`Partition::serve_follower_fetch`).
+/// A follower's fetch, answered by the partition (`Partition::serve_follower_fetch`). A
+/// replica of this leader listed in `leader.replication.throttled.replicas` gets records only
+/// while the leader throttle allows (the fetch still counts as progress, so an idle throttled
+/// follower stays in sync).
+#[allow(clippy::too_many_arguments)]
 fn read_for_follower(
     broker: &Broker,
+    image: &MetadataImage,
     partition: &Partition,
     p: &kafka_protocol::messages::fetch_request::FetchPartition,
-    limit: usize,
-    first: bool,
+    mut limit: usize,
+    mut first: bool,
     replica: i32,
     hw: i64,
 ) -> Result<PartitionRead, ReadError> {
     let log_start = partition.log.log_start_offset();
+    let throttle = crate::throttle::is_throttled(
+        image,
+        &partition.topic,
+        partition.index,
+        broker.node_id(),
+        "leader.replication.throttled.replicas",
+    )
+    .then(|| broker.leader_throttle());
+    if let Some((throttle, rate)) = throttle {
+        let available = throttle.available(rate);
+        if available == 0 {
+            limit = 0;
+            first = false;
+        } else {
+            limit = limit.min(available);
+        }
+    }
     let answer = partition
         .serve_follower_fetch(
             replica,
@@ -494,6 +516,9 @@ fn read_for_follower(
             crate::partition::now_ms(),
         )
         .map_err(|code| (code, hw, log_start))?;
+    if let (Some((throttle, rate)), Some(slice)) = (throttle, &answer.slice) {
+        throttle.record(rate, slice.len);
+    }
     if answer.joins_isr {
         broker.isr_check_due();
     }
