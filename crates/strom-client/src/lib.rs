@@ -24,7 +24,7 @@ pub use config::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
 pub use ops::{CommittedOffset, EARLIEST, LATEST};
 pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
-pub use reassign_admin::{PartitionOutcome, PartitionReassignment};
+pub use reassign_admin::{PartitionOutcome, PartitionReassignment, ReassignmentTarget};
 
 pub use error::{kafka_error_name, Error, KafkaCode, Result};
 pub use producer::{

@@ -28,6 +28,9 @@ pub struct PartitionReassignment {
     pub removing: Vec<i32>,
 }
 
+/// A partition and its target replicas (`None` cancels its reassignment).
+pub type ReassignmentTarget = ((String, i32), Option<Vec<i32>>);
+
 /// One partition's answer to a per-partition admin call.
 pub type PartitionOutcome = ((String, i32), Result<()>);
 
@@ -55,7 +58,7 @@ impl Admin {
     /// `allow_replication_factor_change`.
     pub async fn alter_partition_reassignments(
         &self,
-        targets: &[((String, i32), Option<Vec<i32>>)],
+        targets: &[ReassignmentTarget],
         allow_replication_factor_change: bool,
     ) -> Result<Vec<PartitionOutcome>> {
         let grouped = by_topic(targets.iter().cloned());

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use strom_metadata::controller::reassignments::ReassignmentRequest;
 use strom_metadata::{ControllerError, ControllerOp};
 
 use super::{decode, respond, ApiSpec, HandlerResult, RequestContext};
@@ -31,7 +32,7 @@ pub(super) async fn handle(
     let allow_rf_change = header.api_version == 0 || request.allow_replication_factor_change;
     let image = broker.image();
     let mut refused: Vec<((String, i32), ControllerError)> = Vec::new();
-    let mut wanted: Vec<((String, i32), Option<Vec<i32>>)> = Vec::new();
+    let mut wanted: Vec<ReassignmentRequest> = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
         for p in topic.partitions {

@@ -35,6 +35,9 @@ pub struct OngoingReassignment {
     pub removing: Vec<i32>,
 }
 
+/// One partition's requested reassignment: its target replicas, `None` to cancel.
+pub type ReassignmentRequest = ((String, i32), Option<Vec<i32>>);
+
 /// One partition's outcome of AlterPartitionReassignments.
 pub type ReassignmentResult = ((String, i32), Result<(), ControllerError>);
 
@@ -69,7 +72,7 @@ impl Controller {
     /// commit for every accepted change; each partition is answered on its own.
     pub fn alter_partition_reassignments(
         &mut self,
-        requests: Vec<((String, i32), Option<Vec<i32>>)>,
+        requests: Vec<ReassignmentRequest>,
     ) -> Result<Vec<ReassignmentResult>, ControllerError> {
         let image = self.image();
         let policy_of = self.topic_policy();
