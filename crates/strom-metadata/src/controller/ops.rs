@@ -70,7 +70,7 @@ pub enum ControllerOp {
     },
     /// AlterPartitionReassignments: a target replica list per partition, `None` to cancel.
     AlterPartitionReassignments {
-        partitions: Vec<((String, i32), Option<Vec<i32>>)>,
+        partitions: Vec<super::reassignments::ReassignmentRequest>,
     },
     /// AlterPartition: a partition leader changes its ISR.
     AlterPartition {

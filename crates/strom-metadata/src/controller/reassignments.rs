@@ -24,6 +24,10 @@ use super::Controller;
 use crate::error::ControllerError;
 use crate::image::{MetadataImage, PartitionImage};
 
+/// One partition of an AlterPartitionReassignments request: (topic, partition) and its target
+/// replicas, `None` to cancel.
+pub type ReassignmentRequest = ((String, i32), Option<Vec<i32>>);
+
 /// A reassignment in flight, as ListPartitionReassignments answers it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OngoingReassignment {
@@ -69,7 +73,7 @@ impl Controller {
     /// commit for every accepted change; each partition is answered on its own.
     pub fn alter_partition_reassignments(
         &mut self,
-        requests: Vec<((String, i32), Option<Vec<i32>>)>,
+        requests: Vec<ReassignmentRequest>,
     ) -> Result<Vec<ReassignmentResult>, ControllerError> {
         let image = self.image();
         let policy_of = self.topic_policy();
