@@ -260,11 +260,7 @@ impl Controller {
         if records.is_empty() {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&records)
-            .map_err(|e| ControllerError::Storage {
-                reason: e.to_string(),
-            })?
-            .len();
+        let bytes = crate::records::codec::encode_batch(&records).len();
         if bytes > MAX_BATCH_BYTES {
             return Err(ControllerError::InvalidRequest {
                 reason: format!(

@@ -1,13 +1,16 @@
 //! The metadata log: an append-only local file of record batches in
 //! `<dir>/__cluster_metadata-0/`, replayed on open. For a single node, a batch is committed once
 //! its fsync returns; a Raft quorum will later replicate the same batches before committing them.
+//! Each frame's payload is one batch in the binary format of [`crate::records::codec`]; a
+//! payload that does not start with its magic byte is a JSON array of records, as written
+//! before that format, and is still read.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::MetadataLogError;
-use crate::records::MetadataRecord;
+use crate::records::{codec, MetadataRecord};
 
 /// Directory name of the metadata log under a log dir, as in Kafka.
 pub const METADATA_LOG_DIR_NAME: &str = "__cluster_metadata-0";
@@ -18,7 +21,7 @@ pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Frame header: u32 big-endian payload length, then u32 big-endian CRC32C of the payload.
 const FRAME_HEADER_BYTES: usize = 8;
 
-/// The append-only metadata log. Each frame holds one batch (a JSON array of records), so a
+/// The append-only metadata log. Each frame holds one batch of records, so a
 /// batch is committed or torn as a whole: a topic never appears without its partitions.
 #[derive(Debug)]
 pub struct MetadataLog {
@@ -98,7 +101,7 @@ impl MetadataLog {
                 path: self.path.clone(),
             });
         }
-        let payload = serde_json::to_vec(records).expect("metadata records always serialize");
+        let payload = codec::encode_batch(records);
         if payload.len() > MAX_BATCH_BYTES {
             return Err(MetadataLogError::BatchTooLarge {
                 bytes: payload.len(),
@@ -170,12 +173,13 @@ fn decode_frames(
         if crc32c::crc32c(payload) != crc {
             break;
         }
-        let batch: Vec<MetadataRecord> =
-            serde_json::from_slice(payload).map_err(|e| MetadataLogError::UndecodableBatch {
+        let batch = codec::decode_stored_batch(payload).map_err(|reason| {
+            MetadataLogError::UndecodableBatch {
                 path: path.to_path_buf(),
                 position: pos as u64,
-                reason: e.to_string(),
-            })?;
+                reason,
+            }
+        })?;
         records.extend(batch);
         pos = start + len;
     }
@@ -283,6 +287,110 @@ mod tests {
             err,
             MetadataLogError::UndecodableBatch { position: 0, .. }
         ));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes.len() as u64);
+    }
+
+    /// One frame as the log has always framed it, around `payload`.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    #[test]
+    fn appends_write_binary_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+        let batch = vec![topic("a"), topic("b")];
+        log.append(&batch).unwrap();
+        let bytes = std::fs::read(log.path()).unwrap();
+        assert_eq!(bytes, frame(&codec::encode_batch(&batch)));
+        assert_eq!(bytes[FRAME_HEADER_BYTES], codec::BATCH_MAGIC);
+    }
+
+    #[test]
+    fn a_log_of_json_frames_from_earlier_versions_reopens_and_takes_binary_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = MetadataLog::open(dir.path()).unwrap();
+        let path = log.path().to_path_buf();
+        drop(log);
+        // Two frames exactly as Strom wrote them before the binary format (JSON arrays).
+        let mut bytes = frame(
+            br#"[{"type":"Cluster","cluster_id":"AAAAAAAAAAAAAAAAAAAAAA"},{"type":"Topic","name":"t","topic_id":"00000000-0000-0000-0000-000000000007"}]"#,
+        );
+        bytes.extend(frame(
+            br#"[{"type":"Partition","topic_id":"00000000-0000-0000-0000-000000000007","partition":0,"replicas":[1],"isr":[1],"leader":1,"leader_epoch":0,"partition_epoch":0},{"type":"Config","resource":{"Broker":1},"name":"n","value":null}]"#,
+        ));
+        std::fs::write(&path, &bytes).unwrap();
+        let old = vec![
+            MetadataRecord::Cluster {
+                cluster_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: Uuid::from_u128(7),
+            },
+            MetadataRecord::Partition {
+                topic_id: Uuid::from_u128(7),
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                eligible_leader_replicas: vec![],
+                last_known_elr: vec![],
+                adding_replicas: vec![],
+                removing_replicas: vec![],
+            },
+            MetadataRecord::Config {
+                resource: crate::records::ConfigResource::Broker(1),
+                name: "n".into(),
+                value: None,
+            },
+        ];
+        let (mut log, records) = MetadataLog::open(dir.path()).unwrap();
+        assert_eq!(records, old);
+        assert_eq!(log.next_offset(), 4);
+        let new = vec![topic("u")];
+        log.append(&new).unwrap();
+        drop(log);
+        let (log, records) = MetadataLog::open(dir.path()).unwrap();
+        assert_eq!(records, [old, new].concat());
+        assert_eq!(log.next_offset(), 5);
+    }
+
+    #[test]
+    fn binary_batch_with_an_unknown_record_type_is_undecodable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+        log.append(&[topic("a")]).unwrap();
+        let path = log.path().to_path_buf();
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let position = bytes.len() as u64;
+        // One record of type id 99, version 0, empty body.
+        bytes.extend(frame(&[
+            codec::BATCH_MAGIC,
+            codec::BATCH_FORMAT_VERSION,
+            1,
+            99,
+            0,
+            0,
+        ]));
+        std::fs::write(&path, &bytes).unwrap();
+        match MetadataLog::open(dir.path()).unwrap_err() {
+            MetadataLogError::UndecodableBatch {
+                position: at,
+                reason,
+                ..
+            } => {
+                assert_eq!(at, position);
+                assert!(reason.contains("unknown record type id 99"), "{reason}");
+            }
+            other => panic!("unexpected error {other}"),
+        }
         assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes.len() as u64);
     }
 }

@@ -1,6 +1,10 @@
 //! The metadata records: every change to cluster state is one of these, appended to the metadata
 //! log and replayed into the [`crate::image::MetadataImage`] (STYLE.md #7).
-//! They are serialized as JSON; a later Raft quorum replicates exactly these values.
+//! The metadata log stores them in the compact, versioned binary format of [`codec`] (one type
+//! id and record version per record); logs written before it hold JSON batches, still read. The
+//! serde derives remain for JSON elsewhere (the quorum's TCP codec, snapshots of the image).
+
+pub mod codec;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -24,6 +24,10 @@ use super::Controller;
 use crate::error::ControllerError;
 use crate::image::{MetadataImage, PartitionImage};
 
+/// One partition of an AlterPartitionReassignments request: (topic, partition) and its target
+/// replicas, `None` to cancel.
+pub type ReassignmentRequest = ((String, i32), Option<Vec<i32>>);
+
 /// A reassignment in flight, as ListPartitionReassignments answers it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OngoingReassignment {

@@ -6,8 +6,9 @@
 //! - `raft.log`: the 8-byte magic `STRMRLG1`, then frames
 //!   `[body_len u32 BE][crc32c(body) u32 BE][body]`, where body is
 //!   `[kind u8][index u64 BE][term u64 BE][payload]`. Kinds: 0 = purge
-//!   marker (the last purged log id; only ever the first frame), 1 = blank, 2 = records (JSON
-//!   array of `MetadataRecord`), 3 = membership (JSON). Indexes are consecutive. A frame that is
+//!   marker (the last purged log id; only ever the first frame), 1 = blank, 2 = records (one
+//!   batch in the binary format of [`crate::records::codec`]; a JSON array of `MetadataRecord`
+//!   in logs written before it, still read), 3 = membership (JSON). Indexes are consecutive. A frame that is
 //!   cut short or fails its checksum is a torn write: it and everything after it are truncated
 //!   on open. A frame with a valid checksum that does not decode is an error, never truncated.
 //! - `vote`: `STRMVOT1`, term u64, has-voted-for u8, voted-for node u64, committed u8, and the
@@ -32,6 +33,7 @@ use openraft::{
 
 use super::raft::{MetadataBatch, MetadataRaftConfig};
 use super::QuorumNodeId;
+use crate::records::codec;
 
 type C = MetadataRaftConfig;
 
@@ -189,9 +191,8 @@ fn split_body(body: &[u8]) -> (u8, LogId<QuorumNodeId>, &[u8]) {
 fn decode_payload(kind: u8, payload: &[u8]) -> Result<EntryPayload<C>, String> {
     match kind {
         KIND_BLANK => Ok(EntryPayload::Blank),
-        KIND_RECORDS => serde_json::from_slice(payload)
-            .map(|records| EntryPayload::Normal(MetadataBatch(records)))
-            .map_err(|e| e.to_string()),
+        KIND_RECORDS => codec::decode_stored_batch(payload)
+            .map(|records| EntryPayload::Normal(MetadataBatch(records))),
         KIND_MEMBERSHIP => serde_json::from_slice::<Membership<QuorumNodeId, _>>(payload)
             .map(EntryPayload::Membership)
             .map_err(|e| e.to_string()),
@@ -214,10 +215,7 @@ fn encode_frame(out: &mut Vec<u8>, kind: u8, log_id: &LogId<QuorumNodeId>, paylo
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry<C>) {
     let (kind, payload) = match &entry.payload {
         EntryPayload::Blank => (KIND_BLANK, Vec::new()),
-        EntryPayload::Normal(batch) => (
-            KIND_RECORDS,
-            serde_json::to_vec(&batch.0).expect("metadata records serialize"),
-        ),
+        EntryPayload::Normal(batch) => (KIND_RECORDS, codec::encode_batch(&batch.0)),
         EntryPayload::Membership(m) => (
             KIND_MEMBERSHIP,
             serde_json::to_vec(m).expect("membership serializes"),
@@ -571,5 +569,70 @@ mod tests {
         bytes[10] ^= 1;
         std::fs::write(dir.path().join(VOTE_FILE), &bytes).unwrap();
         assert!(read_vote(dir.path()).is_err());
+    }
+
+    #[test]
+    fn records_are_binary_and_json_frames_of_earlier_versions_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = QuorumLogStore::open(dir.path()).unwrap();
+        store.lock().append(vec![entry(1, 1)]).unwrap();
+        drop(store);
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let payload_at = LOG_MAGIC.len() + FRAME_HEADER + BODY_HEADER;
+        assert_eq!(bytes[payload_at], codec::BATCH_MAGIC);
+        // Entry 2 as Strom wrote records before the binary format: a JSON array.
+        encode_frame(
+            &mut bytes,
+            KIND_RECORDS,
+            &LogId::new(CommittedLeaderId::new(1, 1), 2),
+            br#"[{"type":"Cluster","cluster_id":"c2"},{"type":"FenceBroker","broker_id":3}]"#,
+        );
+        std::fs::write(&path, &bytes).unwrap();
+        let store = QuorumLogStore::open(dir.path()).unwrap();
+        store.lock().append(vec![entry(3, 1)]).unwrap();
+        drop(store);
+        let store = QuorumLogStore::open(dir.path()).unwrap();
+        let batches: Vec<Vec<MetadataRecord>> = store
+            .lock()
+            .entries
+            .values()
+            .map(|(e, _)| match &e.payload {
+                EntryPayload::Normal(batch) => batch.0.clone(),
+                other => panic!("unexpected payload {other:?}"),
+            })
+            .collect();
+        let cluster = |id: &str| MetadataRecord::Cluster {
+            cluster_id: id.into(),
+        };
+        assert_eq!(
+            batches,
+            [
+                vec![cluster("c1")],
+                vec![cluster("c2"), MetadataRecord::FenceBroker { broker_id: 3 }],
+                vec![cluster("c3")],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_binary_batch_of_a_newer_format_version_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = QuorumLogStore::open(dir.path()).unwrap();
+        store.lock().append(vec![entry(1, 1)]).unwrap();
+        drop(store);
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        encode_frame(
+            &mut bytes,
+            KIND_RECORDS,
+            &LogId::new(CommittedLeaderId::new(1, 1), 2),
+            &[codec::BATCH_MAGIC, codec::BATCH_FORMAT_VERSION + 1, 0],
+        );
+        std::fs::write(&path, &bytes).unwrap();
+        let err = QuorumLogStore::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("batch format version"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 }
