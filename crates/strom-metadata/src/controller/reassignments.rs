@@ -39,9 +39,6 @@ pub struct OngoingReassignment {
     pub removing: Vec<i32>,
 }
 
-/// One partition's requested reassignment: its target replicas, `None` to cancel.
-pub type ReassignmentRequest = ((String, i32), Option<Vec<i32>>);
-
 /// One partition's outcome of AlterPartitionReassignments.
 pub type ReassignmentResult = ((String, i32), Result<(), ControllerError>);
 
