@@ -238,6 +238,13 @@ impl Broker {
             .into_done();
         match result {
             Ok(()) => {}
+            Err(ControllerError::BrokerNotRegistered { .. })
+                if self.image().was_unregistered(broker_id) =>
+            {
+                tracing::debug!(
+                    "this broker was unregistered (decommissioned): not registering again until restarted"
+                );
+            }
             Err(ControllerError::BrokerNotRegistered { .. }) => {
                 tracing::warn!(
                     "the active controller does not know this broker; registering again"

@@ -362,6 +362,9 @@ pub(crate) fn fence_stale(controller: &Mutex<Controller>, session_timeout_ms: i6
     if let Err(e) = c.maybe_rebalance_leaders(now_ms()) {
         tracing::warn!(error = %e, "automatic leader rebalance failed");
     }
+    if let Err(e) = c.maybe_balance(now_ms()) {
+        tracing::warn!(error = %e, "balancer round failed");
+    }
     fenced
 }
 

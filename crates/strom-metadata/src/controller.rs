@@ -3,6 +3,7 @@
 //! image (STYLE.md #7). Single node: a quorum of one (commit = its fsync). Cluster: the Raft
 //! leader's controller is the active one; elsewhere proposals fail with `NotController`.
 
+pub mod balancing;
 mod brokers;
 mod configs;
 pub mod elections;
@@ -45,6 +46,8 @@ pub struct Controller {
     /// When the automatic leader rebalance runs next (ms; 0 = one interval from the first
     /// check, so a starting cluster settles first).
     next_leader_rebalance_ms: i64,
+    /// When the continuous balancer (`balancer.enable`) looks next.
+    next_balance_ms: i64,
     /// The leader term in which this controller last caught up with the committed log.
     caught_up_term: Option<u64>,
 }
@@ -88,6 +91,7 @@ impl Controller {
             config: config.clone(),
             last_contact: Default::default(),
             next_leader_rebalance_ms: 0,
+            next_balance_ms: 0,
             caught_up_term: None,
         };
         match controller.refresh() {

@@ -141,6 +141,9 @@ pub struct MetadataImage {
     /// Ids of topics a RemoveTopic record deleted: the only topics whose logs a broker may
     /// delete. A topic that vanishes from the image any other way is a fault, not an order.
     removed_topic_ids: std::collections::BTreeSet<Uuid>,
+    /// Brokers an UnregisterBroker record removed (and no registration since).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    unregistered_brokers: std::collections::BTreeSet<i32>,
     /// Number of records replayed into this image (the next metadata offset).
     records_applied: u64,
 }
@@ -226,6 +229,11 @@ impl MetadataImage {
         self.topics_by_id.get(&topic_id)
     }
 
+    /// Whether an UnregisterBroker record removed `broker_id` (with no registration since).
+    pub fn was_unregistered(&self, broker_id: i32) -> bool {
+        self.unregistered_brokers.contains(&broker_id)
+    }
+
     /// Whether a committed RemoveTopic record deleted the topic `topic_id`.
     pub fn was_removed(&self, topic_id: Uuid) -> bool {
         self.removed_topic_ids.contains(&topic_id)
@@ -296,7 +304,13 @@ impl MetadataImage {
                     fenced: false,
                 };
                 touched.broker(*broker_id);
+                self.unregistered_brokers.remove(broker_id);
                 self.brokers.insert(*broker_id, registration);
+            }
+            MetadataRecord::UnregisterBroker { broker_id } => {
+                touched.broker(*broker_id);
+                self.brokers.remove(broker_id);
+                self.unregistered_brokers.insert(*broker_id);
             }
             MetadataRecord::FenceBroker { broker_id }
             | MetadataRecord::UnfenceBroker { broker_id } => {

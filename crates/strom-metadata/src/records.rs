@@ -40,6 +40,10 @@ pub enum MetadataRecord {
     FenceBroker { broker_id: i32 },
     /// A fenced broker heartbeats again and may lead and be placed on again.
     UnfenceBroker { broker_id: i32 },
+    /// A broker left the cluster (`strom cluster decommission`, UnregisterBroker): its
+    /// registration is gone, and the running process does not register again on its own
+    /// (only a new start of it does).
+    UnregisterBroker { broker_id: i32 },
     /// A topic was created; its partitions follow as [`MetadataRecord::Partition`] records.
     Topic { name: String, topic_id: Uuid },
     /// A partition's full state (creation, or a later change of replicas, ISR or leader).

@@ -57,6 +57,7 @@ mod produce;
 mod remove_raft_voter;
 mod sync_group;
 mod txn_offset_commit;
+mod unregister_broker;
 mod update_raft_voter;
 mod write_txn_markers;
 
@@ -207,6 +208,7 @@ handlers!(
     elect_leaders,
     alter_partition_reassignments,
     list_partition_reassignments,
+    unregister_broker,
 );
 
 /// Decodes a request body of the header's version.

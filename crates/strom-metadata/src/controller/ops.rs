@@ -57,6 +57,10 @@ pub enum ControllerOp {
     BrokerHeartbeat {
         broker_id: i32,
     },
+    /// UnregisterBroker: a broker with no replicas left leaves the cluster.
+    UnregisterBroker {
+        broker_id: i32,
+    },
     /// A broker stopping on SIGTERM asks for its leaderships to move first.
     ControlledShutdown {
         broker_id: i32,
@@ -240,6 +244,9 @@ impl Controller {
             )),
             ControllerOp::BrokerHeartbeat { broker_id } => {
                 ControllerOpResult::Done(self.broker_heartbeat(broker_id, now_ms()))
+            }
+            ControllerOp::UnregisterBroker { broker_id } => {
+                ControllerOpResult::Done(self.unregister_broker(broker_id))
             }
             ControllerOp::ControlledShutdown { broker_id } => {
                 ControllerOpResult::Done(self.controlled_shutdown(broker_id))

@@ -250,3 +250,98 @@ fn a_fenced_removed_replica_does_not_block_completion_and_the_elr_stays_within_t
         "{p:?}"
     );
 }
+
+#[test]
+fn a_broker_is_unregistered_only_once_it_hosts_nothing_and_a_new_start_registers_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3]);
+    create(&mut c, "t", vec![1, 3], "1");
+    assert!(matches!(
+        c.unregister_broker(3),
+        Err(ControllerError::InvalidRequest { .. })
+    ));
+    assert!(matches!(
+        c.unregister_broker(9),
+        Err(ControllerError::BrokerNotRegistered { broker_id: 9 })
+    ));
+    reassign(&mut c, "t", Some(vec![1, 2])).unwrap();
+    // In flight, 3 still hosts a replica.
+    assert!(c.unregister_broker(3).is_err());
+    alter(&mut c, "t", &[1, 3, 2]);
+    assert_eq!(part(&c, "t").replicas, vec![1, 2]);
+    c.unregister_broker(3).unwrap();
+    let image = c.image();
+    assert!(image.broker(3).is_none() && image.was_unregistered(3));
+    assert!(matches!(
+        c.broker_heartbeat(3, 0),
+        Err(ControllerError::BrokerNotRegistered { .. })
+    ));
+    c.register_broker(3, "localhost", 9095, None).unwrap();
+    assert!(!c.image().was_unregistered(3) && c.image().broker(3).is_some());
+}
+
+#[test]
+fn the_continuous_balancer_moves_a_fair_share_onto_a_new_broker_a_step_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "log.dirs={}\nbalancer.enable=true\nbalancer.max.concurrent.moves=2\nbalancer.check.interval.seconds=1\n",
+        dir.path().display()
+    );
+    let config = BrokerConfig::parse(&text, &[]).unwrap().0;
+    let mut c = Controller::open(dir.path(), &config).unwrap();
+    for id in 1..=3 {
+        c.register_broker(id, "localhost", 9092 + id as u16, None)
+            .unwrap();
+    }
+    for i in 0..4 {
+        create(
+            &mut c,
+            &format!("t{i}"),
+            vec![1 + i % 3, 1 + (i + 1) % 3],
+            "1",
+        );
+    }
+    // Balanced over 1..3 (8 replicas: 3/3/2 at most one apart): nothing to do.
+    assert_eq!(c.maybe_balance(1_000).unwrap(), 0);
+    c.register_broker(4, "localhost", 9096, None).unwrap();
+    let mut now = 2_000;
+    let mut rounds = 0;
+    loop {
+        let started = c.maybe_balance(now).unwrap();
+        assert!(
+            started <= 2,
+            "at most balancer.max.concurrent.moves at once"
+        );
+        // Every move in flight completes: its new replicas catch up.
+        for i in 0..4 {
+            let name = format!("t{i}");
+            let p = part(&c, &name);
+            if p.is_reassigning() {
+                assert_eq!(c.maybe_balance(now + 500).unwrap(), 0, "one step at a time");
+                let all = p.replicas.clone();
+                alter(&mut c, &name, &all);
+            }
+        }
+        now += 1_000;
+        rounds += 1;
+        if started == 0 || rounds > 20 {
+            break;
+        }
+    }
+    let image = c.image();
+    let mut counts = std::collections::BTreeMap::new();
+    for t in image.topics() {
+        for p in t.partitions.values() {
+            assert!(!p.is_reassigning());
+            for r in &p.replicas {
+                *counts.entry(*r).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(
+        counts.get(&4),
+        Some(&2),
+        "the new broker holds its share: {counts:?}"
+    );
+    assert!(counts.values().all(|n| *n == 2), "{counts:?}");
+}

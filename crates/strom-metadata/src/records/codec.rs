@@ -26,6 +26,7 @@
 //! | 7  | `Config`           | 0       | resource (tag u8: 0 = topic then name str, 1 = broker then id i32), name str, value opt str |
 //! | 8  | `RemoveTopic`      | 0       | topic_id uuid                                           |
 //! | 9  | `ProducerIds`      | 0       | broker_id i32, next_block_start i64, block_size i64     |
+//! | 10 | `UnregisterBroker` | 0       | broker_id i32                                           |
 //!
 //! Field encodings: `uvarint` is unsigned LEB128 (at most 10 bytes, no overlong forms);
 //! `i32`/`i64` are zigzag then uvarint; `u16` is a uvarint below 65536; `str` is a uvarint
@@ -71,6 +72,7 @@ const TYPE_PARTITION: u64 = 6;
 const TYPE_CONFIG: u64 = 7;
 const TYPE_REMOVE_TOPIC: u64 = 8;
 const TYPE_PRODUCER_IDS: u64 = 9;
+const TYPE_UNREGISTER_BROKER: u64 = 10;
 
 const CONFIG_RESOURCE_TOPIC: u8 = 0;
 const CONFIG_RESOURCE_BROKER: u8 = 1;
@@ -108,6 +110,7 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
         MetadataRecord::Config { .. } => TYPE_CONFIG,
         MetadataRecord::RemoveTopic { .. } => TYPE_REMOVE_TOPIC,
         MetadataRecord::ProducerIds { .. } => TYPE_PRODUCER_IDS,
+        MetadataRecord::UnregisterBroker { .. } => TYPE_UNREGISTER_BROKER,
     };
     (
         id,
@@ -118,7 +121,7 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
 /// The newest record version of type `id` this code knows; `None` for an unknown type.
 fn current_version(id: u64) -> Option<u8> {
     match id {
-        TYPE_CLUSTER..=TYPE_PRODUCER_IDS => Some(0),
+        TYPE_CLUSTER..=TYPE_UNREGISTER_BROKER => Some(0),
         _ => None,
     }
 }
@@ -163,9 +166,9 @@ fn encode_body(out: &mut Vec<u8>, record: &MetadataRecord) {
                 put_uvarint(out, u64::from(l.port));
             }
         }
-        MetadataRecord::FenceBroker { broker_id } | MetadataRecord::UnfenceBroker { broker_id } => {
-            put_i32(out, *broker_id)
-        }
+        MetadataRecord::FenceBroker { broker_id }
+        | MetadataRecord::UnfenceBroker { broker_id }
+        | MetadataRecord::UnregisterBroker { broker_id } => put_i32(out, *broker_id),
         MetadataRecord::Topic { name, topic_id } => {
             put_str(out, name);
             out.extend_from_slice(topic_id.as_bytes());
@@ -373,6 +376,9 @@ fn decode_body(b: &mut Reader<'_>, id: u64) -> Result<MetadataRecord, RecordDeco
             broker_id: b.i32()?,
         },
         TYPE_UNFENCE_BROKER => MetadataRecord::UnfenceBroker {
+            broker_id: b.i32()?,
+        },
+        TYPE_UNREGISTER_BROKER => MetadataRecord::UnregisterBroker {
             broker_id: b.i32()?,
         },
         TYPE_TOPIC => MetadataRecord::Topic {

@@ -31,6 +31,7 @@ fn every_variant() -> Vec<MetadataRecord> {
             ],
         },
         MetadataRecord::FenceBroker { broker_id: -3 },
+        MetadataRecord::UnregisterBroker { broker_id: 12 },
         MetadataRecord::UnfenceBroker {
             broker_id: i32::MAX,
         },
@@ -394,6 +395,7 @@ fn any_record() -> impl Strategy<Value = MetadataRecord> {
                 }
             }),
         any::<i32>().prop_map(|broker_id| MetadataRecord::FenceBroker { broker_id }),
+        any::<i32>().prop_map(|broker_id| MetadataRecord::UnregisterBroker { broker_id }),
         any::<i32>().prop_map(|broker_id| MetadataRecord::UnfenceBroker { broker_id }),
         (text(), any::<u128>()).prop_map(|(name, id)| MetadataRecord::Topic {
             name,
