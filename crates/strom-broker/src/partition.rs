@@ -220,6 +220,9 @@ impl Partition {
             RoleChange::BecameFollower
         } else {
             if leads {
+                // A replica reassigned away forgets its progress: if it is added back later
+                // its log starts empty, and a stale fetch offset must not take it into the ISR.
+                state.followers.retain(|r, _| role.replicas.contains(r));
                 for r in role.replicas.iter().filter(|r| **r != self.local_id) {
                     state
                         .followers

@@ -29,9 +29,17 @@ enum ClusterCommand {
     RemoveController(RemoveControllerArgs),
     /// Print the quorum's leader, epoch, voters and observers (DescribeQuorum).
     DescribeQuorum(QuorumConnArgs),
-    /// Brokers, racks, controller, quorum, replicas and leaders per broker, and the
-    /// under-replicated and offline partitions (`--output json` for scripts).
+    /// Brokers, racks, controller, quorum, replicas and leaders per broker, the
+    /// under-replicated and offline partitions, and reassignments in progress (`--output
+    /// json` for scripts).
     Status(crate::output::ConnArgs),
+    /// Plan (`--dry-run`, the default) or run (`--execute`) moves that balance replicas,
+    /// leaders and disk usage over the brokers, rack-aware, in bounded steps; `--cancel`
+    /// reverts the moves in flight.
+    Rebalance(crate::rebalance::RebalanceArgs),
+    /// Move every replica off a broker (throttled with `--throttle`), wait until it hosts
+    /// none, then unregister it so it can be stopped.
+    Decommission(crate::rebalance::DecommissionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +103,8 @@ pub(crate) fn run(args: ClusterArgs) -> Result<()> {
         ClusterCommand::RemoveController(args) => remove_controller(args),
         ClusterCommand::DescribeQuorum(args) => describe_quorum(args),
         ClusterCommand::Status(args) => status(args),
+        ClusterCommand::Rebalance(args) => crate::rebalance::rebalance(args),
+        ClusterCommand::Decommission(args) => crate::rebalance::decommission(args),
     }
 }
 
@@ -201,6 +211,20 @@ fn status(args: crate::output::ConnArgs) -> Result<()> {
         // A single node without a quorum listener still answers; an error is shown, not fatal.
         let quorum = admin.describe_quorum().await;
         let topics = admin.list_topics(true).await?;
+        let reassignments: Vec<serde_json::Value> = admin
+            .list_partition_reassignments(None)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "partition": format!("{}-{}", r.topic, r.partition),
+                    "replicas": r.replicas,
+                    "adding": r.adding,
+                    "removing": r.removing,
+                })
+            })
+            .collect();
         // broker -> (replicas, leaders)
         let mut load: BTreeMap<i32, (usize, usize)> = BTreeMap::new();
         let mut under_replicated = Vec::new();
@@ -265,6 +289,7 @@ fn status(args: crate::output::ConnArgs) -> Result<()> {
                 "brokers": brokers,
                 "under_replicated": under_replicated,
                 "offline": offline,
+                "reassignments": reassignments,
             });
             println!("{all}");
             return Ok(());
@@ -324,6 +349,19 @@ fn status(args: crate::output::ConnArgs) -> Result<()> {
                     p["leader"].clone(),
                     p["replicas"].clone(),
                     p["isr"].clone(),
+                ]);
+            }
+            t.print(crate::output::Format::Table);
+        }
+        if !reassignments.is_empty() {
+            println!("\nReassignments in progress:");
+            let mut t = crate::output::Table::new(&["PARTITION", "REPLICAS", "ADDING", "REMOVING"]);
+            for r in &reassignments {
+                t.row(vec![
+                    r["partition"].clone(),
+                    r["replicas"].clone(),
+                    r["adding"].clone(),
+                    r["removing"].clone(),
                 ]);
             }
             t.print(crate::output::Format::Table);

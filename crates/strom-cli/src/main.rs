@@ -14,6 +14,7 @@ mod group;
 mod output;
 mod perf;
 mod produce;
+mod rebalance;
 mod registry;
 mod schema;
 mod server;

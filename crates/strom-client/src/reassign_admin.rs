@@ -11,7 +11,7 @@ use strom_protocol::kafka_protocol::messages::elect_leaders_request::TopicPartit
 use strom_protocol::kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use strom_protocol::kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, ApiKey, BrokerId, DescribeLogDirsRequest,
-    ElectLeadersRequest, ListPartitionReassignmentsRequest,
+    ElectLeadersRequest, ListPartitionReassignmentsRequest, UnregisterBrokerRequest,
 };
 
 use crate::admin::Admin;
@@ -212,12 +212,33 @@ impl Admin {
         Ok(out)
     }
 
+    /// UnregisterBroker: `broker_id` leaves the cluster (refused while it hosts replicas).
+    pub async fn unregister_broker(&self, broker_id: i32) -> Result<()> {
+        let resp = self
+            .client()
+            .send(self.controller_id(), ApiKey::UnregisterBroker, |_| {
+                let mut req = UnregisterBrokerRequest::default();
+                req.broker_id = BrokerId(broker_id);
+                req
+            })
+            .await?;
+        Error::check(resp.error_code, || {
+            resp.error_message
+                .as_deref()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("UnregisterBroker {broker_id}"))
+        })
+    }
+
     /// DescribeLogDirs of broker `broker_id`: the size in bytes of each partition it hosts.
     pub async fn partition_sizes(&self, broker_id: i32) -> Result<BTreeMap<(String, i32), i64>> {
         let resp = self
             .client()
             .send(Some(broker_id), ApiKey::DescribeLogDirs, |_| {
-                DescribeLogDirsRequest::default()
+                // Null topics: every partition the broker hosts.
+                let mut req = DescribeLogDirsRequest::default();
+                req.topics = None;
+                req
             })
             .await?;
         Error::check(resp.error_code, || {

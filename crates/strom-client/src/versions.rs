@@ -41,6 +41,7 @@ const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::ElectLeaders, 1, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::UnregisterBroker, 0, 0),
     // Transactions (KIP-98), classic protocol: v4+ of these belong to KIP-890's protocol v2.
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 3),

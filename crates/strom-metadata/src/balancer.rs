@@ -49,6 +49,9 @@ pub struct Bounds {
     pub max_bytes_per_step: u64,
     /// Reorder replica lists so preferred leaderships are balanced too.
     pub balance_leaders: bool,
+    /// Balance replica counts and bytes; off, the plan only empties excluded brokers (a
+    /// decommission moves nothing else).
+    pub balance_replicas: bool,
 }
 
 impl Default for Bounds {
@@ -57,6 +60,7 @@ impl Default for Bounds {
             max_concurrent_moves: 4,
             max_bytes_per_step: u64::MAX,
             balance_leaders: true,
+            balance_replicas: true,
         }
     }
 }
@@ -139,8 +143,10 @@ pub fn plan(brokers: &[BrokerInfo], partitions: &[PartitionInfo], bounds: Bounds
     let before_assignment: Vec<Vec<i32>> = partitions.iter().map(|p| p.replicas.clone()).collect();
     let mut state = State::new(brokers, partitions);
     state.evacuate_excluded();
-    state.balance_counts();
-    state.balance_bytes();
+    if bounds.balance_replicas {
+        state.balance_counts();
+        state.balance_bytes();
+    }
     if bounds.balance_leaders {
         state.balance_leaders();
     }
@@ -600,6 +606,7 @@ mod tests {
             max_concurrent_moves: 2,
             max_bytes_per_step: 250,
             balance_leaders: false,
+            balance_replicas: true,
         };
         let plan = plan(&b, &parts, bounds);
         for step in &plan.steps {

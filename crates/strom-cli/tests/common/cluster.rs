@@ -249,6 +249,60 @@ impl Cluster {
         cluster
     }
 
+    /// Starts a new broker-only node (the next id) that joins the running cluster, as an
+    /// operator adds a machine: its properties name the same static quorum, `extra` is
+    /// appended. Waits until it listens (registered). Returns its id.
+    pub fn add_broker(&mut self, extra: &[(&str, &str)]) -> i32 {
+        assert!(self.net.is_none(), "not for a partitionable cluster");
+        let id = self.nodes.keys().max().copied().unwrap_or(0) + 1;
+        let voters: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.roles.contains("controller"))
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect();
+        let dir = self
+            .tmp
+            .as_ref()
+            .expect("temp dir")
+            .path()
+            .join(format!("node-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = Node {
+            id,
+            roles: "broker",
+            client_port: free_port(),
+            controller_port: free_port(),
+            dir,
+            child: None,
+            paused: false,
+        };
+        let mut text = format!(
+            "process.roles=broker\n\
+             node.id={id}\n\
+             controller.quorum.voters={voters}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             controller.listener.names=CONTROLLER\n\
+             log.dirs={data}\n\
+             num.partitions=1\n\
+             offsets.topic.replication.factor=1\n\
+             transaction.state.log.replication.factor=1\n",
+            voters = voters.join(","),
+            port = node.client_port,
+            data = node.dir.join("data").display(),
+        );
+        for (k, v) in extra {
+            let v = v.replace("{id}", &id.to_string());
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        std::fs::write(node.properties(), text).unwrap();
+        self.nodes.insert(id, node);
+        self.spawn(id);
+        self.wait_listening(id);
+        id
+    }
+
     /// Runs `strom storage format` on every node as `quorum` needs (nothing for a static one).
     fn format(&self, quorum: Quorum) {
         if quorum == Quorum::Static {

@@ -65,6 +65,7 @@ impl Controller {
                 .max(1),
             max_bytes_per_step: u64::MAX,
             balance_leaders: true,
+            balance_replicas: true,
         };
         let (brokers, partitions) = model(&image);
         let plan = balancer::plan(&brokers, &partitions, bounds);
