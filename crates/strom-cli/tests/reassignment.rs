@@ -560,6 +560,26 @@ fn kafkas_reassign_and_leader_election_tools_drive_strom() {
         verified.contains("Clearing broker-level throttles"),
         "{verified}"
     );
+    // A reorder: moved-0's preferred leader becomes 2 while 3 still leads it.
+    let reorder = dir.path().join("reorder.json");
+    std::fs::write(
+        &reorder,
+        r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[2,3]}]}"#,
+    )
+    .unwrap();
+    tool(
+        "kafka-reassign-partitions.sh",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--reassignment-json-file",
+            reorder.to_str().unwrap(),
+            "--execute",
+        ],
+    );
+    cluster.wait_view(1, WAIT, "moved-0 reordered", |v| {
+        v.topics["moved"][&0].1 == [2, 3] && v.topics["moved"][&0].0 == 3
+    });
     let elected = tool(
         "kafka-leader-election.sh",
         &[
@@ -571,7 +591,12 @@ fn kafkas_reassign_and_leader_election_tools_drive_strom() {
         ],
     );
     println!("{generated}\n{executed}\n{verified}\n{elected}");
+    assert!(
+        elected
+            .contains("Successfully completed leader election (PREFERRED) for partitions moved-0"),
+        "{elected}"
+    );
     cluster.wait_view(1, WAIT, "preferred leaders", |v| {
-        v.topics["moved"][&0].0 == 3 && v.topics["moved"][&1].0 == 2
+        v.topics["moved"][&0].0 == 2 && v.topics["moved"][&1].0 == 2
     });
 }
