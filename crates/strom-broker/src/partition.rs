@@ -50,6 +50,11 @@ struct FollowerState {
     last_fetch_ms: i64,
     /// The leader's log end offset at the follower's previous fetch.
     last_fetch_leader_leo: i64,
+    /// The partition epoch of the role the leader had at the follower's last fetch. A
+    /// replica joins the ISR only on a fetch made under the current partition epoch: a
+    /// replica removed and added back (by reassignments the leader applied as one change)
+    /// starts with an empty log, and the offset it fetched at before must not count.
+    partition_epoch: i32,
 }
 
 impl FollowerState {
@@ -59,6 +64,7 @@ impl FollowerState {
             last_caught_up_ms,
             last_fetch_ms: 0,
             last_fetch_leader_leo: -1,
+            partition_epoch: -1,
         }
     }
 }
@@ -295,6 +301,7 @@ impl Partition {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
         let leo = self.log.log_end_offset();
+        let partition_epoch = state.role.partition_epoch;
         let Some(f) = state.followers.get_mut(&replica) else {
             // Not a replica of this partition (a reassignment it has not seen yet, say).
             return Err(ErrorCode::NotLeaderOrFollower);
@@ -307,6 +314,7 @@ impl Partition {
         f.log_end_offset = fetch_offset;
         f.last_fetch_ms = now_ms;
         f.last_fetch_leader_leo = leo;
+        f.partition_epoch = partition_epoch;
         let in_isr = state.role.isr.contains(&replica);
         let advanced = self.advance_high_watermark(&mut state);
         let hw = state.high_watermark;
@@ -359,10 +367,11 @@ impl Partition {
             })
             .collect();
         for r in &role.replicas {
-            let caught_up = state
-                .followers
-                .get(r)
-                .is_some_and(|f| f.log_end_offset >= hw && f.log_end_offset >= epoch_start);
+            let caught_up = state.followers.get(r).is_some_and(|f| {
+                f.log_end_offset >= hw
+                    && f.log_end_offset >= epoch_start
+                    && f.partition_epoch == role.partition_epoch
+            });
             if !isr.contains(r) && caught_up && now_ms - state.followers[r].last_fetch_ms <= lag_ms
             {
                 isr.push(*r);

@@ -15,6 +15,12 @@
 //! time, controlled shutdowns (clean: it stays eligible). The topic has
 //! `min.insync.replicas=2`, so a leader whose ISR is smaller holds its high watermark.
 //!
+//! Four brokers, the partition on three of them: now and then the controller reassigns it to
+//! another three (in another order) or cancels the move in flight (KIP-455). A broker that
+//! learns it is no longer a replica deletes its log, as a real one does; added back, it starts
+//! empty. On top of the invariants above: the leader is always a replica, and after healing
+//! every move has completed with its replicas all in sync.
+//!
 //! `REPLICATION_SIM_SEEDS` sets the number of seeds (default 1500); a failure prints its seed,
 //! and `REPLICATION_SIM_SEED=<n>` replays that one.
 
@@ -29,7 +35,9 @@ use strom_protocol::record_batch::{BatchSplitter, RecordBatchHeader};
 use strom_storage::{LogConfig, ManualClock, PartitionLog};
 use uuid::Uuid;
 
-const NODES: [i32; 3] = [1, 2, 3];
+const NODES: [i32; 4] = [1, 2, 3, 4];
+/// The partition's replicas at creation; broker 4 joins through reassignments.
+const INITIAL: [i32; 3] = [1, 2, 3];
 const SESSION_TIMEOUT_MS: i64 = 3_000;
 const LAG_MS: i64 = 2_000;
 const MIN_ISR: usize = 2;
@@ -72,6 +80,8 @@ struct Node {
     fetching: bool,
     /// The last stop was a controlled shutdown (the next start registers as clean).
     stopped_cleanly: bool,
+    /// It knows itself a replica (a broker that learns it is not deletes its log).
+    hosting: bool,
 }
 
 /// An acks=all append waiting for the ISR.
@@ -101,6 +111,10 @@ struct Sim {
     /// The (leader, ELR) the last check saw, and how many leaders came from an ELR.
     last_seen: (i32, Vec<i32>),
     elr_elections: usize,
+    /// Reassignments started, and seen completed.
+    moves_started: usize,
+    moves_completed: usize,
+    was_reassigning: bool,
     _tmp: tempfile::TempDir,
 }
 
@@ -128,7 +142,7 @@ impl Sim {
                     name: "t".into(),
                     num_partitions: -1,
                     replication_factor: -1,
-                    assignments: vec![(0, NODES.to_vec())],
+                    assignments: vec![(0, INITIAL.to_vec())],
                     configs: vec![("min.insync.replicas".into(), Some(MIN_ISR.to_string()))],
                 }],
                 false,
@@ -149,6 +163,7 @@ impl Sim {
                     isolated: false,
                     fetching: false,
                     stopped_cleanly: false,
+                    hosting: false,
                 },
             );
         }
@@ -166,6 +181,9 @@ impl Sim {
             next_value: 0,
             last_seen: (-1, Vec::new()),
             elr_elections: 0,
+            moves_started: 0,
+            moves_completed: 0,
+            was_reassigning: false,
             _tmp: tmp,
         };
         for id in NODES {
@@ -196,6 +214,7 @@ impl Sim {
         let partition = Arc::new(Partition::new("t".into(), self.topic_id, 0, log, id, 0));
         node.partition = Some(partition);
         node.fetching = false;
+        node.hosting = false;
         let clean = std::mem::take(&mut node.stopped_cleanly);
         // A restarted broker registers a new incarnation (its leaderships move, it leaves the
         // ISRs, and every ELR unless it stopped cleanly) and reads the metadata.
@@ -207,8 +226,54 @@ impl Sim {
 
     fn learn_metadata(&mut self, id: i32) {
         let role = self.role();
-        if let Some(p) = &self.nodes[&id].partition {
-            p.apply_role(role, self.now);
+        let Some(p) = self.nodes[&id].partition.clone() else {
+            return;
+        };
+        if !role.replicas.contains(&id) {
+            // Reassigned away: the log is deleted (a broker not hosting has nothing).
+            if self.nodes[&id].hosting || p.log.log_end_offset() > 0 {
+                let dir = self.nodes[&id].dir.clone();
+                p.log.delete().unwrap();
+                let log =
+                    PartitionLog::open(dir, LogConfig::default(), self.clock.clone()).unwrap();
+                let fresh = Arc::new(Partition::new("t".into(), self.topic_id, 0, log, id, 0));
+                let node = self.nodes.get_mut(&id).unwrap();
+                node.partition = Some(fresh);
+                node.hosting = false;
+            }
+            return;
+        }
+        self.nodes.get_mut(&id).unwrap().hosting = true;
+        p.apply_role(role, self.now);
+    }
+
+    fn partition_image(&self) -> strom_metadata::PartitionImage {
+        let image = self.controller.image();
+        image.topic_by_id(self.topic_id).unwrap().partitions[&0].clone()
+    }
+
+    /// The controller moves the partition to three random brokers in random order, or
+    /// cancels the move in flight.
+    fn reassign(&mut self) {
+        let current = self.partition_image();
+        let target = if current.is_reassigning() && self.rng.chance(30) {
+            None
+        } else {
+            let mut all = NODES.to_vec();
+            for i in (1..all.len()).rev() {
+                let j = self.rng.below(i as u64 + 1) as usize;
+                all.swap(i, j);
+            }
+            all.truncate(INITIAL.len());
+            Some(all)
+        };
+        let moving = target.is_some();
+        let results = self
+            .controller
+            .alter_partition_reassignments(vec![(("t".into(), 0), target)])
+            .unwrap();
+        if results[0].1.is_ok() && moving {
+            self.moves_started += 1;
         }
     }
 
@@ -228,14 +293,14 @@ impl Sim {
             20..=49 => self.send_fetch(),
             50..=79 => self.deliver(),
             80..=87 => {
-                let id = NODES[self.rng.below(3) as usize];
+                let id = NODES[self.rng.below(NODES.len() as u64) as usize];
                 if !self.nodes[&id].isolated && self.alive(id).is_some() {
                     self.learn_metadata(id);
                 }
             }
             88..=93 => self.check_isr(),
             94..=95 => {
-                let id = NODES[self.rng.below(3) as usize];
+                let id = NODES[self.rng.below(NODES.len() as u64) as usize];
                 if self.alive(id).is_some() && self.alive_count() > 1 {
                     // Half the stops are controlled shutdowns (reaching the controller unless
                     // isolated; its log is closed either way, so the stop is clean).
@@ -251,10 +316,11 @@ impl Sim {
                 }
             }
             96..=97 => {
-                let id = NODES[self.rng.below(3) as usize];
+                let id = NODES[self.rng.below(NODES.len() as u64) as usize];
                 let node = self.nodes.get_mut(&id).unwrap();
                 node.isolated = !node.isolated;
             }
+            98 => self.reassign(),
             _ => {}
         }
         self.heartbeats();
@@ -326,10 +392,14 @@ impl Sim {
     }
 
     fn send_fetch(&mut self) {
-        let id = NODES[self.rng.below(3) as usize];
+        let id = NODES[self.rng.below(NODES.len() as u64) as usize];
         let Some(p) = self.alive(id) else { return };
         let role = p.role();
-        if role.leader == id || role.leader < 0 || self.nodes[&id].fetching {
+        if role.leader == id
+            || role.leader < 0
+            || self.nodes[&id].fetching
+            || !self.nodes[&id].hosting
+        {
             return;
         }
         self.nodes.get_mut(&id).unwrap().fetching = true;
@@ -460,6 +530,18 @@ impl Sim {
         if role.leader >= 0 && !role.isr.contains(&role.leader) {
             return Err(format!("the leader is not in the ISR: {role:?}"));
         }
+        if let Some(stray) = role.isr.iter().find(|r| !role.replicas.contains(r)) {
+            return Err(format!("ISR member {stray} is not a replica: {role:?}"));
+        }
+        let p = self.partition_image();
+        let target = p.target_replicas();
+        if target.len() != INITIAL.len() || p.replicas.len() > NODES.len() {
+            return Err(format!("a move changed the replication factor: {p:?}"));
+        }
+        if self.was_reassigning && !p.is_reassigning() {
+            self.moves_completed += 1;
+        }
+        self.was_reassigning = p.is_reassigning();
         if role.leader >= 0
             && role.leader != self.last_seen.0
             && self.last_seen.1.contains(&role.leader)
@@ -549,7 +631,7 @@ impl Sim {
     fn send_fetch_from(&mut self, id: i32) {
         let Some(p) = self.alive(id) else { return };
         let role = p.role();
-        if role.leader == id || role.leader < 0 {
+        if role.leader == id || role.leader < 0 || !self.nodes[&id].hosting {
             return;
         }
         self.network.push(InFlight {
@@ -610,7 +692,10 @@ fn log_bytes(p: &Partition, upto: i64) -> Vec<u8> {
     out
 }
 
-fn run(seed: u64, steps: usize) -> Result<(usize, usize, usize), String> {
+/// (acknowledged, sent, ELR elections, moves started, moves completed)
+type Outcome = (usize, usize, usize, usize, usize);
+
+fn run(seed: u64, steps: usize) -> Result<Outcome, String> {
     let mut sim = Sim::new(seed);
     for step in 0..steps {
         sim.step();
@@ -621,7 +706,7 @@ fn run(seed: u64, steps: usize) -> Result<(usize, usize, usize), String> {
     sim.check()
         .map_err(|e| format!("seed {seed}, after healing: {e}"))?;
     let role = sim.role();
-    if role.isr.len() != NODES.len() {
+    if role.isr.len() != role.replicas.len() || sim.partition_image().is_reassigning() {
         let logs: Vec<_> = NODES
             .iter()
             .map(|id| {
@@ -640,7 +725,13 @@ fn run(seed: u64, steps: usize) -> Result<(usize, usize, usize), String> {
             sim.eligible_leader_replicas()
         ));
     }
-    Ok((sim.acked.len(), sim.next_value as usize, sim.elr_elections))
+    Ok((
+        sim.acked.len(),
+        sim.next_value as usize,
+        sim.elr_elections,
+        sim.moves_started,
+        sim.moves_completed,
+    ))
 }
 
 #[test]
@@ -654,17 +745,24 @@ fn replication_keeps_every_acknowledged_write_under_crashes_losses_and_isolation
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1500);
-    let (mut acked, mut sent, mut elr_elections) = (0, 0, 0);
+    let (mut acked, mut sent, mut elr_elections, mut started_moves, mut completed) =
+        (0, 0, 0, 0, 0);
     let started = std::time::Instant::now();
     for seed in 0..seeds {
-        let (a, s, e) = run(seed, 400).unwrap_or_else(|e| panic!("{e}"));
+        let (a, s, e, m, c) = run(seed, 400).unwrap_or_else(|e| panic!("{e}"));
         acked += a;
         sent += s;
         elr_elections += e;
+        started_moves += m;
+        completed += c;
     }
     println!(
-        "{seeds} seeds in {:?}: {acked} of {sent} batches acknowledged, none lost; {elr_elections} leaders elected from an ELR",
+        "{seeds} seeds in {:?}: {acked} of {sent} batches acknowledged, none lost; {elr_elections} leaders elected from an ELR; {started_moves} reassignments started, {completed} completed",
         started.elapsed()
+    );
+    assert!(
+        completed > 0,
+        "no reassignment completed: the simulation does not exercise them"
     );
     assert!(
         acked > 0,

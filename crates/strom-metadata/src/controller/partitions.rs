@@ -208,7 +208,8 @@ pub(super) fn change_partition(
     } else {
         -1
     };
-    if leader != p.leader && leader >= 0 {
+    // A leader outside the ISR (elected from the ELR, or uncleanly) becomes the ISR alone.
+    if leader >= 0 && !isr.contains(&leader) {
         if elr.contains(&leader) {
             isr = vec![leader];
             elr.retain(|r| *r != leader);

@@ -345,3 +345,35 @@ fn the_continuous_balancer_moves_a_fair_share_onto_a_new_broker_a_step_at_a_time
     );
     assert!(counts.values().all(|n| *n == 2), "{counts:?}");
 }
+
+#[test]
+fn an_added_replica_in_sync_stays_in_the_isr_across_a_new_move_and_leaves_it_on_a_cancel() {
+    // Found by the replication simulation: a new move computed the ISR from the original
+    // replicas, dropping an added replica that led, and left a leader outside an empty ISR.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3, 4, 5, 6]);
+    create(&mut c, "t", vec![1, 2, 3], "2");
+    reassign(&mut c, "t", Some(vec![4, 5, 6])).unwrap();
+    let p = alter(&mut c, "t", &[1, 2, 3, 4]);
+    assert!(p.is_reassigning());
+    let elected = c
+        .elect_leaders(
+            super::elections::ElectionType::Preferred,
+            Some(vec![("t".into(), 0)]),
+        )
+        .unwrap();
+    assert_eq!(elected[0].1, Ok(()));
+    assert_eq!(part(&c, "t").leader, 4);
+    reassign(&mut c, "t", Some(vec![4, 5, 3])).unwrap();
+    let p = part(&c, "t");
+    assert!(p.is_reassigning());
+    assert!(p.isr.contains(&4) && p.leader == 4, "{p:?}");
+    reassign(&mut c, "t", None).unwrap();
+    let p = part(&c, "t");
+    // Back on the original replicas, in the order the move listed them (as Kafka reverts).
+    let mut replicas = p.replicas.clone();
+    replicas.sort();
+    assert_eq!(replicas, vec![1, 2, 3]);
+    assert!(!p.isr.contains(&4), "{p:?}");
+    assert!(p.isr.contains(&p.leader), "the leader is in the ISR: {p:?}");
+}

@@ -200,11 +200,13 @@ fn reassign(
         .collect();
     let mut replicas = target.to_vec();
     replicas.extend(&removing);
+    // Members in sync stay in sync, an added replica that already caught up (and is kept by
+    // the new target) included; one no longer a replica leaves.
     let isr = p
         .isr
         .iter()
         .copied()
-        .filter(|r| original.contains(r))
+        .filter(|r| replicas.contains(r))
         .collect();
     change_replicas(p, replicas, adding, removing, isr, policy, unfenced)
 }

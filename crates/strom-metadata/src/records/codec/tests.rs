@@ -135,7 +135,7 @@ fn type_ids_are_the_documented_ones() {
         .iter()
         .map(|r| encode_batch(std::slice::from_ref(r))[3])
         .collect();
-    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 7, 8, 9]);
+    assert_eq!(ids, [1, 2, 3, 10, 4, 5, 6, 7, 7, 8, 9]);
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn bad_headers_and_bodies_are_errors() {
     garbage.push(0);
     assert!(reason(&garbage).contains("after the last"));
 
-    assert!(reason(&batch_of(&[record_bytes(10, 0, &[])])).contains("unknown record type id 10"));
+    assert!(reason(&batch_of(&[record_bytes(11, 0, &[])])).contains("unknown record type id 11"));
     assert!(reason(&batch_of(&[record_bytes(0, 0, &[])])).contains("unknown record type id 0"));
 
     // Bad UTF-8 in a string.
