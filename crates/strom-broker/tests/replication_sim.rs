@@ -22,7 +22,8 @@
 //! every move has completed with its replicas all in sync.
 //!
 //! `REPLICATION_SIM_SEEDS` sets the number of seeds (default 1500); a failure prints its seed,
-//! and `REPLICATION_SIM_SEED=<n>` replays that one.
+//! and `REPLICATION_SIM_SEED=<n>` replays that one (`REPLICATION_SIM_TRACE=1` prints the
+//! partition's metadata after every step).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -534,6 +535,9 @@ impl Sim {
             return Err(format!("ISR member {stray} is not a replica: {role:?}"));
         }
         let p = self.partition_image();
+        if std::env::var("REPLICATION_SIM_TRACE").is_ok() {
+            eprintln!("{p:?}");
+        }
         let target = p.target_replicas();
         if target.len() != INITIAL.len() || p.replicas.len() > NODES.len() {
             return Err(format!("a move changed the replication factor: {p:?}"));

@@ -145,6 +145,42 @@ fn expanding_three_brokers_to_four_under_acks_all_load_gives_the_new_one_its_sha
 }
 
 #[test]
+fn with_the_balancer_on_a_new_broker_gets_its_share_without_a_plan() {
+    let topic = "auto";
+    let settings: Vec<(&str, &str)> = CLUSTER
+        .iter()
+        .copied()
+        .chain([
+            ("balancer.enable", "true"),
+            ("balancer.check.interval.seconds", "1"),
+            ("balancer.max.concurrent.moves", "2"),
+        ])
+        .collect();
+    let mut cluster = Cluster::start(3, &settings);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    create_topic_with(&cluster.bootstrap(), topic, 4, &[]);
+    cluster.wait_view(1, WAIT, "every ISR full", all_in_sync(topic, 4));
+    let load = Load::start_partitions(cluster.bootstrap(), topic, 4);
+    load.wait_acked(200);
+    let joined = Instant::now();
+    cluster.add_broker(&settings);
+    // 12 replicas over 4 brokers: 3 each, every move completed and in sync.
+    let (view, took) = cluster.wait_view(1, WAIT, "the new broker holding its share", |v| {
+        v.brokers == [1, 2, 3, 4]
+            && replica_counts(v, topic).values().all(|n| *n == 3)
+            && all_in_sync(topic, 4)(v)
+    });
+    let (_, p99, n) = load.latency_between(joined, Instant::now());
+    let acked_then = load.acked.load(Ordering::Relaxed);
+    load.wait_acked(acked_then + 100);
+    let (acked, read) = check_load(load, &cluster.bootstrap(), topic);
+    println!(
+        "balancer on: broker 4 held its share {took:?} after registering (replicas {:?}); produce p99 meanwhile {p99:?} over {n}; acked {acked}, read {read}, nothing lost",
+        replica_counts(&view, topic)
+    );
+}
+
+#[test]
 fn decommissioning_a_broker_under_load_empties_it_and_leaves_nothing_under_replicated() {
     const PARTITIONS: i32 = 8;
     let topic = "shrink";

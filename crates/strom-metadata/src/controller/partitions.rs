@@ -194,6 +194,7 @@ pub(super) fn change_partition(
     } else if isr.is_empty()
         && elr.is_empty()
         && p.last_known_elr.len() == 1
+        && replicas.contains(&p.last_known_elr[0])
         && unfenced(p.last_known_elr[0])
     {
         unclean = true;
@@ -219,11 +220,22 @@ pub(super) fn change_partition(
             elr.clear();
         }
     }
-    let mut last_known_elr = p.last_known_elr.clone();
+    // A replica reassigned away is no longer anyone's last known leader.
+    let mut last_known_elr: Vec<i32> = p
+        .last_known_elr
+        .iter()
+        .copied()
+        .filter(|r| replicas.contains(r))
+        .collect();
     if unclean && leader != p.leader {
         last_known_elr.clear();
     }
-    if isr.is_empty() && !p.isr.is_empty() && p.leader >= 0 && p.last_known_elr != [p.leader] {
+    if isr.is_empty()
+        && !p.isr.is_empty()
+        && p.leader >= 0
+        && replicas.contains(&p.leader)
+        && p.last_known_elr != [p.leader]
+    {
         last_known_elr = vec![p.leader];
     } else if leader >= 0 {
         last_known_elr.clear();

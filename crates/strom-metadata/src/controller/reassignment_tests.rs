@@ -377,3 +377,43 @@ fn an_added_replica_in_sync_stays_in_the_isr_across_a_new_move_and_leaves_it_on_
     assert!(!p.isr.contains(&4), "{p:?}");
     assert!(p.isr.contains(&p.leader), "the leader is in the ISR: {p:?}");
 }
+
+#[test]
+fn a_cancel_that_would_drop_every_in_sync_replica_is_refused() {
+    // Found by the replication simulation: only the added replica was in sync (the others
+    // fell behind); reverting dropped it and left the partition with no leader possible.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), &[1, 2, 3, 4]);
+    create(&mut c, "t", vec![1, 2], "1");
+    reassign(&mut c, "t", Some(vec![1, 2, 4])).unwrap();
+    // Not complete: 2 is behind. Then 1 falls out too, after 4 joined and took the lead.
+    alter(&mut c, "t", &[1, 4]);
+    let id = c.image().topic("t").unwrap().topic_id;
+    c.elect_leaders(
+        super::elections::ElectionType::Preferred,
+        Some(vec![("t".into(), 0)]),
+    )
+    .unwrap();
+    let mut p = part(&c, "t");
+    if p.leader != 4 {
+        // The preferred (first) replica is 1; make 4 lead by moving 1 out of the ISR.
+        c.alter_partition(
+            p.leader,
+            id,
+            0,
+            p.leader_epoch,
+            p.partition_epoch,
+            vec![1, 4],
+        )
+        .unwrap();
+        p = part(&c, "t");
+    }
+    c.controlled_shutdown(1).unwrap();
+    let p2 = part(&c, "t");
+    assert_eq!(p2.isr, vec![4], "{p2:?} (from {p:?})");
+    assert!(matches!(
+        reassign(&mut c, "t", None),
+        Err(ControllerError::InvalidReplicaAssignment { .. })
+    ));
+    assert_eq!(part(&c, "t"), p2, "a refused cancel changes nothing");
+}

@@ -104,6 +104,26 @@ impl Controller {
                     }
                     None => revert(&current, policy, &unfenced),
                 };
+                // Never a change that leaves a led partition without a leader, or that drops a
+                // replica holding what a leaderless partition acknowledged (its ISR, ELR and
+                // last known leader): e.g. cancelling when only an added replica is in sync.
+                if let Some(next) = &next {
+                    let holders: Vec<i32> = current
+                        .isr
+                        .iter()
+                        .chain(&current.eligible_leader_replicas)
+                        .chain(&current.last_known_elr)
+                        .copied()
+                        .collect();
+                    let drops_a_holder = holders.iter().any(|r| !next.replicas.contains(r));
+                    if next.leader < 0 && (current.leader >= 0 || drops_a_holder) {
+                        return Err(ControllerError::InvalidReplicaAssignment {
+                            reason: format!(
+                                "{name}: the change would leave the partition without a leader and drop replicas holding the acknowledged data ({holders:?}); let the move complete or the replicas come back first"
+                            ),
+                        });
+                    }
+                }
                 if let Some(next) = next {
                     changed.insert((t.topic_id, partition), next);
                 }
