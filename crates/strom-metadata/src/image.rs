@@ -397,6 +397,92 @@ impl MetadataImage {
         }
     }
 
+    /// Records that rebuild this image from the empty one: what a snapshot stores (as Kafka's
+    /// snapshots are records). Deleted topics come first as a placeholder topic and its
+    /// removal (so their ids stay known as deleted), then unregistered brokers, brokers (and
+    /// their fencing), topics with partitions and overrides, broker overrides, and the
+    /// producer-id block. [`MetadataImage::from_snapshot_records`] replays them.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        if let Some(cluster_id) = &self.cluster_id {
+            out.push(MetadataRecord::Cluster {
+                cluster_id: cluster_id.clone(),
+            });
+        }
+        for topic_id in &self.removed_topic_ids {
+            out.push(MetadataRecord::Topic {
+                name: format!("__removed-{topic_id}"),
+                topic_id: *topic_id,
+            });
+            out.push(MetadataRecord::RemoveTopic {
+                topic_id: *topic_id,
+            });
+        }
+        for broker_id in &self.unregistered_brokers {
+            out.push(MetadataRecord::UnregisterBroker {
+                broker_id: *broker_id,
+            });
+        }
+        for b in self.brokers.values() {
+            out.push(MetadataRecord::RegisterBroker {
+                broker_id: b.broker_id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+                listeners: b.listeners.clone(),
+            });
+            if b.fenced {
+                out.push(MetadataRecord::FenceBroker {
+                    broker_id: b.broker_id,
+                });
+            }
+        }
+        for topic in self.topics_by_id.values() {
+            out.push(MetadataRecord::Topic {
+                name: topic.name.clone(),
+                topic_id: topic.topic_id,
+            });
+            for p in topic.partitions.values() {
+                out.push(p.to_record(topic.topic_id));
+            }
+            for (name, value) in &topic.configs {
+                out.push(MetadataRecord::Config {
+                    resource: ConfigResource::Topic(topic.name.clone()),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        for (broker_id, configs) in &self.broker_configs {
+            for (name, value) in configs {
+                out.push(MetadataRecord::Config {
+                    resource: ConfigResource::Broker(*broker_id),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        if self.next_producer_id_block_start != 0 {
+            out.push(MetadataRecord::ProducerIds {
+                broker_id: -1,
+                next_block_start: self.next_producer_id_block_start,
+                block_size: 0,
+            });
+        }
+        out
+    }
+
+    /// The image [`MetadataImage::to_records`] wrote, with the count of records the original
+    /// had replayed (its metadata offset) restored.
+    pub fn from_snapshot_records(
+        records: &[MetadataRecord],
+        records_applied: u64,
+    ) -> MetadataImage {
+        let mut image = MetadataImage::replay(records);
+        image.records_applied = records_applied;
+        image
+    }
+
     fn replay_config(
         &mut self,
         resource: &ConfigResource,

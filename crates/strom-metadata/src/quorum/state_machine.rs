@@ -27,7 +27,8 @@ use crate::image::MetadataImage;
 
 type C = MetadataRaftConfig;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMSNP1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"STRMSNP2";
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"STRMSNP1";
 const SNAPSHOT_FILE: &str = "snapshot";
 
 /// The latest snapshot (its meta and file bytes), shared with snapshot builders.
@@ -71,26 +72,75 @@ struct SnapshotBody {
     image: Arc<MetadataImage>,
 }
 
+/// The snapshot file's header: what openraft needs and the image's record count.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotHeader {
+    last_log_id: Option<LogId<QuorumNodeId>>,
+    last_membership: StoredMembership<QuorumNodeId, VoterEndpoint>,
+    snapshot_id: String,
+    records_applied: u64,
+}
+
+/// Snapshot file, version 2: `STRMSNP2 | u32 length | u32 CRC32C | payload`, payload =
+/// `u32 header length | header (JSON) | the image as one binary record batch`
+/// ([`MetadataImage::to_records`] in the metadata log's own record format, so the bulk of a
+/// snapshot is as compact as the log). Version 1 (`STRMSNP1`, the whole body as JSON) is
+/// still read.
 fn encode_snapshot(body: &SnapshotBody) -> Vec<u8> {
-    let json = serde_json::to_vec(body).expect("metadata image serializes");
+    let header = serde_json::to_vec(&SnapshotHeader {
+        last_log_id: body.last_log_id,
+        last_membership: body.last_membership.clone(),
+        snapshot_id: body.snapshot_id.clone(),
+        records_applied: body.image.records_applied(),
+    })
+    .expect("snapshot header serializes");
+    let records = crate::records::codec::encode_batch(&body.image.to_records());
+    let mut payload = Vec::with_capacity(4 + header.len() + records.len());
+    payload.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    payload.extend_from_slice(&header);
+    payload.extend_from_slice(&records);
     let mut bytes = SNAPSHOT_MAGIC.to_vec();
-    bytes.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(&crc32c::crc32c(&json).to_be_bytes());
-    bytes.extend_from_slice(&json);
+    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+    bytes.extend_from_slice(&payload);
     bytes
 }
 
 fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotBody, String> {
-    if bytes.len() < 16 || &bytes[..8] != SNAPSHOT_MAGIC {
+    let v1 = bytes.len() >= 8 && &bytes[..8] == SNAPSHOT_MAGIC_V1;
+    if bytes.len() < 16 || !(v1 || &bytes[..8] == SNAPSHOT_MAGIC) {
         return Err("not a Strom metadata snapshot".into());
     }
     let len = u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_be_bytes(bytes[12..16].try_into().expect("4 bytes"));
-    let json = &bytes[16..];
-    if json.len() != len || crc32c::crc32c(json) != crc {
+    let payload = &bytes[16..];
+    if payload.len() != len || crc32c::crc32c(payload) != crc {
         return Err("snapshot is truncated or fails its checksum".into());
     }
-    serde_json::from_slice(json).map_err(|e| e.to_string())
+    if v1 {
+        return serde_json::from_slice(payload).map_err(|e| e.to_string());
+    }
+    if payload.len() < 4 {
+        return Err("snapshot header is truncated".into());
+    }
+    let header_len = u32::from_be_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
+    let rest = &payload[4..];
+    if header_len > rest.len() {
+        return Err("snapshot header is truncated".into());
+    }
+    let header: SnapshotHeader =
+        serde_json::from_slice(&rest[..header_len]).map_err(|e| e.to_string())?;
+    let records = crate::records::codec::decode_batch(&rest[header_len..])
+        .map_err(|e| format!("snapshot records: {e}"))?;
+    Ok(SnapshotBody {
+        last_log_id: header.last_log_id,
+        last_membership: header.last_membership,
+        snapshot_id: header.snapshot_id,
+        image: Arc::new(MetadataImage::from_snapshot_records(
+            &records,
+            header.records_applied,
+        )),
+    })
 }
 
 fn snapshot_err(e: impl std::fmt::Display) -> StorageError<QuorumNodeId> {
@@ -428,5 +478,81 @@ mod tests {
         let (sm, rx) = ImageStateMachine::open(dir.path(), Arc::new(Quiet)).unwrap();
         assert_eq!(sm.last_applied.unwrap().index, 26);
         assert_eq!(rx.borrow().offset, Some(26));
+    }
+
+    fn sample_body() -> SnapshotBody {
+        use crate::records::{ConfigResource, MetadataRecord};
+        let topic_id = uuid::Uuid::from_u128(7);
+        let records = vec![
+            MetadataRecord::Cluster {
+                cluster_id: "abc".into(),
+            },
+            MetadataRecord::RegisterBroker {
+                broker_id: 1,
+                host: "h".into(),
+                port: 9092,
+                rack: Some("r1".into()),
+                listeners: vec![],
+            },
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            },
+            MetadataRecord::Partition {
+                topic_id,
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 3,
+                partition_epoch: 4,
+                eligible_leader_replicas: vec![],
+                last_known_elr: vec![],
+                adding_replicas: vec![],
+                removing_replicas: vec![],
+            },
+            MetadataRecord::Config {
+                resource: ConfigResource::Topic("t".into()),
+                name: "retention.ms".into(),
+                value: Some("1000".into()),
+            },
+        ];
+        SnapshotBody {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 40)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "s-40".into(),
+            image: Arc::new(MetadataImage::replay(&records)),
+        }
+    }
+
+    #[test]
+    fn snapshots_are_binary_records_and_version_1_json_ones_still_load() {
+        let body = sample_body();
+        let bytes = encode_snapshot(&body);
+        assert_eq!(&bytes[..8], SNAPSHOT_MAGIC);
+        let back = decode_snapshot(&bytes).unwrap();
+        assert_eq!(back.image, body.image);
+        assert_eq!(back.last_log_id, body.last_log_id);
+        assert_eq!(back.snapshot_id, body.snapshot_id);
+        // Version 1, as earlier Strom wrote it: the whole body as JSON.
+        let json = serde_json::to_vec(&body).unwrap();
+        let mut v1 = SNAPSHOT_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        v1.extend_from_slice(&crc32c::crc32c(&json).to_be_bytes());
+        v1.extend_from_slice(&json);
+        assert_eq!(decode_snapshot(&v1).unwrap().image, body.image);
+        println!(
+            "snapshot of a small image: {} bytes binary, {} bytes as version 1 JSON",
+            bytes.len(),
+            v1.len()
+        );
+        // Damage is an error, never a panic.
+        for cut in 0..bytes.len() {
+            assert!(decode_snapshot(&bytes[..cut]).is_err());
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        assert!(decode_snapshot(&flipped).is_err());
     }
 }
