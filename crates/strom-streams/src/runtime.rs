@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) standbys: Mutex<BTreeMap<TaskId, crate::standby::StandbyTask>>,
     /// Tasks active on this instance's threads.
     active: Mutex<BTreeSet<TaskId>>,
+    /// The Schema Registry client of `schema.registry.url`, made by `start`.
+    pub(crate) registry: std::sync::OnceLock<Arc<crate::registry::SchemaRegistry>>,
 }
 
 /// A running Streams application (Kafka's `KafkaStreams`).
@@ -84,6 +86,7 @@ impl KafkaStreams {
                 process_id: uuid::Uuid::new_v4().to_string(),
                 standbys: Mutex::new(BTreeMap::new()),
                 active: Mutex::new(BTreeSet::new()),
+                registry: std::sync::OnceLock::new(),
             }),
             threads: Vec::new(),
         }
@@ -91,6 +94,16 @@ impl KafkaStreams {
 
     /// Creates the internal topics and starts the stream threads.
     pub async fn start(&mut self) -> Result<()> {
+        if let Some(url) = &self.shared.config.schema_registry_url {
+            if self.shared.registry.get().is_none() {
+                let registry = crate::registry::SchemaRegistry::new(
+                    url,
+                    self.shared.config.auto_register_schemas,
+                )
+                .map_err(|e| StreamsError::Config(e.0))?;
+                let _ = self.shared.registry.set(registry);
+            }
+        }
         let c = &self.shared.config;
         let tasks = crate::internal_topics::prepare(
             &self.shared.topology,
@@ -778,6 +791,7 @@ impl StreamThread {
             id,
             &dir,
             self.shared.config.deserialization_handler,
+            self.shared.registry.get().cloned(),
         )?;
         let started = Instant::now();
         for s in task.stores.values() {

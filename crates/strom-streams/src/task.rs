@@ -34,6 +34,7 @@ impl Task {
         id: TaskId,
         dir: &Path,
         on_bad_record: DeserializationHandler,
+        registry: Option<std::sync::Arc<crate::registry::SchemaRegistry>>,
     ) -> Result<Task> {
         std::fs::create_dir_all(dir).map_err(|e| store_err(&id.to_string(), e))?;
         let stores = store_handles(topology, app_id, id, &mut |def| {
@@ -41,7 +42,7 @@ impl Task {
         })?;
         let built = build_task(topology, app_id, id, &stores)?;
         Ok(Task {
-            ctx: Ctx::new(id, on_bad_record),
+            ctx: Ctx::new(id, on_bad_record, registry),
             built,
             stores,
             queues: BTreeMap::new(),
