@@ -263,3 +263,60 @@ impl<T: AvroRecord> Serde for Avro<T> {
         Self::from_value(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Reading {
+        sensor: String,
+        value: i64,
+        unit: Option<String>,
+    }
+
+    impl AvroRecord for Reading {
+        const SCHEMA: &'static str = r#"{"type":"record","name":"Reading","fields":[
+            {"name":"sensor","type":"string"},{"name":"value","type":"long"},
+            {"name":"unit","type":["null","string"],"default":null}]}"#;
+    }
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Mismatch {
+        sensor: i32,
+    }
+
+    impl AvroRecord for Mismatch {
+        const SCHEMA: &'static str =
+            r#"{"type":"record","name":"M","fields":[{"name":"sensor","type":"string"}]}"#;
+    }
+
+    #[test]
+    fn store_format_is_the_plain_datum_and_round_trips() {
+        let r = Avro(Reading {
+            sensor: "s1".into(),
+            value: -7,
+            unit: Some("C".into()),
+        });
+        let bytes = r.to_bytes();
+        // "s1" (zigzag length 2 = 4), -7 (zigzag 13), union branch 1 (2), "C".
+        assert_eq!(bytes, vec![4, b's', b'1', 13, 2, 2, b'C']);
+        assert_eq!(Avro::<Reading>::from_bytes(&bytes), Ok(r));
+        assert!(Avro::<Reading>::from_bytes(&[0xff]).is_err());
+        // A type whose serde shape disagrees with its schema writes nothing readable.
+        assert!(Avro(Mismatch { sensor: 1 }).to_bytes().is_empty());
+    }
+
+    #[test]
+    fn topics_need_a_registry() {
+        let sc = SerdeContext::new("readings", false);
+        let r = Avro(Reading {
+            sensor: "s".into(),
+            value: 1,
+            unit: None,
+        });
+        let e = r.serialize_for(&sc).unwrap_err();
+        assert!(e.0.contains("schema.registry.url"), "{e}");
+        assert!(Avro::<Reading>::deserialize_for(&sc, &[0, 0, 0, 0, 1]).is_err());
+    }
+}

@@ -57,6 +57,17 @@ impl AvroRecord for Totals {
         {"name":"total","type":"long"}]}"#;
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Customer {
+    name: String,
+    tier: String,
+}
+
+impl AvroRecord for Customer {
+    const SCHEMA: &'static str = r#"{"type":"record","name":"Customer","namespace":"shop",
+        "fields":[{"name":"name","type":"string"},{"name":"tier","type":"string"}]}"#;
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -96,6 +107,7 @@ fn avro_orders_summed_per_customer_through_the_registry() {
     let b = server.bootstrap();
     let state = tempfile::tempdir().unwrap();
     let (input, output, app_id) = ("avro-orders", "avro-totals", "avro-app");
+    let (customers_topic, enriched) = ("avro-customers", "avro-enriched");
     let mut rng = rand::rng();
     let customers = ["ann", "bob", "cid", "dee", "eve", "fay", "gus"];
     let orders: Vec<Order> = (0..300)
@@ -103,7 +115,8 @@ fn avro_orders_summed_per_customer_through_the_registry() {
             id: i,
             customer: customers[rng.random_range(0..customers.len())].to_owned(),
             amount: rng.random_range(1..1000),
-            note: rng.random_bool(0.3).then(|| format!("n{i}")),
+            // Every tenth order comes from an older writer without the note field.
+            note: (i % 10 != 0 && rng.random_bool(0.3)).then(|| format!("n{i}")),
         })
         .collect();
     let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -118,6 +131,8 @@ fn avro_orders_summed_per_customer_through_the_registry() {
         wait_registry(&url).await;
         create_topic(&b, input, 3).await;
         create_topic(&b, output, 2).await;
+        create_topic(&b, customers_topic, 2).await;
+        create_topic(&b, enriched, 1).await;
         // The input, written by the registry's own Confluent serializer (subject
         // avro-orders-value), plus two records the handler must skip: one not framed at all,
         // one framed with a schema id the registry never issued.
@@ -128,12 +143,33 @@ fn avro_orders_summed_per_customer_through_the_registry() {
             SerializerConfig::default(),
         )
         .unwrap();
+        // An older version of the schema, without `note`: the streams reader resolves it to
+        // its own schema (the note takes its default).
+        let old_ser = AvroSerializer::new(
+            client.clone(),
+            Some(
+                r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+                {"name":"id","type":"long"},{"name":"customer","type":"string"},
+                {"name":"amount","type":"long"}]}"#,
+            ),
+            SerializerConfig::default(),
+        )
+        .unwrap();
         let mut recs: Vec<In> = Vec::new();
         for (i, o) in orders.iter().enumerate() {
-            let v = ser
-                .serialize_json(input, &serde_json::to_value(o).unwrap())
-                .await
-                .unwrap();
+            let v = if i % 10 == 0 {
+                old_ser
+                    .serialize_json(
+                        input,
+                        &json!({"id": o.id, "customer": o.customer, "amount": o.amount}),
+                    )
+                    .await
+                    .unwrap()
+            } else {
+                ser.serialize_json(input, &serde_json::to_value(o).unwrap())
+                    .await
+                    .unwrap()
+            };
             recs.push((
                 Some(format!("o{i}").into_bytes()),
                 Some(v),
@@ -157,9 +193,57 @@ fn avro_orders_summed_per_customer_through_the_registry() {
             }
         }
         produce(&b, input, &recs).await;
+        // Customers, Avro keys and values, for a global table (its store holds them in the
+        // store format, looked up by the order's customer).
+        let key_ser = AvroSerializer::new(
+            client.clone(),
+            Some(CustomerKey::SCHEMA),
+            SerializerConfig {
+                is_key: true,
+                ..SerializerConfig::default()
+            },
+        )
+        .unwrap();
+        let customer_ser = AvroSerializer::new(
+            client.clone(),
+            Some(Customer::SCHEMA),
+            SerializerConfig::default(),
+        )
+        .unwrap();
+        let mut customer_recs: Vec<In> = Vec::new();
+        for (i, c) in customers.iter().enumerate() {
+            let k = key_ser
+                .serialize_json(customers_topic, &json!({"customer": c}))
+                .await
+                .unwrap();
+            let v = customer_ser
+                .serialize_json(
+                    customers_topic,
+                    &json!({"name": c, "tier": if i % 2 == 0 { "gold" } else { "silver" }}),
+                )
+                .await
+                .unwrap();
+            customer_recs.push((Some(k), Some(v), 1, None));
+        }
+        produce(&b, customers_topic, &customer_recs).await;
 
         let sb = StreamsBuilder::new();
-        sb.stream::<String, Avro<Order>>(input)
+        let customer_table = sb
+            .global_table::<Avro<CustomerKey>, Avro<Customer>>(customers_topic, "customers")
+            .unwrap();
+        let orders_stream = sb.stream::<String, Avro<Order>>(input);
+        orders_stream
+            .join_global(
+                &customer_table,
+                |_, o| {
+                    Avro(CustomerKey {
+                        customer: o.0.customer.clone(),
+                    })
+                },
+                |o, c| format!("{}:{}", o.0.id, c.0.tier),
+            )
+            .to(enriched);
+        orders_stream
             .select_key(|_, o| {
                 Avro(CustomerKey {
                     customer: o.0.customer.clone(),
@@ -220,6 +304,31 @@ fn avro_orders_summed_per_customer_through_the_registry() {
             );
         }
         assert_eq!(latest, want);
+        let got = read_until(&b, enriched, false, Duration::from_secs(30), |r| {
+            r.len() >= n
+        })
+        .await;
+        let tiers: BTreeMap<String, String> = got
+            .iter()
+            .map(|r| {
+                let (id, tier) = s(&r.value)
+                    .split_once(':')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .unwrap();
+                (id, tier)
+            })
+            .collect();
+        let want_tiers: BTreeMap<String, String> = orders
+            .iter()
+            .map(|o| {
+                let i = customers.iter().position(|c| *c == o.customer).unwrap();
+                (
+                    o.id.to_string(),
+                    if i % 2 == 0 { "gold" } else { "silver" }.to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(tiers, want_tiers);
         assert_eq!(app.metrics().skipped.load(Ordering::Relaxed), 2);
         assert!(app.error().is_none(), "{:?}", app.error());
 
