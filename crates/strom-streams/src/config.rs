@@ -44,6 +44,9 @@ pub struct StreamsConfig {
     /// `auto.register.schemas` (default true): registry serdes register their schema under
     /// the topic's subject; false only looks it up.
     pub auto_register_schemas: bool,
+    /// `repartition.purge.interval.ms` (Kafka's default 30 s): how often a thread deletes the
+    /// records of repartition topics below its committed offsets (DeleteRecords).
+    pub repartition_purge_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -64,6 +67,7 @@ impl StreamsConfig {
             num_standby_replicas: 0,
             schema_registry_url: None,
             auto_register_schemas: true,
+            repartition_purge_interval: Duration::from_secs(30),
         }
     }
 
@@ -104,6 +108,10 @@ impl StreamsConfig {
             }
             "auto.register.schemas" => {
                 self.auto_register_schemas = value.parse().map_err(|_| bad())?
+            }
+            "repartition.purge.interval.ms" => {
+                self.repartition_purge_interval =
+                    Duration::from_millis(value.parse().map_err(|_| bad())?)
             }
             "replication.factor" => self.replication_factor = value.parse().map_err(|_| bad())?,
             "default.deserialization.exception.handler" => {

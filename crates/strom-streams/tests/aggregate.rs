@@ -587,3 +587,84 @@ fn sliding_window_counts_match_a_reference() {
         })
         .unwrap();
 }
+
+/// With `repartition.purge.interval.ms=0` each commit deletes the repartition records below
+/// the committed offsets: once everything is processed, the repartition topic's log start is
+/// its end, and the counts are still right.
+#[test]
+fn repartition_records_are_purged_below_committed_offsets() {
+    let rt = runtime();
+    let server = Server::start();
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        create_topic(&b, "purge-in", 2).await;
+        create_topic(&b, "purge-out", 1).await;
+        let n = 200;
+        let recs: Vec<In> = (0..n)
+            .map(|i| kv(&format!("k{i}"), &format!("g{}", i % 5), 10 + i as i64))
+            .collect();
+        produce(&b, "purge-in", &recs).await;
+        let sb = StreamsBuilder::new();
+        sb.stream::<String, String>("purge-in")
+            .group_by(|_, g| g.clone())
+            .count(Materialized::in_memory("purge-counts"))
+            .unwrap()
+            .to_stream()
+            .to("purge-out");
+        let mut config = config(&b, "purge-app", state.path());
+        config.set("repartition.purge.interval.ms", "0").unwrap();
+        let mut app = KafkaStreams::new(sb.build().unwrap(), config);
+        app.start().await.unwrap();
+        let got = read_until(&b, "purge-out", false, Duration::from_secs(30), |r| {
+            r.len() >= n
+        })
+        .await;
+        let want: BTreeMap<String, i64> = (0..5).map(|g| (format!("g{g}"), n as i64 / 5)).collect();
+        assert_eq!(latest(&got, i64v), want);
+
+        let admin = strom_client::Admin::new(strom_client::ClientConfig::new(&b))
+            .await
+            .unwrap();
+        let topic = admin
+            .list_topics(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name.starts_with("purge-app-") && t.name.ends_with("-repartition"))
+            .expect("a repartition topic");
+        let tps: Vec<strom_client::TopicPartition> = (0..topic.partitions.len() as i32)
+            .map(|p| strom_client::TopicPartition::new(&topic.name, p))
+            .collect();
+        let offsets = |at: i64| {
+            let specs: Vec<_> = tps.iter().map(|tp| (tp.clone(), at)).collect();
+            let client = admin.client();
+            async move {
+                client
+                    .list_offsets(&specs, 0)
+                    .await
+                    .unwrap()
+                    .values()
+                    .map(|(o, _)| *o)
+                    .sum::<i64>()
+            }
+        };
+        assert_eq!(offsets(strom_client::LATEST).await, n as i64);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let start = offsets(strom_client::EARLIEST).await;
+            if start == n as i64 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "repartition log start {start}, want {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(app.error().is_none(), "{:?}", app.error());
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
