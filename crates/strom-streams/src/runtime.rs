@@ -851,7 +851,7 @@ impl StreamThread {
                 let _ = std::fs::remove_file(dir.join(format!("{name}.redb")));
             }
         }
-        let task = Task::open(
+        let mut task = Task::open(
             &self.shared.topology,
             &self.app_id,
             id,
@@ -859,6 +859,9 @@ impl StreamThread {
             self.shared.config.deserialization_handler,
             self.shared.registry.get().cloned(),
         )?;
+        if let Some(&t) = checkpoint.get(task::STREAM_TIME) {
+            task.resume_stream_time(t);
+        }
         let started = Instant::now();
         for s in task.stores.values() {
             let Some(changelog) = &s.changelog else {
@@ -967,6 +970,9 @@ impl StreamThread {
                 None => 0,
             };
             offsets.insert(s.name.clone(), end);
+        }
+        if task.stream_time() >= 0 {
+            offsets.insert(task::STREAM_TIME.to_owned(), task.stream_time());
         }
         task::write_checkpoint(&task.dir, &offsets)
             .map_err(|e| crate::error::store_err(&id.to_string(), e))?;
