@@ -44,7 +44,7 @@ pub use kstream::{KStream, Partitioner};
 pub use ktable::{Change, KTable};
 pub use processor::{Processor, ProcessorContext, PunctuationType};
 pub use query::ReadOnlyStore;
-pub use registry::{Avro, AvroRecord, SchemaRegistry};
+pub use registry::{Avro, AvroRecord, JsonSchema, JsonSchemaRecord, SchemaRegistry};
 pub use runtime::{KafkaStreams, Metrics};
 pub use serde::{Json, Serde, SerdeContext, Windowed};
 pub use session::{SessionWindowedKStream, SessionWindows};

@@ -1,6 +1,7 @@
 //! Schema Registry serdes: [`Avro`] values in Confluent's wire format (magic byte 0, the
 //! 4-byte big-endian schema id, the Avro binary datum), through the registry client and
-//! the encoder/decoder of `strom_registry::serde`.
+//! the encoder/decoder of `strom_registry::serde`; [`JsonSchema`] values (the same framing
+//! around a JSON document, the schema registered as type JSON).
 //!
 //! The registry client is async (HTTP) and a stream thread is synchronous, so
 //! [`SchemaRegistry`] puts two caches in front of it and only goes to the network on a
@@ -47,6 +48,8 @@ pub struct SchemaRegistry {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     ids: Mutex<IdCache>,
     schemas: Mutex<HashMap<i32, Arc<FetchedSchema>>>,
+    /// Schema type (AVRO, JSON, PROTOBUF) per id, for readers that do not parse the schema.
+    types: Mutex<HashMap<i32, String>>,
     /// `auto.register.schemas` (default true): register a type's schema under its subject;
     /// false looks the schema up and fails when the subject does not have it.
     auto_register: bool,
@@ -86,6 +89,7 @@ impl SchemaRegistry {
             jobs: tx,
             ids: Mutex::default(),
             schemas: Mutex::default(),
+            types: Mutex::default(),
             auto_register,
             timeout: Duration::from_secs(30),
         }))
@@ -125,11 +129,13 @@ impl SchemaRegistry {
         }
     }
 
-    /// The id of `schema` (the schema of type `type_id`) under the subject of `ctx`.
+    /// The id of `schema` (of `schema_type`, the schema of Rust type `type_id`) under the
+    /// subject of `ctx`.
     fn id_for(
         &self,
         type_id: TypeId,
         schema: &'static str,
+        schema_type: &'static str,
         ctx: &SerdeContext<'_>,
     ) -> Result<i32, SerdeError> {
         let slot = usize::from(!ctx.is_key);
@@ -144,9 +150,9 @@ impl SchemaRegistry {
         let register = self.auto_register;
         let id = self.call(move |c| async move {
             if register {
-                c.register(&subject, schema, false).await
+                c.register_typed(&subject, schema, schema_type, false).await
             } else {
-                c.lookup(&subject, schema, false).await
+                c.lookup_typed(&subject, schema, schema_type, false).await
             }
         })?;
         lock(&self.ids)
@@ -165,6 +171,18 @@ impl SchemaRegistry {
         let s = self.call(move |c| async move { c.schema_by_id(id).await })?;
         lock(&self.schemas).insert(id, s.clone());
         Ok(s)
+    }
+}
+
+impl SchemaRegistry {
+    /// The type of schema `id` (AVRO, JSON, PROTOBUF).
+    fn schema_type(&self, id: i32) -> Result<String, SerdeError> {
+        if let Some(t) = lock(&self.types).get(&id) {
+            return Ok(t.clone());
+        }
+        let (t, _) = self.call(move |c| async move { c.schema_text_by_id(id).await })?;
+        lock(&self.types).insert(id, t.clone());
+        Ok(t)
     }
 }
 
@@ -238,7 +256,7 @@ impl<T: AvroRecord> Serde for Avro<T> {
 
     fn serialize_for(&self, ctx: &SerdeContext<'_>) -> Result<Vec<u8>, SerdeError> {
         let registry = ctx.registry()?;
-        let id = registry.id_for(TypeId::of::<T>(), T::SCHEMA, ctx)?;
+        let id = registry.id_for(TypeId::of::<Self>(), T::SCHEMA, "AVRO", ctx)?;
         self.encode(id)
     }
 
@@ -261,6 +279,57 @@ impl<T: AvroRecord> Serde for Avro<T> {
                 .map_err(|e| SerdeError::new(format!("writer schema {id} does not resolve: {e}")))?
         };
         Self::from_value(value)
+    }
+}
+
+/// A type with a JSON Schema (draft 7 or later, as the registry accepts), as serde writes it.
+pub trait JsonSchemaRecord:
+    serde::Serialize + serde::de::DeserializeOwned + Clone + 'static
+{
+    /// The schema as JSON text, as registered (schema type JSON).
+    const SCHEMA: &'static str;
+}
+
+/// A value written as JSON with `T`'s JSON Schema registered: Confluent-framed on topics
+/// (magic 0, the schema id, the JSON document, as Confluent's JSON Schema serializer
+/// writes), plain JSON in state stores. Reading checks that the id names a JSON schema
+/// (once per id) and parses the document; it is not validated against the schema.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct JsonSchema<T>(pub T);
+
+impl<T: JsonSchemaRecord> Serde for JsonSchema<T> {
+    fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.0).unwrap_or_else(|_| b"null".to_vec())
+    }
+
+    fn from_bytes(data: &[u8]) -> Result<Self, SerdeError> {
+        serde_json::from_slice(data)
+            .map(JsonSchema)
+            .map_err(|e| SerdeError::new(format!("invalid JSON: {e}")))
+    }
+
+    fn serialize_for(&self, ctx: &SerdeContext<'_>) -> Result<Vec<u8>, SerdeError> {
+        let registry = ctx.registry()?;
+        let id = registry.id_for(TypeId::of::<Self>(), T::SCHEMA, "JSON", ctx)?;
+        let body = serde_json::to_vec(&self.0)
+            .map_err(|e| SerdeError::new(format!("cannot write JSON: {e}")))?;
+        let mut out = Vec::with_capacity(5 + body.len());
+        out.push(reg::MAGIC);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    fn deserialize_for(ctx: &SerdeContext<'_>, data: &[u8]) -> Result<Self, SerdeError> {
+        let registry = ctx.registry()?;
+        let (id, payload) = reg::split_frame(data).map_err(|e| SerdeError::new(e.to_string()))?;
+        let t = registry.schema_type(id)?;
+        if t != "JSON" {
+            return Err(SerdeError::new(format!(
+                "schema {id} is {t}, not a JSON schema"
+            )));
+        }
+        Self::from_bytes(payload)
     }
 }
 

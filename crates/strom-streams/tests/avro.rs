@@ -17,8 +17,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use strom_registry::http_client::{self, Method};
-use strom_registry::serde::{AvroDeserializer, AvroSerializer, RegistryClient, SerializerConfig};
-use strom_streams::{Avro, AvroRecord, KafkaStreams, StreamsBuilder};
+use strom_registry::serde::{
+    AvroDeserializer, AvroSerializer, JsonSchemaDeserializer, RegistryClient, SerializerConfig,
+};
+use strom_streams::{Avro, AvroRecord, JsonSchema, JsonSchemaRecord, KafkaStreams, StreamsBuilder};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Order {
@@ -55,6 +57,12 @@ impl AvroRecord for Totals {
     const SCHEMA: &'static str = r#"{"type":"record","name":"Totals","namespace":"shop",
         "fields":[{"name":"customer","type":"string"},{"name":"orders","type":"long"},
         {"name":"total","type":"long"}]}"#;
+}
+
+impl JsonSchemaRecord for Totals {
+    const SCHEMA: &'static str = r#"{"type":"object","properties":{
+        "customer":{"type":"string"},"orders":{"type":"integer"},"total":{"type":"integer"}},
+        "required":["customer","orders","total"]}"#;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,7 +115,7 @@ fn avro_orders_summed_per_customer_through_the_registry() {
     let b = server.bootstrap();
     let state = tempfile::tempdir().unwrap();
     let (input, output, app_id) = ("avro-orders", "avro-totals", "avro-app");
-    let (customers_topic, enriched) = ("avro-customers", "avro-enriched");
+    let (customers_topic, enriched, json_out) = ("avro-customers", "avro-enriched", "json-totals");
     let mut rng = rand::rng();
     let customers = ["ann", "bob", "cid", "dee", "eve", "fay", "gus"];
     let orders: Vec<Order> = (0..300)
@@ -133,6 +141,7 @@ fn avro_orders_summed_per_customer_through_the_registry() {
         create_topic(&b, output, 2).await;
         create_topic(&b, customers_topic, 2).await;
         create_topic(&b, enriched, 1).await;
+        create_topic(&b, json_out, 1).await;
         // The input, written by the registry's own Confluent serializer (subject
         // avro-orders-value), plus two records the handler must skip: one not framed at all,
         // one framed with a schema id the registry never issued.
@@ -243,7 +252,7 @@ fn avro_orders_summed_per_customer_through_the_registry() {
                 |o, c| format!("{}:{}", o.0.id, c.0.tier),
             )
             .to(enriched);
-        orders_stream
+        let totals = orders_stream
             .select_key(|_, o| {
                 Avro(CustomerKey {
                     customer: o.0.customer.clone(),
@@ -268,8 +277,10 @@ fn avro_orders_summed_per_customer_through_the_registry() {
                 "totals",
             )
             .unwrap()
-            .to_stream()
-            .to(output);
+            .to_stream();
+        totals.to(output);
+        // The same totals with a JSON Schema.
+        totals.map_values(|_, t| JsonSchema(t.0)).to(json_out);
         let mut config = config(&b, app_id, state.path());
         config.set("schema.registry.url", &url).unwrap();
         config
@@ -302,6 +313,23 @@ fn avro_orders_summed_per_customer_through_the_registry() {
                     value["total"].as_i64().unwrap(),
                 ),
             );
+        }
+        assert_eq!(latest, want);
+        let got = read_until(&b, json_out, false, Duration::from_secs(30), |r| {
+            r.len() >= n
+        })
+        .await;
+        let json_de = JsonSchemaDeserializer::new(client.clone());
+        let mut latest: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for r in &got {
+            let t: Totals = serde_json::from_value(
+                json_de
+                    .deserialize_json(r.value.as_deref().unwrap())
+                    .await
+                    .unwrap(),
+            )
+            .unwrap();
+            latest.insert(t.customer, (t.orders, t.total));
         }
         assert_eq!(latest, want);
         let got = read_until(&b, enriched, false, Duration::from_secs(30), |r| {
@@ -345,6 +373,8 @@ fn avro_orders_summed_per_customer_through_the_registry() {
             "avro-orders-value".to_owned(),
             format!("{output}-key"),
             format!("{output}-value"),
+            format!("{json_out}-key"),
+            format!("{json_out}-value"),
             repartition_value,
         ] {
             assert!(subjects.contains(&s), "{s} missing from {subjects:?}");
