@@ -388,4 +388,96 @@ mod tests {
         assert!(e.0.contains("schema.registry.url"), "{e}");
         assert!(Avro::<Reading>::deserialize_for(&sc, &[0, 0, 0, 0, 1]).is_err());
     }
+
+    /// A registry that answers every registration with id 7 and schema 7 with `Reading`'s
+    /// schema, counting the requests it gets.
+    fn fake_registry() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body its Content-Length announces.
+                loop {
+                    let Ok(n) = conn.read(&mut buf) else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let body = if line.starts_with("POST") {
+                    r#"{"id":7}"#.to_owned()
+                } else {
+                    serde_json::json!({"schema": Reading::SCHEMA}).to_string()
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, count)
+    }
+
+    #[test]
+    fn steady_state_asks_the_registry_once_per_subject_and_id() {
+        let (url, count) = fake_registry();
+        let registry = SchemaRegistry::new(&url, true).unwrap();
+        let sc = SerdeContext {
+            topic: "readings",
+            is_key: false,
+            registry: Some(&registry),
+        };
+        let mut framed = Vec::new();
+        for i in 0..1000 {
+            let r = Avro(Reading {
+                sensor: format!("s{}", i % 3),
+                value: i,
+                unit: None,
+            });
+            let bytes = r.serialize_for(&sc).unwrap();
+            assert_eq!(&bytes[..5], &[0, 0, 0, 0, 7]);
+            assert_eq!(Avro::<Reading>::deserialize_for(&sc, &bytes), Ok(r));
+            framed.push(bytes);
+        }
+        // One registration (readings-value) and one schema fetch (id 7), for 1000 records
+        // each way.
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The key subject is another registration.
+        let key_ctx = SerdeContext { is_key: true, ..sc };
+        Avro(Reading {
+            sensor: "k".into(),
+            value: 0,
+            unit: None,
+        })
+        .serialize_for(&key_ctx)
+        .unwrap();
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Not Confluent-framed: refused without asking.
+        assert!(Avro::<Reading>::deserialize_for(&sc, b"plain").is_err());
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
 }
