@@ -403,8 +403,7 @@ mod tests {
                 let mut req = Vec::new();
                 let mut buf = [0u8; 4096];
                 // Headers, then the body its Content-Length announces.
-                loop {
-                    let Ok(n) = conn.read(&mut buf) else { break };
+                while let Ok(n) = conn.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
