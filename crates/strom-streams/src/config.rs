@@ -38,6 +38,15 @@ pub struct StreamsConfig {
     /// `num.standby.replicas`: warm copies of each task's persistent stores on that many
     /// other instances.
     pub num_standby_replicas: usize,
+    /// `schema.registry.url`: the Schema Registry that registry serdes ([`crate::Avro`])
+    /// register and fetch schemas with.
+    pub schema_registry_url: Option<String>,
+    /// `auto.register.schemas` (default true): registry serdes register their schema under
+    /// the topic's subject; false only looks it up.
+    pub auto_register_schemas: bool,
+    /// `repartition.purge.interval.ms` (Kafka's default 30 s): how often a thread deletes the
+    /// records of repartition topics below its committed offsets (DeleteRecords).
+    pub repartition_purge_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -56,6 +65,9 @@ impl StreamsConfig {
             producer_overrides: Vec::new(),
             application_server: None,
             num_standby_replicas: 0,
+            schema_registry_url: None,
+            auto_register_schemas: true,
+            repartition_purge_interval: Duration::from_secs(30),
         }
     }
 
@@ -90,6 +102,16 @@ impl StreamsConfig {
             }
             "application.server" => {
                 self.application_server = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "schema.registry.url" => {
+                self.schema_registry_url = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "auto.register.schemas" => {
+                self.auto_register_schemas = value.parse().map_err(|_| bad())?
+            }
+            "repartition.purge.interval.ms" => {
+                self.repartition_purge_interval =
+                    Duration::from_millis(value.parse().map_err(|_| bad())?)
             }
             "replication.factor" => self.replication_factor = value.parse().map_err(|_| bad())?,
             "default.deserialization.exception.handler" => {

@@ -3,6 +3,7 @@
 //! stores append to (the stream thread sends it after the batch).
 
 use crate::error::Result;
+use crate::serde::SerdeContext;
 use crate::store::{self, SharedStore};
 
 /// A task: one partition of one sub-topology (Kafka's `TaskId`, printed `0_3`).
@@ -61,10 +62,16 @@ pub struct Ctx {
     pub(crate) on_bad_record: DeserializationHandler,
     pub(crate) skipped: u64,
     pub(crate) dropped_late: u64,
+    /// The application's Schema Registry (`schema.registry.url`), for registry serdes.
+    pub(crate) registry: Option<std::sync::Arc<crate::registry::SchemaRegistry>>,
 }
 
 impl Ctx {
-    pub(crate) fn new(task: TaskId, on_bad_record: DeserializationHandler) -> Ctx {
+    pub(crate) fn new(
+        task: TaskId,
+        on_bad_record: DeserializationHandler,
+        registry: Option<std::sync::Arc<crate::registry::SchemaRegistry>>,
+    ) -> Ctx {
         Ctx {
             task,
             topic: String::new(),
@@ -77,6 +84,7 @@ impl Ctx {
             on_bad_record,
             skipped: 0,
             dropped_late: 0,
+            registry,
         }
     }
 
@@ -96,6 +104,15 @@ impl Ctx {
     /// The largest timestamp this task has processed (-1 before the first record).
     pub fn stream_time(&self) -> i64 {
         self.stream_time
+    }
+
+    /// The context a serde gets for `topic`: the key or the value, and the registry.
+    pub fn serde_context<'a>(&'a self, topic: &'a str, is_key: bool) -> SerdeContext<'a> {
+        SerdeContext {
+            topic,
+            is_key,
+            registry: self.registry.as_ref(),
+        }
     }
 
     /// Headers of the input record being processed.

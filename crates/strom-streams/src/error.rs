@@ -21,6 +21,14 @@ pub enum StreamsError {
         part: &'static str,
         reason: String,
     },
+    /// A record could not be written: its serde failed (a registry serde without a registry,
+    /// a registry that refused the schema, a value that does not fit it).
+    #[error("cannot serialize the {part} of a record to {topic}: {reason}")]
+    Serialization {
+        topic: String,
+        part: &'static str,
+        reason: String,
+    },
     #[error("task {task} was fenced or lost: {reason}")]
     TaskMigrated { task: String, reason: String },
     #[error("the application is not running")]

@@ -16,7 +16,7 @@ use crate::error::{store_err, Result, StreamsError};
 use crate::kstream::KStream;
 use crate::node::{erase, Downstream, Node, NodeRef};
 use crate::runtime::Shared;
-use crate::serde::Serde;
+use crate::serde::{Serde, SerdeContext};
 use crate::store::{self, MemoryStore, SharedStore};
 use crate::topology::GlobalDef;
 
@@ -51,6 +51,18 @@ impl StreamsBuilder {
             GlobalDef {
                 topic: topic.to_owned(),
                 store: Arc::new(std::sync::Mutex::new(backend)),
+                to_store: Arc::new(|sc, k, v| {
+                    let key = K::deserialize_for(sc, k)?.to_bytes();
+                    let value_ctx = SerdeContext {
+                        is_key: false,
+                        ..*sc
+                    };
+                    let value = match v {
+                        Some(v) => Some(V::deserialize_for(&value_ctx, v)?.to_bytes()),
+                        None => None,
+                    };
+                    Ok((key, value))
+                }),
             },
         );
         Ok(GlobalKTable {
@@ -176,7 +188,7 @@ pub(crate) async fn run_global(
             )));
         }
         tps.extend((0..n as i32).map(|p| TopicPartition::new(g.topic.clone(), p)));
-        by_topic.insert(g.topic.clone(), g.store.clone());
+        by_topic.insert(g.topic.clone(), (g.store.clone(), g.to_store.clone()));
     }
     consumer.assign(&tps);
     consumer.seek_to_end().await?;
@@ -190,10 +202,32 @@ pub(crate) async fn run_global(
             return Ok(());
         }
         for r in consumer.poll(Duration::from_millis(100)).await? {
-            let (Some(store), Some(k)) = (by_topic.get(&r.topic), &r.key) else {
+            let (Some((store, to_store)), Some(k)) = (by_topic.get(&r.topic), &r.key) else {
                 continue;
             };
-            store::lock(store).put(k, r.value.as_deref())?;
+            let sc = SerdeContext {
+                topic: &r.topic,
+                is_key: true,
+                registry: shared.registry.get(),
+            };
+            match to_store(&sc, k, r.value.as_deref()) {
+                Ok((k, v)) => store::lock(store).put(&k, v.as_deref())?,
+                Err(e) => {
+                    // The handler's choice, as for task sources.
+                    if c.deserialization_handler == crate::DeserializationHandler::LogAndFail {
+                        return Err(StreamsError::Deserialization {
+                            topic: r.topic.clone(),
+                            partition: r.partition,
+                            offset: r.offset,
+                            part: "record",
+                            reason: e.0,
+                        });
+                    }
+                    tracing::warn!(topic = %r.topic, partition = r.partition, offset = r.offset,
+                        "skipping a global table record that cannot be deserialized: {e}");
+                    shared.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         if !bootstrapped.load(Ordering::Acquire)
             && ends

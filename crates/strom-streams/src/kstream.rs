@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::context::{Ctx, Record};
-use crate::error::Result;
+use crate::error::{Result, StreamsError};
 use crate::node::{erase, AnyNode, Downstream, Node, NodeRef};
 use crate::serde::Serde;
 use crate::topology::{BuildCtx, GraphRef, NodeDef, TopicRef};
@@ -74,11 +74,24 @@ impl<K: Serde, V: Serde> Node<K, V> for SinkNode<K, V> {
             .partitioner
             .as_ref()
             .and_then(|p| p(&rec.key, &rec.value));
+        let failed = |part: &'static str, e: crate::SerdeError| StreamsError::Serialization {
+            topic: self.topic.clone(),
+            part,
+            reason: e.0,
+        };
+        let key = rec
+            .key
+            .serialize_for(&ctx.serde_context(&self.topic, true))
+            .map_err(|e| failed("key", e))?;
+        let value = rec
+            .value
+            .serialize_for(&ctx.serde_context(&self.topic, false))
+            .map_err(|e| failed("value", e))?;
         ctx.send(
             &self.topic,
             partition,
-            Some(rec.key.to_bytes()),
-            Some(rec.value.to_bytes()),
+            Some(key),
+            Some(value),
             rec.timestamp,
         );
         if !ctx.headers.is_empty() {

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strom_client::{
-    Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig, ProducerRecord,
-    RebalanceListener, TopicPartition,
+    Admin, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, Producer, ProducerConfig,
+    ProducerRecord, RebalanceListener, TopicPartition,
 };
 
 use crate::config::{ProcessingGuarantee, StreamsConfig};
@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) standbys: Mutex<BTreeMap<TaskId, crate::standby::StandbyTask>>,
     /// Tasks active on this instance's threads.
     active: Mutex<BTreeSet<TaskId>>,
+    /// The Schema Registry client of `schema.registry.url`, made by `start`.
+    pub(crate) registry: std::sync::OnceLock<Arc<crate::registry::SchemaRegistry>>,
 }
 
 /// A running Streams application (Kafka's `KafkaStreams`).
@@ -84,6 +86,7 @@ impl KafkaStreams {
                 process_id: uuid::Uuid::new_v4().to_string(),
                 standbys: Mutex::new(BTreeMap::new()),
                 active: Mutex::new(BTreeSet::new()),
+                registry: std::sync::OnceLock::new(),
             }),
             threads: Vec::new(),
         }
@@ -91,6 +94,16 @@ impl KafkaStreams {
 
     /// Creates the internal topics and starts the stream threads.
     pub async fn start(&mut self) -> Result<()> {
+        if let Some(url) = &self.shared.config.schema_registry_url {
+            if self.shared.registry.get().is_none() {
+                let registry = crate::registry::SchemaRegistry::new(
+                    url,
+                    self.shared.config.auto_register_schemas,
+                )
+                .map_err(|e| StreamsError::Config(e.0))?;
+                let _ = self.shared.registry.set(registry);
+            }
+        }
         let c = &self.shared.config;
         let tasks = crate::internal_topics::prepare(
             &self.shared.topology,
@@ -348,6 +361,13 @@ struct StreamThread {
     member_key: String,
     last_commit: Instant,
     last_punctuate: Instant,
+    /// Repartition topics this thread reads, and per partition the offset last committed
+    /// and the offset records were last deleted below (`repartition.purge.interval.ms`).
+    repartition_topics: BTreeSet<String>,
+    purgeable: BTreeMap<TopicPartition, i64>,
+    purged: BTreeMap<TopicPartition, i64>,
+    last_purge: Instant,
+    admin: Option<Admin>,
 }
 
 impl StreamThread {
@@ -381,6 +401,14 @@ impl StreamThread {
             .subtopologies
             .iter()
             .flat_map(|s| s.sources.iter().map(|t| t.resolve(&app_id)))
+            .collect();
+        let repartition_topics: BTreeSet<String> = shared
+            .topology
+            .subtopologies
+            .iter()
+            .flat_map(|s| s.sources.iter())
+            .filter(|t| matches!(t, crate::topology::TopicRef::Repartition(_)))
+            .map(|t| t.resolve(&app_id))
             .collect();
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics, Some(Box::new(events.clone())))?;
@@ -421,6 +449,11 @@ impl StreamThread {
             member_key,
             last_commit: Instant::now(),
             last_punctuate: Instant::now(),
+            repartition_topics,
+            purgeable: BTreeMap::new(),
+            purged: BTreeMap::new(),
+            last_purge: Instant::now(),
+            admin: None,
         })
     }
 
@@ -477,7 +510,7 @@ impl StreamThread {
             }
             if self.last_commit.elapsed() >= self.shared.config.commit_interval {
                 match self.commit().await {
-                    Ok(()) => {}
+                    Ok(()) => self.purge_repartition_topics().await,
                     // At-least-once: the offsets stay uncommitted and the next commit (at
                     // the latest, the one before a rejoin) tries again.
                     Err(StreamsError::Client(e)) if !self.eos => {
@@ -662,7 +695,53 @@ impl StreamThread {
         }
         self.dirty = false;
         self.shared.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        for (tp, o) in offsets {
+            if self.repartition_topics.contains(&tp.topic) {
+                self.purgeable.insert(tp, o);
+            }
+        }
         Ok(())
+    }
+
+    /// Deletes repartition records below the committed offsets, at most every
+    /// `repartition.purge.interval.ms`, as Kafka Streams does: nothing reads them again (a
+    /// restarted task resumes from the committed offset). Failures are logged and retried
+    /// at the next interval.
+    async fn purge_repartition_topics(&mut self) {
+        if self.last_purge.elapsed() < self.shared.config.repartition_purge_interval {
+            return;
+        }
+        self.last_purge = Instant::now();
+        let items: Vec<(TopicPartition, i64)> = self
+            .purgeable
+            .iter()
+            .filter(|(tp, o)| self.purged.get(*tp).is_none_or(|p| p < *o))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        if self.admin.is_none() {
+            let config = ClientConfig::new(&self.shared.config.bootstrap_servers);
+            match Admin::new(config).await {
+                Ok(a) => self.admin = Some(a),
+                Err(e) => {
+                    tracing::warn!("repartition purge: no admin client: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(admin) = &self.admin else {
+            return;
+        };
+        match admin.delete_records(&items).await {
+            Ok(_) => {
+                for (tp, o) in items {
+                    self.purged.insert(tp, o);
+                }
+            }
+            Err(e) => tracing::warn!("repartition purge failed, retrying later: {e}"),
+        }
     }
 
     /// Exactly-once failure: abort the transaction, drop the tasks' state (their stores
@@ -772,13 +851,17 @@ impl StreamThread {
                 let _ = std::fs::remove_file(dir.join(format!("{name}.redb")));
             }
         }
-        let task = Task::open(
+        let mut task = Task::open(
             &self.shared.topology,
             &self.app_id,
             id,
             &dir,
             self.shared.config.deserialization_handler,
+            self.shared.registry.get().cloned(),
         )?;
+        if let Some(&t) = checkpoint.get(task::STREAM_TIME) {
+            task.resume_stream_time(t);
+        }
         let started = Instant::now();
         for s in task.stores.values() {
             let Some(changelog) = &s.changelog else {
@@ -887,6 +970,9 @@ impl StreamThread {
                 None => 0,
             };
             offsets.insert(s.name.clone(), end);
+        }
+        if task.stream_time() >= 0 {
+            offsets.insert(task::STREAM_TIME.to_owned(), task.stream_time());
         }
         task::write_checkpoint(&task.dir, &offsets)
             .map_err(|e| crate::error::store_err(&id.to_string(), e))?;

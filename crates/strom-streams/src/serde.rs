@@ -1,15 +1,69 @@
 //! Serdes: how keys and values become bytes. A type that flows through a topology implements
 //! [`Serde`] itself (strings, bytes, integers, JSON through [`Json`]), so the DSL needs no
 //! serde arguments; formats of their own are a newtype with its own impl.
+//!
+//! Where a record meets a topic (sources, sinks, repartition topics) the serde also gets a
+//! [`SerdeContext`]: the topic, whether the bytes are the key or the value, and the
+//! application's Schema Registry client if one is configured, as Kafka's
+//! `Serializer.serialize(topic, data)` gets the topic. [`Serde::serialize_for`] and
+//! [`Serde::deserialize_for`] default to the context-free [`Serde::to_bytes`] and
+//! [`Serde::from_bytes`], so a format that does not care about the topic implements only
+//! those; registry formats ([`crate::Avro`]) override both. State stores use the
+//! context-free pair: a store key must be the same bytes whatever topic it came from.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::error::SerdeError;
+use crate::registry::SchemaRegistry;
+
+/// Where bytes are going to or coming from.
+#[derive(Debug, Clone, Copy)]
+pub struct SerdeContext<'a> {
+    pub topic: &'a str,
+    /// The record key (subject `<topic>-key`) rather than the value (`<topic>-value`).
+    pub is_key: bool,
+    /// The application's registry (`schema.registry.url`), if set.
+    pub registry: Option<&'a Arc<SchemaRegistry>>,
+}
+
+impl<'a> SerdeContext<'a> {
+    /// A context without a registry.
+    pub fn new(topic: &'a str, is_key: bool) -> SerdeContext<'a> {
+        SerdeContext {
+            topic,
+            is_key,
+            registry: None,
+        }
+    }
+
+    /// The registry, or an error saying a registry format needs `schema.registry.url`.
+    pub fn registry(&self) -> Result<&'a Arc<SchemaRegistry>, SerdeError> {
+        self.registry.ok_or_else(|| {
+            SerdeError::new(format!(
+                "the {} of topic {} needs a schema registry: set schema.registry.url",
+                if self.is_key { "key" } else { "value" },
+                self.topic
+            ))
+        })
+    }
+}
 
 /// Bytes in and out for a key or value type. Implementations never panic on bad input.
 pub trait Serde: Clone + 'static {
     fn to_bytes(&self) -> Vec<u8>;
     fn from_bytes(data: &[u8]) -> Result<Self, SerdeError>;
+    /// The bytes of a record written to `ctx.topic`; defaults to [`Serde::to_bytes`].
+    fn serialize_for(&self, ctx: &SerdeContext<'_>) -> Result<Vec<u8>, SerdeError> {
+        let _ = ctx;
+        Ok(self.to_bytes())
+    }
+    /// Reads a record's key or value from `ctx.topic`; defaults to [`Serde::from_bytes`].
+    fn deserialize_for(ctx: &SerdeContext<'_>, data: &[u8]) -> Result<Self, SerdeError> {
+        let _ = ctx;
+        Self::from_bytes(data)
+    }
     /// The value a null (absent) key or value reads as; `None` makes a null unreadable, as
     /// most Kafka deserializers do. Strings and bytes read a null key as empty.
     fn from_null() -> Option<Self> {
@@ -181,6 +235,25 @@ impl<K: Serde> Serde for Windowed<K> {
             key: K::from_bytes(k)?,
             start,
             end,
+        })
+    }
+    /// The key in its topic format (a registry key framed for `<topic>-key`), then the
+    /// window.
+    fn serialize_for(&self, ctx: &SerdeContext<'_>) -> Result<Vec<u8>, SerdeError> {
+        let mut out = self.key.serialize_for(ctx)?;
+        out.extend_from_slice(&self.start.to_be_bytes());
+        out.extend_from_slice(&self.end.to_be_bytes());
+        Ok(out)
+    }
+    fn deserialize_for(ctx: &SerdeContext<'_>, data: &[u8]) -> Result<Self, SerdeError> {
+        if data.len() < 16 {
+            return Err(SerdeError::new("windowed key shorter than 16 bytes"));
+        }
+        let (k, t) = data.split_at(data.len() - 16);
+        Ok(Windowed {
+            key: K::deserialize_for(ctx, k)?,
+            start: i64::from_be_bytes(t[..8].try_into().expect("8 bytes")),
+            end: i64::from_be_bytes(t[8..].try_into().expect("8 bytes")),
         })
     }
 }

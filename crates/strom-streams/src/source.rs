@@ -9,7 +9,7 @@ use strom_client::ConsumerRecord;
 use crate::context::{Ctx, DeserializationHandler, Record};
 use crate::error::{Result, SerdeError, StreamsError};
 use crate::node::Downstream;
-use crate::serde::Serde;
+use crate::serde::{Serde, SerdeContext};
 
 /// A node that takes records straight from a topic.
 pub(crate) trait RawSource {
@@ -32,9 +32,12 @@ pub(crate) struct SourceNode<K, V> {
     pub(crate) extractor: Option<TimestampExtractor>,
 }
 
-fn read<T: Serde>(data: Option<&[u8]>) -> std::result::Result<Option<T>, SerdeError> {
+fn read<T: Serde>(
+    sc: &SerdeContext<'_>,
+    data: Option<&[u8]>,
+) -> std::result::Result<Option<T>, SerdeError> {
     match data {
-        Some(d) => T::from_bytes(d).map(Some),
+        Some(d) => T::deserialize_for(sc, d).map(Some),
         None => Ok(T::from_null()),
     }
 }
@@ -69,7 +72,7 @@ impl<K: Serde, V: Serde> SourceNode<K, V> {
 
 impl<K: Serde, V: Serde> RawSource for SourceNode<K, V> {
     fn process(&self, ctx: &mut Ctx, rec: &ConsumerRecord) -> Result<()> {
-        let key = match read::<K>(rec.key.as_deref()) {
+        let key = match read::<K>(&ctx.serde_context(&rec.topic, true), rec.key.as_deref()) {
             Ok(Some(k)) => k,
             Ok(None) => return self.bad(ctx, rec, "key", SerdeError::new("null key")),
             Err(e) => return self.bad(ctx, rec, "key", e),
@@ -92,7 +95,7 @@ impl<K: Serde, V: Serde> RawSource for SourceNode<K, V> {
                 let Some(data) = rec.value.as_deref() else {
                     return Ok(());
                 };
-                match V::from_bytes(data) {
+                match V::deserialize_for(&ctx.serde_context(&rec.topic, false), data) {
                     Ok(value) => down.forward(
                         ctx,
                         Record {
@@ -107,7 +110,7 @@ impl<K: Serde, V: Serde> RawSource for SourceNode<K, V> {
             SourceOut::Table(down) => {
                 let value = match rec.value.as_deref() {
                     None => None,
-                    Some(d) => match V::from_bytes(d) {
+                    Some(d) => match V::deserialize_for(&ctx.serde_context(&rec.topic, false), d) {
                         Ok(v) => Some(v),
                         Err(e) => return self.bad(ctx, rec, "value", e),
                     },

@@ -34,6 +34,7 @@ impl Task {
         id: TaskId,
         dir: &Path,
         on_bad_record: DeserializationHandler,
+        registry: Option<std::sync::Arc<crate::registry::SchemaRegistry>>,
     ) -> Result<Task> {
         std::fs::create_dir_all(dir).map_err(|e| store_err(&id.to_string(), e))?;
         let stores = store_handles(topology, app_id, id, &mut |def| {
@@ -41,7 +42,7 @@ impl Task {
         })?;
         let built = build_task(topology, app_id, id, &stores)?;
         Ok(Task {
-            ctx: Ctx::new(id, on_bad_record),
+            ctx: Ctx::new(id, on_bad_record, registry),
             built,
             stores,
             queues: BTreeMap::new(),
@@ -107,6 +108,17 @@ impl Task {
         std::mem::take(&mut self.ctx.out)
     }
 
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.ctx.stream_time
+    }
+
+    /// Resumes at the stream time a checkpoint kept: windows that closed before the restart
+    /// stay closed (late records are dropped, suppressed results are not emitted twice).
+    pub(crate) fn resume_stream_time(&mut self, t: i64) {
+        self.ctx.stream_time = self.ctx.stream_time.max(t);
+        self.punctuated_at = self.punctuated_at.max(t);
+    }
+
     pub(crate) fn flush_stores(&self, durable: bool) -> Result<()> {
         for s in self.stores.values() {
             store::lock(&s.store).flush(durable)?;
@@ -115,8 +127,14 @@ impl Task {
     }
 }
 
-/// The checkpoint file of a task: `store changelog-offset` lines, written on a clean close
-/// and removed when the task opens (so after a crash the local state is rebuilt).
+/// The line of a checkpoint that holds the task's stream time rather than a store's offset
+/// (no store can be named so: a store name is part of its changelog topic's name, where `#`
+/// is not a legal character).
+pub(crate) const STREAM_TIME: &str = "#stream-time";
+
+/// The checkpoint file of a task: `store changelog-offset` lines, and the task's stream time
+/// (`#stream-time ms`), written on a clean close and removed when the task opens (so after
+/// a crash the local state is rebuilt).
 pub(crate) fn read_checkpoint(dir: &Path) -> BTreeMap<String, i64> {
     let Ok(text) = std::fs::read_to_string(dir.join(".checkpoint")) else {
         return BTreeMap::new();

@@ -99,7 +99,21 @@ impl StoreDef {
 pub(crate) struct GlobalDef {
     pub(crate) topic: String,
     pub(crate) store: SharedStore,
+    /// Turns a record's key and value from the topic's format into the store's (they differ
+    /// for registry serdes: Confluent framing on the topic, the plain datum in the store).
+    pub(crate) to_store: StoreFormat,
 }
+
+/// Key and value bytes as read from a topic, re-encoded in the store format.
+pub(crate) type StoreFormat = Arc<
+    dyn Fn(
+            &crate::serde::SerdeContext<'_>,
+            &[u8],
+            Option<&[u8]>,
+        ) -> std::result::Result<(Vec<u8>, Option<Vec<u8>>), crate::error::SerdeError>
+        + Send
+        + Sync,
+>;
 
 #[derive(Default)]
 pub(crate) struct Graph {

@@ -587,3 +587,155 @@ fn sliding_window_counts_match_a_reference() {
         })
         .unwrap();
 }
+
+/// With `repartition.purge.interval.ms=0` each commit deletes the repartition records below
+/// the committed offsets: once everything is processed, the repartition topic's log start is
+/// its end, and the counts are still right.
+#[test]
+fn repartition_records_are_purged_below_committed_offsets() {
+    let rt = runtime();
+    let server = Server::start();
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        create_topic(&b, "purge-in", 2).await;
+        create_topic(&b, "purge-out", 1).await;
+        let n = 200;
+        let recs: Vec<In> = (0..n)
+            .map(|i| kv(&format!("k{i}"), &format!("g{}", i % 5), 10 + i as i64))
+            .collect();
+        produce(&b, "purge-in", &recs).await;
+        let sb = StreamsBuilder::new();
+        sb.stream::<String, String>("purge-in")
+            .group_by(|_, g| g.clone())
+            .count(Materialized::in_memory("purge-counts"))
+            .unwrap()
+            .to_stream()
+            .to("purge-out");
+        let mut config = config(&b, "purge-app", state.path());
+        config.set("repartition.purge.interval.ms", "0").unwrap();
+        let mut app = KafkaStreams::new(sb.build().unwrap(), config);
+        app.start().await.unwrap();
+        let got = read_until(&b, "purge-out", false, Duration::from_secs(30), |r| {
+            r.len() >= n
+        })
+        .await;
+        let want: BTreeMap<String, i64> = (0..5).map(|g| (format!("g{g}"), n as i64 / 5)).collect();
+        assert_eq!(latest(&got, i64v), want);
+
+        let admin = strom_client::Admin::new(strom_client::ClientConfig::new(&b))
+            .await
+            .unwrap();
+        let topic = admin
+            .list_topics(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name.starts_with("purge-app-") && t.name.ends_with("-repartition"))
+            .expect("a repartition topic");
+        let tps: Vec<strom_client::TopicPartition> = (0..topic.partitions.len() as i32)
+            .map(|p| strom_client::TopicPartition::new(&topic.name, p))
+            .collect();
+        let offsets = |at: i64| {
+            let specs: Vec<_> = tps.iter().map(|tp| (tp.clone(), at)).collect();
+            let client = admin.client();
+            async move {
+                client
+                    .list_offsets(&specs, 0)
+                    .await
+                    .unwrap()
+                    .values()
+                    .map(|(o, _)| *o)
+                    .sum::<i64>()
+            }
+        };
+        assert_eq!(offsets(strom_client::LATEST).await, n as i64);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let start = offsets(strom_client::EARLIEST).await;
+            if start == n as i64 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "repartition log start {start}, want {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(app.error().is_none(), "{:?}", app.error());
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}
+
+/// Stream time survives a clean restart (kept in the task checkpoint): a record for a window
+/// that closed before the restart is dropped as late, not counted into a closed window.
+#[test]
+fn stream_time_survives_a_clean_restart() {
+    use strom_streams::Serde;
+    let rt = runtime();
+    let server = Server::start();
+    let b = server.bootstrap();
+    let state = tempfile::tempdir().unwrap();
+    let w = TimeWindows::of_size(1_000).grace(0);
+    let build = |topic: &str, out: &str| {
+        let sb = StreamsBuilder::new();
+        sb.stream::<String, String>(topic)
+            .group_by_key()
+            .windowed_by(w)
+            .count(Materialized::persistent("st-counts"))
+            .unwrap()
+            .to_stream()
+            .to(out);
+        sb.build().unwrap()
+    };
+    rt.block_on(async {
+        create_topic(&b, "st-in", 1).await;
+        create_topic(&b, "st-out", 1).await;
+        // Window [0, 1000) gets two records, then stream time moves to 5000.
+        produce(
+            &b,
+            "st-in",
+            &[kv("k", "a", 100), kv("k", "b", 200), kv("k", "c", 5_000)],
+        )
+        .await;
+        let mut app =
+            KafkaStreams::new(build("st-in", "st-out"), config(&b, "st-app", state.path()));
+        app.start().await.unwrap();
+        let got = read_until(&b, "st-out", false, Duration::from_secs(30), |r| {
+            r.len() >= 3
+        })
+        .await;
+        assert_eq!(got.len(), 3);
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+
+        // After the restart: a late record for [0, 1000), then one for [5000, 6000).
+        produce(&b, "st-in", &[kv("k", "late", 300), kv("k", "d", 5_100)]).await;
+        let mut app =
+            KafkaStreams::new(build("st-in", "st-out"), config(&b, "st-app", state.path()));
+        app.start().await.unwrap();
+        let got = read_until(&b, "st-out", false, Duration::from_secs(30), |r| {
+            r.len() >= 4
+        })
+        .await;
+        // Give a (wrong) update of the closed window a moment to show up.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got2 = read_until(&b, "st-out", false, Duration::from_secs(1), |_| false).await;
+        assert_eq!(got2.len(), got.len());
+        let counts: Vec<(i64, i64)> = got
+            .iter()
+            .map(|r| {
+                let k = Windowed::<String>::from_bytes(r.key.as_deref().unwrap()).unwrap();
+                (k.start, i64v(&r.value))
+            })
+            .collect();
+        assert_eq!(counts, vec![(0, 1), (0, 2), (5_000, 1), (5_000, 2)]);
+        assert_eq!(app.metrics().dropped_late.load(Ordering::Relaxed), 1);
+        tokio::task::spawn_blocking(move || app.close())
+            .await
+            .unwrap();
+    });
+}

@@ -42,6 +42,14 @@ pub fn strom_bin() -> PathBuf {
     bin
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 pub struct Server {
     child: Child,
     pub port: u16,
@@ -50,11 +58,13 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A broker with extra `--set` settings (e.g. `schema.registry.listeners`).
+    pub fn start_with(extra: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let mut cmd = Command::new(strom_bin());
         cmd.arg("server");
         for (k, v) in [
@@ -63,6 +73,9 @@ impl Server {
             ("group.initial.rebalance.delay.ms", "0".into()),
             ("auto.create.topics.enable", "false".into()),
         ] {
+            cmd.arg("--set").arg(format!("{k}={v}"));
+        }
+        for (k, v) in extra {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
         cmd.env(
