@@ -163,7 +163,10 @@ fn refs_to_referenced_schemas_resolve_by_reference_name() {
     assert_eq!(v.validate(&good), Ok(()));
     let e = refused(&v, json!({"customer": {"name": "ada", "address": {}}}));
     assert!(e.contains("/customer/address") && e.contains("city"), "{e}");
-    let e = refused(&v, json!({"customer": {"name": "ada"}, "ship_to": {"city": 1}}));
+    let e = refused(
+        &v,
+        json!({"customer": {"name": "ada"}, "ship_to": {"city": 1}}),
+    );
     assert!(e.contains("/ship_to/city"), "{e}");
     // A `$ref` that names no reference makes the schema invalid, as does a malformed one.
     let err = JsonValidator::new(&order, &refs[..1]).err().unwrap();

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{split_frame, RegistryClient, Result, SerdeError, SerializerConfig, MAGIC};
 use crate::json_schema::JsonValidator;
+use crate::model::SchemaReference;
 
 /// The validator of schema `id` as the registry holds it, references included.
 async fn validator_for(client: &RegistryClient, id: i32) -> Result<JsonValidator> {
@@ -33,6 +34,8 @@ async fn validator_for(client: &RegistryClient, id: i32) -> Result<JsonValidator
 pub struct JsonSchemaSerializer {
     client: Arc<RegistryClient>,
     schema: Option<String>,
+    /// The schemas `schema` refers to, registered with it.
+    references: Vec<SchemaReference>,
     /// The schema's `title`: the record name for the RecordName strategies.
     title: Option<String>,
     config: SerializerConfig,
@@ -69,6 +72,7 @@ impl JsonSchemaSerializer {
         Ok(JsonSchemaSerializer {
             client,
             schema: schema.map(str::to_owned),
+            references: Vec::new(),
             title,
             config,
             validate: true,
@@ -80,6 +84,14 @@ impl JsonSchemaSerializer {
     /// are then framed as they are, as Confluent's Java serializer does by default).
     pub fn with_validation(mut self, validate: bool) -> JsonSchemaSerializer {
         self.validate = validate;
+        self
+    }
+
+    /// The registered schemas the schema's `$ref`s name (each reference's `name` is the
+    /// `$ref` it answers); they are sent when the schema is registered or looked up, and
+    /// resolved when values are validated.
+    pub fn with_references(mut self, references: Vec<SchemaReference>) -> JsonSchemaSerializer {
+        self.references = references;
         self
     }
 
@@ -100,12 +112,24 @@ impl JsonSchemaSerializer {
         let id = match (&self.schema, self.config.use_latest_version) {
             (Some(schema), false) if self.config.auto_register => {
                 self.client
-                    .register_typed(&subject, schema, "JSON", self.config.normalize)
+                    .register_with_references(
+                        &subject,
+                        schema,
+                        "JSON",
+                        &self.references,
+                        self.config.normalize,
+                    )
                     .await?
             }
             (Some(schema), false) => {
                 self.client
-                    .lookup_typed(&subject, schema, "JSON", self.config.normalize)
+                    .lookup_with_references(
+                        &subject,
+                        schema,
+                        "JSON",
+                        &self.references,
+                        self.config.normalize,
+                    )
                     .await?
             }
             _ => match self.client.latest_id(&subject).await? {
