@@ -82,7 +82,22 @@ pub(crate) fn run(args: ProduceArgs) -> Result<()> {
             }
             if let (Some(enc), Some(v)) = (&encoder, &rec.value) {
                 let text = String::from_utf8_lossy(v).into_owned();
-                rec.value = Some(enc.encode(&args.topic, &text).await?.into());
+                match enc.encode(&args.topic, &text).await {
+                    Ok(bytes) => rec.value = Some(bytes.into()),
+                    Err(e) => {
+                        // The lines before this one are delivered, then produce stops:
+                        // nothing after an invalid value is sent.
+                        producer.flush().await;
+                        for f in pending {
+                            f.await?;
+                        }
+                        producer.close().await;
+                        return Err(e.context(format!(
+                            "input line {} not produced ({count} records before it were)",
+                            count + 1
+                        )));
+                    }
+                }
             }
             rec.partition = args.partition;
             rec.headers = headers.clone();

@@ -322,6 +322,8 @@ fn rest_api_status_and_error_codes() {
     );
     assert_eq!(delete(u, "/subjects/users/versions/1"), (200, json!(1)));
     assert_error(delete(u, "/subjects/users/versions/1"), 404, 40406);
+    // A soft deleted version's schema is still served by id.
+    assert_eq!(get(u, &format!("/schemas/ids/{id1}")).0, 200);
     assert_eq!(get(u, "/subjects/users/versions").1, json!([2, 3]));
     assert_eq!(
         get(u, "/subjects/users/versions?deleted=true").1,
@@ -335,6 +337,10 @@ fn rest_api_status_and_error_codes() {
         get(u, "/subjects/users/versions?deleted=true").1,
         json!([2, 3])
     );
+    // Permanently deleted, and used by no other subject-version: the id is not found.
+    assert_error(get(u, &format!("/schemas/ids/{id1}")), 404, 40403);
+    assert_error(get(u, &format!("/schemas/ids/{id1}/schema")), 404, 40403);
+    assert_eq!(get(u, &format!("/schemas/ids/{id2}")).0, 200);
     assert_error(delete(u, "/subjects/users?permanent=true"), 404, 40405);
     assert_eq!(delete(u, "/subjects/users"), (200, json!([2, 3])));
     assert_error(delete(u, "/subjects/users"), 404, 40404);
@@ -355,11 +361,13 @@ fn rest_api_status_and_error_codes() {
         (200, json!([2, 3]))
     );
     assert_error(delete(u, "/subjects/users"), 404, 40401);
+    assert_error(get(u, &format!("/schemas/ids/{id2}")), 404, 40403);
     assert_eq!(get(u, "/subjects?subjectPrefix=pers").1, json!(["person"]));
     // Ids stay: re-registering v1 gets its old id back, and new schemas never reuse one.
     let (_, v) = post(u, "/subjects/users/versions", user_v1);
     assert_eq!(v["id"], json!(id1));
     assert_eq!(get(u, "/subjects/users/versions").1, json!([1]));
+    assert_eq!(get(u, &format!("/schemas/ids/{id1}")).0, 200);
 }
 
 #[test]
@@ -878,6 +886,67 @@ fn json_schema_with_confluent_python_serdes_and_strom_consume() {
         "",
     );
     assert_eq!(consumed.trim(), r#"{"sensor":"cli"}"#);
+    // A value the schema rejects is not produced: a clear error naming the line and what is
+    // wrong; the valid line before it is delivered, nothing after it is sent.
+    let out = Command::new(strom)
+        .args([
+            "produce",
+            "readings-cli",
+            "-b",
+            &bootstrap,
+            "--value-format",
+            "json-schema",
+            "--schema-registry",
+            &url,
+            "--value-schema",
+        ])
+        .arg(&schema)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"sensor\":\"ok\"}\n{\"sensor\":42}\n{\"sensor\":\"after\"}\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for part in [
+        "input line 2",
+        "does not match the JSON schema",
+        "/sensor",
+        "string",
+    ] {
+        assert!(stderr.contains(part), "no {part:?} in: {stderr}");
+    }
+    let consumed = run_with_stdin(
+        Command::new(strom).args([
+            "consume",
+            "readings-cli",
+            "-b",
+            &bootstrap,
+            "--from-beginning",
+            "-n",
+            "3",
+            "--timeout-ms",
+            "3000",
+            "--value-format",
+            "json-schema",
+            "--schema-registry",
+            &url,
+        ]),
+        "",
+    );
+    assert_eq!(
+        consumed.lines().collect::<Vec<_>>(),
+        [r#"{"sensor":"cli"}"#, r#"{"sensor":"ok"}"#]
+    );
     // An invalid JSON Schema is refused with 42201.
     assert_error(
         post(
@@ -1431,4 +1500,176 @@ fn serializers_name_subjects_by_strategy_and_use_the_latest_version() {
     assert!(rt
         .block_on(ProtobufDeserializer::new(client).deserialize(&bad))
         .is_err());
+}
+
+#[test]
+fn json_schema_serializer_validates_values_through_references() {
+    use strom_registry::model::SchemaReference;
+    use strom_registry::serde::{
+        JsonSchemaDeserializer, JsonSchemaSerializer, RegistryClient, SerdeError, SerializerConfig,
+    };
+    let (_server, url) = server_with_registry();
+    let u = url.as_str();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = RegistryClient::new(u);
+
+    // A referenced schema under its own subject, and a schema whose `$ref` names it.
+    let address = json!({"type": "object", "properties": {"city": {"type": "string"}},
+                         "required": ["city"], "additionalProperties": false});
+    let (s, v) = post(
+        u,
+        "/subjects/address/versions",
+        json!({"schema": address.to_string(), "schemaType": "JSON"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let customer = json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "home": {"$ref": "address.json"}}, "required": ["name"]})
+    .to_string();
+    // Without the reference the `$ref` resolves to nothing: 42201, nothing registered.
+    assert_error(
+        post(
+            u,
+            "/subjects/customers-value/versions",
+            json!({"schema": customer, "schemaType": "JSON"}),
+        ),
+        422,
+        42201,
+    );
+    assert_error(get(u, "/subjects/customers-value/versions"), 404, 40401);
+    // Nor does a reference under another name.
+    assert_error(
+        post(
+            u,
+            "/subjects/customers-value/versions",
+            json!({"schema": customer, "schemaType": "JSON", "references": [
+                {"name": "other.json", "subject": "address", "version": 1}]}),
+        ),
+        422,
+        42201,
+    );
+
+    // The serializer registers the schema with its reference and validates through it.
+    let refs = vec![SchemaReference {
+        name: "address.json".into(),
+        subject: "address".into(),
+        version: 1,
+    }];
+    let ser =
+        JsonSchemaSerializer::new(client.clone(), Some(&customer), SerializerConfig::default())
+            .unwrap()
+            .with_references(refs);
+    let good = json!({"name": "ada", "home": {"city": "London"}});
+    let framed = rt.block_on(ser.serialize_json("customers", &good)).unwrap();
+    let (_, v) = get(u, "/subjects/customers-value/versions/1");
+    assert_eq!(
+        v["references"],
+        json!([{"name": "address.json", "subject": "address", "version": 1}])
+    );
+    let id = v["id"].as_i64().unwrap() as i32;
+    assert_eq!(framed[1..5], id.to_be_bytes());
+    for (bad, at) in [
+        (json!({"name": "ada", "home": {}}), "/home"),
+        (
+            json!({"name": "ada", "home": {"city": "x", "zip": 1}}),
+            "/home",
+        ),
+        (json!({"name": 7}), "/name"),
+        (json!({"home": {"city": "x"}}), "\"name\""),
+    ] {
+        let err = rt
+            .block_on(ser.serialize_json("customers", &bad))
+            .unwrap_err();
+        assert!(
+            matches!(err, SerdeError::Encode { id: i, .. } if i == id),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("does not match") && text.contains(at),
+            "{bad}: {text}"
+        );
+    }
+    // Validation can be turned off: the value is framed as it is.
+    let lax = JsonSchemaSerializer::new(
+        client.clone(),
+        None,
+        SerializerConfig {
+            use_latest_version: true,
+            ..SerializerConfig::default()
+        },
+    )
+    .unwrap()
+    .with_validation(false);
+    let invalid = rt
+        .block_on(lax.serialize_json("customers", &json!({"name": 7})))
+        .unwrap();
+    // use.latest.version validates through the latest schema's references too.
+    let latest = JsonSchemaSerializer::new(
+        client.clone(),
+        None,
+        SerializerConfig {
+            use_latest_version: true,
+            ..SerializerConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(rt
+        .block_on(latest.serialize_json("customers", &json!({"name": "b", "home": 1})))
+        .is_err());
+    rt.block_on(latest.serialize_json("customers", &good))
+        .unwrap();
+
+    // Deserializers: plain ones return what was written; validating ones refuse it.
+    let plain = JsonSchemaDeserializer::new(client.clone());
+    assert_eq!(rt.block_on(plain.deserialize_json(&framed)).unwrap(), good);
+    assert_eq!(
+        rt.block_on(plain.deserialize_json(&invalid)).unwrap(),
+        json!({"name": 7})
+    );
+    let strict = JsonSchemaDeserializer::new(client).with_validation(true);
+    assert_eq!(rt.block_on(strict.deserialize_json(&framed)).unwrap(), good);
+    let err = rt.block_on(strict.deserialize_json(&invalid)).unwrap_err();
+    assert!(
+        matches!(&err, SerdeError::Decode(m) if m.contains("/name")),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_schema_references_with_confluent_python_serdes() {
+    let (server, url) = server_with_registry();
+    let python = format!(
+        "{}/../../tests/python/schema_registry_json_refs.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = run_with_stdin(
+        Command::new("python3").args([&python, &server.bootstrap(), &url, "orders"]),
+        "",
+    );
+    assert!(out.contains("schema registry json refs OK"), "{out}");
+    // strom consume decodes what the Python serializer wrote with the referencing schema.
+    let consumed = run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_strom")).args([
+            "consume",
+            "orders",
+            "-b",
+            &server.bootstrap(),
+            "--from-beginning",
+            "-n",
+            "2",
+            "--value-format",
+            "json-schema",
+            "--schema-registry",
+            &url,
+        ]),
+        "",
+    );
+    let first: Value = serde_json::from_str(consumed.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        json!({"id": 1, "ship_to": {"city": "Lyon", "zip": "69001"}})
+    );
 }

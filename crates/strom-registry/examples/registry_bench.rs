@@ -1,7 +1,7 @@
 //! Registry figures: lookups by id per second and their latency (from the in-memory state,
 //! over HTTP keep-alive on loopback), registrations per second (each one a write to
-//! `_schemas` with acks=all, read back before the answer), and the Avro and Protobuf
-//! serializers' and deserializers' cost per record once the schema id is cached.
+//! `_schemas` with acks=all, read back before the answer), and the Avro, Protobuf and JSON
+//! Schema serializers' and deserializers' cost per record once the schema id is cached.
 //!
 //! Usage: cargo run --release -p strom-registry --example registry_bench -- BOOTSTRAP
 //! (a running broker, e.g. `strom server`); the registry runs in this process.
@@ -15,7 +15,8 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use strom_registry::serde::{
-    AvroDeserializer, AvroSerializer, ProtobufDeserializer, ProtobufSerializer, RegistryClient,
+    AvroDeserializer, AvroSerializer, JsonSchemaSerializer, ProtobufDeserializer,
+    ProtobufSerializer, RegistryClient,
 };
 use strom_registry::RegistryConfig;
 
@@ -240,7 +241,7 @@ async fn main() {
                  optional string note = 5; }";
     let pser =
         ProtobufSerializer::new(client.clone(), Some(proto), None, Default::default()).unwrap();
-    let pdeser = ProtobufDeserializer::new(client);
+    let pdeser = ProtobufDeserializer::new(client.clone());
     let message =
         prost_reflect::DynamicMessage::deserialize(pser.message().unwrap().clone(), &record)
             .unwrap();
@@ -262,5 +263,42 @@ async fn main() {
     println!(
         "protobuf serdes ({} B framed): serialize {pser_ns:.0} ns/record, deserialize {pde_ns:.0} ns/record (checksum {total})",
         pframed.len()
+    );
+
+    // The same record through the JSON Schema serializer, validating (the default) or not.
+    let json_schema = json!({"type": "object", "additionalProperties": false,
+        "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                       "amount": {"type": "number"}, "tags": {"type": "array", "items": {"type": "string"}},
+                       "note": {"type": ["null", "string"]}},
+        "required": ["id", "name", "amount"]})
+    .to_string();
+    let jser =
+        JsonSchemaSerializer::new(client.clone(), Some(&json_schema), Default::default()).unwrap();
+    let jlax = JsonSchemaSerializer::new(client, Some(&json_schema), Default::default())
+        .unwrap()
+        .with_validation(false);
+    let jframed = jser.serialize_json("bench-json", &record).await.unwrap();
+    jlax.serialize_json("bench-json", &record).await.unwrap();
+    let t = Instant::now();
+    for _ in 0..SERDE_RECORDS {
+        total += jser
+            .serialize_json("bench-json", &record)
+            .await
+            .unwrap()
+            .len();
+    }
+    let jser_ns = t.elapsed().as_nanos() as f64 / SERDE_RECORDS as f64;
+    let t = Instant::now();
+    for _ in 0..SERDE_RECORDS {
+        total += jlax
+            .serialize_json("bench-json", &record)
+            .await
+            .unwrap()
+            .len();
+    }
+    let jlax_ns = t.elapsed().as_nanos() as f64 / SERDE_RECORDS as f64;
+    println!(
+        "json schema serializer ({} B framed): validating {jser_ns:.0} ns/record, not validating {jlax_ns:.0} ns/record (checksum {total})",
+        jframed.len()
     );
 }

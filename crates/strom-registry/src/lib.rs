@@ -84,6 +84,12 @@ pub async fn run(
         election,
     });
     tracing::info!(listener = %config.listener, topic = %config.topic, "schema registry serving");
+    // Answers are small and sent whole: no Nagle delay on a keep-alive connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on a registry connection: {e}");
+        }
+    });
     axum::serve(listener, api::router(app))
         .with_graceful_shutdown(shutdown)
         .await

@@ -33,7 +33,9 @@ pub fn parse(schema_type: SchemaType, text: &str, references: &[NamedText]) -> R
         SchemaType::Avro => avro::parse(text, &texts())
             .map(Parsed::Avro)
             .map_err(invalid),
-        SchemaType::Json => json_schema::parse(text).map(Parsed::Json).map_err(invalid),
+        SchemaType::Json => json_schema::parse_with_references(text, references)
+            .map(Parsed::Json)
+            .map_err(invalid),
         SchemaType::Protobuf => protobuf::parse(text, references)
             .map(Parsed::Protobuf)
             .map_err(invalid),

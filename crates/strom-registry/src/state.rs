@@ -34,6 +34,9 @@ pub struct State {
     /// Identity of a schema (type, canonical text, references) → its id, so the same schema
     /// gets the same id in every subject.
     id_by_content: HashMap<SchemaContent, i32>,
+    /// Schemas no longer served by id (every version using them permanently deleted), kept
+    /// so that an import reusing the id for other content drops the old identity.
+    retired: HashMap<i32, Arc<SchemaContent>>,
     max_id: i32,
     global_level: Option<CompatibilityLevel>,
     subject_levels: BTreeMap<String, CompatibilityLevel>,
@@ -55,10 +58,26 @@ impl State {
                 version,
                 value: None,
             } => {
-                if let Some(versions) = self.subjects.get_mut(&subject) {
-                    versions.remove(&version);
-                    if versions.is_empty() {
-                        self.subjects.remove(&subject);
+                let Some(versions) = self.subjects.get_mut(&subject) else {
+                    return;
+                };
+                let removed = versions.remove(&version);
+                if versions.is_empty() {
+                    self.subjects.remove(&subject);
+                }
+                // A schema whose every subject-version is permanently deleted is no longer
+                // served by id (40403, as Confluent answers). Its id stays taken: it is never
+                // handed to another schema, and the same schema registered again gets it back.
+                if let Some(removed) = removed {
+                    let still_used = self
+                        .subjects
+                        .values()
+                        .flat_map(|vs| vs.values())
+                        .any(|v| v.id == removed.id);
+                    if !still_used {
+                        if let Some(c) = self.by_id.remove(&removed.id) {
+                            self.retired.insert(removed.id, c);
+                        }
                     }
                 }
             }
@@ -121,6 +140,11 @@ impl State {
         let content = match self.by_id.get(&v.id) {
             Some(c) if **c == content => c.clone(),
             _ => {
+                if let Some(old) = self.retired.remove(&v.id) {
+                    if *old != content && self.id_by_content.get(&*old) == Some(&v.id) {
+                        self.id_by_content.remove(&*old);
+                    }
+                }
                 let c = Arc::new(content.clone());
                 self.by_id.insert(v.id, c.clone());
                 self.id_by_content.entry(content).or_insert(v.id);
@@ -283,8 +307,28 @@ mod tests {
             value: None,
         });
         assert!(s.versions("a").is_none());
-        // The id stays known and is never handed out again.
-        assert!(s.schema_by_id(2).is_some());
+        // Id 2 was used by a/2 only: gone. Id 1 is still used by b/1.
+        assert!(s.schema_by_id(2).is_none());
+        assert!(s.schema_by_id(1).is_some());
+        // The id is never handed to another schema; the same schema gets it back.
         assert_eq!(s.next_id(), 3);
+        let long = SchemaContent {
+            schema_type: SchemaType::Avro,
+            schema: "\"long\"".into(),
+            references: vec![],
+        };
+        assert_eq!(s.id_of(&long), Some(2));
+        s.apply(schema("c", 1, 2, "\"long\""));
+        assert_eq!(
+            s.schema_by_id(2).map(|c| c.schema.as_str()),
+            Some("\"long\"")
+        );
+        // Hard deleting b/1 forgets id 1 too.
+        s.apply(StoreRecord::Schema {
+            subject: "b".into(),
+            version: 1,
+            value: None,
+        });
+        assert!(s.schema_by_id(1).is_none());
     }
 }

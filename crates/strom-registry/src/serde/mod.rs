@@ -188,6 +188,36 @@ impl RegistryClient {
         self.cached_id(&path, subject, schema, schema_type).await
     }
 
+    /// Like [`RegistryClient::register_typed`] for a schema that references others
+    /// (Confluent's `references`: each `name` is how the schema refers to the other, e.g. a
+    /// JSON `$ref`).
+    pub async fn register_with_references(
+        &self,
+        subject: &str,
+        schema: &str,
+        schema_type: &str,
+        references: &[SchemaReference],
+        normalize: bool,
+    ) -> Result<i32> {
+        let path = format!("/subjects/{}/versions?normalize={normalize}", seg(subject));
+        self.cached_id_with(&path, subject, schema, schema_type, references)
+            .await
+    }
+
+    /// Like [`RegistryClient::lookup_typed`] for a schema that references others.
+    pub async fn lookup_with_references(
+        &self,
+        subject: &str,
+        schema: &str,
+        schema_type: &str,
+        references: &[SchemaReference],
+        normalize: bool,
+    ) -> Result<i32> {
+        let path = format!("/subjects/{}?normalize={normalize}", seg(subject));
+        self.cached_id_with(&path, subject, schema, schema_type, references)
+            .await
+    }
+
     /// The id of `schema` under `subject` from the cache, else from POSTing it to `path`
     /// (register and lookup answer with the same `{"id": ...}`).
     async fn cached_id(
@@ -197,17 +227,33 @@ impl RegistryClient {
         schema: &str,
         schema_type: &str,
     ) -> Result<i32> {
-        let key = (subject.to_owned(), schema.to_owned());
+        self.cached_id_with(path, subject, schema, schema_type, &[])
+            .await
+    }
+
+    async fn cached_id_with(
+        &self,
+        path: &str,
+        subject: &str,
+        schema: &str,
+        schema_type: &str,
+        references: &[SchemaReference],
+    ) -> Result<i32> {
+        let mut cache_text = schema.to_owned();
+        if !references.is_empty() {
+            // The same text with other references is another schema.
+            cache_text.push('\0');
+            cache_text.push_str(&json!(references).to_string());
+        }
+        let key = (subject.to_owned(), cache_text);
         if let Some(id) = self.ids.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(*id);
         }
-        let v = self
-            .call(
-                Method::POST,
-                path,
-                Some(json!({ "schema": schema, "schemaType": schema_type })),
-            )
-            .await?;
+        let mut body = json!({ "schema": schema, "schemaType": schema_type });
+        if !references.is_empty() {
+            body["references"] = json!(references);
+        }
+        let v = self.call(Method::POST, path, Some(body)).await?;
         let id = v["id"]
             .as_i64()
             .ok_or_else(|| SerdeError::Unreachable(format!("no id in {v}")))?
