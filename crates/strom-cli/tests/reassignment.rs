@@ -635,6 +635,47 @@ fn kafkas_reassign_and_leader_election_tools_drive_strom() {
     cluster.wait_view(1, WAIT, "preferred leaders", |v| {
         v.topics["moved"][&0].0 == 2 && v.topics["moved"][&1].0 == 2
     });
+
+    // A slow (throttled) move, cancelled with the tool's --cancel.
+    fill(&bootstrap, "moved", 2);
+    let slow = dir.path().join("slow.json");
+    std::fs::write(
+        &slow,
+        r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[2,1]}]}"#,
+    )
+    .unwrap();
+    let started = tool(
+        "kafka-reassign-partitions.sh",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--reassignment-json-file",
+            slow.to_str().unwrap(),
+            "--execute",
+            "--throttle",
+            "10000",
+        ],
+    );
+    assert!(started.contains("Successfully started"), "{started}");
+    let (_, out) = cluster.cli(1, &["cluster", "status", "--output", "json"]);
+    assert!(out.contains("\"adding\":[1]"), "in progress: {out}");
+    let cancelled = tool(
+        "kafka-reassign-partitions.sh",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--reassignment-json-file",
+            slow.to_str().unwrap(),
+            "--cancel",
+        ],
+    );
+    println!("{started}\n{cancelled}");
+    assert!(cancelled.contains("Successfully cancelled"), "{cancelled}");
+    cluster.wait_view(1, WAIT, "moved-0 back on 2 and 3", |v| {
+        let mut r = v.topics["moved"][&0].1.clone();
+        r.sort();
+        r == [2, 3]
+    });
 }
 
 /// A figure, not a check: 8 partitions holding about 96 MB (RF 3), a live acks=all load
