@@ -247,6 +247,11 @@ fn decommissioning_a_broker_under_load_empties_it_and_leaves_nothing_under_repli
 
 /// Fills partition 0 of `topic` with `mb` MB of 16 KB records.
 fn fill(bootstrap: &str, topic: &str, mb: usize) {
+    fill_partitions(bootstrap, topic, mb, 1)
+}
+
+/// Writes `mb` MB of 16 KB records to `topic`, round-robin over `partitions` partitions.
+fn fill_partitions(bootstrap: &str, topic: &str, mb: usize, partitions: i32) {
     let producer = common::producer(
         bootstrap,
         &[
@@ -258,12 +263,12 @@ fn fill(bootstrap: &str, topic: &str, mb: usize) {
     let value = vec![b'x'; 16 * 1024];
     block(async {
         let mut pending = Vec::new();
-        for _ in 0..mb * 64 {
+        for i in 0..mb * 64 {
             pending.push(
                 producer.send(
                     FutureRecord::<(), _>::to(topic)
                         .payload(&value)
-                        .partition(0),
+                        .partition(i as i32 % partitions),
                     Duration::from_secs(60),
                 ),
             );
@@ -541,6 +546,19 @@ fn kafkas_reassign_and_leader_election_tools_drive_strom() {
     }
     cluster.wait_view(1, WAIT, "moved in sync", all_in_sync("moved", 2));
     let dir = tempfile::tempdir().unwrap();
+    // kafka-reassign-partitions.sh with a reassignment JSON file holding `plan`, and `action`.
+    let reassign = |name: &str, plan: &str, action: &[&str]| -> String {
+        let file = dir.path().join(name);
+        std::fs::write(&file, plan).unwrap();
+        let mut args = vec![
+            "--bootstrap-server",
+            bootstrap.as_str(),
+            "--reassignment-json-file",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(action);
+        tool("kafka-reassign-partitions.sh", &args)
+    };
     let topics = dir.path().join("topics.json");
     std::fs::write(&topics, r#"{"version":1,"topics":[{"topic":"moved"}]}"#).unwrap();
     let generated = tool(
@@ -559,60 +577,22 @@ fn kafkas_reassign_and_leader_election_tools_drive_strom() {
         generated.contains("Proposed partition reassignment configuration"),
         "{generated}"
     );
-    let plan = dir.path().join("plan.json");
-    std::fs::write(
-        &plan,
-        r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[3,2]},{"topic":"moved","partition":1,"replicas":[2,3]}]}"#,
-    )
-    .unwrap();
-    let executed = tool(
-        "kafka-reassign-partitions.sh",
-        &[
-            "--bootstrap-server",
-            &bootstrap,
-            "--reassignment-json-file",
-            plan.to_str().unwrap(),
-            "--execute",
-            "--throttle",
-            "50000000",
-        ],
-    );
+    let plan = r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[3,2]},{"topic":"moved","partition":1,"replicas":[2,3]}]}"#;
+    let executed = reassign("plan.json", plan, &["--execute", "--throttle", "50000000"]);
     assert!(executed.contains("Successfully started"), "{executed}");
     cluster.wait_view(1, WAIT, "moved to 2 and 3", |v| {
         v.topics["moved"][&0].1 == [3, 2] && v.topics["moved"][&1].1 == [2, 3]
     });
-    let verified = tool(
-        "kafka-reassign-partitions.sh",
-        &[
-            "--bootstrap-server",
-            &bootstrap,
-            "--reassignment-json-file",
-            plan.to_str().unwrap(),
-            "--verify",
-        ],
-    );
+    let verified = reassign("plan.json", plan, &["--verify"]);
     assert!(verified.contains("is completed"), "{verified}");
     assert!(
         verified.contains("Clearing broker-level throttles"),
         "{verified}"
     );
     // A reorder: moved-0's preferred leader becomes 2 while 3 still leads it.
-    let reorder = dir.path().join("reorder.json");
-    std::fs::write(
-        &reorder,
-        r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[2,3]}]}"#,
-    )
-    .unwrap();
-    tool(
-        "kafka-reassign-partitions.sh",
-        &[
-            "--bootstrap-server",
-            &bootstrap,
-            "--reassignment-json-file",
-            reorder.to_str().unwrap(),
-            "--execute",
-        ],
-    );
+    let reorder =
+        r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[2,3]}]}"#;
+    reassign("reorder.json", reorder, &["--execute"]);
     cluster.wait_view(1, WAIT, "moved-0 reordered", |v| {
         v.topics["moved"][&0].1 == [2, 3] && v.topics["moved"][&0].0 == 3
     });
@@ -638,37 +618,12 @@ fn kafkas_reassign_and_leader_election_tools_drive_strom() {
 
     // A slow (throttled) move, cancelled with the tool's --cancel.
     fill(&bootstrap, "moved", 2);
-    let slow = dir.path().join("slow.json");
-    std::fs::write(
-        &slow,
-        r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[2,1]}]}"#,
-    )
-    .unwrap();
-    let started = tool(
-        "kafka-reassign-partitions.sh",
-        &[
-            "--bootstrap-server",
-            &bootstrap,
-            "--reassignment-json-file",
-            slow.to_str().unwrap(),
-            "--execute",
-            "--throttle",
-            "10000",
-        ],
-    );
+    let slow = r#"{"version":1,"partitions":[{"topic":"moved","partition":0,"replicas":[2,1]}]}"#;
+    let started = reassign("slow.json", slow, &["--execute", "--throttle", "10000"]);
     assert!(started.contains("Successfully started"), "{started}");
     let (_, out) = cluster.cli(1, &["cluster", "status", "--output", "json"]);
     assert!(out.contains("\"adding\":[1]"), "in progress: {out}");
-    let cancelled = tool(
-        "kafka-reassign-partitions.sh",
-        &[
-            "--bootstrap-server",
-            &bootstrap,
-            "--reassignment-json-file",
-            slow.to_str().unwrap(),
-            "--cancel",
-        ],
-    );
+    let cancelled = reassign("slow.json", slow, &["--cancel"]);
     println!("{started}\n{cancelled}");
     assert!(cancelled.contains("Successfully cancelled"), "{cancelled}");
     cluster.wait_view(1, WAIT, "moved-0 back on 2 and 3", |v| {
@@ -691,36 +646,7 @@ fn figure_rebalance_with_data_throttled_and_unthrottled() {
     let bootstrap = cluster.bootstrap();
     create_topic_with(&bootstrap, "data", PARTITIONS, &[]);
     cluster.wait_view(1, WAIT, "data in sync", all_in_sync("data", 8));
-    let producer = common::producer(
-        &bootstrap,
-        &[
-            ("acks", "all"),
-            ("linger.ms", "20"),
-            ("batch.size", "1000000"),
-        ],
-    );
-    let value = vec![b'x'; 16 * 1024];
-    block(async {
-        let mut pending = Vec::new();
-        for i in 0..(96 * 64) {
-            pending.push(
-                producer.send(
-                    FutureRecord::<(), _>::to("data")
-                        .payload(&value)
-                        .partition(i % PARTITIONS),
-                    Duration::from_secs(60),
-                ),
-            );
-            if pending.len() >= 256 {
-                for f in pending.drain(..) {
-                    f.await.expect("fill");
-                }
-            }
-        }
-        for f in pending {
-            f.await.expect("fill");
-        }
-    });
+    fill_partitions(&bootstrap, "data", 96, PARTITIONS);
     create_topic_with(&bootstrap, "live", 3, &[("min.insync.replicas", "2")]);
     cluster.wait_view(1, WAIT, "live in sync", all_in_sync("live", 3));
     let load = Load::start_partitions(bootstrap.clone(), "live", 3);

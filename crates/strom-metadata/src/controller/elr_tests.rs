@@ -12,7 +12,7 @@ use super::*;
 use crate::image::PartitionImage;
 use crate::records::ConfigResource;
 
-fn open(dir: &Path, brokers: &[i32]) -> Controller {
+pub(super) fn open(dir: &Path, brokers: &[i32]) -> Controller {
     let text = format!("log.dirs={}\n", dir.display());
     let config = BrokerConfig::parse(&text, &[]).unwrap().0;
     let mut c = Controller::open(dir, &config).unwrap();
@@ -24,7 +24,12 @@ fn open(dir: &Path, brokers: &[i32]) -> Controller {
 }
 
 /// Topic `name`, one partition on `replicas` (led by the first), with `configs`.
-fn create(c: &mut Controller, name: &str, replicas: Vec<i32>, configs: &[(&str, &str)]) -> Uuid {
+pub(super) fn create(
+    c: &mut Controller,
+    name: &str,
+    replicas: Vec<i32>,
+    configs: &[(&str, &str)],
+) -> Uuid {
     let request = CreateTopicRequest {
         name: name.into(),
         num_partitions: -1,
@@ -42,12 +47,12 @@ fn create(c: &mut Controller, name: &str, replicas: Vec<i32>, configs: &[(&str, 
         .topic_id
 }
 
-fn part(c: &Controller, name: &str) -> PartitionImage {
+pub(super) fn part(c: &Controller, name: &str) -> PartitionImage {
     c.image().topic(name).unwrap().partitions[&0].clone()
 }
 
 /// The leader changes the ISR to `isr` (it must succeed).
-fn alter(c: &mut Controller, name: &str, isr: &[i32]) -> PartitionImage {
+pub(super) fn alter(c: &mut Controller, name: &str, isr: &[i32]) -> PartitionImage {
     let p = part(c, name);
     let id = c.image().topic(name).unwrap().topic_id;
     c.alter_partition(

@@ -3,55 +3,13 @@
 //! completion, cancellation reverts, bad targets are refused per partition, and the records
 //! replay to the same image.
 
-use std::path::Path;
-
+use super::elr_tests::{alter, open, part};
 use super::reassignments::ongoing_reassignments;
 use super::*;
-use crate::image::PartitionImage;
 
-fn open(dir: &Path, brokers: &[i32]) -> Controller {
-    let text = format!("log.dirs={}\n", dir.display());
-    let config = BrokerConfig::parse(&text, &[]).unwrap().0;
-    let mut c = Controller::open(dir, &config).unwrap();
-    for &id in brokers {
-        c.register_broker(id, "localhost", 9092 + id as u16, None)
-            .unwrap();
-    }
-    c
-}
-
+/// Topic `name`, one partition on `replicas`, with `min.insync.replicas`.
 fn create(c: &mut Controller, name: &str, replicas: Vec<i32>, min_isr: &str) {
-    let request = CreateTopicRequest {
-        name: name.into(),
-        num_partitions: -1,
-        replication_factor: -1,
-        assignments: vec![(0, replicas)],
-        configs: vec![("min.insync.replicas".into(), Some(min_isr.into()))],
-    };
-    c.create_topics(vec![request], false)
-        .pop()
-        .unwrap()
-        .unwrap();
-}
-
-fn part(c: &Controller, name: &str) -> PartitionImage {
-    c.image().topic(name).unwrap().partitions[&0].clone()
-}
-
-/// The leader asks for ISR `isr`.
-fn alter(c: &mut Controller, name: &str, isr: &[i32]) -> PartitionImage {
-    let p = part(c, name);
-    let id = c.image().topic(name).unwrap().topic_id;
-    c.alter_partition(
-        p.leader,
-        id,
-        0,
-        p.leader_epoch,
-        p.partition_epoch,
-        isr.to_vec(),
-    )
-    .unwrap();
-    part(c, name)
+    super::elr_tests::create(c, name, replicas, &[("min.insync.replicas", min_isr)]);
 }
 
 fn reassign(
