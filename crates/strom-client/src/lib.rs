@@ -32,6 +32,13 @@ pub use producer::{
 };
 pub use strom_protocol::record_batch::Compression;
 
+/// Confluent-format Avro, JSON Schema and Protobuf serdes with a Schema Registry client
+/// (magic byte 0, 4-byte big-endian schema id, the payload), from `strom-schema`. Enabled by
+/// the `serdes` feature, off by default so the plain client carries no Avro library or HTTP
+/// client. The same module is `strom_registry::serde`.
+#[cfg(feature = "serdes")]
+pub use strom_schema::serde;
+
 /// A topic and a partition index (Kafka's `TopicPartition`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -51,5 +58,24 @@ impl TopicPartition {
 impl std::fmt::Display for TopicPartition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+#[cfg(all(test, feature = "serdes"))]
+mod serdes_tests {
+    use crate::serde::{decode, encode, split_frame, MAGIC};
+
+    #[test]
+    fn serdes_frame_and_unframe_an_avro_value() {
+        let parsed = strom_schema::avro::parse(r#""string""#, &[]).unwrap();
+        // Schema id 7, then the Avro string "hi" (zig-zag length 2, the bytes).
+        let framed = [MAGIC, 0, 0, 0, 7, 4, b'h', b'i'];
+        let (id, mut payload) = split_frame(&framed).unwrap();
+        assert_eq!(id, 7);
+        let value = decode(&parsed, &mut payload).unwrap();
+        assert!(payload.is_empty());
+        assert_eq!(encode(id, &parsed, value).unwrap(), framed);
+        assert!(split_frame(&[1, 0, 0, 0, 7]).is_err());
+        assert!(split_frame(&[MAGIC, 0, 0]).is_err());
     }
 }

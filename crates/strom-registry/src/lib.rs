@@ -1,20 +1,23 @@
 //! `strom-registry`: a Schema Registry compatible with Confluent's REST API, whose state lives
 //! in a compacted `_schemas` topic reached through `strom-client` (so it runs inside `strom
-//! server` or beside any Kafka-compatible cluster), and the serdes clients use with it.
+//! server` or beside any Kafka-compatible cluster).
+//!
+//! The schema handling that needs no Kafka (Avro, JSON Schema and Protobuf parsing and
+//! compatibility, the HTTP client) and the serdes clients use with the registry live in
+//! `strom-schema`; they are re-exported here under their old paths (`strom_registry::serde`,
+//! `strom_registry::avro`, ...). Clients can also get the serdes from `strom-client` with its
+//! `serdes` feature.
 
 pub mod api;
-pub mod avro;
 pub mod election;
 pub mod error;
-pub mod http_client;
-pub mod json_schema;
 pub mod model;
-pub mod protobuf;
 pub mod schemas;
-pub mod serde;
 pub mod service;
 pub mod state;
 pub mod store;
+
+pub use strom_schema::{avro, http_client, json_schema, protobuf, serde};
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};

@@ -127,14 +127,8 @@ impl Mode {
     }
 }
 
-/// A reference from one schema to another registered one (`name` is how the referring schema
-/// names it: an Avro full name, a JSON `$ref` URL or a `.proto` import path).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct SchemaReference {
-    pub name: String,
-    pub subject: String,
-    pub version: i32,
-}
+/// Schema references are shared with the serdes, so they live in `strom-schema`.
+pub use strom_schema::model::SchemaReference;
 
 /// Key of a `_schemas` record. Serialized with a fixed field order, so one logical key is
 /// always the same bytes (compaction keeps the last record per key bytes).

@@ -15,9 +15,8 @@ pub enum Parsed {
     Protobuf(protobuf::ParsedProto),
 }
 
-/// A referenced schema: the name the referring schema uses for it (an Avro full name, a JSON
-/// `$ref`, a `.proto` import path) and its text.
-pub type NamedText = (String, String);
+/// A referenced schema and its name (shared with the serdes, defined in `strom-schema`).
+pub use strom_schema::model::NamedText;
 
 /// Validates `text` of `schema_type`; `references` are the referenced schemas (and theirs),
 /// dependencies first.

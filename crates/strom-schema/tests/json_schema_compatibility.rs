@@ -4,7 +4,7 @@
 //! patterns (`format` is not compared), enums, combinators, `not`, `$ref`, tuples.
 
 use serde_json::{json, Value};
-use strom_registry::json_schema;
+use strom_schema::json_schema;
 
 fn obj(props: Value, required: &[&str], closed: bool) -> Value {
     let mut s = json!({"type": "object", "properties": props, "required": required});

@@ -2,7 +2,7 @@
 //! framing a value), `$ref`s to referenced schemas resolved by their reference names.
 
 use serde_json::{json, Value};
-use strom_registry::json_schema::{self, JsonValidator};
+use strom_schema::json_schema::{self, JsonValidator};
 
 fn validator(schema: &Value) -> JsonValidator {
     JsonValidator::new(schema, &[]).unwrap()

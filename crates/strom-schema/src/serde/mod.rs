@@ -4,8 +4,10 @@
 //! per schema, not per record. Subject name strategies, auto-registration and
 //! use-latest-version follow the Confluent serializers' settings of the same names.
 //!
-//! They live here rather than in strom-client so the plain client does not carry an Avro
-//! library and an HTTP client.
+//! They live in `strom-schema`, which needs no Kafka connection, so both the registry server
+//! (`strom_registry::serde`) and clients (`strom_client::serde`, behind strom-client's
+//! `serdes` feature) offer them; the plain client does not carry an Avro library and an HTTP
+//! client.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +21,8 @@ use serde_json::{json, Value};
 
 use crate::avro::{self, ParsedAvro};
 use crate::http_client::{self, Method};
+use crate::model::NamedText;
 use crate::model::SchemaReference;
-use crate::schemas::NamedText;
 
 mod json_schema;
 mod protobuf;

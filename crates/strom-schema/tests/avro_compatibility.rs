@@ -4,7 +4,7 @@
 //! written with the new one, FULL = both, NONE = anything. Each case states why.
 
 use serde_json::{json, Value};
-use strom_registry::avro;
+use strom_schema::avro;
 
 struct Case {
     name: &'static str,

@@ -8,7 +8,7 @@
 //! oneof. Everything else (fields added or removed, renames, renumbering, labels, enum
 //! changes, oneofs added or removed, messages added or reordered) is compatible.
 
-use strom_registry::protobuf;
+use strom_schema::protobuf;
 
 fn p3(body: &str) -> String {
     format!("syntax = \"proto3\";\npackage shop;\nimport \"google/protobuf/timestamp.proto\";\nimport \"google/protobuf/duration.proto\";\n{body}")
