@@ -77,6 +77,11 @@ struct ReplicaState {
     high_watermark: i64,
     /// When an ISR change was sent to the controller and not yet seen committed.
     isr_change_sent_ms: Option<i64>,
+    /// Replicas that ISR change asks to add, until it is committed or refused. The high
+    /// watermark counts them as members already (Kafka's maximal ISR, KIP-497): the
+    /// controller may commit the change, and even elect one of them, before this leader hears
+    /// of it, so nothing may be acknowledged that they do not have.
+    isr_joining: Vec<i32>,
 }
 
 /// How a role change touched this replica.
@@ -145,6 +150,7 @@ impl Partition {
                 followers: HashMap::new(),
                 high_watermark,
                 isr_change_sent_ms: None,
+                isr_joining: Vec::new(),
             }),
             changes: watch::Sender::new(0),
         }
@@ -201,7 +207,9 @@ impl Partition {
         let leads = role.leader == self.local_id;
         let new_epoch = state.role.leader_epoch != role.leader_epoch;
         if role.partition_epoch != state.role.partition_epoch {
+            // A change in flight carries the old partition epoch: the controller refuses it.
             state.isr_change_sent_ms = None;
+            state.isr_joining.clear();
         }
         let change = if leads && (!was_leader || new_epoch) {
             if let Err(e) = self.log.become_leader(role.leader_epoch) {
@@ -265,7 +273,8 @@ impl Partition {
             return false;
         }
         let mut hw = self.log.visible_end_offset();
-        for id in state.role.isr.iter().filter(|id| **id != self.local_id) {
+        let members = state.role.isr.iter().chain(&state.isr_joining);
+        for id in members.filter(|id| **id != self.local_id) {
             let leo = state.followers.get(id).map_or(-1, |f| f.log_end_offset);
             hw = hw.min(leo);
         }
@@ -288,17 +297,24 @@ impl Partition {
         }
     }
 
-    /// Leader: follower `replica` fetched from `fetch_offset` (so has everything below it).
-    /// Returns whether the follower, out of the ISR, has caught up and should join it.
+    /// Leader: follower `replica` fetched from `fetch_offset` (so has everything below it)
+    /// in leader epoch `epoch`. Returns whether the follower, out of the ISR, has caught up
+    /// and should join it. A fetch of an older epoch is fenced here, under the same lock as
+    /// the role: a replica removed (which starts a new epoch) and added back must not be
+    /// counted on the offset its deleted log had reached.
     pub fn record_follower_fetch(
         &self,
         replica: i32,
+        epoch: i32,
         fetch_offset: i64,
         now_ms: i64,
     ) -> Result<bool, ErrorCode> {
         let mut state = self.state.lock();
         if state.role.leader != self.local_id {
             return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        if state.role.leader_epoch != epoch {
+            return Err(ErrorCode::FencedLeaderEpoch);
         }
         let leo = self.log.log_end_offset();
         let partition_epoch = state.role.partition_epoch;
@@ -382,6 +398,12 @@ impl Partition {
             return None;
         }
         let role = role.clone();
+        // A retry joins the joiners of the one it replaces: that one may still commit.
+        for r in &isr {
+            if !role.isr.contains(r) && !state.isr_joining.contains(r) {
+                state.isr_joining.push(*r);
+            }
+        }
         state.isr_change_sent_ms = Some(now_ms);
         Some((role, isr))
     }
@@ -434,7 +456,7 @@ impl Partition {
         if fetch_offset > self.log.log_end_offset() {
             return Err(ErrorCode::OffsetOutOfRange);
         }
-        let joins_isr = self.record_follower_fetch(replica, fetch_offset, now_ms)?;
+        let joins_isr = self.record_follower_fetch(replica, epoch, fetch_offset, now_ms)?;
         let high_watermark = self.high_watermark();
         let slice = if max_bytes == 0 && !first {
             None
@@ -531,7 +553,9 @@ impl Partition {
 
     /// The controller refused an ISR change: the next check may send another.
     pub fn isr_change_failed(&self) {
-        self.state.lock().isr_change_sent_ms = None;
+        let mut state = self.state.lock();
+        state.isr_change_sent_ms = None;
+        state.isr_joining.clear();
     }
 
     /// The last stable offset: the first offset of the earliest open transaction, capped by

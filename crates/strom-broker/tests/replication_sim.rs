@@ -85,6 +85,17 @@ struct Node {
     hosting: bool,
 }
 
+/// An AlterPartition in flight from a leader to the controller: while it travels the leader
+/// keeps appending and acknowledging, and the change commits (or is refused) later.
+struct IsrRequest {
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: Vec<i32>,
+    /// Steps before it is delivered.
+    delay: u32,
+}
+
 /// An acks=all append waiting for the ISR.
 struct Pending {
     leader: i32,
@@ -102,6 +113,7 @@ struct Sim {
     topic_id: Uuid,
     nodes: HashMap<i32, Node>,
     network: Vec<InFlight>,
+    isr_requests: Vec<IsrRequest>,
     pending: Vec<Pending>,
     /// Acknowledged batches: (base offset, bytes as stored, less the partition leader epoch
     /// and base offset fields which the leader sets).
@@ -176,6 +188,7 @@ impl Sim {
             topic_id,
             nodes,
             network: Vec::new(),
+            isr_requests: Vec::new(),
             pending: Vec::new(),
             acked: Vec::new(),
             hw_seen: HashMap::new(),
@@ -299,7 +312,8 @@ impl Sim {
                     self.learn_metadata(id);
                 }
             }
-            88..=93 => self.check_isr(),
+            88..=90 => self.check_isr(),
+            91..=93 => self.deliver_isr_request(),
             94..=95 => {
                 let id = NODES[self.rng.below(NODES.len() as u64) as usize];
                 if self.alive(id).is_some() && self.alive_count() > 1 {
@@ -482,7 +496,7 @@ impl Sim {
         }
     }
 
-    /// The leader asks the controller to change its ISR, if it is due.
+    /// The leader asks the controller to change its ISR, if it is due; the request travels.
     fn check_isr(&mut self) {
         for id in NODES {
             let Some(p) = self.alive(id) else { continue };
@@ -490,19 +504,55 @@ impl Sim {
                 continue;
             }
             if let Some((role, isr)) = p.isr_change_due(self.now, LAG_MS) {
-                let result = self.controller.alter_partition(
-                    id,
-                    self.topic_id,
-                    0,
-                    role.leader_epoch,
-                    role.partition_epoch,
+                let delay = self.rng.below(4) as u32;
+                self.isr_requests.push(IsrRequest {
+                    leader: id,
+                    leader_epoch: role.leader_epoch,
+                    partition_epoch: role.partition_epoch,
                     isr,
-                );
-                match result {
-                    Ok(_) => self.learn_metadata(id),
-                    Err(_) => p.isr_change_failed(),
+                    delay,
+                });
+            }
+        }
+    }
+
+    /// The controller judges one AlterPartition in flight (or it is lost); the leader hears
+    /// the answer, or learns the outcome later from the metadata.
+    fn deliver_isr_request(&mut self) {
+        if self.isr_requests.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.isr_requests.len() as u64) as usize;
+        if self.isr_requests[i].delay > 0 {
+            self.isr_requests[i].delay -= 1;
+            return;
+        }
+        let r = self.isr_requests.swap_remove(i);
+        if self.nodes[&r.leader].isolated || self.rng.chance(5) {
+            return; // lost: the leader retries after a while
+        }
+        self.judge_isr_request(r);
+    }
+
+    fn judge_isr_request(&mut self, r: IsrRequest) {
+        let result = self.controller.alter_partition(
+            r.leader,
+            self.topic_id,
+            0,
+            r.leader_epoch,
+            r.partition_epoch,
+            r.isr,
+        );
+        let Some(p) = self.alive(r.leader) else {
+            return;
+        };
+        match result {
+            Ok(_) => {
+                if self.rng.chance(50) {
+                    self.learn_metadata(r.leader);
                 }
             }
+            Err(_) => p.isr_change_failed(),
         }
     }
 
@@ -628,6 +678,12 @@ impl Sim {
                 assert!(self.network.len() < before);
             }
             self.check_isr();
+            for r in std::mem::take(&mut self.isr_requests) {
+                self.judge_isr_request(r);
+            }
+            for id in NODES {
+                self.learn_metadata(id);
+            }
             self.complete_acks();
         }
     }
