@@ -248,8 +248,13 @@ pub(super) fn change_partition(
     next.isr = isr;
     next.eligible_leader_replicas = elr;
     next.last_known_elr = last_known_elr;
-    if leader != p.leader {
-        next.leader = leader;
+    // A new leader, or replicas leaving the replica set, start a new leader epoch: the removed
+    // replicas' fetches still in flight carry the old one and are fenced, so a replica removed
+    // and added back can never be counted on the offset its deleted log had reached (as Kafka
+    // bumps the epoch when a reassignment shrinks the replicas).
+    let removed = p.replicas.iter().any(|r| !next.replicas.contains(r));
+    next.leader = leader;
+    if leader != p.leader || removed {
         next.leader_epoch = p.leader_epoch + 1;
     }
     if next == *p {

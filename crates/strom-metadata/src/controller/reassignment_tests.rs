@@ -77,6 +77,7 @@ fn an_old_replica_leaving_the_isr_mid_move_does_not_complete_it_before_the_new_o
     let dir = tempfile::tempdir().unwrap();
     let mut c = open(dir.path(), &[1, 2, 3, 4, 5]);
     create(&mut c, "t", vec![1, 2, 3], "2");
+    let before = part(&c, "t");
     reassign(&mut c, "t", Some(vec![1, 4, 5])).unwrap();
     // 2 falls behind: out of the ISR, but the move is not complete (4 and 5 are not in).
     let p = alter(&mut c, "t", &[1, 3]);
@@ -95,6 +96,9 @@ fn an_old_replica_leaving_the_isr_mid_move_does_not_complete_it_before_the_new_o
     assert_eq!(p.isr, vec![1, 4, 5]);
     assert_eq!(p.leader, 1);
     assert!(!p.is_reassigning());
+    // Replicas left: a new leader epoch, though the leader stays, so that a fetch the
+    // removed replicas still have in flight is fenced (added back, they start empty).
+    assert_eq!(p.leader_epoch, before.leader_epoch + 1);
 }
 
 #[test]
@@ -135,12 +139,22 @@ fn cancelling_reverts_to_the_original_replicas_and_a_second_move_replaces_the_fi
         (p.adding_replicas.clone(), p.removing_replicas.clone()),
         (vec![5], vec![3])
     );
+    assert_eq!(
+        p.leader_epoch,
+        original.leader_epoch + 1,
+        "the second move dropped replica 4: a new epoch fences its fetches"
+    );
     reassign(&mut c, "t", None).unwrap();
     let p = part(&c, "t");
     assert_eq!(p.replicas, original.replicas);
     assert_eq!(p.isr, original.isr);
     assert_eq!(p.leader, original.leader);
     assert!(!p.is_reassigning());
+    assert_eq!(
+        p.leader_epoch,
+        original.leader_epoch + 2,
+        "the cancel removed replica 5: another epoch"
+    );
 }
 
 #[test]

@@ -266,7 +266,8 @@ fn change_replicas(
     base.eligible_leader_replicas
         .retain(|r| base.replicas.contains(r));
     let mut next = change_partition(&base, isr, policy, unfenced, None).unwrap_or(base);
-    next.leader_epoch = if next.leader != p.leader {
+    let removed = p.replicas.iter().any(|r| !next.replicas.contains(r));
+    next.leader_epoch = if next.leader != p.leader || removed {
         p.leader_epoch + 1
     } else {
         p.leader_epoch
