@@ -625,6 +625,12 @@ impl Broker {
             match self.controller_op(op).into_partition() {
                 Ok(altered) => {
                     tracing::info!(topic = %partition.topic, partition = partition.index, from = ?role.isr, to = ?altered.isr, "ISR change committed");
+                    if role.isr.iter().any(|r| !altered.isr.contains(r)) {
+                        self.metrics.isr_shrinks_total.inc();
+                    }
+                    if altered.isr.iter().any(|r| !role.isr.contains(r)) {
+                        self.metrics.isr_expands_total.inc();
+                    }
                     self.follow_latest();
                 }
                 Err(e) => {

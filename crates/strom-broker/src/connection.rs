@@ -81,6 +81,7 @@ pub(crate) async fn serve(
         idle,
         buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
         reserved: None,
+        last_read: Instant::now(),
     };
     let _ = conn.run().await;
     drop(conn);
@@ -105,6 +106,9 @@ struct Connection {
     buf: BytesMut,
     /// Request budget taken for the frame being read, when it is larger than the buffer.
     reserved: Option<RequestPermit>,
+    /// When the last read returned: every complete frame buffered arrived then (frames
+    /// are handled before the next read), which starts its queue time.
+    last_read: Instant,
 }
 
 impl Connection {
@@ -117,7 +121,7 @@ impl Connection {
                 let frame = self.buf.split_to(len).freeze();
                 let permit = self.reserved.take();
                 self.wait_for_writer().await?;
-                self.handle(frame).await?;
+                self.handle(frame, self.last_read).await?;
                 drop(permit);
                 last_request = Instant::now();
             }
@@ -138,7 +142,7 @@ impl Connection {
             tokio::select! {
                 read = self.reader.read_buf(&mut self.buf) => match read {
                     Ok(0) => return Ok(()),
-                    Ok(_) => {}
+                    Ok(_) => self.last_read = Instant::now(),
                     Err(e) => {
                         tracing::debug!(peer = %self.peer, error = %e, "read failed");
                         return Ok(());
@@ -201,7 +205,7 @@ impl Connection {
         }
     }
 
-    async fn handle(&mut self, frame: bytes::Bytes) -> Result<(), Closed> {
+    async fn handle(&mut self, frame: bytes::Bytes, received: Instant) -> Result<(), Closed> {
         let peer = self.peer;
         let (header, body) = decode_request_header(frame).map_err(|e| {
             tracing::warn!(%peer, error = %e, "closing connection: bad request header");
@@ -212,7 +216,17 @@ impl Connection {
             peer,
             listener: self.listener.clone(),
         };
-        match handlers::dispatch(&self.broker, &request, body).await {
+        let started = Instant::now();
+        let (result, remote) =
+            crate::metrics::measure_remote(handlers::dispatch(&self.broker, &request, body)).await;
+        self.broker.metrics().observe_request(
+            request.api_key,
+            started - received,
+            started.elapsed(),
+            remote,
+            result.is_err(),
+        );
+        match result {
             Ok(Some(response)) => {
                 let len = response.buffered_len();
                 self.queued.send_modify(|q| *q += len);

@@ -16,6 +16,7 @@ mod limits;
 mod log_cleaner;
 pub mod metrics;
 pub mod partition;
+mod prometheus;
 pub mod replica_fetcher;
 pub mod replica_manager;
 mod response;

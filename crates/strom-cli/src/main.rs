@@ -11,6 +11,7 @@ mod cluster;
 mod config_cmd;
 mod consume;
 mod group;
+mod http;
 mod output;
 mod perf;
 mod produce;

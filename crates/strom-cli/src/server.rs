@@ -85,6 +85,7 @@ async fn serve(config: BrokerConfig, registry: Option<(String, Option<String>)>)
         listeners.push((name, listener));
     }
     crate::registry::spawn_embedded(registry, &client_bind);
+    crate::http::spawn(&broker).await?;
     strom_broker::run_listeners(broker, listeners, shutdown_signal()).await?;
     Ok(())
 }

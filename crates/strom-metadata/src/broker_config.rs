@@ -312,6 +312,22 @@ impl BrokerConfig {
             || !self.controller_quorum_bootstrap_servers.is_empty()
     }
 
+    /// The HTTP listener's address (`http.listeners`, the first of a list) and whether it was
+    /// configured (`false`: the single-node default, which is skipped when its port is taken).
+    /// `None` when off: set empty, or not set in a cluster.
+    pub fn http_listener(&self) -> Option<(String, bool)> {
+        match self.static_value("http.listeners") {
+            Some(v) => {
+                let first = v.split(',').next().unwrap_or("").trim();
+                (!first.is_empty()).then(|| (first.to_owned(), true))
+            }
+            None if !self.is_quorum_over_network() => {
+                Some(("http://127.0.0.1:8080".to_owned(), false))
+            }
+            None => None,
+        }
+    }
+
     /// Whether the quorum is dynamic (KIP-853): `controller.quorum.bootstrap.servers` without
     /// `controller.quorum.voters`. Its voters live in the metadata log, seeded by
     /// `strom storage format`.

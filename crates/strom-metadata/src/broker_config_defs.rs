@@ -61,6 +61,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("group.max.session.timeout.ms", T::Int, Some("1800000"), V::AtLeast(0), "Largest session timeout a consumer may ask for."),
     b("group.max.size", T::Int, Some(INT_MAX), V::AtLeast(1), "Largest number of members of a group."),
     b("group.min.session.timeout.ms", T::Int, Some("6000"), V::AtLeast(0), "Smallest session timeout a consumer may ask for."),
+    b("http.listeners", T::String, None, V::Any, "Where the HTTP listener serves /metrics (and the console and HTTP APIs): http://host:port; empty turns it off. Default: http://127.0.0.1:8080 on a single node, off in a cluster."),
     b("inter.broker.listener.name", T::String, None, V::Any, "Listener brokers use to talk to each other."),
     b("leader.imbalance.check.interval.seconds", T::Long, Some("300"), V::AtLeast(1), "How often the active controller checks leader balance (auto.leader.rebalance.enable)."),
     b("leader.imbalance.per.broker.percentage", T::Int, Some("10"), V::Between(0, 100), "A broker leading fewer of its preferred partitions than this share allows triggers preferred elections."),

@@ -418,6 +418,11 @@ impl GroupCoordinator {
         Ok(self.inner.lock().groups.fetch_offsets(group_id, partitions))
     }
 
+    /// Every committed offset of the groups served here (metrics: consumer lag).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        self.inner.lock().groups.committed_offsets()
+    }
+
     /// Classic groups only; `list_consumer` lists the KIP-848 ones.
     pub fn list(&self, states: &[GroupState], types: &[String]) -> Vec<GroupListing> {
         let inner = self.inner.lock();

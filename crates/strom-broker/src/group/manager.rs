@@ -266,6 +266,21 @@ impl GroupManager {
         }
     }
 
+    /// Every committed offset held here: (group, topic, partition, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let mut out: Vec<_> = self
+            .groups
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((t, p), v)| (g.group_id.clone(), t.clone(), *p, v.offset))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// ListGroups; empty filters match everything. Type filters compare case-insensitively.
     pub fn list(&self, states: &[GroupState], types: &[String]) -> Vec<GroupListing> {
         let type_ok = types.is_empty()

@@ -63,18 +63,60 @@ pub(super) async fn handle(
             || read.has_error
             || Instant::now() >= deadline;
         if done {
+            record_metrics(broker, &image, &request, version, &read);
             response.responses = read.topics;
             if version >= 16 {
                 response.node_endpoints = node_endpoints(&image, &read.leaders, &header.listener);
             }
             return respond_with_files(header, response, read.files);
         }
-        if tokio::time::timeout_at(deadline, waiter.notified())
+        if crate::metrics::remote(tokio::time::timeout_at(deadline, waiter.notified()))
             .await
             .is_err()
         {
             // Deadline passed: answer with whatever is there now.
             continue;
+        }
+    }
+}
+
+/// Counts the answered fetch in the topics' metrics: record bytes out (to consumers, or to
+/// followers as replication), and consumer fetches per partition, failed or not.
+fn record_metrics(
+    broker: &Broker,
+    image: &MetadataImage,
+    request: &FetchRequest,
+    version: i16,
+    read: &FetchRead,
+) {
+    let follower = replica_id(request, version).is_some();
+    for (t, (topic, out)) in request.topics.iter().zip(&read.topics).enumerate() {
+        let Some(name) = topic_name(image, &topic.topic, topic.topic_id, version) else {
+            continue;
+        };
+        if image.topic(name).is_none() {
+            continue; // no metrics for made-up names
+        }
+        let m = broker.metrics().topic(name);
+        let in_memory: usize = out
+            .partitions
+            .iter()
+            .map(|d| d.records.as_ref().map_or(0, Bytes::len))
+            .sum();
+        let from_files: usize = read
+            .files
+            .iter()
+            .filter(|((ft, _), _)| *ft == t)
+            .map(|(_, f)| f.len)
+            .sum();
+        let bytes = (in_memory + from_files) as u64;
+        if follower {
+            m.replication_bytes_out.add(bytes);
+        } else {
+            m.bytes_out.add(bytes);
+            m.fetch_requests.add(out.partitions.len() as u64);
+            let failed = out.partitions.iter().filter(|d| d.error_code != 0).count();
+            m.failed_fetch_requests.add(failed as u64);
         }
     }
 }

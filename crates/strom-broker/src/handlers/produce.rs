@@ -60,7 +60,7 @@ pub(super) async fn handle(
     let mut leaders = BTreeSet::new();
     for wait in pending {
         let r = &mut responses[wait.topic].partition_responses[wait.partition];
-        if let Err((code, message)) = wait_for_isr(&wait, deadline).await {
+        if let Err((code, message)) = crate::metrics::remote(wait_for_isr(&wait, deadline)).await {
             r.error_code = code.code();
             r.base_offset = -1;
             if header.api_version >= 8 {
@@ -218,6 +218,12 @@ fn append_all(
         .map(|(t, topic)| {
             let mut out = TopicProduceResponse::default();
             let name = topic.name.0.as_str().to_owned();
+            // Only existing topics get metrics: a request naming made-up topics must not
+            // grow the broker's memory.
+            let metrics = image
+                .topic(&name)
+                .is_some()
+                .then(|| broker.metrics().topic(&name));
             out.partition_responses = topic
                 .partition_data
                 .into_iter()
@@ -228,7 +234,20 @@ fn append_all(
                     r.base_offset = -1;
                     r.log_append_time_ms = -1;
                     r.log_start_offset = -1;
+                    let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
                     let outcome = append_one(broker, &image, &name, p.index, acks, p.records);
+                    if let Some(m) = &metrics {
+                        m.produce_requests.inc();
+                        match &outcome {
+                            Ok((info, _, _)) if !info.duplicate => {
+                                m.messages_in
+                                    .add((info.last_offset - info.base_offset + 1) as u64);
+                                m.bytes_in.add(bytes);
+                            }
+                            Ok(_) => {}
+                            Err(_) => m.failed_produce_requests.inc(),
+                        }
+                    }
                     match outcome {
                         Ok((info, partition, leader_epoch)) => {
                             if acks == -1 {
