@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -312,19 +312,31 @@ fn readers_and_appends_during_cleaning_see_a_valid_ordered_log() {
             passes
         })
     };
+    // Cleans counted as they happen: the writer waits halfway for one, so that cleaning
+    // overlaps appends however the threads are scheduled (it once finished first on CI).
+    let cleaned = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let (log, clock) = (Arc::clone(&log), Arc::clone(&clock));
+        let (log, clock, cleaned) = (Arc::clone(&log), Arc::clone(&clock), Arc::clone(&cleaned));
         std::thread::spawn(move || {
-            for _ in 0..20 {
+            for i in 0..20 {
                 fill(&log, 5, 2, &clock);
                 roll(&log, &clock);
+                if i == 9 {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                    while cleaned.load(Ordering::SeqCst) == 0 {
+                        assert!(std::time::Instant::now() < deadline, "no clean in 60 s");
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
             }
         })
     };
-    let mut cleans = 0;
     while !writer.is_finished() {
-        cleans += usize::from(clean(&log).is_some());
+        if clean(&log).is_some() {
+            cleaned.fetch_add(1, Ordering::SeqCst);
+        }
     }
+    let cleans = cleaned.load(Ordering::SeqCst);
     writer.join().unwrap();
     clean(&log);
     done.store(true, Ordering::SeqCst);
