@@ -201,7 +201,7 @@ pub async fn get(addr: &str, path: &str) -> (u16, Value) {
 
 /// A request whose body is sent in chunks as the test goes (Transfer-Encoding: chunked).
 pub struct Streaming {
-    pub sender: http_body_util::channel::Sender<Bytes>,
+    sender: Option<http_body_util::channel::Sender<Bytes>>,
     pub response: Response<Incoming>,
     buffered: Vec<u8>,
 }
@@ -220,7 +220,7 @@ pub async fn streaming_post(addr: &str, path: &str) -> Streaming {
         .unwrap();
     let response = conn_sender.send_request(req).await.unwrap();
     Streaming {
-        sender,
+        sender: Some(sender),
         response,
         buffered: Vec::new(),
     }
@@ -229,9 +229,16 @@ pub async fn streaming_post(addr: &str, path: &str) -> Streaming {
 impl Streaming {
     pub async fn send(&mut self, chunk: &str) {
         self.sender
+            .as_mut()
+            .expect("the request body is still open")
             .send(Frame::data(Bytes::from(chunk.to_owned())))
             .await
             .unwrap();
+    }
+
+    /// Ends the request body.
+    pub fn finish(&mut self) {
+        self.sender = None;
     }
 
     /// The next JSON value of the response (reports are concatenated JSON).
