@@ -52,13 +52,11 @@ fn error(c: &Console, uri: &Uri, status: StatusCode, message: &str) -> Response 
     answer(c, uri, status, message, json!({}))
 }
 
-/// The cluster check every `/v3/kafka/{cluster}/...` request starts with.
-fn known(c: &Console, uri: &Uri, cluster: &str) -> Result<(), Response> {
-    if cluster == c.config().cluster_name {
-        Ok(())
-    } else {
-        Err(error(c, uri, StatusCode::NOT_FOUND, "cluster not found"))
-    }
+/// The cluster check every `/v3/kafka/{cluster}/...` request starts with: the 404 to answer
+/// for a cluster this console does not watch.
+fn unknown_cluster(c: &Console, uri: &Uri, cluster: &str) -> Option<Response> {
+    (cluster != c.config().cluster_name)
+        .then(|| error(c, uri, StatusCode::NOT_FOUND, "cluster not found"))
 }
 
 async fn clusters(State(c): State<Shared>, uri: Uri) -> Response {
@@ -67,7 +65,7 @@ async fn clusters(State(c): State<Shared>, uri: Uri) -> Response {
 }
 
 async fn cluster(State(c): State<Shared>, uri: Uri, Path(cluster): Path<String>) -> Response {
-    if let Err(r) = known(&c, &uri, &cluster) {
+    if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
     let servers: Vec<&str> = c.config().bootstrap.split(',').map(str::trim).collect();
@@ -90,7 +88,7 @@ async fn cluster(State(c): State<Shared>, uri: Uri, Path(cluster): Path<String>)
 }
 
 async fn consumers(State(c): State<Shared>, uri: Uri, Path(cluster): Path<String>) -> Response {
-    if let Err(r) = known(&c, &uri, &cluster) {
+    if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
     let groups: Vec<String> = {
@@ -135,7 +133,7 @@ pub fn status_json(cluster: &str, r: &GroupReport, all: bool) -> Value {
         .partitions
         .iter()
         .filter(|p| all || p.status != PartitionStatus::Ok)
-        .map(|p| partition_json(p))
+        .map(partition_json)
         .collect();
     json!({
         "cluster": cluster,
@@ -144,7 +142,7 @@ pub fn status_json(cluster: &str, r: &GroupReport, all: bool) -> Value {
         "complete": r.complete,
         "partitions": partitions,
         "partition_count": r.partitions.len(),
-        "maxlag": r.max_lag().map(|p| partition_json(p)),
+        "maxlag": r.max_lag().map(partition_json),
         "totallag": r.total_lag,
     })
 }
@@ -154,7 +152,7 @@ async fn consumer(
     uri: Uri,
     Path((cluster, group)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = known(&c, &uri, &cluster) {
+    if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
     let Some(r) = report(&c, &group) else {
@@ -191,7 +189,7 @@ async fn remove_consumer(
     uri: Uri,
     Path((cluster, group)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = known(&c, &uri, &cluster) {
+    if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
     let removed = c
@@ -213,7 +211,7 @@ async fn remove_consumer(
 }
 
 async fn group_status(c: Shared, uri: Uri, cluster: String, group: String, all: bool) -> Response {
-    if let Err(r) = known(&c, &uri, &cluster) {
+    if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
     match report(&c, &group) {
@@ -245,7 +243,7 @@ async fn lag(
 }
 
 async fn topics(State(c): State<Shared>, uri: Uri, Path(cluster): Path<String>) -> Response {
-    if let Err(r) = known(&c, &uri, &cluster) {
+    if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
     match c.admin().list_topics(true).await {
@@ -268,7 +266,7 @@ async fn topic(
     uri: Uri,
     Path((cluster, topic)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = known(&c, &uri, &cluster) {
+    if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
     let Ok(info) = c

@@ -37,6 +37,8 @@ pub enum ConsoleError {
     Listener { listener: String, reason: String },
     #[error("HTTP server failed: {0}")]
     Serve(String),
+    #[error("invalid console configuration: {0}")]
+    Config(String),
 }
 
 /// The running services: the cluster connection, the lag monitor's store and its poller.
@@ -61,6 +63,11 @@ impl std::fmt::Debug for Console {
 impl Console {
     /// Connects to the cluster and starts the lag poller and the notifiers.
     pub async fn start(config: ConsoleConfig) -> Result<Arc<Console>, ConsoleError> {
+        if config.lag.poll_interval.is_zero() {
+            return Err(ConsoleError::Config(
+                "the lag poll interval must be longer than zero".into(),
+            ));
+        }
         let admin = Admin::new(ClientConfig::new(&config.bootstrap))
             .await
             .map_err(|e| ConsoleError::Connect {

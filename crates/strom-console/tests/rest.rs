@@ -531,3 +531,71 @@ async fn consumer_groups_their_consumers_and_lags() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_many_records_gets_every_report_in_order() {
+    let e = env().await;
+    create_topic(&e.b, "bulk", 1).await;
+    let path = format!("/v3/clusters/{}/topics/bulk/records", e.cluster);
+    // More records than the reports queued per request.
+    let body: String = (0..600)
+        .map(|i| json!({"value": {"type": "STRING", "data": format!("m{i}")}}).to_string())
+        .collect();
+    let (code, text) = http(&e.addr, Method::POST, &path, Some(&body)).await;
+    assert_eq!(code, 200);
+    let offsets: Vec<i64> = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .map(|r| r.unwrap()["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, (0..600).collect::<Vec<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_until_shutdown_and_refuses_bad_settings() {
+    let server = Server::start();
+    let port = free_port();
+    let mut config = ConsoleConfig::new(&server.bootstrap());
+    config.listener = format!("http://127.0.0.1:{port}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(strom_console::run(config.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let addr = format!("127.0.0.1:{port}");
+    let clusters = eventually(
+        "the console to listen",
+        Duration::from_secs(10),
+        async || {
+            tokio::net::TcpStream::connect(&addr).await.ok()?;
+            Some(get(&addr, "/v3/kafka").await)
+        },
+    )
+    .await;
+    assert_eq!(
+        (clusters.0, &clusters.1["clusters"]),
+        (200, &json!(["local"]))
+    );
+    assert_eq!(
+        get(&addr, "/elsewhere").await,
+        (
+            404,
+            json!({"error_code": 404, "message": "HTTP 404 Not Found"})
+        )
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+
+    let mut bad = config.clone();
+    bad.listener = "https://127.0.0.1:1".into();
+    let err = strom_console::run(bad, async {}).await.unwrap_err();
+    assert!(
+        matches!(err, strom_console::ConsoleError::Listener { .. }),
+        "{err}"
+    );
+    let mut bad = config;
+    bad.lag.poll_interval = Duration::ZERO;
+    let err = strom_console::Console::start(bad).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid console configuration: the lag poll interval must be longer than zero"
+    );
+}

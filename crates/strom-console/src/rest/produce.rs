@@ -380,13 +380,14 @@ async fn start(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(IN_FLIGHT);
+    let topic = target.topic.clone();
+    // The reader runs beside the writer of reports, so neither waits on a full queue.
+    tokio::spawn(async move { read_records(&target, body, &tx).await });
     if !chunked {
         // The whole body is here: one record answers with its own status.
-        read_records(&target, body, &tx).await;
-        drop(tx);
         let mut reports = Vec::new();
         while let Some(p) = rx.recv().await {
-            reports.push(p.resolve(&cluster, &target.topic).await);
+            reports.push(p.resolve(&cluster, &topic).await);
         }
         return Ok(match reports.len() {
             0 => RestError::BadRequest("the request body holds no record".into()).into_response(),
@@ -404,8 +405,6 @@ async fn start(
         });
     }
     let (mut sender, channel) = Channel::<Bytes, Infallible>::new(16);
-    let topic = target.topic.clone();
-    tokio::spawn(async move { read_records(&target, body, &tx).await });
     tokio::spawn(async move {
         while let Some(p) = rx.recv().await {
             let (v, _) = p.resolve(&cluster, &topic).await;

@@ -272,7 +272,7 @@ pub async fn delete_topic(
     cluster_of(&c, &cluster).await?;
     let results = c
         .admin()
-        .delete_topics(&[topic.clone()])
+        .delete_topics(std::slice::from_ref(&topic))
         .await
         .map_err(|e| RestError::from_client(e, Some(&topic), None))?;
     for (_, r) in results {
