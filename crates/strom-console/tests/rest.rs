@@ -226,6 +226,87 @@ async fn clusters_brokers_topics_partitions_and_configs() {
         (200, policy)
     );
 
+    // Replicas.
+    let (code, v) = get(addr, &format!("{topics}/orders/partitions/2/replicas")).await;
+    let replica = json!({
+        "kind": "KafkaReplica",
+        "metadata": {
+            "self": format!("{p2_url}/replicas/1"),
+            "resource_name": format!("crn:///kafka={id}/topic=orders/partition=2/replica=1"),
+        },
+        "cluster_id": id, "topic_name": "orders", "partition_id": 2, "broker_id": 1,
+        "is_leader": true, "is_in_sync": true,
+        "broker": { "related": format!("{cluster_url}/brokers/1") },
+    });
+    assert_eq!((code, &v["data"]), (200, &json!([replica])));
+    assert_eq!(
+        get(addr, &format!("{topics}/orders/partitions/2/replicas/1")).await,
+        (200, replica)
+    );
+    assert_eq!(
+        get(addr, &format!("{topics}/orders/partitions/2/replicas/4"))
+            .await
+            .0,
+        404
+    );
+
+    // Changing configs: one by PUT, several by configs:alter, back to default by DELETE.
+    let retention = format!("{topics}/orders/configs/retention.ms");
+    let (code, text) = http(addr, Method::PUT, &retention, Some(r#"{"value":"60000"}"#)).await;
+    assert_eq!((code, text.as_str()), (204, ""));
+    let (_, v) = get(addr, &retention).await;
+    assert_eq!(
+        (&v["value"], &v["source"]),
+        (&json!("60000"), &json!("DYNAMIC_TOPIC_CONFIG"))
+    );
+    let alter = format!("{topics}/orders/configs:alter");
+    let batch = r#"{"data":[{"name":"retention.ms","operation":"DELETE"},
+                            {"name":"segment.ms","value":"3600000"}]}"#;
+    assert_eq!(http(addr, Method::POST, &alter, Some(batch)).await.0, 204);
+    let (_, v) = get(addr, &retention).await;
+    assert_eq!(v["is_default"], true, "{v}");
+    let (_, v) = get(addr, &format!("{topics}/orders/configs/segment.ms")).await;
+    assert_eq!(v["value"], "3600000");
+    assert_eq!(
+        http(
+            addr,
+            Method::DELETE,
+            &format!("{topics}/orders/configs/segment.ms"),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let (_, v) = get(addr, &format!("{topics}/orders/configs/segment.ms")).await;
+    assert_eq!(v["is_default"], true, "{v}");
+    let (code, v) = http_json(addr, Method::PUT, &retention, Some(r#"{"value":"soon"}"#)).await;
+    assert_eq!((code, &v["error_code"]), (400, &json!(40002)), "{v}");
+    let bad_op = r#"{"data":[{"name":"retention.ms","operation":"APPEND","value":"1"}]}"#;
+    let (code, v) = http_json(addr, Method::POST, &alter, Some(bad_op)).await;
+    assert_eq!((code, &v["error_code"]), (400, &json!(400)), "{v}");
+    assert_eq!(
+        get(addr, &format!("{topics}/orders/configs/no.such.config")).await,
+        (
+            404,
+            json!({"error_code": 404, "message": "Config no.such.config cannot be found."})
+        )
+    );
+
+    // Broker configs.
+    let (code, v) = get(addr, &format!("/v3/clusters/{id}/brokers/1/configs")).await;
+    assert_eq!((code, &v["kind"]), (200, &json!("KafkaBrokerConfigList")));
+    let first = v["data"][0].clone();
+    assert_eq!(
+        (&first["kind"], &first["broker_id"]),
+        (&json!("KafkaBrokerConfig"), &json!(1))
+    );
+    let name = first["name"].as_str().unwrap();
+    assert_eq!(
+        get(addr, &format!("/v3/clusters/{id}/brokers/1/configs/{name}")).await,
+        (200, first.clone())
+    );
+
     // Delete: 204, then the topic is gone.
     let (code, text) = http(addr, Method::DELETE, &format!("{topics}/orders"), None).await;
     assert_eq!((code, text.as_str()), (204, ""));

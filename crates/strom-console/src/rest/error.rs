@@ -20,6 +20,12 @@ pub enum RestError {
     PartitionNotFound { topic: String, partition: i32 },
     #[error("Broker {0} cannot be found.")]
     BrokerNotFound(i32),
+    #[error("Replica {broker} of partition {partition} of topic {topic} cannot be found.")]
+    ReplicaNotFound {
+        topic: String,
+        partition: i32,
+        broker: i32,
+    },
     #[error("Config {0} cannot be found.")]
     ConfigNotFound(String),
     #[error("Consumer group {0} cannot be found.")]
@@ -45,7 +51,7 @@ impl RestError {
         use RestError::*;
         match self {
             NoSuchEndpoint => (StatusCode::NOT_FOUND, 404),
-            ClusterNotFound(_) | BrokerNotFound(_) | ConfigNotFound(_) => {
+            ClusterNotFound(_) | BrokerNotFound(_) | ConfigNotFound(_) | ReplicaNotFound { .. } => {
                 (StatusCode::NOT_FOUND, 404)
             }
             GroupNotFound(_) | ConsumerNotFound { .. } => (StatusCode::NOT_FOUND, 404),

@@ -32,6 +32,14 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v3/clusters/{cluster}/brokers", get(list_brokers))
         .route("/v3/clusters/{cluster}/brokers/{broker}", get(get_broker))
         .route(
+            "/v3/clusters/{cluster}/brokers/{broker}/configs",
+            get(list_broker_configs),
+        )
+        .route(
+            "/v3/clusters/{cluster}/brokers/{broker}/configs/{name}",
+            get(get_broker_config),
+        )
+        .route(
             "/v3/clusters/{cluster}/topics",
             get(list_topics).post(create_topic),
         )
@@ -48,12 +56,26 @@ pub(crate) fn routes() -> Router<Shared> {
             get(get_partition),
         )
         .route(
+            "/v3/clusters/{cluster}/topics/{topic}/partitions/{partition}/replicas",
+            get(list_replicas),
+        )
+        .route(
+            "/v3/clusters/{cluster}/topics/{topic}/partitions/{partition}/replicas/{broker}",
+            get(get_replica),
+        )
+        .route(
             "/v3/clusters/{cluster}/topics/{topic}/configs",
             get(list_topic_configs),
         )
         .route(
+            "/v3/clusters/{cluster}/topics/{topic}/configs:alter",
+            post(batch_alter_topic_configs),
+        )
+        .route(
             "/v3/clusters/{cluster}/topics/{topic}/configs/{name}",
-            get(get_topic_config),
+            get(get_topic_config)
+                .put(put_topic_config)
+                .delete(reset_topic_config),
         )
         .route(
             "/v3/clusters/{cluster}/topics/{topic}/records",
