@@ -600,6 +600,57 @@ async fn consumer_groups_their_consumers_and_lags() {
             })
         )
     );
+    // A live member: its consumer resource and assignments.
+    let mut cc = ConsumerConfig::new(&e.b);
+    cc.set("group.id", "live").unwrap();
+    cc.set("client.id", "worker-1").unwrap();
+    cc.set("enable.auto.commit", "false").unwrap();
+    let mut member = strom_client::Consumer::new(cc).await.unwrap();
+    member.subscribe(&["work"], None).unwrap();
+    while member.assignment().is_empty() {
+        member.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    let (code, v) = get(addr, &format!("{groups}/live/consumers")).await;
+    assert_eq!(code, 200);
+    let consumer = v["data"][0].clone();
+    assert_eq!(
+        (&consumer["client_id"], &consumer["consumer_group_id"]),
+        (&json!("worker-1"), &json!("live"))
+    );
+    let cid = consumer["consumer_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(addr, &format!("{groups}/live/consumers/{cid}")).await,
+        (200, consumer)
+    );
+    let (code, v) = get(addr, &format!("{groups}/live/consumers/{cid}/assignments")).await;
+    assert_eq!(
+        (code, &v["kind"]),
+        (200, &json!("KafkaConsumerAssignmentList"))
+    );
+    let assigned: Vec<(&Value, &Value)> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (&a["topic_name"], &a["partition_id"]))
+        .collect();
+    assert_eq!(
+        assigned,
+        [(&json!("work"), &json!(0)), (&json!("work"), &json!(1))]
+    );
+    let (code, v) = get(addr, &format!("{groups}/live")).await;
+    assert_eq!(
+        (code, &v["state"], &v["is_simple"]),
+        (200, &json!("STABLE"), &json!(false))
+    );
+    assert_eq!(
+        get(addr, &format!("{groups}/live/consumers/ghost")).await,
+        (
+            404,
+            json!({"error_code": 404, "message": "Consumer ghost cannot be found in consumer group live."})
+        )
+    );
+    member.close().await.unwrap();
+
     assert_eq!(
         get(addr, &format!("{groups}/nobody")).await,
         (

@@ -95,6 +95,10 @@ pub(crate) fn routes() -> Router<Shared> {
             get(get_consumer),
         )
         .route(
+            "/v3/clusters/{cluster}/consumer-groups/{group}/consumers/{consumer}/assignments",
+            get(list_assignments),
+        )
+        .route(
             "/v3/clusters/{cluster}/consumer-groups/{group}/lag-summary",
             get(lag_summary),
         )

@@ -847,6 +847,52 @@ pub async fn get_consumer(
     )))
 }
 
+/// GET .../consumers/{c}/assignments: the partitions the member owns.
+pub async fn list_assignments(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((cluster, group, consumer)): Path<(String, String, String)>,
+) -> RestResult<Response> {
+    cluster_of(&c, &cluster).await?;
+    let g = describe_group(&c, &group).await?;
+    let m = g
+        .members
+        .iter()
+        .find(|m| m.member_id == consumer)
+        .ok_or_else(|| RestError::ConsumerNotFound {
+            group: group.clone(),
+            consumer: consumer.clone(),
+        })?;
+    let base = base_url(&headers, &c);
+    let url = format!("{base}/v3/clusters/{cluster}/consumer-groups/{group}/consumers/{consumer}");
+    let data = m
+        .assignment
+        .iter()
+        .map(|tp| {
+            let (t, p) = (&tp.topic, tp.partition);
+            json!({
+                "kind": "KafkaConsumerAssignment",
+                "metadata": {
+                    "self": format!("{url}/assignments/{t}/partitions/{p}"),
+                    "resource_name": format!("crn:///kafka={cluster}/consumer-group={group}/consumer={consumer}/assignment={t}/partition={p}"),
+                },
+                "cluster_id": cluster,
+                "consumer_group_id": group,
+                "consumer_id": consumer,
+                "topic_name": t,
+                "partition_id": p,
+                "partition": { "related": format!("{base}/v3/clusters/{cluster}/topics/{t}/partitions/{p}") },
+                "lag": { "related": format!("{base}/v3/clusters/{cluster}/consumer-groups/{group}/lags/{t}/partitions/{p}") },
+            })
+        })
+        .collect();
+    Ok(ok(list(
+        "KafkaConsumerAssignmentList",
+        format!("{url}/assignments"),
+        data,
+    )))
+}
+
 /// One partition's lag with its owner, if any.
 struct Lag {
     tp: TopicPartition,
