@@ -12,7 +12,6 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use crate::lag::{Entry, GroupReport, PartitionReport, PartitionStatus};
-use crate::util::now_ms;
 use crate::Console;
 
 type Shared = Arc<Console>;
@@ -104,11 +103,6 @@ async fn consumers(State(c): State<Shared>, uri: Uri, Path(cluster): Path<String
     )
 }
 
-fn report(c: &Console, group: &str) -> Option<GroupReport> {
-    let s = c.lag_store().lock().unwrap_or_else(|p| p.into_inner());
-    s.report(group, now_ms())
-}
-
 fn entry_json(e: &Entry) -> Value {
     json!({ "offset": e.offset, "timestamp": e.timestamp_ms, "observedAt": e.timestamp_ms, "lag": e.lag })
 }
@@ -155,7 +149,7 @@ async fn consumer(
     if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
-    let Some(r) = report(&c, &group) else {
+    let Some(r) = c.group_report(&group) else {
         return error(&c, &uri, StatusCode::NOT_FOUND, "consumer group not found");
     };
     let mut topics: Map<String, Value> = Map::new();
@@ -163,11 +157,15 @@ async fn consumer(
         let list = topics
             .entry(p.tp.topic.clone())
             .or_insert_with(|| json!([]));
+        // Partitions are tracked only once ListOffsets found them, so they are >= 0.
+        let Ok(index) = usize::try_from(p.tp.partition) else {
+            continue;
+        };
         if let Value::Array(a) = list {
-            while a.len() <= p.tp.partition as usize {
+            while a.len() <= index {
                 a.push(Value::Null);
             }
-            a[p.tp.partition as usize] = json!({
+            a[index] = json!({
                 "offsets": p.entries.iter().map(entry_json).collect::<Vec<_>>(),
                 "owner": p.owner,
                 "client_id": p.client_id,
@@ -214,7 +212,7 @@ async fn group_status(c: Shared, uri: Uri, cluster: String, group: String, all: 
     if let Some(r) = unknown_cluster(&c, &uri, &cluster) {
         return r;
     }
-    match report(&c, &group) {
+    match c.group_report(&group) {
         Some(r) => answer(
             &c,
             &uri,

@@ -63,11 +63,7 @@ impl std::fmt::Debug for Console {
 impl Console {
     /// Connects to the cluster and starts the lag poller and the notifiers.
     pub async fn start(config: ConsoleConfig) -> Result<Arc<Console>, ConsoleError> {
-        if config.lag.poll_interval.is_zero() {
-            return Err(ConsoleError::Config(
-                "the lag poll interval must be longer than zero".into(),
-            ));
-        }
+        validate(&config)?;
         let admin = Admin::new(ClientConfig::new(&config.bootstrap))
             .await
             .map_err(|e| ConsoleError::Connect {
@@ -113,6 +109,15 @@ impl Console {
         &self.lag
     }
 
+    /// A group's evaluation now (what `/v3/kafka/{cluster}/consumer/{group}/lag` reports);
+    /// `None` for a group the monitor does not track.
+    pub fn group_report(&self, group: &str) -> Option<GroupReport> {
+        self.lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report(group, util::now_ms())
+    }
+
     /// The producer of the REST proxy, created on first use.
     pub(crate) async fn producer(&self) -> strom_client::Result<&Producer> {
         self.producer
@@ -138,6 +143,23 @@ impl Drop for Console {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Settings that would fail later (a zero tick panics tokio's interval; a webhook URL that
+/// cannot be posted to) are refused up front.
+fn validate(config: &ConsoleConfig) -> Result<(), ConsoleError> {
+    if config.lag.poll_interval.is_zero() {
+        return Err(ConsoleError::Config(
+            "the lag poll interval must be longer than zero".into(),
+        ));
+    }
+    for n in &config.notifiers {
+        if let NotifierConfig::Webhook { url, .. } = n {
+            notify::split_http_url(url)
+                .map_err(|e| ConsoleError::Config(format!("webhook: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

@@ -485,6 +485,16 @@ async fn the_streamed_mode_answers_each_record_as_it_arrives() {
         assert_eq!(report["error_code"], 200, "{report}");
         assert_eq!(report["offset"], i);
     }
+    // A record sent a few bytes at a time.
+    let record = json!({"value": {"type": "STRING", "data": "x".repeat(3000)}}).to_string();
+    for piece in record.as_bytes().chunks(7) {
+        s.send(std::str::from_utf8(piece).unwrap()).await;
+    }
+    let report = s.next_report().await.unwrap();
+    assert_eq!(
+        (&report["offset"], &report["value"]["size"]),
+        (&json!(3), &json!(3000))
+    );
     // A bad record in the stream gets its own error; the stream goes on.
     s.send(r#"{"value":{"type":"BINARY","data":"%%%"}}"#).await;
     let bad = s.next_report().await.unwrap();
@@ -493,7 +503,7 @@ async fn the_streamed_mode_answers_each_record_as_it_arrives() {
     let last = s.next_report().await.unwrap();
     assert_eq!(
         (&last["error_code"], &last["offset"]),
-        (&json!(200), &json!(3))
+        (&json!(200), &json!(4))
     );
     s.finish();
     assert!(
@@ -501,9 +511,19 @@ async fn the_streamed_mode_answers_each_record_as_it_arrives() {
         "the answer ends with the request"
     );
 
-    let got = read_back(&e.b, "stream", 1, 4).await;
+    let got = read_back(&e.b, "stream", 1, 5).await;
     let values: Vec<&[u8]> = got.iter().map(|r| r.value.as_deref().unwrap()).collect();
-    assert_eq!(values, [&b"r0"[..], b"r1", b"r2", br#"{"last":true}"#]);
+    let long = "x".repeat(3000);
+    assert_eq!(
+        values,
+        [
+            &b"r0"[..],
+            b"r1",
+            b"r2",
+            long.as_bytes(),
+            br#"{"last":true}"#
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,6 +742,17 @@ async fn run_serves_until_shutdown_and_refuses_bad_settings() {
     assert!(
         matches!(err, strom_console::ConsoleError::Listener { .. }),
         "{err}"
+    );
+    let mut bad = config.clone();
+    bad.notifiers = vec![strom_console::NotifierConfig::Webhook {
+        url: "ftp://example.com/hook".into(),
+        template: None,
+        content_type: "application/json".into(),
+    }];
+    let err = strom_console::Console::start(bad).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid console configuration: webhook: 'ftp://example.com/hook' is not an http:// URL"
     );
     let mut bad = config;
     bad.lag.poll_interval = Duration::ZERO;

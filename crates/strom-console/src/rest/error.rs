@@ -32,6 +32,8 @@ pub enum RestError {
     GroupNotFound(String),
     #[error("Consumer {consumer} cannot be found in consumer group {group}.")]
     ConsumerNotFound { group: String, consumer: String },
+    #[error("The request body is larger than {0} bytes; stream the records instead (Transfer-Encoding: chunked)")]
+    PayloadTooLarge(usize),
     /// The body or a parameter is not what the endpoint takes.
     #[error("{0}")]
     BadRequest(String),
@@ -57,6 +59,7 @@ impl RestError {
             GroupNotFound(_) | ConsumerNotFound { .. } => (StatusCode::NOT_FOUND, 404),
             TopicNotFound(_) | PartitionNotFound { .. } => (StatusCode::NOT_FOUND, 40403),
             BadRequest(_) => (StatusCode::BAD_REQUEST, 400),
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 413),
             KafkaRefused(_) => (StatusCode::BAD_REQUEST, 40002),
             KafkaRetriable(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50003),
             Kafka(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50001),

@@ -292,6 +292,7 @@ async fn read_records(
     let mut values = VecDeque::new();
     loop {
         let frame = body.frame().await;
+        let before = buf.len();
         let ended = match frame {
             None => true,
             Some(Ok(f)) => {
@@ -309,7 +310,13 @@ async fn read_records(
                 return;
             }
         };
-        let parsed = take_values(&mut buf, &mut values);
+        // A record (an object) is complete only once a `}` arrived: parse when one did, so a
+        // large record sent in small chunks is not re-parsed from its start for each chunk.
+        let parsed = if ended || buf[before..].contains(&b'}') {
+            take_values(&mut buf, &mut values)
+        } else {
+            Ok(())
+        };
         while let Some(v) = values.pop_front() {
             if reports.send(target.send(v).await).await.is_err() {
                 return;
@@ -375,6 +382,13 @@ async fn start(
         topic,
         partitions,
     };
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(RestError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
     let chunked = headers
         .get(header::TRANSFER_ENCODING)
         .and_then(|v| v.to_str().ok())
