@@ -256,6 +256,53 @@ impl Target {
     }
 }
 
+/// Watches the bytes of a concatenated-JSON stream for the end of a top-level object or
+/// array (tracking nesting, strings and escapes), so the parser runs once per record instead
+/// of once per chunk. Scans each byte once.
+#[derive(Debug, Default)]
+struct Boundary {
+    scanned: usize,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Boundary {
+    /// Scans what arrived since the last call; true if a top-level value may be complete.
+    fn feed(&mut self, buf: &[u8]) -> bool {
+        let mut closed = false;
+        for &b in &buf[self.scanned.min(buf.len())..] {
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    closed |= self.depth == 0;
+                }
+                // A scalar at the top level (not a record): let the parser judge it.
+                b if self.depth == 0 && !b.is_ascii_whitespace() => closed = true,
+                _ => {}
+            }
+        }
+        self.scanned = buf.len();
+        closed
+    }
+
+    /// After the parser took values off the front: scan the rest again from its start.
+    fn reset(&mut self) {
+        *self = Boundary::default();
+    }
+}
+
 /// Splits complete JSON values off the front of `buf`. `Err` on a syntax error (the rest of
 /// the stream cannot be re-synchronised).
 fn take_values(buf: &mut Vec<u8>, out: &mut VecDeque<Value>) -> Result<(), String> {
@@ -290,9 +337,9 @@ async fn read_records(
 ) {
     let mut buf = Vec::new();
     let mut values = VecDeque::new();
+    let mut boundary = Boundary::default();
     loop {
         let frame = body.frame().await;
-        let before = buf.len();
         let ended = match frame {
             None => true,
             Some(Ok(f)) => {
@@ -310,10 +357,13 @@ async fn read_records(
                 return;
             }
         };
-        // A record (an object) is complete only once a `}` arrived: parse when one did, so a
-        // large record sent in small chunks is not re-parsed from its start for each chunk.
-        let parsed = if ended || buf[before..].contains(&b'}') {
-            take_values(&mut buf, &mut values)
+        // Parse only when a record may have ended, so a large record sent in small chunks is
+        // not re-parsed from its start for each chunk.
+        let parsed = if boundary.feed(&buf) || ended {
+            let r = take_values(&mut buf, &mut values);
+            boundary.reset();
+            boundary.feed(&buf);
+            r
         } else {
             Ok(())
         };
@@ -467,6 +517,25 @@ mod tests {
         let mut out = VecDeque::new();
         assert!(take_values(&mut bad, &mut out).is_err());
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn boundaries_are_found_outside_strings() {
+        let mut b = Boundary::default();
+        let mut buf = br#"{"a":"}\"{","#.to_vec();
+        assert!(!b.feed(&buf));
+        buf.extend_from_slice(br#""b":[1,{"c":2}]"#);
+        assert!(!b.feed(&buf));
+        buf.extend_from_slice(b"}");
+        assert!(b.feed(&buf));
+        let mut out = VecDeque::new();
+        take_values(&mut buf, &mut out).unwrap();
+        assert_eq!(
+            Vec::from(out),
+            vec![json!({"a": "}\"{", "b": [1, {"c": 2}]})]
+        );
+        let mut b = Boundary::default();
+        assert!(b.feed(b"  5"));
     }
 
     #[test]
