@@ -27,6 +27,82 @@ impl ConsoleConfig {
             notifiers: vec![NotifierConfig::Log],
         }
     }
+
+    /// Sets one property (for `server.properties`-style configuration, without a prefix):
+    /// `listener`, `cluster.name`, `lag.poll.interval.ms`, `lag.intervals`,
+    /// `lag.stop.after.ms`, `notify.log` (true/false), `notify.webhook.url`,
+    /// `notify.webhook.template`, `notify.webhook.content.type`. The webhook keys configure
+    /// one webhook (created by the first of them).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let ms = |v: &str| -> Result<Duration, String> {
+            v.parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("{key}: '{v}' is not a number of milliseconds"))
+        };
+        match key {
+            "listener" => self.listener = value.to_owned(),
+            "cluster.name" if !value.is_empty() => self.cluster_name = value.to_owned(),
+            "lag.poll.interval.ms" => {
+                let d = ms(value)?;
+                if d.is_zero() {
+                    return Err(format!("{key}: must be more than 0"));
+                }
+                self.lag.poll_interval = d;
+            }
+            "lag.intervals" => {
+                self.lag.intervals = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{key}: '{value}' is not a positive number"))?;
+            }
+            "lag.stop.after.ms" => self.lag.stop_after = Some(ms(value)?),
+            "notify.log" => {
+                let on = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("{key}: '{value}' is not true or false")),
+                };
+                self.notifiers.retain(|n| *n != NotifierConfig::Log);
+                if on {
+                    self.notifiers.push(NotifierConfig::Log);
+                }
+            }
+            "notify.webhook.url" | "notify.webhook.template" | "notify.webhook.content.type" => {
+                if !self
+                    .notifiers
+                    .iter()
+                    .any(|n| matches!(n, NotifierConfig::Webhook { .. }))
+                {
+                    self.notifiers.push(NotifierConfig::Webhook {
+                        url: String::new(),
+                        template: None,
+                        content_type: "application/json".into(),
+                    });
+                }
+                for n in &mut self.notifiers {
+                    if let NotifierConfig::Webhook {
+                        url,
+                        template,
+                        content_type,
+                    } = n
+                    {
+                        match key {
+                            "notify.webhook.url" => *url = value.to_owned(),
+                            "notify.webhook.template" => *template = Some(value.to_owned()),
+                            _ => *content_type = value.to_owned(),
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown console setting '{key}' (or an empty value)"
+                ))
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The sliding window of the lag evaluator (Burrow's storage `intervals` and evaluator).
@@ -79,4 +155,48 @@ pub enum NotifierConfig {
         /// The `Content-Type` of the body.
         content_type: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_set_the_config() {
+        let mut c = ConsoleConfig::new("b:9092");
+        for (k, v) in [
+            ("cluster.name", "prod"),
+            ("lag.poll.interval.ms", "5000"),
+            ("lag.intervals", "6"),
+            ("notify.webhook.url", "http://alerts:9000/lag"),
+            ("notify.webhook.template", "{group} is {status}"),
+            ("notify.webhook.content.type", "text/plain"),
+            ("notify.log", "false"),
+        ] {
+            c.set(k, v).unwrap();
+        }
+        assert_eq!(c.cluster_name, "prod");
+        assert_eq!(c.lag.poll_interval, Duration::from_secs(5));
+        assert_eq!(c.lag.stop_after_ms(), 30_000);
+        c.set("lag.stop.after.ms", "1234").unwrap();
+        assert_eq!(c.lag.stop_after_ms(), 1234);
+        assert_eq!(
+            c.notifiers,
+            vec![NotifierConfig::Webhook {
+                url: "http://alerts:9000/lag".into(),
+                template: Some("{group} is {status}".into()),
+                content_type: "text/plain".into(),
+            }]
+        );
+        for (k, v) in [
+            ("lag.poll.interval.ms", "0"),
+            ("lag.poll.interval.ms", "soon"),
+            ("lag.intervals", "0"),
+            ("notify.log", "yes"),
+            ("cluster.name", ""),
+            ("no.such.key", "1"),
+        ] {
+            assert!(c.set(k, v).is_err(), "{k}={v}");
+        }
+    }
 }
