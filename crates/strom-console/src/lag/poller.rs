@@ -1,7 +1,8 @@
 //! The lag poller: every `poll_interval` it reads each group's committed offsets (ListGroups,
-//! OffsetFetch), members (DescribeGroups) and its partitions' end offsets (ListOffsets)
-//! through strom-client's admin API, feeds the store, and sends each group whose status
-//! changed to the notifiers. A failed poll is logged and retried at the next tick.
+//! OffsetFetch), members (DescribeGroups, or ConsumerGroupDescribe for KIP-848 groups) and
+//! its partitions' end offsets (ListOffsets) through strom-client's admin API, feeds the
+//! store, and sends each group whose status changed to the notifiers. A failed poll is
+//! logged and retried at the next tick.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,10 @@ pub async fn poll_once(admin: &Admin) -> strom_client::Result<BTreeMap<String, G
         };
         let mut snap = GroupSnapshot::default();
         let mut owners: HashMap<TopicPartition, (String, String)> = HashMap::new();
-        match admin.describe_groups(std::slice::from_ref(&group)).await {
+        match admin
+            .describe_any_groups(std::slice::from_ref(&group))
+            .await
+        {
             Ok(ds) => {
                 for d in ds {
                     snap.active |= !d.members.is_empty();

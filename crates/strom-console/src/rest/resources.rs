@@ -707,9 +707,14 @@ fn state_name(s: &str) -> String {
 async fn describe_group(c: &Console, group: &str) -> RestResult<GroupDescription> {
     let d = c
         .admin()
-        .describe_groups(&[group.to_owned()])
+        .describe_any_groups(&[group.to_owned()])
         .await
-        .map_err(|e| RestError::from_client(e, None, None))?
+        .map_err(|e| match e.code() {
+            Some(strom_client::KafkaCode::GroupIdNotFound) => {
+                RestError::GroupNotFound(group.to_owned())
+            }
+            _ => RestError::from_client(e, None, None),
+        })?
         .pop()
         .ok_or_else(|| RestError::GroupNotFound(group.to_owned()))?;
     if d.state == "Dead" {
@@ -746,12 +751,15 @@ pub async fn list_groups(
         .list_groups()
         .await
         .map_err(|e| RestError::from_client(e, None, None))?;
-    let names: Vec<String> = listings.into_iter().map(|l| l.group_id).collect();
-    let groups = c
-        .admin()
-        .describe_groups(&names)
-        .await
-        .map_err(|e| RestError::from_client(e, None, None))?;
+    let mut groups = Vec::with_capacity(listings.len());
+    for l in listings {
+        // A group deleted since the listing is left out.
+        match describe_group(&c, &l.group_id).await {
+            Ok(g) => groups.push(g),
+            Err(RestError::GroupNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     let base = base_url(&headers, &c);
     let data = groups
         .iter()
