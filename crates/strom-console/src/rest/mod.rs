@@ -1,11 +1,15 @@
 //! Confluent REST Proxy v3 under `/v3/clusters`: the routes (`routes`), the resources it
-//! reads and changes (`resources`), producing records (`produce`) and its error shape
-//! (`error`). Resource objects carry Confluent's `kind`, `metadata.self` (built from the
-//! request's `Host`) and `resource_name` (`crn:///kafka=<cluster>/...`).
+//! reads and changes (`cluster`, `topics`, `configs`, `groups`), producing records
+//! (`produce`) and its error shape (`error`). Resource objects carry Confluent's `kind`,
+//! `metadata.self` (built from the request's `Host`) and `resource_name`
+//! (`crn:///kafka=<cluster>/...`).
 
+pub mod cluster;
+pub mod configs;
 pub mod error;
+pub mod groups;
 pub mod produce;
-pub mod resources;
+pub mod topics;
 
 use std::sync::Arc;
 
@@ -25,7 +29,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 type Shared = Arc<Console>;
 
 pub(crate) fn routes() -> Router<Shared> {
-    use resources::*;
+    use cluster::*;
+    use configs::*;
+    use groups::*;
+    use topics::*;
     Router::new()
         .route("/v3/clusters", get(list_clusters))
         .route("/v3/clusters/{cluster}", get(get_cluster))
