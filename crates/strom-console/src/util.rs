@@ -82,12 +82,13 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         let frac = &s[start..i.min(start + 3)];
         millis = frac.parse::<i64>().ok()? * 10i64.pow(3 - frac.len() as u32);
     }
-    let offset_min = match &s[i..] {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
-            let hh: i64 = tz[1..3].parse().ok()?;
-            let mm: i64 = tz[4..6].parse().ok()?;
-            let sign = if &tz[..1] == "-" { -1 } else { 1 };
+    let digit = |c: u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
+    let offset_min = match &b[i..] {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let hh = digit(*h1)? * 10 + digit(*h2)?;
+            let mm = digit(*m1)? * 10 + digit(*m2)?;
+            let sign = if *sign == b'-' { -1 } else { 1 };
             sign * (hh * 60 + mm)
         }
         _ => return None,
@@ -124,6 +125,18 @@ mod tests {
             "x",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn formatted_times_parse_back(ms in -62_135_596_800_000i64..253_402_300_799_999) {
+            proptest::prop_assert_eq!(parse_rfc3339(&rfc3339_ms(ms)), Some(ms));
+        }
+
+        #[test]
+        fn parsing_never_panics(s in "\\PC{0,40}") {
+            let _ = parse_rfc3339(&s);
         }
     }
 

@@ -92,7 +92,9 @@ impl RestError {
                 | KafkaCode::PolicyViolation
                 | KafkaCode::RecordListTooLarge
                 | KafkaCode::MessageTooLarge
-                | KafkaCode::InvalidRecord,
+                | KafkaCode::InvalidRecord
+                | KafkaCode::InvalidTimestamp
+                | KafkaCode::CorruptMessage,
             ) => RestError::KafkaRefused(e.to_string()),
             _ if matches!(
                 e,
