@@ -188,7 +188,9 @@ pub async fn run(
             })?;
     let console = Console::start(config).await?;
     tracing::info!(listener = %console.config.listener, "console serving");
-    let app = router(console.clone()).fallback(rest::not_found);
+    let app = router(console.clone())
+        .fallback(rest::not_found)
+        .method_not_allowed_fallback(rest::method_not_allowed);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

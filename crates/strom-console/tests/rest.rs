@@ -327,6 +327,13 @@ async fn clusters_brokers_topics_partitions_and_configs() {
             json!({"error_code": 404, "message": "HTTP 404 Not Found"})
         )
     );
+    assert_eq!(
+        http_json(addr, Method::PATCH, &format!("/v3/clusters/{id}"), None).await,
+        (
+            405,
+            json!({"error_code": 405, "message": "HTTP 405 Method Not Allowed"})
+        )
+    );
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -731,6 +738,13 @@ async fn run_serves_until_shutdown_and_refuses_bad_settings() {
         (
             404,
             json!({"error_code": 404, "message": "HTTP 404 Not Found"})
+        )
+    );
+    assert_eq!(
+        http_json(&addr, Method::PATCH, "/v3/kafka", None).await,
+        (
+            405,
+            json!({"error_code": 405, "message": "HTTP 405 Method Not Allowed"})
         )
     );
     stop.send(()).unwrap();

@@ -12,6 +12,8 @@ use strom_client::{Error as ClientError, KafkaCode};
 pub enum RestError {
     #[error("HTTP 404 Not Found")]
     NoSuchEndpoint,
+    #[error("HTTP 405 Method Not Allowed")]
+    MethodNotAllowed,
     #[error("Cluster {0} cannot be found.")]
     ClusterNotFound(String),
     #[error("This server does not host this topic-partition.")]
@@ -53,6 +55,7 @@ impl RestError {
         use RestError::*;
         match self {
             NoSuchEndpoint => (StatusCode::NOT_FOUND, 404),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, 405),
             ClusterNotFound(_) | BrokerNotFound(_) | ConfigNotFound(_) | ReplicaNotFound { .. } => {
                 (StatusCode::NOT_FOUND, 404)
             }

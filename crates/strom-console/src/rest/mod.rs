@@ -124,6 +124,11 @@ pub async fn not_found() -> Response {
     RestError::NoSuchEndpoint.into_response()
 }
 
+/// The 405 of a standalone console, in the v3 error shape.
+pub async fn method_not_allowed() -> Response {
+    RestError::MethodNotAllowed.into_response()
+}
+
 /// `http://<Host>` of the request, the prefix of every `self` and `related` link.
 pub(crate) fn base_url(headers: &HeaderMap, console: &Console) -> String {
     let host = headers

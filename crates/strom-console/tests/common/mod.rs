@@ -117,7 +117,9 @@ pub async fn serve_console(config: ConsoleConfig) -> ConsoleServer {
     let console = Console::start(config).await.expect("console starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let app = strom_console::router(console.clone()).fallback(strom_console::rest::not_found);
+    let app = strom_console::router(console.clone())
+        .fallback(strom_console::rest::not_found)
+        .method_not_allowed_fallback(strom_console::rest::method_not_allowed);
     tokio::spawn(async move { axum::serve(listener, app).await });
     ConsoleServer {
         console,
