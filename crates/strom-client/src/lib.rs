@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod connection;
 mod error;
+mod group_admin;
 mod ops;
 mod quorum_admin;
 mod reassign_admin;

@@ -1,0 +1,299 @@
+//! Test harness: starts the real `strom` binary on a free port with a temporary data
+//! directory, serves the console in-process on another port, and speaks raw HTTP/1.1 to it
+//! with hyper (whole bodies, and chunked request bodies for the streamed produce mode).
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Channel, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use strom_client::{Admin, ClientConfig, NewTopic};
+use strom_console::{Console, ConsoleConfig};
+
+/// The `strom` binary: `STROM_BIN`, else `strom` next to this test's target directory
+/// (built with `cargo build -p strom-cli` if missing, as `cargo test --workspace` does).
+pub fn strom_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("STROM_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test exe path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_path_buf();
+    let bin = profile_dir.join("strom");
+    if !bin.exists() {
+        let target = profile_dir.parent().expect("target dir");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", "strom-cli", "--bin", "strom", "--target-dir"])
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p strom-cli failed");
+    }
+    bin
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut cmd = Command::new(strom_bin());
+        cmd.arg("server");
+        for (k, v) in [
+            ("listeners", format!("PLAINTEXT://127.0.0.1:{port}")),
+            ("log.dirs", tmp.path().join("data").display().to_string()),
+            ("group.initial.rebalance.delay.ms", "0".into()),
+            ("auto.create.topics.enable", "false".into()),
+        ] {
+            cmd.arg("--set").arg(format!("{k}={v}"));
+        }
+        cmd.env(
+            "STROM_LOG",
+            std::env::var("STROM_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        let child = cmd.spawn().expect("start strom");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            assert!(Instant::now() < deadline, "strom did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server {
+            child,
+            port,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The console served on a free local port; `base` is `http://127.0.0.1:<port>`.
+pub struct ConsoleServer {
+    pub console: Arc<Console>,
+    pub base: String,
+    pub addr: String,
+}
+
+pub async fn serve_console(config: ConsoleConfig) -> ConsoleServer {
+    let console = Console::start(config).await.expect("console starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = strom_console::router(console.clone())
+        .fallback(strom_console::rest::not_found)
+        .method_not_allowed_fallback(strom_console::rest::method_not_allowed);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    ConsoleServer {
+        console,
+        base: format!("http://{addr}"),
+        addr,
+    }
+}
+
+pub async fn admin(b: &str) -> Admin {
+    Admin::new(ClientConfig::new(b)).await.unwrap()
+}
+
+pub async fn create_topic(b: &str, name: &str, partitions: i32) {
+    let admin = admin(b).await;
+    for (n, r) in admin
+        .create_topics(&[NewTopic::new(name, partitions, 1)], false)
+        .await
+        .unwrap()
+    {
+        r.unwrap_or_else(|e| panic!("create {n}: {e}"));
+    }
+    wait_for_leaders(&admin, name, partitions).await;
+}
+
+pub async fn wait_for_leaders(admin: &Admin, name: &str, partitions: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(t) = admin.describe_topics(&[name.to_owned()]).await {
+            if t[0].partitions.len() == partitions as usize
+                && t[0].partitions.iter().all(|p| p.leader >= 0)
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "topic {name} has no leaders");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn send(addr: &str, req: Request<Full<Bytes>>) -> Response<Incoming> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender.send_request(req).await.unwrap()
+}
+
+/// One request with a whole body; the status and the body as text.
+pub async fn http(addr: &str, method: Method, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
+        .unwrap();
+    let resp = send(addr, req).await;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// `http` with the body parsed as JSON.
+pub async fn http_json(addr: &str, method: Method, path: &str, body: Option<&str>) -> (u16, Value) {
+    let (status, text) = http(addr, method, path, body).await;
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    };
+    (status, v)
+}
+
+pub async fn get(addr: &str, path: &str) -> (u16, Value) {
+    http_json(addr, Method::GET, path, None).await
+}
+
+/// A request whose body is sent in chunks as the test goes (Transfer-Encoding: chunked).
+pub struct Streaming {
+    sender: Option<http_body_util::channel::Sender<Bytes>>,
+    pub response: Response<Incoming>,
+    buffered: Vec<u8>,
+}
+
+pub async fn streaming_post(addr: &str, path: &str) -> Streaming {
+    let (sender, body) = Channel::<Bytes>::new(16);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut conn_sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post(path)
+        .header("host", addr)
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let response = conn_sender.send_request(req).await.unwrap();
+    Streaming {
+        sender: Some(sender),
+        response,
+        buffered: Vec::new(),
+    }
+}
+
+impl Streaming {
+    pub async fn send(&mut self, chunk: &str) {
+        self.sender
+            .as_mut()
+            .expect("the request body is still open")
+            .send(Frame::data(Bytes::from(chunk.to_owned())))
+            .await
+            .unwrap();
+    }
+
+    /// Ends the request body.
+    pub fn finish(&mut self) {
+        self.sender = None;
+    }
+
+    /// The next JSON value of the response (reports are concatenated JSON).
+    pub async fn next_report(&mut self) -> Option<Value> {
+        loop {
+            let mut it = serde_json::Deserializer::from_slice(&self.buffered).into_iter::<Value>();
+            match it.next() {
+                Some(Ok(v)) => {
+                    let used = it.byte_offset();
+                    self.buffered.drain(..used);
+                    return Some(v);
+                }
+                Some(Err(e)) if !e.is_eof() => panic!("bad report stream: {e}"),
+                _ => {}
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(20), self.response.frame())
+                .await
+                .expect("a report within 20 s")?;
+            if let Ok(data) = frame.unwrap().into_data() {
+                self.buffered.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+/// Replaces what changes from run to run (times, the host name) so bodies compare exactly.
+pub fn normalize(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match k.as_str() {
+                    "timestamp" | "observedAt" if x.is_number() => *x = Value::from(0),
+                    "host" if x.is_string() => *x = Value::from("HOST"),
+                    _ => normalize(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
