@@ -1,6 +1,8 @@
-//! `strom group list|describe|delete|reset-offsets`, like kafka-consumer-groups: describe
-//! shows each partition's committed offset, log end offset and lag with its owner;
-//! reset-offsets is a dry run unless `--execute`, and needs the group to be empty.
+//! `strom group list|describe|delete|reset-offsets|status`, like kafka-consumer-groups:
+//! describe shows each partition's committed offset, log end offset and lag with its owner;
+//! reset-offsets is a dry run unless `--execute`, and needs the group to be empty; status is
+//! the broker console's Burrow-style evaluation (OK, WARN, ERR; per partition STOP, STALL,
+//! REWIND) over its window of polls.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,17 @@ enum GroupCmd {
     },
     /// Move a group's committed offsets (dry run unless --execute).
     ResetOffsets(ResetArgs),
+    /// Lag status of every partition, as the broker's lag monitor evaluates it over its
+    /// window of polls (Burrow's rules), read from its HTTP listener.
+    Status {
+        group: String,
+        /// The broker's HTTP listener (http.listeners).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        http: String,
+        /// The lag monitor's cluster name (console.cluster.name).
+        #[arg(long, default_value = "local")]
+        cluster: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +72,16 @@ struct ResetArgs {
 }
 
 pub(crate) fn run(args: GroupArgs) -> Result<()> {
+    if let GroupCmd::Status {
+        group,
+        http,
+        cluster,
+    } = &args.command
+    {
+        // Read from the broker's HTTP listener: no Kafka connection needed.
+        let format = args.conn.output;
+        return block_on(async { Ok(status(http, cluster, group).await?.print(format)) });
+    }
     block_on(async move {
         let admin = Admin::new(args.conn.client_config()?).await?;
         let format = args.conn.output;
@@ -84,9 +107,57 @@ pub(crate) fn run(args: GroupArgs) -> Result<()> {
                 table.print(format);
             }
             GroupCmd::ResetOffsets(r) => reset(&admin, r).await?.print(format),
+            GroupCmd::Status { .. } => {} // answered above, without a Kafka connection
         }
         Ok(())
     })
+}
+
+/// The lag monitor's status of `group` (Burrow's `/lag`: every partition), one row per
+/// partition, the group's status and total lag in a last row.
+async fn status(http: &str, cluster: &str, group: &str) -> Result<Table> {
+    use strom_registry::http_client::{request, Method};
+    let path = format!("/v3/kafka/{cluster}/consumer/{group}/lag");
+    let (code, body) = request(http, Method::GET, &path, None).await.map_err(|e| {
+        anyhow::anyhow!("{e} (is the broker's HTTP listener at {http}? --http URL)")
+    })?;
+    let body: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("{http}{path}: not a JSON answer ({e})"))?;
+    if !code.is_success() {
+        let message = body["message"].as_str().unwrap_or("error");
+        bail!("{group}: {message} (HTTP {code})");
+    }
+    let s = &body["status"];
+    let mut table = Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "STATUS",
+        "LAG",
+        "OFFSET",
+        "OWNER",
+        "COMPLETE",
+    ]);
+    for p in s["partitions"].as_array().into_iter().flatten() {
+        table.row(vec![
+            p["topic"].clone(),
+            p["partition"].clone(),
+            p["status"].clone(),
+            p["current_lag"].clone(),
+            p["end"]["offset"].clone(),
+            p["owner"].clone(),
+            p["complete"].clone(),
+        ]);
+    }
+    table.row(vec![
+        json!(format!("(group {group})")),
+        json!(""),
+        s["status"].clone(),
+        s["totallag"].clone(),
+        json!(""),
+        json!(""),
+        s["complete"].clone(),
+    ]);
+    Ok(table)
 }
 
 async fn describe(admin: &Admin, group: &str) -> Result<Table> {

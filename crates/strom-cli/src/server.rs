@@ -17,6 +17,7 @@ pub(crate) fn run(mut args: ServerArgs) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let registry = crate::registry::embedded_config(&mut args)?;
+    let console = crate::http::console_settings(&mut args)?;
     let (config, warnings) = BrokerConfig::load(args.config.as_deref(), &args.overrides)
         .context("invalid configuration")?;
     // A dynamic quorum starts only from formatted storage, as Kafka; it carries cluster.id.
@@ -42,7 +43,7 @@ pub(crate) fn run(mut args: ServerArgs) -> Result<()> {
         .thread_name("strom")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config, registry))
+    runtime.block_on(serve(config, registry, console))
 }
 
 /// File descriptors kept for log segments, indexes and the metadata log when judging
@@ -62,7 +63,11 @@ fn warn_if_fds_short(config: &BrokerConfig, limit: u64) {
     }
 }
 
-async fn serve(config: BrokerConfig, registry: Option<(String, Option<String>)>) -> Result<()> {
+async fn serve(
+    config: BrokerConfig,
+    registry: Option<(String, Option<String>)>,
+    console: Vec<(String, String)>,
+) -> Result<()> {
     use strom_broker::config::ProcessRole;
     if !config.has_role(ProcessRole::Broker) {
         strom_broker::controller_node::run(config, shutdown_signal()).await?;
@@ -85,7 +90,7 @@ async fn serve(config: BrokerConfig, registry: Option<(String, Option<String>)>)
         listeners.push((name, listener));
     }
     crate::registry::spawn_embedded(registry, &client_bind);
-    crate::http::spawn(&broker).await?;
+    crate::http::spawn(&broker, &client_bind, console).await?;
     strom_broker::run_listeners(broker, listeners, shutdown_signal()).await?;
     Ok(())
 }

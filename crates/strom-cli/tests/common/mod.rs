@@ -7,6 +7,7 @@ pub mod checker;
 pub mod cluster;
 pub mod faultnet;
 pub mod groups;
+pub mod http;
 pub mod load;
 pub mod wire;
 
