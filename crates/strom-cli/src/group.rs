@@ -80,7 +80,10 @@ pub(crate) fn run(args: GroupArgs) -> Result<()> {
     {
         // Read from the broker's HTTP listener: no Kafka connection needed.
         let format = args.conn.output;
-        return block_on(async { Ok(status(http, cluster, group).await?.print(format)) });
+        return block_on(async {
+            status(http, cluster, group).await?.print(format);
+            Ok(())
+        });
     }
     block_on(async move {
         let admin = Admin::new(args.conn.client_config()?).await?;
