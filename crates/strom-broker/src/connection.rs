@@ -17,8 +17,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use strom_protocol::frame::{complete_frame_len, FRAME_HEADER_LEN};
 use strom_protocol::header::decode_request_header;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -43,16 +42,52 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// reason has been logged where it was found.
 struct Closed;
 
+/// The byte stream of a connection, in plain text or through TLS, split for the reader and
+/// the writer task, with the principal the transport authenticated (a client certificate's
+/// on mutual TLS, else anonymous).
+pub(crate) struct Transport {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
+    pub(crate) principal: Arc<str>,
+}
+
+impl Transport {
+    pub(crate) fn plain(stream: TcpStream) -> Transport {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Transport {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            principal: Arc::from(crate::security::ANONYMOUS),
+        }
+    }
+
+    pub(crate) fn tls(
+        stream: tokio_rustls::server::TlsStream<TcpStream>,
+        principal: Arc<str>,
+    ) -> Transport {
+        let (reader, writer) = tokio::io::split(stream);
+        Transport {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            principal,
+        }
+    }
+}
+
 pub(crate) async fn serve(
     broker: Arc<Broker>,
-    stream: TcpStream,
+    transport: Transport,
     peer: SocketAddr,
     listener: Arc<str>,
     stop: watch::Receiver<bool>,
     budget: Arc<RequestBudget>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
+    let Transport {
+        reader,
+        writer,
+        principal,
+    } = transport;
     let (tx, rx) = mpsc::channel::<Response>(MAX_QUEUED_RESPONSES);
     let queued = Arc::new(watch::Sender::new(0usize));
     let idle = broker
@@ -72,6 +107,7 @@ pub(crate) async fn serve(
         max_frame: broker.config().socket_request_max_bytes().max(0) as usize,
         broker,
         reader,
+        principal,
         peer,
         listener,
         stop,
@@ -92,7 +128,9 @@ pub(crate) async fn serve(
 
 struct Connection {
     broker: Arc<Broker>,
-    reader: tokio::net::tcp::OwnedReadHalf,
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// Who the client is (`User:ANONYMOUS` until authenticated).
+    principal: Arc<str>,
     peer: SocketAddr,
     /// The name of the listener this connection came in on.
     listener: Arc<str>,
@@ -215,6 +253,7 @@ impl Connection {
             header,
             peer,
             listener: self.listener.clone(),
+            principal: self.principal.clone(),
         };
         let started = Instant::now();
         let (result, remote) =
@@ -237,6 +276,7 @@ impl Connection {
             Err(e) => {
                 tracing::warn!(
                     %peer,
+                    principal = %request.principal,
                     api_key = request.api_key,
                     api_version = request.api_version,
                     client_id = request.client_id.as_deref().unwrap_or(""),
@@ -252,7 +292,7 @@ impl Connection {
 /// Writes responses in order. A response that cannot be written within
 /// `connections.max.idle.ms` (the client stopped reading) closes the connection.
 async fn write_responses(
-    mut writer: OwnedWriteHalf,
+    mut writer: Box<dyn AsyncWrite + Send + Unpin>,
     mut rx: mpsc::Receiver<Response>,
     peer: SocketAddr,
     queued: Arc<watch::Sender<usize>>,
@@ -261,7 +301,7 @@ async fn write_responses(
 ) {
     while let Some(response) = rx.recv().await {
         let len = response.buffered_len();
-        let write = write_response(&mut writer, response);
+        let write = write_response(writer.as_mut(), response);
         let written = match idle {
             Some(limit) => tokio::time::timeout(limit, write)
                 .await
@@ -279,7 +319,10 @@ async fn write_responses(
 }
 
 /// Writes one response; file ranges are read in `FILE_CHUNK_BYTES` pieces.
-async fn write_response(writer: &mut OwnedWriteHalf, response: Response) -> std::io::Result<()> {
+async fn write_response(
+    writer: &mut (dyn AsyncWrite + Send + Unpin),
+    response: Response,
+) -> std::io::Result<()> {
     let mut chunk = Vec::new();
     for part in response.into_parts() {
         match part {

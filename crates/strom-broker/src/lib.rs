@@ -20,6 +20,7 @@ mod prometheus;
 pub mod replica_fetcher;
 pub mod replica_manager;
 mod response;
+pub mod security;
 pub mod server;
 pub mod throttle;
 pub mod txn;

@@ -13,8 +13,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::connection;
+use crate::connection::{self, Transport};
 use crate::limits::{ConnectionLimits, LogLimiter, Refused, RequestBudget};
+use crate::security::ListenerSecurity;
+
+/// A TLS handshake must finish within this, or the connection is closed.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First pause after a failed accept; doubles on each further failure up to the maximum.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -60,7 +64,14 @@ pub async fn run_listeners(
     listeners: Vec<(String, TcpListener)>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let mut security = std::collections::HashMap::new();
+    for (name, _) in &listeners {
+        let s = ListenerSecurity::of(broker.config(), name).map_err(ServerError::Startup)?;
+        security.insert(name.clone(), s);
+    }
     let acceptor = Arc::new(Acceptor {
+        security,
+        handshake_log: LogLimiter::new(LOG_INTERVAL),
         limits: ConnectionLimits::new(
             broker.config().max_connections().max(0) as usize,
             broker.metrics().clone(),
@@ -80,7 +91,11 @@ pub async fn run_listeners(
     let mut accept_loops = JoinSet::new();
     for (name, listener) in listeners {
         let local: Option<SocketAddr> = listener.local_addr().ok();
-        tracing::info!(?local, listener = %name, "strom broker listening");
+        let protocol = acceptor.security[&name].protocol.clone();
+        tracing::info!(?local, listener = %name, %protocol, "strom broker listening");
+        if protocol == "PLAINTEXT" && local.is_some_and(|a| !a.ip().is_loopback()) {
+            tracing::warn!(?local, listener = %name, "listener reachable beyond this machine without encryption or authentication (PLAINTEXT); set listener.security.protocol.map to SSL, SASL_SSL or SASL_PLAINTEXT for networks you do not trust");
+        }
         accept_loops.spawn(accept_loop(
             listener,
             Arc::from(name),
@@ -156,6 +171,9 @@ async fn accept_loop(
 /// What the accept loop needs to admit or refuse a connection.
 struct Acceptor {
     broker: Arc<Broker>,
+    /// Each listener's security, by name.
+    security: std::collections::HashMap<String, ListenerSecurity>,
+    handshake_log: LogLimiter,
     limits: Arc<ConnectionLimits>,
     budget: Arc<RequestBudget>,
     refused_log: LogLimiter,
@@ -165,7 +183,7 @@ struct Acceptor {
 impl Acceptor {
     /// Starts serving `stream` if the connection limits allow it; otherwise closes it now.
     fn admit(
-        &self,
+        self: &Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
         listener: Arc<str>,
@@ -198,10 +216,70 @@ impl Acceptor {
         let broker = self.broker.clone();
         let budget = self.budget.clone();
         let stop = stop.clone();
+        let tls = self.security.get(&*listener).and_then(|s| s.tls.clone());
+        let this = Arc::clone(self);
         connections.spawn(async move {
-            connection::serve(broker, stream, peer, listener, stop, budget).await;
+            let transport = match tls {
+                None => Transport::plain(stream),
+                Some(tls) => match this.tls_handshake(stream, peer, &listener, &tls).await {
+                    Some(t) => t,
+                    None => return,
+                },
+            };
+            connection::serve(broker, transport, peer, listener, stop, budget).await;
             drop(slot);
         });
+    }
+
+    /// The TLS handshake of a new connection, and its principal from a client certificate.
+    /// A failure (a plaintext client, an untrusted certificate, a timeout) closes only this
+    /// connection, with a log line.
+    async fn tls_handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        listener: &str,
+        tls: &crate::security::tls::TlsListener,
+    ) -> Option<Transport> {
+        let _ = stream.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+        let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                if let Some(suppressed) = self.handshake_log.check() {
+                    tracing::warn!(%peer, listener, error = %e, suppressed, "TLS handshake failed; connection closed");
+                }
+                return None;
+            }
+            Err(_) => {
+                if let Some(suppressed) = self.handshake_log.check() {
+                    tracing::warn!(%peer, listener, suppressed, "TLS handshake not finished within 10 s; connection closed");
+                }
+                return None;
+            }
+        };
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first().cloned());
+        let principal = match cert {
+            None => crate::security::ANONYMOUS.to_owned(),
+            Some(cert) => {
+                let dn = crate::security::tls::subject_name(&cert).unwrap_or_default();
+                match tls.mapping.apply(&dn) {
+                    Some(name) => format!("User:{name}"),
+                    None => {
+                        tracing::warn!(%peer, listener, subject = %dn, "no ssl.principal.mapping.rules rule matches the client certificate; connection closed");
+                        return None;
+                    }
+                }
+            }
+        };
+        tracing::debug!(%peer, listener, %principal, "TLS connection");
+        Some(Transport::tls(stream, Arc::from(principal)))
     }
 
     fn accept_failed(&self, error: &std::io::Error, backoff: Duration) {

@@ -126,6 +126,8 @@ pub struct BrokerConfig {
     broker_heartbeat_interval_ms: i32,
     broker_session_timeout_ms: i32,
     network: network::NetworkLimits,
+    /// Each listener's security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).
+    listener_protocols: BTreeMap<String, String>,
     /// Known keys set in the file or by overrides (STATIC_BROKER_CONFIG).
     static_values: BTreeMap<String, String>,
     /// Dynamic overrides from the metadata image (DYNAMIC_BROKER_CONFIG).
@@ -328,6 +330,24 @@ impl BrokerConfig {
         }
     }
 
+    /// The security protocol of listener `name`: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub fn security_protocol(&self, name: &str) -> &str {
+        self.listener_protocols
+            .get(name)
+            .map_or("PLAINTEXT", String::as_str)
+    }
+
+    /// A setting of listener `listener` (Kafka's `listener.name.<name>.<key>`, lower-case
+    /// name), else the broker-wide `key`, else its default.
+    pub fn listener_setting(&self, listener: &str, key: &str) -> Option<&str> {
+        let own = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
+        self.static_values
+            .get(&own)
+            .map(String::as_str)
+            .or_else(|| self.static_value(key))
+            .or_else(|| broker_config_def(key).and_then(|d| d.default))
+    }
+
     /// Whether the quorum is dynamic (KIP-853): `controller.quorum.bootstrap.servers` without
     /// `controller.quorum.voters`. Its voters live in the metadata log, seeded by
     /// `strom storage format`.
@@ -417,7 +437,7 @@ impl BrokerConfig {
             .iter()
             .map(|(k, v)| ("--set".to_string(), k.clone(), v.clone()));
         for (place, key, value) in file.chain(cli) {
-            if broker_config_def(&key).is_some() {
+            if config_def_of(&key).is_some() {
                 values.insert(key, value);
             } else {
                 warnings.push(format!("{place}: unknown config '{key}' is ignored"));
@@ -502,7 +522,7 @@ impl BrokerConfig {
         dynamic_values: BTreeMap<String, String>,
     ) -> Result<BrokerConfig, BrokerConfigError> {
         for (key, value) in static_values.iter().chain(dynamic_values.iter()) {
-            let def = broker_config_def(key).ok_or_else(|| BrokerConfigError::InvalidValue {
+            let def = config_def_of(key).ok_or_else(|| BrokerConfigError::InvalidValue {
                 key: key.clone(),
                 value: value.clone(),
                 expected: "a known broker config name".into(),
@@ -523,6 +543,21 @@ impl BrokerConfig {
             ..config
         })
     }
+}
+
+/// The definition governing `key`: its own, or for a per-listener key
+/// (`listener.name.NAME.KEY`, and for SASL `listener.name.NAME.MECHANISM.KEY`, as Kafka
+/// writes them) that of the key it overrides.
+fn config_def_of(key: &str) -> Option<&'static crate::config_defs::ConfigDef> {
+    if let Some(def) = broker_config_def(key) {
+        return Some(def);
+    }
+    let rest = key.strip_prefix("listener.name.")?;
+    let (_, setting) = rest.split_once('.')?;
+    broker_config_def(setting).or_else(|| {
+        let (_, setting) = setting.split_once('.')?;
+        broker_config_def(setting).filter(|d| d.name.starts_with("sasl."))
+    })
 }
 
 /// Reads typed values: dynamic override, else static value, else the catalogue default.
@@ -610,7 +645,7 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             reason: format!("advertised listener {} is not among listeners", a.name),
         });
     }
-    check_security_protocols(l, &listeners)?;
+    let listener_protocols = security_protocols(l, &listeners)?;
     let controller_names = l.list("controller.listener.names");
     let inter_broker_listener_name = l
         .string("inter.broker.listener.name")
@@ -628,6 +663,36 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
                 format!("{name} is not one of the non-controller listeners in listeners"),
             ));
         }
+    }
+    let clustered = !l
+        .raw("controller.quorum.voters")
+        .unwrap_or_default()
+        .trim()
+        .is_empty()
+        || !l
+            .raw("controller.quorum.bootstrap.servers")
+            .unwrap_or_default()
+            .trim()
+            .is_empty();
+    if clustered {
+        let controllers: Vec<String> = controller_names
+            .iter()
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let inter_broker = inter_broker_listener_name.clone().or_else(|| {
+            let brokers: Vec<&Listener> = listeners
+                .iter()
+                .filter(|x| !controllers.contains(&x.name))
+                .collect();
+            brokers
+                .iter()
+                .find(|x| x.name == "PLAINTEXT")
+                .or(brokers.first())
+                .map(|x| x.name.clone())
+        });
+        let mut internal: Vec<&str> = controllers.iter().map(String::as_str).collect();
+        internal.extend(inter_broker.as_deref());
+        check_internal_listeners_plaintext(&listener_protocols, &internal)?;
     }
     let node_id: i32 = l.get("node.id")?;
     let broker_id: i32 = l.get("broker.id")?;
@@ -745,18 +810,18 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
         broker_heartbeat_interval_ms: l.get("broker.heartbeat.interval.ms")?,
         broker_session_timeout_ms: l.get("broker.session.timeout.ms")?,
         network: network::resolve(l)?,
+        listener_protocols,
         static_values: BTreeMap::new(),
         dynamic_values: BTreeMap::new(),
     })
 }
 
 /// Every listener must map to a security protocol (`listener.security.protocol.map`, as in
-/// Kafka), and only PLAINTEXT is served until the security work lands: a listener named or
-/// mapped to SSL or SASL is refused at start-up rather than served in clear text.
-fn check_security_protocols(
+/// Kafka): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Returns the protocol of each listener.
+fn security_protocols(
     l: &Lookup<'_>,
     listeners: &[Listener],
-) -> Result<(), BrokerConfigError> {
+) -> Result<BTreeMap<String, String>, BrokerConfigError> {
     let map_value = l.raw("listener.security.protocol.map").unwrap_or_default();
     let mut map = BTreeMap::new();
     for entry in split_list(map_value) {
@@ -772,6 +837,7 @@ fn check_security_protocols(
             protocol.trim().to_ascii_uppercase(),
         );
     }
+    let mut out = BTreeMap::new();
     for listener in listeners {
         let protocol = map
             .get(&listener.name)
@@ -781,26 +847,37 @@ fn check_security_protocols(
                 listener.name
             ),
             })?;
-        match protocol.as_str() {
-            "PLAINTEXT" => {}
-            "SSL" | "SASL_PLAINTEXT" | "SASL_SSL" => {
-                return Err(BrokerConfigError::Conflict {
-                    reason: format!(
-                        "listener {} uses security protocol {protocol}, which this Strom does not \
-                         serve yet (TLS and SASL arrive with the security work); use a \
-                         PLAINTEXT listener",
-                        listener.name
-                    ),
-                })
-            }
-            other => {
-                return Err(BrokerConfigError::Conflict {
-                    reason: format!(
-                        "listener {} maps to unknown security protocol {other}",
-                        listener.name
-                    ),
-                })
-            }
+        if !matches!(
+            protocol.as_str(),
+            "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL"
+        ) {
+            return Err(BrokerConfigError::Conflict {
+                reason: format!(
+                    "listener {} maps to unknown security protocol {protocol}",
+                    listener.name
+                ),
+            });
+        }
+        out.insert(listener.name.clone(), protocol.clone());
+    }
+    Ok(out)
+}
+
+/// Brokers and controllers talk to each other in plain text for now: a secured controller
+/// or inter-broker listener is refused rather than half served.
+fn check_internal_listeners_plaintext(
+    protocols: &BTreeMap<String, String>,
+    internal: &[&str],
+) -> Result<(), BrokerConfigError> {
+    for name in internal {
+        if let Some(p) = protocols.get(*name).filter(|p| *p != "PLAINTEXT") {
+            return Err(BrokerConfigError::Conflict {
+                reason: format!(
+                    "listener {name} carries broker-to-broker or controller traffic, which Strom \
+                     speaks in plain text only so far; it cannot use {p} (secure the client \
+                     listeners, and keep {name} on a private network)"
+                ),
+            });
         }
     }
     Ok(())

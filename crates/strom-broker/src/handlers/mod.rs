@@ -98,6 +98,9 @@ pub(crate) struct RequestContext {
     /// The listener the request came in on: Metadata, FindCoordinator and leader hints
     /// answer with the endpoints of this listener, as Kafka does.
     pub listener: std::sync::Arc<str>,
+    /// Who the client is: `User:NAME` once authenticated (SASL, or a client certificate),
+    /// else `User:ANONYMOUS`.
+    pub principal: std::sync::Arc<str>,
 }
 
 impl std::ops::Deref for RequestContext {

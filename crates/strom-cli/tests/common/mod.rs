@@ -43,6 +43,8 @@ pub struct Options {
     pub log_filter: Option<String>,
     /// Write the server's log to a file readable with [`Server::log`] instead of stderr.
     pub capture_log: bool,
+    /// The listener's name and security protocol (default PLAINTEXT): SSL, SASL_SSL, ...
+    pub protocol: Option<&'static str>,
 }
 
 /// A port free now and never handed out before in this process: two calls in a row can get
@@ -108,7 +110,11 @@ impl Server {
         let log_filter = self.options.log_filter.clone();
         cmd.arg("server")
             .arg("--set")
-            .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
+            .arg(format!(
+                "listeners={}://127.0.0.1:{}",
+                self.options.protocol.unwrap_or("PLAINTEXT"),
+                self.port
+            ))
             .arg("--set")
             .arg(format!("log.dirs={}", self.data.display()))
             .env(

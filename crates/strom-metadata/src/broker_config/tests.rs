@@ -95,16 +95,58 @@ some.plugin.setting=x
 }
 
 #[test]
-fn tls_and_sasl_listeners_are_refused_until_served() {
-    for text in [
-        "listeners=SSL://:9093",
-        "listeners=SASL_PLAINTEXT://:9093",
-        "listeners=PLAINTEXT://:9092,SASL_SSL://:9093",
-        "listeners=CLIENT://:9092\nlistener.security.protocol.map=CLIENT:SSL",
+fn listeners_map_to_security_protocols_and_internal_ones_stay_plaintext() {
+    for (text, name, protocol) in [
+        ("listeners=SSL://:9093", "SSL", "SSL"),
+        (
+            "listeners=SASL_PLAINTEXT://:9093",
+            "SASL_PLAINTEXT",
+            "SASL_PLAINTEXT",
+        ),
+        (
+            "listeners=PLAINTEXT://:9092,SASL_SSL://:9093",
+            "SASL_SSL",
+            "SASL_SSL",
+        ),
+        (
+            "listeners=CLIENT://:9092\nlistener.security.protocol.map=CLIENT:SSL",
+            "CLIENT",
+            "SSL",
+        ),
     ] {
-        let e = BrokerConfig::parse(text, &[]).unwrap_err().to_string();
-        assert!(e.contains("does not serve yet"), "{text}: {e}");
+        let (c, warnings) = BrokerConfig::parse(text, &[]).unwrap();
+        assert_eq!(c.security_protocol(name), protocol, "{text}");
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
+    let e = BrokerConfig::parse(
+        "listeners=X://:9092\nlistener.security.protocol.map=X:TLS",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown security protocol TLS"), "{e}");
+    // In a cluster, brokers talk to each other and to controllers in plain text so far.
+    let e = BrokerConfig::parse(
+        "node.id=1\ncontroller.quorum.voters=1@h:9093\nlisteners=SSL://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("listener SSL carries broker-to-broker"), "{e}");
+    // Per-listener settings override broker-wide ones; unknown per-listener keys warn.
+    let (c, warnings) = BrokerConfig::parse(
+        "listeners=A://:1,B://:2\nlistener.security.protocol.map=A:SSL,B:SASL_PLAINTEXT\nssl.client.auth=requested\nlistener.name.a.ssl.client.auth=required\nlistener.name.b.plain.sasl.jaas.config=x\nlistener.name.a.nonsense=1",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.listener_setting("A", "ssl.client.auth"), Some("required"));
+    assert_eq!(
+        c.listener_setting("B", "ssl.client.auth"),
+        Some("requested")
+    );
+    assert_eq!(c.listener_setting("B", "plain.sasl.jaas.config"), Some("x"));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("listener.name.a.nonsense"));
     let e = BrokerConfig::parse("listeners=CLIENT://:9092", &[])
         .unwrap_err()
         .to_string();

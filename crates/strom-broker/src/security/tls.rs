@@ -1,0 +1,321 @@
+//! TLS on SSL and SASL_SSL listeners, with rustls: Kafka's `ssl.*` settings with PEM key and
+//! trust stores (files or inline), TLS versions, and client certificates (`ssl.client.auth`)
+//! whose subject becomes the principal through `ssl.principal.mapping.rules`.
+
+use std::sync::Arc;
+
+use regex::Regex;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use strom_metadata::BrokerConfig;
+
+/// A listener's TLS settings, ready to accept.
+#[derive(Debug)]
+pub struct TlsListener {
+    pub config: Arc<ServerConfig>,
+    pub mapping: PrincipalMapping,
+}
+
+/// PEM text from a property value: inline PEM may be written on one line with `\n` escapes.
+fn pem_text(value: &str) -> Vec<u8> {
+    value.replace("\\n", "\n").into_bytes()
+}
+
+fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{what}: bad PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{what}: no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+        format!(
+            "{what}: no unencrypted PEM private key ({e}); Strom reads PKCS#8, PKCS#1 or SEC1 \
+             keys without a password (ssl.key.password is not supported)"
+        )
+    })
+}
+
+fn read(path: &str, key: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{key}={path}: {e}"))
+}
+
+/// Builds the TLS settings of `listener` from the broker config; an error names the setting.
+pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener, String> {
+    let setting = |key: &str| {
+        config
+            .listener_setting(listener, key)
+            .filter(|v| !v.trim().is_empty())
+    };
+    let (certs, key) = match (
+        setting("ssl.keystore.certificate.chain"),
+        setting("ssl.keystore.key"),
+    ) {
+        (Some(chain), Some(key)) => (
+            certificates(&pem_text(chain), "ssl.keystore.certificate.chain")?,
+            private_key(&pem_text(key), "ssl.keystore.key")?,
+        ),
+        _ => {
+            let path = setting("ssl.keystore.location").ok_or_else(|| {
+                format!(
+                    "listener {listener} uses TLS but has no key store: set \
+                     ssl.keystore.location (a PEM file with the key and certificate chain) or \
+                     ssl.keystore.certificate.chain and ssl.keystore.key"
+                )
+            })?;
+            let pem = read(path, "ssl.keystore.location")?;
+            (
+                certificates(&pem, &format!("ssl.keystore.location={path}"))?,
+                private_key(&pem, &format!("ssl.keystore.location={path}"))?,
+            )
+        }
+    };
+    let mut versions = Vec::new();
+    for v in setting("ssl.enabled.protocols")
+        .unwrap_or("TLSv1.2,TLSv1.3")
+        .split(',')
+    {
+        match v.trim() {
+            "TLSv1.2" => versions.push(&rustls::version::TLS12),
+            "TLSv1.3" => versions.push(&rustls::version::TLS13),
+            "" => {}
+            other => {
+                return Err(format!(
+                    "ssl.enabled.protocols: {other} is not served (TLSv1.2, TLSv1.3)"
+                ))
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("ssl.enabled.protocols: {e}"))?;
+    let client_auth = setting("ssl.client.auth").unwrap_or("none");
+    let builder = if client_auth == "none" {
+        builder.with_no_client_auth()
+    } else {
+        let pem = match (
+            setting("ssl.truststore.certificates"),
+            setting("ssl.truststore.location"),
+        ) {
+            (Some(inline), _) => pem_text(inline),
+            (None, Some(path)) => read(path, "ssl.truststore.location")?,
+            (None, None) => {
+                return Err(format!(
+                    "listener {listener}: ssl.client.auth={client_auth} needs a trust store \
+                     (ssl.truststore.location or ssl.truststore.certificates)"
+                ))
+            }
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in certificates(&pem, "ssl.truststore")? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("ssl.truststore: {e}"))?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let verifier = if client_auth == "requested" {
+            verifier.allow_unauthenticated()
+        } else {
+            verifier
+        };
+        builder.with_client_cert_verifier(
+            verifier
+                .build()
+                .map_err(|e| format!("ssl.truststore: {e}"))?,
+        )
+    };
+    let server = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("listener {listener}: the key does not fit the certificate: {e}"))?;
+    let mapping =
+        PrincipalMapping::parse(setting("ssl.principal.mapping.rules").unwrap_or("DEFAULT"))?;
+    Ok(TlsListener {
+        config: Arc::new(server),
+        mapping,
+    })
+}
+
+/// The distinguished name of a certificate's subject, as Kafka writes it (RFC 2253: the most
+/// specific attribute first, `CN=client,OU=eng,O=Example`).
+pub fn subject_name(cert: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = cert
+        .subject()
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|attr| {
+                    let name = x509_parser::objects::oid2abbrev(attr.attr_type(), registry)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|_| attr.attr_type().to_id_string());
+                    let value = attr.as_str().unwrap_or("");
+                    format!("{name}={}", escape_dn_value(value))
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    Some(rdns.into_iter().rev().collect::<Vec<_>>().join(","))
+}
+
+fn escape_dn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Kafka's `ssl.principal.mapping.rules`: `RULE:pattern/replacement/[LU]` entries and
+/// `DEFAULT`, separated by commas; the first rule whose pattern matches the whole name
+/// rewrites it (`L`/`U`: to lower/upper case); `DEFAULT` keeps the name as it is.
+#[derive(Debug, Clone)]
+pub struct PrincipalMapping {
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Default,
+    Rewrite {
+        pattern: Regex,
+        replacement: String,
+        case: Option<char>,
+    },
+}
+
+impl PrincipalMapping {
+    pub fn parse(rules: &str) -> Result<PrincipalMapping, String> {
+        let mut out = Vec::new();
+        let mut rest = rules.trim();
+        while !rest.is_empty() {
+            rest = rest.trim_start_matches([',', ' ', '\n']);
+            if rest.is_empty() {
+                break;
+            }
+            if let Some(after) = rest.strip_prefix("DEFAULT") {
+                out.push(Rule::Default);
+                rest = after;
+                continue;
+            }
+            let body = rest.strip_prefix("RULE:").ok_or_else(|| {
+                format!("ssl.principal.mapping.rules: expected RULE:... or DEFAULT at '{rest}'")
+            })?;
+            let (pattern, after) = split_unescaped(body, '/')
+                .ok_or_else(|| format!("ssl.principal.mapping.rules: no '/' after '{body}'"))?;
+            let (replacement, after) = split_unescaped(after, '/').ok_or_else(|| {
+                format!("ssl.principal.mapping.rules: no closing '/' in '{body}'")
+            })?;
+            let (case, after) = match after.chars().next() {
+                Some(c @ ('L' | 'U')) => (Some(c), &after[1..]),
+                _ => (None, after),
+            };
+            let pattern = Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|e| format!("ssl.principal.mapping.rules: bad pattern: {e}"))?;
+            out.push(Rule::Rewrite {
+                pattern,
+                replacement: replacement.to_owned(),
+                case,
+            });
+            rest = after;
+        }
+        if out.is_empty() {
+            out.push(Rule::Default);
+        }
+        Ok(PrincipalMapping { rules: out })
+    }
+
+    /// The principal name of distinguished name `dn` (`None`: no rule matched, which Kafka
+    /// treats as a failed authentication).
+    pub fn apply(&self, dn: &str) -> Option<String> {
+        for rule in &self.rules {
+            match rule {
+                Rule::Default => return Some(dn.to_owned()),
+                Rule::Rewrite {
+                    pattern,
+                    replacement,
+                    case,
+                } => {
+                    if pattern.is_match(dn) {
+                        let name = pattern.replace(dn, replacement.as_str()).into_owned();
+                        return Some(match case {
+                            Some('L') => name.to_lowercase(),
+                            Some('U') => name.to_uppercase(),
+                            _ => name,
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Splits at the first `sep` not escaped with a backslash.
+fn split_unescaped(s: &str, sep: char) -> Option<(&str, &str)> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == sep {
+            return Some((&s[..i], &s[i + 1..]));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_rules_rewrite_the_first_match_and_default_keeps_the_name() {
+        let m = PrincipalMapping::parse(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L, RULE:^CN=([^,]*),.*$/$1/, DEFAULT",
+        )
+        .unwrap();
+        assert_eq!(
+            m.apply("CN=Kafka-Svc,OU=ServiceUsers,O=Example").as_deref(),
+            Some("kafka-svc")
+        );
+        assert_eq!(m.apply("CN=alice,O=Example").as_deref(), Some("alice"));
+        assert_eq!(m.apply("O=Example").as_deref(), Some("O=Example"));
+        let strict = PrincipalMapping::parse("RULE:^CN=(.*)$/$1/U").unwrap();
+        assert_eq!(strict.apply("CN=bob").as_deref(), Some("BOB"));
+        assert_eq!(strict.apply("O=x"), None, "no rule matched");
+        assert!(PrincipalMapping::parse("RULE:(/x").is_err());
+        assert!(PrincipalMapping::parse("NONSENSE").is_err());
+    }
+
+    #[test]
+    fn subjects_read_most_specific_first() {
+        let mut params = rcgen::CertificateParams::new(vec!["client".into()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example, Inc");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            subject_name(cert.der()).as_deref(),
+            Some("CN=alice,O=Example\\, Inc")
+        );
+        assert_eq!(subject_name(b"not a certificate"), None);
+    }
+}

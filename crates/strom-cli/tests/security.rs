@@ -1,0 +1,246 @@
+//! Listener security with real clients: TLS and mutual TLS with librdkafka (OpenSSL) and
+//! kafka-python (Python's ssl); a plaintext client on a TLS port and an untrusted client
+//! certificate fail cleanly, with a log line, and other connections carry on.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Offset;
+
+/// A CA and the PEM files a test needs, in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate with
+    /// subject `CN=alice,O=Strom Tests`, and a second CA's client certificate (untrusted).
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_params, ca_key) = ca("Strom Test CA");
+        std::fs::write(
+            dir.path().join("ca.pem"),
+            ca_params.self_signed(&ca_key).unwrap().pem(),
+        )
+        .unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut server =
+            CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        server.distinguished_name = dn("strom-broker");
+        let server_key = KeyPair::generate().unwrap();
+        let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+        std::fs::write(
+            dir.path().join("server.pem"),
+            format!("{}{}", server_key.serialize_pem(), server_cert.pem()),
+        )
+        .unwrap();
+
+        let (client_cert, client_key) = leaf("alice", &issuer);
+        std::fs::write(dir.path().join("client.crt"), client_cert).unwrap();
+        std::fs::write(dir.path().join("client.key"), client_key).unwrap();
+
+        let (other, other_key) = ca("Someone Else's CA");
+        let other_issuer = Issuer::new(other, other_key);
+        let (rogue_cert, rogue_key) = leaf("mallory", &other_issuer);
+        std::fs::write(dir.path().join("rogue.crt"), rogue_cert).unwrap();
+        std::fs::write(dir.path().join("rogue.key"), rogue_key).unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Strom Tests");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn ca(name: &str) -> (CertificateParams, KeyPair) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = dn(name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    (params, KeyPair::generate().unwrap())
+}
+
+fn leaf(cn: &str, issuer: &Issuer<'_, KeyPair>) -> (String, String) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = dn(cn);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A broker whose only listener is SSL; (server, its bootstrap address).
+fn tls_server(pki: &Pki, client_auth: &str) -> (common::Server, String) {
+    let server = common::Server::start_with(
+        &[
+            ("ssl.keystore.location", &pki.s("server.pem")),
+            ("ssl.truststore.location", &pki.s("ca.pem")),
+            ("ssl.client.auth", client_auth),
+        ],
+        common::Options {
+            capture_log: true,
+            log_filter: Some("info".into()),
+            protocol: Some("SSL"),
+            ..Default::default()
+        },
+    );
+    let bootstrap = server.bootstrap();
+    (server, bootstrap)
+}
+
+fn ssl_config(bootstrap: &str, pki: &Pki, client: Option<&str>) -> ClientConfig {
+    let mut c = common::client_config(bootstrap);
+    c.set("security.protocol", "ssl")
+        .set("ssl.ca.location", pki.s("ca.pem"))
+        .set("message.timeout.ms", "10000");
+    if let Some(name) = client {
+        c.set("ssl.certificate.location", pki.s(&format!("{name}.crt")))
+            .set("ssl.key.location", pki.s(&format!("{name}.key")));
+    }
+    c
+}
+
+fn produce_and_read(config: &ClientConfig, topic: &str, n: usize) {
+    let producer: FutureProducer = config.create().expect("producer");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for i in 0..n {
+            let v = format!("secret-{i}");
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(topic).payload(&v),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("acknowledged over TLS");
+        }
+    });
+    let mut c = config.clone();
+    c.set("group.id", "tls-readers")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = c.create().unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} of {n}",
+            got.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume over TLS");
+            got.push(String::from_utf8(rdkafka::Message::payload(&m).unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(got[0], "secret-0");
+    assert_eq!(got[n - 1], format!("secret-{}", n - 1));
+}
+
+#[test]
+fn librdkafka_over_tls_and_a_plaintext_client_on_the_tls_port_fails_cleanly() {
+    let pki = Pki::new();
+    let (server, bootstrap) = tls_server(&pki, "none");
+    let config = ssl_config(&bootstrap, &pki, None);
+    produce_and_read(&config, "over-tls", 50);
+
+    // A plaintext Kafka client on the TLS port: its connection fails, logged, and the TLS
+    // clients carry on.
+    let plain: FutureProducer = common::client_config(&bootstrap)
+        .set("message.timeout.ms", "3000")
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let r = runtime.block_on(plain.send(
+        FutureRecord::<(), _>::to("over-tls").payload("clear"),
+        Duration::from_secs(5),
+    ));
+    assert!(r.is_err(), "a plaintext client must not get through");
+    wait_for_log(&server, "TLS handshake failed");
+    produce_and_read(&config, "over-tls-2", 5);
+}
+
+#[test]
+fn mutual_tls_admits_trusted_client_certificates_and_refuses_others() {
+    let pki = Pki::new();
+    let (server, bootstrap) = tls_server(&pki, "required");
+    // Trusted client certificate.
+    let config = ssl_config(&bootstrap, &pki, Some("client"));
+    produce_and_read(&config, "mtls", 20);
+
+    // No certificate, and a certificate from another CA: refused at the handshake.
+    for client in [None, Some("rogue")] {
+        let producer: FutureProducer = ssl_config(&bootstrap, &pki, client)
+            .set("message.timeout.ms", "3000")
+            .create()
+            .unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let r = runtime.block_on(producer.send(
+            FutureRecord::<(), _>::to("mtls").payload("x"),
+            Duration::from_secs(5),
+        ));
+        assert!(r.is_err(), "{client:?} must be refused");
+    }
+    wait_for_log(&server, "TLS handshake failed");
+    produce_and_read(&config, "mtls-2", 5);
+}
+
+#[test]
+fn kafka_python_over_mutual_tls() {
+    let pki = Pki::new();
+    let (_server, bootstrap) = tls_server(&pki, "required");
+    let script = format!(
+        "{}/../../tests/python/kafka_python_tls.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&bootstrap)
+        .arg(pki.path("ca.pem"))
+        .arg(pki.path("client.crt"))
+        .arg(pki.path("client.key"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("kafka-python TLS OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_for_log(server: &common::Server, text: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.log().contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no '{text}' in the log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
