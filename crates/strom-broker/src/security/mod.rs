@@ -31,6 +31,12 @@ impl ListenerSecurity {
     /// The security of listener `name`, from the broker config.
     pub fn of(config: &BrokerConfig, name: &str) -> Result<ListenerSecurity, String> {
         let protocol = config.security_protocol(name).to_owned();
+        if protocol.starts_with("SASL_") {
+            return Err(format!(
+                "listener {name} uses {protocol}, but SASL authentication is not served yet: \
+                 use SSL (with ssl.client.auth=required for authenticated clients) or PLAINTEXT"
+            ));
+        }
         let tls = match protocol.as_str() {
             "SSL" | "SASL_SSL" => Some(Arc::new(tls::listener_tls(config, name)?)),
             _ => None,
