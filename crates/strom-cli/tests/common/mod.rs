@@ -117,6 +117,10 @@ impl Server {
             ))
             .arg("--set")
             .arg(format!("log.dirs={}", self.data.display()))
+            // Tests run many brokers at once: no default HTTP listener on :8080 (the HTTP
+            // tests set http.listeners to a port of their own).
+            .arg("--set")
+            .arg("http.listeners=")
             .env(
                 "STROM_LOG",
                 log_filter
