@@ -38,6 +38,10 @@ const QUEUED_RESPONSE_BYTES: usize = 1024 * 1024;
 /// much per connection is outside `queued.max.request.bytes`, like Kafka's socket buffers).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// What a SASL listener's connection may send before it is authenticated: ApiVersions,
+/// SaslHandshake, SaslAuthenticate.
+const SASL_PHASE_APIS: [i16; 3] = [18, 17, 36];
+
 /// The connection is to be closed (peer gone, shutdown, bad frame, failed handler); the
 /// reason has been logged where it was found.
 struct Closed;
@@ -49,6 +53,8 @@ pub(crate) struct Transport {
     reader: Box<dyn AsyncRead + Send + Unpin>,
     writer: Box<dyn AsyncWrite + Send + Unpin>,
     pub(crate) principal: Arc<str>,
+    /// On SASL listeners: the client authenticates before anything else.
+    pub(crate) sasl: Option<Arc<crate::security::sasl::SaslServer>>,
 }
 
 impl Transport {
@@ -59,6 +65,7 @@ impl Transport {
             reader: Box::new(reader),
             writer: Box::new(writer),
             principal: Arc::from(crate::security::ANONYMOUS),
+            sasl: None,
         }
     }
 
@@ -71,6 +78,7 @@ impl Transport {
             reader: Box::new(reader),
             writer: Box::new(writer),
             principal,
+            sasl: None,
         }
     }
 }
@@ -87,7 +95,13 @@ pub(crate) async fn serve(
         reader,
         writer,
         principal,
+        sasl,
     } = transport;
+    let sasl = sasl.map(|server| {
+        Arc::new(parking_lot::Mutex::new(
+            crate::security::sasl::SaslSession::new(server),
+        ))
+    });
     let (tx, rx) = mpsc::channel::<Response>(MAX_QUEUED_RESPONSES);
     let queued = Arc::new(watch::Sender::new(0usize));
     let idle = broker
@@ -108,6 +122,7 @@ pub(crate) async fn serve(
         broker,
         reader,
         principal,
+        sasl,
         peer,
         listener,
         stop,
@@ -118,7 +133,9 @@ pub(crate) async fn serve(
         buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
         reserved: None,
         last_read: Instant::now(),
+        authenticated: false,
     };
+    conn.authenticated = conn.sasl.is_none();
     let _ = conn.run().await;
     drop(conn);
     let _ = writer_task.await;
@@ -131,6 +148,10 @@ struct Connection {
     reader: Box<dyn AsyncRead + Send + Unpin>,
     /// Who the client is (`User:ANONYMOUS` until authenticated).
     principal: Arc<str>,
+    /// The SASL exchange, on SASL listeners; `principal` is set from it once it succeeds.
+    sasl: Option<Arc<parking_lot::Mutex<crate::security::sasl::SaslSession>>>,
+    /// The SASL exchange succeeded (or there is none).
+    authenticated: bool,
     peer: SocketAddr,
     /// The name of the listener this connection came in on.
     listener: Arc<str>,
@@ -249,11 +270,16 @@ impl Connection {
             tracing::warn!(%peer, error = %e, "closing connection: bad request header");
             Closed
         })?;
+        if !self.authenticated && !SASL_PHASE_APIS.contains(&header.api_key) {
+            tracing::warn!(%peer, listener = %self.listener, api_key = header.api_key, "request before SASL authentication; closing connection");
+            return Err(Closed);
+        }
         let request = handlers::RequestContext {
             header,
             peer,
             listener: self.listener.clone(),
             principal: self.principal.clone(),
+            sasl: self.sasl.clone(),
         };
         let started = Instant::now();
         let (result, remote) =
@@ -265,12 +291,29 @@ impl Connection {
             remote,
             result.is_err(),
         );
+        // The SASL exchange moved on: take its principal, or close after a failure.
+        let mut sasl_failed = false;
+        if !self.authenticated {
+            if let Some(session) = &self.sasl {
+                let session = session.lock();
+                if let Some(principal) = session.principal() {
+                    self.principal = Arc::from(principal);
+                    self.authenticated = true;
+                    tracing::debug!(%peer, principal, "SASL authenticated");
+                }
+                sasl_failed = session.failed();
+            }
+        }
         match result {
             Ok(Some(response)) => {
                 let len = response.buffered_len();
                 self.queued.send_modify(|q| *q += len);
                 self.broker.metrics().response_bytes_queued.add(len as i64);
-                self.tx.send(response).await.map_err(|_| Closed)
+                self.tx.send(response).await.map_err(|_| Closed)?;
+                if sasl_failed {
+                    return Err(Closed);
+                }
+                Ok(())
             }
             Ok(None) => Ok(()), // acks=0 produce: no response
             Err(e) => {

@@ -217,15 +217,17 @@ impl Acceptor {
         let budget = self.budget.clone();
         let stop = stop.clone();
         let tls = self.security.get(&*listener).and_then(|s| s.tls.clone());
+        let sasl = self.security.get(&*listener).and_then(|s| s.sasl.clone());
         let this = Arc::clone(self);
         connections.spawn(async move {
-            let transport = match tls {
+            let mut transport = match tls {
                 None => Transport::plain(stream),
                 Some(tls) => match this.tls_handshake(stream, peer, &listener, &tls).await {
                     Some(t) => t,
                     None => return,
                 },
             };
+            transport.sasl = sasl;
             connection::serve(broker, transport, peer, listener, stop, budget).await;
             drop(slot);
         });

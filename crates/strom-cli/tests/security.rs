@@ -244,3 +244,112 @@ fn wait_for_log(server: &common::Server, text: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+const JAAS: &str = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";"#;
+
+/// A broker whose only listener is `protocol` (SASL_PLAINTEXT or SASL_SSL) with SASL PLAIN.
+fn sasl_server(pki: &Pki, protocol: &'static str) -> common::Server {
+    let jaas_key = format!(
+        "listener.name.{}.plain.sasl.jaas.config",
+        protocol.to_ascii_lowercase()
+    );
+    let keystore = pki.s("server.pem");
+    common::Server::start_with(
+        &[
+            ("sasl.enabled.mechanisms", "PLAIN"),
+            (jaas_key.as_str(), JAAS),
+            ("ssl.keystore.location", &keystore),
+        ],
+        common::Options {
+            capture_log: true,
+            log_filter: Some("info".into()),
+            protocol: Some(protocol),
+            ..Default::default()
+        },
+    )
+}
+
+fn sasl_config(
+    bootstrap: &str,
+    pki: &Pki,
+    protocol: &str,
+    user: &str,
+    password: &str,
+) -> ClientConfig {
+    let mut c = common::client_config(bootstrap);
+    c.set("security.protocol", protocol.to_ascii_lowercase())
+        .set("sasl.mechanism", "PLAIN")
+        .set("sasl.username", user)
+        .set("sasl.password", password)
+        .set("message.timeout.ms", "10000");
+    if protocol == "SASL_SSL" {
+        c.set("ssl.ca.location", pki.s("ca.pem"));
+    }
+    c
+}
+
+#[test]
+fn sasl_plain_over_plaintext_and_tls_with_librdkafka_and_a_wrong_password_fails_cleanly() {
+    let pki = Pki::new();
+    for protocol in ["SASL_PLAINTEXT", "SASL_SSL"] {
+        let server = sasl_server(&pki, protocol);
+        let bootstrap = server.bootstrap();
+        let good = sasl_config(&bootstrap, &pki, protocol, "alice", "alice-secret");
+        produce_and_read(&good, "sasl", 20);
+
+        let bad: FutureProducer = sasl_config(&bootstrap, &pki, protocol, "alice", "wrong")
+            .set("message.timeout.ms", "3000")
+            .create()
+            .unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let r = runtime.block_on(bad.send(
+            FutureRecord::<(), _>::to("sasl").payload("x"),
+            Duration::from_secs(5),
+        ));
+        assert!(
+            r.is_err(),
+            "{protocol}: a wrong password must not get through"
+        );
+        wait_for_log(&server, "SASL authentication failed");
+        // A client that skips authentication: closed at its first request.
+        if protocol == "SASL_PLAINTEXT" {
+            let plain: FutureProducer = common::client_config(&bootstrap)
+                .set("message.timeout.ms", "3000")
+                .create()
+                .unwrap();
+            let r = runtime.block_on(plain.send(
+                FutureRecord::<(), _>::to("sasl").payload("x"),
+                Duration::from_secs(5),
+            ));
+            assert!(r.is_err(), "an unauthenticated client must not get through");
+            wait_for_log(&server, "request before SASL authentication");
+        }
+        produce_and_read(&good, "sasl-2", 5);
+    }
+}
+
+#[test]
+fn kafka_python_sasl_plain() {
+    let pki = Pki::new();
+    let server = sasl_server(&pki, "SASL_PLAINTEXT");
+    let script = format!(
+        "{}/../../tests/python/kafka_python_sasl.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("python3")
+        .args([
+            &script,
+            &server.bootstrap(),
+            "PLAIN",
+            "admin",
+            "admin-secret",
+        ])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("kafka-python SASL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -666,6 +666,7 @@ mod tests {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 listener: "PLAINTEXT".into(),
                 principal: crate::security::ANONYMOUS.into(),
+                sasl: None,
             };
             let (response, files) = response_and_files(&log);
             let mut in_memory = response.clone();

@@ -55,6 +55,8 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod remove_raft_voter;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 mod txn_offset_commit;
 mod unregister_broker;
@@ -101,6 +103,8 @@ pub(crate) struct RequestContext {
     /// Who the client is: `User:NAME` once authenticated (SASL, or a client certificate),
     /// else `User:ANONYMOUS`.
     pub principal: std::sync::Arc<str>,
+    /// The connection's SASL exchange, on SASL listeners.
+    pub sasl: Option<std::sync::Arc<parking_lot::Mutex<crate::security::sasl::SaslSession>>>,
 }
 
 impl std::ops::Deref for RequestContext {
@@ -208,6 +212,8 @@ handlers!(
     remove_raft_voter,
     update_raft_voter,
     write_txn_markers,
+    sasl_handshake,
+    sasl_authenticate,
     elect_leaders,
     alter_partition_reassignments,
     list_partition_reassignments,

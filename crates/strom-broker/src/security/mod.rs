@@ -2,6 +2,7 @@
 //! connection acts as. Built once per listener at start-up from the broker config, so a bad
 //! key store stops `strom server` with a message naming the setting, never a client.
 
+pub mod sasl;
 pub mod tls;
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct ListenerSecurity {
     pub protocol: String,
     /// TLS settings (SSL and SASL_SSL).
     pub tls: Option<Arc<tls::TlsListener>>,
+    /// SASL settings (SASL_PLAINTEXT and SASL_SSL).
+    pub sasl: Option<Arc<sasl::SaslServer>>,
 }
 
 impl ListenerSecurity {
@@ -25,23 +28,26 @@ impl ListenerSecurity {
         ListenerSecurity {
             protocol: "PLAINTEXT".into(),
             tls: None,
+            sasl: None,
         }
     }
 
     /// The security of listener `name`, from the broker config.
     pub fn of(config: &BrokerConfig, name: &str) -> Result<ListenerSecurity, String> {
         let protocol = config.security_protocol(name).to_owned();
-        if protocol.starts_with("SASL_") {
-            return Err(format!(
-                "listener {name} uses {protocol}, but SASL authentication is not served yet: \
-                 use SSL (with ssl.client.auth=required for authenticated clients) or PLAINTEXT"
-            ));
-        }
         let tls = match protocol.as_str() {
             "SSL" | "SASL_SSL" => Some(Arc::new(tls::listener_tls(config, name)?)),
             _ => None,
         };
-        Ok(ListenerSecurity { protocol, tls })
+        let sasl = match protocol.as_str() {
+            "SASL_PLAINTEXT" | "SASL_SSL" => Some(Arc::new(sasl::SaslServer::of(config, name)?)),
+            _ => None,
+        };
+        Ok(ListenerSecurity {
+            protocol,
+            tls,
+            sasl,
+        })
     }
 
     /// Whether clients must authenticate with SASL first.

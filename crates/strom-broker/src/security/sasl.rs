@@ -1,0 +1,282 @@
+//! SASL on SASL_PLAINTEXT and SASL_SSL listeners: the per-listener server settings
+//! (`sasl.enabled.mechanisms`, the PLAIN users of the listener's JAAS config) and each
+//! connection's session, driven by SaslHandshake and SaslAuthenticate (KIP-152).
+//!
+//! Until a session is authenticated its connection may send only ApiVersions, SaslHandshake
+//! and SaslAuthenticate; a failed authentication is answered and the connection closed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use regex::Regex;
+use strom_metadata::BrokerConfig;
+use strom_protocol::ErrorCode;
+
+/// Mechanisms Strom serves.
+pub const SERVED: [&str; 1] = ["PLAIN"];
+
+/// A listener's SASL settings.
+#[derive(Debug)]
+pub struct SaslServer {
+    /// Enabled mechanisms, in the order of `sasl.enabled.mechanisms`.
+    pub mechanisms: Vec<String>,
+    /// PLAIN users and passwords (`user_NAME="PASSWORD"` in the JAAS config).
+    plain_users: HashMap<String, String>,
+}
+
+impl SaslServer {
+    /// The SASL settings of `listener`; an error names the setting.
+    pub fn of(config: &BrokerConfig, listener: &str) -> Result<SaslServer, String> {
+        let enabled = config
+            .listener_setting(listener, "sasl.enabled.mechanisms")
+            .unwrap_or("PLAIN");
+        let mut mechanisms = Vec::new();
+        for m in enabled.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let m = m.to_ascii_uppercase();
+            if SERVED.contains(&m.as_str()) {
+                mechanisms.push(m);
+            } else {
+                tracing::warn!(listener, mechanism = %m, "SASL mechanism not served by this Strom; not offered");
+            }
+        }
+        if mechanisms.is_empty() {
+            return Err(format!(
+                "listener {listener}: none of sasl.enabled.mechanisms={enabled} is served \
+                 (Strom serves {})",
+                SERVED.join(", ")
+            ));
+        }
+        let mut plain_users = HashMap::new();
+        if mechanisms.iter().any(|m| m == "PLAIN") {
+            let jaas = config
+                .listener_setting(listener, "plain.sasl.jaas.config")
+                .or_else(|| config.listener_setting(listener, "sasl.jaas.config"))
+                .ok_or_else(|| {
+                    format!(
+                        "listener {listener} offers SASL PLAIN but has no users: set \
+                         listener.name.{}.plain.sasl.jaas.config to a PlainLoginModule \
+                         with user_NAME=\"PASSWORD\" entries",
+                        listener.to_ascii_lowercase()
+                    )
+                })?;
+            plain_users = jaas_users(jaas)?;
+        }
+        Ok(SaslServer {
+            mechanisms,
+            plain_users,
+        })
+    }
+}
+
+/// The `user_NAME="PASSWORD"` options of a JAAS login module config.
+fn jaas_users(jaas: &str) -> Result<HashMap<String, String>, String> {
+    let option = Regex::new(r#"([A-Za-z0-9_.-]+)\s*=\s*"((?:[^"\\]|\\.)*)""#).expect("valid regex");
+    let users: HashMap<String, String> = option
+        .captures_iter(jaas)
+        .filter_map(|c| {
+            let name = c[1].strip_prefix("user_")?;
+            Some((
+                name.to_owned(),
+                c[2].replace("\\\"", "\"").replace("\\\\", "\\"),
+            ))
+        })
+        .collect();
+    if users.is_empty() {
+        return Err("the PLAIN JAAS config names no user_NAME=\"PASSWORD\" entries".into());
+    }
+    Ok(users)
+}
+
+/// Equal byte strings, in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for SaslHandshake.
+    Handshake,
+    /// Handshake done: waiting for SaslAuthenticate with this mechanism.
+    Authenticate(String),
+    /// Authenticated as `principal`.
+    Done,
+    /// Failed: the connection closes once the answer is sent.
+    Failed,
+}
+
+/// One connection's SASL exchange.
+#[derive(Debug)]
+pub struct SaslSession {
+    server: Arc<SaslServer>,
+    state: State,
+    principal: Option<String>,
+}
+
+/// A failed step: Kafka's error code and the message for the client.
+pub type SaslError = (ErrorCode, String);
+
+impl SaslSession {
+    pub fn new(server: Arc<SaslServer>) -> SaslSession {
+        SaslSession {
+            server,
+            state: State::Handshake,
+            principal: None,
+        }
+    }
+
+    pub fn mechanisms(&self) -> &[String] {
+        &self.server.mechanisms
+    }
+
+    /// SaslHandshake: chooses `mechanism`.
+    pub fn handshake(&mut self, mechanism: &str) -> Result<(), SaslError> {
+        if !matches!(self.state, State::Handshake) {
+            self.state = State::Failed;
+            return Err((
+                ErrorCode::IllegalSaslState,
+                "SaslHandshake after the handshake".into(),
+            ));
+        }
+        if !self.server.mechanisms.iter().any(|m| m == mechanism) {
+            self.state = State::Failed;
+            return Err((
+                ErrorCode::UnsupportedSaslMechanism,
+                format!(
+                    "unsupported SASL mechanism {mechanism}; enabled: {}",
+                    self.server.mechanisms.join(", ")
+                ),
+            ));
+        }
+        self.state = State::Authenticate(mechanism.to_owned());
+        Ok(())
+    }
+
+    /// SaslAuthenticate: one step of the chosen mechanism; the server's token back.
+    pub fn authenticate(&mut self, token: &[u8]) -> Result<Vec<u8>, SaslError> {
+        let State::Authenticate(mechanism) = &self.state else {
+            self.state = State::Failed;
+            return Err((
+                ErrorCode::IllegalSaslState,
+                "SaslAuthenticate before SaslHandshake".into(),
+            ));
+        };
+        let result = match mechanism.as_str() {
+            "PLAIN" => self.plain(token),
+            other => Err((
+                ErrorCode::UnsupportedSaslMechanism,
+                format!("unsupported SASL mechanism {other}"),
+            )),
+        };
+        match result {
+            Ok((principal, reply)) => {
+                self.principal = Some(principal);
+                self.state = State::Done;
+                Ok(reply)
+            }
+            Err(e) => {
+                self.state = State::Failed;
+                Err(e)
+            }
+        }
+    }
+
+    /// RFC 4616: `authzid NUL authcid NUL passwd`.
+    fn plain(&self, token: &[u8]) -> Result<(String, Vec<u8>), SaslError> {
+        let failed = |why: &str| {
+            (
+                ErrorCode::SaslAuthenticationFailed,
+                format!("Authentication failed: {why}"),
+            )
+        };
+        let mut parts = token.split(|b| *b == 0);
+        let (Some(authzid), Some(user), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(failed("malformed PLAIN token"));
+        };
+        let user = std::str::from_utf8(user).map_err(|_| failed("user name is not UTF-8"))?;
+        if !authzid.is_empty() && authzid != user.as_bytes() {
+            return Err(failed("the authorization id differs from the user name"));
+        }
+        match self.server.plain_users.get(user) {
+            Some(expected) if constant_time_eq(expected.as_bytes(), password) => {
+                Ok((format!("User:{user}"), Vec::new()))
+            }
+            _ => Err(failed("Invalid username or password")),
+        }
+    }
+
+    /// The authenticated principal, once there is one.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// Whether the exchange failed (the connection must close after its answer).
+    pub fn failed(&self) -> bool {
+        matches!(self.state, State::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> Arc<SaslServer> {
+        Arc::new(SaslServer {
+            mechanisms: vec!["PLAIN".into()],
+            plain_users: jaas_users(
+                r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="al\"ice";"#,
+            )
+            .unwrap(),
+        })
+    }
+
+    #[test]
+    fn jaas_users_are_the_user_options() {
+        let s = server();
+        assert_eq!(s.plain_users.len(), 2);
+        assert_eq!(s.plain_users["alice"], "al\"ice");
+        assert!(jaas_users("PlainLoginModule required;").is_err());
+    }
+
+    #[test]
+    fn plain_accepts_the_right_password_only() {
+        let mut s = SaslSession::new(server());
+        s.handshake("PLAIN").unwrap();
+        assert_eq!(s.authenticate(b"\0admin\0admin-secret").unwrap(), b"");
+        assert_eq!(s.principal(), Some("User:admin"));
+        assert!(!s.failed());
+
+        for token in [
+            &b"\0admin\0wrong"[..],
+            b"\0nobody\0admin-secret",
+            b"alice\0admin\0admin-secret",
+            b"no separators",
+            b"\0admin\0admin-secret\0extra",
+        ] {
+            let mut s = SaslSession::new(server());
+            s.handshake("PLAIN").unwrap();
+            let (code, _) = s.authenticate(token).unwrap_err();
+            assert_eq!(code, ErrorCode::SaslAuthenticationFailed);
+            assert!(s.failed() && s.principal().is_none());
+        }
+    }
+
+    #[test]
+    fn out_of_order_steps_and_unknown_mechanisms_fail() {
+        let mut s = SaslSession::new(server());
+        assert_eq!(
+            s.authenticate(b"\0admin\0admin-secret").unwrap_err().0,
+            ErrorCode::IllegalSaslState
+        );
+        let mut s = SaslSession::new(server());
+        assert_eq!(
+            s.handshake("GSSAPI").unwrap_err().0,
+            ErrorCode::UnsupportedSaslMechanism
+        );
+        assert!(s.failed());
+    }
+}
