@@ -298,6 +298,19 @@ mod tests {
                 8 => record(),
                 1 => (1i32..4).prop_map(|broker_id| MetadataRecord::UnregisterBroker { broker_id }),
                 1 => Just(MetadataRecord::Cluster { cluster_id: "c".into() }),
+                1 => (0u8..3, 1i8..3, any::<[u8; 4]>(), 4096i32..8192).prop_map(
+                    |(u, mechanism, salt, iterations)| MetadataRecord::ScramCredential {
+                        user: format!("u{u}"),
+                        mechanism,
+                        salt: salt.to_vec(),
+                        stored_key: vec![u; 32],
+                        server_key: vec![mechanism as u8; 32],
+                        iterations,
+                    }
+                ),
+                1 => (0u8..3, 1i8..3).prop_map(|(u, mechanism)| {
+                    MetadataRecord::RemoveScramCredential { user: format!("u{u}"), mechanism }
+                }),
             ], 0..80),
         ) {
             let mut image = MetadataImage::empty();

@@ -105,6 +105,15 @@ impl PartitionImage {
     }
 }
 
+/// A stored SCRAM credential (RFC 5802): what the server needs to check a client's proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
 /// A topic: its id, partitions by index, and its dynamic config overrides (never defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -144,6 +153,9 @@ pub struct MetadataImage {
     /// Brokers an UnregisterBroker record removed (and no registration since).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     unregistered_brokers: std::collections::BTreeSet<i32>,
+    /// SCRAM credentials by user, then mechanism id (1 = SHA-256, 2 = SHA-512).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
     /// Number of records replayed into this image (the next metadata offset).
     records_applied: u64,
 }
@@ -229,6 +241,16 @@ impl MetadataImage {
         self.topics_by_id.get(&topic_id)
     }
 
+    /// `user`'s SCRAM credential for mechanism id `mechanism` (1 = SHA-256, 2 = SHA-512).
+    pub fn scram_credential(&self, user: &str, mechanism: i8) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism)
+    }
+
+    /// Every user with SCRAM credentials, and theirs by mechanism id.
+    pub fn scram_users(&self) -> impl Iterator<Item = (&str, &BTreeMap<i8, ScramCredential>)> {
+        self.scram_credentials.iter().map(|(u, m)| (u.as_str(), m))
+    }
+
     /// Whether an UnregisterBroker record removed `broker_id` (with no registration since).
     pub fn was_unregistered(&self, broker_id: i32) -> bool {
         self.unregistered_brokers.contains(&broker_id)
@@ -306,6 +328,35 @@ impl MetadataImage {
                 touched.broker(*broker_id);
                 self.unregistered_brokers.remove(broker_id);
                 self.brokers.insert(*broker_id, registration);
+            }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                salt,
+                stored_key,
+                server_key,
+                iterations,
+            } => {
+                self.scram_credentials
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(
+                        *mechanism,
+                        ScramCredential {
+                            salt: salt.clone(),
+                            stored_key: stored_key.clone(),
+                            server_key: server_key.clone(),
+                            iterations: *iterations,
+                        },
+                    );
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                if let Some(by_mechanism) = self.scram_credentials.get_mut(user) {
+                    by_mechanism.remove(mechanism);
+                    if by_mechanism.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
+                }
             }
             MetadataRecord::UnregisterBroker { broker_id } => {
                 touched.broker(*broker_id);
@@ -417,6 +468,18 @@ impl MetadataImage {
             out.push(MetadataRecord::RemoveTopic {
                 topic_id: *topic_id,
             });
+        }
+        for (user, by_mechanism) in &self.scram_credentials {
+            for (mechanism, c) in by_mechanism {
+                out.push(MetadataRecord::ScramCredential {
+                    user: user.clone(),
+                    mechanism: *mechanism,
+                    salt: c.salt.clone(),
+                    stored_key: c.stored_key.clone(),
+                    server_key: c.server_key.clone(),
+                    iterations: c.iterations,
+                });
+            }
         }
         for broker_id in &self.unregistered_brokers {
             out.push(MetadataRecord::UnregisterBroker {

@@ -88,4 +88,19 @@ pub enum MetadataRecord {
         next_block_start: i64,
         block_size: i64,
     },
+    /// A user's SCRAM credential for one mechanism (Kafka's UserScramCredentialRecord),
+    /// set by AlterUserScramCredentials: the salt and iteration count the client derives its
+    /// salted password with, and the keys the server checks proofs with (RFC 5802's
+    /// StoredKey and ServerKey; the password itself is never stored).
+    ScramCredential {
+        user: String,
+        /// 1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512 (Kafka's ScramMechanism type ids).
+        mechanism: i8,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+        iterations: i32,
+    },
+    /// A user's SCRAM credential for one mechanism was deleted.
+    RemoveScramCredential { user: String, mechanism: i8 },
 }

@@ -27,10 +27,12 @@
 //! | 8  | `RemoveTopic`      | 0       | topic_id uuid                                           |
 //! | 9  | `ProducerIds`      | 0       | broker_id i32, next_block_start i64, block_size i64     |
 //! | 10 | `UnregisterBroker` | 0       | broker_id i32                                           |
+//! | 11 | `ScramCredential`  | 0       | user str, mechanism i32, salt bytes, stored_key bytes, server_key bytes, iterations i32 |
+//! | 12 | `RemoveScramCredential` | 0  | user str, mechanism i32                                 |
 //!
 //! Field encodings: `uvarint` is unsigned LEB128 (at most 10 bytes, no overlong forms);
 //! `i32`/`i64` are zigzag then uvarint; `u16` is a uvarint below 65536; `str` is a uvarint
-//! byte length then UTF-8; `opt` is a presence byte (0 or 1) then the value if 1; `[i32]` is a
+//! byte length then UTF-8; `bytes` is a uvarint length then the bytes; `opt` is a presence byte (0 or 1) then the value if 1; `[i32]` is a
 //! uvarint count then that many `i32`; `uuid` is its 16 bytes.
 //!
 //! # Versioning
@@ -73,6 +75,8 @@ const TYPE_CONFIG: u64 = 7;
 const TYPE_REMOVE_TOPIC: u64 = 8;
 const TYPE_PRODUCER_IDS: u64 = 9;
 const TYPE_UNREGISTER_BROKER: u64 = 10;
+const TYPE_SCRAM_CREDENTIAL: u64 = 11;
+const TYPE_REMOVE_SCRAM_CREDENTIAL: u64 = 12;
 
 const CONFIG_RESOURCE_TOPIC: u8 = 0;
 const CONFIG_RESOURCE_BROKER: u8 = 1;
@@ -111,6 +115,8 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
         MetadataRecord::RemoveTopic { .. } => TYPE_REMOVE_TOPIC,
         MetadataRecord::ProducerIds { .. } => TYPE_PRODUCER_IDS,
         MetadataRecord::UnregisterBroker { .. } => TYPE_UNREGISTER_BROKER,
+        MetadataRecord::ScramCredential { .. } => TYPE_SCRAM_CREDENTIAL,
+        MetadataRecord::RemoveScramCredential { .. } => TYPE_REMOVE_SCRAM_CREDENTIAL,
     };
     (
         id,
@@ -121,7 +127,7 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
 /// The newest record version of type `id` this code knows; `None` for an unknown type.
 fn current_version(id: u64) -> Option<u8> {
     match id {
-        TYPE_CLUSTER..=TYPE_UNREGISTER_BROKER => Some(0),
+        TYPE_CLUSTER..=TYPE_REMOVE_SCRAM_CREDENTIAL => Some(0),
         _ => None,
     }
 }
@@ -165,6 +171,25 @@ fn encode_body(out: &mut Vec<u8>, record: &MetadataRecord) {
                 put_str(out, &l.host);
                 put_uvarint(out, u64::from(l.port));
             }
+        }
+        MetadataRecord::ScramCredential {
+            user,
+            mechanism,
+            salt,
+            stored_key,
+            server_key,
+            iterations,
+        } => {
+            put_str(out, user);
+            put_i32(out, i32::from(*mechanism));
+            put_bytes(out, salt);
+            put_bytes(out, stored_key);
+            put_bytes(out, server_key);
+            put_i32(out, *iterations);
+        }
+        MetadataRecord::RemoveScramCredential { user, mechanism } => {
+            put_str(out, user);
+            put_i32(out, i32::from(*mechanism));
         }
         MetadataRecord::FenceBroker { broker_id }
         | MetadataRecord::UnfenceBroker { broker_id }
@@ -248,6 +273,11 @@ fn put_i64(out: &mut Vec<u8>, v: i64) {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_uvarint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_uvarint(out, b.len() as u64);
+    out.extend_from_slice(b);
 }
 
 fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -380,6 +410,18 @@ fn decode_body(b: &mut Reader<'_>, id: u64) -> Result<MetadataRecord, RecordDeco
         },
         TYPE_UNREGISTER_BROKER => MetadataRecord::UnregisterBroker {
             broker_id: b.i32()?,
+        },
+        TYPE_SCRAM_CREDENTIAL => MetadataRecord::ScramCredential {
+            user: b.string()?,
+            mechanism: b.mechanism()?,
+            salt: b.bytes()?,
+            stored_key: b.bytes()?,
+            server_key: b.bytes()?,
+            iterations: b.i32()?,
+        },
+        TYPE_REMOVE_SCRAM_CREDENTIAL => MetadataRecord::RemoveScramCredential {
+            user: b.string()?,
+            mechanism: b.mechanism()?,
         },
         TYPE_TOPIC => MetadataRecord::Topic {
             name: b.string()?,
@@ -518,6 +560,25 @@ impl Reader<'_> {
             ));
         }
         Ok(n as usize)
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, RecordDecodeError> {
+        let start = self.pos;
+        let len = self.uvarint()?;
+        if len > self.remaining() as u64 {
+            return Err(self.error_at(
+                start,
+                format!("truncated: {len} bytes, {} left", self.remaining()),
+            ));
+        }
+        Ok(self.take(len as usize, "bytes")?.to_vec())
+    }
+
+    /// A SCRAM mechanism id (an i32 on the wire, an i8 in the record).
+    fn mechanism(&mut self) -> Result<i8, RecordDecodeError> {
+        let start = self.pos;
+        let v = self.i32()?;
+        i8::try_from(v).map_err(|_| self.error_at(start, format!("mechanism {v} out of range")))
     }
 
     fn string(&mut self) -> Result<String, RecordDecodeError> {

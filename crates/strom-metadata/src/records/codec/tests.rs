@@ -32,6 +32,18 @@ fn every_variant() -> Vec<MetadataRecord> {
         },
         MetadataRecord::FenceBroker { broker_id: -3 },
         MetadataRecord::UnregisterBroker { broker_id: 12 },
+        MetadataRecord::ScramCredential {
+            user: "alice".into(),
+            mechanism: 2,
+            salt: vec![1, 2, 3],
+            stored_key: vec![0xff; 64],
+            server_key: vec![],
+            iterations: 8192,
+        },
+        MetadataRecord::RemoveScramCredential {
+            user: "bob".into(),
+            mechanism: 1,
+        },
         MetadataRecord::UnfenceBroker {
             broker_id: i32::MAX,
         },
@@ -274,7 +286,7 @@ fn bad_headers_and_bodies_are_errors() {
     garbage.push(0);
     assert!(reason(&garbage).contains("after the last"));
 
-    assert!(reason(&batch_of(&[record_bytes(11, 0, &[])])).contains("unknown record type id 11"));
+    assert!(reason(&batch_of(&[record_bytes(13, 0, &[])])).contains("unknown record type id 13"));
     assert!(reason(&batch_of(&[record_bytes(0, 0, &[])])).contains("unknown record type id 0"));
 
     // Bad UTF-8 in a string.
@@ -396,6 +408,26 @@ fn any_record() -> impl Strategy<Value = MetadataRecord> {
             }),
         any::<i32>().prop_map(|broker_id| MetadataRecord::FenceBroker { broker_id }),
         any::<i32>().prop_map(|broker_id| MetadataRecord::UnregisterBroker { broker_id }),
+        (
+            text(),
+            any::<i8>(),
+            prop::collection::vec(any::<u8>(), 0..40),
+            any::<i32>()
+        )
+            .prop_map(|(user, mechanism, key, iterations)| {
+                MetadataRecord::ScramCredential {
+                    user,
+                    mechanism,
+                    salt: key.iter().rev().copied().collect(),
+                    stored_key: key.clone(),
+                    server_key: key,
+                    iterations,
+                }
+            }),
+        (text(), any::<i8>()).prop_map(|(user, mechanism)| MetadataRecord::RemoveScramCredential {
+            user,
+            mechanism
+        }),
         any::<i32>().prop_map(|broker_id| MetadataRecord::UnfenceBroker { broker_id }),
         (text(), any::<u128>()).prop_map(|(name, id)| MetadataRecord::Topic {
             name,
