@@ -147,7 +147,7 @@ fn type_ids_are_the_documented_ones() {
         .iter()
         .map(|r| encode_batch(std::slice::from_ref(r))[3])
         .collect();
-    assert_eq!(ids, [1, 2, 3, 10, 4, 5, 6, 7, 7, 8, 9]);
+    assert_eq!(ids, [1, 2, 3, 10, 11, 12, 4, 5, 6, 7, 7, 8, 9]);
 }
 
 #[test]
