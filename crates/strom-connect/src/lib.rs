@@ -1,0 +1,16 @@
+//! `strom-connect`: a Kafka Connect-compatible runtime on `strom-client`: the connector API
+//! (`connector`), built-in connectors (`file`), converters, the Connect data model, single
+//! message transforms and predicates, a standalone worker (`standalone::run`) and Kafka
+//! Connect's REST API (`rest::router`). Distributed mode is not built yet (see README.md).
+
+pub mod config;
+pub mod connector;
+pub mod converter;
+pub mod data;
+pub mod error;
+pub mod file;
+pub mod plugins;
+pub mod time;
+pub mod transforms;
+
+pub use error::{ConnectError, Result};
