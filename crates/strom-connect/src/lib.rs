@@ -9,8 +9,14 @@ pub mod converter;
 pub mod data;
 pub mod error;
 pub mod file;
+pub mod offsets;
 pub mod plugins;
+pub mod rest;
+pub mod runner;
+pub mod standalone;
 pub mod time;
+pub mod tolerance;
 pub mod transforms;
+pub mod worker;
 
 pub use error::{ConnectError, Result};

@@ -121,6 +121,7 @@ impl Side {
 /// One step of a chain: a transformation, applied only where its predicate (if any) holds.
 struct Step {
     alias: String,
+    class: &'static str,
     transform: Box<dyn Transformation>,
     predicate: Option<(std::sync::Arc<dyn Predicate>, bool)>,
 }
@@ -184,6 +185,7 @@ impl Chain {
             };
             steps.push(Step {
                 alias,
+                class: plugin.class,
                 transform: (plugin.make)(&own)?,
                 predicate,
             });
@@ -192,14 +194,22 @@ impl Chain {
     }
 
     /// Runs the record through every step; `None` once a step drops it.
-    pub fn apply(&self, mut record: Record) -> Result<Option<Record>> {
+    pub fn apply(&self, record: Record) -> Result<Option<Record>> {
+        self.apply_reporting(record).map_err(|(_, e)| e)
+    }
+
+    /// As `apply`, with the class of the transformation that failed (for error reports).
+    pub fn apply_reporting(
+        &self,
+        mut record: Record,
+    ) -> std::result::Result<Option<Record>, (&'static str, ConnectError)> {
         for step in &self.steps {
             if let Some((p, negate)) = &step.predicate {
                 if p.test(&record) == *negate {
                     continue;
                 }
             }
-            match step.transform.apply(record)? {
+            match step.transform.apply(record).map_err(|e| (step.class, e))? {
                 Some(r) => record = r,
                 None => return Ok(None),
             }

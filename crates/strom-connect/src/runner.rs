@@ -1,0 +1,473 @@
+//! The loops that run one task: a source task's poll → transform → convert → produce →
+//! commit-offsets cycle, and a sink task's consume → convert → transform → put → flush →
+//! commit cycle. Offsets are committed only after the records they cover are acknowledged by
+//! Kafka (sources) or flushed by the task (sinks): at-least-once delivery.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use strom_client::{
+    Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig,
+    ProducerRecord, TopicPartition,
+};
+use tokio::sync::watch;
+
+use crate::config::{get_list, Props};
+use crate::connector::{partition_key, SinkTask, SourceTask};
+use crate::converter::{header_from_bytes, header_to_bytes, Converter};
+use crate::data::{JsonMap, Record, SinkRecord, SourceRecord};
+use crate::error::{ConnectError, Result};
+use crate::offsets::FileOffsetStore;
+use crate::tolerance::{ErrorPolicy, Failure, Stage};
+use crate::transforms::Chain;
+use crate::worker::{State, Status, TargetState, WorkerConfig};
+
+/// How long a sink waits in one consumer poll (and so how fast it sees a state change).
+const SINK_POLL: Duration = Duration::from_millis(200);
+/// How often a `topics.regex` sink looks for new matching topics.
+const REGEX_REFRESH: Duration = Duration::from_secs(5);
+
+/// Everything a task loop needs besides the task itself.
+pub struct TaskContext {
+    pub connector: String,
+    pub id: usize,
+    pub connector_config: Props,
+    pub task_config: Props,
+    pub worker: Arc<WorkerConfig>,
+    pub offsets: Arc<FileOffsetStore>,
+    pub status: Arc<Mutex<Status>>,
+    pub topics: Arc<Mutex<BTreeSet<String>>>,
+    pub target: watch::Receiver<TargetState>,
+}
+
+impl TaskContext {
+    fn set_state(&self, state: State, trace: Option<String>) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.state = state;
+        s.trace = trace;
+    }
+
+    fn fail(&self, e: &ConnectError) {
+        tracing::error!(connector = %self.connector, task = self.id, "task failed: {e}");
+        self.set_state(State::Failed, Some(e.to_string()));
+    }
+
+    fn note_topic(&self, topic: &str) {
+        let mut t = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if !t.contains(topic) {
+            t.insert(topic.to_owned());
+        }
+    }
+
+    /// The target state, waiting out a pause. `false` once the task must stop.
+    async fn wait_while_paused(&mut self) -> bool {
+        loop {
+            let t = *self.target.borrow_and_update();
+            match t {
+                TargetState::Started => return true,
+                TargetState::Stopped => return false,
+                TargetState::Paused => {
+                    self.set_state(State::Paused, None);
+                    if self.target.changed().await.is_err() {
+                        return false;
+                    }
+                    if *self.target.borrow() == TargetState::Started {
+                        self.set_state(State::Running, None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Pipeline {
+    key: Box<dyn Converter>,
+    value: Box<dyn Converter>,
+    key_class: String,
+    value_class: String,
+    chain: Chain,
+    errors: ErrorPolicy,
+}
+
+impl Pipeline {
+    async fn new(ctx: &TaskContext) -> Result<Pipeline> {
+        let (key_class, key) = ctx
+            .worker
+            .converter(&ctx.connector_config, "key.converter")?;
+        let (value_class, value) = ctx
+            .worker
+            .converter(&ctx.connector_config, "value.converter")?;
+        Ok(Pipeline {
+            key,
+            value,
+            key_class,
+            value_class,
+            chain: Chain::from_config(&ctx.connector_config)?,
+            errors: ErrorPolicy::from_config(
+                &ctx.connector,
+                ctx.id,
+                &ctx.connector_config,
+                &ctx.worker.bootstrap_servers,
+            )
+            .await?,
+        })
+    }
+}
+
+/// Runs a source task until its target state is Stopped; the status says how it ended.
+pub async fn run_source(mut ctx: TaskContext, mut task: Box<dyn SourceTask>) {
+    if let Err(e) = source_loop(&mut ctx, task.as_mut()).await {
+        ctx.fail(&e);
+    }
+    task.stop();
+}
+
+async fn source_loop(ctx: &mut TaskContext, task: &mut dyn SourceTask) -> Result<()> {
+    let pipeline = Pipeline::new(ctx).await?;
+    let mut pc = ProducerConfig::new(&ctx.worker.bootstrap_servers);
+    for (k, v) in crate::config::with_prefix(&ctx.worker.props, "producer.") {
+        pc.set(&k, &v)?;
+    }
+    let producer = Producer::new(pc).await?;
+    task.start(&ctx.task_config, &ctx.offsets.reader(&ctx.connector))?;
+    ctx.set_state(State::Running, None);
+    let mut pending: HashMap<String, (JsonMap, JsonMap)> = HashMap::new();
+    let mut last_commit = Instant::now();
+    let result = async {
+        while ctx.wait_while_paused().await {
+            let batch = tokio::select! {
+                r = task.poll() => r?,
+                _ = ctx.target.changed() => continue,
+            };
+            send_batch(ctx, &pipeline, &producer, batch, &mut pending).await?;
+            if last_commit.elapsed() >= ctx.worker.offset_flush_interval && !pending.is_empty() {
+                commit_source(ctx, task, &mut pending)?;
+                last_commit = Instant::now();
+            }
+        }
+        Ok::<(), ConnectError>(())
+    }
+    .await;
+    // Everything in `pending` was acknowledged by Kafka (send_batch waits for it).
+    let committed = commit_source(ctx, task, &mut pending);
+    pipeline.errors.close().await;
+    producer.close().await;
+    result.and(committed)
+}
+
+fn commit_source(
+    ctx: &TaskContext,
+    task: &mut dyn SourceTask,
+    pending: &mut HashMap<String, (JsonMap, JsonMap)>,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let offsets = pending.drain().map(|(_, (p, o))| (p, Some(o))).collect();
+    ctx.offsets.put(&ctx.connector, offsets)?;
+    task.commit()
+}
+
+/// Transforms, converts and sends one batch, and waits until Kafka has acknowledged it.
+async fn send_batch(
+    ctx: &TaskContext,
+    p: &Pipeline,
+    producer: &Producer,
+    batch: Vec<SourceRecord>,
+    pending: &mut HashMap<String, (JsonMap, JsonMap)>,
+) -> Result<()> {
+    let mut acks = Vec::with_capacity(batch.len());
+    let mut offsets = Vec::with_capacity(batch.len());
+    for sr in batch {
+        offsets.push((sr.source_partition, sr.source_offset));
+        let record = match p.chain.apply_reporting(sr.record) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err((class, error)) => {
+                let f = Failure {
+                    stage: Stage::Transformation,
+                    class,
+                    error,
+                    original: None,
+                };
+                p.errors.handle(f).await?;
+                continue;
+            }
+        };
+        let Some(rec) = to_producer_record(p, record).await? else {
+            continue;
+        };
+        ctx.note_topic(&rec.topic);
+        acks.push(producer.send(rec).await?);
+    }
+    for a in acks {
+        a.await?;
+    }
+    for (part, off) in offsets {
+        pending.insert(partition_key(&part), (part, off));
+    }
+    Ok(())
+}
+
+async fn to_producer_record(p: &Pipeline, r: Record) -> Result<Option<ProducerRecord>> {
+    let key = match p.key.from_connect(&r.topic, r.key_schema.as_ref(), &r.key) {
+        Ok(k) => k,
+        Err(error) => {
+            let f = Failure {
+                stage: Stage::KeyConverter,
+                class: &p.key_class,
+                error,
+                original: None,
+            };
+            p.errors.handle(f).await?;
+            return Ok(None);
+        }
+    };
+    let value = match p
+        .value
+        .from_connect(&r.topic, r.value_schema.as_ref(), &r.value)
+    {
+        Ok(v) => v,
+        Err(error) => {
+            let f = Failure {
+                stage: Stage::ValueConverter,
+                class: &p.value_class,
+                error,
+                original: None,
+            };
+            p.errors.handle(f).await?;
+            return Ok(None);
+        }
+    };
+    Ok(Some(ProducerRecord {
+        topic: r.topic,
+        partition: r.kafka_partition,
+        key: key.map(Into::into),
+        value: value.map(Into::into),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), header_to_bytes(h).map(Into::into)))
+            .collect(),
+        timestamp: r.timestamp,
+    }))
+}
+
+/// Runs a sink task until its target state is Stopped; the status says how it ended.
+pub async fn run_sink(mut ctx: TaskContext, mut task: Box<dyn SinkTask>) {
+    if let Err(e) = sink_loop(&mut ctx, task.as_mut()).await {
+        ctx.fail(&e);
+    }
+    task.stop();
+}
+
+/// The consumer group of a sink connector (Kafka's `connect-<name>`).
+pub fn sink_group(connector: &str) -> String {
+    format!("connect-{connector}")
+}
+
+async fn sink_topics(ctx: &TaskContext, admin: &Admin) -> Result<Vec<String>> {
+    let listed = get_list(&ctx.connector_config, "topics");
+    if !listed.is_empty() {
+        return Ok(listed);
+    }
+    let pattern = ctx
+        .connector_config
+        .get("topics.regex")
+        .cloned()
+        .unwrap_or_default();
+    let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| ConnectError::InvalidConfig(format!("topics.regex: {e}")))?;
+    let mut names: Vec<String> = admin
+        .list_topics(false)
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|n| re.is_match(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()> {
+    let pipeline = Pipeline::new(ctx).await?;
+    let mut cc = ConsumerConfig::new(&ctx.worker.bootstrap_servers);
+    cc.set("group.id", &sink_group(&ctx.connector))?;
+    cc.set("enable.auto.commit", "false")?;
+    cc.set("auto.offset.reset", "earliest")?;
+    for (k, v) in crate::config::with_prefix(&ctx.worker.props, "consumer.") {
+        cc.set(&k, &v)?;
+    }
+    let mut consumer = Consumer::new(cc).await?;
+    let admin = Admin::new(ClientConfig::new(&ctx.worker.bootstrap_servers)).await?;
+    let mut topics = sink_topics(ctx, &admin).await?;
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs, None)?;
+    for t in &topics {
+        ctx.note_topic(t);
+    }
+    task.start(&ctx.task_config)?;
+    ctx.set_state(State::Running, None);
+    let mut positions: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let mut last_commit = Instant::now();
+    let mut last_regex = Instant::now();
+    let result = async {
+        loop {
+            let target = *ctx.target.borrow_and_update();
+            match target {
+                TargetState::Stopped => break,
+                TargetState::Paused => {
+                    ctx.set_state(State::Paused, None);
+                    consumer.pause(&consumer.assignment());
+                }
+                TargetState::Started => {
+                    if !consumer.paused().is_empty() {
+                        consumer.resume(&consumer.paused());
+                    }
+                    ctx.set_state(State::Running, None);
+                }
+            }
+            let records = consumer.poll(SINK_POLL).await?;
+            if !records.is_empty() {
+                put_batch(ctx, &pipeline, task, records, &mut positions).await?;
+            }
+            if last_commit.elapsed() >= ctx.worker.offset_flush_interval {
+                commit_sink(task, &mut consumer, &mut positions).await?;
+                last_commit = Instant::now();
+            }
+            if ctx
+                .connector_config
+                .get("topics.regex")
+                .is_some_and(|r| !r.trim().is_empty())
+                && last_regex.elapsed() >= REGEX_REFRESH
+            {
+                last_regex = Instant::now();
+                let now = sink_topics(ctx, &admin).await?;
+                if now != topics {
+                    topics = now;
+                    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    consumer.subscribe(&refs, None)?;
+                    for t in &topics {
+                        ctx.note_topic(t);
+                    }
+                }
+            }
+        }
+        Ok::<(), ConnectError>(())
+    }
+    .await;
+    let committed = commit_sink(task, &mut consumer, &mut positions).await;
+    pipeline.errors.close().await;
+    let _ = consumer.close().await;
+    result.and(committed)
+}
+
+/// Flushes the task, then commits the positions of the partitions still assigned.
+async fn commit_sink(
+    task: &mut dyn SinkTask,
+    consumer: &mut Consumer,
+    positions: &mut BTreeMap<TopicPartition, i64>,
+) -> Result<()> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    task.flush(positions).await?;
+    let owned: BTreeSet<TopicPartition> = consumer.assignment().into_iter().collect();
+    let commit: BTreeMap<TopicPartition, i64> = positions
+        .iter()
+        .filter(|(tp, _)| owned.contains(*tp))
+        .map(|(tp, o)| (tp.clone(), *o))
+        .collect();
+    positions.clear();
+    if let Err(e) = consumer.commit_offsets(&commit).await {
+        // The records were flushed; a failed commit only means they may be delivered again.
+        tracing::warn!("sink offset commit failed: {e}");
+    }
+    Ok(())
+}
+
+async fn put_batch(
+    ctx: &TaskContext,
+    p: &Pipeline,
+    task: &mut dyn SinkTask,
+    records: Vec<ConsumerRecord>,
+    positions: &mut BTreeMap<TopicPartition, i64>,
+) -> Result<()> {
+    let mut out = Vec::with_capacity(records.len());
+    for cr in &records {
+        positions.insert(TopicPartition::new(&cr.topic, cr.partition), cr.offset + 1);
+        if let Some(r) = to_sink_record(p, cr).await? {
+            out.push(r);
+        }
+    }
+    let _ = ctx;
+    if out.is_empty() {
+        return Ok(());
+    }
+    task.put(out).await.map_err(|e| {
+        ConnectError::Task(format!(
+            "Exiting WorkerSinkTask due to unrecoverable exception: {e}"
+        ))
+    })
+}
+
+async fn to_sink_record(p: &Pipeline, cr: &ConsumerRecord) -> Result<Option<SinkRecord>> {
+    let (key_schema, key) = match p.key.to_connect(&cr.topic, cr.key.as_deref()) {
+        Ok(k) => k,
+        Err(error) => {
+            let f = Failure {
+                stage: Stage::KeyConverter,
+                class: &p.key_class,
+                error,
+                original: Some(cr),
+            };
+            p.errors.handle(f).await?;
+            return Ok(None);
+        }
+    };
+    let (value_schema, value) = match p.value.to_connect(&cr.topic, cr.value.as_deref()) {
+        Ok(v) => v,
+        Err(error) => {
+            let f = Failure {
+                stage: Stage::ValueConverter,
+                class: &p.value_class,
+                error,
+                original: Some(cr),
+            };
+            p.errors.handle(f).await?;
+            return Ok(None);
+        }
+    };
+    let record = Record {
+        topic: cr.topic.clone(),
+        kafka_partition: Some(cr.partition),
+        key_schema,
+        key,
+        value_schema,
+        value,
+        timestamp: Some(cr.timestamp),
+        headers: cr
+            .headers
+            .iter()
+            .map(|(k, v)| header_from_bytes(k, v.as_deref()))
+            .collect(),
+    };
+    match p.chain.apply_reporting(record) {
+        Ok(Some(record)) => Ok(Some(SinkRecord {
+            record,
+            kafka_offset: cr.offset,
+        })),
+        Ok(None) => Ok(None),
+        Err((class, error)) => {
+            let f = Failure {
+                stage: Stage::Transformation,
+                class,
+                error,
+                original: Some(cr),
+            };
+            p.errors.handle(f).await?;
+            Ok(None)
+        }
+    }
+}
