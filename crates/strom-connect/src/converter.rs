@@ -14,6 +14,8 @@ pub const STRING_CONVERTER: &str = "org.apache.kafka.connect.storage.StringConve
 pub const BYTE_ARRAY_CONVERTER: &str = "org.apache.kafka.connect.converters.ByteArrayConverter";
 
 /// Turns Connect values into record bytes and back (Kafka's `Converter`).
+// The names mirror Kafka's `fromConnectData` / `toConnectData`, which readers know.
+#[allow(clippy::wrong_self_convention)]
 pub trait Converter: Send + Sync {
     /// `None` is a null record key or value (a tombstone).
     fn from_connect(

@@ -330,7 +330,7 @@ async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()>
             }
             let records = consumer.poll(SINK_POLL).await?;
             if !records.is_empty() {
-                put_batch(ctx, &pipeline, task, records, &mut positions).await?;
+                put_batch(&pipeline, task, records, &mut positions).await?;
             }
             if last_commit.elapsed() >= ctx.worker.offset_flush_interval {
                 commit_sink(task, &mut consumer, &mut positions).await?;
@@ -357,10 +357,14 @@ async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()>
         Ok::<(), ConnectError>(())
     }
     .await;
-    let committed = commit_sink(task, &mut consumer, &mut positions).await;
+    // A failed task commits nothing more: its last records were not all delivered.
+    let result = match result {
+        Ok(()) => commit_sink(task, &mut consumer, &mut positions).await,
+        Err(e) => Err(e),
+    };
     pipeline.errors.close().await;
     let _ = consumer.close().await;
-    result.and(committed)
+    result
 }
 
 /// Flushes the task, then commits the positions of the partitions still assigned.
@@ -388,28 +392,29 @@ async fn commit_sink(
 }
 
 async fn put_batch(
-    ctx: &TaskContext,
     p: &Pipeline,
     task: &mut dyn SinkTask,
     records: Vec<ConsumerRecord>,
     positions: &mut BTreeMap<TopicPartition, i64>,
 ) -> Result<()> {
     let mut out = Vec::with_capacity(records.len());
+    let mut next = BTreeMap::new();
     for cr in &records {
-        positions.insert(TopicPartition::new(&cr.topic, cr.partition), cr.offset + 1);
+        next.insert(TopicPartition::new(&cr.topic, cr.partition), cr.offset + 1);
         if let Some(r) = to_sink_record(p, cr).await? {
             out.push(r);
         }
     }
-    let _ = ctx;
-    if out.is_empty() {
-        return Ok(());
+    if !out.is_empty() {
+        task.put(out).await.map_err(|e| {
+            ConnectError::Task(format!(
+                "Exiting WorkerSinkTask due to unrecoverable exception: {e}"
+            ))
+        })?;
     }
-    task.put(out).await.map_err(|e| {
-        ConnectError::Task(format!(
-            "Exiting WorkerSinkTask due to unrecoverable exception: {e}"
-        ))
-    })
+    // Only records handed to the task (or skipped by the error policy) count as consumed.
+    positions.extend(next);
+    Ok(())
 }
 
 async fn to_sink_record(p: &Pipeline, cr: &ConsumerRecord) -> Result<Option<SinkRecord>> {

@@ -855,11 +855,7 @@ fn check_file_source_offset(p: &JsonMap, o: Option<&JsonMap>) -> Result<()> {
         ));
     }
     if let Some(o) = o {
-        if !o
-            .get("position")
-            .and_then(J::as_i64)
-            .is_some_and(|v| v >= 0)
-        {
+        if o.get("position").and_then(J::as_i64).is_none_or(|v| v < 0) {
             return Err(ConnectError::BadRequest(
                 "The value for the 'position' key in the offset must be a non-negative integer"
                     .into(),
