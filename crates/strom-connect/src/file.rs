@@ -219,10 +219,11 @@ impl Connector for FileSinkConnector {
     }
 }
 
-/// Appends each record value as a line; `flush` syncs the file.
+/// Appends each record value as a line; `flush` syncs the file. Each `put` is one append of
+/// whole lines, so tasks sharing a file never split each other's lines.
 #[derive(Debug, Default)]
 pub struct FileSinkTask {
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    file: Option<std::fs::File>,
 }
 
 impl SinkTask for FileSinkTask {
@@ -239,7 +240,7 @@ impl SinkTask for FileSinkTask {
                     "Couldn't find or create file '{path}' for FileStreamSinkTask: {e}"
                 ))
             })?;
-        self.file = Some(std::io::BufWriter::new(f));
+        self.file = Some(f);
         Ok(())
     }
 
@@ -249,10 +250,12 @@ impl SinkTask for FileSinkTask {
                 .file
                 .as_mut()
                 .ok_or_else(|| ConnectError::Task("file sink task not started".into()))?;
+            let mut lines = Vec::new();
             for r in records {
-                f.write_all(r.record.value.to_display().as_bytes())?;
-                f.write_all(b"\n")?;
+                lines.extend_from_slice(r.record.value.to_display().as_bytes());
+                lines.push(b'\n');
             }
+            f.write_all(&lines)?;
             Ok(())
         })
     }
@@ -260,17 +263,14 @@ impl SinkTask for FileSinkTask {
     fn flush(&mut self, _offsets: &BTreeMap<TopicPartition, i64>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if let Some(f) = self.file.as_mut() {
-                f.flush()?;
-                f.get_ref().sync_data()?;
+                f.sync_data()?;
             }
             Ok(())
         })
     }
 
     fn stop(&mut self) {
-        if let Some(mut f) = self.file.take() {
-            let _ = f.flush();
-        }
+        self.file = None;
     }
 }
 

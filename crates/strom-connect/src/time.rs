@@ -141,10 +141,8 @@ impl DateFormat {
                     } else {
                         rest.chars().take_while(|c| c.is_ascii_digit()).count()
                     };
-                    if len == 0 || rest.len() < len {
-                        return Err(bad());
-                    }
-                    let v: i64 = rest[..len].parse().map_err(|_| bad())?;
+                    let digits = rest.get(..len).filter(|d| !d.is_empty()).ok_or_else(bad)?;
+                    let v: i64 = digits.parse().map_err(|_| bad())?;
                     rest = &rest[len..];
                     match c {
                         'y' => y = v,
@@ -158,7 +156,14 @@ impl DateFormat {
                 }
             }
         }
-        if !rest.is_empty() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        let in_range = (-999_999..=999_999).contains(&y)
+            && (1..=12).contains(&mo)
+            && (1..=31).contains(&d)
+            && (0..=23).contains(&h)
+            && (0..=59).contains(&mi)
+            && (0..=60).contains(&s)
+            && (0..=999).contains(&ms);
+        if !rest.is_empty() || !in_range {
             return Err(bad());
         }
         Ok(days_from_civil(y, mo, d) * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + ms)
@@ -185,6 +190,14 @@ mod tests {
             days_from_civil(2024, 2, 29) * 86_400_000
         );
         assert!(f.parse("2021-03-04").is_err());
+        // Bad input is an error, never a panic (no overflow, no split characters).
+        assert!(f.parse("99999999999999999-03-04T05:06:07.089").is_err());
+        assert!(f.parse("2021-03-04T25:06:07.089").is_err());
+        assert!(DateFormat::new("yyyyMMdd")
+            .unwrap()
+            .parse("202é0101")
+            .is_err());
+        assert_eq!(DateFormat::new("yyyy").unwrap().format(i64::MAX).len(), 9);
         assert!(DateFormat::new("yyyy-QQ").is_err());
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }

@@ -885,7 +885,10 @@ impl TimestampConverter {
             Value::Int32(d) if logical.as_deref() == Some(crate::data::DATE) => Ok(*d as i64 * 86_400_000),
             Value::Int32(t) => Ok(*t as i64),
             Value::Int64(ms) if logical.is_some() => Ok(*ms),
-            Value::Int64(u) => Ok(u * self.unix_scale.1 / self.unix_scale.0),
+            Value::Int64(u) => u
+                .checked_mul(self.unix_scale.1)
+                .map(|v| v / self.unix_scale.0)
+                .ok_or_else(|| data_err(format!("Unix timestamp {u} is out of range"))),
             other => Err(data_err(format!("Expected timestamp to be a Long, String or Date, but found {}", other.type_name()))),
         }
     }
@@ -911,7 +914,11 @@ impl TimestampConverter {
             ),
             "unix" => (
                 Schema::new(SchemaType::Int64),
-                Value::Int64(ms * self.unix_scale.0 / self.unix_scale.1),
+                Value::Int64(
+                    ms.checked_mul(self.unix_scale.0).ok_or_else(|| {
+                        data_err(format!("Timestamp {ms} is out of range for unix.precision"))
+                    })? / self.unix_scale.1,
+                ),
             ),
             "Date" => (
                 Schema::new(SchemaType::Int32).named(crate::data::DATE),
@@ -1078,5 +1085,30 @@ mod tests {
             .apply(Record::new("t", None, Value::Int64(1)))
             .unwrap_err();
         assert_eq!(e.to_string(), "Only Struct (with schema) or Map (schemaless) objects supported by [field extraction]; found int64");
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_errors_not_panics() {
+        let chain = Chain::from_config(&props(&[
+            ("transforms", "ts"),
+            ("transforms.ts.type", "TimestampConverter$Value"),
+            ("transforms.ts.target.type", "unix"),
+            ("transforms.ts.unix.precision", "nanoseconds"),
+        ]))
+        .unwrap();
+        let ts = Schema::new(SchemaType::Int64).named(TIMESTAMP);
+        let ok = chain
+            .apply(Record::new("t", Some(ts.clone()), Value::Int64(1_500)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.value, Value::Int64(1_500_000_000));
+        let e = chain
+            .apply(Record::new("t", Some(ts), Value::Int64(i64::MAX)))
+            .unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+        let e = chain
+            .apply(Record::new("t", None, Value::String("x".into())))
+            .unwrap_err();
+        assert!(e.to_string().contains("requires format"), "{e}");
     }
 }
