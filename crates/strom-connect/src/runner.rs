@@ -138,7 +138,11 @@ async fn source_loop(ctx: &mut TaskContext, task: &mut dyn SourceTask) -> Result
         while ctx.wait_while_paused().await {
             let batch = tokio::select! {
                 r = task.poll() => r?,
-                _ = ctx.target.changed() => continue,
+                // A closed channel means the worker is gone: stop.
+                changed = ctx.target.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => break,
+                },
             };
             send_batch(ctx, &pipeline, &producer, batch, &mut pending).await?;
             if last_commit.elapsed() >= ctx.worker.offset_flush_interval && !pending.is_empty() {

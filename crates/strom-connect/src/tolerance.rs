@@ -4,10 +4,42 @@
 //! (`errors.deadletterqueue.topic.name`) with Kafka's `__connect.errors.*` context headers.
 
 use bytes::Bytes;
-use strom_client::{ConsumerRecord, Producer, ProducerConfig, ProducerRecord};
+use strom_client::{
+    Admin, ClientConfig, ConsumerRecord, NewTopic, Producer, ProducerConfig, ProducerRecord,
+};
 
-use crate::config::{get_bool, Props};
+use crate::config::{get_bool, get_parsed, Props};
 use crate::error::{ConnectError, Result};
+
+/// Creates the dead-letter queue topic if it does not exist (one partition, as Kafka does).
+async fn ensure_dlq_topic(bootstrap: &str, topic: &str, replication_factor: i16) -> Result<()> {
+    let admin = Admin::new(ClientConfig::new(bootstrap)).await?;
+    if admin
+        .describe_topics(&[topic.to_owned()])
+        .await
+        .is_ok_and(|t| {
+            t.first()
+                .is_some_and(|t| t.error.is_none() && !t.partitions.is_empty())
+        })
+    {
+        return Ok(());
+    }
+    let created = admin
+        .create_topics(&[NewTopic::new(topic, 1, replication_factor)], false)
+        .await?;
+    for (_, r) in created {
+        match r {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("TOPIC_ALREADY_EXISTS") => {}
+            Err(e) => {
+                return Err(ConnectError::Task(format!(
+                    "Could not create dead letter queue topic '{topic}': {e}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Where in the pipeline an operation failed (Kafka's `Stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +122,15 @@ impl ErrorPolicy {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
         let dlq = match &dlq_topic {
-            Some(_) => Some(Producer::new(ProducerConfig::new(bootstrap)).await?),
+            Some(topic) => {
+                let rf = get_parsed(
+                    props,
+                    "errors.deadletterqueue.topic.replication.factor",
+                    3i16,
+                )?;
+                ensure_dlq_topic(bootstrap, topic, rf).await?;
+                Some(Producer::new(ProducerConfig::new(bootstrap)).await?)
+            }
             None => None,
         };
         Ok(ErrorPolicy {

@@ -1,6 +1,6 @@
 //! The record pipeline through a real broker: transforms and the JSON converter on a
 //! source, and a sink's error handling: `errors.tolerance=all` with a dead-letter queue and
-//! Kafka's context headers, and `none`, which fails the task (restartable with onlyFailed).
+//! Kafka's context headers (the runtime creates the DLQ topic), and `none`, which fails the task (restartable with onlyFailed).
 
 mod common;
 
@@ -103,7 +103,6 @@ async fn sink_errors_go_to_the_dead_letter_queue_or_fail_the_task() {
     let broker = Broker::start();
     let b = broker.bootstrap();
     create_topic(&b, "events", 1).await;
-    create_topic(&b, "dlq", 1).await;
     let p = Producer::new(ProducerConfig::new(&b)).await.unwrap();
     for v in [
         r#"{"schema":{"type":"string","optional":false},"payload":"ok-1"}"#,
@@ -126,6 +125,7 @@ async fn sink_errors_go_to_the_dead_letter_queue_or_fail_the_task() {
         "connector.class": "FileStreamSink", "topics": "events", "file": out.display().to_string(),
         "errors.tolerance": "all", "errors.log.enable": "true", "errors.log.include.messages": "true",
         "errors.deadletterqueue.topic.name": "dlq",
+        "errors.deadletterqueue.topic.replication.factor": "1",
         "errors.deadletterqueue.context.headers.enable": "true"}}))).await;
     assert_eq!(r.status, 201, "{}", r.body);
     wait_for("two good lines", Duration::from_secs(20), async || {
