@@ -711,3 +711,96 @@ async fn plugins_validation_and_loggers() {
     );
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_created_paused_or_stopped_kip_980() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    create_topic(&b, "k980", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one\ntwo\n").unwrap();
+    let w = start_worker(&b, dir.path()).await;
+    let (addr, wid) = (w.addr, w.addr.to_string());
+    let config = json!({"connector.class": "FileStreamSource", "file": input.display().to_string(), "topic": "k980"});
+
+    let r = http(
+        addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "s", "config": config, "initial_state": "STOPPED"})),
+    )
+    .await;
+    let mut full = config.clone();
+    full["name"] = json!("s");
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            201,
+            json!({"name": "s", "config": full, "tasks": [], "type": "source"})
+        )
+    );
+    let r = http(addr, "GET", "/connectors/s/status", None).await;
+    assert_eq!(r.json(), status("s", "source", &wid, "STOPPED", &[]));
+    // Offsets can be set before the first run (the migration case KIP-980 is for).
+    let file = input.display().to_string();
+    let r = http(
+        addr,
+        "PATCH",
+        "/connectors/s/offsets",
+        Some(&json!({"offsets": [
+        {"partition": {"filename": file}, "offset": {"position": 4}}]})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // A config update keeps it stopped.
+    let r = http(addr, "PUT", "/connectors/s/config", Some(&config)).await;
+    assert_eq!((r.status, r.json()["tasks"].clone()), (200, json!([])));
+    let r = http(addr, "PUT", "/connectors/s/resume", None).await;
+    assert_eq!(r.status, 202);
+    wait_status(
+        addr,
+        "s",
+        &status("s", "source", &wid, "RUNNING", &["RUNNING"]),
+    )
+    .await;
+    let recs = read_topic(&b, "k980", 1, 1, Duration::from_secs(20)).await;
+    let values: Vec<String> = recs
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, ["two"], "resumed from the offset set while stopped");
+
+    let r = http(
+        addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "p", "config": config, "initial_state": "PAUSED"})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    wait_status(
+        addr,
+        "p",
+        &status("p", "source", &wid, "PAUSED", &["PAUSED"]),
+    )
+    .await;
+    let r = http(
+        addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "q", "config": config, "initial_state": "SLEEPING"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            400,
+            json!({"error_code": 400, "message": "Invalid initial state \"SLEEPING\"; must be one of RUNNING, PAUSED, STOPPED"})
+        )
+    );
+    let r = http(addr, "GET", "/connectors?expand=status", None).await;
+    assert_eq!(r.json()["p"]["status"]["connector"]["state"], "PAUSED");
+    assert_eq!(r.json().as_object().unwrap().len(), 2);
+    w.stop().await;
+}
