@@ -304,6 +304,9 @@ async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()>
         cc.set(&k, &v)?;
     }
     let mut consumer = Consumer::new(cc).await?;
+    // Before giving partitions up in a rebalance, the task flushes and commits them (what
+    // Kafka's WorkerSinkTask does on revocation), so the next owner repeats nothing.
+    consumer.set_defer_rejoin(true);
     let admin = Admin::new(ClientConfig::new(&ctx.worker.bootstrap_servers)).await?;
     let mut topics = sink_topics(ctx, &admin).await?;
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -335,6 +338,11 @@ async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()>
             let records = consumer.poll(SINK_POLL).await?;
             if !records.is_empty() {
                 put_batch(&pipeline, task, records, &mut positions).await?;
+            }
+            if consumer.rebalance_pending() {
+                commit_sink(task, &mut consumer, &mut positions).await?;
+                last_commit = Instant::now();
+                consumer.rejoin().await?;
             }
             if last_commit.elapsed() >= ctx.worker.offset_flush_interval {
                 commit_sink(task, &mut consumer, &mut positions).await?;
