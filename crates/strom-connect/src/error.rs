@@ -38,6 +38,10 @@ pub enum ConnectError {
     /// A connector or task failed at run time.
     #[error("{0}")]
     Task(String),
+    /// A temporary failure: the runtime tries again (Kafka's `RetriableException`); a sink
+    /// task's `put` returning it gets the same records again after a back-off.
+    #[error("{0}")]
+    Retriable(String),
     #[error("HTTP 404 Not Found")]
     NoSuchEndpoint,
     #[error("HTTP 405 Method Not Allowed")]
@@ -61,7 +65,10 @@ impl ConnectError {
             | ConnectError::WorkerConfig(_)
             | ConnectError::Data(_) => 400,
             ConnectError::MethodNotAllowed => 405,
-            ConnectError::Kafka(_) | ConnectError::Io(_) | ConnectError::Task(_) => 500,
+            ConnectError::Kafka(_)
+            | ConnectError::Io(_)
+            | ConnectError::Task(_)
+            | ConnectError::Retriable(_) => 500,
         }
     }
 }

@@ -51,32 +51,115 @@ fn simple(class: &str) -> &str {
     class.rsplit('.').next().unwrap_or(class)
 }
 
-/// The plugin `name` selects: a full class name, a simple class name, or a simple name
-/// without `Connector` (`FileStreamSource`).
-pub fn find_connector(name: &str) -> Option<&'static ConnectorPlugin> {
-    let name = name.trim();
-    CONNECTORS.iter().find(|p| {
-        std::iter::once(p.class)
-            .chain(p.aliases.iter().copied())
-            .any(|c| {
-                c == name || simple(c) == name || simple(c).strip_suffix("Connector") == Some(name)
-            })
-    })
+/// The connector plugins a worker knows: the built-ins, and any an embedding program adds.
+#[derive(Debug, Clone)]
+pub struct Plugins {
+    connectors: Vec<ConnectorPlugin>,
 }
 
-/// The connector for a configuration's `connector.class`.
-pub fn connector_for(props: &Props) -> Result<(&'static ConnectorPlugin, Box<dyn Connector>)> {
-    let class = props.get("connector.class").ok_or_else(|| {
-        ConnectError::BadRequest("Connector config contains no connector type".to_owned())
-    })?;
-    let plugin = find_connector(class).ok_or_else(|| {
-        let available: Vec<&str> = CONNECTORS.iter().map(|p| p.class).collect();
-        ConnectError::PluginNotFound(format!(
-            "{class}, available connectors are: {}",
-            available.join(", ")
-        ))
-    })?;
-    Ok((plugin, (plugin.make)()))
+impl Default for Plugins {
+    fn default() -> Self {
+        Plugins::builtin()
+    }
+}
+
+impl Plugins {
+    /// The built-in connectors.
+    pub fn builtin() -> Plugins {
+        Plugins {
+            connectors: CONNECTORS.to_vec(),
+        }
+    }
+
+    /// Adds a connector plugin; refused if one of its names is already taken.
+    pub fn register(&mut self, plugin: ConnectorPlugin) -> Result<()> {
+        for name in std::iter::once(plugin.class).chain(plugin.aliases.iter().copied()) {
+            if let Some(existing) = self.find_connector(name) {
+                return Err(ConnectError::BadRequest(format!(
+                    "Connector plugin name {name} is already used by {}",
+                    existing.class
+                )));
+            }
+        }
+        self.connectors.push(plugin);
+        self.connectors.sort_by_key(|p| p.class);
+        Ok(())
+    }
+
+    /// The plugin `name` selects: a full class name, a simple class name, or a simple name
+    /// without `Connector` (`FileStreamSource`).
+    pub fn find_connector(&self, name: &str) -> Option<&ConnectorPlugin> {
+        let name = name.trim();
+        self.connectors.iter().find(|p| {
+            std::iter::once(p.class)
+                .chain(p.aliases.iter().copied())
+                .any(|c| {
+                    c == name
+                        || simple(c) == name
+                        || simple(c).strip_suffix("Connector") == Some(name)
+                })
+        })
+    }
+
+    /// The connector for a configuration's `connector.class`.
+    pub fn connector_for(&self, props: &Props) -> Result<(ConnectorPlugin, Box<dyn Connector>)> {
+        let class = props.get("connector.class").ok_or_else(|| {
+            ConnectError::BadRequest("Connector config contains no connector type".to_owned())
+        })?;
+        let plugin = self.find_connector(class).ok_or_else(|| {
+            let available: Vec<&str> = self.connectors.iter().map(|p| p.class).collect();
+            ConnectError::PluginNotFound(format!(
+                "{class}, available connectors are: {}",
+                available.join(", ")
+            ))
+        })?;
+        Ok((*plugin, (plugin.make)()))
+    }
+
+    /// Validates a whole connector configuration (see `validate_with`).
+    pub fn validate_connector_config(&self, props: &Props) -> Result<Validation> {
+        let (plugin, connector) = self.connector_for(props)?;
+        validate_with(&plugin, connector.as_ref(), props)
+    }
+
+    /// All plugins as `/connector-plugins` lists them (`connectorsOnly=false` adds the rest).
+    pub fn plugin_list(&self, connectors_only: bool) -> Vec<J> {
+        let mut out: Vec<J> = self
+            .connectors
+            .iter()
+            .map(|p| {
+                let version = (p.make)().version();
+                json!({"class": p.class, "type": p.connector_type.name(), "version": version})
+            })
+            .collect();
+        if !connectors_only {
+            let version = env!("CARGO_PKG_VERSION");
+            for t in transforms::TRANSFORMATIONS {
+                out.push(json!({"class": t.class, "type": "transformation", "version": version}));
+            }
+            for p in transforms::PREDICATES {
+                out.push(json!({"class": p.class, "type": "predicate", "version": version}));
+            }
+            for c in crate::converter::CONVERTER_CLASSES {
+                out.push(json!({"class": c, "type": "converter", "version": version}));
+            }
+        }
+        out
+    }
+
+    /// The config definitions of one plugin by name (`GET /connector-plugins/{name}/config`).
+    pub fn plugin_config(&self, name: &str) -> Result<Vec<J>> {
+        let def = if let Some(p) = self.find_connector(name) {
+            (p.make)().config_def()
+        } else if let Some(t) = transforms::find_transformation(name) {
+            (t.config_def)()
+        } else if let Some(p) = transforms::find_predicate(name) {
+            (p.config_def)()
+        } else {
+            return Err(ConnectError::UnknownPlugin(name.to_owned()));
+        };
+        Ok(def.keys.iter().map(ConfigDef::definition_json).collect())
+    }
 }
 
 const COMMON: &str = "Common";
@@ -188,8 +271,11 @@ impl Validation {
 /// Validates a whole connector configuration: the common keys, the connector's own, each
 /// transform's and predicate's keys (under their `transforms.<alias>.` prefix), converters,
 /// and the sink's topics rules.
-pub fn validate_connector_config(props: &Props) -> Result<Validation> {
-    let (plugin, connector) = connector_for(props)?;
+fn validate_with(
+    plugin: &ConnectorPlugin,
+    connector: &dyn Connector,
+    props: &Props,
+) -> Result<Validation> {
     let def = common_config_def(plugin.connector_type).extend(connector.config_def());
     let mut entries: Vec<(ConfigKey, ConfigValue)> =
         def.keys.iter().cloned().zip(def.validate(props)).collect();
@@ -242,41 +328,6 @@ pub fn validate_connector_config(props: &Props) -> Result<Validation> {
     })
 }
 
-/// All plugins as `/connector-plugins` lists them (`connectorsOnly=false` adds the rest).
-pub fn plugin_list(connectors_only: bool) -> Vec<J> {
-    let version = env!("CARGO_PKG_VERSION");
-    let mut out: Vec<J> = CONNECTORS
-        .iter()
-        .map(|p| json!({"class": p.class, "type": p.connector_type.name(), "version": version}))
-        .collect();
-    if !connectors_only {
-        for t in transforms::TRANSFORMATIONS {
-            out.push(json!({"class": t.class, "type": "transformation", "version": version}));
-        }
-        for p in transforms::PREDICATES {
-            out.push(json!({"class": p.class, "type": "predicate", "version": version}));
-        }
-        for c in crate::converter::CONVERTER_CLASSES {
-            out.push(json!({"class": c, "type": "converter", "version": version}));
-        }
-    }
-    out
-}
-
-/// The config definitions of one plugin by name (`GET /connector-plugins/{name}/config`).
-pub fn plugin_config(name: &str) -> Result<Vec<J>> {
-    let def = if let Some(p) = find_connector(name) {
-        (p.make)().config_def()
-    } else if let Some(t) = transforms::find_transformation(name) {
-        (t.config_def)()
-    } else if let Some(p) = transforms::find_predicate(name) {
-        (p.config_def)()
-    } else {
-        return Err(ConnectError::UnknownPlugin(name.to_owned()));
-    };
-    Ok(def.keys.iter().map(ConfigDef::definition_json).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,26 +349,29 @@ mod tests {
             "FileSource",
         ] {
             assert_eq!(
-                find_connector(n).map(|p| p.class),
+                Plugins::builtin().find_connector(n).map(|p| p.class),
                 Some(FILE_SOURCE_CLASS),
                 "{n}"
             );
         }
         assert_eq!(
-            find_connector("FileStreamSink").map(|p| p.class),
+            Plugins::builtin()
+                .find_connector("FileStreamSink")
+                .map(|p| p.class),
             Some(FILE_SINK_CLASS)
         );
-        assert!(find_connector("Nope").is_none());
+        assert!(Plugins::builtin().find_connector("Nope").is_none());
     }
 
     #[test]
     fn validation_reports_errors_per_field() {
-        let v = validate_connector_config(&props(&[
-            ("connector.class", "FileStreamSink"),
-            ("name", "s"),
-            ("tasks.max", "zero"),
-        ]))
-        .unwrap();
+        let v = Plugins::builtin()
+            .validate_connector_config(&props(&[
+                ("connector.class", "FileStreamSink"),
+                ("name", "s"),
+                ("tasks.max", "zero"),
+            ]))
+            .unwrap();
         let errs = |name: &str| {
             v.entries
                 .iter()
@@ -346,7 +400,7 @@ mod tests {
             json!(["Common", "Transforms", "Predicates", "Error Handling"])
         );
         assert!(matches!(
-            validate_connector_config(&props(&[("connector.class", "Nope")])),
+            Plugins::builtin().validate_connector_config(&props(&[("connector.class", "Nope")])),
             Err(ConnectError::PluginNotFound(_))
         ));
     }

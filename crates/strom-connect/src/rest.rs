@@ -14,7 +14,6 @@ use serde_json::{json, Value as J};
 
 use crate::config::Props;
 use crate::error::{ConnectError, Result};
-use crate::plugins::{find_connector, plugin_config, plugin_list, validate_connector_config};
 use crate::worker::{TargetState, Worker};
 
 /// Largest request body accepted (connector configs are small JSON documents).
@@ -382,34 +381,37 @@ async fn reset_offsets(State(app): State<Shared>, Path(name): Path<String>) -> R
     ok(app.worker.reset_offsets(&name).await)
 }
 
-async fn plugins(RawQuery(q): RawQuery) -> Response {
-    reply(
-        StatusCode::OK,
-        J::Array(plugin_list(flag(&q, "connectorsOnly", true))),
-    )
+async fn plugins(State(app): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    let list = app
+        .worker
+        .plugins()
+        .plugin_list(flag(&q, "connectorsOnly", true));
+    reply(StatusCode::OK, J::Array(list))
 }
 
-async fn plugin_definitions(Path(plugin): Path<String>) -> Response {
-    ok(plugin_config(&plugin).map(J::Array))
+async fn plugin_definitions(State(app): State<Shared>, Path(plugin): Path<String>) -> Response {
+    ok(app.worker.plugins().plugin_config(&plugin).map(J::Array))
 }
 
-async fn validate(Path(plugin): Path<String>, body: Bytes) -> Response {
+async fn validate(State(app): State<Shared>, Path(plugin): Path<String>, body: Bytes) -> Response {
+    let plugins = app.worker.plugins();
     let r = async {
         let mut config = config_of(&body_json(&body)?)?;
-        let requested =
-            find_connector(&plugin).ok_or_else(|| ConnectError::PluginNotFound(plugin.clone()))?;
+        let requested = plugins
+            .find_connector(&plugin)
+            .ok_or_else(|| ConnectError::PluginNotFound(plugin.clone()))?;
         match config.get("connector.class") {
             None => {
                 config.insert("connector.class".into(), plugin.clone());
             }
-            Some(c) if find_connector(c).map(|p| p.class) != Some(requested.class) => {
+            Some(c) if plugins.find_connector(c).map(|p| p.class) != Some(requested.class) => {
                 return Err(ConnectError::BadRequest(format!(
                     "Included connector type {c} does not match request type {plugin}"
                 )))
             }
             Some(_) => {}
         }
-        Ok(validate_connector_config(&config)?.to_json())
+        Ok(plugins.validate_connector_config(&config)?.to_json())
     };
     ok(r.await)
 }

@@ -13,7 +13,7 @@ use strom_client::{
 };
 use tokio::sync::watch;
 
-use crate::config::{get_list, Props};
+use crate::config::{get_list, get_parsed, Props};
 use crate::connector::{partition_key, SinkTask, SourceTask};
 use crate::converter::{header_from_bytes, header_to_bytes, Converter};
 use crate::data::{JsonMap, Record, SinkRecord, SourceRecord};
@@ -25,6 +25,8 @@ use crate::worker::{State, Status, TargetState, WorkerConfig};
 
 /// How long a sink waits in one consumer poll (and so how fast it sees a state change).
 const SINK_POLL: Duration = Duration::from_millis(200);
+/// The first wait before a retry; it doubles up to `errors.retry.delay.max.ms`.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// How often a `topics.regex` sink looks for new matching topics.
 const REGEX_REFRESH: Duration = Duration::from_secs(5);
 
@@ -88,6 +90,18 @@ struct Pipeline {
     value_class: String,
     chain: Chain,
     errors: ErrorPolicy,
+    /// `errors.retry.timeout` (`None`: retry without end, Kafka's -1).
+    retry_timeout: Option<Duration>,
+    /// `errors.retry.delay.max.ms`.
+    retry_delay_max: Duration,
+}
+
+impl Pipeline {
+    fn backoff(&self, current: Duration) -> Duration {
+        (current * 2)
+            .min(self.retry_delay_max)
+            .max(RETRY_BACKOFF_MIN)
+    }
 }
 
 impl Pipeline {
@@ -98,7 +112,12 @@ impl Pipeline {
         let (value_class, value) = ctx
             .worker
             .converter(&ctx.connector_config, "value.converter")?;
+        let timeout_ms: i64 = get_parsed(&ctx.connector_config, "errors.retry.timeout", 0)?;
+        let delay_max_ms: u64 =
+            get_parsed(&ctx.connector_config, "errors.retry.delay.max.ms", 60_000)?;
         Ok(Pipeline {
+            retry_timeout: u64::try_from(timeout_ms).ok().map(Duration::from_millis),
+            retry_delay_max: Duration::from_millis(delay_max_ms),
             key,
             value,
             key_class,
@@ -181,7 +200,7 @@ async fn send_batch(
     batch: Vec<SourceRecord>,
     pending: &mut HashMap<String, (JsonMap, JsonMap)>,
 ) -> Result<()> {
-    let mut acks = Vec::with_capacity(batch.len());
+    let mut records = Vec::with_capacity(batch.len());
     let mut offsets = Vec::with_capacity(batch.len());
     for sr in batch {
         offsets.push((sr.source_partition, sr.source_offset));
@@ -199,19 +218,54 @@ async fn send_batch(
                 continue;
             }
         };
-        let Some(rec) = to_producer_record(p, record).await? else {
-            continue;
-        };
-        ctx.note_topic(&rec.topic);
-        acks.push(producer.send(rec).await?);
+        if let Some(rec) = to_producer_record(p, record).await? {
+            ctx.note_topic(&rec.topic);
+            records.push(rec);
+        }
     }
-    for a in acks {
-        a.await?;
-    }
+    produce_with_retries(p, producer, &records).await?;
     for (part, off) in offsets {
         pending.insert(partition_key(&part), (part, off));
     }
     Ok(())
+}
+
+/// Sends the records and waits for every acknowledgement; on a failure, sends them all again
+/// (at least once) until `errors.retry.timeout` runs out.
+async fn produce_with_retries(
+    p: &Pipeline,
+    producer: &Producer,
+    records: &[ProducerRecord],
+) -> Result<()> {
+    let started = Instant::now();
+    let mut backoff = RETRY_BACKOFF_MIN;
+    loop {
+        let attempt = async {
+            let mut acks = Vec::with_capacity(records.len());
+            for r in records {
+                acks.push(producer.send(r.clone()).await?);
+            }
+            for a in acks {
+                a.await?;
+            }
+            Ok::<(), strom_client::Error>(())
+        };
+        let error = match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let out_of_time = p
+            .retry_timeout
+            .is_some_and(|t| started.elapsed() + backoff > t);
+        if out_of_time {
+            return Err(ConnectError::Task(format!(
+                "Tolerance exceeded in error handler: stage KAFKA_PRODUCE failed: {error}"
+            )));
+        }
+        tracing::warn!("sending source records failed ({error}); retrying in {backoff:?}");
+        tokio::time::sleep(backoff).await;
+        backoff = p.backoff(backoff);
+    }
 }
 
 async fn to_producer_record(p: &Pipeline, r: Record) -> Result<Option<ProducerRecord>> {
@@ -336,8 +390,10 @@ async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()>
                 }
             }
             let records = consumer.poll(SINK_POLL).await?;
-            if !records.is_empty() {
-                put_batch(&pipeline, task, records, &mut positions).await?;
+            if !records.is_empty()
+                && !put_batch(&pipeline, task, records, &mut positions, &ctx.target).await?
+            {
+                break;
             }
             if consumer.rebalance_pending() {
                 commit_sink(task, &mut consumer, &mut positions).await?;
@@ -403,12 +459,15 @@ async fn commit_sink(
     Ok(())
 }
 
+/// Converts, transforms and puts a batch; `false` if the worker stopped the task while a
+/// retriable failure was being retried (the batch then counts as not delivered).
 async fn put_batch(
     p: &Pipeline,
     task: &mut dyn SinkTask,
     records: Vec<ConsumerRecord>,
     positions: &mut BTreeMap<TopicPartition, i64>,
-) -> Result<()> {
+    target: &watch::Receiver<TargetState>,
+) -> Result<bool> {
     let mut out = Vec::with_capacity(records.len());
     let mut next = BTreeMap::new();
     for cr in &records {
@@ -417,16 +476,29 @@ async fn put_batch(
             out.push(r);
         }
     }
-    if !out.is_empty() {
-        task.put(out).await.map_err(|e| {
-            ConnectError::Task(format!(
-                "Exiting WorkerSinkTask due to unrecoverable exception: {e}"
-            ))
-        })?;
+    let mut backoff = RETRY_BACKOFF_MIN;
+    while !out.is_empty() {
+        match task.put(out.clone()).await {
+            Ok(()) => break,
+            Err(ConnectError::Retriable(why)) => {
+                // Kafka redelivers the same records after a retriable failure, without end.
+                if *target.borrow() == TargetState::Stopped {
+                    return Ok(false);
+                }
+                tracing::warn!("sink task put failed ({why}); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = p.backoff(backoff);
+            }
+            Err(e) => {
+                return Err(ConnectError::Task(format!(
+                    "Exiting WorkerSinkTask due to unrecoverable exception: {e}"
+                )))
+            }
+        }
     }
     // Only records handed to the task (or skipped by the error policy) count as consumed.
     positions.extend(next);
-    Ok(())
+    Ok(true)
 }
 
 async fn to_sink_record(p: &Pipeline, cr: &ConsumerRecord) -> Result<Option<SinkRecord>> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::{read_properties, Props};
 use crate::error::{ConnectError, Result};
+use crate::plugins::Plugins;
 use crate::rest::{router, App, LevelHook, Loggers};
 use crate::worker::{TargetState, Worker, WorkerConfig};
 
@@ -29,6 +30,17 @@ impl Standalone {
         connectors: Vec<Props>,
         level_hook: Option<LevelHook>,
     ) -> Result<Standalone> {
+        Standalone::start_with_plugins(worker_props, connectors, Plugins::builtin(), level_hook)
+            .await
+    }
+
+    /// As `start`, with connector plugins besides (or instead of) the built-ins.
+    pub async fn start_with_plugins(
+        worker_props: Props,
+        connectors: Vec<Props>,
+        plugins: Plugins,
+        level_hook: Option<LevelHook>,
+    ) -> Result<Standalone> {
         let config = WorkerConfig::from_props(worker_props)?;
         let listener = tokio::net::TcpListener::bind(config.listen_addr())
             .await
@@ -36,7 +48,7 @@ impl Standalone {
                 ConnectError::WorkerConfig(format!("cannot listen on {}: {e}", config.listener))
             })?;
         let addr = listener.local_addr()?;
-        let worker = Worker::new(config, addr.to_string())?;
+        let worker = Worker::with_plugins(config, addr.to_string(), plugins)?;
         for props in connectors {
             let name = props.get("name").cloned().ok_or_else(|| {
                 ConnectError::WorkerConfig("Connector config must contain a 'name'".into())

@@ -18,7 +18,7 @@ use crate::converter::{converter_for, Converter, JSON_CONVERTER};
 use crate::data::JsonMap;
 use crate::error::{ConnectError, Result};
 use crate::offsets::FileOffsetStore;
-use crate::plugins::{connector_for, validate_connector_config, ConnectorPlugin};
+use crate::plugins::{ConnectorPlugin, Plugins};
 use crate::runner::{run_sink, run_source, sink_group, TaskContext};
 
 /// How long a stopping task may take before it is aborted (Kafka's
@@ -161,7 +161,7 @@ struct TaskRun {
 
 struct Entry {
     config: Props,
-    plugin: &'static ConnectorPlugin,
+    plugin: ConnectorPlugin,
     connector: Option<Box<dyn Connector>>,
     target: TargetState,
     status: Status,
@@ -173,6 +173,7 @@ struct Entry {
 /// A Connect worker.
 pub struct Worker {
     config: Arc<WorkerConfig>,
+    plugins: Arc<Plugins>,
     worker_id: String,
     offsets: Arc<FileOffsetStore>,
     connectors: tokio::sync::Mutex<BTreeMap<String, Entry>>,
@@ -201,8 +202,18 @@ fn status_json(s: &Status, worker_id: &str) -> JsonMap {
 }
 
 impl Worker {
-    /// A worker; `worker_id` is the `host:port` its REST API is reached at.
+    /// A worker with the built-in plugins; `worker_id` is the `host:port` its REST API is
+    /// reached at.
     pub fn new(config: WorkerConfig, worker_id: String) -> Result<Arc<Worker>> {
+        Worker::with_plugins(config, worker_id, Plugins::builtin())
+    }
+
+    /// A worker with the given connector plugins.
+    pub fn with_plugins(
+        config: WorkerConfig,
+        worker_id: String,
+        plugins: Plugins,
+    ) -> Result<Arc<Worker>> {
         let path = config.offset_file.clone().ok_or_else(|| {
             ConnectError::WorkerConfig(
                 "Missing required configuration \"offset.storage.file.filename\" which has no default value."
@@ -212,6 +223,7 @@ impl Worker {
         Ok(Arc::new(Worker {
             offsets: Arc::new(FileOffsetStore::open(path)?),
             config: Arc::new(config),
+            plugins: Arc::new(plugins),
             worker_id,
             connectors: tokio::sync::Mutex::new(BTreeMap::new()),
         }))
@@ -219,6 +231,10 @@ impl Worker {
 
     pub fn config(&self) -> &WorkerConfig {
         &self.config
+    }
+
+    pub fn plugins(&self) -> &Plugins {
+        &self.plugins
     }
 
     pub fn worker_id(&self) -> &str {
@@ -230,7 +246,7 @@ impl Worker {
     }
 
     /// Validates `config` for connector `name` (Kafka's checks, in its order).
-    fn check_config(name: &str, config: &mut Props) -> Result<()> {
+    fn check_config(&self, name: &str, config: &mut Props) -> Result<()> {
         if name.trim().is_empty() {
             return Err(ConnectError::BadRequest(
                 "Connector name cannot be empty".into(),
@@ -252,7 +268,7 @@ impl Worker {
                 config.insert("name".into(), name.to_owned());
             }
         }
-        let v = validate_connector_config(config)?;
+        let v = self.plugins.validate_connector_config(config)?;
         let errors = v.errors();
         if errors.is_empty() {
             Ok(())
@@ -270,8 +286,8 @@ impl Worker {
         initial: TargetState,
         allow_update: bool,
     ) -> Result<(bool, J)> {
-        Self::check_config(name, &mut config)?;
-        let (plugin, _) = connector_for(&config)?;
+        self.check_config(name, &mut config)?;
+        let (plugin, _) = self.plugins.connector_for(&config)?;
         let mut map = self.connectors.lock().await;
         let created = match map.get_mut(name) {
             Some(_) if !allow_update => return Err(ConnectError::ConnectorExists(name.to_owned())),

@@ -42,7 +42,12 @@ impl Files {
     }
 
     /// Writes the worker and the two connector property files, as a user would.
-    fn write_configs(&self, bootstrap: &str, rest_port: u16) -> (PathBuf, Vec<PathBuf>) {
+    fn write_configs(
+        &self,
+        bootstrap: &str,
+        rest_port: u16,
+        batch_size: usize,
+    ) -> (PathBuf, Vec<PathBuf>) {
         let worker = self.path("worker.properties");
         std::fs::write(
             &worker,
@@ -65,7 +70,7 @@ impl Files {
             &source,
             format!(
                 "name=local-file-source\nconnector.class=FileStreamSource\ntasks.max=1\n\
-                 file={}\ntopic=lines\nbatch.size=500\n",
+                 file={}\ntopic=lines\nbatch.size={batch_size}\n",
                 self.path("in.txt").display()
             ),
         )
@@ -125,7 +130,7 @@ async fn lines_round_trip_and_a_clean_restart_resumes_from_committed_offsets() {
     let input = files.path("in.txt");
     let output = files.path("out.txt");
     append(&input, &lines(0..5000));
-    let (worker, connectors) = files.write_configs(&b, free_port());
+    let (worker, connectors) = files.write_configs(&b, free_port(), 500);
 
     let (stop, run) = spawn_run(worker.clone(), connectors.clone());
     wait_lines(&output, 5000).await;
@@ -175,7 +180,8 @@ fn a_crashed_worker_loses_nothing_on_restart() {
     let input = files.path("in.txt");
     let output = files.path("out.txt");
     append(&input, &lines(0..20_000));
-    let (worker, connectors) = files.write_configs(&b, free_port());
+    // Small source batches (each waits for its acknowledgements), so the crash comes mid-way.
+    let (worker, connectors) = files.write_configs(&b, free_port(), 10);
 
     // First life: a runtime of its own, dropped mid-stream (no clean stop, no final commit).
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -193,7 +199,7 @@ fn a_crashed_worker_loses_nothing_on_restart() {
     let first_life = read_lines(&output).len();
     assert!(
         first_life < 20_000,
-        "the crash came before the end ({first_life} lines)"
+        "the crash must come before the end ({first_life} lines were out)"
     );
 
     // Second life: everything arrives, at least once.
