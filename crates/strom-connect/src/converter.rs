@@ -12,6 +12,18 @@ use crate::error::{ConnectError, Result};
 pub const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 pub const STRING_CONVERTER: &str = "org.apache.kafka.connect.storage.StringConverter";
 pub const BYTE_ARRAY_CONVERTER: &str = "org.apache.kafka.connect.converters.ByteArrayConverter";
+/// The one header converter: header values in their text form (`header_to_bytes`).
+pub const SIMPLE_HEADER_CONVERTER: &str = "org.apache.kafka.connect.storage.SimpleHeaderConverter";
+
+/// Checks a `header.converter` setting: only SimpleHeaderConverter's form is implemented.
+pub fn check_header_converter(class: &str) -> Result<()> {
+    match simple_name(class) {
+        "SimpleHeaderConverter" => Ok(()),
+        _ => Err(ConnectError::InvalidConfig(format!(
+            "Invalid value {class} for configuration header.converter: Class {class} could not be found."
+        ))),
+    }
+}
 
 /// Turns Connect values into record bytes and back (Kafka's `Converter`).
 // The names mirror Kafka's `fromConnectData` / `toConnectData`, which readers know.
@@ -628,5 +640,7 @@ mod tests {
             )
             .is_err());
         assert!(converter_for("com.example.Nope", &Props::new()).is_err());
+        assert!(check_header_converter(SIMPLE_HEADER_CONVERTER).is_ok());
+        assert!(check_header_converter("JsonConverter").is_err());
     }
 }

@@ -22,8 +22,11 @@ pub const FILE_SINK_CLASS: &str = "org.apache.kafka.connect.file.FileStreamSinkC
 
 /// How long the source waits when the file has no new complete line.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
-/// The most bytes read from the file per poll (besides `batch.size` lines).
-const MAX_READ_BYTES: usize = 1 << 20;
+/// The bytes read from the file per poll (besides `batch.size` lines).
+const READ_BYTES: usize = 1 << 20;
+/// The longest line the source takes; a longer one fails the task (a clear error rather
+/// than an unbounded buffer).
+const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// Kafka's FileStreamSourceConnector.
 #[derive(Debug, Default)]
@@ -120,7 +123,26 @@ impl FileSourceTask {
         }
         f.seek(SeekFrom::Start(self.position))?;
         let mut buf = Vec::new();
-        f.take(MAX_READ_BYTES as u64).read_to_end(&mut buf)?;
+        Read::by_ref(&mut f)
+            .take(READ_BYTES as u64)
+            .read_to_end(&mut buf)?;
+        // A line longer than one read: read on until its end (or the limit).
+        let mut scanned = 0;
+        while !buf[scanned..].contains(&b'\n') {
+            if buf.len() >= MAX_LINE_BYTES {
+                return Err(ConnectError::Task(format!(
+                    "{}: the line at byte {} is longer than {MAX_LINE_BYTES} bytes",
+                    self.filename, self.position
+                )));
+            }
+            scanned = buf.len();
+            Read::by_ref(&mut f)
+                .take(READ_BYTES as u64)
+                .read_to_end(&mut buf)?;
+            if buf.len() == scanned {
+                break; // the end of the file, inside a line: wait for the rest
+            }
+        }
         let mut out = Vec::new();
         let mut start = 0;
         while out.len() < self.batch_size {
@@ -311,5 +333,18 @@ mod tests {
         let recs = task.poll().await.unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[1].record.value, Value::String("ccc".into()));
+
+        // A line longer than one read still comes whole.
+        let long = "x".repeat(READ_BYTES * 2 + 10);
+        std::fs::write(&path, format!("{long}\nshort\n")).unwrap();
+        let mut task = FileSourceTask::default();
+        task.start(&props, &SourceOffsets::default()).unwrap();
+        let recs = task.poll().await.unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].record.value, Value::String(long));
+        assert_eq!(
+            recs[1].source_offset["position"],
+            json!(READ_BYTES * 2 + 17)
+        );
     }
 }

@@ -143,6 +143,11 @@ impl Plugins {
             for c in crate::converter::CONVERTER_CLASSES {
                 out.push(json!({"class": c, "type": "converter", "version": version}));
             }
+            out.push(json!({
+                "class": crate::converter::SIMPLE_HEADER_CONVERTER,
+                "type": "header_converter",
+                "version": version,
+            }));
         }
         out
     }
@@ -297,6 +302,14 @@ fn validate_with(
                     e.to_string().replace("converter:", &format!("{which}:")),
                 );
             }
+        }
+    }
+    if let Some(class) = props
+        .get("header.converter")
+        .filter(|c| !c.trim().is_empty())
+    {
+        if let Err(e) = crate::converter::check_header_converter(class) {
+            add_error(&mut entries, "header.converter", e.to_string());
         }
     }
     if plugin.connector_type == ConnectorType::Sink {

@@ -57,6 +57,10 @@ impl WorkerConfig {
         }
         let flush_ms: u64 = get_parsed(&props, "offset.flush.interval.ms", 60_000)
             .map_err(|e| ConnectError::WorkerConfig(e.to_string()))?;
+        if let Some(class) = props.get("header.converter") {
+            crate::converter::check_header_converter(class)
+                .map_err(|e| ConnectError::WorkerConfig(e.to_string()))?;
+        }
         for which in ["key.converter", "value.converter"] {
             if let Some(class) = props.get(which) {
                 converter_for(class, &with_prefix(&props, &format!("{which}.")))
@@ -879,4 +883,55 @@ fn check_file_source_offset(p: &JsonMap, o: Option<&JsonMap>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> Props {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn worker_properties_with_kafkas_names_and_defaults() {
+        let c = WorkerConfig::from_props(props(&[("plugin.path", "/opt/connectors")])).unwrap();
+        assert_eq!(c.bootstrap_servers, "localhost:9092");
+        assert_eq!(c.listener, "http://0.0.0.0:8083");
+        assert_eq!(c.listen_addr(), "0.0.0.0:8083");
+        assert_eq!(c.offset_flush_interval, Duration::from_secs(60));
+        let (class, _) = c.converter(&Props::new(), "value.converter").unwrap();
+        assert_eq!(class, JSON_CONVERTER);
+
+        let c = WorkerConfig::from_props(props(&[
+            ("listeners", "http://127.0.0.1:18083,http://other:1"),
+            ("offset.flush.interval.ms", "250"),
+            ("value.converter", "StringConverter"),
+        ]))
+        .unwrap();
+        assert_eq!(c.listen_addr(), "127.0.0.1:18083");
+        assert_eq!(c.offset_flush_interval, Duration::from_millis(250));
+        // A connector's own converter wins over the worker's.
+        let own = props(&[("value.converter", "ByteArrayConverter")]);
+        assert_eq!(
+            c.converter(&own, "value.converter").unwrap().0,
+            "ByteArrayConverter"
+        );
+
+        for (bad, why) in [
+            (("listeners", "https://h:1"), "only http:// listeners"),
+            (
+                ("offset.flush.interval.ms", "soon"),
+                "offset.flush.interval.ms",
+            ),
+            (("key.converter", "com.example.Nope"), "could not be found"),
+            (("header.converter", "JsonConverter"), "header.converter"),
+        ] {
+            let e = WorkerConfig::from_props(props(&[bad])).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
+    }
 }
