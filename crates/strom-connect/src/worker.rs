@@ -328,8 +328,16 @@ impl Worker {
         Ok((created, Self::info_json(name, e)))
     }
 
-    /// Starts the connector instance and (unless stopped) its tasks.
+    /// Starts the connector instance and its tasks; a stopped connector runs neither.
     fn start_connector(&self, name: &str, e: &mut Entry) {
+        if e.target == TargetState::Stopped {
+            e.task_configs.clear();
+            e.status = Status {
+                state: State::Stopped,
+                trace: None,
+            };
+            return;
+        }
         let mut connector = (e.plugin.make)();
         if let Err(err) = connector.start(&e.config) {
             e.status = Status {
@@ -590,6 +598,11 @@ impl Worker {
         let e = map
             .get_mut(name)
             .ok_or_else(|| ConnectError::ConnectorNotFound(name.to_owned()))?;
+        if e.target == TargetState::Stopped {
+            // Nothing runs, so nothing restarts (the status says STOPPED).
+            let status = self.status_of(name, e);
+            return Ok((include_tasks || only_failed).then_some(status));
+        }
         let connector_failed = e.status.state == State::Failed;
         let restart_connector = !only_failed || connector_failed;
         let failed_tasks: Vec<bool> = e
@@ -627,12 +640,10 @@ impl Worker {
                         state: Self::state_of(e.target),
                         trace: None,
                     };
-                    if e.target != TargetState::Stopped {
-                        let max_tasks: usize = get_parsed(&e.config, "tasks.max", 1usize)
-                            .unwrap_or(1)
-                            .max(1);
-                        e.task_configs = connector.task_configs(max_tasks);
-                    }
+                    let max_tasks: usize = get_parsed(&e.config, "tasks.max", 1usize)
+                        .unwrap_or(1)
+                        .max(1);
+                    e.task_configs = connector.task_configs(max_tasks);
                     e.connector = Some(connector);
                 }
             }

@@ -285,6 +285,18 @@ async fn connector_lifecycle_status_offsets_and_errors() {
     assert_eq!(r.json(), status("src", "source", &wid, "STOPPED", &[]));
     let r = http(addr, "GET", "/connectors/src/tasks", None).await;
     assert_eq!(r.json(), json!([]));
+    // A stopped connector runs nothing, so a restart restarts nothing.
+    let r = http(
+        addr,
+        "POST",
+        "/connectors/src/restart?includeTasks=true",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (202, status("src", "source", &wid, "STOPPED", &[]))
+    );
     let r = http(
         addr,
         "PATCH",
