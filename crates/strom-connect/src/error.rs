@@ -7,8 +7,12 @@
 pub enum ConnectError {
     #[error("Connector {0} not found")]
     ConnectorNotFound(String),
-    #[error("Task not found: {connector}-{task}")]
-    TaskNotFound { connector: String, task: i32 },
+    /// The status of a task that does not exist (or of a connector that does not).
+    #[error("No status found for task {connector}-{task}")]
+    TaskStatusNotFound { connector: String, task: i32 },
+    /// A task to restart that does not exist.
+    #[error("Unknown task: {connector}-{task}")]
+    UnknownTask { connector: String, task: i32 },
     #[error("Connector {0} already exists")]
     ConnectorExists(String),
     /// A connector configuration failed validation (the message lists the fields).
@@ -55,7 +59,8 @@ impl ConnectError {
     pub fn status(&self) -> u16 {
         match self {
             ConnectError::ConnectorNotFound(_)
-            | ConnectError::TaskNotFound { .. }
+            | ConnectError::TaskStatusNotFound { .. }
+            | ConnectError::UnknownTask { .. }
             | ConnectError::UnknownPlugin(_)
             | ConnectError::NoSuchEndpoint => 404,
             ConnectError::ConnectorExists(_) => 409,

@@ -298,18 +298,16 @@ async fn task_configs(State(app): State<Shared>, Path(name): Path<String>) -> Re
     ok(app.worker.task_configs(&name).await)
 }
 
-fn task_id(name: &str, task: &str) -> Result<i32> {
-    task.parse().map_err(|_| ConnectError::TaskNotFound {
-        connector: name.to_owned(),
-        task: -1,
-    })
+/// A task id from the path; not a number is no route at all (Jersey's 404).
+fn task_id(task: &str) -> Result<i32> {
+    task.parse().map_err(|_| ConnectError::NoSuchEndpoint)
 }
 
 async fn task_status(
     State(app): State<Shared>,
     Path((name, task)): Path<(String, String)>,
 ) -> Response {
-    let r = async { app.worker.task_status(&name, task_id(&name, &task)?).await };
+    let r = async { app.worker.task_status(&name, task_id(&task)?).await };
     ok(r.await)
 }
 
@@ -317,7 +315,7 @@ async fn restart_task(
     State(app): State<Shared>,
     Path((name, task)): Path<(String, String)>,
 ) -> Response {
-    let r = async { app.worker.restart_task(&name, task_id(&name, &task)?).await };
+    let r = async { app.worker.restart_task(&name, task_id(&task)?).await };
     empty(StatusCode::NO_CONTENT, r.await)
 }
 

@@ -475,23 +475,20 @@ impl Worker {
         self.with_entry(name, |e| self.status_of(name, e)).await
     }
 
+    /// A task's status; Kafka answers "No status found" for an unknown connector too.
     pub async fn task_status(&self, name: &str, task: i32) -> Result<J> {
-        let r = self
-            .with_entry(name, |e| {
-                usize::try_from(task)
-                    .ok()
-                    .and_then(|i| e.tasks.get(i))
-                    .map(|t| {
-                        let mut m = status_json(&lock_status(&t.status), &self.worker_id);
-                        m.insert("id".into(), json!(task));
-                        J::Object(m)
-                    })
-            })
-            .await?;
-        r.ok_or_else(|| ConnectError::TaskNotFound {
+        let map = self.connectors.lock().await;
+        let status = map
+            .get(name)
+            .and_then(|e| usize::try_from(task).ok().and_then(|i| e.tasks.get(i)))
+            .map(|t| lock_status(&t.status));
+        let status = status.ok_or_else(|| ConnectError::TaskStatusNotFound {
             connector: name.to_owned(),
             task,
-        })
+        })?;
+        let mut m = status_json(&status, &self.worker_id);
+        m.insert("id".into(), json!(task));
+        Ok(J::Object(m))
     }
 
     pub async fn task_configs(&self, name: &str) -> Result<J> {
@@ -680,7 +677,7 @@ impl Worker {
         let i = usize::try_from(task)
             .ok()
             .filter(|i| *i < e.tasks.len())
-            .ok_or_else(|| ConnectError::TaskNotFound {
+            .ok_or_else(|| ConnectError::UnknownTask {
                 connector: name.to_owned(),
                 task,
             })?;

@@ -116,12 +116,28 @@ async fn connector_lifecycle_status_offsets_and_errors() {
         ("POST", "/connectors/nope/restart"),
         ("GET", "/connectors/nope/offsets"),
         ("DELETE", "/connectors/nope/offsets"),
-        ("GET", "/connectors/nope/tasks/0/status"),
         ("POST", "/connectors/nope/tasks/0/restart"),
     ] {
         let r = http(addr, m, p, None).await;
         assert_eq!((r.status, r.json()), (404, not_found("nope")), "{m} {p}");
     }
+
+    let r = http(addr, "GET", "/connectors/nope/tasks/x/status", None).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"error_code": 404, "message": "HTTP 404 Not Found"})
+        )
+    );
+    let r = http(addr, "GET", "/connectors/nope/tasks/0/status", None).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"error_code": 404, "message": "No status found for task nope-0"})
+        )
+    );
 
     // Bad configs: 400 with every problem listed.
     let r = http(
@@ -221,7 +237,7 @@ async fn connector_lifecycle_status_offsets_and_errors() {
         (r.status, r.json()),
         (
             404,
-            json!({"error_code": 404, "message": "Task not found: src-7"})
+            json!({"error_code": 404, "message": "No status found for task src-7"})
         )
     );
     let r = http(addr, "GET", "/connectors?expand=status&expand=info", None).await;
@@ -389,7 +405,7 @@ async fn connector_lifecycle_status_offsets_and_errors() {
         (r.status, r.json()),
         (
             404,
-            json!({"error_code": 404, "message": "Task not found: src-3"})
+            json!({"error_code": 404, "message": "Unknown task: src-3"})
         )
     );
     wait_status(addr, "src", &running).await;
