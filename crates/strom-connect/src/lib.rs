@@ -9,6 +9,7 @@ pub mod converter;
 pub mod data;
 pub mod error;
 pub mod file;
+pub mod kafka_offsets;
 pub mod offsets;
 pub mod plugins;
 pub mod rest;

@@ -1,7 +1,8 @@
-//! Source offsets of the standalone worker, kept in memory and saved to
-//! `offset.storage.file.filename` (Kafka's `FileOffsetBackingStore`). The file is JSON, one
-//! entry per (connector, source partition): `[{"connector", "partition", "offset"}]`, written
-//! to a temporary file and renamed so a crash leaves either the old or the new offsets.
+//! Where source offsets live: the `OffsetStore` trait, and the standalone worker's store,
+//! kept in memory and saved to `offset.storage.file.filename` (Kafka's
+//! `FileOffsetBackingStore`). The file is JSON, one entry per (connector, source partition):
+//! `[{"connector", "partition", "offset"}]`, written to a temporary file and renamed so a
+//! crash leaves either the old or the new offsets. (`kafka_offsets` keeps them in a topic.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,9 +10,39 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value as J};
 
-use crate::connector::{partition_key, SourceOffsets};
+use crate::connector::{partition_key, BoxFuture, SourceOffsets};
 use crate::data::JsonMap;
 use crate::error::{ConnectError, Result};
+
+/// Source offsets by connector and source partition (Kafka's `OffsetBackingStore`).
+pub trait OffsetStore: Send + Sync {
+    /// (partition, offset) pairs of one connector.
+    fn list(&self, connector: &str) -> Vec<(JsonMap, JsonMap)>;
+
+    /// Sets offsets (`None` removes a partition's offset), durably when the future is done.
+    fn put<'a>(
+        &'a self,
+        connector: &'a str,
+        offsets: Vec<(JsonMap, Option<JsonMap>)>,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The offsets of one connector, as a reader for its tasks.
+    fn reader(&self, connector: &str) -> SourceOffsets {
+        SourceOffsets::new(self.list(connector))
+    }
+
+    /// Removes every offset of a connector.
+    fn remove_connector<'a>(&'a self, connector: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let all = self
+                .list(connector)
+                .into_iter()
+                .map(|(p, _)| (p, None))
+                .collect();
+            self.put(connector, all).await
+        })
+    }
+}
 
 /// (connector, partition key) → (partition, offset).
 type Entries = BTreeMap<(String, String), (JsonMap, JsonMap)>;
@@ -60,13 +91,7 @@ impl FileOffsetStore {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The offsets of one connector, as a reader for its tasks.
-    pub fn reader(&self, connector: &str) -> SourceOffsets {
-        SourceOffsets::new(self.list(connector))
-    }
-
-    /// (partition, offset) pairs of one connector.
-    pub fn list(&self, connector: &str) -> Vec<(JsonMap, JsonMap)> {
+    fn list_entries(&self, connector: &str) -> Vec<(JsonMap, JsonMap)> {
         self.lock()
             .iter()
             .filter(|((c, _), _)| c == connector)
@@ -75,7 +100,7 @@ impl FileOffsetStore {
     }
 
     /// Sets offsets (`None` removes a partition's offset) and saves the file.
-    pub fn put(&self, connector: &str, offsets: Vec<(JsonMap, Option<JsonMap>)>) -> Result<()> {
+    pub fn put_now(&self, connector: &str, offsets: Vec<(JsonMap, Option<JsonMap>)>) -> Result<()> {
         let snapshot = {
             let mut entries = self.lock();
             for (p, o) in offsets {
@@ -95,7 +120,7 @@ impl FileOffsetStore {
     }
 
     /// Removes every offset of a connector and saves the file.
-    pub fn remove_connector(&self, connector: &str) -> Result<()> {
+    pub fn remove_connector_now(&self, connector: &str) -> Result<()> {
         let snapshot = {
             let mut entries = self.lock();
             entries.retain(|(c, _), _| c != connector);
@@ -123,6 +148,24 @@ impl FileOffsetStore {
     }
 }
 
+impl OffsetStore for FileOffsetStore {
+    fn list(&self, connector: &str) -> Vec<(JsonMap, JsonMap)> {
+        self.list_entries(connector)
+    }
+
+    fn put<'a>(
+        &'a self,
+        connector: &'a str,
+        offsets: Vec<(JsonMap, Option<JsonMap>)>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.put_now(connector, offsets) })
+    }
+
+    fn remove_connector<'a>(&'a self, connector: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.remove_connector_now(connector) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,17 +180,17 @@ mod tests {
         let path = dir.path().join("offsets.json");
         let s = FileOffsetStore::open(path.clone()).unwrap();
         let p = map(json!({"filename": "/a"}));
-        s.put("c1", vec![(p.clone(), Some(map(json!({"position": 10}))))])
+        s.put_now("c1", vec![(p.clone(), Some(map(json!({"position": 10}))))])
             .unwrap();
-        s.put("c2", vec![(p.clone(), Some(map(json!({"position": 3}))))])
+        s.put_now("c2", vec![(p.clone(), Some(map(json!({"position": 3}))))])
             .unwrap();
         let s = FileOffsetStore::open(path.clone()).unwrap();
         assert_eq!(
             s.reader("c1").offset(&p),
             Some(&map(json!({"position": 10})))
         );
-        s.put("c1", vec![(p.clone(), None)]).unwrap();
-        s.remove_connector("c2").unwrap();
+        s.put_now("c1", vec![(p.clone(), None)]).unwrap();
+        s.remove_connector_now("c2").unwrap();
         let s = FileOffsetStore::open(path.clone()).unwrap();
         assert!(s.list("c1").is_empty() && s.list("c2").is_empty());
         std::fs::write(&path, "nope").unwrap();

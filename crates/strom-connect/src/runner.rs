@@ -18,7 +18,7 @@ use crate::connector::{partition_key, SinkTask, SourceTask};
 use crate::converter::{header_from_bytes, header_to_bytes, Converter};
 use crate::data::{JsonMap, Record, SinkRecord, SourceRecord};
 use crate::error::{ConnectError, Result};
-use crate::offsets::FileOffsetStore;
+use crate::offsets::OffsetStore;
 use crate::tolerance::{ErrorPolicy, Failure, Stage};
 use crate::transforms::Chain;
 use crate::worker::{State, Status, TargetState, WorkerConfig};
@@ -37,7 +37,7 @@ pub struct TaskContext {
     pub connector_config: Props,
     pub task_config: Props,
     pub worker: Arc<WorkerConfig>,
-    pub offsets: Arc<FileOffsetStore>,
+    pub offsets: Arc<dyn OffsetStore>,
     pub status: Arc<Mutex<Status>>,
     pub topics: Arc<Mutex<BTreeSet<String>>>,
     pub target: watch::Receiver<TargetState>,
@@ -165,7 +165,7 @@ async fn source_loop(ctx: &mut TaskContext, task: &mut dyn SourceTask) -> Result
             };
             send_batch(ctx, &pipeline, &producer, batch, &mut pending).await?;
             if last_commit.elapsed() >= ctx.worker.offset_flush_interval && !pending.is_empty() {
-                commit_source(ctx, task, &mut pending)?;
+                commit_source(ctx, task, &mut pending).await?;
                 last_commit = Instant::now();
             }
         }
@@ -173,13 +173,13 @@ async fn source_loop(ctx: &mut TaskContext, task: &mut dyn SourceTask) -> Result
     }
     .await;
     // Everything in `pending` was acknowledged by Kafka (send_batch waits for it).
-    let committed = commit_source(ctx, task, &mut pending);
+    let committed = commit_source(ctx, task, &mut pending).await;
     pipeline.errors.close().await;
     producer.close().await;
     result.and(committed)
 }
 
-fn commit_source(
+async fn commit_source(
     ctx: &TaskContext,
     task: &mut dyn SourceTask,
     pending: &mut HashMap<String, (JsonMap, JsonMap)>,
@@ -188,7 +188,7 @@ fn commit_source(
         return Ok(());
     }
     let offsets = pending.drain().map(|(_, (p, o))| (p, Some(o))).collect();
-    ctx.offsets.put(&ctx.connector, offsets)?;
+    ctx.offsets.put(&ctx.connector, offsets).await?;
     task.commit()
 }
 

@@ -17,7 +17,7 @@ use crate::connector::{Connector, ConnectorType, Task};
 use crate::converter::{converter_for, Converter, JSON_CONVERTER};
 use crate::data::JsonMap;
 use crate::error::{ConnectError, Result};
-use crate::offsets::FileOffsetStore;
+use crate::offsets::{FileOffsetStore, OffsetStore};
 use crate::plugins::{ConnectorPlugin, Plugins};
 use crate::runner::{run_sink, run_source, sink_group, TaskContext};
 
@@ -179,7 +179,7 @@ pub struct Worker {
     config: Arc<WorkerConfig>,
     plugins: Arc<Plugins>,
     worker_id: String,
-    offsets: Arc<FileOffsetStore>,
+    offsets: Arc<dyn OffsetStore>,
     connectors: tokio::sync::Mutex<BTreeMap<String, Entry>>,
 }
 
@@ -778,7 +778,7 @@ impl Worker {
                         check_file_source_offset(p, o.as_ref())?;
                     }
                 }
-                self.offsets.put(name, parsed)?;
+                self.offsets.put(name, parsed).await?;
             }
             ConnectorType::Sink => {
                 let mut changes = BTreeMap::new();
@@ -836,7 +836,7 @@ impl Worker {
     /// `DELETE /connectors/{name}/offsets`.
     pub async fn reset_offsets(&self, name: &str) -> Result<J> {
         match self.type_of(name, true).await? {
-            ConnectorType::Source => self.offsets.remove_connector(name)?,
+            ConnectorType::Source => self.offsets.remove_connector(name).await?,
             ConnectorType::Sink => {
                 let admin = self.admin().await?;
                 delete_group(&admin, &sink_group(name)).await?;
