@@ -17,6 +17,7 @@ pub mod runner;
 pub mod standalone;
 pub mod time;
 pub mod tolerance;
+pub mod topic_creation;
 pub mod transforms;
 pub mod worker;
 

@@ -203,6 +203,17 @@ pub fn common_config_def(connector_type: ConnectorType) -> ConfigDef {
         .in_group(ERRORS, 4)
         .define("errors.log.include.messages", ConfigType::Boolean, Some("false"), Importance::Medium, "Whether to include in the log the Connect record that resulted in a failure.")
         .in_group(ERRORS, 5);
+    if connector_type == ConnectorType::Source {
+        def = def
+            .define(
+                "topic.creation.groups",
+                ConfigType::List,
+                Some(""),
+                Importance::Low,
+                "Groups of configurations for topics created by source connectors",
+            )
+            .in_group("Topic Creation", 1);
+    }
     if connector_type == ConnectorType::Sink {
         def = def
             .define("topics", ConfigType::List, Some(""), Importance::High, "List of topics to consume, separated by commas")
@@ -310,6 +321,11 @@ fn validate_with(
     {
         if let Err(e) = crate::converter::check_header_converter(class) {
             add_error(&mut entries, "header.converter", e.to_string());
+        }
+    }
+    if plugin.connector_type == ConnectorType::Source {
+        if let Err(e) = crate::topic_creation::enabled(&Props::new(), props) {
+            add_error(&mut entries, "topic.creation.groups", e.to_string());
         }
     }
     if plugin.connector_type == ConnectorType::Sink {

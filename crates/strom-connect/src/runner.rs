@@ -20,6 +20,7 @@ use crate::data::{JsonMap, Record, SinkRecord, SourceRecord};
 use crate::error::{ConnectError, Result};
 use crate::offsets::OffsetStore;
 use crate::tolerance::{ErrorPolicy, Failure, Stage};
+use crate::topic_creation::TopicCreator;
 use crate::transforms::Chain;
 use crate::worker::{State, Status, TargetState, WorkerConfig};
 
@@ -149,6 +150,12 @@ async fn source_loop(ctx: &mut TaskContext, task: &mut dyn SourceTask) -> Result
         pc.set(&k, &v)?;
     }
     let producer = Producer::new(pc).await?;
+    let mut creator = TopicCreator::from_config(
+        &ctx.worker.bootstrap_servers,
+        &ctx.worker.props,
+        &ctx.connector_config,
+    )
+    .await?;
     task.start(&ctx.task_config, &ctx.offsets.reader(&ctx.connector))?;
     ctx.set_state(State::Running, None);
     let mut pending: HashMap<String, (JsonMap, JsonMap)> = HashMap::new();
@@ -163,7 +170,15 @@ async fn source_loop(ctx: &mut TaskContext, task: &mut dyn SourceTask) -> Result
                     Err(_) => break,
                 },
             };
-            send_batch(ctx, &pipeline, &producer, batch, &mut pending).await?;
+            send_batch(
+                ctx,
+                &pipeline,
+                &producer,
+                creator.as_mut(),
+                batch,
+                &mut pending,
+            )
+            .await?;
             if last_commit.elapsed() >= ctx.worker.offset_flush_interval && !pending.is_empty() {
                 commit_source(ctx, task, &mut pending).await?;
                 last_commit = Instant::now();
@@ -197,6 +212,7 @@ async fn send_batch(
     ctx: &TaskContext,
     p: &Pipeline,
     producer: &Producer,
+    mut creator: Option<&mut TopicCreator>,
     batch: Vec<SourceRecord>,
     pending: &mut HashMap<String, (JsonMap, JsonMap)>,
 ) -> Result<()> {
@@ -219,6 +235,9 @@ async fn send_batch(
             }
         };
         if let Some(rec) = to_producer_record(p, record).await? {
+            if let Some(c) = creator.as_deref_mut() {
+                c.ensure(&rec.topic).await?;
+            }
             ctx.note_topic(&rec.topic);
             records.push(rec);
         }
