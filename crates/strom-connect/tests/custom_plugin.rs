@@ -1,6 +1,7 @@
-//! A connector plugin from outside the crate, registered with the worker: listed and usable
-//! over REST; its sink task's retriable failures make the runtime deliver the same records
-//! again after a back-off, and none is lost or repeated.
+//! Connector plugins from outside the crate, registered with the worker: listed and usable
+//! over REST; a sink task's retriable failures make the runtime deliver the same records
+//! again after a back-off, and none is lost or repeated; a connector that fails to start is
+//! FAILED with its reason.
 
 mod common;
 
@@ -69,6 +70,27 @@ impl SinkTask for FlakyTask {
     }
 }
 
+/// A connector whose `start` always fails.
+struct BrokenSource;
+
+impl Connector for BrokenSource {
+    fn connector_type(&self) -> ConnectorType {
+        ConnectorType::Source
+    }
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new()
+    }
+    fn start(&mut self, _props: &Props) -> Result<()> {
+        Err(ConnectError::Task("cannot reach the source system".into()))
+    }
+    fn task_configs(&self, _max_tasks: usize) -> Vec<Props> {
+        vec![Props::new()]
+    }
+    fn create_task(&self) -> Task {
+        unreachable!("a connector that never starts makes no tasks")
+    }
+}
+
 fn flaky_plugin() -> ConnectorPlugin {
     ConnectorPlugin {
         class: "com.example.FlakySink",
@@ -82,6 +104,14 @@ fn flaky_plugin() -> ConnectorPlugin {
 async fn a_registered_sink_with_retriable_failures_gets_every_record_once() {
     let mut plugins = Plugins::builtin();
     plugins.register(flaky_plugin()).unwrap();
+    plugins
+        .register(ConnectorPlugin {
+            class: "com.example.BrokenSource",
+            aliases: &[],
+            connector_type: ConnectorType::Source,
+            make: || Box::new(BrokenSource),
+        })
+        .unwrap();
     let dup = ConnectorPlugin {
         class: "org.example.Other",
         aliases: &["FileStreamSink"],
@@ -149,5 +179,33 @@ async fn a_registered_sink_with_retriable_failures_gets_every_record_once() {
     assert!(PUT_CALLS.load(Ordering::SeqCst) >= 4);
     let s = http(w.addr, "GET", "/connectors/flaky/tasks/0/status", None).await;
     assert_eq!(s.json()["state"], "RUNNING");
+
+    // A connector that fails to start is FAILED with the reason, has no tasks, and a
+    // restart tries again (and fails again).
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "broken", "config": {
+        "connector.class": "com.example.BrokenSource"}})),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["tasks"].clone()), (201, json!([])));
+    let failed = json!({"name": "broken", "connector": {"state": "FAILED",
+        "trace": "cannot reach the source system", "worker_id": w.addr.to_string()},
+        "tasks": [], "type": "source"});
+    let r = http(w.addr, "GET", "/connectors/broken/status", None).await;
+    assert_eq!(r.json(), failed);
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors/broken/restart?onlyFailed=true",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.json()["connector"]["state"], "RESTARTING");
+    let r = http(w.addr, "GET", "/connectors/broken/status", None).await;
+    assert_eq!(r.json(), failed);
     w.stop().await;
 }
