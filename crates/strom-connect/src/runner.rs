@@ -367,8 +367,9 @@ async fn sink_topics(ctx: &TaskContext, admin: &Admin) -> Result<Vec<String>> {
     Ok(names)
 }
 
-async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()> {
-    let pipeline = Pipeline::new(ctx).await?;
+/// The sink's group consumer (`connect-<name>`, manual commits, from the earliest offset
+/// when the group has none, the worker's `consumer.*` settings).
+async fn sink_consumer(ctx: &TaskContext) -> Result<Consumer> {
     let mut cc = ConsumerConfig::new(&ctx.worker.bootstrap_servers);
     cc.set("group.id", &sink_group(&ctx.connector))?;
     cc.set("enable.auto.commit", "false")?;
@@ -380,34 +381,56 @@ async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()>
     // Before giving partitions up in a rebalance, the task flushes and commits them (what
     // Kafka's WorkerSinkTask does on revocation), so the next owner repeats nothing.
     consumer.set_defer_rejoin(true);
-    let admin = Admin::new(ClientConfig::new(&ctx.worker.bootstrap_servers)).await?;
-    let mut topics = sink_topics(ctx, &admin).await?;
+    Ok(consumer)
+}
+
+fn subscribe(ctx: &TaskContext, consumer: &mut Consumer, topics: &[String]) -> Result<()> {
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs, None)?;
-    for t in &topics {
+    for t in topics {
         ctx.note_topic(t);
     }
+    Ok(())
+}
+
+/// Applies the target state to the consumer; `false` once the task must stop.
+fn follow_target(ctx: &mut TaskContext, consumer: &mut Consumer) -> bool {
+    let target = *ctx.target.borrow_and_update();
+    match target {
+        TargetState::Stopped => return false,
+        // A paused sink keeps polling (so it stays in its group) with its partitions paused.
+        TargetState::Paused => {
+            ctx.set_state(State::Paused, None);
+            consumer.pause(&consumer.assignment());
+        }
+        TargetState::Started => {
+            let paused = consumer.paused();
+            if !paused.is_empty() {
+                consumer.resume(&paused);
+            }
+            ctx.set_state(State::Running, None);
+        }
+    }
+    true
+}
+
+async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()> {
+    let pipeline = Pipeline::new(ctx).await?;
+    let mut consumer = sink_consumer(ctx).await?;
+    let admin = Admin::new(ClientConfig::new(&ctx.worker.bootstrap_servers)).await?;
+    let mut topics = sink_topics(ctx, &admin).await?;
+    subscribe(ctx, &mut consumer, &topics)?;
+    let by_regex = ctx
+        .connector_config
+        .get("topics.regex")
+        .is_some_and(|r| !r.trim().is_empty());
     task.start(&ctx.task_config)?;
     ctx.set_state(State::Running, None);
     let mut positions: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     let mut last_commit = Instant::now();
     let mut last_regex = Instant::now();
     let result = async {
-        loop {
-            let target = *ctx.target.borrow_and_update();
-            match target {
-                TargetState::Stopped => break,
-                TargetState::Paused => {
-                    ctx.set_state(State::Paused, None);
-                    consumer.pause(&consumer.assignment());
-                }
-                TargetState::Started => {
-                    if !consumer.paused().is_empty() {
-                        consumer.resume(&consumer.paused());
-                    }
-                    ctx.set_state(State::Running, None);
-                }
-            }
+        while follow_target(ctx, &mut consumer) {
             let records = consumer.poll(SINK_POLL).await?;
             if !records.is_empty()
                 && !put_batch(&pipeline, task, records, &mut positions, &ctx.target).await?
@@ -423,21 +446,12 @@ async fn sink_loop(ctx: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()>
                 commit_sink(task, &mut consumer, &mut positions).await?;
                 last_commit = Instant::now();
             }
-            if ctx
-                .connector_config
-                .get("topics.regex")
-                .is_some_and(|r| !r.trim().is_empty())
-                && last_regex.elapsed() >= REGEX_REFRESH
-            {
+            if by_regex && last_regex.elapsed() >= REGEX_REFRESH {
                 last_regex = Instant::now();
                 let now = sink_topics(ctx, &admin).await?;
                 if now != topics {
                     topics = now;
-                    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-                    consumer.subscribe(&refs, None)?;
-                    for t in &topics {
-                        ctx.note_topic(t);
-                    }
+                    subscribe(ctx, &mut consumer, &topics)?;
                 }
             }
         }

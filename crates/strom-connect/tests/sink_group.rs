@@ -112,3 +112,76 @@ async fn partitions_taken_away_mid_stream_are_committed_first() {
     assert_eq!(distinct.len(), 6000);
     assert_eq!(all.len(), 6000, "no record was written twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topics_regex_sink_follows_new_matching_topics() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    for t in ["logs-a", "logs-b", "other"] {
+        create_topic(&b, t, 1).await;
+    }
+    let send = |topic: &'static str, value: &'static str| {
+        let b = b.clone();
+        async move {
+            let p = Producer::new(ProducerConfig::new(&b)).await.unwrap();
+            let rec = ProducerRecord::new(topic).value(value.as_bytes().to_vec());
+            p.send(rec).await.unwrap().await.unwrap();
+            p.close().await;
+        }
+    };
+    send("logs-a", "from-a").await;
+    send("logs-b", "from-b").await;
+    send("other", "from-other").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.txt");
+    let worker: Props = [
+        ("bootstrap.servers", b.clone()),
+        ("listeners", "http://127.0.0.1:0".into()),
+        (
+            "offset.storage.file.filename",
+            dir.path().join("offsets").display().to_string(),
+        ),
+        (
+            "value.converter",
+            "org.apache.kafka.connect.storage.StringConverter".into(),
+        ),
+        ("consumer.heartbeat.interval.ms", "200".into()),
+    ]
+    .into_iter()
+    .map(|(k, v): (&str, String)| (k.to_owned(), v))
+    .collect();
+    let w = Standalone::start(worker, Vec::new(), None).await.unwrap();
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "logs", "config": {
+        "connector.class": "FileStreamSink", "topics.regex": "logs-.*",
+        "file": out.display().to_string()}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    wait_for("two lines", Duration::from_secs(30), async || {
+        (lines(&out).len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(sorted(lines(&out)), ["from-a", "from-b"]);
+    let r = http(w.addr, "GET", "/connectors/logs/topics", None).await;
+    assert_eq!(r.json(), json!({"logs": {"topics": ["logs-a", "logs-b"]}}));
+
+    // A topic created later is picked up at the next look (every 5 s).
+    create_topic(&b, "logs-c", 1).await;
+    send("logs-c", "from-c").await;
+    wait_for(
+        "the new topic's line",
+        Duration::from_secs(30),
+        async || (lines(&out).len() >= 3).then_some(()),
+    )
+    .await;
+    assert_eq!(sorted(lines(&out)), ["from-a", "from-b", "from-c"]);
+    w.stop().await;
+}
