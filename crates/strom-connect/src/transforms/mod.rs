@@ -1,7 +1,9 @@
 //! Single message transforms and predicates under Kafka's class names (with the `$Key` and
 //! `$Value` forms), and the chain a connector's `transforms` / `predicates` configs build.
 
+#[macro_use]
 mod fields;
+mod convert;
 mod predicates;
 mod routing;
 
@@ -42,8 +44,8 @@ pub struct PredicatePlugin {
 
 /// Every transformation: the field transforms, then routing and headers.
 pub const TRANSFORMATIONS: &[TransformPlugin] = &[
-    fields::CAST_KEY,
-    fields::CAST_VALUE,
+    convert::CAST_KEY,
+    convert::CAST_VALUE,
     fields::EXTRACT_FIELD_KEY,
     fields::EXTRACT_FIELD_VALUE,
     fields::FLATTEN_KEY,
@@ -58,8 +60,8 @@ pub const TRANSFORMATIONS: &[TransformPlugin] = &[
     fields::REPLACE_FIELD_VALUE,
     fields::SET_SCHEMA_METADATA_KEY,
     fields::SET_SCHEMA_METADATA_VALUE,
-    fields::TIMESTAMP_CONVERTER_KEY,
-    fields::TIMESTAMP_CONVERTER_VALUE,
+    convert::TIMESTAMP_CONVERTER_KEY,
+    convert::TIMESTAMP_CONVERTER_VALUE,
     fields::VALUE_TO_KEY,
     routing::DROP_HEADERS,
     routing::FILTER,
