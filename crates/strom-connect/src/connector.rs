@@ -99,7 +99,8 @@ pub trait SourceTask: Send {
     fn start(&mut self, props: &Props, offsets: &SourceOffsets) -> Result<()>;
 
     /// The next records; an empty batch when there is nothing yet (the task waits a little
-    /// itself rather than spin).
+    /// itself rather than spin). `ConnectError::Retriable` makes the runtime poll again after
+    /// a back-off instead of failing the task.
     fn poll(&mut self) -> BoxFuture<'_, Result<Vec<SourceRecord>>>;
 
     /// Called after the offsets of records returned so far have been committed.
@@ -111,7 +112,8 @@ pub trait SourceTask: Send {
 }
 
 /// A sink task: writes records out; `flush` makes everything `put` so far durable before the
-/// runtime commits `offsets` (the next offset to read per partition).
+/// runtime commits `offsets` (the next offset to read per partition). A `put` failing with
+/// `ConnectError::Retriable` gets the same records again after a back-off.
 pub trait SinkTask: Send {
     fn start(&mut self, props: &Props) -> Result<()>;
 

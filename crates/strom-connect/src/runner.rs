@@ -160,15 +160,32 @@ async fn source_loop(ctx: &mut TaskContext, task: &mut dyn SourceTask) -> Result
     ctx.set_state(State::Running, None);
     let mut pending: HashMap<String, (JsonMap, JsonMap)> = HashMap::new();
     let mut last_commit = Instant::now();
+    let mut poll_backoff = RETRY_BACKOFF_MIN;
     let result = async {
         while ctx.wait_while_paused().await {
-            let batch = tokio::select! {
-                r = task.poll() => r?,
+            let polled = tokio::select! {
+                r = task.poll() => r,
                 // A closed channel means the worker is gone: stop.
                 changed = ctx.target.changed() => match changed {
                     Ok(()) => continue,
                     Err(_) => break,
                 },
+            };
+            let batch = match polled {
+                Ok(batch) => {
+                    poll_backoff = RETRY_BACKOFF_MIN;
+                    batch
+                }
+                // As Kafka's WorkerSourceTask: a retriable poll failure is polled again.
+                Err(ConnectError::Retriable(why)) => {
+                    tracing::warn!(
+                        "source task poll failed ({why}); polling again in {poll_backoff:?}"
+                    );
+                    tokio::time::sleep(poll_backoff).await;
+                    poll_backoff = pipeline.backoff(poll_backoff);
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             send_batch(
                 ctx,

@@ -14,8 +14,10 @@ use common::*;
 use serde_json::json;
 use strom_client::{Producer, ProducerConfig, ProducerRecord, TopicPartition};
 use strom_connect::config::{ConfigDef, Props};
-use strom_connect::connector::{BoxFuture, Connector, ConnectorType, SinkTask, Task};
-use strom_connect::data::SinkRecord;
+use strom_connect::connector::{
+    BoxFuture, Connector, ConnectorType, SinkTask, SourceOffsets, SourceTask, Task,
+};
+use strom_connect::data::{JsonMap, Record, SinkRecord, SourceRecord, Value};
 use strom_connect::plugins::{ConnectorPlugin, Plugins};
 use strom_connect::standalone::Standalone;
 use strom_connect::{ConnectError, Result};
@@ -70,6 +72,60 @@ impl SinkTask for FlakyTask {
     }
 }
 
+static POLLS: AtomicUsize = AtomicUsize::new(0);
+
+/// A source whose first two polls fail with `Retriable`, then sends three records once.
+struct HiccupSource;
+
+impl Connector for HiccupSource {
+    fn connector_type(&self) -> ConnectorType {
+        ConnectorType::Source
+    }
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new()
+    }
+    fn start(&mut self, _props: &Props) -> Result<()> {
+        Ok(())
+    }
+    fn task_configs(&self, _max_tasks: usize) -> Vec<Props> {
+        vec![Props::new()]
+    }
+    fn create_task(&self) -> Task {
+        Task::Source(Box::new(HiccupTask { sent: false }))
+    }
+}
+
+struct HiccupTask {
+    sent: bool,
+}
+
+impl SourceTask for HiccupTask {
+    fn start(&mut self, _props: &Props, _offsets: &SourceOffsets) -> Result<()> {
+        Ok(())
+    }
+    fn poll(&mut self) -> BoxFuture<'_, Result<Vec<SourceRecord>>> {
+        Box::pin(async move {
+            if POLLS.fetch_add(1, Ordering::SeqCst) < 2 {
+                return Err(ConnectError::Retriable(
+                    "upstream briefly unavailable".into(),
+                ));
+            }
+            if self.sent {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Ok(Vec::new());
+            }
+            self.sent = true;
+            Ok((0..3)
+                .map(|i| SourceRecord {
+                    source_partition: JsonMap::new(),
+                    source_offset: JsonMap::new(),
+                    record: Record::new("hiccup", None, Value::String(format!("h{i}"))),
+                })
+                .collect())
+        })
+    }
+}
+
 /// A connector whose `start` always fails.
 struct BrokenSource;
 
@@ -106,6 +162,14 @@ async fn a_registered_sink_with_retriable_failures_gets_every_record_once() {
     plugins.register(flaky_plugin()).unwrap();
     plugins
         .register(ConnectorPlugin {
+            class: "com.example.HiccupSource",
+            aliases: &[],
+            connector_type: ConnectorType::Source,
+            make: || Box::new(HiccupSource),
+        })
+        .unwrap();
+    plugins
+        .register(ConnectorPlugin {
             class: "com.example.BrokenSource",
             aliases: &[],
             connector_type: ConnectorType::Source,
@@ -125,6 +189,7 @@ async fn a_registered_sink_with_retriable_failures_gets_every_record_once() {
     let broker = Broker::start();
     let b = broker.bootstrap();
     create_topic(&b, "flaky", 1).await;
+    create_topic(&b, "hiccup", 1).await;
     let p = Producer::new(ProducerConfig::new(&b)).await.unwrap();
     for i in 0..100 {
         let rec = ProducerRecord::new("flaky").value(format!("r{i:03}").into_bytes());
@@ -178,6 +243,26 @@ async fn a_registered_sink_with_retriable_failures_gets_every_record_once() {
     assert_eq!(FAILURES_LEFT.load(Ordering::SeqCst), 0);
     assert!(PUT_CALLS.load(Ordering::SeqCst) >= 4);
     let s = http(w.addr, "GET", "/connectors/flaky/tasks/0/status", None).await;
+    assert_eq!(s.json()["state"], "RUNNING");
+
+    // A source's retriable poll failures are polled again; its records arrive once.
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "hiccup", "config": {
+        "connector.class": "HiccupSource"}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let recs = read_topic(&b, "hiccup", 1, 3, Duration::from_secs(20)).await;
+    let values: Vec<String> = recs
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, ["h0", "h1", "h2"]);
+    assert!(POLLS.load(Ordering::SeqCst) >= 3);
+    let s = http(w.addr, "GET", "/connectors/hiccup/tasks/0/status", None).await;
     assert_eq!(s.json()["state"], "RUNNING");
 
     // A connector that fails to start is FAILED with the reason, has no tasks, and a
