@@ -48,7 +48,8 @@ impl Standalone {
                 ConnectError::WorkerConfig(format!("cannot listen on {}: {e}", config.listener))
             })?;
         let addr = listener.local_addr()?;
-        let worker = Worker::with_plugins(config, addr.to_string(), plugins)?;
+        let worker_id = advertised(&config, addr);
+        let worker = Worker::with_plugins(config, worker_id, plugins)?;
         for props in connectors {
             let name = props.get("name").cloned().ok_or_else(|| {
                 ConnectError::WorkerConfig("Connector config must contain a 'name'".into())
@@ -89,6 +90,23 @@ impl Standalone {
         let _ = self.server.await;
         self.worker.shutdown().await;
     }
+}
+
+/// The worker id statuses report: `rest.advertised.host.name` / `rest.advertised.port` where
+/// set (as Kafka's workers advertise themselves), else the bound address.
+fn advertised(config: &WorkerConfig, bound: SocketAddr) -> String {
+    let host = config
+        .props
+        .get("rest.advertised.host.name")
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|| bound.ip().to_string());
+    let port = config
+        .props
+        .get("rest.advertised.port")
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .unwrap_or(bound.port());
+    format!("{host}:{port}")
 }
 
 /// Runs a standalone worker from Kafka Connect's property files until `shutdown` completes.

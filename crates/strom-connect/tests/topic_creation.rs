@@ -30,6 +30,8 @@ async fn missing_topics_are_created_by_group_or_default() {
             "value.converter",
             "org.apache.kafka.connect.storage.StringConverter".into(),
         ),
+        ("rest.advertised.host.name", "connect-1.example".into()),
+        ("rest.advertised.port", "18083".into()),
     ]
     .into_iter()
     .map(|(k, v): (&str, String)| (k.to_owned(), v))
@@ -71,6 +73,11 @@ async fn missing_topics_are_created_by_group_or_default() {
         })
         .await;
     }
+    // (This worker advertises itself under another name, as statuses show.)
+    let s = http(w.addr, "GET", "/connectors/plain/status", None)
+        .await
+        .json();
+    assert_eq!(s["connector"]["worker_id"], "connect-1.example:18083");
     let plain = read_topic(&b, "fresh-lines", 2, 2, Duration::from_secs(30)).await;
     assert_eq!(plain.len(), 2);
     let audit = read_topic(&b, "audit-lines", 3, 2, Duration::from_secs(30)).await;
