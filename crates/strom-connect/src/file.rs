@@ -284,8 +284,12 @@ impl SinkTask for FileSinkTask {
 
     fn flush(&mut self, _offsets: &BTreeMap<TopicPartition, i64>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            if let Some(f) = self.file.as_mut() {
-                f.sync_data()?;
+            if let Some(f) = self.file.as_ref() {
+                // An fsync can take long: off the async threads.
+                let f = f.try_clone()?;
+                tokio::task::spawn_blocking(move || f.sync_data())
+                    .await
+                    .map_err(|e| ConnectError::Io(format!("file sink sync: {e}")))??;
             }
             Ok(())
         })
