@@ -202,7 +202,10 @@ fn a_crashed_worker_loses_nothing_on_restart() {
         "the crash must come before the end ({first_life} lines were out)"
     );
 
-    // Second life: everything arrives, at least once.
+    // Second life: everything arrives, at least once. (On another REST port: the dropped
+    // runtime may not have closed its listener yet.)
+    drop((worker, connectors));
+    let (worker, connectors) = files.write_configs(&b, free_port(), 10);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (stop, run) = spawn_run(worker, connectors);
@@ -213,6 +216,7 @@ fn a_crashed_worker_loses_nothing_on_restart() {
             if got == want {
                 break;
             }
+            assert!(!run.is_finished(), "the worker stopped early");
             assert!(
                 std::time::Instant::now() < deadline,
                 "{} of {} distinct lines arrived; first missing: {:?}",
