@@ -1,0 +1,24 @@
+//! `strom-connect`: a Kafka Connect-compatible runtime on `strom-client`: the connector API
+//! (`connector`), built-in connectors (`file`), converters, the Connect data model, single
+//! message transforms and predicates, a standalone worker (`standalone::run`) and Kafka
+//! Connect's REST API (`rest::router`). Distributed mode is not built yet (see README.md).
+
+pub mod config;
+pub mod connector;
+pub mod converter;
+pub mod data;
+pub mod error;
+pub mod file;
+pub mod kafka_offsets;
+pub mod offsets;
+pub mod plugins;
+pub mod rest;
+pub mod runner;
+pub mod standalone;
+pub mod time;
+pub mod tolerance;
+pub mod topic_creation;
+pub mod transforms;
+pub mod worker;
+
+pub use error::{ConnectError, Result};
