@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, watch, OnceCell};
 
 use crate::config::{ConsoleConfig, NotifierConfig};
 use crate::lag::{self, GroupReport, LagStore};
-use crate::{burrow, notify, rest, util};
+use crate::ui::history::{self, History};
+use crate::{burrow, notify, rest, ui, util};
 
 /// Status changes waiting for the notifiers, at most.
 const NOTIFY_QUEUE: usize = 1024;
@@ -35,6 +36,7 @@ pub struct Console {
     admin: Admin,
     producer: OnceCell<Producer>,
     lag: Arc<Mutex<LagStore>>,
+    history: Arc<Mutex<History>>,
     stop: watch::Sender<bool>,
     hostname: String,
 }
@@ -71,6 +73,13 @@ impl Console {
             store.clone(),
             config.lag.poll_interval,
             tx,
+            stop_rx.clone(),
+        ));
+        let hist = Arc::new(Mutex::new(History::default()));
+        tokio::spawn(history::run(
+            admin.clone(),
+            hist.clone(),
+            config.history_interval,
             stop_rx,
         ));
         Ok(Arc::new(Console {
@@ -79,6 +88,7 @@ impl Console {
             admin,
             producer: OnceCell::new(),
             lag: store,
+            history: hist,
             stop,
         }))
     }
@@ -94,6 +104,11 @@ impl Console {
     /// The lag monitor's store (read it for reports at a time of your choice).
     pub fn lag_store(&self) -> &Arc<Mutex<LagStore>> {
         &self.lag
+    }
+
+    /// The console's chart history (the last hour of samples).
+    pub fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A group's evaluation now (what `/v3/kafka/{cluster}/consumer/{group}/lag` reports);
@@ -140,6 +155,11 @@ fn validate(config: &ConsoleConfig) -> Result<(), ConsoleError> {
             "the lag poll interval must be longer than zero".into(),
         ));
     }
+    if config.history_interval.is_zero() {
+        return Err(ConsoleError::Config(
+            "the history interval must be longer than zero".into(),
+        ));
+    }
     for n in &config.notifiers {
         if let NotifierConfig::Webhook { url, .. } = n {
             notify::split_http_url(url)
@@ -158,12 +178,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The Burrow API (`/v3/kafka`, `/burrow/admin`) and the REST proxy (`/v3/clusters`), to
+/// The web console (`/`, `/ui/...`, `/api/console/...`), the Burrow API (`/v3/kafka`,
+/// `/burrow/admin`) and the REST proxy (`/v3/clusters`), to
 /// mount on an HTTP listener. It sets no fallback, so it merges with other routers (the
 /// broker's `/metrics`); `run` adds one answering 404 in the REST proxy's error shape.
 pub fn router(console: Arc<Console>) -> Router {
     burrow::routes()
         .merge(rest::routes())
+        .merge(ui::routes())
         .layer(axum::extract::DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
         .with_state(console)
 }

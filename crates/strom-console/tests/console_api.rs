@@ -1,0 +1,502 @@
+//! The web console's endpoints against a real broker: the embedded front end (content types,
+//! ETag revalidation), `/api/console/...` bodies (topics with sizes, partitions, the message
+//! browser and its filters, groups, offset reset preview/apply, histories) and their
+//! v3-shaped errors, asserted exactly.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use hyper::Method;
+use serde_json::{json, Value};
+use strom_client::{Consumer, ConsumerConfig, ProducerRecord, TopicPartition};
+use strom_console::ConsoleConfig;
+
+fn config(b: &str) -> ConsoleConfig {
+    let mut c = ConsoleConfig::new(b);
+    c.history_interval = Duration::from_millis(200);
+    c.lag.poll_interval = Duration::from_millis(200);
+    c
+}
+
+/// Records `n` of `topic` partition `p`: key `k{i}`, value `{"n":i}`, header `h=even|odd`.
+async fn produce(b: &str, topic: &str, p: i32, n: usize) {
+    let prod = producer(b).await;
+    let mut futs = Vec::new();
+    for i in 0..n {
+        let parity = if i % 2 == 0 { "even" } else { "odd" };
+        let r = ProducerRecord::new(topic)
+            .partition(p)
+            .key(format!("k{i}"))
+            .value(format!("{{\"n\":{i}}}"))
+            .header("h", Some(parity.as_bytes().to_vec().into()));
+        futs.push(prod.send(r).await.unwrap());
+    }
+    for f in futs {
+        f.await.unwrap();
+    }
+}
+
+fn offsets(v: &Value) -> Vec<i64> {
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["offset"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_end_is_served_with_types_and_revalidation() {
+    let server = Server::start();
+    let cs = serve_console(config(&server.bootstrap())).await;
+    let (status, h, body) = get_with_headers(&cs.addr, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    assert!(body.contains(r#"<script type="module" src="/ui/app.js"></script>"#));
+    for (file, ty) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("pages.js", "text/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let path = format!("/ui/{file}");
+        let (status, h, body) = get_with_headers(&cs.addr, &path, &[]).await;
+        assert_eq!((status, &h["content-type"]), (200, &ty.parse().unwrap()));
+        assert!(!body.is_empty());
+        let etag = h["etag"].to_str().unwrap().to_owned();
+        let (status, _, body) =
+            get_with_headers(&cs.addr, &path, &[("if-none-match", &etag)]).await;
+        assert_eq!((status, body.as_str()), (304, ""), "{file} revalidates");
+    }
+    assert_eq!(
+        get(&cs.addr, "/ui/missing.js").await,
+        (
+            404,
+            json!({"error_code": 404, "message": "HTTP 404 Not Found"})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_partitions_and_overview() {
+    let server = Server::start();
+    let b = server.bootstrap();
+    for (t, n) in [("a-1", 3), ("a-2", 1), ("b-1", 1)] {
+        create_topic(&b, t, n).await;
+    }
+    produce(&b, "a-1", 1, 10).await;
+    let cs = serve_console(config(&b)).await;
+
+    let (status, mut v) = get(&cs.addr, "/api/console/topics?filter=A-&limit=1").await;
+    assert_eq!(status, 200);
+    assert!(v["data"][0]["size_bytes"].as_i64().unwrap() > 0, "{v}");
+    v["data"][0]["size_bytes"] = json!("SIZE");
+    assert_eq!(
+        v,
+        json!({"total": 2, "offset": 0, "limit": 1, "data": [{
+            "topic_name": "a-1", "is_internal": false, "partitions_count": 3,
+            "replication_factor": 1, "under_replicated_partitions": 0,
+            "size_bytes": "SIZE", "messages": 10,
+        }]})
+    );
+    let (_, v) = get(&cs.addr, "/api/console/topics?filter=a-&offset=1&limit=5").await;
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["data"][0]["topic_name"], "a-2");
+    assert_eq!(v["data"][0]["messages"], 0);
+    let (_, v) = get(&cs.addr, "/api/console/topics?filter=zzz").await;
+    assert_eq!(v, json!({"total": 0, "offset": 0, "limit": 50, "data": []}));
+    for (q, msg) in [
+        ("limit=0", "limit: must be between 1 and 500"),
+        ("limit=501", "limit: must be between 1 and 500"),
+        ("offset=-1", "offset: '-1' is not a valid number"),
+        ("internal=maybe", "internal: 'maybe' is not true or false"),
+    ] {
+        assert_eq!(
+            get(&cs.addr, &format!("/api/console/topics?{q}")).await,
+            (400, json!({"error_code": 400, "message": msg})),
+            "{q}"
+        );
+    }
+
+    let (status, mut v) = get(
+        &cs.addr,
+        "/api/console/topics/a-1/partitions?offset=1&limit=1",
+    )
+    .await;
+    assert_eq!(status, 200);
+    v["data"][0]["size_bytes"] = json!("SIZE");
+    assert_eq!(
+        v,
+        json!({"topic_name": "a-1", "total": 3, "offset": 1, "limit": 1, "data": [{
+            "partition_id": 1, "leader": 1, "replicas": [1], "isr": [1], "offline_replicas": [],
+            "log_start_offset": 0, "log_end_offset": 10, "size_bytes": "SIZE",
+        }]})
+    );
+    assert_eq!(
+        get(&cs.addr, "/api/console/topics/nope/partitions").await,
+        (
+            404,
+            json!({"error_code": 40403, "message": "This server does not host this topic-partition."})
+        )
+    );
+
+    let (status, v) = get(&cs.addr, "/api/console/overview").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["brokers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["brokers"][0]["is_controller"], true);
+    assert_eq!(v["topics"], 3);
+    let all: usize = admin(&b)
+        .await
+        .list_topics(true)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.partitions.len())
+        .sum();
+    assert_eq!(v["partitions"], all);
+    assert_eq!(v["offline_partitions"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_browser_reads_pages_and_filters_on_the_server() {
+    let server = Server::start();
+    let b = server.bootstrap();
+    create_topic(&b, "m", 2).await;
+    produce(&b, "m", 0, 20).await;
+    let cs = serve_console(config(&b)).await;
+    let base = "/api/console/topics/m/messages";
+
+    let (status, v) = get(&cs.addr, &format!("{base}?position=earliest&limit=5")).await;
+    assert_eq!(status, 200);
+    assert_eq!(offsets(&v), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        (
+            v["from_offset"].clone(),
+            v["next_offset"].clone(),
+            v["scanned"].clone(),
+            v["end_reached"].clone()
+        ),
+        (json!(0), json!(5), json!(5), json!(false))
+    );
+    let mut first = v["data"][0].clone();
+    assert!(first["timestamp"].as_i64().unwrap() > 0);
+    first["timestamp"] = json!(0);
+    first["time"] = json!("T");
+    assert_eq!(
+        first,
+        json!({"partition": 0, "offset": 0, "timestamp": 0, "time": "T",
+            "key": "k0", "key_encoding": "text", "value": "{\"n\":0}", "value_encoding": "text",
+            "value_size": 7, "truncated": false, "schema_id": null,
+            "headers": [{"key": "h", "value": "even", "encoding": "text"}]})
+    );
+    // Latest (the default): the last `limit` records.
+    let (_, v) = get(&cs.addr, &format!("{base}?limit=3")).await;
+    assert_eq!(offsets(&v), vec![17, 18, 19]);
+    assert_eq!(v["end_reached"], true);
+    // From an offset, and from a timestamp (every record is after 0).
+    let (_, v) = get(&cs.addr, &format!("{base}?offset=18")).await;
+    assert_eq!(offsets(&v), vec![18, 19]);
+    let (_, v) = get(&cs.addr, &format!("{base}?timestamp=0&limit=2")).await;
+    assert_eq!(offsets(&v), vec![0, 1]);
+    let (_, v) = get(&cs.addr, &format!("{base}?timestamp=99999999999999")).await;
+    assert_eq!((offsets(&v), v["from_offset"].clone()), (vec![], json!(20)));
+    // Server-side filters: value substring, key, header; scanning stops at max_scan.
+    let (_, v) = get(
+        &cs.addr,
+        &format!("{base}?position=earliest&value=%22n%22%3A1"),
+    )
+    .await;
+    assert_eq!(offsets(&v), vec![1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    let (_, v) = get(&cs.addr, &format!("{base}?key=k7")).await;
+    assert_eq!((offsets(&v), v["scanned"].clone()), (vec![7], json!(20)));
+    let (_, v) = get(
+        &cs.addr,
+        &format!("{base}?position=earliest&header=odd&limit=3"),
+    )
+    .await;
+    assert_eq!(
+        (offsets(&v), v["next_offset"].clone()),
+        (vec![1, 3, 5], json!(6))
+    );
+    let (_, v) = get(
+        &cs.addr,
+        &format!("{base}?position=earliest&header=odd&max_scan=4"),
+    )
+    .await;
+    assert_eq!(
+        (offsets(&v), v["next_offset"].clone()),
+        (vec![1, 3], json!(4))
+    );
+    // An empty partition.
+    let (_, v) = get(&cs.addr, &format!("{base}?partition=1")).await;
+    assert_eq!(
+        (offsets(&v), v["end_reached"].clone()),
+        (vec![], json!(true))
+    );
+
+    for (q, status, body) in [
+        (
+            "partition=2",
+            404,
+            json!({"error_code": 40403, "message": "This server does not host this topic-partition."}),
+        ),
+        (
+            "offset=abc",
+            400,
+            json!({"error_code": 400, "message": "offset: 'abc' is not a valid number"}),
+        ),
+        (
+            "offset=1&timestamp=2",
+            400,
+            json!({"error_code": 400, "message": "give one of offset, timestamp and position"}),
+        ),
+        (
+            "position=middle",
+            400,
+            json!({"error_code": 400, "message": "position: 'middle' is not earliest or latest"}),
+        ),
+        (
+            "limit=501",
+            400,
+            json!({"error_code": 400, "message": "limit: must be between 1 and 500"}),
+        ),
+        (
+            "max_scan=0",
+            400,
+            json!({"error_code": 400, "message": "max_scan: must be between 1 and 100000"}),
+        ),
+    ] {
+        assert_eq!(
+            get(&cs.addr, &format!("{base}?{q}")).await,
+            (status, body),
+            "{q}"
+        );
+    }
+    assert_eq!(
+        get(&cs.addr, "/api/console/topics/nope/messages").await,
+        (
+            404,
+            json!({"error_code": 40403, "message": "This server does not host this topic-partition."})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_reset_offsets_with_preview_and_histories() {
+    let server = Server::start();
+    let b = server.bootstrap();
+    create_topic(&b, "r", 2).await;
+    produce(&b, "r", 0, 20).await;
+    produce(&b, "r", 1, 4).await;
+    let cs = serve_console(config(&b)).await;
+    let admin = admin(&b).await;
+    let commit = |p: i32, o: i64| (TopicPartition::new("r", p), o);
+    admin
+        .alter_group_offsets("g", &BTreeMap::from([commit(0, 5), commit(1, 4)]))
+        .await
+        .unwrap();
+
+    let (status, v) = get(&cs.addr, "/api/console/groups/g").await;
+    assert_eq!(status, 200);
+    let rows: Vec<Value> = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            json!([
+                p["partition_id"],
+                p["committed_offset"],
+                p["log_end_offset"],
+                p["lag"]
+            ])
+        })
+        .collect();
+    assert_eq!(rows, vec![json!([0, 5, 20, 15]), json!([1, 4, 4, 0])]);
+    assert_eq!(
+        (v["members"].clone(), v["partitions_total"].clone()),
+        (json!([]), json!(2))
+    );
+    let (_, v) = get(&cs.addr, "/api/console/groups?filter=g").await;
+    assert_eq!(
+        (v["total"].clone(), v["data"][0]["group_id"].clone()),
+        (json!(1), json!("g"))
+    );
+
+    // The lag history fills from the sampler.
+    let lag = eventually("lag history", Duration::from_secs(10), async || {
+        let (_, h) = get(&cs.addr, "/api/console/history/lag/g").await;
+        h["data"].as_array()?.last().map(|s| s["lag"].clone())
+    })
+    .await;
+    assert_eq!(lag, json!(15));
+    let (_, h) = get(&cs.addr, "/api/console/history/throughput").await;
+    assert_eq!(h["interval_ms"], 200);
+    assert_eq!(h["end_offsets"], 24);
+
+    // Preview: nothing changes.
+    let path = "/api/console/groups/g/reset-offsets";
+    let (status, v) = http_json(
+        &cs.addr,
+        Method::POST,
+        path,
+        Some(r#"{"to":"earliest","topic":"r","partitions":[0]}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v,
+        json!({"group_id": "g", "state": "Empty", "members": 0, "dry_run": true, "applied": false,
+            "can_apply": true, "partitions": [{"topic_name": "r", "partition_id": 0,
+            "current_offset": 5, "new_offset": 0, "log_start_offset": 0, "log_end_offset": 20,
+            "lag_after": 20}]})
+    );
+    assert_eq!(
+        admin.list_group_offsets("g").await.unwrap()[&TopicPartition::new("r", 0)].offset,
+        5
+    );
+    // Offsets are clamped to the partition's range; timestamps find the first offset.
+    let (_, v) = http_json(
+        &cs.addr,
+        Method::POST,
+        path,
+        Some(r#"{"to":"offset","offset":100}"#),
+    )
+    .await;
+    let news: Vec<Value> = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["new_offset"].clone())
+        .collect();
+    assert_eq!(news, vec![json!(20), json!(4)]);
+    let (_, v) = http_json(
+        &cs.addr,
+        Method::POST,
+        path,
+        Some(r#"{"to":"timestamp","timestamp":0}"#),
+    )
+    .await;
+    let news: Vec<Value> = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["new_offset"].clone())
+        .collect();
+    assert_eq!(news, vec![json!(0), json!(0)]);
+    // Apply.
+    let (status, v) = http_json(
+        &cs.addr,
+        Method::POST,
+        path,
+        Some(r#"{"to":"latest","dry_run":false}"#),
+    )
+    .await;
+    assert_eq!((status, v["applied"].clone()), (200, json!(true)));
+    let now = admin.list_group_offsets("g").await.unwrap();
+    assert_eq!(
+        (
+            now[&TopicPartition::new("r", 0)].offset,
+            now[&TopicPartition::new("r", 1)].offset
+        ),
+        (20, 4)
+    );
+
+    // An active group: Kafka refuses.
+    let mut cc = ConsumerConfig::new(&b);
+    cc.set("group.id", "live").unwrap();
+    let mut consumer = Consumer::new(cc).await.unwrap();
+    consumer.subscribe(&["r"], None).unwrap();
+    eventually("an assignment", Duration::from_secs(20), async || {
+        consumer.poll(Duration::from_millis(100)).await.ok()?;
+        (!consumer.assignment().is_empty()).then_some(())
+    })
+    .await;
+    let (status, v) = http_json(
+        &cs.addr,
+        Method::POST,
+        "/api/console/groups/live/reset-offsets",
+        Some(r#"{"to":"earliest","topic":"r"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, v["can_apply"].clone(), v["state"].clone()),
+        (200, json!(false), json!("Stable"))
+    );
+    assert_eq!(
+        http_json(
+            &cs.addr,
+            Method::POST,
+            "/api/console/groups/live/reset-offsets",
+            Some(r#"{"to":"earliest","topic":"r","dry_run":false}"#)
+        )
+        .await,
+        (
+            400,
+            json!({"error_code": 40002, "message": "Assignments can only be reset if the group 'live' is inactive, but the current state is Stable."})
+        )
+    );
+    let (_, v) = get(&cs.addr, "/api/console/groups/live").await;
+    assert_eq!(v["members"].as_array().unwrap().len(), 1);
+    assert_eq!(v["members"][0]["assignments"].as_array().unwrap().len(), 2);
+
+    for (body, status, want) in [
+        (
+            r#"{"to":"sideways"}"#,
+            400,
+            json!({"error_code": 400, "message": "to: 'sideways' is not earliest, latest, timestamp or offset"}),
+        ),
+        (
+            r#"{"to":"offset"}"#,
+            400,
+            json!({"error_code": 400, "message": "to 'offset' needs an offset"}),
+        ),
+        (
+            r#"{"to":"timestamp","timestamp":-5}"#,
+            400,
+            json!({"error_code": 400, "message": "to 'timestamp' needs a timestamp (ms since the epoch, >= 0)"}),
+        ),
+        (
+            r#"{"to":"earliest","topic":"r","partitions":[7]}"#,
+            404,
+            json!({"error_code": 40403, "message": "This server does not host this topic-partition."}),
+        ),
+        (
+            r#"{"to":"earliest","topic":"nope"}"#,
+            404,
+            json!({"error_code": 40403, "message": "This server does not host this topic-partition."}),
+        ),
+    ] {
+        assert_eq!(
+            http_json(&cs.addr, Method::POST, path, Some(body)).await,
+            (status, want),
+            "{body}"
+        );
+    }
+    let (status, v) = http_json(&cs.addr, Method::POST, path, Some("{")).await;
+    assert_eq!((status, v["error_code"].clone()), (400, json!(400)));
+    assert_eq!(
+        http_json(
+            &cs.addr,
+            Method::POST,
+            "/api/console/groups/nope/reset-offsets",
+            Some(r#"{"to":"earliest"}"#)
+        )
+        .await,
+        (
+            404,
+            json!({"error_code": 404, "message": "Consumer group nope cannot be found."})
+        )
+    );
+    assert_eq!(
+        get(&cs.addr, "/api/console/groups/nope").await,
+        (
+            404,
+            json!({"error_code": 404, "message": "Consumer group nope cannot be found."})
+        )
+    );
+    drop(consumer);
+}
