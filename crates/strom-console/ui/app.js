@@ -1,7 +1,8 @@
 // The console's router: hash routes (#/, #/topics, #/topics/{t}?tab=..., #/groups,
 // #/groups/{g}) render a page into <main>; pages that return a refresh function are
 // refreshed every 2 s while shown. <main data-ready="..."> marks a rendered page (what
-// the end-to-end tests and the load-time figure wait for).
+// the end-to-end tests and the load-time figure wait for; data-rendered-at is its time
+// in ms since the navigation started).
 import * as pages from './pages.js';
 
 const REFRESH_MS = 2000;
@@ -41,6 +42,8 @@ async function render() {
   if (mine !== generation) return;
   main.replaceChildren(el);
   main.dataset.ready = name;
+  // Milliseconds from the navigation's start to this page rendered (the load-time figure).
+  main.dataset.renderedAt = String(Math.round(performance.now()));
   if (typeof refresh === 'function') {
     let busy = false;
     timer = setInterval(async () => {

@@ -242,6 +242,7 @@ async function messages(sec, name, t, q) {
   sec.querySelector('#produce-form').onsubmit = async ev => {
     ev.preventDefault();
     const out = sec.querySelector('#produce-result');
+    out.innerHTML = '<p class="muted">Sending…</p>';
     const type = sec.querySelector('#produce-type').value;
     const raw = sec.querySelector('#produce-value').value;
     let data = raw;
