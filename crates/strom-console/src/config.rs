@@ -18,6 +18,9 @@ pub struct ConsoleConfig {
     /// How often the web console samples every partition's end offset and every group's
     /// lag for its charts (the last hour is kept in memory). Default 10 s.
     pub history_interval: Duration,
+    /// The Schema Registry (`http://host:port`) the message browser decodes Confluent-framed
+    /// values through (magic byte 0, schema id); `None`: such values are shown as base64.
+    pub schema_registry_url: Option<String>,
 }
 
 impl ConsoleConfig {
@@ -29,12 +32,13 @@ impl ConsoleConfig {
             lag: LagConfig::default(),
             notifiers: vec![NotifierConfig::Log],
             history_interval: Duration::from_secs(10),
+            schema_registry_url: None,
         }
     }
 
     /// Sets one property (for `server.properties`-style configuration, without a prefix):
     /// `listener`, `cluster.name`, `lag.poll.interval.ms`, `lag.intervals`,
-    /// `lag.stop.after.ms`, `history.interval.ms`, `notify.log` (true/false), `notify.webhook.url`,
+    /// `lag.stop.after.ms`, `history.interval.ms`, `schema.registry.url`, `notify.log` (true/false), `notify.webhook.url`,
     /// `notify.webhook.template`, `notify.webhook.content.type`. The webhook keys configure
     /// one webhook (created by the first of them).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
@@ -61,6 +65,9 @@ impl ConsoleConfig {
                     .ok_or_else(|| format!("{key}: '{value}' is not a positive number"))?;
             }
             "lag.stop.after.ms" => self.lag.stop_after = Some(ms(value)?),
+            "schema.registry.url" => {
+                self.schema_registry_url = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
             "history.interval.ms" => {
                 let d = ms(value)?;
                 if d.is_zero() {

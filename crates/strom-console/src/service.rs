@@ -37,6 +37,7 @@ pub struct Console {
     producer: OnceCell<Producer>,
     lag: Arc<Mutex<LagStore>>,
     history: Arc<Mutex<History>>,
+    decoders: Option<ui::decode::Decoders>,
     stop: watch::Sender<bool>,
     hostname: String,
 }
@@ -75,6 +76,10 @@ impl Console {
             tx,
             stop_rx.clone(),
         ));
+        let decoders = config
+            .schema_registry_url
+            .as_deref()
+            .map(ui::decode::Decoders::new);
         let hist = Arc::new(Mutex::new(History::default()));
         tokio::spawn(history::run(
             admin.clone(),
@@ -89,6 +94,7 @@ impl Console {
             producer: OnceCell::new(),
             lag: store,
             history: hist,
+            decoders,
             stop,
         }))
     }
@@ -104,6 +110,11 @@ impl Console {
     /// The lag monitor's store (read it for reports at a time of your choice).
     pub fn lag_store(&self) -> &Arc<Mutex<LagStore>> {
         &self.lag
+    }
+
+    /// The Schema Registry decoders of the message browser, when a registry is configured.
+    pub(crate) fn decoders(&self) -> Option<&ui::decode::Decoders> {
+        self.decoders.as_ref()
     }
 
     /// The console's chart history (the last hour of samples).
@@ -159,6 +170,13 @@ fn validate(config: &ConsoleConfig) -> Result<(), ConsoleError> {
         return Err(ConsoleError::Config(
             "the history interval must be longer than zero".into(),
         ));
+    }
+    if let Some(url) = &config.schema_registry_url {
+        if !url.starts_with("http://") {
+            return Err(ConsoleError::Config(format!(
+                "schema.registry.url '{url}': only http:// is supported"
+            )));
+        }
     }
     for n in &config.notifiers {
         if let NotifierConfig::Webhook { url, .. } = n {

@@ -500,3 +500,85 @@ async fn groups_reset_offsets_with_preview_and_histories() {
     );
     drop(consumer);
 }
+
+const ORDER_SCHEMA: &str = r#"{"type":"record","name":"Order","fields":[{"name":"item","type":"string"},{"name":"qty","type":"int"}]}"#;
+
+/// A Schema Registry that knows schema 7 (Avro `Order`) only.
+async fn fake_registry() -> String {
+    use axum::extract::Path;
+    use axum::http::StatusCode;
+    use axum::Json;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/schemas/ids/{id}",
+        axum::routing::get(|Path(id): Path<i32>| async move {
+            if id == 7 {
+                (StatusCode::OK, Json(json!({ "schema": ORDER_SCHEMA })))
+            } else {
+                (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"error_code": 40403, "message": "Schema not found"})),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framed_values_are_decoded_through_the_schema_registry() {
+    let server = Server::start();
+    let b = server.bootstrap();
+    create_topic(&b, "avro", 1).await;
+    let prod = producer(&b).await;
+    // Schema 7: {"item": "book", "qty": 2} in Avro (zig-zag lengths and ints); schema 9 is
+    // unknown to the registry.
+    let framed: [&[u8]; 2] = [
+        &[0, 0, 0, 0, 7, 8, b'b', b'o', b'o', b'k', 4],
+        &[0, 0, 0, 0, 9, 0],
+    ];
+    for v in framed {
+        let r = ProducerRecord::new("avro").value(v.to_vec());
+        prod.send(r).await.unwrap().await.unwrap();
+    }
+    let path = "/api/console/topics/avro/messages?position=earliest";
+
+    let plain = serve_console(config(&b)).await;
+    let (_, v) = get(&plain.addr, path).await;
+    let shown: Vec<Value> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!([m["schema_id"], m["value_encoding"], m["value"]]))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            json!([7, "base64", "AAAAAAcIYm9vawQ="]),
+            json!([9, "base64", "AAAAAAkA"])
+        ]
+    );
+
+    let mut cfg = config(&b);
+    cfg.schema_registry_url = Some(fake_registry().await);
+    let decoding = serve_console(cfg).await;
+    let (status, v) = get(&decoding.addr, path).await;
+    assert_eq!(status, 200);
+    let m = &v["data"][0];
+    assert_eq!(
+        (m["value_encoding"].clone(), m["schema_type"].clone()),
+        (json!("schema-registry"), json!("AVRO"))
+    );
+    let decoded: Value = serde_json::from_str(m["value"].as_str().unwrap()).unwrap();
+    assert_eq!(decoded, json!({"item": "book", "qty": 2}));
+    let m = &v["data"][1];
+    assert_eq!(
+        (m["value_encoding"].clone(), m["decode_error"].clone()),
+        (
+            json!("base64"),
+            json!("schema registry error 40403 (HTTP 404): Schema not found")
+        )
+    );
+}

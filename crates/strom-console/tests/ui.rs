@@ -264,23 +264,25 @@ async fn ui_page_load_figures() {
         f.await.unwrap();
     }
     println!("1,000,000 records written in {:?}", started.elapsed());
-    // ~2,000 partitions: 40 topics of 50.
+    // ~2,000 partitions: 20 topics of 50 and one of 1,000.
     let admin = admin(&b).await;
-    for i in 0..40 {
-        let name = format!("wide-{i:02}");
+    let topics = (0..20)
+        .map(|i| (format!("wide-{i:02}"), 50))
+        .chain([("wide-1000".to_owned(), 1000)]);
+    for (name, n) in topics {
         admin
-            .create_topics(&[strom_client::NewTopic::new(&name, 50, 1)], false)
+            .create_topics(&[strom_client::NewTopic::new(&name, n, 1)], false)
             .await
             .unwrap()
             .into_iter()
-            .for_each(|(n, r)| r.unwrap_or_else(|e| panic!("create {n}: {e}")));
-        wait_for_leaders(&admin, &name, 50).await;
+            .for_each(|(t, r)| r.unwrap_or_else(|e| panic!("create {t}: {e}")));
+        wait_for_leaders(&admin, &name, n).await;
     }
     let cs = serve_console(ConsoleConfig::new(&b)).await;
     let shots = screenshot_dir("bench");
     let out = Command::new("node")
         .arg(ui_dir().join("console.mjs"))
-        .args(["--bench", &cs.base, "big"])
+        .args(["--bench", &cs.base, "big", "wide-1000"])
         .arg(&shots)
         .arg("5")
         .stderr(Stdio::inherit())

@@ -6,9 +6,9 @@ function fmtNum(v) {
   return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
-function fmtTime(t) {
-  const d = new Date(t);
-  return d.toTimeString().slice(0, 5);
+// hh:mm, or hh:mm:ss when the chart spans less than 10 minutes.
+function fmtTime(t, span) {
+  return new Date(t).toTimeString().slice(0, span < 600000 ? 8 : 5);
 }
 
 export function lineChart(points, { width = 640, height = 180, label = '', color = '#1f5f8b' } = {}) {
@@ -29,8 +29,8 @@ export function lineChart(points, { width = 640, height = 180, label = '', color
     svg.push(`<line x1="${left}" x2="${left + w}" y1="${yy}" y2="${yy}" stroke="#e5e7eb"/>`);
     svg.push(`<text x="${left - 4}" y="${yy + 4}" text-anchor="end" font-size="10" fill="#6b7280">${fmtNum(v)}</text>`);
   }
-  svg.push(`<text x="${left}" y="${height - 4}" font-size="10" fill="#6b7280">${fmtTime(t0)}</text>`);
-  svg.push(`<text x="${left + w}" y="${height - 4}" text-anchor="end" font-size="10" fill="#6b7280">${fmtTime(t1)}</text>`);
+  svg.push(`<text x="${left}" y="${height - 4}" font-size="10" fill="#6b7280">${fmtTime(t0, t1 - t0)}</text>`);
+  svg.push(`<text x="${left + w}" y="${height - 4}" text-anchor="end" font-size="10" fill="#6b7280">${fmtTime(t1, t1 - t0)}</text>`);
   const d = points.map((p, i) => `${i ? 'L' : 'M'}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join('');
   svg.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
   const last = points[points.length - 1];

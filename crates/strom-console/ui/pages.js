@@ -279,7 +279,7 @@ async function messages(sec, name, t, q) {
       <table id="messages-table"><thead><tr><th class="num">Offset</th><th>Time</th><th>Key</th><th>Value</th><th>Headers</th></tr></thead><tbody>
       ${r.data.map(m => `<tr class="msg-row" data-offset="${m.offset}"><td class="num">${m.offset}</td><td>${esc(m.time)}</td>
         <td class="mono">${pretty(m.key, m.key_encoding, 'text')}</td>
-        <td><pre>${pretty(m.value, m.value_encoding, p.format)}</pre>${m.schema_id != null ? `<span class="muted">schema id ${m.schema_id} (not decoded)</span>` : ''}${m.truncated ? '<span class="muted">(cut)</span>' : ''}</td>
+        <td><pre>${pretty(m.value, m.value_encoding, p.format)}</pre>${m.schema_id != null ? `<span class="muted schema">schema ${m.schema_id}${m.schema_type ? ` (${esc(m.schema_type)}, decoded)` : m.decode_error ? `: not decoded: ${esc(m.decode_error)}` : ' (no registry configured)'}</span>` : ''}${m.truncated ? '<span class="muted">(cut)</span>' : ''}</td>
         <td>${m.headers.map(h => `<div class="mono">${esc(h.key)}=${esc(h.value ?? '')}</div>`).join('')}</td></tr>`).join('')}
       </tbody></table>`;
     if (r.data.length === 0) res.querySelector('tbody').innerHTML = '<tr><td colspan="5" class="muted" id="no-messages">No messages.</td></tr>';

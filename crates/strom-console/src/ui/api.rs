@@ -363,7 +363,9 @@ fn record_json(r: &ConsumerRecord) -> Value {
 /// record at or after a timestamp in ms, `earliest`, or by default `latest`: the last
 /// `limit` records, or the last `max_scan` when filtering) and returns up to `limit`
 /// records whose key, value or a header contains the given substrings. It reads at most
-/// `max_scan` records and 5 s; `next_offset` is where to continue.
+/// `max_scan` records and 5 s; `next_offset` is where to continue. With a Schema Registry
+/// configured, Confluent-framed values are decoded to JSON text (`value_encoding`
+/// `schema-registry`, `schema_type`), or carry `decode_error`; filters match the raw bytes.
 pub async fn messages(
     State(c): State<Shared>,
     Path(topic): Path<String>,
@@ -485,13 +487,30 @@ pub async fn messages(
                 scanned += 1;
                 next = r.offset + 1;
                 if filters.matches(&r) {
-                    found.push(record_json(&r));
+                    found.push(r);
                     if found.len() >= limit {
                         break 'read;
                     }
                 }
             }
         }
+    }
+    let mut data = Vec::with_capacity(found.len());
+    for r in &found {
+        let mut v = record_json(r);
+        if let (Some(d), Some(id), Some(bytes)) =
+            (c.decoders(), v["schema_id"].as_i64(), r.value.as_ref())
+        {
+            match d.decode(id as i32, bytes).await {
+                Ok((decoded, ty)) => {
+                    v["value"] = Value::from(decoded.to_string());
+                    v["value_encoding"] = Value::from("schema-registry");
+                    v["schema_type"] = Value::from(ty);
+                }
+                Err(e) => v["decode_error"] = Value::from(e),
+            }
+        }
+        data.push(v);
     }
     Ok(ok(json!({
         "topic_name": topic,
@@ -502,7 +521,7 @@ pub async fn messages(
         "next_offset": next,
         "scanned": scanned,
         "end_reached": next >= end,
-        "data": found,
+        "data": data,
     })))
 }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod decode;
 pub mod history;
 
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 // End-to-end test of the Strom console in headless Chromium (Debian's /usr/bin/chromium,
 // driven by playwright-core). Run by tests/ui.rs:
 //   node console.mjs <console-url> <bootstrap> <screenshot-dir>            the scenario
-//   node console.mjs --bench <console-url> <topic> <screenshot-dir> [n]    page load times
+//   node console.mjs --bench <console-url> <big-topic> <wide-topic> <screenshot-dir> [n]
+//                                                      page load times (median of n)
 // The scenario asks the Rust side to drive a consumer group: it prints "STEP <name>" and
 // waits for a line "DONE" on stdin. Any failed check throws: the exit status is 1.
 import { chromium } from 'playwright-core';
@@ -233,14 +234,15 @@ async function scenario(base, bootstrap, dir) {
 }
 
 // Median of `n` full page loads (navigation start to the page's content rendered).
-async function bench(base, topic, dir, n) {
+async function bench(base, topic, wide, dir, n) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const out = {};
   const t = encodeURIComponent(topic);
   const cases = [
     ['topics', '#/topics', 'topics'],
-    ['topic_partitions', `#/topics/${t}`, 'topic'],
+    ['wide_topic_partitions', `#/topics/${encodeURIComponent(wide)}`, 'topic'],
+    ['wide_topic_partitions_last_page', `#/topics/${encodeURIComponent(wide)}?offset=950`, 'topic'],
     ['messages_latest', `#/topics/${t}?tab=messages&partition=0`, 'topic'],
     ['messages_at_offset', `#/topics/${t}?tab=messages&partition=0&mode=offset&at=500000`, 'topic'],
     ['messages_filtered', `#/topics/${t}?tab=messages&partition=0&mode=offset&at=0&value=needle`, 'topic'],
@@ -269,8 +271,8 @@ async function bench(base, topic, dir, n) {
 const args = process.argv.slice(2);
 try {
   if (args[0] === '--bench') {
-    mkdirSync(args[3], { recursive: true });
-    await bench(args[1], args[2], args[3], Number(args[4] || 5));
+    mkdirSync(args[4], { recursive: true });
+    await bench(args[1], args[2], args[3], args[4], Number(args[5] || 5));
   } else {
     if (args.length !== 3) throw new Error('usage: node console.mjs <console-url> <bootstrap> <screenshot-dir>');
     mkdirSync(args[2], { recursive: true });
