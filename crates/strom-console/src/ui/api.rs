@@ -88,9 +88,10 @@ async fn offsets_of(c: &Console, tps: &[TopicPartition]) -> HashMap<TopicPartiti
         return out;
     }
     let spec = |ts| tps.iter().map(|tp| (tp.clone(), ts)).collect::<Vec<_>>();
-    let (Ok(starts), Ok(ends)) = (
-        client.list_offsets(&spec(EARLIEST), 0).await,
-        client.list_offsets(&spec(LATEST), 0).await,
+    let (earliest, latest) = (spec(EARLIEST), spec(LATEST));
+    let (Ok(starts), Ok(ends)) = tokio::join!(
+        client.list_offsets(&earliest, 0),
+        client.list_offsets(&latest, 0),
     ) else {
         return out;
     };
@@ -203,8 +204,7 @@ pub async fn topics(State(c): State<Shared>, q: Params) -> RestResult<Response> 
                 .map(|p| TopicPartition::new(&t.name, p.partition))
         })
         .collect();
-    let offsets = offsets_of(&c, &tps).await;
-    let sizes = sizes(&c).await;
+    let (offsets, sizes) = tokio::join!(offsets_of(&c, &tps), sizes(&c));
     let data: Vec<Value> = shown
         .iter()
         .map(|t| {
@@ -260,8 +260,7 @@ pub async fn partitions(
         .filter(|p| p.leader >= 0)
         .map(|p| TopicPartition::new(&topic, p.partition))
         .collect();
-    let offsets = offsets_of(&c, &tps).await;
-    let sizes = sizes(&c).await;
+    let (offsets, sizes) = tokio::join!(offsets_of(&c, &tps), sizes(&c));
     let data: Vec<Value> = shown
         .iter()
         .map(|p| {
@@ -397,6 +396,11 @@ pub async fn messages(
     };
     let offset = num::<i64>(&q, "offset")?;
     let timestamp = num::<i64>(&q, "timestamp")?;
+    if timestamp.is_some_and(|t| t < 0) {
+        return Err(RestError::BadRequest(
+            "timestamp: must be ms since the epoch (>= 0)".into(),
+        ));
+    }
     let position = q.get("position").map(String::as_str).unwrap_or("");
     if [offset.is_some(), timestamp.is_some(), !position.is_empty()]
         .iter()
@@ -427,7 +431,8 @@ pub async fn messages(
             .list_offsets(&[(tp.clone(), LATEST)], 0)
             .await
             .map_err(err)?,
-    );
+    )
+    .max(start);
     let from = match (offset, timestamp, position) {
         (Some(o), _, _) => o.clamp(start, end),
         (_, Some(ts), _) => {
@@ -775,7 +780,7 @@ pub async fn reset_offsets(
     let mut rows = Vec::new();
     for tp in &tps {
         let start = starts.get(tp).map_or(0, |x| x.0);
-        let end = ends.get(tp).map_or(0, |x| x.0);
+        let end = ends.get(tp).map_or(0, |x| x.0).max(start);
         let new = match req.to.as_str() {
             "earliest" => start,
             "latest" => end,
