@@ -8,7 +8,7 @@
 //! then resets the group's offsets with a preview. Screenshots go to `STROM_UI_SCREENSHOTS`
 //! or `<target>/tmp/console-screenshots`.
 //!
-//! Needs `node` (>= 20, with npm) and `/usr/bin/chromium` (or `CHROMIUM`): without them the
+//! Needs `node` (>= 18, with npm) and `/usr/bin/chromium` (or `CHROMIUM`): without them the
 //! test fails and says what to install.
 //!
 //! `ui_page_load_figures` (ignored: it writes a million records) measures page load times
@@ -29,7 +29,7 @@ use strom_console::ConsoleConfig;
 use tokio::sync::{mpsc, oneshot};
 
 const INSTALL: &str = "install them with: apt-get install -y chromium nodejs npm \
-     (node >= 20; the test runs `npm ci` in crates/strom-console/tests/ui itself)";
+     (node >= 18; the test runs `npm ci` in crates/strom-console/tests/ui itself)";
 
 fn ui_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui")
