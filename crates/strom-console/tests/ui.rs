@@ -66,6 +66,14 @@ fn screenshot_dir(name: &str) -> PathBuf {
         .unwrap_or_else(|_| Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"))
         .join(name);
     println!("console screenshots: {}", dir.display());
+    // This run's screenshots only (a failure.png of an earlier run would mislead).
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "png") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     dir
 }
 
@@ -298,9 +306,11 @@ async fn ui_page_load_figures() {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     for page in [
         "topics",
+        "wide_topic_partitions",
         "messages_latest",
         "messages_at_offset",
-        "messages_filtered",
+        "messages_filtered_100k",
+        "messages_filtered_latest_100k",
     ] {
         let ms = v[page]["median_ms"].as_f64().unwrap();
         assert!(ms > 0.0 && ms < 10_000.0, "{page} loads in {ms} ms");

@@ -55,7 +55,7 @@ export async function overview(el) {
       <div class="card"><div class="muted">Brokers</div><div class="n" id="ov-brokers">${o.brokers.length}</div></div>
       <div class="card"><div class="muted">Controller</div><div class="n" id="ov-controller">${esc(o.controller_id)}</div></div>
       <div class="card"><div class="muted">Topics</div><div class="n" id="ov-topics">${num(o.topics)}</div></div>
-      <div class="card"><div class="muted">Partitions</div><div class="n" id="ov-partitions">${num(o.partitions)}</div></div>
+      <div class="card"><div class="muted">Partitions (with internal)</div><div class="n" id="ov-partitions">${num(o.partitions)}</div></div>
       <div class="card"><div class="muted">Under-replicated</div><div class="n">${num(o.under_replicated_partitions)}</div></div>
       <div class="card"><div class="muted">Offline</div><div class="n">${num(o.offline_partitions)}</div></div>
       <div class="card"><div class="muted">Consumer groups</div><div class="n">${num(o.groups)}</div></div>
@@ -211,7 +211,7 @@ async function messages(sec, name, t, q) {
   const p = {
     partition: q.get('partition') || '0', mode: q.get('mode') || 'latest', at: q.get('at') || '',
     key: q.get('key') || '', value: q.get('value') || '', header: q.get('header') || '',
-    format: q.get('format') || 'json', limit: q.get('limit') || '50',
+    format: q.get('format') || 'json', limit: q.get('limit') || '50', scan: q.get('scan') || '10000',
   };
   const options = Array.from({ length: Math.min(t.partitions_count, 10000) }, (_, i) => `<option ${String(i) === p.partition ? 'selected' : ''}>${i}</option>`).join('');
   sec.innerHTML = `<form id="browse-form">
@@ -223,6 +223,7 @@ async function messages(sec, name, t, q) {
       <label>Header contains<input id="filter-header" name="header" value="${esc(p.header)}"></label>
       <label>Show values<select id="value-format" name="format"><option value="json" ${p.format === 'json' ? 'selected' : ''}>pretty JSON</option><option value="text" ${p.format === 'text' ? 'selected' : ''}>text</option></select></label>
       <label>Limit<input name="limit" type="number" min="1" max="500" value="${esc(p.limit)}" style="width:70px"></label>
+      <label>Scan at most<input id="browse-scan" name="scan" type="number" min="1" max="100000" value="${esc(p.scan)}" style="width:90px"></label>
       <button id="browse-go">Browse</button></form>
     <div id="browse-result"><p class="muted">Reading…</p></div>
     <details id="produce" ${q.get('produce') ? 'open' : ''}><summary>Produce a message</summary>
@@ -264,7 +265,7 @@ async function messages(sec, name, t, q) {
       out.innerHTML = errorBox(e);
     }
   };
-  const query = { partition: p.partition, limit: p.limit, key: p.key, value: p.value, header: p.header };
+  const query = { partition: p.partition, limit: p.limit, max_scan: p.scan, key: p.key, value: p.value, header: p.header };
   if (p.mode === 'offset') query.offset = p.at || '0';
   else if (p.mode === 'timestamp') {
     const ms = /^\d+$/.test(p.at) ? Number(p.at) : Date.parse(p.at);

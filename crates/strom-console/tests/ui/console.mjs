@@ -239,17 +239,20 @@ async function bench(base, topic, wide, dir, n) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const out = {};
   const t = encodeURIComponent(topic);
+  // [name, route, page, text the rendered page must contain]
   const cases = [
-    ['topics', '#/topics', 'topics'],
-    ['wide_topic_partitions', `#/topics/${encodeURIComponent(wide)}`, 'topic'],
-    ['wide_topic_partitions_last_page', `#/topics/${encodeURIComponent(wide)}?offset=950`, 'topic'],
-    ['messages_latest', `#/topics/${t}?tab=messages&partition=0`, 'topic'],
-    ['messages_at_offset', `#/topics/${t}?tab=messages&partition=0&mode=offset&at=500000`, 'topic'],
-    ['messages_filtered', `#/topics/${t}?tab=messages&partition=0&mode=offset&at=0&value=needle`, 'topic'],
-    ['overview', '#/', 'overview'],
+    ['topics', '#/topics', 'topics', '1,000,000'],
+    ['wide_topic_partitions', `#/topics/${encodeURIComponent(wide)}`, 'topic', '1–50 of 1,000'],
+    ['wide_topic_partitions_last_page', `#/topics/${encodeURIComponent(wide)}?offset=950`, 'topic', '951–1000 of 1,000'],
+    ['messages_latest', `#/topics/${t}?tab=messages&partition=0`, 'topic', 'read 50 from offset 999,950, 50 shown'],
+    ['messages_at_offset', `#/topics/${t}?tab=messages&partition=0&mode=offset&at=500000`, 'topic', 'read 50 from offset 500,000, 50 shown'],
+    ['messages_filtered_10k', `#/topics/${t}?tab=messages&partition=0&mode=offset&at=0&value=needle`, 'topic', 'read 10,000 from offset 0, 0 shown'],
+    ['messages_filtered_100k', `#/topics/${t}?tab=messages&partition=0&mode=offset&at=0&value=needle&scan=100000`, 'topic', 'read 100,000 from offset 0, 0 shown'],
+    ['messages_filtered_latest_100k', `#/topics/${t}?tab=messages&partition=0&value=widget-999%22&scan=100000`, 'topic', 'from offset 900,000, 50 shown'],
+    ['overview', '#/', 'overview', 'Throughput'],
   ];
   try {
-    for (const [name, hash, ready_] of cases) {
+    for (const [name, hash, ready_, expect] of cases) {
       const times = [];
       for (let i = 0; i < n; i++) {
         await page.goto('about:blank');
@@ -260,6 +263,8 @@ async function bench(base, topic, wide, dir, n) {
       times.sort((a, b) => a - b);
       out[name] = { median_ms: times[Math.floor(times.length / 2)], min_ms: times[0], max_ms: times[times.length - 1] };
       if (await page.locator('.error').count()) throw new Error(`${name}: ${await page.locator('.error').first().innerText()}`);
+      const shown = await page.locator('main').innerText();
+      if (!shown.includes(expect)) throw new Error(`${name}: the page does not show '${expect}'`);
       await shot(page, dir, `bench-${name}`);
     }
   } finally {
