@@ -204,8 +204,40 @@ pub fn router(console: Arc<Console>) -> Router {
     burrow::routes()
         .merge(rest::routes())
         .merge(ui::routes())
+        .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(axum::extract::DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
         .with_state(console)
+}
+
+/// Refuses a request that changes something (any method but GET, HEAD, OPTIONS) when a
+/// browser sent it from another site: its `Origin` names another host than `Host`. A page
+/// elsewhere could otherwise delete topics or reset offsets through a local console with a
+/// form post (no CORS preflight for `text/plain` bodies). Clients that are not browsers send
+/// no `Origin` and pass.
+async fn same_origin_writes(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, Method};
+    use axum::response::IntoResponse;
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("?");
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let origin_host = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or("");
+            if host.is_empty() || origin_host != host {
+                return rest::RestError::CrossOrigin(origin.to_owned()).into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// Standalone use: starts the console, serves `router` on `config.listener` until

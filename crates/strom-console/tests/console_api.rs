@@ -476,6 +476,40 @@ async fn groups_reset_offsets_with_preview_and_histories() {
             "{body}"
         );
     }
+    // A form post from another site is refused; the console's own page passes.
+    let body = r#"{"to":"earliest","dry_run":false}"#;
+    let (status, text) = request_with_headers(
+        &cs.addr,
+        Method::POST,
+        path,
+        body,
+        &[
+            ("origin", "http://evil.example"),
+            ("content-type", "text/plain"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&text).unwrap()),
+        (
+            403,
+            json!({"error_code": 403, "message": "Cross-origin request refused: Origin http://evil.example does not match this server"})
+        )
+    );
+    assert_eq!(
+        admin.list_group_offsets("g").await.unwrap()[&TopicPartition::new("r", 0)].offset,
+        20
+    );
+    let same = format!("http://{}", cs.addr);
+    let (status, _) = request_with_headers(
+        &cs.addr,
+        Method::POST,
+        path,
+        r#"{"to":"latest"}"#,
+        &[("origin", &same)],
+    )
+    .await;
+    assert_eq!(status, 200);
     let (status, v) = http_json(&cs.addr, Method::POST, path, Some("{")).await;
     assert_eq!((status, v["error_code"].clone()), (400, json!(400)));
     assert_eq!(

@@ -321,3 +321,28 @@ pub async fn producer(b: &str) -> strom_client::Producer {
         .await
         .unwrap()
 }
+
+/// A request with a body and extra headers; the status and the body as text.
+pub async fn request_with_headers(
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = send(
+        addr,
+        req.body(Full::new(Bytes::from(body.to_owned()))).unwrap(),
+    )
+    .await;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
