@@ -190,7 +190,7 @@ async fn message_browser_reads_pages_and_filters_on_the_server() {
         first,
         json!({"partition": 0, "offset": 0, "timestamp": 0, "time": "T",
             "key": "k0", "key_encoding": "text", "value": "{\"n\":0}", "value_encoding": "text",
-            "value_size": 7, "truncated": false, "schema_id": null,
+            "value_size": 7, "truncated": false, "schema_id": null, "key_schema_id": null,
             "headers": [{"key": "h", "value": "even", "encoding": "text"}]})
     );
     // Latest (the default): the last `limit` records.
@@ -574,7 +574,10 @@ async fn framed_values_are_decoded_through_the_schema_registry() {
         &[0, 0, 0, 0, 9, 0],
     ];
     for v in framed {
-        let r = ProducerRecord::new("avro").value(v.to_vec());
+        // The key is framed too (schema 7): decoded like the value.
+        let r = ProducerRecord::new("avro")
+            .key(framed[0].to_vec())
+            .value(v.to_vec());
         prod.send(r).await.unwrap().await.unwrap();
     }
     let path = "/api/console/topics/avro/messages?position=earliest";
@@ -585,13 +588,20 @@ async fn framed_values_are_decoded_through_the_schema_registry() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| json!([m["schema_id"], m["value_encoding"], m["value"]]))
+        .map(|m| {
+            json!([
+                m["schema_id"],
+                m["value_encoding"],
+                m["value"],
+                m["key_encoding"]
+            ])
+        })
         .collect();
     assert_eq!(
         shown,
         vec![
-            json!([7, "base64", "AAAAAAcIYm9vawQ="]),
-            json!([9, "base64", "AAAAAAkA"])
+            json!([7, "base64", "AAAAAAcIYm9vawQ=", "base64"]),
+            json!([9, "base64", "AAAAAAkA", "base64"])
         ]
     );
 
@@ -607,6 +617,12 @@ async fn framed_values_are_decoded_through_the_schema_registry() {
     );
     let decoded: Value = serde_json::from_str(m["value"].as_str().unwrap()).unwrap();
     assert_eq!(decoded, json!({"item": "book", "qty": 2}));
+    assert_eq!(
+        (m["key_schema_id"].clone(), m["key_encoding"].clone()),
+        (json!(7), json!("schema-registry"))
+    );
+    let key: Value = serde_json::from_str(m["key"].as_str().unwrap()).unwrap();
+    assert_eq!(key, json!({"item": "book", "qty": 2}));
     let m = &v["data"][1];
     assert_eq!(
         (m["value_encoding"].clone(), m["decode_error"].clone()),

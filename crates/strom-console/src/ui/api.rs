@@ -331,15 +331,17 @@ impl Filters {
     }
 }
 
+/// The schema id of a value in Confluent's wire format (magic byte 0, a 4-byte id).
+fn framed_id(b: &Option<Bytes>) -> Option<i32> {
+    b.as_ref()
+        .filter(|v| v.len() >= 5 && v[0] == 0)
+        .map(|v| i32::from_be_bytes([v[1], v[2], v[3], v[4]]))
+}
+
 fn record_json(r: &ConsumerRecord) -> Value {
     let (key, key_encoding, key_cut) = shown(&r.key);
     let (value, value_encoding, value_cut) = shown(&r.value);
-    // Confluent's wire format: magic byte 0 and a 4-byte schema id.
-    let schema_id = r
-        .value
-        .as_ref()
-        .filter(|v| v.len() >= 5 && v[0] == 0)
-        .map(|v| i32::from_be_bytes([v[1], v[2], v[3], v[4]]));
+    let schema_id = framed_id(&r.value);
     json!({
         "partition": r.partition,
         "offset": r.offset,
@@ -350,6 +352,7 @@ fn record_json(r: &ConsumerRecord) -> Value {
         "value_size": r.value.as_ref().map_or(0, |v| v.len()),
         "truncated": key_cut || value_cut,
         "schema_id": schema_id,
+        "key_schema_id": framed_id(&r.key),
         "headers": r.headers.iter().map(|(k, v)| {
             let (value, encoding, _) = shown(v);
             json!({"key": k, "value": value, "encoding": encoding})
@@ -364,7 +367,8 @@ fn record_json(r: &ConsumerRecord) -> Value {
 /// records whose key, value or a header contains the given substrings. It reads at most
 /// `max_scan` records and 5 s; `next_offset` is where to continue. With a Schema Registry
 /// configured, Confluent-framed values are decoded to JSON text (`value_encoding`
-/// `schema-registry`, `schema_type`), or carry `decode_error`; filters match the raw bytes.
+/// `schema-registry`, `schema_type`), or carry `decode_error` (keys likewise, with
+/// `key_schema_id` and `key_decode_error`); filters match the raw bytes.
 pub async fn messages(
     State(c): State<Shared>,
     Path(topic): Path<String>,
@@ -503,10 +507,20 @@ pub async fn messages(
     let mut data = Vec::with_capacity(found.len());
     for r in &found {
         let mut v = record_json(r);
-        if let (Some(d), Some(id), Some(bytes)) =
-            (c.decoders(), v["schema_id"].as_i64(), r.value.as_ref())
+        if let (Some(d), Some(id), Some(bytes)) = (c.decoders(), framed_id(&r.key), r.key.as_ref())
         {
-            match d.decode(id as i32, bytes).await {
+            match d.decode(id, bytes).await {
+                Ok((decoded, _)) => {
+                    v["key"] = Value::from(decoded.to_string());
+                    v["key_encoding"] = Value::from("schema-registry");
+                }
+                Err(e) => v["key_decode_error"] = Value::from(e),
+            }
+        }
+        if let (Some(d), Some(id), Some(bytes)) =
+            (c.decoders(), framed_id(&r.value), r.value.as_ref())
+        {
+            match d.decode(id, bytes).await {
                 Ok((decoded, ty)) => {
                     v["value"] = Value::from(decoded.to_string());
                     v["value_encoding"] = Value::from("schema-registry");
