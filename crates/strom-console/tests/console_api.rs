@@ -276,6 +276,37 @@ async fn message_browser_reads_pages_and_filters_on_the_server() {
             "{q}"
         );
     }
+    // Every browse connects a consumer of its own; its connections close with it.
+    let sockets = || {
+        std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read_link(e.path())
+                            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = sockets();
+    for _ in 0..50 {
+        let (status, _) = get(&cs.addr, &format!("{base}?limit=3")).await;
+        assert_eq!(status, 200);
+    }
+    let settled = eventually(
+        "browse connections closed",
+        Duration::from_secs(10),
+        async || {
+            let now = sockets();
+            (now <= before + 5).then_some(now)
+        },
+    )
+    .await;
+    assert!(
+        settled <= before + 5,
+        "{before} sockets before, {settled} after"
+    );
     assert_eq!(
         get(&cs.addr, "/api/console/topics/nope/messages").await,
         (
