@@ -14,7 +14,8 @@ function fmtTime(t, span) {
 export function lineChart(points, { width = 640, height = 180, label = '', color = '#1f5f8b' } = {}) {
   const left = 48, right = 10, top = 18, bottom = 22;
   const w = width - left - right, h = height - top - bottom;
-  const svg = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img" aria-label="${label}">`];
+  // Scales to its container's width (viewBox), keeping its proportions.
+  const svg = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" style="width:100%;height:auto;max-height:${height * 1.5}px" role="img" aria-label="${label}">`];
   svg.push(`<text x="${left}" y="12" font-size="11" fill="#6b7280">${label}</text>`);
   if (points.length === 0) {
     svg.push(`<text x="${left + w / 2}" y="${top + h / 2}" text-anchor="middle" font-size="12" fill="#6b7280">no samples yet</text></svg>`);
