@@ -311,6 +311,78 @@ async fn message_browser_reads_pages_and_filters_on_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_browser_over_all_partitions_merges_by_time() {
+    let server = Server::start();
+    let b = server.bootstrap();
+    create_topic(&b, "all", 3).await;
+    // Partition by partition, so partition 0 holds the oldest records.
+    for p in 0..3 {
+        produce(&b, "all", p, 4).await;
+    }
+    create_topic(&b, "wide", 101).await;
+    let cs = serve_console(config(&b)).await;
+    let base = "/api/console/topics/all/messages?partition=all";
+    let tps = |v: &Value| -> Vec<(i64, i64)> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["partition"].as_i64().unwrap(),
+                    m["offset"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (status, v) = get(&cs.addr, &format!("{base}&position=earliest&limit=5")).await;
+    assert_eq!(status, 200);
+    assert_eq!(tps(&v), vec![(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]);
+    // Every partition has fewer than 5 records: all were read.
+    assert_eq!(
+        (v["partition_id"].clone(), v["end_reached"].clone()),
+        (json!("all"), json!(true))
+    );
+    // With 3, each partition stops after its third record.
+    let (_, v) = get(&cs.addr, &format!("{base}&position=earliest&limit=3")).await;
+    assert_eq!(
+        (tps(&v), v["end_reached"].clone()),
+        (vec![(0, 0), (0, 1), (0, 2)], json!(false))
+    );
+    let (_, v) = get(&cs.addr, &format!("{base}&limit=5")).await;
+    assert_eq!(tps(&v), vec![(1, 3), (2, 0), (2, 1), (2, 2), (2, 3)]);
+    assert_eq!(
+        v["partitions"],
+        json!([
+            {"partition_id": 0, "from_offset": 0, "next_offset": 4, "log_end_offset": 4},
+            {"partition_id": 1, "from_offset": 0, "next_offset": 4, "log_end_offset": 4},
+            {"partition_id": 2, "from_offset": 0, "next_offset": 4, "log_end_offset": 4},
+        ])
+    );
+    let (_, v) = get(&cs.addr, &format!("{base}&key=k2")).await;
+    assert_eq!(
+        (tps(&v), v["scanned"].clone()),
+        (vec![(0, 2), (1, 2), (2, 2)], json!(12))
+    );
+    let (_, v) = get(&cs.addr, &format!("{base}&timestamp=0&limit=2")).await;
+    assert_eq!(tps(&v), vec![(0, 0), (0, 1)]);
+    assert_eq!(
+        get(&cs.addr, &format!("{base}&offset=1")).await,
+        (
+            400,
+            json!({"error_code": 400, "message": "an offset needs one partition, not all"})
+        )
+    );
+    assert_eq!(
+        get(&cs.addr, "/api/console/topics/wide/messages?partition=all").await,
+        (
+            400,
+            json!({"error_code": 400, "message": "partition 'all' reads at most 100 partitions and topic 'wide' has 101: choose one"})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_reset_offsets_with_preview_and_histories() {
     let server = Server::start();
     let b = server.bootstrap();

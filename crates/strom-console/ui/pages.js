@@ -213,7 +213,9 @@ async function messages(sec, name, t, q) {
     key: q.get('key') || '', value: q.get('value') || '', header: q.get('header') || '',
     format: q.get('format') || 'json', limit: q.get('limit') || '50', scan: q.get('scan') || '10000',
   };
-  const options = Array.from({ length: Math.min(t.partitions_count, 10000) }, (_, i) => `<option ${String(i) === p.partition ? 'selected' : ''}>${i}</option>`).join('');
+  // "all" merges every partition by time (the server reads at most 100 partitions so).
+  const options = (t.partitions_count <= 100 ? `<option value="all" ${p.partition === 'all' ? 'selected' : ''}>all</option>` : '')
+    + Array.from({ length: Math.min(t.partitions_count, 10000) }, (_, i) => `<option ${String(i) === p.partition ? 'selected' : ''}>${i}</option>`).join('');
   sec.innerHTML = `<form id="browse-form">
       <label>Partition<select id="browse-partition" name="partition">${options}</select></label>
       <label>From<select id="browse-mode" name="mode">${['latest', 'earliest', 'offset', 'timestamp'].map(m => `<option ${m === p.mode ? 'selected' : ''}>${m}</option>`).join('')}</select></label>
@@ -275,16 +277,19 @@ async function messages(sec, name, t, q) {
   const res = sec.querySelector('#browse-result');
   try {
     const r = await api(`/api/console/topics/${encodeURIComponent(name)}/messages${qs(query)}`);
-    res.innerHTML = `<p class="muted" id="browse-summary">Partition ${r.partition_id}: offsets ${num(r.log_start_offset)}–${num(r.log_end_offset)};
-        read ${num(r.scanned)} from offset ${num(r.from_offset)}, ${r.data.length} shown.</p>
-      <table id="messages-table"><thead><tr><th class="num">Offset</th><th>Time</th><th>Key</th><th>Value</th><th>Headers</th></tr></thead><tbody>
-      ${r.data.map(m => `<tr class="msg-row" data-offset="${m.offset}"><td class="num">${m.offset}</td><td>${esc(m.time)}</td>
+    const summary = r.partition_id === 'all'
+      ? `All ${r.partitions.length} partitions, merged by time: read ${num(r.scanned)}, ${r.data.length} shown.`
+      : `Partition ${r.partition_id}: offsets ${num(r.log_start_offset)}–${num(r.log_end_offset)};
+        read ${num(r.scanned)} from offset ${num(r.from_offset)}, ${r.data.length} shown.`;
+    res.innerHTML = `<p class="muted" id="browse-summary">${summary}</p>
+      <table id="messages-table"><thead><tr><th class="num">Partition</th><th class="num">Offset</th><th>Time</th><th>Key</th><th>Value</th><th>Headers</th></tr></thead><tbody>
+      ${r.data.map(m => `<tr class="msg-row" data-offset="${m.offset}"><td class="num">${m.partition}</td><td class="num">${m.offset}</td><td>${esc(m.time)}</td>
         <td class="mono">${pretty(m.key, m.key_encoding, 'text')}</td>
         <td><pre>${pretty(m.value, m.value_encoding, p.format)}</pre>${m.schema_id != null ? `<span class="muted schema">schema ${m.schema_id}${m.schema_type ? ` (${esc(m.schema_type)}, decoded)` : m.decode_error ? `: not decoded: ${esc(m.decode_error)}` : ' (no registry configured)'}</span>` : ''}${m.truncated ? '<span class="muted">(cut)</span>' : ''}</td>
         <td>${m.headers.map(h => `<div class="mono">${esc(h.key)}=${esc(h.value ?? '')}</div>`).join('')}</td></tr>`).join('')}
       </tbody></table>`;
-    if (r.data.length === 0) res.querySelector('tbody').innerHTML = '<tr><td colspan="5" class="muted" id="no-messages">No messages.</td></tr>';
-    if (!r.end_reached) {
+    if (r.data.length === 0) res.querySelector('tbody').innerHTML = '<tr><td colspan="6" class="muted" id="no-messages">No messages.</td></tr>';
+    if (!r.end_reached && r.partition_id !== 'all') {
       const b = document.createElement('button');
       b.className = 'plain'; b.id = 'browse-next'; b.textContent = `Continue from offset ${r.next_offset} ›`;
       b.onclick = () => go(`/topics/${encodeURIComponent(name)}`, { tab: 'messages', ...p, mode: 'offset', at: r.next_offset });

@@ -338,6 +338,39 @@ fn framed_id(b: &Option<Bytes>) -> Option<i32> {
         .map(|v| i32::from_be_bytes([v[1], v[2], v[3], v[4]]))
 }
 
+/// The records as the browser shows them, Confluent-framed keys and values decoded through
+/// the Schema Registry when one is configured.
+async fn records_json(c: &Console, found: &[ConsumerRecord]) -> Vec<Value> {
+    let mut data = Vec::with_capacity(found.len());
+    for r in found {
+        let mut v = record_json(r);
+        if let (Some(d), Some(id), Some(bytes)) = (c.decoders(), framed_id(&r.key), r.key.as_ref())
+        {
+            match d.decode(id, bytes).await {
+                Ok((decoded, _)) => {
+                    v["key"] = Value::from(decoded.to_string());
+                    v["key_encoding"] = Value::from("schema-registry");
+                }
+                Err(e) => v["key_decode_error"] = Value::from(e),
+            }
+        }
+        if let (Some(d), Some(id), Some(bytes)) =
+            (c.decoders(), framed_id(&r.value), r.value.as_ref())
+        {
+            match d.decode(id, bytes).await {
+                Ok((decoded, ty)) => {
+                    v["value"] = Value::from(decoded.to_string());
+                    v["value_encoding"] = Value::from("schema-registry");
+                    v["schema_type"] = Value::from(ty);
+                }
+                Err(e) => v["decode_error"] = Value::from(e),
+            }
+        }
+        data.push(v);
+    }
+    data
+}
+
 fn record_json(r: &ConsumerRecord) -> Value {
     let (key, key_encoding, key_cut) = shown(&r.key);
     let (value, value_encoding, value_cut) = shown(&r.value);
@@ -375,7 +408,12 @@ pub async fn messages(
     q: Params,
 ) -> RestResult<Response> {
     let q = params(q)?;
-    let partition = num::<i32>(&q, "partition")?.unwrap_or(0);
+    let all = q.get("partition").is_some_and(|p| p == "all");
+    let partition = if all {
+        0
+    } else {
+        num::<i32>(&q, "partition")?.unwrap_or(0)
+    };
     let limit = num::<usize>(&q, "limit")?.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(RestError::BadRequest(format!(
@@ -417,6 +455,25 @@ pub async fn messages(
         ));
     }
     let t = describe(&c, &topic).await?;
+    if all {
+        let start = match (offset, timestamp, position) {
+            (Some(_), _, _) => {
+                return Err(RestError::BadRequest(
+                    "an offset needs one partition, not all".into(),
+                ))
+            }
+            (_, Some(ts), _) => ts,
+            (_, _, "earliest") => EARLIEST,
+            (_, _, "" | "latest") => LATEST,
+            (_, _, p) => {
+                return Err(RestError::BadRequest(format!(
+                    "position: '{p}' is not earliest or latest"
+                )))
+            }
+        };
+        let v = browse_all(&c, &t, start, limit, max_scan, &filters).await?;
+        return Ok(ok(v));
+    }
     if !t.partitions.iter().any(|p| p.partition == partition) {
         return Err(RestError::PartitionNotFound { topic, partition });
     }
@@ -504,33 +561,7 @@ pub async fn messages(
             }
         }
     }
-    let mut data = Vec::with_capacity(found.len());
-    for r in &found {
-        let mut v = record_json(r);
-        if let (Some(d), Some(id), Some(bytes)) = (c.decoders(), framed_id(&r.key), r.key.as_ref())
-        {
-            match d.decode(id, bytes).await {
-                Ok((decoded, _)) => {
-                    v["key"] = Value::from(decoded.to_string());
-                    v["key_encoding"] = Value::from("schema-registry");
-                }
-                Err(e) => v["key_decode_error"] = Value::from(e),
-            }
-        }
-        if let (Some(d), Some(id), Some(bytes)) =
-            (c.decoders(), framed_id(&r.value), r.value.as_ref())
-        {
-            match d.decode(id, bytes).await {
-                Ok((decoded, ty)) => {
-                    v["value"] = Value::from(decoded.to_string());
-                    v["value_encoding"] = Value::from("schema-registry");
-                    v["schema_type"] = Value::from(ty);
-                }
-                Err(e) => v["decode_error"] = Value::from(e),
-            }
-        }
-        data.push(v);
-    }
+    let data = records_json(&c, &found).await;
     Ok(ok(json!({
         "topic_name": topic,
         "partition_id": partition,
@@ -542,6 +573,147 @@ pub async fn messages(
         "end_reached": next >= end,
         "data": data,
     })))
+}
+
+/// Partitions `partition=all` reads at most.
+pub const MAX_ALL_PARTITIONS: usize = 100;
+
+/// The message browser over every partition of a topic (at most `MAX_ALL_PARTITIONS`):
+/// from `start` (`EARLIEST`, `LATEST` or a timestamp) in each partition, the matching
+/// records merged by time: the oldest `limit` (earliest, timestamp) or the newest `limit`
+/// (latest: each partition's last `limit` records, or its share of `max_scan` when
+/// filtering). At most `max_scan` records and 5 s in all.
+async fn browse_all(
+    c: &Console,
+    t: &TopicInfo,
+    start: i64,
+    limit: usize,
+    max_scan: i64,
+    filters: &Filters,
+) -> RestResult<Value> {
+    let n = t.partitions.len();
+    if n > MAX_ALL_PARTITIONS {
+        return Err(RestError::BadRequest(format!(
+            "partition 'all' reads at most {MAX_ALL_PARTITIONS} partitions and topic '{}' has {n}: choose one",
+            t.name
+        )));
+    }
+    let err = |e| RestError::from_client(e, Some(&t.name), None);
+    let tps: Vec<TopicPartition> = t
+        .partitions
+        .iter()
+        .filter(|p| p.leader >= 0)
+        .map(|p| TopicPartition::new(&t.name, p.partition))
+        .collect();
+    let client = c.admin().client();
+    let spec = |ts| tps.iter().map(|tp| (tp.clone(), ts)).collect::<Vec<_>>();
+    let starts = client.list_offsets(&spec(EARLIEST), 0).await.map_err(err)?;
+    let ends = client.list_offsets(&spec(LATEST), 0).await.map_err(err)?;
+    let at = if start >= 0 {
+        client.list_offsets(&spec(start), 0).await.map_err(err)?
+    } else {
+        HashMap::new()
+    };
+    let newest = start == LATEST;
+    let back = if filters.any() {
+        (max_scan + n as i64 - 1) / n.max(1) as i64
+    } else {
+        limit as i64
+    };
+    // Per partition: [from, end) to read, and where reading got to.
+    let mut range: BTreeMap<TopicPartition, (i64, i64, i64)> = BTreeMap::new();
+    for tp in &tps {
+        let s = starts.get(tp).map_or(0, |x| x.0);
+        let e = ends.get(tp).map_or(0, |x| x.0).max(s);
+        let from = match start {
+            EARLIEST => s,
+            LATEST => (e - back).max(s),
+            _ => at.get(tp).map(|x| x.0).filter(|o| *o >= 0).unwrap_or(e),
+        };
+        range.insert(tp.clone(), (from, e, from));
+    }
+    let mut found: Vec<ConsumerRecord> = Vec::new();
+    let mut per: HashMap<i32, usize> = HashMap::new();
+    let mut scanned = 0i64;
+    let reading: Vec<TopicPartition> = range
+        .iter()
+        .filter(|(_, (f, e, _))| f < e)
+        .map(|(tp, _)| tp.clone())
+        .collect();
+    if !reading.is_empty() {
+        let mut cc = ConsumerConfig::new(&c.config().bootstrap);
+        cc.max_poll_records = 500;
+        cc.fetch_max_wait = Duration::from_millis(100);
+        let mut consumer = Consumer::new(cc).await.map_err(err)?;
+        consumer.assign(&reading);
+        for tp in &reading {
+            consumer.seek(tp, range[tp].0).map_err(err)?;
+        }
+        let deadline = Instant::now() + BROWSE_TIME;
+        let done = |range: &BTreeMap<TopicPartition, (i64, i64, i64)>,
+                    per: &HashMap<i32, usize>| {
+            range.iter().all(|(tp, (_, e, next))| {
+                next >= e || (!newest && per.get(&tp.partition).copied().unwrap_or(0) >= limit)
+            })
+        };
+        while !done(&range, &per) && scanned < max_scan && Instant::now() < deadline {
+            let batch = consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .map_err(err)?;
+            let empty = batch.is_empty();
+            for r in batch {
+                let tp = TopicPartition::new(&t.name, r.partition);
+                let Some((_, e, next)) = range.get_mut(&tp) else {
+                    continue;
+                };
+                let full = !newest && per.get(&r.partition).copied().unwrap_or(0) >= limit;
+                if r.offset >= *e || full || scanned >= max_scan {
+                    continue;
+                }
+                scanned += 1;
+                *next = r.offset + 1;
+                if filters.matches(&r) {
+                    *per.entry(r.partition).or_insert(0) += 1;
+                    found.push(r);
+                }
+            }
+            // Positions move past control records and gaps without records to show.
+            for tp in &reading {
+                if let (true, Some(p), Some((_, e, next))) =
+                    (empty, consumer.position(tp), range.get_mut(tp))
+                {
+                    *next = (*next).max(p.min(*e));
+                }
+                // A partition with its `limit` matches is read no further.
+                if !newest && per.get(&tp.partition).copied().unwrap_or(0) >= limit {
+                    consumer.pause(std::slice::from_ref(tp));
+                }
+            }
+        }
+    }
+    found.sort_by_key(|r| (r.timestamp, r.partition, r.offset));
+    if newest {
+        let cut = found.len().saturating_sub(limit);
+        found.drain(..cut);
+    } else {
+        found.truncate(limit);
+    }
+    let end_reached = range.values().all(|(_, e, next)| next >= e);
+    let partitions: Vec<Value> = range
+        .iter()
+        .map(|(tp, (from, e, next))| {
+            json!({"partition_id": tp.partition, "from_offset": from, "next_offset": next, "log_end_offset": e})
+        })
+        .collect();
+    Ok(json!({
+        "topic_name": t.name,
+        "partition_id": "all",
+        "scanned": scanned,
+        "end_reached": end_reached,
+        "partitions": partitions,
+        "data": records_json(c, &found).await,
+    }))
 }
 
 /// `GET /api/console/groups?filter=&offset=&limit=`: one page of groups, each with state,

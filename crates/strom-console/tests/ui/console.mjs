@@ -170,6 +170,14 @@ async function scenario(base, bootstrap, dir) {
       return rows.length === 1 && rows[0].includes('plain text, not JSON');
     });
     await shot(page, dir, '05-messages-filtered');
+    // Every partition at once, merged by time (partition 1 is empty).
+    await page.fill('input[name=limit]', '50');
+    await page.selectOption('#browse-partition', 'all');
+    await page.selectOption('#browse-mode', 'earliest');
+    await page.click('#browse-go');
+    await until('three messages from all partitions', async () =>
+      (await page.locator('.msg-row').count()) === 3 && (await text(page, '#browse-summary')).includes('All 2 partitions'));
+    await page.selectOption('#browse-partition', '0');
     // By time: from a timestamp before the first record, one record a page, then onwards.
     await page.selectOption('#browse-mode', 'timestamp');
     await page.fill('#browse-at', '2020-01-01T00:00');
