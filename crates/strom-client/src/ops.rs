@@ -63,8 +63,13 @@ impl Client {
         isolation_level: i8,
     ) -> Result<HashMap<TopicPartition, (i64, i64)>> {
         let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
+        // Metadata once per topic, not per partition: `topic_metadata` clones the topic's
+        // partition list, which made a 1,000-partition topic cost a million clones.
+        let mut seen = std::collections::HashSet::new();
         for (tp, ts) in specs {
-            self.topic_metadata(&tp.topic, false).await?;
+            if seen.insert(tp.topic.as_str()) {
+                self.topic_metadata(&tp.topic, false).await?;
+            }
             let leader = self.metadata().leader(tp).ok_or_else(|| {
                 Error::kafka(ErrorCode::LeaderNotAvailable, format!("no leader for {tp}"))
             })?;

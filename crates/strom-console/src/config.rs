@@ -15,6 +15,12 @@ pub struct ConsoleConfig {
     pub cluster_name: String,
     pub lag: LagConfig,
     pub notifiers: Vec<NotifierConfig>,
+    /// How often the web console samples every partition's end offset and every group's
+    /// lag for its charts (the last hour is kept in memory). Default 10 s.
+    pub history_interval: Duration,
+    /// The Schema Registry (`http://host:port`) the message browser decodes Confluent-framed
+    /// values through (magic byte 0, schema id); `None`: such values are shown as base64.
+    pub schema_registry_url: Option<String>,
 }
 
 impl ConsoleConfig {
@@ -25,12 +31,14 @@ impl ConsoleConfig {
             cluster_name: "local".into(),
             lag: LagConfig::default(),
             notifiers: vec![NotifierConfig::Log],
+            history_interval: Duration::from_secs(10),
+            schema_registry_url: None,
         }
     }
 
     /// Sets one property (for `server.properties`-style configuration, without a prefix):
     /// `listener`, `cluster.name`, `lag.poll.interval.ms`, `lag.intervals`,
-    /// `lag.stop.after.ms`, `notify.log` (true/false), `notify.webhook.url`,
+    /// `lag.stop.after.ms`, `history.interval.ms`, `schema.registry.url`, `notify.log` (true/false), `notify.webhook.url`,
     /// `notify.webhook.template`, `notify.webhook.content.type`. The webhook keys configure
     /// one webhook (created by the first of them).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
@@ -57,6 +65,16 @@ impl ConsoleConfig {
                     .ok_or_else(|| format!("{key}: '{value}' is not a positive number"))?;
             }
             "lag.stop.after.ms" => self.lag.stop_after = Some(ms(value)?),
+            "schema.registry.url" => {
+                self.schema_registry_url = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "history.interval.ms" => {
+                let d = ms(value)?;
+                if d.is_zero() {
+                    return Err(format!("{key}: must be more than 0"));
+                }
+                self.history_interval = d;
+            }
             "notify.log" => {
                 let on = match value {
                     "true" => true,
@@ -179,6 +197,8 @@ mod tests {
         assert_eq!(c.lag.poll_interval, Duration::from_secs(5));
         assert_eq!(c.lag.stop_after_ms(), 30_000);
         c.set("lag.stop.after.ms", "1234").unwrap();
+        c.set("history.interval.ms", "1000").unwrap();
+        assert_eq!(c.history_interval, Duration::from_secs(1));
         assert_eq!(c.lag.stop_after_ms(), 1234);
         assert_eq!(
             c.notifiers,
@@ -192,6 +212,7 @@ mod tests {
             ("lag.poll.interval.ms", "0"),
             ("lag.poll.interval.ms", "soon"),
             ("lag.intervals", "0"),
+            ("history.interval.ms", "0"),
             ("notify.log", "yes"),
             ("cluster.name", ""),
             ("no.such.key", "1"),

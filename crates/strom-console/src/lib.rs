@@ -5,8 +5,8 @@
 //!   (`burrow`) and notifies status changes (`notify`: log, templated webhook);
 //! - Confluent REST Proxy v3 under `/v3/clusters` (`rest`): cluster, broker, topic,
 //!   partition, config and consumer-group reads, topic create/delete, and producing records.
-//!
-//! The web console's front end is not here yet (see docs/design/2026-12-04-console.md).
+//! - the web console (`ui`): a single page with no build step embedded in the binary,
+//!   served at `/`, and its JSON endpoints under `/api/console`.
 
 pub mod burrow;
 pub mod config;
@@ -14,6 +14,7 @@ pub mod lag;
 pub mod notify;
 pub mod rest;
 pub mod service;
+pub mod ui;
 mod util;
 
 pub use config::{ConsoleConfig, LagConfig, NotifierConfig};

@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, watch, OnceCell};
 
 use crate::config::{ConsoleConfig, NotifierConfig};
 use crate::lag::{self, GroupReport, LagStore};
-use crate::{burrow, notify, rest, util};
+use crate::ui::history::{self, History};
+use crate::{burrow, notify, rest, ui, util};
 
 /// Status changes waiting for the notifiers, at most.
 const NOTIFY_QUEUE: usize = 1024;
@@ -35,6 +36,8 @@ pub struct Console {
     admin: Admin,
     producer: OnceCell<Producer>,
     lag: Arc<Mutex<LagStore>>,
+    history: Arc<Mutex<History>>,
+    decoders: Option<ui::decode::Decoders>,
     stop: watch::Sender<bool>,
     hostname: String,
 }
@@ -71,6 +74,17 @@ impl Console {
             store.clone(),
             config.lag.poll_interval,
             tx,
+            stop_rx.clone(),
+        ));
+        let decoders = config
+            .schema_registry_url
+            .as_deref()
+            .map(ui::decode::Decoders::new);
+        let hist = Arc::new(Mutex::new(History::default()));
+        tokio::spawn(history::run(
+            admin.clone(),
+            hist.clone(),
+            config.history_interval,
             stop_rx,
         ));
         Ok(Arc::new(Console {
@@ -79,6 +93,8 @@ impl Console {
             admin,
             producer: OnceCell::new(),
             lag: store,
+            history: hist,
+            decoders,
             stop,
         }))
     }
@@ -94,6 +110,16 @@ impl Console {
     /// The lag monitor's store (read it for reports at a time of your choice).
     pub fn lag_store(&self) -> &Arc<Mutex<LagStore>> {
         &self.lag
+    }
+
+    /// The Schema Registry decoders of the message browser, when a registry is configured.
+    pub(crate) fn decoders(&self) -> Option<&ui::decode::Decoders> {
+        self.decoders.as_ref()
+    }
+
+    /// The console's chart history (the last hour of samples).
+    pub fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A group's evaluation now (what `/v3/kafka/{cluster}/consumer/{group}/lag` reports);
@@ -140,6 +166,18 @@ fn validate(config: &ConsoleConfig) -> Result<(), ConsoleError> {
             "the lag poll interval must be longer than zero".into(),
         ));
     }
+    if config.history_interval.is_zero() {
+        return Err(ConsoleError::Config(
+            "the history interval must be longer than zero".into(),
+        ));
+    }
+    if let Some(url) = &config.schema_registry_url {
+        if !url.starts_with("http://") {
+            return Err(ConsoleError::Config(format!(
+                "schema.registry.url '{url}': only http:// is supported"
+            )));
+        }
+    }
     for n in &config.notifiers {
         if let NotifierConfig::Webhook { url, .. } = n {
             notify::split_http_url(url)
@@ -158,14 +196,48 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The Burrow API (`/v3/kafka`, `/burrow/admin`) and the REST proxy (`/v3/clusters`), to
+/// The web console (`/`, `/ui/...`, `/api/console/...`), the Burrow API (`/v3/kafka`,
+/// `/burrow/admin`) and the REST proxy (`/v3/clusters`), to
 /// mount on an HTTP listener. It sets no fallback, so it merges with other routers (the
 /// broker's `/metrics`); `run` adds one answering 404 in the REST proxy's error shape.
 pub fn router(console: Arc<Console>) -> Router {
     burrow::routes()
         .merge(rest::routes())
+        .merge(ui::routes())
+        .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(axum::extract::DefaultBodyLimit::max(rest::MAX_BODY_BYTES))
         .with_state(console)
+}
+
+/// Refuses a request that changes something (any method but GET, HEAD, OPTIONS) when a
+/// browser sent it from another site: its `Origin` names another host than `Host`. A page
+/// elsewhere could otherwise delete topics or reset offsets through a local console with a
+/// form post (no CORS preflight for `text/plain` bodies). Clients that are not browsers send
+/// no `Origin` and pass.
+async fn same_origin_writes(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, Method};
+    use axum::response::IntoResponse;
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("?");
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let origin_host = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .unwrap_or("");
+            if host.is_empty() || origin_host != host {
+                return rest::RestError::CrossOrigin(origin.to_owned()).into_response();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// Standalone use: starts the console, serves `router` on `config.listener` until

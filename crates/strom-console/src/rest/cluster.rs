@@ -16,7 +16,7 @@ use crate::Console;
 
 type Shared = Arc<Console>;
 
-pub(super) fn ok(v: Value) -> Response {
+pub(crate) fn ok(v: Value) -> Response {
     (axum::http::StatusCode::OK, Json(v)).into_response()
 }
 

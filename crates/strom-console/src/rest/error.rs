@@ -14,6 +14,9 @@ pub enum RestError {
     NoSuchEndpoint,
     #[error("HTTP 405 Method Not Allowed")]
     MethodNotAllowed,
+    /// A browser request from another site (its `Origin` is not this server).
+    #[error("Cross-origin request refused: Origin {0} does not match this server")]
+    CrossOrigin(String),
     #[error("Cluster {0} cannot be found.")]
     ClusterNotFound(String),
     #[error("This server does not host this topic-partition.")]
@@ -56,6 +59,7 @@ impl RestError {
         match self {
             NoSuchEndpoint => (StatusCode::NOT_FOUND, 404),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, 405),
+            CrossOrigin(_) => (StatusCode::FORBIDDEN, 403),
             ClusterNotFound(_) | BrokerNotFound(_) | ConfigNotFound(_) | ReplicaNotFound { .. } => {
                 (StatusCode::NOT_FOUND, 404)
             }

@@ -129,6 +129,11 @@ pub async fn method_not_allowed() -> Response {
     RestError::MethodNotAllowed.into_response()
 }
 
+/// A 200 with a JSON body.
+pub(crate) fn ok_json(v: Value) -> Response {
+    cluster::ok(v)
+}
+
 /// `http://<Host>` of the request, the prefix of every `self` and `related` link.
 pub(crate) fn base_url(headers: &HeaderMap, console: &Console) -> String {
     let host = headers

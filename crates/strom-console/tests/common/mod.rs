@@ -297,3 +297,52 @@ pub async fn eventually<T>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A GET with extra request headers; the status, the response headers and the body.
+pub async fn get_with_headers(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, String) {
+    let mut req = Request::get(path).header("host", addr);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = send(addr, req.body(Full::new(Bytes::new())).unwrap()).await;
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, h, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// A producer on `b` (acks all, flushed by the caller through the delivery futures).
+pub async fn producer(b: &str) -> strom_client::Producer {
+    strom_client::Producer::new(strom_client::ProducerConfig::new(b))
+        .await
+        .unwrap()
+}
+
+/// A request with a body and extra headers; the status and the body as text.
+pub async fn request_with_headers(
+    addr: &str,
+    method: Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = send(
+        addr,
+        req.body(Full::new(Bytes::from(body.to_owned()))).unwrap(),
+    )
+    .await;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
