@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster;
 mod config_cmd;
+mod connect;
 mod consume;
 mod group;
 mod http;
@@ -62,6 +63,8 @@ enum Command {
     Registry(registry::RegistryArgs),
     /// Register, show, list, delete and check schemas in a Schema Registry.
     Schema(schema::SchemaArgs),
+    /// Run a Kafka Connect worker (standalone) and manage connectors over its REST API.
+    Connect(connect::ConnectArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +101,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(args) => config_cmd::run(args),
         Command::Perf(args) => perf::run(args),
         Command::Registry(args) => registry::run(args),
+        Command::Connect(args) => connect::run(args),
         Command::Schema(args) => schema::run(args),
     };
     match result {
