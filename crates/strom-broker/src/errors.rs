@@ -55,6 +55,10 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
             ErrorCode::EligibleLeadersNotAvailable
         }
         ControllerError::NoReassignmentInProgress { .. } => ErrorCode::NoReassignmentInProgress,
+        ControllerError::UnacceptableCredential { .. } => ErrorCode::UnacceptableCredential,
+        ControllerError::UnsupportedSaslMechanism { .. } => ErrorCode::UnsupportedSaslMechanism,
+        ControllerError::ResourceNotFound { .. } => ErrorCode::ResourceNotFound,
+        ControllerError::DuplicateResource { .. } => ErrorCode::DuplicateResource,
         ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
     }
 }

@@ -353,3 +353,158 @@ fn kafka_python_sasl_plain() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Sets `user`'s SCRAM credential for `mechanism` (1 = SHA-256, 2 = SHA-512) with
+/// AlterUserScramCredentials on the wire, computing the salted password as a client does.
+fn set_scram(bootstrap: &str, user: &str, mechanism: i8, password: &str) -> (i16, Option<String>) {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+    use kafka_protocol::messages::{
+        AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use strom_broker::security::scram::{salted_password, Mechanism};
+    let m = Mechanism::by_id(mechanism).unwrap_or(strom_broker::security::scram::SHA_256);
+    let salt = format!("salt-of-{user}").into_bytes();
+    let mut upsertion = ScramCredentialUpsertion::default();
+    upsertion.name = StrBytes::from_string(user.to_owned());
+    upsertion.mechanism = mechanism;
+    upsertion.iterations = 4096;
+    upsertion.salted_password = salted_password(m, password, &salt, 4096).into();
+    upsertion.salt = salt.into();
+    let mut request = AlterUserScramCredentialsRequest::default();
+    request.upsertions = vec![upsertion];
+    let mut wire = common::wire::Wire::connect(bootstrap);
+    let r: AlterUserScramCredentialsResponse =
+        wire.call(ApiKey::AlterUserScramCredentials, 0, &request);
+    assert_eq!(r.results.len(), 1);
+    (
+        r.results[0].error_code,
+        r.results[0].error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+#[test]
+fn scram_users_set_on_the_wire_authenticate_librdkafka_and_kafka_python() {
+    let pki = Pki::new();
+    let sasl_ssl = common::free_port();
+    let sasl_plain = common::free_port();
+    let keystore = pki.s("server.pem");
+    let server = common::Server::start_with(
+        &[
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            ),
+            ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512"),
+            ("ssl.keystore.location", &keystore),
+        ],
+        common::Options {
+            capture_log: true,
+            log_filter: Some("info".into()),
+            more_listeners: Some(format!(
+                "SASL_SSL://127.0.0.1:{sasl_ssl},SASL_PLAINTEXT://127.0.0.1:{sasl_plain}"
+            )),
+            ..Default::default()
+        },
+    );
+    // Credentials are managed on the (loopback) plaintext listener.
+    assert_eq!(
+        set_scram(&server.bootstrap(), "alice", 1, "alice-256"),
+        (0, None)
+    );
+    assert_eq!(
+        set_scram(&server.bootstrap(), "alice", 2, "alice-512"),
+        (0, None)
+    );
+    let (code, message) = set_scram(&server.bootstrap(), "", 1, "x");
+    assert_eq!(
+        code,
+        strom_protocol::ErrorCode::UnacceptableCredential.code(),
+        "{message:?}"
+    );
+    let (code, _) = set_scram(&server.bootstrap(), "bob", 9, "x");
+    assert_eq!(
+        code,
+        strom_protocol::ErrorCode::UnsupportedSaslMechanism.code()
+    );
+
+    // Describe: mechanisms and iterations, never keys; unknown users are RESOURCE_NOT_FOUND.
+    {
+        use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+        use kafka_protocol::messages::{
+            ApiKey, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+        };
+        let mut request = DescribeUserScramCredentialsRequest::default();
+        let name = |n: &str| {
+            let mut u = UserName::default();
+            u.name = kafka_protocol::protocol::StrBytes::from_string(n.into());
+            u
+        };
+        request.users = Some(vec![name("alice"), name("nobody")]);
+        let mut wire = common::wire::Wire::connect(&server.bootstrap());
+        let r: DescribeUserScramCredentialsResponse =
+            wire.call(ApiKey::DescribeUserScramCredentials, 0, &request);
+        assert_eq!(r.results.len(), 2);
+        let infos: Vec<(i8, i32)> = r.results[0]
+            .credential_infos
+            .iter()
+            .map(|c| (c.mechanism, c.iterations))
+            .collect();
+        assert_eq!(infos, vec![(1, 4096), (2, 4096)]);
+        assert_eq!(
+            r.results[1].error_code,
+            strom_protocol::ErrorCode::ResourceNotFound.code()
+        );
+    }
+
+    // librdkafka: SCRAM-SHA-256 over TLS, SCRAM-SHA-512 in the clear.
+    for (port, protocol, mechanism, password) in [
+        (sasl_ssl, "sasl_ssl", "SCRAM-SHA-256", "alice-256"),
+        (sasl_plain, "sasl_plaintext", "SCRAM-SHA-512", "alice-512"),
+    ] {
+        let bootstrap = format!("127.0.0.1:{port}");
+        let mut c = common::client_config(&bootstrap);
+        c.set("security.protocol", protocol)
+            .set("sasl.mechanism", mechanism)
+            .set("sasl.username", "alice")
+            .set("sasl.password", password)
+            .set("ssl.ca.location", pki.s("ca.pem"))
+            .set("message.timeout.ms", "10000");
+        produce_and_read(&c, &format!("scram-{}", mechanism.to_lowercase()), 10);
+
+        let mut wrong = c.clone();
+        wrong
+            .set("sasl.password", "not-it")
+            .set("message.timeout.ms", "3000");
+        let producer: FutureProducer = wrong.create().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let r = runtime.block_on(producer.send(
+            FutureRecord::<(), _>::to("scram-x").payload("x"),
+            Duration::from_secs(5),
+        ));
+        assert!(r.is_err(), "{mechanism}: a wrong password must fail");
+    }
+    wait_for_log(&server, "SASL authentication failed");
+
+    // kafka-python with SCRAM-SHA-256.
+    let script = format!(
+        "{}/../../tests/python/kafka_python_sasl.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("python3")
+        .args([
+            &script,
+            &format!("127.0.0.1:{sasl_plain}"),
+            "SCRAM-SHA-256",
+            "alice",
+            "alice-256",
+        ])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("kafka-python SASL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

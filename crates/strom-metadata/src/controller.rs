@@ -10,6 +10,7 @@ pub mod elections;
 pub mod ops;
 mod partitions;
 pub mod reassignments;
+pub mod scram;
 pub mod topics;
 
 use std::path::Path;

@@ -75,6 +75,20 @@ pub enum ControllerError {
     #[error("no reassignment is in progress for {partition}")]
     NoReassignmentInProgress { partition: String },
 
+    /// UNACCEPTABLE_CREDENTIAL: a SCRAM credential Kafka would refuse (empty user, iterations
+    /// out of bounds).
+    #[error("unacceptable credential: {reason}")]
+    UnacceptableCredential { reason: String },
+    /// UNSUPPORTED_SASL_MECHANISM: an unknown SCRAM mechanism.
+    #[error("{reason}")]
+    UnsupportedSaslMechanism { reason: String },
+    /// RESOURCE_NOT_FOUND: deleting a credential that does not exist.
+    #[error("{reason}")]
+    ResourceNotFound { reason: String },
+    /// DUPLICATE_RESOURCE: one resource named twice in a request.
+    #[error("{reason}")]
+    DuplicateResource { reason: String },
+
     /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
     #[error("metadata log: {reason}")]
     Storage { reason: String },

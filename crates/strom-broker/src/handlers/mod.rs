@@ -19,6 +19,7 @@ mod add_partitions_to_txn;
 mod add_raft_voter;
 mod alter_configs;
 mod alter_partition_reassignments;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
@@ -35,6 +36,7 @@ mod describe_producers;
 mod describe_quorum;
 mod describe_topic_partitions;
 mod describe_transactions;
+mod describe_user_scram_credentials;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
@@ -214,6 +216,8 @@ handlers!(
     write_txn_markers,
     sasl_handshake,
     sasl_authenticate,
+    describe_user_scram_credentials,
+    alter_user_scram_credentials,
     elect_leaders,
     alter_partition_reassignments,
     list_partition_reassignments,

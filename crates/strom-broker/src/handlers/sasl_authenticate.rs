@@ -15,7 +15,7 @@ use crate::broker::Broker;
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::SaslAuthenticate, 0, 2);
 
 pub(super) async fn handle(
-    _broker: &Arc<Broker>,
+    broker: &Arc<Broker>,
     header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
@@ -26,7 +26,20 @@ pub(super) async fn handle(
         response.error_message = Some(StrBytes::from_static_str("this listener does not use SASL"));
         return respond(&SPEC, header, &response);
     };
-    let outcome = session.lock().authenticate(&request.auth_bytes);
+    let image = broker.image();
+    let credentials = |user: &str, mechanism: i8| {
+        image
+            .scram_credential(user, mechanism)
+            .map(|c| crate::security::scram::Credential {
+                salt: c.salt.clone(),
+                stored_key: c.stored_key.clone(),
+                server_key: c.server_key.clone(),
+                iterations: c.iterations,
+            })
+    };
+    let outcome = session
+        .lock()
+        .authenticate(&request.auth_bytes, &credentials);
     match outcome {
         Ok(reply) => response.auth_bytes = Bytes::from(reply),
         Err((code, message)) => {

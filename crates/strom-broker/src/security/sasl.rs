@@ -12,8 +12,13 @@ use regex::Regex;
 use strom_metadata::BrokerConfig;
 use strom_protocol::ErrorCode;
 
+use super::scram;
+
 /// Mechanisms Strom serves.
-pub const SERVED: [&str; 1] = ["PLAIN"];
+pub const SERVED: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// Finds a user's SCRAM credential for a mechanism id (from the metadata image).
+pub type CredentialLookup<'a> = &'a dyn Fn(&str, i8) -> Option<scram::Credential>;
 
 /// A listener's SASL settings.
 #[derive(Debug)]
@@ -50,16 +55,22 @@ impl SaslServer {
         if mechanisms.iter().any(|m| m == "PLAIN") {
             let jaas = config
                 .listener_setting(listener, "plain.sasl.jaas.config")
-                .or_else(|| config.listener_setting(listener, "sasl.jaas.config"))
-                .ok_or_else(|| {
-                    format!(
+                .or_else(|| config.listener_setting(listener, "sasl.jaas.config"));
+            match jaas {
+                Some(jaas) => plain_users = jaas_users(jaas)?,
+                None if mechanisms.len() > 1 => {
+                    tracing::warn!(listener, "SASL PLAIN not offered: no PlainLoginModule users (listener.name.{}.plain.sasl.jaas.config)", listener.to_ascii_lowercase());
+                    mechanisms.retain(|m| m != "PLAIN");
+                }
+                None => {
+                    return Err(format!(
                         "listener {listener} offers SASL PLAIN but has no users: set \
                          listener.name.{}.plain.sasl.jaas.config to a PlainLoginModule \
                          with user_NAME=\"PASSWORD\" entries",
                         listener.to_ascii_lowercase()
-                    )
-                })?;
-            plain_users = jaas_users(jaas)?;
+                    ))
+                }
+            }
         }
         Ok(SaslServer {
             mechanisms,
@@ -88,7 +99,7 @@ fn jaas_users(jaas: &str) -> Result<HashMap<String, String>, String> {
 }
 
 /// Equal byte strings, in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -101,6 +112,8 @@ enum State {
     Handshake,
     /// Handshake done: waiting for SaslAuthenticate with this mechanism.
     Authenticate(String),
+    /// SCRAM: the server-first message sent, waiting for the client's proof.
+    ScramFinal(Box<scram::Exchange>),
     /// Authenticated as `principal`.
     Done,
     /// Failed: the connection closes once the answer is sent.
@@ -155,19 +168,38 @@ impl SaslSession {
     }
 
     /// SaslAuthenticate: one step of the chosen mechanism; the server's token back.
-    pub fn authenticate(&mut self, token: &[u8]) -> Result<Vec<u8>, SaslError> {
-        let State::Authenticate(mechanism) = &self.state else {
-            self.state = State::Failed;
-            return Err((
+    pub fn authenticate(
+        &mut self,
+        token: &[u8],
+        credentials: CredentialLookup<'_>,
+    ) -> Result<Vec<u8>, SaslError> {
+        let auth_failed = |message: String| (ErrorCode::SaslAuthenticationFailed, message);
+        let result = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Authenticate(mechanism) if mechanism == "PLAIN" => self.plain(token),
+            State::Authenticate(mechanism) => {
+                let Some(m) = scram::Mechanism::by_name(&mechanism) else {
+                    return Err((
+                        ErrorCode::UnsupportedSaslMechanism,
+                        format!("unsupported SASL mechanism {mechanism}"),
+                    ));
+                };
+                let lookup = |user: &str| credentials(user, m.id);
+                match scram::Exchange::start(m, token, &lookup) {
+                    Ok((exchange, server_first)) => {
+                        self.state = State::ScramFinal(Box::new(exchange));
+                        return Ok(server_first);
+                    }
+                    Err(message) => Err(auth_failed(message)),
+                }
+            }
+            State::ScramFinal(exchange) => exchange
+                .finish(token)
+                .map(|(user, server_final)| (format!("User:{user}"), server_final))
+                .map_err(auth_failed),
+            _ => Err((
                 ErrorCode::IllegalSaslState,
-                "SaslAuthenticate before SaslHandshake".into(),
-            ));
-        };
-        let result = match mechanism.as_str() {
-            "PLAIN" => self.plain(token),
-            other => Err((
-                ErrorCode::UnsupportedSaslMechanism,
-                format!("unsupported SASL mechanism {other}"),
+                "SaslAuthenticate out of turn (before SaslHandshake or after authentication)"
+                    .into(),
             )),
         };
         match result {
@@ -224,6 +256,10 @@ impl SaslSession {
 mod tests {
     use super::*;
 
+    fn none(_: &str, _: i8) -> Option<scram::Credential> {
+        None
+    }
+
     fn server() -> Arc<SaslServer> {
         Arc::new(SaslServer {
             mechanisms: vec!["PLAIN".into()],
@@ -246,7 +282,10 @@ mod tests {
     fn plain_accepts_the_right_password_only() {
         let mut s = SaslSession::new(server());
         s.handshake("PLAIN").unwrap();
-        assert_eq!(s.authenticate(b"\0admin\0admin-secret").unwrap(), b"");
+        assert_eq!(
+            s.authenticate(b"\0admin\0admin-secret", &none).unwrap(),
+            b""
+        );
         assert_eq!(s.principal(), Some("User:admin"));
         assert!(!s.failed());
 
@@ -259,7 +298,7 @@ mod tests {
         ] {
             let mut s = SaslSession::new(server());
             s.handshake("PLAIN").unwrap();
-            let (code, _) = s.authenticate(token).unwrap_err();
+            let (code, _) = s.authenticate(token, &none).unwrap_err();
             assert_eq!(code, ErrorCode::SaslAuthenticationFailed);
             assert!(s.failed() && s.principal().is_none());
         }
@@ -269,7 +308,9 @@ mod tests {
     fn out_of_order_steps_and_unknown_mechanisms_fail() {
         let mut s = SaslSession::new(server());
         assert_eq!(
-            s.authenticate(b"\0admin\0admin-secret").unwrap_err().0,
+            s.authenticate(b"\0admin\0admin-secret", &none)
+                .unwrap_err()
+                .0,
             ErrorCode::IllegalSaslState
         );
         let mut s = SaslSession::new(server());

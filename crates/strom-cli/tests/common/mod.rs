@@ -45,6 +45,8 @@ pub struct Options {
     pub capture_log: bool,
     /// The listener's name and security protocol (default PLAINTEXT): SSL, SASL_SSL, ...
     pub protocol: Option<&'static str>,
+    /// More listeners after the first, as `NAME://host:port,...`.
+    pub more_listeners: Option<String>,
 }
 
 /// A port free now and never handed out before in this process: two calls in a row can get
@@ -111,9 +113,14 @@ impl Server {
         cmd.arg("server")
             .arg("--set")
             .arg(format!(
-                "listeners={}://127.0.0.1:{}",
+                "listeners={}://127.0.0.1:{}{}",
                 self.options.protocol.unwrap_or("PLAINTEXT"),
-                self.port
+                self.port,
+                self.options
+                    .more_listeners
+                    .as_deref()
+                    .map(|m| format!(",{m}"))
+                    .unwrap_or_default()
             ))
             .arg("--set")
             .arg(format!("log.dirs={}", self.data.display()))

@@ -76,6 +76,11 @@ pub enum ControllerOp {
     AlterPartitionReassignments {
         partitions: Vec<super::reassignments::ReassignmentRequest>,
     },
+    /// AlterUserScramCredentials (KIP-554).
+    AlterUserScramCredentials {
+        deletions: Vec<(String, i8)>,
+        upsertions: Vec<super::scram::ScramUpsertion>,
+    },
     /// AlterPartition: a partition leader changes its ISR.
     AlterPartition {
         broker_id: i32,
@@ -104,6 +109,7 @@ impl ControllerOp {
             ControllerOp::AlterPartitionReassignments { .. } => {
                 ControllerOpResult::Reassignments(Err(error))
             }
+            ControllerOp::AlterUserScramCredentials { .. } => ControllerOpResult::Scram(Err(error)),
             _ => ControllerOpResult::Done(Err(error)),
         }
     }
@@ -120,6 +126,8 @@ pub enum ControllerOpResult {
     Partition(Result<super::AlteredPartition, ControllerError>),
     Elections(Result<Vec<super::elections::ElectionResult>, ControllerError>),
     Reassignments(Result<Vec<super::reassignments::ReassignmentResult>, ControllerError>),
+    /// One result per user.
+    Scram(Result<super::scram::UserResults, ControllerError>),
 }
 
 impl ControllerOpResult {
@@ -153,6 +161,13 @@ impl ControllerOpResult {
     pub fn into_elections(self) -> Result<Vec<super::elections::ElectionResult>, ControllerError> {
         match self {
             ControllerOpResult::Elections(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_scram(self) -> Result<super::scram::UserResults, ControllerError> {
+        match self {
+            ControllerOpResult::Scram(r) => r,
             _ => Err(Self::mismatch()),
         }
     }
@@ -247,6 +262,12 @@ impl Controller {
             }
             ControllerOp::UnregisterBroker { broker_id } => {
                 ControllerOpResult::Done(self.unregister_broker(broker_id))
+            }
+            ControllerOp::AlterUserScramCredentials {
+                deletions,
+                upsertions,
+            } => {
+                ControllerOpResult::Scram(self.alter_user_scram_credentials(deletions, upsertions))
             }
             ControllerOp::ControlledShutdown { broker_id } => {
                 ControllerOpResult::Done(self.controlled_shutdown(broker_id))
