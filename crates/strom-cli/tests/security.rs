@@ -181,6 +181,26 @@ fn librdkafka_over_tls_and_a_plaintext_client_on_the_tls_port_fails_cleanly() {
     ));
     assert!(r.is_err(), "a plaintext client must not get through");
     wait_for_log(&server, "TLS handshake failed");
+    // Malformed handshakes: garbage, an HTTP request, a TLS record header promising more than
+    // it sends, a truncated ClientHello; each closes its own connection only.
+    let garbage: [&[u8]; 4] = [
+        &[0xff; 300],
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0x01],
+        &[
+            0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03,
+        ],
+    ];
+    for bytes in garbage {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&bootstrap).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink); // closed by the broker (an alert at most)
+        assert!(sink.len() < 1024, "no answer beyond a TLS alert");
+    }
     produce_and_read(&config, "over-tls-2", 5);
 }
 

@@ -320,4 +320,51 @@ mod tests {
         );
         assert!(s.failed());
     }
+
+    fn every_mechanism() -> Arc<SaslServer> {
+        let mut s = SaslServer {
+            mechanisms: SERVED.iter().map(|m| (*m).to_owned()).collect(),
+            plain_users: HashMap::new(),
+        };
+        s.plain_users.insert("admin".into(), "admin-secret".into());
+        Arc::new(s)
+    }
+
+    fn known(user: &str, mechanism: i8) -> Option<scram::Credential> {
+        let m = scram::Mechanism::by_id(mechanism)?;
+        let (stored_key, server_key) = m.keys(&scram::salted_password(m, "pw", b"salt", 4096));
+        (user == "al").then(|| scram::Credential {
+            salt: b"salt".to_vec(),
+            stored_key,
+            server_key,
+            iterations: 4096,
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Hostile tokens, raw or after a well-formed start, never panic: every step is an
+        /// answer or an error, and nothing but the right proof authenticates.
+        #[test]
+        fn hostile_sasl_tokens_never_panic_or_authenticate(
+            mechanism in 0usize..3,
+            first in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            second in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            well_formed_start in proptest::prelude::any::<bool>(),
+        ) {
+            let mut s = SaslSession::new(every_mechanism());
+            s.handshake(SERVED[mechanism]).unwrap();
+            let first = if well_formed_start && mechanism > 0 {
+                let mut t = b"n,,n=al,r=".to_vec();
+                t.extend_from_slice(&first);
+                t
+            } else {
+                first
+            };
+            let _ = s.authenticate(&first, &known);
+            let _ = s.authenticate(&second, &known);
+            proptest::prop_assert!(s.principal().is_none());
+        }
+    }
 }
