@@ -21,6 +21,9 @@ pub struct ConsoleConfig {
     /// The Schema Registry (`http://host:port`) the message browser decodes Confluent-framed
     /// values through (magic byte 0, schema id); `None`: such values are shown as base64.
     pub schema_registry_url: Option<String>,
+    /// A Kafka Connect worker's REST API (`http://host:port`) for the connectors page; `None`:
+    /// the page says none is configured.
+    pub connect_url: Option<String>,
 }
 
 impl ConsoleConfig {
@@ -33,12 +36,13 @@ impl ConsoleConfig {
             notifiers: vec![NotifierConfig::Log],
             history_interval: Duration::from_secs(10),
             schema_registry_url: None,
+            connect_url: None,
         }
     }
 
     /// Sets one property (for `server.properties`-style configuration, without a prefix):
     /// `listener`, `cluster.name`, `lag.poll.interval.ms`, `lag.intervals`,
-    /// `lag.stop.after.ms`, `history.interval.ms`, `schema.registry.url`, `notify.log` (true/false), `notify.webhook.url`,
+    /// `lag.stop.after.ms`, `history.interval.ms`, `schema.registry.url`, `connect.url`, `notify.log` (true/false), `notify.webhook.url`,
     /// `notify.webhook.template`, `notify.webhook.content.type`. The webhook keys configure
     /// one webhook (created by the first of them).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
@@ -67,6 +71,13 @@ impl ConsoleConfig {
             "lag.stop.after.ms" => self.lag.stop_after = Some(ms(value)?),
             "schema.registry.url" => {
                 self.schema_registry_url = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "connect.url" => {
+                if !value.is_empty() && !value.starts_with("http://") {
+                    return Err(format!("{key}: '{value}' is not an http:// URL"));
+                }
+                self.connect_url =
+                    Some(value.trim_end_matches('/').to_owned()).filter(|v| !v.is_empty())
             }
             "history.interval.ms" => {
                 let d = ms(value)?;

@@ -729,3 +729,82 @@ async fn framed_values_are_decoded_through_the_schema_registry() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_and_connectors_pages_name_missing_services_and_pass_errors_through() {
+    let server = Server::start();
+    let b = server.bootstrap();
+    // Neither service configured: 404s naming the setting.
+    let bare = serve_console(config(&b)).await;
+    assert_eq!(
+        get(&bare.addr, "/api/console/schemas").await,
+        (
+            404,
+            json!({"error_code": 404, "message": "No Schema Registry is configured (console.schema.registry.url)"})
+        )
+    );
+    assert_eq!(
+        get(&bare.addr, "/api/console/connectors").await,
+        (
+            404,
+            json!({"error_code": 404, "message": "No Connect worker is configured (console.connect.url)"})
+        )
+    );
+
+    // Real services: their errors come back with their codes; bad parameters are 400s.
+    let mut cfg = config(&b);
+    cfg.schema_registry_url = Some(start_registry(&b).await);
+    let dir = tempfile::tempdir().unwrap();
+    let (connect_url, _worker) = start_connect(&b, dir.path()).await;
+    cfg.connect_url = Some(connect_url);
+    let cs = serve_console(cfg).await;
+    let (status, body) = get(&cs.addr, "/api/console/schemas?limit=1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 1);
+    assert_eq!(
+        body["data"],
+        json!([{"subject": "ui-orders-value", "version": 2, "id": 2, "schema_type": "AVRO"}])
+    );
+    let (status, body) = get(&cs.addr, "/api/console/schemas/no-such-subject").await;
+    assert_eq!(
+        (status, body["error_code"].clone()),
+        (404, json!(40401)),
+        "{body}"
+    );
+    assert_eq!(
+        get(
+            &cs.addr,
+            "/api/console/schemas/ui-orders-value?version=first"
+        )
+        .await,
+        (
+            400,
+            json!({"error_code": 400, "message": "version: 'first' is not a version number or latest"})
+        )
+    );
+    let (status, body) = request_with_headers(
+        &cs.addr,
+        Method::POST,
+        "/api/console/connectors/ui-file/explode",
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (
+            400,
+            json!({"error_code": 400, "message": "action: 'explode' is not pause, resume or restart"})
+        )
+    );
+    let (status, body) = request_with_headers(
+        &cs.addr,
+        Method::POST,
+        "/api/console/connectors/no-such/pause",
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no-such"), "{body}");
+}

@@ -146,6 +146,10 @@ async fn console_in_chromium() {
     let mut cfg = ConsoleConfig::new(&b);
     cfg.history_interval = Duration::from_millis(500);
     cfg.lag.poll_interval = Duration::from_millis(500);
+    cfg.schema_registry_url = Some(start_registry(&b).await);
+    let work = tempfile::tempdir().unwrap();
+    let (connect_url, _connect) = start_connect(&b, work.path()).await;
+    cfg.connect_url = Some(connect_url);
     let cs = serve_console(cfg).await;
     let shots = screenshot_dir("scenario");
 

@@ -1,5 +1,5 @@
 // The console's router: hash routes (#/, #/topics, #/topics/{t}?tab=..., #/groups,
-// #/groups/{g}) render a page into <main>; pages that return a refresh function are
+// #/groups/{g}, #/schemas, #/schemas/{subject}, #/connectors) render a page into <main>; pages that return a refresh function are
 // refreshed every 2 s while shown. <main data-ready="..."> marks a rendered page (what
 // the end-to-end tests and the load-time figure wait for; data-rendered-at is its time
 // in ms since the navigation started).
@@ -20,6 +20,9 @@ function route() {
   if (parts[0] === 'topics' && parts.length === 2) return ['topic', pages.topic, parts, q];
   if (parts[0] === 'groups' && parts.length === 1) return ['groups', pages.groups, parts, q];
   if (parts[0] === 'groups' && parts.length === 2) return ['group', pages.group, parts, q];
+  if (parts[0] === 'schemas' && parts.length === 1) return ['schemas', pages.schemas, parts, q];
+  if (parts[0] === 'schemas' && parts.length === 2) return ['schema', pages.schema, parts, q];
+  if (parts[0] === 'connectors' && parts.length === 1) return ['connectors', pages.connectors, parts, q];
   return ['missing', async el => { el.innerHTML = '<h1>Not found</h1><p><a href="#/">Overview</a></p>'; }, parts, q];
 }
 

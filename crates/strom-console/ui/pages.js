@@ -407,3 +407,82 @@ export async function group(el, parts, q) {
 }
 
 export { clusterId };
+
+// ---------------------------------------------------------------- schemas
+
+export async function schemas(el, _parts, q) {
+  const offset = Number(q.get('offset') || 0);
+  const filter = q.get('filter') || '';
+  const r = await api(`/api/console/schemas${qs({ filter, offset, limit: PAGE })}`);
+  el.innerHTML = `<h1>Schemas</h1>
+    <form id="schema-filter"><label>Filter<input name="filter" value="${esc(filter)}" placeholder="subject contains"></label><button>Search</button></form>
+    <table id="schemas-table"><thead><tr><th>Subject</th><th>Type</th><th class="num">Latest version</th><th class="num">Schema id</th></tr></thead><tbody>
+    ${r.data.map(s => `<tr data-subject="${esc(s.subject)}"><td><a href="#/schemas/${encodeURIComponent(s.subject)}">${esc(s.subject)}</a></td>
+      <td>${esc(s.schema_type)}</td><td class="num">${esc(s.version)}</td><td class="num">${esc(s.id)}</td></tr>`).join('')}
+    </tbody></table>`;
+  if (r.data.length === 0) el.querySelector('tbody').innerHTML = '<tr><td colspan="4" class="muted">No subjects.</td></tr>';
+  el.append(pager(r.total, offset, PAGE, o => go('/schemas', { filter, offset: o })));
+  el.querySelector('#schema-filter').onsubmit = ev => {
+    ev.preventDefault();
+    go('/schemas', { filter: new FormData(ev.target).get('filter') });
+  };
+}
+
+function prettySchema(text) {
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; }
+}
+
+export async function schema(el, parts, q) {
+  const subject = parts[1];
+  const version = q.get('version') || '';
+  const s = await api(`/api/console/schemas/${encodeURIComponent(subject)}${qs({ version })}`);
+  el.innerHTML = `<h1>Subject <span class="mono">${esc(subject)}</span></h1>
+    <div class="cards">
+      <div class="card"><div class="muted">Type</div><div class="n" id="schema-type">${esc(s.schema_type)}</div></div>
+      <div class="card"><div class="muted">Version</div><div class="n" id="schema-version">${esc(s.version)}</div></div>
+      <div class="card"><div class="muted">Schema id</div><div class="n">${esc(s.id)}</div></div>
+      <div class="card"><div class="muted">Compatibility</div><div class="n">${esc(s.compatibility ?? '–')}</div></div>
+    </div>
+    <form id="version-form"><label>Version<select id="schema-versions">
+      ${s.versions.map(v => `<option ${v === s.version ? 'selected' : ''}>${esc(v)}</option>`).join('')}</select></label></form>
+    ${s.references.length ? `<h2>References</h2><ul>${s.references.map(r => `<li>${esc(r.name)} → <a href="#/schemas/${encodeURIComponent(r.subject)}?version=${esc(r.version)}">${esc(r.subject)} v${esc(r.version)}</a></li>`).join('')}</ul>` : ''}
+    <h2>Schema</h2><pre class="value" id="schema-text">${esc(prettySchema(s.schema))}</pre>`;
+  el.querySelector('#schema-versions').onchange = ev => go(`/schemas/${encodeURIComponent(subject)}`, { version: ev.target.value });
+}
+
+// ---------------------------------------------------------------- connectors
+
+export async function connectors(el, _parts, q) {
+  const filter = q.get('filter') || '';
+  el.innerHTML = `<h1>Connectors</h1>
+    <form id="connector-filter"><label>Filter<input name="filter" value="${esc(filter)}" placeholder="name contains"></label><button>Search</button></form>
+    <div id="connectors-live"></div>`;
+  el.querySelector('#connector-filter').onsubmit = ev => {
+    ev.preventDefault();
+    go('/connectors', { filter: new FormData(ev.target).get('filter') });
+  };
+  const live = el.querySelector('#connectors-live');
+  const refresh = async () => {
+    const r = await api(`/api/console/connectors${qs({ filter })}`);
+    live.innerHTML = `<table id="connectors-table"><thead><tr><th>Name</th><th>Type</th><th>Class</th><th>State</th><th>Tasks</th><th>Worker</th><th></th></tr></thead><tbody>
+      ${r.data.map(c => `<tr data-connector="${esc(c.name)}"><td>${esc(c.name)}</td><td>${esc(c.type)}</td><td class="mono">${esc(c.class)}</td>
+        <td data-state>${status(c.state)}</td>
+        <td>${(c.tasks || []).map(t => `${esc(t.id)}: ${status(t.state)}`).join(' ')}</td><td>${esc(c.worker_id)}</td>
+        <td><button class="plain" data-action="pause">Pause</button><button class="plain" data-action="resume">Resume</button><button class="plain" data-action="restart">Restart</button></td></tr>`).join('')}
+      </tbody></table>`;
+    if (r.data.length === 0) live.querySelector('tbody').innerHTML = '<tr><td colspan="7" class="muted">No connectors.</td></tr>';
+    for (const b of live.querySelectorAll('[data-action]')) {
+      b.onclick = async () => {
+        const name = b.closest('tr').dataset.connector;
+        try {
+          await api(`/api/console/connectors/${encodeURIComponent(name)}/${b.dataset.action}`, { method: 'POST' });
+          await refresh();
+        } catch (e) {
+          live.insertAdjacentHTML('afterbegin', errorBox(e));
+        }
+      };
+    }
+  };
+  await refresh();
+  return refresh;
+}

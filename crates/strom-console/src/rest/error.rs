@@ -50,6 +50,12 @@ pub enum RestError {
     KafkaRetriable(String),
     #[error("{0}")]
     Kafka(String),
+    /// A service the console reads for a page is not configured (its setting named).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The Schema Registry or Connect answered with an error: its status, code and message.
+    #[error("{2}")]
+    Upstream(StatusCode, u32, String),
 }
 
 impl RestError {
@@ -70,6 +76,8 @@ impl RestError {
             KafkaRefused(_) => (StatusCode::BAD_REQUEST, 40002),
             KafkaRetriable(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50003),
             Kafka(_) => (StatusCode::INTERNAL_SERVER_ERROR, 50001),
+            NotConfigured(_) => (StatusCode::NOT_FOUND, 404),
+            Upstream(status, code, _) => (*status, *code),
         }
     }
 

@@ -62,7 +62,7 @@ fn num<T: std::str::FromStr>(q: &HashMap<String, String>, name: &str) -> RestRes
 }
 
 /// `offset` and `limit` of a page (limit 1..=MAX_PAGE).
-fn page(q: &HashMap<String, String>) -> RestResult<(usize, usize)> {
+pub(crate) fn page(q: &HashMap<String, String>) -> RestResult<(usize, usize)> {
     let offset = num::<usize>(q, "offset")?.unwrap_or(0);
     let limit = num::<usize>(q, "limit")?.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {

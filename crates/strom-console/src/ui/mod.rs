@@ -1,10 +1,13 @@
 //! The web console: its front end (`assets`: HTML, CSS and ES modules embedded in the
 //! binary, no build step), the JSON endpoints its pages need beside the REST proxy and the
-//! Burrow API (`api`, under `/api/console`) and the history of its charts (`history`).
+//! Burrow API (`api`, under `/api/console`), the schemas and connectors pages' proxies to
+//! the Schema Registry and a Connect worker (`ecosystem`) and the history of its charts
+//! (`history`).
 
 pub mod api;
 pub mod assets;
 pub mod decode;
+pub mod ecosystem;
 pub mod history;
 
 use std::sync::Arc;
@@ -33,4 +36,11 @@ pub(crate) fn routes() -> Router<Arc<Console>> {
         )
         .route("/api/console/history/throughput", get(api::throughput))
         .route("/api/console/history/lag/{group}", get(api::lag_history))
+        .route("/api/console/schemas", get(ecosystem::schemas))
+        .route("/api/console/schemas/{subject}", get(ecosystem::schema))
+        .route("/api/console/connectors", get(ecosystem::connectors))
+        .route(
+            "/api/console/connectors/{name}/{action}",
+            post(ecosystem::connector_action),
+        )
 }

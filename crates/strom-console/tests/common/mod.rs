@@ -346,3 +346,84 @@ pub async fn request_with_headers(
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
+
+/// A Schema Registry on this broker, in-process, with two versions of `ui-orders-value`
+/// (the second adds a field); its URL.
+pub async fn start_registry(b: &str) -> String {
+    use strom_registry::http_client::{request, Method};
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let config = strom_registry::RegistryConfig::new(b, &url);
+    tokio::spawn(async move {
+        if let Err(e) = strom_registry::run(config, std::future::pending()).await {
+            panic!("registry: {e}");
+        }
+    });
+    eventually("the registry up", Duration::from_secs(30), async || {
+        request(&url, Method::GET, "/subjects", None)
+            .await
+            .ok()
+            .filter(|(s, _)| s.is_success())
+            .map(|_| ())
+    })
+    .await;
+    for fields in [
+        r#"[{"name":"id","type":"long"}]"#,
+        r#"[{"name":"id","type":"long"},{"name":"note","type":["null","string"],"default":null}]"#,
+    ] {
+        let schema = format!(r#"{{"type":"record","name":"Order","fields":{fields}}}"#);
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let (status, answer) = request(
+            &url,
+            Method::POST,
+            "/subjects/ui-orders-value/versions",
+            Some(body.into()),
+        )
+        .await
+        .unwrap();
+        assert!(status.is_success(), "register: {status} {answer:?}");
+    }
+    url
+}
+
+/// A standalone Connect worker on this broker, in-process, running a file source `ui-file`;
+/// its REST URL and the running worker.
+pub async fn start_connect(
+    b: &str,
+    dir: &std::path::Path,
+) -> (String, strom_connect::standalone::Standalone) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    std::fs::write(dir.join("in.txt"), "one\ntwo\n").unwrap();
+    let props = |pairs: &[(&str, String)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    };
+    let worker = props(&[
+        ("bootstrap.servers", b.to_owned()),
+        ("listeners", url.clone()),
+        (
+            "offset.storage.file.filename",
+            dir.join("offsets").display().to_string(),
+        ),
+        (
+            "key.converter",
+            "org.apache.kafka.connect.storage.StringConverter".into(),
+        ),
+        (
+            "value.converter",
+            "org.apache.kafka.connect.storage.StringConverter".into(),
+        ),
+    ]);
+    let source = props(&[
+        ("name", "ui-file".into()),
+        ("connector.class", "FileStreamSource".into()),
+        ("file", dir.join("in.txt").display().to_string()),
+        ("topic", "ui-connect".into()),
+    ]);
+    let running = strom_connect::standalone::Standalone::start(worker, vec![source], None)
+        .await
+        .expect("the Connect worker starts");
+    (url, running)
+}

@@ -20,7 +20,7 @@ async function step(name) {
 }
 
 // Polls `fn` until it returns a truthy value.
-async function until(what, fn, timeout = 20000) {
+async function until(what, fn, timeout = 45000) {
   const end = Date.now() + timeout;
   let last;
   for (;;) {
@@ -41,7 +41,7 @@ function check(cond, what) {
 }
 
 async function ready(page, name) {
-  await page.waitForSelector(`main[data-ready="${name}"]`, { timeout: 20000 });
+  await page.waitForSelector(`main[data-ready="${name}"]`, { timeout: 45000 });
 }
 
 async function open(page, base, hash, name) {
@@ -246,6 +246,30 @@ async function scenario(base, bootstrap, dir) {
     await open(page, base, '#/', 'overview');
     await until('a throughput line', async () => (await page.locator('#throughput-chart svg path').count()) === 1);
     await shot(page, dir, '12-overview-throughput');
+
+    // Schemas, from the Schema Registry the driver started (two versions of one subject).
+    await open(page, base, '#/schemas', 'schemas');
+    await until('the subject listed', async () => (await text(page, '#schemas-table')).includes('ui-orders-value'));
+    check((await text(page, 'tr[data-subject="ui-orders-value"]')).includes('AVRO'), 'the subject is Avro');
+    await page.click('a[href="#/schemas/ui-orders-value"]');
+    await ready(page, 'schema');
+    check((await text(page, '#schema-version')) === '2', 'the latest version is shown');
+    check((await text(page, '#schema-text')).includes('"note"'), 'version 2 has the added field');
+    await shot(page, dir, '13-schema');
+    await page.selectOption('#schema-versions', '1');
+    await until('version 1', async () => (await page.locator('main[data-ready="schema"] #schema-version').innerText()) === '1');
+    check(!(await text(page, '#schema-text')).includes('"note"'), 'version 1 has no such field');
+
+    // Connectors, from the Connect worker the driver started: pause, then resume.
+    await open(page, base, '#/connectors', 'connectors');
+    const state = () => text(page, 'tr[data-connector="ui-file"] [data-state]');
+    await until('the connector running', async () => (await state()) === 'RUNNING');
+    check((await text(page, 'tr[data-connector="ui-file"]')).includes('FileStreamSource'), 'its class is shown');
+    await shot(page, dir, '14-connectors');
+    await page.click('tr[data-connector="ui-file"] [data-action="pause"]');
+    await until('the connector paused', async () => (await state()) === 'PAUSED');
+    await page.click('tr[data-connector="ui-file"] [data-action="resume"]');
+    await until('the connector running again', async () => (await state()) === 'RUNNING');
     check(errors.length === 0, `no script errors on the pages (${errors.join('; ')})`);
   } catch (e) {
     await shot(page, dir, 'failure').catch(() => {});
