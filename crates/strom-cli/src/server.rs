@@ -17,7 +17,14 @@ pub(crate) fn run(mut args: ServerArgs) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let registry = crate::registry::embedded_config(&mut args)?;
-    let console = crate::http::console_settings(&mut args)?;
+    let mut console = crate::http::console_settings(&mut args)?;
+    // The console decodes and lists schemas through the embedded registry, unless told
+    // otherwise.
+    if let Some((listener, _)) = &registry {
+        if !console.iter().any(|(k, _)| k == "schema.registry.url") {
+            console.push(("schema.registry.url".into(), listener.clone()));
+        }
+    }
     let (config, warnings) = BrokerConfig::load(args.config.as_deref(), &args.overrides)
         .context("invalid configuration")?;
     // A dynamic quorum starts only from formatted storage, as Kafka; it carries cluster.id.
