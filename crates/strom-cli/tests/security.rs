@@ -120,6 +120,18 @@ fn ssl_config(bootstrap: &str, pki: &Pki, client: Option<&str>) -> ClientConfig 
     c
 }
 
+/// Whether a producer with `config` fails to deliver one record (within a few seconds).
+fn refused(mut config: ClientConfig) -> bool {
+    let producer: FutureProducer = config.set("message.timeout.ms", "3000").create().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(producer.send(
+            FutureRecord::<(), _>::to("refused").payload("x"),
+            Duration::from_secs(5),
+        ))
+        .is_err()
+}
+
 fn produce_and_read(config: &ClientConfig, topic: &str, n: usize) {
     let producer: FutureProducer = config.create().expect("producer");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -170,16 +182,10 @@ fn librdkafka_over_tls_and_a_plaintext_client_on_the_tls_port_fails_cleanly() {
 
     // A plaintext Kafka client on the TLS port: its connection fails, logged, and the TLS
     // clients carry on.
-    let plain: FutureProducer = common::client_config(&bootstrap)
-        .set("message.timeout.ms", "3000")
-        .create()
-        .unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let r = runtime.block_on(plain.send(
-        FutureRecord::<(), _>::to("over-tls").payload("clear"),
-        Duration::from_secs(5),
-    ));
-    assert!(r.is_err(), "a plaintext client must not get through");
+    assert!(
+        refused(common::client_config(&bootstrap)),
+        "a plaintext client must not get through"
+    );
     wait_for_log(&server, "TLS handshake failed");
     // Malformed handshakes: garbage, an HTTP request, a TLS record header promising more than
     // it sends, a truncated ClientHello; each closes its own connection only.
@@ -214,16 +220,10 @@ fn mutual_tls_admits_trusted_client_certificates_and_refuses_others() {
 
     // No certificate, and a certificate from another CA: refused at the handshake.
     for client in [None, Some("rogue")] {
-        let producer: FutureProducer = ssl_config(&bootstrap, &pki, client)
-            .set("message.timeout.ms", "3000")
-            .create()
-            .unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let r = runtime.block_on(producer.send(
-            FutureRecord::<(), _>::to("mtls").payload("x"),
-            Duration::from_secs(5),
-        ));
-        assert!(r.is_err(), "{client:?} must be refused");
+        assert!(
+            refused(ssl_config(&bootstrap, &pki, client)),
+            "{client:?} must be refused"
+        );
     }
     wait_for_log(&server, "TLS handshake failed");
     produce_and_read(&config, "mtls-2", 5);
@@ -317,31 +317,17 @@ fn sasl_plain_over_plaintext_and_tls_with_librdkafka_and_a_wrong_password_fails_
         let good = sasl_config(&bootstrap, &pki, protocol, "alice", "alice-secret");
         produce_and_read(&good, "sasl", 20);
 
-        let bad: FutureProducer = sasl_config(&bootstrap, &pki, protocol, "alice", "wrong")
-            .set("message.timeout.ms", "3000")
-            .create()
-            .unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let r = runtime.block_on(bad.send(
-            FutureRecord::<(), _>::to("sasl").payload("x"),
-            Duration::from_secs(5),
-        ));
         assert!(
-            r.is_err(),
+            refused(sasl_config(&bootstrap, &pki, protocol, "alice", "wrong")),
             "{protocol}: a wrong password must not get through"
         );
         wait_for_log(&server, "SASL authentication failed");
         // A client that skips authentication: closed at its first request.
         if protocol == "SASL_PLAINTEXT" {
-            let plain: FutureProducer = common::client_config(&bootstrap)
-                .set("message.timeout.ms", "3000")
-                .create()
-                .unwrap();
-            let r = runtime.block_on(plain.send(
-                FutureRecord::<(), _>::to("sasl").payload("x"),
-                Duration::from_secs(5),
-            ));
-            assert!(r.is_err(), "an unauthenticated client must not get through");
+            assert!(
+                refused(common::client_config(&bootstrap)),
+                "an unauthenticated client must not get through"
+            );
             wait_for_log(&server, "request before SASL authentication");
         }
         produce_and_read(&good, "sasl-2", 5);
@@ -493,16 +479,8 @@ fn scram_users_set_on_the_wire_authenticate_librdkafka_and_kafka_python() {
         produce_and_read(&c, &format!("scram-{}", mechanism.to_lowercase()), 10);
 
         let mut wrong = c.clone();
-        wrong
-            .set("sasl.password", "not-it")
-            .set("message.timeout.ms", "3000");
-        let producer: FutureProducer = wrong.create().unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let r = runtime.block_on(producer.send(
-            FutureRecord::<(), _>::to("scram-x").payload("x"),
-            Duration::from_secs(5),
-        ));
-        assert!(r.is_err(), "{mechanism}: a wrong password must fail");
+        wrong.set("sasl.password", "not-it");
+        assert!(refused(wrong), "{mechanism}: a wrong password must fail");
     }
     wait_for_log(&server, "SASL authentication failed");
 
