@@ -493,14 +493,38 @@ async fn an_empty_metadata_image_over_data_refuses_to_start() {
 }
 
 #[test]
-fn tls_and_sasl_listeners_are_refused_at_start_up() {
+fn tls_listeners_without_a_usable_key_store_are_refused_at_start_up() {
     let tmp = tempfile::tempdir().unwrap();
-    for listener in ["SSL", "SASL_PLAINTEXT", "SASL_SSL"] {
+    for listener in ["SSL", "SASL_SSL"] {
         let port = common::free_port();
         let err = start_refused(&[
             format!("listeners={listener}://127.0.0.1:{port}"),
             format!("log.dirs={}", tmp.path().display()),
         ]);
-        assert!(err.contains("does not serve yet"), "{listener}: {err}");
+        assert!(
+            err.contains("uses TLS but has no key store") && err.contains("ssl.keystore.location"),
+            "{listener}: {err}"
+        );
+        let missing = tmp.path().join("no-such.pem");
+        let err = start_refused(&[
+            format!("listeners={listener}://127.0.0.1:{port}"),
+            format!("log.dirs={}", tmp.path().display()),
+            format!("ssl.keystore.location={}", missing.display()),
+        ]);
+        assert!(
+            err.contains("ssl.keystore.location") && err.contains("no-such.pem"),
+            "{listener}: {err}"
+        );
     }
+    // SASL PLAIN alone, with no users in a JAAS config: refused, naming the setting.
+    let port = common::free_port();
+    let err = start_refused(&[
+        format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+        format!("log.dirs={}", tmp.path().display()),
+        "sasl.enabled.mechanisms=PLAIN".into(),
+    ]);
+    assert!(
+        err.contains("listener.name.sasl_plaintext.plain.sasl.jaas.config"),
+        "{err}"
+    );
 }
