@@ -3,6 +3,7 @@
 //! image (STYLE.md #7). Single node: a quorum of one (commit = its fsync). Cluster: the Raft
 //! leader's controller is the active one; elsewhere proposals fail with `NotController`.
 
+pub mod acls;
 pub mod balancing;
 mod brokers;
 mod configs;

@@ -311,6 +311,19 @@ mod tests {
                 1 => (0u8..3, 1i8..3).prop_map(|(u, mechanism)| {
                     MetadataRecord::RemoveScramCredential { user: format!("u{u}"), mechanism }
                 }),
+                1 => (0u128..4, 0u8..3).prop_map(|(id, u)| MetadataRecord::Acl {
+                    id: Uuid::from_u128(id),
+                    binding: crate::acl::AclBinding {
+                        resource_type: crate::acl::ResourceType::Topic,
+                        resource_name: format!("t{u}"),
+                        pattern_type: crate::acl::PatternType::Literal,
+                        principal: format!("User:u{u}"),
+                        host: "*".into(),
+                        operation: crate::acl::AclOperation::Read,
+                        permission: crate::acl::AclPermission::Allow,
+                    },
+                }),
+                1 => (0u128..4).prop_map(|id| MetadataRecord::RemoveAcl { id: Uuid::from_u128(id) }),
             ], 0..80),
         ) {
             let mut image = MetadataImage::empty();

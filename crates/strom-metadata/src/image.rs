@@ -156,6 +156,9 @@ pub struct MetadataImage {
     /// SCRAM credentials by user, then mechanism id (1 = SHA-256, 2 = SHA-512).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
+    /// ACLs by the id the controller gave them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    acls: BTreeMap<Uuid, crate::acl::AclBinding>,
     /// Number of records replayed into this image (the next metadata offset).
     records_applied: u64,
 }
@@ -244,6 +247,11 @@ impl MetadataImage {
     /// `user`'s SCRAM credential for mechanism id `mechanism` (1 = SHA-256, 2 = SHA-512).
     pub fn scram_credential(&self, user: &str, mechanism: i8) -> Option<&ScramCredential> {
         self.scram_credentials.get(user)?.get(&mechanism)
+    }
+
+    /// Every ACL, by id.
+    pub fn acls(&self) -> &BTreeMap<Uuid, crate::acl::AclBinding> {
+        &self.acls
     }
 
     /// Every user with SCRAM credentials, and theirs by mechanism id.
@@ -349,6 +357,12 @@ impl MetadataImage {
                             iterations: *iterations,
                         },
                     );
+            }
+            MetadataRecord::Acl { id, binding } => {
+                self.acls.insert(*id, binding.clone());
+            }
+            MetadataRecord::RemoveAcl { id } => {
+                self.acls.remove(id);
             }
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
                 if let Some(by_mechanism) = self.scram_credentials.get_mut(user) {
@@ -480,6 +494,12 @@ impl MetadataImage {
                     iterations: c.iterations,
                 });
             }
+        }
+        for (id, binding) in &self.acls {
+            out.push(MetadataRecord::Acl {
+                id: *id,
+                binding: binding.clone(),
+            });
         }
         for broker_id in &self.unregistered_brokers {
             out.push(MetadataRecord::UnregisterBroker {

@@ -3,6 +3,7 @@
 //! broker config catalogues; the [`quorum`] that replicates the records with Raft (openraft), not
 //! yet wired into the controller.
 
+pub mod acl;
 pub mod balancer;
 pub mod broker_config;
 pub mod broker_config_defs;

@@ -103,4 +103,11 @@ pub enum MetadataRecord {
     },
     /// A user's SCRAM credential for one mechanism was deleted.
     RemoveScramCredential { user: String, mechanism: i8 },
+    /// An ACL was created (Kafka's AccessControlEntryRecord), under a controller-chosen id.
+    Acl {
+        id: Uuid,
+        binding: crate::acl::AclBinding,
+    },
+    /// The ACL `id` was deleted (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcl { id: Uuid },
 }

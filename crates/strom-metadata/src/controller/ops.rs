@@ -81,6 +81,14 @@ pub enum ControllerOp {
         deletions: Vec<(String, i8)>,
         upsertions: Vec<super::scram::ScramUpsertion>,
     },
+    /// CreateAcls (`kafka-acls.sh --add`).
+    CreateAcls {
+        bindings: Vec<crate::acl::AclBinding>,
+    },
+    /// DeleteAcls (`kafka-acls.sh --remove`).
+    DeleteAcls {
+        filters: Vec<crate::acl::AclFilter>,
+    },
     /// AlterPartition: a partition leader changes its ISR.
     AlterPartition {
         broker_id: i32,
@@ -110,6 +118,8 @@ impl ControllerOp {
                 ControllerOpResult::Reassignments(Err(error))
             }
             ControllerOp::AlterUserScramCredentials { .. } => ControllerOpResult::Scram(Err(error)),
+            ControllerOp::CreateAcls { .. } => ControllerOpResult::CreateAcls(Err(error)),
+            ControllerOp::DeleteAcls { .. } => ControllerOpResult::DeleteAcls(Err(error)),
             _ => ControllerOpResult::Done(Err(error)),
         }
     }
@@ -128,6 +138,8 @@ pub enum ControllerOpResult {
     Reassignments(Result<Vec<super::reassignments::ReassignmentResult>, ControllerError>),
     /// One result per user.
     Scram(Result<super::scram::UserResults, ControllerError>),
+    CreateAcls(Result<super::acls::CreateAclResults, ControllerError>),
+    DeleteAcls(Result<super::acls::DeleteAclResults, ControllerError>),
 }
 
 impl ControllerOpResult {
@@ -161,6 +173,20 @@ impl ControllerOpResult {
     pub fn into_elections(self) -> Result<Vec<super::elections::ElectionResult>, ControllerError> {
         match self {
             ControllerOpResult::Elections(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_create_acls(self) -> Result<super::acls::CreateAclResults, ControllerError> {
+        match self {
+            ControllerOpResult::CreateAcls(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_delete_acls(self) -> Result<super::acls::DeleteAclResults, ControllerError> {
+        match self {
+            ControllerOpResult::DeleteAcls(r) => r,
             _ => Err(Self::mismatch()),
         }
     }
@@ -268,6 +294,12 @@ impl Controller {
                 upsertions,
             } => {
                 ControllerOpResult::Scram(self.alter_user_scram_credentials(deletions, upsertions))
+            }
+            ControllerOp::CreateAcls { bindings } => {
+                ControllerOpResult::CreateAcls(self.create_acls(bindings))
+            }
+            ControllerOp::DeleteAcls { filters } => {
+                ControllerOpResult::DeleteAcls(self.delete_acls(filters))
             }
             ControllerOp::ControlledShutdown { broker_id } => {
                 ControllerOpResult::Done(self.controlled_shutdown(broker_id))

@@ -29,6 +29,8 @@
 //! | 10 | `UnregisterBroker` | 0       | broker_id i32                                           |
 //! | 11 | `ScramCredential`  | 0       | user str, mechanism i32, salt bytes, stored_key bytes, server_key bytes, iterations i32 |
 //! | 12 | `RemoveScramCredential` | 0  | user str, mechanism i32                                 |
+//! | 13 | `Acl`              | 0       | id uuid, resource_type i32, resource_name str, pattern_type i32, principal str, host str, operation i32, permission i32 (Kafka's codes) |
+//! | 14 | `RemoveAcl`        | 0       | id uuid                                                 |
 //!
 //! Field encodings: `uvarint` is unsigned LEB128 (at most 10 bytes, no overlong forms);
 //! `i32`/`i64` are zigzag then uvarint; `u16` is a uvarint below 65536; `str` is a uvarint
@@ -77,6 +79,8 @@ const TYPE_PRODUCER_IDS: u64 = 9;
 const TYPE_UNREGISTER_BROKER: u64 = 10;
 const TYPE_SCRAM_CREDENTIAL: u64 = 11;
 const TYPE_REMOVE_SCRAM_CREDENTIAL: u64 = 12;
+const TYPE_ACL: u64 = 13;
+const TYPE_REMOVE_ACL: u64 = 14;
 
 const CONFIG_RESOURCE_TOPIC: u8 = 0;
 const CONFIG_RESOURCE_BROKER: u8 = 1;
@@ -117,6 +121,8 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
         MetadataRecord::UnregisterBroker { .. } => TYPE_UNREGISTER_BROKER,
         MetadataRecord::ScramCredential { .. } => TYPE_SCRAM_CREDENTIAL,
         MetadataRecord::RemoveScramCredential { .. } => TYPE_REMOVE_SCRAM_CREDENTIAL,
+        MetadataRecord::Acl { .. } => TYPE_ACL,
+        MetadataRecord::RemoveAcl { .. } => TYPE_REMOVE_ACL,
     };
     (
         id,
@@ -127,7 +133,7 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
 /// The newest record version of type `id` this code knows; `None` for an unknown type.
 fn current_version(id: u64) -> Option<u8> {
     match id {
-        TYPE_CLUSTER..=TYPE_REMOVE_SCRAM_CREDENTIAL => Some(0),
+        TYPE_CLUSTER..=TYPE_REMOVE_ACL => Some(0),
         _ => None,
     }
 }
@@ -242,6 +248,17 @@ fn encode_body(out: &mut Vec<u8>, record: &MetadataRecord) {
             put_opt_str(out, value.as_deref());
         }
         MetadataRecord::RemoveTopic { topic_id } => out.extend_from_slice(topic_id.as_bytes()),
+        MetadataRecord::Acl { id, binding } => {
+            out.extend_from_slice(id.as_bytes());
+            put_i32(out, i32::from(binding.resource_type.code()));
+            put_str(out, &binding.resource_name);
+            put_i32(out, i32::from(binding.pattern_type.code()));
+            put_str(out, &binding.principal);
+            put_str(out, &binding.host);
+            put_i32(out, i32::from(binding.operation.code()));
+            put_i32(out, i32::from(binding.permission.code()));
+        }
+        MetadataRecord::RemoveAcl { id } => out.extend_from_slice(id.as_bytes()),
         MetadataRecord::ProducerIds {
             broker_id,
             next_block_start,
@@ -419,6 +436,19 @@ fn decode_body(b: &mut Reader<'_>, id: u64) -> Result<MetadataRecord, RecordDeco
             server_key: b.bytes()?,
             iterations: b.i32()?,
         },
+        TYPE_ACL => MetadataRecord::Acl {
+            id: b.uuid()?,
+            binding: crate::acl::AclBinding {
+                resource_type: b.acl_code("resource type", crate::acl::ResourceType::from_code)?,
+                resource_name: b.string()?,
+                pattern_type: b.acl_code("pattern type", crate::acl::PatternType::from_code)?,
+                principal: b.string()?,
+                host: b.string()?,
+                operation: b.acl_code("operation", crate::acl::AclOperation::from_code)?,
+                permission: b.acl_code("permission", crate::acl::AclPermission::from_code)?,
+            },
+        },
+        TYPE_REMOVE_ACL => MetadataRecord::RemoveAcl { id: b.uuid()? },
         TYPE_REMOVE_SCRAM_CREDENTIAL => MetadataRecord::RemoveScramCredential {
             user: b.string()?,
             mechanism: b.mechanism()?,
@@ -572,6 +602,20 @@ impl Reader<'_> {
             ));
         }
         Ok(self.take(len as usize, "bytes")?.to_vec())
+    }
+
+    /// One of Kafka's ACL enum codes (an i32 on the wire), known to `from_code`.
+    fn acl_code<T>(
+        &mut self,
+        what: &str,
+        from_code: fn(i8) -> Option<T>,
+    ) -> Result<T, RecordDecodeError> {
+        let start = self.pos;
+        let v = self.i32()?;
+        i8::try_from(v)
+            .ok()
+            .and_then(from_code)
+            .ok_or_else(|| self.error_at(start, format!("unknown ACL {what} code {v}")))
     }
 
     /// A SCRAM mechanism id (an i32 on the wire, an i8 in the record).

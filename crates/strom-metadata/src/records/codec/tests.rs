@@ -44,6 +44,19 @@ fn every_variant() -> Vec<MetadataRecord> {
             user: "bob".into(),
             mechanism: 1,
         },
+        MetadataRecord::Acl {
+            id: uuid(77),
+            binding: crate::acl::AclBinding {
+                resource_type: crate::acl::ResourceType::Topic,
+                resource_name: "orders-".into(),
+                pattern_type: crate::acl::PatternType::Prefixed,
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: crate::acl::AclOperation::Write,
+                permission: crate::acl::AclPermission::Deny,
+            },
+        },
+        MetadataRecord::RemoveAcl { id: uuid(78) },
         MetadataRecord::UnfenceBroker {
             broker_id: i32::MAX,
         },
@@ -147,7 +160,7 @@ fn type_ids_are_the_documented_ones() {
         .iter()
         .map(|r| encode_batch(std::slice::from_ref(r))[3])
         .collect();
-    assert_eq!(ids, [1, 2, 3, 10, 11, 12, 4, 5, 6, 7, 7, 8, 9]);
+    assert_eq!(ids, [1, 2, 3, 10, 11, 12, 13, 14, 4, 5, 6, 7, 7, 8, 9]);
 }
 
 #[test]
@@ -286,7 +299,7 @@ fn bad_headers_and_bodies_are_errors() {
     garbage.push(0);
     assert!(reason(&garbage).contains("after the last"));
 
-    assert!(reason(&batch_of(&[record_bytes(13, 0, &[])])).contains("unknown record type id 13"));
+    assert!(reason(&batch_of(&[record_bytes(15, 0, &[])])).contains("unknown record type id 15"));
     assert!(reason(&batch_of(&[record_bytes(0, 0, &[])])).contains("unknown record type id 0"));
 
     // Bad UTF-8 in a string.
@@ -428,6 +441,29 @@ fn any_record() -> impl Strategy<Value = MetadataRecord> {
             user,
             mechanism
         }),
+        (
+            any::<u128>(),
+            (1i8..8, 3i8..5, 2i8..15, 2i8..4),
+            (text(), text(), text())
+        )
+            .prop_map(
+                |(id, (rt, pt, op, perm), (resource_name, principal, host))| {
+                    use crate::acl::*;
+                    MetadataRecord::Acl {
+                        id: uuid(id),
+                        binding: AclBinding {
+                            resource_type: ResourceType::from_code(rt).unwrap(),
+                            resource_name,
+                            pattern_type: PatternType::from_code(pt).unwrap(),
+                            principal,
+                            host,
+                            operation: AclOperation::from_code(op).unwrap(),
+                            permission: AclPermission::from_code(perm).unwrap(),
+                        },
+                    }
+                }
+            ),
+        any::<u128>().prop_map(|id| MetadataRecord::RemoveAcl { id: uuid(id) }),
         any::<i32>().prop_map(|broker_id| MetadataRecord::UnfenceBroker { broker_id }),
         (text(), any::<u128>()).prop_map(|(name, id)| MetadataRecord::Topic {
             name,
