@@ -71,6 +71,8 @@ pub struct Broker {
     isr_wake: tokio::sync::Notify,
     /// Coordinator loads and unloads waiting for their task (cluster mode).
     coordinator_events: crate::internal_topic::CoordinatorEvents,
+    /// ACL checks (`authorizer.class.name`); `None` allows every request.
+    authorizer: Option<crate::security::authz::Authorizer>,
 }
 
 impl Broker {
@@ -118,11 +120,12 @@ impl Broker {
             } else {
                 ReplicaManager::with_log_dirs(roots, clock, config.node_id())
             },
+            authorizer: crate::security::authz::Authorizer::from_config(&config),
             config,
             controller: controller.map(Mutex::new),
             metadata,
             follow_lock: Mutex::new(None),
-            image: RwLock::new(image),
+            image: RwLock::new(image.clone()),
             producer_ids: Mutex::new(ProducerIdBlock::default()),
             metrics: Arc::default(),
             logs_behind_image: Default::default(),
@@ -133,6 +136,9 @@ impl Broker {
             isr_wake: tokio::sync::Notify::new(),
             coordinator_events: Default::default(),
         });
+        if let Some(authorizer) = &broker.authorizer {
+            authorizer.refresh(&image);
+        }
         if broker.config.is_quorum_over_network() {
             // Coordinators serve the internal partitions this broker leads, loaded as it
             // becomes their leader (`internal_topic::on_role_changes`).
@@ -193,6 +199,11 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id()
+    }
+
+    /// The ACL checks, when `authorizer.class.name` turns them on.
+    pub fn authorizer(&self) -> Option<&crate::security::authz::Authorizer> {
+        self.authorizer.as_ref()
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
@@ -502,6 +513,9 @@ impl Broker {
             _ => None,
         };
         self.follow_image(&applied.image, delta.as_deref());
+        if let Some(authorizer) = &self.authorizer {
+            authorizer.refresh(&applied.image);
+        }
         *self.image.write() = Arc::clone(&applied.image);
         *followed = Some(applied.offset);
     }

@@ -59,6 +59,7 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::UnsupportedSaslMechanism { .. } => ErrorCode::UnsupportedSaslMechanism,
         ControllerError::ResourceNotFound { .. } => ErrorCode::ResourceNotFound,
         ControllerError::DuplicateResource { .. } => ErrorCode::DuplicateResource,
+        ControllerError::ClusterAuthorizationFailed => ErrorCode::ClusterAuthorizationFailed,
         ControllerError::Storage { .. } => ErrorCode::KafkaStorageError,
     }
 }

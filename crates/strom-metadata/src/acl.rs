@@ -429,6 +429,17 @@ pub enum Reason {
     NoMatchingAllow,
 }
 
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::SuperUser => f.write_str("super user"),
+            Reason::NoAclFound => f.write_str("no ACL found"),
+            Reason::Binding(b) => write!(f, "ACL {b}"),
+            Reason::NoMatchingAllow => f.write_str("no ALLOW ACL matched"),
+        }
+    }
+}
+
 impl AclIndex {
     pub fn new(bindings: &BTreeMap<Uuid, AclBinding>) -> AclIndex {
         let mut index = AclIndex {

@@ -31,6 +31,8 @@ const INT_MAX: &str = "2147483647";
 #[rustfmt::skip]
 pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("advertised.listeners", T::String, None, V::Custom(crate::broker_config::validate_listeners), "Listeners published to clients; defaults to listeners."),
+    b("allow.everyone.if.no.acl.found", T::Boolean, Some("false"), V::Any, "With an authorizer: allow a request on a resource no ACL covers (Kafka's default, false, denies it)."),
+    b("authorizer.class.name", T::String, Some(""), V::OneOf(&["", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer", "strom"]), "The authorizer: empty for none (every request allowed, Kafka's default), or StandardAuthorizer's class name to check ACLs (stored in the metadata log) on every request."),
     b("auto.create.topics.enable", T::Boolean, Some("true"), V::Any, "Create a topic when a client asks for metadata of an unknown one."),
     b("auto.leader.rebalance.enable", T::Boolean, Some("true"), V::Any, "Move leadership back to preferred replicas periodically."),
     b("balancer.check.interval.seconds", T::Long, Some("60"), V::AtLeast(1), "How often the active controller's balancer (balancer.enable) checks replica and leader balance."),
@@ -144,6 +146,8 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("ssl.truststore.location", T::String, None, V::Any, "A PEM file of trusted CA certificates (for client certificates)."),
     b("ssl.truststore.password", T::String, None, V::Any, "Trust store password (not needed for PEM)."),
     b("ssl.truststore.type", T::String, Some("PEM"), V::OneOf(&["PEM"]), "Trust store format; Strom reads PEM."),
+    b("strom.authorizer.audit.allowed", T::Boolean, Some("false"), V::Any, "Log allowed authorization decisions too (denied ones are always logged, on the strom::audit target)."),
+    b("super.users", T::String, Some(""), V::Any, "Principals allowed everything by the authorizer, separated by ';' (User:admin;User:broker)."),
     b("transaction.abort.timed.out.transaction.cleanup.interval.ms", T::Int, Some("10000"), V::AtLeast(1), "How often the coordinator aborts timed-out transactions."),
     b("transaction.max.timeout.ms", T::Int, Some("900000"), V::AtLeast(1), "Largest transaction timeout a producer may ask for."),
     b("transaction.state.log.min.isr", T::Int, Some("1"), V::AtLeast(1), "min.insync.replicas of __transaction_state (Kafka: 2)."),

@@ -89,6 +89,11 @@ pub enum ControllerError {
     #[error("{reason}")]
     DuplicateResource { reason: String },
 
+    /// CLUSTER_AUTHORIZATION_FAILED: the broker's authorizer refused the operation before
+    /// it reached the controller.
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
+
     /// The records could not be committed (KAFKA_STORAGE_ERROR / UNKNOWN_SERVER_ERROR).
     #[error("metadata log: {reason}")]
     Storage { reason: String },

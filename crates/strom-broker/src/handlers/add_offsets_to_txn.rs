@@ -6,8 +6,9 @@ use std::sync::Arc;
 use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey};
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::records::partition_for;
 use crate::group::{OffsetsLog, OFFSETS_TOPIC};
@@ -23,6 +24,26 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: AddOffsetsToTxnRequest = decode(&SPEC, header, body)?;
+    if !(header.authorized(
+        broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &request.transactional_id.0,
+    )) {
+        let mut response = AddOffsetsToTxnResponse::default();
+        response.error_code = ErrorCode::TransactionalIdAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
+    if !(header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id.0,
+    )) {
+        let mut response = AddOffsetsToTxnResponse::default();
+        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let result = tokio::task::block_in_place(|| {
         let partitions = broker.offsets_partitions()?;
         let partition = partition_for(&request.group_id, partitions);

@@ -12,7 +12,7 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::txn::fenced_for_version;
 
@@ -32,11 +32,38 @@ pub(super) async fn handle(
             .topic(topic)
             .is_some_and(|t| t.partitions.contains_key(&p))
     };
+    // TRANSACTIONAL_ID WRITE, then TOPIC WRITE per topic, as Kafka checks.
+    let txn_denied = !header.authorized(
+        broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &request.v3_and_below_transactional_id,
+    );
+    let denied: Vec<String> = request
+        .v3_and_below_topics
+        .iter()
+        .filter(|t| {
+            !txn_denied
+                && !header.authorized(broker, AclOperation::Write, ResourceType::Topic, &t.name.0)
+        })
+        .map(|t| t.name.0.to_string())
+        .collect();
+    let refused = |topic: &str, p: i32| -> Option<ErrorCode> {
+        if txn_denied {
+            Some(ErrorCode::TransactionalIdAuthorizationFailed)
+        } else if denied.iter().any(|t| t == topic) {
+            Some(ErrorCode::TopicAuthorizationFailed)
+        } else if !known(topic, p) {
+            Some(ErrorCode::UnknownTopicOrPartition)
+        } else {
+            None
+        }
+    };
     let mut partitions = Vec::new();
     let mut any_unknown = false;
     for topic in &request.v3_and_below_topics {
         for p in &topic.partitions {
-            any_unknown |= !known(&topic.name.0, *p);
+            any_unknown |= refused(&topic.name.0, *p).is_some();
             partitions.push((topic.name.0.to_string(), *p));
         }
     }
@@ -75,9 +102,9 @@ pub(super) async fn handle(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = match (any_unknown, known(&topic.name.0, *p), error) {
-                        (true, false, _) => ErrorCode::UnknownTopicOrPartition.code(),
-                        (true, true, _) => ErrorCode::OperationNotAttempted.code(),
+                    let code = match (any_unknown, refused(&topic.name.0, *p), error) {
+                        (true, Some(code), _) => code.code(),
+                        (true, None, _) => ErrorCode::OperationNotAttempted.code(),
                         (false, _, Some(e)) => e.code(),
                         (false, _, None) => 0,
                     };

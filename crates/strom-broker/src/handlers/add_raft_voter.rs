@@ -24,6 +24,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: AddRaftVoterRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Alter) {
+        let mut response = AddRaftVoterResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let result = match change(broker, &request) {
         Ok(change) => {
             let cluster_id = request.cluster_id.as_ref().map(|c| c.as_str());

@@ -29,6 +29,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: AlterPartitionReassignmentsRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Alter) {
+        let mut response = AlterPartitionReassignmentsResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let allow_rf_change = header.api_version == 0 || request.allow_replication_factor_change;
     let image = broker.image();
     let mut refused: Vec<((String, i32), ControllerError)> = Vec::new();

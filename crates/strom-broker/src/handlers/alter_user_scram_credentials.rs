@@ -51,12 +51,17 @@ pub(super) async fn handle(
         })
         .collect();
     let mut response = AlterUserScramCredentialsResponse::default();
-    let results = broker
-        .controller_op(ControllerOp::AlterUserScramCredentials {
-            deletions,
-            upsertions,
-        })
-        .into_scram();
+    // ALTER on the cluster, as Kafka checks.
+    let results = if header.authorized_cluster(broker, super::AclOperation::Alter) {
+        broker
+            .controller_op(ControllerOp::AlterUserScramCredentials {
+                deletions,
+                upsertions,
+            })
+            .into_scram()
+    } else {
+        Err(strom_metadata::ControllerError::ClusterAuthorizationFailed)
+    };
     let users: Vec<String> = request
         .deletions
         .iter()

@@ -14,14 +14,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::image::MetadataImage;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::consumer::Assignment;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::ConsumerGroupDescribe, 0, 1);
 
-/// No ACLs yet: READ (3), DELETE (6) and DESCRIBE (8), Kafka's operations on a group.
-const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 /// `member_type` of v1: 1 = a member of the consumer protocol (0 would be classic).
 const CONSUMER_MEMBER_TYPE: i8 = 1;
 
@@ -38,10 +36,20 @@ pub(super) async fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
-            let described = broker
-                .groups()
-                .check_coordinator(broker.as_ref(), &group_id.0)
-                .and_then(|()| broker.groups().consumer_describe(&group_id.0));
+            let authorized = header.authorized(
+                broker,
+                AclOperation::Describe,
+                ResourceType::Group,
+                &group_id.0,
+            );
+            let described = if authorized {
+                broker
+                    .groups()
+                    .check_coordinator(broker.as_ref(), &group_id.0)
+                    .and_then(|()| broker.groups().consumer_describe(&group_id.0))
+            } else {
+                Err(strom_protocol::ErrorCode::GroupAuthorizationFailed)
+            };
             match described {
                 Ok(g) => {
                     out.group_state = StrBytes::from_static_str(g.state().name());
@@ -72,7 +80,8 @@ pub(super) async fn handle(
                         })
                         .collect();
                     if request.include_authorized_operations {
-                        out.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+                        out.authorized_operations =
+                            header.authorized_operations(broker, ResourceType::Group, &group_id.0);
                     }
                 }
                 Err(e) => {

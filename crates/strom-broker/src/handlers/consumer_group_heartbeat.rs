@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::consumer::{Assignment, HeartbeatRequest, TopicsView};
 
@@ -28,6 +28,16 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: ConsumerGroupHeartbeatRequest = decode(&SPEC, header, body)?;
+    if !(header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id.0,
+    )) {
+        let mut response = ConsumerGroupHeartbeatResponse::default();
+        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     tracing::debug!(
         version = header.api_version,
         ?request,

@@ -10,7 +10,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::controller_error_code;
 
@@ -35,6 +35,14 @@ pub(super) async fn handle(
                 .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
                 .collect();
             let name = t.name.0.to_string();
+            // ALTER on the topic, as Kafka checks.
+            if !header.authorized(broker, AclOperation::Alter, ResourceType::Topic, &name) {
+                let mut r = CreatePartitionsTopicResult::default();
+                r.name = t.name;
+                r.error_code = strom_protocol::ErrorCode::TopicAuthorizationFailed.code();
+                r.error_message = Some(StrBytes::from_static_str("Authorization failed."));
+                return r;
+            }
             let result = broker
                 .controller_op(ControllerOp::CreatePartitions {
                     topic: name,

@@ -14,8 +14,9 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::CreateTopicRequest;
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::controller_error_code;
 
@@ -29,10 +30,22 @@ pub(super) async fn handle(
     let request: CreateTopicsRequest = decode(&SPEC, header, body)?;
     let version = header.api_version;
     let names: Vec<_> = request.topics.iter().map(|t| t.name.clone()).collect();
+    // CREATE on the cluster, or on each topic, as Kafka checks; refused topics never reach
+    // the controller.
+    let may_create_any = header.authorized_cluster(broker, AclOperation::Create);
+    let denied: Vec<bool> = names
+        .iter()
+        .map(|n| {
+            !may_create_any
+                && !header.authorized(broker, AclOperation::Create, ResourceType::Topic, n)
+        })
+        .collect();
     let specs: Vec<CreateTopicRequest> = request
         .topics
         .into_iter()
-        .map(|t| CreateTopicRequest {
+        .zip(&denied)
+        .filter(|(_, denied)| !**denied)
+        .map(|(t, _)| CreateTopicRequest {
             name: t.name.0.to_string(),
             num_partitions: t.num_partitions,
             replication_factor: t.replication_factor,
@@ -68,7 +81,11 @@ pub(super) async fn handle(
         topics: specs,
         validate_only,
     };
-    let mut results = broker.controller_op(op).into_create_topics(n);
+    let mut results = if n == 0 {
+        Vec::new()
+    } else {
+        broker.controller_op(op).into_create_topics(n)
+    };
     // A forwarded result carries no configs: describe them here, as the controller did.
     for (result, overrides) in results.iter_mut().zip(&overrides) {
         if let Ok(created) = result {
@@ -80,19 +97,46 @@ pub(super) async fn handle(
             }
         }
     }
+    let mut results = results.into_iter();
     let mut response = CreateTopicsResponse::default();
     response.topics = names
         .into_iter()
-        .zip(results)
-        .map(|(name, result)| {
+        .zip(denied)
+        .map(|(name, denied)| {
             let mut r = CreatableTopicResult::default();
+            if denied {
+                r.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                r.error_message = Some(StrBytes::from_static_str("Authorization failed."));
+                if version >= 5 {
+                    r.num_partitions = -1;
+                    r.replication_factor = -1;
+                }
+                r.name = name;
+                return r;
+            }
+            let result = results.next().unwrap_or_else(|| {
+                Err(strom_metadata::ControllerError::Storage {
+                    reason: "no result from the controller".into(),
+                })
+            });
+            let describe_configs = header.authorized(
+                broker,
+                AclOperation::DescribeConfigs,
+                ResourceType::Topic,
+                &name,
+            );
             r.name = name;
             match result {
                 Ok(created) => {
                     if version >= 7 {
                         r.topic_id = created.topic_id;
                     }
-                    if version >= 5 {
+                    if version >= 5 && !describe_configs {
+                        // Created, but the principal may not see its configs (Kafka 2.4+).
+                        r.topic_config_error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        r.num_partitions = -1;
+                        r.replication_factor = -1;
+                    } else if version >= 5 {
                         r.num_partitions = created.num_partitions;
                         r.replication_factor = created.replication_factor;
                         r.configs = Some(

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::code;
 
@@ -23,7 +23,16 @@ pub(super) async fn handle(
     let mut response = DeleteGroupsResponse::default();
     for group_id in request.groups_names {
         let mut r = DeletableGroupResult::default();
-        let mut deleted = broker.groups().delete_group(broker.as_ref(), &group_id.0);
+        let mut deleted = if !header.authorized(
+            broker,
+            AclOperation::Delete,
+            ResourceType::Group,
+            &group_id.0,
+        ) {
+            Err(strom_protocol::ErrorCode::GroupAuthorizationFailed)
+        } else {
+            broker.groups().delete_group(broker.as_ref(), &group_id.0)
+        };
         if deleted.is_ok() {
             // The tombstones are acknowledged once the ISR has them.
             deleted = broker.group_write_replicated(&group_id.0).await;

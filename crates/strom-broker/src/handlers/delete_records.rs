@@ -12,7 +12,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 
@@ -31,6 +31,13 @@ pub(super) async fn handle(
             .into_iter()
             .map(|topic| {
                 let mut out = DeleteRecordsTopicResult::default();
+                // DELETE on the topic, as Kafka checks.
+                let deletable = header.authorized(
+                    broker,
+                    AclOperation::Delete,
+                    ResourceType::Topic,
+                    &topic.name.0,
+                );
                 out.partitions = topic
                     .partitions
                     .iter()
@@ -40,6 +47,9 @@ pub(super) async fn handle(
                         r.low_watermark = -1;
                         let name = topic.name.0.as_str();
                         match broker.replicas().partition(name, p.partition_index) {
+                            _ if !deletable => {
+                                r.error_code = ErrorCode::TopicAuthorizationFailed.code()
+                            }
                             // The coordinators' state: records are removed only by compaction.
                             Some(_) if strom_metadata::is_internal(name) => {
                                 r.error_code = ErrorCode::InvalidTopicException.code()

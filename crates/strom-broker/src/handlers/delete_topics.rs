@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use strom_metadata::ControllerError;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::controller_error_code;
 
@@ -50,7 +50,21 @@ pub(super) async fn handle(
             })
             .collect()
     };
-    let to_delete: Vec<String> = wanted.iter().filter_map(|w| w.2.clone()).collect();
+    // DELETE on each topic, as Kafka checks; refused topics never reach the controller.
+    let denied: Vec<bool> = wanted
+        .iter()
+        .map(|w| {
+            w.2.as_deref().is_some_and(|name| {
+                !header.authorized(broker, AclOperation::Delete, ResourceType::Topic, name)
+            })
+        })
+        .collect();
+    let to_delete: Vec<String> = wanted
+        .iter()
+        .zip(&denied)
+        .filter(|(_, denied)| !**denied)
+        .filter_map(|(w, _)| w.2.clone())
+        .collect();
     let n = to_delete.len();
     let mut results = broker
         .controller_op(ControllerOp::DeleteTopics { names: to_delete })
@@ -59,9 +73,14 @@ pub(super) async fn handle(
     let mut response = DeleteTopicsResponse::default();
     response.responses = wanted
         .into_iter()
-        .map(|(name, id, resolved)| {
+        .zip(denied)
+        .map(|((name, id, resolved), denied)| {
             let mut r = DeletableTopicResult::default();
             let result = match resolved {
+                Some(_) if denied => {
+                    r.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                    Ok(uuid::Uuid::nil())
+                }
                 Some(_) => results
                     .next()
                     .unwrap_or(Err(ControllerError::InvalidRequest {

@@ -47,8 +47,11 @@ pub(super) async fn handle(
         })
         .collect();
     if request.include_cluster_authorized_operations {
-        // No ACLs yet: every operation is allowed (bits 2..=12 of Kafka's AclOperation).
-        response.cluster_authorized_operations = 0b1_1111_1111_1100;
+        response.cluster_authorized_operations = header.authorized_operations(
+            broker,
+            super::ResourceType::Cluster,
+            super::CLUSTER_RESOURCE_NAME,
+        );
     }
     respond(&SPEC, header, &response)
 }

@@ -40,9 +40,16 @@ pub(super) async fn handle(
             result.resource_type = resource.resource_type;
             result.resource_name = resource.resource_name.clone();
             let name = resource.resource_name.as_str();
+            let refused = header.config_refusal(
+                broker,
+                super::AclOperation::DescribeConfigs,
+                resource.resource_type,
+                name,
+            );
             let described: Result<Vec<DescribedConfig>, (ErrorCode, String)> =
-                match resource.resource_type {
-                    RESOURCE_TOPIC => match image.topic(name) {
+                match (refused, resource.resource_type) {
+                    (Some(code), _) => Err((code, "Authorization failed.".to_owned())),
+                    (None, RESOURCE_TOPIC) => match image.topic(name) {
                         Some(_) => {
                             let overrides = image
                                 .topic_config_overrides(name)
@@ -55,7 +62,7 @@ pub(super) async fn handle(
                             format!("topic '{name}' does not exist"),
                         )),
                     },
-                    RESOURCE_BROKER => {
+                    (None, RESOURCE_BROKER) => {
                         if name.is_empty() || name == broker.node_id().to_string() {
                             Ok(describe_broker_configs(broker.config()))
                         } else {
@@ -65,7 +72,7 @@ pub(super) async fn handle(
                             ))
                         }
                     }
-                    other => Err((
+                    (None, other) => Err((
                         ErrorCode::InvalidRequest,
                         format!("resource type {other} is not supported"),
                     )),

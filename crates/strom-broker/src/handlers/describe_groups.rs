@@ -9,13 +9,10 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeGroups, 0, 5);
-
-/// No ACLs yet: READ (3), DELETE (6) and DESCRIBE (8), Kafka's operations on a group.
-const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -30,6 +27,16 @@ pub(super) async fn handle(
         .into_iter()
         .map(|group_id| {
             let mut out = DescribedGroup::default();
+            if !header.authorized(
+                broker,
+                AclOperation::Describe,
+                ResourceType::Group,
+                &group_id.0,
+            ) {
+                out.error_code = strom_protocol::ErrorCode::GroupAuthorizationFailed.code();
+                out.group_id = group_id;
+                return out;
+            }
             // Described only by its coordinator (NOT_COORDINATOR elsewhere).
             if let Err(e) = broker
                 .groups()
@@ -66,7 +73,8 @@ pub(super) async fn handle(
                 })
                 .collect();
             if version >= 3 && request.include_authorized_operations {
-                out.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+                out.authorized_operations =
+                    header.authorized_operations(broker, ResourceType::Group, &group_id.0);
             }
             out.group_id = group_id;
             out

@@ -24,6 +24,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: DescribeLogDirsRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Describe) {
+        let mut response = DescribeLogDirsResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     // None: every partition; else only the named ones.
     let wanted: Option<BTreeMap<String, Vec<i32>>> = request.topics.map(|topics| {
         topics

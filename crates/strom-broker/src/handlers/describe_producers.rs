@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
 };
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeProducers, 0, 0);
@@ -30,6 +30,12 @@ pub(super) async fn handle(
         .into_iter()
         .map(|topic| {
             let mut out = TopicResponse::default();
+            let readable = header.authorized(
+                broker,
+                AclOperation::Read,
+                ResourceType::Topic,
+                &topic.name.0,
+            );
             out.partitions = topic
                 .partition_indexes
                 .iter()
@@ -37,6 +43,7 @@ pub(super) async fn handle(
                     let mut r = PartitionResponse::default();
                     r.partition_index = *index;
                     match broker.replicas().partition(&topic.name.0, *index) {
+                        _ if !readable => r.error_code = ErrorCode::TopicAuthorizationFailed.code(),
                         None => r.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                         Some(partition) => {
                             r.active_producers = partition

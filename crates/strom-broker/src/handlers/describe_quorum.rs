@@ -28,6 +28,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: DescribeQuorumRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Describe) {
+        let mut response = DescribeQuorumResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let version = header.api_version;
     let b = Arc::clone(broker);
     let described = tokio::task::spawn_blocking(move || {

@@ -35,7 +35,8 @@ pub(super) async fn handle(
         .unwrap_or(0)
         .clamp(1, MAX_PARTITIONS_PER_RESPONSE);
     // The topics in name order: every topic when none are named (as Kafka does).
-    let mut names: Vec<String> = if request.topics.is_empty() {
+    let listing_all = request.topics.is_empty();
+    let mut names: Vec<String> = if listing_all {
         image.topics().map(|t| t.name.clone()).collect()
     } else {
         request
@@ -61,6 +62,21 @@ pub(super) async fn handle(
         } else {
             0
         };
+        // DESCRIBE on each topic: left out of "every topic", refused when named.
+        if !header.authorized(
+            broker,
+            super::AclOperation::Describe,
+            super::ResourceType::Topic,
+            &name,
+        ) {
+            if !listing_all {
+                let mut t = DescribeTopicPartitionsResponseTopic::default();
+                t.name = Some(TopicName(StrBytes::from_string(name)));
+                t.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                response.topics.push(t);
+            }
+            continue;
+        }
         let Some(topic) = image.topic(&name) else {
             let mut t = DescribeTopicPartitionsResponseTopic::default();
             t.name = Some(TopicName(StrBytes::from_string(name)));
@@ -75,7 +91,9 @@ pub(super) async fn handle(
             response.next_cursor = Some(cursor);
             break;
         }
-        let (t, next) = describe(&image, topic, first, &mut budget);
+        let (mut t, next) = describe(&image, topic, first, &mut budget);
+        t.topic_authorized_operations =
+            header.authorized_operations(broker, super::ResourceType::Topic, &name);
         response.topics.push(t);
         if let Some(next) = next {
             let mut cursor = Cursor::default();
@@ -100,8 +118,6 @@ fn describe(
     t.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
     t.topic_id = topic.topic_id;
     t.is_internal = strom_metadata::is_internal(&topic.name);
-    // No ACLs yet: every topic operation is allowed (Kafka's AclOperation bits 2..=12).
-    t.topic_authorized_operations = 0b1_1111_1111_1100;
     let mut next = None;
     for (index, p) in topic.partitions.range(first..) {
         if *budget == 0 {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::txn::TxnLog;
 
@@ -35,7 +35,14 @@ pub(super) async fn handle(
             out.producer_epoch = -1;
             out.transaction_start_time_ms = -1;
             out.transaction_state = StrBytes::from_static_str("");
+            let authorized = header.authorized(
+                broker,
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                &id,
+            );
             let found = match &available {
+                _ if !authorized => Err(ErrorCode::TransactionalIdAuthorizationFailed),
                 Ok(_) => broker
                     .txns()
                     .check_coordinator(broker.as_ref(), &id)
@@ -66,6 +73,15 @@ pub(super) async fn handle(
                             }
                         }
                     }
+                    // Partitions of topics the principal may not describe are left out.
+                    topics.retain(|t| {
+                        header.allowed_quietly(
+                            broker,
+                            AclOperation::Describe,
+                            ResourceType::Topic,
+                            &t.topic.0,
+                        )
+                    });
                     out.topics = topics;
                 }
                 Err(e) => out.error_code = e.code(),

@@ -24,6 +24,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: DescribeUserScramCredentialsRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Describe) {
+        let mut response = DescribeUserScramCredentialsResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let image = broker.image();
     let mut response = DescribeUserScramCredentialsResponse::default();
     response.error_message = None;

@@ -25,6 +25,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: ElectLeadersRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Alter) {
+        let mut response = ElectLeadersResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let mut response = ElectLeadersResponse::default();
     // v0 has no election type: preferred.
     let election = if header.api_version == 0 {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse, ProducerId};
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::txn::fenced_for_version;
 
@@ -21,6 +22,16 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: EndTxnRequest = decode(&SPEC, header, body)?;
+    if !(header.authorized(
+        broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &request.transactional_id.0,
+    )) {
+        let mut response = EndTxnResponse::default();
+        response.error_code = ErrorCode::TransactionalIdAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let result = tokio::task::block_in_place(|| {
         broker.txns().end_txn(
             broker.as_ref(),

@@ -19,7 +19,7 @@ use strom_protocol::ErrorCode;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{decode, respond, ApiSpec, HandlerResult, READ_COMMITTED};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType, READ_COMMITTED};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::internal_topic::next_offset;
@@ -52,13 +52,14 @@ pub(super) async fn handle(
         response.error_code = ErrorCode::FetchSessionIdNotFound.code();
         return respond(&SPEC, header, &response);
     }
+    let denied = denied_topics(broker, header, &request, version);
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let waiter = Arc::new(Notify::new());
     loop {
         let image = broker.image();
         register_waiter(broker, &image, &request, version, &waiter);
-        let read = read_all(broker, &image, &request, version);
+        let read = read_all(broker, &image, &request, version, &denied);
         let done = read.bytes >= request.min_bytes.max(0) as usize
             || read.has_error
             || Instant::now() >= deadline;
@@ -78,6 +79,35 @@ pub(super) async fn handle(
             continue;
         }
     }
+}
+
+/// The topics the authorizer refuses this fetch: a follower needs CLUSTER_ACTION on the
+/// cluster (else every topic is refused), a consumer READ on each topic, as Kafka checks.
+/// Their partitions are answered TOPIC_AUTHORIZATION_FAILED. Empty without an authorizer.
+fn denied_topics(
+    broker: &Broker,
+    header: &RequestContext,
+    request: &FetchRequest,
+    version: i16,
+) -> std::collections::HashSet<String> {
+    if broker.authorizer().is_none() {
+        return Default::default();
+    }
+    let image = broker.image();
+    let names = request
+        .topics
+        .iter()
+        .filter_map(|t| topic_name(&image, &t.topic, t.topic_id, version));
+    if replica_id(request, version).is_some() {
+        if header.authorized_cluster(broker, AclOperation::ClusterAction) {
+            return Default::default();
+        }
+        return names.map(str::to_owned).collect();
+    }
+    names
+        .filter(|n| !header.authorized(broker, AclOperation::Read, ResourceType::Topic, n))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Counts the answered fetch in the topics' metrics: record bytes out (to consumers, or to
@@ -200,6 +230,7 @@ fn read_all(
     image: &MetadataImage,
     request: &FetchRequest,
     version: i16,
+    denied: &std::collections::HashSet<String>,
 ) -> FetchRead {
     // KIP-74: the response holds at most min(request max_bytes, fetch.max.bytes) of records,
     // except that the first batch of the first non-empty partition is always returned.
@@ -239,6 +270,11 @@ fn read_all(
                         has_error = true;
                         return data;
                     };
+                    if denied.contains(name) {
+                        data.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        has_error = true;
+                        return data;
+                    }
                     let limit =
                         (p.partition_max_bytes.max(0) as usize).min(budget.saturating_sub(total));
                     let kind = match replica_id(request, version) {

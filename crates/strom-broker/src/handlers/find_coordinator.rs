@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoo
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::{code, OffsetsLog, OFFSETS_TOPIC};
 use crate::txn::{TxnLog, TXN_STATE_TOPIC};
@@ -43,7 +43,7 @@ pub(super) async fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let found = find(broker, request.key_type, &key, &header.listener);
+                let found = find(broker, header, request.key_type, &key);
                 let mut c = Coordinator::default();
                 c.key = key;
                 c.node_id = BrokerId(found.node_id);
@@ -55,7 +55,7 @@ pub(super) async fn handle(
             })
             .collect();
     } else {
-        let found = find(broker, request.key_type, &request.key, &header.listener);
+        let found = find(broker, header, request.key_type, &request.key);
         response.error_code = code(found.error);
         if header.api_version >= 1 {
             response.error_message = found.message.map(StrBytes::from_static_str);
@@ -67,7 +67,8 @@ pub(super) async fn handle(
     respond(&SPEC, header, &response)
 }
 
-fn find(broker: &Broker, key_type: i8, key: &str, listener: &str) -> Found {
+fn find(broker: &Broker, header: &RequestContext, key_type: i8, key: &str) -> Found {
+    let listener: &str = &header.listener;
     let refused = |error, message| Found {
         error: Some(error),
         message: Some(message),
@@ -75,6 +76,31 @@ fn find(broker: &Broker, key_type: i8, key: &str, listener: &str) -> Found {
         host: String::new(),
         port: -1,
     };
+    // DESCRIBE on the group or transactional id, as Kafka checks.
+    match key_type {
+        KEY_TYPE_GROUP
+            if !header.authorized(broker, AclOperation::Describe, ResourceType::Group, key) =>
+        {
+            return refused(
+                ErrorCode::GroupAuthorizationFailed,
+                "not authorized for this group",
+            )
+        }
+        KEY_TYPE_TRANSACTION
+            if !header.authorized(
+                broker,
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                key,
+            ) =>
+        {
+            return refused(
+                ErrorCode::TransactionalIdAuthorizationFailed,
+                "not authorized for this transactional id",
+            )
+        }
+        _ => {}
+    }
     // The coordinator exists once its topic does (created here on first use, as Kafka does).
     let (topic, partition) = match key_type {
         KEY_TYPE_GROUP => match broker.offsets_partitions() {

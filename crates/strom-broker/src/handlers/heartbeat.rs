@@ -6,8 +6,9 @@ use std::sync::Arc;
 use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::code;
 
@@ -19,6 +20,16 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: HeartbeatRequest = decode(&SPEC, header, body)?;
+    if !(header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id.0,
+    )) {
+        let mut response = HeartbeatResponse::default();
+        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let result = broker.groups().heartbeat(
         broker.as_ref(),
         &request.group_id.0,

@@ -33,6 +33,18 @@ pub(super) async fn handle(
         .into_iter()
         .map(|resource| {
             let mut r = AlterConfigsResourceResponse::default();
+            if let Some(code) = header.config_refusal(
+                broker,
+                super::AclOperation::AlterConfigs,
+                resource.resource_type,
+                &resource.resource_name,
+            ) {
+                r.error_code = code.code();
+                r.error_message = Some(StrBytes::from_static_str("Authorization failed."));
+                r.resource_type = resource.resource_type;
+                r.resource_name = resource.resource_name;
+                return r;
+            }
             let result = config_resource(
                 broker,
                 resource.resource_type,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::controller_error_code;
 use crate::txn::fenced_for_version;
@@ -23,6 +24,29 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: InitProducerIdRequest = decode(&SPEC, header, body)?;
+    if !(match request.transactional_id.as_ref() {
+        Some(id) => header.authorized(
+            broker,
+            AclOperation::Write,
+            ResourceType::TransactionalId,
+            id,
+        ),
+        // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+        // (KIP-679).
+        None => {
+            header.authorized_cluster(broker, AclOperation::IdempotentWrite)
+                || header.authorized_any(broker, AclOperation::Write, ResourceType::Topic)
+        }
+    }) {
+        let mut response = InitProducerIdResponse::default();
+        response.error_code = if request.transactional_id.is_some() {
+            ErrorCode::TransactionalIdAuthorizationFailed.code()
+        } else {
+            ErrorCode::ClusterAuthorizationFailed.code()
+        };
+        response.producer_id = ProducerId(-1);
+        return respond(&SPEC, header, &response);
+    }
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::{code, JoinRequest, JoinResult, Protocol};
 
@@ -22,6 +23,16 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: JoinGroupRequest = decode(&SPEC, header, body)?;
+    if !(header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id.0,
+    )) {
+        let mut response = JoinGroupResponse::default();
+        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let version = header.api_version;
     if let Some(reason) = &request.reason {
         tracing::debug!(group = %request.group_id.0, member = %request.member_id, %reason, "JoinGroup");

@@ -7,8 +7,9 @@ use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::code;
 
@@ -20,6 +21,16 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: LeaveGroupRequest = decode(&SPEC, header, body)?;
+    if !(header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id.0,
+    )) {
+        let mut response = LeaveGroupResponse::default();
+        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let batched = header.api_version >= 3;
     let identities: Vec<_> = if batched {
         request

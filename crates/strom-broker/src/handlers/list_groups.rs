@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::manager::CLASSIC_GROUP_TYPE;
 use crate::group::GroupState;
@@ -56,6 +56,23 @@ pub(super) async fn handle(
         })
         .collect();
     response.groups.extend(classic);
+    // DESCRIBE on the cluster lists every group; without it, the groups the principal may
+    // describe, as Kafka does.
+    if !header.allowed_quietly(
+        broker,
+        AclOperation::Describe,
+        ResourceType::Cluster,
+        super::CLUSTER_RESOURCE_NAME,
+    ) {
+        response.groups.retain(|g| {
+            header.allowed_quietly(
+                broker,
+                AclOperation::Describe,
+                ResourceType::Group,
+                &g.group_id.0,
+            )
+        });
+    }
     response
         .groups
         .sort_by(|a, b| a.group_id.0.cmp(&b.group_id.0));

@@ -13,7 +13,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult, READ_COMMITTED};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType, READ_COMMITTED};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::replica_manager::Partition;
@@ -41,6 +41,12 @@ pub(super) async fn handle(
         .into_iter()
         .map(|topic| {
             let mut out = ListOffsetsTopicResponse::default();
+            let described = header.authorized(
+                broker,
+                AclOperation::Describe,
+                ResourceType::Topic,
+                topic.name.0.as_str(),
+            );
             out.partitions = topic
                 .partitions
                 .iter()
@@ -49,6 +55,10 @@ pub(super) async fn handle(
                     r.partition_index = p.partition_index;
                     r.timestamp = -1;
                     r.offset = -1;
+                    if !described {
+                        r.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        return r;
+                    }
                     match broker
                         .replicas()
                         .partition(topic.name.0.as_str(), p.partition_index)

@@ -28,6 +28,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: ListPartitionReassignmentsRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Describe) {
+        let mut response = ListPartitionReassignmentsResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let filter: Option<Vec<(String, i32)>> = request.topics.map(|topics| {
         topics
             .into_iter()

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::txn::TxnState;
 
@@ -46,6 +46,15 @@ pub(super) async fn handle(
         .filter(|md| producers.is_empty() || producers.contains(&md.producer_id))
         .filter(|md| {
             min_duration_ms < 0 || (md.start_ms >= 0 && now - md.start_ms >= min_duration_ms)
+        })
+        // Only transactional ids the principal may describe, as Kafka lists them.
+        .filter(|md| {
+            header.allowed_quietly(
+                broker,
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                &md.transactional_id,
+            )
         })
         .map(|md| {
             let mut out = TransactionState::default();

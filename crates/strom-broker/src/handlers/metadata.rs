@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation as Op, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 12);
@@ -39,8 +39,29 @@ pub(super) async fn handle(
     };
     let auto_create = (version < 4 || request.allow_auto_topic_creation)
         && broker.config().auto_create_topics_enable();
+    let may_describe =
+        |name: &str| header.authorized(broker, Op::Describe, ResourceType::Topic, name);
     if let (Some(requested), true) = (&requested, auto_create) {
-        let names: Vec<&str> = requested.iter().filter_map(|(n, _)| n.as_deref()).collect();
+        // Only topics the principal may describe and create (CREATE on the cluster or on
+        // the topic) are created; the others are answered TOPIC_AUTHORIZATION_FAILED below.
+        let image = broker.image();
+        let mut may_create_any = None;
+        let names: Vec<&str> = requested
+            .iter()
+            .filter_map(|(n, _)| n.as_deref())
+            .filter(|n| {
+                image.topic(n).is_some()
+                    || (may_describe(n)
+                        && (*may_create_any.get_or_insert_with(|| {
+                            header.allowed_quietly(
+                                broker,
+                                Op::Create,
+                                ResourceType::Cluster,
+                                super::CLUSTER_RESOURCE_NAME,
+                            )
+                        }) || header.authorized(broker, Op::Create, ResourceType::Topic, n)))
+            })
+            .collect();
         tokio::task::block_in_place(|| broker.auto_create_topics(&names));
     }
     let image = broker.image();
@@ -54,13 +75,60 @@ pub(super) async fn handle(
         None => image
             .topics()
             .filter(|t| version >= 1 || !strom_metadata::is_internal(&t.name))
+            // Topics the principal may not describe are left out of "every topic".
+            .filter(|t| may_describe(&t.name))
             .map(|t| topic_metadata(&image, t, version))
             .collect(),
         Some(requested) => requested
             .iter()
-            .map(|(name, id)| requested_topic(&image, name.as_deref(), *id, version))
+            .map(|(name, id)| {
+                let found = match name {
+                    Some(name) => image.topic(name),
+                    None => image.topic_by_id(*id),
+                };
+                let described = match (name, found) {
+                    (Some(name), _) => may_describe(name),
+                    (None, Some(topic)) => may_describe(&topic.name),
+                    (None, None) => true,
+                };
+                match (described, name) {
+                    (true, _) => requested_topic(&image, name.as_deref(), *id, version),
+                    // By name: Kafka answers TOPIC_AUTHORIZATION_FAILED; by id: as if the id
+                    // did not exist, so ids do not reveal names.
+                    (false, Some(name)) => {
+                        let mut t = MetadataResponseTopic::default();
+                        t.name = Some(TopicName(StrBytes::from_string(name.clone())));
+                        t.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        t
+                    }
+                    (false, None) => requested_topic(&MetadataImage::empty(), None, *id, version),
+                }
+            })
             .collect(),
     };
+    if version >= 8 {
+        for t in &mut response.topics {
+            if let (Some(name), 0) = (&t.name, t.error_code) {
+                t.topic_authorized_operations = if request.include_topic_authorized_operations {
+                    header.authorized_operations(broker, ResourceType::Topic, name.0.as_str())
+                } else {
+                    i32::MIN
+                };
+            }
+        }
+        if (8..=10).contains(&version) {
+            response.cluster_authorized_operations =
+                if request.include_cluster_authorized_operations {
+                    header.authorized_operations(
+                        broker,
+                        ResourceType::Cluster,
+                        super::CLUSTER_RESOURCE_NAME,
+                    )
+                } else {
+                    i32::MIN
+                };
+        }
+    }
     respond(&SPEC, header, &response)
 }
 

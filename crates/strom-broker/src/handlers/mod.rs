@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::broker::Broker;
 use crate::response::Response;
+pub(crate) use strom_metadata::acl::{AclOperation, ResourceType, CLUSTER_RESOURCE_NAME};
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
@@ -23,11 +24,14 @@ mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -113,6 +117,134 @@ impl std::ops::Deref for RequestContext {
     type Target = RequestHeader;
     fn deref(&self) -> &RequestHeader {
         &self.header
+    }
+}
+
+impl RequestContext {
+    /// Whether the authorizer (when one is configured) lets this request's principal do
+    /// `operation` to the resource `(resource_type, name)`. Denials go to the audit log.
+    pub fn authorized(
+        &self,
+        broker: &Broker,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        broker.authorizer().is_none_or(|a| {
+            a.authorize(
+                self.header.api_key,
+                &self.principal,
+                &self.peer.ip().to_string(),
+                operation,
+                resource_type,
+                name,
+            )
+        })
+    }
+
+    /// `authorized` on the one CLUSTER resource.
+    pub fn authorized_cluster(&self, broker: &Broker, operation: AclOperation) -> bool {
+        self.authorized(
+            broker,
+            operation,
+            ResourceType::Cluster,
+            CLUSTER_RESOURCE_NAME,
+        )
+    }
+
+    /// Kafka's `*_authorized_operations` bit field for a resource: bit `code` set for each of
+    /// the resource type's operations the principal may do (all of them with no authorizer).
+    pub fn authorized_operations(
+        &self,
+        broker: &Broker,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> i32 {
+        use AclOperation as Op;
+        let operations: &[Op] = match resource_type {
+            ResourceType::Topic => &[
+                Op::Read,
+                Op::Write,
+                Op::Create,
+                Op::Delete,
+                Op::Alter,
+                Op::Describe,
+                Op::DescribeConfigs,
+                Op::AlterConfigs,
+            ],
+            ResourceType::Group => &[Op::Read, Op::Describe, Op::Delete],
+            ResourceType::Cluster => &[
+                Op::Create,
+                Op::ClusterAction,
+                Op::DescribeConfigs,
+                Op::AlterConfigs,
+                Op::IdempotentWrite,
+                Op::Alter,
+                Op::Describe,
+            ],
+            _ => &[],
+        };
+        operations
+            .iter()
+            .filter(|op| self.allowed_quietly(broker, **op, resource_type, name))
+            .fold(0, |bits, op| bits | (1 << op.code()))
+    }
+
+    /// The authorization error for `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a
+    /// config resource (2 = topic, 4 = broker: the cluster's ACLs), if refused.
+    pub fn config_refusal(
+        &self,
+        broker: &Broker,
+        operation: AclOperation,
+        resource_type: i8,
+        name: &str,
+    ) -> Option<strom_protocol::ErrorCode> {
+        use strom_protocol::ErrorCode;
+        match resource_type {
+            2 if !self.authorized(broker, operation, ResourceType::Topic, name) => {
+                Some(ErrorCode::TopicAuthorizationFailed)
+            }
+            4 if !self.authorized_cluster(broker, operation) => {
+                Some(ErrorCode::ClusterAuthorizationFailed)
+            }
+            _ => None,
+        }
+    }
+
+    /// `authorized` without an audit-log line, for listings that filter what they show.
+    pub fn allowed_quietly(
+        &self,
+        broker: &Broker,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        broker.authorizer().is_none_or(|a| {
+            a.allows_quietly(
+                &self.principal,
+                &self.peer.ip().to_string(),
+                operation,
+                resource_type,
+                name,
+            )
+        })
+    }
+
+    /// Whether the principal may do `operation` to some resource of `resource_type`.
+    pub fn authorized_any(
+        &self,
+        broker: &Broker,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        broker.authorizer().is_none_or(|a| {
+            a.authorize_any(
+                &self.principal,
+                &self.peer.ip().to_string(),
+                operation,
+                resource_type,
+            )
+        })
     }
 }
 
@@ -222,6 +354,9 @@ handlers!(
     alter_partition_reassignments,
     list_partition_reassignments,
     unregister_broker,
+    describe_acls,
+    create_acls,
+    delete_acls,
 );
 
 /// Decodes a request body of the header's version.

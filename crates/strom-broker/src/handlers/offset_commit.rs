@@ -13,7 +13,7 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::{code, CommitAuth, OffsetCommit, TopicPartition};
 
@@ -30,11 +30,30 @@ pub(super) async fn handle(
     // Partitions of unknown topics are refused one by one; the rest go to the coordinator.
     let mut errors: HashMap<TopicPartition, Option<ErrorCode>> = HashMap::new();
     let mut commits = Vec::new();
+    // GROUP READ, then TOPIC READ per topic, as Kafka checks a commit.
+    let group_denied = !header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id.0,
+    );
     for topic in &request.topics {
         let known = image.topic(&topic.name.0);
+        let topic_denied = !group_denied
+            && !header.authorized(
+                broker,
+                AclOperation::Read,
+                ResourceType::Topic,
+                &topic.name.0,
+            );
         for p in &topic.partitions {
             let tp = (topic.name.0.to_string(), p.partition_index);
-            if known.is_some_and(|t| t.partitions.contains_key(&p.partition_index)) {
+            if group_denied {
+                continue;
+            }
+            if topic_denied {
+                errors.insert(tp, Some(ErrorCode::TopicAuthorizationFailed));
+            } else if known.is_some_and(|t| t.partitions.contains_key(&p.partition_index)) {
                 let commit = OffsetCommit {
                     offset: p.committed_offset,
                     leader_epoch: if version >= 6 {
@@ -61,7 +80,9 @@ pub(super) async fn handle(
     } else {
         -1
     };
-    let group_error = if commits.is_empty() {
+    let group_error = if group_denied {
+        Some(ErrorCode::GroupAuthorizationFailed)
+    } else if commits.is_empty() {
         None
     } else {
         let committed = broker.groups().commit(
@@ -97,9 +118,13 @@ pub(super) async fn handle(
                     let mut r = OffsetCommitResponsePartition::default();
                     r.partition_index = p.partition_index;
                     r.error_code = match (errors.get(&tp), group_error) {
-                        (Some(Some(ErrorCode::UnknownTopicOrPartition)), _) => {
-                            ErrorCode::UnknownTopicOrPartition.code()
-                        }
+                        (
+                            Some(Some(
+                                c @ (ErrorCode::UnknownTopicOrPartition
+                                | ErrorCode::TopicAuthorizationFailed),
+                            )),
+                            _,
+                        ) => c.code(),
                         (_, Some(group_error)) => group_error.code(),
                         (Some(result), None) => code(*result),
                         (None, None) => 0,

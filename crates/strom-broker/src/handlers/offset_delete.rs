@@ -12,7 +12,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::{code, TopicPartition};
 
@@ -26,15 +26,35 @@ pub(super) async fn handle(
     let request: OffsetDeleteRequest = decode(&SPEC, header, body)?;
     let image = broker.image();
     let mut known = Vec::new();
+    let mut response = OffsetDeleteResponse::default();
+    // DELETE on the group, then READ on each topic, as Kafka checks.
+    if !header.authorized(
+        broker,
+        AclOperation::Delete,
+        ResourceType::Group,
+        &request.group_id.0,
+    ) {
+        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
+    let mut denied: Vec<String> = Vec::new();
     for topic in &request.topics {
         let exists = image.topic(&topic.name.0);
+        if !header.authorized(
+            broker,
+            AclOperation::Read,
+            ResourceType::Topic,
+            &topic.name.0,
+        ) {
+            denied.push(topic.name.0.to_string());
+            continue;
+        }
         for p in &topic.partitions {
             if exists.is_some_and(|t| t.partitions.contains_key(&p.partition_index)) {
                 known.push((topic.name.0.to_string(), p.partition_index));
             }
         }
     }
-    let mut response = OffsetDeleteResponse::default();
     let deleted = broker
         .groups()
         .delete_offsets(broker.as_ref(), &request.group_id.0, &known);
@@ -54,6 +74,7 @@ pub(super) async fn handle(
     };
     let result_of = |tp: &TopicPartition| match results.iter().find(|(k, _)| k == tp) {
         Some((_, e)) => code(*e),
+        None if denied.contains(&tp.0) => ErrorCode::TopicAuthorizationFailed.code(),
         None => ErrorCode::UnknownTopicOrPartition.code(),
     };
     response.topics = request

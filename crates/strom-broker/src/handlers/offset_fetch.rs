@@ -15,7 +15,7 @@ use kafka_protocol::messages::{ApiKey, OffsetFetchRequest, OffsetFetchResponse, 
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::records::OffsetCommitValue;
 use crate::group::TopicPartition;
@@ -57,7 +57,9 @@ pub(super) async fn handle(
                     }
                     _ => Ok(()),
                 };
-                match member.and_then(|()| fetch(broker, &g.group_id.0, wanted, require_stable)) {
+                match member
+                    .and_then(|()| fetch(broker, header, &g.group_id.0, wanted, require_stable))
+                {
                     Ok(topics) => out.topics = topics.into_iter().map(topic_v8).collect(),
                     Err(e) => out.error_code = e.code(),
                 }
@@ -72,7 +74,13 @@ pub(super) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch(broker, &request.group_id.0, wanted.clone(), require_stable) {
+    match fetch(
+        broker,
+        header,
+        &request.group_id.0,
+        wanted.clone(),
+        require_stable,
+    ) {
         Ok(topics) => {
             response.topics = topics
                 .into_iter()
@@ -98,8 +106,11 @@ pub(super) async fn handle(
 }
 
 /// The committed offsets of `wanted` (`None`: all), grouped by topic in request order.
+/// Needs DESCRIBE on the group; topics the principal may not describe are left out of "all"
+/// and answered TOPIC_AUTHORIZATION_FAILED when named, as Kafka does.
 fn fetch(
     broker: &Broker,
+    header: &RequestContext,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
@@ -107,6 +118,20 @@ fn fetch(
     if group_id.is_empty() {
         return Err(ErrorCode::InvalidGroupId);
     }
+    if !header.authorized(
+        broker,
+        AclOperation::Describe,
+        ResourceType::Group,
+        group_id,
+    ) {
+        return Err(ErrorCode::GroupAuthorizationFailed);
+    }
+    let mut described: std::collections::HashMap<String, bool> = Default::default();
+    let mut may_describe = |topic: &str| {
+        *described.entry(topic.to_owned()).or_insert_with(|| {
+            header.authorized(broker, AclOperation::Describe, ResourceType::Topic, topic)
+        })
+    };
     let partitions: Option<Vec<TopicPartition>> = wanted.as_ref().map(|ts| {
         ts.iter()
             .flat_map(|(name, ps)| ps.iter().map(move |p| (name.clone(), *p)))
@@ -117,6 +142,16 @@ fn fetch(
         .fetch(broker, group_id, partitions.as_deref())?;
     let mut topics: Vec<TopicOffsets> = Vec::new();
     for ((topic, partition), value) in offsets {
+        if !may_describe(&topic) {
+            if wanted.is_some() {
+                let entry = (partition, None, Some(ErrorCode::TopicAuthorizationFailed));
+                match topics.iter_mut().find(|(name, _)| *name == topic) {
+                    Some((_, ps)) => ps.push(entry),
+                    None => topics.push((topic, vec![entry])),
+                }
+            }
+            continue;
+        }
         let unstable = require_stable
             && broker
                 .groups()

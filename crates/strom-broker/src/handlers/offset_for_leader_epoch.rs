@@ -25,11 +25,22 @@ pub(super) async fn handle(
     let request: OffsetForLeaderEpochRequest = decode(&SPEC, header, body)?;
     let image = broker.image();
     let mut response = OffsetForLeaderEpochResponse::default();
+    // A follower (replica_id >= 0) needs CLUSTER_ACTION; a consumer DESCRIBE on each topic.
+    let follower_allowed = request.replica_id.0 < 0
+        || header.authorized_cluster(broker, super::AclOperation::ClusterAction);
     response.topics = request
         .topics
         .into_iter()
         .map(|topic| {
             let mut out = OffsetForLeaderTopicResult::default();
+            let allowed = follower_allowed
+                && (request.replica_id.0 >= 0
+                    || header.authorized(
+                        broker,
+                        super::AclOperation::Describe,
+                        super::ResourceType::Topic,
+                        &topic.topic.0,
+                    ));
             out.partitions = topic
                 .partitions
                 .iter()
@@ -38,6 +49,14 @@ pub(super) async fn handle(
                     r.partition = p.partition;
                     r.leader_epoch = -1;
                     r.end_offset = -1;
+                    if !allowed {
+                        r.error_code = if request.replica_id.0 >= 0 {
+                            ErrorCode::ClusterAuthorizationFailed.code()
+                        } else {
+                            ErrorCode::TopicAuthorizationFailed.code()
+                        };
+                        return r;
+                    }
                     let Some(partition) = broker
                         .replicas()
                         .partition(topic.topic.0.as_str(), p.partition)

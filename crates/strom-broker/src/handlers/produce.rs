@@ -18,7 +18,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerError, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerError, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::partition::Partition;
@@ -47,10 +47,11 @@ pub(super) async fn handle(
     // does. An unknown topic gets UNKNOWN_TOPIC_OR_PARTITION below.
     // Appends to the page cache take microseconds: do them on this task. Only when a log may
     // fsync on append (flush.messages set) is the thread handed to blocking work.
+    let denied = denials(broker, header, &request);
     let (mut responses, pending) = if may_fsync(broker, &request) {
-        crate::broker::off_runtime(|| append_all(broker, request, header.api_version))
+        crate::broker::off_runtime(|| append_all(broker, request, header.api_version, &denied))
     } else {
-        append_all(broker, request, header.api_version)
+        append_all(broker, request, header.api_version, &denied)
     };
     if acks == 0 {
         return Ok(None);
@@ -203,10 +204,49 @@ fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
     })
 }
 
+/// What the authorizer refuses: WRITE on the transactional id (every partition fails with
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and WRITE on each topic (its partitions fail with
+/// TOPIC_AUTHORIZATION_FAILED), as Kafka checks a produce request. Empty without an authorizer.
+fn denials(
+    broker: &Broker,
+    header: &RequestContext,
+    request: &ProduceRequest,
+) -> Vec<(String, ErrorCode)> {
+    if broker.authorizer().is_none() {
+        return Vec::new();
+    }
+    let txn_denied = request.transactional_id.as_ref().is_some_and(|id| {
+        !header.authorized(
+            broker,
+            AclOperation::Write,
+            ResourceType::TransactionalId,
+            id.0.as_str(),
+        )
+    });
+    request
+        .topic_data
+        .iter()
+        .filter_map(|t| {
+            let name = t.name.0.as_str();
+            if txn_denied {
+                Some((
+                    name.to_owned(),
+                    ErrorCode::TransactionalIdAuthorizationFailed,
+                ))
+            } else if !header.authorized(broker, AclOperation::Write, ResourceType::Topic, name) {
+                Some((name.to_owned(), ErrorCode::TopicAuthorizationFailed))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 fn append_all(
     broker: &Broker,
     request: ProduceRequest,
     version: i16,
+    denied: &[(String, ErrorCode)],
 ) -> (Vec<TopicProduceResponse>, Vec<PendingAck>) {
     let acks = request.acks;
     let image = broker.image();
@@ -218,6 +258,10 @@ fn append_all(
         .map(|(t, topic)| {
             let mut out = TopicProduceResponse::default();
             let name = topic.name.0.as_str().to_owned();
+            let refusal = denied
+                .iter()
+                .find(|(t, _)| *t == name)
+                .map(|(_, code)| *code);
             // Only existing topics get metrics: a request naming made-up topics must not
             // grow the broker's memory.
             let metrics = image
@@ -235,7 +279,10 @@ fn append_all(
                     r.log_append_time_ms = -1;
                     r.log_start_offset = -1;
                     let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
-                    let outcome = append_one(broker, &image, &name, p.index, acks, p.records);
+                    let outcome = match refusal {
+                        Some(code) => Err((code, None)),
+                        None => append_one(broker, &image, &name, p.index, acks, p.records),
+                    };
                     if let Some(m) = &metrics {
                         m.produce_requests.inc();
                         match &outcome {

@@ -23,6 +23,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: RemoveRaftVoterRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Alter) {
+        let mut response = RemoveRaftVoterResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let result = match u64::try_from(request.voter_id) {
         Ok(node_id) => {
             let change = VoterChange::Remove {

@@ -8,8 +8,9 @@ use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
+use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::{code, SyncRequest, SyncResult};
 
@@ -21,6 +22,16 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: SyncGroupRequest = decode(&SPEC, header, body)?;
+    if !(header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id.0,
+    )) {
+        let mut response = SyncGroupResponse::default();
+        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let sync = SyncRequest {
         group_id: request.group_id.0.to_string(),
         generation_id: request.generation_id,

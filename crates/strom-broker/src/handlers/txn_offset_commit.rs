@@ -12,7 +12,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, ApiSpec, HandlerResult};
+use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::group::records::partition_for;
 use crate::group::{CommitAuth, OffsetCommit, OffsetsLog, TopicPartition, OFFSETS_TOPIC};
@@ -28,9 +28,40 @@ pub(super) async fn handle(
     let version = header.api_version;
     let image = broker.image();
     let mut unknown: Vec<TopicPartition> = Vec::new();
+    let mut denied_topics: Vec<String> = Vec::new();
     let mut commits = Vec::new();
+    // TRANSACTIONAL_ID WRITE, GROUP READ, then TOPIC READ per topic, as Kafka checks.
+    let refused = if !header.authorized(
+        broker,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        &request.transactional_id,
+    ) {
+        Some(ErrorCode::TransactionalIdAuthorizationFailed)
+    } else if !header.authorized(
+        broker,
+        AclOperation::Read,
+        ResourceType::Group,
+        &request.group_id,
+    ) {
+        Some(ErrorCode::GroupAuthorizationFailed)
+    } else {
+        None
+    };
     for topic in &request.topics {
         let known = image.topic(&topic.name.0);
+        if refused.is_some() {
+            continue;
+        }
+        if !header.authorized(
+            broker,
+            AclOperation::Read,
+            ResourceType::Topic,
+            &topic.name.0,
+        ) {
+            denied_topics.push(topic.name.0.to_string());
+            continue;
+        }
         for p in &topic.partitions {
             let tp = (topic.name.0.to_string(), p.partition_index);
             if known.is_some_and(|t| t.partitions.contains_key(&p.partition_index)) {
@@ -64,7 +95,9 @@ pub(super) async fn handle(
         version_9_or_later: false,
     };
     let producer = (request.producer_id.0, request.producer_epoch);
-    let outcome = if commits.is_empty() {
+    let outcome = if let Some(code) = refused {
+        Err(code)
+    } else if commits.is_empty() {
         Ok(Vec::new())
     } else {
         tokio::task::block_in_place(|| {
@@ -108,7 +141,9 @@ pub(super) async fn handle(
                 .iter()
                 .map(|p| {
                     let tp = (topic.name.0.to_string(), p.partition_index);
-                    let code = if unknown.contains(&tp) {
+                    let code = if denied_topics.iter().any(|t| t == topic.name.0.as_str()) {
+                        ErrorCode::TopicAuthorizationFailed.code()
+                    } else if unknown.contains(&tp) {
                         ErrorCode::UnknownTopicOrPartition.code()
                     } else if let Some(e) = group_error {
                         e.code()

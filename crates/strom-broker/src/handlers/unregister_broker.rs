@@ -22,6 +22,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: UnregisterBrokerRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::Alter) {
+        let mut response = UnregisterBrokerResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let mut response = UnregisterBrokerResponse::default();
     if let Err(e) = broker
         .controller_op(ControllerOp::UnregisterBroker {

@@ -23,6 +23,11 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: UpdateRaftVoterRequest = decode(&SPEC, header, body)?;
+    if !header.authorized_cluster(broker, super::AclOperation::ClusterAction) {
+        let mut response = UpdateRaftVoterResponse::default();
+        response.error_code = strom_protocol::ErrorCode::ClusterAuthorizationFailed.code();
+        return respond(&SPEC, header, &response);
+    }
     let result = match change(broker, &request) {
         Ok(change) => {
             let cluster_id = request.cluster_id.as_ref().map(|c| c.as_str());

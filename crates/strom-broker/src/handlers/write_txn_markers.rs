@@ -27,12 +27,21 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: WriteTxnMarkersRequest = decode(&SPEC, header, body)?;
     let mut response = WriteTxnMarkersResponse::default();
+    // CLUSTER_ACTION on the cluster: only brokers write markers, as Kafka checks.
+    let allowed = header.authorized_cluster(broker, super::AclOperation::ClusterAction);
     for marker in request.markers {
         let mut result = WritableTxnMarkerResult::default();
         result.producer_id = marker.producer_id;
         for topic in marker.topics {
             let mut out = WritableTxnMarkerTopicResult::default();
             for index in topic.partition_indexes {
+                if !allowed {
+                    let mut r = WritableTxnMarkerPartitionResult::default();
+                    r.partition_index = index;
+                    r.error_code = ErrorCode::ClusterAuthorizationFailed.code();
+                    out.partitions.push(r);
+                    continue;
+                }
                 let written = tokio::task::block_in_place(|| {
                     append_marker(
                         broker,

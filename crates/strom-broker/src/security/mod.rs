@@ -2,6 +2,7 @@
 //! connection acts as. Built once per listener at start-up from the broker config, so a bad
 //! key store stops `strom server` with a message naming the setting, never a client.
 
+pub mod authz;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
