@@ -73,6 +73,8 @@ pub struct Broker {
     coordinator_events: crate::internal_topic::CoordinatorEvents,
     /// ACL checks (`authorizer.class.name`); `None` allows every request.
     authorizer: Option<crate::security::authz::Authorizer>,
+    /// Produce and fetch byte-rate quotas' sensors.
+    client_quotas: crate::client_quotas::ClientQuotaManager,
 }
 
 impl Broker {
@@ -121,6 +123,7 @@ impl Broker {
                 ReplicaManager::with_log_dirs(roots, clock, config.node_id())
             },
             authorizer: crate::security::authz::Authorizer::from_config(&config),
+            client_quotas: Default::default(),
             config,
             controller: controller.map(Mutex::new),
             metadata,
@@ -199,6 +202,11 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id()
+    }
+
+    /// The client quota sensors.
+    pub fn client_quotas(&self) -> &crate::client_quotas::ClientQuotaManager {
+        &self.client_quotas
     }
 
     /// The ACL checks, when `authorizer.class.name` turns them on.

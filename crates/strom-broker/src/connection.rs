@@ -264,6 +264,18 @@ impl Connection {
         }
     }
 
+    /// Over its quota, a client's connection reads nothing for `ms` (Kafka mutes the channel
+    /// for the throttle time, KIP-219).
+    async fn mute(&mut self, ms: u32) -> Result<(), Closed> {
+        if ms == 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(u64::from(ms))) => Ok(()),
+            _ = self.stop.changed() => Err(Closed),
+        }
+    }
+
     async fn handle(&mut self, frame: bytes::Bytes, received: Instant) -> Result<(), Closed> {
         let peer = self.peer;
         let (header, body) = decode_request_header(frame).map_err(|e| {
@@ -280,6 +292,7 @@ impl Connection {
             listener: self.listener.clone(),
             principal: self.principal.clone(),
             sasl: self.sasl.clone(),
+            throttle_ms: Default::default(),
         };
         let started = Instant::now();
         let (result, remote) =
@@ -304,6 +317,9 @@ impl Connection {
                 sasl_failed = session.failed();
             }
         }
+        let throttle = request
+            .throttle_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(Some(response)) => {
                 let len = response.buffered_len();
@@ -313,9 +329,10 @@ impl Connection {
                 if sasl_failed {
                     return Err(Closed);
                 }
-                Ok(())
+                self.mute(throttle).await
             }
-            Ok(None) => Ok(()), // acks=0 produce: no response
+            // acks=0 produce: no response
+            Ok(None) => self.mute(throttle).await,
             Err(e) => {
                 tracing::warn!(
                     %peer,

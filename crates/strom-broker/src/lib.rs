@@ -3,6 +3,7 @@
 //! It knows the network and the coordinators; bytes on disk belong to `strom-storage`.
 
 pub mod broker;
+pub mod client_quotas;
 mod cluster;
 pub mod config;
 mod connection;

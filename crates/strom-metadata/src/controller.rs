@@ -10,6 +10,7 @@ mod configs;
 pub mod elections;
 pub mod ops;
 mod partitions;
+pub mod quotas;
 pub mod reassignments;
 pub mod scram;
 pub mod topics;

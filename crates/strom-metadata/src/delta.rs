@@ -324,6 +324,11 @@ mod tests {
                     },
                 }),
                 1 => (0u128..4).prop_map(|id| MetadataRecord::RemoveAcl { id: Uuid::from_u128(id) }),
+                1 => (0u8..3, prop::option::of(1u32..100)).prop_map(|(u, v)| MetadataRecord::ClientQuota {
+                    entity: crate::quota::QuotaEntity::new(vec![("user".into(), Some(format!("u{u}")))]),
+                    key: "producer_byte_rate".into(),
+                    value_bits: v.map(|v| f64::from(v).to_bits()),
+                }),
             ], 0..80),
         ) {
             let mut image = MetadataImage::empty();

@@ -159,6 +159,9 @@ pub struct MetadataImage {
     /// ACLs by the id the controller gave them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     acls: BTreeMap<Uuid, crate::acl::AclBinding>,
+    /// Client quotas by entity.
+    #[serde(default, skip_serializing_if = "crate::quota::ClientQuotas::is_empty")]
+    client_quotas: crate::quota::ClientQuotas,
     /// Number of records replayed into this image (the next metadata offset).
     records_applied: u64,
 }
@@ -247,6 +250,11 @@ impl MetadataImage {
     /// `user`'s SCRAM credential for mechanism id `mechanism` (1 = SHA-256, 2 = SHA-512).
     pub fn scram_credential(&self, user: &str, mechanism: i8) -> Option<&ScramCredential> {
         self.scram_credentials.get(user)?.get(&mechanism)
+    }
+
+    /// The client quotas.
+    pub fn client_quotas(&self) -> &crate::quota::ClientQuotas {
+        &self.client_quotas
     }
 
     /// Every ACL, by id.
@@ -363,6 +371,14 @@ impl MetadataImage {
             }
             MetadataRecord::RemoveAcl { id } => {
                 self.acls.remove(id);
+            }
+            MetadataRecord::ClientQuota {
+                entity,
+                key,
+                value_bits,
+            } => {
+                self.client_quotas
+                    .set(entity, key, value_bits.map(f64::from_bits));
             }
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
                 if let Some(by_mechanism) = self.scram_credentials.get_mut(user) {
@@ -492,6 +508,15 @@ impl MetadataImage {
                     stored_key: c.stored_key.clone(),
                     server_key: c.server_key.clone(),
                     iterations: c.iterations,
+                });
+            }
+        }
+        for (entity, values) in self.client_quotas.iter() {
+            for (key, value) in values {
+                out.push(MetadataRecord::ClientQuota {
+                    entity: entity.clone(),
+                    key: key.to_owned(),
+                    value_bits: Some(value.to_bits()),
                 });
             }
         }

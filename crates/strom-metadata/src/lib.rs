@@ -16,6 +16,7 @@ pub mod image;
 pub mod log;
 mod properties;
 pub mod quorum;
+pub mod quota;
 pub mod records;
 pub mod storage;
 

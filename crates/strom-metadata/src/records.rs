@@ -110,4 +110,11 @@ pub enum MetadataRecord {
     },
     /// The ACL `id` was deleted (Kafka's RemoveAccessControlEntryRecord).
     RemoveAcl { id: Uuid },
+    /// A client quota was set (`value_bits` holds the f64's bits) or removed (`None`), as
+    /// Kafka's ClientQuotaRecord.
+    ClientQuota {
+        entity: crate::quota::QuotaEntity,
+        key: String,
+        value_bits: Option<u64>,
+    },
 }

@@ -101,7 +101,11 @@ pub(super) async fn handle(
         .map(|p| match p {
             Err(message) => fail(ErrorCode::InvalidRequest, message),
             Ok(_) => match results.next() {
-                Some(Ok(())) => AclCreationResult::default(),
+                Some(Ok(())) => {
+                    let mut r = AclCreationResult::default();
+                    r.error_message = None;
+                    r
+                }
                 Some(Err(e)) => fail(controller_error_code(&e), e.to_string()),
                 None => fail(ErrorCode::UnknownServerError, "no result".into()),
             },

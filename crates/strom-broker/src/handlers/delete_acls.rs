@@ -98,10 +98,12 @@ pub(super) async fn handle(
             Ok(_) => match results.next() {
                 Some(Ok(deleted)) => {
                     let mut r = DeleteAclsFilterResult::default();
+                    r.error_message = None;
                     r.matching_acls = deleted
                         .into_iter()
                         .map(|b| {
                             let mut m = DeleteAclsMatchingAcl::default();
+                            m.error_message = None;
                             m.resource_type = b.resource_type.code();
                             m.resource_name = StrBytes::from_string(b.resource_name);
                             m.pattern_type = b.pattern_type.code();

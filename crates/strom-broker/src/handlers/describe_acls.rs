@@ -27,6 +27,7 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: DescribeAclsRequest = decode(&SPEC, header, body)?;
     let mut response = DescribeAclsResponse::default();
+    response.error_message = None;
     let refusal = if broker.authorizer().is_none() {
         Some((ErrorCode::SecurityDisabled, NO_AUTHORIZER.to_owned()))
     } else if !header.authorized_cluster(broker, AclOperation::Describe) {

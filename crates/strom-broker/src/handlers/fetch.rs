@@ -65,6 +65,13 @@ pub(super) async fn handle(
             || Instant::now() >= deadline;
         if done {
             record_metrics(broker, &image, &request, version, &read);
+            if replica_id(&request, version).is_none() {
+                response.throttle_time_ms = header.charge_quota(
+                    broker,
+                    crate::client_quotas::QuotaKind::Fetch,
+                    read.bytes as u64,
+                );
+            }
             response.responses = read.topics;
             if version >= 16 {
                 response.node_endpoints = node_endpoints(&image, &read.leaders, &header.listener);
@@ -703,6 +710,7 @@ mod tests {
                 listener: "PLAINTEXT".into(),
                 principal: crate::security::ANONYMOUS.into(),
                 sasl: None,
+                throttle_ms: Default::default(),
             };
             let (response, files) = response_and_files(&log);
             let mut in_memory = response.clone();

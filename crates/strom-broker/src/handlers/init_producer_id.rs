@@ -31,11 +31,11 @@ pub(super) async fn handle(
             ResourceType::TransactionalId,
             id,
         ),
-        // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
-        // (KIP-679).
+        // An idempotent producer: WRITE on some topic (KIP-679), else IDEMPOTENT_WRITE on
+        // the cluster (whose denial is the one logged).
         None => {
-            header.authorized_cluster(broker, AclOperation::IdempotentWrite)
-                || header.authorized_any(broker, AclOperation::Write, ResourceType::Topic)
+            header.authorized_any(broker, AclOperation::Write, ResourceType::Topic)
+                || header.authorized_cluster(broker, AclOperation::IdempotentWrite)
         }
     }) {
         let mut response = InitProducerIdResponse::default();

@@ -18,6 +18,7 @@ pub(crate) use strom_metadata::acl::{AclOperation, ResourceType, CLUSTER_RESOURC
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod add_raft_voter;
+mod alter_client_quotas;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
@@ -32,6 +33,7 @@ mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_acls;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -111,6 +113,9 @@ pub(crate) struct RequestContext {
     pub principal: std::sync::Arc<str>,
     /// The connection's SASL exchange, on SASL listeners.
     pub sasl: Option<std::sync::Arc<parking_lot::Mutex<crate::security::sasl::SaslSession>>>,
+    /// Set by a handler whose request took its client over a quota: the connection reads
+    /// nothing more for this many milliseconds after the response (Kafka mutes the channel).
+    pub throttle_ms: std::sync::atomic::AtomicU32,
 }
 
 impl std::ops::Deref for RequestContext {
@@ -121,6 +126,34 @@ impl std::ops::Deref for RequestContext {
 }
 
 impl RequestContext {
+    /// Counts `bytes` against the client's byte-rate quota of `kind`; when over it, returns
+    /// the throttle time for the response's `throttle_time_ms` and mutes the connection for
+    /// that long after the response. Zero without quotas.
+    pub fn charge_quota(
+        &self,
+        broker: &Broker,
+        kind: crate::client_quotas::QuotaKind,
+        bytes: u64,
+    ) -> i32 {
+        let image = broker.image();
+        let quotas = image.client_quotas();
+        if quotas.is_empty() {
+            return 0;
+        }
+        let user = self
+            .principal
+            .strip_prefix("User:")
+            .unwrap_or(&self.principal);
+        let client_id = self.header.client_id.as_deref().unwrap_or("");
+        let wait = broker
+            .client_quotas()
+            .record(quotas, kind, user, client_id, bytes);
+        let ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        self.throttle_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+        i32::try_from(ms).unwrap_or(i32::MAX)
+    }
+
     /// Whether the authorizer (when one is configured) lets this request's principal do
     /// `operation` to the resource `(resource_type, name)`. Denials go to the audit log.
     pub fn authorized(
@@ -357,6 +390,8 @@ handlers!(
     describe_acls,
     create_acls,
     delete_acls,
+    describe_client_quotas,
+    alter_client_quotas,
 );
 
 /// Decodes a request body of the header's version.

@@ -48,6 +48,17 @@ pub(super) async fn handle(
     // Appends to the page cache take microseconds: do them on this task. Only when a log may
     // fsync on append (flush.messages set) is the thread handed to blocking work.
     let denied = denials(broker, header, &request);
+    let request_bytes: u64 = request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum();
+    let throttle_ms = header.charge_quota(
+        broker,
+        crate::client_quotas::QuotaKind::Produce,
+        request_bytes,
+    );
     let (mut responses, pending) = if may_fsync(broker, &request) {
         crate::broker::off_runtime(|| append_all(broker, request, header.api_version, &denied))
     } else {
@@ -95,6 +106,7 @@ pub(super) async fn handle(
     }
     let mut response = ProduceResponse::default();
     response.responses = responses;
+    response.throttle_time_ms = throttle_ms;
     if header.api_version >= 10 {
         response.node_endpoints = node_endpoints(broker, &leaders, &header.listener);
     }

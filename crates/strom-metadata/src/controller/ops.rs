@@ -89,6 +89,11 @@ pub enum ControllerOp {
     DeleteAcls {
         filters: Vec<crate::acl::AclFilter>,
     },
+    /// AlterClientQuotas (`kafka-configs.sh --alter --entity-type users|clients|ips`).
+    AlterClientQuotas {
+        alterations: Vec<super::quotas::QuotaAlteration>,
+        validate_only: bool,
+    },
     /// AlterPartition: a partition leader changes its ISR.
     AlterPartition {
         broker_id: i32,
@@ -120,6 +125,7 @@ impl ControllerOp {
             ControllerOp::AlterUserScramCredentials { .. } => ControllerOpResult::Scram(Err(error)),
             ControllerOp::CreateAcls { .. } => ControllerOpResult::CreateAcls(Err(error)),
             ControllerOp::DeleteAcls { .. } => ControllerOpResult::DeleteAcls(Err(error)),
+            ControllerOp::AlterClientQuotas { .. } => ControllerOpResult::Quotas(Err(error)),
             _ => ControllerOpResult::Done(Err(error)),
         }
     }
@@ -140,6 +146,7 @@ pub enum ControllerOpResult {
     Scram(Result<super::scram::UserResults, ControllerError>),
     CreateAcls(Result<super::acls::CreateAclResults, ControllerError>),
     DeleteAcls(Result<super::acls::DeleteAclResults, ControllerError>),
+    Quotas(Result<super::quotas::QuotaResults, ControllerError>),
 }
 
 impl ControllerOpResult {
@@ -187,6 +194,13 @@ impl ControllerOpResult {
     pub fn into_delete_acls(self) -> Result<super::acls::DeleteAclResults, ControllerError> {
         match self {
             ControllerOpResult::DeleteAcls(r) => r,
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    pub fn into_quotas(self) -> Result<super::quotas::QuotaResults, ControllerError> {
+        match self {
+            ControllerOpResult::Quotas(r) => r,
             _ => Err(Self::mismatch()),
         }
     }
@@ -298,6 +312,10 @@ impl Controller {
             ControllerOp::CreateAcls { bindings } => {
                 ControllerOpResult::CreateAcls(self.create_acls(bindings))
             }
+            ControllerOp::AlterClientQuotas {
+                alterations,
+                validate_only,
+            } => ControllerOpResult::Quotas(self.alter_client_quotas(alterations, validate_only)),
             ControllerOp::DeleteAcls { filters } => {
                 ControllerOpResult::DeleteAcls(self.delete_acls(filters))
             }

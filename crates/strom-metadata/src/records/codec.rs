@@ -31,6 +31,7 @@
 //! | 12 | `RemoveScramCredential` | 0  | user str, mechanism i32                                 |
 //! | 13 | `Acl`              | 0       | id uuid, resource_type i32, resource_name str, pattern_type i32, principal str, host str, operation i32, permission i32 (Kafka's codes) |
 //! | 14 | `RemoveAcl`        | 0       | id uuid                                                 |
+//! | 15 | `ClientQuota`      | 0       | entity (uvarint count, then per component: type str, name opt str), key str, value opt u64 (f64 bits) |
 //!
 //! Field encodings: `uvarint` is unsigned LEB128 (at most 10 bytes, no overlong forms);
 //! `i32`/`i64` are zigzag then uvarint; `u16` is a uvarint below 65536; `str` is a uvarint
@@ -81,6 +82,7 @@ const TYPE_SCRAM_CREDENTIAL: u64 = 11;
 const TYPE_REMOVE_SCRAM_CREDENTIAL: u64 = 12;
 const TYPE_ACL: u64 = 13;
 const TYPE_REMOVE_ACL: u64 = 14;
+const TYPE_CLIENT_QUOTA: u64 = 15;
 
 const CONFIG_RESOURCE_TOPIC: u8 = 0;
 const CONFIG_RESOURCE_BROKER: u8 = 1;
@@ -123,6 +125,7 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
         MetadataRecord::RemoveScramCredential { .. } => TYPE_REMOVE_SCRAM_CREDENTIAL,
         MetadataRecord::Acl { .. } => TYPE_ACL,
         MetadataRecord::RemoveAcl { .. } => TYPE_REMOVE_ACL,
+        MetadataRecord::ClientQuota { .. } => TYPE_CLIENT_QUOTA,
     };
     (
         id,
@@ -133,7 +136,7 @@ fn type_and_version(record: &MetadataRecord) -> (u64, u8) {
 /// The newest record version of type `id` this code knows; `None` for an unknown type.
 fn current_version(id: u64) -> Option<u8> {
     match id {
-        TYPE_CLUSTER..=TYPE_REMOVE_ACL => Some(0),
+        TYPE_CLUSTER..=TYPE_CLIENT_QUOTA => Some(0),
         _ => None,
     }
 }
@@ -259,6 +262,25 @@ fn encode_body(out: &mut Vec<u8>, record: &MetadataRecord) {
             put_i32(out, i32::from(binding.permission.code()));
         }
         MetadataRecord::RemoveAcl { id } => out.extend_from_slice(id.as_bytes()),
+        MetadataRecord::ClientQuota {
+            entity,
+            key,
+            value_bits,
+        } => {
+            put_uvarint(out, entity.0.len() as u64);
+            for (entity_type, name) in &entity.0 {
+                put_str(out, entity_type);
+                put_opt_str(out, name.as_deref());
+            }
+            put_str(out, key);
+            match value_bits {
+                None => out.push(0),
+                Some(bits) => {
+                    out.push(1);
+                    put_uvarint(out, *bits);
+                }
+            }
+        }
         MetadataRecord::ProducerIds {
             broker_id,
             next_block_start,
@@ -449,6 +471,19 @@ fn decode_body(b: &mut Reader<'_>, id: u64) -> Result<MetadataRecord, RecordDeco
             },
         },
         TYPE_REMOVE_ACL => MetadataRecord::RemoveAcl { id: b.uuid()? },
+        TYPE_CLIENT_QUOTA => {
+            // A component is at least a type length and a presence byte.
+            let n = b.count(2)?;
+            let mut components = Vec::with_capacity(n);
+            for _ in 0..n {
+                components.push((b.string()?, b.opt_string()?));
+            }
+            MetadataRecord::ClientQuota {
+                entity: crate::quota::QuotaEntity(components),
+                key: b.string()?,
+                value_bits: b.opt_uvarint()?,
+            }
+        }
         TYPE_REMOVE_SCRAM_CREDENTIAL => MetadataRecord::RemoveScramCredential {
             user: b.string()?,
             mechanism: b.mechanism()?,
@@ -640,6 +675,15 @@ impl Reader<'_> {
         let bytes = self.take(len as usize, "a string")?;
         String::from_utf8(bytes.to_vec())
             .map_err(|e| self.error_at(start, format!("string is not UTF-8: {e}")))
+    }
+
+    fn opt_uvarint(&mut self) -> Result<Option<u64>, RecordDecodeError> {
+        let at = self.pos;
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.uvarint()?)),
+            other => Err(self.error_at(at, format!("presence byte {other}, expected 0 or 1"))),
+        }
     }
 
     fn opt_string(&mut self) -> Result<Option<String>, RecordDecodeError> {

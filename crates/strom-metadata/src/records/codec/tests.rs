@@ -57,6 +57,19 @@ fn every_variant() -> Vec<MetadataRecord> {
             },
         },
         MetadataRecord::RemoveAcl { id: uuid(78) },
+        MetadataRecord::ClientQuota {
+            entity: crate::quota::QuotaEntity::new(vec![
+                ("user".into(), Some("alice".into())),
+                ("client-id".into(), None),
+            ]),
+            key: "producer_byte_rate".into(),
+            value_bits: Some(1024.5f64.to_bits()),
+        },
+        MetadataRecord::ClientQuota {
+            entity: crate::quota::QuotaEntity::new(vec![("user".into(), None)]),
+            key: "consumer_byte_rate".into(),
+            value_bits: None,
+        },
         MetadataRecord::UnfenceBroker {
             broker_id: i32::MAX,
         },
@@ -160,7 +173,10 @@ fn type_ids_are_the_documented_ones() {
         .iter()
         .map(|r| encode_batch(std::slice::from_ref(r))[3])
         .collect();
-    assert_eq!(ids, [1, 2, 3, 10, 11, 12, 13, 14, 4, 5, 6, 7, 7, 8, 9]);
+    assert_eq!(
+        ids,
+        [1, 2, 3, 10, 11, 12, 13, 14, 15, 15, 4, 5, 6, 7, 7, 8, 9]
+    );
 }
 
 #[test]
@@ -299,7 +315,7 @@ fn bad_headers_and_bodies_are_errors() {
     garbage.push(0);
     assert!(reason(&garbage).contains("after the last"));
 
-    assert!(reason(&batch_of(&[record_bytes(15, 0, &[])])).contains("unknown record type id 15"));
+    assert!(reason(&batch_of(&[record_bytes(16, 0, &[])])).contains("unknown record type id 16"));
     assert!(reason(&batch_of(&[record_bytes(0, 0, &[])])).contains("unknown record type id 0"));
 
     // Bad UTF-8 in a string.
@@ -464,6 +480,18 @@ fn any_record() -> impl Strategy<Value = MetadataRecord> {
                 }
             ),
         any::<u128>().prop_map(|id| MetadataRecord::RemoveAcl { id: uuid(id) }),
+        (
+            prop::collection::vec((text(), prop::option::of(text())), 0..3),
+            text(),
+            prop::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(components, key, value_bits)| MetadataRecord::ClientQuota {
+                    entity: crate::quota::QuotaEntity(components),
+                    key,
+                    value_bits,
+                }
+            ),
         any::<i32>().prop_map(|broker_id| MetadataRecord::UnfenceBroker { broker_id }),
         (text(), any::<u128>()).prop_map(|(name, id)| MetadataRecord::Topic {
             name,

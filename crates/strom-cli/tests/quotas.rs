@@ -1,0 +1,199 @@
+//! Client quotas against the real binary: AlterClientQuotas / DescribeClientQuotas on the wire
+//! (as `kafka-configs.sh --entity-type clients|users` sends them), produce and fetch byte
+//! rates answered with `throttle_time_ms` and enforced by muting the connection, and a
+//! librdkafka producer held to its quota.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::wire::Wire;
+use common::{create_topic, producer, Server};
+use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse, FetchRequest,
+    FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::producer::FutureRecord;
+use strom_protocol::record_batch::builder::BatchBuilder;
+
+const RATE: f64 = 100_000.0;
+
+fn entity(entity_type: &str, name: Option<&str>) -> EntityData {
+    EntityData::default()
+        .with_entity_type(StrBytes::from_string(entity_type.into()))
+        .with_entity_name(name.map(|n| StrBytes::from_string(n.into())))
+}
+
+fn set(wire: &mut Wire, entries: Vec<EntryData>) -> Vec<(i16, Option<String>)> {
+    let r: AlterClientQuotasResponse = wire.call(
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default().with_entries(entries),
+    );
+    r.entries
+        .iter()
+        .map(|e| {
+            (
+                e.error_code,
+                e.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect()
+}
+
+fn op(key: &str, value: f64) -> OpData {
+    OpData::default()
+        .with_key(StrBytes::from_string(key.into()))
+        .with_value(value)
+}
+
+fn produce(wire: &mut Wire, topic: &str, bytes: usize) -> ProduceResponse {
+    let mut b = BatchBuilder::new(0);
+    for _ in 0..bytes / 10_000 {
+        b.push(None, Some(vec![7u8; 10_000].as_slice()), 1_700_000_000_000);
+    }
+    let data = PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(b.build().freeze()));
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![data])]);
+    wire.call(ApiKey::Produce, 9, &request)
+}
+
+/// After a throttled response the connection reads nothing for the throttle time: an
+/// ApiVersions sent at once is answered no sooner.
+fn assert_muted_for(wire: &mut Wire, throttle_ms: i32) {
+    let sent = Instant::now();
+    let _: ApiVersionsResponse = wire.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(throttle_ms as u64 * 9 / 10),
+        "answered after {waited:?}, throttle {throttle_ms} ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_are_stored_described_and_enforced_on_produce_and_fetch() {
+    let server = Server::start(&[]);
+    let bootstrap = server.bootstrap();
+    create_topic(&bootstrap, "metered", 1, &[]).await;
+    let mut wire = Wire::connect(&bootstrap);
+
+    // The default client id gets 100 kB/s each way; invalid entries are refused one by one.
+    let results = set(
+        &mut wire,
+        vec![
+            EntryData::default()
+                .with_entity(vec![entity("client-id", None)])
+                .with_ops(vec![
+                    op("producer_byte_rate", RATE),
+                    op("consumer_byte_rate", RATE),
+                ]),
+            EntryData::default()
+                .with_entity(vec![entity("group", Some("g"))])
+                .with_ops(vec![op("producer_byte_rate", 1.0)]),
+            EntryData::default()
+                .with_entity(vec![entity("user", Some("alice"))])
+                .with_ops(vec![op("connection_creation_rate", 1.0)]),
+            EntryData::default()
+                .with_entity(vec![entity("user", Some("alice"))])
+                .with_ops(vec![op("producer_byte_rate", -5.0)]),
+        ],
+    );
+    assert_eq!(results[0], (0, None));
+    for (i, (code, message)) in results.iter().enumerate().skip(1) {
+        assert_eq!(*code, 42, "entry {i}: INVALID_REQUEST ({message:?})");
+    }
+
+    let described: DescribeClientQuotasResponse = wire.call(
+        ApiKey::DescribeClientQuotas,
+        1,
+        &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+            .with_entity_type(StrBytes::from_static_str("client-id"))
+            .with_match_type(1)]),
+    );
+    assert_eq!(described.error_code, 0);
+    let entries = described.entries.expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].entity[0].entity_type.as_str(), "client-id");
+    assert_eq!(entries[0].entity[0].entity_name, None);
+    let mut values: Vec<(String, f64)> = entries[0]
+        .values
+        .iter()
+        .map(|v| (v.key.to_string(), v.value))
+        .collect();
+    values.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        values,
+        vec![
+            ("consumer_byte_rate".to_string(), RATE),
+            ("producer_byte_rate".to_string(), RATE)
+        ]
+    );
+
+    // 300 kB at once, 100 kB/s allowed: about 2 s of throttle, then the connection is muted.
+    let r = produce(&mut wire, "metered", 300_000);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert!(
+        (1_500..=11_000).contains(&r.throttle_time_ms),
+        "produce throttle {} ms",
+        r.throttle_time_ms
+    );
+    assert_muted_for(&mut wire, r.throttle_time_ms);
+
+    // Reading the 300 kB back is throttled the same way.
+    let fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(i32::MAX)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("metered")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(i32::MAX)])]);
+    let f: FetchResponse = wire.call(ApiKey::Fetch, 12, &fetch);
+    assert_eq!(f.responses[0].partitions[0].error_code, 0);
+    assert!(
+        (1_500..=11_000).contains(&f.throttle_time_ms),
+        "fetch throttle {} ms",
+        f.throttle_time_ms
+    );
+    assert_muted_for(&mut wire, f.throttle_time_ms);
+
+    // A librdkafka producer (its own client id, so its own sensor) cannot beat 100 kB/s:
+    // 500 kB take at least 3 s however fast the machine.
+    let started = Instant::now();
+    {
+        let p = producer(&bootstrap, &[("client.id", "bulk"), ("linger.ms", "5")]);
+        let payload = vec![1u8; 1_000];
+        let sends: Vec<_> = (0..500)
+            .map(|_| {
+                p.send(
+                    FutureRecord::<(), _>::to("metered").payload(&payload),
+                    Duration::from_secs(30),
+                )
+            })
+            .collect();
+        for s in sends {
+            s.await.expect("delivered");
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "500 kB at 100 kB/s took {took:?}"
+    );
+}
