@@ -11,7 +11,8 @@ use crate::converter::converter_for;
 use crate::error::{ConnectError, Result};
 use crate::file::{FileSinkConnector, FileSourceConnector, FILE_SINK_CLASS, FILE_SOURCE_CLASS};
 use crate::mirror::{
-    MirrorCheckpointConnector, MirrorSourceConnector, MIRROR_CHECKPOINT_CLASS, MIRROR_SOURCE_CLASS,
+    MirrorCheckpointConnector, MirrorHeartbeatConnector, MirrorSourceConnector,
+    MIRROR_CHECKPOINT_CLASS, MIRROR_HEARTBEAT_CLASS, MIRROR_SOURCE_CLASS,
 };
 use crate::transforms;
 
@@ -42,6 +43,10 @@ fn make_mirror_checkpoint() -> Box<dyn Connector> {
     Box::new(MirrorCheckpointConnector::default())
 }
 
+fn make_mirror_heartbeat() -> Box<dyn Connector> {
+    Box::new(MirrorHeartbeatConnector::default())
+}
+
 /// Every built-in connector.
 pub const CONNECTORS: &[ConnectorPlugin] = &[
     ConnectorPlugin {
@@ -61,6 +66,12 @@ pub const CONNECTORS: &[ConnectorPlugin] = &[
         aliases: &["io.strom.connect.mirror.MirrorCheckpointConnector"],
         connector_type: ConnectorType::Source,
         make: make_mirror_checkpoint,
+    },
+    ConnectorPlugin {
+        class: MIRROR_HEARTBEAT_CLASS,
+        aliases: &["io.strom.connect.mirror.MirrorHeartbeatConnector"],
+        connector_type: ConnectorType::Source,
+        make: make_mirror_heartbeat,
     },
     ConnectorPlugin {
         class: MIRROR_SOURCE_CLASS,

@@ -2,7 +2,8 @@
 //! its partition count and configs, every record equal (partition, offset order, key, value,
 //! headers, timestamp); a topic created later is picked up; a config changed later follows;
 //! the checkpoint connector translates a consumer group's committed offsets and commits them
-//! on the target, where a consumer of that group resumes without losing a record.
+//! on the target, where a consumer of that group resumes without losing a record; the
+//! heartbeat connector writes MM2's heartbeats.
 
 mod common;
 
@@ -17,7 +18,7 @@ use strom_client::{
     ProducerConfig, ProducerRecord, TopicPartition,
 };
 use strom_connect::config::parse_properties;
-use strom_connect::mirror::wire::Checkpoint;
+use strom_connect::mirror::wire::{Checkpoint, Heartbeat};
 use strom_connect::standalone::Standalone;
 
 const PARTITIONS: i32 = 3;
@@ -169,7 +170,10 @@ async fn mirrors_topics_and_fails_a_group_over() {
          groups=app\nemit.checkpoints.interval.seconds=1\nrefresh.groups.interval.seconds=1\n\
          sync.group.offsets.enabled=true\nsync.group.offsets.interval.seconds=1\n"
     ));
-    let running = Standalone::start(worker, vec![mirror, checkpoints], None)
+    let heartbeats = parse_properties(&format!(
+        "name=heartbeats\nconnector.class=MirrorHeartbeat\n{common}emit.heartbeats.interval.seconds=1\n"
+    ));
+    let running = Standalone::start(worker, vec![mirror, checkpoints, heartbeats], None)
         .await
         .unwrap();
 
@@ -212,7 +216,10 @@ async fn mirrors_topics_and_fails_a_group_over() {
     produce(&src, "late", 2, 20).await;
     let want = rows(&read_topic(&src, "late", 2, 40, Duration::from_secs(10)).await);
     let got = rows(&read_topic(&tgt, "east.late", 2, 40, Duration::from_secs(30)).await);
-    assert_eq!(got.len(), 40);
+    if got.len() != 40 {
+        let st = http(running.addr, "GET", "/connectors/mirror/status", None).await;
+        panic!("{} of 40 records mirrored; status {}", got.len(), st.body);
+    }
     assert!(got == want, "records of the late topic differ");
     assert_eq!(
         topic_config(&tgt, "east.late", "retention.bytes")
@@ -323,6 +330,18 @@ async fn mirrors_topics_and_fails_a_group_over() {
         "each record once past the translation"
     );
     assert!(duplicates as i64 <= PARTITIONS as i64 * LAG_MAX);
+
+    // Heartbeats of the path east → west, in MM2's format, one a second.
+    let hbs = read_topic(&tgt, "heartbeats", 1, 3, Duration::from_secs(10)).await;
+    assert!(hbs.len() >= 3, "{} heartbeats", hbs.len());
+    let decoded: Vec<Heartbeat> = hbs
+        .iter()
+        .map(|r| Heartbeat::decode(r.key.as_deref().unwrap(), r.value.as_deref().unwrap()).unwrap())
+        .collect();
+    assert!(decoded
+        .iter()
+        .all(|h| (h.source.as_str(), h.target.as_str()) == ("east", "west")));
+    assert!(decoded.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
 
     running.stop().await;
 }

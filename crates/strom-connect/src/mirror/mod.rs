@@ -12,6 +12,7 @@
 //! `ByteArrayConverter` (an explicit other converter is refused at validation).
 
 pub mod checkpoint;
+pub mod heartbeat;
 pub mod source;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::converter::BYTE_ARRAY_CONVERTER;
 use crate::error::{ConnectError, Result};
 
 pub use checkpoint::{MirrorCheckpointConnector, MIRROR_CHECKPOINT_CLASS};
+pub use heartbeat::{MirrorHeartbeatConnector, MIRROR_HEARTBEAT_CLASS};
 pub use source::{MirrorSourceConnector, MIRROR_SOURCE_CLASS};
 
 /// Kafka's `DefaultReplicationPolicy` class name (`<alias>.<topic>`).
@@ -398,6 +400,46 @@ pub mod wire {
         pub metadata: String,
     }
 
+    /// A heartbeat of the replication path `source` → `target`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Heartbeat {
+        pub source: String,
+        pub target: String,
+        pub timestamp: i64,
+    }
+
+    impl Heartbeat {
+        /// Key `{sourceClusterAlias: string, targetClusterAlias: string}`.
+        pub fn key(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            put_str(&mut out, &self.source);
+            put_str(&mut out, &self.target);
+            out
+        }
+
+        /// Value: the header `{version: int16}` (0), then `{timestamp: int64}`.
+        pub fn value(&self) -> Vec<u8> {
+            let mut out = Vec::with_capacity(10);
+            out.extend_from_slice(&0i16.to_be_bytes());
+            out.extend_from_slice(&self.timestamp.to_be_bytes());
+            out
+        }
+
+        pub fn decode(key: &[u8], value: &[u8]) -> Option<Heartbeat> {
+            let mut k = Reader(key);
+            let (source, target) = (k.string()?, k.string()?);
+            let mut v = Reader(value);
+            if v.i16()? != 0 {
+                return None;
+            }
+            Some(Heartbeat {
+                source,
+                target,
+                timestamp: v.i64()?,
+            })
+        }
+    }
+
     fn put_str(out: &mut Vec<u8>, s: &str) {
         let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
         out.extend_from_slice(&len.to_be_bytes());
@@ -511,7 +553,7 @@ pub mod wire {
 
 #[cfg(test)]
 mod tests {
-    use super::wire::{Checkpoint, OffsetSync};
+    use super::wire::{Checkpoint, Heartbeat, OffsetSync};
     use super::*;
 
     fn props(pairs: &[(&str, &str)]) -> Props {
@@ -618,5 +660,13 @@ mod tests {
             vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0]
         );
         assert_eq!(Checkpoint::decode(&c.key(), &c.value()), Some(c));
+        let h = Heartbeat {
+            source: "a".into(),
+            target: "b".into(),
+            timestamp: 258,
+        };
+        assert_eq!(h.key(), vec![0, 1, b'a', 0, 1, b'b']);
+        assert_eq!(h.value(), vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(Heartbeat::decode(&h.key(), &h.value()), Some(h));
     }
 }
