@@ -620,6 +620,52 @@ mod tests {
     }
 
     #[test]
+    fn validation_names_the_field() {
+        let plugins = crate::plugins::Plugins::builtin();
+        let v = plugins
+            .validate_connector_config(&props(&[
+                ("name", "m"),
+                ("connector.class", "MirrorSourceConnector"),
+                ("topics", "ok, (bad"),
+                (
+                    "value.converter",
+                    "org.apache.kafka.connect.json.JsonConverter",
+                ),
+                ("key.converter", "ByteArrayConverter"),
+            ]))
+            .unwrap();
+        let errs = |name: &str| {
+            v.entries
+                .iter()
+                .find(|(k, _)| k.name == name)
+                .map(|(_, v)| v.errors.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            v.class,
+            "org.apache.kafka.connect.mirror.MirrorSourceConnector"
+        );
+        assert_eq!(
+            errs("source.cluster.bootstrap.servers"),
+            vec!["Missing required configuration \"source.cluster.bootstrap.servers\" which has no default value."]
+        );
+        assert_eq!(errs("topics").len(), 1);
+        assert!(errs("topics")[0].starts_with("Invalid value (bad for configuration topics:"));
+        assert_eq!(
+            errs("value.converter"),
+            vec![format!("Invalid value org.apache.kafka.connect.json.JsonConverter for configuration value.converter: mirror connectors copy bytes unchanged and need {BYTE_ARRAY_CONVERTER}")]
+        );
+        assert!(errs("key.converter").is_empty());
+        assert_eq!(v.error_count(), 4, "{:?}", v.errors());
+        for name in [
+            "MirrorCheckpoint",
+            "io.strom.connect.mirror.MirrorHeartbeatConnector",
+        ] {
+            assert!(plugins.find_connector(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
     fn ownership_is_stable_and_spread() {
         let mut counts = [0usize; 3];
         for p in 0..30 {
