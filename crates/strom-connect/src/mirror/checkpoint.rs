@@ -29,6 +29,8 @@ pub const MIRROR_CHECKPOINT_CLASS: &str =
 
 /// The offset syncs kept per partition (older ones only translate old commits).
 const SYNCS_KEPT: usize = 4096;
+/// The longest one pass reads offset syncs.
+const SYNCS_READ_MAX: Duration = Duration::from_secs(2);
 /// The longest a poll waits when nothing is due.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
@@ -181,14 +183,14 @@ impl MirrorCheckpointTask {
         Ok(())
     }
 
-    /// Reads the offset syncs written since the last call.
+    /// Reads the offset syncs written since the last call (for at most `SYNCS_READ_MAX`, so
+    /// a busy mirror's stream of syncs does not hold the checkpoints back).
     async fn read_syncs(&mut self) -> Result<()> {
         let consumer = self.consumer.as_mut().expect("connected");
+        let started = Instant::now();
         loop {
             let records = consumer.poll(Duration::from_millis(50)).await?;
-            if records.is_empty() {
-                return Ok(());
-            }
+            let caught_up = records.is_empty();
             for r in records {
                 let (Some(k), Some(v)) = (r.key.as_deref(), r.value.as_deref()) else {
                     continue;
@@ -199,6 +201,9 @@ impl MirrorCheckpointTask {
                         tracing::warn!("skipping a malformed offset sync at offset {}", r.offset)
                     }
                 }
+            }
+            if caught_up || started.elapsed() >= SYNCS_READ_MAX {
+                return Ok(());
             }
         }
     }
