@@ -52,6 +52,9 @@ type Entries = BTreeMap<(String, String), (JsonMap, JsonMap)>;
 pub struct FileOffsetStore {
     path: PathBuf,
     entries: Mutex<Entries>,
+    /// Held while the file is written: tasks commit concurrently, and two writers sharing the
+    /// temporary file made one's rename fail (and could save an older snapshot last).
+    saving: Mutex<()>,
 }
 
 impl FileOffsetStore {
@@ -84,6 +87,7 @@ impl FileOffsetStore {
         Ok(FileOffsetStore {
             path,
             entries: Mutex::new(entries),
+            saving: Mutex::new(()),
         })
     }
 
@@ -101,6 +105,7 @@ impl FileOffsetStore {
 
     /// Sets offsets (`None` removes a partition's offset) and saves the file.
     pub fn put_now(&self, connector: &str, offsets: Vec<(JsonMap, Option<JsonMap>)>) -> Result<()> {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = {
             let mut entries = self.lock();
             for (p, o) in offsets {
@@ -121,6 +126,7 @@ impl FileOffsetStore {
 
     /// Removes every offset of a connector and saves the file.
     pub fn remove_connector_now(&self, connector: &str) -> Result<()> {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         let snapshot = {
             let mut entries = self.lock();
             entries.retain(|(c, _), _| c != connector);
@@ -195,5 +201,34 @@ mod tests {
         assert!(s.list("c1").is_empty() && s.list("c2").is_empty());
         std::fs::write(&path, "nope").unwrap();
         assert!(FileOffsetStore::open(path).is_err());
+    }
+
+    #[test]
+    fn concurrent_commits_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.json");
+        let s = std::sync::Arc::new(FileOffsetStore::open(path.clone()).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let p = map(json!({"task": t}));
+                        s.put_now("c", vec![(p, Some(map(json!({"offset": i}))))])
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = FileOffsetStore::open(path).unwrap();
+        for t in 0..4 {
+            assert_eq!(
+                s.reader("c").offset(&map(json!({"task": t}))),
+                Some(&map(json!({"offset": 49})))
+            );
+        }
     }
 }

@@ -10,6 +10,10 @@ use crate::connector::{Connector, ConnectorType};
 use crate::converter::converter_for;
 use crate::error::{ConnectError, Result};
 use crate::file::{FileSinkConnector, FileSourceConnector, FILE_SINK_CLASS, FILE_SOURCE_CLASS};
+use crate::mirror::{
+    MirrorCheckpointConnector, MirrorHeartbeatConnector, MirrorSourceConnector,
+    MIRROR_CHECKPOINT_CLASS, MIRROR_HEARTBEAT_CLASS, MIRROR_SOURCE_CLASS,
+};
 use crate::transforms;
 
 /// One connector plugin.
@@ -31,6 +35,18 @@ fn make_file_sink() -> Box<dyn Connector> {
     Box::new(FileSinkConnector::default())
 }
 
+fn make_mirror_source() -> Box<dyn Connector> {
+    Box::new(MirrorSourceConnector::default())
+}
+
+fn make_mirror_checkpoint() -> Box<dyn Connector> {
+    Box::new(MirrorCheckpointConnector::default())
+}
+
+fn make_mirror_heartbeat() -> Box<dyn Connector> {
+    Box::new(MirrorHeartbeatConnector::default())
+}
+
 /// Every built-in connector.
 pub const CONNECTORS: &[ConnectorPlugin] = &[
     ConnectorPlugin {
@@ -44,6 +60,24 @@ pub const CONNECTORS: &[ConnectorPlugin] = &[
         aliases: &["io.strom.connect.file.FileSourceConnector"],
         connector_type: ConnectorType::Source,
         make: make_file_source,
+    },
+    ConnectorPlugin {
+        class: MIRROR_CHECKPOINT_CLASS,
+        aliases: &["io.strom.connect.mirror.MirrorCheckpointConnector"],
+        connector_type: ConnectorType::Source,
+        make: make_mirror_checkpoint,
+    },
+    ConnectorPlugin {
+        class: MIRROR_HEARTBEAT_CLASS,
+        aliases: &["io.strom.connect.mirror.MirrorHeartbeatConnector"],
+        connector_type: ConnectorType::Source,
+        make: make_mirror_heartbeat,
+    },
+    ConnectorPlugin {
+        class: MIRROR_SOURCE_CLASS,
+        aliases: &["io.strom.connect.mirror.MirrorSourceConnector"],
+        connector_type: ConnectorType::Source,
+        make: make_mirror_source,
     },
 ];
 
