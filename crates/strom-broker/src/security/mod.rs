@@ -3,6 +3,7 @@
 //! key store stops `strom server` with a message naming the setting, never a client.
 
 pub mod authz;
+pub mod oauth;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -15,7 +15,7 @@ use strom_protocol::ErrorCode;
 use super::scram;
 
 /// Mechanisms Strom serves.
-pub const SERVED: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const SERVED: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 /// Finds a user's SCRAM credential for a mechanism id (from the metadata image).
 pub type CredentialLookup<'a> = &'a dyn Fn(&str, i8) -> Option<scram::Credential>;
@@ -27,6 +27,8 @@ pub struct SaslServer {
     pub mechanisms: Vec<String>,
     /// PLAIN users and passwords (`user_NAME="PASSWORD"` in the JAAS config).
     plain_users: HashMap<String, String>,
+    /// How OAUTHBEARER tokens are checked, when it is enabled.
+    oauth: Option<super::oauth::OAuthValidator>,
 }
 
 impl SaslServer {
@@ -72,9 +74,15 @@ impl SaslServer {
                 }
             }
         }
+        let oauth = if mechanisms.iter().any(|m| m == "OAUTHBEARER") {
+            Some(super::oauth::OAuthValidator::of(config, listener)?)
+        } else {
+            None
+        };
         Ok(SaslServer {
             mechanisms,
             plain_users,
+            oauth,
         })
     }
 }
@@ -176,6 +184,15 @@ impl SaslSession {
         let auth_failed = |message: String| (ErrorCode::SaslAuthenticationFailed, message);
         let result = match std::mem::replace(&mut self.state, State::Failed) {
             State::Authenticate(mechanism) if mechanism == "PLAIN" => self.plain(token),
+            State::Authenticate(mechanism) if mechanism == "OAUTHBEARER" => {
+                match &self.server.oauth {
+                    Some(validator) => validator
+                        .authenticate(token)
+                        .map(|(principal, _expires_ms)| (principal, Vec::new()))
+                        .map_err(|why| auth_failed(format!("Authentication failed: {why}"))),
+                    None => Err(auth_failed("OAUTHBEARER is not configured".into())),
+                }
+            }
             State::Authenticate(mechanism) => {
                 let Some(m) = scram::Mechanism::by_name(&mechanism) else {
                     return Err((
@@ -263,6 +280,7 @@ mod tests {
     fn server() -> Arc<SaslServer> {
         Arc::new(SaslServer {
             mechanisms: vec!["PLAIN".into()],
+            oauth: None,
             plain_users: jaas_users(
                 r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="al\"ice";"#,
             )
@@ -325,6 +343,11 @@ mod tests {
         let mut s = SaslServer {
             mechanisms: SERVED.iter().map(|m| (*m).to_owned()).collect(),
             plain_users: HashMap::new(),
+            oauth: Some(super::super::oauth::OAuthValidator::Unsecured {
+                principal_claim: "sub".into(),
+                required_scopes: Vec::new(),
+                skew_s: 30,
+            }),
         };
         s.plain_users.insert("admin".into(), "admin-secret".into());
         Arc::new(s)
