@@ -14,7 +14,8 @@ use crate::connector::{BoxFuture, Connector, ConnectorType, SourceOffsets, Sourc
 use crate::data::{JsonMap, Record, Schema, SchemaType, SourceRecord, Value};
 use crate::error::{ConnectError, Result};
 
-pub const VERIFIABLE_SOURCE_CLASS: &str = "org.apache.kafka.connect.tools.VerifiableSourceConnector";
+pub const VERIFIABLE_SOURCE_CLASS: &str =
+    "org.apache.kafka.connect.tools.VerifiableSourceConnector";
 
 /// How often a task hands a batch to the runtime.
 const TICK: Duration = Duration::from_millis(50);
@@ -149,10 +150,14 @@ mod tests {
     #[tokio::test]
     async fn counts_from_the_committed_offset_to_max_messages() {
         let mut c = VerifiableSourceConnector::default();
-        let props: Props = [("topic", "t"), ("throughput", "100000"), ("max.messages", "30")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let props: Props = [
+            ("topic", "t"),
+            ("throughput", "100000"),
+            ("max.messages", "30"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         c.start(&props).unwrap();
         let configs = c.task_configs(2);
         assert_eq!(configs[1]["id"], "1");
@@ -163,7 +168,10 @@ mod tests {
         )]);
         t.start(&configs[1], &committed).unwrap();
         let batch = t.poll().await.unwrap();
-        let seqnos: Vec<i64> = batch.iter().filter_map(|r| r.record.value.as_i64()).collect();
+        let seqnos: Vec<i64> = batch
+            .iter()
+            .filter_map(|r| r.record.value.as_i64())
+            .collect();
         assert_eq!(seqnos, (10..30).collect::<Vec<_>>());
         assert!(batch.iter().all(|r| r.record.key == Value::Int32(1)));
         assert!(t.poll().await.unwrap().is_empty());

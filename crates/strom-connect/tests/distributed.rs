@@ -173,15 +173,23 @@ async fn scenario(eos: bool) {
     assert_eq!(r.json()["name"], "counter");
     // Every worker answers reads from its view of the config topic.
     for w in &workers {
-        let names = wait_for("the connector on every worker", Duration::from_secs(10), async || {
-            let r = http(w.addr, "GET", "/connectors", None).await;
-            (r.json() == json!(["counter"])).then_some(())
-        });
+        let names = wait_for(
+            "the connector on every worker",
+            Duration::from_secs(10),
+            async || {
+                let r = http(w.addr, "GET", "/connectors", None).await;
+                (r.json() == json!(["counter"])).then_some(())
+            },
+        );
         names.await;
     }
     let owners = all_tasks(&workers[2], "RUNNING", &ids, "three RUNNING tasks").await;
     let spread: BTreeSet<&String> = owners.iter().collect();
-    assert_eq!(spread.len(), 3, "tasks spread over the three workers: {owners:?}");
+    assert_eq!(
+        spread.len(),
+        3,
+        "tasks spread over the three workers: {owners:?}"
+    );
 
     // Let records flow, then kill the worker running task 0.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -203,10 +211,22 @@ async fn scenario(eos: bool) {
     );
 
     // A write through each survivor: at least one of them does not lead.
-    let r = write(&workers[survivors[0]], "PUT", "/connectors/counter/pause", None).await;
+    let r = write(
+        &workers[survivors[0]],
+        "PUT",
+        "/connectors/counter/pause",
+        None,
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     all_tasks(&workers[survivors[1]], "PAUSED", &alive, "paused tasks").await;
-    let r = write(&workers[survivors[1]], "PUT", "/connectors/counter/resume", None).await;
+    let r = write(
+        &workers[survivors[1]],
+        "PUT",
+        "/connectors/counter/resume",
+        None,
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     all_tasks(&workers[survivors[0]], "RUNNING", &alive, "resumed tasks").await;
 
@@ -220,7 +240,15 @@ async fn scenario(eos: bool) {
     let fresh_ids: Vec<String> = fresh.iter().map(WorkerProc::id).collect();
     all_tasks(&fresh[0], "RUNNING", &fresh_ids, "tasks on the new workers").await;
 
-    let records = read_until(&b, TOPIC, PARTITIONS, eos, Duration::from_secs(60), complete).await;
+    let records = read_until(
+        &b,
+        TOPIC,
+        PARTITIONS,
+        eos,
+        Duration::from_secs(60),
+        complete,
+    )
+    .await;
     let (lost, dups) = lost_and_duplicated(&records);
     eprintln!(
         "[{mode}] {} records read (read_committed: {eos}) for {} expected: {lost} lost, {dups} duplicated",
@@ -278,7 +306,13 @@ async fn scenario(eos: bool) {
         .map(|i| WorkerProc::start(dir.path(), &format!("w{i}"), &props))
         .collect();
     let last_ids: Vec<String> = last.iter().map(WorkerProc::id).collect();
-    all_tasks(&last[2], "RUNNING", &last_ids, "tasks after the last restart").await;
+    all_tasks(
+        &last[2],
+        "RUNNING",
+        &last_ids,
+        "tasks after the last restart",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let again = read_until(&b, TOPIC, PARTITIONS, eos, Duration::from_secs(5), |r| {
         r.len() >= records.len()

@@ -71,10 +71,7 @@ fn parse(raw: &[u8]) -> Result<Answer> {
         let mut out = Vec::new();
         let mut rest = &body[..];
         loop {
-            let eol = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or_else(bad)?;
+            let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
             let size_text = std::str::from_utf8(&rest[..eol]).map_err(|_| bad())?;
             let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
                 .map_err(|_| bad())?;
@@ -103,11 +100,15 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked_answers() {
-        let a = parse(b"HTTP/1.1 201 Created\r\nLocation: /connectors/x\r\nContent-Length: 2\r\n\r\n{}")
-            .unwrap();
+        let a = parse(
+            b"HTTP/1.1 201 Created\r\nLocation: /connectors/x\r\nContent-Length: 2\r\n\r\n{}",
+        )
+        .unwrap();
         assert_eq!(a.status, 201);
         assert_eq!(a.body, b"{}");
-        assert!(a.headers.contains(&("location".into(), "/connectors/x".into())));
+        assert!(a
+            .headers
+            .contains(&("location".into(), "/connectors/x".into())));
         let a = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
             .unwrap();
         assert_eq!(a.body, b"abcde");

@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value as J};
-use strom_client::{
-    Admin, ClientConfig, GroupMember, GroupMemberConfig, Producer, ProducerConfig,
-};
+use strom_client::{Admin, ClientConfig, GroupMember, GroupMemberConfig, Producer, ProducerConfig};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -326,7 +324,10 @@ impl Distributed {
             move |r| {
                 let Some(key) = r.key.as_deref() else { return };
                 let key = String::from_utf8_lossy(key).into_owned();
-                let value: Option<J> = r.value.as_deref().and_then(|v| serde_json::from_slice(v).ok());
+                let value: Option<J> = r
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_slice(v).ok());
                 let mut m = lock(&s);
                 match value {
                     Some(v) => m.insert(key, v),
@@ -505,7 +506,11 @@ async fn run_loop(
             "worker {} joined generation {} ({}): connectors {:?}, tasks {:?}",
             h.worker_id,
             joined.generation_id,
-            if joined.is_leader() { "leader" } else { "follower" },
+            if joined.is_leader() {
+                "leader"
+            } else {
+                "follower"
+            },
             a.connectors,
             a.tasks
         );
@@ -610,13 +615,7 @@ async fn start_assignment(h: &Arc<Herder>, local: &mut Local, a: &Assignment) {
     publish_statuses(h, local).await;
 }
 
-fn start_connector(
-    h: &Herder,
-    local: &mut Local,
-    name: &str,
-    config: Props,
-    target: TargetState,
-) {
+fn start_connector(h: &Herder, local: &mut Local, name: &str, config: Props, target: TargetState) {
     let mut lc = LocalConnector {
         config: config.clone(),
         instance: None,
@@ -726,7 +725,12 @@ async fn stop_all(h: &Herder, local: &mut Local) {
     let _ = h;
 }
 
-async fn restart_local_task(h: &Arc<Herder>, local: &mut Local, name: &str, i: usize) -> Result<()> {
+async fn restart_local_task(
+    h: &Arc<Herder>,
+    local: &mut Local,
+    name: &str,
+    i: usize,
+) -> Result<()> {
     let view = h.view();
     let key = (name.to_owned(), i);
     let Some(t) = local.tasks.remove(&key) else {
@@ -769,10 +773,7 @@ async fn reconcile(h: &Arc<Herder>, local: &mut Local, member: &GroupMember) {
             }
         }
     }
-    let stopping: Vec<LocalTask> = gone
-        .iter()
-        .filter_map(|k| local.tasks.remove(k))
-        .collect();
+    let stopping: Vec<LocalTask> = gone.iter().filter_map(|k| local.tasks.remove(k)).collect();
     stop_tasks(stopping).await;
     for (c, i) in restart {
         let _ = restart_local_task(h, local, &c, i).await;

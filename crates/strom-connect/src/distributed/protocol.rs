@@ -147,16 +147,19 @@ pub fn decode_assignment(mut b: Bytes) -> Result<Assignment> {
     Ok(a)
 }
 
+/// One member's share: connectors and (connector, task) pairs.
+pub type Share = (Vec<String>, Vec<(String, usize)>);
+
 /// Round-robin over the members (sorted by member id): every connector in name order, then
 /// every task in (connector, task) order, continuing where the connectors left off, so the
 /// counts per worker differ by at most one. `shape` is connector → number of tasks.
 pub fn round_robin(
     members: &[String],
     shape: &BTreeMap<String, usize>,
-) -> BTreeMap<String, (Vec<String>, Vec<(String, usize)>)> {
+) -> BTreeMap<String, Share> {
     let mut sorted = members.to_vec();
     sorted.sort();
-    let mut out: BTreeMap<String, (Vec<String>, Vec<(String, usize)>)> = sorted
+    let mut out: BTreeMap<String, Share> = sorted
         .iter()
         .map(|m| (m.clone(), (Vec::new(), Vec::new())))
         .collect();

@@ -338,11 +338,9 @@ fn check_config(h: &Herder, name: &str, config: &mut Props) -> Result<()> {
         )));
     }
     match config.get("name") {
-        Some(n) if n != name => {
-            return Err(ConnectError::BadRequest(format!(
-                "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-            )))
-        }
+        Some(n) if n != name => return Err(ConnectError::BadRequest(format!(
+            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
+        ))),
         Some(_) => {}
         None => {
             config.insert("name".into(), name.to_owned());
@@ -769,7 +767,10 @@ async fn offsets(State(h): State<H>, Path(name): Path<String>) -> Response {
     ok(r.await)
 }
 
-type Change = (serde_json::Map<String, J>, Option<serde_json::Map<String, J>>);
+type Change = (
+    serde_json::Map<String, J>,
+    Option<serde_json::Map<String, J>>,
+);
 
 fn parse_changes(body: &J) -> Result<Vec<Change>> {
     let entries = body

@@ -56,9 +56,10 @@ pub async fn ensure_topic(admin: &Admin, topic: &str, partitions: i32, rf: i16) 
     let deadline = tokio::time::Instant::now() + READ_TO_END_TIMEOUT;
     loop {
         match admin.describe_topics(&[topic.to_owned()]).await {
-            Ok(t) if t.first().is_some_and(|t| {
-                !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0)
-            }) =>
+            Ok(t)
+                if t.first().is_some_and(|t| {
+                    !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0)
+                }) =>
             {
                 return Ok(t[0].partitions.len() as i32)
             }
@@ -408,7 +409,9 @@ impl TopicOffsets {
             };
             match decode(key, r.value.as_deref()) {
                 Ok((c, p, o)) => apply_offset(&mut lock_entries(&sink), c, p, o),
-                Err(e) => tracing::warn!("skipping {name}-{} offset {}: {e}", r.partition, r.offset),
+                Err(e) => {
+                    tracing::warn!("skipping {name}-{} offset {}: {e}", r.partition, r.offset)
+                }
             }
         })
         .await?;

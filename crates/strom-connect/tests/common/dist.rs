@@ -75,7 +75,10 @@ impl WorkerProc {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            assert!(Instant::now() < deadline, "worker {name} did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "worker {name} did not start listening"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         w
@@ -108,9 +111,10 @@ impl WorkerProc {
 
     /// SIGTERM and wait: a clean shutdown (tasks commit, the worker leaves its group).
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
+        // The shell's own `kill`: no procps needed.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -TERM {}", self.child.id()))
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
