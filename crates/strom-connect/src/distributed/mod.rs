@@ -89,10 +89,22 @@ impl DistributedConfig {
                 "Invalid value {eos} for configuration exactly.once.source.support: String must be one of: enabled, preparing, disabled"
             )));
         }
-        // Kafka's -1 means "the broker's default"; Strom's brokers take 1 for a single node.
+        // -1 asks for the broker's default (`default.replication.factor`, `num.partitions`).
         let rf = |k: &str| -> Result<i16> {
             let v = num(k, 3)?;
-            Ok(if v < 1 { 1 } else { v as i16 })
+            Ok(if v < 1 {
+                -1
+            } else {
+                v.min(i16::MAX as i64) as i16
+            })
+        };
+        let parts = |k: &str, d: i64| -> Result<i32> {
+            let v = num(k, d)?;
+            Ok(if v < 1 {
+                -1
+            } else {
+                v.min(i32::MAX as i64) as i32
+            })
         };
         Ok(DistributedConfig {
             group_id: required(props, "group.id")?,
@@ -102,8 +114,8 @@ impl DistributedConfig {
             config_rf: rf("config.storage.replication.factor")?,
             offset_rf: rf("offset.storage.replication.factor")?,
             status_rf: rf("status.storage.replication.factor")?,
-            offset_partitions: num("offset.storage.partitions", 25)?.max(1) as i32,
-            status_partitions: num("status.storage.partitions", 5)?.max(1) as i32,
+            offset_partitions: parts("offset.storage.partitions", 25)?,
+            status_partitions: parts("status.storage.partitions", 5)?,
             session_timeout: ms("session.timeout.ms", 10_000)?,
             heartbeat_interval: ms("heartbeat.interval.ms", 3_000)?,
             rebalance_timeout: ms("rebalance.timeout.ms", 60_000)?,
@@ -496,6 +508,12 @@ async fn run_loop(
                 continue 'rebalance;
             }
         };
+        if a.error != protocol::NO_ERROR {
+            // A member had read more of the config topic than the leader: all read and rejoin.
+            tracing::info!("config offsets differ in the group; reading on and rejoining");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue 'rebalance;
+        }
         local.generation = joined.generation_id;
         local.assigned_shape = shape;
         *lock(&h.leadership) = Leadership {
@@ -854,6 +872,8 @@ async fn reconcile(h: &Arc<Herder>, local: &mut Local, member: &GroupMember) {
 async fn leader_duties(h: &Herder, local: &mut Local, member: &GroupMember) {
     let view = h.view();
     let mut records = Vec::new();
+    // Task configs written but not read back yet.
+    let mut in_flight = false;
     for (name, config) in &view.connectors {
         let desired = if view.target(name) == TargetState::Stopped {
             Vec::new()
@@ -866,7 +886,11 @@ async fn leader_duties(h: &Herder, local: &mut Local, member: &GroupMember) {
                 }
             }
         };
-        if view.tasks.get(name) == Some(&desired) || local.written.get(name) == Some(&desired) {
+        if view.tasks.get(name) == Some(&desired) {
+            continue;
+        }
+        if local.written.get(name) == Some(&desired) {
+            in_flight = true;
             continue;
         }
         for (i, c) in desired.iter().enumerate() {
@@ -876,16 +900,19 @@ async fn leader_duties(h: &Herder, local: &mut Local, member: &GroupMember) {
         local.written.insert(name.clone(), desired);
     }
     local.written.retain(|n, _| view.connectors.contains_key(n));
+    // Task configs just written come back through the topic: rebalance once they have.
+    let settled = records.is_empty() && !in_flight;
     if !records.is_empty() {
         if let Err(e) = store::write(&h.producer, &h.dist.config_topic, records).await {
             tracing::warn!("writing task configs: {e}");
             local.written.clear();
         }
     }
-    if local
-        .assigned_shape
-        .as_ref()
-        .is_some_and(|s| *s != h.view().shape())
+    if settled
+        && local
+            .assigned_shape
+            .as_ref()
+            .is_some_and(|s| *s != h.view().shape())
     {
         local.assigned_shape = None;
         member.request_rejoin();

@@ -153,10 +153,7 @@ pub type Share = (Vec<String>, Vec<(String, usize)>);
 /// Round-robin over the members (sorted by member id): every connector in name order, then
 /// every task in (connector, task) order, continuing where the connectors left off, so the
 /// counts per worker differ by at most one. `shape` is connector → number of tasks.
-pub fn round_robin(
-    members: &[String],
-    shape: &BTreeMap<String, usize>,
-) -> BTreeMap<String, Share> {
+pub fn round_robin(members: &[String], shape: &BTreeMap<String, usize>) -> BTreeMap<String, Share> {
     let mut sorted = members.to_vec();
     sorted.sort();
     let mut out: BTreeMap<String, Share> = sorted

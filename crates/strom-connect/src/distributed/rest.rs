@@ -162,14 +162,14 @@ pub fn router(h: H) -> Router {
 /// `Some(answer)` unless this worker leads the group: then the caller does the write itself.
 async fn via_leader(h: &Herder, method: &Method, uri: &Uri, body: &Bytes) -> Option<Response> {
     let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-    let no_forward = flag(&uri.query().map(str::to_owned), "forward", true);
+    let may_forward = flag(&uri.query().map(str::to_owned), "forward", true);
     loop {
         let l = h.leadership();
         if l.is_leader {
             return None;
         }
         if let Some(url) = l.leader_url.filter(|u| *u != h.url) {
-            if !no_forward {
+            if !may_forward {
                 return Some(error(
                     409,
                     "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
@@ -338,9 +338,11 @@ fn check_config(h: &Herder, name: &str, config: &mut Props) -> Result<()> {
         )));
     }
     match config.get("name") {
-        Some(n) if n != name => return Err(ConnectError::BadRequest(format!(
+        Some(n) if n != name => {
+            return Err(ConnectError::BadRequest(format!(
             "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-        ))),
+        )))
+        }
         Some(_) => {}
         None => {
             config.insert("name".into(), name.to_owned());

@@ -25,6 +25,7 @@ impl Broker {
             ("group.initial.rebalance.delay.ms", "0".into()),
             ("group.min.session.timeout.ms", "500".into()),
             ("auto.create.topics.enable", "false".into()),
+            ("http.listeners", String::new()),
         ] {
             cmd.arg("--set").arg(format!("{k}={v}"));
         }
