@@ -255,6 +255,19 @@ async fn scenario(eos: bool) {
         records.len(),
         TASKS as i64 * PER_TASK
     );
+    if eos {
+        // What read_uncommitted sees besides: records of transactions the kill aborted.
+        let raw = read_until(&b, TOPIC, PARTITIONS, false, Duration::from_secs(10), |r| {
+            r.len() >= records.len()
+        })
+        .await;
+        let (raw_lost, raw_dups) = lost_and_duplicated(&raw);
+        eprintln!(
+            "[{mode}] read_uncommitted: {} records, {raw_lost} lost, {raw_dups} duplicated (aborted)",
+            raw.len()
+        );
+        assert_eq!(raw_lost, 0);
+    }
     assert_eq!(lost, 0, "every source record arrives");
     if eos {
         assert_eq!(dups, 0, "exactly once");
