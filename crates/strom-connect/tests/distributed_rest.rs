@@ -327,3 +327,52 @@ async fn rest_api_of_a_two_worker_group() {
     w2.stop().await;
     w1.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_worker_settings_are_refused_at_start() {
+    let broker = Broker::start_fast_groups();
+    let b = broker.bootstrap();
+    let mut missing = props(&b);
+    missing.remove("group.id");
+    let e = Distributed::start(missing).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Missing required configuration \"group.id\" which has no default value."
+    );
+    let mut eos = props(&b);
+    eos.insert("exactly.once.source.support".into(), "always".into());
+    let e = Distributed::start(eos).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("Invalid value always for configuration exactly.once.source.support"),
+        "{e}"
+    );
+    // An existing config topic with more than one partition cannot keep configs in order.
+    create_topic(&b, "three-part-configs", 3).await;
+    let mut three = props(&b);
+    three.insert("config.storage.topic".into(), "three-part-configs".into());
+    let e = Distributed::start(three).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("required to have a single partition"),
+        "{e}"
+    );
+    // The internal topics a good start creates are compacted.
+    let w = Distributed::start(props(&b)).await.unwrap();
+    let admin = strom_client::Admin::new(strom_client::ClientConfig::new(&b))
+        .await
+        .unwrap();
+    for (topic, partitions) in [("rest-configs", 1), ("rest-offsets", 2), ("rest-status", 2)] {
+        let t = admin.describe_topics(&[topic.to_owned()]).await.unwrap();
+        assert_eq!(t[0].partitions.len(), partitions, "{topic}");
+        let c = admin
+            .describe_configs(
+                &strom_client::admin::ConfigResource::Topic(topic.to_owned()),
+                Some(&["cleanup.policy".to_owned()]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(c[0].value.as_deref(), Some("compact"), "{topic}");
+    }
+    w.stop().await;
+}

@@ -300,7 +300,14 @@ impl Distributed {
         let bootstrap = worker.bootstrap_servers.clone();
 
         let admin = Admin::new(ClientConfig::new(&bootstrap)).await?;
-        store::ensure_topic(&admin, &dist.config_topic, 1, dist.config_rf).await?;
+        let config_parts =
+            store::ensure_topic(&admin, &dist.config_topic, 1, dist.config_rf).await?;
+        if config_parts != 1 {
+            return Err(ConnectError::WorkerConfig(format!(
+                "Topic '{}' supplied via the 'config.storage.topic' property is required to have a single partition in order to guarantee consistency of connector configurations, but it has {config_parts} partitions",
+                dist.config_topic
+            )));
+        }
         let offset_parts = store::ensure_topic(
             &admin,
             &dist.offset_topic,
@@ -533,10 +540,15 @@ async fn run_loop(
             a.tasks
         );
         // The assignment was made from the leader's view at `config_offset`.
-        while h.view().offset < a.config_offset {
+        let mut tries = 0;
+        while h.view().offset < a.config_offset && tries < 3 {
+            tries += 1;
             if let Err(e) = h.sync_config().await {
                 tracing::warn!("reading the config topic: {e}");
             }
+        }
+        if h.view().offset < a.config_offset {
+            continue 'rebalance;
         }
         if let Err(e) = h.offsets.tail.read_to_end().await {
             tracing::warn!("reading the offsets topic: {e}");
