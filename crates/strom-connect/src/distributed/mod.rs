@@ -425,14 +425,25 @@ impl Distributed {
     }
 }
 
-/// `rest.advertised.host.name` / `rest.advertised.port` where set, else the bound address.
+/// `rest.advertised.host.name` / `rest.advertised.port` where set, else the bound address
+/// (the machine's host name for a wildcard address, which other workers could not reach).
 fn advertised(config: &WorkerConfig, bound: SocketAddr) -> String {
     let host = config
         .props
         .get("rest.advertised.host.name")
         .filter(|h| !h.trim().is_empty())
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|| bound.ip().to_string());
+        .unwrap_or_else(|| {
+            if bound.ip().is_unspecified() {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .ok()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "localhost".into())
+            } else {
+                bound.ip().to_string()
+            }
+        });
     let port = config
         .props
         .get("rest.advertised.port")
@@ -980,5 +991,68 @@ async fn publish_statuses(h: &Herder, local: &mut Local) {
     match h.write_status(changed).await {
         Ok(()) => local.published.extend(now),
         Err(e) => tracing::warn!("writing statuses: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> Props {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn worker_settings_with_kafkas_names_and_defaults() {
+        let base = [
+            ("group.id", "g"),
+            ("config.storage.topic", "c"),
+            ("offset.storage.topic", "o"),
+            ("status.storage.topic", "s"),
+        ];
+        let c = DistributedConfig::from_props(&props(&base)).unwrap();
+        assert_eq!(
+            (c.config_rf, c.offset_rf, c.status_rf),
+            (3, 3, 3),
+            "Kafka's default replication factor"
+        );
+        assert_eq!((c.offset_partitions, c.status_partitions), (25, 5));
+        assert_eq!(c.session_timeout, Duration::from_secs(10));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(c.rebalance_timeout, Duration::from_secs(60));
+        assert!(!c.exactly_once);
+
+        let mut more = base.to_vec();
+        more.extend([
+            ("offset.storage.replication.factor", "-1"),
+            ("status.storage.partitions", "-1"),
+            ("exactly.once.source.support", "enabled"),
+            ("session.timeout.ms", "2500"),
+        ]);
+        let c = DistributedConfig::from_props(&props(&more)).unwrap();
+        assert_eq!((c.offset_rf, c.status_partitions), (-1, -1));
+        assert!(c.exactly_once);
+        assert_eq!(c.session_timeout, Duration::from_millis(2500));
+
+        for missing in [
+            "group.id",
+            "config.storage.topic",
+            "offset.storage.topic",
+            "status.storage.topic",
+        ] {
+            let p: Vec<(&str, &str)> = base
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let e = DistributedConfig::from_props(&props(&p)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("Missing required configuration \"{missing}\" which has no default value.")
+            );
+        }
     }
 }
