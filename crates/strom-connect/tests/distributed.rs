@@ -238,7 +238,20 @@ async fn scenario(eos: bool) {
         .map(|i| WorkerProc::start(dir.path(), &format!("w{i}"), &props))
         .collect();
     let fresh_ids: Vec<String> = fresh.iter().map(WorkerProc::id).collect();
-    all_tasks(&fresh[0], "RUNNING", &fresh_ids, "tasks on the new workers").await;
+    // As the new workers join one by one, the tasks end up one on each.
+    wait_for(
+        "tasks spread over the new workers",
+        Duration::from_secs(30),
+        async || {
+            let t = task_states(&fresh[0]).await?;
+            let owners: BTreeSet<&String> = t.iter().map(|(_, id)| id).collect();
+            (t.iter()
+                .all(|(s, id)| s == "RUNNING" && fresh_ids.contains(id))
+                && owners.len() == 3)
+                .then_some(())
+        },
+    )
+    .await;
 
     let records = read_until(
         &b,
