@@ -5,7 +5,9 @@
 //! the two survivors are stopped and three fresh workers resume from the committed source
 //! offsets; every sequence number arrives, at least once (duplicates counted and bounded) or,
 //! with exactly-once support, exactly once in read_committed; a last restart of every worker
-//! after the end produces nothing again.
+//! after the end produces nothing again. The at-least-once run uses the eager protocol
+//! (`connect.protocol=eager`), the exactly-once run the incremental cooperative one, where
+//! the survivors' tasks must stay where they were when the killed worker's move.
 
 mod common;
 
@@ -24,7 +26,7 @@ const PARTITIONS: i32 = 3;
 /// Records per second per task.
 const THROUGHPUT: i64 = 250;
 
-fn worker_props(b: &str, group: &str, eos: bool) -> Vec<(&'static str, String)> {
+fn worker_props(b: &str, group: &str, eos: bool, eager: bool) -> Vec<(&'static str, String)> {
     let json = "org.apache.kafka.connect.json.JsonConverter".to_owned();
     vec![
         ("bootstrap.servers", b.to_owned()),
@@ -50,6 +52,10 @@ fn worker_props(b: &str, group: &str, eos: bool) -> Vec<(&'static str, String)> 
             if eos { "enabled" } else { "disabled" }.into(),
         ),
         ("plugin.path", "/opt/ignored".into()),
+        (
+            "connect.protocol",
+            if eager { "eager" } else { "compatible" }.into(),
+        ),
     ]
 }
 
@@ -136,15 +142,20 @@ fn lost_and_duplicated(records: &[ConsumerRecord]) -> (i64, i64) {
     (lost, dups)
 }
 
-async fn scenario(eos: bool) {
+async fn scenario(eos: bool, eager: bool) {
     let started = Instant::now();
-    let mode = if eos { "exactly-once" } else { "at-least-once" };
+    let mode = match (eos, eager) {
+        (true, true) => "exactly-once, eager",
+        (true, false) => "exactly-once, cooperative",
+        (false, true) => "at-least-once, eager",
+        (false, false) => "at-least-once, cooperative",
+    };
     let broker = Broker::start_fast_groups();
     let b = broker.bootstrap();
     create_topic(&b, TOPIC, PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();
     let group = if eos { "dist-eos" } else { "dist-alo" };
-    let props = worker_props(&b, group, eos);
+    let props = worker_props(&b, group, eos, eager);
     let mut workers: Vec<WorkerProc> = (0..3)
         .map(|i| WorkerProc::start(dir.path(), &format!("w{i}"), &props))
         .collect();
@@ -209,6 +220,14 @@ async fn scenario(eos: bool) {
         "[{mode}] tasks moved off the killed worker in {:?}: {moved:?}",
         killed_at.elapsed()
     );
+    if !eager {
+        // Incremental cooperative: the survivors' tasks stayed where they were.
+        for (before, after) in owners.iter().zip(&moved) {
+            if *before != ids[victim] {
+                assert_eq!(before, after, "{owners:?} → {moved:?}");
+            }
+        }
+    }
 
     // A write through each survivor: at least one of them does not lead.
     let r = write(
@@ -355,10 +374,10 @@ async fn scenario(eos: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_at_least_once_survive_a_kill_and_a_full_restart() {
-    scenario(false).await;
+    scenario(false, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_exactly_once_survive_a_kill_and_a_full_restart() {
-    scenario(true).await;
+    scenario(true, false).await;
 }

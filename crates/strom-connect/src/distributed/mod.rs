@@ -1,9 +1,13 @@
 //! Distributed mode (Kafka's `connect-distributed.sh WORKER.properties`): workers with the
 //! same `group.id` form a group through the classic group protocol (protocol type
-//! `connect`, Kafka's Connect protocol v0 `default`, eager rebalancing); connector configs,
-//! statuses and source offsets live in compacted internal topics (see `store`). The leader
-//! assigns connectors and tasks round-robin; on every rebalance each worker stops what it
-//! runs (committing offsets), rejoins, and starts what it is given. The leader also turns
+//! `connect`, Kafka's Connect protocol: v1 `compatible`, incremental cooperative, by
+//! default, or v0 `default`, eager, with `connect.protocol=eager`); connector configs,
+//! statuses and source offsets live in compacted internal topics (see `store`). With the
+//! cooperative protocol workers keep running through a rebalance: the leader balances
+//! connectors and tasks while leaving each where it runs, takes surplus work back (its
+//! worker stops it and rejoins, and the next round hands it out) and hands out at once
+//! what nobody runs (new work, or a dead worker's). With the eager one every worker stops
+//! everything before rejoining and the leader assigns round-robin. The leader also turns
 //! connector configs into task configs and is the one that writes to the config topic:
 //! other workers forward REST writes to it (see `rest`).
 
@@ -33,7 +37,7 @@ use crate::plugins::{ConnectorPlugin, Plugins};
 use crate::runner::{run_sink, run_source, TaskContext};
 use crate::verifiable::{VerifiableSourceConnector, VERIFIABLE_SOURCE_CLASS};
 use crate::worker::{State, Status, TargetState, WorkerConfig};
-use protocol::{Assignment, WorkerState};
+use protocol::{Assignment, Share, WorkerState};
 use store::{ConfigView, Tail, TopicOffsets};
 
 /// How often a worker publishes status changes and the leader checks task configs.
@@ -58,6 +62,9 @@ pub struct DistributedConfig {
     pub rebalance_timeout: Duration,
     /// `exactly.once.source.support=enabled`.
     pub exactly_once: bool,
+    /// `connect.protocol`: `eager` offers only `default`; `compatible` (and `sessioned`,
+    /// served as `compatible`) offers incremental cooperative rebalancing first.
+    pub cooperative: bool,
 }
 
 fn required(props: &Props, key: &str) -> Result<String> {
@@ -120,6 +127,19 @@ impl DistributedConfig {
             heartbeat_interval: ms("heartbeat.interval.ms", 3_000)?,
             rebalance_timeout: ms("rebalance.timeout.ms", 60_000)?,
             exactly_once: eos == "enabled",
+            cooperative: match props
+                .get("connect.protocol")
+                .map(|s| s.trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("compatible") | Some("sessioned") => true,
+                Some("eager") => false,
+                Some(other) => {
+                    return Err(ConnectError::WorkerConfig(format!(
+                        "Invalid value {other} for configuration connect.protocol: String must be one of: eager, compatible, sessioned"
+                    )))
+                }
+            },
         })
     }
 }
@@ -241,6 +261,33 @@ struct Local {
     /// Leader: task configs last written per connector, and the shape last assigned.
     written: BTreeMap<String, Vec<Props>>,
     assigned_shape: Option<BTreeMap<String, usize>>,
+}
+
+impl Local {
+    /// What this worker runs, as the cooperative protocol reports it.
+    fn share(&self) -> Share {
+        (
+            self.connectors.keys().cloned().collect(),
+            self.tasks.keys().cloned().collect(),
+        )
+    }
+}
+
+/// Stops the given connectors and tasks (tasks commit their offsets first).
+async fn revoke(local: &mut Local, what: &Share) {
+    let tasks: Vec<LocalTask> = what
+        .1
+        .iter()
+        .filter_map(|k| local.tasks.remove(k))
+        .collect();
+    stop_tasks(tasks).await;
+    for c in &what.0 {
+        if let Some(mut lc) = local.connectors.remove(c) {
+            if let Some(mut i) = lc.instance.take() {
+                i.stop();
+            }
+        }
+    }
 }
 
 fn status_value(s: &Status, worker_id: &str, generation: i32) -> J {
@@ -484,19 +531,36 @@ async fn run_loop(
             break;
         }
         // Eager protocol: give everything up before joining.
-        stop_all(&h, &mut local).await;
+        if !h.dist.cooperative {
+            stop_all(&h, &mut local).await;
+        }
         *lock(&h.leadership) = Leadership::default();
         if let Err(e) = h.sync_config().await {
             tracing::warn!("reading the config topic: {e}");
         }
+        let running = local.share();
         let joined = async {
-            let meta = protocol::encode_metadata(&WorkerState {
+            let state = WorkerState {
                 url: h.url.clone(),
                 config_offset: h.view().offset,
-            });
-            let joined = member
-                .join(&[(protocol::PROTOCOL_DEFAULT.to_owned(), meta)])
-                .await?;
+                allocation: None,
+            };
+            let mut protocols = Vec::new();
+            if h.dist.cooperative {
+                let v1 = WorkerState {
+                    allocation: Some(running),
+                    ..state.clone()
+                };
+                protocols.push((
+                    protocol::PROTOCOL_COMPATIBLE.to_owned(),
+                    protocol::encode_metadata(&v1),
+                ));
+            }
+            protocols.push((
+                protocol::PROTOCOL_DEFAULT.to_owned(),
+                protocol::encode_metadata(&state),
+            ));
+            let joined = member.join(&protocols).await?;
             let (assignments, shape) = if joined.is_leader() {
                 lead(&h, &joined)?
             } else {
@@ -519,6 +583,7 @@ async fn run_loop(
         let Some(bytes) = mine else {
             continue 'rebalance;
         };
+        let cooperative = joined.protocol.as_deref() == Some(protocol::PROTOCOL_COMPATIBLE);
         let a = match protocol::decode_assignment(bytes) {
             Ok(a) => a,
             Err(e) => {
@@ -539,7 +604,7 @@ async fn run_loop(
             leader_url: Some(a.leader_url.clone()),
         };
         tracing::info!(
-            "worker {} joined generation {} ({}): connectors {:?}, tasks {:?}",
+            "worker {} joined generation {} ({}, {}): connectors {:?}, tasks {:?}, revoked {:?}",
             h.worker_id,
             joined.generation_id,
             if joined.is_leader() {
@@ -547,8 +612,10 @@ async fn run_loop(
             } else {
                 "follower"
             },
+            joined.protocol.as_deref().unwrap_or(""),
             a.connectors,
-            a.tasks
+            a.tasks,
+            a.revoked
         );
         // The assignment was made from the leader's view at `config_offset`.
         let mut tries = 0;
@@ -563,6 +630,20 @@ async fn run_loop(
         }
         if let Err(e) = h.offsets.tail.read_to_end().await {
             tracing::warn!("reading the offsets topic: {e}");
+        }
+        if cooperative {
+            // Stop what was taken away, then rejoin so that others get it.
+            revoke(&mut local, &a.revoked).await;
+            if !a.revoked.0.is_empty() || !a.revoked.1.is_empty() {
+                member.request_rejoin();
+            }
+        } else {
+            // An eager assignment is the whole of it (we may have offered `compatible`).
+            let keep: Share = (a.connectors.clone(), a.tasks.clone());
+            let mut extra = local.share();
+            extra.0.retain(|c| !keep.0.contains(c));
+            extra.1.retain(|t| !keep.1.contains(t));
+            revoke(&mut local, &extra).await;
         }
         start_assignment(&h, &mut local, &a).await;
         loop {
@@ -602,18 +683,35 @@ fn lead(
 ) -> Result<(Assignments, Option<BTreeMap<String, usize>>)> {
     let view = h.view();
     let shape = view.shape();
-    let mut urls = BTreeMap::new();
+    let mut current: BTreeMap<String, Share> = BTreeMap::new();
     let mut max_offset = view.offset;
     for m in &joined.members {
         let s = protocol::decode_metadata(m.metadata.clone())?;
         max_offset = max_offset.max(s.config_offset);
-        urls.insert(m.member_id.clone(), s.url);
+        current.insert(m.member_id.clone(), s.allocation.unwrap_or_default());
     }
-    let members: Vec<String> = urls.keys().cloned().collect();
-    let split = protocol::round_robin(&members, &shape);
+    let version = i16::from(joined.protocol.as_deref() == Some(protocol::PROTOCOL_COMPATIBLE));
+    let split: BTreeMap<String, protocol::Delta> = if version == 1 {
+        protocol::cooperative(&current, &shape)
+    } else {
+        let members: Vec<String> = current.keys().cloned().collect();
+        protocol::round_robin(&members, &shape)
+            .into_iter()
+            .map(|(m, assigned)| {
+                (
+                    m,
+                    protocol::Delta {
+                        assigned,
+                        revoked: Share::default(),
+                    },
+                )
+            })
+            .collect()
+    };
     let out = split
         .into_iter()
-        .map(|(member, (connectors, tasks))| {
+        .map(|(member, delta)| {
+            let (connectors, tasks) = delta.assigned;
             let a = Assignment {
                 error: if max_offset > view.offset {
                     // A member has read further than the leader: Kafka's CONFIG_MISMATCH.
@@ -626,8 +724,10 @@ fn lead(
                 config_offset: view.offset,
                 connectors,
                 tasks,
+                revoked: delta.revoked,
+                delay: 0,
             };
-            (member, protocol::encode_assignment(&a))
+            (member, protocol::encode_assignment(&a, version))
         })
         .collect();
     Ok((out, Some(shape)))
@@ -639,11 +739,17 @@ async fn start_assignment(h: &Arc<Herder>, local: &mut Local, a: &Assignment) {
     }
     let view = h.view();
     for c in &a.connectors {
+        if local.connectors.contains_key(c) {
+            continue;
+        }
         if let Some(config) = view.connectors.get(c) {
             start_connector(h, local, c, config.clone(), view.target(c));
         }
     }
     for (c, i) in &a.tasks {
+        if local.tasks.contains_key(&(c.clone(), *i)) {
+            continue;
+        }
         let Some(config) = view.tasks.get(c).and_then(|t| t.get(*i)).cloned() else {
             continue;
         };
@@ -1024,6 +1130,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
         assert_eq!(c.rebalance_timeout, Duration::from_secs(60));
         assert!(!c.exactly_once);
+        assert!(c.cooperative, "connect.protocol defaults to incremental cooperative");
 
         let mut more = base.to_vec();
         more.extend([
@@ -1031,11 +1138,13 @@ mod tests {
             ("status.storage.partitions", "-1"),
             ("exactly.once.source.support", "enabled"),
             ("session.timeout.ms", "2500"),
+            ("connect.protocol", "eager"),
         ]);
         let c = DistributedConfig::from_props(&props(&more)).unwrap();
         assert_eq!((c.offset_rf, c.status_partitions), (-1, -1));
         assert!(c.exactly_once);
         assert_eq!(c.session_timeout, Duration::from_millis(2500));
+        assert!(!c.cooperative);
 
         for missing in [
             "group.id",
