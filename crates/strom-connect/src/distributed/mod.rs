@@ -1130,7 +1130,10 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
         assert_eq!(c.rebalance_timeout, Duration::from_secs(60));
         assert!(!c.exactly_once);
-        assert!(c.cooperative, "connect.protocol defaults to incremental cooperative");
+        assert!(
+            c.cooperative,
+            "connect.protocol defaults to incremental cooperative"
+        );
 
         let mut more = base.to_vec();
         more.extend([
