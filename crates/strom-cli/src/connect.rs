@@ -1,6 +1,7 @@
-//! `strom connect`: runs a Connect worker (`standalone`, as `connect-standalone.sh` takes its
-//! files), and talks to a running worker's REST API (`list`, `status`, `create`, `pause`,
-//! `resume`, `delete`), with tables or `--output json`.
+//! `strom connect`: runs a Connect worker (`standalone` and `distributed`, as
+//! `connect-standalone.sh` and `connect-distributed.sh` take their files), and talks to a
+//! running worker's REST API (`list`, `status`, `create`, `pause`, `resume`, `delete`), with
+//! tables or `--output json`.
 
 use std::path::PathBuf;
 
@@ -27,6 +28,10 @@ enum ConnectCmd {
         #[arg(required = true)]
         connectors: Vec<PathBuf>,
     },
+    /// Run a distributed worker: Kafka Connect's worker properties (bootstrap.servers,
+    /// group.id, config/offset/status.storage.topic, listeners, ...), as
+    /// connect-distributed.sh takes them; workers of one group.id share the connectors.
+    Distributed { worker: PathBuf },
     /// Connectors of a worker with their state and tasks.
     List(RestArgs),
     /// One connector's state and its tasks'.
@@ -75,6 +80,7 @@ struct RestArgs {
 pub(crate) fn run(args: ConnectArgs) -> Result<()> {
     match args.command {
         ConnectCmd::Standalone { worker, connectors } => standalone(worker, connectors),
+        ConnectCmd::Distributed { worker } => distributed(worker),
         ConnectCmd::List(rest) => block_on(async move {
             let body = call(&rest.url, Method::GET, "/connectors?expand=status", None).await?;
             let mut table = Table::new(&["NAME", "TYPE", "STATE", "TASKS", "WORKER"]);
@@ -153,6 +159,25 @@ fn standalone(worker: PathBuf, connectors: Vec<PathBuf>) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         strom_connect::standalone::run(&worker, &connectors, crate::server::shutdown_signal())
+            .await
+            .context("connect worker failed")
+    })
+}
+
+fn distributed(worker: PathBuf) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("STROM_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strom-connect")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        strom_connect::distributed::run(&worker, crate::server::shutdown_signal())
             .await
             .context("connect worker failed")
     })

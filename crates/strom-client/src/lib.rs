@@ -16,6 +16,7 @@ mod versions;
 
 pub mod admin;
 pub mod consumer;
+pub mod membership;
 pub mod partitioner;
 pub mod producer;
 
@@ -23,6 +24,7 @@ pub use admin::{Admin, NewTopic};
 pub use client::{BrokerInfo, Client, ClusterMetadata, PartitionInfo, TopicInfo};
 pub use config::ClientConfig;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
+pub use membership::{GroupMember, GroupMemberConfig, Joined, JoinedMember};
 pub use ops::{CommittedOffset, EARLIEST, LATEST};
 pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
 pub use reassign_admin::{PartitionOutcome, PartitionReassignment, ReassignmentTarget};

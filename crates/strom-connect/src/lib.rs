@@ -1,12 +1,13 @@
 //! `strom-connect`: a Kafka Connect-compatible runtime on `strom-client`: the connector API
 //! (`connector`), built-in connectors (`file`), converters, the Connect data model, single
 //! message transforms and predicates, a standalone worker (`standalone::run`) and Kafka
-//! Connect's REST API (`rest::router`). Distributed mode is not built yet (see README.md).
+//! Connect's REST API (`rest::router`), and distributed mode (`distributed::run`).
 
 pub mod config;
 pub mod connector;
 pub mod converter;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod file;
 pub mod kafka_offsets;
@@ -20,6 +21,7 @@ pub mod time;
 pub mod tolerance;
 pub mod topic_creation;
 pub mod transforms;
+pub mod verifiable;
 pub mod worker;
 
 pub use error::{ConnectError, Result};

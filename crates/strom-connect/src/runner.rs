@@ -27,7 +27,7 @@ use crate::worker::{State, Status, TargetState, WorkerConfig};
 /// How long a sink waits in one consumer poll (and so how fast it sees a state change).
 const SINK_POLL: Duration = Duration::from_millis(200);
 /// The first wait before a retry; it doubles up to `errors.retry.delay.max.ms`.
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// How often a `topics.regex` sink looks for new matching topics.
 const REGEX_REFRESH: Duration = Duration::from_secs(5);
 
@@ -45,18 +45,18 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
-    fn set_state(&self, state: State, trace: Option<String>) {
+    pub(crate) fn set_state(&self, state: State, trace: Option<String>) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.state = state;
         s.trace = trace;
     }
 
-    fn fail(&self, e: &ConnectError) {
+    pub(crate) fn fail(&self, e: &ConnectError) {
         tracing::error!(connector = %self.connector, task = self.id, "task failed: {e}");
         self.set_state(State::Failed, Some(e.to_string()));
     }
 
-    fn note_topic(&self, topic: &str) {
+    pub(crate) fn note_topic(&self, topic: &str) {
         let mut t = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         if !t.contains(topic) {
             t.insert(topic.to_owned());
@@ -64,7 +64,7 @@ impl TaskContext {
     }
 
     /// The target state, waiting out a pause. `false` once the task must stop.
-    async fn wait_while_paused(&mut self) -> bool {
+    pub(crate) async fn wait_while_paused(&mut self) -> bool {
         loop {
             let t = *self.target.borrow_and_update();
             match t {
@@ -84,13 +84,13 @@ impl TaskContext {
     }
 }
 
-struct Pipeline {
+pub(crate) struct Pipeline {
     key: Box<dyn Converter>,
     value: Box<dyn Converter>,
     key_class: String,
     value_class: String,
-    chain: Chain,
-    errors: ErrorPolicy,
+    pub(crate) chain: Chain,
+    pub(crate) errors: ErrorPolicy,
     /// `errors.retry.timeout` (`None`: retry without end, Kafka's -1).
     retry_timeout: Option<Duration>,
     /// `errors.retry.delay.max.ms`.
@@ -98,7 +98,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn backoff(&self, current: Duration) -> Duration {
+    pub(crate) fn backoff(&self, current: Duration) -> Duration {
         (current * 2)
             .min(self.retry_delay_max)
             .max(RETRY_BACKOFF_MIN)
@@ -106,7 +106,7 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    async fn new(ctx: &TaskContext) -> Result<Pipeline> {
+    pub(crate) async fn new(ctx: &TaskContext) -> Result<Pipeline> {
         let (key_class, key) = ctx
             .worker
             .converter(&ctx.connector_config, "key.converter")?;
@@ -304,7 +304,7 @@ async fn produce_with_retries(
     }
 }
 
-async fn to_producer_record(p: &Pipeline, r: Record) -> Result<Option<ProducerRecord>> {
+pub(crate) async fn to_producer_record(p: &Pipeline, r: Record) -> Result<Option<ProducerRecord>> {
     let key = match p.key.from_connect(&r.topic, r.key_schema.as_ref(), &r.key) {
         Ok(k) => k,
         Err(error) => {

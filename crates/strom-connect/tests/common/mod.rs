@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod dist;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
