@@ -63,7 +63,7 @@ enum Command {
     Registry(registry::RegistryArgs),
     /// Register, show, list, delete and check schemas in a Schema Registry.
     Schema(schema::SchemaArgs),
-    /// Run a Kafka Connect worker (standalone) and manage connectors over its REST API.
+    /// Run a Kafka Connect worker (standalone or distributed) and manage connectors over its REST API.
     Connect(connect::ConnectArgs),
 }
 
