@@ -286,6 +286,13 @@ impl Connection {
             tracing::warn!(%peer, listener = %self.listener, api_key = header.api_key, "request before SASL authentication; closing connection");
             return Err(Closed);
         }
+        if self.authenticated
+            && !SASL_PHASE_APIS.contains(&header.api_key)
+            && self.sasl.as_ref().is_some_and(|s| s.lock().expired())
+        {
+            tracing::info!(%peer, listener = %self.listener, principal = %self.principal, "SASL session expired without re-authentication (connections.max.reauth.ms); closing connection");
+            return Err(Closed);
+        }
         let request = handlers::RequestContext {
             header,
             peer,

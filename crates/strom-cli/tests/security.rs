@@ -506,3 +506,89 @@ fn scram_users_set_on_the_wire_authenticate_librdkafka_and_kafka_python() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// KIP-368: with `connections.max.reauth.ms`, SaslAuthenticate tells the client how long its
+/// session lasts; librdkafka re-authenticates on the same connection and keeps producing,
+/// while a client that does not is disconnected at its next request after the session ends.
+#[test]
+fn sasl_sessions_end_and_clients_reauthenticate() {
+    use kafka_protocol::messages::{
+        ApiKey, MetadataRequest, SaslAuthenticateRequest, SaslAuthenticateResponse,
+        SaslHandshakeRequest, SaslHandshakeResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let server = common::Server::start_with(
+        &[
+            ("sasl.enabled.mechanisms", "PLAIN"),
+            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", JAAS),
+            ("connections.max.reauth.ms", "1500"),
+        ],
+        common::Options {
+            capture_log: true,
+            log_filter: Some("info".into()),
+            protocol: Some("SASL_PLAINTEXT"),
+            ..Default::default()
+        },
+    );
+    let bootstrap = server.bootstrap();
+
+    // A bare client: authenticates, is told 1.5 s, does not re-authenticate.
+    let mut wire = common::wire::Wire::connect(&bootstrap);
+    let h: SaslHandshakeResponse = wire.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(h.error_code, 0);
+    let a: SaslAuthenticateResponse = wire.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default()
+            .with_auth_bytes(bytes::Bytes::from_static(b"\0alice\0alice-secret")),
+    );
+    assert_eq!(a.error_code, 0);
+    assert!(
+        (1..=1500).contains(&a.session_lifetime_ms),
+        "session_lifetime_ms {}",
+        a.session_lifetime_ms
+    );
+    std::thread::sleep(Duration::from_millis(1800));
+    let frame = common::wire::request_frame(ApiKey::Metadata, 12, 99, &MetadataRequest::default());
+    let closed = wire.send_raw_and_expect_close(&frame);
+    assert!(closed, "the expired session's connection stayed open");
+    wait_for_log(&server, "SASL session expired without re-authentication");
+
+    // librdkafka re-authenticates on its own: records keep flowing for several sessions.
+    let producer: FutureProducer = sasl_config(
+        &bootstrap,
+        &Pki::new(),
+        "SASL_PLAINTEXT",
+        "alice",
+        "alice-secret",
+    )
+    .create()
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for i in 0..20 {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("reauth").payload(&format!("r-{i}")),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("acknowledged across re-authentications");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    let expired_closes = server
+        .log()
+        .matches("SASL session expired without re-authentication")
+        .count();
+    assert_eq!(
+        expired_closes,
+        1,
+        "librdkafka's connections were closed:\n{}",
+        server.log()
+    );
+}

@@ -48,6 +48,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("compression.type", T::String, Some("producer"), V::OneOf(COMPRESSION_TYPES), "Default compression.type for topics."),
     b("compression.zstd.level", T::Int, Some("3"), V::Between(-131072, 22), "Default zstd level for topics."),
     b("connections.max.idle.ms", T::Long, Some("600000"), V::Any, "Close a client connection after this long without a request (<= 0: never)."),
+    b("connections.max.reauth.ms", T::Long, Some("0"), V::AtLeast(0), "SASL sessions last this long; clients re-authenticate on the same connection before it ends (KIP-368), else it is closed. 0: no re-authentication."),
     b("controller.listener.names", T::String, None, V::Any, "Listener names used by the controller."),
     b("controller.quorum.bootstrap.servers", T::List, Some(""), V::Custom(crate::broker_config::validate_bootstrap_servers), "Dynamic quorum (KIP-853): host:port of controllers to find the quorum through."),
     b("controller.quorum.voters", T::List, Some(""), V::Custom(crate::broker_config::validate_voters), "Static quorum: id@host:port,..."),

@@ -37,11 +37,16 @@ pub(super) async fn handle(
                 iterations: c.iterations,
             })
     };
-    let outcome = session
-        .lock()
-        .authenticate(&request.auth_bytes, &credentials);
+    let mut session = session.lock();
+    let outcome = session.authenticate(&request.auth_bytes, &credentials);
     match outcome {
-        Ok(reply) => response.auth_bytes = Bytes::from(reply),
+        Ok(reply) => {
+            response.auth_bytes = Bytes::from(reply);
+            // KIP-368: when the session ends; the client re-authenticates before then.
+            if header.api_version >= 1 {
+                response.session_lifetime_ms = session.session_lifetime_ms();
+            }
+        }
         Err((code, message)) => {
             tracing::warn!(peer = %header.peer, listener = %header.listener, %message, "SASL authentication failed; closing the connection");
             response.error_code = code.code();

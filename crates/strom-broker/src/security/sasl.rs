@@ -29,6 +29,9 @@ pub struct SaslServer {
     plain_users: HashMap<String, String>,
     /// How OAUTHBEARER tokens are checked, when it is enabled.
     oauth: Option<super::oauth::OAuthValidator>,
+    /// `connections.max.reauth.ms` (KIP-368): an authenticated session lasts this long
+    /// (0: for ever, unless its token expires sooner).
+    pub reauth_ms: u64,
 }
 
 impl SaslServer {
@@ -79,10 +82,17 @@ impl SaslServer {
         } else {
             None
         };
+        let reauth_ms = match config.listener_setting(listener, "connections.max.reauth.ms") {
+            Some(v) => v.trim().parse().map_err(|_| {
+                format!("connections.max.reauth.ms={v} is not a number of milliseconds")
+            })?,
+            None => 0,
+        };
         Ok(SaslServer {
             mechanisms,
             plain_users,
             oauth,
+            reauth_ms,
         })
     }
 }
@@ -134,6 +144,16 @@ pub struct SaslSession {
     server: Arc<SaslServer>,
     state: State,
     principal: Option<String>,
+    /// When the authenticated session ends (ms since the epoch): `connections.max.reauth.ms`
+    /// after authentication, or the bearer token's expiry if sooner. The client must
+    /// re-authenticate on the same connection before then (KIP-368).
+    expires_ms: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A failed step: Kafka's error code and the message for the client.
@@ -145,6 +165,7 @@ impl SaslSession {
             server,
             state: State::Handshake,
             principal: None,
+            expires_ms: None,
         }
     }
 
@@ -152,8 +173,12 @@ impl SaslSession {
         &self.server.mechanisms
     }
 
-    /// SaslHandshake: chooses `mechanism`.
+    /// SaslHandshake: chooses `mechanism`. After authentication it starts a
+    /// re-authentication (KIP-368), which must end with the same principal.
     pub fn handshake(&mut self, mechanism: &str) -> Result<(), SaslError> {
+        if matches!(self.state, State::Done) {
+            self.state = State::Handshake;
+        }
         if !matches!(self.state, State::Handshake) {
             self.state = State::Failed;
             return Err((
@@ -182,13 +207,17 @@ impl SaslSession {
         credentials: CredentialLookup<'_>,
     ) -> Result<Vec<u8>, SaslError> {
         let auth_failed = |message: String| (ErrorCode::SaslAuthenticationFailed, message);
+        let mut token_expires_ms = None;
         let result = match std::mem::replace(&mut self.state, State::Failed) {
             State::Authenticate(mechanism) if mechanism == "PLAIN" => self.plain(token),
             State::Authenticate(mechanism) if mechanism == "OAUTHBEARER" => {
                 match &self.server.oauth {
                     Some(validator) => validator
                         .authenticate(token)
-                        .map(|(principal, _expires_ms)| (principal, Vec::new()))
+                        .map(|(principal, expires_ms)| {
+                            token_expires_ms = Some(expires_ms);
+                            (principal, Vec::new())
+                        })
                         .map_err(|why| auth_failed(format!("Authentication failed: {why}"))),
                     None => Err(auth_failed("OAUTHBEARER is not configured".into())),
                 }
@@ -220,9 +249,22 @@ impl SaslSession {
             )),
         };
         match result {
+            Ok((principal, _)) if self.principal.as_ref().is_some_and(|p| *p != principal) => {
+                self.state = State::Failed;
+                Err(auth_failed(format!(
+                    "Cannot change principals during re-authentication from {}: {principal}",
+                    self.principal.as_deref().unwrap_or_default()
+                )))
+            }
             Ok((principal, reply)) => {
                 self.principal = Some(principal);
                 self.state = State::Done;
+                // As Kafka: sessions expire only with connections.max.reauth.ms set, then at
+                // that limit or the token's expiry, whichever is sooner.
+                self.expires_ms = (self.server.reauth_ms > 0).then(|| {
+                    let by_config = now_ms().saturating_add(self.server.reauth_ms as i64);
+                    token_expires_ms.map_or(by_config, |t| t.min(by_config))
+                });
                 Ok(reply)
             }
             Err(e) => {
@@ -263,6 +305,17 @@ impl SaslSession {
         self.principal.as_deref()
     }
 
+    /// Milliseconds left of the authenticated session (SaslAuthenticate v1's
+    /// `session_lifetime_ms`); 0 when it does not expire.
+    pub fn session_lifetime_ms(&self) -> i64 {
+        self.expires_ms.map_or(0, |at| (at - now_ms()).max(1))
+    }
+
+    /// Whether the authenticated session has ended without a re-authentication.
+    pub fn expired(&self) -> bool {
+        self.expires_ms.is_some_and(|at| now_ms() >= at)
+    }
+
     /// Whether the exchange failed (the connection must close after its answer).
     pub fn failed(&self) -> bool {
         matches!(self.state, State::Failed)
@@ -281,6 +334,7 @@ mod tests {
         Arc::new(SaslServer {
             mechanisms: vec!["PLAIN".into()],
             oauth: None,
+            reauth_ms: 0,
             plain_users: jaas_users(
                 r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="al\"ice";"#,
             )
@@ -343,6 +397,7 @@ mod tests {
         let mut s = SaslServer {
             mechanisms: SERVED.iter().map(|m| (*m).to_owned()).collect(),
             plain_users: HashMap::new(),
+            reauth_ms: 0,
             oauth: Some(super::super::oauth::OAuthValidator::Unsecured {
                 principal_claim: "sub".into(),
                 required_scopes: Vec::new(),

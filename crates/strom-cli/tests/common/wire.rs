@@ -42,6 +42,23 @@ impl Wire {
         }
     }
 
+    /// Writes a raw frame and reports whether the broker closed the connection instead of
+    /// answering (EOF or a reset within the read timeout).
+    pub fn send_raw_and_expect_close(&mut self, frame: &[u8]) -> bool {
+        if self.stream.write_all(frame).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+
     /// Sends `req` as `key` v`version` and decodes the response of the same version.
     pub fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
