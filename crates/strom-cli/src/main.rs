@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+mod acl_cmd;
 mod cluster;
 mod config_cmd;
 mod connect;
@@ -65,6 +66,10 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Run a Kafka Connect worker (standalone or distributed) and manage connectors over its REST API.
     Connect(connect::ConnectArgs),
+    /// Add, remove and list ACLs (as kafka-acls.sh).
+    Acl(acl_cmd::AclArgs),
+    /// Set, delete and list SCRAM users (as kafka-configs.sh --entity-type users).
+    User(acl_cmd::UserArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +108,8 @@ fn main() -> std::process::ExitCode {
         Command::Registry(args) => registry::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Acl(args) => acl_cmd::run_acl(args),
+        Command::User(args) => acl_cmd::run_user(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

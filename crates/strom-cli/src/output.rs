@@ -34,6 +34,10 @@ pub(crate) struct ConnArgs {
         global = true
     )]
     pub(crate) properties: Vec<String>,
+    /// A client properties file, as Kafka's tools take it (`security.protocol`, `ssl.*`,
+    /// `sasl.*`, ...); -X settings apply after it.
+    #[arg(long = "command-config", value_name = "FILE", global = true)]
+    pub(crate) command_config: Option<std::path::PathBuf>,
 }
 
 impl ConnArgs {
@@ -49,8 +53,29 @@ impl ConnArgs {
         Ok(c)
     }
 
+    /// The settings of `--command-config`, then of each -X.
     pub(crate) fn pairs(&self) -> Result<Vec<(String, String)>> {
-        self.properties.iter().map(|p| split_kv(p)).collect()
+        let mut pairs = Vec::new();
+        if let Some(path) = &self.command_config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            for line in text.lines().map(str::trim) {
+                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                    continue;
+                }
+                let (k, v) = line
+                    .split_once('=')
+                    .or_else(|| line.split_once(':'))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{}: expected key=value, got '{line}'", path.display())
+                    })?;
+                pairs.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        for p in &self.properties {
+            pairs.push(split_kv(p)?);
+        }
+        Ok(pairs)
     }
 }
 

@@ -592,3 +592,74 @@ fn sasl_sessions_end_and_clients_reauthenticate() {
         server.log()
     );
 }
+
+/// The `strom` CLI (strom-client) over TLS with a client properties file: mutual TLS with
+/// Kafka's Java names (`ssl.truststore.location`, a PEM `ssl.keystore.location`) and
+/// librdkafka's (`ssl.ca.location`, `ssl.certificate.location` + `ssl.key.location`); a
+/// client without the CA, or with an untrusted certificate, fails with a clear message.
+#[test]
+fn the_cli_speaks_mutual_tls_with_a_command_config() {
+    let pki = Pki::new();
+    let (_server, bootstrap) = tls_server(&pki, "required");
+    let alice_pem = pki.path("alice.pem");
+    std::fs::write(
+        &alice_pem,
+        std::fs::read_to_string(pki.path("client.key")).unwrap()
+            + &std::fs::read_to_string(pki.path("client.crt")).unwrap(),
+    )
+    .unwrap();
+    let write = |name: &str, body: String| {
+        let path = pki.path(name);
+        std::fs::write(&path, body).unwrap();
+        path.display().to_string()
+    };
+    let java = write(
+        "java.properties",
+        format!(
+            "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\n\
+             ssl.keystore.type=PEM\nssl.keystore.location={}\n",
+            pki.s("ca.pem"),
+            alice_pem.display()
+        ),
+    );
+    let librdkafka = write(
+        "librdkafka.properties",
+        format!(
+            "security.protocol=ssl\nssl.ca.location={}\nssl.certificate.location={}\nssl.key.location={}\n",
+            pki.s("ca.pem"),
+            pki.s("client.crt"),
+            pki.s("client.key")
+        ),
+    );
+    let no_ca = write("no-ca.properties", "security.protocol=SSL\n".into());
+    let rogue = write(
+        "rogue.properties",
+        format!(
+            "security.protocol=SSL\nssl.ca.location={}\nssl.certificate.location={}\nssl.key.location={}\n",
+            pki.s("ca.pem"),
+            pki.s("rogue.crt"),
+            pki.s("rogue.key")
+        ),
+    );
+    let strom = |config: &str, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["-b", bootstrap.as_str(), "--command-config", config]);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(&all)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = strom(&java, &["topic", "create", "over-tls"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = strom(&librdkafka, &["topic", "list"]);
+    assert!(ok && out.contains("over-tls"), "{out}{err}");
+    let (ok, _, err) = strom(&no_ca, &["topic", "list"]);
+    assert!(!ok && err.contains("ssl.truststore.location"), "{err}");
+    let (ok, _, err) = strom(&rogue, &["topic", "list"]);
+    assert!(!ok, "an untrusted client certificate got through: {err}");
+}

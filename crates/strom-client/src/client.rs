@@ -341,6 +341,7 @@ impl Client {
             &cfg.client_id,
             cfg.connect_timeout,
             cfg.request_timeout,
+            &cfg.security,
         )
         .await?;
         conns.insert(node, conn.clone());
@@ -374,6 +375,7 @@ impl Client {
                 &cfg.client_id,
                 cfg.connect_timeout,
                 cfg.request_timeout,
+                &cfg.security,
             )
             .await
             {

@@ -17,6 +17,8 @@ pub struct ClientConfig {
     /// How long an operation keeps retrying retriable errors (`default.api.timeout.ms`).
     pub api_timeout: Duration,
     pub metadata_max_age: Duration,
+    /// TLS and SASL (`security.protocol`, `ssl.*`, `sasl.*`).
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Default for ClientConfig {
@@ -30,6 +32,7 @@ impl Default for ClientConfig {
             retry_backoff_max: Duration::from_millis(1_000),
             api_timeout: Duration::from_millis(60_000),
             metadata_max_age: Duration::from_millis(300_000),
+            security: Default::default(),
         }
     }
 }
@@ -44,6 +47,9 @@ impl ClientConfig {
 
     /// Applies one Kafka-named setting; `Ok(false)` if the name is not a client setting.
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        if self.security.set(key, value)? {
+            return Ok(true);
+        }
         match key {
             "bootstrap.servers" => self.bootstrap_servers = split_list(value),
             "client.id" => self.client_id = value.to_owned(),

@@ -56,12 +56,14 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects and negotiates versions with ApiVersions.
+    /// Connects (with TLS when the security protocol says so), negotiates versions with
+    /// ApiVersions, and authenticates with SASL when the protocol says so.
     pub(crate) async fn connect(
         addr: &str,
         client_id: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
+        security: &crate::security::SecurityConfig,
     ) -> Result<Arc<Connection>> {
         let connect_err = |reason: String| Error::Connect {
             addr: addr.to_owned(),
@@ -74,7 +76,23 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| connect_err(e.to_string()))?;
-        let (read_half, write_half) = stream.into_split();
+        type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+        type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+        let (read_half, write_half): (Reader, Writer) = match security.tls_connector()? {
+            Some(tls) => {
+                let name = crate::security::server_name(addr)?;
+                let stream = tokio::time::timeout(connect_timeout, tls.connect(name, stream))
+                    .await
+                    .map_err(|_| connect_err("TLS handshake timed out".into()))?
+                    .map_err(|e| connect_err(format!("TLS handshake failed: {e}")))?;
+                let (r, w) = tokio::io::split(stream);
+                (Box::new(r), Box::new(w))
+            }
+            None => {
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            }
+        };
         let state = Arc::new(Mutex::new(State {
             next_correlation_id: 1,
             pending: VecDeque::new(),
@@ -92,7 +110,50 @@ impl Connection {
             request_timeout,
         };
         conn.versions = conn.negotiate().await?;
+        if security.protocol.sasl() {
+            conn.authenticate(security)
+                .await
+                .map_err(|e| connect_err(format!("SASL authentication failed: {e}")))?;
+        }
         Ok(Arc::new(conn))
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate steps until the mechanism is done.
+    async fn authenticate(&self, security: &crate::security::SecurityConfig) -> Result<()> {
+        use strom_protocol::kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslHandshakeRequest,
+        };
+        let mut client = crate::security::SaslClient::new(security)?;
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = sb(&security.sasl_mechanism);
+        let h = self.send(&handshake, 1).await?;
+        Error::check(h.error_code, || {
+            format!(
+                "SASL mechanism {} (the broker offers {:?})",
+                security.sasl_mechanism,
+                h.mechanisms
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+            )
+        })?;
+        let mut token = client.first();
+        loop {
+            let mut req = SaslAuthenticateRequest::default();
+            req.auth_bytes = Bytes::from(token);
+            let r = self.send(&req, 2).await?;
+            if r.error_code != 0 {
+                return Err(Error::InvalidArgument(
+                    r.error_message
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| format!("error code {}", r.error_code)),
+                ));
+            }
+            match client.step(&r.auth_bytes)? {
+                Some(next) => token = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -263,7 +324,7 @@ fn fail_all(state: &Mutex<State>, reason: &str) {
 }
 
 async fn write_loop(
-    mut sock: tokio::net::tcp::OwnedWriteHalf,
+    mut sock: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     state: Arc<Mutex<State>>,
 ) {
@@ -286,7 +347,10 @@ async fn write_loop(
     let _ = sock.shutdown().await;
 }
 
-async fn read_loop(mut sock: tokio::net::tcp::OwnedReadHalf, state: Arc<Mutex<State>>) {
+async fn read_loop(
+    mut sock: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    state: Arc<Mutex<State>>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         let len = match complete_frame_len(&buf, MAX_RESPONSE_BYTES) {

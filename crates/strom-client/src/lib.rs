@@ -19,6 +19,8 @@ pub mod consumer;
 pub mod membership;
 pub mod partitioner;
 pub mod producer;
+pub mod security;
+mod security_admin;
 
 pub use admin::{Admin, NewTopic};
 pub use client::{BrokerInfo, Client, ClusterMetadata, PartitionInfo, TopicInfo};
@@ -28,6 +30,8 @@ pub use membership::{GroupMember, GroupMemberConfig, Joined, JoinedMember};
 pub use ops::{CommittedOffset, EARLIEST, LATEST};
 pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
 pub use reassign_admin::{PartitionOutcome, PartitionReassignment, ReassignmentTarget};
+pub use security::{SecurityConfig, SecurityProtocol};
+pub use security_admin::{acl_code, Acl, AclFilter, ScramUser};
 
 pub use error::{kafka_error_name, Error, KafkaCode, Result};
 pub use producer::{

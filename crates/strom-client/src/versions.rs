@@ -43,6 +43,11 @@ const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 1, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 2, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     // Transactions (KIP-98), classic protocol: v4+ of these belong to KIP-890's protocol v2.
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 3),

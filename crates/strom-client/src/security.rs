@@ -1,0 +1,474 @@
+//! Client-side security: TLS (rustls) and SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512, set
+//! with the names Kafka's Java client and librdkafka use, so a `client.properties` (or
+//! `--command-config` file) written for Kafka's tools works unchanged:
+//! `security.protocol`, `ssl.truststore.location` / `ssl.ca.location` (PEM),
+//! `ssl.keystore.location` (PEM key and chain) or `ssl.certificate.location` +
+//! `ssl.key.location`, `ssl.endpoint.identification.algorithm`, `sasl.mechanism(s)`,
+//! `sasl.username` / `sasl.password` or `sasl.jaas.config`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use ring::{digest, hmac, pbkdf2};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::error::{Error, Result};
+
+/// Kafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// How a client secures its connections.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    pub protocol: SecurityProtocol,
+    /// PEM file of the CA certificates to trust.
+    pub ca_location: Option<PathBuf>,
+    /// PEM file(s) of the client certificate chain and its key (mutual TLS).
+    pub certificate_location: Option<PathBuf>,
+    pub key_location: Option<PathBuf>,
+    /// Check the broker's certificate names its host (`ssl.endpoint.identification.algorithm`
+    /// = `https`, the default); empty turns the check off (the chain is still verified).
+    pub verify_hostname: bool,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub sasl_mechanism: String,
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<String>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            protocol: SecurityProtocol::Plaintext,
+            ca_location: None,
+            certificate_location: None,
+            key_location: None,
+            verify_hostname: true,
+            sasl_mechanism: "PLAIN".into(),
+            sasl_username: None,
+            sasl_password: None,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Applies one Kafka-named security setting; `Ok(false)` if it is not one.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        let invalid = |why: &str| Error::InvalidArgument(format!("{key}={value}: {why}"));
+        match key {
+            "security.protocol" => {
+                self.protocol = match value.trim().to_ascii_uppercase().as_str() {
+                    "PLAINTEXT" => SecurityProtocol::Plaintext,
+                    "SSL" => SecurityProtocol::Ssl,
+                    "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+                    "SASL_SSL" => SecurityProtocol::SaslSsl,
+                    _ => {
+                        return Err(invalid(
+                            "expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+                        ))
+                    }
+                }
+            }
+            "ssl.truststore.location" | "ssl.ca.location" => {
+                self.ca_location = Some(PathBuf::from(value.trim()))
+            }
+            "ssl.truststore.type" | "ssl.keystore.type" => {
+                if !value.trim().eq_ignore_ascii_case("PEM") {
+                    return Err(invalid("Strom's client reads PEM files only"));
+                }
+            }
+            // A PEM key store holds the key and the chain: both come from it.
+            "ssl.keystore.location" => {
+                self.certificate_location = Some(PathBuf::from(value.trim()));
+                self.key_location = Some(PathBuf::from(value.trim()));
+            }
+            "ssl.certificate.location" => {
+                self.certificate_location = Some(PathBuf::from(value.trim()))
+            }
+            "ssl.key.location" => self.key_location = Some(PathBuf::from(value.trim())),
+            "ssl.endpoint.identification.algorithm" => {
+                self.verify_hostname = match value.trim().to_ascii_lowercase().as_str() {
+                    "https" => true,
+                    "" | "none" => false,
+                    _ => return Err(invalid("expected https or empty")),
+                }
+            }
+            // Passwords of encrypted stores are not needed for PEM files without encryption.
+            "ssl.truststore.password" | "ssl.keystore.password" | "ssl.key.password" => {}
+            "sasl.mechanism" | "sasl.mechanisms" => {
+                let m = value.trim().to_ascii_uppercase();
+                if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+                    return Err(invalid(
+                        "Strom's client speaks PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512",
+                    ));
+                }
+                self.sasl_mechanism = m;
+            }
+            "sasl.username" => self.sasl_username = Some(value.to_owned()),
+            "sasl.password" => self.sasl_password = Some(value.to_owned()),
+            "sasl.jaas.config" => {
+                let option = |name: &str| {
+                    let start = value.find(&format!("{name}=\""))? + name.len() + 2;
+                    let end = value[start..].find('"')? + start;
+                    Some(value[start..end].to_owned())
+                };
+                self.sasl_username = Some(
+                    option("username")
+                        .ok_or_else(|| invalid("no username=\"...\" in the JAAS config"))?,
+                );
+                self.sasl_password = Some(
+                    option("password")
+                        .ok_or_else(|| invalid("no password=\"...\" in the JAAS config"))?,
+                );
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The rustls connector, when the protocol uses TLS.
+    pub(crate) fn tls_connector(&self) -> Result<Option<tokio_rustls::TlsConnector>> {
+        if !self.protocol.tls() {
+            return Ok(None);
+        }
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).map_err(|e| {
+                Error::InvalidArgument(format!("cannot read {what} {}: {e}", path.display()))
+            })
+        };
+        let ca = self.ca_location.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "TLS needs the CA to trust: set ssl.truststore.location (or ssl.ca.location) \
+                 to a PEM file"
+                    .into(),
+            )
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&read(ca, "the CA file")?) {
+            let cert = cert
+                .map_err(|e| Error::InvalidArgument(format!("bad CA PEM {}: {e}", ca.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::InvalidArgument(format!("bad CA certificate: {e}")))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| Error::InvalidArgument(format!("TLS trust: {e}")))?;
+        let builder = if self.verify_hostname {
+            builder.with_webpki_verifier(verifier)
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+        };
+        let config = match (&self.certificate_location, &self.key_location) {
+            (Some(cert), Some(key)) => {
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(&read(cert, "the certificate")?)
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(|e| Error::InvalidArgument(format!("bad certificate PEM: {e}")))?;
+                let key = PrivateKeyDer::from_pem_slice(&read(key, "the key")?)
+                    .map_err(|e| Error::InvalidArgument(format!("bad key PEM: {e}")))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| Error::InvalidArgument(format!("client certificate: {e}")))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
+    }
+}
+
+/// The host part of `host:port`, as a TLS server name.
+pub(crate) fn server_name(addr: &str) -> Result<ServerName<'static>> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .map_err(|e| Error::InvalidArgument(format!("{host} is no TLS server name: {e}")))
+}
+
+/// Verifies the chain but not the name (`ssl.endpoint.identification.algorithm=`).
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The client side of one SASL exchange: the first token, then one reply per server token.
+pub(crate) enum SaslClient {
+    Plain {
+        token: Vec<u8>,
+    },
+    Scram {
+        sha512: bool,
+        user: String,
+        password: String,
+        nonce: String,
+        /// Set after the server's first message: the server signature to expect.
+        expected_server_signature: Option<Vec<u8>>,
+    },
+}
+
+impl SaslClient {
+    pub(crate) fn new(config: &SecurityConfig) -> Result<SaslClient> {
+        let (Some(user), Some(password)) = (&config.sasl_username, &config.sasl_password) else {
+            return Err(Error::InvalidArgument(
+                "SASL needs sasl.username and sasl.password (or sasl.jaas.config)".into(),
+            ));
+        };
+        Ok(match config.sasl_mechanism.as_str() {
+            "PLAIN" => SaslClient::Plain {
+                token: format!("\0{user}\0{password}").into_bytes(),
+            },
+            m => SaslClient::Scram {
+                sha512: m == "SCRAM-SHA-512",
+                user: user.clone(),
+                password: password.clone(),
+                nonce: {
+                    let bytes: [u8; 18] = rand::random();
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                },
+                expected_server_signature: None,
+            },
+        })
+    }
+
+    /// The client's first message.
+    pub(crate) fn first(&self) -> Vec<u8> {
+        match self {
+            SaslClient::Plain { token } => token.clone(),
+            SaslClient::Scram { user, nonce, .. } => {
+                format!("n,,{}", client_first_bare(user, nonce)).into_bytes()
+            }
+        }
+    }
+
+    /// The answer to a server message; `None` when the exchange is complete.
+    pub(crate) fn step(&mut self, server: &[u8]) -> Result<Option<Vec<u8>>> {
+        let failed = |why: &str| Error::InvalidArgument(format!("SASL: {why}"));
+        match self {
+            SaslClient::Plain { .. } => Ok(None),
+            SaslClient::Scram {
+                sha512,
+                user,
+                password,
+                nonce,
+                expected_server_signature,
+            } => {
+                let text =
+                    std::str::from_utf8(server).map_err(|_| failed("server message not UTF-8"))?;
+                if let Some(expected) = expected_server_signature {
+                    // server-final-message: v=<signature> (or e=<error>).
+                    let v = text
+                        .strip_prefix("v=")
+                        .ok_or_else(|| failed(&format!("server refused: {text}")))?;
+                    let got = base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .map_err(|_| failed("bad server signature"))?;
+                    if got != *expected {
+                        return Err(failed("the server's signature does not verify"));
+                    }
+                    return Ok(None);
+                }
+                let attr = |name: &str| {
+                    text.split(',')
+                        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                        .ok_or_else(|| failed(&format!("no {name}= in the server's first message")))
+                };
+                let server_nonce = attr("r")?;
+                if !server_nonce.starts_with(nonce.as_str()) {
+                    return Err(failed("the server's nonce does not extend ours"));
+                }
+                let salt = base64::engine::general_purpose::STANDARD
+                    .decode(attr("s")?)
+                    .map_err(|_| failed("bad salt"))?;
+                let iterations: u32 = attr("i")?.parse().map_err(|_| failed("bad iterations"))?;
+                if !(1..=1_000_000).contains(&iterations) {
+                    return Err(failed("iterations out of range"));
+                }
+                let (alg, hmac_alg, len) = if *sha512 {
+                    (pbkdf2::PBKDF2_HMAC_SHA512, hmac::HMAC_SHA512, 64)
+                } else {
+                    (pbkdf2::PBKDF2_HMAC_SHA256, hmac::HMAC_SHA256, 32)
+                };
+                let mut salted = vec![0u8; len];
+                pbkdf2::derive(
+                    alg,
+                    std::num::NonZeroU32::new(iterations).expect("checked above"),
+                    &salt,
+                    password.as_bytes(),
+                    &mut salted,
+                );
+                let mac = |key: &[u8], data: &[u8]| {
+                    hmac::sign(&hmac::Key::new(hmac_alg, key), data)
+                        .as_ref()
+                        .to_vec()
+                };
+                let client_key = mac(&salted, b"Client Key");
+                let stored_key = digest::digest(
+                    if *sha512 {
+                        &digest::SHA512
+                    } else {
+                        &digest::SHA256
+                    },
+                    &client_key,
+                );
+                let without_proof = format!("c=biws,r={server_nonce}");
+                let auth_message =
+                    format!("{},{text},{without_proof}", client_first_bare(user, nonce));
+                let signature = mac(stored_key.as_ref(), auth_message.as_bytes());
+                let proof: Vec<u8> = client_key
+                    .iter()
+                    .zip(&signature)
+                    .map(|(a, b)| a ^ b)
+                    .collect();
+                let server_key = mac(&salted, b"Server Key");
+                *expected_server_signature = Some(mac(&server_key, auth_message.as_bytes()));
+                Ok(Some(
+                    format!(
+                        "{without_proof},p={}",
+                        base64::engine::general_purpose::STANDARD.encode(proof)
+                    )
+                    .into_bytes(),
+                ))
+            }
+        }
+    }
+}
+
+/// `n=<user>,r=<nonce>` with RFC 5802's escaping of ',' and '='.
+fn client_first_bare(user: &str, nonce: &str) -> String {
+    format!(
+        "n={},r={nonce}",
+        user.replace('=', "=3D").replace(',', "=2C")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_and_librdkafka_names_both_set_the_same_things() {
+        let mut a = SecurityConfig::default();
+        a.set("security.protocol", "sasl_ssl").unwrap();
+        a.set("sasl.mechanism", "SCRAM-SHA-512").unwrap();
+        a.set(
+            "sasl.jaas.config",
+            r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="s3cret";"#,
+        )
+        .unwrap();
+        a.set("ssl.truststore.location", "/ca.pem").unwrap();
+        assert_eq!(a.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(a.sasl_username.as_deref(), Some("alice"));
+        assert_eq!(a.sasl_password.as_deref(), Some("s3cret"));
+        assert_eq!(a.ca_location, Some(PathBuf::from("/ca.pem")));
+        assert!(a.set("sasl.mechanism", "GSSAPI").is_err());
+        assert!(a.set("ssl.keystore.type", "PKCS12").is_err());
+        assert!(!a.set("linger.ms", "5").unwrap());
+    }
+
+    /// RFC 7677's SCRAM-SHA-256 example exchange, with its nonce.
+    #[test]
+    fn scram_sha_256_matches_the_rfc_example() {
+        let mut c = SaslClient::Scram {
+            sha512: false,
+            user: "user".into(),
+            password: "pencil".into(),
+            nonce: "rOprNGfwEbeRWgbNEkqO".into(),
+            expected_server_signature: None,
+        };
+        assert_eq!(c.first(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let client_final = c.step(server_first).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(client_final).unwrap(),
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        assert_eq!(
+            c.step(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+                .unwrap(),
+            None
+        );
+        // A server that cannot prove it knows the password is refused.
+        let mut c2 = SaslClient::Scram {
+            sha512: false,
+            user: "user".into(),
+            password: "pencil".into(),
+            nonce: "rOprNGfwEbeRWgbNEkqO".into(),
+            expected_server_signature: None,
+        };
+        c2.step(server_first).unwrap();
+        assert!(c2.step(b"v=AAAA").is_err());
+    }
+}
