@@ -663,3 +663,43 @@ fn the_cli_speaks_mutual_tls_with_a_command_config() {
     let (ok, _, err) = strom(&rogue, &["topic", "list"]);
     assert!(!ok, "an untrusted client certificate got through: {err}");
 }
+
+/// A renewed key store file is served without a restart; a broken one is logged and the
+/// previous key kept.
+#[test]
+fn a_changed_key_store_is_reloaded_without_a_restart() {
+    let old = Pki::new();
+    let new = Pki::new();
+    let live = old.path("live.pem");
+    std::fs::copy(old.path("server.pem"), &live).unwrap();
+    let server = common::Server::start_with(
+        &[("ssl.keystore.location", &live.display().to_string())],
+        common::Options {
+            capture_log: true,
+            log_filter: Some("info".into()),
+            protocol: Some("SSL"),
+            ..Default::default()
+        },
+    );
+    let b = server.bootstrap();
+    produce_and_read(&ssl_config(&b, &old, None), "before", 2);
+    assert!(
+        refused(ssl_config(&b, &new, None)),
+        "the new CA's client got in early"
+    );
+
+    std::fs::copy(new.path("server.pem"), &live).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The first handshake after the change notices it; librdkafka retries until it works.
+    produce_and_read(&ssl_config(&b, &new, None), "after", 2);
+    wait_for_log(&server, "TLS key store reloaded");
+    assert!(
+        refused(ssl_config(&b, &old, None)),
+        "the old certificate is still served"
+    );
+
+    std::fs::write(&live, "not a key store").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    produce_and_read(&ssl_config(&b, &new, None), "still", 2);
+    wait_for_log(&server, "TLS key store changed but cannot be loaded");
+}

@@ -53,14 +53,22 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
             .listener_setting(listener, key)
             .filter(|v| !v.trim().is_empty())
     };
-    let (certs, key) = match (
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key_store: Arc<dyn rustls::server::ResolvesServerCert> = match (
         setting("ssl.keystore.certificate.chain"),
         setting("ssl.keystore.key"),
     ) {
-        (Some(chain), Some(key)) => (
-            certificates(&pem_text(chain), "ssl.keystore.certificate.chain")?,
-            private_key(&pem_text(key), "ssl.keystore.key")?,
-        ),
+        (Some(chain), Some(key)) => {
+            let certified = rustls::sign::CertifiedKey::from_der(
+                certificates(&pem_text(chain), "ssl.keystore.certificate.chain")?,
+                private_key(&pem_text(key), "ssl.keystore.key")?,
+                &provider,
+            )
+            .map_err(|e| {
+                format!("listener {listener}: the key does not fit the certificate: {e}")
+            })?;
+            Arc::new(StaticKey(Arc::new(certified)))
+        }
         _ => {
             let path = setting("ssl.keystore.location").ok_or_else(|| {
                 format!(
@@ -69,11 +77,7 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
                      ssl.keystore.certificate.chain and ssl.keystore.key"
                 )
             })?;
-            let pem = read(path, "ssl.keystore.location")?;
-            (
-                certificates(&pem, &format!("ssl.keystore.location={path}"))?,
-                private_key(&pem, &format!("ssl.keystore.location={path}"))?,
-            )
+            Arc::new(ReloadingKeyStore::open(path, listener, provider.clone())?)
         }
     };
     let mut versions = Vec::new();
@@ -92,7 +96,6 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
             }
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| format!("ssl.enabled.protocols: {e}"))?;
@@ -131,15 +134,114 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
                 .map_err(|e| format!("ssl.truststore: {e}"))?,
         )
     };
-    let server = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("listener {listener}: the key does not fit the certificate: {e}"))?;
+    let server = builder.with_cert_resolver(key_store);
     let mapping =
         PrincipalMapping::parse(setting("ssl.principal.mapping.rules").unwrap_or("DEFAULT"))?;
     Ok(TlsListener {
         config: Arc::new(server),
         mapping,
     })
+}
+
+/// A key store given inline: never changes.
+#[derive(Debug)]
+struct StaticKey(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for StaticKey {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+/// How often a handshake may look at the key store file for a change.
+const KEY_STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A PEM key store file, reloaded without a restart when it changes (a renewed
+/// certificate): a handshake at most once a second compares the file's modification time,
+/// and a changed file that parses (key fitting the certificate) replaces the served one.
+/// A broken file is logged and the previous key kept.
+#[derive(Debug)]
+struct ReloadingKeyStore {
+    path: String,
+    listener: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    state: parking_lot::Mutex<KeyStoreState>,
+}
+
+#[derive(Debug)]
+struct KeyStoreState {
+    key: Arc<rustls::sign::CertifiedKey>,
+    modified: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+impl ReloadingKeyStore {
+    fn open(
+        path: &str,
+        listener: &str,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<ReloadingKeyStore, String> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let key = Self::load(path, listener, &provider)?;
+        Ok(ReloadingKeyStore {
+            path: path.to_owned(),
+            listener: listener.to_owned(),
+            provider,
+            state: parking_lot::Mutex::new(KeyStoreState {
+                key: Arc::new(key),
+                modified,
+                checked: std::time::Instant::now(),
+            }),
+        })
+    }
+
+    fn load(
+        path: &str,
+        listener: &str,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<rustls::sign::CertifiedKey, String> {
+        let pem = read(path, "ssl.keystore.location")?;
+        let what = format!("ssl.keystore.location={path}");
+        rustls::sign::CertifiedKey::from_der(
+            certificates(&pem, &what)?,
+            private_key(&pem, &what)?,
+            provider,
+        )
+        .map_err(|e| format!("listener {listener}: the key does not fit the certificate: {e}"))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingKeyStore {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let mut state = self.state.lock();
+        if state.checked.elapsed() >= KEY_STORE_CHECK {
+            state.checked = std::time::Instant::now();
+            let modified = std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok();
+            if modified.is_some() && modified != state.modified {
+                match Self::load(&self.path, &self.listener, &self.provider) {
+                    Ok(key) => {
+                        state.key = Arc::new(key);
+                        state.modified = modified;
+                        tracing::info!(listener = %self.listener, path = %self.path, "TLS key store reloaded");
+                    }
+                    Err(e) => {
+                        // Keep serving the previous key; try again when the file changes.
+                        state.modified = modified;
+                        tracing::warn!(listener = %self.listener, error = %e, "TLS key store changed but cannot be loaded; serving the previous one");
+                    }
+                }
+            }
+        }
+        Some(Arc::clone(&state.key))
+    }
 }
 
 /// The distinguished name of a certificate's subject, as Kafka writes it (RFC 2253: the most
