@@ -12,6 +12,7 @@ pub mod file;
 pub mod kafka_offsets;
 pub mod offsets;
 pub mod plugins;
+pub mod postgres;
 pub mod rest;
 pub mod runner;
 pub mod standalone;

@@ -10,6 +10,9 @@ use crate::connector::{Connector, ConnectorType};
 use crate::converter::converter_for;
 use crate::error::{ConnectError, Result};
 use crate::file::{FileSinkConnector, FileSourceConnector, FILE_SINK_CLASS, FILE_SOURCE_CLASS};
+use crate::postgres::cdc::{PostgresCdcSourceConnector, CDC_SOURCE_CLASS, DEBEZIUM_POSTGRES_CLASS};
+use crate::postgres::sink::{PostgresSinkConnector, JDBC_SINK_CLASS, SINK_CLASS};
+use crate::postgres::source::{PostgresSourceConnector, JDBC_SOURCE_CLASS, SOURCE_CLASS};
 use crate::transforms;
 
 /// One connector plugin.
@@ -31,6 +34,18 @@ fn make_file_sink() -> Box<dyn Connector> {
     Box::new(FileSinkConnector::default())
 }
 
+fn make_pg_source() -> Box<dyn Connector> {
+    Box::new(PostgresSourceConnector::default())
+}
+
+fn make_pg_cdc() -> Box<dyn Connector> {
+    Box::new(PostgresCdcSourceConnector::default())
+}
+
+fn make_pg_sink() -> Box<dyn Connector> {
+    Box::new(PostgresSinkConnector::default())
+}
+
 /// Every built-in connector.
 pub const CONNECTORS: &[ConnectorPlugin] = &[
     ConnectorPlugin {
@@ -44,6 +59,24 @@ pub const CONNECTORS: &[ConnectorPlugin] = &[
         aliases: &["io.strom.connect.file.FileSourceConnector"],
         connector_type: ConnectorType::Source,
         make: make_file_source,
+    },
+    ConnectorPlugin {
+        class: JDBC_SOURCE_CLASS,
+        aliases: &[SOURCE_CLASS],
+        connector_type: ConnectorType::Source,
+        make: make_pg_source,
+    },
+    ConnectorPlugin {
+        class: DEBEZIUM_POSTGRES_CLASS,
+        aliases: &[CDC_SOURCE_CLASS],
+        connector_type: ConnectorType::Source,
+        make: make_pg_cdc,
+    },
+    ConnectorPlugin {
+        class: JDBC_SINK_CLASS,
+        aliases: &[SINK_CLASS],
+        connector_type: ConnectorType::Sink,
+        make: make_pg_sink,
     },
 ];
 

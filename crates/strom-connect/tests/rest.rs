@@ -540,6 +540,9 @@ async fn plugins_validation_and_loggers() {
             json!([
                 {"class": SINK, "type": "sink", "version": VERSION},
                 {"class": SOURCE, "type": "source", "version": VERSION},
+                {"class": "io.confluent.connect.jdbc.JdbcSourceConnector", "type": "source", "version": VERSION},
+                {"class": "io.debezium.connector.postgresql.PostgresConnector", "type": "source", "version": VERSION},
+                {"class": "io.confluent.connect.jdbc.JdbcSinkConnector", "type": "sink", "version": VERSION},
             ])
         )
     );
@@ -560,7 +563,7 @@ async fn plugins_validation_and_loggers() {
             count("predicate"),
             count("converter")
         ),
-        (1, 1, 26, 3, 3)
+        (3, 2, 26, 3, 3)
     );
     assert!(all.as_array().unwrap().contains(&json!({"class": "org.apache.kafka.connect.transforms.InsertField$Value", "type": "transformation", "version": VERSION})));
 
