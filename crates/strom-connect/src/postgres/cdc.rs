@@ -145,8 +145,9 @@ struct Relation {
 #[derive(Debug)]
 enum Change {
     Insert(u32, Vec<TupleValue>),
-    Update(u32, Option<Vec<TupleValue>>, Vec<TupleValue>),
-    Delete(u32, Vec<TupleValue>),
+    /// The old row when sent, and whether it is the key only ('K').
+    Update(u32, Option<(Vec<TupleValue>, bool)>, Vec<TupleValue>),
+    Delete(u32, Vec<TupleValue>, bool),
 }
 
 /// A transaction read from the slot.
@@ -342,11 +343,13 @@ impl PostgresCdcSourceTask {
                     }
                     Message::Update { relation, old, new } => push(
                         &mut current,
-                        Change::Update(relation, old.map(|(_, t)| t), new),
+                        Change::Update(relation, old.map(|(k, t)| (t, k == b'K')), new),
                     ),
-                    Message::Delete { relation, old, .. } => {
-                        push(&mut current, Change::Delete(relation, old))
-                    }
+                    Message::Delete {
+                        relation,
+                        old,
+                        kind,
+                    } => push(&mut current, Change::Delete(relation, old, kind == b'K')),
                     Message::Truncate { relations, .. } => {
                         tracing::warn!(
                             "PostgreSQL CDC: TRUNCATE of {} table(s) is not captured",
@@ -407,45 +410,8 @@ impl PostgresCdcSourceTask {
                 nullable: !c.key && nullable.get(&c.name).copied().unwrap_or(true),
             })
             .collect();
-        let base = format!("{}.{}", self.prefix, qualified);
-        let mut row = Schema::structure(Vec::new()).named(&format!("{base}.Value"));
-        for c in &columns {
-            row = row.with_field(&c.name, c.schema());
-        }
-        let row_schema = row.optional();
-        let key_cols: Vec<&Column> = columns
-            .iter()
-            .zip(&wire)
-            .filter(|(_, w)| w.key)
-            .map(|(c, _)| c)
-            .collect();
-        let key_schema = (!key_cols.is_empty()).then(|| {
-            let mut k = Schema::structure(Vec::new()).named(&format!("{base}.Key"));
-            for c in key_cols {
-                k = k.with_field(&c.name, c.schema());
-            }
-            k
-        });
-        let envelope = Schema::structure(Vec::new())
-            .named(&format!("{base}.Envelope"))
-            .with_field("before", row_schema.clone())
-            .with_field("after", row_schema.clone())
-            .with_field("source", source_schema())
-            .with_field("op", Schema::new(SchemaType::String))
-            .with_field("ts_ms", Schema::new(SchemaType::Int64).optional());
-        self.relations.insert(
-            oid,
-            Relation {
-                topic: base,
-                id,
-                wire,
-                columns,
-                included,
-                key_schema,
-                row_schema,
-                envelope,
-            },
-        );
+        self.relations
+            .insert(oid, build_relation(&self.prefix, id, wire, columns, included));
         Ok(())
     }
 
@@ -504,7 +470,7 @@ impl PostgresCdcSourceTask {
         out: &mut Vec<Record>,
     ) -> Result<()> {
         let oid = match c {
-            Change::Insert(o, _) | Change::Update(o, _, _) | Change::Delete(o, _) => *o,
+            Change::Insert(o, _) | Change::Update(o, _, _) | Change::Delete(o, _, _) => *o,
         };
         let rel = self.relations.get(&oid).ok_or_else(|| {
             ConnectError::Task(format!("a change of relation {oid} came before its Relation message"))
@@ -556,16 +522,16 @@ impl PostgresCdcSourceTask {
         };
         match c {
             Change::Insert(_, new) => {
-                let row = row_value(rel, new)?;
+                let row = row_value(rel, new, false)?;
                 out.push(record(key_value(rel, new)?, Some(envelope(Value::Null, row, "c"))));
             }
             Change::Update(_, old, new) => {
                 let key = key_value(rel, new)?;
-                let after = row_value(rel, new)?;
+                let after = row_value(rel, new, false)?;
                 match old {
-                    Some(old) if key_value(rel, old)? != key => {
+                    Some((old, key_only)) if key_value(rel, old)? != key => {
                         let old_key = key_value(rel, old)?;
-                        let before = row_value(rel, old)?;
+                        let before = row_value(rel, old, *key_only)?;
                         out.push(record(
                             old_key.clone(),
                             Some(envelope(before, Value::Null, "d")),
@@ -573,21 +539,67 @@ impl PostgresCdcSourceTask {
                         out.push(record(old_key, None));
                         out.push(record(key, Some(envelope(Value::Null, after, "c"))));
                     }
-                    Some(old) => {
-                        let before = row_value(rel, old)?;
+                    Some((old, key_only)) => {
+                        let before = row_value(rel, old, *key_only)?;
                         out.push(record(key, Some(envelope(before, after, "u"))));
                     }
                     None => out.push(record(key, Some(envelope(Value::Null, after, "u")))),
                 }
             }
-            Change::Delete(_, old) => {
+            Change::Delete(_, old, key_only) => {
                 let key = key_value(rel, old)?;
-                let before = row_value(rel, old)?;
+                let before = row_value(rel, old, *key_only)?;
                 out.push(record(key.clone(), Some(envelope(before, Value::Null, "d"))));
                 out.push(record(key, None));
             }
         }
         Ok(())
+    }
+}
+
+/// A captured table's schemas and topic.
+fn build_relation(
+    prefix: &str,
+    id: TableId,
+    wire: Vec<RelationColumn>,
+    columns: Vec<Column>,
+    included: bool,
+) -> Relation {
+    let base = format!("{prefix}.{}", id.qualified());
+    let mut row = Schema::structure(Vec::new()).named(&format!("{base}.Value"));
+    for c in &columns {
+        row = row.with_field(&c.name, c.schema());
+    }
+    let row_schema = row.optional();
+    let key_cols: Vec<&Column> = columns
+        .iter()
+        .zip(&wire)
+        .filter(|(_, w)| w.key)
+        .map(|(c, _)| c)
+        .collect();
+    let key_schema = (!key_cols.is_empty()).then(|| {
+        let mut k = Schema::structure(Vec::new()).named(&format!("{base}.Key"));
+        for c in key_cols {
+            k = k.with_field(&c.name, c.schema());
+        }
+        k
+    });
+    let envelope = Schema::structure(Vec::new())
+        .named(&format!("{base}.Envelope"))
+        .with_field("before", row_schema.clone())
+        .with_field("after", row_schema.clone())
+        .with_field("source", source_schema())
+        .with_field("op", Schema::new(SchemaType::String))
+        .with_field("ts_ms", Schema::new(SchemaType::Int64).optional());
+    Relation {
+        topic: base,
+        id,
+        wire,
+        columns,
+        included,
+        key_schema,
+        row_schema,
+        envelope,
     }
 }
 
@@ -643,10 +655,13 @@ fn column_value(c: &Column, v: Option<&TupleValue>) -> Result<Value> {
     }
 }
 
-fn row_value(rel: &Relation, tuple: &[TupleValue]) -> Result<Value> {
+/// The row of a tuple; of a key-only tuple ('K'), whose other columns the server sends as
+/// nulls, those columns are values not sent.
+fn row_value(rel: &Relation, tuple: &[TupleValue], key_only: bool) -> Result<Value> {
     let mut s = Struct::new(rel.row_schema.clone());
-    for (i, c) in rel.columns.iter().enumerate() {
-        s.values[i] = column_value(c, tuple.get(i))?;
+    for (i, (c, w)) in rel.columns.iter().zip(&rel.wire).enumerate() {
+        let sent = if key_only && !w.key { None } else { tuple.get(i) };
+        s.values[i] = column_value(c, sent)?;
     }
     Ok(Value::Struct(s))
 }
@@ -754,5 +769,39 @@ impl SourceTask for PostgresCdcSourceTask {
 
     fn stop(&mut self) {
         self.client = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::converter::{Converter, JsonConverter};
+    use crate::postgres::pgoutput::RelationColumn;
+
+    #[tokio::test]
+    async fn change_events_convert_to_json() {
+        let mut task = PostgresCdcSourceTask {
+            prefix: "shop".into(),
+            ..Default::default()
+        };
+        let wire = vec![
+            RelationColumn { key: true, name: "id".into(), type_oid: 23, type_modifier: -1 },
+            RelationColumn { key: false, name: "name".into(), type_oid: 25, type_modifier: -1 },
+        ];
+        let columns = vec![
+            Column { name: "id".into(), type_oid: 23, type_modifier: -1, nullable: false },
+            Column { name: "name".into(), type_oid: 25, type_modifier: -1, nullable: false },
+        ];
+        task.relations.insert(1, build_relation("shop", TableId { schema: "public".into(), name: "t".into() }, wire, columns, true));
+        let t = Txn { xid: 7, end_lsn: 100, commit_micros: 0, changes: vec![] };
+        let mut out = Vec::new();
+        task.change_records(&t, &Change::Insert(1, vec![TupleValue::Text("1".into()), TupleValue::Text("a".into())]), "db", &mut out).unwrap();
+        task.change_records(&t, &Change::Delete(1, vec![TupleValue::Text("1".into()), TupleValue::Null], true), "db", &mut out).unwrap();
+        let c = JsonConverter { schemas_enable: true };
+        for r in &out {
+            c.from_connect("t", r.value_schema.as_ref(), &r.value).unwrap();
+            c.from_connect("t", r.key_schema.as_ref(), &r.key).unwrap();
+        }
+        assert_eq!(out.len(), 3);
     }
 }
