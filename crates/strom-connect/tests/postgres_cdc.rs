@@ -59,7 +59,10 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
     let port = pg.port.to_string();
     let connector = props(&[
         ("name", "cdc"),
-        ("connector.class", "io.debezium.connector.postgresql.PostgresConnector"),
+        (
+            "connector.class",
+            "io.debezium.connector.postgresql.PostgresConnector",
+        ),
         ("database.hostname", "127.0.0.1"),
         ("database.port", &port),
         ("database.user", "postgres"),
@@ -73,10 +76,14 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
     let w = Standalone::start(worker_props(&b, dir.path()), vec![connector.clone()], None)
         .await
         .unwrap();
-    wait_for("the replication slot", Duration::from_secs(20), async || {
-        let r = rows(&db, "SELECT slot_name::text FROM pg_replication_slots").await;
-        (r == vec![vec![Some("strom_slot".to_owned())]]).then_some(())
-    })
+    wait_for(
+        "the replication slot",
+        Duration::from_secs(20),
+        async || {
+            let r = rows(&db, "SELECT slot_name::text FROM pg_replication_slots").await;
+            (r == vec![vec![Some("strom_slot".to_owned())]]).then_some(())
+        },
+    )
     .await;
     db.batch_execute(
         "INSERT INTO customers VALUES (1, 'ann', NULL, 1.5), (2, 'bob', 'b@x', NULL);
@@ -88,7 +95,9 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
     .await
     .unwrap();
     let recs = read_topic(&b, topic, 1, 8, Duration::from_secs(20)).await;
-    let status = http(w.addr, "GET", "/connectors/cdc/status", None).await.body;
+    let status = http(w.addr, "GET", "/connectors/cdc/status", None)
+        .await
+        .body;
     let ann = json!({"id": 1, "name": "ann", "email": null, "score": "Dw=="});
     let ann2 = json!({"id": 1, "name": "ann2", "email": null, "score": "Dw=="});
     let bob = json!({"id": 2, "name": "bob", "email": "b@x", "score": null});
@@ -140,7 +149,13 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
             .iter()
             .map(|f| f["field"].clone())
             .collect::<Vec<_>>(),
-        vec![json!("before"), json!("after"), json!("source"), json!("op"), json!("ts_ms")]
+        vec![
+            json!("before"),
+            json!("after"),
+            json!("source"),
+            json!("op"),
+            json!("ts_ms")
+        ]
     );
     let source = &value["payload"]["source"];
     assert_eq!(

@@ -41,7 +41,10 @@ async fn thousands_of_rows_with_updates_and_deletes_arrive_exactly() {
     ]);
     let sink = props(&[
         ("name", "rt-sink"),
-        ("connector.class", "io.confluent.connect.jdbc.JdbcSinkConnector"),
+        (
+            "connector.class",
+            "io.confluent.connect.jdbc.JdbcSinkConnector",
+        ),
         ("topics", "rt.public.src"),
         ("connection.url", &url),
         ("insert.mode", "upsert"),
@@ -54,10 +57,14 @@ async fn thousands_of_rows_with_updates_and_deletes_arrive_exactly() {
     let w = Standalone::start(worker_props(&b, dir.path()), vec![source, sink], None)
         .await
         .unwrap();
-    wait_for("the replication slot", Duration::from_secs(20), async || {
-        let r = rows(&db, "SELECT slot_name::text FROM pg_replication_slots").await;
-        (!r.is_empty()).then_some(())
-    })
+    wait_for(
+        "the replication slot",
+        Duration::from_secs(20),
+        async || {
+            let r = rows(&db, "SELECT slot_name::text FROM pg_replication_slots").await;
+            (!r.is_empty()).then_some(())
+        },
+    )
     .await;
     let started = Instant::now();
     // Inserts in five transactions, then updates of every fifth row, then deletes.
@@ -84,16 +91,24 @@ async fn thousands_of_rows_with_updates_and_deletes_arrive_exactly() {
                  FROM {} AS t ORDER BY t.id";
     let want = rows(&db, &query.replace("{}", "src")).await;
     assert_eq!(want.len(), (ROWS - ROWS / 10) as usize);
-    let got = wait_for("the copy to equal the source", Duration::from_secs(60), async || {
-        let got = db
-            .query(&query.replace("{}", "dst"), &[])
-            .await
-            .ok()?
-            .iter()
-            .map(|r| (0..7).map(|i| r.get::<_, Option<String>>(i)).collect::<Vec<_>>())
-            .collect::<Vec<_>>();
-        (got == want).then_some(got)
-    })
+    let got = wait_for(
+        "the copy to equal the source",
+        Duration::from_secs(60),
+        async || {
+            let got = db
+                .query(&query.replace("{}", "dst"), &[])
+                .await
+                .ok()?
+                .iter()
+                .map(|r| {
+                    (0..7)
+                        .map(|i| r.get::<_, Option<String>>(i))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>();
+            (got == want).then_some(got)
+        },
+    )
     .await;
     let elapsed = started.elapsed();
     assert_eq!(got.len(), 4_500);

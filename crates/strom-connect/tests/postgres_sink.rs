@@ -78,7 +78,10 @@ async fn upserts_by_key_deletes_on_tombstones_and_creates_the_table() {
         worker_props(&b, dir.path()),
         vec![props(&[
             ("name", "orders-sink"),
-            ("connector.class", "io.confluent.connect.jdbc.JdbcSinkConnector"),
+            (
+                "connector.class",
+                "io.confluent.connect.jdbc.JdbcSinkConnector",
+            ),
             ("topics", "orders"),
             ("connection.url", &url),
             ("insert.mode", "upsert"),
@@ -214,7 +217,16 @@ async fn inserts_into_an_existing_table_keep_each_type_exactly() {
     assert_eq!(
         got,
         vec![
-            vec![s("1"), s("1970-01-01 00:00:00+00"), None, s("-0.500"), None, None, None, None],
+            vec![
+                s("1"),
+                s("1970-01-01 00:00:00+00"),
+                None,
+                s("-0.500"),
+                None,
+                None,
+                None,
+                None
+            ],
             vec![
                 s("2"),
                 s("2026-01-01 00:00:01.125+00"),

@@ -44,7 +44,10 @@ async fn incrementing_mode_sends_rows_with_their_schema_and_resumes_after_restar
     let url = pg.jdbc_url();
     let connector = props(&[
         ("name", "items-source"),
-        ("connector.class", "io.confluent.connect.jdbc.JdbcSourceConnector"),
+        (
+            "connector.class",
+            "io.confluent.connect.jdbc.JdbcSourceConnector",
+        ),
         ("connection.url", &url),
         ("mode", "incrementing"),
         ("incrementing.column.name", "id"),
@@ -79,7 +82,10 @@ async fn incrementing_mode_sends_rows_with_their_schema_and_resumes_after_restar
     );
     // 1.50 at scale 2 is 150 = 0x0096 ("AJY="); -3.25 is -325 = 0xfebb ("/rs=").
     assert_eq!(
-        values.iter().map(|v| v["payload"].clone()).collect::<Vec<_>>(),
+        values
+            .iter()
+            .map(|v| v["payload"].clone())
+            .collect::<Vec<_>>(),
         vec![
             json!({"id": 1, "name": "apple", "price": "AJY=", "added": 20455, "flag": true}),
             json!({"id": 2, "name": "pear", "price": null, "added": null, "flag": null}),
@@ -103,7 +109,13 @@ async fn incrementing_mode_sends_rows_with_their_schema_and_resumes_after_restar
         .collect();
     assert_eq!(
         names,
-        vec![json!("apple"), json!("pear"), json!("fig"), json!("kiwi"), json!("lime")],
+        vec![
+            json!("apple"),
+            json!("pear"),
+            json!("fig"),
+            json!("kiwi"),
+            json!("lime")
+        ],
         "{}",
         status(&w, "items-source").await
     );
@@ -131,7 +143,10 @@ async fn timestamp_mode_reads_new_and_changed_rows_and_resumes_after_restart() {
     let url = pg.jdbc_url();
     let connector = props(&[
         ("name", "events-source"),
-        ("connector.class", "io.strom.connect.postgres.PostgresSourceConnector"),
+        (
+            "connector.class",
+            "io.strom.connect.postgres.PostgresSourceConnector",
+        ),
         ("connection.url", &url),
         ("mode", "timestamp"),
         ("timestamp.column.name", "updated_at"),
@@ -144,10 +159,18 @@ async fn timestamp_mode_reads_new_and_changed_rows_and_resumes_after_restart() {
         .await
         .unwrap();
     let recs = read_topic(&b, "ts-events", 1, 5, Duration::from_secs(20)).await;
-    let got: Vec<J> = payloads(&recs).iter().map(|v| v["payload"].clone()).collect();
+    let got: Vec<J> = payloads(&recs)
+        .iter()
+        .map(|v| v["payload"].clone())
+        .collect();
     let mut ids: Vec<i64> = got.iter().map(|p| p["id"].as_i64().unwrap()).collect();
     ids[..3].sort();
-    assert_eq!(ids, vec![1, 2, 3, 4, 5], "{}", status(&w, "events-source").await);
+    assert_eq!(
+        ids,
+        vec![1, 2, 3, 4, 5],
+        "{}",
+        status(&w, "events-source").await
+    );
     // Timestamps as Kafka's Timestamp (milliseconds).
     assert_eq!(got[3]["updated_at"], json!(1_767_225_601_123i64));
     assert_eq!(

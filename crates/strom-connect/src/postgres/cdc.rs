@@ -106,7 +106,10 @@ impl Connector for PostgresCdcSourceConnector {
         for k in ["table.include.list", "table.exclude.list"] {
             for p in get_list(props, k) {
                 if let Err(e) = regex::Regex::new(&format!("^(?:{p})$")) {
-                    out.push((k.to_owned(), format!("Invalid value {p} for configuration {k}: {e}")));
+                    out.push((
+                        k.to_owned(),
+                        format!("Invalid value {p} for configuration {k}: {e}"),
+                    ));
                 }
             }
         }
@@ -214,7 +217,10 @@ impl PostgresCdcSourceTask {
         let (slot, publication) = (self.slot.clone(), self.publication.clone());
         let client = self.client().await?;
         let exists = client
-            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication])
+            .query_opt(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&publication],
+            )
             .await
             .map_err(|e| pg_error("publication lookup", &e))?
             .is_some();
@@ -222,9 +228,9 @@ impl PostgresCdcSourceTask {
             let target = if mode == "filtered" && !tables.is_empty() {
                 let mut names = Vec::new();
                 for t in &tables {
-                    let id = catalog::resolve(client, t).await?.ok_or_else(|| {
-                        ConnectError::Task(format!("table {t} does not exist"))
-                    })?;
+                    let id = catalog::resolve(client, t)
+                        .await?
+                        .ok_or_else(|| ConnectError::Task(format!("table {t} does not exist")))?;
                     names.push(id.sql()?);
                 }
                 format!("TABLE {}", names.join(", "))
@@ -410,8 +416,10 @@ impl PostgresCdcSourceTask {
                 nullable: !c.key && nullable.get(&c.name).copied().unwrap_or(true),
             })
             .collect();
-        self.relations
-            .insert(oid, build_relation(&self.prefix, id, wire, columns, included));
+        self.relations.insert(
+            oid,
+            build_relation(&self.prefix, id, wire, columns, included),
+        );
         Ok(())
     }
 
@@ -438,10 +446,7 @@ impl PostgresCdcSourceTask {
             for (i, r) in records.into_iter().enumerate().skip(skip) {
                 let last = i + 1 == total;
                 let mut offset = JsonMap::new();
-                offset.insert(
-                    "lsn".into(),
-                    json!(if last { t.end_lsn } else { complete }),
-                );
+                offset.insert("lsn".into(), json!(if last { t.end_lsn } else { complete }));
                 if !last {
                     offset.insert("tx_end".into(), json!(t.end_lsn));
                     offset.insert("event".into(), json!(i + 1));
@@ -462,18 +467,14 @@ impl PostgresCdcSourceTask {
         Ok(())
     }
 
-    fn change_records(
-        &self,
-        t: &Txn,
-        c: &Change,
-        db: &str,
-        out: &mut Vec<Record>,
-    ) -> Result<()> {
+    fn change_records(&self, t: &Txn, c: &Change, db: &str, out: &mut Vec<Record>) -> Result<()> {
         let oid = match c {
             Change::Insert(o, _) | Change::Update(o, _, _) | Change::Delete(o, _, _) => *o,
         };
         let rel = self.relations.get(&oid).ok_or_else(|| {
-            ConnectError::Task(format!("a change of relation {oid} came before its Relation message"))
+            ConnectError::Task(format!(
+                "a change of relation {oid} came before its Relation message"
+            ))
         })?;
         if !rel.included {
             return Ok(());
@@ -523,7 +524,10 @@ impl PostgresCdcSourceTask {
         match c {
             Change::Insert(_, new) => {
                 let row = row_value(rel, new, false)?;
-                out.push(record(key_value(rel, new)?, Some(envelope(Value::Null, row, "c"))));
+                out.push(record(
+                    key_value(rel, new)?,
+                    Some(envelope(Value::Null, row, "c")),
+                ));
             }
             Change::Update(_, old, new) => {
                 let key = key_value(rel, new)?;
@@ -549,7 +553,10 @@ impl PostgresCdcSourceTask {
             Change::Delete(_, old, key_only) => {
                 let key = key_value(rel, old)?;
                 let before = row_value(rel, old, *key_only)?;
-                out.push(record(key.clone(), Some(envelope(before, Value::Null, "d"))));
+                out.push(record(
+                    key.clone(),
+                    Some(envelope(before, Value::Null, "d")),
+                ));
                 out.push(record(key, None));
             }
         }
@@ -660,7 +667,11 @@ fn column_value(c: &Column, v: Option<&TupleValue>) -> Result<Value> {
 fn row_value(rel: &Relation, tuple: &[TupleValue], key_only: bool) -> Result<Value> {
     let mut s = Struct::new(rel.row_schema.clone());
     for (i, (c, w)) in rel.columns.iter().zip(&rel.wire).enumerate() {
-        let sent = if key_only && !w.key { None } else { tuple.get(i) };
+        let sent = if key_only && !w.key {
+            None
+        } else {
+            tuple.get(i)
+        };
         s.values[i] = column_value(c, sent)?;
     }
     Ok(Value::Struct(s))
@@ -686,7 +697,9 @@ fn patterns(props: &Props, key: &str) -> Result<Vec<regex::Regex>> {
         .iter()
         .map(|p| {
             regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                ConnectError::InvalidConfig(format!("Invalid value {p} for configuration {key}: {e}"))
+                ConnectError::InvalidConfig(format!(
+                    "Invalid value {p} for configuration {key}: {e}"
+                ))
             })
         })
         .collect()
@@ -785,21 +798,80 @@ mod tests {
             ..Default::default()
         };
         let wire = vec![
-            RelationColumn { key: true, name: "id".into(), type_oid: 23, type_modifier: -1 },
-            RelationColumn { key: false, name: "name".into(), type_oid: 25, type_modifier: -1 },
+            RelationColumn {
+                key: true,
+                name: "id".into(),
+                type_oid: 23,
+                type_modifier: -1,
+            },
+            RelationColumn {
+                key: false,
+                name: "name".into(),
+                type_oid: 25,
+                type_modifier: -1,
+            },
         ];
         let columns = vec![
-            Column { name: "id".into(), type_oid: 23, type_modifier: -1, nullable: false },
-            Column { name: "name".into(), type_oid: 25, type_modifier: -1, nullable: false },
+            Column {
+                name: "id".into(),
+                type_oid: 23,
+                type_modifier: -1,
+                nullable: false,
+            },
+            Column {
+                name: "name".into(),
+                type_oid: 25,
+                type_modifier: -1,
+                nullable: false,
+            },
         ];
-        task.relations.insert(1, build_relation("shop", TableId { schema: "public".into(), name: "t".into() }, wire, columns, true));
-        let t = Txn { xid: 7, end_lsn: 100, commit_micros: 0, changes: vec![] };
+        task.relations.insert(
+            1,
+            build_relation(
+                "shop",
+                TableId {
+                    schema: "public".into(),
+                    name: "t".into(),
+                },
+                wire,
+                columns,
+                true,
+            ),
+        );
+        let t = Txn {
+            xid: 7,
+            end_lsn: 100,
+            commit_micros: 0,
+            changes: vec![],
+        };
         let mut out = Vec::new();
-        task.change_records(&t, &Change::Insert(1, vec![TupleValue::Text("1".into()), TupleValue::Text("a".into())]), "db", &mut out).unwrap();
-        task.change_records(&t, &Change::Delete(1, vec![TupleValue::Text("1".into()), TupleValue::Null], true), "db", &mut out).unwrap();
-        let c = JsonConverter { schemas_enable: true };
+        task.change_records(
+            &t,
+            &Change::Insert(
+                1,
+                vec![TupleValue::Text("1".into()), TupleValue::Text("a".into())],
+            ),
+            "db",
+            &mut out,
+        )
+        .unwrap();
+        task.change_records(
+            &t,
+            &Change::Delete(
+                1,
+                vec![TupleValue::Text("1".into()), TupleValue::Null],
+                true,
+            ),
+            "db",
+            &mut out,
+        )
+        .unwrap();
+        let c = JsonConverter {
+            schemas_enable: true,
+        };
         for r in &out {
-            c.from_connect("t", r.value_schema.as_ref(), &r.value).unwrap();
+            c.from_connect("t", r.value_schema.as_ref(), &r.value)
+                .unwrap();
             c.from_connect("t", r.key_schema.as_ref(), &r.key).unwrap();
         }
         assert_eq!(out.len(), 3);

@@ -91,9 +91,8 @@ pub fn jdbc_config(props: &Props) -> Result<Config> {
 /// `database.user`, `database.password`, `database.dbname`.
 pub fn debezium_config(props: &Props) -> Result<Config> {
     let get = |k: &str| props.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
-    let required = |k: &str| {
-        get(k).ok_or_else(|| ConnectError::InvalidConfig(format!("{k} is required")))
-    };
+    let required =
+        |k: &str| get(k).ok_or_else(|| ConnectError::InvalidConfig(format!("{k} is required")));
     let mut c = Config::new();
     c.host(required("database.hostname")?);
     let port = get("database.port").unwrap_or("5432");
@@ -116,7 +115,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16) {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -135,14 +136,19 @@ pub async fn connect(config: &Config) -> Result<Client> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| retriable("connect", &e))?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| retriable("connect", &e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("postgres connection ended: {e}");
         }
     });
     client
-        .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1")
+        .batch_execute(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1",
+        )
         .await
         .map_err(|e| pg_error("session set-up", &e))?;
     Ok(client)

@@ -173,7 +173,8 @@ impl<'a> Reader<'a> {
 
     fn tuple(&mut self) -> R<Vec<TupleValue>> {
         let n = self.i16()?;
-        let n = usize::try_from(n).map_err(|_| DecodeError(format!("negative column count {n}")))?;
+        let n =
+            usize::try_from(n).map_err(|_| DecodeError(format!("negative column count {n}")))?;
         let mut out = Vec::with_capacity(n.min(self.buf.len()));
         for _ in 0..n {
             out.push(match self.u8()? {
@@ -266,7 +267,11 @@ pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
                     relation,
                     new: r.tuple()?,
                 },
-                k => return Err(DecodeError(format!("insert: unexpected tuple tag {k:#04x}"))),
+                k => {
+                    return Err(DecodeError(format!(
+                        "insert: unexpected tuple tag {k:#04x}"
+                    )))
+                }
             }
         }
         b'U' => {
@@ -278,7 +283,9 @@ pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
                 tag = r.u8()?;
             }
             if tag != b'N' {
-                return Err(DecodeError(format!("update: unexpected tuple tag {tag:#04x}")));
+                return Err(DecodeError(format!(
+                    "update: unexpected tuple tag {tag:#04x}"
+                )));
             }
             Message::Update {
                 relation,
@@ -290,7 +297,9 @@ pub fn decode(buf: &[u8]) -> Result<Message, DecodeError> {
             let relation = r.u32()?;
             let kind = r.u8()?;
             if kind != b'K' && kind != b'O' {
-                return Err(DecodeError(format!("delete: unexpected tuple tag {kind:#04x}")));
+                return Err(DecodeError(format!(
+                    "delete: unexpected tuple tag {kind:#04x}"
+                )));
             }
             Message::Delete {
                 relation,
@@ -417,10 +426,7 @@ mod tests {
             decode(&upd).unwrap(),
             Message::Update {
                 relation: 16384,
-                old: Some((
-                    b'K',
-                    vec![TupleValue::Text("1".into()), TupleValue::Null]
-                )),
+                old: Some((b'K', vec![TupleValue::Text("1".into()), TupleValue::Null])),
                 new: vec![TupleValue::Text("2".into()), TupleValue::Unchanged],
             }
         );

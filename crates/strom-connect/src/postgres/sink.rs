@@ -85,7 +85,12 @@ impl Connector for PostgresSinkConnector {
 
     fn validate_extra(&self, props: &Props) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        let get = |k: &str, d: &str| props.get(k).map(|s| s.trim().to_owned()).unwrap_or(d.into());
+        let get = |k: &str, d: &str| {
+            props
+                .get(k)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or(d.into())
+        };
         if get_bool(props, "delete.enabled", false).unwrap_or(false)
             && get("pk.mode", "none") != "record_key"
         {
@@ -159,7 +164,12 @@ pub struct PostgresSinkTask {
     statements: HashMap<String, Statement>,
 }
 
-fn parse_mode<T: Copy>(props: &Props, key: &str, default: &str, choices: &[(&str, T)]) -> Result<T> {
+fn parse_mode<T: Copy>(
+    props: &Props,
+    key: &str,
+    default: &str,
+    choices: &[(&str, T)],
+) -> Result<T> {
     let v = props.get(key).map(|s| s.trim()).unwrap_or(default);
     choices
         .iter()
@@ -257,9 +267,7 @@ impl PostgresSinkTask {
     /// The key columns and values of a record in `record_key` mode.
     fn key_columns(&self, r: &Record) -> Result<(Vec<(String, Schema)>, Vec<Option<String>>)> {
         if self.pk_mode != Some(PkMode::RecordKey) {
-            return Err(ConnectError::Data(
-                "deletes need pk.mode=record_key".into(),
-            ));
+            return Err(ConnectError::Data("deletes need pk.mode=record_key".into()));
         }
         match &r.key {
             Value::Struct(k) => {
@@ -344,13 +352,22 @@ impl PostgresSinkTask {
         Ok(())
     }
 
-    async fn create_table(&mut self, table: &TableId, columns: &[(String, Schema)], key_len: usize) -> Result<()> {
+    async fn create_table(
+        &mut self,
+        table: &TableId,
+        columns: &[(String, Schema)],
+        key_len: usize,
+    ) -> Result<()> {
         if !self.auto_create || self.created.contains(table) {
             return Ok(());
         }
         let mut defs = Vec::new();
         for (i, (n, s)) in columns.iter().enumerate() {
-            let null = if s.optional && i >= key_len { "" } else { " NOT NULL" };
+            let null = if s.optional && i >= key_len {
+                ""
+            } else {
+                " NOT NULL"
+            };
             defs.push(format!("{} {}{null}", quote_ident(n)?, sql_type(s)));
         }
         if key_len > 0 {
@@ -360,7 +377,11 @@ impl PostgresSinkTask {
                 .collect::<Result<_>>()?;
             defs.push(format!("PRIMARY KEY ({})", keys.join(", ")));
         }
-        let sql = format!("CREATE TABLE IF NOT EXISTS {} ({})", table.sql()?, defs.join(", "));
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            table.sql()?,
+            defs.join(", ")
+        );
         let client = self.client().await?;
         client
             .batch_execute(&sql)
@@ -413,15 +434,23 @@ impl PostgresSinkTask {
             if sets.is_empty() {
                 return Ok(());
             }
-            let sql = format!("UPDATE {t} SET {} WHERE {}", sets.join(", "), wheres.join(" AND "));
+            let sql = format!(
+                "UPDATE {t} SET {} WHERE {}",
+                sets.join(", "),
+                wheres.join(" AND ")
+            );
             for r in rows {
-                let mut params: Vec<TextParam> = r[key_len..].iter().cloned().map(TextParam).collect();
+                let mut params: Vec<TextParam> =
+                    r[key_len..].iter().cloned().map(TextParam).collect();
                 params.extend(r[..key_len].iter().cloned().map(TextParam));
                 self.run(sql.clone(), params).await?;
             }
             return Ok(());
         }
-        let per_statement = self.batch_size.min(MAX_PARAMS / columns.len().max(1)).max(1);
+        let per_statement = self
+            .batch_size
+            .min(MAX_PARAMS / columns.len().max(1))
+            .max(1);
         let conflict = if mode == InsertMode::Upsert {
             let updates: Vec<String> = names[key_len..]
                 .iter()
@@ -555,7 +584,11 @@ impl PostgresSinkTask {
 /// a delete (`op` = `d`).
 fn unwrap_envelope(r: &Record) -> (&Value, bool) {
     if let Value::Struct(s) = &r.value {
-        let is_envelope = s.schema.name.as_deref().is_some_and(|n| n.ends_with(".Envelope"))
+        let is_envelope = s
+            .schema
+            .name
+            .as_deref()
+            .is_some_and(|n| n.ends_with(".Envelope"))
             && s.schema.field("after").is_some()
             && s.schema.field("op").is_some();
         if is_envelope {
@@ -624,13 +657,18 @@ impl SinkTask for PostgresSinkTask {
             if ops.is_empty() {
                 return Ok(());
             }
-            self.client().await?.batch_execute("BEGIN").await.map_err(|e| pg_error("begin", &e))?;
+            self.client()
+                .await?
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| pg_error("begin", &e))?;
             let written = self.write(ops).await;
             let client = self.client.as_ref();
             match written {
                 Ok(()) => {
-                    let client = client
-                        .ok_or_else(|| ConnectError::Retriable("PostgreSQL connection lost".into()))?;
+                    let client = client.ok_or_else(|| {
+                        ConnectError::Retriable("PostgreSQL connection lost".into())
+                    })?;
                     client
                         .batch_execute("COMMIT")
                         .await

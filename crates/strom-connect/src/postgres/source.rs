@@ -272,9 +272,11 @@ impl PostgresSourceTask {
                 .collect();
         } else {
             for name in &listed {
-                ids.push(catalog::resolve(client, name).await?.ok_or_else(|| {
-                    ConnectError::Task(format!("table {name} does not exist"))
-                })?);
+                ids.push(
+                    catalog::resolve(client, name).await?.ok_or_else(|| {
+                        ConnectError::Task(format!("table {name} does not exist"))
+                    })?,
+                );
             }
         }
         let mut tables = Vec::new();
@@ -326,7 +328,11 @@ impl PostgresSourceTask {
             .map_err(|e| pg_error("query", &e))?;
         let mut rows: Vec<Vec<Option<String>>> = rows
             .iter()
-            .map(|r| (0..r.len()).map(|c| r.get::<_, Option<String>>(c)).collect())
+            .map(|r| {
+                (0..r.len())
+                    .map(|c| r.get::<_, Option<String>>(c))
+                    .collect()
+            })
             .collect();
         let full = rows.len() >= limit && mode != Mode::Bulk;
         if full && mode == Mode::Timestamp {
@@ -347,7 +353,11 @@ impl PostgresSourceTask {
                     .await
                     .map_err(|e| pg_error("query", &e))?
                     .iter()
-                    .map(|r| (0..r.len()).map(|c| r.get::<_, Option<String>>(c)).collect())
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|c| r.get::<_, Option<String>>(c))
+                            .collect()
+                    })
                     .collect();
             }
         }
@@ -476,16 +486,22 @@ fn row_record(t: &mut TableState, mode: Mode, row: &[Option<String>]) -> Result<
     let mut offset = JsonMap::new();
     if mode.incrementing() {
         let v = extra.next().cloned().flatten().ok_or_else(|| {
-            ConnectError::Task(format!("a row of {} has a null incrementing column", t.id.qualified()))
+            ConnectError::Task(format!(
+                "a row of {} has a null incrementing column",
+                t.id.qualified()
+            ))
         })?;
-        t.incrementing = v.parse().map_err(|_| {
-            ConnectError::Task(format!("incrementing value {v} is not an integer"))
-        })?;
+        t.incrementing = v
+            .parse()
+            .map_err(|_| ConnectError::Task(format!("incrementing value {v} is not an integer")))?;
         offset.insert("incrementing".into(), json!(t.incrementing));
     }
     if mode.timestamp() {
         let v = extra.next().cloned().flatten().ok_or_else(|| {
-            ConnectError::Task(format!("a row of {} has a null timestamp", t.id.qualified()))
+            ConnectError::Task(format!(
+                "a row of {} has a null timestamp",
+                t.id.qualified()
+            ))
         })?;
         let micros = parse_timestamp_micros(&v)
             .ok_or_else(|| ConnectError::Task(format!("cannot read timestamp {v}")))?;

@@ -471,7 +471,10 @@ mod tests {
 
     #[test]
     fn reads_text_forms() {
-        assert_eq!(col(BOOL, -1).parse(Some("t")).unwrap(), Value::Boolean(true));
+        assert_eq!(
+            col(BOOL, -1).parse(Some("t")).unwrap(),
+            Value::Boolean(true)
+        );
         assert_eq!(col(INT8, -1).parse(Some("-5")).unwrap(), Value::Int64(-5));
         assert_eq!(
             col(BYTEA, -1).parse(Some("\\x00ff")).unwrap(),

@@ -191,7 +191,11 @@ pub async fn rows(c: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .iter()
-        .map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect())
+        .map(|r| {
+            (0..r.len())
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect()
+        })
         .collect()
 }
 
@@ -205,8 +209,14 @@ pub fn worker_props(bootstrap: &str, dir: &std::path::Path) -> strom_connect::co
             "offset.storage.file.filename",
             dir.join("offsets").display().to_string(),
         ),
-        ("key.converter", "org.apache.kafka.connect.json.JsonConverter".into()),
-        ("value.converter", "org.apache.kafka.connect.json.JsonConverter".into()),
+        (
+            "key.converter",
+            "org.apache.kafka.connect.json.JsonConverter".into(),
+        ),
+        (
+            "value.converter",
+            "org.apache.kafka.connect.json.JsonConverter".into(),
+        ),
         ("offset.flush.interval.ms", "100".into()),
         ("consumer.heartbeat.interval.ms", "200".into()),
     ]
