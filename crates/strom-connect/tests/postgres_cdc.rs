@@ -1,7 +1,8 @@
 //! The PostgreSQL CDC source (logical replication, pgoutput) against a real PostgreSQL and a
 //! real broker: inserts, updates and deletes come as Debezium-shaped change events with the
 //! table's schema, keyed by the primary key; a delete is followed by a tombstone; a key
-//! change is a delete, a tombstone and a create; after a restart only new changes come.
+//! change is a delete, a tombstone and a create; rows there before the connector started
+//! come first as snapshot reads (`r`); after a restart only new changes come.
 
 mod common;
 #[path = "common/postgres.rs"]
@@ -47,7 +48,8 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
     db.batch_execute(
         "CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text, \
          score numeric(5,1));
-         CREATE TABLE other (id int PRIMARY KEY);",
+         CREATE TABLE other (id int PRIMARY KEY);
+         INSERT INTO customers VALUES (0, 'zed', 'z@x', 2.0);",
     )
     .await
     .unwrap();
@@ -85,6 +87,13 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
         },
     )
     .await;
+    // The snapshot's record first (so that the changes below come after it, from the slot).
+    assert_eq!(
+        read_topic(&b, topic, 1, 1, Duration::from_secs(20))
+            .await
+            .len(),
+        1
+    );
     db.batch_execute(
         "INSERT INTO customers VALUES (1, 'ann', NULL, 1.5), (2, 'bob', 'b@x', NULL);
          INSERT INTO other VALUES (1);
@@ -94,7 +103,7 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
     )
     .await
     .unwrap();
-    let recs = read_topic(&b, topic, 1, 8, Duration::from_secs(20)).await;
+    let recs = read_topic(&b, topic, 1, 9, Duration::from_secs(20)).await;
     let status = http(w.addr, "GET", "/connectors/cdc/status", None)
         .await
         .body;
@@ -111,6 +120,13 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
     assert_eq!(
         events(&recs),
         vec![
+            // The initial snapshot: the row there before the connector started.
+            (
+                json!({"id": 0}),
+                "r".into(),
+                J::Null,
+                json!({"id": 0, "name": "zed", "email": "z@x", "score": "FA=="})
+            ),
             (json!({"id": 1}), "c".into(), J::Null, ann),
             (json!({"id": 2}), "c".into(), J::Null, bob),
             (json!({"id": 1}), "u".into(), J::Null, ann2),
@@ -183,11 +199,11 @@ async fn inserts_updates_and_deletes_become_change_events_with_the_schema() {
     let w = Standalone::start(worker_props(&b, dir.path()), vec![connector], None)
         .await
         .unwrap();
-    let recs = read_topic(&b, topic, 1, 9, Duration::from_secs(20)).await;
+    let recs = read_topic(&b, topic, 1, 10, Duration::from_secs(20)).await;
     let all = events(&recs);
-    assert_eq!(all.len(), 9, "{all:?}");
+    assert_eq!(all.len(), 10, "{all:?}");
     assert_eq!(
-        all[8],
+        all[9],
         (
             json!({"id": 3}),
             "c".into(),

@@ -79,7 +79,7 @@ pub async fn columns(client: &Client, t: &TableId) -> Result<(Vec<Column>, Vec<S
     let rows = client
         .query(
             "SELECT a.attname::text, a.atttypid::int8, a.atttypmod, NOT a.attnotnull, \
-             coalesce(array_position(i.indkey::int2[], a.attnum), 0)::int4 \
+             coalesce(array_position(i.indkey::int2[], a.attnum) + 1, 0)::int4 \
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \

@@ -3,7 +3,10 @@
 //!
 //! At start it creates, when missing, the publication `publication.name` (for all tables, or
 //! for the tables of `table.include.list` with `publication.autocreate.mode=filtered`) and
-//! the logical replication slot `slot.name`. Each poll peeks at the slot's changes with
+//! the logical replication slot `slot.name`. With `snapshot.mode=initial` (the default, as
+//! Debezium's) and no offsets yet, it then reads the included tables' rows as `r` events, in
+//! one repeatable-read transaction begun after the slot exists (a change racing the snapshot
+//! may come twice; none is lost; an interrupted snapshot starts over). Each poll peeks at the slot's changes with
 //! `pg_logical_slot_peek_binary_changes` (pgoutput, protocol 1), decodes them (see
 //! `pgoutput`), and returns them as records; the slot is moved on with
 //! `pg_replication_slot_advance` only once the runtime has committed the offsets of the
@@ -89,6 +92,8 @@ impl Connector for PostgresCdcSourceConnector {
             .at_least(1)
             .define("max.queue.size", ConfigType::Int, Some("8192"), Importance::Medium, "Maximum number of changes read from the slot at once.")
             .at_least(1)
+            .define("snapshot.mode", ConfigType::String, Some("initial"), Importance::Low, "The criteria for running a snapshot upon startup of the connector: initial (the tables' rows first, when no offsets exist) or no_data (changes only; also never).")
+            .one_of(&["initial", "no_data", "never"])
             .define("poll.interval.ms", ConfigType::Long, Some("500"), Importance::Medium, "Time to wait for new change events to appear after receiving no events.")
             .at_least(1)
     }
@@ -188,7 +193,21 @@ pub struct PostgresCdcSourceTask {
     advance_to: u64,
     /// Where the slot is.
     slot_lsn: u64,
+    /// The initial snapshot is still to be taken (or finished).
+    snapshot_needed: bool,
+    snapshot: Option<Snapshot>,
 }
+
+/// The initial snapshot in progress: its own connection in one repeatable-read transaction,
+/// the tables left, and whether a cursor is open on the current one.
+struct Snapshot {
+    client: Client,
+    tables: VecDeque<u32>,
+    current: Option<u32>,
+}
+
+/// The cursor the snapshot reads a table with.
+const SNAPSHOT_CURSOR: &str = "strom_snapshot";
 
 impl PostgresCdcSourceTask {
     fn partition(&self) -> JsonMap {
@@ -280,6 +299,161 @@ impl PostgresCdcSourceTask {
         }
         self.ready = true;
         Ok(())
+    }
+
+    /// The next batch of the initial snapshot (`None`: the snapshot is complete). Each table
+    /// is read whole through a cursor, all in one repeatable-read transaction begun after the
+    /// slot exists, so every change after it comes from the slot (some twice: at least once).
+    async fn snapshot_batch(&mut self) -> Result<Option<Vec<SourceRecord>>> {
+        if self.snapshot.is_none() {
+            let client = connect(&pg_config(&self.props)?).await?;
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .map_err(|e| pg_error("snapshot", &e))?;
+            let mut tables = VecDeque::new();
+            for id in catalog::list_tables(&client).await? {
+                let q = id.qualified();
+                let included = (self.include.is_empty()
+                    || self.include.iter().any(|r| r.is_match(&q)))
+                    && !self.exclude.iter().any(|r| r.is_match(&q));
+                if !included {
+                    continue;
+                }
+                let oid: i64 = client
+                    .query_one("SELECT $1::text::regclass::oid::int8", &[&id.sql()?])
+                    .await
+                    .map_err(|e| pg_error("snapshot", &e))?
+                    .get(0);
+                let (columns, pk) = catalog::columns(&client, &id).await?;
+                let wire = columns
+                    .iter()
+                    .map(|c| RelationColumn {
+                        key: pk.contains(&c.name),
+                        name: c.name.clone(),
+                        type_oid: c.type_oid,
+                        type_modifier: c.type_modifier,
+                    })
+                    .collect();
+                let columns = columns
+                    .into_iter()
+                    .map(|c| Column {
+                        nullable: c.nullable && !pk.contains(&c.name),
+                        ..c
+                    })
+                    .collect();
+                self.relations.insert(
+                    oid as u32,
+                    build_relation(&self.prefix, id, wire, columns, true),
+                );
+                tables.push_back(oid as u32);
+            }
+            self.snapshot = Some(Snapshot {
+                client,
+                tables,
+                current: None,
+            });
+        }
+        let db = pg_config(&self.props)?
+            .get_dbname()
+            .unwrap_or_default()
+            .to_owned();
+        loop {
+            let Some(snap) = self.snapshot.as_mut() else {
+                return Ok(None);
+            };
+            let Some(oid) = snap.current else {
+                let Some(next) = snap.tables.pop_front() else {
+                    snap.client
+                        .batch_execute("COMMIT")
+                        .await
+                        .map_err(|e| pg_error("snapshot", &e))?;
+                    self.snapshot = None;
+                    self.snapshot_needed = false;
+                    return Ok(None);
+                };
+                let rel = self.relations.get(&next).ok_or_else(|| {
+                    ConnectError::Task(format!("snapshot: relation {next} vanished"))
+                })?;
+                let cols = rel
+                    .columns
+                    .iter()
+                    .map(|c| Ok(format!("{}::text", quote_ident(&c.name)?)))
+                    .collect::<Result<Vec<_>>>()?
+                    .join(", ");
+                snap.client
+                    .batch_execute(&format!(
+                        "DECLARE {SNAPSHOT_CURSOR} NO SCROLL CURSOR FOR SELECT {cols} FROM {}",
+                        rel.id.sql()?
+                    ))
+                    .await
+                    .map_err(|e| pg_error("snapshot", &e))?;
+                snap.current = Some(next);
+                continue;
+            };
+            let msgs = snap
+                .client
+                .simple_query(&format!(
+                    "FETCH FORWARD {} FROM {SNAPSHOT_CURSOR}",
+                    self.max_batch
+                ))
+                .await
+                .map_err(|e| pg_error("snapshot", &e))?;
+            let tuples: Vec<Vec<TupleValue>> = msgs
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                        (0..r.len())
+                            .map(|i| match r.get(i) {
+                                Some(t) => TupleValue::Text(t.to_owned()),
+                                None => TupleValue::Null,
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            if tuples.is_empty() {
+                snap.client
+                    .batch_execute(&format!("CLOSE {SNAPSHOT_CURSOR}"))
+                    .await
+                    .map_err(|e| pg_error("snapshot", &e))?;
+                snap.current = None;
+                continue;
+            }
+            let now_micros = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            let txn = Txn {
+                xid: 0,
+                end_lsn: self.returned_lsn,
+                commit_micros: now_micros - PG_EPOCH_MICROS,
+                changes: Vec::new(),
+            };
+            let mut records = Vec::with_capacity(tuples.len());
+            for t in tuples {
+                self.change_records(&txn, &Change::Insert(oid, t), &db, &mut records)?;
+            }
+            let mut offset = JsonMap::new();
+            offset.insert("lsn".into(), json!(self.returned_lsn));
+            offset.insert("snapshot".into(), json!(true));
+            let out = records
+                .into_iter()
+                .map(|mut r| {
+                    // A read of the snapshot: op `r`.
+                    if let Value::Struct(e) = &mut r.value {
+                        e.values[3] = Value::String("r".into());
+                    }
+                    SourceRecord {
+                        source_partition: self.partition(),
+                        source_offset: offset.clone(),
+                        record: r,
+                    }
+                })
+                .collect();
+            return Ok(Some(out));
+        }
     }
 
     async fn advance(&mut self) -> Result<()> {
@@ -728,7 +902,15 @@ impl SourceTask for PostgresCdcSourceTask {
         self.queue_size = get_parsed(props, "max.queue.size", 8192usize)?.max(1);
         self.poll_interval =
             Duration::from_millis(get_parsed(props, "poll.interval.ms", 500u64)?.max(1));
-        if let Some(o) = offsets.offset(&self.partition()) {
+        let initial = props
+            .get("snapshot.mode")
+            .is_none_or(|m| m.trim() == "initial");
+        let offset = offsets.offset(&self.partition());
+        // No offsets yet, or a snapshot that did not finish: (again) from the start.
+        self.snapshot_needed = initial
+            && offset.is_none_or(|o| o.get("snapshot") == Some(&serde_json::Value::Bool(true)));
+        self.snapshot = None;
+        if let Some(o) = offset {
             self.returned_lsn = o.get("lsn").and_then(|v| v.as_u64()).unwrap_or(0);
             self.partial = match (
                 o.get("tx_end").and_then(|v| v.as_u64()),
@@ -746,6 +928,12 @@ impl SourceTask for PostgresCdcSourceTask {
         Box::pin(async move {
             if !self.ready {
                 self.set_up().await?;
+            }
+            if self.snapshot_needed {
+                if let Some(batch) = self.snapshot_batch().await? {
+                    self.uncommitted = true;
+                    return Ok(batch);
+                }
             }
             self.advance().await?;
             if self.queue.is_empty() {
@@ -782,6 +970,7 @@ impl SourceTask for PostgresCdcSourceTask {
 
     fn stop(&mut self) {
         self.client = None;
+        self.snapshot = None;
     }
 }
 
