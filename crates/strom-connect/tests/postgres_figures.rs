@@ -24,6 +24,9 @@ async fn topic_filled(b: &str, topic: &str, n: i64) -> Instant {
     let mut c = ConsumerConfig::new(b);
     c.set("auto.offset.reset", "earliest").unwrap();
     c.set("fetch.max.wait.ms", "50").unwrap();
+    // The source's producer batches can be larger than the 1 MiB default.
+    c.set("max.partition.fetch.bytes", "67108864").unwrap();
+    c.set("fetch.max.bytes", "67108864").unwrap();
     let mut consumer = Consumer::new(c).await.unwrap();
     consumer.assign(&[TopicPartition::new(topic, 0)]);
     let mut seen = 0i64;

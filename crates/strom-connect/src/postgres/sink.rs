@@ -322,11 +322,20 @@ impl PostgresSinkTask {
             .ok_or_else(|| ConnectError::Task("no PostgreSQL connection".into()))
     }
 
+    /// The connection of the transaction in progress: never a new one, which would write
+    /// outside the transaction (a lost connection makes the whole put retriable).
+    fn live(&self) -> Result<&Client> {
+        self.client
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .ok_or_else(|| ConnectError::Retriable("PostgreSQL connection lost".into()))
+    }
+
     async fn statement(&mut self, sql: String) -> Result<Statement> {
         if let Some(s) = self.statements.get(&sql) {
             return Ok(s.clone());
         }
-        let client = self.client().await?;
+        let client = self.live()?;
         let st = client
             .prepare(&sql)
             .await
@@ -340,7 +349,7 @@ impl PostgresSinkTask {
 
     async fn run(&mut self, sql: String, params: Vec<TextParam>) -> Result<()> {
         let st = self.statement(sql).await?;
-        let client = self.client().await?;
+        let client = self.live()?;
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
             .iter()
             .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
@@ -382,7 +391,7 @@ impl PostgresSinkTask {
             table.sql()?,
             defs.join(", ")
         );
-        let client = self.client().await?;
+        let client = self.live()?;
         client
             .batch_execute(&sql)
             .await

@@ -53,6 +53,8 @@ fn is_root() -> bool {
 pub struct Postgres {
     child: Child,
     pub port: u16,
+    bin: PathBuf,
+    user: Option<(u32, u32)>,
     dir: tempfile::TempDir,
 }
 
@@ -108,7 +110,13 @@ impl Postgres {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         as_postgres(&mut cmd);
         let child = cmd.spawn().expect("start postgres");
-        let pg = Postgres { child, port, dir };
+        let pg = Postgres {
+            child,
+            port,
+            bin,
+            user,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -170,9 +178,19 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         // Immediate shutdown: the postmaster stops its backends, then itself.
-        let _ = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
-            .status();
+        let mut stop = Command::new(self.bin.join("pg_ctl"));
+        stop.arg("stop")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((uid, gid)) = self.user {
+            stop.uid(uid).gid(gid);
+        }
+        if stop.status().is_err() {
+            let _ = self.child.kill();
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
