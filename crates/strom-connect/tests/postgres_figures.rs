@@ -1,6 +1,7 @@
 //! Figures for the design note (ignored; run by hand):
 //! `STROM_BIN=/work/bin/strom cargo test -p strom-connect --release --test postgres_figures -- --ignored --nocapture`
-//! Records per second of the query-mode source, the CDC source and the sink, and the
+//! Records per second of the query-mode source (until the broker acknowledged every row), of
+//! CDC source → sink (PostgreSQL → Strom → PostgreSQL) and of the sink alone, and the
 //! broker-to-sink latency (a record acknowledged by the broker until its row is visible).
 
 mod common;
@@ -12,37 +13,25 @@ use std::time::{Duration, Instant};
 use common::*;
 use pg::{props, worker_props, Postgres};
 use serde_json::json;
-use strom_client::{
-    Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, TopicPartition,
-};
+use strom_client::{Producer, ProducerConfig, ProducerRecord};
 use strom_connect::standalone::Standalone;
 
 const N: i64 = 50_000;
 
-/// Waits until `topic` (one partition) holds `n` records; returns when.
-async fn topic_filled(b: &str, topic: &str, n: i64) -> Instant {
-    let mut c = ConsumerConfig::new(b);
-    c.set("auto.offset.reset", "earliest").unwrap();
-    c.set("fetch.max.wait.ms", "50").unwrap();
-    // The source's producer batches can be larger than the 1 MiB default.
-    c.set("max.partition.fetch.bytes", "67108864").unwrap();
-    c.set("fetch.max.bytes", "67108864").unwrap();
-    let mut consumer = Consumer::new(c).await.unwrap();
-    consumer.assign(&[TopicPartition::new(topic, 0)]);
-    let mut seen = 0i64;
+/// Waits until the standalone offsets file in `dir` holds `needle`; returns when.
+async fn offsets_hold(dir: &std::path::Path, needle: &str) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(300);
-    while seen < n {
+    loop {
+        let text = std::fs::read_to_string(dir.join("offsets")).unwrap_or_default();
+        if text.contains(needle) {
+            return Instant::now();
+        }
         assert!(
             Instant::now() < deadline,
-            "only {seen} of {n} records in {topic}"
+            "offsets never reached {needle}: {text}"
         );
-        seen += consumer
-            .poll(Duration::from_millis(100))
-            .await
-            .unwrap()
-            .len() as i64;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Instant::now()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,24 +74,39 @@ async fn postgres_connector_figures() {
     )
     .await
     .unwrap();
-    let secs = (topic_filled(&b, "q-bench", N).await - start).as_secs_f64();
+    // Done when the offset of the last row is committed (every record acknowledged).
+    let secs =
+        (offsets_hold(dir.path(), &format!("\"incrementing\":{N}")).await - start).as_secs_f64();
     eprintln!(
-        "query-mode source: {N} rows in {secs:.2} s = {:.0} records/s",
+        "query-mode source: {N} rows acknowledged by the broker in {secs:.2} s = {:.0} records/s",
         N as f64 / secs
     );
     w.stop().await;
 
-    // CDC source.
+    // CDC source into the sink: PostgreSQL → Strom → PostgreSQL.
     let w = Standalone::start(
         worker_props(&b, dir.path()),
-        vec![props(&[
-            ("name", "c"),
-            ("connector.class", "PostgresConnector"),
-            ("connection.url", &url),
-            ("topic.prefix", "c"),
-            ("table.include.list", "public\\.cdc"),
-            ("poll.interval.ms", "50"),
-        ])],
+        vec![
+            props(&[
+                ("name", "c"),
+                ("connector.class", "PostgresConnector"),
+                ("connection.url", &url),
+                ("topic.prefix", "c"),
+                ("table.include.list", "public\\.cdc"),
+                ("poll.interval.ms", "50"),
+            ]),
+            props(&[
+                ("name", "c-sink"),
+                ("connector.class", "JdbcSinkConnector"),
+                ("topics", "c.public.cdc"),
+                ("connection.url", &url),
+                ("insert.mode", "upsert"),
+                ("pk.mode", "record_key"),
+                ("delete.enabled", "true"),
+                ("auto.create", "true"),
+                ("table.name.format", "cdc_copy"),
+            ]),
+        ],
         None,
     )
     .await
@@ -120,9 +124,18 @@ async fn postgres_connector_figures() {
     db.batch_execute("INSERT INTO cdc SELECT * FROM bench")
         .await
         .unwrap();
-    let secs = (topic_filled(&b, "c.public.cdc", N).await - start).as_secs_f64();
+    wait_for("the copy", Duration::from_secs(300), async || {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM cdc_copy", &[])
+            .await
+            .ok()?
+            .get(0);
+        (n == N).then_some(())
+    })
+    .await;
+    let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "CDC source: {N} changes in {secs:.2} s = {:.0} records/s",
+        "CDC source → sink: {N} inserted rows copied to another table in {secs:.2} s = {:.0} records/s",
         N as f64 / secs
     );
     w.stop().await;

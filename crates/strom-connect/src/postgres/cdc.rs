@@ -193,6 +193,9 @@ pub struct PostgresCdcSourceTask {
     advance_to: u64,
     /// Where the slot is.
     slot_lsn: u64,
+    /// The last peek held at least `max.queue.size` changes, all already returned: peek
+    /// again only once the slot has moved on.
+    stale_backlog: bool,
     /// The initial snapshot is still to be taken (or finished).
     snapshot_needed: bool,
     snapshot: Option<Snapshot>,
@@ -542,7 +545,10 @@ impl PostgresCdcSourceTask {
                 }
             }
             let fresh = txns.iter().any(|t| t.end_lsn > self.returned_lsn);
-            if fresh || got < n {
+            // Many changes already returned, not committed yet: decoding them again is the
+            // cost of every peek until the slot moves; wait for the commit instead.
+            self.stale_backlog = !fresh && got >= n;
+            if fresh || got < n || self.uncommitted {
                 return Ok(txns);
             }
             n = n.saturating_mul(2);
@@ -936,7 +942,7 @@ impl SourceTask for PostgresCdcSourceTask {
                 }
             }
             self.advance().await?;
-            if self.queue.is_empty() {
+            if self.queue.is_empty() && !(self.stale_backlog && self.uncommitted) {
                 let txns = self.read_slot().await?;
                 self.enqueue(txns)?;
                 self.advance().await?;
