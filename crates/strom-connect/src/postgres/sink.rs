@@ -132,6 +132,9 @@ impl Connector for PostgresSinkConnector {
     }
 }
 
+/// A column to write: its name and the schema of its values.
+type Column = (String, Schema);
+
 /// One row change to write.
 #[derive(Debug)]
 enum Op {
@@ -265,7 +268,7 @@ impl PostgresSinkTask {
     }
 
     /// The key columns and values of a record in `record_key` mode.
-    fn key_columns(&self, r: &Record) -> Result<(Vec<(String, Schema)>, Vec<Option<String>>)> {
+    fn key_columns(&self, r: &Record) -> Result<(Vec<Column>, Vec<Option<String>>)> {
         if self.pk_mode != Some(PkMode::RecordKey) {
             return Err(ConnectError::Data("deletes need pk.mode=record_key".into()));
         }
