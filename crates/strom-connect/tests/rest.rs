@@ -166,7 +166,7 @@ async fn connector_lifecycle_status_offsets_and_errors() {
     )
     .await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json()["message"], format!("Failed to find any class that implements Connector and which name matches com.example.Nope, available connectors are: {SINK}, {SOURCE}"));
+    assert_eq!(r.json()["message"], format!("Failed to find any class that implements Connector and which name matches com.example.Nope, available connectors are: {SINK}, {SOURCE}, io.confluent.connect.jdbc.JdbcSourceConnector, io.debezium.connector.postgresql.PostgresConnector, io.confluent.connect.jdbc.JdbcSinkConnector"));
     let r = http(addr, "POST", "/connectors", Some(&json!({"config": {}}))).await;
     assert_eq!(
         r.json(),
