@@ -1070,5 +1070,25 @@ mod tests {
             c.from_connect("t", r.key_schema.as_ref(), &r.key).unwrap();
         }
         assert_eq!(out.len(), 3);
+        let op = |r: &Record| match &r.value {
+            Value::Struct(e) => e.get("op").cloned(),
+            _ => None,
+        };
+        assert_eq!(op(&out[0]), Some(Value::String("c".into())));
+        assert_eq!(op(&out[1]), Some(Value::String("d".into())));
+        // The tombstone: the key, no value.
+        assert_eq!(
+            (out[2].key.clone(), out[2].value.clone()),
+            (out[1].key.clone(), Value::Null)
+        );
+        // The key-only old row: the required column not sent is Debezium's placeholder.
+        let Value::Struct(e) = &out[1].value else {
+            panic!("a struct was expected")
+        };
+        let Some(Value::Struct(before)) = e.get("before") else {
+            panic!("a struct was expected")
+        };
+        assert_eq!(before.get("name"), Some(&Value::String(UNAVAILABLE.into())));
+        assert_eq!(out[0].topic, "shop.public.t");
     }
 }
