@@ -14,6 +14,7 @@ pub mod kafka_offsets;
 pub mod mirror;
 pub mod offsets;
 pub mod plugins;
+pub mod postgres;
 pub mod rest;
 pub mod runner;
 pub mod standalone;

@@ -14,6 +14,9 @@ use crate::mirror::{
     MirrorCheckpointConnector, MirrorHeartbeatConnector, MirrorSourceConnector,
     MIRROR_CHECKPOINT_CLASS, MIRROR_HEARTBEAT_CLASS, MIRROR_SOURCE_CLASS,
 };
+use crate::postgres::cdc::{PostgresCdcSourceConnector, CDC_SOURCE_CLASS, DEBEZIUM_POSTGRES_CLASS};
+use crate::postgres::sink::{PostgresSinkConnector, JDBC_SINK_CLASS, SINK_CLASS};
+use crate::postgres::source::{PostgresSourceConnector, JDBC_SOURCE_CLASS, SOURCE_CLASS};
 use crate::transforms;
 
 /// One connector plugin.
@@ -47,6 +50,18 @@ fn make_mirror_heartbeat() -> Box<dyn Connector> {
     Box::new(MirrorHeartbeatConnector::default())
 }
 
+fn make_pg_source() -> Box<dyn Connector> {
+    Box::new(PostgresSourceConnector::default())
+}
+
+fn make_pg_cdc() -> Box<dyn Connector> {
+    Box::new(PostgresCdcSourceConnector::default())
+}
+
+fn make_pg_sink() -> Box<dyn Connector> {
+    Box::new(PostgresSinkConnector::default())
+}
+
 /// Every built-in connector.
 pub const CONNECTORS: &[ConnectorPlugin] = &[
     ConnectorPlugin {
@@ -78,6 +93,24 @@ pub const CONNECTORS: &[ConnectorPlugin] = &[
         aliases: &["io.strom.connect.mirror.MirrorSourceConnector"],
         connector_type: ConnectorType::Source,
         make: make_mirror_source,
+    },
+    ConnectorPlugin {
+        class: JDBC_SOURCE_CLASS,
+        aliases: &[SOURCE_CLASS],
+        connector_type: ConnectorType::Source,
+        make: make_pg_source,
+    },
+    ConnectorPlugin {
+        class: DEBEZIUM_POSTGRES_CLASS,
+        aliases: &[CDC_SOURCE_CLASS],
+        connector_type: ConnectorType::Source,
+        make: make_pg_cdc,
+    },
+    ConnectorPlugin {
+        class: JDBC_SINK_CLASS,
+        aliases: &[SINK_CLASS],
+        connector_type: ConnectorType::Sink,
+        make: make_pg_sink,
     },
 ];
 
