@@ -703,3 +703,111 @@ fn a_changed_key_store_is_reloaded_without_a_restart() {
     produce_and_read(&ssl_config(&b, &new, None), "still", 2);
     wait_for_log(&server, "TLS key store changed but cannot be loaded");
 }
+
+/// PKCS#12 key and trust stores (`ssl.keystore.type=PKCS12`, as keytool and `openssl pkcs12`
+/// make them) serve mutual TLS to librdkafka; a wrong store password stops `strom server`
+/// with a message naming the setting.
+#[test]
+fn pkcs12_key_and_trust_stores_serve_mutual_tls() {
+    let pki = Pki::new();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs (scripts/install-deps installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (server_pem, keystore, truststore) =
+        (pki.s("server.pem"), pki.s("server.p12"), pki.s("trust.p12"));
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-in",
+        &server_pem,
+        "-inkey",
+        &server_pem,
+        "-out",
+        &keystore,
+        "-passout",
+        "pass:changeit",
+        "-name",
+        "strom",
+    ]);
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-nokeys",
+        "-in",
+        &pki.s("ca.pem"),
+        "-out",
+        &truststore,
+        "-passout",
+        "pass:changeit",
+    ]);
+    let server = common::Server::start_with(
+        &[
+            ("ssl.keystore.type", "PKCS12"),
+            ("ssl.keystore.location", &keystore),
+            ("ssl.keystore.password", "changeit"),
+            ("ssl.truststore.type", "PKCS12"),
+            ("ssl.truststore.location", &truststore),
+            ("ssl.truststore.password", "changeit"),
+            ("ssl.client.auth", "required"),
+        ],
+        common::Options {
+            capture_log: true,
+            log_filter: Some("info".into()),
+            protocol: Some("SSL"),
+            ..Default::default()
+        },
+    );
+    let b = server.bootstrap();
+    produce_and_read(&ssl_config(&b, &pki, Some("client")), "p12", 3);
+    assert!(
+        refused(ssl_config(&b, &pki, Some("rogue"))),
+        "an untrusted client got in"
+    );
+
+    let port = common::free_port();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["server", "--set"])
+        .arg(format!("listeners=SSL://127.0.0.1:{port}"))
+        .arg("--set")
+        .arg(format!("log.dirs={}", data.path().display()))
+        .args([
+            "--set",
+            "http.listeners=",
+            "--set",
+            "ssl.keystore.type=PKCS12",
+        ])
+        .arg("--set")
+        .arg(format!("ssl.keystore.location={keystore}"))
+        .args(["--set", "ssl.keystore.password=wrong"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("strom kept running with a wrong key store password");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("ssl.keystore.location") && err.contains("PKCS#12"),
+        "{err}"
+    );
+}

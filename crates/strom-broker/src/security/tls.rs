@@ -77,7 +77,25 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
                      ssl.keystore.certificate.chain and ssl.keystore.key"
                 )
             })?;
-            Arc::new(ReloadingKeyStore::open(path, listener, provider.clone())?)
+            let format = match setting("ssl.keystore.type").unwrap_or("PEM") {
+                t if t.eq_ignore_ascii_case("PKCS12") => KeyStoreFormat::Pkcs12 {
+                    password: setting("ssl.keystore.password")
+                        .ok_or_else(|| {
+                            format!(
+                                "listener {listener}: ssl.keystore.type=PKCS12 needs \
+                                 ssl.keystore.password"
+                            )
+                        })?
+                        .to_owned(),
+                },
+                _ => KeyStoreFormat::Pem,
+            };
+            Arc::new(ReloadingKeyStore::open(
+                path,
+                listener,
+                format,
+                provider.clone(),
+            )?)
         }
     };
     let mut versions = Vec::new();
@@ -103,12 +121,22 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
     let builder = if client_auth == "none" {
         builder.with_no_client_auth()
     } else {
-        let pem = match (
+        let pkcs12 =
+            setting("ssl.truststore.type").is_some_and(|t| t.eq_ignore_ascii_case("PKCS12"));
+        let trusted = match (
             setting("ssl.truststore.certificates"),
             setting("ssl.truststore.location"),
         ) {
-            (Some(inline), _) => pem_text(inline),
-            (None, Some(path)) => read(path, "ssl.truststore.location")?,
+            (Some(inline), _) => certificates(&pem_text(inline), "ssl.truststore")?,
+            (None, Some(path)) if pkcs12 => {
+                let password = setting("ssl.truststore.password").ok_or_else(|| {
+                    format!("listener {listener}: ssl.truststore.type=PKCS12 needs ssl.truststore.password")
+                })?;
+                pkcs12_certificates(&read(path, "ssl.truststore.location")?, password, path)?
+            }
+            (None, Some(path)) => {
+                certificates(&read(path, "ssl.truststore.location")?, "ssl.truststore")?
+            }
             (None, None) => {
                 return Err(format!(
                     "listener {listener}: ssl.client.auth={client_auth} needs a trust store \
@@ -117,7 +145,7 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
             }
         };
         let mut roots = RootCertStore::empty();
-        for cert in certificates(&pem, "ssl.truststore")? {
+        for cert in trusted {
             roots
                 .add(cert)
                 .map_err(|e| format!("ssl.truststore: {e}"))?;
@@ -167,6 +195,7 @@ const KEY_STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 struct ReloadingKeyStore {
     path: String,
     listener: String,
+    format: KeyStoreFormat,
     provider: Arc<rustls::crypto::CryptoProvider>,
     state: parking_lot::Mutex<KeyStoreState>,
 }
@@ -182,13 +211,15 @@ impl ReloadingKeyStore {
     fn open(
         path: &str,
         listener: &str,
+        format: KeyStoreFormat,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> Result<ReloadingKeyStore, String> {
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let key = Self::load(path, listener, &provider)?;
+        let key = Self::load(path, listener, &format, &provider)?;
         Ok(ReloadingKeyStore {
             path: path.to_owned(),
             listener: listener.to_owned(),
+            format,
             provider,
             state: parking_lot::Mutex::new(KeyStoreState {
                 key: Arc::new(key),
@@ -201,16 +232,17 @@ impl ReloadingKeyStore {
     fn load(
         path: &str,
         listener: &str,
+        format: &KeyStoreFormat,
         provider: &rustls::crypto::CryptoProvider,
     ) -> Result<rustls::sign::CertifiedKey, String> {
-        let pem = read(path, "ssl.keystore.location")?;
+        let bytes = read(path, "ssl.keystore.location")?;
         let what = format!("ssl.keystore.location={path}");
-        rustls::sign::CertifiedKey::from_der(
-            certificates(&pem, &what)?,
-            private_key(&pem, &what)?,
-            provider,
-        )
-        .map_err(|e| format!("listener {listener}: the key does not fit the certificate: {e}"))
+        let (chain, key) = match format {
+            KeyStoreFormat::Pem => (certificates(&bytes, &what)?, private_key(&bytes, &what)?),
+            KeyStoreFormat::Pkcs12 { password } => pkcs12_key_chain(&bytes, password, &what)?,
+        };
+        rustls::sign::CertifiedKey::from_der(chain, key, provider)
+            .map_err(|e| format!("listener {listener}: the key does not fit the certificate: {e}"))
     }
 }
 
@@ -226,7 +258,7 @@ impl rustls::server::ResolvesServerCert for ReloadingKeyStore {
                 .and_then(|m| m.modified())
                 .ok();
             if modified.is_some() && modified != state.modified {
-                match Self::load(&self.path, &self.listener, &self.provider) {
+                match Self::load(&self.path, &self.listener, &self.format, &self.provider) {
                     Ok(key) => {
                         state.key = Arc::new(key);
                         state.modified = modified;
@@ -242,6 +274,72 @@ impl rustls::server::ResolvesServerCert for ReloadingKeyStore {
         }
         Some(Arc::clone(&state.key))
     }
+}
+
+/// How a key store file is written.
+#[derive(Debug)]
+enum KeyStoreFormat {
+    Pem,
+    Pkcs12 { password: String },
+}
+
+/// The private key and its certificate chain of a PKCS#12 key store (keytool's or openssl's).
+fn pkcs12_key_chain(
+    bytes: &[u8],
+    password: &str,
+    what: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        bytes,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|e| format!("{what}: not a PKCS#12 key store this password opens: {e}"))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| format!("{what}: the PKCS#12 store holds no private key"))?;
+    if chain.certs().is_empty() {
+        return Err(format!("{what}: the private key has no certificate"));
+    }
+    let certs = chain
+        .certs()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    let key = PrivateKeyDer::Pkcs8(chain.key().as_der().to_vec().into());
+    Ok((certs, key))
+}
+
+/// Every certificate of a PKCS#12 trust store.
+fn pkcs12_certificates(
+    bytes: &[u8],
+    password: &str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let store =
+        p12_keystore::KeyStore::from_pkcs12(bytes, password, p12_keystore::Pkcs12ImportPolicy::Raw)
+            .map_err(|e| {
+                format!(
+                    "ssl.truststore.location={path}: not a PKCS#12 store this password opens: {e}"
+                )
+            })?;
+    let certs: Vec<CertificateDer<'static>> = store
+        .entries()
+        .flat_map(|(_, entry)| match entry {
+            p12_keystore::KeyStoreEntry::Certificate(c) => vec![c.as_der().to_vec()],
+            p12_keystore::KeyStoreEntry::PrivateKeyChain(chain) => {
+                chain.certs().iter().map(|c| c.as_der().to_vec()).collect()
+            }
+            p12_keystore::KeyStoreEntry::Secret(_) => Vec::new(),
+        })
+        .map(CertificateDer::from)
+        .collect();
+    if certs.is_empty() {
+        return Err(format!(
+            "ssl.truststore.location={path}: no certificate in the store"
+        ));
+    }
+    Ok(certs)
 }
 
 /// The distinguished name of a certificate's subject, as Kafka writes it (RFC 2253: the most
