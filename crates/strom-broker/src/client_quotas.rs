@@ -10,11 +10,18 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use strom_metadata::quota::{ClientQuotas, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 
-/// Which byte rate a request counts against.
+/// Which quota a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QuotaKind {
+    /// Produce request bytes (`producer_byte_rate`).
     Produce,
+    /// Fetch response bytes (`consumer_byte_rate`).
     Fetch,
+    /// Microseconds spent handling requests (`request_percentage`: a percentage of one
+    /// thread's time, so 100 allows 1,000,000 µs per second).
+    Request,
+    /// New connections from one IP (`connection_creation_rate`).
+    Connection,
 }
 
 impl QuotaKind {
@@ -22,6 +29,16 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
+            QuotaKind::Request => strom_metadata::quota::REQUEST_PERCENTAGE,
+            QuotaKind::Connection => strom_metadata::quota::CONNECTION_CREATION_RATE,
+        }
+    }
+
+    /// The quota's value in this kind's units per second.
+    fn per_second(self, value: f64) -> f64 {
+        match self {
+            QuotaKind::Request => value * 10_000.0,
+            QuotaKind::Produce | QuotaKind::Fetch | QuotaKind::Connection => value,
         }
     }
 }
@@ -95,6 +112,23 @@ impl Window {
     }
 }
 
+/// One rate measured over the sliding window (the broker-wide connection creation rate).
+#[derive(Debug)]
+pub struct RateSensor(Mutex<Window>);
+
+impl Default for RateSensor {
+    fn default() -> Self {
+        RateSensor(Mutex::new(Window::new(Instant::now())))
+    }
+}
+
+impl RateSensor {
+    /// Counts `amount` and answers how long until the rate is back at `per_second`.
+    pub fn record(&self, amount: u64, per_second: f64) -> Duration {
+        self.0.lock().record(Instant::now(), amount, per_second)
+    }
+}
+
 /// The broker's quota sensors.
 #[derive(Debug, Default)]
 pub struct ClientQuotaManager {
@@ -102,6 +136,33 @@ pub struct ClientQuotaManager {
 }
 
 impl ClientQuotaManager {
+    /// Counts one new connection from `ip` against its `connection_creation_rate` quota (the
+    /// ip's own, else the default ip quota, KIP-612); the delay before it is closed, or zero.
+    pub fn record_connection(&self, quotas: &ClientQuotas, ip: &str) -> Duration {
+        use strom_metadata::quota::{QuotaEntity, CONNECTION_CREATION_RATE, IP};
+        if quotas.is_empty() {
+            return Duration::ZERO;
+        }
+        let own = QuotaEntity::new(vec![(IP.into(), Some(ip.to_owned()))]);
+        let default = QuotaEntity::new(vec![(IP.into(), None)]);
+        let Some(rate) = quotas
+            .get(&own, CONNECTION_CREATION_RATE)
+            .or_else(|| quotas.get(&default, CONNECTION_CREATION_RATE))
+        else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        let mut sensors = self.sensors.lock();
+        let key = (QuotaKind::Connection, ip.to_owned(), String::new());
+        if sensors.len() >= PRUNE_AT && !sensors.contains_key(&key) {
+            sensors.retain(|_, w| now.saturating_duration_since(w.last_used) < IDLE_EXPIRY);
+        }
+        sensors
+            .entry(key)
+            .or_insert_with(|| Window::new(now))
+            .record(now, 1, rate)
+    }
+
     /// Counts `bytes` for (user, client id) and returns the throttle time, zero when within
     /// its quota or when no quota applies.
     pub fn record(
@@ -122,6 +183,7 @@ impl ClientQuotaManager {
             if per_user { user } else { "" }.to_owned(),
             if per_client { client_id } else { "" }.to_owned(),
         );
+        let quota = kind.per_second(quota);
         let now = Instant::now();
         let mut sensors = self.sensors.lock();
         if sensors.len() >= PRUNE_AT && !sensors.contains_key(&key) {
@@ -154,6 +216,35 @@ mod tests {
         // Long idle: the window starts afresh.
         let t = start + Duration::from_secs(60);
         assert_eq!(w.record(t, 900, 1000.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn request_percentage_is_a_share_of_one_threads_time() {
+        use strom_metadata::quota::{QuotaEntity, CLIENT_ID, REQUEST_PERCENTAGE};
+        let mut quotas = ClientQuotas::default();
+        // 1% of a thread: 10 ms of handling per second.
+        quotas.set(
+            &QuotaEntity::new(vec![(CLIENT_ID.into(), Some("busy".into()))]),
+            REQUEST_PERCENTAGE,
+            Some(1.0),
+        );
+        let m = ClientQuotaManager::default();
+        assert_eq!(
+            m.record(&quotas, QuotaKind::Request, "u", "busy", 5_000),
+            Duration::ZERO,
+            "5 ms within the first second"
+        );
+        // 45 ms more: 50 ms used, 10 ms allowed per second: about 4 s to wait.
+        let wait = m.record(&quotas, QuotaKind::Request, "u", "busy", 45_000);
+        assert!(
+            wait > Duration::from_millis(3_900) && wait <= Duration::from_secs(4),
+            "{wait:?}"
+        );
+        assert_eq!(
+            m.record(&quotas, QuotaKind::Request, "u", "idle", 1_000_000),
+            Duration::ZERO,
+            "another client id has no quota"
+        );
     }
 
     #[test]

@@ -311,6 +311,16 @@ impl Connection {
             remote,
             result.is_err(),
         );
+        // request_percentage: the time spent on this request here (not waiting for the ISR
+        // or new records), as Kafka counts request handler time. The SASL exchange is exempt.
+        if !SASL_PHASE_APIS.contains(&request.api_key) {
+            let local = started.elapsed().saturating_sub(remote);
+            request.charge_quota(
+                &self.broker,
+                crate::client_quotas::QuotaKind::Request,
+                local.as_micros() as u64,
+            );
+        }
         // The SASL exchange moved on: take its principal, or close after a failure.
         let mut sasl_failed = false;
         if !self.authenticated {

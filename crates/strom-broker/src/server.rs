@@ -82,6 +82,14 @@ pub async fn run_listeners(
         ),
         refused_log: LogLimiter::new(LOG_INTERVAL),
         error_log: LogLimiter::new(LOG_INTERVAL),
+        creation_rate: broker
+            .config()
+            .value_and_source("max.connection.creation.rate")
+            .0
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|r| *r > 0.0 && *r < f64::from(i32::MAX)),
+        creation: Default::default(),
+        throttled_log: LogLimiter::new(LOG_INTERVAL),
         broker: broker.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -158,6 +166,14 @@ async fn accept_loop(
                 if accepted.send((stream, peer, name.clone())).await.is_err() {
                     return;
                 }
+                // Over max.connection.creation.rate: accept nothing more for a while, as
+                // Kafka's acceptor does (the backlog holds the new connections meanwhile).
+                if let Some(rate) = acceptor.creation_rate {
+                    let wait = acceptor.creation.record(1, rate);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
             }
             Err(e) => {
                 acceptor.accept_failed(&e, backoff);
@@ -178,6 +194,10 @@ struct Acceptor {
     budget: Arc<RequestBudget>,
     refused_log: LogLimiter,
     error_log: LogLimiter,
+    /// `max.connection.creation.rate` (KIP-612), when set below Kafka's "unlimited".
+    creation_rate: Option<f64>,
+    creation: crate::client_quotas::RateSensor,
+    throttled_log: LogLimiter,
 }
 
 impl Acceptor {
@@ -212,6 +232,25 @@ impl Acceptor {
                 return;
             }
         };
+        // KIP-612: an IP over its connection_creation_rate quota has the new connection
+        // closed after the throttle time (so reconnecting at once does not help).
+        let image = self.broker.image();
+        let wait = self
+            .broker
+            .client_quotas()
+            .record_connection(image.client_quotas(), &peer.ip().to_string());
+        if !wait.is_zero() {
+            if let Some(suppressed) = self.throttled_log.check() {
+                tracing::warn!(%peer, suppressed, wait_ms = wait.as_millis() as u64, "connection_creation_rate quota exceeded; closing the new connection after the throttle time");
+            }
+            // The connection keeps its slot meanwhile, so max.connections bounds these too.
+            connections.spawn(async move {
+                tokio::time::sleep(wait).await;
+                drop(stream);
+                drop(slot);
+            });
+            return;
+        }
         metrics.connection_creation_total.inc();
         let broker = self.broker.clone();
         let budget = self.budget.clone();

@@ -197,3 +197,34 @@ async fn quotas_are_stored_described_and_enforced_on_produce_and_fetch() {
         "500 kB at 100 kB/s took {took:?}"
     );
 }
+
+/// KIP-612: over an IP's `connection_creation_rate`, new connections are closed (after the
+/// throttle time) instead of served.
+#[test]
+fn connections_over_the_ip_creation_rate_are_closed() {
+    let server = Server::start(&[]);
+    let bootstrap = server.bootstrap();
+    let mut wire = Wire::connect(&bootstrap);
+    let results = set(
+        &mut wire,
+        vec![EntryData::default()
+            .with_entity(vec![entity("ip", None)])
+            .with_ops(vec![op("connection_creation_rate", 2.0)])],
+    );
+    assert_eq!(results, vec![(0, None)]);
+    // The quota's first second allows two connections; ten at once are mostly refused.
+    let mut answered = 0;
+    let mut closed = 0;
+    for _ in 0..10 {
+        let mut c = Wire::connect(&bootstrap);
+        let frame =
+            common::wire::request_frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
+        if c.send_raw_and_expect_close(&frame) {
+            closed += 1;
+        } else {
+            answered += 1;
+        }
+    }
+    assert!(answered >= 1, "no connection was served");
+    assert!(closed >= 5, "{closed} of 10 closed, {answered} answered");
+}

@@ -104,6 +104,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("log.segment.bytes", T::Int, Some("1073741824"), V::AtLeast(1024 * 1024), "Default segment.bytes."),
     b("log.segment.delete.delay.ms", T::Long, Some("60000"), V::AtLeast(0), "Default file.delete.delay.ms."),
     b("max.broker.partitions", T::Int, Some("100000"), V::AtLeast(1), "Most partition replicas one broker may host (KIP-578); CreateTopics and CreatePartitions beyond it get INVALID_PARTITIONS."),
+    b("max.connection.creation.rate", T::Int, Some("2147483647"), V::AtLeast(0), "New connections accepted per second over all listeners (KIP-612); over it, accepting pauses."),
     b("max.connections", T::Int, Some("10000"), V::AtLeast(0), "Most client connections at once (Kafka: unbounded; Strom: 10000, each holds a file descriptor)."),
     b("max.connections.per.ip", T::Int, Some("1000"), V::AtLeast(0), "Most client connections at once from one IP address (Kafka: unbounded)."),
     b("max.connections.per.ip.overrides", T::String, Some(""), V::Custom(crate::broker_config::validate_per_ip_overrides), "Per-IP exceptions to max.connections.per.ip: ip:count,ip:count."),
