@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod file;
 pub mod kafka_offsets;
+pub mod mqtt;
 pub mod offsets;
 pub mod plugins;
 pub mod rest;

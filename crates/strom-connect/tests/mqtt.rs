@@ -1,0 +1,234 @@
+//! The MQTT source and sink against a real mosquitto broker (started by the test on a free
+//! port, with a password file) driven by `mosquitto_pub` and `mosquitto_sub`, and a real
+//! Strom broker.
+
+mod common;
+#[path = "common/mosquitto.rs"]
+mod mosquitto;
+
+use std::time::Duration;
+
+use common::*;
+use mosquitto::Mosquitto;
+use serde_json::json;
+use strom_client::{Producer, ProducerConfig, ProducerRecord};
+use strom_connect::config::Props;
+use strom_connect::standalone::Standalone;
+
+async fn start_worker(b: &str, dir: &std::path::Path) -> Standalone {
+    let props: Props = [
+        ("bootstrap.servers", b.to_owned()),
+        ("listeners", "http://127.0.0.1:0".to_owned()),
+        (
+            "offset.storage.file.filename",
+            dir.join("offsets").display().to_string(),
+        ),
+        ("offset.flush.interval.ms", "100".to_owned()),
+        (
+            "key.converter",
+            "org.apache.kafka.connect.storage.StringConverter".to_owned(),
+        ),
+        (
+            "value.converter",
+            "org.apache.kafka.connect.converters.ByteArrayConverter".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    Standalone::start(props, Vec::new(), None).await.unwrap()
+}
+
+fn text(b: &Option<bytes::Bytes>) -> String {
+    String::from_utf8(b.clone().unwrap_or_default().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_messages_arrive_in_strom_topics_keyed_by_mqtt_topic() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    create_topic(&b, "iot", 1).await;
+    create_topic(&b, "alerts", 1).await;
+    let mqtt = Mosquitto::start(Some(("device", "s3cret")));
+    let dir = tempfile::tempdir().unwrap();
+    let w = start_worker(&b, dir.path()).await;
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "mqtt-in", "config": {
+            "connector.class": "io.confluent.connect.mqtt.MqttSourceConnector",
+            "mqtt.server.uri": mqtt.uri(),
+            "mqtt.topics": "sensors/+/temp,alerts/#",
+            "kafka.topic": "iot",
+            "mqtt.kafka.topic.mapping": "alerts/#:alerts",
+            "mqtt.qos": "1",
+            "mqtt.username": "device",
+            "mqtt.password": "s3cret",
+            "mqtt.client.id": "strom-test-source",
+        }})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // The subscription is live once a probe message comes through.
+    let probe = || mqtt.publish_lines("sensors/probe/temp", 1, &["probe".to_owned()]);
+    wait_for(
+        "the MQTT subscription",
+        Duration::from_secs(20),
+        async || {
+            probe();
+            let got = read_topic(&b, "iot", 1, 1, Duration::from_millis(300)).await;
+            (!got.is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    let n = 500;
+    let dev1: Vec<String> = (0..n).map(|i| format!("t1-{i}")).collect();
+    let dev2: Vec<String> = (0..n).map(|i| format!("t2-{i}")).collect();
+    mqtt.publish_lines("sensors/dev1/temp", 1, &dev1);
+    mqtt.publish_lines("sensors/dev2/temp", 1, &dev2);
+    mqtt.publish_lines("alerts/dev1/overheat", 1, &["too hot".to_owned()]);
+    // Not subscribed: never arrives.
+    mqtt.publish_lines("sensors/dev1/humidity", 1, &["55".to_owned()]);
+
+    let all = read_topic(&b, "iot", 1, 2 * n + 1, Duration::from_secs(30)).await;
+    let by_key = |key: &str| -> Vec<String> {
+        all.iter()
+            .filter(|r| text(&r.key) == key)
+            .map(|r| text(&r.value))
+            .collect()
+    };
+    // Each device's messages, exactly once and in order (QoS 1 on one clean connection).
+    assert_eq!(by_key("sensors/dev1/temp"), dev1);
+    assert_eq!(by_key("sensors/dev2/temp"), dev2);
+    assert!(by_key("sensors/probe/temp").iter().all(|v| v == "probe"));
+    assert_eq!(
+        all.len(),
+        2 * n + by_key("sensors/probe/temp").len(),
+        "only subscribed topics arrive"
+    );
+    // Confluent's MQTT headers.
+    let h = &all.last().unwrap().headers;
+    let header = |k: &str| {
+        h.iter()
+            .find(|(hk, _)| hk == k)
+            .map(|(_, v)| text(v))
+            .unwrap_or_else(|| panic!("no header {k} in {h:?}"))
+    };
+    assert_eq!(header("mqtt.qos"), "1");
+    assert_eq!(header("mqtt.retained"), "false");
+
+    let alerts = read_topic(&b, "alerts", 1, 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        alerts
+            .iter()
+            .map(|r| (text(&r.key), text(&r.value)))
+            .collect::<Vec<_>>(),
+        vec![("alerts/dev1/overheat".to_owned(), "too hot".to_owned())]
+    );
+    let s = http(w.addr, "GET", "/connectors/mqtt-in/status", None)
+        .await
+        .json();
+    assert_eq!(s["tasks"][0]["state"], "RUNNING", "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strom_records_reach_mosquitto_sub_exactly() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    create_topic(&b, "readings", 1).await;
+    let mqtt = Mosquitto::start(None);
+    // A persistent QoS 1 session for the subscriber: the broker queues what the sink
+    // publishes while mosquitto_sub is not connected.
+    let session = ["-c", "-i", "checker", "-q", "1", "-t", "strom/#"];
+    let out = mqtt.sub(&[&session[..], &["-E"]].concat());
+    assert!(out.status.success(), "mosquitto_sub -E: {out:?}");
+
+    let n = 300;
+    let p = Producer::new(ProducerConfig::new(&b)).await.unwrap();
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let key = format!("k{}", i % 3);
+        let value = format!("v{i}");
+        expected.push(format!("strom/readings/{key} {value}"));
+        let rec = ProducerRecord::new("readings")
+            .key(key.into_bytes())
+            .value(value.into_bytes());
+        p.send(rec).await.unwrap().await.unwrap();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let w = start_worker(&b, dir.path()).await;
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "mqtt-out", "config": {
+            "connector.class": "MqttSink",
+            "topics": "readings",
+            "mqtt.server.uri": mqtt.uri(),
+            "mqtt.topic": "strom/${topic}/${key}",
+            "mqtt.qos": "1",
+            "mqtt.retain.enabled": "true",
+        }})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let count = n.to_string();
+    let out = tokio::task::spawn_blocking({
+        let args: Vec<String> = session
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["-v", "-C", &count, "-W", "30"].map(String::from))
+            .collect();
+        let port = mqtt.port;
+        move || {
+            std::process::Command::new("mosquitto_sub")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(&args)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "mosquitto_sub: {out:?}");
+    let got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(got, expected);
+    // Nothing more is queued for the subscriber: no duplicates (`-R`: not the retained
+    // messages a new subscription is sent).
+    let more = mqtt.sub(&[&session[..], &["-v", "-R", "-W", "2"]].concat());
+    assert_eq!(String::from_utf8_lossy(&more.stdout), "");
+    // The retain flag: a new subscriber gets each key's last value.
+    let retained = mqtt.sub(&[
+        "-t",
+        "strom/#",
+        "-v",
+        "--retained-only",
+        "-C",
+        "3",
+        "-W",
+        "10",
+    ]);
+    let mut retained: Vec<String> = String::from_utf8(retained.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    retained.sort();
+    assert_eq!(
+        retained,
+        vec![
+            format!("strom/readings/k0 v{}", n - 3),
+            format!("strom/readings/k1 v{}", n - 2),
+            format!("strom/readings/k2 v{}", n - 1),
+        ]
+    );
+}
