@@ -9,6 +9,7 @@ pub mod converter;
 pub mod data;
 pub mod error;
 pub mod file;
+pub mod http_sink;
 pub mod kafka_offsets;
 pub mod mqtt;
 pub mod offsets;

@@ -46,6 +46,12 @@ pub const CONNECTORS: &[ConnectorPlugin] = &[
         make: make_file_source,
     },
     ConnectorPlugin {
+        class: crate::http_sink::HTTP_SINK_CLASS,
+        aliases: &["io.strom.connect.http.HttpSinkConnector"],
+        connector_type: ConnectorType::Sink,
+        make: make_http_sink,
+    },
+    ConnectorPlugin {
         class: crate::mqtt::MQTT_SINK_CLASS,
         aliases: &["io.strom.connect.mqtt.MqttSinkConnector"],
         connector_type: ConnectorType::Sink,
@@ -58,6 +64,10 @@ pub const CONNECTORS: &[ConnectorPlugin] = &[
         make: make_mqtt_source,
     },
 ];
+
+fn make_http_sink() -> Box<dyn Connector> {
+    Box::new(crate::http_sink::HttpSinkConnector::default())
+}
 
 fn make_mqtt_source() -> Box<dyn Connector> {
     Box::new(crate::mqtt::MqttSourceConnector::default())
