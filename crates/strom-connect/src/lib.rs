@@ -3,6 +3,7 @@
 //! message transforms and predicates, a standalone worker (`standalone::run`) and Kafka
 //! Connect's REST API (`rest::router`). Distributed mode is not built yet (see README.md).
 
+pub mod avro_converter;
 pub mod config;
 pub mod connector;
 pub mod converter;
