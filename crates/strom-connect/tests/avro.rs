@@ -68,7 +68,7 @@ fn order(i: usize) -> Value {
     s.put("id", Value::Int64(i as i64)).unwrap();
     s.put("customer", Value::String(format!("customer {i}")))
         .unwrap();
-    let email = if i % 3 == 0 {
+    let email = if i.is_multiple_of(3) {
         Value::Null
     } else {
         Value::String(format!("c{i}@example.com"))
@@ -76,7 +76,7 @@ fn order(i: usize) -> Value {
     s.put("email", email).unwrap();
     s.put("qty", Value::Int16(i as i16 - 20)).unwrap();
     s.put("ratio", Value::Float32(i as f32 / 4.0)).unwrap();
-    s.put("paid", Value::Boolean(i % 2 == 0)).unwrap();
+    s.put("paid", Value::Boolean(i.is_multiple_of(2))).unwrap();
     // 12345 * i - 1000 cents, as big-endian two's complement.
     let cents = 12_345i64 * i as i64 - 1000;
     let bytes = cents.to_be_bytes();
@@ -102,14 +102,14 @@ fn order(i: usize) -> Value {
         ]),
     )
     .unwrap();
-    let address = if i % 4 == 0 {
+    let address = if i.is_multiple_of(4) {
         Value::Null
     } else {
         let mut a = Struct::new(address_schema());
         a.put("city", Value::String(format!("city {i}"))).unwrap();
         a.put(
             "zip",
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Value::Int32(1000 + i as i32)
             } else {
                 Value::Null

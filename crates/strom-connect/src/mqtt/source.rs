@@ -252,7 +252,7 @@ impl MqttSourceTask {
         Ok(())
     }
 
-    fn to_record(&mut self, p: &Publish) -> Option<SourceRecord> {
+    fn record_of(&mut self, p: &Publish) -> Option<SourceRecord> {
         let Some(topic) = self.kafka_topic(&p.topic).map(str::to_owned) else {
             tracing::warn!(
                 "MQTT message on {} matches no mqtt.kafka.topic.mapping entry and kafka.topic is unset; skipped",
@@ -357,7 +357,7 @@ impl SourceTask for MqttSourceTask {
             let mut out = Vec::with_capacity(got.len());
             for m in got {
                 let p = m.map_err(ConnectError::Task)?;
-                if let Some(r) = self.to_record(&p) {
+                if let Some(r) = self.record_of(&p) {
                     out.push(r);
                 }
                 self.unacked.push(p);
