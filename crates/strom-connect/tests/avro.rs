@@ -366,6 +366,45 @@ async fn struct_records_round_trip_through_the_registry() {
         [&key_frame[..], &[14], b"order-0"].concat()
     );
 
+    // use.latest.version: the records are written with the subject's latest schema (here
+    // one with an extra optional field), not with their own.
+    let mut newer = schema.clone();
+    newer["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "extra", "type": ["null", "string"], "default": null}));
+    create_topic(&b, "latest", 1).await;
+    let r = http(
+        broker.registry,
+        "POST",
+        "/subjects/latest-value/versions",
+        Some(&json!({"schema": newer.to_string()})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let newer_id = r.json()["id"].as_i64().unwrap() as i32;
+    assert_ne!(newer_id, id);
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "latest-src", "config": {
+            "connector.class": "OrderSource", "topic": "latest",
+            "value.converter": "AvroConverter",
+            "value.converter.schema.registry.url": url,
+            "value.converter.use.latest.version": "true",
+            "value.converter.auto.register.schemas": "false"}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let raw = read_topic(&b, "latest", 1, N, Duration::from_secs(20)).await;
+    assert_eq!(raw.len(), N);
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&newer_id.to_be_bytes());
+    assert!(raw
+        .iter()
+        .all(|r| r.value.as_ref().unwrap().starts_with(&frame)));
+
     // auto.register.schemas=false with nothing registered under unregistered-value.
     let failed = wait_for(
         "the strict source to fail",
