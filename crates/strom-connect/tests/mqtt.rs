@@ -24,6 +24,8 @@ async fn start_worker(b: &str, dir: &std::path::Path) -> Standalone {
             dir.join("offsets").display().to_string(),
         ),
         ("offset.flush.interval.ms", "100".to_owned()),
+        // A record for a topic that does not exist fails within a second.
+        ("producer.max.block.ms", "1000".to_owned()),
         (
             "key.converter",
             "org.apache.kafka.connect.storage.StringConverter".to_owned(),
@@ -231,4 +233,94 @@ async fn strom_records_reach_mosquitto_sub_exactly() {
             format!("strom/readings/k2 v{}", n - 1),
         ]
     );
+}
+
+/// QoS 1 messages are acknowledged to the MQTT broker only once Kafka has them: a task that
+/// cannot write a message (its topic does not exist yet) fails with the message
+/// unacknowledged; the persistent session (`mqtt.clean.session.enabled=false`) keeps it and
+/// queues what comes meanwhile, and the restarted task gets them all, the failed one once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_messages_come_again_after_a_failed_task() {
+    let broker = Broker::start();
+    let b = broker.bootstrap();
+    create_topic(&b, "plant", 1).await;
+    let mqtt = Mosquitto::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let w = start_worker(&b, dir.path()).await;
+    let r = http(
+        w.addr,
+        "POST",
+        "/connectors",
+        Some(&json!({"name": "durable", "config": {
+            "connector.class": "MqttSource",
+            "mqtt.server.uri": mqtt.uri(),
+            "mqtt.topics": "plant/#",
+            "kafka.topic": "plant",
+            // "nowhere" does not exist yet (the broker does not auto-create topics).
+            "mqtt.kafka.topic.mapping": "plant/alarm:nowhere",
+            "mqtt.clean.session.enabled": "false",
+            "mqtt.client.id": "strom-durable",
+        }})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let probe = || mqtt.publish_lines("plant/probe", 1, &["probe".to_owned()]);
+    wait_for(
+        "the MQTT subscription",
+        Duration::from_secs(20),
+        async || {
+            probe();
+            let got = read_topic(&b, "plant", 1, 1, Duration::from_millis(300)).await;
+            (!got.is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    mqtt.publish_lines("plant/alarm", 1, &["fire".to_owned()]);
+    let failed = wait_for("the task to fail", Duration::from_secs(20), async || {
+        let s = http(w.addr, "GET", "/connectors/durable/status", None)
+            .await
+            .json();
+        (s["tasks"][0]["state"] == "FAILED").then_some(s)
+    })
+    .await;
+    assert!(
+        failed["tasks"][0]["trace"]
+            .as_str()
+            .unwrap()
+            .contains("KAFKA_PRODUCE"),
+        "{failed}"
+    );
+    let later: Vec<String> = (0..100).map(|i| format!("later-{i}")).collect();
+    mqtt.publish_lines("plant/later", 1, &later);
+
+    create_topic(&b, "nowhere", 1).await;
+    let r = http(w.addr, "POST", "/connectors/durable/tasks/0/restart", None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let alarms = read_topic(&b, "nowhere", 1, 1, Duration::from_secs(20)).await;
+    assert_eq!(
+        alarms
+            .iter()
+            .map(|r| (text(&r.key), text(&r.value)))
+            .collect::<Vec<_>>(),
+        vec![("plant/alarm".to_owned(), "fire".to_owned())]
+    );
+    // Sent again by the broker, flagged as a duplicate delivery.
+    let dup = alarms[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "mqtt.duplicate")
+        .map(|(_, v)| text(v));
+    assert_eq!(dup.as_deref(), Some("true"));
+    let plant = read_topic(&b, "plant", 1, 101, Duration::from_secs(30)).await;
+    let rest: Vec<String> = plant
+        .iter()
+        .filter(|r| text(&r.key) == "plant/later")
+        .map(|r| text(&r.value))
+        .collect();
+    assert_eq!(rest, later);
+    let s = http(w.addr, "GET", "/connectors/durable/status", None)
+        .await
+        .json();
+    assert_eq!(s["tasks"][0]["state"], "RUNNING", "{s}");
 }

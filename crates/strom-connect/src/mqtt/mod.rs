@@ -160,6 +160,47 @@ mod tests {
     }
 
     #[test]
+    fn validation_names_the_bad_fields() {
+        let props: Props = [
+            ("connector.class", "MqttSource"),
+            ("name", "m"),
+            ("mqtt.server.uri", "ssl://h:8883"),
+            ("mqtt.topics", "a/#/b,ok/+"),
+            ("mqtt.qos", "2"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let v = crate::plugins::Plugins::builtin()
+            .validate_connector_config(&props)
+            .unwrap();
+        let errs = |name: &str| {
+            v.entries
+                .iter()
+                .find(|(k, _)| k.name == name)
+                .map(|(_, v)| v.errors.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            errs("mqtt.server.uri"),
+            vec!["Invalid value ssl://h:8883 for configuration mqtt.server.uri: only tcp:// (or mqtt://) URIs are supported"]
+        );
+        assert_eq!(
+            errs("mqtt.topics"),
+            vec!["'#' must be a whole last level in the filter a/#/b"]
+        );
+        assert_eq!(errs("mqtt.qos").len(), 1);
+        assert_eq!(
+            errs("kafka.topic"),
+            vec![
+                "kafka.topic is required: the filter a/#/b has no mqtt.kafka.topic.mapping entry",
+                "kafka.topic is required: the filter ok/+ has no mqtt.kafka.topic.mapping entry",
+            ]
+        );
+        assert_eq!(v.error_count(), 5);
+    }
+
+    #[test]
     fn server_uris() {
         assert_eq!(
             parse_server_uri("tcp://127.0.0.1:1884").unwrap(),

@@ -193,15 +193,36 @@ impl SinkTask for MqttSinkTask {
                 .clone()
                 .ok_or_else(|| ConnectError::Task("MQTT sink task not started".into()))?;
             let qos = self.qos.unwrap_or(QoS::AtLeastOnce);
+            // Records that name no valid MQTT topic go to the error policy (DLQ or failure).
+            let mut errant = Vec::new();
+            let mut why = String::new();
             for r in &records {
-                let topic = self.topic_for(r)?;
+                let topic = match self.topic_for(r) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errant.push((
+                            r.record.topic.clone(),
+                            r.record.kafka_partition.unwrap_or(0),
+                            r.kafka_offset,
+                        ));
+                        why = e.to_string();
+                        continue;
+                    }
+                };
                 client
                     .publish(topic, qos, self.retain, payload(&r.record.value))
                     .await
                     .map_err(|e| ConnectError::Task(format!("MQTT publish: {e}")))?;
                 self.sent += 1;
             }
-            Ok(())
+            if errant.is_empty() {
+                Ok(())
+            } else {
+                Err(ConnectError::Errant {
+                    records: errant,
+                    message: why,
+                })
+            }
         })
     }
 
