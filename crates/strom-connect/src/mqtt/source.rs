@@ -237,18 +237,25 @@ impl MqttSourceTask {
         Ok(self.session.as_mut().expect("just set"))
     }
 
-    /// Acknowledges the messages of the batches Kafka has taken.
+    /// Acknowledges the messages of the batches Kafka has taken. When the client's request
+    /// queue is full (its event loop is waiting for us to take messages), the rest stay for
+    /// the next poll: never dropped, and the poll goes on to drain the messages.
     fn ack_handed_off(&mut self) -> Result<()> {
         let Some(s) = self.session.as_ref() else {
             return Ok(());
         };
-        for p in self.unacked.drain(..) {
+        let mut acked = 0;
+        for p in &self.unacked {
             if p.qos != QoS::AtMostOnce {
-                s.client
-                    .try_ack(&p)
-                    .map_err(|e| ConnectError::Retriable(format!("MQTT ack: {e}")))?;
+                match s.client.try_ack(p) {
+                    Ok(()) => {}
+                    Err(rumqttc::ClientError::TryRequest(_)) => break,
+                    Err(e) => return Err(ConnectError::Task(format!("MQTT ack: {e}"))),
+                }
             }
+            acked += 1;
         }
+        self.unacked.drain(..acked);
         Ok(())
     }
 
