@@ -1,5 +1,6 @@
 //! `strom-connect`: a Kafka Connect-compatible runtime on `strom-client`: the connector API
-//! (`connector`), built-in connectors (`file`), converters, the Connect data model, single
+//! (`connector`), built-in connectors (`file`, `mqtt`, `http_sink`), converters (Avro through
+//! the Schema Registry in `avro_converter`), the Connect data model, single
 //! message transforms and predicates, a standalone worker (`standalone::run`) and Kafka
 //! Connect's REST API (`rest::router`). Distributed mode is not built yet (see README.md).
 
