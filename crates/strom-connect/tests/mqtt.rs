@@ -142,12 +142,6 @@ async fn strom_records_reach_mosquitto_sub_exactly() {
     let b = broker.bootstrap();
     create_topic(&b, "readings", 1).await;
     let mqtt = Mosquitto::start(None);
-    // A persistent QoS 1 session for the subscriber: the broker queues what the sink
-    // publishes while mosquitto_sub is not connected.
-    let session = ["-c", "-i", "checker", "-q", "1", "-t", "strom/#"];
-    let out = mqtt.sub(&[&session[..], &["-E"]].concat());
-    assert!(out.status.success(), "mosquitto_sub -E: {out:?}");
-
     let n = 300;
     let p = Producer::new(ProducerConfig::new(&b)).await.unwrap();
     let mut expected = Vec::new();
@@ -159,6 +153,30 @@ async fn strom_records_reach_mosquitto_sub_exactly() {
             .key(key.into_bytes())
             .value(value.into_bytes());
         p.send(rec).await.unwrap().await.unwrap();
+    }
+
+    // mosquitto_sub (QoS 1, `-d` to see its SUBACK) subscribed before the sink starts.
+    let mut sub = mqtt.sub_child(&["-q", "1", "-t", "strom/#", "-v", "-d"]);
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stdout = sub.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.recv())
+            .await
+            .expect("mosquitto_sub subscribed")
+            .expect("mosquitto_sub output");
+        if line.contains("SUBACK") {
+            break;
+        }
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -179,35 +197,26 @@ async fn strom_records_reach_mosquitto_sub_exactly() {
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
 
-    let count = n.to_string();
-    let out = tokio::task::spawn_blocking({
-        let args: Vec<String> = session
-            .iter()
-            .map(|s| s.to_string())
-            .chain(["-v", "-C", &count, "-W", "30"].map(String::from))
-            .collect();
-        let port = mqtt.port;
-        move || {
-            std::process::Command::new("mosquitto_sub")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                .args(&args)
-                .output()
-                .unwrap()
+    // The messages (the lines that are not mosquitto_sub's debug output), then a second
+    // of nothing more.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, lines.recv()).await {
+            Ok(Some(line)) if line.starts_with("strom/") => got.push(line),
+            Ok(Some(_)) => {}
+            _ => break,
         }
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "mosquitto_sub: {out:?}");
-    let got: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    }
+    let quiet = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(line)) = tokio::time::timeout_at(quiet, lines.recv()).await {
+        if line.starts_with("strom/") {
+            got.push(line);
+        }
+    }
+    drop(sub);
     assert_eq!(got, expected);
-    // Nothing more is queued for the subscriber: no duplicates (`-R`: not the retained
-    // messages a new subscription is sent).
-    let more = mqtt.sub(&[&session[..], &["-v", "-R", "-W", "2"]].concat());
-    assert_eq!(String::from_utf8_lossy(&more.stdout), "");
+
     // The retain flag: a new subscriber gets each key's last value.
     let retained = mqtt.sub(&[
         "-t",

@@ -109,6 +109,25 @@ impl Mosquitto {
         assert!(st.success(), "mosquitto_pub failed: {st}");
     }
 
+    /// Starts `mosquitto_sub` with `args` (after the connection ones), its stdout piped and
+    /// line-buffered (`stdbuf -oL`, so `-d` debug lines come as they happen); killed when
+    /// dropped.
+    pub fn sub_child(&self, args: &[&str]) -> SubProcess {
+        let mut c = Command::new("stdbuf");
+        c.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string());
+        if let Some((u, p)) = &self.credentials {
+            c.args(["-u", u, "-P", p]);
+        }
+        SubProcess(
+            c.args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run mosquitto_sub"),
+        )
+    }
+
     /// Runs `mosquitto_sub` with `args` (after the connection ones) and returns its output.
     pub fn sub(&self, args: &[&str]) -> Output {
         self.client("mosquitto_sub")
@@ -116,6 +135,16 @@ impl Mosquitto {
             .stderr(Stdio::inherit())
             .output()
             .expect("run mosquitto_sub")
+    }
+}
+
+/// A running `mosquitto_sub`, killed when dropped (also when a test fails).
+pub struct SubProcess(pub Child);
+
+impl Drop for SubProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
