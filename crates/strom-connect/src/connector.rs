@@ -113,7 +113,8 @@ pub trait SourceTask: Send {
 
 /// A sink task: writes records out; `flush` makes everything `put` so far durable before the
 /// runtime commits `offsets` (the next offset to read per partition). A `put` failing with
-/// `ConnectError::Retriable` gets the same records again after a back-off.
+/// `ConnectError::Retriable` gets the same records again after a back-off; one failing with
+/// `ConnectError::Errant` wrote all but the records it names, which the error policy takes.
 pub trait SinkTask: Send {
     fn start(&mut self, props: &Props) -> Result<()>;
 

@@ -40,12 +40,26 @@ pub trait Converter: Send + Sync {
 }
 
 /// The converter classes this runtime has (for `/connector-plugins?connectorsOnly=false`).
-pub const CONVERTER_CLASSES: [&str; 3] = [BYTE_ARRAY_CONVERTER, JSON_CONVERTER, STRING_CONVERTER];
+pub const CONVERTER_CLASSES: [&str; 4] = [
+    crate::avro_converter::AVRO_CONVERTER,
+    BYTE_ARRAY_CONVERTER,
+    JSON_CONVERTER,
+    STRING_CONVERTER,
+];
 
 /// Builds a converter from its class name (full or simple) and its own configs (the worker's
 /// or connector's `key.converter.*` / `value.converter.*` keys with the prefix removed).
 pub fn converter_for(class: &str, props: &Props) -> Result<Box<dyn Converter>> {
+    converter_for_role(class, props, false)
+}
+
+/// Like [`converter_for`], for record keys (`is_key`) or values: converters that name
+/// things after it (the Avro converter's `<topic>-key` subjects) need to know.
+pub fn converter_for_role(class: &str, props: &Props, is_key: bool) -> Result<Box<dyn Converter>> {
     match simple_name(class) {
+        "AvroConverter" => Ok(Box::new(crate::avro_converter::AvroConverter::from_props(
+            props, is_key,
+        )?)),
         "JsonConverter" => Ok(Box::new(JsonConverter {
             schemas_enable: get_bool(props, "schemas.enable", true)?,
         })),

@@ -46,6 +46,14 @@ pub enum ConnectError {
     /// task's `put` returning it gets the same records again after a back-off.
     #[error("{0}")]
     Retriable(String),
+    /// A sink task could not write these records, (topic, partition, offset) each, and wrote
+    /// the others of the batch: the runtime's error policy takes each (Kafka's
+    /// `ErrantRecordReporter`: the dead-letter queue with `errors.tolerance=all`).
+    #[error("{message}")]
+    Errant {
+        records: Vec<(String, i32, i64)>,
+        message: String,
+    },
     #[error("HTTP 404 Not Found")]
     NoSuchEndpoint,
     #[error("HTTP 405 Method Not Allowed")]
@@ -73,6 +81,7 @@ impl ConnectError {
             ConnectError::Kafka(_)
             | ConnectError::Io(_)
             | ConnectError::Task(_)
+            | ConnectError::Errant { .. }
             | ConnectError::Retriable(_) => 500,
         }
     }

@@ -112,7 +112,37 @@ pub const CONNECTORS: &[ConnectorPlugin] = &[
         connector_type: ConnectorType::Sink,
         make: make_pg_sink,
     },
+    ConnectorPlugin {
+        class: crate::http_sink::HTTP_SINK_CLASS,
+        aliases: &["io.strom.connect.http.HttpSinkConnector"],
+        connector_type: ConnectorType::Sink,
+        make: make_http_sink,
+    },
+    ConnectorPlugin {
+        class: crate::mqtt::MQTT_SINK_CLASS,
+        aliases: &["io.strom.connect.mqtt.MqttSinkConnector"],
+        connector_type: ConnectorType::Sink,
+        make: make_mqtt_sink,
+    },
+    ConnectorPlugin {
+        class: crate::mqtt::MQTT_SOURCE_CLASS,
+        aliases: &["io.strom.connect.mqtt.MqttSourceConnector"],
+        connector_type: ConnectorType::Source,
+        make: make_mqtt_source,
+    },
 ];
+
+fn make_http_sink() -> Box<dyn Connector> {
+    Box::new(crate::http_sink::HttpSinkConnector::default())
+}
+
+fn make_mqtt_source() -> Box<dyn Connector> {
+    Box::new(crate::mqtt::MqttSourceConnector::default())
+}
+
+fn make_mqtt_sink() -> Box<dyn Connector> {
+    Box::new(crate::mqtt::MqttSinkConnector::default())
+}
 
 fn simple(class: &str) -> &str {
     class.rsplit('.').next().unwrap_or(class)

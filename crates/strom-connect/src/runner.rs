@@ -91,6 +91,8 @@ pub(crate) struct Pipeline {
     value_class: String,
     pub(crate) chain: Chain,
     pub(crate) errors: ErrorPolicy,
+    /// `connector.class`, for errors a sink task reports on records.
+    connector_class: String,
     /// `errors.retry.timeout` (`None`: retry without end, Kafka's -1).
     retry_timeout: Option<Duration>,
     /// `errors.retry.delay.max.ms`.
@@ -124,6 +126,11 @@ impl Pipeline {
             key_class,
             value_class,
             chain: Chain::from_config(&ctx.connector_config)?,
+            connector_class: ctx
+                .connector_config
+                .get("connector.class")
+                .cloned()
+                .unwrap_or_default(),
             errors: ErrorPolicy::from_config(
                 &ctx.connector,
                 ctx.id,
@@ -538,6 +545,26 @@ async fn put_batch(
                 tracing::warn!("sink task put failed ({why}); retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = p.backoff(backoff);
+            }
+            // Records the task could not write (Kafka's ErrantRecordReporter): the error
+            // policy takes each (the DLQ with errors.tolerance=all, else the task fails).
+            Err(ConnectError::Errant {
+                records: failed,
+                message,
+            }) => {
+                for (topic, partition, offset) in &failed {
+                    let original = records.iter().find(|cr| {
+                        cr.topic == *topic && cr.partition == *partition && cr.offset == *offset
+                    });
+                    let f = Failure {
+                        stage: Stage::TaskPut,
+                        class: &p.connector_class,
+                        error: ConnectError::Task(message.clone()),
+                        original,
+                    };
+                    p.errors.handle(f).await?;
+                }
+                break;
             }
             Err(e) => {
                 return Err(ConnectError::Task(format!(

@@ -166,7 +166,7 @@ async fn connector_lifecycle_status_offsets_and_errors() {
     )
     .await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json()["message"], format!("Failed to find any class that implements Connector and which name matches com.example.Nope, available connectors are: {SINK}, {SOURCE}, org.apache.kafka.connect.mirror.MirrorCheckpointConnector, org.apache.kafka.connect.mirror.MirrorHeartbeatConnector, org.apache.kafka.connect.mirror.MirrorSourceConnector, io.confluent.connect.jdbc.JdbcSourceConnector, io.debezium.connector.postgresql.PostgresConnector, io.confluent.connect.jdbc.JdbcSinkConnector"));
+    assert_eq!(r.json()["message"], format!("Failed to find any class that implements Connector and which name matches com.example.Nope, available connectors are: {SINK}, {SOURCE}, org.apache.kafka.connect.mirror.MirrorCheckpointConnector, org.apache.kafka.connect.mirror.MirrorHeartbeatConnector, org.apache.kafka.connect.mirror.MirrorSourceConnector, io.confluent.connect.jdbc.JdbcSourceConnector, io.debezium.connector.postgresql.PostgresConnector, io.confluent.connect.jdbc.JdbcSinkConnector, io.confluent.connect.http.HttpSinkConnector, io.confluent.connect.mqtt.MqttSinkConnector, io.confluent.connect.mqtt.MqttSourceConnector"));
     let r = http(addr, "POST", "/connectors", Some(&json!({"config": {}}))).await;
     assert_eq!(
         r.json(),
@@ -546,6 +546,9 @@ async fn plugins_validation_and_loggers() {
                 {"class": "io.confluent.connect.jdbc.JdbcSourceConnector", "type": "source", "version": VERSION},
                 {"class": "io.debezium.connector.postgresql.PostgresConnector", "type": "source", "version": VERSION},
                 {"class": "io.confluent.connect.jdbc.JdbcSinkConnector", "type": "sink", "version": VERSION},
+                {"class": "io.confluent.connect.http.HttpSinkConnector", "type": "sink", "version": VERSION},
+                {"class": "io.confluent.connect.mqtt.MqttSinkConnector", "type": "sink", "version": VERSION},
+                {"class": "io.confluent.connect.mqtt.MqttSourceConnector", "type": "source", "version": VERSION},
             ])
         )
     );
@@ -566,7 +569,7 @@ async fn plugins_validation_and_loggers() {
             count("predicate"),
             count("converter")
         ),
-        (6, 2, 26, 3, 3)
+        (7, 4, 26, 3, 4)
     );
     assert!(all.as_array().unwrap().contains(&json!({"class": "org.apache.kafka.connect.transforms.InsertField$Value", "type": "transformation", "version": VERSION})));
 

@@ -102,7 +102,7 @@ impl WorkerConfig {
                 with_prefix(&self.props, &prefix),
             ),
         };
-        let conv = converter_for(&class, &own)?;
+        let conv = crate::converter::converter_for_role(&class, &own, which == "key.converter")?;
         Ok((class, conv))
     }
 }
