@@ -14,7 +14,7 @@ use strom_metadata::acl::AclFilter;
 use strom_metadata::controller::ops::ControllerOp;
 use strom_protocol::ErrorCode;
 
-use super::describe_acls::{filter_from, NO_AUTHORIZER};
+use super::describe_acls::{acl_refusal, filter_from, per_part};
 use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, RequestContext};
 use crate::broker::Broker;
 use crate::errors::controller_error_code;
@@ -34,16 +34,7 @@ pub(super) async fn handle(
         r.error_message = Some(StrBytes::from_string(message));
         r
     };
-    let refusal = if broker.authorizer().is_none() {
-        Some((ErrorCode::SecurityDisabled, NO_AUTHORIZER))
-    } else if !header.authorized_cluster(broker, AclOperation::Alter) {
-        Some((
-            ErrorCode::ClusterAuthorizationFailed,
-            "Cluster authorization failed.",
-        ))
-    } else {
-        None
-    };
+    let refusal = acl_refusal(broker, header, AclOperation::Alter);
     if let Some((code, message)) = refusal {
         response.filter_results = request
             .filters
@@ -76,21 +67,7 @@ pub(super) async fn handle(
             .controller_op(ControllerOp::DeleteAcls { filters: valid })
             .into_delete_acls()
     };
-    let mut results = match results {
-        Ok(r) if r.len() == n => r.into_iter(),
-        Ok(_) => (0..n)
-            .map(|_| {
-                Err(strom_metadata::ControllerError::Storage {
-                    reason: "the controller answered a different number of filters".into(),
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter(),
-        Err(e) => (0..n)
-            .map(|_| Err(e.clone()))
-            .collect::<Vec<_>>()
-            .into_iter(),
-    };
+    let mut results = per_part(results, n);
     response.filter_results = parsed
         .into_iter()
         .map(|p| match p {

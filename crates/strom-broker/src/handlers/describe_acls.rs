@@ -10,6 +10,7 @@ use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeA
 use kafka_protocol::messages::{ApiKey, DescribeAclsRequest, DescribeAclsResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::acl::{AclFilter, AclPermission, PatternType};
+use strom_metadata::ControllerError;
 use strom_protocol::ErrorCode;
 
 use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, RequestContext, ResourceType};
@@ -28,16 +29,8 @@ pub(super) async fn handle(
     let request: DescribeAclsRequest = decode(&SPEC, header, body)?;
     let mut response = DescribeAclsResponse::default();
     response.error_message = None;
-    let refusal = if broker.authorizer().is_none() {
-        Some((ErrorCode::SecurityDisabled, NO_AUTHORIZER.to_owned()))
-    } else if !header.authorized_cluster(broker, AclOperation::Describe) {
-        Some((
-            ErrorCode::ClusterAuthorizationFailed,
-            "Cluster authorization failed.".to_owned(),
-        ))
-    } else {
-        None
-    };
+    let refusal = acl_refusal(broker, header, AclOperation::Describe)
+        .map(|(code, message)| (code, message.to_owned()));
     let filter = filter_from(
         request.resource_type_filter,
         request.resource_name_filter.as_deref(),
@@ -84,6 +77,48 @@ pub(super) async fn handle(
         }
     }
     respond(&SPEC, header, &response)
+}
+
+/// Why an ACL request is refused before it runs: no authorizer (SECURITY_DISABLED, as Kafka
+/// answers), or the principal may not do `operation` on the cluster.
+pub(super) fn acl_refusal(
+    broker: &Broker,
+    header: &RequestContext,
+    operation: AclOperation,
+) -> Option<(ErrorCode, &'static str)> {
+    if broker.authorizer().is_none() {
+        Some((ErrorCode::SecurityDisabled, NO_AUTHORIZER))
+    } else if !header.authorized_cluster(broker, operation) {
+        Some((
+            ErrorCode::ClusterAuthorizationFailed,
+            "Cluster authorization failed.",
+        ))
+    } else {
+        None
+    }
+}
+
+/// One result per part of a controller operation over `n` parts: its own results, or the
+/// operation's error for every part (also when the controller answered another count).
+pub(super) fn per_part<T>(
+    results: Result<Vec<Result<T, ControllerError>>, ControllerError>,
+    n: usize,
+) -> std::vec::IntoIter<Result<T, ControllerError>> {
+    match results {
+        Ok(r) if r.len() == n => r.into_iter(),
+        Ok(_) => (0..n)
+            .map(|_| {
+                Err(ControllerError::Storage {
+                    reason: "the controller answered a different number of results".into(),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter(),
+        Err(e) => (0..n)
+            .map(|_| Err(e.clone()))
+            .collect::<Vec<_>>()
+            .into_iter(),
+    }
 }
 
 /// A filter from a request's codes; an unknown code is INVALID_REQUEST, as in Kafka.
