@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::tcp_codec::{decode, encode, frame_len, Body, Envelope, LENGTH_PREFIX_BYTES};
 use super::transport::{serve, QuorumReply, QuorumRpc, QuorumTransport, Receiver, TransportError};
 use super::QuorumNodeId;
+use crate::controller::ControllerOp;
 
 /// Limits and timeouts of the TCP transport, client and server side. Names follow Kafka's
 /// client configs where one exists.
@@ -305,6 +306,13 @@ impl QuorumTransport for TcpTransport {
     ) -> Result<QuorumReply, TransportError> {
         let after = match rpc {
             QuorumRpc::Snapshot { .. } => self.config.snapshot_timeout,
+            // A heartbeat is answered at once by a live controller. Waiting longer for one
+            // sent to a controller that became unreachable would hold the broker's next
+            // heartbeat back past the session timeout of the controller elected meanwhile,
+            // which would then fence a healthy broker.
+            QuorumRpc::Controller(ControllerOp::BrokerHeartbeat { .. }) => {
+                self.config.request_timeout
+            }
             QuorumRpc::Controller(_) | QuorumRpc::ChangeVoters(_) => self.config.controller_timeout,
             QuorumRpc::FetchMetadata { max_wait_ms, .. } => {
                 self.config.request_timeout + Duration::from_millis(u64::from(max_wait_ms))
