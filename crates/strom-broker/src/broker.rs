@@ -57,6 +57,10 @@ pub struct Broker {
     metrics: Arc<BrokerMetrics>,
     /// Set when controlled shutdown starts: heartbeats stop, so the broker stays fenced.
     stopping: std::sync::atomic::AtomicBool,
+    /// When the active controller last accepted this broker's heartbeat (ms since the epoch;
+    /// cluster mode). Silence longer than the session timeout means the controller has
+    /// fenced this broker and may have elected other leaders for its partitions.
+    last_heartbeat_ok_ms: std::sync::atomic::AtomicI64,
     /// The hosted logs could not follow the last image (a full disk, no file descriptors):
     /// a background task retries until they do.
     logs_behind_image: std::sync::atomic::AtomicBool,
@@ -133,6 +137,7 @@ impl Broker {
             metrics: Arc::default(),
             logs_behind_image: Default::default(),
             stopping: Default::default(),
+            last_heartbeat_ok_ms: std::sync::atomic::AtomicI64::new(crate::partition::now_ms()),
             fetchers: Default::default(),
             leader_throttle: Default::default(),
             follower_throttle: Default::default(),
@@ -256,7 +261,9 @@ impl Broker {
             .controller_op(ControllerOp::BrokerHeartbeat { broker_id })
             .into_done();
         match result {
-            Ok(()) => {}
+            Ok(()) => self
+                .last_heartbeat_ok_ms
+                .store(crate::partition::now_ms(), Ordering::Relaxed),
             Err(ControllerError::BrokerNotRegistered { .. })
                 if self.image().was_unregistered(broker_id) =>
             {
@@ -271,13 +278,27 @@ impl Broker {
                 if let Some(registration) = crate::cluster::Registration::of(&self.config) {
                     // This process lost nothing: a clean registration.
                     let op = registration.op(&self.config, true);
-                    if let Err(e) = self.controller_op(op).into_done() {
-                        tracing::warn!(error = %e, "registering again failed");
+                    match self.controller_op(op).into_done() {
+                        Ok(()) => self
+                            .last_heartbeat_ok_ms
+                            .store(crate::partition::now_ms(), Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "registering again failed"),
                     }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "heartbeat not accepted"),
         }
+    }
+
+    /// Cluster mode: the active controller has not accepted a heartbeat of this broker for
+    /// longer than `broker.session.timeout.ms`, so it has fenced this broker (or no
+    /// controller is active). Leaderships this broker holds may have moved without its
+    /// knowing; see `Partition::isr_stalled` for how produce uses this.
+    pub fn controller_contact_lost(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.config.is_quorum_over_network()
+            && crate::partition::now_ms() - self.last_heartbeat_ok_ms.load(Ordering::Relaxed)
+                > i64::from(self.config.broker_session_timeout_ms())
     }
 
     /// Controlled shutdown: stops heartbeating and asks the active controller to move this

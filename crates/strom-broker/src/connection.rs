@@ -300,6 +300,7 @@ impl Connection {
             principal: self.principal.clone(),
             sasl: self.sasl.clone(),
             throttle_ms: Default::default(),
+            close_after: Default::default(),
         };
         let started = Instant::now();
         let (result, remote) =
@@ -344,6 +345,13 @@ impl Connection {
                 self.broker.metrics().response_bytes_queued.add(len as i64);
                 self.tx.send(response).await.map_err(|_| Closed)?;
                 if sasl_failed {
+                    return Err(Closed);
+                }
+                if request
+                    .close_after
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!(%peer, client_id = request.client_id.as_deref().unwrap_or(""), "closing the connection: this broker is cut off from the controller and sent the client to look for the new leader elsewhere");
                     return Err(Closed);
                 }
                 self.mute(throttle).await

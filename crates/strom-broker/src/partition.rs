@@ -347,6 +347,22 @@ impl Partition {
         Ok(joins)
     }
 
+    /// Leader: some ISR member has not caught up for longer than `lag_ms`, so the ISR is due
+    /// to shrink. With the controller unreachable it cannot shrink, and acks=all appends
+    /// would only wait for the request timeout: produce answers NOT_LEADER_OR_FOLLOWER at
+    /// once instead, so clients look for the leader the majority has elected meanwhile.
+    pub fn isr_stalled(&self, now_ms: i64, lag_ms: i64) -> bool {
+        let state = self.state.lock();
+        state.role.leader == self.local_id
+            && state.role.isr.iter().any(|id| {
+                *id != self.local_id
+                    && state
+                        .followers
+                        .get(id)
+                        .is_none_or(|f| now_ms - f.last_caught_up_ms > lag_ms)
+            })
+    }
+
     /// Leader: the ISR this replica should ask the controller for, if it differs from the
     /// committed one and no change is in flight: members silent or behind for longer than
     /// `lag_ms` leave, caught-up replicas join. Marks the change as in flight.

@@ -711,6 +711,7 @@ mod tests {
                 principal: crate::security::ANONYMOUS.into(),
                 sasl: None,
                 throttle_ms: Default::default(),
+                close_after: Default::default(),
             };
             let (response, files) = response_and_files(&log);
             let mut in_memory = response.clone();

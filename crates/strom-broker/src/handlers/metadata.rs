@@ -106,6 +106,9 @@ pub(super) async fn handle(
             })
             .collect(),
     };
+    if broker.controller_contact_lost() {
+        disown_cut_off_leaderships(broker, header, &mut response.topics);
+    }
     if version >= 8 {
         for t in &mut response.topics {
             if let (Some(name), 0) = (&t.name, t.error_code) {
@@ -130,6 +133,37 @@ pub(super) async fn handle(
         }
     }
     respond(&SPEC, header, &response)
+}
+
+/// A broker cut off from the controller for longer than the session timeout has been fenced;
+/// where it leads a partition with an ISR member out of reach too, the majority has likely
+/// elected another leader. It does not claim such leaderships (LEADER_NOT_AVAILABLE, no
+/// leader) and closes the connection after answering, so the client asks another broker:
+/// librdkafka asks for metadata on a connection it has, and this one may be its only one.
+fn disown_cut_off_leaderships(
+    broker: &Broker,
+    header: &RequestContext,
+    topics: &mut [MetadataResponseTopic],
+) {
+    let me = broker.node_id();
+    let now = crate::partition::now_ms();
+    let lag_ms = broker.config().replica_lag_time_max_ms();
+    for t in topics.iter_mut().filter(|t| t.error_code == 0) {
+        let Some(name) = &t.name else { continue };
+        for p in t.partitions.iter_mut().filter(|p| p.leader_id.0 == me) {
+            let cut_off = broker
+                .replicas()
+                .partition(name.0.as_str(), p.partition_index)
+                .is_some_and(|local| local.isr_stalled(now, lag_ms));
+            if cut_off {
+                p.leader_id = BrokerId(-1);
+                p.error_code = ErrorCode::LeaderNotAvailable.code();
+                header
+                    .close_after
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 fn requested_topic(

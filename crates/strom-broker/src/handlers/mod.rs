@@ -116,6 +116,10 @@ pub(crate) struct RequestContext {
     /// Set by a handler whose request took its client over a quota: the connection reads
     /// nothing more for this many milliseconds after the response (Kafka mutes the channel).
     pub throttle_ms: std::sync::atomic::AtomicU32,
+    /// Set by a handler whose answer means this broker should not be the client's way in
+    /// any more (a leader cut off from the cluster): the connection closes after the
+    /// response, so the client reconnects and asks another broker for metadata.
+    pub close_after: std::sync::atomic::AtomicBool,
 }
 
 impl std::ops::Deref for RequestContext {

@@ -72,7 +72,9 @@ pub(super) async fn handle(
     let mut leaders = BTreeSet::new();
     for wait in pending {
         let r = &mut responses[wait.topic].partition_responses[wait.partition];
-        if let Err((code, message)) = crate::metrics::remote(wait_for_isr(&wait, deadline)).await {
+        if let Err((code, message)) =
+            crate::metrics::remote(wait_for_isr(broker, &wait, deadline)).await
+        {
             r.error_code = code.code();
             r.base_offset = -1;
             if header.api_version >= 8 {
@@ -104,6 +106,18 @@ pub(super) async fn handle(
             }
         }
     }
+    // This broker's metadata is stale while the controller is out of reach: a client sent
+    // away from here must not come back for metadata (librdkafka asks a broker it is
+    // connected to, and this may be the only one).
+    let refused = responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|r| r.error_code == ErrorCode::NotLeaderOrFollower.code());
+    if refused && broker.controller_contact_lost() {
+        header
+            .close_after
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let mut response = ProduceResponse::default();
     response.responses = responses;
     response.throttle_time_ms = throttle_ms;
@@ -130,10 +144,14 @@ struct PendingAck {
 /// (the client retries, and an idempotent producer's retry is deduplicated); REQUEST_TIMED_OUT
 /// at the request's timeout.
 async fn wait_for_isr(
+    broker: &Broker,
     wait: &PendingAck,
     deadline: tokio::time::Instant,
 ) -> Result<(), PartitionError> {
     let p = &wait.partition_ref;
+    // Besides changes, the wait looks at the clock: an ISR member falling behind while the
+    // controller is out of reach ends it (see `cut_off_leader`).
+    const RECHECK: Duration = Duration::from_millis(250);
     loop {
         let mut changes = p.subscribe();
         if p.leader_epoch_if_leader() != Some(wait.leader_epoch) {
@@ -155,16 +173,40 @@ async fn wait_for_isr(
             }
             return Ok(());
         }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
+        if let Some(refusal) = cut_off_leader(broker, p) {
+            return Err(refusal);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Err((
                 ErrorCode::RequestTimedOut,
                 Some("the ISR did not acknowledge the records in time".into()),
             ));
         }
+        let _ = tokio::time::timeout_at(deadline.min(now + RECHECK), changes.changed()).await;
     }
+}
+
+/// A leader cut off from both the controller and an ISR member: the ISR cannot shrink, so
+/// acks=all writes could only time out, and the controller has most likely elected another
+/// leader already (it fences a broker after `broker.session.timeout.ms` without
+/// heartbeats). Kafka lets such writes wait for the request timeout; answering
+/// NOT_LEADER_OR_FOLLOWER at once sends clients to refresh metadata and find the new leader.
+/// An idempotent producer's retry of a written batch is deduplicated where it lands.
+fn cut_off_leader(broker: &Broker, p: &Partition) -> Option<PartitionError> {
+    let lag_ms = broker.config().replica_lag_time_max_ms();
+    (broker.controller_contact_lost() && p.isr_stalled(crate::partition::now_ms(), lag_ms)).then(
+        || {
+            (
+                ErrorCode::NotLeaderOrFollower,
+                Some(
+                    "this leader has lost contact with the controller and with an in-sync \
+                     replica: another leader may have been elected"
+                        .into(),
+                ),
+            )
+        },
+    )
 }
 
 /// KIP-951: a NOT_LEADER_OR_FOLLOWER answer names the current leader (Produce v10+).
@@ -372,6 +414,9 @@ fn append_one(
         return Err((ErrorCode::NotLeaderOrFollower, None));
     };
     if acks == -1 {
+        if let Some(refusal) = cut_off_leader(broker, &partition) {
+            return Err(refusal);
+        }
         let min_isr = broker.min_insync_replicas(image, topic);
         let isr = image
             .topic(topic)

@@ -637,7 +637,9 @@ impl Drop for Cluster {
             }
             self.kill9(id);
         }
-        if std::thread::panicking() {
+        // A failed test keeps its nodes' logs; STROM_KEEP=1 keeps them for passing runs too
+        // (to compare timings between runs).
+        if std::thread::panicking() || std::env::var_os("STROM_KEEP").is_some() {
             if let Some(tmp) = self.tmp.take() {
                 eprintln!("node directories and logs kept in {}", tmp.keep().display());
             }
