@@ -22,6 +22,8 @@ pub enum QuotaKind {
     Request,
     /// New connections from one IP (`connection_creation_rate`).
     Connection,
+    /// Partitions created or deleted (`controller_mutation_rate`, KIP-599).
+    ControllerMutation,
 }
 
 impl QuotaKind {
@@ -31,6 +33,7 @@ impl QuotaKind {
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
             QuotaKind::Request => strom_metadata::quota::REQUEST_PERCENTAGE,
             QuotaKind::Connection => strom_metadata::quota::CONNECTION_CREATION_RATE,
+            QuotaKind::ControllerMutation => strom_metadata::quota::CONTROLLER_MUTATION_RATE,
         }
     }
 
@@ -38,7 +41,10 @@ impl QuotaKind {
     fn per_second(self, value: f64) -> f64 {
         match self {
             QuotaKind::Request => value * 10_000.0,
-            QuotaKind::Produce | QuotaKind::Fetch | QuotaKind::Connection => value,
+            QuotaKind::Produce
+            | QuotaKind::Fetch
+            | QuotaKind::Connection
+            | QuotaKind::ControllerMutation => value,
         }
     }
 }
@@ -161,6 +167,36 @@ impl ClientQuotaManager {
             .entry(key)
             .or_insert_with(|| Window::new(now))
             .record(now, 1, rate)
+    }
+
+    /// KIP-599's `controller_mutation_rate` for one topic of a CreateTopics, CreatePartitions
+    /// or DeleteTopics request that creates or deletes `partitions` partitions. Strict mode
+    /// (the request versions that know THROTTLING_QUOTA_EXCEEDED) refuses the topic with
+    /// `Err(throttle)` while the client is already over its rate, and otherwise counts it
+    /// even if that takes the client over (as Kafka's token bucket lets a request overdraw
+    /// it). Permissive mode (older versions) always counts it; `Ok(throttle)` is then how
+    /// long the client is throttled.
+    pub fn record_mutations(
+        &self,
+        quotas: &ClientQuotas,
+        user: &str,
+        client_id: &str,
+        partitions: u64,
+        strict: bool,
+    ) -> Result<Duration, Duration> {
+        if strict {
+            let owed = self.record(quotas, QuotaKind::ControllerMutation, user, client_id, 0);
+            if !owed.is_zero() {
+                return Err(owed);
+            }
+        }
+        Ok(self.record(
+            quotas,
+            QuotaKind::ControllerMutation,
+            user,
+            client_id,
+            partitions,
+        ))
     }
 
     /// Counts `bytes` for (user, client id) and returns the throttle time, zero when within

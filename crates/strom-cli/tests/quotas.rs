@@ -228,3 +228,110 @@ fn connections_over_the_ip_creation_rate_are_closed() {
     assert!(answered >= 1, "no connection was served");
     assert!(closed >= 5, "{closed} of 10 closed, {answered} answered");
 }
+
+fn create_topics(
+    wire: &mut Wire,
+    version: i16,
+    name: &str,
+    partitions: i32,
+    validate_only: bool,
+) -> kafka_protocol::messages::CreateTopicsResponse {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1);
+    wire.call(
+        ApiKey::CreateTopics,
+        version,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(10_000)
+            .with_validate_only(validate_only),
+    )
+}
+
+/// KIP-599: `controller_mutation_rate` (partitions created or deleted per second). Request
+/// versions that know THROTTLING_QUOTA_EXCEEDED are refused per topic while the client is
+/// over its rate (nothing is created or deleted); older versions are served and throttled.
+#[test]
+fn controller_mutations_over_the_rate_are_refused_or_throttled() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::{
+        CreatePartitionsRequest, CreatePartitionsResponse, DeleteTopicsRequest,
+        DeleteTopicsResponse,
+    };
+    const THROTTLED: i16 = 89;
+    let server = Server::start(&[]);
+    let bootstrap = server.bootstrap();
+    let mut wire = Wire::connect(&bootstrap);
+    let results = set(
+        &mut wire,
+        vec![EntryData::default()
+            .with_entity(vec![entity("client-id", None)])
+            .with_ops(vec![op("controller_mutation_rate", 2.0)])],
+    );
+    assert_eq!(results, vec![(0, None)]);
+
+    // A first burst is allowed to overdraw the rate: 4 partitions at 2/s, throttled after.
+    let first = create_topics(&mut wire, 7, "m1", 4, false);
+    assert_eq!(first.topics[0].error_code, 0, "{:?}", first.topics[0]);
+    assert!(first.throttle_time_ms > 0, "{first:?}");
+    // While over the rate: v7 is refused and creates nothing, with the time to wait.
+    let refused = create_topics(&mut wire, 7, "m2", 1, false);
+    assert_eq!(refused.topics[0].error_code, THROTTLED, "{refused:?}");
+    assert!(refused.topics[0]
+        .error_message
+        .as_ref()
+        .is_some_and(|m| m.contains("controller_mutation_rate")));
+    assert!(refused.throttle_time_ms > 0);
+    // A validation creates nothing and is not charged.
+    let validated = create_topics(&mut wire, 7, "m2", 1, true);
+    assert_eq!(validated.topics[0].error_code, 0, "{validated:?}");
+    // DeleteTopics v6 and CreatePartitions v3 are strict too.
+    let deleted: DeleteTopicsResponse = wire.call(
+        ApiKey::DeleteTopics,
+        6,
+        &DeleteTopicsRequest::default()
+            .with_topics(vec![DeleteTopicState::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("m1"))))])
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(deleted.responses[0].error_code, THROTTLED, "{deleted:?}");
+    let grown: CreatePartitionsResponse = wire.call(
+        ApiKey::CreatePartitions,
+        3,
+        &CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("m1")))
+                .with_count(6)])
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(grown.results[0].error_code, THROTTLED, "{grown:?}");
+    // v5 predates the error: the topic is created and the client throttled instead.
+    let permissive = create_topics(&mut wire, 5, "m3", 1, false);
+    assert_eq!(permissive.topics[0].error_code, 0, "{permissive:?}");
+    assert!(permissive.throttle_time_ms > 0, "{permissive:?}");
+    assert_muted_for(&mut wire, permissive.throttle_time_ms);
+
+    // Waiting out the throttle lets the refused topic through, and m1 was never deleted
+    // nor grown.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let again = create_topics(&mut wire, 7, "m2", 1, false);
+        match again.topics[0].error_code {
+            0 => break,
+            THROTTLED if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(
+                u64::try_from(again.throttle_time_ms.max(50)).unwrap(),
+            )),
+            other => panic!("m2: error {other} after waiting: {again:?}"),
+        }
+    }
+    let m1 = create_topics(&mut wire, 7, "m1", 4, true);
+    assert_eq!(
+        m1.topics[0].error_code, 36,
+        "m1 still exists: TOPIC_ALREADY_EXISTS"
+    );
+}

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
+use strom_protocol::ErrorCode;
 
 use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
@@ -23,6 +24,9 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: CreatePartitionsRequest = decode(&SPEC, header, body)?;
     let validate_only = request.validate_only;
+    let version = header.api_version;
+    let mut throttle_ms = 0;
+    let image = broker.image();
     let mut response = CreatePartitionsResponse::default();
     response.results = request
         .topics
@@ -39,9 +43,26 @@ pub(super) async fn handle(
             if !header.authorized(broker, AclOperation::Alter, ResourceType::Topic, &name) {
                 let mut r = CreatePartitionsTopicResult::default();
                 r.name = t.name;
-                r.error_code = strom_protocol::ErrorCode::TopicAuthorizationFailed.code();
+                r.error_code = ErrorCode::TopicAuthorizationFailed.code();
                 r.error_message = Some(StrBytes::from_static_str("Authorization failed."));
                 return r;
+            }
+            // KIP-599: the partitions added count against controller_mutation_rate, strict
+            // from v3.
+            let current = image.topic(&name).map_or(0, |t| t.partitions.len() as i64);
+            let added = (i64::from(t.count) - current).max(0) as u64;
+            if !validate_only && added > 0 {
+                if let Err(code) =
+                    header.charge_mutations(broker, &mut throttle_ms, added, version >= 3)
+                {
+                    let mut r = CreatePartitionsTopicResult::default();
+                    r.name = t.name;
+                    r.error_code = code.code();
+                    r.error_message = Some(StrBytes::from_static_str(
+                        "The throttling quota has been exceeded (controller_mutation_rate).",
+                    ));
+                    return r;
+                }
             }
             let result = broker
                 .controller_op(ControllerOp::CreatePartitions {
@@ -60,5 +81,6 @@ pub(super) async fn handle(
             r
         })
         .collect();
+    response.throttle_time_ms = throttle_ms;
     respond(&SPEC, header, &response)
 }

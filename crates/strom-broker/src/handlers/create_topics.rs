@@ -33,13 +33,32 @@ pub(super) async fn handle(
     // CREATE on the cluster, or on each topic, as Kafka checks; refused topics never reach
     // the controller.
     let may_create_any = header.authorized_cluster(broker, AclOperation::Create);
-    let denied: Vec<bool> = names
+    // Then the client's controller_mutation_rate (KIP-599), strict from v6: a validation
+    // creates nothing and is not charged.
+    let mut throttle_ms = 0;
+    let refused: Vec<Option<ErrorCode>> = request
+        .topics
         .iter()
-        .map(|n| {
-            !may_create_any
-                && !header.authorized(broker, AclOperation::Create, ResourceType::Topic, n)
+        .map(|t| {
+            if !may_create_any
+                && !header.authorized(broker, AclOperation::Create, ResourceType::Topic, &t.name)
+            {
+                return Some(ErrorCode::TopicAuthorizationFailed);
+            }
+            if request.validate_only {
+                return None;
+            }
+            let partitions = match (t.assignments.len(), t.num_partitions) {
+                (0, n) if n > 0 => n,
+                (0, _) => broker.config().num_partitions(),
+                (n, _) => n as i32,
+            };
+            header
+                .charge_mutations(broker, &mut throttle_ms, partitions as u64, version >= 6)
+                .err()
         })
         .collect();
+    let denied: Vec<bool> = refused.iter().map(Option::is_some).collect();
     let specs: Vec<CreateTopicRequest> = request
         .topics
         .into_iter()
@@ -99,14 +118,21 @@ pub(super) async fn handle(
     }
     let mut results = results.into_iter();
     let mut response = CreateTopicsResponse::default();
+    response.throttle_time_ms = throttle_ms;
     response.topics = names
         .into_iter()
-        .zip(denied)
-        .map(|(name, denied)| {
+        .zip(refused)
+        .map(|(name, refused)| {
             let mut r = CreatableTopicResult::default();
-            if denied {
-                r.error_code = ErrorCode::TopicAuthorizationFailed.code();
-                r.error_message = Some(StrBytes::from_static_str("Authorization failed."));
+            if let Some(code) = refused {
+                r.error_code = code.code();
+                r.error_message = Some(StrBytes::from_static_str(
+                    if code == ErrorCode::TopicAuthorizationFailed {
+                        "Authorization failed."
+                    } else {
+                        "The throttling quota has been exceeded (controller_mutation_rate)."
+                    },
+                ));
                 if version >= 5 {
                     r.num_partitions = -1;
                     r.replication_factor = -1;

@@ -51,14 +51,23 @@ pub(super) async fn handle(
             .collect()
     };
     // DELETE on each topic, as Kafka checks; refused topics never reach the controller.
-    let denied: Vec<bool> = wanted
+    // Then the client's controller_mutation_rate (KIP-599, strict from v5): a topic's
+    // partitions count as deleted.
+    let mut throttle_ms = 0;
+    let refused: Vec<Option<ErrorCode>> = wanted
         .iter()
         .map(|w| {
-            w.2.as_deref().is_some_and(|name| {
-                !header.authorized(broker, AclOperation::Delete, ResourceType::Topic, name)
-            })
+            let name = w.2.as_deref()?;
+            if !header.authorized(broker, AclOperation::Delete, ResourceType::Topic, name) {
+                return Some(ErrorCode::TopicAuthorizationFailed);
+            }
+            let partitions = image.topic(name).map_or(0, |t| t.partitions.len() as u64);
+            header
+                .charge_mutations(broker, &mut throttle_ms, partitions, version >= 5)
+                .err()
         })
         .collect();
+    let denied: Vec<bool> = refused.iter().map(Option::is_some).collect();
     let to_delete: Vec<String> = wanted
         .iter()
         .zip(&denied)
@@ -71,22 +80,28 @@ pub(super) async fn handle(
         .into_delete_topics(n)
         .into_iter();
     let mut response = DeleteTopicsResponse::default();
+    response.throttle_time_ms = throttle_ms;
     response.responses = wanted
         .into_iter()
-        .zip(denied)
-        .map(|((name, id, resolved), denied)| {
+        .zip(refused)
+        .map(|((name, id, resolved), refused)| {
             let mut r = DeletableTopicResult::default();
-            let result = match resolved {
-                Some(_) if denied => {
-                    r.error_code = ErrorCode::TopicAuthorizationFailed.code();
+            let result = match (resolved, refused) {
+                (Some(_), Some(code)) => {
+                    r.error_code = code.code();
+                    if code == ErrorCode::ThrottlingQuotaExceeded && version >= 5 {
+                        r.error_message = Some(StrBytes::from_static_str(
+                            "The throttling quota has been exceeded (controller_mutation_rate).",
+                        ));
+                    }
                     Ok(uuid::Uuid::nil())
                 }
-                Some(_) => results
+                (Some(_), None) => results
                     .next()
                     .unwrap_or(Err(ControllerError::InvalidRequest {
                         reason: "missing result".to_owned(),
                     })),
-                None => {
+                (None, _) => {
                     r.error_code = ErrorCode::UnknownTopicId.code();
                     Ok(uuid::Uuid::nil())
                 }

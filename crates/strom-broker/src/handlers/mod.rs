@@ -9,6 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use strom_protocol::header::{encode_response, EncodeError, RequestHeader};
+use strom_protocol::ErrorCode;
 use thiserror::Error;
 
 use crate::broker::Broker;
@@ -158,6 +159,44 @@ impl RequestContext {
         i32::try_from(ms).unwrap_or(i32::MAX)
     }
 
+    /// Charges one topic's partition creations or deletions to the client's
+    /// `controller_mutation_rate` (KIP-599; see `ClientQuotaManager::record_mutations`).
+    /// `Err` is the topic's THROTTLING_QUOTA_EXCEEDED answer in strict mode. Either way the
+    /// response's throttle time is raised to what the client owes; in permissive mode the
+    /// connection is also muted for it.
+    pub fn charge_mutations(
+        &self,
+        broker: &Broker,
+        throttle_ms: &mut i32,
+        partitions: u64,
+        strict: bool,
+    ) -> Result<(), ErrorCode> {
+        let image = broker.image();
+        let quotas = image.client_quotas();
+        if quotas.is_empty() {
+            return Ok(());
+        }
+        let user = self
+            .principal
+            .strip_prefix("User:")
+            .unwrap_or(&self.principal);
+        let client_id = self.header.client_id.as_deref().unwrap_or("");
+        let result = broker
+            .client_quotas()
+            .record_mutations(quotas, user, client_id, partitions, strict);
+        let owed = match result {
+            Ok(wait) | Err(wait) => i32::try_from(wait.as_millis()).unwrap_or(i32::MAX),
+        };
+        *throttle_ms = (*throttle_ms).max(owed);
+        if !strict {
+            self.throttle_ms
+                .fetch_max(owed.max(0) as u32, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+            .map(|_| ())
+            .map_err(|_| ErrorCode::ThrottlingQuotaExceeded)
+    }
+
     /// Whether the authorizer (when one is configured) lets this request's principal do
     /// `operation` to the resource `(resource_type, name)`. Denials go to the audit log.
     pub fn authorized(
@@ -236,7 +275,6 @@ impl RequestContext {
         resource_type: i8,
         name: &str,
     ) -> Option<strom_protocol::ErrorCode> {
-        use strom_protocol::ErrorCode;
         match resource_type {
             2 if !self.authorized(broker, operation, ResourceType::Topic, name) => {
                 Some(ErrorCode::TopicAuthorizationFailed)
