@@ -123,7 +123,15 @@ impl Connection {
         use strom_protocol::kafka_protocol::messages::{
             SaslAuthenticateRequest, SaslHandshakeRequest,
         };
-        let mut client = crate::security::SaslClient::new(security)?;
+        let (Some(user), Some(password)) = (&security.sasl_username, &security.sasl_password)
+        else {
+            return Err(Error::InvalidArgument(
+                "SASL needs sasl.username and sasl.password (or sasl.jaas.config)".into(),
+            ));
+        };
+        let mut client =
+            strom_protocol::sasl_client::SaslClient::new(&security.sasl_mechanism, user, password)
+                .map_err(Error::InvalidArgument)?;
         let mut handshake = SaslHandshakeRequest::default();
         handshake.mechanism = sb(&security.sasl_mechanism);
         let h = self.send(&handshake, 1).await?;
@@ -149,7 +157,7 @@ impl Connection {
                         .unwrap_or_else(|| format!("error code {}", r.error_code)),
                 ));
             }
-            match client.step(&r.auth_bytes)? {
+            match client.step(&r.auth_bytes).map_err(Error::InvalidArgument)? {
                 Some(next) => token = next,
                 None => return Ok(()),
             }

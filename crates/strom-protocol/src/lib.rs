@@ -9,5 +9,6 @@ pub use kafka_protocol;
 pub use kafka_protocol::error::ResponseError as ErrorCode;
 
 pub mod record_batch;
+pub mod sasl_client;
 pub use record_batch::{BatchError, BatchSplitter, RecordBatchHeader, TimestampType};
 pub mod compression;
