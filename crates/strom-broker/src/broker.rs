@@ -61,6 +61,8 @@ pub struct Broker {
     /// cluster mode). Silence longer than the session timeout means the controller has
     /// fenced this broker and may have elected other leaders for its partitions.
     last_heartbeat_ok_ms: std::sync::atomic::AtomicI64,
+    /// How this broker connects to other brokers (the inter-broker listener's security).
+    outbound: crate::security::outbound::Outbound,
     /// The hosted logs could not follow the last image (a full disk, no file descriptors):
     /// a background task retries until they do.
     logs_behind_image: std::sync::atomic::AtomicBool,
@@ -112,6 +114,12 @@ impl Broker {
                 )
                 .map_err(|e| ServerError::Startup(format!("cannot register broker: {e}")))?;
         }
+        // Only a cluster has other brokers to connect to.
+        let outbound = if config.is_quorum_over_network() {
+            crate::security::outbound::Outbound::of(&config).map_err(ServerError::Startup)?
+        } else {
+            crate::security::outbound::Outbound::plaintext()
+        };
         let image = metadata.image().1;
         let voter = controller.as_ref().map(|c| Arc::clone(c.quorum()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -138,6 +146,7 @@ impl Broker {
             logs_behind_image: Default::default(),
             stopping: Default::default(),
             last_heartbeat_ok_ms: std::sync::atomic::AtomicI64::new(crate::partition::now_ms()),
+            outbound,
             fetchers: Default::default(),
             leader_throttle: Default::default(),
             follower_throttle: Default::default(),
@@ -242,6 +251,11 @@ impl Broker {
 
     pub fn txns(&self) -> &TxnCoordinator {
         &self.txns
+    }
+
+    /// How this broker connects to other brokers (replica fetches, transaction markers).
+    pub(crate) fn outbound(&self) -> &crate::security::outbound::Outbound {
+        &self.outbound
     }
 
     /// Network-path counters and gauges (connections, request and response bytes).

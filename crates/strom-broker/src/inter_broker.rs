@@ -1,11 +1,11 @@
 //! A small blocking inter-broker client: one request and its response over a fresh connection
-//! to another broker's client listener, with a deadline. The transaction coordinator uses it to
-//! send WriteTxnMarkers to partition leaders; the replica fetcher keeps its own long-lived
-//! async connections (`replica_fetcher.rs`).
+//! to another broker's inter-broker listener (secured as `security::outbound` says), with a
+//! deadline. The transaction coordinator uses it to send WriteTxnMarkers to partition leaders;
+//! the replica fetcher keeps its own long-lived connections (`replica_fetcher.rs`); both share
+//! the frame encoding and decoding below.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -15,8 +15,11 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Sends `request` as `api` v`version` to `host:port` and reads the response, each step
-/// bounded by `timeout`.
+/// bounded by `timeout`, over a connection secured as the inter-broker listener is.
+/// Blocking: called off the async runtime.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn call<Req, Resp>(
+    outbound: &crate::security::outbound::Outbound,
     host: &str,
     port: u16,
     api: ApiKey,
@@ -26,26 +29,56 @@ pub(crate) fn call<Req, Resp>(
     timeout: Duration,
 ) -> std::io::Result<Resp>
 where
-    Req: Encodable + HeaderVersion,
-    Resp: Decodable + HeaderVersion,
+    Req: Encodable + HeaderVersion + Sync,
+    Resp: Decodable + HeaderVersion + Send,
 {
-    let addr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| invalid(format!("{host}:{port} resolves to nothing")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    let correlation_id = 1;
-    let client_id = format!("strom-broker-{node_id}");
-    let frame = encode_request(api, version, correlation_id, &client_id, request)?;
-    stream.write_all(&frame)?;
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let mut buf = vec![0u8; response_len(i32::from_be_bytes(len), MAX_RESPONSE_BYTES)?];
-    stream.read_exact(&mut buf)?;
-    decode_response(Bytes::from(buf), version, correlation_id)
+    let exchange = async {
+        let mut stream = outbound.connect(host, port, node_id, timeout).await?;
+        // Correlation ids 1.. went to SASL, if any: the request uses a fresh one.
+        let correlation_id = 1_000;
+        let client_id = format!("strom-broker-{node_id}");
+        let frame = encode_request(api, version, correlation_id, &client_id, request)?;
+        let answer = async {
+            stream.write_all(&frame).await?;
+            let len = response_len(stream.read_i32().await?, MAX_RESPONSE_BYTES)?;
+            let mut buf = vec![0u8; len];
+            stream.read_exact(&mut buf).await?;
+            decode_response(Bytes::from(buf), version, correlation_id)
+        };
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer in time",
+            )),
+        }
+    };
+    block_on(exchange)
+}
+
+/// Runs `f` to completion from blocking code: on the broker's runtime when there is a
+/// multi-threaded one (the thread handed to blocking work first), else on a runtime of its
+/// own in a scoped thread.
+fn block_on<T: Send>(
+    f: impl std::future::Future<Output = std::io::Result<T>> + Send,
+) -> std::io::Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(f))
+        }
+        _ => std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(f)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(invalid("the inter-broker call panicked".into())))
+        }),
+    }
 }
 
 fn invalid(e: String) -> std::io::Error {

@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::security::outbound::BrokerStream;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use parking_lot::Mutex;
 use strom_protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::broker::Broker;
@@ -27,6 +27,12 @@ use crate::partition::Partition;
 const REPLICA_FETCH_VERSION: i16 = 15;
 /// Pause after a failed connection or request before trying again.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Connecting, the TLS handshake and SASL, each.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Failed connections to a leader (down, or refusing this broker's credentials) are logged
+/// at most once every ten seconds.
+static CONNECT_ERROR_LOG: std::sync::LazyLock<crate::limits::LogLimiter> =
+    std::sync::LazyLock::new(|| crate::limits::LogLimiter::new(Duration::from_secs(10)));
 /// Largest response frame a follower accepts.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -108,7 +114,7 @@ async fn fetch_loop(
     set: Arc<Mutex<Vec<Arc<Partition>>>>,
     wake: Arc<Notify>,
 ) {
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<BrokerStream> = None;
     let mut correlation_id = 0i32;
     loop {
         let partitions: Vec<Arc<Partition>> = set.lock().clone();
@@ -164,30 +170,31 @@ async fn fetch_loop(
                 }
             }
         }
-        let endpoint =
-            b.inter_broker_endpoint(leader)
-                .map(|(host, port)| match host.contains(':') {
-                    true => format!("[{host}]:{port}"),
-                    false => format!("{host}:{port}"),
-                });
-        drop(b);
-        let Some(endpoint) = endpoint else {
+        let endpoint = b.inter_broker_endpoint(leader);
+        let Some((host, port)) = endpoint else {
+            drop(b);
             tokio::time::sleep(RETRY_BACKOFF).await;
             continue;
         };
         if conn.is_none() {
-            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&endpoint)).await
+            // TLS and SASL as the inter-broker listener has them.
+            match b
+                .outbound()
+                .connect(&host, port, node_id, CONNECT_TIMEOUT)
+                .await
             {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    conn = Some(s);
-                }
-                _ => {
+                Ok(s) => conn = Some(s),
+                Err(e) => {
+                    if let Some(suppressed) = CONNECT_ERROR_LOG.check() {
+                        tracing::warn!(leader, %host, port, error = %e, suppressed, "cannot connect to the leader to replicate");
+                    }
+                    drop(b);
                     tokio::time::sleep(RETRY_BACKOFF).await;
                     continue;
                 }
             }
         }
+        drop(b);
         // Each partition's leader epoch as the request states it: the answer applies only if
         // it is still the epoch when the answer arrives.
         let epochs: Vec<i32> = partitions.iter().map(|p| p.role().leader_epoch).collect();
@@ -366,7 +373,7 @@ fn apply_partition(
 
 /// One request and its response on a dedicated connection (a fetcher has one in flight).
 async fn roundtrip(
-    stream: &mut TcpStream,
+    stream: &mut BrokerStream,
     correlation_id: i32,
     node_id: i32,
     request: &FetchRequest,

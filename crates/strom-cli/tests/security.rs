@@ -811,3 +811,138 @@ fn pkcs12_key_and_trust_stores_serve_mutual_tls() {
         "{err}"
     );
 }
+
+/// A SASL_SSL inter-broker listener: the brokers' replica fetchers and transaction markers
+/// connect with TLS (checked against the brokers' CA, host name included) and SASL PLAIN
+/// with the listener's JAAS username and password. Three in-sync replicas acknowledge an
+/// acks=all load (min.insync.replicas=3: a follower that could not connect would stall it),
+/// a transaction over partitions led by different brokers commits and reads back, and a
+/// broker restarted with a wrong password cannot replicate, says why, and stays out of the
+/// ISRs.
+#[test]
+fn brokers_replicate_and_send_transaction_markers_over_sasl_ssl() {
+    use common::cluster::Cluster;
+    use common::load::{create_topic_with, CLUSTER, WAIT};
+    use rdkafka::producer::Producer;
+    use rdkafka::Message;
+
+    let pki = Pki::new();
+    let jaas = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="inter-broker-secret" user_broker="inter-broker-secret";"#;
+    let (keystore, truststore) = (pki.s("server.pem"), pki.s("ca.pem"));
+    let mut settings: Vec<(&str, &str)> = CLUSTER.to_vec();
+    settings.extend([
+        (
+            "listener.name.broker.ssl.keystore.location",
+            keystore.as_str(),
+        ),
+        (
+            "listener.name.broker.ssl.truststore.location",
+            truststore.as_str(),
+        ),
+        ("listener.name.broker.sasl.enabled.mechanisms", "PLAIN"),
+        ("listener.name.broker.plain.sasl.jaas.config", jaas),
+        ("sasl.mechanism.inter.broker.protocol", "PLAIN"),
+    ]);
+    let mut cluster = Cluster::start_with_inter_broker(3, "SASL_SSL", &settings);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    let bootstrap = cluster.bootstrap();
+    create_topic_with(&bootstrap, "secured", 3, &[("min.insync.replicas", "3")]);
+    let full = |v: &common::cluster::View| {
+        v.topics.get("secured").is_some_and(|t| {
+            t.len() == 3
+                && t.values()
+                    .all(|(leader, _, isr)| *leader > 0 && isr.len() == 3)
+        })
+    };
+    let (view, _) = cluster.wait_view(1, WAIT, "full ISRs", full);
+    let leaders: std::collections::BTreeSet<i32> =
+        view.topics["secured"].values().map(|p| p.0).collect();
+
+    let producer = common::producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..300 {
+        let value = format!("r-{i}");
+        common::load::block(
+            producer.send(
+                FutureRecord::<(), _>::to("secured")
+                    .payload(&value)
+                    .partition(i % 3),
+                Duration::from_secs(30),
+            ),
+        )
+        .unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
+    }
+
+    let txn = common::producer(
+        &bootstrap,
+        &[("transactional.id", "over-tls"), ("acks", "all")],
+    );
+    txn.init_transactions(Duration::from_secs(30)).unwrap();
+    txn.begin_transaction().unwrap();
+    for p in 0..3 {
+        let value = format!("t-{p}");
+        common::load::block(
+            txn.send(
+                FutureRecord::<(), _>::to("secured")
+                    .payload(&value)
+                    .partition(p),
+                Duration::from_secs(30),
+            ),
+        )
+        .unwrap_or_else(|(e, _)| panic!("transactional record {p}: {e}"));
+    }
+    txn.commit_transaction(Duration::from_secs(30)).unwrap();
+
+    // read_committed (librdkafka's default) returns the transaction's records only once its
+    // markers are in every partition.
+    let consumer = common::consumer(&bootstrap, &[("isolation.level", "read_committed")]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("secured", p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut read = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while read.len() < 303 && std::time::Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            read.insert(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(read.len(), 303, "leaders {leaders:?}");
+    assert!((0..3).all(|p| read.contains(&format!("t-{p}"))));
+
+    // Node 3 with the wrong password: its fetches are refused, it says so, and it stays out
+    // of every ISR.
+    assert!(cluster.stop(3), "node 3 stops cleanly");
+    let path = cluster.properties_path(3);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            r#"password="inter-broker-secret" user_broker"#,
+            r#"password="wrong" user_broker"#,
+        ),
+    )
+    .unwrap();
+    cluster.restart(3);
+    let (_, _) = cluster.wait_view(1, WAIT, "node 3 out of every ISR", |v| {
+        v.topics.get("secured").is_some_and(|t| {
+            t.values()
+                .all(|(leader, _, isr)| *leader > 0 && *leader != 3 && !isr.contains(&3))
+        })
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    while !cluster
+        .log(3)
+        .contains("cannot connect to the leader to replicate")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 never logged its refused connections"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cluster.log(3).contains("SASL PLAIN as broker"));
+    drop(producer);
+}

@@ -679,19 +679,9 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             .iter()
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        let inter_broker = inter_broker_listener_name.clone().or_else(|| {
-            let brokers: Vec<&Listener> = listeners
-                .iter()
-                .filter(|x| !controllers.contains(&x.name))
-                .collect();
-            brokers
-                .iter()
-                .find(|x| x.name == "PLAINTEXT")
-                .or(brokers.first())
-                .map(|x| x.name.clone())
-        });
-        let mut internal: Vec<&str> = controllers.iter().map(String::as_str).collect();
-        internal.extend(inter_broker.as_deref());
+        // The inter-broker listener may be secured (brokers connect to it with its TLS and
+        // SASL settings); the quorum's own transport is still plain text.
+        let internal: Vec<&str> = controllers.iter().map(String::as_str).collect();
         check_internal_listeners_plaintext(&listener_protocols, &internal)?;
     }
     let node_id: i32 = l.get("node.id")?;
@@ -863,8 +853,8 @@ fn security_protocols(
     Ok(out)
 }
 
-/// Brokers and controllers talk to each other in plain text for now: a secured controller
-/// or inter-broker listener is refused rather than half served.
+/// Controllers talk to each other and to brokers in plain text for now: a secured controller
+/// listener is refused rather than half served.
 fn check_internal_listeners_plaintext(
     protocols: &BTreeMap<String, String>,
     internal: &[&str],
@@ -873,8 +863,8 @@ fn check_internal_listeners_plaintext(
         if let Some(p) = protocols.get(*name).filter(|p| *p != "PLAINTEXT") {
             return Err(BrokerConfigError::Conflict {
                 reason: format!(
-                    "listener {name} carries broker-to-broker or controller traffic, which Strom \
-                     speaks in plain text only so far; it cannot use {p} (secure the client \
+                    "listener {name} carries controller traffic, which Strom speaks in plain \
+                     text only so far; it cannot use {p} (secure the client and inter-broker \
                      listeners, and keep {name} on a private network)"
                 ),
             });

@@ -4,6 +4,7 @@
 
 pub mod authz;
 pub mod oauth;
+pub mod outbound;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -97,18 +97,25 @@ impl SaslServer {
     }
 }
 
+/// The `name="value"` options of a JAAS login module config, unescaped.
+pub(crate) fn jaas_options(jaas: &str) -> Vec<(String, String)> {
+    let option = Regex::new(r#"([A-Za-z0-9_.-]+)\s*=\s*"((?:[^"\\]|\\.)*)""#).expect("valid regex");
+    option
+        .captures_iter(jaas)
+        .map(|c| {
+            (
+                c[1].to_owned(),
+                c[2].replace("\\\"", "\"").replace("\\\\", "\\"),
+            )
+        })
+        .collect()
+}
+
 /// The `user_NAME="PASSWORD"` options of a JAAS login module config.
 fn jaas_users(jaas: &str) -> Result<HashMap<String, String>, String> {
-    let option = Regex::new(r#"([A-Za-z0-9_.-]+)\s*=\s*"((?:[^"\\]|\\.)*)""#).expect("valid regex");
-    let users: HashMap<String, String> = option
-        .captures_iter(jaas)
-        .filter_map(|c| {
-            let name = c[1].strip_prefix("user_")?;
-            Some((
-                name.to_owned(),
-                c[2].replace("\\\"", "\"").replace("\\\\", "\\"),
-            ))
-        })
+    let users: HashMap<String, String> = jaas_options(jaas)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("user_")?.to_owned(), v)))
         .collect();
     if users.is_empty() {
         return Err("the PLAIN JAAS config names no user_NAME=\"PASSWORD\" entries".into());

@@ -54,50 +54,14 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
             .filter(|v| !v.trim().is_empty())
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key_store: Arc<dyn rustls::server::ResolvesServerCert> = match (
-        setting("ssl.keystore.certificate.chain"),
-        setting("ssl.keystore.key"),
-    ) {
-        (Some(chain), Some(key)) => {
-            let certified = rustls::sign::CertifiedKey::from_der(
-                certificates(&pem_text(chain), "ssl.keystore.certificate.chain")?,
-                private_key(&pem_text(key), "ssl.keystore.key")?,
-                &provider,
+    let key_store: Arc<dyn rustls::server::ResolvesServerCert> =
+        key_store(config, listener, &provider)?.ok_or_else(|| {
+            format!(
+                "listener {listener} uses TLS but has no key store: set \
+                 ssl.keystore.location (a PEM file with the key and certificate chain) or \
+                 ssl.keystore.certificate.chain and ssl.keystore.key"
             )
-            .map_err(|e| {
-                format!("listener {listener}: the key does not fit the certificate: {e}")
-            })?;
-            Arc::new(StaticKey(Arc::new(certified)))
-        }
-        _ => {
-            let path = setting("ssl.keystore.location").ok_or_else(|| {
-                format!(
-                    "listener {listener} uses TLS but has no key store: set \
-                     ssl.keystore.location (a PEM file with the key and certificate chain) or \
-                     ssl.keystore.certificate.chain and ssl.keystore.key"
-                )
-            })?;
-            let format = match setting("ssl.keystore.type").unwrap_or("PEM") {
-                t if t.eq_ignore_ascii_case("PKCS12") => KeyStoreFormat::Pkcs12 {
-                    password: setting("ssl.keystore.password")
-                        .ok_or_else(|| {
-                            format!(
-                                "listener {listener}: ssl.keystore.type=PKCS12 needs \
-                                 ssl.keystore.password"
-                            )
-                        })?
-                        .to_owned(),
-                },
-                _ => KeyStoreFormat::Pem,
-            };
-            Arc::new(ReloadingKeyStore::open(
-                path,
-                listener,
-                format,
-                provider.clone(),
-            )?)
-        }
-    };
+        })?;
     let mut versions = Vec::new();
     for v in setting("ssl.enabled.protocols")
         .unwrap_or("TLSv1.2,TLSv1.3")
@@ -121,35 +85,12 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
     let builder = if client_auth == "none" {
         builder.with_no_client_auth()
     } else {
-        let pkcs12 =
-            setting("ssl.truststore.type").is_some_and(|t| t.eq_ignore_ascii_case("PKCS12"));
-        let trusted = match (
-            setting("ssl.truststore.certificates"),
-            setting("ssl.truststore.location"),
-        ) {
-            (Some(inline), _) => certificates(&pem_text(inline), "ssl.truststore")?,
-            (None, Some(path)) if pkcs12 => {
-                let password = setting("ssl.truststore.password").ok_or_else(|| {
-                    format!("listener {listener}: ssl.truststore.type=PKCS12 needs ssl.truststore.password")
-                })?;
-                pkcs12_certificates(&read(path, "ssl.truststore.location")?, password, path)?
-            }
-            (None, Some(path)) => {
-                certificates(&read(path, "ssl.truststore.location")?, "ssl.truststore")?
-            }
-            (None, None) => {
-                return Err(format!(
-                    "listener {listener}: ssl.client.auth={client_auth} needs a trust store \
-                     (ssl.truststore.location or ssl.truststore.certificates)"
-                ))
-            }
-        };
-        let mut roots = RootCertStore::empty();
-        for cert in trusted {
-            roots
-                .add(cert)
-                .map_err(|e| format!("ssl.truststore: {e}"))?;
-        }
+        let roots = trust_roots(config, listener)?.ok_or_else(|| {
+            format!(
+                "listener {listener}: ssl.client.auth={client_auth} needs a trust store \
+                 (ssl.truststore.location or ssl.truststore.certificates)"
+            )
+        })?;
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
         let verifier = if client_auth == "requested" {
             verifier.allow_unauthenticated()
@@ -171,16 +112,128 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
     })
 }
 
-/// A key store given inline: never changes.
-#[derive(Debug)]
-struct StaticKey(Arc<rustls::sign::CertifiedKey>);
+/// The key store of `listener` (`ssl.keystore.*`, inline PEM or a PEM/PKCS#12 file reloaded
+/// when it changes); `None` when none is set. Listeners serve it; the broker's own
+/// connections to other brokers present it as their client certificate.
+pub(crate) fn key_store(
+    config: &BrokerConfig,
+    listener: &str,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Option<Arc<KeyStore>>, String> {
+    let setting = |key: &str| {
+        config
+            .listener_setting(listener, key)
+            .filter(|v| !v.trim().is_empty())
+    };
+    if let (Some(chain), Some(key)) = (
+        setting("ssl.keystore.certificate.chain"),
+        setting("ssl.keystore.key"),
+    ) {
+        let certified = rustls::sign::CertifiedKey::from_der(
+            certificates(&pem_text(chain), "ssl.keystore.certificate.chain")?,
+            private_key(&pem_text(key), "ssl.keystore.key")?,
+            provider,
+        )
+        .map_err(|e| format!("listener {listener}: the key does not fit the certificate: {e}"))?;
+        return Ok(Some(Arc::new(KeyStore::Static(Arc::new(certified)))));
+    }
+    let Some(path) = setting("ssl.keystore.location") else {
+        return Ok(None);
+    };
+    let format = match setting("ssl.keystore.type").unwrap_or("PEM") {
+        t if t.eq_ignore_ascii_case("PKCS12") => KeyStoreFormat::Pkcs12 {
+            password: setting("ssl.keystore.password")
+                .ok_or_else(|| {
+                    format!(
+                        "listener {listener}: ssl.keystore.type=PKCS12 needs ssl.keystore.password"
+                    )
+                })?
+                .to_owned(),
+        },
+        _ => KeyStoreFormat::Pem,
+    };
+    Ok(Some(Arc::new(KeyStore::Reloading(
+        ReloadingKeyStore::open(path, listener, format, provider.clone())?,
+    ))))
+}
 
-impl rustls::server::ResolvesServerCert for StaticKey {
+/// The trust store of `listener` (`ssl.truststore.*`: inline PEM, or a PEM or PKCS#12 file);
+/// `None` when none is set.
+pub(crate) fn trust_roots(
+    config: &BrokerConfig,
+    listener: &str,
+) -> Result<Option<RootCertStore>, String> {
+    let setting = |key: &str| {
+        config
+            .listener_setting(listener, key)
+            .filter(|v| !v.trim().is_empty())
+    };
+    let pkcs12 = setting("ssl.truststore.type").is_some_and(|t| t.eq_ignore_ascii_case("PKCS12"));
+    let trusted = match (
+        setting("ssl.truststore.certificates"),
+        setting("ssl.truststore.location"),
+    ) {
+        (Some(inline), _) => certificates(&pem_text(inline), "ssl.truststore")?,
+        (None, Some(path)) if pkcs12 => {
+            let password = setting("ssl.truststore.password").ok_or_else(|| {
+                format!(
+                    "listener {listener}: ssl.truststore.type=PKCS12 needs ssl.truststore.password"
+                )
+            })?;
+            pkcs12_certificates(&read(path, "ssl.truststore.location")?, password, path)?
+        }
+        (None, Some(path)) => {
+            certificates(&read(path, "ssl.truststore.location")?, "ssl.truststore")?
+        }
+        (None, None) => return Ok(None),
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in trusted {
+        roots
+            .add(cert)
+            .map_err(|e| format!("ssl.truststore: {e}"))?;
+    }
+    Ok(Some(roots))
+}
+
+/// A listener's key and certificate chain.
+#[derive(Debug)]
+pub(crate) enum KeyStore {
+    /// Given inline: never changes.
+    Static(Arc<rustls::sign::CertifiedKey>),
+    /// A file, reloaded when it changes.
+    Reloading(ReloadingKeyStore),
+}
+
+impl KeyStore {
+    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+        match self {
+            KeyStore::Static(key) => Arc::clone(key),
+            KeyStore::Reloading(store) => store.current(),
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for KeyStore {
     fn resolve(
         &self,
         _: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(Arc::clone(&self.0))
+        Some(self.current())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for KeyStore {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -192,7 +245,7 @@ const KEY_STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// and a changed file that parses (key fitting the certificate) replaces the served one.
 /// A broken file is logged and the previous key kept.
 #[derive(Debug)]
-struct ReloadingKeyStore {
+pub(crate) struct ReloadingKeyStore {
     path: String,
     listener: String,
     format: KeyStoreFormat,
@@ -246,11 +299,8 @@ impl ReloadingKeyStore {
     }
 }
 
-impl rustls::server::ResolvesServerCert for ReloadingKeyStore {
-    fn resolve(
-        &self,
-        _: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+impl ReloadingKeyStore {
+    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
         let mut state = self.state.lock();
         if state.checked.elapsed() >= KEY_STORE_CHECK {
             state.checked = std::time::Instant::now();
@@ -272,7 +322,7 @@ impl rustls::server::ResolvesServerCert for ReloadingKeyStore {
                 }
             }
         }
-        Some(Arc::clone(&state.key))
+        Arc::clone(&state.key)
     }
 }
 

@@ -218,6 +218,7 @@ fn send_markers(
     let mut request = WriteTxnMarkersRequest::default();
     request.markers = vec![marker];
     let response: WriteTxnMarkersResponse = crate::inter_broker::call(
+        broker.outbound(),
         &host,
         port,
         ApiKey::WriteTxnMarkers,

@@ -131,14 +131,21 @@ impl Cluster {
         quorum: Quorum,
         extra: &[(&str, &str)],
     ) -> Cluster {
-        Self::start_inner(controllers, brokers, quorum, extra, false)
+        Self::start_inner(controllers, brokers, quorum, extra, false, None)
+    }
+
+    /// `n` combined nodes whose brokers replicate over a listener BROKER of security
+    /// protocol `protocol` (`inter.broker.listener.name=BROKER`); clients keep PLAINTEXT.
+    /// `extra` holds the BROKER listener's TLS and SASL settings.
+    pub fn start_with_inter_broker(n: i32, protocol: &str, extra: &[(&str, &str)]) -> Cluster {
+        Self::start_inner(n, 0, Quorum::Static, extra, false, Some(protocol))
     }
 
     /// `n` combined nodes (static quorum) whose traffic to each other goes through a
     /// [`FaultNet`] (`cluster.net`), so links between nodes can be cut while clients still
     /// reach every node.
     pub fn start_partitionable(n: i32, extra: &[(&str, &str)]) -> Cluster {
-        Self::start_inner(n, 0, Quorum::Static, extra, true)
+        Self::start_inner(n, 0, Quorum::Static, extra, true, None)
     }
 
     fn start_inner(
@@ -147,6 +154,7 @@ impl Cluster {
         quorum: Quorum,
         extra: &[(&str, &str)],
         partitionable: bool,
+        inter_broker: Option<&str>,
     ) -> Cluster {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut nodes = BTreeMap::new();
@@ -200,9 +208,16 @@ impl Cluster {
                     node.client_port, node.controller_port
                 ),
             };
-            let network = match &net {
-                Some(net) => net.node_lines(node.id, node.client_port),
-                None => format!(
+            let network = match (&net, inter_broker) {
+                (Some(net), _) => net.node_lines(node.id, node.client_port),
+                (None, Some(protocol)) => format!(
+                    "{quorum_line}\n\
+                     listeners={listeners},BROKER://127.0.0.1:{broker_port}\n\
+                     listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,BROKER:{protocol}\n\
+                     inter.broker.listener.name=BROKER\n",
+                    broker_port = free_port(),
+                ),
+                (None, None) => format!(
                     "{quorum_line}\n\
                      listeners={listeners}\n\
                      listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"

@@ -125,14 +125,23 @@ fn listeners_map_to_security_protocols_and_internal_ones_stay_plaintext() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("unknown security protocol TLS"), "{e}");
-    // In a cluster, brokers talk to each other and to controllers in plain text so far.
-    let e = BrokerConfig::parse(
+    // In a cluster, the inter-broker listener may be secured; controllers talk in plain
+    // text so far.
+    BrokerConfig::parse(
         "node.id=1\ncontroller.quorum.voters=1@h:9093\nlisteners=SSL://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER",
+        &[],
+    )
+    .unwrap();
+    let e = BrokerConfig::parse(
+        "node.id=1\ncontroller.quorum.voters=1@h:9093\nlisteners=SSL://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\nlistener.security.protocol.map=SSL:SSL,CONTROLLER:SSL",
         &[],
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("listener SSL carries broker-to-broker"), "{e}");
+    assert!(
+        e.contains("listener CONTROLLER carries controller traffic"),
+        "{e}"
+    );
     // Per-listener settings override broker-wide ones; unknown per-listener keys warn.
     let (c, warnings) = BrokerConfig::parse(
         "listeners=A://:1,B://:2\nlistener.security.protocol.map=A:SSL,B:SASL_PLAINTEXT\nssl.client.auth=requested\nlistener.name.a.ssl.client.auth=required\nlistener.name.b.plain.sasl.jaas.config=x\nlistener.name.a.nonsense=1",
