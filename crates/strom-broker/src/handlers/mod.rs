@@ -65,6 +65,10 @@ mod produce;
 mod remove_raft_voter;
 mod sasl_authenticate;
 mod sasl_handshake;
+mod share_acknowledge;
+mod share_fetch;
+mod share_group_describe;
+mod share_group_heartbeat;
 mod sync_group;
 mod txn_offset_commit;
 mod unregister_broker;
@@ -392,6 +396,10 @@ handlers!(
     delete_acls,
     describe_client_quotas,
     alter_client_quotas,
+    share_group_heartbeat,
+    share_group_describe,
+    share_fetch,
+    share_acknowledge,
 );
 
 /// Decodes a request body of the header's version.
