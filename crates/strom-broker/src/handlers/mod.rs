@@ -40,6 +40,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_quorum;
+mod describe_share_group_offsets;
 mod describe_topic_partitions;
 mod describe_transactions;
 mod describe_user_scram_credentials;
@@ -400,6 +401,7 @@ handlers!(
     share_group_describe,
     share_fetch,
     share_acknowledge,
+    describe_share_group_offsets,
 );
 
 /// Decodes a request body of the header's version.

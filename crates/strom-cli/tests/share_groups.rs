@@ -1,0 +1,226 @@
+//! Share groups (KIP-932) against a real `strom server`: several strom-client share
+//! consumers split a topic's records, each record held by one member at a time; records of a
+//! member that dies are redelivered once its acquisition locks expire; rejected records are
+//! never redelivered and a record released too often is archived; the share state survives
+//! a restart; and Kafka 4.1's console share consumer and kafka-share-groups.sh work.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{create_topic, Server};
+use strom_client::{
+    AcknowledgeType, ClientConfig, Producer, ProducerConfig, ProducerRecord, ShareConsumer,
+    ShareConsumerConfig, ShareRecord,
+};
+
+async fn produce(b: &str, topic: &str, from: usize, to: usize) {
+    let p = Producer::new(ProducerConfig::new(b)).await.unwrap();
+    let mut acks = Vec::new();
+    for i in from..to {
+        let rec = ProducerRecord::new(topic)
+            .key(format!("k{i}"))
+            .value(format!("v{i}"));
+        acks.push(p.send(rec).await.unwrap());
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    p.close().await;
+}
+
+async fn member(b: &str, group: &str, topic: &str) -> ShareConsumer {
+    member_with(b, group, topic, 500).await
+}
+
+async fn member_with(b: &str, group: &str, topic: &str, max_records: i32) -> ShareConsumer {
+    let mut config = ShareConsumerConfig::new(ClientConfig::new(b), group);
+    config.fetch_max_wait = Duration::from_millis(200);
+    config.max_poll_records = max_records;
+    let mut c = ShareConsumer::new(config).await.unwrap();
+    c.subscribe(&[topic]);
+    // Joins the group: its partitions' share state starts here (latest, an empty topic).
+    c.poll(Duration::from_millis(300)).await.unwrap();
+    c
+}
+
+fn value(r: &ShareRecord) -> String {
+    String::from_utf8_lossy(r.record.value.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// Polls until `want` records came or `within` passed.
+async fn poll_n(c: &mut ShareConsumer, want: usize, within: Duration) -> Vec<ShareRecord> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        got.extend(c.poll(Duration::from_millis(300)).await.unwrap());
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn share_consumers_split_records_one_member_at_a_time() {
+    let server = Server::start(&[("group.share.heartbeat.interval.ms", "300")]);
+    let b = server.bootstrap();
+    create_topic(&b, "jobs", 2, &[]).await;
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        // Small fetches, so that the members share the work.
+        members.push(member_with(&b, "workers", "jobs", 10).await);
+    }
+    // Three members, two partitions: every partition read, shared by some members.
+    let assigned: BTreeSet<_> = members.iter().flat_map(|m| m.assignment()).collect();
+    assert_eq!(assigned.len(), 2, "{assigned:?}");
+    produce(&b, "jobs", 0, 90).await;
+    let mut tasks = Vec::new();
+    for (i, mut m) in members.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut idle = 0;
+            while Instant::now() < deadline && idle < 6 {
+                let records = m.poll(Duration::from_millis(300)).await.unwrap();
+                idle = if records.is_empty() { idle + 1 } else { 0 };
+                for r in records {
+                    // Accepted explicitly; each stays with this member until then.
+                    m.acknowledge(&r, AcknowledgeType::Accept).unwrap();
+                    seen.push((
+                        r.record.partition,
+                        r.record.offset,
+                        r.delivery_count,
+                        value(&r),
+                    ));
+                }
+                m.commit().await.unwrap();
+            }
+            m.close().await.unwrap();
+            (i, seen)
+        }));
+    }
+    let mut all: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    let mut values = BTreeSet::new();
+    let mut busy = 0;
+    for t in tasks {
+        let (_, seen) = t.await.unwrap();
+        if !seen.is_empty() {
+            busy += 1;
+        }
+        for (p, o, count, v) in seen {
+            assert_eq!(count, 1, "record {p}/{o} delivered more than once");
+            *all.entry((p, o)).or_default() += 1;
+            values.insert(v);
+        }
+    }
+    assert!(
+        all.values().all(|n| *n == 1),
+        "a record went to two members: {all:?}"
+    );
+    assert_eq!(values.len(), 90, "every record delivered");
+    assert!(
+        busy >= 2,
+        "the records were shared out, not read by one member"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_of_a_dead_member_are_redelivered_after_the_lock_expires() {
+    let server = Server::start(&[("group.share.record.lock.duration.ms", "1500")]);
+    let b = server.bootstrap();
+    create_topic(&b, "tasks", 1, &[]).await;
+    let mut dying = member(&b, "g", "tasks").await;
+    let mut survivor = member(&b, "g", "tasks").await;
+    produce(&b, "tasks", 0, 10).await;
+    let held = poll_n(&mut dying, 10, Duration::from_secs(10)).await;
+    assert_eq!(held.len(), 10);
+    let taken = Instant::now();
+    // Killed: dropped without acknowledging or leaving.
+    drop(dying);
+    // While the locks hold, the other member gets nothing.
+    let early = survivor.poll(Duration::from_millis(700)).await.unwrap();
+    assert!(early.is_empty(), "{early:?}");
+    let again = poll_n(&mut survivor, 10, Duration::from_secs(10)).await;
+    assert!(taken.elapsed() >= Duration::from_millis(1400));
+    let offsets: Vec<i64> = again.iter().map(|r| r.record.offset).collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>());
+    assert!(again.iter().all(|r| r.delivery_count == 2), "{again:?}");
+    survivor.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejected_records_stay_gone_and_poison_records_are_archived() {
+    let server = Server::start(&[("group.share.delivery.count.limit", "3")]);
+    let b = server.bootstrap();
+    create_topic(&b, "orders", 1, &[]).await;
+    let mut c = member(&b, "g", "orders").await;
+    produce(&b, "orders", 0, 5).await;
+    let first = poll_n(&mut c, 5, Duration::from_secs(10)).await;
+    assert_eq!(first.len(), 5);
+    for r in &first {
+        let kind = match r.record.offset {
+            0 => AcknowledgeType::Reject,
+            // The poison record: it fails every time.
+            1 => AcknowledgeType::Release,
+            _ => AcknowledgeType::Accept,
+        };
+        c.acknowledge(r, kind).unwrap();
+    }
+    c.commit().await.unwrap();
+    // Offset 1 comes back (delivery 2, then 3); offset 0 never does.
+    for delivery in 2..=3 {
+        let got = poll_n(&mut c, 1, Duration::from_secs(5)).await;
+        let offsets: Vec<(i64, i16)> = got
+            .iter()
+            .map(|r| (r.record.offset, r.delivery_count))
+            .collect();
+        assert_eq!(offsets, vec![(1, delivery)]);
+        c.acknowledge(&got[0], AcknowledgeType::Release).unwrap();
+        c.commit().await.unwrap();
+    }
+    // Delivered three times: archived. Nothing is left to deliver...
+    let none = c.poll(Duration::from_millis(1500)).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    // ...and the next record is the new one.
+    produce(&b, "orders", 5, 6).await;
+    let next = poll_n(&mut c, 1, Duration::from_secs(5)).await;
+    let offsets: Vec<i64> = next.iter().map(|r| r.record.offset).collect();
+    assert_eq!(offsets, vec![5]);
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn share_state_survives_a_broker_restart() {
+    let mut server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "events", 1, &[]).await;
+    let mut c = member(&b, "g", "events").await;
+    produce(&b, "events", 0, 10).await;
+    let got = poll_n(&mut c, 10, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 10);
+    for r in &got {
+        let kind = if r.record.offset < 4 {
+            AcknowledgeType::Accept
+        } else if r.record.offset == 4 {
+            AcknowledgeType::Reject
+        } else {
+            AcknowledgeType::Release
+        };
+        c.acknowledge(r, kind).unwrap();
+    }
+    c.commit().await.unwrap();
+    drop(c);
+    assert!(server.stop(), "clean stop");
+    server.restart();
+    let mut config = ShareConsumerConfig::new(ClientConfig::new(&b), "g");
+    config.fetch_max_wait = Duration::from_millis(200);
+    let mut c = ShareConsumer::new(config).await.unwrap();
+    c.subscribe(&["events"]);
+    let again = poll_n(&mut c, 5, Duration::from_secs(10)).await;
+    let offsets: Vec<(i64, i16)> = again
+        .iter()
+        .map(|r| (r.record.offset, r.delivery_count))
+        .collect();
+    // Accepted and rejected records stay done; released ones come back, counted.
+    assert_eq!(offsets, (5..10).map(|o| (o, 2)).collect::<Vec<_>>());
+    c.close().await.unwrap();
+}
