@@ -53,6 +53,7 @@ mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
+mod list_config_resources;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
@@ -68,6 +69,7 @@ mod sasl_authenticate;
 mod sasl_handshake;
 mod share_acknowledge;
 mod share_fetch;
+mod share_group_configs;
 mod share_group_describe;
 mod share_group_heartbeat;
 mod sync_group;
@@ -402,6 +404,7 @@ handlers!(
     share_fetch,
     share_acknowledge,
     describe_share_group_offsets,
+    list_config_resources,
 );
 
 /// Decodes a request body of the header's version.

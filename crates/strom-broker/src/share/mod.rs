@@ -319,6 +319,11 @@ impl ShareCoordinator {
             .map_err(|code| (code, "cannot persist the group configs".to_owned()))
     }
 
+    /// The groups with configs set (they may not exist yet).
+    pub fn configured_groups(&self) -> Vec<String> {
+        self.inner.lock().configs.keys().cloned().collect()
+    }
+
     /// Whether `group` is a share group known here.
     pub fn has_group(&self, group: &str) -> bool {
         self.inner.lock().groups.contains_key(group)
