@@ -224,3 +224,143 @@ async fn share_state_survives_a_broker_restart() {
     assert_eq!(offsets, (5..10).map(|o| (o, 2)).collect::<Vec<_>>());
     c.close().await.unwrap();
 }
+
+/// Kafka 4.1's tools, from KAFKA_HOME or the peers' download; `None` (the test says it is
+/// skipped) when they are not on this machine.
+fn kafka_tool(name: &str) -> Option<String> {
+    let home = std::env::var("KAFKA_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/strom-peers/kafka/kafka_2.13-4.1.0",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let tool = format!("{home}/bin/{name}");
+    std::path::Path::new(&tool).exists().then_some(tool)
+}
+
+fn run_tool(tool: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The START-OFFSET column of `kafka-share-groups.sh --describe` for partition 0.
+fn start_offset(tool: &str, b: &str, group: &str) -> String {
+    let (ok, out, err) = run_tool(
+        tool,
+        &["--bootstrap-server", b, "--describe", "--group", group],
+    );
+    assert!(ok, "{out}{err}");
+    out.lines()
+        .find(|l| l.starts_with(group))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_else(|| panic!("no partition line: {out}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_console_share_consumer_and_share_groups_tool() {
+    let (Some(console), Some(groups), Some(configs)) = (
+        kafka_tool("kafka-console-share-consumer.sh"),
+        kafka_tool("kafka-share-groups.sh"),
+        kafka_tool("kafka-configs.sh"),
+    ) else {
+        eprintln!(
+            "SKIPPED: Kafka 4.1's tools not found (set KAFKA_HOME, or run the peers script \
+             that downloads ~/.cache/strom-peers/kafka/kafka_2.13-4.1.0)"
+        );
+        return;
+    };
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "java", 1, &[]).await;
+    produce(&b, "java", 0, 10).await;
+    // Records produced before the group existed: read from the earliest, a group config.
+    let (ok, out, err) = run_tool(
+        &configs,
+        &[
+            "--bootstrap-server",
+            &b,
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            "jg",
+            "--alter",
+            "--add-config",
+            "share.auto.offset.reset=earliest",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run_tool(
+        &configs,
+        &[
+            "--bootstrap-server",
+            &b,
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            "jg",
+            "--describe",
+        ],
+    );
+    assert!(
+        ok && out.contains("share.auto.offset.reset=earliest"),
+        "{out}{err}"
+    );
+    let consume = |extra: &[&str], n: &str| {
+        let mut args = vec![
+            "--bootstrap-server",
+            &b,
+            "--topic",
+            "java",
+            "--group",
+            "jg",
+            "--max-messages",
+            n,
+            "--timeout-ms",
+            "30000",
+        ];
+        args.extend_from_slice(extra);
+        run_tool(&console, &args)
+    };
+    let (ok, out, err) = consume(&[], "10");
+    assert!(ok, "{out}{err}");
+    let values: BTreeSet<&str> = out.lines().collect();
+    let want: BTreeSet<String> = (0..10).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, want.iter().map(String::as_str).collect(), "{err}");
+    // The console consumer accepted them on its way out: the start offset moved past all.
+    assert_eq!(start_offset(&groups, &b, "jg"), "10");
+    let (ok, out, err) = run_tool(&groups, &["--bootstrap-server", &b, "--list"]);
+    assert!(ok && out.lines().any(|l| l.trim() == "jg"), "{out}{err}");
+    // The console consumer's --reject: rejected records are gone for the whole group.
+    produce(&b, "java", 10, 12).await;
+    let (ok, out, err) = consume(&["--reject"], "2");
+    assert!(ok && out.lines().count() == 2, "{out}{err}");
+    assert_eq!(start_offset(&groups, &b, "jg"), "12");
+    let mut rust = member(&b, "jg", "java").await;
+    let none = rust.poll(Duration::from_millis(1000)).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    // A Rust member of the same group reads what comes next.
+    produce(&b, "java", 12, 13).await;
+    let next = poll_n(&mut rust, 1, Duration::from_secs(10)).await;
+    assert_eq!(next.iter().map(value).collect::<Vec<_>>(), vec!["v12"]);
+    rust.close().await.unwrap();
+    let (ok, out, err) = run_tool(
+        &groups,
+        &[
+            "--bootstrap-server",
+            &b,
+            "--describe",
+            "--group",
+            "jg",
+            "--state",
+        ],
+    );
+    assert!(ok && out.contains("Empty"), "{out}{err}");
+}
