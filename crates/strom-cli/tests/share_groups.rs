@@ -350,6 +350,21 @@ async fn kafka_console_share_consumer_and_share_groups_tool() {
     produce(&b, "java", 12, 13).await;
     let next = poll_n(&mut rust, 1, Duration::from_secs(10)).await;
     assert_eq!(next.iter().map(value).collect::<Vec<_>>(), vec!["v12"]);
+    let (ok, out, err) = run_tool(
+        &groups,
+        &[
+            "--bootstrap-server",
+            &b,
+            "--describe",
+            "--group",
+            "jg",
+            "--members",
+        ],
+    );
+    assert!(
+        ok && out.contains(rust.member_id()) && out.contains("java:0"),
+        "{out}{err}"
+    );
     rust.close().await.unwrap();
     let (ok, out, err) = run_tool(
         &groups,
