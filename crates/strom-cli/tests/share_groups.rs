@@ -379,3 +379,99 @@ async fn kafka_console_share_consumer_and_share_groups_tool() {
     );
     assert!(ok && out.contains("Empty"), "{out}{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn java_and_rust_share_consumers_split_a_topic() {
+    let Some(console) = kafka_tool("kafka-console-share-consumer.sh") else {
+        eprintln!(
+            "SKIPPED: Kafka 4.1's kafka-console-share-consumer.sh not found (set KAFKA_HOME, \
+             or run the peers script that downloads ~/.cache/strom-peers/kafka/kafka_2.13-4.1.0)"
+        );
+        return;
+    };
+    let server = Server::start(&[("group.share.heartbeat.interval.ms", "500")]);
+    let b = server.bootstrap();
+    create_topic(&b, "mixed", 1, &[]).await;
+    // The Java member: small fetches, exits 10 s after its last record.
+    let java = std::process::Command::new(&console)
+        .args([
+            "--bootstrap-server",
+            &b,
+            "--topic",
+            "mixed",
+            "--group",
+            "mixed",
+        ])
+        .args([
+            "--consumer-property",
+            "max.poll.records=5",
+            "--timeout-ms",
+            "10000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the console share consumer");
+    let mut rust = member_with(&b, "mixed", "mixed", 5).await;
+    // Both members in the group before anything is produced (the default reset is latest).
+    let admin = strom_client::Admin::new(ClientConfig::new(&b))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let described = admin
+            .describe_share_groups(&["mixed".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(described[0].protocol_type, "share");
+        if described[0].members.len() >= 2 {
+            assert_eq!(described[0].state, "Stable");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Java member did not join");
+        rust.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    let producer = tokio::spawn({
+        let b = b.clone();
+        async move {
+            for round in 0..8 {
+                produce(&b, "mixed", round * 10, round * 10 + 10).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    let mut from_rust = Vec::new();
+    let mut idle_since = Instant::now();
+    while idle_since.elapsed() < Duration::from_secs(4) {
+        let got = rust.poll(Duration::from_millis(300)).await.unwrap();
+        if !got.is_empty() {
+            idle_since = Instant::now();
+        }
+        from_rust.extend(got.iter().map(value));
+    }
+    producer.await.unwrap();
+    rust.close().await.unwrap();
+    let out = java
+        .wait_with_output()
+        .expect("console share consumer output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let from_java: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let mut all: BTreeMap<String, usize> = BTreeMap::new();
+    for v in from_rust.iter().chain(&from_java) {
+        *all.entry(v.clone()).or_default() += 1;
+    }
+    assert!(
+        all.values().all(|n| *n == 1),
+        "a record delivered twice: {all:?}"
+    );
+    assert_eq!(all.len(), 80, "every record delivered once: {all:?}");
+    eprintln!(
+        "Rust member: {} records, Java member: {} records",
+        from_rust.len(),
+        from_java.len()
+    );
+    assert!(
+        !from_java.is_empty() && !from_rust.is_empty(),
+        "both members got records"
+    );
+}

@@ -19,8 +19,8 @@ use strom_protocol::kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic, ForgottenTopic,
 };
 use strom_protocol::kafka_protocol::messages::{
-    ApiKey, GroupId, ShareAcknowledgeRequest, ShareFetchRequest, ShareGroupHeartbeatRequest,
-    TopicName,
+    ApiKey, GroupId, ShareAcknowledgeRequest, ShareFetchRequest, ShareGroupDescribeRequest,
+    ShareGroupHeartbeatRequest, TopicName,
 };
 use strom_protocol::ErrorCode;
 use uuid::Uuid;
@@ -653,6 +653,59 @@ impl ShareConsumer {
             Ok(())
         };
         acked.and(left)
+    }
+}
+
+impl crate::Admin {
+    /// ShareGroupDescribe: share groups with their members and assignments
+    /// (`kafka-share-groups.sh --describe --members`).
+    pub async fn describe_share_groups(
+        &self,
+        groups: &[String],
+    ) -> Result<Vec<crate::admin::GroupDescription>> {
+        let mut out = Vec::new();
+        for g in groups {
+            let node = self.client().coordinator(g).await?;
+            let resp = self
+                .client()
+                .send(Some(node), ApiKey::ShareGroupDescribe, |_| {
+                    let mut req = ShareGroupDescribeRequest::default();
+                    req.group_ids = vec![GroupId(sb(g))];
+                    req
+                })
+                .await;
+            let resp = self.client().coordinator_result(g, resp)?;
+            for d in resp.groups {
+                Error::check(d.error_code, || format!("share group '{g}'"))?;
+                out.push(crate::admin::GroupDescription {
+                    group_id: d.group_id.0.to_string(),
+                    state: d.group_state.to_string(),
+                    protocol_type: "share".into(),
+                    protocol: d.assignor_name.to_string(),
+                    members: d
+                        .members
+                        .into_iter()
+                        .map(|m| crate::admin::MemberDescription {
+                            member_id: m.member_id.to_string(),
+                            group_instance_id: None,
+                            client_id: m.client_id.to_string(),
+                            client_host: m.client_host.to_string(),
+                            assignment: m
+                                .assignment
+                                .topic_partitions
+                                .iter()
+                                .flat_map(|t| {
+                                    t.partitions.iter().map(|p| {
+                                        TopicPartition::new(t.topic_name.0.to_string(), *p)
+                                    })
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        Ok(out)
     }
 }
 
