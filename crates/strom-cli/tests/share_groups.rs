@@ -40,8 +40,10 @@ async fn member_with(b: &str, group: &str, topic: &str, max_records: i32) -> Sha
     config.max_poll_records = max_records;
     let mut c = ShareConsumer::new(config).await.unwrap();
     c.subscribe(&[topic]);
-    // Joins the group: its partitions' share state starts here (latest, an empty topic).
-    c.poll(Duration::from_millis(300)).await.unwrap();
+    // Joins the group: its partitions' share state starts here (latest). Only for topics
+    // with nothing to deliver yet: what this poll got would be accepted by the next one.
+    let joined = c.poll(Duration::from_millis(300)).await.unwrap();
+    assert!(joined.is_empty(), "{joined:?}");
     c
 }
 
@@ -474,4 +476,101 @@ async fn java_and_rust_share_consumers_split_a_topic() {
         !from_java.is_empty() && !from_rust.is_empty(),
         "both members got records"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn share_group_offsets_are_described_altered_and_deleted() {
+    use strom_protocol::kafka_protocol::messages::alter_share_group_offsets_request::{
+        AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+    };
+    use strom_protocol::kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
+    use strom_protocol::kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
+    use strom_protocol::kafka_protocol::messages::{
+        AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, ApiKey,
+        DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
+        DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, GroupId,
+        ListGroupsRequest, ListGroupsResponse, TopicName,
+    };
+    use strom_protocol::kafka_protocol::protocol::StrBytes;
+
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "reset", 1, &[]).await;
+    let mut c = member(&b, "g", "reset").await;
+    produce(&b, "reset", 0, 5).await;
+    assert_eq!(poll_n(&mut c, 5, Duration::from_secs(10)).await.len(), 5);
+    c.commit().await.unwrap();
+    let mut wire = common::wire::Wire::connect(&b);
+    let group = || GroupId(StrBytes::from_static_str("g"));
+    let alter_to = |offset: i64| {
+        let mut p = AlterShareGroupOffsetsRequestPartition::default();
+        p.partition_index = 0;
+        p.start_offset = offset;
+        let mut t = AlterShareGroupOffsetsRequestTopic::default();
+        t.topic_name = TopicName(StrBytes::from_static_str("reset"));
+        t.partitions = vec![p];
+        let mut req = AlterShareGroupOffsetsRequest::default();
+        req.group_id = group();
+        req.topics = vec![t];
+        req
+    };
+    let describe = |wire: &mut common::wire::Wire| {
+        let mut g = DescribeShareGroupOffsetsRequestGroup::default();
+        g.group_id = group();
+        // Null: every partition the group has state for.
+        g.topics = None;
+        let mut req = DescribeShareGroupOffsetsRequest::default();
+        req.groups = vec![g];
+        let resp: DescribeShareGroupOffsetsResponse =
+            wire.call(ApiKey::DescribeShareGroupOffsets, 0, &req);
+        assert_eq!(resp.groups[0].error_code, 0);
+        resp.groups[0]
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.start_offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(describe(&mut wire), vec![5]);
+    // Not while the group has members.
+    let resp: AlterShareGroupOffsetsResponse =
+        wire.call(ApiKey::AlterShareGroupOffsets, 0, &alter_to(2));
+    assert_eq!(resp.error_code, 68, "NON_EMPTY_GROUP");
+    c.close().await.unwrap();
+    let mut list = ListGroupsRequest::default();
+    list.types_filter = vec![StrBytes::from_static_str("share")];
+    let listed: ListGroupsResponse = wire.call(ApiKey::ListGroups, 5, &list);
+    let row = &listed.groups[0];
+    assert_eq!(
+        (
+            row.group_id.0.as_str(),
+            row.group_type.as_str(),
+            row.group_state.as_str()
+        ),
+        ("g", "share", "Empty")
+    );
+    let resp: AlterShareGroupOffsetsResponse =
+        wire.call(ApiKey::AlterShareGroupOffsets, 0, &alter_to(2));
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    assert_eq!(describe(&mut wire), vec![2]);
+    // The group reads again from offset 2, as first deliveries.
+    let mut c = ShareConsumer::new(ShareConsumerConfig::new(ClientConfig::new(&b), "g"))
+        .await
+        .unwrap();
+    c.subscribe(&["reset"]);
+    let again = poll_n(&mut c, 3, Duration::from_secs(10)).await;
+    let got: Vec<(i64, i16)> = again
+        .iter()
+        .map(|r| (r.record.offset, r.delivery_count))
+        .collect();
+    assert_eq!(got, vec![(2, 1), (3, 1), (4, 1)]);
+    c.close().await.unwrap();
+    let mut t = DeleteShareGroupOffsetsRequestTopic::default();
+    t.topic_name = TopicName(StrBytes::from_static_str("reset"));
+    let mut req = DeleteShareGroupOffsetsRequest::default();
+    req.group_id = group();
+    req.topics = vec![t];
+    let resp: DeleteShareGroupOffsetsResponse = wire.call(ApiKey::DeleteShareGroupOffsets, 0, &req);
+    assert_eq!(resp.error_code, 0);
+    assert!(describe(&mut wire).is_empty());
 }

@@ -21,6 +21,7 @@ mod add_raft_voter;
 mod alter_client_quotas;
 mod alter_configs;
 mod alter_partition_reassignments;
+mod alter_share_group_offsets;
 mod alter_user_scram_credentials;
 mod api_versions;
 mod consumer_group_describe;
@@ -31,6 +32,7 @@ mod create_topics;
 mod delete_acls;
 mod delete_groups;
 mod delete_records;
+mod delete_share_group_offsets;
 mod delete_topics;
 mod describe_acls;
 mod describe_client_quotas;
@@ -405,6 +407,8 @@ handlers!(
     share_acknowledge,
     describe_share_group_offsets,
     list_config_resources,
+    alter_share_group_offsets,
+    delete_share_group_offsets,
 );
 
 /// Decodes a request body of the header's version.

@@ -368,6 +368,82 @@ impl ShareCoordinator {
         out
     }
 
+    /// AlterShareGroupOffsets: new start offsets `(topic name, topic id, partition, offset)`
+    /// of an empty group's share partitions, each clamped to the log's bounds. The outer
+    /// error is the group's; the inner ones are per partition, in order.
+    pub fn alter_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        offsets: &[(String, Uuid, i32, i64)],
+    ) -> Result<Vec<Result<(), ErrorCode>>, ErrorCode> {
+        self.ensure_loaded(broker);
+        let mut inner = self.inner.lock();
+        self.expire_members(&mut inner, group, crate::partition::now_ms());
+        match inner.groups.get(group) {
+            None => return Err(ErrorCode::GroupIdNotFound),
+            Some(g) if !g.members.is_empty() => return Err(ErrorCode::NonEmptyGroup),
+            Some(_) => {}
+        }
+        let mut results = Vec::new();
+        let mut records = Vec::new();
+        for (topic, topic_id, partition, offset) in offsets {
+            let Some(log) = broker.replicas().partition(topic, *partition) else {
+                results.push(Err(ErrorCode::UnknownTopicOrPartition));
+                continue;
+            };
+            let offset = (*offset).clamp(log.log.log_start_offset(), log.high_watermark());
+            let key = PartitionKey {
+                group: group.to_owned(),
+                topic_id: *topic_id,
+                partition: *partition,
+            };
+            let sp = SharePartition::starting_at(offset);
+            inner.partitions.insert(key.clone(), sp.clone());
+            records.push(StateRecord::Partition(key, Some(sp)));
+            results.push(Ok(()));
+        }
+        if !records.is_empty() {
+            self.write(broker, &records)?;
+        }
+        Ok(results)
+    }
+
+    /// DeleteShareGroupOffsets: forgets an empty group's share state of `topics` (the next
+    /// assignment starts them again per `share.auto.offset.reset`).
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        topics: &[Uuid],
+    ) -> Result<(), ErrorCode> {
+        self.ensure_loaded(broker);
+        let mut inner = self.inner.lock();
+        self.expire_members(&mut inner, group, crate::partition::now_ms());
+        match inner.groups.get(group) {
+            None => return Err(ErrorCode::GroupIdNotFound),
+            Some(g) if !g.members.is_empty() => return Err(ErrorCode::NonEmptyGroup),
+            Some(_) => {}
+        }
+        let keys: Vec<PartitionKey> = inner
+            .partitions
+            .keys()
+            .filter(|k| k.group == group && topics.contains(&k.topic_id))
+            .cloned()
+            .collect();
+        let records: Vec<StateRecord> = keys
+            .into_iter()
+            .map(|k| {
+                inner.partitions.remove(&k);
+                StateRecord::Partition(k, None)
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write(broker, &records)
+    }
+
     /// Deletes an empty share group and its state (DeleteGroups).
     pub fn delete_group(&self, broker: &Broker, group: &str) -> Result<(), ErrorCode> {
         self.ensure_loaded(broker);
@@ -903,8 +979,13 @@ impl ShareCoordinator {
             }
         }
         if changed {
+            // The records are acquired either way: failing the fetch would only leave them
+            // locked until the lock expires. A lost write loses delivery counts of this
+            // fetch if the broker restarts before the next write.
             let snapshot = StateRecord::Partition(key, Some(sp.clone()));
-            self.write(broker, &[snapshot])?;
+            if let Err(code) = self.write(broker, &[snapshot]) {
+                tracing::warn!(?code, "cannot persist share state of {topic}-{partition}");
+            }
         }
         Ok(fetched)
     }
@@ -921,6 +1002,17 @@ impl ShareCoordinator {
             creation: &self.topic_creation,
         };
         topic.ensure(broker)?;
+        // In a cluster only the leader of the state partition writes it (see the design
+        // note: share state is durable in a cluster only on that broker).
+        if config.is_quorum_over_network()
+            && !broker
+                .replicas()
+                .partition(STATE_TOPIC, 0)
+                .is_some_and(|p| p.is_leader())
+        {
+            tracing::debug!("not the leader of {STATE_TOPIC}: share state kept in memory");
+            return Ok(());
+        }
         let mut builder = BatchBuilder::new(0);
         let now = crate::partition::now_ms();
         for record in records {
