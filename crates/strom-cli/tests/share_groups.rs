@@ -574,3 +574,27 @@ async fn share_group_offsets_are_described_altered_and_deleted() {
     assert_eq!(resp.error_code, 0);
     assert!(describe(&mut wire).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_id_is_either_a_consumer_group_or_a_share_group() {
+    use strom_client::{Consumer, ConsumerConfig};
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "both", 1, &[]).await;
+    let mut config = ConsumerConfig::new(&b);
+    config.set("group.id", "taken").unwrap();
+    let mut classic = Consumer::new(config).await.unwrap();
+    classic.subscribe(&["both"], None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while classic.assignment().is_empty() {
+        assert!(Instant::now() < deadline, "the classic member never joined");
+        classic.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    let mut share = ShareConsumer::new(ShareConsumerConfig::new(ClientConfig::new(&b), "taken"))
+        .await
+        .unwrap();
+    share.subscribe(&["both"]);
+    let err = share.poll(Duration::from_millis(300)).await.unwrap_err();
+    assert!(err.to_string().contains("GROUP_ID_NOT_FOUND"), "{err}");
+    classic.close().await.unwrap();
+}

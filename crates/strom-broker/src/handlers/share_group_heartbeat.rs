@@ -27,7 +27,12 @@ pub(super) async fn handle(
         response.error_code = ErrorCode::GroupAuthorizationFailed.code();
         return respond(&SPEC, header, &response);
     }
-    if let Some(code) = crate::share::other_group_type(broker, &group_id) {
+    // One id, one group type: checked when a member joins.
+    let joining = request.member_epoch == 0;
+    if let Some(code) = joining
+        .then(|| crate::share::other_group_type(broker, &group_id))
+        .flatten()
+    {
         response.error_code = code.code();
         response.error_message = Some(StrBytes::from_static_str(
             "the group id is used by a group of another type",

@@ -293,6 +293,10 @@ impl ShareCoordinator {
                 ("share.isolation.level", Some(v)) => {
                     matches!(v, "read_uncommitted" | "read_committed")
                 }
+                // As the broker's group.share.record.lock.duration.ms allows.
+                ("share.record.lock.duration.ms", Some(v)) => {
+                    v.parse::<i64>().is_ok_and(|n| n >= 100)
+                }
                 (_, Some(v)) => v.parse::<i64>().is_ok_and(|n| n >= 1),
             };
             if !valid {
