@@ -597,4 +597,16 @@ async fn a_group_id_is_either_a_consumer_group_or_a_share_group() {
     let err = share.poll(Duration::from_millis(300)).await.unwrap_err();
     assert!(err.to_string().contains("GROUP_ID_NOT_FOUND"), "{err}");
     classic.close().await.unwrap();
+    // And the other way: a share group's id is refused to a classic member.
+    let share = member(&b, "queue", "both").await;
+    let mut config = ConsumerConfig::new(&b);
+    config.set("group.id", "queue").unwrap();
+    let mut classic = Consumer::new(config).await.unwrap();
+    classic.subscribe(&["both"], None).unwrap();
+    let err = classic.poll(Duration::from_millis(500)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("INCONSISTENT_GROUP_PROTOCOL"),
+        "{err}"
+    );
+    share.close().await.unwrap();
 }
