@@ -610,3 +610,86 @@ async fn a_group_id_is_either_a_consumer_group_or_a_share_group() {
     );
     share.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_committed_share_groups_skip_aborted_and_open_transactions() {
+    use strom_client::admin::{AlterOp, ConfigResource};
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "tx", 1, &[]).await;
+    let admin = strom_client::Admin::new(ClientConfig::new(&b))
+        .await
+        .unwrap();
+    for (group, isolation) in [("rc", "read_committed"), ("ru", "read_uncommitted")] {
+        let set = |k: &str, v: &str| (k.to_owned(), AlterOp::Set, Some(v.to_owned()));
+        admin
+            .alter_configs(
+                &ConfigResource::Group(group.to_owned()),
+                &[
+                    set("share.isolation.level", isolation),
+                    set("share.auto.offset.reset", "earliest"),
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    let mut config = ProducerConfig::new(&b);
+    config.set("transactional.id", "share-tx").unwrap();
+    config.set("linger.ms", "0").unwrap();
+    let p = Producer::new(config).await.unwrap();
+    p.init_transactions().await.unwrap();
+    let send = |values: &'static [&'static str]| {
+        let p = &p;
+        async move {
+            for v in values {
+                p.send(ProducerRecord::new("tx").value(*v))
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    p.begin_transaction().unwrap();
+    send(&["c0", "c1"]).await;
+    p.commit_transaction().await.unwrap();
+    p.begin_transaction().unwrap();
+    send(&["a0", "a1"]).await;
+    p.abort_transaction().await.unwrap();
+    p.begin_transaction().unwrap();
+    send(&["c2"]).await;
+    p.commit_transaction().await.unwrap();
+    // Left open: past the last stable offset.
+    p.begin_transaction().unwrap();
+    send(&["o0"]).await;
+    let read = |group: &'static str, want: usize| {
+        let b = b.clone();
+        async move {
+            let mut c = ShareConsumer::new(ShareConsumerConfig::new(ClientConfig::new(&b), group))
+                .await
+                .unwrap();
+            c.subscribe(&["tx"]);
+            let got: Vec<String> = poll_n(&mut c, want, Duration::from_secs(10))
+                .await
+                .iter()
+                .map(value)
+                .collect();
+            (c, got)
+        }
+    };
+    let (mut rc, got) = read("rc", 3).await;
+    assert_eq!(got, vec!["c0", "c1", "c2"]);
+    let (ru, got) = read("ru", 6).await;
+    assert_eq!(got, vec!["c0", "c1", "a0", "a1", "c2", "o0"]);
+    ru.close().await.unwrap();
+    let more = rc.poll(Duration::from_millis(800)).await.unwrap();
+    assert!(more.is_empty(), "{more:?}");
+    p.commit_transaction().await.unwrap();
+    let got: Vec<String> = poll_n(&mut rc, 1, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(value)
+        .collect();
+    assert_eq!(got, vec!["o0"]);
+    rc.close().await.unwrap();
+}

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use strom_metadata::broker_config::BrokerConfig;
 use strom_metadata::MetadataImage;
 use strom_protocol::record_batch::builder::BatchBuilder;
+use strom_protocol::record_batch::control::{control_record_type, ControlRecordType};
 use strom_protocol::{BatchSplitter, ErrorCode, RecordBatchHeader};
 use uuid::Uuid;
 
@@ -862,6 +863,10 @@ impl ShareCoordinator {
         error
     }
 
+    fn read_committed(&self, inner: &Inner, group: &str) -> bool {
+        self.group_config(inner, group, "share.isolation.level") == "read_committed"
+    }
+
     /// Whether the partition has records the group could acquire now (a long poll waits
     /// until one does).
     pub fn has_acquirable(
@@ -882,10 +887,15 @@ impl ShareCoordinator {
             topic_id,
             partition,
         };
+        let bound = if self.read_committed(&inner, group_id) {
+            log.last_stable_offset()
+        } else {
+            log.high_watermark()
+        };
         match inner.partitions.get_mut(&key) {
             Some(sp) => {
                 sp.expire_locks(crate::partition::now_ms(), &limits);
-                sp.has_acquirable(log.high_watermark())
+                sp.has_acquirable(bound)
             }
             // Not initialized yet: the next fetch initializes it.
             None => true,
@@ -913,11 +923,18 @@ impl ShareCoordinator {
         if !log.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        let hw = log.high_watermark();
         let log_start = log.log.log_start_offset();
         let now = crate::partition::now_ms();
         let mut inner = self.inner.lock();
         let limits = self.limits(&inner, group_id);
+        // read_committed: nothing past the last stable offset, nothing of aborted
+        // transactions (their batches count as gaps).
+        let read_committed = self.read_committed(&inner, group_id);
+        let hw = if read_committed {
+            log.last_stable_offset()
+        } else {
+            log.high_watermark()
+        };
         let key = PartitionKey {
             group: group_id.to_owned(),
             topic_id,
@@ -947,6 +964,19 @@ impl ShareCoordinator {
                     .map_err(|_| ErrorCode::KafkaStorageError)?,
                 None => Bytes::new(),
             };
+            // Aborted transactions by first offset, descending: the next to open is last.
+            let mut pending: Vec<(i64, i64)> = if read_committed {
+                let upper = crate::internal_topic::next_offset(&bytes).unwrap_or(from);
+                log.log
+                    .aborted_transactions(from, upper)
+                    .into_iter()
+                    .map(|t| (t.producer_id, t.first_offset))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            pending.sort_by_key(|a| std::cmp::Reverse(a.1));
+            let mut open_aborted: BTreeSet<i64> = BTreeSet::new();
             let mut batches: Vec<(BatchBounds, std::ops::Range<usize>)> = Vec::new();
             let mut position = 0usize;
             for batch in BatchSplitter::new(&bytes, usize::MAX) {
@@ -954,13 +984,27 @@ impl ShareCoordinator {
                 let Ok(header) = RecordBatchHeader::parse(batch) else {
                     break;
                 };
+                while pending
+                    .last()
+                    .is_some_and(|(_, first)| *first <= header.last_offset())
+                {
+                    open_aborted.extend(pending.pop().map(|(pid, _)| pid));
+                }
+                let aborted = header.is_transactional()
+                    && !header.is_control()
+                    && open_aborted.contains(&header.producer_id());
+                if header.is_control()
+                    && control_record_type(&header) == Some(ControlRecordType::Abort)
+                {
+                    open_aborted.remove(&header.producer_id());
+                }
                 let range = position..position + batch.len();
                 position += batch.len();
                 batches.push((
                     BatchBounds {
                         base_offset: header.base_offset(),
                         last_offset: header.last_offset(),
-                        control: header.is_control(),
+                        control: header.is_control() || aborted,
                     },
                     range,
                 ));
