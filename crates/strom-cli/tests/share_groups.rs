@@ -191,7 +191,7 @@ async fn rejected_records_stay_gone_and_poison_records_are_archived() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn share_state_survives_a_broker_restart() {
+async fn share_state_survives_a_broker_restart_and_a_crash() {
     let mut server = Server::start(&[]);
     let b = server.bootstrap();
     create_topic(&b, "events", 1, &[]).await;
@@ -224,6 +224,29 @@ async fn share_state_survives_a_broker_restart() {
         .collect();
     // Accepted and rejected records stay done; released ones come back, counted.
     assert_eq!(offsets, (5..10).map(|o| (o, 2)).collect::<Vec<_>>());
+    for r in &again {
+        let kind = if r.record.offset < 8 {
+            AcknowledgeType::Accept
+        } else {
+            AcknowledgeType::Release
+        };
+        c.acknowledge(r, kind).unwrap();
+    }
+    c.commit().await.unwrap();
+    // A crash (SIGKILL) keeps what was acknowledged too.
+    drop(c);
+    server.kill9();
+    server.restart();
+    let mut config = ShareConsumerConfig::new(ClientConfig::new(&b), "g");
+    config.fetch_max_wait = Duration::from_millis(200);
+    let mut c = ShareConsumer::new(config).await.unwrap();
+    c.subscribe(&["events"]);
+    let last = poll_n(&mut c, 2, Duration::from_secs(10)).await;
+    let offsets: Vec<(i64, i16)> = last
+        .iter()
+        .map(|r| (r.record.offset, r.delivery_count))
+        .collect();
+    assert_eq!(offsets, vec![(8, 3), (9, 3)]);
     c.close().await.unwrap();
 }
 
