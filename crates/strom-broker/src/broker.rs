@@ -54,6 +54,8 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIdBlock>,
     groups: GroupCoordinator,
     txns: TxnCoordinator,
+    /// Share groups (KIP-932): coordinator, sessions and share-partition state.
+    shares: crate::share::ShareCoordinator,
     metrics: Arc<BrokerMetrics>,
     /// Set when controlled shutdown starts: heartbeats stop, so the broker stays fenced.
     stopping: std::sync::atomic::AtomicBool,
@@ -128,6 +130,9 @@ impl Broker {
                 .with_consumer_config(ConsumerGroupConfig::from_broker(&config)),
             _dir_locks: dir_locks,
             txns: TxnCoordinator::new(TxnConfig::from_broker(&config), clock.clone()),
+            shares: crate::share::ShareCoordinator::new(crate::share::ShareConfig::from_broker(
+                &config,
+            )),
             replicas: if config.is_quorum_over_network() {
                 ReplicaManager::with_log_dirs(roots, clock, config.node_id())
                     .hosting_only_own_replicas()
@@ -206,6 +211,7 @@ impl Broker {
                 .txns
                 .load(broker.as_ref())
                 .map_err(|e| ServerError::Startup(format!("cannot load transactions: {e}")))?;
+            broker.shares.ensure_loaded(broker.as_ref());
         }
         Ok(broker)
     }
@@ -256,6 +262,10 @@ impl Broker {
     /// How this broker connects to other brokers (replica fetches, transaction markers).
     pub(crate) fn outbound(&self) -> &crate::security::outbound::Outbound {
         &self.outbound
+    }
+
+    pub fn shares(&self) -> &crate::share::ShareCoordinator {
+        &self.shares
     }
 
     /// Network-path counters and gauges (connections, request and response bytes).

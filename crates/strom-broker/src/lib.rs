@@ -23,6 +23,7 @@ pub mod replica_manager;
 mod response;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod throttle;
 pub mod txn;
 

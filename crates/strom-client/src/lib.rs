@@ -21,6 +21,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod security;
 mod security_admin;
+pub mod share;
 
 pub use admin::{Admin, NewTopic};
 pub use client::{BrokerInfo, Client, ClusterMetadata, PartitionInfo, TopicInfo};
@@ -32,6 +33,7 @@ pub use quorum_admin::{NewVoter, QuorumInfo, QuorumReplica};
 pub use reassign_admin::{PartitionOutcome, PartitionReassignment, ReassignmentTarget};
 pub use security::{SecurityConfig, SecurityProtocol};
 pub use security_admin::{acl_code, Acl, AclFilter, ScramUser};
+pub use share::{AcknowledgeType, ShareConsumer, ShareConsumerConfig, ShareRecord};
 
 pub use error::{kafka_error_name, Error, KafkaCode, Result};
 pub use producer::{

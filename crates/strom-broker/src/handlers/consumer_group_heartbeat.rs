@@ -44,6 +44,12 @@ pub(super) async fn handle(
         "ConsumerGroupHeartbeat"
     );
     let mut response = ConsumerGroupHeartbeatResponse::default();
+    // A share group's id is not a consumer group's (KIP-932).
+    if broker.shares().has_group(&request.group_id.0) {
+        response.error_code = ErrorCode::GroupIdNotFound.code();
+        response.error_message = Some(StrBytes::from_static_str("the group is a share group"));
+        return respond(&SPEC, header, &response);
+    }
     if header.api_version >= 1 && request.member_id.is_empty() {
         // KIP-1082: a v1 member generates its own id.
         response.error_code = ErrorCode::InvalidRequest.code();

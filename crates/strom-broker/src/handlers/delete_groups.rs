@@ -1,5 +1,6 @@
 //! DeleteGroups (key 42), v0–2: deletes Empty groups with their committed offsets
-//! (tombstones in `__consumer_offsets`); NON_EMPTY_GROUP while members remain.
+//! (tombstones in `__consumer_offsets`), and Empty share groups with their share state;
+//! NON_EMPTY_GROUP while members remain.
 
 use std::sync::Arc;
 
@@ -30,6 +31,15 @@ pub(super) async fn handle(
             &group_id.0,
         ) {
             Err(strom_protocol::ErrorCode::GroupAuthorizationFailed)
+        } else if broker.shares().has_group(&group_id.0) {
+            // A share group (KIP-932): its state goes from `__share_group_state`.
+            let shares = broker.shares();
+            let deleted =
+                crate::broker::off_runtime(|| shares.delete_group(broker.as_ref(), &group_id.0));
+            r.error_code = code(deleted.err());
+            r.group_id = group_id;
+            response.results.push(r);
+            continue;
         } else {
             broker.groups().delete_group(broker.as_ref(), &group_id.0)
         };

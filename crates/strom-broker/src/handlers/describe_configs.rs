@@ -36,6 +36,9 @@ pub(super) async fn handle(
         .resources
         .into_iter()
         .map(|resource| {
+            if resource.resource_type == super::share_group_configs::RESOURCE_GROUP {
+                return super::share_group_configs::describe(broker, header, &resource, version);
+            }
             let mut result = DescribeConfigsResult::default();
             result.resource_type = resource.resource_type;
             result.resource_name = resource.resource_name.clone();

@@ -32,6 +32,9 @@ pub(super) async fn handle(
         .resources
         .into_iter()
         .map(|resource| {
+            if resource.resource_type == super::share_group_configs::RESOURCE_GROUP {
+                return super::share_group_configs::alter(broker, header, resource, validate_only);
+            }
             let mut r = AlterConfigsResourceResponse::default();
             if let Some(code) = header.config_refusal(
                 broker,

@@ -33,6 +33,13 @@ pub(super) async fn handle(
         response.error_code = ErrorCode::GroupAuthorizationFailed.code();
         return respond(&SPEC, header, &response);
     }
+    // A share group's id is not a classic group's (KIP-932).
+    if broker.shares().has_group(&request.group_id.0) {
+        let mut response = JoinGroupResponse::default();
+        response.error_code = ErrorCode::InconsistentGroupProtocol.code();
+        response.member_id = request.member_id;
+        return respond(&SPEC, header, &response);
+    }
     let version = header.api_version;
     if let Some(reason) = &request.reason {
         tracing::debug!(group = %request.group_id.0, member = %request.member_id, %reason, "JoinGroup");

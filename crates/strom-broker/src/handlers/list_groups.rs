@@ -1,5 +1,5 @@
 //! ListGroups (key 16), v0–5: every group this coordinator owns, with its state (v4+,
-//! filterable, KIP-518) and type (v5+, filterable, KIP-848: "classic" or "consumer").
+//! filterable, KIP-518) and type (v5+, filterable, KIP-848: "classic" or "consumer"; KIP-932: "share").
 
 use std::sync::Arc;
 
@@ -34,6 +34,9 @@ pub(super) async fn handle(
     let types: Vec<String> = request.types_filter.iter().map(|t| t.to_string()).collect();
     let mut response = ListGroupsResponse::default();
     response.groups = consumer_groups(broker, &request, version);
+    response
+        .groups
+        .extend(share_groups(broker, &request, version));
     // A filter naming only states that do not exist matches no classic group.
     if states.is_empty() && !request.states_filter.is_empty() {
         return respond(&SPEC, header, &response);
@@ -110,6 +113,43 @@ fn consumer_groups(broker: &Broker, request: &ListGroupsRequest, version: i16) -
             }
             if version >= 5 {
                 out.group_type = StrBytes::from_static_str(CONSUMER_GROUP_TYPE);
+            }
+            out
+        })
+        .collect()
+}
+
+/// KIP-932 share groups: protocol type and group type "share", states Empty and Stable.
+fn share_groups(broker: &Broker, request: &ListGroupsRequest, version: i16) -> Vec<ListedGroup> {
+    const SHARE_GROUP_TYPE: &str = "share";
+    let type_ok = request.types_filter.is_empty()
+        || request
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(SHARE_GROUP_TYPE));
+    if !type_ok {
+        return Vec::new();
+    }
+    broker
+        .shares()
+        .list_groups()
+        .into_iter()
+        .filter(|(_, state)| {
+            request.states_filter.is_empty()
+                || request
+                    .states_filter
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(state))
+        })
+        .map(|(group_id, state)| {
+            let mut out = ListedGroup::default();
+            out.group_id = GroupId(StrBytes::from_string(group_id));
+            out.protocol_type = StrBytes::from_static_str(SHARE_GROUP_TYPE);
+            if version >= 4 {
+                out.group_state = StrBytes::from_static_str(state);
+            }
+            if version >= 5 {
+                out.group_type = StrBytes::from_static_str(SHARE_GROUP_TYPE);
             }
             out
         })

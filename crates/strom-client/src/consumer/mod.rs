@@ -26,6 +26,14 @@ use crate::TopicPartition;
 use fetcher::{FetchOutcome, InFlight};
 use group::Membership;
 
+/// The records of a fetched record set (share consumer): control batches skipped.
+pub(crate) fn parse_records(
+    tp: &TopicPartition,
+    data: &bytes::Bytes,
+) -> Result<Vec<ConsumerRecord>> {
+    Ok(records::parse(tp, data, 0, &[])?.records)
+}
+
 /// Called from `poll` when the group changes this consumer's partitions.
 pub trait RebalanceListener: Send {
     fn on_partitions_revoked(&mut self, _partitions: &[TopicPartition]) {}
