@@ -11,7 +11,8 @@
 #      strom (durable), strom-pagecache (same broker, topics with flush.before.ack.enable=false),
 #      kafka (defaults) and kafka-fsync (same Kafka, topics with flush.messages=1, i.e. Kafka's
 #      log.flush.interval.messages=1 for those topics);
-#   2. side_by_side.py (kcat on librdkafka 2.16, acks=1) with --pids: throughput and broker CPU
+#   2. the same at linger.ms=0 (strom, kafka, kafka-fsync);
+#   3. side_by_side.py (kcat on librdkafka 2.16, acks=1) with --pids: throughput and broker CPU
 #      ms per million records, produce and consume, 100 B and 1 KiB.
 # Both brokers are stopped at the end.
 set -euo pipefail
@@ -47,6 +48,15 @@ echo "== acks=all throughput (rdkafka-bench, $ROUNDS alternating rounds, medians
   --topic-config strom-pagecache:flush.before.ack.enable=false \
   --topic-config kafka-fsync:flush.messages=1 \
   --rounds "$ROUNDS" \
+  --produce 1000000,100,all,none --produce 200000,1024,all,none
+
+echo "== the same with linger.ms=0 (smaller batches: more appends, so more fsyncs for kafka-fsync)"
+"$BIN/examples/rdkafka-bench" \
+  --target "strom=127.0.0.1:29192@$STROM_PID" \
+  --target "kafka=127.0.0.1:19392@$KAFKA_PID" \
+  --target "kafka-fsync=127.0.0.1:19392@$KAFKA_PID" \
+  --topic-config kafka-fsync:flush.messages=1 \
+  --rounds "$ROUNDS" --linger-ms 0 \
   --produce 1000000,100,all,none --produce 200000,1024,all,none
 
 echo "== kcat side by side, broker CPU per million records (side_by_side.py --pids)"

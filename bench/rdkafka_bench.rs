@@ -489,10 +489,13 @@ fn main() {
         let mut results: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
         for _ in 0..args.rounds {
             for (name, addr, pid) in &args.targets {
-                results
-                    .entry(name.clone())
-                    .or_default()
-                    .push(run_once(addr, pid, args.topic_config(name), w, &rt));
+                results.entry(name.clone()).or_default().push(run_once(
+                    addr,
+                    pid,
+                    args.topic_config(name),
+                    w,
+                    &rt,
+                ));
             }
         }
         let first = &args.targets[0].0;

@@ -100,10 +100,7 @@ impl LogDirFlushers {
             tracing::error!(error = %e, "cannot start the group-commit thread; fsyncing in place");
             return None;
         }
-        let flusher = Arc::new(DirFlusher {
-            commit,
-            rounds: rx,
-        });
+        let flusher = Arc::new(DirFlusher { commit, rounds: rx });
         dirs.insert(root.to_path_buf(), flusher.clone());
         Some(flusher)
     }
