@@ -109,7 +109,9 @@ fn durable_mode_keeps_every_acknowledged_record_across_a_power_loss() {
             "{rounds} rounds for {appends} appends: fsyncs are shared"
         );
         drop(logs);
-        assert_eq!(lost_after_power_loss(&fs, &acked, true), 0, "seed {seed}");
+        let lost = lost_after_power_loss(&fs, &acked, true);
+        eprintln!("seed {seed}: {appends} appends in {rounds} rounds, {lost} acknowledged lost");
+        assert_eq!(lost, 0, "seed {seed}");
     }
 }
 
@@ -121,6 +123,10 @@ fn acknowledging_on_append_loses_records_at_a_power_loss() {
     let acked = load(&logs, None);
     drop(logs);
     let lost = lost_after_power_loss(&fs, &acked, false);
+    eprintln!(
+        "acknowledged on append: {} acknowledged, {lost} lost",
+        acked.iter().sum::<i64>()
+    );
     assert!(
         lost > 0,
         "without fsync before the acknowledgement a power loss loses acknowledged records"
