@@ -104,10 +104,18 @@ fn config(bootstrap: &str) -> ClientConfig {
     c
 }
 
-fn create_topic(bootstrap: &str, topic: &str, rt: &tokio::runtime::Runtime) {
+fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    configs: &[(String, String)],
+    rt: &tokio::runtime::Runtime,
+) {
     let admin: AdminClient<DefaultClientContext> = config(bootstrap).create().expect("admin");
     let rf = REPLICATION_FACTOR.load(std::sync::atomic::Ordering::Relaxed);
-    let t = NewTopic::new(topic, 3, TopicReplication::Fixed(rf));
+    let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let res = rt
         .block_on(admin.create_topics(&[t], &opts))
@@ -271,9 +279,15 @@ fn with_rss<T>(pids: &[u32], f: impl FnOnce() -> T) -> (T, Option<f64>) {
     (out, Some(mb))
 }
 
-fn run_once(bootstrap: &str, pids: &[u32], w: &Workload, rt: &tokio::runtime::Runtime) -> Outcome {
+fn run_once(
+    bootstrap: &str,
+    pids: &[u32],
+    configs: &[(String, String)],
+    w: &Workload,
+    rt: &tokio::runtime::Runtime,
+) -> Outcome {
     let topic = format!("bench-{}-{}", w.size, uuid_ish());
-    create_topic(bootstrap, &topic, rt);
+    create_topic(bootstrap, &topic, configs, rt);
     let cpu_before = cpu_ms_all(pids);
     let ((secs, h, errors), peak) = with_rss(pids, || produce(bootstrap, &topic, w));
     let broker_cpu_ms = cpu_before.zip(cpu_ms_all(pids)).map(|(a, b)| b - a);
@@ -354,18 +368,28 @@ fn failover_probe(bootstrap: &str, topic: &str, partition: i32) {
 
 struct Args {
     targets: Vec<(String, String, Vec<u32>)>,
+    /// Topic configs each target's benchmark topics are created with (`--topic-config`),
+    /// e.g. Kafka's `flush.messages=1` for an fsync-per-append run on the same broker.
+    topic_configs: BTreeMap<String, Vec<(String, String)>>,
     rounds: usize,
     suite: Vec<Workload>,
     json: bool,
 }
 
+impl Args {
+    fn topic_config(&self, target: &str) -> &[(String, String)] {
+        self.topic_configs.get(target).map_or(&[], Vec::as_slice)
+    }
+}
+
 const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[,HOST:PORT...][@PID[+PID...]] ... \
-[--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]\n\
+[--topic-config NAME:KEY=VALUE]... [--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]\n\
        rdkafka-bench --failover-probe HOST:PORT[,HOST:PORT...] TOPIC PARTITION";
 
 fn parse_args() -> Args {
     let mut a = Args {
         targets: Vec::new(),
+        topic_configs: BTreeMap::new(),
         rounds: 3,
         suite: Vec::new(),
         json: false,
@@ -390,6 +414,15 @@ fn parse_args() -> Args {
                     None => (rest.to_owned(), Vec::new()),
                 };
                 a.targets.push((name.to_owned(), addr, pid));
+            }
+            "--topic-config" => {
+                let v = value();
+                let (name, kv) = v.split_once(':').unwrap_or_else(|| panic!("{USAGE}"));
+                let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{USAGE}"));
+                a.topic_configs
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push((k.to_owned(), v.to_owned()));
             }
             "--rounds" => a.rounds = value().parse().expect("rounds"),
             "--replication-factor" => REPLICATION_FACTOR.store(
@@ -456,10 +489,13 @@ fn main() {
         let mut results: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
         for _ in 0..args.rounds {
             for (name, addr, pid) in &args.targets {
-                results
-                    .entry(name.clone())
-                    .or_default()
-                    .push(run_once(addr, pid, w, &rt));
+                results.entry(name.clone()).or_default().push(run_once(
+                    addr,
+                    pid,
+                    args.topic_config(name),
+                    w,
+                    &rt,
+                ));
             }
         }
         let first = &args.targets[0].0;

@@ -1031,6 +1031,9 @@ pub(crate) fn log_config_from(values: &BTreeMap<String, String>) -> LogConfig {
     if let Some(v) = num("flush.ms") {
         config.flush_ms = v;
     }
+    if let Some(v) = values.get("flush.before.ack.enable") {
+        config.flush_before_ack = v.eq_ignore_ascii_case("true");
+    }
     if let Some(v) = values.get("cleanup.policy") {
         config.cleanup_policy = strom_storage::CleanupPolicy::parse(v);
     }
@@ -1067,6 +1070,7 @@ mod tests {
             ("segment.bytes", "1048576"),
             ("retention.ms", "-1"),
             ("flush.messages", "1"),
+            ("flush.before.ack.enable", "true"),
             ("message.timestamp.type", "LogAppendTime"),
             ("cleanup.policy", "compact,delete"),
             ("min.cleanable.dirty.ratio", "0.25"),
@@ -1081,6 +1085,7 @@ mod tests {
         assert_eq!(c.segment_bytes, 1_048_576);
         assert_eq!(c.retention_ms, -1);
         assert_eq!(c.flush_messages, 1);
+        assert!(c.flush_before_ack);
         assert!(matches!(c.timestamp_type, TimestampType::LogAppendTime));
         assert!(c.cleanup_policy.compact && c.cleanup_policy.delete);
         assert_eq!(c.min_cleanable_dirty_ratio, 0.25);

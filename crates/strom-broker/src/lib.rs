@@ -10,6 +10,7 @@ mod connection;
 pub mod controller_node;
 pub mod errors;
 pub mod group;
+pub mod group_commit;
 mod handlers;
 mod inter_broker;
 mod internal_topic;

@@ -231,7 +231,14 @@ async fn fetch_loop(
                 }
                 let applied = tokio::task::spawn_blocking({
                     let partitions = partitions.clone();
-                    move || apply_response(&partitions, &epochs, response)
+                    let broker = broker.clone();
+                    move || {
+                        let applied = apply_response(&partitions, &epochs, response);
+                        if let Some(b) = broker.upgrade() {
+                            fsync_durable(&b, &partitions);
+                        }
+                        applied
+                    }
                 })
                 .await
                 .unwrap_or(true);
@@ -316,6 +323,21 @@ fn fetch_request(
     request.session_epoch = -1;
     request.topics = topics;
     request
+}
+
+/// Durable mode (`flush.before.ack.enable`): what this follower appended is fsynced (one
+/// group commit per log dir) before it fetches again, so the offset its next fetch reports,
+/// which the leader counts as its acknowledgement for acks=all, is on its disk.
+fn fsync_durable(broker: &Broker, partitions: &[Arc<Partition>]) {
+    let tickets: Vec<_> = partitions
+        .iter()
+        .filter(|p| p.log.config().flush_before_ack)
+        .filter(|p| p.log.flushed_offset() < p.log.log_end_offset())
+        .map(|p| broker.replicas().group_commit().submit(p))
+        .collect();
+    for ticket in &tickets {
+        ticket.wait_blocking();
+    }
 }
 
 /// Applies one fetch response. Returns false when some partition got an error the fetcher

@@ -38,6 +38,8 @@ pub struct ReplicaManager {
     /// High watermarks read from each log dir's checkpoint at start-up, used as partitions
     /// open; and the text last written per log dir (unchanged files are not rewritten).
     checkpoints: parking_lot::Mutex<Checkpoints>,
+    /// Durable mode's group commit, one flusher per log dir.
+    group_commit: crate::group_commit::LogDirFlushers,
 }
 
 #[derive(Default)]
@@ -61,6 +63,7 @@ impl ReplicaManager {
             local_id,
             only_own_replicas: false,
             checkpoints: Default::default(),
+            group_commit: Default::default(),
         }
     }
 
@@ -75,6 +78,11 @@ impl ReplicaManager {
             .read()
             .get(&(topic.to_owned(), index))
             .cloned()
+    }
+
+    /// The group-commit flushers of the log dirs (durable mode).
+    pub fn group_commit(&self) -> &crate::group_commit::LogDirFlushers {
+        &self.group_commit
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {

@@ -1,5 +1,6 @@
-//! kill -9 under load: with acks=all and the durable setting (`log.flush.interval.messages=1`,
-//! fsync before acknowledging), every acknowledged message is there after a restart.
+//! kill -9 under load: with the durable settings (`log.flush.interval.messages=1`, fsync on
+//! every append; `log.flush.before.ack.enable=true`, group commit), every acknowledged message
+//! is there after a restart. The checker counts acknowledged messages missing afterwards.
 
 mod common;
 
@@ -13,16 +14,31 @@ use rdkafka::Offset;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_kill_9() {
-    let mut server = Server::start(&[
-        ("log.flush.interval.messages", "1"),
-        ("log.segment.bytes", "1048576"),
-    ]);
+    kill_9_under_load(&[("log.flush.interval.messages", "1")], "all", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_keeps_every_acknowledged_message_across_kill_9_with_acks_1() {
+    kill_9_under_load(&[("log.flush.before.ack.enable", "true")], "1", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_keeps_every_acknowledged_message_across_kill_9_with_acks_all() {
+    kill_9_under_load(&[("log.flush.before.ack.enable", "true")], "all", 4).await;
+}
+
+/// Producers on `partitions` partitions with `acks`, the broker killed in the middle; after a
+/// restart every acknowledged message is read back.
+async fn kill_9_under_load(durable: &[(&str, &str)], acks: &str, partitions: u32) {
+    let mut settings = vec![("log.segment.bytes", "1048576")];
+    settings.extend_from_slice(durable);
+    let mut server = Server::start(&settings);
     let b = server.bootstrap();
-    create_topic(&b, "crash", 2, &[]).await;
+    create_topic(&b, "crash", partitions as i32, &[]).await;
     let p = producer(
         &b,
         &[
-            ("acks", "all"),
+            ("acks", acks),
             ("message.timeout.ms", "3000"),
             ("retries", "0"),
             ("enable.idempotence", "false"),
@@ -39,7 +55,7 @@ async fn acknowledged_messages_survive_kill_9() {
             while start.elapsed() < Duration::from_secs(6) {
                 let value = format!("{i:010}-{}", "p".repeat(300));
                 let record: FutureRecord<'_, str, str> = FutureRecord::to("crash")
-                    .partition((i % 2) as i32)
+                    .partition((i % partitions) as i32)
                     .payload(&value);
                 match p.send(record, Duration::from_secs(3)).await {
                     Ok(_) => {
@@ -66,7 +82,7 @@ async fn acknowledged_messages_survive_kill_9() {
     server.restart();
     let consumer = common::consumer(&b, &[]);
     let mut total = 0;
-    for partition in 0..2 {
+    for partition in 0..partitions as i32 {
         let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(
             &consumer,
             "crash",
@@ -81,10 +97,11 @@ async fn acknowledged_messages_survive_kill_9() {
         "log end offsets {total} < {} acknowledged",
         acked.len()
     );
+    let all: Vec<i32> = (0..partitions as i32).collect();
     let got = consume(
         &b,
         "crash",
-        &[0, 1],
+        &all,
         Offset::Beginning,
         total,
         Duration::from_secs(30),
@@ -98,6 +115,11 @@ async fn acknowledged_messages_survive_kill_9() {
         })
         .collect();
     let missing: Vec<&u32> = acked.iter().filter(|i| !present.contains(i)).collect();
+    eprintln!(
+        "{durable:?} acks={acks}: {} acknowledged before kill -9, {} lost",
+        acked.len(),
+        missing.len()
+    );
     assert!(
         missing.is_empty(),
         "{} acknowledged messages lost, e.g. {:?}",

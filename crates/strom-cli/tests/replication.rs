@@ -2,7 +2,8 @@
 //! replication factor 3 and acks=all, killing a leader loses no acknowledged record (a
 //! Jepsen-style checker counts lost, duplicated, reordered and unexpected records); a killed
 //! follower leaves the ISR, comes back, catches up and holds a byte-identical log; with two
-//! of three replicas down acks=all is refused with NOT_ENOUGH_REPLICAS. Times printed are
+//! of three replicas down acks=all is refused with NOT_ENOUGH_REPLICAS. The leader kill runs in
+//! durable mode (`flush.before.ack.enable`) too. Times printed are
 //! measurements on this machine, not assertions.
 
 mod common;
@@ -55,10 +56,22 @@ fn wait_logs_equal_leader(cluster: &Cluster, topic: &str, leader: i32, nodes: &[
 
 #[test]
 fn killing_the_leader_under_acks_all_load_loses_nothing() {
+    kill_the_leader_under_load("jepsen", &[]);
+}
+
+/// Durable mode (group commit): the leader acknowledges after its fsync and the ISR's, the
+/// followers fsync before they fetch again.
+#[test]
+fn killing_the_leader_of_a_durable_topic_under_acks_all_load_loses_nothing() {
+    kill_the_leader_under_load("jepsen-durable", &[("flush.before.ack.enable", "true")]);
+}
+
+fn kill_the_leader_under_load(topic: &'static str, configs: &[(&str, &str)]) {
     let mut cluster = Cluster::start(3, CLUSTER);
     cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
-    let topic = "jepsen";
-    create_topic(&cluster.bootstrap(), topic, &[("min.insync.replicas", "2")]);
+    let mut configs = configs.to_vec();
+    configs.push(("min.insync.replicas", "2"));
+    create_topic(&cluster.bootstrap(), topic, &configs);
     wait_partition(&cluster, 1, topic, "a full ISR", |l, isr| {
         l > 0 && isr.len() == 3
     });

@@ -58,6 +58,10 @@ pub struct LogConfig {
     pub flush_messages: u64,
     /// `flush.ms`: fsync when the last flush is this old (checked by `enforce_retention`).
     pub flush_ms: i64,
+    /// `flush.before.ack.enable`: durable mode with group commit. Appends do not fsync
+    /// themselves; the broker acknowledges them once the log dir's [`crate::GroupCommit`]
+    /// has fsynced them, and a follower fsyncs what it fetched before fetching again.
+    pub flush_before_ack: bool,
     /// `message.timestamp.type`
     pub timestamp_type: TimestampType,
     /// `cleanup.policy`
@@ -92,6 +96,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             flush_messages: u64::MAX,
             flush_ms: i64::MAX,
+            flush_before_ack: false,
             timestamp_type: TimestampType::CreateTime,
             cleanup_policy: CleanupPolicy::default(),
             min_cleanable_dirty_ratio: 0.5,

@@ -1,5 +1,6 @@
 //! strom-storage: the partition log (segments, sparse indexes, idempotent-producer state, recovery,
-//! retention, truncation, compaction). Knows bytes and offsets, not the network; runs no threads:
+//! retention, truncation, compaction). Knows bytes and offsets, not the network; runs no threads
+//! (the broker runs each log dir's [`GroupCommit`] flusher on a thread of its own):
 //! the broker calls [`PartitionLog::enforce_retention`] (also rolls by segment.ms, expires idle
 //! producers, flushes by flush.ms), [`PartitionLog::flush_rolled`] (fsyncs rolled segments,
 //! moves the recovery point) and [`PartitionLog::clean`] (compaction) on timers. All file I/O
@@ -13,6 +14,7 @@ mod epoch_cache;
 mod error;
 mod file_slice;
 mod fs;
+mod group_commit;
 mod index;
 mod log;
 mod producer_state;
@@ -29,6 +31,7 @@ pub use epoch_cache::{UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use error::LogError;
 pub use file_slice::FileSlice;
 pub use fs::{Fault, FaultOp, Fs, FsFile, OpenMode, SimFs, StdFs};
+pub use group_commit::{FlushTarget, GroupCommit, Round};
 pub use log::{AppendInfo, PartitionLog};
 pub use read::{ReadResult, TimestampOffset};
 pub use recovery::RecoveryStats;

@@ -2,7 +2,9 @@
 //! compressed produce if the minimum is not 0). Only the partition leader appends; batches are
 //! appended as they arrived (the log checks sequences, the transaction coordinator vets
 //! transactional ones); acks=0: no response; acks=1: answered after the leader's append;
-//! acks=all: answered once the ISR has the records (`wait_for_isr`).
+//! acks=all: answered once the ISR has the records (`wait_for_isr`). In durable mode
+//! (`flush.before.ack.enable`) acks=1 and acks=all first wait for the log dir's group-commit
+//! fsync of the append (`wait_for_fsync`); acks=0 appends are submitted to it too.
 //! Produce never creates topics; internal topics and control batches are refused, as in Kafka.
 
 use std::collections::BTreeSet;
@@ -59,19 +61,39 @@ pub(super) async fn handle(
         crate::client_quotas::QuotaKind::Produce,
         request_bytes,
     );
-    let (mut responses, pending) = if may_fsync(broker, &request) {
+    let (mut responses, pending, durable) = if may_fsync(broker, &request) {
         crate::broker::off_runtime(|| append_all(broker, request, header.api_version, &denied))
     } else {
         append_all(broker, request, header.api_version, &denied)
     };
+    // Durable mode: every append of the request joins the next group commit of its log dir.
+    let durable: Vec<_> = durable
+        .into_iter()
+        .map(|d| (broker.replicas().group_commit().submit(&d.partition_ref), d))
+        .collect();
     if acks == 0 {
         return Ok(None);
     }
-    // acks=all: each append waits until the ISR has it (the high watermark passes it).
     let deadline = tokio::time::Instant::now() + timeout;
+    for (ticket, wait) in &durable {
+        if let Err((code, message)) =
+            crate::metrics::remote(wait_for_fsync(ticket, wait, deadline)).await
+        {
+            let r = &mut responses[wait.topic].partition_responses[wait.partition];
+            r.error_code = code.code();
+            r.base_offset = -1;
+            if header.api_version >= 8 {
+                r.error_message = message.map(StrBytes::from_string);
+            }
+        }
+    }
+    // acks=all: each append waits until the ISR has it (the high watermark passes it).
     let mut leaders = BTreeSet::new();
     for wait in pending {
         let r = &mut responses[wait.topic].partition_responses[wait.partition];
+        if r.error_code != 0 {
+            continue; // durable mode: the fsync failed or timed out
+        }
         if let Err((code, message)) =
             crate::metrics::remote(wait_for_isr(broker, &wait, deadline)).await
         {
@@ -136,6 +158,46 @@ struct PendingAck {
     required: i64,
     leader_epoch: i32,
     min_isr: i64,
+}
+
+/// An append in durable mode: answered once its log dir's group commit fsynced it.
+struct DurableAck {
+    topic: usize,
+    partition: usize,
+    partition_ref: Arc<Partition>,
+    /// The flushed offset that covers the append (its last offset + 1).
+    required: i64,
+}
+
+/// Durable mode's wait: the group-commit round that started after the append finished;
+/// REQUEST_TIMED_OUT at the request's timeout; KAFKA_STORAGE_ERROR if the fsync failed (the
+/// log is offline), NOT_LEADER_OR_FOLLOWER if the log was truncated under a new leader.
+async fn wait_for_fsync(
+    ticket: &crate::group_commit::Ticket,
+    wait: &DurableAck,
+    deadline: tokio::time::Instant,
+) -> Result<(), PartitionError> {
+    if !ticket.wait(deadline).await {
+        return Err((
+            ErrorCode::RequestTimedOut,
+            Some("the group commit did not fsync the records in time".into()),
+        ));
+    }
+    let p = &wait.partition_ref;
+    if p.log.flushed_offset() >= wait.required {
+        Ok(())
+    } else if p.log.is_offline() {
+        Err((
+            ErrorCode::KafkaStorageError,
+            Some("the fsync of the log failed: the records may not be durable".into()),
+        ))
+    } else {
+        // Only a truncation lowers the flushed offset below an append: leadership moved.
+        Err((
+            ErrorCode::NotLeaderOrFollower,
+            Some("leadership moved before the records were fsynced".into()),
+        ))
+    }
 }
 
 /// Kafka's produce purgatory for one partition: woken by every high-watermark or role change,
@@ -301,10 +363,11 @@ fn append_all(
     request: ProduceRequest,
     version: i16,
     denied: &[(String, ErrorCode)],
-) -> (Vec<TopicProduceResponse>, Vec<PendingAck>) {
+) -> (Vec<TopicProduceResponse>, Vec<PendingAck>, Vec<DurableAck>) {
     let acks = request.acks;
     let image = broker.image();
     let mut pending = Vec::new();
+    let mut durable = Vec::new();
     let responses = request
         .topic_data
         .into_iter()
@@ -351,6 +414,14 @@ fn append_all(
                     }
                     match outcome {
                         Ok((info, partition, leader_epoch)) => {
+                            if partition.log.config().flush_before_ack {
+                                durable.push(DurableAck {
+                                    topic: t,
+                                    partition: i,
+                                    partition_ref: partition.clone(),
+                                    required: info.last_offset + 1,
+                                });
+                            }
                             if acks == -1 {
                                 pending.push(PendingAck {
                                     topic: t,
@@ -381,7 +452,7 @@ fn append_all(
             out
         })
         .collect();
-    (responses, pending)
+    (responses, pending, durable)
 }
 
 type PartitionError = (ErrorCode, Option<String>);
