@@ -13,6 +13,7 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
     match error {
         LogError::CorruptMessage { .. } => ErrorCode::CorruptMessage,
         LogError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
+        LogError::MissingKeysInCompactedTopic { .. } => ErrorCode::InvalidRecord,
         LogError::UnsupportedForMessageFormat { .. } => ErrorCode::UnsupportedForMessageFormat,
         LogError::UnsupportedCompressionType { .. } => ErrorCode::UnsupportedCompressionType,
         LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
@@ -25,6 +26,31 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::OffsetsOutOfOrder { .. } => ErrorCode::UnknownServerError,
         LogError::Io { .. } => ErrorCode::KafkaStorageError,
         LogError::Offline { .. } => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// The records at fault when a log refused an append for some of its records, and why, as
+/// Kafka words it (KIP-467: a Produce response names them by their index in the batch); `None`
+/// when the batch as a whole was refused.
+pub fn log_record_errors(error: &LogError) -> Option<(&[u32], &'static str)> {
+    match error {
+        LogError::MissingKeysInCompactedTopic { record_indexes } => Some((
+            record_indexes,
+            "Compacted topic cannot accept message without key",
+        )),
+        LogError::CorruptMessage { .. }
+        | LogError::InvalidRecord { .. }
+        | LogError::UnsupportedForMessageFormat { .. }
+        | LogError::UnsupportedCompressionType { .. }
+        | LogError::MessageTooLarge { .. }
+        | LogError::OffsetOutOfRange { .. }
+        | LogError::OutOfOrderSequence { .. }
+        | LogError::InvalidProducerEpoch { .. }
+        | LogError::TransactionCoordinatorFenced { .. }
+        | LogError::OffsetsOutOfOrder { .. }
+        | LogError::Closed
+        | LogError::Io { .. }
+        | LogError::Offline { .. } => None,
     }
 }
 
