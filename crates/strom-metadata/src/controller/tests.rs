@@ -554,6 +554,29 @@ fn broker_config_overrides() {
     );
 }
 
+/// Dynamic broker configs Kafka accepts that Strom keeps without acting on them: tools (and
+/// librdkafka's 0081_admin) set them and expect success, as with Kafka.
+#[test]
+fn informational_dynamic_broker_configs_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    c.alter_configs(
+        ConfigResource::Broker(1),
+        vec![set("sasl.kerberos.min.time.before.relogin", "58000")],
+        false,
+    )
+    .unwrap();
+    let ops = vec![op("background.threads", AlterConfigOp::Set, Some("9"))];
+    c.incremental_alter_configs(ConfigResource::Broker(1), ops, false)
+        .unwrap();
+    let overrides = c.image().broker_config_overrides(1);
+    assert_eq!(overrides["background.threads"], "9");
+    assert_eq!(overrides["sasl.kerberos.min.time.before.relogin"], "58000");
+    let ops = vec![op("background.threads", AlterConfigOp::Set, Some("0"))];
+    let err = c.incremental_alter_configs(ConfigResource::Broker(1), ops, false);
+    assert!(matches!(err, Err(E::InvalidConfig { .. })), "{err:?}");
+}
+
 #[test]
 fn producer_id_blocks_are_never_reused_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
