@@ -103,7 +103,7 @@ pub fn voter_change_error_code(error: &VoterChangeError) -> ErrorCode {
     }
 }
 
-/// Resolves a config resource of an Alter*Configs request (2 = topic, 4 = broker).
+/// Resolves a config resource of an Alter*Configs request (2 = topic, 4 = broker, 32 = group).
 pub(crate) fn config_resource(
     broker: &Broker,
     resource_type: i8,
@@ -117,6 +117,10 @@ pub(crate) fn config_resource(
         4 => Err(ControllerError::InvalidRequest {
             reason: format!("broker '{name}' is not this broker"),
         }),
+        32 if name.is_empty() => Err(ControllerError::InvalidRequest {
+            reason: "a group config resource needs a group id".to_owned(),
+        }),
+        32 => Ok(ConfigResource::Group(name.to_owned())),
         other => Err(ControllerError::InvalidRequest {
             reason: format!("config resource type {other} is not supported"),
         }),
