@@ -13,6 +13,7 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
     match error {
         LogError::CorruptMessage { .. } => ErrorCode::CorruptMessage,
         LogError::InvalidRecord { .. } => ErrorCode::InvalidRecord,
+        LogError::MissingKeysInCompactedTopic { .. } => ErrorCode::InvalidRecord,
         LogError::UnsupportedForMessageFormat { .. } => ErrorCode::UnsupportedForMessageFormat,
         LogError::UnsupportedCompressionType { .. } => ErrorCode::UnsupportedCompressionType,
         LogError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
@@ -25,6 +26,31 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::OffsetsOutOfOrder { .. } => ErrorCode::UnknownServerError,
         LogError::Io { .. } => ErrorCode::KafkaStorageError,
         LogError::Offline { .. } => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// The records at fault when a log refused an append for some of its records, and why, as
+/// Kafka words it (KIP-467: a Produce response names them by their index in the batch); `None`
+/// when the batch as a whole was refused.
+pub fn log_record_errors(error: &LogError) -> Option<(&[u32], &'static str)> {
+    match error {
+        LogError::MissingKeysInCompactedTopic { record_indexes } => Some((
+            record_indexes,
+            "Compacted topic cannot accept message without key",
+        )),
+        LogError::CorruptMessage { .. }
+        | LogError::InvalidRecord { .. }
+        | LogError::UnsupportedForMessageFormat { .. }
+        | LogError::UnsupportedCompressionType { .. }
+        | LogError::MessageTooLarge { .. }
+        | LogError::OffsetOutOfRange { .. }
+        | LogError::OutOfOrderSequence { .. }
+        | LogError::InvalidProducerEpoch { .. }
+        | LogError::TransactionCoordinatorFenced { .. }
+        | LogError::OffsetsOutOfOrder { .. }
+        | LogError::Closed
+        | LogError::Io { .. }
+        | LogError::Offline { .. } => None,
     }
 }
 
@@ -77,7 +103,7 @@ pub fn voter_change_error_code(error: &VoterChangeError) -> ErrorCode {
     }
 }
 
-/// Resolves a config resource of an Alter*Configs request (2 = topic, 4 = broker).
+/// Resolves a config resource of an Alter*Configs request (2 = topic, 4 = broker, 32 = group).
 pub(crate) fn config_resource(
     broker: &Broker,
     resource_type: i8,
@@ -91,6 +117,10 @@ pub(crate) fn config_resource(
         4 => Err(ControllerError::InvalidRequest {
             reason: format!("broker '{name}' is not this broker"),
         }),
+        32 if name.is_empty() => Err(ControllerError::InvalidRequest {
+            reason: "a group config resource needs a group id".to_owned(),
+        }),
+        32 => Ok(ConfigResource::Group(name.to_owned())),
         other => Err(ControllerError::InvalidRequest {
             reason: format!("config resource type {other} is not supported"),
         }),

@@ -326,3 +326,50 @@ fn transactional_writes_compact_to_the_committed_values() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// KIP-467 per-record errors: a batch with keyless records sent to a compacted topic is
+/// refused as a whole, and the Produce response names the keyless records (record_errors), so
+/// librdkafka fails exactly those with INVALID_RECORD and the rest of the batch with
+/// INVALID_DIFFERENT_RECORD (librdkafka's 0011_produce_batch checks the counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_records_in_a_batch_are_named_by_per_record_errors() {
+    let server = start_server(&[]);
+    let bootstrap = server.bootstrap();
+    let topic = "compacted-record-errors";
+    create_topic(&bootstrap, topic, 1, &[("cleanup.policy", "compact")]).await;
+    // One batch: everything is queued well within linger.ms.
+    let producer = producer(
+        &bootstrap,
+        &[("linger.ms", "500"), ("compression.type", "lz4")],
+    );
+    let keyless = [0, 4, 7];
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        let value = format!("value-{i}");
+        let key = format!("key-{i}");
+        let mut record = FutureRecord::to(topic).payload(&value).partition(0);
+        if !keyless.contains(&i) {
+            record = record.key(&key);
+        }
+        deliveries.push(producer.send_result(record).expect("queued"));
+    }
+    let mut outcomes = Vec::new();
+    for d in deliveries {
+        let outcome = d.await.expect("not cancelled");
+        outcomes.push(match outcome {
+            Ok(delivered) => panic!("delivered to a compacted topic: {delivered:?}"),
+            Err((KafkaError::MessageProduction(code), _)) => code,
+            Err((e, _)) => panic!("unexpected error {e:?}"),
+        });
+    }
+    let expected: Vec<_> = (0..10)
+        .map(|i| {
+            if keyless.contains(&i) {
+                RDKafkaErrorCode::InvalidRecord
+            } else {
+                RDKafkaErrorCode::InvalidDifferentRecord
+            }
+        })
+        .collect();
+    assert_eq!(outcomes, expected);
+}

@@ -292,3 +292,124 @@ fn a_member_that_stops_heartbeating_is_fenced_after_the_session_timeout() {
         wire.call(ApiKey::ConsumerGroupHeartbeat, 1, &beat);
     assert_eq!(fenced.error_code, 25, "UNKNOWN_MEMBER_ID once fenced");
 }
+
+/// IncrementalAlterConfigs on `group` (GROUP config resource): its error code per resource.
+fn alter_group_configs(wire: &mut Wire, group: &str, configs: &[(&str, &str)]) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = 32;
+    resource.resource_name = StrBytes::from_string(group.to_owned());
+    resource.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = AlterableConfig::default();
+            c.name = StrBytes::from_string(k.to_string());
+            c.config_operation = 0; // SET
+            c.value = Some(StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![resource];
+    let resp: IncrementalAlterConfigsResponse = wire.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    resp.responses[0].error_code
+}
+
+/// DescribeConfigs of `group`: (name, value, source) of each group config.
+fn describe_group_configs(wire: &mut Wire, group: &str) -> Vec<(String, String, i8)> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = 32;
+    resource.resource_name = StrBytes::from_string(group.to_owned());
+    resource.configuration_keys = None; // all of them
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![resource];
+    let resp: DescribeConfigsResponse = wire.call(ApiKey::DescribeConfigs, 4, &req);
+    let result = &resp.results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    result
+        .configs
+        .iter()
+        .map(|c| {
+            let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            (c.name.to_string(), value, c.config_source)
+        })
+        .collect()
+}
+
+/// The heartbeat interval a KIP-848 member joining `group` is given.
+fn joined_heartbeat_interval(wire: &mut Wire, group: &str) -> i32 {
+    let mut join = ConsumerGroupHeartbeatRequest::default();
+    join.group_id = GroupId(StrBytes::from_string(group.to_owned()));
+    join.member_id = StrBytes::from_string(format!("{group}-member-0000000000"));
+    join.rebalance_timeout_ms = 30_000;
+    join.subscribed_topic_names = Some(vec![TopicName(StrBytes::from_static_str("tuned848"))]);
+    join.topic_partitions = Some(Vec::new());
+    let joined: ConsumerGroupHeartbeatResponse =
+        wire.call(ApiKey::ConsumerGroupHeartbeat, 1, &join);
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    joined.heartbeat_interval_ms
+}
+
+/// Kafka 4's group configs (the GROUP config resource, which librdkafka's 0081_admin alters
+/// and describes): a group's own consumer.heartbeat.interval.ms and consumer.session.timeout.ms
+/// override the broker's group.consumer.* for its members only; they can be set before the
+/// group exists, are described with source GROUP_CONFIG (8), and unknown keys are refused.
+#[test]
+fn group_configs_override_the_broker_settings_for_one_group() {
+    const GROUP_CONFIG: i8 = 8;
+    const STATIC_BROKER_CONFIG: i8 = 4;
+    const INVALID_CONFIG: i16 = 40;
+    let server = start_server();
+    let b = server.bootstrap();
+    make_topic(&b, "tuned848", 2);
+    let mut wire = Wire::connect(&b);
+    let set = [
+        ("consumer.heartbeat.interval.ms", "1234"),
+        ("consumer.session.timeout.ms", "50000"),
+    ];
+    assert_eq!(alter_group_configs(&mut wire, "tuned", &set), 0);
+    assert_eq!(
+        alter_group_configs(&mut wire, "tuned", &[("no.such.config", "1")]),
+        INVALID_CONFIG
+    );
+    assert_eq!(
+        describe_group_configs(&mut wire, "tuned"),
+        vec![
+            (
+                "consumer.heartbeat.interval.ms".into(),
+                "1234".into(),
+                GROUP_CONFIG
+            ),
+            (
+                "consumer.session.timeout.ms".into(),
+                "50000".into(),
+                GROUP_CONFIG
+            ),
+        ]
+    );
+    // Another group keeps the broker's settings (start_server sets both).
+    assert_eq!(
+        describe_group_configs(&mut wire, "plain"),
+        vec![
+            (
+                "consumer.heartbeat.interval.ms".into(),
+                "300".into(),
+                STATIC_BROKER_CONFIG
+            ),
+            (
+                "consumer.session.timeout.ms".into(),
+                "6000".into(),
+                STATIC_BROKER_CONFIG
+            ),
+        ]
+    );
+    assert_eq!(joined_heartbeat_interval(&mut wire, "tuned"), 1234);
+    assert_eq!(joined_heartbeat_interval(&mut wire, "plain"), 300);
+}

@@ -5,8 +5,8 @@
 use crate::error::ControllerError;
 
 pub use crate::config_describe::{
-    describe_broker_configs, describe_topic_configs, effective_topic_configs, ConfigSynonym,
-    DescribedConfig,
+    describe_broker_configs, describe_group_configs, describe_topic_configs,
+    effective_topic_configs, ConfigSynonym, DescribedConfig,
 };
 
 /// DescribeConfigs v3+ `config_type` numbers.
@@ -32,6 +32,8 @@ pub enum ConfigSource {
     DynamicBroker = 2,
     StaticBroker = 4,
     Default = 5,
+    /// A consumer group's own setting (Kafka's GROUP_CONFIG).
+    DynamicGroup = 8,
 }
 
 /// What a value must satisfy beyond parsing as its type.
@@ -207,6 +209,34 @@ const ROLL_JITTER_SYNONYMS: &[Synonym] = &[
 /// The definition of topic config `name`, if Kafka has one.
 pub fn topic_config_def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// The settings a consumer group may override (Kafka 4's GROUP config resource, KIP-848),
+/// sorted by name; each defaults to its `group.`-prefixed broker config. Share-group settings
+/// (`share.*`) come with share groups.
+#[rustfmt::skip]
+pub const GROUP_CONFIGS: &[ConfigDef] = &[
+    def("consumer.heartbeat.interval.ms", T::Int, "5000", V::AtLeast(1), &[same("group.consumer.heartbeat.interval.ms")],
+        "Heartbeat interval given to this consumer group's members (KIP-848)."),
+    def("consumer.session.timeout.ms", T::Int, "45000", V::AtLeast(1), &[same("group.consumer.session.timeout.ms")],
+        "Session timeout of this consumer group's members (KIP-848)."),
+];
+
+/// The definition of group config `name`.
+pub fn group_config_def(name: &str) -> Option<&'static ConfigDef> {
+    GROUP_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks `value` for group config `key`: known key, parses as its type, passes its validator.
+pub fn validate_group_config(key: &str, value: &str) -> Result<(), ControllerError> {
+    let def = group_config_def(key).ok_or_else(|| ControllerError::InvalidConfig {
+        key: key.to_string(),
+        reason: format!("Unknown group config name: {key}"),
+    })?;
+    validate_value(def, value).map_err(|reason| ControllerError::InvalidConfig {
+        key: key.to_string(),
+        reason,
+    })
 }
 
 /// Checks `value` for topic config `key`: known key, parses as its type, passes its validator.

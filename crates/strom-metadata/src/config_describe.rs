@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::broker_config::BrokerConfig;
 use crate::broker_config_defs::{is_dynamic_broker_config, BROKER_CONFIGS};
-use crate::config_defs::{ConfigDef, ConfigSource, ConfigType, SynonymUnit, TOPIC_CONFIGS};
+use crate::config_defs::{
+    ConfigDef, ConfigSource, ConfigType, SynonymUnit, GROUP_CONFIGS, TOPIC_CONFIGS,
+};
 
 /// One entry of a DescribeConfigs synonym list, highest precedence first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +39,34 @@ pub fn describe_topic_configs(
     overrides: &BTreeMap<String, String>,
     broker: &BrokerConfig,
 ) -> Vec<DescribedConfig> {
-    TOPIC_CONFIGS
-        .iter()
+    describe_with_broker_defaults(TOPIC_CONFIGS, overrides, ConfigSource::DynamicTopic, broker)
+}
+
+/// Every group config (in name order) with the value in force for a consumer group whose
+/// overrides are `overrides`: the override (GROUP_CONFIG), else its `group.` broker config.
+pub fn describe_group_configs(
+    overrides: &BTreeMap<String, String>,
+    broker: &BrokerConfig,
+) -> Vec<DescribedConfig> {
+    describe_with_broker_defaults(GROUP_CONFIGS, overrides, ConfigSource::DynamicGroup, broker)
+}
+
+/// `defs` with the value in force: the override (as `source`), else the first broker
+/// synonym with a value, else the definition's default.
+fn describe_with_broker_defaults(
+    defs: &[ConfigDef],
+    overrides: &BTreeMap<String, String>,
+    source: ConfigSource,
+    broker: &BrokerConfig,
+) -> Vec<DescribedConfig> {
+    defs.iter()
         .map(|def| {
             let mut synonyms = Vec::new();
             if let Some(v) = overrides.get(def.name) {
                 synonyms.push(ConfigSynonym {
                     name: def.name.to_string(),
                     value: Some(v.clone()),
-                    source: ConfigSource::DynamicTopic,
+                    source,
                 });
             }
             synonyms.extend(broker_synonyms(def, broker));

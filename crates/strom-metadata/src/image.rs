@@ -146,6 +146,9 @@ pub struct MetadataImage {
     topics_by_id: BTreeMap<Uuid, Arc<TopicImage>>,
     topic_ids_by_name: BTreeMap<String, Uuid>,
     broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// Overrides of consumer groups (GROUP config resources), by group id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
     next_producer_id_block_start: i64,
     /// Ids of topics a RemoveTopic record deleted: the only topics whose logs a broker may
     /// delete. A topic that vanishes from the image any other way is a fault, not an order.
@@ -301,11 +304,20 @@ impl MetadataImage {
             .unwrap_or_default()
     }
 
+    /// Overrides of a consumer group (empty if none were set; the group need not exist).
+    pub fn group_config_overrides(&self, group_id: &str) -> BTreeMap<String, String> {
+        self.group_configs
+            .get(group_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Overrides of any config resource (empty if none; `None` for an unknown topic).
     pub fn config_overrides(&self, resource: &ConfigResource) -> Option<BTreeMap<String, String>> {
         match resource {
             ConfigResource::Topic(name) => self.topic_config_overrides(name).cloned(),
             ConfigResource::Broker(id) => Some(self.broker_config_overrides(*id)),
+            ConfigResource::Group(group) => Some(self.group_config_overrides(group)),
         }
     }
 
@@ -570,6 +582,15 @@ impl MetadataImage {
                 });
             }
         }
+        for (group, configs) in &self.group_configs {
+            for (name, value) in configs {
+                out.push(MetadataRecord::Config {
+                    resource: ConfigResource::Group(group.clone()),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
         if self.next_producer_id_block_start != 0 {
             out.push(MetadataRecord::ProducerIds {
                 broker_id: -1,
@@ -603,6 +624,8 @@ impl MetadataImage {
                 touched.broker_config(*id);
                 self.broker_configs.entry(*id).or_default()
             }
+            // Read by the group coordinator at each heartbeat: no delta to publish.
+            ConfigResource::Group(group) => self.group_configs.entry(group.clone()).or_default(),
             ConfigResource::Topic(topic) => {
                 let topic_id = self.topic_ids_by_name.get(topic);
                 match topic_id.and_then(|id| self.topics_by_id.get_mut(id)) {
@@ -628,6 +651,15 @@ impl MetadataImage {
         if let ConfigResource::Broker(id) = resource {
             if self.broker_configs.get(id).is_some_and(BTreeMap::is_empty) {
                 self.broker_configs.remove(id);
+            }
+        }
+        if let ConfigResource::Group(group) = resource {
+            if self
+                .group_configs
+                .get(group)
+                .is_some_and(BTreeMap::is_empty)
+            {
+                self.group_configs.remove(group);
             }
         }
     }

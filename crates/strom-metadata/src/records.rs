@@ -11,11 +11,15 @@ use uuid::Uuid;
 
 use crate::image::BrokerEndpoint;
 
-/// The resource a [`MetadataRecord::Config`] applies to (Kafka's ConfigResource, TOPIC / BROKER).
+/// The resource a [`MetadataRecord::Config`] applies to (Kafka's ConfigResource, TOPIC /
+/// BROKER / GROUP).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ConfigResource {
     Topic(String),
     Broker(i32),
+    /// A consumer group's own settings (KIP-848 group configs, Kafka 4.0+); the group need
+    /// not exist.
+    Group(String),
 }
 
 /// One change to the cluster state. Records are applied in log order, and only once committed.

@@ -103,9 +103,6 @@ pub enum InvalidRecordReason {
         record_index: u32,
         offset_delta: i32,
     },
-    /// A record without a key sent to a compacted topic (Kafka: "Compacted topic cannot
-    /// accept message without key").
-    MissingKeyInCompactedTopic { record_index: u32 },
     /// The records section decompresses to more than `max` bytes (a decompression bomb, or
     /// a batch far larger than `max.message.bytes` allows once inflated).
     DecompressedTooLarge { max: usize },

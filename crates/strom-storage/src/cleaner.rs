@@ -420,7 +420,7 @@ fn first_batch_timestamp(s: &Segment) -> Option<i64> {
 }
 
 /// Append-time rule of compacted topics: every record needs a key (Kafka refuses the batch
-/// with INVALID_RECORD). Compressed batches are decompressed for the check, refusing any that
+/// with INVALID_RECORD, naming every keyless record). Compressed batches are decompressed for the check, refusing any that
 /// inflate past `max_plain` bytes (a decompression bomb) before allocating that much.
 pub(crate) fn check_keys(header: &RecordBatchHeader<'_>, max_plain: usize) -> Result<(), LogError> {
     if header.is_control() {
@@ -440,14 +440,15 @@ pub(crate) fn check_keys(header: &RecordBatchHeader<'_>, max_plain: usize) -> Re
         )?),
     };
     let plain_header = RecordBatchHeader::parse(&plain)?;
+    let mut record_indexes = Vec::new();
     for (i, record) in plain_header.records().enumerate() {
         if record?.key.is_none() {
-            return Err(LogError::InvalidRecord {
-                reason: InvalidRecordReason::MissingKeyInCompactedTopic {
-                    record_index: i as u32,
-                },
-            });
+            record_indexes.push(i as u32);
         }
     }
-    Ok(())
+    if record_indexes.is_empty() {
+        Ok(())
+    } else {
+        Err(LogError::MissingKeysInCompactedTopic { record_indexes })
+    }
 }

@@ -13,6 +13,15 @@ pub enum LogError {
     CorruptMessage { reason: Corruption },
     #[error("invalid record: {reason:?}")]
     InvalidRecord { reason: InvalidRecordReason },
+    /// Records without a key sent to a compacted topic (Kafka: "Compacted topic cannot accept
+    /// message without key"). The whole append is refused; `record_indexes` are the keyless
+    /// records' positions in their batch, for the producer's per-record errors (KIP-467).
+    #[error(
+        "{} record(s) without a key in a compacted topic, the first at index {}",
+        record_indexes.len(),
+        record_indexes.first().copied().unwrap_or_default()
+    )]
+    MissingKeysInCompactedTopic { record_indexes: Vec<u32> },
     #[error("record batch magic {magic} is not supported (only magic 2)")]
     UnsupportedForMessageFormat { magic: i8 },
     #[error("compression codec {codec} is not supported")]

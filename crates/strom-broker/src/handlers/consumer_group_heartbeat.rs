@@ -56,6 +56,9 @@ pub(super) async fn handle(
         response.error_message = Some(StrBytes::from_static_str("member id is required"));
         return respond(&SPEC, header, &response);
     }
+    let image = broker.image();
+    let group_configs = image.group_config_overrides(&request.group_id.0);
+    let group_config = |key: &str| group_configs.get(key).and_then(|v| v.trim().parse().ok());
     let req = HeartbeatRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),
@@ -81,8 +84,9 @@ pub(super) async fn handle(
         }),
         client_id: header.client_id.clone().unwrap_or_default(),
         client_host: format!("/{}", header.peer.ip()),
+        group_session_timeout_ms: group_config("consumer.session.timeout.ms"),
+        group_heartbeat_interval_ms: group_config("consumer.heartbeat.interval.ms"),
     };
-    let image = broker.image();
     let topics: TopicsView = image
         .topics()
         .map(|t| (t.name.clone(), (t.topic_id, t.partitions.len() as i32)))

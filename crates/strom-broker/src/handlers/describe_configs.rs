@@ -1,6 +1,7 @@
-//! DescribeConfigs (key 32), v1–4: every config of a topic or broker with its effective
-//! value, source, type and documentation — not only the overrides (PROTOCOL.md), because
-//! admin tools and UIs show the whole set.
+//! DescribeConfigs (key 32), v1–4: every config of a topic, broker or consumer group (Kafka 4's
+//! GROUP resource; the group need not exist) with its effective value, source, type and
+//! documentation — not only the overrides (PROTOCOL.md), because admin tools and UIs show the
+//! whole set.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_metadata::config_defs::{
-    describe_broker_configs, describe_topic_configs, DescribedConfig,
+    describe_broker_configs, describe_group_configs, describe_topic_configs, DescribedConfig,
 };
 use strom_protocol::ErrorCode;
 
@@ -22,6 +23,7 @@ use crate::broker::Broker;
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeConfigs, 1, 4);
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
 pub(crate) const RESOURCE_BROKER: i8 = 4;
+pub(crate) const RESOURCE_GROUP: i8 = 32;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -36,9 +38,6 @@ pub(super) async fn handle(
         .resources
         .into_iter()
         .map(|resource| {
-            if resource.resource_type == super::share_group_configs::RESOURCE_GROUP {
-                return super::share_group_configs::describe(broker, header, &resource, version);
-            }
             let mut result = DescribeConfigsResult::default();
             result.resource_type = resource.resource_type;
             result.resource_name = resource.resource_name.clone();
@@ -75,6 +74,14 @@ pub(super) async fn handle(
                             ))
                         }
                     }
+                    (None, RESOURCE_GROUP) if name.is_empty() => Err((
+                        ErrorCode::InvalidRequest,
+                        "a group config resource needs a group id".to_owned(),
+                    )),
+                    (None, RESOURCE_GROUP) => Ok(describe_group_configs(
+                        &image.group_config_overrides(name),
+                        broker.config(),
+                    )),
                     (None, other) => Err((
                         ErrorCode::InvalidRequest,
                         format!("resource type {other} is not supported"),
@@ -100,6 +107,13 @@ pub(super) async fn handle(
                     result.error_code = code.code();
                     result.error_message = Some(StrBytes::from_string(message));
                 }
+            }
+            // A group's configs are the consumer-group ones (in the metadata log) and the
+            // share-group ones (kept by the share coordinator).
+            if resource.resource_type == RESOURCE_GROUP && result.error_code == 0 {
+                let shares =
+                    super::share_group_configs::describe(broker, header, &resource, version);
+                result.configs.extend(shares.configs);
             }
             result
         })

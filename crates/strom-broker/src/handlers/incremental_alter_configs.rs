@@ -32,7 +32,14 @@ pub(super) async fn handle(
         .resources
         .into_iter()
         .map(|resource| {
-            if resource.resource_type == super::share_group_configs::RESOURCE_GROUP {
+            // Share-group configs (`share.*`) are kept by the share coordinator; a group's
+            // other configs (consumer groups) go to the metadata log.
+            if resource.resource_type == super::share_group_configs::RESOURCE_GROUP
+                && resource
+                    .configs
+                    .iter()
+                    .any(|c| c.name.starts_with("share."))
+            {
                 return super::share_group_configs::alter(broker, header, resource, validate_only);
             }
             let mut r = AlterConfigsResourceResponse::default();

@@ -276,7 +276,7 @@ impl RequestContext {
     }
 
     /// The authorization error for `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a
-    /// config resource (2 = topic, 4 = broker: the cluster's ACLs), if refused.
+    /// config resource (2 = topic, 4 = broker: the cluster's ACLs, 32 = group), if refused.
     pub fn config_refusal(
         &self,
         broker: &Broker,
@@ -290,6 +290,9 @@ impl RequestContext {
             }
             4 if !self.authorized_cluster(broker, operation) => {
                 Some(ErrorCode::ClusterAuthorizationFailed)
+            }
+            32 if !self.authorized(broker, operation, ResourceType::Group, name) => {
+                Some(ErrorCode::GroupAuthorizationFailed)
             }
             _ => None,
         }

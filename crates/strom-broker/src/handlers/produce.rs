@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::RequestContext;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{
-    NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -22,7 +22,7 @@ use strom_protocol::ErrorCode;
 
 use super::{decode, respond, AclOperation, ApiSpec, HandlerError, HandlerResult, ResourceType};
 use crate::broker::Broker;
-use crate::errors::log_error_code;
+use crate::errors::{log_error_code, log_record_errors};
 use crate::partition::Partition;
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Produce, 0, 11);
@@ -397,7 +397,7 @@ fn append_all(
                     r.log_start_offset = -1;
                     let bytes = p.records.as_ref().map_or(0, |r| r.len() as u64);
                     let outcome = match refusal {
-                        Some(code) => Err((code, None)),
+                        Some(code) => Err(AppendError::from((code, None))),
                         None => append_one(broker, &image, &name, p.index, acks, p.records),
                     };
                     if let Some(m) = &metrics {
@@ -438,10 +438,11 @@ fn append_all(
                                 r.log_start_offset = info.log_start_offset;
                             }
                         }
-                        Err((code, message)) => {
-                            r.error_code = code.code();
+                        Err(e) => {
+                            r.error_code = e.code.code();
                             if version >= 8 {
-                                r.error_message = message.map(StrBytes::from_string);
+                                r.error_message = e.message.map(StrBytes::from_string);
+                                r.record_errors = e.record_errors;
                             }
                         }
                     }
@@ -457,6 +458,47 @@ fn append_all(
 
 type PartitionError = (ErrorCode, Option<String>);
 
+/// A refused append: the partition's error, and the records at fault when only some were
+/// (KIP-467 `record_errors`, Produce v8+; the client fails those records with the error and
+/// the rest of the batch with INVALID_DIFFERENT_RECORD).
+struct AppendError {
+    code: ErrorCode,
+    message: Option<String>,
+    record_errors: Vec<BatchIndexAndErrorMessage>,
+}
+
+impl From<PartitionError> for AppendError {
+    fn from((code, message): PartitionError) -> Self {
+        AppendError {
+            code,
+            message,
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+/// The answer to a log's refusal of an append, naming each record at fault.
+fn append_error(topic: &str, index: i32, e: &strom_storage::LogError) -> AppendError {
+    let record_errors = log_record_errors(e).map_or_else(Vec::new, |(records, reason)| {
+        records
+            .iter()
+            .map(|&i| {
+                let mut r = BatchIndexAndErrorMessage::default();
+                r.batch_index = i as i32;
+                r.batch_index_error_message = Some(StrBytes::from_string(format!(
+                    "{reason} in topic partition {topic}-{index}."
+                )));
+                r
+            })
+            .collect()
+    });
+    AppendError {
+        code: log_error_code(e),
+        message: Some(e.to_string()),
+        record_errors,
+    }
+}
+
 /// Appends failing on a full or failing disk are logged at most once a second.
 static STORAGE_ERROR_LOG: std::sync::LazyLock<crate::limits::LogLimiter> =
     std::sync::LazyLock::new(|| crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)));
@@ -468,25 +510,26 @@ fn append_one(
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<(strom_storage::AppendInfo, Arc<Partition>, i32), PartitionError> {
+) -> Result<(strom_storage::AppendInfo, Arc<Partition>, i32), AppendError> {
     if !matches!(acks, -1..=1) {
-        return Err((ErrorCode::InvalidRequiredAcks, None));
+        return Err((ErrorCode::InvalidRequiredAcks, None).into());
     }
     if strom_metadata::is_internal(topic) {
         return Err((
             ErrorCode::InvalidTopicException,
             Some(format!("Cannot append to internal topic {topic}")),
-        ));
+        )
+            .into());
     }
     let Some(partition) = broker.replicas().partition(topic, index) else {
-        return Err((ErrorCode::UnknownTopicOrPartition, None));
+        return Err((ErrorCode::UnknownTopicOrPartition, None).into());
     };
     let Some(leader_epoch) = partition.leader_epoch_if_leader() else {
-        return Err((ErrorCode::NotLeaderOrFollower, None));
+        return Err((ErrorCode::NotLeaderOrFollower, None).into());
     };
     if acks == -1 {
         if let Some(refusal) = cut_off_leader(broker, &partition) {
-            return Err(refusal);
+            return Err(refusal.into());
         }
         let min_isr = broker.min_insync_replicas(image, topic);
         let isr = image
@@ -499,25 +542,26 @@ fn append_one(
                 Some(format!(
                     "ISR has {isr} replicas, min.insync.replicas is {min_isr}"
                 )),
-            ));
+            )
+                .into());
         }
     }
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err((ErrorCode::InvalidRecord, Some("no record batch".to_owned())));
+        return Err((ErrorCode::InvalidRecord, Some("no record batch".to_owned())).into());
     };
     check_client_batches(broker, topic, index, &records)?;
     let info = partition
         .log
         .append(BytesMut::from(&records[..]))
         .map_err(|e| {
-            let code = log_error_code(&e);
-            if code == ErrorCode::KafkaStorageError {
+            let refused = append_error(topic, index, &e);
+            if refused.code == ErrorCode::KafkaStorageError {
                 broker.metrics().produce_storage_errors_total.inc();
                 if let Some(suppressed) = STORAGE_ERROR_LOG.check() {
                     tracing::warn!(topic, partition = index, error = %e, suppressed, "append failed");
                 }
             }
-            (code, Some(e.to_string()))
+            refused
         })?;
     if !info.duplicate {
         partition.notify_appended();

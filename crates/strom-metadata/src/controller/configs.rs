@@ -1,12 +1,13 @@
 //! AlterConfigs (replace every override of a resource) and IncrementalAlterConfigs (SET, DELETE,
-//! APPEND, SUBTRACT per key, KIP-339) for topics and brokers.
+//! APPEND, SUBTRACT per key, KIP-339) for topics, brokers and consumer groups.
 
 use std::collections::BTreeMap;
 
 use super::Controller;
 use crate::broker_config_defs::{broker_config_def, is_dynamic_broker_config};
 use crate::config_defs::{
-    split_list, topic_config_def, validate_topic_config, validate_value, ConfigType,
+    group_config_def, split_list, topic_config_def, validate_group_config, validate_topic_config,
+    validate_value, ConfigType,
 };
 use crate::error::ControllerError;
 use crate::image::is_internal;
@@ -116,7 +117,8 @@ impl Controller {
         self.finish(resource, &current, wanted, validate_only)
     }
 
-    /// Overrides of an existing resource; unknown topic or unregistered broker is an error.
+    /// Overrides of an existing resource; unknown topic or unregistered broker is an error (a
+    /// group's settings may be set before the group exists, as in Kafka).
     fn current_overrides(
         &self,
         resource: &ConfigResource,
@@ -131,6 +133,7 @@ impl Controller {
                 Err(ControllerError::BrokerNotRegistered { broker_id: *id })
             }
             ConfigResource::Broker(id) => Ok(self.image.broker_config_overrides(*id)),
+            ConfigResource::Group(group) => Ok(self.image.group_config_overrides(group)),
         }
     }
 
@@ -142,6 +145,7 @@ impl Controller {
         let def = match resource {
             ConfigResource::Topic(_) => topic_config_def(key),
             ConfigResource::Broker(_) => broker_config_def(key),
+            ConfigResource::Group(_) => group_config_def(key),
         };
         def.map(|d| d.config_type)
             .ok_or_else(|| ControllerError::InvalidConfig {
@@ -158,6 +162,11 @@ impl Controller {
                 let (value, _) = self.config.value_and_source(key);
                 value.map(str::to_string)
             }
+            ConfigResource::Group(_) => {
+                let broker_key = format!("group.{key}");
+                let (value, _) = self.config.value_and_source(&broker_key);
+                value.map(str::to_string)
+            }
         }
         .unwrap_or_default()
     }
@@ -170,6 +179,7 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         match resource {
             ConfigResource::Topic(_) => validate_topic_config(key, value),
+            ConfigResource::Group(_) => validate_group_config(key, value),
             ConfigResource::Broker(_) => {
                 let def = broker_config_def(key).ok_or_else(|| ControllerError::InvalidConfig {
                     key: key.to_string(),
@@ -249,6 +259,7 @@ impl Controller {
         let topic = match resource {
             ConfigResource::Topic(name) => Some(name.as_str()),
             ConfigResource::Broker(_) => None,
+            ConfigResource::Group(_) => return Vec::new(),
         };
         let mut records = Vec::new();
         for t in self.image.topics() {

@@ -554,6 +554,74 @@ fn broker_config_overrides() {
     );
 }
 
+/// Dynamic broker configs Kafka accepts that Strom keeps without acting on them: tools (and
+/// librdkafka's 0081_admin) set them and expect success, as with Kafka.
+#[test]
+fn informational_dynamic_broker_configs_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    c.alter_configs(
+        ConfigResource::Broker(1),
+        vec![set("sasl.kerberos.min.time.before.relogin", "58000")],
+        false,
+    )
+    .unwrap();
+    let ops = vec![op("background.threads", AlterConfigOp::Set, Some("9"))];
+    c.incremental_alter_configs(ConfigResource::Broker(1), ops, false)
+        .unwrap();
+    let overrides = c.image().broker_config_overrides(1);
+    assert_eq!(overrides["background.threads"], "9");
+    assert_eq!(overrides["sasl.kerberos.min.time.before.relogin"], "58000");
+    let ops = vec![op("background.threads", AlterConfigOp::Set, Some("0"))];
+    let err = c.incremental_alter_configs(ConfigResource::Broker(1), ops, false);
+    assert!(matches!(err, Err(E::InvalidConfig { .. })), "{err:?}");
+}
+
+/// Group configs (Kafka 4's GROUP resource): set before the group exists, validated against
+/// the group catalogue, kept across a reopen (the metadata log and its snapshot image), and
+/// removed by DELETE.
+#[test]
+fn group_config_overrides_persist_and_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(dir.path(), "", &[1]);
+    let group = || ConfigResource::Group("g1".into());
+    let ops = vec![op(
+        "consumer.session.timeout.ms",
+        AlterConfigOp::Set,
+        Some("50000"),
+    )];
+    c.incremental_alter_configs(group(), ops, false).unwrap();
+    let ops = vec![op(
+        "consumer.session.timeout.ms",
+        AlterConfigOp::Set,
+        Some("x"),
+    )];
+    let err = c.incremental_alter_configs(group(), ops, false);
+    assert!(matches!(err, Err(E::InvalidConfig { .. })), "{err:?}");
+    let ops = vec![op("retention.ms", AlterConfigOp::Set, Some("1"))];
+    let err = c.incremental_alter_configs(group(), ops, false);
+    assert!(matches!(err, Err(E::InvalidConfig { .. })), "{err:?}");
+    drop(c);
+    let mut c = open(dir.path(), "", &[]);
+    assert_eq!(
+        c.image().group_config_overrides("g1")["consumer.session.timeout.ms"],
+        "50000"
+    );
+    assert!(c.image().group_config_overrides("g2").is_empty());
+    let snapshot = MetadataImage::replay(&c.image().to_records());
+    assert_eq!(
+        snapshot.group_config_overrides("g1"),
+        c.image().group_config_overrides("g1")
+    );
+    let ops = vec![op(
+        "consumer.session.timeout.ms",
+        AlterConfigOp::Delete,
+        None,
+    )];
+    c.incremental_alter_configs(group(), ops, false).unwrap();
+    assert!(c.image().group_config_overrides("g1").is_empty());
+}
+
 #[test]
 fn producer_id_blocks_are_never_reused_across_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -86,6 +86,7 @@ const TYPE_CLIENT_QUOTA: u64 = 15;
 
 const CONFIG_RESOURCE_TOPIC: u8 = 0;
 const CONFIG_RESOURCE_BROKER: u8 = 1;
+const CONFIG_RESOURCE_GROUP: u8 = 2;
 
 /// Smallest encoded record: type id, version and body length, one byte each.
 const MIN_RECORD_BYTES: usize = 3;
@@ -245,6 +246,10 @@ fn encode_body(out: &mut Vec<u8>, record: &MetadataRecord) {
                 ConfigResource::Broker(id) => {
                     out.push(CONFIG_RESOURCE_BROKER);
                     put_i32(out, *id);
+                }
+                ConfigResource::Group(group) => {
+                    out.push(CONFIG_RESOURCE_GROUP);
+                    put_str(out, group);
                 }
             }
             put_str(out, name);
@@ -510,6 +515,7 @@ fn decode_body(b: &mut Reader<'_>, id: u64) -> Result<MetadataRecord, RecordDeco
             let resource = match b.u8()? {
                 CONFIG_RESOURCE_TOPIC => ConfigResource::Topic(b.string()?),
                 CONFIG_RESOURCE_BROKER => ConfigResource::Broker(b.i32()?),
+                CONFIG_RESOURCE_GROUP => ConfigResource::Group(b.string()?),
                 other => {
                     return Err(b.error_at(tag_at, format!("unknown config resource tag {other}")))
                 }

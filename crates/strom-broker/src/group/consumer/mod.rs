@@ -62,6 +62,10 @@ pub struct HeartbeatRequest {
     pub owned: Option<Assignment>,
     pub client_id: String,
     pub client_host: String,
+    /// The group's own `consumer.session.timeout.ms` and `consumer.heartbeat.interval.ms`
+    /// (Kafka 4's group configs), when set: they override the broker's `group.consumer.*`.
+    pub group_session_timeout_ms: Option<i32>,
+    pub group_heartbeat_interval_ms: Option<i32>,
 }
 
 /// The answer to a heartbeat; `assignment` is `None` when the member's is unchanged.
@@ -158,7 +162,13 @@ impl ConsumerGroups {
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == LEAVE_STATIC_EPOCH {
             return self.leave(req, topics);
         }
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        if let Some(ms) = req.group_session_timeout_ms {
+            config.session_timeout_ms = ms;
+        }
+        if let Some(ms) = req.group_heartbeat_interval_ms {
+            config.heartbeat_interval_ms = ms;
+        }
         let interval = config.heartbeat_interval_ms;
         let group = if req.member_epoch == 0 {
             self.groups

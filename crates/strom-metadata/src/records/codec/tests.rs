@@ -100,6 +100,11 @@ fn every_variant() -> Vec<MetadataRecord> {
             name: "log.retention.bytes".into(),
             value: None,
         },
+        MetadataRecord::Config {
+            resource: ConfigResource::Group("payments".into()),
+            name: "consumer.session.timeout.ms".into(),
+            value: Some("50000".into()),
+        },
         MetadataRecord::RemoveTopic { topic_id: uuid(77) },
         MetadataRecord::ProducerIds {
             broker_id: 3,
@@ -175,7 +180,7 @@ fn type_ids_are_the_documented_ones() {
         .collect();
     assert_eq!(
         ids,
-        [1, 2, 3, 10, 11, 12, 13, 14, 15, 15, 4, 5, 6, 7, 7, 8, 9]
+        [1, 2, 3, 10, 11, 12, 13, 14, 15, 15, 4, 5, 6, 7, 7, 7, 8, 9]
     );
 }
 
@@ -524,7 +529,8 @@ fn any_record() -> impl Strategy<Value = MetadataRecord> {
         (
             prop_oneof![
                 text().prop_map(ConfigResource::Topic),
-                any::<i32>().prop_map(ConfigResource::Broker)
+                any::<i32>().prop_map(ConfigResource::Broker),
+                text().prop_map(ConfigResource::Group)
             ],
             text(),
             prop::option::of(text())
