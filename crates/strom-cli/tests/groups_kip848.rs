@@ -379,8 +379,19 @@ fn group_configs_override_the_broker_settings_for_one_group() {
         alter_group_configs(&mut wire, "tuned", &[("no.such.config", "1")]),
         INVALID_CONFIG
     );
+    // A group's configs include the share-group ones (KIP-932), here at their defaults.
+    let (consumer, share): (Vec<_>, Vec<_>) = describe_group_configs(&mut wire, "tuned")
+        .into_iter()
+        .partition(|(name, _, _)| name.starts_with("consumer."));
+    assert!(
+        share.len() >= 4
+            && share
+                .iter()
+                .all(|(name, _, source)| name.starts_with("share.") && *source == 5),
+        "{share:?}"
+    );
     assert_eq!(
-        describe_group_configs(&mut wire, "tuned"),
+        consumer,
         vec![
             (
                 "consumer.heartbeat.interval.ms".into(),
@@ -396,7 +407,10 @@ fn group_configs_override_the_broker_settings_for_one_group() {
     );
     // Another group keeps the broker's settings (start_server sets both).
     assert_eq!(
-        describe_group_configs(&mut wire, "plain"),
+        describe_group_configs(&mut wire, "plain")
+            .into_iter()
+            .filter(|(name, _, _)| name.starts_with("consumer."))
+            .collect::<Vec<_>>(),
         vec![
             (
                 "consumer.heartbeat.interval.ms".into(),
