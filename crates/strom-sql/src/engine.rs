@@ -404,25 +404,40 @@ pub enum Sink {
     Channel(mpsc::UnboundedSender<Vec<Value>>),
 }
 
-type OutRec = (Option<Vec<u8>>, Json<Option<Vec<Value>>>);
+/// Raw record bytes; a null key or value reads as `Raw(None)` (strom-streams' `Option`
+/// serde adds a tag byte, which topics written by other clients do not have).
+#[derive(Debug, Clone)]
+pub struct Raw(pub Option<Vec<u8>>);
+
+impl strom_streams::Serde for Raw {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.0.clone().unwrap_or_default()
+    }
+    fn from_bytes(data: &[u8]) -> std::result::Result<Self, strom_streams::SerdeError> {
+        Ok(Raw(Some(data.to_vec())))
+    }
+    fn from_null() -> Option<Self> {
+        Some(Raw(None))
+    }
+}
+
+type OutRec = (Raw, Json<Option<Vec<Value>>>);
 
 struct SourceProc {
     plan: Arc<Plan>,
 }
 
-impl Processor<Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Json<Option<Vec<Value>>>>
-    for SourceProc
-{
+impl Processor<Raw, Raw, Raw, Json<Option<Vec<Value>>>> for SourceProc {
     fn process(
         &mut self,
-        ctx: &mut ProcessorContext<'_, Option<Vec<u8>>, Json<Option<Vec<Value>>>>,
-        rec: Record<Option<Vec<u8>>, Option<Vec<u8>>>,
+        ctx: &mut ProcessorContext<'_, Raw, Json<Option<Vec<Value>>>>,
+        rec: Record<Raw, Raw>,
     ) -> strom_streams::Result<()> {
         let p = &self.plan;
         let (partition, offset) = (ctx.task().partition(), ctx.task().offset());
         let (keys, row) = match p.input.decode(
-            rec.key.as_deref(),
-            rec.value.as_deref(),
+            rec.key.0.as_deref(),
+            rec.value.0.as_deref(),
             rec.timestamp,
             partition,
             offset,
@@ -450,7 +465,7 @@ impl Processor<Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Json<Option<Ve
                     (None, true) => return Ok(()),
                 };
                 ctx.forward(Record {
-                    key,
+                    key: Raw(key),
                     value: Json(out),
                     timestamp: rec.timestamp,
                 });
@@ -472,7 +487,7 @@ impl Processor<Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Json<Option<Ve
                     .collect();
                 let kb = serde_json::to_vec(&keys).unwrap_or_default();
                 ctx.forward(Record {
-                    key: Some(kb),
+                    key: Raw(Some(kb)),
                     value: Json(Some(
                         // Carried as a one-element row holding the GroupRec as JSON text.
                         vec![Value::String(
@@ -498,11 +513,23 @@ fn group_rec(v: &Json<Option<Vec<Value>>>) -> Option<GroupRec> {
 /// Builds the Strom Streams topology of a plan.
 pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topology> {
     let b = StreamsBuilder::new();
-    let src = b.stream::<Option<Vec<u8>>, Option<Vec<u8>>>(&plan.input.topic);
+    let st = |e: strom_streams::StreamsError| SqlError::server(format!("topology: {e}"));
+    let src = if plan.table_input {
+        // A table's deletes (null values) must reach the query: read it as a table, whose
+        // change stream carries them.
+        b.table::<Raw, Raw>(
+            &plan.input.topic,
+            Materialized::in_memory(&format!("{store}-source")).without_logging(),
+        )
+        .map_err(st)?
+        .to_change_stream()
+        .map_values(|_, c: strom_streams::Change<Raw>| c.new.unwrap_or(Raw(None)))
+    } else {
+        b.stream::<Raw, Raw>(&plan.input.topic)
+    };
     let p = plan.clone();
     let rows = src.process(move || Box::new(SourceProc { plan: p.clone() }), &[]);
-    let st = |e: strom_streams::StreamsError| SqlError::server(format!("topology: {e}"));
-    let out: strom_streams::KStream<Option<Vec<u8>>, Json<Option<Vec<Value>>>> = match &plan.body {
+    let out: strom_streams::KStream<Raw, Json<Option<Vec<Value>>>> = match &plan.body {
         Body::Simple { .. } => rows,
         Body::Agg { calls, window, .. } => {
             let calls = Arc::new(calls.clone());
@@ -515,7 +542,7 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                     states: c1.iter().map(agg_init).collect(),
                 })
             };
-            let adder = move |_: &Option<Vec<u8>>, v: Json<Option<Vec<Value>>>, acc: Json<Acc>| {
+            let adder = move |_: &Raw, v: Json<Option<Vec<Value>>>, acc: Json<Acc>| {
                 let mut acc = acc.0;
                 if let Some(g) = group_rec(&v) {
                     acc.keys = g.keys;
@@ -536,8 +563,8 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                             .as_ref()
                             .and_then(|r| p.output.key_bytes(&r[..p.output.key_cols().len()]))
                             .or_else(|| p.output.key_bytes(&acc.0.keys))
-                            .or(k);
-                        (key, Json(row))
+                            .or(k.0);
+                        (Raw(key), Json(row))
                     })
                 }
                 Some(kind @ (WindowKind::Tumbling { .. } | WindowKind::Hopping { .. })) => {
@@ -552,15 +579,14 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                         .windowed_by(tw)
                         .aggregate(init, adder, m)
                         .map_err(st)?;
-                    t.to_stream()
-                        .map(move |k: Windowed<Option<Vec<u8>>>, acc: Json<Acc>| {
-                            windowed_out(&p, &acc.0, k.start, k.end)
-                        })
+                    t.to_stream().map(move |k: Windowed<Raw>, acc: Json<Acc>| {
+                        windowed_out(&p, &acc.0, k.start, k.end)
+                    })
                 }
                 Some(WindowKind::Session { gap }) => {
                     let grace = window.and_then(|w| w.grace).unwrap_or(DEFAULT_GRACE_MS);
                     let sw = SessionWindows::with_inactivity_gap(gap).grace(grace);
-                    let merger = move |_: &Option<Vec<u8>>, a: Json<Acc>, b: Json<Acc>| {
+                    let merger = move |_: &Raw, a: Json<Acc>, b: Json<Acc>| {
                         let (a, b) = (a.0, b.0);
                         let keys = if a.keys.is_empty() {
                             b.keys.clone()
@@ -581,32 +607,59 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                         .windowed_by_session(sw)
                         .aggregate(init, adder, merger, m)
                         .map_err(st)?;
-                    t.to_stream()
-                        .map(move |k: Windowed<Option<Vec<u8>>>, acc: Json<Acc>| {
-                            windowed_out(&p, &acc.0, k.start, k.end)
-                        })
+                    t.to_stream().map(move |k: Windowed<Raw>, acc: Json<Acc>| {
+                        windowed_out(&p, &acc.0, k.start, k.end)
+                    })
                 }
             }
         }
     };
-    // Stamp the record time: Acc.ts follows the records (see `stamp`).
-    match sink {
-        Sink::Topic => {
-            let p = plan.clone();
-            out.map_values(move |_, v: Json<Option<Vec<Value>>>| {
-                v.0.map(|row| p.output.encode(&row, None).1)
+    let p = plan.clone();
+    let sink = Arc::new(sink);
+    let _ = out.process(
+        move || {
+            Box::new(SinkProc {
+                plan: p.clone(),
+                sink: sink.clone(),
             })
-            .to(&plan.output.topic);
-        }
-        Sink::Channel(tx) => {
-            out.foreach(move |_, v: &Json<Option<Vec<Value>>>| {
-                if let Some(row) = &v.0 {
-                    let _ = tx.send(row.clone());
-                }
-            });
-        }
-    }
+        },
+        &[],
+    );
     b.build().map_err(st)
+}
+
+/// The last step: each output row to the sink topic (deletes as null values) or to the
+/// push query's channel.
+struct SinkProc {
+    plan: Arc<Plan>,
+    sink: Arc<Sink>,
+}
+
+impl Processor<Raw, Json<Option<Vec<Value>>>, Raw, Raw> for SinkProc {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Raw, Raw>,
+        rec: Record<Raw, Json<Option<Vec<Value>>>>,
+    ) -> strom_streams::Result<()> {
+        match &*self.sink {
+            Sink::Topic => {
+                let value = rec.value.0.map(|row| self.plan.output.encode(&row, None).1);
+                ctx.task_mut().send(
+                    &self.plan.output.topic,
+                    None,
+                    rec.key.0,
+                    value,
+                    rec.timestamp,
+                );
+            }
+            Sink::Channel(tx) => {
+                if let Some(row) = rec.value.0 {
+                    let _ = tx.send(row);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn windowed_out(p: &Plan, acc: &Acc, start: i64, end: i64) -> OutRec {
@@ -619,7 +672,7 @@ fn windowed_out(p: &Plan, acc: &Acc, start: i64, end: i64) -> OutRec {
     if let Some(w) = &p.output.window {
         key.extend(format::window_suffix(w, start, end));
     }
-    (Some(key), Json(row))
+    (Raw(Some(key)), Json(row))
 }
 
 /// One output column of a projection before keys are chosen.
@@ -826,17 +879,21 @@ pub fn plan_query(
     } else {
         input.kind
     });
-    if out_kind == SourceKind::Table && !aggregate && input.kind == SourceKind::Stream {
+    if kind.is_some()
+        && out_kind == SourceKind::Table
+        && !aggregate
+        && input.kind == SourceKind::Stream
+    {
         return Err(SqlError::stmt(
             "Invalid result type. Your SELECT query produces a STREAM. Please use CREATE STREAM AS SELECT statement instead.",
         ));
     }
-    if out_kind == SourceKind::Stream && aggregate {
+    if kind.is_some() && out_kind == SourceKind::Stream && aggregate {
         return Err(SqlError::stmt(
             "Invalid result type. Your SELECT query produces a TABLE. Please use CREATE TABLE AS SELECT statement instead.",
         ));
     }
-    if out_kind == SourceKind::Table && key_idx.is_empty() {
+    if kind.is_some() && out_kind == SourceKind::Table && key_idx.is_empty() {
         return Err(SqlError::stmt(format!(
             "Key missing from projection (ie, SELECT). The query used to build `{name}` must include the key columns {} in its projection (eg, SELECT {}...).",
             src_keys.join(", "),
@@ -1928,6 +1985,7 @@ impl Engine {
                 let app_id = format!("_confluent-ksql-{}{id}", self.cfg.service_id);
                 let mut config = self.streams_config(&app_id, props)?;
                 config.state_dir = self.cfg.state_dir.join("transient").join(&id);
+                std::fs::create_dir_all(&config.state_dir).map_err(SqlError::server)?;
                 config.commit_interval = Duration::from_millis(100);
                 if !props.contains_key("auto.offset.reset")
                     && !props.contains_key("ksql.streams.auto.offset.reset")
