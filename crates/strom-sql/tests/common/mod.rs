@@ -362,3 +362,8 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// Bytes as a string (empty for null).
+pub fn s(b: &Option<bytes::Bytes>) -> String {
+    String::from_utf8_lossy(b.as_deref().unwrap_or_default()).into_owned()
+}
