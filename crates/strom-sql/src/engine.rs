@@ -291,7 +291,6 @@ fn agg_merge(c: &AggCall, a: AggState, b: AggState) -> AggState {
         (AggState::Avg(s1, n1), AggState::Avg(s2, n2)) => AggState::Avg(s1 + s2, n1 + n2),
         (AggState::List(mut x), AggState::List(y)) => {
             for v in y {
-                agg_add(c, &mut AggState::List(Vec::new()), Value::Null);
                 if x.len() < COLLECT_LIMIT && (c.kind == AggKind::CollectList || !x.contains(&v)) {
                     x.push(v);
                 }
@@ -341,6 +340,19 @@ pub struct Plan {
     pub output: Source,
     /// Whether the input is read as a table (deletes pass through).
     table_input: bool,
+    /// A stream-table join: the table, and the key expression over the stream's scope.
+    join: Option<JoinPlan>,
+}
+
+#[derive(Debug)]
+struct JoinPlan {
+    right: Source,
+    left_join: bool,
+    left_key: CExpr,
+    /// Width of the stream's part of the joined row.
+    left_width: usize,
+    /// Width of the table's part.
+    right_width: usize,
 }
 
 #[derive(Debug)]
@@ -503,6 +515,86 @@ impl Processor<Raw, Raw, Raw, Json<Option<Vec<Value>>>> for SourceProc {
     }
 }
 
+/// The stream side of a stream-table join: decoded rows keyed by the join key (in the
+/// table's key format), the key value appended for the joiner.
+struct JoinLeftProc {
+    plan: Arc<Plan>,
+}
+
+impl Processor<Raw, Raw, Raw, Json<Option<Vec<Value>>>> for JoinLeftProc {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Raw, Json<Option<Vec<Value>>>>,
+        rec: Record<Raw, Raw>,
+    ) -> strom_streams::Result<()> {
+        let p = &self.plan;
+        let Some(j) = &p.join else { return Ok(()) };
+        let (partition, offset) = (ctx.task().partition(), ctx.task().offset());
+        let row = match p.input.decode(
+            rec.key.0.as_deref(),
+            rec.value.0.as_deref(),
+            rec.timestamp,
+            partition,
+            offset,
+        ) {
+            Ok((_, Some(row))) => row,
+            Ok((_, None)) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: skipping a record at {}-{partition}@{offset}: {e}",
+                    p.output.name,
+                    p.input.topic
+                );
+                return Ok(());
+            }
+        };
+        let kv = j.left_key.eval(&row);
+        if kv.is_null() {
+            // ksqlDB drops stream rows whose join key is NULL.
+            return Ok(());
+        }
+        let Some(kb) = j.right.key_bytes(std::slice::from_ref(&kv)) else {
+            return Ok(());
+        };
+        let mut row = row;
+        row.push(kv);
+        ctx.forward(Record {
+            key: Raw(Some(kb)),
+            value: Json(Some(row)),
+            timestamp: rec.timestamp,
+        });
+        Ok(())
+    }
+}
+
+/// After a join: WHERE and the projection over the joined row.
+struct JoinedProc {
+    plan: Arc<Plan>,
+}
+
+impl Processor<Raw, Json<Option<Vec<Value>>>, Raw, Json<Option<Vec<Value>>>> for JoinedProc {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Raw, Json<Option<Vec<Value>>>>,
+        rec: Record<Raw, Json<Option<Vec<Value>>>>,
+    ) -> strom_streams::Result<()> {
+        let p = &self.plan;
+        let Some(row) = rec.value.0 else {
+            return Ok(());
+        };
+        let Some(out) = p.project(&row) else {
+            return Ok(());
+        };
+        let key = p.output.key_bytes(&out[..p.output.key_cols().len()]);
+        ctx.forward(Record {
+            key: Raw(key),
+            value: Json(Some(out)),
+            timestamp: rec.timestamp,
+        });
+        Ok(())
+    }
+}
+
 fn group_rec(v: &Json<Option<Vec<Value>>>) -> Option<GroupRec> {
     match v.0.as_ref()?.first()? {
         Value::String(s) => serde_json::from_str(s).ok(),
@@ -528,7 +620,48 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
         b.stream::<Raw, Raw>(&plan.input.topic)
     };
     let p = plan.clone();
-    let rows = src.process(move || Box::new(SourceProc { plan: p.clone() }), &[]);
+    let rows = match &plan.join {
+        None => src.process(move || Box::new(SourceProc { plan: p.clone() }), &[]),
+        Some(j) => {
+            let table = b
+                .table::<Raw, Raw>(
+                    &j.right.topic,
+                    Materialized::persistent(&format!("{store}-right")),
+                )
+                .map_err(st)?;
+            let left = src.process(move || Box::new(JoinLeftProc { plan: p.clone() }), &[]);
+            let pc = plan.clone();
+            let combine = move |l: &Json<Option<Vec<Value>>>, r: Option<&Raw>| {
+                let Some(j) = &pc.join else { return Json(None) };
+                let Some(mut row) = l.0.clone() else {
+                    return Json(None);
+                };
+                let kv = row.pop().unwrap_or(Value::Null);
+                let right = r
+                    .and_then(|r| j.right.decode(None, r.0.as_deref(), 0, 0, 0).ok())
+                    .and_then(|d| d.1);
+                match right {
+                    Some(mut rr) => {
+                        // The table's key column is the join key.
+                        if let Some(k) = rr.first_mut() {
+                            *k = kv;
+                        }
+                        row.extend(rr);
+                    }
+                    None => row.extend(std::iter::repeat_n(Value::Null, j.right_width)),
+                }
+                Json(Some(row))
+            };
+            let joined = if j.left_join {
+                left.left_join(&table, combine)
+            } else {
+                left.join(&table, move |l, r| combine(l, Some(r)))
+            }
+            .map_err(st)?;
+            let p = plan.clone();
+            joined.process(move || Box::new(JoinedProc { plan: p.clone() }), &[])
+        }
+    };
     let out: strom_streams::KStream<Raw, Json<Option<Vec<Value>>>> = match &plan.body {
         Body::Simple { .. } => rows,
         Body::Agg { calls, window, .. } => {
@@ -693,9 +826,9 @@ pub fn plan_query(
     kind: Option<SourceKind>,
     props: &Props,
 ) -> Result<Plan> {
-    if !q.joins.is_empty() {
+    if q.joins.len() > 1 {
         return Err(SqlError::stmt(
-            "Joins are not supported by Strom SQL yet (see docs/design/2026-12-05-sql.md)",
+            "Only one JOIN per query is supported by Strom SQL yet",
         ));
     }
     let input = catalog
@@ -704,6 +837,81 @@ pub fn plan_query(
         .clone();
     let mut scope = Scope::default();
     input.scope(q.from.reference(), &mut scope);
+    let mut join = None;
+    let mut join_keys: Vec<String> = Vec::new();
+    if let Some(j) = q.joins.first() {
+        let right = catalog
+            .get(&j.source.name)
+            .ok_or_else(|| SqlError::stmt(format!("{} does not exist.", j.source.name)))?
+            .clone();
+        if input.kind != SourceKind::Stream || right.kind != SourceKind::Table || j.within.is_some()
+        {
+            return Err(SqlError::stmt(
+                "Only stream-table joins (a stream JOIN a table, without WITHIN) are supported by Strom SQL yet; stream-stream and table-table joins are not",
+            ));
+        }
+        if !matches!(j.kind, JoinKind::Inner | JoinKind::Left) {
+            return Err(SqlError::stmt("A stream-table join is INNER or LEFT"));
+        }
+        if q.from.reference() == j.source.reference() {
+            return Err(SqlError::stmt(
+                "The sources of a join need different names: use aliases",
+            ));
+        }
+        let left_width = scope.cols.len();
+        let mut left_scope = Scope::default();
+        input.scope(q.from.reference(), &mut left_scope);
+        right.scope(j.source.reference(), &mut scope);
+        let rk = right.key_cols();
+        let rkey = rk[0].0.to_owned();
+        // ON a = b: one side the table's key column, the other an expression of the stream.
+        let Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::Eq,
+            right: r,
+        } = &j.on
+        else {
+            return Err(SqlError::stmt(format!("Unsupported join criteria: {}. The ON clause must be an equality: stream expression = table key column", j.on)));
+        };
+        let is_rkey = |e: &Expr| match e {
+            Expr::Identifier(i) => crate::parser::normalize_ident(i) == rkey,
+            Expr::CompoundIdentifier(p) => {
+                p.len() == 2
+                    && crate::parser::normalize_ident(&p[0]) == j.source.reference()
+                    && crate::parser::normalize_ident(&p[1]) == rkey
+            }
+            _ => false,
+        };
+        let other = if is_rkey(r) {
+            left
+        } else if is_rkey(left) {
+            r
+        } else {
+            return Err(SqlError::stmt(format!(
+                "Invalid join condition: table-table and stream-table joins must join on the table's PRIMARY KEY {}.{rkey}: {}",
+                j.source.reference(),
+                j.on
+            )));
+        };
+        let (left_key, lt) = Compiler::new(&left_scope).compile(other)?;
+        if lt != *rk[0].1 {
+            return Err(SqlError::stmt(format!(
+                "Invalid join condition: types don't match. Got {other}{{{lt}}} = {rkey}{{{}}}",
+                rk[0].1
+            )));
+        }
+        join_keys.push(rkey.clone());
+        if let Some(n) = column_name(other) {
+            join_keys.push(n);
+        }
+        join = Some(JoinPlan {
+            right,
+            left_join: j.kind == JoinKind::Left,
+            left_key,
+            left_width,
+            right_width: scope.cols.len() - left_width,
+        });
+    }
     let where_ = match &q.where_ {
         Some(w) => {
             let (c, t) = Compiler::new(&scope).compile(w)?;
@@ -752,6 +960,33 @@ pub fn plan_query(
     let mut gen = 0;
     for item in &q.select {
         match item {
+            SelectItem::Star | SelectItem::QualifiedStar(_) if join.is_some() => {
+                // A join's `*`: every column of both sources, named `<SOURCE>_<COLUMN>`.
+                let Some(j) = &join else { continue };
+                let only = match item {
+                    SelectItem::QualifiedStar(q) => Some(q.as_str()),
+                    _ => None,
+                };
+                let rref = q.joins[0].source.reference();
+                let sides = [
+                    (q.from.reference(), &input, 0usize),
+                    (rref, &j.right, j.left_width),
+                ];
+                for (r, src, base) in sides {
+                    if only.is_some_and(|o| o != r) {
+                        continue;
+                    }
+                    for (i, c) in src.columns.iter().enumerate() {
+                        items.push(Item {
+                            name: format!("{r}_{}", c.name),
+                            expr: CExpr::Col(base + i),
+                            ty: c.ty.clone(),
+                            text: format!("{r}.{}", c.name),
+                            src_key: base > 0 && c.key,
+                        });
+                    }
+                }
+            }
             SelectItem::Star | SelectItem::QualifiedStar(_) => {
                 if aggregate {
                     return Err(SqlError::stmt(
@@ -798,7 +1033,14 @@ pub fn plan_query(
                     _ => format!("KSQL_COL_{gen}"),
                 };
                 gen += 1;
-                let src_key = !aggregate && col.as_ref().is_some_and(|c| src_keys.contains(c));
+                let src_key = !aggregate
+                    && col.as_ref().is_some_and(|c| {
+                        if join.is_some() {
+                            join_keys.contains(c)
+                        } else {
+                            src_keys.contains(c)
+                        }
+                    });
                 items.push(Item {
                     name,
                     expr: c,
@@ -969,12 +1211,18 @@ pub fn plan_query(
             rekey: !q.partition_by.is_empty(),
         }
     };
+    if join.is_some() && aggregate {
+        return Err(SqlError::stmt(
+            "GROUP BY over a join is not supported by Strom SQL yet",
+        ));
+    }
     Ok(Plan {
         table_input: input.kind == SourceKind::Table,
         input,
         where_,
         body,
         output,
+        join,
     })
 }
 
@@ -1014,7 +1262,6 @@ pub struct Engine {
     admin: Admin,
     producer: Producer,
     command_topic: String,
-    transient: std::sync::atomic::AtomicU64,
 }
 
 /// A record of the command topic: one statement that changed the catalog or queries.
@@ -1088,7 +1335,6 @@ impl Engine {
             state: Mutex::new(State::default()),
             admin,
             producer,
-            transient: std::sync::atomic::AtomicU64::new(0),
         });
         engine.ensure_topic(&engine.command_topic, 1).await?;
         engine.replay().await?;
@@ -1158,7 +1404,7 @@ impl Engine {
             for p in parsed {
                 let mut st = self.state.lock().await;
                 if let Err(e) = self
-                    .apply(&mut st, &p, &cmd.streams_properties, r.offset, true)
+                    .apply(&mut st, &p, &cmd.streams_properties, r.offset)
                     .await
                 {
                     tracing::warn!("restoring '{}' failed: {e}", p.text);
@@ -1326,22 +1572,17 @@ impl Engine {
                 // Statements that change the catalog or queries: checked against the
                 // current state, recorded in the command topic, then applied.
                 let mut st = self.state.lock().await;
-                self.validate(&st, p, props).await?;
+                self.validate(&st, p).await?;
                 let key = command_id(&p.statement);
                 let seq = self.record(&key, text, props).await?;
-                self.apply(&mut st, p, props, seq, false).await.map(Some)
+                self.apply(&mut st, p, props, seq).await.map(Some)
             }
         }
     }
 
     /// Checks a catalog statement without side effects, so nothing invalid reaches the
     /// command topic.
-    async fn validate(
-        &self,
-        st: &State,
-        p: &Parsed,
-        props: &BTreeMap<String, String>,
-    ) -> Result<()> {
+    async fn validate(&self, st: &State, p: &Parsed) -> Result<()> {
         match &p.statement {
             Statement::CreateSource {
                 name,
@@ -1352,7 +1593,7 @@ impl Engine {
                 if st.catalog.contains_key(name) && !*if_not_exists && !*or_replace {
                     return Err(already_exists(st, name));
                 }
-                self.source_from(p, props).await.map(|_| ())
+                self.source_from(p).await.map(|_| ())
             }
             Statement::CreateAs {
                 kind,
@@ -1419,7 +1660,7 @@ impl Engine {
         }
     }
 
-    async fn source_from(&self, p: &Parsed, props: &BTreeMap<String, String>) -> Result<Source> {
+    async fn source_from(&self, p: &Parsed) -> Result<Source> {
         let Statement::CreateSource {
             kind,
             name,
@@ -1430,7 +1671,6 @@ impl Engine {
         else {
             return Err(SqlError::stmt("not a CREATE STREAM/TABLE"));
         };
-        let _ = props;
         let topic = wp.get("KAFKA_TOPIC").cloned().ok_or_else(|| {
             SqlError::stmt("Missing required property \"KAFKA_TOPIC\" which has no default value.")
         })?;
@@ -1457,7 +1697,7 @@ impl Engine {
                     c.name
                 )));
             }
-            if PSEUDO.contains(&c.name.as_str()) || c.name == "ROWKEY" && false {
+            if PSEUDO.contains(&c.name.as_str()) {
                 return Err(SqlError::stmt(format!(
                     "'{}' is a reserved column name.",
                     c.name
@@ -1468,9 +1708,6 @@ impl Engine {
             return Err(SqlError::stmt(format!(
                 "Tables require a PRIMARY KEY. Please define the PRIMARY KEY.\nUse a partial schema to define the primary key and still load the value columns from the Schema Registry, for example:\n\tCREATE TABLE {name} (ID INT PRIMARY KEY) WITH (...);"
             )));
-        }
-        if cols.iter().all(|c| c.key) && !cols.is_empty() && value_format != Format::None {
-            // Key-only sources are allowed; nothing to check.
         }
         let key_format = match wp.get("KEY_FORMAT").or(wp.get("FORMAT")) {
             Some(f) => Format::parse(f)?,
@@ -1560,7 +1797,6 @@ impl Engine {
         p: &Parsed,
         props: &BTreeMap<String, String>,
         seq: i64,
-        replay: bool,
     ) -> Result<serde_json::Value> {
         let text = p.text.as_str();
         let key = command_id(&p.statement);
@@ -1583,12 +1819,7 @@ impl Engine {
                         None,
                     ));
                 }
-                let s = self.source_from(p, props).await;
-                let s = match s {
-                    Ok(s) => s,
-                    Err(e) if replay => return Err(e),
-                    Err(e) => return Err(e),
-                };
+                let s = self.source_from(p).await?;
                 self.ensure_topic(&s.topic, s.partitions).await?;
                 st.catalog.insert(name.clone(), s);
                 let what = if *kind == SourceKind::Stream {
@@ -1632,22 +1863,13 @@ impl Engine {
                 let sink = plan.output.clone();
                 self.start_query(st, id.clone(), text, plan, props).await?;
                 st.catalog.insert(name.clone(), sink);
-                let what = if *kind == SourceKind::Stream {
-                    "Stream"
-                } else {
-                    "Table"
-                };
                 Ok(status(
                     text,
                     key,
                     &format!("Created query with ID {id}"),
                     seq,
                     Some(&id),
-                )
-                .tap(|v| {
-                    let _ = what;
-                    v
-                }))
+                ))
             }
             Statement::InsertSelect { target, query } => {
                 let t = st
@@ -1668,10 +1890,7 @@ impl Engine {
                 ))
             }
             Statement::Drop {
-                kind,
-                name,
-                delete_topic,
-                ..
+                name, delete_topic, ..
             } => {
                 let Some(s) = st.catalog.remove(name) else {
                     return Ok(status(
@@ -1685,22 +1904,13 @@ impl Engine {
                 if *delete_topic {
                     let _ = self.admin.delete_topics(&[s.topic.clone()]).await;
                 }
-                let what = if *kind == SourceKind::Stream {
-                    "Stream"
-                } else {
-                    "Table"
-                };
                 Ok(status(
                     text,
                     key,
                     &format!("Source `{name}` (topic: {}) was dropped.", s.topic),
                     seq,
                     None,
-                )
-                .tap(|v| {
-                    let _ = what;
-                    v
-                }))
+                ))
             }
             Statement::Terminate(id) => {
                 let ids: Vec<String> = match id {
@@ -1795,7 +2005,9 @@ impl Engine {
                 statement: text.to_owned(),
                 sink: plan.output.name.clone(),
                 sink_topic: plan.output.topic.clone(),
-                sources: vec![plan.input.name.clone()],
+                sources: std::iter::once(plan.input.name.clone())
+                    .chain(plan.join.as_ref().map(|j| j.right.name.clone()))
+                    .collect(),
                 streams: Some(streams),
                 plan,
             },
@@ -1957,15 +2169,11 @@ impl Engine {
                     .iter()
                     .map(|c| (c.name.clone(), c.ty.clone()))
                     .collect();
-                let n = self
-                    .transient
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let id = format!(
                     "transient_{}_{}",
                     plan.input.name,
                     uuid::Uuid::new_v4().simple()
                 );
-                let _ = n;
                 if q.emit.is_none() {
                     if plan.input.kind != SourceKind::Table || plan.is_aggregate() {
                         return Err(SqlError::stmt(
@@ -2078,13 +2286,6 @@ impl Engine {
         self.state.lock().await.queries.len()
     }
 }
-
-trait Tap: Sized {
-    fn tap(self, f: impl FnOnce(Self) -> Self) -> Self {
-        f(self)
-    }
-}
-impl Tap for serde_json::Value {}
 
 fn already_exists(st: &State, name: &str) -> SqlError {
     let kind = st

@@ -79,7 +79,8 @@ async fn run_case(b: &str, name: &str, case: &J) {
         sql.ok(s.as_str().unwrap());
     }
     if let Some(inputs) = case["inputs"].as_array() {
-        let mut by_topic: std::collections::BTreeMap<String, Vec<In>> = Default::default();
+        // In file order: consecutive records of one topic go in one batch.
+        let mut runs: Vec<(String, Vec<In>)> = Vec::new();
         for i in inputs {
             let value = match &i["value"] {
                 J::Null => None,
@@ -87,13 +88,14 @@ async fn run_case(b: &str, name: &str, case: &J) {
                 other => Some(other.to_string().into_bytes()),
             };
             let key = i["key"].as_str().map(|k| k.as_bytes().to_vec());
-            by_topic
-                .entry(i["topic"].as_str().unwrap().to_owned())
-                .or_default()
-                .push((key, value, i["timestamp"].as_i64().unwrap(), None));
+            let topic = i["topic"].as_str().unwrap().to_owned();
+            let rec = (key, value, i["timestamp"].as_i64().unwrap(), None);
+            match runs.last_mut() {
+                Some((t, recs)) if *t == topic => recs.push(rec),
+                _ => runs.push((topic, vec![rec])),
+            }
         }
-        // Inputs of one topic go in order; topics one after another.
-        for (t, recs) in by_topic {
+        for (t, recs) in runs {
             produce(b, &t, &recs).await;
         }
     }

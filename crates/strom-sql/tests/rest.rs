@@ -24,7 +24,10 @@ async fn rest_api_as_a_ksqldb_client() {
     let info: J = serde_json::from_str(&body).unwrap();
     assert_eq!(info["KsqlServerInfo"]["ksqlServiceId"], "rest");
     assert_eq!(info["KsqlServerInfo"]["serverStatus"], "RUNNING");
-    assert_eq!(info["KsqlServerInfo"]["version"], strom_sql::server::KSQL_VERSION);
+    assert_eq!(
+        info["KsqlServerInfo"]["version"],
+        strom_sql::server::KSQL_VERSION
+    );
     let (code, _, body) = http(port, "GET", "/healthcheck", None, None);
     assert_eq!(code, 200);
     assert_eq!(serde_json::from_str::<J>(&body).unwrap()["isHealthy"], true);
@@ -47,12 +50,17 @@ async fn rest_api_as_a_ksqldb_client() {
         }])
     );
     for (id, v, ts) in [("a", 1, 1000), ("b", 2, 2000), ("c", 3, 3000)] {
-        sql.ok(&format!("INSERT INTO rs (id, v, ROWTIME) VALUES ('{id}', {v}, {ts});"));
+        sql.ok(&format!(
+            "INSERT INTO rs (id, v, ROWTIME) VALUES ('{id}', {v}, {ts});"
+        ));
     }
     // Errors: bad JSON, a parse error with its position, an unknown source.
     let (code, _, body) = http(port, "POST", "/ksql", Some("{not json"), None);
     assert_eq!(code, 400);
-    assert_eq!(serde_json::from_str::<J>(&body).unwrap()["@type"], "generic_error");
+    assert_eq!(
+        serde_json::from_str::<J>(&body).unwrap()["@type"],
+        "generic_error"
+    );
     let (code, j) = sql.ksql("SELECT * FROM rs\nWHERE v >;", json!({}));
     assert_eq!(code, 400);
     assert_eq!(j["@type"], "statement_error");
@@ -60,30 +68,64 @@ async fn rest_api_as_a_ksqldb_client() {
     assert_eq!(j["message"], "line 2:10: Expected: an expression, found: ;");
     let (code, j) = sql.ksql("DESCRIBE nope;", json!({}));
     assert_eq!(code, 400);
-    assert_eq!(j["message"], "Could not find STREAM/TABLE 'NOPE' in the Metastore");
+    assert_eq!(
+        j["message"],
+        "Could not find STREAM/TABLE 'NOPE' in the Metastore"
+    );
     assert_eq!(j["statementText"], "DESCRIBE nope;");
 
     // /query-stream, delimited (the default): a header line, then one array per row.
     let q = json!({"sql": "SELECT id, v * 10 AS v10 FROM rs EMIT CHANGES LIMIT 3;", "properties": {"auto.offset.reset": "earliest"}}).to_string();
     let (code, head, body) = http(port, "POST", "/query-stream", Some(&q), None);
     assert_eq!(code, 200, "{body}");
-    assert!(head.to_lowercase().contains("content-type: application/vnd.ksqlapi.delimited.v1"), "{head}");
-    assert!(head.to_lowercase().contains("transfer-encoding: chunked"), "{head}");
-    let lines: Vec<J> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines[0]["queryId"].as_str().unwrap().starts_with("transient_RS_"));
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/vnd.ksqlapi.delimited.v1"),
+        "{head}"
+    );
+    assert!(
+        head.to_lowercase().contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let lines: Vec<J> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines[0]["queryId"]
+        .as_str()
+        .unwrap()
+        .starts_with("transient_RS_"));
     assert_eq!(lines[0]["columnNames"], json!(["ID", "V10"]));
     assert_eq!(lines[0]["columnTypes"], json!(["STRING", "INTEGER"]));
-    assert_eq!(&lines[1..], &[json!(["a", 10]), json!(["b", 20]), json!(["c", 30])]);
+    assert_eq!(
+        &lines[1..],
+        &[json!(["a", 10]), json!(["b", 20]), json!(["c", 30])]
+    );
 
     // /query-stream with Accept: application/json: one JSON array.
-    let (code, _, body) = http(port, "POST", "/query-stream", Some(&q), Some("application/json"));
+    let (code, _, body) = http(
+        port,
+        "POST",
+        "/query-stream",
+        Some(&q),
+        Some("application/json"),
+    );
     assert_eq!(code, 200);
     let arr: J = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(arr[0]["columnNames"], json!(["ID", "V10"]));
-    assert_eq!(arr.as_array().unwrap()[1..], [json!(["a", 10]), json!(["b", 20]), json!(["c", 30])]);
+    assert_eq!(
+        arr.as_array().unwrap()[1..],
+        [json!(["a", 10]), json!(["b", 20]), json!(["c", 30])]
+    );
 
     // /query-stream errors.
-    let (code, _, body) = http(port, "POST", "/query-stream", Some(r#"{"sql": "SELECT * FROM nope EMIT CHANGES;"}"#), None);
+    let (code, _, body) = http(
+        port,
+        "POST",
+        "/query-stream",
+        Some(r#"{"sql": "SELECT * FROM nope EMIT CHANGES;"}"#),
+        None,
+    );
     assert_eq!(code, 400);
     let e: J = serde_json::from_str(&body).unwrap();
     assert_eq!(e["error_code"], 40001);
@@ -108,8 +150,14 @@ async fn rest_api_as_a_ksqldb_client() {
     let lines: Vec<&str> = body.lines().collect();
     assert_eq!(lines[0], "Key format: KAFKA_STRING");
     assert_eq!(lines[1], "Value format: JSON or KAFKA_STRING");
-    assert_eq!(lines[2], "rowtime: 1970/01/01 00:00:01.000 Z, key: a, value: {\"V\":1}, partition: 0");
-    assert_eq!(lines[3], "rowtime: 1970/01/01 00:00:02.000 Z, key: b, value: {\"V\":2}, partition: 0");
+    assert_eq!(
+        lines[2],
+        "rowtime: 1970/01/01 00:00:01.000 Z, key: a, value: {\"V\":1}, partition: 0"
+    );
+    assert_eq!(
+        lines[3],
+        "rowtime: 1970/01/01 00:00:02.000 Z, key: b, value: {\"V\":2}, partition: 0"
+    );
     assert_eq!(lines.len(), 4, "{body}");
 
     // A live push query (latest offsets): rows inserted after it started reach it.
@@ -125,7 +173,10 @@ async fn rest_api_as_a_ksqldb_client() {
     }
     let (code, _, body) = reader.join().unwrap();
     assert_eq!(code, 200);
-    let lines: Vec<J> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<J> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{body}");
     assert_eq!(lines[1][0], "live");
     assert!(lines[1][1].as_i64().unwrap() >= 100);
