@@ -104,7 +104,10 @@ pub enum ShowWhat {
 pub enum SelectItem {
     Star,
     QualifiedStar(String),
-    Expr { expr: Expr, alias: Option<String> },
+    Expr {
+        expr: Box<Expr>,
+        alias: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]

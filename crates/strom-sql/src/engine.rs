@@ -225,31 +225,13 @@ fn agg_add(c: &AggCall, st: &mut AggState, v: Value) {
             *s += v.as_f64().unwrap_or(0.0);
             *n += 1;
         }
-        (AggKind::Min, AggState::Pick(p)) => {
-            if p.is_null() || v.compare(p) == Some(Less) {
-                *p = v
-            }
-        }
-        (AggKind::Max, AggState::Pick(p)) => {
-            if p.is_null() || v.compare(p) == Some(Greater) {
-                *p = v
-            }
-        }
+        (AggKind::Min, AggState::Pick(p)) if p.is_null() || v.compare(p) == Some(Less) => *p = v,
+        (AggKind::Max, AggState::Pick(p)) if p.is_null() || v.compare(p) == Some(Greater) => *p = v,
         (AggKind::LatestByOffset, AggState::Pick(p)) => *p = v,
-        (AggKind::EarliestByOffset, AggState::Pick(p)) => {
-            if p.is_null() {
-                *p = v
-            }
-        }
-        (AggKind::CollectList, AggState::List(l)) => {
-            if l.len() < COLLECT_LIMIT {
-                l.push(v)
-            }
-        }
-        (AggKind::CollectSet, AggState::List(l)) => {
-            if l.len() < COLLECT_LIMIT && !l.contains(&v) {
-                l.push(v)
-            }
+        (AggKind::EarliestByOffset, AggState::Pick(p)) if p.is_null() => *p = v,
+        (AggKind::CollectList, AggState::List(l)) if l.len() < COLLECT_LIMIT => l.push(v),
+        (AggKind::CollectSet, AggState::List(l)) if l.len() < COLLECT_LIMIT && !l.contains(&v) => {
+            l.push(v)
         }
         _ => {}
     }
@@ -1018,7 +1000,7 @@ pub fn plan_query(
             SelectItem::Expr { expr, alias } => {
                 let (c, t) = comp.compile(expr)?;
                 let col = column_name(expr);
-                let name = match (alias, &col, expr) {
+                let name = match (alias, &col, &**expr) {
                     (Some(a), _, _) => a.clone(),
                     (None, Some(c), _) => c.clone(),
                     (
@@ -1072,10 +1054,8 @@ pub fn plan_query(
         }
         if PSEUDO.contains(&it.name.as_str()) || it.name == "WINDOWSTART" || it.name == "WINDOWEND"
         {
-            if it.name == "WINDOWSTART" || it.name == "WINDOWEND" {
-                if input.window.is_some() {
-                    continue;
-                }
+            if (it.name == "WINDOWSTART" || it.name == "WINDOWEND") && input.window.is_some() {
+                continue;
             }
             return Err(SqlError::stmt(format!(
                 "Your projection contains a column named {} which is reserved: give it an alias with AS",
@@ -1902,7 +1882,10 @@ impl Engine {
                     ));
                 };
                 if *delete_topic {
-                    let _ = self.admin.delete_topics(&[s.topic.clone()]).await;
+                    let _ = self
+                        .admin
+                        .delete_topics(std::slice::from_ref(&s.topic))
+                        .await;
                 }
                 Ok(status(
                     text,
@@ -2430,7 +2413,7 @@ async fn print_topic(
         cc.set("fetch.max.wait.ms", "100")?;
         let mut consumer = Consumer::new(cc).await?;
         let admin = Admin::new(ClientConfig::new(&bootstrap)).await?;
-        let t = admin.describe_topics(&[topic.clone()]).await?;
+        let t = admin.describe_topics(std::slice::from_ref(&topic)).await?;
         let n = t.first().map(|t| t.partitions.len()).unwrap_or(0) as i32;
         let tps: Vec<TopicPartition> = (0..n).map(|p| TopicPartition::new(&topic, p)).collect();
         consumer.assign(&tps);

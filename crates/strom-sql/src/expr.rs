@@ -1244,9 +1244,7 @@ fn call(f: Func, v: Vec<Value>) -> Value {
             _ => V::Null,
         },
         Func::Split => match (str_arg(0), str_arg(1)) {
-            (Some(a), Some(d)) if d.is_empty() => {
-                V::Array(a.chars().map(|c| V::String(c.to_string())).collect())
-            }
+            (Some(a), Some("")) => V::Array(a.chars().map(|c| V::String(c.to_string())).collect()),
             (Some(a), Some(d)) => V::Array(a.split(d).map(|p| V::String(p.into())).collect()),
             _ => V::Null,
         },

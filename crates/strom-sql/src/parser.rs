@@ -507,7 +507,7 @@ impl<'a> P<'a> {
         })
     }
 
-    fn from_item(&mut self) -> R<FromItem> {
+    fn source_item(&mut self) -> R<FromItem> {
         let name = self.ident()?;
         let alias = if self.word("AS") {
             Some(self.ident()?)
@@ -621,20 +621,21 @@ impl<'a> P<'a> {
                 sql::SelectItem::QualifiedWildcard(..) => {
                     return self.fail("a column, expression or *")
                 }
-                sql::SelectItem::UnnamedExpr(expr) => SelectItem::Expr { expr, alias: None },
+                sql::SelectItem::UnnamedExpr(expr) => SelectItem::Expr {
+                    expr: Box::new(expr),
+                    alias: None,
+                },
                 sql::SelectItem::ExprWithAlias { expr, alias } => SelectItem::Expr {
-                    expr,
+                    expr: Box::new(expr),
                     alias: Some(normalize_ident(&alias)),
                 },
             });
         }
         self.expect_word("FROM")?;
-        let from = self.from_item()?;
+        let from = self.source_item()?;
         let mut joins = Vec::new();
         loop {
-            let kind = if self.word("JOIN") {
-                JoinKind::Inner
-            } else if self.words(&["INNER", "JOIN"]) {
+            let kind = if self.word("JOIN") || self.words(&["INNER", "JOIN"]) {
                 JoinKind::Inner
             } else if self.word("LEFT") {
                 self.word("OUTER");
@@ -651,7 +652,7 @@ impl<'a> P<'a> {
             } else {
                 break;
             };
-            let source = self.from_item()?;
+            let source = self.source_item()?;
             let within = if self.word("WITHIN") {
                 let (before, after) = if self.p.consume_token(&Token::LParen) {
                     let b = self.duration()?;

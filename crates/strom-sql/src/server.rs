@@ -195,14 +195,15 @@ fn props_of(v: Option<&serde_json::Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn parse_body(body: &Bytes) -> std::result::Result<serde_json::Value, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(&format!("Invalid JSON in request: {e}")))
+fn parse_body(body: &Bytes) -> std::result::Result<serde_json::Value, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(bad_request(&format!("Invalid JSON in request: {e}"))))
 }
 
 async fn ksql(State(app): State<App>, body: Bytes) -> Response {
     let req = match parse_body(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(text) = req.get("ksql").and_then(|v| v.as_str()) else {
         return bad_request("The request needs a \"ksql\" field with the statements");
@@ -316,7 +317,7 @@ async fn pump(
 async fn query(State(app): State<App>, body: Bytes) -> Response {
     let req = match parse_body(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(text) = req.get("ksql").and_then(|v| v.as_str()) else {
         return bad_request("The request needs a \"ksql\" field with the query");
@@ -360,7 +361,7 @@ async fn query(State(app): State<App>, body: Bytes) -> Response {
 async fn query_stream(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let req = match parse_body(&body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(text) = req.get("sql").and_then(|v| v.as_str()) else {
         return bad_request("The request needs a \"sql\" field with the query");
