@@ -248,7 +248,7 @@ fn add(a: &Value, b: &Value) -> Value {
             let ((x, sx), (y, sy)) = (dec(a), dec(b));
             let s = sx.max(sy);
             Value::Decimal(
-                crate::types::rescale(x, sx, s) + crate::types::rescale(y, sy, s),
+                crate::types::rescale(x, sx, s).saturating_add(crate::types::rescale(y, sy, s)),
                 s,
             )
         }

@@ -216,7 +216,11 @@ pub fn parse_type_text(t: &str) -> Option<SqlType> {
         _ => {
             let inner = u.strip_prefix("DECIMAL(")?.strip_suffix(')')?;
             let (p, s) = inner.split_once(',')?;
-            SqlType::Decimal(p.trim().parse().ok()?, s.trim().parse().ok()?)
+            let (p, s): (u32, u32) = (p.trim().parse().ok()?, s.trim().parse().ok()?);
+            if p == 0 || p > 38 || s > p {
+                return None;
+            }
+            SqlType::Decimal(p, s)
         }
     })
 }
@@ -888,8 +892,9 @@ fn arith(op: BinOp, a: &Value, b: &Value) -> Value {
                 BinOp::Mul => x
                     .checked_mul(y)
                     .map(|r| V::Decimal(rescale(r, sc * 2, sc), sc)),
-                BinOp::Div => x
-                    .checked_mul(10i128.pow(sc))
+                BinOp::Div => 10i128
+                    .checked_pow(sc)
+                    .and_then(|m| x.checked_mul(m))
                     .and_then(|n| n.checked_div(y))
                     .map(|r| V::Decimal(r, sc)),
                 _ => x.checked_rem(y).map(|r| V::Decimal(r, sc)),
@@ -984,7 +989,7 @@ impl CExpr {
                 V::Int(i) => i.checked_neg().map(V::Int).unwrap_or(V::Null),
                 V::BigInt(i) => i.checked_neg().map(V::BigInt).unwrap_or(V::Null),
                 V::Double(d) => V::Double(-d),
-                V::Decimal(u, s) => V::Decimal(-u, s),
+                V::Decimal(u, s) => u.checked_neg().map(|n| V::Decimal(n, s)).unwrap_or(V::Null),
                 _ => V::Null,
             },
             CExpr::Not(x) => truthy(&x.eval(row)).map(|b| V::Bool(!b)).unwrap_or(V::Null),
@@ -1294,7 +1299,10 @@ fn call(f: Func, v: Vec<Value>) -> Value {
             V::Int(i) => V::Int(i.wrapping_abs()),
             V::BigInt(i) => V::BigInt(i.wrapping_abs()),
             V::Double(d) => V::Double(d.abs()),
-            V::Decimal(u, s) => V::Decimal(u.abs(), *s),
+            V::Decimal(u, s) => u
+                .checked_abs()
+                .map(|a| V::Decimal(a, *s))
+                .unwrap_or(V::Null),
             _ => V::Null,
         },
         Func::Floor | Func::Ceil | Func::Round => match &v[0] {
@@ -1318,10 +1326,10 @@ fn call(f: Func, v: Vec<Value>) -> Value {
                 if to >= *s {
                     return V::Decimal(*u, *s);
                 }
-                let d = 10i128.pow(s - to);
+                let d = 10i128.saturating_pow(s - to);
                 let q = match f {
                     Func::Floor => u.div_euclid(d),
-                    Func::Ceil => -((-u).div_euclid(d)),
+                    Func::Ceil => u.saturating_neg().div_euclid(d).saturating_neg(),
                     _ => rescale(*u, *s, to),
                 };
                 V::Decimal(rescale(q, to, *s), *s)
@@ -1401,6 +1409,7 @@ mod tests {
             ("CAST('12' AS BIGINT) + 1", Value::BigInt(13)),
             ("CAST('x' AS INT)", Value::Null),
             ("CAST(score AS DECIMAL(4, 2))", Value::Decimal(250, 2)),
+            ("CAST(1 AS DECIMAL(38, 38)) / 3", Value::Null),
             (
                 "TIMESTAMPTOSTRING(ts, 'yyyy-MM-dd HH:mm')",
                 Value::String("2021-01-01 00:00".into()),

@@ -833,6 +833,38 @@ mod tests {
     }
 
     #[test]
+    fn nested_types_close_with_shift_right() {
+        match one("CREATE STREAM s (a ARRAY<ARRAY<INT>>, m MAP<STRING, STRUCT<x INT, y ARRAY<STRING>>>) WITH (kafka_topic='t', value_format='JSON');") {
+            Statement::CreateSource { columns, .. } => {
+                assert_eq!(columns[0].ty.to_string(), "ARRAY<ARRAY<INTEGER>>");
+                assert_eq!(columns[1].ty.to_string(), "MAP<STRING, STRUCT<X INTEGER, Y ARRAY<STRING>>>");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn prefixes_and_garbage_never_panic() {
+        let stmts = [
+            "CREATE TABLE t AS SELECT k, COUNT(*) AS n, WINDOWSTART AS ws FROM s WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 5 SECONDS, GRACE PERIOD 1 MINUTE) WHERE v > 1 GROUP BY k HAVING COUNT(*) > 2 EMIT CHANGES;",
+            "CREATE STREAM s (id STRING KEY, v DECIMAL(4, 2), a ARRAY<MAP<STRING, INT>>) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON', PARTITIONS=2);",
+            "INSERT INTO s (id, v) VALUES ('a', CASE WHEN 1 > 2 THEN 1.5 ELSE -2 END);",
+            "SELECT a.x, b.y FROM a LEFT JOIN b WITHIN (1 SECOND, 2 HOURS) ON a.k = b.k PARTITION BY a.x EMIT CHANGES LIMIT 3;",
+            "PRINT 'topic' FROM BEGINNING LIMIT 2; SET 'a'='b'; UNSET 'a'; TERMINATE ALL; DROP STREAM IF EXISTS x DELETE TOPIC;",
+        ];
+        for s in stmts {
+            for i in 0..=s.len() {
+                if s.is_char_boundary(i) {
+                    let _ = parse(&s[..i]);
+                }
+            }
+        }
+        for junk in ["'", "`", "\"", "((((", "é;é", "\u{0}", "SELECT * FROM", "CREATE STREAM s (a ARRAY<INT>>>) WITH (k='v');", "SELECT 99999999999999999999999999999999999999999.9 FROM s;"] {
+            let _ = parse(junk);
+        }
+    }
+
+    #[test]
     fn errors_point_at_the_position() {
         let e = parse("CREATE STREAM s (a INT) WITH (kafka_topic='t'").unwrap_err();
         assert_eq!(e.to_string(), "line 1:46: Expected: ), found: EOF");

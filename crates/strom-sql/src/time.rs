@@ -187,7 +187,7 @@ pub fn parse_pattern(text: &str, pattern: &str) -> Result<i64, String> {
                 } else {
                     rest.chars().take_while(|c| c.is_ascii_digit()).count()
                 };
-                if len == 0 || len > rest.len() {
+                if len == 0 || len > rest.len() || !rest.is_char_boundary(len) {
                     return Err(bad());
                 }
                 let (d, r) = rest.split_at(len);
@@ -225,6 +225,7 @@ mod tests {
             1_609_545_600_000
         );
         assert!(parse_pattern("2021-13-02", "yyyy-MM-dd").is_err());
+        assert!(parse_pattern("é2021", "yyyyMMdd").is_err());
         assert!(format_pattern(t, "yyyy G").is_err());
         assert_eq!(format_iso(-1), "1969-12-31T23:59:59.999");
     }

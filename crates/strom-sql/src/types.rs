@@ -95,7 +95,7 @@ impl Value {
             Value::Int(i) => Some(*i as i64),
             Value::BigInt(i) | Value::Timestamp(i) => Some(*i),
             Value::Double(d) => Some(*d as i64),
-            Value::Decimal(u, s) => Some((*u / 10i128.pow(*s)) as i64),
+            Value::Decimal(u, s) => Some((*u / 10i128.saturating_pow(*s)) as i64),
             _ => None,
         }
     }
@@ -265,7 +265,7 @@ pub fn rescale(unscaled: i128, from: u32, to: u32) -> i128 {
         // Round half away from zero, as BigDecimal's HALF_UP.
         let q = unscaled / d;
         let r = unscaled % d;
-        if r.abs() * 2 >= d {
+        if r.unsigned_abs() * 2 >= d.unsigned_abs() {
             q + unscaled.signum()
         } else {
             q
