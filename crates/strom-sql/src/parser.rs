@@ -859,7 +859,17 @@ mod tests {
                 }
             }
         }
-        for junk in ["'", "`", "\"", "((((", "é;é", "\u{0}", "SELECT * FROM", "CREATE STREAM s (a ARRAY<INT>>>) WITH (k='v');", "SELECT 99999999999999999999999999999999999999999.9 FROM s;"] {
+        for junk in [
+            "'",
+            "`",
+            "\"",
+            "((((",
+            "é;é",
+            "\u{0}",
+            "SELECT * FROM",
+            "CREATE STREAM s (a ARRAY<INT>>>) WITH (k='v');",
+            "SELECT 99999999999999999999999999999999999999999.9 FROM s;",
+        ] {
             let _ = parse(junk);
         }
     }

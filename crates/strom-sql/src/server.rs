@@ -110,6 +110,8 @@ impl ServerConfig {
 #[derive(Clone)]
 struct App {
     engine: Arc<Engine>,
+    /// Turns true at shutdown: open push queries end so the server can stop.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Starts the engine (replaying the command topic) and serves until `shutdown` resolves.
@@ -132,16 +134,22 @@ pub async fn run(
         cfg.service_id,
         cfg.listener
     );
-    let app = router(engine.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router_with_stop(engine.clone(), stop_rx);
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
         .await
         .map_err(SqlError::server);
     engine.shutdown().await;
     served
 }
 
-pub fn router(engine: Arc<Engine>) -> Router {
+/// The REST API's routes; open push queries end when `stop` turns true (or its sender
+/// is gone).
+pub fn router_with_stop(engine: Arc<Engine>, stop: tokio::sync::watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/ksql", post(ksql))
         .route("/query", post(query))
@@ -149,7 +157,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(info))
         .route("/healthcheck", get(health))
         .route("/status", get(status))
-        .with_state(App { engine })
+        .with_state(App { engine, stop })
 }
 
 fn error_response(code: StatusCode, err: &SqlError, text: Option<&str>) -> Response {
@@ -251,10 +259,16 @@ impl http_body::Body for ChanBody {
     }
 }
 
+/// Resolves at shutdown (or when the stop sender is gone).
+async fn until_stop(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
 /// Feeds a query's rows to `tx` as `line(row)` until the limit, the end of a pull query,
 /// or the client leaving (the send fails); the transient query stops when `qs` drops.
 async fn pump(
     mut qs: QueryStream,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     tx: mpsc::Sender<Bytes>,
     line: impl Fn(&[crate::types::Value]) -> String + Send,
     finish: Option<&'static str>,
@@ -284,6 +298,7 @@ async fn pump(
                         None => break,
                     },
                     _ = tx.closed() => return,
+                    _ = until_stop(&mut stop) => return,
                 }
             }
         }
@@ -303,6 +318,7 @@ async fn pump(
                         None => break,
                     },
                     _ = tx.closed() => return,
+                    _ = until_stop(&mut stop) => return,
                 }
             }
             return;
@@ -329,7 +345,7 @@ async fn query(State(app): State<App>, body: Bytes) -> Response {
     };
     let (tx, rx) = mpsc::channel(64);
     if matches!(qs.rows, RowSource::Print(_)) {
-        tokio::spawn(pump(qs, tx, |_| String::new(), None));
+        tokio::spawn(pump(qs, app.stop.clone(), tx, |_| String::new(), None));
         return Response::builder()
             .header(header::CONTENT_TYPE, "text/plain")
             .body(Body::new(ChanBody(rx)))
@@ -345,6 +361,7 @@ async fn query(State(app): State<App>, body: Bytes) -> Response {
     };
     tokio::spawn(pump(
         qs,
+        app.stop.clone(),
         tx,
         |r| {
             let cols: Vec<serde_json::Value> = r.iter().map(|v| v.to_rest_json()).collect();
@@ -397,6 +414,7 @@ async fn query_stream(State(app): State<App>, headers: HeaderMap, body: Bytes) -
     let _ = tx.send(Bytes::from(first)).await;
     tokio::spawn(pump(
         qs,
+        app.stop.clone(),
         tx,
         move |r| {
             let row = serde_json::Value::Array(r.iter().map(|v| v.to_rest_json()).collect());

@@ -180,5 +180,16 @@ async fn rest_api_as_a_ksqldb_client() {
     assert_eq!(lines.len(), 2, "{body}");
     assert_eq!(lines[1][0], "live");
     assert!(lines[1][1].as_i64().unwrap() >= 100);
-    sql.stop().await;
+
+    // A push query without LIMIT is still open when the server stops: the stop ends it.
+    let q = json!({"sql": "SELECT * FROM rs EMIT CHANGES;"}).to_string();
+    let open = std::thread::spawn(move || http(port, "POST", "/query-stream", Some(&q), None));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::timeout(Duration::from_secs(30), sql.stop())
+        .await
+        .expect("the server stops with a push query open");
+    let (code, _, body) = open.join().unwrap();
+    assert_eq!(code, 200);
+    let header: J = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(header["columnNames"], json!(["ID", "V"]));
 }
