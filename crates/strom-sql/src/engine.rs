@@ -331,6 +331,10 @@ struct JoinPlan {
     right: Source,
     left_join: bool,
     left_key: CExpr,
+    /// Stream-stream joins: the key expression over the right stream's scope, and WITHIN
+    /// (before, after, grace) in milliseconds.
+    right_key: Option<CExpr>,
+    within: Option<(i64, i64, Option<i64>)>,
     /// Width of the stream's part of the joined row.
     left_width: usize,
     /// Width of the table's part.
@@ -535,13 +539,67 @@ impl Processor<Raw, Raw, Raw, Json<Option<Vec<Value>>>> for JoinLeftProc {
             // ksqlDB drops stream rows whose join key is NULL.
             return Ok(());
         }
-        let Some(kb) = j.right.key_bytes(std::slice::from_ref(&kv)) else {
-            return Ok(());
+        let kb = if j.right_key.is_some() {
+            // Stream-stream: both sides are re-keyed here, any one encoding will do.
+            serde_json::to_vec(&kv).unwrap_or_default()
+        } else {
+            match j.right.key_bytes(std::slice::from_ref(&kv)) {
+                Some(kb) => kb,
+                None => return Ok(()),
+            }
         };
         let mut row = row;
         row.push(kv);
         ctx.forward(Record {
             key: Raw(Some(kb)),
+            value: Json(Some(row)),
+            timestamp: rec.timestamp,
+        });
+        Ok(())
+    }
+}
+
+/// The right side of a stream-stream join: decoded rows keyed by the join key.
+struct JoinRightProc {
+    plan: Arc<Plan>,
+}
+
+impl Processor<Raw, Raw, Raw, Json<Option<Vec<Value>>>> for JoinRightProc {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Raw, Json<Option<Vec<Value>>>>,
+        rec: Record<Raw, Raw>,
+    ) -> strom_streams::Result<()> {
+        let p = &self.plan;
+        let Some(j) = &p.join else { return Ok(()) };
+        let Some(rk) = &j.right_key else {
+            return Ok(());
+        };
+        let (partition, offset) = (ctx.task().partition(), ctx.task().offset());
+        let row = match j.right.decode(
+            rec.key.0.as_deref(),
+            rec.value.0.as_deref(),
+            rec.timestamp,
+            partition,
+            offset,
+        ) {
+            Ok((_, Some(row))) => row,
+            Ok((_, None)) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: skipping a record at {}-{partition}@{offset}: {e}",
+                    p.output.name,
+                    j.right.topic
+                );
+                return Ok(());
+            }
+        };
+        let kv = rk.eval(&row);
+        if kv.is_null() {
+            return Ok(());
+        }
+        ctx.forward(Record {
+            key: Raw(Some(serde_json::to_vec(&kv).unwrap_or_default())),
             value: Json(Some(row)),
             timestamp: rec.timestamp,
         });
@@ -604,6 +662,41 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
     let p = plan.clone();
     let rows = match &plan.join {
         None => src.process(move || Box::new(SourceProc { plan: p.clone() }), &[]),
+        Some(j) if j.right_key.is_some() => {
+            let left = src.process(move || Box::new(JoinLeftProc { plan: p.clone() }), &[]);
+            let pr = plan.clone();
+            let right = b
+                .stream::<Raw, Raw>(&j.right.topic)
+                .process(move || Box::new(JoinRightProc { plan: pr.clone() }), &[]);
+            let (before, after, grace) = j.within.unwrap_or((0, 0, None));
+            let w = strom_streams::JoinWindows {
+                before_ms: before,
+                after_ms: after,
+                grace_ms: grace.unwrap_or(DEFAULT_GRACE_MS),
+            };
+            let width = j.right_width;
+            let combine = move |l: &Json<Option<Vec<Value>>>,
+                                r: Option<&Json<Option<Vec<Value>>>>| {
+                let Some(mut row) = l.0.clone() else {
+                    return Json(None);
+                };
+                row.pop();
+                match r.and_then(|r| r.0.clone()) {
+                    Some(rr) => row.extend(rr),
+                    None => row.extend(std::iter::repeat_n(Value::Null, width)),
+                }
+                Json(Some(row))
+            };
+            let name = format!("{store}-join");
+            let joined = if j.left_join {
+                left.left_join_windowed(&right, combine, w, &name)
+            } else {
+                left.join_windowed(&right, move |l, r| combine(l, Some(r)), w, &name)
+            }
+            .map_err(st)?;
+            let p = plan.clone();
+            joined.process(move || Box::new(JoinedProc { plan: p.clone() }), &[])
+        }
         Some(j) => {
             let table = b
                 .table::<Raw, Raw>(
@@ -826,14 +919,26 @@ pub fn plan_query(
             .get(&j.source.name)
             .ok_or_else(|| SqlError::stmt(format!("{} does not exist.", j.source.name)))?
             .clone();
-        if input.kind != SourceKind::Stream || right.kind != SourceKind::Table || j.within.is_some()
-        {
+        let stream_stream = right.kind == SourceKind::Stream;
+        if input.kind != SourceKind::Stream {
             return Err(SqlError::stmt(
-                "Only stream-table joins (a stream JOIN a table, without WITHIN) are supported by Strom SQL yet; stream-stream and table-table joins are not",
+                "Only stream-table and stream-stream joins (the FROM source a stream) are supported by Strom SQL yet; table-table joins are not",
+            ));
+        }
+        if stream_stream && j.within.is_none() {
+            return Err(SqlError::stmt(
+                "Stream-Stream joins must have a WITHIN clause specified. None was provided.",
+            ));
+        }
+        if !stream_stream && j.within.is_some() {
+            return Err(SqlError::stmt(
+                "A join with a table does not take a WITHIN clause",
             ));
         }
         if !matches!(j.kind, JoinKind::Inner | JoinKind::Left) {
-            return Err(SqlError::stmt("A stream-table join is INNER or LEFT"));
+            return Err(SqlError::stmt(
+                "Strom SQL supports INNER and LEFT joins (RIGHT and FULL are not supported yet)",
+            ));
         }
         if q.from.reference() == j.source.reference() {
             return Err(SqlError::stmt(
@@ -843,53 +948,82 @@ pub fn plan_query(
         let left_width = scope.cols.len();
         let mut left_scope = Scope::default();
         input.scope(q.from.reference(), &mut left_scope);
+        let mut right_scope = Scope::default();
+        right.scope(j.source.reference(), &mut right_scope);
         right.scope(j.source.reference(), &mut scope);
-        let rk = right.key_cols();
-        let rkey = rk[0].0.to_owned();
-        // ON a = b: one side the table's key column, the other an expression of the stream.
         let Expr::BinaryOp {
-            left,
+            left: on_l,
             op: sqlparser::ast::BinaryOperator::Eq,
-            right: r,
+            right: on_r,
         } = &j.on
         else {
-            return Err(SqlError::stmt(format!("Unsupported join criteria: {}. The ON clause must be an equality: stream expression = table key column", j.on)));
-        };
-        let is_rkey = |e: &Expr| match e {
-            Expr::Identifier(i) => crate::parser::normalize_ident(i) == rkey,
-            Expr::CompoundIdentifier(p) => {
-                p.len() == 2
-                    && crate::parser::normalize_ident(&p[0]) == j.source.reference()
-                    && crate::parser::normalize_ident(&p[1]) == rkey
-            }
-            _ => false,
-        };
-        let other = if is_rkey(r) {
-            left
-        } else if is_rkey(left) {
-            r
-        } else {
             return Err(SqlError::stmt(format!(
-                "Invalid join condition: table-table and stream-table joins must join on the table's PRIMARY KEY {}.{rkey}: {}",
-                j.source.reference(),
+                "Unsupported join criteria: {}. The ON clause must be an equality of the two sources' expressions",
                 j.on
             )));
         };
-        let (left_key, lt) = Compiler::new(&left_scope).compile(other)?;
-        if lt != *rk[0].1 {
-            return Err(SqlError::stmt(format!(
-                "Invalid join condition: types don't match. Got {other}{{{lt}}} = {rkey}{{{}}}",
-                rk[0].1
-            )));
-        }
-        join_keys.push(rkey.clone());
-        if let Some(n) = column_name(other) {
-            join_keys.push(n);
-        }
+        let (left_key, right_key) = if stream_stream {
+            // Either side of `=` may name either source.
+            let try_sides = |a: &Expr, b: &Expr| -> Result<(CExpr, CExpr, SqlType, SqlType)> {
+                let (l, lt) = Compiler::new(&left_scope).compile(a)?;
+                let (r, rt) = Compiler::new(&right_scope).compile(b)?;
+                Ok((l, r, lt, rt))
+            };
+            let (l, r, lt, rt) = try_sides(on_l, on_r).or_else(|_| try_sides(on_r, on_l))?;
+            if lt != rt {
+                return Err(SqlError::stmt(format!(
+                    "Invalid join condition: types don't match. Got {on_l}{{{lt}}} = {on_r}{{{rt}}}"
+                )));
+            }
+            for e in [on_l, on_r] {
+                if let Some(n) = column_name(e) {
+                    join_keys.push(n);
+                }
+            }
+            (l, Some(r))
+        } else {
+            let rk = right.key_cols();
+            let rkey = rk[0].0.to_owned();
+            // ON a = b: one side the table's key column, the other an expression of the stream.
+            let is_rkey = |e: &Expr| match e {
+                Expr::Identifier(i) => crate::parser::normalize_ident(i) == rkey,
+                Expr::CompoundIdentifier(p) => {
+                    p.len() == 2
+                        && crate::parser::normalize_ident(&p[0]) == j.source.reference()
+                        && crate::parser::normalize_ident(&p[1]) == rkey
+                }
+                _ => false,
+            };
+            let other = if is_rkey(on_r) {
+                on_l
+            } else if is_rkey(on_l) {
+                on_r
+            } else {
+                return Err(SqlError::stmt(format!(
+                    "Invalid join condition: table-table and stream-table joins must join on the table's PRIMARY KEY {}.{rkey}: {}",
+                    j.source.reference(),
+                    j.on
+                )));
+            };
+            let (left_key, lt) = Compiler::new(&left_scope).compile(other)?;
+            if lt != *rk[0].1 {
+                return Err(SqlError::stmt(format!(
+                    "Invalid join condition: types don't match. Got {other}{{{lt}}} = {rkey}{{{}}}",
+                    rk[0].1
+                )));
+            }
+            join_keys.push(rkey.clone());
+            if let Some(n) = column_name(other) {
+                join_keys.push(n);
+            }
+            (left_key, None)
+        };
         join = Some(JoinPlan {
             right,
             left_join: j.kind == JoinKind::Left,
             left_key,
+            right_key,
+            within: j.within,
             left_width,
             right_width: scope.cols.len() - left_width,
         });
