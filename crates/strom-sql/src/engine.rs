@@ -607,6 +607,63 @@ impl Processor<Raw, Raw, Raw, Json<Option<Vec<Value>>>> for JoinRightProc {
     }
 }
 
+/// After a table-table join: each change of the joined table decoded (both values with
+/// the shared key), filtered and projected; deletes and rows that stop matching WHERE are
+/// deletes of the result.
+struct TableJoinProc {
+    plan: Arc<Plan>,
+}
+
+type PairChange = strom_streams::Change<Json<(Option<Vec<u8>>, Option<Vec<u8>>)>>;
+
+impl Processor<Raw, PairChange, Raw, Json<Option<Vec<Value>>>> for TableJoinProc {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Raw, Json<Option<Vec<Value>>>>,
+        rec: Record<Raw, PairChange>,
+    ) -> strom_streams::Result<()> {
+        let p = &self.plan;
+        let Some(j) = &p.join else { return Ok(()) };
+        let key = rec.key.0.as_deref();
+        let (keys, _) = match p.input.decode(key, None, rec.timestamp, 0, 0) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!("{}: skipping a key: {e}", p.output.name);
+                return Ok(());
+            }
+        };
+        let out = rec.value.new.and_then(|pair| {
+            let (l, r) = pair.0;
+            let (_, lrow) = p
+                .input
+                .decode(key, l.as_deref(), rec.timestamp, 0, 0)
+                .ok()?;
+            let mut row = lrow?;
+            let rrow = r.and_then(|r| {
+                j.right
+                    .decode(key, Some(&r), rec.timestamp, 0, 0)
+                    .ok()
+                    .and_then(|d| d.1)
+            });
+            match rrow {
+                Some(rr) => row.extend(rr),
+                None => row.extend(std::iter::repeat_n(Value::Null, j.right_width)),
+            }
+            p.project(&row)
+        });
+        let out_key = match &out {
+            Some(o) => p.output.key_bytes(&o[..p.output.key_cols().len()]),
+            None => p.output.key_bytes(&keys),
+        };
+        ctx.forward(Record {
+            key: Raw(out_key),
+            value: Json(out),
+            timestamp: rec.timestamp,
+        });
+        Ok(())
+    }
+}
+
 /// After a join: WHERE and the projection over the joined row.
 struct JoinedProc {
     plan: Arc<Plan>,
@@ -646,7 +703,11 @@ fn group_rec(v: &Json<Option<Vec<Value>>>) -> Option<GroupRec> {
 pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topology> {
     let b = StreamsBuilder::new();
     let st = |e: strom_streams::StreamsError| SqlError::server(format!("topology: {e}"));
-    let src = if plan.table_input {
+    let table_join = plan.table_input && plan.join.is_some();
+    // A table-table join reads both tables itself (below).
+    let src = if table_join {
+        None
+    } else if plan.table_input {
         // A table's deletes (null values) must reach the query: read it as a table, whose
         // change stream carries them.
         b.table::<Raw, Raw>(
@@ -656,13 +717,14 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
         .map_err(st)?
         .to_change_stream()
         .map_values(|_, c: strom_streams::Change<Raw>| c.new.unwrap_or(Raw(None)))
+        .into()
     } else {
-        b.stream::<Raw, Raw>(&plan.input.topic)
+        Some(b.stream::<Raw, Raw>(&plan.input.topic))
     };
     let p = plan.clone();
-    let rows = match &plan.join {
-        None => src.process(move || Box::new(SourceProc { plan: p.clone() }), &[]),
-        Some(j) if j.right_key.is_some() => {
+    let rows = match (&plan.join, src) {
+        (None, Some(src)) => src.process(move || Box::new(SourceProc { plan: p.clone() }), &[]),
+        (Some(j), Some(src)) if j.right_key.is_some() => {
             let left = src.process(move || Box::new(JoinLeftProc { plan: p.clone() }), &[]);
             let pr = plan.clone();
             let right = b
@@ -697,7 +759,35 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
             let p = plan.clone();
             joined.process(move || Box::new(JoinedProc { plan: p.clone() }), &[])
         }
-        Some(j) => {
+        (Some(j), None) => {
+            let left = b
+                .table::<Raw, Raw>(
+                    &plan.input.topic,
+                    Materialized::persistent(&format!("{store}-left")),
+                )
+                .map_err(st)?;
+            let right = b
+                .table::<Raw, Raw>(
+                    &j.right.topic,
+                    Materialized::persistent(&format!("{store}-right")),
+                )
+                .map_err(st)?;
+            type Pair = Json<(Option<Vec<u8>>, Option<Vec<u8>>)>;
+            let joined = if j.left_join {
+                left.left_join(&right, |l: &Raw, r: Option<&Raw>| -> Pair {
+                    Json((l.0.clone(), r.and_then(|r| r.0.clone())))
+                })
+            } else {
+                left.join(&right, |l: &Raw, r: &Raw| -> Pair {
+                    Json((l.0.clone(), r.0.clone()))
+                })
+            }
+            .map_err(st)?;
+            joined
+                .to_change_stream()
+                .process(move || Box::new(TableJoinProc { plan: p.clone() }), &[])
+        }
+        (Some(j), Some(src)) => {
             let table = b
                 .table::<Raw, Raw>(
                     &j.right.topic,
@@ -736,6 +826,7 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
             let p = plan.clone();
             joined.process(move || Box::new(JoinedProc { plan: p.clone() }), &[])
         }
+        (None, None) => return Err(SqlError::server("a query without input")),
     };
     let out: strom_streams::KStream<Raw, Json<Option<Vec<Value>>>> = match &plan.body {
         Body::Simple { .. } => rows,
@@ -920,10 +1011,20 @@ pub fn plan_query(
             .ok_or_else(|| SqlError::stmt(format!("{} does not exist.", j.source.name)))?
             .clone();
         let stream_stream = right.kind == SourceKind::Stream;
-        if input.kind != SourceKind::Stream {
+        let table_table = input.kind == SourceKind::Table;
+        if table_table && stream_stream {
             return Err(SqlError::stmt(
-                "Only stream-table and stream-stream joins (the FROM source a stream) are supported by Strom SQL yet; table-table joins are not",
+                "Invalid join order: a table cannot be joined with a stream; put the stream first (FROM stream JOIN table)",
             ));
+        }
+        if table_table && input.key_format != right.key_format {
+            return Err(SqlError::stmt(format!(
+                "Table-table joins need both tables' keys in one format: {} has {}, {} has {}",
+                input.name,
+                input.key_format.name(),
+                right.name,
+                right.key_format.name()
+            )));
         }
         if stream_stream && j.within.is_none() {
             return Err(SqlError::stmt(
@@ -1005,6 +1106,17 @@ pub fn plan_query(
                     j.on
                 )));
             };
+            if table_table {
+                let lkey = input.key_cols()[0].0.to_owned();
+                if column_name(other).as_deref() != Some(lkey.as_str()) {
+                    return Err(SqlError::stmt(format!(
+                        "Invalid join condition: table-table joins must join on both tables' PRIMARY KEYs ({}.{lkey} = {}.{rkey}): {}",
+                        q.from.reference(),
+                        j.source.reference(),
+                        j.on
+                    )));
+                }
+            }
             let (left_key, lt) = Compiler::new(&left_scope).compile(other)?;
             if lt != *rk[0].1 {
                 return Err(SqlError::stmt(format!(
