@@ -354,6 +354,8 @@ enum Body {
         proj: Vec<CExpr>,
         having: Option<CExpr>,
         window: Option<WindowSpec>,
+        /// EMIT FINAL: one result per window, when it closes.
+        emit_final: bool,
     },
 }
 
@@ -830,7 +832,12 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
     };
     let out: strom_streams::KStream<Raw, Json<Option<Vec<Value>>>> = match &plan.body {
         Body::Simple { .. } => rows,
-        Body::Agg { calls, window, .. } => {
+        Body::Agg {
+            calls,
+            window,
+            emit_final,
+            ..
+        } => {
             let calls = Arc::new(calls.clone());
             let grouped = rows.group_by_key();
             let (c1, c2, c3) = (calls.clone(), calls.clone(), calls.clone());
@@ -874,10 +881,15 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                     };
                     let grace = window.and_then(|w| w.grace).unwrap_or(DEFAULT_GRACE_MS);
                     let tw = TimeWindows::of_size(size).advance_by(advance).grace(grace);
-                    let t = grouped
+                    let mut t = grouped
                         .windowed_by(tw)
                         .aggregate(init, adder, m)
                         .map_err(st)?;
+                    if *emit_final {
+                        t = t
+                            .suppress_until_window_closes(&format!("{store}-Suppress"))
+                            .map_err(st)?;
+                    }
                     t.to_stream().map(move |k: Windowed<Raw>, acc: Json<Acc>| {
                         windowed_out(&p, &acc.0, k.start, k.end)
                     })
@@ -902,10 +914,15 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                                 .collect(),
                         })
                     };
-                    let t = grouped
+                    let mut t = grouped
                         .windowed_by_session(sw)
                         .aggregate(init, adder, merger, m)
                         .map_err(st)?;
+                    if *emit_final {
+                        t = t
+                            .suppress_until_window_closes(&format!("{store}-Suppress"))
+                            .map_err(st)?;
+                    }
                     t.to_stream().map(move |k: Windowed<Raw>, acc: Json<Acc>| {
                         windowed_out(&p, &acc.0, k.start, k.end)
                     })
@@ -1155,6 +1172,11 @@ pub fn plan_query(
     let aggregate = !q.group_by.is_empty();
     if q.window.is_some() && !aggregate {
         return Err(SqlError::stmt("WINDOW clause requires a GROUP BY clause."));
+    }
+    if q.emit == Some(Emit::Final) && q.window.is_none() {
+        return Err(SqlError::stmt(
+            "EMIT FINAL is only supported for windowed aggregations.",
+        ));
     }
     if q.having.is_some() && !aggregate {
         return Err(SqlError::stmt("HAVING requires GROUP BY."));
@@ -1430,6 +1452,7 @@ pub fn plan_query(
             proj,
             having,
             window: q.window,
+            emit_final: q.emit == Some(Emit::Final),
         }
     } else {
         Body::Simple {
