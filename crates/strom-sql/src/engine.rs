@@ -60,6 +60,9 @@ pub struct Source {
     pub window: Option<WindowKind>,
     pub statement: String,
     pub partitions: i32,
+    /// `WITH (TIMESTAMP='col', TIMESTAMP_FORMAT='pattern')`: event time from a column.
+    #[serde(default)]
+    pub timestamp: Option<(String, Option<String>)>,
 }
 
 fn pairs(cols: &[Column], key: bool) -> Vec<(&str, &SqlType)> {
@@ -720,6 +723,33 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
         .to_change_stream()
         .map_values(|_, c: strom_streams::Change<Raw>| c.new.unwrap_or(Raw(None)))
         .into()
+    } else if let Some((col, format)) = plan.input.timestamp.clone() {
+        // Event time from a column: the extractor decodes the record; a record without a
+        // usable time gets -1, which Strom Streams skips with a warning.
+        let p = plan.clone();
+        let idx = plan.input.columns.iter().position(|c| c.name == col);
+        let extractor: strom_streams::TimestampExtractor =
+            Arc::new(move |rec: &strom_client::ConsumerRecord| {
+                let row = p
+                    .input
+                    .decode(
+                        rec.key.as_deref(),
+                        rec.value.as_deref(),
+                        rec.timestamp,
+                        0,
+                        0,
+                    )
+                    .ok()
+                    .and_then(|d| d.1);
+                match (row.as_ref().zip(idx).and_then(|(r, i)| r.get(i)), &format) {
+                    (Some(Value::String(s)), Some(f)) => {
+                        crate::time::parse_pattern(s, f).unwrap_or(-1)
+                    }
+                    (Some(v), _) => v.as_i64().unwrap_or(-1),
+                    (None, _) => -1,
+                }
+            });
+        Some(b.stream_with_timestamps::<Raw, Raw>(&plan.input.topic, extractor))
     } else {
         Some(b.stream::<Raw, Raw>(&plan.input.topic))
     };
@@ -1442,6 +1472,7 @@ pub fn plan_query(
             None => input.partitions,
         },
         columns,
+        timestamp: None,
     };
     key_format.check(&output.key_cols(), "key")?;
     value_format.check(&output.value_cols(), "value")?;
@@ -2025,8 +2056,38 @@ impl Engine {
                     })
                 }
             };
+        let timestamp = match wp.get("TIMESTAMP") {
+            None => None,
+            Some(t) => {
+                let col = t.to_uppercase();
+                let format = wp.get("TIMESTAMP_FORMAT").cloned();
+                let c = cols.iter().find(|c| c.name == col || c.name == *t).ok_or_else(|| {
+                    SqlError::stmt(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{col}'"))
+                })?;
+                match (&c.ty, &format) {
+                    (SqlType::BigInt | SqlType::Timestamp, _) => {}
+                    (SqlType::String, Some(f)) => {
+                        crate::time::format_pattern(0, f).map_err(SqlError::stmt)?;
+                    }
+                    (SqlType::String, None) => {
+                        return Err(SqlError::stmt(format!(
+                            "A TIMESTAMP column of type STRING needs TIMESTAMP_FORMAT: {}",
+                            c.name
+                        )))
+                    }
+                    (t, _) => {
+                        return Err(SqlError::stmt(format!(
+                            "Timestamp column, `{}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified. It is {t}",
+                            c.name
+                        )))
+                    }
+                }
+                Some((c.name.clone(), format))
+            }
+        };
         cols.shrink_to_fit();
         Ok(Source {
+            timestamp,
             name: name.clone(),
             kind: *kind,
             topic,
