@@ -1530,6 +1530,8 @@ pub struct RunningQuery {
 struct State {
     catalog: BTreeMap<String, Source>,
     queries: BTreeMap<String, RunningQuery>,
+    /// commandId -> (status, message) of the commands applied (for /status).
+    statuses: BTreeMap<String, (String, String)>,
 }
 
 /// What executing one statement produced, as ksqlDB's entity JSON (`None`: no entity,
@@ -1855,7 +1857,16 @@ impl Engine {
                 self.validate(&st, p).await?;
                 let key = command_id(&p.statement);
                 let seq = self.record(&key, text, props).await?;
-                self.apply(&mut st, p, props, seq).await.map(Some)
+                let res = self.apply(&mut st, p, props, seq).await;
+                let (status, message) = match &res {
+                    Ok(e) => (
+                        "SUCCESS",
+                        e["commandStatus"]["message"].as_str().unwrap_or("").to_owned(),
+                    ),
+                    Err(e) => ("ERROR", e.to_string()),
+                };
+                st.statuses.insert(key, (status.to_owned(), message));
+                res.map(Some)
             }
         }
     }
@@ -2593,6 +2604,11 @@ impl Engine {
                 let _ = tokio::task::spawn_blocking(move || s.close()).await;
             }
         }
+    }
+
+    /// /status: every applied command's status.
+    pub async fn command_statuses(&self) -> BTreeMap<String, (String, String)> {
+        self.state.lock().await.statuses.clone()
     }
 
     pub async fn query_count(&self) -> usize {

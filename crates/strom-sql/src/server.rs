@@ -157,6 +157,7 @@ pub fn router_with_stop(engine: Arc<Engine>, stop: tokio::sync::watch::Receiver<
         .route("/info", get(info))
         .route("/healthcheck", get(health))
         .route("/status", get(status))
+        .route("/status/{kind}/{entity}/{action}", get(status_of))
         .with_state(App { engine, stop })
 }
 
@@ -457,6 +458,25 @@ async fn health(State(app): State<App>) -> Response {
     .into_response()
 }
 
-async fn status(State(_app): State<App>) -> Response {
-    axum::Json(json!({"commandStatuses": {}})).into_response()
+async fn status(State(app): State<App>) -> Response {
+    let all = app.engine.command_statuses().await;
+    let map: serde_json::Map<String, serde_json::Value> =
+        all.into_iter().map(|(k, (st, _))| (k, json!(st))).collect();
+    axum::Json(json!({ "commandStatuses": map })).into_response()
+}
+
+/// `/status/<type>/<entity>/<action>`: one command's status and message.
+async fn status_of(
+    State(app): State<App>,
+    axum::extract::Path((kind, entity, action)): axum::extract::Path<(String, String, String)>,
+) -> Response {
+    let id = format!("{kind}/{entity}/{action}");
+    match app.engine.command_statuses().await.get(&id) {
+        Some((st, msg)) => axum::Json(json!({"status": st, "message": msg})).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"@type": "generic_error", "error_code": 40400, "message": format!("Command not found: {id}")})),
+        )
+            .into_response(),
+    }
 }

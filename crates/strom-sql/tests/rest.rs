@@ -49,6 +49,21 @@ async fn rest_api_as_a_ksqldb_client() {
             "warnings": []
         }])
     );
+    let (code, _, body) = http(port, "GET", "/status", None, None);
+    assert_eq!(code, 200);
+    let st: J = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        st,
+        json!({"commandStatuses": {"stream/`RS`/create": "SUCCESS"}})
+    );
+    let (code, _, body) = http(port, "GET", "/status/stream/%60RS%60/create", None, None);
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<J>(&body).unwrap(),
+        json!({"status": "SUCCESS", "message": "Stream created"})
+    );
+    let (code, _, _) = http(port, "GET", "/status/stream/%60NOPE%60/create", None, None);
+    assert_eq!(code, 404);
     for (id, v, ts) in [("a", 1, 1000), ("b", 2, 2000), ("c", 3, 3000)] {
         sql.ok(&format!(
             "INSERT INTO rs (id, v, ROWTIME) VALUES ('{id}', {v}, {ts});"
