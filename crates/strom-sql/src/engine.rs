@@ -1685,11 +1685,19 @@ impl Engine {
             };
             for p in parsed {
                 let mut st = self.state.lock().await;
-                if let Err(e) = self
+                let key = command_id(&p.statement);
+                match self
                     .apply(&mut st, &p, &cmd.streams_properties, r.offset)
                     .await
                 {
-                    tracing::warn!("restoring '{}' failed: {e}", p.text);
+                    Ok(e) => {
+                        let msg = e["commandStatus"]["message"].as_str().unwrap_or("");
+                        st.statuses.insert(key, ("SUCCESS".into(), msg.to_owned()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("restoring '{}' failed: {e}", p.text);
+                        st.statuses.insert(key, ("ERROR".into(), e.to_string()));
+                    }
                 }
             }
         }

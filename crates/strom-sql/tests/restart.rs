@@ -106,7 +106,12 @@ async fn persistent_queries_continue_after_restart_without_duplicates() {
             "{\"N\":5}"
         ]
     );
-    // The catalog came back too.
+    // The catalog and the commands' statuses came back too.
+    let (code, _, body) = http(sql.port, "GET", "/status", None, None);
+    assert_eq!(code, 200);
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["commandStatuses"]["table/`RT_CNT`/create"], "SUCCESS");
+
     let j = sql.ok("DESCRIBE rt_cnt;");
     assert_eq!(
         j[0]["sourceDescription"]["writeQueries"][0]["id"],
