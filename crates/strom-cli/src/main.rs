@@ -21,6 +21,7 @@ mod rebalance;
 mod registry;
 mod schema;
 mod server;
+mod sql;
 mod storage;
 mod topic;
 
@@ -70,6 +71,9 @@ enum Command {
     Acl(acl_cmd::AclArgs),
     /// Set, delete and list SCRAM users (as kafka-configs.sh --entity-type users).
     User(acl_cmd::UserArgs),
+    /// Strom SQL (ksqlDB's language and REST API): `strom sql server --config FILE`, or a
+    /// shell against a server: `strom sql [URL]`.
+    Sql(sql::SqlArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +114,7 @@ fn main() -> std::process::ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Acl(args) => acl_cmd::run_acl(args),
         Command::User(args) => acl_cmd::run_user(args),
+        Command::Sql(args) => sql::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -72,6 +72,12 @@ impl<KO, VO> ProcessorContext<'_, KO, VO> {
     pub fn task(&self) -> &Ctx {
         self.ctx
     }
+    /// The task's context, mutable: [`Ctx::send`] writes records of the processor's own
+    /// making to a topic, null keys and values (deletes) included, which the DSL's sinks
+    /// do not write.
+    pub fn task_mut(&mut self) -> &mut Ctx {
+        self.ctx
+    }
     /// Asks for `punctuate` every `interval_ms` of stream or wall-clock time.
     pub fn schedule(&mut self, interval_ms: i64, kind: PunctuationType) {
         self.schedules.borrow_mut().push(Schedule {
