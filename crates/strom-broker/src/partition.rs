@@ -183,6 +183,15 @@ impl Partition {
         self.notify_appended();
     }
 
+    /// This broker stops hosting the partition (deleted, or reassigned away): it leads no
+    /// more, and whatever waits on it (acks=all produce, long-poll fetches) is woken to answer
+    /// NOT_LEADER_OR_FOLLOWER now rather than at its timeout. An idempotent producer whose
+    /// request timed out would bump its epoch and send its records again.
+    pub fn stop_hosting(&self) {
+        self.state.lock().role.leader = -1;
+        self.changed();
+    }
+
     pub fn role(&self) -> Role {
         self.state.lock().role.clone()
     }
@@ -613,4 +622,38 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use strom_storage::{LogConfig, PartitionLog, SystemClock};
+
+    /// A leader that stops hosting its partition (reassigned away, deleted) wakes what waits
+    /// on it and no longer leads, so an acks=all produce waiting there answers
+    /// NOT_LEADER_OR_FOLLOWER at once instead of at its timeout (after which an idempotent
+    /// producer would bump its epoch and write its records a second time).
+    #[test]
+    fn a_partition_no_longer_hosted_wakes_its_waiters_and_leads_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn strom_storage::Clock> = Arc::new(SystemClock);
+        let log = PartitionLog::open(dir.path().join("t-0"), LogConfig::default(), clock).unwrap();
+        let p = Partition::new("t".into(), Uuid::nil(), 0, log, 1, 0);
+        let role = Role {
+            leader: 1,
+            leader_epoch: 3,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            partition_epoch: 3,
+            min_isr: 1,
+        };
+        p.apply_role(role, now_ms());
+        assert_eq!(p.leader_epoch_if_leader(), Some(3));
+        let mut changes = p.subscribe();
+        changes.mark_unchanged();
+        p.stop_hosting();
+        assert!(changes.has_changed().unwrap(), "waiters are woken");
+        assert_eq!(p.leader_epoch_if_leader(), None);
+    }
 }

@@ -261,7 +261,7 @@ impl ReplicaManager {
         let Some(partition) = removed else {
             return Ok(());
         };
-        partition.notify_appended();
+        partition.stop_hosting();
         if image.was_removed(partition.topic_id) {
             tracing::info!(topic = %key.0, partition = key.1, "deleting partition log");
             return partition.log.delete();
