@@ -150,7 +150,7 @@ async fn scenario(eos: bool, eager: bool) {
         (false, true) => "at-least-once, eager",
         (false, false) => "at-least-once, cooperative",
     };
-    let broker = Broker::start_fast_groups();
+    let broker = common::dist::fast_groups_broker();
     let b = broker.bootstrap();
     create_topic(&b, TOPIC, PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();

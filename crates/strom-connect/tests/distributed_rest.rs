@@ -81,7 +81,7 @@ async fn tasks_in(w: &Distributed, name: &str, n: usize, state: &str) -> Vec<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_api_of_a_two_worker_group() {
-    let broker = Broker::start_fast_groups();
+    let broker = common::dist::fast_groups_broker();
     let b = broker.bootstrap();
     create_topic(&b, "counts", 1).await;
     let w1 = Distributed::start(props(&b)).await.unwrap();
@@ -330,7 +330,7 @@ async fn rest_api_of_a_two_worker_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_worker_settings_are_refused_at_start() {
-    let broker = Broker::start_fast_groups();
+    let broker = common::dist::fast_groups_broker();
     let b = broker.bootstrap();
     let mut missing = props(&b);
     missing.remove("group.id");

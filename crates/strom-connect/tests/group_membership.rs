@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use strom_client::{ClientConfig, GroupMember, GroupMemberConfig, Joined};
 
 fn config(group: &str, protocol_type: &str) -> GroupMemberConfig {
@@ -46,7 +45,7 @@ async fn round(m: &mut GroupMember, metadata: &str) -> (Joined, Bytes) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_join_sync_heartbeat_and_leave_with_their_own_protocol() {
-    let broker = Broker::start_fast_groups();
+    let broker = common::dist::fast_groups_broker();
     let b = broker.bootstrap();
     let connect = |c| GroupMember::connect(ClientConfig::new(&b), c);
     let mut a = connect(config("g", "connect")).await.unwrap();

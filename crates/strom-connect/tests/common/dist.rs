@@ -7,47 +7,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use strom_client::ConsumerRecord;
 
-use super::{free_port, strom_bin, Broker};
+use super::{free_port, strom_bin, Broker, Read};
 
-impl Broker {
-    /// A broker whose groups accept session timeouts down to 500 ms, so that a killed worker
-    /// leaves its group in a test-friendly time.
-    pub fn start_fast_groups() -> Broker {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let mut cmd = Command::new(strom_bin());
-        cmd.arg("server");
-        for (k, v) in [
-            ("listeners", format!("PLAINTEXT://127.0.0.1:{port}")),
-            ("log.dirs", tmp.path().join("data").display().to_string()),
-            ("group.initial.rebalance.delay.ms", "0".into()),
-            ("group.min.session.timeout.ms", "500".into()),
-            ("auto.create.topics.enable", "false".into()),
-            ("http.listeners", String::new()),
-        ] {
-            cmd.arg("--set").arg(format!("{k}={v}"));
-        }
-        cmd.env(
-            "STROM_LOG",
-            std::env::var("STROM_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-        let child = cmd.spawn().expect("start strom");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            assert!(Instant::now() < deadline, "strom did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker {
-            child,
-            port,
-            _tmp: tmp,
-        }
-    }
+/// A broker whose groups accept session timeouts down to 500 ms, so that a killed worker
+/// leaves its group in a test-friendly time.
+pub fn fast_groups_broker() -> Broker {
+    Broker::start_with(&[
+        ("group.min.session.timeout.ms", "500"),
+        ("http.listeners", ""),
+    ])
 }
 
 /// One `strom connect distributed` process.
@@ -139,32 +109,19 @@ impl Drop for WorkerProc {
     }
 }
 
-/// Reads `topic` from the start (read_committed if asked) until `done` says so or `timeout`.
+/// Reads `topic` from the start (read_committed if asked) until `done` says so or `timeout`,
+/// then a little longer, to see records beyond the expected ones (duplicates).
 pub async fn read_until(
     b: &str,
     topic: &str,
     partitions: i32,
     read_committed: bool,
     timeout: Duration,
-    mut done: impl FnMut(&[ConsumerRecord]) -> bool,
+    done: impl FnMut(&[ConsumerRecord]) -> bool,
 ) -> Vec<ConsumerRecord> {
-    let mut c = ConsumerConfig::new(b);
-    c.set("auto.offset.reset", "earliest").unwrap();
-    c.set("fetch.max.wait.ms", "100").unwrap();
-    if read_committed {
-        c.set("isolation.level", "read_committed").unwrap();
-    }
-    let mut consumer = Consumer::new(c).await.unwrap();
-    let tps: Vec<TopicPartition> = (0..partitions)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect();
-    consumer.assign(&tps);
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while !done(&out) && Instant::now() < deadline {
-        out.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
-    }
-    // A little longer, to see records beyond the expected ones (duplicates).
-    out.extend(consumer.poll(Duration::from_millis(500)).await.unwrap());
-    out
+    let how = Read::new(timeout)
+        .partitions(partitions)
+        .committed(read_committed)
+        .settle(Duration::from_millis(500));
+    strom_testkit::read(b, topic, how, done).await
 }

@@ -1,12 +1,9 @@
-//! Test harness: starts the real `strom` binary on a free port with a temporary data
-//! directory, serves the console in-process on another port, and speaks raw HTTP/1.1 to it
-//! with hyper (whole bodies, and chunked request bodies for the streamed produce mode).
+//! Test harness: the real `strom` broker from `strom-testkit`; serves the console in-process
+//! on another port, and speaks raw HTTP/1.1 to it with hyper (whole bodies, and chunked
+//! request bodies for the streamed produce mode).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,95 +13,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use strom_client::{Admin, ClientConfig, NewTopic};
 use strom_console::{Console, ConsoleConfig};
-
-/// The `strom` binary: `STROM_BIN`, else `strom` next to this test's target directory
-/// (built with `cargo build -p strom-cli` if missing, as `cargo test --workspace` does).
-pub fn strom_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("STROM_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test exe path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .to_path_buf();
-    let bin = profile_dir.join("strom");
-    if !bin.exists() {
-        let target = profile_dir.parent().expect("target dir");
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "-p", "strom-cli", "--bin", "strom", "--target-dir"])
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "cargo build -p strom-cli failed");
-    }
-    bin
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-pub struct Server {
-    child: Child,
-    pub port: u16,
-    _tmp: tempfile::TempDir,
-}
-
-impl Server {
-    pub fn start() -> Server {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let mut cmd = Command::new(strom_bin());
-        cmd.arg("server");
-        for (k, v) in [
-            ("listeners", format!("PLAINTEXT://127.0.0.1:{port}")),
-            ("log.dirs", tmp.path().join("data").display().to_string()),
-            ("group.initial.rebalance.delay.ms", "0".into()),
-            ("auto.create.topics.enable", "false".into()),
-        ] {
-            cmd.arg("--set").arg(format!("{k}={v}"));
-        }
-        cmd.env(
-            "STROM_LOG",
-            std::env::var("STROM_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-        let child = cmd.spawn().expect("start strom");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-            assert!(Instant::now() < deadline, "strom did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server {
-            child,
-            port,
-            _tmp: tmp,
-        }
-    }
-
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use strom_testkit::{admin, create_topic, free_port, wait_for_leaders, Broker as Server};
 
 /// The console served on a free local port; `base` is `http://127.0.0.1:<port>`.
 pub struct ConsoleServer {
@@ -125,37 +35,6 @@ pub async fn serve_console(config: ConsoleConfig) -> ConsoleServer {
         console,
         base: format!("http://{addr}"),
         addr,
-    }
-}
-
-pub async fn admin(b: &str) -> Admin {
-    Admin::new(ClientConfig::new(b)).await.unwrap()
-}
-
-pub async fn create_topic(b: &str, name: &str, partitions: i32) {
-    let admin = admin(b).await;
-    for (n, r) in admin
-        .create_topics(&[NewTopic::new(name, partitions, 1)], false)
-        .await
-        .unwrap()
-    {
-        r.unwrap_or_else(|e| panic!("create {n}: {e}"));
-    }
-    wait_for_leaders(&admin, name, partitions).await;
-}
-
-pub async fn wait_for_leaders(admin: &Admin, name: &str, partitions: i32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(t) = admin.describe_topics(&[name.to_owned()]).await {
-            if t[0].partitions.len() == partitions as usize
-                && t[0].partitions.iter().all(|p| p.leader >= 0)
-            {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "topic {name} has no leaders");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
