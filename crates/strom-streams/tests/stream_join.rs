@@ -52,7 +52,8 @@ fn case(rt: &tokio::runtime::Runtime, server: &Server, n: usize, l: Side, r: Sid
         after_ms: 200,
         grace_ms: 5_000,
     };
-    rt.block_on(async {
+    // A case that hangs fails instead (and proptest reports the input that failed).
+    let run = async {
         create_topic(&b, &lt, 2).await;
         create_topic(&b, &rt_, 2).await;
         for o in &outs {
@@ -134,6 +135,11 @@ fn case(rt: &tokio::runtime::Runtime, server: &Server, n: usize, l: Side, r: Sid
         tokio::task::spawn_blocking(move || app.close())
             .await
             .unwrap();
+    };
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .unwrap_or_else(|_| panic!("case {n} did not finish in 120 s: l={l:?} r={r:?}"))
     });
 }
 
@@ -148,20 +154,26 @@ fn side(tag: &'static str) -> impl Strategy<Value = Side> {
 
 #[test]
 fn windowed_stream_joins_match_a_reference() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    // Leaked: a failed case may leave an application's threads behind, and dropping the
+    // runtime would wait for them instead of reporting the failure.
+    let rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    ));
     let server = Server::start();
     let n = AtomicUsize::new(0);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 4,
+        // Each case runs an application against the broker for seconds: shrink briefly.
+        max_shrink_iters: 16,
         ..ProptestConfig::default()
     });
     runner
         .run(&(side("L"), side("R")), |(l, r)| {
-            case(&rt, &server, n.fetch_add(1, Ordering::Relaxed), l, r);
+            case(rt, &server, n.fetch_add(1, Ordering::Relaxed), l, r);
             Ok(())
         })
         .unwrap();
