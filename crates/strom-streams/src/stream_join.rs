@@ -53,11 +53,19 @@ type Joiner<V, VO, VR> = Arc<dyn Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync
 
 /// Side store key: key length (4 bytes BE), key, timestamp (sign-flipped BE), input offset.
 fn side_key(kb: &[u8], ts: i64, offset: i64) -> Vec<u8> {
+    let mut k = side_key_at(kb, ts);
+    k.extend_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// The start of every side key of `kb` at `ts`: it sorts before all of them, whatever their
+/// offset (an offset's raw big-endian bytes do not sort by sign, so no offset value can
+/// serve as the lowest).
+fn side_key_at(kb: &[u8], ts: i64) -> Vec<u8> {
     let mut k = Vec::with_capacity(kb.len() + 20);
     k.extend_from_slice(&(kb.len() as u32).to_be_bytes());
     k.extend_from_slice(kb);
     k.extend_from_slice(&time_key(ts));
-    k.extend_from_slice(&offset.to_be_bytes());
     k
 }
 
@@ -175,7 +183,9 @@ impl<K: Serde, V: Serde, VO: Serde, VR: Serde> SideNode<K, V, VO, VR> {
         let kb = key.to_bytes();
         let sk = side_key(&kb, ts, ctx.offset);
         self.this.put(ctx, &sk, Some(&vb))?;
-        let from = side_key(&kb, ts - lo, i64::MIN);
+        // Both ends are inclusive, as Kafka's JoinWindows: a partner exactly `lo` before or
+        // `hi` after joins. Offsets are never negative, so `i64::MAX` is above them all.
+        let from = side_key_at(&kb, ts - lo);
         let to = side_key(&kb, ts + hi, i64::MAX);
         let partners = self
             .other
@@ -390,5 +400,34 @@ impl<K: Serde, V: Serde> KStream<K, V> {
         name: &str,
     ) -> Result<KStream<K, VR>> {
         self.windowed_join(other, Kind::Outer, w, name, Arc::new(joiner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lookup range of a record holds every partner from `ts - lo` to `ts + hi`,
+    /// including both ends, whatever the partners' offsets. (A lower bound built with offset
+    /// `i64::MIN` sorted after every real offset and lost partners exactly `lo` before.)
+    #[test]
+    fn the_partner_range_includes_both_window_edges() {
+        let kb = b"b";
+        let (ts, lo, hi) = (1_542, 200, 300);
+        let from = side_key_at(kb, ts - lo);
+        let to = side_key(kb, ts + hi, i64::MAX);
+        for offset in [0, 1, 4, 1 << 40, i64::MAX - 1] {
+            for edge in [ts - lo, ts + hi] {
+                let k = side_key(kb, edge, offset);
+                assert!(from <= k && k <= to, "offset {offset} at {edge}");
+            }
+            for outside in [ts - lo - 1, ts + hi + 1] {
+                let k = side_key(kb, outside, offset);
+                assert!(k < from || k > to, "offset {offset} at {outside}");
+            }
+        }
+        // Another key never falls in the range.
+        let other = side_key(b"c", ts, 0);
+        assert!(other < from || other > to);
     }
 }
