@@ -4,7 +4,6 @@
 //! same format means offsets written by Kafka Connect are read here and the other way round.
 //! This is the store distributed mode will use; the codec is pure (no I/O).
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,10 @@ use strom_client::{
     ProducerRecord, TopicPartition, LATEST,
 };
 
-use crate::connector::{partition_key, BoxFuture};
+use crate::connector::BoxFuture;
 use crate::data::JsonMap;
 use crate::error::{ConnectError, Result};
-use crate::offsets::OffsetStore;
+use crate::offsets::{apply_offset, connector_offsets, lock_entries, Entries, OffsetStore};
 
 /// How long opening the store may take to read the topic to its end.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,9 +45,6 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(String, JsonMap, Opti
     Ok((connector, partition, offset))
 }
 
-/// (connector, partition key) → (partition, offset).
-type Entries = BTreeMap<(String, String), (JsonMap, JsonMap)>;
-
 /// Source offsets kept in a compacted topic, with an in-memory copy.
 pub struct KafkaOffsetStore {
     topic: String,
@@ -61,18 +57,6 @@ impl std::fmt::Debug for KafkaOffsetStore {
         f.debug_struct("KafkaOffsetStore")
             .field("topic", &self.topic)
             .finish()
-    }
-}
-
-fn apply(entries: &mut Entries, connector: String, partition: JsonMap, offset: Option<JsonMap>) {
-    let key = (connector, partition_key(&partition));
-    match offset {
-        Some(o) => {
-            entries.insert(key, (partition, o));
-        }
-        None => {
-            entries.remove(&key);
-        }
     }
 }
 
@@ -157,7 +141,7 @@ impl KafkaOffsetStore {
                     continue;
                 };
                 match decode(key, r.value.as_deref()) {
-                    Ok((c, p, o)) => apply(&mut entries, c, p, o),
+                    Ok((c, p, o)) => apply_offset(&mut entries, &c, p, o),
                     // Kafka Connect skips records it cannot read, too.
                     Err(e) => {
                         tracing::warn!("skipping {topic}-{} offset {}: {e}", r.partition, r.offset)
@@ -170,17 +154,13 @@ impl KafkaOffsetStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        lock_entries(&self.entries)
     }
 }
 
 impl OffsetStore for KafkaOffsetStore {
     fn list(&self, connector: &str) -> Vec<(JsonMap, JsonMap)> {
-        self.lock()
-            .iter()
-            .filter(|((c, _), _)| c == connector)
-            .map(|(_, v)| v.clone())
-            .collect()
+        connector_offsets(&self.lock(), connector)
     }
 
     fn put<'a>(
@@ -203,7 +183,7 @@ impl OffsetStore for KafkaOffsetStore {
             // Only offsets Kafka acknowledged are visible to readers.
             let mut entries = self.lock();
             for (p, o) in offsets {
-                apply(&mut entries, connector.to_owned(), p, o);
+                apply_offset(&mut entries, connector, p, o);
             }
             Ok(())
         })

@@ -44,8 +44,40 @@ pub trait OffsetStore: Send + Sync {
     }
 }
 
-/// (connector, partition key) → (partition, offset).
-type Entries = BTreeMap<(String, String), (JsonMap, JsonMap)>;
+/// What every offset store keeps in memory: (connector, partition key) → (partition, offset).
+pub(crate) type Entries = BTreeMap<(String, String), (JsonMap, JsonMap)>;
+
+/// Sets a partition's offset, or with `None` removes it.
+pub(crate) fn apply_offset(
+    entries: &mut Entries,
+    connector: &str,
+    partition: JsonMap,
+    offset: Option<JsonMap>,
+) {
+    let key = (connector.to_owned(), partition_key(&partition));
+    match offset {
+        Some(o) => {
+            entries.insert(key, (partition, o));
+        }
+        None => {
+            entries.remove(&key);
+        }
+    }
+}
+
+/// A connector's (partition, offset) pairs.
+pub(crate) fn connector_offsets(entries: &Entries, connector: &str) -> Vec<(JsonMap, JsonMap)> {
+    entries
+        .iter()
+        .filter(|((c, _), _)| c == connector)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// The entries, also after a panic elsewhere while they were locked (each change is whole).
+pub(crate) fn lock_entries(entries: &Mutex<Entries>) -> std::sync::MutexGuard<'_, Entries> {
+    entries.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The standalone worker's source offsets.
 #[derive(Debug)]
@@ -92,15 +124,11 @@ impl FileOffsetStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        lock_entries(&self.entries)
     }
 
     fn list_entries(&self, connector: &str) -> Vec<(JsonMap, JsonMap)> {
-        self.lock()
-            .iter()
-            .filter(|((c, _), _)| c == connector)
-            .map(|(_, v)| v.clone())
-            .collect()
+        connector_offsets(&self.lock(), connector)
     }
 
     /// Sets offsets (`None` removes a partition's offset) and saves the file.
@@ -109,15 +137,7 @@ impl FileOffsetStore {
         let snapshot = {
             let mut entries = self.lock();
             for (p, o) in offsets {
-                let key = (connector.to_owned(), partition_key(&p));
-                match o {
-                    Some(o) => {
-                        entries.insert(key, (p, o));
-                    }
-                    None => {
-                        entries.remove(&key);
-                    }
-                }
+                apply_offset(&mut entries, connector, p, o);
             }
             entries.clone()
         };

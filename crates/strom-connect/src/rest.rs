@@ -71,7 +71,7 @@ impl IntoResponse for ConnectError {
     }
 }
 
-fn reply(status: StatusCode, body: J) -> Response {
+pub(crate) fn reply(status: StatusCode, body: J) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -80,7 +80,7 @@ fn reply(status: StatusCode, body: J) -> Response {
     resp
 }
 
-fn ok(r: Result<J>) -> Response {
+pub(crate) fn ok(r: Result<J>) -> Response {
     match r {
         Ok(v) => reply(StatusCode::OK, v),
         Err(e) => e.into_response(),
@@ -94,13 +94,13 @@ fn empty(status: StatusCode, r: Result<()>) -> Response {
     }
 }
 
-fn body_json(body: &Bytes) -> Result<J> {
+pub(crate) fn body_json(body: &Bytes) -> Result<J> {
     serde_json::from_slice(body)
         .map_err(|e| ConnectError::BadRequest(format!("Request body is not valid JSON: {e}")))
 }
 
 /// A JSON object of strings (a connector config); other value types are written as text.
-fn config_of(v: &J) -> Result<Props> {
+pub(crate) fn config_of(v: &J) -> Result<Props> {
     let obj = v
         .as_object()
         .ok_or_else(|| ConnectError::BadRequest("Connector config must be a JSON object".into()))?;
@@ -118,7 +118,7 @@ fn config_of(v: &J) -> Result<Props> {
 }
 
 /// The query as (key, value) pairs, keeping repeated keys (`expand=status&expand=info`).
-fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
     q.as_deref()
         .unwrap_or("")
         .split('&')
@@ -130,7 +130,7 @@ fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn flag(q: &Option<String>, name: &str, default: bool) -> bool {
+pub(crate) fn flag(q: &Option<String>, name: &str, default: bool) -> bool {
     query_pairs(q)
         .iter()
         .rev()
@@ -223,7 +223,7 @@ async fn list_connectors(State(app): State<Shared>, RawQuery(q): RawQuery) -> Re
     }
 }
 
-fn created(name: &str, body: J) -> Response {
+pub(crate) fn created(name: &str, body: J) -> Response {
     let mut resp = reply(StatusCode::CREATED, body);
     let location = format!("/connectors/{name}");
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -299,7 +299,7 @@ async fn task_configs(State(app): State<Shared>, Path(name): Path<String>) -> Re
 }
 
 /// A task id from the path; not a number is no route at all (Jersey's 404).
-fn task_id(task: &str) -> Result<i32> {
+pub(crate) fn task_id(task: &str) -> Result<i32> {
     task.parse().map_err(|_| ConnectError::NoSuchEndpoint)
 }
 

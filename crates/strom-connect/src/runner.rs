@@ -244,25 +244,7 @@ async fn send_batch(
     let mut offsets = Vec::with_capacity(batch.len());
     for sr in batch {
         offsets.push((sr.source_partition, sr.source_offset));
-        let record = match p.chain.apply_reporting(sr.record) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err((class, error)) => {
-                let f = Failure {
-                    stage: Stage::Transformation,
-                    class,
-                    error,
-                    original: None,
-                };
-                p.errors.handle(f).await?;
-                continue;
-            }
-        };
-        if let Some(rec) = to_producer_record(p, record).await? {
-            if let Some(c) = creator.as_deref_mut() {
-                c.ensure(&rec.topic).await?;
-            }
-            ctx.note_topic(&rec.topic);
+        if let Some(rec) = prepare_source_record(ctx, p, creator.as_deref_mut(), sr.record).await? {
             records.push(rec);
         }
     }
@@ -275,6 +257,39 @@ async fn send_batch(
 
 /// Sends the records and waits for every acknowledgement; on a failure, sends them all again
 /// (at least once) until `errors.retry.timeout` runs out.
+/// A source record made ready to send: transformed (a failure reported under the task's
+/// error policy), converted, and its topic created if the worker creates topics; `None` when
+/// a transform dropped it or the error policy skipped it.
+pub(crate) async fn prepare_source_record(
+    ctx: &TaskContext,
+    p: &Pipeline,
+    creator: Option<&mut TopicCreator>,
+    record: Record,
+) -> Result<Option<ProducerRecord>> {
+    let record = match p.chain.apply_reporting(record) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err((class, error)) => {
+            let f = Failure {
+                stage: Stage::Transformation,
+                class,
+                error,
+                original: None,
+            };
+            p.errors.handle(f).await?;
+            return Ok(None);
+        }
+    };
+    let Some(rec) = to_producer_record(p, record).await? else {
+        return Ok(None);
+    };
+    if let Some(c) = creator {
+        c.ensure(&rec.topic).await?;
+    }
+    ctx.note_topic(&rec.topic);
+    Ok(Some(rec))
+}
+
 async fn produce_with_retries(
     p: &Pipeline,
     producer: &Producer,
@@ -311,7 +326,7 @@ async fn produce_with_retries(
     }
 }
 
-pub(crate) async fn to_producer_record(p: &Pipeline, r: Record) -> Result<Option<ProducerRecord>> {
+async fn to_producer_record(p: &Pipeline, r: Record) -> Result<Option<ProducerRecord>> {
     let key = match p.key.from_connect(&r.topic, r.key_schema.as_ref(), &r.key) {
         Ok(k) => k,
         Err(error) => {

@@ -18,8 +18,7 @@ use crate::data::{JsonMap, SourceRecord};
 use crate::error::{ConnectError, Result};
 use crate::kafka_offsets::encode_key;
 use crate::offsets::OffsetStore;
-use crate::runner::{to_producer_record, Pipeline, TaskContext, RETRY_BACKOFF_MIN};
-use crate::tolerance::{Failure, Stage};
+use crate::runner::{prepare_source_record, Pipeline, TaskContext, RETRY_BACKOFF_MIN};
 use crate::topic_creation::TopicCreator;
 use crate::worker::State;
 
@@ -135,25 +134,7 @@ async fn send_in_transaction(
             partition_key(&sr.source_partition),
             (sr.source_partition, sr.source_offset),
         );
-        let record = match p.chain.apply_reporting(sr.record) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err((class, error)) => {
-                let f = Failure {
-                    stage: Stage::Transformation,
-                    class,
-                    error,
-                    original: None,
-                };
-                p.errors.handle(f).await?;
-                continue;
-            }
-        };
-        if let Some(rec) = to_producer_record(p, record).await? {
-            if let Some(c) = creator.as_deref_mut() {
-                c.ensure(&rec.topic).await?;
-            }
-            ctx.note_topic(&rec.topic);
+        if let Some(rec) = prepare_source_record(ctx, p, creator.as_deref_mut(), sr.record).await? {
             acks.push(producer.send(rec).await?);
         }
     }

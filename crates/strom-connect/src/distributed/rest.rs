@@ -24,79 +24,25 @@ use crate::config::Props;
 use crate::connector::ConnectorType;
 use crate::error::{ConnectError, Result};
 use crate::offsets::OffsetStore;
-use crate::rest::{App, Loggers};
+use crate::rest::{
+    body_json, config_of, created, flag, ok, query_pairs, reply, task_id, App, Loggers,
+};
 use crate::runner::sink_group;
-use crate::worker::{TargetState, Worker};
+use crate::worker::offsets_api::{
+    check_source_offsets, parse_offset_changes, sink_offset_changes, OffsetChange,
+};
+use crate::worker::{check_connector_name, TargetState, Worker};
 
 /// How long a write waits for a leader to be known (a rebalance to finish).
 const LEADER_WAIT: Duration = Duration::from_secs(20);
 
 type H = Arc<Herder>;
 
-fn reply(status: StatusCode, body: J) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
 fn error(status: u16, message: &str) -> Response {
     reply(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         json!({"error_code": status, "message": message}),
     )
-}
-
-fn ok(r: Result<J>) -> Response {
-    match r {
-        Ok(v) => reply(StatusCode::OK, v),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn body_json(body: &Bytes) -> Result<J> {
-    serde_json::from_slice(body)
-        .map_err(|e| ConnectError::BadRequest(format!("Request body is not valid JSON: {e}")))
-}
-
-fn config_of(v: &J) -> Result<Props> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ConnectError::BadRequest("Connector config must be a JSON object".into()))?;
-    Ok(obj
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                J::String(s) => s.clone(),
-                J::Null => String::new(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect())
-}
-
-fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
-    q.as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (p.to_owned(), String::new()),
-        })
-        .collect()
-}
-
-fn flag(q: &Option<String>, name: &str, default: bool) -> bool {
-    query_pairs(q)
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.eq_ignore_ascii_case("true"))
-        .unwrap_or(default)
 }
 
 /// The router of a distributed worker.
@@ -327,27 +273,7 @@ async fn list_connectors(State(h): State<H>, RawQuery(q): RawQuery) -> Response 
 
 /// Kafka's checks of a connector config, then the exactly-once settings (KIP-618).
 fn check_config(h: &Herder, name: &str, config: &mut Props) -> Result<()> {
-    if name.trim().is_empty() {
-        return Err(ConnectError::BadRequest(
-            "Connector name cannot be empty".into(),
-        ));
-    }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(ConnectError::BadRequest(format!(
-            "Connector name {name} contains ISO control characters"
-        )));
-    }
-    match config.get("name") {
-        Some(n) if n != name => {
-            return Err(ConnectError::BadRequest(format!(
-            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-        )))
-        }
-        Some(_) => {}
-        None => {
-            config.insert("name".into(), name.to_owned());
-        }
-    }
+    check_connector_name(name, config)?;
     let v = h.plugins.validate_connector_config(config)?;
     let mut errors = v.errors();
     let source = connector_type(h, config) == Some(ConnectorType::Source);
@@ -395,14 +321,6 @@ async fn put_connector(
     records.push(store::connector_record(name, Some(&config)));
     h.write_config(records).await?;
     Ok((!exists, info_json(h, name)?))
-}
-
-fn created(name: &str, body: J) -> Response {
-    let mut resp = reply(StatusCode::CREATED, body);
-    if let Ok(v) = HeaderValue::from_str(&format!("/connectors/{name}")) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
 }
 
 async fn create_connector(State(h): State<H>, method: Method, uri: Uri, body: Bytes) -> Response {
@@ -522,10 +440,6 @@ async fn task_configs(State(h): State<H>, Path(name): Path<String>) -> Response 
         .map(|(i, c)| json!({"id": {"connector": name, "task": i}, "config": c}))
         .collect();
     reply(StatusCode::OK, J::Array(tasks))
-}
-
-fn task_id(task: &str) -> Result<i32> {
-    task.parse().map_err(|_| ConnectError::NoSuchEndpoint)
 }
 
 async fn task_status(State(h): State<H>, Path((name, task)): Path<(String, String)>) -> Response {
@@ -769,41 +683,6 @@ async fn offsets(State(h): State<H>, Path(name): Path<String>) -> Response {
     ok(r.await)
 }
 
-type Change = (
-    serde_json::Map<String, J>,
-    Option<serde_json::Map<String, J>>,
-);
-
-fn parse_changes(body: &J) -> Result<Vec<Change>> {
-    let entries = body
-        .get("offsets")
-        .and_then(J::as_array)
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| ConnectError::BadRequest("The offsets to be altered must be specified as a non-empty list of partition/offset pairs in the 'offsets' field".into()))?;
-    entries
-        .iter()
-        .map(|e| {
-            let p = e
-                .get("partition")
-                .and_then(J::as_object)
-                .cloned()
-                .ok_or_else(|| {
-                    ConnectError::BadRequest("Partitions must be specified as JSON objects".into())
-                })?;
-            let o = match e.get("offset") {
-                None | Some(J::Null) => None,
-                Some(J::Object(o)) => Some(o.clone()),
-                Some(_) => {
-                    return Err(ConnectError::BadRequest(
-                        "Offsets must be specified as JSON objects or null".into(),
-                    ))
-                }
-            };
-            Ok((p, o))
-        })
-        .collect()
-}
-
 async fn delete_group(admin: &Admin, group: &str) -> Result<()> {
     for (_, r) in admin.delete_groups(&[group.to_owned()]).await? {
         match r {
@@ -815,7 +694,8 @@ async fn delete_group(admin: &Admin, group: &str) -> Result<()> {
     Ok(())
 }
 
-async fn alter_sink(h: &Herder, name: &str, changes: Vec<Change>) -> Result<()> {
+async fn alter_sink(h: &Herder, name: &str, changes: Vec<OffsetChange>) -> Result<()> {
+    let changes = sink_offset_changes(changes)?;
     let admin = admin(h).await?;
     let group = sink_group(name);
     let mut committed: BTreeMap<TopicPartition, i64> = admin
@@ -826,28 +706,13 @@ async fn alter_sink(h: &Herder, name: &str, changes: Vec<Change>) -> Result<()> 
         .map(|(tp, c)| (tp, c.offset))
         .collect();
     let mut removes = false;
-    for (p, o) in changes {
-        let topic = p.get("kafka_topic").and_then(J::as_str).ok_or_else(|| {
-            ConnectError::BadRequest(
-                "Kafka partitions must be specified with a 'kafka_topic' string key".into(),
-            )
-        })?;
-        let part = p
-            .get("kafka_partition")
-            .and_then(J::as_i64)
-            .and_then(|v| i32::try_from(v).ok())
-            .filter(|v| *v >= 0)
-            .ok_or_else(|| ConnectError::BadRequest("Kafka partitions must be specified with a non-negative 'kafka_partition' integer key".into()))?;
-        let tp = TopicPartition::new(topic, part);
-        match o {
+    for (tp, offset) in changes {
+        match offset {
             None => {
                 removes = true;
                 committed.remove(&tp);
             }
-            Some(o) => {
-                let v = o.get("kafka_offset").and_then(J::as_i64).filter(|v| *v >= 0).ok_or_else(|| {
-                    ConnectError::BadRequest("Kafka offsets must be specified as non-negative integers under the 'kafka_offset' key".into())
-                })?;
+            Some(v) => {
                 committed.insert(tp, v);
             }
         }
@@ -871,9 +736,15 @@ async fn alter_offsets(
     leader_only!(h, method, uri, body);
     let r = async {
         let kind = type_of(&h, &name, true)?;
-        let changes = parse_changes(&body_json(&body)?)?;
+        let changes = parse_offset_changes(&body_json(&body)?)?;
         match kind {
-            ConnectorType::Source => h.offsets().put(&name, changes).await?,
+            ConnectorType::Source => {
+                let config = h.view().connectors.get(&name).cloned().unwrap_or_default();
+                if let Ok((plugin, _)) = h.plugins.connector_for(&config) {
+                    check_source_offsets(&plugin, &changes)?;
+                }
+                h.offsets().put(&name, changes).await?
+            }
             ConnectorType::Sink => alter_sink(&h, &name, changes).await?,
         }
         Ok(json!({"message": "The offsets for this connector have been altered successfully"}))

@@ -26,11 +26,11 @@ use strom_client::{
 use tokio::sync::watch;
 
 use crate::config::Props;
-use crate::connector::{partition_key, BoxFuture};
+use crate::connector::BoxFuture;
 use crate::data::JsonMap;
 use crate::error::{ConnectError, Result};
 use crate::kafka_offsets::{decode, encode_key};
-use crate::offsets::OffsetStore;
+use crate::offsets::{apply_offset, connector_offsets, lock_entries, Entries, OffsetStore};
 use crate::worker::TargetState;
 
 /// How long `read_to_end` waits before giving up.
@@ -363,9 +363,6 @@ pub async fn write(
     Ok(())
 }
 
-/// (connector, partition key) → (partition, offset).
-type Entries = BTreeMap<(String, String), (JsonMap, JsonMap)>;
-
 /// Source offsets in the offsets topic, kept current by a `Tail` (read_committed).
 pub struct TopicOffsets {
     pub topic: String,
@@ -382,22 +379,6 @@ impl std::fmt::Debug for TopicOffsets {
     }
 }
 
-fn lock_entries(e: &Mutex<Entries>) -> std::sync::MutexGuard<'_, Entries> {
-    e.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn apply_offset(e: &mut Entries, connector: String, p: JsonMap, o: Option<JsonMap>) {
-    let key = (connector, partition_key(&p));
-    match o {
-        Some(o) => {
-            e.insert(key, (p, o));
-        }
-        None => {
-            e.remove(&key);
-        }
-    }
-}
-
 impl TopicOffsets {
     pub async fn open(bootstrap: &str, topic: &str, partitions: i32) -> Result<TopicOffsets> {
         let entries = Arc::new(Mutex::new(Entries::new()));
@@ -408,7 +389,7 @@ impl TopicOffsets {
                 return;
             };
             match decode(key, r.value.as_deref()) {
-                Ok((c, p, o)) => apply_offset(&mut lock_entries(&sink), c, p, o),
+                Ok((c, p, o)) => apply_offset(&mut lock_entries(&sink), &c, p, o),
                 Err(e) => {
                     tracing::warn!("skipping {name}-{} offset {}: {e}", r.partition, r.offset)
                 }
@@ -427,11 +408,7 @@ impl TopicOffsets {
 
 impl OffsetStore for TopicOffsets {
     fn list(&self, connector: &str) -> Vec<(JsonMap, JsonMap)> {
-        lock_entries(&self.entries)
-            .iter()
-            .filter(|((c, _), _)| c == connector)
-            .map(|(_, v)| v.clone())
-            .collect()
+        connector_offsets(&lock_entries(&self.entries), connector)
     }
 
     fn put<'a>(
@@ -453,7 +430,7 @@ impl OffsetStore for TopicOffsets {
             write(&self.producer, &self.topic, records).await?;
             let mut e = lock_entries(&self.entries);
             for (p, o) in offsets {
-                apply_offset(&mut e, connector.to_owned(), p, o);
+                apply_offset(&mut e, connector, p, o);
             }
             Ok(())
         })

@@ -20,7 +20,7 @@ use crate::offsets::{FileOffsetStore, OffsetStore};
 use crate::plugins::{ConnectorPlugin, Plugins};
 use crate::runner::{run_sink, run_source, TaskContext};
 
-mod offsets_api;
+pub(crate) mod offsets_api;
 
 /// How long a stopping task may take before it is aborted (Kafka's
 /// `task.shutdown.graceful.timeout.ms` default).
@@ -206,6 +206,31 @@ fn status_json(s: &Status, worker_id: &str) -> JsonMap {
     m
 }
 
+/// Kafka's checks of the connector name in the URL against the config's `name` (which is
+/// set from the URL when missing).
+pub(crate) fn check_connector_name(name: &str, config: &mut Props) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(ConnectError::BadRequest(
+            "Connector name cannot be empty".into(),
+        ));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(ConnectError::BadRequest(format!(
+            "Connector name {name} contains ISO control characters"
+        )));
+    }
+    match config.get("name") {
+        Some(n) if n != name => Err(ConnectError::BadRequest(format!(
+            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            config.insert("name".into(), name.to_owned());
+            Ok(())
+        }
+    }
+}
+
 impl Worker {
     /// A worker with the built-in plugins; `worker_id` is the `host:port` its REST API is
     /// reached at.
@@ -252,27 +277,7 @@ impl Worker {
 
     /// Validates `config` for connector `name` (Kafka's checks, in its order).
     fn check_config(&self, name: &str, config: &mut Props) -> Result<()> {
-        if name.trim().is_empty() {
-            return Err(ConnectError::BadRequest(
-                "Connector name cannot be empty".into(),
-            ));
-        }
-        if name.chars().any(|c| c.is_control()) {
-            return Err(ConnectError::BadRequest(format!(
-                "Connector name {name} contains ISO control characters"
-            )));
-        }
-        match config.get("name") {
-            Some(n) if n != name => {
-                return Err(ConnectError::BadRequest(format!(
-                    "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            Some(_) => {}
-            None => {
-                config.insert("name".into(), name.to_owned());
-            }
-        }
+        check_connector_name(name, config)?;
         let v = self.plugins.validate_connector_config(config)?;
         let errors = v.errors();
         if errors.is_empty() {

@@ -63,54 +63,16 @@ impl Worker {
     /// `PATCH /connectors/{name}/offsets`: sets (or with a null offset, removes) offsets.
     pub async fn alter_offsets(&self, name: &str, body: &J) -> Result<J> {
         let kind = self.type_of(name, true).await?;
-        let entries = body
-            .get("offsets")
-            .and_then(J::as_array)
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| ConnectError::BadRequest("The offsets to be altered must be specified as a non-empty list of partition/offset pairs in the 'offsets' field".into()))?;
-        let mut parsed = Vec::new();
-        for e in entries {
-            let partition = e
-                .get("partition")
-                .and_then(J::as_object)
-                .cloned()
-                .ok_or_else(|| {
-                    ConnectError::BadRequest("Partitions must be specified as JSON objects".into())
-                })?;
-            let offset = match e.get("offset") {
-                None | Some(J::Null) => None,
-                Some(J::Object(o)) => Some(o.clone()),
-                Some(_) => {
-                    return Err(ConnectError::BadRequest(
-                        "Offsets must be specified as JSON objects or null".into(),
-                    ))
-                }
-            };
-            parsed.push((partition, offset));
-        }
+        let parsed = parse_offset_changes(body)?;
         match kind {
             ConnectorType::Source => {
                 let plugin = self.with_entry(name, |e| e.plugin).await?;
-                if plugin.class == crate::file::FILE_SOURCE_CLASS {
-                    for (p, o) in &parsed {
-                        check_file_source_offset(p, o.as_ref())?;
-                    }
-                }
+                check_source_offsets(&plugin, &parsed)?;
                 self.offsets.put(name, parsed).await?;
             }
             ConnectorType::Sink => {
-                let mut changes = BTreeMap::new();
-                for (p, o) in parsed {
-                    let tp = sink_partition(&p)?;
-                    let off = match o {
-                        None => None,
-                        Some(o) => Some(o.get("kafka_offset").and_then(J::as_i64).filter(|v| *v >= 0).ok_or_else(|| {
-                            ConnectError::BadRequest("Kafka offsets must be specified as non-negative integers under the 'kafka_offset' key".into())
-                        })?),
-                    };
-                    changes.insert(tp, off);
-                }
-                self.alter_sink_offsets(name, changes).await?;
+                self.alter_sink_offsets(name, sink_offset_changes(parsed)?)
+                    .await?;
             }
         }
         Ok(json!({"message": "The offsets for this connector have been altered successfully"}))
@@ -174,6 +136,72 @@ async fn delete_group(admin: &Admin, group: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A partition and its new offset (`None`: remove it), from a PATCH offsets body.
+pub(crate) type OffsetChange = (JsonMap, Option<JsonMap>);
+
+/// The `offsets` list of a `PATCH /connectors/{name}/offsets` body, with Kafka's messages
+/// for what is missing or of the wrong type.
+pub(crate) fn parse_offset_changes(body: &J) -> Result<Vec<OffsetChange>> {
+    let entries = body
+        .get("offsets")
+        .and_then(J::as_array)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| ConnectError::BadRequest("The offsets to be altered must be specified as a non-empty list of partition/offset pairs in the 'offsets' field".into()))?;
+    entries
+        .iter()
+        .map(|e| {
+            let partition = e
+                .get("partition")
+                .and_then(J::as_object)
+                .cloned()
+                .ok_or_else(|| {
+                    ConnectError::BadRequest("Partitions must be specified as JSON objects".into())
+                })?;
+            let offset = match e.get("offset") {
+                None | Some(J::Null) => None,
+                Some(J::Object(o)) => Some(o.clone()),
+                Some(_) => {
+                    return Err(ConnectError::BadRequest(
+                        "Offsets must be specified as JSON objects or null".into(),
+                    ))
+                }
+            };
+            Ok((partition, offset))
+        })
+        .collect()
+}
+
+/// The connector's own checks of altered source offsets (the file source has some).
+pub(crate) fn check_source_offsets(
+    plugin: &crate::plugins::ConnectorPlugin,
+    changes: &[OffsetChange],
+) -> Result<()> {
+    if plugin.class == crate::file::FILE_SOURCE_CLASS {
+        for (p, o) in changes {
+            check_file_source_offset(p, o.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
+/// A sink connector's offset changes as Kafka topic-partitions and offsets (`None`: remove).
+pub(crate) fn sink_offset_changes(
+    changes: Vec<OffsetChange>,
+) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+    let mut out = BTreeMap::new();
+    for (p, o) in changes {
+        let tp = sink_partition(&p)?;
+        let offset = match o {
+            None => None,
+            Some(o) => Some(o.get("kafka_offset").and_then(J::as_i64).filter(|v| *v >= 0).ok_or_else(|| {
+                ConnectError::BadRequest("Kafka offsets must be specified as non-negative integers under the 'kafka_offset' key".into())
+            })?),
+        };
+        out.insert(tp, offset);
+    }
+    Ok(out)
 }
 
 fn sink_partition(p: &JsonMap) -> Result<TopicPartition> {
