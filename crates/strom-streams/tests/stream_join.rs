@@ -167,8 +167,10 @@ fn windowed_stream_joins_match_a_reference() {
     let n = AtomicUsize::new(0);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 4,
-        // Each case runs an application against the broker for seconds: shrink briefly.
+        // Each case runs an application against the broker for seconds: shrink briefly
+        // (at most 16 steps or 2 minutes).
         max_shrink_iters: 16,
+        max_shrink_time: 120_000,
         ..ProptestConfig::default()
     });
     runner
