@@ -124,7 +124,16 @@ fn case(rt: &tokio::runtime::Runtime, server: &Server, n: usize, l: Side, r: Sid
             let mut got: Vec<(String, String)> =
                 got.iter().map(|x| (s(&x.key), s(&x.value))).collect();
             got.sort();
-            assert_eq!(&got, want, "{topic}");
+            assert_eq!(
+                &got,
+                want,
+                "{topic} (processed {}, dropped late {}, tasks created {}, restored {}): \
+                 l={l:?} r={r:?}",
+                app.metrics().processed.load(Ordering::Relaxed),
+                app.metrics().dropped_late.load(Ordering::Relaxed),
+                app.metrics().tasks_created.load(Ordering::Relaxed),
+                app.metrics().restored_records.load(Ordering::Relaxed),
+            );
             assert_eq!(
                 extra.len(),
                 want.len(),
