@@ -31,11 +31,27 @@ pub fn compile(pattern: &str) -> Result<Regex, String> {
         RegexBuilder::new(p)
             .size_limit(COMPILED_SIZE_LIMIT)
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| reason(&e))
     };
     // The pattern alone first, so an unbalanced group cannot close the anchoring one.
     build(pattern)?;
     build(&format!("^(?:{pattern})$"))
+}
+
+/// One line saying what is wrong (the crate's syntax errors draw the pattern over lines).
+fn reason(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or(text.trim())
+            .to_owned(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the compiled pattern exceeds {limit} bytes")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The names of the non-internal topics that `regex` matches in full.
@@ -111,8 +127,12 @@ mod tests {
             "(a)\\1",
         ] {
             let err = compile(bad).expect_err(bad);
-            assert!(!err.is_empty(), "{bad}");
+            assert!(!err.is_empty() && !err.contains('\n'), "{bad}: {err}");
         }
+        assert_eq!(
+            compile("[").err().as_deref(),
+            Some("unclosed character class")
+        );
         let huge = format!("({})", "a{1000}".repeat(50));
         assert!(compile(&huge).is_err(), "the compiled size is bounded");
     }
