@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use common::groups::{make_topic, produce};
 use common::wire::Wire;
 use common::{client_config, Server};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -158,6 +160,21 @@ fn regex_members_share_matched_topics_including_one_created_later() {
         }
     }
 
+    // A client that knows a topic only by the id in its assignment asks Metadata by id; the
+    // Java client sends such ids with an empty name (not null), which means "by id" too.
+    let id = group.members[0].target_assignment.topic_partitions[0].topic_id;
+    let mut by_id = MetadataRequest::default();
+    let mut asked = MetadataRequestTopic::default();
+    asked.topic_id = id;
+    asked.name = Some(TopicName(StrBytes::from_static_str("")));
+    by_id.topics = Some(vec![asked]);
+    let m: MetadataResponse = wire.call(ApiKey::Metadata, 12, &by_id);
+    assert_eq!(m.topics.len(), 1);
+    assert_eq!(m.topics[0].error_code, 0);
+    assert_eq!(m.topics[0].topic_id, id);
+    let name = m.topics[0].name.as_ref().map(|n| n.0.to_string());
+    assert!(name.is_some_and(|n| n.starts_with("orders-")));
+
     make_topic(&b, "orders-c", 2);
     produce(&b, "orders-c", 2, 40..60);
     poll_until(
@@ -283,4 +300,131 @@ fn an_invalid_regex_is_refused_with_invalid_regular_expression() {
     let d = describe(&mut wire, "bad-regex");
     assert_eq!(d.groups[0].error_code, 0);
     assert_eq!(d.groups[0].members.len(), 1);
+}
+
+/// Kafka 4.1's Java consumer sends `SubscribedTopicRegex` for `subscribe(SubscriptionPattern)`
+/// (its console consumer's `--include` resolves a java.util.regex pattern itself and sends
+/// topic names). It learns its topics by id from the assignment and asks Metadata by id.
+const JAVA_PATTERN_CONSUMER: &str = r#"
+import java.time.Duration;
+import java.util.Properties;
+import org.apache.kafka.clients.consumer.*;
+
+public class PatternConsumer {
+    public static void main(String[] args) {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", args[0]);
+        p.put("group.id", args[1]);
+        p.put("group.protocol", "consumer");
+        p.put("auto.offset.reset", "earliest");
+        p.put("key.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
+        p.put("value.deserializer", "org.apache.kafka.common.serialization.StringDeserializer");
+        int want = Integer.parseInt(args[3]);
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
+            c.subscribe(new SubscriptionPattern(args[2]));
+            int n = 0;
+            long deadline = System.currentTimeMillis() + 60000;
+            while (n < want && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(100))) {
+                    System.out.println("RECORD " + r.topic() + " " + r.value());
+                    n++;
+                }
+            }
+            System.out.println("DONE " + n);
+        }
+    }
+}
+"#;
+
+/// The Kafka 4.1 distribution (KAFKA_HOME or the peers' download), if it is on this machine.
+fn kafka_home() -> Option<String> {
+    let home = std::env::var("KAFKA_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/strom-peers/kafka/kafka_2.13-4.1.0",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    std::path::Path::new(&home)
+        .join("libs")
+        .is_dir()
+        .then_some(home)
+}
+
+/// A Kafka 4.1 Java consumer subscribed with `SubscriptionPattern("orders-.*")` (RE2/J,
+/// resolved by the broker) reads orders-a, then orders-late created after it joined, and
+/// never `other`.
+#[test]
+fn kafka_java_consumer_with_a_subscription_pattern() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let Some(home) = kafka_home() else {
+        eprintln!(
+            "SKIPPED: Kafka 4.1 not found (set KAFKA_HOME, or run the peers script that \
+             downloads ~/.cache/strom-peers/kafka/kafka_2.13-4.1.0)"
+        );
+        return;
+    };
+    let server = start_server();
+    let b = server.bootstrap();
+    make_topic(&b, "orders-a", 2);
+    make_topic(&b, "other", 1);
+    produce(&b, "orders-a", 2, 0..10);
+    produce(&b, "other", 1, 100..105);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("PatternConsumer.java");
+    std::fs::write(&source, JAVA_PATTERN_CONSUMER).expect("write the Java source");
+    let mut java = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{home}/libs/*"))
+        .arg(&source)
+        .args([b.as_str(), "java-pattern", "orders-.*", "15"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run java");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = java.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut next = |what: &str| -> String {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {what} from the Java consumer; so far {lines:?}"));
+        lines.push(line.clone());
+        line
+    };
+    // Joined and reading: the topic made now comes after the subscription.
+    assert!(next("first record").starts_with("RECORD orders-a "));
+    make_topic(&b, "orders-late", 1);
+    produce(&b, "orders-late", 1, 10..15);
+    loop {
+        if next("records").starts_with("DONE") {
+            break;
+        }
+    }
+    let _ = java.wait();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("DONE 15"),
+        "{lines:?}"
+    );
+    let mut values: Vec<i32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("RECORD "))
+        .map(|l| {
+            let (topic, value) = l.split_once(' ').expect("topic and value");
+            assert!(topic == "orders-a" || topic == "orders-late", "{l}");
+            value.parse().expect("a number")
+        })
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, (0..15).collect::<Vec<_>>());
 }
