@@ -72,6 +72,10 @@ pub(super) async fn handle(
                                 .iter()
                                 .map(|t| TopicName(StrBytes::from_string(t.clone())))
                                 .collect();
+                            // Kafka answers "" for a member without a regex.
+                            dm.subscribed_topic_regex = Some(StrBytes::from_string(
+                                m.subscribed_topic_regex.clone().unwrap_or_default(),
+                            ));
                             dm.assignment = wire(&image, &m.assigned);
                             let target = g.target.get(&m.member_id).cloned().unwrap_or_default();
                             dm.target_assignment = wire(&image, &target);

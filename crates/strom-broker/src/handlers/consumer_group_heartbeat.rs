@@ -18,7 +18,7 @@ use strom_protocol::ErrorCode;
 
 use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType};
 use crate::broker::Broker;
-use crate::group::consumer::{Assignment, HeartbeatRequest, TopicsView};
+use crate::group::consumer::{regex, Assignment, HeartbeatRequest, TopicsView};
 
 pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::ConsumerGroupHeartbeat, 0, 1);
 
@@ -69,11 +69,8 @@ pub(super) async fn handle(
         subscribed_topic_names: request
             .subscribed_topic_names
             .map(|names| names.into_iter().map(|n| n.0.to_string()).collect()),
-        // librdkafka 2.12 sends an empty regex beside its topic names.
-        subscribed_topic_regex: request
-            .subscribed_topic_regex
-            .filter(|r| !r.is_empty())
-            .map(|s| s.to_string()),
+        // An empty regex clears the member's (librdkafka 2.12 sends one beside its names).
+        subscribed_topic_regex: request.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor: request.server_assignor.map(|s| s.to_string()),
         owned: request.topic_partitions.map(|tps| {
             let mut owned = Assignment::new();
@@ -118,7 +115,17 @@ pub(super) async fn handle(
                 wire
             });
         }
-        Err(e) => response.error_code = e.code(),
+        Err(e) => {
+            response.error_code = e.code();
+            if e == ErrorCode::InvalidRegularExpression {
+                // Kafka's message names the pattern and what is wrong with it.
+                let pattern = req.subscribed_topic_regex.unwrap_or_default();
+                let reason = regex::compile(&pattern).err().unwrap_or_default();
+                response.error_message = Some(StrBytes::from_string(format!(
+                    "SubscribedTopicRegex `{pattern}` is not a valid regular expression: {reason}."
+                )));
+            }
+        }
     }
     respond(&SPEC, header, &response)
 }

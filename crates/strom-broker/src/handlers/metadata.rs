@@ -33,7 +33,13 @@ pub(super) async fn handle(
         Some(topics) => Some(
             topics
                 .into_iter()
-                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+                // A topic asked by id is looked up by id: the Java client (4.x, e.g. a
+                // consumer with a SubscriptionPattern) sends its ids with an empty name.
+                .map(|t| {
+                    let name = t.name.map(|n| n.0.to_string());
+                    let by_id = !t.topic_id.is_nil() && name.as_deref().is_none_or(str::is_empty);
+                    (name.filter(|_| !by_id), t.topic_id)
+                })
                 .collect(),
         ),
     };

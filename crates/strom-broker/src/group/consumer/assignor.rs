@@ -1,5 +1,7 @@
 //! KIP-848 server-side assignors: `uniform` (balanced and sticky to the previous target) and
-//! `range` (per topic, contiguous ranges in member-id order). Pure functions of their inputs.
+//! `range` (per topic, contiguous ranges; static members first in instance-id order, then the
+//! others in member-id order, as Kafka's server-side RangeAssignor). Pure functions of their
+//! inputs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +17,8 @@ pub const RANGE: &str = "range";
 /// partition count of each topic, and the previous target assignment.
 pub struct AssignorInput<'a> {
     pub subscriptions: &'a BTreeMap<String, BTreeSet<Uuid>>,
+    /// Instance ids of the static members.
+    pub instance_ids: &'a BTreeMap<String, String>,
     pub partitions: &'a BTreeMap<Uuid, i32>,
     pub previous: &'a BTreeMap<String, Assignment>,
 }
@@ -28,20 +32,29 @@ pub fn assign(name: &str, input: &AssignorInput<'_>) -> Option<BTreeMap<String, 
     }
 }
 
-/// Per topic: subscribers sorted by member id take contiguous ranges, the first
-/// `partitions % subscribers` one partition more.
+/// Per topic: subscribers in order (static members by instance id, then the others by
+/// member id) take contiguous ranges, the first `partitions % subscribers` one partition
+/// more. Members with the same topics of the same size get the same partition numbers.
 fn range(input: &AssignorInput<'_>) -> BTreeMap<String, Assignment> {
     let mut out: BTreeMap<String, Assignment> = input
         .subscriptions
         .keys()
         .map(|m| (m.clone(), Assignment::new()))
         .collect();
+    let mut order: Vec<&String> = input.subscriptions.keys().collect();
+    // `None` sorts before `Some`: turn it around so that static members come first.
+    order.sort_by_key(|m| {
+        (
+            input.instance_ids.get(*m).is_none(),
+            input.instance_ids.get(*m),
+            *m,
+        )
+    });
     for (topic, &count) in input.partitions {
-        let subscribers: Vec<&String> = input
-            .subscriptions
+        let subscribers: Vec<&String> = order
             .iter()
-            .filter(|(_, topics)| topics.contains(topic))
-            .map(|(m, _)| m)
+            .copied()
+            .filter(|m| input.subscriptions[*m].contains(topic))
             .collect();
         if subscribers.is_empty() {
             continue;
@@ -64,7 +77,8 @@ fn range(input: &AssignorInput<'_>) -> BTreeMap<String, Assignment> {
 }
 
 /// Balanced and sticky: members keep their previous partitions up to the fair share
-/// (`ceil(partitions / members)`), the rest go to the least-loaded subscriber, then
+/// (Kafka's quotas when all subscribe alike, else `ceil(partitions / members)`), the rest
+/// go to the least-loaded subscriber (ties: member id), then
 /// partitions move from a member with two more than another subscriber until balanced.
 fn uniform(input: &AssignorInput<'_>) -> BTreeMap<String, Assignment> {
     let members = input.subscriptions;
@@ -80,10 +94,30 @@ fn uniform(input: &AssignorInput<'_>) -> BTreeMap<String, Assignment> {
         return BTreeMap::new();
     }
     let cap = all.len().div_ceil(members.len());
+    // When every member has the same topics, Kafka's shares: each member keeps up to
+    // `partitions / members`, and the first `partitions % members` members (by id) that
+    // had more keep one more, so a newcomer takes one partition from each of the others.
+    let homogeneous = members.values().all(|t| Some(t) == members.values().next());
+    let (min_quota, mut extra) = (all.len() / members.len(), all.len() % members.len());
     // 1. Stickiness, up to the fair share.
     for (member, previous) in input.previous {
         let Some(topics) = members.get(member) else {
             continue;
+        };
+        let keep = if homogeneous {
+            let had: usize = previous
+                .iter()
+                .filter(|(t, _)| topics.contains(*t))
+                .map(|(t, ps)| {
+                    let count = input.partitions.get(t).copied().unwrap_or(0);
+                    ps.iter().filter(|&&p| p < count).count()
+                })
+                .sum();
+            let one_more = had > min_quota && extra > 0;
+            extra -= usize::from(one_more);
+            min_quota + usize::from(one_more)
+        } else {
+            cap
         };
         for (topic, parts) in previous {
             let count = input.partitions.get(topic).copied().unwrap_or(0);
@@ -92,7 +126,7 @@ fn uniform(input: &AssignorInput<'_>) -> BTreeMap<String, Assignment> {
             }
             for &p in parts.iter().filter(|&&p| p < count) {
                 let l = load.get_mut(member).expect("member has a load entry");
-                if *l < cap && !owner.contains_key(&(*topic, p)) {
+                if *l < keep && !owner.contains_key(&(*topic, p)) {
                     owner.insert((*topic, p), member.clone());
                     *l += 1;
                 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use super::assignor::{assign, AssignorInput};
+use super::regex::{self, REFRESH_MIN_INTERVAL_MS};
 use super::{Assignment, TopicsView};
 
 /// One member. Invariant: `assigned` and `pending_revocation` are disjoint, and no partition
@@ -19,6 +20,8 @@ pub struct Member {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topic_names: Vec<String>,
+    /// `SubscribedTopicRegex` (KIP-848): the member also takes the topics it matches.
+    pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub member_epoch: i32,
@@ -42,6 +45,7 @@ impl Member {
             client_id: String::new(),
             client_host: String::new(),
             subscribed_topic_names: Vec::new(),
+            subscribed_topic_regex: None,
             server_assignor: None,
             rebalance_timeout_ms: 0,
             member_epoch: 0,
@@ -92,6 +96,11 @@ pub struct ConsumerGroup {
     pub assignor_name: String,
     /// Partition counts of the subscribed topics when the group epoch last moved.
     pub(super) subscribed_partitions: BTreeMap<Uuid, i32>,
+    /// The topic names each regex in use matches (not stored: resolved again after a load).
+    pub resolved_regexes: BTreeMap<String, BTreeSet<String>>,
+    /// When every regex of the group was last resolved together, and the topic set then.
+    regex_refreshed_at_ms: Option<i64>,
+    regex_fingerprint: u64,
 }
 
 impl ConsumerGroup {
@@ -138,12 +147,63 @@ impl ConsumerGroup {
         }
     }
 
+    /// The topic names a member subscribes to: its names and what its regex matches.
+    pub fn subscribed_names<'a>(&'a self, m: &'a Member) -> BTreeSet<&'a str> {
+        let by_regex = m
+            .subscribed_topic_regex
+            .as_ref()
+            .and_then(|r| self.resolved_regexes.get(r))
+            .into_iter()
+            .flatten();
+        m.subscribed_topic_names
+            .iter()
+            .chain(by_regex)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Resolves the regexes the members use: a new one at once, all of them again when the
+    /// topic set changed, at most once per `REFRESH_MIN_INTERVAL_MS`. Forgets unused ones.
+    pub(super) fn resolve_regexes(&mut self, topics: &TopicsView, now_ms: i64) {
+        let in_use: BTreeSet<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_topic_regex.clone())
+            .collect();
+        self.resolved_regexes.retain(|r, _| in_use.contains(r));
+        if in_use.is_empty() {
+            self.regex_refreshed_at_ms = None;
+            return;
+        }
+        let fingerprint = regex::fingerprint(topics);
+        let due = self
+            .regex_refreshed_at_ms
+            .is_none_or(|at| now_ms >= at + REFRESH_MIN_INTERVAL_MS);
+        let refresh_all = due && fingerprint != self.regex_fingerprint;
+        for pattern in in_use {
+            if !refresh_all && self.resolved_regexes.contains_key(&pattern) {
+                continue;
+            }
+            // Every stored pattern was compiled when a heartbeat brought it; one that no
+            // longer compiles (a snapshot from elsewhere) matches nothing.
+            let names = match regex::compile(&pattern) {
+                Ok(re) => regex::resolve(&re, topics),
+                Err(_) => BTreeSet::new(),
+            };
+            self.resolved_regexes.insert(pattern, names);
+        }
+        if refresh_all {
+            self.regex_refreshed_at_ms = Some(now_ms);
+            self.regex_fingerprint = fingerprint;
+        }
+    }
+
     /// Bumps the group epoch when a subscribed topic appeared, vanished or grew.
     pub(super) fn refresh_metadata(&mut self, topics: &TopicsView) {
         let now: BTreeMap<Uuid, i32> = self
             .members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter())
+            .flat_map(|m| self.subscribed_names(m))
             .filter_map(|name| topics.get(name).copied())
             .collect();
         if now != self.subscribed_partitions {
@@ -162,17 +222,23 @@ impl ConsumerGroup {
             .members
             .values()
             .map(|m| {
-                let ids = m
-                    .subscribed_topic_names
-                    .iter()
+                let ids = self
+                    .subscribed_names(m)
+                    .into_iter()
                     .filter_map(|t| topics.get(t).map(|(id, _)| *id))
                     .collect();
                 (m.member_id.clone(), ids)
             })
             .collect();
+        let instance_ids: BTreeMap<String, String> = self
+            .members
+            .values()
+            .filter_map(|m| Some((m.member_id.clone(), m.instance_id.clone()?)))
+            .collect();
         let partitions: BTreeMap<Uuid, i32> = topics.values().copied().collect();
         let input = AssignorInput {
             subscriptions: &subscriptions,
+            instance_ids: &instance_ids,
             partitions: &partitions,
             previous: &self.target,
         };

@@ -4,6 +4,7 @@
 
 pub mod assignor;
 mod group;
+pub mod regex;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -57,6 +58,7 @@ pub struct HeartbeatRequest {
     pub rack_id: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// `Some("")` clears the member's regex (librdkafka sends it beside topic names).
     pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub owned: Option<Assignment>,
@@ -160,7 +162,7 @@ impl ConsumerGroups {
     ) -> Result<HeartbeatResponse, ErrorCode> {
         self.validate(req)?;
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == LEAVE_STATIC_EPOCH {
-            return self.leave(req, topics);
+            return self.leave(req, topics, now_ms);
         }
         let mut config = self.config.clone();
         if let Some(ms) = req.group_session_timeout_ms {
@@ -196,6 +198,7 @@ impl ConsumerGroups {
         if changed_subscription || is_new {
             group.bump();
         }
+        group.resolve_regexes(topics, now_ms);
         group.refresh_metadata(topics);
         group.maybe_assign(topics, &config.assignors[0]);
         group.reconcile(&member_id, req.owned.as_ref(), now_ms);
@@ -228,9 +231,10 @@ impl ConsumerGroups {
         if req.member_epoch == LEAVE_STATIC_EPOCH && req.instance_id.is_none() {
             return Err(ErrorCode::InvalidRequest);
         }
-        if req.subscribed_topic_regex.is_some() {
-            // KIP-848 regex subscriptions (RE2/J) are not served yet.
-            return Err(ErrorCode::InvalidRequest);
+        if let Some(pattern) = req.subscribed_topic_regex.as_deref() {
+            if !pattern.is_empty() && regex::compile(pattern).is_err() {
+                return Err(ErrorCode::InvalidRegularExpression);
+            }
         }
         match &req.server_assignor {
             Some(a) if !self.config.assignors.iter().any(|x| x == a) => {
@@ -246,6 +250,7 @@ impl ConsumerGroups {
         &mut self,
         req: &HeartbeatRequest,
         topics: &TopicsView,
+        now_ms: i64,
     ) -> Result<HeartbeatResponse, ErrorCode> {
         let group = self
             .groups
@@ -262,6 +267,7 @@ impl ConsumerGroups {
             member.left_static = true;
         } else {
             group.remove_member(&req.member_id);
+            group.resolve_regexes(topics, now_ms);
             group.refresh_metadata(topics);
         }
         Ok(HeartbeatResponse {
@@ -461,6 +467,11 @@ fn update_member(
         names.dedup();
         changed |= names != m.subscribed_topic_names;
         m.subscribed_topic_names = names;
+    }
+    if let Some(pattern) = &req.subscribed_topic_regex {
+        let pattern = (!pattern.is_empty()).then(|| pattern.clone());
+        changed |= pattern != m.subscribed_topic_regex;
+        m.subscribed_topic_regex = pattern;
     }
     if req.server_assignor.is_some() && req.server_assignor != m.server_assignor {
         m.server_assignor.clone_from(&req.server_assignor);

@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::group::{ConsumerGroup, Member};
 use super::Assignment;
 
-const SNAPSHOT_VERSION: i16 = 0;
+/// 1 added each member's `SubscribedTopicRegex` (after its topic names); 0 is still read.
+const SNAPSHOT_VERSION: i16 = 1;
 /// No count in a valid snapshot comes near this; a larger one is a corrupt record.
 const MAX_COUNT: usize = 1 << 20;
 
@@ -47,6 +48,7 @@ pub fn encode(g: &ConsumerGroup) -> Vec<u8> {
         for t in &m.subscribed_topic_names {
             put_str(&mut w, Some(t));
         }
+        put_str(&mut w, m.subscribed_topic_regex.as_deref());
         put_str(&mut w, m.server_assignor.as_deref());
         put_i32(&mut w, m.rebalance_timeout_ms);
         put_i32(&mut w, m.member_epoch);
@@ -71,7 +73,7 @@ pub fn decode(
 ) -> Result<ConsumerGroup, SnapshotError> {
     let mut r = Reader { buf: bytes, at: 0 };
     let version = i16::from_be_bytes(r.take::<2>()?);
-    if version != SNAPSHOT_VERSION {
+    if !(0..=SNAPSHOT_VERSION).contains(&version) {
         return Err(SnapshotError::UnknownVersion(version));
     }
     let mut g = ConsumerGroup::new(group_id);
@@ -90,6 +92,9 @@ pub fn decode(
         m.client_host = r.string()?;
         for _ in 0..r.count()? {
             m.subscribed_topic_names.push(r.string()?);
+        }
+        if version >= 1 {
+            m.subscribed_topic_regex = r.nullable()?;
         }
         m.server_assignor = r.nullable()?;
         m.rebalance_timeout_ms = r.i32()?;
@@ -215,6 +220,7 @@ mod tests {
         let mut m = Member::new("m".into(), 0, 45_000);
         m.instance_id = Some("i".into());
         m.subscribed_topic_names = vec!["t".into()];
+        m.subscribed_topic_regex = Some("orders-.*".into());
         m.member_epoch = 3;
         m.previous_member_epoch = 2;
         m.rebalance_timeout_ms = 1_000;
@@ -226,6 +232,10 @@ mod tests {
         let back = decode("g", &bytes, 0, 45_000).expect("decodes");
         assert_eq!(encode(&back), bytes);
         assert_eq!(back.members["m"].revocation_deadline_ms, Some(1_000));
+        assert_eq!(
+            back.members["m"].subscribed_topic_regex.as_deref(),
+            Some("orders-.*")
+        );
         for cut in 0..bytes.len() {
             assert!(
                 decode("g", &bytes[..cut], 0, 45_000).is_err(),
@@ -245,5 +255,31 @@ mod tests {
             decode("g", &bad, 0, 45_000).err(),
             Some(SnapshotError::UnknownVersion(7))
         );
+    }
+
+    #[test]
+    fn a_version_0_snapshot_without_regexes_is_still_read() {
+        let mut g = ConsumerGroup::new("g");
+        g.group_epoch = 2;
+        g.assignment_epoch = 2;
+        g.assignor_name = "range".into();
+        let mut m = Member::new("m".into(), 0, 45_000);
+        m.subscribed_topic_names = vec!["t".into()];
+        m.server_assignor = Some("range".into());
+        g.members.insert("m".into(), m);
+        let v1 = encode(&g);
+        // Version 0 is version 1 without the member's (null) regex: 4 bytes after the names.
+        // version, epochs, "range", no partitions, one member "m", instance, rack, client id,
+        // host, one name "t".
+        let regex_at = 2 + 4 + 4 + (4 + 5) + 4 + 4 + (4 + 1) + 4 + 4 + 4 + 4 + 4 + (4 + 1);
+        assert_eq!(v1[regex_at..regex_at + 4], (-1i32).to_be_bytes());
+        let mut v0 = v1[..regex_at].to_vec();
+        v0.extend_from_slice(&v1[regex_at + 4..]);
+        v0[0..2].copy_from_slice(&0i16.to_be_bytes());
+        let back = decode("g", &v0, 0, 45_000).expect("version 0 decodes");
+        assert_eq!(back.members["m"].subscribed_topic_names, ["t"]);
+        assert_eq!(back.members["m"].subscribed_topic_regex, None);
+        assert_eq!(back.members["m"].server_assignor.as_deref(), Some("range"));
+        assert_eq!(encode(&back), v1);
     }
 }

@@ -286,3 +286,280 @@ fn transactional_commits_may_lag_but_not_run_ahead() {
     );
     assert_eq!(g.validate_txn_commit("classic", "m", 1), Ok(false));
 }
+
+/// orders-a and orders-b (2 partitions each), other (2), and the internal offsets topic.
+fn orders_view() -> TopicsView {
+    let mut t = TopicsView::new();
+    t.insert("orders-a".into(), (Uuid::from_u128(1), 2));
+    t.insert("orders-b".into(), (Uuid::from_u128(2), 2));
+    t.insert("other".into(), (Uuid::from_u128(3), 2));
+    t.insert("__consumer_offsets".into(), (Uuid::from_u128(4), 50));
+    t
+}
+
+fn join_regex(member: &str, regex: &str) -> HeartbeatRequest {
+    HeartbeatRequest {
+        subscribed_topic_names: None,
+        subscribed_topic_regex: Some(regex.into()),
+        ..join_req(member)
+    }
+}
+
+fn ids(a: &Assignment) -> BTreeMap<u128, Vec<i32>> {
+    a.iter()
+        .map(|(t, ps)| (t.as_u128(), ps.iter().copied().collect()))
+        .collect()
+}
+
+#[test]
+fn regex_members_take_the_matched_topics_and_new_ones_after_the_refresh_interval() {
+    let mut g = ConsumerGroups::default();
+    let mut view = orders_view();
+    let r = g
+        .heartbeat(&join_regex("a", "orders-.*"), &view, String::new, 0)
+        .expect("a joins");
+    // Full matches of non-internal topics only: orders-a and orders-b, not other.
+    assert_eq!(
+        r.assignment.as_ref().map(ids),
+        Some([(1, vec![0, 1]), (2, vec![0, 1])].into())
+    );
+    // A mixed group: b subscribes by name to other and orders-a.
+    let mut b = join_req("b");
+    b.subscribed_topic_names = Some(vec!["other".into(), "orders-a".into()]);
+    g.heartbeat(&b, &view, String::new, 100).expect("b joins");
+    let group = g.group("g").expect("group");
+    assert_eq!(
+        group.resolved_regexes["orders-.*"],
+        BTreeSet::from(["orders-a".to_owned(), "orders-b".to_owned()])
+    );
+    let target = |g: &ConsumerGroups, m: &str| ids(&g.group("g").expect("group").target[m]);
+    // uniform: 6 partitions, 3 each; a gives up one of its four, only b takes other.
+    assert_eq!(target(&g, "a"), [(1, vec![1]), (2, vec![0, 1])].into());
+    assert_eq!(target(&g, "b"), [(1, vec![0]), (3, vec![0, 1])].into());
+    let epoch = g.group("g").expect("group").group_epoch;
+
+    // orders-c appears: not before REFRESH_MIN_INTERVAL_MS since the first resolution.
+    view.insert("orders-c".into(), (Uuid::from_u128(5), 2));
+    let beat = hb("a", 0, &Assignment::new());
+    let beat = HeartbeatRequest {
+        member_epoch: g.group("g").expect("group").members["a"].member_epoch,
+        ..beat
+    };
+    g.heartbeat(
+        &beat,
+        &view,
+        String::new,
+        regex::REFRESH_MIN_INTERVAL_MS - 1,
+    )
+    .expect("a beats early");
+    assert_eq!(g.group("g").expect("group").group_epoch, epoch);
+    g.heartbeat(&beat, &view, String::new, regex::REFRESH_MIN_INTERVAL_MS)
+        .expect("a beats after the interval");
+    let group = g.group("g").expect("group");
+    assert_eq!(group.group_epoch, epoch + 1, "one bump for the new topic");
+    assert!(group.resolved_regexes["orders-.*"].contains("orders-c"));
+    let all: usize = group.target.values().map(count).sum();
+    assert_eq!(all, 8, "orders-a, -b, -c and other");
+    assert_eq!(count(&group.target["a"]), 4);
+    assert!(group.target["a"].contains_key(&Uuid::from_u128(5)));
+    assert!(!group.target["b"].contains_key(&Uuid::from_u128(5)));
+
+    // The topic set is unchanged: no further refresh or bump.
+    let epoch = group.group_epoch;
+    let beat = HeartbeatRequest {
+        member_epoch: group.members["a"].member_epoch,
+        ..beat
+    };
+    g.heartbeat(
+        &beat,
+        &view,
+        String::new,
+        3 * regex::REFRESH_MIN_INTERVAL_MS,
+    )
+    .expect("a beats");
+    assert_eq!(g.group("g").expect("group").group_epoch, epoch);
+
+    // orders-b is deleted: it leaves a's subscription at the next refresh.
+    view.remove("orders-b");
+    g.heartbeat(
+        &beat,
+        &view,
+        String::new,
+        4 * regex::REFRESH_MIN_INTERVAL_MS,
+    )
+    .expect("a beats");
+    let group = g.group("g").expect("group");
+    assert_eq!(group.group_epoch, epoch + 1);
+    assert!(!group.target["a"].contains_key(&Uuid::from_u128(2)));
+}
+
+#[test]
+fn bad_regexes_are_refused_and_an_empty_one_clears_the_subscription() {
+    let mut g = ConsumerGroups::default();
+    for bad in ["(orders", "[a-", "(a)\\1"] {
+        assert_eq!(
+            g.heartbeat(&join_regex("a", bad), &orders_view(), String::new, 0),
+            Err(ErrorCode::InvalidRegularExpression),
+            "{bad}"
+        );
+    }
+    assert!(g.group("g").is_none(), "a refused join leaves no group");
+    let r = g
+        .heartbeat(
+            &join_regex("a", "other|orders-b"),
+            &orders_view(),
+            String::new,
+            0,
+        )
+        .expect("join");
+    assert_eq!(
+        r.assignment.as_ref().map(ids),
+        Some([(2, vec![0, 1]), (3, vec![0, 1])].into())
+    );
+    // Switching to names: librdkafka sends the names with an empty regex.
+    let mut to_names = hb(
+        "a",
+        r.member_epoch,
+        r.assignment.as_ref().expect("assignment"),
+    );
+    to_names.subscribed_topic_names = Some(vec!["orders-a".into()]);
+    to_names.subscribed_topic_regex = Some(String::new());
+    g.heartbeat(&to_names, &orders_view(), String::new, 1)
+        .expect("switch");
+    let group = g.group("g").expect("group");
+    assert_eq!(group.members["a"].subscribed_topic_regex, None);
+    assert!(
+        group.resolved_regexes.is_empty(),
+        "unused regexes are forgotten"
+    );
+    assert_eq!(ids(&group.target["a"]), [(1, vec![0, 1])].into());
+}
+
+fn assign_with(
+    name: &str,
+    subs: &[(&str, &[u128])],
+    statics: &[(&str, &str)],
+    partitions: &[(u128, i32)],
+    previous: &BTreeMap<String, Assignment>,
+) -> BTreeMap<String, BTreeMap<u128, Vec<i32>>> {
+    let subscriptions: BTreeMap<String, BTreeSet<Uuid>> = subs
+        .iter()
+        .map(|(m, ts)| {
+            (
+                (*m).to_owned(),
+                ts.iter().map(|t| Uuid::from_u128(*t)).collect(),
+            )
+        })
+        .collect();
+    let instance_ids: BTreeMap<String, String> = statics
+        .iter()
+        .map(|(m, i)| ((*m).to_owned(), (*i).to_owned()))
+        .collect();
+    let partitions: BTreeMap<Uuid, i32> = partitions
+        .iter()
+        .map(|(t, n)| (Uuid::from_u128(*t), *n))
+        .collect();
+    let input = assignor::AssignorInput {
+        subscriptions: &subscriptions,
+        instance_ids: &instance_ids,
+        partitions: &partitions,
+        previous,
+    };
+    assignor::assign(name, &input)
+        .expect("known assignor")
+        .into_iter()
+        .map(|(m, a)| (m, ids(&a)))
+        .collect()
+}
+
+#[test]
+fn range_co_partitions_and_puts_static_members_first_as_kafka_does() {
+    let none = BTreeMap::new();
+    // Kafka's RangeAssignor example: two members, T1 and T2 with 3 partitions each.
+    let got = assign_with(
+        assignor::RANGE,
+        &[("m0", &[1, 2]), ("m1", &[1, 2])],
+        &[],
+        &[(1, 3), (2, 3)],
+        &none,
+    );
+    assert_eq!(got["m0"], [(1, vec![0, 1]), (2, vec![0, 1])].into());
+    assert_eq!(got["m1"], [(1, vec![2]), (2, vec![2])].into());
+    // Static members come first in instance-id order, whatever their member ids.
+    let got = assign_with(
+        assignor::RANGE,
+        &[("m3", &[1, 2]), ("m2", &[1, 2]), ("a", &[1, 2])],
+        &[("m3", "I0"), ("m2", "I1")],
+        &[(1, 3), (2, 3)],
+        &none,
+    );
+    assert_eq!(got["m3"], [(1, vec![0]), (2, vec![0])].into());
+    assert_eq!(got["m2"], [(1, vec![1]), (2, vec![1])].into());
+    assert_eq!(got["a"], [(1, vec![2]), (2, vec![2])].into());
+    // Heterogeneous: per topic among its own subscribers; 5 partitions over 2 → 3 + 2.
+    let got = assign_with(
+        assignor::RANGE,
+        &[("a", &[1]), ("b", &[1, 2]), ("c", &[2])],
+        &[],
+        &[(1, 5), (2, 2)],
+        &none,
+    );
+    assert_eq!(got["a"], [(1, vec![0, 1, 2])].into());
+    assert_eq!(got["b"], [(1, vec![3, 4]), (2, vec![0])].into());
+    assert_eq!(got["c"], [(2, vec![1])].into());
+}
+
+#[test]
+fn uniform_spreads_evenly_and_keeps_partitions_where_they_were() {
+    let none = BTreeMap::new();
+    let subs: [(&str, &[u128]); 3] = [("a", &[1]), ("b", &[1]), ("c", &[1])];
+    let got = assign_with(assignor::UNIFORM, &subs, &[], &[(1, 7)], &none);
+    assert_eq!(got["a"], [(1, vec![0, 3, 6])].into());
+    assert_eq!(got["b"], [(1, vec![1, 4])].into());
+    assert_eq!(got["c"], [(1, vec![2, 5])].into());
+    // c leaves: a and b keep all they had; c's two partitions go one each.
+    let previous: BTreeMap<String, Assignment> = [
+        (
+            "a".to_owned(),
+            [(Uuid::from_u128(1), [0, 3, 6].into())].into(),
+        ),
+        ("b".to_owned(), [(Uuid::from_u128(1), [1, 4].into())].into()),
+    ]
+    .into();
+    let got = assign_with(assignor::UNIFORM, &subs[..2], &[], &[(1, 7)], &previous);
+    assert_eq!(got["a"], [(1, vec![0, 3, 5, 6])].into());
+    assert_eq!(got["b"], [(1, vec![1, 2, 4])].into());
+    // A new member d takes from the most loaded only: a and b each give up one.
+    let previous: BTreeMap<String, Assignment> = [
+        (
+            "a".to_owned(),
+            [(Uuid::from_u128(1), [0, 3, 5, 6].into())].into(),
+        ),
+        (
+            "b".to_owned(),
+            [(Uuid::from_u128(1), [1, 2, 4].into())].into(),
+        ),
+    ]
+    .into();
+    let got = assign_with(
+        assignor::UNIFORM,
+        &[("a", &[1]), ("b", &[1]), ("d", &[1])],
+        &[],
+        &[(1, 7)],
+        &previous,
+    );
+    let sizes: Vec<usize> = got.values().map(|a| a[&1].len()).collect();
+    assert_eq!(sizes, [3, 2, 2]);
+    assert!(got["a"][&1].iter().all(|p| [0, 3, 5, 6].contains(p)));
+    assert!(got["b"][&1].iter().all(|p| [1, 2, 4].contains(p)));
+    // Heterogeneous: b alone takes topic 2, and topic 1 balances the total load.
+    let got = assign_with(
+        assignor::UNIFORM,
+        &[("a", &[1]), ("b", &[1, 2])],
+        &[],
+        &[(1, 4), (2, 2)],
+        &none,
+    );
+    assert_eq!(got["a"], [(1, vec![0, 1, 2])].into());
+    assert_eq!(got["b"], [(1, vec![3]), (2, vec![0, 1])].into());
+}
