@@ -20,6 +20,7 @@ use strom_streams::{
 use tokio::sync::{mpsc, Mutex};
 
 use crate::ast::*;
+use crate::avro::AvroSchema;
 use crate::expr::{AggCall, AggContext, AggKind, CExpr, Compiler, Scope};
 use crate::format::{self, Format};
 use crate::parser::{self, column_name};
@@ -38,6 +39,8 @@ pub struct EngineConfig {
     pub state_dir: PathBuf,
     /// `ksql.streams.*` settings (prefix removed), passed to each query's Strom Streams.
     pub streams: Vec<(String, String)>,
+    /// `ksql.schema.registry.url`: where AVRO sources find and register their schemas.
+    pub schema_registry_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +66,11 @@ pub struct Source {
     /// `WITH (TIMESTAMP='col', TIMESTAMP_FORMAT='pattern')`: event time from a column.
     #[serde(default)]
     pub timestamp: Option<(String, Option<String>)>,
+    /// AVRO keys/values: the registry and the schema id records are written with.
+    #[serde(default)]
+    pub key_avro: Option<AvroSchema>,
+    #[serde(default)]
+    pub value_avro: Option<AvroSchema>,
 }
 
 fn pairs(cols: &[Column], key: bool) -> Vec<(&str, &SqlType)> {
@@ -121,13 +129,21 @@ impl Source {
             window = Some((s, e));
         }
         let keys = match key {
-            Some(k) if !kc.is_empty() => format::decode(self.key_format, k, &kc, true)?,
+            Some(k) if !kc.is_empty() => {
+                format::decode(self.key_format, k, &kc, true, self.key_avro.as_ref())?
+            }
             _ => vec![Value::Null; kc.len()],
         };
         let Some(value) = value else {
             return Ok((keys, None));
         };
-        let vals = format::decode(self.value_format, value, &self.value_cols(), false)?;
+        let vals = format::decode(
+            self.value_format,
+            value,
+            &self.value_cols(),
+            false,
+            self.value_avro.as_ref(),
+        )?;
         let mut row = Vec::with_capacity(self.columns.len() + 6);
         let (mut ki, mut vi) = (keys.iter(), vals.into_iter());
         for c in &self.columns {
@@ -169,14 +185,21 @@ impl Source {
         let mut key = if kc.is_empty() {
             None
         } else {
-            format::encode(self.key_format, &keys, &kc, true)
+            format::encode(self.key_format, &keys, &kc, true, self.key_avro.as_ref())
         };
         if let (Some(w), Some((s, e))) = (&self.window, window) {
             let mut k = key.unwrap_or_default();
             k.extend(format::window_suffix(w, s, e));
             key = Some(k);
         }
-        let value = format::encode(self.value_format, &vals, &vc, false).unwrap_or_default();
+        let value = format::encode(
+            self.value_format,
+            &vals,
+            &vc,
+            false,
+            self.value_avro.as_ref(),
+        )
+        .unwrap_or_default();
         (key, value)
     }
 
@@ -185,7 +208,7 @@ impl Source {
         if kc.is_empty() {
             None
         } else {
-            format::encode(self.key_format, keys, &kc, true)
+            format::encode(self.key_format, keys, &kc, true, self.key_avro.as_ref())
         }
     }
 }
@@ -1473,6 +1496,8 @@ pub fn plan_query(
         },
         columns,
         timestamp: None,
+        key_avro: None,
+        value_avro: None,
     };
     key_format.check(&output.key_cols(), "key")?;
     value_format.check(&output.value_cols(), "value")?;
@@ -1892,7 +1917,7 @@ impl Engine {
                 if st.catalog.contains_key(name) && !*if_not_exists && !*or_replace {
                     return Err(already_exists(st, name));
                 }
-                self.source_from(p).await.map(|_| ())
+                self.source_from(p, false).await.map(|_| ())
             }
             Statement::CreateAs {
                 kind,
@@ -1905,7 +1930,13 @@ impl Engine {
                 if st.catalog.contains_key(name) && !*if_not_exists && !*or_replace {
                     return Err(already_exists(st, name));
                 }
-                plan_query(&st.catalog, query, name, Some(*kind), wp).map(|_| ())
+                let plan = plan_query(&st.catalog, query, name, Some(*kind), wp)?;
+                if plan.output.key_format == Format::Avro
+                    || plan.output.value_format == Format::Avro
+                {
+                    self.registry_url()?;
+                }
+                Ok(())
             }
             Statement::InsertSelect { target, query } => {
                 let t = st
@@ -1959,7 +1990,10 @@ impl Engine {
         }
     }
 
-    async fn source_from(&self, p: &Parsed) -> Result<Source> {
+    /// The source a CREATE STREAM/TABLE declares. AVRO: value columns left out are
+    /// inferred from the registry's latest schema of `<topic>-value`; with `register`, the
+    /// schema of declared columns is registered (as ksqlDB does), else only checked.
+    async fn source_from(&self, p: &Parsed, register: bool) -> Result<Source> {
         let Statement::CreateSource {
             kind,
             name,
@@ -1988,6 +2022,21 @@ impl Engine {
                 key: c.key,
             })
             .collect();
+        let mut value_avro = None;
+        if value_format == Format::Avro && !cols.iter().any(|c| !c.key) {
+            let url = self.registry_url()?;
+            let (schema, inferred) = crate::avro::infer(url, &format!("{topic}-value"), false, "")
+                .await
+                .map_err(SqlError::stmt)?;
+            for (name, ty) in inferred {
+                cols.push(Column {
+                    name,
+                    ty,
+                    key: false,
+                });
+            }
+            value_avro = Some(schema);
+        }
         let mut seen = std::collections::BTreeSet::new();
         for c in &cols {
             if !seen.insert(&c.name) {
@@ -2105,7 +2154,7 @@ impl Engine {
             }
         };
         cols.shrink_to_fit();
-        Ok(Source {
+        let mut s = Source {
             timestamp,
             name: name.clone(),
             kind: *kind,
@@ -2116,7 +2165,45 @@ impl Engine {
             window,
             statement: p.text.clone(),
             partitions,
+            key_avro: None,
+            value_avro,
+        };
+        if register {
+            self.register_schemas(&mut s).await?;
+        } else if key_format == Format::Avro || value_format == Format::Avro {
+            self.registry_url()?;
+        }
+        Ok(s)
+    }
+
+    fn registry_url(&self) -> Result<&str> {
+        self.cfg.schema_registry_url.as_deref().ok_or_else(|| {
+            SqlError::stmt("The AVRO format needs a Schema Registry: set ksql.schema.registry.url in the server's configuration")
         })
+    }
+
+    /// Registers the schemas of an AVRO source's key (`<topic>-key`) and value
+    /// (`<topic>-value`) generated from its columns, unless it already has them (inferred).
+    async fn register_schemas(&self, s: &mut Source) -> Result<()> {
+        if s.key_format == Format::Avro && s.key_avro.is_none() && !s.key_cols().is_empty() {
+            let url = self.registry_url()?;
+            let subject = format!("{}-key", s.topic);
+            s.key_avro = Some(
+                crate::avro::register(url, &subject, &s.key_cols(), true)
+                    .await
+                    .map_err(SqlError::stmt)?,
+            );
+        }
+        if s.value_format == Format::Avro && s.value_avro.is_none() {
+            let url = self.registry_url()?;
+            let subject = format!("{}-value", s.topic);
+            s.value_avro = Some(
+                crate::avro::register(url, &subject, &s.value_cols(), false)
+                    .await
+                    .map_err(SqlError::stmt)?,
+            );
+        }
+        Ok(())
     }
 
     /// Applies a catalog statement (live or replayed from the command topic).
@@ -2148,7 +2235,7 @@ impl Engine {
                         None,
                     ));
                 }
-                let s = self.source_from(p).await?;
+                let s = self.source_from(p, true).await?;
                 self.ensure_topic(&s.topic, s.partitions).await?;
                 st.catalog.insert(name.clone(), s);
                 let what = if *kind == SourceKind::Stream {
@@ -2180,6 +2267,7 @@ impl Engine {
                 }
                 let mut plan = plan_query(&st.catalog, query, name, Some(*kind), wp)?;
                 plan.output.statement = text.to_owned();
+                self.register_schemas(&mut plan.output).await?;
                 let id = format!(
                     "{}_{}_{seq}",
                     if *kind == SourceKind::Stream {

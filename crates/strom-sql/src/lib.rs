@@ -2,6 +2,7 @@
 //! Streams, with ksqlDB's REST API (see docs/design/2026-12-05-sql.md).
 
 pub mod ast;
+pub mod avro;
 pub mod engine;
 pub mod expr;
 pub mod format;

@@ -127,6 +127,7 @@ pub async fn run(
         service_id: cfg.service_id.clone(),
         state_dir: cfg.state_dir.clone(),
         streams: cfg.streams.clone(),
+        schema_registry_url: cfg.schema_registry_url.clone(),
     })
     .await?;
     tracing::info!(
