@@ -1557,6 +1557,11 @@ struct State {
     queries: BTreeMap<String, RunningQuery>,
     /// commandId -> (status, message) of the commands applied (for /status).
     statuses: BTreeMap<String, (String, String)>,
+    /// The command topic's next offset to apply: commands are applied in offset order,
+    /// by the replay at start and then by the follower, whichever server wrote them.
+    applied: i64,
+    /// Commands this server recorded and waits for the follower to apply: the result.
+    pending: std::collections::HashMap<i64, Option<Result<serde_json::Value>>>,
 }
 
 /// What executing one statement produced, as ksqlDB's entity JSON (`None`: no entity,
@@ -1569,6 +1574,11 @@ pub struct Engine {
     admin: Admin,
     producer: Producer,
     command_topic: String,
+    /// The command topic's applied offset, for statements waiting on the follower.
+    applied_tx: tokio::sync::watch::Sender<i64>,
+    /// Stops the follower at shutdown.
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A record of the command topic: one statement that changed the catalog or queries.
@@ -1642,10 +1652,67 @@ impl Engine {
             state: Mutex::new(State::default()),
             admin,
             producer,
+            applied_tx: tokio::sync::watch::channel(0).0,
+            stop_tx: tokio::sync::watch::channel(false).0,
+            follower: std::sync::Mutex::new(None),
         });
         engine.ensure_topic(&engine.command_topic, 1).await?;
         engine.replay().await?;
+        let start = engine.state.lock().await.applied;
+        let task = tokio::spawn(follow(
+            Arc::downgrade(&engine),
+            engine.cfg.bootstrap.clone(),
+            engine.command_topic.clone(),
+            start,
+            engine.stop_tx.subscribe(),
+        ));
+        *engine.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(engine)
+    }
+
+    /// Applies one record of the command topic (at `offset`), unless already applied;
+    /// records its status and hands the result to the statement waiting for it.
+    async fn apply_record(&self, offset: i64, value: Option<&[u8]>) {
+        let mut st = self.state.lock().await;
+        if offset < st.applied {
+            return;
+        }
+        st.applied = offset + 1;
+        let mut result = Err(SqlError::server("unreadable command"));
+        match value.map(serde_json::from_slice::<Command>) {
+            Some(Ok(cmd)) => match parser::parse(&cmd.statement) {
+                Ok(parsed) => {
+                    for p in parsed {
+                        let key = command_id(&p.statement);
+                        result = self
+                            .apply(&mut st, &p, &cmd.streams_properties, offset)
+                            .await;
+                        let status = match &result {
+                            Ok(e) => (
+                                "SUCCESS".to_owned(),
+                                e["commandStatus"]["message"]
+                                    .as_str()
+                                    .unwrap_or("")
+                                    .to_owned(),
+                            ),
+                            Err(e) => {
+                                tracing::warn!("applying '{}' failed: {e}", p.text);
+                                ("ERROR".to_owned(), e.to_string())
+                            }
+                        };
+                        st.statuses.insert(key, status);
+                    }
+                }
+                Err(e) => tracing::warn!("skipping command {}: {e}", cmd.statement),
+            },
+            _ => tracing::warn!("skipping an unreadable command at offset {offset}"),
+        }
+        if let Some(slot) = st.pending.get_mut(&offset) {
+            *slot = Some(result);
+        }
+        let applied = st.applied;
+        drop(st);
+        self.applied_tx.send_replace(applied);
     }
 
     async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<i32> {
@@ -1696,35 +1763,7 @@ impl Engine {
     async fn replay(&self) -> Result<()> {
         let records = read_all(&self.cfg.bootstrap, &self.command_topic, true).await?;
         for r in records {
-            let Some(v) = r.value else { continue };
-            let Ok(cmd) = serde_json::from_slice::<Command>(&v) else {
-                tracing::warn!("skipping an unreadable command at offset {}", r.offset);
-                continue;
-            };
-            let parsed = match parser::parse(&cmd.statement) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!("skipping command {}: {e}", cmd.statement);
-                    continue;
-                }
-            };
-            for p in parsed {
-                let mut st = self.state.lock().await;
-                let key = command_id(&p.statement);
-                match self
-                    .apply(&mut st, &p, &cmd.streams_properties, r.offset)
-                    .await
-                {
-                    Ok(e) => {
-                        let msg = e["commandStatus"]["message"].as_str().unwrap_or("");
-                        st.statuses.insert(key, ("SUCCESS".into(), msg.to_owned()));
-                    }
-                    Err(e) => {
-                        tracing::warn!("restoring '{}' failed: {e}", p.text);
-                        st.statuses.insert(key, ("ERROR".into(), e.to_string()));
-                    }
-                }
-            }
+            self.apply_record(r.offset, r.value.as_deref()).await;
         }
         Ok(())
     }
@@ -1886,20 +1925,36 @@ impl Engine {
             _ => {
                 // Statements that change the catalog or queries: checked against the
                 // current state, recorded in the command topic, then applied.
-                let mut st = self.state.lock().await;
-                self.validate(&st, p).await?;
-                let key = command_id(&p.statement);
-                let seq = self.record(&key, text, props).await?;
-                let res = self.apply(&mut st, p, props, seq).await;
-                let (status, message) = match &res {
-                    Ok(e) => (
-                        "SUCCESS",
-                        e["commandStatus"]["message"].as_str().unwrap_or("").to_owned(),
-                    ),
-                    Err(e) => ("ERROR", e.to_string()),
+                // Every server sharing the service id follows the command topic and
+                // applies the statement in its order; this one waits for its follower.
+                let (seq, mut applied) = {
+                    let mut st = self.state.lock().await;
+                    self.validate(&st, p).await?;
+                    let key = command_id(&p.statement);
+                    let seq = self.record(&key, text, props).await?;
+                    st.pending.insert(seq, None);
+                    (seq, self.applied_tx.subscribe())
                 };
-                st.statuses.insert(key, (status.to_owned(), message));
-                res.map(Some)
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    {
+                        let mut st = self.state.lock().await;
+                        if st.pending.get(&seq).is_some_and(Option::is_some) {
+                            let res = st.pending.remove(&seq).flatten();
+                            return res.unwrap_or_else(|| Err(SqlError::server("lost")))
+                                .map(Some);
+                        }
+                    }
+                    if tokio::time::timeout_at(deadline, applied.changed())
+                        .await
+                        .map_or(true, |r| r.is_err())
+                    {
+                        self.state.lock().await.pending.remove(&seq);
+                        return Err(SqlError::server(format!(
+                            "Timed out waiting for command {seq} of the command topic to be applied"
+                        )));
+                    }
+                }
             }
         }
     }
@@ -2693,6 +2748,15 @@ impl Engine {
     /// Stops every query (the server is shutting down); they resume from the command
     /// topic on the next start.
     pub async fn shutdown(&self) {
+        self.stop_tx.send_replace(true);
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(f) = follower {
+            let _ = f.await;
+        }
         let mut st = self.state.lock().await;
         let queries: Vec<RunningQuery> = std::mem::take(&mut st.queries).into_values().collect();
         for mut q in queries {
@@ -2785,6 +2849,58 @@ fn describe_plan(p: &Plan) -> String {
 }
 
 /// Reads a whole topic up to its current end.
+/// Follows the command topic from `start`, applying what any server sharing the service
+/// id records (so every server runs every persistent query, each query's Strom Streams
+/// group splitting the partitions between them), until `stop`.
+async fn follow(
+    engine: std::sync::Weak<Engine>,
+    bootstrap: String,
+    topic: String,
+    start: i64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let tp = TopicPartition::new(&topic, 0);
+    let mut consumer = loop {
+        let mut cc = ConsumerConfig::new(&bootstrap);
+        let _ = cc.set("fetch.max.wait.ms", "100");
+        match Consumer::new(cc).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "command topic follower cannot connect");
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    consumer.assign(std::slice::from_ref(&tp));
+    if let Err(e) = consumer.seek(&tp, start) {
+        tracing::warn!(error = %e, "command topic follower cannot seek");
+    }
+    loop {
+        let records = tokio::select! {
+            _ = stop.changed() => break,
+            r = consumer.poll(Duration::from_millis(200)) => r,
+        };
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the command topic");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Some(engine) = engine.upgrade() else {
+            break;
+        };
+        for r in records {
+            engine.apply_record(r.offset, r.value.as_deref()).await;
+        }
+    }
+    let _ = consumer.close().await;
+}
+
 pub async fn read_all(
     bootstrap: &str,
     topic: &str,
