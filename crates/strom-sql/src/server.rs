@@ -1,6 +1,8 @@
 //! The ksqlDB REST API on axum: `/ksql` (statements), `/query` (push and pull queries as a
 //! chunked JSON array, PRINT as text lines), `/query-stream` (the newer API: a header line,
-//! then one JSON array per row, HTTP/1.1 chunked), `/info`, `/healthcheck`, `/status`.
+//! then one JSON array per row, HTTP/1.1 chunked or HTTP/2 streams), `/info`,
+//! `/healthcheck`, `/status`. One port serves HTTP/1.1 and HTTP/2 cleartext with prior
+//! knowledge (as ksqlDB's clients open it): axum::serve tells them apart by the preface.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
