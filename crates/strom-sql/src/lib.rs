@@ -8,6 +8,7 @@ pub mod expr;
 pub mod format;
 pub mod parser;
 pub mod server;
+pub mod shell;
 pub mod time;
 pub mod types;
 
