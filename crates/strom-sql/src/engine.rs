@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub streams: Vec<(String, String)>,
     /// `ksql.schema.registry.url`: where AVRO sources find and register their schemas.
     pub schema_registry_url: Option<String>,
+    /// `ksql.query.push.buffer.rows` (Strom's): rows a push query buffers for a slow client
+    /// before dropping it.
+    pub push_buffer_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -426,8 +429,13 @@ impl Plan {
 /// Where a query's rows go.
 pub enum Sink {
     Topic,
-    /// Push queries: each output row, or `None` for a delete.
-    Channel(mpsc::UnboundedSender<Vec<Value>>),
+    /// Push queries: each output row into a bounded buffer; a client too slow to empty
+    /// it is dropped (`overflowed`), rather than buffered without limit or allowed to stall
+    /// the stream thread (which would cost its consumer group membership).
+    Channel {
+        tx: mpsc::Sender<Vec<Value>>,
+        overflowed: Arc<std::sync::atomic::AtomicBool>,
+    },
 }
 
 /// Raw record bytes; a null key or value reads as `Raw(None)` (strom-streams' `Option`
@@ -1021,9 +1029,19 @@ impl Processor<Raw, Json<Option<Vec<Value>>>, Raw, Raw> for SinkProc {
                     rec.timestamp,
                 );
             }
-            Sink::Channel(tx) => {
+            Sink::Channel { tx, overflowed } => {
+                use std::sync::atomic::Ordering;
                 if let Some(row) = rec.value.0 {
-                    let _ = tx.send(row);
+                    if overflowed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(row) {
+                        tracing::warn!(
+                            "a push query's client is too slow: its {} buffered rows are full, it is dropped",
+                            tx.max_capacity()
+                        );
+                        overflowed.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -2662,9 +2680,11 @@ impl Engine {
                         rows: RowSource::Done(rows),
                         limit: q.limit,
                         streams: None,
+                        overflowed: Arc::default(),
                     });
                 }
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = mpsc::channel(self.cfg.push_buffer_rows.max(1));
+                let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let app_id = format!("_confluent-ksql-{}{id}", self.cfg.service_id);
                 let mut config = self.streams_config(&app_id, props)?;
                 config.state_dir = self.cfg.state_dir.join("transient").join(&id);
@@ -2678,7 +2698,11 @@ impl Engine {
                         .push(("auto.offset.reset".into(), "latest".into()));
                 }
                 let plan = Arc::new(plan);
-                let topology = build_topology(plan, Sink::Channel(tx), "Aggregate-Materialize")?;
+                let sink = Sink::Channel {
+                    tx,
+                    overflowed: overflowed.clone(),
+                };
+                let topology = build_topology(plan, sink, "Aggregate-Materialize")?;
                 let mut streams = KafkaStreams::new(topology, config);
                 streams.start().await.map_err(SqlError::server)?;
                 Ok(QueryStream {
@@ -2687,6 +2711,7 @@ impl Engine {
                     rows: RowSource::Live(rx),
                     limit: q.limit,
                     streams: Some(streams),
+                    overflowed,
                 })
             }
             Statement::Print {
@@ -2706,6 +2731,7 @@ impl Engine {
                     rows: RowSource::Print(rx),
                     limit,
                     streams: None,
+                    overflowed: Arc::default(),
                 })
             }
             _ => Err(SqlError::stmt(
@@ -3031,7 +3057,7 @@ fn show_bytes(b: &Option<bytes::Bytes>) -> String {
 
 pub enum RowSource {
     Done(Vec<Vec<Value>>),
-    Live(mpsc::UnboundedReceiver<Vec<Value>>),
+    Live(mpsc::Receiver<Vec<Value>>),
     Print(mpsc::UnboundedReceiver<String>),
 }
 
@@ -3043,6 +3069,8 @@ pub struct QueryStream {
     pub rows: RowSource,
     pub limit: Option<u64>,
     pub streams: Option<KafkaStreams>,
+    /// Set when the client fell so far behind that the row buffer filled: it is dropped.
+    pub overflowed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for QueryStream {
