@@ -1,4 +1,4 @@
-//! The AVRO format through a Schema Registry (`ksql.schema.registry.url`): records in
+//! The AVRO and JSON_SR formats through a Schema Registry (`ksql.schema.registry.url`): records in
 //! Confluent's framing (magic byte 0, 4-byte schema id, Avro binary), the writer schema
 //! fetched by id (once per id, cached); Avro schemas generated from columns as ksqlDB
 //! writes them (a record `KsqlDataSourceSchema`, every field an optional union with
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as J};
 use strom_schema::serde::{self as sr, FetchedSchema, RegistryClient};
 
+use crate::format::Format;
 use crate::types::SqlType;
 
 /// The schema a source writes with: registry and schema id. Records are read with the
@@ -23,6 +24,10 @@ use crate::types::SqlType;
 pub struct AvroSchema {
     pub url: String,
     pub id: i32,
+    /// JSON_SR: the schema's top-level property names, so columns are written under the
+    /// names the schema spells (empty: the column names).
+    #[serde(default)]
+    pub fields: Vec<String>,
 }
 
 /// A fetched schema with its JSON form (to conform values to its field names).
@@ -212,23 +217,153 @@ pub fn schema_for(cols: &[(&str, &SqlType)], is_key: bool) -> Result<J, String> 
     Ok(r)
 }
 
-/// Registers the schema generated for `cols` under `subject` (or finds it registered);
-/// the id to write with.
+/// Registers the schema generated for `cols` (AVRO or JSON_SR) under `subject` (or finds
+/// it registered); the id to write with.
 pub async fn register(
     url: &str,
     subject: &str,
     cols: &[(&str, &SqlType)],
     is_key: bool,
+    format: Format,
 ) -> Result<AvroSchema, String> {
-    let schema = schema_for(cols, is_key)?.to_string();
+    let (schema, ty) = if format == Format::JsonSr {
+        (json_schema_for(cols, is_key).to_string(), "JSON")
+    } else {
+        (schema_for(cols, is_key)?.to_string(), "AVRO")
+    };
     let id = client(url)
-        .register(subject, &schema, false)
+        .register_typed(subject, &schema, ty, false)
         .await
         .map_err(|e| format!("cannot register the schema of {subject}: {e}"))?;
-    fetch(url, id).await?;
+    if format == Format::Avro {
+        fetch(url, id).await?;
+    }
     Ok(AvroSchema {
         url: url.to_owned(),
         id,
+        fields: Vec::new(),
+    })
+}
+
+/// An object's properties in column order: by `connect.index` (as Kafka Connect and
+/// ksqlDB write it), then by name.
+fn ordered(p: &serde_json::Map<String, J>) -> Vec<(&String, &J)> {
+    let mut v: Vec<(&String, &J)> = p.iter().collect();
+    v.sort_by_key(|(n, t)| (t["connect.index"].as_u64().unwrap_or(u64::MAX), n.as_str()));
+    v
+}
+
+/// JSON_SR: the JSON document of a Confluent-framed record (the schema id is not needed
+/// to read JSON).
+pub fn decode_json_sr(data: &[u8]) -> Result<J, String> {
+    let (_, payload) = sr::split_frame(data).map_err(|e| e.to_string())?;
+    serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// JSON_SR: frames a JSON document as schema `s`, object keys renamed to the schema's
+/// property names (ignoring case).
+pub fn encode_json_sr(s: &AvroSchema, value: &J) -> Vec<u8> {
+    let value = match value {
+        J::Object(o) if !s.fields.is_empty() => J::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let name = s.fields.iter().find(|f| f.eq_ignore_ascii_case(k));
+                    (name.unwrap_or(k).clone(), v.clone())
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    let mut out = vec![sr::MAGIC];
+    out.extend_from_slice(&s.id.to_be_bytes());
+    out.extend_from_slice(value.to_string().as_bytes());
+    out
+}
+
+/// The JSON Schema of a column type, as ksqlDB's JSON_SR writes it (optional values as
+/// `oneOf` null, `connect.type` telling INT from BIGINT).
+fn json_type(t: &SqlType) -> J {
+    let base = match t {
+        SqlType::Boolean => json!({"type": "boolean"}),
+        SqlType::Int => json!({"type": "integer", "connect.type": "int32"}),
+        SqlType::BigInt => json!({"type": "integer", "connect.type": "int64"}),
+        SqlType::Timestamp => {
+            json!({"type": "integer", "connect.type": "int64", "title": "org.apache.kafka.connect.data.Timestamp"})
+        }
+        SqlType::Double | SqlType::Decimal(..) => json!({"type": "number"}),
+        SqlType::String => json!({"type": "string"}),
+        SqlType::Array(e) => json!({"type": "array", "items": json_type(e)}),
+        SqlType::Map(v) => json!({"type": "object", "additionalProperties": json_type(v)}),
+        SqlType::Struct(fields) => json_object(
+            &fields
+                .iter()
+                .map(|(n, t)| (n.as_str(), t))
+                .collect::<Vec<_>>(),
+        ),
+    };
+    json!({"oneOf": [{"type": "null"}, base]})
+}
+
+fn json_object(cols: &[(&str, &SqlType)]) -> J {
+    let props: serde_json::Map<String, J> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (n, t))| {
+            let mut p = json_type(t);
+            p["connect.index"] = json!(i);
+            (n.to_string(), p)
+        })
+        .collect();
+    json!({"type": "object", "properties": props})
+}
+
+/// The JSON Schema of a value (an object of the columns) or of a single key.
+pub fn json_schema_for(cols: &[(&str, &SqlType)], is_key: bool) -> J {
+    if is_key && cols.len() == 1 {
+        return json_type(cols[0].1);
+    }
+    json_object(cols)
+}
+
+/// The SQL type of a JSON Schema (`oneOf`/`anyOf` with null are nullable columns).
+fn json_sql_type(s: &J) -> Result<SqlType, String> {
+    if let Some(alts) = s.get("oneOf").or(s.get("anyOf")).and_then(J::as_array) {
+        let non_null: Vec<&J> = alts.iter().filter(|a| a["type"] != "null").collect();
+        return match non_null.as_slice() {
+            [one] => json_sql_type(one),
+            _ => Err(format!("only oneOf [null, T] is supported: {s}")),
+        };
+    }
+    let ty = match &s["type"] {
+        J::Array(ts) => ts.iter().find(|t| *t != "null").cloned().unwrap_or(J::Null),
+        t => t.clone(),
+    };
+    Ok(match ty.as_str() {
+        Some("boolean") => SqlType::Boolean,
+        Some("integer") if s["connect.type"] == "int32" => SqlType::Int,
+        Some("integer") if s["title"] == "org.apache.kafka.connect.data.Timestamp" => {
+            SqlType::Timestamp
+        }
+        Some("integer") => SqlType::BigInt,
+        Some("number") => SqlType::Double,
+        Some("string") => SqlType::String,
+        Some("array") => SqlType::Array(Box::new(json_sql_type(&s["items"])?)),
+        Some("object") if s.get("properties").is_some() => SqlType::Struct(
+            s["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(n, p)| Ok((n.to_uppercase(), json_sql_type(p)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        Some("object") => SqlType::Map(Box::new(
+            s.get("additionalProperties")
+                .filter(|a| a.is_object())
+                .map(json_sql_type)
+                .transpose()?
+                .unwrap_or(SqlType::String),
+        )),
+        _ => return Err(format!("unsupported JSON Schema {s}")),
     })
 }
 
@@ -238,17 +373,54 @@ pub async fn register(
 pub async fn infer(
     url: &str,
     subject: &str,
-    is_key: bool,
+    format: Format,
     key_name: &str,
 ) -> Result<(AvroSchema, Vec<(String, SqlType)>), String> {
+    let is_key = !key_name.is_empty();
     let latest = client(url)
         .latest_id(subject)
         .await
         .map_err(|e| format!("cannot read the schema of subject {subject}: {e}"))?;
-    if latest.1 != "AVRO" {
+    let want = if format == Format::JsonSr {
+        "JSON"
+    } else {
+        "AVRO"
+    };
+    if latest.1 != want {
         return Err(format!(
-            "the latest schema of subject {subject} is {}, not AVRO",
+            "the latest schema of subject {subject} is {}, not {want}",
             latest.1
+        ));
+    }
+    if format == Format::JsonSr {
+        let (_, text) = client(url)
+            .schema_text_by_id(latest.0)
+            .await
+            .map_err(|e| e.to_string())?;
+        let schema: J = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let props = schema.get("properties").and_then(J::as_object);
+        let cols = match props {
+            Some(p) if !is_key || p.len() != 1 => ordered(p)
+                .into_iter()
+                .map(|(n, t)| {
+                    json_sql_type(t)
+                        .map(|ty| (n.to_uppercase(), ty))
+                        .map_err(|e| format!("property {n} of subject {subject}: {e}"))
+                })
+                .collect::<Result<Vec<_>, String>>()?,
+            _ if is_key => vec![(key_name.to_owned(), json_sql_type(&schema)?)],
+            _ => return Err(format!("the schema of subject {subject} is not an object")),
+        };
+        let fields = props
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        return Ok((
+            AvroSchema {
+                url: url.to_owned(),
+                id: latest.0,
+                fields,
+            },
+            cols,
         ));
     }
     fetch(url, latest.0).await?;
@@ -271,6 +443,7 @@ pub async fn infer(
         AvroSchema {
             url: url.to_owned(),
             id: latest.0,
+            fields: Vec::new(),
         },
         cols,
     ))
@@ -351,6 +524,42 @@ mod tests {
         assert_eq!(sql_type(&ts).unwrap(), SqlType::Timestamp);
         assert!(sql_type(&json!(["int", "string"])).is_err());
         assert!(schema_for(&[("D", &SqlType::Decimal(4, 2))], false).is_err());
+    }
+
+    #[test]
+    fn json_schemas_round_trip_column_types() {
+        let st = SqlType::Struct(vec![("X".into(), SqlType::Int)]);
+        let m = SqlType::Map(Box::new(SqlType::Double));
+        let cols = [
+            ("A", &SqlType::Int),
+            ("B", &SqlType::BigInt),
+            ("C", &SqlType::Timestamp),
+            ("D", &st),
+            ("E", &m),
+        ];
+        let s = json_schema_for(&cols, false);
+        let back: Vec<(String, SqlType)> = ordered(s["properties"].as_object().unwrap())
+            .into_iter()
+            .map(|(n, t)| (n.clone(), json_sql_type(t).unwrap()))
+            .collect();
+        let want: Vec<(String, SqlType)> = cols
+            .iter()
+            .map(|(n, t)| (n.to_string(), (*t).clone()))
+            .collect();
+        assert_eq!(back, want);
+        let framed = encode_json_sr(
+            &AvroSchema {
+                url: String::new(),
+                id: 7,
+                fields: vec!["orderId".into()],
+            },
+            &json!({"ORDERID": 1}),
+        );
+        assert_eq!(&framed[..5], &[0, 0, 0, 0, 7]);
+        assert_eq!(decode_json_sr(&framed).unwrap(), json!({"orderId": 1}));
+        assert!(
+            json_sql_type(&json!({"oneOf": [{"type": "string"}, {"type": "integer"}]})).is_err()
+        );
     }
 
     #[test]

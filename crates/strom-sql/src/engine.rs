@@ -2004,8 +2004,8 @@ impl Engine {
                     return Err(already_exists(st, name));
                 }
                 let plan = plan_query(&st.catalog, query, name, Some(*kind), wp)?;
-                if plan.output.key_format == Format::Avro
-                    || plan.output.value_format == Format::Avro
+                if plan.output.key_format.uses_registry()
+                    || plan.output.value_format.uses_registry()
                 {
                     self.registry_url()?;
                 }
@@ -2096,11 +2096,12 @@ impl Engine {
             })
             .collect();
         let mut value_avro = None;
-        if value_format == Format::Avro && !cols.iter().any(|c| !c.key) {
+        if value_format.uses_registry() && !cols.iter().any(|c| !c.key) {
             let url = self.registry_url()?;
-            let (schema, inferred) = crate::avro::infer(url, &format!("{topic}-value"), false, "")
-                .await
-                .map_err(SqlError::stmt)?;
+            let (schema, inferred) =
+                crate::avro::infer(url, &format!("{topic}-value"), value_format, "")
+                    .await
+                    .map_err(SqlError::stmt)?;
             for (name, ty) in inferred {
                 cols.push(Column {
                     name,
@@ -2243,7 +2244,7 @@ impl Engine {
         };
         if register {
             self.register_schemas(&mut s).await?;
-        } else if key_format == Format::Avro || value_format == Format::Avro {
+        } else if key_format.uses_registry() || value_format.uses_registry() {
             self.registry_url()?;
         }
         Ok(s)
@@ -2251,27 +2252,27 @@ impl Engine {
 
     fn registry_url(&self) -> Result<&str> {
         self.cfg.schema_registry_url.as_deref().ok_or_else(|| {
-            SqlError::stmt("The AVRO format needs a Schema Registry: set ksql.schema.registry.url in the server's configuration")
+            SqlError::stmt("The AVRO and JSON_SR formats need a Schema Registry: set ksql.schema.registry.url in the server's configuration")
         })
     }
 
     /// Registers the schemas of an AVRO source's key (`<topic>-key`) and value
     /// (`<topic>-value`) generated from its columns, unless it already has them (inferred).
     async fn register_schemas(&self, s: &mut Source) -> Result<()> {
-        if s.key_format == Format::Avro && s.key_avro.is_none() && !s.key_cols().is_empty() {
+        if s.key_format.uses_registry() && s.key_avro.is_none() && !s.key_cols().is_empty() {
             let url = self.registry_url()?;
             let subject = format!("{}-key", s.topic);
             s.key_avro = Some(
-                crate::avro::register(url, &subject, &s.key_cols(), true)
+                crate::avro::register(url, &subject, &s.key_cols(), true, s.key_format)
                     .await
                     .map_err(SqlError::stmt)?,
             );
         }
-        if s.value_format == Format::Avro && s.value_avro.is_none() {
+        if s.value_format.uses_registry() && s.value_avro.is_none() {
             let url = self.registry_url()?;
             let subject = format!("{}-value", s.topic);
             s.value_avro = Some(
-                crate::avro::register(url, &subject, &s.value_cols(), false)
+                crate::avro::register(url, &subject, &s.value_cols(), false, s.value_format)
                     .await
                     .map_err(SqlError::stmt)?,
             );

@@ -17,6 +17,8 @@ pub enum Format {
     Kafka,
     /// Avro in Confluent's framing, schemas in the registry (`ksql.schema.registry.url`).
     Avro,
+    /// JSON in Confluent's framing (magic byte, schema id), JSON Schemas in the registry.
+    JsonSr,
     /// No key (a stream without key columns).
     None,
 }
@@ -29,14 +31,15 @@ impl Format {
             "KAFKA" => Format::Kafka,
             "NONE" => Format::None,
             "AVRO" => Format::Avro,
-            "PROTOBUF" | "JSON_SR" | "PROTOBUF_NOSR" => {
+            "JSON_SR" => Format::JsonSr,
+            "PROTOBUF" | "PROTOBUF_NOSR" => {
                 return Err(SqlError::stmt(format!(
-                    "The format {s} is not supported by Strom SQL yet: use JSON, AVRO, DELIMITED or KAFKA"
+                    "The format {s} is not supported by Strom SQL yet: use JSON, JSON_SR, AVRO, DELIMITED or KAFKA"
                 )))
             }
             other => {
                 return Err(SqlError::stmt(format!(
-                    "Unknown format: {other}. Known formats: JSON, AVRO, DELIMITED, KAFKA, NONE"
+                    "Unknown format: {other}. Known formats: JSON, JSON_SR, AVRO, DELIMITED, KAFKA, NONE"
                 )))
             }
         })
@@ -48,8 +51,14 @@ impl Format {
             Format::Delimited => "DELIMITED",
             Format::Kafka => "KAFKA",
             Format::Avro => "AVRO",
+            Format::JsonSr => "JSON_SR",
             Format::None => "NONE",
         }
+    }
+
+    /// Whether the format keeps its schemas in the Schema Registry.
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Format::Avro | Format::JsonSr)
     }
 
     /// Whether the format can carry these columns; a clear error if not.
@@ -141,6 +150,7 @@ pub fn decode(
             let s = avro.ok_or("the AVRO format needs ksql.schema.registry.url")?;
             from_document(&crate::avro::decode(&s.url, data)?, cols, is_key)
         }
+        Format::JsonSr => from_document(&crate::avro::decode_json_sr(data)?, cols, is_key),
         Format::Delimited => {
             let text = std::str::from_utf8(data).map_err(|_| "not UTF-8".to_string())?;
             let fields = split_delimited(text);
@@ -228,15 +238,21 @@ pub fn encode(
             other => Some(other.to_string().into_bytes()),
         },
         Format::Json => Some(to_document(values, cols, is_key).to_string().into_bytes()),
-        Format::Avro => {
+        Format::Avro | Format::JsonSr => {
             let Some(s) = avro else {
-                tracing::warn!("the AVRO format needs ksql.schema.registry.url");
+                tracing::warn!("{} needs ksql.schema.registry.url", fmt.name());
                 return None;
             };
-            match crate::avro::encode(s, &to_document(values, cols, is_key)) {
+            let doc = to_document(values, cols, is_key);
+            let encoded = if fmt == Format::JsonSr {
+                Ok(crate::avro::encode_json_sr(s, &doc))
+            } else {
+                crate::avro::encode(s, &doc)
+            };
+            match encoded {
                 Ok(b) => Some(b),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot write a record in AVRO");
+                    tracing::warn!(error = %e, "cannot write a record in {}", fmt.name());
                     None
                 }
             }

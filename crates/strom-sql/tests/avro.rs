@@ -216,3 +216,135 @@ async fn avro_in_and_out_through_the_registry() {
     plain.stop().await;
     sql.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_sr_in_and_out_through_the_registry() {
+    init_logs();
+    let reg_port = free_port();
+    let url = format!("http://127.0.0.1:{reg_port}");
+    let broker = Server::start_with(&[("schema.registry.listeners", &url)]);
+    let b = broker.bootstrap();
+    let client = RegistryClient::new(&url);
+    let producer_schema = json!({"type": "object", "properties": {
+        "orderId": {"type": "integer", "connect.type": "int32", "connect.index": 0},
+        "item": {"oneOf": [{"type": "null"}, {"type": "string"}], "connect.index": 1},
+        "price": {"type": "number", "connect.index": 2}
+    }})
+    .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        match client
+            .register_typed("orders-value", &producer_schema, "JSON", false)
+            .await
+        {
+            Ok(id) => break id,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "registry not ready: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    create_topic(&b, "orders", 1).await;
+    let frame = |v: J| {
+        let mut out = vec![0u8];
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(v.to_string().as_bytes());
+        out
+    };
+    let records: Vec<In> = vec![
+        (
+            None,
+            Some(frame(json!({"orderId": 1, "item": "tea", "price": 2.5}))),
+            10,
+            None,
+        ),
+        (
+            None,
+            Some(frame(json!({"orderId": 2, "item": null, "price": 4.0}))),
+            20,
+            None,
+        ),
+    ];
+    produce(&b, "orders", &records).await;
+
+    let state = tempfile::tempdir().unwrap();
+    let sql = SqlServer::start(
+        &b,
+        "jsonsr",
+        state.path(),
+        &[("ksql.schema.registry.url", &url)],
+    )
+    .await;
+    sql.ok("CREATE STREAM ORDERS WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON_SR');");
+    let d = sql.ok("DESCRIBE ORDERS;");
+    let fields: Vec<(String, String)> = d[0]["sourceDescription"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_owned(),
+                f["schema"]["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("ORDERID", "INTEGER"),
+            ("ITEM", "STRING"),
+            ("PRICE", "DOUBLE")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    sql.ok(
+        "CREATE STREAM PRICED WITH (KAFKA_TOPIC='priced', VALUE_FORMAT='JSON_SR') AS \
+         SELECT ORDERID, COALESCE(ITEM, 'none') AS ITEM, PRICE * 2 AS DOUBLED FROM ORDERS EMIT CHANGES;",
+    );
+    let out = read_n(
+        &b,
+        "priced",
+        2,
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+    )
+    .await;
+    let (out_id, ty) = client.latest_id("priced-value").await.unwrap();
+    assert_eq!(ty, "JSON");
+    let schema: J =
+        serde_json::from_str(&client.schema_text_by_id(out_id).await.unwrap().1).unwrap();
+    let opt = |t: J, i: usize| json!({"oneOf": [{"type": "null"}, t], "connect.index": i});
+    assert_eq!(
+        schema,
+        json!({"type": "object", "properties": {
+            "ORDERID": opt(json!({"type": "integer", "connect.type": "int32"}), 0),
+            "ITEM": opt(json!({"type": "string"}), 1),
+            "DOUBLED": opt(json!({"type": "number"}), 2),
+        }})
+    );
+    let got: Vec<J> = out
+        .iter()
+        .map(|r| {
+            let v = r.value.as_deref().unwrap();
+            assert_eq!(sr::split_frame(v).unwrap().0, out_id);
+            serde_json::from_slice(&v[5..]).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            json!({"ORDERID": 1, "ITEM": "tea", "DOUBLED": 5.0}),
+            json!({"ORDERID": 2, "ITEM": "none", "DOUBLED": 8.0}),
+        ]
+    );
+    // INSERT VALUES writes under the producer schema's property names.
+    sql.ok("INSERT INTO ORDERS (ORDERID, ITEM, PRICE) VALUES (3, 'jam', 1.0);");
+    let all = read_n(&b, "orders", 3, Duration::from_secs(10), Duration::ZERO).await;
+    let last = all.last().unwrap().value.as_deref().unwrap();
+    assert_eq!(sr::split_frame(last).unwrap().0, id);
+    assert_eq!(
+        serde_json::from_slice::<J>(&last[5..]).unwrap(),
+        json!({"orderId": 3, "item": "jam", "price": 1.0})
+    );
+    sql.stop().await;
+}
