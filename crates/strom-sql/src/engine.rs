@@ -358,7 +358,10 @@ pub struct Plan {
 #[derive(Debug)]
 struct JoinPlan {
     right: Source,
+    /// Rows of the left side without a match are kept (LEFT, FULL).
     left_join: bool,
+    /// Rows of the right side without a match are kept (RIGHT, FULL; table-table only).
+    right_outer: bool,
     left_key: CExpr,
     /// Stream-stream joins: the key expression over the right stream's scope, and WITHIN
     /// (before, after, grace) in milliseconds.
@@ -670,11 +673,12 @@ impl Processor<Raw, PairChange, Raw, Json<Option<Vec<Value>>>> for TableJoinProc
         };
         let out = rec.value.new.and_then(|pair| {
             let (l, r) = pair.0;
-            let (_, lrow) = p
-                .input
-                .decode(key, l.as_deref(), rec.timestamp, 0, 0)
-                .ok()?;
-            let mut row = lrow?;
+            // RIGHT / FULL: a right row without a left one has NULL left columns.
+            let mut row = match l {
+                Some(l) => p.input.decode(key, Some(&l), rec.timestamp, 0, 0).ok()?.1?,
+                None if r.is_some() && j.right_outer => vec![Value::Null; j.left_width],
+                None => return None,
+            };
             let rrow = r.and_then(|r| {
                 j.right
                     .decode(key, Some(&r), rec.timestamp, 0, 0)
@@ -685,7 +689,15 @@ impl Processor<Raw, PairChange, Raw, Json<Option<Vec<Value>>>> for TableJoinProc
                 Some(rr) => row.extend(rr),
                 None => row.extend(std::iter::repeat_n(Value::Null, j.right_width)),
             }
-            p.project(&row)
+            let mut o = p.project(&row)?;
+            // The key of a table-table join is the join key, also where the projected
+            // key column comes from the side without a row.
+            for (v, k) in o.iter_mut().zip(&keys).take(p.output.key_cols().len()) {
+                if *v == Value::Null {
+                    *v = k.clone();
+                }
+            }
+            Some(o)
         });
         let out_key = match &out {
             Some(o) => p.output.key_bytes(&o[..p.output.key_cols().len()]),
@@ -836,7 +848,15 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                 )
                 .map_err(st)?;
             type Pair = Json<(Option<Vec<u8>>, Option<Vec<u8>>)>;
-            let joined = if j.left_join {
+            let joined = if j.left_join && j.right_outer {
+                left.outer_join(&right, |l: Option<&Raw>, r: Option<&Raw>| -> Pair {
+                    Json((l.and_then(|l| l.0.clone()), r.and_then(|r| r.0.clone())))
+                })
+            } else if j.right_outer {
+                right.left_join(&left, |r: &Raw, l: Option<&Raw>| -> Pair {
+                    Json((l.and_then(|l| l.0.clone()), r.0.clone()))
+                })
+            } else if j.left_join {
                 left.left_join(&right, |l: &Raw, r: Option<&Raw>| -> Pair {
                     Json((l.0.clone(), r.and_then(|r| r.0.clone())))
                 })
@@ -1124,9 +1144,9 @@ pub fn plan_query(
                 "A join with a table does not take a WITHIN clause",
             ));
         }
-        if !matches!(j.kind, JoinKind::Inner | JoinKind::Left) {
+        if !table_table && !matches!(j.kind, JoinKind::Inner | JoinKind::Left) {
             return Err(SqlError::stmt(
-                "Strom SQL supports INNER and LEFT joins (RIGHT and FULL are not supported yet)",
+                "Strom SQL supports RIGHT and FULL OUTER joins between tables only; joins of a stream are INNER or LEFT",
             ));
         }
         if q.from.reference() == j.source.reference() {
@@ -1220,7 +1240,8 @@ pub fn plan_query(
         };
         join = Some(JoinPlan {
             right,
-            left_join: j.kind == JoinKind::Left,
+            left_join: matches!(j.kind, JoinKind::Left | JoinKind::Full),
+            right_outer: matches!(j.kind, JoinKind::Right | JoinKind::Full),
             left_key,
             right_key,
             within: j.within,
