@@ -6,9 +6,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use strom_sql::shell::{split_statements, Input, LineReader};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, clap::Args)]
@@ -75,13 +78,63 @@ fn authority(url: &str) -> Result<String> {
 
 /// Sends a POST and calls `on_line` with each line of the (chunked) body as it arrives;
 /// returns the status.
-fn post(
+fn post(addr: &str, path: &str, body: &Value, on_line: impl FnMut(&str) -> bool) -> Result<u16> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    // Ctrl-C closes this connection (the server then ends the query) rather than the shell.
+    *OPEN_REQUEST.lock().unwrap_or_else(|p| p.into_inner()) = s.try_clone().ok();
+    let code = read_response(&mut s, addr, path, body, on_line);
+    OPEN_REQUEST
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match code {
+        Err(_) if INTERRUPTED.swap(false, Ordering::SeqCst) => {
+            println!("Query terminated");
+            Ok(200)
+        }
+        other => other,
+    }
+}
+
+/// The connection of the request in flight, which Ctrl-C shuts.
+static OPEN_REQUEST: Mutex<Option<TcpStream>> = Mutex::new(None);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C while a request (a push query) runs ends that request; otherwise it quits, as
+/// before. (At the prompt, the line editor reads Ctrl-C itself: it clears the line.)
+fn handle_ctrl_c() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                let open = OPEN_REQUEST
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                match open {
+                    Some(s) => {
+                        INTERRUPTED.store(true, Ordering::SeqCst);
+                        let _ = s.shutdown(std::net::Shutdown::Both);
+                    }
+                    None => std::process::exit(130),
+                }
+            }
+        });
+    });
+}
+
+fn read_response(
+    s: &mut TcpStream,
     addr: &str,
     path: &str,
     body: &Value,
     mut on_line: impl FnMut(&str) -> bool,
 ) -> Result<u16> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
     let body = body.to_string();
     write!(
         s,
@@ -91,6 +144,9 @@ fn post(
     let mut r = BufReader::new(s);
     let mut status = String::new();
     r.read_line(&mut status)?;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
     let code: u16 = status
         .split_whitespace()
         .nth(1)
@@ -123,6 +179,9 @@ fn post(
         loop {
             let mut size = String::new();
             if r.read_line(&mut size)? == 0 {
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    bail!("interrupted");
+                }
                 break;
             }
             let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
@@ -357,23 +416,6 @@ fn run_statement(addr: &str, stmt: &str, props: &serde_json::Map<String, Value>)
     Ok(())
 }
 
-/// Splits text into complete statements (ending in `;` outside quotes) and the rest.
-fn split_statements(buf: &str) -> (Vec<String>, String) {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    for c in buf.chars() {
-        cur.push(c);
-        match (quote, c) {
-            (None, '\'' | '`' | '"') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, ';') => out.push(std::mem::take(&mut cur).trim().to_owned()),
-            _ => {}
-        }
-    }
-    (out, cur)
-}
-
 fn shell(url: &str, execute: Option<&str>) -> Result<()> {
     let addr = authority(url)?;
     let mut props = serde_json::Map::new();
@@ -410,56 +452,23 @@ fn shell(url: &str, execute: Option<&str>) -> Result<()> {
         return Ok(());
     }
     let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".strom_sql_history"));
-    let mut hist_file = history.as_ref().and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
     println!("Strom SQL shell, server {url}. End statements with ';'. 'exit' quits, 'history' lists past statements.");
-    let stdin = std::io::stdin();
-    let mut buf = String::new();
+    handle_ctrl_c();
+    // Line editing and history on a terminal (rustyline), plain lines when piped.
+    let mut input = LineReader::stdin(history);
     loop {
-        print!(
-            "{}",
-            if buf.trim().is_empty() {
-                "strom> "
-            } else {
-                "    -> "
-            }
-        );
-        std::io::stdout().flush()?;
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
-        if buf.trim().is_empty() {
-            match line.trim().to_lowercase().as_str() {
-                "exit" | "quit" => break,
-                "history" => {
-                    if let Some(p) = &history {
-                        for (i, l) in std::fs::read_to_string(p)
-                            .unwrap_or_default()
-                            .lines()
-                            .enumerate()
-                        {
-                            println!("{:>4}  {l}", i + 1);
-                        }
-                    }
-                    continue;
+        match input.read()? {
+            Input::Exit => break,
+            Input::History(lines) => {
+                for (i, l) in lines.iter().enumerate() {
+                    println!("{:>4}  {l}", i + 1);
                 }
-                _ => {}
             }
-        }
-        buf.push_str(&line);
-        let (stmts, rest) = split_statements(&buf);
-        buf = rest;
-        for s in stmts {
-            if let Some(f) = hist_file.as_mut() {
-                let _ = writeln!(f, "{}", s.replace('\n', " "));
+            Input::Statements(stmts) => {
+                for s in stmts {
+                    run(&s, &mut props);
+                }
             }
-            run(&s, &mut props);
         }
     }
     Ok(())
@@ -468,13 +477,6 @@ fn shell(url: &str, execute: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statements_split_on_semicolons_outside_quotes() {
-        let (s, rest) = split_statements("SHOW STREAMS;\nSELECT ';' FROM x\nEMIT CHANGES; SELECT");
-        assert_eq!(s, ["SHOW STREAMS;", "SELECT ';' FROM x\nEMIT CHANGES;"]);
-        assert_eq!(rest, " SELECT");
-    }
 
     #[test]
     fn tables_render_with_borders() {

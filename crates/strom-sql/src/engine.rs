@@ -20,6 +20,7 @@ use strom_streams::{
 use tokio::sync::{mpsc, Mutex};
 
 use crate::ast::*;
+use crate::avro::AvroSchema;
 use crate::expr::{AggCall, AggContext, AggKind, CExpr, Compiler, Scope};
 use crate::format::{self, Format};
 use crate::parser::{self, column_name};
@@ -38,6 +39,11 @@ pub struct EngineConfig {
     pub state_dir: PathBuf,
     /// `ksql.streams.*` settings (prefix removed), passed to each query's Strom Streams.
     pub streams: Vec<(String, String)>,
+    /// `ksql.schema.registry.url`: where AVRO sources find and register their schemas.
+    pub schema_registry_url: Option<String>,
+    /// `ksql.query.push.buffer.rows` (Strom's): rows a push query buffers for a slow client
+    /// before dropping it.
+    pub push_buffer_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +69,11 @@ pub struct Source {
     /// `WITH (TIMESTAMP='col', TIMESTAMP_FORMAT='pattern')`: event time from a column.
     #[serde(default)]
     pub timestamp: Option<(String, Option<String>)>,
+    /// AVRO keys/values: the registry and the schema id records are written with.
+    #[serde(default)]
+    pub key_avro: Option<AvroSchema>,
+    #[serde(default)]
+    pub value_avro: Option<AvroSchema>,
 }
 
 fn pairs(cols: &[Column], key: bool) -> Vec<(&str, &SqlType)> {
@@ -121,13 +132,21 @@ impl Source {
             window = Some((s, e));
         }
         let keys = match key {
-            Some(k) if !kc.is_empty() => format::decode(self.key_format, k, &kc, true)?,
+            Some(k) if !kc.is_empty() => {
+                format::decode(self.key_format, k, &kc, true, self.key_avro.as_ref())?
+            }
             _ => vec![Value::Null; kc.len()],
         };
         let Some(value) = value else {
             return Ok((keys, None));
         };
-        let vals = format::decode(self.value_format, value, &self.value_cols(), false)?;
+        let vals = format::decode(
+            self.value_format,
+            value,
+            &self.value_cols(),
+            false,
+            self.value_avro.as_ref(),
+        )?;
         let mut row = Vec::with_capacity(self.columns.len() + 6);
         let (mut ki, mut vi) = (keys.iter(), vals.into_iter());
         for c in &self.columns {
@@ -169,14 +188,21 @@ impl Source {
         let mut key = if kc.is_empty() {
             None
         } else {
-            format::encode(self.key_format, &keys, &kc, true)
+            format::encode(self.key_format, &keys, &kc, true, self.key_avro.as_ref())
         };
         if let (Some(w), Some((s, e))) = (&self.window, window) {
             let mut k = key.unwrap_or_default();
             k.extend(format::window_suffix(w, s, e));
             key = Some(k);
         }
-        let value = format::encode(self.value_format, &vals, &vc, false).unwrap_or_default();
+        let value = format::encode(
+            self.value_format,
+            &vals,
+            &vc,
+            false,
+            self.value_avro.as_ref(),
+        )
+        .unwrap_or_default();
         (key, value)
     }
 
@@ -185,7 +211,7 @@ impl Source {
         if kc.is_empty() {
             None
         } else {
-            format::encode(self.key_format, keys, &kc, true)
+            format::encode(self.key_format, keys, &kc, true, self.key_avro.as_ref())
         }
     }
 }
@@ -332,7 +358,10 @@ pub struct Plan {
 #[derive(Debug)]
 struct JoinPlan {
     right: Source,
+    /// Rows of the left side without a match are kept (LEFT, FULL).
     left_join: bool,
+    /// Rows of the right side without a match are kept (RIGHT, FULL; table-table only).
+    right_outer: bool,
     left_key: CExpr,
     /// Stream-stream joins: the key expression over the right stream's scope, and WITHIN
     /// (before, after, grace) in milliseconds.
@@ -403,8 +432,13 @@ impl Plan {
 /// Where a query's rows go.
 pub enum Sink {
     Topic,
-    /// Push queries: each output row, or `None` for a delete.
-    Channel(mpsc::UnboundedSender<Vec<Value>>),
+    /// Push queries: each output row into a bounded buffer; a client too slow to empty
+    /// it is dropped (`overflowed`), rather than buffered without limit or allowed to stall
+    /// the stream thread (which would cost its consumer group membership).
+    Channel {
+        tx: mpsc::Sender<Vec<Value>>,
+        overflowed: Arc<std::sync::atomic::AtomicBool>,
+    },
 }
 
 /// Raw record bytes; a null key or value reads as `Raw(None)` (strom-streams' `Option`
@@ -639,11 +673,12 @@ impl Processor<Raw, PairChange, Raw, Json<Option<Vec<Value>>>> for TableJoinProc
         };
         let out = rec.value.new.and_then(|pair| {
             let (l, r) = pair.0;
-            let (_, lrow) = p
-                .input
-                .decode(key, l.as_deref(), rec.timestamp, 0, 0)
-                .ok()?;
-            let mut row = lrow?;
+            // RIGHT / FULL: a right row without a left one has NULL left columns.
+            let mut row = match l {
+                Some(l) => p.input.decode(key, Some(&l), rec.timestamp, 0, 0).ok()?.1?,
+                None if r.is_some() && j.right_outer => vec![Value::Null; j.left_width],
+                None => return None,
+            };
             let rrow = r.and_then(|r| {
                 j.right
                     .decode(key, Some(&r), rec.timestamp, 0, 0)
@@ -654,7 +689,15 @@ impl Processor<Raw, PairChange, Raw, Json<Option<Vec<Value>>>> for TableJoinProc
                 Some(rr) => row.extend(rr),
                 None => row.extend(std::iter::repeat_n(Value::Null, j.right_width)),
             }
-            p.project(&row)
+            let mut o = p.project(&row)?;
+            // The key of a table-table join is the join key, also where the projected
+            // key column comes from the side without a row.
+            for (v, k) in o.iter_mut().zip(&keys).take(p.output.key_cols().len()) {
+                if *v == Value::Null {
+                    *v = k.clone();
+                }
+            }
+            Some(o)
         });
         let out_key = match &out {
             Some(o) => p.output.key_bytes(&o[..p.output.key_cols().len()]),
@@ -805,7 +848,15 @@ pub fn build_topology(plan: Arc<Plan>, sink: Sink, store: &str) -> Result<Topolo
                 )
                 .map_err(st)?;
             type Pair = Json<(Option<Vec<u8>>, Option<Vec<u8>>)>;
-            let joined = if j.left_join {
+            let joined = if j.left_join && j.right_outer {
+                left.outer_join(&right, |l: Option<&Raw>, r: Option<&Raw>| -> Pair {
+                    Json((l.and_then(|l| l.0.clone()), r.and_then(|r| r.0.clone())))
+                })
+            } else if j.right_outer {
+                right.left_join(&left, |r: &Raw, l: Option<&Raw>| -> Pair {
+                    Json((l.and_then(|l| l.0.clone()), r.0.clone()))
+                })
+            } else if j.left_join {
                 left.left_join(&right, |l: &Raw, r: Option<&Raw>| -> Pair {
                     Json((l.0.clone(), r.and_then(|r| r.0.clone())))
                 })
@@ -998,9 +1049,19 @@ impl Processor<Raw, Json<Option<Vec<Value>>>, Raw, Raw> for SinkProc {
                     rec.timestamp,
                 );
             }
-            Sink::Channel(tx) => {
+            Sink::Channel { tx, overflowed } => {
+                use std::sync::atomic::Ordering;
                 if let Some(row) = rec.value.0 {
-                    let _ = tx.send(row);
+                    if overflowed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(row) {
+                        tracing::warn!(
+                            "a push query's client is too slow: its {} buffered rows are full, it is dropped",
+                            tx.max_capacity()
+                        );
+                        overflowed.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -1083,9 +1144,9 @@ pub fn plan_query(
                 "A join with a table does not take a WITHIN clause",
             ));
         }
-        if !matches!(j.kind, JoinKind::Inner | JoinKind::Left) {
+        if !table_table && !matches!(j.kind, JoinKind::Inner | JoinKind::Left) {
             return Err(SqlError::stmt(
-                "Strom SQL supports INNER and LEFT joins (RIGHT and FULL are not supported yet)",
+                "Strom SQL supports RIGHT and FULL OUTER joins between tables only; joins of a stream are INNER or LEFT",
             ));
         }
         if q.from.reference() == j.source.reference() {
@@ -1179,7 +1240,8 @@ pub fn plan_query(
         };
         join = Some(JoinPlan {
             right,
-            left_join: j.kind == JoinKind::Left,
+            left_join: matches!(j.kind, JoinKind::Left | JoinKind::Full),
+            right_outer: matches!(j.kind, JoinKind::Right | JoinKind::Full),
             left_key,
             right_key,
             within: j.within,
@@ -1473,6 +1535,8 @@ pub fn plan_query(
         },
         columns,
         timestamp: None,
+        key_avro: None,
+        value_avro: None,
     };
     key_format.check(&output.key_cols(), "key")?;
     value_format.check(&output.value_cols(), "value")?;
@@ -1532,6 +1596,11 @@ struct State {
     queries: BTreeMap<String, RunningQuery>,
     /// commandId -> (status, message) of the commands applied (for /status).
     statuses: BTreeMap<String, (String, String)>,
+    /// The command topic's next offset to apply: commands are applied in offset order,
+    /// by the replay at start and then by the follower, whichever server wrote them.
+    applied: i64,
+    /// Commands this server recorded and waits for the follower to apply: the result.
+    pending: std::collections::HashMap<i64, Option<Result<serde_json::Value>>>,
 }
 
 /// What executing one statement produced, as ksqlDB's entity JSON (`None`: no entity,
@@ -1544,6 +1613,11 @@ pub struct Engine {
     admin: Admin,
     producer: Producer,
     command_topic: String,
+    /// The command topic's applied offset, for statements waiting on the follower.
+    applied_tx: tokio::sync::watch::Sender<i64>,
+    /// Stops the follower at shutdown.
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A record of the command topic: one statement that changed the catalog or queries.
@@ -1617,10 +1691,67 @@ impl Engine {
             state: Mutex::new(State::default()),
             admin,
             producer,
+            applied_tx: tokio::sync::watch::channel(0).0,
+            stop_tx: tokio::sync::watch::channel(false).0,
+            follower: std::sync::Mutex::new(None),
         });
         engine.ensure_topic(&engine.command_topic, 1).await?;
         engine.replay().await?;
+        let start = engine.state.lock().await.applied;
+        let task = tokio::spawn(follow(
+            Arc::downgrade(&engine),
+            engine.cfg.bootstrap.clone(),
+            engine.command_topic.clone(),
+            start,
+            engine.stop_tx.subscribe(),
+        ));
+        *engine.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         Ok(engine)
+    }
+
+    /// Applies one record of the command topic (at `offset`), unless already applied;
+    /// records its status and hands the result to the statement waiting for it.
+    async fn apply_record(&self, offset: i64, value: Option<&[u8]>) {
+        let mut st = self.state.lock().await;
+        if offset < st.applied {
+            return;
+        }
+        st.applied = offset + 1;
+        let mut result = Err(SqlError::server("unreadable command"));
+        match value.map(serde_json::from_slice::<Command>) {
+            Some(Ok(cmd)) => match parser::parse(&cmd.statement) {
+                Ok(parsed) => {
+                    for p in parsed {
+                        let key = command_id(&p.statement);
+                        result = self
+                            .apply(&mut st, &p, &cmd.streams_properties, offset)
+                            .await;
+                        let status = match &result {
+                            Ok(e) => (
+                                "SUCCESS".to_owned(),
+                                e["commandStatus"]["message"]
+                                    .as_str()
+                                    .unwrap_or("")
+                                    .to_owned(),
+                            ),
+                            Err(e) => {
+                                tracing::warn!("applying '{}' failed: {e}", p.text);
+                                ("ERROR".to_owned(), e.to_string())
+                            }
+                        };
+                        st.statuses.insert(key, status);
+                    }
+                }
+                Err(e) => tracing::warn!("skipping command {}: {e}", cmd.statement),
+            },
+            _ => tracing::warn!("skipping an unreadable command at offset {offset}"),
+        }
+        if let Some(slot) = st.pending.get_mut(&offset) {
+            *slot = Some(result);
+        }
+        let applied = st.applied;
+        drop(st);
+        self.applied_tx.send_replace(applied);
     }
 
     async fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<i32> {
@@ -1671,35 +1802,7 @@ impl Engine {
     async fn replay(&self) -> Result<()> {
         let records = read_all(&self.cfg.bootstrap, &self.command_topic, true).await?;
         for r in records {
-            let Some(v) = r.value else { continue };
-            let Ok(cmd) = serde_json::from_slice::<Command>(&v) else {
-                tracing::warn!("skipping an unreadable command at offset {}", r.offset);
-                continue;
-            };
-            let parsed = match parser::parse(&cmd.statement) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!("skipping command {}: {e}", cmd.statement);
-                    continue;
-                }
-            };
-            for p in parsed {
-                let mut st = self.state.lock().await;
-                let key = command_id(&p.statement);
-                match self
-                    .apply(&mut st, &p, &cmd.streams_properties, r.offset)
-                    .await
-                {
-                    Ok(e) => {
-                        let msg = e["commandStatus"]["message"].as_str().unwrap_or("");
-                        st.statuses.insert(key, ("SUCCESS".into(), msg.to_owned()));
-                    }
-                    Err(e) => {
-                        tracing::warn!("restoring '{}' failed: {e}", p.text);
-                        st.statuses.insert(key, ("ERROR".into(), e.to_string()));
-                    }
-                }
-            }
+            self.apply_record(r.offset, r.value.as_deref()).await;
         }
         Ok(())
     }
@@ -1861,20 +1964,36 @@ impl Engine {
             _ => {
                 // Statements that change the catalog or queries: checked against the
                 // current state, recorded in the command topic, then applied.
-                let mut st = self.state.lock().await;
-                self.validate(&st, p).await?;
-                let key = command_id(&p.statement);
-                let seq = self.record(&key, text, props).await?;
-                let res = self.apply(&mut st, p, props, seq).await;
-                let (status, message) = match &res {
-                    Ok(e) => (
-                        "SUCCESS",
-                        e["commandStatus"]["message"].as_str().unwrap_or("").to_owned(),
-                    ),
-                    Err(e) => ("ERROR", e.to_string()),
+                // Every server sharing the service id follows the command topic and
+                // applies the statement in its order; this one waits for its follower.
+                let (seq, mut applied) = {
+                    let mut st = self.state.lock().await;
+                    self.validate(&st, p).await?;
+                    let key = command_id(&p.statement);
+                    let seq = self.record(&key, text, props).await?;
+                    st.pending.insert(seq, None);
+                    (seq, self.applied_tx.subscribe())
                 };
-                st.statuses.insert(key, (status.to_owned(), message));
-                res.map(Some)
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    {
+                        let mut st = self.state.lock().await;
+                        if st.pending.get(&seq).is_some_and(Option::is_some) {
+                            let res = st.pending.remove(&seq).flatten();
+                            return res.unwrap_or_else(|| Err(SqlError::server("lost")))
+                                .map(Some);
+                        }
+                    }
+                    if tokio::time::timeout_at(deadline, applied.changed())
+                        .await
+                        .map_or(true, |r| r.is_err())
+                    {
+                        self.state.lock().await.pending.remove(&seq);
+                        return Err(SqlError::server(format!(
+                            "Timed out waiting for command {seq} of the command topic to be applied"
+                        )));
+                    }
+                }
             }
         }
     }
@@ -1892,7 +2011,7 @@ impl Engine {
                 if st.catalog.contains_key(name) && !*if_not_exists && !*or_replace {
                     return Err(already_exists(st, name));
                 }
-                self.source_from(p).await.map(|_| ())
+                self.source_from(p, false).await.map(|_| ())
             }
             Statement::CreateAs {
                 kind,
@@ -1905,7 +2024,13 @@ impl Engine {
                 if st.catalog.contains_key(name) && !*if_not_exists && !*or_replace {
                     return Err(already_exists(st, name));
                 }
-                plan_query(&st.catalog, query, name, Some(*kind), wp).map(|_| ())
+                let plan = plan_query(&st.catalog, query, name, Some(*kind), wp)?;
+                if plan.output.key_format.uses_registry()
+                    || plan.output.value_format.uses_registry()
+                {
+                    self.registry_url()?;
+                }
+                Ok(())
             }
             Statement::InsertSelect { target, query } => {
                 let t = st
@@ -1959,7 +2084,10 @@ impl Engine {
         }
     }
 
-    async fn source_from(&self, p: &Parsed) -> Result<Source> {
+    /// The source a CREATE STREAM/TABLE declares. AVRO: value columns left out are
+    /// inferred from the registry's latest schema of `<topic>-value`; with `register`, the
+    /// schema of declared columns is registered (as ksqlDB does), else only checked.
+    async fn source_from(&self, p: &Parsed, register: bool) -> Result<Source> {
         let Statement::CreateSource {
             kind,
             name,
@@ -1988,6 +2116,22 @@ impl Engine {
                 key: c.key,
             })
             .collect();
+        let mut value_avro = None;
+        if value_format.uses_registry() && !cols.iter().any(|c| !c.key) {
+            let url = self.registry_url()?;
+            let (schema, inferred) =
+                crate::avro::infer(url, &format!("{topic}-value"), value_format, "")
+                    .await
+                    .map_err(SqlError::stmt)?;
+            for (name, ty) in inferred {
+                cols.push(Column {
+                    name,
+                    ty,
+                    key: false,
+                });
+            }
+            value_avro = Some(schema);
+        }
         let mut seen = std::collections::BTreeSet::new();
         for c in &cols {
             if !seen.insert(&c.name) {
@@ -2105,7 +2249,7 @@ impl Engine {
             }
         };
         cols.shrink_to_fit();
-        Ok(Source {
+        let mut s = Source {
             timestamp,
             name: name.clone(),
             kind: *kind,
@@ -2116,7 +2260,45 @@ impl Engine {
             window,
             statement: p.text.clone(),
             partitions,
+            key_avro: None,
+            value_avro,
+        };
+        if register {
+            self.register_schemas(&mut s).await?;
+        } else if key_format.uses_registry() || value_format.uses_registry() {
+            self.registry_url()?;
+        }
+        Ok(s)
+    }
+
+    fn registry_url(&self) -> Result<&str> {
+        self.cfg.schema_registry_url.as_deref().ok_or_else(|| {
+            SqlError::stmt("The AVRO and JSON_SR formats need a Schema Registry: set ksql.schema.registry.url in the server's configuration")
         })
+    }
+
+    /// Registers the schemas of an AVRO source's key (`<topic>-key`) and value
+    /// (`<topic>-value`) generated from its columns, unless it already has them (inferred).
+    async fn register_schemas(&self, s: &mut Source) -> Result<()> {
+        if s.key_format.uses_registry() && s.key_avro.is_none() && !s.key_cols().is_empty() {
+            let url = self.registry_url()?;
+            let subject = format!("{}-key", s.topic);
+            s.key_avro = Some(
+                crate::avro::register(url, &subject, &s.key_cols(), true, s.key_format)
+                    .await
+                    .map_err(SqlError::stmt)?,
+            );
+        }
+        if s.value_format.uses_registry() && s.value_avro.is_none() {
+            let url = self.registry_url()?;
+            let subject = format!("{}-value", s.topic);
+            s.value_avro = Some(
+                crate::avro::register(url, &subject, &s.value_cols(), false, s.value_format)
+                    .await
+                    .map_err(SqlError::stmt)?,
+            );
+        }
+        Ok(())
     }
 
     /// Applies a catalog statement (live or replayed from the command topic).
@@ -2148,7 +2330,7 @@ impl Engine {
                         None,
                     ));
                 }
-                let s = self.source_from(p).await?;
+                let s = self.source_from(p, true).await?;
                 self.ensure_topic(&s.topic, s.partitions).await?;
                 st.catalog.insert(name.clone(), s);
                 let what = if *kind == SourceKind::Stream {
@@ -2180,6 +2362,7 @@ impl Engine {
                 }
                 let mut plan = plan_query(&st.catalog, query, name, Some(*kind), wp)?;
                 plan.output.statement = text.to_owned();
+                self.register_schemas(&mut plan.output).await?;
                 let id = format!(
                     "{}_{}_{seq}",
                     if *kind == SourceKind::Stream {
@@ -2519,9 +2702,11 @@ impl Engine {
                         rows: RowSource::Done(rows),
                         limit: q.limit,
                         streams: None,
+                        overflowed: Arc::default(),
                     });
                 }
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = mpsc::channel(self.cfg.push_buffer_rows.max(1));
+                let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let app_id = format!("_confluent-ksql-{}{id}", self.cfg.service_id);
                 let mut config = self.streams_config(&app_id, props)?;
                 config.state_dir = self.cfg.state_dir.join("transient").join(&id);
@@ -2535,7 +2720,11 @@ impl Engine {
                         .push(("auto.offset.reset".into(), "latest".into()));
                 }
                 let plan = Arc::new(plan);
-                let topology = build_topology(plan, Sink::Channel(tx), "Aggregate-Materialize")?;
+                let sink = Sink::Channel {
+                    tx,
+                    overflowed: overflowed.clone(),
+                };
+                let topology = build_topology(plan, sink, "Aggregate-Materialize")?;
                 let mut streams = KafkaStreams::new(topology, config);
                 streams.start().await.map_err(SqlError::server)?;
                 Ok(QueryStream {
@@ -2544,6 +2733,7 @@ impl Engine {
                     rows: RowSource::Live(rx),
                     limit: q.limit,
                     streams: Some(streams),
+                    overflowed,
                 })
             }
             Statement::Print {
@@ -2563,6 +2753,7 @@ impl Engine {
                     rows: RowSource::Print(rx),
                     limit,
                     streams: None,
+                    overflowed: Arc::default(),
                 })
             }
             _ => Err(SqlError::stmt(
@@ -2605,6 +2796,15 @@ impl Engine {
     /// Stops every query (the server is shutting down); they resume from the command
     /// topic on the next start.
     pub async fn shutdown(&self) {
+        self.stop_tx.send_replace(true);
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(f) = follower {
+            let _ = f.await;
+        }
         let mut st = self.state.lock().await;
         let queries: Vec<RunningQuery> = std::mem::take(&mut st.queries).into_values().collect();
         for mut q in queries {
@@ -2697,6 +2897,58 @@ fn describe_plan(p: &Plan) -> String {
 }
 
 /// Reads a whole topic up to its current end.
+/// Follows the command topic from `start`, applying what any server sharing the service
+/// id records (so every server runs every persistent query, each query's Strom Streams
+/// group splitting the partitions between them), until `stop`.
+async fn follow(
+    engine: std::sync::Weak<Engine>,
+    bootstrap: String,
+    topic: String,
+    start: i64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let tp = TopicPartition::new(&topic, 0);
+    let mut consumer = loop {
+        let mut cc = ConsumerConfig::new(&bootstrap);
+        let _ = cc.set("fetch.max.wait.ms", "100");
+        match Consumer::new(cc).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "command topic follower cannot connect");
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    consumer.assign(std::slice::from_ref(&tp));
+    if let Err(e) = consumer.seek(&tp, start) {
+        tracing::warn!(error = %e, "command topic follower cannot seek");
+    }
+    loop {
+        let records = tokio::select! {
+            _ = stop.changed() => break,
+            r = consumer.poll(Duration::from_millis(200)) => r,
+        };
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the command topic");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Some(engine) = engine.upgrade() else {
+            break;
+        };
+        for r in records {
+            engine.apply_record(r.offset, r.value.as_deref()).await;
+        }
+    }
+    let _ = consumer.close().await;
+}
+
 pub async fn read_all(
     bootstrap: &str,
     topic: &str,
@@ -2827,7 +3079,7 @@ fn show_bytes(b: &Option<bytes::Bytes>) -> String {
 
 pub enum RowSource {
     Done(Vec<Vec<Value>>),
-    Live(mpsc::UnboundedReceiver<Vec<Value>>),
+    Live(mpsc::Receiver<Vec<Value>>),
     Print(mpsc::UnboundedReceiver<String>),
 }
 
@@ -2839,6 +3091,8 @@ pub struct QueryStream {
     pub rows: RowSource,
     pub limit: Option<u64>,
     pub streams: Option<KafkaStreams>,
+    /// Set when the client fell so far behind that the row buffer filled: it is dropped.
+    pub overflowed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for QueryStream {

@@ -1,10 +1,12 @@
-//! Serialization formats of keys and values: JSON, DELIMITED (comma-separated) and KAFKA
-//! (a single primitive in Kafka's serializer bytes), as ksqlDB writes them, plus the
-//! windowed key suffixes of windowed tables.
+//! Serialization formats of keys and values: JSON, DELIMITED (comma-separated), KAFKA
+//! (a single primitive in Kafka's serializer bytes) and AVRO (Confluent-framed, through the
+//! Schema Registry: see [`crate::avro`]), as ksqlDB writes them, plus the windowed key
+//! suffixes of windowed tables.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ast::WindowKind;
+use crate::avro::AvroSchema;
 use crate::types::{lookup_ci, SqlType, Value};
 use crate::{Result, SqlError};
 
@@ -13,6 +15,10 @@ pub enum Format {
     Json,
     Delimited,
     Kafka,
+    /// Avro in Confluent's framing, schemas in the registry (`ksql.schema.registry.url`).
+    Avro,
+    /// JSON in Confluent's framing (magic byte, schema id), JSON Schemas in the registry.
+    JsonSr,
     /// No key (a stream without key columns).
     None,
 }
@@ -24,14 +30,16 @@ impl Format {
             "DELIMITED" => Format::Delimited,
             "KAFKA" => Format::Kafka,
             "NONE" => Format::None,
-            "AVRO" | "PROTOBUF" | "JSON_SR" | "PROTOBUF_NOSR" => {
+            "AVRO" => Format::Avro,
+            "JSON_SR" => Format::JsonSr,
+            "PROTOBUF" | "PROTOBUF_NOSR" => {
                 return Err(SqlError::stmt(format!(
-                    "The format {s} is not supported by Strom SQL yet: use JSON, DELIMITED or KAFKA"
+                    "The format {s} is not supported by Strom SQL yet: use JSON, JSON_SR, AVRO, DELIMITED or KAFKA"
                 )))
             }
             other => {
                 return Err(SqlError::stmt(format!(
-                    "Unknown format: {other}. Known formats: JSON, DELIMITED, KAFKA, NONE"
+                    "Unknown format: {other}. Known formats: JSON, JSON_SR, AVRO, DELIMITED, KAFKA, NONE"
                 )))
             }
         })
@@ -42,8 +50,15 @@ impl Format {
             Format::Json => "JSON",
             Format::Delimited => "DELIMITED",
             Format::Kafka => "KAFKA",
+            Format::Avro => "AVRO",
+            Format::JsonSr => "JSON_SR",
             Format::None => "NONE",
         }
+    }
+
+    /// Whether the format keeps its schemas in the Schema Registry.
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Format::Avro | Format::JsonSr)
     }
 
     /// Whether the format can carry these columns; a clear error if not.
@@ -76,6 +91,9 @@ impl Format {
                     )));
                 }
             }
+            Format::Avro if !cols.is_empty() => {
+                crate::avro::schema_for(cols, what == "key").map_err(SqlError::stmt)?;
+            }
             Format::None if !cols.is_empty() => {
                 return Err(SqlError::stmt(format!(
                     "The 'NONE' format can only be used when no {what} columns are defined."
@@ -87,13 +105,15 @@ impl Format {
     }
 }
 
-/// Reads the columns `cols` from `data`. JSON values read fields by name (ignoring
-/// case); a single JSON key column reads the unwrapped value.
+/// Reads the columns `cols` from `data`. JSON and AVRO values read fields by name
+/// (ignoring case); a single JSON or AVRO key column reads the unwrapped value. AVRO
+/// needs the source's schema (its registry URL; records name their own schema id).
 pub fn decode(
     fmt: Format,
     data: &[u8],
     cols: &[(&str, &SqlType)],
     is_key: bool,
+    avro: Option<&AvroSchema>,
 ) -> std::result::Result<Vec<Value>, String> {
     match fmt {
         Format::None => Ok(Vec::new()),
@@ -124,22 +144,13 @@ pub fn decode(
         Format::Json => {
             let j: serde_json::Value =
                 serde_json::from_slice(data).map_err(|e| format!("invalid JSON: {e}"))?;
-            if is_key && cols.len() == 1 {
-                let v = Value::from_json(&j, cols[0].1)
-                    .ok_or_else(|| format!("cannot read {} as {}", j, cols[0].1))?;
-                return Ok(vec![v]);
-            }
-            let obj = j
-                .as_object()
-                .ok_or_else(|| "expected a JSON object".to_string())?;
-            cols.iter()
-                .map(|(n, t)| {
-                    let f = lookup_ci(obj, n).unwrap_or(&serde_json::Value::Null);
-                    Value::from_json(f, t)
-                        .ok_or_else(|| format!("cannot read field {n}: {f} as {t}"))
-                })
-                .collect()
+            from_document(&j, cols, is_key)
         }
+        Format::Avro => {
+            let s = avro.ok_or("the AVRO format needs ksql.schema.registry.url")?;
+            from_document(&crate::avro::decode(&s.url, data)?, cols, is_key)
+        }
+        Format::JsonSr => from_document(&crate::avro::decode_json_sr(data)?, cols, is_key),
         Format::Delimited => {
             let text = std::str::from_utf8(data).map_err(|_| "not UTF-8".to_string())?;
             let fields = split_delimited(text);
@@ -165,6 +176,28 @@ pub fn decode(
     }
 }
 
+/// The columns of a decoded JSON document (an object, or a single key's bare value).
+fn from_document(
+    j: &serde_json::Value,
+    cols: &[(&str, &SqlType)],
+    is_key: bool,
+) -> std::result::Result<Vec<Value>, String> {
+    if is_key && cols.len() == 1 {
+        let v = Value::from_json(j, cols[0].1)
+            .ok_or_else(|| format!("cannot read {} as {}", j, cols[0].1))?;
+        return Ok(vec![v]);
+    }
+    let obj = j
+        .as_object()
+        .ok_or_else(|| "expected an object".to_string())?;
+    cols.iter()
+        .map(|(n, t)| {
+            let f = lookup_ci(obj, n).unwrap_or(&serde_json::Value::Null);
+            Value::from_json(f, t).ok_or_else(|| format!("cannot read field {n}: {f} as {t}"))
+        })
+        .collect()
+}
+
 fn split_delimited(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -185,12 +218,14 @@ fn split_delimited(text: &str) -> Vec<String> {
     out
 }
 
-/// Writes `values` (one per column of `cols`).
+/// Writes `values` (one per column of `cols`); AVRO with the source's schema (`None`
+/// when the value does not fit it: logged, the record is not written).
 pub fn encode(
     fmt: Format,
     values: &[Value],
     cols: &[(&str, &SqlType)],
     is_key: bool,
+    avro: Option<&AvroSchema>,
 ) -> Option<Vec<u8>> {
     match fmt {
         Format::None => None,
@@ -202,16 +237,25 @@ pub fn encode(
             Value::Double(d) => Some(d.to_be_bytes().to_vec()),
             other => Some(other.to_string().into_bytes()),
         },
-        Format::Json => {
-            if is_key && cols.len() == 1 {
-                return Some(values[0].to_json().to_string().into_bytes());
+        Format::Json => Some(to_document(values, cols, is_key).to_string().into_bytes()),
+        Format::Avro | Format::JsonSr => {
+            let Some(s) = avro else {
+                tracing::warn!("{} needs ksql.schema.registry.url", fmt.name());
+                return None;
+            };
+            let doc = to_document(values, cols, is_key);
+            let encoded = if fmt == Format::JsonSr {
+                Ok(crate::avro::encode_json_sr(s, &doc))
+            } else {
+                crate::avro::encode(s, &doc)
+            };
+            match encoded {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write a record in {}", fmt.name());
+                    None
+                }
             }
-            let obj: serde_json::Map<String, serde_json::Value> = cols
-                .iter()
-                .zip(values)
-                .map(|((n, _), v)| (n.to_string(), v.to_json()))
-                .collect();
-            Some(serde_json::Value::Object(obj).to_string().into_bytes())
         }
         Format::Delimited => {
             let parts: Vec<String> = values
@@ -227,6 +271,19 @@ pub fn encode(
             Some(parts.join(",").into_bytes())
         }
     }
+}
+
+/// The JSON document of a row: an object of the columns, or a single key's bare value.
+fn to_document(values: &[Value], cols: &[(&str, &SqlType)], is_key: bool) -> serde_json::Value {
+    if is_key && cols.len() == 1 {
+        return values.first().map(Value::to_json).unwrap_or_default();
+    }
+    let obj: serde_json::Map<String, serde_json::Value> = cols
+        .iter()
+        .zip(values)
+        .map(|((n, _), v)| (n.to_string(), v.to_json()))
+        .collect();
+    serde_json::Value::Object(obj)
 }
 
 /// The suffix of a windowed key: the window start (time windows) or end and start
@@ -269,19 +326,19 @@ mod tests {
         let cols = [("A", &SqlType::Int), ("B", &SqlType::String)];
         let vals = vec![Value::Int(1), Value::String("x,\"y\"".into())];
         for f in [Format::Json, Format::Delimited] {
-            let b = encode(f, &vals, &cols, false).unwrap();
-            assert_eq!(decode(f, &b, &cols, false).unwrap(), vals, "{f:?}");
+            let b = encode(f, &vals, &cols, false, None).unwrap();
+            assert_eq!(decode(f, &b, &cols, false, None).unwrap(), vals, "{f:?}");
         }
         let k = [("K", &SqlType::BigInt)];
-        let b = encode(Format::Kafka, &[Value::BigInt(7)], &k, true).unwrap();
+        let b = encode(Format::Kafka, &[Value::BigInt(7)], &k, true, None).unwrap();
         assert_eq!(b, 7i64.to_be_bytes());
         assert_eq!(
-            encode(Format::Json, &[Value::BigInt(7)], &k, true).unwrap(),
+            encode(Format::Json, &[Value::BigInt(7)], &k, true, None).unwrap(),
             b"7"
         );
-        assert!(decode(Format::Kafka, b"abc", &k, true).is_err());
-        assert!(decode(Format::Json, b"{", &cols, false).is_err());
-        assert!(decode(Format::Delimited, b"1", &cols, false).is_err());
+        assert!(decode(Format::Kafka, b"abc", &k, true, None).is_err());
+        assert!(decode(Format::Json, b"{", &cols, false, None).is_err());
+        assert!(decode(Format::Delimited, b"1", &cols, false, None).is_err());
         assert!(Format::Kafka.check(&cols, "value").is_err());
         assert!(Format::parse("XML").is_err());
     }

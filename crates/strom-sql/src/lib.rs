@@ -2,11 +2,13 @@
 //! Streams, with ksqlDB's REST API (see docs/design/2026-12-05-sql.md).
 
 pub mod ast;
+pub mod avro;
 pub mod engine;
 pub mod expr;
 pub mod format;
 pub mod parser;
 pub mod server;
+pub mod shell;
 pub mod time;
 pub mod types;
 

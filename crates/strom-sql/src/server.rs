@@ -1,6 +1,8 @@
 //! The ksqlDB REST API on axum: `/ksql` (statements), `/query` (push and pull queries as a
 //! chunked JSON array, PRINT as text lines), `/query-stream` (the newer API: a header line,
-//! then one JSON array per row, HTTP/1.1 chunked), `/info`, `/healthcheck`, `/status`.
+//! then one JSON array per row, HTTP/1.1 chunked or HTTP/2 streams), `/info`,
+//! `/healthcheck`, `/status`. One port serves HTTP/1.1 and HTTP/2 cleartext with prior
+//! knowledge (as ksqlDB's clients open it): axum::serve tells them apart by the preface.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -33,6 +35,8 @@ pub struct ServerConfig {
     pub bootstrap: String,
     pub service_id: String,
     pub schema_registry_url: Option<String>,
+    /// Rows a push query buffers for a slow client before dropping it (default 10 000).
+    pub push_buffer_rows: usize,
     pub state_dir: std::path::PathBuf,
     pub streams: Vec<(String, String)>,
 }
@@ -69,6 +73,7 @@ impl ServerConfig {
             bootstrap: "localhost:9092".into(),
             service_id: "default_".into(),
             schema_registry_url: None,
+            push_buffer_rows: 10_000,
             state_dir: std::env::temp_dir().join("strom-sql"),
             streams: Vec::new(),
         };
@@ -81,6 +86,11 @@ impl ServerConfig {
                 "bootstrap.servers" | "ksql.streams.bootstrap.servers" => c.bootstrap = v.clone(),
                 "ksql.service.id" => c.service_id = v.clone(),
                 "ksql.schema.registry.url" => c.schema_registry_url = Some(v.clone()),
+                "ksql.query.push.buffer.rows" => {
+                    c.push_buffer_rows = v.trim().parse().map_err(|_| {
+                        SqlError::server(format!("ksql.query.push.buffer.rows: not a number: {v}"))
+                    })?
+                }
                 "ksql.streams.state.dir" => state_dir = Some(std::path::PathBuf::from(v)),
                 _ => {
                     if let Some(s) = k.strip_prefix("ksql.streams.") {
@@ -127,6 +137,8 @@ pub async fn run(
         service_id: cfg.service_id.clone(),
         state_dir: cfg.state_dir.clone(),
         streams: cfg.streams.clone(),
+        schema_registry_url: cfg.schema_registry_url.clone(),
+        push_buffer_rows: cfg.push_buffer_rows,
     })
     .await?;
     tracing::info!(
@@ -273,6 +285,7 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
     line: impl Fn(&[crate::types::Value]) -> String + Send,
     finish: Option<&'static str>,
+    error: impl Fn(&str) -> String + Send,
 ) {
     let limit = qs.limit.unwrap_or(u64::MAX);
     let mut sent = 0u64;
@@ -288,6 +301,11 @@ async fn pump(
         }
         RowSource::Live(rx) => {
             while sent < limit {
+                if qs.overflowed.load(std::sync::atomic::Ordering::Relaxed) {
+                    let m = "The client is too slow: the push query's row buffer is full (ksql.query.push.buffer.rows), so the query was stopped.";
+                    let _ = tx.send(Bytes::from(error(m))).await;
+                    return;
+                }
                 tokio::select! {
                     r = rx.recv() => match r {
                         Some(r) => {
@@ -346,7 +364,14 @@ async fn query(State(app): State<App>, body: Bytes) -> Response {
     };
     let (tx, rx) = mpsc::channel(64);
     if matches!(qs.rows, RowSource::Print(_)) {
-        tokio::spawn(pump(qs, app.stop.clone(), tx, |_| String::new(), None));
+        tokio::spawn(pump(
+            qs,
+            app.stop.clone(),
+            tx,
+            |_| String::new(),
+            None,
+            |m| format!("{m}\n"),
+        ));
         return Response::builder()
             .header(header::CONTENT_TYPE, "text/plain")
             .body(Body::new(ChanBody(rx)))
@@ -369,6 +394,7 @@ async fn query(State(app): State<App>, body: Bytes) -> Response {
             format!("{},\n", json!({"row": {"columns": cols}}))
         },
         Some(finish),
+        |m| format!("{}]\n", json!({"errorMessage": generic_error(m)})),
     ));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
@@ -426,11 +452,23 @@ async fn query_stream(State(app): State<App>, headers: HeaderMap, body: Bytes) -
             }
         },
         sep_end,
+        move |m| {
+            if json_array {
+                format!(",{}]", generic_error(m))
+            } else {
+                format!("{}\n", generic_error(m))
+            }
+        },
     ));
     Response::builder()
         .header(header::CONTENT_TYPE, ctype)
         .body(Body::new(ChanBody(rx)))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// ksqlDB's error object for a failure after the response started.
+fn generic_error(message: &str) -> serde_json::Value {
+    json!({"@type": "generic_error", "error_code": 50000, "message": message})
 }
 
 async fn info(State(app): State<App>) -> Response {
