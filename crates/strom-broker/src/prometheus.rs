@@ -160,7 +160,10 @@ impl Broker {
                     .enumerate()
                     .filter(|(_, c)| c.get() > 0)
                     .map(move |(v, c)| {
-                        (labels(&[("request", &name), ("version", &v.to_string())]), c.get())
+                        (
+                            labels(&[("request", &name), ("version", &v.to_string())]),
+                            c.get(),
+                        )
                     })
             })
             .collect::<Vec<_>>();

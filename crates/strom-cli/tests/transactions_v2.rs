@@ -202,7 +202,10 @@ fn v2_on_the_wire_implicit_adds_epoch_bumps_and_no_hanging_transaction() {
                     .with_committed_offset(42)
                     .with_committed_leader_epoch(-1)])]),
     );
-    assert_eq!(r.topics[0].partitions[0].error_code, 0, "TxnOffsetCommit v5");
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 0,
+        "TxnOffsetCommit v5"
+    );
     // Open transaction: the LSO stays at its first record.
     assert_eq!(latest(&mut w, "v2", 1), 0);
 

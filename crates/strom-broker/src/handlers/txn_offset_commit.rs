@@ -100,9 +100,15 @@ pub(super) async fn handle(
     };
     let producer = (request.producer_id.0, request.producer_epoch);
     let added = match (refused, commits.is_empty()) {
-        (None, false) if version >= IMPLICIT_ADD_SINCE => {
-            Some(add_offsets_partition(broker, &request.transactional_id, &request.group_id, producer).await)
-        }
+        (None, false) if version >= IMPLICIT_ADD_SINCE => Some(
+            add_offsets_partition(
+                broker,
+                &request.transactional_id,
+                &request.group_id,
+                producer,
+            )
+            .await,
+        ),
         _ => None,
     };
     let outcome = if let Some(code) = refused {

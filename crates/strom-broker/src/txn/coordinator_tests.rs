@@ -217,7 +217,11 @@ fn v2_end_writes_markers_with_the_bumped_epoch() {
     let markers = log.markers.lock().clone();
     assert_eq!(markers.len(), 1);
     assert_eq!(
-        (markers[0].producer_id, markers[0].producer_epoch, markers[0].commit),
+        (
+            markers[0].producer_id,
+            markers[0].producer_epoch,
+            markers[0].commit
+        ),
         (pid, epoch + 1, true)
     );
     // A restart replays the bumped epoch: the old one stays fenced.

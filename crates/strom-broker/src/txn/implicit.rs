@@ -79,7 +79,15 @@ pub(crate) async fn add_to_txn(
     if partitions.is_empty() {
         return Ok(());
     }
-    match add_here(broker, transactional_id, producer, partitions.clone(), verify_only).await {
+    match add_here(
+        broker,
+        transactional_id,
+        producer,
+        partitions.clone(),
+        verify_only,
+    )
+    .await
+    {
         Err(ErrorCode::NotCoordinator) if broker.config().is_quorum_over_network() => {
             let remote = broker.txns().remote_adds();
             let missing = if verify_only {

@@ -348,9 +348,7 @@ fn v2_end_bumps_the_epoch_and_fences_the_old_one() {
     m.apply(md);
     // The Prepare* record (and so the markers) carries the bumped epoch.
     let mut alloc = || Ok(999);
-    let EndPlan::Write(prepare, answer) = m
-        .plan_end_v2("t", pid, e0, true, 2, &mut alloc)
-        .unwrap()
+    let EndPlan::Write(prepare, answer) = m.plan_end_v2("t", pid, e0, true, 2, &mut alloc).unwrap()
     else {
         panic!("an ongoing transaction is written")
     };
@@ -366,7 +364,10 @@ fn v2_end_bumps_the_epoch_and_fences_the_old_one() {
     assert_eq!(m.get("t").unwrap().state, TxnState::CompleteCommit);
 
     // A retry from the old epoch gets the same answer; an abort from it is fenced.
-    assert_eq!(end_v2(&mut m, (pid, e0), true, 4, &mut ids), Ok((pid, e0 + 1)));
+    assert_eq!(
+        end_v2(&mut m, (pid, e0), true, 4, &mut ids),
+        Ok((pid, e0 + 1))
+    );
     assert_eq!(
         end_v2(&mut m, (pid, e0), false, 4, &mut ids),
         Err(ErrorCode::ProducerFenced)
@@ -410,7 +411,10 @@ fn v2_abort_without_a_transaction_and_commit_without_one() {
     let (pid, e0) = init(&mut m, "t", 1_000, 0, &mut ids).unwrap();
     // The client cannot know whether a produce added a partition: an abort is accepted
     // from Empty (no markers to write), and it bumps the epoch too.
-    assert_eq!(end_v2(&mut m, (pid, e0), false, 1, &mut ids), Ok((pid, e0 + 1)));
+    assert_eq!(
+        end_v2(&mut m, (pid, e0), false, 1, &mut ids),
+        Ok((pid, e0 + 1))
+    );
     assert_eq!(m.get("t").unwrap().state, TxnState::CompleteAbort);
     assert!(m.get("t").unwrap().partitions.is_empty());
     // A commit with nothing open is an invalid transition, as in Kafka.
