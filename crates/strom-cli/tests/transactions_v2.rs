@@ -384,3 +384,61 @@ fn kafka_java_producer_uses_transactions_v2() {
     let epoch: i64 = row.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert_eq!(epoch, ends as i64, "{described}");
 }
+
+/// On a 3-node cluster the partitions a v2 producer writes are led by brokers other than its
+/// transaction coordinator: each leader adds them with AddPartitionsToTxn v5 to the
+/// coordinator, and the committed records are all read back at read_committed. (Were a
+/// partition not added, its produce would fail, or it would get no marker and its last
+/// stable offset would stay behind the records.)
+#[test]
+fn kafka_java_producer_v2_on_a_cluster() {
+    let Some(perf) = kafka_tool("kafka-producer-perf-test.sh") else {
+        eprintln!("SKIPPED: Kafka 4.1's tools not found (KAFKA_HOME or the peers' download)");
+        return;
+    };
+    let cluster = common::cluster::Cluster::start(
+        3,
+        &[
+            ("transaction.state.log.replication.factor", "3"),
+            ("transaction.state.log.num.partitions", "1"),
+            ("offsets.topic.replication.factor", "3"),
+        ],
+    );
+    let b = cluster.bootstrap();
+    let admin = common::admin(&b);
+    // One replica per partition: three partitions are led by (up to) three brokers.
+    let topic =
+        rdkafka::admin::NewTopic::new("spread", 6, rdkafka::admin::TopicReplication::Fixed(1));
+    let opts = rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let created = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(admin.create_topics([&topic], &opts))
+        .expect("create_topics");
+    for r in created {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+    const RECORDS: usize = 300;
+    run_tool(
+        &perf,
+        &[
+            "--topic",
+            "spread",
+            "--num-records",
+            &RECORDS.to_string(),
+            "--record-size",
+            "20",
+            "--throughput",
+            "-1",
+            "--transactional-id",
+            "spread-tx",
+            "--transaction-duration-ms",
+            "100",
+            "--producer-props",
+            &format!("bootstrap.servers={b}"),
+            "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner",
+            "acks=all",
+        ],
+    );
+    let records = read_committed(&b, "spread", 6, RECORDS);
+    assert_eq!(records.len(), RECORDS);
+}
