@@ -87,6 +87,31 @@ fn end(w: &mut Wire, id: &str, producer: (i64, i16), commit: bool) -> (i16, i64,
     (r.error_code, r.producer_id.0, r.producer_epoch)
 }
 
+/// AddPartitionsToTxn v5 (the batched broker-to-broker form) with `VerifyOnly` for
+/// `v2`-0: the partition's error code.
+fn verify_only(w: &mut Wire, id: &str, producer: (i64, i16)) -> i16 {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    let txn = AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(name(id)))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_verify_only(true)
+        .with_topics(vec![AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(name("v2")))
+            .with_partitions(vec![0])]);
+    let r: AddPartitionsToTxnResponse = w.call(
+        ApiKey::AddPartitionsToTxn,
+        5,
+        &AddPartitionsToTxnRequest::default().with_transactions(vec![txn]),
+    );
+    assert_eq!(r.error_code, 0);
+    let t = &r.results_by_transaction[0];
+    assert_eq!(t.transactional_id.0.as_str(), id);
+    t.topic_results[0].results_by_partition[0].partition_error_code
+}
+
 /// ListOffsets v5 latest of `topic`-0 at `isolation` (0: high watermark, 1: LSO).
 fn latest(w: &mut Wire, topic: &str, isolation: i8) -> i64 {
     let r: ListOffsetsResponse = w.call(
@@ -173,8 +198,11 @@ fn v2_on_the_wire_implicit_adds_epoch_bumps_and_no_hanging_transaction() {
     let id = "v2-tx";
     let (pid, e0) = init(&mut w, id);
     assert_eq!(e0, 0);
+    // KIP-890 part 1 between brokers: the partition is not in a transaction yet.
+    assert_eq!(verify_only(&mut w, id, (pid, 0)), INVALID_TXN_STATE);
     // Produce v12 adds the partition itself: no AddPartitionsToTxn.
     assert_eq!(produce(&mut w, 12, id, "v2", (pid, 0), 0, "committed"), 0);
+    assert_eq!(verify_only(&mut w, id, (pid, 0)), 0);
     let r: DescribeTransactionsResponse = w.call(
         ApiKey::DescribeTransactions,
         0,
