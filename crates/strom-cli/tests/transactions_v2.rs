@@ -55,12 +55,25 @@ fn produce(
     sequence: i32,
     value: &str,
 ) -> i16 {
+    produce_to(w, version, id, (topic, 0), producer, sequence, value)
+}
+
+/// One transactional record `value` to `partition` as Produce v`version`: the error code.
+fn produce_to(
+    w: &mut Wire,
+    version: i16,
+    id: &str,
+    (topic, index): (&str, i32),
+    producer: (i64, i16),
+    sequence: i32,
+    value: &str,
+) -> i16 {
     let mut batch = BatchBuilder::new(0);
     batch.producer = Some((producer.0, producer.1, sequence));
     batch.attributes = 0x10; // transactional
     batch.push(None, Some(value.as_bytes()), 1_700_000_000_000);
     let partition = PartitionProduceData::default()
-        .with_index(0)
+        .with_index(index)
         .with_records(Some(batch.build().freeze()));
     let req = ProduceRequest::default()
         .with_transactional_id(Some(TransactionalId(name(id))))
@@ -469,4 +482,106 @@ fn kafka_java_producer_v2_on_a_cluster() {
     );
     let records = read_committed(&b, "spread", 6, RECORDS);
     assert_eq!(records.len(), RECORDS);
+}
+
+/// KIP-890 part 1 in a cluster: a v1 (Produce v11) transactional write to a partition led by
+/// a broker that is not the producer's coordinator is verified there with AddPartitionsToTxn
+/// v5 `VerifyOnly`: refused with INVALID_TXN_STATE before the partition is added, accepted
+/// after.
+#[test]
+fn v1_produce_is_verified_at_a_remote_coordinator() {
+    let cluster = common::cluster::Cluster::start(
+        3,
+        &[
+            ("transaction.state.log.replication.factor", "3"),
+            ("transaction.state.log.num.partitions", "1"),
+        ],
+    );
+    let b = cluster.bootstrap();
+    let admin = common::admin(&b);
+    let topic = rdkafka::admin::NewTopic::new("v1c", 3, rdkafka::admin::TopicReplication::Fixed(1));
+    let opts = rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let created = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(admin.create_topics([&topic], &opts))
+        .expect("create_topics");
+    for r in created {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+    let via = *cluster.nodes.keys().next().unwrap();
+    let id = "v1-remote-tx";
+    // The coordinator (FindCoordinator creates __transaction_state on first use).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let coordinator = loop {
+        let mut w = Wire::connect(&cluster.nodes[&via].bootstrap());
+        let r: FindCoordinatorResponse = w.call(
+            ApiKey::FindCoordinator,
+            4,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_coordinator_keys(vec![name(id)]),
+        );
+        let c = &r.coordinators[0];
+        if c.error_code == 0 {
+            break c.node_id.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "FindCoordinator: {}",
+            c.error_code
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (view, _) = cluster.wait_view(via, Duration::from_secs(60), "v1c led", |v| {
+        v.topics
+            .get("v1c")
+            .is_some_and(|t| t.len() == 3 && t.values().all(|p| p.0 > 0))
+    });
+    let (&index, remote) = view.topics["v1c"]
+        .iter()
+        .find(|(_, p)| p.0 != coordinator)
+        .expect("a partition led away from the coordinator");
+    let mut c = Wire::connect(&cluster.nodes[&coordinator].bootstrap());
+    let producer = init(&mut c, id);
+    let mut leader = Wire::connect(&cluster.nodes[&remote.0].bootstrap());
+    assert_eq!(
+        produce_to(&mut leader, 11, id, ("v1c", index), producer, 0, "early"),
+        INVALID_TXN_STATE
+    );
+    let r: AddPartitionsToTxnResponse = c.call(
+        ApiKey::AddPartitionsToTxn,
+        3,
+        &AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(name(id)))
+            .with_v3_and_below_producer_id(ProducerId(producer.0))
+            .with_v3_and_below_producer_epoch(producer.1)
+            .with_v3_and_below_topics(vec![
+                kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(name("v1c")))
+                    .with_partitions(vec![index]),
+            ]),
+    );
+    assert_eq!(
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    assert_eq!(
+        produce_to(&mut leader, 11, id, ("v1c", index), producer, 0, "added"),
+        0
+    );
+    // The next batch of the open transaction needs no second verification.
+    assert_eq!(
+        produce_to(&mut leader, 11, id, ("v1c", index), producer, 1, "more"),
+        0
+    );
+    let r: EndTxnResponse = c.call(
+        ApiKey::EndTxn,
+        3,
+        &EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(name(id)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_committed(true),
+    );
+    assert_eq!(r.error_code, 0);
 }

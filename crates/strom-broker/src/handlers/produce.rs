@@ -325,8 +325,11 @@ fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
 
 /// Produce v12+ (transaction protocol v2): the partitions of a transactional request that
 /// exist here and are not refused join the producer's transaction at its coordinator before
-/// the append (KIP-890 part 2). When that fails every topic of the request is refused with
-/// the error (as the add is one step for the request); the returned refusals say so.
+/// the append (KIP-890 part 2). Older versions in a cluster: a partition where the producer
+/// has no transaction open at this epoch is verified to be in its ongoing transaction at
+/// the coordinator (KIP-890 part 1; single node the coordinator's own check in
+/// `verify_transactional` does it). When that fails every topic of the request is refused
+/// with the error (one step for the request); the returned refusals say so.
 async fn add_to_transaction(
     broker: &Arc<Broker>,
     version: i16,
@@ -337,7 +340,8 @@ async fn add_to_transaction(
     let Some(transactional_id) = request.transactional_id.as_ref() else {
         return Vec::new();
     };
-    if version < IMPLICIT_ADD_SINCE {
+    let verify_only = version < IMPLICIT_ADD_SINCE;
+    if verify_only && !broker.config().is_quorum_over_network() {
         return Vec::new();
     }
     let mut by_producer: std::collections::BTreeMap<(i64, i16), Vec<(String, i32)>> =
@@ -355,8 +359,19 @@ async fn add_to_transaction(
                     .filter(|h| h.is_transactional())
                     .map(|h| (h.producer_id(), h.producer_epoch()))
             });
-            let exists = broker.replicas().partition(name, p.index).is_some();
-            if let (Some(producer), true) = (first, exists) {
+            let partition = broker.replicas().partition(name, p.index);
+            // A transaction already open here at this epoch was verified by its first batch.
+            let open_here = |producer: (i64, i16)| {
+                partition.as_ref().is_some_and(|part| {
+                    part.log.active_producers().iter().any(|a| {
+                        a.producer_id == producer.0
+                            && a.producer_epoch == producer.1
+                            && a.current_txn_start_offset >= 0
+                    })
+                })
+            };
+            let needed = first.filter(|producer| !(verify_only && open_here(*producer)));
+            if let (Some(producer), true) = (needed, partition.is_some()) {
                 by_producer
                     .entry(producer)
                     .or_default()
@@ -370,7 +385,7 @@ async fn add_to_transaction(
             transactional_id.0.as_str(),
             producer,
             partitions,
-            false,
+            verify_only,
         )
         .await;
         if let Err(e) = added {
