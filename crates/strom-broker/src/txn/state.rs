@@ -1,6 +1,7 @@
-//! The transaction state machine of Kafka's classic protocol (KIP-98), pure: every operation
-//! validates against the current metadata of one transactional id and returns the metadata to
-//! write to `__transaction_state`; only `apply` (after the write) changes state. Time is `now_ms`.
+//! The transaction state machine of Kafka's classic protocol (KIP-98) and of the v2 end
+//! (KIP-890, `plan_end_v2`), pure: every operation validates against the current metadata of
+//! one transactional id and returns the metadata to write to `__transaction_state`; only
+//! `apply` (after the write) changes state. Time is `now_ms`.
 
 use std::collections::{BTreeSet, HashMap};
 
