@@ -312,6 +312,9 @@ impl Connection {
             remote,
             result.is_err(),
         );
+        self.broker
+            .metrics()
+            .count_version(request.api_key, request.api_version);
         // request_percentage: the time spent on this request here (not waiting for the ISR
         // or new records), as Kafka counts request handler time. The SASL exchange is exempt.
         if !SASL_PHASE_APIS.contains(&request.api_key) {

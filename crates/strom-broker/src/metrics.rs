@@ -82,6 +82,8 @@ fn latency_histogram() -> Histogram {
 pub struct ApiMetrics {
     /// `RequestsPerSec`.
     pub requests: Counter,
+    /// `RequestsPerSec` by request version (Kafka labels it `version`), versions 0–31.
+    pub by_version: [Counter; 32],
     /// Requests whose handling failed (the connection was closed: a malformed request).
     pub errors: Counter,
     /// `RequestQueueTimeMs`: from the frame's arrival to its handler starting.
@@ -129,6 +131,7 @@ impl ApiMetrics {
         let labels = vec![("request".to_owned(), api_name(key))];
         ApiMetrics {
             requests: Counter::default(),
+            by_version: Default::default(),
             errors: Counter::default(),
             queue_time: families.queue_time.get_or_create_owned(&labels),
             local_time: families.local_time.get_or_create_owned(&labels),
@@ -265,6 +268,16 @@ impl BrokerMetrics {
             .iter()
             .enumerate()
             .filter_map(|(key, m)| Some((key as i16, m.get()?)))
+    }
+
+    /// Counts one request of `key` at `version` (which protocol version clients use).
+    pub fn count_version(&self, key: i16, version: i16) {
+        let counter = self
+            .api(key)
+            .and_then(|m| m.by_version.get(usize::try_from(version).ok()?));
+        if let Some(c) = counter {
+            c.inc();
+        }
     }
 
     /// Records one request's timings (`failed`: its handling closed the connection).

@@ -151,6 +151,27 @@ impl Broker {
             "Requests handled, per API (RequestsPerSec).",
             per_api(&|a| a.requests.get()),
         );
+        let by_version = apis
+            .iter()
+            .flat_map(|(key, a)| {
+                let name = crate::metrics::api_name(*key);
+                a.by_version
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.get() > 0)
+                    .map(move |(v, c)| {
+                        (
+                            labels(&[("request", &name), ("version", &v.to_string())]),
+                            c.get(),
+                        )
+                    })
+            })
+            .collect::<Vec<_>>();
+        s.counters(
+            "kafka_network_requestmetrics_requests_by_version",
+            "Requests handled, per API and request version (RequestsPerSec's version tag)",
+            by_version,
+        );
         s.counters(
             "kafka_network_requestmetrics_errors",
             "Requests whose handling failed and closed the connection, per API.",

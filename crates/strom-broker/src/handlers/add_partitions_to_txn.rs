@@ -1,13 +1,15 @@
-//! AddPartitionsToTxn (key 24), v0–3: adds partitions to the producer's transaction before it
+//! AddPartitionsToTxn (key 24), v0–5: adds partitions to the producer's transaction before it
 //! writes to them. Unknown partitions fail the request: they get UNKNOWN_TOPIC_OR_PARTITION and
-//! the others OPERATION_NOT_ATTEMPTED, as in Kafka. v4+ (KIP-890 batching) is not served.
+//! the others OPERATION_NOT_ATTEMPTED, as in Kafka. v4+ is the batched broker-to-broker form
+//! (KIP-890): several transactions per request, each either added or, with `verify_only`,
+//! checked to be in the ongoing transaction; it needs CLUSTER_ACTION, as in Kafka.
 
 use std::sync::Arc;
 
 use super::RequestContext;
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey};
 use strom_protocol::ErrorCode;
@@ -16,7 +18,9 @@ use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType}
 use crate::broker::Broker;
 use crate::txn::fenced_for_version;
 
-pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::AddPartitionsToTxn, 0, 3);
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::AddPartitionsToTxn, 0, 5);
+/// The first version of the batched broker-to-broker form.
+const BATCHED_SINCE: i16 = 4;
 /// PRODUCER_FENCED exists from v2 (KIP-588); older versions get INVALID_PRODUCER_EPOCH.
 const FENCED_SINCE: i16 = 2;
 
@@ -26,6 +30,10 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> HandlerResult {
     let request: AddPartitionsToTxnRequest = decode(&SPEC, header, body)?;
+    if header.api_version >= BATCHED_SINCE {
+        let response = batched(broker, header, request).await;
+        return respond(&SPEC, header, &response);
+    }
     let image = broker.image();
     let known = |topic: &str, p: i32| {
         image
@@ -118,4 +126,73 @@ pub(super) async fn handle(
         })
         .collect();
     respond(&SPEC, header, &response)
+}
+
+/// v4+: each transaction is added (or verified) at this coordinator on its own; every
+/// partition of a transaction gets that transaction's outcome.
+async fn batched(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    request: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let mut response = AddPartitionsToTxnResponse::default();
+    if !header.authorized_cluster(broker, AclOperation::ClusterAction) {
+        response.error_code = ErrorCode::ClusterAuthorizationFailed.code();
+        return response;
+    }
+    let image = broker.image();
+    for txn in request.transactions {
+        let partitions: Vec<(String, i32)> = txn
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+            .collect();
+        let unknown = |(topic, p): &(String, i32)| {
+            !image
+                .topic(topic)
+                .is_some_and(|t| t.partitions.contains_key(p))
+        };
+        let any_unknown = partitions.iter().any(unknown);
+        let outcome = if any_unknown {
+            Err(ErrorCode::OperationNotAttempted)
+        } else {
+            // At this broker's coordinator only: the sender found it here;
+            // NOT_COORDINATOR sends it to look again.
+            crate::txn::implicit::add_here(
+                broker,
+                &txn.transactional_id,
+                (txn.producer_id.0, txn.producer_epoch),
+                partitions,
+                txn.verify_only,
+            )
+            .await
+        };
+        let mut result = AddPartitionsToTxnResult::default();
+        result.topic_results = txn
+            .topics
+            .iter()
+            .map(|topic| {
+                let mut out = AddPartitionsToTxnTopicResult::default();
+                out.name = topic.name.clone();
+                out.results_by_partition = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut r = AddPartitionsToTxnPartitionResult::default();
+                        r.partition_index = *p;
+                        r.partition_error_code = if unknown(&(topic.name.0.to_string(), *p)) {
+                            ErrorCode::UnknownTopicOrPartition.code()
+                        } else {
+                            outcome.err().map_or(0, |e| e.code())
+                        };
+                        r
+                    })
+                    .collect();
+                out
+            })
+            .collect();
+        result.transactional_id = txn.transactional_id;
+        response.results_by_transaction.push(result);
+    }
+    response
 }

@@ -1,4 +1,4 @@
-//! Produce (key 0): advertised v0–11 but served v3–11 (KAFKA-18659: librdkafka disables
+//! Produce (key 0): advertised v0–12 but served v3–12 (KAFKA-18659: librdkafka disables
 //! compressed produce if the minimum is not 0). Only the partition leader appends; batches are
 //! appended as they arrived (the log checks sequences, the transaction coordinator vets
 //! transactional ones); acks=0: no response; acks=1: answered after the leader's append;
@@ -6,6 +6,8 @@
 //! (`flush.before.ack.enable`) acks=1 and acks=all first wait for the log dir's group-commit
 //! fsync of the append (`wait_for_fsync`); acks=0 appends are submitted to it too.
 //! Produce never creates topics; internal topics and control batches are refused, as in Kafka.
+//! v12 is transaction protocol v2 (KIP-890): the leader adds a transactional request's
+//! partitions to the transaction before appending (`add_to_transaction`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use crate::broker::Broker;
 use crate::errors::{log_error_code, log_record_errors};
 use crate::partition::Partition;
 
-pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Produce, 0, 11);
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::Produce, 0, 12);
 /// Produce v0–2 were removed in Kafka 4 (KIP-896) and are not served.
 const MIN_SERVED_VERSION: i16 = 3;
 
@@ -49,7 +51,8 @@ pub(super) async fn handle(
     // does. An unknown topic gets UNKNOWN_TOPIC_OR_PARTITION below.
     // Appends to the page cache take microseconds: do them on this task. Only when a log may
     // fsync on append (flush.messages set) is the thread handed to blocking work.
-    let denied = denials(broker, header, &request);
+    let mut denied = denials(broker, header, &request);
+    denied.extend(add_to_transaction(broker, header.api_version, &request, &denied).await);
     let request_bytes: u64 = request
         .topic_data
         .iter()
@@ -318,6 +321,83 @@ fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
                 .is_some_and(|partition| partition.log.config().flush_messages < super::NEVER_FLUSH)
         })
     })
+}
+
+/// Produce v12+ (transaction protocol v2): the partitions of a transactional request that
+/// exist here and are not refused join the producer's transaction at its coordinator before
+/// the append (KIP-890 part 2). Older versions in a cluster: a partition where the producer
+/// has no transaction open at this epoch is verified to be in its ongoing transaction at
+/// the coordinator (KIP-890 part 1; single node the coordinator's own check in
+/// `verify_transactional` does it). When that fails every topic of the request is refused
+/// with the error (one step for the request); the returned refusals say so.
+async fn add_to_transaction(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: &ProduceRequest,
+    denied: &[(String, ErrorCode)],
+) -> Vec<(String, ErrorCode)> {
+    const IMPLICIT_ADD_SINCE: i16 = 12;
+    let Some(transactional_id) = request.transactional_id.as_ref() else {
+        return Vec::new();
+    };
+    let verify_only = version < IMPLICIT_ADD_SINCE;
+    if verify_only && !broker.config().is_quorum_over_network() {
+        return Vec::new();
+    }
+    let mut by_producer: std::collections::BTreeMap<(i64, i16), Vec<(String, i32)>> =
+        Default::default();
+    for topic in &request.topic_data {
+        let name = topic.name.0.as_str();
+        if denied.iter().any(|(t, _)| t == name) {
+            continue;
+        }
+        for p in &topic.partition_data {
+            let first = p.records.as_ref().and_then(|r| {
+                strom_protocol::BatchSplitter::new(r, usize::MAX)
+                    .next()
+                    .and_then(|b| b.and_then(strom_protocol::RecordBatchHeader::parse).ok())
+                    .filter(|h| h.is_transactional())
+                    .map(|h| (h.producer_id(), h.producer_epoch()))
+            });
+            let partition = broker.replicas().partition(name, p.index);
+            // A transaction already open here at this epoch was verified by its first batch.
+            let open_here = |producer: (i64, i16)| {
+                partition.as_ref().is_some_and(|part| {
+                    part.log.active_producers().iter().any(|a| {
+                        a.producer_id == producer.0
+                            && a.producer_epoch == producer.1
+                            && a.current_txn_start_offset >= 0
+                    })
+                })
+            };
+            let needed = first.filter(|producer| !(verify_only && open_here(*producer)));
+            if let (Some(producer), true) = (needed, partition.is_some()) {
+                by_producer
+                    .entry(producer)
+                    .or_default()
+                    .push((name.to_owned(), p.index));
+            }
+        }
+    }
+    for (producer, partitions) in by_producer {
+        let added = crate::txn::implicit::add_to_txn(
+            broker,
+            transactional_id.0.as_str(),
+            producer,
+            partitions,
+            verify_only,
+        )
+        .await;
+        if let Err(e) = added {
+            let code = crate::txn::implicit::produce_error(e);
+            return request
+                .topic_data
+                .iter()
+                .map(|t| (t.name.0.as_str().to_owned(), code))
+                .collect();
+        }
+    }
+    Vec::new()
 }
 
 /// What the authorizer refuses: WRITE on the transactional id (every partition fails with

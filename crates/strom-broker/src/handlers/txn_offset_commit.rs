@@ -1,6 +1,8 @@
-//! TxnOffsetCommit (key 28), v0–4: offsets committed inside a transaction. They are written
+//! TxnOffsetCommit (key 28), v0–5: offsets committed inside a transaction. They are written
 //! to `__consumer_offsets` as transactional records and become visible to the group exactly
 //! when the transaction commits (dropped on abort). v3+ carry the member's generation (KIP-447).
+//! v5 is transaction protocol v2 (KIP-890): the group's offsets partition joins the
+//! transaction here (no AddOffsetsToTxn before it).
 
 use std::sync::Arc;
 
@@ -17,7 +19,9 @@ use crate::broker::Broker;
 use crate::group::records::partition_for;
 use crate::group::{CommitAuth, OffsetCommit, OffsetsLog, TopicPartition, OFFSETS_TOPIC};
 
-pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 4);
+pub(super) const SPEC: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
+/// The first version that adds the offsets partition to the transaction itself.
+const IMPLICIT_ADD_SINCE: i16 = 5;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -95,10 +99,24 @@ pub(super) async fn handle(
         version_9_or_later: false,
     };
     let producer = (request.producer_id.0, request.producer_epoch);
+    let added = match (refused, commits.is_empty()) {
+        (None, false) if version >= IMPLICIT_ADD_SINCE => Some(
+            add_offsets_partition(
+                broker,
+                &request.transactional_id,
+                &request.group_id,
+                producer,
+            )
+            .await,
+        ),
+        _ => None,
+    };
     let outcome = if let Some(code) = refused {
         Err(code)
     } else if commits.is_empty() {
         Ok(Vec::new())
+    } else if let Some(Err(code)) = added {
+        Err(code)
     } else {
         tokio::task::block_in_place(|| {
             let partitions = broker.offsets_partitions()?;
@@ -106,12 +124,14 @@ pub(super) async fn handle(
                 OFFSETS_TOPIC.to_owned(),
                 partition_for(&request.group_id, partitions),
             );
-            broker.txns().verify_offsets(
-                &request.transactional_id,
-                producer.0,
-                producer.1,
-                &partition,
-            )?;
+            if added.is_none() {
+                broker.txns().verify_offsets(
+                    &request.transactional_id,
+                    producer.0,
+                    producer.1,
+                    &partition,
+                )?;
+            }
             broker
                 .groups()
                 .txn_commit(broker.as_ref(), &request.group_id, &auth, producer, commits)
@@ -165,4 +185,21 @@ pub(super) async fn handle(
         })
         .collect();
     respond(&SPEC, header, &response)
+}
+
+/// v5: adds the group's `__consumer_offsets` partition to the producer's transaction at its
+/// coordinator (what AddOffsetsToTxn did for v1 clients).
+async fn add_offsets_partition(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    group_id: &str,
+    producer: (i64, i16),
+) -> Result<(), ErrorCode> {
+    let partitions = tokio::task::block_in_place(|| broker.offsets_partitions())?;
+    let partition = (
+        OFFSETS_TOPIC.to_owned(),
+        partition_for(group_id, partitions),
+    );
+    crate::txn::implicit::add_to_txn(broker, transactional_id, producer, vec![partition], false)
+        .await
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::log::{metadata_batch, metadata_of, tombstone_batch, TxnLog};
 use super::records::partition_for;
-use super::state::{InitPlan, TopicPartition, TxnConfig, TxnManager, TxnMetadata};
+use super::state::{EndPlan, InitPlan, TopicPartition, TxnConfig, TxnManager, TxnMetadata};
 use crate::internal_topic::OwnedPartitions;
 
 impl TxnConfig {
@@ -48,6 +48,8 @@ pub struct TxnCoordinator {
     pub(crate) owned: OwnedPartitions,
     /// Wakes the timer task (a partition was loaded: its pending completions are due).
     wake: tokio::sync::Notify,
+    /// Partitions other brokers' coordinators added for producers writing here (v2).
+    remote_adds: super::implicit::RemoteAdds,
 }
 
 impl TxnCoordinator {
@@ -58,6 +60,7 @@ impl TxnCoordinator {
             topic_creation: Mutex::new(()),
             owned: OwnedPartitions::default(),
             wake: tokio::sync::Notify::new(),
+            remote_adds: Default::default(),
         }
     }
 
@@ -128,6 +131,10 @@ impl TxnCoordinator {
                 "unloaded __transaction_state partition"
             );
         }
+    }
+
+    pub(crate) fn remote_adds(&self) -> &super::implicit::RemoteAdds {
+        &self.remote_adds
     }
 
     fn now_ms(&self) -> i64 {
@@ -279,6 +286,41 @@ impl TxnCoordinator {
             self.complete(&mut inner, log, transactional_id);
         }
         Ok(())
+    }
+
+    /// EndTxn v5+ (transaction protocol v2): like `end_txn` with the epoch bumped; returns
+    /// the producer id and epoch the client continues with.
+    pub fn end_txn_v2(
+        &self,
+        log: &dyn TxnLog,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        allocate: &mut dyn FnMut() -> Result<i64, ErrorCode>,
+    ) -> Result<(i64, i16), ErrorCode> {
+        self.check_coordinator(log, transactional_id)?;
+        let mut inner = self.inner.lock();
+        let now = self.now_ms();
+        match inner.plan_end_v2(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            commit,
+            now,
+            allocate,
+        )? {
+            EndPlan::Done(answer) => Ok(answer),
+            EndPlan::Write(md, answer) => {
+                let rotated = answer.0 != md.producer_id;
+                self.write(&mut inner, log, md)?;
+                if rotated {
+                    inner.set_next_producer_id(transactional_id, answer.0);
+                }
+                self.complete(&mut inner, log, transactional_id);
+                Ok(answer)
+            }
+        }
     }
 
     /// Whether a transactional produce to `partition` may be appended (KIP-890 part 1 style

@@ -195,3 +195,42 @@ fn idle_transactional_ids_expire_with_a_tombstone() {
     assert_eq!(restarted.load(&log), Ok(0));
     assert!(restarted.describe("t").is_none());
 }
+
+#[test]
+fn v2_end_writes_markers_with_the_bumped_epoch() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let log = MemoryTxnLog::default();
+    let next = AtomicI64::new(7);
+    let mut allocate = || Ok(next.fetch_add(1, Ordering::SeqCst));
+    let c = coordinator(&clock);
+    let (pid, epoch) = c
+        .init_producer_id(&log, "t", 10_000, None, &mut allocate)
+        .unwrap();
+    let tp = ("a".to_owned(), 0);
+    c.add_partitions(&log, "t", pid, epoch, std::slice::from_ref(&tp))
+        .unwrap();
+    assert_eq!(
+        c.end_txn_v2(&log, "t", pid, epoch, true, &mut allocate),
+        Ok((pid, epoch + 1))
+    );
+    assert_eq!(state(&c), TxnState::CompleteCommit);
+    let markers = log.markers.lock().clone();
+    assert_eq!(markers.len(), 1);
+    assert_eq!(
+        (
+            markers[0].producer_id,
+            markers[0].producer_epoch,
+            markers[0].commit
+        ),
+        (pid, epoch + 1, true)
+    );
+    // A restart replays the bumped epoch: the old one stays fenced.
+    let restarted = coordinator(&clock);
+    restarted.load(&log).unwrap();
+    let md = restarted.describe("t").unwrap();
+    assert_eq!((md.producer_id, md.producer_epoch), (pid, epoch + 1));
+    assert_eq!(
+        restarted.add_partitions(&log, "t", pid, epoch, std::slice::from_ref(&tp)),
+        Err(ErrorCode::ProducerFenced)
+    );
+}

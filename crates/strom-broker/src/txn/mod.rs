@@ -1,9 +1,11 @@
 //! The transaction coordinator (Kafka's classic protocol, KIP-98): transactional ids, producer
 //! epochs and fencing, the transaction state machine over `__transaction_state`, and the
-//! commit/abort markers. Transaction protocol v2 (KIP-890) is not implemented.
+//! commit/abort markers, and transaction protocol v2 (KIP-890: an epoch bump per
+//! transaction, partitions added by the leader that writes them, `implicit`).
 
 pub(crate) mod broker_log;
 pub mod coordinator;
+pub(crate) mod implicit;
 pub mod log;
 pub mod records;
 pub mod state;

@@ -1,6 +1,7 @@
-//! The transaction state machine of Kafka's classic protocol (KIP-98), pure: every operation
-//! validates against the current metadata of one transactional id and returns the metadata to
-//! write to `__transaction_state`; only `apply` (after the write) changes state. Time is `now_ms`.
+//! The transaction state machine of Kafka's classic protocol (KIP-98) and of the v2 end
+//! (KIP-890, `plan_end_v2`), pure: every operation validates against the current metadata of
+//! one transactional id and returns the metadata to write to `__transaction_state`; only
+//! `apply` (after the write) changes state. Time is `now_ms`.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -119,6 +120,19 @@ pub struct TxnManager {
     txns: HashMap<String, TxnMetadata>,
     /// Producer id → its transactional id (produce-time verification).
     by_producer: HashMap<i64, String>,
+    /// Transaction v2 ends whose epoch ran out: the producer id the transactional id moves
+    /// to when the transaction completes (Kafka's `nextProducerId`; kept in memory only).
+    next_ids: HashMap<String, i64>,
+}
+
+/// What a v2 EndTxn (KIP-890) needs done; both carry the (producer id, epoch) the client
+/// continues with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndPlan {
+    /// Write this Prepare* metadata (epoch bumped), complete it, then answer.
+    Write(TxnMetadata, (i64, i16)),
+    /// A retry of an end that already happened: answer at once.
+    Done((i64, i16)),
 }
 
 /// The highest usable epoch; at it a producer gets a new id (Kafka does the same).
@@ -130,6 +144,7 @@ impl TxnManager {
             config,
             txns: HashMap::new(),
             by_producer: HashMap::new(),
+            next_ids: HashMap::new(),
         }
     }
 
@@ -153,6 +168,9 @@ impl TxnManager {
         let mut md = md;
         if let Some(last) = last {
             md.last_producer_epoch = last;
+        }
+        if !md.state.is_preparing() {
+            self.next_ids.remove(&md.transactional_id);
         }
         self.by_producer
             .insert(md.producer_id, md.transactional_id.clone());
@@ -344,6 +362,82 @@ impl TxnManager {
         }
     }
 
+    /// EndTxn v5+ (transaction protocol v2, KIP-890 part 2): every end bumps the producer
+    /// epoch, so the markers carry the new epoch and fence whatever the old one still sends.
+    /// When the epoch is used up the markers take the last epoch and the transactional id
+    /// moves to a new producer id (epoch 0) on completion. An abort is also accepted with no
+    /// transaction open (the client cannot know whether a produce added a partition); a
+    /// retry from the epoch just before the bump gets the same answer again.
+    pub fn plan_end_v2(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        now_ms: i64,
+        allocate: &mut dyn FnMut() -> Result<i64, ErrorCode>,
+    ) -> Result<EndPlan, ErrorCode> {
+        let md = self
+            .txns
+            .get(transactional_id)
+            .filter(|m| m.producer_id == producer_id)
+            .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+        let retry = md.last_producer_epoch >= 0
+            && md.last_producer_epoch == epoch
+            && i32::from(epoch) + 1 == i32::from(md.producer_epoch);
+        if md.producer_epoch != epoch && !retry {
+            return Err(ErrorCode::ProducerFenced);
+        }
+        let current = (md.producer_id, md.producer_epoch);
+        let state = md.state;
+        if retry {
+            return match (state, commit) {
+                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                    Ok(EndPlan::Done(current))
+                }
+                (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                    Err(ErrorCode::ConcurrentTransactions)
+                }
+                // The epoch moved on for another reason (a timeout aborted the
+                // transaction, or another end): this producer is behind.
+                _ => Err(ErrorCode::ProducerFenced),
+            };
+        }
+        let prepare = match (state, commit) {
+            (TxnState::Ongoing, true) => TxnState::PrepareCommit,
+            (TxnState::Ongoing, false) => TxnState::PrepareAbort,
+            (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, false) => {
+                TxnState::PrepareAbort
+            }
+            (TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence, _) => {
+                return Err(ErrorCode::ConcurrentTransactions)
+            }
+            _ => return Err(ErrorCode::InvalidTxnState),
+        };
+        let mut next = md.clone();
+        if state != TxnState::Ongoing {
+            next.partitions.clear();
+            next.start_ms = now_ms;
+        }
+        next.state = prepare;
+        next.last_producer_epoch = md.producer_epoch;
+        next.producer_epoch = md.producer_epoch.saturating_add(1);
+        next.last_update_ms = now_ms;
+        let answer = if md.producer_epoch >= MAX_EPOCH {
+            (allocate()?, 0)
+        } else {
+            (next.producer_id, next.producer_epoch)
+        };
+        Ok(EndPlan::Write(next, answer))
+    }
+
+    /// Remembers the producer id a v2 end with an exhausted epoch moves to (see
+    /// `plan_end_v2`); taken when the transaction completes.
+    pub fn set_next_producer_id(&mut self, transactional_id: &str, producer_id: i64) {
+        self.next_ids
+            .insert(transactional_id.to_owned(), producer_id);
+    }
+
     /// The markers a Prepare* state still needs (also after a restart).
     pub fn completion(md: &TxnMetadata) -> Option<Completion> {
         md.state.is_preparing().then(|| Completion {
@@ -368,6 +462,11 @@ impl TxnManager {
         next.partitions.clear();
         next.start_ms = -1;
         next.last_update_ms = now_ms;
+        if let Some(&pid) = self.next_ids.get(transactional_id) {
+            next.producer_id = pid;
+            next.producer_epoch = 0;
+            next.last_producer_epoch = -1;
+        }
         Some(next)
     }
 
@@ -419,6 +518,7 @@ impl TxnManager {
 
     /// Forgets a transactional id (its tombstone was written, or replayed).
     pub fn remove(&mut self, transactional_id: &str) {
+        self.next_ids.remove(transactional_id);
         if let Some(md) = self.txns.remove(transactional_id) {
             self.by_producer.remove(&md.producer_id);
         }

@@ -307,3 +307,153 @@ proptest! {
         }
     }
 }
+
+/// Applies a v2 end as the coordinator does: Prepare*, then Complete*.
+fn end_v2(
+    m: &mut TxnManager,
+    producer: (i64, i16),
+    commit: bool,
+    now: i64,
+    next_id: &mut i64,
+) -> Result<(i64, i16), ErrorCode> {
+    let mut alloc = || {
+        *next_id += 1;
+        Ok(*next_id)
+    };
+    match m.plan_end_v2("t", producer.0, producer.1, commit, now, &mut alloc)? {
+        EndPlan::Done(answer) => Ok(answer),
+        EndPlan::Write(md, answer) => {
+            let rotated = answer.0 != md.producer_id;
+            m.apply(md);
+            if rotated {
+                m.set_next_producer_id("t", answer.0);
+            }
+            let done = m.plan_complete("t", now).expect("Prepare* completes");
+            m.apply(done);
+            Ok(answer)
+        }
+    }
+}
+
+#[test]
+fn v2_end_bumps_the_epoch_and_fences_the_old_one() {
+    let mut m = manager();
+    let mut ids = 100;
+    let (pid, e0) = init(&mut m, "t", 1_000, 0, &mut ids).unwrap();
+    let a = tp("a", 0);
+    let md = m
+        .plan_add_partitions("t", pid, e0, std::slice::from_ref(&a), 1)
+        .unwrap()
+        .unwrap();
+    m.apply(md);
+    // The Prepare* record (and so the markers) carries the bumped epoch.
+    let mut alloc = || Ok(999);
+    let EndPlan::Write(prepare, answer) = m.plan_end_v2("t", pid, e0, true, 2, &mut alloc).unwrap()
+    else {
+        panic!("an ongoing transaction is written")
+    };
+    assert_eq!(prepare.state, TxnState::PrepareCommit);
+    assert_eq!(prepare.producer_epoch, e0 + 1);
+    assert_eq!(answer, (pid, e0 + 1));
+    m.apply(prepare);
+    let completion = TxnManager::completion(m.get("t").unwrap()).unwrap();
+    assert_eq!(completion.producer_epoch, e0 + 1);
+    assert_eq!(completion.partitions, [a.clone()].into_iter().collect());
+    let done = m.plan_complete("t", 3).unwrap();
+    m.apply(done);
+    assert_eq!(m.get("t").unwrap().state, TxnState::CompleteCommit);
+
+    // A retry from the old epoch gets the same answer; an abort from it is fenced.
+    assert_eq!(
+        end_v2(&mut m, (pid, e0), true, 4, &mut ids),
+        Ok((pid, e0 + 1))
+    );
+    assert_eq!(
+        end_v2(&mut m, (pid, e0), false, 4, &mut ids),
+        Err(ErrorCode::ProducerFenced)
+    );
+    // The old epoch may no longer write: produce-time verification refuses it.
+    assert_eq!(
+        m.verify_partition(pid, e0, &a),
+        Err(ErrorCode::InvalidProducerEpoch)
+    );
+    assert_eq!(
+        m.plan_add_partitions("t", pid, e0, std::slice::from_ref(&a), 5),
+        Err(ErrorCode::ProducerFenced)
+    );
+    // The new epoch starts the next transaction by adding (as a v12 produce does).
+    let md = m
+        .plan_add_partitions("t", pid, e0 + 1, std::slice::from_ref(&a), 6)
+        .unwrap()
+        .unwrap();
+    m.apply(md);
+    assert_eq!(m.verify_partition(pid, e0 + 1, &a), Ok(()));
+    assert_eq!(
+        end_v2(&mut m, (pid, e0 + 1), false, 7, &mut ids),
+        Ok((pid, e0 + 2))
+    );
+    assert_eq!(m.get("t").unwrap().state, TxnState::CompleteAbort);
+    // Two epochs back is not a retry.
+    assert_eq!(
+        end_v2(&mut m, (pid, e0), true, 8, &mut ids),
+        Err(ErrorCode::ProducerFenced)
+    );
+    assert_eq!(
+        end_v2(&mut m, (pid + 1, e0 + 2), true, 8, &mut ids),
+        Err(ErrorCode::InvalidProducerIdMapping)
+    );
+}
+
+#[test]
+fn v2_abort_without_a_transaction_and_commit_without_one() {
+    let mut m = manager();
+    let mut ids = 100;
+    let (pid, e0) = init(&mut m, "t", 1_000, 0, &mut ids).unwrap();
+    // The client cannot know whether a produce added a partition: an abort is accepted
+    // from Empty (no markers to write), and it bumps the epoch too.
+    assert_eq!(
+        end_v2(&mut m, (pid, e0), false, 1, &mut ids),
+        Ok((pid, e0 + 1))
+    );
+    assert_eq!(m.get("t").unwrap().state, TxnState::CompleteAbort);
+    assert!(m.get("t").unwrap().partitions.is_empty());
+    // A commit with nothing open is an invalid transition, as in Kafka.
+    assert_eq!(
+        end_v2(&mut m, (pid, e0 + 1), true, 2, &mut ids),
+        Err(ErrorCode::InvalidTxnState)
+    );
+}
+
+#[test]
+fn v2_end_at_the_last_epoch_moves_to_a_new_producer_id() {
+    let mut m = manager();
+    let mut ids = 100;
+    let (pid, _) = init(&mut m, "t", 1_000, 0, &mut ids).unwrap();
+    let mut md = m.get("t").unwrap().clone();
+    md.producer_epoch = MAX_EPOCH;
+    m.apply(md);
+    let a = tp("a", 0);
+    let md = m
+        .plan_add_partitions("t", pid, MAX_EPOCH, std::slice::from_ref(&a), 1)
+        .unwrap()
+        .unwrap();
+    m.apply(md);
+    let answer = end_v2(&mut m, (pid, MAX_EPOCH), true, 2, &mut ids).unwrap();
+    assert_eq!(answer, (ids, 0), "a fresh producer id at epoch 0");
+    assert_ne!(answer.0, pid);
+    let now = m.get("t").unwrap();
+    assert_eq!((now.producer_id, now.producer_epoch), answer);
+    assert_eq!(now.state, TxnState::CompleteCommit);
+    // The old id is gone: its writes are not verified any more.
+    assert_eq!(
+        m.verify_partition(pid, MAX_EPOCH, &a),
+        Err(ErrorCode::InvalidProducerIdMapping)
+    );
+    // The new id runs the next transaction.
+    let md = m
+        .plan_add_partitions("t", answer.0, 0, std::slice::from_ref(&a), 3)
+        .unwrap()
+        .unwrap();
+    m.apply(md);
+    assert_eq!(end_v2(&mut m, answer, true, 4, &mut ids), Ok((answer.0, 1)));
+}
