@@ -5,6 +5,7 @@
 pub mod authz;
 pub mod oauth;
 pub mod outbound;
+pub mod quorum;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
