@@ -3,6 +3,7 @@
 //! key store stops `strom server` with a message naming the setting, never a client.
 
 pub mod authz;
+pub mod jwks;
 pub mod oauth;
 pub mod outbound;
 pub mod quorum;
