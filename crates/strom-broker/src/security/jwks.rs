@@ -446,7 +446,7 @@ mod tests {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
         let addr = https_server(
             &cert,
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"keys\":[{\"kty\":\r\n3b\r\n\"EC\",\"crv\":\"P-256\",\"kid\":\"k\",\"x\":\"AQ\",\"y\":\"AQ\",\"alg\":\"ES256\"}]}\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"keys\":[{\"kty\":\r\n3f\r\n\"EC\",\"crv\":\"P-256\",\"kid\":\"k\",\"x\":\"AQ\",\"y\":\"AQ\",\"alg\":\"ES256\"}]}\r\n0\r\n\r\n",
         );
         let url = format!("https://{addr}/jwks");
         let keys = fetch_key_set(&url, Some(&client_trusting(cert.cert.der()))).unwrap();

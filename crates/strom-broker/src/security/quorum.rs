@@ -229,7 +229,86 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::*;
+
+    fn config(extra: &str) -> BrokerConfig {
+        let text = format!(
+            "node.id=1\nprocess.roles=broker,controller\ncontroller.quorum.voters=1@127.0.0.1:9093\n\
+             listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+             controller.listener.names=CONTROLLER\n{extra}"
+        );
+        BrokerConfig::parse(&text, &[]).unwrap().0
+    }
+
+    #[test]
+    fn the_controller_listener_security_follows_the_protocol_map() {
+        let plain =
+            config("listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
+        assert!(ControllerListenerSecurity::of(&plain, true)
+            .unwrap()
+            .is_none());
+        let jaas = "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"c\" password=\"p\" user_c=\"p\";";
+        let sasl = config(&format!(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+             listener.name.controller.sasl.enabled.mechanisms=PLAIN\n{jaas}"
+        ));
+        let security = ControllerListenerSecurity::of(&sasl, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(security.protocol(), "SASL_PLAINTEXT");
+        let scram = config(&format!(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+             sasl.mechanism.controller.protocol=SCRAM-SHA-256\n{jaas}"
+        ));
+        let e = ControllerListenerSecurity::of(&scram, true).unwrap_err();
+        assert!(
+            e.contains("sasl.mechanism.controller.protocol=SCRAM-SHA-256"),
+            "{e}"
+        );
+        let no_users =
+            config("listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT");
+        let e = ControllerListenerSecurity::of(&no_users, true).unwrap_err();
+        assert!(e.contains("controller listener CONTROLLER"), "{e}");
+        let tls_without_stores =
+            config("listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL");
+        let e = ControllerListenerSecurity::of(&tls_without_stores, false).unwrap_err();
+        assert!(e.contains("trust store"), "{e}");
+    }
+
+    /// A SASL_PLAINTEXT quorum handshake between the two sides: the right password passes,
+    /// a wrong one is refused with the broker's reason on both sides.
+    #[tokio::test]
+    async fn quorum_connections_authenticate_with_plain() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server_side = config(
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+             listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
+             listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"c\" password=\"p\" user_c=\"p\";",
+        );
+        let server = ControllerListenerSecurity::of(&server_side, true)
+            .unwrap()
+            .unwrap();
+        for (password, ok) in [("p", true), ("wrong", false)] {
+            let client_side = config(&format!(
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+                 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"c\" password=\"{password}\";"
+            ));
+            let client = ControllerListenerSecurity::of(&client_side, false)
+                .unwrap()
+                .unwrap();
+            let tcp = TcpStream::connect(&addr).await.unwrap();
+            let (accepted, peer) = listener.accept().await.unwrap();
+            let (dialled, served) =
+                tokio::join!(client.connect(tcp, &addr), server.accept(accepted, peer));
+            assert_eq!(dialled.is_ok(), ok, "{:?}", dialled.err());
+            assert_eq!(served.is_ok(), ok, "{:?}", served.err());
+            if !ok {
+                let why = served.err().unwrap().to_string();
+                assert!(why.contains("Invalid username or password"), "{why}");
+            }
+        }
+    }
 
     #[test]
     fn hosts_of_addresses() {
