@@ -1027,8 +1027,8 @@ fn produce_all_acks(bootstrap: &str, topic: &str, partitions: i32, n: i32) {
 
 /// The CONTROLLER listener on SSL with mutual TLS: the three controllers' votes, appends,
 /// forwarded operations and heartbeats run over TLS. A leader is elected, a topic created,
-/// acks=all records acknowledged; the active controller is killed and the others elect a
-/// new one and keep serving. The killed node restarted with a certificate of another CA
+/// acks=all records acknowledged; a broker-only node joins over TLS; the active controller is
+/// killed and the others elect a new one and keep serving. The killed node restarted with a certificate of another CA
 /// cannot join the quorum, and both sides log why.
 #[test]
 fn the_quorum_runs_over_mutual_tls_and_refuses_an_untrusted_node() {
@@ -1072,6 +1072,11 @@ fn the_quorum_runs_over_mutual_tls_and_refuses_an_untrusted_node() {
             .is_some_and(|t| t.len() == 3 && t.values().all(|(l, _, isr)| *l > 0 && isr.len() == 3))
     });
     produce_all_acks(&cluster.bootstrap(), "quorum-tls", 3, 60);
+    // A broker-only node dials the controllers with the map's protocol for CONTROLLER.
+    let added = cluster.add_broker(&settings);
+    cluster.wait_view(1, WAIT, "the broker-only node registered", |v| {
+        v.brokers.contains(&added)
+    });
 
     cluster.kill9(leader);
     let survivor = (1..=3).find(|id| *id != leader).unwrap();
