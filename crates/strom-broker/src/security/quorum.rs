@@ -310,6 +310,69 @@ mod tests {
         }
     }
 
+    /// Hostile bytes where the SASL exchange belongs are refused, never a panic: a huge or
+    /// negative length, a truncated header, an unknown API, a request other than SASL, a
+    /// garbled SaslHandshake body, random bytes.
+    #[tokio::test]
+    async fn malformed_sasl_input_on_a_quorum_connection_is_refused() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = ControllerListenerSecurity::of(
+            &config(
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+                 listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
+                 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"c\" password=\"p\" user_c=\"p\";",
+            ),
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        let framed = |body: &[u8]| {
+            let mut f = (body.len() as i32).to_be_bytes().to_vec();
+            f.extend_from_slice(body);
+            f
+        };
+        let mut inputs = vec![
+            i32::MAX.to_be_bytes().to_vec(),
+            (-1i32).to_be_bytes().to_vec(),
+            framed(&[0, 17]),
+            framed(&[0x7f, 0x7f, 0, 1, 0, 0, 0, 1, 0, 0]),
+            // Metadata v1 before authentication.
+            framed(&[0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+            // SaslHandshake v1 whose mechanism claims 300 bytes.
+            framed(&[0, 17, 0, 1, 0, 0, 0, 1, 0, 0, 1, 44, b'P']),
+            // SaslHandshake v0 (raw tokens) is not served here.
+            framed(&[
+                0, 17, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5, b'P', b'L', b'A', b'I', b'N',
+            ]),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..40 {
+            let mut bytes = Vec::new();
+            for _ in 0..(n * 7 % 64) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                bytes.push(seed as u8);
+            }
+            inputs.push(framed(&bytes));
+        }
+        for input in inputs {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let (accepted, peer) = listener.accept().await.unwrap();
+            tcp.write_all(&input).await.unwrap();
+            tcp.shutdown().await.unwrap();
+            let served = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                server.accept(accepted, peer),
+            )
+            .await
+            .expect("the server gave up on the input");
+            assert!(served.is_err(), "{input:?} was let through");
+        }
+    }
+
     #[test]
     fn hosts_of_addresses() {
         assert_eq!(host_of("127.0.0.1:9093"), "127.0.0.1");
