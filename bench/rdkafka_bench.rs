@@ -97,10 +97,19 @@ impl ProducerContext for Ctx {
 /// Replication factor of the benchmark topics (`--replication-factor`, default 1).
 static REPLICATION_FACTOR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
 
+/// Extra client settings per bootstrap address (`--client-config NAME:KEY=VALUE`, e.g. TLS).
+static CLIENT_SETTINGS: Mutex<BTreeMap<String, Vec<(String, String)>>> =
+    Mutex::new(BTreeMap::new());
+
 fn config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("broker.address.family", "v4");
+    if let Some(settings) = CLIENT_SETTINGS.lock().unwrap().get(bootstrap) {
+        for (k, v) in settings {
+            c.set(k, v);
+        }
+    }
     c
 }
 
@@ -383,7 +392,7 @@ impl Args {
 }
 
 const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[,HOST:PORT...][@PID[+PID...]] ... \
-[--topic-config NAME:KEY=VALUE]... [--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]\n\
+[--topic-config NAME:KEY=VALUE]... [--client-config NAME:KEY=VALUE]... [--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]\n\
        rdkafka-bench --failover-probe HOST:PORT[,HOST:PORT...] TOPIC PARTITION";
 
 fn parse_args() -> Args {
@@ -396,6 +405,7 @@ fn parse_args() -> Args {
     };
     let mut consume_too = false;
     let mut linger = None;
+    let mut client_settings: Vec<(String, String, String)> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -423,6 +433,12 @@ fn parse_args() -> Args {
                     .entry(name.to_owned())
                     .or_default()
                     .push((k.to_owned(), v.to_owned()));
+            }
+            "--client-config" => {
+                let v = value();
+                let (name, kv) = v.split_once(':').unwrap_or_else(|| panic!("{USAGE}"));
+                let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("{USAGE}"));
+                client_settings.push((name.to_owned(), k.to_owned(), v.to_owned()));
             }
             "--rounds" => a.rounds = value().parse().expect("rounds"),
             "--replication-factor" => REPLICATION_FACTOR.store(
@@ -469,6 +485,19 @@ fn parse_args() -> Args {
         }
     }
     assert!(!a.targets.is_empty() && !a.suite.is_empty(), "{USAGE}");
+    for (name, k, v) in client_settings {
+        let (_, addr, _) = a
+            .targets
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .unwrap_or_else(|| panic!("--client-config names no target {name}"));
+        CLIENT_SETTINGS
+            .lock()
+            .unwrap()
+            .entry(addr.clone())
+            .or_default()
+            .push((k, v));
+    }
     a
 }
 

@@ -41,18 +41,15 @@ pub(crate) fn open_metadata(
         let node_id = u64::try_from(config.node_id()).map_err(|_| {
             ServerError::Startup(format!("node.id {} is negative", config.node_id()))
         })?;
+        let transport = quorum_transport(config, false)?;
         let observer = if config.is_dynamic_quorum() {
             MetadataObserver::start_bootstrap(
                 node_id,
                 config.controller_quorum_bootstrap_servers(),
-                TcpTransportConfig::default(),
+                transport,
             )
         } else {
-            MetadataObserver::start(
-                node_id,
-                config.controller_quorum_voters(),
-                TcpTransportConfig::default(),
-            )
+            MetadataObserver::start(node_id, config.controller_quorum_voters(), transport)
         }
         .map_err(|e| ServerError::Startup(format!("cannot follow the metadata quorum: {e}")))?;
         tracing::info!(
@@ -65,6 +62,20 @@ pub(crate) fn open_metadata(
     let controller = open_controller(config)?;
     let metadata: Arc<dyn MetadataNode> = Arc::clone(controller.quorum()) as _;
     Ok((Some(controller), metadata))
+}
+
+/// The quorum transport's settings: the CONTROLLER listener's TLS and SASL, as
+/// `listener.security.protocol.map` gives it. `accepts`: this node serves that listener.
+fn quorum_transport(
+    config: &BrokerConfig,
+    accepts: bool,
+) -> Result<TcpTransportConfig, ServerError> {
+    let security = crate::security::quorum::ControllerListenerSecurity::of(config, accepts)
+        .map_err(ServerError::Startup)?;
+    Ok(TcpTransportConfig {
+        security,
+        ..TcpTransportConfig::default()
+    })
 }
 
 /// Opens this node's quorum and controller from the configuration: a quorum of one in
@@ -93,6 +104,10 @@ pub fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError>
     let dir = config
         .metadata_log_dir()
         .join(strom_metadata::log::METADATA_LOG_DIR_NAME);
+    let options = QuorumNodeOptions {
+        transport: quorum_transport(config, true)?,
+        ..QuorumNodeOptions::default()
+    };
     let quorum = if config.is_dynamic_quorum() {
         let formatted = strom_metadata::storage::read_formatted(config)
             .map_err(|e| ServerError::Startup(e.to_string()))?;
@@ -120,7 +135,7 @@ pub fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError>
             initial,
             &dir,
             socket,
-            QuorumNodeOptions::default(),
+            options,
         )
     } else {
         tracing::info!(
@@ -134,7 +149,7 @@ pub fn open_controller(config: &BrokerConfig) -> Result<Controller, ServerError>
             config.controller_quorum_voters(),
             &dir,
             socket,
-            QuorumNodeOptions::default(),
+            options,
         )
     }
     .map_err(|e| startup("cannot start the metadata quorum", &e))?;

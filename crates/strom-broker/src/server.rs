@@ -89,6 +89,21 @@ pub async fn run_listeners(
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|r| *r > 0.0 && *r < f64::from(i32::MAX)),
         creation: Default::default(),
+        listener_creation: listeners
+            .iter()
+            .filter_map(|(name, _)| {
+                let key = format!(
+                    "listener.name.{}.max.connection.creation.rate",
+                    name.to_ascii_lowercase()
+                );
+                let rate = broker
+                    .config()
+                    .static_value(&key)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|r| *r > 0.0 && *r < f64::from(i32::MAX))?;
+                Some((name.clone(), (rate, Default::default())))
+            })
+            .collect(),
         throttled_log: LogLimiter::new(LOG_INTERVAL),
         broker: broker.clone(),
     });
@@ -166,13 +181,19 @@ async fn accept_loop(
                 if accepted.send((stream, peer, name.clone())).await.is_err() {
                     return;
                 }
-                // Over max.connection.creation.rate: accept nothing more for a while, as
-                // Kafka's acceptor does (the backlog holds the new connections meanwhile).
+                // Over max.connection.creation.rate (broker-wide, or this listener's
+                // listener.name.<l>.max.connection.creation.rate): accept nothing more on
+                // this listener for a while, as Kafka's acceptor does (the backlog holds the
+                // new connections meanwhile).
+                let mut wait = Duration::ZERO;
                 if let Some(rate) = acceptor.creation_rate {
-                    let wait = acceptor.creation.record(1, rate);
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
+                    wait = acceptor.creation.record(1, rate);
+                }
+                if let Some((rate, sensor)) = acceptor.listener_creation.get(&*name) {
+                    wait = wait.max(sensor.record(1, *rate));
+                }
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
             }
             Err(e) => {
@@ -197,6 +218,8 @@ struct Acceptor {
     /// `max.connection.creation.rate` (KIP-612), when set below Kafka's "unlimited".
     creation_rate: Option<f64>,
     creation: crate::client_quotas::RateSensor,
+    /// Each listener's own `listener.name.<l>.max.connection.creation.rate`, where set.
+    listener_creation: std::collections::HashMap<String, (f64, crate::client_quotas::RateSensor)>,
     throttled_log: LogLimiter,
 }
 

@@ -335,3 +335,42 @@ fn controller_mutations_over_the_rate_are_refused_or_throttled() {
         "m1 still exists: TOPIC_ALREADY_EXISTS"
     );
 }
+
+/// `listener.name.<l>.max.connection.creation.rate` paces accepting on that listener only:
+/// fifteen connections, each answered an ApiVersions, take seconds on a listener limited to
+/// five a second and a moment on the other listener.
+#[test]
+fn a_listener_creation_rate_paces_only_that_listener() {
+    let slow_port = common::free_port();
+    let server = Server::start_with(
+        &[
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,SLOW:PLAINTEXT",
+            ),
+            ("listener.name.slow.max.connection.creation.rate", "5"),
+        ],
+        common::Options {
+            more_listeners: Some(format!("SLOW://127.0.0.1:{slow_port}")),
+            ..Default::default()
+        },
+    );
+    let connect_all = |bootstrap: &str| {
+        let start = Instant::now();
+        let mut open = Vec::new();
+        for _ in 0..15 {
+            let mut c = Wire::connect(bootstrap);
+            let r: ApiVersionsResponse =
+                c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+            assert_eq!(r.error_code, 0);
+            open.push(c);
+        }
+        start.elapsed()
+    };
+    let fast = connect_all(&server.bootstrap());
+    let slow = connect_all(&format!("127.0.0.1:{slow_port}"));
+    assert!(
+        slow >= Duration::from_millis(1500) && slow > fast + Duration::from_secs(1),
+        "limited listener {slow:?}, other listener {fast:?}"
+    );
+}

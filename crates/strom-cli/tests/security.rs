@@ -50,6 +50,11 @@ impl Pki {
         std::fs::write(dir.path().join("client.key"), client_key).unwrap();
 
         let (other, other_key) = ca("Someone Else's CA");
+        std::fs::write(
+            dir.path().join("other-ca.pem"),
+            other.self_signed(&other_key).unwrap().pem(),
+        )
+        .unwrap();
         let other_issuer = Issuer::new(other, other_key);
         let (rogue_cert, rogue_key) = leaf("mallory", &other_issuer);
         std::fs::write(dir.path().join("rogue.crt"), rogue_cert).unwrap();
@@ -704,6 +709,49 @@ fn a_changed_key_store_is_reloaded_without_a_restart() {
     wait_for_log(&server, "TLS key store changed but cannot be loaded");
 }
 
+/// A changed trust store file is used without a restart: after it is replaced by another CA,
+/// that CA's clients get in over mutual TLS and the old CA's are refused; a broken file is
+/// logged and the previous roots kept.
+#[test]
+fn a_changed_trust_store_is_reloaded_without_a_restart() {
+    let pki = Pki::new();
+    let live = pki.path("live-trust.pem");
+    std::fs::copy(pki.path("ca.pem"), &live).unwrap();
+    let server = common::Server::start_with(
+        &[
+            ("ssl.keystore.location", &pki.s("server.pem")),
+            ("ssl.truststore.location", &live.display().to_string()),
+            ("ssl.client.auth", "required"),
+        ],
+        common::Options {
+            capture_log: true,
+            log_filter: Some("info".into()),
+            protocol: Some("SSL"),
+            ..Default::default()
+        },
+    );
+    let b = server.bootstrap();
+    produce_and_read(&ssl_config(&b, &pki, Some("client")), "trusted-before", 2);
+    assert!(
+        refused(ssl_config(&b, &pki, Some("rogue"))),
+        "the other CA's client got in early"
+    );
+
+    std::fs::copy(pki.path("other-ca.pem"), &live).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    produce_and_read(&ssl_config(&b, &pki, Some("rogue")), "trusted-after", 2);
+    wait_for_log(&server, "TLS trust store reloaded");
+    assert!(
+        refused(ssl_config(&b, &pki, Some("client"))),
+        "a client of the removed CA still got in"
+    );
+
+    std::fs::write(&live, "not a trust store").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    produce_and_read(&ssl_config(&b, &pki, Some("rogue")), "trusted-still", 2);
+    wait_for_log(&server, "TLS trust store changed but cannot be loaded");
+}
+
 /// PKCS#12 key and trust stores (`ssl.keystore.type=PKCS12`, as keytool and `openssl pkcs12`
 /// make them) serve mutual TLS to librdkafka; a wrong store password stops `strom server`
 /// with a message naming the setting.
@@ -945,4 +993,215 @@ fn brokers_replicate_and_send_transaction_markers_over_sasl_ssl() {
     }
     assert!(cluster.log(3).contains("SASL PLAIN as broker"));
     drop(producer);
+}
+
+/// Waits until `log()` contains `text`.
+fn wait_for_text(what: &str, text: &str, log: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log().contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never logged {text:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Produces `n` records with acks=all to each of `partitions` partitions of `topic`.
+fn produce_all_acks(bootstrap: &str, topic: &str, partitions: i32, n: i32) {
+    let producer = common::producer(bootstrap, &[("acks", "all")]);
+    for i in 0..n {
+        let value = format!("r-{i}");
+        common::load::block(
+            producer.send(
+                FutureRecord::<(), _>::to(topic)
+                    .payload(&value)
+                    .partition(i % partitions),
+                Duration::from_secs(30),
+            ),
+        )
+        .unwrap_or_else(|(e, _)| panic!("record {i}: {e}"));
+    }
+}
+
+/// The CONTROLLER listener on SSL with mutual TLS: the three controllers' votes, appends,
+/// forwarded operations and heartbeats run over TLS. A leader is elected, a topic created,
+/// acks=all records acknowledged; a broker-only node joins over TLS; the active controller is
+/// killed and the others elect a new one and keep serving. The killed node restarted with a certificate of another CA
+/// cannot join the quorum, and both sides log why.
+#[test]
+fn the_quorum_runs_over_mutual_tls_and_refuses_an_untrusted_node() {
+    use common::cluster::Cluster;
+    use common::load::{create_topic_with, CLUSTER, WAIT};
+
+    let pki = Pki::new();
+    let (keystore, truststore) = (pki.s("server.pem"), pki.s("ca.pem"));
+    let mut settings: Vec<(&str, &str)> = CLUSTER.to_vec();
+    settings.extend([
+        (
+            "listener.security.protocol.map",
+            "CONTROLLER:SSL,PLAINTEXT:PLAINTEXT",
+        ),
+        (
+            "listener.name.controller.ssl.keystore.location",
+            keystore.as_str(),
+        ),
+        (
+            "listener.name.controller.ssl.truststore.location",
+            truststore.as_str(),
+        ),
+        ("listener.name.controller.ssl.client.auth", "required"),
+    ]);
+    let mut cluster = Cluster::start(3, &settings);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    assert!(cluster
+        .log(1)
+        .contains("the metadata quorum's connections are secured"));
+    let leader = cluster.quorum_leader(1);
+    assert!((1..=3).contains(&leader), "leader {leader}");
+    create_topic_with(
+        &cluster.bootstrap(),
+        "quorum-tls",
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    cluster.wait_view(1, WAIT, "full ISRs", |v| {
+        v.topics
+            .get("quorum-tls")
+            .is_some_and(|t| t.len() == 3 && t.values().all(|(l, _, isr)| *l > 0 && isr.len() == 3))
+    });
+    produce_all_acks(&cluster.bootstrap(), "quorum-tls", 3, 60);
+    // A broker-only node dials the controllers with the map's protocol for CONTROLLER.
+    let added = cluster.add_broker(&settings);
+    cluster.wait_view(1, WAIT, "the broker-only node registered", |v| {
+        v.brokers.contains(&added)
+    });
+
+    cluster.kill9(leader);
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let now = cluster.quorum_leader(survivor);
+        if now > 0 && now != leader {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new controller");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_view(survivor, WAIT, "leaders away from the killed node", |v| {
+        v.topics.get("quorum-tls").is_some_and(|t| {
+            t.values()
+                .all(|(l, _, isr)| *l > 0 && *l != leader && !isr.contains(&leader))
+        })
+    });
+    produce_all_acks(&cluster.bootstrap(), "quorum-tls", 3, 60);
+    let (ok, out) = cluster.cli(survivor, &["topic", "create", "after-failover"]);
+    assert!(ok, "{out}");
+    cluster.wait_view(survivor, WAIT, "a topic created after the failover", |v| {
+        v.topics.contains_key("after-failover")
+    });
+
+    // The killed node comes back with a certificate of a CA the others do not trust.
+    let rogue = pki.path("rogue.pem");
+    std::fs::write(
+        &rogue,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(pki.path("rogue.key")).unwrap(),
+            std::fs::read_to_string(pki.path("rogue.crt")).unwrap()
+        ),
+    )
+    .unwrap();
+    let path = cluster.properties_path(leader);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(&keystore, &rogue.display().to_string())).unwrap();
+    cluster.restart_no_wait(leader);
+    wait_for_text(
+        &format!("node {survivor}"),
+        "quorum connection refused: SSL handshake failed",
+        || cluster.log(survivor),
+    );
+    wait_for_text(
+        &format!("node {leader}"),
+        "quorum connection refused: SSL handshake failed",
+        || cluster.log(leader),
+    );
+    assert!(
+        !cluster.is_listening(leader),
+        "the untrusted node registered:\n{}",
+        cluster.log(leader)
+    );
+    produce_all_acks(&cluster.bootstrap(), "quorum-tls", 3, 30);
+    let view = cluster.view(survivor);
+    assert!(!view.brokers.contains(&leader), "{view:?}");
+}
+
+/// The CONTROLLER listener on SASL_SSL with PLAIN (`sasl.mechanism.controller.protocol`):
+/// the quorum elects a leader, the brokers register and heartbeat through it, a topic is
+/// created and acks=all records acknowledged. A node restarted with a wrong password is
+/// refused by the controllers (both sides log why) and never registers.
+#[test]
+fn the_quorum_authenticates_with_sasl_plain_over_tls() {
+    use common::cluster::Cluster;
+    use common::load::{create_topic_with, CLUSTER, WAIT};
+
+    let pki = Pki::new();
+    let jaas = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="quorum-secret" user_controller="quorum-secret";"#;
+    let (keystore, truststore) = (pki.s("server.pem"), pki.s("ca.pem"));
+    let mut settings: Vec<(&str, &str)> = CLUSTER.to_vec();
+    settings.extend([
+        (
+            "listener.security.protocol.map",
+            "CONTROLLER:SASL_SSL,PLAINTEXT:PLAINTEXT",
+        ),
+        (
+            "listener.name.controller.ssl.keystore.location",
+            keystore.as_str(),
+        ),
+        (
+            "listener.name.controller.ssl.truststore.location",
+            truststore.as_str(),
+        ),
+        ("listener.name.controller.sasl.enabled.mechanisms", "PLAIN"),
+        ("listener.name.controller.plain.sasl.jaas.config", jaas),
+        ("sasl.mechanism.controller.protocol", "PLAIN"),
+    ]);
+    let mut cluster = Cluster::start(3, &settings);
+    cluster.wait_view(1, WAIT, "three brokers", |v| v.brokers == [1, 2, 3]);
+    assert!((1..=3).contains(&cluster.quorum_leader(2)));
+    create_topic_with(&cluster.bootstrap(), "quorum-sasl", 3, &[]);
+    cluster.wait_view(1, WAIT, "full ISRs", |v| {
+        v.topics
+            .get("quorum-sasl")
+            .is_some_and(|t| t.len() == 3 && t.values().all(|(l, _, isr)| *l > 0 && isr.len() == 3))
+    });
+    produce_all_acks(&cluster.bootstrap(), "quorum-sasl", 3, 60);
+
+    assert!(cluster.stop(3), "node 3 stops cleanly");
+    let path = cluster.properties_path(3);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            r#"password="quorum-secret" user_controller"#,
+            r#"password="wrong" user_controller"#,
+        ),
+    )
+    .unwrap();
+    cluster.restart_no_wait(3);
+    wait_for_text("node 3", "Invalid username or password", || cluster.log(3));
+    assert!(cluster
+        .log(3)
+        .contains("SASL PLAIN as controller on listener CONTROLLER"));
+    let refused = "quorum connection refused: SASL_SSL handshake failed";
+    wait_for_text("nodes 1 and 2", refused, || {
+        cluster.log(1) + &cluster.log(2)
+    });
+    assert!(
+        !cluster.is_listening(3),
+        "node 3 registered:\n{}",
+        cluster.log(3)
+    );
+    produce_all_acks(&cluster.bootstrap(), "quorum-sasl", 3, 30);
 }

@@ -123,15 +123,27 @@ impl Connection {
         use strom_protocol::kafka_protocol::messages::{
             SaslAuthenticateRequest, SaslHandshakeRequest,
         };
-        let (Some(user), Some(password)) = (&security.sasl_username, &security.sasl_password)
-        else {
-            return Err(Error::InvalidArgument(
-                "SASL needs sasl.username and sasl.password (or sasl.jaas.config)".into(),
-            ));
-        };
-        let mut client =
+        let mut client = if security.sasl_mechanism == "OAUTHBEARER" {
+            let token = security.oauthbearer.as_ref().ok_or_else(|| {
+                Error::InvalidArgument(
+                    "OAUTHBEARER needs a token: sasl.oauthbearer.token.endpoint.url=file:///path, \
+                     or for development an OAuthBearerLoginModule sasl.jaas.config with \
+                     unsecuredLoginStringClaim_sub=\"...\" (or sasl.oauthbearer.config=principal=...)"
+                        .into(),
+                )
+            })?;
+            strom_protocol::sasl_client::SaslClient::oauthbearer(&token.token()?)
+                .map_err(Error::InvalidArgument)?
+        } else {
+            let (Some(user), Some(password)) = (&security.sasl_username, &security.sasl_password)
+            else {
+                return Err(Error::InvalidArgument(
+                    "SASL needs sasl.username and sasl.password (or sasl.jaas.config)".into(),
+                ));
+            };
             strom_protocol::sasl_client::SaslClient::new(&security.sasl_mechanism, user, password)
-                .map_err(Error::InvalidArgument)?;
+                .map_err(Error::InvalidArgument)?
+        };
         let mut handshake = SaslHandshakeRequest::default();
         handshake.mechanism = sb(&security.sasl_mechanism);
         let h = self.send(&handshake, 1).await?;

@@ -4,7 +4,10 @@
 //! `security.protocol`, `ssl.truststore.location` / `ssl.ca.location` (PEM),
 //! `ssl.keystore.location` (PEM key and chain) or `ssl.certificate.location` +
 //! `ssl.key.location`, `ssl.endpoint.identification.algorithm`, `sasl.mechanism(s)`,
-//! `sasl.username` / `sasl.password` or `sasl.jaas.config`.
+//! `sasl.username` / `sasl.password` or `sasl.jaas.config`; for OAUTHBEARER a token file
+//! (`sasl.oauthbearer.token.endpoint.url=file:///path`) or an unsecured development token
+//! (OAuthBearerLoginModule's `unsecuredLogin*` options or librdkafka's
+//! `sasl.oauthbearer.config`), see [`OAuthBearerToken`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,10 +52,166 @@ pub struct SecurityConfig {
     /// Check the broker's certificate names its host (`ssl.endpoint.identification.algorithm`
     /// = `https`, the default); empty turns the check off (the chain is still verified).
     pub verify_hostname: bool,
-    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
     pub sasl_mechanism: String,
     pub sasl_username: Option<String>,
     pub sasl_password: Option<String>,
+    /// The bearer token OAUTHBEARER presents.
+    pub oauthbearer: Option<OAuthBearerToken>,
+}
+
+/// Where an OAUTHBEARER client's token comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OAuthBearerToken {
+    /// A JWT read from this file at each connection (Kafka's
+    /// `sasl.oauthbearer.token.endpoint.url=file:///path`, a token obtained out of band).
+    File(PathBuf),
+    /// An unsecured JWT (`alg: none`) made at each connection, for development against a
+    /// broker with the unsecured validator: Kafka's OAuthBearerLoginModule JAAS options
+    /// `unsecuredLoginStringClaim_sub` (and other `...Claim_<name>`),
+    /// `unsecuredLoginLifetimeSeconds`, or librdkafka's `sasl.oauthbearer.config`
+    /// (`principal=... scope=... lifeSeconds=...`).
+    Unsecured {
+        principal: String,
+        lifetime_s: u64,
+        /// Further claims: name and JSON value.
+        claims: Vec<(String, String)>,
+    },
+}
+
+impl OAuthBearerToken {
+    /// The token to present now.
+    pub fn token(&self) -> Result<String> {
+        match self {
+            OAuthBearerToken::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "cannot read the OAUTHBEARER token {}: {e}",
+                        path.display()
+                    ))
+                }),
+            OAuthBearerToken::Unsecured {
+                principal,
+                lifetime_s,
+                claims,
+            } => Ok(strom_protocol::sasl_client::unsecured_jwt(
+                principal,
+                *lifetime_s,
+                claims,
+            )),
+        }
+    }
+
+    /// From Kafka's OAuthBearerLoginModule JAAS options (`unsecuredLogin*`).
+    fn from_jaas(jaas: &str) -> Result<Option<OAuthBearerToken>> {
+        let invalid = |why: String| Error::InvalidArgument(format!("sasl.jaas.config: {why}"));
+        let options = jaas_options(jaas);
+        let get = |name: &str| options.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let principal_claim = get("unsecuredLoginPrincipalClaimName")
+            .cloned()
+            .unwrap_or_else(|| "sub".into());
+        let lifetime_s = match get("unsecuredLoginLifetimeSeconds") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid(format!("unsecuredLoginLifetimeSeconds={v}")))?,
+            None => 3600,
+        };
+        let mut principal = None;
+        let mut claims = Vec::new();
+        for (k, v) in &options {
+            if let Some(name) = k.strip_prefix("unsecuredLoginStringClaim_") {
+                if name == principal_claim {
+                    principal = Some(v.clone());
+                }
+                claims.push((name.to_owned(), strom_protocol::sasl_client::json_string(v)));
+            } else if let Some(name) = k.strip_prefix("unsecuredLoginNumberClaim_") {
+                let n: f64 = v
+                    .parse()
+                    .map_err(|_| invalid(format!("{k}={v} is not a number")))?;
+                claims.push((name.to_owned(), n.to_string()));
+            } else if let Some(name) = k.strip_prefix("unsecuredLoginListClaim_") {
+                // The first character is the separator (Kafka's convention).
+                let mut chars = v.chars();
+                let items: Vec<String> = match chars.next() {
+                    Some(sep) => chars
+                        .as_str()
+                        .split(sep)
+                        .filter(|s| !s.is_empty())
+                        .map(strom_protocol::sasl_client::json_string)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                claims.push((name.to_owned(), format!("[{}]", items.join(","))));
+            }
+        }
+        match principal {
+            Some(principal) => Ok(Some(OAuthBearerToken::Unsecured {
+                principal,
+                lifetime_s,
+                claims,
+            })),
+            None if options.iter().any(|(k, _)| k.starts_with("unsecuredLogin")) => Err(invalid(
+                format!("unsecuredLoginStringClaim_{principal_claim}=\"...\" names the principal"),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// From librdkafka's `sasl.oauthbearer.config`: `principal=... scope=a,b lifeSeconds=N`.
+    fn from_librdkafka(config: &str) -> Result<OAuthBearerToken> {
+        let invalid = |why: String| {
+            Error::InvalidArgument(format!("sasl.oauthbearer.config={config}: {why}"))
+        };
+        let mut principal = None;
+        let mut lifetime_s = 3600;
+        let mut claims = Vec::new();
+        for pair in config.split_whitespace() {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("expected key=value, got {pair}")))?;
+            match k {
+                "principal" => principal = Some(v.to_owned()),
+                "lifeSeconds" => {
+                    lifetime_s = v.parse().map_err(|_| invalid(format!("lifeSeconds={v}")))?
+                }
+                "scope" => {
+                    let items: Vec<String> = v
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(strom_protocol::sasl_client::json_string)
+                        .collect();
+                    claims.push(("scope".to_owned(), format!("[{}]", items.join(","))));
+                }
+                other => return Err(invalid(format!("{other} is not served"))),
+            }
+        }
+        let principal = principal.ok_or_else(|| invalid("principal=... is missing".into()))?;
+        Ok(OAuthBearerToken::Unsecured {
+            principal,
+            lifetime_s,
+            claims,
+        })
+    }
+}
+
+/// `name="value"` options of a JAAS login module config.
+fn jaas_options(jaas: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = jaas;
+    while let Some(eq) = rest.find("=\"") {
+        let name_start = rest[..eq]
+            .rfind(|c: char| c.is_whitespace() || c == ';')
+            .map_or(0, |i| i + 1);
+        let name = rest[name_start..eq].trim().to_owned();
+        let value_start = eq + 2;
+        let Some(len) = rest[value_start..].find('"') else {
+            break;
+        };
+        out.push((name, rest[value_start..value_start + len].to_owned()));
+        rest = &rest[value_start + len + 1..];
+    }
+    out
 }
 
 impl Default for SecurityConfig {
@@ -66,6 +225,7 @@ impl Default for SecurityConfig {
             sasl_mechanism: "PLAIN".into(),
             sasl_username: None,
             sasl_password: None,
+            oauthbearer: None,
         }
     }
 }
@@ -116,15 +276,45 @@ impl SecurityConfig {
             "ssl.truststore.password" | "ssl.keystore.password" | "ssl.key.password" => {}
             "sasl.mechanism" | "sasl.mechanisms" => {
                 let m = value.trim().to_ascii_uppercase();
-                if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+                if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"].contains(&m.as_str())
+                {
                     return Err(invalid(
-                        "Strom's client speaks PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512",
+                        "Strom's client speaks PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER",
                     ));
                 }
                 self.sasl_mechanism = m;
             }
             "sasl.username" => self.sasl_username = Some(value.to_owned()),
             "sasl.password" => self.sasl_password = Some(value.to_owned()),
+            "sasl.jaas.config" if value.contains("OAuthBearerLoginModule") => {
+                if let Some(token) = OAuthBearerToken::from_jaas(value)? {
+                    self.oauthbearer = Some(token);
+                }
+            }
+            "sasl.oauthbearer.config" => {
+                self.oauthbearer = Some(OAuthBearerToken::from_librdkafka(value)?)
+            }
+            "sasl.oauthbearer.token.endpoint.url" => {
+                let path = value.trim().strip_prefix("file://").ok_or_else(|| {
+                    invalid(
+                        "Strom's client reads a token from a file (file:///path); fetching one \
+                         from an identity provider is not served",
+                    )
+                })?;
+                self.oauthbearer = Some(OAuthBearerToken::File(PathBuf::from(path)));
+            }
+            // Kafka's handler classes for the two token sources above.
+            "sasl.login.callback.handler.class" => {
+                let known = [
+                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+                    "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerLoginCallbackHandler",
+                    "org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredLoginCallbackHandler",
+                ];
+                if !known.contains(&value.trim()) {
+                    return Err(invalid("Strom's client has no such login callback handler"));
+                }
+            }
+            "enable.sasl.oauthbearer.unsecure.jwt" => {}
             "sasl.jaas.config" => {
                 let option = |name: &str| {
                     let start = value.find(&format!("{name}=\""))? + name.len() + 2;
@@ -284,5 +474,67 @@ mod tests {
         assert!(a.set("sasl.mechanism", "GSSAPI").is_err());
         assert!(a.set("ssl.keystore.type", "PKCS12").is_err());
         assert!(!a.set("linger.ms", "5").unwrap());
+    }
+
+    #[test]
+    fn oauthbearer_tokens_come_from_a_file_or_unsecured_login_options() {
+        let mut a = SecurityConfig::default();
+        a.set("sasl.mechanism", "OAUTHBEARER").unwrap();
+        a.set(
+            "sasl.jaas.config",
+            r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice" unsecuredLoginListClaim_scope=",read,write" unsecuredLoginNumberClaim_n="2" unsecuredLoginLifetimeSeconds="60";"#,
+        )
+        .unwrap();
+        assert_eq!(
+            a.oauthbearer,
+            Some(OAuthBearerToken::Unsecured {
+                principal: "alice".into(),
+                lifetime_s: 60,
+                claims: vec![
+                    ("sub".into(), r#""alice""#.into()),
+                    ("scope".into(), r#"["read","write"]"#.into()),
+                    ("n".into(), "2".into()),
+                ],
+            })
+        );
+        a.set(
+            "sasl.oauthbearer.config",
+            "principal=bob scope=a,b lifeSeconds=9",
+        )
+        .unwrap();
+        assert_eq!(
+            a.oauthbearer,
+            Some(OAuthBearerToken::Unsecured {
+                principal: "bob".into(),
+                lifetime_s: 9,
+                claims: vec![("scope".into(), r#"["a","b"]"#.into())],
+            })
+        );
+        a.set(
+            "sasl.oauthbearer.token.endpoint.url",
+            "file:///run/token.jwt",
+        )
+        .unwrap();
+        assert_eq!(
+            a.oauthbearer,
+            Some(OAuthBearerToken::File("/run/token.jwt".into()))
+        );
+        assert!(a
+            .set("sasl.oauthbearer.token.endpoint.url", "https://idp/token")
+            .is_err());
+        assert!(a
+            .set(
+                "sasl.jaas.config",
+                r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginLifetimeSeconds="60";"#
+            )
+            .is_err());
+        assert!(a.set("sasl.oauthbearer.config", "nonsense").is_err());
+        assert!(a
+            .set(
+                "sasl.login.callback.handler.class",
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
+            )
+            .unwrap());
+        assert!(a.set("sasl.login.callback.handler.class", "x.Y").is_err());
     }
 }

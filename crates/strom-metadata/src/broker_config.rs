@@ -664,26 +664,6 @@ fn resolve(l: &Lookup<'_>) -> Result<BrokerConfig, BrokerConfigError> {
             ));
         }
     }
-    let clustered = !l
-        .raw("controller.quorum.voters")
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-        || !l
-            .raw("controller.quorum.bootstrap.servers")
-            .unwrap_or_default()
-            .trim()
-            .is_empty();
-    if clustered {
-        let controllers: Vec<String> = controller_names
-            .iter()
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        // The inter-broker listener may be secured (brokers connect to it with its TLS and
-        // SASL settings); the quorum's own transport is still plain text.
-        let internal: Vec<&str> = controllers.iter().map(String::as_str).collect();
-        check_internal_listeners_plaintext(&listener_protocols, &internal)?;
-    }
     let node_id: i32 = l.get("node.id")?;
     let broker_id: i32 = l.get("broker.id")?;
     let node_id_set = l.static_values.contains_key("node.id");
@@ -850,27 +830,17 @@ fn security_protocols(
         }
         out.insert(listener.name.clone(), protocol.clone());
     }
-    Ok(out)
-}
-
-/// Controllers talk to each other and to brokers in plain text for now: a secured controller
-/// listener is refused rather than half served.
-fn check_internal_listeners_plaintext(
-    protocols: &BTreeMap<String, String>,
-    internal: &[&str],
-) -> Result<(), BrokerConfigError> {
-    for name in internal {
-        if let Some(p) = protocols.get(*name).filter(|p| *p != "PLAINTEXT") {
-            return Err(BrokerConfigError::Conflict {
-                reason: format!(
-                    "listener {name} carries controller traffic, which Strom speaks in plain \
-                     text only so far; it cannot use {p} (secure the client and inter-broker \
-                     listeners, and keep {name} on a private network)"
-                ),
-            });
+    // A broker-only node has no CONTROLLER listener of its own but dials the controllers'
+    // with the protocol the map gives that name, as Kafka's brokers do.
+    for (name, protocol) in map {
+        if matches!(
+            protocol.as_str(),
+            "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL"
+        ) {
+            out.entry(name).or_insert(protocol);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn invalid(l: &Lookup<'_>, key: &str, expected: String) -> BrokerConfigError {

@@ -1,14 +1,60 @@
-//! The client side of a SASL exchange (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; RFC 4616, RFC
-//! 5802 and RFC 7677), shared by strom-client and by brokers talking to each other over SASL
-//! listeners: a first token, then one answer per server token.
+//! The client side of a SASL exchange (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER; RFC
+//! 4616, RFC 5802, RFC 7677 and RFC 7628), shared by strom-client and by brokers talking to
+//! each other over SASL listeners: a first token, then one answer per server token.
 
 use base64::Engine;
 use ring::{digest, hmac, pbkdf2};
+
+/// An unsecured JWT (`alg: none`, no signature) as Kafka's
+/// `OAuthBearerUnsecuredLoginCallbackHandler` makes for development: `sub` = `principal`,
+/// `iat` now, `exp` after `lifetime_s`, and `claims` (name, JSON value) added.
+pub fn unsecured_jwt(principal: &str, lifetime_s: u64, claims: &[(String, String)]) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let quote = json_string;
+    let mut payload = format!(
+        "{{\"sub\":{},\"iat\":{now},\"exp\":{}",
+        quote(principal),
+        now + lifetime_s
+    );
+    for (name, value) in claims {
+        if !matches!(name.as_str(), "sub" | "iat" | "exp") {
+            payload.push_str(&format!(",{}:{value}", quote(name)));
+        }
+    }
+    payload.push('}');
+    format!(
+        "{}.{}.",
+        b64.encode(r#"{"alg":"none"}"#),
+        b64.encode(payload)
+    )
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 /// The client side of one SASL exchange: the first token, then one reply per server token.
 pub enum SaslClient {
     Plain {
         token: Vec<u8>,
+    },
+    /// RFC 7628's client first message carrying a bearer token.
+    OAuthBearer {
+        message: Vec<u8>,
     },
     Scram {
         sha512: bool,
@@ -45,10 +91,22 @@ impl SaslClient {
         })
     }
 
+    /// OAUTHBEARER presenting `token` (a JWT).
+    pub fn oauthbearer(token: &str) -> Result<SaslClient, String> {
+        let token = token.trim();
+        if token.is_empty() || token.contains(['\u{1}', ' ']) {
+            return Err("OAUTHBEARER: the token is empty or not a JWT".into());
+        }
+        Ok(SaslClient::OAuthBearer {
+            message: format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}").into_bytes(),
+        })
+    }
+
     /// The client's first message.
     pub fn first(&self) -> Vec<u8> {
         match self {
             SaslClient::Plain { token } => token.clone(),
+            SaslClient::OAuthBearer { message } => message.clone(),
             SaslClient::Scram { user, nonce, .. } => {
                 format!("n,,{}", client_first_bare(user, nonce)).into_bytes()
             }
@@ -60,6 +118,12 @@ impl SaslClient {
         let failed = |why: &str| format!("SASL: {why}");
         match self {
             SaslClient::Plain { .. } => Ok(None),
+            // A challenge after the token is RFC 7628's error report (JSON).
+            SaslClient::OAuthBearer { .. } if server.is_empty() => Ok(None),
+            SaslClient::OAuthBearer { .. } => Err(failed(&format!(
+                "the broker refused the token: {}",
+                String::from_utf8_lossy(server)
+            ))),
             SaslClient::Scram {
                 sha512,
                 user,
@@ -159,6 +223,46 @@ fn client_first_bare(user: &str, nonce: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oauthbearer_sends_the_token_and_unsecured_tokens_carry_their_claims() {
+        let jwt = unsecured_jwt(
+            "al\"ice",
+            60,
+            &[
+                ("scope".into(), r#"["read","write"]"#.into()),
+                ("sub".into(), "1".into()),
+            ],
+        );
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[2], "");
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        assert_eq!(b64.decode(parts[0]).unwrap(), br#"{"alg":"none"}"#);
+        let payload = String::from_utf8(b64.decode(parts[1]).unwrap()).unwrap();
+        assert!(
+            payload.starts_with(r#"{"sub":"al\"ice","iat":"#),
+            "{payload}"
+        );
+        assert!(
+            payload.ends_with(r#","scope":["read","write"]}"#),
+            "{payload}"
+        );
+        let mut client = SaslClient::oauthbearer(&jwt).unwrap();
+        assert_eq!(
+            client.first(),
+            format!("n,,\u{1}auth=Bearer {jwt}\u{1}\u{1}").into_bytes()
+        );
+        assert_eq!(client.step(b"").unwrap(), None);
+        let mut client = SaslClient::oauthbearer(&jwt).unwrap();
+        assert!(client
+            .step(br#"{"status":"invalid_token"}"#)
+            .unwrap_err()
+            .contains("invalid_token"));
+        assert!(SaslClient::oauthbearer(" ").is_err());
+        assert!(SaslClient::oauthbearer("a b").is_err());
+        assert_eq!(json_string("a\\b\n"), r#""a\\b\u000a""#);
+    }
 
     /// RFC 7677's SCRAM-SHA-256 example exchange, with its nonce.
     #[test]

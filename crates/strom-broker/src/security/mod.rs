@@ -3,8 +3,10 @@
 //! key store stops `strom server` with a message naming the setting, never a client.
 
 pub mod authz;
+pub mod jwks;
 pub mod oauth;
 pub mod outbound;
+pub mod quorum;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

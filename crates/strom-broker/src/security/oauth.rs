@@ -4,7 +4,8 @@
 //! Two validators, as in Kafka:
 //! - **JWKS** (Kafka's `OAuthBearerValidatorCallbackHandler`), when
 //!   `sasl.oauthbearer.jwks.endpoint.url` is set (a `file:` URL or a path: the key set is read
-//!   at start-up): the signature must verify with a key of the set (by `kid`, RS/PS/ES
+//!   at start-up; an `http://` or `https://` URL: fetched at start-up and refreshed, see
+//!   [`super::jwks`]): the signature must verify with a key of the set (by `kid`, RS/PS/ES
 //!   algorithms), `exp` must be in the future (with `sasl.oauthbearer.clock.skew.seconds`),
 //!   and `sasl.oauthbearer.expected.audience` / `.expected.issuer` are checked when set; the
 //!   principal is `sasl.oauthbearer.sub.claim.name` (default `sub`).
@@ -15,7 +16,8 @@
 //!   of the listener's OAuthBearerLoginModule JAAS config). A warning says it is unsecured.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
@@ -24,11 +26,13 @@ use regex::Regex;
 use serde_json::Value;
 use strom_metadata::BrokerConfig;
 
+use super::jwks::KeySet;
+
 /// How a listener checks bearer tokens.
 #[derive(Debug)]
 pub enum OAuthValidator {
     Jwks {
-        keys: JwkSet,
+        keys: Arc<KeySet>,
         audience: Vec<String>,
         issuer: Option<String>,
         sub_claim: String,
@@ -58,24 +62,35 @@ impl OAuthValidator {
             None => 30,
         };
         if let Some(url) = setting("sasl.oauthbearer.jwks.endpoint.url") {
-            let path = url.strip_prefix("file://").unwrap_or(url);
-            if url.starts_with("http://") || url.starts_with("https://") {
-                return Err(format!(
-                    "sasl.oauthbearer.jwks.endpoint.url={url}: Strom reads the key set from a \
-                     file (file:///path); fetch it from the identity provider into a file"
-                ));
-            }
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!("sasl.oauthbearer.jwks.endpoint.url={url}: cannot read the key set: {e}")
-            })?;
-            let keys: JwkSet = serde_json::from_str(&text).map_err(|e| {
-                format!("sasl.oauthbearer.jwks.endpoint.url={url}: not a JWKS document: {e}")
-            })?;
-            if keys.keys.is_empty() {
-                return Err(format!(
-                    "sasl.oauthbearer.jwks.endpoint.url={url}: the key set has no keys"
-                ));
-            }
+            let keys = if url.starts_with("http://") || url.starts_with("https://") {
+                let refresh_ms: u64 = match setting("sasl.oauthbearer.jwks.endpoint.refresh.ms") {
+                    Some(v) => v.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                        format!("sasl.oauthbearer.jwks.endpoint.refresh.ms={v} is not a positive number of ms")
+                    })?,
+                    None => 3_600_000,
+                };
+                let tls = match url.starts_with("https://") {
+                    true => Some(https_client(config, listener, url)?),
+                    false => None,
+                };
+                KeySet::remote(url, Duration::from_millis(refresh_ms), tls)?
+            } else {
+                let path = url.strip_prefix("file://").unwrap_or(url);
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "sasl.oauthbearer.jwks.endpoint.url={url}: cannot read the key set: {e}"
+                    )
+                })?;
+                let keys: JwkSet = serde_json::from_str(&text).map_err(|e| {
+                    format!("sasl.oauthbearer.jwks.endpoint.url={url}: not a JWKS document: {e}")
+                })?;
+                if keys.keys.is_empty() {
+                    return Err(format!(
+                        "sasl.oauthbearer.jwks.endpoint.url={url}: the key set has no keys"
+                    ));
+                }
+                KeySet::fixed(keys)
+            };
             return Ok(OAuthValidator::Jwks {
                 keys,
                 audience: setting("sasl.oauthbearer.expected.audience")
@@ -141,12 +156,9 @@ impl OAuthValidator {
             } => {
                 let header = jsonwebtoken::decode_header(token)
                     .map_err(|e| format!("malformed token: {e}"))?;
-                let jwk = match &header.kid {
-                    Some(kid) => keys.find(kid),
-                    None if keys.keys.len() == 1 => keys.keys.first(),
-                    None => None,
-                }
-                .ok_or_else(|| "no key of the key set matches the token's kid".to_owned())?;
+                let jwk = keys
+                    .find(header.kid.as_deref())
+                    .ok_or_else(|| "no key of the key set matches the token's kid".to_owned())?;
                 if !matches!(
                     header.alg,
                     Algorithm::RS256
@@ -160,7 +172,7 @@ impl OAuthValidator {
                 ) {
                     return Err(format!("algorithm {:?} is not accepted", header.alg));
                 }
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key: {e}"))?;
+                let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable key: {e}"))?;
                 let mut validation = Validation::new(header.alg);
                 validation.leeway = *skew_s;
                 validation.set_required_spec_claims(&["exp"]);
@@ -216,6 +228,30 @@ impl OAuthValidator {
             .map_or(i64::MAX, |s| (s * 1000.0) as i64);
         Ok((format!("User:{principal}"), exp_ms))
     }
+}
+
+/// The TLS client settings for an https key set URL: the server is checked against the
+/// listener's trust store (`ssl.truststore.*`), host name included.
+fn https_client(
+    config: &BrokerConfig,
+    listener: &str,
+    url: &str,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = super::tls::trust_roots(config, listener)?.ok_or_else(|| {
+        format!(
+            "sasl.oauthbearer.jwks.endpoint.url={url}: an https key set is checked against \
+             the listener's trust store; set ssl.truststore.location (or \
+             listener.name.{}.ssl.truststore.location) to the identity provider's CA",
+            listener.to_ascii_lowercase()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(client))
 }
 
 /// The token of RFC 7628's client first message: `gs2-header kvsep *kvpair kvsep`, with

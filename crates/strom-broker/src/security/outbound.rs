@@ -3,7 +3,9 @@
 //! its key store as the client certificate (for `ssl.client.auth=required`), then SASL with
 //! `sasl.mechanism.inter.broker.protocol` and the `username` / `password` of the listener's
 //! JAAS config for that mechanism, as Kafka's brokers do. Built once at start-up, so a bad
-//! setting stops `strom server` with a message naming it.
+//! setting stops `strom server` with a message naming it. The same code secures a node's
+//! connections to the controllers' CONTROLLER listener ([`Outbound::to_listener`] with
+//! `sasl.mechanism.controller.protocol`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,14 +65,28 @@ impl Outbound {
         let Some(listener) = config.inter_broker_listener() else {
             return Ok(Outbound::plaintext());
         };
-        let name = listener.name.clone();
+        Outbound::to_listener(
+            config,
+            &listener.name,
+            "sasl.mechanism.inter.broker.protocol",
+        )
+    }
+
+    /// Connections to listener `name` of other nodes, secured as its protocol says, with
+    /// the SASL mechanism the config key `mechanism_key` names.
+    pub fn to_listener(
+        config: &BrokerConfig,
+        name: &str,
+        mechanism_key: &str,
+    ) -> Result<Outbound, String> {
+        let name = name.to_owned();
         let protocol = config.security_protocol(&name);
         let tls = match protocol {
             "SSL" | "SASL_SSL" => Some(tls_connector(config, &name)?),
             _ => None,
         };
         let sasl = match protocol {
-            "SASL_PLAINTEXT" | "SASL_SSL" => Some(sasl_credentials(config, &name)?),
+            "SASL_PLAINTEXT" | "SASL_SSL" => Some(sasl_credentials(config, &name, mechanism_key)?),
             _ => None,
         };
         Ok(Outbound {
@@ -95,6 +111,17 @@ impl Outbound {
         };
         let tcp = within(timeout, TcpStream::connect(&address)).await?;
         tcp.set_nodelay(true)?;
+        self.secure(tcp, host, node_id, timeout).await
+    }
+
+    /// Runs TLS and SASL, as configured, on a connection dialled to `host`.
+    pub async fn secure(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+        node_id: i32,
+        timeout: Duration,
+    ) -> std::io::Result<BrokerStream> {
         let mut stream: BrokerStream = match &self.tls {
             None => Box::new(tcp),
             Some((connector, verify_hostname)) => {
@@ -157,8 +184,8 @@ fn tls_connector(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = super::tls::trust_roots(config, listener)?.ok_or_else(|| {
         format!(
-            "inter-broker listener {listener} uses TLS: brokers need its trust store to check \
-             each other (ssl.truststore.location or ssl.truststore.certificates)"
+            "listener {listener} uses TLS: nodes need its trust store to check each other \
+             (ssl.truststore.location or ssl.truststore.certificates)"
         )
     })?;
     let verify_hostname = !config
@@ -245,19 +272,30 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
 fn sasl_credentials(
     config: &BrokerConfig,
     listener: &str,
+    mechanism_key: &str,
 ) -> Result<(String, String, String), String> {
     let mechanism = config
-        .static_value("sasl.mechanism.inter.broker.protocol")
+        .static_value(mechanism_key)
         .unwrap_or("PLAIN")
         .trim()
         .to_ascii_uppercase();
-    if !matches!(
-        mechanism.as_str(),
-        "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
-    ) {
+    // SCRAM credentials live in the metadata log the controllers serve: like Kafka, the
+    // controller listener takes PLAIN only.
+    let controller = mechanism_key == "sasl.mechanism.controller.protocol";
+    let served = match controller {
+        true => mechanism == "PLAIN",
+        false => matches!(
+            mechanism.as_str(),
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+        ),
+    };
+    if !served {
         return Err(format!(
-            "sasl.mechanism.inter.broker.protocol={mechanism}: brokers authenticate to each \
-             other with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+            "{mechanism_key}={mechanism}: nodes authenticate to that listener with {}",
+            match controller {
+                true => "PLAIN",
+                false => "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+            }
         ));
     }
     let key = format!("{}.sasl.jaas.config", mechanism.to_ascii_lowercase());
@@ -266,9 +304,9 @@ fn sasl_credentials(
         .or_else(|| config.listener_setting(listener, "sasl.jaas.config"))
         .ok_or_else(|| {
             format!(
-                "inter-broker listener {listener} uses SASL {mechanism}: set \
+                "listener {listener} uses SASL {mechanism}: set \
                  listener.name.{}.{key} with username=\"...\" password=\"...\" for the \
-                 brokers' own connections",
+                 nodes' own connections",
                 listener.to_ascii_lowercase()
             )
         })?;

@@ -91,17 +91,28 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
                  (ssl.truststore.location or ssl.truststore.certificates)"
             )
         })?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-        let verifier = if client_auth == "requested" {
-            verifier.allow_unauthenticated()
-        } else {
-            verifier
-        };
-        builder.with_client_cert_verifier(
-            verifier
-                .build()
-                .map_err(|e| format!("ssl.truststore: {e}"))?,
-        )
+        let requested = client_auth == "requested";
+        let verifier = client_verifier(roots, &provider, requested)?;
+        match trust_store_file(config, listener) {
+            // A trust store file is reloaded when it changes; inline certificates never do.
+            Some((path, password)) => {
+                builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier {
+                    path,
+                    password,
+                    listener: listener.to_owned(),
+                    requested,
+                    provider: provider.clone(),
+                    state: parking_lot::Mutex::new(VerifierState {
+                        modified: std::fs::metadata(trust_store_path(config, listener))
+                            .and_then(|m| m.modified())
+                            .ok(),
+                        verifier,
+                        checked: std::time::Instant::now(),
+                    }),
+                }))
+            }
+            None => builder.with_client_cert_verifier(verifier),
+        }
     };
     let server = builder.with_cert_resolver(key_store);
     let mapping =
@@ -194,6 +205,157 @@ pub(crate) fn trust_roots(
             .map_err(|e| format!("ssl.truststore: {e}"))?;
     }
     Ok(Some(roots))
+}
+
+/// The verifier of client certificates against `roots` (`requested`: a client without one
+/// is let in, as `ssl.client.auth=requested`).
+fn client_verifier(
+    roots: RootCertStore,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    requested: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = if requested {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    };
+    verifier.build().map_err(|e| format!("ssl.truststore: {e}"))
+}
+
+fn trust_store_path<'a>(config: &'a BrokerConfig, listener: &str) -> &'a str {
+    config
+        .listener_setting(listener, "ssl.truststore.location")
+        .unwrap_or_default()
+}
+
+/// The trust store file of `listener` and its PKCS#12 password, when the trust store is a
+/// file (not inline certificates).
+fn trust_store_file(config: &BrokerConfig, listener: &str) -> Option<(String, Option<String>)> {
+    let setting = |key: &str| {
+        config
+            .listener_setting(listener, key)
+            .filter(|v| !v.trim().is_empty())
+    };
+    if setting("ssl.truststore.certificates").is_some() {
+        return None;
+    }
+    let path = setting("ssl.truststore.location")?;
+    let pkcs12 = setting("ssl.truststore.type").is_some_and(|t| t.eq_ignore_ascii_case("PKCS12"));
+    let password = pkcs12.then(|| setting("ssl.truststore.password").unwrap_or("").to_owned());
+    Some((path.to_owned(), password))
+}
+
+/// The roots of a trust store file (PEM, or PKCS#12 with its password).
+fn load_trust_file(path: &str, pkcs12_password: Option<&str>) -> Result<RootCertStore, String> {
+    let bytes = read(path, "ssl.truststore.location")?;
+    let trusted = match pkcs12_password {
+        Some(password) => pkcs12_certificates(&bytes, password, path)?,
+        None => certificates(&bytes, "ssl.truststore")?,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in trusted {
+        roots
+            .add(cert)
+            .map_err(|e| format!("ssl.truststore: {e}"))?;
+    }
+    Ok(roots)
+}
+
+/// Client certificates checked against a trust store file that is reloaded without a
+/// restart when it changes (a CA added or rotated): as the key store, a handshake at most
+/// once a second compares the file's modification time and a changed file that loads
+/// replaces the roots; one that does not is logged and the previous roots kept. The
+/// CertificateRequest names no CAs (the roots may change under it); clients send their
+/// certificate anyway.
+#[derive(Debug)]
+struct ReloadingClientVerifier {
+    path: String,
+    password: Option<String>,
+    listener: String,
+    requested: bool,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    state: parking_lot::Mutex<VerifierState>,
+}
+
+#[derive(Debug)]
+struct VerifierState {
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    modified: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+impl ReloadingClientVerifier {
+    fn current(&self) -> Arc<dyn rustls::server::danger::ClientCertVerifier> {
+        let mut state = self.state.lock();
+        if state.checked.elapsed() >= KEY_STORE_CHECK {
+            state.checked = std::time::Instant::now();
+            let modified = std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .ok();
+            if modified.is_some() && modified != state.modified {
+                state.modified = modified;
+                let loaded = load_trust_file(&self.path, self.password.as_deref())
+                    .and_then(|roots| client_verifier(roots, &self.provider, self.requested));
+                match loaded {
+                    Ok(verifier) => {
+                        state.verifier = verifier;
+                        tracing::info!(listener = %self.listener, path = %self.path, "TLS trust store reloaded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener = %self.listener, error = %e, "TLS trust store changed but cannot be loaded; keeping the previous one")
+                    }
+                }
+            }
+        }
+        Arc::clone(&state.verifier)
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ReloadingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        !self.requested
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
 }
 
 /// A listener's key and certificate chain.

@@ -476,6 +476,19 @@ impl Cluster {
         }
     }
 
+    /// Starts a stopped or killed node again without waiting for it to listen (a node
+    /// expected never to join).
+    pub fn restart_no_wait(&mut self, id: i32) {
+        assert!(!self.nodes[&id].is_running(), "node {id} is running");
+        self.spawn(id);
+    }
+
+    /// Whether node `id` accepts client connections now.
+    pub fn is_listening(&self, id: i32) -> bool {
+        let addr: SocketAddr = self.nodes[&id].bootstrap().parse().unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    }
+
     /// Deletes a stopped node's data directory (a replaced disk).
     pub fn wipe(&mut self, id: i32) {
         assert!(!self.nodes[&id].is_running(), "node {id} is running");

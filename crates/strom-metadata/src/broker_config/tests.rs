@@ -125,23 +125,25 @@ fn listeners_map_to_security_protocols_and_internal_ones_stay_plaintext() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("unknown security protocol TLS"), "{e}");
-    // In a cluster, the inter-broker listener may be secured; controllers talk in plain
-    // text so far.
+    // In a cluster, the inter-broker and controller listeners may be secured; a broker-only
+    // node learns the controllers' protocol from the map.
     BrokerConfig::parse(
         "node.id=1\ncontroller.quorum.voters=1@h:9093\nlisteners=SSL://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER",
         &[],
     )
     .unwrap();
-    let e = BrokerConfig::parse(
-        "node.id=1\ncontroller.quorum.voters=1@h:9093\nlisteners=SSL://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\nlistener.security.protocol.map=SSL:SSL,CONTROLLER:SSL",
+    let (c, _) = BrokerConfig::parse(
+        "node.id=1\ncontroller.quorum.voters=1@h:9093\nlisteners=SSL://:9092,CONTROLLER://:9093\ncontroller.listener.names=CONTROLLER\nlistener.security.protocol.map=SSL:SSL,CONTROLLER:SASL_SSL",
         &[],
     )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("listener CONTROLLER carries controller traffic"),
-        "{e}"
-    );
+    .unwrap();
+    assert_eq!(c.security_protocol("CONTROLLER"), "SASL_SSL");
+    let (c, _) = BrokerConfig::parse(
+        "node.id=4\nprocess.roles=broker\ncontroller.quorum.voters=1@h:9093\nlisteners=PLAINTEXT://:9092\ncontroller.listener.names=CONTROLLER\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.security_protocol("CONTROLLER"), "SSL");
     // Per-listener settings override broker-wide ones; unknown per-listener keys warn.
     let (c, warnings) = BrokerConfig::parse(
         "listeners=A://:1,B://:2\nlistener.security.protocol.map=A:SSL,B:SASL_PLAINTEXT\nssl.client.auth=requested\nlistener.name.a.ssl.client.auth=required\nlistener.name.b.plain.sasl.jaas.config=x\nlistener.name.a.nonsense=1",

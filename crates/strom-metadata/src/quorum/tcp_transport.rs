@@ -1,17 +1,19 @@
 //! [`QuorumTransport`] over TCP (KRaft's CONTROLLER listener): one connection per peer carrying
 //! many RPCs at once, paired with their replies by correlation id, re-dialled with backoff after
-//! a failure; and [`serve_tcp`], the receiving side. The bytes are [`super::tcp_codec`]'s; no
-//! TLS or authentication yet (a CONTROLLER listener on PLAINTEXT).
+//! a failure; and [`serve_tcp`], the receiving side. The bytes are [`super::tcp_codec`]'s. A
+//! secured CONTROLLER listener (SSL, SASL_PLAINTEXT, SASL_SSL) wraps each connection, on both
+//! sides, in a [`QuorumSecurity`] handshake before the first frame; the broker crate provides
+//! it (TLS with rustls, SASL as Kafka's clients speak it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -22,10 +24,40 @@ use super::transport::{serve, QuorumReply, QuorumRpc, QuorumTransport, Receiver,
 use super::QuorumNodeId;
 use crate::controller::ControllerOp;
 
+/// A quorum connection after its security handshake: plain TCP, or TLS over it.
+pub trait QuorumIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> QuorumIo for T {}
+
+/// A connection ready for quorum frames.
+pub type QuorumStream = Box<dyn QuorumIo>;
+
+/// A security handshake in progress; its error says why the peer was refused.
+pub type QuorumHandshake = Pin<Box<dyn Future<Output = std::io::Result<QuorumStream>> + Send>>;
+
+/// How the CONTROLLER listener secures its connections (Kafka's `listener.security.protocol.map`
+/// for that listener): TLS and SASL before the first quorum frame, on both sides.
+pub trait QuorumSecurity: std::fmt::Debug + Send + Sync {
+    /// Secures a connection this node dialled to `addr` (`host:port`).
+    fn connect(&self, tcp: TcpStream, addr: &str) -> QuorumHandshake;
+    /// Secures a connection accepted from `peer`; an error closes it.
+    fn accept(&self, tcp: TcpStream, peer: SocketAddr) -> QuorumHandshake;
+    /// The security protocol, for messages (`SSL`, `SASL_SSL`, ...).
+    fn protocol(&self) -> &str;
+}
+
+/// How long a security handshake may take, on either side.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A refused handshake is logged at warn level at most this often (per peer when dialling, per
+/// listener when accepting): a refused peer re-dials every second or so.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Limits and timeouts of the TCP transport, client and server side. Names follow Kafka's
 /// client configs where one exists.
 #[derive(Debug, Clone)]
 pub struct TcpTransportConfig {
+    /// TLS / SASL of the CONTROLLER listener; `None`: PLAINTEXT.
+    pub security: Option<std::sync::Arc<dyn QuorumSecurity>>,
     /// The largest frame sent or accepted (a whole snapshot must fit).
     pub max_frame_bytes: u32,
     pub connect_timeout: Duration,
@@ -50,6 +82,7 @@ pub struct TcpTransportConfig {
 impl Default for TcpTransportConfig {
     fn default() -> Self {
         TcpTransportConfig {
+            security: None,
             max_frame_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
@@ -132,8 +165,8 @@ impl Drop for ClientConn {
 }
 
 impl ClientConn {
-    fn start(stream: TcpStream, peer: QuorumNodeId, config: &TcpTransportConfig) -> ClientConn {
-        let (rd, wr) = stream.into_split();
+    fn start(stream: QuorumStream, peer: QuorumNodeId, config: &TcpTransportConfig) -> ClientConn {
+        let (rd, wr) = tokio::io::split(stream);
         let pending = Arc::new(Pending {
             waiting: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(0),
@@ -162,6 +195,8 @@ struct PeerState {
     /// After a failed dial, no new one before this instant.
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// When a refused security handshake was last logged.
+    refusal_logged: Option<Instant>,
 }
 
 struct Peer {
@@ -267,28 +302,59 @@ impl TcpTransport {
         if state.retry_at.is_some_and(|at| Instant::now() < at) {
             return Err(unreachable);
         }
-        let dialled =
-            tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(&peer.addr)).await;
+        let dialled = self.dial(&peer.addr).await;
         match dialled {
-            Ok(Ok(stream)) => {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(peer = to, error = %e, "quorum connection: TCP_NODELAY not set");
-                }
+            Ok(stream) => {
                 state.retry_at = None;
                 state.backoff = Duration::ZERO;
                 let conn = Arc::new(ClientConn::start(stream, to, &self.config));
                 state.conn = Some(Arc::clone(&conn));
                 Ok(conn)
             }
-            Ok(Err(_)) | Err(_) => {
+            Err(refusal) => {
                 let backoff = (state.backoff * 2)
                     .max(self.config.reconnect_backoff)
                     .min(self.config.reconnect_backoff_max);
                 state.backoff = backoff;
                 state.retry_at = Some(Instant::now() + backoff);
-                tracing::debug!(peer = to, addr = %peer.addr, ?backoff, "quorum peer unreachable");
+                match refusal {
+                    Some(why)
+                        if state
+                            .refusal_logged
+                            .is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) =>
+                    {
+                        state.refusal_logged = Some(Instant::now());
+                        tracing::warn!(peer = to, addr = %peer.addr, error = %why, "cannot join the quorum peer: secure connection refused");
+                    }
+                    _ => {
+                        tracing::debug!(peer = to, addr = %peer.addr, ?backoff, "quorum peer unreachable")
+                    }
+                }
                 Err(unreachable)
             }
+        }
+    }
+
+    /// Dials `addr` and runs the listener's security handshake. `Err(None)`: not reachable
+    /// (nothing listens yet); `Err(Some(why))`: reached, but the handshake failed.
+    async fn dial(&self, addr: &str) -> Result<QuorumStream, Option<String>> {
+        let tcp = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| None)?
+            .map_err(|_| None)?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(addr, error = %e, "quorum connection: TCP_NODELAY not set");
+        }
+        let Some(security) = &self.config.security else {
+            return Ok(Box::new(tcp));
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, security.connect(tcp, addr)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(Some(format!("{} handshake: {e}", security.protocol()))),
+            Err(_) => Err(Some(format!(
+                "{} handshake: no answer in {HANDSHAKE_TIMEOUT:?}",
+                security.protocol()
+            ))),
         }
     }
 }
@@ -387,7 +453,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
 /// Writes queued frames until the queue closes or the socket fails, then marks the connection
 /// dead (client side) so senders stop waiting.
 async fn write_frames(
-    mut wr: OwnedWriteHalf,
+    mut wr: WriteHalf<QuorumStream>,
     mut outbox: mpsc::Receiver<Vec<u8>>,
     pending: Option<Arc<Pending>>,
 ) {
@@ -404,7 +470,7 @@ async fn write_frames(
 
 /// The client's receiving half: hands each reply to its waiting RPC.
 async fn read_replies(
-    mut rd: OwnedReadHalf,
+    mut rd: ReadHalf<QuorumStream>,
     pending: Arc<Pending>,
     peer: QuorumNodeId,
     max_frame_bytes: u32,
@@ -457,6 +523,7 @@ pub async fn serve_tcp(
     /// Pause after a failed accept (out of file descriptors...) instead of spinning.
     const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
     let admitted = Arc::new(Semaphore::new(config.max_connections));
+    let refusals = Arc::new(parking_lot::Mutex::new(None::<Instant>));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -470,8 +537,11 @@ pub async fn serve_tcp(
                     };
                     let receiver = receiver.clone();
                     let config = config.clone();
+                    let refusals = Arc::clone(&refusals);
                     connections.spawn(async move {
-                        serve_connection(stream, addr, receiver, &config).await;
+                        if let Some(stream) = secure_accepted(stream, addr, &config, &refusals).await {
+                            serve_connection(stream, addr, receiver, &config).await;
+                        }
                         drop(permit);
                     });
                 }
@@ -486,18 +556,45 @@ pub async fn serve_tcp(
     // Dropping the set aborts every connection; dropping the listener closes the port.
 }
 
+/// Runs the listener's security handshake on an accepted connection; `None` (logged, at most
+/// every [`REFUSAL_LOG_EVERY`] at warn level) when the peer is refused.
+async fn secure_accepted(
+    stream: TcpStream,
+    addr: SocketAddr,
+    config: &TcpTransportConfig,
+    refusals: &parking_lot::Mutex<Option<Instant>>,
+) -> Option<QuorumStream> {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%addr, error = %e, "quorum connection: TCP_NODELAY not set");
+    }
+    let Some(security) = &config.security else {
+        return Some(Box::new(stream));
+    };
+    let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, security.accept(stream, addr)).await {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no handshake in {HANDSHAKE_TIMEOUT:?}"),
+    };
+    let protocol = security.protocol();
+    let mut last = refusals.lock();
+    if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+        *last = Some(Instant::now());
+        tracing::warn!(%addr, error = %why, "quorum connection refused: {protocol} handshake failed");
+    } else {
+        tracing::debug!(%addr, error = %why, "quorum connection refused: {protocol} handshake failed");
+    }
+    None
+}
+
 /// Serves one inbound connection: requests are handled concurrently (up to the in-flight
 /// limit) and answered with the same correlation id. Bad input closes the connection.
 async fn serve_connection(
-    stream: TcpStream,
+    stream: QuorumStream,
     addr: SocketAddr,
     receiver: Receiver,
     config: &TcpTransportConfig,
 ) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(%addr, error = %e, "quorum connection: TCP_NODELAY not set");
-    }
-    let (mut rd, wr) = stream.into_split();
+    let (mut rd, wr) = tokio::io::split(stream);
     let (replies, rx) = mpsc::channel(config.max_in_flight_per_connection);
     let writer = tokio::spawn(write_frames(wr, rx, None));
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight_per_connection));
