@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::RequestContext;
 use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
@@ -100,31 +101,15 @@ pub(super) async fn handle(
             .map(|e| fenced_for_version(e, header.api_version, FENCED_SINCE))
     };
     let mut response = AddPartitionsToTxnResponse::default();
-    response.results_by_topic_v3_and_below = request
-        .v3_and_below_topics
-        .iter()
-        .map(|topic| {
-            let mut out = AddPartitionsToTxnTopicResult::default();
-            out.name = topic.name.clone();
-            out.results_by_partition = topic
-                .partitions
-                .iter()
-                .map(|p| {
-                    let code = match (any_unknown, refused(&topic.name.0, *p), error) {
-                        (true, Some(code), _) => code.code(),
-                        (true, None, _) => ErrorCode::OperationNotAttempted.code(),
-                        (false, _, Some(e)) => e.code(),
-                        (false, _, None) => 0,
-                    };
-                    let mut r = AddPartitionsToTxnPartitionResult::default();
-                    r.partition_index = *p;
-                    r.partition_error_code = code;
-                    r
-                })
-                .collect();
-            out
-        })
-        .collect();
+    response.results_by_topic_v3_and_below =
+        topic_results(&request.v3_and_below_topics, |topic, p| {
+            match (any_unknown, refused(topic, p), error) {
+                (true, Some(code), _) => code.code(),
+                (true, None, _) => ErrorCode::OperationNotAttempted.code(),
+                (false, _, Some(e)) => e.code(),
+                (false, _, None) => 0,
+            }
+        });
     respond(&SPEC, header, &response)
 }
 
@@ -168,31 +153,41 @@ async fn batched(
             .await
         };
         let mut result = AddPartitionsToTxnResult::default();
-        result.topic_results = txn
-            .topics
-            .iter()
-            .map(|topic| {
-                let mut out = AddPartitionsToTxnTopicResult::default();
-                out.name = topic.name.clone();
-                out.results_by_partition = topic
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let mut r = AddPartitionsToTxnPartitionResult::default();
-                        r.partition_index = *p;
-                        r.partition_error_code = if unknown(&(topic.name.0.to_string(), *p)) {
-                            ErrorCode::UnknownTopicOrPartition.code()
-                        } else {
-                            outcome.err().map_or(0, |e| e.code())
-                        };
-                        r
-                    })
-                    .collect();
-                out
-            })
-            .collect();
+        result.topic_results = topic_results(&txn.topics, |topic, p| {
+            if unknown(&(topic.to_owned(), p)) {
+                ErrorCode::UnknownTopicOrPartition.code()
+            } else {
+                outcome.err().map_or(0, |e| e.code())
+            }
+        });
         result.transactional_id = txn.transactional_id;
         response.results_by_transaction.push(result);
     }
     response
+}
+
+/// The result of every partition of `topics`, each with the error code `code(topic,
+/// partition)` gives (0 for success).
+fn topic_results(
+    topics: &[AddPartitionsToTxnTopic],
+    code: impl Fn(&str, i32) -> i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
+        .iter()
+        .map(|topic| {
+            let mut out = AddPartitionsToTxnTopicResult::default();
+            out.name = topic.name.clone();
+            out.results_by_partition = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut r = AddPartitionsToTxnPartitionResult::default();
+                    r.partition_index = *p;
+                    r.partition_error_code = code(&topic.name.0, *p);
+                    r
+                })
+                .collect();
+            out
+        })
+        .collect()
 }
