@@ -96,19 +96,14 @@ pub fn listener_tls(config: &BrokerConfig, listener: &str) -> Result<TlsListener
         match trust_store_file(config, listener) {
             // A trust store file is reloaded when it changes; inline certificates never do.
             Some((path, password)) => {
+                let (file, provider) = (path.clone(), provider.clone());
+                let load = move || {
+                    load_trust_file(&file, password.as_deref())
+                        .and_then(|roots| client_verifier(roots, &provider, requested))
+                };
                 builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier {
-                    path,
-                    password,
-                    listener: listener.to_owned(),
                     requested,
-                    provider: provider.clone(),
-                    state: parking_lot::Mutex::new(VerifierState {
-                        modified: std::fs::metadata(trust_store_path(config, listener))
-                            .and_then(|m| m.modified())
-                            .ok(),
-                        verifier,
-                        checked: std::time::Instant::now(),
-                    }),
+                    file: ReloadingFile::new(&path, listener, "trust store", verifier, load),
                 }))
             }
             None => builder.with_client_cert_verifier(verifier),
@@ -223,12 +218,6 @@ fn client_verifier(
     verifier.build().map_err(|e| format!("ssl.truststore: {e}"))
 }
 
-fn trust_store_path<'a>(config: &'a BrokerConfig, listener: &str) -> &'a str {
-    config
-        .listener_setting(listener, "ssl.truststore.location")
-        .unwrap_or_default()
-}
-
 /// The trust store file of `listener` and its PKCS#12 password, when the trust store is a
 /// file (not inline certificates).
 fn trust_store_file(config: &BrokerConfig, listener: &str) -> Option<(String, Option<String>)> {
@@ -270,45 +259,13 @@ fn load_trust_file(path: &str, pkcs12_password: Option<&str>) -> Result<RootCert
 /// certificate anyway.
 #[derive(Debug)]
 struct ReloadingClientVerifier {
-    path: String,
-    password: Option<String>,
-    listener: String,
     requested: bool,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    state: parking_lot::Mutex<VerifierState>,
-}
-
-#[derive(Debug)]
-struct VerifierState {
-    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-    modified: Option<std::time::SystemTime>,
-    checked: std::time::Instant,
+    file: ReloadingFile<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 }
 
 impl ReloadingClientVerifier {
     fn current(&self) -> Arc<dyn rustls::server::danger::ClientCertVerifier> {
-        let mut state = self.state.lock();
-        if state.checked.elapsed() >= KEY_STORE_CHECK {
-            state.checked = std::time::Instant::now();
-            let modified = std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified.is_some() && modified != state.modified {
-                state.modified = modified;
-                let loaded = load_trust_file(&self.path, self.password.as_deref())
-                    .and_then(|roots| client_verifier(roots, &self.provider, self.requested));
-                match loaded {
-                    Ok(verifier) => {
-                        state.verifier = verifier;
-                        tracing::info!(listener = %self.listener, path = %self.path, "TLS trust store reloaded");
-                    }
-                    Err(e) => {
-                        tracing::warn!(listener = %self.listener, error = %e, "TLS trust store changed but cannot be loaded; keeping the previous one")
-                    }
-                }
-            }
-        }
-        Arc::clone(&state.verifier)
+        self.file.current()
     }
 }
 
@@ -399,28 +356,90 @@ impl rustls::client::ResolvesClientCert for KeyStore {
     }
 }
 
-/// How often a handshake may look at the key store file for a change.
-const KEY_STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often a handshake may look at a key or trust store file for a change.
+const FILE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A PEM key store file, reloaded without a restart when it changes (a renewed
-/// certificate): a handshake at most once a second compares the file's modification time,
-/// and a changed file that parses (key fitting the certificate) replaces the served one.
-/// A broken file is logged and the previous key kept.
-#[derive(Debug)]
-pub(crate) struct ReloadingKeyStore {
+/// A value built from a file (a key store, a trust store's verifier) and built again,
+/// without a restart, when the file changes: a handshake at most once a second compares the
+/// file's modification time, and a changed file that loads replaces the value. One that does
+/// not load is logged and the previous value kept; loading is tried again when the file
+/// changes again.
+pub(crate) struct ReloadingFile<T> {
     path: String,
     listener: String,
-    format: KeyStoreFormat,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    state: parking_lot::Mutex<KeyStoreState>,
+    /// "key store" or "trust store", for the log.
+    what: &'static str,
+    load: Box<dyn Fn() -> Result<T, String> + Send + Sync>,
+    state: parking_lot::Mutex<FileState<T>>,
 }
 
-#[derive(Debug)]
-struct KeyStoreState {
-    key: Arc<rustls::sign::CertifiedKey>,
+struct FileState<T> {
+    value: T,
     modified: Option<std::time::SystemTime>,
     checked: std::time::Instant,
 }
+
+impl<T> std::fmt::Debug for ReloadingFile<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingFile")
+            .field("path", &self.path)
+            .field("what", &self.what)
+            .finish()
+    }
+}
+
+fn modified(path: &str) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl<T: Clone> ReloadingFile<T> {
+    /// `initial` is what `load` gave for the file as it is now.
+    fn new(
+        path: &str,
+        listener: &str,
+        what: &'static str,
+        initial: T,
+        load: impl Fn() -> Result<T, String> + Send + Sync + 'static,
+    ) -> ReloadingFile<T> {
+        ReloadingFile {
+            path: path.to_owned(),
+            listener: listener.to_owned(),
+            what,
+            state: parking_lot::Mutex::new(FileState {
+                value: initial,
+                modified: modified(path),
+                checked: std::time::Instant::now(),
+            }),
+            load: Box::new(load),
+        }
+    }
+
+    fn current(&self) -> T {
+        let mut state = self.state.lock();
+        if state.checked.elapsed() >= FILE_CHECK {
+            state.checked = std::time::Instant::now();
+            let now = modified(&self.path);
+            if now.is_some() && now != state.modified {
+                state.modified = now;
+                match (self.load)() {
+                    Ok(value) => {
+                        state.value = value;
+                        tracing::info!(listener = %self.listener, path = %self.path, "TLS {} reloaded", self.what);
+                    }
+                    Err(e) => {
+                        tracing::warn!(listener = %self.listener, error = %e, "TLS {} changed but cannot be loaded; keeping the previous one", self.what)
+                    }
+                }
+            }
+        }
+        state.value.clone()
+    }
+}
+
+/// A key store file (PEM or PKCS#12), reloaded without a restart when it changes (a renewed
+/// certificate); a changed file must parse and its key fit the certificate.
+#[derive(Debug)]
+pub(crate) struct ReloadingKeyStore(ReloadingFile<Arc<rustls::sign::CertifiedKey>>);
 
 impl ReloadingKeyStore {
     fn open(
@@ -429,19 +448,18 @@ impl ReloadingKeyStore {
         format: KeyStoreFormat,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> Result<ReloadingKeyStore, String> {
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let key = Self::load(path, listener, &format, &provider)?;
-        Ok(ReloadingKeyStore {
-            path: path.to_owned(),
-            listener: listener.to_owned(),
-            format,
-            provider,
-            state: parking_lot::Mutex::new(KeyStoreState {
-                key: Arc::new(key),
-                modified,
-                checked: std::time::Instant::now(),
-            }),
-        })
+        let load = {
+            let (path, listener) = (path.to_owned(), listener.to_owned());
+            move || Self::load(&path, &listener, &format, &provider).map(Arc::new)
+        };
+        let initial = load()?;
+        Ok(ReloadingKeyStore(ReloadingFile::new(
+            path,
+            listener,
+            "key store",
+            initial,
+            load,
+        )))
     }
 
     fn load(
@@ -459,32 +477,9 @@ impl ReloadingKeyStore {
         rustls::sign::CertifiedKey::from_der(chain, key, provider)
             .map_err(|e| format!("listener {listener}: the key does not fit the certificate: {e}"))
     }
-}
 
-impl ReloadingKeyStore {
     fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
-        let mut state = self.state.lock();
-        if state.checked.elapsed() >= KEY_STORE_CHECK {
-            state.checked = std::time::Instant::now();
-            let modified = std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified.is_some() && modified != state.modified {
-                match Self::load(&self.path, &self.listener, &self.format, &self.provider) {
-                    Ok(key) => {
-                        state.key = Arc::new(key);
-                        state.modified = modified;
-                        tracing::info!(listener = %self.listener, path = %self.path, "TLS key store reloaded");
-                    }
-                    Err(e) => {
-                        // Keep serving the previous key; try again when the file changes.
-                        state.modified = modified;
-                        tracing::warn!(listener = %self.listener, error = %e, "TLS key store changed but cannot be loaded; serving the previous one");
-                    }
-                }
-            }
-        }
-        Arc::clone(&state.key)
+        self.0.current()
     }
 }
 
