@@ -31,18 +31,29 @@ fn name(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 
+/// COORDINATOR_LOAD_IN_PROGRESS and COORDINATOR_NOT_AVAILABLE: a coordinator just elected
+/// (a fresh cluster) answers these until it has read its partition; clients retry.
+const COORDINATOR_NOT_READY: [i16; 2] = [14, 15];
+
 fn init(w: &mut Wire, id: &str) -> (i64, i16) {
-    let r: InitProducerIdResponse = w.call(
-        ApiKey::InitProducerId,
-        5,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(TransactionalId(name(id))))
-            .with_transaction_timeout_ms(30_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    );
-    assert_eq!(r.error_code, 0, "InitProducerId");
-    (r.producer_id.0, r.producer_epoch)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r: InitProducerIdResponse = w.call(
+            ApiKey::InitProducerId,
+            5,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(name(id))))
+                .with_transaction_timeout_ms(30_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        if COORDINATOR_NOT_READY.contains(&r.error_code) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert_eq!(r.error_code, 0, "InitProducerId");
+        return (r.producer_id.0, r.producer_epoch);
+    }
 }
 
 /// One transactional record `value` to `topic`-0 as Produce v`version`: the error code.
