@@ -46,12 +46,23 @@ pub fn strom_bin() -> PathBuf {
     bin
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, and never handed out before in this process. The
+/// OS may give the same port to two calls in a row once the first probe is closed; two tests
+/// running at once then started two brokers on one port, and the second test, finding the
+/// first one's broker listening, used it until that test ended and killed it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts connections on `addr`; panics after `timeout`.
@@ -102,9 +113,12 @@ impl Broker {
         cmd.env("STROM_LOG", log_filter())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        let child = cmd.spawn().expect("start strom");
+        let mut child = cmd.spawn().expect("start strom");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_listening(addr, "strom", Duration::from_secs(30));
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("strom exited ({status}) instead of serving on port {port}");
+        }
         Broker {
             child,
             port,
