@@ -65,10 +65,23 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether a listener accepts connections on `addr` now.
+///
+/// A connection whose local address is its peer's does not count: while nothing listens
+/// on a port in the ephemeral range, a connect can pick that very port as its source and
+/// connect to itself (TCP simultaneous open). A harness that took that for "listening" let
+/// a test run against a broker that had not bound its port yet.
+pub fn accepts(addr: SocketAddr, timeout: Duration) -> bool {
+    match TcpStream::connect_timeout(&addr, timeout) {
+        Ok(s) => s.local_addr().ok() != s.peer_addr().ok(),
+        Err(_) => false,
+    }
+}
+
 /// Waits until something accepts connections on `addr`; panics after `timeout`.
 pub fn wait_listening(addr: SocketAddr, what: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+    while !accepts(addr, Duration::from_millis(100)) {
         assert!(Instant::now() < deadline, "{what} did not start listening");
         std::thread::sleep(Duration::from_millis(50));
     }

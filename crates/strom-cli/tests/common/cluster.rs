@@ -6,7 +6,7 @@
 //! included, so a failing test leaves nothing behind.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -404,7 +404,7 @@ impl Cluster {
     pub fn wait_listening(&mut self, id: i32) {
         let addr: SocketAddr = self.nodes[&id].bootstrap().parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        while !strom_testkit::accepts(addr, Duration::from_millis(100)) {
             let node = self.nodes.get_mut(&id).unwrap();
             if let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) {
                 panic!(
@@ -486,7 +486,7 @@ impl Cluster {
     /// Whether node `id` accepts client connections now.
     pub fn is_listening(&self, id: i32) -> bool {
         let addr: SocketAddr = self.nodes[&id].bootstrap().parse().unwrap();
-        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        strom_testkit::accepts(addr, Duration::from_millis(200))
     }
 
     /// Deletes a stopped node's data directory (a replaced disk).

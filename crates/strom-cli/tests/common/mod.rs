@@ -11,7 +11,7 @@ pub mod http;
 pub mod load;
 pub mod wire;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,23 +49,7 @@ pub struct Options {
     pub more_listeners: Option<String>,
 }
 
-/// A port free now and never handed out before in this process: two calls in a row can get
-/// the same port from the OS once the first listener is dropped, which started a node whose
-/// client and controller listeners collided.
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut given = GIVEN.lock().unwrap();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+pub use strom_testkit::free_port;
 
 impl Server {
     /// Starts a server with a fresh data directory and `extra` settings (Kafka names).
@@ -150,7 +134,7 @@ impl Server {
         let mut child = cmd.spawn().expect("start strom");
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        while !strom_testkit::accepts(addr, Duration::from_millis(100)) {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("strom exited before listening: {status}");
             }

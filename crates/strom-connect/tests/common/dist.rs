@@ -45,7 +45,7 @@ impl WorkerProc {
             props: path,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        while !strom_testkit::accepts(addr, Duration::from_millis(100)) {
             assert!(
                 Instant::now() < deadline,
                 "worker {name} did not start listening"
