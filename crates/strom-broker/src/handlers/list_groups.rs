@@ -85,54 +85,33 @@ pub(super) async fn handle(
 /// KIP-848 groups, listed as Kafka does: protocol type and group type "consumer", and the
 /// consumer-group states (Empty, Assigning, Reconciling, Stable) for the state filter.
 fn consumer_groups(broker: &Broker, request: &ListGroupsRequest, version: i16) -> Vec<ListedGroup> {
-    let type_ok = request.types_filter.is_empty()
-        || request
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(CONSUMER_GROUP_TYPE));
-    if !type_ok {
-        return Vec::new();
-    }
-    broker
-        .groups()
-        .list_consumer()
-        .into_iter()
-        .filter(|(_, state)| {
-            request.states_filter.is_empty()
-                || request
-                    .states_filter
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case(state))
-        })
-        .map(|(group_id, state)| {
-            let mut out = ListedGroup::default();
-            out.group_id = GroupId(StrBytes::from_string(group_id));
-            out.protocol_type = StrBytes::from_static_str(CONSUMER_GROUP_TYPE);
-            if version >= 4 {
-                out.group_state = StrBytes::from_static_str(state);
-            }
-            if version >= 5 {
-                out.group_type = StrBytes::from_static_str(CONSUMER_GROUP_TYPE);
-            }
-            out
-        })
-        .collect()
+    typed_groups(request, version, CONSUMER_GROUP_TYPE, || {
+        broker.groups().list_consumer()
+    })
 }
 
 /// KIP-932 share groups: protocol type and group type "share", states Empty and Stable.
 fn share_groups(broker: &Broker, request: &ListGroupsRequest, version: i16) -> Vec<ListedGroup> {
-    const SHARE_GROUP_TYPE: &str = "share";
+    typed_groups(request, version, "share", || broker.shares().list_groups())
+}
+
+/// The groups of one group type (which is also their protocol type), `(id, state)` from
+/// `list`, through the request's type and state filters.
+fn typed_groups(
+    request: &ListGroupsRequest,
+    version: i16,
+    group_type: &'static str,
+    list: impl FnOnce() -> Vec<(String, &'static str)>,
+) -> Vec<ListedGroup> {
     let type_ok = request.types_filter.is_empty()
         || request
             .types_filter
             .iter()
-            .any(|t| t.eq_ignore_ascii_case(SHARE_GROUP_TYPE));
+            .any(|t| t.eq_ignore_ascii_case(group_type));
     if !type_ok {
         return Vec::new();
     }
-    broker
-        .shares()
-        .list_groups()
+    list()
         .into_iter()
         .filter(|(_, state)| {
             request.states_filter.is_empty()
@@ -144,12 +123,12 @@ fn share_groups(broker: &Broker, request: &ListGroupsRequest, version: i16) -> V
         .map(|(group_id, state)| {
             let mut out = ListedGroup::default();
             out.group_id = GroupId(StrBytes::from_string(group_id));
-            out.protocol_type = StrBytes::from_static_str(SHARE_GROUP_TYPE);
+            out.protocol_type = StrBytes::from_static_str(group_type);
             if version >= 4 {
                 out.group_state = StrBytes::from_static_str(state);
             }
             if version >= 5 {
-                out.group_type = StrBytes::from_static_str(SHARE_GROUP_TYPE);
+                out.group_type = StrBytes::from_static_str(group_type);
             }
             out
         })
