@@ -23,24 +23,18 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: ShareAcknowledgeRequest = decode(&SPEC, header, body)?;
     let mut response = ShareAcknowledgeResponse::default();
-    let group_id = request
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member_id = request
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    if group_id.is_empty() || member_id.is_empty() {
-        response.error_code = ErrorCode::InvalidRequest.code();
-        return respond(&SPEC, header, &response);
-    }
-    if !header.authorized(broker, AclOperation::Read, ResourceType::Group, &group_id) {
-        response.error_code = ErrorCode::GroupAuthorizationFailed.code();
-        return respond(&SPEC, header, &response);
-    }
+    let (group_id, member_id) = match super::share_fetch::share_member(
+        broker,
+        header,
+        request.group_id.as_ref(),
+        request.member_id.as_ref(),
+    ) {
+        Ok(ids) => ids,
+        Err(code) => {
+            response.error_code = code.code();
+            return respond(&SPEC, header, &response);
+        }
+    };
     let epoch = request.share_session_epoch;
     let shares = broker.shares();
     // Acknowledging needs a session: epoch 0 would open one, which only ShareFetch does.

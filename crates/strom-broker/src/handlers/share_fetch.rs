@@ -11,7 +11,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::share_fetch_response::{
     AcquiredRecords, NodeEndpoint, PartitionData, ShareFetchableTopicResponse,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, ShareFetchRequest, ShareFetchResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, GroupId, ShareFetchRequest, ShareFetchResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::ErrorCode;
 use uuid::Uuid;
@@ -41,26 +41,19 @@ pub(super) async fn handle(
 ) -> HandlerResult {
     let request: ShareFetchRequest = decode(&SPEC, header, body)?;
     let mut response = ShareFetchResponse::default();
-    let group_id = request
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member_id = request
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
     let top_error = |mut response: ShareFetchResponse, code: ErrorCode| {
         response.error_code = code.code();
         respond(&SPEC, header, &response)
     };
-    if group_id.is_empty() || member_id.is_empty() {
-        return top_error(response, ErrorCode::InvalidRequest);
-    }
-    if !header.authorized(broker, AclOperation::Read, ResourceType::Group, &group_id) {
-        return top_error(response, ErrorCode::GroupAuthorizationFailed);
-    }
+    let (group_id, member_id) = match share_member(
+        broker,
+        header,
+        request.group_id.as_ref(),
+        request.member_id.as_ref(),
+    ) {
+        Ok(ids) => ids,
+        Err(code) => return top_error(response, code),
+    };
     let shares = broker.shares();
     response.acquisition_lock_timeout_ms =
         i32::try_from(shares.lock_duration_ms(&group_id)).unwrap_or(i32::MAX);
@@ -272,4 +265,24 @@ pub(super) async fn handle(
         })
         .collect();
     respond(&SPEC, header, &response)
+}
+
+/// The group and member ids of a ShareFetch or ShareAcknowledge, once the principal may read
+/// the group: INVALID_REQUEST when either is missing or empty, GROUP_AUTHORIZATION_FAILED
+/// when reading the group is denied.
+pub(super) fn share_member(
+    broker: &Broker,
+    header: &RequestContext,
+    group_id: Option<&GroupId>,
+    member_id: Option<&StrBytes>,
+) -> Result<(String, String), ErrorCode> {
+    let group_id = group_id.map(|g| g.0.to_string()).unwrap_or_default();
+    let member_id = member_id.map(|m| m.to_string()).unwrap_or_default();
+    if group_id.is_empty() || member_id.is_empty() {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    if !header.authorized(broker, AclOperation::Read, ResourceType::Group, &group_id) {
+        return Err(ErrorCode::GroupAuthorizationFailed);
+    }
+    Ok((group_id, member_id))
 }
