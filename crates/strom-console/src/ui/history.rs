@@ -74,10 +74,56 @@ impl History {
     }
 }
 
-/// Reads one sample: every partition's end offset and every group's lag.
+/// Longest one sample may take: a request stuck in the client's retries (a partition whose
+/// leader moves, a group whose coordinator loads) must not stop the history.
+fn sample_timeout(interval: Duration) -> Duration {
+    (interval * 4).clamp(Duration::from_secs(2), Duration::from_secs(10))
+}
+
+/// Every user partition's end offset. One ListOffsets for all of them; if that fails, one per
+/// topic, so that one topic in trouble (being deleted, its leader moving) leaves the others'
+/// offsets in the sample.
+async fn end_offsets(
+    admin: &Admin,
+    specs: &[(TopicPartition, i64)],
+    per_call: Duration,
+) -> strom_client::Result<HashMap<TopicPartition, (i64, i64)>> {
+    let all = tokio::time::timeout(per_call, admin.client().list_offsets(specs, 0)).await;
+    if let Ok(Ok(ends)) = all {
+        return Ok(ends);
+    }
+    let mut by_topic: BTreeMap<&str, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+    for (tp, ts) in specs {
+        by_topic
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push((tp.clone(), *ts));
+    }
+    let mut ends = HashMap::new();
+    let mut last_error = None;
+    for (topic, specs) in by_topic {
+        match tokio::time::timeout(per_call, admin.client().list_offsets(&specs, 0)).await {
+            Ok(Ok(part)) => ends.extend(part),
+            Ok(Err(e)) => {
+                tracing::debug!(topic, "console history: end offsets skipped: {e}");
+                last_error = Some(e);
+            }
+            Err(_) => tracing::debug!(topic, "console history: end offsets timed out"),
+        }
+    }
+    match last_error {
+        Some(e) if ends.is_empty() && !specs.is_empty() => Err(e),
+        _ => Ok(ends),
+    }
+}
+
+/// Reads one sample: every partition's end offset and every group's lag. A group whose
+/// offsets cannot be read in time is left out of this sample.
 pub async fn sample_once(
     admin: &Admin,
+    interval: Duration,
 ) -> strom_client::Result<(ClusterSample, BTreeMap<String, i64>)> {
+    let per_call = sample_timeout(interval);
     // User topics only: the chart shows what clients produce, not commits or metadata.
     let topics = admin.list_topics(false).await?;
     let specs: Vec<(TopicPartition, i64)> = topics
@@ -89,7 +135,7 @@ pub async fn sample_once(
                 .map(|p| (TopicPartition::new(&t.name, p.partition), LATEST))
         })
         .collect();
-    let ends = admin.client().list_offsets(&specs, 0).await?;
+    let ends = end_offsets(admin, &specs, per_call).await?;
     let t_ms = now_ms();
     let sample = ClusterSample {
         t_ms,
@@ -98,8 +144,21 @@ pub async fn sample_once(
     };
     let mut lags = BTreeMap::new();
     for listing in admin.list_groups().await? {
-        let Ok(committed) = admin.list_group_offsets(&listing.group_id).await else {
-            continue;
+        let committed = match tokio::time::timeout(
+            per_call,
+            admin.list_group_offsets(&listing.group_id),
+        )
+        .await
+        {
+            Ok(Ok(committed)) => committed,
+            Ok(Err(e)) => {
+                tracing::debug!(group = %listing.group_id, "console history: offsets skipped: {e}");
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!(group = %listing.group_id, "console history: offsets timed out");
+                continue;
+            }
         };
         if committed.is_empty() {
             continue;
@@ -125,6 +184,7 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -133,11 +193,32 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        match sample_once(&admin).await {
-            Ok((sample, lags)) => history
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(sample, lags),
+        // The whole sample is bounded too (ListGroups and Metadata retry on their own).
+        let sample =
+            tokio::time::timeout(sample_timeout(interval) * 3, sample_once(&admin, interval))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(strom_client::Error::Timeout {
+                        what: "a console history sample".into(),
+                        ms: (sample_timeout(interval) * 3).as_millis() as u64,
+                    })
+                });
+        match sample {
+            Ok((sample, lags)) => {
+                if failing {
+                    tracing::info!("console history: sampling again");
+                    failing = false;
+                }
+                history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record(sample, lags)
+            }
+            // Said once when sampling starts to fail, not at every interval.
+            Err(e) if !failing => {
+                tracing::warn!("console history: samples skipped until this clears: {e}");
+                failing = true;
+            }
             Err(e) => tracing::debug!("console history: sample skipped: {e}"),
         }
     }

@@ -211,7 +211,12 @@ async function scenario(base, bootstrap, dir) {
       (await text(page, '#group-lag')) === '0' && (await text(page, '#members-table')).includes('ui-consumer'));
     await step('lag-up');
     await until('lag 50', async () => (await text(page, '#group-lag')) === '50');
-    await until('the lag chart has a line', async () => (await page.locator('#lag-chart svg path').count()) === 1);
+    await until('the lag chart has a line', async () => {
+      if ((await page.locator('#lag-chart svg path').count()) === 1) return true;
+      // Not yet: throw what the console's history holds, so a timeout says why.
+      const h = await (await fetch(`${base}/api/console/history/lag/ui-group`)).text();
+      throw new Error(`no line yet; history: ${h.slice(0, 300)}`);
+    });
     await shot(page, dir, '08-group-lagging');
     // An active group cannot be reset: Kafka's refusal is shown.
     await page.selectOption('#reset-to', 'earliest');
