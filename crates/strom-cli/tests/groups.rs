@@ -5,19 +5,18 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::groups::{assigned, make_topic, produce};
+use common::groups::{self, assigned, make_topic, produce, spread};
 use common::{client_config, Server};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientContext;
 
 /// Session timeout of every member: the broker's default minimum.
@@ -61,39 +60,8 @@ fn poll_until(
     what: &str,
     done: impl Fn(&[BaseConsumer], &[Seen]) -> bool,
 ) {
-    let deadline = Instant::now() + timeout;
-    while !done(consumers, seen) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: assignments {:?}, {} records",
-            consumers.iter().map(assigned).collect::<Vec<_>>(),
-            seen.len()
-        );
-        for (i, c) in consumers.iter().enumerate() {
-            match c.poll(Duration::from_millis(20)) {
-                Some(Ok(m)) => {
-                    let value = m
-                        .payload_view::<str>()
-                        .and_then(Result::ok)
-                        .unwrap_or("")
-                        .parse()
-                        .unwrap_or(-1);
-                    seen.push((i, m.partition(), m.offset(), value));
-                    c.commit_message(&m, CommitMode::Sync).expect("commit");
-                }
-                Some(Err(e)) => panic!("consumer {i}: {e}"),
-                None => {}
-            }
-        }
-    }
-}
-
-fn spread(consumers: &[BaseConsumer], sizes: &[usize], partitions: i32) -> bool {
-    let owned: Vec<BTreeSet<i32>> = consumers.iter().map(assigned).collect();
-    let mut counts: Vec<usize> = owned.iter().map(BTreeSet::len).collect();
-    counts.sort_unstable();
-    let all: BTreeSet<i32> = owned.into_iter().flatten().collect();
-    counts == sizes && all == (0..partitions).collect()
+    let record = |i, m: &BorrowedMessage<'_>, value| (i, m.partition(), m.offset(), value);
+    groups::poll_until(consumers, seen, timeout, what, record, done);
 }
 
 fn values(seen: &[Seen]) -> Vec<i32> {

@@ -5,49 +5,30 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::groups::{assigned, make_topic, produce};
+use common::groups::{
+    self, assigned, kip848_member, kip848_server as start_server, make_topic, produce, spread,
+};
 use common::wire::Wire;
-use common::{client_config, Server};
 use kafka_protocol::messages::{
     ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, GroupId, ListGroupsRequest, ListGroupsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::consumer::BaseConsumer;
 
 /// The broker's `group.consumer.session.timeout.ms` in these tests.
 const SESSION_MS: u64 = 6_000;
 /// GROUP_ID_NOT_FOUND.
 const GROUP_ID_NOT_FOUND: i16 = 69;
 
-fn start_server() -> Server {
-    Server::start(&[
-        ("group.consumer.session.timeout.ms", "6000"),
-        ("group.consumer.heartbeat.interval.ms", "300"),
-    ])
-}
-
-/// A member of the KIP-848 protocol (librdkafka refuses the classic session settings here).
 fn member(bootstrap: &str, group: &str, topic: &str, client_id: &str) -> BaseConsumer {
-    let c: BaseConsumer = client_config(bootstrap)
-        .set("group.id", group)
-        .set("group.protocol", "consumer")
-        .set("client.id", client_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .expect("consumer");
-    c.subscribe(&[topic]).expect("subscribe");
-    c
+    kip848_member(bootstrap, group, topic, client_id, &[])
 }
 
-/// Polls every consumer, committing each record, until `done` holds; returns the values.
+/// Polls every consumer, committing each record, until `done` holds; keeps the values.
 fn poll_until(
     consumers: &[BaseConsumer],
     seen: &mut Vec<i32>,
@@ -55,39 +36,7 @@ fn poll_until(
     what: &str,
     done: impl Fn(&[BaseConsumer], &[i32]) -> bool,
 ) {
-    let deadline = Instant::now() + timeout;
-    while !done(consumers, seen) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: assignments {:?}, {} records",
-            consumers.iter().map(assigned).collect::<Vec<_>>(),
-            seen.len()
-        );
-        for (i, c) in consumers.iter().enumerate() {
-            match c.poll(Duration::from_millis(20)) {
-                Some(Ok(m)) => {
-                    let value = m
-                        .payload_view::<str>()
-                        .and_then(Result::ok)
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(-1);
-                    seen.push(value);
-                    c.commit_message(&m, CommitMode::Sync).expect("commit");
-                }
-                Some(Err(e)) => panic!("consumer {i}: {e}"),
-                None => {}
-            }
-        }
-    }
-}
-
-fn spread(consumers: &[BaseConsumer], sizes: &[usize], partitions: i32) -> bool {
-    let owned: Vec<BTreeSet<i32>> = consumers.iter().map(assigned).collect();
-    let mut counts: Vec<usize> = owned.iter().map(BTreeSet::len).collect();
-    counts.sort_unstable();
-    let total: usize = counts.iter().sum();
-    let all: BTreeSet<i32> = owned.into_iter().flatten().collect();
-    counts == sizes && total == all.len() && all == (0..partitions).collect()
+    groups::poll_until(consumers, seen, timeout, what, |_, _, v| v, done);
 }
 
 fn sorted(mut v: Vec<i32>) -> Vec<i32> {

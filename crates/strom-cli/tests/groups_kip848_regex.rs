@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::groups::{make_topic, produce};
+use common::groups::{self, kip848_member, kip848_server as start_server, make_topic, produce};
 use common::wire::Wire;
 use common::{client_config, Server};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -18,38 +18,21 @@ use kafka_protocol::messages::{
     MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
 
 /// INVALID_REGULAR_EXPRESSION (Kafka 4.0).
 const INVALID_REGULAR_EXPRESSION: i16 = 128;
 /// GROUP_ID_NOT_FOUND.
 const GROUP_ID_NOT_FOUND: i16 = 69;
 
-fn start_server() -> Server {
-    Server::start(&[
-        ("group.consumer.session.timeout.ms", "6000"),
-        ("group.consumer.heartbeat.interval.ms", "300"),
-    ])
-}
-
 fn regex_member(bootstrap: &str, group: &str, pattern: &str, client_id: &str) -> BaseConsumer {
-    let c: BaseConsumer = client_config(bootstrap)
-        .set("group.id", group)
-        .set("group.protocol", "consumer")
-        .set("client.id", client_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
-        .set("topic.metadata.refresh.interval.ms", "1000")
-        .create()
-        .expect("consumer");
-    c.subscribe(&[pattern]).expect("subscribe");
-    c
+    let refresh = [("topic.metadata.refresh.interval.ms", "1000")];
+    kip848_member(bootstrap, group, pattern, client_id, &refresh)
 }
 
-/// Polls every member, committing each record, until `done` holds; returns (topic, value)
-/// of every record seen, in order.
+/// Polls every member, committing each record, until `done` holds; keeps (topic, value) of
+/// every record seen, in order.
 fn poll_until(
     consumers: &[BaseConsumer],
     seen: &mut Vec<(String, i32)>,
@@ -57,33 +40,8 @@ fn poll_until(
     what: &str,
     done: impl Fn(&[(String, i32)]) -> bool,
 ) {
-    let deadline = Instant::now() + timeout;
-    while !done(seen) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {} records, assignments {:?}",
-            seen.len(),
-            consumers
-                .iter()
-                .map(|c| c.assignment().map(|a| a.count()).unwrap_or(0))
-                .collect::<Vec<_>>()
-        );
-        for (i, c) in consumers.iter().enumerate() {
-            match c.poll(Duration::from_millis(20)) {
-                Some(Ok(m)) => {
-                    let value = m
-                        .payload_view::<str>()
-                        .and_then(Result::ok)
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(-1);
-                    seen.push((m.topic().to_owned(), value));
-                    c.commit_message(&m, CommitMode::Sync).expect("commit");
-                }
-                Some(Err(e)) => panic!("consumer {i}: {e}"),
-                None => {}
-            }
-        }
-    }
+    let record = |_, m: &BorrowedMessage<'_>, v| (m.topic().to_owned(), v);
+    groups::poll_until(consumers, seen, timeout, what, record, |_, s| done(s));
 }
 
 fn describe(wire: &mut Wire, group: &str) -> ConsumerGroupDescribeResponse {
