@@ -231,3 +231,125 @@ async fn copy_file<W: AsyncWrite + Unpin + ?Sized>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use strom_protocol::record_batch::builder::build_batch;
+    use strom_storage::{LogConfig, PartitionLog, SystemClock};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A log of `batches` batches of 100 records of 1 KiB, and a slice of all of it.
+    fn log_with(dir: &std::path::Path, batches: usize) -> (PartitionLog, FileSlice) {
+        let log = PartitionLog::open(dir.join("t-0"), LogConfig::default(), Arc::new(SystemClock))
+            .unwrap();
+        for b in 0..batches {
+            let value = vec![b as u8; 1024];
+            let recs: Vec<_> = (0..100).map(|i| (None, Some(&value[..]), i)).collect();
+            log.append(build_batch(0, &recs, None)).unwrap();
+        }
+        let slice = log.read(0, usize::MAX >> 1, None).unwrap().slice.unwrap();
+        (log, slice)
+    }
+
+    async fn pair() -> (OwnedWriteHalf, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_, write) = accepted.unwrap().0.into_split();
+        (write, client.unwrap())
+    }
+
+    fn framed(slice: FileSlice) -> (Response, Vec<u8>) {
+        let head = Bytes::from_static(b"head");
+        let tail = Bytes::from_static(b"tail");
+        let size = (head.len() + slice.len + tail.len()) as i32;
+        let mut expected = size.to_be_bytes().to_vec();
+        expected.extend_from_slice(&head);
+        expected.extend_from_slice(&slice.read_to_bytes().unwrap());
+        expected.extend_from_slice(&tail);
+        let parts = vec![
+            ResponsePart::Bytes(Bytes::copy_from_slice(&size.to_be_bytes())),
+            ResponsePart::Bytes(head),
+            ResponsePart::File(slice),
+            ResponsePart::Bytes(tail),
+        ];
+        (Response::from_parts(parts), expected)
+    }
+
+    #[tokio::test]
+    async fn sendfile_delivers_the_exact_frame_through_a_slow_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        // ~10 MiB: many times the socket buffer, so sendfile stops short and waits often.
+        let (_log, slice) = log_with(dir.path(), 100);
+        let len = slice.len as u64;
+        let (response, expected) = framed(slice);
+        let (write, mut client) = pair().await;
+        let metrics = BrokerMetrics::default();
+        let mut writer = ResponseWriter::Plain(write);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0; 7919];
+            loop {
+                let n = client.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+                tokio::task::yield_now().await;
+            }
+        });
+        writer.write_response(response, &metrics).await.unwrap();
+        writer.shutdown().await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "the bytes received are the frame");
+        assert_eq!(metrics.zero_copy_bytes_total.get(), len);
+        assert_eq!(metrics.copied_file_bytes_total.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_segment_truncated_after_the_read_fails_the_write_instead_of_a_short_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, slice) = log_with(dir.path(), 20);
+        let full = slice.len;
+        let (response, expected) = framed(slice);
+        // Truncation (a follower's, or a crash recovery's) shrinks the segment file under
+        // the open handle.
+        let segment = std::fs::read_dir(dir.path().join("t-0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(full as u64 / 2)
+            .unwrap();
+        let (write, mut client) = pair().await;
+        let metrics = BrokerMetrics::default();
+        let mut writer = ResponseWriter::Plain(write);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let err = writer.write_response(response, &metrics).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        drop(writer); // the connection closes
+        let got = reader.await.unwrap();
+        assert!(
+            got.len() < expected.len(),
+            "no complete frame: {}",
+            got.len()
+        );
+        assert!(
+            expected.starts_with(&got),
+            "what was sent is the frame's start"
+        );
+        assert_eq!(metrics.zero_copy_bytes_total.get(), 0);
+    }
+}
