@@ -6,7 +6,8 @@
 //! the global request budget (`queued.max.request.bytes`) grants its size, and the next
 //! request is handled only while less than `QUEUED_RESPONSE_BYTES` of responses wait to be
 //! written (so at most that plus one response). Fetched records are not in those bytes: they
-//! stay in the segment files and are read 64 KiB at a time as they are written. While either
+//! stay in the segment files and go to the socket from there (sendfile on plaintext listeners,
+//! 64 KiB reads on TLS; see `socket_writer`). While either
 //! waits, the socket is not read: the client feels TCP back-pressure, as with Kafka's muted
 //! channels.
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use strom_protocol::frame::{complete_frame_len, FRAME_HEADER_LEN};
 use strom_protocol::header::decode_request_header;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -26,10 +27,9 @@ use crate::broker::Broker;
 use crate::handlers;
 use crate::limits::{RequestBudget, RequestPermit};
 use crate::metrics::BrokerMetrics;
-use crate::response::{Response, ResponsePart};
+use crate::response::Response;
+use crate::socket_writer::ResponseWriter;
 
-/// Piece of a segment file read at a time when writing fetched records.
-const FILE_CHUNK_BYTES: usize = 64 * 1024;
 /// Responses encoded but not yet written, per connection (a count bound for small ones).
 const MAX_QUEUED_RESPONSES: usize = 64;
 /// The next request is handled only while fewer bytes than this wait to be written.
@@ -51,7 +51,7 @@ struct Closed;
 /// on mutual TLS, else anonymous).
 pub(crate) struct Transport {
     reader: Box<dyn AsyncRead + Send + Unpin>,
-    writer: Box<dyn AsyncWrite + Send + Unpin>,
+    writer: ResponseWriter,
     pub(crate) principal: Arc<str>,
     /// On SASL listeners: the client authenticates before anything else.
     pub(crate) sasl: Option<Arc<crate::security::sasl::SaslServer>>,
@@ -63,7 +63,7 @@ impl Transport {
         let (reader, writer) = stream.into_split();
         Transport {
             reader: Box::new(reader),
-            writer: Box::new(writer),
+            writer: ResponseWriter::Plain(writer),
             principal: Arc::from(crate::security::ANONYMOUS),
             sasl: None,
         }
@@ -76,7 +76,7 @@ impl Transport {
         let (reader, writer) = tokio::io::split(stream);
         Transport {
             reader: Box::new(reader),
-            writer: Box::new(writer),
+            writer: ResponseWriter::Buffered(Box::new(writer)),
             principal,
             sasl: None,
         }
@@ -380,7 +380,7 @@ impl Connection {
 /// Writes responses in order. A response that cannot be written within
 /// `connections.max.idle.ms` (the client stopped reading) closes the connection.
 async fn write_responses(
-    mut writer: Box<dyn AsyncWrite + Send + Unpin>,
+    mut writer: ResponseWriter,
     mut rx: mpsc::Receiver<Response>,
     peer: SocketAddr,
     queued: Arc<watch::Sender<usize>>,
@@ -389,7 +389,7 @@ async fn write_responses(
 ) {
     while let Some(response) = rx.recv().await {
         let len = response.buffered_len();
-        let write = write_response(writer.as_mut(), response);
+        let write = writer.write_response(response, &metrics);
         let written = match idle {
             Some(limit) => tokio::time::timeout(limit, write)
                 .await
@@ -404,30 +404,4 @@ async fn write_responses(
         metrics.response_bytes_queued.sub(len as i64);
     }
     let _ = writer.shutdown().await;
-}
-
-/// Writes one response; file ranges are read in `FILE_CHUNK_BYTES` pieces.
-async fn write_response(
-    writer: &mut (dyn AsyncWrite + Send + Unpin),
-    response: Response,
-) -> std::io::Result<()> {
-    let mut chunk = Vec::new();
-    for part in response.into_parts() {
-        match part {
-            ResponsePart::Bytes(bytes) => writer.write_all(&bytes).await?,
-            ResponsePart::File(slice) => {
-                chunk.resize(FILE_CHUNK_BYTES, 0);
-                let mut done = 0;
-                while done < slice.len {
-                    let n = (slice.len - done).min(FILE_CHUNK_BYTES);
-                    // A positioned read of page-cached segment data: short enough to run
-                    // on the async worker (the fetch path read whole ranges there before).
-                    slice.read_exact_at(&mut chunk[..n], done as u64)?;
-                    writer.write_all(&chunk[..n]).await?;
-                    done += n;
-                }
-            }
-        }
-    }
-    Ok(())
 }

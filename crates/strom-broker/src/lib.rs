@@ -25,6 +25,7 @@ mod response;
 pub mod security;
 pub mod server;
 pub mod share;
+mod socket_writer;
 pub mod throttle;
 pub mod txn;
 

@@ -202,6 +202,11 @@ pub struct BrokerMetrics {
     /// Bytes of encoded responses held in memory waiting to be written, over all
     /// connections (fetched records sent from segment files are not held, not counted).
     pub response_bytes_queued: Gauge,
+    /// Fetched record bytes sent from segment files with sendfile (plaintext listeners).
+    pub zero_copy_bytes_total: Counter,
+    /// Fetched record bytes read from segment files into a buffer to be written (TLS
+    /// listeners, or a disk without file descriptors).
+    pub copied_file_bytes_total: Counter,
     /// Produce appends refused with KAFKA_STORAGE_ERROR (a full disk, an I/O error, an offline
     /// log); Kafka counts them among `FailedProduceRequestsPerSec`.
     pub produce_storage_errors_total: Counter,
@@ -224,6 +229,8 @@ impl Default for BrokerMetrics {
             request_budget_waits_total: Counter::default(),
             request_bytes_in_flight: Gauge::default(),
             response_bytes_queued: Gauge::default(),
+            zero_copy_bytes_total: Counter::default(),
+            copied_file_bytes_total: Counter::default(),
             produce_storage_errors_total: Counter::default(),
         }
     }

@@ -221,6 +221,16 @@ impl Broker {
             "Request bytes read and not yet handled (queued.max.request.bytes budget in use).",
             m.request_bytes_in_flight.get(),
         );
+        s.counter(
+            "strom_network_fetch_zero_copy_bytes",
+            "Fetched record bytes sent from segment files with sendfile (plaintext listeners).",
+            m.zero_copy_bytes_total.get(),
+        );
+        s.counter(
+            "strom_network_fetch_copied_bytes",
+            "Fetched record bytes read into a buffer to be written (TLS listeners).",
+            m.copied_file_bytes_total.get(),
+        );
 
         // Replica manager: the partitions hosted here.
         let mut min_isr: HashMap<&str, i64> = HashMap::new();

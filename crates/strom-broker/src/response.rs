@@ -97,6 +97,12 @@ impl Response {
         Response { parts }
     }
 
+    /// A response of these parts (tests).
+    #[cfg(test)]
+    pub(crate) fn from_parts(parts: Vec<ResponsePart>) -> Response {
+        Response { parts }
+    }
+
     /// The whole frame in memory (tests).
     #[cfg(test)]
     pub(crate) fn to_vec(&self) -> Vec<u8> {

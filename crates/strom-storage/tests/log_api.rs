@@ -355,3 +355,31 @@ fn flush_and_delete() {
     assert!(!path.exists());
     assert!(matches!(log.read(0, 1, None), Err(LogError::Closed)));
 }
+
+#[test]
+fn slice_next_offset_is_the_last_batch_end_from_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let log = open(dir.path(), LogConfig::default(), &clock);
+    for n in [3, 1, 5, 2] {
+        log.append(batch(n, 0)).unwrap(); // offsets 0-2, 3, 4-8, 9-10
+    }
+    let next = |from, max_bytes, max_offset| {
+        log.read(from, max_bytes, max_offset)
+            .unwrap()
+            .slice
+            .unwrap()
+            .next_offset()
+            .unwrap()
+    };
+    assert_eq!(next(0, 1 << 20, None), Some(11));
+    assert_eq!(next(4, 1 << 20, Some(9)), Some(9), "cut at max_offset");
+    assert_eq!(next(0, 1, None), Some(3), "first batch only");
+    assert_eq!(next(5, 1 << 20, None), Some(11), "from inside a batch");
+    let whole = log.read(0, 1 << 20, None).unwrap().slice.unwrap();
+    let bytes = whole.read_to_bytes().unwrap();
+    let walked = BatchSplitter::new(&bytes, usize::MAX)
+        .map(|b| RecordBatchHeader::parse(b.unwrap()).unwrap().last_offset() + 1)
+        .last();
+    assert_eq!(whole.next_offset().unwrap(), walked);
+}

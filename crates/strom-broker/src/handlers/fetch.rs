@@ -22,7 +22,6 @@ use tokio::time::Instant;
 use super::{decode, respond, AclOperation, ApiSpec, HandlerResult, ResourceType, READ_COMMITTED};
 use crate::broker::Broker;
 use crate::errors::log_error_code;
-use crate::internal_topic::next_offset;
 use crate::partition::Partition;
 use crate::response::Response;
 use strom_protocol::header::encode_response;
@@ -528,30 +527,29 @@ fn read_partition(
             preferred_read_replica: None,
         });
     }
-    // read_committed needs the batches' offsets to find the aborted transactions.
-    let records = slice
-        .read_to_bytes()
-        .map_err(|_| (ErrorCode::KafkaStorageError, hw, log_start))?;
-    let aborted = read_committed.then(|| {
-        let upper = next_offset(&records).unwrap_or(p.fetch_offset);
-        partition
-            .log
-            .aborted_transactions(p.fetch_offset, upper)
-            .into_iter()
-            .map(|t| {
-                let mut a = AbortedTransaction::default();
-                a.producer_id = ProducerId(t.producer_id);
-                a.first_offset = t.first_offset;
-                a
-            })
-            .collect()
-    });
+    // read_committed: the aborted transactions overlapping the batches, bounded by the last
+    // batch's offset (read from the batch headers; the records stay in the file).
+    let upper = slice
+        .next_offset()
+        .map_err(|_| (ErrorCode::KafkaStorageError, hw, log_start))?
+        .unwrap_or(p.fetch_offset);
+    let aborted = partition
+        .log
+        .aborted_transactions(p.fetch_offset, upper)
+        .into_iter()
+        .map(|t| {
+            let mut a = AbortedTransaction::default();
+            a.producer_id = ProducerId(t.producer_id);
+            a.first_offset = t.first_offset;
+            a
+        })
+        .collect();
     Ok(PartitionRead {
-        records: Records::Memory(records),
+        records: Records::File(slice),
         hw,
         lso,
         log_start: read.log_start_offset,
-        aborted,
+        aborted: Some(aborted),
         diverging: None,
         preferred_read_replica: None,
     })
