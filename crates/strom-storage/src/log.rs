@@ -594,14 +594,26 @@ impl PartitionLog {
     /// failure (an fsync's above all) takes the log offline: no marker, so the next open
     /// recovers.
     pub fn close(&self) -> Result<(), LogError> {
+        self.close_with(true)
+    }
+
+    /// [`Self::close`] without this log's clean-shutdown marker: the caller marks the whole
+    /// log dir clean once every log in it closed (as Kafka's broker does), and opens them
+    /// with `dir_clean` ([`Self::open_in`]). Saves two fsyncs per partition at shutdown and
+    /// one at start-up.
+    pub fn close_for_log_dir_marker(&self) -> Result<(), LogError> {
+        self.close_with(false)
+    }
+
+    fn close_with(&self, marker: bool) -> Result<(), LogError> {
         let _flushing = self.flush_lock.lock();
         let mut inner = self.inner.lock();
         inner.check_open()?;
-        self.close_locked(&mut inner)
+        self.close_locked(&mut inner, marker)
             .map_err(|e| inner.go_offline(&self.dir, "close", &e))
     }
 
-    fn close_locked(&self, inner: &mut Inner) -> Result<(), LogError> {
+    fn close_locked(&self, inner: &mut Inner, marker: bool) -> Result<(), LogError> {
         let fs = &*self.fs;
         let active = Arc::clone(inner.active());
         active.finalize()?;
@@ -616,11 +628,20 @@ impl PartitionLog {
             inner.recovery_point = active.base_offset;
             recovery::write_recovery_point(fs, &self.dir, active.base_offset)?;
         }
-        inner
-            .producers
-            .write_snapshot(fs, &self.dir, inner.log_end_offset())?;
-        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
-        producer_state::write_durably(fs, &marker, b"")?;
+        // An identical snapshot at the log end is already durable (snapshots are written
+        // with fsyncs): a partition idle since it opened writes nothing here, which is what
+        // lets 100,000 of them close in seconds.
+        let end = inner.log_end_offset();
+        let bytes = inner.producers.encode();
+        let snapshot = crate::segment::file_path(&self.dir, end, producer_state::SNAPSHOT_EXT);
+        if fs.read(&snapshot).ok().as_deref() != Some(&bytes[..]) {
+            producer_state::write_snapshot_bytes(fs, &self.dir, end, &bytes)?;
+            sync_dir(fs, &self.dir)?;
+        }
+        if marker {
+            let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+            producer_state::write_durably(fs, &marker, b"")?;
+        }
         sync_dir(fs, &self.dir)?;
         inner.closed = true;
         Ok(())
