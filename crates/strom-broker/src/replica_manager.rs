@@ -190,6 +190,7 @@ impl ReplicaManager {
     ) -> Result<Vec<(Arc<Partition>, RoleChange)>, LogError> {
         let mut wanted: HashSet<(String, i32)> = HashSet::new();
         let mut changes = Vec::new();
+        let mut pending = Vec::new();
         let now = self.clock.now_ms();
         let unhosted = self.unhosted(image.topics().flat_map(|topic| {
             let log_config = config_for(&topic.name);
@@ -215,7 +216,7 @@ impl ReplicaManager {
                     continue;
                 }
                 wanted.insert((topic.name.clone(), *index));
-                let hosted = self.host(
+                pending.push(self.host(
                     image,
                     topic,
                     p,
@@ -224,12 +225,10 @@ impl ReplicaManager {
                     true,
                     now,
                     &mut opened,
-                )?;
-                if let Some(change) = hosted {
-                    changes.push(change);
-                }
+                )?);
             }
         }
+        changes.extend(self.apply_roles(pending, now));
         let stale: Vec<(String, i32)> = self
             .partitions
             .read()
@@ -259,7 +258,7 @@ impl ReplicaManager {
         set_config: bool,
         now: i64,
         opened: &mut Opened,
-    ) -> Result<Option<(Arc<Partition>, RoleChange)>, LogError> {
+    ) -> Result<(Arc<Partition>, Role), LogError> {
         let index = p.partition;
         let key = (topic.name.clone(), index);
         let partition = match self.partition(&topic.name, index) {
@@ -305,8 +304,42 @@ impl ReplicaManager {
                 partition
             }
         };
-        let change = partition.apply_role(Role::of(p, min_isr), now);
-        Ok((change != RoleChange::None).then_some((partition, change)))
+        let _ = now;
+        Ok((partition, Role::of(p, min_isr)))
+    }
+
+    /// Gives each partition its role, on `open_threads` threads per log dir: becoming leader
+    /// in a new epoch writes the leader-epoch checkpoint (a file and an fsync), which at
+    /// start-up happens to every partition. Returns the changes in input order.
+    fn apply_roles(
+        &self,
+        pending: Vec<(Arc<Partition>, Role)>,
+        now: i64,
+    ) -> Vec<(Arc<Partition>, RoleChange)> {
+        let apply = |group: &[(Arc<Partition>, Role)]| -> Vec<(Arc<Partition>, RoleChange)> {
+            group
+                .iter()
+                .filter_map(|(p, role)| {
+                    let change = p.apply_role(role.clone(), now);
+                    (change != RoleChange::None).then(|| (Arc::clone(p), change))
+                })
+                .collect()
+        };
+        let threads = (self.open_threads * self.roots.len()).max(1);
+        if threads == 1 || pending.len() < 64 {
+            return apply(&pending);
+        }
+        let chunk = pending.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pending
+                .chunks(chunk)
+                .map(|group| scope.spawn(move || apply(group)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a role change panicked"))
+                .collect()
+        })
     }
 
     /// Applies what changed between the image the logs follow and `image` (`delta`), touching
@@ -324,6 +357,7 @@ impl ReplicaManager {
     ) -> Result<Vec<(Arc<Partition>, RoleChange)>, LogError> {
         let now = self.clock.now_ms();
         let mut changes = Vec::new();
+        let mut pending = Vec::new();
         for (topic_id, name) in &delta.deleted_topics {
             let hosted: Vec<(String, i32)> = self
                 .partitions
@@ -374,7 +408,7 @@ impl ReplicaManager {
                     }
                     continue;
                 }
-                if let Some(change) = self.host(
+                pending.push(self.host(
                     image,
                     topic,
                     p,
@@ -383,11 +417,10 @@ impl ReplicaManager {
                     false,
                     now,
                     &mut opened,
-                )? {
-                    changes.push(change);
-                }
+                )?);
             }
         }
+        changes.extend(self.apply_roles(pending, now));
         for topic_id in &delta.changed_topic_configs {
             let Some(topic) = image.topic_by_id(*topic_id) else {
                 continue;
