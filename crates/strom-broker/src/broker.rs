@@ -125,6 +125,16 @@ impl Broker {
         let image = metadata.image().1;
         let voter = controller.as_ref().map(|c| Arc::clone(c.quorum()));
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let open_threads = config
+            .static_value("num.recovery.threads.per.data.dir")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(SHUTDOWN_THREADS);
+        if let Some(max) = config
+            .static_value("log.open.files.max")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            strom_storage::HandleCache::global().set_max(max);
+        }
         let broker = Arc::new(Broker {
             groups: GroupCoordinator::new(GroupConfig::from_broker(&config), clock.clone())
                 .with_consumer_config(ConsumerGroupConfig::from_broker(&config)),
@@ -133,11 +143,15 @@ impl Broker {
             shares: crate::share::ShareCoordinator::new(crate::share::ShareConfig::from_broker(
                 &config,
             )),
-            replicas: if config.is_quorum_over_network() {
-                ReplicaManager::with_log_dirs(roots, clock, config.node_id())
-                    .hosting_only_own_replicas()
-            } else {
-                ReplicaManager::with_log_dirs(roots, clock, config.node_id())
+            replicas: {
+                let replicas = ReplicaManager::with_log_dirs(roots, clock, config.node_id())
+                    .with_open_threads(open_threads)
+                    .with_clean_start(clean_shutdown);
+                if config.is_quorum_over_network() {
+                    replicas.hosting_only_own_replicas()
+                } else {
+                    replicas
+                }
             },
             authorizer: crate::security::authz::Authorizer::from_config(&config),
             client_quotas: Default::default(),

@@ -4,11 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use strom_metadata::{MetadataDelta, MetadataImage, PartitionImage, TopicImage};
-use strom_storage::{Clock, LogConfig, LogError, PartitionLog};
+use strom_storage::{Clock, HandleCache, LogConfig, LogError, PartitionLog, StdFs};
 use uuid::Uuid;
 
 pub use crate::partition::{Partition, Role, RoleChange};
@@ -40,7 +41,19 @@ pub struct ReplicaManager {
     checkpoints: parking_lot::Mutex<Checkpoints>,
     /// Durable mode's group commit, one flusher per log dir.
     group_commit: crate::group_commit::LogDirFlushers,
+    /// Threads opening logs that are not hosted yet (start-up, topic creation), as Kafka's
+    /// `num.recovery.threads.per.data.dir` per log dir.
+    open_threads: usize,
+    /// Every log dir held the broker's clean-shutdown marker at start-up: logs on disk then
+    /// open trusted and without writing (see `PartitionLog::open_in`). Cleared once the
+    /// first image's logs are open: a log created later has no such history.
+    clean_start: AtomicBool,
+    /// Bounds the segment files open at once (`log.open.files.max`).
+    handles: Arc<HandleCache>,
 }
+
+/// Logs opened in parallel, by directory, waiting for `host` to take them.
+type Opened = HashMap<PathBuf, Result<PartitionLog, LogError>>;
 
 #[derive(Default)]
 struct Checkpoints {
@@ -64,7 +77,84 @@ impl ReplicaManager {
             only_own_replicas: false,
             checkpoints: Default::default(),
             group_commit: Default::default(),
+            open_threads: 1,
+            clean_start: AtomicBool::new(false),
+            handles: HandleCache::global().clone(),
         }
+    }
+
+    /// Opens logs on `threads` threads per log dir.
+    pub fn with_open_threads(mut self, threads: usize) -> Self {
+        self.open_threads = threads.max(1);
+        self
+    }
+
+    /// The logs on disk were all closed cleanly (the broker's log-dir markers were there).
+    pub fn with_clean_start(self, clean: bool) -> Self {
+        self.clean_start.store(clean, Ordering::Relaxed);
+        self
+    }
+
+    /// The cache bounding open segment files.
+    pub fn handles(&self) -> &Arc<HandleCache> {
+        &self.handles
+    }
+
+    /// Opens the logs of `wanted` (partition directories not hosted yet) on
+    /// `open_threads` threads per log dir: start-up with 100,000 partitions, or the creation
+    /// of thousands at once, is bound by file-system round trips, not CPU.
+    fn open_logs(&self, wanted: Vec<(PathBuf, LogConfig)>) -> Opened {
+        let clean = self.clean_start.load(Ordering::Relaxed);
+        let threads = (self.open_threads * self.roots.len())
+            .min(wanted.len())
+            .max(1);
+        let open = |(dir, config): (PathBuf, LogConfig)| {
+            let log = PartitionLog::open_in(
+                dir.clone(),
+                config,
+                self.clock.clone(),
+                Arc::new(StdFs),
+                self.handles.clone(),
+                clean,
+            );
+            (dir, log)
+        };
+        if threads == 1 {
+            return wanted.into_iter().map(open).collect();
+        }
+        let queue = Mutex::new(wanted.into_iter());
+        let opened = Mutex::new(HashMap::new());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let Some(item) = queue.lock().next() else {
+                        break;
+                    };
+                    let (dir, log) = open(item);
+                    opened.lock().insert(dir, log);
+                });
+            }
+        });
+        opened.into_inner()
+    }
+
+    /// The partitions of `items` (topic, partition) that are not hosted, with the directory
+    /// each goes to and its config: what [`Self::open_logs`] opens ahead of `host`.
+    fn unhosted<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a TopicImage, i32, LogConfig)>,
+    ) -> Vec<((String, i32), PathBuf, LogConfig)> {
+        let mut out = Vec::new();
+        let mut counts = None;
+        for (topic, index, config) in items {
+            if self.partition(&topic.name, index).is_some() {
+                continue;
+            }
+            let name = format!("{}-{}", topic.name, index);
+            let dir = self.place(&name, &mut counts);
+            out.push(((topic.name.clone(), index), dir, config));
+        }
+        out
     }
 
     /// Hosts only the partitions whose replicas include this broker (cluster mode).
@@ -100,7 +190,24 @@ impl ReplicaManager {
     ) -> Result<Vec<(Arc<Partition>, RoleChange)>, LogError> {
         let mut wanted: HashSet<(String, i32)> = HashSet::new();
         let mut changes = Vec::new();
+        let mut pending = Vec::new();
         let now = self.clock.now_ms();
+        let unhosted = self.unhosted(image.topics().flat_map(|topic| {
+            let log_config = config_for(&topic.name);
+            topic
+                .partitions
+                .iter()
+                .filter(|(_, p)| !self.only_own_replicas || p.replicas.contains(&self.local_id))
+                .map(move |(index, _)| (&**topic, *index, log_config.clone()))
+        }));
+        let mut opened = self.open_logs(
+            unhosted
+                .into_iter()
+                .map(|(_, dir, config)| (dir, config))
+                .collect(),
+        );
+        // Logs on disk now are open: from here a log that opens is a new one.
+        self.clean_start.store(false, Ordering::Relaxed);
         for topic in image.topics() {
             let log_config = config_for(&topic.name);
             let min_isr = min_isr_for(&topic.name);
@@ -109,11 +216,19 @@ impl ReplicaManager {
                     continue;
                 }
                 wanted.insert((topic.name.clone(), *index));
-                if let Some(change) = self.host(image, topic, p, &log_config, min_isr, true, now)? {
-                    changes.push(change);
-                }
+                pending.push(self.host(
+                    image,
+                    topic,
+                    p,
+                    &log_config,
+                    min_isr,
+                    true,
+                    now,
+                    &mut opened,
+                )?);
             }
         }
+        changes.extend(self.apply_roles(pending, now));
         let stale: Vec<(String, i32)> = self
             .partitions
             .read()
@@ -131,6 +246,7 @@ impl ReplicaManager {
     /// image names (with the topic's `min.insync.replicas`, which holds a leader's HW, KIP-966);
     /// `set_config` also applies `log_config` to an already open log. Returns the role change,
     /// if any.
+    /// A log [`Self::open_logs`] opened ahead is taken from `opened`.
     #[allow(clippy::too_many_arguments)]
     fn host(
         &self,
@@ -141,7 +257,8 @@ impl ReplicaManager {
         min_isr: i32,
         set_config: bool,
         now: i64,
-    ) -> Result<Option<(Arc<Partition>, RoleChange)>, LogError> {
+        opened: &mut Opened,
+    ) -> Result<(Arc<Partition>, Role), LogError> {
         let index = p.partition;
         let key = (topic.name.clone(), index);
         let partition = match self.partition(&topic.name, index) {
@@ -156,9 +273,25 @@ impl ReplicaManager {
                     // Same name, new topic id: the old topic was deleted and recreated.
                     self.remove(image, &key)?;
                 }
-                let dir = self.dir_for(&format!("{}-{}", topic.name, index));
-                let hw = self.saved_high_watermark(&dir, &topic.name, index);
-                let log = PartitionLog::open(dir, log_config.clone(), self.clock.clone())?;
+                let name = format!("{}-{}", topic.name, index);
+                let log = match existing {
+                    None => self
+                        .dir_for(&name, opened)
+                        .and_then(|dir| opened.remove(&dir)),
+                    Some(_) => None,
+                };
+                let log = match log {
+                    Some(log) => log?,
+                    None => PartitionLog::open_in(
+                        self.place(&name, &mut None),
+                        log_config.clone(),
+                        self.clock.clone(),
+                        Arc::new(StdFs),
+                        self.handles.clone(),
+                        false,
+                    )?,
+                };
+                let hw = self.saved_high_watermark(log.dir(), &topic.name, index);
                 let partition = Arc::new(Partition::new(
                     topic.name.clone(),
                     topic.topic_id,
@@ -171,8 +304,42 @@ impl ReplicaManager {
                 partition
             }
         };
-        let change = partition.apply_role(Role::of(p, min_isr), now);
-        Ok((change != RoleChange::None).then_some((partition, change)))
+        let _ = now;
+        Ok((partition, Role::of(p, min_isr)))
+    }
+
+    /// Gives each partition its role, on `open_threads` threads per log dir: becoming leader
+    /// in a new epoch writes the leader-epoch checkpoint (a file and an fsync), which at
+    /// start-up happens to every partition. Returns the changes in input order.
+    fn apply_roles(
+        &self,
+        pending: Vec<(Arc<Partition>, Role)>,
+        now: i64,
+    ) -> Vec<(Arc<Partition>, RoleChange)> {
+        let apply = |group: &[(Arc<Partition>, Role)]| -> Vec<(Arc<Partition>, RoleChange)> {
+            group
+                .iter()
+                .filter_map(|(p, role)| {
+                    let change = p.apply_role(role.clone(), now);
+                    (change != RoleChange::None).then(|| (Arc::clone(p), change))
+                })
+                .collect()
+        };
+        let threads = (self.open_threads * self.roots.len()).max(1);
+        if threads == 1 || pending.len() < 64 {
+            return apply(&pending);
+        }
+        let chunk = pending.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pending
+                .chunks(chunk)
+                .map(|group| scope.spawn(move || apply(group)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a role change panicked"))
+                .collect()
+        })
     }
 
     /// Applies what changed between the image the logs follow and `image` (`delta`), touching
@@ -190,6 +357,7 @@ impl ReplicaManager {
     ) -> Result<Vec<(Arc<Partition>, RoleChange)>, LogError> {
         let now = self.clock.now_ms();
         let mut changes = Vec::new();
+        let mut pending = Vec::new();
         for (topic_id, name) in &delta.deleted_topics {
             let hosted: Vec<(String, i32)> = self
                 .partitions
@@ -202,6 +370,24 @@ impl ReplicaManager {
                 self.remove(image, &key)?;
             }
         }
+        let unhosted = self.unhosted(delta.changed_partitions.iter().flat_map(
+            |(topic_id, indexes)| {
+                let topic = image.topic_by_id(*topic_id);
+                let config = topic.map(|t| config_for(&t.name));
+                indexes.iter().filter_map(move |index| {
+                    let (topic, config) = (topic?, config.clone()?);
+                    let p = topic.partitions.get(index)?;
+                    (!self.only_own_replicas || p.replicas.contains(&self.local_id))
+                        .then_some((&**topic, *index, config))
+                })
+            },
+        ));
+        let mut opened = self.open_logs(
+            unhosted
+                .into_iter()
+                .map(|(_, dir, config)| (dir, config))
+                .collect(),
+        );
         for (topic_id, indexes) in &delta.changed_partitions {
             let Some(topic) = image.topic_by_id(*topic_id) else {
                 continue;
@@ -222,13 +408,19 @@ impl ReplicaManager {
                     }
                     continue;
                 }
-                if let Some(change) =
-                    self.host(image, topic, p, &log_config, min_isr, false, now)?
-                {
-                    changes.push(change);
-                }
+                pending.push(self.host(
+                    image,
+                    topic,
+                    p,
+                    &log_config,
+                    min_isr,
+                    false,
+                    now,
+                    &mut opened,
+                )?);
             }
         }
+        changes.extend(self.apply_roles(pending, now));
         for topic_id in &delta.changed_topic_configs {
             let Some(topic) = image.topic_by_id(*topic_id) else {
                 continue;
@@ -290,7 +482,20 @@ impl ReplicaManager {
 
     /// Where partition directory `name` lives: the log dir that already has it, else the one
     /// hosting the fewest partitions (ties: the first listed).
-    fn dir_for(&self, name: &str) -> PathBuf {
+    /// The directory [`Self::open_logs`] opened for `name`, if it did (the key in `opened`).
+    fn dir_for(&self, name: &str, opened: &Opened) -> Option<PathBuf> {
+        self.roots
+            .iter()
+            .map(|r| r.join(name))
+            .find(|d| opened.contains_key(d))
+    }
+
+    /// `counts` caches the partitions per log dir across calls (counting them walks every
+    /// hosted partition: once per batch, not once per new partition).
+    fn place(&self, name: &str, counts: &mut Option<HashMap<PathBuf, usize>>) -> PathBuf {
+        if let [only] = self.roots.as_slice() {
+            return only.join(name);
+        }
         let existing: Vec<&PathBuf> = self
             .roots
             .iter()
@@ -302,18 +507,22 @@ impl ReplicaManager {
             }
             return first.join(name);
         }
-        let hosted = self.partitions.read();
-        let count = |root: &PathBuf| {
-            hosted
-                .values()
-                .filter(|p| p.log.dir().parent() == Some(root.as_path()))
-                .count()
-        };
+        let counts = counts.get_or_insert_with(|| {
+            let mut counts: HashMap<PathBuf, usize> =
+                self.roots.iter().map(|r| (r.clone(), 0)).collect();
+            for p in self.partitions.read().values() {
+                if let Some(n) = p.log.dir().parent().and_then(|r| counts.get_mut(r)) {
+                    *n += 1;
+                }
+            }
+            counts
+        });
         let root = self
             .roots
             .iter()
-            .min_by_key(|r| count(r))
+            .min_by_key(|r| counts[*r])
             .expect("at least one log dir");
+        *counts.get_mut(root).expect("counted") += 1;
         root.join(name)
     }
 
@@ -359,9 +568,10 @@ impl ReplicaManager {
         }
     }
 
-    /// Closes every log with a clean-shutdown marker, on `threads` threads (each close
-    /// fsyncs several files, so thousands of partitions close far faster in parallel). Whether
-    /// every log closed.
+    /// Closes every log, on `threads` threads (each close fsyncs several files, so thousands
+    /// of partitions close far faster in parallel). Whether every log closed: the caller then
+    /// marks the log dirs clean (no per-partition markers, see
+    /// `PartitionLog::close_for_log_dir_marker`).
     pub fn close_all(&self, threads: usize) -> bool {
         let partitions = self.all();
         let chunk = partitions.len().div_ceil(threads.max(1)).max(1);
@@ -371,7 +581,7 @@ impl ReplicaManager {
                 let failed = &failed;
                 scope.spawn(move || {
                     for partition in group {
-                        if let Err(e) = partition.log.close() {
+                        if let Err(e) = partition.log.close_for_log_dir_marker() {
                             failed.store(true, std::sync::atomic::Ordering::Relaxed);
                             tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "close failed");
                         }

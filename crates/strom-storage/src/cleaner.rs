@@ -18,7 +18,7 @@ use tracing::{debug, info};
 use crate::batch_reader::header_at;
 use crate::config::LogConfig;
 use crate::error::LogError;
-use crate::fs::Fs;
+use crate::handles::Files;
 use crate::index::Index;
 use crate::log::PartitionLog;
 use crate::recovery::{read_offset_file, write_offset_file};
@@ -315,6 +315,10 @@ impl PartitionLog {
             swap::discard(&*self.fs, &self.dir, c)?;
             return Ok(Some(0));
         }
+        // The swap gives the first segment's names to the cleaned one: from here the old
+        // segment must never reopen them by name (it would read the new file's bytes at the
+        // old positions); it keeps its open files for the readers that still hold it.
+        group[0].retire_keeping_open()?;
         let result = swap::commit(
             &*self.fs,
             &self.dir,
@@ -324,7 +328,7 @@ impl PartitionLog {
         )
         .and_then(|()| match stop_after {
             Some(_) => Ok(None),
-            None => open_cleaned(&*self.fs, &self.dir, c, group).map(Some),
+            None => open_cleaned(&self.files, &self.dir, c, group).map(Some),
         });
         match result {
             Ok(Some(segment)) => {
@@ -354,13 +358,13 @@ impl PartitionLog {
 
 /// The swapped-in segment, opened under its final names.
 fn open_cleaned(
-    fs: &dyn Fs,
+    files: &Files,
     dir: &Path,
     c: &CleanedSegment,
     group: &[Arc<Segment>],
 ) -> Result<Segment, LogError> {
     let log_path = file_path(dir, c.base, LOG_EXT);
-    let log = open_log_file(fs, &log_path, false)?;
+    let log = open_log_file(files, &log_path, false)?;
     let mut meta = c.meta;
     meta.first_append_ms = group[0].meta().first_append_ms;
     Ok(Segment::from_parts(
@@ -369,13 +373,13 @@ fn open_cleaned(
         log,
         c.size,
         Index::open(
-            fs,
+            files,
             &file_path(dir, c.base, INDEX_EXT),
             c.offsets.clone(),
             false,
         )?,
         Index::open(
-            fs,
+            files,
             &file_path(dir, c.base, TIME_INDEX_EXT),
             c.times.clone(),
             false,
@@ -414,7 +418,7 @@ fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 fn first_batch_timestamp(s: &Segment) -> Option<i64> {
-    let h = header_at(&*s.log, 0, s.size())?;
+    let h = header_at(&s.log, 0, s.size())?;
     let ts = RecordBatchHeader::parse(&h).ok()?.max_timestamp();
     (ts >= 0).then_some(ts)
 }

@@ -3,12 +3,12 @@
 //! search. The active segment keeps entries in memory; closed segments search the file with pread.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::error::{io_err, LogError};
 use crate::fs::{Fs, FsFile, OpenMode};
+use crate::handles::{Files, LazyFile};
 
 /// A fixed-size index entry.
 pub(crate) trait IndexEntry: Copy + std::fmt::Debug + Send + Sync {
@@ -72,25 +72,24 @@ enum State<E> {
 /// One index file. Invariant: entries are strictly increasing in their key(s).
 pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: Arc<dyn FsFile>,
+    /// Opened on first use, closed by the handle cache when idle: the active index is in
+    /// memory and touches its file only when persisted or synced.
+    file: LazyFile,
     state: RwLock<State<E>>,
-}
-
-fn open_rw(fs: &dyn Fs, path: &Path) -> Result<Arc<dyn FsFile>, LogError> {
-    fs.open(path, OpenMode::Create)
-        .map_err(io_err("open index", path))
 }
 
 impl<E: IndexEntry> Index<E> {
     /// Writes `entries` as the whole file (a new or rebuilt index).
     pub fn create(
-        fs: &dyn Fs,
+        files: &Files,
         path: &Path,
         entries: Vec<E>,
         active: bool,
     ) -> Result<Self, LogError> {
-        crate::segment::remove_if_exists(fs, path)?;
-        let file = open_rw(fs, path)?;
+        crate::segment::remove_if_exists(&*files.fs, path)?;
+        let file = files
+            .open_now(path, true)
+            .map_err(io_err("open index", path))?;
         let index = Self {
             path: path.to_path_buf(),
             file,
@@ -115,9 +114,30 @@ impl<E: IndexEntry> Index<E> {
         Some(bytes.chunks_exact(E::SIZE).map(E::decode).collect())
     }
 
-    /// Opens an existing index whose entries the caller has already validated.
-    pub fn open(fs: &dyn Fs, path: &Path, entries: Vec<E>, active: bool) -> Result<Self, LogError> {
-        let file = open_rw(fs, path)?;
+    /// Writes `entries` as a new file `path` and fsyncs it (the cleaner's staged indexes).
+    pub fn write_synced(fs: &dyn Fs, path: &Path, entries: &[E]) -> Result<(), LogError> {
+        crate::segment::remove_if_exists(fs, path)?;
+        let mut buf = vec![0u8; entries.len() * E::SIZE];
+        for (e, out) in entries.iter().zip(buf.chunks_exact_mut(E::SIZE)) {
+            e.encode(out);
+        }
+        let file = fs
+            .open(path, OpenMode::Create)
+            .map_err(io_err("open index", path))?;
+        file.write_all_at(&buf, 0)
+            .map_err(io_err("write index", path))?;
+        file.sync_data().map_err(io_err("fsync index", path))
+    }
+
+    /// An existing index whose entries the caller has already validated (its file is
+    /// opened when first needed).
+    pub fn open(
+        files: &Files,
+        path: &Path,
+        entries: Vec<E>,
+        active: bool,
+    ) -> Result<Self, LogError> {
+        let file = files.lazy(path);
         let len = entries.len();
         let state = if active {
             State::Active {
@@ -241,6 +261,18 @@ impl<E: IndexEntry> Index<E> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// See [`crate::segment::Segment::retire`].
+    pub fn retire(&self) {
+        self.file.retire();
+    }
+
+    /// See [`crate::segment::Segment::retire_keeping_open`].
+    pub fn retire_keeping_open(&self) -> Result<(), LogError> {
+        self.file
+            .retire_keeping_open()
+            .map_err(io_err("open index", &self.path))
+    }
 }
 
 /// Checks a loaded offset index: increasing offsets and positions within `log_size`.
@@ -262,6 +294,14 @@ pub(crate) fn time_entries_valid(entries: &[TimeEntry], max_relative: u32) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn test_files() -> Files {
+        Files {
+            fs: Arc::new(crate::fs::StdFs),
+            cache: crate::handles::HandleCache::new(16),
+        }
+    }
 
     fn oe(r: u32, p: u32) -> OffsetEntry {
         OffsetEntry {
@@ -273,11 +313,12 @@ mod tests {
     #[test]
     fn floor_in_memory_and_on_disk() {
         let fs = crate::fs::StdFs;
+        let files = test_files();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let entries: Vec<_> = (0..100u32).map(|i| oe(i * 10, i * 1000)).collect();
         for active in [true, false] {
-            let idx = Index::create(&fs, &path, entries.clone(), active).unwrap();
+            let idx = Index::create(&files, &path, entries.clone(), active).unwrap();
             let key = |e: &OffsetEntry| i64::from(e.relative_offset);
             assert_eq!(idx.floor(-1, key), None);
             assert_eq!(idx.floor(0, key), Some(oe(0, 0)));
@@ -295,9 +336,10 @@ mod tests {
     #[test]
     fn push_persist_reload() {
         let fs = crate::fs::StdFs;
+        let files = test_files();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
-        let idx = Index::<TimeEntry>::create(&fs, &path, Vec::new(), true).unwrap();
+        let idx = Index::<TimeEntry>::create(&files, &path, Vec::new(), true).unwrap();
         idx.push(TimeEntry {
             timestamp: 5,
             relative_offset: 0,

@@ -106,7 +106,7 @@ impl PartitionLog {
                     segment.find_batch(segment.base_offset + i64::from(e.relative_offset), size)
                 })
                 .map_or(0, |(p, _)| p);
-            while let Some(h) = header_at(&*segment.log, pos, size) {
+            while let Some(h) = header_at(&segment.log, pos, size) {
                 let h = RecordBatchOwned(h);
                 let view = h.view();
                 if view.max_timestamp() >= timestamp_ms && view.last_offset() >= log_start {
@@ -221,7 +221,7 @@ fn slice_from(
     }
     let end = segment.boundary_before(first_end, limit, max_offset);
     Some(FileSlice::new(
-        Arc::clone(&segment.log),
+        segment.open_log()?,
         pos,
         (end - pos) as usize,
     ))

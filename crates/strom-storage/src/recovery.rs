@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::batch_reader::{header_at, BatchReader};
 use crate::error::{io_err, LogError};
 use crate::fs::{Fs, FsFile};
+use crate::handles::Files;
 use crate::index::{offset_entries_valid, time_entries_valid, Index, OffsetEntry, TimeEntry};
 use crate::producer_state::{ProducerState, SNAPSHOT_EXT};
 use crate::segment::{
@@ -147,12 +148,14 @@ pub(crate) fn scan_segment(
 /// Opens every segment of `dir`, recovering as needed. Returns segments and the log start offset.
 /// Returns the segments, the log start offset and the recovery point.
 pub(crate) fn open_segments(
-    fs: &dyn Fs,
+    files: &Files,
+    dir_clean: bool,
     dir: &Path,
     interval: u64,
     now_ms: i64,
     stats: &mut RecoveryStats,
 ) -> Result<(Segments, i64, i64), LogError> {
+    let fs = &*files.fs;
     fs.create_dir_all(dir)
         .map_err(io_err("create log directory", dir))?;
     crate::cleaner::recover_swaps(fs, dir)?;
@@ -169,9 +172,10 @@ pub(crate) fn open_segments(
     }
     bases.sort_unstable();
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-    let clean = fs.exists(&marker);
+    let own_marker = fs.exists(&marker);
+    let clean = own_marker || dir_clean;
     stats.clean_shutdown = clean;
-    if clean {
+    if own_marker {
         fs.remove_file(&marker)
             .map_err(io_err("remove clean-shutdown marker", &marker))?;
         sync_dir(fs, dir)?;
@@ -182,7 +186,7 @@ pub(crate) fn open_segments(
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         let base = checkpoint.unwrap_or(0).max(0);
-        segments.insert(base, Arc::new(Segment::create(fs, dir, base)?));
+        segments.insert(base, Arc::new(Segment::create(files, dir, base)?));
         sync_dir(fs, dir)?;
         write_recovery_point(fs, dir, base)?;
         return Ok((segments, base, base));
@@ -192,7 +196,7 @@ pub(crate) fn open_segments(
         let active = i + 1 == bases.len();
         let trust = clean || (!active && bases[i] < recovery_point);
         let (segment, truncated) =
-            open_segment(fs, dir, bases[i], active, trust, interval, now_ms)?;
+            open_segment(files, dir, bases[i], active, trust, interval, now_ms)?;
         if !trust {
             stats.segments_scanned += 1;
             stats.bytes_scanned += segment.size();
@@ -234,7 +238,7 @@ pub(crate) fn open_segments(
         for o in list_snapshots(fs, dir)? {
             crate::segment::remove_if_exists(fs, &file_path(dir, o, SNAPSHOT_EXT))?;
         }
-        let segments = BTreeMap::from([(start, Arc::new(Segment::create(fs, dir, start)?))]);
+        let segments = BTreeMap::from([(start, Arc::new(Segment::create(files, dir, start)?))]);
         sync_dir(fs, dir)?;
         write_recovery_point(fs, dir, start)?;
         return Ok((segments, start, start));
@@ -251,7 +255,7 @@ pub(crate) fn open_segments(
 /// Opens one segment; `trust` skips the full CRC scan when the index and tail look sound.
 /// Returns whether bytes were cut off.
 fn open_segment(
-    fs: &dyn Fs,
+    files: &Files,
     dir: &Path,
     base: i64,
     active: bool,
@@ -259,8 +263,9 @@ fn open_segment(
     interval: u64,
     now_ms: i64,
 ) -> Result<(Segment, bool), LogError> {
+    let fs = &*files.fs;
     let log_path = file_path(dir, base, LOG_EXT);
-    let log = open_log_file(fs, &log_path, false)?;
+    let log = open_log_file(files, &log_path, false)?;
     let len = log.size().map_err(io_err("stat segment", &log_path))?;
     let (index_path, time_path) = (
         file_path(dir, base, INDEX_EXT),
@@ -269,7 +274,7 @@ fn open_segment(
     if trust {
         if let Some(meta) = check_trusted(
             fs,
-            &*log,
+            &log,
             base,
             len,
             (&index_path, &time_path),
@@ -282,15 +287,15 @@ fn open_segment(
                 log_path,
                 log,
                 len,
-                Index::open(fs, &index_path, offsets, active)?,
-                Index::open(fs, &time_path, times, active)?,
+                Index::open(files, &index_path, offsets, active)?,
+                Index::open(files, &time_path, times, active)?,
                 meta.0,
             );
             return Ok((segment, false));
         }
         info!(dir = %dir.display(), base, "segment indexes or tail inconsistent; rebuilding");
     }
-    let scan = scan_segment(&*log, base, len, interval, true, None);
+    let scan = scan_segment(&log, base, len, interval, true, None);
     let truncated = scan.valid_len < len;
     if truncated {
         warn!(
@@ -311,8 +316,8 @@ fn open_segment(
         meta.push_time_entry(base, &mut times);
     }
     meta.first_append_ms = (scan.valid_len > 0).then_some(now_ms);
-    let offset_index = Index::create(fs, &index_path, scan.offsets, active)?;
-    let time_index = Index::create(fs, &time_path, times, active)?;
+    let offset_index = Index::create(files, &index_path, scan.offsets, active)?;
+    let time_index = Index::create(files, &time_path, times, active)?;
     if !active {
         offset_index.sync()?;
         time_index.sync()?;
@@ -455,7 +460,7 @@ pub(crate) fn replay(segments: &BTreeMap<i64, Arc<Segment>>, from: i64, state: &
     for segment in segments.range(first..).map(|(_, s)| s) {
         let size = segment.size();
         let start = segment.find_batch(from, size).map_or(size, |(p, _)| p);
-        let mut reader = BatchReader::new(&*segment.log, start, size);
+        let mut reader = BatchReader::new(&segment.log, start, size);
         // Whole batches: a control batch's record says commit or abort.
         while let Ok(Some((_, bytes))) = reader.next_batch(true) {
             let h = RecordBatchHeader::parse(bytes).expect("the reader returns at least a header");

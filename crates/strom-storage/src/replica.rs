@@ -83,7 +83,7 @@ impl PartitionLog {
         let first = RecordBatchHeader::parse(&records[..])?;
         let base_offset = first.base_offset();
         if inner.should_roll(records.len() as u64, next - 1, now) {
-            inner.roll(&*self.fs, &self.dir)?;
+            inner.roll(&self.files, &self.dir)?;
         }
         let parsed = headers
             .iter()

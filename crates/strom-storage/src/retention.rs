@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::error::LogError;
-use crate::fs::Fs;
+use crate::fs::{Fs, FsFile};
 use crate::log::{Inner, PartitionLog};
 use crate::producer_state::{ProducerState, SNAPSHOT_EXT};
 use crate::recovery::{
@@ -71,12 +71,12 @@ impl PartitionLog {
             .first_append_ms
             .is_some_and(|t| now.saturating_sub(t) >= segment_ms)
         {
-            inner.roll(&*self.fs, &self.dir)?;
+            inner.roll(&self.files, &self.dir)?;
         }
         let mut n = deletable_prefix(&inner, now);
         if n == inner.segments.len() {
             // Everything is expired, the active segment included: roll it so it can go too.
-            inner.roll(&*self.fs, &self.dir)?;
+            inner.roll(&self.files, &self.dir)?;
             n = inner.segments.len() - 1;
         }
         let n = n.min(inner.segments.len() - 1);
@@ -132,7 +132,7 @@ impl PartitionLog {
             let segment = Arc::clone(inner.active());
             let interval = inner.config.index_interval_bytes;
             let scan = scan_segment(
-                &*segment.log,
+                &segment.log,
                 segment.base_offset,
                 segment.size(),
                 interval,
@@ -190,9 +190,10 @@ impl PartitionLog {
         }
         // Those not written yet describe the history just dropped too.
         inner.pending_snapshots.clear();
-        inner
-            .segments
-            .insert(start, Arc::new(Segment::create(fs, &self.dir, start)?));
+        inner.segments.insert(
+            start,
+            Arc::new(Segment::create(&self.files, &self.dir, start)?),
+        );
         inner.log_start_offset = start;
         write_log_start(fs, &self.dir, start)?;
         sync_dir(fs, &self.dir)?;

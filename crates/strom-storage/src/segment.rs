@@ -12,6 +12,7 @@ use strom_protocol::record_batch::{RecordBatchHeader, NO_TIMESTAMP};
 use crate::batch_reader::header_at;
 use crate::error::{io_err, LogError};
 use crate::fs::{Fs, FsFile, OpenMode};
+use crate::handles::{Files, LazyFile};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 
 pub(crate) const LOG_EXT: &str = "log";
@@ -116,46 +117,45 @@ impl SegmentMeta {
 pub(crate) struct Segment {
     pub base_offset: i64,
     pub log_path: PathBuf,
-    pub log: Arc<dyn FsFile>,
+    /// Opened on first use, closed by the handle cache when idle (`handles.rs`).
+    pub log: LazyFile,
     size: AtomicU64,
     pub offset_index: Index<OffsetEntry>,
     pub time_index: Index<TimeEntry>,
     meta: Mutex<SegmentMeta>,
 }
 
+/// Opens a segment's log file now (recovery reads it at once) and keeps it in the cache.
 pub(crate) fn open_log_file(
-    fs: &dyn Fs,
+    files: &Files,
     path: &Path,
     create: bool,
-) -> Result<Arc<dyn FsFile>, LogError> {
-    let mode = if create {
-        OpenMode::Create
-    } else {
-        OpenMode::Existing
-    };
-    fs.open(path, mode).map_err(io_err("open segment", path))
+) -> Result<LazyFile, LogError> {
+    files
+        .open_now(path, create)
+        .map_err(io_err("open segment", path))
 }
 
 impl Segment {
     /// A new empty active segment (the caller fsyncs the directory).
-    pub fn create(fs: &dyn Fs, dir: &Path, base_offset: i64) -> Result<Self, LogError> {
+    pub fn create(files: &Files, dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let log_path = file_path(dir, base_offset, LOG_EXT);
         // A fresh inode rather than truncating an old one: ext4 (auto_da_alloc) forces
         // writeback when a truncated-to-zero file is closed.
-        remove_if_exists(fs, &log_path)?;
-        let log = open_log_file(fs, &log_path, true)?;
+        remove_if_exists(&*files.fs, &log_path)?;
+        let log = open_log_file(files, &log_path, true)?;
         Ok(Self {
             base_offset,
             log,
             size: AtomicU64::new(0),
             offset_index: Index::create(
-                fs,
+                files,
                 &file_path(dir, base_offset, INDEX_EXT),
                 Vec::new(),
                 true,
             )?,
             time_index: Index::create(
-                fs,
+                files,
                 &file_path(dir, base_offset, TIME_INDEX_EXT),
                 Vec::new(),
                 true,
@@ -169,7 +169,7 @@ impl Segment {
     pub fn from_parts(
         base_offset: i64,
         log_path: PathBuf,
-        log: Arc<dyn FsFile>,
+        log: LazyFile,
         size: u64,
         offset_index: Index<OffsetEntry>,
         time_index: Index<TimeEntry>,
@@ -304,6 +304,29 @@ impl Segment {
         Ok(())
     }
 
+    /// The segment left the log (deleted, or replaced by the cleaner under the same names):
+    /// close its files and never reopen them by name. Readers holding one keep it.
+    pub fn retire(&self) {
+        self.log.retire();
+        self.offset_index.retire();
+        self.time_index.retire();
+    }
+
+    /// [`Self::retire`] with the files opened first, so that readers still holding this
+    /// segment read its old files once the cleaner gives their names to a new segment.
+    pub fn retire_keeping_open(&self) -> Result<(), LogError> {
+        self.log
+            .retire_keeping_open()
+            .map_err(io_err("open segment", &self.log_path))?;
+        self.offset_index.retire_keeping_open()?;
+        self.time_index.retire_keeping_open()
+    }
+
+    /// The open log file for a read that must keep it (a fetch's [`crate::FileSlice`]).
+    pub fn open_log(&self) -> Option<Arc<dyn FsFile>> {
+        self.log.get().ok()
+    }
+
     /// Cuts the log file back to `size` bytes (undoing a failed write past the committed size).
     pub fn truncate_file(&self, size: u64) -> Result<(), LogError> {
         self.log
@@ -311,7 +334,9 @@ impl Segment {
             .map_err(io_err("truncate segment", &self.log_path))
     }
 
+    /// Deletes the segment's files; their handles are closed and never reopened.
     pub fn delete_files(&self, fs: &dyn Fs) -> Result<(), LogError> {
+        self.retire();
         remove_if_exists(fs, &self.log_path)?;
         remove_if_exists(fs, &crate::txn_index::path_of(&self.log_path))?;
         remove_if_exists(fs, self.offset_index.path())?;
@@ -325,7 +350,7 @@ impl Segment {
             .offset_index
             .floor(rel, |e| i64::from(e.relative_offset))
             .map_or(0, |e| u64::from(e.position));
-        while let Some(h) = header_at(&*self.log, pos, size) {
+        while let Some(h) = header_at(&self.log, pos, size) {
             let header = RecordBatchOwned(h);
             if header.view().last_offset() >= target {
                 return Some((pos, header));
@@ -344,7 +369,7 @@ impl Segment {
             .map_or(0, |e| u64::from(e.position))
             .max(from);
         let mut pos = start;
-        while let Some(h) = header_at(&*self.log, pos, limit) {
+        while let Some(h) = header_at(&self.log, pos, limit) {
             let header = RecordBatchOwned(h);
             if header.view().base_offset() >= max_offset {
                 break;

@@ -98,7 +98,7 @@ impl OffsetMap {
     /// transactions (an aborted value must not hide an older committed one).
     fn add_segment(&mut self, segment: &Segment, aborted: &AbortedSet, max_plain: usize) {
         let size = segment.size();
-        let mut reader = BatchReader::new(&*segment.log, 0, size);
+        let mut reader = BatchReader::new(&segment.log, 0, size);
         loop {
             let bytes = match reader.next_batch(true) {
                 Ok(Some((_, bytes))) => bytes,

@@ -102,7 +102,7 @@ pub(crate) fn write_cleaned(
     for segment in group {
         let size = segment.size();
         c.stats.bytes_before += size;
-        let mut reader = BatchReader::new(&*segment.log, 0, size);
+        let mut reader = BatchReader::new(&segment.log, 0, size);
         loop {
             let bytes = match reader.next_batch(true) {
                 Ok(Some((_, bytes))) => bytes,
@@ -160,8 +160,8 @@ pub(crate) fn write_cleaned(
     for (ext, entries) in [(INDEX_EXT, None), (TIME_INDEX_EXT, Some(&c.times))] {
         let p = index_path(dir, base, ext, CLEANED);
         match entries {
-            None => Index::create(fs, &p, c.offsets.clone(), false)?.sync()?,
-            Some(times) => Index::create(fs, &p, times.clone(), false)?.sync()?,
+            None => Index::write_synced(fs, &p, &c.offsets)?,
+            Some(times) => Index::write_synced(fs, &p, times)?,
         }
     }
     write_txn_index(fs, dir, group)?;
