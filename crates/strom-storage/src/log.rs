@@ -73,6 +73,10 @@ pub(crate) struct Inner {
     /// The epoch this replica leads in: stamped into every batch `append` writes. `None` on a
     /// follower (its batches come with the leader's stamps).
     pub leader_epoch: Option<i32>,
+    /// `epochs` has an entry the checkpoint file does not: written before the first batch of
+    /// that epoch (an epoch without data on its leader has no data anywhere, so a crash that
+    /// loses the entry loses nothing), not when leadership changes.
+    pub epochs_unpersisted: bool,
 }
 
 impl Inner {
@@ -289,6 +293,7 @@ impl PartitionLog {
                 offline: None,
                 epochs,
                 leader_epoch: None,
+                epochs_unpersisted: false,
             }),
         })
     }
@@ -411,6 +416,10 @@ impl PartitionLog {
                 ))
             })
             .collect::<Result<Vec<_>, LogError>>()?;
+        if inner.epochs_unpersisted {
+            inner.epochs.persist(&*self.fs, &self.dir)?;
+            inner.epochs_unpersisted = false;
+        }
         let interval = inner.config.index_interval_bytes;
         let active = Arc::clone(inner.active());
         if let Err(e) = active.append(&records, &headers, interval, now) {

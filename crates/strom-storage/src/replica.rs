@@ -14,14 +14,17 @@ use crate::producer_state::{self, ProducerBatch};
 
 impl PartitionLog {
     /// This replica leads the partition in `epoch` from now on: the epoch starts at the log end
-    /// offset, and every batch `append` writes carries it.
+    /// offset, and every batch `append` writes carries it. The checkpoint file is written with
+    /// the epoch's first batch, not here: a restart makes every hosted partition a leader in a
+    /// new epoch (twice), and an fsynced file per partition made start-up with many idle
+    /// partitions take minutes.
     pub fn become_leader(&self, epoch: i32) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
         inner.check_open()?;
         inner.leader_epoch = Some(epoch);
         let end = inner.log_end_offset();
         if inner.epochs.assign(epoch, end) {
-            inner.epochs.persist(&*self.fs, &self.dir)?;
+            inner.epochs_unpersisted = true;
         }
         Ok(())
     }

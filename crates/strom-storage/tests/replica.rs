@@ -140,3 +140,32 @@ fn a_follower_behind_the_log_start_restarts_from_it() {
         (100, 101)
     );
 }
+
+/// Leadership alone writes no checkpoint (a restart makes every partition a leader in a new
+/// epoch): the epoch is answered from memory at once and reaches the file with its first
+/// batch. An epoch that never got a batch and is lost in a crash had no data anywhere.
+#[test]
+fn an_epoch_reaches_the_checkpoint_with_its_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("leader-epoch-checkpoint");
+    let log = open(dir.path());
+    log.become_leader(1).unwrap();
+    assert_eq!(log.epoch_entries(), vec![(1, 0)]);
+    assert!(
+        !checkpoint.exists(),
+        "leadership alone wrote the checkpoint"
+    );
+    log.append(batch(3, b'a')).unwrap();
+    assert!(checkpoint.exists());
+    // A new epoch without data: answered from memory, not yet in the file.
+    log.become_leader(2).unwrap();
+    assert_eq!(log.epoch_entries(), vec![(1, 0), (2, 3)]);
+    assert_eq!(log.end_offset_for_epoch(1), (1, 3));
+    drop(log);
+    let crashed = open(dir.path());
+    assert_eq!(crashed.epoch_entries(), vec![(1, 0)]);
+    crashed.become_leader(3).unwrap();
+    crashed.append(batch(1, b'b')).unwrap();
+    drop(crashed);
+    assert_eq!(open(dir.path()).epoch_entries(), vec![(1, 0), (3, 3)]);
+}
