@@ -2,6 +2,16 @@
 //! arrival order (Kafka clients rely on in-order responses), and hands encoded responses to
 //! a writer task so that writing one response overlaps handling the next.
 //!
+//! Produce acknowledgements are pipelined: a Produce whose answer waits (for its group-commit
+//! fsync in durable mode, or for the ISR with acks=all) is appended, then its wait goes to the
+//! writer in its place in the response order, and the connection handles the next request
+//! while it waits. So a producer with several requests in flight (librdkafka's and Java's
+//! `max.in.flight.requests.per.connection`) has them appended back to back and covered by one
+//! fsync. At most `MAX_WAITING_ACKS` such answers wait per connection. Every other request is
+//! a barrier: it is handled only once the waiting produce answers are decided, so a Fetch,
+//! ListOffsets, EndTxn, Metadata or SASL exchange sees what it would see if requests were
+//! handled strictly one at a time (e.g. the high watermark past an acks=all append).
+//!
 //! Memory per connection is bounded: a frame larger than the read buffer is read only once
 //! the global request budget (`queued.max.request.bytes`) grants its size, and the next
 //! request is handled only while less than `QUEUED_RESPONSE_BYTES` of responses wait to be
@@ -20,11 +30,11 @@ use strom_protocol::frame::{complete_frame_len, FRAME_HEADER_LEN};
 use strom_protocol::header::decode_request_header;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::handlers::{self, Answer, Handled};
 use crate::limits::{RequestBudget, RequestPermit};
 use crate::metrics::BrokerMetrics;
 use crate::response::Response;
@@ -37,6 +47,22 @@ const QUEUED_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Read buffer; frames that fit in it are read without asking the request budget (this
 /// much per connection is outside `queued.max.request.bytes`, like Kafka's socket buffers).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Produce answers waiting for an fsync or the ISR, per connection. Five is what Kafka's
+/// clients allow an idempotent producer (`max.in.flight.requests.per.connection` <= 5), so
+/// such a producer never stalls on this bound; a few more lets non-idempotent librdkafka
+/// producers (default 1,000,000 in flight) share an fsync among more requests. Each waiting
+/// answer holds only its partitions' response fields (the records are appended already).
+const MAX_WAITING_ACKS: usize = 8;
+/// The API key of Produce, the one request whose answer may wait while the next is handled.
+const PRODUCE: i16 = 0;
+
+/// What the connection hands its writer, in request order: a response, or the wait for a
+/// produce answer, which the writer awaits before writing anything after it.
+enum Outgoing {
+    Ready(Response),
+    Waiting(std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>),
+}
 
 /// What a SASL listener's connection may send before it is authenticated: ApiVersions,
 /// SaslHandshake, SaslAuthenticate.
@@ -102,7 +128,7 @@ pub(crate) async fn serve(
             crate::security::sasl::SaslSession::new(server),
         ))
     });
-    let (tx, rx) = mpsc::channel::<Response>(MAX_QUEUED_RESPONSES);
+    let (tx, rx) = mpsc::channel::<Outgoing>(MAX_QUEUED_RESPONSES);
     let queued = Arc::new(watch::Sender::new(0usize));
     let idle = broker
         .config()
@@ -128,6 +154,7 @@ pub(crate) async fn serve(
         stop,
         budget,
         tx,
+        waiting: Arc::new(Semaphore::new(MAX_WAITING_ACKS)),
         queued: queued.clone(),
         idle,
         buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
@@ -157,7 +184,9 @@ struct Connection {
     listener: Arc<str>,
     stop: watch::Receiver<bool>,
     budget: Arc<RequestBudget>,
-    tx: mpsc::Sender<Response>,
+    tx: mpsc::Sender<Outgoing>,
+    /// One permit per produce answer waiting (`MAX_WAITING_ACKS`).
+    waiting: Arc<Semaphore>,
     /// Bytes of responses handed to the writer and not yet written.
     queued: Arc<watch::Sender<usize>>,
     idle: Option<Duration>,
@@ -208,6 +237,8 @@ impl Connection {
                     }
                 },
                 _ = self.stop.changed() => return Ok(()),
+                // The writer ended (a failed write, or an answer that closes the connection).
+                _ = self.tx.closed() => return Ok(()),
                 _ = idle_timer => {
                     self.broker.metrics().idle_connections_closed_total.inc();
                     tracing::debug!(peer = %self.peer, "closing connection idle for connections.max.idle.ms");
@@ -264,6 +295,25 @@ impl Connection {
         }
     }
 
+    /// A Produce waits for a free slot among `MAX_WAITING_ACKS`; any other request waits until
+    /// every waiting produce answer is decided (see the module doc).
+    async fn wait_for_acks(
+        &mut self,
+        api_key: i16,
+    ) -> Result<Option<OwnedSemaphorePermit>, Closed> {
+        let wanted = if api_key == PRODUCE {
+            1
+        } else {
+            MAX_WAITING_ACKS as u32
+        };
+        let permits = tokio::select! {
+            permits = self.waiting.clone().acquire_many_owned(wanted) => permits.map_err(|_| Closed)?,
+            _ = self.tx.closed() => return Err(Closed),
+            _ = self.stop.changed() => return Err(Closed),
+        };
+        Ok((api_key == PRODUCE).then_some(permits))
+    }
+
     /// Over its quota, a client's connection reads nothing for `ms` (Kafka mutes the channel
     /// for the throttle time, KIP-219).
     async fn mute(&mut self, ms: u32) -> Result<(), Closed> {
@@ -293,6 +343,7 @@ impl Connection {
             tracing::info!(%peer, listener = %self.listener, principal = %self.principal, "SASL session expired without re-authentication (connections.max.reauth.ms); closing connection");
             return Err(Closed);
         }
+        let slot = self.wait_for_acks(header.api_key).await?;
         let request = handlers::RequestContext {
             header,
             peer,
@@ -303,15 +354,21 @@ impl Connection {
             close_after: Default::default(),
         };
         let started = Instant::now();
-        let (result, remote) =
-            crate::metrics::measure_remote(handlers::dispatch(&self.broker, &request, body)).await;
-        self.broker.metrics().observe_request(
-            request.api_key,
-            started - received,
-            started.elapsed(),
-            remote,
-            result.is_err(),
-        );
+        let (result, remote) = crate::metrics::measure_remote(handlers::dispatch_pipelined(
+            &self.broker,
+            &request,
+            body,
+        ))
+        .await;
+        if !matches!(result, Ok(Handled::Waiting(_))) {
+            self.broker.metrics().observe_request(
+                request.api_key,
+                started - received,
+                started.elapsed(),
+                remote,
+                result.is_err(),
+            );
+        }
         self.broker
             .metrics()
             .count_version(request.api_key, request.api_version);
@@ -342,11 +399,36 @@ impl Connection {
             .throttle_ms
             .load(std::sync::atomic::Ordering::Relaxed);
         match result {
-            Ok(Some(response)) => {
+            Ok(Handled::Waiting(wait)) => {
+                // The answer is observed when decided; its slot is freed then.
+                let metrics = self.broker.metrics().clone();
+                let api_key = request.api_key;
+                let wait = async move {
+                    let (answer, waited) = crate::metrics::measure_remote(wait).await;
+                    metrics.observe_request(
+                        api_key,
+                        started - received,
+                        started.elapsed(),
+                        remote + waited,
+                        answer.result.is_err(),
+                    );
+                    drop(slot);
+                    answer
+                };
+                self.tx
+                    .send(Outgoing::Waiting(Box::pin(wait)))
+                    .await
+                    .map_err(|_| Closed)?;
+                self.mute(throttle).await
+            }
+            Ok(Handled::Ready(Some(response))) => {
                 let len = response.buffered_len();
                 self.queued.send_modify(|q| *q += len);
                 self.broker.metrics().response_bytes_queued.add(len as i64);
-                self.tx.send(response).await.map_err(|_| Closed)?;
+                self.tx
+                    .send(Outgoing::Ready(response))
+                    .await
+                    .map_err(|_| Closed)?;
                 if sasl_failed {
                     return Err(Closed);
                 }
@@ -360,7 +442,7 @@ impl Connection {
                 self.mute(throttle).await
             }
             // acks=0 produce: no response
-            Ok(None) => self.mute(throttle).await,
+            Ok(Handled::Ready(None)) => self.mute(throttle).await,
             Err(e) => {
                 tracing::warn!(
                     %peer,
@@ -377,17 +459,39 @@ impl Connection {
     }
 }
 
-/// Writes responses in order. A response that cannot be written within
-/// `connections.max.idle.ms` (the client stopped reading) closes the connection.
+/// Writes responses in order, awaiting each waiting produce answer in its turn. A response
+/// that cannot be written within `connections.max.idle.ms` (the client stopped reading)
+/// closes the connection.
 async fn write_responses(
     mut writer: ResponseWriter,
-    mut rx: mpsc::Receiver<Response>,
+    mut rx: mpsc::Receiver<Outgoing>,
     peer: SocketAddr,
     queued: Arc<watch::Sender<usize>>,
     metrics: Arc<BrokerMetrics>,
     idle: Option<Duration>,
 ) {
-    while let Some(response) = rx.recv().await {
+    while let Some(outgoing) = rx.recv().await {
+        let (response, close_after) = match outgoing {
+            Outgoing::Ready(response) => (response, false),
+            Outgoing::Waiting(wait) => match wait.await {
+                Answer {
+                    result: Ok(Some(response)),
+                    close_after,
+                } => {
+                    let len = response.buffered_len();
+                    queued.send_modify(|q| *q += len);
+                    metrics.response_bytes_queued.add(len as i64);
+                    (response, close_after)
+                }
+                Answer {
+                    result: Ok(None), ..
+                } => continue,
+                Answer { result: Err(e), .. } => {
+                    tracing::warn!(%peer, error = %e, "closing connection");
+                    break;
+                }
+            },
+        };
         let len = response.buffered_len();
         let write = writer.write_response(response, &metrics);
         let written = match idle {
@@ -402,6 +506,10 @@ async fn write_responses(
         }
         queued.send_modify(|q| *q -= len);
         metrics.response_bytes_queued.sub(len as i64);
+        if close_after {
+            tracing::info!(%peer, "closing the connection: this broker is cut off from the controller and sent the client to look for the new leader elsewhere");
+            break;
+        }
     }
     let _ = writer.shutdown().await;
 }

@@ -360,6 +360,34 @@ pub enum HandlerError {
 /// What a handler returns: an encoded response frame, or nothing (acks=0 produce).
 pub(crate) type HandlerResult = Result<Option<Response>, HandlerError>;
 
+/// A handler's answer once the request's work is done here: the response now, or (Produce in
+/// durable mode or with acks=all) the wait for its acknowledgement, which the connection
+/// hands to its writer so that it can go on with the next requests (pipelining).
+pub(crate) enum Handled {
+    Ready(Option<Response>),
+    Waiting(std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>),
+}
+
+/// The end of a waiting answer.
+pub(crate) struct Answer {
+    pub result: HandlerResult,
+    /// As `RequestContext::close_after`: close the connection after this response.
+    pub close_after: bool,
+}
+
+/// As `dispatch`, but a Produce whose answer waits for a group-commit fsync or the ISR
+/// returns that wait instead of awaiting it. Its records are appended before this returns.
+pub(crate) async fn dispatch_pipelined(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    body: Bytes,
+) -> Result<Handled, HandlerError> {
+    if header.api_key == produce::SPEC.key as i16 && produce::SPEC.supports(header.api_version) {
+        return produce::start(broker, header, body).await;
+    }
+    dispatch(broker, header, body).await.map(Handled::Ready)
+}
+
 macro_rules! handlers {
     ($($module:ident),* $(,)?) => {
         /// Every API Strom serves with its advertised versions, in api-key order.

@@ -20,9 +20,10 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use strom_protocol::header::encode_response;
 use strom_protocol::ErrorCode;
 
-use super::{decode, respond, AclOperation, ApiSpec, HandlerError, HandlerResult, ResourceType};
+use super::{decode, AclOperation, ApiSpec, HandlerError, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::{log_error_code, log_record_errors};
 use crate::partition::Partition;
@@ -36,6 +37,29 @@ pub(super) async fn handle(
     header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
+    match start(broker, header, body).await? {
+        super::Handled::Ready(response) => Ok(response),
+        super::Handled::Waiting(wait) => {
+            let answer = wait.await;
+            if answer.close_after {
+                header
+                    .close_after
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            answer.result
+        }
+    }
+}
+
+/// Appends the request's records (in the caller's order: the connection calls this for one
+/// request at a time) and returns either the answer, or the wait for it when it needs a
+/// group-commit fsync or the ISR: the connection goes on with its next requests meanwhile
+/// and writes the answers in request order (see `connection.rs`).
+pub(crate) async fn start(
+    broker: &Arc<Broker>,
+    header: &RequestContext,
+    body: Bytes,
+) -> Result<super::Handled, HandlerError> {
     if header.api_version < MIN_SERVED_VERSION {
         return Err(HandlerError::UnsupportedVersion {
             api: SPEC.key,
@@ -64,7 +88,7 @@ pub(super) async fn handle(
         crate::client_quotas::QuotaKind::Produce,
         request_bytes,
     );
-    let (mut responses, pending, durable) = if may_fsync(broker, &request) {
+    let (responses, pending, durable) = if may_fsync(broker, &request) {
         crate::broker::off_runtime(|| append_all(broker, request, header.api_version, &denied))
     } else {
         append_all(broker, request, header.api_version, &denied)
@@ -75,81 +99,130 @@ pub(super) async fn handle(
         .map(|d| (broker.replicas().group_commit().submit(&d.partition_ref), d))
         .collect();
     if acks == 0 {
-        return Ok(None);
+        return Ok(super::Handled::Ready(None));
     }
-    let deadline = tokio::time::Instant::now() + timeout;
-    for (ticket, wait) in &durable {
-        if let Err((code, message)) =
-            crate::metrics::remote(wait_for_fsync(ticket, wait, deadline)).await
-        {
-            let r = &mut responses[wait.topic].partition_responses[wait.partition];
-            r.error_code = code.code();
-            r.base_offset = -1;
-            if header.api_version >= 8 {
-                r.error_message = message.map(StrBytes::from_string);
-            }
+    let wait = AckWait {
+        broker: broker.clone(),
+        version: header.api_version,
+        correlation_id: header.correlation_id,
+        listener: header.listener.clone(),
+        throttle_ms,
+        deadline: tokio::time::Instant::now() + timeout,
+        responses,
+        durable,
+        pending,
+    };
+    if wait.durable.is_empty() && wait.pending.is_empty() {
+        // Nothing to wait for: `answer` completes without suspending.
+        let answer = wait.answer().await;
+        if answer.close_after {
+            header
+                .close_after
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        return answer.result.map(super::Handled::Ready);
     }
-    // acks=all: each append waits until the ISR has it (the high watermark passes it).
-    let mut leaders = BTreeSet::new();
-    for wait in pending {
-        let r = &mut responses[wait.topic].partition_responses[wait.partition];
-        if r.error_code != 0 {
-            continue; // durable mode: the fsync failed or timed out
-        }
-        if let Err((code, message)) =
-            crate::metrics::remote(wait_for_isr(broker, &wait, deadline)).await
-        {
-            r.error_code = code.code();
-            r.base_offset = -1;
-            if header.api_version >= 8 {
-                r.error_message = message.map(StrBytes::from_string);
-            }
-            if code == ErrorCode::NotLeaderOrFollower {
-                set_current_leader(
-                    broker,
-                    &wait.partition_ref.topic,
-                    r,
-                    &mut leaders,
-                    header.api_version,
-                );
-            }
-        }
-    }
-    for topic in responses.iter_mut() {
-        for r in &mut topic.partition_responses {
-            if r.error_code == ErrorCode::NotLeaderOrFollower.code()
-                && r.current_leader.leader_id.0 < 0
+    Ok(super::Handled::Waiting(Box::pin(wait.answer())))
+}
+
+/// A produce request's appends, done; what its answer still waits for.
+struct AckWait {
+    broker: Arc<Broker>,
+    version: i16,
+    correlation_id: i32,
+    listener: Arc<str>,
+    throttle_ms: i32,
+    deadline: tokio::time::Instant,
+    responses: Vec<TopicProduceResponse>,
+    /// Durable mode: each append's group-commit round.
+    durable: Vec<(crate::group_commit::Ticket, DurableAck)>,
+    /// acks=all: each append's ISR wait.
+    pending: Vec<PendingAck>,
+}
+
+impl AckWait {
+    /// Waits for the fsyncs, then the ISR, and encodes the answer.
+    async fn answer(self) -> super::Answer {
+        let AckWait {
+            broker,
+            version,
+            correlation_id,
+            listener,
+            throttle_ms,
+            deadline,
+            mut responses,
+            durable,
+            pending,
+        } = self;
+        for (ticket, wait) in &durable {
+            if let Err((code, message)) =
+                crate::metrics::remote(wait_for_fsync(ticket, wait, deadline)).await
             {
-                set_current_leader(
-                    broker,
-                    topic.name.0.as_str(),
-                    r,
-                    &mut leaders,
-                    header.api_version,
-                );
+                let r = &mut responses[wait.topic].partition_responses[wait.partition];
+                r.error_code = code.code();
+                r.base_offset = -1;
+                if version >= 8 {
+                    r.error_message = message.map(StrBytes::from_string);
+                }
             }
         }
+        // acks=all: each append waits until the ISR has it (the high watermark passes it).
+        let mut leaders = BTreeSet::new();
+        for wait in pending {
+            let r = &mut responses[wait.topic].partition_responses[wait.partition];
+            if r.error_code != 0 {
+                continue; // durable mode: the fsync failed or timed out
+            }
+            if let Err((code, message)) =
+                crate::metrics::remote(wait_for_isr(&broker, &wait, deadline)).await
+            {
+                r.error_code = code.code();
+                r.base_offset = -1;
+                if version >= 8 {
+                    r.error_message = message.map(StrBytes::from_string);
+                }
+                if code == ErrorCode::NotLeaderOrFollower {
+                    set_current_leader(
+                        &broker,
+                        &wait.partition_ref.topic,
+                        r,
+                        &mut leaders,
+                        version,
+                    );
+                }
+            }
+        }
+        for topic in responses.iter_mut() {
+            for r in &mut topic.partition_responses {
+                if r.error_code == ErrorCode::NotLeaderOrFollower.code()
+                    && r.current_leader.leader_id.0 < 0
+                {
+                    set_current_leader(&broker, topic.name.0.as_str(), r, &mut leaders, version);
+                }
+            }
+        }
+        // This broker's metadata is stale while the controller is out of reach: a client sent
+        // away from here must not come back for metadata (librdkafka asks a broker it is
+        // connected to, and this may be the only one).
+        let refused = responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|r| r.error_code == ErrorCode::NotLeaderOrFollower.code());
+        let close_after = refused && broker.controller_contact_lost();
+        let mut response = ProduceResponse::default();
+        response.responses = responses;
+        response.throttle_time_ms = throttle_ms;
+        if version >= 10 {
+            response.node_endpoints = node_endpoints(&broker, &leaders, &listener);
+        }
+        let result = encode_response(SPEC.key, version, correlation_id, &response)
+            .map(|frame| Some(frame.into()))
+            .map_err(HandlerError::from);
+        super::Answer {
+            result,
+            close_after,
+        }
     }
-    // This broker's metadata is stale while the controller is out of reach: a client sent
-    // away from here must not come back for metadata (librdkafka asks a broker it is
-    // connected to, and this may be the only one).
-    let refused = responses
-        .iter()
-        .flat_map(|t| &t.partition_responses)
-        .any(|r| r.error_code == ErrorCode::NotLeaderOrFollower.code());
-    if refused && broker.controller_contact_lost() {
-        header
-            .close_after
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    let mut response = ProduceResponse::default();
-    response.responses = responses;
-    response.throttle_time_ms = throttle_ms;
-    if header.api_version >= 10 {
-        response.node_endpoints = node_endpoints(broker, &leaders, &header.listener);
-    }
-    respond(&SPEC, header, &response)
 }
 
 /// An append that answers once the ISR has it (acks=all).
