@@ -69,7 +69,10 @@ def wait_ready(port, topic_parts, t0, timeout=120):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default="/work/tgt-parts/release/strom")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "target")
+    ap.add_argument("--binary", default=os.path.join(target, "release", "strom"),
+                    help="default: $CARGO_TARGET_DIR/release/strom, else target/release/strom")
     ap.add_argument("--topics", type=int, default=100)
     ap.add_argument("--per-topic", type=int, default=100)
     ap.add_argument("--port", type=int, default=29600)

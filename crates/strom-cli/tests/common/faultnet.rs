@@ -247,6 +247,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>, stop: Arc<
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                // A read that began before the cut may return bytes sent after it: they wait
+                // for the heal like the rest, or `isolate` would let up to one poll interval
+                // of traffic through (a follower's fetch got an isolated leader's record so).
+                while cut.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                    thread::sleep(POLL);
+                }
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
