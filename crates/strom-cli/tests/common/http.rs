@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// GET `path` on `port` over plain HTTP/1.1; (status, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
@@ -11,7 +11,7 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// `method` `path` on `port` with an optional JSON body; (status, body).
 pub fn request(port: u16, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    let mut s = connect(port);
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let body = json.unwrap_or("");
     let content_type = if json.is_some() {
@@ -43,6 +43,29 @@ pub fn request(port: u16, method: &str, path: &str, json: Option<&str>) -> (u16,
         body.to_owned()
     };
     (status, body)
+}
+
+/// Connects to the HTTP listener on `port`, waiting up to 30 s for it to bind: the broker
+/// binds its HTTP listener after its Kafka listener, so a test that has seen the Kafka port
+/// may get here first. A self-connect (possible while nothing listens on an ephemeral port)
+/// is refused and retried.
+fn connect(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) if s.local_addr().ok() != s.peer_addr().ok() => return s,
+            Ok(_) => {}
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "connect to the HTTP listener on {port}: {e}"
+            ),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP listener on {port} never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -119,27 +119,28 @@ impl Postgres {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && std::thread::spawn({
-                    let url = pg.libpq();
-                    move || {
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .unwrap()
-                            .block_on(async {
-                                match tokio_postgres::connect(&url, NoTls).await {
-                                    Ok((c, conn)) => {
-                                        tokio::spawn(conn);
-                                        c.simple_query("SELECT 1").await.is_ok()
+            let ok =
+                strom_testkit::accepts(([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+                    && std::thread::spawn({
+                        let url = pg.libpq();
+                        move || {
+                            tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .unwrap()
+                                .block_on(async {
+                                    match tokio_postgres::connect(&url, NoTls).await {
+                                        Ok((c, conn)) => {
+                                            tokio::spawn(conn);
+                                            c.simple_query("SELECT 1").await.is_ok()
+                                        }
+                                        Err(_) => false,
                                     }
-                                    Err(_) => false,
-                                }
-                            })
-                    }
-                })
-                .join()
-                .unwrap_or(false);
+                                })
+                        }
+                    })
+                    .join()
+                    .unwrap_or(false);
             if ok {
                 break;
             }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{free_port, http, Broker};
@@ -24,7 +24,7 @@ impl BrokerWithRegistry {
         let registry: SocketAddr = format!("127.0.0.1:{registry_port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if TcpStream::connect_timeout(&registry, Duration::from_millis(100)).is_ok()
+            if strom_testkit::accepts(registry, Duration::from_millis(100))
                 && http(registry, "GET", "/subjects", None).await.status == 200
             {
                 break;
