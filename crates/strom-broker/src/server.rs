@@ -324,22 +324,11 @@ impl Acceptor {
                 return None;
             }
         };
-        let cert = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first().cloned());
-        let principal = match cert {
-            None => crate::security::ANONYMOUS.to_owned(),
-            Some(cert) => {
-                let dn = crate::security::tls::subject_name(&cert).unwrap_or_default();
-                match tls.mapping.apply(&dn) {
-                    Some(name) => format!("User:{name}"),
-                    None => {
-                        tracing::warn!(%peer, listener, subject = %dn, "no ssl.principal.mapping.rules rule matches the client certificate; connection closed");
-                        return None;
-                    }
-                }
+        let principal = match tls.principal_of(stream.get_ref().1) {
+            Ok(principal) => principal,
+            Err(dn) => {
+                tracing::warn!(%peer, listener, subject = %dn, "no ssl.principal.mapping.rules rule matches the client certificate; connection closed");
+                return None;
             }
         };
         tracing::debug!(%peer, listener, %principal, "TLS connection");

@@ -42,6 +42,8 @@ pub struct ControllerListenerSecurity {
     /// Accepting side (controllers only: a broker-only node dials and never accepts).
     tls: Option<Arc<TlsListener>>,
     sasl: Option<Arc<SaslServer>>,
+    /// With an authorizer configured, the principals a peer must be one of (`super.users`).
+    members: Option<Arc<[String]>>,
 }
 
 impl std::fmt::Debug for ControllerListenerSecurity {
@@ -66,6 +68,9 @@ impl ControllerListenerSecurity {
         let name = name.to_ascii_uppercase();
         let protocol = config.security_protocol(&name).to_owned();
         if protocol == "PLAINTEXT" {
+            if accepts && quorum_members(config).is_some() {
+                tracing::warn!(listener = %name, "the CONTROLLER listener is PLAINTEXT: quorum peers are not authenticated, so super.users cannot be checked on it; secure it with SSL or SASL");
+            }
             return Ok(None);
         }
         let outbound = Outbound::to_listener(config, &name, "sasl.mechanism.controller.protocol")
@@ -85,6 +90,7 @@ impl ControllerListenerSecurity {
             outbound: Arc::new(outbound),
             tls,
             sasl,
+            members: quorum_members(config),
         })))
     }
 }
@@ -103,7 +109,9 @@ impl QuorumSecurity for ControllerListenerSecurity {
     fn accept(&self, tcp: TcpStream, peer: SocketAddr) -> QuorumHandshake {
         let tls = self.tls.clone();
         let sasl = self.sasl.clone();
+        let members = self.members.clone();
         Box::pin(async move {
+            let mut principal = super::ANONYMOUS.to_owned();
             let mut stream: QuorumStream = match tls {
                 None => Box::new(tcp),
                 Some(tls) => {
@@ -111,15 +119,33 @@ impl QuorumSecurity for ControllerListenerSecurity {
                     let stream = acceptor.accept(tcp).await.map_err(|e| {
                         std::io::Error::new(e.kind(), format!("TLS handshake with {peer}: {e}"))
                     })?;
+                    principal = tls.principal_of(stream.get_ref().1).map_err(|dn| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            format!("no ssl.principal.mapping.rules rule matches {peer}'s certificate subject {dn}"),
+                        )
+                    })?;
                     Box::new(stream)
                 }
             };
             if let Some(server) = sasl {
-                let principal = serve_sasl(&mut stream, server)
+                principal = serve_sasl(&mut stream, server)
                     .await
                     .map_err(|e| std::io::Error::new(e.kind(), format!("SASL with {peer}: {e}")))?;
-                tracing::debug!(%peer, %principal, "quorum peer authenticated");
             }
+            if let Some(members) = members {
+                if !members.contains(&principal) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{peer} authenticated as {principal}, which is not in super.users: \
+                             with an authorizer configured, only super users may join the \
+                             metadata quorum (CLUSTER_ACTION)"
+                        ),
+                    ));
+                }
+            }
+            tracing::debug!(%peer, %principal, "quorum peer authenticated");
             Ok(stream)
         })
     }
@@ -127,6 +153,19 @@ impl QuorumSecurity for ControllerListenerSecurity {
     fn protocol(&self) -> &str {
         &self.protocol
     }
+}
+
+/// With `authorizer.class.name` set, the principals allowed on the quorum's connections:
+/// `super.users`. Kafka checks CLUSTER_ACTION there; the ACLs live in the metadata log the
+/// quorum itself replicates, so, as Kafka's KRaft documentation asks of controller
+/// principals, only super users count (no ACL can grant it). `None`: no authorizer, every
+/// authenticated peer is a member.
+fn quorum_members(config: &BrokerConfig) -> Option<Arc<[String]>> {
+    let value = |key: &str| config.value_and_source(key).0.unwrap_or("").trim();
+    if value("authorizer.class.name").is_empty() {
+        return None;
+    }
+    Some(strom_metadata::acl::AuthorizerSettings::parse_super_users(value("super.users")).into())
 }
 
 /// `host` of `host:port` or `[v6]:port`.
@@ -306,6 +345,43 @@ mod tests {
             if !ok {
                 let why = served.err().unwrap().to_string();
                 assert!(why.contains("Invalid username or password"), "{why}");
+            }
+        }
+    }
+
+    /// With an authorizer configured, a peer that authenticates must also be in
+    /// `super.users` to join the quorum; without one, authenticating is enough.
+    #[tokio::test]
+    async fn with_an_authorizer_only_super_users_join_the_quorum() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let sasl = "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
+                    listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
+                    listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"c\" password=\"p\" user_c=\"p\";";
+        let client = ControllerListenerSecurity::of(&config(sasl), false)
+            .unwrap()
+            .unwrap();
+        let authorizer =
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+        for (extra, ok) in [
+            ("", true),
+            (&format!("{authorizer}\nsuper.users=User:admin")[..], false),
+            (
+                &format!("{authorizer}\nsuper.users=User:admin;User:c")[..],
+                true,
+            ),
+        ] {
+            let server = ControllerListenerSecurity::of(&config(&format!("{sasl}\n{extra}")), true)
+                .unwrap()
+                .unwrap();
+            let tcp = TcpStream::connect(&addr).await.unwrap();
+            let (accepted, peer) = listener.accept().await.unwrap();
+            let (_, served) =
+                tokio::join!(client.connect(tcp, &addr), server.accept(accepted, peer));
+            assert_eq!(served.is_ok(), ok, "{extra}: {:?}", served.err());
+            if !ok {
+                let why = served.err().unwrap().to_string();
+                assert!(why.contains("User:c, which is not in super.users"), "{why}");
             }
         }
     }

@@ -18,6 +18,22 @@ pub struct TlsListener {
     pub mapping: PrincipalMapping,
 }
 
+impl TlsListener {
+    /// The principal of a finished handshake: `User:ANONYMOUS` without a client certificate,
+    /// else the certificate's subject through `ssl.principal.mapping.rules`. `Err` carries
+    /// the subject no rule matched (Kafka refuses that connection).
+    pub fn principal_of(&self, connection: &rustls::ServerConnection) -> Result<String, String> {
+        let Some(cert) = connection.peer_certificates().and_then(|c| c.first()) else {
+            return Ok(super::ANONYMOUS.to_owned());
+        };
+        let dn = subject_name(cert).unwrap_or_default();
+        match self.mapping.apply(&dn) {
+            Some(name) => Ok(format!("User:{name}")),
+            None => Err(dn),
+        }
+    }
+}
+
 /// PEM text from a property value: inline PEM may be written on one line with `\n` escapes.
 fn pem_text(value: &str) -> Vec<u8> {
     value.replace("\\n", "\n").into_bytes()
