@@ -16,28 +16,17 @@
 #      ms per million records, produce and consume, 100 B and 1 KiB.
 # Both brokers are stopped at the end.
 set -euo pipefail
-ROUNDS=${1:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
-PEERS=${PEERS:-/work/shared/peers}
-BIN=${CARGO_TARGET_DIR:?set CARGO_TARGET_DIR}/release
+. "$HERE/lib.sh"
+bench_help "$0" "$@"
+ROUNDS=${1:-3}
+: "${CARGO_TARGET_DIR:?set CARGO_TARGET_DIR}"
 DATA=/tmp/perf-strom-bench
-KAFKA_ENV=(KAFKA_PORT=19392 KAFKA_CONTROLLER_PORT=19393 KAFKA_DATA_DIR=/tmp/perf-kafka-data
-           KAFKA_RUN_DIR=/tmp/perf-kafka-run)
 
 rm -rf "$DATA" && mkdir -p "$DATA"
-"$BIN/strom" server --set listeners=PLAINTEXT://127.0.0.1:29192 --set "log.dirs=$DATA/data" \
-  --set http.listeners= --set log.flush.before.ack.enable=true >"$DATA/strom.out" 2>&1 &
-STROM_PID=$!
-if [ ! -f /tmp/perf-kafka-run/kafka.pid ] || ! kill -0 "$(cat /tmp/perf-kafka-run/kafka.pid)" 2>/dev/null; then
-  env "${KAFKA_ENV[@]}" KAFKA_FRESH=1 "$PEERS/kafka-start.sh"
-fi
-KAFKA_PID=$(cat /tmp/perf-kafka-run/kafka.pid)
-cleanup() {
-  kill "$STROM_PID" 2>/dev/null || true
-  env "${KAFKA_ENV[@]}" KAFKA_WIPE=1 "$PEERS/kafka-stop.sh" || true
-}
-trap cleanup EXIT
-python3 "$PEERS/probe_metadata.py" 127.0.0.1:29192 --timeout 30
+strom_start 29192 "$DATA/data" "$DATA/strom.out" --set log.flush.before.ack.enable=true
+kafka_start 19392 19393 /tmp/perf-kafka-data /tmp/perf-kafka-run
+strom_wait 29192
 
 echo "== acks=all throughput (rdkafka-bench, $ROUNDS alternating rounds, medians)"
 "$BIN/examples/rdkafka-bench" \
