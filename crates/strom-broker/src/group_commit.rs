@@ -2,13 +2,19 @@
 //! ([`strom_storage::GroupCommit`]), each on a thread of its own started at the first durable
 //! append there. Produce submits the partitions it appended to and waits (async) for the
 //! round that covers them; a follower waits (blocking) before it fetches again.
+//!
+//! Each log dir also gets an early-writeback thread (`strom-wb-N`): a partition that has taken
+//! [`EARLY_WRITEBACK_BYTES`] since its last one is flushed there at once, so the round that
+//! acknowledges it finds little left to write (docs/design/2026-12-05-durability.md).
+//! `STROM_EARLY_WRITEBACK` in the broker's environment sets the threshold in bytes (`off` or
+//! 0: none), for measurements.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use strom_storage::{FlushTarget, GroupCommit, PartitionLog, Round};
+use strom_storage::{FlushTarget, GroupCommit, PartitionLog, Round, EARLY_WRITEBACK_BYTES};
 use tokio::sync::watch;
 
 use crate::partition::Partition;
@@ -88,9 +94,13 @@ impl LogDirFlushers {
             return Some(f.clone());
         }
         let (tx, rx) = watch::channel(0);
-        let commit = Arc::new(GroupCommit::new(move |finished| {
-            tx.send_replace(finished);
-        }));
+        let threshold = early_writeback_bytes();
+        let commit = Arc::new(
+            GroupCommit::new(move |finished| {
+                tx.send_replace(finished);
+            })
+            .with_early_writeback(threshold),
+        );
         let runner = commit.clone();
         let name = format!("strom-fsync-{}", dirs.len());
         if let Err(e) = std::thread::Builder::new()
@@ -100,9 +110,36 @@ impl LogDirFlushers {
             tracing::error!(error = %e, "cannot start the group-commit thread; fsyncing in place");
             return None;
         }
+        if threshold > 0 {
+            let runner = commit.clone();
+            let name = format!("strom-wb-{}", dirs.len());
+            if let Err(e) = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || runner.run_writeback())
+            {
+                // The rounds still run; only their fsyncs find more to write.
+                tracing::error!(error = %e, "cannot start the early-writeback thread");
+            }
+        }
         let flusher = Arc::new(DirFlusher { commit, rounds: rx });
         dirs.insert(root.to_path_buf(), flusher.clone());
         Some(flusher)
+    }
+}
+
+/// The early-writeback threshold: `STROM_EARLY_WRITEBACK` (bytes, `off` = 0) or the default.
+fn early_writeback_bytes() -> u64 {
+    parse_early_writeback(std::env::var("STROM_EARLY_WRITEBACK").ok().as_deref())
+}
+
+fn parse_early_writeback(value: Option<&str>) -> u64 {
+    match value {
+        None => EARLY_WRITEBACK_BYTES,
+        Some("off") => 0,
+        Some(v) => v.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(value = v, "STROM_EARLY_WRITEBACK is not a byte count; using the default");
+            EARLY_WRITEBACK_BYTES
+        }),
     }
 }
 
@@ -111,5 +148,19 @@ impl Drop for LogDirFlushers {
         for f in self.dirs.get_mut().values() {
             f.commit.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_writeback_threshold_from_the_environment() {
+        assert_eq!(parse_early_writeback(None), EARLY_WRITEBACK_BYTES);
+        assert_eq!(parse_early_writeback(Some("off")), 0);
+        assert_eq!(parse_early_writeback(Some("0")), 0);
+        assert_eq!(parse_early_writeback(Some("262144")), 262_144);
+        assert_eq!(parse_early_writeback(Some("lots")), EARLY_WRITEBACK_BYTES);
     }
 }
