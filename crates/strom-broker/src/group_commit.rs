@@ -137,7 +137,10 @@ fn parse_early_writeback(value: Option<&str>) -> u64 {
         None => EARLY_WRITEBACK_BYTES,
         Some("off") => 0,
         Some(v) => v.trim().parse().unwrap_or_else(|_| {
-            tracing::warn!(value = v, "STROM_EARLY_WRITEBACK is not a byte count; using the default");
+            tracing::warn!(
+                value = v,
+                "STROM_EARLY_WRITEBACK is not a byte count; using the default"
+            );
             EARLY_WRITEBACK_BYTES
         }),
     }

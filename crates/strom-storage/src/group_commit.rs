@@ -131,7 +131,9 @@ impl GroupCommit {
         let mut s = self.state.lock();
         let key = Arc::as_ptr(&target) as *const () as usize;
         if due {
-            s.writeback.entry(key).or_insert_with(|| Arc::clone(&target));
+            s.writeback
+                .entry(key)
+                .or_insert_with(|| Arc::clone(&target));
         }
         s.pending.entry(key).or_insert(target);
         let round = s.started + 1;

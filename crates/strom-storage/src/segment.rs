@@ -459,7 +459,10 @@ mod tests {
         assert_eq!(writeback_step(0, T - 1, T), (0, None));
         // At the threshold: the whole range since the start, and the next starts at its end.
         assert_eq!(writeback_step(0, T, T), (T, Some(0..T)));
-        assert_eq!(writeback_step(T, 3 * T + 5, T), (3 * T + 5, Some(T..3 * T + 5)));
+        assert_eq!(
+            writeback_step(T, 3 * T + 5, T),
+            (3 * T + 5, Some(T..3 * T + 5))
+        );
         assert_eq!(writeback_step(T, 2 * T - 1, T), (T, None));
         // Truncated below the start: restart at the new end, nothing due.
         assert_eq!(writeback_step(3 * T, T / 2, T), (T / 2, None));

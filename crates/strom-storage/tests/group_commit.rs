@@ -155,7 +155,10 @@ fn a_failed_early_writeback_takes_the_log_offline_before_any_acknowledgement() {
         while flusher.writebacks() == 0 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert!(log.is_offline(), "a failed writeback fsync takes the log offline");
+        assert!(
+            log.is_offline(),
+            "a failed writeback fsync takes the log offline"
+        );
         // The round that would acknowledge the append: the log stays short of it.
         scope.spawn(|| flusher.run());
         flusher.wait(round);
