@@ -8,8 +8,8 @@
 # KAFKA_PORT (19392) and KAFKA_CONTROLLER_PORT (19393); STROM_BIN overrides the strom binary.
 #
 # Starts two Strom brokers with log.flush.before.ack.enable=true (every acknowledgement after a
-# group-commit fsync), one with early writeback (the default) and one with
-# STROM_EARLY_WRITEBACK=off, and a private Kafka 4.1 (defaults: no fsync), then, alternating
+# group-commit fsync), one with early writeback (STROM_EARLY_WRITEBACK=on, 1 MiB) and one
+# without (the default), and a private Kafka 4.1 (defaults: no fsync), then, alternating
 # targets round by round and taking medians:
 #   1. rdkafka-bench, acks=all, 1,000,000 x 100 B and 200,000 x 1 KiB, no compression, at
 #      linger.ms=5 and at linger.ms=0, against
@@ -38,10 +38,11 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19393}
 DATA=/tmp/durable-strom-$STROM_PORT
 
 rm -rf "$DATA" && mkdir -p "$DATA"
-STROM_EARLY_WRITEBACK=off strom_start "$NOWB_PORT" "$DATA/nowb" "$DATA/strom-nowb.out" \
+strom_start "$NOWB_PORT" "$DATA/nowb" "$DATA/strom-nowb.out" \
   --set log.flush.before.ack.enable=true
 NOWB_PID=$STROM_PID
-strom_start "$STROM_PORT" "$DATA/data" "$DATA/strom.out" --set log.flush.before.ack.enable=true
+STROM_EARLY_WRITEBACK=on strom_start "$STROM_PORT" "$DATA/data" "$DATA/strom.out" \
+  --set log.flush.before.ack.enable=true
 kafka_start "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" /tmp/durable-kafka-data-$KAFKA_PORT /tmp/durable-kafka-run-$KAFKA_PORT
 strom_wait "$STROM_PORT"
 strom_wait "$NOWB_PORT"

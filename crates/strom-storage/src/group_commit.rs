@@ -35,11 +35,12 @@ impl FlushTarget for PartitionLog {
 /// A round number: the wait is over once that many rounds have finished.
 pub type Round = u64;
 
-/// The early-writeback threshold the broker uses: 1 MiB of new bytes in a log's active
-/// segment. At 1 KiB records and ~200 MB/s into a log dir that is an extra flush every ~5 ms,
-/// several per group-commit round, while one flush (a journal commit, ~0.1 ms on a fast disk)
-/// stays small against writing the MiB itself (~3 ms at 350 MB/s); below it the extra fsyncs
-/// would cost more than they save, above it a round would find several MiB left.
+/// The early-writeback threshold the broker uses when it is on (`STROM_EARLY_WRITEBACK=on`):
+/// 1 MiB of new bytes in a log's active segment. At 1 KiB records and ~200 MB/s into a log dir
+/// that is an extra flush every ~5 ms, several per group-commit round, while one flush (a
+/// journal commit, ~0.1 ms on a fast disk) stays small against writing the MiB itself (~3 ms
+/// at 350 MB/s); below it the extra fsyncs would cost more than they save, above it a round
+/// would find several MiB left.
 pub const EARLY_WRITEBACK_BYTES: u64 = 1 << 20;
 
 struct State {
