@@ -18,32 +18,20 @@
 # LATENCY_RATE=N (records/s) adds a fixed-rate pass: 1,000,000 x 100 B, acks=all, linger.ms=5,
 # against strom, strom-pagecache and kafka (p50/p99/p99.9 of send-to-acknowledgement).
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+bench_help "$0" "$@"
 ROUNDS=${1:-3}
-PEERS=${PEERS:-/work/shared/peers}
-BIN=${CARGO_TARGET_DIR:?set CARGO_TARGET_DIR}/release
-STROM_BIN=${STROM_BIN:-$BIN/strom}
+: "${CARGO_TARGET_DIR:?set CARGO_TARGET_DIR}"
 STROM_PORT=${STROM_PORT:-29400}
 KAFKA_PORT=${KAFKA_PORT:-29410}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-29411}
 DATA=/tmp/pipe-strom-bench
-KRUN=/tmp/pipe-kafka-run
-KAFKA_ENV=(KAFKA_PORT=$KAFKA_PORT KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
-           KAFKA_DATA_DIR=/tmp/pipe-kafka-data KAFKA_RUN_DIR=$KRUN)
 
 rm -rf "$DATA" && mkdir -p "$DATA"
-"$STROM_BIN" server --set "listeners=PLAINTEXT://127.0.0.1:$STROM_PORT" --set "log.dirs=$DATA/data" \
-  --set http.listeners= --set log.flush.before.ack.enable=true >"$DATA/strom.out" 2>&1 &
-STROM_PID=$!
-if [ ! -f $KRUN/kafka.pid ] || ! kill -0 "$(cat $KRUN/kafka.pid)" 2>/dev/null; then
-  env "${KAFKA_ENV[@]}" KAFKA_FRESH=1 "$PEERS/kafka-start.sh"
-fi
-KAFKA_PID=$(cat $KRUN/kafka.pid)
-cleanup() {
-  kill "$STROM_PID" 2>/dev/null || true
-  [ -n "${KEEP_KAFKA:-}" ] || env "${KAFKA_ENV[@]}" KAFKA_WIPE=1 "$PEERS/kafka-stop.sh" || true
-}
-trap cleanup EXIT
-python3 "$PEERS/probe_metadata.py" "127.0.0.1:$STROM_PORT" --timeout 30
+strom_start "$STROM_PORT" "$DATA/data" "$DATA/strom.out" --set log.flush.before.ack.enable=true
+kafka_start "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" /tmp/pipe-kafka-data /tmp/pipe-kafka-run
+strom_wait "$STROM_PORT"
 
 for LINGER in 5 0; do
   echo "== acks=all, linger.ms=$LINGER (rdkafka-bench, $ROUNDS alternating rounds, medians)"

@@ -14,32 +14,23 @@
 #   2. rdkafka-bench --consume (librdkafka 2.12 through the rdkafka crate), the three targets.
 # All brokers are stopped at the end.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+bench_help "$0" "$@"
 ROUNDS=${1:-3}
-PEERS=${PEERS:-/work/shared/peers}
-BIN=${CARGO_TARGET_DIR:?set CARGO_TARGET_DIR}/release
+: "${CARGO_TARGET_DIR:?set CARGO_TARGET_DIR}"
 DATA=/tmp/zcopy-strom-bench
-KAFKA_ENV=(KAFKA_PORT=29520 KAFKA_CONTROLLER_PORT=29521 KAFKA_DATA_DIR=/tmp/zcopy-kafka-data
-           KAFKA_RUN_DIR=/tmp/zcopy-kafka-run)
 
 rm -rf "$DATA" && mkdir -p "$DATA"
-"$BIN/strom" server --set listeners=PLAINTEXT://127.0.0.1:29510 --set "log.dirs=$DATA/zc" \
-  --set http.listeners= >"$DATA/strom.out" 2>&1 &
-STROM_PID=$!
-STROM_FETCH_ZERO_COPY=off "$BIN/strom" server --set listeners=PLAINTEXT://127.0.0.1:29511 \
-  --set "log.dirs=$DATA/copy" --set http.listeners= >"$DATA/strom-copy.out" 2>&1 &
-COPY_PID=$!
-if [ ! -f /tmp/zcopy-kafka-run/kafka.pid ] || ! kill -0 "$(cat /tmp/zcopy-kafka-run/kafka.pid)" 2>/dev/null; then
-  env "${KAFKA_ENV[@]}" KAFKA_FRESH=1 "$PEERS/kafka-start.sh"
-fi
-KAFKA_PID=$(cat /tmp/zcopy-kafka-run/kafka.pid)
-cleanup() {
-  kill "$STROM_PID" "$COPY_PID" 2>/dev/null || true
-  env "${KAFKA_ENV[@]}" KAFKA_WIPE=1 "$PEERS/kafka-stop.sh" || true
-}
-trap cleanup EXIT
-python3 "$PEERS/probe_metadata.py" 127.0.0.1:29510 --timeout 30
-python3 "$PEERS/probe_metadata.py" 127.0.0.1:29511 --timeout 30
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+strom_start 29510 "$DATA/zc" "$DATA/strom.out"
+STROM_PID_ZC=$STROM_PID
+STROM_FETCH_ZERO_COPY=off strom_start 29511 "$DATA/copy" "$DATA/strom-copy.out"
+COPY_PID=$STROM_PID
+STROM_PID=$STROM_PID_ZC
+kafka_start 29520 29521 /tmp/zcopy-kafka-data /tmp/zcopy-kafka-run
+strom_wait 29510
+strom_wait 29511
+load_average
 
 echo "== kcat: strom (sendfile) vs kafka"
 python3 "$PEERS/side_by_side.py" 127.0.0.1:29510 127.0.0.1:29520 --reps "$ROUNDS" \
@@ -55,4 +46,4 @@ echo "== rdkafka-bench --consume"
   --target "kafka=127.0.0.1:29520@$KAFKA_PID" \
   --rounds "$ROUNDS" --consume \
   --produce 1000000,100,1,none --produce 200000,1024,1,none
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_average

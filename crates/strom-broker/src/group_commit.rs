@@ -2,13 +2,20 @@
 //! ([`strom_storage::GroupCommit`]), each on a thread of its own started at the first durable
 //! append there. Produce submits the partitions it appended to and waits (async) for the
 //! round that covers them; a follower waits (blocking) before it fetches again.
+//!
+//! Early writeback (off by default; `STROM_EARLY_WRITEBACK=<bytes>` in the broker's
+//! environment, e.g. [`EARLY_WRITEBACK_BYTES`]): each log dir then also gets a thread
+//! (`strom-wb-N`) where a partition that has taken that many bytes since its last early
+//! writeback is flushed at once, so the round that acknowledges it finds less to write. Off
+//! because the figures did not show it worth its cost: a little more throughput at 100 B, none
+//! at 1 KiB, about twice the p99 at a fixed rate (docs/design/2026-12-05-durability.md).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use strom_storage::{FlushTarget, GroupCommit, PartitionLog, Round};
+use strom_storage::{FlushTarget, GroupCommit, PartitionLog, Round, EARLY_WRITEBACK_BYTES};
 use tokio::sync::watch;
 
 use crate::partition::Partition;
@@ -88,9 +95,13 @@ impl LogDirFlushers {
             return Some(f.clone());
         }
         let (tx, rx) = watch::channel(0);
-        let commit = Arc::new(GroupCommit::new(move |finished| {
-            tx.send_replace(finished);
-        }));
+        let threshold = early_writeback_bytes();
+        let commit = Arc::new(
+            GroupCommit::new(move |finished| {
+                tx.send_replace(finished);
+            })
+            .with_early_writeback(threshold),
+        );
         let runner = commit.clone();
         let name = format!("strom-fsync-{}", dirs.len());
         if let Err(e) = std::thread::Builder::new()
@@ -100,9 +111,40 @@ impl LogDirFlushers {
             tracing::error!(error = %e, "cannot start the group-commit thread; fsyncing in place");
             return None;
         }
+        if threshold > 0 {
+            let runner = commit.clone();
+            let name = format!("strom-wb-{}", dirs.len());
+            if let Err(e) = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || runner.run_writeback())
+            {
+                // The rounds still run; only their fsyncs find more to write.
+                tracing::error!(error = %e, "cannot start the early-writeback thread");
+            }
+        }
         let flusher = Arc::new(DirFlusher { commit, rounds: rx });
         dirs.insert(root.to_path_buf(), flusher.clone());
         Some(flusher)
+    }
+}
+
+/// The early-writeback threshold: `STROM_EARLY_WRITEBACK` (bytes; `on` =
+/// [`EARLY_WRITEBACK_BYTES`]; unset, `off` or 0: none).
+fn early_writeback_bytes() -> u64 {
+    parse_early_writeback(std::env::var("STROM_EARLY_WRITEBACK").ok().as_deref())
+}
+
+fn parse_early_writeback(value: Option<&str>) -> u64 {
+    match value {
+        None | Some("off") => 0,
+        Some("on") => EARLY_WRITEBACK_BYTES,
+        Some(v) => v.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(
+                value = v,
+                "STROM_EARLY_WRITEBACK is not a byte count; early writeback stays off"
+            );
+            0
+        }),
     }
 }
 
@@ -111,5 +153,20 @@ impl Drop for LogDirFlushers {
         for f in self.dirs.get_mut().values() {
             f.commit.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_writeback_threshold_from_the_environment() {
+        assert_eq!(parse_early_writeback(None), 0);
+        assert_eq!(parse_early_writeback(Some("off")), 0);
+        assert_eq!(parse_early_writeback(Some("0")), 0);
+        assert_eq!(parse_early_writeback(Some("on")), EARLY_WRITEBACK_BYTES);
+        assert_eq!(parse_early_writeback(Some("262144")), 262_144);
+        assert_eq!(parse_early_writeback(Some("lots")), 0);
     }
 }

@@ -32,7 +32,7 @@ pub use epoch_cache::{UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use error::LogError;
 pub use file_slice::FileSlice;
 pub use fs::{Fault, FaultOp, Fs, FsFile, OpenMode, SimFs, StdFs};
-pub use group_commit::{FlushTarget, GroupCommit, Round};
+pub use group_commit::{FlushTarget, GroupCommit, Round, EARLY_WRITEBACK_BYTES};
 pub use handles::{HandleCache, HandleStats, DEFAULT_OPEN_FILES_MAX};
 pub use log::{AppendInfo, PartitionLog};
 pub use read::{ReadResult, TimestampOffset};

@@ -493,6 +493,14 @@ impl PartitionLog {
         self.inner.lock().flushed_offset
     }
 
+    /// Early writeback (durable mode, [`crate::GroupCommit`]): the byte range of the active
+    /// segment appended since the last range handed out, once it is at least `threshold`
+    /// bytes (0: never). Each appended byte is handed out at most once.
+    pub fn take_writeback(&self, threshold: u64) -> Option<std::ops::Range<u64>> {
+        let active = Arc::clone(self.inner.lock().active());
+        active.take_writeback(threshold)
+    }
+
     /// fsyncs everything appended so far.
     pub fn flush(&self) -> Result<(), LogError> {
         self.flush_to(i64::MAX)

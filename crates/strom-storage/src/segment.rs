@@ -123,6 +123,26 @@ pub(crate) struct Segment {
     pub offset_index: Index<OffsetEntry>,
     pub time_index: Index<TimeEntry>,
     meta: Mutex<SegmentMeta>,
+    /// End of the bytes already handed to early writeback ([`Self::take_writeback`]).
+    writeback_from: AtomicU64,
+}
+
+/// The early-writeback trigger: once `end` (the segment's size) is at least `threshold` bytes
+/// past `from` (where the last range handed out ended), the range `from..end` is due and the
+/// next one starts at `end`. A segment cut back below `from` (truncation) starts again at its
+/// new end, with nothing due.
+pub(crate) fn writeback_step(
+    from: u64,
+    end: u64,
+    threshold: u64,
+) -> (u64, Option<std::ops::Range<u64>>) {
+    if end < from {
+        (end, None)
+    } else if threshold > 0 && end - from >= threshold {
+        (end, Some(from..end))
+    } else {
+        (from, None)
+    }
 }
 
 /// Opens a segment's log file now (recovery reads it at once) and keeps it in the cache.
@@ -161,6 +181,7 @@ impl Segment {
                 true,
             )?,
             meta: Mutex::new(SegmentMeta::empty(base_offset)),
+            writeback_from: AtomicU64::new(0),
             log_path,
         })
     }
@@ -183,6 +204,8 @@ impl Segment {
             offset_index,
             time_index,
             meta: Mutex::new(meta),
+            // What recovery found on disk is not counted as new.
+            writeback_from: AtomicU64::new(size),
         }
     }
 
@@ -196,6 +219,22 @@ impl Segment {
 
     pub fn set_meta(&self, meta: SegmentMeta) {
         *self.meta.lock() = meta;
+    }
+
+    /// The bytes appended since the last range handed out, if at least `threshold` (0: never),
+    /// per [`writeback_step`]; the next range starts after them. Concurrent callers get
+    /// disjoint ranges.
+    pub fn take_writeback(&self, threshold: u64) -> Option<std::ops::Range<u64>> {
+        let end = self.size();
+        let mut due = None;
+        let _ = self
+            .writeback_from
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |from| {
+                let (next, range) = writeback_step(from, end, threshold);
+                due = range;
+                (next != from).then_some(next)
+            });
+        due
     }
 
     pub fn is_empty(&self) -> bool {
@@ -411,5 +450,48 @@ mod tests {
         );
         assert_eq!(parse_file_name("00000000000000000042.index", LOG_EXT), None);
         assert_eq!(parse_file_name("42.log", LOG_EXT), None);
+    }
+
+    #[test]
+    fn writeback_ranges_start_where_the_last_ended() {
+        const T: u64 = 1 << 20;
+        // Below the threshold: nothing due, the start stays.
+        assert_eq!(writeback_step(0, T - 1, T), (0, None));
+        // At the threshold: the whole range since the start, and the next starts at its end.
+        assert_eq!(writeback_step(0, T, T), (T, Some(0..T)));
+        assert_eq!(
+            writeback_step(T, 3 * T + 5, T),
+            (3 * T + 5, Some(T..3 * T + 5))
+        );
+        assert_eq!(writeback_step(T, 2 * T - 1, T), (T, None));
+        // Truncated below the start: restart at the new end, nothing due.
+        assert_eq!(writeback_step(3 * T, T / 2, T), (T / 2, None));
+        // Threshold 0 turns it off.
+        assert_eq!(writeback_step(0, 10 * T, 0), (0, None));
+    }
+
+    #[test]
+    fn segment_hands_out_each_appended_byte_once() {
+        let fs: Arc<dyn Fs> = Arc::new(crate::fs::SimFs::new(1));
+        let files = Files {
+            fs: fs.clone(),
+            cache: crate::handles::HandleCache::new(16),
+        };
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let seg = Segment::create(&files, Path::new("/d"), 0).unwrap();
+        let append = |n: usize| {
+            let at = seg.size();
+            seg.log.write_all_at(&vec![7u8; n], at).unwrap();
+            seg.size.store(at + n as u64, Ordering::Release);
+        };
+        append(600);
+        assert_eq!(seg.take_writeback(1000), None);
+        append(600);
+        assert_eq!(seg.take_writeback(1000), Some(0..1200));
+        assert_eq!(seg.take_writeback(1000), None);
+        append(999);
+        assert_eq!(seg.take_writeback(1000), None);
+        append(1);
+        assert_eq!(seg.take_writeback(1000), Some(1200..2200));
     }
 }
