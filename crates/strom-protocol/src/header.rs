@@ -2,7 +2,7 @@
 //! key, version, correlation id and client id; v2 adds tagged fields. Response header v0 is
 //! the correlation id; v1 adds tagged fields. Bodies are left as bytes for the caller.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use thiserror::Error;
@@ -162,6 +162,7 @@ pub fn encode_response_with_header_version<R: Encodable>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use kafka_protocol::messages::ApiVersionsResponse;
 
     fn frame(api_key: i16, version: i16, client: Option<&str>, flexible: bool) -> Bytes {
