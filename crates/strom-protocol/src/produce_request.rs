@@ -245,11 +245,10 @@ mod tests {
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use proptest::prelude::*;
 
-    fn request(
-        txn: Option<&str>,
-        topics: &[(&str, Vec<(i32, Option<Vec<u8>>)>)],
-        tagged: bool,
-    ) -> ProduceRequest {
+    /// Partitions of a topic in a test request: (index, records).
+    type Partitions = Vec<(i32, Option<Vec<u8>>)>;
+
+    fn request(txn: Option<&str>, topics: &[(&str, Partitions)], tagged: bool) -> ProduceRequest {
         let mut r = ProduceRequest::default();
         r.transactional_id = txn.map(|t| TransactionalId(StrBytes::from_string(t.to_owned())));
         r.acks = -1;
