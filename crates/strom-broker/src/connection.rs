@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use strom_protocol::frame::{complete_frame_len, FRAME_HEADER_LEN};
 use strom_protocol::header::decode_request_header;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::broker::Broker;
+use crate::frame_pool::{FrameBuffer, FRAME_POOL};
 use crate::handlers::{self, Answer, Handled};
 use crate::limits::{RequestBudget, RequestPermit};
 use crate::metrics::BrokerMetrics;
@@ -158,6 +159,7 @@ pub(crate) async fn serve(
         queued: queued.clone(),
         idle,
         buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
+        large: None,
         reserved: None,
         last_read: Instant::now(),
         authenticated: false,
@@ -191,12 +193,26 @@ struct Connection {
     queued: Arc<watch::Sender<usize>>,
     idle: Option<Duration>,
     max_frame: usize,
+    /// What is read from the socket; frames are split off it and handled in place.
     buf: BytesMut,
+    /// While a frame larger than the read buffer is read: `buf` is a buffer of the frame
+    /// pool sized for it, and this holds the read buffer until the frame is handled.
+    large: Option<LargeFrame>,
     /// Request budget taken for the frame being read, when it is larger than the buffer.
     reserved: Option<RequestPermit>,
     /// When the last read returned: every complete frame buffered arrived then (frames
     /// are handled before the next read), which starts its queue time.
     last_read: Instant,
+}
+
+/// A frame read into a buffer of its own (see `Connection::large`).
+struct LargeFrame {
+    /// The connection's read buffer, set aside (empty).
+    read_buf: BytesMut,
+    /// The pool buffer's bookkeeping; its memory is `Connection::buf` meanwhile.
+    pooled: FrameBuffer,
+    /// Size prefix included: reads stop there, so the buffer holds this frame alone.
+    total: usize,
 }
 
 impl Connection {
@@ -206,20 +222,31 @@ impl Connection {
             // Handle every complete frame already buffered before reading more.
             while let Some(len) = self.complete_frame()? {
                 self.buf.advance(FRAME_HEADER_LEN);
-                let frame = self.buf.split_to(len).freeze();
+                // Not frozen: a Produce's records are given their offsets in place.
+                let frame = self.buf.split_to(len);
                 let permit = self.reserved.take();
                 self.wait_for_writer().await?;
                 self.handle(frame, self.last_read).await?;
                 drop(permit);
+                self.end_large_frame();
                 last_request = Instant::now();
             }
             if *self.stop.borrow() {
                 return Ok(());
             }
             self.reserve_budget().await?;
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(READ_BUFFER_BYTES);
-            }
+            // A large frame's buffer has room for exactly the rest of it: read no further,
+            // so that nothing of the next request shares its memory.
+            let limit = match &self.large {
+                Some(large) => large.total - self.buf.len(),
+                None => {
+                    if self.buf.capacity() - self.buf.len() < 4096 {
+                        self.buf.reserve(READ_BUFFER_BYTES);
+                    }
+                    usize::MAX
+                }
+            };
+            let mut into = (&mut self.buf).limit(limit);
             let idle_deadline = self.idle.map(|d| last_request + d);
             let idle_timer = async move {
                 match idle_deadline {
@@ -228,7 +255,7 @@ impl Connection {
                 }
             };
             tokio::select! {
-                read = self.reader.read_buf(&mut self.buf) => match read {
+                read = self.reader.read_buf(&mut into) => match read {
                     Ok(0) => return Ok(()),
                     Ok(_) => self.last_read = Instant::now(),
                     Err(e) => {
@@ -258,7 +285,8 @@ impl Connection {
 
     /// Before reading the body of a frame that does not fit the read buffer, takes its size
     /// from the global request budget (waiting, without reading, while there is none), then
-    /// grows the buffer to hold it.
+    /// moves what is buffered of it (only this frame: the ones before it were handled) into a
+    /// buffer from the frame pool with room for all of it, where the rest is read.
     async fn reserve_budget(&mut self) -> Result<(), Closed> {
         if self.reserved.is_some() || self.buf.len() < FRAME_HEADER_LEN {
             return Ok(());
@@ -281,8 +309,32 @@ impl Connection {
             }
         };
         self.reserved = Some(permit);
-        self.buf.reserve(total - self.buf.len());
+        let mut pooled = FRAME_POOL.take(total);
+        let mut frame_buf = std::mem::take(&mut pooled.buf);
+        frame_buf.extend_from_slice(&self.buf);
+        self.buf.clear();
+        let read_buf = std::mem::replace(&mut self.buf, frame_buf);
+        self.large = Some(LargeFrame {
+            read_buf,
+            pooled,
+            total,
+        });
         Ok(())
+    }
+
+    /// After a large frame is handled (its records written): its buffer goes back to the
+    /// pool and reading goes on in the read buffer.
+    fn end_large_frame(&mut self) {
+        if let Some(LargeFrame {
+            read_buf,
+            mut pooled,
+            ..
+        }) = self.large.take()
+        {
+            debug_assert!(self.buf.is_empty(), "a large frame's buffer holds it alone");
+            pooled.buf = std::mem::replace(&mut self.buf, read_buf);
+            FRAME_POOL.put(pooled);
+        }
     }
 
     /// Waits until the responses queued for writing are below `QUEUED_RESPONSE_BYTES`.
@@ -326,7 +378,7 @@ impl Connection {
         }
     }
 
-    async fn handle(&mut self, frame: bytes::Bytes, received: Instant) -> Result<(), Closed> {
+    async fn handle(&mut self, frame: BytesMut, received: Instant) -> Result<(), Closed> {
         let peer = self.peer;
         let (header, body) = decode_request_header(frame).map_err(|e| {
             tracing::warn!(%peer, error = %e, "closing connection: bad request header");

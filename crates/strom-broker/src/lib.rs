@@ -9,6 +9,7 @@ pub mod config;
 mod connection;
 pub mod controller_node;
 pub mod errors;
+mod frame_pool;
 pub mod group;
 pub mod group_commit;
 mod handlers;

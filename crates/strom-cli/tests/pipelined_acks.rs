@@ -62,6 +62,42 @@ fn produce(
             .with_partition_data(vec![data])])
 }
 
+/// [`produce`] as a request frame with correlation id `correlation`.
+fn produce_frame(
+    correlation: i32,
+    acks: i16,
+    partition: i32,
+    first: usize,
+    count: usize,
+    producer: Option<(i64, i16, i32)>,
+) -> Vec<u8> {
+    let request = produce(acks, partition, first, count, producer);
+    request_frame(ApiKey::Produce, PRODUCE_VERSION, correlation, &request)
+}
+
+/// The values of the first `count` records of `piped`/`partition`, with their offsets.
+fn read_back(bootstrap: &str, partition: i32, count: usize) -> (Vec<String>, Vec<i64>) {
+    let got = consume(
+        bootstrap,
+        "piped",
+        &[partition],
+        Offset::Beginning,
+        count,
+        Duration::from_secs(30),
+        &[],
+    );
+    let values = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    (values, got.iter().map(|r| r.offset).collect())
+}
+
+/// `count` values "p{partition}-{i}" in order.
+fn expected_values(partition: usize, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("p{partition}-{i}")).collect()
+}
+
 /// A fetch of `piped`/0 from offset 0, not waiting.
 fn fetch() -> FetchRequest {
     FetchRequest::default()
@@ -99,45 +135,15 @@ async fn pipelined_produces_fetch_and_api_versions_are_answered_in_request_order
     // Everything written at once, so the broker has the whole pipeline buffered.
     let requests: Vec<Vec<u8>> = vec![
         // 1-4: idempotent batches of 3 records to partition 0, acks=1 and acks=all.
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            1,
-            &produce(1, 0, 0, 3, idem(0)),
-        ),
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            2,
-            &produce(-1, 0, 3, 3, idem(3)),
-        ),
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            3,
-            &produce(1, 0, 6, 3, idem(6)),
-        ),
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            4,
-            &produce(-1, 0, 9, 3, idem(9)),
-        ),
+        produce_frame(1, 1, 0, 0, 3, idem(0)),
+        produce_frame(2, -1, 0, 3, 3, idem(3)),
+        produce_frame(3, 1, 0, 6, 3, idem(6)),
+        produce_frame(4, -1, 0, 9, 3, idem(9)),
         // 5: a fetch of partition 0 after them.
         request_frame(ApiKey::Fetch, FETCH_VERSION, 5, &fetch()),
         // 6: the next batch; 7: a retry of request 2 (a duplicate: its original offset).
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            6,
-            &produce(1, 0, 12, 3, idem(12)),
-        ),
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            7,
-            &produce(-1, 0, 3, 3, idem(3)),
-        ),
+        produce_frame(6, 1, 0, 12, 3, idem(12)),
+        produce_frame(7, -1, 0, 3, 3, idem(3)),
         // 8: ApiVersions between produces.
         request_frame(
             ApiKey::ApiVersions,
@@ -149,30 +155,10 @@ async fn pipelined_produces_fetch_and_api_versions_are_answered_in_request_order
         ),
         // 9: a sequence gap, refused; 10: acks=0 to partition 1 (no answer); 11: acks=1 to
         // partition 1 after it; 12: partition 0 goes on after the refused gap.
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            9,
-            &produce(1, 0, 99, 1, idem(99)),
-        ),
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            10,
-            &produce(0, 1, 0, 2, None),
-        ),
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            11,
-            &produce(1, 1, 2, 2, None),
-        ),
-        request_frame(
-            ApiKey::Produce,
-            PRODUCE_VERSION,
-            12,
-            &produce(-1, 0, 15, 3, idem(15)),
-        ),
+        produce_frame(9, 1, 0, 99, 1, idem(99)),
+        produce_frame(10, 0, 1, 0, 2, None),
+        produce_frame(11, 1, 1, 2, 2, None),
+        produce_frame(12, -1, 0, 15, 3, idem(15)),
     ];
     let mut stream = TcpStream::connect(&bootstrap).unwrap();
     stream
@@ -224,22 +210,8 @@ async fn pipelined_produces_fetch_and_api_versions_are_answered_in_request_order
     assert_eq!(produce_answer(&mut stream, 12), (0, 15));
 
     // The log holds each record once, in order.
-    let got = consume(
-        &bootstrap,
-        "piped",
-        &[0],
-        Offset::Beginning,
-        18,
-        Duration::from_secs(30),
-        &[],
-    );
-    let values: Vec<String> = got
-        .iter()
-        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-        .collect();
-    let expected: Vec<String> = (0..18).map(|i| format!("p0-{i}")).collect();
-    assert_eq!(values, expected);
-    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    let (values, offsets) = read_back(&bootstrap, 0, 18);
+    assert_eq!(values, expected_values(0, 18));
     assert_eq!(offsets, (0..18).collect::<Vec<i64>>());
 }
 
@@ -290,24 +262,10 @@ async fn an_idempotent_producer_with_five_in_flight_and_no_linger_keeps_order() 
             &(0..(RECORDS / 2) as i64).collect::<Vec<_>>(),
             "partition {partition}: acknowledged offsets are the send order, once each"
         );
-        let got = consume(
-            &bootstrap,
-            "piped",
-            &[partition as i32],
-            Offset::Beginning,
-            RECORDS / 2,
-            Duration::from_secs(30),
-            &[],
-        );
-        let values: Vec<String> = got
-            .iter()
-            .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-            .collect();
-        let expected: Vec<String> = (0..RECORDS / 2)
-            .map(|i| format!("p{partition}-{i}"))
-            .collect();
+        let (values, _) = read_back(&bootstrap, partition as i32, RECORDS / 2);
         assert_eq!(
-            values, expected,
+            values,
+            expected_values(partition, RECORDS / 2),
             "partition {partition}: every record once, in order"
         );
     }

@@ -297,3 +297,181 @@ async fn restart_reads_everything_back() {
         Some("-1")
     );
 }
+
+/// What one producer sent: per partition, (offset the producer was told or -1, value,
+/// timestamp the producer set or the broker's LogAppendTime it reported).
+type Sent = std::collections::BTreeMap<i32, Vec<(i64, Vec<u8>, i64)>>;
+
+/// Queues `count` records of `size` bytes to both partitions of `topic` at once (so that
+/// librdkafka packs them into one request per flush), then waits for every delivery report.
+async fn send_many(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    label: &str,
+    count: usize,
+    size: usize,
+    sent: &mut Sent,
+) {
+    let mut pending = Vec::new();
+    for i in 0..count {
+        let partition = (i % 2) as i32;
+        let mut value = format!("{label}/{i}/").into_bytes();
+        // Varied padding, so that compression leaves the frames large.
+        value.extend((0..size).map(|j| (j * 7 + i * 13) as u8));
+        let timestamp = 1_700_000_000_000 + i as i64;
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .partition(partition)
+            .payload(&value[..])
+            .timestamp(timestamp);
+        let delivery = p.send_result(record).map_err(|(e, _)| e).unwrap();
+        pending.push((partition, value, timestamp, delivery));
+    }
+    for (partition, value, timestamp, delivery) in pending {
+        let d = delivery
+            .await
+            .expect("delivery report")
+            .map_err(|(e, _)| e)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(d.partition, partition);
+        let ts = match d.timestamp {
+            rdkafka::Timestamp::LogAppendTime(t) => t,
+            _ => timestamp,
+        };
+        sent.entry(partition)
+            .or_default()
+            .push((d.offset, value, ts));
+    }
+}
+
+/// Reads `topic`'s two partitions to the end and checks them against what was sent: the
+/// same values in the same order, each at the offset its producer was told, with the
+/// producer's timestamp (CreateTime) or the broker's, as reported to the producer and
+/// within the produce's time (LogAppendTime).
+fn check_read_back(bootstrap: &str, topic: &str, sent: &Sent, append_time: Option<(i64, i64)>) {
+    use rdkafka::Message;
+    let consumer = common::consumer(bootstrap, &[("isolation.level", "read_committed")]);
+    let mut tpl = TopicPartitionList::new();
+    for p in sent.keys() {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let total: usize = sent.values().map(Vec::len).sum();
+    let mut got: Sent = Default::default();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while got.values().map(Vec::len).sum::<usize>() < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: read {got:?}"
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let ts = match (m.timestamp(), append_time) {
+            (rdkafka::Timestamp::LogAppendTime(t), Some((from, to))) => {
+                assert!((from..=to).contains(&t), "{topic}: append time {t}");
+                t
+            }
+            (rdkafka::Timestamp::CreateTime(t), None) => t,
+            (other, _) => panic!("{topic}: unexpected timestamp {other:?}"),
+        };
+        got.entry(m.partition())
+            .or_default()
+            .push((m.offset(), m.payload().unwrap().to_vec(), ts));
+    }
+    for (partition, expected) in sent {
+        let read = &got[partition];
+        assert_eq!(read.len(), expected.len(), "{topic}-{partition}");
+        for (i, (r, e)) in read.iter().zip(expected).enumerate() {
+            assert_eq!(r.1, e.1, "{topic}-{partition} record {i}: value");
+            // acks=0: no answer, so no offset and no LogAppendTime reached the producer.
+            if e.0 >= 0 {
+                assert_eq!(r.0, e.0, "{topic}-{partition} record {i}: offset");
+            }
+            if e.0 >= 0 || append_time.is_none() {
+                assert_eq!(r.2, e.2, "{topic}-{partition} record {i}: timestamp");
+            }
+        }
+        assert!(
+            read.windows(2).all(|w| w[0].0 < w[1].0),
+            "{topic}-{partition}: offsets in order"
+        );
+    }
+}
+
+/// Produce appends a request's records in place, in the request frame (frames larger than
+/// the connection's read buffer in a buffer from the frame pool): through acks 0/1/all,
+/// compression, an idempotent and a transactional producer, small and large frames, on a
+/// CreateTime and a LogAppendTime topic, the log holds exactly what was sent, at the offsets
+/// the producers were told, with the right timestamps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_appends_keep_contents_offsets_and_timestamps() {
+    use rdkafka::producer::Producer;
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let modes: [(&str, &[(&str, &str)]); 4] = [
+        ("acks0", &[("acks", "0")]),
+        ("acks1-lz4", &[("acks", "1"), ("compression.type", "lz4")]),
+        (
+            "idempotent-zstd",
+            &[("enable.idempotence", "true"), ("compression.type", "zstd")],
+        ),
+        ("all-gzip", &[("acks", "all"), ("compression.type", "gzip")]),
+    ];
+    for (topic, configs) in [
+        ("create-time", &[][..]),
+        (
+            "append-time",
+            &[("message.timestamp.type", "LogAppendTime")][..],
+        ),
+    ] {
+        create_topic(&b, topic, 2, configs).await;
+        let started = now();
+        let mut sent = Sent::new();
+        for (mode, config) in modes {
+            let mut c = vec![("linger.ms", "100"), ("batch.size", "1000000")];
+            c.extend_from_slice(config);
+            let p = producer(&b, &c);
+            // Small frames (a few records), then ~150 KiB ones (read into a pooled buffer).
+            send_many(&p, topic, &format!("{mode}-small"), 4, 10, &mut sent).await;
+            send_many(&p, topic, &format!("{mode}-large"), 300, 1000, &mut sent).await;
+            p.flush(Duration::from_secs(10)).unwrap();
+        }
+        // Transactional: a large committed transaction, an aborted one, a small committed one.
+        let id = format!("txn-{topic}");
+        let p = producer(
+            &b,
+            &[
+                ("transactional.id", id.as_str()),
+                ("linger.ms", "100"),
+                ("batch.size", "1000000"),
+            ],
+        );
+        p.init_transactions(TIMEOUT).unwrap();
+        p.begin_transaction().unwrap();
+        send_many(&p, topic, "txn-large", 300, 1000, &mut sent).await;
+        p.commit_transaction(TIMEOUT).unwrap();
+        p.begin_transaction().unwrap();
+        let mut aborted = Sent::new();
+        send_many(&p, topic, "txn-aborted", 10, 10, &mut aborted).await;
+        p.abort_transaction(TIMEOUT).unwrap();
+        p.begin_transaction().unwrap();
+        send_many(&p, topic, "txn-small", 4, 10, &mut sent).await;
+        p.commit_transaction(TIMEOUT).unwrap();
+        let append_time = (!configs.is_empty()).then(|| (started, now()));
+        if append_time.is_none() {
+            // CreateTime: the producer's timestamps, which send_many set.
+            for records in sent.values() {
+                assert!(records.iter().all(|r| r.2 < started));
+            }
+        }
+        check_read_back(&b, topic, &sent, append_time);
+    }
+}

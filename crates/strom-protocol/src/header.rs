@@ -2,7 +2,7 @@
 //! key, version, correlation id and client id; v2 adds tagged fields. Response header v0 is
 //! the correlation id; v1 adds tagged fields. Bodies are left as bytes for the caller.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use thiserror::Error;
@@ -32,9 +32,10 @@ pub enum HeaderError {
 /// Maximum number of tagged fields accepted in a header; real clients send none.
 const MAX_HEADER_TAGS: u32 = 64;
 
-/// Splits a request frame body into its header and the message body.
-pub fn decode_request_header(mut frame: Bytes) -> Result<(RequestHeader, Bytes), HeaderError> {
-    if frame.len() < 8 {
+/// Splits a request frame body into its header and the message body (a `Bytes`, or a
+/// `BytesMut` when the body is to be modified in place, as a Produce's records are).
+pub fn decode_request_header<B: Buf>(mut frame: B) -> Result<(RequestHeader, B), HeaderError> {
+    if frame.remaining() < 8 {
         return Err(HeaderError::Truncated);
     }
     let api_key = frame.get_i16();
@@ -62,7 +63,7 @@ pub fn decode_request_header(mut frame: Bytes) -> Result<(RequestHeader, Bytes),
     Ok((header, frame))
 }
 
-fn read_nullable_string(buf: &mut Bytes) -> Result<Option<String>, HeaderError> {
+fn read_nullable_string(buf: &mut impl Buf) -> Result<Option<String>, HeaderError> {
     if buf.remaining() < 2 {
         return Err(HeaderError::Truncated);
     }
@@ -74,14 +75,15 @@ fn read_nullable_string(buf: &mut Bytes) -> Result<Option<String>, HeaderError> 
     if buf.remaining() < len {
         return Err(HeaderError::Truncated);
     }
-    let raw = buf.split_to(len);
-    String::from_utf8(raw.to_vec())
+    let mut raw = vec![0; len];
+    buf.copy_to_slice(&mut raw);
+    String::from_utf8(raw)
         .map(Some)
         .map_err(|_| HeaderError::InvalidClientId)
 }
 
 /// Reads an unsigned varint (at most 5 bytes for a u32).
-pub fn read_unsigned_varint(buf: &mut Bytes) -> Option<u32> {
+pub fn read_unsigned_varint(buf: &mut impl Buf) -> Option<u32> {
     let mut value: u32 = 0;
     for i in 0..5 {
         if !buf.has_remaining() {
@@ -96,7 +98,7 @@ pub fn read_unsigned_varint(buf: &mut Bytes) -> Option<u32> {
     None
 }
 
-fn skip_tagged_fields(buf: &mut Bytes) -> Result<(), HeaderError> {
+fn skip_tagged_fields(buf: &mut impl Buf) -> Result<(), HeaderError> {
     let count = read_unsigned_varint(buf).ok_or(HeaderError::MalformedTaggedFields)?;
     if count > MAX_HEADER_TAGS {
         return Err(HeaderError::MalformedTaggedFields);
@@ -160,6 +162,7 @@ pub fn encode_response_with_header_version<R: Encodable>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use kafka_protocol::messages::ApiVersionsResponse;
 
     fn frame(api_key: i16, version: i16, client: Option<&str>, flexible: bool) -> Bytes {

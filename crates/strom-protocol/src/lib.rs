@@ -4,6 +4,7 @@
 
 pub mod frame;
 pub mod header;
+pub mod produce_request;
 
 pub use kafka_protocol;
 pub use kafka_protocol::error::ResponseError as ErrorCode;

@@ -380,12 +380,14 @@ pub(crate) struct Answer {
 pub(crate) async fn dispatch_pipelined(
     broker: &Arc<Broker>,
     header: &RequestContext,
-    body: Bytes,
+    body: bytes::BytesMut,
 ) -> Result<Handled, HandlerError> {
     if header.api_key == produce::SPEC.key as i16 && produce::SPEC.supports(header.api_version) {
         return produce::start(broker, header, body).await;
     }
-    dispatch(broker, header, body).await.map(Handled::Ready)
+    dispatch(broker, header, body.freeze())
+        .await
+        .map(Handled::Ready)
 }
 
 macro_rules! handlers {

@@ -18,12 +18,13 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strom_protocol::header::encode_response;
+use strom_protocol::produce_request::{decode_produce_request, ProduceFrame};
 use strom_protocol::ErrorCode;
 
-use super::{decode, AclOperation, ApiSpec, HandlerError, HandlerResult, ResourceType};
+use super::{AclOperation, ApiSpec, HandlerError, HandlerResult, ResourceType};
 use crate::broker::Broker;
 use crate::errors::{log_error_code, log_record_errors};
 use crate::partition::Partition;
@@ -37,7 +38,9 @@ pub(super) async fn handle(
     header: &RequestContext,
     body: Bytes,
 ) -> HandlerResult {
-    match start(broker, header, body).await? {
+    // Off the connection's path (which hands `start` the frame itself): the records are
+    // copied unless this is the only reference to them.
+    match start(broker, header, BytesMut::from(body)).await? {
         super::Handled::Ready(response) => Ok(response),
         super::Handled::Waiting(wait) => {
             let answer = wait.await;
@@ -54,11 +57,14 @@ pub(super) async fn handle(
 /// Appends the request's records (in the caller's order: the connection calls this for one
 /// request at a time) and returns either the answer, or the wait for it when it needs a
 /// group-commit fsync or the ISR: the connection goes on with its next requests meanwhile
-/// and writes the answers in request order (see `connection.rs`).
+/// and writes the answers in request order (see `connection.rs`). `body` is the request
+/// frame's own buffer: each partition's records are validated, given their offsets and
+/// written to the log in place (no copy), and nothing of the frame is kept once the appends
+/// are done, so the connection reuses its read buffer.
 pub(crate) async fn start(
     broker: &Arc<Broker>,
     header: &RequestContext,
-    body: Bytes,
+    body: BytesMut,
 ) -> Result<super::Handled, HandlerError> {
     if header.api_version < MIN_SERVED_VERSION {
         return Err(HandlerError::UnsupportedVersion {
@@ -68,7 +74,12 @@ pub(crate) async fn start(
             max: SPEC.max_version,
         });
     }
-    let request: ProduceRequest = decode(&SPEC, header, body)?;
+    let request =
+        decode_produce_request(body, header.api_version).map_err(|e| HandlerError::Malformed {
+            api: SPEC.key,
+            version: header.api_version,
+            reason: e.to_string(),
+        })?;
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     // Produce never creates topics (as in Kafka): only Metadata with allow_auto_topic_creation
@@ -385,12 +396,12 @@ fn node_endpoints(broker: &Broker, leaders: &BTreeSet<i32>, listener: &str) -> V
         .collect()
 }
 
-fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
+fn may_fsync(broker: &Broker, request: &ProduceFrame) -> bool {
     request.topic_data.iter().any(|t| {
         t.partition_data.iter().any(|p| {
             broker
                 .replicas()
-                .partition(t.name.0.as_str(), p.index)
+                .partition(&t.name, p.index)
                 .is_some_and(|partition| partition.log.config().flush_messages < super::NEVER_FLUSH)
         })
     })
@@ -406,7 +417,7 @@ fn may_fsync(broker: &Broker, request: &ProduceRequest) -> bool {
 async fn add_to_transaction(
     broker: &Arc<Broker>,
     version: i16,
-    request: &ProduceRequest,
+    request: &ProduceFrame,
     denied: &[(String, ErrorCode)],
 ) -> Vec<(String, ErrorCode)> {
     const IMPLICIT_ADD_SINCE: i16 = 12;
@@ -420,7 +431,7 @@ async fn add_to_transaction(
     let mut by_producer: std::collections::BTreeMap<(i64, i16), Vec<(String, i32)>> =
         Default::default();
     for topic in &request.topic_data {
-        let name = topic.name.0.as_str();
+        let name = topic.name.as_str();
         if denied.iter().any(|(t, _)| t == name) {
             continue;
         }
@@ -455,7 +466,7 @@ async fn add_to_transaction(
     for (producer, partitions) in by_producer {
         let added = crate::txn::implicit::add_to_txn(
             broker,
-            transactional_id.0.as_str(),
+            transactional_id.as_str(),
             producer,
             partitions,
             verify_only,
@@ -466,7 +477,7 @@ async fn add_to_transaction(
             return request
                 .topic_data
                 .iter()
-                .map(|t| (t.name.0.as_str().to_owned(), code))
+                .map(|t| (t.name.clone(), code))
                 .collect();
         }
     }
@@ -479,7 +490,7 @@ async fn add_to_transaction(
 fn denials(
     broker: &Broker,
     header: &RequestContext,
-    request: &ProduceRequest,
+    request: &ProduceFrame,
 ) -> Vec<(String, ErrorCode)> {
     if broker.authorizer().is_none() {
         return Vec::new();
@@ -489,14 +500,14 @@ fn denials(
             broker,
             AclOperation::Write,
             ResourceType::TransactionalId,
-            id.0.as_str(),
+            id.as_str(),
         )
     });
     request
         .topic_data
         .iter()
         .filter_map(|t| {
-            let name = t.name.0.as_str();
+            let name = t.name.as_str();
             if txn_denied {
                 Some((
                     name.to_owned(),
@@ -513,7 +524,7 @@ fn denials(
 
 fn append_all(
     broker: &Broker,
-    request: ProduceRequest,
+    request: ProduceFrame,
     version: i16,
     denied: &[(String, ErrorCode)],
 ) -> (Vec<TopicProduceResponse>, Vec<PendingAck>, Vec<DurableAck>) {
@@ -527,7 +538,7 @@ fn append_all(
         .enumerate()
         .map(|(t, topic)| {
             let mut out = TopicProduceResponse::default();
-            let name = topic.name.0.as_str().to_owned();
+            let name = topic.name;
             let refusal = denied
                 .iter()
                 .find(|(t, _)| *t == name)
@@ -602,7 +613,7 @@ fn append_all(
                     r
                 })
                 .collect();
-            out.name = topic.name;
+            out.name = TopicName(StrBytes::from_string(name));
             out
         })
         .collect();
@@ -662,7 +673,7 @@ fn append_one(
     topic: &str,
     index: i32,
     acks: i16,
-    records: Option<Bytes>,
+    records: Option<BytesMut>,
 ) -> Result<(strom_storage::AppendInfo, Arc<Partition>, i32), AppendError> {
     if !matches!(acks, -1..=1) {
         return Err((ErrorCode::InvalidRequiredAcks, None).into());
@@ -703,19 +714,16 @@ fn append_one(
         return Err((ErrorCode::InvalidRecord, Some("no record batch".to_owned())).into());
     };
     check_client_batches(broker, topic, index, &records)?;
-    let info = partition
-        .log
-        .append(BytesMut::from(&records[..]))
-        .map_err(|e| {
-            let refused = append_error(topic, index, &e);
-            if refused.code == ErrorCode::KafkaStorageError {
-                broker.metrics().produce_storage_errors_total.inc();
-                if let Some(suppressed) = STORAGE_ERROR_LOG.check() {
-                    tracing::warn!(topic, partition = index, error = %e, suppressed, "append failed");
-                }
+    let info = partition.log.append(records).map_err(|e| {
+        let refused = append_error(topic, index, &e);
+        if refused.code == ErrorCode::KafkaStorageError {
+            broker.metrics().produce_storage_errors_total.inc();
+            if let Some(suppressed) = STORAGE_ERROR_LOG.check() {
+                tracing::warn!(topic, partition = index, error = %e, suppressed, "append failed");
             }
-            refused
-        })?;
+        }
+        refused
+    })?;
     if !info.duplicate {
         partition.notify_appended();
     }
