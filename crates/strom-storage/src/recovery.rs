@@ -308,20 +308,35 @@ fn open_segment(
         log.set_len(scan.valid_len)
             .map_err(io_err("truncate segment", &log_path))?;
     }
-    log.sync_data()
-        .map_err(io_err("fsync segment", &log_path))?;
+    // The open reports everything up to the recovered end as flushed (durable mode trusts
+    // that), so whatever the scan kept must be on disk first. An active segment that was
+    // empty and stays empty has nothing to sync: after a kill -9 that is most partitions of a
+    // broker hosting many, and one fsync each was most of its start-up.
+    if len > 0 || !active {
+        log.sync_data()
+            .map_err(io_err("fsync segment", &log_path))?;
+    }
     let mut meta = scan.meta;
     let mut times = scan.times;
     if !active {
         meta.push_time_entry(base, &mut times);
     }
     meta.first_append_ms = (scan.valid_len > 0).then_some(now_ms);
-    let offset_index = Index::create(files, &index_path, scan.offsets, active)?;
-    let time_index = Index::create(files, &time_path, times, active)?;
-    if !active {
+    let (offset_index, time_index) = if active {
+        // The active segment's index files are written only when it flushes: after a crash
+        // they hold a prefix of what the scan rebuilt (often all of it, or nothing) and are
+        // kept, with the rest appended, rather than deleted and created again.
+        (
+            Index::open_rebuilt(files, &index_path, scan.offsets)?,
+            Index::open_rebuilt(files, &time_path, times)?,
+        )
+    } else {
+        let offset_index = Index::create(files, &index_path, scan.offsets, false)?;
+        let time_index = Index::create(files, &time_path, times, false)?;
         offset_index.sync()?;
         time_index.sync()?;
-    }
+        (offset_index, time_index)
+    };
     let segment = Segment::from_parts(
         base,
         log_path,
