@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use strom_protocol::record_batch::builder::BatchBuilder;
 use strom_protocol::record_batch::{validate_batch, BatchSplitter, Validation};
-use strom_storage::{Fs, LogConfig, ManualClock, PartitionLog, SimFs, SystemClock};
+use strom_storage::{Fs, HandleCache, LogConfig, ManualClock, PartitionLog, SimFs, SystemClock};
 
 /// One record whose key is `offset` (its offset once appended in order).
 fn batch_for(offset: i64) -> BytesMut {
@@ -205,4 +205,84 @@ fn intact_active_index_files_are_kept_and_extended_after_a_crash() {
     assert_eq!(read_all(&log), (0..14).collect::<Vec<_>>());
     assert_eq!(nlink(&index), 1, "a damaged index is rebuilt as a new file");
     assert_eq!(std::fs::read(&index).unwrap(), kept.0);
+}
+
+fn open_in(fs: &Arc<SimFs>, dir_clean: bool) -> PartitionLog {
+    let sim: Arc<dyn Fs> = fs.clone();
+    PartitionLog::open_in(
+        PathBuf::from("/data/t-0"),
+        config(u64::MAX),
+        Arc::new(ManualClock::new(1_000)),
+        sim,
+        HandleCache::new(64),
+        dir_clean,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_close_for_the_log_dir_marker_leaves_the_active_segment_to_the_callers_sync() {
+    let fs = Arc::new(SimFs::new(11));
+    let log = open_in(&fs, false);
+    for o in 0..40 {
+        log.append(batch_for(o)).unwrap();
+    }
+    log.flush().unwrap();
+    log.close_for_log_dir_marker().unwrap();
+    // The caller synced the file system and marked the log dir clean; an idle log then
+    // closes again without a single fsync (the stand-alone close still syncs and marks).
+    let log = open_in(&fs, true);
+    assert!(log.recovery_stats().clean_shutdown);
+    let before = fs.sync_counts();
+    log.close_for_log_dir_marker().unwrap();
+    assert_eq!(
+        fs.sync_counts(),
+        before,
+        "an idle log closes without an fsync"
+    );
+    let log = open_in(&fs, true);
+    let before = fs.sync_counts();
+    log.close().unwrap();
+    assert!(fs.sync_counts().0 > before.0 && fs.sync_counts().1 > before.1);
+
+    // Records appended and rolls not synced yet: the close syncs the rolled segments before
+    // moving the recovery point, so a power loss before the caller's sync (no marker
+    // written) loses at most the active segment's unflushed tail.
+    let log = open_in(&fs, false);
+    for o in 40..80 {
+        log.append(batch_for(o)).unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    let active_base = fs
+        .read_dir(Path::new("/data/t-0"))
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.strip_suffix(".log")?.parse::<i64>().ok())
+        .max()
+        .unwrap();
+    assert!(active_base > 40, "{active_base}");
+    log.close_for_log_dir_marker().unwrap();
+    fs.crash();
+    let log = open_in(&fs, false);
+    assert!(!log.recovery_stats().clean_shutdown);
+    assert_eq!(
+        log.segment_count(),
+        segments,
+        "every rolled segment survived"
+    );
+    let seen = read_all(&log);
+    assert!(seen.len() as i64 >= active_base, "{} records", seen.len());
+    assert_eq!(seen, (0..seen.len() as i64).collect::<Vec<_>>());
+    drop(log);
+
+    // Without a crash the same close, synced by the caller, opens clean with everything.
+    let fs = Arc::new(SimFs::new(12));
+    let log = open_in(&fs, false);
+    for o in 0..50 {
+        log.append(batch_for(o)).unwrap();
+    }
+    log.close_for_log_dir_marker().unwrap();
+    let log = open_in(&fs, true);
+    assert_eq!(read_all(&log), (0..50).collect::<Vec<_>>());
 }
