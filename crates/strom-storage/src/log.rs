@@ -233,7 +233,7 @@ impl PartitionLog {
             cache,
         };
         let mut recovery_stats = RecoveryStats::default();
-        let (segments, log_start_offset, recovery_point) = recovery::open_segments(
+        let (segments, log_start_offset, recovery_point, names) = recovery::open_segments(
             &files,
             dir_clean,
             &dir,
@@ -245,24 +245,51 @@ impl PartitionLog {
             .values()
             .next_back()
             .map_or(0, |s| s.meta().next_offset);
-        let mut producers = recovery::load_producer_state(
+        // Whether a file is in `dir` (without a listing, whether it may be).
+        let listed = |name: &str| names.as_ref().is_none_or(|n| n.iter().any(|n| n == name));
+        let snapshots = match &names {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| crate::segment::parse_file_name(n, producer_state::SNAPSHOT_EXT))
+                .collect(),
+            None => recovery::list_snapshots(&*fs, &dir)?,
+        };
+        let mut producers = recovery::load_producer_state_from(
             &*fs,
             &dir,
+            snapshots,
             &segments,
-            log_start_offset,
-            log_end,
+            (log_start_offset, log_end),
             now,
             config.producer_id_expiration_ms,
         )?;
-        let txn_index = crate::txn_index::open(&*fs, &dir, &segments, log_end, &mut producers)?;
+        let txn_index =
+            crate::txn_index::open(&*fs, &dir, &segments, log_end, &mut producers, |base| {
+                listed(&crate::segment::file_name(
+                    base,
+                    crate::txn_index::TXN_INDEX_EXT,
+                ))
+            })?;
         // A snapshot at the recovered end (all of it durable now): snapshots of rolls before
         // an unclean restart were still pending and are lost, and the cleaner may remove
         // batches below the active segment that a replay from an older snapshot would need.
+        // (Loading removed only snapshots above the end.)
         let snapshot = crate::segment::file_path(&dir, log_end, producer_state::SNAPSHOT_EXT);
-        if !fs.exists(&snapshot) {
+        let have_snapshot = match &names {
+            Some(names) => {
+                let name = crate::segment::file_name(log_end, producer_state::SNAPSHOT_EXT);
+                names.contains(&name)
+            }
+            None => fs.exists(&snapshot),
+        };
+        if !have_snapshot {
             producers.write_snapshot(&*fs, &dir, log_end)?;
         }
-        let mut epochs = EpochCache::load(&*fs, &dir);
+        let mut epochs = if listed(crate::epoch_cache::CHECKPOINT_FILE) {
+            EpochCache::load(&*fs, &dir)
+        } else {
+            EpochCache::default()
+        };
         // Recovery may have cut a torn tail: epochs that started in it never happened.
         if epochs.truncate_from_end(log_end) {
             epochs.persist(&*fs, &dir)?;
