@@ -71,6 +71,9 @@ pub struct RecoveryStats {
 /// A partition's segments by base offset; the last one is active.
 pub(crate) type Segments = BTreeMap<i64, Arc<Segment>>;
 
+/// What [`open_segments`] found: segments, log start offset, recovery point, directory listing.
+pub(crate) type OpenedSegments = (Segments, i64, i64, Option<Vec<String>>);
+
 /// Result of walking a segment from position 0.
 pub(crate) struct ScanOutcome {
     pub valid_len: u64,
@@ -155,7 +158,7 @@ pub(crate) fn open_segments(
     interval: u64,
     now_ms: i64,
     stats: &mut RecoveryStats,
-) -> Result<(Segments, i64, i64, Option<Vec<String>>), LogError> {
+) -> Result<OpenedSegments, LogError> {
     let fs = &*files.fs;
     fs.create_dir_all(dir)
         .map_err(io_err("create log directory", dir))?;
