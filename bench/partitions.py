@@ -11,8 +11,13 @@ by hand). Creates TOPICS x PER_TOPIC partitions with CreateTopics requests of BA
 (kafka-python's admin client), produces RECORDS records to each of SUBSET random partitions
 (kafka-python, acks=1), then measures idle RSS, /proc/PID/fd, /proc/PID/task; stops the
 broker (SIGTERM), restarts it and times "ready" = first Metadata answer AND a produce to a
-random partition acknowledged; then the same after kill -9. Finally checks every partition of
-the subset holds exactly what was produced (end offsets).
+random partition acknowledged; then the same after kill -9 (ROUNDS times each, alternating).
+Finally checks every partition of the subset holds exactly what was produced (end offsets).
+
+With --kafka-run-dir DIR (and --kafka-pid) the Kafka broker started by
+../shared/peers/kafka-start.sh with KAFKA_RUN_DIR=DIR (KAFKA_PORT, KAFKA_DATA_DIR, ... in the
+environment, as for the start) is stopped with kafka-stop.sh / kill -9 and started again with
+kafka-start.sh, timed the same way.
 """
 import argparse, os, random, shutil, signal, subprocess, sys, tempfile, time
 
@@ -81,6 +86,8 @@ def main():
     ap.add_argument("--records", type=int, default=10)
     ap.add_argument("--set", action="append", default=[], help="extra broker setting k=v")
     ap.add_argument("--kafka-pid", type=int, help="measure a running Kafka broker instead")
+    ap.add_argument("--kafka-run-dir", help="restart that Kafka with the peers scripts")
+    ap.add_argument("--rounds", type=int, default=1, help="clean and kill -9 restarts each")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     args = ap.parse_args()
     boot = f"127.0.0.1:{args.port}"
@@ -128,31 +135,58 @@ def main():
         time.sleep(5)
         rss, fds, threads = proc_figures(pid)
         print(f"idle: RSS {rss:.0f} MiB, open fds {fds}, threads {threads}", flush=True)
-        if proc is None:
+        if proc is None and args.kafka_run_dir is None:
             return
         probes = 0
-        for how in ("clean", "kill -9"):
+        peers = "/work/shared/peers"
+        env = dict(os.environ, KAFKA_RUN_DIR=args.kafka_run_dir or "",
+                   KAFKA_STOP_TIMEOUT="900", KAFKA_READY_TIMEOUT="900")
+        for how in ("clean", "kill -9") * args.rounds:
             t0 = time.monotonic()
-            if how == "clean":
+            if how == "clean" and proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=600)
-                print(f"clean stop took {time.monotonic() - t0:.2f} s", flush=True)
-            else:
+            elif how == "clean":
+                subprocess.run([f"{peers}/kafka-stop.sh"], env=env, check=True,
+                               stdout=subprocess.DEVNULL)
+            elif proc is not None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+            else:
+                os.kill(pid, signal.SIGKILL)
+                while os.path.exists(f"/proc/{pid}"):
+                    time.sleep(0.01)
+                os.remove(os.path.join(args.kafka_run_dir, "kafka.pid"))
+            if how == "clean":
+                print(f"clean stop took {time.monotonic() - t0:.2f} s", flush=True)
             t0 = time.monotonic()
-            proc = start(args.binary, args.port, data, args.set)
-            meta, ready = wait_ready(args.port, subset, t0)
+            if proc is not None:
+                proc = start(args.binary, args.port, data, args.set)
+                pid = proc.pid
+                meta, ready = wait_ready(args.port, subset, t0)
+            else:
+                starter = subprocess.Popen([f"{peers}/kafka-start.sh"], env=env,
+                                           stdout=subprocess.DEVNULL)
+                meta, ready = wait_ready(args.port, subset, t0, timeout=900)
+                starter.wait()
+                pid = int(open(os.path.join(args.kafka_run_dir, "kafka.pid")).read())
             probes += 1
             print(f"start-up after {how}: Metadata {meta:.2f} s, produce acked {ready:.2f} s",
                   flush=True)
             time.sleep(3)
-            rss, fds, threads = proc_figures(proc.pid)
+            rss, fds, threads = proc_figures(pid)
             print(f"  after start-up: RSS {rss:.0f} MiB, open fds {fds}, threads {threads}",
                   flush=True)
         consumer = KafkaConsumer(bootstrap_servers=boot)
         tps = [TopicPartition(t, p) for t, p in subset]
-        ends = consumer.end_offsets(tps)
+        for attempt in range(60):  # Kafka may still be loading its logs
+            try:
+                ends = consumer.end_offsets(tps)
+                break
+            except Exception as e:  # noqa: BLE001
+                if attempt == 59:
+                    raise
+                print(f"end offsets not answered yet ({e}); retrying", flush=True)
         got = sum(ends.values())
         consumer.close()
         want = len(subset) * args.records + probes

@@ -961,16 +961,24 @@ fn check_metadata_knows_data(
 /// clean-shutdown file; Strom has no broker epochs, the marker alone says it).
 pub const CLEAN_SHUTDOWN_MARKER: &str = ".strom_cleanshutdown";
 
-fn write_clean_shutdown_markers(roots: &[std::path::PathBuf]) {
+/// Logs closed for the log-dir marker left their active segments and directories to one
+/// `syncfs` per log dir (`PartitionLog::close_for_log_dir_marker`): the marker is written
+/// only once it succeeded. Returns the log dirs marked.
+fn write_clean_shutdown_markers(roots: &[std::path::PathBuf]) -> usize {
+    let mut marked = 0;
     for root in roots {
         let path = root.join(CLEAN_SHUTDOWN_MARKER);
-        let written = std::fs::File::create(&path)
+        let written = std::fs::File::open(root)
+            .and_then(|dir| nix::unistd::syncfs(&dir).map_err(std::io::Error::from))
+            .and_then(|()| std::fs::File::create(&path))
             .and_then(|f| f.sync_all())
             .and_then(|()| std::fs::File::open(root)?.sync_all());
+        marked += usize::from(written.is_ok());
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the clean-shutdown marker");
         }
     }
+    marked
 }
 
 /// Whether every log dir holds the clean-shutdown marker; removes them (durably) either way.
@@ -1077,6 +1085,26 @@ pub(crate) fn log_config_from(values: &BTreeMap<String, String>) -> LogConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_shutdown_markers_follow_a_syncfs_and_only_where_it_worked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(a.join("unsynced"), b"written, not fsynced").unwrap();
+        assert_eq!(write_clean_shutdown_markers(&[a.clone(), b.clone()]), 2);
+        assert!(a.join(CLEAN_SHUTDOWN_MARKER).exists());
+        assert!(take_clean_shutdown_markers(&[a.clone(), b.clone()]));
+        assert!(!a.join(CLEAN_SHUTDOWN_MARKER).exists());
+        // A log dir that cannot be synced (gone) is not marked; the others are, but the next
+        // start does not count as clean.
+        let gone = dir.path().join("gone");
+        assert_eq!(write_clean_shutdown_markers(&[a.clone(), gone.clone()]), 1);
+        assert!(a.join(CLEAN_SHUTDOWN_MARKER).exists());
+        assert!(!gone.join(CLEAN_SHUTDOWN_MARKER).exists());
+        assert!(!take_clean_shutdown_markers(&[a, gone]));
+    }
 
     #[test]
     fn log_config_reads_kafka_names() {

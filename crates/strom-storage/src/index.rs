@@ -105,6 +105,33 @@ impl<E: IndexEntry> Index<E> {
         Ok(index)
     }
 
+    /// The active index of a segment recovery scanned, with the entries the scan rebuilt:
+    /// a file holding a prefix of them (what a crash leaves of an intact active index) is
+    /// kept and the missing entries appended; any other file is replaced by `entries`.
+    pub fn open_rebuilt(files: &Files, path: &Path, entries: Vec<E>) -> Result<Self, LogError>
+    where
+        E: PartialEq,
+    {
+        let on_disk = match Self::read_entries(&*files.fs, path) {
+            Some(on_disk)
+                if on_disk.len() <= entries.len() && entries[..on_disk.len()] == on_disk[..] =>
+            {
+                on_disk.len()
+            }
+            _ => return Self::create(files, path, entries, true),
+        };
+        let index = Self {
+            path: path.to_path_buf(),
+            file: files.lazy(path),
+            state: RwLock::new(State::Active {
+                entries,
+                persisted: on_disk,
+            }),
+        };
+        index.persist()?;
+        Ok(index)
+    }
+
     /// Reads the whole file; `None` if it is missing or its size is not a whole number of entries.
     pub fn read_entries(fs: &dyn Fs, path: &Path) -> Option<Vec<E>> {
         let bytes = fs.read(path).ok()?;

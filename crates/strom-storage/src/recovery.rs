@@ -71,6 +71,9 @@ pub struct RecoveryStats {
 /// A partition's segments by base offset; the last one is active.
 pub(crate) type Segments = BTreeMap<i64, Arc<Segment>>;
 
+/// What [`open_segments`] found: segments, log start offset, recovery point, directory listing.
+pub(crate) type OpenedSegments = (Segments, i64, i64, Option<Vec<String>>);
+
 /// Result of walking a segment from position 0.
 pub(crate) struct ScanOutcome {
     pub valid_len: u64,
@@ -145,8 +148,9 @@ pub(crate) fn scan_segment(
     out
 }
 
-/// Opens every segment of `dir`, recovering as needed. Returns segments and the log start offset.
-/// Returns the segments, the log start offset and the recovery point.
+/// Opens every segment of `dir`, recovering as needed. Returns the segments, the log start
+/// offset, the recovery point and, unless the open had to start the log over, the names in
+/// `dir` other than segment files it created (snapshots, checkpoints, `.txnindex` files).
 pub(crate) fn open_segments(
     files: &Files,
     dir_clean: bool,
@@ -154,34 +158,49 @@ pub(crate) fn open_segments(
     interval: u64,
     now_ms: i64,
     stats: &mut RecoveryStats,
-) -> Result<(Segments, i64, i64), LogError> {
+) -> Result<OpenedSegments, LogError> {
     let fs = &*files.fs;
     fs.create_dir_all(dir)
         .map_err(io_err("create log directory", dir))?;
-    crate::cleaner::recover_swaps(fs, dir)?;
-    let mut bases = Vec::new();
-    for name in fs
-        .read_dir(dir)
-        .map_err(io_err("list log directory", dir))?
+    // One listing serves the whole open (at 100,000 partitions every look-up of a file that
+    // is not there counts): files the open removes are taken out of it.
+    let list = || fs.read_dir(dir).map_err(io_err("list log directory", dir));
+    let mut names = list()?;
+    if names
+        .iter()
+        .any(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
     {
-        if let Some(base) = parse_file_name(&name, LOG_EXT) {
+        crate::cleaner::recover_swaps(fs, dir)?;
+        names = list()?;
+    }
+    let mut bases = Vec::new();
+    names.retain(|name| {
+        if let Some(base) = parse_file_name(name, LOG_EXT) {
             bases.push(base);
         } else if name.ends_with(".tmp") {
-            let _ = fs.remove_file(&dir.join(&name));
+            let _ = fs.remove_file(&dir.join(name));
+            return false;
         }
-    }
+        true
+    });
     bases.sort_unstable();
-    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-    let own_marker = fs.exists(&marker);
+    let listed = |name: &str| names.iter().any(|n| n == name);
+    let own_marker = listed(CLEAN_SHUTDOWN_FILE);
     let clean = own_marker || dir_clean;
     stats.clean_shutdown = clean;
     if own_marker {
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         fs.remove_file(&marker)
             .map_err(io_err("remove clean-shutdown marker", &marker))?;
         sync_dir(fs, dir)?;
     }
-    let checkpoint = read_offset_file(fs, dir, LOG_START_FILE);
-    let recovery_point = read_offset_file(fs, dir, RECOVERY_POINT_FILE).unwrap_or(i64::MIN);
+    let checkpoint = listed(LOG_START_FILE)
+        .then(|| read_offset_file(fs, dir, LOG_START_FILE))
+        .flatten();
+    let recovery_point = listed(RECOVERY_POINT_FILE)
+        .then(|| read_offset_file(fs, dir, RECOVERY_POINT_FILE))
+        .flatten()
+        .unwrap_or(i64::MIN);
     stats.recovery_point = recovery_point;
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
@@ -189,7 +208,7 @@ pub(crate) fn open_segments(
         segments.insert(base, Arc::new(Segment::create(files, dir, base)?));
         sync_dir(fs, dir)?;
         write_recovery_point(fs, dir, base)?;
-        return Ok((segments, base, base));
+        return Ok((segments, base, base, None));
     }
     let mut i = 0;
     while i < bases.len() {
@@ -217,6 +236,11 @@ pub(crate) fn open_segments(
             }
             bases.truncate(i + 1);
             sync_dir(fs, dir)?;
+            names.retain(|n| {
+                [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT]
+                    .iter()
+                    .all(|ext| parse_file_name(n, ext).is_none_or(|b| b <= bases[i]))
+            });
             continue;
         }
         segments.insert(bases[i], Arc::new(segment));
@@ -241,7 +265,7 @@ pub(crate) fn open_segments(
         let segments = BTreeMap::from([(start, Arc::new(Segment::create(files, dir, start)?))]);
         sync_dir(fs, dir)?;
         write_recovery_point(fs, dir, start)?;
-        return Ok((segments, start, start));
+        return Ok((segments, start, start, None));
     }
     let log_start = checkpoint.unwrap_or(first).max(first);
     // Every segment below the active one is now trusted-and-synced or was scanned and synced.
@@ -249,7 +273,7 @@ pub(crate) fn open_segments(
     if recovery_point != active_base {
         write_recovery_point(fs, dir, active_base)?;
     }
-    Ok((segments, log_start, active_base))
+    Ok((segments, log_start, active_base, Some(names)))
 }
 
 /// Opens one segment; `trust` skips the full CRC scan when the index and tail look sound.
@@ -308,20 +332,35 @@ fn open_segment(
         log.set_len(scan.valid_len)
             .map_err(io_err("truncate segment", &log_path))?;
     }
-    log.sync_data()
-        .map_err(io_err("fsync segment", &log_path))?;
+    // The open reports everything up to the recovered end as flushed (durable mode trusts
+    // that), so whatever the scan kept must be on disk first. An active segment that was
+    // empty and stays empty has nothing to sync: after a kill -9 that is most partitions of a
+    // broker hosting many, and one fsync each was most of its start-up.
+    if len > 0 || !active {
+        log.sync_data()
+            .map_err(io_err("fsync segment", &log_path))?;
+    }
     let mut meta = scan.meta;
     let mut times = scan.times;
     if !active {
         meta.push_time_entry(base, &mut times);
     }
     meta.first_append_ms = (scan.valid_len > 0).then_some(now_ms);
-    let offset_index = Index::create(files, &index_path, scan.offsets, active)?;
-    let time_index = Index::create(files, &time_path, times, active)?;
-    if !active {
+    let (offset_index, time_index) = if active {
+        // The active segment's index files are written only when it flushes: after a crash
+        // they hold a prefix of what the scan rebuilt (often all of it, or nothing) and are
+        // kept, with the rest appended, rather than deleted and created again.
+        (
+            Index::open_rebuilt(files, &index_path, scan.offsets)?,
+            Index::open_rebuilt(files, &time_path, times)?,
+        )
+    } else {
+        let offset_index = Index::create(files, &index_path, scan.offsets, false)?;
+        let time_index = Index::create(files, &time_path, times, false)?;
         offset_index.sync()?;
         time_index.sync()?;
-    }
+        (offset_index, time_index)
+    };
     let segment = Segment::from_parts(
         base,
         log_path,
@@ -405,7 +444,28 @@ pub(crate) fn load_producer_state(
     now_ms: i64,
     producer_id_expiration_ms: i64,
 ) -> Result<ProducerState, LogError> {
-    let mut snapshots = list_snapshots(fs, dir)?;
+    let snapshots = list_snapshots(fs, dir)?;
+    load_producer_state_from(
+        fs,
+        dir,
+        snapshots,
+        segments,
+        (log_start, log_end),
+        now_ms,
+        producer_id_expiration_ms,
+    )
+}
+
+/// [`load_producer_state`] with the snapshots' offsets already listed.
+pub(crate) fn load_producer_state_from(
+    fs: &dyn Fs,
+    dir: &Path,
+    mut snapshots: Vec<i64>,
+    segments: &BTreeMap<i64, Arc<Segment>>,
+    (log_start, log_end): (i64, i64),
+    now_ms: i64,
+    producer_id_expiration_ms: i64,
+) -> Result<ProducerState, LogError> {
     snapshots.sort_unstable();
     let mut state = None;
     let mut from = log_start;

@@ -21,7 +21,12 @@ pub(crate) const TIME_INDEX_EXT: &str = "timeindex";
 
 /// `00000000000000000042.log` style names (20-digit zero-padded base offset).
 pub(crate) fn file_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
-    dir.join(format!("{base_offset:020}.{ext}"))
+    dir.join(file_name(base_offset, ext))
+}
+
+/// The name [`file_path`] gives the file in its directory.
+pub(crate) fn file_name(base_offset: i64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
 }
 
 /// Parses `<20 digits>.<ext>` into the offset.

@@ -206,15 +206,18 @@ pub struct ActiveProducer {
 }
 
 /// Loads the index of an opened log and adds what the producer-state replay found.
+/// `present(base)` says whether segment `base` may have a `.txnindex` file (those that
+/// cannot are not looked up).
 pub(crate) fn open(
     fs: &dyn Fs,
     dir: &Path,
     segments: &Segments,
     log_end: i64,
     producers: &mut ProducerState,
+    present: impl Fn(i64) -> bool,
 ) -> Result<TxnIndex, LogError> {
     let bases: Vec<i64> = segments.keys().copied().collect();
-    let mut index = TxnIndex::load(fs, dir, bases.iter().copied());
+    let mut index = TxnIndex::load(fs, dir, bases.iter().copied().filter(|b| present(*b)));
     let replayed = std::mem::take(&mut producers.replayed_aborts);
     index.reconcile(fs, dir, &bases, log_end, &replayed)?;
     Ok(index)
