@@ -8,7 +8,7 @@
 #   BENCH     rdkafka-bench (default: $CARGO_TARGET_DIR/release/examples/rdkafka-bench)
 # Ports: BASE_PORT (29800), NEW_PORT (29801), KAFKA_PORT (29810), KAFKA_CONTROLLER_PORT (29811).
 #
-# Starts both Strom binaries (page-cache mode, Strom's default) and a private Kafka 4.1
+# Starts both Strom binaries in page-cache mode (log.flush.before.ack.enable=false) and a private Kafka 4.1
 # (defaults, -Xmx2g), then:
 #   1. rdkafka-bench alternating base / new / base-durable / new-durable / kafka round by
 #      round (medians), 1,000,000 x 100 B and 200,000 x 1 KiB, acks=all, no compression, at
@@ -37,7 +37,7 @@ KAFKA_ENV=(KAFKA_PORT=$KAFKA_PORT KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
 rm -rf "$DATA" && mkdir -p "$DATA"
 start_strom() { # BIN PORT NAME
   "$1" server --set "listeners=PLAINTEXT://127.0.0.1:$2" --set "log.dirs=$DATA/$3" \
-    --set http.listeners= >"$DATA/$3.out" 2>&1 &
+    --set http.listeners= --set log.flush.before.ack.enable=false >"$DATA/$3.out" 2>&1 &
   echo $!
 }
 BASE_PID=$(start_strom "$BASE_BIN" "$BASE_PORT" base)

@@ -88,7 +88,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     b("log.cleanup.policy", T::List, Some("delete"), V::ListOf(CLEANUP_POLICIES), "Default cleanup.policy."),
     b("log.dir", T::String, Some("./strom-data"), V::Any, "Data directory, used when log.dirs is unset."),
     b("log.dirs", T::String, None, V::Any, "Comma-separated data directories."),
-    b("log.flush.before.ack.enable", T::Boolean, Some("false"), V::Any, "Default flush.before.ack.enable: durable mode, where produce acknowledgements (acks=1 and all) wait for a group-commit fsync of the log dir."),
+    b("log.flush.before.ack.enable", T::Boolean, Some("true"), V::Any, "Default flush.before.ack.enable: durable mode (the default), where produce acknowledgements (acks=1 and all) wait for a group-commit fsync of the log dir; false gives Kafka's page-cache behaviour."),
     b("log.flush.interval.messages", T::Long, Some(LONG_MAX), V::AtLeast(1), "Default flush.messages."),
     b("log.flush.interval.ms", T::Long, None, V::AtLeast(0), "Default flush.ms."),
     b("log.index.interval.bytes", T::Int, Some("4096"), V::AtLeast(0), "Default index.interval.bytes."),

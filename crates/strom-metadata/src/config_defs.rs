@@ -133,7 +133,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "How long tombstones are kept in compacted topics."),
     def("file.delete.delay.ms", T::Long, "60000", V::AtLeast(0), &[same("log.segment.delete.delay.ms")],
         "Time to wait before deleting a segment file from the filesystem."),
-    def("flush.before.ack.enable", T::Boolean, "false", V::Any, &[same("log.flush.before.ack.enable")],
+    def("flush.before.ack.enable", T::Boolean, "true", V::Any, &[same("log.flush.before.ack.enable")],
         "Durable mode: acknowledge an append only once a group-commit fsync of the log dir covers it (Strom)."),
     def("flush.messages", T::Long, LONG_MAX, V::AtLeast(1), &[same("log.flush.interval.messages")],
         "Number of messages appended before the log is fsynced."),
