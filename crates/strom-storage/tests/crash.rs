@@ -3,6 +3,8 @@
 //! log and checks that every acknowledged batch is there and intact, nothing torn is served, and
 //! appends work again. Plus hand-made torn/corrupt tails and damaged indexes.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use strom_protocol::record_batch::builder::build_batch;
-use strom_protocol::record_batch::{validate_batch, BatchSplitter, Validation};
+use strom_protocol::record_batch::{validate_batch, Validation};
 use strom_storage::{LogConfig, PartitionLog, SystemClock};
 
 const DIR_ENV: &str = "STROM_CRASH_DIR";
@@ -67,21 +69,9 @@ fn crash_child_process_entry() {
 /// Checks the whole log: contiguous, CRC-valid batches whose key is their offset.
 fn verify_log(log: &PartitionLog) {
     let mut offset = log.log_start_offset();
-    while offset < log.log_end_offset() {
-        let bytes = log
-            .read(offset, 1 << 20, None)
-            .unwrap()
-            .slice
-            .unwrap()
-            .read_to_bytes()
-            .unwrap();
-        for b in BatchSplitter::new(&bytes, usize::MAX) {
-            let h = validate_batch(b.unwrap(), Validation::Stored).unwrap();
-            assert_eq!(h.base_offset(), offset, "offsets must be contiguous");
-            let record = h.records().next().unwrap().unwrap();
-            assert_eq!(record.key.unwrap(), offset.to_string().as_bytes());
-            offset = h.last_offset() + 1;
-        }
+    for (base, last) in common::keyed_batches(log) {
+        assert_eq!(base, offset, "offsets must be contiguous");
+        offset = last + 1;
     }
 }
 

@@ -3,13 +3,14 @@
 //! deleted and rebuilt, and a non-empty active segment is still fsynced before the open
 //! reports its records flushed (durable mode shows consumers only flushed offsets).
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use strom_protocol::record_batch::builder::BatchBuilder;
-use strom_protocol::record_batch::{validate_batch, BatchSplitter, Validation};
 use strom_storage::{Fs, HandleCache, LogConfig, ManualClock, PartitionLog, SimFs, SystemClock};
 
 /// One record whose key is `offset` (its offset once appended in order).
@@ -41,25 +42,10 @@ fn open_sim(fs: &Arc<SimFs>, config: LogConfig) -> PartitionLog {
 
 /// Every offset from the log start to the end, each record keyed by its offset.
 fn read_all(log: &PartitionLog) -> Vec<i64> {
-    let mut seen = Vec::new();
-    let mut offset = log.log_start_offset();
-    while offset < log.log_end_offset() {
-        let bytes = log
-            .read(offset, 1 << 20, None)
-            .unwrap()
-            .slice
-            .unwrap()
-            .read_to_bytes()
-            .unwrap();
-        for b in BatchSplitter::new(&bytes, usize::MAX) {
-            let h = validate_batch(b.unwrap(), Validation::Stored).unwrap();
-            let record = h.records().next().unwrap().unwrap();
-            assert_eq!(record.key.unwrap(), h.base_offset().to_string().as_bytes());
-            seen.push(h.base_offset());
-            offset = h.last_offset() + 1;
-        }
-    }
-    seen
+    common::keyed_batches(log)
+        .into_iter()
+        .map(|(base, _)| base)
+        .collect()
 }
 
 #[test]
