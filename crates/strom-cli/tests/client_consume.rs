@@ -239,3 +239,55 @@ async fn auto_commit_stores_positions_while_polling() {
     assert_eq!(committed[&TopicPartition::new("auto", 0)].offset, 30);
     c.close().await.unwrap();
 }
+
+/// One fetch per broker is in flight, answered in order, so a long poll for an idle partition
+/// would hold back a busy partition of the same broker until `fetch.max.wait.ms` expires each
+/// time the application drains it: here one batch per fetch (`max.partition.fetch.bytes=1`)
+/// and a 10 s long poll would make 20 batches take minutes. Read within `read`'s 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_does_not_hold_back_a_busy_one() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "skew", 2, &[]).await;
+    const BATCHES: usize = 20;
+    for _ in 0..BATCHES {
+        rd_produce(&b, "skew", "none", 100).await;
+    }
+    let mut c = Consumer::new(config(
+        &b,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("fetch.max.wait.ms", "10000"),
+            ("max.partition.fetch.bytes", "1"),
+            ("max.poll.records", "10"),
+        ],
+    ))
+    .await
+    .unwrap();
+    c.assign(&[
+        TopicPartition::new("skew", 0),
+        TopicPartition::new("skew", 1),
+    ]);
+    let got = read(&mut c, BATCHES * 100).await;
+    let offsets: Vec<(i32, i64)> = got.iter().map(|r| (r.partition, r.offset)).collect();
+    let expected: Vec<(i32, i64)> = (0..(BATCHES * 100) as i64).map(|o| (0, o)).collect();
+    assert_eq!(offsets, expected);
+    // The idle partition is still fetched once nothing is buffered: a record sent to it now
+    // arrives through the long poll.
+    let p = common::producer(&b, &[]);
+    p.send_result(
+        FutureRecord::to("skew")
+            .partition(1)
+            .key("late")
+            .payload("late"),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap()
+    .await
+    .unwrap()
+    .unwrap();
+    let late = read(&mut c, 1).await;
+    assert_eq!((late[0].partition, late[0].offset), (1, 0));
+    assert_eq!(late[0].value.as_deref(), Some(&b"late"[..]));
+    c.close().await.unwrap();
+}

@@ -300,30 +300,42 @@ impl Consumer {
         }
     }
 
+    /// Starts a fetch for the partitions with nothing buffered, unless one is in flight.
+    ///
+    /// One fetch per broker is in flight and answered in order, so a fetch that long-polls
+    /// (`fetch.max.wait.ms`) for partitions with nothing new holds back every other partition
+    /// of that broker until it expires. While records are still buffered the application has
+    /// work, so such a fetch would only delay the partitions it drains meanwhile: then only
+    /// partitions known to be behind their high watermark are fetched, without a long poll.
+    /// Once the buffer is empty, every partition is fetched with the long poll.
     fn start_fetch(&mut self) {
         if self.in_flight.is_some() {
             return;
         }
+        // Records are buffered in runs per partition (one run per fetched partition).
+        let mut buffered: Vec<(&str, i32)> = Vec::new();
+        for r in &self.buffer {
+            if buffered.last() != Some(&(r.topic.as_str(), r.partition)) {
+                buffered.push((r.topic.as_str(), r.partition));
+            }
+        }
+        let busy = !buffered.is_empty();
         let wanted: Vec<(TopicPartition, i64)> = self
             .assigned
             .iter()
-            .filter(|(tp, s)| {
-                !s.paused
-                    && !self
-                        .buffer
-                        .iter()
-                        .any(|r| r.topic == tp.topic && r.partition == tp.partition)
-            })
-            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p)))
+            .filter(|(tp, s)| !s.paused && !buffered.contains(&(tp.topic.as_str(), tp.partition)))
+            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p, s.high_watermark)))
+            .filter(|(_, p, hw)| !busy || p < hw)
+            .map(|(tp, p, _)| (tp, p))
             .collect();
         if wanted.is_empty() {
             return;
         }
-        self.in_flight = Some(fetcher::start(
-            self.client.clone(),
-            self.config.clone(),
-            wanted,
-        ));
+        let mut config = self.config.clone();
+        if busy {
+            config.fetch_max_wait = Duration::ZERO;
+        }
+        self.in_flight = Some(fetcher::start(self.client.clone(), config, wanted));
     }
 
     /// Applies fetched data: records whose partition is still at the fetched position.
