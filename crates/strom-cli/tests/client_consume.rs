@@ -291,3 +291,69 @@ async fn an_idle_partition_does_not_hold_back_a_busy_one() {
     assert_eq!(late[0].value.as_deref(), Some(&b"late"[..]));
     c.close().await.unwrap();
 }
+
+/// While busy partitions keep records buffered (so the consumer never long-polls), a
+/// partition that looked idle is still fetched: a record sent to it arrives long before the
+/// busy partitions are read to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_is_still_fetched_while_busy_ones_keep_the_buffer_full() {
+    let server = Server::start(&[]);
+    let b = server.bootstrap();
+    create_topic(&b, "busy", 3, &[]).await;
+    let p = common::producer(&b, &[]);
+    const BATCHES: usize = 20;
+    for _ in 0..BATCHES {
+        let mut fs = Vec::new();
+        for partition in [0, 2] {
+            for i in 0..100 {
+                let value = format!("{i}");
+                let rec = FutureRecord::to("busy")
+                    .partition(partition)
+                    .key("k")
+                    .payload(&value);
+                fs.push(p.send_result(rec).map_err(|(e, _)| e).unwrap());
+            }
+        }
+        for f in fs {
+            f.await.unwrap().unwrap();
+        }
+    }
+    let mut c = Consumer::new(config(
+        &b,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("max.partition.fetch.bytes", "1"),
+            ("max.poll.records", "10"),
+        ],
+    ))
+    .await
+    .unwrap();
+    c.assign(&[
+        TopicPartition::new("busy", 0),
+        TopicPartition::new("busy", 1),
+        TopicPartition::new("busy", 2),
+    ]);
+    let mut got = read(&mut c, 50).await;
+    p.send_result(
+        FutureRecord::to("busy")
+            .partition(1)
+            .key("late")
+            .payload("late"),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap()
+    .await
+    .unwrap()
+    .unwrap();
+    let total = 2 * BATCHES * 100 + 1;
+    got.extend(read(&mut c, total - got.len()).await);
+    let late = got
+        .iter()
+        .position(|r| r.partition == 1)
+        .expect("the record sent to partition 1 was read");
+    assert!(
+        late < total - 1000,
+        "the record of the idle partition came at {late} of {total}: it waited for the busy ones"
+    );
+    c.close().await.unwrap();
+}

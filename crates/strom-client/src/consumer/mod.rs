@@ -305,9 +305,11 @@ impl Consumer {
     /// One fetch per broker is in flight and answered in order, so a fetch that long-polls
     /// (`fetch.max.wait.ms`) for partitions with nothing new holds back every other partition
     /// of that broker until it expires. While records are still buffered the application has
-    /// work, so such a fetch would only delay the partitions it drains meanwhile: then only
-    /// partitions known to be behind their high watermark are fetched, without a long poll.
-    /// Once the buffer is empty, every partition is fetched with the long poll.
+    /// work, so such a fetch would only delay the partitions it drains meanwhile. Then a fetch
+    /// starts only if a partition is known to be behind its high watermark, and it does not
+    /// long-poll; the partitions that look idle ride along (so new data there is seen while
+    /// busy partitions keep the buffer full). Once the buffer is empty, every partition is
+    /// fetched with the long poll.
     fn start_fetch(&mut self) {
         if self.in_flight.is_some() {
             return;
@@ -324,11 +326,10 @@ impl Consumer {
             .assigned
             .iter()
             .filter(|(tp, s)| !s.paused && !buffered.contains(&(tp.topic.as_str(), tp.partition)))
-            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p, s.high_watermark)))
-            .filter(|(_, p, hw)| !busy || p < hw)
-            .map(|(tp, p, _)| (tp, p))
+            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p)))
             .collect();
-        if wanted.is_empty() {
+        let behind = |(tp, p): &(TopicPartition, i64)| *p < self.assigned[tp].high_watermark;
+        if wanted.is_empty() || (busy && !wanted.iter().any(behind)) {
             return;
         }
         let mut config = self.config.clone();
