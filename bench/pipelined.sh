@@ -21,6 +21,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 bench_help "$0" "$@"
+warm_memory
 ROUNDS=${1:-3}
 : "${CARGO_TARGET_DIR:?set CARGO_TARGET_DIR}"
 STROM_PORT=${STROM_PORT:-29400}
