@@ -745,11 +745,17 @@ impl Broker {
     }
 
     /// `min.insync.replicas` in force for `topic`.
+    /// Looks up the one config only: the produce path asks once per partition.
     pub fn min_insync_replicas(&self, image: &MetadataImage, topic: &str) -> i64 {
-        self.effective_topic_configs(image, topic)
-            .get("min.insync.replicas")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1)
+        let none = BTreeMap::new();
+        let overrides = image.topic_config_overrides(topic).unwrap_or(&none);
+        strom_metadata::config_defs::effective_topic_config(
+            overrides,
+            &self.config,
+            "min.insync.replicas",
+        )
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
     }
 
     /// Creates the topics among `names` that do not exist, with the default partition count

@@ -6,7 +6,7 @@ use crate::error::ControllerError;
 
 pub use crate::config_describe::{
     describe_broker_configs, describe_group_configs, describe_topic_configs,
-    effective_topic_configs, ConfigSynonym, DescribedConfig,
+    effective_topic_config, effective_topic_configs, ConfigSynonym, DescribedConfig,
 };
 
 /// DescribeConfigs v3+ `config_type` numbers.

@@ -60,32 +60,40 @@ fn describe_with_broker_defaults(
     broker: &BrokerConfig,
 ) -> Vec<DescribedConfig> {
     defs.iter()
-        .map(|def| {
-            let mut synonyms = Vec::new();
-            if let Some(v) = overrides.get(def.name) {
-                synonyms.push(ConfigSynonym {
-                    name: def.name.to_string(),
-                    value: Some(v.clone()),
-                    source,
-                });
-            }
-            synonyms.extend(broker_synonyms(def, broker));
-            let (value, source) = match synonyms.first() {
-                Some(first) => (convert(def, first), first.source),
-                None => (def.default.map(str::to_string), ConfigSource::Default),
-            };
-            DescribedConfig {
-                name: def.name.to_string(),
-                value,
-                source,
-                read_only: false,
-                is_sensitive: def.config_type == ConfigType::Password,
-                config_type: def.config_type,
-                documentation: def.documentation,
-                synonyms,
-            }
-        })
+        .map(|def| describe_with_broker_default(def, overrides, source, broker))
         .collect()
+}
+
+/// One config of `describe_with_broker_defaults`.
+fn describe_with_broker_default(
+    def: &ConfigDef,
+    overrides: &BTreeMap<String, String>,
+    source: ConfigSource,
+    broker: &BrokerConfig,
+) -> DescribedConfig {
+    let mut synonyms = Vec::new();
+    if let Some(v) = overrides.get(def.name) {
+        synonyms.push(ConfigSynonym {
+            name: def.name.to_string(),
+            value: Some(v.clone()),
+            source,
+        });
+    }
+    synonyms.extend(broker_synonyms(def, broker));
+    let (value, source) = match synonyms.first() {
+        Some(first) => (convert(def, first), first.source),
+        None => (def.default.map(str::to_string), ConfigSource::Default),
+    };
+    DescribedConfig {
+        name: def.name.to_string(),
+        value,
+        source,
+        read_only: false,
+        is_sensitive: def.config_type == ConfigType::Password,
+        config_type: def.config_type,
+        documentation: def.documentation,
+        synonyms,
+    }
 }
 
 /// Every broker config Strom knows (in name order) with its value and source: dynamic
@@ -126,6 +134,19 @@ pub fn effective_topic_configs(
         .into_iter()
         .filter_map(|c| c.value.map(|v| (c.name, v)))
         .collect()
+}
+
+/// The value in force of one topic config, `name`, for a topic with `overrides`: the same
+/// value `effective_topic_configs` gives it, without describing every other config (the
+/// produce path asks for `min.insync.replicas` once per partition). `None` for an unknown
+/// name or a config without a value.
+pub fn effective_topic_config(
+    overrides: &BTreeMap<String, String>,
+    broker: &BrokerConfig,
+    name: &str,
+) -> Option<String> {
+    let def = crate::config_defs::topic_config_def(name)?;
+    describe_with_broker_default(def, overrides, ConfigSource::DynamicTopic, broker).value
 }
 
 /// Default values of every topic config as `broker` makes them (no topic overrides).
@@ -240,6 +261,38 @@ mod tests {
         assert_eq!(effective.len(), TOPIC_CONFIGS.len());
         assert_eq!(effective["segment.bytes"], "3145728");
         assert_eq!(broker.topic_defaults()["retention.ms"], "600000");
+    }
+
+    #[test]
+    fn one_config_lookup_agrees_with_the_full_map() {
+        let (broker, _) = BrokerConfig::parse(
+            "log.retention.minutes=10\nmin.insync.replicas=2\nlog.segment.bytes=2097152\n",
+            &[],
+        )
+        .unwrap();
+        for overrides in [
+            BTreeMap::new(),
+            BTreeMap::from([
+                ("min.insync.replicas".to_string(), "3".to_string()),
+                ("retention.ms".to_string(), "5".to_string()),
+            ]),
+        ] {
+            let all = effective_topic_configs(&overrides, &broker);
+            for def in TOPIC_CONFIGS {
+                assert_eq!(
+                    effective_topic_config(&overrides, &broker, def.name).as_ref(),
+                    all.get(def.name),
+                    "{}",
+                    def.name
+                );
+            }
+        }
+        let none = BTreeMap::new();
+        assert_eq!(
+            effective_topic_config(&none, &broker, "min.insync.replicas").as_deref(),
+            Some("2")
+        );
+        assert_eq!(effective_topic_config(&none, &broker, "no.such.config"), None);
     }
 
     #[test]
