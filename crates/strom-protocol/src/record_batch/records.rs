@@ -32,6 +32,14 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn varlong(&mut self) -> Option<i64> {
+        // Fast path: most fields of a record (attributes aside) fit one byte (deltas under
+        // 64, a null key, no headers). Produce validation reads every field of every record.
+        if let Some((&b, rest)) = self.buf.split_first() {
+            if b & 0x80 == 0 {
+                self.buf = rest;
+                return Some(i64::from(b >> 1) ^ -i64::from(b & 1));
+            }
+        }
         let mut raw: u64 = 0;
         for (i, &b) in self.buf.iter().enumerate().take(10) {
             raw |= u64::from(b & 0x7f) << (7 * i);
@@ -242,7 +250,11 @@ mod tests {
             i32::MAX as i64,
             i64::MIN,
             i64::MAX,
-        ] {
+        ]
+        .into_iter()
+        // Every one-byte encoding (-64..=63, the fast path) and its neighbours.
+        .chain(-200..=200)
+        {
             let mut out = Vec::new();
             put_varlong(&mut out, v);
             let mut c = Cursor { buf: &out };
