@@ -292,7 +292,10 @@ mod tests {
             effective_topic_config(&none, &broker, "min.insync.replicas").as_deref(),
             Some("2")
         );
-        assert_eq!(effective_topic_config(&none, &broker, "no.such.config"), None);
+        assert_eq!(
+            effective_topic_config(&none, &broker, "no.such.config"),
+            None
+        );
     }
 
     #[test]
