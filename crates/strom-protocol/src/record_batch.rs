@@ -349,9 +349,8 @@ pub fn validate_records(
     let mut records = header.records();
     let mut previous: i32 = -1;
     let mut index: u32 = 0;
-    for record in records.by_ref() {
-        let record = record?;
-        let delta = record.offset_delta;
+    while let Some(delta) = records.next_offset_delta() {
+        let delta = delta?;
         let in_order = match mode {
             Validation::Produce => i64::from(delta) == i64::from(index),
             Validation::Stored => delta > previous && delta <= header.last_offset_delta(),

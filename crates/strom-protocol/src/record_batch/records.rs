@@ -76,6 +76,15 @@ impl<'a> Cursor<'a> {
     fn i8(&mut self) -> Option<i8> {
         self.take(1).map(|b| b[0] as i8)
     }
+
+    /// Skips a nullable byte string (length -1 is null).
+    fn skip_nullable(&mut self) -> Option<()> {
+        let len = self.varint()?;
+        if len >= 0 {
+            self.take(len as usize)?;
+        }
+        Some(())
+    }
 }
 
 /// Iterates the records of an uncompressed batch. Ends after `recordsCount` records or at the
@@ -105,6 +114,57 @@ impl<'a> RecordIter<'a> {
     /// Bytes not consumed by the records read so far.
     pub fn remainder(&self) -> &'a [u8] {
         self.buf
+    }
+
+    /// The offset delta of the next record, checking its framing exactly as `next` does (every
+    /// length within the record, a non-null key per header, the headers ending the record)
+    /// without building it: what produce validation needs of each record. An error ends the
+    /// iteration, as in `next`.
+    pub fn next_offset_delta(&mut self) -> Option<Result<i32, BatchError>> {
+        if self.failed || self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let index = self.index;
+        self.index += 1;
+        match self.skim_one() {
+            Some(delta) => Some(Ok(delta)),
+            None => {
+                self.failed = true;
+                Some(Err(BatchError::InvalidRecord {
+                    reason: InvalidRecordReason::MalformedRecords {
+                        record_index: index,
+                    },
+                }))
+            }
+        }
+    }
+
+    fn skim_one(&mut self) -> Option<i32> {
+        let mut outer = Cursor { buf: self.buf };
+        let len = outer.varint()?;
+        let mut c = Cursor {
+            buf: outer.take(usize::try_from(len).ok()?)?,
+        };
+        c.i8()?;
+        c.varlong()?;
+        let offset_delta = c.varint()?;
+        c.skip_nullable()?;
+        c.skip_nullable()?;
+        let header_count = c.varint()?;
+        if header_count < 0 {
+            return None;
+        }
+        for _ in 0..header_count {
+            let key_len = usize::try_from(c.varint()?).ok()?;
+            c.take(key_len)?;
+            c.skip_nullable()?;
+        }
+        if !c.buf.is_empty() {
+            return None;
+        }
+        self.buf = outer.buf;
+        Some(offset_delta)
     }
 
     fn parse_one(&mut self) -> Option<Record<'a>> {
@@ -285,6 +345,45 @@ mod tests {
                 value: Some(b"hv")
             }]
         );
+    }
+
+    /// Record areas: three records with two headers (one with a null value), one byte
+    /// replaced, or cut short.
+    fn mutated_records(pos: usize, byte: u8, cut: usize) -> (Vec<u8>, i32) {
+        let mut b = BatchBuilder::new(0);
+        b.push(Some(b"key"), None, 50)
+            .push(None, Some(b"value"), 70)
+            .push(Some(b""), Some(b"v"), 90);
+        b.headers = vec![(b"h".to_vec(), Some(b"hv".to_vec())), (b"n".to_vec(), None)];
+        let buf = b.build();
+        let h = RecordBatchHeader::parse(&buf).unwrap();
+        let mut area = h.records().remainder().to_vec();
+        let pos = pos % area.len();
+        area[pos] = byte;
+        area.truncate(area.len() - cut % 4);
+        (area, h.records_count())
+    }
+
+    proptest::proptest! {
+        /// Produce validation's skim (`next_offset_delta`) accepts and refuses exactly the
+        /// records the full parse does, at the same record, leaving the same remainder.
+        #[test]
+        fn skimming_agrees_with_parsing(
+            pos in 0usize..200,
+            byte in proptest::num::u8::ANY,
+            cut in 0usize..4,
+            count in 0i32..5,
+        ) {
+            let (area, built) = mutated_records(pos, byte, cut);
+            for count in [built, count] {
+                let mut parsed = RecordIter::new(&area, count, 0, 0);
+                let mut skimmed = RecordIter::new(&area, count, 0, 0);
+                let a: Vec<_> = parsed.by_ref().map(|r| r.map(|r| r.offset_delta)).collect();
+                let b: Vec<_> = std::iter::from_fn(|| skimmed.next_offset_delta()).collect();
+                proptest::prop_assert_eq!(a, b);
+                proptest::prop_assert_eq!(parsed.remainder(), skimmed.remainder());
+            }
+        }
     }
 
     #[test]
