@@ -474,7 +474,14 @@ fn parse_args() -> Args {
             "--consume" => consume_too = true,
             "--linger-ms" => linger = Some(value().parse().expect("linger.ms")),
             "--json" => a.json = true,
-            _ => panic!("unknown flag {flag}\n{USAGE}"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => {
+                eprintln!("rdkafka-bench: unknown flag {flag}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     for w in &mut a.suite {
