@@ -121,14 +121,23 @@ impl<'a> RecordIter<'a> {
     /// without building it: what produce validation needs of each record. An error ends the
     /// iteration, as in `next`.
     pub fn next_offset_delta(&mut self) -> Option<Result<i32, BatchError>> {
+        self.step(Self::skim_one)
+    }
+
+    /// Reads the next record with `read` (`None`: malformed), counting it; the first
+    /// malformed record is an error naming its index and ends the iteration.
+    fn step<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<Result<T, BatchError>> {
         if self.failed || self.remaining == 0 {
             return None;
         }
         self.remaining -= 1;
         let index = self.index;
         self.index += 1;
-        match self.skim_one() {
-            Some(delta) => Some(Ok(delta)),
+        match read(self) {
+            Some(item) => Some(Ok(item)),
             None => {
                 self.failed = true;
                 Some(Err(BatchError::InvalidRecord {
@@ -212,23 +221,7 @@ impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<Record<'a>, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        let index = self.index;
-        self.index += 1;
-        match self.parse_one() {
-            Some(r) => Some(Ok(r)),
-            None => {
-                self.failed = true;
-                Some(Err(BatchError::InvalidRecord {
-                    reason: InvalidRecordReason::MalformedRecords {
-                        record_index: index,
-                    },
-                }))
-            }
-        }
+        self.step(Self::parse_one)
     }
 }
 
