@@ -6,7 +6,7 @@
 //! Only integration tests depend on this crate (as a dev-dependency). The broker's own tests
 //! (`strom-cli/tests/common`) keep their larger harness, which also starts clusters.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,13 +50,20 @@ pub fn strom_bin() -> PathBuf {
 /// OS may give the same port to two calls in a row once the first probe is closed; two tests
 /// running at once then started two brokers on one port, and the second test, finding the
 /// first one's broker listening, used it until that test ended and killed it.
+///
+/// The probe socket is bound but never listens: a listener, even for the moment of this
+/// call, could be a port handed out earlier whose broker has not bound it yet, and another
+/// test's "is it listening?" check would connect to it, return, and have its test's first
+/// connection refused (seen once in CI, in `quotas.rs`).
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .expect("a free port");
+        let port = socket.local_addr().expect("its local address").port();
+        drop(socket);
         let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
         if !given.contains(&port) {
             given.push(port);
@@ -326,5 +333,27 @@ pub async fn wait_for<T>(
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_free_port_is_new_and_nothing_listens_on_it() {
+        let ports: Vec<u16> = (0..20).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            ports.len(),
+            "a port was handed out twice: {ports:?}"
+        );
+        for port in ports {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            assert!(!accepts(addr, Duration::from_millis(200)), "{addr} accepts");
+        }
     }
 }
