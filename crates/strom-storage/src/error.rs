@@ -77,6 +77,85 @@ pub enum LogError {
     },
 }
 
+impl LogError {
+    /// The same error again, for each of several appends one failed write answers (an I/O
+    /// error keeps its OS error code, or its kind and message).
+    pub(crate) fn copy(&self) -> LogError {
+        match self {
+            LogError::CorruptMessage { reason } => LogError::CorruptMessage { reason: *reason },
+            LogError::InvalidRecord { reason } => LogError::InvalidRecord { reason: *reason },
+            LogError::MissingKeysInCompactedTopic { record_indexes } => {
+                LogError::MissingKeysInCompactedTopic {
+                    record_indexes: record_indexes.clone(),
+                }
+            }
+            LogError::UnsupportedForMessageFormat { magic } => {
+                LogError::UnsupportedForMessageFormat { magic: *magic }
+            }
+            LogError::UnsupportedCompressionType { codec } => {
+                LogError::UnsupportedCompressionType { codec: *codec }
+            }
+            LogError::MessageTooLarge { size, max } => LogError::MessageTooLarge {
+                size: *size,
+                max: *max,
+            },
+            LogError::OffsetOutOfRange {
+                requested,
+                log_start,
+                log_end,
+            } => LogError::OffsetOutOfRange {
+                requested: *requested,
+                log_start: *log_start,
+                log_end: *log_end,
+            },
+            LogError::OutOfOrderSequence {
+                producer_id,
+                expected,
+                received,
+            } => LogError::OutOfOrderSequence {
+                producer_id: *producer_id,
+                expected: *expected,
+                received: *received,
+            },
+            LogError::InvalidProducerEpoch {
+                producer_id,
+                current,
+                received,
+            } => LogError::InvalidProducerEpoch {
+                producer_id: *producer_id,
+                current: *current,
+                received: *received,
+            },
+            LogError::TransactionCoordinatorFenced {
+                producer_id,
+                current,
+                received,
+            } => LogError::TransactionCoordinatorFenced {
+                producer_id: *producer_id,
+                current: *current,
+                received: *received,
+            },
+            LogError::OffsetsOutOfOrder {
+                base_offset,
+                expected_at_least,
+            } => LogError::OffsetsOutOfOrder {
+                base_offset: *base_offset,
+                expected_at_least: *expected_at_least,
+            },
+            LogError::Closed => LogError::Closed,
+            LogError::Offline { op } => LogError::Offline { op },
+            LogError::Io { op, path, source } => LogError::Io {
+                op,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+        }
+    }
+}
+
 impl From<BatchError> for LogError {
     fn from(e: BatchError) -> Self {
         match e {

@@ -75,6 +75,16 @@ pub trait FsFile: Send + Sync + Debug {
         }
         Ok(())
     }
+
+    /// Writes `bufs` one after the other at `offset`, all of them. The real file does it with
+    /// `pwritev` (one system call for several appends, see `PartitionLog::append`).
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], mut offset: u64) -> io::Result<()> {
+        for buf in bufs {
+            self.write_all_at(buf, offset)?;
+            offset += buf.len() as u64;
+        }
+        Ok(())
+    }
 }
 
 /// The directory operations of the log. Paths are absolute or relative to the process.
@@ -100,6 +110,9 @@ pub trait Fs: Send + Sync + Debug {
     }
 }
 
+/// The most buffers one `pwritev` takes (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
+
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;
@@ -119,6 +132,29 @@ impl FsFile for StdFile {
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
+    }
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], mut offset: u64) -> io::Result<()> {
+        let mut slices: Vec<io::IoSlice<'_>> = bufs
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| io::IoSlice::new(b))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let batch = rest.len().min(IOV_MAX);
+            let at = nix::libc::off_t::try_from(offset)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            match nix::sys::uio::pwritev(&self.0, &rest[..batch], at) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    offset += n as u64;
+                    io::IoSlice::advance_slices(&mut rest, n);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
     fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())

@@ -284,6 +284,9 @@ impl FsFile for LazyFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.get()?.write_all_at(buf, offset)
     }
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        self.get()?.write_all_vectored_at(bufs, offset)
+    }
 }
 
 /// The file system and the handle cache a log's segments open their files through.

@@ -1,5 +1,7 @@
-//! `PartitionLog`: one partition's segments behind one mutex. Append validates, checks producer
-//! sequences, assigns offsets and writes; flushing follows flush.messages / flush.ms, and no
+//! `PartitionLog`: one partition's segments behind one mutex. Append validates (before taking
+//! the mutex), checks producer sequences, assigns offsets and writes; appends that arrive
+//! while the mutex is held are written together by its next holder, with one vectored write
+//! (see [`PartitionLog::append`]). Flushing follows flush.messages / flush.ms, and no
 //! fsync runs under the mutex on the append path (a roll defers its directory sync and
 //! producer snapshot to the next flush). A failed write is rolled back; a failure whose effect
 //! on disk is unknown (fsync, rollback) takes the log offline until it is reopened. Reads live
@@ -23,7 +25,9 @@ use crate::epoch_cache::EpochCache;
 use crate::error::{io_err, LogError};
 use crate::fs::{Fs, StdFs};
 use crate::handles::{Files, HandleCache};
-use crate::producer_state::{self, ProducerBatch, ProducerEntry, ProducerState, SequenceCheck};
+use crate::producer_state::{
+    self, CompletedTxn, ProducerBatch, ProducerEntry, ProducerState, SequenceCheck,
+};
 use crate::recovery::{self, RecoveryStats, CLEAN_SHUTDOWN_FILE};
 use crate::segment::{sync_dir, Segment};
 use crate::txn_index::TxnIndex;
@@ -153,12 +157,42 @@ impl Inner {
             .retain(|s| live.get(&s.base_offset).is_some_and(|l| Arc::ptr_eq(l, s)));
     }
 
-    pub(crate) fn should_roll(&self, append_len: u64, last_offset: i64, now_ms: i64) -> bool {
+    /// Writes batches with their final offsets to the active segment (`parts` one after the
+    /// other, `headers` positioned from the first) and indexes them. A failed write is cut
+    /// back so no torn batch stays mid-log; if that fails too, the log goes offline.
+    pub(crate) fn write_batches(
+        &mut self,
+        dir: &Path,
+        parts: &[&[u8]],
+        headers: &[(usize, RecordBatchHeader<'_>)],
+        now: i64,
+    ) -> Result<(), LogError> {
+        let active = Arc::clone(self.active());
+        let interval = self.config.index_interval_bytes;
+        if let Err(e) = active.append(parts, headers, interval, now) {
+            // Nothing was published (size, indexes, producer state).
+            return Err(match active.truncate_file(active.size()) {
+                Ok(()) => e,
+                Err(cut) => self.go_offline(dir, "roll back a failed write", &cut),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether an append of `append_len` bytes ending at `last_offset` must go to a new
+    /// segment, after `unwritten` bytes staged for the active one but not written yet.
+    pub(crate) fn should_roll(
+        &self,
+        unwritten: u64,
+        append_len: u64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
         let active = self.active();
         let meta = active.meta();
         let c = &self.config;
-        !active.is_empty()
-            && (active.size() + append_len > c.effective_segment_bytes()
+        (!active.is_empty() || unwritten > 0)
+            && (active.size() + unwritten + append_len > c.effective_segment_bytes()
                 || meta
                     .first_append_ms
                     .is_some_and(|t| now_ms.saturating_sub(t) >= c.segment_ms)
@@ -182,6 +216,12 @@ pub struct PartitionLog {
     pub(crate) flush_lock: Mutex<()>,
     /// Log-cleaner bookkeeping; taken before `inner`, held for a whole clean.
     pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
+    /// Appends waiting for `inner`, written by whoever holds it next; see [`Self::append`].
+    /// Taken with or without `inner` held, never the other way round.
+    append_queue: Mutex<Vec<Arc<Queued>>>,
+    /// What `append` checks before taking `inner`, from `inner.config`.
+    limits: Mutex<AppendLimits>,
+    coalesced: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -197,6 +237,162 @@ struct Planned {
     pos: usize,
     len: usize,
     base_offset: i64,
+}
+
+/// An append whose batches passed the checks that need no log state.
+struct Request {
+    records: BytesMut,
+    planned: Vec<Planned>,
+}
+
+/// The limits of those checks, kept beside the config so they are read without the
+/// partition mutex.
+#[derive(Debug, Clone, Copy)]
+struct AppendLimits {
+    max_batch: usize,
+    compact: bool,
+    max_decompressed: usize,
+    segment_bytes: u64,
+}
+
+impl AppendLimits {
+    fn of(config: &LogConfig) -> Self {
+        AppendLimits {
+            max_batch: config.max_message_bytes as usize,
+            compact: config.cleanup_policy.compact,
+            max_decompressed: config.max_decompressed_bytes(),
+            segment_bytes: config.effective_segment_bytes(),
+        }
+    }
+}
+
+/// An append waiting for the partition mutex (see [`PartitionLog::append`]).
+struct Queued(Mutex<QueuedState>);
+
+enum QueuedState {
+    Waiting(Request),
+    /// Being staged and written by the thread holding the mutex.
+    Taken,
+    Answered(Result<Appended, LogError>),
+}
+
+impl Queued {
+    fn take_answer(&self) -> Option<Result<Appended, LogError>> {
+        let mut state = self.0.lock();
+        match std::mem::replace(&mut *state, QueuedState::Taken) {
+            QueuedState::Answered(answer) => Some(answer),
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+}
+
+/// An append's answer, and whether it reached flush.messages (its caller then flushes).
+struct Appended {
+    info: AppendInfo,
+    flush: bool,
+}
+
+/// What staging a request decided.
+enum Staged {
+    /// A retry of a batch already in the log (or in the group being written).
+    Duplicate(AppendInfo),
+    /// Offsets assigned and stamped; the producer states and transactions it changes.
+    Accepted {
+        info: AppendInfo,
+        producers: HashMap<i64, Option<ProducerEntry>>,
+        completed: Vec<CompletedTxn>,
+    },
+}
+
+/// Accepted appends not written yet: one write for all of them.
+#[derive(Default)]
+struct Group {
+    requests: Vec<Request>,
+    /// Each accepted request's answer slot and answer, and those of duplicates of a batch
+    /// the group may hold.
+    members: Vec<(usize, AppendInfo)>,
+    /// The producer states after the group (over the log's).
+    producers: HashMap<i64, Option<ProducerEntry>>,
+    completed: Vec<CompletedTxn>,
+    bytes: u64,
+    records: u64,
+}
+
+/// Checks `request`'s producer sequences against the log's producer states as `group`
+/// leaves them, assigns offsets from `next` and stamps them (and the leader epoch, and the
+/// append time under LogAppendTime) into its batches.
+fn stage(
+    inner: &Inner,
+    group: &HashMap<i64, Option<ProducerEntry>>,
+    request: &mut Request,
+    mut next: i64,
+    now: i64,
+) -> Result<Staged, LogError> {
+    let append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
+    let base_offset = next;
+    let mut producers: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
+    let mut completed = Vec::new();
+    let mut record_count: u32 = 0;
+    for p in &mut request.planned {
+        let header = RecordBatchHeader::parse(&request.records[p.pos..p.pos + p.len])?;
+        let last = next + i64::from(header.last_offset_delta());
+        if let Some(mut b) = ProducerBatch::of(&header) {
+            if append_time {
+                b.max_timestamp = now;
+            }
+            let entry =
+                producers
+                    .entry(b.producer_id)
+                    .or_insert_with(|| match group.get(&b.producer_id) {
+                        Some(staged) => staged.clone(),
+                        None => inner.producers.producers.get(&b.producer_id).cloned(),
+                    });
+            match producer_state::check(entry.as_ref(), &b)? {
+                SequenceCheck::Duplicate(m) => {
+                    return Ok(Staged::Duplicate(duplicate_info(
+                        m.first_offset,
+                        m.last_offset,
+                        &header,
+                        inner,
+                    )))
+                }
+                SequenceCheck::Accept => {
+                    completed.extend(producer_state::apply(entry, &b, next, last))
+                }
+            }
+        }
+        record_count += header.records_count() as u32;
+        p.base_offset = next;
+        next = last + 1;
+    }
+    let mut max_timestamp = NO_TIMESTAMP;
+    for p in &request.planned {
+        let bytes = &mut request.records[p.pos..p.pos + p.len];
+        set_base_offset(bytes, p.base_offset)?;
+        if let Some(epoch) = inner.leader_epoch {
+            set_partition_leader_epoch(bytes, epoch)?;
+        }
+        if append_time {
+            set_log_append_time(bytes, now)?;
+        }
+        max_timestamp = max_timestamp.max(RecordBatchHeader::parse(bytes)?.max_timestamp());
+    }
+    Ok(Staged::Accepted {
+        info: AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            log_append_time: if append_time { now } else { -1 },
+            max_timestamp,
+            record_count,
+            duplicate: false,
+            log_start_offset: inner.log_start_offset,
+        },
+        producers,
+        completed,
+    })
 }
 
 impl PartitionLog {
@@ -303,6 +499,9 @@ impl PartitionLog {
             recovery_stats,
             flush_lock: Mutex::new(()),
             cleaner: Mutex::default(),
+            append_queue: Mutex::default(),
+            limits: Mutex::new(AppendLimits::of(&config)),
+            coalesced: std::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 config,
                 segments,
@@ -326,7 +525,9 @@ impl PartitionLog {
     }
 
     pub fn set_config(&self, config: LogConfig) {
-        self.inner.lock().config = config;
+        let mut inner = self.inner.lock();
+        *self.limits.lock() = AppendLimits::of(&config);
+        inner.config = config;
     }
 
     pub fn config(&self) -> LogConfig {
@@ -349,140 +550,256 @@ impl PartitionLog {
     }
 
     /// Appends one or more magic-2 batches as sent by a producer; see the crate doc.
-    pub fn append(&self, mut records: BytesMut) -> Result<AppendInfo, LogError> {
-        let mut inner = self.inner.lock();
-        inner.check_open()?;
-        let now = self.clock.now_ms();
-        let max_batch = inner.config.max_message_bytes as usize;
+    ///
+    /// The checks that need no log state (framing, CRCs, each record's framing, the keys of a
+    /// compacted topic, sizes) run before the partition mutex is taken, so producers to one
+    /// partition check their batches in parallel. An append that finds the mutex held queues
+    /// itself; whoever takes the mutex next stages every queued append with its own (producer
+    /// sequences, offsets) and writes all the accepted ones with one vectored write, then
+    /// leaves each its answer before releasing the mutex.
+    pub fn append(&self, records: BytesMut) -> Result<AppendInfo, LogError> {
+        let request = self.check_append(records)?;
+        let appended = match self.inner.try_lock() {
+            Some(mut inner) => {
+                let queued = std::mem::take(&mut *self.append_queue.lock());
+                self.append_queued(&mut inner, queued, Some(request))
+            }
+            None => {
+                let me = Arc::new(Queued(Mutex::new(QueuedState::Waiting(request))));
+                self.append_queue.lock().push(Arc::clone(&me));
+                let mut inner = self.inner.lock();
+                // Whoever drained the queue answered it before releasing the mutex; if
+                // nobody did, this append is still queued and this thread writes the queue.
+                match me.take_answer() {
+                    Some(answer) => Some(answer),
+                    None => {
+                        let queued = std::mem::take(&mut *self.append_queue.lock());
+                        self.append_queued(&mut inner, queued, None);
+                        me.take_answer()
+                    }
+                }
+            }
+        };
+        let appended = appended.expect("an append is answered by the thread that writes it")?;
+        if appended.flush {
+            self.flush_to(appended.info.last_offset + 1)?;
+        }
+        Ok(appended.info)
+    }
+
+    /// Appends written with another append's write (several concurrent appends to this
+    /// partition written by one system call): the number saved.
+    pub fn coalesced_appends(&self) -> u64 {
+        self.coalesced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The checks of an append that need no log state; where each batch is.
+    fn check_append(&self, records: BytesMut) -> Result<Request, LogError> {
+        let limits = *self.limits.lock();
         let mut planned = Vec::new();
-        let mut splitter = BatchSplitter::new(&records, max_batch);
-        for batch in splitter.by_ref() {
+        let mut pos = 0;
+        for batch in BatchSplitter::new(&records, limits.max_batch) {
             let header = validate_batch(batch?, Validation::Produce)?;
             validate_records(&header, Validation::Produce)?;
-            if inner.config.cleanup_policy.compact {
-                crate::cleaner::check_keys(&header, inner.config.max_decompressed_bytes())?;
+            if limits.compact {
+                crate::cleaner::check_keys(&header, limits.max_decompressed)?;
             }
+            let len = header.total_size();
             planned.push(Planned {
-                pos: 0,
-                len: header.total_size(),
+                pos,
+                len,
                 base_offset: 0,
             });
+            pos += len;
         }
         if planned.is_empty() {
             return Err(LogError::InvalidRecord {
                 reason: InvalidRecordReason::NoBatches,
             });
         }
-        let segment_bytes = inner.config.effective_segment_bytes();
-        if records.len() as u64 > segment_bytes {
+        if records.len() as u64 > limits.segment_bytes {
             return Err(LogError::MessageTooLarge {
                 size: records.len(),
-                max: segment_bytes as usize,
+                max: limits.segment_bytes as usize,
             });
         }
+        Ok(Request { records, planned })
+    }
 
-        // Sequence checks on a staged copy of the touched producers; offsets assigned in order.
+    /// Writes the queued appends (oldest first) and `own`, answering the queued ones in
+    /// their slots; returns `own`'s answer.
+    fn append_queued(
+        &self,
+        inner: &mut Inner,
+        queued: Vec<Arc<Queued>>,
+        own: Option<Request>,
+    ) -> Option<Result<Appended, LogError>> {
+        let mut slots = Vec::with_capacity(queued.len() + 1);
+        let mut requests = Vec::with_capacity(queued.len() + 1);
+        for q in queued {
+            let state = std::mem::replace(&mut *q.0.lock(), QueuedState::Taken);
+            if let QueuedState::Waiting(request) = state {
+                slots.push(Some(q));
+                requests.push(request);
+            }
+        }
+        if let Some(request) = own {
+            slots.push(None);
+            requests.push(request);
+        }
+        let mut mine = None;
+        for (slot, answer) in slots.into_iter().zip(self.write_requests(inner, requests)) {
+            match slot {
+                Some(q) => *q.0.lock() = QueuedState::Answered(answer),
+                None => mine = Some(answer),
+            }
+        }
+        mine
+    }
+
+    /// Stages `requests` in order and writes the accepted ones together, one answer per
+    /// request. A request is refused alone (a sequence error, say); a failed write, roll or
+    /// transaction-index update fails every request not answered yet, since they were being
+    /// written together.
+    fn write_requests(
+        &self,
+        inner: &mut Inner,
+        requests: Vec<Request>,
+    ) -> Vec<Result<Appended, LogError>> {
+        let mut answers: Vec<Option<Result<Appended, LogError>>> =
+            requests.iter().map(|_| None).collect();
+        let mut failure = inner.check_open().err();
+        let now = self.clock.now_ms();
         let mut next = inner.log_end_offset();
-        let mut staged: HashMap<i64, Option<ProducerEntry>> = HashMap::new();
-        let mut pos = 0;
-        let mut record_count: u32 = 0;
-        let mut completed = Vec::new();
-        let append_time = inner.config.timestamp_type == TimestampType::LogAppendTime;
-        for p in &mut planned {
-            let header = RecordBatchHeader::parse(&records[pos..pos + p.len])?;
-            let last = next + i64::from(header.last_offset_delta());
-            if let Some(mut b) = ProducerBatch::of(&header) {
-                if append_time {
-                    b.max_timestamp = now;
+        let mut group = Group::default();
+        for (i, mut request) in requests.into_iter().enumerate() {
+            if let Some(e) = &failure {
+                answers[i] = Some(Err(e.copy()));
+                continue;
+            }
+            match stage(inner, &group.producers, &mut request, next, now) {
+                Err(e) => answers[i] = Some(Err(e)),
+                Ok(Staged::Duplicate(info)) if group.requests.is_empty() => {
+                    answers[i] = Some(Ok(Appended { info, flush: false }));
                 }
-                let entry = staged
-                    .entry(b.producer_id)
-                    .or_insert_with(|| inner.producers.producers.get(&b.producer_id).cloned());
-                match producer_state::check(entry.as_ref(), &b)? {
-                    SequenceCheck::Duplicate(m) => {
-                        return Ok(duplicate_info(
-                            m.first_offset,
-                            m.last_offset,
-                            &header,
-                            &inner,
-                        ))
+                // Answered with the group: it may be a retry of a batch the group holds.
+                Ok(Staged::Duplicate(info)) => group.members.push((i, info)),
+                Ok(Staged::Accepted {
+                    info,
+                    producers,
+                    completed,
+                }) => {
+                    let len = request.records.len() as u64;
+                    if inner.should_roll(group.bytes, len, info.last_offset, now) {
+                        let rolled = self.write_group(inner, &mut group, &mut answers, now);
+                        let rolled = rolled.and_then(|()| {
+                            // The group is written: is the active segment still too full?
+                            if inner.should_roll(0, len, info.last_offset, now) {
+                                inner.roll(&self.files, &self.dir)
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        if let Err(e) = rolled {
+                            answers[i] = Some(Err(e.copy()));
+                            failure = Some(e);
+                            continue;
+                        }
                     }
-                    SequenceCheck::Accept => {
-                        completed.extend(producer_state::apply(entry, &b, next, last))
-                    }
+                    next = info.last_offset + 1;
+                    group.producers.extend(producers);
+                    group.completed.extend(completed);
+                    group.bytes += len;
+                    group.records += u64::from(info.record_count);
+                    group.members.push((i, info));
+                    group.requests.push(request);
                 }
             }
-            record_count += header.records_count() as u32;
-            (p.pos, p.base_offset) = (pos, next);
-            pos += p.len;
-            next = last + 1;
         }
+        if failure.is_none() {
+            // Its failure is in the answers of its members, the last requests.
+            let _ = self.write_group(inner, &mut group, &mut answers, now);
+        }
+        answers
+            .into_iter()
+            .map(|a| a.expect("write_requests answers every request"))
+            .collect()
+    }
 
-        let mut max_timestamp = NO_TIMESTAMP;
-        for p in &planned {
-            let bytes = &mut records[p.pos..p.pos + p.len];
-            set_base_offset(bytes, p.base_offset)?;
-            if let Some(epoch) = inner.leader_epoch {
-                set_partition_leader_epoch(bytes, epoch)?;
+    /// Writes `group` with one write and answers its members; leaves `group` empty.
+    fn write_group(
+        &self,
+        inner: &mut Inner,
+        group: &mut Group,
+        answers: &mut [Option<Result<Appended, LogError>>],
+        now: i64,
+    ) -> Result<(), LogError> {
+        let written = self.write_group_files(inner, group, now);
+        match &written {
+            Ok(flush) => {
+                for (i, mut info) in group.members.drain(..) {
+                    if !info.duplicate {
+                        info.log_start_offset = inner.log_start_offset;
+                    }
+                    let flush = *flush && !info.duplicate;
+                    answers[i] = Some(Ok(Appended { info, flush }));
+                }
             }
-            if append_time {
-                set_log_append_time(bytes, now)?;
+            Err(e) => {
+                for (i, _) in group.members.drain(..) {
+                    answers[i] = Some(Err(e.copy()));
+                }
             }
-            max_timestamp = max_timestamp.max(RecordBatchHeader::parse(bytes)?.max_timestamp());
         }
+        *group = Group::default();
+        written.map(|_| ())
+    }
 
-        if inner.should_roll(records.len() as u64, next - 1, now) {
-            inner.roll(&self.files, &self.dir)?;
+    /// The write of [`Self::write_group`] and the bookkeeping after it; whether
+    /// flush.messages was reached.
+    fn write_group_files(
+        &self,
+        inner: &mut Inner,
+        group: &mut Group,
+        now: i64,
+    ) -> Result<bool, LogError> {
+        if group.requests.is_empty() {
+            return Ok(false);
         }
-        let headers = planned
-            .iter()
-            .map(|p| {
-                Ok((
-                    p.pos,
-                    RecordBatchHeader::parse(&records[p.pos..p.pos + p.len])?,
-                ))
-            })
-            .collect::<Result<Vec<_>, LogError>>()?;
         if inner.epochs_unpersisted {
             inner.epochs.persist(&*self.fs, &self.dir)?;
             inner.epochs_unpersisted = false;
         }
-        let interval = inner.config.index_interval_bytes;
-        let active = Arc::clone(inner.active());
-        if let Err(e) = active.append(&records, &headers, interval, now) {
-            // Nothing was published (size, indexes, producer state): cut what the failed
-            // write may have left so no torn batch stays mid-log.
-            return Err(match active.truncate_file(active.size()) {
-                Ok(()) => e,
-                Err(cut) => inner.go_offline(&self.dir, "roll back a failed write", &cut),
-            });
+        {
+            let mut headers = Vec::new();
+            let mut start = 0;
+            for r in &group.requests {
+                for p in &r.planned {
+                    let bytes = &r.records[p.pos..p.pos + p.len];
+                    headers.push((start + p.pos, RecordBatchHeader::parse(bytes)?));
+                }
+                start += r.records.len();
+            }
+            let parts: Vec<&[u8]> = group.requests.iter().map(|r| &r.records[..]).collect();
+            inner.write_batches(&self.dir, &parts, &headers, now)?;
         }
-        for (id, entry) in staged {
+        for (id, entry) in group.producers.drain() {
             if let Some(e) = entry {
                 inner.producers.producers.insert(id, e);
             }
         }
         if let Err(e) =
-            crate::txn_index::record_completed(&mut inner, &*self.fs, &self.dir, &completed)
+            crate::txn_index::record_completed(inner, &*self.fs, &self.dir, &group.completed)
         {
             return Err(inner.go_offline(&self.dir, "write transaction index", &e));
         }
-        inner.unflushed_messages += u64::from(record_count);
-        let flush = inner.unflushed_messages >= inner.config.flush_messages;
-        let info = AppendInfo {
-            base_offset: planned[0].base_offset,
-            last_offset: next - 1,
-            log_append_time: if append_time { now } else { -1 },
-            max_timestamp,
-            record_count,
-            duplicate: false,
-            log_start_offset: inner.log_start_offset,
-        };
-        drop(inner);
-        if flush {
-            self.flush_to(info.last_offset + 1)?;
+        let shared = group.requests.len() as u64 - 1;
+        if shared > 0 {
+            self.coalesced
+                .fetch_add(shared, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(info)
+        inner.unflushed_messages += group.records;
+        Ok(inner.unflushed_messages >= inner.config.flush_messages)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -772,5 +1089,200 @@ fn duplicate_info(
         record_count: header.records_count().max(0) as u32,
         duplicate: true,
         log_start_offset: inner.log_start_offset,
+    }
+}
+
+/// Appends that queue behind the partition mutex: the test holds the mutex while appenders
+/// queue up in a known order, then lets go; the first appender to take the mutex writes the
+/// whole queue.
+#[cfg(test)]
+mod coalescing {
+    use std::thread::{self, JoinHandle};
+    use std::time::Duration;
+
+    use strom_protocol::record_batch::builder::build_batch;
+    use strom_protocol::record_batch::validate_batch;
+
+    use super::*;
+    use crate::fs::{Fault, FaultOp, SimFs};
+    use crate::ManualClock;
+
+    fn idempotent(producer_id: i64, seq: i32, records: usize) -> BytesMut {
+        let value = [b'v'; 50];
+        let recs: Vec<_> = (0..records)
+            .map(|i| (None, Some(&value[..]), 1_000 + i as i64))
+            .collect();
+        build_batch(0, &recs, Some((producer_id, 0, seq)))
+    }
+
+    fn config() -> LogConfig {
+        LogConfig {
+            retention_ms: -1,
+            ..LogConfig::default()
+        }
+    }
+
+    fn open_in(dir: PathBuf, fs: Arc<dyn Fs>) -> Arc<PartitionLog> {
+        let clock = Arc::new(ManualClock::new(0));
+        Arc::new(PartitionLog::open_with_fs(dir, config(), clock, fs).unwrap())
+    }
+
+    /// A log on the real disk: its writes go through `pwritev`.
+    fn open_real() -> (tempfile::TempDir, Arc<PartitionLog>) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_in(dir.path().join("t-0"), Arc::new(StdFs));
+        (dir, log)
+    }
+
+    type Answer = JoinHandle<Result<AppendInfo, LogError>>;
+
+    /// Starts one appender per batch while the mutex is held, each queued before the next
+    /// starts, then releases the mutex and collects the answers in queue order.
+    fn queue_up(
+        log: &Arc<PartitionLog>,
+        batches: Vec<BytesMut>,
+    ) -> Vec<Result<AppendInfo, LogError>> {
+        let held = log.inner.lock();
+        let mut appenders: Vec<Answer> = Vec::new();
+        for (i, batch) in batches.into_iter().enumerate() {
+            let appender = Arc::clone(log);
+            appenders.push(thread::spawn(move || appender.append(batch)));
+            while log.append_queue.lock().len() < i + 1 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(held);
+        appenders.into_iter().map(|a| a.join().unwrap()).collect()
+    }
+
+    /// Every batch in the log: (base offset, producer id, base sequence).
+    fn stored(log: &PartitionLog) -> Vec<(i64, i64, i32)> {
+        let mut batches = Vec::new();
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            let read = log.read(offset, 1 << 20, None).unwrap();
+            let bytes = read.slice.unwrap().read_to_bytes().unwrap();
+            for b in BatchSplitter::new(&bytes, usize::MAX) {
+                let h = validate_batch(b.unwrap(), Validation::Stored).unwrap();
+                batches.push((h.base_offset(), h.producer_id(), h.base_sequence()));
+                offset = h.last_offset() + 1;
+            }
+        }
+        batches
+    }
+
+    #[test]
+    fn queued_appends_are_written_together_in_queue_order() {
+        let (_dir, log) = open_real();
+        let answers = queue_up(
+            &log,
+            (0..4)
+                .map(|p| idempotent(100 + p, 0, 2 + p as usize))
+                .collect(),
+        );
+        let infos: Vec<AppendInfo> = answers.into_iter().map(Result::unwrap).collect();
+        let bases: Vec<i64> = infos.iter().map(|i| i.base_offset).collect();
+        assert_eq!(bases, [0, 2, 5, 9]);
+        assert!(infos
+            .iter()
+            .all(|i| !i.duplicate && i.log_start_offset == 0));
+        assert_eq!(infos[3].last_offset, 13);
+        assert_eq!(log.coalesced_appends(), 3, "four appends, one write");
+        assert_eq!(
+            stored(&log),
+            [(0, 100, 0), (2, 101, 0), (5, 102, 0), (9, 103, 0)]
+        );
+        assert_eq!(log.log_end_offset(), 14);
+    }
+
+    #[test]
+    fn a_refused_append_in_a_group_fails_alone() {
+        let (_dir, log) = open_real();
+        log.append(idempotent(7, 0, 1)).unwrap();
+        let answers = queue_up(
+            &log,
+            vec![
+                idempotent(1, 0, 3),
+                // A retry of the batch before it, in the same group: its offsets.
+                idempotent(1, 0, 3),
+                // Producer 7's next sequence is 1.
+                idempotent(7, 5, 1),
+                idempotent(1, 3, 1),
+                idempotent(7, 1, 1),
+            ],
+        );
+        let first = answers[0].as_ref().unwrap();
+        assert_eq!(
+            (first.base_offset, first.last_offset, first.duplicate),
+            (1, 3, false)
+        );
+        let retry = answers[1].as_ref().unwrap();
+        assert_eq!(
+            (retry.base_offset, retry.last_offset, retry.duplicate),
+            (1, 3, true)
+        );
+        assert!(matches!(
+            answers[2],
+            Err(LogError::OutOfOrderSequence {
+                producer_id: 7,
+                expected: 1,
+                received: 5
+            })
+        ));
+        assert_eq!(answers[3].as_ref().unwrap().base_offset, 4);
+        assert_eq!(answers[4].as_ref().unwrap().base_offset, 5);
+        assert_eq!(log.coalesced_appends(), 2);
+        assert_eq!(stored(&log), [(0, 7, 0), (1, 1, 0), (4, 1, 3), (5, 7, 1)]);
+        // The producer states the group left are the log's.
+        assert!(log.append(idempotent(1, 3, 1)).unwrap().duplicate);
+        assert_eq!(log.append(idempotent(1, 4, 1)).unwrap().base_offset, 6);
+    }
+
+    #[test]
+    fn a_failed_group_write_fails_every_append_in_it_and_the_log_goes_on() {
+        let fs = Arc::new(SimFs::new(7));
+        let log = open_in(PathBuf::from("/data/t-0"), fs.clone());
+        log.append(idempotent(1, 0, 1)).unwrap();
+        let size = log.size_bytes();
+        fs.inject(Fault::new(FaultOp::Write, 5).path(".log").times(1));
+        let answers = queue_up(
+            &log,
+            vec![
+                idempotent(1, 1, 1),
+                idempotent(2, 0, 2),
+                idempotent(3, 0, 1),
+            ],
+        );
+        for answer in &answers {
+            match answer {
+                Err(LogError::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(5)),
+                other => panic!("expected EIO, got {other:?}"),
+            }
+        }
+        assert_eq!(log.log_end_offset(), 1);
+        assert_eq!(log.size_bytes(), size, "the failed write was cut back");
+        // Nothing of the group reached the producer states: producer 1 resumes at 1.
+        assert_eq!(log.append(idempotent(1, 1, 1)).unwrap().base_offset, 1);
+        assert_eq!(log.append(idempotent(2, 0, 2)).unwrap().base_offset, 2);
+        assert_eq!(stored(&log), [(0, 1, 0), (1, 1, 1), (2, 2, 0)]);
+    }
+
+    #[test]
+    fn a_group_that_crosses_the_segment_size_rolls_between_its_appends() {
+        let (_dir, log) = open_real();
+        let one = idempotent(1, 0, 1).len() as u64;
+        log.set_config(LogConfig {
+            segment_bytes: one * 2 + one / 2,
+            ..config()
+        });
+        let answers = queue_up(&log, (0..5).map(|p| idempotent(10 + p, 0, 1)).collect());
+        let bases: Vec<i64> = answers
+            .into_iter()
+            .map(|a| a.unwrap().base_offset)
+            .collect();
+        assert_eq!(bases, [0, 1, 2, 3, 4]);
+        assert_eq!(log.segment_count(), 3, "two appends per segment");
+        let producers: Vec<i64> = stored(&log).iter().map(|s| s.1).collect();
+        assert_eq!(producers, [10, 11, 12, 13, 14]);
     }
 }

@@ -85,21 +85,14 @@ impl PartitionLog {
         let records = records.split_to(pos);
         let first = RecordBatchHeader::parse(&records[..])?;
         let base_offset = first.base_offset();
-        if inner.should_roll(records.len() as u64, next - 1, now) {
+        if inner.should_roll(0, records.len() as u64, next - 1, now) {
             inner.roll(&self.files, &self.dir)?;
         }
         let parsed = headers
             .iter()
             .map(|&(p, len)| Ok((p, RecordBatchHeader::parse(&records[p..p + len])?)))
             .collect::<Result<Vec<_>, LogError>>()?;
-        let interval = inner.config.index_interval_bytes;
-        let active = std::sync::Arc::clone(inner.active());
-        if let Err(e) = active.append(&records, &parsed, interval, now) {
-            return Err(match active.truncate_file(active.size()) {
-                Ok(()) => e,
-                Err(cut) => inner.go_offline(&self.dir, "roll back a failed write", &cut),
-            });
-        }
+        inner.write_batches(&self.dir, &[&records[..]], &parsed, now)?;
         let mut completed = Vec::new();
         let mut epochs_changed = false;
         for (_, header) in &parsed {

@@ -246,17 +246,20 @@ impl Segment {
         self.size() == 0
     }
 
-    /// Writes already-validated batches (with final offsets) at the end and indexes them.
+    /// Writes already-validated batches (with final offsets) at the end, `parts` one after
+    /// the other in one vectored write, and indexes them. `batches` are positioned from the
+    /// start of the first part.
     pub fn append(
         &self,
-        bytes: &[u8],
+        parts: &[&[u8]],
         batches: &[(usize, RecordBatchHeader<'_>)],
         interval: u64,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let start = self.size();
+        let len: usize = parts.iter().map(|p| p.len()).sum();
         self.log
-            .write_all_at(bytes, start)
+            .write_all_vectored_at(parts, start)
             .map_err(io_err("write segment", &self.log_path))?;
         let mut meta = self.meta.lock();
         meta.first_append_ms.get_or_insert(now_ms);
@@ -273,8 +276,7 @@ impl Segment {
         }
         offsets.into_iter().for_each(|e| self.offset_index.push(e));
         times.into_iter().for_each(|e| self.time_index.push(e));
-        self.size
-            .store(start + bytes.len() as u64, Ordering::Release);
+        self.size.store(start + len as u64, Ordering::Release);
         Ok(())
     }
 
