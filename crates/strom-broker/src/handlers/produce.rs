@@ -567,7 +567,7 @@ fn append_all(
                     if let Some(m) = &metrics {
                         m.produce_requests.inc();
                         match &outcome {
-                            Ok((info, _, _)) if !info.duplicate => {
+                            Ok((info, ..)) if !info.duplicate => {
                                 m.messages_in
                                     .add((info.last_offset - info.base_offset + 1) as u64);
                                 m.bytes_in.add(bytes);
@@ -577,7 +577,7 @@ fn append_all(
                         }
                     }
                     match outcome {
-                        Ok((info, partition, leader_epoch)) => {
+                        Ok((info, partition, leader_epoch, min_isr)) => {
                             if partition.log.config().flush_before_ack {
                                 durable.push(DurableAck {
                                     topic: t,
@@ -586,14 +586,14 @@ fn append_all(
                                     required: info.last_offset + 1,
                                 });
                             }
-                            if acks == -1 {
+                            if let Some(min_isr) = min_isr {
                                 pending.push(PendingAck {
                                     topic: t,
                                     partition: i,
                                     partition_ref: partition,
                                     required: info.last_offset + 1,
                                     leader_epoch,
-                                    min_isr: broker.min_insync_replicas(&image, &name),
+                                    min_isr,
                                 });
                             }
                             r.base_offset = info.base_offset;
@@ -667,6 +667,8 @@ fn append_error(topic: &str, index: i32, e: &strom_storage::LogError) -> AppendE
 static STORAGE_ERROR_LOG: std::sync::LazyLock<crate::limits::LogLimiter> =
     std::sync::LazyLock::new(|| crate::limits::LogLimiter::new(std::time::Duration::from_secs(1)));
 
+/// Appends one partition's records: what the log answered, the partition, the leader epoch
+/// it was written in, and (acks=all) the `min.insync.replicas` the acknowledgement waits for.
 fn append_one(
     broker: &Broker,
     image: &strom_metadata::MetadataImage,
@@ -674,7 +676,7 @@ fn append_one(
     index: i32,
     acks: i16,
     records: Option<BytesMut>,
-) -> Result<(strom_storage::AppendInfo, Arc<Partition>, i32), AppendError> {
+) -> Result<(strom_storage::AppendInfo, Arc<Partition>, i32, Option<i64>), AppendError> {
     if !matches!(acks, -1..=1) {
         return Err((ErrorCode::InvalidRequiredAcks, None).into());
     }
@@ -691,20 +693,22 @@ fn append_one(
     let Some(leader_epoch) = partition.leader_epoch_if_leader() else {
         return Err((ErrorCode::NotLeaderOrFollower, None).into());
     };
+    let mut min_isr = None;
     if acks == -1 {
         if let Some(refusal) = cut_off_leader(broker, &partition) {
             return Err(refusal.into());
         }
-        let min_isr = broker.min_insync_replicas(image, topic);
+        let required = broker.min_insync_replicas(image, topic);
+        min_isr = Some(required);
         let isr = image
             .topic(topic)
             .and_then(|t| t.partitions.get(&index))
             .map_or(0, |p| p.isr.len());
-        if (isr as i64) < min_isr {
+        if (isr as i64) < required {
             return Err((
                 ErrorCode::NotEnoughReplicas,
                 Some(format!(
-                    "ISR has {isr} replicas, min.insync.replicas is {min_isr}"
+                    "ISR has {isr} replicas, min.insync.replicas is {required}"
                 )),
             )
                 .into());
@@ -727,7 +731,7 @@ fn append_one(
     if !info.duplicate {
         partition.notify_appended();
     }
-    Ok((info, partition, leader_epoch))
+    Ok((info, partition, leader_epoch, min_isr))
 }
 
 /// What a client may send, beyond what the log checks of every append (framing, CRC, sizes,
