@@ -232,6 +232,13 @@ impl Broker {
             m.copied_file_bytes_total.get(),
         );
 
+        s.counter(
+            "strom_log_coalesced_appends",
+            "Appends written with another append's write: concurrent appends to one partition \
+             written by one system call.",
+            strom_storage::coalesced_appends_total(),
+        );
+
         // Replica manager: the partitions hosted here.
         let mut min_isr: HashMap<&str, i64> = HashMap::new();
         let (mut hosted, mut leading, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);

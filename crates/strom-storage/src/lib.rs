@@ -34,7 +34,7 @@ pub use file_slice::FileSlice;
 pub use fs::{Fault, FaultOp, Fs, FsFile, OpenMode, SimFs, StdFs};
 pub use group_commit::{FlushTarget, GroupCommit, Round, EARLY_WRITEBACK_BYTES};
 pub use handles::{HandleCache, HandleStats, DEFAULT_OPEN_FILES_MAX};
-pub use log::{AppendInfo, PartitionLog};
+pub use log::{coalesced_appends_total, AppendInfo, PartitionLog};
 pub use read::{ReadResult, TimestampOffset};
 pub use recovery::RecoveryStats;
 pub use txn_index::{AbortedTxn, ActiveProducer};

@@ -46,6 +46,15 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
+/// [`PartitionLog::coalesced_appends`] over every log of the process.
+static COALESCED_APPENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Appends written with another append's write, over every partition log of the process
+/// (a counter: it never goes down when a log is deleted).
+pub fn coalesced_appends_total() -> u64 {
+    COALESCED_APPENDS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// State guarded by the partition mutex.
 pub(crate) struct Inner {
     pub config: LogConfig,
@@ -797,6 +806,7 @@ impl PartitionLog {
         if shared > 0 {
             self.coalesced
                 .fetch_add(shared, std::sync::atomic::Ordering::Relaxed);
+            COALESCED_APPENDS.fetch_add(shared, std::sync::atomic::Ordering::Relaxed);
         }
         inner.unflushed_messages += group.records;
         Ok(inner.unflushed_messages >= inner.config.flush_messages)
