@@ -134,6 +134,9 @@ impl FsFile for StdFile {
         self.0.write_all_at(buf, offset)
     }
     fn write_all_vectored_at(&self, bufs: &[&[u8]], mut offset: u64) -> io::Result<()> {
+        if let [one] = bufs {
+            return self.0.write_all_at(one, offset);
+        }
         let mut slices: Vec<io::IoSlice<'_>> = bufs
             .iter()
             .filter(|b| !b.is_empty())

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -47,12 +48,12 @@ pub struct AppendInfo {
 }
 
 /// [`PartitionLog::coalesced_appends`] over every log of the process.
-static COALESCED_APPENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static COALESCED_APPENDS: AtomicU64 = AtomicU64::new(0);
 
 /// Appends written with another append's write, over every partition log of the process
 /// (a counter: it never goes down when a log is deleted).
 pub fn coalesced_appends_total() -> u64 {
-    COALESCED_APPENDS.load(std::sync::atomic::Ordering::Relaxed)
+    COALESCED_APPENDS.load(Ordering::Relaxed)
 }
 
 /// State guarded by the partition mutex.
@@ -90,6 +91,9 @@ pub(crate) struct Inner {
     /// that epoch (an epoch without data on its leader has no data anywhere, so a crash that
     /// loses the entry loses nothing), not when leadership changes.
     pub epochs_unpersisted: bool,
+    /// The appends [`PartitionLog::append`] writes together, empty between appends (kept
+    /// for its buffers).
+    pub group: Option<Box<Group>>,
 }
 
 impl Inner {
@@ -227,10 +231,10 @@ pub struct PartitionLog {
     pub(crate) cleaner: Mutex<crate::cleaner::CleanerState>,
     /// Appends waiting for `inner`, written by whoever holds it next; see [`Self::append`].
     /// Taken with or without `inner` held, never the other way round.
-    append_queue: Mutex<Vec<Arc<Queued>>>,
+    append_queue: AppendQueue,
     /// What `append` checks before taking `inner`, from `inner.config`.
-    limits: Mutex<AppendLimits>,
-    coalesced: std::sync::atomic::AtomicU64,
+    limits: AppendLimits,
+    coalesced: AtomicU64,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -255,9 +259,17 @@ struct Request {
 }
 
 /// The limits of those checks, kept beside the config so they are read without the
-/// partition mutex.
-#[derive(Debug, Clone, Copy)]
+/// partition mutex (each on its own: a config change racing an append may apply to it or not).
+#[derive(Debug)]
 struct AppendLimits {
+    max_batch: AtomicUsize,
+    compact: AtomicBool,
+    max_decompressed: AtomicUsize,
+    segment_bytes: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
     max_batch: usize,
     compact: bool,
     max_decompressed: usize,
@@ -266,12 +278,61 @@ struct AppendLimits {
 
 impl AppendLimits {
     fn of(config: &LogConfig) -> Self {
-        AppendLimits {
-            max_batch: config.max_message_bytes as usize,
-            compact: config.cleanup_policy.compact,
-            max_decompressed: config.max_decompressed_bytes(),
-            segment_bytes: config.effective_segment_bytes(),
+        let limits = AppendLimits {
+            max_batch: AtomicUsize::new(0),
+            compact: AtomicBool::new(false),
+            max_decompressed: AtomicUsize::new(0),
+            segment_bytes: AtomicU64::new(0),
+        };
+        limits.set(config);
+        limits
+    }
+
+    fn set(&self, config: &LogConfig) {
+        let max_batch = config.max_message_bytes as usize;
+        self.max_batch.store(max_batch, Ordering::Relaxed);
+        let compact = config.cleanup_policy.compact;
+        self.compact.store(compact, Ordering::Relaxed);
+        let max_decompressed = config.max_decompressed_bytes();
+        self.max_decompressed
+            .store(max_decompressed, Ordering::Relaxed);
+        let segment_bytes = config.effective_segment_bytes();
+        self.segment_bytes.store(segment_bytes, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Limits {
+        Limits {
+            max_batch: self.max_batch.load(Ordering::Relaxed),
+            compact: self.compact.load(Ordering::Relaxed),
+            max_decompressed: self.max_decompressed.load(Ordering::Relaxed),
+            segment_bytes: self.segment_bytes.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Appends waiting for the partition mutex, oldest first.
+#[derive(Default)]
+struct AppendQueue {
+    entries: Mutex<Vec<Arc<Queued>>>,
+    /// `entries` is not empty (read without its lock: an append queued just after a reader
+    /// saw `false` is written by its own thread, which finds it unanswered).
+    waiting: AtomicBool,
+}
+
+impl AppendQueue {
+    fn push(&self, q: Arc<Queued>) {
+        let mut entries = self.entries.lock();
+        entries.push(q);
+        self.waiting.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Vec<Arc<Queued>> {
+        if !self.waiting.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut entries = self.entries.lock();
+        self.waiting.store(false, Ordering::Release);
+        std::mem::take(&mut *entries)
     }
 }
 
@@ -318,16 +379,44 @@ enum Staged {
 
 /// Accepted appends not written yet: one write for all of them.
 #[derive(Default)]
-struct Group {
+pub(crate) struct Group {
     requests: Vec<Request>,
-    /// Each accepted request's answer slot and answer, and those of duplicates of a batch
-    /// the group may hold.
-    members: Vec<(usize, AppendInfo)>,
+    /// Each accepted request's answer slot (`None`: the writing thread's own) and answer,
+    /// and those of duplicates of a batch the group may hold.
+    members: Vec<(Option<Arc<Queued>>, AppendInfo)>,
     /// The producer states after the group (over the log's).
     producers: HashMap<i64, Option<ProducerEntry>>,
     completed: Vec<CompletedTxn>,
     bytes: u64,
     records: u64,
+}
+
+impl Group {
+    /// Empties the group, keeping its buffers.
+    fn clear(&mut self) {
+        self.requests.clear();
+        self.members.clear();
+        self.producers.clear();
+        self.completed.clear();
+        self.bytes = 0;
+        self.records = 0;
+    }
+}
+
+/// Where the answers of a group's appends go: queued ones into their slots, the writing
+/// thread's own kept here.
+#[derive(Default)]
+struct Answers {
+    mine: Option<Result<Appended, LogError>>,
+}
+
+impl Answers {
+    fn give(&mut self, slot: Option<Arc<Queued>>, answer: Result<Appended, LogError>) {
+        match slot {
+            Some(q) => *q.0.lock() = QueuedState::Answered(answer),
+            None => self.mine = Some(answer),
+        }
+    }
 }
 
 /// Checks `request`'s producer sequences against the log's producer states as `group`
@@ -508,9 +597,9 @@ impl PartitionLog {
             recovery_stats,
             flush_lock: Mutex::new(()),
             cleaner: Mutex::default(),
-            append_queue: Mutex::default(),
-            limits: Mutex::new(AppendLimits::of(&config)),
-            coalesced: std::sync::atomic::AtomicU64::new(0),
+            append_queue: AppendQueue::default(),
+            limits: AppendLimits::of(&config),
+            coalesced: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 config,
                 segments,
@@ -529,13 +618,14 @@ impl PartitionLog {
                 epochs,
                 leader_epoch: None,
                 epochs_unpersisted: false,
+                group: None,
             }),
         })
     }
 
     pub fn set_config(&self, config: LogConfig) {
         let mut inner = self.inner.lock();
-        *self.limits.lock() = AppendLimits::of(&config);
+        self.limits.set(&config);
         inner.config = config;
     }
 
@@ -570,19 +660,19 @@ impl PartitionLog {
         let request = self.check_append(records)?;
         let appended = match self.inner.try_lock() {
             Some(mut inner) => {
-                let queued = std::mem::take(&mut *self.append_queue.lock());
+                let queued = self.append_queue.take();
                 self.append_queued(&mut inner, queued, Some(request))
             }
             None => {
                 let me = Arc::new(Queued(Mutex::new(QueuedState::Waiting(request))));
-                self.append_queue.lock().push(Arc::clone(&me));
+                self.append_queue.push(Arc::clone(&me));
                 let mut inner = self.inner.lock();
                 // Whoever drained the queue answered it before releasing the mutex; if
                 // nobody did, this append is still queued and this thread writes the queue.
                 match me.take_answer() {
                     Some(answer) => Some(answer),
                     None => {
-                        let queued = std::mem::take(&mut *self.append_queue.lock());
+                        let queued = self.append_queue.take();
                         self.append_queued(&mut inner, queued, None);
                         me.take_answer()
                     }
@@ -599,12 +689,12 @@ impl PartitionLog {
     /// Appends written with another append's write (several concurrent appends to this
     /// partition written by one system call): the number saved.
     pub fn coalesced_appends(&self) -> u64 {
-        self.coalesced.load(std::sync::atomic::Ordering::Relaxed)
+        self.coalesced.load(Ordering::Relaxed)
     }
 
     /// The checks of an append that need no log state; where each batch is.
     fn check_append(&self, records: BytesMut) -> Result<Request, LogError> {
-        let limits = *self.limits.lock();
+        let limits = self.limits.get();
         let mut planned = Vec::new();
         let mut pos = 0;
         for batch in BatchSplitter::new(&records, limits.max_batch) {
@@ -635,64 +725,43 @@ impl PartitionLog {
         Ok(Request { records, planned })
     }
 
-    /// Writes the queued appends (oldest first) and `own`, answering the queued ones in
-    /// their slots; returns `own`'s answer.
+    /// Stages the queued appends (oldest first) and `own` in order and writes the accepted
+    /// ones together; answers the queued ones in their slots and returns `own`'s answer. A
+    /// request is refused alone (a sequence error, say); a failed write, roll or
+    /// transaction-index update fails every request not answered yet, since they were being
+    /// written together.
     fn append_queued(
         &self,
         inner: &mut Inner,
         queued: Vec<Arc<Queued>>,
         own: Option<Request>,
     ) -> Option<Result<Appended, LogError>> {
-        let mut slots = Vec::with_capacity(queued.len() + 1);
-        let mut requests = Vec::with_capacity(queued.len() + 1);
-        for q in queued {
+        let waiting = queued.into_iter().filter_map(|q| {
             let state = std::mem::replace(&mut *q.0.lock(), QueuedState::Taken);
-            if let QueuedState::Waiting(request) = state {
-                slots.push(Some(q));
-                requests.push(request);
+            match state {
+                QueuedState::Waiting(request) => Some((Some(q), request)),
+                _ => None,
             }
-        }
-        if let Some(request) = own {
-            slots.push(None);
-            requests.push(request);
-        }
-        let mut mine = None;
-        for (slot, answer) in slots.into_iter().zip(self.write_requests(inner, requests)) {
-            match slot {
-                Some(q) => *q.0.lock() = QueuedState::Answered(answer),
-                None => mine = Some(answer),
-            }
-        }
-        mine
-    }
-
-    /// Stages `requests` in order and writes the accepted ones together, one answer per
-    /// request. A request is refused alone (a sequence error, say); a failed write, roll or
-    /// transaction-index update fails every request not answered yet, since they were being
-    /// written together.
-    fn write_requests(
-        &self,
-        inner: &mut Inner,
-        requests: Vec<Request>,
-    ) -> Vec<Result<Appended, LogError>> {
-        let mut answers: Vec<Option<Result<Appended, LogError>>> =
-            requests.iter().map(|_| None).collect();
+        });
+        let requests = waiting.chain(own.map(|request| (None, request)));
+        // The group's buffers are kept between appends (cleared, not freed).
+        let mut group = inner.group.take().unwrap_or_default();
+        let mut answers = Answers::default();
         let mut failure = inner.check_open().err();
         let now = self.clock.now_ms();
         let mut next = inner.log_end_offset();
-        let mut group = Group::default();
-        for (i, mut request) in requests.into_iter().enumerate() {
+        for (slot, mut request) in requests {
             if let Some(e) = &failure {
-                answers[i] = Some(Err(e.copy()));
+                answers.give(slot, Err(e.copy()));
                 continue;
             }
             match stage(inner, &group.producers, &mut request, next, now) {
-                Err(e) => answers[i] = Some(Err(e)),
+                Err(e) => answers.give(slot, Err(e)),
                 Ok(Staged::Duplicate(info)) if group.requests.is_empty() => {
-                    answers[i] = Some(Ok(Appended { info, flush: false }));
+                    answers.give(slot, Ok(Appended { info, flush: false }));
                 }
                 // Answered with the group: it may be a retry of a batch the group holds.
-                Ok(Staged::Duplicate(info)) => group.members.push((i, info)),
+                Ok(Staged::Duplicate(info)) => group.members.push((slot, info)),
                 Ok(Staged::Accepted {
                     info,
                     producers,
@@ -710,7 +779,7 @@ impl PartitionLog {
                             }
                         });
                         if let Err(e) = rolled {
-                            answers[i] = Some(Err(e.copy()));
+                            answers.give(slot, Err(e.copy()));
                             failure = Some(e);
                             continue;
                         }
@@ -720,7 +789,7 @@ impl PartitionLog {
                     group.completed.extend(completed);
                     group.bytes += len;
                     group.records += u64::from(info.record_count);
-                    group.members.push((i, info));
+                    group.members.push((slot, info));
                     group.requests.push(request);
                 }
             }
@@ -729,10 +798,8 @@ impl PartitionLog {
             // Its failure is in the answers of its members, the last requests.
             let _ = self.write_group(inner, &mut group, &mut answers, now);
         }
-        answers
-            .into_iter()
-            .map(|a| a.expect("write_requests answers every request"))
-            .collect()
+        inner.group = Some(group);
+        answers.mine
     }
 
     /// Writes `group` with one write and answers its members; leaves `group` empty.
@@ -740,27 +807,27 @@ impl PartitionLog {
         &self,
         inner: &mut Inner,
         group: &mut Group,
-        answers: &mut [Option<Result<Appended, LogError>>],
+        answers: &mut Answers,
         now: i64,
     ) -> Result<(), LogError> {
         let written = self.write_group_files(inner, group, now);
         match &written {
             Ok(flush) => {
-                for (i, mut info) in group.members.drain(..) {
+                for (slot, mut info) in group.members.drain(..) {
                     if !info.duplicate {
                         info.log_start_offset = inner.log_start_offset;
                     }
                     let flush = *flush && !info.duplicate;
-                    answers[i] = Some(Ok(Appended { info, flush }));
+                    answers.give(slot, Ok(Appended { info, flush }));
                 }
             }
             Err(e) => {
-                for (i, _) in group.members.drain(..) {
-                    answers[i] = Some(Err(e.copy()));
+                for (slot, _) in group.members.drain(..) {
+                    answers.give(slot, Err(e.copy()));
                 }
             }
         }
-        *group = Group::default();
+        group.clear();
         written.map(|_| ())
     }
 
@@ -789,12 +856,18 @@ impl PartitionLog {
                 }
                 start += r.records.len();
             }
-            let parts: Vec<&[u8]> = group.requests.iter().map(|r| &r.records[..]).collect();
-            inner.write_batches(&self.dir, &parts, &headers, now)?;
+            if let [one] = &group.requests[..] {
+                inner.write_batches(&self.dir, &[&one.records[..]], &headers, now)?;
+            } else {
+                let parts: Vec<&[u8]> = group.requests.iter().map(|r| &r.records[..]).collect();
+                inner.write_batches(&self.dir, &parts, &headers, now)?;
+            }
         }
-        for (id, entry) in group.producers.drain() {
-            if let Some(e) = entry {
-                inner.producers.producers.insert(id, e);
+        if !group.producers.is_empty() {
+            for (id, entry) in group.producers.drain() {
+                if let Some(e) = entry {
+                    inner.producers.producers.insert(id, e);
+                }
             }
         }
         if let Err(e) =
@@ -804,9 +877,8 @@ impl PartitionLog {
         }
         let shared = group.requests.len() as u64 - 1;
         if shared > 0 {
-            self.coalesced
-                .fetch_add(shared, std::sync::atomic::Ordering::Relaxed);
-            COALESCED_APPENDS.fetch_add(shared, std::sync::atomic::Ordering::Relaxed);
+            self.coalesced.fetch_add(shared, Ordering::Relaxed);
+            COALESCED_APPENDS.fetch_add(shared, Ordering::Relaxed);
         }
         inner.unflushed_messages += group.records;
         Ok(inner.unflushed_messages >= inner.config.flush_messages)
@@ -1157,7 +1229,7 @@ mod coalescing {
         for (i, batch) in batches.into_iter().enumerate() {
             let appender = Arc::clone(log);
             appenders.push(thread::spawn(move || appender.append(batch)));
-            while log.append_queue.lock().len() < i + 1 {
+            while log.append_queue.entries.lock().len() < i + 1 {
                 thread::sleep(Duration::from_millis(1));
             }
         }
