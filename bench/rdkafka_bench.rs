@@ -7,7 +7,8 @@
 //!     --target strom=127.0.0.1:9092 --target kafka=127.0.0.1:19092 --suite standard
 //!
 //! Producer settings follow ../shared/peers/side_by_side.py (linger.ms=5, batch.size=1 MiB,
-//! idempotence off); each run writes a fresh 3-partition topic.
+//! idempotence off); each run writes a fresh topic, of 3 partitions unless `--partitions N`,
+//! from one producer unless `--producers N` (independent producers, the records split).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -94,6 +95,12 @@ impl ProducerContext for Ctx {
     }
 }
 
+/// Partitions of the benchmark topics (`--partitions`, default 3).
+static PARTITIONS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(3);
+
+/// Independent producers sharing each produce workload (`--producers`, default 1).
+static PRODUCERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
 /// Replication factor of the benchmark topics (`--replication-factor`, default 1).
 static REPLICATION_FACTOR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
 
@@ -121,7 +128,8 @@ fn create_topic(
 ) {
     let admin: AdminClient<DefaultClientContext> = config(bootstrap).create().expect("admin");
     let rf = REPLICATION_FACTOR.load(std::sync::atomic::Ordering::Relaxed);
-    let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(rf));
+    let partitions = PARTITIONS.load(std::sync::atomic::Ordering::Relaxed);
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
     for (k, v) in configs {
         t = t.set(k, v);
     }
@@ -139,21 +147,48 @@ fn create_topic(
             .fetch_metadata(Some(topic), Duration::from_secs(5))
         {
             if md.topics().first().is_some_and(|t| {
-                t.partitions().len() == 3 && t.partitions().iter().all(|p| p.leader() >= 0)
+                t.partitions().len() == partitions as usize
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
             }) {
                 return;
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{topic} never got 3 partitions with leaders");
+    panic!("{topic} never got {partitions} partitions with leaders");
 }
 
+/// Produces `w` with `--producers` independent producers (each its own librdkafka instance
+/// and connections, on its own thread), the records and the rate split between them.
 fn produce(bootstrap: &str, topic: &str, w: &Workload) -> (f64, Histogram<u64>, u64) {
     let timing = Arc::new(Timing {
         hist: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds")),
         errors: Mutex::new(0),
     });
+    let producers = PRODUCERS.load(std::sync::atomic::Ordering::Relaxed).max(1) as u64;
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for p in 0..producers {
+            let records = w.records / producers + u64::from(p < w.records % producers);
+            let rate = w.rate.map(|r| (r / producers).max(1));
+            let timing = timing.clone();
+            scope.spawn(move || produce_part(bootstrap, topic, w, records, rate, timing));
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let hist = timing.hist.lock().unwrap().clone();
+    let errors = *timing.errors.lock().unwrap();
+    (secs, hist, errors)
+}
+
+fn produce_part(
+    bootstrap: &str,
+    topic: &str,
+    w: &Workload,
+    records: u64,
+    rate: Option<u64>,
+    timing: Arc<Timing>,
+) {
     let producer: BaseProducer<Ctx> = config(bootstrap)
         .set("acks", &w.acks)
         .set("compression.codec", &w.compression)
@@ -163,12 +198,12 @@ fn produce(bootstrap: &str, topic: &str, w: &Workload) -> (f64, Histogram<u64>, 
         .set("enable.idempotence", "false")
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
-        .create_with_context(Ctx(timing.clone()))
+        .create_with_context(Ctx(timing))
         .expect("producer");
     let payload = vec![b'a'; w.size];
     let start = Instant::now();
-    for i in 0..w.records {
-        if let Some(rate) = w.rate {
+    for i in 0..records {
+        if let Some(rate) = rate {
             let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
             let now = Instant::now();
             if due > now {
@@ -193,10 +228,6 @@ fn produce(bootstrap: &str, topic: &str, w: &Workload) -> (f64, Histogram<u64>, 
         }
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
-    let secs = start.elapsed().as_secs_f64();
-    let hist = timing.hist.lock().unwrap().clone();
-    let errors = *timing.errors.lock().unwrap();
-    (secs, hist, errors)
 }
 
 fn consume(bootstrap: &str, topic: &str, records: u64) -> f64 {
@@ -207,7 +238,7 @@ fn consume(bootstrap: &str, topic: &str, records: u64) -> f64 {
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
+    for p in 0..PARTITIONS.load(std::sync::atomic::Ordering::Relaxed) {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
             .expect("tpl");
     }
@@ -392,7 +423,7 @@ impl Args {
 }
 
 const USAGE: &str = "usage: rdkafka-bench --target NAME=HOST:PORT[,HOST:PORT...][@PID[+PID...]] ... \
-[--topic-config NAME:KEY=VALUE]... [--client-config NAME:KEY=VALUE]... [--rounds N] [--replication-factor N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]\n\
+[--topic-config NAME:KEY=VALUE]... [--client-config NAME:KEY=VALUE]... [--rounds N] [--replication-factor N] [--partitions N] [--producers N] [--suite standard | --produce RECORDS,SIZE,ACKS,CODEC[,RATE]]... [--consume] [--linger-ms N] [--json]\n\
        rdkafka-bench --failover-probe HOST:PORT[,HOST:PORT...] TOPIC PARTITION";
 
 fn parse_args() -> Args {
@@ -441,6 +472,14 @@ fn parse_args() -> Args {
                 client_settings.push((name.to_owned(), k.to_owned(), v.to_owned()));
             }
             "--rounds" => a.rounds = value().parse().expect("rounds"),
+            "--partitions" => PARTITIONS.store(
+                value().parse().expect("partitions"),
+                std::sync::atomic::Ordering::Relaxed,
+            ),
+            "--producers" => PRODUCERS.store(
+                value().parse().expect("producers"),
+                std::sync::atomic::Ordering::Relaxed,
+            ),
             "--replication-factor" => REPLICATION_FACTOR.store(
                 value().parse().expect("replication factor"),
                 std::sync::atomic::Ordering::Relaxed,
