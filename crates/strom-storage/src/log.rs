@@ -1333,8 +1333,11 @@ mod coalescing {
                 idempotent(1, 1, 1),
                 idempotent(2, 0, 2),
                 idempotent(3, 0, 1),
+                // A retry of a batch of the group fails with it.
+                idempotent(2, 0, 2),
             ],
         );
+        assert_eq!(answers.len(), 4);
         for answer in &answers {
             match answer {
                 Err(LogError::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(5)),
