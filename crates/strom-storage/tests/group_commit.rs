@@ -212,3 +212,42 @@ fn a_failed_group_fsync_acknowledges_nothing_it_did_not_cover() {
         flusher.stop();
     });
 }
+
+#[test]
+fn a_round_over_many_logs_fsyncs_each_one_and_a_failure_stays_with_its_log() {
+    let fs = Arc::new(SimFs::new(11));
+    fs.set_tearing(true);
+    let logs: Vec<_> = (0..12).map(|p| open(&fs, p, true)).collect();
+    let ends: Vec<i64> = logs
+        .iter()
+        .map(|l| l.append(batch(1)).unwrap().last_offset + 1)
+        .collect();
+    // Partition 5's fsync fails; all twelve are submitted before the flusher starts, so one
+    // round holds them all.
+    fs.inject(Fault::new(FaultOp::Sync, 5).path("t-5/").times(1));
+    let flusher = GroupCommit::default();
+    let rounds: Vec<_> = logs
+        .iter()
+        .map(|l| flusher.submit(l.clone() as Arc<dyn FlushTarget>))
+        .collect();
+    assert!(rounds.iter().all(|r| *r == rounds[0]), "one round");
+    std::thread::scope(|scope| {
+        scope.spawn(|| flusher.run());
+        flusher.wait(rounds[0]);
+        flusher.stop();
+    });
+    for (p, log) in logs.iter().enumerate() {
+        if p == 5 {
+            assert!(log.is_offline());
+            assert!(log.flushed_offset() < ends[p]);
+        } else {
+            assert_eq!(log.flushed_offset(), ends[p], "partition {p}");
+        }
+    }
+    // What the round acknowledged survives a power loss.
+    drop(logs);
+    fs.crash();
+    for p in (0..12).filter(|p| *p != 5) {
+        assert_eq!(open(&fs, p, true).log_end_offset(), ends[p], "partition {p}");
+    }
+}
