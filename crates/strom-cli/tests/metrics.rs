@@ -273,6 +273,11 @@ fn scraped_metrics_match_a_known_workload_exactly() {
         0.0
     );
     assert!(value(&samples, "kafka_server_replicamanager_leadercount", &[]) >= 2.0);
+    // The records went one at a time: no append was written with another's.
+    assert_eq!(
+        value(&samples, "strom_log_coalesced_appends_total", &[]),
+        0.0
+    );
     assert!(
         value(
             &samples,

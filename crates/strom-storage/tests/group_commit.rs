@@ -248,6 +248,10 @@ fn a_round_over_many_logs_fsyncs_each_one_and_a_failure_stays_with_its_log() {
     drop(logs);
     fs.crash();
     for p in (0..12).filter(|p| *p != 5) {
-        assert_eq!(open(&fs, p, true).log_end_offset(), ends[p], "partition {p}");
+        assert_eq!(
+            open(&fs, p, true).log_end_offset(),
+            ends[p],
+            "partition {p}"
+        );
     }
 }
