@@ -7,6 +7,7 @@
 //! on disk is unknown (fsync, rollback) takes the log offline until it is reopened. Reads live
 //! in `read.rs`, retention in `retention.rs`.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -91,9 +92,6 @@ pub(crate) struct Inner {
     /// that epoch (an epoch without data on its leader has no data anywhere, so a crash that
     /// loses the entry loses nothing), not when leadership changes.
     pub epochs_unpersisted: bool,
-    /// The appends [`PartitionLog::append`] writes together, empty between appends (kept
-    /// for its buffers).
-    pub group: Option<Box<Group>>,
 }
 
 impl Inner {
@@ -377,9 +375,14 @@ enum Staged {
     },
 }
 
+thread_local! {
+    /// This thread's [`Group`] buffers (see [`PartitionLog::append_queued`]).
+    static GROUP: RefCell<Group> = RefCell::default();
+}
+
 /// Accepted appends not written yet: one write for all of them.
 #[derive(Default)]
-pub(crate) struct Group {
+struct Group {
     requests: Vec<Request>,
     /// Each accepted request's answer slot (`None`: the writing thread's own) and answer,
     /// and those of duplicates of a batch the group may hold.
@@ -618,7 +621,6 @@ impl PartitionLog {
                 epochs,
                 leader_epoch: None,
                 epochs_unpersisted: false,
-                group: None,
             }),
         })
     }
@@ -744,8 +746,10 @@ impl PartitionLog {
             }
         });
         let requests = waiting.chain(own.map(|request| (None, request)));
-        // The group's buffers are kept between appends (cleared, not freed).
-        let mut group = inner.group.take().unwrap_or_default();
+        // The group's buffers are kept between appends (cleared, not freed), per thread: a
+        // thread writes one group at a time, and a buffer per partition would cost memory
+        // for every partition of a broker with many.
+        let mut group = GROUP.with(RefCell::take);
         let mut answers = Answers::default();
         let mut failure = inner.check_open().err();
         let now = self.clock.now_ms();
@@ -798,7 +802,7 @@ impl PartitionLog {
             // Its failure is in the answers of its members, the last requests.
             let _ = self.write_group(inner, &mut group, &mut answers, now);
         }
-        inner.group = Some(group);
+        GROUP.with(|g| *g.borrow_mut() = group);
         answers.mine
     }
 
