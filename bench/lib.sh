@@ -15,13 +15,15 @@
 #   load_average                  prints the load average line;
 #   warm_memory                   once per boot: touches the free memory once (see below).
 # An EXIT trap stops every Strom started here and the Kafka (its data wiped), unless
-# KEEP_KAFKA is set (then Kafka keeps running for the next script).
+# KEEP_KAFKA is set (then Kafka keeps running for the next script), and removes the
+# directories a script added to BENCH_WIPE_DIRS (its brokers' data: gigabytes per run).
 # Needs: CARGO_TARGET_DIR (BIN=$CARGO_TARGET_DIR/release), optional PEERS and STROM_BIN.
 
 PEERS=${PEERS:-/work/shared/peers}
 BIN=${CARGO_TARGET_DIR:+$CARGO_TARGET_DIR/release}
 STROM_BIN=${STROM_BIN:-${BIN:+$BIN/strom}}
 BENCH_STROM_PIDS=()
+BENCH_WIPE_DIRS=()
 KAFKA_ENV=()
 
 bench_help() {
@@ -85,6 +87,10 @@ for i in range(0, len(b), 4096):
 bench_cleanup() {
   if [ ${#BENCH_STROM_PIDS[@]} -gt 0 ]; then
     kill "${BENCH_STROM_PIDS[@]}" 2>/dev/null || true
+    wait "${BENCH_STROM_PIDS[@]}" 2>/dev/null || true
+  fi
+  if [ ${#BENCH_WIPE_DIRS[@]} -gt 0 ]; then
+    rm -rf "${BENCH_WIPE_DIRS[@]}"
   fi
   if [ ${#KAFKA_ENV[@]} -gt 0 ] && [ -z "${KEEP_KAFKA:-}" ]; then
     env "${KAFKA_ENV[@]}" KAFKA_WIPE=1 "$PEERS/kafka-stop.sh" || true

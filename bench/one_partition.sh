@@ -30,6 +30,7 @@ KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-29711}
 DATA=/tmp/one-partition-bench
 
 rm -rf "$DATA" && mkdir -p "$DATA"
+BENCH_WIPE_DIRS+=("$DATA")
 strom_start "$STROM_PORT" "$DATA/data" "$DATA/strom.out" \
   --set "http.listeners=http://127.0.0.1:$((STROM_PORT + 1))"
 TARGETS=(--target "strom=127.0.0.1:$STROM_PORT@$STROM_PID")
