@@ -59,6 +59,25 @@ fn overrides(bootstrap: &str, topic: &str, part: &str) -> Vec<(String, Option<St
     })
 }
 
+/// Waits (10 s at most) until `overrides` gives `expected`, and returns what it last gave: a
+/// config change committed by the controller reaches each broker's metadata a little later,
+/// and the describe may go to any broker.
+fn wait_overrides(
+    bootstrap: &str,
+    topic: &str,
+    part: &str,
+    expected: &[(String, Option<String>)],
+) -> Vec<(String, Option<String>)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = overrides(bootstrap, topic, part);
+        if got == expected || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Stops `load` and checks every partition: nothing lost, duplicated or reordered, no
 /// delivery error. Returns (acknowledged, read).
 fn check_load(load: Load, bootstrap: &str, topic: &str) -> (usize, usize) {
@@ -477,12 +496,18 @@ fn a_throttled_reassignment_stays_under_its_rate_and_can_be_cancelled() {
         ],
     );
     assert!(ok, "{out}");
+    let all = vec![(
+        "leader.replication.throttled.replicas".to_string(),
+        Some("*".to_string()),
+    )];
     assert_eq!(
-        overrides(&bootstrap, "bulk", "leader.replication.throttled.replicas"),
-        vec![(
-            "leader.replication.throttled.replicas".to_string(),
-            Some("*".to_string())
-        )]
+        wait_overrides(
+            &bootstrap,
+            "bulk",
+            "leader.replication.throttled.replicas",
+            &all
+        ),
+        all
     );
     block(async {
         let admin = strom_client::Admin::new(strom_client::ClientConfig::new(&bootstrap))
@@ -508,7 +533,7 @@ fn a_throttled_reassignment_stays_under_its_rate_and_can_be_cancelled() {
         v.topics["bulk"][&0].1 == [1, 2]
     });
     assert_eq!(view.topics["bulk"][&0].2.len(), 2);
-    let left = overrides(&bootstrap, "bulk", "throttled");
+    let left = wait_overrides(&bootstrap, "bulk", "throttled", &[]);
     assert!(left.is_empty(), "--cancel removes the throttles: {left:?}");
     let (acked, read) = check_load(load, &bootstrap, "live");
     println!("live load: acked {acked}, read {read}, lost 0, duplicated 0, reordered 0");
